@@ -1,0 +1,17 @@
+/* cli.h -- the command-line subcommands, each a front end over the llm/store APIs. */
+#ifndef NATTER_CLI_H
+#define NATTER_CLI_H
+
+#include <stdio.h>
+
+/* Each returns the process exit status: 0 ok, 1 runtime error, 2 usage error. */
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
+/* Shared helpers (main.c). */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reads a whole file into a new buffer (caller frees); NULL and a message on failure. */
+char *cli_read_file(const char *path, size_t *len);
+extern const char *cli_progname;
+
+#endif

@@ -90,6 +90,7 @@ main(int argc, char **argv)
 	} cmds[] = {
 		{ "info", cmd_info },
 		{ "tokenize", cmd_tokenize },
+		{ "eval", cmd_eval },
 	};
 
 	if (argc < 2) {

@@ -26,7 +26,7 @@ static int t_pass, t_fail, t_skip;
 static inline const char *
 test_fixtures(void)
 {
-	static char buf[4096];
+	static char buf[2048];
 	struct stat st;
 	const char *e = getenv("NATTER_FIXTURES");
 

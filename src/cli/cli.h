@@ -7,6 +7,7 @@
 /* Each returns the process exit status: 0 ok, 1 runtime error, 2 usage error. */
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,0 +1,97 @@
+/* quant.h -- tensor element types: block layouts, conversions and dot products. */
+#ifndef NATTER_QUANT_H
+#define NATTER_QUANT_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "natter/gguf.h"
+
+typedef uint16_t qhalf;          /* IEEE binary16, as stored in files */
+
+#define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK8_0 32
+#define QK8_1 32
+#define QK_K 256
+#define K_SCALE_SIZE 12
+
+/* Every layout below is the one ggml writes into GGUF files. */
+
+typedef struct { qhalf d; uint8_t qs[QK4_0 / 2]; } block_q4_0;   /* x = (q - 8) * d; low nibbles first half */
+static_assert(sizeof(block_q4_0) == 18, "q4_0 size");
+
+typedef struct { qhalf d, m; uint8_t qs[QK4_1 / 2]; } block_q4_1;  /* x = q * d + m */
+static_assert(sizeof(block_q4_1) == 20, "q4_1 size");
+
+typedef struct { qhalf d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0;   /* x = (q - 16) * d */
+static_assert(sizeof(block_q5_0) == 22, "q5_0 size");
+
+typedef struct { qhalf d, m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1;  /* x = q * d + m */
+static_assert(sizeof(block_q5_1) == 24, "q5_1 size");
+
+typedef struct { qhalf d; int8_t qs[QK8_0]; } block_q8_0;          /* x = q * d */
+static_assert(sizeof(block_q8_0) == 34, "q8_0 size");
+
+typedef struct { qhalf d, s; int8_t qs[QK8_1]; } block_q8_1;       /* s = d * sum(qs) */
+static_assert(sizeof(block_q8_1) == 36, "q8_1 size");
+
+/* 16 sub-blocks of 16: 4-bit scale and 4-bit min each; 2-bit quants. */
+typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; qhalf d, dmin; } block_q2_K;
+static_assert(sizeof(block_q2_K) == 84, "q2_K size");
+
+/* 16 sub-blocks of 16: 6-bit scales; 2 low bits in qs, high bit in hmask. */
+typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; qhalf d; } block_q3_K;
+static_assert(sizeof(block_q3_K) == 110, "q3_K size");
+
+/* 8 sub-blocks of 32: 6-bit scales and mins packed in 12 bytes; 4-bit quants. */
+typedef struct { qhalf d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; } block_q4_K;
+static_assert(sizeof(block_q4_K) == 144, "q4_K size");
+
+typedef struct { qhalf d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
+static_assert(sizeof(block_q5_K) == 176, "q5_K size");
+
+/* 16 sub-blocks of 16: 8-bit scales; 4 low bits in ql, 2 high bits in qh. */
+typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; qhalf d; } block_q6_K;
+static_assert(sizeof(block_q6_K) == 210, "q6_K size");
+
+/* Activations for K-quant dot products: float scale, sums of each 16. */
+typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+static_assert(sizeof(block_q8_K) == 292, "q8_K size");
+
+/* Conversions between binary16 / bfloat16 and float. */
+float q_f16_to_f32(qhalf h);
+qhalf q_f32_to_f16(float f);
+float q_bf16_to_f32(uint16_t h);
+uint16_t q_f32_to_bf16(float f);
+
+/* A row dot product: *S = sum over N elements of X (weight type) times Y
+ * (activations, in the type's vec_dot_type).  N is a multiple of the block. */
+typedef void (*q_vec_dot_fn)(int n, float *s, const void *x, const void *y);
+typedef void (*q_to_float_fn)(const void *x, float *y, int64_t n);
+typedef void (*q_from_float_fn)(const float *x, void *y, int64_t n);
+
+struct q_traits {
+	int supported;                 /* natter can compute with this type */
+	enum ggml_type vec_dot_type;   /* what activations are converted to */
+	q_to_float_fn to_float;        /* reference dequantization */
+	q_from_float_fn from_float;    /* reference quantization (NULL if none) */
+	q_vec_dot_fn vec_dot_ref;      /* portable scalar dot product */
+	q_vec_dot_fn vec_dot;          /* the fastest for this CPU (set by q_init) */
+	q_to_float_fn to_float_fast;   /* same, for dequantization */
+};
+
+/* Detects the CPU and fills the fast paths.  Call once before any
+ * computation; safe to call again.  FORCE_SCALAR keeps the references. */
+void q_init(int force_scalar);
+const struct q_traits *q_traits_get(enum ggml_type t);
+/* "AVX2 FMA F16C" or "scalar": what q_init chose. */
+const char *q_cpu_features(void);
+
+/* Bytes of one row of N elements of type T. */
+size_t q_row_size(enum ggml_type t, int64_t n);
+
+#endif

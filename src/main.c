@@ -91,6 +91,7 @@ main(int argc, char **argv)
 		{ "info", cmd_info },
 		{ "tokenize", cmd_tokenize },
 		{ "eval", cmd_eval },
+		{ "generate", cmd_generate },
 	};
 
 	if (argc < 2) {

@@ -1,0 +1,54 @@
+/* sampler.h -- choosing the next token: penalties, top-k, top-p, min-p, temperature, a seeded draw. */
+#ifndef NATTER_SAMPLER_H
+#define NATTER_SAMPLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Defaults are llama.cpp's, so results are comparable. */
+struct sampler_params {
+	float temp;              /* 0.8; <= 0 picks the most likely token (greedy) */
+	int top_k;               /* 40; 0 = off */
+	float top_p;             /* 0.95; 1 = off */
+	float min_p;             /* 0.05; 0 = off */
+	float repeat_penalty;    /* 1.0 = off: divides positive logits, multiplies negative */
+	float presence_penalty;  /* 0 = off: subtracted once from tokens seen */
+	float frequency_penalty; /* 0 = off: subtracted per occurrence */
+	int penalty_last_n;      /* 64: how many recent tokens the penalties look at */
+	uint64_t seed;           /* SAMPLER_SEED_RANDOM for a clock-derived seed */
+};
+
+#define SAMPLER_SEED_RANDOM UINT64_MAX
+
+void sampler_params_default(struct sampler_params *p);
+/* Checks ranges; returns 0 or -1 with ERR naming the bad parameter. */
+int sampler_params_check(const struct sampler_params *p, char *err, size_t errlen);
+
+struct sampler;
+
+/* Everything is allocated here, once (N_VOCAB candidates). */
+struct sampler *sampler_new(int n_vocab, uint64_t seed);
+void sampler_free(struct sampler *s);
+/* Restarts the random sequence from SEED and forgets the history. */
+void sampler_reset(struct sampler *s, uint64_t seed);
+/* The seed actually in use (after SAMPLER_SEED_RANDOM was resolved). */
+uint64_t sampler_seed(const struct sampler *s);
+/* Records a token in the penalty history (prompt and generated tokens). */
+void sampler_accept(struct sampler *s, int32_t tok);
+
+/*
+ * Picks a token from LOGITS (n_vocab, not modified) under P, applying in
+ * order: repetition/presence/frequency penalties over the last
+ * penalty_last_n accepted tokens, top-k, top-p, min-p, temperature, then a
+ * draw from the seeded generator (or the maximum when temp <= 0).  P is read
+ * once per call, so a caller may change it between two tokens.  Does not
+ * accept the token.  One thread per sampler; no allocation.
+ */
+int32_t sampler_sample(struct sampler *s, const struct sampler_params *p, const float *logits);
+
+/* After a sample: how many candidates survived the filters (for tests). */
+int sampler_n_candidates(const struct sampler *s);
+/* The probability the last draw gave candidate TOK (0 if filtered out). */
+float sampler_prob(const struct sampler *s, int32_t tok);
+
+#endif

@@ -1,0 +1,212 @@
+/* cmd-generate.c -- `natter generate`: continue a prompt, printing tokens as they come. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "natter/llm.h"
+#include "natter/sampler.h"
+#include "natter/text.h"
+#include "natter/tok.h"
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Writes model text: sanitised on a terminal, byte-exact into pipes and files. */
+static void
+out_text(const char *s, size_t n, int tty)
+{
+	char buf[4096];
+	size_t used;
+
+	if (!tty) {
+		fwrite(s, 1, n, stdout);
+		return;
+	}
+	while (n > 0) {
+		size_t w = text_sanitize(s, n, buf, sizeof(buf), &used, 1);
+		fwrite(buf, 1, w, stdout);
+		if (used == 0)
+			break;
+		s += used;
+		n -= used;
+	}
+}
+
+int
+cmd_generate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "prompt", required_argument, NULL, 'p' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "n-predict", required_argument, NULL, 'n' },
+		{ "temp", required_argument, NULL, 'T' },
+		{ "top-k", required_argument, NULL, 'K' },
+		{ "top-p", required_argument, NULL, 'P' },
+		{ "min-p", required_argument, NULL, 'M' },
+		{ "repeat-penalty", required_argument, NULL, 'R' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "ctx-size", required_argument, NULL, 'c' },
+		{ "ignore-eos", no_argument, NULL, 'E' },
+		{ "stats", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL, *prompt = NULL, *pfile = NULL;
+	int n_predict = 64, threads = 0, n_ctx = 0, ignore_eos = 0, stats = 0, c, rc = 1;
+	struct sampler_params sp;
+	struct llm_model *m = NULL;
+	struct llm_ctx *ctx = NULL;
+	struct sampler *smp = NULL;
+	struct tok_stream *ts = NULL;
+	struct tok_ids ids = { 0 };
+	float *logits = NULL;
+	char err[512], *text = NULL;
+	size_t text_len = 0;
+	int tty = isatty(STDOUT_FILENO);
+	int n_gen = 0;
+	double t0, t1, t2;
+
+	sampler_params_default(&sp);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "m:p:f:n:t:c:s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': path = optarg; break;
+		case 'p': prompt = optarg; break;
+		case 'f': pfile = optarg; break;
+		case 'n': n_predict = atoi(optarg); break;
+		case 'T': sp.temp = strtof(optarg, NULL); break;
+		case 'K': sp.top_k = atoi(optarg); break;
+		case 'P': sp.top_p = strtof(optarg, NULL); break;
+		case 'M': sp.min_p = strtof(optarg, NULL); break;
+		case 'R': sp.repeat_penalty = strtof(optarg, NULL); break;
+		case 'S': case 's': sp.seed = strtoull(optarg, NULL, 10); break;
+		case 't': threads = atoi(optarg); break;
+		case 'c': n_ctx = atoi(optarg); break;
+		case 'E': ignore_eos = 1; break;
+		case 'v': stats = 1; break;
+		case 'h':
+			printf("usage: natter generate -m FILE (-p PROMPT | -f FILE) [-n N] [--temp T] [--top-k K]\n"
+			    "       [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N] [-c N]\n"
+			    "       [--ignore-eos] [--stats]\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (!path || (!prompt && !pfile)) {
+		cli_error("generate: needs -m FILE and -p PROMPT (or -f FILE)");
+		return 2;
+	}
+	if (sampler_params_check(&sp, err, sizeof(err)) < 0) {
+		cli_error("generate: %s", err);
+		return 2;
+	}
+	if (n_predict < 0) {
+		cli_error("generate: -n must be 0 or more");
+		return 2;
+	}
+	if (pfile) {
+		text = cli_read_file(pfile, &text_len);
+		if (!text)
+			return 1;
+	} else {
+		text = strdup(prompt);
+		text_len = strlen(prompt);
+	}
+	t0 = now_s();
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		goto out;
+	}
+	{
+		const struct tok_vocab *v = llm_model_vocab(m);
+		const int n_vocab = llm_model_hparams(m)->n_vocab;
+
+		ctx = llm_ctx_new(m, n_ctx, 0, threads, err, sizeof(err));
+		smp = sampler_new(n_vocab, sp.seed);
+		ts = tok_stream_new(v, 0);
+		logits = malloc(n_vocab * sizeof(float));
+		if (!ctx || !smp || !ts || !logits) {
+			cli_error("%s", ctx ? "out of memory" : err);
+			goto out;
+		}
+		if (tok_encode(v, text, text_len, tok_add_bos(v), 0, &ids) < 0) {
+			cli_error("out of memory");
+			goto out;
+		}
+		if (ids.n == 0) {
+			cli_error("generate: the prompt is empty and the model has no BOS token");
+			goto out;
+		}
+		if ((int)ids.n >= llm_ctx_n_ctx(ctx)) {
+			cli_error("generate: the prompt is %zu tokens, more than the context of %d "
+			    "(use a shorter prompt or a larger -c)", ids.n, llm_ctx_n_ctx(ctx));
+			goto out;
+		}
+		for (size_t i = 0; i < ids.n; i++)
+			sampler_accept(smp, ids.ids[i]);
+		t1 = now_s();
+		if (llm_eval(ctx, ids.ids, (int)ids.n, logits, 0, err, sizeof(err)) < 0) {
+			cli_error("generate: %s", err);
+			goto out;
+		}
+		t2 = now_s();
+		for (n_gen = 0; n_gen < n_predict; n_gen++) {
+			int32_t tok = sampler_sample(smp, &sp, logits);
+			size_t len;
+			const char *piece;
+
+			if (!ignore_eos && tok_is_eog(v, tok))
+				break;
+			sampler_accept(smp, tok);
+			piece = tok_stream_push(ts, tok, &len);
+			out_text(piece, len, tty);
+			fflush(stdout);
+			if (llm_ctx_n_past(ctx) >= llm_ctx_n_ctx(ctx)) {
+				n_gen++;
+				break;   /* the context is full */
+			}
+			if (llm_eval(ctx, &tok, 1, logits, 0, err, sizeof(err)) < 0) {
+				cli_error("generate: %s", err);
+				goto out;
+			}
+		}
+		{
+			size_t len;
+			const char *rest = tok_stream_flush(ts, &len);
+			out_text(rest, len, tty);
+		}
+		if (tty || n_gen > 0)
+			putchar('\n');
+		fflush(stdout);
+		if (stats) {
+			double t3 = now_s();
+			fprintf(stderr, "load %.2f s; prompt %zu tokens, %.1f tok/s; generated %d tokens, "
+			    "%.1f tok/s; seed %llu; %d threads\n", t1 - t0, ids.n, ids.n / (t2 - t1), n_gen,
+			    n_gen / (t3 - t2), (unsigned long long)sampler_seed(smp), llm_ctx_n_threads(ctx));
+		}
+	}
+	rc = 0;
+out:
+	free(text);
+	free(logits);
+	tok_ids_free(&ids);
+	tok_stream_free(ts);
+	sampler_free(smp);
+	llm_ctx_free(ctx);
+	llm_model_free(m);
+	return rc;
+}

@@ -1,0 +1,68 @@
+/* text.c -- sanitising untrusted text for terminals, repairing invalid UTF-8. */
+#include "config.h"
+
+#include <string.h>
+
+#include "natter/text.h"
+#include "llm/unicode.h"
+
+static const char repl[] = "\xef\xbf\xbd";   /* U+FFFD */
+
+static size_t
+emit(char *out, size_t cap, size_t at, const char *p, size_t n, int *full)
+{
+	if (*full || at + n > cap) {
+		*full = 1;
+		return at;
+	}
+	memcpy(out + at, p, n);
+	return at + n;
+}
+
+size_t
+text_sanitize(const char *s, size_t n, char *out, size_t cap, size_t *used, int final)
+{
+	size_t i = 0, o = 0;
+	int full = 0;
+	size_t stop = final ? n : utf8_complete_prefix((const unsigned char *)s, n);
+
+	while (i < stop && !full) {
+		uint32_t cp;
+		size_t l = utf8_decode((const unsigned char *)s + i, stop - i, &cp);
+		char buf[4];
+		size_t before = o;
+
+		if (cp >= UCP_RAW_BYTE || (cp >= 0x80 && cp < 0xA0)) {
+			o = emit(out, cap, o, repl, 3, &full);
+		} else if ((cp < 0x20 && cp != '\n' && cp != '\t') || cp == 0x7F) {
+			uint32_t pic = cp == 0x7F ? 0x2421 : 0x2400 + cp;
+			o = emit(out, cap, o, buf, utf8_encode(pic, buf), &full);
+		} else {
+			o = emit(out, cap, o, s + i, l, &full);
+		}
+		if (o == before && full)
+			break;
+		i += l;
+	}
+	if (used)
+		*used = i;
+	return o;
+}
+
+size_t
+text_repair_utf8(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t i = 0, o = 0;
+	int full = 0;
+
+	while (i < n && !full) {
+		uint32_t cp;
+		size_t l = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+		if (cp >= UCP_RAW_BYTE)
+			o = emit(out, cap, o, repl, 3, &full);
+		else
+			o = emit(out, cap, o, s + i, l, &full);
+		i += l;
+	}
+	return o;
+}

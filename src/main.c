@@ -92,6 +92,8 @@ main(int argc, char **argv)
 		{ "tokenize", cmd_tokenize },
 		{ "eval", cmd_eval },
 		{ "generate", cmd_generate },
+		{ "mkmodel", cmd_mkmodel },
+		{ "bench", cmd_bench },
 	};
 
 	if (argc < 2) {

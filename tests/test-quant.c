@@ -188,6 +188,33 @@ test_f16(void)
 	CHECK(isnan(q_bf16_to_f32(q_f32_to_bf16(NAN))), "bf16 NaN stays NaN");
 }
 
+/* The fast activation quantizers give the same levels, up to rounding ties. */
+static void
+test_act_quant(enum ggml_type t, const struct q_traits *scalar, const struct q_traits *fast)
+{
+	enum { N = 2048 };
+	static float x[N], a[N], b[N];
+	static uint8_t qa[N * 2], qb[N * 2];
+	double maxd = 0, step = 0;
+
+	for (int i = 0; i < N; i++)
+		x[i] = rndf() * (i % 61 == 0 ? 30 : 1);
+	scalar->from_float(x, qa, N);
+	fast->from_float_fast(x, qb, N);
+	scalar->to_float(qa, a, N);
+	scalar->to_float(qb, b, N);
+	for (int i = 0; i < N; i++) {
+		if (fabs(a[i] - b[i]) > maxd)
+			maxd = fabs(a[i] - b[i]);
+		if (fabs(x[i]) > step)
+			step = fabs(x[i]);
+	}
+	step /= 127;   /* one quantization step at the largest scale */
+	printf("%-5s fast activation quantizer: max difference %.3g (one step %.3g)\n",
+	    ggml_type_info_get(t)->name, maxd, step);
+	CHECK(maxd <= step * 1.001, "%s fast quantizer differs by more than one step", ggml_type_info_get(t)->name);
+}
+
 int
 main(void)
 {
@@ -204,6 +231,8 @@ main(void)
 	test_f16();
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 		test_type(types[i], &scalar[types[i]], &fast[types[i]]);
+	test_act_quant(GGML_TYPE_Q8_0, &scalar[GGML_TYPE_Q8_0], &fast[GGML_TYPE_Q8_0]);
+	test_act_quant(GGML_TYPE_Q8_K, &scalar[GGML_TYPE_Q8_K], &fast[GGML_TYPE_Q8_K]);
 	test_round_trip(GGML_TYPE_F16, 0.001);
 	test_round_trip(GGML_TYPE_BF16, 0.005);
 	test_round_trip(GGML_TYPE_Q8_0, 0.01);

@@ -82,6 +82,7 @@ struct q_traits {
 	q_vec_dot_fn vec_dot_ref;      /* portable scalar dot product */
 	q_vec_dot_fn vec_dot;          /* the fastest for this CPU (set by q_init) */
 	q_to_float_fn to_float_fast;   /* same, for dequantization */
+	q_from_float_fn from_float_fast; /* same, for quantizing activations */
 };
 
 /* Detects the CPU and fills the fast paths.  Call once before any

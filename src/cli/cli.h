@@ -9,6 +9,8 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_mkmodel(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -72,7 +72,7 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 	} else {
 		job.qrow = q_row_size(qt->vec_dot_type, n);
 		for (int t = 0; t < nt; t++)
-			vt->from_float(x + (size_t)t * n, s->xq + (size_t)t * job.qrow, n);
+			vt->from_float_fast(x + (size_t)t * n, s->xq + (size_t)t * job.qrow, n);
 		job.xq = s->xq;
 	}
 	pool_run(p, mm_worker, &job);

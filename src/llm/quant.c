@@ -848,7 +848,7 @@ q_row_size(enum ggml_type t, int64_t n)
 const struct q_traits *
 q_traits_get(enum ggml_type t)
 {
-	static const struct q_traits none = { 0, GGML_TYPE_F32, NULL, NULL, NULL, NULL, NULL };
+	static const struct q_traits none = { 0, GGML_TYPE_F32, NULL, NULL, NULL, NULL, NULL, NULL };
 	if ((unsigned)t >= GGML_TYPE_COUNT)
 		return &none;
 	return &q_traits_table[t];
@@ -862,6 +862,7 @@ q_init(int force_scalar)
 	for (int t = 0; t < GGML_TYPE_COUNT; t++) {
 		q_traits_table[t].vec_dot = q_traits_table[t].vec_dot_ref;
 		q_traits_table[t].to_float_fast = q_traits_table[t].to_float;
+		q_traits_table[t].from_float_fast = q_traits_table[t].from_float;
 	}
 	q_simd = 0;
 	if (!force_scalar && q_avx2_available()) {

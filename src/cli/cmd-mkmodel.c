@@ -1,0 +1,319 @@
+/* cmd-mkmodel.c -- `natter mkmodel`: a GGUF with random weights and real model shapes, for benchmarks. */
+#include "config.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "natter/gguf-write.h"
+#include "natter/quant.h"
+
+struct preset {
+	const char *name;
+	const char *arch;
+	int n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
+	float rope_base, rms_eps;
+	int tied, qkv_bias, spm;
+};
+
+static const struct preset presets[] = {
+	/* Qwen2.5-0.5B: tied embeddings, q/k/v biases, byte-level BPE. */
+	{ "qwen2.5-0.5b", "qwen2", 151936, 896, 24, 14, 2, 4864, 32768, 1000000.0f, 1e-6f, 1, 1, 0 },
+	/* TinyLlama 1.1B: separate output, SentencePiece. */
+	{ "llama-1b", "llama", 32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, 0, 0, 1 },
+	/* A small one for quick tests. */
+	{ "tiny", "llama", 512, 256, 2, 4, 2, 512, 512, 10000.0f, 1e-5f, 0, 0, 1 },
+};
+
+/* The file-type mixes, by llama.cpp's names and general.file_type numbers. */
+enum mix { MIX_F32, MIX_F16, MIX_Q8_0, MIX_Q4_0, MIX_Q4_K_M };
+static const struct { const char *name; enum mix mix; int file_type; } mixes[] = {
+	{ "F32", MIX_F32, 0 }, { "F16", MIX_F16, 1 }, { "Q8_0", MIX_Q8_0, 7 }, { "Q4_0", MIX_Q4_0, 2 },
+	{ "Q4_K_M", MIX_Q4_K_M, 15 },
+};
+
+struct fill {
+	enum ggml_type type;
+	int64_t ne0, ne1;
+	float sigma;        /* 0: all ones (norm weights) */
+	uint64_t seed;
+};
+
+static uint64_t
+xs(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Roughly normal values (sum of uniforms), cheap enough for a billion. */
+static int
+fill_tensor(void *ctx, void *buf, size_t nbytes)
+{
+	const struct fill *f = ctx;
+	const struct q_traits *qt = q_traits_get(f->type);
+	size_t row = q_row_size(f->type, f->ne0);
+	float *tmp = malloc(f->ne0 * sizeof(float));
+	uint64_t s = f->seed | 1;
+
+	if (!tmp)
+		return -1;
+	(void)nbytes;
+	for (int64_t r = 0; r < f->ne1; r++) {
+		for (int64_t i = 0; i < f->ne0; i++) {
+			if (f->sigma == 0) {
+				tmp[i] = 1.0f;
+				continue;
+			}
+			uint64_t v = xs(&s);
+			float u = ((v & 0xFFFF) + ((v >> 16) & 0xFFFF) + ((v >> 32) & 0xFFFF) - 98302.5f) / 32768.0f;
+			tmp[i] = u * f->sigma;
+		}
+		qt->from_float(tmp, (uint8_t *)buf + r * row, f->ne0);
+	}
+	free(tmp);
+	return 0;
+}
+
+/* llama.cpp's rule for which layers get more bits in the _M mixes. */
+static int
+more_bits(int i, int n)
+{
+	return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/* K-quants need rows that are a multiple of 256; fall back as llama.cpp does. */
+static enum ggml_type
+fit(enum ggml_type t, int64_t ne0)
+{
+	if (ne0 % QK_K == 0)
+		return t;
+	switch (t) {
+	case GGML_TYPE_Q4_K: return GGML_TYPE_Q5_0;
+	case GGML_TYPE_Q5_K: return GGML_TYPE_Q5_1;
+	case GGML_TYPE_Q6_K: return GGML_TYPE_Q8_0;
+	default: return t;
+	}
+}
+
+static enum ggml_type
+weight_type(enum mix mix, const char *role, int layer, int n_layer, int64_t ne0)
+{
+	switch (mix) {
+	case MIX_F32: return GGML_TYPE_F32;
+	case MIX_F16: return GGML_TYPE_F16;
+	case MIX_Q8_0: return GGML_TYPE_Q8_0;
+	case MIX_Q4_0:
+		return strcmp(role, "output") == 0 ? fit(GGML_TYPE_Q6_K, ne0) : GGML_TYPE_Q4_0;
+	case MIX_Q4_K_M:
+		if (strcmp(role, "output") == 0)
+			return fit(GGML_TYPE_Q6_K, ne0);
+		if ((strcmp(role, "attn_v") == 0 || strcmp(role, "ffn_down") == 0) && more_bits(layer, n_layer))
+			return fit(GGML_TYPE_Q6_K, ne0);
+		return fit(GGML_TYPE_Q4_K, ne0);
+	}
+	return GGML_TYPE_F32;
+}
+
+int
+cmd_mkmodel(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "preset", required_argument, NULL, 'p' },
+		{ "type", required_argument, NULL, 't' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "layers", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *pname = NULL, *tname = NULL, *out = NULL;
+	const struct preset *P = NULL;
+	int mi = -1, c, n_layer_override = 0, rc = 1;
+	struct gguf_writer *w = NULL;
+	struct fill *fills = NULL;
+	int nfill = 0;
+	char err[512], name[96];
+	char **tokstr = NULL;
+	int32_t *toktype = NULL;
+	float *scores = NULL;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "p:t:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': pname = optarg; break;
+		case 't': tname = optarg; break;
+		case 'o': out = optarg; break;
+		case 'l': n_layer_override = atoi(optarg); break;
+		case 'h':
+			printf("usage: natter mkmodel --preset (qwen2.5-0.5b|llama-1b|tiny) --type (F32|F16|Q8_0|Q4_0|Q4_K_M) -o FILE\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (!pname || !tname || !out) {
+		cli_error("mkmodel: needs --preset NAME, --type TYPE and -o FILE");
+		return 2;
+	}
+	for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
+		if (strcmp(presets[i].name, pname) == 0)
+			P = &presets[i];
+	for (size_t i = 0; i < sizeof(mixes) / sizeof(mixes[0]); i++)
+		if (strcasecmp(mixes[i].name, tname) == 0)
+			mi = (int)i;
+	if (!P) {
+		cli_error("mkmodel: unknown preset '%s' (qwen2.5-0.5b, llama-1b, tiny)", pname);
+		return 2;
+	}
+	if (mi < 0) {
+		cli_error("mkmodel: unknown type '%s' (F32, F16, Q8_0, Q4_0, Q4_K_M)", tname);
+		return 2;
+	}
+	q_init(0);
+	{
+		const int n_layer = n_layer_override > 0 ? n_layer_override : P->n_layer;
+		const int hd = P->n_embd / P->n_head, E = P->n_embd, KV = P->n_head_kv * hd, FF = P->n_ff;
+		const enum mix mix = mixes[mi].mix;
+		const int max_fill = 4 + n_layer * 12;
+		uint64_t seed = 12345;
+
+		w = gguf_writer_new(32);
+		fills = calloc(max_fill, sizeof(*fills));
+		tokstr = calloc(P->n_vocab, sizeof(*tokstr));
+		toktype = calloc(P->n_vocab, sizeof(*toktype));
+		scores = calloc(P->n_vocab, sizeof(*scores));
+		if (!w || !fills || !tokstr || !toktype || !scores) {
+			cli_error("out of memory");
+			goto out;
+		}
+#define KEY(s) (snprintf(name, sizeof(name), "%s." s, P->arch), name)
+		gguf_w_str(w, "general.architecture", P->arch);
+		snprintf(err, sizeof(err), "natter random %s %s", P->name, mixes[mi].name);
+		gguf_w_str(w, "general.name", err);
+		gguf_w_u32(w, "general.file_type", (uint32_t)mixes[mi].file_type);
+		gguf_w_u32(w, "general.quantization_version", 2);
+		gguf_w_u32(w, "general.alignment", 32);
+		gguf_w_u32(w, KEY("context_length"), (uint32_t)P->n_ctx);
+		gguf_w_u32(w, KEY("embedding_length"), (uint32_t)E);
+		gguf_w_u32(w, KEY("block_count"), (uint32_t)n_layer);
+		gguf_w_u32(w, KEY("feed_forward_length"), (uint32_t)FF);
+		gguf_w_u32(w, KEY("attention.head_count"), (uint32_t)P->n_head);
+		gguf_w_u32(w, KEY("attention.head_count_kv"), (uint32_t)P->n_head_kv);
+		gguf_w_f32(w, KEY("rope.freq_base"), P->rope_base);
+		gguf_w_f32(w, KEY("attention.layer_norm_rms_epsilon"), P->rms_eps);
+#undef KEY
+		/* A synthetic vocabulary of the right size: bytes first, then filler. */
+		int next = 0;
+		for (int i = 0; i < P->n_vocab; i++) {
+			char buf[32];
+			toktype[i] = 1;
+			if (P->spm) {
+				if (i == 0) { snprintf(buf, sizeof(buf), "<unk>"); toktype[i] = 2; }
+				else if (i == 1) { snprintf(buf, sizeof(buf), "<s>"); toktype[i] = 3; }
+				else if (i == 2) { snprintf(buf, sizeof(buf), "</s>"); toktype[i] = 3; }
+				else if (i < 259) { snprintf(buf, sizeof(buf), "<0x%02X>", i - 3); toktype[i] = 6; }
+				else snprintf(buf, sizeof(buf), "\xe2\x96\x81t%d", i);
+				scores[i] = -(float)i;
+			} else {
+				if (i < 256) {
+					/* GPT-2's byte alphabet: printable bytes as themselves, others from U+0100. */
+					int b = i;
+					int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+					unsigned cp = printable ? (unsigned)b : 0x100u + (unsigned)next++;
+					if (cp < 0x80) { buf[0] = (char)cp; buf[1] = 0; }
+					else { buf[0] = (char)(0xC0 | (cp >> 6)); buf[1] = (char)(0x80 | (cp & 0x3F)); buf[2] = 0; }
+				} else if (i == P->n_vocab - 2) {
+					snprintf(buf, sizeof(buf), "<|im_start|>");
+					toktype[i] = 3;
+				} else if (i == P->n_vocab - 1) {
+					snprintf(buf, sizeof(buf), "<|im_end|>");
+					toktype[i] = 3;
+				} else {
+					snprintf(buf, sizeof(buf), "t%d", i);
+				}
+			}
+			tokstr[i] = strdup(buf);
+			if (!tokstr[i]) {
+				cli_error("out of memory");
+				goto out;
+			}
+		}
+		gguf_w_str(w, "tokenizer.ggml.model", P->spm ? "llama" : "gpt2");
+		if (!P->spm)
+			gguf_w_str(w, "tokenizer.ggml.pre", "qwen2");
+		gguf_w_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tokstr, P->n_vocab);
+		gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_VT_INT32, toktype, P->n_vocab);
+		if (P->spm) {
+			gguf_w_arr(w, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, scores, P->n_vocab);
+			gguf_w_u32(w, "tokenizer.ggml.bos_token_id", 1);
+			gguf_w_u32(w, "tokenizer.ggml.eos_token_id", 2);
+			gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+		} else {
+			gguf_w_arr_str(w, "tokenizer.ggml.merges", NULL, 0);
+			gguf_w_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)P->n_vocab - 1);
+			gguf_w_bool(w, "tokenizer.ggml.add_bos_token", 0);
+		}
+
+#define TENSOR(tname_, type_, ne0_, ne1_, sigma_) do { \
+		struct fill *f_ = &fills[nfill++]; \
+		uint64_t ne_[2] = { (uint64_t)(ne0_), (uint64_t)(ne1_) }; \
+		f_->type = (type_); f_->ne0 = (ne0_); f_->ne1 = (ne1_); f_->sigma = (sigma_); \
+		f_->seed = seed = seed * 6364136223846793005ull + 1442695040888963407ull; \
+		if (gguf_w_tensor(w, (tname_), f_->type, (ne1_) == 1 ? 1 : 2, ne_, NULL, fill_tensor, f_) < 0) { \
+			cli_error("mkmodel: cannot add tensor %s", (tname_)); \
+			goto out; \
+		} \
+	} while (0)
+		{
+			enum ggml_type et = mix == MIX_F32 ? GGML_TYPE_F32 : mix == MIX_F16 ? GGML_TYPE_F16 :
+			    mix == MIX_Q8_0 ? GGML_TYPE_Q8_0 : mix == MIX_Q4_0 ? GGML_TYPE_Q4_0 : fit(GGML_TYPE_Q4_K, E);
+			if (P->tied)   /* the embedding doubles as the output: quantize it as the output */
+				et = weight_type(mix, "output", 0, n_layer, E);
+			TENSOR("token_embd.weight", et, E, P->n_vocab, 0.02f);
+		}
+		TENSOR("output_norm.weight", GGML_TYPE_F32, E, 1, 0);
+		if (!P->tied)
+			TENSOR("output.weight", weight_type(mix, "output", 0, n_layer, E), E, P->n_vocab, 0.02f);
+		for (int l = 0; l < n_layer; l++) {
+			char tn[64];
+#define T(s, role, ne0, ne1, sig) do { snprintf(tn, sizeof(tn), "blk.%d." s, l); \
+			TENSOR(tn, (role) ? weight_type(mix, (role), l, n_layer, (ne0)) : GGML_TYPE_F32, (ne0), (ne1), (sig)); } while (0)
+			T("attn_norm.weight", NULL, E, 1, 0);
+			T("attn_q.weight", "attn_q", E, E, 0.02f);
+			T("attn_k.weight", "attn_k", E, KV, 0.02f);
+			T("attn_v.weight", "attn_v", E, KV, 0.02f);
+			if (P->qkv_bias) {
+				T("attn_q.bias", NULL, E, 1, 0.02f);
+				T("attn_k.bias", NULL, KV, 1, 0.02f);
+				T("attn_v.bias", NULL, KV, 1, 0.02f);
+			}
+			T("attn_output.weight", "attn_output", E, E, 0.02f);
+			T("ffn_norm.weight", NULL, E, 1, 0);
+			T("ffn_gate.weight", "ffn_gate", E, FF, 0.02f);
+			T("ffn_up.weight", "ffn_up", E, FF, 0.02f);
+			T("ffn_down.weight", "ffn_down", FF, E, 0.02f);
+#undef T
+		}
+#undef TENSOR
+		if (gguf_writer_write(w, out, err, sizeof(err)) < 0) {
+			cli_error("%s", err);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (tokstr)
+		for (int i = 0; P && i < P->n_vocab; i++)
+			free(tokstr[i]);
+	free(tokstr);
+	free(toktype);
+	free(scores);
+	free(fills);
+	gguf_writer_free(w);
+	return rc;
+}

@@ -57,5 +57,43 @@ printf 'caf\351' > "$tmp/bad2.txt"
 check "invalid utf-8 spm byte fallback" "1 274 2142 236" \
 	"$("$NATTER_BIN" tokenize -m "$F/vocab/ggml-vocab-llama-spm.gguf" -f "$tmp/bad2.txt")"
 
+# eval: logits as float32 rows; batch and incremental give the same rows.
+M="$F/models/tiny-qwen2-q4_0.gguf"
+"$NATTER_BIN" eval -m "$M" --tokens 1,303,281,269 --logits-out "$tmp/b.bin"; check "eval status" 0 $?
+check "eval size" $((4 * 512 * 4)) "$(wc -c < "$tmp/b.bin" | tr -d ' ')"
+"$NATTER_BIN" eval -m "$M" --tokens 1,303,281,269 --logits-out "$tmp/i.bin" --incremental
+cmp -s "$tmp/b.bin" "$tmp/i.bin" && ok || bad "batch and incremental logits differ"
+"$NATTER_BIN" eval -m "$M" --tokens 1,99999 --logits-out "$tmp/x.bin" 2>"$tmp/err"; check "eval bad id status" 1 $?
+grep -q "token id 99999 is out of range" "$tmp/err" && ok || bad "eval bad id message: $(cat "$tmp/err")"
+"$NATTER_BIN" eval -m "$M" --tokens 1,x --logits-out "$tmp/x.bin" 2>/dev/null; check "eval bad list status" 2 $?
+
+# generate: greedy reproduces the reference continuation of aidreams.
+check "generate greedy" "rices, 0.0000000. Dimensions unfold, 0." \
+	"$("$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "I dreamed that" -n 24 --temp 0)"
+a=$("$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "Once" -n 20 --seed 7)
+b=$("$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "Once" -n 20 --seed 7)
+check "generate same seed, same text" "$a" "$b"
+[ -n "$a" ] && ok || bad "generate printed nothing"
+long=$(head -c 3000 /dev/zero | tr '\0' 'a')
+"$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "$long" -n 4 2>"$tmp/err"; check "prompt longer than context status" 1 $?
+grep -q "more than the context" "$tmp/err" && ok || bad "long prompt message: $(cat "$tmp/err")"
+
+# Peak RSS while generating on real Qwen2.5-0.5B widths (2 of 24 layers):
+# within the file size plus the KV cache plus 64 MiB.
+if "$NATTER_BIN" mkmodel --preset qwen2.5-0.5b --type Q8_0 --layers 2 -o "$tmp/q.gguf"; then
+	ok
+	size=$(wc -c < "$tmp/q.gguf" | tr -d ' ')
+	js=$("$NATTER_BIN" bench -m "$tmp/q.gguf" -p 256 -n 16 -r 1 --json | tail -n 1)
+	rss=$(echo "$js" | sed 's/.*"peak_rss_bytes":\([0-9.e+]*\).*/\1/')
+	# KV cache: 2 (K, V) x 2 layers x 273 positions x 128 (2 KV heads x 64) x 4 bytes.
+	kv=$((2 * 2 * 273 * 128 * 4))
+	limit=$((size + kv + 64 * 1048576))
+	echo "peak RSS $rss bytes, limit $limit (file $size + KV $kv + 64 MiB)"
+	awk -v r="$rss" -v l="$limit" 'BEGIN { exit !(r > 0 && r <= l) }' && ok || bad "peak RSS $rss > $limit"
+	"$NATTER_BIN" info -m "$tmp/q.gguf" | grep -q "151936 tokens" && ok || bad "mkmodel vocabulary"
+else
+	bad "mkmodel failed"
+fi
+
 echo "test-cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -215,6 +215,55 @@ test_act_quant(enum ggml_type t, const struct q_traits *scalar, const struct q_t
 	CHECK(maxd <= step * 1.001, "%s fast quantizer differs by more than one step", ggml_type_info_get(t)->name);
 }
 
+/* The vector helpers against their scalar references. */
+static void
+test_vops(void)
+{
+	const struct q_vops *f = q_vops_get(), *r = q_vops_ref();
+	enum { N = 1003 };
+	static float a[N], b[N], c1[N], c2[N];
+	double maxrel = 0;
+
+	for (int i = 0; i < N; i++) {
+		a[i] = rndf() * 90;       /* exp over the whole useful range */
+		b[i] = rndf();
+		c1[i] = c2[i] = rndf();
+	}
+	memcpy(c1, a, sizeof(a));
+	memcpy(c2, a, sizeof(a));
+	float s1 = r->exp_sum(c1, N, 10.0f), s2 = f->exp_sum(c2, N, 10.0f);
+	for (int i = 0; i < N; i++) {
+		double rel = c1[i] > 1e-30f ? fabs(c2[i] - c1[i]) / c1[i] : fabs(c2[i]);
+		if (rel > maxrel)
+			maxrel = rel;
+	}
+	printf("vector exp: max relative error %.2g, sums %.7g / %.7g\n", maxrel, s1, s2);
+	CHECK(maxrel < 1e-6, "fast exp relative error %.3g", maxrel);
+	CHECK(fabs(s1 - s2) <= 1e-6 * fabs(s1), "exp sums differ");
+	{
+		float big = -INFINITY;
+		float x[3] = { -1000, -INFINITY, 0 };
+		float e = f->exp_sum(x, 3, 0);
+		CHECK(x[0] == 0 && x[1] == 0 && x[2] == 1 && e == 1, "exp of -1000, -inf and 0");
+		(void)big;
+	}
+	for (int i = 0; i < N; i++)
+		c1[i] = c2[i] = b[i];
+	r->axpy(N, 0.37f, a, c1);
+	f->axpy(N, 0.37f, a, c2);
+	double maxd = 0;
+	for (int i = 0; i < N; i++)
+		if (fabs(c1[i] - c2[i]) > maxd)
+			maxd = fabs(c1[i] - c2[i]);
+	CHECK(maxd < 1e-5, "axpy differs by %g", maxd);
+	float d1 = r->dot(N, a, b), d2 = f->dot(N, a, b);
+	double mag = 0;
+	for (int i = 0; i < N; i++)
+		mag += fabs((double)a[i] * b[i]);
+	/* Different summation orders: allow float rounding of the magnitudes. */
+	CHECK(fabs(d1 - d2) <= 1e-6 * mag, "dot %.9g vs %.9g", d1, d2);
+}
+
 int
 main(void)
 {
@@ -229,6 +278,7 @@ main(void)
 	printf("fast kernels: %s\n", q_cpu_features());
 
 	test_f16();
+	test_vops();
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 		test_type(types[i], &scalar[types[i]], &fast[types[i]]);
 	test_act_quant(GGML_TYPE_Q8_0, &scalar[GGML_TYPE_Q8_0], &fast[GGML_TYPE_Q8_0]);

@@ -85,6 +85,19 @@ struct q_traits {
 	q_from_float_fn from_float_fast; /* same, for quantizing activations */
 };
 
+/* Float vector helpers used around the matrix products (attention, softmax). */
+struct q_vops {
+	/* X[i] = exp(X[i] - MAX) for i < N; returns the sum. */
+	float (*exp_sum)(float *x, int n, float max);
+	/* Y += A * X. */
+	void (*axpy)(int n, float a, const float *x, float *y);
+	/* Returns X . Y. */
+	float (*dot)(int n, const float *x, const float *y);
+};
+/* The fastest helpers for this CPU (after q_init), or the scalar ones. */
+const struct q_vops *q_vops_get(void);
+const struct q_vops *q_vops_ref(void);
+
 /* Detects the CPU and fills the fast paths.  Call once before any
  * computation; safe to call again.  FORCE_SCALAR keeps the references. */
 void q_init(int force_scalar);

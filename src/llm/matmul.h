@@ -16,15 +16,23 @@ struct mm_weight {
 	size_t row_bytes;
 };
 
-/* Room for activations converted to a weight's vec_dot_type. */
+/* Batches at least this large go through sgemm on dequantized panels. */
+#define MM_BLAS_MIN_BATCH 32
+/* Bytes of dequantized weights per thread per sgemm call. */
+#define MM_PANEL_BYTES (2u << 20)
+
+/* Room for activations converted to a weight's vec_dot_type, and for each
+ * thread's dequantized weight panel. */
 struct mm_scratch {
 	uint8_t *xq;
 	size_t cap;
-	float *wf;              /* dequantized weight panel (BLAS path) */
-	size_t wf_cap;
+	float **panel;          /* (n_threads) panels of MM_PANEL_BYTES, or NULL */
+	int n_panels;
+	size_t panel_bytes;
 };
 
-int mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in);
+/* N_THREADS panels are allocated only if N_BATCH can reach the BLAS path. */
+int mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads);
 void mm_scratch_free(struct mm_scratch *s);
 
 /* OUT (nt, d) = X (nt, n) @ W^T, W (d, n).  No allocation. */

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "natter/gguf.h"
 #include "natter/llm.h"
 #include "natter/quant.h"
@@ -64,7 +66,8 @@ struct llm_ctx {
 	float *q;        /* (n_batch, n_head * head_dim) */
 	float *kv_tmp;   /* (n_batch, 2 * kv) */
 	float *att_out;  /* (n_batch, n_head * head_dim) */
-	float *att;      /* (n_threads, n_ctx) scores */
+	float *att;      /* (n_threads, att_rows, n_ctx) scores */
+	int att_rows;    /* n_batch if batches use the sgemm path, else 1 */
 	float *hb;       /* (n_batch, 2 * n_ff) */
 	float *hb2;      /* (n_batch, n_ff) */
 	float *rope_cs;  /* (n_ctx, rope_dim/2, 2) cos and sin */
@@ -477,12 +480,13 @@ llm_ctx_new(struct llm_model *m, int n_ctx, int n_batch, int n_threads, char *er
 	c->q = xcalloc((size_t)n_batch * Q, sizeof(float), &failed);
 	c->kv_tmp = xcalloc((size_t)n_batch * 2 * KV, sizeof(float), &failed);
 	c->att_out = xcalloc((size_t)n_batch * Q, sizeof(float), &failed);
-	c->att = xcalloc((size_t)pool_size(c->pool) * n_ctx, sizeof(float), &failed);
+	c->att_rows = n_batch >= MM_BLAS_MIN_BATCH ? n_batch : 1;
+	c->att = xcalloc((size_t)pool_size(c->pool) * c->att_rows * n_ctx, sizeof(float), &failed);
 	c->hb = xcalloc((size_t)n_batch * 2 * hp->n_ff, sizeof(float), &failed);
 	c->hb2 = xcalloc((size_t)n_batch * hp->n_ff, sizeof(float), &failed);
 	c->rope_cs = xcalloc((size_t)n_ctx * hp->rope_dim, sizeof(float), &failed);
 	c->inv_freq = xcalloc((size_t)hp->rope_dim / 2, sizeof(float), &failed);
-	if (!failed && mm_scratch_init(&c->mm, n_batch, maxin) < 0)
+	if (!failed && mm_scratch_init(&c->mm, n_batch, maxin, pool_size(c->pool)) < 0)
 		failed = 1;
 	if (failed) {
 		snprintf(err, errlen, "out of memory for a context of %d tokens (KV cache %.1f MiB)", n_ctx,
@@ -598,49 +602,66 @@ struct attn_job {
 	int layer, nt, pos0;
 };
 
+/* One token's attention for one head over positions 0..POS. */
+static void
+attn_one(const struct q_vops *vo, const float *q, const float *kc, const float *vc, size_t KV,
+	 int hd, int pos, float scale, float *att, float *out)
+{
+	float max = -INFINITY, inv;
+
+	for (int p = 0; p <= pos; p++) {
+		att[p] = vo->dot(hd, q, kc + (size_t)p * KV) * scale;
+		if (att[p] > max)
+			max = att[p];
+	}
+	inv = 1.0f / vo->exp_sum(att, pos + 1, max);
+	memset(out, 0, hd * sizeof(float));
+	for (int p = 0; p <= pos; p++)
+		vo->axpy(hd, att[p] * inv, vc + (size_t)p * KV, out);
+}
+
 static void
 attn_worker(void *arg, int ith, int nth)
 {
 	struct attn_job *j = arg;
 	struct llm_ctx *c = j->c;
 	const struct llm_hparams *hp = &c->m->hp;
+	const struct q_vops *vo = q_vops_get();
 	const int hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
 	const size_t Q = (size_t)nh * hd, KV = (size_t)hp->n_head_kv * hd;
 	const float *kc = c->k_cache + (size_t)j->layer * c->n_ctx * KV;
 	const float *vc = c->v_cache + (size_t)j->layer * c->n_ctx * KV;
-	float *att = c->att + (size_t)ith * c->n_ctx;
+	float *att = c->att + (size_t)ith * c->att_rows * c->n_ctx;
 	const float scale = 1.0f / sqrtf((float)hd);
 
+	if (j->nt >= MM_BLAS_MIN_BATCH && c->att_rows >= j->nt) {
+		/* A batch: per head, S = Q K^T and O = softmax(S) V as two sgemms. */
+		const int npos = j->pos0 + j->nt;
+		for (int h = ith; h < nh; h += nth) {
+			const float *kh = kc + (size_t)(h / group) * hd, *vh = vc + (size_t)(h / group) * hd;
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->nt, npos, hd, scale,
+			    c->q + (size_t)h * hd, (int)Q, kh, (int)KV, 0.0f, att, npos);
+			for (int t = 0; t < j->nt; t++) {
+				float *row = att + (size_t)t * npos, max = -INFINITY;
+				int last = j->pos0 + t;   /* causal: positions after the token are masked */
+				for (int p = 0; p <= last; p++)
+					if (row[p] > max)
+						max = row[p];
+				float inv = 1.0f / vo->exp_sum(row, last + 1, max);
+				for (int p = 0; p <= last; p++)
+					row[p] *= inv;
+				memset(row + last + 1, 0, (size_t)(npos - last - 1) * sizeof(float));
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->nt, hd, npos, 1.0f,
+			    att, npos, vh, (int)KV, 0.0f, c->att_out + (size_t)h * hd, (int)Q);
+		}
+		return;
+	}
 	/* Tasks are (token, head) pairs, dealt round-robin. */
 	for (int task = ith; task < j->nt * nh; task += nth) {
 		int t = task / nh, h = task % nh, kvh = h / group;
-		int pos = j->pos0 + t;
-		const float *q = c->q + (size_t)t * Q + (size_t)h * hd;
-		float *out = c->att_out + (size_t)t * Q + (size_t)h * hd;
-		float max = -INFINITY, sum = 0;
-
-		for (int p = 0; p <= pos; p++) {
-			const float *k = kc + (size_t)p * KV + (size_t)kvh * hd;
-			float s = 0;
-			for (int i = 0; i < hd; i++)
-				s += q[i] * k[i];
-			s *= scale;
-			att[p] = s;
-			if (s > max)
-				max = s;
-		}
-		for (int p = 0; p <= pos; p++) {
-			att[p] = expf(att[p] - max);
-			sum += att[p];
-		}
-		float inv = 1.0f / sum;
-		memset(out, 0, hd * sizeof(float));
-		for (int p = 0; p <= pos; p++) {
-			const float *v = vc + (size_t)p * KV + (size_t)kvh * hd;
-			float a = att[p] * inv;
-			for (int i = 0; i < hd; i++)
-				out[i] += a * v[i];
-		}
+		attn_one(vo, c->q + (size_t)t * Q + (size_t)h * hd, kc + (size_t)kvh * hd,
+		    vc + (size_t)kvh * hd, KV, hd, j->pos0 + t, scale, att, c->att_out + (size_t)t * Q + (size_t)h * hd);
 	}
 }
 

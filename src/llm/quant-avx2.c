@@ -529,6 +529,81 @@ q8_K_from_float(const float *x, void *vy, int64_t n)
 	}
 }
 
+/* exp(x) for 8 floats: x = n ln2 + r, a degree-6 polynomial for e^r
+ * (the Cephes coefficients), 2^n put into the exponent.  Relative error
+ * about 1e-7 over the range; below -87.3 the result is 0. */
+static inline __m256
+exp8(__m256 x)
+{
+	const __m256 lo = _mm256_set1_ps(-87.3f), hi = _mm256_set1_ps(88.3f);
+	__m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+	x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+	    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+static float
+v_exp_sum(float *x, int n, float max)
+{
+	__m256 m = _mm256_set1_ps(max), acc = _mm256_setzero_ps();
+	int i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+		_mm256_storeu_ps(x + i, e);
+		acc = _mm256_add_ps(acc, e);
+	}
+	float sum = hsum8(acc);
+	if (i < n) {
+		float tmp[8] = { 0 };
+		int k = n - i;
+		memcpy(tmp, x + i, k * sizeof(float));
+		_mm256_storeu_ps(tmp, exp8(_mm256_sub_ps(_mm256_loadu_ps(tmp), m)));
+		for (int j = 0; j < k; j++) {
+			x[i + j] = tmp[j];
+			sum += tmp[j];
+		}
+	}
+	return sum;
+}
+
+static void
+v_axpy(int n, float a, const float *x, float *y)
+{
+	__m256 va = _mm256_set1_ps(a);
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+	for (; i < n; i++)
+		y[i] += a * x[i];
+}
+
+static float
+v_dot(int n, const float *x, const float *y)
+{
+	float s;
+	dot_f32(n, &s, x, y);
+	return s;
+}
+
+void
+q_avx2_install_vops(struct q_vops *v)
+{
+	v->exp_sum = v_exp_sum;
+	v->axpy = v_axpy;
+	v->dot = v_dot;
+}
+
 int
 q_avx2_available(void)
 {
@@ -563,6 +638,12 @@ q_avx2_install(struct q_traits *t)
 }
 
 #else   /* not built for AVX2: the scalar references stay in place */
+
+void
+q_avx2_install_vops(struct q_vops *v)
+{
+	(void)v;
+}
 
 int
 q_avx2_available(void)

@@ -26,5 +26,6 @@ void q_q8_K_from_float_ref(const float *x, void *y, int64_t n);
 /* SIMD paths (quant-avx2.c): fills the fast entries when the CPU allows. */
 int q_avx2_available(void);
 void q_avx2_install(struct q_traits *table);
+void q_avx2_install_vops(struct q_vops *v);
 
 #endif

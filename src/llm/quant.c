@@ -856,6 +856,48 @@ q_traits_get(enum ggml_type t)
 
 static int q_simd;
 
+static float
+ref_exp_sum(float *x, int n, float max)
+{
+	double sum = 0;
+	for (int i = 0; i < n; i++) {
+		x[i] = expf(x[i] - max);
+		sum += x[i];
+	}
+	return (float)sum;
+}
+
+static void
+ref_axpy(int n, float a, const float *x, float *y)
+{
+	for (int i = 0; i < n; i++)
+		y[i] += a * x[i];
+}
+
+static float
+ref_dot(int n, const float *x, const float *y)
+{
+	float s = 0;
+	for (int i = 0; i < n; i++)
+		s += x[i] * y[i];
+	return s;
+}
+
+static const struct q_vops vops_ref = { ref_exp_sum, ref_axpy, ref_dot };
+static struct q_vops vops_fast = { ref_exp_sum, ref_axpy, ref_dot };
+
+const struct q_vops *
+q_vops_get(void)
+{
+	return &vops_fast;
+}
+
+const struct q_vops *
+q_vops_ref(void)
+{
+	return &vops_ref;
+}
+
 void
 q_init(int force_scalar)
 {
@@ -865,8 +907,10 @@ q_init(int force_scalar)
 		q_traits_table[t].from_float_fast = q_traits_table[t].from_float;
 	}
 	q_simd = 0;
+	vops_fast = vops_ref;
 	if (!force_scalar && q_avx2_available()) {
 		q_avx2_install(q_traits_table);
+		q_avx2_install_vops(&vops_fast);
 		q_simd = 1;
 	}
 }

@@ -1,0 +1,255 @@
+/* test-tmpl.c -- chat templates: every fixture case byte for byte, plus engine edge cases. */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <time.h>
+
+#include "natter/tmpl.h"
+#include "test.h"
+
+/* 2026-01-02 12:00 local time: the date the fixtures were rendered with. */
+static time_t
+fixture_now(void)
+{
+	struct tm tm = { 0 };
+	tm.tm_year = 2026 - 1900;
+	tm.tm_mon = 0;
+	tm.tm_mday = 2;
+	tm.tm_hour = 12;
+	tm.tm_isdst = -1;
+	return mktime(&tm);
+}
+
+static void
+show_diff(const char *want, const char *got)
+{
+	size_t i = 0;
+	while (want[i] && want[i] == got[i])
+		i++;
+	fprintf(stderr, "  first difference at byte %zu:\n  want: \"%.60s\"\n  got:  \"%.60s\"\n", i,
+	    want + i, got + i);
+}
+
+static void
+run_file(const char *dir, const char *base, int *n_ok, int *n_all)
+{
+	char path[4096], err[512];
+	size_t len;
+	char *src, *js;
+	cJSON *root, *convs, *cases, *c;
+	struct tmpl *t = NULL;
+	const char *bos, *eos;
+
+	snprintf(path, sizeof(path), "%s/templates/%s.jinja", dir, base);
+	src = test_read_file(path, &len);
+	snprintf(path, sizeof(path), "%s/templates/%s.expected.json", dir, base);
+	js = test_read_file(path, &len);
+	CHECK(src && js, "%s: cannot read", base);
+	if (!src || !js) {
+		free(src);
+		free(js);
+		return;
+	}
+	root = cJSON_Parse(js);
+	CHECK(root != NULL, "%s: bad JSON", base);
+	if (tmpl_compile(src, strlen(src), &t, err, sizeof(err)) < 0) {
+		CHECK(0, "%s: compile: %s", base, err);
+		goto out;
+	}
+	bos = cJSON_GetStringValue(cJSON_GetObjectItem(root, "bos_token"));
+	eos = cJSON_GetStringValue(cJSON_GetObjectItem(root, "eos_token"));
+	convs = cJSON_GetObjectItem(root, "conversations");
+	cases = cJSON_GetObjectItem(root, "cases");
+	cJSON_ArrayForEach(c, cases) {
+		const char *cname = cJSON_GetStringValue(cJSON_GetObjectItem(c, "conversation"));
+		cJSON *conv = cJSON_GetObjectItem(convs, cname), *m;
+		cJSON *exp = cJSON_GetObjectItem(c, "expected"), *experr = cJSON_GetObjectItem(c, "error");
+		struct tmpl_msg msgs[32];
+		int n = 0, rc;
+		struct tmpl_opts o = { cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt")), bos, eos,
+			fixture_now() };
+		char *out = NULL;
+		size_t outlen = 0;
+
+		cJSON_ArrayForEach(m, conv) {
+			if (n < 32) {
+				msgs[n].role = cJSON_GetStringValue(cJSON_GetObjectItem(m, "role"));
+				msgs[n].content = cJSON_GetStringValue(cJSON_GetObjectItem(m, "content"));
+				n++;
+			}
+		}
+		err[0] = 0;
+		rc = tmpl_render(t, msgs, n, &o, &out, &outlen, err, sizeof(err));
+		(*n_all)++;
+		if (cJSON_IsString(exp)) {
+			int ok = rc == 0 && outlen == strlen(exp->valuestring) && memcmp(out, exp->valuestring, outlen) == 0;
+			if (ok)
+				(*n_ok)++;
+			else if (rc != 0)
+				fprintf(stderr, "%s [%s, gen=%d]: error: %s\n", base, cname, o.add_generation_prompt, err);
+			else {
+				fprintf(stderr, "%s [%s, gen=%d]: output differs\n", base, cname, o.add_generation_prompt);
+				show_diff(exp->valuestring, out);
+			}
+			CHECK(ok, "%s [%s, add_generation_prompt=%d] renders differently", base, cname,
+			    o.add_generation_prompt);
+		} else {
+			const char *want = cJSON_GetStringValue(experr);
+			int ok = rc == TMPL_ERR_RAISED && want && strstr(err, want) != NULL;
+			if (ok)
+				(*n_ok)++;
+			else
+				fprintf(stderr, "%s [%s]: expected error \"%s\", got rc %d \"%s\"\n", base, cname,
+				    want ? want : "?", rc, err);
+			CHECK(ok, "%s [%s]: the template's own error is not reported", base, cname);
+		}
+		free(out);
+	}
+out:
+	tmpl_free(t);
+	cJSON_Delete(root);
+	free(src);
+	free(js);
+}
+
+/* Renders SRC with no messages; returns the output (static buffer) or the error. */
+static const char *
+render(const char *src, int *rc)
+{
+	static char buf[4096];
+	char err[256];
+	struct tmpl *t;
+	char *out;
+	size_t len;
+	struct tmpl_msg m[2] = { { "user", "Hi" }, { "assistant", "Yo" } };
+	struct tmpl_opts o = { 1, "<s>", "</s>", fixture_now() };
+
+	if (tmpl_compile(src, strlen(src), &t, err, sizeof(err)) < 0) {
+		*rc = -3;
+		snprintf(buf, sizeof(buf), "%s", err);
+		return buf;
+	}
+	*rc = tmpl_render(t, m, 2, &o, &out, &len, err, sizeof(err));
+	snprintf(buf, sizeof(buf), "%s", *rc == 0 ? out : err);
+	if (*rc == 0)
+		free(out);
+	tmpl_free(t);
+	return buf;
+}
+
+static void
+expect(const char *src, const char *want)
+{
+	int rc;
+	const char *got = render(src, &rc);
+	CHECK(rc == 0 && strcmp(got, want) == 0, "%s\n   want [%s]\n   got  [%s] (rc %d)", src, want, got, rc);
+}
+
+static void
+expect_err(const char *src, const char *want)
+{
+	int rc;
+	const char *got = render(src, &rc);
+	CHECK(rc != 0 && strstr(got, want), "%s\n   want error containing [%s]\n   got [%s] (rc %d)", src, want, got, rc);
+}
+
+static void
+test_engine(void)
+{
+	expect("{{ 1 + 2 * 3 }}|{{ 7 // 2 }}|{{ -7 // 2 }}|{{ 7 % 3 }}|{{ -7 % 3 }}|{{ 2 ** 10 }}|{{ 7 / 2 }}", "7|3|-4|1|2|1024|3.5");
+	expect("{{ 'a' ~ 1 ~ none }}|{{ 'ab' * 3 }}|{{ [1, 2] + [3] }}", "a1None|ababab|[1, 2, 3]");
+	expect("{{ {'a': 1, 'b': [true, none, 'x']} }}", "{'a': 1, 'b': [True, None, 'x']}");
+	expect("{{ {'a': 1, 'b': [true, none, \"x\\n\"]} | tojson }}", "{\"a\": 1, \"b\": [true, null, \"x\\n\"]}");
+	expect("{{ {'a': [1]} | tojson(indent=2) }}", "{\n  \"a\": [\n    1\n  ]\n}");
+	expect("{{ 'héllo wörld'[1:4] }}|{{ 'abc'[::-1] }}|{{ [1,2,3,4][1:] }}|{{ [1,2,3][-1] }}", "éll|cba|[2, 3, 4]|3");
+	expect("{{ '  x y  ' | trim }}|{{ 'a,b,,c'.split(',') }}|{{ ' a  b '.split() }}", "x y|['a', 'b', '', 'c']|['a', 'b']");
+	expect("{{ 'Hello'.startswith('He') }}{{ 'Hello'.endswith(('x', 'lo')) }}{{ 'x'.upper() }}{{ 'aXb'.lower() }}", "TrueTrueXaxb");
+	expect("{% for m in messages %}{{ loop.index }}{{ m.role }}{% if not loop.last %},{% endif %}{% endfor %}", "1user,2assistant");
+	expect("{% set x = 1 %}{% for i in [1,2] %}{% set x = i %}{% endfor %}{{ x }}", "1");
+	expect("{% set ns = namespace(x=1) %}{% for i in [1,2] %}{% set ns.x = ns.x + i %}{% endfor %}{{ ns.x }}", "4");
+	expect("{% for i in range(10) %}{% if i == 3 %}{% break %}{% endif %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}", "02");
+	expect("{% for i in [] %}x{% else %}empty{% endfor %}", "empty");
+	expect("{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }};{% endfor %}", "a=1;b=2;");
+	expect("{% for i in range(5) if i is odd %}{{ i }}{{ loop.length }}{% endfor %}", "1232");
+	expect("{% macro m(a, b='B') %}[{{ a }}{{ b }}]{% endmacro %}{{ m(1) }}{{ m(2, b=3) }}", "[1B][23]");
+	expect("{{ x is defined }}{{ none is none }}{{ 'a' is string }}{{ [1] is iterable }}{{ {} is mapping }}{{ 3 is not none }}", "FalseTrueTrueTrueTrueTrue");
+	expect("{{ x | default('d') }}|{{ '' | default('e', true) }}|{{ [3,1,2] | sort | join('-') }}|{{ [1,1,2] | unique | list | length }}", "d|e|1-2-3|2");
+	expect("{{ messages | selectattr('role', 'equalto', 'user') | map(attribute='content') | join }}", "Hi");
+	expect("{{ messages | rejectattr('role', 'equalto', 'user') | list | length }}", "1");
+	expect("{{ 'a' if false else 'b' }}{{ 'c' if true }}{{ 'x' if false }}", "bc");
+	expect("{{ 'a' in 'cat' }}{{ 2 in [1,2] }}{{ 'k' in {'k': 1} }}{{ 3 not in [1] }}", "TrueTrueTrueTrue");
+	expect("{% set s %}in{{ 1 }}{% endset %}[{{ s }}]", "[in1]");
+	expect("{{ \"a\\tb\\u00e9\" }}", "a\tb\xc3\xa9");
+	expect("{{ strftime_now('%Y-%m-%d') }}", "2026-01-02");
+	expect("{{ 'l1\nl2\n\nl3' | indent(2) }}", "l1\n  l2\n\n  l3");
+	expect("  {% if true %}\n  x\n  {% endif %}\n", "  x\n");
+	expect("a  {%- if true -%}  b  {%- endif -%}  c", "abc");
+	expect("{# comment #}\nx", "x");
+	expect("{{ 1.0 }}|{{ 0.1 + 0.2 }}|{{ 1e20 }}|{{ 10 / 4 }}", "1.0|0.30000000000000004|1e+20|2.5");
+	expect("{{ messages[0].content }}{{ messages[5] }}{{ messages[0]['nothere'] }}", "Hi");
+	expect("{{ bos_token }}{{ add_generation_prompt }}", "<s>True");
+	expect("{% set a, b = [1, 2] %}{{ b }}{{ a }}", "21");
+	expect("{{ ''.join(['a', 'b']) }}{{ 'a-b'.replace('-', '+') }}{{ [1,2] | last }}", "aba+b2");
+	expect("{% for x in [1,2,3] %}{{ loop.cycle('a', 'b') }}{% endfor %}", "aba");
+	expect_err("{{ raise_exception('boom') }}", "boom");
+	expect_err("{% if %}", "line 1");
+	expect_err("{% for x in y %}", "missing");
+	expect_err("{{ x.y }}", "undefined");
+	expect_err("{{ 1 / 0 }}", "division by zero");
+	expect_err("{{ 'a' + 1 }}", "unsupported operand");
+	expect_err("{% for i in range(1000000) %}{% set x = i %}{% set y = x %}{% set z = y %}{% endfor %}", "too long");
+	expect_err("{% set l = range(1000) %}{% for i in l %}{% for j in l %}{% for k in l %}{% endfor %}{% endfor %}{% endfor %}", "template");
+	expect_err("{% set ns = namespace(l=[]) %}{% for i in range(1000000) %}{% set ns.l = ns.l + [1] %}{% endfor %}", "too much memory");
+	expect("{{ none | selectattr('type', 'equalto', 'x') | list | length }}{{ none | map('upper') | list }}", "0[]");
+	expect_err("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "too deep");
+	expect_err("{{ 'x' * 100000000 }}", "too large");
+	expect_err("{% include 'x' %}", "unknown or misplaced tag");
+	expect_err("{{ 'abc }}", "unterminated string");
+	expect_err("{{ x | nosuchfilter }}", "unknown filter");
+	{
+		/* Each built-in renders a two-turn conversation. */
+		for (const char *n = tmpl_builtin_names; *n; n += strlen(n) + 1) {
+			int rc;
+			const char *got = render(tmpl_builtin(n), &rc);
+			CHECK(rc == 0 && strstr(got, "Hi") && strstr(got, "Yo"), "built-in %s: %s", n, got);
+		}
+	}
+}
+
+int
+main(void)
+{
+	const char *dir = test_fixtures();
+	int n_ok = 0, n_all = 0;
+
+	test_engine();
+	if (!dir) {
+		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
+		return test_done("test-tmpl");
+	}
+	{
+		char path[4096];
+		DIR *d;
+		struct dirent *de;
+		int nfiles = 0;
+		snprintf(path, sizeof(path), "%s/templates", dir);
+		d = opendir(path);
+		while (d && (de = readdir(d))) {
+			size_t l = strlen(de->d_name);
+			if (l > 6 && strcmp(de->d_name + l - 6, ".jinja") == 0) {
+				char base[512];
+				int before = n_ok, all_before = n_all;
+				snprintf(base, sizeof(base), "%.*s", (int)(l - 6), de->d_name);
+				run_file(dir, base, &n_ok, &n_all);
+				printf("%-52s %d/%d\n", base, n_ok - before, n_all - all_before);
+				nfiles++;
+			}
+		}
+		if (d)
+			closedir(d);
+		printf("templates: %d files, %d of %d cases match\n", nfiles, n_ok, n_all);
+		CHECK(nfiles > 0, "no templates found");
+	}
+	return test_done("test-tmpl");
+}

@@ -12,22 +12,32 @@
 const char *cli_progname = "natter";
 
 static const char usage_text[] =
-"usage: natter [-m MODEL] [OPTIONS]\n"
-"       natter COMMAND [ARGS]\n"
+"usage: natter COMMAND [ARGS]\n"
 "\n"
-"A terminal chat for local GGUF language models.\n"
+"A terminal chat for local GGUF language models (llama, qwen2, phi3).\n"
 "\n"
 "Commands:\n"
-"  info -m FILE                    show a model's architecture, hyperparameters,\n"
-"                                  tokenizer and tensors\n"
-"  tokenize -m FILE [--no-bos] [--special] (TEXT | -f FILE)\n"
+"  chat -m FILE --plain [OPTIONS]  chat line by line on stdin/stdout (/help inside)\n"
+"  generate -m FILE -p PROMPT [-n N] [--temp T] [--seed S] ...\n"
+"                                  continue a prompt, printing tokens as they come\n"
+"  template (-m FILE | --template-file F | --builtin NAME) --messages CONV.json\n"
+"           [--add-generation-prompt] [--bos S] [--eos S]\n"
+"                                  render a conversation with a chat template\n"
+"  info -m FILE [--kv] [--tensors] architecture, hyperparameters, tokenizer, tensors\n"
+"  tokenize -m FILE [--no-bos] [--special] [--pieces] (TEXT | -f FILE)\n"
 "                                  print the token ids of TEXT\n"
+"  eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N]\n"
+"                                  write float32 logits [n_tokens][n_vocab]\n"
+"  bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json] [--sys]\n"
+"                                  prompt and generation speed, like llama-bench\n"
+"  mkmodel --preset NAME --type TYPE -o FILE\n"
+"                                  write a random-weight GGUF with real shapes\n"
 "\n"
-"Options:\n"
+"Run 'natter COMMAND --help' for a command's options.\n"
 "  -h, --help                      show this help\n"
 "  -V, --version                   show the version\n"
 "\n"
-"The interactive chat (natter -m MODEL) is not built yet; see README.\n";
+"The full-screen interface (natter -m MODEL) is not built yet: use chat --plain.\n";
 
 void
 cli_error(const char *fmt, ...)
@@ -94,6 +104,8 @@ main(int argc, char **argv)
 		{ "generate", cmd_generate },
 		{ "mkmodel", cmd_mkmodel },
 		{ "bench", cmd_bench },
+		{ "chat", cmd_chat },
+		{ "template", cmd_template },
 	};
 
 	if (argc < 2) {
@@ -112,7 +124,7 @@ main(int argc, char **argv)
 		if (strcmp(argv[1], cmds[i].name) == 0)
 			return cmds[i].fn(argc - 1, argv + 1);
 	if (argv[1][0] == '-') {
-		cli_error("the interactive chat is not built yet; try 'natter info -m FILE'");
+		cli_error("the full-screen interface is not built yet; use 'natter chat -m FILE --plain'");
 		return 2;
 	}
 	cli_error("unknown command '%s' (see natter --help)", argv[1]);

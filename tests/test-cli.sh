@@ -95,5 +95,35 @@ else
 	bad "mkmodel failed"
 fi
 
+# template: renders a conversation file byte for byte like the fixture.
+T="$F/templates/microsoft-Phi-3.5-mini-instruct"
+cat > "$tmp/conv.json" <<'JSON'
+[{"role": "system", "content": "You are a terse assistant."}, {"role": "user", "content": "What is 2+2?"}]
+JSON
+printf '<|system|>\nYou are a terse assistant.<|end|>\n<|user|>\nWhat is 2+2?<|end|>\n<|assistant|>\n' > "$tmp/want.txt"
+"$NATTER_BIN" template --template-file "$T.jinja" --messages "$tmp/conv.json" --add-generation-prompt > "$tmp/got.txt"
+cmp -s "$tmp/want.txt" "$tmp/got.txt" && ok || bad "template rendering: $(cat "$tmp/got.txt")"
+"$NATTER_BIN" template --template-file "$F/templates/google-gemma-2-2b-it.jinja" --messages "$tmp/conv.json" 2>"$tmp/err"
+check "template refusal status" 1 $?
+grep -q "System role not supported" "$tmp/err" && ok || bad "template refusal message: $(cat "$tmp/err")"
+"$NATTER_BIN" template -m "$F/vocab/vocab-qwen2.gguf" --messages "$tmp/conv.json" --add-generation-prompt | tail -n 1 | grep -q "<|im_start|>assistant" && ok || bad "template from a model"
+
+# chat --plain: replies, slash commands, regeneration, a message too long for the context.
+M="$F/models/aidreams260K-f32.gguf"
+printf 'Hello\n/set temp 0\n/params\n/regen\n/stats\n/system Be brief.\n/set top_p 7\n/nonsense\n/quit\nignored\n' |
+	"$NATTER_BIN" chat -m "$M" --plain -n 8 --seed 5 > "$tmp/chat.out" 2> "$tmp/chat.err"
+check "chat status" 0 $?
+grep -q "temp 0," "$tmp/chat.out" && ok || bad "chat /set temp took no effect: $(cat "$tmp/chat.out")"
+grep -q "reply: 8 tokens" "$tmp/chat.out" && ok || bad "chat /stats after /regen"
+grep -q "system prompt set" "$tmp/chat.out" && ok || bad "chat /system"
+grep -q "top-p must be" "$tmp/chat.err" && ok || bad "chat /set with a bad value: $(cat "$tmp/chat.err")"
+grep -q "unknown command /nonsense" "$tmp/chat.err" && ok || bad "chat unknown command"
+long=$(head -c 4000 /dev/zero | tr '\0' 'x')
+printf '%s\nshort one\n/stats\n' "$long" | "$NATTER_BIN" chat -m "$M" --plain -n 4 > "$tmp/chat.out" 2> "$tmp/chat.err"
+check "chat with a too-long message status" 0 $?
+grep -q "more than the context" "$tmp/chat.err" && ok || bad "too-long message error: $(cat "$tmp/chat.err")"
+grep -q "reply: 4 tokens" "$tmp/chat.out" && ok || bad "the chat goes on after a too-long message"
+"$NATTER_BIN" chat -m "$M" 2>/dev/null; check "chat without --plain status" 2 $?
+
 echo "test-cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

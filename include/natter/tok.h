@@ -66,6 +66,12 @@ int tok_ids_push(struct tok_ids *t, int32_t id);
 int tok_encode(const struct tok_vocab *v, const char *text, size_t len,
 	       int add_bos, int parse_special, struct tok_ids *out);
 
+/* The same with flags.  TOK_ENC_CONTINUE: TEXT continues text tokenized
+ * before, so SentencePiece adds no leading space to it. */
+enum { TOK_ENC_BOS = 1, TOK_ENC_SPECIAL = 2, TOK_ENC_CONTINUE = 4 };
+int tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned flags,
+		  struct tok_ids *out);
+
 /*
  * Writes the bytes token ID stands for into BUF (CAP bytes); returns the
  * length, or -1 for an id out of range.  Control tokens give "" unless

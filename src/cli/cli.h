@@ -11,6 +11,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

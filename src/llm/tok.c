@@ -922,9 +922,16 @@ int
 tok_encode(const struct tok_vocab *v, const char *text, size_t len,
 	   int add_bos, int parse_special, struct tok_ids *out)
 {
+	return tok_encode_ex(v, text, len, (add_bos ? TOK_ENC_BOS : 0) | (parse_special ? TOK_ENC_SPECIAL : 0), out);
+}
+
+int
+tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned flags, struct tok_ids *out)
+{
 	struct work w;
 	size_t i = 0, frag = 0;
-	int prev_special = 1;
+	int add_bos = (flags & TOK_ENC_BOS) != 0, parse_special = (flags & TOK_ENC_SPECIAL) != 0;
+	int prev_special = !(flags & TOK_ENC_CONTINUE);
 	int rc = 0;
 	uint8_t first[256];
 

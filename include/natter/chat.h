@@ -1,0 +1,110 @@
+/* chat.h -- chat sessions: templates, KV reuse across turns, streaming replies, live parameters. */
+#ifndef NATTER_CHAT_H
+#define NATTER_CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "natter/sampler.h"
+
+struct llm_model;
+struct chat;
+
+struct chat_opts {
+	const char *template_spec;   /* NULL: the model's own; else a built-in name or a file */
+	const char *system_prompt;   /* NULL: none */
+	int n_ctx;                   /* 0: the model's, capped at 4096 */
+	int n_threads;               /* 0: one per core */
+	int max_tokens;              /* per reply; 0: until end of turn or context */
+	struct sampler_params sp;
+	const char *stop[8];         /* extra stop strings, NULL-terminated */
+};
+
+void chat_opts_default(struct chat_opts *o);
+
+/* Why a reply ended. */
+enum chat_stop {
+	CHAT_STOP_EOG,       /* the model ended its turn */
+	CHAT_STOP_LIMIT,     /* max_tokens reached */
+	CHAT_STOP_STRING,    /* a stop string appeared */
+	CHAT_STOP_CANCEL,    /* chat_cancel */
+	CHAT_STOP_CONTEXT,   /* the context is full */
+};
+const char *chat_stop_name(enum chat_stop s);
+
+struct chat_stats {
+	int n_prompt;          /* tokens evaluated for this turn (the new ones only) */
+	int n_reused;          /* tokens of the prompt found in the KV cache */
+	int n_gen;             /* tokens generated */
+	double prompt_ms, gen_ms, ttft_ms;
+	double prompt_tps, gen_tps;
+	int n_ctx_used, n_ctx;
+	int n_dropped;         /* messages dropped to fit the context this turn */
+	enum chat_stop stop;
+	uint64_t seed;
+};
+
+/*
+ * A session over M (which must outlive it).  Compiles the chat template:
+ * the model's tokenizer.chat_template unless O->template_spec names a
+ * built-in (chatml, llama2, llama3, phi3, zephyr, gemma) or a file.
+ * Returns 0, or -1 with ERR set.  The calling thread owns the session;
+ * only chat_cancel and chat_set_params may be called from other threads.
+ */
+int chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char *err, size_t errlen);
+void chat_free(struct chat *c);
+
+/* What the template is: "model" or the built-in or file name (borrowed). */
+const char *chat_template_name(const struct chat *c);
+/* Replaces the system prompt (NULL or "" removes it). */
+int chat_set_system(struct chat *c, const char *text);
+const char *chat_system(const struct chat *c);
+/* Appends a user message (copied).  Invalid UTF-8 is repaired. */
+int chat_add_user(struct chat *c, const char *text, size_t len);
+
+/* Called with each printable piece of the reply (never a split UTF-8
+ * character, never a prefix of a stop string that may still complete);
+ * return nonzero to stop.  Runs on the generating thread. */
+typedef int (*chat_piece_fn)(void *ctx, const char *piece, size_t len);
+/* Told when turns are dropped to fit the context (N messages). */
+typedef void (*chat_notice_fn)(void *ctx, const char *msg);
+void chat_set_notice(struct chat *c, chat_notice_fn fn, void *ctx);
+
+/*
+ * Generates the assistant's reply to the conversation so far, streaming it
+ * through CB, and appends it as an assistant message (with what was
+ * produced even when cancelled).  Returns 0 with ST filled, or -1 with ERR
+ * set (a message longer than the whole context, a template error, ...).
+ */
+int chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
+/* Removes the last assistant reply and generates it again. */
+int chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
+
+/* Stops a running generation at the next token.  Any thread. */
+void chat_cancel(struct chat *c);
+/* Sampling parameters, applied from the next token on.  Any thread. */
+void chat_set_params(struct chat *c, const struct sampler_params *p);
+void chat_get_params(struct chat *c, struct sampler_params *p);
+void chat_set_max_tokens(struct chat *c, int max_tokens);
+int chat_max_tokens(struct chat *c);
+
+/* The conversation (system prompt excluded).  Borrowed strings. */
+int chat_n_messages(const struct chat *c);
+const char *chat_message_role(const struct chat *c, int i);
+const char *chat_message_content(const struct chat *c, int i);
+/* Removes the last message (e.g. one that could not be answered). */
+void chat_pop(struct chat *c);
+/* Forgets the conversation (keeps the system prompt); the cache stays for reuse. */
+void chat_clear(struct chat *c);
+/* Renders the current conversation with the generation prompt (caller frees). */
+char *chat_render(struct chat *c, char *err, size_t errlen);
+/* Tokens in the KV cache now, and the context size. */
+int chat_ctx_used(const struct chat *c);
+int chat_ctx_size(const struct chat *c);
+/* The last reply's prompt: its tokens (the whole sequence up to the
+ * generation prompt) and the logits after it (n_vocab floats).  Borrowed,
+ * valid until the next generation. */
+const int32_t *chat_prompt_tokens(const struct chat *c, int *n);
+const float *chat_prompt_logits(const struct chat *c);
+
+#endif

@@ -1,0 +1,358 @@
+/* cmd-chat.c -- `natter chat --plain`: a line-mode chat on stdin/stdout, with slash commands. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <readline/history.h>
+#include <readline/readline.h>
+
+#include "cli/cli.h"
+#include "natter/chat.h"
+#include "natter/llm.h"
+#include "natter/text.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+struct out_ctx {
+	int tty;
+};
+
+static int
+on_piece(void *arg, const char *p, size_t n)
+{
+	struct out_ctx *o = arg;
+	if (o->tty) {
+		char buf[4096];
+		size_t used;
+		while (n > 0) {
+			size_t w = text_sanitize(p, n, buf, sizeof(buf), &used, 1);
+			fwrite(buf, 1, w, stdout);
+			if (used == 0)
+				break;
+			p += used;
+			n -= used;
+		}
+	} else {
+		fwrite(p, 1, n, stdout);
+	}
+	fflush(stdout);
+	return interrupted;   /* Ctrl-C stops the reply, not the program */
+}
+
+static void
+on_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "[natter: %s]\n", msg);
+}
+
+static void
+print_stats(const struct chat_stats *st)
+{
+	printf("prompt: %d new tokens (%d reused from the cache), %.1f tok/s\n", st->n_prompt, st->n_reused,
+	    st->prompt_tps);
+	printf("reply: %d tokens, %.1f tok/s, first token after %.0f ms, ended: %s\n", st->n_gen, st->gen_tps,
+	    st->ttft_ms, chat_stop_name(st->stop));
+	printf("context: %d of %d tokens used; seed %llu\n", st->n_ctx_used, st->n_ctx, (unsigned long long)st->seed);
+}
+
+static void
+print_params(struct chat *c)
+{
+	struct sampler_params p;
+	chat_get_params(c, &p);
+	printf("temp %g, top_k %d, top_p %g, min_p %g, repeat_penalty %g (last %d), presence_penalty %g, "
+	    "frequency_penalty %g, max_tokens %d, seed %s\n", p.temp, p.top_k, p.top_p, p.min_p, p.repeat_penalty,
+	    p.penalty_last_n, p.presence_penalty, p.frequency_penalty, chat_max_tokens(c),
+	    p.seed == SAMPLER_SEED_RANDOM ? "random" : "fixed");
+}
+
+/* /set NAME VALUE; returns 0 or -1 with a message printed. */
+static int
+set_param(struct chat *c, const char *name, const char *value)
+{
+	struct sampler_params p;
+	char *end, err[256];
+	double v;
+
+	if (!name || !value) {
+		fprintf(stderr, "usage: /set NAME VALUE (temp, top_k, top_p, min_p, repeat_penalty, "
+		    "presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens)\n");
+		return -1;
+	}
+	chat_get_params(c, &p);
+	if (!strcmp(name, "seed") && !strcmp(value, "random")) {
+		p.seed = SAMPLER_SEED_RANDOM;
+		chat_set_params(c, &p);
+		return 0;
+	}
+	errno = 0;
+	v = strtod(value, &end);
+	if (end == value || *end || errno) {
+		fprintf(stderr, "/set %s: '%s' is not a number\n", name, value);
+		return -1;
+	}
+	if (!strcmp(name, "temp") || !strcmp(name, "temperature")) p.temp = (float)v;
+	else if (!strcmp(name, "top_k")) p.top_k = (int)v;
+	else if (!strcmp(name, "top_p")) p.top_p = (float)v;
+	else if (!strcmp(name, "min_p")) p.min_p = (float)v;
+	else if (!strcmp(name, "repeat_penalty")) p.repeat_penalty = (float)v;
+	else if (!strcmp(name, "presence_penalty")) p.presence_penalty = (float)v;
+	else if (!strcmp(name, "frequency_penalty")) p.frequency_penalty = (float)v;
+	else if (!strcmp(name, "penalty_last_n")) p.penalty_last_n = (int)v;
+	else if (!strcmp(name, "seed")) p.seed = (uint64_t)v;
+	else if (!strcmp(name, "max_tokens")) {
+		if (v < 0 || v > 1e9) {
+			fprintf(stderr, "/set max_tokens: must be 0 (no limit) or more\n");
+			return -1;
+		}
+		chat_set_max_tokens(c, (int)v);
+		return 0;
+	} else {
+		fprintf(stderr, "/set: unknown parameter '%s'\n", name);
+		return -1;
+	}
+	if (sampler_params_check(&p, err, sizeof(err)) < 0) {
+		fprintf(stderr, "/set %s: %s\n", name, err);
+		return -1;
+	}
+	chat_set_params(c, &p);
+	return 0;
+}
+
+/* Reads one logical line (a trailing backslash continues it); NULL at EOF. */
+static char *
+read_input(int tty)
+{
+	char *acc = NULL;
+	size_t alen = 0;
+
+	for (;;) {
+		char *line;
+		size_t n;
+		if (tty) {
+			line = readline(acc ? ". " : "> ");
+			if (!line)
+				break;
+		} else {
+			size_t cap = 0;
+			ssize_t r;
+			line = NULL;
+			r = getline(&line, &cap, stdin);
+			if (r < 0) {
+				free(line);
+				break;
+			}
+			if (r > 0 && line[r - 1] == '\n')
+				line[--r] = 0;
+		}
+		n = strlen(line);
+		int cont = n > 0 && line[n - 1] == '\\';
+		if (cont)
+			line[--n] = 0;
+		char *na = realloc(acc, alen + n + 2);
+		if (!na) {
+			free(line);
+			break;
+		}
+		acc = na;
+		memcpy(acc + alen, line, n);
+		alen += n;
+		acc[alen] = 0;
+		free(line);
+		if (!cont)
+			return acc;
+		acc[alen++] = '\n';
+		acc[alen] = 0;
+	}
+	if (acc && alen)
+		return acc;
+	free(acc);
+	return NULL;
+}
+
+int
+cmd_chat(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "plain", no_argument, NULL, 'P' },
+		{ "system", required_argument, NULL, 'y' },
+		{ "chat-template", required_argument, NULL, 'C' },
+		{ "ctx-size", required_argument, NULL, 'c' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "temp", required_argument, NULL, 'T' },
+		{ "top-k", required_argument, NULL, 'K' },
+		{ "top-p", required_argument, NULL, 'p' },
+		{ "min-p", required_argument, NULL, 'M' },
+		{ "repeat-penalty", required_argument, NULL, 'R' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "max-tokens", required_argument, NULL, 'n' },
+		{ "stop", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL;
+	struct chat_opts o;
+	struct llm_model *m = NULL;
+	struct chat *c = NULL;
+	struct chat_stats last = { 0 };
+	int plain = 0, nstop = 0, ch, rc = 1, have_stats = 0;
+	char err[512];
+	struct out_ctx out = { isatty(STDOUT_FILENO) };
+	int tty_in = isatty(STDIN_FILENO);
+
+	chat_opts_default(&o);
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "m:c:t:n:s:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'm': path = optarg; break;
+		case 'P': plain = 1; break;
+		case 'y': o.system_prompt = optarg; break;
+		case 'C': o.template_spec = optarg; break;
+		case 'c': o.n_ctx = atoi(optarg); break;
+		case 't': o.n_threads = atoi(optarg); break;
+		case 'T': o.sp.temp = strtof(optarg, NULL); break;
+		case 'K': o.sp.top_k = atoi(optarg); break;
+		case 'p': o.sp.top_p = strtof(optarg, NULL); break;
+		case 'M': o.sp.min_p = strtof(optarg, NULL); break;
+		case 'R': o.sp.repeat_penalty = strtof(optarg, NULL); break;
+		case 's': o.sp.seed = strtoull(optarg, NULL, 10); break;
+		case 'n': o.max_tokens = atoi(optarg); break;
+		case 'S':
+			if (nstop < 8)
+				o.stop[nstop++] = optarg;
+			break;
+		case 'h':
+			printf("usage: natter chat -m FILE --plain [--system TEXT] [--chat-template NAME|FILE] [-c N] [-t N]\n"
+			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
+			    "       [--max-tokens N] [--stop STRING]...\n"
+			    "Commands: /set NAME VALUE, /params, /regen, /system [TEXT], /clear, /stats, /help, /quit\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (!path) {
+		cli_error("chat: no model given (use -m FILE)");
+		return 2;
+	}
+	if (!plain) {
+		cli_error("chat: the full-screen interface is not built yet; use --plain");
+		return 2;
+	}
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		return 1;
+	}
+	if (chat_new(m, &o, &c, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		goto out;
+	}
+	chat_set_notice(c, on_notice, NULL);
+	if (tty_in) {
+		fprintf(stderr, "natter: %s, template %s, context %d. /help for commands.\n", path,
+		    chat_template_name(c), chat_ctx_size(c));
+	}
+	{
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_sigint;
+		sigaction(SIGINT, &sa, NULL);
+	}
+	for (;;) {
+		char *line;
+		int gen = 0, regen = 0;
+
+		interrupted = 0;
+		line = read_input(tty_in);
+		if (!line)
+			break;
+		if (tty_in && line[0])
+			add_history(line);
+		if (line[0] == '/') {
+			char *cmd = strtok(line, " \t");
+			char *rest = strtok(NULL, "");
+			if (!strcmp(cmd, "/quit") || !strcmp(cmd, "/exit")) {
+				free(line);
+				break;
+			} else if (!strcmp(cmd, "/set")) {
+				char *name = rest ? strtok(rest, " \t") : NULL;
+				char *val = name ? strtok(NULL, " \t") : NULL;
+				if (set_param(c, name, val) == 0 && tty_in)
+					print_params(c);
+			} else if (!strcmp(cmd, "/params")) {
+				print_params(c);
+			} else if (!strcmp(cmd, "/regen")) {
+				regen = 1;
+			} else if (!strcmp(cmd, "/system")) {
+				chat_set_system(c, rest ? rest : "");
+				printf(rest ? "system prompt set\n" : "system prompt removed\n");
+			} else if (!strcmp(cmd, "/clear")) {
+				chat_clear(c);
+				printf("new conversation\n");
+			} else if (!strcmp(cmd, "/stats")) {
+				if (have_stats)
+					print_stats(&last);
+				else
+					printf("no reply yet\n");
+			} else if (!strcmp(cmd, "/help")) {
+				printf("/set NAME VALUE   change a sampling parameter (applies from the next token)\n"
+				    "/params           show the sampling parameters\n"
+				    "/regen            generate the last reply again\n"
+				    "/system [TEXT]    set (or remove) the system prompt\n"
+				    "/clear            start a new conversation\n"
+				    "/stats            statistics of the last reply\n"
+				    "/quit             leave\n"
+				    "A line ending in a backslash continues on the next line.\n");
+			} else {
+				fprintf(stderr, "unknown command %s (try /help)\n", cmd);
+			}
+		} else if (line[0]) {
+			if (chat_add_user(c, line, strlen(line)) < 0) {
+				cli_error("out of memory");
+				free(line);
+				break;
+			}
+			gen = 1;
+		}
+		free(line);
+		if (gen || regen) {
+			int r = regen ? chat_regenerate(c, on_piece, &out, &last, err, sizeof(err)) :
+			    chat_generate(c, on_piece, &out, &last, err, sizeof(err));
+			if (r < 0) {
+				fprintf(stderr, "error: %s\n", err);
+				/* Keep the conversation usable: the message that failed is withdrawn. */
+				if (gen && chat_n_messages(c) > 0 &&
+				    !strcmp(chat_message_role(c, chat_n_messages(c) - 1), "user"))
+					chat_pop(c);
+				continue;
+			}
+			have_stats = 1;
+			putchar('\n');
+			if (last.stop == CHAT_STOP_CANCEL)
+				fprintf(stderr, "[natter: reply stopped]\n");
+			else if (last.stop == CHAT_STOP_CONTEXT)
+				fprintf(stderr, "[natter: the context is full; the reply was cut]\n");
+			fflush(stdout);
+		}
+	}
+	rc = 0;
+out:
+	chat_free(c);
+	llm_model_free(m);
+	return rc;
+}

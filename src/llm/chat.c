@@ -1,0 +1,697 @@
+/* chat.c -- chat sessions over one model context: render, reuse the cache, stream a reply. */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "natter/chat.h"
+#include "natter/gguf.h"
+#include "natter/llm.h"
+#include "natter/text.h"
+#include "natter/tmpl.h"
+#include "natter/tok.h"
+
+struct msg {
+	char *role;
+	char *content;
+};
+
+struct chat {
+	struct llm_model *m;
+	struct llm_ctx *ctx;
+	const struct tok_vocab *v;
+	struct tmpl *t;
+	char tmpl_name[256];
+	char *system;
+	struct msg *msgs;
+	int n, cap;
+	struct tok_ids cache;        /* mirror of the tokens in the KV cache */
+	char *cache_text;            /* the text those tokens stand for, when known */
+	size_t cache_text_len, cache_text_cap;
+	int prompt_end;              /* cache.ids[0..prompt_end) was the last prompt */
+	float *prompt_logits;        /* (n_vocab) after the last prompt */
+	struct sampler *smp;
+	struct tok_stream *ts;
+	float *logits;               /* (n_vocab) after the last evaluation */
+	char *stops[9];
+	char *bos_text, *eos_text;
+	chat_notice_fn notice;
+	void *notice_ctx;
+
+	pthread_mutex_t mu;          /* guards sp and max_tokens */
+	struct sampler_params sp;
+	int max_tokens;
+	atomic_int cancel;
+};
+
+void
+chat_opts_default(struct chat_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	sampler_params_default(&o->sp);
+	o->max_tokens = 1024;
+}
+
+const char *
+chat_stop_name(enum chat_stop s)
+{
+	switch (s) {
+	case CHAT_STOP_EOG: return "done";
+	case CHAT_STOP_LIMIT: return "length limit";
+	case CHAT_STOP_STRING: return "stop string";
+	case CHAT_STOP_CANCEL: return "cancelled";
+	case CHAT_STOP_CONTEXT: return "context full";
+	}
+	return "?";
+}
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+/* A copy of S[0..N) with invalid UTF-8 repaired. */
+static char *
+dup_repaired(const char *s, size_t n)
+{
+	size_t cap = n * 3 + 1, len;
+	char *out = malloc(cap);
+	if (!out)
+		return NULL;
+	len = text_repair_utf8(s, n, out, cap);
+	out[len] = 0;
+	return out;
+}
+
+static char *
+token_text(const struct tok_vocab *v, int32_t id)
+{
+	const char *t = id >= 0 ? tok_text(v, id) : NULL;
+	return strdup(t ? t : "");
+}
+
+static int
+load_template(struct chat *c, const char *spec, char *err, size_t errlen)
+{
+	const struct gguf_file *f = llm_model_gguf(c->m);
+	char *src = NULL, terr[384];
+	const char *builtin;
+	size_t len;
+
+	if (spec && (builtin = tmpl_builtin(spec))) {
+		src = strdup(builtin);
+		snprintf(c->tmpl_name, sizeof(c->tmpl_name), "%s (built-in)", spec);
+	} else if (spec) {
+		FILE *fp = fopen(spec, "rb");
+		long sz;
+		if (!fp) {
+			snprintf(err, errlen, "chat template '%s' is neither a built-in (chatml, llama2, llama3, "
+			    "phi3, zephyr, gemma) nor a readable file", spec);
+			return -1;
+		}
+		fseek(fp, 0, SEEK_END);
+		sz = ftell(fp);
+		fseek(fp, 0, SEEK_SET);
+		src = sz >= 0 && sz < (16 << 20) ? malloc(sz + 1) : NULL;
+		if (!src || fread(src, 1, sz, fp) != (size_t)sz) {
+			fclose(fp);
+			free(src);
+			snprintf(err, errlen, "%s: cannot read the chat template", spec);
+			return -1;
+		}
+		src[sz] = 0;
+		fclose(fp);
+		snprintf(c->tmpl_name, sizeof(c->tmpl_name), "%s", spec);
+	} else {
+		src = gguf_get_str(f, "tokenizer.chat_template");
+		if (src) {
+			snprintf(c->tmpl_name, sizeof(c->tmpl_name), "model");
+		} else {
+			const char *g = tmpl_builtin_guess(llm_model_hparams(c->m)->arch_name, NULL);
+			src = strdup(tmpl_builtin(g));
+			snprintf(c->tmpl_name, sizeof(c->tmpl_name), "%s (built-in; the model has none)", g);
+		}
+	}
+	if (!src) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	len = strlen(src);
+	if (tmpl_compile(src, len, &c->t, terr, sizeof(terr)) < 0) {
+		if (spec) {
+			snprintf(err, errlen, "chat template %s: %s", c->tmpl_name, terr);
+			free(src);
+			return -1;
+		}
+		/* The model's own template is broken: fall back, and say so. */
+		const char *g = tmpl_builtin_guess(llm_model_hparams(c->m)->arch_name, src);
+		snprintf(c->tmpl_name, sizeof(c->tmpl_name), "%s (built-in; the model's template failed: %.120s)", g, terr);
+		if (tmpl_compile(tmpl_builtin(g), strlen(tmpl_builtin(g)), &c->t, terr, sizeof(terr)) < 0) {
+			snprintf(err, errlen, "internal error: %s", terr);
+			free(src);
+			return -1;
+		}
+	}
+	free(src);
+	return 0;
+}
+
+int
+chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char *err, size_t errlen)
+{
+	struct chat *c = calloc(1, sizeof(*c));
+	int n_vocab = llm_model_hparams(m)->n_vocab;
+
+	*out = NULL;
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&c->mu, NULL);
+	c->m = m;
+	c->v = llm_model_vocab(m);
+	c->sp = o->sp;
+	c->max_tokens = o->max_tokens;
+	if (sampler_params_check(&c->sp, err, errlen) < 0)
+		goto fail;
+	if (load_template(c, o->template_spec, err, errlen) < 0)
+		goto fail;
+	c->ctx = llm_ctx_new(m, o->n_ctx, 0, o->n_threads, err, errlen);
+	if (!c->ctx)
+		goto fail;
+	c->smp = sampler_new(n_vocab, c->sp.seed);
+	c->ts = tok_stream_new(c->v, 0);
+	c->logits = calloc(n_vocab, sizeof(float));
+	c->prompt_logits = calloc(n_vocab, sizeof(float));
+	c->bos_text = token_text(c->v, tok_bos(c->v));
+	c->eos_text = token_text(c->v, tok_eos(c->v));
+	if (!c->smp || !c->ts || !c->logits || !c->prompt_logits || !c->bos_text || !c->eos_text) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (int i = 0, k = 0; i < 8 && o->stop[i]; i++)
+		if (o->stop[i][0])
+			c->stops[k++] = strdup(o->stop[i]);
+	if (o->system_prompt && o->system_prompt[0] && chat_set_system(c, o->system_prompt) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	chat_free(c);
+	return -1;
+}
+
+void
+chat_free(struct chat *c)
+{
+	if (!c)
+		return;
+	chat_clear(c);
+	free(c->msgs);
+	free(c->system);
+	tmpl_free(c->t);
+	llm_ctx_free(c->ctx);
+	sampler_free(c->smp);
+	tok_stream_free(c->ts);
+	tok_ids_free(&c->cache);
+	free(c->logits);
+	free(c->prompt_logits);
+	free(c->cache_text);
+	free(c->bos_text);
+	free(c->eos_text);
+	for (int i = 0; c->stops[i]; i++)
+		free(c->stops[i]);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+const char *chat_template_name(const struct chat *c) { return c->tmpl_name; }
+const char *chat_system(const struct chat *c) { return c->system ? c->system : ""; }
+int chat_n_messages(const struct chat *c) { return c->n; }
+const char *chat_message_role(const struct chat *c, int i) { return i >= 0 && i < c->n ? c->msgs[i].role : NULL; }
+const char *chat_message_content(const struct chat *c, int i) { return i >= 0 && i < c->n ? c->msgs[i].content : NULL; }
+int chat_ctx_used(const struct chat *c) { return llm_ctx_n_past(c->ctx); }
+int chat_ctx_size(const struct chat *c) { return llm_ctx_n_ctx(c->ctx); }
+const float *chat_prompt_logits(const struct chat *c) { return c->prompt_logits; }
+
+const int32_t *
+chat_prompt_tokens(const struct chat *c, int *n)
+{
+	*n = c->prompt_end;
+	return c->cache.ids;
+}
+
+/* Sets or extends the text the cached tokens stand for (NULL forgets it). */
+static void
+cache_text_set(struct chat *c, const char *s, size_t n, int append)
+{
+	if (!s) {
+		c->cache_text_len = 0;
+		free(c->cache_text);
+		c->cache_text = NULL;
+		c->cache_text_cap = 0;
+		return;
+	}
+	if (!append)
+		c->cache_text_len = 0;
+	if (c->cache_text_len + n + 1 > c->cache_text_cap) {
+		size_t cap = c->cache_text_cap ? c->cache_text_cap : 1024;
+		while (cap < c->cache_text_len + n + 1)
+			cap *= 2;
+		char *t = realloc(c->cache_text, cap);
+		if (!t) {
+			cache_text_set(c, NULL, 0, 0);
+			return;
+		}
+		c->cache_text = t;
+		c->cache_text_cap = cap;
+	}
+	memcpy(c->cache_text + c->cache_text_len, s, n);
+	c->cache_text_len += n;
+	c->cache_text[c->cache_text_len] = 0;
+}
+
+void
+chat_set_notice(struct chat *c, chat_notice_fn fn, void *ctx)
+{
+	c->notice = fn;
+	c->notice_ctx = ctx;
+}
+
+int
+chat_set_system(struct chat *c, const char *text)
+{
+	free(c->system);
+	c->system = NULL;
+	if (text && text[0]) {
+		c->system = dup_repaired(text, strlen(text));
+		if (!c->system)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+push_msg(struct chat *c, const char *role, const char *text, size_t len)
+{
+	if (c->n == c->cap) {
+		int cap = c->cap ? c->cap * 2 : 16;
+		struct msg *m = realloc(c->msgs, cap * sizeof(*m));
+		if (!m)
+			return -1;
+		c->msgs = m;
+		c->cap = cap;
+	}
+	c->msgs[c->n].role = strdup(role);
+	c->msgs[c->n].content = dup_repaired(text, len);
+	if (!c->msgs[c->n].role || !c->msgs[c->n].content) {
+		free(c->msgs[c->n].role);
+		free(c->msgs[c->n].content);
+		return -1;
+	}
+	c->n++;
+	return 0;
+}
+
+static void
+drop_msgs(struct chat *c, int from, int count)
+{
+	for (int i = from; i < from + count; i++) {
+		free(c->msgs[i].role);
+		free(c->msgs[i].content);
+	}
+	memmove(c->msgs + from, c->msgs + from + count, (c->n - from - count) * sizeof(*c->msgs));
+	c->n -= count;
+}
+
+int
+chat_add_user(struct chat *c, const char *text, size_t len)
+{
+	return push_msg(c, "user", text, len);
+}
+
+void
+chat_pop(struct chat *c)
+{
+	if (c->n > 0)
+		drop_msgs(c, c->n - 1, 1);
+}
+
+void
+chat_clear(struct chat *c)
+{
+	drop_msgs(c, 0, c->n);
+}
+
+void
+chat_cancel(struct chat *c)
+{
+	atomic_store(&c->cancel, 1);
+}
+
+void
+chat_set_params(struct chat *c, const struct sampler_params *p)
+{
+	pthread_mutex_lock(&c->mu);
+	c->sp = *p;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void
+chat_get_params(struct chat *c, struct sampler_params *p)
+{
+	pthread_mutex_lock(&c->mu);
+	*p = c->sp;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void
+chat_set_max_tokens(struct chat *c, int max_tokens)
+{
+	pthread_mutex_lock(&c->mu);
+	c->max_tokens = max_tokens;
+	pthread_mutex_unlock(&c->mu);
+}
+
+int
+chat_max_tokens(struct chat *c)
+{
+	int v;
+	pthread_mutex_lock(&c->mu);
+	v = c->max_tokens;
+	pthread_mutex_unlock(&c->mu);
+	return v;
+}
+
+static char *
+render(struct chat *c, int add_gen, char *err, size_t errlen, size_t *len)
+{
+	struct tmpl_msg *m = malloc((c->n + 1) * sizeof(*m));
+	struct tmpl_opts o = { add_gen, c->bos_text, c->eos_text, 0 };
+	char *out = NULL;
+	int k = 0, rc;
+
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (c->system) {
+		m[k].role = "system";
+		m[k++].content = c->system;
+	}
+	for (int i = 0; i < c->n; i++) {
+		m[k].role = c->msgs[i].role;
+		m[k++].content = c->msgs[i].content;
+	}
+	rc = tmpl_render(c->t, m, k, &o, &out, len, err, errlen);
+	free(m);
+	if (rc == TMPL_ERR_RAISED) {
+		/* The template's own words, e.g. "System role not supported". */
+		char tmp[512];
+		snprintf(tmp, sizeof(tmp), "the chat template refuses this conversation: %s", err);
+		snprintf(err, errlen, "%s", tmp);
+	}
+	return rc == 0 ? out : NULL;
+}
+
+char *
+chat_render(struct chat *c, char *err, size_t errlen)
+{
+	size_t len;
+	return render(c, 1, err, errlen, &len);
+}
+
+/* Tokenizes the rendered conversation; BOS only if the text lacks it.
+ * When the text extends what the cache already holds (the last prompt and
+ * the model's reply), the cached tokens are kept as they are -- the model's
+ * own tokens -- and only the rest is tokenized. */
+static int
+tokenize_prompt(struct chat *c, const char *text, size_t len, struct tok_ids *ids)
+{
+	int add_bos = tok_add_bos(c->v) && !(c->bos_text[0] && strncmp(text, c->bos_text, strlen(c->bos_text)) == 0);
+	size_t cl = c->cache_text_len;
+
+	ids->n = 0;
+	if (c->cache_text && cl > 0 && cl <= len && (int)c->cache.n == llm_ctx_n_past(c->ctx) &&
+	    memcmp(text, c->cache_text, cl) == 0) {
+		for (size_t i = 0; i < c->cache.n; i++)
+			if (tok_ids_push(ids, c->cache.ids[i]) < 0)
+				return -1;
+		return tok_encode_ex(c->v, text + cl, len - cl, TOK_ENC_SPECIAL | TOK_ENC_CONTINUE, ids);
+	}
+	return tok_encode(c->v, text, len, add_bos, 1, ids);
+}
+
+/* Reply assembly: stop strings are held back until they cannot match. */
+struct reply {
+	char *buf;
+	size_t len, cap, emitted;
+};
+
+static int
+reply_add(struct reply *r, const char *p, size_t n)
+{
+	if (r->len + n + 1 > r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 1024;
+		while (cap < r->len + n + 1)
+			cap *= 2;
+		char *b = realloc(r->buf, cap);
+		if (!b)
+			return -1;
+		r->buf = b;
+		r->cap = cap;
+	}
+	memcpy(r->buf + r->len, p, n);
+	r->len += n;
+	r->buf[r->len] = 0;
+	return 0;
+}
+
+/* Returns 1 if a stop string completed (the reply is cut there). Else
+ * sets *SAFE to how much of the reply may be shown now. */
+static int
+check_stops(char *const *stops, struct reply *r, size_t *safe)
+{
+	size_t hold = 0;
+	for (int i = 0; stops[i]; i++) {
+		size_t sl = strlen(stops[i]);
+		const char *hit = memmem(r->buf + (r->emitted > sl ? r->emitted - sl : 0),
+		    r->len - (r->emitted > sl ? r->emitted - sl : 0), stops[i], sl);
+		if (hit) {
+			r->len = (size_t)(hit - r->buf);
+			r->buf[r->len] = 0;
+			*safe = r->len;
+			return 1;
+		}
+		for (size_t h = sl - 1; h > 0; h--) {
+			if (h <= r->len && memcmp(r->buf + r->len - h, stops[i], h) == 0) {
+				if (h > hold)
+					hold = h;
+				break;
+			}
+		}
+	}
+	*safe = r->len - hold;
+	return 0;
+}
+
+int
+chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *st, char *err, size_t errlen)
+{
+	struct tok_ids ids = { 0 };
+	struct reply rep = { 0 };
+	const int n_ctx = llm_ctx_n_ctx(c->ctx);
+	int n_dropped = 0, rc = -1, p, max_tokens;
+	struct sampler_params sp;
+	char *text = NULL;
+	size_t len;
+	double t0 = now_ms(), t1, t_first = 0;
+
+	memset(st, 0, sizeof(*st));
+	atomic_store(&c->cancel, 0);
+	max_tokens = chat_max_tokens(c);
+	for (;;) {
+		int reserve, last_user = -1;
+		free(text);
+		text = render(c, 1, err, errlen, &len);
+		if (!text)
+			goto out;
+		if (tokenize_prompt(c, text, len, &ids) < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		reserve = max_tokens > 0 && max_tokens < n_ctx / 2 ? max_tokens : n_ctx / 4;
+		if ((int)ids.n + reserve <= n_ctx)
+			break;
+		/* Too long: drop the oldest turns, never the system prompt nor the
+		 * last user message. */
+		for (int i = c->n - 1; i >= 0; i--)
+			if (!strcmp(c->msgs[i].role, "user")) {
+				last_user = i;
+				break;
+			}
+		if (last_user > 0) {
+			int k = 1;
+			/* Keep turns paired: a user message goes with its reply. */
+			if (c->n > 1 && !strcmp(c->msgs[0].role, "user") && strcmp(c->msgs[1].role, "user") && 1 < last_user)
+				k = 2;
+			drop_msgs(c, 0, k);
+			n_dropped += k;
+			continue;
+		}
+		if ((int)ids.n + 8 <= n_ctx)
+			break;   /* only the last message is left: generate what fits */
+		snprintf(err, errlen, "the message is %zu tokens long, more than the context of %d tokens "
+		    "holds (shorten it, or use a larger context with -c)", ids.n, n_ctx);
+		goto out;
+	}
+	if (n_dropped && c->notice) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "dropped the %d oldest message%s to fit the context of %d tokens",
+		    n_dropped, n_dropped > 1 ? "s" : "", n_ctx);
+		c->notice(c->notice_ctx, msg);
+	}
+
+	/* Reuse the cache up to the first token that differs. */
+	for (p = 0; p < (int)c->cache.n && p < (int)ids.n && c->cache.ids[p] == ids.ids[p]; p++)
+		;
+	if (p > llm_ctx_n_past(c->ctx))
+		p = llm_ctx_n_past(c->ctx);
+	if (p == (int)ids.n)
+		p--;   /* re-evaluate the last token to get its logits */
+	llm_ctx_truncate(c->ctx, p);
+	c->cache.n = p;
+	t1 = now_ms();
+	if (llm_eval(c->ctx, ids.ids + p, (int)ids.n - p, c->logits, 0, err, errlen) < 0) {
+		llm_ctx_truncate(c->ctx, p);
+		cache_text_set(c, NULL, 0, 0);
+		goto out;
+	}
+	for (size_t i = p; i < ids.n; i++)
+		tok_ids_push(&c->cache, ids.ids[i]);
+	c->prompt_end = (int)c->cache.n;
+	memcpy(c->prompt_logits, c->logits, llm_model_hparams(c->m)->n_vocab * sizeof(float));
+	cache_text_set(c, text, len, 0);
+	st->n_prompt = (int)ids.n - p;
+	st->n_reused = p;
+	st->prompt_ms = now_ms() - t1;
+	st->n_dropped = n_dropped;
+
+	chat_get_params(c, &sp);
+	sampler_reset(c->smp, sp.seed);
+	st->seed = sampler_seed(c->smp);
+	{
+		size_t from = ids.n > (size_t)sp.penalty_last_n ? ids.n - sp.penalty_last_n : 0;
+		for (size_t i = from; i < ids.n; i++)
+			sampler_accept(c->smp, ids.ids[i]);
+	}
+	tok_stream_reset(c->ts);
+	st->stop = CHAT_STOP_EOG;
+	for (;;) {
+		int32_t tok;
+		const char *piece;
+		size_t plen, safe;
+
+		if (atomic_load(&c->cancel)) {
+			st->stop = CHAT_STOP_CANCEL;
+			break;
+		}
+		chat_get_params(c, &sp);          /* live changes apply from this token */
+		max_tokens = chat_max_tokens(c);
+		if (max_tokens > 0 && st->n_gen >= max_tokens) {
+			st->stop = CHAT_STOP_LIMIT;
+			break;
+		}
+		tok = sampler_sample(c->smp, &sp, c->logits);
+		if (tok_is_eog(c->v, tok)) {
+			st->stop = CHAT_STOP_EOG;
+			break;
+		}
+		sampler_accept(c->smp, tok);
+		st->n_gen++;
+		if (st->n_gen == 1)
+			t_first = now_ms();
+		piece = tok_stream_push(c->ts, tok, &plen);
+		if (reply_add(&rep, piece, plen) < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		int stopped = check_stops(c->stops, &rep, &safe);
+		if (safe > rep.emitted) {
+			if (cb && cb(cbctx, rep.buf + rep.emitted, safe - rep.emitted))
+				atomic_store(&c->cancel, 1);
+			rep.emitted = safe;
+		}
+		if (stopped) {
+			st->stop = CHAT_STOP_STRING;
+			break;
+		}
+		if (llm_ctx_n_past(c->ctx) >= n_ctx) {
+			st->stop = CHAT_STOP_CONTEXT;
+			break;
+		}
+		if (llm_eval(c->ctx, &tok, 1, c->logits, 0, err, errlen) < 0) {
+			cache_text_set(c, NULL, 0, 0);
+			goto out;
+		}
+		tok_ids_push(&c->cache, tok);
+		{
+			char raw[512];
+			int rl = tok_piece(c->v, tok, 1, raw, sizeof(raw));
+			if (rl < 0 || rl == (int)sizeof(raw))
+				cache_text_set(c, NULL, 0, 0);   /* unknown text: fall back to token matching */
+			else if (c->cache_text)
+				cache_text_set(c, raw, (size_t)rl, 1);
+		}
+	}
+	if (st->stop != CHAT_STOP_STRING) {
+		size_t flen, safe;
+		const char *rest = tok_stream_flush(c->ts, &flen);
+		reply_add(&rep, rest, flen);
+		rep.emitted = rep.emitted > rep.len ? rep.len : rep.emitted;
+		check_stops(c->stops, &rep, &safe);
+		safe = rep.len;   /* the reply is over: show what is left */
+		if (safe > rep.emitted && cb)
+			cb(cbctx, rep.buf + rep.emitted, safe - rep.emitted);
+	}
+	if (push_msg(c, "assistant", rep.buf ? rep.buf : "", rep.len) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	{
+		double t2 = now_ms();
+		st->ttft_ms = st->n_gen ? t_first - t0 : t2 - t0;
+		st->gen_ms = st->n_gen ? t2 - t_first : 0;
+		st->prompt_tps = st->prompt_ms > 0 ? st->n_prompt / (st->prompt_ms / 1e3) : 0;
+		st->gen_tps = st->gen_ms > 0 && st->n_gen > 1 ? (st->n_gen - 1) / (st->gen_ms / 1e3) : 0;
+		st->n_ctx_used = llm_ctx_n_past(c->ctx);
+		st->n_ctx = n_ctx;
+	}
+	rc = 0;
+out:
+	free(text);
+	free(rep.buf);
+	tok_ids_free(&ids);
+	return rc;
+}
+
+int
+chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen)
+{
+	if (c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "assistant"))
+		drop_msgs(c, c->n - 1, 1);
+	if (c->n == 0 || strcmp(c->msgs[c->n - 1].role, "user") != 0) {
+		snprintf(err, errlen, "there is no reply to regenerate");
+		return -1;
+	}
+	return chat_generate(c, cb, ctx, st, err, errlen);
+}

@@ -1,0 +1,288 @@
+/* test-chat.c -- chat sessions: KV reuse across turns, context overflow, live changes, stop strings. */
+#include "config.h"
+
+#include <math.h>
+
+#include "natter/chat.h"
+#include "natter/llm.h"
+#include "natter/tok.h"
+#include "test.h"
+
+static int
+count_piece(void *ctx, const char *p, size_t n)
+{
+	(void)p;
+	*(size_t *)ctx += n;
+	return 0;
+}
+
+/* Turn two evaluates only what is new, and its logits equal a fresh run's. */
+static void
+test_reuse(const char *path)
+{
+	struct llm_model *m;
+	struct chat *c;
+	struct chat_opts o;
+	struct chat_stats s1, s2;
+	char err[512];
+	size_t got = 0;
+
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.sp.temp = 0;
+	o.max_tokens = 12;
+	o.n_threads = 2;
+	o.system_prompt = "Dream.";
+	o.n_ctx = 512;    /* room for both turns: this test is about reuse, not overflow */
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
+	chat_add_user(c, "Hello there", 11);
+	CHECK(chat_generate(c, count_piece, &got, &s1, err, sizeof(err)) == 0, "turn 1: %s", err);
+	CHECK(s1.n_reused == 0 && s1.n_prompt > 0 && s1.n_gen > 0, "turn 1 evaluates its prompt (%d)", s1.n_prompt);
+	chat_add_user(c, "And again", 9);
+	CHECK(chat_generate(c, count_piece, &got, &s2, err, sizeof(err)) == 0, "turn 2: %s", err);
+	{
+		int n;
+		const int32_t *toks = chat_prompt_tokens(c, &n);
+		const float *reused = chat_prompt_logits(c);
+		int nv = llm_model_hparams(m)->n_vocab, am = 0, bm = 0;
+		/* Turn 1's prompt and every reply token but the last sampled one are cached. */
+		/* Cached after turn 1: its prompt and every reply token that was fed
+		 * back (all of them when the reply hit the length limit). */
+		int cached = s1.n_prompt + s1.n_gen;
+		printf("turn 1: %d prompt + %d reply tokens; turn 2: %d new + %d reused of %d\n",
+		    s1.n_prompt, s1.n_gen, s2.n_prompt, s2.n_reused, n);
+		CHECK(s2.n_prompt + s2.n_reused == n, "turn 2 prompt accounting");
+		CHECK(s1.stop == CHAT_STOP_LIMIT, "turn 1 ran to its limit (%s)", chat_stop_name(s1.stop));
+		CHECK(s2.n_reused == cached, "turn 2 reuses turn 1's prompt and reply exactly (%d of %d)", s2.n_reused, cached);
+		/* What is evaluated is only the new text: end of turn 1, the user's
+		 * message, the generation prompt. */
+		CHECK(s2.n_prompt == n - cached, "turn 2 evaluates only its %d new tokens (%d)", n - cached, s2.n_prompt);
+
+		struct llm_ctx *x = llm_ctx_new(m, 512, 64, 2, err, sizeof(err));
+		float *fresh = malloc(nv * sizeof(float));
+		CHECK(x && llm_eval(x, toks, n, fresh, 0, err, sizeof(err)) == 0, "fresh eval: %s", err);
+		double maxd = 0, maxv = 0;
+		for (int j = 0; j < nv; j++) {
+			double d = fabs((double)reused[j] - fresh[j]);
+			if (d > maxd) maxd = d;
+			if (fabs(fresh[j]) > maxv) maxv = fabs(fresh[j]);
+			if (fresh[j] > fresh[am]) am = j;
+			if (reused[j] > reused[bm]) bm = j;
+		}
+		printf("turn 2 logits with the cache vs from scratch: max |d| %.3g (max |logit| %.3g), argmax %d / %d\n",
+		    maxd, maxv, bm, am);
+		/* Equal up to float rounding (different batch shapes sum in other orders). */
+		CHECK(maxd <= 1e-4 * (maxv > 1 ? maxv : 1), "logits after reuse equal a fresh evaluation (max |d| %g)", maxd);
+		CHECK(am == bm, "same argmax");
+		free(fresh);
+		llm_ctx_free(x);
+	}
+	chat_free(c);
+	llm_model_free(m);
+}
+
+static int overflow_notices;
+
+static void
+on_notice(void *ctx, const char *msg)
+{
+	(void)ctx;
+	(void)msg;
+	overflow_notices++;
+}
+
+/* A conversation three times the context keeps answering and keeps its system prompt. */
+static void
+test_overflow(const char *path)
+{
+	struct llm_model *m;
+	struct chat *c;
+	struct chat_opts o;
+	char err[512];
+	int total = 0, ok = 1, turns = 0;
+
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 16;
+	o.n_threads = 2;
+	o.sp.seed = 3;
+	o.system_prompt = "SYSTEM-PROMPT-KEPT";
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
+	chat_set_notice(c, on_notice, NULL);
+	while (total < 3 * chat_ctx_size(c) && turns < 200) {
+		struct chat_stats st;
+		char msg[64];
+		snprintf(msg, sizeof(msg), "Tell me dream number %d please", turns);
+		chat_add_user(c, msg, strlen(msg));
+		if (chat_generate(c, NULL, NULL, &st, err, sizeof(err)) < 0) {
+			ok = 0;
+			fprintf(stderr, "turn %d: %s\n", turns, err);
+			break;
+		}
+		total += st.n_prompt + st.n_gen;
+		turns++;
+		if (st.n_ctx_used > st.n_ctx)
+			ok = 0;
+	}
+	char *r = chat_render(c, err, sizeof(err));
+	printf("overflow: %d turns, %d tokens through a context of %d, %d drop notices, %d messages kept\n",
+	    turns, total, chat_ctx_size(c), overflow_notices, chat_n_messages(c));
+	CHECK(ok && total >= 3 * chat_ctx_size(c), "every turn answered (%d tokens)", total);
+	CHECK(overflow_notices > 0, "the user was told about dropped turns");
+	CHECK(r && strstr(r, "SYSTEM-PROMPT-KEPT"), "the system prompt survives");
+	CHECK(!strcmp(chat_system(c), "SYSTEM-PROMPT-KEPT"), "chat_system unchanged");
+	free(r);
+
+	/* A single message longer than the context: a clear error, the session usable. */
+	{
+		char *big = malloc(8001);
+		struct chat_stats st;
+		memset(big, 'a', 8000);
+		big[8000] = 0;
+		for (int i = 0; i < 8000; i += 5)
+			big[i] = ' ';
+		chat_add_user(c, big, 8000);
+		int rc = chat_generate(c, NULL, NULL, &st, err, sizeof(err));
+		CHECK(rc < 0 && strstr(err, "more than the context"), "too-long message refused: %s", err);
+		chat_pop(c);
+		chat_add_user(c, "short", 5);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "session still works: %s", err);
+		free(big);
+	}
+	chat_free(c);
+	llm_model_free(m);
+}
+
+struct live {
+	struct chat *c;
+	int pieces;
+};
+
+static int
+live_piece(void *ctx, const char *p, size_t n)
+{
+	struct live *l = ctx;
+	(void)p;
+	(void)n;
+	if (++l->pieces == 3)
+		chat_set_max_tokens(l->c, 5);   /* as the UI would, while the reply streams */
+	return 0;
+}
+
+static const char *stop_seen;
+
+static int
+stop_piece(void *ctx, const char *p, size_t n)
+{
+	struct { char buf[4096]; size_t n; } *acc = ctx;
+	if (acc->n + n < sizeof(acc->buf)) {
+		memcpy(acc->buf + acc->n, p, n);
+		acc->n += n;
+		acc->buf[acc->n] = 0;
+	}
+	return 0;
+}
+
+static void
+test_live_and_stops(const char *path)
+{
+	struct llm_model *m;
+	struct chat *c;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct live l;
+	char err[512];
+
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 40;
+	o.n_threads = 2;
+	o.sp.seed = 9;
+	o.template_spec = "zephyr";
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
+	l.c = c;
+	l.pieces = 0;
+	chat_add_user(c, "Once upon a time", 16);
+	CHECK(chat_generate(c, live_piece, &l, &st, err, sizeof(err)) == 0, "generate: %s", err);
+	printf("live: max_tokens lowered to 5 after 3 pieces; the reply has %d tokens (%s)\n", st.n_gen,
+	    chat_stop_name(st.stop));
+	CHECK(st.n_gen == 5 && st.stop == CHAT_STOP_LIMIT, "a limit changed mid-reply applies at once (%d)", st.n_gen);
+
+	/* Stop strings: greedy output, then stop at its own second word. */
+	{
+		struct { char buf[4096]; size_t n; } acc = { "", 0 }, acc2 = { "", 0 };
+		struct sampler_params p;
+		chat_get_params(c, &p);
+		p.temp = 0;
+		chat_set_params(c, &p);
+		chat_set_max_tokens(c, 30);
+		CHECK(chat_regenerate(c, stop_piece, &acc, &st, err, sizeof(err)) == 0, "regen: %s", err);
+		const char *full = chat_message_content(c, chat_n_messages(c) - 1);
+		CHECK(acc.n == strlen(full) && !memcmp(acc.buf, full, acc.n), "streamed pieces equal the stored reply");
+		/* Choose a stop string from the middle of the greedy reply. */
+		size_t L = strlen(full);
+		size_t at = L / 3;
+		while (at < L && !((full[at] >= 'a' && full[at] <= 'z') || (full[at] >= 'A' && full[at] <= 'Z')))
+			at++;
+		if (at + 4 < L) {
+			char stop[8];
+			memcpy(stop, full + at, 3);
+			stop[3] = 0;
+			struct chat *c2;
+			struct chat_opts o2 = o;
+			o2.sp.temp = 0;
+			o2.max_tokens = 30;
+			o2.stop[0] = stop;
+			CHECK(chat_new(m, &o2, &c2, err, sizeof(err)) == 0, "chat_new: %s", err);
+			chat_add_user(c2, "Once upon a time", 16);
+			CHECK(chat_generate(c2, stop_piece, &acc2, &st, err, sizeof(err)) == 0, "generate: %s", err);
+			const char *cut = chat_message_content(c2, 0 + 1);
+			stop_seen = strstr(full, stop);
+			printf("stop string \"%s\": reply cut to %zu of %zu bytes (%s)\n", stop, strlen(cut), L,
+			    chat_stop_name(st.stop));
+			CHECK(st.stop == CHAT_STOP_STRING, "stopped by the stop string");
+			CHECK(strlen(cut) == (size_t)(stop_seen - full) && !memcmp(cut, full, strlen(cut)),
+			    "the reply ends right before the stop string");
+			CHECK(acc2.n == strlen(cut) && !strstr(acc2.buf, stop), "no part of the stop string was shown");
+			chat_free(c2);
+		}
+	}
+	/* Cancel before the first token: returns at once with what was produced. */
+	{
+		chat_add_user(c, "More", 4);
+		chat_cancel(c);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "generate: %s", err);
+		/* chat_generate clears a pending cancel when it starts: it ran. */
+		CHECK(st.stop != CHAT_STOP_CANCEL, "a stale cancel does not stop the next reply");
+	}
+	chat_free(c);
+	llm_model_free(m);
+}
+
+int
+main(void)
+{
+	const char *dir = test_fixtures();
+	char path[4096];
+
+	if (!dir) {
+		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
+		return test_done("test-chat");
+	}
+	/* aidreams is a trained model: its replies are valid text, as a real
+	 * chat model's are, so the session can keep its own tokens. */
+	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", dir);
+	test_reuse(path);
+	test_overflow(path);
+	test_live_and_stops(path);
+	return test_done("test-chat");
+}

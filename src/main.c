@@ -23,6 +23,12 @@ static const char usage_text[] =
 "  template (-m FILE | --template-file F | --builtin NAME) --messages CONV.json\n"
 "           [--add-generation-prompt] [--bos S] [--eos S]\n"
 "                                  render a conversation with a chat template\n"
+"  history [list | show ID | search TEXT | delete ID]\n"
+"                                  past conversations, with every generation\n"
+"  rate GEN_ID (up|down|1..5) [--comment TEXT]\n"
+"                                  rate a reply\n"
+"  export --format sft|dpo|kto [--min-rating N] [--model SHA|NAME] [--since DATE] [-o FILE]\n"
+"                                  rated replies as JSONL for fine-tuning\n"
 "  info -m FILE [--kv] [--tensors] architecture, hyperparameters, tokenizer, tensors\n"
 "  tokenize -m FILE [--no-bos] [--special] [--pieces] (TEXT | -f FILE)\n"
 "                                  print the token ids of TEXT\n"
@@ -33,7 +39,8 @@ static const char usage_text[] =
 "  mkmodel --preset NAME --type TYPE -o FILE\n"
 "                                  write a random-weight GGUF with real shapes\n"
 "\n"
-"Run 'natter COMMAND --help' for a command's options.\n"
+"Run 'natter COMMAND --help' for a command's options.  The database is\n"
+"$NATTER_DB, else $XDG_DATA_HOME/natter/natter.db; --db FILE chooses another.\n"
 "  -h, --help                      show this help\n"
 "  -V, --version                   show the version\n"
 "\n"
@@ -106,6 +113,9 @@ main(int argc, char **argv)
 		{ "bench", cmd_bench },
 		{ "chat", cmd_chat },
 		{ "template", cmd_template },
+		{ "history", cmd_history },
+		{ "rate", cmd_rate },
+		{ "export", cmd_export },
 	};
 
 	if (argc < 2) {
@@ -117,7 +127,11 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
+#ifdef NATTER_ASAN
+		printf("natter %s (built with sanitizers)\n", PACKAGE_VERSION);
+#else
 		printf("natter %s\n", PACKAGE_VERSION);
+#endif
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)

@@ -89,7 +89,11 @@ if "$NATTER_BIN" mkmodel --preset qwen2.5-0.5b --type Q8_0 --layers 2 -o "$tmp/q
 	kv=$((2 * 2 * 273 * 128 * 4))
 	limit=$((size + kv + 64 * 1048576))
 	echo "peak RSS $rss bytes, limit $limit (file $size + KV $kv + 64 MiB)"
-	awk -v r="$rss" -v l="$limit" 'BEGIN { exit !(r > 0 && r <= l) }' && ok || bad "peak RSS $rss > $limit"
+	if "$NATTER_BIN" --version | grep -q sanitizers; then
+		echo "(sanitizer build: its shadow memory inflates RSS; the bound is not checked)"
+	else
+		awk -v r="$rss" -v l="$limit" 'BEGIN { exit !(r > 0 && r <= l) }' && ok || bad "peak RSS $rss > $limit"
+	fi
 	"$NATTER_BIN" info -m "$tmp/q.gguf" | grep -q "151936 tokens" && ok || bad "mkmodel vocabulary"
 else
 	bad "mkmodel failed"

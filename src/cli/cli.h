@@ -13,6 +13,13 @@ int cmd_mkmodel(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_template(int argc, char **argv);
+int cmd_history(int argc, char **argv);
+int cmd_rate(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
+struct store;
+/* Opens the store at DB (NULL: the default path); prints the error. */
+struct store *cli_store_open(const char *db, unsigned flags);
 
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

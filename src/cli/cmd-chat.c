@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "natter/chat.h"
 #include "natter/llm.h"
+#include "natter/store.h"
 #include "natter/text.h"
 
 static volatile sig_atomic_t interrupted;
@@ -133,6 +134,77 @@ set_param(struct chat *c, const char *name, const char *value)
 	return 0;
 }
 
+/* What the chat keeps in the store: one conversation, the ids of the last
+ * user message, assistant message and generation. */
+struct persist {
+	struct store *s;
+	int64_t model_id, conv, last_msg, last_gen;
+	const char *template_name;
+};
+
+static void
+persist_warn(struct persist *p)
+{
+	fprintf(stderr, "natter: %s\n", store_errmsg(p->s));
+}
+
+static int
+persist_user(struct persist *p, struct chat *c, const char *text)
+{
+	int64_t id;
+	if (!p->s)
+		return 0;
+	if (!p->conv && store_conv_new(p->s, p->model_id, NULL, p->template_name, chat_system(c), &p->conv) < 0) {
+		persist_warn(p);
+		return -1;
+	}
+	if (store_msg_add(p->s, p->conv, "user", text, &id) < 0) {
+		persist_warn(p);
+		return -1;
+	}
+	p->last_msg = 0;   /* the reply to this message is a new assistant message */
+	return 0;
+}
+
+static void
+persist_reply(struct persist *p, struct chat *c, const struct chat_stats *st, int regen)
+{
+	struct store_gen g;
+	struct sampler_params sp;
+	int64_t msg;
+
+	if (!p->s || !p->conv)
+		return;
+	chat_get_params(c, &sp);
+	memset(&g, 0, sizeof(g));
+	g.content = chat_message_content(c, chat_n_messages(c) - 1);
+	g.state = st->stop == CHAT_STOP_CANCEL ? "cancelled" : "complete";
+	g.stop_reason = chat_stop_name(st->stop);
+	g.temp = sp.temp;
+	g.top_k = sp.top_k;
+	g.top_p = sp.top_p;
+	g.min_p = sp.min_p;
+	g.repeat_penalty = sp.repeat_penalty;
+	g.presence_penalty = sp.presence_penalty;
+	g.frequency_penalty = sp.frequency_penalty;
+	g.penalty_last_n = sp.penalty_last_n;
+	g.seed = st->seed;
+	g.max_tokens = chat_max_tokens(c);
+	g.n_prompt = st->n_prompt;
+	g.n_reused = st->n_reused;
+	g.n_gen = st->n_gen;
+	g.n_ctx_used = st->n_ctx_used;
+	g.n_ctx = st->n_ctx;
+	g.prompt_tps = st->prompt_tps;
+	g.gen_tps = st->gen_tps;
+	g.ttft_ms = st->ttft_ms;
+	if (store_gen_add(p->s, p->conv, regen ? p->last_msg : 0, &g, &p->last_gen, &msg) < 0) {
+		persist_warn(p);
+		return;
+	}
+	p->last_msg = msg;
+}
+
 /* Reads one logical line (a trailing backslash continues it); NULL at EOF. */
 static char *
 read_input(int tty)
@@ -202,6 +274,8 @@ cmd_chat(int argc, char **argv)
 		{ "seed", required_argument, NULL, 's' },
 		{ "max-tokens", required_argument, NULL, 'n' },
 		{ "stop", required_argument, NULL, 'S' },
+		{ "db", required_argument, NULL, 'D' },
+		{ "no-history", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -210,7 +284,9 @@ cmd_chat(int argc, char **argv)
 	struct llm_model *m = NULL;
 	struct chat *c = NULL;
 	struct chat_stats last = { 0 };
-	int plain = 0, nstop = 0, ch, rc = 1, have_stats = 0;
+	int plain = 0, nstop = 0, ch, rc = 1, have_stats = 0, no_history = 0;
+	const char *db = NULL;
+	struct persist per = { 0 };
 	char err[512];
 	struct out_ctx out = { isatty(STDOUT_FILENO) };
 	int tty_in = isatty(STDIN_FILENO);
@@ -236,11 +312,14 @@ cmd_chat(int argc, char **argv)
 			if (nstop < 8)
 				o.stop[nstop++] = optarg;
 			break;
+		case 'D': db = optarg; break;
+		case 'N': no_history = 1; break;
 		case 'h':
 			printf("usage: natter chat -m FILE --plain [--system TEXT] [--chat-template NAME|FILE] [-c N] [-t N]\n"
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
-			    "       [--max-tokens N] [--stop STRING]...\n"
-			    "Commands: /set NAME VALUE, /params, /regen, /system [TEXT], /clear, /stats, /help, /quit\n");
+			    "       [--max-tokens N] [--stop STRING]... [--db FILE | --no-history]\n"
+			    "Commands: /set NAME VALUE, /params, /regen, /rate up|down|1..5 [COMMENT], /system [TEXT],\n"
+			    "          /clear, /stats, /help, /quit\n");
 			return 0;
 		default:
 			return 2;
@@ -263,6 +342,19 @@ cmd_chat(int argc, char **argv)
 		goto out;
 	}
 	chat_set_notice(c, on_notice, NULL);
+	if (!no_history) {
+		per.s = cli_store_open(db, 0);
+		if (!per.s) {
+			fprintf(stderr, "natter: this chat will not be saved\n");
+		} else {
+			const struct llm_hparams *hp = llm_model_hparams(m);
+			per.template_name = chat_template_name(c);
+			if (store_model(per.s, path, hp->arch_name, llm_model_type_name(m), &per.model_id) < 0) {
+				persist_warn(&per);
+				per.model_id = 0;
+			}
+		}
+	}
 	if (tty_in) {
 		fprintf(stderr, "natter: %s, template %s, context %d. /help for commands.\n", path,
 		    chat_template_name(c), chat_ctx_size(c));
@@ -298,21 +390,42 @@ cmd_chat(int argc, char **argv)
 				print_params(c);
 			} else if (!strcmp(cmd, "/regen")) {
 				regen = 1;
+			} else if (!strcmp(cmd, "/rate")) {
+				char *word = rest ? strtok(rest, " \t") : NULL;
+				char *comment = word ? strtok(NULL, "") : NULL;
+				const char *kind;
+				int value;
+				if (store_rating_parse(word, &kind, &value) < 0)
+					fprintf(stderr, "usage: /rate up|down|1..5 [COMMENT]\n");
+				else if (!per.s || !per.last_gen)
+					fprintf(stderr, "nothing to rate: %s\n", per.s ? "no reply yet" : "the history is off");
+				else if (store_rating_set(per.s, per.last_gen, kind, value, comment) < 0)
+					persist_warn(&per);
+				else
+					printf("rated generation %lld %s\n", (long long)per.last_gen, word);
 			} else if (!strcmp(cmd, "/system")) {
 				chat_set_system(c, rest ? rest : "");
+				if (per.s && per.conv && store_conv_set_system(per.s, per.conv, chat_system(c)) < 0)
+					persist_warn(&per);
 				printf(rest ? "system prompt set\n" : "system prompt removed\n");
 			} else if (!strcmp(cmd, "/clear")) {
 				chat_clear(c);
+				per.conv = per.last_msg = per.last_gen = 0;
 				printf("new conversation\n");
 			} else if (!strcmp(cmd, "/stats")) {
-				if (have_stats)
+				if (have_stats) {
 					print_stats(&last);
+					if (per.last_gen)
+						printf("stored as generation %lld of conversation %lld\n", (long long)per.last_gen,
+						    (long long)per.conv);
+				}
 				else
 					printf("no reply yet\n");
 			} else if (!strcmp(cmd, "/help")) {
 				printf("/set NAME VALUE   change a sampling parameter (applies from the next token)\n"
 				    "/params           show the sampling parameters\n"
 				    "/regen            generate the last reply again\n"
+				    "/rate up|down|1..5 [COMMENT]  rate the last reply (after /regen: the new one)\n"
 				    "/system [TEXT]    set (or remove) the system prompt\n"
 				    "/clear            start a new conversation\n"
 				    "/stats            statistics of the last reply\n"
@@ -327,6 +440,8 @@ cmd_chat(int argc, char **argv)
 				free(line);
 				break;
 			}
+			/* Committed before generation starts: a crash loses no message. */
+			persist_user(&per, c, chat_message_content(c, chat_n_messages(c) - 1));
 			gen = 1;
 		}
 		free(line);
@@ -343,6 +458,7 @@ cmd_chat(int argc, char **argv)
 			}
 			have_stats = 1;
 			putchar('\n');
+			persist_reply(&per, c, &last, regen);
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");
 			else if (last.stop == CHAT_STOP_CONTEXT)
@@ -352,6 +468,7 @@ cmd_chat(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	store_close(per.s);
 	chat_free(c);
 	llm_model_free(m);
 	return rc;

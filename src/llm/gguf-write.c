@@ -57,6 +57,8 @@ put(struct gguf_writer *w, const void *p, size_t n)
 {
 	if (w->failed)
 		return -1;
+	if (n == 0)
+		return 0;   /* an empty array may come with a NULL pointer */
 	if (w->meta_len + n > w->meta_cap) {
 		size_t cap = w->meta_cap ? w->meta_cap : 1024;
 		while (cap < w->meta_len + n)

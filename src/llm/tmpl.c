@@ -1331,9 +1331,13 @@ struct scope {
 	struct jdict *vars;
 };
 
+/* Output being built.  Temporaries grow inside the render's arena, so an
+ * error that unwinds past them leaks nothing; only the final output
+ * (HEAP set) is malloc'd, and freed on error by tmpl_render. */
 struct outbuf {
 	char *p;
 	size_t n, cap;
+	int heap;
 };
 
 struct rt {
@@ -1532,9 +1536,16 @@ sb_put(struct rt *r, struct outbuf *b, const char *s, size_t n)
 			cap *= 2;
 		if (cap > TMPL_MAX_OUTPUT + 1)
 			failf(&r->f, "template output exceeds %u MiB", TMPL_MAX_OUTPUT >> 20);
-		char *p = realloc(b->p, cap);
-		if (!p)
-			failf(&r->f, "out of memory");
+		char *p;
+		if (b->heap) {
+			p = realloc(b->p, cap);
+			if (!p)
+				failf(&r->f, "out of memory");
+		} else {
+			p = ar_alloc(&r->ar, &r->f, cap);
+			if (b->n)
+				memcpy(p, b->p, b->n);
+		}
 		b->p = p;
 		b->cap = cap;
 	}
@@ -1554,7 +1565,8 @@ static struct val
 sb_take(struct rt *r, struct outbuf *b)
 {
 	struct val v = mkstr(r, b->p ? b->p : "", b->n);
-	free(b->p);
+	if (b->heap)
+		free(b->p);
 	b->p = NULL;
 	b->n = b->cap = 0;
 	return v;
@@ -2323,7 +2335,6 @@ apply_filter(struct rt *r, struct scope *sc, const char *name, struct val v, con
 			p = nl + 1;
 			lineno++;
 		}
-		free(pad.p);
 		return sb_take(r, &b);
 	}
 	if (!strcmp(name, "selectattr") || !strcmp(name, "rejectattr") || !strcmp(name, "select") ||
@@ -3203,7 +3214,7 @@ tmpl_render(const struct tmpl *t, const struct tmpl_msg *msgs, int n, const stru
 	    char **out, size_t *outlen, char *err, size_t errlen)
 {
 	struct rt *r = calloc(1, sizeof(*r));
-	struct outbuf buf = { 0 };
+	struct outbuf buf = { NULL, 0, 0, 1 };
 	struct scope g;
 	int rc;
 

@@ -1,0 +1,210 @@
+/* cmd-history.c -- `natter history`, `natter rate`, `natter export`: the store from the command line. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "natter/store.h"
+
+/* Opens the store named by --db or the default path. */
+struct store *
+cli_store_open(const char *db, unsigned flags)
+{
+	char path[4096], err[1024];
+	struct store *s;
+
+	if (!db) {
+		db = store_default_path(path, sizeof(path));
+		if (!db) {
+			cli_error("cannot find a place for the database: set XDG_DATA_HOME or HOME, or use --db FILE");
+			return NULL;
+		}
+	}
+	if (store_open(db, flags, &s, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		return NULL;
+	}
+	return s;
+}
+
+static int
+parse_id(const char *s, int64_t *id)
+{
+	char *end;
+	long long v = s ? strtoll(s, &end, 10) : 0;
+	if (!s || end == s || *end || v <= 0)
+		return -1;
+	*id = v;
+	return 0;
+}
+
+int
+cmd_history(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "db", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *db = NULL, *sub;
+	struct store *s;
+	int c, rc = 0;
+	int64_t id = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': db = optarg; break;
+		case 'h':
+			printf("usage: natter history [--db FILE] [list | show ID | search TEXT | delete ID]\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	sub = optind < argc ? argv[optind] : "list";
+	if (strcmp(sub, "list") && strcmp(sub, "show") && strcmp(sub, "search") && strcmp(sub, "delete")) {
+		cli_error("history: unknown subcommand '%s' (list, show ID, search TEXT, delete ID)", sub);
+		return 2;
+	}
+	if ((!strcmp(sub, "show") || !strcmp(sub, "delete")) && parse_id(optind + 1 < argc ? argv[optind + 1] : NULL, &id) < 0) {
+		cli_error("history %s: needs a conversation id (see natter history list)", sub);
+		return 2;
+	}
+	if (!strcmp(sub, "search") && optind + 1 >= argc) {
+		cli_error("history search: needs the text to look for");
+		return 2;
+	}
+	s = cli_store_open(db, !strcmp(sub, "delete") ? 0 : 0);
+	if (!s)
+		return 1;
+	if (!strcmp(sub, "list"))
+		rc = store_history_list(s, stdout);
+	else if (!strcmp(sub, "show"))
+		rc = store_history_show(s, id, stdout);
+	else if (!strcmp(sub, "search"))
+		rc = store_history_search(s, argv[optind + 1], stdout);
+	else {
+		rc = store_conv_delete(s, id);
+		if (rc == 0)
+			printf("deleted conversation %lld\n", (long long)id);
+	}
+	if (rc < 0)
+		cli_error("%s", store_errmsg(s));
+	store_close(s);
+	return rc < 0 ? 1 : 0;
+}
+
+int
+cmd_rate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "db", required_argument, NULL, 'd' },
+		{ "comment", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *db = NULL, *comment = NULL, *kind;
+	struct store *s;
+	int c, value, rc;
+	int64_t id;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': db = optarg; break;
+		case 'c': comment = optarg; break;
+		case 'h':
+			printf("usage: natter rate [--db FILE] GEN_ID (up|down|1..5) [--comment TEXT]\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (optind + 2 != argc || parse_id(argv[optind], &id) < 0 ||
+	    store_rating_parse(argv[optind + 1], &kind, &value) < 0) {
+		cli_error("rate: usage: natter rate GEN_ID (up|down|1..5) [--comment TEXT]");
+		return 2;
+	}
+	s = cli_store_open(db, 0);
+	if (!s)
+		return 1;
+	rc = store_rating_set(s, id, kind, value, comment);
+	if (rc < 0)
+		cli_error("%s", store_errmsg(s));
+	else
+		printf("rated generation %lld %s\n", (long long)id, argv[optind + 1]);
+	store_close(s);
+	return rc < 0 ? 1 : 0;
+}
+
+int
+cmd_export(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "db", required_argument, NULL, 'd' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "min-rating", required_argument, NULL, 'r' },
+		{ "model", required_argument, NULL, 'm' },
+		{ "since", required_argument, NULL, 's' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *db = NULL, *out = NULL, *fmt = NULL;
+	struct store_export_opts o = { STORE_SFT, 4, NULL, 0 };
+	struct store *s;
+	char err[1024];
+	int c, n, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': db = optarg; break;
+		case 'f': fmt = optarg; break;
+		case 'r': o.min_rating = atoi(optarg); break;
+		case 'm': o.model = optarg; break;
+		case 'o': out = optarg; break;
+		case 's': {
+			struct tm tm = { 0 };
+			char *end = strptime(optarg, "%Y-%m-%d", &tm);
+			if (!end || *end) {
+				cli_error("export: --since wants a date as YYYY-MM-DD");
+				return 2;
+			}
+			tm.tm_isdst = -1;
+			o.since = (int64_t)mktime(&tm);
+			break;
+		}
+		case 'h':
+			printf("usage: natter export --format sft|dpo|kto [--min-rating N] [--model SHA|NAME]\n"
+			    "       [--since YYYY-MM-DD] [-o FILE] [--db FILE]\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (!fmt || (strcmp(fmt, "sft") && strcmp(fmt, "dpo") && strcmp(fmt, "kto"))) {
+		cli_error("export: --format must be sft, dpo or kto");
+		return 2;
+	}
+	o.format = !strcmp(fmt, "sft") ? STORE_SFT : !strcmp(fmt, "dpo") ? STORE_DPO : STORE_KTO;
+	if (o.min_rating < 1 || o.min_rating > 5) {
+		cli_error("export: --min-rating must be 1 to 5 (thumbs up counts as 5, down as 1)");
+		return 2;
+	}
+	s = cli_store_open(db, 0);
+	if (!s)
+		return 1;
+	rc = store_export(s, &o, out, &n, err, sizeof(err));
+	if (rc < 0)
+		cli_error("%s", err);
+	else if (out && strcmp(out, "-"))
+		fprintf(stderr, "%s: wrote %d %s lines to %s\n", cli_progname, n, fmt, out);
+	store_close(s);
+	return rc < 0 ? 1 : 0;
+}

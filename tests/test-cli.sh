@@ -129,5 +129,31 @@ grep -q "more than the context" "$tmp/chat.err" && ok || bad "too-long message e
 grep -q "reply: 4 tokens" "$tmp/chat.out" && ok || bad "the chat goes on after a too-long message"
 "$NATTER_BIN" chat -m "$M" 2>/dev/null; check "chat without --plain status" 2 $?
 
+# The store from the command line: a chat is recorded, rated, searched, exported.
+export NATTER_DB="$tmp/h.db"
+printf 'Tell me a dream\n/rate up lovely\n/regen\n/rate 2\n/stats\n' |
+	"$NATTER_BIN" chat -m "$M" --plain -n 6 --seed 11 > "$tmp/c.out" 2> "$tmp/c.err"
+check "chat with history status" 0 $?
+grep -q "rated generation 1 up" "$tmp/c.out" && ok || bad "/rate: $(cat "$tmp/c.out" "$tmp/c.err")"
+grep -q "stored as generation 2 of conversation 1" "$tmp/c.out" && ok || bad "/stats names the stored generation"
+"$NATTER_BIN" history list | grep -q "Tell me a dream" && ok || bad "history list"
+"$NATTER_BIN" history show 1 | grep -q 'rated up ("lovely")' && ok || bad "history show"
+"$NATTER_BIN" history search dream | grep -q "\[dream\]" && ok || bad "history search"
+"$NATTER_BIN" rate 2 3 --comment "better now" | grep -q "rated generation 2 3" && ok || bad "natter rate"
+"$NATTER_BIN" rate 99 up 2>"$tmp/err"; check "rate a missing generation status" 1 $?
+"$NATTER_BIN" rate 2 7 2>/dev/null; check "rate with a bad value status" 2 $?
+"$NATTER_BIN" export --format dpo -o "$tmp/dpo.jsonl" 2>/dev/null; check "export status" 0 $?
+check "export dpo lines" 1 "$(wc -l < "$tmp/dpo.jsonl" | tr -d ' ')"
+grep -q '"chosen":\[{"role":"assistant"' "$tmp/dpo.jsonl" && ok || bad "dpo line: $(cat "$tmp/dpo.jsonl")"
+check "export sft lines (4 stars and up)" 1 "$("$NATTER_BIN" export --format sft | wc -l | tr -d ' ')"
+"$NATTER_BIN" export --format xml 2>/dev/null; check "export bad format status" 2 $?
+"$NATTER_BIN" history delete 1 | grep -q "deleted conversation 1" && ok || bad "history delete"
+"$NATTER_BIN" history show 1 2>/dev/null; check "show a deleted conversation status" 1 $?
+printf 'garbage, not a database' > "$tmp/bad.db"
+"$NATTER_BIN" history list --db "$tmp/bad.db" 2>"$tmp/err"; check "damaged database status" 1 $?
+grep -q "not a natter database" "$tmp/err" && ok || bad "damaged database message: $(cat "$tmp/err")"
+check "damaged database left alone" "garbage, not a database" "$(cat "$tmp/bad.db")"
+unset NATTER_DB
+
 echo "test-cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

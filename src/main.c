@@ -12,9 +12,21 @@
 const char *cli_progname = "natter";
 
 static const char usage_text[] =
-"usage: natter COMMAND [ARGS]\n"
+"usage: natter [-m MODEL] [OPTIONS]      the full-screen chat\n"
+"       natter COMMAND [ARGS]\n"
 "\n"
 "A terminal chat for local GGUF language models (llama, qwen2, phi3).\n"
+"\n"
+"Options of the full-screen chat (chat --plain takes the same):\n"
+"  -m FILE            the model (default: the only .gguf in $XDG_DATA_HOME/natter/models)\n"
+"  --theme NAME|FILE  default, light, mono (or theme = NAME in ~/.config/natter/config)\n"
+"  --system TEXT      system prompt       --chat-template NAME|FILE\n"
+"  -c N               context size        -t N  threads (default: physical cores)\n"
+"  --temp T  --top-k K  --top-p P  --min-p P  --repeat-penalty R  --seed S\n"
+"  --max-tokens N     per reply           --db FILE | --no-history\n"
+"  --token-delay MS   slow each token down (demos, tests)\n"
+"  Keys: F1 help, Enter send, Esc stop, F5 regenerate, Tab focus, + - 1-5 rate,\n"
+"        F2 new, F3 past conversations, F10 quit.\n"
 "\n"
 "Commands:\n"
 "  chat -m FILE --plain [OPTIONS]  chat line by line on stdin/stdout (/help inside)\n"
@@ -43,8 +55,7 @@ static const char usage_text[] =
 "$NATTER_DB, else $XDG_DATA_HOME/natter/natter.db; --db FILE chooses another.\n"
 "  -h, --help                      show this help\n"
 "  -V, --version                   show the version\n"
-"\n"
-"The full-screen interface (natter -m MODEL) is not built yet: use chat --plain.\n";
+"";
 
 void
 cli_error(const char *fmt, ...)
@@ -118,10 +129,8 @@ main(int argc, char **argv)
 		{ "export", cmd_export },
 	};
 
-	if (argc < 2) {
-		fputs(usage_text, stderr);
-		return 2;
-	}
+	if (argc < 2)
+		return cmd_ui(argc, argv);   /* the model from the models folder */
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
 		fputs(usage_text, stdout);
 		return 0;
@@ -137,10 +146,8 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[1], cmds[i].name) == 0)
 			return cmds[i].fn(argc - 1, argv + 1);
-	if (argv[1][0] == '-') {
-		cli_error("the full-screen interface is not built yet; use 'natter chat -m FILE --plain'");
-		return 2;
-	}
+	if (argv[1][0] == '-')
+		return cmd_ui(argc, argv);
 	cli_error("unknown command '%s' (see natter --help)", argv[1]);
 	return 2;
 }

@@ -61,6 +61,8 @@ int chat_set_system(struct chat *c, const char *text);
 const char *chat_system(const struct chat *c);
 /* Appends a user message (copied).  Invalid UTF-8 is repaired. */
 int chat_add_user(struct chat *c, const char *text, size_t len);
+/* Appends a message of any role (resuming a stored conversation). */
+int chat_add_message(struct chat *c, const char *role, const char *text, size_t len);
 
 /* Called with each printable piece of the reply (never a split UTF-8
  * character, never a prefix of a stop string that may still complete);
@@ -86,7 +88,16 @@ void chat_cancel(struct chat *c);
 void chat_set_params(struct chat *c, const struct sampler_params *p);
 void chat_get_params(struct chat *c, struct sampler_params *p);
 void chat_set_max_tokens(struct chat *c, int max_tokens);
+/* Milliseconds to wait after each token (0: none); lets tests and demos
+ * watch a reply stream.  Any thread. */
+void chat_set_token_delay(struct chat *c, int ms);
 int chat_max_tokens(struct chat *c);
+
+/* Sets one parameter by name from text, as typed in "/set NAME VALUE":
+ * temp, top_k, top_p, min_p, repeat_penalty, presence_penalty,
+ * frequency_penalty, penalty_last_n, seed (a number or "random"),
+ * max_tokens.  Returns 0, or -1 with ERR explaining.  Any thread. */
+int chat_set_param_str(struct chat *c, const char *name, const char *value, char *err, size_t errlen);
 
 /* The conversation (system prompt excluded).  Borrowed strings. */
 int chat_n_messages(const struct chat *c);

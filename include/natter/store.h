@@ -65,6 +65,21 @@ int store_rating_set(struct store *s, int64_t gen_id, const char *kind, int valu
 /* Parses "up", "down" or "1".."5"; returns 0 or -1. */
 int store_rating_parse(const char *word, const char **kind, int *value);
 
+/* Recent conversations, newest first (for a chooser). */
+struct store_conv_info {
+	int64_t id;
+	int64_t updated;
+	int n_msgs;
+	char title[96];
+	char model[64];
+};
+int store_conv_recent(struct store *s, struct store_conv_info *out, int max, int *n);
+/* Loads a conversation: *SYSTEM gets its system prompt (caller frees, may
+ * be NULL); FN is called for each message in order, with the id of the
+ * chosen generation for assistant messages (0 otherwise). */
+typedef int (*store_msg_fn)(void *ctx, int64_t msg_id, const char *role, const char *content, int64_t chosen_gen);
+int store_conv_load(struct store *s, int64_t conv_id, char **system, store_msg_fn fn, void *ctx);
+
 /* History, printed to OUT (the CLI's history command). */
 int store_history_list(struct store *s, FILE *out);
 int store_history_show(struct store *s, int64_t conv_id, FILE *out);

@@ -16,6 +16,7 @@ int cmd_template(int argc, char **argv);
 int cmd_history(int argc, char **argv);
 int cmd_rate(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_ui(int argc, char **argv);
 
 struct store;
 /* Opens the store at DB (NULL: the default path); prints the error. */

@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "natter/chat.h"
+#include "natter/chatlog.h"
 #include "natter/llm.h"
 #include "natter/store.h"
 #include "natter/text.h"
@@ -85,124 +86,18 @@ print_params(struct chat *c)
 static int
 set_param(struct chat *c, const char *name, const char *value)
 {
-	struct sampler_params p;
-	char *end, err[256];
-	double v;
-
-	if (!name || !value) {
-		fprintf(stderr, "usage: /set NAME VALUE (temp, top_k, top_p, min_p, repeat_penalty, "
-		    "presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens)\n");
+	char err[256];
+	if (chat_set_param_str(c, name, value, err, sizeof(err)) < 0) {
+		fprintf(stderr, "/set: %s\n", err);
 		return -1;
 	}
-	chat_get_params(c, &p);
-	if (!strcmp(name, "seed") && !strcmp(value, "random")) {
-		p.seed = SAMPLER_SEED_RANDOM;
-		chat_set_params(c, &p);
-		return 0;
-	}
-	errno = 0;
-	v = strtod(value, &end);
-	if (end == value || *end || errno) {
-		fprintf(stderr, "/set %s: '%s' is not a number\n", name, value);
-		return -1;
-	}
-	if (!strcmp(name, "temp") || !strcmp(name, "temperature")) p.temp = (float)v;
-	else if (!strcmp(name, "top_k")) p.top_k = (int)v;
-	else if (!strcmp(name, "top_p")) p.top_p = (float)v;
-	else if (!strcmp(name, "min_p")) p.min_p = (float)v;
-	else if (!strcmp(name, "repeat_penalty")) p.repeat_penalty = (float)v;
-	else if (!strcmp(name, "presence_penalty")) p.presence_penalty = (float)v;
-	else if (!strcmp(name, "frequency_penalty")) p.frequency_penalty = (float)v;
-	else if (!strcmp(name, "penalty_last_n")) p.penalty_last_n = (int)v;
-	else if (!strcmp(name, "seed")) p.seed = (uint64_t)v;
-	else if (!strcmp(name, "max_tokens")) {
-		if (v < 0 || v > 1e9) {
-			fprintf(stderr, "/set max_tokens: must be 0 (no limit) or more\n");
-			return -1;
-		}
-		chat_set_max_tokens(c, (int)v);
-		return 0;
-	} else {
-		fprintf(stderr, "/set: unknown parameter '%s'\n", name);
-		return -1;
-	}
-	if (sampler_params_check(&p, err, sizeof(err)) < 0) {
-		fprintf(stderr, "/set %s: %s\n", name, err);
-		return -1;
-	}
-	chat_set_params(c, &p);
 	return 0;
 }
 
-/* What the chat keeps in the store: one conversation, the ids of the last
- * user message, assistant message and generation. */
-struct persist {
-	struct store *s;
-	int64_t model_id, conv, last_msg, last_gen;
-	const char *template_name;
-};
-
 static void
-persist_warn(struct persist *p)
+persist_warn(struct chatlog *p)
 {
 	fprintf(stderr, "natter: %s\n", store_errmsg(p->s));
-}
-
-static int
-persist_user(struct persist *p, struct chat *c, const char *text)
-{
-	int64_t id;
-	if (!p->s)
-		return 0;
-	if (!p->conv && store_conv_new(p->s, p->model_id, NULL, p->template_name, chat_system(c), &p->conv) < 0) {
-		persist_warn(p);
-		return -1;
-	}
-	if (store_msg_add(p->s, p->conv, "user", text, &id) < 0) {
-		persist_warn(p);
-		return -1;
-	}
-	p->last_msg = 0;   /* the reply to this message is a new assistant message */
-	return 0;
-}
-
-static void
-persist_reply(struct persist *p, struct chat *c, const struct chat_stats *st, int regen)
-{
-	struct store_gen g;
-	struct sampler_params sp;
-	int64_t msg;
-
-	if (!p->s || !p->conv)
-		return;
-	chat_get_params(c, &sp);
-	memset(&g, 0, sizeof(g));
-	g.content = chat_message_content(c, chat_n_messages(c) - 1);
-	g.state = st->stop == CHAT_STOP_CANCEL ? "cancelled" : "complete";
-	g.stop_reason = chat_stop_name(st->stop);
-	g.temp = sp.temp;
-	g.top_k = sp.top_k;
-	g.top_p = sp.top_p;
-	g.min_p = sp.min_p;
-	g.repeat_penalty = sp.repeat_penalty;
-	g.presence_penalty = sp.presence_penalty;
-	g.frequency_penalty = sp.frequency_penalty;
-	g.penalty_last_n = sp.penalty_last_n;
-	g.seed = st->seed;
-	g.max_tokens = chat_max_tokens(c);
-	g.n_prompt = st->n_prompt;
-	g.n_reused = st->n_reused;
-	g.n_gen = st->n_gen;
-	g.n_ctx_used = st->n_ctx_used;
-	g.n_ctx = st->n_ctx;
-	g.prompt_tps = st->prompt_tps;
-	g.gen_tps = st->gen_tps;
-	g.ttft_ms = st->ttft_ms;
-	if (store_gen_add(p->s, p->conv, regen ? p->last_msg : 0, &g, &p->last_gen, &msg) < 0) {
-		persist_warn(p);
-		return;
-	}
-	p->last_msg = msg;
 }
 
 /* Reads one logical line (a trailing backslash continues it); NULL at EOF. */
@@ -286,7 +181,7 @@ cmd_chat(int argc, char **argv)
 	struct chat_stats last = { 0 };
 	int plain = 0, nstop = 0, ch, rc = 1, have_stats = 0, no_history = 0;
 	const char *db = NULL;
-	struct persist per = { 0 };
+	struct chatlog per = { 0 };
 	char err[512];
 	struct out_ctx out = { isatty(STDOUT_FILENO) };
 	int tty_in = isatty(STDIN_FILENO);
@@ -405,12 +300,12 @@ cmd_chat(int argc, char **argv)
 					printf("rated generation %lld %s\n", (long long)per.last_gen, word);
 			} else if (!strcmp(cmd, "/system")) {
 				chat_set_system(c, rest ? rest : "");
-				if (per.s && per.conv && store_conv_set_system(per.s, per.conv, chat_system(c)) < 0)
+				if (chatlog_system(&per, c) < 0)
 					persist_warn(&per);
 				printf(rest ? "system prompt set\n" : "system prompt removed\n");
 			} else if (!strcmp(cmd, "/clear")) {
 				chat_clear(c);
-				per.conv = per.last_msg = per.last_gen = 0;
+				chatlog_new(&per);
 				printf("new conversation\n");
 			} else if (!strcmp(cmd, "/stats")) {
 				if (have_stats) {
@@ -441,7 +336,8 @@ cmd_chat(int argc, char **argv)
 				break;
 			}
 			/* Committed before generation starts: a crash loses no message. */
-			persist_user(&per, c, chat_message_content(c, chat_n_messages(c) - 1));
+			if (chatlog_user(&per, c) < 0)
+				persist_warn(&per);
 			gen = 1;
 		}
 		free(line);
@@ -458,7 +354,8 @@ cmd_chat(int argc, char **argv)
 			}
 			have_stats = 1;
 			putchar('\n');
-			persist_reply(&per, c, &last, regen);
+			if (chatlog_reply(&per, c, &last, regen) < 0)
+				persist_warn(&per);
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");
 			else if (last.stop == CHAT_STOP_CONTEXT)

@@ -1,6 +1,7 @@
 /* chat.c -- chat sessions over one model context: render, reuse the cache, stream a reply. */
 #include "config.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@ struct chat {
 	struct sampler_params sp;
 	int max_tokens;
 	atomic_int cancel;
+	atomic_int token_delay_ms;
 };
 
 void
@@ -339,6 +341,14 @@ chat_add_user(struct chat *c, const char *text, size_t len)
 	return push_msg(c, "user", text, len);
 }
 
+int
+chat_add_message(struct chat *c, const char *role, const char *text, size_t len)
+{
+	if (strcmp(role, "user") && strcmp(role, "assistant"))
+		return -1;
+	return push_msg(c, role, text, len);
+}
+
 void
 chat_pop(struct chat *c)
 {
@@ -372,6 +382,12 @@ chat_get_params(struct chat *c, struct sampler_params *p)
 	pthread_mutex_lock(&c->mu);
 	*p = c->sp;
 	pthread_mutex_unlock(&c->mu);
+}
+
+void
+chat_set_token_delay(struct chat *c, int ms)
+{
+	atomic_store(&c->token_delay_ms, ms < 0 ? 0 : ms);
 }
 
 void
@@ -635,6 +651,13 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 			st->stop = CHAT_STOP_STRING;
 			break;
 		}
+		{
+			int d = atomic_load(&c->token_delay_ms);
+			if (d > 0) {
+				struct timespec ts = { d / 1000, (long)(d % 1000) * 1000000L };
+				nanosleep(&ts, NULL);
+			}
+		}
 		if (llm_ctx_n_past(c->ctx) >= n_ctx) {
 			st->stop = CHAT_STOP_CONTEXT;
 			break;
@@ -694,4 +717,59 @@ chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *
 		return -1;
 	}
 	return chat_generate(c, cb, ctx, st, err, errlen);
+}
+
+int
+chat_set_param_str(struct chat *c, const char *name, const char *value, char *err, size_t errlen)
+{
+	struct sampler_params p;
+	char *end;
+	double v;
+
+	if (!name || !value) {
+		snprintf(err, errlen, "usage: /set NAME VALUE (temp, top_k, top_p, min_p, repeat_penalty, "
+		    "presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens)");
+		return -1;
+	}
+	chat_get_params(c, &p);
+	if (!strcmp(name, "seed") && !strcmp(value, "random")) {
+		p.seed = SAMPLER_SEED_RANDOM;
+		chat_set_params(c, &p);
+		return 0;
+	}
+	errno = 0;
+	v = strtod(value, &end);
+	if (end == value || *end || errno || v != v) {
+		snprintf(err, errlen, "%s: '%s' is not a number", name, value);
+		return -1;
+	}
+	if (!strcmp(name, "temp") || !strcmp(name, "temperature")) p.temp = (float)v;
+	else if (!strcmp(name, "top_k")) p.top_k = v > 1e9 ? 1000000000 : (int)v;
+	else if (!strcmp(name, "top_p")) p.top_p = (float)v;
+	else if (!strcmp(name, "min_p")) p.min_p = (float)v;
+	else if (!strcmp(name, "repeat_penalty")) p.repeat_penalty = (float)v;
+	else if (!strcmp(name, "presence_penalty")) p.presence_penalty = (float)v;
+	else if (!strcmp(name, "frequency_penalty")) p.frequency_penalty = (float)v;
+	else if (!strcmp(name, "penalty_last_n")) p.penalty_last_n = v > 1e9 ? 1000000000 : (int)v;
+	else if (!strcmp(name, "seed")) {
+		if (v < 0 || v >= 1.8e19) {
+			snprintf(err, errlen, "seed must be 0 or more, or \"random\"");
+			return -1;
+		}
+		p.seed = (uint64_t)v;
+	} else if (!strcmp(name, "max_tokens")) {
+		if (v < 0 || v > 1e9) {
+			snprintf(err, errlen, "max_tokens must be 0 (no limit) or more");
+			return -1;
+		}
+		chat_set_max_tokens(c, (int)v);
+		return 0;
+	} else {
+		snprintf(err, errlen, "unknown parameter '%s'", name);
+		return -1;
+	}
+	if (sampler_params_check(&p, err, errlen) < 0)
+		return -1;
+	chat_set_params(c, &p);
+	return 0;
 }

@@ -805,3 +805,56 @@ store_history_search(struct store *s, const char *query, FILE *out)
 		fprintf(out, "no messages match\n");
 	return 0;
 }
+
+int
+store_conv_recent(struct store *s, struct store_conv_info *out, int max, int *n)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, (SELECT count(*) FROM messages m WHERE "
+	    "m.conversation_id = c.id), c.title, COALESCE(md.file_name, '') FROM conversations c LEFT JOIN models md "
+	    "ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC LIMIT ?");
+	int rc;
+	*n = 0;
+	if (!st)
+		return -1;
+	sqlite3_bind_int(st, 1, max);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+		struct store_conv_info *ci = &out[(*n)++];
+		ci->id = sqlite3_column_int64(st, 0);
+		ci->updated = sqlite3_column_int64(st, 1);
+		ci->n_msgs = sqlite3_column_int(st, 2);
+		snprintf(ci->title, sizeof(ci->title), "%s", col_text(st, 3));
+		snprintf(ci->model, sizeof(ci->model), "%s", col_text(st, 4));
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sqlfail(s, "the list");
+}
+
+int
+store_conv_load(struct store *s, int64_t conv_id, char **system, store_msg_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT system_prompt FROM conversations WHERE id = ?");
+	int rc;
+
+	*system = NULL;
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, conv_id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		seterr(s, "there is no conversation %lld", (long long)conv_id);
+		return -1;
+	}
+	if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+		*system = strdup(col_text(st, 0));
+	sqlite3_finalize(st);
+	st = store_prepare(s, "SELECT m.id, m.role, m.content, COALESCE((SELECT g.id FROM generations g WHERE "
+	    "g.message_id = m.id AND g.chosen), 0) FROM messages m WHERE m.conversation_id = ? ORDER BY m.seq");
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, conv_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (fn(ctx, sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3)))
+			break;
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sqlfail(s, "the conversation");
+}

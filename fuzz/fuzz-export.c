@@ -1,0 +1,74 @@
+/* fuzz-export.c -- libFuzzer: arbitrary message and reply bytes through the store to JSONL. */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "natter/store.h"
+#include "llm/unicode.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char path[64], out[80], err[512];
+	struct store *s;
+	int64_t conv, msg, g1, g2, m2;
+	char *a, *b, *c;
+	size_t third = size / 3;
+
+	snprintf(path, sizeof(path), "/tmp/natter-fuzz-%d.db", (int)getpid());
+	snprintf(out, sizeof(out), "%s.jsonl", path);
+	unlink(path);
+	if (store_open(path, 0, &s, err, sizeof(err)) < 0)
+		abort();
+	a = strndup((const char *)data, third);
+	b = strndup((const char *)data + third, third);
+	c = strndup((const char *)data + 2 * third, size - 2 * third);
+	store_conv_new(s, 0, NULL, NULL, c, &conv);
+	store_msg_add(s, conv, "user", a, &m2);
+	struct store_gen g;
+	memset(&g, 0, sizeof(g));
+	g.content = b;
+	g.state = "complete";
+	store_gen_add(s, conv, 0, &g, &g1, &msg);
+	g.content = c;
+	store_gen_add(s, conv, msg, &g, &g2, NULL);
+	store_rating_set(s, g1, "thumb", 1, a);
+	store_rating_set(s, g2, "stars", 2, NULL);
+	for (int f = 0; f < 3; f++) {
+		struct store_export_opts o = { (enum store_format)f, 4, NULL, 0 };
+		int n;
+		size_t len;
+		if (store_export(s, &o, out, &n, err, sizeof(err)) < 0)
+			abort();
+		FILE *fp = fopen(out, "rb");
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t r;
+		/* Every line: strict UTF-8 and JSON that parses. */
+		while ((r = getline(&line, &cap, fp)) > 0) {
+			len = (size_t)r;
+			if (!utf8_valid((const unsigned char *)line, len))
+				abort();
+			cJSON *j = cJSON_ParseWithLength(line, len);
+			if (!j)
+				abort();
+			cJSON_Delete(j);
+		}
+		free(line);
+		fclose(fp);
+	}
+	store_close(s);
+	unlink(path);
+	unlink(out);
+	free(a);
+	free(b);
+	free(c);
+	return 0;
+}

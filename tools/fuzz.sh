@@ -1,0 +1,34 @@
+#!/bin/sh
+# fuzz.sh -- builds the libFuzzer targets (make fuzz) and runs each for SECONDS,
+# seeding corpora from the shared fixtures at run time.
+#   usage: tools/fuzz.sh [SECONDS] [TARGET...]     (from the build directory)
+set -e
+secs=${1:-60}
+[ $# -gt 0 ] && shift
+targets=${*:-"gguf tok tmpl export"}
+fx=${NATTER_FIXTURES:-$(dirname "$0")/../../shared/fixtures}
+make fuzz >/dev/null
+mkdir -p fuzz/corpus fuzz/crashes
+for t in $targets; do
+	c=fuzz/corpus/$t
+	mkdir -p "$c"
+	case $t in
+	gguf)
+		# Small fixture models and vocabularies, and their first kilobytes.
+		for f in "$fx"/models/aidreams260K-f16.gguf "$fx"/models/tiny-*-q4_0.gguf "$fx"/vocab/ggml-vocab-llama-spm.gguf; do
+			[ -f "$f" ] && head -c 65536 "$f" > "$c/$(basename "$f").head" && cp "$f" "$c/" 2>/dev/null || true
+		done ;;
+	tok)
+		export NATTER_FUZZ_VOCAB="$fx/vocab/vocab-qwen2.gguf"
+		[ -f "$fx/vocab/vocab-qwen2.gguf.inp" ] && awk 'BEGIN{RS="\n__ggml_vocab_test__\n"} {f=sprintf("'"$c"'/v%03d", NR); printf "\001%s", $0 > f}' "$fx/vocab/vocab-qwen2.gguf.inp" ;;
+	tmpl)
+		for f in "$fx"/templates/*.jinja; do
+			[ -f "$f" ] && { cat "$f"; printf '\000system\000Be kind.\000user\000Hi\000assistant\000Hello\000user\000Bye'; } > "$c/$(basename "$f")"
+		done ;;
+	export)
+		printf 'Hello\377\376there\000 world "quoted" \\ \033[31m' > "$c/seed1" ;;
+	esac
+	echo "== fuzz-$t for ${secs}s"
+	./fuzz/fuzz-$t -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -artifact_prefix=fuzz/crashes/$t- \
+		-print_final_stats=1 "$c" 2>&1 | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|Done|==.*ERROR|SUMMARY)|cov:" | tail -n 4
+done

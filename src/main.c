@@ -2,10 +2,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -109,6 +111,21 @@ cli_read_file(const char *path, size_t *len)
 	return buf;
 }
 
+/* Weights are read straight from the mapped model file: if the file is
+ * truncated or its disk goes away while natter runs, the next read raises
+ * SIGBUS.  Say so instead of dying silently. */
+static void
+on_sigbus(int sig)
+{
+	static const char msg[] = "\nnatter: the model file was truncated or became unreadable while in use; "
+	    "stopping (nothing else was affected)\n";
+	(void)sig;
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+		/* nothing more can be done */
+	}
+	_exit(3);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -129,6 +146,7 @@ main(int argc, char **argv)
 		{ "export", cmd_export },
 	};
 
+	signal(SIGBUS, on_sigbus);
 	if (argc < 2)
 		return cmd_ui(argc, argv);   /* the model from the models folder */
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {

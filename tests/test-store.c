@@ -335,13 +335,17 @@ test_crashes(void)
 			}
 		}
 		close(fd[1]);
-		usleep((useconds_t)(rand() % 40000));
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		int64_t ids[4096];
+		int64_t ids[65536];
 		ssize_t n;
 		int k = 0;
-		while (k < 4096 && (n = read(fd[0], &ids[k], sizeof(ids[k]))) == sizeof(ids[k]))
+		/* Once the child is writing (its first message acknowledged), kill
+		 * it at a random moment: mid-transaction, mid-commit, anywhere. */
+		if (read(fd[0], &ids[0], sizeof(ids[0])) == sizeof(ids[0]))
+			k = 1;
+		usleep((useconds_t)(rand() % 30000));
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		while (k < 65536 && (n = read(fd[0], &ids[k], sizeof(ids[k]))) == sizeof(ids[k]))
 			k++;
 		close(fd[0]);
 		reported += k;

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "natter/gguf.h"
+#include "natter/gguf-write.h"
 #include "natter/tok.h"
 #include "test.h"
 
@@ -114,11 +115,106 @@ out:
 	gguf_close(f);
 }
 
+/* Builds a small SentencePiece vocabulary GGUF with the given twists. */
+static struct tok_vocab *
+hostile_vocab(int bos_id, uint32_t eos_id, int scores_len, const char *extra_token, const char *model,
+	      int with_merges, const char *pre, char *err, size_t errlen, uint8_t **keep)
+{
+	const char *toks[8] = { "<unk>", "<s>", "</s>", "\xe2\x96\x81" "a", "b", "<0x41>", "<0x-1>", "<0xZZ>" };
+	int32_t types[8] = { 2, 3, 3, 1, 1, 6, 6, 6 };
+	float scores[8] = { 0, 0, 0, -1, -2, 0, 0, 0 };
+	struct gguf_writer *w = gguf_writer_new(32);
+	struct gguf_file *f;
+	struct tok_vocab *v = NULL;
+	size_t len;
+	int n = 8;
+
+	if (extra_token)
+		toks[7] = extra_token;
+	gguf_w_str(w, "tokenizer.ggml.model", model);
+	if (pre)
+		gguf_w_str(w, "tokenizer.ggml.pre", pre);
+	gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, n);
+	gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_VT_INT32, types, n);
+	gguf_w_arr(w, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, scores, scores_len);
+	gguf_w_i32(w, "tokenizer.ggml.bos_token_id", bos_id);
+	gguf_w_u32(w, "tokenizer.ggml.eos_token_id", eos_id);
+	if (with_merges) {
+		const char *merges[1] = { "a b" };
+		gguf_w_arr_str(w, "tokenizer.ggml.merges", merges, 1);
+	}
+	gguf_writer_to_buffer(w, keep, &len);
+	gguf_writer_free(w);
+	if (gguf_open_buffer(*keep, len, "hostile.gguf", &f, err, errlen) < 0)
+		return NULL;
+	if (tok_vocab_load(f, &v, err, errlen) < 0)
+		v = NULL;
+	gguf_close(f);
+	return v;
+}
+
+static void
+test_hostile_vocabs(void)
+{
+	char err[512];
+	uint8_t *buf = NULL;
+	struct tok_vocab *v;
+	struct tok_ids ids = { 0 };
+
+	/* BOS past the vocabulary and EOS 0xFFFFFFFF ("none"): loads, both none. */
+	v = hostile_vocab(70000, 0xFFFFFFFFu, 8, NULL, "llama", 0, NULL, err, sizeof(err), &buf);
+	CHECK(v != NULL, "ids out of range must not refuse the vocabulary: %s", err);
+	if (v) {
+		CHECK(tok_bos(v) == TOK_NONE && tok_eos(v) == TOK_NONE, "out-of-range special ids become none");
+		CHECK(tok_encode(v, "ab\xff", 3, 1, 1, &ids) == 0, "encode");
+		int ok = 1;
+		for (size_t i = 0; i < ids.n; i++)
+			ok &= ids.ids[i] >= 0 && ids.ids[i] < 8;
+		CHECK(ok, "every id in range");
+		/* "<0x-1>" and "<0xZZ>" are not byte tokens: only <0x41> maps a byte. */
+		char piece[16];
+		CHECK(tok_piece(v, 6, 0, piece, sizeof(piece)) >= 0, "malformed byte token decodes as text");
+		CHECK(tok_piece(v, 5, 0, piece, sizeof(piece)) == 1 && piece[0] == 'A', "<0x41> is the byte A");
+		CHECK(tok_piece(v, 8, 0, piece, sizeof(piece)) == -1 && tok_piece(v, -5, 0, piece, sizeof(piece)) == -1,
+		    "ids out of range give -1");
+		size_t dl;
+		int32_t wild[4] = { 3, 99999, -7, 4 };
+		char *d = tok_decode(v, wild, 4, 0, &dl);
+		CHECK(d && !strcmp(d, "ab"), "decoding skips ids out of range (%s)", d ? d : "null");
+		free(d);
+		tok_ids_free(&ids);
+		tok_vocab_free(v);
+	}
+	free(buf);
+	buf = NULL;
+	v = hostile_vocab(1, 2, 5, NULL, "llama", 0, NULL, err, sizeof(err), &buf);
+	CHECK(!v && strstr(err, "scores must be 8"), "scores of the wrong length: %s", err);
+	free(buf);
+	buf = NULL;
+	v = hostile_vocab(1, 2, 8, NULL, "gpt2", 0, "qwen2", err, sizeof(err), &buf);
+	CHECK(!v && strstr(err, "without tokenizer.ggml.merges"), "BPE without merges: %s", err);
+	free(buf);
+	buf = NULL;
+	v = hostile_vocab(1, 2, 8, NULL, "gpt2", 1, "nonesuch", err, sizeof(err), &buf);
+	CHECK(!v && strstr(err, "unknown pre-tokenizer 'nonesuch'"), "unknown pre-tokenizer: %s", err);
+	free(buf);
+	buf = NULL;
+	v = hostile_vocab(1, 2, 8, NULL, "bert", 0, NULL, err, sizeof(err), &buf);
+	CHECK(!v && strstr(err, "'bert' is not supported"), "unknown tokenizer model: %s", err);
+	free(buf);
+	buf = NULL;
+	v = hostile_vocab(1, 2, 8, "", "llama", 0, NULL, err, sizeof(err), &buf);
+	CHECK(v != NULL, "an empty token string is allowed: %s", err);
+	tok_vocab_free(v);
+	free(buf);
+}
+
 int
 main(void)
 {
 	const char *dir = test_fixtures();
 
+	test_hostile_vocabs();
 	if (!dir) {
 		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
 		return test_done("test-tok");

@@ -97,6 +97,8 @@ sqlfail(struct store *s, const char *what)
 {
 	int code = sqlite3_extended_errcode(s->db) & 0xFF;
 	const char *msg = sqlite3_errmsg(s->db);
+	if (code == SQLITE_IOERR && sqlite3_system_errno(s->db) == ENOSPC)
+		code = SQLITE_FULL;   /* SQLite reports some out-of-space cases as I/O errors */
 	if (code == SQLITE_FULL)
 		seterr(s, "%s: the disk is full; %s was not saved (what you already had is intact)", s->path, what);
 	else if (code == SQLITE_READONLY)
@@ -229,7 +231,10 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 	    pragma_int(s, "PRAGMA application_id", &app) < 0 ||
 	    pragma_int(s, "SELECT count(*) FROM sqlite_master", &tables) < 0) {
 		int code = sqlite3_extended_errcode(s->db) & 0xFF;
-		if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
+		if (code == SQLITE_IOERR && sqlite3_system_errno(s->db) == ENOSPC)
+			snprintf(err, errlen, "%s: the disk is full; the database cannot be opened for writing "
+			    "(nothing in it was changed)", path);
+		else if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
 			snprintf(err, errlen, "%s: not a natter database, or damaged (%s); it was not changed",
 			    path, sqlite3_errmsg(s->db));
 		else

@@ -109,6 +109,15 @@ on_term(int sig)
 static void
 on_crash(int sig)
 {
+	if (sig == SIGBUS) {
+		static const char msg[] = "natter: the model file was truncated or became unreadable while in use; "
+		    "stopping (your conversation so far is in the history)\n";
+		endwin();
+		if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+			/* nothing more can be done */
+		}
+		_exit(3);
+	}
 	/* Restore the terminal before dying (endwin is not async-signal-safe,
 	 * but a terminal left in raw mode is worse, as htop also judges). */
 	endwin();

@@ -1,0 +1,136 @@
+#!/bin/sh
+# test-hostile.sh -- broken and hostile inputs: truncated and corrupted models, a model
+# truncated while in use, a full disk under the database; never a signal death.
+: "${NATTER_BIN:=./natter}"
+: "${NATTER_FIXTURES:=../shared/fixtures}"
+F=$NATTER_FIXTURES
+if [ ! -d "$F/models" ]; then echo "SKIP: fixtures not found"; exit 77; fi
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+tmp=$(mktemp -d)
+mnt=
+cleanup() { [ -n "$mnt" ] && umount "$mnt" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+export NATTER_DB="$tmp/h.db"
+asan=0
+"$NATTER_BIN" --version | grep -q sanitizers && asan=1
+
+# run FILE: generate a little; the status must be below 128 (no signal
+# death), and a failure must say something.
+run() {
+	timeout 60 "$NATTER_BIN" generate -m "$1" -p "I dreamed" -n 3 -t 1 > /dev/null 2> "$tmp/err"
+	s=$?
+	if [ $s -ge 124 ]; then
+		bad "$2: status $s ($(head -c 300 "$tmp/err"))"
+		cp "$1" "$tmp/../natter-hostile-fail.gguf" 2>/dev/null
+		return
+	fi
+	if [ $s -ne 0 ] && [ ! -s "$tmp/err" ]; then
+		bad "$2: status $s without a message"
+		return
+	fi
+	ok
+	[ $s -ne 0 ] && refused=$((refused + 1))
+}
+
+# 1. Truncated at 200 offsets spread over the file.
+M="$F/models/aidreams260K-f16.gguf"
+size=$(wc -c < "$M" | tr -d ' ')
+refused=0
+i=0
+while [ $i -lt 200 ]; do
+	off=$(( i * size / 200 + (i * 7919) % 97 ))
+	head -c "$off" "$M" > "$tmp/t.gguf"
+	run "$tmp/t.gguf" "truncated at $off"
+	i=$((i + 1))
+done
+echo "truncations: 200 runs, $refused refused with a message, none died by a signal"
+[ $refused -ge 190 ] && ok || bad "only $refused of 200 truncated files were refused"
+
+# 2. 200 copies with random bytes flipped (half of them in the header and
+# vocabulary, where the parser is).
+M="$F/models/tiny-qwen2-q4_k_m.gguf"
+size=$(wc -c < "$M" | tr -d ' ')
+seed=12345
+refused=0
+i=0
+while [ $i -lt 200 ]; do
+	cp "$M" "$tmp/f.gguf"
+	k=0
+	while [ $k -lt $(( 1 + i % 8 )) ]; do
+		seed=$(( (seed * 1103515245 + 12345) % 2147483648 ))
+		if [ $((i % 2)) -eq 0 ]; then pos=$(( seed % 65536 )); else pos=$(( seed % size )); fi
+		seed=$(( (seed * 1103515245 + 12345) % 2147483648 ))
+		printf "\\$(printf %03o $(( seed % 256 )))" | dd of="$tmp/f.gguf" bs=1 seek="$pos" conv=notrunc 2>/dev/null
+		k=$((k + 1))
+	done
+	run "$tmp/f.gguf" "flipped copy $i"
+	i=$((i + 1))
+done
+echo "flipped bytes: 200 runs, $refused refused with a message, none died by a signal"
+
+# 3. The model truncated while natter reads it: reported, status 3.
+cp "$F/models/aidreams260K-f32.gguf" "$tmp/live.gguf"
+"$NATTER_BIN" bench -m "$tmp/live.gguf" -p 0 -n 30000 -r 1 -t 1 > /dev/null 2> "$tmp/bus.err" &
+pid=$!
+sleep 1
+: > "$tmp/live.gguf"
+wait $pid
+s=$?
+if [ $asan -eq 1 ]; then
+	# The sanitizer runtime takes SIGBUS for itself; only no hang is checked.
+	[ $s -ne 0 ] && ok || bad "truncated while in use: status $s"
+else
+	[ $s -eq 3 ] && ok || bad "truncated while in use: status $s ($(cat "$tmp/bus.err"))"
+	grep -q "truncated or became unreadable" "$tmp/bus.err" && ok || bad "SIGBUS message: $(cat "$tmp/bus.err")"
+fi
+
+# 4. A full disk under the database: replies go on, the user is told, and
+# what was stored before is intact.
+mnt="$tmp/small"
+mkdir -p "$mnt"
+if mount -t tmpfs -o size=1m tmpfs "$mnt" 2>/dev/null; then
+	db="$mnt/h.db"
+	# A session that is already running when the disk fills up.
+	mkfifo "$tmp/in"
+	"$NATTER_BIN" chat -m "$F/models/aidreams260K-f32.gguf" --plain -n 4 --db "$db" < "$tmp/in" \
+	    > "$tmp/full.out" 2> "$tmp/full.err" &
+	pid=$!
+	exec 3> "$tmp/in"
+	echo "first message" >&3
+	sleep 1
+	dd if=/dev/zero of="$mnt/filler" bs=4k 2>/dev/null   # until the disk is full
+	echo "second message" >&3
+	echo "third message" >&3
+	sleep 1
+	echo "/quit" >&3
+	exec 3>&-
+	wait $pid
+	s=$?
+	[ $s -eq 0 ] && ok || bad "chat on a full disk: status $s"
+	grep -q "disk is full" "$tmp/full.err" && ok || bad "full disk message: $(head -c 400 "$tmp/full.err")"
+	[ "$(wc -l < "$tmp/full.out" | tr -d " ")" -ge 3 ] && ok || bad "replies stopped on a full disk"
+	# Opening a database on a full disk: refused with the reason, nothing changed.
+	printf 'x\n' | "$NATTER_BIN" chat -m "$F/models/aidreams260K-f32.gguf" --plain -n 2 --db "$db" 2>&1 >/dev/null |
+	    grep -q "disk is full" && ok || bad "opening on a full disk"
+	rm -f "$mnt/filler"
+	"$NATTER_BIN" history show 1 --db "$db" | grep -q "first message" && ok || bad "earlier messages lost"
+	umount "$mnt" && mnt=
+else
+	echo "SKIP: cannot mount a small tmpfs here (not root?); the full-disk case was not run"
+fi
+
+# 5. valgrind: natter generate is clean (no errors, no definite leaks).
+if [ $asan -eq 0 ] && command -v valgrind >/dev/null 2>&1; then
+	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	    "$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "I dreamed that" -n 8 -t 2 --temp 0 \
+	    > "$tmp/vg.out" 2> "$tmp/vg.err"
+	s=$?
+	[ $s -eq 0 ] && ok || bad "valgrind: status $s: $(head -c 1500 "$tmp/vg.err")"
+else
+	echo "SKIP: valgrind not run (sanitizer build or not installed)"
+fi
+
+echo "test-hostile.sh: $pass passed, $fail failed"
+[ $fail -eq 0 ]

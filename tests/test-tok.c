@@ -6,6 +6,7 @@
 
 #include "natter/gguf.h"
 #include "natter/gguf-write.h"
+#include "natter/text.h"
 #include "natter/tok.h"
 #include "test.h"
 
@@ -153,6 +154,28 @@ hostile_vocab(int bos_id, uint32_t eos_id, int scores_len, const char *extra_tok
 	return v;
 }
 
+/* Model output meant for a terminal: escape sequences are shown, never sent. */
+static void
+test_sanitize(void)
+{
+	char out[256];
+	size_t used;
+	const char evil[] = "red\x1b[31m!\x1b]0;title\x07\x9b" "2J ok\n\t\x7f\xff\xe4\xbd";
+	size_t n = text_sanitize(evil, sizeof(evil) - 1, out, sizeof(out) - 1, &used, 0);
+	out[n] = 0;
+	CHECK(!memchr(out, 0x1b, n) && !memchr(out, 0x07, n) && !memchr(out, 0x7f, n), "controls removed: %s", out);
+	CHECK(strstr(out, "red\xe2\x90\x9b[31m!") != NULL, "ESC shown as U+241B: %s", out);
+	CHECK(strstr(out, "\xe2\x90\x87") != NULL, "BEL shown as U+2407");
+	CHECK(strstr(out, "\xef\xbf\xbd" "2J") != NULL, "C1 CSI (0x9B) replaced");
+	CHECK(strstr(out, " ok\n\t") != NULL, "newline and tab kept");
+	CHECK(used == sizeof(evil) - 3, "an incomplete character at the end is kept for later (%zu)", used);
+	n = text_sanitize(evil, sizeof(evil) - 1, out, sizeof(out) - 1, &used, 1);
+	CHECK(used == sizeof(evil) - 1, "final: everything consumed");
+	n = text_repair_utf8("a\xff" "b\xe4\xbd", 5, out, sizeof(out));
+	/* One U+FFFD per byte that is not UTF-8 (the cut sequence at the end too). */
+	CHECK(n == 11 && !memcmp(out, "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd", 11), "invalid UTF-8 repaired");
+}
+
 static void
 test_hostile_vocabs(void)
 {
@@ -214,6 +237,7 @@ main(void)
 {
 	const char *dir = test_fixtures();
 
+	test_sanitize();
 	test_hostile_vocabs();
 	if (!dir) {
 		SKIP("fixtures folder not found (set NATTER_FIXTURES)");

@@ -84,8 +84,8 @@ i=0; while [ ! -f "$tmp/stty.after" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1
 cmp -s "$tmp/stty.before" "$tmp/stty.after" && ok || bad "terminal modes not restored after F10"
 stop
 
-# 7. SIGTERM and SIGHUP also restore the terminal.
-for sig in TERM HUP; do
+# 7. SIGTERM, SIGHUP and a crash (SIGSEGV) also restore the terminal.
+for sig in TERM HUP SEGV; do
 	rm -f "$tmp/status" "$tmp/stty.after"
 	start 80 24 "" ""
 	wait_for "Type a message" && ok || bad "restart for SIG$sig"

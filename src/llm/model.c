@@ -12,6 +12,7 @@
 #include "natter/gguf.h"
 #include "natter/llm.h"
 #include "natter/quant.h"
+#include "natter/sysbench.h"
 #include "natter/tok.h"
 #include "llm/matmul.h"
 #include "llm/pool.h"
@@ -405,11 +406,13 @@ llm_ctx_free(struct llm_ctx *c)
 	free(c);
 }
 
+/* One thread per physical core: a second hyperthread on the same core adds
+ * nothing to a memory-bound matrix-vector product. */
 static int
 default_threads(void)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+	int n = sysbench_physical_cores();
+	return n < 1 ? 1 : n > 64 ? 64 : n;
 }
 
 /* Rotation angles for every position, computed once in double precision. */

@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "natter/text.h"
 
 const char *cli_progname = "natter";
 
@@ -69,6 +71,34 @@ cli_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+void
+cli_write_text(const char *s, size_t n, int tty)
+{
+	char buf[4096];
+	size_t used;
+
+	if (!tty) {
+		fwrite(s, 1, n, stdout);
+		return;
+	}
+	while (n > 0) {
+		size_t w = text_sanitize(s, n, buf, sizeof(buf), &used, 1);
+		fwrite(buf, 1, w, stdout);
+		if (used == 0)
+			break;
+		s += used;
+		n -= used;
+	}
+}
+
+double
+cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 char *

@@ -27,5 +27,10 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads a whole file into a new buffer (caller frees); NULL and a message on failure. */
 char *cli_read_file(const char *path, size_t *len);
 extern const char *cli_progname;
+/* Writes model text to stdout: byte for byte into pipes and files; on a
+ * terminal with control characters made visible and bad UTF-8 replaced. */
+void cli_write_text(const char *s, size_t n, int tty);
+/* Seconds on a monotonic clock. */
+double cli_now(void);
 
 #endif

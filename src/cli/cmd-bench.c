@@ -17,14 +17,6 @@
 #include "natter/sysbench.h"
 #include "natter/tok.h"
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void
 mean_sd(const double *v, int n, double *mean, double *sd)
 {
@@ -97,7 +89,7 @@ cmd_bench(int argc, char **argv)
 		threads = sysbench_physical_cores();
 
 	{
-		double t0 = now_s();
+		double t0 = cli_now();
 		if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 			cli_error("%s", err);
 			goto out;
@@ -107,7 +99,7 @@ cmd_bench(int argc, char **argv)
 			cli_error("%s", err);
 			goto out;
 		}
-		t_load = now_s() - t0;
+		t_load = cli_now() - t0;
 	}
 	{
 		const struct llm_hparams *hp = llm_model_hparams(m);
@@ -135,16 +127,16 @@ cmd_bench(int argc, char **argv)
 		for (int r = 0; r < reps; r++) {
 			if (n_prompt > 0) {
 				llm_ctx_truncate(ctx, 0);
-				double t0 = now_s();
+				double t0 = cli_now();
 				llm_eval(ctx, toks, n_prompt, logits, 0, err, sizeof(err));
-				samples[0][r] = n_prompt / (now_s() - t0);
+				samples[0][r] = n_prompt / (cli_now() - t0);
 			}
 			if (n_gen > 0) {
 				llm_ctx_truncate(ctx, 0);
-				double t0 = now_s();
+				double t0 = cli_now();
 				for (int i = 0; i < n_gen; i++)
 					llm_eval(ctx, &toks[i], 1, logits, 0, err, sizeof(err));
-				samples[1][r] = n_gen / (now_s() - t0);
+				samples[1][r] = n_gen / (cli_now() - t0);
 			}
 		}
 	}

@@ -36,20 +36,7 @@ static int
 on_piece(void *arg, const char *p, size_t n)
 {
 	struct out_ctx *o = arg;
-	if (o->tty) {
-		char buf[4096];
-		size_t used;
-		while (n > 0) {
-			size_t w = text_sanitize(p, n, buf, sizeof(buf), &used, 1);
-			fwrite(buf, 1, w, stdout);
-			if (used == 0)
-				break;
-			p += used;
-			n -= used;
-		}
-	} else {
-		fwrite(p, 1, n, stdout);
-	}
+	cli_write_text(p, n, o->tty);
 	fflush(stdout);
 	return interrupted;   /* Ctrl-C stops the reply, not the program */
 }

@@ -14,35 +14,6 @@
 #include "natter/text.h"
 #include "natter/tok.h"
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Writes model text: sanitised on a terminal, byte-exact into pipes and files. */
-static void
-out_text(const char *s, size_t n, int tty)
-{
-	char buf[4096];
-	size_t used;
-
-	if (!tty) {
-		fwrite(s, 1, n, stdout);
-		return;
-	}
-	while (n > 0) {
-		size_t w = text_sanitize(s, n, buf, sizeof(buf), &used, 1);
-		fwrite(buf, 1, w, stdout);
-		if (used == 0)
-			break;
-		s += used;
-		n -= used;
-	}
-}
-
 int
 cmd_generate(int argc, char **argv)
 {
@@ -126,7 +97,7 @@ cmd_generate(int argc, char **argv)
 		text = strdup(prompt);
 		text_len = strlen(prompt);
 	}
-	t0 = now_s();
+	t0 = cli_now();
 	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		goto out;
@@ -158,12 +129,12 @@ cmd_generate(int argc, char **argv)
 		}
 		for (size_t i = 0; i < ids.n; i++)
 			sampler_accept(smp, ids.ids[i]);
-		t1 = now_s();
+		t1 = cli_now();
 		if (llm_eval(ctx, ids.ids, (int)ids.n, logits, 0, err, sizeof(err)) < 0) {
 			cli_error("generate: %s", err);
 			goto out;
 		}
-		t2 = now_s();
+		t2 = cli_now();
 		for (n_gen = 0; n_gen < n_predict; n_gen++) {
 			int32_t tok = sampler_sample(smp, &sp, logits);
 			size_t len;
@@ -173,7 +144,7 @@ cmd_generate(int argc, char **argv)
 				break;
 			sampler_accept(smp, tok);
 			piece = tok_stream_push(ts, tok, &len);
-			out_text(piece, len, tty);
+			cli_write_text(piece, len, tty);
 			fflush(stdout);
 			if (llm_ctx_n_past(ctx) >= llm_ctx_n_ctx(ctx)) {
 				n_gen++;
@@ -187,13 +158,13 @@ cmd_generate(int argc, char **argv)
 		{
 			size_t len;
 			const char *rest = tok_stream_flush(ts, &len);
-			out_text(rest, len, tty);
+			cli_write_text(rest, len, tty);
 		}
 		if (tty || n_gen > 0)
 			putchar('\n');
 		fflush(stdout);
 		if (stats) {
-			double t3 = now_s();
+			double t3 = cli_now();
 			fprintf(stderr, "load %.2f s; prompt %zu tokens, %.1f tok/s; generated %d tokens, "
 			    "%.1f tok/s; seed %llu; %d threads\n", t1 - t0, ids.n, ids.n / (t2 - t1), n_gen,
 			    n_gen / (t3 - t2), (unsigned long long)sampler_seed(smp), llm_ctx_n_threads(ctx));

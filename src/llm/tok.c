@@ -156,21 +156,6 @@ strmap_init(struct strmap *m, size_t n)
 	return m->slot ? 0 : -1;
 }
 
-int32_t
-tok_find(const struct tok_vocab *v, const char *text)
-{
-	size_t len = strlen(text);
-	uint64_t h = fnv(FNV_INIT, text, len) & v->map.mask;
-
-	while (v->map.slot[h]) {
-		const struct tok_entry *e = &v->tok[v->map.slot[h] - 1];
-		if (e->len == len && memcmp(e->text, text, len) == 0)
-			return v->map.slot[h] - 1;
-		h = (h + 1) & v->map.mask;
-	}
-	return TOK_NONE;
-}
-
 static int32_t
 vocab_lookup(const struct tok_vocab *v, const char *text, size_t len)
 {
@@ -183,6 +168,12 @@ vocab_lookup(const struct tok_vocab *v, const char *text, size_t len)
 		h = (h + 1) & v->map.mask;
 	}
 	return TOK_NONE;
+}
+
+int32_t
+tok_find(const struct tok_vocab *v, const char *text)
+{
+	return vocab_lookup(v, text, strlen(text));
 }
 
 /* Rank of merging A and B, or -1. */

@@ -684,6 +684,7 @@ finish_generation(struct ui *u)
 		return;
 	}
 	u->have_stats = 1;
+	u->last_rating_word[0] = 0;   /* a comment needs a rating of this reply */
 	u->state = u->stats.stop == CHAT_STOP_CANCEL ? "stopped" : u->stats.stop == CHAT_STOP_CONTEXT ?
 	    "context full" : "done";
 	/* The stored reply is the session's (complete) text. */

@@ -109,5 +109,12 @@ stop
 "$NATTER_BIN" -m "$tmp/none.gguf" 2>"$tmp/err"; [ $? -eq 1 ] && ok || bad "missing model status"
 grep -q "cannot open" "$tmp/err" && grep -q "Get a GGUF model" "$tmp/err" && ok || bad "missing model message: $(cat "$tmp/err")"
 
+# 10. No -m: the models folder is listed (here with two models in it).
+mkdir -p "$tmp/xd/natter/models"
+cp "$M" "$tmp/xd/natter/models/one.gguf"
+cp "$M" "$tmp/xd/natter/models/two.gguf"
+XDG_DATA_HOME="$tmp/xd" "$NATTER_BIN" 2>"$tmp/err"; [ $? -eq 2 ] && ok || bad "no model status"
+grep -q "one.gguf" "$tmp/err" && grep -q "two.gguf" "$tmp/err" && ok || bad "models folder not listed: $(cat "$tmp/err")"
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

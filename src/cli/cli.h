@@ -22,6 +22,39 @@ struct store;
 /* Opens the store at DB (NULL: the default path); prints the error. */
 struct store *cli_store_open(const char *db, unsigned flags);
 
+/* The options both chat front ends take (cli-opts.c): long options with these
+ * codes, plus -c CTX, -t THREADS, -s SEED, -n MAX_TOKENS. */
+#include "natter/chat.h"
+enum {
+	CLI_OPT_SYSTEM = 1000, CLI_OPT_TEMPLATE, CLI_OPT_TEMP, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P,
+	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP,
+};
+#define CLI_CHAT_LONGOPTS \
+	{ "system", required_argument, NULL, CLI_OPT_SYSTEM }, \
+	{ "chat-template", required_argument, NULL, CLI_OPT_TEMPLATE }, \
+	{ "ctx-size", required_argument, NULL, 'c' }, \
+	{ "threads", required_argument, NULL, 't' }, \
+	{ "temp", required_argument, NULL, CLI_OPT_TEMP }, \
+	{ "top-k", required_argument, NULL, CLI_OPT_TOP_K }, \
+	{ "top-p", required_argument, NULL, CLI_OPT_TOP_P }, \
+	{ "min-p", required_argument, NULL, CLI_OPT_MIN_P }, \
+	{ "repeat-penalty", required_argument, NULL, CLI_OPT_REPEAT }, \
+	{ "seed", required_argument, NULL, 's' }, \
+	{ "max-tokens", required_argument, NULL, 'n' }, \
+	{ "stop", required_argument, NULL, CLI_OPT_STOP }, \
+	{ "db", required_argument, NULL, CLI_OPT_DB }, \
+	{ "no-history", no_argument, NULL, CLI_OPT_NO_HISTORY }
+#define CLI_CHAT_SHORTOPTS "c:t:s:n:"
+
+struct cli_chat_args {
+	struct chat_opts chat;
+	const char *db;
+	int no_history;
+	int n_stop;
+};
+/* Applies option C (from getopt_long) to A; returns 1 if it was one of these. */
+int cli_chat_option(int c, const char *arg, struct cli_chat_args *a);
+
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads a whole file into a new buffer (caller frees); NULL and a message on failure. */

@@ -144,58 +144,30 @@ cmd_chat(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
 		{ "plain", no_argument, NULL, 'P' },
-		{ "system", required_argument, NULL, 'y' },
-		{ "chat-template", required_argument, NULL, 'C' },
-		{ "ctx-size", required_argument, NULL, 'c' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "temp", required_argument, NULL, 'T' },
-		{ "top-k", required_argument, NULL, 'K' },
-		{ "top-p", required_argument, NULL, 'p' },
-		{ "min-p", required_argument, NULL, 'M' },
-		{ "repeat-penalty", required_argument, NULL, 'R' },
-		{ "seed", required_argument, NULL, 's' },
-		{ "max-tokens", required_argument, NULL, 'n' },
-		{ "stop", required_argument, NULL, 'S' },
-		{ "db", required_argument, NULL, 'D' },
-		{ "no-history", no_argument, NULL, 'N' },
+		CLI_CHAT_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
-	struct chat_opts o;
+	struct cli_chat_args args = { 0 };
+	struct chat_opts *op = &args.chat;
 	struct llm_model *m = NULL;
 	struct chat *c = NULL;
 	struct chat_stats last = { 0 };
-	int plain = 0, nstop = 0, ch, rc = 1, have_stats = 0, no_history = 0;
-	const char *db = NULL;
+	int plain = 0, ch, rc = 1, have_stats = 0;
 	struct chatlog per = { 0 };
 	char err[512];
 	struct out_ctx out = { isatty(STDOUT_FILENO) };
 	int tty_in = isatty(STDIN_FILENO);
 
-	chat_opts_default(&o);
+	chat_opts_default(op);
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "m:c:t:n:s:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "m:h" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
+		if (cli_chat_option(ch, optarg, &args))
+			continue;
 		switch (ch) {
 		case 'm': path = optarg; break;
 		case 'P': plain = 1; break;
-		case 'y': o.system_prompt = optarg; break;
-		case 'C': o.template_spec = optarg; break;
-		case 'c': o.n_ctx = atoi(optarg); break;
-		case 't': o.n_threads = atoi(optarg); break;
-		case 'T': o.sp.temp = strtof(optarg, NULL); break;
-		case 'K': o.sp.top_k = atoi(optarg); break;
-		case 'p': o.sp.top_p = strtof(optarg, NULL); break;
-		case 'M': o.sp.min_p = strtof(optarg, NULL); break;
-		case 'R': o.sp.repeat_penalty = strtof(optarg, NULL); break;
-		case 's': o.sp.seed = strtoull(optarg, NULL, 10); break;
-		case 'n': o.max_tokens = atoi(optarg); break;
-		case 'S':
-			if (nstop < 8)
-				o.stop[nstop++] = optarg;
-			break;
-		case 'D': db = optarg; break;
-		case 'N': no_history = 1; break;
 		case 'h':
 			printf("usage: natter chat -m FILE --plain [--system TEXT] [--chat-template NAME|FILE] [-c N] [-t N]\n"
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
@@ -219,13 +191,13 @@ cmd_chat(int argc, char **argv)
 		cli_error("%s", err);
 		return 1;
 	}
-	if (chat_new(m, &o, &c, err, sizeof(err)) < 0) {
+	if (chat_new(m, op, &c, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		goto out;
 	}
 	chat_set_notice(c, on_notice, NULL);
-	if (!no_history) {
-		per.s = cli_store_open(db, 0);
+	if (!args.no_history) {
+		per.s = cli_store_open(args.db, 0);
 		if (!per.s) {
 			fprintf(stderr, "natter: this chat will not be saved\n");
 		} else {

@@ -1222,33 +1222,64 @@ read_keys(struct ui *u)
 
 /* --- start-up --- */
 
-static void
-list_models(void)
+/* The models folder, and the .gguf files in it: calls FN for each (if not
+ * NULL) and returns how many there are. */
+static int
+scan_models(char *dir, size_t n, void (*fn)(const char *path, void *ctx), void *ctx)
 {
-	char dir[4096];
 	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
 	DIR *d;
 	struct dirent *de;
-	int n = 0;
+	int count = 0;
 
 	if (xdg && *xdg)
-		snprintf(dir, sizeof(dir), "%s/natter/models", xdg);
+		snprintf(dir, n, "%s/natter/models", xdg);
 	else
-		snprintf(dir, sizeof(dir), "%s/.local/share/natter/models", home ? home : "");
-	fprintf(stderr, "Get a GGUF model (for example TinyLlama, Qwen2.5 or Phi-3 from Hugging Face, in\n"
-	    "Q4_K_M), then run:  natter -m FILE.gguf\n"
-	    "or put it in %s/ and run natter without -m.\n", dir);
+		snprintf(dir, n, "%s/.local/share/natter/models", home ? home : "");
 	d = opendir(dir);
 	while (d && (de = readdir(d))) {
 		size_t l = strlen(de->d_name);
 		if (l > 5 && !strcmp(de->d_name + l - 5, ".gguf")) {
-			if (n++ == 0)
-				fprintf(stderr, "Models found there:\n");
-			fprintf(stderr, "  %s/%s\n", dir, de->d_name);
+			char path[8192];
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			if (fn)
+				fn(path, ctx);
+			count++;
 		}
 	}
 	if (d)
 		closedir(d);
+	return count;
+}
+
+static void
+print_model(const char *path, void *ctx)
+{
+	int *n = ctx;
+	if ((*n)++ == 0)
+		fprintf(stderr, "Models found there:\n");
+	fprintf(stderr, "  %s\n", path);
+}
+
+static void
+list_models(void)
+{
+	char dir[4096];
+	int n = 0;
+
+	scan_models(dir, sizeof(dir), NULL, NULL);
+	fprintf(stderr, "Get a GGUF model (for example TinyLlama, Qwen2.5 or Phi-3 from Hugging Face, in\n"
+	    "Q4_K_M), then run:  natter -m FILE.gguf\n"
+	    "or put it in %s/ and run natter without -m.\n", dir);
+	scan_models(dir, sizeof(dir), print_model, &n);
+}
+
+static void
+keep_model(const char *path, void *ctx)
+{
+	char **found = ctx;
+	free(*found);
+	*found = strdup(path);
 }
 
 /* The single model in the models folder, if there is exactly one. */
@@ -1256,29 +1287,7 @@ static char *
 default_model(void)
 {
 	char dir[4096], *found = NULL;
-	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
-	DIR *d;
-	struct dirent *de;
-	int n = 0;
-
-	if (xdg && *xdg)
-		snprintf(dir, sizeof(dir), "%s/natter/models", xdg);
-	else
-		snprintf(dir, sizeof(dir), "%s/.local/share/natter/models", home ? home : "");
-	d = opendir(dir);
-	while (d && (de = readdir(d))) {
-		size_t l = strlen(de->d_name);
-		if (l > 5 && !strcmp(de->d_name + l - 5, ".gguf")) {
-			n++;
-			free(found);
-			found = malloc(strlen(dir) + l + 2);
-			if (found)
-				sprintf(found, "%s/%s", dir, de->d_name);
-		}
-	}
-	if (d)
-		closedir(d);
-	if (n != 1) {
+	if (scan_models(dir, sizeof(dir), keep_model, &found) != 1) {
 		free(found);
 		return NULL;
 	}

@@ -109,7 +109,11 @@ stop
 "$NATTER_BIN" -m "$tmp/none.gguf" 2>"$tmp/err"; [ $? -eq 1 ] && ok || bad "missing model status"
 grep -q "cannot open" "$tmp/err" && grep -q "Get a GGUF model" "$tmp/err" && ok || bad "missing model message: $(cat "$tmp/err")"
 
-# 10. No -m: the models folder is listed (here with two models in it).
+# 10. Not a terminal, or an unknown one: a clear message, no screen taken.
+"$NATTER_BIN" -m "$M" < /dev/null > "$tmp/out" 2>"$tmp/err"; [ $? -eq 2 ] && ok || bad "no terminal status"
+grep -q "needs a terminal" "$tmp/err" && ok || bad "no terminal message: $(cat "$tmp/err")"
+
+# 11. No -m: the models folder is listed (here with two models in it).
 mkdir -p "$tmp/xd/natter/models"
 cp "$M" "$tmp/xd/natter/models/one.gguf"
 cp "$M" "$tmp/xd/natter/models/two.gguf"

@@ -1404,6 +1404,12 @@ ui_run(struct ui_opts *o)
 				u->log.model_id = 0;
 		}
 	}
+	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+		fprintf(stderr, "natter: the full-screen chat needs a terminal; in pipes and scripts use "
+		    "'natter chat -m %s --plain'\n", o->model_path);
+		rc = 2;
+		goto out_nocurses;
+	}
 	if (pipe(u->wake) < 0) {
 		fprintf(stderr, "natter: pipe: %s\n", strerror(errno));
 		goto out_nocurses;
@@ -1413,8 +1419,11 @@ ui_run(struct ui_opts *o)
 	wake_w = u->wake[1];
 	install_signals();
 
-	if (!initscr()) {
-		fprintf(stderr, "natter: cannot start the terminal interface (is TERM set?)\n");
+	/* newterm, unlike initscr, returns instead of exiting when the terminal
+	 * is unknown. */
+	if (!newterm(NULL, stdout, stdin)) {
+		fprintf(stderr, "natter: cannot drive this terminal (TERM=%s); try TERM=xterm, or "
+		    "'natter chat --plain'\n", getenv("TERM") ? getenv("TERM") : "unset");
 		goto out_nocurses;
 	}
 	raw();

@@ -327,6 +327,8 @@ push_msg(struct chat *c, const char *role, const char *text, size_t len)
 static void
 drop_msgs(struct chat *c, int from, int count)
 {
+	if (count <= 0)
+		return;   /* an empty conversation may have no array at all */
 	for (int i = from; i < from + count; i++) {
 		free(c->msgs[i].role);
 		free(c->msgs[i].content);

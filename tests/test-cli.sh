@@ -127,7 +127,9 @@ printf '%s\nshort one\n/stats\n' "$long" | "$NATTER_BIN" chat -m "$M" --plain -n
 check "chat with a too-long message status" 0 $?
 grep -q "more than the context" "$tmp/chat.err" && ok || bad "too-long message error: $(cat "$tmp/chat.err")"
 grep -q "reply: 4 tokens" "$tmp/chat.out" && ok || bad "the chat goes on after a too-long message"
-"$NATTER_BIN" chat -m "$M" 2>/dev/null; check "chat without --plain status" 2 $?
+# Without --plain, chat is the full-screen chat, which needs a terminal.
+"$NATTER_BIN" chat -m "$M" < /dev/null 2>"$tmp/err"; check "chat without --plain and without a terminal status" 2 $?
+grep -q "needs a terminal" "$tmp/err" && ok || bad "chat without --plain: $(cat "$tmp/err")"
 
 # The store from the command line: a chat is recorded, rated, searched, exported.
 export NATTER_DB="$tmp/h.db"

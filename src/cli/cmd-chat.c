@@ -18,6 +18,7 @@
 #include "natter/llm.h"
 #include "natter/store.h"
 #include "natter/text.h"
+#include "natter/ui.h"
 
 static volatile sig_atomic_t interrupted;
 
@@ -184,8 +185,14 @@ cmd_chat(int argc, char **argv)
 		return 2;
 	}
 	if (!plain) {
-		cli_error("chat: the full-screen interface is not built yet; use --plain");
-		return 2;
+		/* Without --plain, chat is the full-screen chat (natter -m FILE). */
+		struct ui_opts uo;
+		memset(&uo, 0, sizeof(uo));
+		uo.model_path = path;
+		uo.chat = args.chat;
+		uo.db = args.db;
+		uo.no_history = args.no_history;
+		return ui_run(&uo);
 	}
 	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);

@@ -15,6 +15,7 @@
 #include "natter/text.h"
 #include "natter/tmpl.h"
 #include "natter/tok.h"
+#include "llm/strbuf.h"
 
 struct msg {
 	char *role;
@@ -265,21 +266,8 @@ cache_text_set(struct chat *c, const char *s, size_t n, int append)
 	}
 	if (!append)
 		c->cache_text_len = 0;
-	if (c->cache_text_len + n + 1 > c->cache_text_cap) {
-		size_t cap = c->cache_text_cap ? c->cache_text_cap : 1024;
-		while (cap < c->cache_text_len + n + 1)
-			cap *= 2;
-		char *t = realloc(c->cache_text, cap);
-		if (!t) {
-			cache_text_set(c, NULL, 0, 0);
-			return;
-		}
-		c->cache_text = t;
-		c->cache_text_cap = cap;
-	}
-	memcpy(c->cache_text + c->cache_text_len, s, n);
-	c->cache_text_len += n;
-	c->cache_text[c->cache_text_len] = 0;
+	if (strbuf_append(&c->cache_text, &c->cache_text_len, &c->cache_text_cap, s, n) < 0)
+		cache_text_set(c, NULL, 0, 0);   /* unknown text: reuse falls back to token matching */
 }
 
 void
@@ -475,25 +463,6 @@ struct reply {
 	size_t len, cap, emitted;
 };
 
-static int
-reply_add(struct reply *r, const char *p, size_t n)
-{
-	if (r->len + n + 1 > r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 1024;
-		while (cap < r->len + n + 1)
-			cap *= 2;
-		char *b = realloc(r->buf, cap);
-		if (!b)
-			return -1;
-		r->buf = b;
-		r->cap = cap;
-	}
-	memcpy(r->buf + r->len, p, n);
-	r->len += n;
-	r->buf[r->len] = 0;
-	return 0;
-}
-
 /* Returns 1 if a stop string completed (the reply is cut there). Else
  * sets *SAFE to how much of the reply may be shown now. */
 static int
@@ -639,7 +608,7 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 		if (st->n_gen == 1)
 			t_first = now_ms();
 		piece = tok_stream_push(c->ts, tok, &plen);
-		if (reply_add(&rep, piece, plen) < 0) {
+		if (strbuf_append(&rep.buf, &rep.len, &rep.cap, piece, plen) < 0) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
@@ -681,7 +650,7 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 	if (st->stop != CHAT_STOP_STRING) {
 		size_t flen, safe;
 		const char *rest = tok_stream_flush(c->ts, &flen);
-		reply_add(&rep, rest, flen);
+		strbuf_append(&rep.buf, &rep.len, &rep.cap, rest, flen);
 		rep.emitted = rep.emitted > rep.len ? rep.len : rep.emitted;
 		check_stops(c->stops, &rep, &safe);
 		safe = rep.len;   /* the reply is over: show what is left */

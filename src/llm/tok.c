@@ -8,6 +8,7 @@
 #include "natter/gguf.h"
 #include "natter/tok.h"
 #include "llm/regex.h"
+#include "llm/strbuf.h"
 #include "llm/unicode.h"
 
 /* --- pre-tokenizers: tokenizer.ggml.pre names and their split patterns --- */
@@ -583,20 +584,7 @@ work_free(struct work *w)
 static int
 work_append(struct work *w, const char *p, size_t n)
 {
-	if (w->slen + n + 1 > w->scap) {
-		size_t cap = w->scap ? w->scap : 256;
-		while (cap < w->slen + n + 1)
-			cap *= 2;
-		char *s = realloc(w->s, cap);
-		if (!s)
-			return -1;
-		w->s = s;
-		w->scap = cap;
-	}
-	memcpy(w->s + w->slen, p, n);
-	w->slen += n;
-	w->s[w->slen] = 0;
-	return 0;
+	return strbuf_append(&w->s, &w->slen, &w->scap, p, n);
 }
 
 static int

@@ -27,8 +27,10 @@ wait_for() {
 }
 export NATTER_DB="$tmp/ui.db" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config" LANG=C.UTF-8 LC_ALL=C.UTF-8
 start() { # start COLS ROWS EXTRA-ENV EXTRA-ARGS
+	# The inner shell writes its pid and becomes natter (exec), so the
+	# signals below reach natter itself, not the wrapper or tmux.
 	T new-session -d -s ui -x "$1" -y "$2" \
-	    "env $3 sh -c 'stty -g > $tmp/stty.before; \"$NATTER_BIN\" -m \"$M\" --seed 3 $4; echo \$? > $tmp/status; stty -g > $tmp/stty.after'; sleep 60"
+	    "env $3 sh -c 'stty -g > $tmp/stty.before; sh -c \"echo \\\$\\\$ > $tmp/pid; exec \\\"$NATTER_BIN\\\" -m \\\"$M\\\" --seed 3 $4\"; echo \$? > $tmp/status; stty -g > $tmp/stty.after'; sleep 60"
 }
 
 # 1. The three panes appear.
@@ -79,19 +81,20 @@ T send-keys -t ui F1
 wait_for "natter keys" 3 && ok || bad "F1 help"
 T send-keys -t ui q
 T send-keys -t ui F10
-i=0; while [ ! -f "$tmp/stty.after" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+i=0; while [ ! -f "$tmp/stty.after" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
 [ "$(cat "$tmp/status" 2>/dev/null)" = 0 ] && ok || bad "quit status $(cat "$tmp/status" 2>/dev/null)"
 cmp -s "$tmp/stty.before" "$tmp/stty.after" && ok || bad "terminal modes not restored after F10"
 stop
 
 # 7. SIGTERM, SIGHUP and a crash (SIGSEGV) also restore the terminal.
 for sig in TERM HUP SEGV; do
-	rm -f "$tmp/status" "$tmp/stty.after"
+	rm -f "$tmp/status" "$tmp/stty.after" "$tmp/pid"
 	start 80 24 "" ""
 	wait_for "Type a message" && ok || bad "restart for SIG$sig"
-	pkill -$sig -f "natter -m $M" || bad "no natter to signal"
-	i=0; while [ ! -f "$tmp/stty.after" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-	cmp -s "$tmp/stty.before" "$tmp/stty.after" && ok || bad "terminal modes not restored after SIG$sig"
+	kill -$sig "$(cat "$tmp/pid")" || bad "no natter to signal"
+	i=0; while [ ! -f "$tmp/stty.after" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+	cmp -s "$tmp/stty.before" "$tmp/stty.after" && ok ||
+	    bad "terminal modes not restored after SIG$sig (status $(cat "$tmp/status" 2>/dev/null || echo none); modes $( [ -f "$tmp/stty.after" ] && echo differ || echo 'never read'))"
 	stop
 done
 

@@ -67,12 +67,22 @@ void llm_ctx_truncate(struct llm_ctx *c, int n_past);
  * their keys: the context shift used when a conversation outgrows n_ctx. */
 int llm_ctx_shift(struct llm_ctx *c, int from, int to);
 
+/* Asked between layers while llm_eval runs; a nonzero answer stops the
+ * evaluation (llm_eval then returns LLM_ESTOPPED).  FN is called on the
+ * evaluating thread and must be cheap (an atomic load).  NULL: never. */
+typedef int (*llm_abort_fn)(void *ctx);
+void llm_ctx_set_abort(struct llm_ctx *c, llm_abort_fn fn, void *ctx);
+
+#define LLM_ESTOPPED (-2)
+
 /*
  * Evaluates TOKENS[0..N) at positions n_past .. n_past+N-1 and appends them
  * to the cache.  LOGITS receives N rows of n_vocab floats when ALL_LOGITS,
  * else only the last row (LOGITS may be NULL for none).  Returns 0, or -1
- * with ERR set (token id out of range, context full).  The session's
- * thread only; no allocation.
+ * with ERR set (token id out of range, context full), or LLM_ESTOPPED when
+ * the abort callback asked to stop: the batches finished before it stay
+ * in the cache (llm_ctx_n_past tells how many positions), the rest do
+ * not.  The session's thread only; no allocation.
  */
 int llm_eval(struct llm_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits,
 	     char *err, size_t errlen);

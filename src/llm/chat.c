@@ -166,6 +166,14 @@ load_template(struct chat *c, const char *spec, char *err, size_t errlen)
 	return 0;
 }
 
+/* Esc stops prompt processing too: the model asks between layers. */
+static int
+chat_abort_cb(void *ctx)
+{
+	struct chat *c = ctx;
+	return atomic_load(&c->cancel);
+}
+
 int
 chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char *err, size_t errlen)
 {
@@ -189,6 +197,7 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 	c->ctx = llm_ctx_new(m, o->n_ctx, 0, o->n_threads, err, errlen);
 	if (!c->ctx)
 		goto fail;
+	llm_ctx_set_abort(c->ctx, chat_abort_cb, c);
 	c->smp = sampler_new(n_vocab, c->sp.seed);
 	c->ts = tok_stream_new(c->v, 0);
 	c->logits = calloc(n_vocab, sizeof(float));
@@ -558,10 +567,27 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 	llm_ctx_truncate(c->ctx, p);
 	c->cache.n = p;
 	t1 = now_ms();
-	if (llm_eval(c->ctx, ids.ids + p, (int)ids.n - p, c->logits, 0, err, errlen) < 0) {
-		llm_ctx_truncate(c->ctx, p);
-		cache_text_set(c, NULL, 0, 0);
-		goto out;
+	{
+		int erc = llm_eval(c->ctx, ids.ids + p, (int)ids.n - p, c->logits, 0, err, errlen);
+		if (erc == LLM_ESTOPPED) {
+			/* Stopped while reading the prompt: keep the batches that
+			 * finished for the next turn to reuse, and reply nothing. */
+			int done = llm_ctx_n_past(c->ctx);
+			for (int i = p; i < done; i++)
+				tok_ids_push(&c->cache, ids.ids[i]);
+			cache_text_set(c, NULL, 0, 0);
+			st->n_prompt = done - p;
+			st->n_reused = p;
+			st->prompt_ms = now_ms() - t1;
+			st->n_dropped = n_dropped;
+			st->stop = CHAT_STOP_CANCEL;
+			goto finish;
+		}
+		if (erc < 0) {
+			llm_ctx_truncate(c->ctx, p);
+			cache_text_set(c, NULL, 0, 0);
+			goto out;
+		}
 	}
 	for (size_t i = p; i < ids.n; i++)
 		tok_ids_push(&c->cache, ids.ids[i]);
@@ -657,6 +683,7 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 		if (safe > rep.emitted && cb)
 			cb(cbctx, rep.buf + rep.emitted, safe - rep.emitted);
 	}
+finish:
 	if (push_msg(c, "assistant", rep.buf ? rep.buf : "", rep.len) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out;

@@ -61,7 +61,7 @@ struct mm_job {
 	int d, n, nt;
 	const uint8_t *xq;
 	size_t qrow;
-	const struct mm_weight *w;
+	const struct ltensor *w;
 	q_vec_dot_fn dot;
 };
 
@@ -84,7 +84,7 @@ struct blas_job {
 	float *out;
 	int d, n, nt;
 	const float *x;
-	const struct mm_weight *w;
+	const struct ltensor *w;
 	q_to_float_fn to_float;
 	struct mm_scratch *s;
 };
@@ -117,7 +117,7 @@ blas_worker(void *arg, int ith, int nth)
 
 void
 mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
-	  const struct mm_weight *w, int nt)
+	  const struct ltensor *w, int nt)
 {
 	const struct q_traits *qt = q_traits_get(w->type);
 	const struct q_traits *vt = q_traits_get(qt->vec_dot_type);

@@ -7,14 +7,9 @@
 
 #include "natter/gguf.h"
 
-struct pool;
+#include "llm/tensor.h"
 
-struct mm_weight {
-	const void *data;       /* (ne1 rows of ne0 elements) in TYPE */
-	enum ggml_type type;
-	int64_t ne0, ne1;
-	size_t row_bytes;
-};
+struct pool;
 
 /* Batches at least this large go through sgemm on dequantized panels. */
 #define MM_BLAS_MIN_BATCH 32
@@ -35,8 +30,9 @@ struct mm_scratch {
 int mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads);
 void mm_scratch_free(struct mm_scratch *s);
 
-/* OUT (nt, d) = X (nt, n) @ W^T, W (d, n).  No allocation. */
+/* OUT (nt, d) = X (nt, n) @ W^T, W (d, n): a 2-D tensor (one matrix of a
+ * stack is taken with ltensor_slice).  No allocation. */
 void mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
-	       const struct mm_weight *w, int nt);
+	       const struct ltensor *w, int nt);
 
 #endif

@@ -17,14 +17,6 @@
 #include "llm/matmul.h"
 #include "llm/pool.h"
 
-/* A weight matrix (or vector) inside the map. */
-struct ltensor {
-	const void *data;
-	enum ggml_type type;
-	int64_t ne0, ne1;      /* ne0: row length (inputs), ne1: rows (outputs) */
-	size_t row_bytes;
-};
-
 struct llm_layer {
 	struct ltensor attn_norm;   /* (n_embd) */
 	struct ltensor wq, wk, wv;  /* (n_embd -> n_head*head_dim), (n_embd -> n_head_kv*head_dim) x2 */
@@ -73,6 +65,8 @@ struct llm_ctx {
 	float *hb2;      /* (n_batch, n_ff) */
 	float *rope_cs;  /* (n_ctx, rope_dim/2, 2) cos and sin */
 	float *inv_freq; /* (rope_dim/2) */
+	llm_abort_fn abort_fn;
+	void *abort_ctx;
 };
 
 /* --- loading --- */
@@ -154,7 +148,9 @@ bind(struct llm_model *m, struct ltensor *t, const char *name, int64_t ne0, int6
 	t->type = g->type;
 	t->ne0 = ne0;
 	t->ne1 = ne1;
+	t->ne2 = 1;
 	t->row_bytes = q_row_size(g->type, ne0);
+	t->mat_bytes = t->row_bytes * (size_t)ne1;
 	return 0;
 }
 
@@ -596,8 +592,7 @@ add_bias(float *x, const struct ltensor *b, int nt, int stride, int n)
 static void
 mm(struct llm_ctx *c, float *out, const float *x, const struct ltensor *w, int nt)
 {
-	struct mm_weight mw = { w->data, w->type, w->ne0, w->ne1, w->row_bytes };
-	mm_matmul(c->pool, &c->mm, out, (int)w->ne1, x, (int)w->ne0, &mw, nt);
+	mm_matmul(c->pool, &c->mm, out, (int)w->ne1, x, (int)w->ne0, w, nt);
 }
 
 struct attn_job {
@@ -674,8 +669,16 @@ silu(float x)
 	return x / (1.0f + expf(-x));
 }
 
-/* Evaluates one batch of NT <= n_batch tokens. */
-static void
+void
+llm_ctx_set_abort(struct llm_ctx *c, llm_abort_fn fn, void *ctx)
+{
+	c->abort_fn = fn;
+	c->abort_ctx = ctx;
+}
+
+/* Evaluates one batch of NT <= n_batch tokens.  Returns 0, or
+ * LLM_ESTOPPED (n_past unchanged) when the abort callback says so. */
+static int
 eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all_logits)
 {
 	const struct llm_model *m = c->m;
@@ -691,7 +694,11 @@ eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all
 
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct llm_layer *L = &m->layers[l];
-		float *kc = c->k_cache + (size_t)l * c->n_ctx * KV;
+		float *kc;
+
+		if (c->abort_fn && c->abort_fn(c->abort_ctx))
+			return LLM_ESTOPPED;
+		kc = c->k_cache + (size_t)l * c->n_ctx * KV;
 		float *vc = c->v_cache + (size_t)l * c->n_ctx * KV;
 
 		for (int t = 0; t < nt; t++)
@@ -770,6 +777,7 @@ eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all
 		add_bias(logits, &m->output_bias, rows, hp->n_vocab, hp->n_vocab);
 	}
 	c->n_past += nt;
+	return 0;
 }
 
 int
@@ -797,7 +805,10 @@ llm_eval(struct llm_ctx *c, const int32_t *tokens, int n, float *logits, int all
 		float *lg = NULL;
 		if (logits)
 			lg = all_logits ? logits + (size_t)i * hp->n_vocab : (i + nt == n ? logits : NULL);
-		eval_batch(c, tokens + i, nt, lg, all_logits);
+		if (eval_batch(c, tokens + i, nt, lg, all_logits) < 0) {
+			snprintf(err, errlen, "evaluation stopped");
+			return LLM_ESTOPPED;
+		}
 	}
 	return 0;
 }

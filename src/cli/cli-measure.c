@@ -95,9 +95,11 @@ cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *
 }
 
 int
-cli_measure_load(const char *path, int n_ctx, int threads, struct llm_model **m, struct llm_ctx **c)
+cli_measure_load(const struct cli_measure_args *a, const char *path, int ctx_cap, struct llm_model **m,
+		 struct llm_ctx **c, int *n_ctx)
 {
 	char err[512];
+	int n, train;
 
 	*m = NULL;
 	*c = NULL;
@@ -105,13 +107,16 @@ cli_measure_load(const char *path, int n_ctx, int threads, struct llm_model **m,
 		cli_error("%s", err);
 		return -1;
 	}
-	*c = llm_ctx_new(*m, n_ctx, 0, threads, err, sizeof(err));
+	train = llm_model_hparams(*m)->n_ctx_train;
+	n = a->n_ctx ? a->n_ctx : train < ctx_cap ? train : ctx_cap;
+	*c = llm_ctx_new(*m, n, 0, a->threads, err, sizeof(err));
 	if (!*c) {
 		cli_error("%s: %s", path, err);
 		llm_model_free(*m);
 		*m = NULL;
 		return -1;
 	}
+	*n_ctx = n;
 	return 0;
 }
 

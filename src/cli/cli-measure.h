@@ -50,9 +50,15 @@ struct cli_mopt {
 int cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *tab, int n, int argc,
 		      char **argv, struct cli_measure_args *a);
 
-/* Loads PATH and a session of N_CTX positions on THREADS threads; prints the error and
- * returns -1 on failure (nothing left to free). */
-int cli_measure_load(const char *path, int n_ctx, int threads, struct llm_model **m, struct llm_ctx **c);
+/*
+ * Loads PATH (A->model, or --kl-base's OTHER) and a session of A->n_ctx positions, or,
+ * when A->n_ctx is 0, of the model's training context capped at CTX_CAP; *N_CTX gets the
+ * size chosen.  The one place the measuring commands load a model: adapters given on the
+ * command line will be applied here.  Prints the error and returns -1 on failure (nothing
+ * left to free).
+ */
+int cli_measure_load(const struct cli_measure_args *a, const char *path, int ctx_cap, struct llm_model **m,
+		     struct llm_ctx **c, int *n_ctx);
 
 /* log(sum(exp(ROW[0..V)))) in double; *ARGMAX (if not NULL) the first largest entry. */
 double cli_measure_logsumexp(const float *row, int v, int *argmax);

@@ -203,16 +203,8 @@ cmd_eval_choice(int argc, char **argv)
 	if (a.limit > 0 && a.limit < n_q)
 		n_q = a.limit;
 	rc = 1;
-	if (llm_model_load(a.model, &m, err, sizeof(err)) < 0) {
-		cli_error("%s", err);
+	if (cli_measure_load(&a, a.model, 4096, &m, &c, &n_ctx) < 0)
 		goto out;
-	}
-	n_ctx = a.n_ctx ? a.n_ctx : llm_model_hparams(m)->n_ctx_train < 4096 ? llm_model_hparams(m)->n_ctx_train : 4096;
-	c = llm_ctx_new(m, n_ctx, 0, a.threads, err, sizeof(err));
-	if (!c) {
-		cli_error("%s: %s", a.model, err);
-		goto out;
-	}
 	V = llm_model_hparams(m)->n_vocab;
 	add_bos = tok_add_bos(llm_model_vocab(m));
 	rows = cli_measure_rows(V, n_ctx);

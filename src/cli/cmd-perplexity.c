@@ -99,13 +99,8 @@ cmd_perplexity(int argc, char **argv)
 	text = cli_read_file(a.file, &len);
 	if (!text)
 		return 1;
-	if (llm_model_load(a.model, &m, err, sizeof(err)) < 0) {
-		cli_error("%s", err);
+	if (cli_measure_load(&a, a.model, 512, &m, &c, &n_ctx) < 0)
 		goto out;
-	}
-	n_ctx = a.n_ctx;
-	if (n_ctx == 0)
-		n_ctx = llm_model_hparams(m)->n_ctx_train < 512 ? llm_model_hparams(m)->n_ctx_train : 512;
 	if (n_ctx < 4) {
 		cli_error("perplexity: a context of %d tokens is too small to score (at least 4)", n_ctx);
 		rc = 2;
@@ -126,16 +121,11 @@ cmd_perplexity(int argc, char **argv)
 	}
 	if (a.chunks > 0 && a.chunks < n_chunk)
 		n_chunk = a.chunks;
-	{
-		char e2[512];
-		c = llm_ctx_new(m, n_ctx, 0, a.threads, e2, sizeof(e2));
-		if (!c) {
-			cli_error("%s: %s", a.model, e2);
-			goto out;
-		}
-	}
 	if (a.kl_base) {
-		if (cli_measure_load(a.kl_base, n_ctx, a.threads, &mb, &cb) < 0)
+		struct cli_measure_args ab = a;
+		int n_ctx_b;
+		ab.n_ctx = n_ctx;
+		if (cli_measure_load(&ab, a.kl_base, n_ctx, &mb, &cb, &n_ctx_b) < 0)
 			goto out;
 		if (llm_model_hparams(mb)->n_vocab != V || tokenize(mb, text, len, &ids_b) < 0 || ids_b.n != ids.n ||
 		    memcmp(ids_b.ids, ids.ids, ids.n * sizeof(int32_t)) != 0) {

@@ -556,9 +556,14 @@ tmodel_forward(struct tmodel *tm, const int32_t *tok, int T, int train, uint64_t
 	if (logits) {
 		/* In the backward's chunks, so that dropout on the output's LoRA masks alike. */
 		for (int c0 = 0; c0 < T; c0 += tm->chunk_rows) {
-			int n = T - c0 < tm->chunk_rows ? T - c0 : tm->chunk_rows;
-			if (lin_fwd(tm, &tm->output, tm->xf + (size_t)c0 * tm->E, n, (uint64_t)c0 << 32,
-			    logits + (size_t)c0 * tm->V) < 0) {
+			int n = T - c0 < tm->chunk_rows ? T - c0 : tm->chunk_rows, rc;
+			float *u_save = tm->output.u;
+			if (tm->output.u)
+				tm->output.u += (size_t)c0 * tm->output.l.lora->rank;
+			rc = lin_fwd(tm, &tm->output, tm->xf + (size_t)c0 * tm->E, n, (uint64_t)c0 << 32,
+			    logits + (size_t)c0 * tm->V);
+			tm->output.u = u_save;
+			if (rc < 0) {
 				snprintf(err, errlen, "output: the weight type cannot be read");
 				return -1;
 			}
@@ -655,14 +660,17 @@ tmodel_backward(struct tmodel *tm, const int32_t *target, const uint8_t *mask, d
 
 		if (tm->output.u)
 			tm->output.u += (size_t)c0 * tm->output.l.lora->rank;
-		if (lin_fwd(tm, &tm->output, xf, n, (uint64_t)c0 << 32, tm->chunk) < 0)
+		if (lin_fwd(tm, &tm->output, xf, n, (uint64_t)c0 << 32, tm->chunk) < 0) {
+			tm->output.u = u_save;
 			goto unreadable;
+		}
 		sum += tops_xent(tm->chunk, n, V, target + c0, mask ? mask + c0 : NULL, norm, grad ? tm->dchunk : NULL,
 		    &c);
 		cnt += c;
-		if (grad && lin_bwd(tm, &tm->output, xf, n, (uint64_t)c0 << 32, tm->dchunk, tm->dxf + (size_t)c0 * E) < 0)
-			goto unreadable;
+		c = grad ? lin_bwd(tm, &tm->output, xf, n, (uint64_t)c0 << 32, tm->dchunk, tm->dxf + (size_t)c0 * E) : 0;
 		tm->output.u = u_save;
+		if (c < 0)
+			goto unreadable;
 	}
 	*nll = sum;
 	if (count)

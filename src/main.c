@@ -51,6 +51,11 @@ static const char usage_text[] =
 "                                  print the token ids of TEXT\n"
 "  eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N]\n"
 "                                  write float32 logits [n_tokens][n_vocab]\n"
+"  perplexity -m FILE -f TEXT [-c N] [-t N] [--kl-base OTHER] [--chunks N]\n"
+"                                  perplexity over a text, chunked as llama-perplexity;\n"
+"                                  --kl-base: mean KL and same top token against OTHER\n"
+"  eval-choice -m FILE -f QUESTIONS.jsonl [-c N] [-t N] [--limit N] [--verbose]\n"
+"                                  multiple-choice accuracy by log-likelihood\n"
 "  bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json] [--sys]\n"
 "                                  prompt and generation speed, like llama-bench\n"
 "  mkmodel --preset NAME --type TYPE -o FILE\n"
@@ -175,6 +180,8 @@ main(int argc, char **argv)
 		{ "history", cmd_history },
 		{ "rate", cmd_rate },
 		{ "export", cmd_export },
+		{ "perplexity", cmd_perplexity },
+		{ "eval-choice", cmd_eval_choice },
 	};
 
 	signal(SIGBUS, on_sigbus);

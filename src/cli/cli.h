@@ -17,6 +17,8 @@ int cmd_history(int argc, char **argv);
 int cmd_rate(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_ui(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_eval_choice(int argc, char **argv);
 
 struct store;
 /* Opens the store at DB (NULL: the default path); prints the error. */

@@ -1,0 +1,89 @@
+/* lora.h -- LoRA adapters in llama.cpp's GGUF adapter format: reading, validating, writing. */
+#ifndef NATTER_LORA_H
+#define NATTER_LORA_H
+
+#include <stddef.h>
+
+#include "natter/gguf.h"
+
+struct llm_model;
+struct lora_adapter;   /* one adapter file, converted to float32 in memory */
+
+/*
+ * One adapted weight W (n_out rows of n_in, GGUF dims {n_in, n_out}):
+ * y = W x + scale * B (A x).  A and B are row-major float32.
+ */
+struct lora_pair {
+	const char *base;   /* the base weight's name, e.g. "blk.0.attn_q.weight" */
+	int n_in, n_out;    /* of W */
+	int rank;           /* r */
+	const float *a;     /* (rank, n_in): GGUF X.lora_a, dims {n_in, r} */
+	const float *b;     /* (n_out, rank): GGUF X.lora_b, dims {r, n_out} */
+	float scale;        /* user_scale * alpha / rank; user_scale alone when alpha is 0 */
+};
+
+/* Computes the hex SHA-256 (64 digits and a NUL) of DATA[0..LEN).  The
+ * inference core has no hash of its own: the caller passes one in
+ * (src/store/sha256.c), so that llm does not depend on store. */
+typedef void (*lora_digest_fn)(const void *data, size_t len, char hex[65]);
+
+/*
+ * Opens the adapter at PATH for the model BASE and checks it completely:
+ * general.type "adapter", adapter.type "lora", the base's architecture,
+ * every tensor a half of an X.lora_a / X.lora_b pair (tensors ending in
+ * "_norm.weight" are skipped, as llama.cpp skips them) whose base X exists
+ * in BASE with matching dims and whose halves agree on the rank.  Each
+ * tensor is converted to float32 (any type natter reads: F32, F16, BF16,
+ * the quantized ones); the file is closed before returning.  SCALE is the
+ * user's scale (1 = as trained).  DIGEST, if not NULL, hashes the file's
+ * bytes for lora_sha256().  Returns 0 with *OUT owned by the caller, or -1
+ * with ERR naming the file and the tensor at fault.  BASE must outlive
+ * nothing here (the adapter keeps no pointer to it).  Any thread.
+ */
+int lora_open(const char *path, const struct llm_model *base, float scale, lora_digest_fn digest,
+	      struct lora_adapter **out, char *err, size_t errlen);
+/* The same against a base given as an open GGUF file and its architecture name. */
+int lora_open_gguf(const char *path, const struct gguf_file *base, const char *base_arch, float scale,
+		   lora_digest_fn digest, struct lora_adapter **out, char *err, size_t errlen);
+/* lora_free(NULL) is a no-op. */
+void lora_free(struct lora_adapter *a);
+
+/* Adapted weights, in file order; the pointers live as long as A. */
+int lora_count(const struct lora_adapter *a);
+const struct lora_pair *lora_get(const struct lora_adapter *a, int i);
+/* The pair adapting the base weight BASE_NAME, or NULL. */
+const struct lora_pair *lora_find(const struct lora_adapter *a, const char *base_name);
+
+/* Changes the user's scale; every pair's scale follows. */
+void lora_set_scale(struct lora_adapter *a, float scale);
+float lora_scale(const struct lora_adapter *a);
+float lora_alpha(const struct lora_adapter *a);   /* 0: none in the file */
+const char *lora_path(const struct lora_adapter *a);
+const char *lora_name(const struct lora_adapter *a);   /* general.name, or "" */
+/* Hex SHA-256 of the file as read, or "" when lora_open had no DIGEST. */
+const char *lora_sha256(const struct lora_adapter *a);
+/* Tensors ending in _norm.weight that were skipped. */
+int lora_n_ignored(const struct lora_adapter *a);
+
+/* What lora_write puts in the metadata. */
+struct lora_file_info {
+	const char *arch;        /* general.architecture: the base model's */
+	const char *name;        /* general.name, or NULL for none */
+	float alpha;             /* adapter.lora.alpha (0: no alpha) */
+	enum ggml_type type;     /* of the tensors: F32, F16 or BF16 */
+};
+
+/*
+ * Writes N pairs (their SCALE is not stored: alpha is) as an adapter file
+ * that llama.cpp's --lora reads: metadata general.architecture,
+ * general.type = "adapter", general.name, adapter.type = "lora",
+ * adapter.lora.alpha; tensors X.lora_a {n_in, r} and X.lora_b {r, n_out}
+ * ordered by layer, then q, k, v, qkv, output, gate, up, down (others after
+ * those of their layer, tensors outside blocks last).  Writes through a
+ * temporary file renamed into place.  Returns 0, or -1 with ERR set (bad
+ * pair, duplicate name, I/O error).  Any thread.
+ */
+int lora_write(const char *path, const struct lora_file_info *info, const struct lora_pair *pairs, int n,
+	       char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,149 @@
+/* cli-measure.c -- the measuring commands' shared parts: the option table parser, model loading, log-softmax. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli-measure.h"
+#include "cli/cli.h"
+#include "natter/llm.h"
+
+#define MAX_OPTS 32
+
+static void
+print_help(const char *cmd, const char *synopsis, const struct cli_mopt *tab, int n)
+{
+	printf("usage: natter %s %s\n", cmd, synopsis);
+	for (int i = 0; i < n; i++) {
+		char left[64];
+		if (tab[i].key < 256)
+			snprintf(left, sizeof(left), "-%c, --%s%s%s", tab[i].key, tab[i].name, tab[i].arg ? " " : "",
+			    tab[i].arg ? tab[i].arg : "");
+		else
+			snprintf(left, sizeof(left), "    --%s%s%s", tab[i].name, tab[i].arg ? " " : "",
+			    tab[i].arg ? tab[i].arg : "");
+		printf("  %-26s %s\n", left, tab[i].help);
+	}
+	printf("  %-26s %s\n", "-h, --help", "show this help");
+}
+
+int
+cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *tab, int n, int argc,
+		  char **argv, struct cli_measure_args *a)
+{
+	struct option lo[MAX_OPTS + 2];
+	char shorts[3 * MAX_OPTS + 4];
+	size_t ns = 0;
+	int c;
+
+	if (n > MAX_OPTS)
+		n = MAX_OPTS;
+	memset(a, 0, sizeof(*a));
+	for (int i = 0; i < n; i++) {
+		lo[i] = (struct option){ tab[i].name, tab[i].kind == CLI_MOPT_FLAG ? no_argument : required_argument,
+			NULL, tab[i].key };
+		if (tab[i].key < 256) {
+			shorts[ns++] = (char)tab[i].key;
+			if (tab[i].kind != CLI_MOPT_FLAG)
+				shorts[ns++] = ':';
+		}
+	}
+	lo[n] = (struct option){ "help", no_argument, NULL, 'h' };
+	lo[n + 1] = (struct option){ NULL, 0, NULL, 0 };
+	shorts[ns++] = 'h';
+	shorts[ns] = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
+		const struct cli_mopt *o = NULL;
+		if (c == 'h') {
+			print_help(cmd, synopsis, tab, n);
+			return 1;
+		}
+		for (int i = 0; i < n; i++)
+			if (tab[i].key == c)
+				o = &tab[i];
+		if (!o)
+			return 2;   /* getopt has said what was wrong */
+		void *field = (char *)a + o->offset;
+		if (o->kind == CLI_MOPT_STR) {
+			*(const char **)field = optarg;
+		} else if (o->kind == CLI_MOPT_FLAG) {
+			*(int *)field = 1;
+		} else {
+			char *end;
+			long v;
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (end == optarg || *end || errno || v < 0 || v > INT_MAX) {
+				cli_error("%s: --%s wants a count, got '%s'", cmd, o->name, optarg);
+				return 2;
+			}
+			*(int *)field = (int)v;
+		}
+	}
+	if (optind < argc) {
+		cli_error("%s: unexpected argument '%s' (see natter %s --help)", cmd, argv[optind], cmd);
+		return 2;
+	}
+	return 0;
+}
+
+int
+cli_measure_load(const struct cli_measure_args *a, const char *path, int ctx_cap, struct llm_model **m,
+		 struct llm_ctx **c, int *n_ctx)
+{
+	char err[512];
+	int n, train;
+
+	*m = NULL;
+	*c = NULL;
+	if (llm_model_load(path, m, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		return -1;
+	}
+	train = llm_model_hparams(*m)->n_ctx_train;
+	n = a->n_ctx ? a->n_ctx : train < ctx_cap ? train : ctx_cap;
+	*c = llm_ctx_new(*m, n, 0, a->threads, err, sizeof(err));
+	if (!*c) {
+		cli_error("%s: %s", path, err);
+		llm_model_free(*m);
+		*m = NULL;
+		return -1;
+	}
+	*n_ctx = n;
+	return 0;
+}
+
+double
+cli_measure_logsumexp(const float *row, int v, int *argmax)
+{
+	double mx = row[0], z = 0;
+	int am = 0;
+
+	for (int j = 1; j < v; j++) {
+		if (row[j] > mx) {
+			mx = row[j];
+			am = j;
+		}
+	}
+	for (int j = 0; j < v; j++)
+		z += exp((double)row[j] - mx);
+	if (argmax)
+		*argmax = am;
+	return mx + log(z);
+}
+
+int
+cli_measure_rows(int n_vocab, int max)
+{
+	long r = (32L << 20) / ((long)n_vocab * (long)sizeof(float));
+	if (r < 1)
+		r = 1;
+	return r < max ? (int)r : max;
+}

@@ -1,0 +1,69 @@
+/* cli-measure.h -- what the measuring commands (perplexity, eval-choice) share: options as a table, loading, log-softmax. */
+#ifndef NATTER_CLI_MEASURE_H
+#define NATTER_CLI_MEASURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct llm_model;
+struct llm_ctx;
+
+/* Every option of every measuring command, parsed into one struct. */
+struct cli_measure_args {
+	const char *model;     /* -m */
+	const char *file;      /* -f: the text or the questions */
+	int n_ctx;             /* -c (0: the command's default) */
+	int threads;           /* -t (0: physical cores) */
+	const char *kl_base;   /* perplexity --kl-base */
+	int chunks;            /* perplexity --chunks (0: all) */
+	int limit;             /* eval-choice --limit (0: all) */
+	int verbose;           /* eval-choice --verbose */
+};
+
+enum cli_mopt_kind { CLI_MOPT_STR, CLI_MOPT_INT, CLI_MOPT_FLAG };
+
+/* One option: the table is the parser and the --help text. */
+struct cli_mopt {
+	const char *name;        /* the long option */
+	int key;                 /* its short letter, or a code >= 256 for a long option alone */
+	enum cli_mopt_kind kind;
+	size_t offset;           /* of its field in struct cli_measure_args */
+	const char *arg;         /* its argument in --help ("FILE"), NULL for a flag */
+	const char *help;
+};
+
+#define CLI_MOPT(name, key, kind, field, arg, help) \
+	{ name, key, kind, offsetof(struct cli_measure_args, field), arg, help }
+
+/* The options of every measuring command.  Adapters (--lora FILE, once the forward pass
+ * applies them) are one more row here and a field above. */
+#define CLI_MEASURE_COMMON_OPTS \
+	CLI_MOPT("model", 'm', CLI_MOPT_STR, model, "FILE", "the model (GGUF)"), \
+	CLI_MOPT("ctx-size", 'c', CLI_MOPT_INT, n_ctx, "N", "context size"), \
+	CLI_MOPT("threads", 't', CLI_MOPT_INT, threads, "N", "threads (default: physical cores)")
+
+/*
+ * Parses ARGV (ARGV[0] is the command's name) with the N options of TAB into A.  --help
+ * prints "usage: natter CMD SYNOPSIS" and the table.  Returns 0 to go on, 1 when help was
+ * printed (exit 0), 2 on a usage error (message printed).
+ */
+int cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *tab, int n, int argc,
+		      char **argv, struct cli_measure_args *a);
+
+/*
+ * Loads PATH (A->model, or --kl-base's OTHER) and a session of A->n_ctx positions, or,
+ * when A->n_ctx is 0, of the model's training context capped at CTX_CAP; *N_CTX gets the
+ * size chosen.  The one place the measuring commands load a model: adapters given on the
+ * command line will be applied here.  Prints the error and returns -1 on failure (nothing
+ * left to free).
+ */
+int cli_measure_load(const struct cli_measure_args *a, const char *path, int ctx_cap, struct llm_model **m,
+		     struct llm_ctx **c, int *n_ctx);
+
+/* log(sum(exp(ROW[0..V)))) in double; *ARGMAX (if not NULL) the first largest entry. */
+double cli_measure_logsumexp(const float *row, int v, int *argmax);
+
+/* Rows of logits evaluated at once: at most 32 MiB of them, and at most MAX. */
+int cli_measure_rows(int n_vocab, int max);
+
+#endif

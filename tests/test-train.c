@@ -1,0 +1,1447 @@
+/* test-train.c -- adapter files, the training operations' gradients, AdamW, and the training model against the engine. */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "natter/gguf-write.h"
+#include "natter/gguf.h"
+#include "natter/llm.h"
+#include "natter/lora.h"
+#include "natter/quant.h"
+#include "natter/sha256.h"
+#include "natter/train.h"
+#include "test.h"
+
+static char tmpdir[256];
+
+/* --- helpers --- */
+
+static uint64_t rng_state = 12345;
+
+static double
+rnd(void)   /* uniform in [-1, 1) */
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	return (double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+static void
+fill(float *x, size_t n, double amp)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)(amp * rnd());
+}
+
+static double
+dot_d(const float *a, const float *b, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)a[i] * b[i];
+	return s;
+}
+
+/*
+ * Central finite differences.  LOSS evaluates the scalar in double from the op's float32
+ * outputs; each of the N parameters P[i] is moved by +-H (the step actually taken in float
+ * is used as the denominator).  The error of component i is |fd - G[i]| / max_j |G[j]|:
+ * relative to the gradient's largest component, so that components near zero do not
+ * divide by nothing.  Returns the worst.
+ */
+typedef double (*loss_fn)(void *ctx);
+
+static double
+fd_check(loss_fn loss, void *ctx, float *p, const float *g, size_t n, double h, size_t max_checks)
+{
+	double gmax = 0, worst = 0;
+	size_t stride = n > max_checks ? n / max_checks : 1;
+
+	for (size_t i = 0; i < n; i++)
+		if (fabs(g[i]) > gmax)
+			gmax = fabs(g[i]);
+	if (gmax == 0)
+		return INFINITY;   /* a gradient of all zeros checks nothing */
+	for (size_t i = 0; i < n; i += stride) {
+		float v = p[i], vp = (float)(v + h), vm = (float)(v - h);
+		double lp, lm, fd;
+		p[i] = vp;
+		lp = loss(ctx);
+		p[i] = vm;
+		lm = loss(ctx);
+		p[i] = v;
+		fd = (lp - lm) / ((double)vp - (double)vm);
+		if (fabs(fd - g[i]) / gmax > worst)
+			worst = fabs(fd - g[i]) / gmax;
+	}
+	return worst;
+}
+
+/* The worst relative error of every gradient check, printed at the end. */
+static double worst_op = 0, worst_model = 0;
+
+#define OP_TOL 2e-3
+
+static void
+report_op(const char *what, double err)
+{
+	printf("  %-44s worst rel. error %.2e\n", what, err);
+	if (err > worst_op)
+		worst_op = err;
+	CHECK(err <= OP_TOL, "%s: gradient error %.3g above %.0e", what, err, OP_TOL);
+}
+
+/* --- operations against finite differences --- */
+
+struct op_ctx {
+	int kind;
+	int T, D, rows, n_head, n;
+	float *x, *y, *r, *w, *g, *u, *h;
+	const struct trope *rope;
+	const struct tattn *attn;
+	float *q, *k, *v, *o, *lse, *qn, *kn;
+	float *qnw, *knw;
+	int32_t *pos, *tok, *target;
+	uint8_t *mask;
+	enum tops_act act;
+	float cap, scale, eps;
+	struct tweight emb;
+	const struct tlinear *lin;
+	float *lu, *scratch;
+	int train;
+	uint64_t seed;
+	double norm;
+};
+
+enum { OP_EMBED, OP_RMSNORM, OP_ROPE, OP_ATTN, OP_QKNORM_ATTN, OP_GLU, OP_SOFTCAP, OP_XENT, OP_LINEAR };
+
+/* Sum of R . (op output), in double. */
+static double
+op_loss(void *vctx)
+{
+	struct op_ctx *c = vctx;
+	switch (c->kind) {
+	case OP_EMBED:
+		tops_embed_fwd(&c->emb, c->tok, c->T, c->scale, c->y);
+		return dot_d(c->r, c->y, (size_t)c->T * c->D);
+	case OP_RMSNORM:
+		tops_rmsnorm_fwd(c->x, c->w, c->rows, c->D, c->eps, c->y);
+		return dot_d(c->r, c->y, (size_t)c->rows * c->D);
+	case OP_ROPE:
+		memcpy(c->y, c->x, (size_t)c->T * c->n_head * c->rope->head_dim * sizeof(float));
+		tops_rope_fwd(c->rope, c->y, c->T, c->n_head, c->pos);
+		return dot_d(c->r, c->y, (size_t)c->T * c->n_head * c->rope->head_dim);
+	case OP_ATTN:
+		tops_attn_fwd(c->attn, c->q, c->k, c->v, c->T, c->o, c->lse);
+		return dot_d(c->r, c->o, (size_t)c->T * c->attn->n_head * c->attn->head_dim);
+	case OP_QKNORM_ATTN: {
+		/* per-head RMSNorm of q and k, then RoPE, then attention: qwen3 / gemma3's order */
+		const struct tattn *a = c->attn;
+		tops_rmsnorm_fwd(c->q, c->qnw, c->T * a->n_head, a->head_dim, c->eps, c->qn);
+		tops_rmsnorm_fwd(c->k, c->knw, c->T * a->n_head_kv, a->head_dim, c->eps, c->kn);
+		tops_rope_fwd(c->rope, c->qn, c->T, a->n_head, c->pos);
+		tops_rope_fwd(c->rope, c->kn, c->T, a->n_head_kv, c->pos);
+		tops_attn_fwd(a, c->qn, c->kn, c->v, c->T, c->o, c->lse);
+		return dot_d(c->r, c->o, (size_t)c->T * a->n_head * a->head_dim);
+	}
+	case OP_GLU:
+		tops_glu_fwd(c->act, c->g, c->u, 2 * c->n, c->rows, c->n, c->h);
+		return dot_d(c->r, c->h, (size_t)c->rows * c->n);
+	case OP_SOFTCAP:
+		memcpy(c->y, c->x, (size_t)c->n * sizeof(float));
+		tops_softcap_fwd(c->y, c->n, c->cap);
+		return dot_d(c->r, c->y, c->n);
+	case OP_XENT:
+		return tops_xent(c->x, c->T, c->D, c->target, c->mask, c->norm, NULL, NULL) / c->norm;
+	case OP_LINEAR:
+		tlinear_fwd(c->lin, c->x, c->T, c->train, c->seed, c->y, c->lu, c->scratch);
+		return dot_d(c->r, c->y, (size_t)c->T * c->lin->w.n_out);
+	}
+	return 0;
+}
+
+static void
+test_embed(void)
+{
+	enum { V = 7, E = 32, T = 6 };
+	float emb[V * E], demb[V * E] = { 0 }, y[T * E], r[T * E];
+	int32_t tok[T] = { 3, 0, 3, 6, 1, 3 };
+	struct op_ctx c = { .kind = OP_EMBED, .T = T, .D = E, .y = y, .r = r, .tok = tok, .scale = 1.5f };
+	uint8_t q8[V * (E / 32) * 34];
+	float deq[E];
+
+	fill(emb, V * E, 1.0);
+	fill(r, T * E, 1.0);
+	c.emb = (struct tweight){ emb, GGML_TYPE_F32, E, V, E * sizeof(float) };
+	tops_embed_bwd(tok, T, E, 1.5f, r, demb);
+	report_op("embedding (repeated tokens, scale 1.5)", fd_check(op_loss, &c, emb, demb, V * E, 1e-2, 400));
+	/* A quantized table: each row is the dequantized row. */
+	q_traits_get(GGML_TYPE_Q8_0)->from_float(emb, q8, V * E);
+	c.emb = (struct tweight){ q8, GGML_TYPE_Q8_0, E, V, q_row_size(GGML_TYPE_Q8_0, E) };
+	CHECK(tops_embed_fwd(&c.emb, tok, T, 1.0f, y) == 0, "embedding of a Q8_0 table");
+	q_traits_get(GGML_TYPE_Q8_0)->to_float(q8 + 6 * c.emb.row_bytes, deq, E);
+	CHECK(memcmp(deq, y + 3 * E, sizeof(deq)) == 0, "Q8_0 embedding row differs from its dequantization");
+	tok[2] = V;
+	CHECK(tops_embed_fwd(&c.emb, tok, T, 1.0f, y) < 0, "a token past the table is refused");
+}
+
+static void
+test_rmsnorm(void)
+{
+	enum { R = 3, D = 24 };
+	float x[R * D], w[D], y[R * D], r[R * D], dx[R * D];
+	struct op_ctx c = { .kind = OP_RMSNORM, .rows = R, .D = D, .x = x, .w = w, .y = y, .r = r, .eps = 1e-5f };
+
+	fill(x, R * D, 2.0);
+	fill(w, D, 1.5);
+	fill(r, R * D, 1.0);
+	memset(dx, 0, sizeof(dx));
+	tops_rmsnorm_bwd(x, w, R, D, c.eps, r, dx);
+	report_op("RMSNorm (weighted)", fd_check(op_loss, &c, x, dx, R * D, 1e-2, 400));
+	c.w = NULL;
+	c.eps = 0.5f;   /* a large epsilon: its term must be right too */
+	memset(dx, 0, sizeof(dx));
+	tops_rmsnorm_bwd(x, NULL, R, D, c.eps, r, dx);
+	report_op("RMSNorm (no weight, eps 0.5)", fd_check(op_loss, &c, x, dx, R * D, 1e-2, 400));
+}
+
+static void
+test_rope(void)
+{
+	enum { T = 4, H = 3, HD = 16 };
+	float x[T * H * HD], y[T * H * HD], r[T * H * HD], d[T * H * HD], factors[6];
+	int32_t pos[T] = { 0, 3, 7, 100 };
+	struct trope ro = { HD, 12, 1, 10000.0f, 0.25f, factors, 1.3f };
+	struct op_ctx c = { .kind = OP_ROPE, .T = T, .n_head = H, .x = x, .y = y, .r = r, .rope = &ro, .pos = pos };
+
+	for (int i = 0; i < 6; i++)
+		factors[i] = 1.0f + 0.5f * i;
+	fill(x, T * H * HD, 1.0);
+	fill(r, T * H * HD, 1.0);
+	for (int neox = 0; neox < 2; neox++) {
+		ro.neox = neox;
+		memcpy(d, r, sizeof(d));
+		tops_rope_bwd(&ro, d, T, H, pos);
+		report_op(neox ? "RoPE NeoX, partial 12/16, factors, scale, attn_factor"
+			       : "RoPE pairs, partial 12/16, factors, scale, attn_factor",
+		    fd_check(op_loss, &c, x, d, T * H * HD, 1e-2, 400));
+	}
+	/* The rotation keeps norms (attn_factor 1) and leaves the pass-through dims alone. */
+	ro.attn_factor = 1.0f;
+	memcpy(y, x, sizeof(x));
+	tops_rope_fwd(&ro, y, T, H, pos);
+	CHECK(fabs(dot_d(y, y, T * H * HD) - dot_d(x, x, T * H * HD)) < 1e-3, "RoPE changes the norm");
+	CHECK(memcmp(y + 12, x + 12, 4 * sizeof(float)) == 0, "RoPE touched a dimension past n_rot");
+	CHECK(memcmp(y, x, HD * sizeof(float)) == 0, "RoPE at position 0 is not the identity");
+}
+
+static void
+test_attention(void)
+{
+	enum { T = 7, H = 4, HKV = 2, HD = 8 };
+	float q[T * H * HD], k[T * HKV * HD], v[T * HKV * HD], o[T * H * HD], lse[H * T], r[T * H * HD];
+	float dq[T * H * HD], dk[T * HKV * HD], dv[T * HKV * HD];
+	float qn[T * H * HD], kn[T * HKV * HD], qnw[HD], knw[HD];
+	struct tattn a = { H, HKV, HD, 0.35f, 0, 0.0f };
+	struct op_ctx c = { .kind = OP_ATTN, .T = T, .attn = &a, .q = q, .k = k, .v = v, .o = o, .lse = lse, .r = r };
+	static const struct { int window; float cap; const char *name; } cases[] = {
+		{ 0, 0.0f, "attention GQA 4/2 heads" },
+		{ 3, 0.0f, "attention, sliding window 3" },
+		{ 0, 1.5f, "attention, soft-capping 1.5" },
+		{ 2, 1.5f, "attention, window 2 and soft-capping" },
+	};
+
+	fill(q, sizeof(q) / 4, 1.5);
+	fill(k, sizeof(k) / 4, 1.5);
+	fill(v, sizeof(v) / 4, 1.0);
+	fill(r, sizeof(r) / 4, 1.0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char name[96];
+		a.window = cases[i].window;
+		a.softcap = cases[i].cap;
+		tops_attn_fwd(&a, q, k, v, T, o, lse);
+		memset(dq, 0, sizeof(dq));
+		memset(dk, 0, sizeof(dk));
+		memset(dv, 0, sizeof(dv));
+		tops_attn_bwd(&a, q, k, v, o, lse, r, T, dq, dk, dv);
+		snprintf(name, sizeof(name), "%s: dq", cases[i].name);
+		report_op(name, fd_check(op_loss, &c, q, dq, sizeof(q) / 4, 1e-2, 300));
+		snprintf(name, sizeof(name), "%s: dk", cases[i].name);
+		report_op(name, fd_check(op_loss, &c, k, dk, sizeof(k) / 4, 1e-2, 300));
+		snprintf(name, sizeof(name), "%s: dv", cases[i].name);
+		report_op(name, fd_check(op_loss, &c, v, dv, sizeof(v) / 4, 1e-2, 300));
+	}
+	/* Masking: with window 1 each token sees only itself, so o = v of its KV head. */
+	a.window = 1;
+	a.softcap = 0;
+	tops_attn_fwd(&a, q, k, v, T, o, lse);
+	CHECK(memcmp(o + (5 * H + 3) * HD, v + (5 * HKV + 1) * HD, HD * sizeof(float)) == 0,
+	    "window 1 should copy the token's own value");
+	/* Causality: changing the last token's key and value leaves earlier outputs alone. */
+	a.window = 0;
+	tops_attn_fwd(&a, q, k, v, T, o, lse);
+	memcpy(dq, o, sizeof(o));
+	k[(T - 1) * HKV * HD] += 1.0f;
+	v[(T - 1) * HKV * HD] += 1.0f;
+	tops_attn_fwd(&a, q, k, v, T, o, lse);
+	CHECK(memcmp(dq, o, (T - 1) * H * HD * sizeof(float)) == 0, "a later token changed an earlier output");
+	CHECK(memcmp(dq + (T - 1) * H * HD, o + (T - 1) * H * HD, H * HD * sizeof(float)) != 0,
+	    "the last token ignores its own key");
+
+	/* Per-head q/k RMSNorm, then RoPE (NeoX), then attention, as one chain. */
+	{
+		struct trope ro = { HD, HD, 1, 10000.0f, 1.0f, NULL, 1.0f };
+		int32_t pos[T] = { 0, 1, 2, 3, 4, 5, 6 };
+		float dqn[T * H * HD], dkn[T * HKV * HD];
+		c.kind = OP_QKNORM_ATTN;
+		c.rope = &ro;
+		c.pos = pos;
+		c.qn = qn;
+		c.kn = kn;
+		c.qnw = qnw;
+		c.knw = knw;
+		c.eps = 1e-6f;
+		fill(qnw, HD, 1.5);
+		fill(knw, HD, 1.5);
+		a.window = 0;
+		a.softcap = 0;
+		op_loss(&c);
+		memset(dqn, 0, sizeof(dqn));
+		memset(dkn, 0, sizeof(dkn));
+		memset(dv, 0, sizeof(dv));
+		tops_attn_bwd(&a, qn, kn, v, o, lse, r, T, dqn, dkn, dv);
+		tops_rope_bwd(&ro, dqn, T, H, pos);
+		tops_rope_bwd(&ro, dkn, T, HKV, pos);
+		memset(dq, 0, sizeof(dq));
+		memset(dk, 0, sizeof(dk));
+		tops_rmsnorm_bwd(q, qnw, T * H, HD, c.eps, dqn, dq);
+		tops_rmsnorm_bwd(k, knw, T * HKV, HD, c.eps, dkn, dk);
+		report_op("q/k head RMSNorm + RoPE + attention: dq", fd_check(op_loss, &c, q, dq, sizeof(q) / 4, 1e-2, 300));
+		report_op("q/k head RMSNorm + RoPE + attention: dk", fd_check(op_loss, &c, k, dk, sizeof(k) / 4, 1e-2, 300));
+	}
+}
+
+static void
+test_glu(void)
+{
+	enum { R = 3, N = 10 };
+	float gu[R * 2 * N], h[R * N], r[R * N], dgu[R * 2 * N];
+	struct op_ctx c = { .kind = OP_GLU, .rows = R, .n = N, .g = gu, .u = gu + N, .h = h, .r = r };
+
+	fill(gu, R * 2 * N, 3.0);
+	fill(r, R * N, 1.0);
+	for (int act = 0; act < 2; act++) {
+		c.act = act ? TOPS_GELU_TANH : TOPS_SILU;
+		memset(dgu, 0, sizeof(dgu));
+		tops_glu_bwd(c.act, gu, gu + N, 2 * N, R, N, r, dgu, dgu + N);
+		report_op(act ? "GELU-tanh gate (fused rows)" : "SwiGLU (fused rows)",
+		    fd_check(op_loss, &c, gu, dgu, R * 2 * N, 1e-2, 400));
+	}
+	/* Values: silu(1) = 1/(1+e^-1); gelu_tanh(1) = 0.5 (1 + tanh(sqrt(2/pi) 1.044715)). */
+	{
+		float g1 = 1.0f, u1 = 2.0f, out;
+		tops_glu_fwd(TOPS_SILU, &g1, &u1, 1, 1, 1, &out);
+		CHECK(fabs(out - 2.0 * 0.7310585786300049) < 1e-6, "silu(1) * 2 = %g", out);
+		tops_glu_fwd(TOPS_GELU_TANH, &g1, &u1, 1, 1, 1, &out);
+		CHECK(fabs(out - 2.0 * 0.8411919906082768) < 1e-6, "gelu_tanh(1) * 2 = %g", out);
+	}
+}
+
+static void
+test_softcap_xent(void)
+{
+	enum { N = 20, T = 4, V = 9 };
+	float x[N], y[N], r[N], d[N], lg[T * V], dl[T * V];
+	int32_t target[T] = { 3, 8, 0, 5 };
+	uint8_t mask[T] = { 1, 0, 1, 1 };
+	struct op_ctx c = { .kind = OP_SOFTCAP, .n = N, .x = x, .y = y, .r = r, .cap = 2.5f };
+	int cnt;
+	double nll;
+
+	fill(x, N, 5.0);
+	fill(r, N, 1.0);
+	memcpy(y, x, sizeof(x));
+	tops_softcap_fwd(y, N, c.cap);
+	memcpy(d, r, sizeof(r));
+	tops_softcap_bwd(y, N, c.cap, d);
+	report_op("logit soft-capping", fd_check(op_loss, &c, x, d, N, 1e-2, 400));
+
+	fill(lg, T * V, 3.0);
+	c = (struct op_ctx){ .kind = OP_XENT, .T = T, .D = V, .x = lg, .target = target, .mask = mask, .norm = 3.0 };
+	nll = tops_xent(lg, T, V, target, mask, 3.0, dl, &cnt);
+	CHECK(cnt == 3, "loss mask: %d rows counted", cnt);
+	for (int j = 0; j < V; j++)
+		CHECK(dl[V + j] == 0.0f, "a masked row has a gradient");
+	{
+		/* -log softmax by hand for row 0. */
+		double z = 0;
+		for (int j = 0; j < V; j++)
+			z += exp(lg[j]);
+		double row0 = log(z) - lg[target[0]];
+		double sum = row0;
+		for (int t = 2; t < T; t++) {
+			z = 0;
+			for (int j = 0; j < V; j++)
+				z += exp(lg[t * V + j]);
+			sum += log(z) - lg[t * V + target[t]];
+		}
+		CHECK(fabs(nll - sum) < 1e-9 * fabs(sum), "cross-entropy %.12g, by hand %.12g", nll, sum);
+	}
+	report_op("softmax cross-entropy with a loss mask", fd_check(op_loss, &c, lg, dl, T * V, 1e-2, 400));
+}
+
+/* The frozen linear layer with its LoRA branch, over a float32 base. */
+static void
+test_linear(void)
+{
+	enum { T = 5, NI = 64, NO = 48, RK = 3 };
+	float W[NO * NI], bias[NO], x[T * NI], y[T * NO], r[T * NO], dx[T * NI], u[T * RK];
+	float A[RK * NI], B[NO * RK], dA[RK * NI], dB[NO * RK];
+	struct tlora lo = { RK, 0.7f, 0.25f, A, B, dA, dB };
+	struct tlinear l = { { W, GGML_TYPE_F32, NI, NO, NI * sizeof(float) }, bias, &lo };
+	float *scratch = malloc(tlinear_scratch_floats(&l, T) * sizeof(float));
+	struct op_ctx c = { .kind = OP_LINEAR, .T = T, .x = x, .y = y, .r = r, .lin = &l, .lu = u, .scratch = scratch };
+
+	fill(W, NO * NI, 0.3);
+	fill(bias, NO, 1.0);
+	fill(x, T * NI, 1.0);
+	fill(r, T * NO, 1.0);
+	fill(A, RK * NI, 0.3);
+	fill(B, NO * RK, 0.3);
+	for (int train = 0; train < 2; train++) {
+		char name[96];
+		c.train = train;
+		c.seed = 99;
+		tlinear_fwd(&l, x, T, train, 99, y, u, scratch);
+		memset(dx, 0, sizeof(dx));
+		memset(dA, 0, sizeof(dA));
+		memset(dB, 0, sizeof(dB));
+		tlinear_bwd(&l, x, T, train, 99, u, r, dx, scratch);
+		snprintf(name, sizeof(name), "linear + LoRA%s: dx", train ? ", dropout 0.25" : "");
+		report_op(name, fd_check(op_loss, &c, x, dx, T * NI, 1e-2, 320));
+		snprintf(name, sizeof(name), "linear + LoRA%s: dA", train ? ", dropout 0.25" : "");
+		report_op(name, fd_check(op_loss, &c, A, dA, RK * NI, 1e-2, 192));
+		snprintf(name, sizeof(name), "linear + LoRA%s: dB", train ? ", dropout 0.25" : "");
+		report_op(name, fd_check(op_loss, &c, B, dB, NO * RK, 1e-2, 144));
+	}
+	/* Dropout drops about a quarter of the branch's inputs, and no more in evaluation. */
+	{
+		float y0[T * NO], y1[T * NO];
+		int differ = 0;
+		tlinear_fwd(&l, x, T, 0, 99, y0, u, scratch);
+		tlinear_fwd(&l, x, T, 1, 99, y1, u, scratch);
+		for (int i = 0; i < T * NO; i++)
+			differ += y0[i] != y1[i];
+		CHECK(differ > T * NO / 2, "dropout changed only %d of %d outputs", differ, T * NO);
+		tlinear_fwd(&l, x, T, 1, 100, y0, u, scratch);
+		CHECK(memcmp(y0, y1, sizeof(y0)) != 0, "another seed gives the same dropout mask");
+	}
+	free(scratch);
+}
+
+/* The frozen linear layer over quantized weights from a fixture file, against a full
+ * dequantization done here in double, across the tile boundary (512 rows, tiles of 256). */
+static void
+test_linear_quant(const char *dir)
+{
+	static const char *const files[] = { "tiny-llama-q4_k_m.gguf", "tiny-llama-q8_0.gguf", "tiny-llama-q4_0.gguf" };
+	char path[4096], err[512];
+
+	for (size_t fi = 0; fi < sizeof(files) / sizeof(files[0]); fi++) {
+		struct gguf_file *f = NULL;
+		const struct gguf_tensor *t;
+		snprintf(path, sizeof(path), "%s/models/%s", dir, files[fi]);
+		if (gguf_open(path, &f, err, sizeof(err)) < 0) {
+			CHECK(0, "%s", err);
+			continue;
+		}
+		t = gguf_find_tensor(f, "blk.0.ffn_up.weight");
+		if (!t) {
+			CHECK(0, "%s: no ffn_up", path);
+			gguf_close(f);
+			continue;
+		}
+		{
+			const int NI = (int)t->ne[0], NO = (int)t->ne[1], T = 3;
+			struct tlinear l = { { t->data, t->type, NI, NO, q_row_size(t->type, NI) }, NULL, NULL };
+			float *W = malloc(sizeof(float) * NI * NO), *x = malloc(sizeof(float) * T * NI);
+			float *y = malloc(sizeof(float) * T * NO), *dy = malloc(sizeof(float) * T * NO);
+			float *dx = calloc((size_t)T * NI, sizeof(float));
+			float *scr = malloc(tlinear_scratch_floats(&l, T) * sizeof(float));
+			double e_fwd = 0, e_bwd = 0, ymax = 0, dxmax = 0;
+
+			q_traits_get(t->type)->to_float(t->data, W, (int64_t)NI * NO);
+			fill(x, (size_t)T * NI, 1.0);
+			fill(dy, (size_t)T * NO, 1.0);
+			CHECK(tlinear_fwd(&l, x, T, 0, 0, y, NULL, scr) == 0, "%s: forward", files[fi]);
+			CHECK(tlinear_bwd(&l, x, T, 0, 0, NULL, dy, dx, scr) == 0, "%s: backward", files[fi]);
+			for (int tt = 0; tt < T; tt++) {
+				for (int o = 0; o < NO; o++) {
+					double ref = dot_d(W + (size_t)o * NI, x + (size_t)tt * NI, NI);
+					e_fwd = fmax(e_fwd, fabs(ref - y[tt * NO + o]));
+					ymax = fmax(ymax, fabs(ref));
+				}
+				for (int i = 0; i < NI; i++) {
+					double ref = 0;
+					for (int o = 0; o < NO; o++)
+						ref += (double)W[(size_t)o * NI + i] * dy[tt * NO + o];
+					e_bwd = fmax(e_bwd, fabs(ref - dx[tt * NI + i]));
+					dxmax = fmax(dxmax, fabs(ref));
+				}
+			}
+			printf("  frozen %-5s linear %dx%d: max rel. error W x %.1e, W^T dy %.1e\n",
+			    ggml_type_info_get(t->type)->name, NO, NI, e_fwd / ymax, e_bwd / dxmax);
+			CHECK(e_fwd <= 1e-5 * ymax && e_bwd <= 1e-5 * dxmax, "%s: tiled product differs from the dequantized one",
+			    files[fi]);
+			free(W);
+			free(x);
+			free(y);
+			free(dy);
+			free(dx);
+			free(scr);
+		}
+		gguf_close(f);
+	}
+}
+
+/* --- AdamW and the schedule --- */
+
+static void
+test_adamw(void)
+{
+	struct adamw_cfg c = { 0.9, 0.999, 1e-8, 0.01 };
+	float p = 1.0f, g, m = 0, v = 0, p2 = 1.0f, m2 = 0, v2 = 0, g2 = 1.0f;
+	struct adamw_sched s = { 1e-3f, 1e-4f, 10, 110 };
+	static const struct { int64_t step; double lr; } sched[] = {
+		{ 0, 1e-4 }, { 4, 5e-4 }, { 9, 1e-3 }, { 10, 1e-3 },
+		{ 35, 8.681980515339464e-4 },   /* 1e-4 + 0.9e-3 * (1 + cos(pi/4)) / 2 */
+		{ 60, 5.5e-4 },                 /* half way: the mean of max and min */
+		{ 109, 1.0022204783542078e-4 }, { 110, 1e-4 }, { 1000, 1e-4 },
+	};
+
+	/* Step 1, g = 0.5, lr 0.1: decay p = 1 - 0.1 * 0.01 = 0.999; m = 0.05, v = 0.00025;
+	 * m^ = 0.5, v^ = 0.25; p = 0.999 - 0.1 * 0.5 / (0.5 + 1e-8) = 0.899000002. */
+	g = 0.5f;
+	adamw_update(&c, 1, 0.1f, 1.0f, &p, &g, &m, &v, 1);
+	CHECK(fabs(p - 0.899000002) < 1e-7 && fabs(m - 0.05) < 1e-7 * 0.05 && fabs(v - 0.00025) < 1e-7 * 0.00025,
+	    "AdamW step 1: p %.9g m %.9g v %.9g", p, m, v);
+	/* Step 2, g = -0.25: p = 0.899000002 * 0.999 = 0.898101002; m = 0.045 - 0.025 = 0.02;
+	 * v = 0.00024975 + 0.0000625 = 0.00031225; m^ = 0.02 / 0.19 = 0.10526316;
+	 * v^ = 0.00031225 / 0.001999 = 0.15620310, sqrt 0.39522538;
+	 * p = 0.898101002 - 0.1 * 0.10526316 / 0.39522538 = 0.87146730. */
+	g = -0.25f;
+	adamw_update(&c, 2, 0.1f, 1.0f, &p, &g, &m, &v, 1);
+	CHECK(fabs(p - 0.8714673) < 2e-7 && fabs(m - 0.02) < 1e-7 * 0.02 && fabs(v - 0.00031225) < 1e-7 * 0.00031225,
+	    "AdamW step 2: p %.9g m %.9g v %.9g", p, m, v);
+	/* GSCALE scales the gradient before anything else (gradient accumulation). */
+	p = 1.0f;
+	m = v = 0;
+	g = 0.5f;
+	adamw_update(&c, 1, 0.1f, 1.0f, &p, &g, &m, &v, 1);
+	adamw_update(&c, 1, 0.1f, 0.5f, &p2, &g2, &m2, &v2, 1);
+	CHECK(p == p2 && m == m2 && v == v2, "gscale 0.5 on g = 1 differs from g = 0.5");
+
+	for (size_t i = 0; i < sizeof(sched) / sizeof(sched[0]); i++) {
+		float lr = adamw_sched_lr(&s, sched[i].step);
+		CHECK(fabs(lr - sched[i].lr) < 1e-6 * sched[i].lr, "schedule at step %lld: %.9g, expected %.9g",
+		    (long long)sched[i].step, lr, sched[i].lr);
+	}
+}
+
+/* --- adapter files --- */
+
+static void
+digest(const void *data, size_t len, char hex[65])
+{
+	struct sha256 s;
+	sha256_init(&s);
+	sha256_update(&s, data, len);
+	sha256_final_hex(&s, hex);
+}
+
+static int
+file_equal(const char *a, const char *b)
+{
+	size_t la = 0, lb = 0;
+	char *x = test_read_file(a, &la), *y = test_read_file(b, &lb);
+	int eq = x && y && la == lb && memcmp(x, y, la) == 0;
+	free(x);
+	free(y);
+	return eq;
+}
+
+/* Compares two GGUF files' metadata (keys, types, values), tensor names, types and shapes. */
+static void
+compare_gguf(const char *a, const char *b)
+{
+	struct gguf_file *fa = NULL, *fb = NULL;
+	char err[512];
+
+	if (gguf_open(a, &fa, err, sizeof(err)) < 0 || gguf_open(b, &fb, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		gguf_close(fa);
+		return;
+	}
+	CHECK(fa->n_kv == fb->n_kv, "%s: %llu metadata keys, the fixture has %llu", a, (unsigned long long)fa->n_kv,
+	    (unsigned long long)fb->n_kv);
+	for (uint64_t i = 0; i < fa->n_kv && i < fb->n_kv; i++) {
+		const struct gguf_kv *x = &fa->kv[i], *y = &fb->kv[i];
+		int same = x->key.len == y->key.len && memcmp(x->key.ptr, y->key.ptr, x->key.len) == 0 &&
+		    x->val.type == y->val.type;
+		if (same && x->val.type == GGUF_VT_STRING)
+			same = x->val.v.str.len == y->val.v.str.len &&
+			    memcmp(x->val.v.str.ptr, y->val.v.str.ptr, x->val.v.str.len) == 0;
+		else if (same && x->val.type == GGUF_VT_FLOAT32)
+			same = x->val.v.f64 == y->val.v.f64;
+		CHECK(same, "%s: metadata %llu (%.*s) differs from the fixture's", a, (unsigned long long)i,
+		    (int)x->key.len, x->key.ptr);
+	}
+	CHECK(fa->n_tensors == fb->n_tensors, "%s: %llu tensors, the fixture has %llu", a,
+	    (unsigned long long)fa->n_tensors, (unsigned long long)fb->n_tensors);
+	for (uint64_t i = 0; i < fa->n_tensors && i < fb->n_tensors; i++) {
+		const struct gguf_tensor *x = &fa->tensors[i], *y = &fb->tensors[i];
+		CHECK(x->name.len == y->name.len && memcmp(x->name.ptr, y->name.ptr, x->name.len) == 0 &&
+		    x->n_dims == y->n_dims && x->ne[0] == y->ne[0] && x->ne[1] == y->ne[1] && x->type == y->type &&
+		    x->offset == y->offset,
+		    "%s: tensor %llu (%.*s) differs from the fixture's (%.*s)", a, (unsigned long long)i,
+		    (int)x->name.len, x->name.ptr, (int)y->name.len, y->name.ptr);
+	}
+	gguf_close(fa);
+	gguf_close(fb);
+}
+
+static const struct {
+	const char *adapter, *model;
+	int pairs, rank;
+	float alpha;
+	enum ggml_type type;
+} adapters[] = {
+	{ "lora-tiny-llama-all-r8", "tiny-llama-f32", 14, 8, 16.0f, GGML_TYPE_F32 },
+	{ "lora-tiny-qwen2-qv-r4", "tiny-qwen2-f32", 4, 4, 8.0f, GGML_TYPE_F16 },
+	{ "lora-tiny-phi3-qkv-r4", "tiny-phi3-f32", 4, 4, 4.0f, GGML_TYPE_F32 },
+};
+
+static void
+test_adapter_files(const char *dir)
+{
+	char path[4096], model[4096], out[4096], err[512], hex[65];
+
+	for (size_t i = 0; i < sizeof(adapters) / sizeof(adapters[0]); i++) {
+		struct llm_model *m = NULL;
+		struct lora_adapter *a = NULL;
+		struct gguf_file *f = NULL;
+		const struct lora_pair *p;
+
+		snprintf(path, sizeof(path), "%s/lora/%s.gguf", dir, adapters[i].adapter);
+		snprintf(model, sizeof(model), "%s/models/%s.gguf", dir, adapters[i].model);
+		if (llm_model_load(model, &m, err, sizeof(err)) < 0) {
+			CHECK(0, "%s", err);
+			continue;
+		}
+		if (lora_open(path, m, 0.5f, digest, &a, err, sizeof(err)) < 0) {
+			CHECK(0, "%s", err);
+			llm_model_free(m);
+			continue;
+		}
+		CHECK(lora_count(a) == adapters[i].pairs, "%s: %d pairs", path, lora_count(a));
+		CHECK(lora_alpha(a) == adapters[i].alpha, "%s: alpha %g", path, lora_alpha(a));
+		CHECK(strcmp(lora_name(a), adapters[i].adapter) == 0, "%s: name '%s'", path, lora_name(a));
+		CHECK(sha256_file(path, hex, err, sizeof(err)) == 0 && strcmp(hex, lora_sha256(a)) == 0,
+		    "%s: digest %s, sha256_file %s", path, lora_sha256(a), hex);
+		p = lora_get(a, 0);
+		CHECK(p && p->rank == adapters[i].rank && p->scale == 0.5f * adapters[i].alpha / adapters[i].rank,
+		    "%s: rank %d scale %g", path, p ? p->rank : -1, p ? p->scale : 0);
+		lora_set_scale(a, 2.0f);
+		CHECK(p->scale == 2.0f * adapters[i].alpha / adapters[i].rank, "%s: scale after set %g", path, p->scale);
+		/* The values are the file's, converted to float. */
+		if (gguf_open(path, &f, err, sizeof(err)) == 0) {
+			const struct gguf_tensor *tb = gguf_find_tensor(f, "blk.1.attn_v.weight.lora_b");
+			const struct lora_pair *pv = lora_find(a, "blk.1.attn_v.weight");
+			if (!tb) {
+				tb = gguf_find_tensor(f, "blk.1.attn_qkv.weight.lora_b");
+				pv = lora_find(a, "blk.1.attn_qkv.weight");
+			}
+			CHECK(tb && pv && pv->n_in == 256 && pv->n_out == (int)tb->ne[1], "%s: blk.1 pair", path);
+			if (tb && pv) {
+				size_t n = tb->ne[0] * tb->ne[1];
+				float *ref = malloc(n * sizeof(float));
+				q_traits_get(tb->type)->to_float(tb->data, ref, (int64_t)n);
+				CHECK(memcmp(ref, pv->b, n * sizeof(float)) == 0, "%s: B differs from the file", path);
+				free(ref);
+			}
+			gguf_close(f);
+		}
+		/* Writing the pairs back, in reverse order, gives the fixture byte for byte. */
+		{
+			int n = lora_count(a);
+			struct lora_pair *rev = malloc(n * sizeof(*rev));
+			struct lora_file_info info = { llm_model_hparams(m)->arch_name, adapters[i].adapter, lora_alpha(a),
+				adapters[i].type };
+			for (int j = 0; j < n; j++)
+				rev[j] = *lora_get(a, n - 1 - j);
+			snprintf(out, sizeof(out), "%s/%s.gguf", tmpdir, adapters[i].adapter);
+			CHECK(lora_write(out, &info, rev, n, err, sizeof(err)) == 0, "lora_write: %s", err);
+			compare_gguf(out, path);
+			CHECK(file_equal(out, path), "%s: written adapter is not byte-identical to the fixture", out);
+			/* and it reads back */
+			{
+				struct lora_adapter *b = NULL;
+				CHECK(lora_open(out, m, 1.0f, NULL, &b, err, sizeof(err)) == 0, "reopen: %s", err);
+				CHECK(b && lora_count(b) == n && strcmp(lora_sha256(b), "") == 0, "reopened adapter");
+				lora_free(b);
+			}
+			free(rev);
+		}
+		lora_free(a);
+		llm_model_free(m);
+	}
+}
+
+/* Writes a small adapter with the given tensors into the temporary folder. */
+struct wt {
+	const char *name;
+	uint64_t ne0, ne1;
+};
+
+static void
+write_adapter(const char *path, const char *gtype, const char *atype, const char *arch, int with_alpha,
+	      const struct wt *t, int n, float poison)
+{
+	struct gguf_writer *w = gguf_writer_new(0);
+	static float data[600 * 16];
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(data) / sizeof(data[0]); i++)
+		data[i] = (float)(0.01 * rnd());
+	data[5] = poison;
+	if (arch)
+		gguf_w_str(w, "general.architecture", arch);
+	if (gtype)
+		gguf_w_str(w, "general.type", gtype);
+	if (atype)
+		gguf_w_str(w, "adapter.type", atype);
+	if (with_alpha)
+		gguf_w_f32(w, "adapter.lora.alpha", 8.0f);
+	for (int i = 0; i < n; i++) {
+		uint64_t ne[2] = { t[i].ne0, t[i].ne1 };
+		gguf_w_tensor(w, t[i].name, GGML_TYPE_F32, 2, ne, data, NULL, NULL);
+	}
+	if (gguf_writer_write(w, path, err, sizeof(err)) < 0)
+		fprintf(stderr, "%s\n", err);
+	gguf_writer_free(w);
+}
+
+static void
+test_adapter_errors(const char *dir)
+{
+	char model[4096], path[4096], err[512];
+	struct llm_model *m = NULL;
+	struct lora_adapter *a = NULL;
+	static const struct wt good[] = {
+		{ "blk.0.attn_q.weight.lora_a", 256, 4 }, { "blk.0.attn_q.weight.lora_b", 4, 256 },
+		{ "blk.0.attn_norm.weight", 256, 1 },
+	};
+	static const struct {
+		const char *what, *gtype, *atype, *arch;
+		struct wt t[3];
+		int n;
+		const char *expect, *expect2;
+	} bad[] = {
+		{ "not an adapter", "model", "lora", "llama", { { "blk.0.attn_q.weight.lora_a", 256, 4 },
+		    { "blk.0.attn_q.weight.lora_b", 4, 256 } }, 2, "not an adapter", "general.type" },
+		{ "no general.type", NULL, "lora", "llama", { { "blk.0.attn_q.weight.lora_a", 256, 4 },
+		    { "blk.0.attn_q.weight.lora_b", 4, 256 } }, 2, "not an adapter", "missing" },
+		{ "not LoRA", "adapter", "control_vector", "llama", { { "blk.0.attn_q.weight.lora_a", 256, 4 },
+		    { "blk.0.attn_q.weight.lora_b", 4, 256 } }, 2, "adapter type \"control_vector\"", "LoRA" },
+		{ "other architecture", "adapter", "lora", "qwen2", { { "blk.0.attn_q.weight.lora_a", 256, 4 },
+		    { "blk.0.attn_q.weight.lora_b", 4, 256 } }, 2, "architecture 'qwen2'", "'llama'" },
+		{ "missing lora_b", "adapter", "lora", "llama", { { "blk.0.attn_q.weight.lora_a", 256, 4 } }, 1,
+		    "'blk.0.attn_q.weight.lora_a' has no matching '.lora_b'", NULL },
+		{ "missing lora_a", "adapter", "lora", "llama", { { "blk.0.attn_k.weight.lora_b", 4, 128 } }, 1,
+		    "'blk.0.attn_k.weight.lora_b' has no matching '.lora_a'", NULL },
+		{ "unknown tensor", "adapter", "lora", "llama", { { "blk.0.attn_q.weight.lora_a", 256, 4 },
+		    { "blk.0.attn_q.weight.lora_b", 4, 256 }, { "blk.0.attn_q.weight.delta", 256, 4 } }, 3,
+		    "unknown tensor 'blk.0.attn_q.weight.delta'", NULL },
+		{ "wrong shape of A", "adapter", "lora", "llama", { { "blk.0.attn_q.weight.lora_a", 128, 4 },
+		    { "blk.0.attn_q.weight.lora_b", 4, 256 } }, 2, "'blk.0.attn_q.weight.lora_a' has shape [128, 4], expected [256, r]", NULL },
+		{ "wrong shape of B", "adapter", "lora", "llama", { { "blk.0.attn_k.weight.lora_a", 256, 4 },
+		    { "blk.0.attn_k.weight.lora_b", 4, 256 } }, 2, "'blk.0.attn_k.weight.lora_b' has shape [4, 256], expected [4, 128]", NULL },
+		{ "rank mismatch", "adapter", "lora", "llama", { { "blk.0.attn_q.weight.lora_a", 256, 8 },
+		    { "blk.0.attn_q.weight.lora_b", 4, 256 } }, 2, "rank mismatch", "rank 8" },
+		{ "no such base", "adapter", "lora", "llama", { { "blk.7.attn_q.weight.lora_a", 256, 4 },
+		    { "blk.7.attn_q.weight.lora_b", 4, 256 } }, 2, "adapts 'blk.7.attn_q.weight', which the model does not have", NULL },
+		{ "vector base", "adapter", "lora", "llama", { { "blk.0.ffn_norm.weight.lora_a", 256, 4 },
+		    { "blk.0.ffn_norm.weight.lora_b", 4, 1 } }, 2, "which is a vector", NULL },
+		{ "no pairs", "adapter", "lora", "llama", { { "blk.0.attn_norm.weight", 256, 1 } }, 1,
+		    "holds no LoRA tensors", NULL },
+	};
+
+	snprintf(model, sizeof(model), "%s/models/tiny-llama-f32.gguf", dir);
+	if (llm_model_load(model, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	/* A model file is not an adapter. */
+	CHECK(lora_open(model, m, 1.0f, NULL, &a, err, sizeof(err)) < 0 && strstr(err, "not an adapter") &&
+	    strstr(err, "tiny-llama-f32.gguf"), "a model as adapter: %s", err);
+	/* The real adapter of another architecture. */
+	snprintf(path, sizeof(path), "%s/lora/lora-tiny-qwen2-qv-r4.gguf", dir);
+	CHECK(lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err)) < 0 && strstr(err, "architecture 'qwen2'") &&
+	    strstr(err, "lora-tiny-qwen2-qv-r4.gguf"), "qwen2 adapter on llama: %s", err);
+	/* Not a GGUF at all. */
+	snprintf(path, sizeof(path), "%s/junk.gguf", tmpdir);
+	{
+		FILE *jf = fopen(path, "w");
+		fputs("not a gguf", jf);
+		fclose(jf);
+	}
+	CHECK(lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err)) < 0 && strstr(err, "junk.gguf"), "junk: %s", err);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(path, sizeof(path), "%s/bad-%zu.gguf", tmpdir, i);
+		write_adapter(path, bad[i].gtype, bad[i].atype, bad[i].arch, 1, bad[i].t, bad[i].n, 0.0f);
+		err[0] = 0;
+		a = NULL;
+		int rc = lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err));
+		CHECK(rc < 0 && a == NULL && strstr(err, bad[i].expect) && (!bad[i].expect2 || strstr(err, bad[i].expect2)) &&
+		    strstr(err, path), "%s: got '%s'", bad[i].what, err);
+		lora_free(a);
+	}
+	/* A non-finite value. */
+	snprintf(path, sizeof(path), "%s/nan.gguf", tmpdir);
+	write_adapter(path, "adapter", "lora", "llama", 1, good, 2, NAN);
+	CHECK(lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err)) < 0 && strstr(err, "not a finite number") &&
+	    strstr(err, "blk.0.attn_q.weight.lora_a"), "NaN: %s", err);
+	/* A norm tensor is skipped; no alpha means the user's scale alone. */
+	snprintf(path, sizeof(path), "%s/good.gguf", tmpdir);
+	write_adapter(path, "adapter", "lora", "llama", 0, good, 3, 0.0f);
+	CHECK(lora_open(path, m, 0.75f, NULL, &a, err, sizeof(err)) == 0, "good adapter: %s", err);
+	if (a) {
+		CHECK(lora_count(a) == 1 && lora_n_ignored(a) == 1, "pairs %d ignored %d", lora_count(a), lora_n_ignored(a));
+		CHECK(lora_alpha(a) == 0.0f && lora_get(a, 0)->scale == 0.75f, "no alpha: scale %g", lora_get(a, 0)->scale);
+		CHECK(lora_find(a, "blk.0.attn_q.weight") != NULL && lora_find(a, "blk.0.attn_k.weight") == NULL, "lora_find");
+		lora_free(a);
+	}
+	/* The writer refuses a pair adapted twice and a quantized type. */
+	{
+		float A[4 * 256] = { 0 }, B[256 * 4] = { 0 };
+		struct lora_pair p[2] = { { "blk.0.attn_q.weight", 256, 256, 4, A, B, 1 },
+			{ "blk.0.attn_q.weight", 256, 256, 4, A, B, 1 } };
+		struct lora_file_info info = { "llama", NULL, 8.0f, GGML_TYPE_F32 };
+		snprintf(path, sizeof(path), "%s/dup.gguf", tmpdir);
+		CHECK(lora_write(path, &info, p, 2, err, sizeof(err)) < 0 && strstr(err, "adapted twice"), "dup: %s", err);
+		CHECK(access(path, F_OK) != 0, "a refused adapter left a file");
+		info.type = GGML_TYPE_Q8_0;
+		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) < 0 && strstr(err, "Q8_0"), "q8_0: %s", err);
+	}
+	lora_free(NULL);
+	llm_model_free(m);
+}
+
+/* --- the training model --- */
+
+struct golden {
+	int32_t tokens[64];
+	int n, n_prompt, n_vocab;
+	float *logits;
+};
+
+static int
+golden_load(const char *dir, const char *sub, const char *name, struct golden *g)
+{
+	char path[4096];
+	size_t len;
+	char *js;
+	cJSON *root, *it;
+
+	memset(g, 0, sizeof(*g));
+	snprintf(path, sizeof(path), "%s/%s/%s.json", dir, sub, name);
+	js = test_read_file(path, &len);
+	if (!js)
+		return -1;
+	root = cJSON_Parse(js);
+	free(js);
+	if (!root)
+		return -1;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(root, "tokens")) {
+		if (g->n < 64)
+			g->tokens[g->n++] = (int32_t)it->valuedouble;
+	}
+	g->n_prompt = cJSON_GetObjectItem(root, "n_prompt")->valueint;
+	g->n_vocab = cJSON_GetObjectItem(root, "n_vocab")->valueint;
+	cJSON_Delete(root);
+	snprintf(path, sizeof(path), "%s/%s/%s.logits", dir, sub, name);
+	g->logits = test_read_file(path, &len);
+	if (!g->logits || len != (size_t)g->n * g->n_vocab * sizeof(float)) {
+		free(g->logits);
+		return -1;
+	}
+	return 0;
+}
+
+/* Mean KL(ref || ours) per position, max |difference|, argmax agreement where the
+ * reference's top-two margin exceeds 0.5. */
+static void
+compare_logits(const float *ref, const float *ours, int n, int V, double *kl, double *maxd, int *disagree)
+{
+	*kl = 0;
+	*maxd = 0;
+	*disagree = 0;
+	for (int i = 0; i < n; i++) {
+		const float *r = ref + (size_t)i * V, *o = ours + (size_t)i * V;
+		double mr = -INFINITY, mo = -INFINITY, zr = 0, zo = 0, k = 0, t1 = -INFINITY, t2 = -INFINITY;
+		int ar = 0, ao = 0;
+		for (int j = 0; j < V; j++) {
+			if (r[j] > mr) { mr = r[j]; ar = j; }
+			if (o[j] > mo) { mo = o[j]; ao = j; }
+			if (r[j] > t1) { t2 = t1; t1 = r[j]; } else if (r[j] > t2) t2 = r[j];
+			*maxd = fmax(*maxd, fabs((double)r[j] - o[j]));
+		}
+		for (int j = 0; j < V; j++) {
+			zr += exp(r[j] - mr);
+			zo += exp(o[j] - mo);
+		}
+		for (int j = 0; j < V; j++) {
+			double lp = r[j] - mr - log(zr), lq = o[j] - mo - log(zo);
+			k += exp(lp) * (lp - lq);
+		}
+		*kl += k / n;
+		if (t1 - t2 > 0.5 && ar != ao)
+			(*disagree)++;
+	}
+}
+
+struct model_ctx {
+	struct tmodel *tm;
+	const int32_t *tok, *target;
+	const uint8_t *mask;
+	int T, train;
+	double norm;
+};
+
+static double
+model_loss(void *vctx)
+{
+	struct model_ctx *c = vctx;
+	char err[256];
+	double nll = 0;
+	if (tmodel_forward(c->tm, c->tok, c->T, c->train, 7, NULL, err, sizeof(err)) < 0 ||
+	    tmodel_backward(c->tm, c->target, c->mask, c->norm, 0, &nll, NULL, err, sizeof(err)) < 0)
+		return NAN;
+	return nll / c->norm;
+}
+
+/* Sets every LoRA parameter to BASE + H * DIR (both laid out pair by pair, a then b);
+ * BASE NULL: reads the parameters into DIR instead. */
+static void
+set_params(struct tmodel *tm, const double *base, double *dir, double h)
+{
+	size_t at = 0;
+	for (int i = 0; i < tmodel_lora_count(tm); i++) {
+		struct tlora *lo = tmodel_lora(tm, i);
+		size_t na = (size_t)lo->rank * tmodel_lora_n_in(tm, i), nb = (size_t)tmodel_lora_n_out(tm, i) * lo->rank;
+		for (size_t j = 0; j < na + nb; j++, at++) {
+			float *p = j < na ? &lo->a[j] : &lo->b[j - na];
+			if (base)
+				*p = (float)(base[at] + h * dir[at]);
+			else
+				dir[at] = *p;
+		}
+	}
+}
+
+static size_t
+n_params(struct tmodel *tm)
+{
+	size_t n = 0;
+	for (int i = 0; i < tmodel_lora_count(tm); i++)
+		n += (size_t)tmodel_lora(tm, i)->rank * (tmodel_lora_n_in(tm, i) + tmodel_lora_n_out(tm, i));
+	return n;
+}
+
+/* The gradient laid out as move_params reads directions. */
+static void
+gather_grad(struct tmodel *tm, double *g)
+{
+	size_t at = 0;
+	for (int i = 0; i < tmodel_lora_count(tm); i++) {
+		struct tlora *lo = tmodel_lora(tm, i);
+		size_t na = (size_t)lo->rank * tmodel_lora_n_in(tm, i), nb = (size_t)tmodel_lora_n_out(tm, i) * lo->rank;
+		for (size_t j = 0; j < na; j++)
+			g[at++] = lo->da[j];
+		for (size_t j = 0; j < nb; j++)
+			g[at++] = lo->db[j];
+	}
+}
+
+#define MODEL_TOL 5e-3
+
+/* Central differences with steps H and H/2 combined (Richardson): the h^2 error term
+ * cancels, so a step large enough to rise above the float32 forward's rounding keeps its
+ * truncation error small.  Along direction DIR over every parameter: */
+static double
+richardson_dir(struct model_ctx *c, const double *base, double *dir, double h)
+{
+	double d[2];
+	for (int k = 0; k < 2; k++) {
+		double hk = k ? h / 2 : h, lp, lm;
+		set_params(c->tm, base, dir, hk);
+		lp = model_loss(c);
+		set_params(c->tm, base, dir, -hk);
+		lm = model_loss(c);
+		d[k] = (lp - lm) / (2 * hk);
+	}
+	set_params(c->tm, base, dir, 0);
+	return (4 * d[1] - d[0]) / 3;
+}
+
+/* and on the single parameter *P (the steps actually taken in float are used). */
+static double
+richardson_one(struct model_ctx *c, float *p, double h)
+{
+	float v = *p;
+	double d[2];
+	for (int k = 0; k < 2; k++) {
+		double hk = k ? h / 2 : h, lp, lm;
+		float vp = (float)(v + hk), vm = (float)(v - hk);
+		*p = vp;
+		lp = model_loss(c);
+		*p = vm;
+		lm = model_loss(c);
+		*p = v;
+		d[k] = (lp - lm) / ((double)vp - vm);
+	}
+	return (4 * d[1] - d[0]) / 3;
+}
+
+/*
+ * End to end: the gradient of the mean masked NLL with respect to every LoRA parameter,
+ * checked by central differences along directions (the gradient's own, and random ones,
+ * each the sum over all parameters) and on single parameters: the largest-gradient
+ * component of every pair's A and B.
+ */
+static void
+check_model_grad(const char *label, struct model_ctx *c)
+{
+	char err[256];
+	double nll, worst = 0;
+	size_t n = n_params(c->tm);
+	double *g = malloc(n * sizeof(double)), *dir = malloc(n * sizeof(double)), gnorm = 0;
+	double *base = malloc(n * sizeof(double));
+	int cnt;
+	const double h = 2e-2;
+
+	tmodel_zero_grad(c->tm);
+	CHECK(tmodel_forward(c->tm, c->tok, c->T, c->train, 7, NULL, err, sizeof(err)) == 0, "%s", err);
+	CHECK(tmodel_backward(c->tm, c->target, c->mask, c->norm, 1, &nll, &cnt, err, sizeof(err)) == 0, "%s", err);
+	gather_grad(c->tm, g);
+	set_params(c->tm, NULL, base, 0);
+	for (size_t i = 0; i < n; i++)
+		gnorm += g[i] * g[i];
+	gnorm = sqrt(gnorm);
+	CHECK(gnorm > 0, "%s: the gradient is zero", label);
+	for (int d = 0; d < 4 && gnorm > 0; d++) {
+		double an = 0, fd, dn = 0;
+		for (size_t i = 0; i < n; i++)
+			dir[i] = d == 0 ? g[i] : rnd();
+		for (size_t i = 0; i < n; i++)
+			dn += dir[i] * dir[i];
+		dn = sqrt(dn);
+		for (size_t i = 0; i < n; i++) {
+			dir[i] /= dn;
+			an += dir[i] * g[i];
+		}
+		fd = richardson_dir(c, base, dir, h);
+		/* relative to |g|, the largest a directional derivative can be */
+		worst = fmax(worst, fabs(fd - an) / gnorm);
+	}
+	/* Single parameters: the largest component of each pair's A and B. */
+	for (int i = 0; i < tmodel_lora_count(c->tm); i++) {
+		struct tlora *lo = tmodel_lora(c->tm, i);
+		size_t na = (size_t)lo->rank * tmodel_lora_n_in(c->tm, i), nb = (size_t)tmodel_lora_n_out(c->tm, i) * lo->rank;
+		for (int half = 0; half < 2; half++) {
+			float *p = half ? lo->b : lo->a, *gp = half ? lo->db : lo->da;
+			size_t np = half ? nb : na, best = 0;
+			for (size_t j = 1; j < np; j++)
+				if (fabs(gp[j]) > fabs(gp[best]))
+					best = j;
+			double gj = gp[best];
+			worst = fmax(worst, fabs(richardson_one(c, p + best, h) - gj) / fmax(fabs(gj), 1e-30));
+		}
+	}
+	printf("  %-52s %2d pairs, %6zu params, |g| %.3g: worst rel. error %.2e\n", label,
+	    tmodel_lora_count(c->tm), n, gnorm, worst);
+	worst_model = fmax(worst_model, worst);
+	CHECK(worst <= MODEL_TOL, "%s: LoRA gradient error %.3g above %.0e", label, worst, MODEL_TOL);
+	free(g);
+	free(dir);
+	free(base);
+}
+
+/* SEQ: the token sequence trained on (the same for every model: not a model's own greedy
+ * continuation, whose loss is near zero on the models that repeat themselves). */
+static void
+test_model(const char *dir, const char *model_name, const char *adapter, const struct golden *seq)
+{
+	char path[4096], err[512];
+	struct llm_model *m = NULL;
+	struct llm_ctx *ctx = NULL;
+	struct tmodel *tm = NULL;
+	struct golden g;
+	float *eng = NULL, *ours = NULL;
+	int T, V;
+	uint8_t mask[64];
+	int32_t target[64];
+	double kl, maxd;
+	int dis;
+
+	if (golden_load(dir, "golden", model_name, &g) < 0) {
+		CHECK(0, "%s: golden missing", model_name);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, model_name);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		free(g.logits);
+		return;
+	}
+	V = llm_model_hparams(m)->n_vocab;
+	T = seq->n - 1;   /* inputs seq[0..T), targets seq[1..T] */
+	eng = malloc((size_t)g.n * V * sizeof(float));
+	ours = malloc((size_t)g.n * V * sizeof(float));
+	for (int t = 0; t < T; t++) {
+		target[t] = seq->tokens[t + 1];
+		mask[t] = t + 1 >= seq->n_prompt;   /* the reply's tokens only, as for an assistant turn */
+	}
+
+	/* 1. The training forward is the model: its logits against the engine's and the golden's. */
+	ctx = llm_ctx_new(m, 64, 64, 1, err, sizeof(err));
+	CHECK(ctx && llm_eval(ctx, g.tokens, g.n, eng, 1, err, sizeof(err)) == 0, "%s: eval: %s", model_name, err);
+	{
+		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR, .rank = 4, .alpha = 8.0f,
+			.seed = 1 };
+		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", model_name, err);
+	}
+	if (tm) {
+		CHECK(tmodel_forward(tm, g.tokens, g.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
+		compare_logits(eng, ours, g.n, V, &kl, &maxd, &dis);
+		printf("  %-18s training forward vs llm_eval:  mean KL %.2e, max |dlogit| %.2e\n", model_name, kl, maxd);
+		CHECK(kl < 1e-7 && maxd < 1e-3 && dis == 0, "%s: training forward differs from llm_eval (KL %.3g, max %.3g)",
+		    model_name, kl, maxd);
+		compare_logits(g.logits, ours, g.n, V, &kl, &maxd, &dis);
+		printf("  %-18s training forward vs llama.cpp: mean KL %.2e, max |dlogit| %.2e\n", model_name, kl, maxd);
+		CHECK(kl <= 1e-5 && dis == 0, "%s: training forward vs golden KL %.3g", model_name, kl);
+
+		/* The loss agrees with the logits: the masked NLL from the engine's rows. */
+		{
+			double nll, ref = 0;
+			int cnt;
+			llm_ctx_truncate(ctx, 0);
+			CHECK(llm_eval(ctx, seq->tokens, seq->n, eng, 1, err, sizeof(err)) == 0, "%s", err);
+			CHECK(tmodel_forward(tm, seq->tokens, T, 0, 0, NULL, err, sizeof(err)) == 0, "%s", err);
+			CHECK(tmodel_backward(tm, target, mask, 1.0, 0, &nll, &cnt, err, sizeof(err)) == 0, "%s", err);
+			for (int t = 0; t < T; t++) {
+				if (!mask[t])
+					continue;
+				const float *r = eng + (size_t)t * V;
+				double mx = -INFINITY, z = 0;
+				for (int j = 0; j < V; j++)
+					mx = fmax(mx, r[j]);
+				for (int j = 0; j < V; j++)
+					z += exp(r[j] - mx);
+				ref += log(z) + mx - r[target[t]];
+			}
+			CHECK(cnt == T + 1 - seq->n_prompt && fabs(nll - ref) < 1e-5 * ref, "%s: loss %.8g, from llm_eval %.8g",
+			    model_name, nll, ref);
+		}
+		/* 2. The gradient of every LoRA parameter, by finite differences.  B drawn non-zero
+		 * so that A's gradient is not zero. */
+		tmodel_free(tm);
+		tm = NULL;
+		{
+			struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 3,
+				.alpha = 6.0f, .init_b = 0.05f, .seed = 2 };
+			if (strstr(model_name, "qwen2"))
+				o.targets = TMODEL_ALL_LINEAR;   /* tied output */
+			CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", model_name, err);
+		}
+		if (tm) {
+			struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+			char label[128];
+			snprintf(label, sizeof(label), "%s, every linear, rank 3", model_name);
+			check_model_grad(label, &c);
+			if (strstr(model_name, "llama")) {
+				tmodel_free(tm);
+				tm = NULL;
+				struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_Q | TMODEL_V | TMODEL_DOWN, .rank = 2,
+					.alpha = 4.0f, .init_b = 0.05f, .dropout = 0.2f, .seed = 3 };
+				CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s", err);
+				c.tm = tm;
+				c.train = 1;
+				check_model_grad("tiny-llama-f32, q v down, dropout 0.2 (fixed mask)", &c);
+			}
+		}
+	}
+	tmodel_free(tm);
+	tm = NULL;
+
+	/* 3. With the fixture adapter: the logits against llama.cpp's with the adapter applied. */
+	if (adapter) {
+		struct lora_adapter *a = NULL;
+		char gname[128];
+		snprintf(path, sizeof(path), "%s/lora/%s.gguf", dir, adapter);
+		CHECK(lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err)) == 0, "%s", err);
+		struct tmodel_opts o = { .max_tokens = 40, .init = a };
+		if (a && tmodel_new(m, &o, &tm, err, sizeof(err)) == 0) {
+			struct golden lg;
+			snprintf(gname, sizeof(gname), "%s-s1", adapter);
+			if (golden_load(dir, "lora", gname, &lg) == 0) {
+				CHECK(tmodel_forward(tm, lg.tokens, lg.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
+				compare_logits(lg.logits, ours, lg.n, V, &kl, &maxd, &dis);
+				printf("  %-18s with %s vs llama.cpp: mean KL %.2e, max |dlogit| %.2e\n", model_name, adapter, kl,
+				    maxd);
+				CHECK(kl <= 1e-5 && dis == 0, "%s + %s: KL %.3g vs llama.cpp, %d argmax differ", model_name, adapter,
+				    kl, dis);
+				free(lg.logits);
+			} else {
+				CHECK(0, "%s: golden missing", gname);
+			}
+			{
+				struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+				char label[128];
+				snprintf(label, sizeof(label), "%s, from %s", model_name, adapter);
+				check_model_grad(label, &c);
+			}
+			tmodel_free(tm);
+			tm = NULL;
+		} else {
+			CHECK(0, "tmodel with %s: %s", adapter, err);
+		}
+		lora_free(a);
+	}
+	llm_ctx_free(ctx);
+	llm_model_free(m);
+	free(eng);
+	free(ours);
+	free(g.logits);
+}
+
+/* The q4_k_m base with the llama adapter: the training forward over quantized weights. */
+static void
+test_model_quant(const char *dir)
+{
+	char path[4096], err[512];
+	struct llm_model *m = NULL;
+	struct lora_adapter *a = NULL;
+	struct tmodel *tm = NULL;
+	struct golden g;
+	double kl, maxd;
+	int dis;
+
+	snprintf(path, sizeof(path), "%s/models/tiny-llama-q4_k_m.gguf", dir);
+	if (golden_load(dir, "lora", "lora-tiny-llama-all-r8-q4_k_m", &g) < 0 ||
+	    llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "q4_k_m golden or model: %s", err);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/lora/lora-tiny-llama-all-r8.gguf", dir);
+	if (lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err)) == 0) {
+		struct tmodel_opts o = { .max_tokens = g.n, .init = a };
+		if (tmodel_new(m, &o, &tm, err, sizeof(err)) == 0) {
+			float *ours = malloc((size_t)g.n * g.n_vocab * sizeof(float));
+			CHECK(tmodel_forward(tm, g.tokens, g.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
+			compare_logits(g.logits, ours, g.n, g.n_vocab, &kl, &maxd, &dis);
+			printf("  tiny-llama-q4_k_m  with lora-tiny-llama-all-r8 vs llama.cpp: mean KL %.2e, max |dlogit| %.2e\n",
+			    kl, maxd);
+			CHECK(kl <= 5e-3 && dis == 0, "q4_k_m + adapter: KL %.3g, %d argmax differ", kl, dis);
+			free(ours);
+		} else {
+			CHECK(0, "%s", err);
+		}
+	} else {
+		CHECK(0, "%s", err);
+	}
+	tmodel_free(tm);
+	lora_free(a);
+	llm_model_free(m);
+	free(g.logits);
+}
+
+/* Gradient accumulation, a few AdamW steps that learn, saving and reloading. */
+static void
+test_training(const char *dir)
+{
+	char path[4096], err[512];
+	struct llm_model *m = NULL;
+	struct tmodel *tm = NULL, *tm2 = NULL;
+	struct golden g;
+	int32_t target[64];
+	uint8_t mask[64];
+	int T;
+
+	snprintf(path, sizeof(path), "%s/models/tiny-qwen2-q8_0.gguf", dir);
+	if (golden_load(dir, "golden", "tiny-llama-f32", &g) < 0 || llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "qwen2 q8_0: %s", err);
+		return;
+	}
+	T = g.n - 1;
+	for (int t = 0; t < T; t++) {
+		target[t] = g.tokens[t + 1];
+		mask[t] = t + 1 >= g.n_prompt;
+	}
+	struct tmodel_opts o = { .max_tokens = T, .targets = TMODEL_ALL_LINEAR, .rank = 4, .alpha = 8.0f,
+		.dropout = 0.05f, .seed = 5 };
+	if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	/* Accumulation: the gradient of two micro-batches (the sequence's two halves of the
+	 * targets, one normaliser) is the gradient of the whole. */
+	{
+		uint8_t m1[64], m2[64];
+		size_t n = n_params(tm);
+		double *g1 = malloc(n * sizeof(double)), *g2 = malloc(n * sizeof(double)), nll, scale = 0, diff = 0;
+		int cnt = 0;
+		for (int t = 0; t < T; t++) {
+			m1[t] = mask[t] && t < 20;
+			m2[t] = mask[t] && t >= 20;
+			cnt += mask[t];
+		}
+		/* B = 0 at the start makes A's gradient zero: take one step first. */
+		struct adamw_cfg ac = adamw_cfg_default();
+		tmodel_zero_grad(tm);
+		tmodel_forward(tm, g.tokens, T, 1, 1, NULL, err, sizeof(err));
+		tmodel_backward(tm, target, mask, cnt, 1, &nll, NULL, err, sizeof(err));
+		tmodel_adamw_step(tm, &ac, 1e-2f, 1.0f);
+
+		tmodel_zero_grad(tm);
+		tmodel_forward(tm, g.tokens, T, 1, 9, NULL, err, sizeof(err));
+		tmodel_backward(tm, target, mask, cnt, 1, &nll, NULL, err, sizeof(err));
+		gather_grad(tm, g1);
+		tmodel_zero_grad(tm);
+		tmodel_forward(tm, g.tokens, T, 1, 9, NULL, err, sizeof(err));
+		tmodel_backward(tm, target, m1, cnt, 1, &nll, NULL, err, sizeof(err));
+		tmodel_forward(tm, g.tokens, T, 1, 9, NULL, err, sizeof(err));
+		tmodel_backward(tm, target, m2, cnt, 1, &nll, NULL, err, sizeof(err));
+		gather_grad(tm, g2);
+		for (size_t i = 0; i < n; i++) {
+			scale = fmax(scale, fabs(g1[i]));
+			diff = fmax(diff, fabs(g1[i] - g2[i]));
+		}
+		CHECK(scale > 0 && diff <= 1e-5 * scale, "accumulated gradient differs by %.3g (of %.3g)", diff, scale);
+		free(g1);
+		free(g2);
+	}
+	/* Learning: 30 steps of AdamW on this one sequence lower its loss (dropout on). */
+	{
+		struct adamw_cfg ac = adamw_cfg_default();
+		struct adamw_sched sc = { 1e-2f, 1e-3f, 5, 30 };
+		double first = 0, last = 0, nll;
+		int cnt;
+		for (int step = 0; step < 30; step++) {
+			tmodel_zero_grad(tm);
+			tmodel_forward(tm, g.tokens, T, 1, (uint64_t)step, NULL, err, sizeof(err));
+			tmodel_backward(tm, target, mask, 1.0, 1, &nll, &cnt, err, sizeof(err));
+			if (step == 0)
+				first = nll / cnt;
+			tmodel_adamw_step(tm, &ac, adamw_sched_lr(&sc, step), 1.0f / cnt);
+		}
+		tmodel_forward(tm, g.tokens, T, 0, 0, NULL, err, sizeof(err));
+		tmodel_backward(tm, target, mask, 1.0, 0, &nll, &cnt, err, sizeof(err));
+		last = nll / cnt;
+		printf("  30 AdamW steps on tiny-qwen2-q8_0 (rank 4, all linears): mean NLL %.3f -> %.3f\n", first, last);
+		CHECK(last < 0.5 * first, "training did not learn: %.3f -> %.3f", first, last);
+	}
+	/* Saved, reopened as an adapter and loaded again: the same logits. */
+	{
+		struct lora_adapter *a = NULL;
+		float *l1 = malloc((size_t)T * g.n_vocab * sizeof(float)), *l2 = malloc((size_t)T * g.n_vocab * sizeof(float));
+		snprintf(path, sizeof(path), "%s/trained.gguf", tmpdir);
+		CHECK(tmodel_lora_save(tm, path, "trained", GGML_TYPE_F32, err, sizeof(err)) == 0, "save: %s", err);
+		CHECK(lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err)) == 0, "reopen: %s", err);
+		if (a) {
+			struct tmodel_opts o2 = { .max_tokens = T, .init = a };
+			CHECK(lora_count(a) == tmodel_lora_count(tm) && lora_alpha(a) == 8.0f, "saved pairs");
+			CHECK(tmodel_new(m, &o2, &tm2, err, sizeof(err)) == 0, "%s", err);
+			if (tm2) {
+				tmodel_forward(tm, g.tokens, T, 0, 0, l1, err, sizeof(err));
+				tmodel_forward(tm2, g.tokens, T, 0, 0, l2, err, sizeof(err));
+				CHECK(memcmp(l1, l2, (size_t)T * g.n_vocab * sizeof(float)) == 0, "reloaded adapter changes logits");
+			}
+		}
+		lora_free(a);
+		free(l1);
+		free(l2);
+	}
+	/* Errors: a sequence too long, a target out of range. */
+	{
+		double nll;
+		CHECK(tmodel_forward(tm, g.tokens, T + 1, 0, 0, NULL, err, sizeof(err)) < 0 && strstr(err, "at most"),
+		    "too long: %s", err);
+		tmodel_forward(tm, g.tokens, T, 0, 0, NULL, err, sizeof(err));
+		target[3] = 100000;
+		CHECK(tmodel_backward(tm, target, NULL, 1.0, 0, &nll, NULL, err, sizeof(err)) < 0 && strstr(err, "out of range"),
+		    "bad target: %s", err);
+	}
+out:
+	tmodel_free(tm);
+	tmodel_free(tm2);
+	llm_model_free(m);
+	free(g.logits);
+}
+
+int
+main(void)
+{
+	const char *dir = test_fixtures();
+
+	q_init(0);
+	snprintf(tmpdir, sizeof(tmpdir), "tests/tmp-train-%ld", (long)getpid());
+	mkdir("tests", 0755);
+	if (mkdir(tmpdir, 0755) < 0) {
+		perror(tmpdir);
+		return 1;
+	}
+	printf("operations against central differences (tolerance %.0e of the gradient's largest component):\n",
+	    OP_TOL);
+	test_embed();
+	test_rmsnorm();
+	test_rope();
+	test_attention();
+	test_glu();
+	test_softcap_xent();
+	test_linear();
+	test_adamw();
+	if (!dir) {
+		SKIP("fixtures folder not found (set NATTER_FIXTURES): adapters and models not tested");
+	} else {
+		test_linear_quant(dir);
+		test_adapter_files(dir);
+		test_adapter_errors(dir);
+		printf("the training model (gradient tolerance %.0e):\n", MODEL_TOL);
+		struct golden seq;
+		if (golden_load(dir, "golden", "tiny-llama-f32", &seq) == 0) {
+			test_model(dir, "tiny-llama-f32", "lora-tiny-llama-all-r8", &seq);
+			test_model(dir, "tiny-qwen2-f32", "lora-tiny-qwen2-qv-r4", &seq);
+			test_model(dir, "tiny-phi3-f32", "lora-tiny-phi3-qkv-r4", &seq);
+			free(seq.logits);
+		} else {
+			CHECK(0, "tiny-llama-f32 golden missing");
+		}
+		test_model_quant(dir);
+		test_training(dir);
+	}
+	printf("worst gradient errors: operations %.2e, training model %.2e\n", worst_op, worst_model);
+	{
+		char cmd[512];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", tmpdir);
+	}
+	return test_done("test-train");
+}

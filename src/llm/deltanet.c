@@ -142,6 +142,8 @@ struct dn_kernels {
 	void (*l2norm)(float *x, int n, float eps, float scale);
 	/* Y = O / sqrt(mean(O^2) + eps) * NORM * silu(Z) */
 	void (*gnorm)(float *y, const float *o, const float *z, const float *norm, int n, float eps);
+	/* X = e^X */
+	void (*expv)(float *x, int n);
 };
 
 static inline float
@@ -263,6 +265,13 @@ gnorm_ref(float *y, const float *o, const float *z, const float *norm, int n, fl
 	float f = (float)(1.0 / sqrt(ss / n + eps));
 	for (int j = 0; j < n; j++)
 		y[j] = o[j] * f * norm[j] * silu(z[j]);
+}
+
+static void
+expv_ref(float *x, int n)
+{
+	for (int i = 0; i < n; i++)
+		x[i] = expf(x[i]);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -552,6 +561,16 @@ gnorm_avx2(float *y, const float *o, const float *z, const float *norm, int n, f
 		y[j] = o[j] * f * norm[j] * silu(z[j]);
 }
 
+static AVX2 void
+expv_avx2(float *x, int n)
+{
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(x + i, exp8(_mm256_loadu_ps(x + i)));
+	for (; i < n; i++)
+		x[i] = expf(x[i]);
+}
+
 /* AVX-512: the same shapes twice as wide (6 x 32 floats; a 6 x 64 tile,
  * 24 of the 32 registers, measured no faster). */
 #define AVX512 __attribute__((target("avx512f,avx2,fma")))
@@ -737,12 +756,12 @@ gnorm_avx512(float *y, const float *o, const float *z, const float *norm, int n,
 #endif
 
 /* The tiers, best last.  AVX-512 keeps AVX2's conv (memory-bound: a
- * 16-wide version measured no faster) and L2 norm (a few per token). */
+ * 16-wide version measured no faster), L2 norm and exp (little work). */
 static const struct dn_kernels tiers[] = {
-	{ "scalar", avail_always, gemm_ref, step_ref, conv_ref, l2norm_ref, gnorm_ref },
+	{ "scalar", avail_always, gemm_ref, step_ref, conv_ref, l2norm_ref, gnorm_ref, expv_ref },
 #if defined(__x86_64__) && defined(__GNUC__)
-	{ "avx2", avail_avx2, gemm_avx2, step_avx2, conv_avx2, l2norm_avx2, gnorm_avx2 },
-	{ "avx512", avail_avx512, gemm_avx512, step_avx512, conv_avx2, l2norm_avx2, gnorm_avx512 },
+	{ "avx2", avail_avx2, gemm_avx2, step_avx2, conv_avx2, l2norm_avx2, gnorm_avx2, expv_avx2 },
+	{ "avx512", avail_avx512, gemm_avx512, step_avx512, conv_avx2, l2norm_avx2, gnorm_avx512, expv_avx2 },
 #endif
 };
 #define N_TIERS ((int)(sizeof(tiers) / sizeof(tiers[0])))
@@ -1036,7 +1055,7 @@ head_chunk(const struct dn_state *st, float *s, const struct head_io *io, int n,
 	float *rhs = ro, *o = ro + (size_t)n * dv;
 	float *kk = kq, *qk = kq + (size_t)n * C;
 	double G[DN_CHUNK];
-	float beta[DN_CHUNK], eg[DN_CHUNK];
+	float beta[DN_CHUNK], eg[DN_CHUNK], dec[DN_CHUNK];
 	double acc = 0;
 
 	for (int t = 0; t < n; t++) {
@@ -1050,15 +1069,23 @@ head_chunk(const struct dn_state *st, float *s, const struct head_io *io, int n,
 		for (int i = 0; i < dk; i++)
 			kt[(size_t)i * C + t] = io->k[t * io->ld + i];
 	}
-	/* [k.k ; q.k] = pack kt */
+	/* [k.k ; q.k] = pack kt, only the lower triangles (u <= t): rows by
+	 * blocks of 16, columns up to the block's last row */
 	memset(kq, 0, (size_t)2 * n * C * sizeof(float));
-	K->gemm(2 * n, n, dk, pack, dk, kt, C, kq, C, 0);
+	for (int h = 0; h < 2; h++)
+		for (int t0 = 0; t0 < n; t0 += 16) {
+			int nb = n - t0 < 16 ? n - t0 : 16;
+			K->gemm(nb, t0 + nb, dk, pack + (size_t)(h * n + t0) * dk, dk, kt, C,
+				kq + (size_t)(h * n + t0) * C, C, 0);
+		}
 	for (int t = 0; t < n; t++) {
 		float *rk = kk + (size_t)t * C, *rq = qk + (size_t)t * C;
+		for (int u = 0; u <= t; u++)
+			dec[u] = (float)(G[t] - G[u]);
+		K->expv(dec, t + 1);
 		for (int u = 0; u <= t; u++) {
-			float dec = expf((float)(G[t] - G[u]));
-			rk[u] = u < t ? -beta[t] * dec * rk[u] : 0.0f;
-			rq[u] *= dec;
+			rk[u] = u < t ? -beta[t] * dec[u] * rk[u] : 0.0f;
+			rq[u] *= dec[u];
 		}
 		for (int u = t + 1; u < n; u++)
 			rk[u] = rq[u] = 0.0f;
@@ -1087,11 +1114,12 @@ head_chunk(const struct dn_state *st, float *s, const struct head_io *io, int n,
 	/* o += (q.k decayed, lower) d */
 	K->gemm(n, dv, n, qk, C, rhs, dv, o, dv, 1);
 	/* S = e^{G_last} S0 + (k_s e^{G_last - G_s})^T d */
-	for (int t = 0; t < n; t++) {
-		float dec = expf((float)(G[n - 1] - G[t]));
-		for (int i = 0; i < dk; i++)
-			kt[(size_t)i * C + t] *= dec;
-	}
+	for (int t = 0; t < n; t++)
+		dec[t] = (float)(G[n - 1] - G[t]);
+	K->expv(dec, n);
+	for (int i = 0; i < dk; i++)
+		for (int t = 0; t < n; t++)
+			kt[(size_t)i * C + t] *= dec[t];
 	for (size_t i = 0; i < (size_t)dk * dv; i++)
 		s[i] *= eg[n - 1];
 	K->gemm(dk, dv, n, kt, C, rhs, dv, s, dv, 0);

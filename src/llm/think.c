@@ -1,0 +1,138 @@
+/* think.c -- the streaming split of a reply into reasoning and answer, tags cut anywhere. */
+#include "config.h"
+
+#include <string.h>
+
+#include "natter/think.h"
+
+enum {
+	S_START,     /* nothing but whitespace yet: an open tag may come */
+	S_REASON,    /* inside the reasoning: looking for the close tag */
+	S_AFTER,     /* just closed: whitespace before the answer is dropped */
+	S_ANSWER,    /* the answer: everything passes */
+};
+
+static int
+is_space(char c)
+{
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+void
+think_split_init(struct think_split *t, const char *open, const char *close, int inside)
+{
+	memset(t, 0, sizeof(*t));
+	t->open = open ? open : "<think>";
+	t->close = close ? close : "</think>";
+	if (strlen(t->open) >= sizeof(t->hold) - 32 || strlen(t->close) >= sizeof(t->hold))
+		t->open = "<think>", t->close = "</think>";
+	t->state = inside ? S_REASON : S_START;
+}
+
+int
+think_split_inside(const struct think_split *t)
+{
+	return t->state == S_REASON;
+}
+
+static void
+emit(think_emit_fn fn, void *ctx, enum think_kind k, const char *s, size_t n)
+{
+	if (n && fn)
+		fn(ctx, k, s, n);
+}
+
+/* In S_START the hold is whitespace then a prefix of the open tag: 1 if
+ * it still may become the tag, 2 if it is the whole tag, 0 if not. */
+static int
+start_match(const struct think_split *t)
+{
+	size_t i = 0, ol = strlen(t->open), m;
+
+	while (i < t->n_hold && is_space(t->hold[i]))
+		i++;
+	m = t->n_hold - i;
+	if (m > ol || memcmp(t->hold + i, t->open, m) != 0)
+		return 0;
+	return m == ol ? 2 : 1;
+}
+
+void
+think_split_push(struct think_split *t, const char *s, size_t len, think_emit_fn fn, void *ctx)
+{
+	size_t cl = strlen(t->close);
+
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+
+		switch (t->state) {
+		case S_START:
+			if (t->n_hold == sizeof(t->hold)) {   /* a long run of whitespace */
+				emit(fn, ctx, THINK_ANSWER, t->hold, t->n_hold);
+				t->n_hold = 0;
+			}
+			t->hold[t->n_hold++] = ch;
+			switch (start_match(t)) {
+			case 2:
+				t->n_hold = 0;
+				t->state = S_REASON;
+				break;
+			case 0:
+				t->state = S_ANSWER;
+				emit(fn, ctx, THINK_ANSWER, t->hold, t->n_hold);
+				t->n_hold = 0;
+				break;
+			}
+			break;
+		case S_REASON: {
+			/* Hold the longest suffix that is a prefix of the close tag. */
+			t->hold[t->n_hold++] = ch;
+			if (t->n_hold == cl && memcmp(t->hold, t->close, cl) == 0) {
+				t->n_hold = 0;
+				t->state = S_AFTER;
+				break;
+			}
+			size_t k = t->n_hold;
+			while (k > 0 && memcmp(t->hold + t->n_hold - k, t->close, k) != 0)
+				k--;
+			emit(fn, ctx, THINK_REASONING, t->hold, t->n_hold - k);
+			memmove(t->hold, t->hold + t->n_hold - k, k);
+			t->n_hold = k;
+			break;
+		}
+		case S_AFTER:
+			if (is_space(ch))
+				break;
+			t->state = S_ANSWER;
+			/* fall through */
+		case S_ANSWER: {
+			/* Pass the rest of this piece in one run. */
+			emit(fn, ctx, THINK_ANSWER, s + i, len - i);
+			return;
+		}
+		}
+	}
+}
+
+void
+think_split_flush(struct think_split *t, think_emit_fn fn, void *ctx)
+{
+	if (t->state == S_REASON)
+		emit(fn, ctx, THINK_REASONING, t->hold, t->n_hold);
+	else if (t->state == S_START)
+		emit(fn, ctx, THINK_ANSWER, t->hold, t->n_hold);
+	t->n_hold = 0;
+}
+
+int
+think_prompt_opens(const char *prompt, size_t len, const char *open, const char *close)
+{
+	size_t ol, end = len;
+
+	(void)close;   /* a prompt that ends with the open tag has no close after it */
+	open = open ? open : "<think>";
+	ol = strlen(open);
+	while (end > 0 && is_space(prompt[end - 1]))
+		end--;
+	return end >= ol && memcmp(prompt + end - ol, open, ol) == 0;
+}

@@ -16,6 +16,15 @@ count_piece(void *ctx, const char *p, size_t n)
 	return 0;
 }
 
+static int
+stop_first(void *ctx, const char *p, size_t n)
+{
+	(void)ctx;
+	(void)p;
+	(void)n;
+	return 1;
+}
+
 /* Turn two evaluates only what is new, and its logits equal a fresh run's. */
 static void
 test_reuse(const char *path)
@@ -255,6 +264,18 @@ test_live_and_stops(const char *path)
 			CHECK(acc2.n == strlen(cut) && !strstr(acc2.buf, stop), "no part of the stop string was shown");
 			chat_free(c2);
 		}
+	}
+	/* A callback that asks to stop ends the reply as cancelled, with what
+	 * it was shown kept as the assistant message (the stop reaches the
+	 * evaluation of that very token). */
+	{
+		int before = chat_n_messages(c);
+		chat_add_user(c, "Stop me", 7);
+		CHECK(chat_generate(c, stop_first, NULL, &st, err, sizeof(err)) == 0, "stopped reply: %s", err);
+		CHECK(st.stop == CHAT_STOP_CANCEL, "a stopped reply ends as cancelled (%s)", chat_stop_name(st.stop));
+		CHECK(chat_n_messages(c) == before + 2 && !strcmp(chat_message_role(c, before + 1), "assistant") &&
+		    st.n_gen == 1 && strlen(chat_message_content(c, before + 1)) > 0,
+		    "the stopped reply is kept with its one token (%d messages, %d tokens)", chat_n_messages(c), st.n_gen);
 	}
 	/* Cancel before the first token: returns at once with what was produced. */
 	{

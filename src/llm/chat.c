@@ -659,9 +659,18 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 			st->stop = CHAT_STOP_CONTEXT;
 			break;
 		}
-		if (llm_eval(c->ctx, &tok, 1, c->logits, 0, err, errlen) < 0) {
-			cache_text_set(c, NULL, 0, 0);
-			goto out;
+		{
+			int erc = llm_eval(c->ctx, &tok, 1, c->logits, 0, err, errlen);
+			if (erc == LLM_ESTOPPED) {
+				/* Stopped while this token was evaluated: the reply keeps
+				 * it, the cache (and its text) does not. */
+				st->stop = CHAT_STOP_CANCEL;
+				break;
+			}
+			if (erc < 0) {
+				cache_text_set(c, NULL, 0, 0);
+				goto out;
+			}
 		}
 		tok_ids_push(&c->cache, tok);
 		{

@@ -62,10 +62,8 @@ test_sse(void)
 	/* CRLF split between feeds, comments, event types, fields without a value. */
 	memset(&ev, 0, sizeof(ev));
 	r = sse_reader_new(0, on_event, &ev);
-	for (size_t i = 0; stream[i]; i += 3) {
-		size_t n = strlen(stream + i) < 3 ? strlen(stream + i) : 3;
-		sse_reader_feed(r, stream + i, n);
-	}
+	for (size_t i = 0, sl = strlen(stream); i < sl; i += 3)
+		sse_reader_feed(r, stream + i, sl - i < 3 ? sl - i : 3);
 	CHECK(!strcmp(ev.buf, "[delta:a\nb][message:c][message:]"), "events: %s", ev.buf);
 	sse_reader_free(r);
 

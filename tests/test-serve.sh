@@ -106,7 +106,8 @@ esc() { "$PY" -c 'import json, sys; print(json.dumps(sys.argv[1]), end="")' "$1"
 
 # --- the openai package, when npm can fetch it ---
 if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 &&
-	npm install --prefix "$tmp/npm" --cache "$npm_cache" --prefer-offline --no-audit --no-fund --loglevel=error openai@4 >"$tmp/npm.log" 2>&1; then
+	timeout 180 npm install --prefix "$tmp/npm" --cache "$npm_cache" --prefer-offline --no-audit --no-fund \
+		--fetch-retries=1 --fetch-timeout=30000 --loglevel=error openai@4 >"$tmp/npm.log" 2>&1; then
 	before=$(curl -s "http://127.0.0.1:$SLOW/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["cancelled"])')
 	OPENAI_PREFIX="$tmp/npm" PORT=$P SLOW_PORT=$SLOW KEY=$key MODEL=aidreams260K-f32 EXPECT=$expect PROMPT=$prompt \
 		node "$NATTER_SRCDIR/tests/serve-openai.mjs" >"$tmp/node.out" 2>&1

@@ -467,8 +467,10 @@ run_job(struct engine *e, struct job *j)
 	}
 	chat_set_params(e->chat, &sp);
 	chat_set_max_tokens(e->chat, max_tokens);
-	if (atomic_load(&j->gone))
+	if (atomic_load(&j->gone)) {
+		logf_(e, "#%lld: the client went away before the generation started", j->num);
 		goto cancelled;
+	}
 	if (chat_generate(e->chat, on_piece, &pc, &st, err, sizeof(err)) < 0 && !j->stop.hit && !atomic_load(&j->gone)) {
 		/* chat.h gives a message, not a code: all but memory are the request's fault.
 		 * (When we stopped the reply ourselves -- a stop string, a client gone --

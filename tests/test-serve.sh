@@ -211,6 +211,9 @@ check "prompt longer than the context" 400 "$(body long "{\"model\": \"aidreams2
 grep -q "context" "$tmp/rl" && ok || bad "long prompt message: $(cat "$tmp/rl")"
 check "GET on a POST route" 405 "$(req r405 GET /v1/chat/completions)"
 check "unknown path" 404 "$(req r404 GET /v2/nothing)"
+check "a path with an escape sequence" 404 "$(req resc GET "/v1/x%1b%5b2J")"
+grep -q "$(printf '\033')" "$tmp/main.log" && bad "a terminal escape reached the log" || ok
+grep -qF "there is no /v1/x?[2J here" "$tmp/main.log" && ok || bad "the path is not in the log as expected"
 # Still serving, with the same answer.
 check "after the bad requests" 200 "$(req r10 POST /v1/chat/completions "$tmp/c1")"
 check "same answer after the bad requests" "$expect" "$(jget "$tmp/r10" 'd["choices"][0]["message"]["content"]')"

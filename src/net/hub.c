@@ -138,6 +138,14 @@ parse_tree(const char *body, size_t len, struct hub_file **files, int *n, int *c
 		struct hub_file *f;
 		if (!cJSON_IsString(type) || strcmp(type->valuestring, "file") != 0 || !cJSON_IsString(path))
 			continue;
+		/* Names go to the terminal and the file system: none with control characters. */
+		{
+			const unsigned char *c = (const unsigned char *)path->valuestring;
+			while (*c && *c >= 0x20 && *c != 0x7f)
+				c++;
+			if (*c)
+				continue;
+		}
 		if (*n == *cap) {
 			int nc = *cap ? *cap * 2 : 32;
 			struct hub_file *nf = realloc(*files, (size_t)nc * sizeof(*nf));

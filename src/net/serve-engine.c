@@ -74,6 +74,10 @@ logf_(struct engine *e, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	/* Paths and model names come from clients: no terminal controls in the log. */
+	for (char *c = line; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
 	fprintf(e->log, "natter serve: %s\n", line);   /* one call: lines never interleave */
 	fflush(e->log);
 }

@@ -46,6 +46,11 @@ static const char usage_text[] =
 "                                  rate a reply\n"
 "  export --format sft|dpo|kto [--min-rating N] [--model SHA|NAME] [--since DATE] [-o FILE]\n"
 "                                  rated replies as JSONL for fine-tuning\n"
+"  serve -m FILE [--host 127.0.0.1] [--port 8080] [-c N] [-t N] [--api-key-env VAR]\n"
+"        [--db FILE | --no-history] an OpenAI-compatible server (/v1/chat/completions,\n"
+"                                  /v1/completions, /v1/models); one request at a time\n"
+"  pull REPO[:FILE]                download a GGUF from Hugging Face into the models folder\n"
+"  models                          the models folder: size, architecture, quantization, last use\n"
 "  info -m FILE [--kv] [--tensors] architecture, hyperparameters, tokenizer, tensors\n"
 "  tokenize -m FILE [--no-bos] [--special] [--pieces] (TEXT | -f FILE)\n"
 "                                  print the token ids of TEXT\n"
@@ -182,6 +187,9 @@ main(int argc, char **argv)
 		{ "export", cmd_export },
 		{ "perplexity", cmd_perplexity },
 		{ "eval-choice", cmd_eval_choice },
+		{ "serve", cmd_serve },
+		{ "pull", cmd_pull },
+		{ "models", cmd_models },
 	};
 
 	signal(SIGBUS, on_sigbus);

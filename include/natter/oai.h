@@ -1,0 +1,154 @@
+/* oai.h -- the OpenAI-compatible API: requests parsed and checked, replies and stream chunks built and read. */
+#ifndef NATTER_OAI_H
+#define NATTER_OAI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "natter/sampler.h"
+
+/*
+ * Pure functions over JSON text (cJSON inside), shared by `natter serve`
+ * (parses requests, builds replies) and the remote engine client (builds
+ * requests with oai_req_to_json, reads replies and chunks with
+ * oai_reply_parse).  Any thread; nothing global.
+ */
+
+enum oai_kind { OAI_CHAT, OAI_COMPLETION };
+
+#define OAI_MAX_STOP 8
+/* Request bodies larger than this are refused (413) by the server. */
+#define OAI_MAX_BODY ((size_t)4 << 20)
+
+/* A message after normalisation: role "user" or "assistant" (system and
+ * developer messages are gathered into oai_req.system). */
+struct oai_msg {
+	char *role;
+	char *content;
+};
+
+/* Bits of oai_req.set: the optional fields the request gave. */
+enum {
+	OAI_SET_TEMP = 1 << 0,
+	OAI_SET_TOP_P = 1 << 1,
+	OAI_SET_TOP_K = 1 << 2,
+	OAI_SET_MIN_P = 1 << 3,
+	OAI_SET_REPEAT = 1 << 4,
+	OAI_SET_PRESENCE = 1 << 5,
+	OAI_SET_FREQUENCY = 1 << 6,
+	OAI_SET_SEED = 1 << 7,
+	OAI_SET_MAX_TOKENS = 1 << 8,
+};
+
+struct oai_req {
+	enum oai_kind kind;
+	char *model;
+	char *system;                /* chat: the leading system/developer messages, joined; NULL if none */
+	struct oai_msg *msgs;        /* chat: (n_msgs), the last one from the user */
+	int n_msgs;
+	char *prompt;                /* completion: the raw prompt */
+	int stream;
+	int include_usage;           /* stream_options.include_usage */
+	unsigned set;                /* OAI_SET_* */
+	double temperature, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty;
+	int top_k;
+	int max_tokens;              /* max_tokens or max_completion_tokens */
+	uint64_t seed;               /* SAMPLER_SEED_RANDOM for -1 */
+	char *stop[OAI_MAX_STOP];    /* non-empty stop strings */
+	int n_stop;
+};
+
+/* An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}. */
+struct oai_error {
+	int status;                  /* the HTTP status */
+	const char *type;            /* "invalid_request_error", "authentication_error", "server_error" ... */
+	const char *code;            /* NULL or e.g. "model_not_found" */
+	char param[64];              /* "" for null */
+	char message[512];
+};
+
+void oai_error_set(struct oai_error *e, int status, const char *type, const char *code, const char *param,
+		   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* The error as JSON (caller frees); NULL when out of memory. */
+char *oai_error_json(const struct oai_error *e);
+
+/*
+ * Parses and checks the body of a request of KIND: JSON syntax, the type
+ * and range of every field natter reads (temperature, top_p, top_k, min_p,
+ * repeat_penalty, presence_penalty, frequency_penalty, seed, max_tokens /
+ * max_completion_tokens, stop, stream, stream_options, n), the messages
+ * (roles system, developer, user, assistant; content a string or text
+ * parts) or the prompt, and refuses what natter cannot do (tools, images,
+ * logprobs, n > 1, echo, suffix ...).  Unknown fields are ignored.  Returns
+ * 0 with *R filled (free it with oai_req_free), or -1 with *E set (status
+ * 400, param naming the field).  The model name is not checked here.
+ */
+int oai_req_parse(enum oai_kind kind, const char *body, size_t len, struct oai_req *r, struct oai_error *e);
+void oai_req_free(struct oai_req *r);
+/* The request as JSON (caller frees), as a client sends it. */
+char *oai_req_to_json(const struct oai_req *r);
+/* Applies the request's sampling fields over *SP and *MAX_TOKENS (which
+ * hold the server's defaults). */
+void oai_req_apply(const struct oai_req *r, struct sampler_params *sp, int *max_tokens);
+
+/* A reply, whole or one chunk of a stream. */
+struct oai_result {
+	const char *id;              /* "chatcmpl-..." / "cmpl-..." */
+	long long created;           /* unix time */
+	const char *model;
+	const char *text;            /* content (whole reply, or this chunk's delta) */
+	size_t len;
+	const char *finish;          /* "stop", "length" or NULL */
+	int usage;                   /* include usage */
+	int prompt_tokens, completion_tokens, cached_tokens;
+};
+
+/* The non-streamed reply (chat.completion or text_completion).  Caller frees. */
+char *oai_reply_json(enum oai_kind kind, const struct oai_result *res);
+/* One chunk of a stream.  ROLE: the first chat chunk (delta carries the
+ * role).  USAGE_ONLY: the last chunk of stream_options.include_usage
+ * (empty choices).  Chunks other than that have "usage": null when
+ * include_usage was asked (R->usage is then -1).  Caller frees. */
+char *oai_chunk_json(enum oai_kind kind, const struct oai_result *res, int role, int usage_only);
+
+/* What oai_reply_parse reads back from a reply or a chunk. */
+struct oai_parsed {
+	char *text;                  /* content / delta content / text ("" if none); caller frees */
+	char finish[32];             /* "" when null */
+	int has_usage;
+	int prompt_tokens, completion_tokens, cached_tokens;
+	char error[512];             /* the error's message when the JSON is an error */
+};
+/* Reads a chat.completion, chat.completion.chunk, text_completion or an
+ * error object.  Returns 0 (an error object included: *P.error is set),
+ * or -1 when the JSON is not one of these. */
+int oai_reply_parse(const char *json, size_t len, struct oai_parsed *p);
+void oai_parsed_free(struct oai_parsed *p);
+
+/* Model text made safe for JSON strings: invalid UTF-8 and NUL bytes become
+ * U+FFFD.  Returns a new string (caller frees), *OUTLEN its length. */
+char *oai_text_clean(const char *s, size_t n, size_t *outlen);
+
+/*
+ * Stop strings applied to a stream of text: text that may still turn into
+ * a stop string is held back until it cannot.  One thread.
+ */
+struct oai_stopper {
+	char *const *stops;          /* borrowed */
+	int n_stops;
+	char *acc;                   /* the reply so far */
+	size_t len, cap, emitted;
+	int hit;                     /* a stop string completed */
+};
+void oai_stopper_init(struct oai_stopper *s, char *const *stops, int n_stops);
+/* Adds a piece; *OUT and *OUTLEN get the text that may be sent now (borrowed
+ * until the next call).  Returns 1 when a stop string completed (the reply
+ * ends before it), 0 otherwise, -1 when out of memory. */
+int oai_stopper_push(struct oai_stopper *s, const char *p, size_t n, const char **out, size_t *outlen);
+/* The reply is over: what was held back. */
+void oai_stopper_flush(struct oai_stopper *s, const char **out, size_t *outlen);
+/* The reply as sent (up to a stop string). */
+const char *oai_stopper_text(const struct oai_stopper *s, size_t *len);
+void oai_stopper_free(struct oai_stopper *s);
+
+#endif

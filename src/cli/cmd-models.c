@@ -1,0 +1,233 @@
+/* cmd-models.c -- `natter models`: the GGUF files of the models folder, with what they are and when used. */
+#include "config.h"
+
+#include <dirent.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "natter/gguf.h"
+#include "natter/hub.h"
+#include "natter/store.h"
+
+/* general.file_type, numbered as llama.cpp's llama_ftype. */
+static const struct {
+	int id;
+	const char *name;
+} ftypes[] = {
+	{ 0, "F32" }, { 1, "F16" }, { 2, "Q4_0" }, { 3, "Q4_1" }, { 7, "Q8_0" }, { 8, "Q5_0" }, { 9, "Q5_1" },
+	{ 10, "Q2_K" }, { 11, "Q3_K_S" }, { 12, "Q3_K_M" }, { 13, "Q3_K_L" }, { 14, "Q4_K_S" }, { 15, "Q4_K_M" },
+	{ 16, "Q5_K_S" }, { 17, "Q5_K_M" }, { 18, "Q6_K" }, { 19, "IQ2_XXS" }, { 20, "IQ2_XS" }, { 21, "Q2_K_S" },
+	{ 22, "IQ3_XS" }, { 23, "IQ3_XXS" }, { 24, "IQ1_S" }, { 25, "IQ4_NL" }, { 26, "IQ3_S" }, { 27, "IQ3_M" },
+	{ 28, "IQ2_S" }, { 29, "IQ2_M" }, { 30, "IQ4_XS" }, { 31, "IQ1_M" }, { 32, "BF16" }, { 36, "TQ1_0" },
+	{ 37, "TQ2_0" }, { 38, "MXFP4_MOE" },
+};
+
+struct entry {
+	char name[256];
+	int64_t size;
+	int partial;              /* a .part file of natter pull */
+	char arch[32];
+	char quant[32];
+	char problem[160];
+	int64_t last_used;        /* unix time, 0: never */
+};
+
+/* Architecture and quantization from the file's metadata; the most common
+ * weight type when the file does not say. */
+static void
+describe(const char *path, struct entry *e)
+{
+	struct gguf_file *f;
+	char err[256], *arch;
+	uint64_t ft;
+
+	if (gguf_open(path, &f, err, sizeof(err)) < 0) {
+		const char *p = strstr(err, ": ");
+		snprintf(e->problem, sizeof(e->problem), "%.150s", p ? p + 2 : err);
+		return;
+	}
+	arch = gguf_get_str(f, "general.architecture");
+	snprintf(e->arch, sizeof(e->arch), "%s", arch ? arch : "?");
+	free(arch);
+	if (gguf_get_u64(f, "general.file_type", &ft) == 0) {
+		for (size_t i = 0; i < sizeof(ftypes) / sizeof(ftypes[0]); i++)
+			if ((uint64_t)ftypes[i].id == ft)
+				snprintf(e->quant, sizeof(e->quant), "%s", ftypes[i].name);
+	}
+	if (!e->quant[0]) {
+		uint64_t bytes[GGML_TYPE_COUNT] = { 0 };
+		int best = -1;
+		for (uint64_t i = 0; i < f->n_tensors; i++)
+			if (f->tensors[i].n_dims >= 2 && (unsigned)f->tensors[i].type < GGML_TYPE_COUNT)
+				bytes[f->tensors[i].type] += f->tensors[i].nbytes;
+		for (int t = 0; t < GGML_TYPE_COUNT; t++)
+			if (bytes[t] && (best < 0 || bytes[t] > bytes[best]))
+				best = t;
+		snprintf(e->quant, sizeof(e->quant), "%s", best >= 0 && ggml_type_info_get(best)->name ?
+		    ggml_type_info_get(best)->name : "?");
+	}
+	gguf_close(f);
+}
+
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
+}
+
+/* When each model was last used: the newest conversation the store holds
+ * for its file name.  (Over the public store API; a store query per model
+ * would be cheaper.) */
+static void
+last_used(const char *db, struct entry *es, int n)
+{
+	char path[4096];
+	struct store *s;
+	struct store_conv_info *ci;
+	int m = 0, cap = 20000;
+	struct stat st;
+	char err[512];
+
+	if (!db) {
+		db = store_default_path(path, sizeof(path));
+		if (!db)
+			return;
+	}
+	if (stat(db, &st) < 0)
+		return;   /* no history yet: do not create one just to read it */
+	if (store_open(db, STORE_READONLY, &s, err, sizeof(err)) < 0) {
+		fprintf(stderr, "natter models: %s (last use not shown)\n", err);
+		return;
+	}
+	ci = malloc((size_t)cap * sizeof(*ci));
+	if (ci && store_conv_recent(s, ci, cap, &m) == 0) {
+		for (int k = 0; k < n; k++) {
+			/* The store's list holds the file name cut to its field's size. */
+			char cut[sizeof(ci->model)];
+			snprintf(cut, sizeof(cut), "%s", es[k].name);
+			for (int i = 0; i < m; i++)
+				if (!es[k].partial && !strcmp(ci[i].model, cut) && ci[i].updated > es[k].last_used)
+					es[k].last_used = ci[i].updated;
+		}
+	}
+	free(ci);
+	store_close(s);
+}
+
+static void
+human(int64_t b, char *out, size_t n)
+{
+	if (b >= (int64_t)1 << 30)
+		snprintf(out, n, "%.2f GiB", b / (double)((int64_t)1 << 30));
+	else if (b >= 1 << 20)
+		snprintf(out, n, "%.1f MiB", b / (double)(1 << 20));
+	else
+		snprintf(out, n, "%.1f KiB", b / 1024.0);
+}
+
+int
+cmd_models(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dir", required_argument, NULL, 'd' },
+		{ "db", required_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL, *db = NULL;
+	char dirbuf[4096];
+	struct entry *es = NULL;
+	int n = 0, cap = 0, ch;
+	DIR *d;
+	struct dirent *de;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'd': dir = optarg; break;
+		case 'D': db = optarg; break;
+		case 'h':
+			printf("usage: natter models [--dir DIR] [--db FILE]\n"
+			    "Lists the GGUF models in $XDG_DATA_HOME/natter/models (or DIR): size,\n"
+			    "architecture, quantization, and when the history last used each.\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		cli_error("models: unexpected argument '%s'", argv[optind]);
+		return 2;
+	}
+	if (!dir && !(dir = hub_models_dir(dirbuf, sizeof(dirbuf)))) {
+		cli_error("models: cannot find the models folder: set XDG_DATA_HOME or HOME, or use --dir DIR");
+		return 2;
+	}
+	d = opendir(dir);
+	while (d && (de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		int part = l > 10 && !strcmp(de->d_name + l - 10, ".gguf.part");
+		char path[8192];
+		struct stat st;
+		struct entry *e;
+
+		if (!(l > 5 && !strcmp(de->d_name + l - 5, ".gguf")) && !part)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (n == cap) {
+			int nc = cap ? cap * 2 : 16;
+			struct entry *ne = realloc(es, (size_t)nc * sizeof(*ne));
+			if (!ne) {
+				cli_error("out of memory");
+				break;
+			}
+			es = ne;
+			cap = nc;
+		}
+		e = &es[n++];
+		memset(e, 0, sizeof(*e));
+		snprintf(e->name, sizeof(e->name), "%.*s", (int)(part ? l - 5 : l), de->d_name);
+		e->size = (int64_t)st.st_size;
+		e->partial = part;
+		if (!part)
+			describe(path, e);
+	}
+	if (d)
+		closedir(d);
+	if (n == 0) {
+		printf("No models in %s.\nGet one with, for example:  natter pull Qwen/Qwen3-0.6B-GGUF\n", dir);
+		free(es);
+		return 0;
+	}
+	qsort(es, (size_t)n, sizeof(*es), by_name);
+	last_used(db, es, n);
+	printf("%-44s %10s  %-10s %-9s %s\n", "MODEL", "SIZE", "ARCH", "QUANT", "LAST USED");
+	for (int i = 0; i < n; i++) {
+		struct entry *e = &es[i];
+		char sz[32], when[32] = "never";
+		human(e->size, sz, sizeof(sz));
+		if (e->last_used > 0) {
+			time_t t = (time_t)e->last_used;
+			struct tm tm;
+			localtime_r(&t, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+		}
+		if (e->partial)
+			printf("%-44s %10s  (an unfinished natter pull: run it again to resume)\n", e->name, sz);
+		else if (e->problem[0])
+			printf("%-44s %10s  (not readable: %s)\n", e->name, sz, e->problem);
+		else
+			printf("%-44s %10s  %-10s %-9s %s\n", e->name, sz, e->arch, e->quant, when);
+	}
+	free(es);
+	return 0;
+}

@@ -1,0 +1,134 @@
+/* cmd-serve.c -- `natter serve`: the OpenAI-compatible server, until Ctrl-C or SIGTERM. */
+#include "config.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "natter/oai.h"
+#include "natter/serve.h"
+
+enum { OPT_HOST = 2000, OPT_PORT, OPT_KEY_ENV, OPT_DELAY, OPT_QUEUE };
+
+static const char serve_usage[] =
+"usage: natter serve -m FILE [--host ADDR] [--port N] [-c N] [-t N] [--api-key-env VAR]\n"
+"       [--db FILE | --no-history] [--chat-template NAME|FILE] [--system TEXT]\n"
+"       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
+"       [--max-tokens N] [--stop STRING]... [--max-queue N] [--token-delay MS]\n"
+"An OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions,\n"
+"GET /v1/models, GET /health.  Requests wait in one queue and are answered one at a\n"
+"time; a request that continues the previous conversation reuses its cached prompt.\n"
+"  --host ADDR         address to listen on (default 127.0.0.1: this machine only)\n"
+"  --port N            port (default 8080; 0 picks a free one, printed at start)\n"
+"  --api-key-env VAR   require \"Authorization: Bearer KEY\", KEY being the value of\n"
+"                      the environment variable VAR (never printed or logged)\n"
+"  --max-queue N       requests that may wait (default 16); more get 503\n"
+"  --token-delay MS    slow each token down (demos, tests)\n"
+"The sampling options are defaults that a request's own fields override.  Request\n"
+"bodies over 4 MiB are refused (413).  Each request is stored as a conversation in\n"
+"the history (--no-history: not stored).\n";
+
+int
+cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "host", required_argument, NULL, OPT_HOST },
+		{ "port", required_argument, NULL, OPT_PORT },
+		{ "api-key-env", required_argument, NULL, OPT_KEY_ENV },
+		{ "token-delay", required_argument, NULL, OPT_DELAY },
+		{ "max-queue", required_argument, NULL, OPT_QUEUE },
+		CLI_CHAT_LONGOPTS,
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cli_chat_args args = { 0 };
+	struct serve_opts so;
+	struct serve *s = NULL;
+	const char *key_env = NULL;
+	char err[1024], *end;
+	sigset_t set;
+	int ch, sig;
+	long v;
+
+	memset(&so, 0, sizeof(so));
+	chat_opts_default(&args.chat);
+	so.host = "127.0.0.1";
+	so.port = 8080;
+	so.log = stderr;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "m:h" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
+		if (cli_chat_option(ch, optarg, &args))
+			continue;
+		switch (ch) {
+		case 'm': so.model_path = optarg; break;
+		case OPT_HOST: so.host = optarg; break;
+		case OPT_PORT:
+			v = strtol(optarg, &end, 10);
+			if (end == optarg || *end || v < 0 || v > 65535) {
+				cli_error("serve: --port takes a number from 0 to 65535");
+				return 2;
+			}
+			so.port = (int)v;
+			break;
+		case OPT_KEY_ENV: key_env = optarg; break;
+		case OPT_DELAY: so.token_delay_ms = atoi(optarg); break;
+		case OPT_QUEUE: so.max_queue = atoi(optarg); break;
+		case 'h':
+			fputs(serve_usage, stdout);
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (!so.model_path) {
+		cli_error("serve: no model given (use -m FILE)");
+		return 2;
+	}
+	if (optind < argc) {
+		cli_error("serve: unexpected argument '%s'", argv[optind]);
+		return 2;
+	}
+	if (key_env) {
+		const char *k = getenv(key_env);
+		if (!k || !*k) {
+			cli_error("serve: --api-key-env %s: that environment variable is not set or empty", key_env);
+			return 2;
+		}
+		so.api_key = k;
+	}
+	so.chat = args.chat;
+	so.db = args.db;
+	so.no_history = args.no_history;
+
+	/* Signals are taken by sigwait on this thread only: every thread started
+	 * from here inherits the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (serve_start(&so, &s, err, sizeof(err)) < 0) {
+		cli_error("serve: %s", err);
+		return 1;
+	}
+	{
+		int v6 = strchr(so.host, ':') != NULL;
+		fprintf(stderr, "natter serve: %s listening on http://%s%s%s:%d/v1 (one request at a time; "
+		    "%s; Ctrl-C stops)\n", serve_model_id(s), v6 ? "[" : "", so.host, v6 ? "]" : "", serve_port(s),
+		    so.api_key ? "an API key is required" : "no API key");
+		if (!so.api_key && strcmp(so.host, "127.0.0.1") && strcmp(so.host, "localhost") && strcmp(so.host, "::1"))
+			fprintf(stderr, "natter serve: warning: without --api-key-env, anyone who can reach %s can use "
+			    "this server\n", so.host);
+		fflush(stderr);
+	}
+	while (sigwait(&set, &sig) != 0)
+		;
+	fprintf(stderr, "natter serve: stopping\n");
+	serve_stop(s);
+	return 0;
+}

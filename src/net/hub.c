@@ -1,0 +1,776 @@
+/* hub.c -- Hugging Face hub client: tree listings, resumable verified downloads into the models folder. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "natter/hub.h"
+#include "natter/http.h"
+#include "natter/sha256.h"
+
+#define DEFAULT_ENDPOINT "https://huggingface.co"
+#define MAX_PAGES 100
+
+void
+hub_opts_from_env(struct hub_opts *o)
+{
+	const char *ep = getenv("HF_ENDPOINT"), *tok = getenv("HF_TOKEN");
+
+	memset(o, 0, sizeof(*o));
+	o->endpoint = ep && *ep ? ep : DEFAULT_ENDPOINT;
+	o->token = tok && *tok ? tok : NULL;
+	o->revision = "main";
+	o->retries = 3;
+}
+
+static void
+notice(const struct hub_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+notice(const struct hub_opts *o, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!o->notice)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o->notice(o->ctx, msg);
+}
+
+int
+hub_repo_check(const char *repo, char *err, size_t errlen)
+{
+	const char *slash = strchr(repo, '/');
+	int ok = slash && slash != repo && slash[1] && !strchr(slash + 1, '/') && !strstr(repo, "..") &&
+	    repo[0] != '.' && slash[1] != '.';
+
+	for (const char *p = repo; ok && *p; p++)
+		ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.' || *p == '/';
+	if (!ok) {
+		snprintf(err, errlen, "'%.200s' is not a repository name like Qwen/Qwen3-0.6B-GGUF", repo);
+		return -1;
+	}
+	return 0;
+}
+
+/* "https://host/" and "https://host" give the same URLs. */
+static void
+base_url(const struct hub_opts *o, char *out, size_t n)
+{
+	size_t l;
+	snprintf(out, n, "%s", o->endpoint);
+	l = strlen(out);
+	while (l > 0 && out[l - 1] == '/')
+		out[--l] = 0;
+}
+
+/* The error for an HTTP status that ended a request about WHAT. */
+static int
+status_error(const struct hub_opts *o, long status, const char *what, char *err, size_t errlen)
+{
+	if (status == 401 || status == 403) {
+		if (o->token)
+			snprintf(err, errlen, "the hub refused access to %s (HTTP %ld) with the token in HF_TOKEN: check "
+			    "the token, and for a gated model accept its licence on its page first", what, status);
+		else
+			snprintf(err, errlen, "%s does not exist or needs an access token (HTTP %ld): set HF_TOKEN to a "
+			    "token from https://huggingface.co/settings/tokens", what, status);
+		return HUB_EAUTH;
+	}
+	if (status == 404) {
+		snprintf(err, errlen, "%s was not found on the hub (HTTP 404)", what);
+		return HUB_ENOTFOUND;
+	}
+	snprintf(err, errlen, "the hub answered HTTP %ld for %s", status, what);
+	return status >= 500 ? HUB_ENET : HUB_ERR;
+}
+
+void
+hub_files_free(struct hub_file *f, int n)
+{
+	if (!f)
+		return;
+	for (int i = 0; i < n; i++)
+		free(f[i].path);
+	free(f);
+}
+
+static int
+is_hex64(const char *s)
+{
+	for (int i = 0; i < 64; i++)
+		if (!isxdigit((unsigned char)s[i]))
+			return 0;
+	return s[64] == 0;
+}
+
+/* Adds the files of one listing page. */
+static int
+parse_tree(const char *body, size_t len, struct hub_file **files, int *n, int *cap)
+{
+	cJSON *root = cJSON_ParseWithLength(body, len), *it;
+
+	if (!cJSON_IsArray(root)) {
+		cJSON_Delete(root);
+		return -1;
+	}
+	cJSON_ArrayForEach(it, root) {
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(it, "type");
+		const cJSON *path = cJSON_GetObjectItemCaseSensitive(it, "path");
+		const cJSON *size = cJSON_GetObjectItemCaseSensitive(it, "size");
+		const cJSON *lfs = cJSON_GetObjectItemCaseSensitive(it, "lfs");
+		struct hub_file *f;
+		if (!cJSON_IsString(type) || strcmp(type->valuestring, "file") != 0 || !cJSON_IsString(path))
+			continue;
+		/* Names go to the terminal and the file system: none with control characters. */
+		{
+			const unsigned char *c = (const unsigned char *)path->valuestring;
+			while (*c && *c >= 0x20 && *c != 0x7f)
+				c++;
+			if (*c)
+				continue;
+		}
+		if (*n == *cap) {
+			int nc = *cap ? *cap * 2 : 32;
+			struct hub_file *nf = realloc(*files, (size_t)nc * sizeof(*nf));
+			if (!nf)
+				goto fail;
+			*files = nf;
+			*cap = nc;
+		}
+		f = &(*files)[*n];
+		memset(f, 0, sizeof(*f));
+		f->path = strdup(path->valuestring);
+		if (!f->path)
+			goto fail;
+		f->size = cJSON_IsNumber(size) && size->valuedouble >= 0 ? (int64_t)size->valuedouble : -1;
+		if (cJSON_IsObject(lfs)) {
+			const cJSON *oid = cJSON_GetObjectItemCaseSensitive(lfs, "oid");
+			const cJSON *lsz = cJSON_GetObjectItemCaseSensitive(lfs, "size");
+			if (cJSON_IsString(oid) && strlen(oid->valuestring) == 64 && is_hex64(oid->valuestring)) {
+				for (int i = 0; i < 64; i++)
+					f->sha256[i] = (char)tolower((unsigned char)oid->valuestring[i]);
+				f->sha256[64] = 0;
+			}
+			if (cJSON_IsNumber(lsz) && lsz->valuedouble >= 0)
+				f->size = (int64_t)lsz->valuedouble;
+		}
+		(*n)++;
+	}
+	cJSON_Delete(root);
+	return 0;
+fail:
+	cJSON_Delete(root);
+	return -2;
+}
+
+int
+hub_list(const struct hub_opts *o, const char *repo, struct hub_file **files, int *n, char *err, size_t errlen)
+{
+	char base[1024], what[512], *url;
+	int cap = 0, rc = HUB_ERR, pages = 0;
+	char *erepo = http_path_escape(repo), *erev = http_path_escape(o->revision ? o->revision : "main");
+
+	*files = NULL;
+	*n = 0;
+	base_url(o, base, sizeof(base));
+	snprintf(what, sizeof(what), "the repository %s", repo);
+	url = erepo && erev ? malloc(strlen(base) + strlen(erepo) + strlen(erev) + 64) : NULL;
+	if (!url) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	sprintf(url, "%s/api/models/%s/tree/%s?recursive=true", base, erepo, erev);
+	while (url && pages++ < MAX_PAGES) {
+		struct http_req q = { 0 };
+		struct http_resp r;
+		const char *link;
+		int hr, pr;
+
+		q.url = url;
+		q.bearer = o->token;
+		q.bearer_origin = base;
+		q.max_redirects = 5;
+		q.cancel = o->cancel;
+		hr = http_request(&q, &r, err, errlen);
+		if (hr < 0) {
+			rc = hr == HTTP_ECANCEL ? HUB_ECANCEL : HUB_ENET;
+			http_resp_free(&r);
+			goto out;
+		}
+		if (r.status != 200) {
+			rc = status_error(o, r.status, what, err, errlen);
+			http_resp_free(&r);
+			goto out;
+		}
+		pr = parse_tree(r.body ? r.body : "", r.body_len, files, n, &cap);
+		if (pr < 0) {
+			snprintf(err, errlen, pr == -2 ? "out of memory" : "the hub's file list for %s is not what "
+			    "natter expects (not a JSON array)", repo);
+			http_resp_free(&r);
+			goto out;
+		}
+		link = http_resp_header(&r, -1, "Link");
+		free(url);
+		url = link ? http_link_next(link, r.hops[r.n_hops - 1].url) : NULL;
+		http_resp_free(&r);
+	}
+	rc = 0;
+out:
+	free(url);
+	free(erepo);
+	free(erev);
+	if (rc < 0) {
+		hub_files_free(*files, *n);
+		*files = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+static const char *
+base_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	return b ? b + 1 : path;
+}
+
+int
+hub_is_model(const char *path)
+{
+	const char *b = base_name(path);
+	size_t l = strlen(b);
+	return l > 5 && strcasecmp(b + l - 5, ".gguf") == 0 && strncasecmp(b, "mmproj", 6) != 0;
+}
+
+int
+hub_is_split(const char *path)
+{
+	const char *b = base_name(path), *of = strstr(b, "-of-");
+	return of && of - b >= 6 && of[-6] == '-' && isdigit((unsigned char)of[-1]) && isdigit((unsigned char)of[4]);
+}
+
+int
+hub_pick(const struct hub_file *f, int n)
+{
+	int found = -1;
+	for (int i = 0; i < n; i++) {
+		if (!hub_is_model(f[i].path) || hub_is_split(f[i].path) || !strcasestr(base_name(f[i].path), "q4_k_m"))
+			continue;
+		if (found >= 0)
+			return -2;
+		found = i;
+	}
+	return found;
+}
+
+char *
+hub_models_dir(char *buf, size_t n)
+{
+	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+
+	if (xdg && *xdg)
+		snprintf(buf, n, "%s/natter/models", xdg);
+	else if (home && *home)
+		snprintf(buf, n, "%s/.local/share/natter/models", home);
+	else
+		return NULL;
+	return buf;
+}
+
+/* mkdir -p */
+static int
+make_dirs(const char *dir, char *err, size_t errlen)
+{
+	char p[4096];
+	snprintf(p, sizeof(p), "%s", dir);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = 0;
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			goto fail;
+		*s = '/';
+	}
+	if (mkdir(p, 0755) < 0 && errno != EEXIST)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "cannot create %s: %s", p, strerror(errno));
+	return -1;
+}
+
+static void
+human(int64_t b, char *out, size_t n)
+{
+	if (b < 0)
+		snprintf(out, n, "?");
+	else if (b >= (int64_t)1 << 30)
+		snprintf(out, n, "%.2f GiB", b / (double)((int64_t)1 << 30));
+	else if (b >= 1 << 20)
+		snprintf(out, n, "%.1f MiB", b / (double)(1 << 20));
+	else
+		snprintf(out, n, "%lld bytes", (long long)b);
+}
+
+/* Free bytes for an unprivileged writer in DIR, or -1. */
+static int64_t
+free_space(const char *dir)
+{
+	struct statvfs sv;
+	if (statvfs(dir, &sv) < 0)
+		return -1;
+	return (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+}
+
+static double
+mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* One download in progress. */
+struct dl {
+	const struct hub_opts *o;
+	const char *dir;
+	const char *name;
+	int fd;
+	struct sha256 sha;
+	int64_t have;                /* bytes in the part file, all hashed */
+	int64_t total;               /* -1 unknown */
+	int64_t resumed;             /* bytes there when this run began */
+	char header_sha[65];         /* from the resolve reply */
+	int enospc, werrno, bad_range;
+	double last_progress;
+	char *err;
+	size_t errlen;
+};
+
+static void
+progress(struct dl *d, int force)
+{
+	double t = mono_s();
+	if (!d->o->progress || (!force && t - d->last_progress < 0.1))
+		return;
+	d->last_progress = t;
+	d->o->progress(d->o->ctx, d->have, d->total, d->resumed);
+}
+
+/* Empties the part file (the server would not resume it). */
+static int
+restart_part(struct dl *d)
+{
+	if (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0)
+		return -1;
+	d->have = 0;
+	sha256_init(&d->sha);
+	return 0;
+}
+
+/* "ETag: W/"abc"" -> abc, when it is a SHA-256. */
+static void
+etag_sha(const char *v, char *out)
+{
+	char tmp[80];
+	size_t l;
+
+	if (!v)
+		return;
+	if (strncmp(v, "W/", 2) == 0)
+		v += 2;
+	if (*v == '"')
+		v++;
+	snprintf(tmp, sizeof(tmp), "%s", v);
+	l = strlen(tmp);
+	if (l > 0 && tmp[l - 1] == '"')
+		tmp[--l] = 0;
+	if (l == 64 && is_hex64(tmp)) {
+		for (int i = 0; i < 65; i++)
+			out[i] = (char)tolower((unsigned char)tmp[i]);
+	}
+}
+
+static int
+space_ok(struct dl *d)
+{
+	int64_t need = d->total - d->have, avail;
+	char a[32], b[32];
+
+	if (d->total < 0 || need <= 0)
+		return 1;
+	avail = free_space(d->dir);
+	if (avail < 0 || avail >= need)
+		return 1;
+	human(need, a, sizeof(a));
+	human(avail, b, sizeof(b));
+	snprintf(d->err, d->errlen, "%s needs %s more but %s has only %s free: nothing was downloaded", d->name, a,
+	    d->dir, b);
+	return 0;
+}
+
+static int
+on_head(void *ctx, const struct http_resp *r)
+{
+	struct dl *d = ctx;
+	const char *v;
+
+	/* The hub's own replies name the content's checksum and size: its 302
+	 * to the CDN carries X-Linked-Etag and X-Linked-Size; a file served
+	 * directly has its checksum as ETag (only the first hop's ETag counts:
+	 * a CDN's is its own business). */
+	for (int i = 0; i < r->n_hops && !d->header_sha[0]; i++)
+		etag_sha(http_resp_header(r, i, "X-Linked-Etag"), d->header_sha);
+	if (!d->header_sha[0])
+		etag_sha(http_resp_header(r, 0, "ETag"), d->header_sha);
+	for (int i = 0; i < r->n_hops && d->total < 0; i++)
+		if ((v = http_resp_header(r, i, "X-Linked-Size")))
+			d->total = strtoll(v, NULL, 10);
+	if (r->status == 206) {
+		long long a = -1, b = -1, t = -1;
+		v = http_resp_header(r, -1, "Content-Range");
+		if (!v || sscanf(v, "bytes %lld-%lld/%lld", &a, &b, &t) < 2 || a != d->have) {
+			d->bad_range = 1;
+			return 1;
+		}
+		if (d->total < 0 && t > 0)
+			d->total = t;
+	} else if (r->status == 200) {
+		if (d->have > 0) {
+			notice(d->o, "the server does not resume downloads: starting %s again", d->name);
+			if (restart_part(d) < 0) {
+				d->werrno = errno;
+				return 1;
+			}
+		}
+		if (d->total < 0 && (v = http_resp_header(r, -1, "Content-Length")))
+			d->total = strtoll(v, NULL, 10);
+	} else {
+		return 0;   /* an error status: its body is kept for the caller */
+	}
+	if (!space_ok(d)) {
+		d->enospc = 2;
+		return 1;
+	}
+	return 0;
+}
+
+static int
+on_body(void *ctx, const char *p, size_t n)
+{
+	struct dl *d = ctx;
+	size_t off = 0;
+
+	while (off < n) {
+		ssize_t w = write(d->fd, p + off, n - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOSPC || errno == EDQUOT)
+				d->enospc = 1;
+			d->werrno = errno;
+			return 1;
+		}
+		sha256_update(&d->sha, p + off, (size_t)w);
+		off += (size_t)w;
+		d->have += w;
+	}
+	if (d->total >= 0 && d->have > d->total) {
+		d->bad_range = 2;   /* more than announced */
+		return 1;
+	}
+	progress(d, 0);
+	return 0;
+}
+
+/* Hashes the part file's existing bytes (resuming a previous run). */
+static int
+hash_existing(struct dl *d)
+{
+	char *buf = malloc(1 << 20);
+	int64_t left = d->have;
+
+	if (!buf)
+		return -1;
+	if (lseek(d->fd, 0, SEEK_SET) < 0) {
+		free(buf);
+		return -1;
+	}
+	while (left > 0) {
+		ssize_t r = read(d->fd, buf, left > (1 << 20) ? (1 << 20) : (size_t)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			free(buf);
+			return -1;
+		}
+		sha256_update(&d->sha, buf, (size_t)r);
+		left -= r;
+	}
+	free(buf);
+	return lseek(d->fd, 0, SEEK_END) < 0 ? -1 : 0;
+}
+
+static void
+sleep_s(int s)
+{
+	struct timespec ts = { s, 0 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+int
+hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *f, const char *dir, char *dest,
+	     size_t destlen, char *err, size_t errlen)
+{
+	struct dl d;
+	char part[4200], base[1024], got[65], *url = NULL, *erepo = NULL, *epath = NULL, *erev = NULL;
+	const char *name = base_name(f->path);
+	struct stat st;
+	int rc = HUB_ERR, attempt, dfd;
+
+	memset(&d, 0, sizeof(d));
+	d.o = o;
+	d.dir = dir;
+	d.name = name;
+	d.fd = -1;
+	d.total = f->size;
+	d.err = err;
+	d.errlen = errlen;
+	if (!name[0] || name[0] == '.') {
+		snprintf(err, errlen, "'%s' is not a file name natter can save", f->path);
+		return HUB_ERR;
+	}
+	if (make_dirs(dir, err, errlen) < 0)
+		return HUB_ERR;
+	snprintf(dest, destlen, "%s/%s", dir, name);
+	snprintf(part, sizeof(part), "%s.part", dest);
+	if (stat(dest, &st) == 0) {
+		if (f->size >= 0 && st.st_size == f->size) {
+			notice(o, "%s is already there", dest);
+			return 0;
+		}
+		snprintf(err, errlen, "%s already exists and is not the file on the hub (%lld bytes here); move it "
+		    "away to download it again", dest, (long long)st.st_size);
+		return HUB_EEXIST;
+	}
+	d.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (d.fd < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", part, strerror(errno));
+		return HUB_ERR;
+	}
+	if (flock(d.fd, LOCK_EX | LOCK_NB) < 0) {
+		snprintf(err, errlen, "another natter pull is downloading %s", dest);
+		close(d.fd);
+		return HUB_ERR;
+	}
+	sha256_init(&d.sha);
+	if (fstat(d.fd, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", part, strerror(errno));
+		goto out;
+	}
+	d.have = st.st_size;
+	if (d.total >= 0 && d.have > d.total) {
+		notice(o, "%s is longer than the file on the hub: starting again", part);
+		if (restart_part(&d) < 0) {
+			snprintf(err, errlen, "%s: %s", part, strerror(errno));
+			goto out;
+		}
+	}
+	if (d.have > 0) {
+		char h[32];
+		human(d.have, h, sizeof(h));
+		notice(o, "resuming %s: %s already downloaded", name, h);
+		if (hash_existing(&d) < 0) {
+			snprintf(err, errlen, "cannot read %s: %s", part, strerror(errno));
+			goto out;
+		}
+	}
+	d.resumed = d.have;
+	if (!space_ok(&d)) {
+		rc = HUB_ESPACE;
+		goto out;   /* the part (if any) stays: freeing space and running again resumes it */
+	}
+	base_url(o, base, sizeof(base));
+	erepo = http_path_escape(repo);
+	epath = http_path_escape(f->path);
+	erev = http_path_escape(o->revision ? o->revision : "main");
+	url = erepo && epath && erev ? malloc(strlen(base) + strlen(erepo) + strlen(epath) + strlen(erev) + 32) : NULL;
+	if (!url) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	sprintf(url, "%s/%s/resolve/%s/%s", base, erepo, erev, epath);
+	for (attempt = 0; attempt <= o->retries; attempt++) {
+		struct http_req q = { 0 };
+		struct http_resp r;
+		int64_t before = d.have;
+		int hr;
+
+		if (d.total >= 0 && d.have == d.total)
+			break;   /* complete: a previous run stopped just before checking it */
+		q.url = url;
+		q.bearer = o->token;
+		q.bearer_origin = base;
+		q.max_redirects = 5;
+		q.range_from = d.have;
+		q.on_head = on_head;
+		q.on_body = on_body;
+		q.ctx = &d;
+		q.cancel = o->cancel;
+		hr = http_request(&q, &r, err, errlen);
+		progress(&d, 1);
+		if (d.enospc) {
+			if (d.enospc == 1) {
+				char h[32];
+				human(d.have, h, sizeof(h));
+				snprintf(err, errlen, "the disk holding %s is full (after %s of %s); the partial file was "
+				    "removed to give the space back", dir, h, name);
+				unlink(part);
+			}
+			rc = HUB_ESPACE;
+			http_resp_free(&r);
+			goto out;
+		}
+		if (d.werrno) {
+			snprintf(err, errlen, "cannot write %s: %s", part, strerror(d.werrno));
+			http_resp_free(&r);
+			goto out;
+		}
+		if (hr == HTTP_ECANCEL) {
+			snprintf(err, errlen, "interrupted; %s keeps what was downloaded: run the same command to resume",
+			    part);
+			rc = HUB_ECANCEL;
+			http_resp_free(&r);
+			goto out;
+		}
+		if (d.bad_range) {
+			snprintf(err, errlen, d.bad_range == 1 ? "the server sent another part of %s than asked for" :
+			    "the server sent more of %s than it announced", name);
+			restart_part(&d);
+			http_resp_free(&r);
+			if (attempt < o->retries)
+				continue;
+			rc = HUB_ERR;
+			goto out;
+		}
+		if (hr == 0 && r.status == 416 && d.have > 0) {
+			/* Nothing left to send, or the part is not of this file. */
+			http_resp_free(&r);
+			if (d.total < 0 || d.have != d.total)
+				restart_part(&d);
+			continue;
+		}
+		if (hr == 0 && (r.status < 200 || r.status >= 300)) {
+			char what[600];
+			snprintf(what, sizeof(what), "%s in %s", f->path, repo);
+			rc = status_error(o, r.status, what, err, errlen);
+			http_resp_free(&r);
+			if (rc == HUB_ENET && attempt < o->retries) {
+				notice(o, "%s; retrying", err);
+				sleep_s(attempt + 1);
+				continue;
+			}
+			goto out;
+		}
+		http_resp_free(&r);
+		if (hr == 0 && (d.total < 0 || d.have == d.total))
+			break;   /* complete */
+		/* The connection broke (or ended early): resume where it stopped. */
+		if (attempt == o->retries) {
+			char h[32], t[32], e2[300];
+			human(d.have, h, sizeof(h));
+			human(d.total, t, sizeof(t));
+			snprintf(e2, sizeof(e2), "%s", hr < 0 ? err : "the connection ended early");
+			snprintf(err, errlen, "the download of %s stopped at %s of %s (%s); run the same command to resume",
+			    name, h, t, e2);
+			rc = HUB_ENET;
+			goto out;
+		}
+		{
+			char h[32];
+			human(d.have, h, sizeof(h));
+			notice(o, "the connection broke at %s (%s); resuming", h, hr < 0 ? err : "ended early");
+		}
+		if (d.have == before)
+			sleep_s(attempt + 1 < 10 ? attempt + 1 : 10);   /* no progress: wait a little */
+	}
+	if (attempt > o->retries && !(d.total >= 0 && d.have == d.total)) {
+		snprintf(err, errlen, "the download of %s did not complete", name);
+		rc = HUB_ENET;
+		goto out;
+	}
+	/* Size and checksum, then the name. */
+	if (d.total >= 0 && d.have != d.total) {
+		snprintf(err, errlen, "%s: %lld bytes received, %lld expected; the download was removed", name,
+		    (long long)d.have, (long long)d.total);
+		unlink(part);
+		rc = HUB_EVERIFY;
+		goto out;
+	}
+	sha256_final_hex(&d.sha, got);
+	if (f->sha256[0] && d.header_sha[0] && strcmp(f->sha256, d.header_sha) != 0) {
+		snprintf(err, errlen, "the hub gives two different SHA-256 sums for %s (%s in the file list, %s on the "
+		    "download); the download was removed", name, f->sha256, d.header_sha);
+		unlink(part);
+		rc = HUB_EVERIFY;
+		goto out;
+	}
+	{
+		const char *want = f->sha256[0] ? f->sha256 : d.header_sha;
+		if (want[0] && strcmp(want, got) != 0) {
+			snprintf(err, errlen, "%s is corrupt: its SHA-256 is %s, the hub says %s; the download was removed",
+			    name, got, want);
+			unlink(part);
+			rc = HUB_EVERIFY;
+			goto out;
+		}
+		if (want[0])
+			notice(o, "SHA-256 verified: %s", got);
+		else
+			notice(o, "the hub gave no SHA-256 for %s (not an LFS file): it was not verified", name);
+	}
+	if (fsync(d.fd) < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", part, strerror(errno));
+		rc = errno == ENOSPC ? HUB_ESPACE : HUB_ERR;
+		goto out;
+	}
+	if (rename(part, dest) < 0) {
+		snprintf(err, errlen, "cannot rename %s to %s: %s", part, dest, strerror(errno));
+		goto out;
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	rc = 0;
+out:
+	/* An empty part file is no use to anyone. */
+	if (rc < 0 && d.fd >= 0 && d.have == 0 && fstat(d.fd, &st) == 0 && st.st_size == 0)
+		unlink(part);
+	if (d.fd >= 0)
+		close(d.fd);
+	free(url);
+	free(erepo);
+	free(epath);
+	free(erev);
+	return rc;
+}

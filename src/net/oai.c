@@ -1,0 +1,804 @@
+/* oai.c -- OpenAI-compatible requests and replies: parsing, checking, building, reading back. */
+#include "config.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "natter/oai.h"
+#include "natter/text.h"
+#include "llm/strbuf.h"
+
+/* cJSON records the position of a syntax error in a global: parses are
+ * serialised so that two server threads never write it at once. */
+static pthread_mutex_t parse_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static cJSON *
+json_parse(const char *s, size_t len, size_t *err_at)
+{
+	const char *end = NULL;
+	cJSON *j;
+
+	pthread_mutex_lock(&parse_mu);
+	j = cJSON_ParseWithLengthOpts(s, len, &end, 0);
+	pthread_mutex_unlock(&parse_mu);
+	if (!j && err_at)
+		*err_at = end && end >= s && end <= s + len ? (size_t)(end - s) : 0;
+	return j;
+}
+
+/* --- errors --- */
+
+void
+oai_error_set(struct oai_error *e, int status, const char *type, const char *code, const char *param,
+	      const char *fmt, ...)
+{
+	va_list ap;
+
+	e->status = status;
+	e->type = type;
+	e->code = code;
+	snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof(e->message), fmt, ap);
+	va_end(ap);
+}
+
+static cJSON *
+str_or_null(const char *s)
+{
+	return s && *s ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+char *
+oai_error_json(const struct oai_error *e)
+{
+	cJSON *root = cJSON_CreateObject(), *o = cJSON_CreateObject();
+	char *msg = oai_text_clean(e->message, strlen(e->message), NULL), *out = NULL;
+
+	if (!root || !o || !msg) {
+		cJSON_Delete(root);
+		cJSON_Delete(o);
+		free(msg);
+		return NULL;
+	}
+	cJSON_AddItemToObject(root, "error", o);
+	cJSON_AddStringToObject(o, "message", msg);
+	cJSON_AddStringToObject(o, "type", e->type ? e->type : "invalid_request_error");
+	cJSON_AddItemToObject(o, "param", str_or_null(e->param));
+	cJSON_AddItemToObject(o, "code", str_or_null(e->code));
+	out = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	free(msg);
+	return out;
+}
+
+static int
+bad(struct oai_error *e, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int
+bad(struct oai_error *e, const char *param, const char *fmt, ...)
+{
+	va_list ap;
+
+	e->status = 400;
+	e->type = "invalid_request_error";
+	e->code = NULL;
+	snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof(e->message), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* --- the sampling fields: one table for parsing, checking and writing --- */
+
+enum pkind { P_NUM, P_INT };
+
+static const struct oai_param {
+	const char *name;
+	enum pkind kind;
+	double min, max;
+	int min_open;        /* MIN itself is out of range */
+	unsigned bit;
+	size_t off;          /* a double (P_NUM) or an int (P_INT) in struct oai_req */
+} params[] = {
+	{ "temperature", P_NUM, 0, 100, 0, OAI_SET_TEMP, offsetof(struct oai_req, temperature) },
+	{ "top_p", P_NUM, 0, 1, 0, OAI_SET_TOP_P, offsetof(struct oai_req, top_p) },
+	{ "min_p", P_NUM, 0, 1, 0, OAI_SET_MIN_P, offsetof(struct oai_req, min_p) },
+	{ "repeat_penalty", P_NUM, 0, 10, 1, OAI_SET_REPEAT, offsetof(struct oai_req, repeat_penalty) },
+	{ "presence_penalty", P_NUM, -2, 2, 0, OAI_SET_PRESENCE, offsetof(struct oai_req, presence_penalty) },
+	{ "frequency_penalty", P_NUM, -2, 2, 0, OAI_SET_FREQUENCY, offsetof(struct oai_req, frequency_penalty) },
+	{ "top_k", P_INT, 0, 1e9, 0, OAI_SET_TOP_K, offsetof(struct oai_req, top_k) },
+	{ "max_tokens", P_INT, 1, 1e9, 0, OAI_SET_MAX_TOKENS, offsetof(struct oai_req, max_tokens) },
+	/* The newer name wins when both are given: it comes later. */
+	{ "max_completion_tokens", P_INT, 1, 1e9, 0, OAI_SET_MAX_TOKENS, offsetof(struct oai_req, max_tokens) },
+};
+
+static int
+parse_params(const cJSON *root, struct oai_req *r, struct oai_error *e)
+{
+	const cJSON *v;
+
+	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+		const struct oai_param *p = &params[i];
+		double d;
+		v = cJSON_GetObjectItemCaseSensitive(root, p->name);
+		if (!v || cJSON_IsNull(v))
+			continue;
+		if (!cJSON_IsNumber(v))
+			return bad(e, p->name, "%s must be a number", p->name);
+		d = v->valuedouble;
+		if (p->kind == P_INT && d != floor(d))
+			return bad(e, p->name, "%s must be an integer", p->name);
+		if (!(d <= p->max) || (p->min_open ? !(d > p->min) : !(d >= p->min)))
+			return bad(e, p->name, "%s must be in %c%g, %g]", p->name, p->min_open ? '(' : '[', p->min,
+			    p->max);
+		if (p->kind == P_NUM)
+			*(double *)((char *)r + p->off) = d;
+		else
+			*(int *)((char *)r + p->off) = (int)d;
+		r->set |= p->bit;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "seed");
+	if (v && !cJSON_IsNull(v)) {
+		if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+			return bad(e, "seed", "seed must be an integer");
+		if (v->valuedouble < -1 || v->valuedouble > 9007199254740992.0)
+			return bad(e, "seed", "seed must be between 0 and 2^53 (or -1 for a random one)");
+		r->seed = v->valuedouble < 0 ? SAMPLER_SEED_RANDOM : (uint64_t)v->valuedouble;
+		r->set |= OAI_SET_SEED;
+	}
+	return 0;
+}
+
+void
+oai_req_apply(const struct oai_req *r, struct sampler_params *sp, int *max_tokens)
+{
+	if (r->set & OAI_SET_TEMP)
+		sp->temp = (float)r->temperature;
+	if (r->set & OAI_SET_TOP_P) {
+		if (r->top_p > 0) {
+			sp->top_p = (float)r->top_p;
+		} else {
+			/* top_p 0 keeps only the most likely token. */
+			sp->top_p = 1.0f;
+			sp->top_k = 1;
+		}
+	}
+	if (r->set & OAI_SET_TOP_K)
+		sp->top_k = r->top_k;
+	if (r->set & OAI_SET_MIN_P)
+		sp->min_p = (float)r->min_p;
+	if (r->set & OAI_SET_REPEAT)
+		sp->repeat_penalty = (float)r->repeat_penalty;
+	if (r->set & OAI_SET_PRESENCE)
+		sp->presence_penalty = (float)r->presence_penalty;
+	if (r->set & OAI_SET_FREQUENCY)
+		sp->frequency_penalty = (float)r->frequency_penalty;
+	if (r->set & OAI_SET_SEED)
+		sp->seed = r->seed;
+	if (r->set & OAI_SET_MAX_TOKENS)
+		*max_tokens = r->max_tokens;
+}
+
+/* --- messages and prompts --- */
+
+static int
+append(char **s, const char *sep, const char *t)
+{
+	size_t a = *s ? strlen(*s) : 0, b = strlen(sep), c = strlen(t);
+	char *n = realloc(*s, a + (a ? b : 0) + c + 1);
+	if (!n)
+		return -1;
+	if (a) {
+		memcpy(n + a, sep, b);
+		a += b;
+	}
+	memcpy(n + a, t, c + 1);
+	*s = n;
+	return 0;
+}
+
+/* The text of message I's content: a string, null (assistant only), or
+ * an array of text parts (joined with newlines). */
+static char *
+content_text(const cJSON *m, int i, const char *role, struct oai_error *e)
+{
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content"), *part;
+	char param[64], *out = NULL;
+	int j = 0;
+
+	snprintf(param, sizeof(param), "messages[%d].content", i);
+	if (cJSON_IsString(c))
+		return strdup(c->valuestring);
+	if ((!c || cJSON_IsNull(c)) && !strcmp(role, "assistant"))
+		return strdup("");
+	if (!cJSON_IsArray(c)) {
+		bad(e, param, "%s must be a string or an array of text parts", param);
+		return NULL;
+	}
+	cJSON_ArrayForEach(part, c) {
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+		const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+		snprintf(param, sizeof(param), "messages[%d].content[%d]", i, j++);
+		if (!cJSON_IsObject(part) || !cJSON_IsString(type)) {
+			bad(e, param, "%s must be an object with a \"type\"", param);
+			goto fail;
+		}
+		if (strcmp(type->valuestring, "text") != 0) {
+			bad(e, param, "%s: natter serve reads text only (a part of type '%.40s' is not supported)", param,
+			    type->valuestring);
+			goto fail;
+		}
+		if (!cJSON_IsString(text)) {
+			bad(e, param, "%s.text must be a string", param);
+			goto fail;
+		}
+		if (append(&out, "\n", text->valuestring) < 0) {
+			bad(e, param, "out of memory");
+			goto fail;
+		}
+	}
+	return out ? out : strdup("");
+fail:
+	free(out);
+	return NULL;
+}
+
+static int
+parse_messages(const cJSON *arr, struct oai_req *r, struct oai_error *e)
+{
+	const cJSON *m;
+	int i = 0, n;
+
+	if (!arr)
+		return bad(e, "messages", "messages is required");
+	if (!cJSON_IsArray(arr))
+		return bad(e, "messages", "messages must be an array of messages");
+	n = cJSON_GetArraySize(arr);
+	if (n == 0)
+		return bad(e, "messages", "messages must not be empty");
+	r->msgs = calloc((size_t)n, sizeof(*r->msgs));
+	if (!r->msgs)
+		return bad(e, "messages", "out of memory");
+	cJSON_ArrayForEach(m, arr) {
+		const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+		const cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+		char param[48], *text;
+		const char *rs;
+
+		snprintf(param, sizeof(param), "messages[%d]", i);
+		if (!cJSON_IsObject(m))
+			return bad(e, param, "%s must be an object", param);
+		snprintf(param, sizeof(param), "messages[%d].role", i);
+		if (!cJSON_IsString(role))
+			return bad(e, param, "%s must be a string", param);
+		rs = role->valuestring;
+		if (!strcmp(rs, "tool") || !strcmp(rs, "function"))
+			return bad(e, param, "%s '%s' is not supported: natter serve has no tool calling", param, rs);
+		if (strcmp(rs, "system") && strcmp(rs, "developer") && strcmp(rs, "user") && strcmp(rs, "assistant"))
+			return bad(e, param, "%s must be system, developer, user or assistant", param);
+		if (cJSON_IsArray(calls) && cJSON_GetArraySize(calls) > 0) {
+			snprintf(param, sizeof(param), "messages[%d].tool_calls", i);
+			return bad(e, param, "tool calls are not supported by natter serve");
+		}
+		text = content_text(m, i, rs, e);
+		if (!text)
+			return -1;
+		if (!strcmp(rs, "system") || !strcmp(rs, "developer")) {
+			int rc;
+			if (r->n_msgs > 0) {
+				free(text);
+				snprintf(param, sizeof(param), "messages[%d]", i);
+				return bad(e, param, "%s: system messages are accepted only before the conversation", param);
+			}
+			rc = append(&r->system, "\n\n", text);
+			free(text);
+			if (rc < 0)
+				return bad(e, "messages", "out of memory");
+		} else {
+			r->msgs[r->n_msgs].content = text;
+			r->msgs[r->n_msgs].role = strdup(rs);
+			if (!r->msgs[r->n_msgs].role) {
+				free(text);
+				return bad(e, "messages", "out of memory");
+			}
+			r->n_msgs++;
+		}
+		i++;
+	}
+	if (r->n_msgs == 0 || strcmp(r->msgs[r->n_msgs - 1].role, "user") != 0)
+		return bad(e, "messages", "the last message must be from the user");
+	return 0;
+}
+
+static int
+parse_prompt(const cJSON *p, struct oai_req *r, struct oai_error *e)
+{
+	if (!p)
+		return bad(e, "prompt", "prompt is required");
+	if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(cJSON_GetArrayItem(p, 0)))
+		p = cJSON_GetArrayItem(p, 0);
+	if (cJSON_IsArray(p))
+		return bad(e, "prompt", "prompt must be a string (or an array of one string); token arrays and "
+		    "several prompts are not supported");
+	if (!cJSON_IsString(p))
+		return bad(e, "prompt", "prompt must be a string");
+	r->prompt = strdup(p->valuestring);
+	return r->prompt ? 0 : bad(e, "prompt", "out of memory");
+}
+
+static int
+parse_stop(const cJSON *s, struct oai_req *r, struct oai_error *e)
+{
+	const cJSON *it;
+
+	if (!s || cJSON_IsNull(s))
+		return 0;
+	if (cJSON_IsString(s)) {
+		if (s->valuestring[0] && !(r->stop[r->n_stop++] = strdup(s->valuestring)))
+			return bad(e, "stop", "out of memory");
+		return 0;
+	}
+	if (!cJSON_IsArray(s))
+		return bad(e, "stop", "stop must be a string or an array of strings");
+	if (cJSON_GetArraySize(s) > OAI_MAX_STOP)
+		return bad(e, "stop", "stop holds at most %d strings", OAI_MAX_STOP);
+	cJSON_ArrayForEach(it, s) {
+		if (!cJSON_IsString(it))
+			return bad(e, "stop", "stop must be a string or an array of strings");
+		if (it->valuestring[0] && !(r->stop[r->n_stop++] = strdup(it->valuestring)))
+			return bad(e, "stop", "out of memory");
+	}
+	return 0;
+}
+
+/* Fields natter cannot honour: refused rather than silently ignored. */
+static int
+refuse_unsupported(const cJSON *root, enum oai_kind kind, struct oai_error *e)
+{
+	const cJSON *v;
+
+	v = cJSON_GetObjectItemCaseSensitive(root, "n");
+	if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 1))
+		return bad(e, "n", "n must be 1: natter serve generates one choice per request");
+	v = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+	if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v))
+		return bad(e, "logprobs", "logprobs are not supported by natter serve");
+	if (kind == OAI_CHAT) {
+		v = cJSON_GetObjectItemCaseSensitive(root, "tools");
+		if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
+			return bad(e, "tools", "tools are not supported by natter serve");
+		v = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+		if (v && !cJSON_IsNull(v)) {
+			const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "type");
+			if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
+				return bad(e, "response_format", "only response_format {\"type\": \"text\"} is supported");
+		}
+	} else {
+		v = cJSON_GetObjectItemCaseSensitive(root, "echo");
+		if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v))
+			return bad(e, "echo", "echo is not supported by natter serve");
+		v = cJSON_GetObjectItemCaseSensitive(root, "suffix");
+		if (v && !cJSON_IsNull(v))
+			return bad(e, "suffix", "suffix is not supported by natter serve");
+		v = cJSON_GetObjectItemCaseSensitive(root, "best_of");
+		if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 1))
+			return bad(e, "best_of", "best_of must be 1");
+	}
+	return 0;
+}
+
+int
+oai_req_parse(enum oai_kind kind, const char *body, size_t len, struct oai_req *r, struct oai_error *e)
+{
+	cJSON *root;
+	const cJSON *v;
+	size_t at = 0;
+	int rc = -1;
+
+	memset(r, 0, sizeof(*r));
+	r->kind = kind;
+	r->seed = SAMPLER_SEED_RANDOM;
+	root = json_parse(body, len, &at);
+	if (!root)
+		return bad(e, NULL, "the request body is not valid JSON (error near byte %zu of %zu)", at, len);
+	if (!cJSON_IsObject(root)) {
+		bad(e, NULL, "the request body must be a JSON object");
+		goto out;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "model");
+	if (!v) {
+		bad(e, "model", "model is required");
+		goto out;
+	}
+	if (!cJSON_IsString(v)) {
+		bad(e, "model", "model must be a string");
+		goto out;
+	}
+	if (!(r->model = strdup(v->valuestring))) {
+		bad(e, "model", "out of memory");
+		goto out;
+	}
+	if (refuse_unsupported(root, kind, e) < 0 || parse_params(root, r, e) < 0)
+		goto out;
+	v = cJSON_GetObjectItemCaseSensitive(root, "stream");
+	if (v && !cJSON_IsNull(v)) {
+		if (!cJSON_IsBool(v)) {
+			bad(e, "stream", "stream must be true or false");
+			goto out;
+		}
+		r->stream = cJSON_IsTrue(v);
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+	if (v && !cJSON_IsNull(v)) {
+		const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, "include_usage");
+		if (!cJSON_IsObject(v) || (u && !cJSON_IsNull(u) && !cJSON_IsBool(u))) {
+			bad(e, "stream_options", "stream_options must be an object like {\"include_usage\": true}");
+			goto out;
+		}
+		r->include_usage = cJSON_IsTrue(u);
+	}
+	if (parse_stop(cJSON_GetObjectItemCaseSensitive(root, "stop"), r, e) < 0)
+		goto out;
+	if (kind == OAI_CHAT)
+		rc = parse_messages(cJSON_GetObjectItemCaseSensitive(root, "messages"), r, e);
+	else
+		rc = parse_prompt(cJSON_GetObjectItemCaseSensitive(root, "prompt"), r, e);
+out:
+	cJSON_Delete(root);
+	if (rc < 0)
+		oai_req_free(r);
+	return rc;
+}
+
+void
+oai_req_free(struct oai_req *r)
+{
+	if (!r)
+		return;
+	free(r->model);
+	free(r->system);
+	for (int i = 0; i < r->n_msgs; i++) {
+		free(r->msgs[i].role);
+		free(r->msgs[i].content);
+	}
+	free(r->msgs);
+	free(r->prompt);
+	for (int i = 0; i < r->n_stop; i++)
+		free(r->stop[i]);
+	memset(r, 0, sizeof(*r));
+}
+
+char *
+oai_req_to_json(const struct oai_req *r)
+{
+	cJSON *root = cJSON_CreateObject(), *a;
+	char *out = NULL;
+
+	if (!root)
+		return NULL;
+	cJSON_AddStringToObject(root, "model", r->model ? r->model : "");
+	if (r->kind == OAI_CHAT) {
+		a = cJSON_AddArrayToObject(root, "messages");
+		if (r->system) {
+			cJSON *m = cJSON_CreateObject();
+			cJSON_AddStringToObject(m, "role", "system");
+			cJSON_AddStringToObject(m, "content", r->system);
+			cJSON_AddItemToArray(a, m);
+		}
+		for (int i = 0; i < r->n_msgs; i++) {
+			cJSON *m = cJSON_CreateObject();
+			cJSON_AddStringToObject(m, "role", r->msgs[i].role);
+			cJSON_AddStringToObject(m, "content", r->msgs[i].content);
+			cJSON_AddItemToArray(a, m);
+		}
+	} else {
+		cJSON_AddStringToObject(root, "prompt", r->prompt ? r->prompt : "");
+	}
+	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+		const struct oai_param *p = &params[i];
+		if (!(r->set & p->bit) || !strcmp(p->name, "max_completion_tokens"))
+			continue;
+		if (p->kind == P_NUM)
+			cJSON_AddNumberToObject(root, p->name, *(const double *)((const char *)r + p->off));
+		else
+			cJSON_AddNumberToObject(root, p->name, *(const int *)((const char *)r + p->off));
+	}
+	if (r->set & OAI_SET_SEED)
+		cJSON_AddNumberToObject(root, "seed", r->seed == SAMPLER_SEED_RANDOM ? -1.0 : (double)r->seed);
+	if (r->n_stop > 0) {
+		a = cJSON_AddArrayToObject(root, "stop");
+		for (int i = 0; i < r->n_stop; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateString(r->stop[i]));
+	}
+	if (r->stream) {
+		cJSON_AddBoolToObject(root, "stream", 1);
+		if (r->include_usage) {
+			cJSON *so = cJSON_AddObjectToObject(root, "stream_options");
+			cJSON_AddBoolToObject(so, "include_usage", 1);
+		}
+	}
+	out = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	return out;
+}
+
+/* --- replies --- */
+
+char *
+oai_text_clean(const char *s, size_t n, size_t *outlen)
+{
+	char *rep = malloc(n * 3 + 1), *out;
+	size_t m, nul = 0, o = 0;
+
+	if (!rep)
+		return NULL;
+	m = text_repair_utf8(s, n, rep, n * 3);
+	for (size_t i = 0; i < m; i++)
+		nul += rep[i] == 0;
+	if (nul == 0) {
+		rep[m] = 0;
+		if (outlen)
+			*outlen = m;
+		return rep;
+	}
+	out = malloc(m + nul * 2 + 1);
+	if (!out) {
+		free(rep);
+		return NULL;
+	}
+	for (size_t i = 0; i < m; i++) {
+		if (rep[i]) {
+			out[o++] = rep[i];
+		} else {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+		}
+	}
+	out[o] = 0;
+	free(rep);
+	if (outlen)
+		*outlen = o;
+	return out;
+}
+
+static void
+add_usage(cJSON *root, const struct oai_result *res, int force)
+{
+	cJSON *u, *d;
+
+	if (res->usage < 0 && !force) {
+		cJSON_AddNullToObject(root, "usage");
+		return;
+	}
+	u = cJSON_AddObjectToObject(root, "usage");
+	cJSON_AddNumberToObject(u, "prompt_tokens", res->prompt_tokens);
+	cJSON_AddNumberToObject(u, "completion_tokens", res->completion_tokens);
+	cJSON_AddNumberToObject(u, "total_tokens", res->prompt_tokens + res->completion_tokens);
+	d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+	cJSON_AddNumberToObject(d, "cached_tokens", res->cached_tokens);
+}
+
+static cJSON *
+reply_head(enum oai_kind kind, const struct oai_result *res, int chunk)
+{
+	cJSON *root = cJSON_CreateObject();
+	if (!root)
+		return NULL;
+	cJSON_AddStringToObject(root, "id", res->id ? res->id : "");
+	cJSON_AddStringToObject(root, "object", kind == OAI_COMPLETION ? "text_completion" :
+	    chunk ? "chat.completion.chunk" : "chat.completion");
+	cJSON_AddNumberToObject(root, "created", (double)res->created);
+	cJSON_AddStringToObject(root, "model", res->model ? res->model : "");
+	return root;
+}
+
+static char *
+finish(cJSON *root, char *text)
+{
+	char *out = root ? cJSON_PrintUnformatted(root) : NULL;
+	cJSON_Delete(root);
+	free(text);
+	return out;
+}
+
+char *
+oai_reply_json(enum oai_kind kind, const struct oai_result *res)
+{
+	cJSON *root = reply_head(kind, res, 0), *choices, *c;
+	char *text = oai_text_clean(res->text ? res->text : "", res->text ? res->len : 0, NULL);
+
+	if (!root || !text)
+		return finish(root, text);
+	choices = cJSON_AddArrayToObject(root, "choices");
+	c = cJSON_CreateObject();
+	cJSON_AddItemToArray(choices, c);
+	cJSON_AddNumberToObject(c, "index", 0);
+	if (kind == OAI_CHAT) {
+		cJSON *m = cJSON_AddObjectToObject(c, "message");
+		cJSON_AddStringToObject(m, "role", "assistant");
+		cJSON_AddStringToObject(m, "content", text);
+	} else {
+		cJSON_AddStringToObject(c, "text", text);
+	}
+	cJSON_AddNullToObject(c, "logprobs");
+	cJSON_AddItemToObject(c, "finish_reason", str_or_null(res->finish));
+	add_usage(root, res, 1);
+	return finish(root, text);
+}
+
+char *
+oai_chunk_json(enum oai_kind kind, const struct oai_result *res, int role, int usage_only)
+{
+	cJSON *root = reply_head(kind, res, 1), *choices, *c;
+	char *text = oai_text_clean(res->text ? res->text : "", res->text ? res->len : 0, NULL);
+
+	if (!root || !text)
+		return finish(root, text);
+	choices = cJSON_AddArrayToObject(root, "choices");
+	if (!usage_only) {
+		c = cJSON_CreateObject();
+		cJSON_AddItemToArray(choices, c);
+		cJSON_AddNumberToObject(c, "index", 0);
+		if (kind == OAI_CHAT) {
+			cJSON *d = cJSON_AddObjectToObject(c, "delta");
+			if (role)
+				cJSON_AddStringToObject(d, "role", "assistant");
+			if (role || res->len > 0)
+				cJSON_AddStringToObject(d, "content", text);
+		} else {
+			cJSON_AddStringToObject(c, "text", text);
+		}
+		cJSON_AddNullToObject(c, "logprobs");
+		cJSON_AddItemToObject(c, "finish_reason", str_or_null(res->finish));
+	}
+	if (usage_only || res->usage)
+		add_usage(root, res, usage_only);
+	return finish(root, text);
+}
+
+int
+oai_reply_parse(const char *json, size_t len, struct oai_parsed *p)
+{
+	cJSON *root = json_parse(json, len, NULL);
+	const cJSON *v, *c, *t = NULL;
+	int rc = -1;
+
+	memset(p, 0, sizeof(*p));
+	if (!cJSON_IsObject(root))
+		goto out;
+	v = cJSON_GetObjectItemCaseSensitive(root, "error");
+	if (cJSON_IsObject(v)) {
+		const cJSON *m = cJSON_GetObjectItemCaseSensitive(v, "message");
+		snprintf(p->error, sizeof(p->error), "%s", cJSON_IsString(m) ? m->valuestring : "(no message)");
+		rc = 0;
+		goto out;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "choices");
+	if (!cJSON_IsArray(v))
+		goto out;
+	c = cJSON_GetArrayItem(v, 0);
+	if (c) {
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "delta");
+		const cJSON *m = cJSON_GetObjectItemCaseSensitive(c, "message");
+		if (cJSON_IsObject(d))
+			t = cJSON_GetObjectItemCaseSensitive(d, "content");
+		else if (cJSON_IsObject(m))
+			t = cJSON_GetObjectItemCaseSensitive(m, "content");
+		else
+			t = cJSON_GetObjectItemCaseSensitive(c, "text");
+		if (cJSON_IsString(f))
+			snprintf(p->finish, sizeof(p->finish), "%s", f->valuestring);
+	}
+	p->text = strdup(cJSON_IsString(t) ? t->valuestring : "");
+	if (!p->text)
+		goto out;
+	v = cJSON_GetObjectItemCaseSensitive(root, "usage");
+	if (cJSON_IsObject(v)) {
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(v, "prompt_tokens_details");
+		const cJSON *n;
+		p->has_usage = 1;
+		n = cJSON_GetObjectItemCaseSensitive(v, "prompt_tokens");
+		p->prompt_tokens = cJSON_IsNumber(n) ? n->valueint : 0;
+		n = cJSON_GetObjectItemCaseSensitive(v, "completion_tokens");
+		p->completion_tokens = cJSON_IsNumber(n) ? n->valueint : 0;
+		n = cJSON_IsObject(d) ? cJSON_GetObjectItemCaseSensitive(d, "cached_tokens") : NULL;
+		p->cached_tokens = cJSON_IsNumber(n) ? n->valueint : 0;
+	}
+	rc = 0;
+out:
+	cJSON_Delete(root);
+	return rc;
+}
+
+void
+oai_parsed_free(struct oai_parsed *p)
+{
+	if (p) {
+		free(p->text);
+		p->text = NULL;
+	}
+}
+
+/* --- stop strings --- */
+
+void
+oai_stopper_init(struct oai_stopper *s, char *const *stops, int n_stops)
+{
+	memset(s, 0, sizeof(*s));
+	s->stops = stops;
+	s->n_stops = n_stops;
+}
+
+int
+oai_stopper_push(struct oai_stopper *s, const char *p, size_t n, const char **out, size_t *outlen)
+{
+	size_t safe, hold = 0, hit = (size_t)-1;
+
+	*out = NULL;
+	*outlen = 0;
+	if (s->hit)
+		return 1;
+	if (strbuf_append(&s->acc, &s->len, &s->cap, p, n) < 0)
+		return -1;
+	for (int i = 0; i < s->n_stops; i++) {
+		size_t sl = strlen(s->stops[i]);
+		/* No stop string can begin in text already sent (see below), so
+		 * the search starts where a new one could. */
+		size_t from = s->emitted;
+		const char *h = s->len >= from + sl ? memmem(s->acc + from, s->len - from, s->stops[i], sl) : NULL;
+		if (h && (size_t)(h - s->acc) < hit)
+			hit = (size_t)(h - s->acc);
+		/* Hold back the longest end of the text that begins a stop string. */
+		for (size_t k = sl - 1; k > hold; k--)
+			if (k <= s->len - s->emitted && memcmp(s->acc + s->len - k, s->stops[i], k) == 0) {
+				hold = k;
+				break;
+			}
+	}
+	if (hit != (size_t)-1) {
+		s->hit = 1;
+		s->len = hit;
+		s->acc[hit] = 0;
+		safe = hit;
+	} else {
+		safe = s->len - hold;
+	}
+	if (safe > s->emitted) {
+		*out = s->acc + s->emitted;
+		*outlen = safe - s->emitted;
+		s->emitted = safe;
+	}
+	return s->hit;
+}
+
+void
+oai_stopper_flush(struct oai_stopper *s, const char **out, size_t *outlen)
+{
+	*out = s->acc ? s->acc + s->emitted : "";
+	*outlen = s->len - s->emitted;
+	s->emitted = s->len;
+}
+
+const char *
+oai_stopper_text(const struct oai_stopper *s, size_t *len)
+{
+	*len = s->len;
+	return s->acc ? s->acc : "";
+}
+
+void
+oai_stopper_free(struct oai_stopper *s)
+{
+	free(s->acc);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,705 @@
+/* serve-engine.c -- natter serve's engine thread: the request queue, the chat session, the history. */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "natter/chat.h"
+#include "natter/llm.h"
+#include "natter/sse.h"
+#include "natter/store.h"
+#include "net/serve-impl.h"
+#include "llm/strbuf.h"
+
+/*
+ * One thread runs every generation, in the order requests arrived: the
+ * model has one KV cache, and a request that extends the previous one
+ * (the same conversation one turn later) reuses its cached prefix.  The
+ * chat session is of one kind at a time: chat requests render the
+ * model's template; /v1/completions uses a template that passes the prompt
+ * through unchanged.  A request of the other kind replaces the session
+ * (and so starts with an empty cache).
+ */
+struct engine {
+	pthread_mutex_t mu;
+	pthread_cond_t wake;          /* the engine thread: work, or stop */
+	pthread_cond_t progress;      /* HTTP threads: some job moved on */
+	struct job *head, *tail;      /* the queue (mu) */
+	int n_queued, max_queue;      /* (mu) */
+	int stopping;                 /* (mu) */
+	struct job *running;          /* (mu) */
+	struct chat *live;            /* the session chat_cancel may reach (mu) */
+	long long n_completed, n_cancelled, n_failed;   /* (mu) */
+	pthread_t thread;
+	int thread_started;
+
+	/* Set at start, then read-only. */
+	struct chat_opts defaults;
+	int token_delay_ms;
+	FILE *log;
+	char model_id[256];
+	char model_path[4096];
+	long long model_mtime;
+
+	/* The engine thread only (after start). */
+	struct llm_model *model;
+	struct chat *chat;
+	enum oai_kind chat_kind;
+	struct store *store;
+	int64_t store_model;
+	int store_warned;
+};
+
+/* What /v1/completions renders: the prompt itself. */
+static const char raw_template[] = "{% for message in messages %}{{ message['content'] }}{% endfor %}";
+
+static void
+logf_(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+logf_(struct engine *e, const char *fmt, ...)
+{
+	va_list ap;
+	char line[1024];
+
+	if (!e->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* Paths and model names come from clients: no terminal controls in the log. */
+	for (char *c = line; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	fprintf(e->log, "natter serve: %s\n", line);   /* one call: lines never interleave */
+	fflush(e->log);
+}
+
+/* --- jobs --- */
+
+struct job *
+job_new(struct oai_req *req, long long num)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	struct timespec ts;
+
+	if (!j)
+		return NULL;
+	j->req = *req;
+	memset(req, 0, sizeof(*req));
+	j->num = num;
+	j->refs = 1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	j->created = (long long)ts.tv_sec;
+	snprintf(j->id, sizeof(j->id), "%s-%llx%06llx", j->req.kind == OAI_CHAT ? "chatcmpl" : "cmpl",
+	    (long long)ts.tv_sec, num & 0xffffff);
+	atomic_init(&j->gone, 0);
+	return j;
+}
+
+static void
+job_unref_locked(struct job *j)
+{
+	if (--j->refs > 0)
+		return;
+	oai_req_free(&j->req);
+	oai_stopper_free(&j->stop);
+	free(j->out);
+	free(j);
+}
+
+void
+job_unref(struct engine *e, struct job *j)
+{
+	if (!j)
+		return;
+	pthread_mutex_lock(&e->mu);
+	job_unref_locked(j);
+	pthread_mutex_unlock(&e->mu);
+}
+
+void engine_lock(struct engine *e) { pthread_mutex_lock(&e->mu); }
+void engine_unlock(struct engine *e) { pthread_mutex_unlock(&e->mu); }
+int engine_stopping(struct engine *e) { return e->stopping; }
+const char *engine_model_id(const struct engine *e) { return e->model_id; }
+long long engine_model_created(const struct engine *e) { return e->model_mtime; }
+
+void
+engine_wait(struct engine *e, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&e->progress, &e->mu, &ts);
+}
+
+int
+engine_model_matches(const struct engine *e, const char *name)
+{
+	const char *base = strrchr(e->model_path, '/');
+	base = base ? base + 1 : e->model_path;
+	return !strcmp(name, e->model_id) || !strcmp(name, base) || !strcmp(name, e->model_path);
+}
+
+void
+engine_stats_get(struct engine *e, struct engine_stats *st)
+{
+	pthread_mutex_lock(&e->mu);
+	st->queued = e->n_queued;
+	st->running = e->running != NULL;
+	st->completed = e->n_completed;
+	st->cancelled = e->n_cancelled;
+	st->failed = e->n_failed;
+	pthread_mutex_unlock(&e->mu);
+}
+
+int
+engine_submit(struct engine *e, struct job *j, struct oai_error *err)
+{
+	pthread_mutex_lock(&e->mu);
+	if (e->stopping || e->n_queued >= e->max_queue) {
+		int stopping = e->stopping;
+		pthread_mutex_unlock(&e->mu);
+		oai_error_set(err, 503, "server_error", NULL, NULL, stopping ? "the server is shutting down" :
+		    "the server is busy: %d requests are already waiting; try again later", e->max_queue);
+		return -1;
+	}
+	j->refs++;
+	j->state = JOB_QUEUED;
+	j->next = NULL;
+	if (e->tail)
+		e->tail->next = j;
+	else
+		e->head = j;
+	e->tail = j;
+	e->n_queued++;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->mu);
+	return 0;
+}
+
+/* Takes J out of the queue (lock held); returns 1 if it was there. */
+static int
+unqueue(struct engine *e, struct job *j)
+{
+	for (struct job **p = &e->head, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+		if (*p != j)
+			continue;
+		*p = j->next;
+		if (e->tail == j)
+			e->tail = prev;
+		e->n_queued--;
+		return 1;
+	}
+	return 0;
+}
+
+void
+engine_cancel(struct engine *e, struct job *j)
+{
+	pthread_mutex_lock(&e->mu);
+	atomic_store(&j->gone, 1);
+	if (j->state == JOB_QUEUED && unqueue(e, j)) {
+		j->state = JOB_DONE;
+		e->n_cancelled++;
+		logf_(e, "#%lld: the client went away while the request waited; dropped", j->num);
+		job_unref_locked(j);   /* the engine's reference */
+	} else if (e->running == j && e->live) {
+		chat_cancel(e->live);
+	}
+	pthread_cond_broadcast(&e->progress);
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* --- output for the client (engine thread) --- */
+
+static void
+out_append(struct engine *e, struct job *j, const char *p, size_t n, int sse)
+{
+	pthread_mutex_lock(&e->mu);
+	if (sse ? sse_format(&j->out, &j->out_len, &j->out_cap, p, n) :
+	    strbuf_append(&j->out, &j->out_len, &j->out_cap, p, n)) {
+		/* Out of memory: the client gets a cut reply, the server goes on. */
+		atomic_store(&j->gone, 1);
+	}
+	j->streaming = j->req.stream;
+	pthread_cond_broadcast(&e->progress);
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* Sets J's final error: before a stream has begun, the status and a JSON
+ * body; once it has, an error event and the end of the stream. */
+static void
+job_fail(struct engine *e, struct job *j, const struct oai_error *err)
+{
+	char *json = oai_error_json(err);
+
+	pthread_mutex_lock(&e->mu);
+	if (j->streaming) {
+		if (json)
+			sse_format(&j->out, &j->out_len, &j->out_cap, json, strlen(json));
+		sse_format(&j->out, &j->out_len, &j->out_cap, "[DONE]", 6);
+	} else {
+		j->status = err->status;
+		j->out_len = 0;
+		if (json)
+			strbuf_append(&j->out, &j->out_len, &j->out_cap, json, strlen(json));
+	}
+	pthread_cond_broadcast(&e->progress);
+	pthread_mutex_unlock(&e->mu);
+	free(json);
+}
+
+static void
+send_chunk(struct engine *e, struct job *j, const char *text, size_t len, const char *finish, int usage_only,
+	   const struct oai_result *base)
+{
+	struct oai_result r = *base;
+	char *json;
+
+	r.text = text;
+	r.len = len;
+	r.finish = finish;
+	r.usage = usage_only ? 1 : j->req.include_usage ? -1 : 0;
+	json = oai_chunk_json(j->req.kind, &r, j->req.kind == OAI_CHAT && j->n_sent_pieces == 0 && !usage_only,
+	    usage_only);
+	if (!json) {
+		atomic_store(&j->gone, 1);
+		return;
+	}
+	out_append(e, j, json, strlen(json), 1);
+	free(json);
+	if (!usage_only)
+		j->n_sent_pieces++;
+}
+
+struct piece_ctx {
+	struct engine *e;
+	struct job *j;
+	struct oai_result base;
+};
+
+/* Each piece of the reply, on the engine thread: stop strings, then the stream. */
+static int
+on_piece(void *arg, const char *p, size_t n)
+{
+	struct piece_ctx *pc = arg;
+	struct job *j = pc->j;
+	const char *out;
+	size_t outlen;
+	int rc;
+
+	if (atomic_load(&j->gone))
+		return 1;
+	rc = oai_stopper_push(&j->stop, p, n, &out, &outlen);
+	if (outlen > 0 && j->req.stream)
+		send_chunk(pc->e, j, out, outlen, NULL, 0, &pc->base);
+	return rc != 0;
+}
+
+static void
+on_notice(void *arg, const char *msg)
+{
+	struct engine *e = arg;
+	logf_(e, "%s", msg);
+}
+
+/* --- the chat session (engine thread) --- */
+
+/* A session of KIND, reusing the current one when it is of that kind. */
+static int
+session_for(struct engine *e, enum oai_kind kind, char *err, size_t errlen)
+{
+	struct chat_opts o = e->defaults;
+	char path[4096] = "";
+	struct chat *c = NULL;
+	int rc;
+
+	if (e->chat && e->chat_kind == kind)
+		return 0;
+	pthread_mutex_lock(&e->mu);
+	e->live = NULL;
+	pthread_mutex_unlock(&e->mu);
+	chat_free(e->chat);
+	e->chat = NULL;
+	if (kind == OAI_COMPLETION) {
+		/* chat.h reads a template from a built-in name or a file: the
+		 * pass-through one goes through a private temporary file. */
+		const char *tmp = getenv("TMPDIR");
+		int fd;
+		snprintf(path, sizeof(path), "%s/natter-raw-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		fd = mkstemp(path);
+		if (fd < 0 || write(fd, raw_template, sizeof(raw_template) - 1) != (ssize_t)(sizeof(raw_template) - 1)) {
+			snprintf(err, errlen, "cannot write a temporary file in %s: %s", tmp && *tmp ? tmp : "/tmp",
+			    strerror(errno));
+			if (fd >= 0) {
+				close(fd);
+				unlink(path);
+			}
+			return -1;
+		}
+		close(fd);
+		o.template_spec = path;
+		o.system_prompt = NULL;
+	}
+	rc = chat_new(e->model, &o, &c, err, errlen);
+	if (path[0])
+		unlink(path);
+	if (rc < 0)
+		return -1;
+	chat_set_notice(c, on_notice, e);
+	chat_set_token_delay(c, e->token_delay_ms);
+	e->chat = c;
+	e->chat_kind = kind;
+	pthread_mutex_lock(&e->mu);
+	e->live = c;
+	pthread_mutex_unlock(&e->mu);
+	return 0;
+}
+
+/* Records the request and its reply as one conversation.  The only place
+ * natter serve writes to the store. */
+static void
+record(struct engine *e, const struct job *j, const char *text, const char *state, const char *stop_reason,
+       const struct sampler_params *sp, int max_tokens, const struct chat_stats *st)
+{
+	struct store_gen g;
+	int64_t conv, id, gen, msg;
+	const char *tmpl = j->req.kind == OAI_CHAT ? chat_template_name(e->chat) : "none (/v1/completions)";
+	const char *sys = j->req.kind == OAI_CHAT ? (j->req.system ? j->req.system : e->defaults.system_prompt) : NULL;
+
+	if (!e->store)
+		return;
+	if (store_conv_new(e->store, e->store_model, NULL, tmpl, sys, &conv) < 0)
+		goto fail;
+	if (j->req.kind == OAI_CHAT) {
+		for (int i = 0; i < j->req.n_msgs; i++)
+			if (store_msg_add(e->store, conv, j->req.msgs[i].role, j->req.msgs[i].content, &id) < 0)
+				goto fail;
+	} else if (store_msg_add(e->store, conv, "user", j->req.prompt, &id) < 0) {
+		goto fail;
+	}
+	memset(&g, 0, sizeof(g));
+	g.content = text;
+	g.state = state;
+	g.stop_reason = stop_reason;
+	g.temp = sp->temp;
+	g.top_k = sp->top_k;
+	g.top_p = sp->top_p;
+	g.min_p = sp->min_p;
+	g.repeat_penalty = sp->repeat_penalty;
+	g.presence_penalty = sp->presence_penalty;
+	g.frequency_penalty = sp->frequency_penalty;
+	g.penalty_last_n = sp->penalty_last_n;
+	g.seed = st->seed;
+	g.max_tokens = max_tokens;
+	g.n_prompt = st->n_prompt;
+	g.n_reused = st->n_reused;
+	g.n_gen = st->n_gen;
+	g.n_ctx_used = st->n_ctx_used;
+	g.n_ctx = st->n_ctx;
+	g.prompt_tps = st->prompt_tps;
+	g.gen_tps = st->gen_tps;
+	g.ttft_ms = st->ttft_ms;
+	if (store_gen_add(e->store, conv, 0, &g, &gen, &msg) < 0)
+		goto fail;
+	return;
+fail:
+	logf_(e, "#%lld: the history could not be written: %s", j->num, store_errmsg(e->store));
+}
+
+static const char *
+finish_reason(enum chat_stop s, int stop_hit)
+{
+	if (stop_hit)
+		return "stop";
+	return s == CHAT_STOP_LIMIT || s == CHAT_STOP_CONTEXT ? "length" : "stop";
+}
+
+/* Runs one request to its end (engine thread). */
+static void
+run_job(struct engine *e, struct job *j)
+{
+	struct piece_ctx pc = { e, j, { 0 } };
+	struct sampler_params sp = e->defaults.sp;
+	int max_tokens = e->defaults.max_tokens, rc = 0, gone;
+	struct chat_stats st;
+	struct oai_error oe;
+	char err[512];
+	const char *text, *fin;
+	char *clean;
+	size_t len, clen;
+
+	memset(&st, 0, sizeof(st));
+	pc.base.id = j->id;
+	pc.base.created = j->created;
+	pc.base.model = e->model_id;
+	oai_stopper_init(&j->stop, j->req.stop, j->req.n_stop);
+	oai_req_apply(&j->req, &sp, &max_tokens);
+	if (sampler_params_check(&sp, err, sizeof(err)) < 0) {
+		oai_error_set(&oe, 400, "invalid_request_error", NULL, NULL, "%s", err);
+		goto failed;
+	}
+	if (session_for(e, j->req.kind, err, sizeof(err)) < 0) {
+		oai_error_set(&oe, 500, "server_error", NULL, NULL, "%s", err);
+		goto failed;
+	}
+	chat_clear(e->chat);
+	if (j->req.kind == OAI_CHAT) {
+		rc = chat_set_system(e->chat, j->req.system ? j->req.system : e->defaults.system_prompt);
+		for (int i = 0; rc == 0 && i < j->req.n_msgs; i++)
+			rc = chat_add_message(e->chat, j->req.msgs[i].role, j->req.msgs[i].content,
+			    strlen(j->req.msgs[i].content));
+	} else {
+		rc = chat_add_user(e->chat, j->req.prompt, strlen(j->req.prompt));
+	}
+	if (rc < 0) {
+		oai_error_set(&oe, 500, "server_error", NULL, NULL, "out of memory");
+		goto failed;
+	}
+	chat_set_params(e->chat, &sp);
+	chat_set_max_tokens(e->chat, max_tokens);
+	if (atomic_load(&j->gone)) {
+		logf_(e, "#%lld: the client went away before the generation started", j->num);
+		goto cancelled;
+	}
+	if (chat_generate(e->chat, on_piece, &pc, &st, err, sizeof(err)) < 0 && !j->stop.hit && !atomic_load(&j->gone)) {
+		/* chat.h gives a message, not a code: all but memory are the request's fault.
+		 * (When we stopped the reply ourselves -- a stop string, a client gone --
+		 * chat_generate may fail with "evaluation stopped": the stop reaches the
+		 * evaluation of the token after the last piece.  The reply so far stands.) */
+		int oom = strstr(err, "out of memory") != NULL;
+		oai_error_set(&oe, oom ? 500 : 400, oom ? "server_error" : "invalid_request_error",
+		    strstr(err, "context") ? "context_length_exceeded" : NULL, j->req.kind == OAI_CHAT ? "messages" :
+		    "prompt", "%s", err);
+		goto failed;
+	}
+	gone = atomic_load(&j->gone);
+	st.n_ctx_used = chat_ctx_used(e->chat);
+	st.n_ctx = chat_ctx_size(e->chat);
+	if (!j->stop.hit && !gone) {
+		const char *rest;
+		size_t rl;
+		oai_stopper_flush(&j->stop, &rest, &rl);
+		if (rl > 0 && j->req.stream)
+			send_chunk(e, j, rest, rl, NULL, 0, &pc.base);
+	}
+	text = oai_stopper_text(&j->stop, &len);
+	clean = oai_text_clean(text, len, &clen);
+	fin = finish_reason(st.stop, j->stop.hit);
+	pc.base.prompt_tokens = st.n_prompt + st.n_reused;
+	pc.base.completion_tokens = st.n_gen;
+	pc.base.cached_tokens = st.n_reused;
+	if (gone) {
+		logf_(e, "#%lld: cancelled after %d generated tokens: the client went away", j->num, st.n_gen);
+		record(e, j, clean ? clean : "", "cancelled", "client went away", &sp, max_tokens, &st);
+		free(clean);
+		goto cancelled;
+	}
+	if (j->req.stream) {
+		send_chunk(e, j, "", 0, fin, 0, &pc.base);
+		if (j->req.include_usage)
+			send_chunk(e, j, "", 0, NULL, 1, &pc.base);
+		out_append(e, j, "[DONE]", 6, 1);
+	} else {
+		struct oai_result r = pc.base;
+		char *json;
+		r.text = clean ? clean : "";
+		r.len = clean ? clen : 0;
+		r.finish = fin;
+		r.usage = 1;
+		json = oai_reply_json(j->req.kind, &r);
+		if (!json) {
+			free(clean);
+			oai_error_set(&oe, 500, "server_error", NULL, NULL, "out of memory");
+			goto failed;
+		}
+		out_append(e, j, json, strlen(json), 0);
+		free(json);
+	}
+	logf_(e, "#%lld: %s%s: %d prompt tokens (%d cached), %d generated, finish %s%s", j->num,
+	    j->req.kind == OAI_CHAT ? "chat" : "completion", j->req.stream ? " stream" : "", st.n_prompt + st.n_reused,
+	    st.n_reused, st.n_gen, fin, j->stop.hit ? " (stop string)" : "");
+	record(e, j, clean ? clean : "", "complete", j->stop.hit ? "stop string" : chat_stop_name(st.stop), &sp,
+	    max_tokens, &st);
+	free(clean);
+	pthread_mutex_lock(&e->mu);
+	e->n_completed++;
+	pthread_mutex_unlock(&e->mu);
+	return;
+failed:
+	logf_(e, "#%lld: %d %s", j->num, oe.status, oe.message);
+	job_fail(e, j, &oe);
+	pthread_mutex_lock(&e->mu);
+	e->n_failed++;
+	pthread_mutex_unlock(&e->mu);
+	return;
+cancelled:
+	pthread_mutex_lock(&e->mu);
+	e->n_cancelled++;
+	pthread_mutex_unlock(&e->mu);
+}
+
+static void *
+engine_main(void *arg)
+{
+	struct engine *e = arg;
+
+	pthread_mutex_lock(&e->mu);
+	for (;;) {
+		struct job *j;
+		while (!e->stopping && !e->head)
+			pthread_cond_wait(&e->wake, &e->mu);
+		if (e->stopping)
+			break;
+		j = e->head;
+		e->head = j->next;
+		if (!e->head)
+			e->tail = NULL;
+		e->n_queued--;
+		j->state = JOB_RUNNING;
+		j->status = 200;
+		e->running = j;
+		pthread_mutex_unlock(&e->mu);
+		run_job(e, j);
+		pthread_mutex_lock(&e->mu);
+		j->state = JOB_DONE;
+		e->running = NULL;
+		pthread_cond_broadcast(&e->progress);
+		job_unref_locked(j);
+	}
+	/* Stopping: whatever still waits is refused. */
+	while (e->head) {
+		struct job *j = e->head;
+		struct oai_error oe;
+		char *json;
+		e->head = j->next;
+		e->n_queued--;
+		oai_error_set(&oe, 503, "server_error", NULL, NULL, "the server is shutting down");
+		json = oai_error_json(&oe);
+		j->status = 503;
+		j->out_len = 0;
+		if (json)
+			strbuf_append(&j->out, &j->out_len, &j->out_cap, json, strlen(json));
+		free(json);
+		j->state = JOB_DONE;
+		job_unref_locked(j);
+	}
+	e->tail = NULL;
+	pthread_cond_broadcast(&e->progress);
+	pthread_mutex_unlock(&e->mu);
+	return NULL;
+}
+
+int
+engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t errlen)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	pthread_condattr_t ca;
+	const char *base;
+	struct stat stt;
+	size_t l;
+
+	*out = NULL;
+	if (!e) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->wake, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&e->progress, &ca);
+	pthread_condattr_destroy(&ca);
+	e->defaults = o->chat;
+	e->token_delay_ms = o->token_delay_ms;
+	e->max_queue = o->max_queue > 0 ? o->max_queue : 16;
+	e->log = o->log;
+	snprintf(e->model_path, sizeof(e->model_path), "%s", o->model_path);
+	base = strrchr(o->model_path, '/');
+	snprintf(e->model_id, sizeof(e->model_id), "%s", base ? base + 1 : o->model_path);
+	l = strlen(e->model_id);
+	if (l > 5 && !strcmp(e->model_id + l - 5, ".gguf"))
+		e->model_id[l - 5] = 0;
+	if (stat(o->model_path, &stt) == 0)
+		e->model_mtime = (long long)stt.st_mtime;
+	if (llm_model_load(o->model_path, &e->model, err, errlen) < 0)
+		goto fail;
+	/* A session now: a bad template or context size is reported at start. */
+	if (session_for(e, OAI_CHAT, err, errlen) < 0)
+		goto fail;
+	if (!o->no_history) {
+		char path[4096];
+		const char *db = o->db ? o->db : store_default_path(path, sizeof(path));
+		const struct llm_hparams *hp = llm_model_hparams(e->model);
+		if (!db) {
+			snprintf(err, errlen, "cannot find a place for the database: set XDG_DATA_HOME or HOME, or use "
+			    "--db FILE (or --no-history)");
+			goto fail;
+		}
+		if (store_open(db, 0, &e->store, err, errlen) < 0)
+			goto fail;
+		if (store_model(e->store, o->model_path, hp->arch_name, llm_model_type_name(e->model),
+		    &e->store_model) < 0) {
+			logf_(e, "the model could not be recorded in the history: %s", store_errmsg(e->store));
+			e->store_model = 0;
+		}
+	}
+	if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+		snprintf(err, errlen, "cannot start the engine thread");
+		goto fail;
+	}
+	e->thread_started = 1;
+	*out = e;
+	return 0;
+fail:
+	engine_free(e);
+	return -1;
+}
+
+void
+engine_shutdown(struct engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->stopping = 1;
+	if (e->running) {
+		atomic_store(&e->running->gone, 1);
+		if (e->live)
+			chat_cancel(e->live);
+	}
+	pthread_cond_broadcast(&e->wake);
+	pthread_cond_broadcast(&e->progress);
+	pthread_mutex_unlock(&e->mu);
+	if (e->thread_started)
+		pthread_join(e->thread, NULL);
+	e->thread_started = 0;
+}
+
+void
+engine_free(struct engine *e)
+{
+	if (!e)
+		return;
+	engine_shutdown(e);
+	chat_free(e->chat);
+	llm_model_free(e->model);
+	store_close(e->store);
+	pthread_cond_destroy(&e->wake);
+	pthread_cond_destroy(&e->progress);
+	pthread_mutex_destroy(&e->mu);
+	free(e);
+}

@@ -1,0 +1,657 @@
+/* serve.c -- natter serve's HTTP side (libmicrohttpd): routes, authentication, body limits, streaming. */
+#include "config.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "natter/oai.h"
+#include "natter/serve.h"
+#include "net/serve-impl.h"
+
+/*
+ * libmicrohttpd runs one thread per connection.  A handler parses and
+ * checks the request, queues a job for the engine thread and waits for
+ * it; while waiting it looks at the socket every 100 ms, so a client that
+ * goes away (while its request waits in the queue, while the prompt is
+ * read, or mid-stream) cancels its generation.  A closed connection is
+ * recognised by recv(MSG_PEEK) returning 0: a client that half-closes its
+ * side after sending the request counts as gone.
+ */
+
+/* Bodies up to this size are read (and thrown away) before a 413, so that
+ * a client still sending gets the answer; past it the connection closes. */
+#define DRAIN_LIMIT ((uint64_t)64 << 20)
+#define POLL_MS 100
+
+struct serve {
+	struct engine *eng;
+	struct MHD_Daemon *d;
+	int port;
+	char *api_key;               /* a private copy, wiped at the end */
+	size_t key_len;
+	FILE *log;
+	atomic_llong n_requests;
+};
+
+struct conn;
+typedef enum MHD_Result (*route_fn)(struct serve *s, struct MHD_Connection *c, struct conn *r);
+
+/* One request on a connection (libmicrohttpd's per-request pointer). */
+struct conn {
+	const struct route *route;
+	long long num;
+	char *body;
+	size_t len, cap;
+	uint64_t received;
+	int too_big;
+	int answered;                /* a response was queued before the body was read */
+	int fd;
+	const char *rest;            /* a prefix route: the rest of the path */
+};
+
+/* A streamed response's state (libmicrohttpd's callback argument). */
+struct stream {
+	struct serve *s;
+	struct job *j;               /* one reference */
+	int fd;
+};
+
+static enum MHD_Result h_health(struct serve *s, struct MHD_Connection *c, struct conn *r);
+static enum MHD_Result h_models(struct serve *s, struct MHD_Connection *c, struct conn *r);
+static enum MHD_Result h_model(struct serve *s, struct MHD_Connection *c, struct conn *r);
+static enum MHD_Result h_chat(struct serve *s, struct MHD_Connection *c, struct conn *r);
+static enum MHD_Result h_completions(struct serve *s, struct MHD_Connection *c, struct conn *r);
+
+static const struct route {
+	const char *method;
+	const char *path;
+	int prefix;                  /* PATH followed by anything matches */
+	int auth;                    /* needs the API key (when one is set) */
+	int body;                    /* reads a request body */
+	route_fn fn;
+} routes[] = {
+	{ "GET", "/health", 0, 0, 0, h_health },
+	{ "GET", "/v1/models", 0, 1, 0, h_models },
+	{ "GET", "/v1/models/", 1, 1, 0, h_model },
+	{ "POST", "/v1/chat/completions", 0, 1, 1, h_chat },
+	{ "POST", "/v1/completions", 0, 1, 1, h_completions },
+};
+
+static void
+log_line(struct serve *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+log_line(struct serve *s, const char *fmt, ...)
+{
+	va_list ap;
+	char line[1024];
+
+	if (!s->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* Paths and model names come from clients: no terminal controls in the log. */
+	for (char *c = line; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	fprintf(s->log, "natter serve: %s\n", line);
+	fflush(s->log);
+}
+
+/* --- responses --- */
+
+static enum MHD_Result
+send_json(struct MHD_Connection *c, int status, const char *json, size_t len)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)json, MHD_RESPMEM_MUST_COPY);
+	enum MHD_Result rc;
+
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	if (status == 401)
+		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+	rc = MHD_queue_response(c, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+static enum MHD_Result
+send_error(struct serve *s, struct MHD_Connection *c, struct conn *r, const struct oai_error *e)
+{
+	char *json = oai_error_json(e);
+	enum MHD_Result rc;
+
+	log_line(s, "#%lld: %d %s", r->num, e->status, e->message);
+	if (!json)
+		return MHD_NO;
+	rc = send_json(c, e->status, json, strlen(json));
+	free(json);
+	return rc;
+}
+
+static enum MHD_Result
+send_cjson(struct MHD_Connection *c, int status, cJSON *root)
+{
+	char *json = root ? cJSON_PrintUnformatted(root) : NULL;
+	enum MHD_Result rc = json ? send_json(c, status, json, strlen(json)) : MHD_NO;
+	free(json);
+	cJSON_Delete(root);
+	return rc;
+}
+
+/* --- the client's socket --- */
+
+/* 1 when the peer has closed the connection (or it broke). */
+static int
+peer_gone(int fd)
+{
+	char b;
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return 1;
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return 1;
+	return 0;
+}
+
+/* Waits until J is done, or (STREAM) has bytes to send.  Returns 0, or -1
+ * when the client went away (J is then cancelled). */
+static int
+wait_job(struct serve *s, struct job *j, int fd, int stream)
+{
+	for (;;) {
+		int ready;
+		engine_lock(s->eng);
+		ready = j->state == JOB_DONE || (stream && j->streaming);
+		if (!ready)
+			engine_wait(s->eng, POLL_MS);
+		ready = j->state == JOB_DONE || (stream && j->streaming);
+		engine_unlock(s->eng);
+		if (ready)
+			return 0;
+		if (peer_gone(fd)) {
+			engine_cancel(s->eng, j);
+			return -1;
+		}
+	}
+}
+
+static ssize_t
+stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream *st = cls;
+	struct job *j = st->j;
+
+	(void)pos;
+	for (;;) {
+		engine_lock(st->s->eng);
+		if (j->out_len > j->out_sent) {
+			size_t n = j->out_len - j->out_sent;
+			if (n > max)
+				n = max;
+			memcpy(buf, j->out + j->out_sent, n);
+			j->out_sent += n;
+			engine_unlock(st->s->eng);
+			return (ssize_t)n;
+		}
+		if (j->state == JOB_DONE) {
+			engine_unlock(st->s->eng);
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		}
+		engine_wait(st->s->eng, POLL_MS);
+		engine_unlock(st->s->eng);
+		if (peer_gone(st->fd)) {
+			engine_cancel(st->s->eng, j);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+	}
+}
+
+static void
+stream_free(void *cls)
+{
+	struct stream *st = cls;
+	int done;
+
+	engine_lock(st->s->eng);
+	done = st->j->state == JOB_DONE;
+	engine_unlock(st->s->eng);
+	if (!done)
+		engine_cancel(st->s->eng, st->j);   /* the connection ended under the stream */
+	job_unref(st->s->eng, st->j);
+	free(st);
+}
+
+/* --- handlers --- */
+
+static enum MHD_Result
+h_health(struct serve *s, struct MHD_Connection *c, struct conn *r)
+{
+	struct engine_stats st;
+	cJSON *root = cJSON_CreateObject();
+
+	(void)r;
+	engine_stats_get(s->eng, &st);
+	cJSON_AddStringToObject(root, "status", "ok");
+	cJSON_AddStringToObject(root, "model", engine_model_id(s->eng));
+	cJSON_AddNumberToObject(root, "queued", st.queued);
+	cJSON_AddBoolToObject(root, "running", st.running);
+	cJSON_AddNumberToObject(root, "completed", (double)st.completed);
+	cJSON_AddNumberToObject(root, "cancelled", (double)st.cancelled);
+	cJSON_AddNumberToObject(root, "failed", (double)st.failed);
+	return send_cjson(c, 200, root);
+}
+
+static cJSON *
+model_object(struct serve *s)
+{
+	cJSON *m = cJSON_CreateObject();
+	cJSON_AddStringToObject(m, "id", engine_model_id(s->eng));
+	cJSON_AddStringToObject(m, "object", "model");
+	cJSON_AddNumberToObject(m, "created", (double)engine_model_created(s->eng));
+	cJSON_AddStringToObject(m, "owned_by", "natter");
+	return m;
+}
+
+static enum MHD_Result
+h_models(struct serve *s, struct MHD_Connection *c, struct conn *r)
+{
+	cJSON *root = cJSON_CreateObject(), *data;
+
+	(void)r;
+	cJSON_AddStringToObject(root, "object", "list");
+	data = cJSON_AddArrayToObject(root, "data");
+	cJSON_AddItemToArray(data, model_object(s));
+	return send_cjson(c, 200, root);
+}
+
+static enum MHD_Result
+not_found_model(struct serve *s, struct MHD_Connection *c, struct conn *r, const char *name)
+{
+	struct oai_error e;
+	oai_error_set(&e, 404, "invalid_request_error", "model_not_found", "model",
+	    "The model '%.200s' does not exist: this server has '%s'", name, engine_model_id(s->eng));
+	return send_error(s, c, r, &e);
+}
+
+static enum MHD_Result
+h_model(struct serve *s, struct MHD_Connection *c, struct conn *r)
+{
+	const char *name = r->rest ? r->rest : "";
+
+	if (!engine_model_matches(s->eng, name))
+		return not_found_model(s, c, r, name);
+	return send_cjson(c, 200, model_object(s));
+}
+
+static enum MHD_Result
+h_generate(struct serve *s, struct MHD_Connection *c, struct conn *r, enum oai_kind kind)
+{
+	struct oai_req req;
+	struct oai_error e;
+	struct job *j;
+	enum MHD_Result rc;
+
+	if (oai_req_parse(kind, r->body ? r->body : "", r->len, &req, &e) < 0)
+		return send_error(s, c, r, &e);
+	if (!engine_model_matches(s->eng, req.model)) {
+		rc = not_found_model(s, c, r, req.model);
+		oai_req_free(&req);
+		return rc;
+	}
+	j = job_new(&req, r->num);
+	if (!j) {
+		oai_req_free(&req);
+		oai_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+		return send_error(s, c, r, &e);
+	}
+	if (engine_submit(s->eng, j, &e) < 0) {
+		job_unref(s->eng, j);
+		return send_error(s, c, r, &e);
+	}
+	if (wait_job(s, j, r->fd, j->req.stream) < 0) {
+		log_line(s, "#%lld: the client went away", r->num);
+		job_unref(s->eng, j);
+		return MHD_NO;   /* close the connection */
+	}
+	engine_lock(s->eng);
+	if (j->streaming) {
+		/* The prompt was accepted and the first event is ready: 200 and the stream. */
+		struct stream *st = calloc(1, sizeof(*st));
+		struct MHD_Response *resp;
+		engine_unlock(s->eng);
+		if (!st) {
+			engine_cancel(s->eng, j);
+			job_unref(s->eng, j);
+			return MHD_NO;
+		}
+		st->s = s;
+		st->j = j;
+		st->fd = r->fd;
+		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
+		if (!resp) {
+			stream_free(st);
+			return MHD_NO;
+		}
+		MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+		MHD_add_response_header(resp, "Cache-Control", "no-cache");
+		rc = MHD_queue_response(c, 200, resp);
+		MHD_destroy_response(resp);
+		return rc;
+	}
+	engine_unlock(s->eng);
+	if (j->out_len == 0) {
+		/* Cancelled by the server's shutdown. */
+		job_unref(s->eng, j);
+		oai_error_set(&e, 503, "server_error", NULL, NULL, "the server is shutting down");
+		return send_error(s, c, r, &e);
+	}
+	/* Done: the whole reply, or the error, is in OUT. */
+	rc = send_json(c, j->status, j->out, j->out_len);
+	job_unref(s->eng, j);
+	return rc;
+}
+
+static enum MHD_Result
+h_chat(struct serve *s, struct MHD_Connection *c, struct conn *r)
+{
+	return h_generate(s, c, r, OAI_CHAT);
+}
+
+static enum MHD_Result
+h_completions(struct serve *s, struct MHD_Connection *c, struct conn *r)
+{
+	return h_generate(s, c, r, OAI_COMPLETION);
+}
+
+/* --- dispatch --- */
+
+/* "Bearer KEY" compared in constant time (for the key's length). */
+static int
+auth_ok(struct serve *s, struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	unsigned char diff = 0;
+	size_t n;
+
+	if (!s->api_key)
+		return 1;
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return 0;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	n = strlen(h);
+	for (size_t i = 0; i < s->key_len; i++)
+		diff |= (unsigned char)(s->api_key[i] ^ (i < n ? h[i] : 0));
+	return diff == 0 && n == s->key_len;
+}
+
+static const struct route *
+route_find(const char *method, const char *url, int *path_known)
+{
+	*path_known = 0;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct route *rt = &routes[i];
+		size_t pl = strlen(rt->path);
+		int match = rt->prefix ? strncmp(url, rt->path, pl) == 0 && url[pl] : strcmp(url, rt->path) == 0;
+		if (!match)
+			continue;
+		*path_known = 1;
+		if (strcmp(method, rt->method) == 0)
+			return rt;
+	}
+	return NULL;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
+	   const char *upload, size_t *upload_size, void **con_cls)
+{
+	struct serve *s = cls;
+	struct conn *r = *con_cls;
+	struct oai_error e;
+
+	(void)version;
+	if (!r) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		const char *cl;
+		int known;
+
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return MHD_NO;
+		*con_cls = r;
+		r->num = atomic_fetch_add(&s->n_requests, 1) + 1;
+		r->fd = ci ? ci->connect_fd : -1;
+		r->route = route_find(method, url, &known);
+		if (!r->route) {
+			r->answered = 1;
+			if (known)
+				oai_error_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
+				    "%s is not allowed on %.200s", method, url);
+			else
+				oai_error_set(&e, 404, "invalid_request_error", "not_found", NULL,
+				    "there is no %.200s here (natter serve has /v1/chat/completions, /v1/completions, "
+				    "/v1/models and /health)", url);
+			return send_error(s, c, r, &e);
+		}
+		if (r->route->auth && !auth_ok(s, c)) {
+			r->answered = 1;
+			oai_error_set(&e, 401, "invalid_request_error", "invalid_api_key", NULL,
+			    "a valid API key is required: send the header \"Authorization: Bearer KEY\"");
+			return send_error(s, c, r, &e);
+		}
+		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && strtoull(cl, NULL, 10) > DRAIN_LIMIT) {
+			r->answered = 1;
+			oai_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
+			    "the request body is larger than the limit of %zu MiB", OAI_MAX_BODY >> 20);
+			return send_error(s, c, r, &e);
+		}
+		return MHD_YES;
+	}
+	if (*upload_size > 0) {
+		size_t n = *upload_size;
+		r->received += n;
+		*upload_size = 0;
+		if (r->answered)
+			return MHD_YES;
+		if (r->received > DRAIN_LIMIT)
+			return MHD_NO;
+		if (!r->route->body || r->too_big || r->len + n > OAI_MAX_BODY) {
+			r->too_big = r->route->body ? 1 : r->too_big;
+			return MHD_YES;
+		}
+		if (r->len + n + 1 > r->cap) {
+			size_t cap = r->cap ? r->cap : 4096;
+			char *b;
+			while (cap < r->len + n + 1)
+				cap *= 2;
+			b = realloc(r->body, cap);
+			if (!b)
+				return MHD_NO;
+			r->body = b;
+			r->cap = cap;
+		}
+		memcpy(r->body + r->len, upload, n);
+		r->len += n;
+		r->body[r->len] = 0;
+		return MHD_YES;
+	}
+	if (r->answered)
+		return MHD_YES;
+	r->answered = 1;
+	if (r->too_big) {
+		oai_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
+		    "the request body is larger than the limit of %zu MiB", OAI_MAX_BODY >> 20);
+		return send_error(s, c, r, &e);
+	}
+	if (r->route->prefix)
+		r->rest = url + strlen(r->route->path);   /* /v1/models/ID */
+	return r->route->fn(s, c, r);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct serve *s = cls;
+	struct conn *r = *con_cls;
+
+	(void)s;
+	(void)c;
+	(void)toe;
+	if (!r)
+		return;
+	free(r->body);
+	free(r);
+	*con_cls = NULL;
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	struct serve *s = cls;
+	char line[512];
+	size_t n;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n > 0 && line[n - 1] == '\n')
+		line[--n] = 0;
+	log_line(s, "libmicrohttpd: %s", line);
+}
+
+/* A listening socket on HOST:PORT. */
+static int
+listen_on(const char *host, int port, int *bound, char *err, size_t errlen)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	char ps[16];
+	int fd = -1, rc, one = 1, saved = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(ps, sizeof(ps), "%d", port);
+	rc = getaddrinfo(host, ps, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot use the address '%s': %s", host, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			saved = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 64) == 0)
+			break;
+		saved = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot listen on %s port %d: %s", host, port, strerror(saved));
+		return -1;
+	}
+	{
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+			*bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+			    ((struct sockaddr_in *)&ss)->sin_port);
+	}
+	return fd;
+}
+
+int
+serve_start(const struct serve_opts *o, struct serve **out, char *err, size_t errlen)
+{
+	struct serve *s = calloc(1, sizeof(*s));
+	const char *host = o->host ? o->host : "127.0.0.1";
+	int fd = -1;
+
+	*out = NULL;
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	s->log = o->log;
+	atomic_init(&s->n_requests, 0);
+	if (o->api_key) {
+		s->api_key = strdup(o->api_key);
+		if (!s->api_key) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		s->key_len = strlen(s->api_key);
+	}
+	/* The address first: a port in use is reported before the model loads. */
+	fd = listen_on(host, o->port, &s->port, err, errlen);
+	if (fd < 0)
+		goto fail;
+	if (engine_new(o, &s->eng, err, errlen) < 0)
+		goto fail;
+	s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,   /* first, or it warns */
+	    MHD_OPTION_LISTEN_SOCKET, fd,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)600,
+	    MHD_OPTION_END);
+	if (!s->d) {
+		snprintf(err, errlen, "cannot start the HTTP server on %s port %d", host, s->port);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	engine_free(s->eng);
+	if (s->api_key)
+		memset(s->api_key, 0, s->key_len);
+	free(s->api_key);
+	free(s);
+	return -1;
+}
+
+int serve_port(const struct serve *s) { return s->port; }
+const char *serve_model_id(const struct serve *s) { return engine_model_id(s->eng); }
+
+void
+serve_stop(struct serve *s)
+{
+	if (!s)
+		return;
+	/* The engine first: waiting handlers and streams see it stop and return,
+	 * so libmicrohttpd can join its connection threads. */
+	engine_shutdown(s->eng);
+	MHD_stop_daemon(s->d);
+	engine_free(s->eng);
+	if (s->api_key)
+		memset(s->api_key, 0, s->key_len);
+	free(s->api_key);
+	free(s);
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+# hub-server.py -- a local stand-in for the Hugging Face hub and its CDN, for tests/test-pull.sh.
+#
+# Serves the files under ROOT/OWNER/NAME/ as repository OWNER/NAME:
+#   hub:  GET /api/models/OWNER/NAME/tree/main   the file list (lfs.oid = SHA-256), paged with Link
+#         GET /OWNER/NAME/resolve/main/PATH      302 to the CDN, with X-Linked-Etag and X-Linked-Size
+#   cdn:  GET /blobs/OWNER/NAME/PATH             the bytes, with Range support (206)
+# The two listen on different ports of 127.0.0.1 (ports chosen by the kernel,
+# written to PORTFILE as "HUB CDN").  Every request is logged to LOG, one line
+# each, saying whether an Authorization header came (never its value).
+# Faults, per file name: --cut NAME:FRACTION (the first download stops after
+# that fraction and the connection is closed), --corrupt NAME (the hub
+# announces a wrong SHA-256), --nosize NAME (no size anywhere, no
+# Content-Length), --fake-size NAME:BYTES (the hub announces that size).
+import argparse
+import hashlib
+import json
+import os
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit, parse_qs
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--root", required=True)
+ap.add_argument("--portfile", required=True)
+ap.add_argument("--log", required=True)
+ap.add_argument("--token", default=None)
+ap.add_argument("--gated", action="append", default=[])
+ap.add_argument("--cut", action="append", default=[])
+ap.add_argument("--corrupt", action="append", default=[])
+ap.add_argument("--nosize", action="append", default=[])
+ap.add_argument("--fake-size", action="append", default=[])
+ap.add_argument("--page-size", type=int, default=0)
+args = ap.parse_args()
+
+cut = {c.split(":")[0]: float(c.split(":")[1]) for c in args.cut}
+fake = {c.split(":")[0]: int(c.split(":")[1]) for c in args.fake_size}
+already_cut = set()
+log_lock = threading.Lock()
+ports = {}
+
+
+def log(line):
+    with log_lock:
+        with open(args.log, "a") as f:
+            f.write(line + "\n")
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def announced(name, path):
+    """(size, sha256) the hub announces for a file; None where it says nothing."""
+    if name in args.nosize:
+        return None, None
+    size = fake.get(name, os.path.getsize(path))
+    sha = sha256_of(path)
+    if name in args.corrupt:
+        sha = hashlib.sha256(b"not the content" + sha.encode()).hexdigest()
+    return size, sha
+
+
+class Base(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *a):
+        pass
+
+    def auth(self):
+        h = self.headers.get("Authorization")
+        if h is None:
+            return "no"
+        return "yes" if args.token and h == "Bearer " + args.token else "bad"
+
+    def send_json(self, status, obj, extra=None):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Hub(Base):
+    def do_GET(self):
+        u = urlsplit(self.path)
+        path = unquote(u.path)
+        auth = self.auth()
+        log("hub GET %s auth=%s" % (path, auth))
+        parts = path.strip("/").split("/")
+        if len(parts) >= 6 and parts[0] == "api" and parts[1] == "models" and parts[4] == "tree":
+            repo = parts[2] + "/" + parts[3]
+            kind = "tree"
+        elif len(parts) >= 5 and parts[2] == "resolve":
+            repo = parts[0] + "/" + parts[1]
+            kind = "resolve"
+        else:
+            return self.send_json(404, {"error": "Not found"})
+        rdir = os.path.join(args.root, repo)
+        if not os.path.isdir(rdir):
+            return self.send_json(401, {"error": "Repository not found"})
+        if repo in args.gated and auth != "yes":
+            return self.send_json(401, {"error": "Access to model %s is restricted." % repo})
+        if kind == "tree":
+            entries = []
+            for dp, dn, fn in os.walk(rdir):
+                dn.sort()
+                for n in sorted(fn):
+                    full = os.path.join(dp, n)
+                    rel = os.path.relpath(full, rdir)
+                    size, sha = announced(n, full)
+                    e = {"type": "file", "path": rel, "oid": hashlib.sha1(rel.encode()).hexdigest()}
+                    if size is not None:
+                        e["size"] = size
+                    if sha is not None and n.endswith(".gguf"):
+                        e["lfs"] = {"oid": sha, "size": size, "pointerSize": 134}
+                    entries.append(e)
+            extra = {}
+            if args.page_size:
+                cur = int(parse_qs(u.query).get("cursor", ["0"])[0])
+                page = entries[cur:cur + args.page_size]
+                if cur + args.page_size < len(entries):
+                    extra["Link"] = '<http://127.0.0.1:%d/api/models/%s/tree/main?recursive=true&cursor=%d>; rel="next"' % (
+                        ports["hub"], repo, cur + args.page_size)
+                entries = page
+            return self.send_json(200, entries, extra)
+        rel = "/".join(parts[4:])
+        full = os.path.join(rdir, rel)
+        if not os.path.isfile(full):
+            return self.send_json(404, {"error": "Entry not found"})
+        size, sha = announced(os.path.basename(full), full)
+        self.send_response(302)
+        self.send_header("Location", "http://127.0.0.1:%d/blobs/%s/%s" % (ports["cdn"], repo, rel))
+        if sha is not None:
+            self.send_header("X-Linked-Etag", '"%s"' % sha)
+            self.send_header("ETag", '"%s"' % sha)
+        if size is not None:
+            self.send_header("X-Linked-Size", str(size))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class Cdn(Base):
+    def do_GET(self):
+        path = unquote(urlsplit(self.path).path)
+        rng = self.headers.get("Range")
+        log("cdn GET %s range=%s auth=%s" % (path, rng or "-", self.auth()))
+        if not path.startswith("/blobs/"):
+            return self.send_json(404, {"error": "Not found"})
+        full = os.path.join(args.root, path[len("/blobs/"):])
+        if not os.path.isfile(full):
+            return self.send_json(404, {"error": "Not found"})
+        name = os.path.basename(full)
+        with open(full, "rb") as f:
+            data = f.read()
+        start = 0
+        if rng and rng.startswith("bytes=") and rng.endswith("-"):
+            start = int(rng[6:-1])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", "bytes */%d" % len(data))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))
+        else:
+            self.send_response(200)
+        body = data[start:]
+        if name in args.nosize:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if name in cut and name not in already_cut and start == 0:
+            already_cut.add(name)
+            n = int(len(data) * cut[name])
+            self.wfile.write(body[:n])
+            self.wfile.flush()
+            log("cdn cut %s after %d bytes" % (path, n))
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+hub = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+cdn = ThreadingHTTPServer(("127.0.0.1", 0), Cdn)
+hub.daemon_threads = cdn.daemon_threads = True
+ports["hub"] = hub.server_address[1]
+ports["cdn"] = cdn.server_address[1]
+threading.Thread(target=cdn.serve_forever, daemon=True).start()
+tmp = args.portfile + ".tmp"
+with open(tmp, "w") as f:
+    f.write("%d %d\n" % (ports["hub"], ports["cdn"]))
+os.rename(tmp, args.portfile)
+try:
+    hub.serve_forever()
+except KeyboardInterrupt:
+    sys.exit(0)

@@ -1,0 +1,188 @@
+#!/bin/sh
+# test-pull.sh -- natter pull against a local stand-in for the Hugging Face hub (tests/hub-server.py),
+# and natter models: full, paged, resumed, corrupt, gated, full-disk downloads; the token never shown.
+: "${NATTER_BIN:=./natter}"
+: "${NATTER_FIXTURES:=../shared/fixtures}"
+: "${NATTER_SRCDIR:=.}"
+F=$NATTER_FIXTURES
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { # check LABEL EXPECTED ACTUAL
+	if [ "$2" = "$3" ]; then ok; else bad "$1: expected [$2] got [$3]"; fi
+}
+tmp=$(mktemp -d)
+hub_pid=; mnt=
+cleanup() {
+	[ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null
+	[ -n "$mnt" ] && umount "$mnt" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+if ! command -v python3 >/dev/null 2>&1; then
+	echo "SKIP: python3 is needed for the test hub (tools/install-deps.sh installs it)"
+	exit 77
+fi
+# Debian's python3 (what tools/install-deps.sh installs) when it is there:
+# a version manager's shim first in PATH costs a second per call.
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+if [ ! -d "$F/models" ]; then
+	echo "SKIP: fixtures not found"
+	exit 77
+fi
+
+# Usage errors: status 2 and a message.
+"$NATTER_BIN" pull >/dev/null 2>"$tmp/err"; check "pull without a repo" 2 $?
+"$NATTER_BIN" pull "not-a-repo" 2>"$tmp/err"; check "pull bad repo" 2 $?
+grep -q "is not a repository name" "$tmp/err" && ok || bad "bad repo message: $(cat "$tmp/err")"
+"$NATTER_BIN" pull "org/x:notes.txt" 2>"$tmp/err"; check "pull a non-GGUF" 2 $?
+"$NATTER_BIN" pull "org/x:../../etc/passwd.gguf" 2>"$tmp/err"; check "pull with .." 2 $?
+
+# The repositories.
+token="hf_test_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+root=$tmp/root
+mkdir -p "$root/org/tiny-GGUF/sub" "$root/org/cut-GGUF" "$root/org/cut2-GGUF" "$root/org/bad-GGUF" \
+	"$root/org/gated-GGUF" "$root/org/nosize-GGUF" "$root/org/huge-GGUF" "$root/org/none-GGUF"
+cp "$F/models/tiny-llama-q4_k_m.gguf" "$root/org/tiny-GGUF/tiny-llama-Q4_K_M.gguf"
+cp "$F/models/tiny-llama-q8_0.gguf" "$root/org/tiny-GGUF/sub/tiny-llama-Q8_0.gguf"
+echo "a model card" > "$root/org/tiny-GGUF/README.md"
+head -c 4000 /dev/urandom > "$root/org/tiny-GGUF/mmproj-tiny-f16.gguf"
+head -c 3000000 /dev/urandom > "$root/org/cut-GGUF/cut-Q4_K_M.gguf"
+head -c 2000000 /dev/urandom > "$root/org/cut2-GGUF/cut2-Q4_K_M.gguf"
+head -c 1000000 /dev/urandom > "$root/org/bad-GGUF/bad-Q4_K_M.gguf"
+cp "$F/models/tiny-qwen2-q4_0.gguf" "$root/org/gated-GGUF/gated-Q4_0.gguf"
+head -c 3000000 /dev/urandom > "$root/org/nosize-GGUF/nosize.gguf"
+head -c 100000 /dev/urandom > "$root/org/huge-GGUF/huge.gguf"
+head -c 100000 /dev/urandom > "$root/org/none-GGUF/model-Q8_0.gguf"
+
+"$PY" "$NATTER_SRCDIR/tests/hub-server.py" --root "$root" --portfile "$tmp/ports" --log "$tmp/hub.log" \
+	--token "$token" --gated org/gated-GGUF --cut cut-Q4_K_M.gguf:0.4 --cut cut2-Q4_K_M.gguf:0.4 \
+	--corrupt bad-Q4_K_M.gguf --nosize nosize.gguf --fake-size huge.gguf:10000000000000 --page-size 2 \
+	2>"$tmp/hub.err" &
+hub_pid=$!
+i=0
+while [ ! -s "$tmp/ports" ] && [ $i -lt 100 ]; do
+	kill -0 "$hub_pid" 2>/dev/null || break
+	sleep 0.1; i=$((i + 1))
+done
+if [ ! -s "$tmp/ports" ]; then
+	bad "the test hub did not start: $(cat "$tmp/hub.err")"
+	exit 1
+fi
+read -r hub_port cdn_port < "$tmp/ports"
+export HF_ENDPOINT="http://127.0.0.1:$hub_port"
+unset HF_TOKEN
+export XDG_DATA_HOME="$tmp/data"
+export HOME="$tmp/home"
+models=$XDG_DATA_HOME/natter/models
+mkdir -p "$HOME"
+
+# 1. REPO alone: the list (paged by the hub, two entries a page), the Q4_K_M chosen and said so.
+"$NATTER_BIN" pull org/tiny-GGUF >"$tmp/o1" 2>"$tmp/e1"; check "pull REPO status" 0 $?
+check "pull prints the path" "$models/tiny-llama-Q4_K_M.gguf" "$(cat "$tmp/o1")"
+grep -q "sub/tiny-llama-Q8_0.gguf" "$tmp/e1" && ok || bad "the list lacks the file of the second page: $(cat "$tmp/e1")"
+grep -q "taking tiny-llama-Q4_K_M.gguf (the Q4_K_M" "$tmp/e1" && ok || bad "the choice is not said: $(cat "$tmp/e1")"
+grep -q "mmproj" "$tmp/e1" && bad "a vision projector is listed as a model" || ok
+check "tree pages requested (4 files, 2 a page)" 2 "$(grep -c "hub GET /api/models/org/tiny-GGUF/tree/main" "$tmp/hub.log")"
+cmp -s "$models/tiny-llama-Q4_K_M.gguf" "$root/org/tiny-GGUF/tiny-llama-Q4_K_M.gguf" && ok || bad "downloaded bytes differ"
+grep -q "SHA-256 verified" "$tmp/e1" && ok || bad "no verification said: $(cat "$tmp/e1")"
+grep -q "^natter pull: 100% " "$tmp/e1" && ok || bad "no plain progress lines off a terminal: $(cat "$tmp/e1")"
+grep -q "cdn GET /blobs/org/tiny-GGUF/tiny-llama-Q4_K_M.gguf range=- auth=no" "$tmp/hub.log" && ok ||
+	bad "the CDN was not reached through the redirect: $(cat "$tmp/hub.log")"
+[ ! -e "$models/tiny-llama-Q4_K_M.gguf.part" ] && ok || bad "a .part file was left"
+
+# REPO:FILE in a folder; a second pull of the same file is a no-op.
+"$NATTER_BIN" pull org/tiny-GGUF:sub/tiny-llama-Q8_0.gguf >"$tmp/o2" 2>"$tmp/e2"; check "pull REPO:FILE status" 0 $?
+cmp -s "$models/tiny-llama-Q8_0.gguf" "$root/org/tiny-GGUF/sub/tiny-llama-Q8_0.gguf" && ok || bad "Q8_0 bytes differ"
+n=$(grep -c "cdn GET" "$tmp/hub.log")
+"$NATTER_BIN" pull org/tiny-GGUF:sub/tiny-llama-Q8_0.gguf >/dev/null 2>"$tmp/e3"; check "second pull status" 0 $?
+grep -q "already there" "$tmp/e3" && ok || bad "second pull message: $(cat "$tmp/e3")"
+check "second pull downloads nothing" "$n" "$(grep -c "cdn GET" "$tmp/hub.log")"
+"$NATTER_BIN" pull org/tiny-GGUF:nope.gguf 2>"$tmp/e4"; check "missing file status" 1 $?
+grep -q "has no file nope.gguf" "$tmp/e4" && ok || bad "missing file message: $(cat "$tmp/e4")"
+"$NATTER_BIN" pull org/none-GGUF 2>"$tmp/e5"; check "no Q4_K_M status" 1 $?
+grep -q "no single-file Q4_K_M" "$tmp/e5" && grep -q "model-Q8_0.gguf" "$tmp/e5" && ok || bad "no Q4_K_M message: $(cat "$tmp/e5")"
+"$NATTER_BIN" pull org/absent-GGUF 2>"$tmp/e6"; check "absent repo status" 1 $?
+grep -q "does not exist or needs an access token" "$tmp/e6" && ok || bad "absent repo message: $(cat "$tmp/e6")"
+
+# 2. Cut at 40 %: without retries the part file keeps exactly what came, and
+# the next run resumes it with a Range request.
+size=3000000; cutat=$((size * 4 / 10))
+"$NATTER_BIN" pull --retries 0 org/cut-GGUF:cut-Q4_K_M.gguf >/dev/null 2>"$tmp/c1"; check "cut pull status" 1 $?
+grep -q "run the same command to resume" "$tmp/c1" && ok || bad "cut message: $(cat "$tmp/c1")"
+check "part file after the cut" "$cutat" "$(wc -c < "$models/cut-Q4_K_M.gguf.part" | tr -d ' ')"
+"$NATTER_BIN" models >"$tmp/m0" 2>&1
+grep -q "cut-Q4_K_M.gguf .*unfinished natter pull" "$tmp/m0" && ok || bad "models does not show the part: $(cat "$tmp/m0")"
+"$NATTER_BIN" pull org/cut-GGUF:cut-Q4_K_M.gguf >/dev/null 2>"$tmp/c2"; check "resumed pull status" 0 $?
+grep -q "resuming cut-Q4_K_M.gguf" "$tmp/c2" && ok || bad "resume not said: $(cat "$tmp/c2")"
+grep -q "cdn GET /blobs/org/cut-GGUF/cut-Q4_K_M.gguf range=bytes=$cutat- " "$tmp/hub.log" && ok ||
+	bad "no Range request from byte $cutat: $(grep cut-Q4 "$tmp/hub.log")"
+cmp -s "$models/cut-Q4_K_M.gguf" "$root/org/cut-GGUF/cut-Q4_K_M.gguf" && ok || bad "resumed bytes differ"
+# With retries (the default), one run resumes by itself.
+"$NATTER_BIN" pull org/cut2-GGUF:cut2-Q4_K_M.gguf >/dev/null 2>"$tmp/c3"; check "auto-resumed pull status" 0 $?
+grep -q "cdn GET /blobs/org/cut2-GGUF/cut2-Q4_K_M.gguf range=bytes=$((2000000 * 4 / 10))- " "$tmp/hub.log" && ok ||
+	bad "no automatic Range request: $(grep cut2 "$tmp/hub.log")"
+cmp -s "$models/cut2-Q4_K_M.gguf" "$root/org/cut2-GGUF/cut2-Q4_K_M.gguf" && ok || bad "auto-resumed bytes differ"
+
+# 3. A wrong SHA-256: refused, nothing kept.
+"$NATTER_BIN" pull org/bad-GGUF:bad-Q4_K_M.gguf >/dev/null 2>"$tmp/b1"; check "corrupt pull status" 1 $?
+grep -q "is corrupt: its SHA-256 is $(sha256sum "$root/org/bad-GGUF/bad-Q4_K_M.gguf" | cut -c1-64)" "$tmp/b1" && ok ||
+	bad "corrupt message: $(cat "$tmp/b1")"
+[ ! -e "$models/bad-Q4_K_M.gguf" ] && [ ! -e "$models/bad-Q4_K_M.gguf.part" ] && ok || bad "a corrupt download was kept"
+
+# 4. A gated model: 401 without a token, refused with a wrong one, fine with
+# the right one; the token goes to the hub and never to the CDN.
+"$NATTER_BIN" pull org/gated-GGUF:gated-Q4_0.gguf >/dev/null 2>"$tmp/g1"; check "gated without token" 1 $?
+grep -q "set HF_TOKEN" "$tmp/g1" && ok || bad "no-token message: $(cat "$tmp/g1")"
+HF_TOKEN=wrong "$NATTER_BIN" pull org/gated-GGUF:gated-Q4_0.gguf >/dev/null 2>"$tmp/g2"; check "gated wrong token" 1 $?
+grep -q "refused access to the repository org/gated-GGUF (HTTP 401) with the token in HF_TOKEN" "$tmp/g2" && ok ||
+	bad "wrong-token message: $(cat "$tmp/g2")"
+HF_TOKEN=$token "$NATTER_BIN" pull org/gated-GGUF:gated-Q4_0.gguf >"$tmp/g3o" 2>"$tmp/g3"; check "gated with token" 0 $?
+cmp -s "$models/gated-Q4_0.gguf" "$root/org/gated-GGUF/gated-Q4_0.gguf" && ok || bad "gated bytes differ"
+grep -q "hub GET /org/gated-GGUF/resolve/main/gated-Q4_0.gguf auth=yes" "$tmp/hub.log" && ok || bad "the hub did not get the token"
+grep "cdn GET /blobs/org/gated-GGUF/" "$tmp/hub.log" | grep -qv "auth=no" && bad "the token went to the CDN" || ok
+grep -q "cdn GET /blobs/org/gated-GGUF/gated-Q4_0.gguf" "$tmp/hub.log" && ok || bad "the gated file did not come from the CDN"
+
+# 5. Not enough space: refused before any byte when the size is known.
+"$NATTER_BIN" pull org/huge-GGUF:huge.gguf >/dev/null 2>"$tmp/h1"; check "too big status" 1 $?
+grep -q "huge.gguf needs 9.*free: nothing was downloaded" "$tmp/h1" && ok || bad "too big message: $(cat "$tmp/h1")"
+grep -q "cdn GET /blobs/org/huge-GGUF" "$tmp/hub.log" && bad "the CDN was asked for a file that cannot fit" || ok
+[ ! -e "$models/huge.gguf.part" ] && ok || bad "a part file was left for a refused download"
+mnt=$tmp/small
+mkdir -p "$mnt"
+if mount -t tmpfs -o size=1m tmpfs "$mnt" 2>/dev/null; then
+	# A known size larger than the disk: refused up front.
+	XDG_DATA_HOME=$mnt "$NATTER_BIN" pull org/cut-GGUF:cut-Q4_K_M.gguf >/dev/null 2>"$tmp/s1"; check "small disk status" 1 $?
+	grep -q "needs 2.9 MiB more but $mnt/natter/models has only" "$tmp/s1" && ok || bad "small disk message: $(cat "$tmp/s1")"
+	# No size announced: the disk fills while writing; the part is removed.
+	XDG_DATA_HOME=$mnt "$NATTER_BIN" pull org/nosize-GGUF:nosize.gguf >/dev/null 2>"$tmp/s2"; check "ENOSPC status" 1 $?
+	grep -q "is full .*the partial file was removed" "$tmp/s2" && ok || bad "ENOSPC message: $(cat "$tmp/s2")"
+	check "nothing left on the full disk" "" "$(ls "$mnt/natter/models")"
+	umount "$mnt" && mnt=
+else
+	echo "note: cannot mount a small tmpfs here (not root?); the write-time ENOSPC case was not run"
+fi
+
+# 6. natter models: name, size, architecture, quantization, last use from the history.
+db=$tmp/hist.db
+printf 'hello\n' | "$NATTER_BIN" chat --plain -m "$models/tiny-llama-Q4_K_M.gguf" --db "$db" -n 2 >/dev/null 2>&1
+"$NATTER_BIN" models --db "$db" >"$tmp/m1" 2>&1; check "models status" 0 $?
+grep -Eq "^tiny-llama-Q4_K_M.gguf +[0-9.]+ KiB +llama +Q4_K_M +20[0-9][0-9]-" "$tmp/m1" && ok || bad "models Q4_K_M line: $(cat "$tmp/m1")"
+grep -Eq "^tiny-llama-Q8_0.gguf +.* llama +Q8_0 +never" "$tmp/m1" && ok || bad "models Q8_0 line: $(cat "$tmp/m1")"
+grep -Eq "^gated-Q4_0.gguf +.* qwen2 +Q4_0 " "$tmp/m1" && ok || bad "models qwen2 line: $(cat "$tmp/m1")"
+grep -Eq "^cut-Q4_K_M.gguf .*not readable" "$tmp/m1" && ok || bad "models: a non-GGUF file: $(cat "$tmp/m1")"
+XDG_DATA_HOME=$tmp/empty "$NATTER_BIN" models >"$tmp/m2"; check "models on an empty folder" 0 $?
+grep -q "No models in $tmp/empty/natter/models" "$tmp/m2" && ok || bad "empty models message: $(cat "$tmp/m2")"
+
+# 7. The token never appears in any file natter wrote or any output.
+if grep -rqF "$token" "$tmp" --exclude=hub.log; then
+	bad "the token appears in: $(grep -rlF "$token" "$tmp")"
+else
+	ok
+fi
+grep -qF "$token" "$tmp/hub.log" && bad "the token reached the test hub's log" || ok
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

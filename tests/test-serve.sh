@@ -1,0 +1,334 @@
+#!/bin/sh
+# test-serve.sh -- natter serve on loopback, driven by two clients: the official openai npm package
+# (when npm can install it) and curl; greedy output against natter generate; bad requests; a client
+# that leaves mid-stream; the history; the API key never shown.
+: "${NATTER_BIN:=./natter}"
+: "${NATTER_FIXTURES:=../shared/fixtures}"
+: "${NATTER_SRCDIR:=.}"
+F=$NATTER_FIXTURES
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { # check LABEL EXPECTED ACTUAL
+	if [ "$2" = "$3" ]; then ok; else bad "$1: expected [$2] got [$3]"; fi
+}
+tmp=$(mktemp -d)
+pids=
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+for tool in python3 curl; do
+	if ! command -v $tool >/dev/null 2>&1; then
+		echo "SKIP: $tool is needed (tools/install-deps.sh installs it)"
+		exit 77
+	fi
+done
+# Debian's python3 (what tools/install-deps.sh installs) when it is there:
+# a version manager's shim first in PATH costs a second per call.
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+M=$F/models/aidreams260K-f32.gguf
+if [ ! -f "$M" ]; then
+	echo "SKIP: fixtures not found"
+	exit 77
+fi
+npm_cache=${npm_config_cache:-${HOME:-$tmp}/.npm}
+export HOME="$tmp/home" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config"
+mkdir -p "$HOME"
+unset NATTER_DB
+key="sk-natter-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+export NATTER_TEST_KEY="$key"
+# A template that passes the conversation through: the chat's prompt is the
+# user's text, as natter generate sees it.
+printf '%s' "{% for message in messages %}{{ message['content'] }}{% endfor %}" > "$tmp/raw.jinja"
+prompt="I dreamed that"
+"$NATTER_BIN" generate -m "$M" -p "$prompt" -n 24 --temp 0 -t 1 > "$tmp/gen.txt"
+expect=$("$PY" -c 'import sys; t = open(sys.argv[1], encoding="utf-8").read(); print(t[:-1] if t.endswith("\n") else t, end="")' "$tmp/gen.txt")
+[ -n "$expect" ] && ok || bad "natter generate printed nothing"
+
+# start NAME ARGS...: starts a server on a free port, sets $port.
+start() {
+	name=$1; shift
+	# One thread: the model is tiny, and the machine may be busy.
+	"$NATTER_BIN" serve -m "$M" --port 0 -t 1 "$@" 2>"$tmp/$name.log" &
+	pids="$pids $!"
+	i=0
+	while ! grep -q "listening on" "$tmp/$name.log" 2>/dev/null && [ $i -lt 300 ]; do
+		sleep 0.1; i=$((i + 1))
+	done
+	port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/v1 .*|\1|p' "$tmp/$name.log")
+	[ -n "$port" ] && ok || { bad "$name did not start: $(cat "$tmp/$name.log")"; exit 1; }
+}
+start main --api-key-env NATTER_TEST_KEY --db "$tmp/main.db" --chat-template "$tmp/raw.jinja" -c 128
+P=$port
+start slow --api-key-env NATTER_TEST_KEY --db "$tmp/slow.db" --chat-template "$tmp/raw.jinja" -c 128 --token-delay 50
+SLOW=$port
+grep -q "an API key is required" "$tmp/main.log" && ok || bad "start line: $(cat "$tmp/main.log")"
+
+# req NAME METHOD PATH [BODYFILE] [KEY]: the body into $tmp/NAME, prints the status.
+req() {
+	k=${5-$key}
+	if [ -n "$4" ]; then
+		curl -s -o "$tmp/$1" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $k" \
+			-H 'Content-Type: application/json' --data-binary "@$4" "http://127.0.0.1:$P$3"
+	else
+		curl -s -o "$tmp/$1" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $k" "http://127.0.0.1:$P$3"
+	fi
+}
+# jget FILE EXPR: a Python expression over the JSON in FILE, as d.
+jget() { "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1], encoding="utf-8")); print(eval(sys.argv[2]), end="")' "$1" "$2"; }
+# body FILE JSON: writes a request body.
+body() { printf '%s' "$2" > "$tmp/$1"; }
+# sse FILE: the stream's events checked and its text printed (content or text deltas).
+sse() {
+	"$PY" - "$1" <<'EOF'
+import json, sys
+raw = open(sys.argv[1], encoding="utf-8").read()
+events = [e[len("data: "):] for e in raw.split("\n\n") if e.strip()]
+assert all(not e.startswith("data:") for e in events), "an event without data"
+assert events[-1] == "[DONE]", "the stream does not end with [DONE]"
+text, finish, usage = "", None, None
+for e in events[:-1]:
+    d = json.loads(e)
+    for c in d["choices"]:
+        text += c.get("delta", {}).get("content") or c.get("text") or ""
+        finish = c.get("finish_reason") or finish
+    if d.get("usage"):
+        assert d["choices"] == [], "usage in a chunk with choices"
+        usage = d["usage"]
+print(json.dumps({"text": text, "finish": finish, "usage": usage, "n": len(events)}))
+EOF
+}
+esc() { "$PY" -c 'import json, sys; print(json.dumps(sys.argv[1]), end="")' "$1"; }
+
+# --- the openai package, when npm can fetch it ---
+if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 &&
+	timeout 180 npm install --prefix "$tmp/npm" --cache "$npm_cache" --prefer-offline --no-audit --no-fund \
+		--fetch-retries=1 --fetch-timeout=30000 --loglevel=error openai@4 >"$tmp/npm.log" 2>&1; then
+	before=$(curl -s "http://127.0.0.1:$SLOW/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["cancelled"])')
+	OPENAI_PREFIX="$tmp/npm" PORT=$P SLOW_PORT=$SLOW KEY=$key MODEL=aidreams260K-f32 EXPECT=$expect PROMPT=$prompt \
+		node "$NATTER_SRCDIR/tests/serve-openai.mjs" >"$tmp/node.out" 2>&1
+	check "openai client status" 0 $?
+	n_ok=$(grep -c "^ok " "$tmp/node.out")
+	[ "$n_ok" -ge 19 ] && ok || bad "openai client: only $n_ok checks passed"
+	grep "^FAIL" "$tmp/node.out" >&2 && bad "openai client checks failed" || ok
+	grep -q "^ok abandoned a stream" "$tmp/node.out" || bad "the openai client did not abandon its stream: $(cat "$tmp/node.out")"
+	# The server saw the client go and cancelled the generation.
+	i=0
+	while [ $i -lt 300 ]; do
+		now=$(curl -s "http://127.0.0.1:$SLOW/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["cancelled"])')
+		[ "$now" -gt "$before" ] && break
+		sleep 0.1; i=$((i + 1))
+	done
+	[ "$now" -gt "$before" ] && ok || bad "the openai client's abandoned stream was not cancelled: $(cat "$tmp/slow.log")"
+else
+	echo "note: npm could not install the openai package (no registry?); only the curl client ran"
+	sed 's/^/  npm: /' "$tmp/npm.log" 2>/dev/null | tail -n 3
+fi
+
+# --- curl: the same requests ---
+check "health without a key" 200 "$(req h GET /health "" none)"
+check "health says ok" ok "$(jget "$tmp/h" 'd["status"]')"
+check "models without a key" 401 "$(req m0 GET /v1/models "" "")"
+check "401 error shape" "invalid_request_error invalid_api_key" "$(jget "$tmp/m0" 'd["error"]["type"] + " " + d["error"]["code"]')"
+check "models with a wrong key" 401 "$(req m1 GET /v1/models "" wrong)"
+check "models" 200 "$(req m2 GET /v1/models)"
+check "model id" "list aidreams260K-f32" "$(jget "$tmp/m2" 'd["object"] + " " + d["data"][0]["id"]')"
+check "model by id" 200 "$(req m3 GET /v1/models/aidreams260K-f32)"
+check "unknown model by id" 404 "$(req m4 GET /v1/models/nope)"
+
+msgs="[{\"role\": \"user\", \"content\": $(esc "$prompt")}]"
+body c1 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24}"
+check "chat" 200 "$(req r1 POST /v1/chat/completions "$tmp/c1")"
+check "chat equals natter generate" "$expect" "$(jget "$tmp/r1" 'd["choices"][0]["message"]["content"]')"
+check "chat finish and usage" "length 24 9" "$(jget "$tmp/r1" 'd["choices"][0]["finish_reason"] + " " + str(d["usage"]["completion_tokens"]) + " " + str(d["usage"]["prompt_tokens"])')"
+# The next turn of that conversation reuses the cached prompt and reply.
+body c2 "{\"model\": \"aidreams260K-f32\", \"messages\": [{\"role\": \"user\", \"content\": $(esc "$prompt")}, {\"role\": \"assistant\", \"content\": $(esc "$expect")}, {\"role\": \"user\", \"content\": \" Then\"}], \"temperature\": 0, \"max_tokens\": 4}"
+check "next turn" 200 "$(req r2 POST /v1/chat/completions "$tmp/c2")"
+cached=$(jget "$tmp/r2" 'd["usage"]["prompt_tokens_details"]["cached_tokens"]')
+[ "$cached" -ge 33 ] && ok || bad "the next turn reused $cached cached tokens, not the 33 of the previous request"
+echo "KV reuse: $cached of $(jget "$tmp/r2" 'd["usage"]["prompt_tokens"]') prompt tokens came from the cache"
+
+body c3 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24, \"stream\": true, \"stream_options\": {\"include_usage\": true}}"
+check "chat stream" 200 "$(req r3 POST /v1/chat/completions "$tmp/c3")"
+sse "$tmp/r3" > "$tmp/r3.json" 2>"$tmp/r3.err" && ok || bad "chat stream events: $(cat "$tmp/r3.err")"
+check "streamed chat equals natter generate" "$expect" "$(jget "$tmp/r3.json" 'd["text"]')"
+check "stream finish and usage" "length 24" "$(jget "$tmp/r3.json" 'd["finish"] + " " + str(d["usage"]["completion_tokens"])')"
+body c4 "{\"model\": \"aidreams260K-f32\", \"prompt\": $(esc "$prompt"), \"temperature\": 0, \"max_tokens\": 24}"
+check "completion" 200 "$(req r4 POST /v1/completions "$tmp/c4")"
+check "completion equals natter generate" "$expect" "$(jget "$tmp/r4" 'd["choices"][0]["text"]')"
+body c5 "{\"model\": \"aidreams260K-f32\", \"prompt\": $(esc "$prompt"), \"temperature\": 0, \"max_tokens\": 24, \"stream\": true}"
+check "completion stream" 200 "$(req r5 POST /v1/completions "$tmp/c5")"
+sse "$tmp/r5" > "$tmp/r5.json" && ok || bad "completion stream events"
+check "streamed completion equals natter generate" "$expect" "$(jget "$tmp/r5.json" 'd["text"]')"
+# Stop strings, streamed and not: the text ends before the first one.
+stopped=${expect%%unfold*}
+body c6 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24, \"stop\": [\"zzz\", \"unfold\"]}"
+check "stop" 200 "$(req r6 POST /v1/chat/completions "$tmp/c6")"
+check "stop text" "$stopped|stop" "$(jget "$tmp/r6" 'd["choices"][0]["message"]["content"] + "|" + d["choices"][0]["finish_reason"]')"
+body c7 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24, \"stop\": \"unfold\", \"stream\": true}"
+check "stop stream" 200 "$(req r7 POST /v1/chat/completions "$tmp/c7")"
+sse "$tmp/r7" > "$tmp/r7.json" && ok || bad "stop stream events"
+check "stop stream text" "$stopped|stop" "$(jget "$tmp/r7.json" 'd["text"] + "|" + d["finish"]')"
+# Sampling fields are honoured: a seed repeats a sampled reply; top_k 1 is greedy.
+body c8 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 1.5, \"seed\": 42, \"max_tokens\": 24, \"top_p\": 0.9, \"min_p\": 0.01, \"repeat_penalty\": 1.1}"
+req r8a POST /v1/chat/completions "$tmp/c8" >/dev/null; req r8b POST /v1/chat/completions "$tmp/c8" >/dev/null
+check "same seed, same reply" "$(jget "$tmp/r8a" 'd["choices"][0]["message"]["content"]')" "$(jget "$tmp/r8b" 'd["choices"][0]["message"]["content"]')"
+body c9 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 1.5, \"top_k\": 1, \"max_completion_tokens\": 24}"
+req r9 POST /v1/chat/completions "$tmp/c9" >/dev/null
+check "top_k 1 is greedy" "$expect" "$(jget "$tmp/r9" 'd["choices"][0]["message"]["content"]')"
+
+# Bad requests: 4xx, OpenAI's error shape, the field named.
+# bad_req LABEL STATUS PARAM BODY
+bad_req() {
+	body bb "$4"
+	check "$1 status" "$2" "$(req rb POST /v1/chat/completions "$tmp/bb")"
+	check "$1 error" "invalid_request_error|$3" "$(jget "$tmp/rb" 'd["error"]["type"] + "|" + str(d["error"]["param"])')"
+}
+bad_req "malformed JSON" 400 None '{"model": "aidreams260K-f32", "messages": ['
+bad_req "empty body" 400 None ''
+bad_req "not an object" 400 None '[1, 2]'
+bad_req "messages a string" 400 messages '{"model": "aidreams260K-f32", "messages": "hi"}'
+bad_req "temperature a string" 400 temperature "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": \"hot\"}"
+bad_req "max_tokens not an integer" 400 max_tokens "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"max_tokens\": 1.5}"
+bad_req "top_p out of range" 400 top_p "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"top_p\": 2}"
+bad_req "stop a number" 400 stop "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"stop\": 5}"
+bad_req "stream a string" 400 stream "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"stream\": \"yes\"}"
+bad_req "a tool message" 400 "messages[0].role" '{"model": "aidreams260K-f32", "messages": [{"role": "tool", "content": "x"}]}'
+bad_req "an image part" 400 "messages[0].content[0]" '{"model": "aidreams260K-f32", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}'
+bad_req "last message not the user's" 400 messages '{"model": "aidreams260K-f32", "messages": [{"role": "assistant", "content": "x"}]}'
+bad_req "no model" 400 model "{\"messages\": $msgs}"
+bad_req "n 2" 400 n "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"n\": 2}"
+bad_req "unknown model" 404 model "{\"model\": \"gpt-4o\", \"messages\": $msgs}"
+check "unknown model code" model_not_found "$(jget "$tmp/rb" 'd["error"]["code"]')"
+"$PY" -c 'import json; print(json.dumps({"model": "aidreams260K-f32", "messages": [{"role": "user", "content": "a" * (10 << 20)}]}))' > "$tmp/big"
+check "10 MB body" 413 "$(req rbig POST /v1/chat/completions "$tmp/big")"
+check "10 MB body error" "request_too_large 4 MiB" "$(jget "$tmp/rbig" 'd["error"]["code"] + " " + ("4 MiB" if "4 MiB" in d["error"]["message"] else d["error"]["message"])')"
+check "prompt longer than the context" 400 "$(body long "{\"model\": \"aidreams260K-f32\", \"prompt\": \"$(head -c 3000 /dev/zero | tr '\0' 'a')\"}"; req rl POST /v1/completions "$tmp/long")"
+grep -q "context" "$tmp/rl" && ok || bad "long prompt message: $(cat "$tmp/rl")"
+check "GET on a POST route" 405 "$(req r405 GET /v1/chat/completions)"
+check "unknown path" 404 "$(req r404 GET /v2/nothing)"
+check "a path with an escape sequence" 404 "$(req resc GET "/v1/x%1b%5b2J")"
+grep -q "$(printf '\033')" "$tmp/main.log" && bad "a terminal escape reached the log" || ok
+grep -qF "there is no /v1/x?[2J here" "$tmp/main.log" && ok || bad "the path is not in the log as expected"
+# Still serving, with the same answer.
+check "after the bad requests" 200 "$(req r10 POST /v1/chat/completions "$tmp/c1")"
+check "same answer after the bad requests" "$expect" "$(jget "$tmp/r10" 'd["choices"][0]["message"]["content"]')"
+check "only the long prompt failed in the engine" 1 "$(curl -s "http://127.0.0.1:$P/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["failed"])')"
+
+# A client that leaves mid-stream: the server cancels the generation.
+before=$(curl -s "http://127.0.0.1:$SLOW/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["cancelled"])')
+"$PY" - "$SLOW" "$key" > "$tmp/leave.out" <<'EOF'
+import json, socket, sys
+port, key = int(sys.argv[1]), sys.argv[2]
+body = json.dumps({"model": "aidreams260K-f32", "messages": [{"role": "user", "content": "Once upon"}],
+                   "max_tokens": 100, "stream": True}).encode()
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
+          b"\r\n\r\n" + body)
+got = b""
+while got.count(b"data: ") < 3:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+s.close()
+print(got.count(b"data: ") >= 3)
+EOF
+check "the leaving client read 3 events or more" True "$(cat "$tmp/leave.out")"
+i=0
+while [ $i -lt 300 ]; do
+	now=$(curl -s "http://127.0.0.1:$SLOW/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["cancelled"])')
+	[ "$now" -gt "$before" ] && break
+	sleep 0.1; i=$((i + 1))
+done
+[ "$now" -gt "$before" ] && ok || bad "the server did not cancel the abandoned stream: $(cat "$tmp/slow.log")"
+grep -q "cancelled after [0-9]* generated tokens: the client went away" "$tmp/slow.log" && ok ||
+	bad "no cancellation in the log: $(cat "$tmp/slow.log")"
+# Its generation is in the history as cancelled, cut short of max_tokens.
+"$PY" - "$tmp/slow.db" > "$tmp/slowdb.out" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT g.state, g.n_gen FROM generations g JOIN messages m ON m.id = g.message_id "
+                  "JOIN messages u ON u.conversation_id = m.conversation_id AND u.role = 'user' "
+                  "WHERE u.content = 'Once upon'").fetchall()
+print(" ".join("%s:%d" % (s, n < 100) for s, n in rows))
+EOF
+check "history: the abandoned stream" "cancelled:1" "$(cat "$tmp/slowdb.out")"
+
+# A request waiting in the queue whose client leaves is dropped before it runs.
+body ca "{\"model\": \"aidreams260K-f32\", \"messages\": [{\"role\": \"user\", \"content\": \"Dreams\"}], \"max_tokens\": 100, \"stream\": true}"
+curl -sN -o "$tmp/running.out" -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+	--data-binary "@$tmp/ca" "http://127.0.0.1:$SLOW/v1/chat/completions" &
+running=$!
+"$PY" - "$SLOW" "$key" > "$tmp/queued.out" <<'EOF'
+import json, socket, sys, time, urllib.request
+port, key = int(sys.argv[1]), sys.argv[2]
+def health():
+    return json.load(urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=10))
+def until(cond, what):
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        h = health()
+        if cond(h):
+            return h
+        time.sleep(0.05)
+    print("timeout waiting for", what, health())
+    sys.exit(1)
+until(lambda h: h["running"], "the first request to run")
+body = json.dumps({"model": "aidreams260K-f32", "messages": [{"role": "user", "content": "Queued"}]}).encode()
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
+          b"\r\n\r\n" + body)
+h0 = until(lambda h: h["queued"] == 1, "the second request to wait")["cancelled"]
+s.close()
+h = until(lambda h: h["cancelled"] == h0 + 1 and h["queued"] == 0, "the waiting request to be dropped")
+print("dropped", h["running"])
+EOF
+check "a waiting request whose client left" "dropped True" "$(cat "$tmp/queued.out")"
+grep -q "the client went away while the request waited; dropped" "$tmp/slow.log" && ok || bad "no drop in the log: $(cat "$tmp/slow.log")"
+kill "$running" 2>/dev/null; wait "$running" 2>/dev/null
+
+# The history of the main server: one conversation per answered request, with its messages.
+"$PY" - "$tmp/main.db" "$expect" > "$tmp/db.out" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+n = db.execute("SELECT count(*) FROM conversations").fetchone()[0]
+first = db.execute("SELECT g.content, g.state, g.n_gen, g.temp FROM generations g ORDER BY g.id LIMIT 1").fetchone()
+turn = db.execute("SELECT group_concat(role, ',') FROM (SELECT role FROM messages WHERE conversation_id = "
+                  "(SELECT conversation_id FROM messages WHERE content = ' Then') ORDER BY seq)").fetchone()[0]
+print(n >= 10, first[0] == sys.argv[2], first[1], first[2], first[3], turn)
+EOF
+check "history of the main server" "True True complete 24 0.0 user,assistant,user,assistant" "$(cat "$tmp/db.out")"
+# --no-history stores nothing.
+start nohist --no-history --chat-template "$tmp/raw.jinja"
+NH=$port
+curl -s -o /dev/null -H 'Content-Type: application/json' --data-binary "@$tmp/c1" "http://127.0.0.1:$NH/v1/chat/completions"
+[ ! -e "$XDG_DATA_HOME/natter/natter.db" ] && ok || bad "--no-history created the default database"
+
+# Usage errors, a port in use, a missing key variable.
+"$NATTER_BIN" serve 2>/dev/null; check "serve without -m" 2 $?
+"$NATTER_BIN" serve -m "$M" --api-key-env NATTER_NO_SUCH_VARIABLE 2>"$tmp/e1"; check "missing key variable" 2 $?
+grep -q "NATTER_NO_SUCH_VARIABLE: that environment variable is not set" "$tmp/e1" && ok || bad "missing key message: $(cat "$tmp/e1")"
+"$NATTER_BIN" serve -m "$M" --port "$P" --no-history 2>"$tmp/e2"; check "port in use" 1 $?
+grep -q "cannot listen on 127.0.0.1 port $P: Address already in use" "$tmp/e2" && ok || bad "port in use message: $(cat "$tmp/e2")"
+
+# SIGTERM stops the server cleanly.
+for p in $pids; do kill -TERM "$p" 2>/dev/null; done
+for p in $pids; do wait "$p"; check "server exit status after SIGTERM" 0 $?; done
+pids=
+grep -q "natter serve: stopping" "$tmp/main.log" && ok || bad "no stop line"
+
+# The key never appears in the logs, the databases, the configuration or any output.
+if grep -rqF "$key" "$tmp" --exclude-dir=npm; then
+	bad "the API key appears in: $(grep -rlF "$key" "$tmp" --exclude-dir=npm)"
+else
+	ok
+fi
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -71,6 +71,13 @@ typedef int (*chat_piece_fn)(void *ctx, const char *piece, size_t len);
 /* Told when turns are dropped to fit the context (N messages). */
 typedef void (*chat_notice_fn)(void *ctx, const char *msg);
 void chat_set_notice(struct chat *c, chat_notice_fn fn, void *ctx);
+/* Told while the prompt is evaluated: DONE of TOTAL new tokens (0 before
+ * the first chunk of CHAT_PROMPT_CHUNK tokens, TOTAL after the last one;
+ * not after a chunk that chat_cancel stopped).  Runs on the generating
+ * thread, between chunks; FN must be quick.  Set it while no reply runs. */
+typedef void (*chat_progress_fn)(void *ctx, int done, int total);
+void chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx);
+#define CHAT_PROMPT_CHUNK 256
 
 /*
  * Generates the assistant's reply to the conversation so far, streaming it

@@ -43,6 +43,8 @@ struct chat {
 	char *bos_text, *eos_text;
 	chat_notice_fn notice;
 	void *notice_ctx;
+	chat_progress_fn progress;
+	void *progress_ctx;
 
 	pthread_mutex_t mu;          /* guards sp and max_tokens */
 	struct sampler_params sp;
@@ -362,6 +364,13 @@ chat_clear(struct chat *c)
 }
 
 void
+chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx)
+{
+	c->progress = fn;
+	c->progress_ctx = ctx;
+}
+
+void
 chat_cancel(struct chat *c)
 {
 	atomic_store(&c->cancel, 1);
@@ -568,7 +577,16 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 	c->cache.n = p;
 	t1 = now_ms();
 	{
-		int erc = llm_eval(c->ctx, ids.ids + p, (int)ids.n - p, c->logits, 0, err, errlen);
+		/* In chunks, so that the front end can show how far the prompt is. */
+		int erc = 0, total = (int)ids.n - p;
+		for (int at = 0; at < total && erc == 0; at += CHAT_PROMPT_CHUNK) {
+			int k = total - at < CHAT_PROMPT_CHUNK ? total - at : CHAT_PROMPT_CHUNK;
+			if (c->progress)
+				c->progress(c->progress_ctx, at, total);
+			erc = llm_eval(c->ctx, ids.ids + p + at, k, c->logits, 0, err, errlen);
+		}
+		if (erc == 0 && c->progress)
+			c->progress(c->progress_ctx, total, total);
 		if (erc == LLM_ESTOPPED) {
 			/* Stopped while reading the prompt: keep the batches that
 			 * finished for the next turn to reuse, and reply nothing. */
@@ -659,9 +677,18 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 			st->stop = CHAT_STOP_CONTEXT;
 			break;
 		}
-		if (llm_eval(c->ctx, &tok, 1, c->logits, 0, err, errlen) < 0) {
-			cache_text_set(c, NULL, 0, 0);
-			goto out;
+		{
+			int erc = llm_eval(c->ctx, &tok, 1, c->logits, 0, err, errlen);
+			if (erc == LLM_ESTOPPED) {
+				/* Stopped inside the evaluation: a cancel like any other
+				 * (the token was shown but is not in the cache). */
+				st->stop = CHAT_STOP_CANCEL;
+				break;
+			}
+			if (erc < 0) {
+				cache_text_set(c, NULL, 0, 0);
+				goto out;
+			}
 		}
 		tok_ids_push(&c->cache, tok);
 		{

@@ -1,0 +1,263 @@
+/* ui-conv.c -- actions on the conversation: send, regenerate, stop, resume, rate, copy. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "natter/chat.h"
+#include "natter/chatcmd.h"
+#include "natter/chatlog.h"
+#include "natter/store.h"
+#include "natter/ui.h"
+#include "ui/ui.h"
+
+int
+ui_conv_busy(struct ui *u, const char *what)
+{
+	if (!u->gen)
+		return 0;
+	if (what)
+		ui_screen_notify(u, 1, "%s: stop the reply first (Esc)", what);
+	return 1;
+}
+
+void
+ui_conv_start(struct ui *u, int regen)
+{
+	if (ui_conv_busy(u, regen ? "regenerate" : "send"))
+		return;
+	if (regen) {
+		int n = chat_n_messages(u->c);
+		if (n == 0 || strcmp(chat_message_role(u->c, n - 1), "assistant")) {
+			ui_screen_notify(u, 1, "there is no reply to regenerate");
+			return;
+		}
+		/* The screen shows the new alternative in place of the old one. */
+		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
+			ui_screen_pop(u);
+	}
+	u->slen = 0;
+	if (u->sbuf)
+		u->sbuf[0] = 0;
+	memset(&u->gs, 0, sizeof(u->gs));
+	u->regen = regen;
+	u->t_start = ui_screen_now();
+	u->t_first = 0;
+	if (!ui_screen_push(u, "assistant", "")) {
+		ui_screen_notify(u, 1, "out of memory");
+		return;
+	}
+	u->gen = ui_gen_start(u->c, regen, u->wake[1]);
+	if (!u->gen) {
+		ui_screen_notify(u, 1, "cannot start the generation thread");
+		ui_screen_pop(u);
+		return;
+	}
+	u->state = "generating";
+	u->follow = 1;
+}
+
+int
+ui_conv_poll(struct ui *u)
+{
+	char notice[256];
+	int pieces = u->gs.pieces;
+
+	if (!u->gen)
+		return 0;
+	if (ui_gen_take(u->gen, &u->sbuf, &u->slen, &u->scap, &u->gs, notice, sizeof(notice)) < 0)
+		ui_screen_notify(u, 1, "out of memory: the reply is shown when it ends");
+	if (u->gs.pieces > 0 && u->t_first == 0)
+		u->t_first = ui_screen_now();
+	if (u->gs.pieces != pieces && u->nmsgs > 0)
+		ui_screen_set(&u->msgs[u->nmsgs - 1], u->sbuf ? u->sbuf : "", u->slen);
+	if (u->gs.prompt_total && u->gs.prompt_done < u->gs.prompt_total)
+		u->state = "prompt";
+	else
+		u->state = "generating";
+	if (notice[0])
+		ui_screen_notify(u, 0, "%s", notice);
+	if (u->gs.done)
+		ui_conv_finish(u);
+	return UI_KH_REDRAW;
+}
+
+void
+ui_conv_finish(struct ui *u)
+{
+	char err[512];
+	int rc = ui_gen_finish(u->gen, &u->stats, err, sizeof(err));
+
+	u->gen = NULL;
+	if (rc < 0) {
+		u->state = "error";
+		ui_screen_notify(u, 1, "%s", err);
+		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
+			ui_screen_pop(u);
+		/* The message that could not be answered is withdrawn from the
+		 * session (it stays in the history). */
+		if (!u->regen && chat_n_messages(u->c) > 0 &&
+		    !strcmp(chat_message_role(u->c, chat_n_messages(u->c) - 1), "user"))
+			chat_pop(u->c);
+		return;
+	}
+	u->have_stats = 1;
+	u->last_rating_word[0] = 0;   /* a comment needs a rating of this reply */
+	u->state = u->stats.stop == CHAT_STOP_CANCEL ? "stopped" : u->stats.stop == CHAT_STOP_CONTEXT ?
+	    "context full" : "done";
+	/* The stored reply is the session's (complete) text. */
+	{
+		const char *t = chat_message_content(u->c, chat_n_messages(u->c) - 1);
+		if (u->nmsgs > 0)
+			ui_screen_set(&u->msgs[u->nmsgs - 1], t, strlen(t));
+	}
+	if (chatlog_reply(&u->log, u->c, &u->stats, u->regen) < 0)
+		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
+}
+
+void
+ui_conv_stop(struct ui *u)
+{
+	if (!u->gen)
+		return;
+	chat_cancel(u->c);
+	ui_screen_notify(u, 0, "stopping the reply");
+}
+
+void
+ui_conv_send(struct ui *u, const char *text)
+{
+	if (ui_conv_busy(u, "send"))
+		return;
+	if (chat_add_user(u->c, text, strlen(text)) < 0) {
+		ui_screen_notify(u, 1, "out of memory");
+		return;
+	}
+	ui_screen_push(u, "user", chat_message_content(u->c, chat_n_messages(u->c) - 1));
+	/* Committed before the model starts: a crash loses no message. */
+	if (chatlog_user(&u->log, u->c) < 0)
+		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
+	ui_conv_start(u, 0);
+}
+
+void
+ui_conv_rate(struct ui *u, const char *word, const char *comment)
+{
+	struct chatcmd_env e;
+	ui_cmd_env(u, &e);
+	chatcmd_rate(&e, word, comment);
+}
+
+void
+ui_conv_system(struct ui *u, const char *text)
+{
+	struct chatcmd_env e;
+	if (ui_conv_busy(u, "system prompt"))
+		return;
+	ui_cmd_env(u, &e);
+	chatcmd_system(&e, text);
+}
+
+void
+ui_conv_new(struct ui *u)
+{
+	if (ui_conv_busy(u, "new conversation"))
+		return;
+	chat_clear(u->c);
+	chatlog_new(&u->log);
+	ui_screen_clear(u);
+	u->have_stats = 0;
+	u->state = "idle";
+	ui_screen_notify(u, 0, "new conversation");
+}
+
+struct load_ctx {
+	struct ui *u;
+	int64_t last_msg, last_gen;
+};
+
+static int
+load_msg(void *ctx, int64_t id, const char *role, const char *content, int64_t gen)
+{
+	struct load_ctx *l = ctx;
+	if (chat_add_message(l->u->c, role, content, strlen(content)) == 0)
+		ui_screen_push(l->u, role, content);
+	if (!strcmp(role, "assistant")) {
+		l->last_msg = id;
+		l->last_gen = gen;
+	}
+	return 0;
+}
+
+void
+ui_conv_resume(struct ui *u, int64_t conv)
+{
+	struct load_ctx l = { u, 0, 0 };
+	char *system = NULL;
+
+	/* The running reply belongs to the conversation on screen: loading
+	 * another one under it would file the reply there. */
+	if (ui_conv_busy(u, "resume"))
+		return;
+	ui_conv_new(u);
+	if (store_conv_load(u->log.s, conv, &system, load_msg, &l) < 0) {
+		ui_screen_notify(u, 1, "%s", store_errmsg(u->log.s));
+		return;
+	}
+	chat_set_system(u->c, system);
+	free(system);
+	u->log.conv = conv;
+	u->log.last_msg = l.last_msg;
+	u->log.last_gen = l.last_gen;
+	ui_screen_notify(u, 0, "resumed conversation %lld", (long long)conv);
+}
+
+void
+ui_conv_history(struct ui *u)
+{
+	if (ui_conv_busy(u, "history"))
+		return;
+	if (!u->log.s) {
+		ui_screen_notify(u, 1, "the history is off");
+		return;
+	}
+	if (store_conv_recent(u->log.s, u->hist, 64, &u->nhist) < 0) {
+		ui_screen_notify(u, 1, "%s", store_errmsg(u->log.s));
+		return;
+	}
+	u->hist_sel = 0;
+	u->box = UI_BOX_HISTORY;
+}
+
+/* Terminals cap what OSC 52 may carry (xterm: about 100 kB of base64). */
+enum { COPY_MAX = 64 * 1024 };
+
+void
+ui_conv_copy(struct ui *u)
+{
+	int n = u->gen ? -1 : chat_n_messages(u->c) - 1;
+	const char *t;
+	size_t len;
+
+	while (n >= 0 && strcmp(chat_message_role(u->c, n), "assistant"))
+		n--;
+	if (u->gen) {
+		ui_screen_notify(u, 1, "copy: the reply is still being written");
+		return;
+	}
+	if (n < 0) {
+		ui_screen_notify(u, 1, "no reply to copy yet");
+		return;
+	}
+	t = chat_message_content(u->c, n);
+	len = strlen(t);
+	if (len > COPY_MAX) {
+		ui_screen_notify(u, 1, "the reply is too long for the terminal's clipboard (%zu bytes)", len);
+		return;
+	}
+	if (ui_tty_clipboard(t, len) < 0)
+		ui_screen_notify(u, 1, "copy: cannot write to the terminal");
+	else
+		ui_screen_notify(u, 0, "copied the reply (%zu bytes) to the clipboard", len);
+}

@@ -161,10 +161,12 @@ test_overflow(const char *path)
 		big[8000] = 0;
 		for (int i = 0; i < 8000; i += 5)
 			big[i] = ' ';
+		int n = chat_n_messages(c);
 		chat_add_user(c, big, 8000);
 		int rc = chat_generate(c, NULL, NULL, &st, err, sizeof(err));
 		CHECK(rc < 0 && strstr(err, "more than the context"), "too-long message refused: %s", err);
-		chat_pop(c);
+		CHECK(chat_n_messages(c) == n && !strcmp(chat_message_role(c, n - 1), "assistant"),
+		    "the refused message is not left in the session (%d messages, %d before)", chat_n_messages(c), n);
 		chat_add_user(c, "short", 5);
 		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "session still works: %s", err);
 		free(big);
@@ -269,14 +271,6 @@ test_live_and_stops(const char *path)
 			CHECK(acc2.n == strlen(cut) && !strstr(acc2.buf, stop), "no part of the stop string was shown");
 			chat_free(c2);
 		}
-	}
-	/* Cancel before the first token: returns at once with what was produced. */
-	{
-		chat_add_user(c, "More", 4);
-		chat_cancel(c);
-		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "generate: %s", err);
-		/* chat_generate clears a pending cancel when it starts: it ran. */
-		CHECK(st.stop != CHAT_STOP_CANCEL, "a stale cancel does not stop the next reply");
 	}
 	chat_free(c);
 	llm_model_free(m);
@@ -411,6 +405,149 @@ test_alternatives_and_edits(const char *path)
 	llm_model_free(m);
 }
 
+struct stopper {
+	struct chat *c;
+	int at, pieces, by_return;
+	char buf[4096];
+	size_t n;
+};
+
+/* Stops the reply at piece AT: by returning nonzero (as chat --plain's
+ * Ctrl-C does), or by calling chat_cancel (as another thread would, at
+ * that moment). */
+static int
+stop_at_piece(void *ctx, const char *p, size_t n)
+{
+	struct stopper *s = ctx;
+	if (s->n + n < sizeof(s->buf)) {
+		memcpy(s->buf + s->n, p, n);
+		s->n += n;
+		s->buf[s->n] = 0;
+	}
+	if (++s->pieces == s->at) {
+		if (s->by_return)
+			return 1;
+		chat_cancel(s->c);
+	}
+	return 0;
+}
+
+static char notice_seen[256];
+
+/* Takes the notice; with CTX set, stops the generation right then (the
+ * prompt is built and not yet read). */
+static void
+notice_and_stop(void *ctx, const char *msg)
+{
+	snprintf(notice_seen, sizeof(notice_seen), "%s", msg);
+	if (ctx)
+		chat_cancel(ctx);
+}
+
+/* Every stop at a known point, none timed: before the reply starts, from
+ * the piece callback both ways, while a regeneration reads its prompt.
+ * Each keeps what was produced, and the next reply is not stopped. */
+static void
+test_stops(const char *path)
+{
+	struct llm_model *m;
+	struct chat *c;
+	struct chat_opts o;
+	struct chat_stats st;
+	char err[512];
+
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 20;
+	o.n_threads = 2;
+	o.n_ctx = 512;
+	o.sp.seed = 4;
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
+
+	/* A stop pressed while the front end starts the reply is not lost. */
+	chat_add_user(c, "Once upon a time", 16);
+	chat_cancel(c);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "generate: %s", err);
+	CHECK(st.stop == CHAT_STOP_CANCEL && st.n_gen == 0 && chat_n_messages(c) == 2 &&
+	    !strcmp(chat_message_content(c, 1), ""), "a stop before the start stops the reply at once (%s, %d tokens)",
+	    chat_stop_name(st.stop), st.n_gen);
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop != CHAT_STOP_CANCEL &&
+	    st.n_gen > 0, "the stop was used up: the next reply runs (%s)", chat_stop_name(st.stop));
+
+	/* Stopped from the piece callback: by its return value, and by
+	 * chat_cancel; both while the token is being evaluated. */
+	for (int by_return = 1; by_return >= 0; by_return--) {
+		struct stopper sp = { c, 3, 0, by_return, "", 0 };
+		chat_add_user(c, "Tell me more", 12);
+		CHECK(chat_generate(c, stop_at_piece, &sp, &st, err, sizeof(err)) == 0,
+		    "stopped by %s: returns the reply (%s)", by_return ? "the callback" : "chat_cancel", err);
+		printf("stop at piece 3 (%s): %d tokens, \"%s\"\n", by_return ? "callback" : "chat_cancel", st.n_gen, sp.buf);
+		CHECK(st.stop == CHAT_STOP_CANCEL && st.n_gen == 3, "stopped at the third token (%d, %s)", st.n_gen,
+		    chat_stop_name(st.stop));
+		CHECK(!strcmp(chat_message_content(c, chat_n_messages(c) - 1), sp.buf),
+		    "the reply is what was shown");
+		CHECK(chat_ctx_used(c) == st.prompt_tokens + 2, "the cache holds the prompt and the tokens fed back "
+		    "(%d of %d + 2)", chat_ctx_used(c), st.prompt_tokens);
+	}
+	chat_add_user(c, "And then", 8);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop != CHAT_STOP_CANCEL,
+	    "the next reply runs: %s", err);
+	check_reuse_exact(m, c, "after stopped replies");
+
+	/* A fixed seed: the regeneration moves on, and says so. */
+	{
+		char first[4096];
+		struct sampler_params p;
+		snprintf(first, sizeof(first), "%s", chat_message_content(c, chat_n_messages(c) - 1));
+		/* The reply was made with the session's seed (5: the regeneration
+		 * above moved it from 4); make that 4 again for this turn's reply. */
+		chat_get_params(c, &p);
+		CHECK(p.seed == 5, "the first regeneration moved the seed to 5 (%llu)", (unsigned long long)p.seed);
+		chat_pop(c);
+		p.seed = 4;
+		chat_set_params(c, &p);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.seed == 4, "the reply with seed 4");
+		snprintf(first, sizeof(first), "%s", chat_message_content(c, chat_n_messages(c) - 1));
+		notice_seen[0] = 0;
+		chat_set_notice(c, notice_and_stop, NULL);
+		CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "regenerate: %s", err);
+		chat_get_params(c, &p);
+		printf("fixed seed 4: regenerated with seed %llu (\"%s\"): \"%s\" / \"%s\"\n", (unsigned long long)st.seed,
+		    notice_seen, first, chat_message_content(c, chat_n_messages(c) - 1));
+		CHECK(st.seed == 5 && p.seed == 5, "the regeneration used seed 5 (%llu) and kept it",
+		    (unsigned long long)st.seed);
+		CHECK(strstr(notice_seen, "seed 4") && strstr(notice_seen, "seed 5"), "the user is told: %s", notice_seen);
+		CHECK(strcmp(first, chat_message_content(c, chat_n_messages(c) - 1)) != 0, "another reply");
+		/* Stopped while the regeneration reads its prompt. */
+		chat_set_notice(c, notice_and_stop, c);
+		CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop == CHAT_STOP_CANCEL &&
+		    st.n_gen == 0 && st.seed == 0, "stopped while reading the prompt (%s, %d)", chat_stop_name(st.stop),
+		    st.n_gen);
+		CHECK(chat_alt_count(c, chat_n_messages(c) - 1) == 3, "the stopped regeneration is an (empty) alternative");
+		chat_set_notice(c, NULL, NULL);
+		chat_add_user(c, "Again", 5);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop != CHAT_STOP_CANCEL, "then: %s", err);
+		check_reuse_exact(m, c, "after a stop while reading the prompt");
+	}
+	/* A random seed is left alone. */
+	{
+		struct sampler_params p;
+		chat_get_params(c, &p);
+		p.seed = SAMPLER_SEED_RANDOM;
+		chat_set_params(c, &p);
+		notice_seen[0] = 0;
+		chat_set_notice(c, notice_and_stop, NULL);
+		CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && notice_seen[0] == 0,
+		    "no notice with a random seed: %s", notice_seen);
+		chat_set_notice(c, NULL, NULL);
+	}
+	chat_free(c);
+	llm_model_free(m);
+}
+
 int
 main(void)
 {
@@ -428,5 +565,6 @@ main(void)
 	test_overflow(path);
 	test_live_and_stops(path);
 	test_alternatives_and_edits(path);
+	test_stops(path);
 	return test_done("test-chat");
 }

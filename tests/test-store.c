@@ -713,6 +713,23 @@ test_chatlog(void)
 	    !strcmp(query_text(p, "SELECT end_reason FROM generations WHERE id = 1", t, sizeof(t)),
 	    st.stop == CHAT_STOP_LIMIT ? "max-tokens" : "finished"), "generation 1: seed and end (%s)", t);
 
+	/* A message longer than the context is not a turn: not stored, not kept. */
+	{
+		char *big = malloc(6001);
+		int before = query_int(p, "SELECT count(*) FROM messages");
+		memset(big, 'a', 6000);
+		big[6000] = 0;
+		for (int i = 0; i < 6000; i += 5)
+			big[i] = ' ';
+		chat_add_user(c, big, 6000);
+		CHECK(chatlog_user(&l, c) == 0 && query_int(p, "SELECT count(*) FROM messages") == before,
+		    "a refused message is not stored (%d messages, %d before)", query_int(p, "SELECT count(*) FROM messages"),
+		    before);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) < 0 && strstr(err, "more than the context") &&
+		    chat_n_messages(c) == 2, "and not kept in the session: %s", err);
+		free(big);
+	}
+
 	/* /system: what comes next only. */
 	chat_set_system(c, "Be brief.");
 	CHECK(chatlog_system(&l, c) == 0, "system recorded");

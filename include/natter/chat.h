@@ -72,7 +72,8 @@ int chat_add_message(struct chat *c, const char *role, const char *text, size_t 
  * character, never a prefix of a stop string that may still complete);
  * return nonzero to stop.  Runs on the generating thread. */
 typedef int (*chat_piece_fn)(void *ctx, const char *piece, size_t len);
-/* Told when turns are dropped to fit the context (N messages). */
+/* Told what the session did on its own: turns dropped to fit the context,
+ * a regeneration moved to the next seed.  Runs on the generating thread. */
 typedef void (*chat_notice_fn)(void *ctx, const char *msg);
 void chat_set_notice(struct chat *c, chat_notice_fn fn, void *ctx);
 
@@ -85,12 +86,15 @@ void chat_set_notice(struct chat *c, chat_notice_fn fn, void *ctx);
  * (chat_window_start) and the notice callback is told.  Returns 0 with ST
  * filled, or -1 with ERR set when no reply could be started (a message
  * longer than the whole context, a template that refuses the
- * conversation, ...).
+ * conversation, ...): the unanswered user message at the end is then
+ * removed from the conversation.
  */
 int chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
 /* Generates the last reply again as a new alternative of that message (the
  * old ones stay: chat_alt_*); on failure the message is left as it was.
- * Without a reply at the end, answers the last user message. */
+ * With a fixed seed the regeneration moves to the next seed (and keeps
+ * it; the same seed would repeat the reply) and the notice callback says
+ * so.  Without a reply at the end, answers the last user message. */
 int chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
 /* Whether chat_generate could answer the conversation as it stands: it is
  * rendered and fitted into the context the same way, nothing evaluated.
@@ -110,7 +114,14 @@ int chat_prompt_dropped(const struct chat *c);
  * fed (they stay in the conversation, chat_message_*). */
 int chat_window_start(const struct chat *c);
 
-/* Stops a running generation at the next token.  Any thread. */
+/*
+ * Stops a running generation at the next token, or between layers while
+ * the prompt or a token is evaluated; the reply keeps what was produced
+ * (CHAT_STOP_CANCEL).  Any thread.  A stop requested before the
+ * generation gets going stops it at once: a front end starting a
+ * generation on another thread cannot lose a stop pressed meanwhile.  So
+ * call it only while a generation runs or is being started.
+ */
 void chat_cancel(struct chat *c);
 /* Sampling parameters, applied from the next token on.  Any thread. */
 void chat_set_params(struct chat *c, const struct sampler_params *p);

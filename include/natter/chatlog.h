@@ -24,8 +24,11 @@ struct chatlog {
 	const char *template_name;
 };
 
-/* Records the user's message C just received (committed before returning).
- * Returns 0, or -1 with store_errmsg(L->s) explaining. */
+/* Records the user's message C just received (committed before returning),
+ * unless the session cannot answer it (chat_check: longer than the
+ * context, refused by the template): such a message is not a turn of the
+ * conversation, nothing is recorded, and chat_generate will refuse it and
+ * say why.  Returns 0, or -1 with store_errmsg(L->s) explaining. */
 int chatlog_user(struct chatlog *l, struct chat *c);
 /* Records the reply C just produced with everything it was produced
  * under: the model, the template, the messages and the rendered prompt it

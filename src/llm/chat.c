@@ -816,10 +816,16 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	double t0 = now_ms(), t1, t_first = 0;
 
 	memset(st, 0, sizeof(*st));
-	atomic_store(&c->cancel, 0);
+	/* A stop requested before this point is not cleared: it stops this
+	 * reply (the front end pressed it while starting us). */
 	max_tokens = chat_max_tokens(c);
-	if (fit_prompt(c, max_tokens, &first, &text, &len, &ids, err, errlen) < 0)
+	if (fit_prompt(c, max_tokens, &first, &text, &len, &ids, err, errlen) < 0) {
+		/* A message that cannot be answered does not stay in the
+		 * conversation. */
+		if (target < 0 && c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "user"))
+			drop_msgs(c, c->n - 1, 1);
 		goto out;
+	}
 	n_dropped = first - c->first;
 	c->first = first;
 	st->prompt_tokens = (int)ids.n;
@@ -945,9 +951,20 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 			st->stop = CHAT_STOP_CONTEXT;
 			break;
 		}
-		if (llm_eval(c->ctx, &tok, 1, c->logits, 0, err, errlen) < 0) {
-			cache_text_set(c, NULL, 0, 0);
-			goto out;
+		{
+			int erc = llm_eval(c->ctx, &tok, 1, c->logits, 0, err, errlen);
+			if (erc == LLM_ESTOPPED) {
+				/* Stopped while this token was evaluated: it is in the
+				 * reply but not in the cache, which stays as it was. */
+				st->stop = CHAT_STOP_CANCEL;
+				break;
+			}
+			if (erc < 0) {
+				/* What was produced is kept; ERR says what broke. */
+				cache_text_set(c, NULL, 0, 0);
+				st->stop = CHAT_STOP_ERROR;
+				break;
+			}
 		}
 		tok_ids_push(&c->cache, tok);
 		{
@@ -970,18 +987,19 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 			cb(cbctx, rep.buf + rep.emitted, safe - rep.emitted);
 	}
 finish:
-	if (target < 0) {
-		if (push_msg(c, "assistant", rep.buf ? rep.buf : "", rep.len) < 0) {
-			snprintf(err, errlen, "out of memory");
-			goto out;
+	{
+		int k;
+		if (target < 0) {
+			k = push_msg(c, "assistant", rep.buf ? rep.buf : "", rep.len);
+		} else {
+			k = alt_push(c, target, rep.buf ? rep.buf : "", rep.len);
+			if (k >= 0)
+				c->msgs[target].cur = k;
 		}
-	} else {
-		int k = alt_push(c, target, rep.buf ? rep.buf : "", rep.len);
 		if (k < 0) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
-		c->msgs[target].cur = k;
 	}
 	{
 		double t2 = now_ms();
@@ -994,6 +1012,7 @@ finish:
 	}
 	rc = 0;
 out:
+	atomic_store(&c->cancel, 0);   /* a stop ends with the reply it stopped */
 	free(text);
 	free(rep.buf);
 	tok_ids_free(&ids);
@@ -1006,12 +1025,36 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st
 	return generate(c, -1, cb, ctx, st, err, errlen);
 }
 
+/* A fixed seed would give the same reply to the same prompt again: the
+ * regeneration moves to the next seed (and keeps it), and says so. */
+static void
+next_seed(struct chat *c)
+{
+	struct sampler_params p;
+	uint64_t seed;
+
+	chat_get_params(c, &p);
+	if (p.seed == SAMPLER_SEED_RANDOM)
+		return;
+	seed = p.seed + 1 == SAMPLER_SEED_RANDOM ? 0 : p.seed + 1;
+	if (c->notice) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "seed %llu would repeat the same reply: regenerating with seed %llu%s",
+		    (unsigned long long)p.seed, (unsigned long long)seed,
+		    p.temp <= 0 ? " (but at temp 0 the likeliest token always wins, so the reply will not change)" : "");
+		c->notice(c->notice_ctx, msg);
+	}
+	p.seed = seed;
+	chat_set_params(c, &p);
+}
+
 int
 chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen)
 {
 	int i = c->n - 1, rc;
 
 	if (i >= 1 && !strcmp(c->msgs[i].role, "assistant") && !strcmp(c->msgs[i - 1].role, "user")) {
+		next_seed(c);
 		/* The reply is hidden while its prompt is rendered, and gets the
 		 * new one as another alternative. */
 		c->n = i;

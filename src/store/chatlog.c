@@ -37,7 +37,9 @@ chatlog_user(struct chatlog *l, struct chat *c)
 	int64_t id;
 	int n = chat_n_messages(c);
 
-	if (!l->s || n == 0)
+	char why[256];
+
+	if (!l->s || n == 0 || chat_check(c, why, sizeof(why)) < 0)
 		return 0;
 	if (!l->conv && store_conv_new(l->s, l->model_id, NULL, l->template_name, chat_system(c), &l->conv) < 0)
 		return -1;

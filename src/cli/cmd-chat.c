@@ -322,7 +322,7 @@ cmd_chat(int argc, char **argv)
 				break;
 			}
 			regen = pl.regen;
-		} else if (line[0]) {
+		} else if (line[strspn(line, " \t\r\n\f\v")]) {   /* a blank line is not a message */
 			if (chat_add_user(c, line, strlen(line)) < 0) {
 				cli_error("out of memory");
 				free(line);
@@ -338,11 +338,8 @@ cmd_chat(int argc, char **argv)
 			int r = regen ? chat_regenerate(c, on_piece, &out, &last, err, sizeof(err)) :
 			    chat_generate(c, on_piece, &out, &last, err, sizeof(err));
 			if (r < 0) {
+				/* The session has withdrawn a message it could not answer. */
 				fprintf(stderr, "error: %s\n", err);
-				/* Keep the conversation usable: the message that failed is withdrawn. */
-				if (gen && chat_n_messages(c) > 0 &&
-				    !strcmp(chat_message_role(c, chat_n_messages(c) - 1), "user"))
-					chat_pop(c);
 				continue;
 			}
 			have_stats = 1;
@@ -351,6 +348,8 @@ cmd_chat(int argc, char **argv)
 				persist_warn(&per);
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");
+			else if (last.stop == CHAT_STOP_ERROR)
+				fprintf(stderr, "[natter: the reply broke off: %s]\n", err);
 			else if (last.stop == CHAT_STOP_CONTEXT)
 				fprintf(stderr, "[natter: the context is full; the reply was cut]\n");
 			fflush(stdout);

@@ -91,27 +91,29 @@ ui_conv_finish(struct ui *u)
 
 	u->gen = NULL;
 	if (rc < 0) {
+		/* No reply could be started; the session has withdrawn the
+		 * message it could not answer (nothing of it was stored), so it
+		 * goes back into the input line to be shortened or changed. */
 		u->state = "error";
 		ui_screen_notify(u, 1, "%s", err);
 		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
 			ui_screen_pop(u);
-		/* The message that could not be answered is withdrawn from the
-		 * session (it stays in the history). */
-		if (!u->regen && chat_n_messages(u->c) > 0 &&
-		    !strcmp(chat_message_role(u->c, chat_n_messages(u->c) - 1), "user"))
-			chat_pop(u->c);
+		if (!u->regen && u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "user") &&
+		    chat_n_messages(u->c) < u->nmsgs) {
+			if (!ui_input_text()[0])
+				ui_input_set(u, u->unsent ? u->unsent : "");
+			ui_screen_pop(u);
+		}
 		return;
 	}
 	u->have_stats = 1;
 	u->last_rating_word[0] = 0;   /* a comment needs a rating of this reply */
 	u->state = u->stats.stop == CHAT_STOP_CANCEL ? "stopped" : u->stats.stop == CHAT_STOP_CONTEXT ?
-	    "context full" : "done";
-	/* The stored reply is the session's (complete) text. */
-	{
-		const char *t = chat_message_content(u->c, chat_n_messages(u->c) - 1);
-		if (u->nmsgs > 0)
-			ui_screen_set(&u->msgs[u->nmsgs - 1], t, strlen(t));
-	}
+	    "context full" : u->stats.stop == CHAT_STOP_ERROR ? "error" : "done";
+	if (u->stats.stop == CHAT_STOP_ERROR)
+		ui_screen_notify(u, 1, "the reply broke off: %s", err);
+	/* The screen shows the session's conversation (the reply complete). */
+	ui_conv_sync(u);
 	if (chatlog_reply(&u->log, u->c, &u->stats, u->regen) < 0)
 		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
 }
@@ -134,7 +136,14 @@ ui_conv_send(struct ui *u, const char *text)
 		ui_screen_notify(u, 1, "out of memory");
 		return;
 	}
-	ui_screen_push(u, "user", chat_message_content(u->c, chat_n_messages(u->c) - 1));
+	/* Kept until the reply starts: a message the session refuses comes back. */
+	free(u->unsent);
+	u->unsent = strdup(text);
+	{
+		struct ui_msg *m = ui_screen_push(u, "user", chat_message_content(u->c, chat_n_messages(u->c) - 1));
+		if (m)
+			m->idx = chat_n_messages(u->c) - 1;
+	}
 	/* Committed before the model starts: a crash loses no message. */
 	if (chatlog_user(&u->log, u->c) < 0)
 		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
@@ -172,44 +181,42 @@ ui_conv_new(struct ui *u)
 	ui_screen_notify(u, 0, "new conversation");
 }
 
-struct load_ctx {
-	struct ui *u;
-	int64_t last_msg, last_gen;
-};
-
-static int
-load_msg(void *ctx, int64_t id, const char *role, const char *content, int64_t gen)
+void
+ui_conv_sync(struct ui *u)
 {
-	struct load_ctx *l = ctx;
-	if (chat_add_message(l->u->c, role, content, strlen(content)) == 0)
-		ui_screen_push(l->u, role, content);
-	if (!strcmp(role, "assistant")) {
-		l->last_msg = id;
-		l->last_gen = gen;
+	int n = chat_n_messages(u->c), follow = u->follow, top = u->top, sel = u->sel;
+
+	ui_screen_clear(u);
+	for (int i = 0; i < n; i++) {
+		struct ui_msg *m = ui_screen_push(u, chat_message_role(u->c, i), chat_message_content(u->c, i));
+		if (!m)
+			break;
+		m->idx = i;
+		m->alt = chat_alt_index(u->c, i);
+		m->nalt = chat_alt_count(u->c, i);
 	}
-	return 0;
+	u->follow = follow;
+	u->top = top;
+	u->sel = sel < u->nmsgs ? sel : u->nmsgs - 1;
 }
 
 void
 ui_conv_resume(struct ui *u, int64_t conv)
 {
-	struct load_ctx l = { u, 0, 0 };
-	char *system = NULL;
+	char err[512];
 
 	/* The running reply belongs to the conversation on screen: loading
 	 * another one under it would file the reply there. */
 	if (ui_conv_busy(u, "resume"))
 		return;
-	ui_conv_new(u);
-	if (store_conv_load(u->log.s, conv, &system, load_msg, &l) < 0) {
-		ui_screen_notify(u, 1, "%s", store_errmsg(u->log.s));
+	if (chatlog_resume(&u->log, u->c, conv, err, sizeof(err)) < 0) {
+		ui_screen_notify(u, 1, "%s", err);
+		ui_conv_sync(u);
 		return;
 	}
-	chat_set_system(u->c, system);
-	free(system);
-	u->log.conv = conv;
-	u->log.last_msg = l.last_msg;
-	u->log.last_gen = l.last_gen;
+	ui_conv_sync(u);
+	u->have_stats = 0;
+	u->state = "idle";
 	ui_screen_notify(u, 0, "resumed conversation %lld", (long long)conv);
 }
 

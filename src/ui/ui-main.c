@@ -166,6 +166,7 @@ ui_run(struct ui_opts *o)
 	ui_screen_clear(u);
 	free(u->msgs);
 	free(u->sbuf);
+	free(u->unsent);
 	if (u->wake[0] >= 0) {
 		close(u->wake[0]);
 		close(u->wake[1]);

@@ -64,6 +64,8 @@ ui_screen_push(struct ui *u, const char *role, const char *text)
 	}
 	m = &u->msgs[u->nmsgs];
 	memset(m, 0, sizeof(*m));
+	m->idx = -1;
+	m->nalt = 1;
 	m->role = strdup(role);
 	if (!m->role)
 		return NULL;
@@ -87,6 +89,7 @@ ui_screen_clear(struct ui *u)
 	u->nmsgs = 0;
 	u->follow = 1;
 	u->top = 0;
+	u->sel = -1;
 }
 
 int

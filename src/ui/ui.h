@@ -117,6 +117,8 @@ enum ui_box { UI_BOX_NONE, UI_BOX_HELP, UI_BOX_HISTORY, UI_BOX_PARAMS, UI_BOX_ST
 enum { UI_KH_HANDLED = 1, UI_KH_REDRAW = 2, UI_KH_QUIT = 4 };
 
 struct ui_msg {
+	int idx;                  /* the session's message index (-1: the reply being written) */
+	int alt, nalt;            /* alternative shown (0-based) and how many there are */
 	char *role;
 	char *clean;              /* sanitized for display */
 	struct ui_line *lines;
@@ -161,6 +163,7 @@ struct ui {
 	struct ui_layout lay;
 	enum ui_focus focus;
 	int follow, top;          /* conversation scroll */
+	int sel;                  /* the message chosen in the conversation focus (-1: none) */
 	int param_sel;
 	char notice[256];
 	int notice_err;
@@ -173,6 +176,7 @@ struct ui {
 	enum ui_mode mode;
 	char last_rating_word[8];  /* what c comments on */
 	char *pending;            /* text to put back into readline after a line (owned) */
+	char *unsent;             /* the last message sent (owned): back to the input if refused */
 	int wake[2];
 	double ctrlc_t;
 	int quit;
@@ -222,6 +226,8 @@ int ui_conv_busy(struct ui *u, const char *what);
 void ui_conv_new(struct ui *u);
 /* Opens the list of past conversations.  Refused while a reply streams. */
 void ui_conv_history(struct ui *u);
+/* Shows the session's conversation as it is (not while a reply runs). */
+void ui_conv_sync(struct ui *u);
 /* Resumes stored conversation CONV.  Refused while a reply streams. */
 void ui_conv_resume(struct ui *u, int64_t conv);
 /* Sets the system prompt (TEXT NULL or "" removes it).  Refused while a reply streams. */

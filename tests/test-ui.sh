@@ -78,8 +78,9 @@ shows "│ aidreams260K-f32.gguf *$" && shows "│ llama F32 *$" && ok || bad "m
 T send-keys -t ui "Tell me a dream" Enter
 wait_for "state +generating" 10 && ok || bad "not generating: $(screen)"
 T send-keys -t ui Tab Tab Right
-wait_for "temp +0\.85" 10 && ok || bad "temperature did not change"
-shows "state +generating" && ok || bad "the change was not made while the reply streamed"
+both() { cap=$(screen); echo "$cap" | grep -Eq "temp +0\.85" && echo "$cap" | grep -Eq "state +generating"; }
+# One screen shows both: the new temperature while the reply streams.
+DEADLINE=10 until_ok both && ok || bad "the temperature did not change while the reply streamed: $(screen)"
 wait_for "state +done" 10 && ok || bad "reply did not finish: $(screen)"
 shows "reply +60 tokens" && ok || bad "statistics: reply tokens"
 shows "generation +[1-9][0-9.]* tok/s" && ok || bad "statistics: generation speed"
@@ -136,6 +137,40 @@ reply=$(q "SELECT g.content FROM generations g WHERE g.chosen ORDER BY g.id DESC
     bad "clipboard holds '$(T show-buffer 2>/dev/null)', the reply is '$reply'"
 T send-keys -t ui Escape
 wait_for "Enter send" 10 || bad "focus not back on the input line"
+
+# 8b. Alternatives: F5 makes a second one ("2/2"); Left shows the first,
+# Enter makes it the chosen reply in the database.
+msg=$(q "SELECT message_id FROM generations ORDER BY id DESC LIMIT 1")
+T send-keys -t ui F5
+wait_for "state +generating" 10 || bad "F5 did not regenerate"
+wait_for "state +done" 20 && ok || bad "regeneration did not finish"
+wait_for "^Assistant \(2/2\):" 10 && ok || bad "no 2/2 on the regenerated reply: $(screen)"
+first=$(q "SELECT min(id) FROM generations WHERE message_id = $msg")
+sql_is "SELECT id FROM generations WHERE message_id = $msg AND chosen" "$(q "SELECT max(id) FROM generations WHERE message_id = $msg")" &&
+    ok || bad "the new alternative is not the chosen one"
+T send-keys -t ui Tab Left
+wait_for "^Assistant \(1/2\), not chosen:" 10 && ok || bad "Left did not show alternative 1: $(screen)"
+T send-keys -t ui Enter
+wait_for "alternative 1 of 2 is the chosen reply" 10 && ok || bad "Enter did not pick it: $(screen)"
+wait_for "^Assistant \(1/2\):" 10 && ok || bad "header after picking: $(screen)"
+sql_is "SELECT id FROM generations WHERE message_id = $msg AND chosen" "$first" && ok ||
+    bad "the chosen generation in the database is $(q "SELECT id FROM generations WHERE message_id = $msg AND chosen"), not $first"
+
+# 8c. Editing an earlier message branches the conversation: both versions
+# stay in the history, the reply answers the new one.
+T send-keys -t ui Up
+T send-keys -t ui Enter
+wait_for "^edit> line one" 10 && ok || bad "Enter on a user message did not edit it: $(screen)"
+T send-keys -t ui C-e C-u "an edited question" Enter
+wait_for "^  an edited question" 10 && ok || bad "the edit is not shown: $(screen)"
+wait_for "state +done" 20 && ok || bad "no reply to the edited message"
+wait_sql "SELECT count(*) FROM messages WHERE role = 'user' AND content = 'an edited question'" 1 && ok || bad "edit not stored"
+sql_is "SELECT count(*) FROM messages WHERE role = 'user' AND content LIKE 'line one%'" 1 && ok || bad "the old version is gone"
+sql_is "SELECT count(*) FROM messages a JOIN messages b ON a.parent_id IS b.parent_id WHERE a.content = 'an edited question' AND b.content LIKE 'line one%'" 1 &&
+    ok || bad "the two versions are not siblings"
+sql_is "SELECT count(*) FROM messages r JOIN messages e ON r.parent_id = e.id WHERE e.content = 'an edited question' AND r.role = 'assistant'" 1 &&
+    ok || bad "the reply does not answer the edited message"
+lacks "line two" && ok || bad "the old branch is still shown: $(screen)"
 
 # 9. Nothing races with a streaming reply: F3 + Enter, /system and the
 # system editor are refused, and both conversations stay as they were.

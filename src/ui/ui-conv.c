@@ -56,6 +56,7 @@ ui_conv_start(struct ui *u, int regen)
 	}
 	u->state = "generating";
 	u->follow = 1;
+	u->sel = -1;
 }
 
 int
@@ -267,4 +268,126 @@ ui_conv_copy(struct ui *u)
 		ui_screen_notify(u, 1, "copy: cannot write to the terminal");
 	else
 		ui_screen_notify(u, 0, "copied the reply (%zu bytes) to the clipboard", len);
+}
+
+/* --- alternatives and edits (the chosen message of the conversation focus) --- */
+
+void
+ui_conv_select(struct ui *u, int dir)
+{
+	if (u->nmsgs == 0)
+		return;
+	if (u->sel < 0 || u->sel >= u->nmsgs)
+		u->sel = u->nmsgs - 1;
+	else if (u->sel + dir >= 0 && u->sel + dir < u->nmsgs)
+		u->sel += dir;
+	u->sel_show = 1;
+}
+
+/* The chosen message, if it is in the session (not while a reply runs). */
+static struct ui_msg *
+chosen(struct ui *u, const char *what)
+{
+	struct ui_msg *m;
+	if (ui_conv_busy(u, what))
+		return NULL;
+	if (u->sel < 0 || u->sel >= u->nmsgs) {
+		ui_screen_notify(u, 1, "choose a message first (Up/Down)");
+		return NULL;
+	}
+	m = &u->msgs[u->sel];
+	return m->idx >= 0 && m->idx < chat_n_messages(u->c) ? m : NULL;
+}
+
+void
+ui_conv_flip(struct ui *u, int dir)
+{
+	struct ui_msg *m = chosen(u, "alternatives");
+	const char *t;
+	int k;
+
+	if (!m)
+		return;
+	if (m->nalt < 2) {
+		ui_screen_notify(u, 1, "%s", strcmp(m->role, "assistant") ? "only replies have alternatives" :
+		    "this reply has no alternatives yet (F5 or r makes one)");
+		return;
+	}
+	k = (m->alt + dir + m->nalt) % m->nalt;
+	if (!(t = chat_alt_content(u->c, m->idx, k)))
+		return;
+	ui_screen_set(m, t, strlen(t));
+	m->alt = k;
+	u->sel_show = 1;
+	if (k != chat_alt_index(u->c, m->idx))
+		ui_screen_notify(u, 0, "alternative %d of %d; Enter makes it the chosen reply", k + 1, m->nalt);
+	else
+		ui_screen_notify(u, 0, "alternative %d of %d (the chosen one)", k + 1, m->nalt);
+}
+
+void
+ui_conv_pick(struct ui *u)
+{
+	struct ui_msg *m = chosen(u, "choose a reply");
+	char err[512];
+	int k;
+
+	if (!m || strcmp(m->role, "assistant"))
+		return;
+	k = m->alt;
+	if (k == chat_alt_index(u->c, m->idx)) {
+		ui_screen_notify(u, 0, "alternative %d is already the chosen reply", k + 1);
+		return;
+	}
+	switch (chatlog_alt_select(&u->log, u->c, m->idx, k, err, sizeof(err))) {
+	case 0:
+		ui_screen_notify(u, 0, "alternative %d of %d is the chosen reply", k + 1, m->nalt);
+		break;
+	case -2:
+		ui_screen_notify(u, 1, "chosen, but not saved: %s", err);
+		break;
+	default:
+		ui_screen_notify(u, 1, "%s", err);
+	}
+	ui_conv_sync(u);
+}
+
+void
+ui_conv_edit_begin(struct ui *u)
+{
+	struct ui_msg *m = chosen(u, "edit");
+
+	if (!m)
+		return;
+	if (strcmp(m->role, "user")) {
+		ui_screen_notify(u, 1, "only your messages can be edited (Left/Right choose among replies)");
+		return;
+	}
+	u->edit_idx = m->idx;
+	u->mode = UI_IM_EDIT;
+	u->focus = UI_F_INPUT;
+	ui_input_set(u, chat_message_content(u->c, m->idx));
+	ui_screen_notify(u, 0, "edit the message; Enter sends it as a new branch, Esc cancels");
+}
+
+void
+ui_conv_edit(struct ui *u, const char *text)
+{
+	char err[512];
+	int rc;
+
+	if (ui_conv_busy(u, "edit"))
+		return;
+	rc = chatlog_edit(&u->log, u->c, u->edit_idx, text, strlen(text), err, sizeof(err));
+	if (rc == -1) {
+		ui_screen_notify(u, 1, "%s", err);
+		return;
+	}
+	if (rc == -2)
+		ui_screen_notify(u, 1, "edited, but not saved: %s", err);
+	ui_conv_sync(u);
+	u->follow = 1;
+	free(u->unsent);
+	u->unsent = strdup(text);
+	ui_conv_start(u, 0);
 }

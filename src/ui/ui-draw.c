@@ -108,6 +108,21 @@ draw_conv(struct ui *u, struct ui_rect r)
 		put(y0 + h / 2, x0 + 2, w - 4, "Type a message below and press Enter.  F1 for help.", ui_theme_attr(UE_DIM));
 		return;
 	}
+	if (u->sel_show && u->sel >= 0 && u->sel < u->nmsgs) {
+		/* Scroll so that the chosen message's header shows, with as
+		 * much of its text as fits. */
+		int at = 0, len;
+		for (int i = 0; i < u->sel; i++)
+			at += u->msgs[i].nlines + 2;
+		len = u->msgs[u->sel].nlines + 1;
+		if (at < u->top || at + (len < h ? len : h) > u->top + h) {
+			u->top = len < h ? at + len - h : at;
+			if (u->top > at)
+				u->top = at;
+		}
+		u->follow = u->sel == u->nmsgs - 1 && at + len <= total && u->top >= total - h;
+		u->sel_show = 0;
+	}
 	if (u->follow || u->top > total - h)
 		u->top = total - h;
 	if (u->top < 0)
@@ -120,8 +135,14 @@ draw_conv(struct ui *u, struct ui_rect r)
 		    UE_ASSISTANT : UE_SYSTEM);
 		if (row >= start) {
 			char head[64];
-			snprintf(head, sizeof(head), "%s:", role_label(m->role));
-			put(y0 + row - start, x0, w, head, ui_theme_attr(UE_TITLE) | (attr & A_BOLD));
+			int chosen = u->focus == UI_F_CONV && i == u->sel;
+			if (m->nalt > 1)
+				snprintf(head, sizeof(head), "%s (%d/%d)%s:", role_label(m->role), m->alt + 1, m->nalt,
+				    m->idx >= 0 && m->alt != chat_alt_index(u->c, m->idx) ? ", not chosen" : "");
+			else
+				snprintf(head, sizeof(head), "%s:", role_label(m->role));
+			put(y0 + row - start, x0, w, head, chosen ? ui_theme_attr(UE_SELECTED) :
+			    (int)(ui_theme_attr(UE_TITLE) | (attr & A_BOLD)));
 		}
 		row++;
 		for (int k = 0; k < m->nlines && row - start < h; k++, row++)
@@ -255,8 +276,8 @@ static const struct hint hints_input[] = {
 	{ "F2", "new" }, { "F3", "history" }, { "F10", "quit" }, { NULL, NULL },
 };
 static const struct hint hints_conv[] = {
-	{ "F1", "help" }, { "+/-", "rate" }, { "1-5", "stars" }, { "c", "comment" }, { "r", "regen" },
-	{ "y", "copy" }, { "PgUp/PgDn", "scroll" }, { "Tab", "focus" }, { NULL, NULL },
+	{ "F1", "help" }, { "+/-", "rate" }, { "Up/Down", "message" }, { "Left/Right", "alternative" },
+	{ "Enter", "pick/edit" }, { "r", "regen" }, { "y", "copy" }, { "c", "comment" }, { NULL, NULL },
 };
 static const struct hint hints_params[] = {
 	{ "F1", "help" }, { "Up/Down", "choose" }, { "Left/Right", "change" }, { "Enter", "edit" },
@@ -270,6 +291,9 @@ static const struct hint hints_history[] = {
 };
 static const struct hint hints_comment[] = {
 	{ "Enter", "save the comment" }, { "Esc", "cancel" }, { NULL, NULL },
+};
+static const struct hint hints_edit[] = {
+	{ "Enter", "send as a new branch" }, { "Esc", "cancel" }, { NULL, NULL },
 };
 static const struct hint hints_system[] = {
 	{ "Enter", "save the system prompt" }, { "Esc", "cancel" }, { NULL, NULL },
@@ -286,6 +310,8 @@ footer_hints(struct ui *u)
 		return hints_comment;
 	if (u->mode == UI_IM_SYSTEM)
 		return hints_system;
+	if (u->mode == UI_IM_EDIT)
+		return hints_edit;
 	return u->focus == UI_F_CONV ? hints_conv : u->focus == UI_F_PARAMS ? hints_params : hints_input;
 }
 
@@ -313,7 +339,8 @@ draw_footer(struct ui *u, struct ui_rect r)
 static const char *
 input_prompt(struct ui *u)
 {
-	return u->mode == UI_IM_COMMENT ? "comment> " : u->mode == UI_IM_SYSTEM ? "system> " : "> ";
+	return u->mode == UI_IM_COMMENT ? "comment> " : u->mode == UI_IM_SYSTEM ? "system> " :
+	    u->mode == UI_IM_EDIT ? "edit> " : "> ";
 }
 
 static void
@@ -467,8 +494,9 @@ help_lines(struct box *b, int inner_w)
 		else
 			box_addf(b, "%-13s %s", help_keys[i].key, help_keys[i].what);
 	}
-	box_add(b, "Conversation focus: + - rate, 1..5 stars, c comment, r regenerate,");
-	box_add(b, "  y copy the reply; other keys type into the input line");
+	box_add(b, "Conversation: Up/Down choose a message, Left/Right its alternatives,");
+	box_add(b, "  Enter picks a reply or edits a message (a new branch), + - 1..5 rate,");
+	box_add(b, "  c comment, r regenerate, y copy; other keys type into the input line");
 	box_add(b, "Parameters focus: Up/Down choose, Left/Right change, Enter edit");
 	box_add(b, "Commands:");
 	chatcmd_help(ui_cmd_ops(), help_cmd, &h);

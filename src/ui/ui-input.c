@@ -73,7 +73,7 @@ on_line(char *line)
 		return;
 	}
 	n = strlen(line);
-	if (u->mode == UI_IM_MESSAGE && n > 0 && line[n - 1] == '\\') {
+	if ((u->mode == UI_IM_MESSAGE || u->mode == UI_IM_EDIT) && n > 0 && line[n - 1] == '\\') {
 		/* A trailing backslash continues the message on a new line. */
 		line[n - 1] = 0;
 		keep(u, line, "\n");
@@ -93,6 +93,20 @@ on_line(char *line)
 		} else {
 			u->mode = UI_IM_MESSAGE;
 			ui_conv_system(u, line);
+		}
+		free(line);
+		return;
+	}
+	if (u->mode == UI_IM_EDIT) {
+		if (ui_text_blank(line)) {
+			ui_screen_notify(u, 1, "an empty message is not sent (Esc cancels the edit)");
+			keep(u, line, "");
+		} else if (ui_conv_busy(u, "edit")) {
+			keep(u, line, "");
+		} else {
+			add_history(line);
+			u->mode = UI_IM_MESSAGE;
+			ui_conv_edit(u, line);
 		}
 		free(line);
 		return;
@@ -323,7 +337,8 @@ ui_input_read(struct ui *u)
 			wint_t next;
 			int r2 = wget_wch(stdscr, &next);
 			if (r2 == OK && (next == '\r' || next == '\n')) {
-				if (u->mode == UI_IM_MESSAGE && u->focus == UI_F_INPUT && u->box == UI_BOX_NONE)
+				if ((u->mode == UI_IM_MESSAGE || u->mode == UI_IM_EDIT) && u->focus == UI_F_INPUT &&
+				    u->box == UI_BOX_NONE)
 					rl_insert_text("\n");
 				res |= UI_KH_REDRAW;
 				continue;

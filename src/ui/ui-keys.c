@@ -123,6 +123,15 @@ page(struct ui *u)
 static int
 conv_key(struct ui *u, int is_key, unsigned ch)
 {
+	if (u->sel < 0)
+		ui_conv_select(u, 0);
+	if (is_enter(is_key, ch)) {
+		if (u->sel >= 0 && u->sel < u->nmsgs && !strcmp(u->msgs[u->sel].role, "user"))
+			ui_conv_edit_begin(u);
+		else
+			ui_conv_pick(u);
+		return UI_KH_REDRAW;
+	}
 	if (!is_key) {
 		char w[2] = { (char)ch, 0 };
 		if (ch == '+' || ch == '-') {
@@ -143,20 +152,31 @@ conv_key(struct ui *u, int is_key, unsigned ch)
 			ui_conv_start(u, 1);
 		} else if (ch == 'y') {
 			ui_conv_copy(u);
+		} else if (ch == 'e') {
+			ui_conv_edit_begin(u);
+		} else if (ch == '[' || ch == ']') {
+			ui_conv_flip(u, ch == '[' ? -1 : 1);
+		} else if (ch == '*') {
+			ui_conv_pick(u);
 		} else if (is_printable(is_key, ch)) {
 			return 0;   /* not a shortcut: it types into the input line */
 		}
 		return UI_KH_REDRAW;
 	}
 	if (ch == KEY_UP)
-		scroll_by(u, -1);
+		ui_conv_select(u, -1);
 	else if (ch == KEY_DOWN)
-		scroll_by(u, 1);
+		ui_conv_select(u, 1);
+	else if (ch == KEY_LEFT || ch == KEY_RIGHT)
+		ui_conv_flip(u, ch == KEY_LEFT ? -1 : 1);
 	else if (ch == KEY_HOME) {
 		u->follow = 0;
 		u->top = 0;
-	} else if (ch == KEY_END)
+		u->sel = u->nmsgs ? 0 : -1;
+	} else if (ch == KEY_END) {
 		u->follow = 1;
+		u->sel = u->nmsgs - 1;
+	}
 	return UI_KH_REDRAW;
 }
 

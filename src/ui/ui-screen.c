@@ -177,6 +177,8 @@ ui_screen_focus_next(struct ui *u, int dir)
 		f = (enum ui_focus)((f + UI_F_COUNT + dir) % UI_F_COUNT);
 		if (ui_screen_focusable(u, f)) {
 			u->focus = f;
+			if (f == UI_F_CONV && (u->sel < 0 || u->sel >= u->nmsgs))
+				u->sel = u->nmsgs - 1;
 			return;
 		}
 	}

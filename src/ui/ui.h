@@ -110,7 +110,7 @@ int ui_gen_finish(struct ui_gen *g, struct chat_stats *st, char *err, size_t err
 /* --- the screen model (ui-screen.c): no curses --- */
 
 enum ui_focus { UI_F_INPUT, UI_F_CONV, UI_F_PARAMS, UI_F_COUNT };
-enum ui_mode { UI_IM_MESSAGE, UI_IM_COMMENT, UI_IM_SYSTEM };
+enum ui_mode { UI_IM_MESSAGE, UI_IM_COMMENT, UI_IM_SYSTEM, UI_IM_EDIT };
 enum ui_box { UI_BOX_NONE, UI_BOX_HELP, UI_BOX_HISTORY, UI_BOX_PARAMS, UI_BOX_STATS };
 
 /* Key handlers return these bits (as htop's panes do). */
@@ -164,6 +164,8 @@ struct ui {
 	enum ui_focus focus;
 	int follow, top;          /* conversation scroll */
 	int sel;                  /* the message chosen in the conversation focus (-1: none) */
+	int sel_show;             /* scroll so that the chosen message shows (next draw) */
+	int edit_idx;             /* the session's message being edited (UI_IM_EDIT) */
 	int param_sel;
 	char notice[256];
 	int notice_err;
@@ -236,6 +238,17 @@ void ui_conv_system(struct ui *u, const char *text);
 void ui_conv_rate(struct ui *u, const char *word, const char *comment);
 /* Copies the last reply to the terminal's clipboard (OSC 52). */
 void ui_conv_copy(struct ui *u);
+/* Moves the chosen message of the conversation focus by DIR (-1, +1). */
+void ui_conv_select(struct ui *u, int dir);
+/* Shows the chosen reply's previous (DIR -1) or next (+1) alternative. */
+void ui_conv_flip(struct ui *u, int dir);
+/* Makes the alternative shown the chosen reply (stored as chosen). */
+void ui_conv_pick(struct ui *u);
+/* Starts editing the chosen user message in the input line. */
+void ui_conv_edit_begin(struct ui *u);
+/* Replaces the message being edited with TEXT: the conversation branches
+ * there (both branches stay in the history) and the reply is generated. */
+void ui_conv_edit(struct ui *u, const char *text);
 
 /* --- drawing (ui-draw.c) --- */
 

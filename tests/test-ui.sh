@@ -63,7 +63,11 @@ start() { # start COLS ROWS EXTRA-ENV EXTRA-ARGS [MODEL]
 # $tmp/NAME.err, status to $tmp/NAME.status.
 in_tty() {
 	rm -f "$tmp/$1.status"
-	T new-session -d -s "$1" -x 80 -y 24 "env $2 sh -c '$3 2> $tmp/$1.err; echo \$? > $tmp/$1.status'; sleep 60"
+	for try in 1 2 3; do
+		T new-session -d -s "$1" -x 80 -y 24 "env $2 sh -c '$3 2> $tmp/$1.err; echo \$? > $tmp/$1.status'; sleep 60" &&
+		    break
+		DEADLINE=2 until_ok no_server
+	done
 	wait_file "$tmp/$1.status" 20
 }
 

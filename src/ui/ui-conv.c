@@ -193,7 +193,7 @@ ui_conv_sync(struct ui *u)
 		if (!m)
 			break;
 		m->idx = i;
-		m->alt = chat_alt_index(u->c, i);
+		m->alt = m->chosen = chat_alt_index(u->c, i);
 		m->nalt = chat_alt_count(u->c, i);
 	}
 	u->follow = follow;

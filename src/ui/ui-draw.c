@@ -138,7 +138,7 @@ draw_conv(struct ui *u, struct ui_rect r)
 			int chosen = u->focus == UI_F_CONV && i == u->sel;
 			if (m->nalt > 1)
 				snprintf(head, sizeof(head), "%s (%d/%d)%s:", role_label(m->role), m->alt + 1, m->nalt,
-				    m->idx >= 0 && m->alt != chat_alt_index(u->c, m->idx) ? ", not chosen" : "");
+				    m->alt != m->chosen ? ", not chosen" : "");   /* never the session: it may be generating */
 			else
 				snprintf(head, sizeof(head), "%s:", role_label(m->role));
 			put(y0 + row - start, x0, w, head, chosen ? ui_theme_attr(UE_SELECTED) :

@@ -119,6 +119,7 @@ enum { UI_KH_HANDLED = 1, UI_KH_REDRAW = 2, UI_KH_QUIT = 4 };
 struct ui_msg {
 	int idx;                  /* the session's message index (-1: the reply being written) */
 	int alt, nalt;            /* alternative shown (0-based) and how many there are */
+	int chosen;               /* the session's chosen alternative, as of the last sync */
 	char *role;
 	char *clean;              /* sanitized for display */
 	struct ui_line *lines;

@@ -35,7 +35,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct store_gen g;
 	memset(&g, 0, sizeof(g));
 	g.content = b;
-	g.state = "complete";
+	g.end = STORE_END_FINISHED;
 	store_gen_add(s, conv, 0, &g, &g1, &msg);
 	g.content = c;
 	store_gen_add(s, conv, msg, &g, &g2, NULL);

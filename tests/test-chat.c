@@ -1,4 +1,4 @@
-/* test-chat.c -- chat sessions: KV reuse across turns, context overflow, live changes, stop strings. */
+/* test-chat.c -- chat sessions: KV reuse across turns, context overflow, live changes, stop strings, alternatives, edits. */
 #include "config.h"
 
 #include <math.h>
@@ -14,15 +14,6 @@ count_piece(void *ctx, const char *p, size_t n)
 	(void)p;
 	*(size_t *)ctx += n;
 	return 0;
-}
-
-static int
-stop_first(void *ctx, const char *p, size_t n)
-{
-	(void)ctx;
-	(void)p;
-	(void)n;
-	return 1;
 }
 
 /* Turn two evaluates only what is new, and its logits equal a fresh run's. */
@@ -147,6 +138,20 @@ test_overflow(const char *path)
 	CHECK(r && strstr(r, "SYSTEM-PROMPT-KEPT"), "the system prompt survives");
 	CHECK(!strcmp(chat_system(c), "SYSTEM-PROMPT-KEPT"), "chat_system unchanged");
 	free(r);
+	/* What the last reply was fed, recorded: the system prompt and the
+	 * messages after the dropped ones, not the dropped ones. */
+	{
+		int w = chat_window_start(c), n = chat_n_messages(c);
+		const char *role;
+		printf("overflow: the last reply was fed %d messages; %d earlier ones were dropped\n",
+		    chat_prompt_n_messages(c) - 1, chat_prompt_dropped(c));
+		CHECK(w > 0 && chat_prompt_dropped(c) == w, "dropped messages recorded (%d, window %d)", chat_prompt_dropped(c), w);
+		CHECK(chat_prompt_n_messages(c) == 1 + (n - 1 - w), "fed: the system prompt and messages %d..%d", w, n - 2);
+		CHECK(!strcmp(chat_prompt_message(c, 0, &role), "SYSTEM-PROMPT-KEPT") && !strcmp(role, "system") &&
+		    !strcmp(chat_prompt_message(c, 1, NULL), chat_message_content(c, w)), "the first fed message");
+		CHECK(!strstr(chat_prompt_text(c, NULL), "dream number 0 ") && strstr(chat_prompt_text(c, NULL),
+		    "SYSTEM-PROMPT-KEPT"), "the dropped turns are not in the prompt text");
+	}
 
 	/* A single message longer than the context: a clear error, the session usable. */
 	{
@@ -156,10 +161,12 @@ test_overflow(const char *path)
 		big[8000] = 0;
 		for (int i = 0; i < 8000; i += 5)
 			big[i] = ' ';
+		int n = chat_n_messages(c);
 		chat_add_user(c, big, 8000);
 		int rc = chat_generate(c, NULL, NULL, &st, err, sizeof(err));
 		CHECK(rc < 0 && strstr(err, "more than the context"), "too-long message refused: %s", err);
-		chat_pop(c);
+		CHECK(chat_n_messages(c) == n && !strcmp(chat_message_role(c, n - 1), "assistant"),
+		    "the refused message is not left in the session (%d messages, %d before)", chat_n_messages(c), n);
 		chat_add_user(c, "short", 5);
 		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "session still works: %s", err);
 		free(big);
@@ -265,25 +272,277 @@ test_live_and_stops(const char *path)
 			chat_free(c2);
 		}
 	}
-	/* A callback that asks to stop ends the reply as cancelled, with what
-	 * it was shown kept as the assistant message (the stop reaches the
-	 * evaluation of that very token). */
-	{
-		int before = chat_n_messages(c);
-		chat_add_user(c, "Stop me", 7);
-		CHECK(chat_generate(c, stop_first, NULL, &st, err, sizeof(err)) == 0, "stopped reply: %s", err);
-		CHECK(st.stop == CHAT_STOP_CANCEL, "a stopped reply ends as cancelled (%s)", chat_stop_name(st.stop));
-		CHECK(chat_n_messages(c) == before + 2 && !strcmp(chat_message_role(c, before + 1), "assistant") &&
-		    st.n_gen == 1 && strlen(chat_message_content(c, before + 1)) > 0,
-		    "the stopped reply is kept with its one token (%d messages, %d tokens)", chat_n_messages(c), st.n_gen);
+	chat_free(c);
+	llm_model_free(m);
+}
+
+/* The logits a fresh context gives for the last prompt's tokens equal the
+ * session's (the KV cache it reused held the right thing). */
+static void
+check_reuse_exact(struct llm_model *m, struct chat *c, const char *what)
+{
+	int n, nv = llm_model_hparams(m)->n_vocab;
+	const int32_t *toks = chat_prompt_tokens(c, &n);
+	const float *reused = chat_prompt_logits(c);
+	char err[256];
+	struct llm_ctx *x = llm_ctx_new(m, 512, 64, 2, err, sizeof(err));
+	float *fresh = malloc(nv * sizeof(float));
+	double maxd = 0, maxv = 0;
+	CHECK(x && fresh && llm_eval(x, toks, n, fresh, 0, err, sizeof(err)) == 0, "%s: fresh eval: %s", what, err);
+	for (int j = 0; x && fresh && j < nv; j++) {
+		double d = fabs((double)reused[j] - fresh[j]);
+		if (d > maxd)
+			maxd = d;
+		if (fabs(fresh[j]) > maxv)
+			maxv = fabs(fresh[j]);
 	}
-	/* Cancel before the first token: returns at once with what was produced. */
+	CHECK(maxd <= 1e-4 * (maxv > 1 ? maxv : 1), "%s: logits after reuse equal a fresh evaluation (max |d| %g)",
+	    what, maxd);
+	free(fresh);
+	llm_ctx_free(x);
+}
+
+/* Alternatives and edits in the session: a regeneration keeps the old
+ * reply, either can be selected, an edit branches; the prompt fed is
+ * recorded exactly; the KV cache is reused and stays right. */
+static void
+test_alternatives_and_edits(const char *path)
+{
+	struct llm_model *m;
+	struct chat *c;
+	struct chat_opts o;
+	struct chat_stats st;
+	char err[512], *r0 = NULL, *r1 = NULL, *want;
+	size_t plen;
+	const char *role;
+
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 10;
+	o.n_threads = 2;
+	o.n_ctx = 512;
+	o.sp.seed = 21;
+	o.system_prompt = "Dream.";
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) < 0 && strstr(err, "no reply"),
+	    "nothing to regenerate: %s", err);
+	chat_add_user(c, "Hello there", 11);
+	chat_set_message_tag(c, 0, 101);
+	want = chat_render(c, err, sizeof(err));
+	CHECK(chat_check(c, err, sizeof(err)) == 0, "chat_check: %s", err);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "turn 1: %s", err);
+	CHECK(want && !strcmp(chat_prompt_text(c, &plen), want) && plen == strlen(want),
+	    "the recorded prompt is the rendering fed");
+	free(want);
+	CHECK(chat_prompt_n_messages(c) == 2 && !strcmp(chat_prompt_message(c, 0, &role), "Dream.") &&
+	    !strcmp(role, "system") && !strcmp(chat_prompt_message(c, 1, &role), "Hello there") && !strcmp(role, "user") &&
+	    chat_prompt_dropped(c) == 0, "the recorded messages: the system prompt and the user's");
 	{
-		chat_add_user(c, "More", 4);
-		chat_cancel(c);
-		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "generate: %s", err);
-		/* chat_generate clears a pending cancel when it starts: it ran. */
-		CHECK(st.stop != CHAT_STOP_CANCEL, "a stale cancel does not stop the next reply");
+		int n;
+		chat_prompt_tokens(c, &n);
+		CHECK(st.prompt_tokens == n && st.prompt_tokens == st.n_prompt + st.n_reused, "prompt tokens %d", st.prompt_tokens);
+	}
+	r0 = strdup(chat_message_content(c, 1));
+	chat_set_alt_tag(c, 1, 0, 201);
+	chat_set_message_tag(c, 1, 200);
+	/* A new seed for the regeneration: the same one would repeat the reply. */
+	{
+		struct sampler_params p;
+		chat_get_params(c, &p);
+		p.seed = 22;
+		chat_set_params(c, &p);
+	}
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "regenerate: %s", err);
+	r1 = strdup(chat_message_content(c, 1));
+	printf("alternatives: \"%s\" / \"%s\"\n", r0, r1);
+	CHECK(chat_n_messages(c) == 2 && chat_alt_count(c, 1) == 2 && chat_alt_index(c, 1) == 1 &&
+	    !strcmp(chat_alt_content(c, 1, 0), r0) && !strcmp(chat_alt_content(c, 1, 1), r1),
+	    "the regeneration is a second alternative; the first is kept");
+	CHECK(chat_prompt_n_messages(c) == 2 && !strcmp(chat_prompt_message(c, 1, NULL), "Hello there"),
+	    "a regeneration is fed what the first reply was, without it");
+	CHECK(chat_message_tag(c, 0) == 101 && chat_message_tag(c, 1) == 200 && chat_alt_tag(c, 1, 0) == 201 &&
+	    chat_alt_tag(c, 1, 1) == 0, "tags stay with their message and alternative");
+	CHECK(strcmp(r0, r1) != 0, "another seed, another reply");
+	/* Flip back to the first reply and go on: the next prompt has it. */
+	CHECK(chat_alt_select(c, 1, 0) == 0 && !strcmp(chat_message_content(c, 1), r0) &&
+	    chat_alt_select(c, 1, 2) < 0 && chat_alt_select(c, 0, 1) < 0, "select an alternative; bad ones refused");
+	chat_add_user(c, "And again", 9);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "turn 2: %s", err);
+	CHECK(strstr(chat_prompt_text(c, NULL), r0) != NULL && (!*r1 || strstr(chat_prompt_text(c, NULL), r1) == NULL) &&
+	    !strcmp(chat_prompt_message(c, 2, NULL), r0), "the next prompt is fed the selected alternative");
+	CHECK(st.n_reused > 0, "the cache is reused up to the change (%d of %d)", st.n_reused, st.prompt_tokens);
+	check_reuse_exact(m, c, "after selecting an alternative");
+	/* Edit the second user message: the conversation branches there. */
+	chat_set_message_tag(c, 2, 300);
+	CHECK(chat_edit(c, 1, "x", 1) < 0 && chat_edit(c, 9, "x", 1) < 0, "only user messages can be edited");
+	CHECK(chat_edit(c, 2, "Tell me more", 12) == 0 && chat_n_messages(c) == 3 &&
+	    !strcmp(chat_message_content(c, 2), "Tell me more") && chat_message_tag(c, 2) == 0, "edit: %s", err);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "after the edit: %s", err);
+	CHECK(strstr(chat_prompt_text(c, NULL), "Tell me more") && !strstr(chat_prompt_text(c, NULL), "And again"),
+	    "the edited message is fed, the old one not");
+	CHECK(st.n_reused > 0, "the cache is reused up to the edit (%d of %d)", st.n_reused, st.prompt_tokens);
+	check_reuse_exact(m, c, "after an edit");
+	/* chat_check changes nothing. */
+	{
+		char *big = malloc(6001);
+		int n = chat_n_messages(c), w = chat_window_start(c);
+		memset(big, 'a', 6000);
+		big[6000] = 0;
+		for (int i = 0; i < 6000; i += 5)
+			big[i] = ' ';
+		chat_add_user(c, big, 6000);
+		CHECK(chat_check(c, err, sizeof(err)) < 0 && strstr(err, "more than the context"), "chat_check refuses: %s", err);
+		CHECK(chat_n_messages(c) == n + 1 && chat_window_start(c) == w, "chat_check changed nothing");
+		chat_pop(c);
+		free(big);
+	}
+	free(r0);
+	free(r1);
+	chat_free(c);
+	llm_model_free(m);
+}
+
+struct stopper {
+	struct chat *c;
+	int at, pieces, by_return;
+	char buf[4096];
+	size_t n;
+};
+
+/* Stops the reply at piece AT: by returning nonzero (as chat --plain's
+ * Ctrl-C does), or by calling chat_cancel (as another thread would, at
+ * that moment). */
+static int
+stop_at_piece(void *ctx, const char *p, size_t n)
+{
+	struct stopper *s = ctx;
+	if (s->n + n < sizeof(s->buf)) {
+		memcpy(s->buf + s->n, p, n);
+		s->n += n;
+		s->buf[s->n] = 0;
+	}
+	if (++s->pieces == s->at) {
+		if (s->by_return)
+			return 1;
+		chat_cancel(s->c);
+	}
+	return 0;
+}
+
+static char notice_seen[256];
+
+/* Takes the notice; with CTX set, stops the generation right then (the
+ * prompt is built and not yet read). */
+static void
+notice_and_stop(void *ctx, const char *msg)
+{
+	snprintf(notice_seen, sizeof(notice_seen), "%s", msg);
+	if (ctx)
+		chat_cancel(ctx);
+}
+
+/* Every stop at a known point, none timed: before the reply starts, from
+ * the piece callback both ways, while a regeneration reads its prompt.
+ * Each keeps what was produced, and the next reply is not stopped. */
+static void
+test_stops(const char *path)
+{
+	struct llm_model *m;
+	struct chat *c;
+	struct chat_opts o;
+	struct chat_stats st;
+	char err[512];
+
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 20;
+	o.n_threads = 2;
+	o.n_ctx = 512;
+	o.sp.seed = 4;
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
+
+	/* A stop pressed while the front end starts the reply is not lost. */
+	chat_add_user(c, "Once upon a time", 16);
+	chat_cancel(c);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "generate: %s", err);
+	CHECK(st.stop == CHAT_STOP_CANCEL && st.n_gen == 0 && chat_n_messages(c) == 2 &&
+	    !strcmp(chat_message_content(c, 1), ""), "a stop before the start stops the reply at once (%s, %d tokens)",
+	    chat_stop_name(st.stop), st.n_gen);
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop != CHAT_STOP_CANCEL &&
+	    st.n_gen > 0, "the stop was used up: the next reply runs (%s)", chat_stop_name(st.stop));
+
+	/* Stopped from the piece callback: by its return value, and by
+	 * chat_cancel; both while the token is being evaluated. */
+	for (int by_return = 1; by_return >= 0; by_return--) {
+		struct stopper sp = { c, 3, 0, by_return, "", 0 };
+		chat_add_user(c, "Tell me more", 12);
+		CHECK(chat_generate(c, stop_at_piece, &sp, &st, err, sizeof(err)) == 0,
+		    "stopped by %s: returns the reply (%s)", by_return ? "the callback" : "chat_cancel", err);
+		printf("stop at piece 3 (%s): %d tokens, \"%s\"\n", by_return ? "callback" : "chat_cancel", st.n_gen, sp.buf);
+		CHECK(st.stop == CHAT_STOP_CANCEL && st.n_gen == 3, "stopped at the third token (%d, %s)", st.n_gen,
+		    chat_stop_name(st.stop));
+		CHECK(!strcmp(chat_message_content(c, chat_n_messages(c) - 1), sp.buf),
+		    "the reply is what was shown");
+		CHECK(chat_ctx_used(c) == st.prompt_tokens + 2, "the cache holds the prompt and the tokens fed back "
+		    "(%d of %d + 2)", chat_ctx_used(c), st.prompt_tokens);
+	}
+	chat_add_user(c, "And then", 8);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop != CHAT_STOP_CANCEL,
+	    "the next reply runs: %s", err);
+	check_reuse_exact(m, c, "after stopped replies");
+
+	/* A fixed seed: the regeneration moves on, and says so. */
+	{
+		char first[4096];
+		struct sampler_params p;
+		snprintf(first, sizeof(first), "%s", chat_message_content(c, chat_n_messages(c) - 1));
+		/* The reply was made with the session's seed (5: the regeneration
+		 * above moved it from 4); make that 4 again for this turn's reply. */
+		chat_get_params(c, &p);
+		CHECK(p.seed == 5, "the first regeneration moved the seed to 5 (%llu)", (unsigned long long)p.seed);
+		chat_pop(c);
+		p.seed = 4;
+		chat_set_params(c, &p);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.seed == 4, "the reply with seed 4");
+		snprintf(first, sizeof(first), "%s", chat_message_content(c, chat_n_messages(c) - 1));
+		notice_seen[0] = 0;
+		chat_set_notice(c, notice_and_stop, NULL);
+		CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "regenerate: %s", err);
+		chat_get_params(c, &p);
+		printf("fixed seed 4: regenerated with seed %llu (\"%s\"): \"%s\" / \"%s\"\n", (unsigned long long)st.seed,
+		    notice_seen, first, chat_message_content(c, chat_n_messages(c) - 1));
+		CHECK(st.seed == 5 && p.seed == 5, "the regeneration used seed 5 (%llu) and kept it",
+		    (unsigned long long)st.seed);
+		CHECK(strstr(notice_seen, "seed 4") && strstr(notice_seen, "seed 5"), "the user is told: %s", notice_seen);
+		CHECK(strcmp(first, chat_message_content(c, chat_n_messages(c) - 1)) != 0, "another reply");
+		/* Stopped while the regeneration reads its prompt. */
+		chat_set_notice(c, notice_and_stop, c);
+		CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop == CHAT_STOP_CANCEL &&
+		    st.n_gen == 0 && st.seed == 0, "stopped while reading the prompt (%s, %d)", chat_stop_name(st.stop),
+		    st.n_gen);
+		CHECK(chat_alt_count(c, chat_n_messages(c) - 1) == 3, "the stopped regeneration is an (empty) alternative");
+		chat_set_notice(c, NULL, NULL);
+		chat_add_user(c, "Again", 5);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop != CHAT_STOP_CANCEL, "then: %s", err);
+		check_reuse_exact(m, c, "after a stop while reading the prompt");
+	}
+	/* A random seed is left alone. */
+	{
+		struct sampler_params p;
+		chat_get_params(c, &p);
+		p.seed = SAMPLER_SEED_RANDOM;
+		chat_set_params(c, &p);
+		notice_seen[0] = 0;
+		chat_set_notice(c, notice_and_stop, NULL);
+		CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && notice_seen[0] == 0,
+		    "no notice with a random seed: %s", notice_seen);
+		chat_set_notice(c, NULL, NULL);
 	}
 	chat_free(c);
 	llm_model_free(m);
@@ -305,5 +564,7 @@ main(void)
 	test_reuse(path);
 	test_overflow(path);
 	test_live_and_stops(path);
+	test_alternatives_and_edits(path);
+	test_stops(path);
 	return test_done("test-chat");
 }

@@ -127,6 +127,15 @@ printf '%s\nshort one\n/stats\n' "$long" | "$NATTER_BIN" chat -m "$M" --plain -n
 check "chat with a too-long message status" 0 $?
 grep -q "more than the context" "$tmp/chat.err" && ok || bad "too-long message error: $(cat "$tmp/chat.err")"
 grep -q "reply: 4 tokens" "$tmp/chat.out" && ok || bad "the chat goes on after a too-long message"
+# A blank line is not a message; a regeneration with a fixed seed moves to
+# the next seed and says so.
+printf '   \n\t\n/stats\nHello\n/regen\n/stats\n' | "$NATTER_BIN" chat -m "$M" --plain -n 4 --seed 5 --no-history \
+	> "$tmp/blank.out" 2> "$tmp/blank.err"
+check "chat with blank lines status" 0 $?
+grep -q "no reply yet" "$tmp/blank.out" && ok || bad "a blank line was sent as a message: $(cat "$tmp/blank.out")"
+grep -q "seed 5 would repeat the same reply: regenerating with seed 6" "$tmp/blank.err" && ok ||
+	bad "no notice of the next seed: $(cat "$tmp/blank.err")"
+grep -q "seed 6$" "$tmp/blank.out" && ok || bad "/stats after /regen shows seed 6: $(cat "$tmp/blank.out")"
 # Without --plain, chat is the full-screen chat, which needs a terminal.
 "$NATTER_BIN" chat -m "$M" < /dev/null 2>"$tmp/err"; check "chat without --plain and without a terminal status" 2 $?
 grep -q "needs a terminal" "$tmp/err" && ok || bad "chat without --plain: $(cat "$tmp/err")"

@@ -1,4 +1,4 @@
-/* test-store.c -- the SQLite store: schema, migration, history, FTS, export, crashes, concurrency. */
+/* test-store.c -- the SQLite store: schema, migrations, the message tree, alternatives, history, search, export, crashes, concurrency. */
 #include "config.h"
 
 #include <cjson/cJSON.h>
@@ -8,6 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "natter/chat.h"
+#include "natter/chatlog.h"
+#include "natter/llm.h"
 #include "natter/sha256.h"
 #include "natter/store.h"
 #include "test.h"
@@ -64,6 +67,40 @@ query_int(const char *path, const char *sql)
 	return v;
 }
 
+/* The first column of the first row of SQL as text, into BUF ("" if none). */
+static char *
+query_text(const char *path, const char *sql, char *buf, size_t n)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	buf[0] = 0;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return buf;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_text(st, 0))
+		snprintf(buf, n, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return buf;
+}
+
+/* Runs SQL on the database at PATH directly (as an older natter wrote it). */
+static int
+exec_sql(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	char *msg = NULL;
+	int rc;
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK)
+		fprintf(stderr, "exec_sql: %s\n", msg ? msg : "?");
+	sqlite3_free(msg);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
 static char *
 capture(int (*fn)(struct store *, FILE *), struct store *s)
 {
@@ -81,8 +118,7 @@ gen(const char *content)
 	struct store_gen g;
 	memset(&g, 0, sizeof(g));
 	g.content = content;
-	g.state = "complete";
-	g.stop_reason = "done";
+	g.end = STORE_END_FINISHED;
 	g.temp = 0.7;
 	g.top_k = 40;
 	g.top_p = 0.9;
@@ -109,7 +145,10 @@ test_schema_and_history(void)
 	if (!s)
 		return;
 	CHECK(store_schema_version(s) == STORE_SCHEMA_VERSION, "new database at the current schema");
-	CHECK(query_int(p, "PRAGMA journal_mode") == -1 || 1, "journal");
+	{
+		char jm[16];
+		CHECK(!strcmp(query_text(p, "PRAGMA journal_mode", jm, sizeof(jm)), "wal"), "WAL journal (%s)", jm);
+	}
 	CHECK(store_conv_new(s, 0, NULL, "chatml", "Be kind.", &conv) == 0, "conv: %s", store_errmsg(s));
 	CHECK(store_msg_add(s, conv, "user", "Tell me about dreams", &m1) == 0, "msg: %s", store_errmsg(s));
 	g = gen("Dreams are stories.");
@@ -228,19 +267,21 @@ test_migration_and_refusals(void)
 {
 	char p[512], err[512];
 	struct store *s;
-	int64_t conv, m;
+	int64_t conv;
 
 	path_of(p, sizeof(p), "old.db");
 	CHECK(store_open_version(p, 1, &s, err, sizeof(err)) == 0, "v1: %s", err);
 	if (!s)
 		return;
 	CHECK(store_schema_version(s) == 1, "created at schema 1");
-	store_conv_new(s, 0, NULL, NULL, NULL, &conv);
-	store_msg_add(s, conv, "user", "remember the lighthouse", &m);
 	store_close(s);
+	/* A message as natter with schema 1 wrote it. */
+	CHECK(exec_sql(p, "INSERT INTO conversations(title, created, updated) VALUES ('', 1, 1);"
+	    "INSERT INTO messages(conversation_id, seq, role, content, created) VALUES (1, 1, 'user', "
+	    "'remember the lighthouse', 1);") == 0, "schema-1 rows");
 	CHECK(query_int(p, "SELECT count(*) FROM sqlite_master WHERE name = 'messages_fts'") == 0, "v1 has no FTS");
 	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate: %s", err);
-	CHECK(store_schema_version(s) == 2, "migrated to schema 2");
+	CHECK(store_schema_version(s) == STORE_SCHEMA_VERSION, "migrated to schema %d", STORE_SCHEMA_VERSION);
 	{
 		char *buf = NULL;
 		size_t len = 0;
@@ -300,6 +341,506 @@ test_migration_and_refusals(void)
 			store_close(s);
 		}
 	}
+}
+
+/* Writes a small file standing in for a model (store_model hashes it). */
+static void
+fake_model(const char *path, const char *bytes)
+{
+	FILE *f = fopen(path, "wb");
+	if (f) {
+		fputs(bytes, f);
+		fclose(f);
+	}
+}
+
+static char *
+capture_search(struct store *s, const char *q)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	store_history_search(s, q, f);
+	fclose(f);
+	return buf;
+}
+
+static char *
+capture_show(struct store *s, int64_t conv)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	store_history_show(s, conv, f);
+	fclose(f);
+	return buf;
+}
+
+struct alts {
+	int n, chosen;
+	int64_t ids[8];
+	char content[8][64], rating[8][8];
+	enum store_end end[8];
+};
+
+static int
+collect_alt(void *ctx, const struct store_alt *a)
+{
+	struct alts *x = ctx;
+	if (x->n < 8) {
+		x->ids[x->n] = a->gen_id;
+		snprintf(x->content[x->n], sizeof(x->content[0]), "%s", a->content);
+		snprintf(x->rating[x->n], sizeof(x->rating[0]), "%s", a->rating);
+		x->end[x->n] = a->end;
+		if (a->chosen)
+			x->chosen = x->n;
+	}
+	x->n++;
+	return 0;
+}
+
+struct loaded {
+	int n;
+	int64_t ids[16], gens[16];
+	char text[16][64];
+};
+
+static int
+collect_msg(void *ctx, int64_t id, const char *role, const char *content, int64_t gen)
+{
+	struct loaded *l = ctx;
+	if (l->n < 16) {
+		l->ids[l->n] = id;
+		l->gens[l->n] = gen;
+		snprintf(l->text[l->n], sizeof(l->text[0]), "%s:%s", role, content);
+	}
+	l->n++;
+	return 0;
+}
+
+/* A schema-2 database, filled as natter 0.1 filled it, migrates to schema
+ * 3: the messages become a chain, each generation's end is kept, what the
+ * old schema did not record is NULL (unknown), and search finds CJK. */
+static void
+test_migration_from_2(void)
+{
+	char p[512], err[512], t[256], *out;
+	struct store *s;
+	struct alts a = { 0 };
+	struct loaded l = { 0 };
+
+	path_of(p, sizeof(p), "v2.db");
+	CHECK(store_open_version(p, 2, &s, err, sizeof(err)) == 0, "v2: %s", err);
+	if (!s)
+		return;
+	CHECK(store_schema_version(s) == 2, "created at schema 2");
+	store_close(s);
+	CHECK(exec_sql(p,
+	    "INSERT INTO models(sha256, file_name, size, arch, type_name, created) VALUES ('ab12', 'old.gguf', 9, 'llama', 'F32', 1);"
+	    "INSERT INTO conversations(title, model_id, chat_template, system_prompt, created, updated) "
+	    "  VALUES ('dreams', 1, 'chatml (built-in)', 'Be terse.', 1, 2);"
+	    "INSERT INTO messages(conversation_id, seq, role, content, created) VALUES"
+	    "  (1, 1, 'user', '\xe5\xa4\xa2\xe3\x81\xae\xe4\xb8\xad\xe3\x81\xa7\xe7\xa7\x81\xe3\x81\xaf\xe9\xa3\x9b\xe3\x82\x93\xe3\x81\xa0 a whisper', 1),"
+	    "  (1, 2, 'assistant', 'chosen text', 1), (1, 3, 'user', 'again', 1), (1, 4, 'assistant', 'cut', 1);"
+	    "INSERT INTO generations(message_id, content, chosen, state, stop_reason, temp, seed, n_gen, created) VALUES"
+	    "  (2, 'first try', 0, 'complete', 'length limit', 0.7, 5, 8, 1),"
+	    "  (2, 'chosen text', 1, 'complete', 'done', 0.7, 6, 3, 1),"
+	    "  (4, 'cut', 1, 'cancelled', 'cancelled', 0.7, 7, 1, 1);"
+	    "INSERT INTO ratings(generation_id, kind, value, created) VALUES (2, 'thumb', 1, 1), (1, 'stars', 2, 1);") == 0,
+	    "schema-2 rows");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 2 -> 3: %s", err);
+	if (!s)
+		return;
+	CHECK(store_schema_version(s) == 3, "at schema 3");
+	CHECK(query_int(p, "SELECT count(*) FROM messages WHERE parent_id IS NULL") == 1 &&
+	    query_int(p, "SELECT parent_id FROM messages WHERE id = 2") == 1 &&
+	    query_int(p, "SELECT parent_id FROM messages WHERE id = 3") == 2 &&
+	    query_int(p, "SELECT parent_id FROM messages WHERE id = 4") == 3, "the messages became a chain");
+	CHECK(query_int(p, "SELECT leaf_id FROM conversations WHERE id = 1") == 4, "the last message is the leaf");
+	CHECK(!strcmp(query_text(p, "SELECT group_concat(end_reason, ' ') FROM (SELECT end_reason FROM generations "
+	    "ORDER BY id)", t, sizeof(t)), "max-tokens finished stopped"), "ends kept: %s", t);
+	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE model_id IS NULL AND prompt_messages IS NULL "
+	    "AND prompt_text IS NULL AND system_prompt IS NULL") == 3, "what schema 2 did not record stays unknown");
+	CHECK(store_alt_list(s, 2, collect_alt, &a) == 0 && a.n == 2 && a.chosen == 1 && !strcmp(a.rating[0], "2") &&
+	    !strcmp(a.rating[1], "up") && a.end[0] == STORE_END_MAX_TOKENS && !strcmp(a.content[0], "first try"),
+	    "the alternatives of a migrated reply (%d)", a.n);
+	{
+		char *sys = NULL;
+		CHECK(store_conv_load(s, 1, &sys, collect_msg, &l) == 0 && l.n == 4 && l.gens[1] == 2 &&
+		    !strcmp(l.text[3], "assistant:cut") && sys && !strcmp(sys, "Be terse."), "load after migration (%d)", l.n);
+		free(sys);
+	}
+	out = capture_search(s, "\xe4\xb8\xad\xe3\x81\xa7\xe7\xa7\x81");   /* 中で私: inside a run of CJK */
+	CHECK(strstr(out, "[\xe4\xb8\xad\xe3\x81\xa7\xe7\xa7\x81]"), "CJK substring search: %s", out);
+	free(out);
+	out = capture_search(s, "\xe5\xa4\xa2");   /* 夢: one character */
+	CHECK(strstr(out, "[\xe5\xa4\xa2]") && strstr(out, "conversation 1 [1] user"), "one-character search: %s", out);
+	free(out);
+	out = capture_search(s, "zq");
+	CHECK(strstr(out, "no messages match"), "two characters, no match: %s", out);
+	free(out);
+	out = capture_search(s, "ag");
+	CHECK(strstr(out, "[ag]ain"), "two-character search: %s", out);
+	free(out);
+	out = capture_search(s, "whisp*");
+	CHECK(strstr(out, "[whisp]er") || strstr(out, "[whisper]"), "prefix search: %s", out);
+	free(out);
+	out = capture_search(s, "WHISPER");
+	CHECK(strstr(out, "conversation 1 [1]"), "search ignores ASCII case: %s", out);
+	free(out);
+	{
+		int64_t id;
+		CHECK(store_msg_add(s, 1, "user", "a brand new lighthouse", &id) == 0 &&
+		    query_int(p, "SELECT parent_id FROM messages WHERE id = 5") == 4, "new messages continue the chain");
+		out = capture_search(s, "new light");
+		CHECK(strstr(out, "[new light]"), "the index follows new messages: %s", out);
+		free(out);
+	}
+	store_close(s);
+}
+
+/* Alternatives and branches: list and choose alternatives; an edit makes a
+ * branch that history, resuming and export follow; the other branch
+ * stays; every generation keeps what it was fed. */
+static void
+test_tree(void)
+{
+	char p[512], err[512], t[512], ma[512], mb[512], *out;
+	struct store *s;
+	int64_t conv, u1, u2, u2b, A, B, C, a1, a2, b1, c1, leaf, mid_a, mid_b, ids[4];
+	int n, cur;
+	struct store_gen g;
+	struct store_turn fed1[2] = { { "system", "Be kind." }, { "user", "first question" } };
+	struct store_turn fed2[4] = { { "system", "Be brief." }, { "user", "first question" },
+	    { "assistant", "answer one" }, { "user", "what about cats?" } };
+	struct store_turn fed3[4] = { { "system", "Be brief." }, { "user", "first question" },
+	    { "assistant", "answer one" }, { "user", "what about dogs?" } };
+
+	path_of(p, sizeof(p), "tree.db");
+	path_of(ma, sizeof(ma), "a.gguf");
+	path_of(mb, sizeof(mb), "b.gguf");
+	fake_model(ma, "model a");
+	fake_model(mb, "model b");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	CHECK(store_model(s, ma, "llama", "F32", &mid_a) == 0 && store_model(s, mb, "llama", "F16", &mid_b) == 0 &&
+	    mid_a != mid_b, "two models: %s", store_errmsg(s));
+	CHECK(store_conv_new(s, mid_a, NULL, "chatml", "Be kind.", &conv) == 0, "conv");
+	CHECK(store_msg_add(s, conv, "user", "first question", &u1) == 0, "u1");
+	g = gen("answer zero");
+	g.model_id = mid_a;
+	g.template_name = "chatml (built-in)";
+	g.template_source = "{{ messages }}";
+	g.fed = fed1;
+	g.n_fed = 2;
+	g.prompt_text = "<s>Be kind. first question";
+	g.prompt_tokens = 7;
+	CHECK(store_gen_add(s, conv, 0, &g, &a1, &A) == 0, "a1: %s", store_errmsg(s));
+	g.content = "answer one";
+	g.seed = 1235;
+	CHECK(store_gen_add(s, conv, A, &g, &a2, NULL) == 0, "a2 (a regeneration)");
+	{
+		struct alts x = { 0 };
+		CHECK(store_alt_list(s, A, collect_alt, &x) == 0 && x.n == 2 && x.chosen == 1 && x.ids[0] == a1 &&
+		    x.ids[1] == a2, "two alternatives, the newest chosen");
+		CHECK(store_alt_choose(s, a1) == 0, "choose: %s", store_errmsg(s));
+		memset(&x, 0, sizeof(x));
+		CHECK(store_alt_list(s, A, collect_alt, &x) == 0 && x.chosen == 0, "the choice is stored");
+		CHECK(!strcmp(query_text(p, "SELECT content FROM messages WHERE id = 2", t, sizeof(t)), "answer zero"),
+		    "the message reads as the chosen alternative: %s", t);
+		CHECK(store_alt_choose(s, a2) == 0 && store_alt_choose(s, 9999) < 0 &&
+		    strstr(store_errmsg(s), "no generation"), "choose back; a missing one refused");
+		CHECK(store_alt_list(s, 9999, collect_alt, &x) < 0, "alternatives of a missing message refused");
+	}
+	CHECK(query_int(p, "SELECT count(*) FROM templates") == 1, "the template stored once");
+	CHECK(!strcmp(query_text(p, "SELECT system_prompt FROM generations WHERE id = 1", t, sizeof(t)), "Be kind."),
+	    "the system prompt of a generation");
+
+	/* The system prompt changes: what comes next only. */
+	CHECK(store_conv_set_system(s, conv, "Be brief.") == 0, "set system");
+	CHECK(store_msg_add(s, conv, "user", "what about cats?", &u2) == 0 &&
+	    query_int(p, "SELECT parent_id FROM messages WHERE content = 'what about cats?'") == A, "u2 follows A");
+	g = gen("cats purr");
+	g.model_id = mid_b;   /* resumed under another model */
+	g.template_name = "chatml (built-in)";
+	g.template_source = "{{ messages }}";
+	g.fed = fed2;
+	g.n_fed = 4;
+	g.prompt_text = "<s>Be brief. first question answer one what about cats?";
+	g.prompt_tokens = 15;
+	CHECK(store_gen_add(s, conv, 0, &g, &b1, &B) == 0, "b1");
+	CHECK(!strcmp(query_text(p, "SELECT system_prompt FROM generations WHERE id = 1", t, sizeof(t)), "Be kind.") &&
+	    !strcmp(query_text(p, "SELECT system_prompt FROM generations WHERE id = 3", t, sizeof(t)), "Be brief."),
+	    "each generation keeps its own system prompt");
+	CHECK(query_int(p, "SELECT model_id FROM generations WHERE id = 1") == mid_a &&
+	    query_int(p, "SELECT model_id FROM generations WHERE id = 3") == mid_b, "each generation keeps its model");
+	{
+		struct store_conv_info ci[4];
+		int nc;
+		CHECK(store_conv_recent(s, ci, 4, &nc) == 0 && nc == 1 && ci[0].n_models == 2 &&
+		    !strcmp(ci[0].models, "a.gguf, b.gguf") && !strcmp(ci[0].model, "a.gguf") && ci[0].n_msgs == 4,
+		    "conversation models: %s (%d), %d messages", nc ? ci[0].models : "", nc ? ci[0].n_models : 0,
+		    nc ? ci[0].n_msgs : 0);
+	}
+
+	/* An edit of u2: a new branch from A. */
+	CHECK(store_msg_edit(s, u2, "what about dogs?", &u2b) == 0, "edit: %s", store_errmsg(s));
+	CHECK(query_int(p, "SELECT parent_id FROM messages WHERE content = 'what about dogs?'") == A &&
+	    query_int(p, "SELECT leaf_id FROM conversations") == u2b, "the edit is a sibling and the new leaf");
+	CHECK(store_msg_versions(s, u2b, ids, 4, &n, &cur) == 0 && n == 2 && cur == 1 && ids[0] == u2 && ids[1] == u2b,
+	    "two versions, the edit active");
+	g = gen("dogs bark");
+	g.model_id = mid_b;
+	g.fed = fed3;
+	g.n_fed = 4;
+	g.prompt_text = "<s>Be brief. first question answer one what about dogs?";
+	g.prompt_tokens = 15;
+	CHECK(store_gen_add(s, conv, 0, &g, &c1, &C) == 0 &&
+	    query_int(p, "SELECT parent_id FROM messages WHERE content = 'dogs bark'") == u2b, "the reply continues the branch");
+	{
+		struct loaded l = { 0 };
+		char *sys = NULL;
+		CHECK(store_conv_load(s, conv, &sys, collect_msg, &l) == 0 && l.n == 4 &&
+		    !strcmp(l.text[1], "assistant:answer one") && !strcmp(l.text[2], "user:what about dogs?") &&
+		    !strcmp(l.text[3], "assistant:dogs bark") && l.gens[3] == c1 && sys && !strcmp(sys, "Be brief."),
+		    "resuming follows the active branch (%d)", l.n);
+		free(sys);
+	}
+	out = capture_show(s, conv);
+	CHECK(strstr(out, "what about dogs?") && strstr(out, "version 2 of 2") && strstr(out, "dogs bark") &&
+	    !strstr(out, "cats") && strstr(out, "system: Be kind.") &&
+	    strstr(out, "from here on the system prompt was: Be brief.") && strstr(out, "model b.gguf"),
+	    "history show follows the branch: %s", out);
+	free(out);
+	/* Export follows the active branch, with each reply's recorded prompt. */
+	CHECK(store_rating_set(s, b1, "thumb", 1, NULL) == 0 && store_rating_set(s, c1, "thumb", 1, NULL) == 0 &&
+	    store_rating_set(s, a2, "stars", 5, NULL) == 0, "ratings");
+	{
+		struct store_export_opts o = { STORE_SFT, 4, NULL, 0 };
+		char op[512], *data;
+		size_t len;
+		snprintf(op, sizeof(op), "%s/tree.jsonl", dir);
+		CHECK(store_export(s, &o, op, &n, err, sizeof(err)) == 0 && n == 2, "export: %d lines %s", n, err);
+		data = test_read_file(op, &len);
+		CHECK(data && strstr(data, "dogs bark") && !strstr(data, "cats purr") &&
+		    strstr(data, "{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":"
+		    "\"first question\"},{\"role\":\"assistant\",\"content\":\"answer one\"},{\"role\":\"user\","
+		    "\"content\":\"what about dogs?\"},{\"role\":\"assistant\",\"content\":\"dogs bark\"}") &&
+		    strstr(data, "{\"role\":\"system\",\"content\":\"Be kind.\"},{\"role\":\"user\",\"content\":"
+		    "\"first question\"},{\"role\":\"assistant\",\"content\":\"answer one\"}"),
+		    "export: the active branch with what each reply was fed: %s", data ? data : "");
+		free(data);
+	}
+	/* Back to the first branch. */
+	CHECK(store_branch_switch(s, u2, &leaf) == 0 && leaf == B, "switch to the old branch (leaf %lld)", (long long)leaf);
+	CHECK(store_msg_versions(s, u2, ids, 4, &n, &cur) == 0 && n == 2 && cur == 0, "the old version active");
+	{
+		struct loaded l = { 0 };
+		char *sys = NULL;
+		CHECK(store_conv_load(s, conv, &sys, collect_msg, &l) == 0 && l.n == 4 &&
+		    !strcmp(l.text[3], "assistant:cats purr"), "the old branch loads");
+		free(sys);
+	}
+	CHECK(store_msg_edit(s, 9999, "x", &leaf) < 0 && strstr(store_errmsg(s), "no message"), "editing a missing message");
+	CHECK(store_conv_delete(s, conv) == 0 && query_int(p, "SELECT count(*) FROM messages") == 0,
+	    "deleting removes both branches");
+	store_close(s);
+}
+
+/* A session recorded through chatlog: every generation with its model,
+ * template, system prompt, prompt and end; a /system change applies only
+ * to what follows; regenerations are alternatives; a choice and an edit
+ * land in the store; resuming under another model records that model. */
+static void
+test_chatlog(void)
+{
+	const char *fx = test_fixtures();
+	char p[512], err[512], m32[2100], m16[2100], t[4096], hex[65];
+	struct store *s;
+	struct llm_model *m = NULL, *m2 = NULL;
+	struct chat *c = NULL, *c2 = NULL;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct chatlog l, l2;
+	size_t plen;
+
+	memset(&l2, 0, sizeof(l2));
+	if (!fx) {
+		SKIP("fixtures not found: chatlog");
+		return;
+	}
+	snprintf(m32, sizeof(m32), "%s/models/aidreams260K-f32.gguf", fx);
+	snprintf(m16, sizeof(m16), "%s/models/aidreams260K-f16.gguf", fx);
+	path_of(p, sizeof(p), "chatlog.db");
+	if (store_open(p, 0, &s, err, sizeof(err)) < 0 || llm_model_load(m32, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "setup: %s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 6;
+	o.n_threads = 2;
+	o.n_ctx = 512;
+	o.sp.seed = 7;
+	o.system_prompt = "Be kind.";
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
+	memset(&l, 0, sizeof(l));
+	l.s = s;
+	l.template_name = chat_template_name(c);
+	CHECK(store_model(s, m32, "llama", "F32", &l.model_id) == 0, "store_model: %s", store_errmsg(s));
+	CHECK(sha256_file(m32, hex, err, sizeof(err)) == 0, "sha256: %s", err);
+
+	chat_add_user(c, "Hello", 5);
+	CHECK(chatlog_user(&l, c) == 0 && chat_message_tag(c, 0) > 0, "user recorded: %s", store_errmsg(s));
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st, 0) == 0,
+	    "reply 1: %s %s", err, store_errmsg(s));
+	CHECK(chat_message_tag(c, 1) == l.last_msg && chat_alt_tag(c, 1, 0) == l.last_gen && l.last_gen == 1,
+	    "the reply carries its ids");
+	CHECK(!strcmp(query_text(p, "SELECT md.sha256 FROM generations g JOIN models md ON md.id = g.model_id "
+	    "WHERE g.id = 1", t, sizeof(t)), hex), "generation 1: its model's SHA-256");
+	CHECK(!strcmp(query_text(p, "SELECT template_name FROM generations WHERE id = 1", t, sizeof(t)),
+	    chat_template_name(c)), "generation 1: the template name (%s)", t);
+	CHECK(!strcmp(query_text(p, "SELECT tp.source FROM generations g JOIN templates tp ON tp.id = g.template_id "
+	    "WHERE g.id = 1", t, sizeof(t)), chat_template_source(c)), "generation 1: the template text");
+	CHECK(!strcmp(query_text(p, "SELECT prompt_text FROM generations WHERE id = 1", t, sizeof(t)),
+	    chat_prompt_text(c, &plen)), "generation 1: the prompt text as fed");
+	CHECK(query_int(p, "SELECT prompt_tokens FROM generations WHERE id = 1") == st.prompt_tokens &&
+	    st.prompt_tokens > 0, "generation 1: prompt tokens %d", st.prompt_tokens);
+	CHECK(!strcmp(query_text(p, "SELECT prompt_messages FROM generations WHERE id = 1", t, sizeof(t)),
+	    "[{\"role\":\"system\",\"content\":\"Be kind.\"},{\"role\":\"user\",\"content\":\"Hello\"}]"),
+	    "generation 1: the messages fed: %s", t);
+	CHECK(query_int(p, "SELECT seed FROM generations WHERE id = 1") == 7 &&
+	    !strcmp(query_text(p, "SELECT end_reason FROM generations WHERE id = 1", t, sizeof(t)),
+	    st.stop == CHAT_STOP_LIMIT ? "max-tokens" : "finished"), "generation 1: seed and end (%s)", t);
+
+	/* A message longer than the context is not a turn: not stored, not kept. */
+	{
+		char *big = malloc(6001);
+		int before = query_int(p, "SELECT count(*) FROM messages");
+		memset(big, 'a', 6000);
+		big[6000] = 0;
+		for (int i = 0; i < 6000; i += 5)
+			big[i] = ' ';
+		chat_add_user(c, big, 6000);
+		CHECK(chatlog_user(&l, c) == 0 && query_int(p, "SELECT count(*) FROM messages") == before,
+		    "a refused message is not stored (%d messages, %d before)", query_int(p, "SELECT count(*) FROM messages"),
+		    before);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) < 0 && strstr(err, "more than the context") &&
+		    chat_n_messages(c) == 2, "and not kept in the session: %s", err);
+		free(big);
+	}
+
+	/* /system: what comes next only. */
+	chat_set_system(c, "Be brief.");
+	CHECK(chatlog_system(&l, c) == 0, "system recorded");
+	chat_add_user(c, "Tell me more", 12);
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(&l, c, &st, 0) == 0, "reply 2: %s", err);
+	CHECK(!strcmp(query_text(p, "SELECT system_prompt FROM generations WHERE id = 1", t, sizeof(t)), "Be kind.") &&
+	    !strcmp(query_text(p, "SELECT system_prompt FROM generations WHERE id = 2", t, sizeof(t)), "Be brief."),
+	    "each reply keeps the system prompt it was given");
+	CHECK(strstr(query_text(p, "SELECT prompt_text FROM generations WHERE id = 2", t, sizeof(t)), "Be brief.") &&
+	    !strstr(t, "Be kind."), "reply 2 was fed the new system prompt only");
+
+	/* A regeneration: another alternative of the same message. */
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st, 1) == 0,
+	    "regenerate: %s", err);
+	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE message_id = 4") == 2 &&
+	    chat_alt_tag(c, 3, 1) == 3 && l.last_gen == 3, "the regeneration joined message 4");
+	CHECK(chatlog_alt_select(&l, c, 3, 0, err, sizeof(err)) == 0 &&
+	    query_int(p, "SELECT id FROM generations WHERE message_id = 4 AND chosen") == 2 && l.last_gen == 2,
+	    "choosing the first alternative is stored: %s", err);
+	CHECK(chatlog_alt_select(&l, c, 3, 5, err, sizeof(err)) == -1, "a missing alternative: %s", err);
+
+	/* An edit: a branch. */
+	CHECK(chatlog_edit(&l, c, 2, "Tell me less", 12, err, sizeof(err)) == 0 && chat_n_messages(c) == 3 &&
+	    chat_message_tag(c, 2) == 5, "edit recorded: %s", err);
+	CHECK(query_int(p, "SELECT parent_id FROM messages WHERE id = 5") == 2 &&
+	    query_int(p, "SELECT leaf_id FROM conversations WHERE id = 1") == 5, "the edit is a new branch");
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st, 0) == 0 &&
+	    query_int(p, "SELECT parent_id FROM messages WHERE id = 6") == 5, "the reply on the branch: %s", err);
+	CHECK(chatlog_edit(&l, c, 1, "x", 1, err, sizeof(err)) == -1, "an assistant message is not edited: %s", err);
+
+	/* Resumed under another model. */
+	if (llm_model_load(m16, &m2, err, sizeof(err)) == 0 && chat_new(m2, &o, &c2, err, sizeof(err)) == 0) {
+		memset(&l2, 0, sizeof(l2));
+		l2.s = s;
+		l2.template_name = chat_template_name(c2);
+		CHECK(store_model(s, m16, "llama", "F16", &l2.model_id) == 0 && l2.model_id != l.model_id, "second model");
+		CHECK(chatlog_resume(&l2, c2, 1, err, sizeof(err)) == 0, "resume: %s", err);
+		CHECK(chat_n_messages(c2) == 4 && !strcmp(chat_message_content(c2, 2), "Tell me less") &&
+		    chat_alt_count(c2, 3) == 1 && chat_alt_count(c2, 1) == 1 && !strcmp(chat_system(c2), "Be brief.") &&
+		    chat_message_tag(c2, 2) == 5 && l2.last_msg == 6 && l2.conv == 1, "the active branch resumed (%d)",
+		    chat_n_messages(c2));
+		chat_add_user(c2, "Go on", 5);
+		CHECK(chatlog_user(&l2, c2) == 0 && chat_generate(c2, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+		    chatlog_reply(&l2, c2, &st, 0) == 0, "reply under the other model: %s", err);
+		CHECK(query_int(p, "SELECT model_id FROM generations ORDER BY id DESC LIMIT 1") == l2.model_id &&
+		    query_int(p, "SELECT model_id FROM generations WHERE id = 1") == l.model_id,
+		    "the new reply records the new model; the old ones keep theirs");
+		{
+			struct store_conv_info ci[2];
+			int nc;
+			CHECK(store_conv_recent(s, ci, 2, &nc) == 0 && nc == 1 && ci[0].n_models == 2 &&
+			    !strcmp(ci[0].models, "aidreams260K-f32.gguf, aidreams260K-f16.gguf"), "models: %s",
+			    nc ? ci[0].models : "");
+		}
+		/* Resuming the old branch after switching: alternatives come back. */
+		CHECK(store_branch_switch(s, 3, NULL) == 0 && chatlog_resume(&l2, c2, 1, err, sizeof(err)) == 0 &&
+		    chat_n_messages(c2) == 4 && chat_alt_count(c2, 3) == 2 && chat_alt_index(c2, 3) == 0 &&
+		    chat_alt_tag(c2, 3, 1) == 3, "the other branch with its two alternatives: %s", err);
+	} else {
+		CHECK(0, "the f16 model: %s", err);
+	}
+	if (c2)
+		CHECK(chatlog_resume(&l2, c2, 99, err, sizeof(err)) < 0 && strstr(err, "no conversation"),
+		    "resume a missing one: %s", err);
+	chat_free(c2);
+	llm_model_free(m2);
+	chat_free(c);
+	llm_model_free(m);
+	store_close(s);
+}
+
+/* Two natters creating one new database at once: both succeed, every time. */
+static void
+test_create_race(void)
+{
+	char p[512], err[512];
+	int both = 0;
+
+	for (int trial = 0; trial < 20; trial++) {
+		pid_t kids[2];
+		int ok = 1;
+		char sh[1800];
+		path_of(p, sizeof(p), "race.db");
+		snprintf(sh, sizeof(sh), "rm -f '%s' '%s-wal' '%s-shm'", p, p, p);
+		if (system(sh) != 0)
+			break;
+		for (int k = 0; k < 2; k++) {
+			kids[k] = fork();
+			if (kids[k] == 0) {
+				struct store *s;
+				if (store_open(p, 0, &s, err, sizeof(err)) < 0) {
+					fprintf(stderr, "trial %d, natter %d: %s\n", trial, k, err);
+					_exit(3);
+				}
+				store_close(s);
+				_exit(0);
+			}
+		}
+		for (int k = 0; k < 2; k++) {
+			int st;
+			waitpid(kids[k], &st, 0);
+			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				ok = 0;
+		}
+		if (ok && query_int(p, "PRAGMA user_version") == STORE_SCHEMA_VERSION &&
+		    query_int(p, "SELECT count(*) FROM sqlite_master WHERE name = 'templates'") == 1)
+			both++;
+	}
+	printf("creation race: both natters succeeded in %d of 20 trials\n", both);
+	CHECK(both == 20, "two natters creating one database: both succeeded in %d of 20 trials", both);
 }
 
 /* A child writing messages is killed at random moments; every message it
@@ -428,6 +969,10 @@ main(void)
 	test_sha256();
 	test_schema_and_history();
 	test_migration_and_refusals();
+	test_migration_from_2();
+	test_tree();
+	test_chatlog();
+	test_create_race();
 	test_crashes();
 	test_concurrency();
 	{

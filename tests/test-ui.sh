@@ -1,9 +1,10 @@
 #!/bin/sh
-# test-ui.sh -- drives the real natter in a detached tmux and reads the screen.
+# test-ui.sh -- drives the real natter in a detached tmux, reads the screen and the database.
 : "${NATTER_BIN:=./natter}"
 : "${NATTER_FIXTURES:=../shared/fixtures}"
 M="$NATTER_FIXTURES/models/aidreams260K-f32.gguf"
 if ! command -v tmux >/dev/null 2>&1; then echo "SKIP: tmux not installed"; exit 77; fi
+if ! command -v sqlite3 >/dev/null 2>&1; then echo "SKIP: sqlite3 not installed"; exit 77; fi
 if [ ! -f "$M" ]; then echo "SKIP: fixtures not found"; exit 77; fi
 pass=0; fail=0
 ok() { pass=$((pass + 1)); }
@@ -12,93 +13,304 @@ tmp=$(mktemp -d)
 sock="natter-test-$$"
 T() { tmux -L "$sock" "$@"; }
 cleanup() { T kill-server 2>/dev/null; rm -rf "$tmp"; }
-stop() { T kill-server 2>/dev/null; sleep 0.3; }
 trap cleanup EXIT
-screen() { T capture-pane -t ui -p; }
-# wait_for PATTERN [SECONDS]: until the screen shows PATTERN (a grep -E expression)
-wait_for() {
+export NATTER_DB="$tmp/ui.db" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config" LANG=C.UTF-8 LC_ALL=C.UTF-8
+
+# --- polling, never sleeping in place of a condition ---
+# until CMD... : runs CMD every 0.05 s until it succeeds or $DEADLINE
+# seconds (default 10) have passed; returns its last status.
+until_ok() {
 	i=0
-	while [ $i -lt $(( ${2:-10} * 10 )) ]; do
-		screen 2>/dev/null | grep -Eq "$1" && return 0
-		sleep 0.1
+	while [ $i -lt $(( ${DEADLINE:-10} * 20 )) ]; do
+		"$@" && return 0
+		sleep 0.05
 		i=$((i + 1))
 	done
 	return 1
 }
-export NATTER_DB="$tmp/ui.db" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config" LANG=C.UTF-8 LC_ALL=C.UTF-8
-start() { # start COLS ROWS EXTRA-ENV EXTRA-ARGS
-	# The inner shell writes its pid and becomes natter (exec), so the
-	# signals below reach natter itself, not the wrapper or tmux.
-	T new-session -d -s ui -x "$1" -y "$2" \
-	    "env $3 sh -c 'stty -g > $tmp/stty.before; sh -c \"echo \\\$\\\$ > $tmp/pid; exec \\\"$NATTER_BIN\\\" -m \\\"$M\\\" --seed 3 $4\"; echo \$? > $tmp/status; stty -g > $tmp/stty.after'; sleep 60"
+screen() { T capture-pane -t ui -p 2>/dev/null; }
+shows() { screen | grep -Eq -- "$1"; }
+lacks() { ! screen | grep -Eq -- "$1"; }
+# wait_for PATTERN [SECONDS]: until the screen shows PATTERN (grep -E)
+wait_for() { DEADLINE=${2:-10} until_ok shows "$1"; }
+# wait_gone PATTERN [SECONDS]: until the screen no longer shows it
+wait_gone() { DEADLINE=${2:-10} until_ok lacks "$1"; }
+q() { sqlite3 "$NATTER_DB" "$1" 2>/dev/null; }
+sql_is() { [ "$(q "$1")" = "$2" ]; }
+# wait_sql QUERY VALUE [SECONDS]: until the database answers VALUE
+wait_sql() { DEADLINE=${3:-10} until_ok sql_is "$1" "$2"; }
+have() { [ -f "$1" ]; }
+wait_file() { DEADLINE=${2:-15} until_ok have "$1"; }
+no_server() { ! T has-session 2>/dev/null; }
+stop() { T kill-server 2>/dev/null; DEADLINE=5 until_ok no_server; }
+footer() { screen | tail -n 1; }
+
+start() { # start COLS ROWS EXTRA-ENV EXTRA-ARGS [MODEL]
+	rm -f "$tmp/status" "$tmp/stty.after" "$tmp/pid"
+	# The inner shell writes its pid and becomes natter (exec), so that
+	# signals reach natter itself, not the wrapper or tmux.
+	# A server that is still going away can refuse the first try.
+	for try in 1 2 3; do
+		T new-session -d -s ui -x "$1" -y "$2" \
+		    "env $3 sh -c 'stty -g > $tmp/stty.before; sh -c \"echo \\\$\\\$ > $tmp/pid; exec \\\"$NATTER_BIN\\\" -m \\\"${5:-$M}\\\" --seed 3 $4\"; echo \$? > $tmp/status; stty -g > $tmp/stty.after'; sleep 60" &&
+		    break
+		DEADLINE=2 until_ok no_server
+	done
+	# Pastes need natter's bracketed paste; OSC 52 fills a tmux buffer.
+	T set-option -g set-clipboard on
+}
+# in_tty NAME ENV CMD: runs CMD on a terminal (a tmux pane), stderr to
+# $tmp/NAME.err, status to $tmp/NAME.status.
+in_tty() {
+	rm -f "$tmp/$1.status"
+	for try in 1 2 3; do
+		T new-session -d -s "$1" -x 80 -y 24 "env $2 sh -c '$3 2> $tmp/$1.err; echo \$? > $tmp/$1.status'; sleep 60" &&
+		    break
+		DEADLINE=2 until_ok no_server
+	done
+	wait_file "$tmp/$1.status" 20
 }
 
-# 1. The three panes appear.
-start 100 30 "" "--token-delay 40 -n 30 --theme mono"
+# 1. The three panes appear; the model's type has a line of its own.
+start 100 30 "" "--token-delay 40 -n 60 --theme mono"
 wait_for "Type a message" && ok || bad "no start screen: $(screen)"
-screen | grep -q "Parameters" && screen | grep -q "Statistics" && screen | grep -q "Conversation" && ok || bad "panes"
-screen | grep -q "Enter send" && ok || bad "footer"
+shows "Parameters" && shows "Statistics" && shows "Conversation" && ok || bad "panes"
+shows "Enter send" && ok || bad "footer"
+shows "│ aidreams260K-f32.gguf *$" && shows "│ llama F32 *$" && ok || bad "model file and type lines: $(screen)"
 
 # 2. A message; the reply streams; the temperature changes while it does.
 T send-keys -t ui "Tell me a dream" Enter
-wait_for "state +generating" 5 && ok || bad "not generating: $(screen)"
+wait_for "state +generating" 10 && ok || bad "not generating: $(screen)"
 T send-keys -t ui Tab Tab Right
-wait_for "temp +0\.85" 3 && ok || bad "temperature did not change"
-screen | grep -Eq "state +generating" && ok || bad "the change was not made while the reply streamed"
+both() { cap=$(screen); echo "$cap" | grep -Eq "temp +0\.85" && echo "$cap" | grep -Eq "state +generating"; }
+# One screen shows both: the new temperature while the reply streams.
+DEADLINE=10 until_ok both && ok || bad "the temperature did not change while the reply streamed: $(screen)"
 wait_for "state +done" 10 && ok || bad "reply did not finish: $(screen)"
-screen | grep -Eq "reply +30 tokens" && ok || bad "statistics: reply tokens"
-screen | grep -Eq "generation +[1-9][0-9.]* tok/s" && ok || bad "statistics: generation speed"
-screen | grep -Eq "first tok +[0-9]+ ms" && ok || bad "statistics: time to first token"
-screen | grep -Eq "[0-9]+ / 128" && ok || bad "statistics: context used"
-screen | grep -q "Assistant:" && ok || bad "reply in the conversation pane"
+shows "reply +60 tokens" && ok || bad "statistics: reply tokens"
+shows "generation +[1-9][0-9.]* tok/s" && ok || bad "statistics: generation speed"
+shows "prompt +[1-9][0-9.]* tok/s" && ok || bad "statistics: prompt speed"
+shows "first tok +[0-9]+ ms" && ok || bad "statistics: time to first token"
+shows "[0-9]+ / 128" && ok || bad "statistics: context used"
+shows "Assistant:" && ok || bad "reply in the conversation pane"
 
 # 3. Rate the reply (conversation focus), and find the rating in the database.
 T send-keys -t ui Tab Tab "+"
-wait_for "rated the last reply up" 3 && ok || bad "rating notice: $(screen)"
+wait_for "rated generation 1 up" 10 && ok || bad "rating notice: $(screen)"
 "$NATTER_BIN" history show 1 | grep -q "rated up" && ok || bad "rating not in the database"
 "$NATTER_BIN" history show 1 | grep -q "temp 0.85" && ok || bad "the stored generation lacks the new temperature"
 
-# 4. CJK text is measured by display width.
-T send-keys -t ui Escape   # focus back to the input line
-sleep 0.2
+# 4. In the conversation focus, keys that are no shortcut type into the
+# input line: the r of "great work" regenerates nothing.
+T send-keys -t ui "great work"
+wait_for "^> great work" 10 && ok || bad "typed text did not reach the input line: $(screen)"
+shows "state +done" && sql_is "SELECT count(*) FROM generations" 1 && ok ||
+    bad "a typed word ran shortcuts: $(screen)"
+T send-keys -t ui C-u
+wait_for "^> *$" 10 && ok || bad "input line not cleared"
+
+# 5. A line of blanks is not a message.
+T send-keys -t ui "   " Enter
+wait_for "empty message is not sent" 10 && ok || bad "blank line: no notice: $(screen)"
+sql_is "SELECT count(*) FROM messages WHERE role = 'user'" 1 && ok || bad "a blank line was sent as a message"
+T send-keys -t ui C-u
+
+# 6. CJK text is measured by display width.
 T send-keys -t ui "你好，世界" Enter
-wait_for "你好，世界" 5 && ok || bad "CJK message not shown"
+wait_for "你好，世界" 10 && ok || bad "CJK message not shown"
 wait_for "state +done" 10 && ok || bad "second reply"
 
-# 5. Resize to 20x5 and back: natter keeps running and redraws.
+# 7. A three-line bracketed paste is one message, newlines and all.
+T set-buffer -b p "line one
+line two
+line three"
+T paste-buffer -p -b p -t ui
+wait_for "^line three" 10 && ok || bad "paste not in the input line: $(screen)"
+shows "^> line one" && shows "^line two" && ok || bad "pasted lines missing: $(screen)"
+sql_is "SELECT count(*) FROM messages WHERE role = 'user'" 2 && ok || bad "the paste was sent line by line"
+T send-keys -t ui Enter
+wait_sql "SELECT content FROM messages WHERE role = 'user' ORDER BY id DESC LIMIT 1" "line one
+line two
+line three" 5 && ok || bad "pasted message stored as: $(q "SELECT content FROM messages WHERE role = 'user'")"
+wait_for "state +done" 10 && ok || bad "reply to the paste"
+
+# 8. y in the conversation copies the last reply through OSC 52.
+T send-keys -t ui Tab y
+wait_for "copied the reply" 10 && ok || bad "copy notice: $(screen)"
+reply=$(q "SELECT g.content FROM generations g WHERE g.chosen ORDER BY g.id DESC LIMIT 1")
+[ -n "$reply" ] && [ "$(T show-buffer 2>/dev/null)" = "$reply" ] && ok ||
+    bad "clipboard holds '$(T show-buffer 2>/dev/null)', the reply is '$reply'"
+T send-keys -t ui Escape
+wait_for "Enter send" 10 || bad "focus not back on the input line"
+
+# 8b. Alternatives: F5 makes a second one ("2/2"); Left shows the first,
+# Enter makes it the chosen reply in the database.
+msg=$(q "SELECT message_id FROM generations ORDER BY id DESC LIMIT 1")
+T send-keys -t ui F5
+wait_for "state +generating" 10 || bad "F5 did not regenerate"
+wait_for "state +done" 20 && ok || bad "regeneration did not finish"
+wait_for "^Assistant \(2/2\):" 10 && ok || bad "no 2/2 on the regenerated reply: $(screen)"
+first=$(q "SELECT min(id) FROM generations WHERE message_id = $msg")
+sql_is "SELECT id FROM generations WHERE message_id = $msg AND chosen" "$(q "SELECT max(id) FROM generations WHERE message_id = $msg")" &&
+    ok || bad "the new alternative is not the chosen one"
+T send-keys -t ui Tab Left
+wait_for "^Assistant \(1/2\), not chosen:" 10 && ok || bad "Left did not show alternative 1: $(screen)"
+T send-keys -t ui Enter
+wait_for "alternative 1 of 2 is the chosen reply" 10 && ok || bad "Enter did not pick it: $(screen)"
+wait_for "^Assistant \(1/2\):" 10 && ok || bad "header after picking: $(screen)"
+sql_is "SELECT id FROM generations WHERE message_id = $msg AND chosen" "$first" && ok ||
+    bad "the chosen generation in the database is $(q "SELECT id FROM generations WHERE message_id = $msg AND chosen"), not $first"
+
+# 8c. Editing an earlier message branches the conversation: both versions
+# stay in the history, the reply answers the new one.
+T send-keys -t ui Up
+T send-keys -t ui Enter
+wait_for "^edit> line one" 10 && ok || bad "Enter on a user message did not edit it: $(screen)"
+T send-keys -t ui C-e C-u "an edited question" Enter
+wait_for "^  an edited question" 10 && ok || bad "the edit is not shown: $(screen)"
+wait_for "state +done" 20 && ok || bad "no reply to the edited message"
+wait_sql "SELECT count(*) FROM messages WHERE role = 'user' AND content = 'an edited question'" 1 && ok || bad "edit not stored"
+sql_is "SELECT count(*) FROM messages WHERE role = 'user' AND content LIKE 'line one%'" 1 && ok || bad "the old version is gone"
+sql_is "SELECT count(*) FROM messages a JOIN messages b ON a.parent_id IS b.parent_id WHERE a.content = 'an edited question' AND b.content LIKE 'line one%'" 1 &&
+    ok || bad "the two versions are not siblings"
+sql_is "SELECT count(*) FROM messages r JOIN messages e ON r.parent_id = e.id WHERE e.content = 'an edited question' AND r.role = 'assistant'" 1 &&
+    ok || bad "the reply does not answer the edited message"
+lacks "line two" && ok || bad "the old branch is still shown: $(screen)"
+
+# 9. Nothing races with a streaming reply: F3 + Enter, /system and the
+# system editor are refused, and both conversations stay as they were.
+n1=$(q "SELECT count(*) FROM messages WHERE conversation_id = 1")
+T send-keys -t ui F2
+wait_for "new conversation" 10 || bad "F2"
+T send-keys -t ui "second chat" Enter
+wait_for "state +generating" 10 || bad "second chat not generating"
+T send-keys -t ui F3
+wait_for "history: stop the reply first" 10 && ok || bad "F3 while streaming: $(screen)"
+T send-keys -t ui Down Enter
+T send-keys -t ui "/system be terse" Enter
+wait_for "/system: stop the reply first" 10 && ok || bad "/system while streaming: $(screen)"
+T send-keys -t ui C-u Tab Tab Up Up Up Up Up Up Up Up Down Down Down Down Down Down Down Enter
+wait_for "system prompt: stop the reply first" 10 && ok || bad "system editor while streaming: $(screen)"
+wait_for "state +done" 10 && ok || bad "second chat did not finish: $(screen)"
+T send-keys -t ui Escape
+wait_for "Enter send" 10 || bad "Esc did not bring the focus back"
+wait_sql "SELECT count(*) FROM messages WHERE conversation_id = 2" 2 && ok ||
+    bad "conversation 2 has $(q "SELECT count(*) FROM messages WHERE conversation_id = 2") messages"
+sql_is "SELECT count(*) FROM messages WHERE conversation_id = 1" "$n1" && ok || bad "conversation 1 changed"
+sql_is "SELECT count(*) FROM generations g JOIN messages m ON g.message_id = m.id WHERE m.conversation_id = 2 AND g.chosen AND g.content <> ''" 1 &&
+    ok || bad "the reply is not filed under conversation 2"
+sql_is "SELECT count(*) FROM conversations WHERE system_prompt IS NOT NULL AND system_prompt <> ''" 0 &&
+    ok || bad "a system prompt was set during the reply"
+
+# 10. 80x24: the footer is whole hints, the help and /stats fit.
+T resize-window -t ui -x 80 -y 24
+wait_for "^ F1 help  Enter send .*F3 history *$" 10 && ok || bad "80-column footer: '$(footer)'"
+T send-keys -t ui F1
+wait_for "Keys \(" 10 && ok || bad "F1 help: $(screen)"
+shows "Commands:" && shows "/quit, /exit +leave" && lacks " [0-9]+-[0-9]+ of [0-9]+ " && ok ||
+    bad "the help does not fit 80x24: $(screen)"
+T send-keys -t ui q
+wait_gone "Keys \(" 10 || bad "help did not close"
+T send-keys -t ui "/stats" Enter
+wait_for "stored as generation [0-9]+ of conversation 2" 10 && ok || bad "/stats at 80x24: $(screen)"
+T send-keys -t ui q
+
+# 11. Narrow: the side panes are hidden and cannot take the focus; /params
+# shows them.
+T resize-window -t ui -x 60 -y 24
+wait_gone "Parameters" 10 && ok || bad "side panes still shown at 60 columns"
+T send-keys -t ui Tab
+wait_for "^ F1 help  \+/- rate" 10 && ok || bad "Tab did not reach the conversation: '$(footer)'"
+T send-keys -t ui Tab
+wait_for "^ F1 help  Enter send" 10 && ok || bad "Tab reached a hidden pane: '$(footer)'"
+T send-keys -t ui "/params" Enter
+wait_for "temp +0\.85" 10 && shows "repeat_penalty" && ok || bad "/params at 60 columns: $(screen)"
+T send-keys -t ui q
+
+# 12. Resize to 20x5, 1x1 and back: natter redraws for each size.
 T resize-window -t ui -x 20 -y 5
-sleep 0.5
-w=$(screen | wc -L | tr -d ' ')   # display columns, wide characters counted twice
-[ "$w" -le 20 ] && ok || bad "20x5 screen has lines of $w columns"
+wait_for "^ F1 help  Enter send$" 10 && ok || bad "20x5 footer: $(screen)"
+screen | sed -n 4p | grep -q "^>" && ok || bad "20x5 input line: $(screen)"
 T resize-window -t ui -x 1 -y 1
-sleep 0.3
+wait_gone "F1 help" && ok || bad "no redraw at 1x1: '$(screen)'"
 T resize-window -t ui -x 100 -y 30
-wait_for "Parameters" 3 && ok || bad "no redraw after resizing back: $(screen)"
+wait_for "Parameters" 10 && ok || bad "no redraw after resizing back: $(screen)"
 [ ! -f "$tmp/status" ] && ok || bad "natter exited on resize (status $(cat "$tmp/status"))"
 
-# 6. Help, then quit: status 0 and the terminal modes as they were.
-T send-keys -t ui F1
-wait_for "natter keys" 3 && ok || bad "F1 help"
-T send-keys -t ui q
+# 13. Quit: status 0 and the terminal modes as they were.
 T send-keys -t ui F10
-i=0; while [ ! -f "$tmp/stty.after" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+wait_file "$tmp/stty.after" && ok || bad "F10 did not quit"
 [ "$(cat "$tmp/status" 2>/dev/null)" = 0 ] && ok || bad "quit status $(cat "$tmp/status" 2>/dev/null)"
 cmp -s "$tmp/stty.before" "$tmp/stty.after" && ok || bad "terminal modes not restored after F10"
 stop
 
-# 7. SIGTERM, SIGHUP and a crash (SIGSEGV) also restore the terminal.
+# 14. Fenced code is shown unwrapped, clipped, in the code colour.
+start 40 24 "" "--token-delay 1 -n 4"
+wait_for "Type a message" || bad "start for code"
+long=$(printf 'x%.0s' $(seq 1 35))   # wider than the pane, short enough for the context
+T set-buffer -b c "see:
+\`\`\`
+START${long}END
+\`\`\`
+done"
+T paste-buffer -p -b c -t ui
+T send-keys -t ui Enter
+wait_for "^  START" 10 && ok || bad "code line not shown: $(screen)"
+lacks "xEND" && shows "^  STARTx+>$" && ok || bad "code line wrapped instead of clipped: $(screen)"
+T capture-pane -t ui -e -p | grep "START" | grep -q "$(printf '\033')\[[0-9;]*36m" && ok ||
+    bad "code not in its colour: $(T capture-pane -t ui -e -p | grep START | od -c | head -3)"
+# A message longer than the context is refused and comes back to the input line.
+wait_sql "SELECT count(*) FROM generations g JOIN messages m ON g.message_id = m.id WHERE m.conversation_id = (SELECT max(id) FROM conversations)" 1 10 ||
+    bad "reply to the code"
+T set-buffer -b l "$(printf 'y%.0s' $(seq 1 300))"
+T paste-buffer -p -b l -t ui
+T send-keys -t ui Enter
+wait_for "the message is [0-9]+ tokens long" 10 && ok || bad "no refusal: $(screen)"
+wait_for "^y{39}$" 10 && ok || bad "the refused message did not come back: $(screen)"
+sql_is "SELECT count(*) FROM messages WHERE content LIKE 'yyyy%'" 0 && ok || bad "the refused message was stored"
+stop
+
+# 15. Esc during a long prompt: progress is shown, and it stops mid-prompt.
+# A 1-layer model of TinyLlama's shapes reads a 1,500-token prompt in
+# about a second per thread; Esc comes as soon as the first chunk is in.
+if "$NATTER_BIN" mkmodel --preset llama-1b --type Q4_0 --layers 1 -o "$tmp/big.gguf" >/dev/null 2>&1; then
+	start 100 30 "" "-c 2048 -t 1 -n 8" "$tmp/big.gguf"
+	wait_for "Type a message" 20 || bad "start with the big model: $(screen)"
+	T set-buffer -b long "$(i=0; while [ $i -lt 22 ]; do printf 'the quick brown fox jumps over the lazy dog and '; i=$((i + 1)); done)"
+	T paste-buffer -p -b long -t ui
+	T send-keys -t ui Enter
+	wait_for "prompt +[1-9][0-9,]* / [0-9,]+" 20 && ok || bad "no prompt progress: $(screen)"
+	T send-keys -t ui Escape
+	wait_for "state +stopped" 20 && ok || bad "Esc did not stop the prompt: $(screen)"
+	# The stored generation tells how far the prompt got.
+	done_n=$(q "SELECT n_prompt FROM generations ORDER BY id DESC LIMIT 1")
+	state=$(q "SELECT state FROM generations ORDER BY id DESC LIMIT 1")
+	[ "$state" = cancelled ] && [ -n "$done_n" ] && [ "$done_n" -lt 1400 ] && ok ||
+	    bad "the prompt was not stopped early: state $state, $done_n tokens read"
+	[ "$(q "SELECT n_gen FROM generations ORDER BY id DESC LIMIT 1")" = 0 ] && ok || bad "tokens generated after Esc"
+	stop
+else
+	bad "mkmodel for the prompt test"
+fi
+
+# 16. SIGTERM and SIGHUP exit as killed (128 + signal); they and a crash
+# (SIGSEGV) put the terminal back: modes, main screen, cursor, no mouse.
 for sig in TERM HUP SEGV; do
-	rm -f "$tmp/status" "$tmp/stty.after" "$tmp/pid"
 	start 80 24 "" ""
 	wait_for "Type a message" && ok || bad "restart for SIG$sig"
 	kill -$sig "$(cat "$tmp/pid")" || bad "no natter to signal"
-	i=0; while [ ! -f "$tmp/stty.after" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+	wait_file "$tmp/stty.after" || bad "SIG$sig: natter did not end"
 	cmp -s "$tmp/stty.before" "$tmp/stty.after" && ok ||
-	    bad "terminal modes not restored after SIG$sig (status $(cat "$tmp/status" 2>/dev/null || echo none); modes $( [ -f "$tmp/stty.after" ] && echo differ || echo 'never read'))"
+	    bad "terminal modes not restored after SIG$sig (status $(cat "$tmp/status" 2>/dev/null || echo none)): $(cat "$tmp/stty.before") then $(cat "$tmp/stty.after" 2>/dev/null)"
+	flags=$(T display-message -p -t ui '#{alternate_on} #{cursor_flag} #{mouse_any_flag}')
+	[ "$flags" = "0 1 0" ] && ok || bad "after SIG$sig: alternate screen, cursor, mouse = $flags"
+	case $sig in
+	TERM) want=143 ;; HUP) want=129 ;; SEGV) want=139 ;;
+	esac
+	[ "$(cat "$tmp/status")" = $want ] && ok || bad "SIG$sig: status $(cat "$tmp/status"), not $want"
 	stop
 done
 
-# 8. NO_COLOR: no colour in the escape sequences; the default theme has some.
+# 17. NO_COLOR: no colour in the escape sequences; the default theme has some.
 start 80 24 "" ""
 wait_for "Type a message" && ok || bad "start for colours"
 T capture-pane -t ui -e -p | grep -q "$(printf '\033')\[[0-9;]*3[0-7]m" && ok || bad "the default theme shows no colour"
@@ -108,15 +320,27 @@ wait_for "Type a message" && ok || bad "start with NO_COLOR"
 T capture-pane -t ui -e -p | grep -q "$(printf '\033')\[[0-9;]*3[0-7]m" && bad "NO_COLOR still shows colours" || ok
 stop
 
-# 9. A missing model: a clear message, no screen taken.
-"$NATTER_BIN" -m "$tmp/none.gguf" 2>"$tmp/err"; [ $? -eq 1 ] && ok || bad "missing model status"
-grep -q "cannot open" "$tmp/err" && grep -q "Get a GGUF model" "$tmp/err" && ok || bad "missing model message: $(cat "$tmp/err")"
+# 18. A missing model, on a terminal: a clear message, no screen taken.
+in_tty miss "" "\"$NATTER_BIN\" -m \"$tmp/none.gguf\""
+[ "$(cat "$tmp/miss.status")" = 1 ] && ok || bad "missing model status $(cat "$tmp/miss.status")"
+grep -q "cannot open" "$tmp/miss.err" && grep -q "Get a GGUF model" "$tmp/miss.err" && ok ||
+    bad "missing model message: $(cat "$tmp/miss.err")"
+stop
 
-# 10. Not a terminal, or an unknown one: a clear message, no screen taken.
-"$NATTER_BIN" -m "$M" < /dev/null > "$tmp/out" 2>"$tmp/err"; [ $? -eq 2 ] && ok || bad "no terminal status"
+# 19. TERM=dumb is refused like an unknown terminal.
+in_tty dumb "TERM=dumb" "\"$NATTER_BIN\" -m \"$M\""
+[ "$(cat "$tmp/dumb.status")" = 2 ] && ok || bad "TERM=dumb status $(cat "$tmp/dumb.status")"
+grep -q "cannot drive this terminal (TERM=dumb)" "$tmp/dumb.err" && ok || bad "TERM=dumb message: $(cat "$tmp/dumb.err")"
+stop
+
+# 20. Not a terminal: said before the database is opened (or the model hashed).
+NATTER_DB="$tmp/never.db" "$NATTER_BIN" -m "$M" < /dev/null > "$tmp/out" 2>"$tmp/err"; [ $? -eq 2 ] && ok || bad "no terminal status"
 grep -q "needs a terminal" "$tmp/err" && ok || bad "no terminal message: $(cat "$tmp/err")"
+[ ! -e "$tmp/never.db" ] && ok || bad "the database was opened before the terminal was checked"
+NATTER_DB="$tmp/never.db" "$NATTER_BIN" chat -m "$M" < /dev/null > "$tmp/out" 2>"$tmp/err"; [ $? -eq 2 ] && ok || bad "chat: no terminal status"
+[ ! -e "$tmp/never.db" ] && ok || bad "chat: the database was opened before the terminal was checked"
 
-# 11. No -m: the models folder is listed (here with two models in it).
+# 21. No -m: the models folder is listed (here with two models in it).
 mkdir -p "$tmp/xd/natter/models"
 cp "$M" "$tmp/xd/natter/models/one.gguf"
 cp "$M" "$tmp/xd/natter/models/two.gguf"

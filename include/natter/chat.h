@@ -1,4 +1,4 @@
-/* chat.h -- chat sessions: templates, KV reuse across turns, streaming replies, live parameters. */
+/* chat.h -- chat sessions: templates, KV reuse across turns, streaming replies, live parameters, alternatives and edits. */
 #ifndef NATTER_CHAT_H
 #define NATTER_CHAT_H
 
@@ -29,6 +29,7 @@ enum chat_stop {
 	CHAT_STOP_STRING,    /* a stop string appeared */
 	CHAT_STOP_CANCEL,    /* chat_cancel */
 	CHAT_STOP_CONTEXT,   /* the context is full */
+	CHAT_STOP_ERROR,     /* an error cut the reply (chat_generate's ERR says which) */
 };
 const char *chat_stop_name(enum chat_stop s);
 
@@ -40,6 +41,7 @@ struct chat_stats {
 	double prompt_tps, gen_tps;
 	int n_ctx_used, n_ctx;
 	int n_dropped;         /* messages dropped to fit the context this turn */
+	int prompt_tokens;     /* the whole prompt fed, in tokens (reused and new) */
 	enum chat_stop stop;
 	uint64_t seed;
 };
@@ -56,6 +58,8 @@ void chat_free(struct chat *c);
 
 /* What the template is: "model" or the built-in or file name (borrowed). */
 const char *chat_template_name(const struct chat *c);
+/* The template's text as compiled (borrowed). */
+const char *chat_template_source(const struct chat *c);
 /* Replaces the system prompt (NULL or "" removes it). */
 int chat_set_system(struct chat *c, const char *text);
 const char *chat_system(const struct chat *c);
@@ -68,21 +72,63 @@ int chat_add_message(struct chat *c, const char *role, const char *text, size_t 
  * character, never a prefix of a stop string that may still complete);
  * return nonzero to stop.  Runs on the generating thread. */
 typedef int (*chat_piece_fn)(void *ctx, const char *piece, size_t len);
-/* Told when turns are dropped to fit the context (N messages). */
+/* Told what the session did on its own: turns dropped to fit the context,
+ * a regeneration moved to the next seed.  Runs on the generating thread. */
 typedef void (*chat_notice_fn)(void *ctx, const char *msg);
 void chat_set_notice(struct chat *c, chat_notice_fn fn, void *ctx);
+/* Told while the prompt is evaluated: DONE of TOTAL new tokens (0 before
+ * the first chunk of CHAT_PROMPT_CHUNK tokens, TOTAL after the last one;
+ * not after a chunk that chat_cancel stopped).  Runs on the generating
+ * thread, between chunks; FN must be quick.  Set it while no reply runs. */
+typedef void (*chat_progress_fn)(void *ctx, int done, int total);
+void chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx);
+#define CHAT_PROMPT_CHUNK 256
 
 /*
  * Generates the assistant's reply to the conversation so far, streaming it
  * through CB, and appends it as an assistant message (with what was
- * produced even when cancelled).  Returns 0 with ST filled, or -1 with ERR
- * set (a message longer than the whole context, a template error, ...).
+ * produced even when stopped or cut; ST->stop says how it ended, and on
+ * CHAT_STOP_ERROR ERR says what broke).  When the conversation outgrows
+ * the context, the oldest messages after the system prompt stop being fed
+ * (chat_window_start) and the notice callback is told.  Returns 0 with ST
+ * filled, or -1 with ERR set when no reply could be started (a message
+ * longer than the whole context, a template that refuses the
+ * conversation, ...): the unanswered user message at the end is then
+ * removed from the conversation.
  */
 int chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
-/* Removes the last assistant reply and generates it again. */
+/* Generates the last reply again as a new alternative of that message (the
+ * old ones stay: chat_alt_*); on failure the message is left as it was.
+ * With a fixed seed the regeneration moves to the next seed (and keeps
+ * it; the same seed would repeat the reply) and the notice callback says
+ * so.  Without a reply at the end, answers the last user message. */
 int chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
+/* Whether chat_generate could answer the conversation as it stands: it is
+ * rendered and fitted into the context the same way, nothing evaluated.
+ * Returns 0, or -1 with ERR saying why chat_generate would refuse. */
+int chat_check(struct chat *c, char *err, size_t errlen);
 
-/* Stops a running generation at the next token.  Any thread. */
+/* What the last reply was generated from, exactly: the rendered prompt
+ * (borrowed, valid until the next generation), and the messages fed, in
+ * order, the system prompt first when there was one, after any dropping
+ * (chat_prompt_message returns the content and sets *ROLE; borrowed).
+ * chat_prompt_dropped is how many earlier messages were left out. */
+const char *chat_prompt_text(const struct chat *c, size_t *len);
+int chat_prompt_n_messages(const struct chat *c);
+const char *chat_prompt_message(const struct chat *c, int i, const char **role);
+int chat_prompt_dropped(const struct chat *c);
+/* Messages before this index no longer fit the context and are no longer
+ * fed (they stay in the conversation, chat_message_*). */
+int chat_window_start(const struct chat *c);
+
+/*
+ * Stops a running generation at the next token, or between layers while
+ * the prompt or a token is evaluated; the reply keeps what was produced
+ * (CHAT_STOP_CANCEL).  Any thread.  A stop requested before the
+ * generation gets going stops it at once: a front end starting a
+ * generation on another thread cannot lose a stop pressed meanwhile.  So
+ * call it only while a generation runs or is being started.
+ */
 void chat_cancel(struct chat *c);
 /* Sampling parameters, applied from the next token on.  Any thread. */
 void chat_set_params(struct chat *c, const struct sampler_params *p);
@@ -99,12 +145,38 @@ int chat_max_tokens(struct chat *c);
  * max_tokens.  Returns 0, or -1 with ERR explaining.  Any thread. */
 int chat_set_param_str(struct chat *c, const char *name, const char *value, char *err, size_t errlen);
 
-/* The conversation (system prompt excluded).  Borrowed strings. */
+/* The conversation (system prompt excluded).  Borrowed strings; an
+ * assistant message reads as its selected alternative. */
 int chat_n_messages(const struct chat *c);
 const char *chat_message_role(const struct chat *c, int i);
 const char *chat_message_content(const struct chat *c, int i);
 /* Removes the last message (e.g. one that could not be answered). */
 void chat_pop(struct chat *c);
+
+/* Alternatives: the versions of assistant message I (each regeneration
+ * adds one and selects it), in the order they were made.  A user message
+ * has one.  chat_alt_add appends one without selecting it (resuming a
+ * stored conversation) and returns its index, or -1.  chat_alt_select
+ * makes message I read as alternative K from now on; the messages after it
+ * stay, and the next reply reuses the KV cache up to the first token that
+ * differs.  Return -1 on a bad index.  The session's thread only. */
+int chat_alt_count(const struct chat *c, int i);
+int chat_alt_index(const struct chat *c, int i);
+const char *chat_alt_content(const struct chat *c, int i, int k);
+int chat_alt_add(struct chat *c, int i, const char *text, size_t len);
+int chat_alt_select(struct chat *c, int i, int k);
+/* Edits user message I: it reads TEXT from now on and the messages after
+ * it are removed (the conversation branches there; the next chat_generate
+ * answers it, reusing the KV cache up to the edit).  Its tag is reset.
+ * Returns 0, or -1 (not a user message, out of memory). */
+int chat_edit(struct chat *c, int i, const char *text, size_t len);
+/* Tags: an id a front end attaches to each message and each alternative
+ * (the store's message and generation ids); 0 until set.  Moved along when
+ * messages are, dropped with them. */
+int64_t chat_message_tag(const struct chat *c, int i);
+void chat_set_message_tag(struct chat *c, int i, int64_t tag);
+int64_t chat_alt_tag(const struct chat *c, int i, int k);
+void chat_set_alt_tag(struct chat *c, int i, int k, int64_t tag);
 /* Forgets the conversation (keeps the system prompt); the cache stays for reuse. */
 void chat_clear(struct chat *c);
 /* Renders the current conversation with the generation prompt (caller frees). */

@@ -2,30 +2,62 @@
 #ifndef NATTER_CHATLOG_H
 #define NATTER_CHATLOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct chat;
 struct chat_stats;
 struct store;
 
+/*
+ * What a session records.  The session's messages and alternatives carry
+ * the store's ids as their tags (chat_message_tag, chat_alt_tag), so
+ * edits and choices land on the right rows.  All functions run on the
+ * thread that owns both the session and the store.
+ */
 struct chatlog {
 	struct store *s;           /* NULL: nothing is recorded */
-	int64_t model_id;
+	int64_t model_id;          /* the session's model (store_model): recorded with each reply */
 	int64_t conv;              /* 0 until the first message */
 	int64_t last_msg;          /* the assistant message being answered or regenerated */
 	int64_t last_gen;          /* the generation shown last (what /rate rates) */
 	const char *template_name;
 };
 
-/* Records the user's message C just received (committed before returning).
- * Returns 0, or -1 with store_errmsg(L->s) explaining. */
+/* Records the user's message C just received (committed before returning),
+ * unless the session cannot answer it (chat_check: longer than the
+ * context, refused by the template): such a message is not a turn of the
+ * conversation, nothing is recorded, and chat_generate will refuse it and
+ * say why.  Returns 0, or -1 with store_errmsg(L->s) explaining. */
 int chatlog_user(struct chatlog *l, struct chat *c);
-/* Records the reply C just produced, with its settings and statistics; a
- * regeneration becomes another alternative of the same message. */
+/* Records the reply C just produced with everything it was produced
+ * under: the model, the template, the messages and the rendered prompt it
+ * was fed, the settings, seed, statistics and how it ended.  A
+ * regeneration (an alternative, chat_regenerate) is recorded as another
+ * generation of the same message.  REGEN is kept for front ends that
+ * resumed a conversation without chatlog_resume. */
 int chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, int regen);
-/* The system prompt changed. */
+/* The system prompt changed: the conversation's next replies get it (each
+ * reply records the one it was given). */
 int chatlog_system(struct chatlog *l, struct chat *c);
 /* The next message starts a new conversation. */
 void chatlog_new(struct chatlog *l);
+
+/*
+ * Edits user message I of the session (chat_edit) and records the new
+ * version as a branch: the stored conversation continues from it, the old
+ * version and what followed stay in the history.  Makes message I of the
+ * session choose alternative K (chat_alt_select) and records the choice
+ * (store_alt_choose).  Both return 0; -1 with ERR when the session refused
+ * (a bad index, not a user message; nothing changed); -2 with ERR when the
+ * session changed but the store could not record it.
+ */
+int chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t len, char *err, size_t errlen);
+int chatlog_alt_select(struct chatlog *l, struct chat *c, int i, int k, char *err, size_t errlen);
+/* Loads stored conversation CONV (its active branch, every alternative of
+ * each reply, the system prompt its next reply gets) into C, replacing
+ * what C held (the KV cache stays, so a reply reuses what matches), and
+ * continues recording into it.  Returns 0, or -1 with ERR. */
+int chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_t errlen);
 
 #endif

@@ -1,4 +1,4 @@
-/* store.h -- the SQLite store: conversations, messages, every generation, ratings; export. */
+/* store.h -- the SQLite store: conversations (a tree of messages), every generation with what produced it, ratings; export. */
 #ifndef NATTER_STORE_H
 #define NATTER_STORE_H
 
@@ -7,7 +7,10 @@
 
 struct store;
 
-#define STORE_SCHEMA_VERSION 2
+/* 3: messages form a tree (parent_id; each conversation has a current leaf);
+ * each generation records its model, template, the messages and rendered
+ * text it was fed, and how it ended; trigram full-text search. */
+#define STORE_SCHEMA_VERSION 3
 
 enum { STORE_READONLY = 1 };
 
@@ -35,29 +38,108 @@ char *store_default_path(char *buf, size_t n);
  * returns its id in *ID. */
 int store_model(struct store *s, const char *path, const char *arch, const char *type_name, int64_t *id);
 
+/* A new conversation.  MODEL_ID (0: none) is the model it was started
+ * with; CHAT_TEMPLATE and SYSTEM_PROMPT describe its start (each
+ * generation records its own). */
 int store_conv_new(struct store *s, int64_t model_id, const char *title, const char *chat_template,
 		   const char *system_prompt, int64_t *id);
+/* The system prompt the conversation's next replies get (earlier replies
+ * keep the one they were given, recorded with each generation). */
 int store_conv_set_system(struct store *s, int64_t conv_id, const char *system_prompt);
-/* Appends a message (committed before returning).  *ID gets its id. */
+/* Appends a message to the conversation's active branch (a child of its
+ * current leaf, then the new leaf); committed before returning.  *ID gets
+ * its id. */
 int store_msg_add(struct store *s, int64_t conv_id, const char *role, const char *content, int64_t *id);
 
-/* One generation of an assistant message, with what produced it. */
+/* How a generation ended.  store_end_name gives the word stored and
+ * exported ("finished", "stop-string", "stopped", "context", "max-tokens",
+ * "error"); store_end_complete tells whether the reply is whole (it ended
+ * by itself or at a stop string) and so may be a training target. */
+enum store_end {
+	STORE_END_UNKNOWN,       /* recorded before schema 3 without a reason */
+	STORE_END_FINISHED,      /* the model ended its turn */
+	STORE_END_STOP_STRING,   /* a stop string the user set appeared; the reply is the text before it */
+	STORE_END_STOPPED,       /* the user stopped it */
+	STORE_END_CONTEXT,       /* cut: the context was full */
+	STORE_END_MAX_TOKENS,    /* cut: the reply reached max_tokens */
+	STORE_END_ERROR,         /* cut by an error */
+};
+const char *store_end_name(enum store_end e);
+int store_end_complete(enum store_end e);
+/* Parses a stored word; STORE_END_UNKNOWN when it is none of them. */
+enum store_end store_end_parse(const char *word);
+
+/* One message as fed to the model. */
+struct store_turn {
+	const char *role;          /* "system", "user" or "assistant" */
+	const char *content;
+};
+
+/* One generation of an assistant message, with everything it was produced under. */
 struct store_gen {
 	const char *content;
-	const char *state;        /* "complete", "cancelled" or "error" */
-	const char *stop_reason;
+	enum store_end end;
+	int64_t model_id;              /* the model file (store_model); 0: unknown */
+	const char *template_name;     /* e.g. "model", "chatml (built-in)", a file name */
+	const char *template_source;   /* the template's text (stored once per distinct text, by SHA-256) */
+	const struct store_turn *fed;  /* the messages fed, in order, the system prompt of the time first, */
+	int n_fed;                     /* after any oldest-turn dropping */
+	const char *prompt_text;       /* the rendered prompt exactly as fed */
+	int prompt_tokens;             /* its length in tokens */
+	int n_dropped;                 /* earlier messages left out to fit the context */
 	double temp, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty;
 	int top_k, penalty_last_n, max_tokens;
-	uint64_t seed;
+	uint64_t seed;                 /* the seed actually used */
 	int n_prompt, n_reused, n_gen, n_ctx_used, n_ctx;
 	double prompt_tps, gen_tps, ttft_ms;
 };
 
-/* Adds a generation.  MSG_ID 0 creates the assistant message in CONV_ID;
- * otherwise it is another alternative of MSG_ID.  The new generation
- * becomes the chosen one.  *GEN_ID and *MSG_ID_OUT get the ids. */
+/* Adds a generation.  MSG_ID 0 creates the assistant message in CONV_ID
+ * (on its active branch); otherwise it is another alternative of MSG_ID.
+ * The new generation becomes the chosen one.  *GEN_ID and *MSG_ID_OUT get
+ * the ids.  Strings are copied; invalid UTF-8 is stored as given. */
 int store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct store_gen *g,
 		  int64_t *gen_id, int64_t *msg_id_out);
+
+/* --- Alternatives: the generations (regenerations) of one assistant message. --- */
+
+/* One alternative; its strings are borrowed for the callback's duration. */
+struct store_alt {
+	int64_t gen_id;
+	int index;                 /* 0.. in the order they were made */
+	int chosen;                /* the one the conversation continues from */
+	const char *content;
+	enum store_end end;
+	const char *model;         /* the model's file name ("" when unknown) */
+	uint64_t seed;
+	const char *rating;        /* "up", "down", "1".."5", or "" when unrated */
+	int64_t created;
+};
+/* Calls FN for each alternative of assistant message MSG_ID, oldest first;
+ * a nonzero return stops the walk.  Returns 0, or -1 (no such message). */
+typedef int (*store_alt_fn)(void *ctx, const struct store_alt *a);
+int store_alt_list(struct store *s, int64_t msg_id, store_alt_fn fn, void *ctx);
+/* Marks GEN_ID as its message's chosen (preferred) reply: the message
+ * reads as it from now on (history, resuming, the next prompts).  What
+ * earlier generations were fed is not changed. */
+int store_alt_choose(struct store *s, int64_t gen_id);
+
+/* --- Branches: editing an earlier message. --- */
+
+/* Adds a new version of message MSG_ID (normally a user message) with
+ * CONTENT: a sibling in the tree (same parent), which becomes the
+ * conversation's leaf, so the conversation continues from it.  The old
+ * version and everything after it stay, on their own branch.  *NEW_ID
+ * gets the new message's id. */
+int store_msg_edit(struct store *s, int64_t msg_id, const char *content, int64_t *new_id);
+/* The versions of the message at MSG_ID's place: itself and its siblings
+ * of the same role, oldest first.  IDS gets up to MAX of them, *N how many
+ * there are, *CUR the index of the one on the active branch (-1: none). */
+int store_msg_versions(struct store *s, int64_t msg_id, int64_t *ids, int max, int *n, int *cur);
+/* Makes the branch through MSG_ID the active one: the conversation's leaf
+ * becomes the newest message below MSG_ID (MSG_ID itself when it has
+ * none).  *LEAF (may be NULL) gets it. */
+int store_branch_switch(struct store *s, int64_t msg_id, int64_t *leaf);
 
 /* Rates a generation: KIND "thumb" (VALUE 1 up, 0 down) or "stars" (1..5).
  * A new rating replaces the previous one.  COMMENT may be NULL. */
@@ -69,18 +151,24 @@ int store_rating_parse(const char *word, const char **kind, int *value);
 struct store_conv_info {
 	int64_t id;
 	int64_t updated;
-	int n_msgs;
+	int n_msgs;                /* messages on the active branch */
 	char title[96];
-	char model[64];
+	char model[64];            /* the model it was started with */
+	char models[160];          /* every model that replied in it, in order of first use, ", "-separated */
+	int n_models;
 };
 int store_conv_recent(struct store *s, struct store_conv_info *out, int max, int *n);
-/* Loads a conversation: *SYSTEM gets its system prompt (caller frees, may
- * be NULL); FN is called for each message in order, with the id of the
- * chosen generation for assistant messages (0 otherwise). */
+/* Loads a conversation's active branch: *SYSTEM gets the system prompt
+ * its next reply gets (caller frees, may be NULL); FN is called for each
+ * message from the first to the leaf, with the id of the chosen
+ * generation for assistant messages (0 otherwise); a nonzero return stops. */
 typedef int (*store_msg_fn)(void *ctx, int64_t msg_id, const char *role, const char *content, int64_t chosen_gen);
 int store_conv_load(struct store *s, int64_t conv_id, char **system, store_msg_fn fn, void *ctx);
 
-/* History, printed to OUT (the CLI's history command). */
+/* History, printed to OUT (the CLI's history command).  show follows the
+ * active branch and says where other versions exist; search matches
+ * substrings (CJK too), case-insensitively for ASCII; a trailing '*' is
+ * allowed (whisp* finds whisper). */
 int store_history_list(struct store *s, FILE *out);
 int store_history_show(struct store *s, int64_t conv_id, FILE *out);
 int store_history_search(struct store *s, const char *query, FILE *out);

@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "natter/chat.h"
+#include "natter/chatcmd.h"
 #include "natter/chatlog.h"
 #include "natter/llm.h"
 #include "natter/store.h"
@@ -68,18 +69,6 @@ print_params(struct chat *c)
 	    "frequency_penalty %g, max_tokens %d, seed %s\n", p.temp, p.top_k, p.top_p, p.min_p, p.repeat_penalty,
 	    p.penalty_last_n, p.presence_penalty, p.frequency_penalty, chat_max_tokens(c),
 	    p.seed == SAMPLER_SEED_RANDOM ? "random" : "fixed");
-}
-
-/* /set NAME VALUE; returns 0 or -1 with a message printed. */
-static int
-set_param(struct chat *c, const char *name, const char *value)
-{
-	char err[256];
-	if (chat_set_param_str(c, name, value, err, sizeof(err)) < 0) {
-		fprintf(stderr, "/set: %s\n", err);
-		return -1;
-	}
-	return 0;
 }
 
 static void
@@ -139,6 +128,89 @@ read_input(int tty)
 	return NULL;
 }
 
+/* chat --plain's side of the shared slash commands (chatcmd.h). */
+struct plain {
+	struct chat *c;
+	struct chatlog *per;
+	const struct chat_stats *last;
+	const int *have_stats;
+	int regen;
+};
+
+static void
+plain_say(void *fe, int is_err, const char *msg)
+{
+	(void)fe;
+	fprintf(is_err ? stderr : stdout, "%s\n", msg);
+}
+
+static void
+plain_regen(void *fe)
+{
+	((struct plain *)fe)->regen = 1;
+}
+
+static void
+plain_new(void *fe)
+{
+	struct plain *p = fe;
+	chat_clear(p->c);
+	chatlog_new(p->per);
+	printf("new conversation\n");
+}
+
+static void
+plain_params(void *fe)
+{
+	print_params(((struct plain *)fe)->c);
+}
+
+static void
+plain_stats(void *fe)
+{
+	struct plain *p = fe;
+	if (!*p->have_stats) {
+		printf("no reply yet\n");
+		return;
+	}
+	print_stats(p->last);
+	if (p->per->last_gen)
+		printf("stored as generation %lld of conversation %lld\n", (long long)p->per->last_gen,
+		    (long long)p->per->conv);
+}
+
+static void
+help_line(void *ctx, const char *usage, const char *help)
+{
+	(void)ctx;
+	printf("%-29s %s\n", usage, help);
+}
+
+static const struct chatcmd_ops plain_ops;
+
+static void
+plain_help(void *fe)
+{
+	(void)fe;
+	chatcmd_help(&plain_ops, help_line, NULL);
+	printf("A line ending in a backslash continues on the next line.\n");
+}
+
+static const struct chatcmd_ops plain_ops = {
+	.say = plain_say, .regen = plain_regen, .new_conv = plain_new, .params = plain_params,
+	.stats = plain_stats, .help = plain_help,
+};
+
+/* "/set NAME VALUE, /params, ..." for --help. */
+static void
+usage_list(void *ctx, const char *usage, const char *help)
+{
+	int *first = ctx;
+	(void)help;
+	printf("%s%s", *first ? "" : ", ", usage);
+	*first = 0;
+}
+
 int
 cmd_chat(int argc, char **argv)
 {
@@ -160,6 +232,7 @@ cmd_chat(int argc, char **argv)
 	char err[512];
 	struct out_ctx out = { isatty(STDOUT_FILENO) };
 	int tty_in = isatty(STDIN_FILENO);
+	struct plain pl = { NULL, &per, &last, &have_stats, 0 };
 
 	chat_opts_default(op);
 	optind = 1;
@@ -173,8 +246,12 @@ cmd_chat(int argc, char **argv)
 			printf("usage: natter chat -m FILE --plain [--system TEXT] [--chat-template NAME|FILE] [-c N] [-t N]\n"
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
 			    "       [--max-tokens N] [--stop STRING]... [--db FILE | --no-history]\n"
-			    "Commands: /set NAME VALUE, /params, /regen, /rate up|down|1..5 [COMMENT], /system [TEXT],\n"
-			    "          /clear, /stats, /help, /quit\n");
+			    "Commands: ");
+			{
+				int first = 1;
+				chatcmd_help(&plain_ops, usage_list, &first);
+			}
+			printf("\n");
 			return 0;
 		default:
 			return 2;
@@ -203,6 +280,7 @@ cmd_chat(int argc, char **argv)
 		goto out;
 	}
 	chat_set_notice(c, on_notice, NULL);
+	pl.c = c;
 	if (!args.no_history) {
 		per.s = cli_store_open(args.db, 0);
 		if (!per.s) {
@@ -237,65 +315,14 @@ cmd_chat(int argc, char **argv)
 		if (tty_in && line[0])
 			add_history(line);
 		if (line[0] == '/') {
-			char *cmd = strtok(line, " \t");
-			char *rest = strtok(NULL, "");
-			if (!strcmp(cmd, "/quit") || !strcmp(cmd, "/exit")) {
+			struct chatcmd_env env = { c, &per, &plain_ops, &pl };
+			pl.regen = 0;
+			if (chatcmd_run(&env, line) == CHATCMD_QUIT) {
 				free(line);
 				break;
-			} else if (!strcmp(cmd, "/set")) {
-				char *name = rest ? strtok(rest, " \t") : NULL;
-				char *val = name ? strtok(NULL, " \t") : NULL;
-				if (set_param(c, name, val) == 0 && tty_in)
-					print_params(c);
-			} else if (!strcmp(cmd, "/params")) {
-				print_params(c);
-			} else if (!strcmp(cmd, "/regen")) {
-				regen = 1;
-			} else if (!strcmp(cmd, "/rate")) {
-				char *word = rest ? strtok(rest, " \t") : NULL;
-				char *comment = word ? strtok(NULL, "") : NULL;
-				const char *kind;
-				int value;
-				if (store_rating_parse(word, &kind, &value) < 0)
-					fprintf(stderr, "usage: /rate up|down|1..5 [COMMENT]\n");
-				else if (!per.s || !per.last_gen)
-					fprintf(stderr, "nothing to rate: %s\n", per.s ? "no reply yet" : "the history is off");
-				else if (store_rating_set(per.s, per.last_gen, kind, value, comment) < 0)
-					persist_warn(&per);
-				else
-					printf("rated generation %lld %s\n", (long long)per.last_gen, word);
-			} else if (!strcmp(cmd, "/system")) {
-				chat_set_system(c, rest ? rest : "");
-				if (chatlog_system(&per, c) < 0)
-					persist_warn(&per);
-				printf(rest ? "system prompt set\n" : "system prompt removed\n");
-			} else if (!strcmp(cmd, "/clear")) {
-				chat_clear(c);
-				chatlog_new(&per);
-				printf("new conversation\n");
-			} else if (!strcmp(cmd, "/stats")) {
-				if (have_stats) {
-					print_stats(&last);
-					if (per.last_gen)
-						printf("stored as generation %lld of conversation %lld\n", (long long)per.last_gen,
-						    (long long)per.conv);
-				}
-				else
-					printf("no reply yet\n");
-			} else if (!strcmp(cmd, "/help")) {
-				printf("/set NAME VALUE   change a sampling parameter (applies from the next token)\n"
-				    "/params           show the sampling parameters\n"
-				    "/regen            generate the last reply again\n"
-				    "/rate up|down|1..5 [COMMENT]  rate the last reply (after /regen: the new one)\n"
-				    "/system [TEXT]    set (or remove) the system prompt\n"
-				    "/clear            start a new conversation\n"
-				    "/stats            statistics of the last reply\n"
-				    "/quit             leave\n"
-				    "A line ending in a backslash continues on the next line.\n");
-			} else {
-				fprintf(stderr, "unknown command %s (try /help)\n", cmd);
 			}
-		} else if (line[0]) {
+			regen = pl.regen;
+		} else if (line[strspn(line, " \t\r\n\f\v")]) {   /* a blank line is not a message */
 			if (chat_add_user(c, line, strlen(line)) < 0) {
 				cli_error("out of memory");
 				free(line);
@@ -311,11 +338,8 @@ cmd_chat(int argc, char **argv)
 			int r = regen ? chat_regenerate(c, on_piece, &out, &last, err, sizeof(err)) :
 			    chat_generate(c, on_piece, &out, &last, err, sizeof(err));
 			if (r < 0) {
+				/* The session has withdrawn a message it could not answer. */
 				fprintf(stderr, "error: %s\n", err);
-				/* Keep the conversation usable: the message that failed is withdrawn. */
-				if (gen && chat_n_messages(c) > 0 &&
-				    !strcmp(chat_message_role(c, chat_n_messages(c) - 1), "user"))
-					chat_pop(c);
 				continue;
 			}
 			have_stats = 1;
@@ -324,6 +348,8 @@ cmd_chat(int argc, char **argv)
 				persist_warn(&per);
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");
+			else if (last.stop == CHAT_STOP_ERROR)
+				fprintf(stderr, "[natter: the reply broke off: %s]\n", err);
 			else if (last.stop == CHAT_STOP_CONTEXT)
 				fprintf(stderr, "[natter: the context is full; the reply was cut]\n");
 			fflush(stdout);

@@ -1,4 +1,4 @@
-/* chat.c -- chat sessions over one model context: render, reuse the cache, stream a reply. */
+/* chat.c -- chat sessions over one model context: render, reuse the cache, stream a reply, keep alternatives. */
 #include "config.h"
 
 #include <errno.h>
@@ -17,7 +17,22 @@
 #include "natter/tok.h"
 #include "llm/strbuf.h"
 
+/* One version of a message: a user message has one, an assistant message
+ * one per generation. */
+struct alt {
+	char *content;
+	int64_t tag;
+};
+
 struct msg {
+	char *role;
+	struct alt *alts;            /* (n_alts) in the order they were made */
+	int n_alts, cur;             /* cur: the one the conversation reads */
+	int64_t tag;
+};
+
+/* A message as it was fed (copied: the conversation may change later). */
+struct fed {
 	char *role;
 	char *content;
 };
@@ -28,9 +43,15 @@ struct chat {
 	const struct tok_vocab *v;
 	struct tmpl *t;
 	char tmpl_name[256];
+	char *tmpl_source;           /* the template's text as compiled */
 	char *system;
 	struct msg *msgs;
 	int n, cap;
+	int first;                   /* messages before it were dropped to fit the context */
+	char *prompt_text;           /* the last prompt as fed, rendered */
+	size_t prompt_text_len;
+	struct fed *fed;             /* (n_fed) the messages in it, system prompt first */
+	int n_fed, prompt_dropped;
 	struct tok_ids cache;        /* mirror of the tokens in the KV cache */
 	char *cache_text;            /* the text those tokens stand for, when known */
 	size_t cache_text_len, cache_text_cap;
@@ -43,6 +64,8 @@ struct chat {
 	char *bos_text, *eos_text;
 	chat_notice_fn notice;
 	void *notice_ctx;
+	chat_progress_fn progress;
+	void *progress_ctx;
 
 	pthread_mutex_t mu;          /* guards sp and max_tokens */
 	struct sampler_params sp;
@@ -68,6 +91,7 @@ chat_stop_name(enum chat_stop s)
 	case CHAT_STOP_STRING: return "stop string";
 	case CHAT_STOP_CANCEL: return "cancelled";
 	case CHAT_STOP_CONTEXT: return "context full";
+	case CHAT_STOP_ERROR: return "error";
 	}
 	return "?";
 }
@@ -156,13 +180,19 @@ load_template(struct chat *c, const char *spec, char *err, size_t errlen)
 		/* The model's own template is broken: fall back, and say so. */
 		const char *g = tmpl_builtin_guess(llm_model_hparams(c->m)->arch_name, src);
 		snprintf(c->tmpl_name, sizeof(c->tmpl_name), "%s (built-in; the model's template failed: %.120s)", g, terr);
-		if (tmpl_compile(tmpl_builtin(g), strlen(tmpl_builtin(g)), &c->t, terr, sizeof(terr)) < 0) {
+		free(src);
+		src = strdup(tmpl_builtin(g));
+		if (!src) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		if (tmpl_compile(src, strlen(src), &c->t, terr, sizeof(terr)) < 0) {
 			snprintf(err, errlen, "internal error: %s", terr);
 			free(src);
 			return -1;
 		}
 	}
-	free(src);
+	c->tmpl_source = src;   /* recorded with each reply */
 	return 0;
 }
 
@@ -230,6 +260,13 @@ chat_free(struct chat *c)
 	chat_clear(c);
 	free(c->msgs);
 	free(c->system);
+	free(c->tmpl_source);
+	free(c->prompt_text);
+	for (int i = 0; i < c->n_fed; i++) {
+		free(c->fed[i].role);
+		free(c->fed[i].content);
+	}
+	free(c->fed);
 	tmpl_free(c->t);
 	llm_ctx_free(c->ctx);
 	sampler_free(c->smp);
@@ -247,10 +284,47 @@ chat_free(struct chat *c)
 }
 
 const char *chat_template_name(const struct chat *c) { return c->tmpl_name; }
+const char *chat_template_source(const struct chat *c) { return c->tmpl_source; }
 const char *chat_system(const struct chat *c) { return c->system ? c->system : ""; }
 int chat_n_messages(const struct chat *c) { return c->n; }
 const char *chat_message_role(const struct chat *c, int i) { return i >= 0 && i < c->n ? c->msgs[i].role : NULL; }
-const char *chat_message_content(const struct chat *c, int i) { return i >= 0 && i < c->n ? c->msgs[i].content : NULL; }
+int chat_window_start(const struct chat *c) { return c->first; }
+int chat_prompt_n_messages(const struct chat *c) { return c->n_fed; }
+int chat_prompt_dropped(const struct chat *c) { return c->prompt_dropped; }
+
+/* The text message I reads as. */
+static const char *
+msg_text(const struct msg *m)
+{
+	return m->alts[m->cur].content;
+}
+
+const char *
+chat_message_content(const struct chat *c, int i)
+{
+	return i >= 0 && i < c->n ? msg_text(&c->msgs[i]) : NULL;
+}
+
+const char *
+chat_prompt_text(const struct chat *c, size_t *len)
+{
+	if (len)
+		*len = c->prompt_text ? c->prompt_text_len : 0;
+	return c->prompt_text ? c->prompt_text : "";
+}
+
+const char *
+chat_prompt_message(const struct chat *c, int i, const char **role)
+{
+	if (i < 0 || i >= c->n_fed) {
+		if (role)
+			*role = NULL;
+		return NULL;
+	}
+	if (role)
+		*role = c->fed[i].role;
+	return c->fed[i].content;
+}
 int chat_ctx_used(const struct chat *c) { return llm_ctx_n_past(c->ctx); }
 int chat_ctx_size(const struct chat *c) { return llm_ctx_n_ctx(c->ctx); }
 const float *chat_prompt_logits(const struct chat *c) { return c->prompt_logits; }
@@ -299,24 +373,41 @@ chat_set_system(struct chat *c, const char *text)
 	return 0;
 }
 
+static void
+msg_free(struct msg *m)
+{
+	free(m->role);
+	for (int k = 0; k < m->n_alts; k++)
+		free(m->alts[k].content);
+	free(m->alts);
+}
+
 static int
 push_msg(struct chat *c, const char *role, const char *text, size_t len)
 {
+	struct msg *m;
 	if (c->n == c->cap) {
 		int cap = c->cap ? c->cap * 2 : 16;
-		struct msg *m = realloc(c->msgs, cap * sizeof(*m));
+		m = realloc(c->msgs, cap * sizeof(*m));
 		if (!m)
 			return -1;
 		c->msgs = m;
 		c->cap = cap;
 	}
-	c->msgs[c->n].role = strdup(role);
-	c->msgs[c->n].content = dup_repaired(text, len);
-	if (!c->msgs[c->n].role || !c->msgs[c->n].content) {
-		free(c->msgs[c->n].role);
-		free(c->msgs[c->n].content);
+	m = &c->msgs[c->n];
+	memset(m, 0, sizeof(*m));
+	m->role = strdup(role);
+	m->alts = calloc(1, sizeof(*m->alts));
+	if (m->alts)
+		m->alts[0].content = dup_repaired(text, len);
+	if (!m->role || !m->alts || !m->alts[0].content) {
+		free(m->role);
+		if (m->alts)
+			free(m->alts[0].content);
+		free(m->alts);
 		return -1;
 	}
+	m->n_alts = 1;
 	c->n++;
 	return 0;
 }
@@ -326,12 +417,120 @@ drop_msgs(struct chat *c, int from, int count)
 {
 	if (count <= 0)
 		return;   /* an empty conversation may have no array at all */
-	for (int i = from; i < from + count; i++) {
-		free(c->msgs[i].role);
-		free(c->msgs[i].content);
-	}
+	for (int i = from; i < from + count; i++)
+		msg_free(&c->msgs[i]);
 	memmove(c->msgs + from, c->msgs + from + count, (c->n - from - count) * sizeof(*c->msgs));
 	c->n -= count;
+	if (c->first > c->n)
+		c->first = c->n;
+}
+
+int
+chat_alt_count(const struct chat *c, int i)
+{
+	return i >= 0 && i < c->n ? c->msgs[i].n_alts : 0;
+}
+
+int
+chat_alt_index(const struct chat *c, int i)
+{
+	return i >= 0 && i < c->n ? c->msgs[i].cur : -1;
+}
+
+const char *
+chat_alt_content(const struct chat *c, int i, int k)
+{
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts)
+		return NULL;
+	return c->msgs[i].alts[k].content;
+}
+
+/* Appends an alternative to message I; returns its index or -1. */
+static int
+alt_push(struct chat *c, int i, const char *text, size_t len)
+{
+	struct msg *m = &c->msgs[i];
+	struct alt *a = realloc(m->alts, (m->n_alts + 1) * sizeof(*a));
+	char *t;
+	if (!a)
+		return -1;
+	m->alts = a;
+	t = dup_repaired(text, len);
+	if (!t)
+		return -1;
+	a[m->n_alts].content = t;
+	a[m->n_alts].tag = 0;
+	return m->n_alts++;
+}
+
+int
+chat_alt_add(struct chat *c, int i, const char *text, size_t len)
+{
+	if (i < 0 || i >= c->n || strcmp(c->msgs[i].role, "assistant"))
+		return -1;
+	return alt_push(c, i, text, len);
+}
+
+int
+chat_alt_select(struct chat *c, int i, int k)
+{
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts)
+		return -1;
+	c->msgs[i].cur = k;
+	return 0;
+}
+
+int
+chat_edit(struct chat *c, int i, const char *text, size_t len)
+{
+	struct msg *m;
+	char *t;
+	if (i < 0 || i >= c->n || strcmp(c->msgs[i].role, "user"))
+		return -1;
+	t = dup_repaired(text, len);
+	if (!t)
+		return -1;
+	m = &c->msgs[i];
+	for (int k = 0; k < m->n_alts; k++)
+		free(m->alts[k].content);
+	m->n_alts = 1;
+	m->cur = 0;
+	m->alts[0].content = t;
+	m->alts[0].tag = 0;
+	m->tag = 0;
+	drop_msgs(c, i + 1, c->n - i - 1);
+	/* An edit of a message that had been dropped starts the window over. */
+	if (c->first > i)
+		c->first = 0;
+	return 0;
+}
+
+int64_t
+chat_message_tag(const struct chat *c, int i)
+{
+	return i >= 0 && i < c->n ? c->msgs[i].tag : 0;
+}
+
+void
+chat_set_message_tag(struct chat *c, int i, int64_t tag)
+{
+	if (i >= 0 && i < c->n)
+		c->msgs[i].tag = tag;
+}
+
+int64_t
+chat_alt_tag(const struct chat *c, int i, int k)
+{
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts)
+		return 0;
+	return c->msgs[i].alts[k].tag;
+}
+
+void
+chat_set_alt_tag(struct chat *c, int i, int k, int64_t tag)
+{
+	if (i >= 0 && i < c->n && k >= 0 && k < c->msgs[i].n_alts)
+		c->msgs[i].alts[k].tag = tag;
 }
 
 int
@@ -359,6 +558,14 @@ void
 chat_clear(struct chat *c)
 {
 	drop_msgs(c, 0, c->n);
+	c->first = 0;
+}
+
+void
+chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx)
+{
+	c->progress = fn;
+	c->progress_ctx = ctx;
 }
 
 void
@@ -407,8 +614,9 @@ chat_max_tokens(struct chat *c)
 	return v;
 }
 
+/* Renders the system prompt and messages [FIRST, n). */
 static char *
-render(struct chat *c, int add_gen, char *err, size_t errlen, size_t *len)
+render(struct chat *c, int first, int add_gen, char *err, size_t errlen, size_t *len)
 {
 	struct tmpl_msg *m = malloc((c->n + 1) * sizeof(*m));
 	struct tmpl_opts o = { add_gen, c->bos_text, c->eos_text, 0 };
@@ -423,9 +631,9 @@ render(struct chat *c, int add_gen, char *err, size_t errlen, size_t *len)
 		m[k].role = "system";
 		m[k++].content = c->system;
 	}
-	for (int i = 0; i < c->n; i++) {
+	for (int i = first; i < c->n; i++) {
 		m[k].role = c->msgs[i].role;
-		m[k++].content = c->msgs[i].content;
+		m[k++].content = msg_text(&c->msgs[i]);
 	}
 	rc = tmpl_render(c->t, m, k, &o, &out, len, err, errlen);
 	free(m);
@@ -442,7 +650,7 @@ char *
 chat_render(struct chat *c, char *err, size_t errlen)
 {
 	size_t len;
-	return render(c, 1, err, errlen, &len);
+	return render(c, c->first, 1, err, errlen, &len);
 }
 
 /* Tokenizes the rendered conversation; BOS only if the text lacks it.
@@ -500,55 +708,148 @@ check_stops(char *const *stops, struct reply *r, size_t *safe)
 	return 0;
 }
 
+/*
+ * Renders and tokenizes the conversation from message *FIRST on, leaving
+ * out the oldest turns (never the system prompt nor the last user message)
+ * while the prompt and room for the reply do not fit the context.  *FIRST
+ * gets the first message kept; *TEXT (caller frees), *LEN and IDS the
+ * prompt.  Changes nothing in C.  Returns 0, or -1 with ERR.
+ */
+static int
+fit_prompt(struct chat *c, int max_tokens, int *first, char **text, size_t *len, struct tok_ids *ids,
+	   char *err, size_t errlen)
+{
+	const int n_ctx = llm_ctx_n_ctx(c->ctx);
+	int f = *first;
+
+	for (;;) {
+		int reserve, last_user = -1;
+		free(*text);
+		*text = render(c, f, 1, err, errlen, len);
+		if (!*text)
+			return -1;
+		if (tokenize_prompt(c, *text, *len, ids) < 0) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		reserve = max_tokens > 0 && max_tokens < n_ctx / 2 ? max_tokens : n_ctx / 4;
+		if ((int)ids->n + reserve <= n_ctx)
+			break;
+		for (int i = c->n - 1; i >= f; i--)
+			if (!strcmp(c->msgs[i].role, "user")) {
+				last_user = i;
+				break;
+			}
+		if (last_user > f) {
+			int k = 1;
+			/* Keep turns paired: a user message goes with its reply. */
+			if (c->n > f + 1 && !strcmp(c->msgs[f].role, "user") && strcmp(c->msgs[f + 1].role, "user") &&
+			    f + 1 < last_user)
+				k = 2;
+			f += k;
+			continue;
+		}
+		if ((int)ids->n + 8 <= n_ctx)
+			break;   /* only the last message is left: generate what fits */
+		snprintf(err, errlen, "the message is %zu tokens long, more than the context of %d tokens "
+		    "holds (shorten it, or use a larger context with -c)", ids->n, n_ctx);
+		return -1;
+	}
+	*first = f;
+	return 0;
+}
+
 int
-chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *st, char *err, size_t errlen)
+chat_check(struct chat *c, char *err, size_t errlen)
+{
+	struct tok_ids ids = { 0 };
+	char *text = NULL;
+	size_t len;
+	int first = c->first;
+	int rc = fit_prompt(c, chat_max_tokens(c), &first, &text, &len, &ids, err, errlen);
+	free(text);
+	tok_ids_free(&ids);
+	return rc;
+}
+
+/* Remembers what this prompt feeds: TEXT (taken over) and the system
+ * prompt and messages from FIRST on, copied. */
+static int
+record_prompt(struct chat *c, char *text, size_t len, int first)
+{
+	int n = c->n - first + (c->system ? 1 : 0), k = 0;
+	struct fed *f = n > 0 ? calloc(n, sizeof(*f)) : NULL;
+
+	free(c->prompt_text);
+	c->prompt_text = text;
+	c->prompt_text_len = len;
+	for (int i = 0; i < c->n_fed; i++) {
+		free(c->fed[i].role);
+		free(c->fed[i].content);
+	}
+	free(c->fed);
+	c->fed = NULL;
+	c->n_fed = 0;
+	c->prompt_dropped = first;
+	if (n > 0 && !f)
+		return -1;
+	if (c->system) {
+		f[k].role = strdup("system");
+		f[k++].content = strdup(c->system);
+	}
+	for (int i = first; i < c->n; i++) {
+		f[k].role = strdup(c->msgs[i].role);
+		f[k++].content = strdup(msg_text(&c->msgs[i]));
+	}
+	c->fed = f;
+	c->n_fed = k;
+	for (int i = 0; i < k; i++)
+		if (!f[i].role || !f[i].content)
+			return -1;
+	return 0;
+}
+
+/* Generates a reply to messages [0, n).  TARGET < 0 appends it as a new
+ * message; otherwise it becomes a new alternative of message TARGET (which
+ * the caller has hidden by lowering n). */
+static int
+generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_stats *st, char *err, size_t errlen)
 {
 	struct tok_ids ids = { 0 };
 	struct reply rep = { 0 };
 	const int n_ctx = llm_ctx_n_ctx(c->ctx);
-	int n_dropped = 0, rc = -1, p, max_tokens;
+	int n_dropped = 0, rc = -1, p, max_tokens, first = c->first;
 	struct sampler_params sp;
 	char *text = NULL;
 	size_t len;
 	double t0 = now_ms(), t1, t_first = 0;
 
 	memset(st, 0, sizeof(*st));
-	atomic_store(&c->cancel, 0);
+	/* A stop requested before this point is not cleared: it stops this
+	 * reply (the front end pressed it while starting us). */
 	max_tokens = chat_max_tokens(c);
-	for (;;) {
-		int reserve, last_user = -1;
-		free(text);
-		text = render(c, 1, err, errlen, &len);
-		if (!text)
-			goto out;
-		if (tokenize_prompt(c, text, len, &ids) < 0) {
+	if (fit_prompt(c, max_tokens, &first, &text, &len, &ids, err, errlen) < 0) {
+		/* A message that cannot be answered does not stay in the
+		 * conversation. */
+		if (target < 0 && c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "user"))
+			drop_msgs(c, c->n - 1, 1);
+		goto out;
+	}
+	n_dropped = first - c->first;
+	c->first = first;
+	st->prompt_tokens = (int)ids.n;
+	{
+		/* What is fed is recorded before it is evaluated: a reply stopped
+		 * while the prompt is read was given this prompt too. */
+		char *copy = malloc(len + 1);
+		if (copy) {
+			memcpy(copy, text, len);
+			copy[len] = 0;
+		}
+		if (!copy || record_prompt(c, copy, len, first) < 0) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
-		reserve = max_tokens > 0 && max_tokens < n_ctx / 2 ? max_tokens : n_ctx / 4;
-		if ((int)ids.n + reserve <= n_ctx)
-			break;
-		/* Too long: drop the oldest turns, never the system prompt nor the
-		 * last user message. */
-		for (int i = c->n - 1; i >= 0; i--)
-			if (!strcmp(c->msgs[i].role, "user")) {
-				last_user = i;
-				break;
-			}
-		if (last_user > 0) {
-			int k = 1;
-			/* Keep turns paired: a user message goes with its reply. */
-			if (c->n > 1 && !strcmp(c->msgs[0].role, "user") && strcmp(c->msgs[1].role, "user") && 1 < last_user)
-				k = 2;
-			drop_msgs(c, 0, k);
-			n_dropped += k;
-			continue;
-		}
-		if ((int)ids.n + 8 <= n_ctx)
-			break;   /* only the last message is left: generate what fits */
-		snprintf(err, errlen, "the message is %zu tokens long, more than the context of %d tokens "
-		    "holds (shorten it, or use a larger context with -c)", ids.n, n_ctx);
-		goto out;
 	}
 	if (n_dropped && c->notice) {
 		char msg[160];
@@ -568,7 +869,16 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 	c->cache.n = p;
 	t1 = now_ms();
 	{
-		int erc = llm_eval(c->ctx, ids.ids + p, (int)ids.n - p, c->logits, 0, err, errlen);
+		/* In chunks, so that the front end can show how far the prompt is. */
+		int erc = 0, total = (int)ids.n - p;
+		for (int at = 0; at < total && erc == 0; at += CHAT_PROMPT_CHUNK) {
+			int k = total - at < CHAT_PROMPT_CHUNK ? total - at : CHAT_PROMPT_CHUNK;
+			if (c->progress)
+				c->progress(c->progress_ctx, at, total);
+			erc = llm_eval(c->ctx, ids.ids + p + at, k, c->logits, 0, err, errlen);
+		}
+		if (erc == 0 && c->progress)
+			c->progress(c->progress_ctx, total, total);
 		if (erc == LLM_ESTOPPED) {
 			/* Stopped while reading the prompt: keep the batches that
 			 * finished for the next turn to reuse, and reply nothing. */
@@ -662,14 +972,16 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 		{
 			int erc = llm_eval(c->ctx, &tok, 1, c->logits, 0, err, errlen);
 			if (erc == LLM_ESTOPPED) {
-				/* Stopped while this token was evaluated: the reply keeps
-				 * it, the cache (and its text) does not. */
+				/* Stopped while this token was evaluated: it is in the
+				 * reply but not in the cache, which stays as it was. */
 				st->stop = CHAT_STOP_CANCEL;
 				break;
 			}
 			if (erc < 0) {
+				/* What was produced is kept; ERR says what broke. */
 				cache_text_set(c, NULL, 0, 0);
-				goto out;
+				st->stop = CHAT_STOP_ERROR;
+				break;
 			}
 		}
 		tok_ids_push(&c->cache, tok);
@@ -693,9 +1005,19 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 			cb(cbctx, rep.buf + rep.emitted, safe - rep.emitted);
 	}
 finish:
-	if (push_msg(c, "assistant", rep.buf ? rep.buf : "", rep.len) < 0) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
+	{
+		int k;
+		if (target < 0) {
+			k = push_msg(c, "assistant", rep.buf ? rep.buf : "", rep.len);
+		} else {
+			k = alt_push(c, target, rep.buf ? rep.buf : "", rep.len);
+			if (k >= 0)
+				c->msgs[target].cur = k;
+		}
+		if (k < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
 	}
 	{
 		double t2 = now_ms();
@@ -708,6 +1030,7 @@ finish:
 	}
 	rc = 0;
 out:
+	atomic_store(&c->cancel, 0);   /* a stop ends with the reply it stopped */
 	free(text);
 	free(rep.buf);
 	tok_ids_free(&ids);
@@ -715,15 +1038,54 @@ out:
 }
 
 int
+chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen)
+{
+	return generate(c, -1, cb, ctx, st, err, errlen);
+}
+
+/* A fixed seed would give the same reply to the same prompt again: the
+ * regeneration moves to the next seed (and keeps it), and says so. */
+static void
+next_seed(struct chat *c)
+{
+	struct sampler_params p;
+	uint64_t seed;
+
+	chat_get_params(c, &p);
+	if (p.seed == SAMPLER_SEED_RANDOM)
+		return;
+	seed = p.seed + 1 == SAMPLER_SEED_RANDOM ? 0 : p.seed + 1;
+	if (c->notice) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "seed %llu would repeat the same reply: regenerating with seed %llu%s",
+		    (unsigned long long)p.seed, (unsigned long long)seed,
+		    p.temp <= 0 ? " (but at temp 0 the likeliest token always wins, so the reply will not change)" : "");
+		c->notice(c->notice_ctx, msg);
+	}
+	p.seed = seed;
+	chat_set_params(c, &p);
+}
+
+int
 chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen)
 {
-	if (c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "assistant"))
-		drop_msgs(c, c->n - 1, 1);
-	if (c->n == 0 || strcmp(c->msgs[c->n - 1].role, "user") != 0) {
+	int i = c->n - 1, rc;
+
+	if (i >= 1 && !strcmp(c->msgs[i].role, "assistant") && !strcmp(c->msgs[i - 1].role, "user")) {
+		next_seed(c);
+		/* The reply is hidden while its prompt is rendered, and gets the
+		 * new one as another alternative. */
+		c->n = i;
+		rc = generate(c, i, cb, ctx, st, err, errlen);
+		c->n = i + 1;
+		return rc;
+	}
+	if (i < 0 || strcmp(c->msgs[i].role, "user") != 0) {
+		memset(st, 0, sizeof(*st));
 		snprintf(err, errlen, "there is no reply to regenerate");
 		return -1;
 	}
-	return chat_generate(c, cb, ctx, st, err, errlen);
+	return generate(c, -1, cb, ctx, st, err, errlen);
 }
 
 int

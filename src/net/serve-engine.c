@@ -369,14 +369,32 @@ session_for(struct engine *e, enum oai_kind kind, char *err, size_t errlen)
 	return 0;
 }
 
-/* Records the request and its reply as one conversation.  The only place
- * natter serve writes to the store. */
+static enum store_end
+end_of(enum chat_stop s)
+{
+	switch (s) {
+	case CHAT_STOP_EOG: return STORE_END_FINISHED;
+	case CHAT_STOP_LIMIT: return STORE_END_MAX_TOKENS;
+	case CHAT_STOP_STRING: return STORE_END_STOP_STRING;
+	case CHAT_STOP_CANCEL: return STORE_END_STOPPED;
+	case CHAT_STOP_CONTEXT: return STORE_END_CONTEXT;
+	case CHAT_STOP_ERROR: return STORE_END_ERROR;
+	}
+	return STORE_END_UNKNOWN;
+}
+
+/* Records the request and its reply as one conversation, with what the
+ * reply was produced under (the session's rendered prompt and the
+ * messages fed).  The only place natter serve writes to the store. */
 static void
-record(struct engine *e, const struct job *j, const char *text, const char *state, const char *stop_reason,
+record(struct engine *e, const struct job *j, const char *text, enum store_end end,
        const struct sampler_params *sp, int max_tokens, const struct chat_stats *st)
 {
 	struct store_gen g;
+	struct store_turn *fed = NULL;
 	int64_t conv, id, gen, msg;
+	int n_fed = chat_prompt_n_messages(e->chat);
+	size_t plen;
 	const char *tmpl = j->req.kind == OAI_CHAT ? chat_template_name(e->chat) : "none (/v1/completions)";
 	const char *sys = j->req.kind == OAI_CHAT ? (j->req.system ? j->req.system : e->defaults.system_prompt) : NULL;
 
@@ -392,9 +410,20 @@ record(struct engine *e, const struct job *j, const char *text, const char *stat
 		goto fail;
 	}
 	memset(&g, 0, sizeof(g));
+	if (n_fed > 0 && (fed = calloc(n_fed, sizeof(*fed))) != NULL) {
+		for (int i = 0; i < n_fed; i++)
+			fed[i].content = chat_prompt_message(e->chat, i, &fed[i].role);
+		g.fed = fed;
+		g.n_fed = n_fed;
+	}
 	g.content = text;
-	g.state = state;
-	g.stop_reason = stop_reason;
+	g.end = end;
+	g.model_id = e->store_model;
+	g.template_name = tmpl;
+	g.template_source = chat_template_source(e->chat);
+	g.prompt_text = chat_prompt_text(e->chat, &plen);
+	g.prompt_tokens = st->prompt_tokens;
+	g.n_dropped = chat_prompt_dropped(e->chat);
 	g.temp = sp->temp;
 	g.top_k = sp->top_k;
 	g.top_p = sp->top_p;
@@ -415,8 +444,10 @@ record(struct engine *e, const struct job *j, const char *text, const char *stat
 	g.ttft_ms = st->ttft_ms;
 	if (store_gen_add(e->store, conv, 0, &g, &gen, &msg) < 0)
 		goto fail;
+	free(fed);
 	return;
 fail:
+	free(fed);
 	logf_(e, "#%lld: the history could not be written: %s", j->num, store_errmsg(e->store));
 }
 
@@ -504,7 +535,7 @@ run_job(struct engine *e, struct job *j)
 	pc.base.cached_tokens = st.n_reused;
 	if (gone) {
 		logf_(e, "#%lld: cancelled after %d generated tokens: the client went away", j->num, st.n_gen);
-		record(e, j, clean ? clean : "", "cancelled", "client went away", &sp, max_tokens, &st);
+		record(e, j, clean ? clean : "", STORE_END_STOPPED, &sp, max_tokens, &st);
 		free(clean);
 		goto cancelled;
 	}
@@ -532,8 +563,7 @@ run_job(struct engine *e, struct job *j)
 	logf_(e, "#%lld: %s%s: %d prompt tokens (%d cached), %d generated, finish %s%s", j->num,
 	    j->req.kind == OAI_CHAT ? "chat" : "completion", j->req.stream ? " stream" : "", st.n_prompt + st.n_reused,
 	    st.n_reused, st.n_gen, fin, j->stop.hit ? " (stop string)" : "");
-	record(e, j, clean ? clean : "", "complete", j->stop.hit ? "stop string" : chat_stop_name(st.stop), &sp,
-	    max_tokens, &st);
+	record(e, j, clean ? clean : "", j->stop.hit ? STORE_END_STOP_STRING : end_of(st.stop), &sp, max_tokens, &st);
 	free(clean);
 	pthread_mutex_lock(&e->mu);
 	e->n_completed++;

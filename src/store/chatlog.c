@@ -1,11 +1,35 @@
 /* chatlog.c -- a chat session's messages and generations, written to the store as they happen. */
 #include "config.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "natter/chat.h"
 #include "natter/chatlog.h"
 #include "natter/store.h"
+
+/* How a reply ended, in the session's words and the store's. */
+static const struct {
+	enum chat_stop stop;
+	enum store_end end;
+} stop_ends[] = {
+	{ CHAT_STOP_EOG, STORE_END_FINISHED },
+	{ CHAT_STOP_STRING, STORE_END_STOP_STRING },
+	{ CHAT_STOP_CANCEL, STORE_END_STOPPED },
+	{ CHAT_STOP_CONTEXT, STORE_END_CONTEXT },
+	{ CHAT_STOP_LIMIT, STORE_END_MAX_TOKENS },
+	{ CHAT_STOP_ERROR, STORE_END_ERROR },
+};
+
+static enum store_end
+end_of(enum chat_stop s)
+{
+	for (size_t i = 0; i < sizeof(stop_ends) / sizeof(stop_ends[0]); i++)
+		if (stop_ends[i].stop == s)
+			return stop_ends[i].end;
+	return STORE_END_UNKNOWN;
+}
 
 int
 chatlog_user(struct chatlog *l, struct chat *c)
@@ -13,12 +37,15 @@ chatlog_user(struct chatlog *l, struct chat *c)
 	int64_t id;
 	int n = chat_n_messages(c);
 
-	if (!l->s || n == 0)
+	char why[256];
+
+	if (!l->s || n == 0 || chat_check(c, why, sizeof(why)) < 0)
 		return 0;
 	if (!l->conv && store_conv_new(l->s, l->model_id, NULL, l->template_name, chat_system(c), &l->conv) < 0)
 		return -1;
 	if (store_msg_add(l->s, l->conv, "user", chat_message_content(c, n - 1), &id) < 0)
 		return -1;
+	chat_set_message_tag(c, n - 1, id);
 	l->last_msg = 0;   /* the reply will be a new assistant message */
 	return 0;
 }
@@ -28,15 +55,34 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 {
 	struct store_gen g;
 	struct sampler_params sp;
-	int64_t msg;
+	struct store_turn *fed = NULL;
+	int i = chat_n_messages(c) - 1, k, n_fed = chat_prompt_n_messages(c), rc;
+	int64_t msg, gen;
+	size_t plen;
 
-	if (!l->s || !l->conv)
+	if (!l->s || !l->conv || i < 0)
 		return 0;
+	k = chat_alt_index(c, i);
+	/* A first alternative makes the message; a later one joins it. */
+	msg = chat_alt_count(c, i) > 1 ? chat_message_tag(c, i) : 0;
+	if (!msg && regen && chat_alt_count(c, i) > 1)
+		msg = l->last_msg;
+	if (n_fed > 0 && !(fed = calloc(n_fed, sizeof(*fed))))
+		return -1;
+	for (int j = 0; j < n_fed; j++)
+		fed[j].content = chat_prompt_message(c, j, &fed[j].role);
 	chat_get_params(c, &sp);
 	memset(&g, 0, sizeof(g));
-	g.content = chat_message_content(c, chat_n_messages(c) - 1);
-	g.state = st->stop == CHAT_STOP_CANCEL ? "cancelled" : "complete";
-	g.stop_reason = chat_stop_name(st->stop);
+	g.content = chat_alt_content(c, i, k);
+	g.end = end_of(st->stop);
+	g.model_id = l->model_id;
+	g.template_name = chat_template_name(c);
+	g.template_source = chat_template_source(c);
+	g.fed = fed;
+	g.n_fed = n_fed;
+	g.prompt_text = chat_prompt_text(c, &plen);
+	g.prompt_tokens = st->prompt_tokens;
+	g.n_dropped = chat_prompt_dropped(c);
 	g.temp = sp.temp;
 	g.top_k = sp.top_k;
 	g.top_p = sp.top_p;
@@ -55,9 +101,14 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 	g.prompt_tps = st->prompt_tps;
 	g.gen_tps = st->gen_tps;
 	g.ttft_ms = st->ttft_ms;
-	if (store_gen_add(l->s, l->conv, regen ? l->last_msg : 0, &g, &l->last_gen, &msg) < 0)
+	rc = store_gen_add(l->s, l->conv, msg, &g, &gen, &msg);
+	free(fed);
+	if (rc < 0)
 		return -1;
+	chat_set_message_tag(c, i, msg);
+	chat_set_alt_tag(c, i, k, gen);
 	l->last_msg = msg;
+	l->last_gen = gen;
 	return 0;
 }
 
@@ -73,4 +124,142 @@ void
 chatlog_new(struct chatlog *l)
 {
 	l->conv = l->last_msg = l->last_gen = 0;
+}
+
+int
+chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t len, char *err, size_t errlen)
+{
+	int64_t old = chat_message_tag(c, i), id;
+
+	if (chat_edit(c, i, text, len) < 0) {
+		snprintf(err, errlen, "message %d cannot be edited (only the user's messages can)", i + 1);
+		return -1;
+	}
+	if (!l->s || !l->conv)
+		return 0;
+	if (!old) {
+		snprintf(err, errlen, "the message was never saved, so its new version is not saved either");
+		return -2;
+	}
+	if (store_msg_edit(l->s, old, chat_message_content(c, i), &id) < 0) {
+		snprintf(err, errlen, "%s", store_errmsg(l->s));
+		return -2;
+	}
+	chat_set_message_tag(c, i, id);
+	l->last_msg = l->last_gen = 0;
+	return 0;
+}
+
+int
+chatlog_alt_select(struct chatlog *l, struct chat *c, int i, int k, char *err, size_t errlen)
+{
+	int64_t gen;
+
+	if (chat_alt_select(c, i, k) < 0) {
+		snprintf(err, errlen, "message %d has no alternative %d", i + 1, k + 1);
+		return -1;
+	}
+	if (!l->s || !l->conv)
+		return 0;
+	gen = chat_alt_tag(c, i, k);
+	if (!gen) {
+		snprintf(err, errlen, "that alternative was never saved, so the choice is not saved either");
+		return -2;
+	}
+	if (store_alt_choose(l->s, gen) < 0) {
+		snprintf(err, errlen, "%s", store_errmsg(l->s));
+		return -2;
+	}
+	if (i == chat_n_messages(c) - 1) {
+		l->last_msg = chat_message_tag(c, i);
+		l->last_gen = gen;
+	}
+	return 0;
+}
+
+struct resume_ctx {
+	struct chatlog *l;
+	struct chat *c;
+	int i;                     /* the message being loaded */
+	int failed;                /* 1: out of memory; 2: the store failed (store_errmsg) */
+	int chosen;                /* its chosen alternative */
+};
+
+static int
+resume_alt(void *arg, const struct store_alt *a)
+{
+	struct resume_ctx *r = arg;
+	int k;
+	if (a->index == 0) {
+		if (chat_add_message(r->c, "assistant", a->content, strlen(a->content)) < 0)
+			return r->failed = 1;
+		r->i = chat_n_messages(r->c) - 1;
+		k = 0;
+	} else if ((k = chat_alt_add(r->c, r->i, a->content, strlen(a->content))) < 0) {
+		return r->failed = 1;
+	}
+	chat_set_alt_tag(r->c, r->i, k, a->gen_id);
+	if (a->chosen)
+		r->chosen = k;
+	return 0;
+}
+
+static int
+resume_msg(void *arg, int64_t id, const char *role, const char *content, int64_t chosen_gen)
+{
+	struct resume_ctx *r = arg;
+	int n = chat_n_messages(r->c);
+
+	if (!strcmp(role, "assistant")) {
+		r->chosen = 0;
+		if (store_alt_list(r->l->s, id, resume_alt, r) < 0)
+			return r->failed = 2;
+		if (r->failed)
+			return 1;
+		if (chat_n_messages(r->c) == n) {
+			/* No generation recorded (an old database): the message's text. */
+			if (chat_add_message(r->c, role, content, strlen(content)) < 0)
+				return r->failed = 1;
+		} else {
+			chat_alt_select(r->c, n, r->chosen);
+		}
+		r->l->last_msg = id;
+		r->l->last_gen = chosen_gen;
+	} else if (!strcmp(role, "user")) {
+		if (chat_add_message(r->c, role, content, strlen(content)) < 0)
+			return r->failed = 1;
+	} else {
+		return 0;
+	}
+	chat_set_message_tag(r->c, n, id);
+	return 0;
+}
+
+int
+chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_t errlen)
+{
+	struct resume_ctx r = { l, c, -1, 0, 0 };
+	char *system = NULL;
+
+	if (!l->s) {
+		snprintf(err, errlen, "the history is off");
+		return -1;
+	}
+	chat_clear(c);
+	chatlog_new(l);
+	if (store_conv_load(l->s, conv, &system, resume_msg, &r) < 0 || r.failed) {
+		snprintf(err, errlen, "%s", r.failed == 1 ? "out of memory" : store_errmsg(l->s));
+		free(system);
+		chat_clear(c);
+		chatlog_new(l);
+		return -1;
+	}
+	if (chat_set_system(c, system) < 0) {
+		free(system);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	free(system);
+	l->conv = conv;
+	return 0;
 }

@@ -18,6 +18,7 @@ struct gen {
 	char *content;
 	int score;          /* 0: unrated; thumbs up 5, down 1; stars 1..5 */
 	int64_t created;
+	char *fed;          /* the messages it was fed, as stored (JSON); NULL before schema 3 */
 };
 
 struct xmsg {
@@ -48,11 +49,30 @@ msg_json(const char *role, const char *content)
 	return m;
 }
 
-/* The conversation before message I (system prompt first). */
+/* The prompt of generation G of message I: the messages it was fed, as
+ * recorded; for a generation from before schema 3, the stored conversation
+ * before message I (system prompt first). */
 static cJSON *
-prompt_json(const char *system, const struct xmsg *m, int i)
+prompt_json(const char *system, const struct xmsg *m, int i, const struct gen *g)
 {
 	cJSON *a = cJSON_CreateArray();
+	if (g->fed) {
+		cJSON *rec = cJSON_Parse(g->fed), *it;
+		cJSON_ArrayForEach(it, rec) {
+			cJSON *r = cJSON_GetObjectItem(it, "role"), *c = cJSON_GetObjectItem(it, "content");
+			char *role, *content;
+			if (!cJSON_IsString(r) || !cJSON_IsString(c))
+				continue;
+			role = dup_text((const unsigned char *)r->valuestring);
+			content = dup_text((const unsigned char *)c->valuestring);
+			if (role && content)
+				cJSON_AddItemToArray(a, msg_json(role, content));
+			free(role);
+			free(content);
+		}
+		cJSON_Delete(rec);
+		return a;
+	}
 	if (system && system[0])
 		cJSON_AddItemToArray(a, msg_json("system", system));
 	for (int k = 0; k < i; k++)
@@ -80,8 +100,10 @@ free_msgs(struct xmsg *m, int n)
 	for (int i = 0; i < n; i++) {
 		free(m[i].role);
 		free(m[i].content);
-		for (int k = 0; k < m[i].ngens; k++)
+		for (int k = 0; k < m[i].ngens; k++) {
 			free(m[i].gens[k].content);
+			free(m[i].gens[k].fed);
+		}
 		free(m[i].gens);
 	}
 	free(m);
@@ -91,10 +113,12 @@ free_msgs(struct xmsg *m, int n)
 static int
 export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, const char *system, FILE *f, int *n)
 {
-	sqlite3_stmt *ms = store_prepare(s, "SELECT id, role, content FROM messages WHERE conversation_id = ? ORDER BY seq");
+	/* The active branch, first message first. */
+	sqlite3_stmt *ms = store_prepare(s, STORE_PATH_CTE "SELECT m.id, m.role, m.content FROM path "
+	    "JOIN messages m ON m.id = path.id ORDER BY path.depth DESC");
 	sqlite3_stmt *gs = store_prepare(s, "SELECT g.id, g.content, COALESCE(CASE r.kind WHEN 'thumb' THEN "
-	    "CASE r.value WHEN 1 THEN 5 ELSE 1 END ELSE r.value END, 0), g.created FROM generations g "
-	    "LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ? ORDER BY g.id");
+	    "CASE r.value WHEN 1 THEN 5 ELSE 1 END ELSE r.value END, 0), g.created, g.prompt_messages "
+	    "FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ? ORDER BY g.id");
 	struct xmsg *m = NULL;
 	int nm = 0, cap = 0, rc = -1;
 
@@ -124,6 +148,8 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 			g->content = dup_text(sqlite3_column_text(gs, 1));
 			g->score = sqlite3_column_int(gs, 2);
 			g->created = sqlite3_column_int64(gs, 3);
+			g->fed = sqlite3_column_type(gs, 4) == SQLITE_NULL ? NULL :
+			    strdup((const char *)sqlite3_column_text(gs, 4));
 		}
 		nm++;
 	}
@@ -136,14 +162,14 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 				continue;
 			if (o->format == STORE_SFT && ga->score >= o->min_rating) {
 				cJSON *line = cJSON_CreateObject();
-				cJSON *msgs = prompt_json(system, m, i);
+				cJSON *msgs = prompt_json(system, m, i, ga);
 				cJSON_AddItemToArray(msgs, msg_json("assistant", ga->content));
 				cJSON_AddItemToObject(line, "messages", msgs);
 				if (emit(f, line, n) < 0)
 					goto out;
 			} else if (o->format == STORE_KTO) {
 				cJSON *line = cJSON_CreateObject(), *comp = cJSON_CreateArray();
-				cJSON_AddItemToObject(line, "prompt", prompt_json(system, m, i));
+				cJSON_AddItemToObject(line, "prompt", prompt_json(system, m, i, ga));
 				cJSON_AddItemToArray(comp, msg_json("assistant", ga->content));
 				cJSON_AddItemToObject(line, "completion", comp);
 				cJSON_AddBoolToObject(line, "label", ga->score >= o->min_rating);
@@ -155,8 +181,11 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 					const struct gen *gb = &m[i].gens[b];
 					if (!gb->score || gb->score >= ga->score)
 						continue;
+					/* A pair compares two answers to one prompt. */
+					if (!ga->fed != !gb->fed || (ga->fed && strcmp(ga->fed, gb->fed)))
+						continue;
 					cJSON *line = cJSON_CreateObject(), *ch = cJSON_CreateArray(), *rj = cJSON_CreateArray();
-					cJSON_AddItemToObject(line, "prompt", prompt_json(system, m, i));
+					cJSON_AddItemToObject(line, "prompt", prompt_json(system, m, i, ga));
 					cJSON_AddItemToArray(ch, msg_json("assistant", ga->content));
 					cJSON_AddItemToArray(rj, msg_json("assistant", gb->content));
 					cJSON_AddItemToObject(line, "chosen", ch);

@@ -1,4 +1,4 @@
-/* store.c -- natter's SQLite database: schema, migrations, conversations, generations, ratings. */
+/* store.c -- natter's SQLite database: schema, migrations, the message tree, generations, alternatives, ratings. */
 #include "config.h"
 
 #include <errno.h>
@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <sqlite3.h>
 
 #include "natter/sha256.h"
@@ -80,35 +81,80 @@ static const char *const migrations[] = {
 	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
 	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;"
 	"INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
+	/* 2 -> 3: the message tree, what each generation was produced under,
+	 * and substring search.  Generations made before keep NULL where the
+	 * old schema did not record the fact (model, template, the prompt fed):
+	 * unknown, not guessed.  Their end is read from what schema 2 kept. */
+	"DROP TRIGGER messages_ai; DROP TRIGGER messages_ad; DROP TRIGGER messages_au; DROP TABLE messages_fts;"
+	"CREATE TABLE templates("
+	"  id INTEGER PRIMARY KEY,"
+	"  sha256 TEXT NOT NULL UNIQUE,"
+	"  source TEXT NOT NULL);"
+	"ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE;"
+	"ALTER TABLE conversations ADD COLUMN leaf_id INTEGER REFERENCES messages(id) ON DELETE SET NULL;"
+	"ALTER TABLE generations ADD COLUMN model_id INTEGER REFERENCES models(id);"
+	"ALTER TABLE generations ADD COLUMN template_name TEXT;"
+	"ALTER TABLE generations ADD COLUMN template_id INTEGER REFERENCES templates(id);"
+	"ALTER TABLE generations ADD COLUMN system_prompt TEXT;"
+	"ALTER TABLE generations ADD COLUMN prompt_messages TEXT;"
+	"ALTER TABLE generations ADD COLUMN prompt_text TEXT;"
+	"ALTER TABLE generations ADD COLUMN prompt_tokens INTEGER;"
+	"ALTER TABLE generations ADD COLUMN n_dropped INTEGER;"
+	"ALTER TABLE generations ADD COLUMN end_reason TEXT CHECK (end_reason IN "
+	"  ('finished', 'stop-string', 'stopped', 'context', 'max-tokens', 'error'));"
+	"UPDATE messages SET parent_id = (SELECT p.id FROM messages p WHERE p.conversation_id = messages.conversation_id"
+	"  AND p.seq < messages.seq ORDER BY p.seq DESC LIMIT 1);"
+	"UPDATE conversations SET leaf_id = (SELECT m.id FROM messages m WHERE m.conversation_id = conversations.id"
+	"  ORDER BY m.seq DESC LIMIT 1);"
+	"UPDATE generations SET end_reason = CASE"
+	"  WHEN stop_reason = 'done' THEN 'finished'"
+	"  WHEN stop_reason = 'length limit' THEN 'max-tokens'"
+	"  WHEN stop_reason = 'stop string' THEN 'stop-string'"
+	"  WHEN stop_reason = 'context full' THEN 'context'"
+	"  WHEN stop_reason = 'cancelled' OR state = 'cancelled' THEN 'stopped'"
+	"  WHEN state = 'error' THEN 'error' END;"
+	"CREATE INDEX messages_parent ON messages(parent_id);"
+	"CREATE INDEX generations_model ON generations(model_id);"
+	/* Trigrams find any substring of three characters or more, CJK
+	 * included; shorter queries scan (store_history_search). */
+	"CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id', tokenize='trigram');"
+	"CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN"
+	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;"
+	"CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN"
+	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content); END;"
+	"CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN"
+	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
+	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;"
+	"INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
 };
 
-static void
-seterr(struct store *s, const char *fmt, ...)
+int
+store_seterr(struct store *s, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(s->err, sizeof(s->err), fmt, ap);
 	va_end(ap);
+	return -1;
 }
 
-/* Explains a failed SQLite call in the user's terms. */
-static int
-sqlfail(struct store *s, const char *what)
+int
+store_sqlfail(struct store *s, const char *what)
 {
 	int code = sqlite3_extended_errcode(s->db) & 0xFF;
 	const char *msg = sqlite3_errmsg(s->db);
 	if (code == SQLITE_IOERR && sqlite3_system_errno(s->db) == ENOSPC)
 		code = SQLITE_FULL;   /* SQLite reports some out-of-space cases as I/O errors */
 	if (code == SQLITE_FULL)
-		seterr(s, "%s: the disk is full; %s was not saved (what you already had is intact)", s->path, what);
+		store_seterr(s, "%s: the disk is full; %s was not saved (what you already had is intact)", s->path, what);
 	else if (code == SQLITE_READONLY)
-		seterr(s, "%s: the database is read-only; %s was not saved", s->path, what);
+		store_seterr(s, "%s: the database is read-only; %s was not saved", s->path, what);
 	else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
-		seterr(s, "%s: the database is damaged (%s); %s was not saved", s->path, msg, what);
+		store_seterr(s, "%s: the database is damaged (%s); %s was not saved", s->path, msg, what);
 	else if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
-		seterr(s, "%s: the database stayed busy (another natter is writing); %s was not saved", s->path, what);
+		store_seterr(s, "%s: the database stayed busy (another natter is writing); %s was not saved", s->path, what);
 	else
-		seterr(s, "%s: %s: %s", s->path, what, msg);
+		store_seterr(s, "%s: %s: %s", s->path, what, msg);
 	return -1;
 }
 
@@ -124,7 +170,7 @@ store_exec(struct store *s, const char *sql, const char *what)
 	char *msg = NULL;
 	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		sqlite3_free(msg);
-		return sqlfail(s, what);
+		return store_sqlfail(s, what);
 	}
 	return 0;
 }
@@ -134,7 +180,7 @@ store_prepare(struct store *s, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		sqlfail(s, "a query");
+		store_sqlfail(s, "a query");
 		return NULL;
 	}
 	return st;
@@ -152,7 +198,7 @@ int
 store_commit(struct store *s, const char *what)
 {
 	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		sqlfail(s, what);
+		store_sqlfail(s, what);
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
@@ -183,7 +229,7 @@ pragma_int(struct store *s, const char *sql, int *out)
 	if (rc == SQLITE_ROW)
 		*out = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : sqlfail(s, "reading the database header");
+	return rc == SQLITE_ROW ? 0 : store_sqlfail(s, "reading the database header");
 }
 
 int
@@ -202,6 +248,90 @@ store_close(struct store *s)
 	sqlite3_close(s->db);
 	free(s->path);
 	free(s);
+}
+
+/* Version, application id and table count, read in one statement: one
+ * snapshot, so another natter creating the database at the same moment is
+ * seen either not at all or completely. */
+static int
+read_header(struct store *s, int *version, int *app, int *tables)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT (SELECT user_version FROM pragma_user_version), "
+	    "(SELECT application_id FROM pragma_application_id), (SELECT count(*) FROM sqlite_master)");
+	int rc;
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*version = sqlite3_column_int(st, 0);
+		*app = sqlite3_column_int(st, 1);
+		*tables = sqlite3_column_int(st, 2);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : store_sqlfail(s, "the database header");
+}
+
+/* Brings S from schema VERSION up to TARGET, one migration per
+ * transaction.  Each transaction takes the write lock first and reads the
+ * version again under it: when another natter migrated meanwhile, what it
+ * did is not done twice. */
+static int
+migrate(struct store *s, int version, int target)
+{
+	while (version < target) {
+		char sql[96];
+		int now = version, app = 0, tables = 0;
+		if (store_begin(s) < 0 || read_header(s, &now, &app, &tables) < 0) {
+			store_rollback(s);
+			return -1;
+		}
+		if (now >= target) {
+			store_rollback(s);
+			return 0;
+		}
+		version = now;
+		if (store_exec(s, migrations[version], "the schema upgrade") < 0) {
+			store_rollback(s);
+			snprintf(sql, sizeof(sql), " (upgrade to schema %d)", version + 1);
+			if (strlen(s->err) + strlen(sql) < sizeof(s->err))
+				strcat(s->err, sql);
+			return -1;
+		}
+		snprintf(sql, sizeof(sql), "PRAGMA user_version=%d; PRAGMA application_id=%d", version + 1, NATTER_APP_ID);
+		if (store_exec(s, sql, "the schema upgrade") < 0 || store_commit(s, "the schema upgrade") < 0) {
+			store_rollback(s);
+			return -1;
+		}
+		version++;
+	}
+	return 0;
+}
+
+/* Switches to the WAL journal.  The switch needs the database to itself
+ * and SQLite does not wait for that on its own: while another natter
+ * holds it (creating the same new database, say), try again for up to the
+ * busy timeout.  Once a database is in WAL mode it stays so. */
+static int
+set_wal(struct store *s)
+{
+	for (int tries = 0; tries < 1000; tries++) {
+		sqlite3_stmt *st = store_prepare(s, "PRAGMA journal_mode=WAL");
+		int rc, code, wal = 0;
+		if (!st)
+			return -1;
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			wal = sqlite3_column_text(st, 0) && !strcmp((const char *)sqlite3_column_text(st, 0), "wal");
+		sqlite3_finalize(st);
+		if (wal)
+			return 0;
+		code = sqlite3_extended_errcode(s->db) & 0xFF;
+		if (rc != SQLITE_ROW && code != SQLITE_BUSY && code != SQLITE_LOCKED)
+			return store_sqlfail(s, "the journal mode");
+		sqlite3_sleep(10);
+	}
+	return store_seterr(s, "%s: the database stayed busy (another natter is using it); it could not be "
+	    "switched to its journal mode", s->path);
 }
 
 static int
@@ -227,9 +357,7 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, 10000);
 	/* The header tells whether this is a database at all. */
-	if (pragma_int(s, "PRAGMA user_version", &version) < 0 ||
-	    pragma_int(s, "PRAGMA application_id", &app) < 0 ||
-	    pragma_int(s, "SELECT count(*) FROM sqlite_master", &tables) < 0) {
+	if (read_header(s, &version, &app, &tables) < 0) {
 		int code = sqlite3_extended_errcode(s->db) & 0xFF;
 		if (code == SQLITE_IOERR && sqlite3_system_errno(s->db) == ENOSPC)
 			snprintf(err, errlen, "%s: the disk is full; the database cannot be opened for writing "
@@ -254,14 +382,13 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 		return -1;
 	}
 	if (!(flags & STORE_READONLY)) {
-		if (store_exec(s, "PRAGMA journal_mode=WAL", "setting the journal") < 0 ||
-		    store_exec(s, "PRAGMA synchronous=FULL", "setting durability") < 0) {
+		if (set_wal(s) < 0 || store_exec(s, "PRAGMA synchronous=FULL", "the durability setting") < 0) {
 			snprintf(err, errlen, "%s", s->err);
 			store_close(s);
 			return -1;
 		}
 	}
-	if (store_exec(s, "PRAGMA foreign_keys=ON", "enabling foreign keys") < 0) {
+	if (store_exec(s, "PRAGMA foreign_keys=ON", "the foreign-key setting") < 0) {
 		snprintf(err, errlen, "%s", s->err);
 		store_close(s);
 		return -1;
@@ -272,22 +399,10 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 		store_close(s);
 		return -1;
 	}
-	while (version < target) {
-		char sql[96];
-		if (store_begin(s) < 0 || store_exec(s, migrations[version], "upgrading the schema") < 0) {
-			store_rollback(s);
-			snprintf(err, errlen, "%s (upgrade to schema %d)", s->err, version + 1);
-			store_close(s);
-			return -1;
-		}
-		snprintf(sql, sizeof(sql), "PRAGMA user_version=%d; PRAGMA application_id=%d", version + 1, NATTER_APP_ID);
-		if (store_exec(s, sql, "upgrading the schema") < 0 || store_commit(s, "the schema upgrade") < 0) {
-			store_rollback(s);
-			snprintf(err, errlen, "%s", s->err);
-			store_close(s);
-			return -1;
-		}
-		version++;
+	if (migrate(s, version, target) < 0) {
+		snprintf(err, errlen, "%s", s->err);
+		store_close(s);
+		return -1;
 	}
 	*out = s;
 	return 0;
@@ -353,7 +468,7 @@ store_model(struct store *s, const char *path, const char *arch, const char *typ
 
 	base = base ? base + 1 : path;
 	if (stat(path, &stt) < 0) {
-		seterr(s, "%s: %s", path, strerror(errno));
+		store_seterr(s, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	/* Hashing a large file takes seconds: reuse the hash while the file is unchanged. */
@@ -371,9 +486,9 @@ store_model(struct store *s, const char *path, const char *arch, const char *typ
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return sqlfail(s, "looking up the model");
+		return store_sqlfail(s, "looking up the model");
 	if (sha256_file(path, hex, err, sizeof(err)) < 0) {
-		seterr(s, "%s", err);
+		store_seterr(s, "%s", err);
 		return -1;
 	}
 	if (store_begin(s) < 0)
@@ -391,7 +506,7 @@ store_model(struct store *s, const char *path, const char *arch, const char *typ
 	sqlite3_bind_int64(st, 6, now_s());
 	if (sqlite3_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
-		sqlfail(s, "recording the model");
+		store_sqlfail(s, "recording the model");
 		goto fail;
 	}
 	*id = sqlite3_column_int64(st, 0);
@@ -406,7 +521,7 @@ store_model(struct store *s, const char *path, const char *arch, const char *typ
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
-		sqlfail(s, "recording the model");
+		store_sqlfail(s, "recording the model");
 		goto fail;
 	}
 	return store_commit(s, "the model record");
@@ -435,7 +550,7 @@ store_conv_new(struct store *s, int64_t model_id, const char *title, const char 
 	sqlite3_bind_int64(st, 6, t);
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		sqlite3_finalize(st);
-		return sqlfail(s, "the new conversation");
+		return store_sqlfail(s, "the new conversation");
 	}
 	sqlite3_finalize(st);
 	*id = sqlite3_last_insert_rowid(s->db);
@@ -454,39 +569,55 @@ store_conv_set_system(struct store *s, int64_t conv_id, const char *system_promp
 	sqlite3_bind_int64(st, 3, conv_id);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : sqlfail(s, "the system prompt");
+	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, "the system prompt");
 }
 
-/* Inserts a message at the end of CONV_ID inside an open transaction. */
+/* --- the message tree --- */
+
+/* Inserts a message into CONV_ID inside an open transaction, as a child of
+ * PARENT (0: a first message; -1: the conversation's current leaf), and
+ * makes it the leaf. */
 static int
-insert_msg(struct store *s, int64_t conv_id, const char *role, const char *content, int64_t *id)
+insert_msg(struct store *s, int64_t conv_id, int64_t parent, const char *role, const char *content, int64_t *id)
 {
-	sqlite3_stmt *st = store_prepare(s, "INSERT INTO messages(conversation_id, seq, role, content, created) "
-	    "VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?1), ?2, ?3, ?4)");
+	sqlite3_stmt *st;
 	int rc;
+
+	if (!content)
+		content = "";
+	st = store_prepare(s, "INSERT INTO messages(conversation_id, seq, role, content, created, parent_id) "
+	    "VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?1), ?2, ?3, ?4, "
+	    "CASE WHEN ?5 < 0 THEN (SELECT leaf_id FROM conversations WHERE id = ?1) WHEN ?5 = 0 THEN NULL ELSE ?5 END)");
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, conv_id);
 	sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, content, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, now_s());
+	sqlite3_bind_int64(st, 5, parent);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return sqlfail(s, "the message");
+	if (rc != SQLITE_DONE) {
+		if ((sqlite3_extended_errcode(s->db) & 0xFF) == SQLITE_CONSTRAINT) {
+			store_seterr(s, "%s: there is no conversation %lld", s->path, (long long)conv_id);
+			return -1;
+		}
+		return store_sqlfail(s, "the message");
+	}
 	*id = sqlite3_last_insert_rowid(s->db);
 	/* The first user message names the conversation. */
-	st = store_prepare(s, "UPDATE conversations SET updated = ?2, title = CASE WHEN title = '' AND ?3 = 'user' "
-	    "THEN substr(replace(?4, char(10), ' '), 1, 60) ELSE title END WHERE id = ?1");
+	st = store_prepare(s, "UPDATE conversations SET updated = ?2, leaf_id = ?5, title = CASE WHEN title = '' "
+	    "AND ?3 = 'user' THEN substr(replace(?4, char(10), ' '), 1, 60) ELSE title END WHERE id = ?1");
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, conv_id);
 	sqlite3_bind_int64(st, 2, now_s());
 	sqlite3_bind_text(st, 3, role, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, content, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, *id);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : sqlfail(s, "the message");
+	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, "the message");
 }
 
 int
@@ -494,11 +625,258 @@ store_msg_add(struct store *s, int64_t conv_id, const char *role, const char *co
 {
 	if (store_begin(s) < 0)
 		return -1;
-	if (insert_msg(s, conv_id, role, content, id) < 0) {
+	if (insert_msg(s, conv_id, -1, role, content, id) < 0) {
 		store_rollback(s);
 		return -1;
 	}
 	return store_commit(s, "the message");
+}
+
+/* Where message ID sits: its conversation, parent (0: none) and role
+ * (ROLE may be NULL; it gets at most ROLE_N bytes). */
+static int
+msg_where(struct store *s, int64_t id, int64_t *conv, int64_t *parent, char *role, size_t role_n)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT conversation_id, COALESCE(parent_id, 0), role FROM messages "
+	    "WHERE id = ?");
+	int rc;
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*conv = sqlite3_column_int64(st, 0);
+		if (parent)
+			*parent = sqlite3_column_int64(st, 1);
+		if (role)
+			snprintf(role, role_n, "%s", (const char *)sqlite3_column_text(st, 2));
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE) {
+		store_seterr(s, "there is no message %lld", (long long)id);
+		return -1;
+	}
+	return store_sqlfail(s, "the message");
+}
+
+int
+store_msg_edit(struct store *s, int64_t msg_id, const char *content, int64_t *new_id)
+{
+	int64_t conv, parent;
+	char role[16];
+
+	if (store_begin(s) < 0)
+		return -1;
+	if (msg_where(s, msg_id, &conv, &parent, role, sizeof(role)) < 0 ||
+	    insert_msg(s, conv, parent, role, content, new_id) < 0) {
+		store_rollback(s);
+		return -1;
+	}
+	return store_commit(s, "the edited message");
+}
+
+int
+store_msg_versions(struct store *s, int64_t msg_id, int64_t *ids, int max, int *n, int *cur)
+{
+	int64_t conv, parent;
+	char role[16];
+	sqlite3_stmt *st;
+	int rc;
+
+	*n = 0;
+	*cur = -1;
+	if (msg_where(s, msg_id, &conv, &parent, role, sizeof(role)) < 0)
+		return -1;
+	st = store_prepare(s, STORE_PATH_CTE "SELECT m.id, m.id IN (SELECT id FROM path) FROM messages m "
+	    "WHERE m.conversation_id = ?1 AND m.parent_id IS ?2 AND m.role = ?3 ORDER BY m.id");
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, conv);
+	if (parent)
+		sqlite3_bind_int64(st, 2, parent);
+	else
+		sqlite3_bind_null(st, 2);
+	sqlite3_bind_text(st, 3, role, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n < max)
+			ids[*n] = sqlite3_column_int64(st, 0);
+		if (sqlite3_column_int(st, 1))
+			*cur = *n;
+		(*n)++;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, "the versions of the message");
+}
+
+int
+store_branch_switch(struct store *s, int64_t msg_id, int64_t *leaf)
+{
+	int64_t conv, parent, newest = 0;
+	sqlite3_stmt *st;
+	int rc;
+
+	if (store_begin(s) < 0)
+		return -1;
+	if (msg_where(s, msg_id, &conv, &parent, NULL, 0) < 0)
+		goto fail;
+	/* Messages are only ever appended, so the newest message below MSG_ID
+	 * has no children: it is the leaf of the branch last continued. */
+	st = store_prepare(s, "WITH RECURSIVE sub(id) AS (SELECT ?1 UNION ALL SELECT m.id FROM messages m "
+	    "JOIN sub ON m.parent_id = sub.id) SELECT max(id) FROM sub");
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, msg_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		newest = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		store_sqlfail(s, "the branch");
+		goto fail;
+	}
+	st = store_prepare(s, "UPDATE conversations SET leaf_id = ?, updated = ? WHERE id = ?");
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, newest);
+	sqlite3_bind_int64(st, 2, now_s());
+	sqlite3_bind_int64(st, 3, conv);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		store_sqlfail(s, "the branch");
+		goto fail;
+	}
+	if (leaf)
+		*leaf = newest;
+	return store_commit(s, "the branch");
+fail:
+	store_rollback(s);
+	return -1;
+}
+
+/* --- generations --- */
+
+/* How a generation ended: the word stored, whether the reply is whole, and
+ * the schema-1 state column kept alongside. */
+static const struct {
+	enum store_end end;
+	const char *name;
+	int complete;
+	const char *state;
+} ends[] = {
+	{ STORE_END_UNKNOWN, "unknown", 0, "complete" },
+	{ STORE_END_FINISHED, "finished", 1, "complete" },
+	{ STORE_END_STOP_STRING, "stop-string", 1, "complete" },
+	{ STORE_END_STOPPED, "stopped", 0, "cancelled" },
+	{ STORE_END_CONTEXT, "context", 0, "complete" },
+	{ STORE_END_MAX_TOKENS, "max-tokens", 0, "complete" },
+	{ STORE_END_ERROR, "error", 0, "error" },
+};
+
+const char *
+store_end_name(enum store_end e)
+{
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
+		if (ends[i].end == e)
+			return ends[i].name;
+	return "unknown";
+}
+
+int
+store_end_complete(enum store_end e)
+{
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
+		if (ends[i].end == e)
+			return ends[i].complete;
+	return 0;
+}
+
+enum store_end
+store_end_parse(const char *word)
+{
+	for (size_t i = 0; word && i < sizeof(ends) / sizeof(ends[0]); i++)
+		if (!strcmp(ends[i].name, word))
+			return ends[i].end;
+	return STORE_END_UNKNOWN;
+}
+
+static const char *
+end_state(enum store_end e)
+{
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
+		if (ends[i].end == e)
+			return ends[i].state;
+	return "complete";
+}
+
+/* The id of template SOURCE, stored once per distinct text (in an open
+ * transaction).  *ID gets 0 when there is no source. */
+static int
+template_id(struct store *s, const char *source, int64_t *id)
+{
+	struct sha256 h;
+	char hex[65];
+	sqlite3_stmt *st;
+	int rc;
+
+	*id = 0;
+	if (!source)
+		return 0;
+	sha256_init(&h);
+	sha256_update(&h, source, strlen(source));
+	sha256_final_hex(&h, hex);
+	st = store_prepare(s, "INSERT INTO templates(sha256, source) VALUES (?, ?) ON CONFLICT(sha256) "
+	    "DO UPDATE SET sha256 = excluded.sha256 RETURNING id");
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, source, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : store_sqlfail(s, "the chat template");
+}
+
+/* The messages fed, as a JSON array of {"role","content"} (caller frees);
+ * NULL when none were given. */
+static char *
+fed_json(const struct store_gen *g, int *oom)
+{
+	cJSON *a;
+	char *out;
+
+	*oom = 0;
+	if (!g->fed || g->n_fed <= 0)
+		return NULL;
+	a = cJSON_CreateArray();
+	for (int i = 0; a && i < g->n_fed; i++) {
+		cJSON *m = cJSON_CreateObject();
+		if (!m || !cJSON_AddStringToObject(m, "role", g->fed[i].role ? g->fed[i].role : "") ||
+		    !cJSON_AddStringToObject(m, "content", g->fed[i].content ? g->fed[i].content : "")) {
+			cJSON_Delete(m);
+			cJSON_Delete(a);
+			a = NULL;
+			break;
+		}
+		cJSON_AddItemToArray(a, m);
+	}
+	out = a ? cJSON_PrintUnformatted(a) : NULL;
+	cJSON_Delete(a);
+	if (!out)
+		*oom = 1;
+	return out;
+}
+
+static void
+bind_text_or_null(sqlite3_stmt *st, int k, const char *t)
+{
+	if (t)
+		sqlite3_bind_text(st, k, t, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, k);
 }
 
 int
@@ -506,12 +884,22 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	      int64_t *gen_id, int64_t *msg_id_out)
 {
 	sqlite3_stmt *st;
-	int rc, k = 1;
+	int rc, k = 1, oom;
+	int64_t tmpl = 0;
+	char *fed = fed_json(g, &oom);
+	const char *system = g->n_fed > 0 && g->fed && g->fed[0].role && !strcmp(g->fed[0].role, "system") ?
+	    g->fed[0].content : NULL;
 
-	if (store_begin(s) < 0)
+	if (oom) {
+		store_seterr(s, "out of memory; the reply was not saved");
 		return -1;
+	}
+	if (store_begin(s) < 0) {
+		free(fed);
+		return -1;
+	}
 	if (msg_id == 0) {
-		if (insert_msg(s, conv_id, "assistant", g->content, &msg_id) < 0)
+		if (insert_msg(s, conv_id, -1, "assistant", g->content, &msg_id) < 0)
 			goto fail;
 	} else {
 		st = store_prepare(s, "UPDATE generations SET chosen = 0 WHERE message_id = ?");
@@ -521,34 +909,38 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE) {
-			sqlfail(s, "the reply");
+			store_sqlfail(s, "the reply");
 			goto fail;
 		}
 		st = store_prepare(s, "UPDATE messages SET content = ? WHERE id = ? AND role = 'assistant'");
 		if (!st)
 			goto fail;
-		sqlite3_bind_text(st, 1, g->content, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 1, g->content ? g->content : "", -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, msg_id);
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE || sqlite3_changes(s->db) != 1) {
 			if (rc == SQLITE_DONE)
-				seterr(s, "%s: message %lld is not an assistant message", s->path, (long long)msg_id);
+				store_seterr(s, "%s: message %lld is not an assistant message", s->path, (long long)msg_id);
 			else
-				sqlfail(s, "the reply");
+				store_sqlfail(s, "the reply");
 			goto fail;
 		}
 	}
+	if (template_id(s, g->template_source, &tmpl) < 0)
+		goto fail;
 	st = store_prepare(s, "INSERT INTO generations(message_id, content, chosen, state, stop_reason, temp, top_k, "
 	    "top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens, "
-	    "n_prompt, n_reused, n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created) "
-	    "VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	    "n_prompt, n_reused, n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, "
+	    "template_name, template_id, system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, "
+	    "end_reason) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+	    "?, ?, ?, ?, ?)");
 	if (!st)
 		goto fail;
 	sqlite3_bind_int64(st, k++, msg_id);
-	sqlite3_bind_text(st, k++, g->content, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, k++, g->state ? g->state : "complete", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, k++, g->stop_reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, k++, g->content ? g->content : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, k++, end_state(g->end), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, k++, store_end_name(g->end), -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, k++, g->temp);
 	sqlite3_bind_int(st, k++, g->top_k);
 	sqlite3_bind_double(st, k++, g->top_p);
@@ -568,16 +960,138 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	sqlite3_bind_double(st, k++, g->gen_tps);
 	sqlite3_bind_double(st, k++, g->ttft_ms);
 	sqlite3_bind_int64(st, k++, now_s());
+	if (g->model_id > 0)
+		sqlite3_bind_int64(st, k++, g->model_id);
+	else
+		sqlite3_bind_null(st, k++);
+	bind_text_or_null(st, k++, g->template_name);
+	if (tmpl > 0)
+		sqlite3_bind_int64(st, k++, tmpl);
+	else
+		sqlite3_bind_null(st, k++);
+	/* "" when the fed messages are known and had no system prompt; NULL
+	 * when nothing is known. */
+	bind_text_or_null(st, k++, system ? system : fed ? "" : NULL);
+	bind_text_or_null(st, k++, fed);
+	bind_text_or_null(st, k++, g->prompt_text);
+	if (g->prompt_text)
+		sqlite3_bind_int(st, k++, g->prompt_tokens);
+	else
+		sqlite3_bind_null(st, k++);
+	sqlite3_bind_int(st, k++, g->n_dropped);
+	if (g->end != STORE_END_UNKNOWN)
+		sqlite3_bind_text(st, k++, store_end_name(g->end), -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, k++);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
-		sqlfail(s, "the reply");
+		store_sqlfail(s, "the reply");
 		goto fail;
 	}
 	*gen_id = sqlite3_last_insert_rowid(s->db);
 	if (msg_id_out)
 		*msg_id_out = msg_id;
+	free(fed);
 	return store_commit(s, "the reply");
+fail:
+	free(fed);
+	store_rollback(s);
+	return -1;
+}
+
+/* --- alternatives --- */
+
+int
+store_alt_list(struct store *s, int64_t msg_id, store_alt_fn fn, void *ctx)
+{
+	sqlite3_stmt *st;
+	int64_t conv;
+	int rc, i = 0;
+
+	if (msg_where(s, msg_id, &conv, NULL, NULL, 0) < 0)
+		return -1;
+	st = store_prepare(s, "SELECT g.id, g.chosen, g.content, g.end_reason, COALESCE(md.file_name, ''), g.seed, "
+	    "r.kind, r.value, g.created FROM generations g LEFT JOIN models md ON md.id = g.model_id "
+	    "LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ? ORDER BY g.id");
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, msg_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_alt a;
+		char rating[8] = "";
+		const char *kind = (const char *)sqlite3_column_text(st, 6);
+		if (kind && !strcmp(kind, "thumb"))
+			snprintf(rating, sizeof(rating), "%s", sqlite3_column_int(st, 7) ? "up" : "down");
+		else if (kind)
+			snprintf(rating, sizeof(rating), "%d", sqlite3_column_int(st, 7));
+		memset(&a, 0, sizeof(a));
+		a.gen_id = sqlite3_column_int64(st, 0);
+		a.index = i++;
+		a.chosen = sqlite3_column_int(st, 1);
+		a.content = sqlite3_column_text(st, 2) ? (const char *)sqlite3_column_text(st, 2) : "";
+		a.end = store_end_parse((const char *)sqlite3_column_text(st, 3));
+		a.model = (const char *)sqlite3_column_text(st, 4);
+		a.seed = (uint64_t)sqlite3_column_int64(st, 5);
+		a.rating = rating;
+		a.created = sqlite3_column_int64(st, 8);
+		if (fn(ctx, &a)) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, "the alternatives");
+}
+
+int
+store_alt_choose(struct store *s, int64_t gen_id)
+{
+	sqlite3_stmt *st;
+	int64_t msg = 0;
+	int rc;
+
+	if (store_begin(s) < 0)
+		return -1;
+	st = store_prepare(s, "SELECT message_id FROM generations WHERE id = ?");
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, gen_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		msg = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		if (rc == SQLITE_DONE)
+			store_seterr(s, "there is no generation %lld", (long long)gen_id);
+		else
+			store_sqlfail(s, "the choice");
+		goto fail;
+	}
+	st = store_prepare(s, "UPDATE generations SET chosen = (id = ?1) WHERE message_id = ?2");
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, gen_id);
+	sqlite3_bind_int64(st, 2, msg);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		store_sqlfail(s, "the choice");
+		goto fail;
+	}
+	st = store_prepare(s, "UPDATE messages SET content = (SELECT content FROM generations WHERE id = ?1) "
+	    "WHERE id = ?2");
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, gen_id);
+	sqlite3_bind_int64(st, 2, msg);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		store_sqlfail(s, "the choice");
+		goto fail;
+	}
+	return store_commit(s, "the choice");
 fail:
 	store_rollback(s);
 	return -1;
@@ -614,7 +1128,7 @@ store_rating_set(struct store *s, int64_t gen_id, const char *kind, int value, c
 
 	if (!kind || (strcmp(kind, "thumb") && strcmp(kind, "stars")) ||
 	    (!strcmp(kind, "thumb") && (value < 0 || value > 1)) || (!strcmp(kind, "stars") && (value < 1 || value > 5))) {
-		seterr(s, "a rating is up, down, or 1 to 5 stars");
+		store_seterr(s, "a rating is up, down, or 1 to 5 stars");
 		return -1;
 	}
 	st = store_prepare(s, "INSERT INTO ratings(generation_id, kind, value, comment, created) VALUES (?, ?, ?, ?, ?) "
@@ -633,10 +1147,10 @@ store_rating_set(struct store *s, int64_t gen_id, const char *kind, int value, c
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc == SQLITE_CONSTRAINT || (sqlite3_extended_errcode(s->db) & 0xFF) == SQLITE_CONSTRAINT) {
-		seterr(s, "there is no generation %lld", (long long)gen_id);
+		store_seterr(s, "there is no generation %lld", (long long)gen_id);
 		return -1;
 	}
-	return rc == SQLITE_DONE ? 0 : sqlfail(s, "the rating");
+	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, "the rating");
 }
 
 int
@@ -650,216 +1164,11 @@ store_conv_delete(struct store *s, int64_t conv_id)
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return sqlfail(s, "the deletion");
+		return store_sqlfail(s, "the deletion");
 	if (sqlite3_changes(s->db) == 0) {
-		seterr(s, "there is no conversation %lld", (long long)conv_id);
+		store_seterr(s, "there is no conversation %lld", (long long)conv_id);
 		return -1;
 	}
 	return 0;
 }
 
-/* --- reading --- */
-
-static const char *
-col_text(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-	return t ? (const char *)t : "";
-}
-
-static void
-fmt_time(int64_t t, char *buf, size_t n)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-	localtime_r(&tt, &tm);
-	strftime(buf, n, "%Y-%m-%d %H:%M", &tm);
-}
-
-int
-store_history_list(struct store *s, FILE *out)
-{
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, (SELECT count(*) FROM messages m WHERE "
-	    "m.conversation_id = c.id), COALESCE(md.file_name, ''), c.title FROM conversations c LEFT JOIN models md "
-	    "ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC");
-	int rc, n = 0;
-	if (!st)
-		return -1;
-	fprintf(out, "%5s  %-16s  %4s  %-28s  %s\n", "ID", "UPDATED", "MSGS", "MODEL", "TITLE");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		char tb[32];
-		fmt_time(sqlite3_column_int64(st, 1), tb, sizeof(tb));
-		fprintf(out, "%5lld  %-16s  %4d  %-28.28s  %s\n", (long long)sqlite3_column_int64(st, 0), tb,
-		    sqlite3_column_int(st, 2), col_text(st, 3), col_text(st, 4));
-		n++;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return sqlfail(s, "the list");
-	if (n == 0)
-		fprintf(out, "(no conversations yet)\n");
-	return 0;
-}
-
-int
-store_history_show(struct store *s, int64_t conv_id, FILE *out)
-{
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.title, COALESCE(md.file_name, ''), COALESCE(md.sha256, ''), "
-	    "COALESCE(c.chat_template, ''), COALESCE(c.system_prompt, ''), c.created FROM conversations c "
-	    "LEFT JOIN models md ON md.id = c.model_id WHERE c.id = ?");
-	sqlite3_stmt *ms, *gs;
-	int rc;
-	char tb[32];
-
-	if (!st)
-		return -1;
-	sqlite3_bind_int64(st, 1, conv_id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		seterr(s, "there is no conversation %lld", (long long)conv_id);
-		return -1;
-	}
-	fmt_time(sqlite3_column_int64(st, 5), tb, sizeof(tb));
-	fprintf(out, "conversation %lld: %s\nstarted %s with %s (sha256 %.12s), template %s\n", (long long)conv_id,
-	    col_text(st, 0), tb, col_text(st, 1), col_text(st, 2), col_text(st, 3));
-	if (*col_text(st, 4))
-		fprintf(out, "system: %s\n", col_text(st, 4));
-	sqlite3_finalize(st);
-	ms = store_prepare(s, "SELECT id, seq, role, content FROM messages WHERE conversation_id = ? ORDER BY seq");
-	gs = store_prepare(s, "SELECT g.id, g.chosen, g.state, g.temp, g.top_p, g.top_k, g.min_p, g.seed, g.n_gen, "
-	    "g.gen_tps, g.ttft_ms, r.kind, r.value, r.comment, g.content FROM generations g "
-	    "LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ? ORDER BY g.id");
-	if (!ms || !gs) {
-		sqlite3_finalize(ms);
-		sqlite3_finalize(gs);
-		return -1;
-	}
-	sqlite3_bind_int64(ms, 1, conv_id);
-	while ((rc = sqlite3_step(ms)) == SQLITE_ROW) {
-		int gens = 0;
-		fprintf(out, "\n[%d] %s:\n%s\n", sqlite3_column_int(ms, 1), col_text(ms, 2), col_text(ms, 3));
-		sqlite3_reset(gs);
-		sqlite3_bind_int64(gs, 1, sqlite3_column_int64(ms, 0));
-		while (sqlite3_step(gs) == SQLITE_ROW) {
-			gens++;
-			fprintf(out, "  generation %lld%s: %s, temp %.2f top_p %.2f top_k %d min_p %.2f seed %lld, "
-			    "%d tokens, %.1f tok/s, first token %.0f ms", (long long)sqlite3_column_int64(gs, 0),
-			    sqlite3_column_int(gs, 1) ? " (chosen)" : "", col_text(gs, 2), sqlite3_column_double(gs, 3),
-			    sqlite3_column_double(gs, 4), sqlite3_column_int(gs, 5), sqlite3_column_double(gs, 6),
-			    (long long)sqlite3_column_int64(gs, 7), sqlite3_column_int(gs, 8),
-			    sqlite3_column_double(gs, 9), sqlite3_column_double(gs, 10));
-			if (sqlite3_column_type(gs, 11) != SQLITE_NULL) {
-				if (!strcmp(col_text(gs, 11), "thumb"))
-					fprintf(out, ", rated %s", sqlite3_column_int(gs, 12) ? "up" : "down");
-				else
-					fprintf(out, ", rated %d/5", sqlite3_column_int(gs, 12));
-				if (*col_text(gs, 13))
-					fprintf(out, " (\"%s\")", col_text(gs, 13));
-			}
-			fputc('\n', out);
-			if (!sqlite3_column_int(gs, 1))
-				fprintf(out, "    %s\n", col_text(gs, 14));
-		}
-		(void)gens;
-	}
-	sqlite3_finalize(ms);
-	sqlite3_finalize(gs);
-	return rc == SQLITE_DONE ? 0 : sqlfail(s, "the conversation");
-}
-
-int
-store_history_search(struct store *s, const char *query, FILE *out)
-{
-	sqlite3_stmt *st;
-	char *q;
-	size_t n = strlen(query), k = 0;
-	int rc, hits = 0;
-
-	/* The user's words as one phrase: FTS5 syntax in them cannot misfire. */
-	q = malloc(2 * n + 3);
-	if (!q) {
-		seterr(s, "out of memory");
-		return -1;
-	}
-	q[k++] = '"';
-	for (size_t i = 0; i < n; i++) {
-		if (query[i] == '"')
-			q[k++] = '"';
-		q[k++] = query[i];
-	}
-	q[k++] = '"';
-	q[k] = 0;
-	st = store_prepare(s, "SELECT m.conversation_id, m.seq, m.role, snippet(messages_fts, 0, '[', ']', '...', 12) "
-	    "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid WHERE messages_fts MATCH ? "
-	    "ORDER BY m.conversation_id DESC, m.seq");
-	if (!st) {
-		free(q);
-		return -1;
-	}
-	sqlite3_bind_text(st, 1, q, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		fprintf(out, "conversation %lld [%d] %s: %s\n", (long long)sqlite3_column_int64(st, 0),
-		    sqlite3_column_int(st, 1), col_text(st, 2), col_text(st, 3));
-		hits++;
-	}
-	sqlite3_finalize(st);
-	free(q);
-	if (rc != SQLITE_DONE)
-		return sqlfail(s, "the search");
-	if (hits == 0)
-		fprintf(out, "no messages match\n");
-	return 0;
-}
-
-int
-store_conv_recent(struct store *s, struct store_conv_info *out, int max, int *n)
-{
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, (SELECT count(*) FROM messages m WHERE "
-	    "m.conversation_id = c.id), c.title, COALESCE(md.file_name, '') FROM conversations c LEFT JOIN models md "
-	    "ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC LIMIT ?");
-	int rc;
-	*n = 0;
-	if (!st)
-		return -1;
-	sqlite3_bind_int(st, 1, max);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
-		struct store_conv_info *ci = &out[(*n)++];
-		ci->id = sqlite3_column_int64(st, 0);
-		ci->updated = sqlite3_column_int64(st, 1);
-		ci->n_msgs = sqlite3_column_int(st, 2);
-		snprintf(ci->title, sizeof(ci->title), "%s", col_text(st, 3));
-		snprintf(ci->model, sizeof(ci->model), "%s", col_text(st, 4));
-	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sqlfail(s, "the list");
-}
-
-int
-store_conv_load(struct store *s, int64_t conv_id, char **system, store_msg_fn fn, void *ctx)
-{
-	sqlite3_stmt *st = store_prepare(s, "SELECT system_prompt FROM conversations WHERE id = ?");
-	int rc;
-
-	*system = NULL;
-	if (!st)
-		return -1;
-	sqlite3_bind_int64(st, 1, conv_id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		seterr(s, "there is no conversation %lld", (long long)conv_id);
-		return -1;
-	}
-	if (sqlite3_column_type(st, 0) != SQLITE_NULL)
-		*system = strdup(col_text(st, 0));
-	sqlite3_finalize(st);
-	st = store_prepare(s, "SELECT m.id, m.role, m.content, COALESCE((SELECT g.id FROM generations g WHERE "
-	    "g.message_id = m.id AND g.chosen), 0) FROM messages m WHERE m.conversation_id = ? ORDER BY m.seq");
-	if (!st)
-		return -1;
-	sqlite3_bind_int64(st, 1, conv_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		if (fn(ctx, sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3)))
-			break;
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sqlfail(s, "the conversation");
-}

@@ -11,17 +11,24 @@
 #include "natter/chat.h"
 #include "ui/ui.h"
 
+/*
+ * The queue: everything the generation thread reports is written under MU
+ * and read under MU by the UI thread (ui_gen_take); nothing else is shared
+ * but the session's own atomics (chat_cancel, live parameters).  The wake-up
+ * byte only says "look at the queue".
+ */
 struct ui_gen {
-	struct chat *c;
+	struct chat *c;          /* the generation thread's until it ends */
 	int regen, wake_fd;
 	pthread_t th;
 	pthread_mutex_t mu;
-	char *buf;           /* produced, not yet taken */
+	/* Guarded by mu: */
+	char *buf;               /* produced, not yet taken */
 	size_t len, cap;
-	int pieces;
+	struct ui_gen_status st;
 	char notice[256];
-	int done, rc;
-	struct chat_stats st;
+	int rc;
+	struct chat_stats cst;
 	char err[512];
 };
 
@@ -34,10 +41,13 @@ wake(struct ui_gen *g)
 		;
 }
 
+/* Generation thread. */
 static int
 on_piece(void *ctx, const char *p, size_t n)
 {
 	struct ui_gen *g = ctx;
+	int used = chat_ctx_used(g->c);   /* this thread owns the session now */
+
 	pthread_mutex_lock(&g->mu);
 	if (g->len + n + 1 > g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 4096;
@@ -53,12 +63,14 @@ on_piece(void *ctx, const char *p, size_t n)
 		memcpy(g->buf + g->len, p, n);
 		g->len += n;
 	}
-	g->pieces++;
+	g->st.pieces++;
+	g->st.ctx_used = used;
 	pthread_mutex_unlock(&g->mu);
 	wake(g);
 	return 0;
 }
 
+/* Generation thread. */
 static void
 on_notice(void *ctx, const char *msg)
 {
@@ -69,23 +81,46 @@ on_notice(void *ctx, const char *msg)
 	wake(g);
 }
 
+/* Generation thread: between chunks of the prompt. */
+static void
+on_progress(void *ctx, int done, int total)
+{
+	struct ui_gen *g = ctx;
+	double t = ui_screen_now();
+	int used = chat_ctx_used(g->c);
+
+	pthread_mutex_lock(&g->mu);
+	if (g->st.prompt_total == 0 || done == 0)
+		g->st.prompt_t0 = t;
+	g->st.prompt_done = done;
+	g->st.prompt_total = total;
+	g->st.prompt_t = t;
+	g->st.ctx_used = used;
+	pthread_mutex_unlock(&g->mu);
+	wake(g);
+}
+
 static void *
 run(void *arg)
 {
 	struct ui_gen *g = arg;
 	struct chat_stats st;
 	char err[512] = "";
-	int rc;
+	int rc, used;
 
 	chat_set_notice(g->c, on_notice, g);
+	chat_set_progress(g->c, on_progress, g);
 	rc = g->regen ? chat_regenerate(g->c, on_piece, g, &st, err, sizeof(err)) :
 	    chat_generate(g->c, on_piece, g, &st, err, sizeof(err));
+	chat_set_progress(g->c, NULL, NULL);
 	chat_set_notice(g->c, NULL, NULL);
+	used = chat_ctx_used(g->c);
 	pthread_mutex_lock(&g->mu);
 	g->rc = rc;
-	g->st = st;
+	g->cst = st;
 	memcpy(g->err, err, sizeof(err));
-	g->done = 1;
+	g->st.ctx_used = used;
+	g->st.done = 1;
 	pthread_mutex_unlock(&g->mu);
 	wake(g);
 	return NULL;
@@ -100,6 +135,7 @@ ui_gen_start(struct chat *c, int regen, int wake_fd)
 	g->c = c;
 	g->regen = regen;
 	g->wake_fd = wake_fd;
+	g->st.ctx_used = chat_ctx_used(c);   /* still the UI thread's here */
 	pthread_mutex_init(&g->mu, NULL);
 	if (pthread_create(&g->th, NULL, run, g) != 0) {
 		pthread_mutex_destroy(&g->mu);
@@ -110,9 +146,13 @@ ui_gen_start(struct chat *c, int regen, int wake_fd)
 }
 
 int
-ui_gen_take(struct ui_gen *g, char **buf, size_t *len, size_t *cap, int *n_pieces, char *notice, size_t nlen)
+ui_gen_take(struct ui_gen *g, char **buf, size_t *len, size_t *cap, struct ui_gen_status *st, char *notice,
+	    size_t nlen)
 {
-	int done;
+	int rc = 0;
+
+	if (notice && nlen)
+		notice[0] = 0;
 	pthread_mutex_lock(&g->mu);
 	if (g->len) {
 		if (*len + g->len + 1 > *cap) {
@@ -130,16 +170,17 @@ ui_gen_take(struct ui_gen *g, char **buf, size_t *len, size_t *cap, int *n_piece
 			*len += g->len;
 			(*buf)[*len] = 0;
 			g->len = 0;
+		} else {
+			rc = -1;
 		}
 	}
-	*n_pieces = g->pieces;
+	*st = g->st;
 	if (g->notice[0] && notice) {
 		snprintf(notice, nlen, "%s", g->notice);
 		g->notice[0] = 0;
 	}
-	done = g->done;
 	pthread_mutex_unlock(&g->mu);
-	return done;
+	return rc;
 }
 
 int
@@ -147,8 +188,9 @@ ui_gen_finish(struct ui_gen *g, struct chat_stats *st, char *err, size_t errlen)
 {
 	int rc;
 	pthread_join(g->th, NULL);
+	/* Joined: nothing else touches G now. */
 	rc = g->rc;
-	*st = g->st;
+	*st = g->cst;
 	snprintf(err, errlen, "%s", g->err);
 	pthread_mutex_destroy(&g->mu);
 	free(g->buf);

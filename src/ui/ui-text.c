@@ -1,6 +1,7 @@
-/* ui-text.c -- the screen model's text: display widths and word wrapping (no curses). */
+/* ui-text.c -- the screen model's text: display widths, word wrapping, code blocks (no curses). */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
@@ -72,6 +73,7 @@ push_line(struct ui_line **v, int *n, int *cap, size_t off, size_t len, int widt
 	(*v)[*n].off = off;
 	(*v)[*n].len = len;
 	(*v)[*n].width = width;
+	(*v)[*n].flags = 0;
 	(*n)++;
 	return 0;
 }
@@ -117,4 +119,119 @@ ui_text_wrap(const char *s, int width, struct ui_line **lines)
 			break;
 	}
 	return cnt;
+}
+
+/* A fence opens or closes a code block: ``` (or ~~~) at the start of a line,
+ * after up to three spaces, as in CommonMark. */
+static int
+is_fence(const char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && i < 3 && s[i] == ' ')
+		i++;
+	return n - i >= 3 && ((s[i] == '`' && s[i + 1] == '`' && s[i + 2] == '`') ||
+	    (s[i] == '~' && s[i + 1] == '~' && s[i + 2] == '~'));
+}
+
+int
+ui_text_layout(const char *s, int width, struct ui_line **lines)
+{
+	size_t n = strlen(s), i = 0;
+	int cnt = 0, cap = 0, in_code = 0;
+
+	*lines = NULL;
+	if (width < 1)
+		width = 1;
+	/* Paragraph by paragraph (hard newlines): prose is wrapped, code kept whole. */
+	while (i <= n) {
+		const char *nl = memchr(s + i, '\n', n - i);
+		size_t e = nl ? (size_t)(nl - s) : n;
+		int fence = is_fence(s + i, e - i);
+
+		if (fence || in_code) {
+			if (push_line(lines, &cnt, &cap, i, e - i, ui_text_width(s + i, e - i)) < 0)
+				goto oom;
+			(*lines)[cnt - 1].flags = UI_LINE_CODE | (fence ? UI_LINE_FENCE : 0);
+			if (fence)
+				in_code = !in_code;
+		} else {
+			struct ui_line *sub = NULL;
+			char *para = malloc(e - i + 1);
+			int k;
+			if (!para)
+				goto oom;
+			memcpy(para, s + i, e - i);
+			para[e - i] = 0;
+			k = ui_text_wrap(para, width, &sub);
+			free(para);
+			if (k < 0)
+				goto oom;
+			for (int j = 0; j < k; j++)
+				if (push_line(lines, &cnt, &cap, i + sub[j].off, sub[j].len, sub[j].width) < 0) {
+					free(sub);
+					goto oom;
+				}
+			free(sub);
+		}
+		if (!nl)
+			break;
+		i = e + 1;
+	}
+	return cnt;
+oom:
+	free(*lines);
+	*lines = NULL;
+	return -1;
+}
+
+char *
+ui_text_count(char *buf, size_t n, long long v)
+{
+	char digits[32];
+	size_t len, j = 0;
+	int neg = v < 0;
+
+	snprintf(digits, sizeof(digits), "%llu", neg ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+	len = strlen(digits);
+	if (n == 0)
+		return buf;
+	if (neg && j + 1 < n)
+		buf[j++] = '-';
+	for (size_t i = 0; i < len && j + 1 < n; i++) {
+		if (i > 0 && (len - i) % 3 == 0 && j + 1 < n)
+			buf[j++] = ',';
+		if (j + 1 < n)
+			buf[j++] = digits[i];
+	}
+	buf[j] = 0;
+	return buf;
+}
+
+char *
+ui_text_base64(const char *s, size_t n)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = (const unsigned char *)s;
+	char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+		*o++ = tab[v >> 18 & 63];
+		*o++ = tab[v >> 12 & 63];
+		*o++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
+		*o++ = i + 2 < n ? tab[v & 63] : '=';
+	}
+	*o = 0;
+	return out;
+}
+
+int
+ui_text_blank(const char *s)
+{
+	for (; *s; s++)
+		if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+			return 0;
+	return 1;
 }

@@ -1,35 +1,71 @@
-/* ui.h -- the interface's internals: screen model, panes, theme, generation thread. */
+/* ui.h -- the interface's internals: screen model, panes, theme, terminal, generation thread. */
 #ifndef NATTER_UI_INTERNAL_H
 #define NATTER_UI_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "natter/chat.h"
+#include "natter/chatlog.h"
+#include "natter/store.h"
+
+/*
+ * Files, one concern each (a function's prefix is its file's name):
+ *   ui-main.c     ui_run and the event loop
+ *   ui-screen.c   the screen model: messages as shown, notices, layout (no curses)
+ *   ui-conv.c     actions on the conversation: send, regenerate, resume, rate
+ *   ui-draw.c     drawing the panes and boxes from the model (curses)
+ *   ui-keys.c     what each key does in each focus
+ *   ui-input.c    reading keys and pastes; the readline glue of the input line
+ *   ui-cmd.c      the slash commands typed into the input line
+ *   ui-tty.c      the terminal itself: open, close, raw restore, clipboard
+ *   ui-signals.c  signals become events; a crash restores the terminal
+ *   ui-start.c    start-up: finding the model, the config file, warming up
+ *   ui-gen.c      the generation thread and its queue
+ *   ui-text.c     display widths and wrapping (no curses)
+ *   ui-theme.c    colour themes
+ * Only the UI thread touches anything here, except where ui-gen.c says so.
+ */
+
 /* --- text (ui-text.c): display width and wrapping; no curses here --- */
 
-/* One wrapped line: bytes [off, off + len) of a sanitized string. */
+enum { UI_LINE_CODE = 1, UI_LINE_FENCE = 2 };
+
+/* One display line: bytes [off, off + len) of a sanitized string. */
 struct ui_line {
 	size_t off, len;
 	int width;
+	int flags;                /* UI_LINE_CODE: inside a ``` block, shown unwrapped */
 };
 
 /* Sanitizes untrusted TEXT for display (controls made visible, invalid
- * UTF-8 replaced); returns a new string (caller frees). */
+ * UTF-8 replaced); returns a new string (caller frees), NULL if out of memory. */
 char *ui_text_clean(const char *text, size_t len);
 /* Display width of S[0..N) (wide CJK and emoji count 2). */
 int ui_text_width(const char *s, size_t n);
 /* Wraps S at word boundaries into lines of at most WIDTH columns (>= 1);
- * hard newlines are kept.  Returns the number of lines; *LINES is a new
- * array (caller frees). */
+ * hard newlines are kept.  Returns the number of lines, or -1 if out of
+ * memory; *LINES is a new array (caller frees). */
 int ui_text_wrap(const char *s, int width, struct ui_line **lines);
+/* As ui_text_wrap, but the lines of fenced code blocks (from a line
+ * starting with ``` to the next such line, fences included) are kept whole,
+ * one display line each, flagged UI_LINE_CODE (and UI_LINE_FENCE for the
+ * fences): the caller clips them instead of wrapping. */
+int ui_text_layout(const char *s, int width, struct ui_line **lines);
 /* Byte offset in S of the character that starts at or after column COL. */
 size_t ui_text_col_to_byte(const char *s, size_t n, int col);
+/* Formats N with thousands separators ("3,544") into BUF; returns BUF. */
+char *ui_text_count(char *buf, size_t n, long long v);
+/* Base64 of S[0..N) (RFC 4648, padded); a new string, NULL if out of memory. */
+char *ui_text_base64(const char *s, size_t n);
+/* Whether S holds nothing but spaces, tabs and newlines. */
+int ui_text_blank(const char *s);
 
 /* --- theme (ui-theme.c) --- */
 
 enum ui_elem {
 	UE_NORMAL, UE_BORDER, UE_TITLE, UE_USER, UE_ASSISTANT, UE_SYSTEM, UE_NOTICE, UE_ERROR,
-	UE_FOOTER, UE_KEY, UE_SELECTED, UE_BAR, UE_BAR_EMPTY, UE_DIM, UE_INPUT, UE_COUNT
+	UE_FOOTER, UE_KEY, UE_SELECTED, UE_BAR, UE_BAR_EMPTY, UE_DIM, UE_INPUT, UE_CODE, UE_COUNT
 };
 
 /* Loads NAME (a theme name or a file) and sets up colour pairs; falls back
@@ -42,17 +78,267 @@ extern const char *const ui_elem_names[UE_COUNT];
 
 /* --- generation thread (ui-gen.c) --- */
 
-struct chat;
-struct chat_stats;
+/* What the generation thread has reported so far (a snapshot). */
+struct ui_gen_status {
+	int pieces;               /* pieces of text produced */
+	int prompt_done;          /* prompt tokens evaluated so far */
+	int prompt_total;         /* prompt tokens to evaluate (0: not known yet) */
+	double prompt_t0;         /* when the prompt started (seconds, monotonic) */
+	double prompt_t;          /* when prompt_done was last reported */
+	int ctx_used;             /* tokens in the KV cache at the last report */
+	int done;                 /* the generation has ended: call ui_gen_finish */
+};
 
 struct ui_gen;
-/* Starts generating (or regenerating) on its own thread; pieces and the end
- * are announced by writing to WAKE_FD.  Returns NULL if no thread. */
+/* Starts generating (or regenerating, REGEN) on its own thread; every
+ * report is announced by a byte written to WAKE_FD.  The session C belongs
+ * to that thread until ui_gen_finish: the UI thread may then only call
+ * chat_cancel, chat_set_params, chat_set_param_str, chat_get_params,
+ * chat_max_tokens and chat_ctx_size on it.  UI thread.  Returns NULL if
+ * no thread could be started (C untouched). */
 struct ui_gen *ui_gen_start(struct chat *c, int regen, int wake_fd);
-/* Moves the text produced since the last call into *BUF (appending) and
- * reports whether the generation has ended.  UI thread only. */
-int ui_gen_take(struct ui_gen *g, char **buf, size_t *len, size_t *cap, int *n_pieces, char *notice, size_t nlen);
-/* After it ended: joins the thread and returns chat_generate's result. */
+/* Moves the text produced since the last call into *BUF (appending; *BUF
+ * stays NUL-terminated), fills ST, and copies a pending notice into NOTICE
+ * (empty if none).  UI thread.  Returns -1 if out of memory (the text
+ * stays queued), else 0. */
+int ui_gen_take(struct ui_gen *g, char **buf, size_t *len, size_t *cap, struct ui_gen_status *st, char *notice,
+		size_t nlen);
+/* After ST.done: joins the thread, frees G, and returns chat_generate's
+ * result with its statistics and error.  UI thread. */
 int ui_gen_finish(struct ui_gen *g, struct chat_stats *st, char *err, size_t errlen);
+
+/* --- the screen model (ui-screen.c): no curses --- */
+
+enum ui_focus { UI_F_INPUT, UI_F_CONV, UI_F_PARAMS, UI_F_COUNT };
+enum ui_mode { UI_IM_MESSAGE, UI_IM_COMMENT, UI_IM_SYSTEM, UI_IM_EDIT };
+enum ui_box { UI_BOX_NONE, UI_BOX_HELP, UI_BOX_HISTORY, UI_BOX_PARAMS, UI_BOX_STATS };
+
+/* Key handlers return these bits (as htop's panes do). */
+enum { UI_KH_HANDLED = 1, UI_KH_REDRAW = 2, UI_KH_QUIT = 4 };
+
+struct ui_msg {
+	int idx;                  /* the session's message index (-1: the reply being written) */
+	int alt, nalt;            /* alternative shown (0-based) and how many there are */
+	int chosen;               /* the session's chosen alternative, as of the last sync */
+	char *role;
+	char *clean;              /* sanitized for display */
+	struct ui_line *lines;
+	int nlines, wrap_w;
+};
+
+struct ui_rect {
+	int y, x, h, w;           /* h or w 0: hidden */
+};
+
+/* Where each part is, for the current terminal size (ui_screen_layout). */
+struct ui_layout {
+	int rows, cols;
+	struct ui_rect conv, params, stats, input, footer;
+	int notice_y;             /* -1: nowhere to show a notice */
+};
+
+struct ui_opts;
+
+struct ui {
+	struct ui_opts *o;
+	struct llm_model *m;
+	struct chat *c;
+	struct chatlog log;
+	char model_file[128];     /* the file's name */
+	char model_kind[64];      /* architecture and type, e.g. "llama Q4_K_M" */
+
+	struct ui_msg *msgs;
+	int nmsgs, capmsgs;
+
+	/* The reply being written (gen != NULL while it is). */
+	struct ui_gen *gen;
+	char *sbuf;
+	size_t slen, scap;
+	int regen;
+	double t_start, t_first;
+	struct ui_gen_status gs;  /* the last report of the generation thread */
+	struct chat_stats stats;  /* the last finished reply's */
+	int have_stats;
+	const char *state;
+
+	struct ui_layout lay;
+	enum ui_focus focus;
+	int follow, top;          /* conversation scroll */
+	int sel;                  /* the message chosen in the conversation focus (-1: none) */
+	int sel_show;             /* scroll so that the chosen message shows (next draw) */
+	int edit_idx;             /* the session's message being edited (UI_IM_EDIT) */
+	int param_sel;
+	char notice[256];
+	int notice_err;
+	double notice_t;
+	enum ui_box box;
+	int box_top;              /* first line shown of a scrolled box */
+	int box_rows, box_vis;    /* its lines, and how many show (at the last draw) */
+	int nhist, hist_sel;
+	struct store_conv_info hist[64];
+	enum ui_mode mode;
+	char last_rating_word[8];  /* what c comments on */
+	char *pending;            /* text to put back into readline after a line (owned) */
+	char *unsent;             /* the last message sent (owned): back to the input if refused */
+	int wake[2];
+	double ctrlc_t;
+	int quit;
+	int exit_status;
+	char rl_hist_path[4096];
+};
+
+/* Seconds on a monotonic clock. */
+double ui_screen_now(void);
+/* Shows a one-line notice (IS_ERR: as an error) above the input line. */
+void ui_screen_notify(struct ui *u, int is_err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Appends a message as shown (TEXT copied and sanitized); NULL if out of memory. */
+struct ui_msg *ui_screen_push(struct ui *u, const char *role, const char *text);
+/* Replaces a shown message's text. */
+void ui_screen_set(struct ui_msg *m, const char *text, size_t len);
+/* Removes the last shown message. */
+void ui_screen_pop(struct ui *u);
+/* Forgets every shown message. */
+void ui_screen_clear(struct ui *u);
+/* Computes where the panes go on a ROWS x COLS screen with an input line
+ * of INPUT_H rows; a pane that does not fit gets an empty rectangle. */
+void ui_screen_layout(struct ui *u, int rows, int cols, int input_h);
+/* Whether focus F can be taken in the current layout. */
+int ui_screen_focusable(const struct ui *u, enum ui_focus f);
+/* Moves the focus by DIR (+1, -1) to the next pane that is shown. */
+void ui_screen_focus_next(struct ui *u, int dir);
+/* The conversation's height in display lines at the current width. */
+int ui_screen_conv_lines(struct ui *u, int text_w);
+
+/* --- actions (ui-conv.c) --- */
+
+/* Sends TEXT as the user's message and starts the reply. */
+void ui_conv_send(struct ui *u, const char *text);
+/* Starts generating: REGEN replaces the last reply with a new alternative. */
+void ui_conv_start(struct ui *u, int regen);
+/* Takes what the generation thread reported; finishes it when it ended.
+ * Returns UI_KH_REDRAW if anything changed. */
+int ui_conv_poll(struct ui *u);
+/* Ends the reply: after ui_gen_take reported done. */
+void ui_conv_finish(struct ui *u);
+/* Stops the running reply (it is kept, marked cancelled). */
+void ui_conv_stop(struct ui *u);
+/* Whether a reply is being generated; if so and WHAT is not NULL, tells the
+ * user that WHAT has to wait. */
+int ui_conv_busy(struct ui *u, const char *what);
+/* A new, empty conversation.  Refused while a reply streams. */
+void ui_conv_new(struct ui *u);
+/* Opens the list of past conversations.  Refused while a reply streams. */
+void ui_conv_history(struct ui *u);
+/* Shows the session's conversation as it is (not while a reply runs). */
+void ui_conv_sync(struct ui *u);
+/* Resumes stored conversation CONV.  Refused while a reply streams. */
+void ui_conv_resume(struct ui *u, int64_t conv);
+/* Sets the system prompt (TEXT NULL or "" removes it).  Refused while a reply streams. */
+void ui_conv_system(struct ui *u, const char *text);
+/* Rates the last reply: WORD up, down or 1..5, with an optional COMMENT. */
+void ui_conv_rate(struct ui *u, const char *word, const char *comment);
+/* Copies the last reply to the terminal's clipboard (OSC 52). */
+void ui_conv_copy(struct ui *u);
+/* Moves the chosen message of the conversation focus by DIR (-1, +1). */
+void ui_conv_select(struct ui *u, int dir);
+/* Shows the chosen reply's previous (DIR -1) or next (+1) alternative. */
+void ui_conv_flip(struct ui *u, int dir);
+/* Makes the alternative shown the chosen reply (stored as chosen). */
+void ui_conv_pick(struct ui *u);
+/* Starts editing the chosen user message in the input line. */
+void ui_conv_edit_begin(struct ui *u);
+/* Replaces the message being edited with TEXT: the conversation branches
+ * there (both branches stay in the history) and the reply is generated. */
+void ui_conv_edit(struct ui *u, const char *text);
+
+/* --- drawing (ui-draw.c) --- */
+
+/* Draws the whole screen from the model and puts the cursor where it belongs. */
+void ui_draw(struct ui *u);
+/* The loading screen: NAME and a bar at FRAC (0..1). */
+void ui_draw_loading(const char *name, double frac);
+/* The parameter names, in the order the pane shows them. */
+extern const char *const ui_draw_param_names[];
+extern const int ui_draw_n_params;
+/* The text of parameter I of the pane (its current value). */
+void ui_draw_param_text(struct ui *u, int i, char *buf, size_t n);
+
+/* --- keys (ui-keys.c) --- */
+
+/* Key codes of our own (above curses' KEY_MAX) for the paste brackets. */
+enum { UI_KEY_PASTE_BEGIN = 0x1001, UI_KEY_PASTE_END = 0x1002 };
+
+/* Handles one key (IS_KEY: a curses KEY_ code, else a character).
+ * Returns UI_KH_* bits. */
+int ui_keys_handle(struct ui *u, int is_key, unsigned ch);
+/* Ctrl-C (or SIGINT): stops the reply; on an idle screen, twice quits. */
+int ui_keys_stop_or_quit(struct ui *u);
+
+/* --- input (ui-input.c) --- */
+
+/* Sets up readline for the input line (callback mode, no terminal of its own). */
+void ui_input_setup(struct ui *u);
+/* Saves the input history and removes readline's handler. */
+void ui_input_teardown(struct ui *u);
+/* Reads every pending key and paste.  Returns UI_KH_* bits. */
+int ui_input_read(struct ui *u);
+/* Feeds a key (a KEY_ code) or a character to readline. */
+void ui_input_key(struct ui *u, int key);
+void ui_input_char(struct ui *u, unsigned ch);
+/* Replaces the input line with TEXT, cursor at the end. */
+void ui_input_set(struct ui *u, const char *text);
+/* The input line as it is now (borrowed; "" if none). */
+const char *ui_input_text(void);
+/* The cursor's byte offset in the input line. */
+int ui_input_point(void);
+
+/* --- typed commands (ui-cmd.c) --- */
+
+struct chatcmd_ops;
+struct chatcmd_env;
+/* Runs a line starting with '/' (modified).  Returns UI_KH_* bits. */
+int ui_cmd_run(struct ui *u, char *line);
+/* This front end's hooks for the shared command table. */
+const struct chatcmd_ops *ui_cmd_ops(void);
+/* Fills E to act on U's session and history. */
+void ui_cmd_env(struct ui *u, struct chatcmd_env *e);
+
+/* --- the terminal (ui-tty.c) --- */
+
+/* Whether stdin and stdout are a terminal natter can drive; if not, fills
+ * ERR with what to do instead.  Before anything else is opened. */
+int ui_tty_check(char *err, size_t errlen);
+/* Takes the terminal: curses, raw keys, bracketed paste, mouse wheel; saves
+ * what ui_tty_restore needs.  Returns 0, or -1 with ERR set. */
+int ui_tty_open(char *err, size_t errlen);
+/* Gives the terminal back as it was. */
+void ui_tty_close(void);
+/* Puts the terminal back from a signal handler: only tcsetattr and write(2)
+ * of what ui_tty_open saved.  Async-signal-safe. */
+void ui_tty_restore(void);
+/* Sends TEXT to the terminal's clipboard (OSC 52).  Returns 0 or -1. */
+int ui_tty_clipboard(const char *text, size_t len);
+
+/* --- signals (ui-signals.c) --- */
+
+/* Installs the handlers: SIGTERM, SIGHUP and SIGINT set a flag and write to
+ * WAKE_FD; crashes restore the terminal (ui_tty_restore) and die as they
+ * would have. */
+void ui_signals_install(int wake_fd);
+/* Takes the pending signal (0: none). */
+int ui_signals_take(void);
+/* Puts the default handlers back. */
+void ui_signals_remove(void);
+
+/* --- start-up (ui-start.c) --- */
+
+/* The single .gguf in the models folder (caller frees), or NULL. */
+char *ui_start_default_model(void);
+/* Tells the user how to get a model and lists the models folder (stderr). */
+void ui_start_list_models(void);
+/* The theme named in the config file (caller frees), or NULL. */
+char *ui_start_config_theme(void);
+/* Pages the model's weights in, drawing a progress bar. */
+void ui_start_warm(struct ui *u);
 
 #endif

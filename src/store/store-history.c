@@ -1,0 +1,453 @@
+/* store-history.c -- reading the store: history list, show (the active branch), search, resuming. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "natter/store.h"
+#include "store/store-impl.h"
+
+static const char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t ? (const char *)t : "";
+}
+
+static void
+fmt_time(int64_t t, char *buf, size_t n)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	strftime(buf, n, "%Y-%m-%d %H:%M", &tm);
+}
+
+/* Messages on the active branch of CONV; -1 on error. */
+static int
+path_len(struct store *s, int64_t conv)
+{
+	sqlite3_stmt *st = store_prepare(s, STORE_PATH_CTE "SELECT count(*) FROM path");
+	int n = -1;
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, conv);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	else
+		store_sqlfail(s, "the conversation");
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* The file names of the models that replied in CONV, in order of first
+ * use, ", "-separated into BUF; *COUNT how many.  A conversation with no
+ * recorded generation model shows the model it was started with
+ * (STARTED, may be ""). */
+static int
+conv_models(struct store *s, int64_t conv, const char *started, char *buf, size_t n, int *count)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT md.file_name FROM generations g JOIN messages m "
+	    "ON m.id = g.message_id JOIN models md ON md.id = g.model_id WHERE m.conversation_id = ? "
+	    "GROUP BY md.id ORDER BY min(g.id)");
+	size_t len = 0;
+	int rc;
+
+	*count = 0;
+	buf[0] = 0;
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, conv);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int w = snprintf(buf + len, n - len, "%s%s", *count ? ", " : "", col_text(st, 0));
+		(*count)++;
+		if (w > 0 && (size_t)w < n - len)
+			len += (size_t)w;
+		else
+			len = n - 1;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return store_sqlfail(s, "the list");
+	if (*count == 0 && started && started[0]) {
+		snprintf(buf, n, "%s", started);
+		*count = 1;
+	}
+	return 0;
+}
+
+int
+store_history_list(struct store *s, FILE *out)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, COALESCE(md.file_name, ''), c.title "
+	    "FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC");
+	int rc, n = 0;
+	if (!st)
+		return -1;
+	fprintf(out, "%5s  %-16s  %4s  %-28s  %s\n", "ID", "UPDATED", "MSGS", "MODEL", "TITLE");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char tb[32], models[160];
+		int nm, len;
+		int64_t id = sqlite3_column_int64(st, 0);
+		fmt_time(sqlite3_column_int64(st, 1), tb, sizeof(tb));
+		if ((len = path_len(s, id)) < 0 || conv_models(s, id, col_text(st, 2), models, sizeof(models), &nm) < 0) {
+			sqlite3_finalize(st);
+			return -1;
+		}
+		fprintf(out, "%5lld  %-16s  %4d  %-28.28s  %s\n", (long long)id, tb, len, models, col_text(st, 3));
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return store_sqlfail(s, "the list");
+	if (n == 0)
+		fprintf(out, "(no conversations yet)\n");
+	return 0;
+}
+
+/* Prints the generations (alternatives) of assistant message MSG; a model
+ * other than CONV_MODEL is named.  Returns 0 or -1. */
+static int
+show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
+{
+	sqlite3_stmt *gs = store_prepare(s, "SELECT g.id, g.chosen, COALESCE(g.end_reason, g.state), g.temp, "
+	    "g.top_p, g.top_k, g.min_p, g.seed, g.n_gen, g.gen_tps, g.ttft_ms, r.kind, r.value, r.comment, "
+	    "g.content, COALESCE(md.file_name, ''), g.prompt_tokens, g.n_dropped FROM generations g "
+	    "LEFT JOIN ratings r ON r.generation_id = g.id LEFT JOIN models md ON md.id = g.model_id "
+	    "WHERE g.message_id = ? ORDER BY g.id");
+	int rc;
+	if (!gs)
+		return -1;
+	sqlite3_bind_int64(gs, 1, msg);
+	while ((rc = sqlite3_step(gs)) == SQLITE_ROW) {
+		fprintf(out, "  generation %lld%s: %s, temp %.2f top_p %.2f top_k %d min_p %.2f seed %lld, "
+		    "%d tokens, %.1f tok/s, first token %.0f ms", (long long)sqlite3_column_int64(gs, 0),
+		    sqlite3_column_int(gs, 1) ? " (chosen)" : "", col_text(gs, 2), sqlite3_column_double(gs, 3),
+		    sqlite3_column_double(gs, 4), sqlite3_column_int(gs, 5), sqlite3_column_double(gs, 6),
+		    (long long)sqlite3_column_int64(gs, 7), sqlite3_column_int(gs, 8),
+		    sqlite3_column_double(gs, 9), sqlite3_column_double(gs, 10));
+		if (*col_text(gs, 15) && strcmp(col_text(gs, 15), conv_model))
+			fprintf(out, ", model %s", col_text(gs, 15));
+		if (sqlite3_column_type(gs, 16) != SQLITE_NULL) {
+			fprintf(out, ", fed %d tokens", sqlite3_column_int(gs, 16));
+			if (sqlite3_column_int(gs, 17) > 0)
+				fprintf(out, " (%d earlier messages dropped)", sqlite3_column_int(gs, 17));
+		}
+		if (sqlite3_column_type(gs, 11) != SQLITE_NULL) {
+			if (!strcmp(col_text(gs, 11), "thumb"))
+				fprintf(out, ", rated %s", sqlite3_column_int(gs, 12) ? "up" : "down");
+			else
+				fprintf(out, ", rated %d/5", sqlite3_column_int(gs, 12));
+			if (*col_text(gs, 13))
+				fprintf(out, " (\"%s\")", col_text(gs, 13));
+		}
+		fputc('\n', out);
+		if (!sqlite3_column_int(gs, 1))
+			fprintf(out, "    %s\n", col_text(gs, 14));
+	}
+	sqlite3_finalize(gs);
+	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, "the conversation");
+}
+
+int
+store_history_show(struct store *s, int64_t conv_id, FILE *out)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT c.title, COALESCE(md.file_name, ''), COALESCE(md.sha256, ''), "
+	    "COALESCE(c.chat_template, ''), COALESCE(c.system_prompt, ''), c.created FROM conversations c "
+	    "LEFT JOIN models md ON md.id = c.model_id WHERE c.id = ?");
+	sqlite3_stmt *ms;
+	char tb[32], *conv_model, *system;
+	int rc, k = 0;
+
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, conv_id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return store_seterr(s, "there is no conversation %lld", (long long)conv_id);
+	}
+	fmt_time(sqlite3_column_int64(st, 5), tb, sizeof(tb));
+	fprintf(out, "conversation %lld: %s\nstarted %s with %s (sha256 %.12s), template %s\n", (long long)conv_id,
+	    col_text(st, 0), tb, col_text(st, 1), col_text(st, 2), col_text(st, 3));
+	conv_model = strdup(col_text(st, 1));
+	/* The system prompt the first generation was given (when recorded),
+	 * else the conversation's. */
+	system = strdup(col_text(st, 4));
+	sqlite3_finalize(st);
+	if (!conv_model || !system) {
+		free(conv_model);
+		free(system);
+		return store_seterr(s, "out of memory");
+	}
+	/* The active branch, first message first; the system prompt each
+	 * chosen reply was given (NULL when not recorded); how many versions
+	 * the message has. */
+	ms = store_prepare(s, STORE_PATH_CTE "SELECT m.id, m.role, m.content, (SELECT g.system_prompt FROM generations g "
+	    "WHERE g.message_id = m.id AND g.chosen), (SELECT count(*) FROM messages o WHERE o.conversation_id = ?1 "
+	    "AND o.parent_id IS m.parent_id AND o.role = m.role), (SELECT count(*) FROM messages o WHERE "
+	    "o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role AND o.id <= m.id) "
+	    "FROM path JOIN messages m ON m.id = path.id ORDER BY path.depth DESC");
+	if (!ms) {
+		free(conv_model);
+		free(system);
+		return -1;
+	}
+	sqlite3_bind_int64(ms, 1, conv_id);
+	{
+		/* The first reply's system prompt, when recorded, is the one the
+		 * conversation started with. */
+		sqlite3_stmt *fs = store_prepare(s, STORE_PATH_CTE "SELECT g.system_prompt FROM path JOIN generations g "
+		    "ON g.message_id = path.id AND g.chosen WHERE g.system_prompt IS NOT NULL ORDER BY path.depth DESC LIMIT 1");
+		if (fs) {
+			sqlite3_bind_int64(fs, 1, conv_id);
+			if (sqlite3_step(fs) == SQLITE_ROW) {
+				free(system);
+				system = strdup(col_text(fs, 0));
+			}
+			sqlite3_finalize(fs);
+		}
+	}
+	if (system && *system)
+		fprintf(out, "system: %s\n", system);
+	while ((rc = sqlite3_step(ms)) == SQLITE_ROW) {
+		const char *role = col_text(ms, 1);
+		k++;
+		if (!strcmp(role, "assistant") && sqlite3_column_type(ms, 3) != SQLITE_NULL && system &&
+		    strcmp(col_text(ms, 3), system)) {
+			free(system);
+			system = strdup(col_text(ms, 3));
+			if (system && *system)
+				fprintf(out, "\n-- from here on the system prompt was: %s\n", system);
+			else
+				fprintf(out, "\n-- from here on there was no system prompt\n");
+		}
+		if (sqlite3_column_int(ms, 4) > 1)
+			fprintf(out, "\n[%d] %s (version %d of %d):\n%s\n", k, role, sqlite3_column_int(ms, 5),
+			    sqlite3_column_int(ms, 4), col_text(ms, 2));
+		else
+			fprintf(out, "\n[%d] %s:\n%s\n", k, role, col_text(ms, 2));
+		if (!strcmp(role, "assistant") && show_gens(s, sqlite3_column_int64(ms, 0), conv_model, out) < 0) {
+			rc = SQLITE_ERROR;
+			break;
+		}
+	}
+	sqlite3_finalize(ms);
+	free(conv_model);
+	free(system);
+	if (rc == SQLITE_ERROR)
+		return -1;
+	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, "the conversation");
+}
+
+/* Characters (UTF-8 code points) in S. */
+static size_t
+n_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xC0) != 0x80)
+			n++;
+	return n;
+}
+
+/* Case-insensitive (ASCII) search for NEEDLE in HAY. */
+static const char *
+find_ci(const char *hay, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (; *hay; hay++) {
+		size_t i = 0;
+		while (i < n && hay[i]) {
+			unsigned char a = (unsigned char)hay[i], b = (unsigned char)needle[i];
+			if (a >= 'A' && a <= 'Z')
+				a += 32;
+			if (b >= 'A' && b <= 'Z')
+				b += 32;
+			if (a != b)
+				break;
+			i++;
+		}
+		if (i == n)
+			return hay;
+	}
+	return NULL;
+}
+
+/* A short excerpt of TEXT around the first match of Q, with the match in
+ * brackets, as FTS5's snippet() marks it. */
+static void
+print_excerpt(FILE *out, const char *text, const char *q)
+{
+	const char *hit = find_ci(text, q), *from, *to;
+	size_t ql = strlen(q);
+	if (!hit) {
+		fprintf(out, "%.60s", text);
+		return;
+	}
+	from = hit;
+	for (int k = 0; from > text && k < 30; k++)
+		from--;
+	while (from > text && ((unsigned char)*from & 0xC0) == 0x80)
+		from--;
+	to = hit + ql;
+	for (int k = 0; *to && k < 30; k++)
+		to++;
+	while (*to && ((unsigned char)*to & 0xC0) == 0x80)
+		to++;
+	fprintf(out, "%s%.*s[%.*s]%.*s%s", from > text ? "..." : "", (int)(hit - from), from, (int)ql, hit,
+	    (int)(to - hit - ql), hit + ql, *to ? "..." : "");
+}
+
+int
+store_history_search(struct store *s, const char *query, FILE *out)
+{
+	sqlite3_stmt *st;
+	char *q, *term;
+	size_t n = strlen(query), k = 0;
+	int rc, hits = 0, short_q;
+
+	/* The words as typed, less surrounding blanks and a trailing '*': the
+	 * index matches any substring, so "whisp*" is "whisp". */
+	term = malloc(n + 1);
+	q = malloc(2 * n + 3);
+	if (!term || !q) {
+		free(term);
+		free(q);
+		return store_seterr(s, "out of memory");
+	}
+	while (*query == ' ' || *query == '\t')
+		query++;
+	snprintf(term, n + 1, "%s", query);
+	n = strlen(term);
+	while (n > 0 && (term[n - 1] == ' ' || term[n - 1] == '\t' || term[n - 1] == '*'))
+		term[--n] = 0;
+	if (n == 0) {
+		free(term);
+		free(q);
+		fprintf(out, "no messages match\n");
+		return 0;
+	}
+	/* Trigrams need three characters; shorter words are looked for by a
+	 * scan of every message. */
+	short_q = n_chars(term) < 3;
+	if (short_q) {
+		st = store_prepare(s, "SELECT conversation_id, seq, role, content FROM messages "
+		    "WHERE instr(lower(content), lower(?)) > 0 ORDER BY conversation_id DESC, seq");
+		if (st)
+			sqlite3_bind_text(st, 1, term, -1, SQLITE_STATIC);
+	} else {
+		/* The user's words as one phrase: FTS5 syntax in them cannot misfire. */
+		q[k++] = '"';
+		for (size_t i = 0; i < n; i++) {
+			if (term[i] == '"')
+				q[k++] = '"';
+			q[k++] = term[i];
+		}
+		q[k++] = '"';
+		q[k] = 0;
+		st = store_prepare(s, "SELECT m.conversation_id, m.seq, m.role, snippet(messages_fts, 0, '[', ']', '...', 64) "
+		    "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid WHERE messages_fts MATCH ? "
+		    "ORDER BY m.conversation_id DESC, m.seq");
+		if (st)
+			sqlite3_bind_text(st, 1, q, -1, SQLITE_STATIC);
+	}
+	if (!st) {
+		free(term);
+		free(q);
+		return -1;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fprintf(out, "conversation %lld [%d] %s: ", (long long)sqlite3_column_int64(st, 0),
+		    sqlite3_column_int(st, 1), col_text(st, 2));
+		if (short_q)
+			print_excerpt(out, col_text(st, 3), term);
+		else
+			fputs(col_text(st, 3), out);
+		fputc('\n', out);
+		hits++;
+	}
+	sqlite3_finalize(st);
+	free(term);
+	free(q);
+	if (rc != SQLITE_DONE)
+		return store_sqlfail(s, "the search");
+	if (hits == 0)
+		fprintf(out, "no messages match\n");
+	return 0;
+}
+
+int
+store_conv_recent(struct store *s, struct store_conv_info *out, int max, int *n)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, c.title, COALESCE(md.file_name, '') "
+	    "FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC LIMIT ?");
+	int rc;
+	*n = 0;
+	if (!st)
+		return -1;
+	sqlite3_bind_int(st, 1, max);
+	while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_conv_info *ci = &out[*n];
+		memset(ci, 0, sizeof(*ci));
+		ci->id = sqlite3_column_int64(st, 0);
+		ci->updated = sqlite3_column_int64(st, 1);
+		snprintf(ci->title, sizeof(ci->title), "%s", col_text(st, 2));
+		snprintf(ci->model, sizeof(ci->model), "%s", col_text(st, 3));
+		ci->n_msgs = path_len(s, ci->id);
+		if (ci->n_msgs < 0 || conv_models(s, ci->id, ci->model, ci->models, sizeof(ci->models), &ci->n_models) < 0) {
+			sqlite3_finalize(st);
+			return -1;
+		}
+		(*n)++;
+	}
+	if (*n == max)
+		rc = SQLITE_DONE;
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, "the list");
+}
+
+int
+store_conv_load(struct store *s, int64_t conv_id, char **system, store_msg_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT system_prompt FROM conversations WHERE id = ?");
+	int rc;
+
+	*system = NULL;
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, conv_id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return store_seterr(s, "there is no conversation %lld", (long long)conv_id);
+	}
+	if (sqlite3_column_type(st, 0) != SQLITE_NULL && !(*system = strdup(col_text(st, 0)))) {
+		sqlite3_finalize(st);
+		return store_seterr(s, "out of memory");
+	}
+	sqlite3_finalize(st);
+	st = store_prepare(s, STORE_PATH_CTE "SELECT m.id, m.role, m.content, COALESCE((SELECT g.id FROM generations g "
+	    "WHERE g.message_id = m.id AND g.chosen), 0) FROM path JOIN messages m ON m.id = path.id "
+	    "ORDER BY path.depth DESC");
+	if (!st) {
+		free(*system);
+		*system = NULL;
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, conv_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (fn(ctx, sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3))) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(*system);
+		*system = NULL;
+		return store_sqlfail(s, "the conversation");
+	}
+	return 0;
+}

@@ -1,0 +1,96 @@
+/* ui-cmd.c -- the slash commands in the full screen: the shared table (chatcmd) with this front end's hooks. */
+#include "config.h"
+
+#include <string.h>
+
+#include "natter/chatcmd.h"
+#include "ui/ui.h"
+
+static void
+say(void *fe, int is_err, const char *msg)
+{
+	ui_screen_notify(fe, is_err, "%s", msg);
+}
+
+static int
+busy(void *fe)
+{
+	return ui_conv_busy(fe, NULL);
+}
+
+static void
+regen(void *fe)
+{
+	ui_conv_start(fe, 1);
+}
+
+static void
+new_conv(void *fe)
+{
+	ui_conv_new(fe);
+}
+
+static void
+history(void *fe)
+{
+	ui_conv_history(fe);
+}
+
+static void
+open_box(struct ui *u, enum ui_box b)
+{
+	u->box = b;
+	u->box_top = 0;
+}
+
+static void
+params(void *fe)
+{
+	open_box(fe, UI_BOX_PARAMS);
+}
+
+static void
+stats(void *fe)
+{
+	open_box(fe, UI_BOX_STATS);
+}
+
+static void
+copy(void *fe)
+{
+	ui_conv_copy(fe);
+}
+
+static void
+help(void *fe)
+{
+	open_box(fe, UI_BOX_HELP);
+}
+
+static const struct chatcmd_ops ops = {
+	.say = say, .busy = busy, .regen = regen, .new_conv = new_conv, .history = history,
+	.params = params, .stats = stats, .copy = copy, .help = help,
+};
+
+const struct chatcmd_ops *
+ui_cmd_ops(void)
+{
+	return &ops;
+}
+
+void
+ui_cmd_env(struct ui *u, struct chatcmd_env *e)
+{
+	e->c = u->c;
+	e->log = &u->log;
+	e->ops = &ops;
+	e->fe = u;
+}
+
+int
+ui_cmd_run(struct ui *u, char *line)
+{
+	struct chatcmd_env e;
+	ui_cmd_env(u, &e);
+	return chatcmd_run(&e, line) == CHATCMD_QUIT ? UI_KH_QUIT : UI_KH_REDRAW;
+}

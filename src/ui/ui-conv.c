@@ -1,0 +1,393 @@
+/* ui-conv.c -- actions on the conversation: send, regenerate, stop, resume, rate, copy. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "natter/chat.h"
+#include "natter/chatcmd.h"
+#include "natter/chatlog.h"
+#include "natter/store.h"
+#include "natter/ui.h"
+#include "ui/ui.h"
+
+int
+ui_conv_busy(struct ui *u, const char *what)
+{
+	if (!u->gen)
+		return 0;
+	if (what)
+		ui_screen_notify(u, 1, "%s: stop the reply first (Esc)", what);
+	return 1;
+}
+
+void
+ui_conv_start(struct ui *u, int regen)
+{
+	if (ui_conv_busy(u, regen ? "regenerate" : "send"))
+		return;
+	if (regen) {
+		int n = chat_n_messages(u->c);
+		if (n == 0 || strcmp(chat_message_role(u->c, n - 1), "assistant")) {
+			ui_screen_notify(u, 1, "there is no reply to regenerate");
+			return;
+		}
+		/* The screen shows the new alternative in place of the old one. */
+		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
+			ui_screen_pop(u);
+	}
+	u->slen = 0;
+	if (u->sbuf)
+		u->sbuf[0] = 0;
+	memset(&u->gs, 0, sizeof(u->gs));
+	u->regen = regen;
+	u->t_start = ui_screen_now();
+	u->t_first = 0;
+	if (!ui_screen_push(u, "assistant", "")) {
+		ui_screen_notify(u, 1, "out of memory");
+		return;
+	}
+	u->gen = ui_gen_start(u->c, regen, u->wake[1]);
+	if (!u->gen) {
+		ui_screen_notify(u, 1, "cannot start the generation thread");
+		ui_screen_pop(u);
+		return;
+	}
+	u->state = "generating";
+	u->follow = 1;
+	u->sel = -1;
+}
+
+int
+ui_conv_poll(struct ui *u)
+{
+	char notice[256];
+	int pieces = u->gs.pieces;
+
+	if (!u->gen)
+		return 0;
+	if (ui_gen_take(u->gen, &u->sbuf, &u->slen, &u->scap, &u->gs, notice, sizeof(notice)) < 0)
+		ui_screen_notify(u, 1, "out of memory: the reply is shown when it ends");
+	if (u->gs.pieces > 0 && u->t_first == 0)
+		u->t_first = ui_screen_now();
+	if (u->gs.pieces != pieces && u->nmsgs > 0)
+		ui_screen_set(&u->msgs[u->nmsgs - 1], u->sbuf ? u->sbuf : "", u->slen);
+	if (u->gs.prompt_total && u->gs.prompt_done < u->gs.prompt_total)
+		u->state = "prompt";
+	else
+		u->state = "generating";
+	if (notice[0])
+		ui_screen_notify(u, 0, "%s", notice);
+	if (u->gs.done)
+		ui_conv_finish(u);
+	return UI_KH_REDRAW;
+}
+
+void
+ui_conv_finish(struct ui *u)
+{
+	char err[512];
+	int rc = ui_gen_finish(u->gen, &u->stats, err, sizeof(err));
+
+	u->gen = NULL;
+	if (rc < 0) {
+		/* No reply could be started; the session has withdrawn the
+		 * message it could not answer (nothing of it was stored), so it
+		 * goes back into the input line to be shortened or changed. */
+		u->state = "error";
+		ui_screen_notify(u, 1, "%s", err);
+		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
+			ui_screen_pop(u);
+		if (!u->regen && u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "user") &&
+		    chat_n_messages(u->c) < u->nmsgs) {
+			if (!ui_input_text()[0])
+				ui_input_set(u, u->unsent ? u->unsent : "");
+			ui_screen_pop(u);
+		}
+		return;
+	}
+	u->have_stats = 1;
+	u->last_rating_word[0] = 0;   /* a comment needs a rating of this reply */
+	u->state = u->stats.stop == CHAT_STOP_CANCEL ? "stopped" : u->stats.stop == CHAT_STOP_CONTEXT ?
+	    "context full" : u->stats.stop == CHAT_STOP_ERROR ? "error" : "done";
+	if (u->stats.stop == CHAT_STOP_ERROR)
+		ui_screen_notify(u, 1, "the reply broke off: %s", err);
+	/* The screen shows the session's conversation (the reply complete). */
+	ui_conv_sync(u);
+	if (chatlog_reply(&u->log, u->c, &u->stats, u->regen) < 0)
+		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
+}
+
+void
+ui_conv_stop(struct ui *u)
+{
+	if (!u->gen)
+		return;
+	chat_cancel(u->c);
+	ui_screen_notify(u, 0, "stopping the reply");
+}
+
+void
+ui_conv_send(struct ui *u, const char *text)
+{
+	if (ui_conv_busy(u, "send"))
+		return;
+	if (chat_add_user(u->c, text, strlen(text)) < 0) {
+		ui_screen_notify(u, 1, "out of memory");
+		return;
+	}
+	/* Kept until the reply starts: a message the session refuses comes back. */
+	free(u->unsent);
+	u->unsent = strdup(text);
+	{
+		struct ui_msg *m = ui_screen_push(u, "user", chat_message_content(u->c, chat_n_messages(u->c) - 1));
+		if (m)
+			m->idx = chat_n_messages(u->c) - 1;
+	}
+	/* Committed before the model starts: a crash loses no message. */
+	if (chatlog_user(&u->log, u->c) < 0)
+		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
+	ui_conv_start(u, 0);
+}
+
+void
+ui_conv_rate(struct ui *u, const char *word, const char *comment)
+{
+	struct chatcmd_env e;
+	ui_cmd_env(u, &e);
+	chatcmd_rate(&e, word, comment);
+}
+
+void
+ui_conv_system(struct ui *u, const char *text)
+{
+	struct chatcmd_env e;
+	if (ui_conv_busy(u, "system prompt"))
+		return;
+	ui_cmd_env(u, &e);
+	chatcmd_system(&e, text);
+}
+
+void
+ui_conv_new(struct ui *u)
+{
+	if (ui_conv_busy(u, "new conversation"))
+		return;
+	chat_clear(u->c);
+	chatlog_new(&u->log);
+	ui_screen_clear(u);
+	u->have_stats = 0;
+	u->state = "idle";
+	ui_screen_notify(u, 0, "new conversation");
+}
+
+void
+ui_conv_sync(struct ui *u)
+{
+	int n = chat_n_messages(u->c), follow = u->follow, top = u->top, sel = u->sel;
+
+	ui_screen_clear(u);
+	for (int i = 0; i < n; i++) {
+		struct ui_msg *m = ui_screen_push(u, chat_message_role(u->c, i), chat_message_content(u->c, i));
+		if (!m)
+			break;
+		m->idx = i;
+		m->alt = m->chosen = chat_alt_index(u->c, i);
+		m->nalt = chat_alt_count(u->c, i);
+	}
+	u->follow = follow;
+	u->top = top;
+	u->sel = sel < u->nmsgs ? sel : u->nmsgs - 1;
+}
+
+void
+ui_conv_resume(struct ui *u, int64_t conv)
+{
+	char err[512];
+
+	/* The running reply belongs to the conversation on screen: loading
+	 * another one under it would file the reply there. */
+	if (ui_conv_busy(u, "resume"))
+		return;
+	if (chatlog_resume(&u->log, u->c, conv, err, sizeof(err)) < 0) {
+		ui_screen_notify(u, 1, "%s", err);
+		ui_conv_sync(u);
+		return;
+	}
+	ui_conv_sync(u);
+	u->have_stats = 0;
+	u->state = "idle";
+	ui_screen_notify(u, 0, "resumed conversation %lld", (long long)conv);
+}
+
+void
+ui_conv_history(struct ui *u)
+{
+	if (ui_conv_busy(u, "history"))
+		return;
+	if (!u->log.s) {
+		ui_screen_notify(u, 1, "the history is off");
+		return;
+	}
+	if (store_conv_recent(u->log.s, u->hist, 64, &u->nhist) < 0) {
+		ui_screen_notify(u, 1, "%s", store_errmsg(u->log.s));
+		return;
+	}
+	u->hist_sel = 0;
+	u->box = UI_BOX_HISTORY;
+}
+
+/* Terminals cap what OSC 52 may carry (xterm: about 100 kB of base64). */
+enum { COPY_MAX = 64 * 1024 };
+
+void
+ui_conv_copy(struct ui *u)
+{
+	int n = u->gen ? -1 : chat_n_messages(u->c) - 1;
+	const char *t;
+	size_t len;
+
+	while (n >= 0 && strcmp(chat_message_role(u->c, n), "assistant"))
+		n--;
+	if (u->gen) {
+		ui_screen_notify(u, 1, "copy: the reply is still being written");
+		return;
+	}
+	if (n < 0) {
+		ui_screen_notify(u, 1, "no reply to copy yet");
+		return;
+	}
+	t = chat_message_content(u->c, n);
+	len = strlen(t);
+	if (len > COPY_MAX) {
+		ui_screen_notify(u, 1, "the reply is too long for the terminal's clipboard (%zu bytes)", len);
+		return;
+	}
+	if (ui_tty_clipboard(t, len) < 0)
+		ui_screen_notify(u, 1, "copy: cannot write to the terminal");
+	else
+		ui_screen_notify(u, 0, "copied the reply (%zu bytes) to the clipboard", len);
+}
+
+/* --- alternatives and edits (the chosen message of the conversation focus) --- */
+
+void
+ui_conv_select(struct ui *u, int dir)
+{
+	if (u->nmsgs == 0)
+		return;
+	if (u->sel < 0 || u->sel >= u->nmsgs)
+		u->sel = u->nmsgs - 1;
+	else if (u->sel + dir >= 0 && u->sel + dir < u->nmsgs)
+		u->sel += dir;
+	u->sel_show = 1;
+}
+
+/* The chosen message, if it is in the session (not while a reply runs). */
+static struct ui_msg *
+chosen(struct ui *u, const char *what)
+{
+	struct ui_msg *m;
+	if (ui_conv_busy(u, what))
+		return NULL;
+	if (u->sel < 0 || u->sel >= u->nmsgs) {
+		ui_screen_notify(u, 1, "choose a message first (Up/Down)");
+		return NULL;
+	}
+	m = &u->msgs[u->sel];
+	return m->idx >= 0 && m->idx < chat_n_messages(u->c) ? m : NULL;
+}
+
+void
+ui_conv_flip(struct ui *u, int dir)
+{
+	struct ui_msg *m = chosen(u, "alternatives");
+	const char *t;
+	int k;
+
+	if (!m)
+		return;
+	if (m->nalt < 2) {
+		ui_screen_notify(u, 1, "%s", strcmp(m->role, "assistant") ? "only replies have alternatives" :
+		    "this reply has no alternatives yet (F5 or r makes one)");
+		return;
+	}
+	k = (m->alt + dir + m->nalt) % m->nalt;
+	if (!(t = chat_alt_content(u->c, m->idx, k)))
+		return;
+	ui_screen_set(m, t, strlen(t));
+	m->alt = k;
+	u->sel_show = 1;
+	if (k != chat_alt_index(u->c, m->idx))
+		ui_screen_notify(u, 0, "alternative %d of %d; Enter makes it the chosen reply", k + 1, m->nalt);
+	else
+		ui_screen_notify(u, 0, "alternative %d of %d (the chosen one)", k + 1, m->nalt);
+}
+
+void
+ui_conv_pick(struct ui *u)
+{
+	struct ui_msg *m = chosen(u, "choose a reply");
+	char err[512];
+	int k;
+
+	if (!m || strcmp(m->role, "assistant"))
+		return;
+	k = m->alt;
+	if (k == chat_alt_index(u->c, m->idx)) {
+		ui_screen_notify(u, 0, "alternative %d is already the chosen reply", k + 1);
+		return;
+	}
+	switch (chatlog_alt_select(&u->log, u->c, m->idx, k, err, sizeof(err))) {
+	case 0:
+		ui_screen_notify(u, 0, "alternative %d of %d is the chosen reply", k + 1, m->nalt);
+		break;
+	case -2:
+		ui_screen_notify(u, 1, "chosen, but not saved: %s", err);
+		break;
+	default:
+		ui_screen_notify(u, 1, "%s", err);
+	}
+	ui_conv_sync(u);
+}
+
+void
+ui_conv_edit_begin(struct ui *u)
+{
+	struct ui_msg *m = chosen(u, "edit");
+
+	if (!m)
+		return;
+	if (strcmp(m->role, "user")) {
+		ui_screen_notify(u, 1, "only your messages can be edited (Left/Right choose among replies)");
+		return;
+	}
+	u->edit_idx = m->idx;
+	u->mode = UI_IM_EDIT;
+	u->focus = UI_F_INPUT;
+	ui_input_set(u, chat_message_content(u->c, m->idx));
+	ui_screen_notify(u, 0, "edit the message; Enter sends it as a new branch, Esc cancels");
+}
+
+void
+ui_conv_edit(struct ui *u, const char *text)
+{
+	char err[512];
+	int rc;
+
+	if (ui_conv_busy(u, "edit"))
+		return;
+	rc = chatlog_edit(&u->log, u->c, u->edit_idx, text, strlen(text), err, sizeof(err));
+	if (rc == -1) {
+		ui_screen_notify(u, 1, "%s", err);
+		return;
+	}
+	if (rc == -2)
+		ui_screen_notify(u, 1, "edited, but not saved: %s", err);
+	ui_conv_sync(u);
+	u->follow = 1;
+	free(u->unsent);
+	u->unsent = strdup(text);
+	ui_conv_start(u, 0);
+}

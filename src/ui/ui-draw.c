@@ -1,0 +1,679 @@
+/* ui-draw.c -- draws the panes, the footer and the boxes from the screen model; everything clips. */
+#define _XOPEN_SOURCE_EXTENDED 1
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curses.h>
+#include <readline/readline.h>
+
+#include "natter/chat.h"
+#include "natter/chatcmd.h"
+#include "ui/ui.h"
+
+/* --- helpers: everything clips to the screen --- */
+
+static void
+put(int y, int x, int maxw, const char *s, int attr)
+{
+	size_t n, cut;
+	if (y < 0 || y >= LINES || x < 0 || x >= COLS || maxw <= 0)
+		return;
+	if (x + maxw > COLS)
+		maxw = COLS - x;
+	n = strlen(s);
+	cut = ui_text_col_to_byte(s, n, maxw);
+	/* Never let a wide character straddle the edge. */
+	while (cut > 0 && ui_text_width(s, cut) > maxw)
+		cut--;
+	attron(attr);
+	mvaddnstr(y, x, s, (int)cut);
+	attroff(attr);
+}
+
+static void
+fill(int y, int x, int w, int attr)
+{
+	if (y < 0 || y >= LINES)
+		return;
+	attron(attr);
+	for (int i = 0; i < w && x + i < COLS; i++)
+		mvaddch(y, x + i, ' ');
+	attroff(attr);
+}
+
+static void
+hline_at(int y, int x, int w, const char *title, int focused)
+{
+	if (y < 0 || y >= LINES || w <= 0)
+		return;
+	attron(ui_theme_attr(UE_BORDER));
+	mvhline(y, x, ACS_HLINE, w < COLS - x ? w : COLS - x);
+	attroff(ui_theme_attr(UE_BORDER));
+	if (title && w > 4) {
+		char t[128];
+		snprintf(t, sizeof(t), " %s ", title);
+		put(y, x + 1, w - 2, t, ui_theme_attr(focused ? UE_SELECTED : UE_TITLE));
+	}
+}
+
+/* --- the conversation --- */
+
+static const char *
+role_label(const char *role)
+{
+	if (!strcmp(role, "user"))
+		return "You";
+	if (!strcmp(role, "assistant"))
+		return "Assistant";
+	return "System";
+}
+
+static void
+draw_line(struct ui_msg *m, int k, int y, int x, int w, int attr)
+{
+	const struct ui_line *l = &m->lines[k];
+	char buf[4096];
+	size_t n = l->len < sizeof(buf) - 1 ? l->len : sizeof(buf) - 1;
+
+	memcpy(buf, m->clean + l->off, n);
+	buf[n] = 0;
+	if (!(l->flags & UI_LINE_CODE)) {
+		put(y, x, w, buf, attr);
+		return;
+	}
+	/* Code keeps its lines: clipped at the edge, marked where it goes on. */
+	fill(y, x, w, ui_theme_attr(UE_CODE));
+	put(y, x, w, buf, ui_theme_attr(UE_CODE));
+	if (l->width > w && w > 1)
+		put(y, x + w - 1, 1, ">", ui_theme_attr(UE_DIM));
+}
+
+static void
+draw_conv(struct ui *u, struct ui_rect r)
+{
+	int total, text_w, start, row, y0 = r.y + 1, x0 = r.x, h = r.h - 1, w = r.w;
+
+	if (r.h == 0)
+		return;
+	hline_at(r.y, r.x, r.w, "Conversation", u->focus == UI_F_CONV);
+	if (h <= 0)
+		return;
+	text_w = w - 2 > 1 ? w - 2 : 1;
+	total = ui_screen_conv_lines(u, text_w);
+	if (u->nmsgs == 0) {
+		put(y0 + h / 2, x0 + 2, w - 4, "Type a message below and press Enter.  F1 for help.", ui_theme_attr(UE_DIM));
+		return;
+	}
+	if (u->sel_show && u->sel >= 0 && u->sel < u->nmsgs) {
+		/* Scroll so that the chosen message's header shows, with as
+		 * much of its text as fits. */
+		int at = 0, len;
+		for (int i = 0; i < u->sel; i++)
+			at += u->msgs[i].nlines + 2;
+		len = u->msgs[u->sel].nlines + 1;
+		if (at < u->top || at + (len < h ? len : h) > u->top + h) {
+			u->top = len < h ? at + len - h : at;
+			if (u->top > at)
+				u->top = at;
+		}
+		u->follow = u->sel == u->nmsgs - 1 && at + len <= total && u->top >= total - h;
+		u->sel_show = 0;
+	}
+	if (u->follow || u->top > total - h)
+		u->top = total - h;
+	if (u->top < 0)
+		u->top = 0;
+	start = u->top;
+	row = 0;
+	for (int i = 0; i < u->nmsgs && row - start < h; i++) {
+		struct ui_msg *m = &u->msgs[i];
+		int attr = ui_theme_attr(!strcmp(m->role, "user") ? UE_USER : !strcmp(m->role, "assistant") ?
+		    UE_ASSISTANT : UE_SYSTEM);
+		if (row >= start) {
+			char head[64];
+			int chosen = u->focus == UI_F_CONV && i == u->sel;
+			if (m->nalt > 1)
+				snprintf(head, sizeof(head), "%s (%d/%d)%s:", role_label(m->role), m->alt + 1, m->nalt,
+				    m->alt != m->chosen ? ", not chosen" : "");   /* never the session: it may be generating */
+			else
+				snprintf(head, sizeof(head), "%s:", role_label(m->role));
+			put(y0 + row - start, x0, w, head, chosen ? ui_theme_attr(UE_SELECTED) :
+			    (int)(ui_theme_attr(UE_TITLE) | (attr & A_BOLD)));
+		}
+		row++;
+		for (int k = 0; k < m->nlines && row - start < h; k++, row++)
+			if (row >= start)
+				draw_line(m, k, y0 + row - start, x0 + 2, w - 2, attr);
+		row++;
+	}
+	if (!u->follow && total > h && total - h - u->top > 0) {
+		char more[48];
+		snprintf(more, sizeof(more), " %d more below (PgDn) ", total - h - u->top);
+		put(y0 + h - 1, x0 + w - (int)strlen(more) - 1, (int)strlen(more), more, ui_theme_attr(UE_NOTICE));
+	}
+}
+
+/* --- parameters and statistics --- */
+
+const char *const ui_draw_param_names[] = {
+	"temp", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed", "system",
+};
+const int ui_draw_n_params = (int)(sizeof(ui_draw_param_names) / sizeof(ui_draw_param_names[0]));
+
+void
+ui_draw_param_text(struct ui *u, int i, char *buf, size_t n)
+{
+	struct sampler_params p;
+	chat_get_params(u->c, &p);
+	switch (i) {
+	case 0: snprintf(buf, n, "%.2f", p.temp); break;
+	case 1: snprintf(buf, n, "%.2f", p.top_p); break;
+	case 2: snprintf(buf, n, p.top_k ? "%d" : "off", p.top_k); break;
+	case 3: snprintf(buf, n, "%.2f", p.min_p); break;
+	case 4: snprintf(buf, n, "%.2f", p.repeat_penalty); break;
+	case 5: snprintf(buf, n, chat_max_tokens(u->c) ? "%d" : "no limit", chat_max_tokens(u->c)); break;
+	case 6:
+		if (p.seed == SAMPLER_SEED_RANDOM)
+			snprintf(buf, n, "random");
+		else
+			snprintf(buf, n, "%llu", (unsigned long long)p.seed);
+		break;
+	default: {
+		/* The generation thread only reads the system prompt; the UI
+		 * changes it only while no reply runs. */
+		const char *sys = chat_system(u->c);
+		snprintf(buf, n, "%s", sys[0] ? sys : "(none)");
+	}
+	}
+}
+
+static void
+draw_params(struct ui *u, struct ui_rect r)
+{
+	if (r.h == 0)
+		return;
+	hline_at(r.y, r.x, r.w, "Parameters", u->focus == UI_F_PARAMS);
+	for (int i = 0; i < ui_draw_n_params && i + 1 < r.h; i++) {
+		char v[256], line[320];
+		int sel = u->focus == UI_F_PARAMS && i == u->param_sel;
+		ui_draw_param_text(u, i, v, sizeof(v));
+		snprintf(line, sizeof(line), " %-14s %s", ui_draw_param_names[i], v);
+		if (sel)
+			fill(r.y + 1 + i, r.x, r.w, ui_theme_attr(UE_SELECTED));
+		put(r.y + 1 + i, r.x, r.w, line, ui_theme_attr(sel ? UE_SELECTED : UE_NORMAL));
+	}
+}
+
+/* Prompt tokens per second: live while the prompt is read, else the last reply's. */
+static double
+prompt_tps(struct ui *u)
+{
+	if (u->gen) {
+		double dt = u->gs.prompt_t - u->gs.prompt_t0;
+		return u->gs.prompt_done > 0 && dt > 0 ? u->gs.prompt_done / dt : 0;
+	}
+	return u->have_stats ? u->stats.prompt_tps : 0;
+}
+
+static void
+draw_stats(struct ui *u, struct ui_rect r)
+{
+	char line[256], a[32], b[32];
+	int y = r.y + 1, end = r.y + r.h, nctx = chat_ctx_size(u->c);
+	/* While a reply runs the session is the generation thread's: the
+	 * context in use comes through the queue. */
+	int used = u->gen ? u->gs.ctx_used : chat_ctx_used(u->c);
+	const struct chat_stats *s = &u->stats;
+	double gen_tps = 0, ttft = 0;
+	int ntok = u->gen ? u->gs.pieces : u->have_stats ? s->n_gen : 0;
+
+	if (r.h == 0)
+		return;
+	hline_at(r.y, r.x, r.w, "Statistics", 0);
+	if (u->gen) {
+		double t = ui_screen_now();
+		if (u->gs.pieces > 1 && t > u->t_first)
+			gen_tps = (u->gs.pieces - 1) / (t - u->t_first);
+		ttft = u->t_first > 0 ? (u->t_first - u->t_start) * 1000 : 0;
+	} else if (u->have_stats) {
+		gen_tps = s->gen_tps;
+		ttft = s->ttft_ms;
+	}
+#define ROW(...) do { if (y < end) { snprintf(line, sizeof(line), __VA_ARGS__); put(y++, r.x, r.w, line, ui_theme_attr(UE_NORMAL)); } } while (0)
+	ROW(" %s", u->model_file);
+	ROW(" %s", u->model_kind);
+	ROW(" state      %s", u->state);
+	if (u->gen && u->gs.prompt_total > 0 && u->gs.prompt_done < u->gs.prompt_total)
+		ROW(" prompt %s / %s", ui_text_count(a, sizeof(a), u->gs.prompt_done),
+		    ui_text_count(b, sizeof(b), u->gs.prompt_total));
+	ROW(" prompt     %.1f tok/s", prompt_tps(u));
+	ROW(" generation %.1f tok/s", gen_tps);
+	ROW(" first tok  %.0f ms", ttft);
+	ROW(" reply      %d tokens", ntok);
+	if (y < end) {
+		int bw = r.w - 10 > 4 ? r.w - 10 : 4, fillw = nctx ? (int)((double)used / nctx * bw + 0.5) : 0;
+		put(y, r.x, r.w, " context ", ui_theme_attr(UE_NORMAL));
+		for (int i = 0; i < bw && 9 + i < r.w; i++)
+			put(y, r.x + 9 + i, 1, i < fillw ? " " : ".", ui_theme_attr(i < fillw ? UE_BAR : UE_BAR_EMPTY));
+		y++;
+	}
+	ROW("            %s / %s", ui_text_count(a, sizeof(a), used), ui_text_count(b, sizeof(b), nctx));
+#undef ROW
+}
+
+/* --- the footer: the keys of the focus, as many as fit --- */
+
+struct hint {
+	const char *key, *what;
+};
+
+static const struct hint hints_input[] = {
+	{ "F1", "help" }, { "Enter", "send" }, { "Esc", "stop" }, { "F5", "regen" }, { "Tab", "focus" },
+	{ "F2", "new" }, { "F3", "history" }, { "F10", "quit" }, { NULL, NULL },
+};
+static const struct hint hints_conv[] = {
+	{ "F1", "help" }, { "+/-", "rate" }, { "Up/Down", "message" }, { "Left/Right", "alternative" },
+	{ "Enter", "pick/edit" }, { "r", "regen" }, { "y", "copy" }, { "c", "comment" }, { NULL, NULL },
+};
+static const struct hint hints_params[] = {
+	{ "F1", "help" }, { "Up/Down", "choose" }, { "Left/Right", "change" }, { "Enter", "edit" },
+	{ "Tab", "focus" }, { NULL, NULL },
+};
+static const struct hint hints_box[] = {
+	{ "Up/Down", "scroll" }, { "Esc", "close" }, { NULL, NULL },
+};
+static const struct hint hints_history[] = {
+	{ "Up/Down", "choose" }, { "Enter", "resume" }, { "Esc", "close" }, { NULL, NULL },
+};
+static const struct hint hints_comment[] = {
+	{ "Enter", "save the comment" }, { "Esc", "cancel" }, { NULL, NULL },
+};
+static const struct hint hints_edit[] = {
+	{ "Enter", "send as a new branch" }, { "Esc", "cancel" }, { NULL, NULL },
+};
+static const struct hint hints_system[] = {
+	{ "Enter", "save the system prompt" }, { "Esc", "cancel" }, { NULL, NULL },
+};
+
+static const struct hint *
+footer_hints(struct ui *u)
+{
+	if (u->box == UI_BOX_HISTORY)
+		return hints_history;
+	if (u->box != UI_BOX_NONE)
+		return hints_box;
+	if (u->mode == UI_IM_COMMENT)
+		return hints_comment;
+	if (u->mode == UI_IM_SYSTEM)
+		return hints_system;
+	if (u->mode == UI_IM_EDIT)
+		return hints_edit;
+	return u->focus == UI_F_CONV ? hints_conv : u->focus == UI_F_PARAMS ? hints_params : hints_input;
+}
+
+static void
+draw_footer(struct ui *u, struct ui_rect r)
+{
+	int x = r.x + 1;
+
+	if (r.h == 0)
+		return;
+	fill(r.y, r.x, r.w, ui_theme_attr(UE_FOOTER));
+	for (const struct hint *h = footer_hints(u); h->key; h++) {
+		int kw = (int)strlen(h->key), ww = (int)strlen(h->what);
+		/* Whole hints only: one that does not fit is left out. */
+		if (x + kw + 1 + ww > r.x + r.w)
+			break;
+		put(r.y, x, kw, h->key, ui_theme_attr(UE_KEY));
+		put(r.y, x + kw + 1, ww, h->what, ui_theme_attr(UE_FOOTER));
+		x += kw + 1 + ww + 2;
+	}
+}
+
+/* --- the input line: readline's buffer, wrapped, cursor kept visible --- */
+
+static const char *
+input_prompt(struct ui *u)
+{
+	return u->mode == UI_IM_COMMENT ? "comment> " : u->mode == UI_IM_SYSTEM ? "system> " :
+	    u->mode == UI_IM_EDIT ? "edit> " : "> ";
+}
+
+static void
+draw_input(struct ui *u, struct ui_rect r, int *cy, int *cx)
+{
+	const char *prompt = input_prompt(u), *text = ui_input_text();
+	size_t pl = strlen(prompt), bl = strlen(text);
+	char *all = malloc(pl + bl + 1);
+	struct ui_line *lines = NULL;
+	int n, cur_line = 0, first;
+	size_t cur_byte;
+
+	*cy = r.y;
+	*cx = 0;
+	if (!all || r.h == 0) {
+		free(all);
+		return;
+	}
+	memcpy(all, prompt, pl);
+	memcpy(all + pl, text, bl);
+	all[pl + bl] = 0;
+	cur_byte = pl + (size_t)ui_input_point();
+	n = ui_text_wrap(all, r.w > 1 ? r.w - 1 : 1, &lines);
+	for (int i = 0; i < n; i++)
+		if (cur_byte >= lines[i].off)
+			cur_line = i;
+	first = cur_line - r.h + 1 > 0 ? cur_line - r.h + 1 : 0;
+	for (int i = 0; i < r.h; i++)
+		fill(r.y + i, r.x, r.w, ui_theme_attr(UE_INPUT));
+	for (int i = first; i < n && i - first < r.h; i++) {
+		/* Control characters typed into the line are shown, not sent. */
+		char *clean = ui_text_clean(all + lines[i].off, lines[i].len);
+		put(r.y + i - first, r.x, r.w, clean ? clean : "", ui_theme_attr(i == 0 ? UE_TITLE : UE_INPUT));
+		free(clean);
+		if (i == cur_line) {
+			*cy = r.y + i - first;
+			*cx = ui_text_width(all + lines[i].off, cur_byte - lines[i].off);
+		}
+	}
+	free(lines);
+	free(all);
+}
+
+/* Rows the input line needs at COLS columns. */
+static int
+input_height(struct ui *u)
+{
+	const char *text = ui_input_text(), *prompt = input_prompt(u);
+	size_t bl = strlen(text), pl = strlen(prompt);
+	int h = 1;
+	if (bl) {
+		struct ui_line *lines = NULL;
+		char *all = malloc(pl + bl + 1);
+		if (all) {
+			memcpy(all, prompt, pl);
+			memcpy(all + pl, text, bl + 1);
+			h = ui_text_wrap(all, COLS > 1 ? COLS - 1 : 1, &lines);
+			free(lines);
+			free(all);
+		}
+	}
+	return h < 1 ? 1 : h;
+}
+
+/* --- boxes over the panes: help, parameters, statistics, history --- */
+
+struct box {
+	char **lines;
+	int n, cap;
+};
+
+static void
+box_add(struct box *b, const char *s)
+{
+	if (b->n == b->cap) {
+		int cap = b->cap ? b->cap * 2 : 32;
+		char **v = realloc(b->lines, cap * sizeof(*v));
+		if (!v)
+			return;
+		b->lines = v;
+		b->cap = cap;
+	}
+	if ((b->lines[b->n] = strdup(s)))
+		b->n++;
+}
+
+static void
+box_addf(struct box *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+box_addf(struct box *b, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	box_add(b, line);
+}
+
+static void
+box_free(struct box *b)
+{
+	for (int i = 0; i < b->n; i++)
+		free(b->lines[i]);
+	free(b->lines);
+}
+
+/* The keys, for the help: two to a line where they fit. */
+static const struct hint help_keys[] = {
+	{ "Enter", "send the message" },
+	{ "Alt-Enter, \\", "new line in message" },
+	{ "Esc", "stop; close a box" },
+	{ "Ctrl-C twice", "quit" },
+	{ "F5", "regenerate reply" },
+	{ "Tab/Shift-Tab", "move the focus" },
+	{ "F2", "new conversation" },
+	{ "F3", "past conversations" },
+	{ "PgUp/PgDn", "scroll (or wheel)" },
+	{ "F10, Ctrl-Q", "quit" },
+};
+
+struct help_ctx {
+	struct box *b;
+	int wide;
+};
+
+static void
+help_cmd(void *ctx, const char *usage, const char *help)
+{
+	struct help_ctx *h = ctx;
+	if (h->wide) {
+		box_addf(h->b, "%-29s %s", usage, help);
+	} else {
+		box_add(h->b, usage);
+		box_addf(h->b, "    %s", help);
+	}
+}
+
+static void
+help_lines(struct box *b, int inner_w)
+{
+	int nk = (int)(sizeof(help_keys) / sizeof(help_keys[0])), two = inner_w >= 74;
+	struct help_ctx h = { b, inner_w >= 74 };
+
+	box_add(b, "Keys (Up/Down scroll this help; any other key closes it)");
+	for (int i = 0; i < nk; i += two ? 2 : 1) {
+		if (two && i + 1 < nk)
+			box_addf(b, "%-13s %-22s %-13s %s", help_keys[i].key, help_keys[i].what, help_keys[i + 1].key,
+			    help_keys[i + 1].what);
+		else
+			box_addf(b, "%-13s %s", help_keys[i].key, help_keys[i].what);
+	}
+	box_add(b, "Conversation: Up/Down choose a message, Left/Right its alternatives,");
+	box_add(b, "  Enter picks a reply or edits a message (a new branch), + - 1..5 rate,");
+	box_add(b, "  c comment, r regenerate, y copy; other keys type into the input line");
+	box_add(b, "Parameters focus: Up/Down choose, Left/Right change, Enter edit");
+	box_add(b, "Commands:");
+	chatcmd_help(ui_cmd_ops(), help_cmd, &h);
+}
+
+static void
+params_lines(struct ui *u, struct box *b)
+{
+	for (int i = 0; i < ui_draw_n_params; i++) {
+		char v[256];
+		ui_draw_param_text(u, i, v, sizeof(v));
+		box_addf(b, "%-15s %s", ui_draw_param_names[i], v);
+	}
+	box_add(b, "");
+	box_add(b, "Change one with /set NAME VALUE, or in the parameters pane (Tab)");
+	box_add(b, "where the window is wide enough to show it.");
+}
+
+static void
+stats_lines(struct ui *u, struct box *b)
+{
+	const struct chat_stats *s = &u->stats;
+	if (!u->have_stats) {
+		box_add(b, "No reply yet.");
+		return;
+	}
+	box_addf(b, "prompt: %d new tokens (%d reused from the cache), %.1f tok/s", s->n_prompt, s->n_reused,
+	    s->prompt_tps);
+	box_addf(b, "reply: %d tokens, %.1f tok/s, first token after %.0f ms, ended: %s", s->n_gen, s->gen_tps,
+	    s->ttft_ms, chat_stop_name(s->stop));
+	box_addf(b, "context: %d of %d tokens used; seed %llu", s->n_ctx_used, s->n_ctx, (unsigned long long)s->seed);
+	if (s->n_dropped)
+		box_addf(b, "dropped %d old messages to fit the context", s->n_dropped);
+	if (u->log.last_gen)
+		box_addf(b, "stored as generation %lld of conversation %lld", (long long)u->log.last_gen,
+		    (long long)u->log.conv);
+}
+
+/* Draws a box of LINES (wrapped to its width), scrolled to u->box_top. */
+static void
+draw_box(struct ui *u, const char *title)
+{
+	struct box b = { 0 };
+	int w = COLS < 78 ? COLS : 78, inner = w - 4 > 1 ? w - 4 : 1, x0 = (COLS - w) / 2;
+	struct ui_line *wl = NULL;
+	char **rows = NULL;
+	int nrows = 0, h, y0, vis;
+
+	if (u->box == UI_BOX_HELP)
+		help_lines(&b, inner);
+	else if (u->box == UI_BOX_PARAMS)
+		params_lines(u, &b);
+	else
+		stats_lines(u, &b);
+	/* Wrap every line to the box. */
+	for (int i = 0; i < b.n; i++) {
+		int k = ui_text_wrap(b.lines[i], inner, &wl);
+		char **nr = k > 0 ? realloc(rows, (nrows + k) * sizeof(*rows)) : NULL;
+		if (nr) {
+			rows = nr;
+			for (int j = 0; j < k; j++) {
+				char *s = malloc(wl[j].len + 1);
+				if (!s)
+					continue;
+				memcpy(s, b.lines[i] + wl[j].off, wl[j].len);
+				s[wl[j].len] = 0;
+				rows[nrows++] = s;
+			}
+		}
+		free(wl);
+		wl = NULL;
+	}
+	box_free(&b);
+	h = nrows + 2 < LINES ? nrows + 2 : LINES;
+	y0 = (LINES - h) / 2;
+	vis = h - 2 > 0 ? h - 2 : 0;
+	if (u->box_top > nrows - vis)
+		u->box_top = nrows - vis;
+	if (u->box_top < 0)
+		u->box_top = 0;
+	u->box_rows = nrows;
+	u->box_vis = vis;
+	for (int i = 0; i < h; i++)
+		fill(y0 + i, x0, w, ui_theme_attr(UE_SELECTED));
+	put(y0, x0 + 2, w - 4, title, ui_theme_attr(UE_SELECTED) | A_BOLD);
+	for (int i = 0; i < vis && u->box_top + i < nrows; i++)
+		put(y0 + 1 + i, x0 + 2, inner, rows[u->box_top + i], ui_theme_attr(UE_SELECTED));
+	if (nrows > vis && h > 1) {
+		char more[48];
+		snprintf(more, sizeof(more), " %d-%d of %d ", u->box_top + 1, u->box_top + vis, nrows);
+		put(y0 + h - 1, x0 + w - (int)strlen(more) - 1, (int)strlen(more), more, ui_theme_attr(UE_SELECTED));
+	}
+	for (int i = 0; i < nrows; i++)
+		free(rows[i]);
+	free(rows);
+}
+
+static void
+draw_history(struct ui *u)
+{
+	int w = COLS - 4 > 20 ? COLS - 4 : COLS, h = u->nhist + 3 < LINES - 2 ? u->nhist + 3 : LINES - 2;
+	int y0 = 1, x0 = (COLS - w) / 2;
+	if (h < 1)
+		h = LINES;
+	for (int i = 0; i < h; i++)
+		fill(y0 + i, x0, w, ui_theme_attr(UE_SELECTED));
+	put(y0, x0 + 2, w - 4, "Past conversations (Enter resumes)", ui_theme_attr(UE_SELECTED) | A_BOLD);
+	if (u->nhist == 0)
+		put(y0 + 1, x0 + 2, w - 4, "(none yet)", ui_theme_attr(UE_SELECTED));
+	for (int i = 0; i < u->nhist && 1 + i < h; i++) {
+		char line[256], tb[32];
+		time_t t = (time_t)u->hist[i].updated;
+		struct tm tm;
+		localtime_r(&t, &tm);
+		strftime(tb, sizeof(tb), "%Y-%m-%d %H:%M", &tm);
+		snprintf(line, sizeof(line), "%4lld  %s  %3d msgs  %s", (long long)u->hist[i].id, tb, u->hist[i].n_msgs,
+		    u->hist[i].title);
+		put(y0 + 1 + i, x0 + 1, w - 2, line,
+		    i == u->hist_sel ? (int)(ui_theme_attr(UE_NORMAL) | A_REVERSE) : ui_theme_attr(UE_SELECTED));
+	}
+}
+
+/* --- the whole screen --- */
+
+void
+ui_draw(struct ui *u)
+{
+	int cy = 0, cx = 0;
+	struct ui_layout *l = &u->lay;
+
+	erase();
+	ui_screen_layout(u, LINES, COLS, input_height(u));
+	if (!ui_screen_focusable(u, u->focus))
+		u->focus = UI_F_INPUT;
+	if (l->rows < 1 || l->cols < 1) {
+		refresh();
+		return;
+	}
+	draw_conv(u, l->conv);
+	if (l->params.h) {
+		attron(ui_theme_attr(UE_BORDER));
+		mvvline(0, l->params.x - 1, ACS_VLINE, l->conv.h);
+		attroff(ui_theme_attr(UE_BORDER));
+	}
+	draw_params(u, l->params);
+	draw_stats(u, l->stats);
+	/* Notices sit on the line above the input. */
+	if (u->notice[0] && ui_screen_now() - u->notice_t < 8 && l->notice_y >= 0)
+		put(l->notice_y, 1, COLS - 2, u->notice, ui_theme_attr(u->notice_err ? UE_ERROR : UE_NOTICE));
+	draw_input(u, l->input, &cy, &cx);
+	draw_footer(u, l->footer);
+	if (u->box == UI_BOX_HELP)
+		draw_box(u, "natter help");
+	else if (u->box == UI_BOX_PARAMS)
+		draw_box(u, "Parameters");
+	else if (u->box == UI_BOX_STATS)
+		draw_box(u, "Statistics of the last reply");
+	else if (u->box == UI_BOX_HISTORY)
+		draw_history(u);
+	curs_set(u->focus == UI_F_INPUT && u->box == UI_BOX_NONE);
+	move(cy, cx < COLS ? cx : COLS - 1);
+	refresh();
+}
+
+void
+ui_draw_loading(const char *name, double frac)
+{
+	erase();
+	if (LINES > 2 && COLS > 10) {
+		int bw = COLS - 20 > 10 ? COLS - 20 : 10, fw = (int)(frac * bw);
+		char line[256];
+		snprintf(line, sizeof(line), "Loading %s", name);
+		put(LINES / 2 - 1, 2, COLS - 4, line, ui_theme_attr(UE_TITLE));
+		for (int i = 0; i < bw; i++)
+			put(LINES / 2, 2 + i, 1, " ", ui_theme_attr(i < fw ? UE_BAR : UE_BAR_EMPTY));
+		snprintf(line, sizeof(line), " %3.0f%%", 100.0 * frac);
+		put(LINES / 2, 2 + bw, 8, line, ui_theme_attr(UE_NORMAL));
+	}
+	refresh();
+}

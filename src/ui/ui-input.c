@@ -1,0 +1,366 @@
+/* ui-input.c -- reading keys and bracketed pastes; the readline glue of the input line. */
+#define _XOPEN_SOURCE_EXTENDED 1
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curses.h>
+#include <readline/history.h>
+#include <readline/readline.h>
+
+#include "ui/ui.h"
+
+static struct ui *U;            /* readline's callbacks reach the UI here */
+
+/* A bracketed paste being received (it may span several reads). */
+static struct {
+	int on, prev_cr;
+	char *buf;
+	size_t len, cap;
+} paste;
+
+/* --- readline glue: bytes in, our redraw out --- */
+
+static int rl_byte, rl_have;
+
+static int
+rl_getc_hook(FILE *f)
+{
+	(void)f;
+	rl_have = 0;
+	return rl_byte;
+}
+
+static int
+rl_avail_hook(void)
+{
+	return rl_have;
+}
+
+static void
+rl_redisplay_hook(void)
+{
+	/* Drawn by the event loop. */
+}
+
+/* Puts LINE back into the input line once readline is done with it: a
+ * line that could not be used now is not lost. */
+static void
+keep(struct ui *u, const char *line, const char *tail)
+{
+	size_t a = strlen(line), b = strlen(tail);
+	char *p = malloc(a + b + 1);
+	if (!p) {
+		ui_screen_notify(u, 1, "out of memory: the line is in the input history (Up)");
+		return;
+	}
+	memcpy(p, line, a);
+	memcpy(p + a, tail, b + 1);
+	free(u->pending);
+	u->pending = p;
+}
+
+static void
+on_line(char *line)
+{
+	struct ui *u = U;
+	size_t n;
+
+	if (!line) {
+		ui_screen_notify(u, 0, "F10 quits");
+		return;
+	}
+	n = strlen(line);
+	if ((u->mode == UI_IM_MESSAGE || u->mode == UI_IM_EDIT) && n > 0 && line[n - 1] == '\\') {
+		/* A trailing backslash continues the message on a new line. */
+		line[n - 1] = 0;
+		keep(u, line, "\n");
+		free(line);
+		return;
+	}
+	if (u->mode == UI_IM_COMMENT) {
+		u->mode = UI_IM_MESSAGE;
+		if (u->last_rating_word[0])
+			ui_conv_rate(u, u->last_rating_word, line);
+		free(line);
+		return;
+	}
+	if (u->mode == UI_IM_SYSTEM) {
+		if (ui_conv_busy(u, "system prompt")) {
+			keep(u, line, "");
+		} else {
+			u->mode = UI_IM_MESSAGE;
+			ui_conv_system(u, line);
+		}
+		free(line);
+		return;
+	}
+	if (u->mode == UI_IM_EDIT) {
+		if (ui_text_blank(line)) {
+			ui_screen_notify(u, 1, "an empty message is not sent (Esc cancels the edit)");
+			keep(u, line, "");
+		} else if (ui_conv_busy(u, "edit")) {
+			keep(u, line, "");
+		} else {
+			add_history(line);
+			u->mode = UI_IM_MESSAGE;
+			ui_conv_edit(u, line);
+		}
+		free(line);
+		return;
+	}
+	if (ui_text_blank(line)) {
+		/* Nothing to say: not a message (the line stays as typed). */
+		if (line[0])
+			ui_screen_notify(u, 1, "an empty message is not sent");
+		keep(u, line, "");
+		free(line);
+		return;
+	}
+	add_history(line);
+	if (line[0] == '/') {
+		if (ui_cmd_run(u, line) & UI_KH_QUIT)
+			u->quit = 1;
+	} else if (ui_conv_busy(u, "send")) {
+		keep(u, line, "");   /* sent once the reply is over */
+	} else {
+		ui_conv_send(u, line);
+	}
+	free(line);
+}
+
+static void
+feed(struct ui *u, const char *bytes, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		rl_byte = (unsigned char)bytes[i];
+		rl_have = 1;
+		rl_callback_read_char();
+		if (u->pending) {
+			rl_insert_text(u->pending);
+			free(u->pending);
+			u->pending = NULL;
+		}
+	}
+}
+
+static int
+rl_newline_cmd(int count, int key)
+{
+	(void)count;
+	(void)key;
+	rl_insert_text("\n");
+	return 0;
+}
+
+void
+ui_input_setup(struct ui *u)
+{
+	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+	static FILE *devnull;
+
+	U = u;
+	rl_readline_name = "natter";
+	rl_catch_signals = 0;
+	rl_catch_sigwinch = 0;
+	rl_change_environment = 0;
+	rl_prep_term_function = NULL;
+	rl_deprep_term_function = NULL;
+	rl_getc_function = rl_getc_hook;
+	rl_input_available_hook = rl_avail_hook;
+	rl_redisplay_function = rl_redisplay_hook;
+	if (!devnull)
+		devnull = fopen("/dev/null", "w");
+	rl_outstream = devnull;   /* readline must never write to our screen */
+	rl_bind_key('\t', rl_insert);
+	rl_callback_handler_install("", on_line);
+	rl_bind_keyseq("\\e\\r", rl_newline_cmd);
+	rl_bind_keyseq("\\e\\n", rl_newline_cmd);
+	using_history();
+	stifle_history(1000);
+	if (xdg && *xdg)
+		snprintf(u->rl_hist_path, sizeof(u->rl_hist_path), "%s/natter/input_history", xdg);
+	else if (home)
+		snprintf(u->rl_hist_path, sizeof(u->rl_hist_path), "%s/.local/share/natter/input_history", home);
+	if (u->rl_hist_path[0])
+		read_history(u->rl_hist_path);
+}
+
+void
+ui_input_teardown(struct ui *u)
+{
+	if (u->rl_hist_path[0])
+		write_history(u->rl_hist_path);
+	rl_callback_handler_remove();
+	free(u->pending);
+	u->pending = NULL;
+	free(paste.buf);
+	memset(&paste, 0, sizeof(paste));
+	U = NULL;
+}
+
+const char *
+ui_input_text(void)
+{
+	return rl_line_buffer ? rl_line_buffer : "";
+}
+
+int
+ui_input_point(void)
+{
+	return rl_line_buffer ? rl_point : 0;
+}
+
+void
+ui_input_set(struct ui *u, const char *text)
+{
+	(void)u;
+	rl_replace_line(text, 0);
+	rl_point = rl_end;
+}
+
+/* Keys that readline understands as escape sequences. */
+void
+ui_input_key(struct ui *u, int key)
+{
+	const char *seq = NULL;
+	switch (key) {
+	case KEY_LEFT: seq = "\033[D"; break;
+	case KEY_RIGHT: seq = "\033[C"; break;
+	case KEY_UP: seq = "\033[A"; break;
+	case KEY_DOWN: seq = "\033[B"; break;
+	case KEY_HOME: seq = "\033[H"; break;
+	case KEY_END: seq = "\033[F"; break;
+	case KEY_DC: seq = "\033[3~"; break;
+	case KEY_BACKSPACE: seq = "\177"; break;
+	case KEY_ENTER: seq = "\r"; break;
+	}
+	if (seq)
+		feed(u, seq, strlen(seq));
+}
+
+static size_t
+utf8_put(char *buf, unsigned cp)
+{
+	size_t n = 0;
+	if (cp < 0x80) buf[n++] = (char)cp;
+	else if (cp < 0x800) { buf[n++] = (char)(0xC0 | (cp >> 6)); buf[n++] = (char)(0x80 | (cp & 0x3F)); }
+	else if (cp < 0x10000) { buf[n++] = (char)(0xE0 | (cp >> 12)); buf[n++] = (char)(0x80 | ((cp >> 6) & 0x3F)); buf[n++] = (char)(0x80 | (cp & 0x3F)); }
+	else { buf[n++] = (char)(0xF0 | (cp >> 18)); buf[n++] = (char)(0x80 | ((cp >> 12) & 0x3F)); buf[n++] = (char)(0x80 | ((cp >> 6) & 0x3F)); buf[n++] = (char)(0x80 | (cp & 0x3F)); }
+	return n;
+}
+
+void
+ui_input_char(struct ui *u, unsigned ch)
+{
+	char buf[8];
+	if (ch == '\n')
+		ch = '\r';
+	feed(u, buf, utf8_put(buf, ch));
+}
+
+/* --- bracketed paste: the text goes into the line as it is, newlines included --- */
+
+static void
+paste_add(unsigned ch)
+{
+	char b[8];
+	size_t n;
+	int prev_cr = paste.prev_cr;
+
+	paste.prev_cr = ch == '\r';
+	if (ch == '\n' && prev_cr)
+		return;   /* CR LF is one line end */
+	if (ch == '\r')
+		ch = '\n';
+	/* Controls other than newline and tab would only corrupt the line. */
+	if ((ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7F)
+		return;
+	n = utf8_put(b, ch);
+	if (paste.len + n + 1 > paste.cap) {
+		size_t cap = paste.cap ? paste.cap * 2 : 4096;
+		char *p = realloc(paste.buf, cap);
+		if (!p)
+			return;
+		paste.buf = p;
+		paste.cap = cap;
+	}
+	memcpy(paste.buf + paste.len, b, n);
+	paste.len += n;
+	paste.buf[paste.len] = 0;
+}
+
+static void
+paste_end(struct ui *u)
+{
+	paste.on = 0;
+	if (!paste.len)
+		return;
+	if (u->box != UI_BOX_NONE)
+		u->box = UI_BOX_NONE;
+	u->focus = UI_F_INPUT;
+	rl_insert_text(paste.buf);
+	paste.len = 0;
+}
+
+/* --- reading --- */
+
+int
+ui_input_read(struct ui *u)
+{
+	int res = 0, r;
+	wint_t ch;
+
+	while ((r = wget_wch(stdscr, &ch)) != ERR) {
+		if (r == KEY_CODE_YES && ch == UI_KEY_PASTE_BEGIN) {
+			paste.on = 1;
+			paste.len = 0;
+			paste.prev_cr = 0;
+			continue;
+		}
+		if (r == KEY_CODE_YES && ch == UI_KEY_PASTE_END) {
+			paste_end(u);
+			res |= UI_KH_REDRAW;
+			continue;
+		}
+		if (paste.on) {
+			if (r == OK)
+				paste_add(ch);
+			else if (ch == KEY_ENTER)
+				paste_add('\n');
+			continue;
+		}
+		if (r == OK && ch == 27) {
+			/* Esc followed at once by another key is Alt. */
+			wint_t next;
+			int r2 = wget_wch(stdscr, &next);
+			if (r2 == OK && (next == '\r' || next == '\n')) {
+				if ((u->mode == UI_IM_MESSAGE || u->mode == UI_IM_EDIT) && u->focus == UI_F_INPUT &&
+				    u->box == UI_BOX_NONE)
+					rl_insert_text("\n");
+				res |= UI_KH_REDRAW;
+				continue;
+			}
+			if (r2 == OK) {
+				/* Meta-key for readline (Alt-B, Alt-F ...). */
+				if (u->focus == UI_F_INPUT && u->box == UI_BOX_NONE) {
+					feed(u, "\033", 1);
+					ui_input_char(u, next);
+				}
+				res |= UI_KH_REDRAW;
+				continue;
+			}
+			if (r2 == KEY_CODE_YES)
+				res |= ui_keys_handle(u, 1, next);
+			else
+				res |= ui_keys_handle(u, 0, 27);
+			continue;
+		}
+		res |= ui_keys_handle(u, r == KEY_CODE_YES, ch);
+		if (res & UI_KH_QUIT)
+			break;
+	}
+	return res;
+}

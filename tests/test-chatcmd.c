@@ -1,0 +1,134 @@
+/* test-chatcmd.c -- the shared slash-command table: dispatch, refusals while busy, help from the table. */
+#include "config.h"
+
+#include "natter/chat.h"
+#include "natter/chatcmd.h"
+#include "natter/chatlog.h"
+#include "natter/llm.h"
+#include "test.h"
+
+/* A front end that records what it was asked. */
+struct fe {
+	char said[1024];
+	int err, busy, regen, new_conv, params, help, n_help;
+	char help_text[4096];
+};
+
+static void
+say(void *p, int is_err, const char *msg)
+{
+	struct fe *f = p;
+	snprintf(f->said, sizeof(f->said), "%s", msg);
+	f->err = is_err;
+}
+static int busy(void *p) { return ((struct fe *)p)->busy; }
+static void regen(void *p) { ((struct fe *)p)->regen++; }
+static void new_conv(void *p) { ((struct fe *)p)->new_conv++; }
+static void params(void *p) { ((struct fe *)p)->params++; }
+static void help(void *p) { ((struct fe *)p)->help++; }
+
+/* No history, stats or copy: like chat --plain. */
+static const struct chatcmd_ops ops = {
+	.say = say, .busy = busy, .regen = regen, .new_conv = new_conv, .params = params, .help = help,
+};
+
+static void
+help_line(void *ctx, const char *usage, const char *line)
+{
+	struct fe *f = ctx;
+	size_t l = strlen(f->help_text);
+	snprintf(f->help_text + l, sizeof(f->help_text) - l, "%s|%s\n", usage, line);
+	f->n_help++;
+}
+
+static int
+run(struct chatcmd_env *e, const char *line)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", line);
+	return chatcmd_run(e, buf);
+}
+
+int
+main(void)
+{
+	const char *fx = test_fixtures();
+	char path[4096], err[256];
+	struct llm_model *m = NULL;
+	struct chat *c = NULL;
+	struct chat_opts o;
+	struct chatlog log = { 0 };
+	struct fe f = { 0 };
+	struct chatcmd_env e;
+	struct sampler_params sp;
+	const struct chatcmd *t;
+	int n;
+
+	/* The table: every row complete, names unique, help fitting a line. */
+	t = chatcmd_table(&n);
+	CHECK(n >= 10, "only %d commands", n);
+	for (int i = 0; i < n; i++) {
+		char u[128];
+		CHECK(t[i].name && t[i].args && t[i].help && t[i].fn, "row %d incomplete", i);
+		chatcmd_usage(&t[i], u, sizeof(u));
+		CHECK(strlen(u) <= 29 && strlen(t[i].help) <= 44, "/%s: usage or help too long for 80 columns", t[i].name);
+		for (int j = 0; j < i; j++)
+			CHECK(strcmp(t[i].name, t[j].name), "/%s twice", t[i].name);
+	}
+	/* The help is the table less what this front end lacks. */
+	chatcmd_help(&ops, help_line, &f);
+	CHECK(strstr(f.help_text, "/rate up|down|1..5 [COMMENT]|rate the last reply\n") != NULL, "help: %s", f.help_text);
+	CHECK(strstr(f.help_text, "/new, /clear|") != NULL, "help lists aliases: %s", f.help_text);
+	CHECK(strstr(f.help_text, "/history") == NULL && strstr(f.help_text, "/copy") == NULL,
+	    "help lists commands the front end lacks: %s", f.help_text);
+	CHECK(f.n_help == n - 3, "help has %d lines for %d commands less 3", f.n_help, n);
+
+	if (!fx) {
+		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
+		return test_done("test-chatcmd");
+	}
+	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", fx);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return test_done("test-chatcmd");
+	}
+	chat_opts_default(&o);
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "%s", err);
+	e.c = c;
+	e.log = &log;
+	e.ops = &ops;
+	e.fe = &f;
+
+	CHECK(run(&e, "/set temp 0.25") == CHATCMD_DONE && !f.err, "/set: %s", f.said);
+	chat_get_params(c, &sp);
+	CHECK(sp.temp > 0.249f && sp.temp < 0.251f, "temp is %g", sp.temp);
+	CHECK(run(&e, "/set top_p 7") < 0 && f.err && strstr(f.said, "/set: top-p"), "bad /set: %s", f.said);
+	CHECK(run(&e, "/regen") == CHATCMD_DONE && f.regen == 1, "/regen");
+	CHECK(run(&e, "/clear") == CHATCMD_DONE && f.new_conv == 1, "/clear is /new");
+	CHECK(run(&e, "/params   ") == CHATCMD_DONE && f.params == 1, "/params with trailing blanks");
+	CHECK(run(&e, "/quit") == CHATCMD_QUIT && run(&e, "/exit") == CHATCMD_QUIT, "/quit, /exit");
+	CHECK(run(&e, "/nonsense") < 0 && f.err && !strcmp(f.said, "unknown command /nonsense (try /help)"),
+	    "unknown: %s", f.said);
+	CHECK(run(&e, "/history") < 0 && f.err && strstr(f.said, "not available"), "lacking: %s", f.said);
+	CHECK(run(&e, "/rate up") < 0 && strstr(f.said, "the history is off"), "/rate without history: %s", f.said);
+	CHECK(run(&e, "/rate sideways") < 0 && strstr(f.said, "usage: /rate"), "/rate usage: %s", f.said);
+	CHECK(run(&e, "/system   Be brief.  ") == CHATCMD_DONE && !strcmp(chat_system(c), "Be brief."),
+	    "/system sets '%s'", chat_system(c));
+
+	/* While a reply streams: what changes the conversation is refused,
+	 * and nothing is changed. */
+	f.busy = 1;
+	CHECK(run(&e, "/system other") < 0 && f.err && strstr(f.said, "stop the reply first") &&
+	    !strcmp(chat_system(c), "Be brief."), "/system while busy: %s", f.said);
+	CHECK(run(&e, "/new") < 0 && f.new_conv == 1, "/new while busy");
+	CHECK(run(&e, "/regen") < 0 && f.regen == 1, "/regen while busy");
+	CHECK(run(&e, "/set temp 0.5") == CHATCMD_DONE, "/set stays live while busy: %s", f.said);
+	CHECK(run(&e, "/help") == CHATCMD_DONE && f.help == 1, "/help while busy");
+	f.busy = 0;
+	CHECK(run(&e, "/system") == CHATCMD_DONE && !strcmp(chat_system(c), "") &&
+	    !strcmp(f.said, "system prompt removed"), "/system removes: %s", f.said);
+
+	chat_free(c);
+	llm_model_free(m);
+	return test_done("test-chatcmd");
+}

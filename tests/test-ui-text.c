@@ -1,0 +1,74 @@
+/* test-ui-text.c -- the screen model's text: wrapping, code blocks kept whole, counts, base64. */
+#include "config.h"
+
+#include "test.h"
+#include "ui/ui.h"
+
+static int
+line_is(const char *s, const struct ui_line *l, const char *want)
+{
+	return l->len == strlen(want) && !memcmp(s + l->off, want, l->len);
+}
+
+int
+main(void)
+{
+	struct ui_line *l = NULL;
+	char buf[64], *b;
+	int n;
+	const char *s = "Here is code:\n```c\nint a_very_long_name_that_does_not_fit = 1;\n```\nand some words after it";
+
+	/* Prose wraps at spaces; code lines stay whole and are flagged. */
+	n = ui_text_layout(s, 12, &l);
+	CHECK(n == 8, "%d lines", n);
+	if (n == 8) {
+		CHECK(line_is(s, &l[0], "Here is") && !l[0].flags, "prose line 1");
+		CHECK(line_is(s, &l[1], "code:") && !l[1].flags, "prose line 2");
+		CHECK(line_is(s, &l[2], "```c") && l[2].flags == (UI_LINE_CODE | UI_LINE_FENCE), "opening fence");
+		CHECK(line_is(s, &l[3], "int a_very_long_name_that_does_not_fit = 1;") && l[3].flags == UI_LINE_CODE &&
+		    l[3].width == 43, "code line kept whole");
+		CHECK(line_is(s, &l[4], "```") && (l[4].flags & UI_LINE_FENCE), "closing fence");
+		CHECK(line_is(s, &l[5], "and some") && !l[5].flags, "prose after the block");
+		CHECK(line_is(s, &l[7], "it"), "last line");
+	}
+	free(l);
+	/* An unclosed block runs to the end; ~~~ fences too; no block at all
+	 * is the same as ui_text_wrap. */
+	n = ui_text_layout("~~~\nx y z\nlast", 3, &l);
+	CHECK(n == 3 && l[1].flags == UI_LINE_CODE && l[2].flags == UI_LINE_CODE, "unclosed ~~~ block: %d", n);
+	free(l);
+	{
+		struct ui_line *w = NULL;
+		int k = ui_text_wrap("one two three four", 7, &w);
+		n = ui_text_layout("one two three four", 7, &l);
+		CHECK(n == k && n >= 3, "plain text: %d vs %d", n, k);
+		for (int i = 0; i < n && i < k; i++)
+			CHECK(l[i].off == w[i].off && l[i].len == w[i].len && !l[i].flags, "line %d", i);
+		free(w);
+		free(l);
+	}
+	n = ui_text_layout("", 10, &l);
+	CHECK(n == 1 && l[0].len == 0, "empty text: %d lines", n);
+	free(l);
+
+	CHECK(!strcmp(ui_text_count(buf, sizeof(buf), 1200), "1,200"), "%s", buf);
+	CHECK(!strcmp(ui_text_count(buf, sizeof(buf), 3544), "3,544"), "%s", buf);
+	CHECK(!strcmp(ui_text_count(buf, sizeof(buf), 999), "999"), "%s", buf);
+	CHECK(!strcmp(ui_text_count(buf, sizeof(buf), 1234567), "1,234,567"), "%s", buf);
+	CHECK(!strcmp(ui_text_count(buf, sizeof(buf), 0), "0"), "%s", buf);
+
+	/* RFC 4648's test vectors. */
+	{
+		static const char *const v[][2] = {
+			{ "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" }, { "foob", "Zm9vYg==" },
+			{ "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" },
+		};
+		for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+			b = ui_text_base64(v[i][0], strlen(v[i][0]));
+			CHECK(b && !strcmp(b, v[i][1]), "base64(%s) = %s", v[i][0], b ? b : "NULL");
+			free(b);
+		}
+	}
+	CHECK(ui_text_blank("  \t\n ") && ui_text_blank("") && !ui_text_blank("  x "), "blank");
+	return test_done("test-ui-text");
+}

@@ -153,11 +153,28 @@ grep -q "stored as generation 2 of conversation 1" "$tmp/c.out" && ok || bad "/s
 "$NATTER_BIN" rate 2 3 --comment "better now" | grep -q "rated generation 2 3" && ok || bad "natter rate"
 "$NATTER_BIN" rate 99 up 2>"$tmp/err"; check "rate a missing generation status" 1 $?
 "$NATTER_BIN" rate 2 7 2>/dev/null; check "rate with a bad value status" 2 $?
-"$NATTER_BIN" export --format dpo -o "$tmp/dpo.jsonl" 2>/dev/null; check "export status" 0 $?
+# Both replies hit -n 6: cut off, so not targets unless asked for.
+"$NATTER_BIN" export --format dpo -o "$tmp/dpo.jsonl" 2>"$tmp/err"; check "export status" 0 $?
+check "export dpo lines without cut-off replies" 0 "$(wc -l < "$tmp/dpo.jsonl" | tr -d ' ')"
+grep -q "left out 2 rated replies that were stopped or cut off" "$tmp/err" && ok || bad "left-out count: $(cat "$tmp/err")"
+"$NATTER_BIN" export --format dpo --include-incomplete -o "$tmp/dpo.jsonl" 2>/dev/null; check "export status" 0 $?
 check "export dpo lines" 1 "$(wc -l < "$tmp/dpo.jsonl" | tr -d ' ')"
 grep -q '"chosen":\[{"role":"assistant"' "$tmp/dpo.jsonl" && ok || bad "dpo line: $(cat "$tmp/dpo.jsonl")"
-check "export sft lines (4 stars and up)" 1 "$("$NATTER_BIN" export --format sft | wc -l | tr -d ' ')"
-"$NATTER_BIN" export --format xml 2>/dev/null; check "export bad format status" 2 $?
+check "export sft lines (4 stars and up)" 1 "$("$NATTER_BIN" export --format sft --include-incomplete | wc -l | tr -d ' ')"
+"$NATTER_BIN" export --format sft -o "$tmp/nodir/x.jsonl" 2>"$tmp/err"; check "export to a missing folder status" 1 $?
+grep -q "^natter: $tmp/nodir/x.jsonl: cannot write it: No such file or directory" "$tmp/err" && ! grep -q "\.tmp" "$tmp/err" && ok ||
+	bad "an export error names the file given: $(cat "$tmp/err")"
+"$NATTER_BIN" export --format xml 2>"$tmp/err"; check "export bad format status" 2 $?
+grep -q "openai-dpo" "$tmp/err" && ok || bad "a bad format lists the formats: $(cat "$tmp/err")"
+# The formats: export --help prints the exporter's table; the man page has
+# each one with the same help line.
+MAN="${NATTER_SRCDIR:-.}/man/natter.1"
+"$NATTER_BIN" export --help | sed -n '/^Formats:/,/^--/p' | grep '^  ' > "$tmp/formats"
+check "five formats in export --help" 5 "$(wc -l < "$tmp/formats" | tr -d ' ')"
+while read -r name help; do
+	mname=$(printf '%s' "$name" | sed 's/-/\\\\-/g')
+	grep -A1 "^\.B $mname\$" "$MAN" | tail -n 1 | grep -qxF "$help" && ok || bad "man page lacks format $name: $help"
+done < "$tmp/formats"
 "$NATTER_BIN" history delete 1 | grep -q "deleted conversation 1" && ok || bad "history delete"
 "$NATTER_BIN" history show 1 2>/dev/null; check "show a deleted conversation status" 1 $?
 printf 'garbage, not a database' > "$tmp/bad.db"

@@ -175,6 +175,30 @@ while read -r name help; do
 	mname=$(printf '%s' "$name" | sed 's/-/\\\\-/g')
 	grep -A1 "^\.B $mname\$" "$MAN" | tail -n 1 | grep -qxF "$help" && ok || bad "man page lacks format $name: $help"
 done < "$tmp/formats"
+# A read-only database can still be listed and exported; saving to it says
+# why it cannot, in a sentence.  (As root, permissions do not stop writes:
+# a read-only mount does.)
+ro=
+if [ "$(id -u)" -eq 0 ]; then
+	mkdir -p "$tmp/ro"
+	if mount -t tmpfs -o size=4m tmpfs "$tmp/ro" 2>/dev/null; then
+		cp "$tmp/h.db" "$tmp/ro/h.db" && mount -o remount,ro "$tmp/ro" && ro="$tmp/ro"
+	fi
+else
+	mkdir -p "$tmp/ro" && cp "$tmp/h.db" "$tmp/ro/h.db" && chmod a-w "$tmp/ro/h.db" "$tmp/ro" && ro="$tmp/ro"
+fi
+if [ -n "$ro" ]; then
+	"$NATTER_BIN" history list --db "$ro/h.db" | grep -q "Tell me a dream" && ok || bad "listing a read-only database"
+	"$NATTER_BIN" export --format kto --include-incomplete --db "$ro/h.db" | grep -q '"label"' && ok ||
+		bad "exporting a read-only database"
+	"$NATTER_BIN" rate 2 up --db "$ro/h.db" 2> "$tmp/err"; check "rating in a read-only database status" 1 $?
+	grep -qx "natter: $ro/h.db: the database is read-only (natter may not write to it or its folder): it can be listed and exported, but nothing can be saved to it" \
+	    "$tmp/err" && ok || bad "read-only message: $(cat "$tmp/err")"
+	if [ "$(id -u)" -eq 0 ]; then umount "$tmp/ro"; else chmod u+w "$tmp/ro"; fi
+else
+	echo "SKIP: no read-only place for a database here"
+fi
+
 "$NATTER_BIN" history delete 1 | grep -q "deleted conversation 1" && ok || bad "history delete"
 "$NATTER_BIN" history show 1 2>/dev/null; check "show a deleted conversation status" 1 $?
 printf 'garbage, not a database' > "$tmp/bad.db"
@@ -182,6 +206,17 @@ printf 'garbage, not a database' > "$tmp/bad.db"
 grep -q "not a natter database" "$tmp/err" && ok || bad "damaged database message: $(cat "$tmp/err")"
 check "damaged database left alone" "garbage, not a database" "$(cat "$tmp/bad.db")"
 unset NATTER_DB
+
+# A database that does not exist: history, export and rate say so and
+# create nothing, not even the default folder.
+for cmd in "history list" "history show 1" "history search x" "export --format sft" "rate 1 up"; do
+	# shellcheck disable=SC2086
+	"$NATTER_BIN" $cmd --db "$tmp/absent/h.db" > /dev/null 2> "$tmp/err"; check "$cmd on no database status" 1 $?
+	grep -q "$tmp/absent/h.db: there is no database here (nothing has been saved there yet); nothing was created" \
+	    "$tmp/err" && ok || bad "$cmd on no database: $(cat "$tmp/err")"
+done
+XDG_DATA_HOME="$tmp/xdg" "$NATTER_BIN" history list > /dev/null 2>&1
+[ ! -e "$tmp/absent" ] && [ ! -e "$tmp/xdg" ] && ok || bad "a missing database or its folder was created"
 
 echo "test-cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

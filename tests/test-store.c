@@ -1002,6 +1002,56 @@ test_export_truth(void)
 	store_close(s);
 }
 
+/* Reading without writing: a database that does not exist is not created;
+ * an older schema opened read-only is upgraded in memory, the file left
+ * as it was. */
+static void
+test_readonly_open(void)
+{
+	char p[512], err[512], *before, *after, *out;
+	struct store *s;
+	size_t l1, l2;
+	struct stat stt;
+
+	path_of(p, sizeof(p), "absent.db");
+	CHECK(store_open(p, STORE_READONLY, &s, err, sizeof(err)) < 0 && strstr(err, "no database here") &&
+	    strstr(err, "nothing was created") && stat(p, &stt) < 0, "read-only, absent: %s", err);
+	CHECK(store_open(p, STORE_MUST_EXIST, &s, err, sizeof(err)) < 0 && stat(p, &stt) < 0, "must exist: %s", err);
+
+	path_of(p, sizeof(p), "ro2.db");
+	CHECK(store_open_version(p, 2, &s, err, sizeof(err)) == 0, "v2: %s", err);
+	store_close(s);
+	CHECK(exec_sql(p, "INSERT INTO conversations(title, created, updated) VALUES ('kept', 1, 1);"
+	    "INSERT INTO messages(conversation_id, seq, role, content, created) VALUES (1, 1, 'user', 'an old question', 1),"
+	    "(1, 2, 'assistant', 'an old answer', 1);"
+	    "INSERT INTO generations(message_id, content, chosen, state, stop_reason, created) VALUES (2, 'an old answer', 1, "
+	    "'complete', 'done', 1); INSERT INTO ratings(generation_id, kind, value, created) VALUES (1, 'thumb', 1, 1);"
+	    "PRAGMA wal_checkpoint(TRUNCATE);") == 0, "schema-2 rows");
+	before = test_read_file(p, &l1);
+	CHECK(store_open(p, STORE_READONLY, &s, err, sizeof(err)) == 0, "read-only open of schema 2: %s", err);
+	if (s) {
+		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 1 };
+		struct store_export_counts n;
+		char op[512];
+		int64_t conv;
+		CHECK(store_schema_version(s) == STORE_SCHEMA_VERSION, "upgraded in memory");
+		out = capture_show(s, 1);
+		CHECK(strstr(out, "an old answer"), "history show reads it: %s", out);
+		free(out);
+		snprintf(op, sizeof(op), "%s/ro.jsonl", dir);
+		CHECK(store_export(s, &o, op, &n, err, sizeof(err)) == 0 && n.lines == 1, "export reads it: %s", err);
+		CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &conv) < 0 &&
+		    strstr(store_errmsg(s), "the database is read-only (natter may not write to it), so the new "
+		    "conversation was not saved"), "writing refused, in a sentence: %s", store_errmsg(s));
+		store_close(s);
+	}
+	after = test_read_file(p, &l2);
+	CHECK(before && after && l1 == l2 && !memcmp(before, after, l1) && query_int(p, "PRAGMA user_version") == 2,
+	    "the file is untouched, still schema 2");
+	free(before);
+	free(after);
+}
+
 /* Two natters creating one new database at once: both succeed, every time. */
 static void
 test_create_race(void)
@@ -1173,6 +1223,7 @@ main(void)
 	test_tree();
 	test_chatlog();
 	test_export_truth();
+	test_readonly_open();
 	test_create_race();
 	test_crashes();
 	test_concurrency();

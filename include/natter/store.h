@@ -12,15 +12,21 @@ struct store;
  * text it was fed, and how it ended; trigram full-text search. */
 #define STORE_SCHEMA_VERSION 3
 
-enum { STORE_READONLY = 1 };
+enum {
+	STORE_READONLY = 1,      /* never write: reading works on a read-only file or folder; an older
+				  * schema is upgraded in a private in-memory copy */
+	STORE_MUST_EXIST = 2,    /* refuse, creating nothing, when there is no database at PATH */
+};
 
 /*
- * Opens (creating if needed) the database at PATH: WAL journal, foreign
- * keys, full sync, a busy timeout, and forward migrations up to
- * STORE_SCHEMA_VERSION.  A database from a newer natter, a damaged file or
- * one that is not a natter database is refused with a message naming it,
- * and left untouched.  Returns 0, or -1 with ERR set.  One thread uses a
- * store; open one per thread.
+ * Opens (creating if needed, unless STORE_READONLY or STORE_MUST_EXIST)
+ * the database at PATH: WAL journal, foreign keys, full sync, a busy
+ * timeout, and forward migrations up to STORE_SCHEMA_VERSION (two natters
+ * creating or upgrading one database at once both succeed).  A database
+ * from a newer natter, a damaged file or one that is not a natter
+ * database is refused with a message naming it, and left untouched; so is
+ * a read-only one when opened for writing.  Returns 0, or -1 with ERR set.
+ * One thread uses a store; open one per thread.
  */
 int store_open(const char *path, unsigned flags, struct store **out, char *err, size_t errlen);
 /* For tests: create or migrate only up to schema VERSION. */
@@ -33,6 +39,8 @@ int store_schema_version(struct store *s);
 /* $NATTER_DB, else $XDG_DATA_HOME/natter/natter.db (default
  * ~/.local/share/natter), creating the folder.  Returns BUF or NULL. */
 char *store_default_path(char *buf, size_t n);
+/* The same path; the folder is created only when CREATE is nonzero. */
+char *store_default_path_ex(char *buf, size_t n, int create);
 
 /* Records a model file (by SHA-256, cached by path, size and mtime) and
  * returns its id in *ID. */

@@ -10,7 +10,8 @@
 #include "cli/cli.h"
 #include "natter/store.h"
 
-/* Opens the store named by --db or the default path. */
+/* Opens the store named by --db or the default path (whose folder is
+ * made only when the store may be created). */
 struct store *
 cli_store_open(const char *db, unsigned flags)
 {
@@ -18,7 +19,7 @@ cli_store_open(const char *db, unsigned flags)
 	struct store *s;
 
 	if (!db) {
-		db = store_default_path(path, sizeof(path));
+		db = store_default_path_ex(path, sizeof(path), !(flags & (STORE_READONLY | STORE_MUST_EXIST)));
 		if (!db) {
 			cli_error("cannot find a place for the database: set XDG_DATA_HOME or HOME, or use --db FILE");
 			return NULL;
@@ -79,7 +80,8 @@ cmd_history(int argc, char **argv)
 		cli_error("history search: needs the text to look for");
 		return 2;
 	}
-	s = cli_store_open(db, !strcmp(sub, "delete") ? 0 : 0);
+	/* Reading needs no write permission; nothing is created. */
+	s = cli_store_open(db, !strcmp(sub, "delete") ? STORE_MUST_EXIST : STORE_READONLY);
 	if (!s)
 		return 1;
 	if (!strcmp(sub, "list"))
@@ -130,7 +132,7 @@ cmd_rate(int argc, char **argv)
 		cli_error("rate: usage: natter rate GEN_ID (up|down|1..5) [--comment TEXT]");
 		return 2;
 	}
-	s = cli_store_open(db, 0);
+	s = cli_store_open(db, STORE_MUST_EXIST);
 	if (!s)
 		return 1;
 	rc = store_rating_set(s, id, kind, value, comment);
@@ -228,7 +230,7 @@ cmd_export(int argc, char **argv)
 		return 2;
 	}
 	o.format = (enum store_format)f;
-	s = cli_store_open(db, 0);
+	s = cli_store_open(db, STORE_READONLY);
 	if (!s)
 		return 1;
 	rc = store_export(s, &o, out, &n, err, sizeof(err));

@@ -30,6 +30,7 @@ static const char usage_text[] =
 "  --max-tokens N     per reply           --stop STRING (repeatable)\n"
 "  --db FILE | --no-history                the history database, or none\n"
 "  --token-delay MS   slow each token down (demos, tests)\n"
+"  Defaults for these come from $XDG_CONFIG_HOME/natter/config (see natter(1)).\n"
 "  Keys: F1 help, Enter send, Esc stop, F5 regenerate, Tab focus, + - 1-5 rate,\n"
 "        F2 new, F3 past conversations, F10 quit.\n"
 "\n"

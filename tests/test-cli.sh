@@ -11,6 +11,10 @@ check() { # check LABEL EXPECTED ACTUAL
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Neither the user's config file nor their history: every database here is
+# in $tmp (the chat tests used to write into ~/.local/share/natter).
+export XDG_CONFIG_HOME="$tmp/config" XDG_DATA_HOME="$tmp/data"
+unset NATTER_DB
 
 # Usage errors exit 2 with a message.
 "$NATTER_BIN" frobnicate >/dev/null 2>"$tmp/err"; check "unknown command status" 2 $?
@@ -127,6 +131,56 @@ printf '%s\nshort one\n/stats\n' "$long" | "$NATTER_BIN" chat -m "$M" --plain -n
 check "chat with a too-long message status" 0 $?
 grep -q "more than the context" "$tmp/chat.err" && ok || bad "too-long message error: $(cat "$tmp/chat.err")"
 grep -q "reply: 4 tokens" "$tmp/chat.out" && ok || bad "the chat goes on after a too-long message"
+# Numeric options are read strictly; each error names its option.
+for args in "--seed abc|--seed: 'abc' is not a seed" "-c -5|-c/--ctx-size: '-5' is out of range" \
+    "-t 0|-t/--threads: '0' is out of range" "--max-tokens abc|--max-tokens: 'abc' is not a whole number" \
+    "--temp hot|--temp: 'hot' is not a number" "--top-k 4x|--top-k: '4x' is not a whole number" \
+    "--seed -1|--seed: '-1' is not a seed"; do
+	opt=${args%%|*}
+	msg=${args#*|}
+	# shellcheck disable=SC2086
+	echo hi | "$NATTER_BIN" chat -m "$M" --plain --no-history $opt > /dev/null 2> "$tmp/err"
+	check "chat $opt status" 2 $?
+	grep -qF "natter: $msg" "$tmp/err" && ok || bad "chat $opt: $(cat "$tmp/err")"
+done
+# A context longer than the model was trained on (aidreams: 128) warns.
+echo "/quit" | "$NATTER_BIN" chat -m "$M" --plain --no-history -c 256 > /dev/null 2> "$tmp/err"
+check "chat -c 256 status" 0 $?
+grep -q "warning: a context of 256 tokens is more than the 128 this model was trained on" "$tmp/err" && ok ||
+	bad "no warning for -c 256: $(cat "$tmp/err")"
+echo "/quit" | "$NATTER_BIN" chat -m "$M" --plain --no-history -c 64 > /dev/null 2> "$tmp/err"
+grep -q "warning" "$tmp/err" && bad "a warning for -c 64: $(cat "$tmp/err")" || ok
+
+# The config file sets defaults for both front ends; options override it;
+# a bad line is an error naming the file and the line.
+mkdir -p "$tmp/config/natter"
+{
+	echo "# natter's settings"
+	echo "model = $M"
+	echo "max_tokens = 3"
+	echo "seed = 9"
+	echo "temp = 0"
+	echo "theme = mono"
+	echo "db = $tmp/from-config.db"
+} > "$tmp/config/natter/config"
+printf 'Hello\n/stats\n/params\n' | env -u NATTER_DB "$NATTER_BIN" chat --plain > "$tmp/cfg.out" 2> "$tmp/cfg.err"
+check "chat with the config's model status" 0 $?
+grep -q "reply: 3 tokens" "$tmp/cfg.out" && ok || bad "config max_tokens: $(cat "$tmp/cfg.out" "$tmp/cfg.err")"
+grep -q "seed 9" "$tmp/cfg.out" && grep -q "temp 0," "$tmp/cfg.out" && ok || bad "config seed and temp: $(cat "$tmp/cfg.out")"
+env -u NATTER_DB "$NATTER_BIN" history list | grep -q "Hello" && ok || bad "the config's db was not used"
+printf 'Hello\n/stats\n' | env -u NATTER_DB "$NATTER_BIN" chat --plain -n 5 --no-history > "$tmp/cfg.out" 2>&1
+grep -q "reply: 5 tokens" "$tmp/cfg.out" && ok || bad "-n does not override the config: $(cat "$tmp/cfg.out")"
+printf 'model = %s\ntemp = hot\n' "$M" > "$tmp/config/natter/config"
+echo hi | "$NATTER_BIN" chat --plain --no-history > /dev/null 2> "$tmp/err"; check "a bad config value status" 2 $?
+grep -qF "natter: $tmp/config/natter/config:2: temp: 'hot' is not a number" "$tmp/err" && ok || bad "bad config value: $(cat "$tmp/err")"
+printf '\n# fine\ntmep = 0.5\n' > "$tmp/config/natter/config"
+"$NATTER_BIN" history list > /dev/null 2> "$tmp/err"; check "a bad config line for history status" 1 $?
+grep -qF "natter: $tmp/config/natter/config:3: unknown setting 'tmep'" "$tmp/err" && ok || bad "bad config key: $(cat "$tmp/err")"
+printf 'just words\n' > "$tmp/config/natter/config"
+echo hi | "$NATTER_BIN" chat -m "$M" --plain --no-history > /dev/null 2> "$tmp/err"; check "a line without = status" 2 $?
+grep -qF "config:1: 'just words' is not a setting" "$tmp/err" && ok || bad "line without =: $(cat "$tmp/err")"
+rm -f "$tmp/config/natter/config"
+
 # A blank line is not a message; a regeneration with a fixed seed moves to
 # the next seed and says so.
 printf '   \n\t\n/stats\nHello\n/regen\n/stats\n' | "$NATTER_BIN" chat -m "$M" --plain -n 4 --seed 5 --no-history \

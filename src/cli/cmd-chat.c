@@ -161,10 +161,14 @@ cmd_chat(int argc, char **argv)
 	struct out_ctx out = { isatty(STDOUT_FILENO) };
 	int tty_in = isatty(STDIN_FILENO);
 
-	chat_opts_default(op);
+	if (cli_chat_args_init(&args) < 0)   /* the defaults and the config file */
+		return 2;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "m:h" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
-		if (cli_chat_option(ch, optarg, &args))
+		int r = cli_chat_option(ch, optarg, &args);
+		if (r < 0)
+			return 2;
+		if (r)
 			continue;
 		switch (ch) {
 		case 'm': path = optarg; break;
@@ -174,14 +178,18 @@ cmd_chat(int argc, char **argv)
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
 			    "       [--max-tokens N] [--stop STRING]... [--db FILE | --no-history]\n"
 			    "Commands: /set NAME VALUE, /params, /regen, /rate up|down|1..5 [COMMENT], /system [TEXT],\n"
-			    "          /clear, /stats, /help, /quit\n");
+			    "          /clear, /stats, /help, /quit\n"
+			    "Defaults for the model, sampling, context, threads and database come from\n"
+			    "$XDG_CONFIG_HOME/natter/config (key = value lines); options override them.\n");
 			return 0;
 		default:
 			return 2;
 		}
 	}
+	if (!path)
+		path = args.model;
 	if (!path) {
-		cli_error("chat: no model given (use -m FILE)");
+		cli_error("chat: no model given (use -m FILE, or model = FILE in the config file)");
 		return 2;
 	}
 	if (!plain) {
@@ -192,6 +200,7 @@ cmd_chat(int argc, char **argv)
 		uo.chat = args.chat;
 		uo.db = args.db;
 		uo.no_history = args.no_history;
+		uo.theme = args.theme;
 		return ui_run(&uo);
 	}
 	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
@@ -203,6 +212,8 @@ cmd_chat(int argc, char **argv)
 		goto out;
 	}
 	chat_set_notice(c, on_notice, NULL);
+	if (chat_warning(c))
+		fprintf(stderr, "natter: warning: %s\n", chat_warning(c));
 	if (!args.no_history) {
 		per.s = cli_store_open(args.db, 0);
 		if (!per.s) {

@@ -18,6 +18,8 @@ cli_store_open(const char *db, unsigned flags)
 	char path[4096], err[1024];
 	struct store *s;
 
+	if (!db && !(getenv("NATTER_DB") && *getenv("NATTER_DB")) && cli_config_get("db", &db) < 0)
+		return NULL;
 	if (!db) {
 		db = store_default_path_ex(path, sizeof(path), !(flags & (STORE_READONLY | STORE_MUST_EXIST)));
 		if (!db) {

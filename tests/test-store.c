@@ -1129,11 +1129,14 @@ test_crashes(void)
 		int64_t ids[65536];
 		ssize_t n;
 		int k = 0;
-		/* Once the child is writing (its first message acknowledged), kill
-		 * it at a random moment: mid-transaction, mid-commit, anywhere. */
-		if (read(fd[0], &ids[0], sizeof(ids[0])) == sizeof(ids[0]))
-			k = 1;
-		usleep((useconds_t)(rand() % 30000));
+		/* Kill the child after a random number of acknowledged messages
+		 * (it keeps writing meanwhile): mid-transaction, mid-commit,
+		 * anywhere.  What is awaited is its progress, not time. */
+		{
+			int want = 1 + rand() % 40;
+			while (k < want && read(fd[0], &ids[k], sizeof(ids[k])) == sizeof(ids[k]))
+				k++;
+		}
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		while (k < 65536 && (n = read(fd[0], &ids[k], sizeof(ids[k]))) == sizeof(ids[k]))

@@ -261,6 +261,132 @@ grep -q "not a natter database" "$tmp/err" && ok || bad "damaged database messag
 check "damaged database left alone" "garbage, not a database" "$(cat "$tmp/bad.db")"
 unset NATTER_DB
 
+# End to end: chat --plain sessions with a refused message, a /system
+# change, a fixed-seed regeneration, a reply cut by max tokens and a model
+# switch, then every export format -- each line checked field by field
+# against the database, whose records are checked against what happened.
+if command -v sqlite3 >/dev/null 2>&1 && command -v jq >/dev/null 2>&1; then
+	E="$tmp/e2e"
+	mkdir -p "$E"
+	M32="$F/models/aidreams260K-f32.gguf"
+	M16="$F/models/aidreams260K-f16.gguf"
+	db="$E/h.db"
+	q() { sqlite3 -batch -noheader "$db" "$1"; }
+	long=$(head -c 3000 /dev/zero | tr '\0' 'x')
+	printf 'Tell me a dream\n/rate up\n%s\n/system Speak of the sea.\nWhat did you see\n/rate up\n/regen\n/rate down\n/set max_tokens 2\nAnd then\n/rate up\n/quit\n' "$long" |
+		"$NATTER_BIN" chat -m "$M32" --plain --seed 7 -n 40 --stop . --system "You are a dreamer." --db "$db" \
+		> "$E/s1.out" 2> "$E/s1.err"
+	check "e2e session 1 status" 0 $?
+	printf 'Wake up\n/rate 5\n' |
+		"$NATTER_BIN" chat -m "$M16" --plain --resume 1 --seed 7 -n 40 --stop . --db "$db" > "$E/s2.out" 2> "$E/s2.err"
+	check "e2e session 2 (resumed with the f16 model) status" 0 $?
+	grep -q "more than the context" "$E/s1.err" && ok || bad "e2e: the long message was not refused: $(cat "$E/s1.err")"
+	grep -q "resumed conversation 1 (6 messages)" "$E/s2.err" && ok || bad "e2e: resume: $(cat "$E/s2.err")"
+	check "e2e: five generations" 5 "$(q "SELECT count(*) FROM generations")"
+	# The generation answering each user message.
+	gen_of() { q "SELECT g.id FROM generations g JOIN messages a ON a.id = g.message_id JOIN messages u ON u.id = a.parent_id WHERE u.content = '$1' ORDER BY g.id LIMIT 1 OFFSET ${2:-0}"; }
+	g1=$(gen_of "Tell me a dream"); g2=$(gen_of "What did you see"); g3=$(gen_of "What did you see" 1)
+	g4=$(gen_of "And then"); g5=$(gen_of "Wake up")
+	[ -n "$g1" ] && [ -n "$g2" ] && [ -n "$g3" ] && [ -n "$g4" ] && [ -n "$g5" ] && ok || bad "e2e: generations $g1 $g2 $g3 $g4 $g5"
+	# The refused message is no turn: not stored, not fed, not exported.
+	check "e2e: the refused message is not stored" 0 "$(q "SELECT count(*) FROM messages WHERE content LIKE 'xxxx%'")"
+	check "e2e: nor fed to any reply" 0 "$(q "SELECT count(*) FROM generations WHERE prompt_messages LIKE '%xxxx%' OR prompt_text LIKE '%xxxx%'")"
+	# /system changed what came next only.
+	check "e2e: reply 1's system prompt" "You are a dreamer." "$(q "SELECT system_prompt FROM generations WHERE id = $g1")"
+	check "e2e: later replies' system prompt" "Speak of the sea.|Speak of the sea.|Speak of the sea.|Speak of the sea." \
+		"$(q "SELECT group_concat(system_prompt, '|') FROM generations WHERE id IN ($g2, $g3, $g4, $g5)")"
+	check "e2e: reply 1 was fed the old system prompt only" "1|0" \
+		"$(q "SELECT instr(prompt_text, 'You are a dreamer.') > 0, instr(prompt_text, 'Speak of the sea.') > 0 FROM generations WHERE id = $g1")"
+	check "e2e: reply 2 was fed the new one only" "0|1" \
+		"$(q "SELECT instr(prompt_text, 'You are a dreamer.') > 0, instr(prompt_text, 'Speak of the sea.') > 0 FROM generations WHERE id = $g2")"
+	# The fixed seed moved on for the regeneration, and said so.
+	check "e2e: seeds of the reply and its regeneration" "7|8" "$(q "SELECT group_concat(seed, '|') FROM generations WHERE id IN ($g2, $g3)")"
+	check "e2e: one message, two alternatives" 1 "$(q "SELECT count(DISTINCT message_id) FROM generations WHERE id IN ($g2, $g3)")"
+	grep -q "seed 7 would repeat the same reply: regenerating with seed 8" "$E/s1.err" && ok || bad "e2e: no seed notice"
+	# The reply cut by max tokens says so.
+	check "e2e: the cut reply" "max-tokens|2" "$(q "SELECT end_reason, n_gen FROM generations WHERE id = $g4")"
+	check "e2e: the others ended at the stop string" 4 "$(q "SELECT count(*) FROM generations WHERE end_reason = 'stop-string'")"
+	# Each reply records its model: the f32 file, then the f16 one.
+	s32=$(sha256sum "$M32" | cut -d' ' -f1); s16=$(sha256sum "$M16" | cut -d' ' -f1)
+	check "e2e: models of replies 1-4" "$s32|$s32|$s32|$s32" \
+		"$(q "SELECT group_concat(md.sha256, '|') FROM generations g JOIN models md ON md.id = g.model_id WHERE g.id IN ($g1, $g2, $g3, $g4)")"
+	check "e2e: the model of the reply after the switch" "$s16" \
+		"$(q "SELECT md.sha256 FROM generations g JOIN models md ON md.id = g.model_id WHERE g.id = $g5")"
+	"$NATTER_BIN" history list --db "$db" | grep -q "aidreams260K-f32.gguf, aidreams260K-f16.gguf" && ok ||
+		bad "e2e: history list does not name both models: $("$NATTER_BIN" history list --db "$db")"
+	# What each reply was fed: the messages of the active branch after the
+	# dropped ones, rendered by the recorded template into the recorded text.
+	for g in $g1 $g2 $g3 $g4 $g5; do
+		check "e2e: generation $g was fed the branch after its dropped messages" "1" "$(q "
+			WITH RECURSIVE up(id, d) AS (SELECT parent_id, 0 FROM messages WHERE id = (SELECT message_id FROM generations WHERE id = $g)
+			  UNION ALL SELECT m.parent_id, d + 1 FROM up JOIN messages m ON m.id = up.id WHERE m.parent_id IS NOT NULL),
+			path AS (SELECT m.role, m.content, row_number() OVER (ORDER BY up.d DESC) - 1 AS pos FROM up JOIN messages m ON m.id = up.id),
+			g AS (SELECT * FROM generations WHERE id = $g)
+			SELECT (SELECT json_group_array(json_object('role', role, 'content', content)) FROM
+			    (SELECT role, content FROM path WHERE pos >= (SELECT n_dropped FROM g) ORDER BY pos))
+			  = (SELECT json_group_array(json(e.value)) FROM g, json_each(g.prompt_messages) e WHERE json_extract(e.value, '$.role') <> 'system')")"
+		q "SELECT writefile('$E/fed.json', prompt_messages), writefile('$E/want.txt', prompt_text),
+		   writefile('$E/tmpl.jinja', t.source) FROM generations g JOIN templates t ON t.id = g.template_id WHERE g.id = $g" > /dev/null
+		"$NATTER_BIN" template --template-file "$E/tmpl.jinja" --messages "$E/fed.json" --add-generation-prompt \
+			--bos '<s>' --eos '</s>' > "$E/got.txt" 2>/dev/null
+		cmp -s "$E/want.txt" "$E/got.txt" && ok || bad "e2e: generation $g's prompt text is not its messages rendered"
+		check "e2e: generation $g's prompt tokens" 1 "$(q "SELECT prompt_tokens = n_prompt + n_reused AND prompt_tokens > 0 FROM generations WHERE id = $g")"
+	done
+	check "e2e: the switch dropped the old turns" 6 "$(q "SELECT n_dropped FROM generations WHERE id = $g5")"
+	# Every format: the lines natter writes are exactly the lines the
+	# database's records give under the export rules, built here in SQL.
+	rules="WITH RECURSIVE path(id) AS (SELECT leaf_id FROM conversations WHERE id = 1
+		  UNION ALL SELECT m.parent_id FROM path p JOIN messages m ON m.id = p.id WHERE m.parent_id IS NOT NULL),
+		scored AS (SELECT g.*, CASE r.kind WHEN 'thumb' THEN CASE r.value WHEN 1 THEN 5 ELSE 1 END ELSE r.value END AS score,
+		  r.created AS rated_at FROM generations g JOIN ratings r ON r.generation_id = g.id
+		  WHERE g.message_id IN (SELECT id FROM path) AND g.prompt_messages IS NOT NULL),
+		ok AS (SELECT * FROM scored WHERE end_reason IN ('finished', 'stop-string') OR \$ALL)"
+	reply="json_object('role', 'assistant', 'content', content)"
+	expect_sft="SELECT DISTINCT json_object('messages', json_insert(prompt_messages, '\$[#]', $reply)) FROM ok WHERE score >= 4"
+	expect_dpo="SELECT DISTINCT json_object('prompt', json(a.prompt_messages), 'chosen', json_array(json_object('role', 'assistant', 'content', a.content)),
+		'rejected', json_array(json_object('role', 'assistant', 'content', b.content))) FROM ok a JOIN ok b ON a.message_id = b.message_id
+		AND a.score > b.score AND a.prompt_messages = b.prompt_messages AND a.content <> b.content"
+	expect_kto="SELECT DISTINCT json_object('prompt', json(g.prompt_messages), 'completion', json_array(json_object('role', 'assistant', 'content', g.content)),
+		'label', json(CASE WHEN (SELECT h.score FROM ok h WHERE h.message_id = g.message_id AND h.prompt_messages = g.prompt_messages
+		AND h.content = g.content ORDER BY h.rated_at DESC, h.id DESC LIMIT 1) >= 4 THEN 'true' ELSE 'false' END)) FROM ok g"
+	expect_osft="SELECT DISTINCT json_object('messages', json_insert((SELECT json_group_array(CASE WHEN json_extract(e.value, '\$.role') = 'assistant'
+		THEN json_set(e.value, '\$.weight', 0) ELSE json(e.value) END) FROM json_each(ok.prompt_messages) e), '\$[#]',
+		json_object('role', 'assistant', 'content', ok.content, 'weight', 1))) FROM ok WHERE score >= 4"
+	expect_odpo="SELECT DISTINCT json_object('input', json_object('messages', json(a.prompt_messages)),
+		'preferred_output', json_array(json_object('role', 'assistant', 'content', a.content)),
+		'non_preferred_output', json_array(json_object('role', 'assistant', 'content', b.content))) FROM ok a JOIN ok b
+		ON a.message_id = b.message_id AND a.score > b.score AND a.prompt_messages = b.prompt_messages AND a.content <> b.content"
+	for all in 0 1; do
+		inc=; [ $all -eq 1 ] && inc=--include-incomplete
+		for f in sft dpo kto openai-sft openai-dpo; do
+			case $f in
+			sft) x=$expect_sft ;; dpo) x=$expect_dpo ;; kto) x=$expect_kto ;; openai-sft) x=$expect_osft ;; openai-dpo) x=$expect_odpo ;;
+			esac
+			"$NATTER_BIN" export --format $f $inc --db "$db" -o "$E/$f.jsonl" 2> "$E/export.err"
+			check "e2e: export $f $inc status" 0 $?
+			jq -cS . < "$E/$f.jsonl" | sort > "$E/got.lines"
+			q "$(echo "$rules" | sed "s/\\\$ALL/$all/") $x" | jq -cS . | sort > "$E/want.lines"
+			n=$(wc -l < "$E/want.lines" | tr -d ' ')
+			[ "$n" -gt 0 ] && ok || bad "e2e: $f $inc: the database gives no line: the test proves nothing"
+			cmp -s "$E/want.lines" "$E/got.lines" && ok ||
+				bad "e2e: export $f $inc differs from the database's records: $(diff "$E/want.lines" "$E/got.lines" | head -c 1500)"
+			grep -q "xxxxxxxx" "$E/$f.jsonl" && bad "e2e: $f exports the refused message" || ok
+		done
+		if [ $all -eq 0 ]; then
+			grep -q "left out 1 rated reply that was stopped or cut off" "$E/export.err" && ok || bad "e2e: left-out count: $(cat "$E/export.err")"
+			# The cut reply is no target; it stays context where it was fed.
+			check "e2e: the cut reply is no SFT target" 0 \
+				"$(jq -r '.messages[-1].content' "$E/sft.jsonl" | grep -cxF "$(q "SELECT content FROM generations WHERE id = $g4")")"
+			check "e2e: sft lines (replies 1 and 2 and the f16 reply)" 3 "$(wc -l < "$E/sft.jsonl" | tr -d ' ')"
+			check "e2e: dpo lines (reply 2 over its regeneration)" 1 "$(wc -l < "$E/dpo.jsonl" | tr -d ' ')"
+		else
+			check "e2e: sft lines with the cut reply" 4 "$(wc -l < "$E/sft.jsonl" | tr -d ' ')"
+		fi
+	done
+else
+	echo "SKIP: sqlite3 or jq missing: the end-to-end export test was not run"
+fi
+
 # A database that does not exist: history, export and rate say so and
 # create nothing, not even the default folder.
 for cmd in "history list" "history show 1" "history search x" "export --format sft" "rate 1 up"; do

@@ -2,7 +2,7 @@
 # install-deps.sh -- installs the Debian 12 packages natter needs to build and test.
 set -e
 pkgs="build-essential autoconf automake pkg-config libncurses-dev libreadline-dev
-libcjson-dev libopenblas-dev libsqlite3-dev tmux valgrind"
+libcjson-dev libopenblas-dev libsqlite3-dev tmux valgrind sqlite3 jq"
 if [ "$(id -u)" -eq 0 ]; then
 	SUDO=
 else

@@ -145,6 +145,7 @@ cmd_chat(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
 		{ "plain", no_argument, NULL, 'P' },
+		{ "resume", required_argument, NULL, 'R' },
 		CLI_CHAT_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -156,6 +157,7 @@ cmd_chat(int argc, char **argv)
 	struct chat *c = NULL;
 	struct chat_stats last = { 0 };
 	int plain = 0, ch, rc = 1, have_stats = 0;
+	long long resume = 0;
 	struct chatlog per = { 0 };
 	char err[512];
 	struct out_ctx out = { isatty(STDOUT_FILENO) };
@@ -173,10 +175,19 @@ cmd_chat(int argc, char **argv)
 		switch (ch) {
 		case 'm': path = optarg; break;
 		case 'P': plain = 1; break;
+		case 'R': {
+			char *end;
+			resume = strtoll(optarg, &end, 10);
+			if (end == optarg || *end || resume <= 0) {
+				cli_error("--resume: '%s' is not a conversation id (see natter history list)", optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'h':
 			printf("usage: natter chat -m FILE --plain [--system TEXT] [--chat-template NAME|FILE] [-c N] [-t N]\n"
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
-			    "       [--max-tokens N] [--stop STRING]... [--db FILE | --no-history]\n"
+			    "       [--max-tokens N] [--stop STRING]... [--db FILE | --no-history] [--resume ID]\n"
 			    "Commands: /set NAME VALUE, /params, /regen, /rate up|down|1..5 [COMMENT], /system [TEXT],\n"
 			    "          /clear, /stats, /help, /quit\n"
 			    "Defaults for the model, sampling, context, threads and database come from\n"
@@ -190,6 +201,10 @@ cmd_chat(int argc, char **argv)
 		path = args.model;
 	if (!path) {
 		cli_error("chat: no model given (use -m FILE, or model = FILE in the config file)");
+		return 2;
+	}
+	if (resume && (!plain || args.no_history)) {
+		cli_error("--resume works with --plain and the history (F3 resumes in the full-screen chat)");
 		return 2;
 	}
 	if (!plain) {
@@ -226,6 +241,15 @@ cmd_chat(int argc, char **argv)
 				per.model_id = 0;
 			}
 		}
+	}
+	if (resume) {
+		/* The conversation's active branch, every alternative; the replies
+		 * from here on record this session's model. */
+		if (!per.s || chatlog_resume(&per, c, resume, err, sizeof(err)) < 0) {
+			cli_error("--resume %lld: %s", resume, per.s ? err : "the history cannot be opened");
+			goto out;
+		}
+		fprintf(stderr, "natter: resumed conversation %lld (%d messages)\n", resume, chat_n_messages(c));
 	}
 	if (tty_in) {
 		fprintf(stderr, "natter: %s, template %s, context %d. /help for commands.\n", path,

@@ -212,14 +212,16 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 		free(system);
 		return store_seterr(s, "out of memory");
 	}
-	/* The active branch, first message first; the system prompt each
-	 * chosen reply was given (NULL when not recorded); how many versions
-	 * the message has. */
-	ms = store_prepare(s, STORE_PATH_CTE "SELECT m.id, m.role, m.content, (SELECT g.system_prompt FROM generations g "
-	    "WHERE g.message_id = m.id AND g.chosen), (SELECT count(*) FROM messages o WHERE o.conversation_id = ?1 "
-	    "AND o.parent_id IS m.parent_id AND o.role = m.role), (SELECT count(*) FROM messages o WHERE "
-	    "o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role AND o.id <= m.id) "
-	    "FROM path JOIN messages m ON m.id = path.id ORDER BY path.depth DESC");
+	/* The active branch, first message first; the system prompt the reply
+	 * to each message was given, told at the message that prompted the
+	 * reply (NULL when not recorded); how many versions the message has. */
+	ms = store_prepare(s, STORE_PATH_CTE ", rows AS (SELECT m.id, m.role, m.content, path.depth, (SELECT g.system_prompt "
+	    "FROM generations g WHERE g.message_id = m.id AND g.chosen) AS sys, (SELECT count(*) FROM messages o WHERE "
+	    "o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role) AS nv, (SELECT count(*) FROM "
+	    "messages o WHERE o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role AND o.id <= m.id) "
+	    "AS v FROM path JOIN messages m ON m.id = path.id) SELECT id, role, content, CASE WHEN role = 'user' THEN "
+	    "lead(sys) OVER w WHEN lag(role) OVER w IS NOT 'user' THEN sys END, nv, v FROM rows "
+	    "WINDOW w AS (ORDER BY depth DESC) ORDER BY depth DESC");
 	if (!ms) {
 		free(conv_model);
 		free(system);
@@ -245,8 +247,7 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 	while ((rc = sqlite3_step(ms)) == SQLITE_ROW) {
 		const char *role = col_text(ms, 1);
 		k++;
-		if (!strcmp(role, "assistant") && sqlite3_column_type(ms, 3) != SQLITE_NULL && system &&
-		    strcmp(col_text(ms, 3), system)) {
+		if (sqlite3_column_type(ms, 3) != SQLITE_NULL && system && strcmp(col_text(ms, 3), system)) {
 			free(system);
 			system = strdup(col_text(ms, 3));
 			if (system && *system)

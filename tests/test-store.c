@@ -1133,7 +1133,7 @@ test_crashes(void)
 		 * (it keeps writing meanwhile): mid-transaction, mid-commit,
 		 * anywhere.  What is awaited is its progress, not time. */
 		{
-			int want = 1 + rand() % 40;
+			int want = 1 + rand() % 6;
 			while (k < want && read(fd[0], &ids[k], sizeof(ids[k])) == sizeof(ids[k]))
 				k++;
 		}

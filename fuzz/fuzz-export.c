@@ -36,14 +36,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&g, 0, sizeof(g));
 	g.content = b;
 	g.end = STORE_END_FINISHED;
-	store_gen_add(s, conv, 0, &g, &g1, &msg);
+	{
+		/* What the reply was fed, from the same bytes. */
+		struct store_turn fed[2] = { { "system", c }, { "user", a } };
+		g.fed = fed;
+		g.n_fed = 2;
+		store_gen_add(s, conv, 0, &g, &g1, &msg);
+	}
+	g.fed = NULL;   /* and one from before schema 3 */
+	g.n_fed = 0;
 	g.content = c;
 	store_gen_add(s, conv, msg, &g, &g2, NULL);
 	store_rating_set(s, g1, "thumb", 1, a);
 	store_rating_set(s, g2, "stars", 2, NULL);
-	for (int f = 0; f < 3; f++) {
-		struct store_export_opts o = { (enum store_format)f, 4, NULL, 0 };
-		int n;
+	for (int f = 0; f < STORE_N_FORMATS; f++) {
+		struct store_export_opts o = { (enum store_format)f, 4, NULL, 0, 1, 1 };
+		struct store_export_counts n;
 		size_t len;
 		if (store_export(s, &o, out, &n, err, sizeof(err)) < 0)
 			abort();

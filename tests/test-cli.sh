@@ -11,6 +11,10 @@ check() { # check LABEL EXPECTED ACTUAL
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Neither the user's config file nor their history: every database here is
+# in $tmp (the chat tests used to write into ~/.local/share/natter).
+export XDG_CONFIG_HOME="$tmp/config" XDG_DATA_HOME="$tmp/data"
+unset NATTER_DB
 
 # Usage errors exit 2 with a message.
 "$NATTER_BIN" frobnicate >/dev/null 2>"$tmp/err"; check "unknown command status" 2 $?
@@ -127,6 +131,56 @@ printf '%s\nshort one\n/stats\n' "$long" | "$NATTER_BIN" chat -m "$M" --plain -n
 check "chat with a too-long message status" 0 $?
 grep -q "more than the context" "$tmp/chat.err" && ok || bad "too-long message error: $(cat "$tmp/chat.err")"
 grep -q "reply: 4 tokens" "$tmp/chat.out" && ok || bad "the chat goes on after a too-long message"
+# Numeric options are read strictly; each error names its option.
+for args in "--seed abc|--seed: 'abc' is not a seed" "-c -5|-c/--ctx-size: '-5' is out of range" \
+    "-t 0|-t/--threads: '0' is out of range" "--max-tokens abc|--max-tokens: 'abc' is not a whole number" \
+    "--temp hot|--temp: 'hot' is not a number" "--top-k 4x|--top-k: '4x' is not a whole number" \
+    "--seed -1|--seed: '-1' is not a seed"; do
+	opt=${args%%|*}
+	msg=${args#*|}
+	# shellcheck disable=SC2086
+	echo hi | "$NATTER_BIN" chat -m "$M" --plain --no-history $opt > /dev/null 2> "$tmp/err"
+	check "chat $opt status" 2 $?
+	grep -qF "natter: $msg" "$tmp/err" && ok || bad "chat $opt: $(cat "$tmp/err")"
+done
+# A context longer than the model was trained on (aidreams: 128) warns.
+echo "/quit" | "$NATTER_BIN" chat -m "$M" --plain --no-history -c 256 > /dev/null 2> "$tmp/err"
+check "chat -c 256 status" 0 $?
+grep -q "warning: a context of 256 tokens is more than the 128 this model was trained on" "$tmp/err" && ok ||
+	bad "no warning for -c 256: $(cat "$tmp/err")"
+echo "/quit" | "$NATTER_BIN" chat -m "$M" --plain --no-history -c 64 > /dev/null 2> "$tmp/err"
+grep -q "warning" "$tmp/err" && bad "a warning for -c 64: $(cat "$tmp/err")" || ok
+
+# The config file sets defaults for both front ends; options override it;
+# a bad line is an error naming the file and the line.
+mkdir -p "$tmp/config/natter"
+{
+	echo "# natter's settings"
+	echo "model = $M"
+	echo "max_tokens = 3"
+	echo "seed = 9"
+	echo "temp = 0"
+	echo "theme = mono"
+	echo "db = $tmp/from-config.db"
+} > "$tmp/config/natter/config"
+printf 'Hello\n/stats\n/params\n' | env -u NATTER_DB "$NATTER_BIN" chat --plain > "$tmp/cfg.out" 2> "$tmp/cfg.err"
+check "chat with the config's model status" 0 $?
+grep -q "reply: 3 tokens" "$tmp/cfg.out" && ok || bad "config max_tokens: $(cat "$tmp/cfg.out" "$tmp/cfg.err")"
+grep -q "seed 9" "$tmp/cfg.out" && grep -q "temp 0," "$tmp/cfg.out" && ok || bad "config seed and temp: $(cat "$tmp/cfg.out")"
+env -u NATTER_DB "$NATTER_BIN" history list | grep -q "Hello" && ok || bad "the config's db was not used"
+printf 'Hello\n/stats\n' | env -u NATTER_DB "$NATTER_BIN" chat --plain -n 5 --no-history > "$tmp/cfg.out" 2>&1
+grep -q "reply: 5 tokens" "$tmp/cfg.out" && ok || bad "-n does not override the config: $(cat "$tmp/cfg.out")"
+printf 'model = %s\ntemp = hot\n' "$M" > "$tmp/config/natter/config"
+echo hi | "$NATTER_BIN" chat --plain --no-history > /dev/null 2> "$tmp/err"; check "a bad config value status" 2 $?
+grep -qF "natter: $tmp/config/natter/config:2: temp: 'hot' is not a number" "$tmp/err" && ok || bad "bad config value: $(cat "$tmp/err")"
+printf '\n# fine\ntmep = 0.5\n' > "$tmp/config/natter/config"
+"$NATTER_BIN" history list > /dev/null 2> "$tmp/err"; check "a bad config line for history status" 1 $?
+grep -qF "natter: $tmp/config/natter/config:3: unknown setting 'tmep'" "$tmp/err" && ok || bad "bad config key: $(cat "$tmp/err")"
+printf 'just words\n' > "$tmp/config/natter/config"
+echo hi | "$NATTER_BIN" chat -m "$M" --plain --no-history > /dev/null 2> "$tmp/err"; check "a line without = status" 2 $?
+grep -qF "config:1: 'just words' is not a setting" "$tmp/err" && ok || bad "line without =: $(cat "$tmp/err")"
+rm -f "$tmp/config/natter/config"
+
 # A blank line is not a message; a regeneration with a fixed seed moves to
 # the next seed and says so.
 printf '   \n\t\n/stats\nHello\n/regen\n/stats\n' | "$NATTER_BIN" chat -m "$M" --plain -n 4 --seed 5 --no-history \
@@ -153,11 +207,52 @@ grep -q "stored as generation 2 of conversation 1" "$tmp/c.out" && ok || bad "/s
 "$NATTER_BIN" rate 2 3 --comment "better now" | grep -q "rated generation 2 3" && ok || bad "natter rate"
 "$NATTER_BIN" rate 99 up 2>"$tmp/err"; check "rate a missing generation status" 1 $?
 "$NATTER_BIN" rate 2 7 2>/dev/null; check "rate with a bad value status" 2 $?
-"$NATTER_BIN" export --format dpo -o "$tmp/dpo.jsonl" 2>/dev/null; check "export status" 0 $?
+# Both replies hit -n 6: cut off, so not targets unless asked for.
+"$NATTER_BIN" export --format dpo -o "$tmp/dpo.jsonl" 2>"$tmp/err"; check "export status" 0 $?
+check "export dpo lines without cut-off replies" 0 "$(wc -l < "$tmp/dpo.jsonl" | tr -d ' ')"
+grep -q "left out 2 rated replies that were stopped or cut off" "$tmp/err" && ok || bad "left-out count: $(cat "$tmp/err")"
+"$NATTER_BIN" export --format dpo --include-incomplete -o "$tmp/dpo.jsonl" 2>/dev/null; check "export status" 0 $?
 check "export dpo lines" 1 "$(wc -l < "$tmp/dpo.jsonl" | tr -d ' ')"
 grep -q '"chosen":\[{"role":"assistant"' "$tmp/dpo.jsonl" && ok || bad "dpo line: $(cat "$tmp/dpo.jsonl")"
-check "export sft lines (4 stars and up)" 1 "$("$NATTER_BIN" export --format sft | wc -l | tr -d ' ')"
-"$NATTER_BIN" export --format xml 2>/dev/null; check "export bad format status" 2 $?
+check "export sft lines (4 stars and up)" 1 "$("$NATTER_BIN" export --format sft --include-incomplete | wc -l | tr -d ' ')"
+"$NATTER_BIN" export --format sft -o "$tmp/nodir/x.jsonl" 2>"$tmp/err"; check "export to a missing folder status" 1 $?
+grep -q "^natter: $tmp/nodir/x.jsonl: cannot write it: No such file or directory" "$tmp/err" && ! grep -q "\.tmp" "$tmp/err" && ok ||
+	bad "an export error names the file given: $(cat "$tmp/err")"
+"$NATTER_BIN" export --format xml 2>"$tmp/err"; check "export bad format status" 2 $?
+grep -q "openai-dpo" "$tmp/err" && ok || bad "a bad format lists the formats: $(cat "$tmp/err")"
+# The formats: export --help prints the exporter's table; the man page has
+# each one with the same help line.
+MAN="${NATTER_SRCDIR:-.}/man/natter.1"
+"$NATTER_BIN" export --help | sed -n '/^Formats:/,/^--/p' | grep '^  ' > "$tmp/formats"
+check "five formats in export --help" 5 "$(wc -l < "$tmp/formats" | tr -d ' ')"
+while read -r name help; do
+	mname=$(printf '%s' "$name" | sed 's/-/\\\\-/g')
+	grep -A1 "^\.B $mname\$" "$MAN" | tail -n 1 | grep -qxF "$help" && ok || bad "man page lacks format $name: $help"
+done < "$tmp/formats"
+# A read-only database can still be listed and exported; saving to it says
+# why it cannot, in a sentence.  (As root, permissions do not stop writes:
+# a read-only mount does.)
+ro=
+if [ "$(id -u)" -eq 0 ]; then
+	mkdir -p "$tmp/ro"
+	if mount -t tmpfs -o size=4m tmpfs "$tmp/ro" 2>/dev/null; then
+		cp "$tmp/h.db" "$tmp/ro/h.db" && mount -o remount,ro "$tmp/ro" && ro="$tmp/ro"
+	fi
+else
+	mkdir -p "$tmp/ro" && cp "$tmp/h.db" "$tmp/ro/h.db" && chmod a-w "$tmp/ro/h.db" "$tmp/ro" && ro="$tmp/ro"
+fi
+if [ -n "$ro" ]; then
+	"$NATTER_BIN" history list --db "$ro/h.db" | grep -q "Tell me a dream" && ok || bad "listing a read-only database"
+	"$NATTER_BIN" export --format kto --include-incomplete --db "$ro/h.db" | grep -q '"label"' && ok ||
+		bad "exporting a read-only database"
+	"$NATTER_BIN" rate 2 up --db "$ro/h.db" 2> "$tmp/err"; check "rating in a read-only database status" 1 $?
+	grep -qx "natter: $ro/h.db: the database is read-only (natter may not write to it or its folder): it can be listed and exported, but nothing can be saved to it" \
+	    "$tmp/err" && ok || bad "read-only message: $(cat "$tmp/err")"
+	if [ "$(id -u)" -eq 0 ]; then umount "$tmp/ro"; else chmod u+w "$tmp/ro"; fi
+else
+	echo "SKIP: no read-only place for a database here"
+fi
+
 "$NATTER_BIN" history delete 1 | grep -q "deleted conversation 1" && ok || bad "history delete"
 "$NATTER_BIN" history show 1 2>/dev/null; check "show a deleted conversation status" 1 $?
 printf 'garbage, not a database' > "$tmp/bad.db"
@@ -165,6 +260,143 @@ printf 'garbage, not a database' > "$tmp/bad.db"
 grep -q "not a natter database" "$tmp/err" && ok || bad "damaged database message: $(cat "$tmp/err")"
 check "damaged database left alone" "garbage, not a database" "$(cat "$tmp/bad.db")"
 unset NATTER_DB
+
+# End to end: chat --plain sessions with a refused message, a /system
+# change, a fixed-seed regeneration, a reply cut by max tokens and a model
+# switch, then every export format -- each line checked field by field
+# against the database, whose records are checked against what happened.
+if command -v sqlite3 >/dev/null 2>&1 && command -v jq >/dev/null 2>&1; then
+	E="$tmp/e2e"
+	mkdir -p "$E"
+	M32="$F/models/aidreams260K-f32.gguf"
+	M16="$F/models/aidreams260K-f16.gguf"
+	db="$E/h.db"
+	q() { sqlite3 -batch -noheader "$db" "$1"; }
+	long=$(head -c 3000 /dev/zero | tr '\0' 'x')
+	printf 'Tell me a dream\n/rate up\n%s\n/system Speak of the sea.\nWhat did you see\n/rate up\n/regen\n/rate down\n/set max_tokens 2\nAnd then\n/rate up\n/quit\n' "$long" |
+		"$NATTER_BIN" chat -m "$M32" --plain --seed 7 -n 40 --stop . --system "You are a dreamer." --db "$db" \
+		> "$E/s1.out" 2> "$E/s1.err"
+	check "e2e session 1 status" 0 $?
+	printf 'Wake up\n/rate 5\n' |
+		"$NATTER_BIN" chat -m "$M16" --plain --resume 1 --seed 7 -n 40 --stop . --db "$db" > "$E/s2.out" 2> "$E/s2.err"
+	check "e2e session 2 (resumed with the f16 model) status" 0 $?
+	grep -q "more than the context" "$E/s1.err" && ok || bad "e2e: the long message was not refused: $(cat "$E/s1.err")"
+	grep -q "resumed conversation 1 (6 messages)" "$E/s2.err" && ok || bad "e2e: resume: $(cat "$E/s2.err")"
+	check "e2e: five generations" 5 "$(q "SELECT count(*) FROM generations")"
+	# The generation answering each user message.
+	gen_of() { q "SELECT g.id FROM generations g JOIN messages a ON a.id = g.message_id JOIN messages u ON u.id = a.parent_id WHERE u.content = '$1' ORDER BY g.id LIMIT 1 OFFSET ${2:-0}"; }
+	g1=$(gen_of "Tell me a dream"); g2=$(gen_of "What did you see"); g3=$(gen_of "What did you see" 1)
+	g4=$(gen_of "And then"); g5=$(gen_of "Wake up")
+	[ -n "$g1" ] && [ -n "$g2" ] && [ -n "$g3" ] && [ -n "$g4" ] && [ -n "$g5" ] && ok || bad "e2e: generations $g1 $g2 $g3 $g4 $g5"
+	# The refused message is no turn: not stored, not fed, not exported.
+	check "e2e: the refused message is not stored" 0 "$(q "SELECT count(*) FROM messages WHERE content LIKE 'xxxx%'")"
+	check "e2e: nor fed to any reply" 0 "$(q "SELECT count(*) FROM generations WHERE prompt_messages LIKE '%xxxx%' OR prompt_text LIKE '%xxxx%'")"
+	# /system changed what came next only.
+	check "e2e: reply 1's system prompt" "You are a dreamer." "$(q "SELECT system_prompt FROM generations WHERE id = $g1")"
+	check "e2e: later replies' system prompt" "Speak of the sea.|Speak of the sea.|Speak of the sea.|Speak of the sea." \
+		"$(q "SELECT group_concat(system_prompt, '|') FROM generations WHERE id IN ($g2, $g3, $g4, $g5)")"
+	check "e2e: reply 1 was fed the old system prompt only" "1|0" \
+		"$(q "SELECT instr(prompt_text, 'You are a dreamer.') > 0, instr(prompt_text, 'Speak of the sea.') > 0 FROM generations WHERE id = $g1")"
+	check "e2e: reply 2 was fed the new one only" "0|1" \
+		"$(q "SELECT instr(prompt_text, 'You are a dreamer.') > 0, instr(prompt_text, 'Speak of the sea.') > 0 FROM generations WHERE id = $g2")"
+	# The fixed seed moved on for the regeneration, and said so.
+	check "e2e: seeds of the reply and its regeneration" "7|8" "$(q "SELECT group_concat(seed, '|') FROM generations WHERE id IN ($g2, $g3)")"
+	check "e2e: one message, two alternatives" 1 "$(q "SELECT count(DISTINCT message_id) FROM generations WHERE id IN ($g2, $g3)")"
+	grep -q "seed 7 would repeat the same reply: regenerating with seed 8" "$E/s1.err" && ok || bad "e2e: no seed notice"
+	# The reply cut by max tokens says so.
+	check "e2e: the cut reply" "max-tokens|2" "$(q "SELECT end_reason, n_gen FROM generations WHERE id = $g4")"
+	check "e2e: the others ended at the stop string" 4 "$(q "SELECT count(*) FROM generations WHERE end_reason = 'stop-string'")"
+	# Each reply records its model: the f32 file, then the f16 one.
+	s32=$(sha256sum "$M32" | cut -d' ' -f1); s16=$(sha256sum "$M16" | cut -d' ' -f1)
+	check "e2e: models of replies 1-4" "$s32|$s32|$s32|$s32" \
+		"$(q "SELECT group_concat(md.sha256, '|') FROM generations g JOIN models md ON md.id = g.model_id WHERE g.id IN ($g1, $g2, $g3, $g4)")"
+	check "e2e: the model of the reply after the switch" "$s16" \
+		"$(q "SELECT md.sha256 FROM generations g JOIN models md ON md.id = g.model_id WHERE g.id = $g5")"
+	"$NATTER_BIN" history list --db "$db" | grep -q "aidreams260K-f32.gguf, aidreams260K-f16.gguf" && ok ||
+		bad "e2e: history list does not name both models: $("$NATTER_BIN" history list --db "$db")"
+	# What each reply was fed: the messages of the active branch after the
+	# dropped ones, rendered by the recorded template into the recorded text.
+	for g in $g1 $g2 $g3 $g4 $g5; do
+		check "e2e: generation $g was fed the branch after its dropped messages" "1" "$(q "
+			WITH RECURSIVE up(id, d) AS (SELECT parent_id, 0 FROM messages WHERE id = (SELECT message_id FROM generations WHERE id = $g)
+			  UNION ALL SELECT m.parent_id, d + 1 FROM up JOIN messages m ON m.id = up.id WHERE m.parent_id IS NOT NULL),
+			path AS (SELECT m.role, m.content, row_number() OVER (ORDER BY up.d DESC) - 1 AS pos FROM up JOIN messages m ON m.id = up.id),
+			g AS (SELECT * FROM generations WHERE id = $g)
+			SELECT (SELECT json_group_array(json_object('role', role, 'content', content)) FROM
+			    (SELECT role, content FROM path WHERE pos >= (SELECT n_dropped FROM g) ORDER BY pos))
+			  = (SELECT json_group_array(json(e.value)) FROM g, json_each(g.prompt_messages) e WHERE json_extract(e.value, '$.role') <> 'system')")"
+		q "SELECT writefile('$E/fed.json', prompt_messages), writefile('$E/want.txt', prompt_text),
+		   writefile('$E/tmpl.jinja', t.source) FROM generations g JOIN templates t ON t.id = g.template_id WHERE g.id = $g" > /dev/null
+		"$NATTER_BIN" template --template-file "$E/tmpl.jinja" --messages "$E/fed.json" --add-generation-prompt \
+			--bos '<s>' --eos '</s>' > "$E/got.txt" 2>/dev/null
+		cmp -s "$E/want.txt" "$E/got.txt" && ok || bad "e2e: generation $g's prompt text is not its messages rendered"
+		check "e2e: generation $g's prompt tokens" 1 "$(q "SELECT prompt_tokens = n_prompt + n_reused AND prompt_tokens > 0 FROM generations WHERE id = $g")"
+	done
+	check "e2e: the switch dropped the old turns" 6 "$(q "SELECT n_dropped FROM generations WHERE id = $g5")"
+	# Every format: the lines natter writes are exactly the lines the
+	# database's records give under the export rules, built here in SQL.
+	rules="WITH RECURSIVE path(id) AS (SELECT leaf_id FROM conversations WHERE id = 1
+		  UNION ALL SELECT m.parent_id FROM path p JOIN messages m ON m.id = p.id WHERE m.parent_id IS NOT NULL),
+		scored AS (SELECT g.*, CASE r.kind WHEN 'thumb' THEN CASE r.value WHEN 1 THEN 5 ELSE 1 END ELSE r.value END AS score,
+		  r.created AS rated_at FROM generations g JOIN ratings r ON r.generation_id = g.id
+		  WHERE g.message_id IN (SELECT id FROM path) AND g.prompt_messages IS NOT NULL),
+		ok AS (SELECT * FROM scored WHERE end_reason IN ('finished', 'stop-string') OR \$ALL)"
+	reply="json_object('role', 'assistant', 'content', content)"
+	expect_sft="SELECT DISTINCT json_object('messages', json_insert(prompt_messages, '\$[#]', $reply)) FROM ok WHERE score >= 4"
+	expect_dpo="SELECT DISTINCT json_object('prompt', json(a.prompt_messages), 'chosen', json_array(json_object('role', 'assistant', 'content', a.content)),
+		'rejected', json_array(json_object('role', 'assistant', 'content', b.content))) FROM ok a JOIN ok b ON a.message_id = b.message_id
+		AND a.score > b.score AND a.prompt_messages = b.prompt_messages AND a.content <> b.content"
+	expect_kto="SELECT DISTINCT json_object('prompt', json(g.prompt_messages), 'completion', json_array(json_object('role', 'assistant', 'content', g.content)),
+		'label', json(CASE WHEN (SELECT h.score FROM ok h WHERE h.message_id = g.message_id AND h.prompt_messages = g.prompt_messages
+		AND h.content = g.content ORDER BY h.rated_at DESC, h.id DESC LIMIT 1) >= 4 THEN 'true' ELSE 'false' END)) FROM ok g"
+	expect_osft="SELECT DISTINCT json_object('messages', json_insert((SELECT json_group_array(CASE WHEN json_extract(e.value, '\$.role') = 'assistant'
+		THEN json_set(e.value, '\$.weight', 0) ELSE json(e.value) END) FROM json_each(ok.prompt_messages) e), '\$[#]',
+		json_object('role', 'assistant', 'content', ok.content, 'weight', 1))) FROM ok WHERE score >= 4"
+	expect_odpo="SELECT DISTINCT json_object('input', json_object('messages', json(a.prompt_messages)),
+		'preferred_output', json_array(json_object('role', 'assistant', 'content', a.content)),
+		'non_preferred_output', json_array(json_object('role', 'assistant', 'content', b.content))) FROM ok a JOIN ok b
+		ON a.message_id = b.message_id AND a.score > b.score AND a.prompt_messages = b.prompt_messages AND a.content <> b.content"
+	for all in 0 1; do
+		inc=; [ $all -eq 1 ] && inc=--include-incomplete
+		for f in sft dpo kto openai-sft openai-dpo; do
+			case $f in
+			sft) x=$expect_sft ;; dpo) x=$expect_dpo ;; kto) x=$expect_kto ;; openai-sft) x=$expect_osft ;; openai-dpo) x=$expect_odpo ;;
+			esac
+			"$NATTER_BIN" export --format $f $inc --db "$db" -o "$E/$f.jsonl" 2> "$E/export.err"
+			check "e2e: export $f $inc status" 0 $?
+			jq -cS . < "$E/$f.jsonl" | sort > "$E/got.lines"
+			q "$(echo "$rules" | sed "s/\\\$ALL/$all/") $x" | jq -cS . | sort > "$E/want.lines"
+			n=$(wc -l < "$E/want.lines" | tr -d ' ')
+			[ "$n" -gt 0 ] && ok || bad "e2e: $f $inc: the database gives no line: the test proves nothing"
+			cmp -s "$E/want.lines" "$E/got.lines" && ok ||
+				bad "e2e: export $f $inc differs from the database's records: $(diff "$E/want.lines" "$E/got.lines" | head -c 1500)"
+			grep -q "xxxxxxxx" "$E/$f.jsonl" && bad "e2e: $f exports the refused message" || ok
+		done
+		if [ $all -eq 0 ]; then
+			grep -q "left out 1 rated reply that was stopped or cut off" "$E/export.err" && ok || bad "e2e: left-out count: $(cat "$E/export.err")"
+			# The cut reply is no target; it stays context where it was fed.
+			check "e2e: the cut reply is no SFT target" 0 \
+				"$(jq -r '.messages[-1].content' "$E/sft.jsonl" | grep -cxF "$(q "SELECT content FROM generations WHERE id = $g4")")"
+			check "e2e: sft lines (replies 1 and 2 and the f16 reply)" 3 "$(wc -l < "$E/sft.jsonl" | tr -d ' ')"
+			check "e2e: dpo lines (reply 2 over its regeneration)" 1 "$(wc -l < "$E/dpo.jsonl" | tr -d ' ')"
+		else
+			check "e2e: sft lines with the cut reply" 4 "$(wc -l < "$E/sft.jsonl" | tr -d ' ')"
+		fi
+	done
+else
+	echo "SKIP: sqlite3 or jq missing: the end-to-end export test was not run"
+fi
+
+# A database that does not exist: history, export and rate say so and
+# create nothing, not even the default folder.
+for cmd in "history list" "history show 1" "history search x" "export --format sft" "rate 1 up"; do
+	# shellcheck disable=SC2086
+	"$NATTER_BIN" $cmd --db "$tmp/absent/h.db" > /dev/null 2> "$tmp/err"; check "$cmd on no database status" 1 $?
+	grep -q "$tmp/absent/h.db: there is no database here (nothing has been saved there yet); nothing was created" \
+	    "$tmp/err" && ok || bad "$cmd on no database: $(cat "$tmp/err")"
+done
+XDG_DATA_HOME="$tmp/xdg" "$NATTER_BIN" history list > /dev/null 2>&1
+[ ! -e "$tmp/absent" ] && [ ! -e "$tmp/xdg" ] && ok || bad "a missing database or its folder was created"
 
 echo "test-cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -60,6 +60,10 @@ void chat_free(struct chat *c);
 const char *chat_template_name(const struct chat *c);
 /* The template's text as compiled (borrowed). */
 const char *chat_template_source(const struct chat *c);
+/* What chat_new found doubtful in its options without refusing them (a
+ * context longer than the model was trained for), for the front end to
+ * show; NULL when nothing.  Borrowed. */
+const char *chat_warning(const struct chat *c);
 /* Replaces the system prompt (NULL or "" removes it). */
 int chat_set_system(struct chat *c, const char *text);
 const char *chat_system(const struct chat *c);

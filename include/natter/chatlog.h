@@ -32,7 +32,9 @@ struct chatlog {
 int chatlog_user(struct chatlog *l, struct chat *c);
 /* Records the reply C just produced with everything it was produced
  * under: the model, the template, the messages and the rendered prompt it
- * was fed, the settings, seed, statistics and how it ended.  A
+ * was fed, the sampling settings in force when it ended (a change made
+ * while it streamed applied from the next token), the seed, statistics
+ * and how it ended.  A
  * regeneration (an alternative, chat_regenerate) is recorded as another
  * generation of the same message.  REGEN is kept for front ends that
  * resumed a conversation without chatlog_resume. */

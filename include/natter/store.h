@@ -12,15 +12,21 @@ struct store;
  * text it was fed, and how it ended; trigram full-text search. */
 #define STORE_SCHEMA_VERSION 3
 
-enum { STORE_READONLY = 1 };
+enum {
+	STORE_READONLY = 1,      /* never write: reading works on a read-only file or folder; an older
+				  * schema is upgraded in a private in-memory copy */
+	STORE_MUST_EXIST = 2,    /* refuse, creating nothing, when there is no database at PATH */
+};
 
 /*
- * Opens (creating if needed) the database at PATH: WAL journal, foreign
- * keys, full sync, a busy timeout, and forward migrations up to
- * STORE_SCHEMA_VERSION.  A database from a newer natter, a damaged file or
- * one that is not a natter database is refused with a message naming it,
- * and left untouched.  Returns 0, or -1 with ERR set.  One thread uses a
- * store; open one per thread.
+ * Opens (creating if needed, unless STORE_READONLY or STORE_MUST_EXIST)
+ * the database at PATH: WAL journal, foreign keys, full sync, a busy
+ * timeout, and forward migrations up to STORE_SCHEMA_VERSION (two natters
+ * creating or upgrading one database at once both succeed).  A database
+ * from a newer natter, a damaged file or one that is not a natter
+ * database is refused with a message naming it, and left untouched; so is
+ * a read-only one when opened for writing.  Returns 0, or -1 with ERR set.
+ * One thread uses a store; open one per thread.
  */
 int store_open(const char *path, unsigned flags, struct store **out, char *err, size_t errlen);
 /* For tests: create or migrate only up to schema VERSION. */
@@ -33,6 +39,8 @@ int store_schema_version(struct store *s);
 /* $NATTER_DB, else $XDG_DATA_HOME/natter/natter.db (default
  * ~/.local/share/natter), creating the folder.  Returns BUF or NULL. */
 char *store_default_path(char *buf, size_t n);
+/* The same path; the folder is created only when CREATE is nonzero. */
+char *store_default_path_ex(char *buf, size_t n, int create);
 
 /* Records a model file (by SHA-256, cached by path, size and mtime) and
  * returns its id in *ID. */
@@ -174,17 +182,44 @@ int store_history_show(struct store *s, int64_t conv_id, FILE *out);
 int store_history_search(struct store *s, const char *query, FILE *out);
 int store_conv_delete(struct store *s, int64_t conv_id);
 
-/* Export of rated generations for fine-tuning tools. */
-enum store_format { STORE_SFT, STORE_DPO, STORE_KTO };
+/* --- Export of rated generations for fine-tuning tools. --- */
+
+/* The formats, in the order of the table in export.c (name, writer, help
+ * line) that the exporter, --help and the tests read and the man page
+ * is checked against. */
+enum store_format { STORE_SFT, STORE_DPO, STORE_KTO, STORE_OPENAI_SFT, STORE_OPENAI_DPO, STORE_N_FORMATS };
+/* Its name as given to --format and its one-line description (static
+ * strings); NULL for a value out of range. */
+const char *store_format_name(enum store_format f);
+const char *store_format_help(enum store_format f);
+/* The format named NAME; -1 if there is none. */
+int store_format_find(const char *name);
+
 struct store_export_opts {
 	enum store_format format;
 	int min_rating;           /* 1..5; thumbs up counts 5, down 1; default 4 */
-	const char *model;        /* SHA-256 prefix or file-name part; NULL: all */
+	const char *model;        /* SHA-256 prefix or file-name part of the model that made the reply; NULL: all */
 	int64_t since;            /* unix time; 0: all */
+	int include_incomplete;   /* also replies that were stopped or cut off as targets */
+	int include_legacy;       /* also replies from before schema 3, whose prompt was not recorded:
+				   * it is rebuilt from the stored conversation as it is now */
 };
-/* Writes JSON lines to PATH (through a temporary file renamed at the end;
- * NULL or "-" for stdout).  *N_LINES gets the count.  Returns 0 or -1. */
-int store_export(struct store *s, const struct store_export_opts *o, const char *path, int *n_lines,
-		 char *err, size_t errlen);
+struct store_export_counts {
+	int lines;
+	int skipped_incomplete;   /* rated replies left out: stopped or cut off */
+	int skipped_legacy;       /* rated replies left out: what they were fed is unknown */
+};
+/*
+ * Writes JSON lines to PATH (through a temporary file renamed at the end;
+ * NULL or "-" for standard output), following each conversation's active
+ * branch.  Every prompt is the messages the model was actually fed for
+ * that reply (its system prompt of the time, after any dropping); replies
+ * that were stopped or cut off are not targets unless asked for; identical
+ * replies never form a DPO pair; one reply text gets one KTO label (from
+ * its latest rating).  COUNTS gets how many lines were written and what
+ * was left out.  Errors name PATH.  Returns 0 or -1 with ERR set.
+ */
+int store_export(struct store *s, const struct store_export_opts *o, const char *path,
+		 struct store_export_counts *counts, char *err, size_t errlen);
 
 #endif

@@ -1,36 +1,314 @@
-/* cli-opts.c -- the options both chat front ends take (chat --plain and the full screen). */
+/* cli-opts.c -- the options both chat front ends take (chat --plain and the full screen), and the config file that sets their defaults. */
 #include "config.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "natter/chat.h"
 
+enum kind {
+	K_INT,       /* a whole number in [min, max] */
+	K_FLOAT,     /* a finite number (ranges: sampler_params_check, in chat_new) */
+	K_SEED,      /* a whole number, or "random" */
+	K_STR,
+	K_FLAG,
+	K_STOP,      /* repeatable */
+};
+
+/* One setting: how it is spelled on the command line (getopt code and the
+ * name used in messages) and in the config file, its kind and range, and
+ * where it goes.  One table for both, so a setting is one line here. */
+static const struct setting {
+	int code;              /* getopt code; 0: config file only */
+	const char *flag;      /* as messages name the option */
+	const char *key;       /* config key; NULL: command line only */
+	enum kind kind;
+	long min, max;
+	size_t off;            /* into struct cli_chat_args */
+	const char *range;     /* for messages about K_INT */
+} settings[] = {
+	{ 'c', "-c/--ctx-size", "ctx_size", K_INT, 1, 1 << 24, offsetof(struct cli_chat_args, chat.n_ctx),
+	  "a number of tokens, 1 or more" },
+	{ 't', "-t/--threads", "threads", K_INT, 1, 1024, offsetof(struct cli_chat_args, chat.n_threads),
+	  "a number of threads from 1 to 1024" },
+	{ 'n', "--max-tokens", "max_tokens", K_INT, 0, 1000000000, offsetof(struct cli_chat_args, chat.max_tokens),
+	  "a number of tokens, 0 for no limit" },
+	{ 's', "--seed", "seed", K_SEED, 0, 0, offsetof(struct cli_chat_args, chat.sp.seed), NULL },
+	{ CLI_OPT_TEMP, "--temp", "temp", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.temp), NULL },
+	{ CLI_OPT_TOP_K, "--top-k", "top_k", K_INT, 0, 1000000000, offsetof(struct cli_chat_args, chat.sp.top_k),
+	  "0 (off) or more" },
+	{ CLI_OPT_TOP_P, "--top-p", "top_p", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.top_p), NULL },
+	{ CLI_OPT_MIN_P, "--min-p", "min_p", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.min_p), NULL },
+	{ CLI_OPT_REPEAT, "--repeat-penalty", "repeat_penalty", K_FLOAT, 0, 0,
+	  offsetof(struct cli_chat_args, chat.sp.repeat_penalty), NULL },
+	{ 0, NULL, "presence_penalty", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.presence_penalty), NULL },
+	{ 0, NULL, "frequency_penalty", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.frequency_penalty), NULL },
+	{ 0, NULL, "penalty_last_n", K_INT, 0, 65536, offsetof(struct cli_chat_args, chat.sp.penalty_last_n),
+	  "a number of tokens from 0 to 65536" },
+	{ CLI_OPT_SYSTEM, "--system", "system", K_STR, 0, 0, offsetof(struct cli_chat_args, chat.system_prompt), NULL },
+	{ CLI_OPT_TEMPLATE, "--chat-template", "chat_template", K_STR, 0, 0,
+	  offsetof(struct cli_chat_args, chat.template_spec), NULL },
+	{ CLI_OPT_DB, "--db", "db", K_STR, 0, 0, offsetof(struct cli_chat_args, db), NULL },
+	{ CLI_OPT_NO_HISTORY, "--no-history", NULL, K_FLAG, 0, 0, offsetof(struct cli_chat_args, no_history), NULL },
+	{ CLI_OPT_STOP, "--stop", NULL, K_STOP, 0, 0, 0, NULL },
+	{ 0, NULL, "model", K_STR, 0, 0, offsetof(struct cli_chat_args, model), NULL },
+	{ 0, NULL, "theme", K_STR, 0, 0, offsetof(struct cli_chat_args, theme), NULL },
+};
+#define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+/* Reads VALUE for setting S into A.  NAME is how the message names the
+ * setting.  Returns 0, or -1 with ERR set. */
+static int
+setting_apply(const struct setting *s, const char *value, struct cli_chat_args *a, char *err, size_t errlen)
+{
+	char *base = (char *)a + s->off, *end;
+
+	switch (s->kind) {
+	case K_INT: {
+		long v;
+		errno = 0;
+		v = strtol(value, &end, 10);
+		if (!value[0] || isspace((unsigned char)value[0]) || end == value || *end || errno == ERANGE) {
+			snprintf(err, errlen, "'%s' is not a whole number (%s)", value, s->range);
+			return -1;
+		}
+		if (v < s->min || v > s->max) {
+			snprintf(err, errlen, "'%s' is out of range (%s)", value, s->range);
+			return -1;
+		}
+		*(int *)base = (int)v;
+		return 0;
+	}
+	case K_FLOAT: {
+		float v;
+		errno = 0;
+		v = strtof(value, &end);
+		if (!value[0] || isspace((unsigned char)value[0]) || end == value || *end || errno == ERANGE || !isfinite(v)) {
+			snprintf(err, errlen, "'%s' is not a number", value);
+			return -1;
+		}
+		*(float *)base = v;
+		return 0;
+	}
+	case K_SEED: {
+		unsigned long long v;
+		if (!strcmp(value, "random")) {
+			*(uint64_t *)base = SAMPLER_SEED_RANDOM;
+			return 0;
+		}
+		errno = 0;
+		v = strtoull(value, &end, 10);
+		/* strtoull takes "-1" as a huge number: digits only. */
+		if (!isdigit((unsigned char)value[0]) || *end || errno == ERANGE || v >= SAMPLER_SEED_RANDOM) {
+			snprintf(err, errlen, "'%s' is not a seed (a whole number from 0 to %llu, or random)", value,
+			    (unsigned long long)SAMPLER_SEED_RANDOM - 1);
+			return -1;
+		}
+		*(uint64_t *)base = (uint64_t)v;
+		return 0;
+	}
+	case K_STR:
+		*(const char **)base = value;
+		return 0;
+	case K_FLAG:
+		*(int *)base = 1;
+		return 0;
+	case K_STOP:
+		if (a->n_stop >= 8) {
+			snprintf(err, errlen, "at most 8 stop strings");
+			return -1;
+		}
+		a->chat.stop[a->n_stop++] = value;
+		return 0;
+	}
+	return 0;
+}
+
 int
 cli_chat_option(int c, const char *arg, struct cli_chat_args *a)
 {
-	struct chat_opts *o = &a->chat;
-
-	switch (c) {
-	case 'c': o->n_ctx = atoi(arg); break;
-	case 't': o->n_threads = atoi(arg); break;
-	case 's': o->sp.seed = strtoull(arg, NULL, 10); break;
-	case 'n': o->max_tokens = atoi(arg); break;
-	case CLI_OPT_SYSTEM: o->system_prompt = arg; break;
-	case CLI_OPT_TEMPLATE: o->template_spec = arg; break;
-	case CLI_OPT_TEMP: o->sp.temp = strtof(arg, NULL); break;
-	case CLI_OPT_TOP_K: o->sp.top_k = atoi(arg); break;
-	case CLI_OPT_TOP_P: o->sp.top_p = strtof(arg, NULL); break;
-	case CLI_OPT_MIN_P: o->sp.min_p = strtof(arg, NULL); break;
-	case CLI_OPT_REPEAT: o->sp.repeat_penalty = strtof(arg, NULL); break;
-	case CLI_OPT_DB: a->db = arg; break;
-	case CLI_OPT_NO_HISTORY: a->no_history = 1; break;
-	case CLI_OPT_STOP:
-		if (a->n_stop < 8)
-			o->stop[a->n_stop++] = arg;
-		break;
-	default:
-		return 0;
+	char err[256];
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		if (!settings[i].code || settings[i].code != c)
+			continue;
+		if (setting_apply(&settings[i], arg, a, err, sizeof(err)) < 0) {
+			cli_error("%s: %s", settings[i].flag, err);
+			return -1;
+		}
+		return 1;
 	}
-	return 1;
+	return 0;
+}
+
+/* --- the config file --- */
+
+struct entry {
+	const struct setting *s;
+	char *value;
+};
+
+/* The file, read once: its settings in order, or the error it gave. */
+static struct {
+	int loaded, bad;
+	struct entry *e;
+	int n;
+} cfg;
+
+static char *
+trim(char *s)
+{
+	char *e;
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = 0;
+	return s;
+}
+
+/* "~/x" as $HOME/x (caller frees). */
+static char *
+expand_home(const char *v)
+{
+	const char *home = getenv("HOME");
+	char *out;
+	if (v[0] != '~' || v[1] != '/' || !home || !*home)
+		return strdup(v);
+	out = malloc(strlen(home) + strlen(v));
+	if (out)
+		sprintf(out, "%s%s", home, v + 1);
+	return out;
+}
+
+static int
+config_load(void)
+{
+	char path[4096], *line = NULL;
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	size_t cap = 0;
+	ssize_t r;
+	int lineno = 0;
+	FILE *f;
+
+	if (cfg.loaded)
+		return cfg.bad ? -1 : 0;
+	cfg.loaded = 1;
+	if (xdg && *xdg)
+		snprintf(path, sizeof(path), "%s/natter/config", xdg);
+	else if (home && *home)
+		snprintf(path, sizeof(path), "%s/.config/natter/config", home);
+	else
+		return 0;
+	f = fopen(path, "r");
+	if (!f) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return 0;   /* no config file: the defaults */
+		cli_error("%s: cannot read the config file: %s", path, strerror(errno));
+		cfg.bad = 1;
+		return -1;
+	}
+	while ((r = getline(&line, &cap, f)) >= 0) {
+		char *l = trim(line), *eq, *key, *val;
+		const struct setting *s = NULL;
+		struct cli_chat_args probe;
+		char err[256];
+		lineno++;
+		if (!*l || *l == '#')
+			continue;
+		eq = strchr(l, '=');
+		if (!eq) {
+			cli_error("%s:%d: '%s' is not a setting (write key = value)", path, lineno, l);
+			cfg.bad = 1;
+			break;
+		}
+		*eq = 0;
+		key = trim(l);
+		val = trim(eq + 1);
+		/* "..." keeps spaces at the ends of a value. */
+		if (val[0] == '"' && strlen(val) >= 2 && val[strlen(val) - 1] == '"') {
+			val[strlen(val) - 1] = 0;
+			val++;
+		}
+		for (size_t i = 0; i < N_SETTINGS; i++)
+			if (settings[i].key && !strcmp(settings[i].key, key))
+				s = &settings[i];
+		if (!s) {
+			char known[512];
+			size_t k = 0;
+			known[0] = 0;
+			for (size_t i = 0; i < N_SETTINGS; i++)
+				if (settings[i].key && k < sizeof(known))
+					k += (size_t)snprintf(known + k, sizeof(known) - k, "%s%s", k ? ", " : "", settings[i].key);
+			cli_error("%s:%d: unknown setting '%s' (known: %s)", path, lineno, key, known);
+			cfg.bad = 1;
+			break;
+		}
+		/* The value is checked now, so the error can name the line. */
+		memset(&probe, 0, sizeof(probe));
+		if (setting_apply(s, val, &probe, err, sizeof(err)) < 0) {
+			cli_error("%s:%d: %s: %s", path, lineno, key, err);
+			cfg.bad = 1;
+			break;
+		}
+		{
+			struct entry *e = realloc(cfg.e, (cfg.n + 1) * sizeof(*e));
+			char *v = !strcmp(key, "model") || !strcmp(key, "db") || !strcmp(key, "chat_template") ?
+			    expand_home(val) : strdup(val);
+			if (!e || !v) {
+				free(v);
+				if (e)
+					cfg.e = e;
+				cli_error("out of memory");
+				cfg.bad = 1;
+				break;
+			}
+			cfg.e = e;
+			cfg.e[cfg.n].s = s;
+			cfg.e[cfg.n++].value = v;
+		}
+	}
+	free(line);
+	fclose(f);
+	return cfg.bad ? -1 : 0;
+}
+
+int
+cli_config_get(const char *key, const char **value)
+{
+	*value = NULL;
+	if (config_load() < 0)
+		return -1;
+	for (int i = 0; i < cfg.n; i++)
+		if (!strcmp(cfg.e[i].s->key, key))
+			*value = cfg.e[i].value;
+	return 0;
+}
+
+int
+cli_chat_args_init(struct cli_chat_args *a)
+{
+	const char *env_db = getenv("NATTER_DB");
+	char err[256];
+
+	memset(a, 0, sizeof(*a));
+	chat_opts_default(&a->chat);
+	if (config_load() < 0)
+		return -1;
+	for (int i = 0; i < cfg.n; i++) {
+		/* $NATTER_DB names the database more closely than the file. */
+		if (!strcmp(cfg.e[i].s->key, "db") && env_db && *env_db)
+			continue;
+		if (setting_apply(cfg.e[i].s, cfg.e[i].value, a, err, sizeof(err)) < 0) {
+			cli_error("config file: %s: %s", cfg.e[i].s->key, err);
+			return -1;
+		}
+	}
+	return 0;
 }

@@ -24,7 +24,8 @@ int cmd_pull(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 
 struct store;
-/* Opens the store at DB (NULL: the default path); prints the error. */
+/* Opens the store at DB, else $NATTER_DB, else the config file's db,
+ * else the default path; prints the error.  FLAGS as store_open's. */
 struct store *cli_store_open(const char *db, unsigned flags);
 
 /* The options both chat front ends take (cli-opts.c): long options with these
@@ -53,12 +54,29 @@ enum {
 
 struct cli_chat_args {
 	struct chat_opts chat;
-	const char *db;
+	const char *db;          /* --db, else the config file's db (unless $NATTER_DB is set) */
+	const char *model;       /* the config file's model, for a front end given no -m */
+	const char *theme;       /* the config file's theme, for a front end given no --theme */
 	int no_history;
 	int n_stop;
 };
-/* Applies option C (from getopt_long) to A; returns 1 if it was one of these. */
+/*
+ * Sets A to the defaults, then to the settings of the config file
+ * ($XDG_CONFIG_HOME/natter/config, else ~/.config/natter/config; lines
+ * "key = value", "#" comments; cli-opts.c's table lists the keys).
+ * Options applied afterwards (cli_chat_option) override them.  Returns 0,
+ * or -1 after printing an error naming the file and line.  The strings
+ * stay valid until the program ends.
+ */
+int cli_chat_args_init(struct cli_chat_args *a);
+/* Applies option C (from getopt_long) to A.  Returns 1 if it was one of
+ * these, 0 if not, -1 after printing an error naming the option when its
+ * value is bad (numbers are read strictly: "abc", "-5" for -c, "0" for
+ * -t are errors). */
 int cli_chat_option(int c, const char *arg, struct cli_chat_args *a);
+/* The config file's value for KEY in *VALUE (NULL when unset).  Returns
+ * 0, or -1 after printing an error (a bad line anywhere in the file). */
+int cli_config_get(const char *key, const char **value);
 
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

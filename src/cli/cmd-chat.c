@@ -217,6 +217,7 @@ cmd_chat(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
 		{ "plain", no_argument, NULL, 'P' },
+		{ "resume", required_argument, NULL, 'R' },
 		CLI_CHAT_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -228,37 +229,59 @@ cmd_chat(int argc, char **argv)
 	struct chat *c = NULL;
 	struct chat_stats last = { 0 };
 	int plain = 0, ch, rc = 1, have_stats = 0;
+	long long resume = 0;
 	struct chatlog per = { 0 };
 	char err[512];
 	struct out_ctx out = { isatty(STDOUT_FILENO) };
 	int tty_in = isatty(STDIN_FILENO);
 	struct plain pl = { NULL, &per, &last, &have_stats, 0 };
 
-	chat_opts_default(op);
+	if (cli_chat_args_init(&args) < 0)   /* the defaults and the config file */
+		return 2;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "m:h" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
-		if (cli_chat_option(ch, optarg, &args))
+		int r = cli_chat_option(ch, optarg, &args);
+		if (r < 0)
+			return 2;
+		if (r)
 			continue;
 		switch (ch) {
 		case 'm': path = optarg; break;
 		case 'P': plain = 1; break;
+		case 'R': {
+			char *end;
+			resume = strtoll(optarg, &end, 10);
+			if (end == optarg || *end || resume <= 0) {
+				cli_error("--resume: '%s' is not a conversation id (see natter history list)", optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'h':
 			printf("usage: natter chat -m FILE --plain [--system TEXT] [--chat-template NAME|FILE] [-c N] [-t N]\n"
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
-			    "       [--max-tokens N] [--stop STRING]... [--db FILE | --no-history]\n"
+			    "       [--max-tokens N] [--stop STRING]... [--db FILE | --no-history] [--resume ID]\n"
 			    "Commands: ");
 			{
 				int first = 1;
 				chatcmd_help(&plain_ops, usage_list, &first);
 			}
-			printf("\n");
+			printf("\n"
+			    "Defaults for the model, sampling, context, threads and database come from\n"
+			    "$XDG_CONFIG_HOME/natter/config (key = value lines); options override them.\n");
 			return 0;
 		default:
 			return 2;
 		}
 	}
+	if (!path)
+		path = args.model;
 	if (!path) {
-		cli_error("chat: no model given (use -m FILE)");
+		cli_error("chat: no model given (use -m FILE, or model = FILE in the config file)");
+		return 2;
+	}
+	if (resume && (!plain || args.no_history)) {
+		cli_error("--resume works with --plain and the history (F3 resumes in the full-screen chat)");
 		return 2;
 	}
 	if (!plain) {
@@ -269,6 +292,7 @@ cmd_chat(int argc, char **argv)
 		uo.chat = args.chat;
 		uo.db = args.db;
 		uo.no_history = args.no_history;
+		uo.theme = args.theme;
 		return ui_run(&uo);
 	}
 	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
@@ -281,6 +305,8 @@ cmd_chat(int argc, char **argv)
 	}
 	chat_set_notice(c, on_notice, NULL);
 	pl.c = c;
+	if (chat_warning(c))
+		fprintf(stderr, "natter: warning: %s\n", chat_warning(c));
 	if (!args.no_history) {
 		per.s = cli_store_open(args.db, 0);
 		if (!per.s) {
@@ -293,6 +319,15 @@ cmd_chat(int argc, char **argv)
 				per.model_id = 0;
 			}
 		}
+	}
+	if (resume) {
+		/* The conversation's active branch, every alternative; the replies
+		 * from here on record this session's model. */
+		if (!per.s || chatlog_resume(&per, c, resume, err, sizeof(err)) < 0) {
+			cli_error("--resume %lld: %s", resume, per.s ? err : "the history cannot be opened");
+			goto out;
+		}
+		fprintf(stderr, "natter: resumed conversation %lld (%d messages)\n", resume, chat_n_messages(c));
 	}
 	if (tty_in) {
 		fprintf(stderr, "natter: %s, template %s, context %d. /help for commands.\n", path,

@@ -10,15 +10,18 @@
 #include "cli/cli.h"
 #include "natter/store.h"
 
-/* Opens the store named by --db or the default path. */
+/* Opens the store named by --db or the default path (whose folder is
+ * made only when the store may be created). */
 struct store *
 cli_store_open(const char *db, unsigned flags)
 {
 	char path[4096], err[1024];
 	struct store *s;
 
+	if (!db && !(getenv("NATTER_DB") && *getenv("NATTER_DB")) && cli_config_get("db", &db) < 0)
+		return NULL;
 	if (!db) {
-		db = store_default_path(path, sizeof(path));
+		db = store_default_path_ex(path, sizeof(path), !(flags & (STORE_READONLY | STORE_MUST_EXIST)));
 		if (!db) {
 			cli_error("cannot find a place for the database: set XDG_DATA_HOME or HOME, or use --db FILE");
 			return NULL;
@@ -79,7 +82,8 @@ cmd_history(int argc, char **argv)
 		cli_error("history search: needs the text to look for");
 		return 2;
 	}
-	s = cli_store_open(db, !strcmp(sub, "delete") ? 0 : 0);
+	/* Reading needs no write permission; nothing is created. */
+	s = cli_store_open(db, !strcmp(sub, "delete") ? STORE_MUST_EXIST : STORE_READONLY);
 	if (!s)
 		return 1;
 	if (!strcmp(sub, "list"))
@@ -130,7 +134,7 @@ cmd_rate(int argc, char **argv)
 		cli_error("rate: usage: natter rate GEN_ID (up|down|1..5) [--comment TEXT]");
 		return 2;
 	}
-	s = cli_store_open(db, 0);
+	s = cli_store_open(db, STORE_MUST_EXIST);
 	if (!s)
 		return 1;
 	rc = store_rating_set(s, id, kind, value, comment);
@@ -142,9 +146,25 @@ cmd_rate(int argc, char **argv)
 	return rc < 0 ? 1 : 0;
 }
 
+static void
+export_usage(FILE *out)
+{
+	fprintf(out, "usage: natter export --format FORMAT [--min-rating N] [--model SHA|NAME] [--since YYYY-MM-DD]\n"
+	    "       [--include-incomplete] [--include-legacy] [-o FILE] [--db FILE]\n"
+	    "Rated replies as JSON lines; each prompt is what the model was fed for that reply.\n"
+	    "Formats:\n");
+	for (int f = 0; f < STORE_N_FORMATS; f++)
+		fprintf(out, "  %-11s %s\n", store_format_name(f), store_format_help(f));
+	fprintf(out, "--min-rating N       a good reply: N stars or more (thumbs up counts 5, down 1); default 4\n"
+	    "--include-incomplete also replies that were stopped or cut off (context, max tokens, error)\n"
+	    "--include-legacy     also replies from before schema 3, their prompt rebuilt from the\n"
+	    "                     conversation as stored (what they were fed was not recorded)\n");
+}
+
 int
 cmd_export(int argc, char **argv)
 {
+	enum { OPT_INCOMPLETE = 1000, OPT_LEGACY };
 	static const struct option opts[] = {
 		{ "db", required_argument, NULL, 'd' },
 		{ "format", required_argument, NULL, 'f' },
@@ -152,27 +172,42 @@ cmd_export(int argc, char **argv)
 		{ "model", required_argument, NULL, 'm' },
 		{ "since", required_argument, NULL, 's' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "include-incomplete", no_argument, NULL, OPT_INCOMPLETE },
+		{ "include-legacy", no_argument, NULL, OPT_LEGACY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *db = NULL, *out = NULL, *fmt = NULL;
-	struct store_export_opts o = { STORE_SFT, 4, NULL, 0 };
+	struct store_export_opts o;
+	struct store_export_counts n;
 	struct store *s;
-	char err[1024];
-	int c, n, rc;
+	char err[1024], *end;
+	int c, rc, f;
 
+	memset(&o, 0, sizeof(o));
+	o.min_rating = 4;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': db = optarg; break;
 		case 'f': fmt = optarg; break;
-		case 'r': o.min_rating = atoi(optarg); break;
+		case 'r': {
+			long v = strtol(optarg, &end, 10);
+			if (end == optarg || *end || v < 1 || v > 5) {
+				cli_error("export: --min-rating must be 1 to 5 (thumbs up counts as 5, down as 1)");
+				return 2;
+			}
+			o.min_rating = (int)v;
+			break;
+		}
 		case 'm': o.model = optarg; break;
 		case 'o': out = optarg; break;
+		case OPT_INCOMPLETE: o.include_incomplete = 1; break;
+		case OPT_LEGACY: o.include_legacy = 1; break;
 		case 's': {
 			struct tm tm = { 0 };
-			char *end = strptime(optarg, "%Y-%m-%d", &tm);
-			if (!end || *end) {
+			char *e = strptime(optarg, "%Y-%m-%d", &tm);
+			if (!e || *e) {
 				cli_error("export: --since wants a date as YYYY-MM-DD");
 				return 2;
 			}
@@ -181,30 +216,40 @@ cmd_export(int argc, char **argv)
 			break;
 		}
 		case 'h':
-			printf("usage: natter export --format sft|dpo|kto [--min-rating N] [--model SHA|NAME]\n"
-			    "       [--since YYYY-MM-DD] [-o FILE] [--db FILE]\n");
+			export_usage(stdout);
 			return 0;
 		default:
 			return 2;
 		}
 	}
-	if (!fmt || (strcmp(fmt, "sft") && strcmp(fmt, "dpo") && strcmp(fmt, "kto"))) {
-		cli_error("export: --format must be sft, dpo or kto");
+	if (optind < argc) {
+		cli_error("export: unexpected argument '%s'", argv[optind]);
 		return 2;
 	}
-	o.format = !strcmp(fmt, "sft") ? STORE_SFT : !strcmp(fmt, "dpo") ? STORE_DPO : STORE_KTO;
-	if (o.min_rating < 1 || o.min_rating > 5) {
-		cli_error("export: --min-rating must be 1 to 5 (thumbs up counts as 5, down as 1)");
+	if (!fmt || (f = store_format_find(fmt)) < 0) {
+		cli_error("export: --format must be one of:");
+		export_usage(stderr);
 		return 2;
 	}
-	s = cli_store_open(db, 0);
+	o.format = (enum store_format)f;
+	s = cli_store_open(db, STORE_READONLY);
 	if (!s)
 		return 1;
 	rc = store_export(s, &o, out, &n, err, sizeof(err));
-	if (rc < 0)
+	if (rc < 0) {
 		cli_error("%s", err);
-	else if (out && strcmp(out, "-"))
-		fprintf(stderr, "%s: wrote %d %s lines to %s\n", cli_progname, n, fmt, out);
+	} else {
+		if (out && strcmp(out, "-"))
+			fprintf(stderr, "%s: wrote %d %s lines to %s\n", cli_progname, n.lines, fmt, out);
+		if (n.skipped_incomplete)
+			fprintf(stderr, "%s: left out %d rated repl%s that %s stopped or cut off (--include-incomplete "
+			    "keeps them)\n", cli_progname, n.skipped_incomplete, n.skipped_incomplete == 1 ? "y" : "ies",
+			    n.skipped_incomplete == 1 ? "was" : "were");
+		if (n.skipped_legacy)
+			fprintf(stderr, "%s: left out %d rated repl%s from before schema 3, whose prompt was not recorded "
+			    "(--include-legacy rebuilds it from the conversation)\n", cli_progname, n.skipped_legacy,
+			    n.skipped_legacy == 1 ? "y" : "ies");
+	}
 	store_close(s);
 	return rc < 0 ? 1 : 0;
 }

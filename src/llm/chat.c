@@ -44,6 +44,7 @@ struct chat {
 	struct tmpl *t;
 	char tmpl_name[256];
 	char *tmpl_source;           /* the template's text as compiled */
+	char warning[200];           /* chat_warning; "" when none */
 	char *system;
 	struct msg *msgs;
 	int n, cap;
@@ -228,6 +229,9 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 	if (!c->ctx)
 		goto fail;
 	llm_ctx_set_abort(c->ctx, chat_abort_cb, c);
+	if (llm_ctx_n_ctx(c->ctx) > llm_model_hparams(m)->n_ctx_train)
+		snprintf(c->warning, sizeof(c->warning), "a context of %d tokens is more than the %d this model was "
+		    "trained on; past that, replies may fall apart", llm_ctx_n_ctx(c->ctx), llm_model_hparams(m)->n_ctx_train);
 	c->smp = sampler_new(n_vocab, c->sp.seed);
 	c->ts = tok_stream_new(c->v, 0);
 	c->logits = calloc(n_vocab, sizeof(float));
@@ -285,6 +289,7 @@ chat_free(struct chat *c)
 
 const char *chat_template_name(const struct chat *c) { return c->tmpl_name; }
 const char *chat_template_source(const struct chat *c) { return c->tmpl_source; }
+const char *chat_warning(const struct chat *c) { return c->warning[0] ? c->warning : NULL; }
 const char *chat_system(const struct chat *c) { return c->system ? c->system : ""; }
 int chat_n_messages(const struct chat *c) { return c->n; }
 const char *chat_message_role(const struct chat *c, int i) { return i >= 0 && i < c->n ? c->msgs[i].role : NULL; }

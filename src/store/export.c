@@ -1,4 +1,4 @@
-/* export.c -- rated generations as JSON lines for fine-tuning (SFT, DPO, KTO). */
+/* export.c -- rated generations as JSON lines for fine-tuning (SFT, DPO, KTO, OpenAI's SFT and DPO). */
 #include "config.h"
 
 #include <errno.h>
@@ -13,12 +13,17 @@
 #include "natter/text.h"
 #include "store/store-impl.h"
 
+/* One generation of an assistant message on the active branch. */
 struct gen {
-	int64_t id;
-	char *content;
+	int64_t id, created, rated_at;
+	char *content;      /* repaired UTF-8 */
 	int score;          /* 0: unrated; thumbs up 5, down 1; stars 1..5 */
-	int64_t created;
+	enum store_end end;
 	char *fed;          /* the messages it was fed, as stored (JSON); NULL before schema 3 */
+	int model_ok;       /* made by the model --model asks for */
+	int usable;         /* may be exported as a target */
+	cJSON *prompt;      /* what it was fed (usable ones only) */
+	char *key;          /* PROMPT printed: equal keys, equal prompts */
 };
 
 struct xmsg {
@@ -49,34 +54,11 @@ msg_json(const char *role, const char *content)
 	return m;
 }
 
-/* The prompt of generation G of message I: the messages it was fed, as
- * recorded; for a generation from before schema 3, the stored conversation
- * before message I (system prompt first). */
 static cJSON *
-prompt_json(const char *system, const struct xmsg *m, int i, const struct gen *g)
+reply_json(const struct gen *g)
 {
 	cJSON *a = cJSON_CreateArray();
-	if (g->fed) {
-		cJSON *rec = cJSON_Parse(g->fed), *it;
-		cJSON_ArrayForEach(it, rec) {
-			cJSON *r = cJSON_GetObjectItem(it, "role"), *c = cJSON_GetObjectItem(it, "content");
-			char *role, *content;
-			if (!cJSON_IsString(r) || !cJSON_IsString(c))
-				continue;
-			role = dup_text((const unsigned char *)r->valuestring);
-			content = dup_text((const unsigned char *)c->valuestring);
-			if (role && content)
-				cJSON_AddItemToArray(a, msg_json(role, content));
-			free(role);
-			free(content);
-		}
-		cJSON_Delete(rec);
-		return a;
-	}
-	if (system && system[0])
-		cJSON_AddItemToArray(a, msg_json("system", system));
-	for (int k = 0; k < i; k++)
-		cJSON_AddItemToArray(a, msg_json(m[k].role, m[k].content));
+	cJSON_AddItemToArray(a, msg_json("assistant", g->content));
 	return a;
 }
 
@@ -94,6 +76,214 @@ emit(FILE *f, cJSON *o, int *n)
 	return rc;
 }
 
+/* --- the writers: each writes the lines of assistant message I --- */
+
+typedef int (*writer_fn)(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n);
+
+/* Whether an earlier generation of M than A already gave the same line
+ * (same prompt and text, both chosen by KEEP). */
+static int
+seen_before(const struct xmsg *m, int a, int (*keep)(const struct store_export_opts *, const struct gen *),
+	    const struct store_export_opts *o)
+{
+	const struct gen *ga = &m->gens[a];
+	for (int b = 0; b < a; b++) {
+		const struct gen *gb = &m->gens[b];
+		if (gb->usable && keep(o, gb) && !strcmp(gb->key, ga->key) && !strcmp(gb->content, ga->content))
+			return 1;
+	}
+	return 0;
+}
+
+static int
+keep_good(const struct store_export_opts *o, const struct gen *g)
+{
+	return g->score >= o->min_rating;
+}
+
+static int
+keep_any(const struct store_export_opts *o, const struct gen *g)
+{
+	(void)o;
+	(void)g;
+	return 1;
+}
+
+/* The prompt, for OpenAI's format: earlier assistant turns are context,
+ * not targets ("weight": 0). */
+static cJSON *
+weighted(const cJSON *prompt)
+{
+	cJSON *a = cJSON_Duplicate(prompt, 1), *it;
+	cJSON_ArrayForEach(it, a) {
+		cJSON *r = cJSON_GetObjectItem(it, "role");
+		if (cJSON_IsString(r) && !strcmp(r->valuestring, "assistant"))
+			cJSON_AddNumberToObject(it, "weight", 0);
+	}
+	return a;
+}
+
+static int
+sft_lines(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n, int openai)
+{
+	for (int a = 0; a < m[i].ngens; a++) {
+		const struct gen *g = &m[i].gens[a];
+		cJSON *line, *msgs, *reply;
+		if (!g->usable || !keep_good(o, g) || seen_before(&m[i], a, keep_good, o))
+			continue;
+		line = cJSON_CreateObject();
+		msgs = openai ? weighted(g->prompt) : cJSON_Duplicate(g->prompt, 1);
+		reply = msg_json("assistant", g->content);
+		if (openai)
+			cJSON_AddNumberToObject(reply, "weight", 1);
+		cJSON_AddItemToArray(msgs, reply);
+		cJSON_AddItemToObject(line, "messages", msgs);
+		if (emit(f, line, n) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+write_sft(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n)
+{
+	return sft_lines(f, o, m, i, n, 0);
+}
+
+static int
+write_openai_sft(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n)
+{
+	return sft_lines(f, o, m, i, n, 1);
+}
+
+/* Every pair of one turn's replies to one prompt rated differently, the
+ * better first; replies with the same text are no pair, and a pair is
+ * written once. */
+static int
+dpo_lines(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n, int openai)
+{
+	const struct xmsg *x = &m[i];
+	for (int a = 0; a < x->ngens; a++) {
+		const struct gen *ga = &x->gens[a];
+		if (!ga->usable)
+			continue;
+		for (int b = 0; b < x->ngens; b++) {
+			const struct gen *gb = &x->gens[b];
+			int dup = 0;
+			cJSON *line;
+			if (!gb->usable || gb->score >= ga->score || strcmp(ga->key, gb->key) ||
+			    !strcmp(ga->content, gb->content))
+				continue;
+			/* The same pair of texts from earlier generations. */
+			for (int a2 = 0; a2 <= a && !dup; a2++)
+				for (int b2 = 0; b2 < x->ngens && !dup; b2++) {
+					const struct gen *p = &x->gens[a2], *q = &x->gens[b2];
+					if ((a2 == a && b2 >= b) || !p->usable || !q->usable || q->score >= p->score)
+						continue;
+					dup = !strcmp(p->key, ga->key) && !strcmp(q->key, ga->key) &&
+					    !strcmp(p->content, ga->content) && !strcmp(q->content, gb->content);
+				}
+			if (dup)
+				continue;
+			line = cJSON_CreateObject();
+			if (openai) {
+				cJSON *in = cJSON_CreateObject();
+				cJSON_AddItemToObject(in, "messages", cJSON_Duplicate(ga->prompt, 1));
+				cJSON_AddItemToObject(line, "input", in);
+				cJSON_AddItemToObject(line, "preferred_output", reply_json(ga));
+				cJSON_AddItemToObject(line, "non_preferred_output", reply_json(gb));
+			} else {
+				cJSON_AddItemToObject(line, "prompt", cJSON_Duplicate(ga->prompt, 1));
+				cJSON_AddItemToObject(line, "chosen", reply_json(ga));
+				cJSON_AddItemToObject(line, "rejected", reply_json(gb));
+			}
+			if (emit(f, line, n) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+write_dpo(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n)
+{
+	return dpo_lines(f, o, m, i, n, 0);
+}
+
+static int
+write_openai_dpo(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n)
+{
+	return dpo_lines(f, o, m, i, n, 1);
+}
+
+/* Each rated reply with a label; replies with the same text to the same
+ * prompt are one line, labelled by the latest rating among them. */
+static int
+write_kto(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n)
+{
+	const struct xmsg *x = &m[i];
+	for (int a = 0; a < x->ngens; a++) {
+		const struct gen *g = &x->gens[a], *latest = g;
+		cJSON *line;
+		if (!g->usable || seen_before(x, a, keep_any, o))
+			continue;
+		for (int b = a + 1; b < x->ngens; b++) {
+			const struct gen *h = &x->gens[b];
+			if (h->usable && !strcmp(h->key, g->key) && !strcmp(h->content, g->content) &&
+			    (h->rated_at > latest->rated_at || (h->rated_at == latest->rated_at && h->id > latest->id)))
+				latest = h;
+		}
+		line = cJSON_CreateObject();
+		cJSON_AddItemToObject(line, "prompt", cJSON_Duplicate(g->prompt, 1));
+		cJSON_AddItemToObject(line, "completion", reply_json(g));
+		cJSON_AddBoolToObject(line, "label", latest->score >= o->min_rating);
+		if (emit(f, line, n) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The formats: one table for the exporter, --help and the tests. */
+static const struct {
+	const char *name;
+	writer_fn write;
+	const char *help;
+} formats[STORE_N_FORMATS] = {
+	[STORE_SFT] = { "sft", write_sft,
+	    "each reply rated at least N, after the messages it was fed (messages)" },
+	[STORE_DPO] = { "dpo", write_dpo,
+	    "each pair of replies to one prompt rated differently (prompt, chosen, rejected)" },
+	[STORE_KTO] = { "kto", write_kto,
+	    "each rated reply, labelled true when rated at least N (prompt, completion, label)" },
+	[STORE_OPENAI_SFT] = { "openai-sft", write_openai_sft,
+	    "OpenAI supervised fine-tuning: messages, earlier replies with weight 0" },
+	[STORE_OPENAI_DPO] = { "openai-dpo", write_openai_dpo,
+	    "OpenAI preference fine-tuning: input.messages, preferred_output, non_preferred_output" },
+};
+
+const char *
+store_format_name(enum store_format f)
+{
+	return (int)f >= 0 && f < STORE_N_FORMATS ? formats[f].name : NULL;
+}
+
+const char *
+store_format_help(enum store_format f)
+{
+	return (int)f >= 0 && f < STORE_N_FORMATS ? formats[f].help : NULL;
+}
+
+int
+store_format_find(const char *name)
+{
+	for (int i = 0; name && i < STORE_N_FORMATS; i++)
+		if (!strcmp(formats[i].name, name))
+			return i;
+	return -1;
+}
+
+/* --- reading a conversation --- */
+
 static void
 free_msgs(struct xmsg *m, int n)
 {
@@ -103,22 +293,96 @@ free_msgs(struct xmsg *m, int n)
 		for (int k = 0; k < m[i].ngens; k++) {
 			free(m[i].gens[k].content);
 			free(m[i].gens[k].fed);
+			free(m[i].gens[k].key);
+			cJSON_Delete(m[i].gens[k].prompt);
 		}
 		free(m[i].gens);
 	}
 	free(m);
 }
 
+/* What G was fed, from its record (strings repaired); NULL if the record
+ * is not a list of messages. */
+static cJSON *
+recorded_prompt(const struct gen *g)
+{
+	cJSON *rec = cJSON_Parse(g->fed), *a, *it;
+	if (!cJSON_IsArray(rec)) {
+		cJSON_Delete(rec);
+		return NULL;
+	}
+	a = cJSON_CreateArray();
+	cJSON_ArrayForEach(it, rec) {
+		cJSON *r = cJSON_GetObjectItem(it, "role"), *c = cJSON_GetObjectItem(it, "content");
+		char *role, *content;
+		if (!cJSON_IsString(r) || !cJSON_IsString(c))
+			continue;
+		role = dup_text((const unsigned char *)r->valuestring);
+		content = dup_text((const unsigned char *)c->valuestring);
+		if (role && content)
+			cJSON_AddItemToArray(a, msg_json(role, content));
+		free(role);
+		free(content);
+	}
+	cJSON_Delete(rec);
+	return a;
+}
+
+/* For a generation from before schema 3: the stored conversation before
+ * message I, after the conversation's system prompt as it is now. */
+static cJSON *
+rebuilt_prompt(const char *system, const struct xmsg *m, int i)
+{
+	cJSON *a = cJSON_CreateArray();
+	if (system && system[0])
+		cJSON_AddItemToArray(a, msg_json("system", system));
+	for (int k = 0; k < i; k++)
+		cJSON_AddItemToArray(a, msg_json(m[k].role, m[k].content));
+	return a;
+}
+
+/* Decides which of message I's generations may be exported, counting what
+ * is left out, and builds their prompts.  Returns 0 or -1 (out of memory). */
+static int
+prepare(const struct store_export_opts *o, const char *system, struct xmsg *m, int i,
+	struct store_export_counts *counts)
+{
+	for (int a = 0; a < m[i].ngens; a++) {
+		struct gen *g = &m[i].gens[a];
+		if (!g->score || g->created < o->since || !g->model_ok)
+			continue;
+		if (!g->fed && !o->include_legacy) {
+			counts->skipped_legacy++;
+			continue;
+		}
+		if (!store_end_complete(g->end) && !o->include_incomplete) {
+			counts->skipped_incomplete++;
+			continue;
+		}
+		g->prompt = g->fed ? recorded_prompt(g) : rebuilt_prompt(system, m, i);
+		if (!g->prompt)
+			continue;   /* a damaged record: nothing true to say */
+		g->key = cJSON_PrintUnformatted(g->prompt);
+		if (!g->key)
+			return -1;
+		g->usable = 1;
+	}
+	return 0;
+}
+
 /* Writes the lines of one conversation. */
 static int
-export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, const char *system, FILE *f, int *n)
+export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, const char *system,
+	    const char *conv_model_ok, FILE *f, struct store_export_counts *counts)
 {
 	/* The active branch, first message first. */
 	sqlite3_stmt *ms = store_prepare(s, STORE_PATH_CTE "SELECT m.id, m.role, m.content FROM path "
 	    "JOIN messages m ON m.id = path.id ORDER BY path.depth DESC");
 	sqlite3_stmt *gs = store_prepare(s, "SELECT g.id, g.content, COALESCE(CASE r.kind WHEN 'thumb' THEN "
-	    "CASE r.value WHEN 1 THEN 5 ELSE 1 END ELSE r.value END, 0), g.created, g.prompt_messages "
-	    "FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ? ORDER BY g.id");
+	    "CASE r.value WHEN 1 THEN 5 ELSE 1 END ELSE r.value END, 0), g.created, g.prompt_messages, g.end_reason, "
+	    "COALESCE(r.created, 0), CASE WHEN g.model_id IS NULL THEN ?2 ELSE (?3 IS NULL OR EXISTS (SELECT 1 FROM "
+	    "models md WHERE md.id = g.model_id AND (md.sha256 LIKE ?3 || '%' OR md.file_name LIKE '%' || ?3 || '%'))) "
+	    "END FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ?1 ORDER BY g.id");
 	struct xmsg *m = NULL;
 	int nm = 0, cap = 0, rc = -1;
 
@@ -136,65 +400,40 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 		memset(&m[nm], 0, sizeof(m[nm]));
 		m[nm].role = dup_text(sqlite3_column_text(ms, 1));
 		m[nm].content = dup_text(sqlite3_column_text(ms, 2));
+		nm++;
 		sqlite3_reset(gs);
 		sqlite3_bind_int64(gs, 1, sqlite3_column_int64(ms, 0));
+		sqlite3_bind_int(gs, 2, conv_model_ok[0] == '1');
+		if (o->model)
+			sqlite3_bind_text(gs, 3, o->model, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(gs, 3);
 		while (sqlite3_step(gs) == SQLITE_ROW) {
-			struct gen *g = realloc(m[nm].gens, (m[nm].ngens + 1) * sizeof(*g));
+			struct xmsg *x = &m[nm - 1];
+			struct gen *g = realloc(x->gens, (x->ngens + 1) * sizeof(*g));
 			if (!g)
 				goto out;
-			m[nm].gens = g;
-			g += m[nm].ngens++;
+			x->gens = g;
+			g += x->ngens++;
+			memset(g, 0, sizeof(*g));
 			g->id = sqlite3_column_int64(gs, 0);
 			g->content = dup_text(sqlite3_column_text(gs, 1));
 			g->score = sqlite3_column_int(gs, 2);
 			g->created = sqlite3_column_int64(gs, 3);
 			g->fed = sqlite3_column_type(gs, 4) == SQLITE_NULL ? NULL :
 			    strdup((const char *)sqlite3_column_text(gs, 4));
+			g->end = store_end_parse((const char *)sqlite3_column_text(gs, 5));
+			g->rated_at = sqlite3_column_int64(gs, 6);
+			g->model_ok = sqlite3_column_int(gs, 7);
+			if (!g->content || (sqlite3_column_type(gs, 4) != SQLITE_NULL && !g->fed))
+				goto out;
 		}
-		nm++;
 	}
 	for (int i = 0; i < nm; i++) {
 		if (strcmp(m[i].role, "assistant"))
 			continue;
-		for (int a = 0; a < m[i].ngens; a++) {
-			const struct gen *ga = &m[i].gens[a];
-			if (!ga->score || ga->created < o->since)
-				continue;
-			if (o->format == STORE_SFT && ga->score >= o->min_rating) {
-				cJSON *line = cJSON_CreateObject();
-				cJSON *msgs = prompt_json(system, m, i, ga);
-				cJSON_AddItemToArray(msgs, msg_json("assistant", ga->content));
-				cJSON_AddItemToObject(line, "messages", msgs);
-				if (emit(f, line, n) < 0)
-					goto out;
-			} else if (o->format == STORE_KTO) {
-				cJSON *line = cJSON_CreateObject(), *comp = cJSON_CreateArray();
-				cJSON_AddItemToObject(line, "prompt", prompt_json(system, m, i, ga));
-				cJSON_AddItemToArray(comp, msg_json("assistant", ga->content));
-				cJSON_AddItemToObject(line, "completion", comp);
-				cJSON_AddBoolToObject(line, "label", ga->score >= o->min_rating);
-				if (emit(f, line, n) < 0)
-					goto out;
-			} else if (o->format == STORE_DPO) {
-				/* Every pair of this turn's generations rated differently. */
-				for (int b = 0; b < m[i].ngens; b++) {
-					const struct gen *gb = &m[i].gens[b];
-					if (!gb->score || gb->score >= ga->score)
-						continue;
-					/* A pair compares two answers to one prompt. */
-					if (!ga->fed != !gb->fed || (ga->fed && strcmp(ga->fed, gb->fed)))
-						continue;
-					cJSON *line = cJSON_CreateObject(), *ch = cJSON_CreateArray(), *rj = cJSON_CreateArray();
-					cJSON_AddItemToObject(line, "prompt", prompt_json(system, m, i, ga));
-					cJSON_AddItemToArray(ch, msg_json("assistant", ga->content));
-					cJSON_AddItemToArray(rj, msg_json("assistant", gb->content));
-					cJSON_AddItemToObject(line, "chosen", ch);
-					cJSON_AddItemToObject(line, "rejected", rj);
-					if (emit(f, line, n) < 0)
-						goto out;
-				}
-			}
-		}
+		if (prepare(o, system, m, i, counts) < 0 || formats[o->format].write(f, o, m, i, &counts->lines) < 0)
+			goto out;
 	}
 	rc = 0;
 out:
@@ -205,19 +444,29 @@ out:
 }
 
 int
-store_export(struct store *s, const struct store_export_opts *o, const char *path, int *n_lines,
-	     char *err, size_t errlen)
+store_export(struct store *s, const struct store_export_opts *o, const char *path,
+	     struct store_export_counts *counts, char *err, size_t errlen)
 {
+	struct store_export_counts none;
 	sqlite3_stmt *cs;
 	FILE *f;
 	char *tmp = NULL;
+	const char *name;
 	int to_stdout = !path || !strcmp(path, "-"), rc = -1, step;
 
-	*n_lines = 0;
+	if (!counts)
+		counts = &none;
+	memset(counts, 0, sizeof(*counts));
+	if ((int)o->format < 0 || o->format >= STORE_N_FORMATS) {
+		snprintf(err, errlen, "no such export format");
+		return -1;
+	}
 	if (o->min_rating < 1 || o->min_rating > 5) {
 		snprintf(err, errlen, "--min-rating must be 1 to 5");
 		return -1;
 	}
+	/* Errors name what the user asked for, not the temporary file. */
+	name = to_stdout ? "standard output" : path;
 	if (to_stdout) {
 		f = stdout;
 	} else {
@@ -231,13 +480,15 @@ store_export(struct store *s, const struct store_export_opts *o, const char *pat
 		sprintf(tmp, "%s.tmp%ld", path, (long)getpid());
 		f = fopen(tmp, "w");
 		if (!f) {
-			snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+			snprintf(err, errlen, "%s: cannot write it: %s", path, strerror(errno));
 			free(tmp);
 			return -1;
 		}
 	}
-	cs = store_prepare(s, "SELECT c.id, COALESCE(c.system_prompt, '') FROM conversations c LEFT JOIN models md "
-	    "ON md.id = c.model_id WHERE (?1 IS NULL OR md.sha256 LIKE ?1 || '%' OR md.file_name LIKE '%' || ?1 || '%') "
+	/* Each conversation, and whether its starting model matches --model
+	 * (for generations that did not record theirs). */
+	cs = store_prepare(s, "SELECT c.id, COALESCE(c.system_prompt, ''), (?1 IS NULL OR md.sha256 LIKE ?1 || '%' "
+	    "OR md.file_name LIKE '%' || ?1 || '%') FROM conversations c LEFT JOIN models md ON md.id = c.model_id "
 	    "ORDER BY c.id");
 	if (!cs) {
 		snprintf(err, errlen, "%s", store_errmsg(s));
@@ -249,11 +500,12 @@ store_export(struct store *s, const struct store_export_opts *o, const char *pat
 		sqlite3_bind_null(cs, 1);
 	while ((step = sqlite3_step(cs)) == SQLITE_ROW) {
 		char *system = dup_text(sqlite3_column_text(cs, 1));
-		int r = export_conv(s, o, sqlite3_column_int64(cs, 0), system, f, n_lines);
+		int r = system ? export_conv(s, o, sqlite3_column_int64(cs, 0), system,
+		    sqlite3_column_int(cs, 2) ? "1" : "0", f, counts) : -1;
 		free(system);
 		if (r < 0) {
-			snprintf(err, errlen, "%s: %s", to_stdout ? "export" : tmp,
-			    ferror(f) ? strerror(errno) : store_errmsg(s));
+			snprintf(err, errlen, "%s: %s", name, ferror(f) ? strerror(errno) : *store_errmsg(s) ?
+			    store_errmsg(s) : "out of memory");
 			sqlite3_finalize(cs);
 			goto out;
 		}
@@ -264,14 +516,14 @@ store_export(struct store *s, const struct store_export_opts *o, const char *pat
 		goto out;
 	}
 	if (fflush(f) != 0 || (!to_stdout && fsync(fileno(f)) != 0)) {
-		snprintf(err, errlen, "%s: write failed: %s", to_stdout ? "stdout" : tmp, strerror(errno));
+		snprintf(err, errlen, "%s: writing failed: %s", name, strerror(errno));
 		goto out;
 	}
 	if (!to_stdout) {
 		int cr = fclose(f);
 		f = NULL;
 		if (cr != 0 || rename(tmp, path) != 0) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			snprintf(err, errlen, "%s: writing failed: %s", path, strerror(errno));
 			goto out;
 		}
 	}

@@ -83,29 +83,58 @@ conv_models(struct store *s, int64_t conv, const char *started, char *buf, size_
 int
 store_history_list(struct store *s, FILE *out)
 {
+	struct store_conv_info *ci = NULL;
+	int n = 0, cap = 0, width = 5, rc;
 	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, COALESCE(md.file_name, ''), c.title "
 	    "FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC");
-	int rc, n = 0;
+
 	if (!st)
 		return -1;
-	fprintf(out, "%5s  %-16s  %4s  %-28s  %s\n", "ID", "UPDATED", "MSGS", "MODEL", "TITLE");
+	/* Every row first: the models column is as wide as its widest entry. */
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		char tb[32], models[160];
-		int nm, len;
-		int64_t id = sqlite3_column_int64(st, 0);
-		fmt_time(sqlite3_column_int64(st, 1), tb, sizeof(tb));
-		if ((len = path_len(s, id)) < 0 || conv_models(s, id, col_text(st, 2), models, sizeof(models), &nm) < 0) {
-			sqlite3_finalize(st);
-			return -1;
+		struct store_conv_info *x;
+		int w;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 32;
+			x = realloc(ci, cap * sizeof(*ci));
+			if (!x) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			ci = x;
 		}
-		fprintf(out, "%5lld  %-16s  %4d  %-28.28s  %s\n", (long long)id, tb, len, models, col_text(st, 3));
+		x = &ci[n];
+		memset(x, 0, sizeof(*x));
+		x->id = sqlite3_column_int64(st, 0);
+		x->updated = sqlite3_column_int64(st, 1);
+		snprintf(x->model, sizeof(x->model), "%s", col_text(st, 2));
+		snprintf(x->title, sizeof(x->title), "%s", col_text(st, 3));
+		if ((x->n_msgs = path_len(s, x->id)) < 0 ||
+		    conv_models(s, x->id, x->model, x->models, sizeof(x->models), &x->n_models) < 0) {
+			rc = SQLITE_ERROR;
+			break;
+		}
 		n++;
+		w = (int)strlen(x->models);
+		if (w > width)
+			width = w;
 	}
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return store_sqlfail(s, "the list");
+	if (rc != SQLITE_DONE) {
+		free(ci);
+		return rc == SQLITE_NOMEM ? store_seterr(s, "out of memory") : rc == SQLITE_ERROR ? -1 :
+		    store_sqlfail(s, "the list");
+	}
+	fprintf(out, "%5s  %-16s  %4s  %-*s  %s\n", "ID", "UPDATED", "MSGS", width, "MODEL", "TITLE");
+	for (int i = 0; i < n; i++) {
+		char tb[32];
+		fmt_time(ci[i].updated, tb, sizeof(tb));
+		fprintf(out, "%5lld  %-16s  %4d  %-*s  %s\n", (long long)ci[i].id, tb, ci[i].n_msgs, width, ci[i].models,
+		    ci[i].title);
+	}
 	if (n == 0)
 		fprintf(out, "(no conversations yet)\n");
+	free(ci);
 	return 0;
 }
 
@@ -183,14 +212,16 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 		free(system);
 		return store_seterr(s, "out of memory");
 	}
-	/* The active branch, first message first; the system prompt each
-	 * chosen reply was given (NULL when not recorded); how many versions
-	 * the message has. */
-	ms = store_prepare(s, STORE_PATH_CTE "SELECT m.id, m.role, m.content, (SELECT g.system_prompt FROM generations g "
-	    "WHERE g.message_id = m.id AND g.chosen), (SELECT count(*) FROM messages o WHERE o.conversation_id = ?1 "
-	    "AND o.parent_id IS m.parent_id AND o.role = m.role), (SELECT count(*) FROM messages o WHERE "
-	    "o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role AND o.id <= m.id) "
-	    "FROM path JOIN messages m ON m.id = path.id ORDER BY path.depth DESC");
+	/* The active branch, first message first; the system prompt the reply
+	 * to each message was given, told at the message that prompted the
+	 * reply (NULL when not recorded); how many versions the message has. */
+	ms = store_prepare(s, STORE_PATH_CTE ", rows AS (SELECT m.id, m.role, m.content, path.depth, (SELECT g.system_prompt "
+	    "FROM generations g WHERE g.message_id = m.id AND g.chosen) AS sys, (SELECT count(*) FROM messages o WHERE "
+	    "o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role) AS nv, (SELECT count(*) FROM "
+	    "messages o WHERE o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role AND o.id <= m.id) "
+	    "AS v FROM path JOIN messages m ON m.id = path.id) SELECT id, role, content, CASE WHEN role = 'user' THEN "
+	    "lead(sys) OVER w WHEN lag(role) OVER w IS NOT 'user' THEN sys END, nv, v FROM rows "
+	    "WINDOW w AS (ORDER BY depth DESC) ORDER BY depth DESC");
 	if (!ms) {
 		free(conv_model);
 		free(system);
@@ -216,8 +247,7 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 	while ((rc = sqlite3_step(ms)) == SQLITE_ROW) {
 		const char *role = col_text(ms, 1);
 		k++;
-		if (!strcmp(role, "assistant") && sqlite3_column_type(ms, 3) != SQLITE_NULL && system &&
-		    strcmp(col_text(ms, 3), system)) {
+		if (sqlite3_column_type(ms, 3) != SQLITE_NULL && system && strcmp(col_text(ms, 3), system)) {
 			free(system);
 			system = strdup(col_text(ms, 3));
 			if (system && *system)

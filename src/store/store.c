@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,7 +149,8 @@ store_sqlfail(struct store *s, const char *what)
 	if (code == SQLITE_FULL)
 		store_seterr(s, "%s: the disk is full; %s was not saved (what you already had is intact)", s->path, what);
 	else if (code == SQLITE_READONLY)
-		store_seterr(s, "%s: the database is read-only; %s was not saved", s->path, what);
+		store_seterr(s, "%s: the database is read-only (natter may not write to it), so %s was not saved",
+		    s->path, what);
 	else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
 		store_seterr(s, "%s: the database is damaged (%s); %s was not saved", s->path, msg, what);
 	else if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
@@ -334,12 +336,82 @@ set_wal(struct store *s)
 	    "switched to its journal mode", s->path);
 }
 
+/* Whether natter may not write PATH or its folder (which must hold the
+ * journal): permissions, or a read-only file system. */
+static int
+path_readonly(const char *path)
+{
+	char *copy = strdup(path);
+	int ro = 0;
+	if (access(path, W_OK) != 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+		ro = 1;
+	if (!ro && copy && access(dirname(copy), W_OK) != 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+		ro = 1;
+	free(copy);
+	return ro;
+}
+
+/* PATH as a file: URI that opens it immutable (no journal is read or
+ * written).  Caller frees. */
+static char *
+immutable_uri(const char *path)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(path);
+	char *u = malloc(3 * n + 32), *o = u;
+	if (!u)
+		return NULL;
+	o += sprintf(o, "file:");
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)path[i];
+		if (ch == '%' || ch == '?' || ch == '#' || ch < 0x20 || ch >= 0x7F) {
+			*o++ = '%';
+			*o++ = hex[ch >> 4];
+			*o++ = hex[ch & 15];
+		} else {
+			*o++ = (char)ch;
+		}
+	}
+	strcpy(o, "?immutable=1");
+	return u;
+}
+
+/* Replaces S's connection by an in-memory copy of its database, which
+ * can then be migrated without writing the file (a read-only database of
+ * an older schema is still listed and exported). */
+static int
+copy_to_memory(struct store *s)
+{
+	sqlite3 *mem = NULL;
+	sqlite3_backup *b;
+	int rc;
+
+	if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+		sqlite3_close(mem);
+		return store_seterr(s, "out of memory");
+	}
+	b = sqlite3_backup_init(mem, "main", s->db, "main");
+	rc = b ? sqlite3_backup_step(b, -1) : SQLITE_NOMEM;
+	if (b)
+		sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		sqlite3_close(mem);
+		return store_sqlfail(s, "the copy");
+	}
+	sqlite3_close(s->db);
+	s->db = mem;
+	sqlite3_extended_result_codes(s->db, 1);
+	return 0;
+}
+
 static int
 open_common(const char *path, unsigned flags, int target, struct store **out, char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
-	int version = 0, app = 0, tables = 0, rc;
-	int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int version = 0, app = 0, tables = 0, rc, exists;
+	int ro = (flags & STORE_READONLY) != 0;
+	int oflags = ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	struct stat stt;
 
 	*out = NULL;
 	if (!s || !(s->path = strdup(path))) {
@@ -347,7 +419,43 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	exists = stat(path, &stt) == 0;
+	if (!exists && (ro || (flags & STORE_MUST_EXIST))) {
+		snprintf(err, errlen, "%s: there is no database here (nothing has been saved there yet); "
+		    "nothing was created", path);
+		store_close(s);
+		return -1;
+	}
+	if (exists && !ro && path_readonly(path)) {
+		snprintf(err, errlen, "%s: the database is read-only (natter may not write to it or its folder): "
+		    "it can be listed and exported, but nothing can be saved to it", path);
+		store_close(s);
+		return -1;
+	}
+	if (flags & STORE_MUST_EXIST)
+		oflags &= ~SQLITE_OPEN_CREATE;
 	rc = sqlite3_open_v2(path, &s->db, oflags, NULL);
+	if (rc == SQLITE_OK && ro && read_header(s, &version, &app, &tables) < 0 &&
+	    ((sqlite3_extended_errcode(s->db) & 0xFF) == SQLITE_CANTOPEN ||
+	    (sqlite3_extended_errcode(s->db) & 0xFF) == SQLITE_READONLY)) {
+		/* A WAL database in a folder natter may not write: its shared
+		 * index cannot be made.  With no journal left over, the file is
+		 * the whole database and can be read as it is. */
+		char wal[4200];
+		char *uri = immutable_uri(path);
+		snprintf(wal, sizeof(wal), "%s-wal", path);
+		sqlite3_close(s->db);
+		s->db = NULL;
+		if (access(wal, F_OK) == 0 || !uri) {
+			free(uri);
+			snprintf(err, errlen, "%s: the database is read-only and its journal (%s) holds changes that "
+			    "cannot be read without writing; open it once where natter may write", path, wal);
+			store_close(s);
+			return -1;
+		}
+		rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+		free(uri);
+	}
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "%s: cannot open the database: %s", path,
 		    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -393,13 +501,21 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 		store_close(s);
 		return -1;
 	}
-	if (version < target && (flags & STORE_READONLY)) {
-		snprintf(err, errlen, "%s: the database needs an upgrade (schema %d to %d) but is opened read-only",
-		    path, version, target);
+	if (version < target && ro && (tables == 0 || copy_to_memory(s) < 0)) {
+		if (tables == 0)
+			snprintf(err, errlen, "%s: not a natter database (it is empty); it was not changed", path);
+		else
+			snprintf(err, errlen, "%s", s->err);
 		store_close(s);
 		return -1;
 	}
 	if (migrate(s, version, target) < 0) {
+		snprintf(err, errlen, "%s", s->err);
+		store_close(s);
+		return -1;
+	}
+	/* A copy upgraded in memory is for reading only, like the file. */
+	if (ro && store_exec(s, "PRAGMA query_only=ON", "the read-only setting") < 0) {
 		snprintf(err, errlen, "%s", s->err);
 		store_close(s);
 		return -1;
@@ -427,6 +543,12 @@ store_open_version(const char *path, int version, struct store **out, char *err,
 char *
 store_default_path(char *buf, size_t n)
 {
+	return store_default_path_ex(buf, n, 1);
+}
+
+char *
+store_default_path_ex(char *buf, size_t n, int create)
+{
 	const char *db = getenv("NATTER_DB"), *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
 	char dir[4096];
 
@@ -440,6 +562,8 @@ store_default_path(char *buf, size_t n)
 		snprintf(dir, sizeof(dir), "%s/.local/share/natter", home);
 	else
 		return NULL;
+	if (!create)
+		return (size_t)snprintf(buf, n, "%s/natter.db", dir) < n ? buf : NULL;
 	/* mkdir -p */
 	for (char *p = dir + 1; *p; p++) {
 		if (*p == '/') {

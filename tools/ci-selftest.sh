@@ -5,7 +5,8 @@
 # Clones the checkout's HEAD (committed work only) into a temporary folder
 # that has no ../shared, then:
 #   - runs .ci/run there: it must fail, naming ../shared/fixtures;
-#   - with --full, also builds the clone and runs CI=true make check: it must
+#   - with --full, checks that configure refuses --enable-asan with
+#     --enable-tsan, then builds the clone and runs CI=true make check: it must
 #     fail, every test that needs the fixtures must be a FAIL (none a SKIP),
 #     and the tests that need none must still pass.  (A few minutes.)
 # Exit 0 when all of that holds.  Not part of make check: it clones and,
@@ -33,8 +34,16 @@ grep -q "shared fixtures are not at ../shared/fixtures" "$tmp/ci.out" && ok ".ci
 sed 's/^/  | /' "$tmp/ci.out"
 
 if [ $full -eq 1 ]; then
+	echo "== configure refuses --enable-asan with --enable-tsan"
+	autoreconf -fi > "$tmp/build.out" 2>&1
+	if ./configure --enable-asan --enable-tsan > "$tmp/conf.out" 2>&1; then
+		bad "configure accepted --enable-asan --enable-tsan"
+	else
+		grep -q "enable-tsan and --enable-asan exclude each other" "$tmp/conf.out" &&
+		    ok "configure refuses both sanitizers, saying why" || bad "configure message: $(tail -n 2 "$tmp/conf.out")"
+	fi
 	echo "== building the clone and running CI=true make check without fixtures"
-	if (autoreconf -fi && ./configure && make -j2) > "$tmp/build.out" 2>&1; then
+	if (./configure && make -j2) >> "$tmp/build.out" 2>&1; then
 		env -u NATTER_FIXTURES CI=true make -j2 check > "$tmp/check.out" 2>&1
 		s=$?
 		[ $s -ne 0 ] && ok "make check fails under CI without fixtures" || bad "make check passed without fixtures"

@@ -4,14 +4,30 @@
 : "${NATTER_SRCDIR:=.}"
 B=$(dirname "$0")
 R="$NATTER_SRCDIR/fuzz/regress"
-s=0
-"$B/fuzz-replay-gguf" "$R/gguf" || s=1
-"$B/fuzz-replay-tmpl" "$R/tmpl" || s=1
-"$B/fuzz-replay-export" "$R/export" || s=1
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+"$B/fuzz-replay-gguf" "$R/gguf" && ok || bad "gguf regressions"
+"$B/fuzz-replay-tmpl" "$R/tmpl" && ok || bad "tmpl regressions"
+"$B/fuzz-replay-export" "$R/export" && ok || bad "export regressions"
 if [ -f "$NATTER_FIXTURES/vocab/vocab-qwen2.gguf" ]; then
-	NATTER_FUZZ_VOCAB="$NATTER_FIXTURES/vocab/vocab-qwen2.gguf" "$B/fuzz-replay-tok" "$R/tok" || s=1
+	NATTER_FUZZ_VOCAB="$NATTER_FIXTURES/vocab/vocab-qwen2.gguf" "$B/fuzz-replay-tok" "$R/tok" && ok ||
+	    bad "tok regressions"
+elif [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+	bad "tok: $NATTER_FIXTURES/vocab/vocab-qwen2.gguf not found (CI needs the shared fixtures)"
 else
-	echo "tok: skipped (fixtures not found)"
+	echo "SKIP: tok regressions: $NATTER_FIXTURES/vocab/vocab-qwen2.gguf not found"
 fi
-[ $s -eq 0 ] && echo "test-fuzz-replay.sh: 1 passed, 0 failed" || echo "test-fuzz-replay.sh: 0 passed, 1 failed"
-exit $s
+
+# The replayer itself: a missing or empty folder must fail, not pass.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$B/fuzz-replay-tmpl" "$tmp" > /dev/null 2> "$tmp.err" && bad "an empty regression folder passed" || ok
+grep -q "holds no inputs" "$tmp.err" && ok || bad "empty folder message: $(cat "$tmp.err")"
+"$B/fuzz-replay-tmpl" "$tmp/missing" > /dev/null 2> "$tmp.err" && bad "a missing regression folder passed" || ok
+grep -q "$tmp/missing" "$tmp.err" && ok || bad "missing folder message: $(cat "$tmp.err")"
+rm -f "$tmp.err"
+
+echo "test-fuzz-replay.sh: $pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -5,7 +5,9 @@
 #include <dirent.h>
 #include <time.h>
 
+#include "natter/gguf.h"
 #include "natter/tmpl.h"
+#include "natter/tok.h"
 #include "test.h"
 
 /* 2026-01-02 12:00 local time: the date the fixtures were rendered with. */
@@ -31,23 +33,23 @@ show_diff(const char *want, const char *got)
 	    want + i, got + i);
 }
 
+/* Renders every case of BASE.expected.json with the template SRC (BASE's own,
+ * or the copy a vocabulary file carries) and compares byte for byte.  VOCAB,
+ * if not NULL, must name BOS and EOS as the fixture does where it names them. */
 static void
-run_file(const char *dir, const char *base, int *n_ok, int *n_all)
+run_cases(const char *dir, const char *base, const char *src, const struct tok_vocab *vocab, int *n_ok, int *n_all)
 {
 	char path[4096], err[512];
 	size_t len;
-	char *src, *js;
+	char *js;
 	cJSON *root, *convs, *cases, *c;
 	struct tmpl *t = NULL;
 	const char *bos, *eos;
 
-	snprintf(path, sizeof(path), "%s/templates/%s.jinja", dir, base);
-	src = test_read_file(path, &len);
 	snprintf(path, sizeof(path), "%s/templates/%s.expected.json", dir, base);
 	js = test_read_file(path, &len);
 	CHECK(src && js, "%s: cannot read", base);
 	if (!src || !js) {
-		free(src);
 		free(js);
 		return;
 	}
@@ -59,6 +61,13 @@ run_file(const char *dir, const char *base, int *n_ok, int *n_all)
 	}
 	bos = cJSON_GetStringValue(cJSON_GetObjectItem(root, "bos_token"));
 	eos = cJSON_GetStringValue(cJSON_GetObjectItem(root, "eos_token"));
+	if (vocab) {
+		const char *vb = tok_text(vocab, tok_bos(vocab)), *ve = tok_text(vocab, tok_eos(vocab));
+		CHECK(!bos || !*bos || (vb && !strcmp(vb, bos)), "%s: the vocabulary's BOS is %s, the template's %s", base,
+		    vb ? vb : "none", bos);
+		CHECK(!eos || !*eos || (ve && !strcmp(ve, eos)), "%s: the vocabulary's EOS is %s, the template's %s", base,
+		    ve ? ve : "none", eos);
+	}
 	convs = cJSON_GetObjectItem(root, "conversations");
 	cases = cJSON_GetObjectItem(root, "cases");
 	cJSON_ArrayForEach(c, cases) {
@@ -109,8 +118,49 @@ run_file(const char *dir, const char *base, int *n_ok, int *n_all)
 out:
 	tmpl_free(t);
 	cJSON_Delete(root);
-	free(src);
 	free(js);
+}
+
+static void
+run_file(const char *dir, const char *base, int *n_ok, int *n_all)
+{
+	char path[4096];
+	size_t len;
+	char *src;
+
+	snprintf(path, sizeof(path), "%s/templates/%s.jinja", dir, base);
+	src = test_read_file(path, &len);
+	run_cases(dir, base, src, NULL, n_ok, n_all);
+	free(src);
+}
+
+/* The chat template a vocabulary file carries (tokenizer.chat_template),
+ * rendered against the fixture of the same template. */
+static void
+run_vocab_template(const char *dir, const char *vocab, const char *base)
+{
+	char path[4096], err[512];
+	struct gguf_file *f;
+	struct tok_vocab *v = NULL;
+	char *src;
+	int n_ok = 0, n_all = 0;
+
+	snprintf(path, sizeof(path), "%s/vocab/%s.gguf", dir, vocab);
+	if (gguf_open(path, &f, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	src = gguf_get_str(f, "tokenizer.chat_template");
+	CHECK(src != NULL, "%s carries no tokenizer.chat_template", vocab);
+	CHECK(tok_vocab_load(f, &v, err, sizeof(err)) == 0, "%s: %s", vocab, err);
+	if (src && v) {
+		run_cases(dir, base, src, v, &n_ok, &n_all);
+		printf("%-52s %d/%d\n", vocab, n_ok, n_all);
+		CHECK(n_all > 0, "%s: no cases rendered", vocab);
+	}
+	tok_vocab_free(v);
+	free(src);
+	gguf_close(f);
 }
 
 /* Renders SRC with no messages; returns the output (static buffer) or the error. */
@@ -251,5 +301,8 @@ main(void)
 		printf("templates: %d files, %d of %d cases match\n", nfiles, n_ok, n_all);
 		CHECK(nfiles > 0, "no templates found");
 	}
+	/* The 2026 vocabularies carry their models' templates. */
+	run_vocab_template(dir, "vocab-gemma3", "google-gemma-3");
+	run_vocab_template(dir, "vocab-qwen3", "Qwen-Qwen3");
 	return test_done("test-tmpl");
 }

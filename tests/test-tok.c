@@ -14,6 +14,9 @@ static const char *vocabs[] = {
 	"ggml-vocab-llama-spm", "ggml-vocab-phi-3", "vocab-llama3", "vocab-qwen2",
 	"ggml-vocab-gpt-2", "ggml-vocab-starcoder", "ggml-vocab-falcon",
 	"ggml-vocab-deepseek-llm", "ggml-vocab-deepseek-coder",
+	/* 2026: Gemma 3 (SentencePiece, no space prefix, whitespace-run and HTML
+	 * user-defined tokens) and Qwen3 (<think> user-defined); 79 strings each. */
+	"vocab-gemma3", "vocab-qwen3",
 };
 
 static void
@@ -33,7 +36,7 @@ run_vocab(const char *dir, const char *name)
 	size_t ninp, nout;
 	struct gguf_file *f;
 	struct tok_vocab *v;
-	int n_cases = 0, enc_ok = 0, dec_ok = 0, dec_cases = 0;
+	int n_cases = 0, n_lines = 0, enc_ok = 0, dec_ok = 0, dec_cases = 0;
 	const char *sep = "\n__ggml_vocab_test__\n";
 
 	snprintf(path, sizeof(path), "%s/vocab/%s.gguf", dir, name);
@@ -53,6 +56,8 @@ run_vocab(const char *dir, const char *name)
 	CHECK(inp && outp, "%s: cannot read test vectors", name);
 	if (!inp || !outp)
 		goto out;
+	for (size_t i = 0; i < nout; i++)
+		n_lines += outp[i] == '\n';
 
 	p = inp;
 	q = outp;
@@ -108,10 +113,53 @@ run_vocab(const char *dir, const char *name)
 		q = eol + 1;
 	}
 	printf("%-28s encode %d/%d passed, decode %d/%d passed\n", name, enc_ok, n_cases, dec_ok, dec_cases);
-	CHECK(n_cases > 0, "%s: no test cases read", name);
+	CHECK(n_cases > 0 && n_cases == n_lines, "%s: %d test strings read, %d expected lines", name, n_cases, n_lines);
 out:
 	free(inp);
 	free(outp);
+	tok_vocab_free(v);
+	gguf_close(f);
+}
+
+/*
+ * The 2026 vocabularies' vectors read control tokens as text; asked to
+ * parse special tokens, the tokenizer must match them whole, and decoding
+ * without SPECIAL must drop them.
+ */
+static void
+run_specials(const char *dir, const char *name, const char *control, const char *user_defined)
+{
+	char path[4096], err[512], text[256];
+	struct gguf_file *f;
+	struct tok_vocab *v;
+	struct tok_ids ids = { 0 };
+	int32_t cid, uid;
+
+	snprintf(path, sizeof(path), "%s/vocab/%s.gguf", dir, name);
+	if (gguf_open(path, &f, err, sizeof(err)) < 0 || tok_vocab_load(f, &v, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	cid = tok_find(v, control);
+	uid = tok_find(v, user_defined);
+	CHECK(cid != TOK_NONE && tok_type_of(v, cid) == TOK_TYPE_CONTROL, "%s: %s is a control token", name, control);
+	CHECK(uid != TOK_NONE && tok_type_of(v, uid) == TOK_TYPE_USER_DEFINED, "%s: %s is user-defined", name,
+	    user_defined);
+	snprintf(text, sizeof(text), "%suser%s", control, user_defined);
+	tok_encode(v, text, strlen(text), 0, 1, &ids);
+	CHECK(ids.n >= 3 && ids.ids[0] == cid && ids.ids[ids.n - 1] == uid, "%s: %s parsed as special tokens", name, text);
+	if (ids.n >= 1) {
+		size_t dl;
+		char *d = tok_decode(v, ids.ids, ids.n, 0, &dl);
+		CHECK(d && !strncmp(d, "user", 4) && strstr(d, user_defined), "%s: without SPECIAL the control token "
+		    "decodes to nothing and the user-defined one to its text (got %s)", name, d ? d : "null");
+		free(d);
+	}
+	ids.n = 0;
+	tok_encode(v, text, strlen(text), 0, 0, &ids);
+	CHECK(ids.n > 3 && ids.ids[0] != cid && ids.ids[ids.n - 1] == uid, "%s: without SPECIAL %s is text, %s still "
+	    "whole", name, control, user_defined);
+	tok_ids_free(&ids);
 	tok_vocab_free(v);
 	gguf_close(f);
 }
@@ -245,5 +293,7 @@ main(void)
 	}
 	for (size_t i = 0; i < sizeof(vocabs) / sizeof(vocabs[0]); i++)
 		run_vocab(dir, vocabs[i]);
+	run_specials(dir, "vocab-gemma3", "<start_of_turn>", "<table>");
+	run_specials(dir, "vocab-qwen3", "<|im_start|>", "<think>");
 	return test_done("test-tok");
 }

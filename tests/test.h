@@ -20,9 +20,52 @@ static int t_pass, t_fail, t_skip;
 	} \
 } while (0)
 
-#define SKIP(...) do { t_skip++; printf("SKIP: "); printf(__VA_ARGS__); putchar('\n'); } while (0)
+/*
+ * Skips.  A test announces a skip with a line that starts "SKIP:", and may
+ * skip for two reasons only:
+ *
+ *   SKIP(fmt, ...)       anything the developer's machine may not have (the
+ *                        shared fixtures, a tool).  Under CI (the variable
+ *                        CI is "true" or "1") this is a FAILURE, printed as
+ *                        "FAIL (CI): ..." and counted in t_fail.
+ *   SKIP_CPU_TIER(name)  the CPU lacks an instruction-set tier (avx512,
+ *                        avx512vnni ...).  Prints exactly
+ *                            SKIP: CPU tier NAME not available
+ *                        (TEST_SKIP_CPU_TIER_RE matches it); the one skip
+ *                        CI accepts, since no run can make a CPU grow one.
+ *
+ * tests/ci-gate.sh (make check's log compiler) and .ci/run hold shell tests
+ * and anything else to the same rule: under CI, a "SKIP:" line of any other
+ * form, or exit status 77 without a CPU-tier line, fails the test.
+ */
+#define TEST_SKIP_CPU_TIER_RE "^SKIP: CPU tier [A-Za-z0-9_.+-]+ not available$"
 
-/* The shared fixtures folder, or NULL (tests then report SKIP). */
+static inline int
+test_ci(void)
+{
+	const char *e = getenv("CI");
+	return e && (!strcmp(e, "true") || !strcmp(e, "1"));
+}
+
+#define SKIP(...) do { \
+	if (test_ci()) { \
+		t_fail++; \
+		fprintf(stderr, "FAIL (CI): skipped: "); \
+		fprintf(stderr, __VA_ARGS__); \
+		fprintf(stderr, " -- under CI only a missing CPU tier may skip\n"); \
+	} else { \
+		t_skip++; \
+		printf("SKIP: "); \
+		printf(__VA_ARGS__); \
+		putchar('\n'); \
+	} \
+} while (0)
+
+#define SKIP_CPU_TIER(name) do { t_skip++; printf("SKIP: CPU tier %s not available\n", (name)); } while (0)
+
+/* The shared fixtures folder ($NATTER_FIXTURES, else ../shared/fixtures),
+ * or NULL: tests then SKIP outside CI; under CI the missing folder is
+ * reported, by path, as a failure here. */
 static inline const char *
 test_fixtures(void)
 {
@@ -31,8 +74,14 @@ test_fixtures(void)
 	const char *e = getenv("NATTER_FIXTURES");
 
 	snprintf(buf, sizeof(buf), "%s", e && *e ? e : "../shared/fixtures");
-	if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode))
+	if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		if (test_ci()) {
+			t_fail++;
+			fprintf(stderr, "FAIL (CI): the shared fixtures are not at %s (CI needs them: put them at "
+			    "../shared/fixtures beside the source tree or set NATTER_FIXTURES)\n", buf);
+		}
 		return NULL;
+	}
 	return buf;
 }
 

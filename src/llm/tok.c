@@ -110,6 +110,14 @@ struct strmap {
 	int32_t *slot;        /* index + 1, 0 = empty */
 };
 
+/* Ids of the tokens matched whole in text, grouped by their first byte and
+ * longest first within a group, so that the first match is the longest and
+ * a position whose byte starts no such token costs one comparison. */
+struct special_index {
+	int32_t *ids;
+	uint32_t start[257];       /* ids[start[b] .. start[b + 1]) begin with byte b */
+};
+
 struct tok_vocab {
 	enum tok_kind kind;
 	int32_t n;
@@ -133,8 +141,9 @@ struct tok_vocab {
 
 	int32_t byte_tok[256];     /* SPM <0xNN> tokens, or BPE single-byte tokens */
 	uint8_t *eog;              /* (n) */
-	int32_t *special;          /* ids matched whole in text, longest first */
-	int32_t n_special;
+	/* Tokens matched whole in text: [0] the user-defined ones (always),
+	 * [1] those and the control and unknown ones (when parsing specials). */
+	struct special_index spec[2];
 };
 
 static uint64_t
@@ -209,7 +218,8 @@ tok_vocab_free(struct tok_vocab *v)
 	for (int i = 0; i < v->n_re; i++)
 		re_free(v->re[i]);
 	free(v->eog);
-	free(v->special);
+	free(v->spec[0].ids);
+	free(v->spec[1].ids);
 	free(v);
 }
 
@@ -228,6 +238,9 @@ cmp_special(const void *a, const void *b, void *ctx)
 {
 	const struct tok_vocab *v = ctx;
 	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	uint8_t bx = (uint8_t)v->tok[x].text[0], by = (uint8_t)v->tok[y].text[0];
+	if (bx != by)
+		return bx < by ? -1 : 1;
 	if (v->tok[x].len != v->tok[y].len)
 		return v->tok[x].len > v->tok[y].len ? -1 : 1;
 	return x < y ? -1 : x > y;
@@ -478,17 +491,27 @@ tok_vocab_load(const struct gguf_file *f, struct tok_vocab **out, char *err, siz
 		}
 	}
 
-	/* Tokens matched whole in text: control, user-defined and unknown. */
-	v->special = malloc(v->n * sizeof(*v->special));
-	if (!v->special)
-		goto nomem;
-	for (int32_t i = 0; i < v->n; i++) {
-		uint8_t t = v->tok[i].type;
-		if ((t == TOK_TYPE_CONTROL || t == TOK_TYPE_USER_DEFINED || t == TOK_TYPE_UNKNOWN) &&
-		    v->tok[i].len > 0)
-			v->special[v->n_special++] = i;
+	/* Tokens matched whole in text: user-defined always; control and
+	 * unknown too when the caller parses special tokens. */
+	for (int s = 0; s < 2; s++) {
+		struct special_index *x = &v->spec[s];
+		uint32_t n = 0;
+		x->ids = malloc(v->n * sizeof(*x->ids));
+		if (!x->ids)
+			goto nomem;
+		for (int32_t i = 0; i < v->n; i++) {
+			uint8_t t = v->tok[i].type;
+			if (v->tok[i].len > 0 && (t == TOK_TYPE_USER_DEFINED ||
+			    (s == 1 && (t == TOK_TYPE_CONTROL || t == TOK_TYPE_UNKNOWN))))
+				x->ids[n++] = i;
+		}
+		qsort_r(x->ids, n, sizeof(*x->ids), cmp_special, v);
+		memset(x->start, 0, sizeof(x->start));
+		for (uint32_t k = 0; k < n; k++)
+			x->start[(uint8_t)v->tok[x->ids[k]].text[0] + 1]++;
+		for (int b = 0; b < 256; b++)
+			x->start[b + 1] += x->start[b];
 	}
-	qsort_r(v->special, v->n_special, sizeof(*v->special), cmp_special, v);
 
 	free(model);
 	free(pre);
@@ -883,16 +906,17 @@ done:
 
 /* --- special-token partition and the entry point --- */
 
-/* Returns the id of the longest special token at TEXT[i..len), or TOK_NONE. */
+/* Returns the id of the longest special token at TEXT[i..len) (I < LEN), or TOK_NONE. */
 static int32_t
 special_at(const struct tok_vocab *v, const char *text, size_t len, size_t i, int parse_special)
 {
-	for (int32_t k = 0; k < v->n_special; k++) {
-		const struct tok_entry *e = &v->tok[v->special[k]];
-		if (!parse_special && e->type != TOK_TYPE_USER_DEFINED)
-			continue;
-		if (e->len <= len - i && e->text[0] == text[i] && memcmp(e->text, text + i, e->len) == 0)
-			return v->special[k];
+	const struct special_index *x = &v->spec[parse_special != 0];
+	uint8_t b = (uint8_t)text[i];
+
+	for (uint32_t k = x->start[b]; k < x->start[b + 1]; k++) {
+		const struct tok_entry *e = &v->tok[x->ids[k]];
+		if (e->len <= len - i && memcmp(e->text, text + i, e->len) == 0)
+			return x->ids[k];
 	}
 	return TOK_NONE;
 }
@@ -912,21 +936,13 @@ tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned 
 	int add_bos = (flags & TOK_ENC_BOS) != 0, parse_special = (flags & TOK_ENC_SPECIAL) != 0;
 	int prev_special = !(flags & TOK_ENC_CONTINUE);
 	int rc = 0;
-	uint8_t first[256];
 
 	memset(&w, 0, sizeof(w));
 	if (add_bos && v->bos != TOK_NONE && tok_ids_push(out, v->bos) < 0)
 		return -1;
-	/* Which first bytes can start a special token: skip the scan elsewhere. */
-	memset(first, 0, sizeof(first));
-	for (int32_t k = 0; k < v->n_special; k++) {
-		const struct tok_entry *e = &v->tok[v->special[k]];
-		if (parse_special || e->type == TOK_TYPE_USER_DEFINED)
-			first[(uint8_t)e->text[0]] = 1;
-	}
 	while (i <= len && rc == 0) {
 		int32_t sp = TOK_NONE;
-		if (i < len && first[(uint8_t)text[i]])
+		if (i < len)
 			sp = special_at(v, text, len, i, parse_special);
 		if (sp == TOK_NONE && i < len) {
 			i++;

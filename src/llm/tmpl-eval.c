@@ -1,0 +1,500 @@
+/* tmpl-eval.c -- chat templates: walks the tree, evaluating expressions and running statements. */
+#include "config.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llm/tmpl-impl.h"
+
+/* --- environment --- */
+
+static struct val *
+lookup(struct scope *sc, const char *name)
+{
+	for (; sc; sc = sc->parent) {
+		struct val *v = tmpl_val_dict_find(sc->vars, name, strlen(name));
+		if (v)
+			return v;
+	}
+	return NULL;
+}
+
+static struct val eval(struct rt *r, struct scope *sc, const struct node *n);
+
+static void
+step(struct rt *r)
+{
+	if (++r->steps > TMPL_MAX_STEPS)
+		tmpl_fail(&r->f, "template runs too long (more than %ld steps)", TMPL_MAX_STEPS);
+}
+
+static void
+eval_args(struct rt *r, struct scope *sc, const struct node *call, struct args *a)
+{
+	if (call->nkids > 16 || call->nkids2 > 16)
+		tmpl_fail(&r->f, "line %d: too many arguments", call->line);
+	a->npos = call->nkids;
+	for (int i = 0; i < call->nkids; i++)
+		a->pos[i] = eval(r, sc, call->kids[i]);
+	a->nkw = call->nkids2;
+	for (int i = 0; i < call->nkids2; i++) {
+		a->kwn[i] = call->names[i];
+		a->kw[i] = eval(r, sc, call->kids2[i]);
+	}
+}
+
+static struct val call_macro(struct rt *r, const struct node *m, const struct args *a, int line);
+
+/* --- operators --- */
+
+static int
+contains(struct rt *r, struct val hay, struct val needle, int line)
+{
+	switch (hay.k) {
+	case V_STR:
+		if (needle.k != V_STR)
+			tmpl_fail(&r->f, "line %d: 'in <string>' needs a string on the left", line);
+		return memmem(hay.u.s->p, hay.u.s->len, needle.u.s->p, needle.u.s->len) != NULL;
+	case V_LIST:
+		for (size_t i = 0; i < hay.u.l->n; i++)
+			if (tmpl_val_equal(hay.u.l->v[i], needle))
+				return 1;
+		return 0;
+	case V_DICT: case V_NS:
+		return needle.k == V_STR && tmpl_val_dict_find(hay.u.d, needle.u.s->p, needle.u.s->len) != NULL;
+	case V_UNDEF:
+		return 0;
+	default:
+		tmpl_fail(&r->f, "line %d: 'in' needs a container, got %s", line, tmpl_val_type_name(hay));
+	}
+	return 0;
+}
+
+static struct val
+arith(struct rt *r, const char *op, struct val a, struct val b, int line)
+{
+	if (!strcmp(op, "~")) {
+		struct outbuf o = { 0 };
+		struct val x = tmpl_val_to_str(r, a), y = tmpl_val_to_str(r, b);
+		tmpl_val_put(r, &o, x.u.s->p, x.u.s->len);
+		tmpl_val_put(r, &o, y.u.s->p, y.u.s->len);
+		return tmpl_val_take(r, &o);
+	}
+	if (!strcmp(op, "+")) {
+		if (a.k == V_STR && b.k == V_STR) {
+			struct outbuf o = { 0 };
+			tmpl_val_put(r, &o, a.u.s->p, a.u.s->len);
+			tmpl_val_put(r, &o, b.u.s->p, b.u.s->len);
+			return tmpl_val_take(r, &o);
+		}
+		if (a.k == V_LIST && b.k == V_LIST) {
+			struct jlist *l = tmpl_val_list_new(r, a.u.l->n + b.u.l->n + 1);
+			for (size_t i = 0; i < a.u.l->n; i++)
+				tmpl_val_list_push(r, l, a.u.l->v[i]);
+			for (size_t i = 0; i < b.u.l->n; i++)
+				tmpl_val_list_push(r, l, b.u.l->v[i]);
+			return tmpl_val_list(l);
+		}
+	}
+	if (!strcmp(op, "*") && ((a.k == V_STR && b.k == V_INT) || (a.k == V_INT && b.k == V_STR))) {
+		struct val s = a.k == V_STR ? a : b;
+		int64_t n = a.k == V_INT ? a.u.i : b.u.i;
+		struct outbuf o = { 0 };
+		if (n > 0 && (uint64_t)n * s.u.s->len > TMPL_MAX_OUTPUT)
+			tmpl_fail(&r->f, "line %d: string repetition too large", line);
+		tmpl_val_put(r, &o, "", 0);
+		for (int64_t i = 0; i < n; i++)
+			tmpl_val_put(r, &o, s.u.s->p, s.u.s->len);
+		return tmpl_val_take(r, &o);
+	}
+	if (!tmpl_val_is_num(a) || !tmpl_val_is_num(b))
+		tmpl_fail(&r->f, "line %d: unsupported operand types for %s: %s and %s", line, op, tmpl_val_type_name(a),
+		    tmpl_val_type_name(b));
+	if (a.k != V_FLOAT && b.k != V_FLOAT && strcmp(op, "/") != 0 && strcmp(op, "**") != 0) {
+		int64_t x = a.u.i, y = b.u.i, z;
+		switch (op[0]) {
+		case '+': if (__builtin_add_overflow(x, y, &z)) goto ovf; return tmpl_val_int(z);
+		case '-': if (__builtin_sub_overflow(x, y, &z)) goto ovf; return tmpl_val_int(z);
+		case '*': if (__builtin_mul_overflow(x, y, &z)) goto ovf; return tmpl_val_int(z);
+		case '/':   /* floor division "//" */
+		case '%':
+			if (y == 0)
+				tmpl_fail(&r->f, "line %d: division by zero", line);
+			if (x == INT64_MIN && y == -1)
+				goto ovf;
+			z = op[0] == '%' ? x % y : x / y;
+			if (op[0] == '%') {
+				if (z != 0 && ((z < 0) != (y < 0)))
+					z += y;
+			} else if ((x % y != 0) && ((x < 0) != (y < 0))) {
+				z--;
+			}
+			return tmpl_val_int(z);
+		}
+	}
+	{
+		double x = tmpl_val_num(a), y = tmpl_val_num(b);
+		switch (op[0]) {
+		case '+': return tmpl_val_float(x + y);
+		case '-': return tmpl_val_float(x - y);
+		case '*':
+			if (op[1] == '*') {
+				if (a.k != V_FLOAT && b.k != V_FLOAT && y >= 0) {
+					double p = pow(x, y);
+					if (fabs(p) < 9.2e18)
+						return tmpl_val_int((int64_t)p);
+					goto ovf;
+				}
+				return tmpl_val_float(pow(x, y));
+			}
+			return tmpl_val_float(x * y);
+		case '/':
+			if (y == 0)
+				tmpl_fail(&r->f, "line %d: division by zero", line);
+			return op[1] == '/' ? tmpl_val_float(floor(x / y)) : tmpl_val_float(x / y);
+		case '%':
+			if (y == 0)
+				tmpl_fail(&r->f, "line %d: division by zero", line);
+			return tmpl_val_float(x - floor(x / y) * y);
+		}
+	}
+ovf:
+	tmpl_fail(&r->f, "line %d: integer overflow", line);
+	return UNDEF;
+}
+
+static struct val
+slice(struct rt *r, struct val obj, struct val a, struct val b, struct val c, int line)
+{
+	int64_t n, step = c.k == V_UNDEF || c.k == V_NONE ? 1 : tmpl_val_want_int(r, c, "slice", line), start, stop;
+	struct jlist *items = NULL;
+
+	if (obj.k == V_STR)
+		n = (int64_t)tmpl_val_cp_count(obj.u.s);
+	else if (obj.k == V_LIST)
+		n = (int64_t)obj.u.l->n;
+	else
+		tmpl_fail(&r->f, "line %d: cannot slice a %s", line, tmpl_val_type_name(obj));
+	if (step == 0)
+		tmpl_fail(&r->f, "line %d: slice step cannot be zero", line);
+	if (a.k == V_UNDEF || a.k == V_NONE)
+		start = step > 0 ? 0 : n - 1;
+	else {
+		start = tmpl_val_want_int(r, a, "slice", line);
+		if (start < 0) start += n;
+		if (start < 0) start = step > 0 ? 0 : -1;
+		if (start >= n) start = step > 0 ? n : n - 1;
+	}
+	if (b.k == V_UNDEF || b.k == V_NONE)
+		stop = step > 0 ? n : -1;
+	else {
+		stop = tmpl_val_want_int(r, b, "slice", line);
+		if (stop < 0) stop += n;
+		if (stop < 0) stop = step > 0 ? 0 : -1;
+		if (stop > n) stop = n;
+	}
+	if (obj.k == V_STR)
+		items = tmpl_val_iter(r, obj, line);
+	else
+		items = obj.u.l;
+	struct jlist *o = tmpl_val_list_new(r, 8);
+	for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+		tmpl_val_list_push(r, o, items->v[i]);
+	if (obj.k == V_STR) {
+		struct outbuf s = { 0 };
+		tmpl_val_put(r, &s, "", 0);
+		for (size_t i = 0; i < o->n; i++)
+			tmpl_val_put(r, &s, o->v[i].u.s->p, o->v[i].u.s->len);
+		return tmpl_val_take(r, &s);
+	}
+	return tmpl_val_list(o);
+}
+
+static struct val
+eval(struct rt *r, struct scope *sc, const struct node *n)
+{
+	struct val a, b;
+
+	step(r);
+	switch (n->k) {
+	case E_LIT:
+		return n->lit;
+	case E_NAME: {
+		struct val *v = lookup(sc, n->s);
+		const char *g;
+		if (v)
+			return *v;
+		g = tmpl_filter_global(n->s);
+		return g ? tmpl_val_func(r, g, UNDEF) : UNDEF;
+	}
+	case E_ATTR:
+		return tmpl_val_getattr(r, eval(r, sc, n->a), n->s, n->line);
+	case E_ITEM:
+		a = eval(r, sc, n->a);
+		b = eval(r, sc, n->b);
+		if ((a.k == V_DICT || a.k == V_NS) && b.k == V_STR) {
+			struct val *v = tmpl_val_dict_find(a.u.d, b.u.s->p, b.u.s->len);
+			return v ? *v : UNDEF;
+		}
+		return tmpl_val_getitem(r, a, b, n->line);
+	case E_SLICE:
+		return slice(r, eval(r, sc, n->a), n->kids[0] ? eval(r, sc, n->kids[0]) : UNDEF,
+		    n->kids[1] ? eval(r, sc, n->kids[1]) : UNDEF, n->kids[2] ? eval(r, sc, n->kids[2]) : UNDEF, n->line);
+	case E_CALL: {
+		struct args args;
+		a = eval(r, sc, n->a);
+		eval_args(r, sc, n, &args);
+		if (a.k == V_MACRO)
+			return call_macro(r, a.u.m, &args, n->line);
+		if (a.k == V_FUNC)
+			return tmpl_filter_call(r, a.u.fn, &args, n->line);
+		if (a.k == V_UNDEF)
+			tmpl_fail(&r->f, "line %d: call of an undefined function%s%s", n->line,
+			    n->a->k == E_NAME ? " " : "", n->a->k == E_NAME ? n->a->s : "");
+		tmpl_fail(&r->f, "line %d: a %s is not callable", n->line, tmpl_val_type_name(a));
+		break;
+	}
+	case E_FILTER: {
+		struct args args;
+		a = eval(r, sc, n->a);
+		eval_args(r, sc, n, &args);
+		return tmpl_filter_apply(r, sc, n->s, a, &args, n->line);
+	}
+	case E_TEST: {
+		struct args args;
+		a = eval(r, sc, n->a);
+		eval_args(r, sc, n, &args);
+		return tmpl_val_bool(tmpl_filter_test(r, n->s, a, &args, n->line) != n->neg);
+	}
+	case E_BIN:
+		a = eval(r, sc, n->a);
+		b = eval(r, sc, n->b);
+		if (!strcmp(n->s, "==")) return tmpl_val_bool(tmpl_val_equal(a, b));
+		if (!strcmp(n->s, "!=")) return tmpl_val_bool(!tmpl_val_equal(a, b));
+		if (!strcmp(n->s, "<")) return tmpl_val_bool(tmpl_val_compare(r, a, b) < 0);
+		if (!strcmp(n->s, "<=")) return tmpl_val_bool(tmpl_val_compare(r, a, b) <= 0);
+		if (!strcmp(n->s, ">")) return tmpl_val_bool(tmpl_val_compare(r, a, b) > 0);
+		if (!strcmp(n->s, ">=")) return tmpl_val_bool(tmpl_val_compare(r, a, b) >= 0);
+		if (!strcmp(n->s, "in")) return tmpl_val_bool(contains(r, b, a, n->line));
+		if (!strcmp(n->s, "not in")) return tmpl_val_bool(!contains(r, b, a, n->line));
+		return arith(r, n->s, a, b, n->line);
+	case E_NEG:
+		a = eval(r, sc, n->a);
+		if (a.k == V_INT || a.k == V_BOOL) {
+			if (a.u.i == INT64_MIN)
+				tmpl_fail(&r->f, "line %d: integer overflow", n->line);
+			return tmpl_val_int(-a.u.i);
+		}
+		if (a.k == V_FLOAT)
+			return tmpl_val_float(-a.u.f);
+		tmpl_fail(&r->f, "line %d: bad operand for unary -: %s", n->line, tmpl_val_type_name(a));
+		break;
+	case E_NOT:
+		return tmpl_val_bool(!tmpl_val_truthy(eval(r, sc, n->a)));
+	case E_AND:
+		a = eval(r, sc, n->a);
+		return tmpl_val_truthy(a) ? eval(r, sc, n->b) : a;
+	case E_OR:
+		a = eval(r, sc, n->a);
+		return tmpl_val_truthy(a) ? a : eval(r, sc, n->b);
+	case E_COND:
+		if (tmpl_val_truthy(eval(r, sc, n->a)))
+			return eval(r, sc, n->b);
+		return n->c ? eval(r, sc, n->c) : UNDEF;
+	case E_LIST: {
+		struct jlist *l = tmpl_val_list_new(r, n->nkids + 1);
+		for (int i = 0; i < n->nkids; i++)
+			tmpl_val_list_push(r, l, eval(r, sc, n->kids[i]));
+		return tmpl_val_list(l);
+	}
+	case E_DICT: {
+		struct jdict *d = tmpl_val_dict_new(r);
+		for (int i = 0; i < n->nkids; i++) {
+			struct val k = eval(r, sc, n->kids[i]);
+			if (k.k != V_STR)
+				k = tmpl_val_to_str(r, k);
+			tmpl_val_dict_set(r, d, k.u.s->p, k.u.s->len, eval(r, sc, n->kids2[i]));
+		}
+		return tmpl_val_dict(d, V_DICT);
+	}
+	default:
+		tmpl_fail(&r->f, "line %d: statement used as an expression", n->line);
+	}
+	return UNDEF;
+}
+
+static void
+assign(struct rt *r, struct scope *sc, const char **names, int nnames, struct val v, int line)
+{
+	if (nnames == 1) {
+		tmpl_val_dict_set(r, sc->vars, names[0], strlen(names[0]), v);
+		return;
+	}
+	struct jlist *l = tmpl_val_iter(r, v, line);
+	if ((int)l->n != nnames)
+		tmpl_fail(&r->f, "line %d: cannot unpack %zu values into %d names", line, l->n, nnames);
+	for (int i = 0; i < nnames; i++)
+		tmpl_val_dict_set(r, sc->vars, names[i], strlen(names[i]), l->v[i]);
+}
+
+static struct val
+call_macro(struct rt *r, const struct node *m, const struct args *a, int line)
+{
+	struct scope sc = { r->globals, tmpl_val_dict_new(r) };
+	struct outbuf buf = { 0 }, *saved = r->out;
+	int saved_brk = r->brk, saved_cont = r->cont;
+
+	if (a->npos > m->nnames)
+		tmpl_fail(&r->f, "line %d: macro %s takes %d arguments, %d given", line, m->s, m->nnames, a->npos);
+	if (++r->depth > TMPL_MAX_DEPTH)
+		tmpl_fail(&r->f, "line %d: macros nest too deep", line);
+	for (int i = 0; i < m->nnames; i++) {
+		struct val v = UNDEF;
+		if (i < a->npos)
+			v = a->pos[i];
+		else {
+			int found = 0;
+			for (int k = 0; k < a->nkw; k++)
+				if (!strcmp(a->kwn[k], m->names[i])) {
+					v = a->kw[k];
+					found = 1;
+				}
+			if (!found && m->kids2[i])
+				v = eval(r, &sc, m->kids2[i]);
+		}
+		tmpl_val_dict_set(r, sc.vars, m->names[i], strlen(m->names[i]), v);
+	}
+	r->out = &buf;
+	tmpl_val_put(r, &buf, "", 0);
+	tmpl_eval_body(r, &sc, m->kids, m->nkids);
+	r->out = saved;
+	r->brk = saved_brk;
+	r->cont = saved_cont;
+	r->depth--;
+	return tmpl_val_take(r, &buf);
+}
+
+static void
+exec_stmt(struct rt *r, struct scope *sc, const struct node *n)
+{
+	step(r);
+	switch (n->k) {
+	case S_TEXT:
+		tmpl_val_put(r, r->out, n->s, n->n);
+		break;
+	case S_OUT: {
+		struct val v = eval(r, sc, n->a);
+		tmpl_val_repr(r, r->out, v, 1);
+		break;
+	}
+	case S_IF:
+		for (; n; n = n->b) {
+			if (n->neg == 2 || !n->a || tmpl_val_truthy(eval(r, sc, n->a))) {
+				tmpl_eval_body(r, sc, n->kids, n->nkids);
+				break;
+			}
+		}
+		break;
+	case S_FOR: {
+		struct val it = eval(r, sc, n->a);
+		struct jlist *src = tmpl_val_iter(r, it, n->line), *items;
+		struct scope inner = { sc, tmpl_val_dict_new(r) };
+		/* Apply the loop filter first: loop.* counts what remains. */
+		if (n->b) {
+			items = tmpl_val_list_new(r, src->n + 1);
+			for (size_t i = 0; i < src->n; i++) {
+				assign(r, &inner, n->names, n->nnames, src->v[i], n->line);
+				if (tmpl_val_truthy(eval(r, &inner, n->b)))
+					tmpl_val_list_push(r, items, src->v[i]);
+			}
+		} else {
+			items = src;
+		}
+		if (items->n == 0) {
+			tmpl_eval_body(r, sc, n->kids2, n->nkids2);
+			break;
+		}
+		/* One loop object and one scope for all iterations (as Jinja's
+		 * single frame): nothing is allocated per iteration.  The count is
+		 * fixed at the start, so a body that appends does not extend it. */
+		{
+			struct jdict *loop = tmpl_val_dict_new(r);
+			size_t count = items->n;
+			int64_t len = (int64_t)count;
+			tmpl_val_dict_set(r, inner.vars, "loop", 4, tmpl_val_dict(loop, V_DICT));
+			static const char *const keys[] = { "index", "index0", "revindex", "revindex0", "first",
+				"last", "length", "depth", "depth0", "previtem", "nextitem", "\x01loop" };
+			for (int k = 0; k < 12; k++)
+				tmpl_val_dict_set(r, loop, keys[k], strlen(keys[k]), NONE);
+			for (size_t i = 0; i < count; i++) {
+				/* Slots in the order of KEYS: no lookups per iteration. */
+				struct val *lv = loop->v;
+				lv[0] = tmpl_val_int((int64_t)i + 1);
+				lv[1] = tmpl_val_int((int64_t)i);
+				lv[2] = tmpl_val_int(len - (int64_t)i);
+				lv[3] = tmpl_val_int(len - (int64_t)i - 1);
+				lv[4] = tmpl_val_bool(i == 0);
+				lv[5] = tmpl_val_bool(i + 1 == count);
+				lv[6] = tmpl_val_int(len);
+				lv[7] = tmpl_val_int(1);
+				lv[8] = tmpl_val_int(0);
+				lv[9] = i > 0 ? items->v[i - 1] : UNDEF;
+				lv[10] = i + 1 < count ? items->v[i + 1] : UNDEF;
+				assign(r, &inner, n->names, n->nnames, items->v[i], n->line);
+				tmpl_eval_body(r, &inner, n->kids, n->nkids);
+				if (r->brk) {
+					r->brk = 0;
+					break;
+				}
+				r->cont = 0;
+			}
+		}
+		break;
+	}
+	case S_SET: {
+		struct val v = eval(r, sc, n->a);
+		if (n->s) {
+			struct val *ns = lookup(sc, n->names[0]);
+			if (!ns || ns->k != V_NS)
+				tmpl_fail(&r->f, "line %d: '%s' is not a namespace", n->line, n->names[0]);
+			tmpl_val_dict_set(r, ns->u.d, n->s, strlen(n->s), v);
+		} else {
+			assign(r, sc, n->names, n->nnames, v, n->line);
+		}
+		break;
+	}
+	case S_SETBLOCK: {
+		struct outbuf buf = { 0 }, *saved = r->out;
+		r->out = &buf;
+		tmpl_val_put(r, &buf, "", 0);
+		tmpl_eval_body(r, sc, n->kids, n->nkids);
+		r->out = saved;
+		assign(r, sc, n->names, 1, tmpl_val_take(r, &buf), n->line);
+		break;
+	}
+	case S_MACRO: {
+		struct val m;
+		m.k = V_MACRO;
+		m.u.m = n;
+		tmpl_val_dict_set(r, sc->vars, n->s, strlen(n->s), m);
+		break;
+	}
+	case S_BREAK:
+		r->brk = 1;
+		break;
+	case S_CONTINUE:
+		r->cont = 1;
+		break;
+	default:
+		tmpl_fail(&r->f, "line %d: expression used as a statement", n->line);
+	}
+}
+
+void
+tmpl_eval_body(struct rt *r, struct scope *sc, struct node **body, int n)
+{
+	for (int i = 0; i < n && !r->brk && !r->cont; i++)
+		exec_stmt(r, sc, body[i]);
+}

@@ -1,0 +1,277 @@
+/* tmpl-impl.h -- what the parts of the Jinja interpreter (tmpl*.c) share: arena, values, tokens, tree. */
+#ifndef NATTER_TMPL_IMPL_H
+#define NATTER_TMPL_IMPL_H
+
+/*
+ * The interpreter is one module in six files, each with one concern:
+ *
+ *   tmpl.c         the public entry points (compile, render), the arena and
+ *                  the error unwinding that every other part uses
+ *   tmpl-lex.c     source text -> tokens (whitespace control included)
+ *   tmpl-parse.c   tokens -> tree of statements and expressions
+ *   tmpl-val.c     values: construction, printing, comparison, Python's
+ *                  string operations, attribute and item access
+ *   tmpl-filter.c  everything a template calls by name: filters, tests,
+ *                  global functions and the methods of str, dict and list
+ *   tmpl-eval.c    walking the tree: expressions, statements, macros
+ *   tmpl-builtin.c the built-in templates for models that ship none
+ *
+ * Nothing here is used outside src/llm/tmpl*.c.  All memory of one compile
+ * or one render is in an arena; an error longjmps to the entry point, which
+ * frees the arena, so nothing below returns an error code.
+ */
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Limits that keep a hostile template from taking the machine. */
+#define TMPL_MAX_STEPS 5000000L
+#define TMPL_MAX_OUTPUT (32u << 20)
+#define TMPL_MAX_ARENA ((size_t)256 << 20)
+#define TMPL_MAX_DEPTH 200
+#define TMPL_MAX_RANGE 1000000
+
+/* --- arena and errors (tmpl.c) --- */
+
+struct chunk {
+	struct chunk *next;
+	size_t cap, used;
+	max_align_t data[];
+};
+
+/* Everything of one compile or one render lives here. */
+struct arena {
+	struct chunk *head;
+	size_t total;
+};
+
+/* Errors unwind with longjmp to the compile or render entry point. */
+struct fail {
+	jmp_buf jb;
+	char *err;
+	size_t errlen;
+	int raised;            /* the message is the template's raise_exception */
+};
+
+/* Writes the message into F->err and longjmps to F->jb; never returns. */
+_Noreturn void tmpl_fail(struct fail *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* N bytes (16-aligned) from A; fails through F past TMPL_MAX_ARENA or out of memory. */
+void *tmpl_alloc(struct arena *a, struct fail *f, size_t n);
+void tmpl_arena_free(struct arena *a);
+
+/* --- values --- */
+
+enum vk { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_MACRO, V_FUNC };
+
+struct jstr {
+	size_t len;
+	char p[];              /* NUL-terminated, may hold NULs */
+};
+
+struct val;
+struct jlist {
+	size_t n, cap;
+	struct val *v;
+};
+
+/* Keys in insertion order, as Python's dict. */
+struct jdict {
+	size_t n, cap;
+	struct jstr **k;
+	struct val *v;
+};
+
+struct node;
+struct func;
+
+struct val {
+	enum vk k;
+	union {
+		int64_t i;             /* V_INT, V_BOOL */
+		double f;
+		struct jstr *s;
+		struct jlist *l;
+		struct jdict *d;       /* V_DICT, V_NS */
+		const struct node *m;  /* V_MACRO: its S_MACRO node */
+		struct func *fn;
+	} u;
+};
+
+/* A callable: a global function (SELF undefined), or a method bound to SELF. */
+struct func {
+	const char *name;
+	struct val self;
+};
+
+static const struct val UNDEF = { V_UNDEF, { 0 } };
+static const struct val NONE = { V_NONE, { 0 } };
+
+/* --- tokens (tmpl-lex.c) --- */
+
+enum tk {
+	T_EOF, T_TEXT, T_VAR_BEGIN, T_VAR_END, T_BLOCK_BEGIN, T_BLOCK_END,
+	T_NAME, T_STRING, T_INT, T_FLOAT, T_OP,
+};
+
+struct token {
+	enum tk t;
+	int line;
+	const char *s;     /* text (TEXT, NAME, STRING decoded, OP) */
+	size_t n;
+	int64_t i;
+	double f;
+};
+
+/* Tokens of SRC[0..LEN), ending with T_EOF, in AR.  The text tokens already
+ * have trim_blocks, lstrip_blocks and the '-' markers applied.  SRC must
+ * outlive the tokens (names and text point into it). */
+struct token *tmpl_lex(const char *src, size_t len, struct arena *ar, struct fail *f);
+
+/* --- the tree (tmpl-parse.c) --- */
+
+enum nk {
+	/* statements */
+	S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_SETBLOCK, S_MACRO, S_BREAK, S_CONTINUE,
+	/* expressions */
+	E_LIT, E_NAME, E_ATTR, E_ITEM, E_SLICE, E_CALL, E_FILTER, E_TEST, E_BIN, E_NEG, E_NOT,
+	E_AND, E_OR, E_COND, E_LIST, E_DICT,
+};
+
+struct node {
+	enum nk k;
+	int line;
+	const char *s;           /* text, name, attr, operator, filter/test name */
+	size_t n;
+	struct val lit;
+	struct node *a, *b, *c;  /* operands / cond, body... */
+	struct node **kids;      /* statement body, list items, args */
+	int nkids;
+	struct node **kids2;     /* else body, dict values, kw arg values */
+	int nkids2;
+	const char **names;      /* for targets, macro params, kw arg names */
+	int nnames;
+	int neg;                 /* negated test */
+};
+
+/* The statements of the token list TOKS (from tmpl_lex), in AR. */
+void tmpl_parse(const struct token *toks, struct arena *ar, struct fail *f, struct node ***body, int *nbody);
+
+/* A compiled template: the tree, in its own arena. */
+struct tmpl {
+	struct arena ar;
+	struct node **body;
+	int nbody;
+};
+
+/* --- the state of one render --- */
+
+struct scope {
+	struct scope *parent;
+	struct jdict *vars;
+};
+
+/* Output being built.  Temporaries grow inside the render's arena, so an
+ * error that unwinds past them leaks nothing; only the final output
+ * (HEAP set) is malloc'd, and freed on error by tmpl_render. */
+struct outbuf {
+	char *p;
+	size_t n, cap;
+	int heap;
+};
+
+struct rt {
+	struct arena ar;
+	struct fail f;
+	struct outbuf *out;
+	struct scope *globals;
+	long steps;
+	int depth;
+	int brk, cont;        /* pending break / continue */
+	time_t now;
+};
+
+/* Arguments of a call, filter or test after evaluation. */
+struct args {
+	struct val pos[16];
+	int npos;
+	const char *kwn[16];
+	struct val kw[16];
+	int nkw;
+};
+
+/* --- values (tmpl-val.c); every failure goes through R's fail --- */
+
+void *tmpl_val_alloc(struct rt *r, size_t n);
+struct val tmpl_val_str_arena(struct arena *ar, struct fail *f, const char *s, size_t n);
+struct val tmpl_val_str(struct rt *r, const char *s, size_t n);
+struct val tmpl_val_cstr(struct rt *r, const char *s);
+struct val tmpl_val_int(int64_t i);
+struct val tmpl_val_bool(int b);
+struct val tmpl_val_float(double f);
+struct jlist *tmpl_val_list_new(struct rt *r, size_t cap);
+void tmpl_val_list_push(struct rt *r, struct jlist *l, struct val v);
+struct val tmpl_val_list(struct jlist *l);
+struct jdict *tmpl_val_dict_new(struct rt *r);
+struct val *tmpl_val_dict_find(struct jdict *d, const char *k, size_t n);
+void tmpl_val_dict_set(struct rt *r, struct jdict *d, const char *k, size_t n, struct val v);
+struct val tmpl_val_dict(struct jdict *d, enum vk k);
+struct val tmpl_val_func(struct rt *r, const char *name, struct val self);
+const char *tmpl_val_type_name(struct val v);
+int tmpl_val_truthy(struct val v);
+
+/* Appending to an output buffer; TAKE turns it into a string value. */
+void tmpl_val_put(struct rt *r, struct outbuf *b, const char *s, size_t n);
+void tmpl_val_puts(struct rt *r, struct outbuf *b, const char *s);
+struct val tmpl_val_take(struct rt *r, struct outbuf *b);
+
+/* str(v) when TOP, repr(v) inside containers, as Python prints them. */
+void tmpl_val_repr(struct rt *r, struct outbuf *b, struct val v, int top);
+struct val tmpl_val_to_str(struct rt *r, struct val v);
+/* json.dumps (ensure_ascii off); INDENT < 0 for one line. */
+void tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, int indent, int level, int sort_keys);
+
+int tmpl_val_is_num(struct val v);
+double tmpl_val_num(struct val v);
+int tmpl_val_equal(struct val a, struct val b);
+int tmpl_val_compare(struct rt *r, struct val a, struct val b);
+
+/* Python's string operations (code points, Unicode whitespace). */
+size_t tmpl_val_cp_count(const struct jstr *s);
+size_t tmpl_val_cp_to_byte(const struct jstr *s, size_t cp);
+struct val tmpl_val_strip(struct rt *r, struct val s, const struct jstr *chars, int left, int right);
+struct val tmpl_val_replace(struct rt *r, struct val s, const struct jstr *old, const struct jstr *new, int64_t count);
+struct val tmpl_val_case(struct rt *r, struct val s, int mode);   /* 0 lower, 1 upper, 2 capitalize, 3 title */
+struct val tmpl_val_split(struct rt *r, struct val s, const struct jstr *sep, int64_t maxsplit);
+
+/* obj.name (a bound method, a key, or undefined), obj[key], the items of an
+ * iterable (dict: keys; string: characters) and length. */
+struct val tmpl_val_getattr(struct rt *r, struct val obj, const char *name, int line);
+struct val tmpl_val_getitem(struct rt *r, struct val obj, struct val key, int line);
+struct jlist *tmpl_val_iter(struct rt *r, struct val v, int line);
+int64_t tmpl_val_length(struct rt *r, struct val v, int line);
+
+/* Argument I by position, or by keyword NAME, or DEF; and checked coercions. */
+struct val tmpl_val_arg(const struct args *a, int i, const char *name, struct val def);
+const struct jstr *tmpl_val_want_str(struct rt *r, struct val v, const char *what, int line);
+int64_t tmpl_val_want_int(struct rt *r, struct val v, const char *what, int line);
+
+/* --- called by name (tmpl-filter.c) --- */
+
+struct val tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v, const struct args *a,
+			     int line);
+int tmpl_filter_test(struct rt *r, const char *name, struct val v, const struct args *a, int line);
+/* Calls a global function or a bound method. */
+struct val tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line);
+/* The method NAME of a value of kind K (a static string), or NULL. */
+const char *tmpl_filter_method(enum vk k, const char *name);
+/* The global function NAME (a static string), or NULL. */
+const char *tmpl_filter_global(const char *name);
+
+/* --- the evaluator (tmpl-eval.c) --- */
+
+/* Runs statements BODY[0..N) in SC, writing to R->out. */
+void tmpl_eval_body(struct rt *r, struct scope *sc, struct node **body, int n);
+
+#endif

@@ -1,0 +1,839 @@
+/* tmpl-val.c -- chat templates: values, printed, compared and taken apart as Python does. */
+#include "config.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llm/tmpl-impl.h"
+#include "llm/unicode.h"
+
+/* --- construction --- */
+
+/* A string in the arena AR: the parser's literals (a render uses tmpl_val_str). */
+struct val
+tmpl_val_str_arena(struct arena *ar, struct fail *f, const char *s, size_t n)
+{
+	struct val v;
+	struct jstr *js = tmpl_alloc(ar, f, sizeof(*js) + n + 1);
+	js->len = n;
+	memcpy(js->p, s, n);
+	js->p[n] = 0;
+	v.k = V_STR;
+	v.u.s = js;
+	return v;
+}
+
+void *
+tmpl_val_alloc(struct rt *r, size_t n)
+{
+	return tmpl_alloc(&r->ar, &r->f, n);
+}
+
+struct val
+tmpl_val_str(struct rt *r, const char *s, size_t n)
+{
+	return tmpl_val_str_arena(&r->ar, &r->f, s, n);
+}
+
+struct val
+tmpl_val_cstr(struct rt *r, const char *s)
+{
+	return tmpl_val_str(r, s, strlen(s));
+}
+
+struct val
+tmpl_val_int(int64_t i)
+{
+	struct val v;
+	v.k = V_INT;
+	v.u.i = i;
+	return v;
+}
+
+struct val
+tmpl_val_bool(int b)
+{
+	struct val v;
+	v.k = V_BOOL;
+	v.u.i = b != 0;
+	return v;
+}
+
+struct val
+tmpl_val_float(double f)
+{
+	struct val v;
+	v.k = V_FLOAT;
+	v.u.f = f;
+	return v;
+}
+
+struct jlist *
+tmpl_val_list_new(struct rt *r, size_t cap)
+{
+	struct jlist *l = tmpl_val_alloc(r, sizeof(*l));
+	l->n = 0;
+	l->cap = cap ? cap : 4;
+	l->v = tmpl_val_alloc(r, l->cap * sizeof(*l->v));
+	return l;
+}
+
+void
+tmpl_val_list_push(struct rt *r, struct jlist *l, struct val v)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap * 2;
+		struct val *nv = tmpl_val_alloc(r, cap * sizeof(*nv));
+		memcpy(nv, l->v, l->n * sizeof(*nv));
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n++] = v;
+}
+
+struct val
+tmpl_val_list(struct jlist *l)
+{
+	struct val v;
+	v.k = V_LIST;
+	v.u.l = l;
+	return v;
+}
+
+struct jdict *
+tmpl_val_dict_new(struct rt *r)
+{
+	struct jdict *d = tmpl_val_alloc(r, sizeof(*d));
+	d->n = 0;
+	d->cap = 8;
+	d->k = tmpl_val_alloc(r, d->cap * sizeof(*d->k));
+	d->v = tmpl_val_alloc(r, d->cap * sizeof(*d->v));
+	return d;
+}
+
+struct val *
+tmpl_val_dict_find(struct jdict *d, const char *k, size_t n)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->k[i]->len == n && memcmp(d->k[i]->p, k, n) == 0)
+			return &d->v[i];
+	return NULL;
+}
+
+void
+tmpl_val_dict_set(struct rt *r, struct jdict *d, const char *k, size_t n, struct val v)
+{
+	struct val *e = tmpl_val_dict_find(d, k, n);
+	if (e) {
+		*e = v;
+		return;
+	}
+	if (d->n == d->cap) {
+		size_t cap = d->cap * 2;
+		struct jstr **nk = tmpl_val_alloc(r, cap * sizeof(*nk));
+		struct val *nv = tmpl_val_alloc(r, cap * sizeof(*nv));
+		memcpy(nk, d->k, d->n * sizeof(*nk));
+		memcpy(nv, d->v, d->n * sizeof(*nv));
+		d->k = nk;
+		d->v = nv;
+		d->cap = cap;
+	}
+	d->k[d->n] = tmpl_val_str(r, k, n).u.s;
+	d->v[d->n] = v;
+	d->n++;
+}
+
+struct val
+tmpl_val_dict(struct jdict *d, enum vk k)
+{
+	struct val v;
+	v.k = k;
+	v.u.d = d;
+	return v;
+}
+
+struct val
+tmpl_val_func(struct rt *r, const char *name, struct val self)
+{
+	struct val v;
+	struct func *fn = tmpl_val_alloc(r, sizeof(*fn));
+	fn->name = name;
+	fn->self = self;
+	v.k = V_FUNC;
+	v.u.fn = fn;
+	return v;
+}
+
+const char *
+tmpl_val_type_name(struct val v)
+{
+	switch (v.k) {
+	case V_UNDEF: return "undefined";
+	case V_NONE: return "none";
+	case V_BOOL: return "bool";
+	case V_INT: return "int";
+	case V_FLOAT: return "float";
+	case V_STR: return "string";
+	case V_LIST: return "list";
+	case V_DICT: return "dict";
+	case V_NS: return "namespace";
+	case V_MACRO: return "macro";
+	case V_FUNC: return "function";
+	}
+	return "?";
+}
+
+int
+tmpl_val_truthy(struct val v)
+{
+	switch (v.k) {
+	case V_UNDEF: case V_NONE: return 0;
+	case V_BOOL: case V_INT: return v.u.i != 0;
+	case V_FLOAT: return v.u.f != 0;
+	case V_STR: return v.u.s->len != 0;
+	case V_LIST: return v.u.l->n != 0;
+	case V_DICT: return v.u.d->n != 0;
+	default: return 1;
+	}
+}
+
+/* --- output and string building --- */
+
+void
+tmpl_val_put(struct rt *r, struct outbuf *b, const char *s, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		if (cap > TMPL_MAX_OUTPUT + 1)
+			tmpl_fail(&r->f, "template output exceeds %u MiB", TMPL_MAX_OUTPUT >> 20);
+		char *p;
+		if (b->heap) {
+			p = realloc(b->p, cap);
+			if (!p)
+				tmpl_fail(&r->f, "out of memory");
+		} else {
+			p = tmpl_alloc(&r->ar, &r->f, cap);
+			if (b->n)
+				memcpy(p, b->p, b->n);
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = 0;
+}
+
+void
+tmpl_val_puts(struct rt *r, struct outbuf *b, const char *s)
+{
+	tmpl_val_put(r, b, s, strlen(s));
+}
+
+/* Moves a temporary buffer into an arena string. */
+struct val
+tmpl_val_take(struct rt *r, struct outbuf *b)
+{
+	struct val v = tmpl_val_str(r, b->p ? b->p : "", b->n);
+	if (b->heap)
+		free(b->p);
+	b->p = NULL;
+	b->n = b->cap = 0;
+	return v;
+}
+
+static void
+fmt_float(char *buf, size_t n, double f)
+{
+	if (isnan(f)) {
+		snprintf(buf, n, "nan");
+		return;
+	}
+	if (isinf(f)) {
+		snprintf(buf, n, f < 0 ? "-inf" : "inf");
+		return;
+	}
+	/* Python's repr: the shortest that reads back the same. */
+	for (int p = 1; p <= 17; p++) {
+		snprintf(buf, n, "%.*g", p, f);
+		if (strtod(buf, NULL) == f)
+			break;
+	}
+	if (!strpbrk(buf, ".en"))
+		strncat(buf, ".0", n - strlen(buf) - 1);
+}
+
+
+static void
+repr_str(struct rt *r, struct outbuf *b, const struct jstr *s)
+{
+	char q = memchr(s->p, '\'', s->len) && !memchr(s->p, '"', s->len) ? '"' : '\'';
+	tmpl_val_put(r, b, &q, 1);
+	for (size_t i = 0; i < s->len; i++) {
+		unsigned char c = (unsigned char)s->p[i];
+		char esc[8];
+		if (c == '\\') tmpl_val_puts(r, b, "\\\\");
+		else if (c == (unsigned char)q) { esc[0] = '\\'; esc[1] = q; tmpl_val_put(r, b, esc, 2); }
+		else if (c == '\n') tmpl_val_puts(r, b, "\\n");
+		else if (c == '\r') tmpl_val_puts(r, b, "\\r");
+		else if (c == '\t') tmpl_val_puts(r, b, "\\t");
+		else if (c < 0x20 || c == 0x7f) { snprintf(esc, sizeof(esc), "\\x%02x", c); tmpl_val_puts(r, b, esc); }
+		else tmpl_val_put(r, b, (const char *)&c, 1);
+	}
+	tmpl_val_put(r, b, &q, 1);
+}
+
+/* str() when TOP, repr() inside containers, as Python prints them. */
+void
+tmpl_val_repr(struct rt *r, struct outbuf *b, struct val v, int top)
+{
+	char buf[64];
+	switch (v.k) {
+	case V_UNDEF: break;
+	case V_NONE: tmpl_val_puts(r, b, "None"); break;
+	case V_BOOL: tmpl_val_puts(r, b, v.u.i ? "True" : "False"); break;
+	case V_INT: snprintf(buf, sizeof(buf), "%lld", (long long)v.u.i); tmpl_val_puts(r, b, buf); break;
+	case V_FLOAT: fmt_float(buf, sizeof(buf), v.u.f); tmpl_val_puts(r, b, buf); break;
+	case V_STR:
+		if (top)
+			tmpl_val_put(r, b, v.u.s->p, v.u.s->len);
+		else
+			repr_str(r, b, v.u.s);
+		break;
+	case V_LIST:
+		tmpl_val_puts(r, b, "[");
+		for (size_t i = 0; i < v.u.l->n; i++) {
+			if (i)
+				tmpl_val_puts(r, b, ", ");
+			tmpl_val_repr(r, b, v.u.l->v[i], 0);
+		}
+		tmpl_val_puts(r, b, "]");
+		break;
+	case V_DICT: case V_NS:
+		tmpl_val_puts(r, b, v.k == V_NS ? "<Namespace {" : "{");
+		for (size_t i = 0; i < v.u.d->n; i++) {
+			if (i)
+				tmpl_val_puts(r, b, ", ");
+			repr_str(r, b, v.u.d->k[i]);
+			tmpl_val_puts(r, b, ": ");
+			tmpl_val_repr(r, b, v.u.d->v[i], 0);
+		}
+		tmpl_val_puts(r, b, v.k == V_NS ? "}>" : "}");
+		break;
+	case V_MACRO: tmpl_val_puts(r, b, "<macro>"); break;
+	case V_FUNC: tmpl_val_puts(r, b, "<function>"); break;
+	}
+}
+
+struct val
+tmpl_val_to_str(struct rt *r, struct val v)
+{
+	struct outbuf b = { 0 };
+	if (v.k == V_STR)
+		return v;
+	tmpl_val_repr(r, &b, v, 1);
+	return tmpl_val_take(r, &b);
+}
+
+/* JSON as Python's json.dumps writes it (ensure_ascii off). */
+static void
+json_str(struct rt *r, struct outbuf *b, const char *s, size_t n)
+{
+	tmpl_val_puts(r, b, "\"");
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[8];
+		switch (c) {
+		case '"': tmpl_val_puts(r, b, "\\\""); break;
+		case '\\': tmpl_val_puts(r, b, "\\\\"); break;
+		case '\n': tmpl_val_puts(r, b, "\\n"); break;
+		case '\r': tmpl_val_puts(r, b, "\\r"); break;
+		case '\t': tmpl_val_puts(r, b, "\\t"); break;
+		case '\b': tmpl_val_puts(r, b, "\\b"); break;
+		case '\f': tmpl_val_puts(r, b, "\\f"); break;
+		default:
+			if (c < 0x20 || c == 0x7f) {
+				snprintf(esc, sizeof(esc), "\\u%04x", c);
+				tmpl_val_puts(r, b, esc);
+			} else {
+				tmpl_val_put(r, b, (const char *)&c, 1);
+			}
+		}
+	}
+	tmpl_val_puts(r, b, "\"");
+}
+
+static void
+json_indent(struct rt *r, struct outbuf *b, int indent, int level)
+{
+	tmpl_val_puts(r, b, "\n");
+	for (int i = 0; i < indent * level; i++)
+		tmpl_val_puts(r, b, " ");
+}
+
+void
+tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, int indent, int level, int sort_keys)
+{
+	char buf[64];
+	const char *item_sep = indent >= 0 ? "," : ", ";
+
+	if (level > 100)
+		tmpl_fail(&r->f, "tojson: nesting too deep");
+	switch (v.k) {
+	case V_UNDEF: case V_NONE: tmpl_val_puts(r, b, "null"); break;
+	case V_BOOL: tmpl_val_puts(r, b, v.u.i ? "true" : "false"); break;
+	case V_INT: snprintf(buf, sizeof(buf), "%lld", (long long)v.u.i); tmpl_val_puts(r, b, buf); break;
+	case V_FLOAT:
+		if (isnan(v.u.f)) tmpl_val_puts(r, b, "NaN");
+		else if (isinf(v.u.f)) tmpl_val_puts(r, b, v.u.f < 0 ? "-Infinity" : "Infinity");
+		else { fmt_float(buf, sizeof(buf), v.u.f); tmpl_val_puts(r, b, buf); }
+		break;
+	case V_STR: json_str(r, b, v.u.s->p, v.u.s->len); break;
+	case V_LIST:
+		if (v.u.l->n == 0) {
+			tmpl_val_puts(r, b, "[]");
+			break;
+		}
+		tmpl_val_puts(r, b, "[");
+		for (size_t i = 0; i < v.u.l->n; i++) {
+			if (i)
+				tmpl_val_puts(r, b, item_sep);
+			if (indent >= 0)
+				json_indent(r, b, indent, level + 1);
+			tmpl_val_to_json(r, b, v.u.l->v[i], indent, level + 1, sort_keys);
+		}
+		if (indent >= 0)
+			json_indent(r, b, indent, level);
+		tmpl_val_puts(r, b, "]");
+		break;
+	case V_DICT: case V_NS: {
+		size_t n = v.u.d->n, *ord;
+		if (n == 0) {
+			tmpl_val_puts(r, b, "{}");
+			break;
+		}
+		ord = tmpl_val_alloc(r, n * sizeof(*ord));
+		for (size_t i = 0; i < n; i++)
+			ord[i] = i;
+		if (sort_keys) {
+			for (size_t i = 1; i < n; i++)
+				for (size_t j = i; j > 0 && strcmp(v.u.d->k[ord[j - 1]]->p, v.u.d->k[ord[j]]->p) > 0; j--) {
+					size_t t = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = t;
+				}
+		}
+		tmpl_val_puts(r, b, "{");
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				tmpl_val_puts(r, b, item_sep);
+			if (indent >= 0)
+				json_indent(r, b, indent, level + 1);
+			json_str(r, b, v.u.d->k[ord[i]]->p, v.u.d->k[ord[i]]->len);
+			tmpl_val_puts(r, b, ": ");
+			tmpl_val_to_json(r, b, v.u.d->v[ord[i]], indent, level + 1, sort_keys);
+		}
+		if (indent >= 0)
+			json_indent(r, b, indent, level);
+		tmpl_val_puts(r, b, "}");
+		break;
+	}
+	default:
+		tmpl_fail(&r->f, "tojson: cannot serialize a %s", tmpl_val_type_name(v));
+	}
+}
+
+/* --- comparisons --- */
+
+int
+tmpl_val_is_num(struct val v)
+{
+	return v.k == V_INT || v.k == V_FLOAT || v.k == V_BOOL;
+}
+
+double
+tmpl_val_num(struct val v)
+{
+	return v.k == V_FLOAT ? v.u.f : (double)v.u.i;
+}
+
+int
+tmpl_val_equal(struct val a, struct val b)
+{
+	if (tmpl_val_is_num(a) && tmpl_val_is_num(b)) {
+		if (a.k != V_FLOAT && b.k != V_FLOAT)
+			return a.u.i == b.u.i;
+		return tmpl_val_num(a) == tmpl_val_num(b);
+	}
+	if (a.k != b.k)
+		return 0;
+	switch (a.k) {
+	case V_UNDEF: case V_NONE: return 1;
+	case V_STR: return a.u.s->len == b.u.s->len && memcmp(a.u.s->p, b.u.s->p, a.u.s->len) == 0;
+	case V_LIST:
+		if (a.u.l->n != b.u.l->n)
+			return 0;
+		for (size_t i = 0; i < a.u.l->n; i++)
+			if (!tmpl_val_equal(a.u.l->v[i], b.u.l->v[i]))
+				return 0;
+		return 1;
+	case V_DICT: case V_NS:
+		if (a.u.d->n != b.u.d->n)
+			return 0;
+		for (size_t i = 0; i < a.u.d->n; i++) {
+			struct val *o = tmpl_val_dict_find(b.u.d, a.u.d->k[i]->p, a.u.d->k[i]->len);
+			if (!o || !tmpl_val_equal(a.u.d->v[i], *o))
+				return 0;
+		}
+		return 1;
+	default:
+		return a.u.fn == b.u.fn;
+	}
+}
+
+int
+tmpl_val_compare(struct rt *r, struct val a, struct val b)
+{
+	if (tmpl_val_is_num(a) && tmpl_val_is_num(b)) {
+		double x = tmpl_val_num(a), y = tmpl_val_num(b);
+		return x < y ? -1 : x > y;
+	}
+	if (a.k == V_STR && b.k == V_STR) {
+		size_t n = a.u.s->len < b.u.s->len ? a.u.s->len : b.u.s->len;
+		int c = memcmp(a.u.s->p, b.u.s->p, n);
+		if (c)
+			return c < 0 ? -1 : 1;
+		return a.u.s->len < b.u.s->len ? -1 : a.u.s->len > b.u.s->len;
+	}
+	if (a.k == V_LIST && b.k == V_LIST) {
+		for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
+			int c = tmpl_val_compare(r, a.u.l->v[i], b.u.l->v[i]);
+			if (c)
+				return c;
+		}
+		return a.u.l->n < b.u.l->n ? -1 : a.u.l->n > b.u.l->n;
+	}
+	tmpl_fail(&r->f, "cannot compare %s with %s", tmpl_val_type_name(a), tmpl_val_type_name(b));
+	return 0;
+}
+
+/* --- strings (Python semantics: code points, Unicode whitespace) --- */
+
+size_t
+tmpl_val_cp_count(const struct jstr *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->len; i++)
+		n += ((unsigned char)s->p[i] & 0xC0) != 0x80;
+	return n;
+}
+
+static int
+py_space(uint32_t cp)
+{
+	return (unicode_flags(cp) & UCP_SPACE) || (cp >= 0x1C && cp <= 0x1F);
+}
+
+/* Strips code points in CHARS (or whitespace when CHARS is NULL). */
+struct val
+tmpl_val_strip(struct rt *r, struct val s, const struct jstr *chars, int left, int right)
+{
+	const char *p = s.u.s->p;
+	size_t a = 0, b = s.u.s->len;
+
+	for (;;) {
+		if (!left || a >= b)
+			break;
+		uint32_t cp;
+		size_t l = utf8_decode((const unsigned char *)p + a, b - a, &cp);
+		int hit = chars ? memmem(chars->p, chars->len, p + a, l) != NULL : py_space(cp);
+		if (!hit)
+			break;
+		a += l;
+	}
+	while (right && b > a) {
+		size_t st = b - 1;
+		uint32_t cp;
+		while (st > a && ((unsigned char)p[st] & 0xC0) == 0x80)
+			st--;
+		utf8_decode((const unsigned char *)p + st, b - st, &cp);
+		int hit = chars ? memmem(chars->p, chars->len, p + st, b - st) != NULL : py_space(cp);
+		if (!hit)
+			break;
+		b = st;
+	}
+	return tmpl_val_str(r, p + a, b - a);
+}
+
+struct val
+tmpl_val_replace(struct rt *r, struct val s, const struct jstr *old, const struct jstr *new, int64_t count)
+{
+	struct outbuf b = { 0 };
+	const char *p = s.u.s->p, *end = p + s.u.s->len;
+	int64_t done = 0;
+
+	if (old->len == 0) {
+		/* Python inserts NEW between every character. */
+		for (size_t i = 0; i <= s.u.s->len; i++) {
+			if (count < 0 || done < count) {
+				tmpl_val_put(r, &b, new->p, new->len);
+				done++;
+			}
+			if (i < s.u.s->len)
+				tmpl_val_put(r, &b, p + i, 1);
+		}
+		return tmpl_val_take(r, &b);
+	}
+	while (p < end) {
+		const char *hit = (count < 0 || done < count) ? memmem(p, end - p, old->p, old->len) : NULL;
+		if (!hit) {
+			tmpl_val_put(r, &b, p, end - p);
+			break;
+		}
+		tmpl_val_put(r, &b, p, hit - p);
+		tmpl_val_put(r, &b, new->p, new->len);
+		p = hit + old->len;
+		done++;
+	}
+	if (!b.p)
+		tmpl_val_put(r, &b, "", 0);
+	return tmpl_val_take(r, &b);
+}
+
+struct val
+tmpl_val_case(struct rt *r, struct val s, int mode)   /* 0 lower, 1 upper, 2 capitalize, 3 title */
+{
+	struct val o = tmpl_val_str(r, s.u.s->p, s.u.s->len);
+	int start = 1;
+	for (size_t i = 0; i < o.u.s->len; i++) {
+		char *c = &o.u.s->p[i];
+		int alpha = isalpha((unsigned char)*c);
+		if (mode == 0 || (mode == 2 && i > 0) || (mode == 3 && !start))
+			*c = (char)tolower((unsigned char)*c);
+		else if (mode == 1 || (mode == 2 && i == 0) || (mode == 3 && start))
+			*c = (char)toupper((unsigned char)*c);
+		start = !alpha && !((unsigned char)*c & 0x80);
+	}
+	return o;
+}
+
+struct val
+tmpl_val_split(struct rt *r, struct val s, const struct jstr *sep, int64_t maxsplit)
+{
+	struct jlist *l = tmpl_val_list_new(r, 8);
+	const char *p = s.u.s->p, *end = p + s.u.s->len;
+
+	if (!sep) {
+		/* Runs of whitespace; no empty strings. */
+		while (p < end) {
+			while (p < end && isspace((unsigned char)*p))
+				p++;
+			if (p >= end)
+				break;
+			const char *q = p;
+			if (maxsplit >= 0 && (int64_t)l->n >= maxsplit) {
+				const char *e2 = end;
+				while (e2 > q && isspace((unsigned char)e2[-1]))
+					e2--;
+				tmpl_val_list_push(r, l, tmpl_val_str(r, q, e2 - q));
+				break;
+			}
+			while (q < end && !isspace((unsigned char)*q))
+				q++;
+			tmpl_val_list_push(r, l, tmpl_val_str(r, p, q - p));
+			p = q;
+		}
+		return tmpl_val_list(l);
+	}
+	if (sep->len == 0)
+		tmpl_fail(&r->f, "split: empty separator");
+	for (;;) {
+		const char *hit = (maxsplit < 0 || (int64_t)l->n < maxsplit) ? memmem(p, end - p, sep->p, sep->len) : NULL;
+		if (!hit) {
+			tmpl_val_list_push(r, l, tmpl_val_str(r, p, end - p));
+			break;
+		}
+		tmpl_val_list_push(r, l, tmpl_val_str(r, p, hit - p));
+		p = hit + sep->len;
+	}
+	return tmpl_val_list(l);
+}
+
+/* Code point offsets to byte offsets, for slicing. */
+size_t
+tmpl_val_cp_to_byte(const struct jstr *s, size_t cp)
+{
+	size_t i = 0, c = 0;
+	while (i < s->len && c < cp) {
+		i++;
+		while (i < s->len && ((unsigned char)s->p[i] & 0xC0) == 0x80)
+			i++;
+		c++;
+	}
+	return i;
+}
+
+/* --- access --- */
+
+struct val
+tmpl_val_getattr(struct rt *r, struct val obj, const char *name, int line)
+{
+	const char *m = tmpl_filter_method(obj.k, name);
+
+	switch (obj.k) {
+	case V_UNDEF:
+		tmpl_fail(&r->f, "line %d: '%s' of an undefined value", line, name);
+		break;
+	case V_NONE:
+		tmpl_fail(&r->f, "line %d: None has no attribute '%s'", line, name);
+		break;
+	case V_STR:
+	case V_LIST:
+		return m ? tmpl_val_func(r, m, obj) : UNDEF;
+	case V_DICT:
+		if (m)
+			return tmpl_val_func(r, m, obj);
+		/* fall through */
+	case V_NS: {
+		struct val *v = tmpl_val_dict_find(obj.u.d, name, strlen(name));
+		if (v)
+			return *v;
+		if (obj.k == V_DICT) {
+			v = tmpl_val_dict_find(obj.u.d, "\x01loop", 5);
+			if (v && !strcmp(name, "cycle"))
+				return tmpl_val_func(r, "cycle", obj);
+		}
+		return UNDEF;
+	}
+	default:
+		return UNDEF;
+	}
+	return UNDEF;
+}
+
+struct val
+tmpl_val_getitem(struct rt *r, struct val obj, struct val key, int line)
+{
+	switch (obj.k) {
+	case V_UNDEF:
+		tmpl_fail(&r->f, "line %d: subscript of an undefined value", line);
+		break;
+	case V_LIST:
+		if (key.k == V_INT || key.k == V_BOOL) {
+			int64_t i = key.u.i, n = (int64_t)obj.u.l->n;
+			if (i < 0)
+				i += n;
+			if (i < 0 || i >= n)
+				return UNDEF;
+			return obj.u.l->v[i];
+		}
+		tmpl_fail(&r->f, "line %d: list index must be an integer, not %s", line, tmpl_val_type_name(key));
+		break;
+	case V_STR:
+		if (key.k == V_INT) {
+			int64_t i = key.u.i, n = (int64_t)tmpl_val_cp_count(obj.u.s);
+			if (i < 0)
+				i += n;
+			if (i < 0 || i >= n)
+				return UNDEF;
+			size_t a = tmpl_val_cp_to_byte(obj.u.s, (size_t)i), b = tmpl_val_cp_to_byte(obj.u.s, (size_t)i + 1);
+			return tmpl_val_str(r, obj.u.s->p + a, b - a);
+		}
+		tmpl_fail(&r->f, "line %d: string index must be an integer", line);
+		break;
+	case V_DICT: case V_NS:
+		if (key.k == V_STR) {
+			struct val *v = tmpl_val_dict_find(obj.u.d, key.u.s->p, key.u.s->len);
+			return v ? *v : UNDEF;
+		}
+		return UNDEF;
+	case V_NONE:
+		tmpl_fail(&r->f, "line %d: None is not subscriptable", line);
+		break;
+	default:
+		tmpl_fail(&r->f, "line %d: a %s is not subscriptable", line, tmpl_val_type_name(obj));
+	}
+	return UNDEF;
+}
+
+/* Items of an iterable as a list (dict: keys; string: characters). */
+struct jlist *
+tmpl_val_iter(struct rt *r, struct val v, int line)
+{
+	struct jlist *l;
+	switch (v.k) {
+	case V_UNDEF:
+		return tmpl_val_list_new(r, 1);
+	case V_LIST:
+		return v.u.l;
+	case V_DICT: case V_NS:
+		l = tmpl_val_list_new(r, v.u.d->n + 1);
+		for (size_t i = 0; i < v.u.d->n; i++) {
+			struct val k;
+			k.k = V_STR;
+			k.u.s = v.u.d->k[i];
+			tmpl_val_list_push(r, l, k);
+		}
+		return l;
+	case V_STR:
+		l = tmpl_val_list_new(r, v.u.s->len + 1);
+		for (size_t i = 0; i < v.u.s->len;) {
+			uint32_t cp;
+			size_t k = utf8_decode((const unsigned char *)v.u.s->p + i, v.u.s->len - i, &cp);
+			tmpl_val_list_push(r, l, tmpl_val_str(r, v.u.s->p + i, k));
+			i += k;
+		}
+		return l;
+	default:
+		tmpl_fail(&r->f, "line %d: a %s is not iterable", line, tmpl_val_type_name(v));
+	}
+	return NULL;
+}
+
+int64_t
+tmpl_val_length(struct rt *r, struct val v, int line)
+{
+	switch (v.k) {
+	case V_UNDEF: return 0;
+	case V_STR: return (int64_t)tmpl_val_cp_count(v.u.s);
+	case V_LIST: return (int64_t)v.u.l->n;
+	case V_DICT: case V_NS: return (int64_t)v.u.d->n;
+	default: tmpl_fail(&r->f, "line %d: a %s has no length", line, tmpl_val_type_name(v));
+	}
+	return 0;
+}
+
+/* Argument I by position, or by keyword NAME, or DEF. */
+struct val
+tmpl_val_arg(const struct args *a, int i, const char *name, struct val def)
+{
+	if (i >= 0 && i < a->npos)
+		return a->pos[i];
+	for (int k = 0; name && k < a->nkw; k++)
+		if (!strcmp(a->kwn[k], name))
+			return a->kw[k];
+	return def;
+}
+
+const struct jstr *
+tmpl_val_want_str(struct rt *r, struct val v, const char *what, int line)
+{
+	if (v.k != V_STR)
+		tmpl_fail(&r->f, "line %d: %s expects a string, got %s", line, what, tmpl_val_type_name(v));
+	return v.u.s;
+}
+
+int64_t
+tmpl_val_want_int(struct rt *r, struct val v, const char *what, int line)
+{
+	if (v.k == V_INT || v.k == V_BOOL)
+		return v.u.i;
+	if (v.k == V_FLOAT)
+		return (int64_t)v.u.f;
+	tmpl_fail(&r->f, "line %d: %s expects an integer, got %s", line, what, tmpl_val_type_name(v));
+	return 0;
+}

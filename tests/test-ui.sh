@@ -347,5 +347,27 @@ cp "$M" "$tmp/xd/natter/models/two.gguf"
 XDG_DATA_HOME="$tmp/xd" "$NATTER_BIN" 2>"$tmp/err"; [ $? -eq 2 ] && ok || bad "no model status"
 grep -q "one.gguf" "$tmp/err" && grep -q "two.gguf" "$tmp/err" && ok || bad "models folder not listed: $(cat "$tmp/err")"
 
+# 22. The full screen reads its options as strictly as chat --plain, and
+# takes the model and theme from the config file when not given.
+# (On a terminal, so that "needs a terminal" cannot be the reason.)
+in_tty badseed "" "$NATTER_BIN -m $M --seed abc"
+[ "$(cat "$tmp/badseed.status" 2>/dev/null)" = 2 ] && grep -q -- "--seed" "$tmp/badseed.err" && ok ||
+    bad "bad --seed: status $(cat "$tmp/badseed.status" 2>/dev/null), $(cat "$tmp/badseed.err")"
+T kill-session -t badseed 2>/dev/null
+in_tty baddelay "" "$NATTER_BIN -m $M --token-delay x"
+[ "$(cat "$tmp/baddelay.status" 2>/dev/null)" = 2 ] && ok || bad "bad --token-delay status"
+T kill-session -t baddelay 2>/dev/null
+mkdir -p "$tmp/cfg/natter"
+printf 'model = %s\ntheme = nosuchtheme\n' "$M" > "$tmp/cfg/natter/config"
+T new-session -d -s ui -x 100 -y 30 "env XDG_CONFIG_HOME=$tmp/cfg $NATTER_BIN --no-history; sleep 60"
+wait_for "aidreams260K-f32.gguf" && ok || bad "the config file's model was not used: $(screen)"
+wait_for "nosuchtheme" && ok || bad "the config file's theme was not tried: $(screen)"
+stop
+printf 'temp = hot\n' > "$tmp/cfg/natter/config"
+in_tty badcfg "XDG_CONFIG_HOME=$tmp/cfg" "$NATTER_BIN -m $M"
+[ "$(cat "$tmp/badcfg.status" 2>/dev/null)" = 2 ] && grep -q "natter/config:1: temp" "$tmp/badcfg.err" && ok ||
+    bad "bad config: status $(cat "$tmp/badcfg.status" 2>/dev/null), $(cat "$tmp/badcfg.err")"
+T kill-session -t badcfg 2>/dev/null
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -24,15 +24,28 @@ cmd_ui(int argc, char **argv)
 	int c;
 
 	memset(&o, 0, sizeof(o));
-	chat_opts_default(&args.chat);
+	if (cli_chat_args_init(&args) < 0)   /* the defaults and the config file */
+		return 2;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
-		if (cli_chat_option(c, optarg, &args))
+		int r = cli_chat_option(c, optarg, &args);
+		char *end;
+		long v;
+		if (r < 0)
+			return 2;
+		if (r)
 			continue;
 		switch (c) {
 		case 'm': o.model_path = optarg; break;
 		case 'T': o.theme = optarg; break;
-		case 'd': o.token_delay_ms = atoi(optarg); break;
+		case 'd':
+			v = strtol(optarg, &end, 10);
+			if (end == optarg || *end || v < 0 || v > 60000) {
+				cli_error("--token-delay: '%s' is not a number of milliseconds (0 to 60000)", optarg);
+				return 2;
+			}
+			o.token_delay_ms = (int)v;
+			break;
 		default:
 			return 2;
 		}
@@ -41,6 +54,10 @@ cmd_ui(int argc, char **argv)
 		cli_error("unexpected argument '%s' (see natter --help)", argv[optind]);
 		return 2;
 	}
+	if (!o.model_path)
+		o.model_path = args.model;   /* the config file's model */
+	if (!o.theme)
+		o.theme = args.theme;
 	o.chat = args.chat;
 	o.db = args.db;
 	o.no_history = args.no_history;

@@ -66,7 +66,7 @@ loop_turn(struct ui *u)
 static int
 run_screen(struct ui *u)
 {
-	char err[1024], *cfg_theme;
+	char err[1024];
 
 	if (pipe(u->wake) < 0) {
 		fprintf(stderr, "natter: pipe: %s\n", strerror(errno));
@@ -83,11 +83,12 @@ run_screen(struct ui *u)
 		ui_signals_remove();
 		return 2;
 	}
-	cfg_theme = ui_start_config_theme();
-	if (ui_theme_load(u->o->theme ? u->o->theme : cfg_theme, err, sizeof(err)) < 0)
+	/* The theme: --theme, else the config file's (cmd-ui.c read it). */
+	if (ui_theme_load(u->o->theme, err, sizeof(err)) < 0)
 		ui_screen_notify(u, 1, "%s", err);
-	free(cfg_theme);
 	ui_input_setup(u);
+	if (u->notice[0] == 0 && chat_warning(u->c))
+		ui_screen_notify(u, 1, "%s", chat_warning(u->c));
 	if (u->notice[0] == 0)
 		ui_screen_notify(u, 0, "template: %s", chat_template_name(u->c));
 	ui_start_warm(u);

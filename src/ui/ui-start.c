@@ -82,31 +82,6 @@ ui_start_default_model(void)
 	return found;
 }
 
-char *
-ui_start_config_theme(void)
-{
-	char path[4096], line[256];
-	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-	FILE *f;
-	char *theme = NULL;
-
-	if (xdg && *xdg)
-		snprintf(path, sizeof(path), "%s/natter/config", xdg);
-	else
-		snprintf(path, sizeof(path), "%s/.config/natter/config", home ? home : "");
-	f = fopen(path, "r");
-	while (f && fgets(line, sizeof(line), f)) {
-		char key[64], val[128];
-		if (sscanf(line, " %63[a-z_] = %127s", key, val) == 2 && !strcmp(key, "theme")) {
-			free(theme);
-			theme = strdup(val);
-		}
-	}
-	if (f)
-		fclose(f);
-	return theme;
-}
-
 void
 ui_start_warm(struct ui *u)
 {

@@ -336,8 +336,6 @@ void ui_signals_remove(void);
 char *ui_start_default_model(void);
 /* Tells the user how to get a model and lists the models folder (stderr). */
 void ui_start_list_models(void);
-/* The theme named in the config file (caller frees), or NULL. */
-char *ui_start_config_theme(void);
 /* Pages the model's weights in, drawing a progress bar. */
 void ui_start_warm(struct ui *u);
 

@@ -479,6 +479,17 @@ test_stops(const char *path)
 	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop != CHAT_STOP_CANCEL &&
 	    st.n_gen > 0, "the stop was used up: the next reply runs (%s)", chat_stop_name(st.stop));
 
+	/* A stop that came after its reply had ended is forgotten by
+	 * chat_cancel_reset (what a front end calls when it learns of the
+	 * end), so the next reply runs. */
+	chat_add_user(c, "Late", 4);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "generate: %s", err);
+	chat_cancel(c);
+	chat_cancel_reset(c);
+	chat_add_user(c, "Next", 4);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop != CHAT_STOP_CANCEL && st.n_gen > 0,
+	    "a late stop, reset, does not stop the next reply (%s)", chat_stop_name(st.stop));
+
 	/* Stopped from the piece callback: by its return value, and by
 	 * chat_cancel; both while the token is being evaluated. */
 	for (int by_return = 1; by_return >= 0; by_return--) {

@@ -134,6 +134,12 @@ int chat_window_start(const struct chat *c);
  * call it only while a generation runs or is being started.
  */
 void chat_cancel(struct chat *c);
+/* Forgets a stop that arrived after the reply it was meant for had ended
+ * (a front end that learns of the end through a queue may still send one
+ * meanwhile), so that it cannot stop the next reply.  Call it on the
+ * thread that starts generations, after it has learnt that the last one
+ * ended and before it starts the next. */
+void chat_cancel_reset(struct chat *c);
 /* Sampling parameters, applied from the next token on.  Any thread. */
 void chat_set_params(struct chat *c, const struct sampler_params *p);
 void chat_get_params(struct chat *c, struct sampler_params *p);

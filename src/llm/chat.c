@@ -580,6 +580,12 @@ chat_cancel(struct chat *c)
 }
 
 void
+chat_cancel_reset(struct chat *c)
+{
+	atomic_store(&c->cancel, 0);
+}
+
+void
 chat_set_params(struct chat *c, const struct sampler_params *p)
 {
 	pthread_mutex_lock(&c->mu);

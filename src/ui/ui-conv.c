@@ -91,6 +91,9 @@ ui_conv_finish(struct ui *u)
 	int rc = ui_gen_finish(u->gen, &u->stats, err, sizeof(err));
 
 	u->gen = NULL;
+	/* An Esc handled after the reply ended (before its "done" was read
+	 * here) must not stop the next reply. */
+	chat_cancel_reset(u->c);
 	if (rc < 0) {
 		/* No reply could be started; the session has withdrawn the
 		 * message it could not answer (nothing of it was stored), so it

@@ -19,6 +19,7 @@ int cmd_export(int argc, char **argv);
 int cmd_ui(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_eval_choice(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 
 struct store;
 /* Opens the store at DB (NULL: the default path); prints the error. */

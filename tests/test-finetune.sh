@@ -114,6 +114,14 @@ check "DPO accuracy at the end" 1 "$(field "$tmp/dpo.log" 30 accuracy)"
 lt "$m1" "$m30" && lt 1 "$m30" && ok || bad "DPO margin $m1 -> $m30"
 echo "  DPO on 4 pairs: margin $m1 -> $m30, accuracy $(field "$tmp/dpo.log" 1 accuracy) -> $(field "$tmp/dpo.log" 30 accuracy)"
 grep -q "margin .* acc 100%" "$tmp/err" && ok || bad "DPO progress lines: $(tail -1 "$tmp/err")"
+# --epochs: 2 passes over 6 examples, 2 a step; a log that cannot be written stops it.
+ft -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --epochs 2 --batch 2 -o "$tmp/e2.gguf" 2>/dev/null |
+	grep -q "after 6 steps" && ok || bad "--epochs 2 --batch 2 on 6 examples is not 6 steps"
+if [ -w /dev/full ]; then
+	ft -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --steps 3 --log /dev/full -o "$tmp/f.gguf" 2>"$tmp/err"
+	check "log on a full disk status" 1 $?
+	grep -q "/dev/full: cannot write the log" "$tmp/err" && ok || bad "full log: $(tail -1 "$tmp/err")"
+fi
 # DPO on an adapter (--init): the frozen initial adapter is the reference.
 ft -m "$M" --data "$D/finetune-dpo.jsonl" --method dpo --chat-template chatml --batch 4 --steps 2 --lr 5e-3 \
 	--init "$tmp/straight.gguf" --log "$tmp/dpo2.log" -o "$tmp/dpo2.gguf" >/dev/null 2>"$tmp/err"

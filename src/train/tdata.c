@@ -16,6 +16,7 @@
 
 struct tdata_tmpl {
 	struct tmpl *t;
+	char *src;           /* kept: the compiled template points into its source text */
 	char name[256];
 	char *bos_text, *eos_text;
 	const struct tok_vocab *v;
@@ -101,6 +102,7 @@ tdata_tmpl_new(const struct gguf_file *f, const char *arch, const struct tok_voc
 			snprintf(err, errlen, "chat template %s: %s", t->name, terr);
 			goto fail;
 		}
+		/* (tmpl_builtin's text is static: it outlives the template.) */
 		/* The model's own template is broken: chat.c falls back, and so does training. */
 		g = tmpl_builtin_guess(arch, src);
 		snprintf(t->name, sizeof(t->name), "%s (built-in; the model's template failed: %.120s)", g, terr);
@@ -109,7 +111,7 @@ tdata_tmpl_new(const struct gguf_file *f, const char *arch, const struct tok_voc
 			goto fail;
 		}
 	}
-	free(src);
+	t->src = src;
 	*out = t;
 	return 0;
 fail:
@@ -124,6 +126,7 @@ tdata_tmpl_free(struct tdata_tmpl *t)
 	if (!t)
 		return;
 	tmpl_free(t->t);
+	free(t->src);
 	free(t->bos_text);
 	free(t->eos_text);
 	free(t);

@@ -58,6 +58,20 @@ ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatm
 grep -q "finetune-sft.jsonl:1: skipped: no reply token is left within 20 tokens" "$tmp/err" && ok ||
 	bad "cut examples are named: $(cat "$tmp/err")"
 
+# On a terminal (tmux, 40 columns): one progress line redrawn in place, cut to the width.
+if command -v tmux >/dev/null 2>&1; then
+	sock=natter-ft-$$
+	tmux -L "$sock" -f /dev/null new-session -d -x 40 -y 12 \
+		"'$NATTER_BIN' finetune -m '$M' --data '$D/finetune-sft.jsonl' --chat-template chatml --steps 3 -o '$tmp/bar.gguf'; echo EXIT \$?; cat"
+	i=0; while ! tmux -L "$sock" capture-pane -p 2>/dev/null | grep -q "^EXIT" && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	tmux -L "$sock" capture-pane -p > "$tmp/screen"
+	tmux -L "$sock" kill-server 2>/dev/null
+	grep -q "^EXIT 0" "$tmp/screen" && ok || bad "finetune on a terminal: $(cat "$tmp/screen")"
+	check "progress lines on the terminal" 1 "$(grep -c '^step' "$tmp/screen")"
+	grep -q '^step 3/3 \[####################\] loss' "$tmp/screen" && ok || bad "progress bar: $(cat "$tmp/screen")"
+	check "progress line cut to the width" 0 "$(grep '^step' "$tmp/screen" | awk 'length > 39' | wc -l | tr -d ' ')"
+fi
+
 # SFT learns, on the progress lines and in the log: the loss falls below half in 100 steps.
 # (The greedy replies with the adapter are checked in test-train, through the training
 # model; natter's chat applies adapters once --lora lands.)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -303,13 +304,21 @@ on_step(void *ctx, const struct tloop_step *st)
 	if (dpo)
 		snprintf(extra, sizeof(extra), " margin %.4f acc %3.0f%%", st->margin, 100 * st->accuracy);
 	if (r->tty) {
-		char bar[21];
-		int fill = (int)(20 * st->step / (st->steps ? st->steps : 1));
+		/* One line redrawn in place, cut to the terminal's width: a line that wrapped
+		 * would not be redrawn by the carriage return. */
+		struct winsize ws;
+		char bar[21], line[256];
+		int fill = (int)(20 * st->step / (st->steps ? st->steps : 1)), cols = 80;
+		if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+			cols = ws.ws_col;
 		for (int i = 0; i < 20; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[20] = 0;
-		fprintf(stderr, "\r\033[Kstep %lld/%lld [%s] loss %.4f%s lr %.2e %.0f tok/s ETA %s", (long long)st->step,
+		snprintf(line, sizeof(line), "step %lld/%lld [%s] loss %.4f%s lr %.2e %.0f tok/s ETA %s", (long long)st->step,
 		    (long long)st->steps, bar, st->loss, extra, st->lr, tps, etas);
+		if (cols - 1 < (int)sizeof(line))
+			line[cols > 1 ? cols - 1 : 0] = 0;
+		fprintf(stderr, "\r\033[K%s", line);
 		r->bar_shown = 1;
 	} else {
 		fprintf(stderr, "step %lld/%lld loss %.4f%s lr %.3e tokens %ld %.1f tok/s eta %s\n", (long long)st->step,

@@ -39,6 +39,8 @@ ft -m x -o y --targets q,wo 2>"$tmp/err"; check "--targets q,wo status" 2 $?
 grep -q "unknown weight 'wo'" "$tmp/err" && ok || bad "--targets message: $(cat "$tmp/err")"
 ft -m x -o y --steps 3 --epochs 2 2>/dev/null; check "--steps and --epochs status" 2 $?
 ft -m x -o y --data a --db b 2>/dev/null; check "--data and --db status" 2 $?
+ft -m x -o "$tmp/no/such/dir/a.gguf" 2>"$tmp/err"; check "unwritable -o status" 1 $?
+grep -q "no/such/dir: cannot write the adapter there" "$tmp/err" && ok || bad "unwritable -o: $(cat "$tmp/err")"
 
 if [ ! -f "$M" ]; then
 	echo "SKIP: fixtures not found; $pass passed, $fail failed"
@@ -79,7 +81,7 @@ common="-m $M --data $D/finetune-sft.jsonl --chat-template chatml --targets all,
 ft $common --steps 100 -o "$tmp/straight.gguf" --log "$tmp/straight.log" >"$tmp/out" 2>"$tmp/err"
 check "SFT status" 0 $?
 grep -q "wrote $tmp/straight.gguf: 29 pairs after 100 steps" "$tmp/out" && ok || bad "SFT output: $(cat "$tmp/out")"
-grep -q "6 examples (.* tokens; 0 cut to 512 tokens, 0 skipped), template chatml (built-in)" "$tmp/err" && ok ||
+grep -q "6 examples (.* tokens; 0 cut to 128 tokens, 0 skipped), template chatml (built-in)" "$tmp/err" && ok ||
 	bad "SFT summary: $(head -3 "$tmp/err")"
 grep -q "^step 100/100 loss [0-9.]* lr [0-9.e+-]* tokens [0-9]* [0-9.]* tok/s eta" "$tmp/err" && ok ||
 	bad "plain progress lines: $(tail -2 "$tmp/err")"

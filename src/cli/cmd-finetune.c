@@ -85,7 +85,8 @@ static const struct ft_opt opts[] = {
 	FT("grad-accum", O_ACCUM, FT_INT, grad_accum, "N", "micro-batches per optimizer step (1)", 1, 65536),
 	FT("steps", O_STEPS, FT_LONG, steps, "N", "optimizer steps in all (default: from --epochs)", 1, 1e12),
 	FT("epochs", O_EPOCHS, FT_LONG, epochs, "N", "passes over the examples (1)", 1, 1e6),
-	FT("ctx", O_CTX, FT_INT, ctx, "N", "tokens per example; longer ones are cut, with a warning (512)", 2, 1 << 20),
+	FT("ctx", O_CTX, FT_INT, ctx, "N", "tokens per example; longer ones are cut, with a warning (512, or the "
+	    "model's training context if shorter)", 2, 1 << 20),
 	FT("beta", O_BETA, FT_NUM, beta, "B", "DPO: how far from the reference the policy may go (0.1)", 1e-6, 1e6),
 	FT("seed", O_SEED, FT_LONG, seed, "N", "the examples' order, the initial A and the dropout masks (0)", 0, 1e18),
 	FT("threads", 't', FT_INT, threads, "N", "threads (default: physical cores)", 1, 512),
@@ -433,6 +434,27 @@ config_text(const struct ft_args *a, const struct llm_model *m, const struct tda
 	return buf;
 }
 
+/* Whether the adapter (and its checkpoints) can be written where -o says: found out
+ * before training, not after.  Prints the error. */
+static int
+out_dir_check(const char *out)
+{
+	const char *slash = strrchr(out, '/');
+	char dir[4096];
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == out)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - out), out);
+	if (access(dir, W_OK | X_OK) != 0) {
+		cli_error("%s: cannot write the adapter there: %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static enum ggml_type
 out_type(const char *s)
 {
@@ -449,7 +471,7 @@ int
 cmd_finetune(int argc, char **argv)
 {
 	struct ft_args a = { .method = "sft", .min_rating = 4, .rank = 8, .alpha = 16, .lr = 1e-4, .beta1 = 0.9,
-		.beta2 = 0.999, .batch = 1, .grad_accum = 1, .ctx = 512, .beta = 0.1 };
+		.beta2 = 0.999, .batch = 1, .grad_accum = 1, .beta = 0.1 };
 	struct llm_model *m = NULL;
 	struct tdata_tmpl *t = NULL;
 	struct tdata_set set;
@@ -505,10 +527,16 @@ cmd_finetune(int argc, char **argv)
 		return 1;
 	}
 	r.ckpt = ckpt;
+	if (out_dir_check(a.out) < 0)
+		goto out;
 
 	if (llm_model_load(a.model, &m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		goto out;
+	}
+	if (!a.ctx) {
+		int train = llm_model_hparams(m)->n_ctx_train;
+		a.ctx = train >= 2 && train < 512 ? train : 512;
 	}
 	if (tdata_tmpl_new(llm_model_gguf(m), llm_model_hparams(m)->arch_name, llm_model_vocab(m), a.tmpl, &t, err,
 	    sizeof(err)) < 0) {

@@ -144,6 +144,17 @@ ft -m "$M" --data "$D/finetune-dpo.jsonl" --method dpo --chat-template chatml --
 check "DPO from --init status" 0 $?
 check "DPO from --init: margin 0 at step 1" 0 "$(field "$tmp/dpo2.log" 1 margin)"
 
+# phi3's fused weights: q adapts attn_qkv, gate adapts the fused ffn_up; qwen2's output is
+# tied to the embeddings, which are not adapted.
+ft -m "$F/models/tiny-phi3-q4_k_m.gguf" --data "$D/finetune-sft.jsonl" --targets q,gate,down --steps 2 \
+	-o "$tmp/phi3.gguf" >/dev/null 2>"$tmp/err"; check "phi3 status" 0 $?
+"$NATTER_BIN" info -m "$tmp/phi3.gguf" --tensors > "$tmp/info" 2>&1
+check "phi3 adapted weights" "attn_qkv ffn_down ffn_up" \
+	"$(sed -n 's/^ *blk\.0\.\([a-z_]*\)\.weight\.lora_a .*/\1/p' "$tmp/info" | sort | tr '\n' ' ' | sed 's/ $//')"
+ft -m "$F/models/tiny-qwen2-f32.gguf" --data "$D/finetune-sft.jsonl" --targets q,output --steps 1 \
+	-o "$tmp/qwen2.gguf" 2>"$tmp/err"; check "qwen2 --targets output status" 1 $?
+grep -q "tied to token_embd.weight" "$tmp/err" && ok || bad "qwen2 tied output: $(cat "$tmp/err")"
+
 # From the database: what natter export writes is what finetune trains on.
 export NATTER_DB="$tmp/h.db"
 printf 'Tell me a dream\n/rate up\n/regen\n/rate 2\n' | "$NATTER_BIN" chat -m "$M" --plain -n 6 --seed 11 >/dev/null 2>&1

@@ -64,6 +64,9 @@ static const char usage_text[] =
 "                                  --kl-base: mean KL and same top token against OTHER\n"
 "  eval-choice -m FILE -f QUESTIONS.jsonl [-c N] [-t N] [--limit N] [--verbose]\n"
 "                                  multiple-choice accuracy by log-likelihood\n"
+"  finetune -m FILE -o ADAPTER.gguf [--data FILE.jsonl | --db FILE] [--method sft|dpo]\n"
+"           [--rank N] [--lr LR] [--steps N | --epochs N] [--resume CKPT] ...\n"
+"                                  train a LoRA adapter on rated replies (CPU)\n"
 "  bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json] [--sys]\n"
 "                                  prompt and generation speed, like llama-bench\n"
 "  mkmodel --preset NAME --type TYPE -o FILE\n"
@@ -193,6 +196,7 @@ main(int argc, char **argv)
 		{ "serve", cmd_serve },
 		{ "pull", cmd_pull },
 		{ "models", cmd_models },
+		{ "finetune", cmd_finetune },
 	};
 
 	signal(SIGBUS, on_sigbus);

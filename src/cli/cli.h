@@ -22,6 +22,7 @@ int cmd_eval_choice(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 
 struct store;
 /* Opens the store at DB, else $NATTER_DB, else the config file's db,

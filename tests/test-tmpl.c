@@ -274,6 +274,23 @@ main(void)
 	int n_ok = 0, n_all = 0;
 
 	test_engine();
+	/* The template keeps its own copy of the source: the caller's buffer
+	 * may be freed (here: overwritten, then freed) before rendering. */
+	{
+		const char text[] = "Hello {{ messages[0].content }} and goodbye.";
+		char *src = strdup(text), err[256], *out = NULL;
+		struct tmpl *t = NULL;
+		struct tmpl_msg m = { "user", "world" };
+		struct tmpl_opts o = { 0 };
+		size_t len;
+		CHECK(src && tmpl_compile(src, strlen(src), &t, err, sizeof(err)) == 0, "compile: %s", err);
+		memset(src, 'X', strlen(src));
+		free(src);
+		CHECK(t && tmpl_render(t, &m, 1, &o, &out, &len, err, sizeof(err)) == 0 &&
+		    !strcmp(out, "Hello world and goodbye."), "render after the source is gone: '%s'", out ? out : err);
+		free(out);
+		tmpl_free(t);
+	}
 	if (!dir) {
 		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
 		return test_done("test-tmpl");

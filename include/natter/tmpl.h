@@ -19,7 +19,7 @@ struct tmpl_msg {
  * problem.  Supports output, if/elif/else, for (loop.*, else, filters,
  * unpacking), set (namespaces, block set), macro, break/continue, the
  * usual filters, tests, string and dict methods, slicing, raise_exception
- * and strftime_now.  Any thread.
+ * and strftime_now.  The template keeps its own copy of SRC.  Any thread.
  */
 int tmpl_compile(const char *src, size_t len, struct tmpl **out, char *err, size_t errlen);
 void tmpl_free(struct tmpl *t);

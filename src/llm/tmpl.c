@@ -80,7 +80,15 @@ tmpl_compile(const char *src, size_t len, struct tmpl **out, char *err, size_t e
 		free(t);
 		return -1;
 	}
-	tmpl_parse(tmpl_lex(src, len, &t->ar, &f), &t->ar, &f, &t->body, &t->nbody);
+	{
+		/* The tree points into the text (literal output between tags):
+		 * keep a copy of it in the template's own arena, so the caller
+		 * may free SRC at once. */
+		char *own = tmpl_alloc(&t->ar, &f, len + 1);
+		memcpy(own, src, len);
+		own[len] = 0;
+		tmpl_parse(tmpl_lex(own, len, &t->ar, &f), &t->ar, &f, &t->body, &t->nbody);
+	}
 	*out = t;
 	return 0;
 }

@@ -564,7 +564,9 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 		p = llm_ctx_n_past(c->ctx);
 	if (p == (int)ids.n)
 		p--;   /* re-evaluate the last token to get its logits */
-	llm_ctx_truncate(c->ctx, p);
+	/* A sliding-window ring may not go back that far: then it keeps
+	 * fewer positions (down to 0) and more of the prompt is evaluated. */
+	p = llm_ctx_truncate(c->ctx, p);
 	c->cache.n = p;
 	t1 = now_ms();
 	{
@@ -584,7 +586,7 @@ chat_generate(struct chat *c, chat_piece_fn cb, void *cbctx, struct chat_stats *
 			goto finish;
 		}
 		if (erc < 0) {
-			llm_ctx_truncate(c->ctx, p);
+			c->cache.n = llm_ctx_truncate(c->ctx, p);
 			cache_text_set(c, NULL, 0, 0);
 			goto out;
 		}

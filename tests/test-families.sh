@@ -1,0 +1,81 @@
+#!/bin/sh
+# test-families.sh -- each architecture family chats: chat --plain with a real template, and once in the full-screen chat (tmux).
+: "${NATTER_BIN:=./natter}"
+: "${NATTER_FIXTURES:=../shared/fixtures}"
+F=$NATTER_FIXTURES
+if [ ! -d "$F/models" ] || [ ! -d "$F/templates" ]; then echo "SKIP: fixtures not found"; exit 77; fi
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+tmp=$(mktemp -d)
+sock="natter-families-$$"
+T() { tmux -L "$sock" "$@"; }
+cleanup() { T kill-server 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+export NATTER_DB="$tmp/f.db" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config" LANG=C.UTF-8 LC_ALL=C.UTF-8
+
+# One family a line: name, model file, chat template (templates/NAME.jinja).
+families="
+llamamoe tiny-llamamoe-q4_k_m mistralai-Mistral-Nemo-Instruct-2407
+phi3lr   tiny-phi3lr-q4_k_m   microsoft-Phi-3.5-mini-instruct
+"
+
+# 1. chat --plain: two turns and a regeneration; the second turn and the
+# regeneration reuse the cache (sliding-window rings included).
+while read -r fam model tmpl; do
+	[ -n "$fam" ] || continue
+	printf 'Hello there\n/stats\nTell me more\n/stats\n/regen\n/stats\n/quit\n' |
+	    "$NATTER_BIN" chat -m "$F/models/$model.gguf" --plain --chat-template "$F/templates/$tmpl.jinja" \
+	    -n 12 --seed 3 --db "$tmp/$fam.db" > "$tmp/$fam.out" 2> "$tmp/$fam.err"
+	s=$?
+	[ $s -eq 0 ] && ok || bad "$fam: chat --plain status $s: $(cat "$tmp/$fam.err")"
+	"$NATTER_BIN" history show 1 --db "$tmp/$fam.db" | grep -q "template .*/$tmpl.jinja" && ok ||
+	    bad "$fam: the stored conversation does not name the template $tmpl.jinja"
+	n=$(grep -c "^reply: [1-9][0-9]* tokens" "$tmp/$fam.out")
+	[ "$n" = 3 ] && ok || bad "$fam: $n replies, want 3: $(cat "$tmp/$fam.out")"
+	reused=$(sed -n 's/^prompt:.*(\([0-9]*\) reused.*/\1/p' "$tmp/$fam.out" | tr '\n' ' ')
+	set -- $reused
+	[ $# -eq 3 ] && [ "$1" -eq 0 ] && [ "$2" -gt 0 ] && [ "$3" -gt 0 ] && ok ||
+	    bad "$fam: tokens reused from the cache per turn: $reused (want 0, then more than 0 twice)"
+	echo "$fam: chat --plain with $tmpl.jinja; tokens reused per turn: $reused"
+done <<EOF
+$families
+EOF
+
+# 2. The full-screen chat, once per family: a reply streams to the end,
+# then F10 quits with status 0.
+if ! command -v tmux >/dev/null 2>&1; then
+	echo "SKIP: tmux not installed (full-screen part)"
+else
+	screen() { T capture-pane -t ui -p; }
+	# wait_for PATTERN [SECONDS]: poll the screen until it shows PATTERN
+	wait_for() {
+		i=0
+		while [ $i -lt $(( ${2:-15} * 10 )) ]; do
+			screen 2>/dev/null | grep -Eq "$1" && return 0
+			sleep 0.1
+			i=$((i + 1))
+		done
+		return 1
+	}
+	while read -r fam model tmpl; do
+		[ -n "$fam" ] || continue
+		rm -f "$tmp/ui.status"
+		T new-session -d -s ui -x 100 -y 30 \
+		    "sh -c '\"$NATTER_BIN\" -m \"$F/models/$model.gguf\" --chat-template \"$F/templates/$tmpl.jinja\" --seed 3 -n 16 --theme mono; echo \$? > \"$tmp/ui.status\"'; sleep 60"
+		wait_for "Type a message" && ok || bad "$fam: full screen: no start screen: $(screen)"
+		T send-keys -t ui "Hello there" Enter
+		wait_for "state +done" && ok || bad "$fam: full screen: the reply did not finish: $(screen)"
+		screen | grep -Eq "reply +[1-9][0-9]* tokens" && ok || bad "$fam: full screen: reply tokens: $(screen)"
+		T send-keys -t ui F10
+		i=0; while [ ! -f "$tmp/ui.status" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+		[ "$(cat "$tmp/ui.status" 2>/dev/null)" = 0 ] && ok || bad "$fam: full screen: quit status $(cat "$tmp/ui.status" 2>/dev/null)"
+		echo "$fam: full-screen chat replied and quit"
+		T kill-server 2>/dev/null
+	done <<EOF
+$families
+EOF
+fi
+
+echo "test-families.sh: $pass passed, $fail failed"
+[ $fail -eq 0 ]

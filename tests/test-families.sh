@@ -8,9 +8,9 @@ pass=0; fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 tmp=$(mktemp -d)
-sock="natter-families-$$"
-T() { tmux -L "$sock" "$@"; }
-cleanup() { T kill-server 2>/dev/null; rm -rf "$tmp"; }
+# One tmux server per family, its socket in $tmp.
+T() { tmux -S "$tmp/tmux-$fam" "$@"; }
+cleanup() { for s in "$tmp"/tmux-*; do [ -S "$s" ] && tmux -S "$s" kill-server 2>/dev/null; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 export NATTER_DB="$tmp/f.db" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config" LANG=C.UTF-8 LC_ALL=C.UTF-8
 
@@ -31,8 +31,10 @@ while read -r fam model tmpl; do
 	[ $s -eq 0 ] && ok || bad "$fam: chat --plain status $s: $(cat "$tmp/$fam.err")"
 	"$NATTER_BIN" history show 1 --db "$tmp/$fam.db" | grep -q "template .*/$tmpl.jinja" && ok ||
 	    bad "$fam: the stored conversation does not name the template $tmpl.jinja"
-	n=$(grep -c "^reply: [1-9][0-9]* tokens" "$tmp/$fam.out")
-	[ "$n" = 3 ] && ok || bad "$fam: $n replies, want 3: $(cat "$tmp/$fam.out")"
+	# Random weights may end a turn at once; one reply at least has text.
+	n=$(grep -c "^reply: [0-9]* tokens" "$tmp/$fam.out")
+	[ "$n" = 3 ] && grep -q "^reply: [1-9][0-9]* tokens" "$tmp/$fam.out" && ok ||
+	    bad "$fam: $n replies, want 3 (not all empty): $(cat "$tmp/$fam.out")"
 	reused=$(sed -n 's/^prompt:.*(\([0-9]*\) reused.*/\1/p' "$tmp/$fam.out" | tr '\n' ' ')
 	set -- $reused
 	[ $# -eq 3 ] && [ "$1" -eq 0 ] && [ "$2" -gt 0 ] && [ "$3" -gt 0 ] && ok ||
@@ -66,7 +68,8 @@ else
 		wait_for "Type a message" && ok || bad "$fam: full screen: no start screen: $(screen)"
 		T send-keys -t ui "Hello there" Enter
 		wait_for "state +done" && ok || bad "$fam: full screen: the reply did not finish: $(screen)"
-		screen | grep -Eq "reply +[1-9][0-9]* tokens" && ok || bad "$fam: full screen: reply tokens: $(screen)"
+		screen | grep -Eq "reply +[0-9]+ tokens" && screen | grep -Eq "prompt +[1-9][0-9.]* tok/s" && ok ||
+		    bad "$fam: full screen: no statistics of the reply: $(screen)"
 		T send-keys -t ui F10
 		i=0; while [ ! -f "$tmp/ui.status" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
 		[ "$(cat "$tmp/ui.status" 2>/dev/null)" = 0 ] && ok || bad "$fam: full screen: quit status $(cat "$tmp/ui.status" 2>/dev/null)"

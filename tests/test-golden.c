@@ -90,9 +90,28 @@ compare(const struct golden *g, const float *ours, struct score *s)
 	}
 }
 
+/*
+ * Where natter misses the fixtures' tolerance, and why: each exception is
+ * printed beside its row.
+ */
+static const struct {
+	const char *file, *mode;
+	double bound;
+	const char *why;
+} exceptions[] = {
+	{ NULL, NULL, 0, NULL },
+};
+
 static double
-tolerance(const char *name)
+tolerance(const char *name, const char *mode, const char **why)
 {
+	*why = NULL;
+	for (size_t i = 0; exceptions[i].file; i++) {
+		if (strcmp(exceptions[i].file, name) == 0 && strcmp(exceptions[i].mode, mode) == 0) {
+			*why = exceptions[i].why;
+			return exceptions[i].bound;
+		}
+	}
 	if (strstr(name, "-f32") || strstr(name, "-f16"))
 		return 1e-5;
 	if (strstr(name, "-bf16"))
@@ -122,9 +141,11 @@ static const struct {
 };
 
 /* Evaluates one golden both ways and checks it; prints one row per mode.
- * Returns 1 if the model was run. */
+ * The batch runs on THREADS_BATCH threads, the token-by-token path and the
+ * greedy check on THREADS_INC (one thread makes many short jobs cheap on
+ * a loaded machine).  Returns 1 if the model was run. */
 static int
-run_golden(const char *dir, const char *sub, const char *name)
+run_golden(const char *dir, const char *sub, const char *name, int threads_batch, int threads_inc)
 {
 	char path[4096], err[512];
 	struct golden g;
@@ -144,12 +165,17 @@ run_golden(const char *dir, const char *sub, const char *name)
 		return 0;
 	}
 	ours = calloc((size_t)g.n_tokens * g.n_vocab, sizeof(float));
-	c = llm_ctx_new(m, 256, 64, 2, err, sizeof(err));
-	CHECK(c != NULL, "%s: %s", name, err);
 	CHECK(llm_model_hparams(m)->n_vocab == g.n_vocab, "%s: vocabulary size", name);
-	for (int mode = 0; c && mode < 2; mode++) {
+	for (int mode = 0; mode < 2; mode++) {
 		struct score s;
 		int rc = 0;
+		if (mode == 0 || threads_inc != threads_batch) {
+			llm_ctx_free(c);
+			c = llm_ctx_new(m, 256, 64, mode ? threads_inc : threads_batch, err, sizeof(err));
+			CHECK(c != NULL, "%s: %s", name, err);
+			if (!c)
+				break;
+		}
 		CHECK(llm_ctx_truncate(c, 0) == 0, "%s: truncate to 0", name);
 		if (mode == 0) {
 			rc = llm_eval(c, g.tokens, g.n_tokens, ours, 1, err, sizeof(err));
@@ -161,10 +187,13 @@ run_golden(const char *dir, const char *sub, const char *name)
 		}
 		CHECK(rc == 0, "%s: eval: %s", name, err);
 		compare(&g, ours, &s);
-		printf("%-26s %-12s %11.3g %11.3g %5d/%-3d\n", name, mode ? "incremental" : "batch",
-		    s.mean_kl, s.max_diff, s.agree, s.considered);
-		CHECK(s.mean_kl <= tolerance(name), "%s %s: mean KL %.3g above %.0e", name,
-		    mode ? "incremental" : "batch", s.mean_kl, tolerance(name));
+		const char *mname = mode ? "incremental" : "batch", *why;
+		double tol = tolerance(name, mname, &why);
+		printf("%-26s %-12s %11.3g %11.3g %5d/%-3d", name, mname, s.mean_kl, s.max_diff, s.agree, s.considered);
+		if (why)
+			printf("  (exception: KL up to %.0e: %s)", tol, why);
+		putchar('\n');
+		CHECK(s.mean_kl <= tol, "%s %s: mean KL %.3g above %.0e", name, mname, s.mean_kl, tol);
 		CHECK(s.agree == s.considered, "%s %s: argmax differs at %d of %d confident positions",
 		    name, mode ? "incremental" : "batch", s.considered - s.agree, s.considered);
 	}
@@ -247,7 +276,7 @@ main(void)
 	printf("golden/\n");
 	printf(header, "file", "mode", "mean KL", "max |dlogit|", "argmax");
 	for (int i = 0; i < n_names; i++)
-		n_files += run_golden(dir, "golden", names[i]);
+		n_files += run_golden(dir, "golden", names[i], 2, 2);
 	printf("%d model files compared (kernels: %s)\n", n_files, q_cpu_features());
 	CHECK(n_files >= 41, "only %d golden models found", n_files);
 	for (int i = 0; i < n_names; i++)
@@ -264,7 +293,7 @@ main(void)
 				size_t el = strcspn(e, " ");
 				char name[128];
 				snprintf(name, sizeof(name), "tiny-%.*s-%.*s", (int)fl, f, (int)el, e);
-				n_arch += run_golden(dir, "golden-archs", name);
+				n_arch += run_golden(dir, "golden-archs", name, 2, 1);
 				e += el;
 				e += strspn(e, " ");
 			}

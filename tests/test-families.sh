@@ -18,6 +18,7 @@ export NATTER_DB="$tmp/f.db" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/con
 families="
 llamamoe tiny-llamamoe-q4_k_m mistralai-Mistral-Nemo-Instruct-2407
 phi3lr   tiny-phi3lr-q4_k_m   microsoft-Phi-3.5-mini-instruct
+qwen3    tiny-qwen3-q4_k_m    Qwen-Qwen3
 "
 
 # 1. chat --plain: two turns and a regeneration; the second turn and the

@@ -92,13 +92,18 @@ compare(const struct golden *g, const float *ours, struct score *s)
 
 /*
  * Where natter misses the fixtures' tolerance, and why: each exception is
- * printed beside its row.
+ * printed beside its row.  qwen3: products of fewer than 32 rows (a token
+ * at a time) round the activations to 8 bits, as llama.cpp does; the
+ * numpy reference does not.  On this file that rounding alone moves the
+ * logits by a mean KL of 7.8e-3 (the batch, whose products take float
+ * activations, matches to 1e-11); no file llama.cpp computed comes near.
  */
 static const struct {
 	const char *file, *mode;
 	double bound;
 	const char *why;
 } exceptions[] = {
+	{ "tiny-qwen3-q4_k_m", "incremental", 1e-2, "8-bit activations vs a float64 reference" },
 	{ NULL, NULL, 0, NULL },
 };
 
@@ -138,6 +143,7 @@ static const struct {
 } arch_goldens[] = {
 	{ "llamamoe", "f32 f16 q8_0 q4_0 q4_k_m" },
 	{ "phi3lr", "f32 f16 q8_0 q4_0 q4_k_m" },
+	{ "qwen3", "f32 q8_0 q4_k_m" },
 };
 
 /* Evaluates one golden both ways and checks it; prints one row per mode.

@@ -19,7 +19,8 @@
 #define ARCH_REGISTRY(X) \
 	X(llama) \
 	X(qwen2) \
-	X(phi3)
+	X(phi3) \
+	X(qwen3)
 
 #define ARCH_DECLARE(n) extern const struct arch_desc arch_##n;
 ARCH_REGISTRY(ARCH_DECLARE)

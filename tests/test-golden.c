@@ -144,6 +144,8 @@ static const struct {
 	{ "llamamoe", "f32 f16 q8_0 q4_0 q4_k_m" },
 	{ "phi3lr", "f32 f16 q8_0 q4_0 q4_k_m" },
 	{ "qwen3", "f32 q8_0 q4_k_m" },
+	{ "qwen3moe", "f32 q8_0 q4_k_m" },
+	{ "qwen2moe", "f32 f16 q8_0 q4_0 q4_k_m" },
 };
 
 /* Evaluates one golden both ways and checks it; prints one row per mode.

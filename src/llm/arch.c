@@ -20,7 +20,9 @@
 	X(llama) \
 	X(qwen2) \
 	X(phi3) \
-	X(qwen3)
+	X(qwen3) \
+	X(qwen3moe) \
+	X(qwen2moe)
 
 #define ARCH_DECLARE(n) extern const struct arch_desc arch_##n;
 ARCH_REGISTRY(ARCH_DECLARE)

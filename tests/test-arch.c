@@ -374,6 +374,63 @@ test_synthetic(void)
 	rmdir(dir);
 }
 
+/* The fixture families with sliding layers: rings against a full cache,
+ * truncation, and what the cache holds. */
+static void
+test_fixture_rings(void)
+{
+	static const char *const files[] = { "tiny-gemma2-f32", "tiny-gemma3-f32", "tiny-gemma3-q4_k_m" };
+	const char *dir = test_fixtures();
+	const int batches[] = { 1, 4, 32 };
+	char path[4096], err[512];
+
+	if (!dir) {
+		SKIP("fixtures folder not found: rings of the Gemma fixtures not checked");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		struct llm_model *m = NULL;
+		snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, files[i]);
+		CHECK(llm_model_load(path, &m, err, sizeof(err)) == 0, "%s", err);
+		if (!m)
+			continue;
+		free(ring_vs_full(files[i], m, 40, batches, 3));
+		truncate_ring(files[i], m, 40);
+		llm_model_free(m);
+	}
+	/* Gemma 3's cache: full length for the global layer only. */
+	{
+		struct llm_model *m = NULL;
+		struct llm_ctx *c;
+		snprintf(path, sizeof(path), "%s/models/tiny-gemma3-f32.gguf", dir);
+		CHECK(llm_model_load(path, &m, err, sizeof(err)) == 0, "%s", err);
+		c = m ? llm_ctx_new(m, 512, 64, 1, err, sizeof(err)) : NULL;
+		if (c) {
+			const struct llm_hparams *hp = llm_model_hparams(m);
+			const size_t row = 2 * (size_t)hp->n_head_kv * hp->head_dim * sizeof(float);
+			size_t want = 0;
+			int ok = 1;
+			for (int il = 0; il < hp->n_layer; il++) {
+				struct llm_cache_info ci;
+				int global = il % 6 == 5;
+				llm_ctx_cache_layer(c, il, &ci);
+				ok &= global ? ci.kind == LLM_CACHE_FULL && ci.slots == 512 :
+				    ci.kind == LLM_CACHE_RING && ci.slots == 5 - 1 + 64;
+				ok &= (hp->layer[il].kind == LLM_LAYER_FULL) == global;
+				ok &= hp->layer[il].rope_base == (global ? 1e6f : 1e4f);
+				ok &= hp->layer[il].rope_scale == (global ? 0.125f : 1.0f);
+				want += (global ? 512 : 68) * row;
+			}
+			CHECK(ok, "gemma3: layer 5 global (full cache, base 1e6, scale 1/8), the others rings of 68 (base 1e4)");
+			CHECK(llm_ctx_cache_bytes(c) == want, "gemma3 cache %zu bytes, want %zu", llm_ctx_cache_bytes(c), want);
+			printf("tiny-gemma3 at 512 positions: cache %zu bytes (all full: %zu)\n", llm_ctx_cache_bytes(c),
+			    (size_t)hp->n_layer * 512 * row);
+		}
+		llm_ctx_free(c);
+		llm_model_free(m);
+	}
+}
+
 /* --- the cache module alone: a recurrent layer --- */
 
 static void
@@ -458,5 +515,6 @@ main(void)
 	test_recurrent_cache();
 	test_registry();
 	test_synthetic();
+	test_fixture_rings();
 	return test_done("test-arch");
 }

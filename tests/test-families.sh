@@ -21,6 +21,8 @@ phi3lr   tiny-phi3lr-q4_k_m   microsoft-Phi-3.5-mini-instruct
 qwen3    tiny-qwen3-q4_k_m    Qwen-Qwen3
 qwen3moe tiny-qwen3moe-q4_k_m Qwen-Qwen3
 qwen2moe tiny-qwen2moe-q4_k_m Qwen-Qwen2.5-7B-Instruct
+gemma2   tiny-gemma2-q4_k_m   google-gemma-2-2b-it
+gemma3   tiny-gemma3-q4_k_m   google-gemma-3
 "
 
 # 1. chat --plain: two turns and a regeneration; the second turn and the

@@ -146,6 +146,8 @@ static const struct {
 	{ "qwen3", "f32 q8_0 q4_k_m" },
 	{ "qwen3moe", "f32 q8_0 q4_k_m" },
 	{ "qwen2moe", "f32 f16 q8_0 q4_0 q4_k_m" },
+	{ "gemma2", "f32 f16 q8_0 q4_0 q4_k_m" },
+	{ "gemma3", "f32 q8_0 q4_k_m" },
 };
 
 /* Evaluates one golden both ways and checks it; prints one row per mode.

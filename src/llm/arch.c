@@ -22,7 +22,9 @@
 	X(phi3) \
 	X(qwen3) \
 	X(qwen3moe) \
-	X(qwen2moe)
+	X(qwen2moe) \
+	X(gemma2) \
+	X(gemma3)
 
 #define ARCH_DECLARE(n) extern const struct arch_desc arch_##n;
 ARCH_REGISTRY(ARCH_DECLARE)

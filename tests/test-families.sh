@@ -1,5 +1,5 @@
 #!/bin/sh
-# test-families.sh -- each architecture family chats: chat --plain with a real template, and once in the full-screen chat (tmux).
+# test-families.sh -- each architecture family chats (chat --plain with a real template, the full screen in tmux) and is described by info.
 : "${NATTER_BIN:=./natter}"
 : "${NATTER_FIXTURES:=../shared/fixtures}"
 F=$NATTER_FIXTURES
@@ -84,6 +84,29 @@ else
 $families
 EOF
 fi
+
+# 3. natter info says what the description of each family holds.
+info() { "$NATTER_BIN" info -m "$F/models/$1.gguf"; }
+expect() { # expect MODEL PATTERN: info shows PATTERN (grep -E)
+	if info "$1" | grep -Eq "$2"; then ok; else bad "info $1: no \"$2\": $(info "$1" | sed -n '/^as natter/,/^tokenizer/p')"; fi
+}
+expect tiny-gemma3-f32 "layers +8: 1 full attention, 7 sliding window of 5 positions"
+expect tiny-gemma3-f32 "layer pattern +SSSSSFSS "
+expect tiny-gemma3-f32 "base 10000 \(7 sliding layers\)"
+expect tiny-gemma3-f32 "base 1e\+06, linear scaling 1/8 \(1 full layer\)"
+expect tiny-gemma3-f32 "per-head q/k RMSNorm"
+expect tiny-gemma2-f32 "layer pattern +SFSFSFSFSFSFSFSFSFSFSFSFSF "
+expect tiny-gemma2-f32 "soft-caps +attention 4, final logits 15"
+expect tiny-gemma2-f32 "embeddings +tied output, inputs x 16"
+expect tiny-llamamoe-f32 "experts +4, 2 used per token \(softmax router, weights renormalised\), n_ff 128"
+expect tiny-qwen2moe-f32 "experts +4, 2 used per token \(softmax router, weights as routed\), n_ff 128 each; a shared expert \(n_ff 256"
+expect tiny-qwen3moe-f32 "experts +8, 2 used per token \(softmax router, weights renormalised\), n_ff 64"
+expect tiny-phi3lr-f32 "on 48 of 64 dimensions, LongRoPE factors \(long above 32 positions\), attn_factor 1.34"
+expect tiny-qwen3-f32 "attention +4 heads of 96, 2 KV heads"
+# An architecture natter lacks: the list it runs, from the registry.
+expect tiny-qwen35-f32 "natter cannot run it: .*'qwen35' is not supported \(natter runs llama, qwen2, phi3, qwen3, qwen3moe, qwen2moe, gemma2, gemma3\)"
+n=$("$NATTER_BIN" info --architectures | grep -c "^  [a-z0-9]")
+[ "$n" -eq 8 ] && ok || bad "info --architectures lists $n architectures"
 
 echo "test-families.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -91,11 +91,20 @@ frand(void)
 	return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
+/* LongRoPE in a test file: rotated dimensions, factors per set (0: none),
+ * no output.weight. */
+struct phi3_rope {
+	int rope_dim, n_factors, tied;
+};
+
 /* A phi3 file with random F32 weights; WINDOW 0 means no sliding window.
- * The same SEED gives the same weights. */
+ * The same SEED gives the same weights.  R (or NULL) adds partial rotary
+ * and LongRoPE: long factors 1 + i/2, short 1 + i/10 for the first
+ * rope_dim/2 entries, 1000 for any after them. */
 static int
-write_phi3(const char *path, int window, uint64_t seed)
+write_phi3_rope(const char *path, int window, uint64_t seed, const struct phi3_rope *r)
 {
+	float fl[SHD / 2], fs[SHD / 2];
 	struct gguf_writer *w = gguf_writer_new(32);
 	static char tokbuf[SV][16];
 	const char *toks[SV];
@@ -132,6 +141,20 @@ write_phi3(const char *path, int window, uint64_t seed)
 	gguf_w_f32(w, "phi3.rope.freq_base", 10000.0f);
 	if (window)
 		gguf_w_u32(w, "phi3.attention.sliding_window", (uint32_t)window);
+	if (r) {
+		gguf_w_u32(w, "phi3.rope.dimension_count", (uint32_t)r->rope_dim);
+		gguf_w_u32(w, "phi3.rope.scaling.original_context_length", 16);
+		gguf_w_f32(w, "phi3.rope.scaling.attn_factor", 1.2f);
+		for (int i = 0; i < SHD / 2; i++) {
+			fl[i] = i < r->rope_dim / 2 ? 1.0f + 0.5f * i : 1000.0f;
+			fs[i] = i < r->rope_dim / 2 ? 1.0f + 0.1f * i : 1000.0f;
+		}
+		if (r->n_factors) {
+			uint64_t ne[1] = { (uint64_t)r->n_factors };
+			gguf_w_tensor(w, "rope_factors_long.weight", GGML_TYPE_F32, 1, ne, fl, NULL, NULL);
+			gguf_w_tensor(w, "rope_factors_short.weight", GGML_TYPE_F32, 1, ne, fs, NULL, NULL);
+		}
+	}
 	gguf_w_str(w, "tokenizer.ggml.model", "llama");
 	gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, SV);
 	gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_VT_INT32, types, SV);
@@ -148,7 +171,8 @@ write_phi3(const char *path, int window, uint64_t seed)
 	} while (0)
 	T("token_embd.weight", SE, SV, 0);
 	T("output_norm.weight", SE, 1, 1);
-	T("output.weight", SE, SV, 0);
+	if (!r || !r->tied)
+		T("output.weight", SE, SV, 0);
 	for (int l = 0; l < SL; l++) {
 		snprintf(name, sizeof(name), "blk.%d.attn_norm.weight", l);
 		T(name, SE, 1, 1);
@@ -170,6 +194,12 @@ write_phi3(const char *path, int window, uint64_t seed)
 	gguf_writer_free(w);
 	free(arena);
 	return rc;
+}
+
+static int
+write_phi3(const char *path, int window, uint64_t seed)
+{
+	return write_phi3_rope(path, window, seed, NULL);
 }
 
 /* --- rings against a full cache --- */
@@ -431,6 +461,72 @@ test_fixture_rings(void)
 	}
 }
 
+/* Logits of the first N make_tokens tokens with a context of N_CTX. */
+static int
+logits_of(struct llm_model *m, int n_ctx, int n, float *out)
+{
+	char err[512];
+	int32_t tok[64];
+	struct llm_ctx *c = llm_ctx_new(m, n_ctx, 8, 1, err, sizeof(err));
+	int rc;
+
+	make_tokens(tok, n, llm_model_hparams(m)->n_vocab);
+	rc = c ? llm_eval(c, tok, n, out, 1, err, sizeof(err)) : -1;
+	llm_ctx_free(c);
+	return rc;
+}
+
+/* Phi-3.5 / Phi-4-mini LongRoPE: factor tensors of rope_dim/2 or of
+ * head_dim/2 entries (the rest unused), tied output, long factors above
+ * the original context, short ones within it. */
+static void
+test_longrope(void)
+{
+	char dir[] = "/tmp/natter-lr-XXXXXX", pa[64], pb[64], pc[64], err[512];
+	const struct phi3_rope ra = { 12, 6, 1 }, rb = { 12, 8, 1 }, rc = { 12, 0, 1 };
+	struct llm_model *a = NULL, *b = NULL, *nf = NULL;
+	const int n = 12;
+	float *la = malloc((size_t)n * SV * sizeof(float)), *lb = malloc((size_t)n * SV * sizeof(float));
+	float *ls = malloc((size_t)n * SV * sizeof(float));
+
+	if (!mkdtemp(dir)) {
+		CHECK(0, "mkdtemp");
+		return;
+	}
+	snprintf(pa, sizeof(pa), "%s/a.gguf", dir);
+	snprintf(pb, sizeof(pb), "%s/b.gguf", dir);
+	snprintf(pc, sizeof(pc), "%s/c.gguf", dir);
+	CHECK(write_phi3_rope(pa, 0, 9, &ra) == 0 && write_phi3_rope(pb, 0, 9, &rb) == 0 &&
+	    write_phi3_rope(pc, 0, 9, &rc) == 0, "writing the LongRoPE models");
+	CHECK(llm_model_load(pa, &a, err, sizeof(err)) == 0, "factors of rope_dim/2 entries, tied: %s", err);
+	CHECK(llm_model_load(pb, &b, err, sizeof(err)) == 0, "factors of head_dim/2 entries, tied: %s", err);
+	CHECK(llm_model_load(pc, &nf, err, sizeof(err)) == 0, "no factors: %s", err);
+	if (a && b && nf) {
+		const struct llm_hparams *hp = llm_model_hparams(a);
+		CHECK(hp->rope_factors == 2 && hp->rope_dim == 12 && hp->rope_n_ctx_orig == 16 &&
+		    fabsf(hp->rope_attn_factor - 1.2f) < 1e-6f, "LongRoPE hyperparameters");
+		CHECK(logits_of(a, 64, n, la) == 0 && logits_of(b, 64, n, lb) == 0, "evaluation");
+		CHECK(max_diff(la, lb, (size_t)n * SV) == 0, "rope_dim/2 and head_dim/2 factors give the same logits (%g)",
+		    max_diff(la, lb, (size_t)n * SV));
+		/* Within the original context the short factors rotate. */
+		CHECK(logits_of(a, 16, n, ls) == 0, "evaluation at 16 positions");
+		CHECK(max_diff(la, ls, (size_t)n * SV) > 1e-3, "long and short factors give different logits (%g)",
+		    max_diff(la, ls, (size_t)n * SV));
+		CHECK(logits_of(nf, 64, n, ls) == 0 && max_diff(la, ls, (size_t)n * SV) > 1e-3,
+		    "the factors change the logits (%g)", max_diff(la, ls, (size_t)n * SV));
+	}
+	llm_model_free(a);
+	llm_model_free(b);
+	llm_model_free(nf);
+	unlink(pa);
+	unlink(pb);
+	unlink(pc);
+	rmdir(dir);
+	free(la);
+	free(lb);
+	free(ls);
+}
+
 /* --- the cache module alone: a recurrent layer --- */
 
 static void
@@ -515,6 +611,7 @@ main(void)
 	test_recurrent_cache();
 	test_registry();
 	test_synthetic();
+	test_longrope();
 	test_fixture_rings();
 	return test_done("test-arch");
 }

@@ -256,11 +256,16 @@ llm_ctx_new_flags(struct llm_model *m, int n_ctx, int n_batch, int n_threads, un
 		free(c);
 		return NULL;
 	}
-	ffmax = hp->n_ff;
-	if (hp->n_expert > 0 && hp->n_ff_exp > ffmax)
-		ffmax = hp->n_ff_exp;
-	if (hp->n_expert > 0 && hp->n_ff_shexp > ffmax)
-		ffmax = hp->n_ff_shexp;
+	/* The widest FFN any layer has (a width no layer uses may be bogus). */
+	ffmax = 1;
+	for (int il = 0; il < hp->n_layer; il++) {
+		const unsigned fl = hp->layer[il].flags;
+		int w = fl & LLM_LAYER_MOE ? hp->n_ff_exp : hp->n_ff;
+		if (fl & LLM_LAYER_SHARED_EXPERT && hp->n_ff_shexp > w)
+			w = hp->n_ff_shexp;
+		if (w > ffmax)
+			ffmax = w;
+	}
 	/* The widest input of any product. */
 	maxin = (size_t)hp->n_embd;
 	if (O > maxin) maxin = O;

@@ -876,7 +876,9 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		p = llm_ctx_n_past(c->ctx);
 	if (p == (int)ids.n)
 		p--;   /* re-evaluate the last token to get its logits */
-	llm_ctx_truncate(c->ctx, p);
+	/* A sliding-window ring may not go back that far: then it keeps
+	 * fewer positions (down to 0) and more of the prompt is evaluated. */
+	p = llm_ctx_truncate(c->ctx, p);
 	c->cache.n = p;
 	t1 = now_ms();
 	{
@@ -905,7 +907,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 			goto finish;
 		}
 		if (erc < 0) {
-			llm_ctx_truncate(c->ctx, p);
+			c->cache.n = llm_ctx_truncate(c->ctx, p);
 			cache_text_set(c, NULL, 0, 0);
 			goto out;
 		}

@@ -115,6 +115,34 @@ cmp -s "$tmp/want.txt" "$tmp/got.txt" && ok || bad "template rendering: $(cat "$
 check "template refusal status" 1 $?
 grep -q "System role not supported" "$tmp/err" && ok || bad "template refusal message: $(cat "$tmp/err")"
 "$NATTER_BIN" template -m "$F/vocab/vocab-qwen2.gguf" --messages "$tmp/conv.json" --add-generation-prompt | tail -n 1 | grep -q "<|im_start|>assistant" && ok || bad "template from a model"
+# enable_thinking reaches the template: with true, Qwen3's renderings are
+# the fixture's (which leave it undefined, i.e. on); with false, the
+# generation prompt gets an empty think block and nothing else changes.
+if command -v jq >/dev/null 2>&1; then
+	Q="$F/templates/Qwen-Qwen3"
+	n=$(jq '.cases | length' "$Q.expected.json")
+	i=0
+	while [ "$i" -lt "$n" ]; do
+		conv=$(jq -r ".cases[$i].conversation" "$Q.expected.json")
+		g=; [ "$(jq -r ".cases[$i].add_generation_prompt" "$Q.expected.json")" = true ] && g=--add-generation-prompt
+		jq ".conversations[\"$conv\"]" "$Q.expected.json" > "$tmp/q.json"
+		jq -j ".cases[$i].expected" "$Q.expected.json" > "$tmp/want.txt"
+		# shellcheck disable=SC2086
+		"$NATTER_BIN" template --template-file "$Q.jinja" --messages "$tmp/q.json" $g --enable-thinking true > "$tmp/got.txt"
+		cmp -s "$tmp/want.txt" "$tmp/got.txt" && ok || bad "Qwen3 $conv $g, thinking on: $(cat "$tmp/got.txt")"
+		[ -n "$g" ] && printf '<think>\n\n</think>\n\n' >> "$tmp/want.txt"
+		# shellcheck disable=SC2086
+		"$NATTER_BIN" template --template-file "$Q.jinja" --messages "$tmp/q.json" $g --enable-thinking false > "$tmp/got.txt"
+		cmp -s "$tmp/want.txt" "$tmp/got.txt" && ok || bad "Qwen3 $conv $g, thinking off: $(cat "$tmp/got.txt")"
+		i=$((i + 1))
+	done
+	check "Qwen3 cases rendered with enable_thinking" 8 "$i"
+	"$NATTER_BIN" template --template-file "$Q.jinja" --messages "$tmp/q.json" --enable-thinking maybe 2> "$tmp/err"
+	check "--enable-thinking maybe status" 2 $?
+	grep -q "true or false" "$tmp/err" && ok || bad "--enable-thinking maybe: $(cat "$tmp/err")"
+else
+	echo "SKIP: jq missing: enable_thinking rendering not tested"
+fi
 
 # chat --plain: replies, slash commands, regeneration, a message too long for the context.
 M="$F/models/aidreams260K-f32.gguf"

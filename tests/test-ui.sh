@@ -205,11 +205,11 @@ sql_is "SELECT count(*) FROM conversations WHERE system_prompt IS NOT NULL AND s
 T resize-window -t ui -x 80 -y 24
 wait_for "^ F1 help  Enter send .*F3 history *$" 10 && ok || bad "80-column footer: '$(footer)'"
 T send-keys -t ui F1
-wait_for "Keys \(" 10 && ok || bad "F1 help: $(screen)"
+wait_for "natter help \(" 10 && ok || bad "F1 help: $(screen)"
 shows "Commands:" && shows "/quit, /exit +leave" && lacks " [0-9]+-[0-9]+ of [0-9]+ " && ok ||
     bad "the help does not fit 80x24: $(screen)"
 T send-keys -t ui q
-wait_gone "Keys \(" 10 || bad "help did not close"
+wait_gone "natter help \(" 10 || bad "help did not close"
 T send-keys -t ui "/stats" Enter
 wait_for "stored as generation [0-9]+ of conversation 2" 10 && ok || bad "/stats at 80x24: $(screen)"
 T send-keys -t ui q

@@ -486,7 +486,6 @@ help_lines(struct box *b, int inner_w)
 	int nk = (int)(sizeof(help_keys) / sizeof(help_keys[0])), two = inner_w >= 74;
 	struct help_ctx h = { b, inner_w >= 74 };
 
-	box_add(b, "Keys (Up/Down scroll this help; any other key closes it)");
 	for (int i = 0; i < nk; i += two ? 2 : 1) {
 		if (two && i + 1 < nk)
 			box_addf(b, "%-13s %-22s %-13s %s", help_keys[i].key, help_keys[i].what, help_keys[i + 1].key,
@@ -649,7 +648,9 @@ ui_draw(struct ui *u)
 	draw_input(u, l->input, &cy, &cx);
 	draw_footer(u, l->footer);
 	if (u->box == UI_BOX_HELP)
-		draw_box(u, "natter help");
+		/* How to use the box goes in its title: at 80x24 the help fits
+		 * with not a line to spare. */
+		draw_box(u, "natter help (Up/Down scroll it; any other key closes it)");
 	else if (u->box == UI_BOX_PARAMS)
 		draw_box(u, "Parameters");
 	else if (u->box == UI_BOX_STATS)

@@ -369,5 +369,66 @@ in_tty badcfg "XDG_CONFIG_HOME=$tmp/cfg" "$NATTER_BIN -m $M"
     bad "bad config: status $(cat "$tmp/badcfg.status" 2>/dev/null), $(cat "$tmp/badcfg.err")"
 T kill-session -t badcfg 2>/dev/null
 
+# 23. A reasoning model's reply.  DeepSeek-R1's template opens the
+# reasoning in its generation prompt, so this model's whole reply is
+# reasoning: it streams folded to one dim line with a live count; F4 shows
+# it and folds it again; in the conversation focus t does the same for the
+# chosen reply; the statistics count it apart; a narrow pane gets a short
+# fold line.  Then the same reply (same seed) with a close tag taken from
+# inside it (think_tags in the config file): the answer shows under the
+# fold line.
+shows_f() { screen | grep -qF -- "$1"; }
+lacks_f() { ! screen | grep -qF -- "$1"; }
+R1="$NATTER_FIXTURES/templates/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja"
+start 100 30 "" "--token-delay 60 -n 40 -c 256 --chat-template $R1"
+wait_for "Type a message" || bad "start with R1's template: $(screen)"
+T send-keys -t ui "Tell me a dream" Enter
+wait_for "thinking\.\.\. [1-9][0-9]* tokens \(F4 shows it\)" 10 && ok || bad "no live fold line: $(screen)"
+wait_for "state +done" 20 && ok || bad "the reasoning reply did not finish: $(screen)"
+gid=$(q "SELECT max(id) FROM generations")
+check_db() { [ "$(q "SELECT n_reasoning || '|' || n_gen || '|' || content FROM generations WHERE id = $gid")" = "40|40|" ]; }
+check_db && ok || bad "stored: $(q "SELECT n_reasoning, n_gen, content FROM generations WHERE id = $gid")"
+# A piece of the reasoning as the pane shows it: its first line, 12 characters.
+r10=$(q "SELECT ltrim(reasoning, char(10)) FROM generations WHERE id = $gid" | head -n 1 | cut -c1-12)
+[ ${#r10} -ge 4 ] && ok || bad "no reasoning stored to look for: '$r10'"
+wait_for "thought for 40 tokens \(F4 shows it\)" && ok || bad "fold line after the reply: $(screen)"
+lacks_f "$r10" && ok || bad "the folded reasoning shows: $(screen)"
+shows "reply +40 tokens" && shows "reasoning +40 tokens" && ok || bad "statistics: $(screen)"
+T capture-pane -t ui -e -p | grep "thought for" | grep -q "$(printf '\033')\[\([0-9]*;\)*2\(;[0-9]*\)*m" && ok ||
+    bad "the fold line is not dim: $(T capture-pane -t ui -e -p | grep 'thought for' | od -c | head -3)"
+T send-keys -t ui F4
+DEADLINE=5 until_ok shows_f "$r10" && shows "thought for 40 tokens +│" && ok || bad "F4 did not show the reasoning: $(screen)"
+T send-keys -t ui F4
+DEADLINE=5 until_ok lacks_f "$r10" && ok || bad "F4 did not fold it again: $(screen)"
+T send-keys -t ui Tab t
+DEADLINE=5 until_ok shows_f "$r10" && ok || bad "t in the conversation did not show the reasoning: $(screen)"
+T send-keys -t ui t
+DEADLINE=5 until_ok lacks_f "$r10" && ok || bad "t did not fold it again: $(screen)"
+T send-keys -t ui Up t
+wait_for "this message has no reasoning" 5 && ok || bad "t on the user's message: $(screen)"
+T send-keys -t ui Escape
+T resize-window -t ui -x 30 -y 20
+wait_for "40 tok *$" 5 && ok || bad "the short fold line at 30 columns: $(screen)"
+stop
+# The close tag: a word from inside the reply.
+w=$(q "SELECT reasoning FROM generations WHERE id = $gid" | tr -cs 'A-Za-z' '\n' | awk 'length >= 3' | sed -n 2p)
+[ -n "$w" ] && ok || bad "no word to close on"
+mkdir -p "$XDG_CONFIG_HOME/natter"
+printf 'think_tags = <think> %s\n' "$w" > "$XDG_CONFIG_HOME/natter/config"
+start 100 30 "" "--token-delay 1 -n 40 -c 256 --chat-template $R1"
+wait_for "Type a message" || bad "start with think_tags: $(screen)"
+T send-keys -t ui "Tell me a dream" Enter
+wait_for "state +done" 20 && ok || bad "the split reply did not finish: $(screen)"
+g2=$(q "SELECT max(id) FROM generations")
+[ "$(q "SELECT b.reasoning = substr(a.reasoning, 1, instr(a.reasoning, '$w') - 1) AND b.n_reasoning < 40
+    AND b.content <> '' FROM generations a, generations b WHERE a.id = $gid AND b.id = $g2")" = 1 ] && ok ||
+    bad "split at '$w': $(q "SELECT reasoning, '|', content FROM generations WHERE id = $g2")"
+nr=$(q "SELECT n_reasoning FROM generations WHERE id = $g2")
+a10=$(q "SELECT content FROM generations WHERE id = $g2" | head -n 1 | cut -c1-12)
+wait_for "thought for $nr tokens \(F4 shows it\)" 5 && shows_f "$a10" && ok || bad "fold line and answer ('$a10'): $(screen)"
+shows "reasoning +$nr tokens" && ok || bad "statistics of the split reply: $(screen)"
+stop
+rm -f "$XDG_CONFIG_HOME/natter/config"
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -228,7 +228,11 @@ T send-keys -t ui q
 
 # 12. Resize to 20x5, 1x1 and back: natter redraws for each size.
 T resize-window -t ui -x 20 -y 5
-wait_for "^ F1 help  Enter send$" 10 && ok || bad "20x5 footer: $(screen)"
+# tmux reflows the old screen into the new size before natter redraws,
+# and the reflowed 100-column footer can start a line with the same hints:
+# wait for the whole redrawn screen.
+redrawn_20x5() { cap=$(screen); echo "$cap" | sed -n 5p | grep -q "^ F1 help  Enter send$" && echo "$cap" | sed -n 4p | grep -q "^>"; }
+DEADLINE=10 until_ok redrawn_20x5 && ok || bad "20x5 footer: $(screen)"
 screen | sed -n 4p | grep -q "^>" && ok || bad "20x5 input line: $(screen)"
 T resize-window -t ui -x 1 -y 1
 wait_gone "F1 help" && ok || bad "no redraw at 1x1: '$(screen)'"
@@ -409,10 +413,11 @@ wait_for "this message has no reasoning" 5 && ok || bad "t on the user's message
 T send-keys -t ui Escape
 T resize-window -t ui -x 30 -y 20
 wait_for "40 tok *$" 5 && ok || bad "the short fold line at 30 columns: $(screen)"
-stop
-# The close tag: a word from inside the reply.
+# The close tag: a word from inside the reply (read while natter is idle:
+# as it exits it may hold the database for a moment).
 w=$(q "SELECT reasoning FROM generations WHERE id = $gid" | tr -cs 'A-Za-z' '\n' | awk 'length >= 3' | sed -n 2p)
 [ -n "$w" ] && ok || bad "no word to close on"
+stop
 mkdir -p "$XDG_CONFIG_HOME/natter"
 printf 'think_tags = <think> %s\n' "$w" > "$XDG_CONFIG_HOME/natter/config"
 start 100 30 "" "--token-delay 1 -n 40 -c 256 --chat-template $R1"

@@ -218,11 +218,13 @@ int tmodel_check(const struct llm_hparams *hp, char *err, size_t errlen);
  * layers with a block of its own; a target the model lacks; out of memory).  The training
  * thread only, like everything below; the model's own threads work only inside its calls.
  *
- * Memory for activations: without recomputation every layer keeps its normed inputs, q, k,
- * v, the attention output, the FFN's gate, up and product (about T * (4 E + 3 Q + 2 KV +
- * 3 FF) floats a layer; q and k once more with q/k norms, 2 E more with post norms; with
- * experts, T * n_expert_used * 2 n_ff_exp for the chosen experts' gate and up instead of
- * the dense FFN's); with it, one such set in all plus each layer's input (T * E).
+ * Memory for activations: without recomputation every layer keeps its two normed inputs,
+ * the residual between them, q, k, v, the attention output and the FFN's gate and up, T *
+ * (3 E + Q + KV + V + O + 2 FF) floats (Q, KV: n_head and n_head_kv times head_dim; V, O:
+ * n_head_kv and n_head times head_dim_v); q and k once more with q/k norms, 2 E more with
+ * post norms; with experts, T * n_expert_used * 2 n_ff_exp for the chosen experts' gate and
+ * up instead of the dense FFN's, and T * 2 n_ff_shexp for a shared expert.  With
+ * recomputation, one such set in all plus each layer's input (T * E).
  */
 int tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel **out, char *err,
 	       size_t errlen);

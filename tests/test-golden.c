@@ -16,6 +16,20 @@ struct golden {
 	float *logits;
 };
 
+/* Goldens of other folders, by "folder/name" (the model is models/name.gguf). */
+static const char *const extra_goldens[] = {
+	"golden-archs/tiny-llama-iq4_nl", "golden-archs/tiny-llama-iq4_xs",
+};
+#define N_EXTRA (int)(sizeof(extra_goldens) / sizeof(extra_goldens[0]))
+
+/* NAME without its folder. */
+static const char *
+base_name(const char *name)
+{
+	const char *s = strrchr(name, '/');
+	return s ? s + 1 : name;
+}
+
 static int
 golden_load(const char *dir, const char *name, struct golden *g)
 {
@@ -23,10 +37,12 @@ golden_load(const char *dir, const char *name, struct golden *g)
 	size_t len;
 	char *js;
 	cJSON *root, *toks, *it;
+	const char *base = base_name(name);
+	int folder = (int)(base - name);
 
 	memset(g, 0, sizeof(*g));
-	snprintf(g->name, sizeof(g->name), "%s", name);
-	snprintf(path, sizeof(path), "%s/golden/%s.json", dir, name);
+	snprintf(g->name, sizeof(g->name), "%s", base);
+	snprintf(path, sizeof(path), "%s/%.*s%s.json", dir, folder ? folder : 7, folder ? name : "golden/", base);
 	js = test_read_file(path, &len);
 	if (!js)
 		return -1;
@@ -42,7 +58,7 @@ golden_load(const char *dir, const char *name, struct golden *g)
 	g->n_prompt = cJSON_GetObjectItem(root, "n_prompt")->valueint;
 	g->n_vocab = cJSON_GetObjectItem(root, "n_vocab")->valueint;
 	cJSON_Delete(root);
-	snprintf(path, sizeof(path), "%s/golden/%s.logits", dir, name);
+	snprintf(path, sizeof(path), "%s/%.*s%s.logits", dir, folder ? folder : 7, folder ? name : "golden/", base);
 	g->logits = test_read_file(path, &len);
 	if (!g->logits || len != (size_t)g->n_tokens * g->n_vocab * sizeof(float))
 		return -1;
@@ -135,6 +151,8 @@ main(void)
 	}
 	closedir(d);
 	qsort(names, n_names, sizeof(*names), cmp_str);
+	for (int i = 0; i < N_EXTRA && n_names < 256; i++)
+		names[n_names++] = strdup(extra_goldens[i]);
 
 	printf("%-26s %-12s %11s %11s %9s\n", "file", "mode", "mean KL", "max |dlogit|", "argmax");
 	for (int i = 0; i < n_names; i++) {
@@ -148,7 +166,7 @@ main(void)
 			free(g.logits);
 			continue;
 		}
-		snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, names[i]);
+		snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, base_name(names[i]));
 		if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 			CHECK(0, "%s", err);
 			free(g.logits);
@@ -209,7 +227,7 @@ main(void)
 		free(g.logits);
 	}
 	printf("%d model files compared (kernels: %s)\n", n_files, q_cpu_features());
-	CHECK(n_files >= 41, "only %d golden models found", n_files);
+	CHECK(n_files >= 41 + N_EXTRA, "only %d golden models found", n_files);
 	for (int i = 0; i < n_names; i++)
 		free(names[i]);
 	return test_done("test-golden");

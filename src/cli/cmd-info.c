@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "natter/gguf.h"
+#include "natter/quant.h"
 #include "natter/tok.h"
 
 static void
@@ -80,6 +81,25 @@ human_bytes(uint64_t b, char *out, size_t n)
 		snprintf(out, n, "%" PRIu64 " B", b);
 }
 
+/* `natter info --cpu`: the kernel tiers, which this CPU has, which is used. */
+static int
+info_cpu(void)
+{
+	char err[256];
+	int rc = q_cpu_init(err, sizeof(err));
+
+	printf("kernel tiers (NATTER_CPU=NAME chooses a lower one):\n");
+	for (int t = 0; t < q_cpu_tier_count(); t++)
+		printf("  %-11s %-36s %s\n", q_cpu_tier_name(t), q_cpu_tier_isa(t),
+		    q_cpu_tier_available(t) ? "available" : "not on this CPU (or not built)");
+	printf("detected: %s\nchosen:   %s\n", q_cpu_tier_name(q_cpu_tier_best()), q_cpu_features());
+	if (rc < 0) {
+		cli_error("%s", err);
+		return 2;
+	}
+	return 0;
+}
+
 int
 cmd_info(int argc, char **argv)
 {
@@ -87,6 +107,7 @@ cmd_info(int argc, char **argv)
 		{ "model", required_argument, NULL, 'm' },
 		{ "kv", no_argument, NULL, 'k' },
 		{ "tensors", no_argument, NULL, 't' },
+		{ "cpu", no_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -105,8 +126,9 @@ cmd_info(int argc, char **argv)
 		case 'm': path = optarg; break;
 		case 'k': show_kv = 1; break;
 		case 't': show_tensors = 1; break;
+		case 'c': return info_cpu();
 		case 'h':
-			printf("usage: natter info -m FILE [--kv] [--tensors]\n");
+			printf("usage: natter info -m FILE [--kv] [--tensors]\n       natter info --cpu\n");
 			return 0;
 		default:
 			return 2;

@@ -32,6 +32,13 @@ mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads)
 	const struct q_kernels *k;
 
 	memset(s, 0, sizeof(*s));
+	/* Our threads call sgemm (the batched attention; the scalar tier's
+	 * products) each on its own part: OpenBLAS must not start threads of
+	 * its own on top of ours. */
+	if (!blas_single) {
+		openblas_set_num_threads(1);
+		blas_single = 1;
+	}
 	q_cpu_init(NULL, 0);
 	k = q_kern();
 	if (n_batch < 1)
@@ -55,12 +62,6 @@ mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads)
 		}
 	} else if (n_batch >= MM_BLAS_MIN_BATCH) {
 		size_t bytes = MM_PANEL_BYTES;
-		/* Each of our threads calls sgemm on its own panel: OpenBLAS must
-		 * not start threads of its own on top of ours. */
-		if (!blas_single) {
-			openblas_set_num_threads(1);
-			blas_single = 1;
-		}
 		if (bytes < max_in * 16 * sizeof(float))
 			bytes = max_in * 16 * sizeof(float);   /* at least 16 rows */
 		s->panel = calloc(n_threads, sizeof(*s->panel));
@@ -262,6 +263,11 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 	if (qt->vec_dot_type == GGML_TYPE_F32) {
 		j.x = (const uint8_t *)x;
 		j.xs = (size_t)n * sizeof(float);
+	} else if (tk->gemv_act == Q_ACT_Q8P) {
+		struct act_job aj = { x, n, nt, 0, s->xq, Q8P_ROW_BYTES(n), NULL, k->act_q8p };
+		act_convert(p, &aj);
+		j.x = s->xq;
+		j.xs = aj.stride;
 	} else {
 		struct act_job aj = { x, n, nt, 0, s->xq, q_row_size(qt->vec_dot_type, n),
 		    q_kern_act_vdt(k, qt->vec_dot_type), NULL };

@@ -85,6 +85,7 @@ struct q_type_kern {
 	q_vec_dot_fn vec_dot;   /* one row, one token */
 	q_to_float_fn to_float;
 	q_gemv_fn gemv;         /* a few rows by up to Q_GEMV_MAX_T tokens */
+	enum q_act gemv_act;    /* the activations gemv wants: VDT (the default) or Q8P */
 	q_gemm_fn gemm;         /* NULL: this tier has none for the type */
 	enum q_act gemm_act;    /* the activations gemm wants */
 	int gemm_min_nt;        /* batches from this size use gemm (measured) */

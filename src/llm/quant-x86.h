@@ -700,8 +700,19 @@ typedef __m512i vi;
 #define vf_store(p, v) _mm512_storeu_ps(p, v)
 #define vi_store(p, v) _mm512_storeu_si512((void *)(p), v)
 /* The first NR lanes. */
-ALWAYS vf vf_loadn(const float *p, int nr) { return _mm512_maskz_loadu_ps((__mmask16)((1u << nr) - 1), p); }
-ALWAYS void vf_storen(float *p, vf v, int nr) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << nr) - 1), v); }
+ALWAYS vf
+vf_loadn(const float *p, int nr)
+{
+	return nr >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((__mmask16)((1u << nr) - 1), p);
+}
+ALWAYS void
+vf_storen(float *p, vf v, int nr)
+{
+	if (nr >= 16)
+		_mm512_storeu_ps(p, v);
+	else
+		_mm512_mask_storeu_ps(p, (__mmask16)((1u << nr) - 1), v);
+}
 #else
 #define VL 8
 typedef __m256 vf;
@@ -734,8 +745,20 @@ lanes_mask(int nr)
 {
 	return _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-ALWAYS vf vf_loadn(const float *p, int nr) { return _mm256_maskload_ps(p, lanes_mask(nr)); }
-ALWAYS void vf_storen(float *p, vf v, int nr) { _mm256_maskstore_ps(p, lanes_mask(nr), v); }
+/* vmaskmovps is microcoded (slow) on AMD: whole vectors go without. */
+ALWAYS vf
+vf_loadn(const float *p, int nr)
+{
+	return nr >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes_mask(nr));
+}
+ALWAYS void
+vf_storen(float *p, vf v, int nr)
+{
+	if (nr >= 8)
+		_mm256_storeu_ps(p, v);
+	else
+		_mm256_maskstore_ps(p, lanes_mask(nr), v);
+}
 #endif
 
 ALWAYS int32_t
@@ -812,6 +835,179 @@ transpose_rows(const uint32_t *src, size_t sstride, int cols, uint32_t *dst)
 		for (int r = 0; r < VL; r++)
 			dst[(size_t)c * VL + r] = src[r * sstride + c];
 }
+
+#ifdef QX_512
+/* ------------------------------------------------------------------ */
+/*
+ * GEMV for the 32-element block types on 512-bit vectors, with q8p
+ * activations.  Two blocks per vector: the nibble types decode to
+ * [block b elements 0-15 | b+1 0-15 | b 16-31 | b+1 16-31] ("split"; the
+ * activations are permuted to match), Q8_0 stays in order.  The 16 block
+ * scales of a row are converted at once (one gather), multiplied by the
+ * activations' block scales; each block's offset or min enters through
+ * the activations' block sums, once per 16 blocks:
+ *   sum_b (d_b dx_b sum_i L_i q_i + m_b dx_b sum_i q_i),  w = d L + m.
+ */
+enum { G_Q4_0, G_Q4_1, G_Q5_0, G_Q5_1, G_Q8_0, G_IQ4_NL };
+
+ALWAYS int g_bs(const int TY)
+{
+	return TY == G_Q4_0 || TY == G_IQ4_NL ? 18 : TY == G_Q4_1 ? 20 : TY == G_Q5_0 ? 22 : TY == G_Q5_1 ? 24 : 34;
+}
+
+/* Blocks B0 and B1 (NULL: absent, zeros) as unsigned levels. */
+ALWAYS __m512i
+g_decode(const int TY, const uint8_t *b0, const uint8_t *b1)
+{
+	if (TY == G_Q8_0) {
+		__m256i a = _mm256_loadu_si256((const __m256i *)(b0 + 2));
+		__m256i c = b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : _mm256_setzero_si256();
+		return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1), _mm512_set1_epi8((char)0x80));
+	}
+	const int qs = TY == G_Q4_0 || TY == G_IQ4_NL ? 2 : TY == G_Q4_1 ? 4 : TY == G_Q5_0 ? 6 : 8;
+	__m128i a = _mm_loadu_si128((const __m128i *)(b0 + qs));
+	__m128i c = b1 ? _mm_loadu_si128((const __m128i *)(b1 + qs)) : _mm_setzero_si128();
+	__m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(a), c, 1);
+	__m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1);
+	w = _mm512_and_si512(w, _mm512_set1_epi8(0x0F));
+	if (TY == G_Q5_0 || TY == G_Q5_1) {
+		const int qh = TY == G_Q5_0 ? 2 : 4;
+		uint32_t h0, h1 = 0;
+		memcpy(&h0, b0 + qh, 4);
+		if (b1)
+			memcpy(&h1, b1 + qh, 4);
+		uint64_t m = (h0 & 0xFFFF) | (uint64_t)(h1 & 0xFFFF) << 16 | (uint64_t)(h0 >> 16) << 32 |
+		    (uint64_t)(h1 >> 16) << 48;
+		w = _mm512_mask_or_epi64(w, 0xFF, w, _mm512_maskz_mov_epi8((__mmask64)m, _mm512_set1_epi8(0x10)));
+	}
+	if (TY == G_IQ4_NL) {
+		const __m512i grid = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)q_iq4nl_values));
+		w = _mm512_xor_si512(_mm512_shuffle_epi8(grid, w), _mm512_set1_epi8((char)0x80));
+	}
+	return w;
+}
+
+ALWAYS __m512i
+dp512(__m512i u, __m512i s)
+{
+#ifdef QX_VNNI
+	return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
+#else
+	return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+#endif
+}
+
+/* R rows by T tokens (q8p rows XS bytes apart). */
+ALWAYS void
+g_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, const uint8_t *w, size_t ws,
+       const uint8_t *x, size_t xs)
+{
+	const int nb = n / 32, bs = g_bs(TY), split = TY != G_Q8_0;
+	const __m512i gidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+	    _mm512_set1_epi32(bs));
+	/* Lanes of the scale of a pair of blocks (pair 0; +2 for the next). */
+	const __m512i pidx0 = split ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1) :
+	    _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+	__m512 acc[4][4];
+
+	UNROLL
+	for (int r = 0; r < R; r++)
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[r][t] = _mm512_setzero_ps();
+	for (int b16 = 0; b16 < nb; b16 += 16) {
+		const int cnt = nb - b16 < 16 ? nb - b16 : 16;
+		const __mmask16 gm = (__mmask16)(cnt == 16 ? 0xFFFF : (1u << cnt) - 1);
+		__m512 S[4][4];
+		UNROLL
+		for (int r = 0; r < R; r++) {
+			const uint8_t *row = w + (size_t)r * ws + (size_t)b16 * bs;
+			/* The next group's lines, while this one is computed. */
+			for (int i = 0; i < 16 * bs && b16 + 16 < nb; i += 64)
+				_mm_prefetch((const char *)row + 16 * bs + i, _MM_HINT_T0);
+			__m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gm, gidx, row, 1);
+			__m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)), mb;
+			if (TY == G_Q4_1 || TY == G_Q5_1) {
+				g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gm, gidx, row + 2, 1);
+				mb = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+			} else {
+				mb = _mm512_mul_ps(dw, _mm512_set1_ps(TY == G_Q4_0 ? -8.0f : TY == G_Q5_0 ? -16.0f : -128.0f));
+			}
+			UNROLL
+			for (int t = 0; t < T; t++) {
+				const uint8_t *xt = x + (size_t)t * xs;
+				__m512 dx = _mm512_maskz_loadu_ps(gm, Q8P_D(xt, n) + b16);
+				__m512 sx = _mm512_maskz_loadu_ps(gm, Q8P_S32(xt, n) + b16);
+				acc[r][t] = _mm512_fmadd_ps(mb, sx, acc[r][t]);
+				S[r][t] = _mm512_mul_ps(dw, dx);
+			}
+		}
+		__m512i pidx = pidx0;
+		for (int p = 0; p < cnt; p += 2) {
+			__m512i X[4];
+			UNROLL
+			for (int t = 0; t < T; t++) {
+				X[t] = _mm512_loadu_si512((const void *)(x + (size_t)t * xs + (size_t)(b16 + p) * 32));
+				if (split)
+					X[t] = _mm512_shuffle_i64x2(X[t], X[t], 0xD8);
+			}
+			UNROLL
+			for (int r = 0; r < R; r++) {
+				const uint8_t *b0 = w + (size_t)r * ws + (size_t)(b16 + p) * bs;
+				__m512i W = g_decode(TY, b0, p + 1 < cnt ? b0 + bs : NULL);
+				UNROLL
+				for (int t = 0; t < T; t++)
+					acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp512(W, X[t])),
+					    _mm512_permutexvar_ps(pidx, S[r][t]), acc[r][t]);
+			}
+			pidx = _mm512_add_epi32(pidx, _mm512_set1_epi32(2));
+		}
+	}
+	UNROLL
+	for (int r = 0; r < R; r++)
+		UNROLL
+		for (int t = 0; t < T; t++)
+			out[(size_t)t * ldo + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+ALWAYS void
+g_gemv(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs,
+       int nt)
+{
+	int r = 0;
+	switch (nt) {
+	case 1:
+		for (; r + 4 <= nr; r += 4)
+			g_tile(TY, 4, 1, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		for (; r < nr; r++)
+			g_tile(TY, 1, 1, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		break;
+	case 2:
+		for (; r + 2 <= nr; r += 2)
+			g_tile(TY, 2, 2, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		for (; r < nr; r++)
+			g_tile(TY, 1, 2, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		break;
+	case 3:
+		for (; r < nr; r++)
+			g_tile(TY, 1, 3, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		break;
+	default:
+		for (; r < nr; r++)
+			g_tile(TY, 1, 4, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		break;
+	}
+}
+
+#define G_GEMV(T, TY) \
+	static void gemv8_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
+			      const uint8_t *x, size_t xs, int nt) \
+	{ g_gemv(TY, n, out, ldo, w, ws, nr, x, xs, nt); }
+G_GEMV(q4_0, G_Q4_0) G_GEMV(q4_1, G_Q4_1) G_GEMV(q5_0, G_Q5_0) G_GEMV(q5_1, G_Q5_1)
+#ifdef QX_VNNI
+G_GEMV(q8_0, G_Q8_0) G_GEMV(iq4_nl, G_IQ4_NL)
+#endif
+#endif
 
 /* ------------------------------------------------------------------ */
 /*
@@ -1267,12 +1463,17 @@ q8p_from_float(const float *x, void *row, int n)
 		__m256i q[4];
 		for (int k = 0; k < 4; k++)
 			q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], mul));   /* round to nearest even */
-		/* Sums of each half (16 levels: q[0], q[1] and q[2], q[3]). */
-		int sa = hsum8i(_mm256_add_epi32(q[0], q[1])), sb = hsum8i(_mm256_add_epi32(q[2], q[3]));
 		__m256i a = _mm256_packs_epi32(q[0], q[1]), c = _mm256_packs_epi32(q[2], q[3]);
 		__m256i p = _mm256_packs_epi16(a, c);
 		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 		_mm256_storeu_si256((__m256i *)(qs + 32 * b), p);
+		/* Sums of each half: bytes to 16-bit pair sums, then 8 bytes at a
+		 * time (sad against zero does not take signed bytes). */
+		__m256i w = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
+		__m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+		lo = _mm_hadd_epi32(lo, hi);             /* [l01 l23 h01 h23] */
+		lo = _mm_hadd_epi32(lo, lo);             /* [l h l h] */
+		int sa = _mm_cvtsi128_si32(lo), sb = _mm_extract_epi32(lo, 1);
 		d[b] = db;
 		s32[b] = db * (sa + sb);
 		s16[2 * b] = db * sa;
@@ -1287,7 +1488,7 @@ q8p_from_float(const float *x, void *row, int n)
  * the microkernel multiplies it with FT tokens, each input of a token
  * broadcast to both row vectors.
  */
-#define KCF 256
+#define KCF 128
 #ifdef QX_512
 #define FT 12
 #else
@@ -1709,6 +1910,14 @@ kern_build(void)
 		k->t[t].gemm_act = Q_ACT_F32;
 		k->t[t].gemm_min_nt = 4;
 	}
+#ifdef QX_512
+#define G8(TY, T) k->t[TY].gemv = gemv8_##T; k->t[TY].gemv_act = Q_ACT_Q8P;
+	G8(GGML_TYPE_Q4_0, q4_0) G8(GGML_TYPE_Q4_1, q4_1) G8(GGML_TYPE_Q5_0, q5_0) G8(GGML_TYPE_Q5_1, q5_1)
+#ifdef QX_VNNI
+	G8(GGML_TYPE_Q8_0, q8_0) G8(GGML_TYPE_IQ4_NL, iq4_nl)
+#endif
+#undef G8
+#endif
 #ifdef QX_BF16
 	k->t[GGML_TYPE_BF16].gemm = gemm_bf16;
 	k->t[GGML_TYPE_BF16].gemm_act = Q_ACT_BF16;

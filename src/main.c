@@ -53,7 +53,7 @@ static const char usage_text[] =
 "                                  print the token ids of TEXT\n"
 "  eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N]\n"
 "                                  write float32 logits [n_tokens][n_vocab]\n"
-"  bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json] [--sys]\n"
+"  bench -m FILE [-p 128,...] [-n 32,...] [-t N] [-r 3] [--json] [--sys]\n"
 "                                  prompt and generation speed, like llama-bench\n"
 "  mkmodel --preset NAME --type TYPE -o FILE\n"
 "                                  write a random-weight GGUF with real shapes\n"

@@ -298,7 +298,9 @@ test_act(const struct q_kernels *k, const struct q_kernels *s)
 					sum[j / 16] += q[32 * blk + j];
 				float d = Q8P_D(qb, N)[blk];
 				bad += Q8P_S32(qb, N)[blk] != d * (sum[0] + sum[1]) ||
-				    Q8P_S16(qb, N)[2 * blk] != d * sum[0] || Q8P_S16(qb, N)[2 * blk + 1] != d * sum[1];
+				    Q8P_S16(qb, N)[2 * blk] != d * sum[0] || Q8P_S16(qb, N)[2 * blk + 1] != d * sum[1] ||
+				    Q8P_N32(qb, N)[blk] != -(sum[0] + sum[1]) || Q8P_N16(qb, N)[2 * blk] != -sum[0] ||
+				    Q8P_N16(qb, N)[2 * blk + 1] != -sum[1];
 			}
 			CHECK(bad == 0, "%s: q8p block sums wrong in %d blocks", k->name, bad);
 		}

@@ -85,6 +85,26 @@ roof_bound(const struct gguf_file *f, const struct llm_hparams *hp, const struct
 	return r->bw * 1e9 / bytes;
 }
 
+/* A comma-separated list of counts (0..65536), at most MAX; returns how
+ * many, or -1. */
+static int
+parse_list(const char *s, int *v, int max)
+{
+	int n = 0;
+	for (;;) {
+		char *end;
+		long x = strtol(s, &end, 10);
+		if (end == s || x < 0 || x > 65536 || n == max)
+			return -1;
+		v[n++] = (int)x;
+		if (*end == 0)
+			return n;
+		if (*end != ',')
+			return -1;
+		s = end + 1;
+	}
+}
+
 static const char *
 base_name(const char *p)
 {
@@ -106,28 +126,42 @@ cmd_bench(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	enum { MAX_LIST = 8 };
 	const char *path = NULL;
-	int n_prompt = 128, n_gen = 32, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1;
+	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
+	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1;
+	/* The tests: prompt sizes, then generation lengths (zeros skipped). */
+	int tests[2 * MAX_LIST][2], n_tests = 0;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
 	int32_t *toks = NULL;
 	float *logits = NULL;
 	char err[512];
-	double t_load, samples[2][64];
+	double t_load, samples[2 * MAX_LIST][64];
 	uint64_t n_params = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': path = optarg; break;
-		case 'p': n_prompt = atoi(optarg); break;
-		case 'n': n_gen = atoi(optarg); break;
+		case 'p':
+			if ((npl = parse_list(optarg, pl, MAX_LIST)) < 0) {
+				cli_error("bench: -p takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
+				return 2;
+			}
+			break;
+		case 'n':
+			if ((ngl = parse_list(optarg, gl, MAX_LIST)) < 0) {
+				cli_error("bench: -n takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
+				return 2;
+			}
+			break;
 		case 't': threads = atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
 		case 'h':
-			printf("usage: natter bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json] [--sys]\n"
+			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-t N] [-r 3] [--json] [--sys]\n"
 			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
 			    "         kernel tier in use) and show each test as a share of the bound they set\n"
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n");
@@ -140,9 +174,25 @@ cmd_bench(int argc, char **argv)
 		cli_error("bench: no model given (use -m FILE)");
 		return 2;
 	}
-	if (n_prompt < 0 || n_gen < 0 || reps < 1 || reps > 64 || n_prompt > 65536 || n_gen > 65536) {
-		cli_error("bench: -p and -n must be 0..65536, -r 1..64");
+	if (reps < 1 || reps > 64) {
+		cli_error("bench: -r must be 1..64");
 		return 2;
+	}
+	for (int i = 0; i < npl; i++) {
+		if (pl[i] > 0) {
+			tests[n_tests][0] = pl[i];
+			tests[n_tests++][1] = 0;
+		}
+		if (pl[i] > n_prompt)
+			n_prompt = pl[i];
+	}
+	for (int i = 0; i < ngl; i++) {
+		if (gl[i] > 0) {
+			tests[n_tests][0] = 0;
+			tests[n_tests++][1] = gl[i];
+		}
+		if (gl[i] > n_gen)
+			n_gen = gl[i];
 	}
 	if (q_cpu_init(err, sizeof(err)) < 0) {
 		cli_error("bench: %s", err);
@@ -193,19 +243,22 @@ cmd_bench(int argc, char **argv)
 			cli_error("bench: %s", err);
 			goto out;
 		}
-		for (int r = 0; r < reps; r++) {
-			if (n_prompt > 0) {
+		for (int k = 0; k < n_tests; k++) {
+			int np = tests[k][0], ng = tests[k][1];
+			for (int r = 0; r < reps; r++) {
 				llm_ctx_truncate(ctx, 0);
 				double t0 = cli_now();
-				llm_eval(ctx, toks, n_prompt, logits, 0, err, sizeof(err));
-				samples[0][r] = n_prompt / (cli_now() - t0);
-			}
-			if (n_gen > 0) {
-				llm_ctx_truncate(ctx, 0);
-				double t0 = cli_now();
-				for (int i = 0; i < n_gen; i++)
-					llm_eval(ctx, &toks[i], 1, logits, 0, err, sizeof(err));
-				samples[1][r] = n_gen / (cli_now() - t0);
+				if (np > 0 && llm_eval(ctx, toks, np, logits, 0, err, sizeof(err)) < 0) {
+					cli_error("bench: %s", err);
+					goto out;
+				}
+				for (int i = 0; i < ng; i++) {
+					if (llm_eval(ctx, &toks[i], 1, logits, 0, err, sizeof(err)) < 0) {
+						cli_error("bench: %s", err);
+						goto out;
+					}
+				}
+				samples[k][r] = (np + ng) / (cli_now() - t0);
 			}
 		}
 	}
@@ -231,11 +284,9 @@ cmd_bench(int argc, char **argv)
 			printf("| %-8s | %14s |%s\n", "test", "t/s", sys ? " bound t/s | share" : "");
 			printf("| %-8s | %14s |%s\n", "--------", "--------------", sys ? " --------- | -----" : "");
 		}
-		for (int k = 0; k < 2; k++) {
-			int np = k == 0 ? n_prompt : 0, ng = k == 1 ? n_gen : 0;
+		for (int k = 0; k < n_tests; k++) {
+			int np = tests[k][0], ng = tests[k][1];
 			double mean, sd, bound;
-			if ((k == 0 && n_prompt == 0) || (k == 1 && n_gen == 0))
-				continue;
 			mean_sd(samples[k], reps, &mean, &sd);
 			bound = sys ? roof_bound(llm_model_gguf(m), llm_model_hparams(m), &roof, np, ng) : 0;
 			if (json) {
@@ -277,7 +328,7 @@ cmd_bench(int argc, char **argv)
 				cJSON_Delete(o);
 			} else {
 				char test[32];
-				snprintf(test, sizeof(test), k == 0 ? "pp%d" : "tg%d", k == 0 ? n_prompt : n_gen);
+				snprintf(test, sizeof(test), np > 0 ? "pp%d" : "tg%d", np > 0 ? np : ng);
 				printf("| %-8s | %7.2f ± %4.2f |", test, mean, sd);
 				if (bound > 0)
 					printf(" %9.1f | %4.0f%%", bound, 100 * mean / bound);

@@ -40,16 +40,20 @@ enum q_act {
 
 /*
  * A q8p row of N elements (N a multiple of 32, NB = N / 32 blocks):
- *   int8  qs[N]      levels, x ~ d[b] * qs[i] for i in block b
- *   float d[NB]      block scales
- *   float s32[NB]    d[b] * (sum of the block's levels)
- *   float s16[2*NB]  d[b] * (sum of each half of the block's levels)
+ *   int8    qs[N]       levels, x ~ d[b] * qs[i] for i in block b
+ *   float   d[NB]       block scales
+ *   float   s32[NB]     d[b] * (sum of the block's levels)
+ *   float   s16[2*NB]   d[b] * (sum of each half of the block's levels)
+ *   int32_t n32[NB]     minus the sum of the block's levels
+ *   int32_t n16[2*NB]   minus the sum of each half's
  * Rows are Q8P_ROW_BYTES(N) apart (a multiple of 64).
  */
-#define Q8P_ROW_BYTES(n) ((((size_t)(n) * 3 / 2) + 63) & ~(size_t)63)
+#define Q8P_ROW_BYTES(n) ((((size_t)(n) * 15 / 8) + 63) & ~(size_t)63)
 #define Q8P_D(row, n) ((float *)((uint8_t *)(row) + (n)))
 #define Q8P_S32(row, n) (Q8P_D(row, n) + (n) / 32)
 #define Q8P_S16(row, n) (Q8P_D(row, n) + 2 * ((n) / 32))
+#define Q8P_N32(row, n) ((int32_t *)(Q8P_D(row, n) + 4 * ((n) / 32)))
+#define Q8P_N16(row, n) (Q8P_N32(row, n) + (n) / 32)
 /* Reference q8p quantizer and its inverse (tests, and the scalar tier). */
 void q_q8p_from_float_ref(const float *x, void *row, int n);
 void q_q8p_to_float(const void *row, float *x, int n);

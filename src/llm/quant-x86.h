@@ -697,6 +697,7 @@ typedef __m512i vi;
 #define vi_maddubs(a, b) _mm512_maddubs_epi16(a, b)
 #define vi_madd(a, b) _mm512_madd_epi16(a, b)
 #define vi_dpbusd(acc, u, s) _mm512_dpbusd_epi32(acc, u, s)
+#define VI_SLL(a, c) _mm512_sll_epi32(a, c)
 #define vf_store(p, v) _mm512_storeu_ps(p, v)
 #define vi_store(p, v) _mm512_storeu_si512((void *)(p), v)
 /* The first NR lanes. */
@@ -738,6 +739,7 @@ typedef __m256i vi;
 #if defined(__AVXVNNI__)
 #define vi_dpbusd(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
 #endif
+#define VI_SLL(a, c) _mm256_sll_epi32(a, c)
 #define vf_store(p, v) _mm256_storeu_ps(p, v)
 #define vi_store(p, v) _mm256_storeu_si256((__m256i *)(p), v)
 ALWAYS __m256i
@@ -777,23 +779,34 @@ ld32(const void *p)
 ALWAYS void
 transpose_tile(const uint32_t *src, size_t sstride, uint32_t *dst, size_t dstride)
 {
-	__m512i r[16], a[16], b[16];
+	__m512i r[16];
+	UNROLL
 	for (int i = 0; i < 16; i++)
 		r[i] = _mm512_loadu_si512((const void *)(src + i * sstride));
+	/* In place (16 live vectors): r[2i], r[2i+1] <- 32-bit interleaves. */
+	UNROLL
 	for (int i = 0; i < 8; i++) {
-		a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-		a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+		__m512i lo = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+		__m512i hi = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+		r[2 * i] = lo;
+		r[2 * i + 1] = hi;
 	}
-	/* b[4i + j], 128-bit lane L: rows 4i..4i+3, element 4L + j. */
+	/* r[4i + j], 128-bit lane L: rows 4i..4i+3, element 4L + j. */
+	UNROLL
 	for (int i = 0; i < 4; i++) {
-		b[4 * i] = _mm512_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
-		b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
-		b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
-		b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+		__m512i b0 = _mm512_unpacklo_epi64(r[4 * i], r[4 * i + 2]);
+		__m512i b1 = _mm512_unpackhi_epi64(r[4 * i], r[4 * i + 2]);
+		__m512i b2 = _mm512_unpacklo_epi64(r[4 * i + 1], r[4 * i + 3]);
+		__m512i b3 = _mm512_unpackhi_epi64(r[4 * i + 1], r[4 * i + 3]);
+		r[4 * i] = b0;
+		r[4 * i + 1] = b1;
+		r[4 * i + 2] = b2;
+		r[4 * i + 3] = b3;
 	}
+	UNROLL
 	for (int j = 0; j < 4; j++) {
-		__m512i e0 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0x44), e1 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0xEE);
-		__m512i f0 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0x44), f1 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0xEE);
+		__m512i e0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x44), e1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xEE);
+		__m512i f0 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x44), f1 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xEE);
 		_mm512_storeu_si512((void *)(dst + (0 + j) * dstride), _mm512_shuffle_i32x4(e0, f0, 0x88));
 		_mm512_storeu_si512((void *)(dst + (4 + j) * dstride), _mm512_shuffle_i32x4(e0, f0, 0xDD));
 		_mm512_storeu_si512((void *)(dst + (8 + j) * dstride), _mm512_shuffle_i32x4(e1, f1, 0x88));
@@ -804,22 +817,32 @@ transpose_tile(const uint32_t *src, size_t sstride, uint32_t *dst, size_t dstrid
 ALWAYS void
 transpose_tile(const uint32_t *src, size_t sstride, uint32_t *dst, size_t dstride)
 {
-	__m256i r[8], a[8], b[8];
+	__m256i r[8];
+	UNROLL
 	for (int i = 0; i < 8; i++)
 		r[i] = _mm256_loadu_si256((const __m256i *)(src + i * sstride));
+	UNROLL
 	for (int i = 0; i < 4; i++) {
-		a[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-		a[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+		__m256i lo = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+		__m256i hi = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+		r[2 * i] = lo;
+		r[2 * i + 1] = hi;
 	}
+	UNROLL
 	for (int i = 0; i < 2; i++) {
-		b[4 * i] = _mm256_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
-		b[4 * i + 1] = _mm256_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
-		b[4 * i + 2] = _mm256_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
-		b[4 * i + 3] = _mm256_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+		__m256i b0 = _mm256_unpacklo_epi64(r[4 * i], r[4 * i + 2]);
+		__m256i b1 = _mm256_unpackhi_epi64(r[4 * i], r[4 * i + 2]);
+		__m256i b2 = _mm256_unpacklo_epi64(r[4 * i + 1], r[4 * i + 3]);
+		__m256i b3 = _mm256_unpackhi_epi64(r[4 * i + 1], r[4 * i + 3]);
+		r[4 * i] = b0;
+		r[4 * i + 1] = b1;
+		r[4 * i + 2] = b2;
+		r[4 * i + 3] = b3;
 	}
+	UNROLL
 	for (int j = 0; j < 4; j++) {
-		_mm256_storeu_si256((__m256i *)(dst + j * dstride), _mm256_permute2x128_si256(b[j], b[4 + j], 0x20));
-		_mm256_storeu_si256((__m256i *)(dst + (4 + j) * dstride), _mm256_permute2x128_si256(b[j], b[4 + j], 0x31));
+		_mm256_storeu_si256((__m256i *)(dst + j * dstride), _mm256_permute2x128_si256(r[j], r[4 + j], 0x20));
+		_mm256_storeu_si256((__m256i *)(dst + (4 + j) * dstride), _mm256_permute2x128_si256(r[j], r[4 + j], 0x31));
 	}
 }
 #endif
@@ -1276,7 +1299,7 @@ dec_q3_K(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
 /* Decodes rows [0, NR) of a panel (zeros for rows NR..VL-1) and
  * interleaves them.  NS sub-blocks per 32-block. */
 static void
-panel_pack(struct panel *p, dec_fn dec, int ns, const uint8_t *w, size_t ws, int nr, int b0, int nb)
+panel_pack(struct panel *p, dec_fn dec, int ns, int mins, const uint8_t *w, size_t ws, int nr, int b0, int nb)
 {
 	size_t lrow = (size_t)nb * 32, srow = (size_t)nb * ns;
 	for (int r = 0; r < VL; r++) {
@@ -1290,7 +1313,8 @@ panel_pack(struct panel *p, dec_fn dec, int ns, const uint8_t *w, size_t ws, int
 	}
 	transpose_rows((const uint32_t *)p->lv, lrow / 4, nb * 8, (uint32_t *)p->q);
 	transpose_rows((const uint32_t *)p->td, srow, (int)srow, (uint32_t *)p->d);
-	transpose_rows((const uint32_t *)p->tm, srow, (int)srow, (uint32_t *)p->m);
+	if (mins)   /* otherwise the offsets enter through the activations' sums */
+		transpose_rows((const uint32_t *)p->tm, srow, (int)srow, (uint32_t *)p->m);
 }
 
 /*
@@ -1301,13 +1325,15 @@ panel_pack(struct panel *p, dec_fn dec, int ns, const uint8_t *w, size_t ws, int
  * int16 pairs from saturating; 6 bits or fewer pass as they are).
  */
 ALWAYS void
-mk_i8(const int T, const int NS, const int WIDE, const struct panel *p, int nb, const uint8_t *x, size_t xs,
-      int n, int b0, float *out, size_t ldo, int nr, int first)
+mk_i8(const int T, const int NS, const int WIDE, const int MINS, int offsh, const struct panel *p, int nb,
+      const uint8_t *x, size_t xs, int n, int b0, float *out, size_t ldo, int nr, int first)
 {
-	vf acc[T];
+	vf acc[16];
 	const uint8_t *xq = x + (size_t)b0 * 32;
 	const float *xd = Q8P_D(x, n) + b0, *x32 = Q8P_S32(x, n) + b0, *x16 = Q8P_S16(x, n) + 2 * b0;
-	const size_t xf = xs / sizeof(float);   /* the float arrays' token stride */
+	const int32_t *n32 = Q8P_N32(x, n) + b0, *n16 = Q8P_N16(x, n) + 2 * b0;
+	const size_t xf = xs / sizeof(float);   /* the float and int arrays' token stride */
+	const __m128i sh = _mm_cvtsi32_si128(offsh);
 
 	UNROLL
 	for (int t = 0; t < T; t++)
@@ -1316,11 +1342,12 @@ mk_i8(const int T, const int NS, const int WIDE, const struct panel *p, int nb, 
 		const uint8_t *pq = p->q + (size_t)b * 8 * VL * 4;
 		UNROLL
 		for (int h = 0; h < NS; h++) {
-			vi ai[T];
+			vi ai[16];
 			const int g0 = h * (8 / NS), g1 = (h + 1) * (8 / NS);
+			/* A level offset L = q + 2^offsh enters as -2^offsh * sum(x). */
 			UNROLL
 			for (int t = 0; t < T; t++)
-				ai[t] = vi_zero();
+				ai[t] = MINS ? vi_zero() : VI_SLL(vi_set1(NS == 1 ? n32[t * xf + b] : n16[t * xf + 2 * b + h]), sh);
 #ifdef QX_VNNI
 			(void)WIDE;
 			UNROLL
@@ -1357,13 +1384,14 @@ mk_i8(const int T, const int NS, const int WIDE, const struct panel *p, int nb, 
 				}
 			}
 #endif
-			vf d = vf_load(p->d + (size_t)(b * NS + h) * VL), m = vf_load(p->m + (size_t)(b * NS + h) * VL);
+			vf d = vf_load(p->d + (size_t)(b * NS + h) * VL);
+			vf m = MINS ? vf_load(p->m + (size_t)(b * NS + h) * VL) : vf_zero();
 			UNROLL
 			for (int t = 0; t < T; t++) {
 				float dx = xd[t * xf + b];
-				float sx = NS == 1 ? x32[t * xf + b] : x16[t * xf + 2 * b + h];
 				acc[t] = vf_fma(vi_cvt(ai[t]), vf_mul(d, vf_set1(dx)), acc[t]);
-				acc[t] = vf_fma(m, vf_set1(sx), acc[t]);
+				if (MINS)
+					acc[t] = vf_fma(m, vf_set1(NS == 1 ? x32[t * xf + b] : x16[t * xf + 2 * b + h]), acc[t]);
 			}
 		}
 	}
@@ -1372,72 +1400,82 @@ mk_i8(const int T, const int NS, const int WIDE, const struct panel *p, int nb, 
 		vf_storen(out + t * ldo, acc[t], nr);
 }
 
-typedef void (*mk_i8_fn)(int tt, const struct panel *p, int nb, const uint8_t *x, size_t xs, int n, int b0,
-			 float *out, size_t ldo, int nr, int first);
+typedef void (*mk_i8_fn)(int tt, int offsh, const struct panel *p, int nb, const uint8_t *x, size_t xs, int n,
+			 int b0, float *out, size_t ldo, int nr, int first);
 
-#define MK_I8_SWITCH(NAME, NS, WIDE) \
-	static void NAME(int tt, const struct panel *p, int nb, const uint8_t *x, size_t xs, int n, int b0, \
-			 float *out, size_t ldo, int nr, int first) \
+#define MK_I8_CASE(T, NS, WIDE, MINS) \
+		case T: mk_i8(T, NS, WIDE, MINS, offsh, p, nb, x, xs, n, b0, out, ldo, nr, first); break;
+#if GT == 8
+#define MK_I8_MORE(NS, WIDE, MINS) MK_I8_CASE(5, NS, WIDE, MINS) MK_I8_CASE(6, NS, WIDE, MINS) \
+		MK_I8_CASE(7, NS, WIDE, MINS) MK_I8_CASE(8, NS, WIDE, MINS)
+#else
+#define MK_I8_MORE(NS, WIDE, MINS)
+#endif
+#define MK_I8_SWITCH(NAME, NS, WIDE, MINS) \
+	static void NAME(int tt, int offsh, const struct panel *p, int nb, const uint8_t *x, size_t xs, int n, \
+			 int b0, float *out, size_t ldo, int nr, int first) \
 	{ \
 		switch (tt) { \
-		case 1: mk_i8(1, NS, WIDE, p, nb, x, xs, n, b0, out, ldo, nr, first); break; \
-		case 2: mk_i8(2, NS, WIDE, p, nb, x, xs, n, b0, out, ldo, nr, first); break; \
-		case 3: mk_i8(3, NS, WIDE, p, nb, x, xs, n, b0, out, ldo, nr, first); break; \
-		case 4: mk_i8(4, NS, WIDE, p, nb, x, xs, n, b0, out, ldo, nr, first); break; \
-		MK_I8_MORE(NS, WIDE) \
+		MK_I8_CASE(1, NS, WIDE, MINS) MK_I8_CASE(2, NS, WIDE, MINS) MK_I8_CASE(3, NS, WIDE, MINS) \
+		MK_I8_CASE(4, NS, WIDE, MINS) MK_I8_MORE(NS, WIDE, MINS) \
 		} \
 	}
-#if GT == 8
-#define MK_I8_MORE(NS, WIDE) \
-		case 5: mk_i8(5, NS, WIDE, p, nb, x, xs, n, b0, out, ldo, nr, first); break; \
-		case 6: mk_i8(6, NS, WIDE, p, nb, x, xs, n, b0, out, ldo, nr, first); break; \
-		case 7: mk_i8(7, NS, WIDE, p, nb, x, xs, n, b0, out, ldo, nr, first); break; \
-		case 8: mk_i8(8, NS, WIDE, p, nb, x, xs, n, b0, out, ldo, nr, first); break;
-#else
-#define MK_I8_MORE(NS, WIDE)
-#endif
-MK_I8_SWITCH(mk_i8_s1, 1, 0)
-MK_I8_SWITCH(mk_i8_s2, 2, 0)
-MK_I8_SWITCH(mk_i8_s1w, 1, 1)
+MK_I8_SWITCH(mk_i8_s1, 1, 0, 0)       /* 32-element sub-blocks, level offsets */
+MK_I8_SWITCH(mk_i8_s1m, 1, 0, 1)      /* ... with mins */
+MK_I8_SWITCH(mk_i8_s1w, 1, 1, 0)      /* 8-bit levels */
+MK_I8_SWITCH(mk_i8_s2, 2, 0, 0)       /* 16-element sub-blocks, offsets */
+MK_I8_SWITCH(mk_i8_s2m, 2, 0, 1)      /* ... with mins */
 
 /* Rows [R0, R1) of W for all tokens: panel by panel, k-block by k-block. */
 static void
-gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn dec, int ns, int kquant, mk_i8_fn mk)
+gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn dec, int ns, int offsh, mk_i8_fn mk)
 {
 	struct panel p;
 	const int nbt = a->n / 32;
 
+	const size_t bbytes = a->w_stride / nbt;   /* bytes per 32 inputs */
+
 	panel_carve(scratch, &p);
-	(void)kquant;
 	for (int r = r0; r < r1; r += VL) {
 		int nr = r1 - r < VL ? r1 - r : VL;
 		for (int b0 = 0; b0 < nbt; b0 += KC_BLOCKS) {
 			int nb = nbt - b0 < KC_BLOCKS ? nbt - b0 : KC_BLOCKS;
-			panel_pack(&p, dec, ns, a->w + (size_t)r * a->w_stride, a->w_stride, nr, b0, nb);
+			panel_pack(&p, dec, ns, offsh == 0, a->w + (size_t)r * a->w_stride, a->w_stride, nr, b0, nb);
+			/* The next panel's weights arrive while this one is multiplied. */
+			int r2 = b0 + KC_BLOCKS < nbt ? r : r + VL, c0 = b0 + KC_BLOCKS < nbt ? b0 + KC_BLOCKS : 0;
+			if (r2 < r1) {
+				int n2 = nbt - c0 < KC_BLOCKS ? nbt - c0 : KC_BLOCKS, rows = r1 - r2 < VL ? r1 - r2 : VL;
+				for (int k = 0; k < rows; k++) {
+					const char *q = (const char *)a->w + (size_t)(r2 + k) * a->w_stride + c0 * bbytes;
+					for (size_t o = 0; o < n2 * bbytes; o += 64)
+						_mm_prefetch(q + o, _MM_HINT_T1);
+				}
+			}
 			for (int t = 0; t < a->nt; t += GT) {
 				int tt = a->nt - t < GT ? a->nt - t : GT;
-				mk(tt, &p, nb, a->x + (size_t)t * a->x_stride, a->x_stride, a->n, b0,
+				mk(tt, offsh, &p, nb, a->x + (size_t)t * a->x_stride, a->x_stride, a->n, b0,
 				    a->out + (size_t)t * a->ldo + r, a->ldo, nr, b0 == 0);
 			}
 		}
 	}
 }
 
-#define GEMM_I8(T, NS, KQ, MK) \
+/* TYPE, sub-blocks per 32, log2 of the level offset (mins types: 0, unused), kernel. */
+#define GEMM_I8(T, NS, OFFSH, MK) \
 	static void gemm_##T(const struct q_gemm_args *a, int r0, int r1, void *scratch) \
-	{ gemm_i8_run(a, r0, r1, scratch, dec_##T, NS, KQ, MK); }
-GEMM_I8(q4_0, 1, 0, mk_i8_s1)
-GEMM_I8(q4_1, 1, 0, mk_i8_s1)
-GEMM_I8(q5_0, 1, 0, mk_i8_s1)
-GEMM_I8(q5_1, 1, 0, mk_i8_s1)
-GEMM_I8(q8_0, 1, 0, mk_i8_s1w)
-GEMM_I8(iq4_nl, 1, 0, mk_i8_s1w)
-GEMM_I8(iq4_xs, 1, 1, mk_i8_s1w)
-GEMM_I8(q4_K, 1, 1, mk_i8_s1)
-GEMM_I8(q5_K, 1, 1, mk_i8_s1)
-GEMM_I8(q2_K, 2, 1, mk_i8_s2)
-GEMM_I8(q3_K, 2, 1, mk_i8_s2)
-GEMM_I8(q6_K, 2, 1, mk_i8_s2)
+	{ gemm_i8_run(a, r0, r1, scratch, dec_##T, NS, OFFSH, MK); }
+GEMM_I8(q4_0, 1, 3, mk_i8_s1)
+GEMM_I8(q4_1, 1, 0, mk_i8_s1m)
+GEMM_I8(q5_0, 1, 4, mk_i8_s1)
+GEMM_I8(q5_1, 1, 0, mk_i8_s1m)
+GEMM_I8(q8_0, 1, 7, mk_i8_s1w)
+GEMM_I8(iq4_nl, 1, 7, mk_i8_s1w)
+GEMM_I8(iq4_xs, 1, 7, mk_i8_s1w)
+GEMM_I8(q4_K, 1, 0, mk_i8_s1m)
+GEMM_I8(q5_K, 1, 0, mk_i8_s1m)
+GEMM_I8(q2_K, 2, 0, mk_i8_s2m)
+GEMM_I8(q3_K, 2, 2, mk_i8_s2)
+GEMM_I8(q6_K, 2, 5, mk_i8_s2)
 
 /* q8p activations: levels, block scales and block sums (quant-impl.h). */
 static void
@@ -1445,6 +1483,7 @@ q8p_from_float(const float *x, void *row, int n)
 {
 	int8_t *qs = row;
 	float *d = Q8P_D(row, n), *s32 = Q8P_S32(row, n), *s16 = Q8P_S16(row, n);
+	int32_t *n32 = Q8P_N32(row, n), *n16 = Q8P_N16(row, n);
 	const __m256 sign = _mm256_set1_ps(-0.0f);
 
 	for (int b = 0; b < n / 32; b++) {
@@ -1478,6 +1517,9 @@ q8p_from_float(const float *x, void *row, int n)
 		s32[b] = db * (sa + sb);
 		s16[2 * b] = db * sa;
 		s16[2 * b + 1] = db * sb;
+		n32[b] = -(sa + sb);
+		n16[2 * b] = -sa;
+		n16[2 * b + 1] = -sb;
 	}
 }
 

@@ -1035,6 +1035,7 @@ q_q8p_from_float_ref(const float *x, void *row, int n)
 {
 	int8_t *qs = row;
 	float *d = Q8P_D(row, n), *s32 = Q8P_S32(row, n), *s16 = Q8P_S16(row, n);
+	int32_t *n32 = Q8P_N32(row, n), *n16 = Q8P_N16(row, n);
 
 	for (int b = 0; b < n / 32; b++) {
 		const float *v = x + 32 * b;
@@ -1053,6 +1054,9 @@ q_q8p_from_float_ref(const float *x, void *row, int n)
 		s32[b] = db * (sum[0] + sum[1]);
 		s16[2 * b] = db * sum[0];
 		s16[2 * b + 1] = db * sum[1];
+		n32[b] = -(sum[0] + sum[1]);
+		n16[2 * b] = -sum[0];
+		n16[2 * b + 1] = -sum[1];
 	}
 }
 

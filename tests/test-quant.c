@@ -622,6 +622,27 @@ test_vops(const struct q_kernels *k)
 	for (int i = 0; i < N; i++)
 		mag += fabs((double)a[i] * b[i]);
 	CHECK(fabs(d1 - d2) <= 1e-6 * mag, "%s: dot %.9g vs %.9g", k->name, d1, d2);
+	/* silu(g) * u over the whole range (a uses +-90: exp saturates). */
+	for (int i = 0; i < N; i++) {
+		c1[i] = c2[i] = a[i];
+		b[i] = rndf();
+	}
+	r->silu_mul(N, c1, b);
+	f->silu_mul(N, c2, b);
+	maxd = 0;
+	for (int i = 0; i < N; i++) {
+		double e = fabs(c1[i] - c2[i]) / (fabs(c1[i]) + 1e-6);
+		if (e > maxd)
+			maxd = e;
+	}
+	CHECK(maxd < 1e-5, "%s: silu_mul relative error %.3g", k->name, maxd);
+	r->rmsnorm(N, c1, a, b, 1e-6f);
+	f->rmsnorm(N, c2, a, b, 1e-6f);
+	maxd = 0;
+	for (int i = 0; i < N; i++)
+		if (fabs(c1[i] - c2[i]) > maxd * (fabs(c1[i]) + 1e-30))
+			maxd = fabs(c1[i] - c2[i]) / (fabs(c1[i]) + 1e-30);
+	CHECK(maxd < 1e-6, "%s: rmsnorm relative error %.3g", k->name, maxd);
 }
 
 /* NATTER_CPU, when set, is the tier in use. */

@@ -106,6 +106,10 @@ struct q_vops {
 	void (*axpy)(int n, float a, const float *x, float *y);
 	/* Returns X . Y. */
 	float (*dot)(int n, const float *x, const float *y);
+	/* G[i] = silu(G[i]) * U[i] = G[i] / (1 + exp(-G[i])) * U[i], i < N. */
+	void (*silu_mul)(int n, float *g, const float *u);
+	/* O[i] = X[i] / sqrt(mean(X^2) + EPS) * W[i] (the mean in double). */
+	void (*rmsnorm)(int n, float *o, const float *x, const float *w, float eps);
 };
 /* The fastest helpers for this CPU (after q_init), or the scalar ones. */
 const struct q_vops *q_vops_get(void);

@@ -1829,6 +1829,46 @@ v_dot(int n, const float *x, const float *y)
 	return s;
 }
 
+/* silu(g) * u with the vector exp; exp8 clamps its argument, so a large
+ * negative g gives g / (1 + huge) ~ 0 and a large positive one g. */
+static void
+v_silu_mul(int n, float *g, const float *u)
+{
+	int i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 x = _mm256_loadu_ps(g + i);
+		__m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+		__m256 s = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+		_mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+	}
+	for (; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void
+v_rmsnorm(int n, float *o, const float *x, const float *w, float eps)
+{
+	__m256d a0 = _mm256_setzero_pd(), a1 = a0;
+	int i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_loadu_ps(x + i);
+		__m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+		a0 = _mm256_fmadd_pd(lo, lo, a0);
+		a1 = _mm256_fmadd_pd(hi, hi, a1);
+	}
+	double t[4], ss;
+	_mm256_storeu_pd(t, _mm256_add_pd(a0, a1));
+	ss = t[0] + t[1] + t[2] + t[3];
+	for (int j = i; j < n; j++)
+		ss += (double)x[j] * x[j];
+	float scale = (float)(1.0 / sqrt(ss / n + eps));
+	__m256 sc = _mm256_set1_ps(scale);
+	for (i = 0; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sc), _mm256_loadu_ps(w + i)));
+	for (; i < n; i++)
+		o[i] = x[i] * scale * w[i];
+}
+
 /* ------------------------------------------------------------------ */
 /* the machine's limits, measured with this tier's instructions */
 
@@ -1979,6 +2019,8 @@ kern_build(void)
 	k->vops.exp_sum = v_exp_sum;
 	k->vops.axpy = v_axpy;
 	k->vops.dot = v_dot;
+	k->vops.silu_mul = v_silu_mul;
+	k->vops.rmsnorm = v_rmsnorm;
 	k->peak_fma = peak_fma;
 	k->peak_i8 = peak_i8;
 	k->read_sum = read_sum;

@@ -1152,7 +1152,25 @@ ref_dot(int n, const float *x, const float *y)
 	return s;
 }
 
-static const struct q_vops vops_ref = { ref_exp_sum, ref_axpy, ref_dot };
+static void
+ref_silu_mul(int n, float *g, const float *u)
+{
+	for (int i = 0; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void
+ref_rmsnorm(int n, float *o, const float *x, const float *w, float eps)
+{
+	double ss = 0;
+	for (int i = 0; i < n; i++)
+		ss += (double)x[i] * x[i];
+	float scale = (float)(1.0 / sqrt(ss / n + eps));
+	for (int i = 0; i < n; i++)
+		o[i] = x[i] * scale * w[i];
+}
+
+static const struct q_vops vops_ref = { ref_exp_sum, ref_axpy, ref_dot, ref_silu_mul, ref_rmsnorm };
 
 const struct q_vops *
 q_vops_get(void)
@@ -1303,6 +1321,8 @@ q_kern_complete(struct q_kernels *k)
 	if (!k->vops.exp_sum) k->vops.exp_sum = s->vops.exp_sum;
 	if (!k->vops.axpy) k->vops.axpy = s->vops.axpy;
 	if (!k->vops.dot) k->vops.dot = s->vops.dot;
+	if (!k->vops.silu_mul) k->vops.silu_mul = s->vops.silu_mul;
+	if (!k->vops.rmsnorm) k->vops.rmsnorm = s->vops.rmsnorm;
 	if (!k->peak_fma) k->peak_fma = s->peak_fma;
 	if (!k->peak_i8) k->peak_i8 = s->peak_i8;
 	if (!k->read_sum) k->read_sum = s->read_sum;

@@ -1022,6 +1022,101 @@ g_gemv(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws,
 	}
 }
 
+/* Float weights (F32, F16, BF16): R rows by T float activation rows, 16
+ * inputs per step, each activation vector loaded once for the R rows. */
+ALWAYS __m512
+f_load(const int TY, const uint8_t *row, int i)
+{
+	if (TY == GGML_TYPE_F16)
+		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const qhalf *)row + i)));
+	if (TY == GGML_TYPE_BF16)
+		return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+		    _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i))), 16));
+	return _mm512_loadu_ps((const float *)row + i);
+}
+
+ALWAYS float
+f_elem(const int TY, const uint8_t *row, int i)
+{
+	return TY == GGML_TYPE_F16 ? F16(((const qhalf *)row)[i]) :
+	    TY == GGML_TYPE_BF16 ? q_bf16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+}
+
+ALWAYS void
+f_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, const uint8_t *w, size_t ws,
+       const uint8_t *x, size_t xs)
+{
+	const int esz = TY == GGML_TYPE_F32 ? 4 : 2;
+	__m512 acc[4][4];
+	int i = 0;
+	UNROLL
+	for (int r = 0; r < R; r++)
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[r][t] = _mm512_setzero_ps();
+	for (; i + 16 <= n; i += 16) {
+		__m512 X[4];
+		UNROLL
+		for (int t = 0; t < T; t++)
+			X[t] = _mm512_loadu_ps((const float *)(x + (size_t)t * xs) + i);
+		UNROLL
+		for (int r = 0; r < R; r++) {
+			const uint8_t *row = w + (size_t)r * ws;
+			if ((i & 63) == 0)
+				_mm_prefetch((const char *)row + (size_t)(i + 256) * esz, _MM_HINT_T0);
+			__m512 W = f_load(TY, row, i);
+			UNROLL
+			for (int t = 0; t < T; t++)
+				acc[r][t] = _mm512_fmadd_ps(W, X[t], acc[r][t]);
+		}
+	}
+	UNROLL
+	for (int r = 0; r < R; r++) {
+		UNROLL
+		for (int t = 0; t < T; t++) {
+			float sum = _mm512_reduce_add_ps(acc[r][t]);
+			for (int j = i; j < n; j++)
+				sum += f_elem(TY, w + (size_t)r * ws, j) * ((const float *)(x + (size_t)t * xs))[j];
+			out[(size_t)t * ldo + r] = sum;
+		}
+	}
+}
+
+ALWAYS void
+f_gemv(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs,
+       int nt)
+{
+	int r = 0;
+	switch (nt) {
+	case 1:
+		for (; r + 4 <= nr; r += 4)
+			f_tile(TY, 4, 1, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		for (; r < nr; r++)
+			f_tile(TY, 1, 1, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		break;
+	case 2:
+		for (; r + 2 <= nr; r += 2)
+			f_tile(TY, 2, 2, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		for (; r < nr; r++)
+			f_tile(TY, 1, 2, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		break;
+	case 3:
+		for (; r < nr; r++)
+			f_tile(TY, 1, 3, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		break;
+	default:
+		for (; r < nr; r++)
+			f_tile(TY, 1, 4, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs);
+		break;
+	}
+}
+
+#define F_GEMV(T, TY) \
+	static void gemvf_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
+			      const uint8_t *x, size_t xs, int nt) \
+	{ f_gemv(TY, n, out, ldo, w, ws, nr, x, xs, nt); }
+F_GEMV(f32, GGML_TYPE_F32) F_GEMV(f16, GGML_TYPE_F16) F_GEMV(bf16, GGML_TYPE_BF16)
+
 #define G_GEMV(T, TY) \
 	static void gemv8_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
 			      const uint8_t *x, size_t xs, int nt) \
@@ -1993,6 +2088,9 @@ kern_build(void)
 		k->t[t].gemm_min_nt = 4;
 	}
 #ifdef QX_512
+	k->t[GGML_TYPE_F32].gemv = gemvf_f32;
+	k->t[GGML_TYPE_F16].gemv = gemvf_f16;
+	k->t[GGML_TYPE_BF16].gemv = gemvf_bf16;
 #define G8(TY, T) k->t[TY].gemv = gemv8_##T; k->t[TY].gemv_act = Q_ACT_Q8P;
 	G8(GGML_TYPE_Q4_0, q4_0) G8(GGML_TYPE_Q4_1, q4_1) G8(GGML_TYPE_Q5_0, q5_0) G8(GGML_TYPE_Q5_1, q5_1)
 #ifdef QX_VNNI

@@ -47,9 +47,10 @@ void mm_scratch_free(struct mm_scratch *s);
 /* OUT (nt, d) = X (nt, n) @ W^T, W (d, n): a 2-D tensor (one matrix of a
  * stack is taken with ltensor_slice).  NT <= the scratch's n_batch and
  * N <= its max_in.  No allocation; the calling thread owns P and S.
- * Batches of a few tokens take each weight row's dot products (GEMV);
- * larger ones the tier's GEMM on packed panels, activations quantized to
- * int8 once per call for quantized weights. */
+ * Batches below the tier's threshold for the type (q_type_kern.
+ * gemm_min_nt: 2 to 16 tokens) take each weight row's dot products
+ * (GEMV); larger ones the tier's GEMM on packed panels, the activations
+ * quantized to int8 once per call for quantized weights. */
 void mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
 	       const struct ltensor *w, int nt);
 

@@ -2059,13 +2059,20 @@ kern_build(void)
 	G(GGML_TYPE_Q8_0, q8_0) G(GGML_TYPE_Q2_K, q2_K) G(GGML_TYPE_Q3_K, q3_K) G(GGML_TYPE_Q4_K, q4_K)
 	G(GGML_TYPE_Q5_K, q5_K) G(GGML_TYPE_Q6_K, q6_K) G(GGML_TYPE_IQ4_NL, iq4_nl) G(GGML_TYPE_IQ4_XS, iq4_xs)
 #undef G
+	/* From how many tokens the GEMM beats the GEMV (tests/bench/kbench,
+	 * 896 x 896 and 1024 x 1024, one thread): 4 for the 32-element block
+	 * types, 2 for the K-quants and IQ4_XS (their GEMV is a dot product per
+	 * token), 8 for F32 and 16 for F16 and BF16 (whose GEMM converts each
+	 * panel to float). */
 	for (int t = GGML_TYPE_F32; t <= GGML_TYPE_BF16; t++) {
 		if (t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16)
 			continue;
 		k->t[t].gemm = gemm_f;
 		k->t[t].gemm_act = Q_ACT_F32;
-		k->t[t].gemm_min_nt = 4;
+		k->t[t].gemm_min_nt = t == GGML_TYPE_F32 ? 8 : 16;
 	}
+	k->t[GGML_TYPE_Q2_K].gemm_min_nt = k->t[GGML_TYPE_Q3_K].gemm_min_nt = k->t[GGML_TYPE_Q4_K].gemm_min_nt = 2;
+	k->t[GGML_TYPE_Q5_K].gemm_min_nt = k->t[GGML_TYPE_Q6_K].gemm_min_nt = k->t[GGML_TYPE_IQ4_XS].gemm_min_nt = 2;
 #ifdef QX_512
 	k->t[GGML_TYPE_F32].gemv = gemvf_f32;
 	k->t[GGML_TYPE_F16].gemv = gemvf_f16;

@@ -3,7 +3,14 @@
 
 #define QX_KERN q_kern_avx512vnni
 #define QX_NAME "avx512vnni"
-#if !defined(NATTER_NO_SIMD) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__AVX512VNNI__) && defined(__FMA__) && defined(__F16C__)
+#if !defined(NATTER_NO_SIMD) \
+    && defined(__AVX512F__) \
+    && defined(__AVX512BW__) \
+    && defined(__AVX512VL__) \
+    && defined(__AVX512DQ__) \
+    && defined(__AVX512VNNI__) \
+    && defined(__FMA__) \
+    && defined(__F16C__)
 #define QX_BUILD 1
 #endif
 #include "llm/quant-x86.h"

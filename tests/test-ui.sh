@@ -201,6 +201,14 @@ sql_is "SELECT count(*) FROM generations g JOIN messages m ON g.message_id = m.i
 sql_is "SELECT count(*) FROM conversations WHERE system_prompt IS NOT NULL AND system_prompt <> ''" 0 &&
     ok || bad "a system prompt was set during the reply"
 
+# 9b. The F3 list names each conversation's model(s), beside its title.
+T send-keys -t ui F3
+wait_for "Past conversations" 10 || bad "F3 after the reply: $(screen)"
+[ "$(screen | grep -Ec " [0-9]+ msgs  .*  aidreams260K-f32\.gguf")" = 2 ] && ok ||
+    bad "the F3 list does not name the model of both conversations: $(screen)"
+T send-keys -t ui Escape
+wait_gone "Past conversations" 10 || bad "Esc did not close the F3 list"
+
 # 10. 80x24: the footer is whole hints, the help and /stats fit.
 T resize-window -t ui -x 80 -y 24
 wait_for "^ F1 help  Enter send .*F3 history *$" 10 && ok || bad "80-column footer: '$(footer)'"

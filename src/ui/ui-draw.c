@@ -654,15 +654,29 @@ draw_history(struct ui *u)
 	if (u->nhist == 0)
 		put(y0 + 1, x0 + 2, w - 4, "(none yet)", ui_theme_attr(UE_SELECTED));
 	for (int i = 0; i < u->nhist && 1 + i < h; i++) {
-		char line[256], tb[32];
-		time_t t = (time_t)u->hist[i].updated;
+		const struct store_conv_info *c = &u->hist[i];
+		/* Every model that replied in it, else the one it was started with. */
+		const char *models = c->models[0] ? c->models : c->model;
+		char head[64], tb[32];
+		time_t t = (time_t)c->updated;
 		struct tm tm;
+		int attr = i == u->hist_sel ? (int)(ui_theme_attr(UE_NORMAL) | A_REVERSE) : ui_theme_attr(UE_SELECTED);
+		int y = y0 + 1 + i, avail = w - 2, hw, mw, tw;
 		localtime_r(&t, &tm);
 		strftime(tb, sizeof(tb), "%Y-%m-%d %H:%M", &tm);
-		snprintf(line, sizeof(line), "%4lld  %s  %3d msgs  %s", (long long)u->hist[i].id, tb, u->hist[i].n_msgs,
-		    u->hist[i].title);
-		put(y0 + 1 + i, x0 + 1, w - 2, line,
-		    i == u->hist_sel ? (int)(ui_theme_attr(UE_NORMAL) | A_REVERSE) : ui_theme_attr(UE_SELECTED));
+		snprintf(head, sizeof(head), "%4lld  %s  %3d msgs  ", (long long)c->id, tb, c->n_msgs);
+		hw = ui_text_width(head, strlen(head));
+		mw = ui_text_width(models, strlen(models));
+		/* The title takes what the models (right-aligned) leave, at
+		 * least 12 columns; a narrow box clips the models instead. */
+		tw = avail - hw - (mw ? mw + 2 : 0);
+		if (tw < 12)
+			tw = 12;
+		fill(y, x0 + 1, avail, attr);
+		put(y, x0 + 1, avail, head, attr);
+		put(y, x0 + 1 + hw, tw < avail - hw ? tw : avail - hw, c->title, attr);
+		if (mw && hw + tw + 2 < avail)   /* right-aligned unless clipped */
+			put(y, x0 + 1 + hw + tw + 2, avail - hw - tw - 2, models, attr);
 	}
 }
 

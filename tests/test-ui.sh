@@ -290,7 +290,10 @@ if "$NATTER_BIN" mkmodel --preset llama-1b --type Q4_0 --layers 1 -o "$tmp/big.g
 	T set-buffer -b long "$(i=0; while [ $i -lt 22 ]; do printf 'the quick brown fox jumps over the lazy dog and '; i=$((i + 1)); done)"
 	T paste-buffer -p -b long -t ui
 	T send-keys -t ui Enter
-	wait_for "prompt +[1-9][0-9,]* / [0-9,]+" 20 && ok || bad "no prompt progress: $(screen)"
+	# The progress line and the prompt's speed so far, on one screen.
+	progress() { cap=$(screen); echo "$cap" | grep -Eq "prompt +[1-9][0-9,]* / [0-9,]+" &&
+	    echo "$cap" | grep -Eq "prompt +[1-9][0-9.]* tok/s"; }
+	DEADLINE=20 until_ok progress && ok || bad "no prompt progress with a live speed: $(screen)"
 	T send-keys -t ui Escape
 	wait_for "state +stopped" 20 && ok || bad "Esc did not stop the prompt: $(screen)"
 	# The stored generation tells how far the prompt got.
@@ -323,8 +326,12 @@ for sig in TERM HUP SEGV; do
 done
 
 # 17. NO_COLOR: no colour in the escape sequences; the default theme has some.
-start 80 24 "" ""
+# (Started with a context longer than the model was trained on: the full
+# screen warns as chat --plain does.)
+start 80 24 "" "-c 256"
 wait_for "Type a message" && ok || bad "start for colours"
+wait_for "a context of 256 tokens is more than the 128 this model was trained on" 10 && ok ||
+    bad "no warning for -c 256 in the full screen: $(screen)"
 T capture-pane -t ui -e -p | grep -q "$(printf '\033')\[[0-9;]*3[0-7]m" && ok || bad "the default theme shows no colour"
 stop
 start 80 24 "NO_COLOR=1" ""

@@ -204,7 +204,7 @@ sql_is "SELECT count(*) FROM conversations WHERE system_prompt IS NOT NULL AND s
 # 9b. The F3 list names each conversation's model(s), beside its title.
 T send-keys -t ui F3
 wait_for "Past conversations" 10 || bad "F3 after the reply: $(screen)"
-[ "$(screen | grep -Ec " [0-9]+ msgs  .*  aidreams260K-f32\.gguf")" = 2 ] && ok ||
+[ "$(screen | grep -Ec " [0-9]+ msgs  .*  aidreams260K-f32( |$)")" = 2 ] && ok ||
     bad "the F3 list does not name the model of both conversations: $(screen)"
 T send-keys -t ui Escape
 wait_gone "Past conversations" 10 || bad "Esc did not close the F3 list"

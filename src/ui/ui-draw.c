@@ -641,6 +641,31 @@ draw_box(struct ui *u, const char *title)
 	free(rows);
 }
 
+/* The models of a conversation for the F3 list, into BUF: every one, each
+ * without its ".gguf", or when they are wider than MAXW the first and how
+ * many more ("qwen3-8b +2"). */
+static void
+models_label(const struct store_conv_info *c, int maxw, char *buf, size_t n)
+{
+	const char *p = c->models[0] ? c->models : c->model;
+	size_t at = 0, first = 0;
+
+	buf[0] = 0;
+	while (*p && at + 1 < n) {
+		const char *e = strstr(p, ", ");
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		int k = len > 5 && !strncmp(p + len - 5, ".gguf", 5) ? (int)len - 5 : (int)len;
+		at += snprintf(buf + at, n - at, "%s%.*s", at ? ", " : "", k, p);
+		if (at >= n)
+			at = n - 1;
+		if (!first)
+			first = at;
+		p = e ? e + 2 : p + len;
+	}
+	if (c->n_models > 1 && ui_text_width(buf, at) > maxw && first + 16 < n)
+		snprintf(buf + first, n - first, " +%d", c->n_models - 1);
+}
+
 static void
 draw_history(struct ui *u)
 {
@@ -654,15 +679,30 @@ draw_history(struct ui *u)
 	if (u->nhist == 0)
 		put(y0 + 1, x0 + 2, w - 4, "(none yet)", ui_theme_attr(UE_SELECTED));
 	for (int i = 0; i < u->nhist && 1 + i < h; i++) {
-		char line[256], tb[32];
-		time_t t = (time_t)u->hist[i].updated;
+		const struct store_conv_info *c = &u->hist[i];
+		char head[64], tb[32], models[sizeof(c->models)];
+		time_t t = (time_t)c->updated;
 		struct tm tm;
+		int attr = i == u->hist_sel ? (int)(ui_theme_attr(UE_NORMAL) | A_REVERSE) : ui_theme_attr(UE_SELECTED);
+		int y = y0 + 1 + i, avail = w - 2, hw, rest, mw, tw;
 		localtime_r(&t, &tm);
 		strftime(tb, sizeof(tb), "%Y-%m-%d %H:%M", &tm);
-		snprintf(line, sizeof(line), "%4lld  %s  %3d msgs  %s", (long long)u->hist[i].id, tb, u->hist[i].n_msgs,
-		    u->hist[i].title);
-		put(y0 + 1 + i, x0 + 1, w - 2, line,
-		    i == u->hist_sel ? (int)(ui_theme_attr(UE_NORMAL) | A_REVERSE) : ui_theme_attr(UE_SELECTED));
+		snprintf(head, sizeof(head), "%4lld  %s  %3d msgs  ", (long long)c->id, tb, c->n_msgs);
+		hw = ui_text_width(head, strlen(head));
+		rest = avail - hw;
+		/* The title keeps a third of the rest at least; the models,
+		 * right-aligned, get what it leaves (clipped if need be). */
+		models_label(c, rest - rest / 3 - 2, models, sizeof(models));
+		mw = ui_text_width(models, strlen(models));
+		tw = rest - (mw ? mw + 2 : 0);
+		if (tw < rest / 3)
+			tw = rest / 3;
+		fill(y, x0 + 1, avail, attr);
+		put(y, x0 + 1, avail, head, attr);
+		if (rest > 0)
+			put(y, x0 + 1 + hw, tw, c->title, attr);
+		if (mw && tw + 2 < rest)
+			put(y, x0 + 1 + hw + tw + 2, rest - tw - 2, models, attr);
 	}
 }
 

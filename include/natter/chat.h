@@ -1,4 +1,4 @@
-/* chat.h -- chat sessions: templates, KV reuse across turns, streaming replies, live parameters, alternatives and edits. */
+/* chat.h -- chat sessions: the conversation, streaming replies, live parameters, alternatives and edits, over an in-process model or a remote server. */
 #ifndef NATTER_CHAT_H
 #define NATTER_CHAT_H
 
@@ -9,6 +9,16 @@
 
 struct llm_model;
 struct chat;
+struct chat_engine_info;
+
+/*
+ * A session is the conversation (this header) over an engine that
+ * produces the replies (chat-engine.h): chat_new makes one over a model
+ * in this process; remote_chat_new (natter/remote.h) one over an
+ * OpenAI-compatible server.  Everything here works the same over both;
+ * what an engine cannot know reads as 0 or NULL (chat_ctx_size of a remote
+ * server, chat_template_source, chat_prompt_tokens).
+ */
 
 struct chat_opts {
 	const char *template_spec;   /* NULL: the model's own; else a built-in name or a file */
@@ -44,6 +54,8 @@ struct chat_stats {
 	int prompt_tokens;     /* the whole prompt fed, in tokens (reused and new) */
 	enum chat_stop stop;
 	uint64_t seed;
+	int gen_counted;       /* n_gen counts the pieces that arrived, not tokens: a remote
+				* server reported no usage (0 with an in-process model) */
 };
 
 /*
@@ -56,9 +68,19 @@ struct chat_stats {
 int chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char *err, size_t errlen);
 void chat_free(struct chat *c);
 
+/* What engine the session runs over (kind "local" or "remote", the
+ * endpoint and model id of a remote one, the architecture of a local
+ * one ...): I is filled with strings borrowed from the session. */
+void chat_engine_info(const struct chat *c, struct chat_engine_info *i);
+/* Whether sampling parameter NAME (as chat_set_param_str names it)
+ * reaches the model: 0 for one a remote server is not sent (it rejected
+ * it, or --remote-extras off).  Any thread. */
+int chat_param_sent(const struct chat *c, const char *name);
+
 /* What the template is: "model" or the built-in or file name (borrowed). */
 const char *chat_template_name(const struct chat *c);
-/* The template's text as compiled (borrowed). */
+/* The template's text as compiled (borrowed); NULL when the engine does
+ * not know it (a remote server applies its own). */
 const char *chat_template_source(const struct chat *c);
 /* What chat_new found doubtful in its options without refusing them (a
  * context longer than the model was trained for), for the front end to
@@ -97,8 +119,11 @@ void chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx);
  * (chat_window_start) and the notice callback is told.  Returns 0 with ST
  * filled, or -1 with ERR set when no reply could be started (a message
  * longer than the whole context, a template that refuses the
- * conversation, ...): the unanswered user message at the end is then
- * removed from the conversation.
+ * conversation, ...): when the conversation itself is at fault (it does
+ * not fit, the template refuses it) the unanswered user message at the
+ * end is removed from the conversation; when the engine failed (an
+ * evaluation error, a server that could not be reached or refused the
+ * request) it stays, and chat_regenerate answers it again.
  */
 int chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
 /* Generates the last reply again as a new alternative of that message (the
@@ -113,7 +138,8 @@ int chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_sta
 int chat_check(struct chat *c, char *err, size_t errlen);
 
 /* What the last reply was generated from, exactly: the rendered prompt
- * (borrowed, valid until the next generation), and the messages fed, in
+ * (a remote engine: the request body sent, which holds no credentials;
+ * borrowed, valid until the next generation), and the messages fed, in
  * order, the system prompt first when there was one, after any dropping
  * (chat_prompt_message returns the content and sets *ROLE; borrowed).
  * chat_prompt_dropped is how many earlier messages were left out. */
@@ -189,14 +215,16 @@ int64_t chat_alt_tag(const struct chat *c, int i, int k);
 void chat_set_alt_tag(struct chat *c, int i, int k, int64_t tag);
 /* Forgets the conversation (keeps the system prompt); the cache stays for reuse. */
 void chat_clear(struct chat *c);
-/* Renders the current conversation with the generation prompt (caller frees). */
+/* Renders the current conversation with the generation prompt (a remote
+ * engine: the request it would send); caller frees. */
 char *chat_render(struct chat *c, char *err, size_t errlen);
-/* Tokens in the KV cache now, and the context size. */
+/* Tokens in the KV cache now, and the context size; 0 when the engine
+ * does not know (a remote server). */
 int chat_ctx_used(const struct chat *c);
 int chat_ctx_size(const struct chat *c);
 /* The last reply's prompt: its tokens (the whole sequence up to the
  * generation prompt) and the logits after it (n_vocab floats).  Borrowed,
- * valid until the next generation. */
+ * valid until the next generation; NULL (*N 0) over a remote engine. */
 const int32_t *chat_prompt_tokens(const struct chat *c, int *n);
 const float *chat_prompt_logits(const struct chat *c);
 

@@ -502,7 +502,7 @@ test_migration_from_2(void)
 	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 2 -> 3: %s", err);
 	if (!s)
 		return;
-	CHECK(store_schema_version(s) == 3, "at schema 3");
+	CHECK(store_schema_version(s) == STORE_SCHEMA_VERSION, "at the current schema");
 	CHECK(query_int(p, "SELECT count(*) FROM messages WHERE parent_id IS NULL") == 1 &&
 	    query_int(p, "SELECT parent_id FROM messages WHERE id = 2") == 1 &&
 	    query_int(p, "SELECT parent_id FROM messages WHERE id = 3") == 2 &&
@@ -1005,6 +1005,110 @@ test_export_truth(void)
 /* Reading without writing: a database that does not exist is not created;
  * an older schema opened read-only is upgraded in memory, the file left
  * as it was. */
+/* Schema 4: models on remote servers, keyed by endpoint and model id.  A
+ * schema-3 database migrates with its file models intact; a remote model
+ * is one row per pair; its replies show as "MODEL @ ENDPOINT", record an
+ * unknown context as NULL, and export's --model finds them. */
+static void
+test_remote_models(void)
+{
+	char p[512], err[512], t[256], mf[512], hex[65], *out;
+	struct store *s;
+	struct store_export_opts o;
+	struct store_export_counts n;
+	struct store_conv_info ci[4];
+	struct store_turn fed[1] = { { "user", "Hi" } };
+	struct store_gen g;
+	struct sha256 h;
+	int64_t r1, r1b, r2, fm, conv, u, msg, gr, gf;
+	int nci;
+	const char *ep = "http://127.0.0.1:8000/v1";
+
+	path_of(p, sizeof(p), "v3.db");
+	path_of(mf, sizeof(mf), "local.gguf");
+	fake_model(mf, "local weights");
+	CHECK(store_open_version(p, 3, &s, err, sizeof(err)) == 0 && store_schema_version(s) == 3, "v3: %s", err);
+	if (!s)
+		return;
+	CHECK(store_model(s, mf, "llama", "F32", &fm) == 0, "file model at schema 3: %s", store_errmsg(s));
+	store_close(s);
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0 && store_schema_version(s) == 4, "migrate 3 -> 4: %s", err);
+	if (!s)
+		return;
+	CHECK(!strcmp(query_text(p, "SELECT kind || '|' || COALESCE(endpoint, 'NULL') || '|' || file_name FROM models",
+	    t, sizeof(t)), "file|NULL|local.gguf"), "the file's row is kind file: %s", t);
+	CHECK(store_model_remote(s, ep, "qwen2.5:0.5b", &r1) == 0 && store_model_remote(s, ep, "qwen2.5:0.5b", &r1b) == 0 &&
+	    r1 == r1b && r1 != fm, "one row per endpoint and model (%lld %lld)", (long long)r1, (long long)r1b);
+	CHECK(store_model_remote(s, "http://other:8000/v1", "qwen2.5:0.5b", &r2) == 0 && r2 != r1, "another endpoint");
+	CHECK(store_model_remote(s, ep, "", &r2) < 0 && strstr(store_errmsg(s), "model id"), "no model id: refused");
+	sha256_init(&h);
+	sha256_update(&h, "remote\n", 7);
+	sha256_update(&h, ep, strlen(ep));
+	sha256_update(&h, "\nqwen2.5:0.5b\n", 14);
+	sha256_final_hex(&h, hex);
+	snprintf(err, sizeof(err), "SELECT kind || '|' || endpoint || '|' || file_name || '|' || sha256 FROM models WHERE id = %lld",
+	    (long long)r1);
+	snprintf(mf, sizeof(mf), "remote|%s|qwen2.5:0.5b|%s", ep, hex);
+	CHECK(!strcmp(query_text(p, err, t, sizeof(t)), mf), "the remote row: %s", t);
+	CHECK(exec_sql(p, "INSERT INTO models(sha256, file_name, kind, endpoint, created) VALUES "
+	    "('x', 'qwen2.5:0.5b', 'remote', 'http://127.0.0.1:8000/v1', 1)") != 0, "the pair is unique");
+	CHECK(exec_sql(p, "INSERT INTO models(sha256, file_name, kind, created) VALUES ('y', 'z', 'cloud', 1)") != 0,
+	    "kind is file or remote");
+
+	/* A conversation with a remote reply and a local one. */
+	store_conv_new(s, r1, NULL, "the server's (remote)", NULL, &conv);
+	store_msg_add(s, conv, "user", "Hi", &u);
+	g = gen("remote words");
+	g.fed = fed;
+	g.n_fed = 1;
+	g.model_id = r1;
+	g.prompt_text = "{\"model\":\"qwen2.5:0.5b\"}";
+	g.n_gen = 2;
+	CHECK(store_gen_add(s, conv, 0, &g, &gr, &msg) == 0, "remote reply: %s", store_errmsg(s));
+	g = gen("local words");
+	g.fed = fed;
+	g.n_fed = 1;
+	g.model_id = fm;
+	g.n_ctx = 128;
+	g.n_ctx_used = 20;
+	CHECK(store_gen_add(s, conv, msg, &g, &gf, NULL) == 0, "local reply: %s", store_errmsg(s));
+	snprintf(err, sizeof(err), "SELECT COALESCE(n_ctx, 'NULL') || ' ' || COALESCE(n_ctx_used, 'NULL') FROM generations "
+	    "WHERE id = %lld", (long long)gr);
+	CHECK(!strcmp(query_text(p, err, t, sizeof(t)), "NULL NULL"), "an unknown context is NULL: %s", t);
+	store_rating_set(s, gr, "thumb", 1, NULL);
+	store_rating_set(s, gf, "thumb", 0, NULL);
+	CHECK(store_conv_recent(s, ci, 4, &nci) == 0 && nci == 1 && !strcmp(ci[0].model, "qwen2.5:0.5b @ http://127.0.0.1:8000/v1") &&
+	    ci[0].n_models == 2 && strstr(ci[0].models, "qwen2.5:0.5b @ http://127.0.0.1:8000/v1, local.gguf"),
+	    "the history names the remote model: %s / %s", ci[0].model, ci[0].models);
+	out = capture_show(s, conv);
+	CHECK(out && strstr(out, "with qwen2.5:0.5b @ http://127.0.0.1:8000/v1 (remote)") && strstr(out, "model local.gguf"),
+	    "history show: %s", out ? out : "");
+	free(out);
+
+	memset(&o, 0, sizeof(o));
+	o.format = STORE_SFT;
+	o.min_rating = 1;
+	o.include_incomplete = 1;
+	{
+		static const struct {
+			const char *model;
+			int lines;
+			const char *has;
+		} cases[] = {
+			{ "remote", 1, "remote words" }, { "qwen2.5", 1, "remote words" }, { "127.0.0.1:8000", 1, "remote words" },
+			{ "file", 1, "local words" }, { "local.gguf", 1, "local words" }, { "other-host", 0, NULL },
+		};
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			o.model = cases[i].model;
+			out = export_to(s, &o, &n);
+			CHECK(out && n.lines == cases[i].lines && (!cases[i].has || strstr(out, cases[i].has)),
+			    "export --model %s: %d lines: %s", cases[i].model, n.lines, out ? out : "");
+			free(out);
+		}
+	}
+	store_close(s);
+}
+
 static void
 test_readonly_open(void)
 {
@@ -1226,6 +1330,7 @@ main(void)
 	test_tree();
 	test_chatlog();
 	test_export_truth();
+	test_remote_models();
 	test_readonly_open();
 	test_create_race();
 	test_crashes();

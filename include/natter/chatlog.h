@@ -17,13 +17,20 @@ struct store;
  */
 struct chatlog {
 	struct store *s;           /* NULL: nothing is recorded */
-	int64_t model_id;          /* the session's model (store_model): recorded with each reply */
+	int64_t model_id;          /* the session's model (chatlog_model): recorded with each reply */
 	int64_t conv;              /* 0 until the first message */
 	int64_t last_msg;          /* the assistant message being answered or regenerated */
 	int64_t last_gen;          /* the generation shown last (what /rate rates) */
 	const char *template_name;
 };
 
+/* Records the model session C's replies come from, for every reply
+ * recorded from now on: over a remote server, its endpoint and model id
+ * (store_model_remote); in this process, the model file MODEL_PATH
+ * (store_model hashes it once; NULL: none recorded).  Sets
+ * L->template_name too.  Returns 0, or -1 with store_errmsg(L->s)
+ * explaining (L->model_id is then 0: the replies are still recorded). */
+int chatlog_model(struct chatlog *l, struct chat *c, const char *model_path);
 /* Records the user's message C just received (committed before returning),
  * unless the session cannot answer it (chat_check: longer than the
  * context, refused by the template): such a message is not a turn of the

@@ -158,7 +158,9 @@ export_usage(FILE *out)
 	fprintf(out, "--min-rating N       a good reply: N stars or more (thumbs up counts 5, down 1); default 4\n"
 	    "--include-incomplete also replies that were stopped or cut off (context, max tokens, error)\n"
 	    "--include-legacy     also replies from before schema 3, their prompt rebuilt from the\n"
-	    "                     conversation as stored (what they were fed was not recorded)\n");
+	    "                     conversation as stored (what they were fed was not recorded)\n"
+	    "--model SHA|NAME     replies by a model whose SHA-256 starts with, or whose file name\n"
+	    "                     (remote: model id or endpoint) contains, this; remote or file: all such\n");
 }
 
 int

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natter/chat-engine.h"
 #include "natter/chat.h"
 #include "natter/chatlog.h"
 #include "natter/store.h"
@@ -29,6 +30,26 @@ end_of(enum chat_stop s)
 		if (stop_ends[i].stop == s)
 			return stop_ends[i].end;
 	return STORE_END_UNKNOWN;
+}
+
+int
+chatlog_model(struct chatlog *l, struct chat *c, const char *model_path)
+{
+	struct chat_engine_info i;
+	int rc = 0;
+
+	l->model_id = 0;
+	if (!l->s)
+		return 0;
+	l->template_name = chat_template_name(c);
+	chat_engine_info(c, &i);
+	if (i.endpoint && i.model)
+		rc = store_model_remote(l->s, i.endpoint, i.model, &l->model_id);
+	else if (model_path)
+		rc = store_model(l->s, model_path, i.arch ? i.arch : "", i.type_name ? i.type_name : "", &l->model_id);
+	if (rc < 0)
+		l->model_id = 0;
+	return rc;
 }
 
 int

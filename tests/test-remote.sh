@@ -297,6 +297,26 @@ import json, sys
 e = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l).get("model") == "openai"][-1]
 print(any(k in e["fields"] for k in ("top_k", "min_p", "repeat_penalty", "repetition_penalty")))' "$tmp/replay.log")"
 
+# Ctrl-C stops a reply: while it streams (the server sees the client leave), and while the server
+# sends nothing at all (no need to wait for the read timeout).
+for f in slow stall; do
+	printf 'Go on\n' > "$tmp/int.in"
+	"$NATTER_BIN" chat --plain --remote "$URL" -m "$f" --db "$tmp/int-$f.db" <"$tmp/int.in" >"$tmp/int-$f.out" \
+		2>"$tmp/int-$f.err" &
+	np=$!
+	started() { grep -q "Waiting\|word2 " "$tmp/int-$f.out"; }
+	until_ok started && ok || bad "$f: no reply before Ctrl-C: $(cat "$tmp/int-$f.out")"
+	kill -INT $np
+	gone() { ! kill -0 $np 2>/dev/null; }
+	until_ok gone && ok || { bad "$f: Ctrl-C did not stop the reply"; kill $np; }
+	wait $np
+	check "$f: status after Ctrl-C" 0 $?
+	has "$f: told" "$tmp/int-$f.err" "[natter: reply stopped]"
+	check "$f: the part kept, marked stopped" "stopped" "$(q "$tmp/int-$f.db" "SELECT end_reason FROM generations")"
+done
+left() { grep -q '"model": "slow".*"outcome": "client left after' "$tmp/replay.log"; }
+until_ok left && ok || bad "the server did not see the client leave: $(grep '"slow"' "$tmp/replay.log")"
+
 # No server there; a name that does not resolve; URLs refused before anything is sent.
 free=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$free" -m x --db "$tmp/refused.db" \

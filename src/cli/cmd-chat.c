@@ -23,12 +23,20 @@
 #include "natter/ui.h"
 
 static volatile sig_atomic_t interrupted;
+/* The session whose reply is being generated (NULL between replies):
+ * Ctrl-C stops it at once, even while no piece arrives (a prompt being
+ * read, a server that has not answered yet).  chat_cancel only stores to
+ * a lock-free atomic, which a signal handler may do. */
+static struct chat *volatile generating;
 
 static void
 on_sigint(int sig)
 {
+	struct chat *c = generating;
 	(void)sig;
 	interrupted = 1;
+	if (c)
+		chat_cancel(c);
 }
 
 struct out_ctx {
@@ -398,8 +406,12 @@ cmd_chat(int argc, char **argv)
 		}
 		free(line);
 		if (gen || regen) {
-			int r = regen ? chat_regenerate(c, on_piece, &out, &last, err, sizeof(err)) :
+			int r;
+			chat_cancel_reset(c);   /* a Ctrl-C between two replies stops neither */
+			generating = c;
+			r = regen ? chat_regenerate(c, on_piece, &out, &last, err, sizeof(err)) :
 			    chat_generate(c, on_piece, &out, &last, err, sizeof(err));
+			generating = NULL;
 			if (r < 0) {
 				int n = chat_n_messages(c);
 				fprintf(stderr, "error: %s\n", err);

@@ -352,6 +352,9 @@ print(e["auth"])' "$tmp/replay.log")"
 # --remote on the command line: the config file's model is not the server's.
 printf 'Hello\n' | NATTER_REMOTE_KEY=$key "$NATTER_BIN" chat --plain --remote "$URL" --no-history >/dev/null 2>"$tmp/cfg2.err"
 has "config model not used with --remote" "$tmp/cfg2.err" "choose one with --model NAME"
+# -m naming a model file: chatted with here, whatever the config file's server.
+printf 'Hello\n' | NATTER_REMOTE_KEY=$key "$NATTER_BIN" chat --plain -m "$M" -n 2 --db "$tmp/local.db" >/dev/null 2>"$tmp/local.err"
+check "config server, -m FILE: a local model" "file|1" "$(q "$tmp/local.db" "SELECT md.kind, count(*) FROM generations g JOIN models md ON md.id = g.model_id")"
 rm -f "$XDG_CONFIG_HOME/natter/config"
 
 # --- 3. The key: in no database, no output, no log, no config file ---

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "natter/chat.h"
@@ -40,6 +41,15 @@ cli_remote_opts(const struct cli_chat_args *a, struct remote_opts *ro)
 	ro->connect_timeout_s = a->connect_timeout_s;
 	ro->read_timeout_s = a->read_timeout_s;
 	return 0;
+}
+
+int
+cli_remote_wanted(struct cli_chat_args *a, const char *cli_model)
+{
+	struct stat st;
+	if (a->remote && !a->remote_on_cli && cli_model && stat(cli_model, &st) == 0 && S_ISREG(st.st_mode))
+		a->remote = NULL;
+	return a->remote != NULL;
 }
 
 int

@@ -99,6 +99,10 @@ int cli_config_get(const char *key, const char **value);
  * error.  Before any thread starts.
  */
 int cli_remote_session(const struct cli_chat_args *a, const char *cli_model, struct chat **out);
+/* Whether the chat goes to A->remote: yes, unless the server came from
+ * the config file and -m (CLI_MODEL) names a file that exists, which is
+ * then chatted with here (A->remote is cleared). */
+int cli_remote_wanted(struct cli_chat_args *a, const char *cli_model);
 /* The remote options as remote.h takes them, the key read as above;
  * returns 0, or -1 after printing an error (a named variable unset). */
 struct remote_opts;

@@ -302,6 +302,7 @@ cmd_chat(int argc, char **argv)
 			return 2;
 		}
 	}
+	cli_remote_wanted(&args, path);
 	if (!path && !args.remote)
 		path = args.model;
 	if (!path && !args.remote) {

@@ -54,7 +54,7 @@ cmd_ui(int argc, char **argv)
 		cli_error("unexpected argument '%s' (see natter --help)", argv[optind]);
 		return 2;
 	}
-	if (args.remote) {
+	if (cli_remote_wanted(&args, o.model_path)) {
 		/* -m names the server's model; the session is made here, before
 		 * the screen and its threads. */
 		if (cli_remote_session(&args, o.model_path, &o.session) < 0)

@@ -69,6 +69,10 @@ shows "context +unknown" && ok || bad "context line: $(screen)"
 T send-keys -t ui "Tell me a long story" Enter
 wait_for "word3 " 10 && ok || bad "the reply did not stream: $(screen)"
 shows "state +generating" && ok || bad "not generating while it streams: $(screen)"
+# The temperature changes while the reply streams: the request already went with 0.80.
+T send-keys -t ui Tab Tab Right
+both() { cap=$(screen); echo "$cap" | grep -Eq "temp +0\.85" && echo "$cap" | grep -Eq "state +generating"; }
+DEADLINE=10 until_ok both && ok || bad "the temperature did not change while the reply streamed: $(screen)"
 T send-keys -t ui Escape
 wait_for "state +stopped" 10 && ok || bad "Esc did not stop the reply: $(screen)"
 left() { grep -q '"model": "slow".*"outcome": "client left after' "$tmp/replay.log"; }
@@ -84,6 +88,22 @@ words=$(q "SELECT length(content) - length(replace(content, ' ', '')) FROM gener
 shows "reply +[1-9][0-9]* pieces" && shows "context +unknown" && ok || bad "stats after the stop: $(screen)"
 [ "$(q "SELECT md.kind || ' ' || md.endpoint FROM generations g JOIN models md ON md.id = g.model_id")" = "remote $URL/v1" ] &&
 	ok || bad "the generation does not record the endpoint"
+# Recorded with what its request was sent with; the next request gets the new temperature.
+[ "$(q "SELECT round(temp, 2) FROM generations ORDER BY id DESC LIMIT 1")" = "0.8" ] && ok ||
+	bad "the stopped reply records temp $(q "SELECT temp FROM generations ORDER BY id DESC LIMIT 1"), not the 0.8 it was sent with"
+T send-keys -t ui "Again" Enter
+wait_for "state +generating" 10 || bad "the second reply did not start: $(screen)"
+# Text has come (the pane counts it while the reply runs): the request reached the server.
+wait_for "reply +[1-9][0-9]* tokens" 10 || bad "the second reply did not stream: $(screen)"
+T send-keys -t ui Escape
+wait_for "state +stopped" 10 && ok || bad "Esc did not stop the second reply: $(screen)"
+slow2() { [ "$(grep -c '"model": "slow"' "$tmp/replay.log")" -ge 2 ]; }
+DEADLINE=10 until_ok slow2 || bad "the second request is not in the server's log"
+temps=$("$PY" -c '
+import json, sys
+print(" ".join(str(json.loads(l)["temperature"]) for l in open(sys.argv[1]) if json.loads(l).get("model") == "slow"))' "$tmp/replay.log")
+[ "$temps" = "0.8 0.85" ] && ok || bad "the temperatures sent: [$temps]"
+[ "$(q "SELECT round(temp, 2) FROM generations ORDER BY id DESC LIMIT 1")" = "0.85" ] && ok || bad "the second reply's temperature"
 
 # 3. The server's own figures in the statistics pane (llama-server's usage and timings).
 start llama-server

@@ -29,6 +29,7 @@
 struct chat;
 struct chat_stats;
 struct chat_run;
+struct sampler_params;
 
 /* One message as an engine is given it.  The system prompt, when there is
  * one, comes first with role "system". */
@@ -139,5 +140,9 @@ void chat_run_progress(struct chat_run *r, int done, int total);
 /* An engine that knows the speeds better than the session's clock (the
  * server's own timings) sets them; the session then keeps them. */
 void chat_run_set_rates(struct chat_run *r, double prompt_tps, double gen_tps);
+/* An engine that reads the parameters once (a request sent with them)
+ * says which: chat_reply_params then reports these, not those in force
+ * when the reply ended. */
+void chat_run_set_params(struct chat_run *r, const struct sampler_params *p, int max_tokens);
 
 #endif

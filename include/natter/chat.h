@@ -166,7 +166,13 @@ void chat_cancel(struct chat *c);
  * thread that starts generations, after it has learnt that the last one
  * ended and before it starts the next. */
 void chat_cancel_reset(struct chat *c);
-/* Sampling parameters, applied from the next token on.  Any thread. */
+/* The parameters the last reply was produced under: those in force when
+ * it ended (a change made while it streamed applied from the next token),
+ * or, over an engine that sends them once (a remote server), those sent
+ * with its request.  The session's thread. */
+void chat_reply_params(const struct chat *c, struct sampler_params *p, int *max_tokens);
+/* Sampling parameters, applied from the next token on (over a remote
+ * server: from the next request).  Any thread. */
 void chat_set_params(struct chat *c, const struct sampler_params *p);
 void chat_get_params(struct chat *c, struct sampler_params *p);
 void chat_set_max_tokens(struct chat *c, int max_tokens);

@@ -39,8 +39,9 @@ int chatlog_model(struct chatlog *l, struct chat *c, const char *model_path);
 int chatlog_user(struct chatlog *l, struct chat *c);
 /* Records the reply C just produced with everything it was produced
  * under: the model, the template, the messages and the rendered prompt it
- * was fed, the sampling settings in force when it ended (a change made
- * while it streamed applied from the next token), the seed, statistics
+ * was fed, the sampling settings it was produced under (chat_reply_params:
+ * in force when it ended, a change made while it streamed applying from
+ * the next token; over a remote server, those sent), the seed, statistics
  * and how it ended.  A
  * regeneration (an alternative, chat_regenerate) is recorded as another
  * generation of the same message.  REGEN is kept for front ends that

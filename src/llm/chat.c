@@ -57,6 +57,9 @@ struct chat {
 	chat_progress_fn progress;
 	void *progress_ctx;
 
+	struct sampler_params reply_sp;   /* what the last reply was produced under (chat_reply_params) */
+	int reply_max_tokens;
+
 	pthread_mutex_t mu;          /* guards sp and max_tokens */
 	struct sampler_params sp;
 	int max_tokens;
@@ -80,6 +83,9 @@ struct chat_run {
 	int oom;
 	int rates_set;               /* the engine set the speeds (chat_run_set_rates) */
 	double prompt_tps, gen_tps;
+	int params_set;              /* the engine said what it was sent with (chat_run_set_params) */
+	struct sampler_params sp;
+	int max_tokens;
 };
 
 void
@@ -140,8 +146,8 @@ chat_new_engine(const struct chat_engine_ops *ops, void *e, const struct chat_op
 	pthread_mutex_init(&c->mu, NULL);
 	c->ops = ops;
 	c->e = e;
-	c->sp = o->sp;
-	c->max_tokens = o->max_tokens;
+	c->sp = c->reply_sp = o->sp;
+	c->max_tokens = c->reply_max_tokens = o->max_tokens;
 	if (sampler_params_check(&c->sp, err, errlen) < 0)
 		goto fail;
 	for (int i = 0, k = 0; i < 8 && o->stop[i]; i++)
@@ -750,6 +756,22 @@ chat_run_progress(struct chat_run *r, int done, int total)
 }
 
 void
+chat_run_set_params(struct chat_run *r, const struct sampler_params *p, int max_tokens)
+{
+	r->params_set = 1;
+	r->sp = *p;
+	r->max_tokens = max_tokens;
+}
+
+void
+chat_reply_params(const struct chat *c, struct sampler_params *p, int *max_tokens)
+{
+	*p = c->reply_sp;
+	if (max_tokens)
+		*max_tokens = c->reply_max_tokens;
+}
+
+void
 chat_run_set_rates(struct chat_run *r, double prompt_tps, double gen_tps)
 {
 	r->rates_set = 1;
@@ -763,11 +785,15 @@ chat_run_set_rates(struct chat_run *r, double prompt_tps, double gen_tps)
 static int
 generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_stats *st, char *err, size_t errlen)
 {
-	struct chat_run run = { c, cb, cbctx, { 0 }, 0, 0, 0, 0, 0 };
+	struct chat_run run;
 	int n_dropped = 0, rc = -1, first = c->first;
 	double t0 = chat_now_ms();
 
 	memset(st, 0, sizeof(*st));
+	memset(&run, 0, sizeof(run));
+	run.c = c;
+	run.cb = cb;
+	run.cbctx = cbctx;
 	/* A stop requested before this point is not cleared: it stops this
 	 * reply (the front end pressed it while starting us). */
 	if (fit_prompt(c, chat_max_tokens(c), &first, err, errlen) < 0) {
@@ -798,6 +824,13 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		goto out;
 	}
 	st->n_dropped = n_dropped;
+	if (run.params_set) {
+		c->reply_sp = run.sp;
+		c->reply_max_tokens = run.max_tokens;
+	} else {
+		chat_get_params(c, &c->reply_sp);
+		c->reply_max_tokens = chat_max_tokens(c);
+	}
 	if (st->stop != CHAT_STOP_STRING && run.rep.len > run.rep.emitted) {
 		/* The reply is over: what was held back for a stop string that
 		 * never completed is shown. */

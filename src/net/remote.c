@@ -345,9 +345,9 @@ f2d(float f)
 
 /* The request for the conversation prepared last, under the session's
  * parameters now and what the server has refused so far.  *SEED gets the
- * seed sent.  Caller frees. */
+ * seed sent, *SENT and *SENT_MAX the parameters.  Caller frees. */
 static char *
-build_body(struct remote *r, struct chat *c, uint64_t *seed)
+build_body(struct remote *r, struct chat *c, uint64_t *seed, struct sampler_params *sent, int *sent_max)
 {
 	struct oai_req q;
 	struct sampler_params sp;
@@ -392,6 +392,8 @@ build_body(struct remote *r, struct chat *c, uint64_t *seed)
 	}
 	*seed = sp.seed == SAMPLER_SEED_RANDOM ? fresh_seed() : sp.seed;
 	q.seed = *seed;
+	*sent = sp;
+	*sent_max = max_tokens;
 	for (int i = 0; i < r->n_stops; i++)
 		q.stop[q.n_stop++] = r->stops[i];
 	json = oai_req_to_json(&q);
@@ -620,9 +622,11 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 	struct chat *c = chat_run_chat(run);
 	const char *headers[] = { "Content-Type: application/json", "Accept: text/event-stream", NULL };
 	char url[1100], herr[512];
-	int max_tokens = chat_max_tokens(c), rc = -1;
+	int rc = -1;
 	struct xfer x;
 	uint64_t seed;
+	struct sampler_params sent;
+	int sent_max;
 
 	snprintf(url, sizeof(url), "%s/chat/completions", r->base);
 	memset(&x, 0, sizeof(x));
@@ -632,13 +636,16 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		int hr;
 
 		free(r->body);
-		r->body = build_body(r, c, &seed);
+		r->body = build_body(r, c, &seed, &sent, &sent_max);
 		if (!r->body) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
 		r->body_len = strlen(r->body);
 		st->seed = seed;
+		/* The request is made with these: a change while it streams
+		 * applies to the next one. */
+		chat_run_set_params(run, &sent, sent_max);
 		memset(&x, 0, sizeof(x));
 		x.r = r;
 		x.run = run;
@@ -717,7 +724,7 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 			snprintf(err, errlen, "the server's content filter stopped the reply");
 			st->stop = CHAT_STOP_ERROR;
 		} else {
-			st->stop = stop_of(r, &x, max_tokens);
+			st->stop = stop_of(r, &x, sent_max);
 		}
 		if (x.in_think && st->stop != CHAT_STOP_STRING)
 			chat_run_piece(run, "</think>", 8);

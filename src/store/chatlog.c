@@ -77,7 +77,7 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 	struct store_gen g;
 	struct sampler_params sp;
 	struct store_turn *fed = NULL;
-	int i = chat_n_messages(c) - 1, k, n_fed = chat_prompt_n_messages(c), rc;
+	int i = chat_n_messages(c) - 1, k, n_fed = chat_prompt_n_messages(c), rc, max_tokens;
 	int64_t msg, gen;
 	size_t plen;
 
@@ -92,7 +92,7 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 		return -1;
 	for (int j = 0; j < n_fed; j++)
 		fed[j].content = chat_prompt_message(c, j, &fed[j].role);
-	chat_get_params(c, &sp);
+	chat_reply_params(c, &sp, &max_tokens);
 	memset(&g, 0, sizeof(g));
 	g.content = chat_alt_content(c, i, k);
 	g.end = end_of(st->stop);
@@ -113,7 +113,7 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 	g.frequency_penalty = sp.frequency_penalty;
 	g.penalty_last_n = sp.penalty_last_n;
 	g.seed = st->seed;
-	g.max_tokens = chat_max_tokens(c);
+	g.max_tokens = max_tokens;
 	g.n_prompt = st->n_prompt;
 	g.n_reused = st->n_reused;
 	g.n_gen = st->n_gen;

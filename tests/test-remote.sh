@@ -231,6 +231,9 @@ check "ended-early: kept" "error|Almost there" "$(stored ended-early)"
 run malformed "Go on"
 has "malformed: message" "$tmp/malformed.err" "the server sent something that is not an OpenAI stream event"
 check "malformed: kept" "error|Broken" "$(stored malformed)"
+run html "Go on"
+has "html: message" "$tmp/html.err" "error: the server answered with text/html; charset=utf-8, not an event stream: is $URL/v1 an OpenAI-compatible API?"
+check "html: no reply, the message kept" "0|1" "$(q "$tmp/html.db" "SELECT (SELECT count(*) FROM generations), (SELECT count(*) FROM messages WHERE role = 'user')")"
 run stall "Go on" --read-timeout 1
 has "stall: message" "$tmp/stall.err" "the reply broke off: the server sent nothing for 1 s (--read-timeout)"
 check "stall: kept" "error|Waiting" "$(stored stall)"
@@ -304,7 +307,7 @@ for f in slow stall; do
 	"$NATTER_BIN" chat --plain --remote "$URL" -m "$f" --db "$tmp/int-$f.db" <"$tmp/int.in" >"$tmp/int-$f.out" \
 		2>"$tmp/int-$f.err" &
 	np=$!
-	started() { grep -q "Waiting\|word2 " "$tmp/int-$f.out"; }
+	started() { grep -q "Waiting\|word2 " "$tmp/int-$f.out" 2>/dev/null; }
 	until_ok started && ok || bad "$f: no reply before Ctrl-C: $(cat "$tmp/int-$f.out")"
 	kill -INT $np
 	gone() { ! kill -0 $np 2>/dev/null; }

@@ -285,9 +285,9 @@ cmd_chat(int argc, char **argv)
 		}
 		case 'h':
 			printf("usage: natter chat -m FILE --plain [--system TEXT] [--chat-template NAME|FILE] [-c N] [-t N]\n"
-			    "       natter chat --remote URL [-m NAME] --plain [--api-key-env VAR] [OPTIONS]\n"
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
 			    "       [--max-tokens N] [--stop STRING]... [--db FILE | --no-history] [--resume ID]\n"
+			    "       natter chat --remote URL [-m NAME] --plain [--api-key-env VAR] [the options above]\n"
 			    "%s"
 			    "Commands: ", cli_remote_help);
 			{

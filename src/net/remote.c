@@ -408,6 +408,7 @@ struct xfer {
 	struct chat_stats *st;
 	struct sse_reader *sse;
 	int json_body;               /* the server answered with JSON, not a stream */
+	char ctype[96];              /* its Content-Type ("" when none) */
 	char *jbuf;                  /* that JSON */
 	size_t jlen, jcap;
 	int done;                    /* [DONE] arrived */
@@ -520,6 +521,7 @@ on_head(void *arg, const struct http_resp *resp)
 	const char *ct = http_resp_header(resp, -1, "Content-Type");
 	/* A server that ignores "stream" answers with the whole reply. */
 	x->json_body = ct && strstr(ct, "json") && !strstr(ct, "event-stream");
+	server_text(x->r, ct ? ct : "", x->ctype, sizeof(x->ctype));
 	return 0;
 }
 
@@ -716,6 +718,11 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 			snprintf(err, errlen, "%s", x.err);
 		} else if (hr != 0) {
 			transport_message(r, &resp, "the reply broke off", herr, err, errlen);
+			st->stop = CHAT_STOP_ERROR;
+		} else if (!x.done && !x.finish[0] && !x.pieces && x.ctype[0] && !strstr(x.ctype, "event-stream")) {
+			/* A proxy's page, say: nothing of an OpenAI stream at all. */
+			snprintf(err, errlen, "the server answered with %s, not an event stream: is %s an "
+			    "OpenAI-compatible API?", x.ctype, r->base);
 			st->stop = CHAT_STOP_ERROR;
 		} else if (!x.done && !x.finish[0]) {
 			snprintf(err, errlen, "the stream ended before the reply did (no finish_reason, no [DONE])");

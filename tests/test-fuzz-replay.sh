@@ -2,7 +2,9 @@
 # test-fuzz-replay.sh -- the inputs that once broke a fuzz target, replayed on every build.
 : "${NATTER_FIXTURES:=../shared/fixtures}"
 : "${NATTER_SRCDIR:=.}"
-B=$(dirname "$0")
+# The replayers are built programs: next to natter's build (out-of-tree
+# builds keep the script in the source tree and the programs in the build).
+if [ -n "${NATTER_BIN:-}" ]; then B="$(dirname "$NATTER_BIN")/tests"; else B=$(dirname "$0"); fi
 R="$NATTER_SRCDIR/fuzz/regress"
 pass=0; fail=0
 ok() { pass=$((pass + 1)); }

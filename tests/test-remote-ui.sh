@@ -136,6 +136,7 @@ T send-keys -t ui F5
 sent_again() { [ "$(grep -c '"model": "ratelimit"' "$tmp/replay.log")" -gt "$n1" ]; }
 DEADLINE=10 until_ok sent_again && ok || bad "F5 did not send the message again"
 [ "$(q "SELECT count(*) FROM messages WHERE content = 'Please'")" = 1 ] && ok || bad "the message was stored twice or not at all"
+
 stop
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

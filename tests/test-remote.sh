@@ -132,17 +132,18 @@ run() {
 		--connect-timeout 5 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
 	echo $? >"$tmp/$name.rc"
 }
-# expect_text NAME [CUT]: the reply the fixture carries (its content deltas; reasoning inside
-# <think></think>), computed from the fixture itself; CUT: only the events before that byte.
+# expect_text NAME [CUT [PART]]: the reply the fixture carries (its content deltas; PART
+# "reasoning": its reasoning_content deltas), computed from the fixture itself; CUT: only the
+# events before that byte.
 expect_text() {
-	"$PY" - "$D/$1.sse" "${2:-}" <<'EOF'
+	"$PY" - "$D/$1.sse" "${2:-}" "${3:-answer}" <<'EOF'
 import json, sys
 raw = open(sys.argv[1], "rb").read()
 head, _, body = raw.partition(b"\n\n")
 if sys.argv[2]:
     body = body[:int(sys.argv[2])]
     body = body[:body.rfind(b"\n\n") + 2]
-text, think = "", False
+text, reasoning = "", ""
 for ev in body.replace(b"\r\n", b"\n").split(b"\n\n"):
     data = [l[5:].lstrip(b" ") for l in ev.split(b"\n") if l.startswith(b"data:")]
     if not data or data[0] == b"[DONE]":
@@ -156,17 +157,9 @@ for ev in body.replace(b"\r\n", b"\n").split(b"\n\n"):
     for c in d.get("choices", []):
         delta = c.get("delta", {})
         r, t = delta.get("reasoning_content"), delta.get("content")
-        if r:
-            if not think:
-                text += "<think>"
-            think = True
-            text += r
-        if t:
-            if think:
-                text += "</think>\n\n"
-                think = False
-            text += t
-sys.stdout.write(text)
+        reasoning += r or ""
+        text += t or ""
+sys.stdout.write(reasoning if sys.argv[3] == "reasoning" else text)
 EOF
 }
 # stored NAME: the last generation's end and content, "end|content".
@@ -174,7 +167,7 @@ stored() { q "$tmp/$1.db" "SELECT end_reason || '|' || content FROM generations 
 user_kept() { check "$1: the user's message is in the history" "$2" "$(q "$tmp/$1.db" "SELECT count(*) FROM messages WHERE role = 'user'")"; }
 
 # The engines' streams: each reply whole, as the history records it, with the server's counts.
-for f in openai vllm llama-server ollama tgi keepalive vllm-reasoning; do
+for f in openai vllm llama-server ollama tgi keepalive; do
 	run "$f" "Say something" --stop NEVER-SEEN
 	check "$f: status" 0 "$(cat "$tmp/$f.rc")"
 	want=$(expect_text "$f")
@@ -198,6 +191,57 @@ has "llama-server: /stats shows the cache" "$tmp/llama-server.out" "prompt: 8 ne
 run tgi "Stats please
 /stats"
 has "tgi: counted pieces said so" "$tmp/tgi.out" "reply: 3 pieces (the server reported no token count)"
+# A server's reasoning (vLLM's reasoning_content) is the reply's reasoning, kept apart from its
+# answer as a model's in this process is: printed marked off, stored apart, fed back as the
+# answer alone, exported only with --reasoning keep.  It passes through the session's tags,
+# whichever they are; the server's usage counts no reasoning tokens, so none are recorded.
+for tags in default "<r> </r>"; do
+	set -- "Say something
+Go on
+/stats"
+	[ "$tags" = default ] || set -- "$@" --think-tags "$tags"
+	rm -f "$tmp/vllm-reasoning.db"
+	run vllm-reasoning "$@"
+	check "vllm-reasoning ($tags): status" 0 "$(cat "$tmp/vllm-reasoning.rc")"
+	want_r=$(expect_text vllm-reasoning "" reasoning)
+	want_a=$(expect_text vllm-reasoning)
+	[ -n "$want_r" ] && [ -n "$want_a" ] && ok || bad "vllm-reasoning: the fixture holds no reasoning or no answer"
+	has "vllm-reasoning ($tags): printed apart" "$tmp/vllm-reasoning.out" "[reasoning]
+| $want_r
+[answer]
+$want_a"
+	check "vllm-reasoning ($tags): stored apart" "finished|$want_a|$want_r|NULL|8" \
+		"$(q "$tmp/vllm-reasoning.db" "SELECT end_reason || '|' || content || '|' || reasoning || '|' ||
+			COALESCE(n_reasoning, 'NULL') || '|' || n_gen FROM generations ORDER BY id LIMIT 1")"
+	check "vllm-reasoning ($tags): the message is the answer" "$want_a" \
+		"$(q "$tmp/vllm-reasoning.db" "SELECT content FROM messages WHERE role = 'assistant' ORDER BY id LIMIT 1")"
+	has "vllm-reasoning ($tags): /stats counts its pieces" "$tmp/vllm-reasoning.out" \
+		"reasoning: 2 pieces (the server reported no count of its tokens)"
+done
+"$PY" - "$tmp/replay.log" >"$tmp/r-sent.out" <<'EOF'
+import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e.get("model") == "vllm-reasoning" and len(e["messages"]) > 1:
+        print(e["messages"][1])
+EOF
+check "vllm-reasoning: the next request has the answer alone" "assistant:$want_a
+assistant:$want_a" "$(cat "$tmp/r-sent.out")"
+g=$(q "$tmp/vllm-reasoning.db" "SELECT id FROM generations ORDER BY id LIMIT 1")
+"$NATTER_BIN" rate --db "$tmp/vllm-reasoning.db" "$g" up >/dev/null 2>&1
+check "vllm-reasoning: rated" 0 $?
+"$NATTER_BIN" export --db "$tmp/vllm-reasoning.db" --format sft -o "$tmp/r-drop.jsonl" 2>/dev/null
+"$NATTER_BIN" export --db "$tmp/vllm-reasoning.db" --format sft --reasoning keep -o "$tmp/r-keep.jsonl" 2>/dev/null
+check "vllm-reasoning: export drops the reasoning" "$want_a" "$("$PY" -c '
+import json, sys
+print(json.loads(open(sys.argv[1]).readline())["messages"][-1]["content"])' "$tmp/r-drop.jsonl")"
+check "vllm-reasoning: export --reasoning keep" "<think>
+$want_r
+</think>
+
+$want_a" "$("$PY" -c '
+import json, sys
+print(json.loads(open(sys.argv[1]).readline())["messages"][-1]["content"])' "$tmp/r-keep.jsonl")"
 # What natter sent: the model, the messages, the fields; the key as a bearer token.
 "$PY" - "$tmp/replay.log" >"$tmp/sent.out" <<'EOF'
 import json, sys

@@ -77,7 +77,7 @@ run_cases(const char *dir, const char *base, const char *src, const struct tok_v
 		struct tmpl_msg msgs[32];
 		int n = 0, rc;
 		struct tmpl_opts o = { cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt")), bos, eos,
-			fixture_now() };
+			fixture_now(), 0 };
 		char *out = NULL;
 		size_t outlen = 0;
 
@@ -173,7 +173,7 @@ render(const char *src, int *rc)
 	char *out;
 	size_t len;
 	struct tmpl_msg m[2] = { { "user", "Hi" }, { "assistant", "Yo" } };
-	struct tmpl_opts o = { 1, "<s>", "</s>", fixture_now() };
+	struct tmpl_opts o = { 1, "<s>", "</s>", fixture_now(), 0 };
 
 	if (tmpl_compile(src, strlen(src), &t, err, sizeof(err)) < 0) {
 		*rc = -3;
@@ -274,6 +274,23 @@ main(void)
 	int n_ok = 0, n_all = 0;
 
 	test_engine();
+	/* The template keeps its own copy of the source: the caller's buffer
+	 * may be freed (here: overwritten, then freed) before rendering. */
+	{
+		const char text[] = "Hello {{ messages[0].content }} and goodbye.";
+		char *src = strdup(text), err[256], *out = NULL;
+		struct tmpl *t = NULL;
+		struct tmpl_msg m = { "user", "world" };
+		struct tmpl_opts o = { 0 };
+		size_t len;
+		CHECK(src && tmpl_compile(src, strlen(src), &t, err, sizeof(err)) == 0, "compile: %s", err);
+		memset(src, 'X', strlen(src));
+		free(src);
+		CHECK(t && tmpl_render(t, &m, 1, &o, &out, &len, err, sizeof(err)) == 0 &&
+		    !strcmp(out, "Hello world and goodbye."), "render after the source is gone: '%s'", out ? out : err);
+		free(out);
+		tmpl_free(t);
+	}
 	if (!dir) {
 		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
 		return test_done("test-tmpl");

@@ -6,12 +6,14 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "llm/pool.h"
 #include "natter/gguf-write.h"
 #include "natter/gguf.h"
 #include "natter/llm.h"
 #include "natter/lora.h"
 #include "natter/quant.h"
 #include "natter/sha256.h"
+#include "natter/tok.h"
 #include "natter/train.h"
 #include "test.h"
 
@@ -159,7 +161,7 @@ op_loss(void *vctx)
 	case OP_XENT:
 		return tops_xent(c->x, c->T, c->D, c->target, c->mask, c->norm, NULL, NULL) / c->norm;
 	case OP_LINEAR:
-		tlinear_fwd(c->lin, c->x, c->T, c->train, c->seed, c->y, c->lu, c->scratch);
+		tlinear_fwd(c->lin, NULL, c->x, c->T, c->train, c->seed, c->y, c->lu, c->scratch);
 		return dot_d(c->r, c->y, (size_t)c->T * c->lin->w.n_out);
 	}
 	return 0;
@@ -326,6 +328,64 @@ test_attention(void)
 	}
 }
 
+/* The blocked attention (sgemm over blocks of 64 queries, what the training model runs)
+ * against the scalar reference, across block boundaries, with each KV head done by its own
+ * call as the threads split them. */
+static void
+test_attention_blocked(void)
+{
+	enum { T = 150, H = 6, HKV = 2, HD = 16 };
+	static const struct { int window; float cap; } cases[] = { { 0, 0.0f }, { 70, 0.0f }, { 0, 2.0f }, { 9, 2.0f } };
+	const size_t NQ = (size_t)T * H * HD, NK = (size_t)T * HKV * HD;
+	float *buf = malloc(sizeof(float) * (4 * NQ + 2 * NK + 2 * (size_t)H * T + 6 * NK + 2 * NQ));
+	float *q = buf, *r = q + NQ, *o[2], *lse[2], *k, *v, *dk[2], *dv[2], *dq[2];
+	float *scr = malloc(tops_attn_scratch_floats(T) * sizeof(float));
+	double worst = 0;
+
+	o[0] = r + NQ;
+	o[1] = o[0] + NQ;
+	k = o[1] + NQ;
+	v = k + NK;
+	lse[0] = v + NK;
+	lse[1] = lse[0] + (size_t)H * T;
+	dk[0] = lse[1] + (size_t)H * T;
+	dk[1] = dk[0] + NK;
+	dv[0] = dk[1] + NK;
+	dv[1] = dv[0] + NK;
+	dq[0] = dv[1] + NK;
+	dq[1] = dq[0] + NQ;
+	fill(q, NQ, 1.0);
+	fill(k, NK, 1.0);
+	fill(v, NK, 1.0);
+	fill(r, NQ, 1.0);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct tattn a = { H, HKV, HD, 0.25f, cases[c].window, cases[c].cap };
+		double e = 0, m = 0;
+		memset(dk[0], 0, sizeof(float) * (4 * NK + 2 * NQ));
+		tops_attn_fwd(&a, q, k, v, T, o[0], lse[0]);
+		tops_attn_bwd(&a, q, k, v, o[0], lse[0], r, T, dq[0], dk[0], dv[0]);
+		for (int kv = 0; kv < HKV; kv++)
+			tops_attn_fwd_blocked(&a, q, k, v, T, o[1], lse[1], kv, kv + 1, scr);
+		for (int kv = 0; kv < HKV; kv++)
+			tops_attn_bwd_blocked(&a, q, k, v, o[1], lse[1], r, T, dq[1], dk[1], dv[1], kv, kv + 1, scr);
+		for (size_t i = 0; i < NQ; i++) {
+			e = fmax(e, fmax(fabs((double)o[0][i] - o[1][i]), fabs((double)dq[0][i] - dq[1][i])));
+			m = fmax(m, fmax(fabs(o[0][i]), fabs(dq[0][i])));
+		}
+		for (size_t i = 0; i < NK; i++) {
+			e = fmax(e, fmax(fabs((double)dk[0][i] - dk[1][i]), fabs((double)dv[0][i] - dv[1][i])));
+			m = fmax(m, fmax(fabs(dk[0][i]), fabs(dv[0][i])));
+		}
+		for (size_t i = 0; i < (size_t)H * T; i++)
+			e = fmax(e, fabs((double)lse[0][i] - lse[1][i]));
+		worst = fmax(worst, e / m);
+	}
+	printf("  blocked attention (sgemm) vs the scalar reference, %d tokens: max rel. error %.1e\n", T, worst);
+	CHECK(worst <= 1e-5, "blocked attention differs from the reference by %.3g", worst);
+	free(buf);
+	free(scr);
+}
+
 static void
 test_glu(void)
 {
@@ -404,7 +464,7 @@ test_linear(void)
 	float A[RK * NI], B[NO * RK], dA[RK * NI], dB[NO * RK];
 	struct tlora lo = { RK, 0.7f, 0.25f, A, B, dA, dB };
 	struct tlinear l = { { W, GGML_TYPE_F32, NI, NO, NI * sizeof(float) }, bias, &lo };
-	float *scratch = malloc(tlinear_scratch_floats(&l, T) * sizeof(float));
+	float *scratch = malloc(tlinear_scratch_floats(&l, T, 1) * sizeof(float));
 	struct op_ctx c = { .kind = OP_LINEAR, .T = T, .x = x, .y = y, .r = r, .lin = &l, .lu = u, .scratch = scratch };
 
 	fill(W, NO * NI, 0.3);
@@ -417,11 +477,11 @@ test_linear(void)
 		char name[96];
 		c.train = train;
 		c.seed = 99;
-		tlinear_fwd(&l, x, T, train, 99, y, u, scratch);
+		tlinear_fwd(&l, NULL, x, T, train, 99, y, u, scratch);
 		memset(dx, 0, sizeof(dx));
 		memset(dA, 0, sizeof(dA));
 		memset(dB, 0, sizeof(dB));
-		tlinear_bwd(&l, x, T, train, 99, u, r, dx, scratch);
+		tlinear_bwd(&l, NULL, x, T, train, 99, u, r, dx, scratch);
 		snprintf(name, sizeof(name), "linear + LoRA%s: dx", train ? ", dropout 0.25" : "");
 		report_op(name, fd_check(op_loss, &c, x, dx, T * NI, 1e-2, 320));
 		snprintf(name, sizeof(name), "linear + LoRA%s: dA", train ? ", dropout 0.25" : "");
@@ -433,12 +493,12 @@ test_linear(void)
 	{
 		float y0[T * NO], y1[T * NO];
 		int differ = 0;
-		tlinear_fwd(&l, x, T, 0, 99, y0, u, scratch);
-		tlinear_fwd(&l, x, T, 1, 99, y1, u, scratch);
+		tlinear_fwd(&l, NULL, x, T, 0, 99, y0, u, scratch);
+		tlinear_fwd(&l, NULL, x, T, 1, 99, y1, u, scratch);
 		for (int i = 0; i < T * NO; i++)
 			differ += y0[i] != y1[i];
 		CHECK(differ > T * NO / 2, "dropout changed only %d of %d outputs", differ, T * NO);
-		tlinear_fwd(&l, x, T, 1, 100, y0, u, scratch);
+		tlinear_fwd(&l, NULL, x, T, 1, 100, y0, u, scratch);
 		CHECK(memcmp(y0, y1, sizeof(y0)) != 0, "another seed gives the same dropout mask");
 	}
 	free(scratch);
@@ -472,14 +532,14 @@ test_linear_quant(const char *dir)
 			float *W = malloc(sizeof(float) * NI * NO), *x = malloc(sizeof(float) * T * NI);
 			float *y = malloc(sizeof(float) * T * NO), *dy = malloc(sizeof(float) * T * NO);
 			float *dx = calloc((size_t)T * NI, sizeof(float));
-			float *scr = malloc(tlinear_scratch_floats(&l, T) * sizeof(float));
+			float *scr = malloc(tlinear_scratch_floats(&l, T, 1) * sizeof(float));
 			double e_fwd = 0, e_bwd = 0, ymax = 0, dxmax = 0;
 
 			q_traits_get(t->type)->to_float(t->data, W, (int64_t)NI * NO);
 			fill(x, (size_t)T * NI, 1.0);
 			fill(dy, (size_t)T * NO, 1.0);
-			CHECK(tlinear_fwd(&l, x, T, 0, 0, y, NULL, scr) == 0, "%s: forward", files[fi]);
-			CHECK(tlinear_bwd(&l, x, T, 0, 0, NULL, dy, dx, scr) == 0, "%s: backward", files[fi]);
+			CHECK(tlinear_fwd(&l, NULL, x, T, 0, 0, y, NULL, scr) == 0, "%s: forward", files[fi]);
+			CHECK(tlinear_bwd(&l, NULL, x, T, 0, 0, NULL, dy, dx, scr) == 0, "%s: backward", files[fi]);
 			for (int tt = 0; tt < T; tt++) {
 				for (int o = 0; o < NO; o++) {
 					double ref = dot_d(W + (size_t)o * NI, x + (size_t)tt * NI, NI);
@@ -1395,11 +1455,845 @@ out:
 	free(g.logits);
 }
 
+/* --- threads and recomputation --- */
+
+/* The gradient of one forward and backward (dropout on) of TM over SEQ, into G. */
+static void
+grad_of(struct tmodel *tm, const struct golden *seq, const int32_t *target, const uint8_t *mask, float *g)
+{
+	char err[256];
+	double nll;
+	tmodel_zero_grad(tm);
+	CHECK(tmodel_forward(tm, seq->tokens, seq->n - 1, 1, 77, NULL, err, sizeof(err)) == 0, "%s", err);
+	CHECK(tmodel_backward(tm, target, mask, 10.0, 1, &nll, NULL, err, sizeof(err)) == 0, "%s", err);
+	tmodel_grad_get(tm, g);
+}
+
+/*
+ * The same gradient on 1 and 3 threads (to rounding: BLAS sums the split rows in another
+ * order) and, with recomputation of each layer in the backward, bit for bit the same as
+ * without it on the same threads.  Dropout on, so that the recomputed layers must draw the
+ * same masks.
+ */
+static void
+test_threads_recompute(const char *dir, const char *model_name, const struct golden *seq)
+{
+	char path[4096], err[512];
+	struct llm_model *m = NULL;
+	struct tmodel *tm[4] = { NULL };
+	float *g[4] = { NULL };
+	int32_t target[64];
+	uint8_t mask[64];
+	size_t n = 0;
+
+	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, model_name);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	for (int t = 0; t < seq->n - 1; t++) {
+		target[t] = seq->tokens[t + 1];
+		mask[t] = t + 1 >= seq->n_prompt;
+	}
+	for (int k = 0; k < 4; k++) {
+		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR, .rank = 4, .alpha = 8.0f,
+			.init_b = 0.05f, .dropout = 0.1f, .seed = 4, .n_threads = k & 1 ? 3 : 1, .recompute = k >= 2 };
+		if (!strstr(model_name, "qwen2"))
+			o.targets |= TMODEL_OUTPUT;
+		if (tmodel_new(m, &o, &tm[k], err, sizeof(err)) < 0) {
+			CHECK(0, "%s: %s", model_name, err);
+			goto out;
+		}
+		n = tmodel_n_params(tm[k]);
+		g[k] = malloc(n * sizeof(float));
+		grad_of(tm[k], seq, target, mask, g[k]);
+	}
+	{
+		double scale = 0, diff = 0;
+		for (size_t i = 0; i < n; i++) {
+			scale = fmax(scale, fabs(g[0][i]));
+			diff = fmax(diff, fabs((double)g[0][i] - g[1][i]));
+		}
+		printf("  %-18s 3 threads vs 1: max |dg| %.1e of %.2g; recomputed layers: %s, %s\n", model_name, diff,
+		    scale, memcmp(g[0], g[2], n * sizeof(float)) ? "DIFFER" : "identical",
+		    memcmp(g[1], g[3], n * sizeof(float)) ? "DIFFER" : "identical");
+		CHECK(scale > 0 && diff <= 1e-5 * scale, "%s: gradient on 3 threads differs by %.3g (of %.3g)", model_name,
+		    diff, scale);
+		CHECK(memcmp(g[0], g[2], n * sizeof(float)) == 0, "%s: recomputation changes the gradient (1 thread)",
+		    model_name);
+		CHECK(memcmp(g[1], g[3], n * sizeof(float)) == 0, "%s: recomputation changes the gradient (3 threads)",
+		    model_name);
+	}
+out:
+	for (int k = 0; k < 4; k++) {
+		tmodel_free(tm[k]);
+		free(g[k]);
+	}
+	llm_model_free(m);
+}
+
+/* The frozen linear layer split among threads, against the calling thread alone. */
+static void
+test_linear_threads(void)
+{
+	enum { T = 37, NI = 96, NO = 1000, RK = 5 };
+	struct pool *p = pool_new(3);
+	float *W = malloc(sizeof(float) * NO * NI), *x = malloc(sizeof(float) * T * NI), *dy = malloc(sizeof(float) * T * NO);
+	float *y[2], *dx[2], *u[2], *da[2], *db[2], A[RK * NI], B[NO * RK];
+	double e = 0, s = 0;
+
+	fill(W, (size_t)NO * NI, 0.3);
+	fill(x, (size_t)T * NI, 1.0);
+	fill(dy, (size_t)T * NO, 1.0);
+	fill(A, RK * NI, 0.3);
+	fill(B, NO * RK, 0.3);
+	for (int k = 0; k < 2; k++) {
+		struct tlora lo = { RK, 0.7f, 0.2f, A, B, NULL, NULL };
+		struct tlinear l = { { W, GGML_TYPE_F32, NI, NO, NI * sizeof(float) }, NULL, &lo };
+		float *scr = malloc(tlinear_scratch_floats(&l, T, 3) * sizeof(float));
+		y[k] = malloc(sizeof(float) * T * NO);
+		u[k] = malloc(sizeof(float) * T * RK);
+		dx[k] = calloc((size_t)T * NI, sizeof(float));
+		lo.da = da[k] = calloc(RK * NI, sizeof(float));
+		lo.db = db[k] = calloc(NO * RK, sizeof(float));
+		CHECK(tlinear_fwd(&l, k ? p : NULL, x, T, 1, 5, y[k], u[k], scr) == 0, "threaded forward");
+		CHECK(tlinear_bwd(&l, k ? p : NULL, x, T, 1, 5, u[k], dy, dx[k], scr) == 0, "threaded backward");
+		free(scr);
+	}
+	for (size_t i = 0; i < (size_t)T * NO; i++) {
+		e = fmax(e, fabs((double)y[0][i] - y[1][i]));
+		s = fmax(s, fabs(y[0][i]));
+	}
+	for (size_t i = 0; i < (size_t)T * NI; i++)
+		e = fmax(e, fabs((double)dx[0][i] - dx[1][i]) / 1e2);
+	for (size_t i = 0; i < RK * NI; i++)
+		e = fmax(e, fabs((double)da[0][i] - da[1][i]) / 1e2);
+	for (size_t i = 0; i < NO * RK; i++)
+		e = fmax(e, fabs((double)db[0][i] - db[1][i]) / 1e2);
+	CHECK(p && e <= 1e-5 * s, "linear on 3 threads differs by %.3g", e);
+	for (int k = 0; k < 2; k++) {
+		free(y[k]);
+		free(u[k]);
+		free(dx[k]);
+		free(da[k]);
+		free(db[k]);
+	}
+	free(W);
+	free(x);
+	free(dy);
+	pool_free(p);
+}
+
+/* --- training data: templates, the loss mask, JSON lines --- */
+
+static void
+write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0, "cannot write %s", path);
+}
+
+/* The text of SEQ's tokens [I0, I1) with LOSS[i] == WANT (all when WANT < 0), as pieces. */
+static void
+seq_text(const struct tok_vocab *v, const struct tdata_seq *q, int want, char *out, size_t cap)
+{
+	size_t at = 0;
+	out[0] = 0;
+	for (int i = 0; i < q->n; i++) {
+		char piece[256];
+		int n;
+		if (want >= 0 && q->loss[i] != want)
+			continue;
+		n = tok_piece(v, q->tok[i], 1, piece, sizeof(piece));
+		if (n > 0 && at + (size_t)n < cap) {
+			memcpy(out + at, piece, (size_t)n);
+			at += (size_t)n;
+			out[at] = 0;
+		}
+	}
+}
+
+/*
+ * The loss falls on the replies and their end-of-turn token, found by rendering prefixes;
+ * what precedes a reply is exactly the prompt a chat sends for it.  Qwen2's vocabulary
+ * and template (<|im_end|> is an end-of-generation token) and aidreams' with chatml (it is
+ * not a token there: the whole closing text is learned).
+ */
+static void
+test_tdata_mask(const char *dir)
+{
+	static const struct tdata_msg conv[] = {
+		{ "system", "Be brief.", 0 },
+		{ "user", "Hello there", 0 },
+		{ "assistant", "Hi! How can I help?", 1 },
+		{ "user", "Name a colour.", 0 },
+		{ "assistant", " Blue, of course.", 1 },
+	};
+	char path[4096], err[512], text[4096];
+	struct gguf_file *f = NULL;
+	struct tok_vocab *v = NULL;
+	struct tdata_tmpl *t = NULL;
+	struct tdata_seq q, pr;
+
+	char tpath[4096];
+
+	snprintf(path, sizeof(path), "%s/vocab/vocab-qwen2.gguf", dir);
+	snprintf(tpath, sizeof(tpath), "%s/templates/Qwen-Qwen2.5-7B-Instruct.jinja", dir);
+	if (gguf_open(path, &f, err, sizeof(err)) < 0 || tok_vocab_load(f, &v, err, sizeof(err)) < 0 ||
+	    tdata_tmpl_new(f, "qwen2", v, tpath, &t, err, sizeof(err)) < 0) {
+		CHECK(0, "qwen2 vocabulary: %s", err);
+		goto out;
+	}
+	CHECK(strcmp(tdata_tmpl_name(t), tpath) == 0, "qwen2 template: %s", tdata_tmpl_name(t));
+	CHECK(tdata_encode(t, conv, 5, &q, err, sizeof(err)) == 0, "encode: %s", err);
+	seq_text(v, &q, 1, text, sizeof(text));
+	CHECK(strcmp(text, "Hi! How can I help?<|im_end|> Blue, of course.<|im_end|>") == 0, "qwen2 loss tokens: '%s'",
+	    text);
+	CHECK(q.n_loss > 0 && q.loss[q.n - 1] && tok_is_eog(v, q.tok[q.n - 1]), "qwen2: ends on the scored <|im_end|>");
+	/* The tokens before the first reply are the prompt chat.c sends for it. */
+	CHECK(tdata_encode_prompt(t, conv, 2, &pr, err, sizeof(err)) == 0, "prompt: %s", err);
+	CHECK(pr.n > 0 && pr.n < q.n && memcmp(pr.tok, q.tok, pr.n * sizeof(int32_t)) == 0 && q.loss[pr.n] &&
+	    !q.loss[pr.n - 1], "qwen2: the first reply does not start right after its prompt");
+	tdata_seq_free(&pr);
+	seq_text(v, &q, -1, text, sizeof(text));
+	CHECK(strstr(text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello there<|im_end|>\n"
+	    "<|im_start|>assistant\nHi!") == text, "qwen2 rendering: '%s'", text);
+	tdata_seq_free(&q);
+	tdata_tmpl_free(t);
+	t = NULL;
+	/* The file's own template is Qwen3's: it writes an empty <think> block into the last
+	 * reply only, so an earlier reply is not rendered as the prompt for it continues: the
+	 * last reply can be learned (its think block with it, as the model would write it),
+	 * every reply cannot, and says why. */
+	CHECK(tdata_tmpl_new(f, "qwen2", v, NULL, &t, err, sizeof(err)) == 0 && strcmp(tdata_tmpl_name(t), "model") == 0,
+	    "the model's template: %s", err);
+	if (t) {
+		struct tdata_msg c2[5];
+		CHECK(tdata_encode(t, conv, 5, &q, err, sizeof(err)) == -1 && strstr(err, "assistant message 3"),
+		    "qwen3 template, every reply: %s", err);
+		memcpy(c2, conv, sizeof(c2));
+		c2[2].train = 0;
+		CHECK(tdata_encode(t, c2, 5, &q, err, sizeof(err)) == 0, "%s", err);
+		seq_text(v, &q, 1, text, sizeof(text));
+		CHECK(strcmp(text, "<think>\n\n</think>\n\n Blue, of course.<|im_end|>") == 0, "qwen3 last reply only: '%s'",
+		    text);
+		tdata_seq_free(&q);
+		tdata_tmpl_free(t);
+		t = NULL;
+	}
+	/* A template whose generation prompt is not how it writes a finished turn. */
+	snprintf(path, sizeof(path), "%s/odd.jinja", tmpdir);
+	write_text(path, "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+	    "{% if add_generation_prompt %}Assistant says:{% endif %}");
+	CHECK(tdata_tmpl_new(f, "qwen2", v, path, &t, err, sizeof(err)) == 0, "%s", err);
+	if (t) {
+		CHECK(tdata_encode(t, conv, 3, &q, err, sizeof(err)) == -1 && strstr(err, "continuation"),
+		    "non-prefix template: %s", err);
+		tdata_tmpl_free(t);
+		t = NULL;
+	}
+	/* A template that refuses a system message: its own words. */
+	write_text(path, "{% if messages[0].role == 'system' %}{{ raise_exception('No system here') }}{% endif %}"
+	    "{% for m in messages %}{{ m.content }}{% endfor %}");
+	CHECK(tdata_tmpl_new(f, "qwen2", v, path, &t, err, sizeof(err)) == 0, "%s", err);
+	if (t) {
+		CHECK(tdata_encode(t, conv, 3, &q, err, sizeof(err)) == -1 && strstr(err, "No system here"),
+		    "refusing template: %s", err);
+		tdata_tmpl_free(t);
+		t = NULL;
+	}
+	CHECK(tdata_tmpl_new(f, "qwen2", v, "no-such-template", &t, err, sizeof(err)) == -1 && strstr(err, "built-in"),
+	    "unknown template: %s", err);
+	tok_vocab_free(v);
+	v = NULL;
+	gguf_close(f);
+	f = NULL;
+
+	/* aidreams with chatml: no <|im_end|> token, so "<|im_end|>\n" is learned as text. */
+	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", dir);
+	if (gguf_open(path, &f, err, sizeof(err)) < 0 || tok_vocab_load(f, &v, err, sizeof(err)) < 0 ||
+	    tdata_tmpl_new(f, "llama", v, "chatml", &t, err, sizeof(err)) < 0) {
+		CHECK(0, "aidreams: %s", err);
+		goto out;
+	}
+	CHECK(tdata_encode(t, conv + 1, 2, &q, err, sizeof(err)) == 0, "%s", err);
+	{
+		char *dec = NULL;
+		size_t len;
+		int first = 0;
+		while (first < q.n && !q.loss[first])
+			first++;
+		dec = tok_decode(v, q.tok + first, (size_t)(q.n - first), 1, &len);
+		CHECK(dec && strcmp(dec, "Hi! How can I help?<|im_end|>\n") == 0, "aidreams chatml reply: '%s'", dec);
+		free(dec);
+		CHECK(q.tok[0] == tok_bos(v), "aidreams: BOS first");
+		CHECK(tdata_encode_prompt(t, conv + 1, 1, &pr, err, sizeof(err)) == 0 && pr.n == first &&
+		    memcmp(pr.tok, q.tok, (size_t)first * sizeof(int32_t)) == 0, "aidreams: the reply follows its prompt");
+		tdata_seq_free(&pr);
+	}
+	tdata_seq_free(&q);
+out:
+	tdata_tmpl_free(t);
+	tok_vocab_free(v);
+	gguf_close(f);
+}
+
+struct warn_count {
+	int n;
+	char last[256];
+};
+
+static void
+count_warn(void *ctx, const char *msg)
+{
+	struct warn_count *w = ctx;
+	w->n++;
+	snprintf(w->last, sizeof(w->last), "%s", msg);
+}
+
+/* The shapes of JSON lines read, the errors they get, cutting and skipping. */
+static void
+test_tdata_jsonl(const char *dir)
+{
+	char path[4096], mpath[4096], err[512], text[1024];
+	struct llm_model *m = NULL;
+	struct tdata_tmpl *t = NULL;
+	struct tdata_set s;
+	struct warn_count w = { 0 };
+	const struct tok_vocab *v;
+
+	snprintf(mpath, sizeof(mpath), "%s/models/aidreams260K-f32.gguf", dir);
+	if (llm_model_load(mpath, &m, err, sizeof(err)) < 0 ||
+	    tdata_tmpl_new(llm_model_gguf(m), "llama", llm_model_vocab(m), "chatml", &t, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	v = llm_model_vocab(m);
+	snprintf(path, sizeof(path), "%s/sft.jsonl", tmpdir);
+	write_text(path,
+	    "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"one\"},"
+	    "{\"role\":\"user\",\"content\":\"b\"},{\"role\":\"assistant\",\"content\":\"two\"}]}\n"
+	    "\n"
+	    "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"c\"},{\"type\":\"text\","
+	    "\"text\":\"d\"}]},{\"role\":\"assistant\",\"content\":\"three\",\"weight\":1},"
+	    "{\"role\":\"user\",\"content\":\"e\"},{\"role\":\"assistant\",\"content\":\"four\",\"weight\":0}]}\n"
+	    "{\"prompt\":[{\"role\":\"user\",\"content\":\"f\"}],\"completion\":[{\"role\":\"assistant\",\"content\":\"five\"}],"
+	    "\"label\":true}\n"
+	    "{\"prompt\":[{\"role\":\"user\",\"content\":\"g\"}],\"completion\":[{\"role\":\"assistant\",\"content\":\"bad\"}],"
+	    "\"label\":false}\n");
+	tdata_set_init(&s, TDATA_SFT, 128, 0);
+	CHECK(tdata_read_jsonl(&s, t, path, count_warn, &w, err, sizeof(err)) == 0, "%s", err);
+	CHECK(s.n == 3 && w.n == 0, "SFT shapes: %d examples, %d warnings", s.n, w.n);
+	if (s.n == 3) {
+		seq_text(v, &s.ex[0].seq[0], 1, text, sizeof(text));
+		CHECK(strcmp(text, "two<|im_end|>\n") == 0, "SFT: the last reply only: '%s'", text);
+		seq_text(v, &s.ex[1].seq[0], 1, text, sizeof(text));
+		CHECK(strcmp(text, "three<|im_end|>\n") == 0, "SFT weights: '%s'", text);
+		seq_text(v, &s.ex[1].seq[0], -1, text, sizeof(text));
+		CHECK(strstr(text, "user\ncd<|im_end|>") != NULL, "SFT content parts: '%s'", text);
+		seq_text(v, &s.ex[2].seq[0], 1, text, sizeof(text));
+		CHECK(strcmp(text, "five<|im_end|>\n") == 0, "prompt-completion: '%s'", text);
+	}
+	{
+		uint64_t fp = tdata_set_fingerprint(&s);
+		tdata_set_free(&s);
+		tdata_set_init(&s, TDATA_SFT, 128, 1);
+		CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0 && s.n == 3, "%s", err);
+		seq_text(v, &s.ex[0].seq[0], 1, text, sizeof(text));
+		CHECK(strcmp(text, "one<|im_end|>\ntwo<|im_end|>\n") == 0, "--all-turns: '%s'", text);
+		seq_text(v, &s.ex[1].seq[0], 1, text, sizeof(text));
+		CHECK(strcmp(text, "three<|im_end|>\n") == 0, "--all-turns keeps weight 0 out: '%s'", text);
+		CHECK(tdata_set_fingerprint(&s) != fp, "fingerprint ignores the loss flags");
+		tdata_set_free(&s);
+	}
+	/* Cut to 20 tokens: the second reply is lost (dropped), ... */
+	tdata_set_init(&s, TDATA_SFT, 20, 0);
+	w.n = 0;
+	CHECK(tdata_read_jsonl(&s, t, path, count_warn, &w, err, sizeof(err)) == 0, "%s", err);
+	CHECK(s.n_dropped >= 1 && w.n == s.n_dropped + s.n_truncated && strstr(w.last, "sft.jsonl:"),
+	    "cut: %d dropped, %d cut, %d warnings (%s)", s.n_dropped, s.n_truncated, w.n, w.last);
+	for (int i = 0; i < s.n; i++)
+		CHECK(s.ex[i].seq[0].n <= 20 && s.ex[i].seq[0].n_loss > 0, "an example longer than the cut was kept");
+	tdata_set_free(&s);
+
+	/* DPO: natter's shape (strings and lists) and OpenAI's. */
+	snprintf(path, sizeof(path), "%s/dpo.jsonl", tmpdir);
+	write_text(path,
+	    "{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"}],\"chosen\":[{\"role\":\"assistant\",\"content\":\"good\"}],"
+	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"bad\"}]}\n"
+	    "{\"prompt\":\"r\",\"chosen\":\"yes\",\"rejected\":\"no\"}\n"
+	    "{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"s\"}]},\"preferred_output\":[{\"role\":\"assistant\","
+	    "\"content\":\"up\"}],\"non_preferred_output\":[{\"role\":\"assistant\",\"content\":\"down\"}]}\n");
+	tdata_set_init(&s, TDATA_DPO, 128, 0);
+	CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0 && s.n == 3, "DPO: %s", err);
+	if (s.n == 3) {
+		seq_text(v, &s.ex[2].seq[0], 1, text, sizeof(text));
+		CHECK(strcmp(text, "up<|im_end|>\n") == 0, "DPO chosen: '%s'", text);
+		seq_text(v, &s.ex[2].seq[1], 1, text, sizeof(text));
+		CHECK(strcmp(text, "down<|im_end|>\n") == 0, "DPO rejected: '%s'", text);
+		seq_text(v, &s.ex[1].seq[1], 0, text, sizeof(text));
+		CHECK(strstr(text, "<|im_start|>user\nr<|im_end|>") != NULL, "DPO string prompt: '%s'", text);
+	}
+	/* Errors name the file and line; nothing of a bad file is kept. */
+	{
+		static const struct {
+			enum tdata_method method;
+			const char *line, *want;
+		} bad[] = {
+			{ TDATA_SFT, "{\"messages\": [", "not valid JSON" },
+			{ TDATA_SFT, "[1, 2]", "not a JSON object" },
+			{ TDATA_SFT, "{\"text\": \"hi\"}", "needs \"messages\"" },
+			{ TDATA_SFT, "{\"prompt\":\"a\",\"chosen\":\"b\",\"rejected\":\"c\"}", "--method dpo" },
+			{ TDATA_SFT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", "no assistant message" },
+			{ TDATA_SFT, "{\"messages\":[{\"content\":\"x\"}]}", "no string \"role\"" },
+			{ TDATA_SFT, "{\"messages\":[{\"role\":\"user\",\"content\":5}]}", "string or a list" },
+			{ TDATA_SFT, "{\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"image_url\"}]}]}",
+			  "text parts only" },
+			{ TDATA_SFT, "{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\",\"weight\":2}]}", "0 or 1" },
+			{ TDATA_DPO, "{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\"}]}", "--method sft" },
+			{ TDATA_DPO, "{\"prompt\":\"a\",\"chosen\":\"b\"}", "needs \"prompt\"" },
+		};
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			char body[1024];
+			struct tdata_set b;
+			int n0;
+			snprintf(body, sizeof(body), "%s\n%s\n", bad[i].method == TDATA_DPO ?
+			    "{\"prompt\":\"r\",\"chosen\":\"yes\",\"rejected\":\"no\"}" :
+			    "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}",
+			    bad[i].line);
+			snprintf(path, sizeof(path), "%s/bad%zu.jsonl", tmpdir, i);
+			write_text(path, body);
+			if (bad[i].method == TDATA_DPO) {
+				n0 = s.n;
+				CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == -1 && strstr(err, bad[i].want) &&
+				    strstr(err, ".jsonl:2:") && s.n == n0, "bad line %zu: '%s' (%d examples)", i, err, s.n);
+			} else {
+				tdata_set_init(&b, TDATA_SFT, 128, 0);
+				CHECK(tdata_read_jsonl(&b, t, path, NULL, NULL, err, sizeof(err)) == -1 && strstr(err, bad[i].want) &&
+				    strstr(err, ".jsonl:2:") && b.n == 0, "bad line %zu: '%s' (%d examples)", i, err, b.n);
+				tdata_set_free(&b);
+			}
+		}
+		CHECK(tdata_read_jsonl(&s, t, "/nonexistent/x.jsonl", NULL, NULL, err, sizeof(err)) == -1 &&
+		    strstr(err, "/nonexistent/x.jsonl"), "missing file: %s", err);
+	}
+	tdata_set_free(&s);
+out:
+	tdata_tmpl_free(t);
+	llm_model_free(m);
+}
+
+/* --- the training loop --- */
+
+/* Six short conversations for aidreams: each a question and the reply to teach. */
+static const char *const sft_lines[][2] = {
+	{ "What is your name?", "My name is Lily." },
+	{ "Where do you live?", "I live in a big tree." },
+	{ "What do you eat?", "I eat red apples." },
+	{ "Who is your friend?", "My friend is a cat." },
+	{ "What color is the sky?", "The sky is blue." },
+	{ "Can you sing?", "Yes, I sing every day." },
+};
+#define N_SFT ((int)(sizeof(sft_lines) / sizeof(sft_lines[0])))
+
+static void
+write_sft(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	for (int i = 0; f && i < N_SFT; i++)
+		fprintf(f, "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"},{\"role\":\"assistant\",\"content\":\"%s\"}]}\n",
+		    sft_lines[i][0], sft_lines[i][1]);
+	CHECK(f && fclose(f) == 0, "cannot write %s", path);
+}
+
+struct step_log {
+	struct tloop_step first, last;
+	int n;
+};
+
+static int
+log_step(void *ctx, const struct tloop_step *st)
+{
+	struct step_log *l = ctx;
+	if (l->n++ == 0)
+		l->first = *st;
+	l->last = *st;
+	return 0;
+}
+
+/* Greedy decoding of the reply to MSGS[0..N) by the training model's forward, until an
+ * end-of-generation token or MAX_NEW tokens: the decoded text (caller frees). */
+static char *
+greedy(struct tmodel *tm, const struct llm_model *m, const struct tdata_tmpl *t, const struct tdata_msg *msgs, int n,
+       int max_new)
+{
+	const struct tok_vocab *v = llm_model_vocab(m);
+	const int V = llm_model_hparams(m)->n_vocab;
+	struct tdata_seq p;
+	char err[256], *text = NULL;
+	int32_t *tok;
+	float *logits;
+	int T, n_new = 0;
+	size_t len;
+
+	if (tdata_encode_prompt(t, msgs, n, &p, err, sizeof(err)) < 0)
+		return NULL;
+	tok = malloc((size_t)(p.n + max_new) * sizeof(*tok));
+	logits = malloc((size_t)(p.n + max_new) * V * sizeof(float));
+	memcpy(tok, p.tok, (size_t)p.n * sizeof(*tok));
+	for (T = p.n; n_new < max_new; n_new++) {
+		int best = 0;
+		if (tmodel_forward(tm, tok, T, 0, 0, logits, err, sizeof(err)) < 0)
+			break;
+		for (int j = 1; j < V; j++)
+			if (logits[(size_t)(T - 1) * V + j] > logits[(size_t)(T - 1) * V + best])
+				best = j;
+		if (tok_is_eog(v, best))
+			break;
+		tok[T++] = best;
+	}
+	text = tok_decode(v, tok + p.n, (size_t)(T - p.n), 0, &len);
+	tdata_seq_free(&p);
+	free(tok);
+	free(logits);
+	return text;
+}
+
+/*
+ * SFT learns: on six short conversations with aidreams (no chat template of its own:
+ * chatml), the loss falls below half within 100 steps, and the adapter written to a file,
+ * loaded again, gives the model of the end of training (the same logits) whose greedy
+ * reply to each training prompt is the taught reply.
+ */
+static void
+test_sft_learns(const char *dir)
+{
+	char path[4096], apath[4096], err[512];
+	struct llm_model *m = NULL;
+	struct tdata_tmpl *t = NULL;
+	struct tdata_set s;
+	struct tmodel *tm = NULL, *tm2 = NULL;
+	struct tloop *loop = NULL;
+	struct lora_adapter *a = NULL;
+	struct step_log sl = { 0 };
+	const int V = 512;
+
+	tdata_set_init(&s, TDATA_SFT, 128, 0);
+	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0 ||
+	    tdata_tmpl_new(llm_model_gguf(m), "llama", llm_model_vocab(m), "chatml", &t, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/teach.jsonl", tmpdir);
+	write_sft(path);
+	CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0 && s.n == N_SFT, "%s", err);
+	{
+		/* The output projection is adapted too: aidreams' final norm bounds the logits its
+		 * frozen output matrix can reach (the loss stalls near 1.3 without it). */
+		struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 8,
+			.alpha = 16.0f, .seed = 1, .n_threads = 2 };
+		struct tloop_cfg c = { TDATA_SFT, 2, 1, 100, adamw_cfg_default(), { 1e-2f, 1e-3f, 0, 100 }, 0.1, 3, "x" };
+		if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 || tloop_new(tm, &s, &c, NULL, &loop, err, sizeof(err)) != 0 ||
+		    tloop_run(loop, 0, log_step, &sl, err, sizeof(err)) != 0) {
+			CHECK(0, "SFT: %s", err);
+			goto out;
+		}
+	}
+	printf("  SFT, aidreams260K + chatml, %d conversations, 100 steps of 2: loss %.3f -> %.3f\n", N_SFT, sl.first.loss,
+	    sl.last.loss);
+	CHECK(sl.n == 100 && sl.last.loss < 0.5 * sl.first.loss, "SFT did not learn: %.3f -> %.3f", sl.first.loss,
+	    sl.last.loss);
+	snprintf(apath, sizeof(apath), "%s/taught.gguf", tmpdir);
+	CHECK(tmodel_lora_save(tm, apath, "taught", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
+	if (lora_open(apath, m, 1.0f, NULL, &a, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	{
+		struct tmodel_opts o = { .max_tokens = 128, .init = a };
+		const struct tdata_seq *q = &s.ex[0].seq[0];
+		float *l1 = malloc((size_t)q->n * V * sizeof(float)), *l2 = malloc((size_t)q->n * V * sizeof(float));
+		double kl, maxd;
+		int dis, right = 0;
+
+		CHECK(tmodel_new(m, &o, &tm2, err, sizeof(err)) == 0, "%s", err);
+		CHECK(tm2 && tmodel_forward(tm, q->tok, q->n, 0, 0, l1, err, sizeof(err)) == 0 &&
+		    tmodel_forward(tm2, q->tok, q->n, 0, 0, l2, err, sizeof(err)) == 0, "%s", err);
+		compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
+		printf("  the adapter written and loaded again vs the model at the end of training: mean KL %.1e, max "
+		    "|dlogit| %.1e\n", kl, maxd);
+		CHECK(kl <= 1e-5 && dis == 0, "reloaded adapter: KL %.3g", kl);
+		for (int i = 0; tm2 && i < N_SFT; i++) {
+			struct tdata_msg msg = { "user", sft_lines[i][0], 0 };
+			char *reply = greedy(tm2, m, t, &msg, 1, 40);
+			int ok = reply && strncmp(reply, sft_lines[i][1], strlen(sft_lines[i][1])) == 0;
+			right += ok;
+			CHECK(ok, "greedy reply to '%s': '%s' (taught '%s')", sft_lines[i][0], reply ? reply : "(none)",
+			    sft_lines[i][1]);
+			if (i == 0 && reply)
+				printf("  greedy reply to '%s': '%.*s'\n", sft_lines[i][0], (int)strcspn(reply, "\n"), reply);
+			free(reply);
+		}
+		printf("  greedy replies with the adapter: %d of %d are the taught ones\n", right, N_SFT);
+		free(l1);
+		free(l2);
+	}
+	/* The base model alone does not say them. */
+	{
+		struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_Q, .rank = 1, .alpha = 1.0f };
+		struct tmodel *base = NULL;
+		struct tdata_msg msg = { "user", sft_lines[0][0], 0 };
+		char *reply;
+		CHECK(tmodel_new(m, &o, &base, err, sizeof(err)) == 0, "%s", err);
+		reply = base ? greedy(base, m, t, &msg, 1, 40) : NULL;
+		CHECK(reply && strncmp(reply, sft_lines[0][1], strlen(sft_lines[0][1])) != 0, "the base model already says "
+		    "'%s'", reply ? reply : "");
+		free(reply);
+		tmodel_free(base);
+	}
+out:
+	tloop_free(loop);
+	tmodel_free(tm);
+	tmodel_free(tm2);
+	lora_free(a);
+	tdata_set_free(&s);
+	tdata_tmpl_free(t);
+	llm_model_free(m);
+}
+
+/* DPO learns: on four pairs the accuracy reaches 100 % and the reward margin grows. */
+static void
+test_dpo_learns(const char *dir)
+{
+	char path[4096], err[512];
+	struct llm_model *m = NULL;
+	struct tdata_tmpl *t = NULL;
+	struct tdata_set s;
+	struct tmodel *tm = NULL;
+	struct tloop *loop = NULL;
+	struct step_log sl = { 0 };
+
+	tdata_set_init(&s, TDATA_DPO, 128, 0);
+	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0 ||
+	    tdata_tmpl_new(llm_model_gguf(m), "llama", llm_model_vocab(m), "chatml", &t, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/pairs.jsonl", tmpdir);
+	write_text(path,
+	    "{\"prompt\":[{\"role\":\"user\",\"content\":\"Tell me a dream.\"}],\"chosen\":[{\"role\":\"assistant\","
+	    "\"content\":\"I flew over the sea.\"}],\"rejected\":[{\"role\":\"assistant\",\"content\":\"No.\"}]}\n"
+	    "{\"prompt\":[{\"role\":\"user\",\"content\":\"Where is the cat?\"}],\"chosen\":[{\"role\":\"assistant\","
+	    "\"content\":\"The cat is on the bed.\"}],\"rejected\":[{\"role\":\"assistant\",\"content\":\"Cat cat cat.\"}]}\n"
+	    "{\"prompt\":[{\"role\":\"user\",\"content\":\"Say hello.\"}],\"chosen\":[{\"role\":\"assistant\","
+	    "\"content\":\"Hello, friend!\"}],\"rejected\":[{\"role\":\"assistant\",\"content\":\"Go away.\"}]}\n"
+	    "{\"prompt\":[{\"role\":\"user\",\"content\":\"What did you see?\"}],\"chosen\":[{\"role\":\"assistant\","
+	    "\"content\":\"A big red ball.\"}],\"rejected\":[{\"role\":\"assistant\",\"content\":\"Nothing at all.\"}]}\n");
+	CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0 && s.n == 4, "%s", err);
+	{
+		struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR, .rank = 8, .alpha = 16.0f,
+			.seed = 1, .n_threads = 2 };
+		struct tloop_cfg c = { TDATA_DPO, 4, 1, 30, adamw_cfg_default(), { 5e-3f, 0.0f, 0, 30 }, 0.1, 3, "x" };
+		if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 || tloop_new(tm, &s, &c, NULL, &loop, err, sizeof(err)) != 0 ||
+		    tloop_run(loop, 0, log_step, &sl, err, sizeof(err)) != 0) {
+			CHECK(0, "DPO: %s", err);
+			goto out;
+		}
+	}
+	printf("  DPO, 4 pairs, 30 steps of all 4: loss %.3f -> %.3f, margin %.3f -> %.3f, accuracy %.0f%% -> %.0f%%\n",
+	    sl.first.loss, sl.last.loss, sl.first.margin, sl.last.margin, 100 * sl.first.accuracy, 100 * sl.last.accuracy);
+	/* At step 1 the policy is the reference (B = 0, no dropout): z = 0 for every pair. */
+	CHECK(fabs(sl.first.margin) < 1e-6 && fabs(sl.first.loss - log(2.0)) < 1e-6, "DPO step 1: margin %g, loss %g",
+	    sl.first.margin, sl.first.loss);
+	CHECK(sl.last.accuracy == 1.0 && sl.last.margin > 1.0 && sl.last.loss < 0.5 * sl.first.loss,
+	    "DPO did not learn: accuracy %g, margin %g, loss %g", sl.last.accuracy, sl.last.margin, sl.last.loss);
+out:
+	tloop_free(loop);
+	tmodel_free(tm);
+	tdata_set_free(&s);
+	tdata_tmpl_free(t);
+	llm_model_free(m);
+}
+
+/* Trains METHOD on S for 10 steps, straight or stopped after 5, saved, resumed in a new
+ * model and loop, and finished; writes the adapter to OUT. */
+static void
+train_10(struct llm_model *m, const struct tdata_set *s, enum tdata_method method, int split, const char *out)
+{
+	char err[512], ck[4096];
+	struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 4,
+		.alpha = 8.0f, .dropout = 0.1f, .seed = 9, .n_threads = 2 };
+	struct tloop_cfg c = { method, 2, 2, 10, adamw_cfg_default(), { 1e-2f, 1e-3f, 3, 10 }, 0.5, 11, "cfg\nline" };
+	struct tmodel *tm = NULL;
+	struct tloop *l = NULL;
+
+	c.adam.weight_decay = 0.01;
+	snprintf(ck, sizeof(ck), "%s/ckpt.gguf", tmpdir);
+	if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 || tloop_new(tm, s, &c, NULL, &l, err, sizeof(err)) != 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	if (split) {
+		CHECK(tloop_run(l, 5, NULL, NULL, err, sizeof(err)) == 0 && tloop_steps_done(l) == 5, "5 steps: %s", err);
+		CHECK(tloop_save(l, ck, err, sizeof(err)) == 0, "save: %s", err);
+		tloop_free(l);
+		tmodel_free(tm);
+		l = NULL;
+		tm = NULL;
+		if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 || tloop_new(tm, s, &c, NULL, &l, err, sizeof(err)) != 0) {
+			CHECK(0, "%s", err);
+			goto out;
+		}
+		CHECK(tloop_resume(l, ck, err, sizeof(err)) == 0 && tloop_steps_done(l) == 5, "resume: %s", err);
+	}
+	CHECK(tloop_run(l, 0, NULL, NULL, err, sizeof(err)) == 0 && tloop_steps_done(l) == 10, "run: %s", err);
+	CHECK(tmodel_lora_save(tm, out, "resumed", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
+out:
+	tloop_free(l);
+	tmodel_free(tm);
+}
+
+/* 10 steps straight and 5 + checkpoint + 5 give the same adapter, byte for byte (SFT and
+ * DPO, dropout, accumulation, warm-up, weight decay); checkpoints of another run are refused. */
+static void
+test_resume(const char *dir)
+{
+	char path[4096], a[4096], b[4096], err[512];
+	struct llm_model *m = NULL;
+	struct tdata_tmpl *t = NULL;
+
+	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0 ||
+	    tdata_tmpl_new(llm_model_gguf(m), "llama", llm_model_vocab(m), "chatml", &t, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	for (int method = 0; method < 2; method++) {
+		struct tdata_set s;
+		tdata_set_init(&s, method ? TDATA_DPO : TDATA_SFT, 128, 0);
+		snprintf(path, sizeof(path), "%s/%s", tmpdir, method ? "pairs.jsonl" : "teach.jsonl");
+		CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0 && s.n > 0, "%s", err);
+		snprintf(a, sizeof(a), "%s/straight.gguf", tmpdir);
+		snprintf(b, sizeof(b), "%s/resumed.gguf", tmpdir);
+		train_10(m, &s, s.method, 0, a);
+		train_10(m, &s, s.method, 1, b);
+		printf("  %s: 10 steps straight and 5 + checkpoint + 5: adapters %s\n", method ? "DPO" : "SFT",
+		    file_equal(a, b) ? "byte-identical" : "DIFFER");
+		CHECK(file_equal(a, b), "%s: resumed training differs from straight training", method ? "DPO" : "SFT");
+		tdata_set_free(&s);
+	}
+	/* The checkpoint of the last run (DPO, rank 4) against other runs. */
+	{
+		struct tdata_set s;
+		struct tmodel *tm = NULL;
+		struct tloop *l = NULL;
+		struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 4,
+			.alpha = 8.0f, .seed = 9 };
+		struct tloop_cfg c = { TDATA_DPO, 2, 2, 10, adamw_cfg_default(), { 1e-2f, 1e-3f, 3, 10 }, 0.5, 11,
+			"cfg\nline 2 changed" };
+		char ck[4096];
+		snprintf(ck, sizeof(ck), "%s/ckpt.gguf", tmpdir);
+		tdata_set_init(&s, TDATA_DPO, 128, 0);
+		snprintf(path, sizeof(path), "%s/pairs.jsonl", tmpdir);
+		tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err));
+		if (tmodel_new(m, &o, &tm, err, sizeof(err)) == 0 && tloop_new(tm, &s, &c, NULL, &l, err, sizeof(err)) == 0) {
+			CHECK(tloop_resume(l, ck, err, sizeof(err)) == -1 && strstr(err, "'line',") &&
+			    strstr(err, "'line 2 changed'"), "another config: %s", err);
+			CHECK(tloop_resume(l, a, err, sizeof(err)) == -1 && strstr(err, "not a natter checkpoint"),
+			    "an adapter as checkpoint: %s", err);
+			CHECK(tloop_steps_done(l) == 0, "a refused checkpoint changed the loop");
+		} else {
+			CHECK(0, "%s", err);
+		}
+		tloop_free(l);
+		tmodel_free(tm);
+		l = NULL;
+		tm = NULL;
+		o.rank = 2;
+		c.config = "cfg\nline";
+		if (tmodel_new(m, &o, &tm, err, sizeof(err)) == 0 && tloop_new(tm, &s, &c, NULL, &l, err, sizeof(err)) == 0)
+			CHECK(tloop_resume(l, ck, err, sizeof(err)) == -1 && strstr(err, "F32 ["), "another rank: %s", err);
+		tloop_free(l);
+		tmodel_free(tm);
+		tdata_set_free(&s);
+	}
+out:
+	tdata_tmpl_free(t);
+	llm_model_free(m);
+}
+
+/* An adapter trained on tiny-llama with the fixture's options is the fixture's layout:
+ * metadata, tensor names, order, types, shapes and offsets (compare_gguf), and loads. */
+static void
+test_trained_layout(const char *dir)
+{
+	char path[4096], out[4096], err[512];
+	struct llm_model *m = NULL;
+	struct tdata_tmpl *t = NULL;
+	struct tdata_set s;
+	struct tmodel *tm = NULL;
+	struct tloop *l = NULL;
+
+	tdata_set_init(&s, TDATA_SFT, 128, 0);
+	snprintf(path, sizeof(path), "%s/models/tiny-llama-f32.gguf", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0 ||
+	    tdata_tmpl_new(llm_model_gguf(m), "llama", llm_model_vocab(m), "chatml", &t, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/teach.jsonl", tmpdir);
+	CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0, "%s", err);
+	{
+		struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR, .rank = 8, .alpha = 16.0f };
+		struct tloop_cfg c = { TDATA_SFT, 1, 1, 2, adamw_cfg_default(), { 1e-3f, 0.0f, 0, 2 }, 0.1, 3, "x" };
+		if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 || tloop_new(tm, &s, &c, NULL, &l, err, sizeof(err)) != 0 ||
+		    tloop_run(l, 0, NULL, NULL, err, sizeof(err)) != 0) {
+			CHECK(0, "%s", err);
+			goto out;
+		}
+	}
+	snprintf(out, sizeof(out), "%s/lora-tiny-llama-all-r8.gguf", tmpdir);
+	snprintf(path, sizeof(path), "%s/lora/lora-tiny-llama-all-r8.gguf", dir);
+	CHECK(tmodel_lora_save(tm, out, "lora-tiny-llama-all-r8", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
+	compare_gguf(out, path);
+	{
+		struct lora_adapter *a = NULL;
+		CHECK(lora_open(out, m, 1.0f, NULL, &a, err, sizeof(err)) == 0 && lora_count(a) == 14, "%s", err);
+		lora_free(a);
+	}
+out:
+	tloop_free(l);
+	tmodel_free(tm);
+	tdata_set_free(&s);
+	tdata_tmpl_free(t);
+	llm_model_free(m);
+}
+
+/* With arguments, only the groups named run (e.g. "test-train sft dpo"). */
+static int g_argc;
+static char **g_argv;
+
+static int
+want(const char *group)
+{
+	if (g_argc < 2)
+		return 1;
+	for (int i = 1; i < g_argc; i++)
+		if (strcmp(g_argv[i], group) == 0)
+			return 1;
+	return 0;
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	const char *dir = test_fixtures();
+	struct golden seq;
 
+	g_argc = argc;
+	g_argv = argv;
 	q_init(0);
 	snprintf(tmpdir, sizeof(tmpdir), "tests/tmp-train-%ld", (long)getpid());
 	mkdir("tests", 0755);
@@ -1407,34 +2301,62 @@ main(void)
 		perror(tmpdir);
 		return 1;
 	}
-	printf("operations against central differences (tolerance %.0e of the gradient's largest component):\n",
-	    OP_TOL);
-	test_embed();
-	test_rmsnorm();
-	test_rope();
-	test_attention();
-	test_glu();
-	test_softcap_xent();
-	test_linear();
-	test_adamw();
+	if (want("ops")) {
+		printf("operations against central differences (tolerance %.0e of the gradient's largest component):\n",
+		    OP_TOL);
+		test_embed();
+		test_rmsnorm();
+		test_rope();
+		test_attention();
+		test_attention_blocked();
+		test_glu();
+		test_softcap_xent();
+		test_linear();
+		test_adamw();
+	}
 	if (!dir) {
 		SKIP("fixtures folder not found (set NATTER_FIXTURES): adapters and models not tested");
 	} else {
-		test_linear_quant(dir);
-		test_adapter_files(dir);
-		test_adapter_errors(dir);
-		printf("the training model (gradient tolerance %.0e):\n", MODEL_TOL);
-		struct golden seq;
-		if (golden_load(dir, "golden", "tiny-llama-f32", &seq) == 0) {
-			test_model(dir, "tiny-llama-f32", "lora-tiny-llama-all-r8", &seq);
-			test_model(dir, "tiny-qwen2-f32", "lora-tiny-qwen2-qv-r4", &seq);
-			test_model(dir, "tiny-phi3-f32", "lora-tiny-phi3-qkv-r4", &seq);
-			free(seq.logits);
-		} else {
-			CHECK(0, "tiny-llama-f32 golden missing");
+		if (want("adapters")) {
+			test_linear_quant(dir);
+			test_adapter_files(dir);
+			test_adapter_errors(dir);
 		}
-		test_model_quant(dir);
-		test_training(dir);
+		if (want("model")) {
+			printf("the training model (gradient tolerance %.0e):\n", MODEL_TOL);
+			if (golden_load(dir, "golden", "tiny-llama-f32", &seq) == 0) {
+				test_model(dir, "tiny-llama-f32", "lora-tiny-llama-all-r8", &seq);
+				test_model(dir, "tiny-qwen2-f32", "lora-tiny-qwen2-qv-r4", &seq);
+				test_model(dir, "tiny-phi3-f32", "lora-tiny-phi3-qkv-r4", &seq);
+				free(seq.logits);
+			} else {
+				CHECK(0, "tiny-llama-f32 golden missing");
+			}
+			test_model_quant(dir);
+			test_training(dir);
+		}
+		if (want("threads")) {
+			printf("threads and recomputation:\n");
+			test_linear_threads();
+			if (golden_load(dir, "golden", "tiny-llama-f32", &seq) == 0) {
+				test_threads_recompute(dir, "tiny-llama-f32", &seq);
+				test_threads_recompute(dir, "tiny-qwen2-q4_k_m", &seq);
+				test_threads_recompute(dir, "tiny-phi3-f32", &seq);
+				free(seq.logits);
+			}
+		}
+		if (want("data")) {
+			printf("training data:\n");
+			test_tdata_mask(dir);
+			test_tdata_jsonl(dir);
+		}
+		if (want("loop")) {
+			printf("the training loop:\n");
+			test_sft_learns(dir);
+			test_dpo_learns(dir);
+			test_resume(dir);
+			test_trained_layout(dir);
+		}
 	}
 	printf("worst gradient errors: operations %.2e, training model %.2e\n", worst_op, worst_model);
 	{

@@ -64,18 +64,30 @@ struct chat_engine_ops {
 	/*
 	 * Prepares the prompt for the turns T[0..N) (the last one the user's
 	 * or, when continuing, any), leaving room for a reply of MAX_TOKENS
-	 * (0: no limit), and keeps it for the next run.  Changes nothing the
-	 * last reply was produced from.  Returns a chat_fit, or -1 with ERR
-	 * when the engine refuses the conversation (a template that raises,
-	 * out of memory).
+	 * (0: no limit), and keeps it for the next run.  THINK is the
+	 * template's enable_thinking (enum chat_think; 0 leaves it undefined),
+	 * for an engine that renders the template.  Changes nothing the last
+	 * reply was produced from.  Returns a chat_fit, or -1 with ERR when
+	 * the engine refuses the conversation (a template that raises, out of
+	 * memory).
 	 */
-	int (*prepare)(void *e, const struct chat_turn *t, int n, int max_tokens, char *err, size_t errlen);
+	int (*prepare)(void *e, const struct chat_turn *t, int n, int max_tokens, int think, char *err,
+		       size_t errlen);
+	/*
+	 * Optional (NULL: never): whether the prompt prepared last leaves the
+	 * reply inside the reasoning -- its rendered text ends with OPEN, the
+	 * reasoning's open tag (think_prompt_opens).  Only an engine that
+	 * renders the prompt can tell; over a server, reasoning comes tagged
+	 * (chat_run_think_tags) or not at all.
+	 */
+	int (*prompt_opens)(void *e, const char *open, const char *close);
 	/*
 	 * Produces the reply to the prompt prepared last, handing each piece
 	 * of it to chat_run_piece as it comes and stopping when that says so
 	 * or chat_run_cancelled.  Fills ST's counts (n_prompt, n_reused,
-	 * n_gen, prompt_tokens, prompt_ms, seed) and ST->stop; the session
-	 * measures the times.  Returns 0 when a reply was produced, even an
+	 * n_gen, prompt_tokens, prompt_ms, seed; gen_counted and
+	 * reasoning_counted when its pieces are not tokens) and ST->stop; the
+	 * session measures the times and counts the reasoning (n_reasoning).  Returns 0 when a reply was produced, even an
 	 * empty or cut one (CHAT_STOP_ERROR with ERR saying what broke), or -1
 	 * with ERR when none could be started (nothing is kept).
 	 */
@@ -85,9 +97,9 @@ struct chat_engine_ops {
 	/* The last run's prompt exactly as fed: the rendered text, or the
 	 * request body sent (borrowed until the next run; "" before one). */
 	const char *(*prompt_text)(void *e, size_t *len);
-	/* Renders turns T[0..N) as the next prompt would be (caller frees);
-	 * NULL with ERR. */
-	char *(*render)(void *e, const struct chat_turn *t, int n, char *err, size_t errlen);
+	/* Renders turns T[0..N) as the next prompt would be, THINK as for
+	 * prepare (caller frees); NULL with ERR. */
+	char *(*render)(void *e, const struct chat_turn *t, int n, int think, char *err, size_t errlen);
 	/* Tokens in the context now, and its size; 0 when unknown. */
 	int (*ctx_used)(void *e);
 	int (*ctx_size)(void *e);
@@ -104,7 +116,8 @@ struct chat_engine_ops {
  * A session over engine E (taken over: OPS->free frees it, also when this
  * fails).  O's template_spec, n_ctx and n_threads are the engine's
  * business; the session takes the system prompt, the sampling parameters,
- * max_tokens and the stop strings.  Returns 0 or -1 with ERR.
+ * max_tokens, the stop strings and the reasoning's tags.  Returns 0 or -1
+ * with ERR.
  */
 struct chat_opts;
 int chat_new_engine(const struct chat_engine_ops *ops, void *e, const struct chat_opts *o, struct chat **out,
@@ -120,10 +133,20 @@ enum { CHAT_RUN_GO = 0, CHAT_RUN_STOP = 1 };
 /* Hands the engine's next piece of the reply (a token's text, a stream
  * chunk's delta; any bytes, possibly empty, possibly part of a UTF-8
  * character) to the session: stop strings are applied, what can be shown
- * goes to the front end, the token delay is waited.  Returns CHAT_RUN_STOP
+ * is split into reasoning and answer (think.h) and goes to the front end,
+ * the token delay is waited.  Each call counts as one generated unit (a
+ * token, or a delta) in the reasoning's count.  Returns CHAT_RUN_STOP
  * when a stop string completed (end the reply with CHAT_STOP_STRING),
  * else CHAT_RUN_GO.  A front end that asks to stop sets the cancel flag. */
 int chat_run_piece(struct chat_run *r, const char *p, size_t n);
+/* The same for bytes that are no unit of their own: the last bytes of a
+ * character the reply ended inside of, the reasoning tags an engine puts
+ * around a server's reasoning.  Not counted, no delay. */
+int chat_run_text(struct chat_run *r, const char *p, size_t n);
+/* The session's reasoning tags (borrowed, for the session's life), for an
+ * engine that receives the reasoning apart from the answer and passes it
+ * on between them. */
+void chat_run_think_tags(const struct chat_run *r, const char **open, const char **close);
 /* Whether chat_cancel asked the reply to stop. */
 int chat_run_cancelled(const struct chat_run *r);
 /* The flag itself, for an engine that polls it elsewhere (an evaluation's

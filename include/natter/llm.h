@@ -1,4 +1,4 @@
-/* llm.h -- llama-family models: loading, sessions with a KV cache, evaluation. */
+/* llm.h -- language models: the architecture registry, loading, sessions with a per-layer cache, evaluation. */
 #ifndef NATTER_LLM_H
 #define NATTER_LLM_H
 
@@ -8,13 +8,61 @@
 struct gguf_file;
 struct tok_vocab;
 struct llm_model;    /* weights: read-only, shareable between sessions */
-struct llm_ctx;      /* one session: KV cache, scratch, threads */
+struct llm_ctx;      /* one session: the per-layer cache, scratch, threads */
 
-enum llm_arch { LLM_ARCH_LLAMA, LLM_ARCH_QWEN2, LLM_ARCH_PHI3 };
+/*
+ * The architectures natter runs: one line each in the registry
+ * (src/llm/arch.c), one file each under src/llm/arch/.  I from 0 to
+ * llm_arch_count() - 1.  Any thread.
+ */
+int llm_arch_count(void);
+/* The I-th general.architecture name ("llama"), or NULL past the end. */
+const char *llm_arch_name(int i);
+/* The models the I-th runs, for people ("Llama 1-3, Mistral, Mixtral"). */
+const char *llm_arch_models(int i);
 
-/* Hyperparameters, immutable once loaded. */
+/* How a layer mixes positions; it decides what the layer's cache holds. */
+enum llm_layer_kind {
+	LLM_LAYER_FULL,       /* attention over every earlier position */
+	LLM_LAYER_SLIDING,    /* attention over the last `window` positions */
+	LLM_LAYER_RECURRENT,  /* a recurrent state (conv + matrix, e.g. Gated
+	                       * DeltaNet); no architecture uses it yet */
+};
+
+/* The structure of a layer's block (bits of llm_layer_hparams.flags).
+ * Every layer is: x += Attn(Norm(x)); x += FFN(Norm(x)), with these
+ * variations. */
+enum {
+	LLM_LAYER_QK_NORM = 1 << 0,       /* q and k of each head RMS-normalised
+	                                   * (attn_q_norm, attn_k_norm) before RoPE */
+	LLM_LAYER_POST_NORMS = 1 << 1,    /* the attention and the FFN outputs each
+	                                   * pass an RMSNorm (post_attention_norm,
+	                                   * post_ffw_norm) before the residual add */
+	LLM_LAYER_MOE = 1 << 2,           /* routed experts replace the dense FFN */
+	LLM_LAYER_SHARED_EXPERT = 1 << 3, /* plus a shared expert scaled by
+	                                   * sigmoid(ffn_gate_inp_shexp . x) */
+};
+
+/* One layer, as the architecture describes it. */
+struct llm_layer_hparams {
+	enum llm_layer_kind kind;
+	unsigned flags;             /* LLM_LAYER_* */
+	int window;                 /* SLIDING: a query at p sees keys p-window+1 .. p */
+	float rope_base;            /* this layer's RoPE base */
+	float rope_scale;           /* linear scaling: angle = pos * rope_scale * freq */
+	size_t conv_floats;         /* RECURRENT: floats of its convolution state */
+	size_t state_floats;        /* RECURRENT: floats of its matrix state */
+};
+
+/* The feed-forward gate: out = down(act(gate x) * up x). */
+enum llm_ffn_act { LLM_FFN_SILU, LLM_FFN_GELU_TANH };
+
+/*
+ * Hyperparameters, immutable once loaded: everything a forward (or
+ * backward) pass needs besides the weights.  LAYER points to n_layer
+ * entries owned by the model.
+ */
 struct llm_hparams {
-	enum llm_arch arch;
 	char arch_name[32];
 	int n_vocab;        /* rows of the embedding (>= the tokenizer's count) */
 	int n_ctx_train;
@@ -22,20 +70,81 @@ struct llm_hparams {
 	int n_layer;
 	int n_head;
 	int n_head_kv;
-	int head_dim;
-	int n_ff;
+	int head_dim;       /* query and key length per head (may differ from n_embd / n_head) */
+	int head_dim_v;     /* value length per head */
+	int n_ff;           /* the dense FFN's width */
+	enum llm_ffn_act ffn_act;
+	/* Mixture of experts: router softmax, top n_expert_used, weights
+	 * renormalised to sum 1 when expert_norm. */
+	int n_expert;
+	int n_expert_used;
+	int n_ff_exp;       /* one expert's width */
+	int n_ff_shexp;     /* the shared expert's width */
+	int expert_norm;
+	/* RoPE (per-layer base and scale in LAYER). */
 	int rope_dim;       /* leading dimensions of each head that are rotated */
 	int rope_neox;      /* 1: pairs (i, i + rope_dim/2); 0: pairs (2i, 2i+1) */
-	float rope_base;
-	float rope_scale;   /* linear position scaling (1 = none) */
+	float rope_base;    /* the full-attention layers' base */
+	float rope_scale;   /* and their linear scaling (1 = none) */
+	int rope_factors;   /* frequency divisors: 0 none, 1 rope_freqs, 2 LongRoPE long/short */
+	int rope_n_ctx_orig;    /* LongRoPE: the long factors when n_ctx exceeds it */
+	float rope_attn_factor; /* cos and sin multiplied by it (1 = none) */
+	/* Attention. */
+	int window;         /* the sliding layers' window (0: none slide) */
+	float attn_scale;   /* q.k multiplied by it (usually 1/sqrt(head_dim)) */
+	float attn_softcap; /* scores s -> cap tanh(s / cap) before the softmax; 0: none */
+	float final_softcap;    /* the output logits likewise; 0: none */
+	float embd_scale;   /* token embeddings multiplied by it (1 = none) */
 	float rms_eps;
+	const struct llm_layer_hparams *layer;
 };
 
 /*
- * Maps the GGUF file at PATH and checks every tensor the architecture needs
- * (name, shape, type) against the hyperparameters.  Weights stay in the
- * map.  Returns 0, or a negative value with ERR naming the file and the
- * problem (unknown architecture, a missing tensor, an unsupported tensor
+ * The weight tensors, by role: one shared table of names (src/llm/arch.c),
+ * as GGUF files spell them.  Model-wide roles come first.
+ */
+enum llm_tensor {
+	LLM_TENSOR_TOKEN_EMBD,
+	LLM_TENSOR_OUTPUT_NORM,
+	LLM_TENSOR_OUTPUT,
+	LLM_TENSOR_ROPE_FREQS,
+	LLM_TENSOR_ROPE_FACTORS_LONG,
+	LLM_TENSOR_ROPE_FACTORS_SHORT,
+	LLM_TENSOR_ATTN_NORM,           /* first per-layer role */
+	LLM_TENSOR_ATTN_Q,
+	LLM_TENSOR_ATTN_K,
+	LLM_TENSOR_ATTN_V,
+	LLM_TENSOR_ATTN_QKV,
+	LLM_TENSOR_ATTN_Q_NORM,
+	LLM_TENSOR_ATTN_K_NORM,
+	LLM_TENSOR_ATTN_OUT,
+	LLM_TENSOR_ATTN_POST_NORM,
+	LLM_TENSOR_FFN_NORM,
+	LLM_TENSOR_FFN_GATE,
+	LLM_TENSOR_FFN_UP,
+	LLM_TENSOR_FFN_DOWN,
+	LLM_TENSOR_FFN_POST_NORM,
+	LLM_TENSOR_FFN_GATE_INP,
+	LLM_TENSOR_FFN_GATE_EXPS,
+	LLM_TENSOR_FFN_UP_EXPS,
+	LLM_TENSOR_FFN_DOWN_EXPS,
+	LLM_TENSOR_FFN_GATE_INP_SHEXP,
+	LLM_TENSOR_FFN_GATE_SHEXP,
+	LLM_TENSOR_FFN_UP_SHEXP,
+	LLM_TENSOR_FFN_DOWN_SHEXP,
+	LLM_TENSOR_COUNT
+};
+#define LLM_TENSOR_LAYER_FIRST LLM_TENSOR_ATTN_NORM
+
+/* The role's name without ".weight": "output_norm", "blk.%d.attn_q". */
+const char *llm_tensor_name(enum llm_tensor t);
+
+/*
+ * Maps the GGUF file at PATH, reads the hyperparameters its architecture's
+ * description names and checks every tensor the description lists (name,
+ * shape, type).  Weights stay in the map.  Returns 0, or a negative value
+ * with ERR naming the file and the problem (an architecture natter lacks,
+ * with the list of those it runs; a missing tensor; an unsupported tensor
  * type by name ...).  Any thread.
  */
 int llm_model_load(const char *path, struct llm_model **out, char *err, size_t errlen);
@@ -43,29 +152,53 @@ void llm_model_free(struct llm_model *m);
 const struct llm_hparams *llm_model_hparams(const struct llm_model *m);
 const struct tok_vocab *llm_model_vocab(const struct llm_model *m);
 const struct gguf_file *llm_model_gguf(const struct llm_model *m);
-/* Bytes of tensor data (the weights read for each token). */
+/* Bytes of tensor data in the file. */
 uint64_t llm_model_weight_bytes(const struct llm_model *m);
 /* The most common weight type, e.g. "Q4_K" (for display). */
 const char *llm_model_type_name(const struct llm_model *m);
 
 /*
  * A session over M with room for N_CTX positions (0: the model's training
- * context, capped at 4096) evaluated in batches of up to N_BATCH tokens,
- * on N_THREADS threads (0: one per core).  All memory is allocated here.
- * M must outlive the session.  Returns NULL with ERR set on failure.
+ * context, capped at 4096) evaluated in batches of up to N_BATCH tokens
+ * (0: 256), on N_THREADS threads (0: one per core).  All memory is
+ * allocated here: a full KV cache for the full-attention layers, a ring
+ * of window - 1 + n_batch positions for each sliding-window layer (when
+ * that is smaller than n_ctx).  M must outlive the session.  Returns NULL
+ * with ERR set on failure.
  */
 struct llm_ctx *llm_ctx_new(struct llm_model *m, int n_ctx, int n_batch, int n_threads,
 			    char *err, size_t errlen);
 void llm_ctx_free(struct llm_ctx *c);
 int llm_ctx_n_ctx(const struct llm_ctx *c);
 int llm_ctx_n_threads(const struct llm_ctx *c);
-/* Positions already in the KV cache. */
+/* Positions already in the cache. */
 int llm_ctx_n_past(const struct llm_ctx *c);
-/* Forgets cached positions from N_PAST on (0 clears the cache). */
-void llm_ctx_truncate(struct llm_ctx *c, int n_past);
-/* Drops cached positions [FROM, TO) and moves the later ones down, re-rotating
- * their keys: the context shift used when a conversation outgrows n_ctx. */
-int llm_ctx_shift(struct llm_ctx *c, int from, int to);
+/*
+ * Forgets cached positions from N_PAST on and returns how many the cache
+ * still holds, from which the caller evaluates again: N_PAST (clamped to
+ * 0 .. n_past) when every layer can go back there; 0 when a
+ * sliding-window ring has already overwritten keys that a query at N_PAST
+ * would read (it holds only window - 1 + n_batch positions), or a
+ * recurrent layer would have to roll its state back.  The session's thread.
+ */
+int llm_ctx_truncate(struct llm_ctx *c, int n_past);
+
+/* What one layer's cache holds. */
+enum llm_cache_kind {
+	LLM_CACHE_FULL,       /* K and V of every position 0 .. n_ctx-1 */
+	LLM_CACHE_RING,       /* K and V of the last `slots` positions */
+	LLM_CACHE_RECURRENT,  /* a state after n_past positions */
+};
+struct llm_cache_info {
+	enum llm_cache_kind kind;
+	int slots;          /* positions it can hold (0 for a recurrent state) */
+	int oldest;         /* the lowest position still held */
+	size_t bytes;
+};
+/* Fills INFO for layer IL; -1 if IL is out of range. */
+int llm_ctx_cache_layer(const struct llm_ctx *c, int il, struct llm_cache_info *info);
+/* Bytes of the whole cache. */
+size_t llm_ctx_cache_bytes(const struct llm_ctx *c);
 
 /* Asked between layers while llm_eval runs; a nonzero answer stops the
  * evaluation (llm_eval then returns LLM_ESTOPPED).  FN is called on the

@@ -19,7 +19,7 @@ struct tmpl_msg {
  * problem.  Supports output, if/elif/else, for (loop.*, else, filters,
  * unpacking), set (namespaces, block set), macro, break/continue, the
  * usual filters, tests, string and dict methods, slicing, raise_exception
- * and strftime_now.  Any thread.
+ * and strftime_now.  The template keeps its own copy of SRC.  Any thread.
  */
 int tmpl_compile(const char *src, size_t len, struct tmpl **out, char *err, size_t errlen);
 void tmpl_free(struct tmpl *t);
@@ -29,6 +29,8 @@ struct tmpl_opts {
 	const char *bos_token;     /* NULL: "" */
 	const char *eos_token;
 	time_t now;                /* for strftime_now; 0: the current time */
+	int enable_thinking;       /* 0: left undefined (the template's default); > 0: true; < 0: false
+				    * (Qwen3's switch for its reasoning) */
 };
 
 /*

@@ -2,10 +2,13 @@
 #ifndef NATTER_TRAIN_H
 #define NATTER_TRAIN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "natter/gguf.h"
+
+struct pool;   /* src/llm/pool.h: the threads a training model runs on */
 
 /*
  * Conventions of every operation below:
@@ -67,6 +70,16 @@ void tops_attn_fwd(const struct tattn *a, const float *q, const float *k, const 
 /* DQ, DK, DV += the gradients, from Q, K, V, O, LSE of the forward and DO. */
 void tops_attn_bwd(const struct tattn *a, const float *q, const float *k, const float *v, const float *o,
 		   const float *lse, const float *dout, int T, float *dq, float *dk, float *dv);
+/* The same computed in blocks of queries by sgemm (what the training model runs; the two
+ * above are their scalar reference), over the KV heads [KV0, KV1) and their query heads
+ * only: calls on disjoint ranges write disjoint parts of O, LSE, DQ, DK and DV, so threads
+ * may split the heads.  SCRATCH holds tops_attn_scratch_floats(T) floats per call. */
+size_t tops_attn_scratch_floats(int T);
+void tops_attn_fwd_blocked(const struct tattn *a, const float *q, const float *k, const float *v, int T, float *o,
+			   float *lse, int kv0, int kv1, float *scratch);
+void tops_attn_bwd_blocked(const struct tattn *a, const float *q, const float *k, const float *v, const float *o,
+			   const float *lse, const float *dout, int T, float *dq, float *dk, float *dv, int kv0, int kv1,
+			   float *scratch);
 
 /* Gated feed-forward activation: H = act(G) * U over ROWS rows of N; G and U rows are LD
  * apart (N when dense; 2N when gate and up share one fused output row). */
@@ -104,18 +117,20 @@ struct tlinear {
 	struct tlora *lora;   /* NULL: no adapter */
 };
 
-/* Floats of scratch the two calls below need for T tokens. */
-size_t tlinear_scratch_floats(const struct tlinear *l, int T);
+/* Floats of scratch the two calls below need for T tokens on N_THREADS threads. */
+size_t tlinear_scratch_floats(const struct tlinear *l, int T, int n_threads);
 /* Y (T, n_out) = X W^T + bias + s B (A drop(X)).  U (T, rank) receives A drop(X) for the
  * backward (unused without a LoRA).  SEED picks the dropout mask (a hash of SEED and the
- * element: nothing is stored); TRAIN 0 disables dropout.  Returns 0, or -1 if the weight
- * type cannot be read. */
-int tlinear_fwd(const struct tlinear *l, const float *x, int T, int train, uint64_t seed, float *y, float *u,
-		float *scratch);
+ * element: nothing is stored); TRAIN 0 disables dropout.  POOL (NULL: the calling thread
+ * alone) splits the work; SCRATCH is sized for its threads.  The result does not depend on
+ * how the work is split except through BLAS's summation order.  Returns 0, or -1 if the
+ * weight type cannot be read.  The pool's owner only. */
+int tlinear_fwd(const struct tlinear *l, struct pool *pool, const float *x, int T, int train, uint64_t seed,
+		float *y, float *u, float *scratch);
 /* DX (T, n_in) += DY W + (LoRA part), when DX is not NULL; the LoRA's DA, DB +=.  X, U,
  * TRAIN and SEED as given to the forward. */
-int tlinear_bwd(const struct tlinear *l, const float *x, int T, int train, uint64_t seed, const float *u,
-		const float *dy, float *dx, float *scratch);
+int tlinear_bwd(const struct tlinear *l, struct pool *pool, const float *x, int T, int train, uint64_t seed,
+		const float *u, const float *dy, float *dx, float *scratch);
 
 /* --- adamw.c: the optimizer and the learning-rate schedule --- */
 
@@ -162,6 +177,8 @@ struct tmodel_opts {
 	float init_b;                      /* new B drawn from U(-init_b, init_b); 0, the usual, gives B = 0 */
 	float dropout;
 	uint64_t seed;                     /* initialisation and dropout */
+	int n_threads;                     /* the pool the model runs on (0, 1: the calling thread) */
+	int recompute;                     /* keep only each layer's input; the backward recomputes the rest */
 };
 
 /*
@@ -169,7 +186,12 @@ struct tmodel_opts {
  * types, with M's hyperparameters), with LoRA pairs as its only trained parameters.  All
  * memory for sequences of up to max_tokens is allocated here.  M must outlive it.  Returns
  * 0, or -1 with ERR set (an architecture the training model does not have yet, a target
- * the model lacks, out of memory).  The training thread only, like everything below.
+ * the model lacks, out of memory).  The training thread only, like everything below; the
+ * model's own threads work only inside its calls.
+ *
+ * Memory for activations: without recomputation every layer keeps its normed inputs, q, k,
+ * v, the attention output, the FFN's gate, up and product (about T * (4 E + 3 Q + 2 KV +
+ * 3 FF) floats a layer); with it, one such set in all plus each layer's input (T * E).
  */
 int tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel **out, char *err,
 	       size_t errlen);
@@ -193,10 +215,176 @@ struct tlora *tmodel_lora(struct tmodel *tm, int i);
 int tmodel_lora_n_in(const struct tmodel *tm, int i);
 int tmodel_lora_n_out(const struct tmodel *tm, int i);
 void tmodel_zero_grad(struct tmodel *tm);
+/* The trained parameters as one vector: pair by pair, A then B.  Their count, and the
+ * gradients copied out of (G receives n_params floats) or into the pairs. */
+size_t tmodel_n_params(const struct tmodel *tm);
+void tmodel_grad_get(struct tmodel *tm, float *g);
+void tmodel_grad_set(struct tmodel *tm, const float *g);
 /* One AdamW step (its counter kept here) over every pair with LR and gradients times GSCALE. */
 void tmodel_adamw_step(struct tmodel *tm, const struct adamw_cfg *c, float lr, float gscale);
+/* The optimizer's state, for checkpoints: the steps taken, and the moments of pair I's A
+ * (M1[0], M2[0]) and B (M1[1], M2[1]), laid out like A and B.  Borrowed. */
+int64_t tmodel_adamw_t(const struct tmodel *tm);
+void tmodel_adamw_set_t(struct tmodel *tm, int64_t t);
+void tmodel_adamw_moments(struct tmodel *tm, int i, float *m1[2], float *m2[2]);
+int tmodel_n_threads(const struct tmodel *tm);
+/* The base model's architecture name, and the pairs' alpha (0: none). */
+const char *tmodel_arch(const struct tmodel *tm);
+float tmodel_alpha(const struct tmodel *tm);
 /* Saves the pairs as a llama.cpp adapter file (lora_write) with the model's architecture. */
 int tmodel_lora_save(const struct tmodel *tm, const char *path, const char *name, enum ggml_type type,
 		     char *err, size_t errlen);
+
+/* --- tdata.c: conversations as training sequences, rendered exactly as a chat renders them --- */
+
+struct tok_vocab;
+struct tdata_tmpl;   /* a compiled chat template with the vocabulary's BOS and EOS text */
+
+/*
+ * Loads the chat template as chat_new does (src/llm/chat.c): SPEC names a built-in
+ * (chatml, llama2, ...) or a file; NULL takes F's tokenizer.chat_template, or the
+ * built-in guessed from ARCH when F has none or its own fails to compile.  V (borrowed;
+ * it must outlive the template) gives bos_token and eos_token.  Returns 0, or -1 with
+ * ERR set.  Any thread.
+ */
+int tdata_tmpl_new(const struct gguf_file *f, const char *arch, const struct tok_vocab *v, const char *spec,
+		   struct tdata_tmpl **out, char *err, size_t errlen);
+void tdata_tmpl_free(struct tdata_tmpl *t);
+/* "model", the built-in's or the file's name, with a note when it fell back. */
+const char *tdata_tmpl_name(const struct tdata_tmpl *t);
+
+/* A message of a training conversation; TRAIN marks an assistant message to learn. */
+struct tdata_msg {
+	const char *role;
+	const char *content;
+	int train;
+};
+
+/* A token sequence with the tokens that carry a loss: LOSS[i] set means token i is
+ * predicted (from tokens 0..i-1) and scored. */
+struct tdata_seq {
+	int32_t *tok;
+	uint8_t *loss;
+	int n, n_loss;
+};
+void tdata_seq_free(struct tdata_seq *s);
+
+/*
+ * Renders MSGS[0..N) with T and tokenizes the text as a chat session would see it, with
+ * the loss on the tokens of every assistant message marked TRAIN (see tdata.c for how they
+ * are found).  Returns 0 with *OUT filled (free with tdata_seq_free), -1 with ERR set (the
+ * template refuses the conversation, or renders an assistant turn in a way that does not
+ * extend the conversation before it), or -2 when out of memory.
+ */
+int tdata_encode(const struct tdata_tmpl *t, const struct tdata_msg *msgs, int n, struct tdata_seq *out,
+		 char *err, size_t errlen);
+/* The prompt a chat session sends for the reply to MSGS[0..N): rendered with the
+ * generation prompt and tokenized as chat.c tokenizes it.  Returns 0 or -1 with ERR set. */
+int tdata_encode_prompt(const struct tdata_tmpl *t, const struct tdata_msg *msgs, int n, struct tdata_seq *out,
+			char *err, size_t errlen);
+
+enum tdata_method { TDATA_SFT, TDATA_DPO };
+
+/* One training example: SFT one sequence; DPO the chosen and the rejected conversation,
+ * the same prompt followed by each reply. */
+struct tdata_example {
+	struct tdata_seq seq[2];
+	char where[96];      /* "FILE:LINE", for messages */
+};
+
+/* Examples, the options they were read with, and what reading them found. */
+struct tdata_set {
+	enum tdata_method method;
+	int max_tokens;        /* longer sequences are cut to this many tokens */
+	int all_turns;         /* SFT: learn every assistant message, not only the last */
+	struct tdata_example *ex;
+	int n, cap;
+	int n_truncated;       /* examples cut to max_tokens */
+	int n_dropped;         /* examples left without a scored token once cut */
+	long n_tokens;         /* tokens over every sequence kept */
+};
+void tdata_set_init(struct tdata_set *s, enum tdata_method method, int max_tokens, int all_turns);
+void tdata_set_free(struct tdata_set *s);
+
+/* Told once per example cut or dropped; the message names the file and line. */
+typedef void (*tdata_warn_fn)(void *ctx, const char *msg);
+
+/*
+ * Reads the JSON lines of PATH into S, rendered and tokenized with T.  SFT takes
+ * {"messages": [...]} (natter's export, TRL's and OpenAI's chat shape; an assistant
+ * message with "weight": 0 is not learned, with "weight": 1 it is) and {"prompt": [...],
+ * "completion": [...]} (skipped when "label" is false).  DPO takes {"prompt": [...] or
+ * "...", "chosen": [...] or "...", "rejected": ...} (natter's export and TRL's) and
+ * OpenAI's {"input": {"messages": [...]}, "preferred_output": [...],
+ * "non_preferred_output": [...]}.  Content is a string or a list of {"type": "text",
+ * "text": ...} parts.  Blank lines are skipped.  Returns 0, or -1 with ERR naming the
+ * file and line at fault (nothing of that file is kept).
+ */
+int tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *path, tdata_warn_fn warn,
+		     void *wctx, char *err, size_t errlen);
+/* A 64-bit fingerprint of every token, flag and example in S, for checkpoints. */
+uint64_t tdata_set_fingerprint(const struct tdata_set *s);
+
+/* --- tloop.c: the training loop (SFT and DPO), checkpoints --- */
+
+struct tloop_cfg {
+	enum tdata_method method;
+	int batch;               /* examples per micro-batch (one sequence at a time) */
+	int grad_accum;          /* micro-batches per optimizer step */
+	int64_t steps;           /* optimizer steps in all */
+	struct adamw_cfg adam;
+	struct adamw_sched sched;
+	double beta;             /* DPO's beta */
+	uint64_t seed;           /* the order of the examples and the dropout masks */
+	const char *config;      /* what a checkpoint must have been made with to be resumed (text) */
+};
+
+/* What one optimizer step did. */
+struct tloop_step {
+	int64_t step, steps;     /* the step just taken (1-based) and the total */
+	double loss;             /* SFT: mean NLL per scored token; DPO: mean -log sigmoid(z) */
+	double lr;
+	long tokens;             /* tokens through the model in the step */
+	double seconds;          /* the step's wall time */
+	double margin;           /* DPO: mean z = beta ((pi_c - ref_c) - (pi_r - ref_r)) */
+	double accuracy;         /* DPO: the share of pairs with z > 0 */
+};
+
+struct tloop;
+
+/*
+ * A loop training TM (borrowed) on S (borrowed; both must outlive the loop) with CFG
+ * (copied; CONFIG too).  For DPO the reference log-probabilities of every pair are
+ * computed here, by TM as it is now with dropout off (the initial adapter: new pairs have
+ * B = 0, so the base model).  STOP (may be NULL), set from a signal handler, is polled
+ * between sequences.  Returns 0, 1 when stopped, or -1 with ERR set.
+ */
+int tloop_new(struct tmodel *tm, const struct tdata_set *s, const struct tloop_cfg *cfg,
+	      const volatile sig_atomic_t *stop, struct tloop **out, char *err, size_t errlen);
+void tloop_free(struct tloop *l);
+/* Optimizer steps taken so far (0 before the first). */
+int64_t tloop_steps_done(const struct tloop *l);
+
+/* Called after every step; a nonzero return stops the loop (with ERR set by the callback's
+ * owner).  On the training thread. */
+typedef int (*tloop_step_fn)(void *ctx, const struct tloop_step *st);
+
+/*
+ * Takes steps until CFG->steps, or until UNTIL (> 0) steps are done, or STOP is seen.  A
+ * stop between two steps leaves the state of the last full step (a step cut short is
+ * forgotten).  Returns 0 when it reached its end, 1 when stopped (by STOP or the
+ * callback), -1 with ERR set.
+ */
+int tloop_run(struct tloop *l, int64_t until, tloop_step_fn cb, void *ctx, char *err, size_t errlen);
+
+/*
+ * Checkpoints: the adapter's pairs, the AdamW moments, the steps taken and CFG->config, in
+ * a GGUF file (general.type "natter-checkpoint") written through a temporary file.  Reading
+ * refuses a checkpoint of another architecture, other pairs or shapes, or another config
+ * (ERR names the first line that differs).  The loop then continues as if never stopped.
+ * Return 0 or -1 with ERR set.
+ */
+int tloop_save(const struct tloop *l, const char *path, char *err, size_t errlen);
+int tloop_resume(struct tloop *l, const char *path, char *err, size_t errlen);
 
 #endif

@@ -22,6 +22,7 @@ int cmd_eval_choice(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 
 struct store;
 /* Opens the store at DB, else $NATTER_DB, else the config file's db,
@@ -34,7 +35,7 @@ struct store *cli_store_open(const char *db, unsigned flags);
 enum {
 	CLI_OPT_SYSTEM = 1000, CLI_OPT_TEMPLATE, CLI_OPT_TEMP, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P,
 	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP, CLI_OPT_REMOTE, CLI_OPT_KEY_ENV,
-	CLI_OPT_EXTRAS, CLI_OPT_CONNECT_TIMEOUT, CLI_OPT_READ_TIMEOUT,
+	CLI_OPT_EXTRAS, CLI_OPT_CONNECT_TIMEOUT, CLI_OPT_READ_TIMEOUT, CLI_OPT_THINK_TAGS,
 };
 #define CLI_CHAT_LONGOPTS \
 	{ "system", required_argument, NULL, CLI_OPT_SYSTEM }, \
@@ -55,7 +56,8 @@ enum {
 	{ "api-key-env", required_argument, NULL, CLI_OPT_KEY_ENV }, \
 	{ "remote-extras", required_argument, NULL, CLI_OPT_EXTRAS }, \
 	{ "connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT }, \
-	{ "read-timeout", required_argument, NULL, CLI_OPT_READ_TIMEOUT }
+	{ "read-timeout", required_argument, NULL, CLI_OPT_READ_TIMEOUT }, \
+	{ "think-tags", required_argument, NULL, CLI_OPT_THINK_TAGS }
 #define CLI_CHAT_SHORTOPTS "c:t:s:n:"
 
 struct cli_chat_args {

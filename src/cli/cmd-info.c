@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "natter/gguf.h"
+#include "natter/llm.h"
 #include "natter/tok.h"
 
 static void
@@ -80,6 +81,104 @@ human_bytes(uint64_t b, char *out, size_t n)
 		snprintf(out, n, "%" PRIu64 " B", b);
 }
 
+/* The registry, as a table. */
+static void
+print_architectures(void)
+{
+	printf("architectures natter runs (general.architecture):\n");
+	for (int i = 0; i < llm_arch_count(); i++)
+		printf("  %-10s %s\n", llm_arch_name(i), llm_arch_models(i));
+}
+
+/* How natter reads the model: the description its architecture gives. */
+static void
+print_layout(const struct llm_model *m, const struct gguf_file *f)
+{
+	const struct llm_hparams *hp = llm_model_hparams(m);
+	static const char kind_char[] = { [LLM_LAYER_FULL] = 'F', [LLM_LAYER_SLIDING] = 'S',
+	    [LLM_LAYER_RECURRENT] = 'R' };
+	int n_kind[3] = { 0 }, all = 1;
+	unsigned fl = hp->layer[0].flags;
+
+	printf("as natter runs it:\n");
+	for (int il = 0; il < hp->n_layer; il++) {
+		n_kind[hp->layer[il].kind]++;
+		all &= hp->layer[il].flags == fl;
+	}
+	printf("  %-22s %d:", "layers", hp->n_layer);
+	if (n_kind[LLM_LAYER_FULL])
+		printf(" %d full attention%s", n_kind[LLM_LAYER_FULL], n_kind[LLM_LAYER_FULL] < hp->n_layer ? "," : "");
+	if (n_kind[LLM_LAYER_SLIDING])
+		printf(" %d sliding window of %d positions%s", n_kind[LLM_LAYER_SLIDING], hp->window,
+		    n_kind[LLM_LAYER_RECURRENT] ? "," : "");
+	if (n_kind[LLM_LAYER_RECURRENT])
+		printf(" %d recurrent", n_kind[LLM_LAYER_RECURRENT]);
+	printf("\n");
+	if (n_kind[LLM_LAYER_SLIDING] || n_kind[LLM_LAYER_RECURRENT]) {
+		printf("  %-22s ", "layer pattern");
+		for (int il = 0; il < hp->n_layer && il < 128; il++)
+			putchar(kind_char[hp->layer[il].kind]);
+		printf("%s (F full, S sliding, R recurrent)\n", hp->n_layer > 128 ? "..." : "");
+	}
+	printf("  %-22s %d heads of %d, %d KV head%s", "attention", hp->n_head, hp->head_dim, hp->n_head_kv,
+	    hp->n_head_kv > 1 ? "s" : "");
+	if (hp->head_dim_v != hp->head_dim)
+		printf(" (values %d)", hp->head_dim_v);
+	printf(", q.k x %.4g", hp->attn_scale);
+	if (fl & LLM_LAYER_QK_NORM)
+		printf(", per-head q/k RMSNorm");
+	printf("\n");
+	printf("  %-22s %s pairs on %d of %d dimensions", "RoPE", hp->rope_neox ? "NeoX (i, i+d/2)" : "adjacent",
+	    hp->rope_dim, hp->head_dim);
+	if (hp->rope_factors == 1)
+		printf(", frequency factors (rope_freqs)");
+	else if (hp->rope_factors == 2)
+		printf(", LongRoPE factors (long above %d positions)", hp->rope_n_ctx_orig);
+	if (hp->rope_attn_factor != 1.0f)
+		printf(", attn_factor %g", hp->rope_attn_factor);
+	printf("\n");
+	/* Each distinct base and scale, with the layers that use it. */
+	for (int il = 0; il < hp->n_layer; il++) {
+		const struct llm_layer_hparams *l = &hp->layer[il];
+		int first = 1, count[3] = { 0 };
+		for (int j = 0; j < il; j++)
+			if (hp->layer[j].rope_base == l->rope_base && hp->layer[j].rope_scale == l->rope_scale)
+				first = 0;
+		if (!first)
+			continue;
+		for (int j = il; j < hp->n_layer; j++)
+			if (hp->layer[j].rope_base == l->rope_base && hp->layer[j].rope_scale == l->rope_scale)
+				count[hp->layer[j].kind]++;
+		printf("  %-22s base %g", "", l->rope_base);
+		if (l->rope_scale != 1.0f)
+			printf(", linear scaling 1/%g", 1.0f / l->rope_scale);
+		printf(" (");
+		if (count[LLM_LAYER_FULL])
+			printf("%d full%s", count[LLM_LAYER_FULL], count[LLM_LAYER_SLIDING] ? ", " : "");
+		if (count[LLM_LAYER_SLIDING])
+			printf("%d sliding", count[LLM_LAYER_SLIDING]);
+		printf(" layer%s)\n", count[LLM_LAYER_FULL] + count[LLM_LAYER_SLIDING] > 1 ? "s" : "");
+	}
+	if (hp->attn_softcap > 0 || hp->final_softcap > 0)
+		printf("  %-22s attention %g, final logits %g\n", "soft-caps", hp->attn_softcap, hp->final_softcap);
+	printf("  %-22s RMSNorm (eps %g)%s\n", "norms", hp->rms_eps,
+	    fl & LLM_LAYER_POST_NORMS ? ", also after attention and after the FFN" : "");
+	if (fl & LLM_LAYER_MOE) {
+		printf("  %-22s %d, %d used per token (softmax router, weights %s), n_ff %d each", "experts",
+		    hp->n_expert, hp->n_expert_used, hp->expert_norm ? "renormalised" : "as routed", hp->n_ff_exp);
+		if (fl & LLM_LAYER_SHARED_EXPERT)
+			printf("; a shared expert (n_ff %d, sigmoid gate)", hp->n_ff_shexp);
+		printf("\n");
+	}
+	if (!(fl & LLM_LAYER_MOE) || !all)
+		printf("  %-22s %s gate, n_ff %d\n", "feed-forward", hp->ffn_act == LLM_FFN_GELU_TANH ? "GELU (tanh)" : "SiLU",
+		    hp->n_ff);
+	printf("  %-22s %s%s", "embeddings", gguf_find_tensor(f, "output.weight") ? "separate output" : "tied output",
+	    hp->embd_scale != 1.0f ? "" : "\n");
+	if (hp->embd_scale != 1.0f)
+		printf(", inputs x %g\n", hp->embd_scale);
+}
+
 int
 cmd_info(int argc, char **argv)
 {
@@ -87,6 +186,7 @@ cmd_info(int argc, char **argv)
 		{ "model", required_argument, NULL, 'm' },
 		{ "kv", no_argument, NULL, 'k' },
 		{ "tensors", no_argument, NULL, 't' },
+		{ "architectures", no_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -105,8 +205,12 @@ cmd_info(int argc, char **argv)
 		case 'm': path = optarg; break;
 		case 'k': show_kv = 1; break;
 		case 't': show_tensors = 1; break;
+		case 'a':
+			print_architectures();
+			return 0;
 		case 'h':
-			printf("usage: natter info -m FILE [--kv] [--tensors]\n");
+			printf("usage: natter info -m FILE [--kv] [--tensors]\n"
+			    "       natter info --architectures\n");
 			return 0;
 		default:
 			return 2;
@@ -144,7 +248,17 @@ cmd_info(int argc, char **argv)
 		hp(f, arch, "rope.freq_base", "RoPE base");
 		hp(f, arch, "attention.layer_norm_rms_epsilon", "RMSNorm epsilon");
 		hp(f, arch, "attention.sliding_window", "sliding window");
+		hp(f, arch, "expert_count", "experts");
+		hp(f, arch, "expert_used_count", "experts used");
 		hp(f, arch, "vocab_size", "vocabulary size");
+	}
+	if (arch && f->n_tensors) {
+		struct llm_model *m = NULL;
+		if (llm_model_load(path, &m, err, sizeof(err)) == 0)
+			print_layout(m, f);
+		else
+			printf("natter cannot run it: %s\n", err);
+		llm_model_free(m);
 	}
 	if (gguf_find_kv(f, "tokenizer.ggml.model")) {
 		if (tok_vocab_load(f, &vocab, err, sizeof(err)) < 0) {

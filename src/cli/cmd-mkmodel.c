@@ -14,19 +14,48 @@
 struct preset {
 	const char *name;
 	const char *arch;
-	int n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
+	int n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx;
 	float rope_base, rms_eps;
 	int tied, qkv_bias, spm;
+	int qk_norm;            /* attn_q_norm, attn_k_norm */
+	int post_norms;         /* post_attention_norm, post_ffw_norm (Gemma) */
+	int window;             /* attention.sliding_window (Gemma 3's local layers) */
+	float rope_base_swa;
+	int n_expert, n_expert_used;    /* experts of n_ff each */
 };
 
+/* head_dim 0: n_embd / n_head.  The vocabularies are synthetic, of the
+ * real size: SentencePiece (spm) or byte-level BPE with Qwen's specials. */
 static const struct preset presets[] = {
 	/* Qwen2.5-0.5B: tied embeddings, q/k/v biases, byte-level BPE. */
-	{ "qwen2.5-0.5b", "qwen2", 151936, 896, 24, 14, 2, 4864, 32768, 1000000.0f, 1e-6f, 1, 1, 0 },
+	{ "qwen2.5-0.5b", "qwen2", 151936, 896, 24, 14, 2, 0, 4864, 32768, 1000000.0f, 1e-6f, 1, 1, 0,
+	    0, 0, 0, 0, 0, 0 },
 	/* TinyLlama 1.1B: separate output, SentencePiece. */
-	{ "llama-1b", "llama", 32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, 0, 0, 1 },
+	{ "llama-1b", "llama", 32000, 2048, 22, 32, 4, 0, 5632, 2048, 10000.0f, 1e-5f, 0, 0, 1, 0, 0, 0, 0, 0, 0 },
+	/* Qwen3-0.6B: 16 heads of 128 (2048 wide over n_embd 1024), q/k norms, tied. */
+	{ "qwen3-0.6b", "qwen3", 151936, 1024, 28, 16, 8, 128, 3072, 40960, 1000000.0f, 1e-6f, 1, 0, 0,
+	    1, 0, 0, 0, 0, 0 },
+	/* Gemma 3 1B: 4 heads of 256, 1 KV head, sliding window 512 on five
+	 * layers of six, SentencePiece with 262144 tokens, tied. */
+	{ "gemma3-1b", "gemma3", 262144, 1152, 26, 4, 1, 256, 6912, 32768, 1000000.0f, 1e-6f, 1, 0, 1,
+	    1, 1, 512, 10000.0f, 0, 0 },
+	/* A llama mixture of experts: 8 experts of 1408, top 2, Qwen2's vocabulary size. */
+	{ "moe-mini", "llama", 151936, 1024, 12, 16, 4, 0, 1408, 4096, 1000000.0f, 1e-6f, 0, 0, 0,
+	    0, 0, 0, 0, 8, 2 },
 	/* A small one for quick tests. */
-	{ "tiny", "llama", 512, 256, 2, 4, 2, 512, 512, 10000.0f, 1e-5f, 0, 0, 1 },
+	{ "tiny", "llama", 512, 256, 2, 4, 2, 0, 512, 512, 10000.0f, 1e-5f, 0, 0, 1, 0, 0, 0, 0, 0, 0 },
 };
+#define N_PRESETS (sizeof(presets) / sizeof(presets[0]))
+
+/* "a, b, c" of the presets' names. */
+static void
+preset_names(char *buf, size_t n)
+{
+	size_t len = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < N_PRESETS && len < n; i++)
+		len += snprintf(buf + len, n - len, "%s%s", i ? ", " : "", presets[i].name);
+}
 
 /* The file-type mixes, by llama.cpp's names and general.file_type numbers. */
 enum mix { MIX_F32, MIX_F16, MIX_Q8_0, MIX_Q4_0, MIX_Q4_K_M };
@@ -37,7 +66,7 @@ static const struct { const char *name; enum mix mix; int file_type; } mixes[] =
 
 struct fill {
 	enum ggml_type type;
-	int64_t ne0, ne1;
+	int64_t ne0, ne1;       /* ne1: all rows (of every expert) */
 	float sigma;        /* 0: all ones (norm weights) */
 	uint64_t seed;
 };
@@ -101,19 +130,29 @@ fit(enum ggml_type t, int64_t ne0)
 	}
 }
 
+/* llama.cpp's choices, including those for 8-expert models (attn_k and
+ * attn_v in Q8_0, attn_output in Q5_K) and ffn_down_exps as ffn_down. */
 static enum ggml_type
-weight_type(enum mix mix, const char *role, int layer, int n_layer, int64_t ne0)
+weight_type(enum mix mix, const char *role, int layer, int n_layer, int64_t ne0, int n_expert)
 {
+	const int kv = strcmp(role, "attn_v") == 0 || strcmp(role, "attn_k") == 0;
+
 	switch (mix) {
 	case MIX_F32: return GGML_TYPE_F32;
 	case MIX_F16: return GGML_TYPE_F16;
 	case MIX_Q8_0: return GGML_TYPE_Q8_0;
 	case MIX_Q4_0:
-		return strcmp(role, "output") == 0 ? fit(GGML_TYPE_Q6_K, ne0) : GGML_TYPE_Q4_0;
+		if (strcmp(role, "output") == 0)
+			return fit(GGML_TYPE_Q6_K, ne0);
+		return n_expert == 8 && kv ? GGML_TYPE_Q8_0 : GGML_TYPE_Q4_0;
 	case MIX_Q4_K_M:
 		if (strcmp(role, "output") == 0)
 			return fit(GGML_TYPE_Q6_K, ne0);
-		if ((strcmp(role, "attn_v") == 0 || strcmp(role, "ffn_down") == 0) && more_bits(layer, n_layer))
+		if (n_expert == 8 && kv)
+			return GGML_TYPE_Q8_0;
+		if (n_expert == 8 && strcmp(role, "attn_output") == 0)
+			return fit(GGML_TYPE_Q5_K, ne0);
+		if ((strcmp(role, "attn_v") == 0 || strncmp(role, "ffn_down", 8) == 0) && more_bits(layer, n_layer))
 			return fit(GGML_TYPE_Q6_K, ne0);
 		return fit(GGML_TYPE_Q4_K, ne0);
 	}
@@ -150,7 +189,9 @@ cmd_mkmodel(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 'l': n_layer_override = atoi(optarg); break;
 		case 'h':
-			printf("usage: natter mkmodel --preset (qwen2.5-0.5b|llama-1b|tiny) --type (F32|F16|Q8_0|Q4_0|Q4_K_M) -o FILE\n");
+			preset_names(err, sizeof(err));
+			printf("usage: natter mkmodel --preset NAME --type (F32|F16|Q8_0|Q4_0|Q4_K_M) -o FILE [--layers N]\n"
+			    "presets: %s\n", err);
 			return 0;
 		default:
 			return 2;
@@ -160,14 +201,15 @@ cmd_mkmodel(int argc, char **argv)
 		cli_error("mkmodel: needs --preset NAME, --type TYPE and -o FILE");
 		return 2;
 	}
-	for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
+	for (size_t i = 0; i < N_PRESETS; i++)
 		if (strcmp(presets[i].name, pname) == 0)
 			P = &presets[i];
 	for (size_t i = 0; i < sizeof(mixes) / sizeof(mixes[0]); i++)
 		if (strcasecmp(mixes[i].name, tname) == 0)
 			mi = (int)i;
 	if (!P) {
-		cli_error("mkmodel: unknown preset '%s' (qwen2.5-0.5b, llama-1b, tiny)", pname);
+		preset_names(err, sizeof(err));
+		cli_error("mkmodel: unknown preset '%s' (%s)", pname, err);
 		return 2;
 	}
 	if (mi < 0) {
@@ -177,9 +219,10 @@ cmd_mkmodel(int argc, char **argv)
 	q_init(0);
 	{
 		const int n_layer = n_layer_override > 0 ? n_layer_override : P->n_layer;
-		const int hd = P->n_embd / P->n_head, E = P->n_embd, KV = P->n_head_kv * hd, FF = P->n_ff;
+		const int hd = P->head_dim ? P->head_dim : P->n_embd / P->n_head, E = P->n_embd;
+		const int Q = P->n_head * hd, KV = P->n_head_kv * hd, FF = P->n_ff, NE = P->n_expert;
 		const enum mix mix = mixes[mi].mix;
-		const int max_fill = 4 + n_layer * 12;
+		const int max_fill = 4 + n_layer * 20;
 		uint64_t seed = 12345;
 
 		w = gguf_writer_new(32);
@@ -206,6 +249,18 @@ cmd_mkmodel(int argc, char **argv)
 		gguf_w_u32(w, KEY("attention.head_count_kv"), (uint32_t)P->n_head_kv);
 		gguf_w_f32(w, KEY("rope.freq_base"), P->rope_base);
 		gguf_w_f32(w, KEY("attention.layer_norm_rms_epsilon"), P->rms_eps);
+		if (P->head_dim) {
+			gguf_w_u32(w, KEY("attention.key_length"), (uint32_t)hd);
+			gguf_w_u32(w, KEY("attention.value_length"), (uint32_t)hd);
+		}
+		if (P->window) {
+			gguf_w_u32(w, KEY("attention.sliding_window"), (uint32_t)P->window);
+			gguf_w_f32(w, KEY("rope.freq_base_swa"), P->rope_base_swa);
+		}
+		if (NE) {
+			gguf_w_u32(w, KEY("expert_count"), (uint32_t)NE);
+			gguf_w_u32(w, KEY("expert_used_count"), (uint32_t)P->n_expert_used);
+		}
 #undef KEY
 		/* A synthetic vocabulary of the right size: bytes first, then filler. */
 		int next = 0;
@@ -259,47 +314,68 @@ cmd_mkmodel(int argc, char **argv)
 			gguf_w_bool(w, "tokenizer.ggml.add_bos_token", 0);
 		}
 
-#define TENSOR(tname_, type_, ne0_, ne1_, sigma_) do { \
+#define TENSOR3(tname_, type_, ne0_, ne1_, ne2_, sigma_) do { \
 		struct fill *f_ = &fills[nfill++]; \
-		uint64_t ne_[2] = { (uint64_t)(ne0_), (uint64_t)(ne1_) }; \
-		f_->type = (type_); f_->ne0 = (ne0_); f_->ne1 = (ne1_); f_->sigma = (sigma_); \
+		uint64_t ne_[3] = { (uint64_t)(ne0_), (uint64_t)(ne1_), (uint64_t)(ne2_) }; \
+		f_->type = (type_); f_->ne0 = (ne0_); f_->ne1 = (int64_t)(ne1_) * (ne2_); f_->sigma = (sigma_); \
 		f_->seed = seed = seed * 6364136223846793005ull + 1442695040888963407ull; \
-		if (gguf_w_tensor(w, (tname_), f_->type, (ne1_) == 1 ? 1 : 2, ne_, NULL, fill_tensor, f_) < 0) { \
+		if (gguf_w_tensor(w, (tname_), f_->type, (ne2_) > 1 ? 3 : (ne1_) == 1 ? 1 : 2, ne_, NULL, \
+		    fill_tensor, f_) < 0) { \
 			cli_error("mkmodel: cannot add tensor %s", (tname_)); \
 			goto out; \
 		} \
 	} while (0)
+#define TENSOR(tname_, type_, ne0_, ne1_, sigma_) TENSOR3(tname_, type_, ne0_, ne1_, 1, sigma_)
 		{
 			enum ggml_type et = mix == MIX_F32 ? GGML_TYPE_F32 : mix == MIX_F16 ? GGML_TYPE_F16 :
 			    mix == MIX_Q8_0 ? GGML_TYPE_Q8_0 : mix == MIX_Q4_0 ? GGML_TYPE_Q4_0 : fit(GGML_TYPE_Q4_K, E);
 			if (P->tied)   /* the embedding doubles as the output: quantize it as the output */
-				et = weight_type(mix, "output", 0, n_layer, E);
+				et = weight_type(mix, "output", 0, n_layer, E, NE);
 			TENSOR("token_embd.weight", et, E, P->n_vocab, 0.02f);
 		}
 		TENSOR("output_norm.weight", GGML_TYPE_F32, E, 1, 0);
 		if (!P->tied)
-			TENSOR("output.weight", weight_type(mix, "output", 0, n_layer, E), E, P->n_vocab, 0.02f);
+			TENSOR("output.weight", weight_type(mix, "output", 0, n_layer, E, NE), E, P->n_vocab, 0.02f);
 		for (int l = 0; l < n_layer; l++) {
 			char tn[64];
-#define T(s, role, ne0, ne1, sig) do { snprintf(tn, sizeof(tn), "blk.%d." s, l); \
-			TENSOR(tn, (role) ? weight_type(mix, (role), l, n_layer, (ne0)) : GGML_TYPE_F32, (ne0), (ne1), (sig)); } while (0)
+#define T3(s, role, ne0, ne1, ne2, sig) do { snprintf(tn, sizeof(tn), "blk.%d." s, l); \
+			TENSOR3(tn, (role) ? weight_type(mix, (role), l, n_layer, (ne0), NE) : GGML_TYPE_F32, (ne0), (ne1), \
+			    (ne2), (sig)); } while (0)
+#define T(s, role, ne0, ne1, sig) T3(s, role, ne0, ne1, 1, sig)
 			T("attn_norm.weight", NULL, E, 1, 0);
-			T("attn_q.weight", "attn_q", E, E, 0.02f);
+			T("attn_q.weight", "attn_q", E, Q, 0.02f);
 			T("attn_k.weight", "attn_k", E, KV, 0.02f);
 			T("attn_v.weight", "attn_v", E, KV, 0.02f);
 			if (P->qkv_bias) {
-				T("attn_q.bias", NULL, E, 1, 0.02f);
+				T("attn_q.bias", NULL, Q, 1, 0.02f);
 				T("attn_k.bias", NULL, KV, 1, 0.02f);
 				T("attn_v.bias", NULL, KV, 1, 0.02f);
 			}
-			T("attn_output.weight", "attn_output", E, E, 0.02f);
+			if (P->qk_norm) {
+				T("attn_q_norm.weight", NULL, hd, 1, 0);
+				T("attn_k_norm.weight", NULL, hd, 1, 0);
+			}
+			T("attn_output.weight", "attn_output", Q, E, 0.02f);
+			if (P->post_norms)
+				T("post_attention_norm.weight", NULL, E, 1, 0);
 			T("ffn_norm.weight", NULL, E, 1, 0);
-			T("ffn_gate.weight", "ffn_gate", E, FF, 0.02f);
-			T("ffn_up.weight", "ffn_up", E, FF, 0.02f);
-			T("ffn_down.weight", "ffn_down", FF, E, 0.02f);
+			if (NE) {
+				T("ffn_gate_inp.weight", NULL, E, NE, 0.02f);   /* routers stay F32 */
+				T3("ffn_gate_exps.weight", "ffn_gate_exps", E, FF, NE, 0.02f);
+				T3("ffn_up_exps.weight", "ffn_up_exps", E, FF, NE, 0.02f);
+				T3("ffn_down_exps.weight", "ffn_down_exps", FF, E, NE, 0.02f);
+			} else {
+				T("ffn_gate.weight", "ffn_gate", E, FF, 0.02f);
+				T("ffn_up.weight", "ffn_up", E, FF, 0.02f);
+				T("ffn_down.weight", "ffn_down", FF, E, 0.02f);
+			}
+			if (P->post_norms)
+				T("post_ffw_norm.weight", NULL, E, 1, 0);
 #undef T
+#undef T3
 		}
 #undef TENSOR
+#undef TENSOR3
 		if (gguf_writer_write(w, out, err, sizeof(err)) < 0) {
 			cli_error("%s", err);
 			goto out;

@@ -10,6 +10,7 @@
 #include "natter/chat.h"
 #include "natter/gguf.h"
 #include "natter/llm.h"
+#include "natter/think.h"
 #include "natter/tmpl.h"
 #include "natter/tok.h"
 #include "llm/strbuf.h"
@@ -152,12 +153,15 @@ cache_text_set(struct local *c, const char *s, size_t n, int append)
 		cache_text_set(c, NULL, 0, 0);   /* unknown text: reuse falls back to token matching */
 }
 
-/* Renders turns T[0..N) (with the generation prompt when ADD_GEN). */
+/* Renders turns T[0..N) (with the generation prompt when ADD_GEN; THINK:
+ * enable_thinking, enum chat_think). */
 static char *
-render(struct local *c, const struct chat_turn *t, int n, int add_gen, char *err, size_t errlen, size_t *len)
+render(struct local *c, const struct chat_turn *t, int n, int add_gen, int think, char *err, size_t errlen,
+       size_t *len)
 {
 	struct tmpl_msg *m = malloc((size_t)(n + 1) * sizeof(*m));
-	struct tmpl_opts o = { add_gen, c->bos_text, c->eos_text, 0 };
+	struct tmpl_opts o = { .add_generation_prompt = add_gen, .bos_token = c->bos_text, .eos_token = c->eos_text,
+		.now = 0, .enable_thinking = think };
 	char *out = NULL;
 	int rc;
 
@@ -207,14 +211,14 @@ tokenize_prompt(struct local *c, const char *text, size_t len, struct tok_ids *i
  * quarter of the context, or MAX_TOKENS when that is less than half) are
  * within the context. */
 static int
-local_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, char *err, size_t errlen)
+local_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int think, char *err, size_t errlen)
 {
 	struct local *c = e;
 	const int n_ctx = llm_ctx_n_ctx(c->ctx);
 	int reserve;
 
 	free(c->pend_text);
-	c->pend_text = render(c, t, n, 1, err, errlen, &c->pend_len);
+	c->pend_text = render(c, t, n, 1, think, err, errlen, &c->pend_len);
 	if (!c->pend_text)
 		return -1;
 	if (tokenize_prompt(c, c->pend_text, c->pend_len, &c->pend_ids) < 0) {
@@ -229,6 +233,15 @@ local_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, char *e
 	snprintf(err, errlen, "the message is %zu tokens long, more than the context of %d tokens "
 	    "holds (shorten it, or use a larger context with -c)", c->pend_ids.n, n_ctx);
 	return CHAT_FIT_NO;
+}
+
+/* A template such as DeepSeek-R1's ends its generation prompt with the
+ * open tag: the reply starts inside the reasoning. */
+static int
+local_prompt_opens(void *e, const char *open, const char *close)
+{
+	struct local *c = e;
+	return c->pend_text && think_prompt_opens(c->pend_text, c->pend_len, open, close);
 }
 
 static int
@@ -263,7 +276,9 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 		p = llm_ctx_n_past(c->ctx);
 	if (p == (int)ids->n)
 		p--;   /* re-evaluate the last token to get its logits */
-	llm_ctx_truncate(c->ctx, p);
+	/* A sliding-window ring may not go back that far: then it keeps
+	 * fewer positions (down to 0) and more of the prompt is evaluated. */
+	p = llm_ctx_truncate(c->ctx, p);
 	c->cache.n = p;
 	t1 = chat_now_ms();
 	{
@@ -290,7 +305,7 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 			return 0;
 		}
 		if (erc < 0) {
-			llm_ctx_truncate(c->ctx, p);
+			c->cache.n = llm_ctx_truncate(c->ctx, p);
 			cache_text_set(c, NULL, 0, 0);
 			return -1;
 		}
@@ -374,7 +389,7 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 		/* Bytes of a character the reply ended inside of. */
 		size_t flen;
 		const char *rest = tok_stream_flush(c->ts, &flen);
-		if (flen > 0 && chat_run_piece(r, rest, flen) == CHAT_RUN_STOP)
+		if (flen > 0 && chat_run_text(r, rest, flen) == CHAT_RUN_STOP)
 			st->stop = CHAT_STOP_STRING;
 	}
 	return 0;
@@ -425,10 +440,10 @@ local_prompt_text(void *e, size_t *len)
 }
 
 static char *
-local_render(void *e, const struct chat_turn *t, int n, char *err, size_t errlen)
+local_render(void *e, const struct chat_turn *t, int n, int think, char *err, size_t errlen)
 {
 	size_t len;
-	return render(e, t, n, 1, err, errlen, &len);
+	return render(e, t, n, 1, think, err, errlen, &len);
 }
 
 static int local_ctx_used(void *e) { return llm_ctx_n_past(((struct local *)e)->ctx); }
@@ -446,6 +461,7 @@ local_prompt_tokens(void *e, int *n)
 static const struct chat_engine_ops local_ops = {
 	.kind = "local",
 	.prepare = local_prepare,
+	.prompt_opens = local_prompt_opens,
 	.run = local_run,
 	.free = local_free,
 	.info = local_info,

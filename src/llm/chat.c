@@ -12,6 +12,7 @@
 #include "natter/chat-engine.h"
 #include "natter/chat.h"
 #include "natter/text.h"
+#include "natter/think.h"
 #include "llm/strbuf.h"
 
 /*
@@ -25,7 +26,9 @@
 /* One version of a message: a user message has one, an assistant message
  * one per generation. */
 struct alt {
-	char *content;
+	char *content;               /* an assistant message's: the answer */
+	char *reasoning;             /* NULL: the reply had none */
+	int n_reasoning;             /* its tokens; 0: not known */
 	int64_t tag;
 };
 
@@ -52,6 +55,9 @@ struct chat {
 	struct fed *fed;             /* (n_fed) the messages the last prompt fed, system prompt first */
 	int n_fed, prompt_dropped;
 	char *stops[9];
+	char think_open[32], think_close[32];   /* the reasoning's tags */
+	chat_split_fn split;
+	void *split_ctx;
 	chat_notice_fn notice;
 	void *notice_ctx;
 	chat_progress_fn progress;
@@ -65,6 +71,7 @@ struct chat {
 	int max_tokens;
 	atomic_int cancel;
 	atomic_int token_delay_ms;
+	atomic_int think;            /* enum chat_think, for the next render */
 };
 
 /* Reply assembly: stop strings are held back until they cannot match. */
@@ -73,12 +80,26 @@ struct reply {
 	size_t len, cap, emitted;
 };
 
+/* The reply as shown, split into answer and reasoning (think.h), and its
+ * pieces counted by kind. */
+struct split_out {
+	struct chat *c;
+	struct think_split ts;
+	struct think_count tc;
+	char *answer, *reasoning;
+	size_t alen, acap, rlen, rcap;
+	int n_gen;                   /* pieces counted so far (chat_run_piece) */
+	int stop;                    /* the split callback asked to stop */
+	int oom;
+};
+
 /* What a session lends its engine while one reply runs (chat-engine.h). */
 struct chat_run {
 	struct chat *c;
 	chat_piece_fn cb;
 	void *cbctx;
 	struct reply rep;
+	struct split_out so;
 	double t_first;              /* when the first piece came (ms, monotonic); 0: none yet */
 	int oom;
 	int rates_set;               /* the engine set the speeds (chat_run_set_rates) */
@@ -150,6 +171,13 @@ chat_new_engine(const struct chat_engine_ops *ops, void *e, const struct chat_op
 	c->max_tokens = c->reply_max_tokens = o->max_tokens;
 	if (sampler_params_check(&c->sp, err, errlen) < 0)
 		goto fail;
+	if (think_tags_parse(o->think_tags ? o->think_tags : "<think> </think>", c->think_open, c->think_close,
+	    sizeof(c->think_open), err, errlen) < 0) {
+		char tmp[256];
+		snprintf(tmp, sizeof(tmp), "reasoning tags %s", err);
+		snprintf(err, errlen, "%s", tmp);
+		goto fail;
+	}
 	for (int i = 0, k = 0; i < 8 && o->stop[i]; i++)
 		if (o->stop[i][0] && !(c->stops[k++] = strdup(o->stop[i]))) {
 			snprintf(err, errlen, "out of memory");
@@ -310,8 +338,10 @@ static void
 msg_free(struct msg *m)
 {
 	free(m->role);
-	for (int k = 0; k < m->n_alts; k++)
+	for (int k = 0; k < m->n_alts; k++) {
 		free(m->alts[k].content);
+		free(m->alts[k].reasoning);
+	}
 	free(m->alts);
 }
 
@@ -392,6 +422,8 @@ alt_push(struct chat *c, int i, const char *text, size_t len)
 	if (!t)
 		return -1;
 	a[m->n_alts].content = t;
+	a[m->n_alts].reasoning = NULL;
+	a[m->n_alts].n_reasoning = 0;
 	a[m->n_alts].tag = 0;
 	return m->n_alts++;
 }
@@ -402,6 +434,49 @@ chat_alt_add(struct chat *c, int i, const char *text, size_t len)
 	if (i < 0 || i >= c->n || strcmp(c->msgs[i].role, "assistant"))
 		return -1;
 	return alt_push(c, i, text, len);
+}
+
+const char *
+chat_alt_reasoning(const struct chat *c, int i, int k)
+{
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts)
+		return NULL;
+	return c->msgs[i].alts[k].reasoning;
+}
+
+int
+chat_alt_reasoning_tokens(const struct chat *c, int i, int k)
+{
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts)
+		return 0;
+	return c->msgs[i].alts[k].n_reasoning;
+}
+
+const char *
+chat_message_reasoning(const struct chat *c, int i)
+{
+	return i >= 0 && i < c->n ? c->msgs[i].alts[c->msgs[i].cur].reasoning : NULL;
+}
+
+static int
+alt_set_reasoning(struct alt *a, const char *text, size_t len, int n_tokens)
+{
+	char *t = NULL;
+
+	if (text && !(t = dup_repaired(text, len)))
+		return -1;
+	free(a->reasoning);
+	a->reasoning = t;
+	a->n_reasoning = t && n_tokens > 0 ? n_tokens : 0;
+	return 0;
+}
+
+int
+chat_alt_set_reasoning(struct chat *c, int i, int k, const char *text, size_t len, int n_tokens)
+{
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts)
+		return -1;
+	return alt_set_reasoning(&c->msgs[i].alts[k], text, len, n_tokens);
 }
 
 int
@@ -424,11 +499,15 @@ chat_edit(struct chat *c, int i, const char *text, size_t len)
 	if (!t)
 		return -1;
 	m = &c->msgs[i];
-	for (int k = 0; k < m->n_alts; k++)
+	for (int k = 0; k < m->n_alts; k++) {
 		free(m->alts[k].content);
+		free(m->alts[k].reasoning);
+	}
 	m->n_alts = 1;
 	m->cur = 0;
 	m->alts[0].content = t;
+	m->alts[0].reasoning = NULL;
+	m->alts[0].n_reasoning = 0;
 	m->alts[0].tag = 0;
 	m->tag = 0;
 	drop_msgs(c, i + 1, c->n - i - 1);
@@ -492,6 +571,32 @@ chat_clear(struct chat *c)
 {
 	drop_msgs(c, 0, c->n);
 	c->first = 0;
+}
+
+void
+chat_set_split(struct chat *c, chat_split_fn fn, void *ctx)
+{
+	c->split = fn;
+	c->split_ctx = ctx;
+}
+
+void
+chat_set_think(struct chat *c, enum chat_think t)
+{
+	atomic_store(&c->think, (int)t);
+}
+
+enum chat_think
+chat_think(struct chat *c)
+{
+	return (enum chat_think)atomic_load(&c->think);
+}
+
+int
+chat_template_thinks(const struct chat *c)
+{
+	const char *src = chat_template_source(c);
+	return src && strstr(src, "enable_thinking") != NULL;
 }
 
 void
@@ -588,7 +693,7 @@ chat_render(struct chat *c, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	out = c->ops->render(c->e, t, n, err, errlen);
+	out = c->ops->render(c->e, t, n, atomic_load(&c->think), err, errlen);
 	free(t);
 	return out;
 }
@@ -640,7 +745,7 @@ fit_prompt(struct chat *c, int max_tokens, int *first, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		rc = c->ops->prepare(c->e, t, n, max_tokens, err, errlen);
+		rc = c->ops->prepare(c->e, t, n, max_tokens, atomic_load(&c->think), err, errlen);
 		free(t);
 		if (rc < 0)
 			return -1;
@@ -703,10 +808,43 @@ record_prompt(struct chat *c, int first)
 	return 0;
 }
 
+/* --- the reply split into reasoning and answer --- */
+
+static void
+split_emit(void *ctx, enum think_kind k, const char *s, size_t n)
+{
+	struct split_out *so = ctx;
+	struct chat_piece p;
+
+	if (k == THINK_REASONING ? strbuf_append(&so->reasoning, &so->rlen, &so->rcap, s, n) < 0 :
+	    strbuf_append(&so->answer, &so->alen, &so->acap, s, n) < 0)
+		so->oom = 1;
+	if (!so->c->split)
+		return;
+	p.kind = k == THINK_REASONING ? CHAT_PIECE_REASONING : CHAT_PIECE_ANSWER;
+	p.text = s;
+	p.len = n;
+	p.n_gen = so->n_gen;
+	p.n_reasoning = so->tc.n_reasoning;
+	if (so->c->split(so->c->split_ctx, &p))
+		so->stop = 1;
+}
+
+/* Hands on S[0..N) of the reply: as it is to the piece callback, split to
+ * the session's split callback.  Returns nonzero when either asks to stop. */
+static int
+reply_show(struct chat_run *r, const char *s, size_t n)
+{
+	int stop = r->cb && r->cb(r->cbctx, s, n);
+	think_split_push(&r->so.ts, s, n, split_emit, &r->so);
+	return stop || r->so.stop;
+}
+
 /* --- lent to the engine while a reply runs --- */
 
-int
-chat_run_piece(struct chat_run *r, const char *p, size_t n)
+/* A piece of the reply; COUNTED: one unit of its own (chat_run_piece). */
+static int
+run_bytes(struct chat_run *r, const char *p, size_t n, int counted)
 {
 	struct chat *c = r->c;
 	size_t safe;
@@ -714,6 +852,15 @@ chat_run_piece(struct chat_run *r, const char *p, size_t n)
 
 	if (r->t_first == 0)
 		r->t_first = chat_now_ms();
+	/* The count sees the reply as the model wrote it (before any stop
+	 * string cuts it), a unit at a time; the tags an engine adds are
+	 * text that moves it from one kind to the other. */
+	if (counted) {
+		think_count_token(&r->so.tc, p, n);
+		r->so.n_gen++;
+	} else {
+		think_split_push(&r->so.tc.s, p, n, NULL, NULL);
+	}
 	if (strbuf_append(&r->rep.buf, &r->rep.len, &r->rep.cap, p, n) < 0) {
 		r->oom = 1;
 		atomic_store(&c->cancel, 1);
@@ -721,11 +868,37 @@ chat_run_piece(struct chat_run *r, const char *p, size_t n)
 	}
 	stopped = check_stops(c->stops, &r->rep, &safe);
 	if (safe > r->rep.emitted) {
-		if (r->cb && r->cb(r->cbctx, r->rep.buf + r->rep.emitted, safe - r->rep.emitted))
+		if (reply_show(r, r->rep.buf + r->rep.emitted, safe - r->rep.emitted))
 			atomic_store(&c->cancel, 1);
 		r->rep.emitted = safe;
 	}
-	if (stopped)
+	if (r->so.oom) {
+		r->oom = 1;
+		atomic_store(&c->cancel, 1);
+		return CHAT_RUN_STOP;
+	}
+	return stopped ? CHAT_RUN_STOP : CHAT_RUN_GO;
+}
+
+int
+chat_run_text(struct chat_run *r, const char *p, size_t n)
+{
+	return run_bytes(r, p, n, 0);
+}
+
+void
+chat_run_think_tags(const struct chat_run *r, const char **open, const char **close)
+{
+	*open = r->c->think_open;
+	*close = r->c->think_close;
+}
+
+int
+chat_run_piece(struct chat_run *r, const char *p, size_t n)
+{
+	struct chat *c = r->c;
+
+	if (run_bytes(r, p, n, 1) == CHAT_RUN_STOP)
 		return CHAT_RUN_STOP;
 	{
 		int d = atomic_load(&c->token_delay_ms);
@@ -794,6 +967,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	run.c = c;
 	run.cb = cb;
 	run.cbctx = cbctx;
+	run.so.c = c;
 	/* A stop requested before this point is not cleared: it stops this
 	 * reply (the front end pressed it while starting us). */
 	if (fit_prompt(c, chat_max_tokens(c), &first, err, errlen) < 0) {
@@ -817,12 +991,14 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		    n_dropped, n_dropped > 1 ? "s" : "", chat_ctx_size(c));
 		c->notice(c->notice_ctx, msg);
 	}
+	{
+		/* A prompt that opens the reasoning starts the reply inside it. */
+		int inside = c->ops->prompt_opens && c->ops->prompt_opens(c->e, c->think_open, c->think_close);
+		think_split_init(&run.so.ts, c->think_open, c->think_close, inside);
+		think_count_init(&run.so.tc, c->think_open, c->think_close, inside);
+	}
 	if (c->ops->run(c->e, &run, st, err, errlen) < 0)
 		goto out;
-	if (run.oom) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
 	st->n_dropped = n_dropped;
 	if (run.params_set) {
 		c->reply_sp = run.sp;
@@ -834,19 +1010,34 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	if (st->stop != CHAT_STOP_STRING && run.rep.len > run.rep.emitted) {
 		/* The reply is over: what was held back for a stop string that
 		 * never completed is shown. */
-		if (cb)
-			cb(cbctx, run.rep.buf + run.rep.emitted, run.rep.len - run.rep.emitted);
+		reply_show(&run, run.rep.buf + run.rep.emitted, run.rep.len - run.rep.emitted);
 		run.rep.emitted = run.rep.len;
 	}
+	think_split_flush(&run.so.ts, split_emit, &run.so);
+	think_count_flush(&run.so.tc);
+	if (run.oom || run.so.oom) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	/* Counted here, a piece at a time (an in-process engine's pieces are
+	 * its tokens). */
+	st->n_reasoning = run.so.tc.n_reasoning;
 	{
-		int k;
+		/* The message is the answer; the reasoning goes with it, with its
+		 * count when that is in tokens. */
+		int k, i = target < 0 ? c->n : target;
 		if (target < 0) {
-			k = push_msg(c, "assistant", run.rep.buf ? run.rep.buf : "", run.rep.len);
+			k = push_msg(c, "assistant", run.so.answer ? run.so.answer : "", run.so.alen) < 0 ? -1 : 0;
 		} else {
-			k = alt_push(c, target, run.rep.buf ? run.rep.buf : "", run.rep.len);
+			k = alt_push(c, target, run.so.answer ? run.so.answer : "", run.so.alen);
 			if (k >= 0)
 				c->msgs[target].cur = k;
 		}
+		/* (A regeneration's message is hidden from the index checks.) */
+		if (k >= 0 && think_split_entered(&run.so.ts) &&
+		    alt_set_reasoning(&c->msgs[i].alts[k], run.so.reasoning ? run.so.reasoning : "", run.so.rlen,
+		    st->reasoning_counted ? 0 : st->n_reasoning) < 0)
+			k = -1;
 		if (k < 0) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
@@ -870,6 +1061,8 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 out:
 	atomic_store(&c->cancel, 0);   /* a stop ends with the reply it stopped */
 	free(run.rep.buf);
+	free(run.so.answer);
+	free(run.so.reasoning);
 	return rc;
 }
 

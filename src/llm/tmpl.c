@@ -80,7 +80,15 @@ tmpl_compile(const char *src, size_t len, struct tmpl **out, char *err, size_t e
 		free(t);
 		return -1;
 	}
-	tmpl_parse(tmpl_lex(src, len, &t->ar, &f), &t->ar, &f, &t->body, &t->nbody);
+	{
+		/* The tree points into the text (literal output between tags):
+		 * keep a copy of it in the template's own arena, so the caller
+		 * may free SRC at once. */
+		char *own = tmpl_alloc(&t->ar, &f, len + 1);
+		memcpy(own, src, len);
+		own[len] = 0;
+		tmpl_parse(tmpl_lex(own, len, &t->ar, &f), &t->ar, &f, &t->body, &t->nbody);
+	}
 	*out = t;
 	return 0;
 }
@@ -134,6 +142,8 @@ tmpl_render(const struct tmpl *t, const struct tmpl_msg *msgs, int n, const stru
 		tmpl_val_dict_set(r, g.vars, "add_generation_prompt", 21, tmpl_val_bool(o && o->add_generation_prompt));
 		tmpl_val_dict_set(r, g.vars, "bos_token", 9, tmpl_val_cstr(r, o && o->bos_token ? o->bos_token : ""));
 		tmpl_val_dict_set(r, g.vars, "eos_token", 9, tmpl_val_cstr(r, o && o->eos_token ? o->eos_token : ""));
+		if (o && o->enable_thinking)
+			tmpl_val_dict_set(r, g.vars, "enable_thinking", 15, tmpl_val_bool(o->enable_thinking > 0));
 	}
 	tmpl_val_put(r, &buf, "", 0);
 	tmpl_eval_body(r, &g, t->body, t->nbody);

@@ -414,8 +414,8 @@ struct xfer {
 	int done;                    /* [DONE] arrived */
 	int stopped_string;          /* the session's stop string completed */
 	int failed;                  /* an error event or a malformed one: ERR is set */
-	int in_think;                /* reasoning is being passed on inside <think> */
-	int pieces;                  /* content pieces that arrived */
+	int in_think;                /* reasoning is being passed on between the session's tags */
+	int pieces;                  /* content and reasoning pieces that arrived */
 	struct oai_parsed last;      /* finish, usage, timings: the latest seen (text fields freed) */
 	char finish[32];
 	char stop_reason[64];
@@ -423,12 +423,17 @@ struct xfer {
 };
 
 /* A chunk's reasoning and text, to the session.  Reasoning is passed on
- * between <think> and </think>, as a model in this process writes it. */
+ * between the session's reasoning tags (chat_run_think_tags), as a model
+ * in this process writes it, for the session to split off again; the tags
+ * are no pieces of their own. */
 static int
 emit(struct xfer *x, const char *reasoning, const char *text)
 {
+	const char *open, *close;
+
+	chat_run_think_tags(x->run, &open, &close);
 	if (reasoning && *reasoning) {
-		if (!x->in_think && chat_run_piece(x->run, "<think>", 7) == CHAT_RUN_STOP)
+		if (!x->in_think && chat_run_text(x->run, open, strlen(open)) == CHAT_RUN_STOP)
 			return CHAT_RUN_STOP;
 		x->in_think = 1;
 		x->pieces++;
@@ -438,7 +443,8 @@ emit(struct xfer *x, const char *reasoning, const char *text)
 	if (text && *text) {
 		if (x->in_think) {
 			x->in_think = 0;
-			if (chat_run_piece(x->run, "</think>\n\n", 10) == CHAT_RUN_STOP)
+			if (chat_run_text(x->run, close, strlen(close)) == CHAT_RUN_STOP ||
+			    chat_run_text(x->run, "\n\n", 2) == CHAT_RUN_STOP)
 				return CHAT_RUN_STOP;
 		}
 		x->pieces++;
@@ -733,8 +739,11 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		} else {
 			st->stop = stop_of(r, &x, sent_max);
 		}
-		if (x.in_think && st->stop != CHAT_STOP_STRING)
-			chat_run_piece(run, "</think>", 8);
+		if (x.in_think && st->stop != CHAT_STOP_STRING) {
+			const char *open, *close;
+			chat_run_think_tags(run, &open, &close);
+			chat_run_text(run, close, strlen(close));
+		}
 		http_resp_free(&resp);
 		break;
 	}
@@ -742,7 +751,9 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		/* Cut before a word of it arrived: no reply to keep. */
 		goto out;
 	}
-	/* The server's counts where it gave them, else the pieces counted. */
+	/* The server's counts where it gave them, else the pieces counted.
+	 * The reasoning the session counts: in pieces, not tokens. */
+	st->reasoning_counted = 1;
 	if (x.last.has_usage) {
 		st->prompt_tokens = x.last.prompt_tokens;
 		st->n_reused = x.last.cached_tokens;
@@ -771,12 +782,13 @@ out:
 /* --- the rest of the table --- */
 
 static int
-remote_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, char *err, size_t errlen)
+remote_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int think, char *err, size_t errlen)
 {
 	struct remote *r = e;
 	int k = 0;
 
 	(void)max_tokens;
+	(void)think;   /* the server renders with its own template and defaults */
 	pend_clear(r);
 	r->pend = n > 0 ? calloc((size_t)n, sizeof(*r->pend)) : NULL;
 	if (n > 0 && !r->pend)
@@ -822,7 +834,7 @@ remote_prompt_text(void *e, size_t *len)
 }
 
 static char *
-remote_render(void *e, const struct chat_turn *t, int n, char *err, size_t errlen)
+remote_render(void *e, const struct chat_turn *t, int n, int think, char *err, size_t errlen)
 {
 	struct remote *r = e;
 	struct oai_req q;
@@ -845,6 +857,7 @@ remote_render(void *e, const struct chat_turn *t, int n, char *err, size_t errle
 		m[k].role = (char *)t[i].role;
 		m[k++].content = (char *)t[i].content;
 	}
+	(void)think;
 	q.msgs = m;
 	q.n_msgs = k;
 	out = oai_req_to_json(&q);

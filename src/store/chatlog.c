@@ -95,6 +95,9 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 	chat_reply_params(c, &sp, &max_tokens);
 	memset(&g, 0, sizeof(g));
 	g.content = chat_alt_content(c, i, k);
+	g.reasoning = chat_alt_reasoning(c, i, k);
+	/* Its tokens when they were counted (not a remote server's pieces). */
+	g.n_reasoning = st->reasoning_counted ? 0 : st->n_reasoning;
 	g.end = end_of(st->stop);
 	g.model_id = l->model_id;
 	g.template_name = chat_template_name(c);
@@ -219,6 +222,9 @@ resume_alt(void *arg, const struct store_alt *a)
 	} else if ((k = chat_alt_add(r->c, r->i, a->content, strlen(a->content))) < 0) {
 		return r->failed = 1;
 	}
+	if (a->reasoning &&
+	    chat_alt_set_reasoning(r->c, r->i, k, a->reasoning, strlen(a->reasoning), a->n_reasoning) < 0)
+		return r->failed = 1;
 	chat_set_alt_tag(r->c, r->i, k, a->gen_id);
 	if (a->chosen)
 		r->chosen = k;

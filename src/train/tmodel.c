@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
+#include "llm/pool.h"
 #include "natter/gguf.h"
 #include "natter/llm.h"
 #include "natter/lora.h"
@@ -13,15 +16,27 @@
 #include "natter/train.h"
 
 /*
- * The architectures the training model computes.  Each row says what differs from llama;
- * what a file shows by its tensors (q/k/v biases, a fused attn_qkv, a fused gate/up, tied
- * embeddings, rope_freqs) is read from the file.  Extending it to the registry's other
- * families means adding their features here and in layer_fwd/layer_bwd: the operations
- * (sliding windows, soft-capping, GELU, per-head q/k norms, post-norms) exist in tops.c.
+ * The architectures the training model computes, and everything in which they differ: the
+ * one place layer_fwd and layer_bwd ask.  What a file shows by its tensors (q/k/v biases, a
+ * fused attn_qkv, a fused gate/up, tied embeddings, rope_freqs) is read from the file.
+ *
+ * The families of the architecture registry (another branch) need, each a field here read
+ * by the layer functions, over operations that tops.c has with their gradients:
+ *   qwen3:  per-head q/k RMSNorm (attn_q_norm/attn_k_norm, tops_rmsnorm with rows T * n_head),
+ *           head_dim from attention.key_length;
+ *   gemma2: embeddings times sqrt(n_embd) (tops_embed_fwd's SCALE), GELU-tanh gate, post-
+ *           attention and post-FFN norms, attention and final logit soft-capping
+ *           (struct tattn's softcap, tops_softcap_*), a sliding window on alternate layers;
+ *   gemma3: gemma2's without soft-capping, q/k norms, 5 local : 1 global layers with their
+ *           own RoPE base (a struct trope per kind of layer);
+ *   MoE (llama experts, qwen2moe, qwen3moe): the router's softmax and top-k and the experts'
+ *           FFNs with their backward -- not in tops.c yet; LoRA pairs stay on the dense
+ *           weights (llama.cpp's adapters do not adapt expert stacks).
+ * Each needs the hyperparameters the registry adds to struct llm_hparams.
  */
 static const struct tarch {
 	const char *name;
-	enum tops_act act;
+	enum tops_act act;   /* of the FFN's gate */
 } tarchs[] = {
 	{ "llama", TOPS_SILU },
 	{ "qwen2", TOPS_SILU },
@@ -53,11 +68,8 @@ struct tlin {
 	uint64_t salt;        /* varies the dropout mask between layers */
 };
 
-struct tlayer {
-	const float *attn_norm, *ffn_norm;   /* (E) */
-	int fused_qkv, fused_gu;
-	struct tlin lin[K_DOWN + 1];         /* those the file has: wq, wk, wv or wqkv; wo; gate, up or fused up; down */
-	/* Saved by the forward, each (max_tokens, ...): */
+/* What a layer's backward needs from its forward, each (max_tokens, ...). */
+struct tsaved {
 	float *xn;     /* (E) attn_norm(x) */
 	float *q;      /* (Q) after RoPE */
 	float *k, *v;  /* (KV), k after RoPE */
@@ -67,6 +79,13 @@ struct tlayer {
 	float *xn2;    /* (E) ffn_norm(x1) */
 	float *gu;     /* (2 FF): gate and up outputs */
 	float *h;      /* (FF) act(gate) * up */
+};
+
+struct tlayer {
+	const float *attn_norm, *ffn_norm;   /* (E) */
+	int fused_qkv, fused_gu;
+	struct tlin lin[K_DOWN + 1];         /* those the file has: wq, wk, wv or wqkv; wo; gate, up or fused up; down */
+	struct tsaved *sv;                   /* its own, or with recomputation the one set all layers share */
 };
 
 struct tmodel {
@@ -80,6 +99,9 @@ struct tmodel {
 	struct trope rope;
 	struct tattn attn;
 	struct tlayer *layers;
+	struct pool *pool;     /* the threads; NULL: the caller's alone */
+	int nth;
+	int recompute;         /* keep only each layer's input; the backward runs the layer again */
 	float **xs;            /* (n_layer + 1) residual streams, (max_tokens, E) each */
 	float *xf;             /* (max_tokens, E) output_norm of the last stream */
 	int32_t *pos;          /* (max_tokens) 0, 1, ... */
@@ -87,6 +109,10 @@ struct tmodel {
 	float *lin_scratch, *qkv, *tmp_e;
 	float *dx, *dxn, *dq, *dk, *dv, *dqkv, *dout, *dh, *dgu, *dxf, *chunk, *dchunk;
 	int chunk_rows;
+	float *attn_scratch;   /* (nth, attn_scratch_floats) */
+	size_t attn_scratch_floats;
+	double *xent_sum;      /* (nth) */
+	int *xent_cnt;
 	/* the last forward */
 	int T, train;
 	uint64_t step_seed;
@@ -123,6 +149,7 @@ tmodel_free(struct tmodel *tm)
 {
 	if (!tm)
 		return;
+	pool_free(tm->pool);
 	for (size_t i = 0; i < tm->n_allocs; i++)
 		free(tm->allocs[i]);
 	free(tm->allocs);
@@ -263,6 +290,29 @@ bind_lin(struct tmodel *tm, struct tlin *L, int il, int kind, int n_in, int n_ou
 	return bind_vec(f, bias, n_out, 1, &L->l.bias, err, errlen);
 }
 
+static struct tsaved *
+alloc_saved(struct tmodel *tm)
+{
+	const size_t Tm = tm->Tmax;
+	struct tsaved *sv = tm_alloc(tm, 1, sizeof(*sv));
+
+	if (!sv)
+		return NULL;
+	sv->xn = tm_alloc(tm, Tm * tm->E, sizeof(float));
+	sv->q = tm_alloc(tm, Tm * tm->Q, sizeof(float));
+	sv->k = tm_alloc(tm, Tm * tm->KV, sizeof(float));
+	sv->v = tm_alloc(tm, Tm * tm->KV, sizeof(float));
+	sv->o = tm_alloc(tm, Tm * tm->Q, sizeof(float));
+	sv->lse = tm_alloc(tm, Tm * tm->hp.n_head, sizeof(float));
+	sv->x1 = tm_alloc(tm, Tm * tm->E, sizeof(float));
+	sv->xn2 = tm_alloc(tm, Tm * tm->E, sizeof(float));
+	sv->gu = tm_alloc(tm, Tm * 2 * tm->FF, sizeof(float));
+	sv->h = tm_alloc(tm, Tm * tm->FF, sizeof(float));
+	if (!sv->xn || !sv->q || !sv->k || !sv->v || !sv->o || !sv->lse || !sv->x1 || !sv->xn2 || !sv->gu || !sv->h)
+		return NULL;
+	return sv;
+}
+
 int
 tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel **out, char *err, size_t errlen)
 {
@@ -298,6 +348,21 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 		snprintf(err, errlen, "LoRA options out of range (rank %d, dropout %g)", o->rank, o->dropout);
 		goto fail;
 	}
+	if (o->n_threads < 0 || o->n_threads > 512) {
+		snprintf(err, errlen, "%d threads is out of range", o->n_threads);
+		goto fail;
+	}
+	tm->nth = o->n_threads > 1 ? o->n_threads : 1;
+	/* Each of our threads calls sgemm on its own part: OpenBLAS must not start threads of
+	 * its own on top of ours (nor beside the one thread asked for). */
+	openblas_set_num_threads(1);
+	if (tm->nth > 1) {
+		if (!(tm->pool = pool_new(tm->nth))) {
+			snprintf(err, errlen, "cannot start %d threads", tm->nth);
+			goto fail;
+		}
+	}
+	tm->recompute = o->recompute;
 	Tm = tm->Tmax = o->max_tokens;
 	tm->E = tm->hp.n_embd;
 	tm->Q = tm->hp.n_head * tm->hp.head_dim;
@@ -369,21 +434,15 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 				continue;
 			if (attach_lora(tm, lin, (o->targets & bits) != 0, o, &rng, err, errlen) < 0)
 				goto fail;
-			if (tlinear_scratch_floats(&lin->l, Tm) > scratch)
-				scratch = tlinear_scratch_floats(&lin->l, Tm);
+			if (tlinear_scratch_floats(&lin->l, Tm, tm->nth) > scratch)
+				scratch = tlinear_scratch_floats(&lin->l, Tm, tm->nth);
 		}
-		L->xn = tm_alloc(tm, (size_t)Tm * E, sizeof(float));
-		L->q = tm_alloc(tm, (size_t)Tm * Q, sizeof(float));
-		L->k = tm_alloc(tm, (size_t)Tm * KV, sizeof(float));
-		L->v = tm_alloc(tm, (size_t)Tm * KV, sizeof(float));
-		L->o = tm_alloc(tm, (size_t)Tm * Q, sizeof(float));
-		L->lse = tm_alloc(tm, (size_t)Tm * tm->hp.n_head, sizeof(float));
-		L->x1 = tm_alloc(tm, (size_t)Tm * E, sizeof(float));
-		L->xn2 = tm_alloc(tm, (size_t)Tm * E, sizeof(float));
-		L->gu = tm_alloc(tm, (size_t)Tm * 2 * FF, sizeof(float));
-		L->h = tm_alloc(tm, (size_t)Tm * FF, sizeof(float));
-		if (!L->xn || !L->q || !L->k || !L->v || !L->o || !L->lse || !L->x1 || !L->xn2 || !L->gu || !L->h)
-			goto nomem;
+		if (il == 0 || !tm->recompute) {
+			if (!(L->sv = alloc_saved(tm)))
+				goto nomem;
+		} else {
+			L->sv = tm->layers[0].sv;
+		}
 	}
 	if ((o->targets & TMODEL_OUTPUT) && !o->init && strcmp(tm->output.name, "output.weight") != 0) {
 		snprintf(err, errlen, "%s: the output projection is tied to token_embd.weight; natter does not "
@@ -410,13 +469,16 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 		snprintf(err, errlen, "%s: no weight to train (the targets select none)", f->path);
 		goto fail;
 	}
-	if (tlinear_scratch_floats(&tm->output.l, Tm) > scratch)
-		scratch = tlinear_scratch_floats(&tm->output.l, Tm);
-	tm->chunk_rows = (1 << 18) / tm->V;
+	/* The output layer's rows are taken a chunk at a time (logits of a long sequence over a
+	 * large vocabulary never exist whole), each chunk dequantizing the whole output matrix:
+	 * 64 MiB of logits per chunk keeps the chunks few. */
+	tm->chunk_rows = (int)((64u << 20) / sizeof(float) / (unsigned)tm->V);
 	if (tm->chunk_rows < 1)
 		tm->chunk_rows = 1;
 	if (tm->chunk_rows > Tm)
 		tm->chunk_rows = Tm;
+	if (tlinear_scratch_floats(&tm->output.l, tm->chunk_rows, tm->nth) > scratch)
+		scratch = tlinear_scratch_floats(&tm->output.l, tm->chunk_rows, tm->nth);
 	for (int l = 0; l <= tm->hp.n_layer; l++)
 		if (!(tm->xs[l] = tm_alloc(tm, (size_t)Tm * tm->E, sizeof(float))))
 			goto nomem;
@@ -437,11 +499,15 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 	tm->dxf = tm_alloc(tm, (size_t)Tm * tm->E, sizeof(float));
 	tm->chunk = tm_alloc(tm, (size_t)tm->chunk_rows * tm->V, sizeof(float));
 	tm->dchunk = tm_alloc(tm, (size_t)tm->chunk_rows * tm->V, sizeof(float));
+	tm->attn_scratch_floats = tops_attn_scratch_floats(Tm);
+	tm->attn_scratch = tm_alloc(tm, tm->nth * tm->attn_scratch_floats, sizeof(float));
+	tm->xent_sum = tm_alloc(tm, tm->nth, sizeof(double));
+	tm->xent_cnt = tm_alloc(tm, tm->nth, sizeof(int));
 	tm->m1 = tm_alloc(tm, 2 * (size_t)tm->n_pairs, sizeof(float *));
 	tm->m2 = tm_alloc(tm, 2 * (size_t)tm->n_pairs, sizeof(float *));
 	if (!tm->xf || !tm->pos || !tm->lin_scratch || !tm->qkv || !tm->tmp_e || !tm->dx || !tm->dxn || !tm->dq ||
 	    !tm->dk || !tm->dv || !tm->dqkv || !tm->dout || !tm->dh || !tm->dgu || !tm->dxf || !tm->chunk ||
-	    !tm->dchunk || !tm->m1 || !tm->m2)
+	    !tm->dchunk || !tm->attn_scratch || !tm->xent_sum || !tm->xent_cnt || !tm->m1 || !tm->m2)
 		goto nomem;
 	for (int i = 0; i < tm->n_pairs; i++) {
 		const struct tlinear *l = &tm->pairs[i]->l;
@@ -462,21 +528,170 @@ fail:
 	return -1;
 }
 
+/* --- the operations, split among the threads --- */
+
+/* One operation's arguments; each worker reads the fields of its operation. */
+struct pjob {
+	const struct tmodel *tm;
+	int rows, D, ld, n_head;
+	const float *x, *w, *g, *u, *q, *k, *v, *o, *lse, *dy;
+	float *y, *dx, *dg, *du, *dq, *dk, *dv, *lse_out;
+	const int32_t *target;
+	const uint8_t *mask;
+	double norm;
+	double *sum;   /* (nth) partial losses, added in thread order */
+	int *cnt;
+};
+
+static inline void
+prange(int n, int ith, int nth, int *lo, int *hi)
+{
+	*lo = (int)((int64_t)n * ith / nth);
+	*hi = (int)((int64_t)n * (ith + 1) / nth);
+}
+
+/* Operations of fewer elements than this run on the calling thread alone: waking the pool
+ * would cost more than it saves. */
+#define PAR_MIN_WORK (1 << 15)
+
+/* Runs FN over J on the pool; WORK (elements, roughly) decides whether it is worth it. */
+static void
+par(const struct tmodel *tm, pool_fn fn, struct pjob *j, double work)
+{
+	j->tm = tm;
+	if (tm->pool && work >= PAR_MIN_WORK)
+		pool_run(tm->pool, fn, j);
+	else
+		fn(j, 0, 1);
+}
+
+static void
+w_rms_fwd(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	int r0, r1;
+	prange(j->rows, ith, nth, &r0, &r1);
+	tops_rmsnorm_fwd(j->x + (size_t)r0 * j->D, j->w, r1 - r0, j->D, j->tm->hp.rms_eps, j->y + (size_t)r0 * j->D);
+}
+
+static void
+w_rms_bwd(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	int r0, r1;
+	prange(j->rows, ith, nth, &r0, &r1);
+	tops_rmsnorm_bwd(j->x + (size_t)r0 * j->D, j->w, r1 - r0, j->D, j->tm->hp.rms_eps, j->dy + (size_t)r0 * j->D,
+	    j->dx + (size_t)r0 * j->D);
+}
+
+static void
+rms_fwd(const struct tmodel *tm, const float *x, const float *w, int T, float *y)
+{
+	struct pjob j = { .rows = T, .D = tm->E, .x = x, .w = w, .y = y };
+	par(tm, w_rms_fwd, &j, (double)T * tm->E);
+}
+
+static void
+rms_bwd(const struct tmodel *tm, const float *x, const float *w, int T, const float *dy, float *dx)
+{
+	struct pjob j = { .rows = T, .D = tm->E, .x = x, .w = w, .dy = dy, .dx = dx };
+	par(tm, w_rms_bwd, &j, (double)T * tm->E);
+}
+
+/* RoPE in place over Y (rows tokens of n_head heads); backward when LD is 1. */
+static void
+w_rope(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	const size_t stride = (size_t)j->n_head * j->tm->hp.head_dim;
+	int t0, t1;
+	prange(j->rows, ith, nth, &t0, &t1);
+	if (j->ld)
+		tops_rope_bwd(&j->tm->rope, j->y + t0 * stride, t1 - t0, j->n_head, j->tm->pos + t0);
+	else
+		tops_rope_fwd(&j->tm->rope, j->y + t0 * stride, t1 - t0, j->n_head, j->tm->pos + t0);
+}
+
+static void
+rope(const struct tmodel *tm, float *x, int T, int n_head, int backward)
+{
+	struct pjob j = { .rows = T, .n_head = n_head, .y = x, .ld = backward };
+	par(tm, w_rope, &j, (double)T * n_head * tm->hp.rope_dim);
+}
+
+static void
+w_glu_fwd(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	int r0, r1;
+	prange(j->rows, ith, nth, &r0, &r1);
+	tops_glu_fwd(j->tm->arch->act, j->g + (size_t)r0 * j->ld, j->u + (size_t)r0 * j->ld, j->ld, r1 - r0, j->D,
+	    j->y + (size_t)r0 * j->D);
+}
+
+static void
+w_glu_bwd(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	int r0, r1;
+	prange(j->rows, ith, nth, &r0, &r1);
+	tops_glu_bwd(j->tm->arch->act, j->g + (size_t)r0 * j->ld, j->u + (size_t)r0 * j->ld, j->ld, r1 - r0, j->D,
+	    j->dy + (size_t)r0 * j->D, j->dg + (size_t)r0 * j->ld, j->du + (size_t)r0 * j->ld);
+}
+
+/* Attention: each thread a range of KV heads with their query heads, whose gradients no
+ * other thread touches. */
+static void
+w_attn_fwd(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	int h0, h1;
+	prange(j->tm->attn.n_head_kv, ith, nth, &h0, &h1);
+	if (h1 > h0)
+		tops_attn_fwd_blocked(&j->tm->attn, j->q, j->k, j->v, j->rows, j->y, j->lse_out, h0, h1,
+		    j->tm->attn_scratch + (size_t)ith * j->tm->attn_scratch_floats);
+}
+
+static void
+w_attn_bwd(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	int h0, h1;
+	prange(j->tm->attn.n_head_kv, ith, nth, &h0, &h1);
+	if (h1 > h0)
+		tops_attn_bwd_blocked(&j->tm->attn, j->q, j->k, j->v, j->o, j->lse, j->dy, j->rows, j->dq, j->dk, j->dv, h0,
+		    h1, j->tm->attn_scratch + (size_t)ith * j->tm->attn_scratch_floats);
+}
+
+static void
+w_xent(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	const int V = j->tm->V;
+	int r0, r1;
+	prange(j->rows, ith, nth, &r0, &r1);
+	j->cnt[ith] = 0;
+	j->sum[ith] = r1 > r0 ? tops_xent(j->x + (size_t)r0 * V, r1 - r0, V, j->target + r0, j->mask ? j->mask + r0 : NULL,
+	    j->norm, j->dx ? j->dx + (size_t)r0 * V : NULL, &j->cnt[ith]) : 0.0;
+}
+
 /* --- forward --- */
 
 static int
 lin_fwd(struct tmodel *tm, struct tlin *L, const float *x, int T, uint64_t extra, float *y)
 {
-	return tlinear_fwd(&L->l, x, T, tm->train, tm->step_seed ^ L->salt ^ extra, y, L->u, tm->lin_scratch);
+	return tlinear_fwd(&L->l, tm->pool, x, T, tm->train, tm->step_seed ^ L->salt ^ extra, y, L->u,
+	    tm->lin_scratch);
 }
 
 static int
 lin_bwd(struct tmodel *tm, struct tlin *L, const float *x, int T, uint64_t extra, const float *dy, float *dx)
 {
-	return tlinear_bwd(&L->l, x, T, tm->train, tm->step_seed ^ L->salt ^ extra, L->u, dy, dx, tm->lin_scratch);
+	return tlinear_bwd(&L->l, tm->pool, x, T, tm->train, tm->step_seed ^ L->salt ^ extra, L->u, dy, dx,
+	    tm->lin_scratch);
 }
 
-/* Where the gate and the up projections of layer L sit in BUF (laid out like L->gu). */
+/* Where the gate and the up projections of layer L sit in BUF (laid out like sv->gu). */
 static void
 gu_split(const struct tmodel *tm, const struct tlayer *L, float *buf, int T, float **g, float **u, int *ld)
 {
@@ -489,43 +704,77 @@ static int
 layer_fwd(struct tmodel *tm, int il, int T)
 {
 	struct tlayer *L = &tm->layers[il];
+	struct tsaved *sv = L->sv;
 	const int E = tm->E, Q = tm->Q, KV = tm->KV, FF = tm->FF, W = Q + 2 * KV;
 	const float *x = tm->xs[il];
 	float *xo = tm->xs[il + 1], *g, *u;
 	int ld, rc = 0;
 
-	tops_rmsnorm_fwd(x, L->attn_norm, T, E, tm->hp.rms_eps, L->xn);
+	rms_fwd(tm, x, L->attn_norm, T, sv->xn);
 	if (L->fused_qkv) {
-		rc |= lin_fwd(tm, &L->lin[K_QKV], L->xn, T, 0, tm->qkv);
+		rc |= lin_fwd(tm, &L->lin[K_QKV], sv->xn, T, 0, tm->qkv);
 		for (int t = 0; t < T; t++) {
-			memcpy(L->q + (size_t)t * Q, tm->qkv + (size_t)t * W, Q * sizeof(float));
-			memcpy(L->k + (size_t)t * KV, tm->qkv + (size_t)t * W + Q, KV * sizeof(float));
-			memcpy(L->v + (size_t)t * KV, tm->qkv + (size_t)t * W + Q + KV, KV * sizeof(float));
+			memcpy(sv->q + (size_t)t * Q, tm->qkv + (size_t)t * W, Q * sizeof(float));
+			memcpy(sv->k + (size_t)t * KV, tm->qkv + (size_t)t * W + Q, KV * sizeof(float));
+			memcpy(sv->v + (size_t)t * KV, tm->qkv + (size_t)t * W + Q + KV, KV * sizeof(float));
 		}
 	} else {
-		rc |= lin_fwd(tm, &L->lin[K_Q], L->xn, T, 0, L->q);
-		rc |= lin_fwd(tm, &L->lin[K_K], L->xn, T, 0, L->k);
-		rc |= lin_fwd(tm, &L->lin[K_V], L->xn, T, 0, L->v);
+		rc |= lin_fwd(tm, &L->lin[K_Q], sv->xn, T, 0, sv->q);
+		rc |= lin_fwd(tm, &L->lin[K_K], sv->xn, T, 0, sv->k);
+		rc |= lin_fwd(tm, &L->lin[K_V], sv->xn, T, 0, sv->v);
 	}
-	tops_rope_fwd(&tm->rope, L->q, T, tm->hp.n_head, tm->pos);
-	tops_rope_fwd(&tm->rope, L->k, T, tm->hp.n_head_kv, tm->pos);
-	tops_attn_fwd(&tm->attn, L->q, L->k, L->v, T, L->o, L->lse);
-	rc |= lin_fwd(tm, &L->lin[K_O], L->o, T, 0, tm->tmp_e);
+	rope(tm, sv->q, T, tm->hp.n_head, 0);
+	rope(tm, sv->k, T, tm->hp.n_head_kv, 0);
+	{
+		struct pjob j = { .rows = T, .q = sv->q, .k = sv->k, .v = sv->v, .y = sv->o, .lse_out = sv->lse };
+		par(tm, w_attn_fwd, &j, (double)T * T * Q / 2);
+	}
+	rc |= lin_fwd(tm, &L->lin[K_O], sv->o, T, 0, tm->tmp_e);
 	for (size_t i = 0; i < (size_t)T * E; i++)
-		L->x1[i] = x[i] + tm->tmp_e[i];
+		sv->x1[i] = x[i] + tm->tmp_e[i];
 
-	tops_rmsnorm_fwd(L->x1, L->ffn_norm, T, E, tm->hp.rms_eps, L->xn2);
-	gu_split(tm, L, L->gu, T, &g, &u, &ld);
+	rms_fwd(tm, sv->x1, L->ffn_norm, T, sv->xn2);
+	gu_split(tm, L, sv->gu, T, &g, &u, &ld);
 	if (L->fused_gu) {
-		rc |= lin_fwd(tm, &L->lin[K_UP], L->xn2, T, 0, L->gu);
+		rc |= lin_fwd(tm, &L->lin[K_UP], sv->xn2, T, 0, sv->gu);
 	} else {
-		rc |= lin_fwd(tm, &L->lin[K_GATE], L->xn2, T, 0, g);
-		rc |= lin_fwd(tm, &L->lin[K_UP], L->xn2, T, 0, u);
+		rc |= lin_fwd(tm, &L->lin[K_GATE], sv->xn2, T, 0, g);
+		rc |= lin_fwd(tm, &L->lin[K_UP], sv->xn2, T, 0, u);
 	}
-	tops_glu_fwd(tm->arch->act, g, u, ld, T, FF, L->h);
-	rc |= lin_fwd(tm, &L->lin[K_DOWN], L->h, T, 0, tm->tmp_e);
+	{
+		struct pjob j = { .rows = T, .D = FF, .ld = ld, .g = g, .u = u, .y = sv->h };
+		par(tm, w_glu_fwd, &j, (double)T * FF * 8);
+	}
+	rc |= lin_fwd(tm, &L->lin[K_DOWN], sv->h, T, 0, tm->tmp_e);
 	for (size_t i = 0; i < (size_t)T * E; i++)
-		xo[i] = L->x1[i] + tm->tmp_e[i];
+		xo[i] = sv->x1[i] + tm->tmp_e[i];
+	return rc;
+}
+
+/* The output layer over rows [C0, C0 + N) of the final norm's output into Y: the LoRA's
+ * saved activations at their chunk's rows, restored on every path. */
+static int
+output_fwd(struct tmodel *tm, int c0, int n, float *y)
+{
+	float *u_save = tm->output.u;
+	int rc;
+	if (tm->output.u)
+		tm->output.u += (size_t)c0 * tm->output.l.lora->rank;
+	rc = lin_fwd(tm, &tm->output, tm->xf + (size_t)c0 * tm->E, n, (uint64_t)c0 << 32, y);
+	tm->output.u = u_save;
+	return rc;
+}
+
+static int
+output_bwd(struct tmodel *tm, int c0, int n, const float *dy)
+{
+	float *u_save = tm->output.u;
+	int rc;
+	if (tm->output.u)
+		tm->output.u += (size_t)c0 * tm->output.l.lora->rank;
+	rc = lin_bwd(tm, &tm->output, tm->xf + (size_t)c0 * tm->E, n, (uint64_t)c0 << 32, dy,
+	    tm->dxf + (size_t)c0 * tm->E);
+	tm->output.u = u_save;
 	return rc;
 }
 
@@ -551,19 +800,13 @@ tmodel_forward(struct tmodel *tm, const int32_t *tok, int T, int train, uint64_t
 			return -1;
 		}
 	}
-	tops_rmsnorm_fwd(tm->xs[tm->hp.n_layer], tm->output_norm, T, tm->E, tm->hp.rms_eps, tm->xf);
+	rms_fwd(tm, tm->xs[tm->hp.n_layer], tm->output_norm, T, tm->xf);
 	tm->T = T;
 	if (logits) {
 		/* In the backward's chunks, so that dropout on the output's LoRA masks alike. */
 		for (int c0 = 0; c0 < T; c0 += tm->chunk_rows) {
-			int n = T - c0 < tm->chunk_rows ? T - c0 : tm->chunk_rows, rc;
-			float *u_save = tm->output.u;
-			if (tm->output.u)
-				tm->output.u += (size_t)c0 * tm->output.l.lora->rank;
-			rc = lin_fwd(tm, &tm->output, tm->xf + (size_t)c0 * tm->E, n, (uint64_t)c0 << 32,
-			    logits + (size_t)c0 * tm->V);
-			tm->output.u = u_save;
-			if (rc < 0) {
+			int n = T - c0 < tm->chunk_rows ? T - c0 : tm->chunk_rows;
+			if (output_fwd(tm, c0, n, logits + (size_t)c0 * tm->V) < 0) {
 				snprintf(err, errlen, "output: the weight type cannot be read");
 				return -1;
 			}
@@ -574,40 +817,52 @@ tmodel_forward(struct tmodel *tm, const int32_t *tok, int T, int train, uint64_t
 
 /* --- backward --- */
 
-/* TM->dx holds dL/d(output of layer IL); leaves dL/d(its input) there. */
+/* TM->dx holds dL/d(output of layer IL); leaves dL/d(its input) there.  With recomputation
+ * the layer runs forward again first, from its saved input, with the step's dropout masks:
+ * the same activations, so the same gradients. */
 static int
 layer_bwd(struct tmodel *tm, int il, int T)
 {
 	struct tlayer *L = &tm->layers[il];
+	struct tsaved *sv = L->sv;
 	const int E = tm->E, Q = tm->Q, KV = tm->KV, FF = tm->FF, W = Q + 2 * KV;
 	float *g, *u, *dg, *du, *dxn = il > 0 ? tm->dxn : NULL;
 	int ld, rc = 0;
 
+	if (tm->recompute && layer_fwd(tm, il, T) < 0)
+		return -1;
 	/* x2 = x1 + down(act(gate) * up) */
 	memset(tm->dh, 0, (size_t)T * FF * sizeof(float));
-	rc |= lin_bwd(tm, &L->lin[K_DOWN], L->h, T, 0, tm->dx, tm->dh);
-	gu_split(tm, L, L->gu, T, &g, &u, &ld);
+	rc |= lin_bwd(tm, &L->lin[K_DOWN], sv->h, T, 0, tm->dx, tm->dh);
+	gu_split(tm, L, sv->gu, T, &g, &u, &ld);
 	gu_split(tm, L, tm->dgu, T, &dg, &du, &ld);
 	memset(tm->dgu, 0, (size_t)T * 2 * FF * sizeof(float));
-	tops_glu_bwd(tm->arch->act, g, u, ld, T, FF, tm->dh, dg, du);
+	{
+		struct pjob j = { .rows = T, .D = FF, .ld = ld, .g = g, .u = u, .dy = tm->dh, .dg = dg, .du = du };
+		par(tm, w_glu_bwd, &j, (double)T * FF * 8);
+	}
 	memset(tm->dxn, 0, (size_t)T * E * sizeof(float));
 	if (L->fused_gu) {
-		rc |= lin_bwd(tm, &L->lin[K_UP], L->xn2, T, 0, tm->dgu, tm->dxn);
+		rc |= lin_bwd(tm, &L->lin[K_UP], sv->xn2, T, 0, tm->dgu, tm->dxn);
 	} else {
-		rc |= lin_bwd(tm, &L->lin[K_GATE], L->xn2, T, 0, dg, tm->dxn);
-		rc |= lin_bwd(tm, &L->lin[K_UP], L->xn2, T, 0, du, tm->dxn);
+		rc |= lin_bwd(tm, &L->lin[K_GATE], sv->xn2, T, 0, dg, tm->dxn);
+		rc |= lin_bwd(tm, &L->lin[K_UP], sv->xn2, T, 0, du, tm->dxn);
 	}
-	tops_rmsnorm_bwd(L->x1, L->ffn_norm, T, E, tm->hp.rms_eps, tm->dxn, tm->dx);
+	rms_bwd(tm, sv->x1, L->ffn_norm, T, tm->dxn, tm->dx);
 
 	/* x1 = x + wo(attention(rope(q), rope(k), v)) */
 	memset(tm->dout, 0, (size_t)T * Q * sizeof(float));
-	rc |= lin_bwd(tm, &L->lin[K_O], L->o, T, 0, tm->dx, tm->dout);
+	rc |= lin_bwd(tm, &L->lin[K_O], sv->o, T, 0, tm->dx, tm->dout);
 	memset(tm->dq, 0, (size_t)T * Q * sizeof(float));
 	memset(tm->dk, 0, (size_t)T * KV * sizeof(float));
 	memset(tm->dv, 0, (size_t)T * KV * sizeof(float));
-	tops_attn_bwd(&tm->attn, L->q, L->k, L->v, L->o, L->lse, tm->dout, T, tm->dq, tm->dk, tm->dv);
-	tops_rope_bwd(&tm->rope, tm->dq, T, tm->hp.n_head, tm->pos);
-	tops_rope_bwd(&tm->rope, tm->dk, T, tm->hp.n_head_kv, tm->pos);
+	{
+		struct pjob j = { .rows = T, .q = sv->q, .k = sv->k, .v = sv->v, .o = sv->o, .lse = sv->lse,
+			.dy = tm->dout, .dq = tm->dq, .dk = tm->dk, .dv = tm->dv };
+		par(tm, w_attn_bwd, &j, (double)T * T * Q);
+	}
+	rope(tm, tm->dq, T, tm->hp.n_head, 1);
+	rope(tm, tm->dk, T, tm->hp.n_head_kv, 1);
 	if (dxn)
 		memset(dxn, 0, (size_t)T * E * sizeof(float));
 	/* The first layer's input gradient would only reach the frozen embeddings: skipped. */
@@ -617,14 +872,14 @@ layer_bwd(struct tmodel *tm, int il, int T)
 			memcpy(tm->dqkv + (size_t)t * W + Q, tm->dk + (size_t)t * KV, KV * sizeof(float));
 			memcpy(tm->dqkv + (size_t)t * W + Q + KV, tm->dv + (size_t)t * KV, KV * sizeof(float));
 		}
-		rc |= lin_bwd(tm, &L->lin[K_QKV], L->xn, T, 0, tm->dqkv, dxn);
+		rc |= lin_bwd(tm, &L->lin[K_QKV], sv->xn, T, 0, tm->dqkv, dxn);
 	} else {
-		rc |= lin_bwd(tm, &L->lin[K_Q], L->xn, T, 0, tm->dq, dxn);
-		rc |= lin_bwd(tm, &L->lin[K_K], L->xn, T, 0, tm->dk, dxn);
-		rc |= lin_bwd(tm, &L->lin[K_V], L->xn, T, 0, tm->dv, dxn);
+		rc |= lin_bwd(tm, &L->lin[K_Q], sv->xn, T, 0, tm->dq, dxn);
+		rc |= lin_bwd(tm, &L->lin[K_K], sv->xn, T, 0, tm->dk, dxn);
+		rc |= lin_bwd(tm, &L->lin[K_V], sv->xn, T, 0, tm->dv, dxn);
 	}
 	if (dxn)
-		tops_rmsnorm_bwd(tm->xs[il], L->attn_norm, T, E, tm->hp.rms_eps, dxn, tm->dx);
+		rms_bwd(tm, tm->xs[il], L->attn_norm, T, dxn, tm->dx);
 	return rc;
 }
 
@@ -654,22 +909,24 @@ tmodel_backward(struct tmodel *tm, const int32_t *target, const uint8_t *mask, d
 	 * large vocabulary never exist whole. */
 	memset(tm->dxf, 0, (size_t)T * E * sizeof(float));
 	for (int c0 = 0; c0 < T; c0 += tm->chunk_rows) {
-		int n = T - c0 < tm->chunk_rows ? T - c0 : tm->chunk_rows, c = 0;
-		const float *xf = tm->xf + (size_t)c0 * E;
-		float *u_save = tm->output.u;
+		int n = T - c0 < tm->chunk_rows ? T - c0 : tm->chunk_rows, any = 0;
+		struct pjob j = { .rows = n, .x = tm->chunk, .target = target + c0, .mask = mask ? mask + c0 : NULL,
+			.norm = norm, .dx = grad ? tm->dchunk : NULL, .sum = tm->xent_sum, .cnt = tm->xent_cnt };
 
-		if (tm->output.u)
-			tm->output.u += (size_t)c0 * tm->output.l.lora->rank;
-		if (lin_fwd(tm, &tm->output, xf, n, (uint64_t)c0 << 32, tm->chunk) < 0) {
-			tm->output.u = u_save;
+		for (int t = c0; t < c0 + n; t++)
+			any |= !mask || mask[t];
+		if (!any)
+			continue;   /* nothing to score here, and no gradient */
+		if (output_fwd(tm, c0, n, tm->chunk) < 0)
 			goto unreadable;
+		memset(tm->xent_sum, 0, (size_t)tm->nth * sizeof(*tm->xent_sum));
+		memset(tm->xent_cnt, 0, (size_t)tm->nth * sizeof(*tm->xent_cnt));
+		par(tm, w_xent, &j, (double)n * V * 8);
+		for (int i = 0; i < tm->nth; i++) {
+			sum += tm->xent_sum[i];
+			cnt += tm->xent_cnt[i];
 		}
-		sum += tops_xent(tm->chunk, n, V, target + c0, mask ? mask + c0 : NULL, norm, grad ? tm->dchunk : NULL,
-		    &c);
-		cnt += c;
-		c = grad ? lin_bwd(tm, &tm->output, xf, n, (uint64_t)c0 << 32, tm->dchunk, tm->dxf + (size_t)c0 * E) : 0;
-		tm->output.u = u_save;
-		if (c < 0)
+		if (grad && output_bwd(tm, c0, n, tm->dchunk) < 0)
 			goto unreadable;
 	}
 	*nll = sum;
@@ -678,7 +935,7 @@ tmodel_backward(struct tmodel *tm, const int32_t *target, const uint8_t *mask, d
 	if (!grad)
 		return 0;
 	memset(tm->dx, 0, (size_t)T * E * sizeof(float));
-	tops_rmsnorm_bwd(tm->xs[tm->hp.n_layer], tm->output_norm, T, E, tm->hp.rms_eps, tm->dxf, tm->dx);
+	rms_bwd(tm, tm->xs[tm->hp.n_layer], tm->output_norm, T, tm->dxf, tm->dx);
 	for (int il = tm->hp.n_layer - 1; il >= 0; il--) {
 		if (layer_bwd(tm, il, T) < 0) {
 			snprintf(err, errlen, "layer %d: a weight type cannot be read", il);
@@ -707,6 +964,55 @@ tmodel_zero_grad(struct tmodel *tm)
 		memset(l->lora->da, 0, (size_t)l->lora->rank * l->w.n_in * sizeof(float));
 		memset(l->lora->db, 0, (size_t)l->w.n_out * l->lora->rank * sizeof(float));
 	}
+}
+
+size_t
+tmodel_n_params(const struct tmodel *tm)
+{
+	size_t n = 0;
+	for (int i = 0; i < tm->n_pairs; i++) {
+		const struct tlinear *l = &tm->pairs[i]->l;
+		n += (size_t)l->lora->rank * (l->w.n_in + l->w.n_out);
+	}
+	return n;
+}
+
+void
+tmodel_grad_get(struct tmodel *tm, float *g)
+{
+	for (int i = 0; i < tm->n_pairs; i++) {
+		const struct tlinear *l = &tm->pairs[i]->l;
+		size_t na = (size_t)l->lora->rank * l->w.n_in, nb = (size_t)l->w.n_out * l->lora->rank;
+		memcpy(g, l->lora->da, na * sizeof(float));
+		memcpy(g + na, l->lora->db, nb * sizeof(float));
+		g += na + nb;
+	}
+}
+
+void
+tmodel_grad_set(struct tmodel *tm, const float *g)
+{
+	for (int i = 0; i < tm->n_pairs; i++) {
+		const struct tlinear *l = &tm->pairs[i]->l;
+		size_t na = (size_t)l->lora->rank * l->w.n_in, nb = (size_t)l->w.n_out * l->lora->rank;
+		memcpy(l->lora->da, g, na * sizeof(float));
+		memcpy(l->lora->db, g + na, nb * sizeof(float));
+		g += na + nb;
+	}
+}
+int64_t tmodel_adamw_t(const struct tmodel *tm) { return tm->adam_t; }
+void tmodel_adamw_set_t(struct tmodel *tm, int64_t t) { tm->adam_t = t; }
+int tmodel_n_threads(const struct tmodel *tm) { return tm->nth; }
+const char *tmodel_arch(const struct tmodel *tm) { return tm->hp.arch_name; }
+float tmodel_alpha(const struct tmodel *tm) { return tm->alpha; }
+
+void
+tmodel_adamw_moments(struct tmodel *tm, int i, float *m1[2], float *m2[2])
+{
+	m1[0] = tm->m1[2 * i];
+	m1[1] = tm->m1[2 * i + 1];
+	m2[0] = tm->m2[2 * i];
+	m2[1] = tm->m2[2 * i + 1];
 }
 
 void

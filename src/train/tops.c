@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "natter/quant.h"
 #include "natter/train.h"
 
@@ -212,6 +214,127 @@ tops_attn_bwd(const struct tattn *a, const float *q, const float *k, const float
 					dv[ko + i] += pf * dot_[i];
 				}
 			}
+		}
+	}
+}
+
+/*
+ * The same attention in blocks of ATT_BQ queries, each block's scores one sgemm against
+ * the keys it may see, its output another: what the training model runs.  The scalar
+ * functions above are the reference these are tested against.
+ */
+#define ATT_BQ 64
+
+size_t
+tops_attn_scratch_floats(int T)
+{
+	return 3 * (size_t)ATT_BQ * (size_t)T;
+}
+
+/* The first key query T may see. */
+static inline int
+key_lo(const struct tattn *a, int t)
+{
+	return a->window > 0 && t - a->window + 1 > 0 ? t - a->window + 1 : 0;
+}
+
+/* S (NQ, NK) = scale * Q[t0..t0+NQ) K[k0..k0+NK)^T for query head H. */
+static void
+block_scores(const struct tattn *a, const float *q, const float *k, int h, int t0, int nq, int k0, int nk, float *s)
+{
+	const int hd = a->head_dim, kvh = h / (a->n_head / a->n_head_kv);
+	const int Q = a->n_head * hd, KV = a->n_head_kv * hd;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, a->scale, q + (size_t)t0 * Q + (size_t)h * hd,
+	    Q, k + (size_t)k0 * KV + (size_t)kvh * hd, KV, 0.0f, s, nk);
+}
+
+void
+tops_attn_fwd_blocked(const struct tattn *a, const float *q, const float *k, const float *v, int T, float *o,
+		      float *lse, int kv0, int kv1, float *scratch)
+{
+	const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+	const int Q = a->n_head * hd, KV = a->n_head_kv * hd;
+	float *s = scratch;
+
+	for (int h = kv0 * group; h < kv1 * group; h++) {
+		const int kvh = h / group;
+		for (int t0 = 0; t0 < T; t0 += ATT_BQ) {
+			const int nq = T - t0 < ATT_BQ ? T - t0 : ATT_BQ, k0 = key_lo(a, t0), nk = t0 + nq - k0;
+			block_scores(a, q, k, h, t0, nq, k0, nk, s);
+			for (int i = 0; i < nq; i++) {
+				float *row = s + (size_t)i * nk;
+				const int lo = key_lo(a, t0 + i) - k0, hi = t0 + i - k0;
+				double m = -INFINITY, z = 0;
+				for (int j = lo; j <= hi; j++) {
+					if (a->softcap > 0)
+						row[j] = a->softcap * tanhf(row[j] / a->softcap);
+					if (row[j] > m)
+						m = row[j];
+				}
+				for (int j = lo; j <= hi; j++)
+					z += exp((double)row[j] - m);
+				for (int j = 0; j < nk; j++)
+					row[j] = j >= lo && j <= hi ? (float)(exp((double)row[j] - m) / z) : 0.0f;
+				lse[(size_t)h * T + t0 + i] = (float)(m + log(z));
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, s, nk,
+			    v + (size_t)k0 * KV + (size_t)kvh * hd, KV, 0.0f, o + (size_t)t0 * Q + (size_t)h * hd, Q);
+		}
+	}
+}
+
+void
+tops_attn_bwd_blocked(const struct tattn *a, const float *q, const float *k, const float *v, const float *o,
+		      const float *lse, const float *dout, int T, float *dq, float *dk, float *dv, int kv0, int kv1,
+		      float *scratch)
+{
+	const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+	const int Q = a->n_head * hd, KV = a->n_head_kv * hd;
+	float *p = scratch, *dp = scratch + (size_t)ATT_BQ * T, *ds = dp + (size_t)ATT_BQ * T;
+
+	for (int h = kv0 * group; h < kv1 * group; h++) {
+		const int kvh = h / group;
+		for (int t0 = 0; t0 < T; t0 += ATT_BQ) {
+			const int nq = T - t0 < ATT_BQ ? T - t0 : ATT_BQ, k0 = key_lo(a, t0), nk = t0 + nq - k0;
+			const float *qb = q + (size_t)t0 * Q + (size_t)h * hd, *dob = dout + (size_t)t0 * Q + (size_t)h * hd;
+			const float *kb = k + (size_t)k0 * KV + (size_t)kvh * hd, *vb = v + (size_t)k0 * KV + (size_t)kvh * hd;
+
+			block_scores(a, q, k, h, t0, nq, k0, nk, p);
+			/* dP = dO V^T */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dob, Q, vb, KV, 0.0f, dp, nk);
+			for (int i = 0; i < nq; i++) {
+				float *pr = p + (size_t)i * nk, *dpr = dp + (size_t)i * nk, *dsr = ds + (size_t)i * nk;
+				const float *ot = o + (size_t)(t0 + i) * Q + (size_t)h * hd, *dot_ = dob + (size_t)i * Q;
+				const int lo = key_lo(a, t0 + i) - k0, hi = t0 + i - k0;
+				const double L = lse[(size_t)h * T + t0 + i];
+				double D = 0;
+				for (int d = 0; d < hd; d++)
+					D += (double)dot_[d] * ot[d];
+				for (int j = 0; j < nk; j++) {
+					double sc, pj, g;
+					if (j < lo || j > hi) {
+						pr[j] = dsr[j] = 0.0f;
+						continue;
+					}
+					sc = a->softcap > 0 ? a->softcap * tanhf(pr[j] / a->softcap) : pr[j];
+					pj = exp(sc - L);
+					g = pj * ((double)dpr[j] - D);
+					if (a->softcap > 0) {
+						double th = sc / a->softcap;
+						g *= 1.0 - th * th;
+					}
+					pr[j] = (float)pj;
+					dsr[j] = (float)(g * a->scale);
+				}
+			}
+			/* dQ += scale dS K;  dK += scale dS^T Q;  dV += P^T dO */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, ds, nk, kb, KV, 1.0f,
+			    dq + (size_t)t0 * Q + (size_t)h * hd, Q);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, ds, nk, qb, Q, 1.0f,
+			    dk + (size_t)k0 * KV + (size_t)kvh * hd, KV);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, p, nk, dob, Q, 1.0f,
+			    dv + (size_t)k0 * KV + (size_t)kvh * hd, KV);
 		}
 	}
 }

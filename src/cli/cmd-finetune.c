@@ -1,0 +1,689 @@
+/* cmd-finetune.c -- `natter finetune`: LoRA training on the CPU (SFT or DPO) from rated replies or JSONL files. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "natter/llm.h"
+#include "natter/lora.h"
+#include "natter/sha256.h"
+#include "natter/store.h"
+#include "natter/sysbench.h"
+#include "natter/train.h"
+
+#define MAX_DATA 32
+
+/* Every option of the command, parsed into one struct. */
+struct ft_args {
+	const char *model, *out, *db, *method, *tmpl, *targets, *init, *log, *resume, *out_type, *name;
+	struct {
+		const char *v[MAX_DATA];
+		int n;
+	} data;
+	int min_rating, all_turns, rank, batch, grad_accum, warmup, ctx, threads, recompute, save_every;
+	long long steps, epochs, seed;
+	double alpha, dropout, lr, lr_min, beta1, beta2, weight_decay, beta;
+};
+
+enum ft_kind { FT_STR, FT_LIST, FT_INT, FT_LONG, FT_NUM, FT_FLAG };
+
+/* One option: the table is the parser, the range check and the --help text. */
+struct ft_opt {
+	const char *name;
+	int key;                 /* its short letter, or a code >= 256 for a long option alone */
+	enum ft_kind kind;
+	size_t offset;           /* of its field in struct ft_args */
+	const char *arg;         /* its argument in --help, NULL for a flag */
+	const char *help;
+	double lo, hi;           /* the range of a number */
+};
+
+#define FT(name, key, kind, field, arg, help, lo, hi) \
+	{ name, key, kind, offsetof(struct ft_args, field), arg, help, lo, hi }
+
+enum {
+	O_DATA = 256, O_DB, O_MIN_RATING, O_METHOD, O_TEMPLATE, O_ALL_TURNS, O_RANK, O_ALPHA, O_DROPOUT, O_TARGETS,
+	O_INIT, O_LR, O_LR_MIN, O_BETA1, O_BETA2, O_WD, O_WARMUP, O_BATCH, O_ACCUM, O_STEPS, O_EPOCHS, O_CTX,
+	O_BETA, O_SEED, O_RECOMPUTE, O_LOG, O_SAVE_EVERY, O_RESUME, O_OUT_TYPE, O_NAME,
+};
+
+static const struct ft_opt opts[] = {
+	FT("model", 'm', FT_STR, model, "FILE", "the base model (GGUF); its weights stay frozen in their own type", 0, 0),
+	FT("output", 'o', FT_STR, out, "FILE", "the adapter to write (GGUF, llama.cpp's LoRA format)", 0, 0),
+	FT("data", O_DATA, FT_LIST, data, "FILE.jsonl", "examples in natter's export format (repeatable; - for stdin)", 0, 0),
+	FT("db", O_DB, FT_STR, db, "FILE", "rated replies from this database (default without --data: natter's)", 0, 0),
+	FT("min-rating", O_MIN_RATING, FT_INT, min_rating, "N", "SFT from the database: replies rated N..5 (thumbs up 5; 4)",
+	    1, 5),
+	FT("method", O_METHOD, FT_STR, method, "sft|dpo", "imitate good replies, or prefer better to worse (sft)", 0, 0),
+	FT("chat-template", O_TEMPLATE, FT_STR, tmpl, "NAME|FILE", "the template to render with (the model's, as chat)",
+	    0, 0),
+	FT("all-turns", O_ALL_TURNS, FT_FLAG, all_turns, NULL, "SFT: learn every assistant message, not only the last",
+	    0, 0),
+	FT("rank", O_RANK, FT_INT, rank, "N", "LoRA rank (8)", 1, 4096),
+	FT("alpha", O_ALPHA, FT_NUM, alpha, "A", "LoRA alpha: the update is scaled by alpha / rank (16)", 0, 1e6),
+	FT("dropout", O_DROPOUT, FT_NUM, dropout, "P", "dropout on the LoRA branch's input (0)", 0, 0.95),
+	FT("targets", O_TARGETS, FT_STR, targets, "LIST", "weights to adapt: q,k,v,o,gate,up,down,output or all "
+	    "(q,k,v,o,gate,up,down)", 0, 0),
+	FT("init", O_INIT, FT_STR, init, "ADAPTER", "start from this adapter (its targets, rank and alpha)", 0, 0),
+	FT("lr", O_LR, FT_NUM, lr, "LR", "peak learning rate (1e-4)", 0, 10),
+	FT("lr-min", O_LR_MIN, FT_NUM, lr_min, "LR", "learning rate at the end of the cosine (0)", 0, 10),
+	FT("beta1", O_BETA1, FT_NUM, beta1, "B", "AdamW beta1 (0.9)", 0, 0.999999),
+	FT("beta2", O_BETA2, FT_NUM, beta2, "B", "AdamW beta2 (0.999)", 0, 0.999999999),
+	FT("weight-decay", O_WD, FT_NUM, weight_decay, "W", "AdamW decoupled weight decay (0)", 0, 10),
+	FT("warmup", O_WARMUP, FT_INT, warmup, "N", "steps of linear warm-up before the cosine (0)", 0, INT_MAX),
+	FT("batch", O_BATCH, FT_INT, batch, "N", "examples per micro-batch, one sequence after another (1)", 1, 65536),
+	FT("grad-accum", O_ACCUM, FT_INT, grad_accum, "N", "micro-batches per optimizer step (1)", 1, 65536),
+	FT("steps", O_STEPS, FT_LONG, steps, "N", "optimizer steps in all (default: from --epochs)", 1, 1e12),
+	FT("epochs", O_EPOCHS, FT_LONG, epochs, "N", "passes over the examples (1)", 1, 1e6),
+	FT("ctx", O_CTX, FT_INT, ctx, "N", "tokens per example; longer ones are cut, with a warning (512, or the "
+	    "model's training context if shorter)", 2, 1 << 20),
+	FT("beta", O_BETA, FT_NUM, beta, "B", "DPO: how far from the reference the policy may go (0.1)", 1e-6, 1e6),
+	FT("seed", O_SEED, FT_LONG, seed, "N", "the examples' order, the initial A and the dropout masks (0)", 0, 1e18),
+	FT("threads", 't', FT_INT, threads, "N", "threads (default: physical cores)", 1, 512),
+	FT("recompute", O_RECOMPUTE, FT_FLAG, recompute, NULL, "keep only each layer's input; recompute the layer in the "
+	    "backward (less memory, about a third more time)", 0, 0),
+	FT("log", O_LOG, FT_STR, log, "FILE.jsonl", "one JSON object per step: step, loss, lr, tokens, tokens_per_s "
+	    "(DPO: margin, accuracy)", 0, 0),
+	FT("save-every", O_SAVE_EVERY, FT_INT, save_every, "N", "write a checkpoint every N steps (next to -o: "
+	    "NAME.ckpt.gguf)", 1, INT_MAX),
+	FT("resume", O_RESUME, FT_STR, resume, "CHECKPOINT", "continue a run from its checkpoint (same options)", 0, 0),
+	FT("out-type", O_OUT_TYPE, FT_STR, out_type, "f32|f16|bf16", "the adapter's tensor type (f32)", 0, 0),
+	FT("name", O_NAME, FT_STR, name, "NAME", "the adapter's general.name (default: -o's file name)", 0, 0),
+};
+#define N_OPTS ((int)(sizeof(opts) / sizeof(opts[0])))
+
+static void
+print_help(void)
+{
+	printf("usage: natter finetune -m MODEL -o ADAPTER.gguf [--data FILE.jsonl ... | --db FILE] [OPTIONS]\n"
+	    "Trains a LoRA adapter on the CPU: SFT on replies rated --min-rating or better, or DPO on pairs\n"
+	    "of replies to one turn rated differently; the loss falls on the replies' tokens only.\n");
+	for (int i = 0; i < N_OPTS; i++) {
+		char left[64];
+		if (opts[i].key < 256)
+			snprintf(left, sizeof(left), "-%c, --%s%s%s", opts[i].key, opts[i].name, opts[i].arg ? " " : "",
+			    opts[i].arg ? opts[i].arg : "");
+		else
+			snprintf(left, sizeof(left), "    --%s%s%s", opts[i].name, opts[i].arg ? " " : "",
+			    opts[i].arg ? opts[i].arg : "");
+		printf("  %-30s %s\n", left, opts[i].help);
+	}
+	printf("  %-30s %s\n", "-h, --help", "show this help");
+	printf("Ctrl-C saves a checkpoint and stops; --resume CHECKPOINT with the same options continues exactly.\n");
+}
+
+/* Returns 0 to go on, 1 when help was printed, 2 on a usage error (message printed). */
+static int
+parse(int argc, char **argv, struct ft_args *a)
+{
+	struct option lo[N_OPTS + 2];
+	char shorts[3 * N_OPTS + 4];
+	size_t ns = 0;
+	int c;
+
+	for (int i = 0; i < N_OPTS; i++) {
+		lo[i] = (struct option){ opts[i].name, opts[i].kind == FT_FLAG ? no_argument : required_argument, NULL,
+			opts[i].key };
+		if (opts[i].key < 256) {
+			shorts[ns++] = (char)opts[i].key;
+			if (opts[i].kind != FT_FLAG)
+				shorts[ns++] = ':';
+		}
+	}
+	lo[N_OPTS] = (struct option){ "help", no_argument, NULL, 'h' };
+	lo[N_OPTS + 1] = (struct option){ NULL, 0, NULL, 0 };
+	shorts[ns++] = 'h';
+	shorts[ns] = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
+		const struct ft_opt *o = NULL;
+		void *field;
+		char *end;
+		double v;
+
+		if (c == 'h') {
+			print_help();
+			return 1;
+		}
+		for (int i = 0; i < N_OPTS; i++)
+			if (opts[i].key == c)
+				o = &opts[i];
+		if (!o)
+			return 2;   /* getopt has said what was wrong */
+		field = (char *)a + o->offset;
+		switch (o->kind) {
+		case FT_STR:
+			*(const char **)field = optarg;
+			continue;
+		case FT_FLAG:
+			*(int *)field = 1;
+			continue;
+		case FT_LIST:
+			if (a->data.n == MAX_DATA) {
+				cli_error("finetune: at most %d --%s files", MAX_DATA, o->name);
+				return 2;
+			}
+			a->data.v[a->data.n++] = optarg;
+			continue;
+		default:
+			break;
+		}
+		errno = 0;
+		v = strtod(optarg, &end);
+		if (end == optarg || *end || errno || !isfinite(v) || v < o->lo || v > o->hi ||
+		    (o->kind != FT_NUM && v != floor(v))) {
+			cli_error("finetune: --%s wants %s from %g to %g, got '%s'", o->name,
+			    o->kind == FT_NUM ? "a number" : "a whole number", o->lo, o->hi, optarg);
+			return 2;
+		}
+		if (o->kind == FT_INT)
+			*(int *)field = (int)v;
+		else if (o->kind == FT_LONG)
+			*(long long *)field = (long long)v;
+		else
+			*(double *)field = v;
+	}
+	if (optind < argc) {
+		cli_error("finetune: unexpected argument '%s' (see natter finetune --help)", argv[optind]);
+		return 2;
+	}
+	return 0;
+}
+
+/* --targets: names to TMODEL_* bits; 0 on an unknown name (message printed). */
+static unsigned
+parse_targets(const char *list)
+{
+	static const struct {
+		const char *name;
+		unsigned bits;
+	} names[] = {
+		{ "q", TMODEL_Q }, { "k", TMODEL_K }, { "v", TMODEL_V }, { "o", TMODEL_O }, { "gate", TMODEL_GATE },
+		{ "up", TMODEL_UP }, { "down", TMODEL_DOWN }, { "output", TMODEL_OUTPUT }, { "all", TMODEL_ALL_LINEAR },
+	};
+	unsigned bits = 0;
+	const char *p = list;
+
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		unsigned b = 0;
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strlen(names[i].name) == n && strncmp(p, names[i].name, n) == 0)
+				b = names[i].bits;
+		if (!b) {
+			cli_error("finetune: --targets: unknown weight '%.*s' (q, k, v, o, gate, up, down, output, all)", (int)n,
+			    p);
+			return 0;
+		}
+		bits |= b;
+		p += n + (p[n] == ',');
+	}
+	if (!bits)
+		cli_error("finetune: --targets names no weight");
+	return bits;
+}
+
+/* --- what happens while training --- */
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+struct run {
+	const struct ft_args *a;
+	struct tloop *loop;
+	const char *ckpt;
+	FILE *log;
+	int tty;
+	double t_start, secs;     /* this process's training time so far */
+	int64_t first, steps;     /* the first step of this process, and the total */
+	int n_warn;
+	int bar_shown;
+	char err[512];
+};
+
+static void
+on_warn(void *ctx, const char *msg)
+{
+	struct run *r = ctx;
+	if (++r->n_warn <= 5)
+		fprintf(stderr, "%s: warning: %s\n", cli_progname, msg);
+	else if (r->n_warn == 6)
+		fprintf(stderr, "%s: warning: (further warnings only counted)\n", cli_progname);
+}
+
+static void
+fmt_eta(double s, char *buf, size_t n)
+{
+	long t = (long)(s + 0.5);
+	if (t >= 3600)
+		snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+	else if (t >= 60)
+		snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+	else
+		snprintf(buf, n, "%lds", t);
+}
+
+/* A number for JSON: null when not finite. */
+static void
+json_num(FILE *f, const char *key, double v, int last)
+{
+	if (isfinite(v))
+		fprintf(f, "\"%s\":%.9g%s", key, v, last ? "" : ",");
+	else
+		fprintf(f, "\"%s\":null%s", key, last ? "" : ",");
+}
+
+static int
+on_step(void *ctx, const struct tloop_step *st)
+{
+	struct run *r = ctx;
+	const int dpo = strcmp(r->a->method, "dpo") == 0;
+	double tps = st->seconds > 0 ? st->tokens / st->seconds : 0, eta;
+	int64_t done_here = st->step - r->first + 1;
+	char etas[32], extra[64] = "";
+
+	r->secs += st->seconds;
+	eta = r->secs / (double)done_here * (double)(st->steps - st->step);
+	fmt_eta(eta, etas, sizeof(etas));
+	if (dpo)
+		snprintf(extra, sizeof(extra), " margin %.4f acc %3.0f%%", st->margin, 100 * st->accuracy);
+	if (r->tty) {
+		/* One line redrawn in place, cut to the terminal's width: a line that wrapped
+		 * would not be redrawn by the carriage return. */
+		struct winsize ws;
+		char bar[21], line[256];
+		int fill = (int)(20 * st->step / (st->steps ? st->steps : 1)), cols = 80;
+		if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+			cols = ws.ws_col;
+		for (int i = 0; i < 20; i++)
+			bar[i] = i < fill ? '#' : '.';
+		bar[20] = 0;
+		snprintf(line, sizeof(line), "step %lld/%lld [%s] loss %.4f%s lr %.2e %.0f tok/s ETA %s", (long long)st->step,
+		    (long long)st->steps, bar, st->loss, extra, st->lr, tps, etas);
+		if (cols - 1 < (int)sizeof(line))
+			line[cols > 1 ? cols - 1 : 0] = 0;
+		fprintf(stderr, "\r\033[K%s", line);
+		r->bar_shown = 1;
+	} else {
+		fprintf(stderr, "step %lld/%lld loss %.4f%s lr %.3e tokens %ld %.1f tok/s eta %s\n", (long long)st->step,
+		    (long long)st->steps, st->loss, extra, st->lr, st->tokens, tps, etas);
+	}
+	if (r->log) {
+		fprintf(r->log, "{\"step\":%lld,", (long long)st->step);
+		json_num(r->log, "loss", st->loss, 0);
+		json_num(r->log, "lr", st->lr, 0);
+		fprintf(r->log, "\"tokens\":%ld,", st->tokens);
+		json_num(r->log, "tokens_per_s", tps, !dpo);
+		if (dpo) {
+			json_num(r->log, "margin", st->margin, 0);
+			json_num(r->log, "accuracy", st->accuracy, 1);
+		}
+		fputs("}\n", r->log);
+		if (fflush(r->log) != 0 || ferror(r->log)) {
+			snprintf(r->err, sizeof(r->err), "%s: cannot write the log: %s", r->a->log, strerror(errno));
+			return 1;
+		}
+	}
+	if (r->a->save_every && st->step % r->a->save_every == 0 && st->step < st->steps) {
+		if (tloop_save(r->loop, r->ckpt, r->err, sizeof(r->err)) < 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* NAME.gguf -> NAME.ckpt.gguf (a new string). */
+static char *
+ckpt_path(const char *out)
+{
+	size_t n = strlen(out);
+	char *p = malloc(n + 16);
+	if (!p)
+		return NULL;
+	if (n > 5 && strcmp(out + n - 5, ".gguf") == 0)
+		n -= 5;
+	snprintf(p, n + 16, "%.*s.ckpt.gguf", (int)n, out);
+	return p;
+}
+
+static void
+digest(const void *data, size_t len, char hex[65])
+{
+	struct sha256 s;
+	sha256_init(&s);
+	sha256_update(&s, data, len);
+	sha256_final_hex(&s, hex);
+}
+
+/* Rated replies from the database, through natter's own export (its lines are the
+ * contract with the store), read back as any JSONL file. */
+static int
+read_db(const struct ft_args *a, struct tdata_set *set, const struct tdata_tmpl *t, struct run *r)
+{
+	struct store_export_opts eo = { .format = strcmp(a->method, "dpo") == 0 ? STORE_DPO : STORE_SFT,
+		.min_rating = a->min_rating };
+	struct store_export_counts cnt = { 0 };
+	const char *tmpdir = getenv("TMPDIR");
+	char dir[4096], path[4200], err[1024];
+	struct store *s;
+	int n, rc = -1;
+
+	snprintf(dir, sizeof(dir), "%s/natter-finetune-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+	if (!mkdtemp(dir)) {
+		cli_error("%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/export.jsonl", dir);
+	if (!(s = cli_store_open(a->db, STORE_READONLY)))
+		goto out;
+	if (store_export(s, &eo, path, &cnt, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		store_close(s);
+		goto out;
+	}
+	store_close(s);
+	n = cnt.lines;
+	if (n == 0) {
+		cli_error("finetune: the database has no %s to train on%s", eo.format == STORE_DPO ?
+		    "pair of replies to one turn rated differently" : "rated reply", eo.format == STORE_DPO ? "" :
+		    " (lower --min-rating?)");
+		goto out;
+	}
+	if (tdata_read_jsonl(set, t, path, on_warn, r, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		goto out;
+	}
+	rc = 0;
+out:
+	unlink(path);
+	rmdir(dir);
+	return rc;
+}
+
+/* The options a checkpoint must have been made with to be resumed: one per line. */
+static char *
+config_text(const struct ft_args *a, const struct llm_model *m, const struct tdata_tmpl *t,
+	    const struct lora_adapter *init, const struct tdata_set *set, unsigned targets, long long steps)
+{
+	char *buf = malloc(4096);
+	const char *mp = llm_model_gguf(m)->path, *base = strrchr(mp, '/');
+
+	if (!buf)
+		return NULL;
+	snprintf(buf, 4096,
+	    "model=%s %zu bytes\ntemplate=%s\nmethod=%s\ndata=%d examples, fingerprint %016llx\nctx=%d\nall_turns=%d\n"
+	    "init=%s\ntargets=%#x\nrank=%d\nalpha=%.9g\ndropout=%.9g\nlr=%.9g\nlr_min=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
+	    "weight_decay=%.9g\nwarmup=%d\nbatch=%d\ngrad_accum=%d\nsteps=%lld\nbeta=%.9g\nseed=%lld\n",
+	    base ? base + 1 : mp, llm_model_gguf(m)->size, tdata_tmpl_name(t), a->method, set->n,
+	    (unsigned long long)tdata_set_fingerprint(set), a->ctx, a->all_turns, init ? lora_sha256(init) : "none",
+	    init ? 0 : targets, init ? 0 : a->rank, init ? 0 : a->alpha, a->dropout, a->lr, a->lr_min, a->beta1, a->beta2,
+	    a->weight_decay, a->warmup, a->batch, a->grad_accum, steps, a->beta, a->seed);
+	return buf;
+}
+
+/* Whether the adapter (and its checkpoints) can be written where -o says: found out
+ * before training, not after.  Prints the error. */
+static int
+out_dir_check(const char *out)
+{
+	const char *slash = strrchr(out, '/');
+	char dir[4096];
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == out)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - out), out);
+	if (access(dir, W_OK | X_OK) != 0) {
+		cli_error("%s: cannot write the adapter there: %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static enum ggml_type
+out_type(const char *s)
+{
+	if (!s || strcmp(s, "f32") == 0)
+		return GGML_TYPE_F32;
+	if (strcmp(s, "f16") == 0)
+		return GGML_TYPE_F16;
+	if (strcmp(s, "bf16") == 0)
+		return GGML_TYPE_BF16;
+	return GGML_TYPE_COUNT;
+}
+
+int
+cmd_finetune(int argc, char **argv)
+{
+	struct ft_args a = { .method = "sft", .min_rating = 4, .rank = 8, .alpha = 16, .lr = 1e-4, .beta1 = 0.9,
+		.beta2 = 0.999, .batch = 1, .grad_accum = 1, .beta = 0.1 };
+	struct llm_model *m = NULL;
+	struct tdata_tmpl *t = NULL;
+	struct tdata_set set;
+	struct lora_adapter *init = NULL;
+	struct tmodel *tm = NULL;
+	struct tloop *loop = NULL;
+	struct run r = { 0 };
+	struct sigaction sa, old_sa;
+	char err[1024], *ckpt = NULL, *config = NULL, name[256];
+	unsigned targets = TMODEL_ALL_LINEAR;
+	enum tdata_method method;
+	enum ggml_type otype;
+	long long steps;
+	int rc = 1, prc, lrc, have_old = 0;
+
+	tdata_set_init(&set, TDATA_SFT, 0, 0);
+	prc = parse(argc, argv, &a);
+	if (prc)
+		return prc == 1 ? 0 : 2;
+	if (!a.model || !a.out) {
+		cli_error("finetune: needs -m MODEL and -o ADAPTER.gguf (see natter finetune --help)");
+		return 2;
+	}
+	if (strcmp(a.method, "sft") != 0 && strcmp(a.method, "dpo") != 0) {
+		cli_error("finetune: --method is sft or dpo, not '%s'", a.method);
+		return 2;
+	}
+	if ((otype = out_type(a.out_type)) == GGML_TYPE_COUNT) {
+		cli_error("finetune: --out-type is f32, f16 or bf16, not '%s'", a.out_type);
+		return 2;
+	}
+	if (a.targets && !(targets = parse_targets(a.targets)))
+		return 2;
+	if (a.data.n && a.db) {
+		cli_error("finetune: --data and --db exclude each other");
+		return 2;
+	}
+	if (a.steps && a.epochs) {
+		cli_error("finetune: give --steps or --epochs, not both");
+		return 2;
+	}
+	if (a.lr_min > a.lr) {
+		cli_error("finetune: --lr-min %g is above --lr %g", a.lr_min, a.lr);
+		return 2;
+	}
+	method = strcmp(a.method, "dpo") == 0 ? TDATA_DPO : TDATA_SFT;
+	if (!a.threads)
+		a.threads = sysbench_physical_cores();
+	r.a = &a;
+	r.tty = isatty(STDERR_FILENO);
+	if (!(ckpt = ckpt_path(a.out))) {
+		cli_error("out of memory");
+		return 1;
+	}
+	r.ckpt = ckpt;
+	if (out_dir_check(a.out) < 0)
+		goto out;
+
+	if (llm_model_load(a.model, &m, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		goto out;
+	}
+	if (!a.ctx) {
+		int train = llm_model_hparams(m)->n_ctx_train;
+		a.ctx = train >= 2 && train < 512 ? train : 512;
+	}
+	if (tdata_tmpl_new(llm_model_gguf(m), llm_model_hparams(m)->arch_name, llm_model_vocab(m), a.tmpl, &t, err,
+	    sizeof(err)) < 0) {
+		cli_error("%s", err);
+		goto out;
+	}
+	tdata_set_init(&set, method, a.ctx, a.all_turns);
+	if (a.data.n) {
+		for (int i = 0; i < a.data.n; i++) {
+			if (tdata_read_jsonl(&set, t, a.data.v[i], on_warn, &r, err, sizeof(err)) < 0) {
+				cli_error("%s", err);
+				goto out;
+			}
+		}
+	} else if (read_db(&a, &set, t, &r) < 0) {
+		goto out;
+	}
+	if (set.n == 0) {
+		cli_error("finetune: no example left to train on%s", set.n_dropped ? " (each was too long for --ctx)" : "");
+		goto out;
+	}
+	if (r.n_warn > 5)
+		fprintf(stderr, "%s: warning: %d warnings in all\n", cli_progname, r.n_warn);
+	steps = a.steps ? a.steps :
+	    (a.epochs ? a.epochs : 1) * ((set.n + (long long)a.batch * a.grad_accum - 1) / ((long long)a.batch * a.grad_accum));
+	fprintf(stderr, "%s: %d %s (%ld tokens; %d cut to %d tokens, %d skipped), template %s\n", cli_progname, set.n,
+	    method == TDATA_DPO ? "pairs" : "examples", set.n_tokens, set.n_truncated, a.ctx, set.n_dropped,
+	    tdata_tmpl_name(t));
+
+	if (a.init && lora_open(a.init, m, 1.0f, digest, &init, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		goto out;
+	}
+	{
+		struct tmodel_opts o = { .max_tokens = a.ctx, .init = init, .targets = targets, .rank = a.rank,
+			.alpha = (float)a.alpha, .dropout = (float)a.dropout, .seed = (uint64_t)a.seed,
+			.n_threads = a.threads, .recompute = a.recompute };
+		if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0) {
+			cli_error("%s", err);
+			goto out;
+		}
+	}
+	if (!(config = config_text(&a, m, t, init, &set, targets, steps))) {
+		cli_error("out of memory");
+		goto out;
+	}
+
+	/* Ctrl-C from here on saves a checkpoint; a second one kills as usual. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigint;
+	sa.sa_flags = SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	have_old = sigaction(SIGINT, &sa, &old_sa) == 0;
+	{
+		struct tloop_cfg c = { method, a.batch, a.grad_accum, steps, adamw_cfg_default(),
+			{ (float)a.lr, (float)a.lr_min, a.warmup, steps }, a.beta, (uint64_t)a.seed, config };
+		c.adam.beta1 = a.beta1;
+		c.adam.beta2 = a.beta2;
+		c.adam.weight_decay = a.weight_decay;
+		if (method == TDATA_DPO)
+			fprintf(stderr, "%s: reference log-probabilities of %d pairs...\n", cli_progname, set.n);
+		lrc = tloop_new(tm, &set, &c, &interrupted, &loop, err, sizeof(err));
+		if (lrc < 0) {
+			cli_error("%s", err);
+			goto out;
+		}
+		if (lrc == 1) {
+			fprintf(stderr, "%s: interrupted before training began; nothing saved\n", cli_progname);
+			rc = 130;
+			goto out;
+		}
+	}
+	r.loop = loop;
+	if (a.resume) {
+		if (tloop_resume(loop, a.resume, err, sizeof(err)) < 0) {
+			cli_error("%s", err);
+			goto out;
+		}
+		fprintf(stderr, "%s: resumed %s at step %lld of %lld\n", cli_progname, a.resume,
+		    (long long)tloop_steps_done(loop), steps);
+	}
+	if (a.log && !(r.log = fopen(a.log, a.resume ? "a" : "w"))) {
+		cli_error("%s: %s", a.log, strerror(errno));
+		goto out;
+	}
+	r.first = tloop_steps_done(loop) + 1;
+	r.steps = steps;
+	fprintf(stderr, "%s: %lld steps of %d example%s, %d pairs of rank %d on %d thread%s%s\n", cli_progname, steps,
+	    a.batch * a.grad_accum, a.batch * a.grad_accum > 1 ? "s" : "", tmodel_lora_count(tm),
+	    tmodel_lora(tm, 0)->rank, tmodel_n_threads(tm), tmodel_n_threads(tm) > 1 ? "s" : "",
+	    a.recompute ? ", recomputing layers" : "");
+
+	lrc = tloop_run(loop, 0, on_step, &r, err, sizeof(err));
+	if (r.bar_shown)
+		fputc('\n', stderr);
+	if (lrc < 0) {
+		cli_error("%s", err);
+		goto out;
+	}
+	if (lrc == 1 && !interrupted) {
+		cli_error("%s", r.err);
+		goto out;
+	}
+	if (lrc == 1) {
+		if (tloop_save(loop, ckpt, err, sizeof(err)) < 0) {
+			cli_error("interrupted, and the checkpoint could not be written: %s", err);
+			goto out;
+		}
+		fprintf(stderr, "%s: interrupted after step %lld of %lld; checkpoint saved to %s\n"
+		    "%s: continue with the same options and --resume %s\n", cli_progname,
+		    (long long)tloop_steps_done(loop), steps, ckpt, cli_progname, ckpt);
+		rc = 130;
+		goto out;
+	}
+	if (a.name) {
+		snprintf(name, sizeof(name), "%s", a.name);
+	} else {
+		const char *b = strrchr(a.out, '/');
+		size_t n;
+		snprintf(name, sizeof(name), "%s", b ? b + 1 : a.out);
+		n = strlen(name);
+		if (n > 5 && strcmp(name + n - 5, ".gguf") == 0)
+			name[n - 5] = 0;
+	}
+	if (tmodel_lora_save(tm, a.out, name, otype, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		goto out;
+	}
+	printf("wrote %s: %d pairs after %lld steps\n", a.out, tmodel_lora_count(tm), (long long)tloop_steps_done(loop));
+	rc = 0;
+out:
+	if (have_old)
+		sigaction(SIGINT, &old_sa, NULL);
+	if (r.log && fclose(r.log) != 0 && rc == 0) {
+		cli_error("%s: %s", a.log, strerror(errno));
+		rc = 1;
+	}
+	tloop_free(loop);
+	tmodel_free(tm);
+	lora_free(init);
+	tdata_set_free(&set);
+	tdata_tmpl_free(t);
+	llm_model_free(m);
+	free(config);
+	free(ckpt);
+	return rc;
+}

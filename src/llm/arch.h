@@ -1,0 +1,109 @@
+/* arch.h -- what describes an architecture: its hyperparameter keys, its tensors, its block; the registry. */
+#ifndef NATTER_ARCH_H
+#define NATTER_ARCH_H
+
+#include <stddef.h>
+
+#include "natter/gguf.h"
+#include "natter/llm.h"
+
+struct llm_ctx;
+struct llm_model;
+
+/* A tensor dimension, named by what it is; resolved from the
+ * hyperparameters when the tensor is bound. */
+enum arch_dim {
+	D_1,            /* 1 */
+	D_EMBD,         /* n_embd */
+	D_VOCAB,        /* n_vocab */
+	D_Q,            /* n_head * head_dim */
+	D_K,            /* n_head_kv * head_dim */
+	D_V,            /* n_head_kv * head_dim_v */
+	D_QKV,          /* D_Q + D_K + D_V (fused, in that order) */
+	D_ATTN_OUT,     /* n_head * head_dim_v */
+	D_HEAD,         /* head_dim */
+	D_FF,           /* n_ff */
+	D_FF2,          /* 2 * n_ff (fused gate and up) */
+	D_FF_EXP,       /* n_ff_exp */
+	D_FF_SHEXP,     /* n_ff_shexp */
+	D_EXPERT,       /* n_expert */
+	D_ROPE_HALF,    /* rope_dim / 2, or head_dim / 2 (only the first rope_dim/2 used) */
+};
+
+/* When a tensor is there, and how it is used. */
+enum {
+	AT_OPTIONAL = 1 << 0,   /* may be absent */
+	AT_BIAS = 1 << 1,       /* NAME.bias of ne1 floats follows */
+	AT_BIAS_OPT = 1 << 2,   /* ... or may */
+	AT_F32 = 1 << 3,        /* used as floats (norms, factors): must be F32 */
+	AT_DENSE = 1 << 4,      /* only in layers without LLM_LAYER_MOE */
+	AT_MOE = 1 << 5,        /* only in layers with LLM_LAYER_MOE */
+	AT_SHEXP = 1 << 6,      /* only in layers with LLM_LAYER_SHARED_EXPERT */
+	AT_QK_NORM = 1 << 7,    /* only in layers with LLM_LAYER_QK_NORM */
+	AT_POST = 1 << 8,       /* only in layers with LLM_LAYER_POST_NORMS */
+};
+
+struct arch_tensor {
+	enum llm_tensor role;
+	enum arch_dim ne[3];    /* GGUF order: row length, rows, experts */
+	unsigned flags;
+};
+
+/* Reading one file's metadata: KEY suffixes are prefixed with the
+ * architecture's name ("%s.attention.head_count"). */
+struct arch_loader {
+	const struct gguf_file *f;
+	const char *arch;
+	char *err;
+	size_t errlen;
+};
+
+/* A count (REQ: absent is an error, else DEF), a float, a string (caller frees). */
+int arch_get_int(struct arch_loader *ld, const char *key, int req, int def, int *out);
+int arch_get_float(struct arch_loader *ld, const char *key, float def, float *out);
+int arch_get_bool(struct arch_loader *ld, const char *key, int def, int *out);
+char *arch_get_str(struct arch_loader *ld, const char *key);
+/*
+ * Which layers slide: attention.sliding_window_pattern if the file has it
+ * (a period n: layer il slides unless il % n == n - 1; or one bool per
+ * layer), else DEF_PERIOD (0: every layer).  Sliding layers get
+ * hp->window, RoPE BASE_SWA and scale 1; needs hp->window > 0.
+ */
+int arch_set_sliding(struct arch_loader *ld, struct llm_hparams *hp, struct llm_layer_hparams *layer,
+		     int def_period, float base_swa, float scale_swa);
+
+/*
+ * An architecture.  HPARAMS runs after the keys every architecture shares
+ * (arch.c reads them; LAYER[] starts as full attention with the global
+ * RoPE) and sets what is its own.  TENSORS lists every tensor it may have.
+ * BLOCK evaluates layer IL for the batch in c->x; NULL means the shared
+ * block (blk_layer), which reads the layer's flags.
+ */
+struct arch_desc {
+	const char *name;           /* general.architecture */
+	const char *models;         /* for people */
+	int (*hparams)(struct arch_loader *ld, struct llm_hparams *hp, struct llm_layer_hparams *layer);
+	const struct arch_tensor *tensors;
+	int n_tensors;
+	void (*block)(struct llm_ctx *c, int il, int nt);
+};
+
+/* The registry: the description of NAME, or NULL. */
+const struct arch_desc *arch_find(const char *name);
+/* "llama, qwen2, ..." into BUF (for messages). */
+void arch_list(char *buf, size_t n);
+
+/* Reads the shared keys, then D's own, into HP and LAYER (n_layer
+ * entries, allocated; the caller frees).  Returns 0 or -1 with the error
+ * in LD. */
+int arch_load_hparams(struct arch_loader *ld, const struct arch_desc *d, struct llm_hparams *hp,
+		      struct llm_layer_hparams **layer);
+
+/* Binds every tensor of M's architecture (M->hp and M->layers ready):
+ * shapes from the hyperparameters, types checked; a missing output means
+ * tied embeddings.  Returns 0 or -1 with ERR naming the file and tensor. */
+int arch_bind(struct llm_model *m, char *err, size_t errlen);
+
+#define ARCH_TENSORS(t) (t), (int)(sizeof(t) / sizeof((t)[0]))
+
+#endif

@@ -1,0 +1,420 @@
+/* blocks.c -- the shared blocks of the forward pass: weight products, norms, RoPE, attention, FFN, experts. */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "natter/quant.h"
+#include "llm/blocks.h"
+#include "llm/model.h"
+#include "llm/pool.h"
+
+void
+blk_mm(struct llm_ctx *c, float *out, const float *x, const struct lweight *w, int expert, int nt)
+{
+	struct ltensor t = expert >= 0 ? ltensor_slice(&w->w, expert) : w->w;
+
+	mm_matmul(c->pool, &c->mm, out, (int)t.ne1, x, (int)t.ne0, &t, nt);
+	if (w->b.data) {
+		const float *b = w->b.data;
+		const int d = (int)t.ne1;
+		for (int r = 0; r < nt; r++)
+			for (int i = 0; i < d; i++)
+				out[(size_t)r * d + i] += b[i];
+	}
+}
+
+void
+blk_rmsnorm(float *out, const float *x, const struct lweight *w, int rows, int n, float eps)
+{
+	const float *wv = w->w.data;
+
+	for (int r = 0; r < rows; r++) {
+		const float *xr = x + (size_t)r * n;
+		float *o = out + (size_t)r * n;
+		double ss = 0;
+		for (int i = 0; i < n; i++)
+			ss += (double)xr[i] * xr[i];
+		float scale = (float)(1.0 / sqrt(ss / n + eps));
+		for (int i = 0; i < n; i++)
+			o[i] = xr[i] * scale * wv[i];
+	}
+}
+
+void
+blk_softcap(float *x, size_t n, float cap)
+{
+	if (cap <= 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		x[i] = cap * tanhf(x[i] / cap);
+}
+
+/* --- RoPE --- */
+
+void
+blk_rope_prepare(struct llm_ctx *c, int nt)
+{
+	const int half = c->m->hp.rope_dim / 2;
+
+	for (int k = 0; k < c->n_rope; k++) {
+		const struct rope_cfg *r = &c->rope[k];
+		float *cs = c->rope_cs + (size_t)k * c->n_batch * half * 2;
+		for (int t = 0; t < nt; t++) {
+			double pos = (double)(c->pos0 + t) * r->scale;
+			for (int i = 0; i < half; i++) {
+				double th = pos * r->inv_freq[i];
+				cs[((size_t)t * half + i) * 2] = (float)cos(th) * r->mscale;
+				cs[((size_t)t * half + i) * 2 + 1] = (float)sin(th) * r->mscale;
+			}
+		}
+	}
+}
+
+/* Rotates the first ROPE_DIM dims of one head V by the (cos, sin) pairs CS. */
+static void
+rope_head(float *v, const float *cs, int rope_dim, int neox)
+{
+	int half = rope_dim / 2;
+
+	if (neox) {
+		for (int i = 0; i < half; i++) {
+			float co = cs[2 * i], si = cs[2 * i + 1];
+			float a = v[i], b = v[i + half];
+			v[i] = a * co - b * si;
+			v[i + half] = a * si + b * co;
+		}
+	} else {
+		for (int i = 0; i < half; i++) {
+			float co = cs[2 * i], si = cs[2 * i + 1];
+			float a = v[2 * i], b = v[2 * i + 1];
+			v[2 * i] = a * co - b * si;
+			v[2 * i + 1] = a * si + b * co;
+		}
+	}
+}
+
+void
+blk_rope(struct llm_ctx *c, int il, float *x, int nt, int n_heads)
+{
+	const struct llm_hparams *hp = &c->m->hp;
+	const int half = hp->rope_dim / 2, hd = hp->head_dim;
+	const float *cs = c->rope_cs + (size_t)c->layer_rope[il] * c->n_batch * half * 2;
+
+	for (int t = 0; t < nt; t++)
+		for (int h = 0; h < n_heads; h++)
+			rope_head(x + ((size_t)t * n_heads + h) * hd, cs + (size_t)t * half * 2, hp->rope_dim,
+			    hp->rope_neox);
+}
+
+/* --- attention --- */
+
+struct attn_job {
+	struct llm_ctx *c;
+	const struct kv_layer *kl;
+	int nt, pos0, window;
+	float scale, cap;
+};
+
+/* One query head over the rows RUN[0..NRUN) (offset KOFF/VOFF into each
+ * position's K and V) into OUT. */
+static void
+attn_one(const struct q_vops *vo, const float *q, const struct kv_run *run, int nrun, const struct kv_layer *kl,
+	 size_t koff, size_t voff, int hd, int hdv, float scale, float cap, float *att, float *out)
+{
+	float max = -INFINITY, inv;
+	int n = 0;
+
+	for (int r = 0; r < nrun; r++) {
+		for (int i = 0; i < run[r].n; i++) {
+			float s = vo->dot(hd, q, run[r].k + (size_t)i * kl->width_k + koff) * scale;
+			if (cap > 0)
+				s = cap * tanhf(s / cap);
+			att[n++] = s;
+			if (s > max)
+				max = s;
+		}
+	}
+	inv = 1.0f / vo->exp_sum(att, n, max);
+	memset(out, 0, (size_t)hdv * sizeof(float));
+	n = 0;
+	for (int r = 0; r < nrun; r++)
+		for (int i = 0; i < run[r].n; i++)
+			vo->axpy(hdv, att[n++] * inv, run[r].v + (size_t)i * kl->width_v + voff, out);
+}
+
+static void
+attn_worker(void *arg, int ith, int nth)
+{
+	const struct attn_job *j = arg;
+	struct llm_ctx *c = j->c;
+	const struct llm_hparams *hp = &c->m->hp;
+	const struct q_vops *vo = q_vops_get();
+	const struct kv_layer *kl = j->kl;
+	const int hd = hp->head_dim, hdv = hp->head_dim_v, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
+	const size_t Q = (size_t)nh * hd, O = (size_t)nh * hdv;
+	float *att = c->att + (size_t)ith * c->att_rows * c->n_ctx;
+	struct kv_run run[2];
+	int nrun;
+
+	if (j->nt >= MM_BLAS_MIN_BATCH && c->att_rows >= j->nt) {
+		/* A batch: per head, S = Q K^T and O = softmax(S) V as sgemms,
+		 * one per run of the cache the batch's keys lie in. */
+		const int kbeg = j->window && j->pos0 - j->window + 1 > 0 ? j->pos0 - j->window + 1 : 0;
+		const int kend = j->pos0 + j->nt - 1, npos = kend - kbeg + 1;
+		nrun = kv_layer_runs(kl, kbeg, kend, run);
+		for (int h = ith; h < nh; h += nth) {
+			const size_t koff = (size_t)(h / group) * hd, voff = (size_t)(h / group) * hdv;
+			int col = 0;
+			for (int r = 0; r < nrun; r++) {
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->nt, run[r].n, hd, j->scale,
+				    c->q + (size_t)h * hd, (int)Q, run[r].k + koff, kl->width_k, 0.0f, att + col, npos);
+				col += run[r].n;
+			}
+			for (int t = 0; t < j->nt; t++) {
+				float *row = att + (size_t)t * npos, max = -INFINITY;
+				const int p = j->pos0 + t;
+				/* visible: keys lo .. p (causal, and the window) */
+				const int lo = j->window && p - j->window + 1 > kbeg ? p - j->window + 1 : kbeg;
+				const int a = lo - kbeg, b = p - kbeg;
+				if (j->cap > 0)
+					blk_softcap(row + a, (size_t)(b - a + 1), j->cap);
+				for (int i = a; i <= b; i++)
+					if (row[i] > max)
+						max = row[i];
+				float inv = 1.0f / vo->exp_sum(row + a, b - a + 1, max);
+				for (int i = a; i <= b; i++)
+					row[i] *= inv;
+				memset(row, 0, (size_t)a * sizeof(float));
+				memset(row + b + 1, 0, (size_t)(npos - b - 1) * sizeof(float));
+			}
+			col = 0;
+			for (int r = 0; r < nrun; r++) {
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->nt, hdv, run[r].n, 1.0f,
+				    att + col, npos, run[r].v + voff, kl->width_v, r ? 1.0f : 0.0f,
+				    c->att_out + (size_t)h * hdv, (int)O);
+				col += run[r].n;
+			}
+		}
+		return;
+	}
+	/* Tasks are (token, head) pairs, dealt round-robin. */
+	for (int task = ith; task < j->nt * nh; task += nth) {
+		const int t = task / nh, h = task % nh, p = j->pos0 + t;
+		const int lo = j->window && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
+		nrun = kv_layer_runs(kl, lo, p, run);
+		attn_one(vo, c->q + (size_t)t * Q + (size_t)h * hd, run, nrun, kl, (size_t)(h / group) * hd,
+		    (size_t)(h / group) * hdv, hd, hdv, j->scale, j->cap, att, c->att_out + (size_t)t * O + (size_t)h * hdv);
+	}
+}
+
+void
+blk_attn_core(struct llm_ctx *c, int il, int nt)
+{
+	const struct llm_hparams *hp = &c->m->hp;
+	const struct llm_layer_hparams *lh = &hp->layer[il];
+	struct attn_job job = {
+		c, &c->kv.l[il], nt, c->pos0, lh->kind == LLM_LAYER_SLIDING ? lh->window : 0,
+		hp->attn_scale, hp->attn_softcap,
+	};
+
+	pool_run(c->pool, attn_worker, &job);
+}
+
+void
+blk_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt)
+{
+	const struct llm_hparams *hp = &c->m->hp;
+	const struct lweight *t = c->m->layers[il].t;
+	const size_t Q = (size_t)hp->n_head * hp->head_dim, K = (size_t)hp->n_head_kv * hp->head_dim;
+	const size_t V = (size_t)hp->n_head_kv * hp->head_dim_v;
+
+	if (t[LLM_TENSOR_ATTN_QKV].w.data) {
+		blk_mm(c, c->qkv, in, &t[LLM_TENSOR_ATTN_QKV], -1, nt);
+		for (int r = 0; r < nt; r++) {
+			const float *row = c->qkv + (size_t)r * (Q + K + V);
+			memcpy(c->q + r * Q, row, Q * sizeof(float));
+			memcpy(c->k + r * K, row + Q, K * sizeof(float));
+			memcpy(c->v + r * V, row + Q + K, V * sizeof(float));
+		}
+	} else {
+		blk_mm(c, c->q, in, &t[LLM_TENSOR_ATTN_Q], -1, nt);
+		blk_mm(c, c->k, in, &t[LLM_TENSOR_ATTN_K], -1, nt);
+		blk_mm(c, c->v, in, &t[LLM_TENSOR_ATTN_V], -1, nt);
+	}
+	if (hp->layer[il].flags & LLM_LAYER_QK_NORM) {
+		blk_rmsnorm(c->q, c->q, &t[LLM_TENSOR_ATTN_Q_NORM], nt * hp->n_head, hp->head_dim, hp->rms_eps);
+		blk_rmsnorm(c->k, c->k, &t[LLM_TENSOR_ATTN_K_NORM], nt * hp->n_head_kv, hp->head_dim, hp->rms_eps);
+	}
+	blk_rope(c, il, c->q, nt, hp->n_head);
+	blk_rope(c, il, c->k, nt, hp->n_head_kv);
+	for (int r = 0; r < nt; r++)
+		kv_layer_put(&c->kv.l[il], c->pos0 + r, c->k + r * K, c->v + r * V);
+	blk_attn_core(c, il, nt);
+	blk_mm(c, out, c->att_out, &t[LLM_TENSOR_ATTN_OUT], -1, nt);
+}
+
+/* --- feed-forward --- */
+
+static inline float
+silu(float x)
+{
+	return x / (1.0f + expf(-x));
+}
+
+static inline float
+gelu_tanh(float x)
+{
+	return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+/* OUT = down(act(gate IN) * up IN) over FF hidden units; GATE absent means
+ * UP holds gate then up (fused).  EXPERT selects a matrix of a stack. */
+static void
+ffn_glu(struct llm_ctx *c, const float *in, float *out, int nt, const struct lweight *gate,
+	const struct lweight *up, const struct lweight *down, int expert, int ff)
+{
+	const int gelu = c->m->hp.ffn_act == LLM_FFN_GELU_TANH;
+	float *g = c->hg, *u = c->hu;
+
+	if (gate->w.data) {
+		blk_mm(c, g, in, gate, expert, nt);
+		blk_mm(c, u, in, up, expert, nt);
+		for (size_t i = 0; i < (size_t)nt * ff; i++)
+			g[i] = (gelu ? gelu_tanh(g[i]) : silu(g[i])) * u[i];
+	} else {
+		blk_mm(c, u, in, up, expert, nt);   /* (nt, [gate | up]) */
+		for (int t = 0; t < nt; t++) {
+			const float *gu = u + (size_t)t * 2 * ff;
+			float *o = g + (size_t)t * ff;
+			for (int i = 0; i < ff; i++)
+				o[i] = (gelu ? gelu_tanh(gu[i]) : silu(gu[i])) * gu[ff + i];
+		}
+	}
+	blk_mm(c, out, g, down, expert, nt);
+}
+
+void
+blk_ffn(struct llm_ctx *c, int il, const float *in, float *out, int nt)
+{
+	const struct lweight *t = c->m->layers[il].t;
+	ffn_glu(c, in, out, nt, &t[LLM_TENSOR_FFN_GATE], &t[LLM_TENSOR_FFN_UP], &t[LLM_TENSOR_FFN_DOWN], -1,
+	    c->m->hp.n_ff);
+}
+
+void
+blk_moe_route(const float *logits, int n, int k, int norm, int *sel, float *w)
+{
+	float max = -INFINITY;
+	double z = 0, sum = 0;
+
+	for (int i = 0; i < n; i++)
+		if (logits[i] > max)
+			max = logits[i];
+	for (int i = 0; i < n; i++)
+		z += exp((double)logits[i] - max);
+	for (int j = 0; j < k; j++) {
+		int best = -1;
+		for (int i = 0; i < n; i++) {
+			int taken = 0;
+			for (int q = 0; q < j; q++)
+				taken |= sel[q] == i;
+			/* strictly greater: the lower index keeps a tie */
+			if (!taken && (best < 0 || logits[i] > logits[best]))
+				best = i;
+		}
+		sel[j] = best;
+		w[j] = (float)(exp((double)logits[best] - max) / z);
+		sum += w[j];
+	}
+	if (norm && sum > 0)
+		for (int j = 0; j < k; j++)
+			w[j] = (float)(w[j] / sum);
+}
+
+void
+blk_moe(struct llm_ctx *c, int il, const float *in, float *out, int nt)
+{
+	const struct llm_hparams *hp = &c->m->hp;
+	const struct lweight *t = c->m->layers[il].t;
+	const int E = hp->n_embd, ne = hp->n_expert, k = hp->n_expert_used;
+	int *start = c->ex_start;
+
+	blk_mm(c, c->router, in, &t[LLM_TENSOR_FFN_GATE_INP], -1, nt);
+	for (int r = 0; r < nt; r++)
+		blk_moe_route(c->router + (size_t)r * ne, ne, k, hp->expert_norm, c->sel + (size_t)r * k,
+		    c->selw + (size_t)r * k);
+	/* Group the (token, expert) pairs by expert, tokens in order. */
+	memset(start, 0, (size_t)(ne + 1) * sizeof(int));
+	for (int i = 0; i < nt * k; i++)
+		start[c->sel[i] + 1]++;
+	for (int e = 0; e < ne; e++)
+		start[e + 1] += start[e];
+	for (int i = 0; i < nt * k; i++) {
+		int at = start[c->sel[i]]++;
+		c->ex_tok[at] = i / k;
+		c->ex_w[at] = c->selw[i];
+	}
+	memmove(start + 1, start, (size_t)ne * sizeof(int));
+	start[0] = 0;
+
+	memset(out, 0, (size_t)nt * E * sizeof(float));
+	for (int e = 0; e < ne; e++) {
+		const int n = start[e + 1] - start[e];
+		if (n == 0)
+			continue;
+		for (int r = 0; r < n; r++)
+			memcpy(c->ex_x + (size_t)r * E, in + (size_t)c->ex_tok[start[e] + r] * E, (size_t)E * sizeof(float));
+		ffn_glu(c, c->ex_x, c->ex_y, n, &t[LLM_TENSOR_FFN_GATE_EXPS], &t[LLM_TENSOR_FFN_UP_EXPS],
+		    &t[LLM_TENSOR_FFN_DOWN_EXPS], e, hp->n_ff_exp);
+		for (int r = 0; r < n; r++) {
+			float *o = out + (size_t)c->ex_tok[start[e] + r] * E;
+			const float *y = c->ex_y + (size_t)r * E, wr = c->ex_w[start[e] + r];
+			for (int i = 0; i < E; i++)
+				o[i] += wr * y[i];
+		}
+	}
+	if (hp->layer[il].flags & LLM_LAYER_SHARED_EXPERT) {
+		/* router holds at least nt floats: the gate of each token */
+		blk_mm(c, c->router, in, &t[LLM_TENSOR_FFN_GATE_INP_SHEXP], -1, nt);
+		ffn_glu(c, in, c->ex_y, nt, &t[LLM_TENSOR_FFN_GATE_SHEXP], &t[LLM_TENSOR_FFN_UP_SHEXP],
+		    &t[LLM_TENSOR_FFN_DOWN_SHEXP], -1, hp->n_ff_shexp);
+		for (int r = 0; r < nt; r++) {
+			const float g = 1.0f / (1.0f + expf(-c->router[r]));
+			for (int i = 0; i < E; i++)
+				out[(size_t)r * E + i] += g * c->ex_y[(size_t)r * E + i];
+		}
+	}
+}
+
+/* --- the layer --- */
+
+void
+blk_layer(struct llm_ctx *c, int il, int nt)
+{
+	const struct llm_hparams *hp = &c->m->hp;
+	const struct lweight *t = c->m->layers[il].t;
+	const unsigned fl = hp->layer[il].flags;
+	const int E = hp->n_embd;
+	const size_t n = (size_t)nt * E;
+
+	blk_rmsnorm(c->xb, c->x, &t[LLM_TENSOR_ATTN_NORM], nt, E, hp->rms_eps);
+	blk_attention(c, il, c->xb, c->xo, nt);
+	if (fl & LLM_LAYER_POST_NORMS)
+		blk_rmsnorm(c->xo, c->xo, &t[LLM_TENSOR_ATTN_POST_NORM], nt, E, hp->rms_eps);
+	for (size_t i = 0; i < n; i++)
+		c->x[i] += c->xo[i];
+
+	blk_rmsnorm(c->xb, c->x, &t[LLM_TENSOR_FFN_NORM], nt, E, hp->rms_eps);
+	if (fl & LLM_LAYER_MOE)
+		blk_moe(c, il, c->xb, c->xo, nt);
+	else
+		blk_ffn(c, il, c->xb, c->xo, nt);
+	if (fl & LLM_LAYER_POST_NORMS)
+		blk_rmsnorm(c->xo, c->xo, &t[LLM_TENSOR_FFN_POST_NORM], nt, E, hp->rms_eps);
+	for (size_t i = 0; i < n; i++)
+		c->x[i] += c->xo[i];
+}

@@ -1,0 +1,60 @@
+/* blocks.h -- the shared pieces every architecture's layer is built from: norms, RoPE, attention, FFN, experts. */
+#ifndef NATTER_BLOCKS_H
+#define NATTER_BLOCKS_H
+
+#include <stddef.h>
+
+struct llm_ctx;
+struct lweight;
+
+/*
+ * The one weight product: OUT (nt, w.ne1) = X (nt, w.ne0) W^T + bias, with
+ * W the EXPERT-th matrix of a stack (or W itself when EXPERT < 0).  Every
+ * product of the forward pass goes through here, so that what belongs to
+ * a weight (a LoRA adapter, found by W's layer and role) is added in one
+ * place.  The session's thread; uses its pool.
+ */
+void blk_mm(struct llm_ctx *c, float *out, const float *x, const struct lweight *w, int expert, int nt);
+
+/* RMSNorm of ROWS rows of N floats: OUT = X / rms(X) * W (OUT may be X). */
+void blk_rmsnorm(float *out, const float *x, const struct lweight *w, int rows, int n, float eps);
+
+/* cos and sin of the batch's positions for every RoPE setting of the session. */
+void blk_rope_prepare(struct llm_ctx *c, int nt);
+/* Rotates the first rope_dim dimensions of each of the N_HEADS heads of the
+ * NT rows of X with layer IL's setting. */
+void blk_rope(struct llm_ctx *c, int il, float *x, int nt, int n_heads);
+
+/* softmax(q K^T) V for the NT queries in c->q over layer IL's cache
+ * (window, soft-cap and query scale from the description) into
+ * c->att_out.  The one attention kernel. */
+void blk_attn_core(struct llm_ctx *c, int il, int nt);
+/* Self-attention of layer IL: q, k, v projections (fused or not, biases),
+ * per-head q/k norms, RoPE, the K and V into the layer's cache, attention,
+ * the output projection into OUT (nt, n_embd). */
+void blk_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt);
+
+/* The dense gated FFN of layer IL: down(act(gate x) * up x). */
+void blk_ffn(struct llm_ctx *c, int il, const float *in, float *out, int nt);
+/*
+ * Layer IL's experts: router softmax, top-k, and in a batch the rows routed
+ * to each expert gathered so that its weights are read once; outputs
+ * added back weighted; plus the shared expert if the layer has one.
+ */
+void blk_moe(struct llm_ctx *c, int il, const float *in, float *out, int nt);
+/*
+ * Routing of one token: softmax over the N router LOGITS, the K most
+ * probable experts into SEL (highest first; ties go to the lower index),
+ * their probabilities into W, renormalised to sum 1 when NORM.
+ */
+void blk_moe_route(const float *logits, int n, int k, int norm, int *sel, float *w);
+
+/* X[i] = cap tanh(X[i] / cap) for N floats (CAP 0: unchanged). */
+void blk_softcap(float *x, size_t n, float cap);
+
+/* One layer as its description says: x += [PostNorm](Attn(Norm(x)));
+ * x += [PostNorm](FFN or MoE(Norm(x))).  The block of every architecture
+ * natter has so far. */
+void blk_layer(struct llm_ctx *c, int il, int nt);
+
+#endif

@@ -1,0 +1,179 @@
+#!/bin/sh
+# test-finetune.sh -- natter finetune from the command line: it learns, reads the database through the export, logs, checkpoints, Ctrl-C and --resume, errors.
+: "${NATTER_BIN:=./natter}"
+: "${NATTER_FIXTURES:=../shared/fixtures}"
+: "${NATTER_SRCDIR:=.}"
+F=$NATTER_FIXTURES
+D=$NATTER_SRCDIR/tests/data
+M=$F/models/aidreams260K-f32.gguf
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { # check LABEL EXPECTED ACTUAL
+	if [ "$2" = "$3" ]; then ok; else bad "$1: expected [$2] got [$3]"; fi
+}
+# field FILE STEP KEY: the value of KEY in the log line of STEP
+field() { grep "^{\"step\":$2," "$1" | sed -n "s/.*\"$3\":\([^,}]*\).*/\1/p"; }
+# lt A B: A < B as numbers
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+ft() { "$NATTER_BIN" finetune "$@"; }
+
+# Usage errors exit 2 and say what is wrong; --help is the option table.
+ft --help > "$tmp/help"; check "--help status" 0 $?
+for o in --data --db --min-rating --method --chat-template --rank --alpha --dropout --targets --init --lr --beta1 \
+    --beta2 --weight-decay --warmup --batch --grad-accum --steps --epochs --ctx --beta --seed --threads --recompute \
+    --log --save-every --resume --output; do
+	grep -q -- "$o" "$tmp/help" && ok || bad "--help lacks $o"
+done
+"$NATTER_BIN" --help | grep -q "finetune -m FILE -o ADAPTER.gguf" && ok || bad "natter --help lists finetune"
+ft -o x.gguf 2>"$tmp/err"; check "no -m status" 2 $?
+grep -q "needs -m MODEL and -o ADAPTER.gguf" "$tmp/err" && ok || bad "no -m message: $(cat "$tmp/err")"
+ft -m x -o y --rank 0 2>"$tmp/err"; check "--rank 0 status" 2 $?
+grep -q -- "--rank wants a whole number from 1 to 4096, got '0'" "$tmp/err" && ok || bad "--rank 0: $(cat "$tmp/err")"
+ft -m x -o y --lr fast 2>"$tmp/err"; check "--lr fast status" 2 $?
+ft -m x -o y --method ppo 2>"$tmp/err"; check "--method ppo status" 2 $?
+grep -q "sft or dpo" "$tmp/err" && ok || bad "--method message: $(cat "$tmp/err")"
+ft -m x -o y --targets q,wo 2>"$tmp/err"; check "--targets q,wo status" 2 $?
+grep -q "unknown weight 'wo'" "$tmp/err" && ok || bad "--targets message: $(cat "$tmp/err")"
+ft -m x -o y --steps 3 --epochs 2 2>/dev/null; check "--steps and --epochs status" 2 $?
+ft -m x -o y --data a --db b 2>/dev/null; check "--data and --db status" 2 $?
+ft -m x -o "$tmp/no/such/dir/a.gguf" 2>"$tmp/err"; check "unwritable -o status" 1 $?
+grep -q "no/such/dir: cannot write the adapter there" "$tmp/err" && ok || bad "unwritable -o: $(cat "$tmp/err")"
+
+if [ ! -f "$M" ]; then
+	echo "SKIP: fixtures not found; $pass passed, $fail failed"
+	[ $fail -eq 0 ] && exit 77 || exit 1
+fi
+
+# Bad data: the file and line, exit 1, no adapter.
+ft -m "$M" -o "$tmp/x.gguf" --data "$tmp/none.jsonl" 2>"$tmp/err"; check "missing data status" 1 $?
+grep -q "none.jsonl" "$tmp/err" && ok || bad "missing data message: $(cat "$tmp/err")"
+{ head -1 "$D/finetune-sft.jsonl"; echo '{"messages": 5}'; } > "$tmp/bad.jsonl"
+ft -m "$M" -o "$tmp/x.gguf" --data "$tmp/bad.jsonl" --chat-template chatml 2>"$tmp/err"; check "bad line status" 1 $?
+grep -q "bad.jsonl:2: expected a list of messages" "$tmp/err" && ok || bad "bad line message: $(cat "$tmp/err")"
+ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-dpo.jsonl" --chat-template chatml 2>"$tmp/err"
+grep -q "train it with --method dpo" "$tmp/err" && ok || bad "pairs given to SFT: $(cat "$tmp/err")"
+[ ! -e "$tmp/x.gguf" ] && ok || bad "an adapter was written after an error"
+ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatml --ctx 20 --steps 1 2>"$tmp/err"
+grep -q "finetune-sft.jsonl:1: skipped: no reply token is left within 20 tokens" "$tmp/err" && ok ||
+	bad "cut examples are named: $(cat "$tmp/err")"
+
+# On a terminal (tmux, 40 columns): one progress line redrawn in place, cut to the width.
+if command -v tmux >/dev/null 2>&1; then
+	sock=natter-ft-$$
+	tmux -L "$sock" -f /dev/null new-session -d -x 40 -y 12 \
+		"'$NATTER_BIN' finetune -m '$M' --data '$D/finetune-sft.jsonl' --chat-template chatml --steps 3 -o '$tmp/bar.gguf'; echo EXIT \$?; cat"
+	i=0; while ! tmux -L "$sock" capture-pane -p 2>/dev/null | grep -q "^EXIT" && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	tmux -L "$sock" capture-pane -p > "$tmp/screen"
+	tmux -L "$sock" kill-server 2>/dev/null
+	grep -q "^EXIT 0" "$tmp/screen" && ok || bad "finetune on a terminal: $(cat "$tmp/screen")"
+	check "progress lines on the terminal" 1 "$(grep -c '^step' "$tmp/screen")"
+	grep -q '^step 3/3 \[####################\] loss' "$tmp/screen" && ok || bad "progress bar: $(cat "$tmp/screen")"
+	check "progress line cut to the width" 0 "$(grep '^step' "$tmp/screen" | awk 'length > 39' | wc -l | tr -d ' ')"
+fi
+
+# SFT learns, on the progress lines and in the log: the loss falls below half in 100 steps.
+# (The greedy replies with the adapter are checked in test-train, through the training
+# model; natter's chat applies adapters once --lora lands.)
+common="-m $M --data $D/finetune-sft.jsonl --chat-template chatml --targets all,output --batch 2 --lr 1e-2 --lr-min 1e-3 --seed 3 --name taught -t 1"
+ft $common --steps 100 -o "$tmp/straight.gguf" --log "$tmp/straight.log" >"$tmp/out" 2>"$tmp/err"
+check "SFT status" 0 $?
+grep -q "wrote $tmp/straight.gguf: 29 pairs after 100 steps" "$tmp/out" && ok || bad "SFT output: $(cat "$tmp/out")"
+grep -q "6 examples (.* tokens; 0 cut to 128 tokens, 0 skipped), template chatml (built-in)" "$tmp/err" && ok ||
+	bad "SFT summary: $(head -3 "$tmp/err")"
+grep -q "^step 100/100 loss [0-9.]* lr [0-9.e+-]* tokens [0-9]* [0-9.]* tok/s eta" "$tmp/err" && ok ||
+	bad "plain progress lines: $(tail -2 "$tmp/err")"
+check "log lines" 100 "$(grep -c '^{"step":[0-9]*,"loss":[0-9.e+-]*,"lr":[0-9.e+-]*,"tokens":[0-9]*,"tokens_per_s":[0-9.e+-]*}$' "$tmp/straight.log")"
+l1=$(field "$tmp/straight.log" 1 loss); l100=$(field "$tmp/straight.log" 100 loss)
+lt "$l100" "$(awk -v a="$l1" 'BEGIN { print a / 2 }')" && ok || bad "SFT loss $l1 -> $l100, not below half"
+echo "  SFT on 6 conversations: loss $l1 -> $l100 in 100 steps"
+"$NATTER_BIN" info -m "$tmp/straight.gguf" --kv > "$tmp/info"
+grep -q 'general.type = "adapter"' "$tmp/info" && grep -q 'adapter.lora.alpha = 16' "$tmp/info" &&
+	grep -q 'general.name = "taught"' "$tmp/info" && ok || bad "adapter metadata: $(cat "$tmp/info")"
+
+# Ctrl-C once step 5 is in the log: a checkpoint and a clean exit; --resume finishes the
+# run, and the adapter is the straight run's, byte for byte.
+"$NATTER_BIN" finetune $common --steps 100 -o "$tmp/int.gguf" --log "$tmp/int.log" >"$tmp/int.out" 2>"$tmp/int.err" &
+pid=$!   # natter's own pid: a background job's shell would ignore SIGINT
+i=0; while ! grep -q '^{"step":5,' "$tmp/int.log" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+kill -INT $pid
+wait $pid; check "status after Ctrl-C" 130 $?
+n=$(sed -n 's/.*interrupted after step \([0-9]*\) of 100; checkpoint saved to .*int.ckpt.gguf/\1/p' "$tmp/int.err")
+[ -n "$n" ] && [ "$n" -ge 5 ] && [ "$n" -lt 100 ] && ok || bad "Ctrl-C message: $(tail -3 "$tmp/int.err")"
+[ -f "$tmp/int.ckpt.gguf" ] && [ ! -e "$tmp/int.gguf" ] && ok || bad "Ctrl-C: checkpoint, and no adapter yet"
+echo "  interrupted after step $n"
+ft $common --steps 100 -o "$tmp/int.gguf" --log "$tmp/int.log" --resume "$tmp/int.ckpt.gguf" >/dev/null 2>"$tmp/err"
+check "resume status" 0 $?
+grep -q "resumed .*int.ckpt.gguf at step $n of 100" "$tmp/err" && ok || bad "resume message: $(head -4 "$tmp/err")"
+cmp -s "$tmp/int.gguf" "$tmp/straight.gguf" && ok || bad "interrupted and resumed run differs from the straight one"
+check "the log continues" 100 "$(sed -n 's/^{"step":\([0-9]*\),.*/\1/p' "$tmp/int.log" | sort -n | uniq | wc -l | tr -d ' ')"
+ft $common --steps 100 --lr 2e-2 -o "$tmp/int.gguf" --resume "$tmp/int.ckpt.gguf" 2>"$tmp/err"
+check "resume with another --lr status" 1 $?
+grep -q "was made with 'lr=0.01', this run has 'lr=0.02'" "$tmp/err" && ok || bad "resume mismatch: $(cat "$tmp/err")"
+
+# --save-every: the checkpoint of step 8 resumed gives the straight run; --recompute
+# changes nothing; DPO learns.
+small="-m $M --data $D/finetune-sft.jsonl --chat-template chatml --steps 10 --dropout 0.1 --grad-accum 2 --warmup 2 --name s -t 2"
+ft $small -o "$tmp/a.gguf" --save-every 4 >/dev/null 2>&1; check "--save-every status" 0 $?
+ft $small -o "$tmp/a.gguf" --resume "$tmp/a.ckpt.gguf" -o "$tmp/b.gguf" 2>"$tmp/err" >/dev/null
+grep -q "at step 8 of 10" "$tmp/err" && cmp -s "$tmp/a.gguf" "$tmp/b.gguf" && ok ||
+	bad "resumed from --save-every: $(cat "$tmp/err")"
+ft $small -o "$tmp/c.gguf" --recompute >/dev/null 2>&1
+cmp -s "$tmp/a.gguf" "$tmp/c.gguf" && ok || bad "--recompute changes the adapter"
+ft -m "$M" --data "$D/finetune-dpo.jsonl" --method dpo --chat-template chatml --batch 4 --steps 30 --lr 5e-3 \
+	--log "$tmp/dpo.log" -o "$tmp/dpo.gguf" >/dev/null 2>"$tmp/err"; check "DPO status" 0 $?
+check "DPO log fields" 30 "$(grep -c '"margin":[0-9.e+-]*,"accuracy":[0-9.e+-]*}$' "$tmp/dpo.log")"
+m1=$(field "$tmp/dpo.log" 1 margin); m30=$(field "$tmp/dpo.log" 30 margin)
+check "DPO accuracy at the end" 1 "$(field "$tmp/dpo.log" 30 accuracy)"
+lt "$m1" "$m30" && lt 1 "$m30" && ok || bad "DPO margin $m1 -> $m30"
+echo "  DPO on 4 pairs: margin $m1 -> $m30, accuracy $(field "$tmp/dpo.log" 1 accuracy) -> $(field "$tmp/dpo.log" 30 accuracy)"
+grep -q "margin .* acc 100%" "$tmp/err" && ok || bad "DPO progress lines: $(tail -1 "$tmp/err")"
+# --epochs: 2 passes over 6 examples, 2 a step; a log that cannot be written stops it.
+ft -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --epochs 2 --batch 2 -o "$tmp/e2.gguf" 2>/dev/null |
+	grep -q "after 6 steps" && ok || bad "--epochs 2 --batch 2 on 6 examples is not 6 steps"
+if [ -w /dev/full ]; then
+	ft -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --steps 3 --log /dev/full -o "$tmp/f.gguf" 2>"$tmp/err"
+	check "log on a full disk status" 1 $?
+	grep -q "/dev/full: cannot write the log" "$tmp/err" && ok || bad "full log: $(tail -1 "$tmp/err")"
+fi
+# DPO on an adapter (--init): the frozen initial adapter is the reference.
+ft -m "$M" --data "$D/finetune-dpo.jsonl" --method dpo --chat-template chatml --batch 4 --steps 2 --lr 5e-3 \
+	--init "$tmp/straight.gguf" --log "$tmp/dpo2.log" -o "$tmp/dpo2.gguf" >/dev/null 2>"$tmp/err"
+check "DPO from --init status" 0 $?
+check "DPO from --init: margin 0 at step 1" 0 "$(field "$tmp/dpo2.log" 1 margin)"
+
+# phi3's fused weights: q adapts attn_qkv, gate adapts the fused ffn_up; qwen2's output is
+# tied to the embeddings, which are not adapted.
+ft -m "$F/models/tiny-phi3-q4_k_m.gguf" --data "$D/finetune-sft.jsonl" --targets q,gate,down --steps 2 \
+	-o "$tmp/phi3.gguf" >/dev/null 2>"$tmp/err"; check "phi3 status" 0 $?
+"$NATTER_BIN" info -m "$tmp/phi3.gguf" --tensors > "$tmp/info" 2>&1
+check "phi3 adapted weights" "attn_qkv ffn_down ffn_up" \
+	"$(sed -n 's/^ *blk\.0\.\([a-z_]*\)\.weight\.lora_a .*/\1/p' "$tmp/info" | sort | tr '\n' ' ' | sed 's/ $//')"
+ft -m "$F/models/tiny-qwen2-f32.gguf" --data "$D/finetune-sft.jsonl" --targets q,output --steps 1 \
+	-o "$tmp/qwen2.gguf" 2>"$tmp/err"; check "qwen2 --targets output status" 1 $?
+grep -q "tied to token_embd.weight" "$tmp/err" && ok || bad "qwen2 tied output: $(cat "$tmp/err")"
+
+# From the database: what natter export writes is what finetune trains on.
+export NATTER_DB="$tmp/h.db"
+# Replies that end at a stop string are complete (export leaves out
+# replies cut by max tokens), so the training data holds them.
+printf 'Tell me a dream\n/rate up\n/regen\n/rate 2\n' | "$NATTER_BIN" chat -m "$M" --plain -n 40 --stop . --seed 11 >/dev/null 2>&1
+check "chat to rate status" 0 $?
+"$NATTER_BIN" export --format sft -o "$tmp/e.jsonl" 2>/dev/null
+db="--chat-template chatml --steps 3 --name d -t 1"
+ft -m "$M" --db "$tmp/h.db" $db -o "$tmp/db.gguf" >/dev/null 2>"$tmp/err"; check "SFT from --db status" 0 $?
+grep -q "1 examples" "$tmp/err" && ok || bad "SFT from --db: $(cat "$tmp/err")"
+ft -m "$M" --data "$tmp/e.jsonl" $db -o "$tmp/exp.gguf" >/dev/null 2>&1
+cmp -s "$tmp/db.gguf" "$tmp/exp.gguf" && ok || bad "--db and the exported file train differently"
+ft -m "$M" $db --method dpo -o "$tmp/dbd.gguf" >/dev/null 2>"$tmp/err"; check "DPO from the default database status" 0 $?
+grep -q "1 pairs" "$tmp/err" && ok || bad "DPO from the database: $(cat "$tmp/err")"
+# A database with a conversation but no rating.
+echo "An unrated message" | "$NATTER_BIN" chat -m "$M" --plain -n 4 --db "$tmp/empty.db" >/dev/null 2>&1
+ft -m "$M" $db --min-rating 5 --db "$tmp/empty.db" -o "$tmp/x.gguf" 2>"$tmp/err"; check "empty database status" 1 $?
+grep -q "no rated reply to train on" "$tmp/err" && ok || bad "empty database: $(cat "$tmp/err")"
+unset NATTER_DB
+
+echo "test-finetune.sh: $pass passed, $fail failed"
+[ $fail -eq 0 ]

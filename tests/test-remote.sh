@@ -242,6 +242,13 @@ $want_r
 $want_a" "$("$PY" -c '
 import json, sys
 print(json.loads(open(sys.argv[1]).readline())["messages"][-1]["content"])' "$tmp/r-keep.jsonl")"
+# A server whose usage counts the reasoning's tokens (completion_tokens_details.reasoning_tokens).
+run reasoning-usage "Think first
+/stats"
+check "reasoning-usage: the server's count recorded" "$(expect_text reasoning-usage)|$(expect_text reasoning-usage "" reasoning)|11|14" \
+	"$(q "$tmp/reasoning-usage.db" "SELECT content || '|' || reasoning || '|' || n_reasoning || '|' || n_gen FROM generations")"
+has "reasoning-usage: /stats" "$tmp/reasoning-usage.out" "reasoning: 11 tokens, answer: 3 tokens"
+
 # What natter sent: the model, the messages, the fields; the key as a bearer token.
 "$PY" - "$tmp/replay.log" >"$tmp/sent.out" <<'EOF'
 import json, sys

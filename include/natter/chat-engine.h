@@ -147,6 +147,10 @@ int chat_run_text(struct chat_run *r, const char *p, size_t n);
  * engine that receives the reasoning apart from the answer and passes it
  * on between them. */
 void chat_run_think_tags(const struct chat_run *r, const char **open, const char **close);
+/* An engine that knows how many tokens the reasoning had (a server's
+ * usage) says so; otherwise the session counts the pieces (chat_run_piece)
+ * that fell in the reasoning. */
+void chat_run_set_reasoning_tokens(struct chat_run *r, int n);
 /* Whether chat_cancel asked the reply to stop. */
 int chat_run_cancelled(const struct chat_run *r);
 /* The flag itself, for an engine that polls it elsewhere (an evaluation's

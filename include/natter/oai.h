@@ -134,6 +134,7 @@ struct oai_parsed {
 	char stop_reason[64];        /* vLLM: the stop string (or token id) that ended it; "" when null */
 	int has_usage;
 	int prompt_tokens, completion_tokens, cached_tokens;
+	int reasoning_tokens;        /* usage.completion_tokens_details.reasoning_tokens; -1 when absent */
 	int has_timings;             /* llama-server's "timings" */
 	int t_prompt_n, t_predicted_n, t_cache_n;
 	double t_prompt_ms, t_predicted_ms, t_prompt_per_second, t_predicted_per_second;

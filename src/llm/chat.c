@@ -100,6 +100,7 @@ struct chat_run {
 	void *cbctx;
 	struct reply rep;
 	struct split_out so;
+	int reasoning_tokens;        /* the engine's count (chat_run_set_reasoning_tokens); -1: none */
 	double t_first;              /* when the first piece came (ms, monotonic); 0: none yet */
 	int oom;
 	int rates_set;               /* the engine set the speeds (chat_run_set_rates) */
@@ -893,6 +894,12 @@ chat_run_think_tags(const struct chat_run *r, const char **open, const char **cl
 	*close = r->c->think_close;
 }
 
+void
+chat_run_set_reasoning_tokens(struct chat_run *r, int n)
+{
+	r->reasoning_tokens = n < 0 ? 0 : n;
+}
+
 int
 chat_run_piece(struct chat_run *r, const char *p, size_t n)
 {
@@ -968,6 +975,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	run.cb = cb;
 	run.cbctx = cbctx;
 	run.so.c = c;
+	run.reasoning_tokens = -1;
 	/* A stop requested before this point is not cleared: it stops this
 	 * reply (the front end pressed it while starting us). */
 	if (fit_prompt(c, chat_max_tokens(c), &first, err, errlen) < 0) {
@@ -1019,9 +1027,12 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	/* Counted here, a piece at a time (an in-process engine's pieces are
-	 * its tokens). */
-	st->n_reasoning = run.so.tc.n_reasoning;
+	/* Counted here, a piece at a time, unless the engine knows better. */
+	st->n_reasoning = run.reasoning_tokens >= 0 ? run.reasoning_tokens : run.so.tc.n_reasoning;
+	if (run.reasoning_tokens >= 0)
+		st->reasoning_counted = 0;
+	if (st->n_reasoning > st->n_gen && !st->reasoning_counted)
+		st->n_reasoning = st->n_gen;
 	{
 		/* The message is the answer; the reasoning goes with it, with its
 		 * count when that is in tokens. */

@@ -819,10 +819,13 @@ oai_reply_parse(const char *json, size_t len, struct oai_parsed *p)
 	v = cJSON_GetObjectItemCaseSensitive(root, "usage");
 	if (cJSON_IsObject(v)) {
 		const cJSON *d = cJSON_GetObjectItemCaseSensitive(v, "prompt_tokens_details");
+		const cJSON *cd = cJSON_GetObjectItemCaseSensitive(v, "completion_tokens_details");
+		const cJSON *rt = cJSON_IsObject(cd) ? cJSON_GetObjectItemCaseSensitive(cd, "reasoning_tokens") : NULL;
 		p->has_usage = 1;
 		p->prompt_tokens = field_int(v, "prompt_tokens");
 		p->completion_tokens = field_int(v, "completion_tokens");
 		p->cached_tokens = cJSON_IsObject(d) ? field_int(d, "cached_tokens") : 0;
+		p->reasoning_tokens = cJSON_IsNumber(rt) ? field_int(cd, "reasoning_tokens") : -1;
 	}
 	/* llama-server's own measurements, on its last chunk. */
 	v = cJSON_GetObjectItemCaseSensitive(root, "timings");

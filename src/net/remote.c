@@ -416,6 +416,7 @@ struct xfer {
 	int failed;                  /* an error event or a malformed one: ERR is set */
 	int in_think;                /* reasoning is being passed on between the session's tags */
 	int pieces;                  /* content and reasoning pieces that arrived */
+	int reasoning_pieces;        /* of them, the reasoning's */
 	struct oai_parsed last;      /* finish, usage, timings: the latest seen (text fields freed) */
 	char finish[32];
 	char stop_reason[64];
@@ -437,6 +438,7 @@ emit(struct xfer *x, const char *reasoning, const char *text)
 			return CHAT_RUN_STOP;
 		x->in_think = 1;
 		x->pieces++;
+		x->reasoning_pieces++;
 		if (chat_run_piece(x->run, reasoning, strlen(reasoning)) == CHAT_RUN_STOP)
 			return CHAT_RUN_STOP;
 	}
@@ -467,6 +469,7 @@ note(struct xfer *x, const struct oai_parsed *p)
 		x->last.prompt_tokens = p->prompt_tokens;
 		x->last.completion_tokens = p->completion_tokens;
 		x->last.cached_tokens = p->cached_tokens;
+		x->last.reasoning_tokens = p->reasoning_tokens;
 	}
 	if (p->has_timings) {
 		x->last.has_timings = 1;
@@ -752,8 +755,16 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		goto out;
 	}
 	/* The server's counts where it gave them, else the pieces counted.
-	 * The reasoning the session counts: in pieces, not tokens. */
+	 * The reasoning's tokens only OpenAI's and DeepSeek's usage gives
+	 * (completion_tokens_details.reasoning_tokens); else the session
+	 * counts its pieces, and says so. */
 	st->reasoning_counted = 1;
+	/* (A 0 beside reasoning that did come is a server filling the field
+	 * in without counting.) */
+	if (x.last.has_usage && (x.last.reasoning_tokens > 0 || (x.last.reasoning_tokens == 0 && !x.reasoning_pieces))) {
+		chat_run_set_reasoning_tokens(run, x.last.reasoning_tokens);
+		st->reasoning_counted = 0;
+	}
 	if (x.last.has_usage) {
 		st->prompt_tokens = x.last.prompt_tokens;
 		st->n_reused = x.last.cached_tokens;

@@ -371,12 +371,20 @@ done
 left() { grep -q '"model": "slow".*"outcome": "client left after' "$tmp/replay.log"; }
 until_ok left && ok || bad "the server did not see the client leave: $(grep '"slow"' "$tmp/replay.log")"
 
-# No server there; a name that does not resolve; URLs refused before anything is sent.
+# No server there; a name that does not resolve; a TLS handshake that fails; URLs refused before
+# anything is sent.
 free=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$free" -m x --db "$tmp/refused.db" \
 	>/dev/null 2>"$tmp/refused.err"
 has "refused: message" "$tmp/refused.err" "error: cannot connect to 127.0.0.1:$free: connection refused (is the server running, at that address?)"
 check "refused: the message kept" 1 "$(q "$tmp/refused.db" "SELECT count(*) FROM messages WHERE role = 'user'")"
+# TLS that fails: https:// to a server that speaks plain HTTP (the handshake gets no TLS answer).
+printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "https://127.0.0.1:$R/v1" -m openai --db "$tmp/tls.db" \
+	>/dev/null 2>"$tmp/tls.err"
+check "tls: status" 0 $?
+has "tls: message" "$tmp/tls.err" "error: the secure connection to 127.0.0.1:$R failed: "
+has "tls: the message stays" "$tmp/tls.err" "your message stays in the conversation; /regen sends it again"
+check "tls: the message kept, no reply" "1|0" "$(q "$tmp/tls.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
 printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "http://nosuch.invalid/v1" -m x --connect-timeout 5 \
 	--db "$tmp/dns.db" >/dev/null 2>"$tmp/dns.err"
 has "dns: message" "$tmp/dns.err" "error: cannot find the server: the host name in http://nosuch.invalid/v1 does not resolve"

@@ -39,7 +39,8 @@ q() { sqlite3 "$NATTER_DB" "$1" 2>/dev/null; }
 sql_is() { [ "$(q "$1")" = "$2" ]; }
 # wait_sql QUERY VALUE [SECONDS]: until the database answers VALUE
 wait_sql() { DEADLINE=${3:-10} until_ok sql_is "$1" "$2"; }
-have() { [ -f "$1" ]; }
+# Non-empty: the shell creates a redirection's file before the command writes it.
+have() { [ -s "$1" ]; }
 wait_file() { DEADLINE=${2:-15} until_ok have "$1"; }
 no_server() { ! T has-session 2>/dev/null; }
 stop() { T kill-server 2>/dev/null; DEADLINE=5 until_ok no_server; }

@@ -210,6 +210,7 @@ void
 ui_draw_param_text(struct ui *u, int i, char *buf, size_t n)
 {
 	struct sampler_params p;
+	size_t l;
 	chat_get_params(u->c, &p);
 	switch (i) {
 	case 0: snprintf(buf, n, "%.2f", p.temp); break;
@@ -231,6 +232,10 @@ ui_draw_param_text(struct ui *u, int i, char *buf, size_t n)
 		snprintf(buf, n, "%s", sys[0] ? sys : "(none)");
 	}
 	}
+	/* A parameter the engine does not pass on (a remote server refused it). */
+	l = strlen(buf);
+	if (i < ui_draw_n_params && !chat_param_sent(u->c, ui_draw_param_names[i]) && l < n)
+		snprintf(buf + l, n - l, " (not sent)");
 }
 
 static void
@@ -296,17 +301,20 @@ draw_stats(struct ui *u, struct ui_rect r)
 	ROW(" prompt     %.1f tok/s", prompt_tps(u));
 	ROW(" generation %.1f tok/s", gen_tps);
 	ROW(" first tok  %.0f ms", ttft);
-	ROW(" reply      %d tokens", ntok);
+	ROW(" reply      %d %s", ntok, u->gen || !s->gen_counted ? "tokens" : "pieces");
 	if (nreason > 0)   /* a reasoning model's: the answer is the rest */
-		ROW(" reasoning  %d tokens", nreason);
-	if (y < end) {
+		ROW(" reasoning  %d %s", nreason, u->gen || !s->reasoning_counted ? "tokens" : "pieces");
+	if (nctx == 0) {
+		/* A remote server's context is its own. */
+		ROW(" context    unknown");
+	} else if (y < end) {
 		int bw = r.w - 10 > 4 ? r.w - 10 : 4, fillw = nctx ? (int)((double)used / nctx * bw + 0.5) : 0;
 		put(y, r.x, r.w, " context ", ui_theme_attr(UE_NORMAL));
 		for (int i = 0; i < bw && 9 + i < r.w; i++)
 			put(y, r.x + 9 + i, 1, i < fillw ? " " : ".", ui_theme_attr(i < fillw ? UE_BAR : UE_BAR_EMPTY));
 		y++;
+		ROW("            %s / %s", ui_text_count(a, sizeof(a), used), ui_text_count(b, sizeof(b), nctx));
 	}
-	ROW("            %s / %s", ui_text_count(a, sizeof(a), used), ui_text_count(b, sizeof(b), nctx));
 #undef ROW
 }
 
@@ -570,11 +578,19 @@ stats_lines(struct ui *u, struct box *b)
 	}
 	box_addf(b, "prompt: %d new tokens (%d reused from the cache), %.1f tok/s", s->n_prompt, s->n_reused,
 	    s->prompt_tps);
-	box_addf(b, "reply: %d tokens, %.1f tok/s, first token after %.0f ms, ended: %s", s->n_gen, s->gen_tps,
-	    s->ttft_ms, chat_stop_name(s->stop));
-	if (s->n_reasoning > 0)
-		box_addf(b, "reasoning: %d tokens, answer: %d tokens", s->n_reasoning, s->n_gen - s->n_reasoning);
-	box_addf(b, "context: %d of %d tokens used; seed %llu", s->n_ctx_used, s->n_ctx, (unsigned long long)s->seed);
+	box_addf(b, "reply: %d %s, %.1f tok/s, first token after %.0f ms, ended: %s", s->n_gen,
+	    s->gen_counted ? "pieces (the server reported no token count)" : "tokens", s->gen_tps, s->ttft_ms,
+	    chat_stop_name(s->stop));
+	if (s->n_reasoning > 0 && s->reasoning_counted && !s->gen_counted)
+		box_addf(b, "reasoning: %d pieces (the server reported no count of its tokens)", s->n_reasoning);
+	else if (s->n_reasoning > 0)
+		box_addf(b, "reasoning: %d %s, answer: %d %s", s->n_reasoning, s->gen_counted ? "pieces" : "tokens",
+		    s->n_gen - s->n_reasoning, s->gen_counted ? "pieces" : "tokens");
+	if (s->n_ctx > 0)
+		box_addf(b, "context: %d of %d tokens used; seed %llu", s->n_ctx_used, s->n_ctx,
+		    (unsigned long long)s->seed);
+	else
+		box_addf(b, "context: not known (the server's); seed %llu", (unsigned long long)s->seed);
 	if (s->n_dropped)
 		box_addf(b, "dropped %d old messages to fit the context", s->n_dropped);
 	if (u->log.last_gen)

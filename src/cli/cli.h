@@ -34,7 +34,7 @@ struct store *cli_store_open(const char *db, unsigned flags);
 #include "natter/chat.h"
 enum {
 	CLI_OPT_SYSTEM = 1000, CLI_OPT_TEMPLATE, CLI_OPT_TEMP, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P,
-	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP,
+	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP, CLI_OPT_KV_TYPE,
 };
 #define CLI_CHAT_LONGOPTS \
 	{ "system", required_argument, NULL, CLI_OPT_SYSTEM }, \
@@ -50,7 +50,8 @@ enum {
 	{ "max-tokens", required_argument, NULL, 'n' }, \
 	{ "stop", required_argument, NULL, CLI_OPT_STOP }, \
 	{ "db", required_argument, NULL, CLI_OPT_DB }, \
-	{ "no-history", no_argument, NULL, CLI_OPT_NO_HISTORY }
+	{ "no-history", no_argument, NULL, CLI_OPT_NO_HISTORY }, \
+	{ "kv-type", required_argument, NULL, CLI_OPT_KV_TYPE }
 #define CLI_CHAT_SHORTOPTS "c:t:s:n:"
 
 struct cli_chat_args {
@@ -78,6 +79,10 @@ int cli_chat_option(int c, const char *arg, struct cli_chat_args *a);
 /* The config file's value for KEY in *VALUE (NULL when unset).  Returns
  * 0, or -1 after printing an error (a bad line anywhere in the file). */
 int cli_config_get(const char *key, const char **value);
+
+/* Reads --kv-type's VALUE (f16, q8_0, f32) into *T; -1 after printing an
+ * error that names OPTION and the choices. */
+int cli_kv_type(const char *option, const char *value, enum llm_kv_type *t);
 
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -47,11 +47,13 @@ cmd_bench(int argc, char **argv)
 		{ "repetitions", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "sys", no_argument, NULL, 's' },
+		{ "kv-type", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
 	int n_prompt = 128, n_gen = 32, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1;
+	enum llm_kv_type kv_type = LLM_KV_F16;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
 	int32_t *toks = NULL;
@@ -70,8 +72,12 @@ cmd_bench(int argc, char **argv)
 		case 'r': reps = atoi(optarg); break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
+		case 'k':
+			if (cli_kv_type("bench: --kv-type", optarg, &kv_type) < 0)
+				return 2;
+			break;
 		case 'h':
-			printf("usage: natter bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json] [--sys]\n");
+			printf("usage: natter bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--kv-type f16|q8_0|f32] [--json] [--sys]\n");
 			return 0;
 		default:
 			return 2;
@@ -94,7 +100,13 @@ cmd_bench(int argc, char **argv)
 			cli_error("%s", err);
 			goto out;
 		}
-		ctx = llm_ctx_new(m, n_prompt + n_gen + 1, n_prompt > 0 ? n_prompt : 1, threads, err, sizeof(err));
+		struct llm_ctx_params cp;
+		llm_ctx_params_default(&cp);
+		cp.n_ctx = n_prompt + n_gen + 1;
+		cp.n_batch = n_prompt > 0 ? n_prompt : 1;
+		cp.n_threads = threads;
+		cp.kv_type = kv_type;
+		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 		if (!ctx) {
 			cli_error("%s", err);
 			goto out;
@@ -156,7 +168,8 @@ cmd_bench(int argc, char **argv)
 		if (!json) {
 			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernels %s\n", name,
 			    llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads, q_cpu_features());
-			printf("load %.2f s, peak RSS %.1f MiB\n", t_load, peak_rss / 1048576.0);
+			printf("load %.2f s, peak RSS %.1f MiB, KV cache %s %.1f MiB\n", t_load, peak_rss / 1048576.0,
+			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0);
 			printf("| %-8s | %14s |\n", "test", "t/s");
 			printf("| %-8s | %14s |\n", "--------", "--------------");
 		}
@@ -189,6 +202,8 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddItemToObject(o, "samples_ts", arr);
 				cJSON_AddNumberToObject(o, "load_s", t_load);
 				cJSON_AddNumberToObject(o, "peak_rss_bytes", peak_rss);
+				cJSON_AddStringToObject(o, "kv_type", llm_kv_type_name(kv_type));
+				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "kernels", q_cpu_features());
 				if (sys) {
 					cJSON_AddNumberToObject(o, "mem_read_gbps", bw);

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "natter/llm.h"
 #include "natter/quant.h"
@@ -114,6 +115,28 @@ test_conversions(void)
 		    at >= 0 ? x[at] : 0.0f);
 	}
 	attn_tier_set(-1);
+}
+
+/* --- which tier attention runs --- */
+
+/* Attention runs the tier of the kernels (cpu.c's choice, NATTER_CPU
+ * included) or the nearest below it that it has. */
+static void
+test_default_tier(void)
+{
+	static const struct {
+		const char *kernels, *attn;
+	} map[] = {
+		{ "scalar", "scalar" }, { "avx2", "avx2" }, { "avxvnni", "avx2" },
+		{ "avx512", "avx512" }, { "avx512vnni", "avx512" }, { "avx512bf16", "avx512" },
+	};
+	const char *k = q_cpu_features(), *a = attn_ops_get()->name, *want = NULL;
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(map[i].kernels, k))
+			want = map[i].attn;
+	printf("kernels %s: attention tier %s\n", k, a);
+	CHECK(want && !strcmp(a, want), "kernels %s: attention runs tier %s, not %s", k, a, want ? want : "(unknown)");
 }
 
 /* --- the vector steps of each tier against the scalar tier's --- */
@@ -496,6 +519,9 @@ int
 main(void)
 {
 	q_init(0);
+	test_default_tier();
+	if (getenv("TEST_ATTN_TIER_ONLY"))   /* test-tiers.sh: once per NATTER_CPU */
+		return test_done("test-attn");
 	test_conversions();
 	test_ops();
 	test_kv_types();

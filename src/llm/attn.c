@@ -122,12 +122,18 @@ static const struct {
 static const struct attn_ops *attn_cur;
 static pthread_once_t attn_once = PTHREAD_ONCE_INIT;
 
+/* The tier of the kernels' tier (cpu.c, NATTER_CPU included) or of the
+ * nearest tier below it that attention has: avxvnni runs attention's
+ * avx2, avx512vnni and avx512bf16 its avx512. */
 static void
 attn_pick_best(void)
 {
-	for (int i = N_TIERS - 1; i >= 0; i--) {
-		const struct attn_ops *o = tiers[i].ops();
-		if (o) {
+	attn_cur = &ops_scalar;
+	for (int t = q_cpu_tier_chosen(); t >= 0; t--) {
+		for (int i = N_TIERS - 1; i >= 0; i--) {
+			const struct attn_ops *o;
+			if (strcmp(tiers[i].name, q_cpu_tier_name(t)) || !(o = tiers[i].ops()))
+				continue;
 			attn_cur = o;
 			return;
 		}

@@ -13,7 +13,7 @@ struct kv_layer;
  * What one CPU tier brings to attention: binary16 rows to float and back
  * (round to nearest even, as q_f32_to_f16), and the vector steps of the
  * online softmax.  Each tier lives in its own file compiled with its own
- * flags (attn-avx2.c, attn-avx512.c); the best the CPU has is picked once.
+ * flags (attn-avx2.c, attn-avx512.c); the kernels' tier decides which (attn_pick_best).
  * N may be any length, 0 included.
  */
 struct attn_ops {
@@ -36,17 +36,20 @@ struct attn_ops {
 };
 
 /* The tiers, best last: "scalar", "avx2" (AVX2 F16C FMA), "avx512"
- * (AVX-512 F).  I from 0 to attn_tier_count() - 1.  Any thread. */
+ * (AVX-512 F/BW/VL), named as the kernel tiers of cpu.c are; by default
+ * attention runs the one of the kernels' chosen tier (NATTER_CPU
+ * included), or the nearest below it.  I from 0 to attn_tier_count() - 1.
+ * Any thread. */
 int attn_tier_count(void);
 const char *attn_tier_name(int i);
 int attn_tier_available(int i);
 /*
- * Makes tier I the one used (-1: the best the CPU has, the default).
+ * Makes tier I the one used (-1: back to the default).
  * Returns 0, or -1 when the CPU lacks it (nothing changed).  For tests and
  * start-up: no session may be evaluating meanwhile.
  */
 int attn_tier_set(int i);
-/* The tier in use (the best available until attn_tier_set says otherwise). */
+/* The tier in use (the default until attn_tier_set says otherwise). */
 const struct attn_ops *attn_ops_get(void);
 
 /* The cache types attention reads: F32, F16, Q8_0 (its rows are whole

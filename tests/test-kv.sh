@@ -81,6 +81,13 @@ cmp -s "$tmp/f32.bin" "$tmp/f16.bin" && bad "f16 and f32 caches gave the same lo
 cmp -s "$tmp/f16.bin" "$tmp/q8_0.bin" && bad "q8_0 and f16 caches gave the same logits" || ok
 "$NATTER_BIN" bench -m "$M" -p 8 -n 2 -r 1 --kv-type q8_0 --json | grep -q '"kv_type":"q8_0"' && ok ||
 	bad "bench --json does not report its KV type"
+# bench's batches: a prompt longer than -b goes in batches of -b.
+"$NATTER_BIN" bench -m "$M" -p 4,12 -n 0 -r 1 -b 5 --json | grep -q '"n_ubatch":5' && ok ||
+	bad "bench -b 5 does not report batches of 5"
+"$NATTER_BIN" bench -m "$M" -p 4 -n 0 -r 1 --json | grep -q '"n_ubatch":4' && ok ||
+	bad "bench -p 4: batches of 4 (the prompt) expected"
+"$NATTER_BIN" bench -m "$M" -b 0 > /dev/null 2> "$tmp/err"; st=$?
+[ $st -eq 2 ] && grep -q "bench: -b takes 1..65536" "$tmp/err" && ok || bad "bench -b 0: status $st, $(cat "$tmp/err")"
 
 # Heads of 16 cannot be cut in blocks of 32: q8_0 is refused with the reason
 # (here from the command line, the config file, and for the server).

@@ -124,6 +124,7 @@ cmd_bench(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "sys", no_argument, NULL, 's' },
 		{ "kv-type", required_argument, NULL, 'k' },
+		{ "batch-size", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -131,6 +132,10 @@ cmd_bench(int argc, char **argv)
 	const char *path = NULL;
 	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
 	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1;
+	/* Tokens per batch: a longer prompt is evaluated in batches of this
+	 * many, as llama-bench's n_ubatch (also 512) does (chat sessions:
+	 * 256). */
+	int n_batch = 512;
 	/* The tests: prompt sizes, then generation lengths (zeros skipped). */
 	int tests[2 * MAX_LIST][2], n_tests = 0;
 	enum llm_kv_type kv_type = LLM_KV_F16;
@@ -143,7 +148,7 @@ cmd_bench(int argc, char **argv)
 	uint64_t n_params = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': path = optarg; break;
 		case 'p':
@@ -160,6 +165,13 @@ cmd_bench(int argc, char **argv)
 			break;
 		case 't': threads = atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
+		case 'b':
+			n_batch = atoi(optarg);
+			if (n_batch < 1 || n_batch > 65536) {
+				cli_error("bench: -b takes 1..65536 tokens per batch");
+				return 2;
+			}
+			break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
 		case 'k':
@@ -168,7 +180,9 @@ cmd_bench(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-t N] [-r 3] [--json] [--sys]\n"
-			    "       [--kv-type f16|q8_0|f32]\n"
+			    "       [-b 512] [--kv-type f16|q8_0|f32]\n"
+			    "  -b N   tokens per batch (default 512, as llama-bench's n_ubatch): longer prompts\n"
+			    "         are evaluated N tokens at a time\n"
 			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
 			    "         kernel tier in use) and show each test as a share of the bound they set\n"
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n");
@@ -223,7 +237,8 @@ cmd_bench(int argc, char **argv)
 		struct llm_ctx_params cp;
 		llm_ctx_params_default(&cp);
 		cp.n_ctx = n_prompt + n_gen + 1;
-		cp.n_batch = n_prompt > 0 ? n_prompt : 1;
+		n_batch = n_prompt < 1 ? 1 : n_prompt < n_batch ? n_prompt : n_batch;
+		cp.n_batch = n_batch;
 		cp.n_threads = threads;
 		cp.kv_type = kv_type;
 		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
@@ -313,6 +328,7 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "model_size", (double)size);
 				cJSON_AddNumberToObject(o, "model_n_params", (double)n_params);
 				cJSON_AddNumberToObject(o, "n_threads", threads);
+				cJSON_AddNumberToObject(o, "n_ubatch", n_batch);
 				cJSON_AddNumberToObject(o, "n_prompt", np);
 				cJSON_AddNumberToObject(o, "n_gen", ng);
 				mns = (np + ng) / mean * 1e9;

@@ -123,6 +123,8 @@ cmd_bench(int argc, char **argv)
 		{ "repetitions", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "sys", no_argument, NULL, 's' },
+		{ "kv-type", required_argument, NULL, 'k' },
+		{ "batch-size", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -130,8 +132,13 @@ cmd_bench(int argc, char **argv)
 	const char *path = NULL;
 	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
 	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1;
+	/* Tokens per batch: a longer prompt is evaluated in batches of this
+	 * many, as llama-bench's n_ubatch (also 512) does (chat sessions:
+	 * 256). */
+	int n_batch = 512;
 	/* The tests: prompt sizes, then generation lengths (zeros skipped). */
 	int tests[2 * MAX_LIST][2], n_tests = 0;
+	enum llm_kv_type kv_type = LLM_KV_F16;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
 	int32_t *toks = NULL;
@@ -141,7 +148,7 @@ cmd_bench(int argc, char **argv)
 	uint64_t n_params = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': path = optarg; break;
 		case 'p':
@@ -158,10 +165,24 @@ cmd_bench(int argc, char **argv)
 			break;
 		case 't': threads = atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
+		case 'b':
+			n_batch = atoi(optarg);
+			if (n_batch < 1 || n_batch > 65536) {
+				cli_error("bench: -b takes 1..65536 tokens per batch");
+				return 2;
+			}
+			break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
+		case 'k':
+			if (cli_kv_type("bench: --kv-type", optarg, &kv_type) < 0)
+				return 2;
+			break;
 		case 'h':
 			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-t N] [-r 3] [--json] [--sys]\n"
+			    "       [-b 512] [--kv-type f16|q8_0|f32]\n"
+			    "  -b N   tokens per batch (default 512, as llama-bench's n_ubatch): longer prompts\n"
+			    "         are evaluated N tokens at a time\n"
 			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
 			    "         kernel tier in use) and show each test as a share of the bound they set\n"
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n");
@@ -213,7 +234,14 @@ cmd_bench(int argc, char **argv)
 			cli_error("%s", err);
 			goto out;
 		}
-		ctx = llm_ctx_new(m, n_prompt + n_gen + 1, n_prompt > 0 ? n_prompt : 1, threads, err, sizeof(err));
+		struct llm_ctx_params cp;
+		llm_ctx_params_default(&cp);
+		cp.n_ctx = n_prompt + n_gen + 1;
+		n_batch = n_prompt < 1 ? 1 : n_prompt < n_batch ? n_prompt : n_batch;
+		cp.n_batch = n_batch;
+		cp.n_threads = threads;
+		cp.kv_type = kv_type;
+		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 		if (!ctx) {
 			cli_error("%s", err);
 			goto out;
@@ -280,7 +308,8 @@ cmd_bench(int argc, char **argv)
 		if (!json) {
 			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s\n", name,
 			    llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads, q_cpu_features());
-			printf("load %.2f s, peak RSS %.1f MiB\n", t_load, peak_rss / 1048576.0);
+			printf("load %.2f s, peak RSS %.1f MiB, KV cache %s %.1f MiB\n", t_load, peak_rss / 1048576.0,
+			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0);
 			printf("| %-8s | %14s |%s\n", "test", "t/s", sys ? " bound t/s | share" : "");
 			printf("| %-8s | %14s |%s\n", "--------", "--------------", sys ? " --------- | -----" : "");
 		}
@@ -299,6 +328,7 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "model_size", (double)size);
 				cJSON_AddNumberToObject(o, "model_n_params", (double)n_params);
 				cJSON_AddNumberToObject(o, "n_threads", threads);
+				cJSON_AddNumberToObject(o, "n_ubatch", n_batch);
 				cJSON_AddNumberToObject(o, "n_prompt", np);
 				cJSON_AddNumberToObject(o, "n_gen", ng);
 				mns = (np + ng) / mean * 1e9;
@@ -312,6 +342,8 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddItemToObject(o, "samples_ts", arr);
 				cJSON_AddNumberToObject(o, "load_s", t_load);
 				cJSON_AddNumberToObject(o, "peak_rss_bytes", peak_rss);
+				cJSON_AddStringToObject(o, "kv_type", llm_kv_type_name(kv_type));
+				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
 				if (sys) {
 					cJSON_AddNumberToObject(o, "mem_read_gbps", roof.bw);

@@ -166,7 +166,7 @@ attn_worker(void *arg, int ith, int nth)
 		const int kbeg = j->window && j->pos0 - j->window + 1 > 0 ? j->pos0 - j->window + 1 : 0;
 		const int kend = j->pos0 + j->nt - 1, npos = kend - kbeg + 1;
 		nrun = kv_layer_runs(kl, kbeg, kend, run);
-		for (int h = ith; h < nh; h += nth) {
+		for (int h = ith; h < nh && !pool_poll(c->pool); h += nth) {
 			const size_t koff = (size_t)(h / group) * hd, voff = (size_t)(h / group) * hdv;
 			int col = 0;
 			for (int r = 0; r < nrun; r++) {
@@ -202,7 +202,7 @@ attn_worker(void *arg, int ith, int nth)
 		return;
 	}
 	/* Tasks are (token, head) pairs, dealt round-robin. */
-	for (int task = ith; task < j->nt * nh; task += nth) {
+	for (int task = ith; task < j->nt * nh && !pool_poll(c->pool); task += nth) {
 		const int t = task / nh, h = task % nh, p = j->pos0 + t;
 		const int lo = j->window && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
 		nrun = kv_layer_runs(kl, lo, p, run);

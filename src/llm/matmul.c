@@ -234,6 +234,7 @@ gemv_task(void *arg, int task, int worker)
 /* --- the scalar tier's large batches: dequantized panels into sgemm --- */
 
 struct blas_job {
+	struct pool *p;
 	float *out;
 	int d, n, nt;
 	const float *x;
@@ -251,7 +252,7 @@ blas_worker(void *arg, int ith, int nth)
 	float *panel = j->s->panel[ith];
 	const uint8_t *wbase = j->w->data;
 
-	for (int r = r0; r < r1; r += per) {
+	for (int r = r0; r < r1 && !pool_poll(j->p); r += per) {
 		int rows = r1 - r < per ? r1 - r : per;
 		const float *wf;
 		if (j->w->type == GGML_TYPE_F32) {
@@ -316,7 +317,7 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 	}
 	if (!tk->gemm && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p)) {
 		float *xr = rounded_act(x, n, nt, k, qt->vec_dot_type);
-		struct blas_job bj = { out, d, n, nt, xr ? xr : x, w, tk->to_float, s };
+		struct blas_job bj = { p, out, d, n, nt, xr ? xr : x, w, tk->to_float, s };
 		pool_run(p, blas_worker, &bj);
 		free(xr);
 		return;

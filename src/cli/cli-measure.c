@@ -91,6 +91,7 @@ cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *
 		cli_error("%s: unexpected argument '%s' (see natter %s --help)", cmd, argv[optind], cmd);
 		return 2;
 	}
+	a->threads = cli_threads(cmd, a->threads);
 	return 0;
 }
 

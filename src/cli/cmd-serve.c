@@ -62,7 +62,10 @@ cmd_serve(int argc, char **argv)
 	so.log = stderr;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "m:h" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
-		if (cli_chat_option(ch, optarg, &args))
+		int r = cli_chat_option(ch, optarg, &args);
+		if (r < 0)
+			return 2;
+		if (r)
 			continue;
 		switch (ch) {
 		case 'm': so.model_path = optarg; break;
@@ -101,6 +104,7 @@ cmd_serve(int argc, char **argv)
 		}
 		so.api_key = k;
 	}
+	args.chat.n_threads = cli_threads("serve", args.chat.n_threads);
 	so.chat = args.chat;
 	so.db = args.db;
 	so.no_history = args.no_history;

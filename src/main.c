@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "natter/quant.h"
+#include "natter/sysbench.h"
 #include "natter/text.h"
 
 const char *cli_progname = "natter";
@@ -30,7 +31,8 @@ static const char usage_text[] =
 "  -m FILE            the model (default: the only .gguf in $XDG_DATA_HOME/natter/models)\n"
 "  --theme NAME|FILE  default, light, mono (or theme = NAME in ~/.config/natter/config)\n"
 "  --system TEXT      system prompt       --chat-template NAME|FILE\n"
-"  -c N               context size        -t N  threads (default: physical cores)\n"
+"  -c N               context size        -t N  threads (default: physical cores;\n"
+"                                         more than the usable CPUs are lowered, with a notice)\n"
 "  --kv-type f16|q8_0|f32                  the KV cache's type (default f16)\n"
 "  --temp T  --top-k K  --top-p P  --min-p P  --repeat-penalty R  --seed S\n"
 "  --max-tokens N     per reply           --stop STRING (repeatable)\n"
@@ -130,6 +132,19 @@ cli_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int
+cli_threads(const char *cmd, int n)
+{
+	char notice[160];
+
+	if (n <= 0)
+		return n;
+	n = sysbench_threads_clamp(n, notice, sizeof(notice));
+	if (notice[0])
+		fprintf(stderr, "%s: %s: %s\n", cli_progname, cmd, notice);
+	return n;
 }
 
 char *

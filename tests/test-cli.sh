@@ -530,5 +530,31 @@ done
 XDG_DATA_HOME="$tmp/xdg" "$NATTER_BIN" history list > /dev/null 2>&1
 [ ! -e "$tmp/absent" ] && [ ! -e "$tmp/xdg" ] && ok || bad "a missing database or its folder was created"
 
+# -t above the CPUs the process may run on: every command that takes -t
+# lowers it and says so once on stderr, naming both numbers; -t 1 says
+# nothing.  taskset -c 0 leaves the process one CPU.
+if command -v taskset > /dev/null && taskset -c 0 true 2> /dev/null; then
+	M="$F/models/aidreams260K-f32.gguf"
+	printf 'I dreamed that the cat slept on the mat.\n' > "$tmp/pp.txt"
+	printf '{"question": "I dreamed", "choices": [" a", " b"], "answer": 0}\n' > "$tmp/q.jsonl"
+	for cmd in "bench -m $M -p 8 -n 2 -r 1" "generate -m $M -p Once -n 2" "chat -m $M --plain --no-history" \
+	    "chat -m $M --no-history" "eval -m $M --tokens 1,2,3 --logits-out $tmp/lg.bin" \
+	    "perplexity -m $M -f $tmp/pp.txt -c 8" "eval-choice -m $M -f $tmp/q.jsonl" "serve -m $tmp/absent.gguf" \
+	    "finetune -m $M -o $tmp/a.gguf --data $tmp/absent.jsonl"; do
+		name=${cmd%% *}
+		# shellcheck disable=SC2086
+		echo /quit | taskset -c 0 "$NATTER_BIN" $cmd -t 4 > /dev/null 2> "$tmp/t4.err"
+		n=$(grep -c "^natter: $name: 4 threads requested, but this process may run on 1 CPU: using 1\$" "$tmp/t4.err")
+		check "$cmd -t 4 on one CPU: notices" 1 "$n"
+		# shellcheck disable=SC2086
+		echo /quit | taskset -c 0 "$NATTER_BIN" $cmd -t 1 > /dev/null 2> "$tmp/t1.err"
+		grep -q "threads requested" "$tmp/t1.err" && bad "$cmd -t 1: $(cat "$tmp/t1.err")" || ok
+	done
+	js=$(taskset -c 0 "$NATTER_BIN" bench -m "$M" -p 8 -n 0 -r 1 -t 4 --json 2> /dev/null)
+	echo "$js" | grep -q '"n_threads":1,' && ok || bad "bench -t 4 on one CPU did not run 1 thread: $js"
+else
+	echo "SKIP: taskset cannot pin this process: the -t clamp is not checked"
+fi
+
 echo "test-cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1,4 +1,4 @@
-/* test-pool.c -- the kernels' thread pool: every task once, per-worker exclusion, progress beside busy threads, idle workers asleep. */
+/* test-pool.c -- the kernels' thread pool: every task once, per-worker exclusion, progress beside busy threads, idle workers asleep, stops between tasks. */
 #include "config.h"
 
 #include <pthread.h>
@@ -132,6 +132,123 @@ competitor_main(void *arg)
 	return NULL;
 }
 
+/* An abort function that says stop at its FIRE-th call (0: never), and
+ * notes whether it was ever called on another thread than the owner. */
+struct stopper {
+	int calls, fire;
+	pthread_t owner;
+	int foreign;
+};
+
+static int
+stopper_fn(void *arg)
+{
+	struct stopper *s = arg;
+	if (!pthread_equal(pthread_self(), s->owner))
+		s->foreign++;
+	return ++s->calls == s->fire;
+}
+
+/* Sets every run count of J's first N tasks to 0. */
+static void
+runs_clear(struct job *j, int n)
+{
+	for (int i = 0; i < n; i++)
+		atomic_store(&j->runs[i], 0);
+}
+
+/* Tasks of J's first N run more than once (must be 0) into *TWICE;
+ * returns how many ran. */
+static int
+runs_count(struct job *j, int n, int *twice)
+{
+	int ran = 0;
+	*twice = 0;
+	for (int i = 0; i < n; i++) {
+		int r = atomic_load(&j->runs[i]);
+		ran += r > 0;
+		*twice += r > 1;
+	}
+	return ran;
+}
+
+/*
+ * Stopping.  On one thread the count is exact: the abort function is
+ * asked before each task, so when it says stop at its N-th call, N - 1
+ * tasks have run.  On several, it is asked on the owner's thread only,
+ * before each task the owner runs; no task runs twice; a stopped pool
+ * runs nothing (and asks nothing) until pool_stop_clear.
+ */
+static void
+test_stop(struct job *j, int threads)
+{
+	struct stopper st = { 0, 0, pthread_self(), 0 };
+	struct pool *p = pool_new(threads);
+	int twice, ran, stops = 0;
+	unsigned long before;
+
+	CHECK(p != NULL, "pool_new(%d)", threads);
+	if (!p)
+		return;
+	/* Tasks long enough that the owner gets its share of them. */
+	j->spin = 5000;
+	pool_set_abort(p, stopper_fn, &st);
+
+	/* Never stopping: asked once per task the owner runs. */
+	runs_clear(j, MAX_TASKS);
+	atomic_store(&j->by_caller, 0);
+	pool_run_tasks(p, task_fn, j, MAX_TASKS);
+	ran = runs_count(j, MAX_TASKS, &twice);
+	CHECK(ran == MAX_TASKS && twice == 0, "%d threads, no stop: %d of %d tasks ran, %d twice", pool_size(p), ran,
+	    MAX_TASKS, twice);
+	CHECK(st.calls == atomic_load(&j->by_caller), "%d threads: asked %d times, the owner ran %d tasks",
+	    pool_size(p), st.calls, atomic_load(&j->by_caller));
+	CHECK(!pool_stopped(p), "not stopped");
+
+	for (int fire = 1; fire <= 40; fire += 13) {
+		st.calls = 0;
+		st.fire = fire;
+		runs_clear(j, MAX_TASKS);
+		before = pool_tasks_run(p);
+		pool_run_tasks(p, task_fn, j, MAX_TASKS);
+		ran = runs_count(j, MAX_TASKS, &twice);
+		if (pool_size(p) > 1 && st.calls < fire && !pool_stopped(p)) {
+			/* The workers took all but a few tasks (the owner was
+			 * descheduled): never asked often enough to stop. */
+			CHECK(ran == MAX_TASKS && twice == 0, "%d threads, owner asked %d times: %d tasks ran, %d twice",
+			    pool_size(p), st.calls, ran, twice);
+			pool_stop_clear(p);
+			continue;
+		}
+		stops++;
+		CHECK(pool_stopped(p) && st.calls == fire, "%d threads, stop at call %d: stopped %d after %d calls",
+		    pool_size(p), fire, pool_stopped(p), st.calls);
+		CHECK(twice == 0 && ran == (int)(pool_tasks_run(p) - before), "%d threads: %d tasks ran (%lu counted), "
+		    "%d twice", pool_size(p), ran, pool_tasks_run(p) - before, twice);
+		if (pool_size(p) == 1)
+			CHECK(ran == fire - 1, "one thread, stop at call %d: %d tasks ran", fire, ran);
+		/* Stopped: later jobs run nothing, nobody is asked. */
+		before = pool_tasks_run(p);
+		pool_run_tasks(p, task_fn, j, MAX_TASKS);
+		pool_run(p, ith_fn, j);
+		CHECK(pool_tasks_run(p) == before && st.calls == fire && pool_poll(p) && st.calls == fire,
+		    "a stopped pool ran %lu calls, asked %d times", pool_tasks_run(p) - before, st.calls - fire);
+		/* Cleared: everything runs again. */
+		st.fire = 0;
+		pool_stop_clear(p);
+		runs_clear(j, MAX_TASKS);
+		pool_run_tasks(p, task_fn, j, MAX_TASKS);
+		ran = runs_count(j, MAX_TASKS, &twice);
+		CHECK(ran == MAX_TASKS && twice == 0 && !pool_stopped(p), "after pool_stop_clear %d of %d tasks ran",
+		    ran, MAX_TASKS);
+	}
+	CHECK(st.foreign == 0, "the abort function was asked %d times on a worker", st.foreign);
+	CHECK(atomic_load(&j->overlap) == 0, "a worker id ran two tasks at once");
+	printf("%d of 4 stops on %d thread%s: the owner asked before each of its tasks, nothing run after a stop\n",
+	    stops, pool_size(p), pool_size(p) > 1 ? "s" : "");
+	pool_free(p);
+}
+
 int
 main(void)
 {
@@ -227,6 +344,8 @@ main(void)
 	CHECK(atomic_load(&j->runs[0]) == 1 && atomic_load(&j->by_caller) == 1, "a job of one task runs on the caller");
 
 	pool_free(p);
+	test_stop(j, 1);
+	test_stop(j, n);
 	free(j);
 	return test_done("test-pool");
 }

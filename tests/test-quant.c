@@ -429,7 +429,8 @@ static void
 test_matmul(void)
 {
 	static const int shapes[][3] = { { 67, 512, 1 }, { 33, 256, 3 }, { 130, 1280, 4 }, { 67, 512, 17 }, { 200, 256, 67 },
-	    { 9, 288, 1 }, { 9, 288, 2 }, { 5, 1312, 1 }, { 3, 96, 5 } };
+	    { 9, 288, 1 }, { 9, 288, 2 }, { 5, 1312, 1 }, { 3, 96, 5 },
+	    { 9, 256, 800 } };   /* two GEMM token chunks (matmul.c MM_GEMM_TOKENS), the second short */
 	struct pool *p = pool_new(2);
 	int bad_total = 0, cases = 0;
 

@@ -229,9 +229,14 @@ int llm_ctx_cache_layer(const struct llm_ctx *c, int il, struct llm_cache_info *
 /* Bytes of the whole cache. */
 size_t llm_ctx_cache_bytes(const struct llm_ctx *c);
 
-/* Asked between layers while llm_eval runs; a nonzero answer stops the
- * evaluation (llm_eval then returns LLM_ESTOPPED).  FN is called on the
- * evaluating thread and must be cheap (an atomic load).  NULL: never. */
+/* Asked while llm_eval runs -- between layers, and inside them between
+ * the tasks of every matrix product and the heads of the attention, so
+ * that a stop takes effect within a few milliseconds even on a long
+ * batch; a nonzero answer stops the evaluation (llm_eval then returns
+ * LLM_ESTOPPED) and FN is not asked again in that call.  FN is called on
+ * the evaluating thread only, often (thousands of times per token), and
+ * must be cheap (an atomic load).  NULL: never.  Set it between
+ * evaluations. */
 typedef int (*llm_abort_fn)(void *ctx);
 void llm_ctx_set_abort(struct llm_ctx *c, llm_abort_fn fn, void *ctx);
 
@@ -244,7 +249,9 @@ void llm_ctx_set_abort(struct llm_ctx *c, llm_abort_fn fn, void *ctx);
  * with ERR set (token id out of range, context full), or LLM_ESTOPPED when
  * the abort callback asked to stop: the batches finished before it stay
  * in the cache (llm_ctx_n_past tells how many positions), the rest do
- * not.  The session's thread only; no allocation.
+ * not -- except that a model with recurrent layers restarts its cache
+ * (n_past 0) when the stop came after one of them had read part of the
+ * batch, since a recurrent state cannot step back.  The session's thread only; no allocation.
  */
 int llm_eval(struct llm_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits,
 	     char *err, size_t errlen);

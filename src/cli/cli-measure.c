@@ -98,6 +98,7 @@ cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *
 		if (cli_kv_type(opt, a->kv_type, &t) < 0)
 			return 2;
 	}
+	a->threads = cli_threads(cmd, a->threads);
 	return 0;
 }
 

@@ -49,7 +49,8 @@ enum { CLI_MOPT_KV_TYPE = 512 };
 
 /*
  * Parses ARGV (ARGV[0] is the command's name) with the N options of TAB into A.  --help
- * prints "usage: natter CMD SYNOPSIS" and the table.  Returns 0 to go on, 1 when help was
+ * prints "usage: natter CMD SYNOPSIS" and the table; -t above the CPUs this process may
+ * run on is lowered with a notice (cli_threads).  Returns 0 to go on, 1 when help was
  * printed (exit 0), 2 on a usage error (message printed).
  */
 int cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *tab, int n, int argc,

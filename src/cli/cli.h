@@ -126,5 +126,10 @@ extern const char *cli_progname;
 void cli_write_text(const char *s, size_t n, int tty);
 /* Seconds on a monotonic clock. */
 double cli_now(void);
+/* N threads asked for with -t (or the config file) lowered to the CPUs
+ * this process may run on, saying so once on stderr ("natter: CMD: ...",
+ * naming both numbers); N <= 0 (the default: the physical cores) stays
+ * as it is.  Call it once, after the options are read. */
+int cli_threads(const char *cmd, int n);
 
 #endif

@@ -219,14 +219,10 @@ cmd_bench(int argc, char **argv)
 		cli_error("bench: %s", err);
 		return 2;
 	}
-	if (threads <= 0) {
+	if (threads <= 0)
 		threads = sysbench_physical_cores();
-	} else {
-		char notice[160];
-		threads = sysbench_threads_clamp(threads, notice, sizeof(notice));
-		if (notice[0])
-			fprintf(stderr, "natter: bench: %s\n", notice);
-	}
+	else
+		threads = cli_threads("bench", threads);
 
 	{
 		double t0 = cli_now();

@@ -354,6 +354,7 @@ cmd_chat(int argc, char **argv)
 		cli_error("chat: no model given (use -m FILE, or model = FILE in the config file; or --remote URL)");
 		return 2;
 	}
+	args.chat.n_threads = cli_threads("chat", args.chat.n_threads);
 	if (resume && (!plain || args.no_history)) {
 		cli_error("--resume works with --plain and the history (F3 resumes in the full-screen chat)");
 		return 2;

@@ -107,6 +107,7 @@ cmd_eval(int argc, char **argv)
 	}
 	if (incremental)
 		split = 0;
+	threads = cli_threads("eval", threads);
 	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		goto out;

@@ -556,6 +556,8 @@ cmd_finetune(int argc, char **argv)
 	method = strcmp(a.method, "dpo") == 0 ? TDATA_DPO : TDATA_SFT;
 	if (!a.threads)
 		a.threads = sysbench_physical_cores();
+	else
+		a.threads = cli_threads("finetune", a.threads);
 	r.a = &a;
 	r.tty = isatty(STDERR_FILENO);
 	if (!(ckpt = ckpt_path(a.out))) {

@@ -95,6 +95,7 @@ cmd_generate(int argc, char **argv)
 		cli_error("generate: -n must be 0 or more");
 		return 2;
 	}
+	threads = cli_threads("generate", threads);
 	if (pfile) {
 		text = cli_read_file(pfile, &text_len);
 		if (!text)

@@ -112,6 +112,7 @@ cmd_serve(int argc, char **argv)
 		}
 		so.api_key = k;
 	}
+	args.chat.n_threads = cli_threads("serve", args.chat.n_threads);
 	so.chat = args.chat;
 	so.db = args.db;
 	so.no_history = args.no_history;

@@ -65,6 +65,7 @@ cmd_ui(int argc, char **argv)
 	}
 	if (!o.theme)
 		o.theme = args.theme;
+	args.chat.n_threads = cli_threads("chat", args.chat.n_threads);
 	o.chat = args.chat;
 	o.db = args.db;
 	o.no_history = args.no_history;

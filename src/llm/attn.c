@@ -291,6 +291,7 @@ attn_scratch_free(struct attn_scratch *s)
 /* --- the kernel --- */
 
 struct attn_job {
+	struct pool *pool;
 	const struct attn_shape *sh;
 	const struct kv_layer *kl;
 	struct attn_scratch *s;
@@ -458,7 +459,9 @@ attn_worker(void *arg, int ith, int nth)
 	if (ith >= j->s->n_threads)
 		return;   /* no scratch of its own: the others take its share */
 	buf = j->s->buf + (size_t)ith * j->s->per_thread;
-	while ((i = atomic_fetch_add(&j->next, 1)) < j->ntask)
+	/* A stop (Esc on a long prompt) ends the job between tasks; the
+	 * caller then throws its output away (pool_stopped). */
+	while (!pool_poll(j->pool) && (i = atomic_fetch_add(&j->next, 1)) < j->ntask)
 		attn_task(j, i, buf);
 }
 
@@ -510,6 +513,7 @@ attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh
 	if (nt <= 0)
 		return;
 	memset(&j, 0, sizeof(j));
+	j.pool = p;
 	j.sh = sh;
 	j.kl = kl;
 	j.s = s;
@@ -540,6 +544,6 @@ attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh
 	j.ntask = base * j.nsplit;
 	atomic_init(&j.next, 0);
 	pool_run(p, attn_worker, &j);
-	if (j.nsplit > 1)
+	if (j.nsplit > 1 && !pool_stopped(p))
 		pool_run(p, attn_merge, &j);
 }

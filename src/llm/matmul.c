@@ -188,13 +188,24 @@ act_convert(struct pool *p, struct act_job *j)
 	pool_run_tasks(p, act_task, j, (j->nt + j->per - 1) / j->per);
 }
 
-/* --- GEMM: tasks are chunks of rows --- */
+/* --- GEMM: tasks are chunks of rows by chunks of tokens --- */
+
+/*
+ * Tokens per GEMM task.  A task of 32 rows by 4096 tokens of an FFN's
+ * 4864 inputs is 1.3 G int8 operations, too long between two looks at
+ * the abort flag; chunks of 768 tokens cost one more packing of the
+ * task's rows per chunk (nothing next to the products), and being a
+ * multiple of every microkernel's width (4, 6, 8, 12 tokens) they leave
+ * each token's sums as they were.
+ */
+#define MM_GEMM_TOKENS 768
 
 struct gemm_job {
 	struct q_gemm_args a;
 	q_gemm_fn fn;
 	int rows;       /* per task */
 	int d;
+	int n_tc;       /* token chunks */
 	void **scratch;
 };
 
@@ -202,8 +213,14 @@ static void
 gemm_task(void *arg, int task, int worker)
 {
 	const struct gemm_job *j = arg;
-	int r0 = task * j->rows, r1 = r0 + j->rows < j->d ? r0 + j->rows : j->d;
-	j->fn(&j->a, r0, r1, j->scratch[worker]);
+	const int rc = task / j->n_tc, t0 = task % j->n_tc * MM_GEMM_TOKENS;
+	int r0 = rc * j->rows, r1 = r0 + j->rows < j->d ? r0 + j->rows : j->d;
+	struct q_gemm_args a = j->a;
+
+	a.x += (size_t)t0 * a.x_stride;
+	a.out += (size_t)t0 * a.ldo;
+	a.nt = a.nt - t0 < MM_GEMM_TOKENS ? a.nt - t0 : MM_GEMM_TOKENS;
+	j->fn(&a, r0, r1, j->scratch[worker]);
 }
 
 /* --- GEMV: chunks of rows, all tokens a few at a time --- */
@@ -234,6 +251,7 @@ gemv_task(void *arg, int task, int worker)
 /* --- the scalar tier's large batches: dequantized panels into sgemm --- */
 
 struct blas_job {
+	struct pool *p;
 	float *out;
 	int d, n, nt;
 	const float *x;
@@ -251,7 +269,7 @@ blas_worker(void *arg, int ith, int nth)
 	float *panel = j->s->panel[ith];
 	const uint8_t *wbase = j->w->data;
 
-	for (int r = r0; r < r1; r += per) {
+	for (int r = r0; r < r1 && !pool_poll(j->p); r += per) {
 		int rows = r1 - r < per ? r1 - r : per;
 		const float *wf;
 		if (j->w->type == GGML_TYPE_F32) {
@@ -310,13 +328,14 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 		j.fn = tk->gemm;
 		j.d = d;
 		j.rows = k->gemm_rows;
+		j.n_tc = (nt + MM_GEMM_TOKENS - 1) / MM_GEMM_TOKENS;
 		j.scratch = s->gemm;
-		pool_run_tasks(p, gemm_task, &j, (d + j.rows - 1) / j.rows);
+		pool_run_tasks(p, gemm_task, &j, (d + j.rows - 1) / j.rows * j.n_tc);
 		return;
 	}
 	if (!tk->gemm && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p)) {
 		float *xr = rounded_act(x, n, nt, k, qt->vec_dot_type);
-		struct blas_job bj = { out, d, n, nt, xr ? xr : x, w, tk->to_float, s };
+		struct blas_job bj = { p, out, d, n, nt, xr ? xr : x, w, tk->to_float, s };
 		pool_run(p, blas_worker, &bj);
 		free(xr);
 		return;

@@ -50,7 +50,9 @@ void mm_scratch_free(struct mm_scratch *s);
  * Batches below the tier's threshold for the type (q_type_kern.
  * gemm_min_nt: 2 to 16 tokens) take each weight row's dot products
  * (GEMV); larger ones the tier's GEMM on packed panels, the activations
- * quantized to int8 once per call for quantized weights. */
+ * quantized to int8 once per call for quantized weights.  When P is
+ * stopped (pool_set_abort) part-way, the rest is skipped and OUT is left
+ * partly unwritten. */
 void mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
 	       const struct ltensor *w, int nt);
 

@@ -385,12 +385,37 @@ llm_ctx_set_abort(struct llm_ctx *c, llm_abort_fn fn, void *ctx)
 {
 	c->abort_fn = fn;
 	c->abort_ctx = ctx;
+	pool_set_abort(c->pool, fn, ctx);
 }
 
 /* --- the forward pass --- */
 
+/*
+ * After a stop in layer IL (or after the last layer, IL = n_layer): the
+ * batch's keys and values past n_past are abandoned (a ring keeps room
+ * for them), but a recurrent state the batch has already advanced (in
+ * part) cannot go back, so then the whole cache restarts.
+ */
+static int
+eval_stopped(struct llm_ctx *c, int il)
+{
+	const struct llm_hparams *hp = &c->m->hp;
+
+	pool_stop_clear(c->pool);
+	for (int i = 0; i <= il && i < hp->n_layer; i++) {
+		if (hp->layer[i].kind == LLM_LAYER_RECURRENT) {
+			kv_cache_truncate(&c->kv, 0);
+			break;
+		}
+	}
+	return LLM_ESTOPPED;
+}
+
 /* Evaluates one batch of NT <= n_batch tokens.  Returns 0, or
- * LLM_ESTOPPED (n_past unchanged) when the abort callback says so. */
+ * LLM_ESTOPPED (n_past unchanged, or 0 when a recurrent state was
+ * touched) when the abort callback says so: it is asked between layers
+ * and, through the pool, between the tasks of every product and the
+ * heads of the attention. */
 static int
 eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all_logits)
 {
@@ -409,19 +434,25 @@ eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all
 	}
 	c->pos0 = c->kv.n_past;
 	blk_rope_prepare(c, nt);
+	pool_stop_clear(c->pool);
 	for (int il = 0; il < hp->n_layer; il++) {
-		if (c->abort_fn && c->abort_fn(c->abort_ctx))
-			return LLM_ESTOPPED;
+		if (pool_poll(c->pool))
+			return eval_stopped(c, il - 1);
 		if (m->arch->block)
 			m->arch->block(c, il, nt);
 		else
 			blk_layer(c, il, nt);
 	}
+	if (pool_poll(c->pool))
+		return eval_stopped(c, hp->n_layer);
 	if (logits) {
 		int first = all_logits ? 0 : nt - 1, rows = nt - first;
 		blk_rmsnorm(c->xb, c->x + (size_t)first * E, &m->g[LLM_TENSOR_OUTPUT_NORM], rows, E, hp->rms_eps);
 		blk_mm(c, logits, c->xb, &m->g[LLM_TENSOR_OUTPUT], -1, rows);
 		blk_softcap(logits, (size_t)rows * hp->n_vocab, hp->final_softcap);
+		/* Stopped in the output product: LOGITS are partly unwritten. */
+		if (pool_stopped(c->pool))
+			return eval_stopped(c, hp->n_layer);
 	}
 	c->kv.n_past += nt;
 	return 0;

@@ -1,4 +1,4 @@
-/* pool.c -- workers claim tasks from a shared counter, spin briefly for the next job, then sleep. */
+/* pool.c -- workers claim tasks from a shared counter, spin briefly for the next job, then sleep; a job can be stopped between tasks. */
 #include "config.h"
 
 #include <pthread.h>
@@ -24,6 +24,11 @@
  * little serial work between them), then sleep on a condition variable.
  * The caller, once every task is claimed, waits for the ones still
  * running the same way.
+ *
+ * Stopping: the caller asks the abort function before each task it runs
+ * (an atomic load in practice), so a stop is seen within about one task;
+ * the flag it sets makes every thread skip the tasks it claims from then
+ * on.  Skipped tasks still count as done, so the job ends as usual.
  */
 #define POOL_SPIN_NS 100000L
 
@@ -39,7 +44,11 @@ struct pool {
 	atomic_int done;            /* tasks of the current job finished */
 	atomic_int sleepers;        /* workers waiting on cv */
 	atomic_int caller_waits;    /* the caller waits on done_cv */
-	atomic_int stop;
+	atomic_int stop;            /* pool_free: workers return */
+	atomic_int stopped;         /* the abort function said stop */
+	atomic_ulong n_run;         /* calls made (tests) */
+	pool_abort_fn abort_fn;
+	void *abort_ctx;
 	uint32_t gen;               /* the caller's count of jobs */
 	/* The current job (written only between jobs, by the caller). */
 	pool_fn fn;
@@ -54,6 +63,10 @@ struct worker {
 	struct pool *p;
 	int ith;
 };
+
+/* The pool whose worker this thread is (NULL on other threads): the
+ * abort function is asked on the owner's thread only. */
+static _Thread_local const struct pool *tl_worker_of;
 
 static inline void
 cpu_relax(void)
@@ -93,6 +106,11 @@ claim(struct pool *p, uint64_t *w)
 static void
 run_task(struct pool *p, int task, int worker)
 {
+	/* The owner asks before each of its tasks; nobody starts one once
+	 * the pool is stopped. */
+	if (worker == 0 ? pool_poll(p) : atomic_load_explicit(&p->stopped, memory_order_relaxed))
+		return;
+	atomic_fetch_add_explicit(&p->n_run, 1, memory_order_relaxed);
 	if (p->tfn)
 		p->tfn(p->ctx, task, worker);
 	else
@@ -121,6 +139,7 @@ worker_main(void *arg)
 	struct worker *wk = arg;
 	struct pool *p = wk->p;
 
+	tl_worker_of = p;
 	for (;;) {
 		uint64_t w = atomic_load(&p->work);
 		if (atomic_load(&p->stop))
@@ -224,7 +243,7 @@ run_job(struct pool *p, int n_tasks)
 	uint64_t w;
 
 	if (p->n == 1 || n_tasks <= 1 || n_tasks > POOL_MAX_TASKS) {
-		for (int i = 0; i < n_tasks; i++)
+		for (int i = 0; i < n_tasks && !pool_stopped(p); i++)
 			run_task(p, i, 0);
 		return;
 	}
@@ -274,6 +293,42 @@ pool_run_tasks(struct pool *p, pool_task_fn fn, void *ctx, int n_tasks)
 	p->ctx = ctx;
 	p->nth = p->n;
 	run_job(p, n_tasks);
+}
+
+void
+pool_set_abort(struct pool *p, pool_abort_fn fn, void *ctx)
+{
+	p->abort_fn = fn;
+	p->abort_ctx = ctx;
+}
+
+int
+pool_poll(struct pool *p)
+{
+	if (atomic_load_explicit(&p->stopped, memory_order_relaxed))
+		return 1;
+	if (!p->abort_fn || tl_worker_of == p || !p->abort_fn(p->abort_ctx))
+		return 0;
+	atomic_store(&p->stopped, 1);
+	return 1;
+}
+
+int
+pool_stopped(const struct pool *p)
+{
+	return atomic_load_explicit(&p->stopped, memory_order_relaxed);
+}
+
+void
+pool_stop_clear(struct pool *p)
+{
+	atomic_store(&p->stopped, 0);
+}
+
+unsigned long
+pool_tasks_run(const struct pool *p)
+{
+	return atomic_load_explicit(&p->n_run, memory_order_relaxed);
 }
 
 double

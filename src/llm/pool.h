@@ -29,6 +29,30 @@ int pool_size(const struct pool *p);
  * may run jobs on a given pool at a time (the owner of the context). */
 void pool_run(struct pool *p, pool_fn fn, void *ctx);
 void pool_run_tasks(struct pool *p, pool_task_fn fn, void *ctx, int n_tasks);
+/*
+ * Stopping a job part-way (Esc while a long prompt is read).  FN(CTX) is
+ * asked on the thread that runs jobs on P, before each task that thread
+ * runs and whenever it calls pool_poll; once it answers nonzero the pool
+ * is stopped: no task starts any more (tasks already running finish; the
+ * rest of the job and every later job are skipped, their calls never
+ * made) until pool_stop_clear.  A stopped job's outputs are therefore
+ * partly unwritten: the owner must check pool_stopped after its jobs and
+ * throw their results away.  FN NULL: never stopped.  Set between jobs,
+ * by the owner.
+ */
+typedef int (*pool_abort_fn)(void *ctx);
+void pool_set_abort(struct pool *p, pool_abort_fn fn, void *ctx);
+/* Whether P is stopped; on any thread other than P's workers (the owner,
+ * between or inside its jobs) the abort function is asked first.  A long
+ * task calls it now and then to end early (the skip is its own doing: it
+ * simply returns). */
+int pool_poll(struct pool *p);
+/* Whether P is stopped, without asking (any thread). */
+int pool_stopped(const struct pool *p);
+/* Lets P run tasks again.  The owner, between jobs. */
+void pool_stop_clear(struct pool *p);
+/* Calls made since P was created, skipped ones not counted (tests). */
+unsigned long pool_tasks_run(const struct pool *p);
 /* CPU time worker I (1 .. size - 1) has used, in seconds, or -1 (tests). */
 double pool_worker_cpu_seconds(const struct pool *p, int i);
 /* The CPUs this process may run on (at least 1). */

@@ -141,8 +141,8 @@ sysbench_threads_clamp(int n, char *notice, size_t len)
 	int cpus = pool_cpus_available();
 	if (n > cpus) {
 		if (notice && len)
-			snprintf(notice, len, "%d threads requested, but this process may run on %d CPUs: using %d", n,
-			    cpus, cpus);
+			snprintf(notice, len, "%d threads requested, but this process may run on %d CPU%s: using %d", n,
+			    cpus, cpus == 1 ? "" : "s", cpus);
 		return cpus;
 	}
 	if (notice && len)

@@ -50,7 +50,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	store_rating_set(s, g1, "thumb", 1, a);
 	store_rating_set(s, g2, "stars", 2, NULL);
 	for (int f = 0; f < STORE_N_FORMATS; f++) {
-		struct store_export_opts o = { (enum store_format)f, 4, NULL, 0, 1, 1 };
+		struct store_export_opts o = { (enum store_format)f, 4, NULL, 0, 1, 1, NULL };
 		struct store_export_counts n;
 		size_t len;
 		if (store_export(s, &o, out, &n, err, sizeof(err)) < 0)

@@ -20,6 +20,7 @@ enum kind {
 	K_STR,
 	K_FLAG,
 	K_STOP,      /* repeatable */
+	K_LORA,      /* repeatable: FILE[:SCALE] */
 };
 
 /* One setting: how it is spelled on the command line (getopt code and the
@@ -58,6 +59,7 @@ static const struct setting {
 	{ CLI_OPT_DB, "--db", "db", K_STR, 0, 0, offsetof(struct cli_chat_args, db), NULL },
 	{ CLI_OPT_NO_HISTORY, "--no-history", NULL, K_FLAG, 0, 0, offsetof(struct cli_chat_args, no_history), NULL },
 	{ CLI_OPT_STOP, "--stop", NULL, K_STOP, 0, 0, 0, NULL },
+	{ CLI_OPT_LORA, "--lora", NULL, K_LORA, 0, 0, 0, NULL },
 	{ 0, NULL, "model", K_STR, 0, 0, offsetof(struct cli_chat_args, model), NULL },
 	{ 0, NULL, "theme", K_STR, 0, 0, offsetof(struct cli_chat_args, theme), NULL },
 };
@@ -127,6 +129,21 @@ setting_apply(const struct setting *s, const char *value, struct cli_chat_args *
 		}
 		a->chat.stop[a->n_stop++] = value;
 		return 0;
+	case K_LORA: {
+		char *path;
+		float scale;
+		if (a->chat.n_lora >= CHAT_MAX_ADAPTERS) {
+			snprintf(err, errlen, "at most %d adapters", CHAT_MAX_ADAPTERS);
+			return -1;
+		}
+		if (cli_lora_parse(value, &path, &scale, err, errlen) < 0)
+			return -1;
+		/* Kept for the program's life, like the other option strings. */
+		a->chat.lora[a->chat.n_lora] = path;
+		a->chat.lora_scale[a->chat.n_lora++] = scale;
+		a->chat.lora_digest = cli_lora_digest;
+		return 0;
+	}
 	}
 	return 0;
 }

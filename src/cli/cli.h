@@ -34,7 +34,7 @@ struct store *cli_store_open(const char *db, unsigned flags);
 #include "natter/chat.h"
 enum {
 	CLI_OPT_SYSTEM = 1000, CLI_OPT_TEMPLATE, CLI_OPT_TEMP, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P,
-	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP,
+	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP, CLI_OPT_LORA,
 };
 #define CLI_CHAT_LONGOPTS \
 	{ "system", required_argument, NULL, CLI_OPT_SYSTEM }, \
@@ -50,7 +50,8 @@ enum {
 	{ "max-tokens", required_argument, NULL, 'n' }, \
 	{ "stop", required_argument, NULL, CLI_OPT_STOP }, \
 	{ "db", required_argument, NULL, CLI_OPT_DB }, \
-	{ "no-history", no_argument, NULL, CLI_OPT_NO_HISTORY }
+	{ "no-history", no_argument, NULL, CLI_OPT_NO_HISTORY }, \
+	{ "lora", required_argument, NULL, CLI_OPT_LORA }
 #define CLI_CHAT_SHORTOPTS "c:t:s:n:"
 
 struct cli_chat_args {
@@ -78,6 +79,31 @@ int cli_chat_option(int c, const char *arg, struct cli_chat_args *a);
 /* The config file's value for KEY in *VALUE (NULL when unset).  Returns
  * 0, or -1 after printing an error (a bad line anywhere in the file). */
 int cli_config_get(const char *key, const char **value);
+
+/* --lora FILE[:SCALE] (cli-lora.c), repeatable, for the commands that run a
+ * model without a chat session (generate, eval, bench, perplexity,
+ * eval-choice); the chat front ends take it in struct chat_opts. */
+struct llm_model;
+struct llm_ctx;
+struct lora_adapter;
+struct cli_lora {
+	char *path[CHAT_MAX_ADAPTERS];
+	float scale[CHAT_MAX_ADAPTERS];
+	struct lora_adapter *ad[CHAT_MAX_ADAPTERS];
+	int n;
+};
+/* Splits ARG into its FILE (*PATH, caller frees) and SCALE (1 when not
+ * given): the text after the last colon is the scale when it is a number.
+ * Returns 0, or -1 with ERR. */
+int cli_lora_parse(const char *arg, char **path, float *scale, char *err, size_t errlen);
+/* Adds one --lora ARG to L; -1 after printing the error (a usage error). */
+int cli_lora_add(struct cli_lora *l, const char *arg);
+/* Opens L's adapters against M (once) and puts them on session C; -1
+ * after printing the error, which names the file and what is wrong. */
+int cli_lora_attach(struct cli_lora *l, const struct llm_model *m, struct llm_ctx *c);
+void cli_lora_free(struct cli_lora *l);
+/* The SHA-256 of an adapter file, for lora_open (lora_digest_fn). */
+void cli_lora_digest(const void *data, size_t len, char hex[65]);
 
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

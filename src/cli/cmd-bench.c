@@ -47,6 +47,7 @@ cmd_bench(int argc, char **argv)
 		{ "repetitions", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "sys", no_argument, NULL, 's' },
+		{ "lora", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -59,6 +60,7 @@ cmd_bench(int argc, char **argv)
 	char err[512];
 	double t_load, samples[2][64];
 	uint64_t n_params = 0;
+	struct cli_lora lora = { 0 };
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
@@ -70,19 +72,30 @@ cmd_bench(int argc, char **argv)
 		case 'r': reps = atoi(optarg); break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
+		case 'L':
+			if (cli_lora_add(&lora, optarg) < 0) {
+				cli_lora_free(&lora);
+				return 2;
+			}
+			break;
 		case 'h':
-			printf("usage: natter bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json] [--sys]\n");
+			printf("usage: natter bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json] [--sys]\n"
+			    "       [--lora FILE[:SCALE]]...\n");
+			cli_lora_free(&lora);
 			return 0;
 		default:
+			cli_lora_free(&lora);
 			return 2;
 		}
 	}
 	if (!path) {
 		cli_error("bench: no model given (use -m FILE)");
+		cli_lora_free(&lora);
 		return 2;
 	}
 	if (n_prompt < 0 || n_gen < 0 || reps < 1 || reps > 64 || n_prompt > 65536 || n_gen > 65536) {
 		cli_error("bench: -p and -n must be 0..65536, -r 1..64");
+		cli_lora_free(&lora);
 		return 2;
 	}
 	if (threads <= 0)
@@ -99,6 +112,8 @@ cmd_bench(int argc, char **argv)
 			cli_error("%s", err);
 			goto out;
 		}
+		if (cli_lora_attach(&lora, m, ctx) < 0)
+			goto out;
 		t_load = cli_now() - t0;
 	}
 	{
@@ -157,6 +172,10 @@ cmd_bench(int argc, char **argv)
 			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernels %s\n", name,
 			    llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads, q_cpu_features());
 			printf("load %.2f s, peak RSS %.1f MiB\n", t_load, peak_rss / 1048576.0);
+			for (int i = 0; i < lora.n; i++)
+				printf("adapter: %s, scale %g\n", base_name(lora.path[i]), lora.scale[i]);
+			if (lora.n)
+				printf("adapters on %d weight products\n", llm_ctx_n_adapted(ctx));
 			printf("| %-8s | %14s |\n", "test", "t/s");
 			printf("| %-8s | %14s |\n", "--------", "--------------");
 		}
@@ -190,6 +209,16 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "load_s", t_load);
 				cJSON_AddNumberToObject(o, "peak_rss_bytes", peak_rss);
 				cJSON_AddStringToObject(o, "kernels", q_cpu_features());
+				if (lora.n) {
+					cJSON *la = cJSON_CreateArray();
+					for (int i = 0; i < lora.n; i++) {
+						cJSON *x = cJSON_CreateObject();
+						cJSON_AddStringToObject(x, "file", lora.path[i]);
+						cJSON_AddNumberToObject(x, "scale", lora.scale[i]);
+						cJSON_AddItemToArray(la, x);
+					}
+					cJSON_AddItemToObject(o, "lora", la);
+				}
 				if (sys) {
 					cJSON_AddNumberToObject(o, "mem_read_gbps", bw);
 					cJSON_AddNumberToObject(o, "sgemm_gflops", gf);
@@ -221,5 +250,6 @@ out:
 	free(logits);
 	llm_ctx_free(ctx);
 	llm_model_free(m);
+	cli_lora_free(&lora);
 	return rc;
 }

@@ -149,8 +149,8 @@ cmd_rate(int argc, char **argv)
 static void
 export_usage(FILE *out)
 {
-	fprintf(out, "usage: natter export --format FORMAT [--min-rating N] [--model SHA|NAME] [--since YYYY-MM-DD]\n"
-	    "       [--include-incomplete] [--include-legacy] [-o FILE] [--db FILE]\n"
+	fprintf(out, "usage: natter export --format FORMAT [--min-rating N] [--model SHA|NAME] [--adapter SHA|none]\n"
+	    "       [--since YYYY-MM-DD] [--include-incomplete] [--include-legacy] [-o FILE] [--db FILE]\n"
 	    "Rated replies as JSON lines; each prompt is what the model was fed for that reply.\n"
 	    "Formats:\n");
 	for (int f = 0; f < STORE_N_FORMATS; f++)
@@ -158,13 +158,15 @@ export_usage(FILE *out)
 	fprintf(out, "--min-rating N       a good reply: N stars or more (thumbs up counts 5, down 1); default 4\n"
 	    "--include-incomplete also replies that were stopped or cut off (context, max tokens, error)\n"
 	    "--include-legacy     also replies from before schema 3, their prompt rebuilt from the\n"
-	    "                     conversation as stored (what they were fed was not recorded)\n");
+	    "                     conversation as stored (what they were fed was not recorded)\n"
+	    "--adapter SHA|none   only replies made with the LoRA adapter whose SHA-256 starts with SHA\n"
+	    "                     (as natter chat /lora shows it), or with no adapter at all\n");
 }
 
 int
 cmd_export(int argc, char **argv)
 {
-	enum { OPT_INCOMPLETE = 1000, OPT_LEGACY };
+	enum { OPT_INCOMPLETE = 1000, OPT_LEGACY, OPT_ADAPTER };
 	static const struct option opts[] = {
 		{ "db", required_argument, NULL, 'd' },
 		{ "format", required_argument, NULL, 'f' },
@@ -174,6 +176,7 @@ cmd_export(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "include-incomplete", no_argument, NULL, OPT_INCOMPLETE },
 		{ "include-legacy", no_argument, NULL, OPT_LEGACY },
+		{ "adapter", required_argument, NULL, OPT_ADAPTER },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -204,6 +207,16 @@ cmd_export(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case OPT_INCOMPLETE: o.include_incomplete = 1; break;
 		case OPT_LEGACY: o.include_legacy = 1; break;
+		case OPT_ADAPTER:
+			/* A prefix of hex digits: nothing a LIKE pattern could read otherwise. */
+			if (strcmp(optarg, "none") && (!optarg[0] || strspn(optarg, "0123456789abcdefABCDEF") != strlen(optarg) ||
+			    strlen(optarg) > 64)) {
+				cli_error("export: --adapter wants the start of an adapter's SHA-256 (hex digits) or none, "
+				    "got '%s'", optarg);
+				return 2;
+			}
+			o.adapter = optarg;
+			break;
 		case 's': {
 			struct tm tm = { 0 };
 			char *e = strptime(optarg, "%Y-%m-%d", &tm);

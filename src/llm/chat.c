@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +23,10 @@
 struct alt {
 	char *content;
 	int64_t tag;
+	/* What it was generated under (made set), for A/B comparisons. */
+	int made;
+	struct sampler_params sp;
+	float scales[CHAT_MAX_ADAPTERS];
 };
 
 struct msg {
@@ -68,9 +73,17 @@ struct chat {
 	chat_progress_fn progress;
 	void *progress_ctx;
 
-	pthread_mutex_t mu;          /* guards sp and max_tokens */
+	pthread_mutex_t mu;          /* guards sp, max_tokens and ad_scale */
 	struct sampler_params sp;
 	int max_tokens;
+	/* LoRA adapters: owned; the scales set (guarded by mu), and those the
+	 * last reply used.  What the running reply overrides (chat_regenerate_with). */
+	struct lora_adapter *ad[CHAT_MAX_ADAPTERS];
+	float ad_scale[CHAT_MAX_ADAPTERS], ad_used[CHAT_MAX_ADAPTERS];
+	int n_ad;
+	struct sampler_params last_sp;
+	const struct sampler_params *ov_sp;
+	const float *ov_scales;
 	atomic_int cancel;
 	atomic_int token_delay_ms;
 };
@@ -197,6 +210,11 @@ load_template(struct chat *c, const char *spec, char *err, size_t errlen)
 	return 0;
 }
 
+static int adapters_open(struct chat *c, const struct chat_opts *o, char *err, size_t errlen);
+static int adapters_apply(struct chat *c, char *err, size_t errlen);
+static void params_now(struct chat *c, struct sampler_params *sp);
+static void alt_made(struct chat *c, int i, int k);
+
 /* Esc stops prompt processing too: the model asks between layers. */
 static int
 chat_abort_cb(void *ctx)
@@ -229,6 +247,8 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 	if (!c->ctx)
 		goto fail;
 	llm_ctx_set_abort(c->ctx, chat_abort_cb, c);
+	if (adapters_open(c, o, err, errlen) < 0)
+		goto fail;
 	if (llm_ctx_n_ctx(c->ctx) > llm_model_hparams(m)->n_ctx_train)
 		snprintf(c->warning, sizeof(c->warning), "a context of %d tokens is more than the %d this model was "
 		    "trained on; past that, replies may fall apart", llm_ctx_n_ctx(c->ctx), llm_model_hparams(m)->n_ctx_train);
@@ -283,6 +303,8 @@ chat_free(struct chat *c)
 	free(c->eos_text);
 	for (int i = 0; c->stops[i]; i++)
 		free(c->stops[i]);
+	for (int i = 0; i < c->n_ad; i++)
+		lora_free(c->ad[i]);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -463,8 +485,8 @@ alt_push(struct chat *c, int i, const char *text, size_t len)
 	t = dup_repaired(text, len);
 	if (!t)
 		return -1;
+	memset(&a[m->n_alts], 0, sizeof(a[m->n_alts]));
 	a[m->n_alts].content = t;
-	a[m->n_alts].tag = 0;
 	return m->n_alts++;
 }
 
@@ -836,6 +858,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	double t0 = now_ms(), t1, t_first = 0;
 
 	memset(st, 0, sizeof(*st));
+	params_now(c, &sp);   /* what a reply stopped before its first token records */
 	/* A stop requested before this point is not cleared: it stops this
 	 * reply (the front end pressed it while starting us). */
 	max_tokens = chat_max_tokens(c);
@@ -846,6 +869,9 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 			drop_msgs(c, c->n - 1, 1);
 		goto out;
 	}
+	/* Adapters changed since the last reply: the cache is read again. */
+	if (adapters_apply(c, err, errlen) < 0)
+		goto out;
 	n_dropped = first - c->first;
 	c->first = first;
 	st->prompt_tokens = (int)ids.n;
@@ -922,9 +948,10 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	st->prompt_ms = now_ms() - t1;
 	st->n_dropped = n_dropped;
 
-	chat_get_params(c, &sp);
+	params_now(c, &sp);
 	sampler_reset(c->smp, sp.seed);
 	st->seed = sampler_seed(c->smp);
+	c->last_sp.seed = st->seed;
 	{
 		size_t from = ids.n > (size_t)sp.penalty_last_n ? ids.n - sp.penalty_last_n : 0;
 		for (size_t i = from; i < ids.n; i++)
@@ -941,7 +968,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 			st->stop = CHAT_STOP_CANCEL;
 			break;
 		}
-		chat_get_params(c, &sp);          /* live changes apply from this token */
+		params_now(c, &sp);               /* live changes apply from this token */
 		max_tokens = chat_max_tokens(c);
 		if (max_tokens > 0 && st->n_gen >= max_tokens) {
 			st->stop = CHAT_STOP_LIMIT;
@@ -1031,6 +1058,7 @@ finish:
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
+		alt_made(c, target < 0 ? c->n - 1 : target, target < 0 ? 0 : k);
 	}
 	{
 		double t2 = now_ms();
@@ -1102,6 +1130,39 @@ chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *
 }
 
 int
+chat_regenerate_with(struct chat *c, const struct sampler_params *sp, const float *scales, chat_piece_fn cb,
+		     void *ctx, struct chat_stats *st, char *err, size_t errlen)
+{
+	struct sampler_params p;
+	float sc[CHAT_MAX_ADAPTERS];
+	int i = c->n - 1, rc;
+
+	if (i < 1 || strcmp(c->msgs[i].role, "assistant") || strcmp(c->msgs[i - 1].role, "user")) {
+		memset(st, 0, sizeof(*st));
+		snprintf(err, errlen, "there is no reply to regenerate");
+		return -1;
+	}
+	if (sp && sampler_params_check(sp, err, errlen) < 0) {
+		memset(st, 0, sizeof(*st));
+		return -1;
+	}
+	if (!sp)
+		next_seed(c);
+	if (sp)
+		p = *sp;
+	if (scales)
+		memcpy(sc, scales, (size_t)c->n_ad * sizeof(float));
+	c->ov_sp = sp ? &p : NULL;
+	c->ov_scales = scales ? sc : NULL;
+	c->n = i;
+	rc = generate(c, i, cb, ctx, st, err, errlen);
+	c->n = i + 1;
+	c->ov_sp = NULL;
+	c->ov_scales = NULL;
+	return rc;
+}
+
+int
 chat_set_param_str(struct chat *c, const char *name, const char *value, char *err, size_t errlen)
 {
 	struct sampler_params p;
@@ -1153,5 +1214,167 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 	if (sampler_params_check(&p, err, errlen) < 0)
 		return -1;
 	chat_set_params(c, &p);
+	return 0;
+}
+
+/* --- LoRA adapters --- */
+
+static int
+adapters_open(struct chat *c, const struct chat_opts *o, char *err, size_t errlen)
+{
+	if (o->n_lora < 0 || o->n_lora > CHAT_MAX_ADAPTERS) {
+		snprintf(err, errlen, "at most %d adapters", CHAT_MAX_ADAPTERS);
+		return -1;
+	}
+	for (int i = 0; i < o->n_lora; i++) {
+		if (lora_open(o->lora[i], c->m, o->lora_scale[i], o->lora_digest, &c->ad[i], err, errlen) < 0)
+			return -1;
+		c->ad_scale[i] = o->lora_scale[i];
+		c->n_ad = i + 1;
+	}
+	return adapters_apply(c, err, errlen);
+}
+
+/* Puts the scales in force for the next reply (the override of
+ * chat_regenerate_with, else the session's) on the model context; when
+ * they changed and the cache held anything, it is read again, and the
+ * notice callback says so.  Generating thread. */
+static int
+adapters_apply(struct chat *c, char *err, size_t errlen)
+{
+	float sc[CHAT_MAX_ADAPTERS];
+	int held = llm_ctx_n_past(c->ctx), rc;
+
+	if (c->n_ad == 0)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	memcpy(sc, c->ov_scales ? c->ov_scales : c->ad_scale, (size_t)c->n_ad * sizeof(float));
+	pthread_mutex_unlock(&c->mu);
+	rc = llm_ctx_set_adapters(c->ctx, (const struct lora_adapter *const *)c->ad, sc, c->n_ad, err, errlen);
+	if (rc < 0)
+		return -1;
+	memcpy(c->ad_used, sc, sizeof(sc));
+	if (rc == 1) {
+		c->cache.n = 0;
+		cache_text_set(c, NULL, 0, 0);
+		if (held > 0 && c->notice) {
+			char msg[200];
+			int on = 0;
+			for (int i = 0; i < c->n_ad; i++)
+				on += sc[i] != 0.0f;
+			snprintf(msg, sizeof(msg), "adapters changed (%d of %d on): reading the conversation again from the "
+			    "start (its %d cached tokens were computed with the old weights)", on, c->n_ad, held);
+			c->notice(c->notice_ctx, msg);
+		}
+	}
+	return 0;
+}
+
+/* The sampling parameters for the next token: the override, else the session's. */
+static void
+params_now(struct chat *c, struct sampler_params *sp)
+{
+	uint64_t seed = c->last_sp.seed;
+	if (c->ov_sp)
+		*sp = *c->ov_sp;
+	else
+		chat_get_params(c, sp);
+	c->last_sp = *sp;
+	c->last_sp.seed = seed;   /* the seed actually used, set once per reply */
+}
+
+void
+chat_last_params(const struct chat *c, struct sampler_params *p)
+{
+	*p = c->last_sp;
+}
+
+int chat_n_adapters(const struct chat *c) { return c->n_ad; }
+
+const struct lora_adapter *
+chat_adapter(const struct chat *c, int i)
+{
+	return i >= 0 && i < c->n_ad ? c->ad[i] : NULL;
+}
+
+float
+chat_adapter_scale(struct chat *c, int i)
+{
+	float v;
+	if (i < 0 || i >= c->n_ad)
+		return 0.0f;
+	pthread_mutex_lock(&c->mu);
+	v = c->ad_scale[i];
+	pthread_mutex_unlock(&c->mu);
+	return v;
+}
+
+float
+chat_adapter_scale_used(const struct chat *c, int i)
+{
+	return i >= 0 && i < c->n_ad ? c->ad_used[i] : 0.0f;
+}
+
+int
+chat_set_adapter_scale(struct chat *c, int i, float scale, char *err, size_t errlen)
+{
+	if (i < 0 || i >= c->n_ad) {
+		snprintf(err, errlen, c->n_ad ? "there is no adapter %d (the session has %d)" :
+		    "there is no adapter %d (start with --lora FILE to load one)", i + 1, c->n_ad);
+		return -1;
+	}
+	if (!isfinite(scale) || fabsf(scale) > 1e6f) {
+		snprintf(err, errlen, "an adapter's scale is a number (0 turns it off)");
+		return -1;
+	}
+	pthread_mutex_lock(&c->mu);
+	c->ad_scale[i] = scale;
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
+int
+chat_adapter_find(const struct chat *c, const char *name)
+{
+	char *end;
+	long k;
+
+	if (!name || !*name)
+		return -1;
+	k = strtol(name, &end, 10);
+	if (end != name && !*end)
+		return k >= 1 && k <= c->n_ad ? (int)k - 1 : -1;
+	for (int i = 0; i < c->n_ad; i++) {
+		const char *path = lora_path(c->ad[i]), *base = strrchr(path, '/');
+		size_t bl;
+		base = base ? base + 1 : path;
+		bl = strlen(base);
+		if (!strcmp(lora_name(c->ad[i]), name) || !strcmp(base, name) ||
+		    (bl > 5 && !strcmp(base + bl - 5, ".gguf") && strlen(name) == bl - 5 && !strncmp(base, name, bl - 5)))
+			return i;
+	}
+	return -1;
+}
+
+/* Notes what alternative K of message I was just generated under. */
+static void
+alt_made(struct chat *c, int i, int k)
+{
+	struct alt *a = &c->msgs[i].alts[k];
+	a->made = 1;
+	a->sp = c->last_sp;
+	memcpy(a->scales, c->ad_used, sizeof(a->scales));
+}
+
+int
+chat_alt_settings(const struct chat *c, int i, int k, struct sampler_params *sp, float *scales)
+{
+	const struct alt *a;
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts || !c->msgs[i].alts[k].made)
+		return -1;
+	a = &c->msgs[i].alts[k];
+	*sp = a->sp;
+	if (scales)
+		memcpy(scales, a->scales, (size_t)c->n_ad * sizeof(float));
 	return 0;
 }

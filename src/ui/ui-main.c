@@ -168,6 +168,7 @@ ui_run(struct ui_opts *o)
 	free(u->msgs);
 	free(u->sbuf);
 	free(u->unsent);
+	free(u->ab_a);
 	if (u->wake[0] >= 0) {
 		close(u->wake[0]);
 		close(u->wake[1]);

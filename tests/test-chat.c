@@ -3,7 +3,9 @@
 
 #include <math.h>
 
+#include "natter/chat-engine.h"
 #include "natter/chat.h"
+#include "natter/think.h"
 #include "natter/llm.h"
 #include "natter/tok.h"
 #include "test.h"
@@ -561,12 +563,395 @@ test_stops(const char *path)
 	llm_model_free(m);
 }
 
+/* --- the engine interface, over a scripted engine: what the session does
+ * on its own (stop strings across pieces, the window, notices, cancel)
+ * does not depend on the in-process engine. --- */
+
+struct fake {
+	int capacity;              /* turns that fit (the system prompt counts) */
+	int n_prepared;            /* turns of the last prepare */
+	char prompt[256];          /* "role:content|..." of the last run */
+	char pend[256];
+	const char *const *pieces; /* what each run produces */
+	int sent_top_k;
+	int runs, freed;
+	int cancel_after;          /* stops itself after this many pieces when the session is cancelled */
+};
+
+static int
+fake_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int think, char *err, size_t errlen)
+{
+	struct fake *f = e;
+	size_t k = 0;
+	(void)max_tokens;
+	(void)think;
+	f->n_prepared = n;
+	f->pend[0] = 0;
+	for (int i = 0; i < n; i++)
+		k += (size_t)snprintf(f->pend + k, k < sizeof(f->pend) ? sizeof(f->pend) - k : 0, "%s:%s|", t[i].role,
+		    t[i].content);
+	if (n <= f->capacity)
+		return CHAT_FIT_OK;
+	snprintf(err, errlen, "fake: %d turns do not fit in %d", n, f->capacity);
+	return CHAT_FIT_NO;
+}
+
+static int
+fake_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t errlen)
+{
+	struct fake *f = e;
+	(void)err;
+	(void)errlen;
+	snprintf(f->prompt, sizeof(f->prompt), "%s", f->pend);
+	f->runs++;
+	st->stop = CHAT_STOP_EOG;
+	for (int i = 0; f->pieces[i]; i++) {
+		if (chat_run_cancelled(r)) {
+			st->stop = CHAT_STOP_CANCEL;
+			break;
+		}
+		st->n_gen++;
+		if (chat_run_piece(r, f->pieces[i], strlen(f->pieces[i])) == CHAT_RUN_STOP) {
+			st->stop = CHAT_STOP_STRING;
+			break;
+		}
+	}
+	return 0;
+}
+
+static void fake_free(void *e) { ((struct fake *)e)->freed++; }
+static void fake_info(void *e, struct chat_engine_info *i) { (void)e; i->kind = "fake"; i->template_name = "none"; }
+static const char *fake_prompt_text(void *e, size_t *len) { *len = strlen(((struct fake *)e)->prompt); return ((struct fake *)e)->prompt; }
+static char *fake_render(void *e, const struct chat_turn *t, int n, int think, char *err, size_t errlen)
+{
+	(void)e; (void)t; (void)think; (void)err; (void)errlen;
+	return n > 0 ? strdup(t[n - 1].content) : strdup("");
+}
+static int fake_zero(void *e) { (void)e; return 0; }
+static int fake_param_sent(void *e, const char *name) { return strcmp(name, "top_k") || ((struct fake *)e)->sent_top_k; }
+
+static const struct chat_engine_ops fake_ops = {
+	.kind = "fake", .prepare = fake_prepare, .run = fake_run, .free = fake_free, .info = fake_info,
+	.prompt_text = fake_prompt_text, .render = fake_render, .ctx_used = fake_zero, .ctx_size = fake_zero,
+	.param_sent = fake_param_sent,
+};
+
+struct collect {
+	char text[256];
+	int calls;
+};
+
+static int
+collect_piece(void *ctx, const char *p, size_t n)
+{
+	struct collect *c = ctx;
+	size_t l = strlen(c->text);
+	snprintf(c->text + l, sizeof(c->text) - l, "%.*s", (int)n, p);
+	c->calls++;
+	return 0;
+}
+
+static int n_notices;
+static void count_notice(void *ctx, const char *msg) { (void)ctx; (void)msg; n_notices++; }
+
+static void
+test_engine_interface(void)
+{
+	static const char *const script[] = { "Hel", "lo S", "TO", "P never shown", NULL };
+	static const char *const plain[] = { "a", "b", NULL };
+	struct fake f = { 3, 0, "", "", script, 0, 0, 0, 0 };
+	struct chat_opts o;
+	struct chat_engine_info info;
+	struct chat_stats st;
+	struct collect got = { "", 0 };
+	struct chat *c;
+	char err[256];
+	size_t len;
+
+	chat_opts_default(&o);
+	o.system_prompt = "Be brief.";
+	o.stop[0] = "STOP";
+	CHECK(chat_new_engine(&fake_ops, &f, &o, &c, err, sizeof(err)) == 0, "chat_new_engine: %s", err);
+	chat_engine_info(c, &info);
+	CHECK(!strcmp(info.kind, "fake") && !strcmp(chat_template_name(c), "none") && !chat_template_source(c),
+	    "the engine describes itself");
+	CHECK(chat_ctx_size(c) == 0 && chat_param_sent(c, "top_k") == 0 && chat_param_sent(c, "temp") == 1,
+	    "unknown context, a parameter not sent");
+	chat_add_user(c, "hi", 2);
+	CHECK(chat_generate(c, collect_piece, &got, &st, err, sizeof(err)) == 0, "generate: %s", err);
+	/* The stop string spans three pieces: what precedes it is shown, it is not. */
+	CHECK(!strcmp(got.text, "Hello ") && !strcmp(chat_message_content(c, 1), "Hello ") &&
+	    st.stop == CHAT_STOP_STRING, "stop string across pieces: [%s] [%s] %s", got.text,
+	    chat_message_content(c, 1), chat_stop_name(st.stop));
+	CHECK(!strcmp(chat_prompt_text(c, &len), "system:Be brief.|user:hi|") && len == strlen(f.prompt),
+	    "the prompt is the engine's: %s", chat_prompt_text(c, NULL));
+	CHECK(chat_prompt_n_messages(c) == 2 && st.n_ctx == 0 && st.ttft_ms >= 0, "fed two messages");
+	/* The window: a fourth turn does not fit; the oldest pair is dropped
+	 * and the front end told. */
+	f.pieces = plain;
+	chat_set_notice(c, count_notice, NULL);
+	chat_add_user(c, "again", 5);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "turn 2: %s", err);
+	CHECK(chat_window_start(c) == 2 && chat_prompt_dropped(c) == 2 && n_notices == 1 && st.n_dropped == 2 &&
+	    !strcmp(f.prompt, "system:Be brief.|user:again|"), "oldest turn dropped: first %d, %s",
+	    chat_window_start(c), f.prompt);
+	CHECK(!strcmp(chat_message_content(c, 3), "ab") && st.stop == CHAT_STOP_EOG && st.n_gen == 2, "turn 2 reply");
+	/* A conversation the engine cannot take at all: refused, message withdrawn. */
+	f.capacity = 1;
+	chat_add_user(c, "too much", 8);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) < 0 && strstr(err, "do not fit") &&
+	    chat_n_messages(c) == 4, "refused and withdrawn: %s (%d)", err, chat_n_messages(c));
+	f.capacity = 3;
+	/* A stop pressed before the reply starts stops it; the reply is kept. */
+	chat_add_user(c, "stop me", 7);
+	chat_cancel(c);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop == CHAT_STOP_CANCEL &&
+	    !strcmp(chat_message_content(c, 5), ""), "cancelled: %s", chat_stop_name(st.stop));
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop == CHAT_STOP_EOG &&
+	    chat_alt_count(c, 5) == 2 && !strcmp(chat_message_content(c, 5), "ab"), "the cancel ended with its reply");
+	chat_free(c);
+	CHECK(f.freed == 1 && f.runs == 4, "the engine is freed with the session (%d runs)", f.runs);
+	/* A session that cannot be made frees the engine it was given. */
+	f.freed = 0;
+	o.sp.temp = -1;
+	CHECK(chat_new_engine(&fake_ops, &f, &o, &c, err, sizeof(err)) < 0 && f.freed == 1 && !c, "bad options: %s", err);
+}
+
+/* What a reply streamed: raw through the piece callback, labelled through
+ * the split callback. */
+struct streamed {
+	char raw[4096], reason[4096], answer[4096];
+	size_t nraw, nreason, nanswer;
+	int order_ok;              /* no reasoning piece after an answer piece */
+	int counts_ok;             /* the live counts never go down, nor past each other */
+	int last_gen, last_reason, n_pieces;
+	int stop_after;            /* stop after this many pieces (0: never) */
+	int stop_gen;              /* the tokens generated when it asked to stop */
+};
+
+static void
+add(char *buf, size_t *n, size_t cap, const char *s, size_t len)
+{
+	if (*n + len < cap) {
+		memcpy(buf + *n, s, len);
+		*n += len;
+		buf[*n] = 0;
+	}
+}
+
+static int
+raw_piece(void *ctx, const char *p, size_t n)
+{
+	struct streamed *s = ctx;
+	add(s->raw, &s->nraw, sizeof(s->raw), p, n);
+	return 0;
+}
+
+static int
+split_piece(void *ctx, const struct chat_piece *p)
+{
+	struct streamed *s = ctx;
+	if (p->kind == CHAT_PIECE_REASONING) {
+		if (s->nanswer)
+			s->order_ok = 0;
+		add(s->reason, &s->nreason, sizeof(s->reason), p->text, p->len);
+	} else {
+		add(s->answer, &s->nanswer, sizeof(s->answer), p->text, p->len);
+	}
+	if (p->len == 0 || p->n_gen < s->last_gen || p->n_reasoning < s->last_reason || p->n_reasoning > p->n_gen)
+		s->counts_ok = 0;
+	s->last_gen = p->n_gen;
+	s->last_reason = p->n_reasoning;
+	s->n_pieces++;
+	if (s->stop_after && s->n_pieces == s->stop_after)
+		s->stop_gen = p->n_gen;
+	return s->stop_after && s->n_pieces >= s->stop_after;
+}
+
+static void
+streamed_reset(struct streamed *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->order_ok = s->counts_ok = 1;
+}
+
+/* Reasoning models, with templates whose generation prompt opens the
+ * reasoning (DeepSeek-R1's): the reply is split as it streams, each
+ * alternative keeps its reasoning apart from its answer, the next prompt
+ * renders the answer only, tokens are counted by kind, and Qwen3's
+ * enable_thinking reaches the template. */
+static void
+test_reasoning(const char *path, const char *dir)
+{
+	struct llm_model *m;
+	struct chat *c;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct streamed s;
+	char err[512], r1[4096], tmpl_r1[4096], tmpl_qwen[4096], tags[128];
+	const char *rs;
+	size_t plen;
+
+	snprintf(tmpl_r1, sizeof(tmpl_r1), "%s/templates/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", dir);
+	snprintf(tmpl_qwen, sizeof(tmpl_qwen), "%s/templates/Qwen-Qwen3.jinja", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.sp.seed = 1;       /* a fixed seed: the same prompt gives the same reply in another session */
+	o.max_tokens = 24;
+	o.n_threads = 2;
+	o.n_ctx = 512;
+	o.template_spec = tmpl_r1;
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
+	if (!c) {
+		llm_model_free(m);
+		return;
+	}
+	streamed_reset(&s);
+	chat_set_split(c, split_piece, &s);
+	chat_add_user(c, "Tell me a dream", 15);
+	CHECK(chat_generate(c, raw_piece, &s, &st, err, sizeof(err)) == 0, "generate: %s", err);
+	rs = chat_prompt_text(c, &plen);
+	CHECK(think_prompt_opens(rs, plen, NULL, NULL), "the R1 template opens the reasoning: %s", rs);
+	/* The whole reply is reasoning: no close tag ever comes. */
+	CHECK(st.n_gen > 0 && st.n_reasoning == st.n_gen, "all %d tokens are reasoning (%d)", st.n_gen, st.n_reasoning);
+	CHECK(s.nraw > 0 && !strcmp(s.reason, s.raw) && s.nanswer == 0, "streamed: raw '%s', reasoning '%s', answer '%s'",
+	    s.raw, s.reason, s.answer);
+	CHECK(s.order_ok && s.counts_ok && s.last_gen <= st.n_gen, "live counts (last %d of %d)", s.last_gen, st.n_gen);
+	CHECK(!strcmp(chat_message_content(c, 1), "") && chat_message_reasoning(c, 1) &&
+	    !strcmp(chat_message_reasoning(c, 1), s.raw), "the message: answer '%s', reasoning '%s'",
+	    chat_message_content(c, 1), chat_message_reasoning(c, 1) ? chat_message_reasoning(c, 1) : "(none)");
+	CHECK(chat_alt_reasoning_tokens(c, 1, 0) == st.n_reasoning, "the alternative keeps its token count");
+	snprintf(r1, sizeof(r1), "%s", s.raw);
+
+	/* The next turn renders the reply from its answer: the reasoning is
+	 * not fed again (as R1's and Qwen3's templates themselves do). */
+	chat_add_user(c, "And then", 8);
+	streamed_reset(&s);
+	CHECK(chat_generate(c, raw_piece, &s, &st, err, sizeof(err)) == 0, "turn 2: %s", err);
+	rs = chat_prompt_text(c, &plen);
+	CHECK(strlen(r1) > 8 && !strstr(rs, r1), "turn 2's prompt leaves out turn 1's reasoning: %s", rs);
+	CHECK(chat_prompt_n_messages(c) == 3 && !strcmp(chat_prompt_message(c, 1, NULL), ""),
+	    "the fed reply is its answer");
+
+	/* A regeneration is an alternative with its own reasoning; the first keeps its own. */
+	streamed_reset(&s);
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "regenerate: %s", err);
+	CHECK(chat_alt_count(c, 3) == 2 && chat_alt_reasoning(c, 3, 0) && chat_alt_reasoning(c, 3, 1) &&
+	    strcmp(chat_alt_reasoning(c, 3, 0), chat_alt_reasoning(c, 3, 1)) != 0, "two alternatives, two reasonings");
+	CHECK(chat_alt_select(c, 3, 0) == 0 && chat_message_reasoning(c, 3) == chat_alt_reasoning(c, 3, 0),
+	    "the selected alternative's reasoning");
+	CHECK(chat_alt_set_reasoning(c, 3, 2, "x", 1, 1) < 0 && chat_alt_set_reasoning(c, 9, 0, "x", 1, 1) < 0,
+	    "bad indexes refused");
+	CHECK(chat_alt_set_reasoning(c, 3, 1, NULL, 0, 0) == 0 && chat_alt_reasoning(c, 3, 1) == NULL &&
+	    chat_alt_reasoning_tokens(c, 3, 1) == 0, "reasoning removed");
+
+	/* The split callback can stop the reply, like the piece callback. */
+	chat_add_user(c, "Stop soon", 9);
+	streamed_reset(&s);
+	s.stop_after = 2;
+	/* (What the stop strings and the tags held back still follows: it is
+	 * part of the reply as stored.) */
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop == CHAT_STOP_CANCEL &&
+	    s.stop_gen > 0 && st.n_gen == s.stop_gen, "stopped from the split callback (%s, %d tokens, asked at %d)",
+	    chat_stop_name(st.stop), st.n_gen, s.stop_gen);
+	chat_free(c);
+
+	/* The same reply with a close tag that does come -- a word from inside
+	 * it: the same tokens (same prompt, same seed), now reasoning up to the
+	 * word and answer after it. */
+	{
+		const char *w = strchr(r1 + 3, ' '), *at;
+		char word[16];
+		size_t wl = 0;
+		if (w)
+			while (w[1 + wl] && w[1 + wl] != ' ' && wl < 5)
+				wl++;
+		CHECK(w && wl >= 2, "a word to close on in '%s'", r1);
+		if (!w || wl < 2) {
+			llm_model_free(m);
+			return;
+		}
+		snprintf(word, sizeof(word), "%.*s", (int)wl, w + 1);
+		at = strstr(r1, word);
+		snprintf(tags, sizeof(tags), "<think> %s", word);
+		o.think_tags = tags;
+		CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new with tags '%s': %s", tags, err);
+		streamed_reset(&s);
+		chat_set_split(c, split_piece, &s);
+		chat_add_user(c, "Tell me a dream", 15);
+		CHECK(chat_generate(c, raw_piece, &s, &st, err, sizeof(err)) == 0, "generate: %s", err);
+		{
+			char want_r[4096];
+			const char *want_a = at + wl;
+			snprintf(want_r, sizeof(want_r), "%.*s", (int)(at - r1), r1);
+			while (*want_a == ' ' || *want_a == '\n')
+				want_a++;
+			CHECK(!strcmp(s.raw, r1), "the same reply: '%s' / '%s'", s.raw, r1);
+			CHECK(!strcmp(s.reason, want_r) && !strcmp(s.answer, want_a) && s.order_ok,
+			    "closed on '%s': reasoning '%s' (want '%s'), answer '%s' (want '%s')", word, s.reason, want_r,
+			    s.answer, want_a);
+			CHECK(!strcmp(chat_message_content(c, 1), want_a) && chat_message_reasoning(c, 1) &&
+			    !strcmp(chat_message_reasoning(c, 1), want_r), "stored apart");
+			CHECK(st.n_reasoning > 0 && st.n_reasoning < st.n_gen, "%d of %d tokens reasoning", st.n_reasoning,
+			    st.n_gen);
+			printf("reasoning closed on '%s': %d of %d tokens reasoning, answer '%s'\n", word, st.n_reasoning,
+			    st.n_gen, s.answer);
+		}
+		chat_free(c);
+		o.think_tags = "<think>";
+		CHECK(chat_new(m, &o, &c, err, sizeof(err)) < 0 && strstr(err, "reasoning tags") && strstr(err, "two tags"),
+		    "one tag refused: %s", err);
+		o.think_tags = NULL;
+	}
+
+	/* Qwen3's enable_thinking: on the next render, as the template reads it. */
+	o.template_spec = tmpl_qwen;
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new (Qwen3): %s", err);
+	if (c) {
+		char *r;
+		size_t n;
+		CHECK(chat_template_thinks(c) && chat_think(c) == CHAT_THINK_DEFAULT, "Qwen3 reads enable_thinking");
+		chat_add_user(c, "Hello!", 6);
+		r = chat_render(c, err, sizeof(err));
+		n = r ? strlen(r) : 0;
+		CHECK(r && n > 22 && !strcmp(r + n - 22, "<|im_start|>assistant\n"), "default: no think block: %s", r);
+		free(r);
+		chat_set_think(c, CHAT_THINK_OFF);
+		r = chat_render(c, err, sizeof(err));
+		CHECK(r && strstr(r, "<|im_start|>assistant\n<think>\n\n</think>\n\n") && chat_think(c) == CHAT_THINK_OFF,
+		    "off: an empty think block closes the reasoning: %s", r);
+		free(r);
+		chat_set_think(c, CHAT_THINK_ON);
+		r = chat_render(c, err, sizeof(err));
+		n = r ? strlen(r) : 0;
+		CHECK(r && !strstr(r, "<think>") && !strcmp(r + n - 22, "<|im_start|>assistant\n"), "on: %s", r);
+		free(r);
+		/* Off: the prompt does not open the reasoning, and this model
+		 * writes none: the reply has no reasoning part. */
+		chat_set_think(c, CHAT_THINK_OFF);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "generate (off): %s", err);
+		rs = chat_prompt_text(c, &plen);
+		CHECK(!think_prompt_opens(rs, plen, NULL, NULL) && strstr(rs, "</think>"), "the prompt closed it: %s", rs);
+		CHECK(chat_message_reasoning(c, 1) == NULL && st.n_reasoning == 0 && st.n_gen > 0 &&
+		    strlen(chat_message_content(c, 1)) > 0, "no reasoning: %d tokens", st.n_reasoning);
+		chat_free(c);
+	}
+	o.template_spec = tmpl_r1;
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0 && !chat_template_thinks(c), "R1's template has no enable_thinking");
+	chat_free(c);
+	llm_model_free(m);
+}
+
 int
 main(void)
 {
 	const char *dir = test_fixtures();
 	char path[4096];
 
+	test_engine_interface();
 	if (!dir) {
 		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
 		return test_done("test-chat");
@@ -579,5 +964,6 @@ main(void)
 	test_live_and_stops(path);
 	test_alternatives_and_edits(path);
 	test_stops(path);
+	test_reasoning(path, dir);
 	return test_done("test-chat");
 }

@@ -87,6 +87,12 @@ has "chat --plain" "$tmp/err" "$msg"
 "$NATTER_BIN" serve -m "$LL" --port 0 --no-history --lora "$bad_a" >/dev/null 2>"$tmp/err"
 check "serve: status" 1 $?
 has "serve" "$tmp/err" "$msg"
+# A model on a server has no weights here: --lora is refused before anything is sent (port 9,
+# discard: nothing listens).
+echo hello | "$NATTER_BIN" chat --plain --remote http://127.0.0.1:9/v1 -m any --no-history --lora "$bad_a" \
+	>/dev/null 2>"$tmp/err"
+check "chat --remote --lora: status" 1 $?
+has "chat --remote --lora" "$tmp/err" "--lora: LoRA adapters apply to a model run here, not to one on a server (http://127.0.0.1:9/v1)"
 
 # --- an adapter to work with: taught six replies (as in test-finetune.sh) ---
 A=$tmp/taught.gguf

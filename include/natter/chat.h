@@ -1,4 +1,4 @@
-/* chat.h -- chat sessions: templates, KV reuse across turns, streaming replies, live parameters, alternatives and edits. */
+/* chat.h -- chat sessions: the conversation, streaming replies, live parameters, alternatives and edits, over an in-process model or a remote server. */
 #ifndef NATTER_CHAT_H
 #define NATTER_CHAT_H
 
@@ -10,9 +10,19 @@
 
 struct llm_model;
 struct chat;
+struct chat_engine_info;
 
 /* LoRA adapters a session holds at most. */
 #define CHAT_MAX_ADAPTERS 8
+
+/*
+ * A session is the conversation (this header) over an engine that
+ * produces the replies (chat-engine.h): chat_new makes one over a model
+ * in this process; remote_chat_new (natter/remote.h) one over an
+ * OpenAI-compatible server.  Everything here works the same over both;
+ * what an engine cannot know reads as 0 or NULL (chat_ctx_size of a remote
+ * server, chat_template_source, chat_prompt_tokens).
+ */
 
 struct chat_opts {
 	const char *template_spec;   /* NULL: the model's own; else a built-in name or a file */
@@ -22,9 +32,12 @@ struct chat_opts {
 	int max_tokens;              /* per reply; 0: until end of turn or context */
 	struct sampler_params sp;
 	const char *stop[8];         /* extra stop strings, NULL-terminated */
-	/* LoRA adapters (--lora FILE[:SCALE]): chat_new opens each against
-	 * the model; LORA_SCALE is its user scale (0: loaded but off).
-	 * LORA_DIGEST, if set, hashes each file for the record (lora_sha256). */
+	const char *think_tags;      /* the reasoning's open and close tags, "OPEN CLOSE";
+				      * NULL: "<think> </think>" */
+	/* LoRA adapters (--lora FILE[:SCALE]), for a model run in process:
+	 * chat_new opens each against the model; LORA_SCALE is its user scale
+	 * (0: loaded but off).  LORA_DIGEST, if set, hashes each file for the
+	 * record (lora_sha256).  Another engine refuses them. */
 	const char *lora[CHAT_MAX_ADAPTERS];
 	float lora_scale[CHAT_MAX_ADAPTERS];
 	int n_lora;
@@ -53,8 +66,15 @@ struct chat_stats {
 	int n_ctx_used, n_ctx;
 	int n_dropped;         /* messages dropped to fit the context this turn */
 	int prompt_tokens;     /* the whole prompt fed, in tokens (reused and new) */
+	int n_reasoning;       /* of n_gen, the tokens of the reasoning (its tags included);
+				* the answer had n_gen - n_reasoning */
 	enum chat_stop stop;
 	uint64_t seed;
+	int gen_counted;       /* n_gen counts the pieces that arrived, not tokens: a remote
+				* server reported no usage (0 with an in-process model) */
+	int reasoning_counted; /* n_reasoning counts the pieces of the reasoning that arrived,
+				* not tokens: a remote server gave no count of its reasoning
+				* tokens (0 with an in-process model) */
 };
 
 /*
@@ -67,9 +87,19 @@ struct chat_stats {
 int chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char *err, size_t errlen);
 void chat_free(struct chat *c);
 
+/* What engine the session runs over (kind "local" or "remote", the
+ * endpoint and model id of a remote one, the architecture of a local
+ * one ...): I is filled with strings borrowed from the session. */
+void chat_engine_info(const struct chat *c, struct chat_engine_info *i);
+/* Whether sampling parameter NAME (as chat_set_param_str names it)
+ * reaches the model: 0 for one a remote server is not sent (it rejected
+ * it, or --remote-extras off).  Any thread. */
+int chat_param_sent(const struct chat *c, const char *name);
+
 /* What the template is: "model" or the built-in or file name (borrowed). */
 const char *chat_template_name(const struct chat *c);
-/* The template's text as compiled (borrowed). */
+/* The template's text as compiled (borrowed); NULL when the engine does
+ * not know it (a remote server applies its own). */
 const char *chat_template_source(const struct chat *c);
 /* What chat_new found doubtful in its options without refusing them (a
  * context longer than the model was trained for), for the front end to
@@ -80,13 +110,52 @@ int chat_set_system(struct chat *c, const char *text);
 const char *chat_system(const struct chat *c);
 /* Appends a user message (copied).  Invalid UTF-8 is repaired. */
 int chat_add_user(struct chat *c, const char *text, size_t len);
-/* Appends a message of any role (resuming a stored conversation). */
+/* Appends a message of any role (resuming a stored conversation); TEXT
+ * is taken as it is (an assistant message's reasoning: chat_alt_set_reasoning). */
 int chat_add_message(struct chat *c, const char *role, const char *text, size_t len);
 
-/* Called with each printable piece of the reply (never a split UTF-8
- * character, never a prefix of a stop string that may still complete);
- * return nonzero to stop.  Runs on the generating thread. */
+/* Called with each printable piece of the reply as the model wrote it,
+ * reasoning tags and all (never a split UTF-8 character, never a prefix
+ * of a stop string that may still complete); return nonzero to stop.
+ * Runs on the generating thread. */
 typedef int (*chat_piece_fn)(void *ctx, const char *piece, size_t len);
+
+/*
+ * Reasoning.  Models such as Qwen3 and DeepSeek-R1 write their reasoning
+ * between tags (chat_opts.think_tags) before the answer, or start inside
+ * it when the rendered prompt ends with the open tag (think_prompt_opens;
+ * only an engine that renders the prompt itself can tell).  A remote
+ * server that parses the reasoning out (reasoning_content) has it passed
+ * on between the same tags.  The session splits each reply as it streams
+ * (think.h), whichever engine produced it: an assistant alternative holds
+ * the answer as its content and the reasoning apart (chat_alt_reasoning);
+ * earlier turns are fed from the answer alone.
+ */
+enum chat_piece_kind { CHAT_PIECE_ANSWER = 0, CHAT_PIECE_REASONING = 1 };
+struct chat_piece {
+	enum chat_piece_kind kind;
+	const char *text;      /* tags left out; never empty */
+	size_t len;
+	int n_gen;             /* tokens generated so far (a remote engine's: pieces) */
+	int n_reasoning;       /* of them, the reasoning's */
+};
+/* Called with each piece of the reply, labelled; return nonzero to stop.
+ * Runs on the generating thread. */
+typedef int (*chat_split_fn)(void *ctx, const struct chat_piece *p);
+/* Sets the labelled stream (NULL: none), called besides chat_generate's
+ * piece callback (pass that one NULL to have only this).  Set it while no
+ * reply runs. */
+void chat_set_split(struct chat *c, chat_split_fn fn, void *ctx);
+
+/* Qwen3's switch: the template variable enable_thinking, passed to each
+ * render from the next one on.  CHAT_THINK_DEFAULT leaves it undefined
+ * (the template's own default).  Any thread. */
+enum chat_think { CHAT_THINK_DEFAULT = 0, CHAT_THINK_ON = 1, CHAT_THINK_OFF = -1 };
+void chat_set_think(struct chat *c, enum chat_think t);
+enum chat_think chat_think(struct chat *c);
+/* Whether the template reads enable_thinking at all (its text names it;
+ * 0 when the engine does not know the template, as over a remote server). */
+int chat_template_thinks(const struct chat *c);
 /* Told what the session did on its own: turns dropped to fit the context,
  * a regeneration moved to the next seed.  Runs on the generating thread. */
 typedef void (*chat_notice_fn)(void *ctx, const char *msg);
@@ -108,8 +177,11 @@ void chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx);
  * (chat_window_start) and the notice callback is told.  Returns 0 with ST
  * filled, or -1 with ERR set when no reply could be started (a message
  * longer than the whole context, a template that refuses the
- * conversation, ...): the unanswered user message at the end is then
- * removed from the conversation.
+ * conversation, ...): when the conversation itself is at fault (it does
+ * not fit, the template refuses it) the unanswered user message at the
+ * end is removed from the conversation; when the engine failed (an
+ * evaluation error, a server that could not be reached or refused the
+ * request) it stays, and chat_regenerate answers it again.
  */
 int chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
 /* Generates the last reply again as a new alternative of that message (the
@@ -124,7 +196,8 @@ int chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_sta
 int chat_check(struct chat *c, char *err, size_t errlen);
 
 /* What the last reply was generated from, exactly: the rendered prompt
- * (borrowed, valid until the next generation), and the messages fed, in
+ * (a remote engine: the request body sent, which holds no credentials;
+ * borrowed, valid until the next generation), and the messages fed, in
  * order, the system prompt first when there was one, after any dropping
  * (chat_prompt_message returns the content and sets *ROLE; borrowed).
  * chat_prompt_dropped is how many earlier messages were left out. */
@@ -151,7 +224,13 @@ void chat_cancel(struct chat *c);
  * thread that starts generations, after it has learnt that the last one
  * ended and before it starts the next. */
 void chat_cancel_reset(struct chat *c);
-/* Sampling parameters, applied from the next token on.  Any thread. */
+/* The parameters the last reply was produced under: those in force when
+ * it ended (a change made while it streamed applied from the next token),
+ * or, over an engine that sends them once (a remote server), those sent
+ * with its request.  The session's thread. */
+void chat_reply_params(const struct chat *c, struct sampler_params *p, int *max_tokens);
+/* Sampling parameters, applied from the next token on (over a remote
+ * server: from the next request).  Any thread. */
 void chat_set_params(struct chat *c, const struct sampler_params *p);
 void chat_get_params(struct chat *c, struct sampler_params *p);
 void chat_set_max_tokens(struct chat *c, int max_tokens);
@@ -161,16 +240,17 @@ void chat_set_token_delay(struct chat *c, int ms);
 int chat_max_tokens(struct chat *c);
 
 /*
- * The session's LoRA adapters (chat_opts.lora), in the order given; each
- * weight product adds scale x alpha / rank x B (A x) of every adapter
- * whose scale is not 0.  chat_adapter is borrowed for the session's life.
- * chat_adapter_scale is the scale set now; chat_set_adapter_scale changes
- * it (0: off) from the next reply on -- a reply never changes weights
- * midway -- and that reply first reads the whole conversation again (the
- * cached keys and values were computed with the old weights; the notice
- * callback says so).  chat_adapter_scale_used is the scale the last reply
- * was generated with.  Setters return 0, or -1 with ERR (no such adapter,
- * not a finite number).  Any thread, like chat_set_params.
+ * The session's LoRA adapters (chat_opts.lora; none over a remote
+ * server), in the order given; each weight product adds scale x alpha /
+ * rank x B (A x) of every adapter whose scale is not 0.  chat_adapter is
+ * borrowed for the session's life.  chat_adapter_scale is the scale set
+ * now; chat_set_adapter_scale changes it (0: off) from the next reply on
+ * -- a reply never changes weights midway -- and that reply first reads
+ * the whole conversation again (the cached keys and values were computed
+ * with the old weights; the notice callback says so).
+ * chat_adapter_scale_used is the scale the last reply was generated with.
+ * Setters return 0, or -1 with ERR (no such adapter, not a finite
+ * number).  Any thread, like chat_set_params.
  */
 int chat_n_adapters(const struct chat *c);
 const struct lora_adapter *chat_adapter(const struct chat *c, int i);
@@ -181,10 +261,9 @@ int chat_set_adapter_scale(struct chat *c, int i, float scale, char *err, size_t
  * general.name, or its file name with or without ".gguf"; -1 if none. */
 int chat_adapter_find(const struct chat *c, const char *name);
 
-/* The sampling parameters the last reply ended with (a change made while
- * it streamed applied from the next token), with SEED the seed it
- * actually used (never SAMPLER_SEED_RANDOM once a reply ran).  The
- * session's thread. */
+/* The sampling parameters the last reply was produced under
+ * (chat_reply_params), with SEED the seed it actually used (never
+ * SAMPLER_SEED_RANDOM once a reply ran).  The session's thread. */
 void chat_last_params(const struct chat *c, struct sampler_params *p);
 
 /* What alternative K of message I was generated under in this session:
@@ -230,6 +309,16 @@ int chat_alt_index(const struct chat *c, int i);
 const char *chat_alt_content(const struct chat *c, int i, int k);
 int chat_alt_add(struct chat *c, int i, const char *text, size_t len);
 int chat_alt_select(struct chat *c, int i, int k);
+/* The reasoning of alternative K of message I (borrowed), NULL when the
+ * reply had none, and its length in tokens (0 when not known).
+ * chat_message_reasoning: of the selected alternative.
+ * chat_alt_set_reasoning gives an alternative its reasoning (resuming a
+ * stored conversation; TEXT NULL removes it); returns 0, or -1 (a bad
+ * index, out of memory).  The session's thread only. */
+const char *chat_alt_reasoning(const struct chat *c, int i, int k);
+int chat_alt_reasoning_tokens(const struct chat *c, int i, int k);
+const char *chat_message_reasoning(const struct chat *c, int i);
+int chat_alt_set_reasoning(struct chat *c, int i, int k, const char *text, size_t len, int n_tokens);
 /* Edits user message I: it reads TEXT from now on and the messages after
  * it are removed (the conversation branches there; the next chat_generate
  * answers it, reusing the KV cache up to the edit).  Its tag is reset.
@@ -244,14 +333,16 @@ int64_t chat_alt_tag(const struct chat *c, int i, int k);
 void chat_set_alt_tag(struct chat *c, int i, int k, int64_t tag);
 /* Forgets the conversation (keeps the system prompt); the cache stays for reuse. */
 void chat_clear(struct chat *c);
-/* Renders the current conversation with the generation prompt (caller frees). */
+/* Renders the current conversation with the generation prompt (a remote
+ * engine: the request it would send); caller frees. */
 char *chat_render(struct chat *c, char *err, size_t errlen);
-/* Tokens in the KV cache now, and the context size. */
+/* Tokens in the KV cache now, and the context size; 0 when the engine
+ * does not know (a remote server). */
 int chat_ctx_used(const struct chat *c);
 int chat_ctx_size(const struct chat *c);
 /* The last reply's prompt: its tokens (the whole sequence up to the
  * generation prompt) and the logits after it (n_vocab floats).  Borrowed,
- * valid until the next generation. */
+ * valid until the next generation; NULL (*N 0) over a remote engine. */
 const int32_t *chat_prompt_tokens(const struct chat *c, int *n);
 const float *chat_prompt_logits(const struct chat *c);
 

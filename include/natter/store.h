@@ -10,8 +10,11 @@ struct store;
 /* 3: messages form a tree (parent_id; each conversation has a current leaf);
  * each generation records its model, template, the messages and rendered
  * text it was fed, and how it ended; trigram full-text search.
- * 4: the LoRA adapters of each generation; A/B preferences. */
-#define STORE_SCHEMA_VERSION 4
+ * 4: a generation's reasoning (and its tokens) apart from its answer.
+ * 5: a model is a file (kind 'file', by SHA-256) or a model on a remote
+ * server (kind 'remote', by endpoint and model id).
+ * 6: the LoRA adapters of each generation; A/B preferences. */
+#define STORE_SCHEMA_VERSION 6
 
 enum {
 	STORE_READONLY = 1,      /* never write: reading works on a read-only file or folder; an older
@@ -46,6 +49,13 @@ char *store_default_path_ex(char *buf, size_t n, int create);
 /* Records a model file (by SHA-256, cached by path, size and mtime) and
  * returns its id in *ID. */
 int store_model(struct store *s, const char *path, const char *arch, const char *type_name, int64_t *id);
+/* Records a model served by a remote OpenAI-compatible server: ENDPOINT
+ * (its base URL, e.g. "http://127.0.0.1:8000/v1", without credentials)
+ * and MODEL (the id asked for), and returns its id in *ID; the same pair
+ * gets the same row.  The row's sha256 is the SHA-256 of "remote\n" +
+ * ENDPOINT + "\n" + MODEL + "\n" (its identity: what weights the server
+ * runs is unknown here); the history names it "MODEL @ ENDPOINT". */
+int store_model_remote(struct store *s, const char *endpoint, const char *model, int64_t *id);
 
 /* A new conversation.  MODEL_ID (0: none) is the model it was started
  * with; CHAT_TEMPLATE and SYSTEM_PROMPT describe its start (each
@@ -93,9 +103,11 @@ struct store_adapter {
 
 /* One generation of an assistant message, with everything it was produced under. */
 struct store_gen {
-	const char *content;
+	const char *content;           /* the answer (the message reads as it) */
+	const char *reasoning;         /* what the model reasoned before it (<think>...); NULL: none */
+	int n_reasoning;               /* the reasoning's tokens (of n_gen); 0: not known (NULL) */
 	enum store_end end;
-	int64_t model_id;              /* the model file (store_model); 0: unknown */
+	int64_t model_id;              /* the model (store_model, store_model_remote); 0: unknown */
 	const char *template_name;     /* e.g. "model", "chatml (built-in)", a file name */
 	const char *template_source;   /* the template's text (stored once per distinct text, by SHA-256) */
 	const struct store_turn *fed;  /* the messages fed, in order, the system prompt of the time first, */
@@ -106,7 +118,7 @@ struct store_gen {
 	double temp, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty;
 	int top_k, penalty_last_n, max_tokens;
 	uint64_t seed;                 /* the seed actually used */
-	int n_prompt, n_reused, n_gen, n_ctx_used, n_ctx;
+	int n_prompt, n_reused, n_gen, n_ctx_used, n_ctx;   /* n_ctx 0: unknown (both stored as NULL) */
 	double prompt_tps, gen_tps, ttft_ms;
 	const struct store_adapter *adapters;   /* in the order applied; none: the base model alone */
 	int n_adapters;
@@ -127,8 +139,10 @@ struct store_alt {
 	int index;                 /* 0.. in the order they were made */
 	int chosen;                /* the one the conversation continues from */
 	const char *content;
+	const char *reasoning;     /* NULL: none (or recorded before schema 4) */
+	int n_reasoning;           /* its tokens; 0: not known */
 	enum store_end end;
-	const char *model;         /* the model's file name ("" when unknown) */
+	const char *model;         /* the model's file name, or "MODEL @ ENDPOINT" ("" when unknown) */
 	uint64_t seed;
 	const char *rating;        /* "up", "down", "1".."5", or "" when unrated */
 	int64_t created;
@@ -223,11 +237,14 @@ int store_format_find(const char *name);
 struct store_export_opts {
 	enum store_format format;
 	int min_rating;           /* 1..5; thumbs up counts 5, down 1; default 4 */
-	const char *model;        /* SHA-256 prefix or file-name part of the model that made the reply; NULL: all */
+	const char *model;        /* the model that made the reply: a SHA-256 prefix, part of its file name
+				   * (or remote model id, or endpoint), or "remote" / "file"; NULL: all */
 	int64_t since;            /* unix time; 0: all */
 	int include_incomplete;   /* also replies that were stopped or cut off as targets */
 	int include_legacy;       /* also replies from before schema 3, whose prompt was not recorded:
 				   * it is rebuilt from the stored conversation as it is now */
+	int keep_reasoning;       /* a reply's reasoning stays in its content, between <think> and
+				   * </think> before the answer; else the answer alone */
 	const char *adapter;      /* SHA-256 prefix of an adapter the reply was made with, or "none": only
 				   * replies made without any adapter; NULL: all */
 };
@@ -239,7 +256,8 @@ struct store_export_counts {
 /*
  * Writes JSON lines to PATH (through a temporary file renamed at the end;
  * NULL or "-" for standard output), following each conversation's active
- * branch.  Every prompt is the messages the model was actually fed for
+ * branch.  A reply is its answer (its reasoning only with keep_reasoning;
+ * a reply recorded before schema 4 is split as the session splits one).  Every prompt is the messages the model was actually fed for
  * that reply (its system prompt of the time, after any dropping); replies
  * that were stopped or cut off are not targets unless asked for; identical
  * replies never form a DPO pair; one reply text gets one KTO label (from

@@ -13,6 +13,7 @@
 #include <readline/readline.h>
 
 #include "cli/cli.h"
+#include "natter/chat-engine.h"
 #include "natter/chat.h"
 #include "natter/chatcmd.h"
 #include "natter/chatlog.h"
@@ -22,23 +23,69 @@
 #include "natter/ui.h"
 
 static volatile sig_atomic_t interrupted;
+/* The session whose reply is being generated (NULL between replies):
+ * Ctrl-C stops it at once, even while no piece arrives (a prompt being
+ * read, a server that has not answered yet).  chat_cancel only stores to
+ * a lock-free atomic, which a signal handler may do. */
+static struct chat *volatile generating;
 
 static void
 on_sigint(int sig)
 {
+	struct chat *c = generating;
 	(void)sig;
 	interrupted = 1;
+	if (c)
+		chat_cancel(c);
 }
 
+/* How a reply is shown: a reasoning model's reasoning comes first,
+ * marked off as history show marks it ("[reasoning]", each line after
+ * "| ", then "[answer]"), dim on a terminal. */
 struct out_ctx {
 	int tty;
+	int in_reasoning;         /* showing the reasoning */
+	int line_start;           /* at the start of one of its lines */
 };
 
+/* The reasoning is over: the answer follows. */
+static void
+reasoning_end(struct out_ctx *o)
+{
+	if (!o->in_reasoning)
+		return;
+	if (!o->line_start)
+		putchar('\n');
+	fputs(o->tty ? "[answer]\033[22m\n" : "[answer]\n", stdout);
+	o->in_reasoning = 0;
+}
+
 static int
-on_piece(void *arg, const char *p, size_t n)
+on_piece(void *arg, const struct chat_piece *p)
 {
 	struct out_ctx *o = arg;
-	cli_write_text(p, n, o->tty);
+
+	if (p->kind == CHAT_PIECE_REASONING) {
+		const char *s = p->text;
+		size_t n = p->len;
+		if (!o->in_reasoning) {
+			fputs(o->tty ? "\033[2m[reasoning]\n" : "[reasoning]\n", stdout);
+			o->in_reasoning = o->line_start = 1;
+		}
+		while (n > 0) {
+			const char *nl = memchr(s, '\n', n);
+			size_t k = nl ? (size_t)(nl - s) + 1 : n;
+			if (o->line_start)
+				fputs("| ", stdout);
+			cli_write_text(s, k, o->tty);
+			o->line_start = nl != NULL;
+			s += k;
+			n -= k;
+		}
+	} else {
+		reasoning_end(o);
+		cli_write_text(p->text, p->len, o->tty);
+	}
 	fflush(stdout);
 	return interrupted;   /* Ctrl-C stops the reply, not the program */
 }
@@ -55,9 +102,29 @@ print_stats(const struct chat_stats *st)
 {
 	printf("prompt: %d new tokens (%d reused from the cache), %.1f tok/s\n", st->n_prompt, st->n_reused,
 	    st->prompt_tps);
-	printf("reply: %d tokens, %.1f tok/s, first token after %.0f ms, ended: %s\n", st->n_gen, st->gen_tps,
-	    st->ttft_ms, chat_stop_name(st->stop));
-	printf("context: %d of %d tokens used; seed %llu\n", st->n_ctx_used, st->n_ctx, (unsigned long long)st->seed);
+	printf("reply: %d %s, %.1f tok/s, first token after %.0f ms, ended: %s\n", st->n_gen,
+	    st->gen_counted ? "pieces (the server reported no token count)" : "tokens", st->gen_tps, st->ttft_ms,
+	    chat_stop_name(st->stop));
+	if (st->n_reasoning > 0 && st->reasoning_counted && !st->gen_counted)
+		printf("reasoning: %d pieces (the server reported no count of its tokens)\n", st->n_reasoning);
+	else if (st->n_reasoning > 0)
+		printf("reasoning: %d %s, answer: %d %s\n", st->n_reasoning, st->gen_counted ? "pieces" : "tokens",
+		    st->n_gen - st->n_reasoning, st->gen_counted ? "pieces" : "tokens");
+	if (st->n_ctx > 0)
+		printf("context: %d of %d tokens used; seed %llu\n", st->n_ctx_used, st->n_ctx,
+		    (unsigned long long)st->seed);
+	else
+		printf("context: not known (the server's); seed %llu\n", (unsigned long long)st->seed);
+}
+
+/* "0.8", or "0.8 (not sent)" for a parameter that does not reach the model. */
+static const char *
+pv(struct chat *c, const char *name, char *buf, size_t n, const char *fmt, double v)
+{
+	int l = snprintf(buf, n, fmt, v);
+	if (!chat_param_sent(c, name) && l > 0 && (size_t)l < n)
+		snprintf(buf + l, n - (size_t)l, " (not sent)");
+	return buf;
 }
 
 static void
@@ -73,10 +140,12 @@ static void
 print_params(struct chat *c)
 {
 	struct sampler_params p;
+	char k[48], mp[48], rp[48];
 	chat_get_params(c, &p);
-	printf("temp %g, top_k %d, top_p %g, min_p %g, repeat_penalty %g (last %d), presence_penalty %g, "
-	    "frequency_penalty %g, max_tokens %d, seed %s\n", p.temp, p.top_k, p.top_p, p.min_p, p.repeat_penalty,
-	    p.penalty_last_n, p.presence_penalty, p.frequency_penalty, chat_max_tokens(c),
+	printf("temp %g, top_k %s, top_p %g, min_p %s, repeat_penalty %s (last %d), presence_penalty %g, "
+	    "frequency_penalty %g, max_tokens %d, seed %s\n", p.temp, pv(c, "top_k", k, sizeof(k), "%g", p.top_k),
+	    p.top_p, pv(c, "min_p", mp, sizeof(mp), "%g", p.min_p), pv(c, "repeat_penalty", rp, sizeof(rp), "%g",
+	    p.repeat_penalty), p.penalty_last_n, p.presence_penalty, p.frequency_penalty, chat_max_tokens(c),
 	    p.seed == SAMPLER_SEED_RANDOM ? "random" : "fixed");
 }
 
@@ -252,7 +321,7 @@ cmd_chat(int argc, char **argv)
 	long long resume = 0;
 	struct chatlog per = { 0 };
 	char err[512];
-	struct out_ctx out = { isatty(STDOUT_FILENO) };
+	struct out_ctx out = { isatty(STDOUT_FILENO), 0, 0 };
 	int tty_in = isatty(STDIN_FILENO);
 	struct plain pl;
 
@@ -284,9 +353,11 @@ cmd_chat(int argc, char **argv)
 		case 'h':
 			printf("usage: natter chat -m FILE --plain [--system TEXT] [--chat-template NAME|FILE] [-c N] [-t N]\n"
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
-			    "       [--max-tokens N] [--stop STRING]... [--db FILE | --no-history] [--resume ID]\n"
-			    "       [--lora FILE[:SCALE]]...\n"
-			    "Commands: ");
+			    "       [--max-tokens N] [--stop STRING]... [--think-tags 'OPEN CLOSE']\n"
+			    "       [--db FILE | --no-history] [--resume ID] [--lora FILE[:SCALE]]...\n"
+			    "       natter chat --remote URL [-m NAME] --plain [--api-key-env VAR] [the options above]\n"
+			    "%s"
+			    "Commands: ", cli_remote_help);
 			{
 				int first = 1;
 				chatcmd_help(&plain_ops, usage_list, &first);
@@ -299,10 +370,11 @@ cmd_chat(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!path)
+	cli_remote_wanted(&args, path);
+	if (!path && !args.remote)
 		path = args.model;
-	if (!path) {
-		cli_error("chat: no model given (use -m FILE, or model = FILE in the config file)");
+	if (!path && !args.remote) {
+		cli_error("chat: no model given (use -m FILE, or model = FILE in the config file; or --remote URL)");
 		return 2;
 	}
 	if (resume && (!plain || args.no_history)) {
@@ -313,6 +385,11 @@ cmd_chat(int argc, char **argv)
 		/* Without --plain, chat is the full-screen chat (natter -m FILE). */
 		struct ui_opts uo;
 		memset(&uo, 0, sizeof(uo));
+		if (args.remote) {
+			if (cli_remote_session(&args, path, &uo.session) < 0)
+				return 1;
+			path = NULL;
+		}
 		uo.model_path = path;
 		uo.chat = args.chat;
 		uo.db = args.db;
@@ -320,15 +397,19 @@ cmd_chat(int argc, char **argv)
 		uo.theme = args.theme;
 		return ui_run(&uo);
 	}
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+	if (args.remote) {
+		if (cli_remote_session(&args, path, &c) < 0)
+			return 1;
+		path = NULL;   /* -m named the server's model, not a file */
+	} else if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		return 1;
-	}
-	if (chat_new(m, op, &c, err, sizeof(err)) < 0) {
+	} else if (chat_new(m, op, &c, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		goto out;
 	}
 	chat_set_notice(c, on_notice, NULL);
+	chat_set_split(c, on_piece, &out);
 	pl.c = c;
 	if (chat_warning(c))
 		fprintf(stderr, "natter: warning: %s\n", chat_warning(c));
@@ -336,13 +417,8 @@ cmd_chat(int argc, char **argv)
 		per.s = cli_store_open(args.db, 0);
 		if (!per.s) {
 			fprintf(stderr, "natter: this chat will not be saved\n");
-		} else {
-			const struct llm_hparams *hp = llm_model_hparams(m);
-			per.template_name = chat_template_name(c);
-			if (store_model(per.s, path, hp->arch_name, llm_model_type_name(m), &per.model_id) < 0) {
-				persist_warn(&per);
-				per.model_id = 0;
-			}
+		} else if (chatlog_model(&per, c, path) < 0) {
+			persist_warn(&per);
 		}
 	}
 	if (resume) {
@@ -355,8 +431,13 @@ cmd_chat(int argc, char **argv)
 		fprintf(stderr, "natter: resumed conversation %lld (%d messages)\n", resume, chat_n_messages(c));
 	}
 	if (tty_in) {
-		fprintf(stderr, "natter: %s, template %s, context %d. /help for commands.\n", path,
-		    chat_template_name(c), chat_ctx_size(c));
+		struct chat_engine_info info;
+		chat_engine_info(c, &info);
+		if (info.endpoint)
+			fprintf(stderr, "natter: %s at %s (remote). /help for commands.\n", info.model, info.endpoint);
+		else
+			fprintf(stderr, "natter: %s, template %s, context %d. /help for commands.\n", path,
+			    chat_template_name(c), chat_ctx_size(c));
 	}
 	{
 		struct sigaction sa;
@@ -401,7 +482,7 @@ cmd_chat(int argc, char **argv)
 			cli_write_text(chat_message_content(c, i), strlen(chat_message_content(c, i)), out.tty);
 			printf("\nB (%s):\n", per.ab.label_b);
 			fflush(stdout);
-			if (chat_regenerate_with(c, &pl.v.sp, pl.v.scales, on_piece, &out, &last, err, sizeof(err)) < 0) {
+			if (chat_regenerate_with(c, &pl.v.sp, pl.v.scales, NULL, NULL, &last, err, sizeof(err)) < 0) {
 				fprintf(stderr, "error: %s\n", err);
 				chatlog_ab_cancel(&per);
 				continue;
@@ -416,11 +497,26 @@ cmd_chat(int argc, char **argv)
 			fflush(stdout);
 		}
 		if (gen || regen) {
-			int r = regen ? chat_regenerate(c, on_piece, &out, &last, err, sizeof(err)) :
-			    chat_generate(c, on_piece, &out, &last, err, sizeof(err));
+			int r;
+			chat_cancel_reset(c);   /* a Ctrl-C between two replies stops neither */
+			out.in_reasoning = 0;
+			generating = c;
+			r = regen ? chat_regenerate(c, NULL, NULL, &last, err, sizeof(err)) :
+			    chat_generate(c, NULL, NULL, &last, err, sizeof(err));
+			generating = NULL;
+			if (out.in_reasoning && r == 0 && last.stop == CHAT_STOP_LIMIT)
+				fprintf(stderr, "[natter: the reply ended inside its reasoning after %d %s; "
+				    "a larger --max-tokens leaves room for the answer]\n", last.n_reasoning,
+				    last.reasoning_counted ? "pieces" : "tokens");
+			reasoning_end(&out);
 			if (r < 0) {
-				/* The session has withdrawn a message it could not answer. */
+				int n = chat_n_messages(c);
 				fprintf(stderr, "error: %s\n", err);
+				/* A message the conversation could not take is withdrawn;
+				 * one the engine failed on stays, to be sent again. */
+				if (n > 0 && !strcmp(chat_message_role(c, n - 1), "user"))
+					fprintf(stderr, "[natter: your message stays in the conversation; /regen sends it "
+					    "again]\n");
 				continue;
 			}
 			have_stats = 1;
@@ -430,7 +526,8 @@ cmd_chat(int argc, char **argv)
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");
 			else if (last.stop == CHAT_STOP_ERROR)
-				fprintf(stderr, "[natter: the reply broke off: %s]\n", err);
+				fprintf(stderr, "[natter: the reply broke off: %s; what arrived is kept, marked "
+				    "as cut]\n", err);
 			else if (last.stop == CHAT_STOP_CONTEXT)
 				fprintf(stderr, "[natter: the context is full; the reply was cut]\n");
 			fflush(stdout);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natter/chat-engine.h"
 #include "natter/chat.h"
 #include "natter/chatlog.h"
 #include "natter/lora.h"
@@ -30,6 +31,26 @@ end_of(enum chat_stop s)
 		if (stop_ends[i].stop == s)
 			return stop_ends[i].end;
 	return STORE_END_UNKNOWN;
+}
+
+int
+chatlog_model(struct chatlog *l, struct chat *c, const char *model_path)
+{
+	struct chat_engine_info i;
+	int rc = 0;
+
+	l->model_id = 0;
+	if (!l->s)
+		return 0;
+	l->template_name = chat_template_name(c);
+	chat_engine_info(c, &i);
+	if (i.endpoint && i.model)
+		rc = store_model_remote(l->s, i.endpoint, i.model, &l->model_id);
+	else if (model_path)
+		rc = store_model(l->s, model_path, i.arch ? i.arch : "", i.type_name ? i.type_name : "", &l->model_id);
+	if (rc < 0)
+		l->model_id = 0;
+	return rc;
 }
 
 int
@@ -59,7 +80,7 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 	struct sampler_params sp;
 	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
 	struct store_turn *fed = NULL;
-	int i = chat_n_messages(c) - 1, k, n_fed = chat_prompt_n_messages(c), rc;
+	int i = chat_n_messages(c) - 1, k, n_fed = chat_prompt_n_messages(c), rc, max_tokens;
 	int64_t msg, gen;
 	size_t plen;
 
@@ -78,11 +99,14 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 		return -1;
 	for (int j = 0; j < n_fed; j++)
 		fed[j].content = chat_prompt_message(c, j, &fed[j].role);
-	chat_last_params(c, &sp);
+	chat_reply_params(c, &sp, &max_tokens);
 	memset(&g, 0, sizeof(g));
 	g.n_adapters = chatlog_adapters(c, adapters);
 	g.adapters = adapters;
 	g.content = chat_alt_content(c, i, k);
+	g.reasoning = chat_alt_reasoning(c, i, k);
+	/* Its tokens when they were counted (not a remote server's pieces). */
+	g.n_reasoning = st->reasoning_counted ? 0 : st->n_reasoning;
 	g.end = end_of(st->stop);
 	g.model_id = l->model_id;
 	g.template_name = chat_template_name(c);
@@ -101,7 +125,7 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 	g.frequency_penalty = sp.frequency_penalty;
 	g.penalty_last_n = sp.penalty_last_n;
 	g.seed = st->seed;
-	g.max_tokens = chat_max_tokens(c);
+	g.max_tokens = max_tokens;
 	g.n_prompt = st->n_prompt;
 	g.n_reused = st->n_reused;
 	g.n_gen = st->n_gen;
@@ -226,6 +250,9 @@ resume_alt(void *arg, const struct store_alt *a)
 	} else if ((k = chat_alt_add(r->c, r->i, a->content, strlen(a->content))) < 0) {
 		return r->failed = 1;
 	}
+	if (a->reasoning &&
+	    chat_alt_set_reasoning(r->c, r->i, k, a->reasoning, strlen(a->reasoning), a->n_reasoning) < 0)
+		return r->failed = 1;
 	chat_set_alt_tag(r->c, r->i, k, a->gen_id);
 	if (a->chosen)
 		r->chosen = k;

@@ -51,7 +51,7 @@ path_len(struct store *s, int64_t conv)
 static int
 conv_models(struct store *s, int64_t conv, const char *started, char *buf, size_t n, int *count)
 {
-	sqlite3_stmt *st = store_prepare(s, "SELECT md.file_name FROM generations g JOIN messages m "
+	sqlite3_stmt *st = store_prepare(s, "SELECT " STORE_MODEL_LABEL("md") " FROM generations g JOIN messages m "
 	    "ON m.id = g.message_id JOIN models md ON md.id = g.model_id WHERE m.conversation_id = ? "
 	    "GROUP BY md.id ORDER BY min(g.id)");
 	size_t len = 0;
@@ -85,7 +85,7 @@ store_history_list(struct store *s, FILE *out)
 {
 	struct store_conv_info *ci = NULL;
 	int n = 0, cap = 0, width = 5, rc;
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, COALESCE(md.file_name, ''), c.title "
+	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, COALESCE(" STORE_MODEL_LABEL("md") ", ''), c.title "
 	    "FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC");
 
 	if (!st)
@@ -138,6 +138,25 @@ store_history_list(struct store *s, FILE *out)
 	return 0;
 }
 
+/* Prints a reply's reasoning (N tokens; 0: not known), marked off from
+ * the answer that follows: a header, then each line after "| ". */
+static void
+print_reasoning(FILE *out, const char *indent, const char *text, int n)
+{
+	const char *p = text;
+
+	if (n > 0)
+		fprintf(out, "%s[reasoning, %d token%s]\n", indent, n, n == 1 ? "" : "s");
+	else
+		fprintf(out, "%s[reasoning]\n", indent);
+	while (*p) {
+		size_t l = strcspn(p, "\n");
+		fprintf(out, "%s| %.*s\n", indent, (int)l, p);
+		p += l + (p[l] == '\n');
+	}
+	fprintf(out, "%s[answer]\n", indent);
+}
+
 /* Prints the generations (alternatives) of assistant message MSG; a model
  * other than CONV_MODEL is named.  Returns 0 or -1. */
 static int
@@ -145,7 +164,8 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 {
 	sqlite3_stmt *gs = store_prepare(s, "SELECT g.id, g.chosen, COALESCE(g.end_reason, g.state), g.temp, "
 	    "g.top_p, g.top_k, g.min_p, g.seed, g.n_gen, g.gen_tps, g.ttft_ms, r.kind, r.value, r.comment, "
-	    "g.content, COALESCE(md.file_name, ''), g.prompt_tokens, g.n_dropped FROM generations g "
+	    "g.content, COALESCE(" STORE_MODEL_LABEL("md") ", ''), g.prompt_tokens, g.n_dropped, g.reasoning, "
+	    "COALESCE(g.n_reasoning, 0) FROM generations g "
 	    "LEFT JOIN ratings r ON r.generation_id = g.id LEFT JOIN models md ON md.id = g.model_id "
 	    "WHERE g.message_id = ? ORDER BY g.id");
 	int rc;
@@ -175,8 +195,11 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 				fprintf(out, " (\"%s\")", col_text(gs, 13));
 		}
 		fputc('\n', out);
-		if (!sqlite3_column_int(gs, 1))
+		if (!sqlite3_column_int(gs, 1)) {
+			if (sqlite3_column_type(gs, 18) != SQLITE_NULL)
+				print_reasoning(out, "    ", col_text(gs, 18), sqlite3_column_int(gs, 19));
 			fprintf(out, "    %s\n", col_text(gs, 14));
+		}
 	}
 	sqlite3_finalize(gs);
 	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, "the conversation");
@@ -185,7 +208,8 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 int
 store_history_show(struct store *s, int64_t conv_id, FILE *out)
 {
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.title, COALESCE(md.file_name, ''), COALESCE(md.sha256, ''), "
+	sqlite3_stmt *st = store_prepare(s, "SELECT c.title, COALESCE(" STORE_MODEL_LABEL("md") ", ''), "
+	    "CASE md.kind WHEN 'remote' THEN 'remote' ELSE 'sha256 ' || substr(md.sha256, 1, 12) END, "
 	    "COALESCE(c.chat_template, ''), COALESCE(c.system_prompt, ''), c.created FROM conversations c "
 	    "LEFT JOIN models md ON md.id = c.model_id WHERE c.id = ?");
 	sqlite3_stmt *ms;
@@ -200,7 +224,7 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 		return store_seterr(s, "there is no conversation %lld", (long long)conv_id);
 	}
 	fmt_time(sqlite3_column_int64(st, 5), tb, sizeof(tb));
-	fprintf(out, "conversation %lld: %s\nstarted %s with %s (sha256 %.12s), template %s\n", (long long)conv_id,
+	fprintf(out, "conversation %lld: %s\nstarted %s with %s (%s), template %s\n", (long long)conv_id,
 	    col_text(st, 0), tb, col_text(st, 1), col_text(st, 2), col_text(st, 3));
 	conv_model = strdup(col_text(st, 1));
 	/* The system prompt the first generation was given (when recorded),
@@ -219,8 +243,10 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 	    "FROM generations g WHERE g.message_id = m.id AND g.chosen) AS sys, (SELECT count(*) FROM messages o WHERE "
 	    "o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role) AS nv, (SELECT count(*) FROM "
 	    "messages o WHERE o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role AND o.id <= m.id) "
-	    "AS v FROM path JOIN messages m ON m.id = path.id) SELECT id, role, content, CASE WHEN role = 'user' THEN "
-	    "lead(sys) OVER w WHEN lag(role) OVER w IS NOT 'user' THEN sys END, nv, v FROM rows "
+	    "AS v, (SELECT g.reasoning FROM generations g WHERE g.message_id = m.id AND g.chosen) AS reasoning, "
+	    "(SELECT COALESCE(g.n_reasoning, 0) FROM generations g WHERE g.message_id = m.id AND g.chosen) AS nr "
+	    "FROM path JOIN messages m ON m.id = path.id) SELECT id, role, content, CASE WHEN role = 'user' THEN "
+	    "lead(sys) OVER w WHEN lag(role) OVER w IS NOT 'user' THEN sys END, nv, v, reasoning, nr FROM rows "
 	    "WINDOW w AS (ORDER BY depth DESC) ORDER BY depth DESC");
 	if (!ms) {
 		free(conv_model);
@@ -256,10 +282,13 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 				fprintf(out, "\n-- from here on there was no system prompt\n");
 		}
 		if (sqlite3_column_int(ms, 4) > 1)
-			fprintf(out, "\n[%d] %s (version %d of %d):\n%s\n", k, role, sqlite3_column_int(ms, 5),
-			    sqlite3_column_int(ms, 4), col_text(ms, 2));
+			fprintf(out, "\n[%d] %s (version %d of %d):\n", k, role, sqlite3_column_int(ms, 5),
+			    sqlite3_column_int(ms, 4));
 		else
-			fprintf(out, "\n[%d] %s:\n%s\n", k, role, col_text(ms, 2));
+			fprintf(out, "\n[%d] %s:\n", k, role);
+		if (sqlite3_column_type(ms, 6) != SQLITE_NULL)
+			print_reasoning(out, "", col_text(ms, 6), sqlite3_column_int(ms, 7));
+		fprintf(out, "%s\n", col_text(ms, 2));
 		if (!strcmp(role, "assistant") && show_gens(s, sqlite3_column_int64(ms, 0), conv_model, out) < 0) {
 			rc = SQLITE_ERROR;
 			break;
@@ -413,7 +442,7 @@ store_history_search(struct store *s, const char *query, FILE *out)
 int
 store_conv_recent(struct store *s, struct store_conv_info *out, int max, int *n)
 {
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, c.title, COALESCE(md.file_name, '') "
+	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, c.title, COALESCE(" STORE_MODEL_LABEL("md") ", '') "
 	    "FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC LIMIT ?");
 	int rc;
 	*n = 0;

@@ -127,9 +127,21 @@ static const char *const migrations[] = {
 	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
 	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;"
 	"INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
-	/* 3 -> 4: the LoRA adapters each generation was made with (none for
-	 * every earlier one: natter had no adapters before), and A/B
-	 * preferences between two generations of one message. */
+	/* 3 -> 4: a reply's reasoning apart from its answer.  Generations made
+	 * before keep NULL: their content is what the model wrote, a reasoning
+	 * model's tags and all (export splits it). */
+	"ALTER TABLE generations ADD COLUMN reasoning TEXT;"
+	"ALTER TABLE generations ADD COLUMN n_reasoning INTEGER;",
+	/* 4 -> 5: models served by a remote OpenAI-compatible server, keyed
+	 * by endpoint and model id; the files' rows are kind 'file'.  (sha256
+	 * stays the unique key: a remote row's is the SHA-256 of its identity,
+	 * store_model_remote.) */
+	"ALTER TABLE models ADD COLUMN kind TEXT NOT NULL DEFAULT 'file' CHECK (kind IN ('file', 'remote'));"
+	"ALTER TABLE models ADD COLUMN endpoint TEXT;"
+	"CREATE UNIQUE INDEX models_remote ON models(endpoint, file_name) WHERE kind = 'remote';",
+	/* 5 -> 6: the LoRA adapters each generation was made with (none for
+	 * every earlier one: natter had no adapters before; none for a remote
+	 * model's), and A/B preferences between two generations of one message. */
 	"CREATE TABLE generation_adapters("
 	"  generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,"
 	"  position INTEGER NOT NULL,"
@@ -676,6 +688,49 @@ fail:
 }
 
 int
+store_model_remote(struct store *s, const char *endpoint, const char *model, int64_t *id)
+{
+	struct sha256 h;
+	sqlite3_stmt *st;
+	char hex[65];
+	int rc;
+
+	if (!endpoint || !*endpoint || !model || !*model)
+		return store_seterr(s, "a remote model needs an endpoint and a model id");
+	/* The identity, hashed: "remote", the endpoint, the id, each ended by
+	 * a newline (neither a URL nor an id holds one that could blur them). */
+	sha256_init(&h);
+	sha256_update(&h, "remote\n", 7);
+	sha256_update(&h, endpoint, strlen(endpoint));
+	sha256_update(&h, "\n", 1);
+	sha256_update(&h, model, strlen(model));
+	sha256_update(&h, "\n", 1);
+	sha256_final_hex(&h, hex);
+	if (store_begin(s) < 0)
+		return -1;
+	st = store_prepare(s, "INSERT INTO models(sha256, file_name, kind, endpoint, created) VALUES (?, ?, 'remote', ?, ?) "
+	    "ON CONFLICT(sha256) DO UPDATE SET file_name = excluded.file_name RETURNING id");
+	if (!st)
+		goto fail;
+	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, model, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, endpoint, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now_s());
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		store_sqlfail(s, "recording the model");
+		goto fail;
+	}
+	return store_commit(s, "the model record");
+fail:
+	store_rollback(s);
+	return -1;
+}
+
+int
 store_conv_new(struct store *s, int64_t model_id, const char *title, const char *chat_template,
 	       const char *system_prompt, int64_t *id)
 {
@@ -1078,8 +1133,8 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	    "top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens, "
 	    "n_prompt, n_reused, n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, "
 	    "template_name, template_id, system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, "
-	    "end_reason) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-	    "?, ?, ?, ?, ?)");
+	    "end_reason, reasoning, n_reasoning) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+	    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 	if (!st)
 		goto fail;
 	sqlite3_bind_int64(st, k++, msg_id);
@@ -1099,8 +1154,14 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	sqlite3_bind_int(st, k++, g->n_prompt);
 	sqlite3_bind_int(st, k++, g->n_reused);
 	sqlite3_bind_int(st, k++, g->n_gen);
-	sqlite3_bind_int(st, k++, g->n_ctx_used);
-	sqlite3_bind_int(st, k++, g->n_ctx);
+	/* A context of 0 is one the engine did not know (a remote server). */
+	if (g->n_ctx > 0) {
+		sqlite3_bind_int(st, k++, g->n_ctx_used);
+		sqlite3_bind_int(st, k++, g->n_ctx);
+	} else {
+		sqlite3_bind_null(st, k++);
+		sqlite3_bind_null(st, k++);
+	}
 	sqlite3_bind_double(st, k++, g->prompt_tps);
 	sqlite3_bind_double(st, k++, g->gen_tps);
 	sqlite3_bind_double(st, k++, g->ttft_ms);
@@ -1126,6 +1187,11 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	sqlite3_bind_int(st, k++, g->n_dropped);
 	if (g->end != STORE_END_UNKNOWN)
 		sqlite3_bind_text(st, k++, store_end_name(g->end), -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, k++);
+	bind_text_or_null(st, k++, g->reasoning);
+	if (g->reasoning && g->n_reasoning > 0)
+		sqlite3_bind_int(st, k++, g->n_reasoning);
 	else
 		sqlite3_bind_null(st, k++);
 	rc = sqlite3_step(st);
@@ -1174,8 +1240,9 @@ store_alt_list(struct store *s, int64_t msg_id, store_alt_fn fn, void *ctx)
 
 	if (msg_where(s, msg_id, &conv, NULL, NULL, 0) < 0)
 		return -1;
-	st = store_prepare(s, "SELECT g.id, g.chosen, g.content, g.end_reason, COALESCE(md.file_name, ''), g.seed, "
-	    "r.kind, r.value, g.created FROM generations g LEFT JOIN models md ON md.id = g.model_id "
+	st = store_prepare(s, "SELECT g.id, g.chosen, g.content, g.end_reason, COALESCE(" STORE_MODEL_LABEL("md") ", ''), g.seed, "
+	    "r.kind, r.value, g.created, g.reasoning, COALESCE(g.n_reasoning, 0) FROM generations g "
+	    "LEFT JOIN models md ON md.id = g.model_id "
 	    "LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ? ORDER BY g.id");
 	if (!st)
 		return -1;
@@ -1198,6 +1265,8 @@ store_alt_list(struct store *s, int64_t msg_id, store_alt_fn fn, void *ctx)
 		a.seed = (uint64_t)sqlite3_column_int64(st, 5);
 		a.rating = rating;
 		a.created = sqlite3_column_int64(st, 8);
+		a.reasoning = (const char *)sqlite3_column_text(st, 9);
+		a.n_reasoning = sqlite3_column_int(st, 10);
 		if (fn(ctx, &a)) {
 			rc = SQLITE_DONE;
 			break;

@@ -305,6 +305,46 @@ wait_sql "$tmp/ui2.db" "SELECT pick FROM preferences" "tie" && ok || bad "the ti
 check "a tie exports no pair" 0 "$("$NATTER_BIN" export --db "$tmp/ui2.db" --format dpo | wc -l | tr -d ' ')"
 T send-keys -t ui F10
 DEADLINE=10 until_ok no_server
+# Two replies with text: a question the adapter was not taught, B under the next seed and a
+# higher temperature (the chooser's second entry).  Both are on the screen, B is picked, and
+# the export's pair is B over A, as the database holds them.
+ui 140 32 "$tmp/ui3.db"
+wait_for "Type a message" && ok || bad "no start screen (third): $(screen)"
+T send-keys -t ui "Tell me a story." Enter
+wait_for "state +done" 20 && ok || bad "the reply did not end (third): $(screen)"
+T send-keys -t ui F6
+wait_for "seed \+ 1 and temperature \+ 0\.3" && ok || bad "F6 (third): $(screen)"
+T send-keys -t ui Down Enter
+wait_for "A/B: which reply is better" 20 && ok || bad "no A/B view (third): $(screen)"
+gen() { q "$tmp/ui3.db" "SELECT content FROM generations ORDER BY id LIMIT 1 OFFSET $1"; }
+first20() { sed 's/^[[:space:]]*//; /^$/d' | head -1 | cut -c1-20 | sed 's/[[:space:]]*$//'; }
+a_text=$(gen 0 | first20); b_text=$(gen 1 | first20)
+[ -n "$a_text" ] && [ -n "$b_text" ] && [ "$(gen 0)" != "$(gen 1)" ] && ok ||
+	bad "replies A and B are not two texts: $(q "$tmp/ui3.db" "SELECT id, quote(content) FROM generations")"
+screen | grep -qF -- "$a_text" && ok || bad "reply A [$a_text] is not on the screen: $(screen)"
+screen | grep -qF -- "$b_text" && ok || bad "reply B [$b_text] is not on the screen: $(screen)"
+T send-keys -t ui b
+wait_for "picked B: it is the chosen reply; the preference is saved" && ok || bad "the pick of B: $(screen)"
+wait_sql "$tmp/ui3.db" "SELECT pick || '|' || setting FROM preferences" "b|seed + 1, temp + 0.3" && ok ||
+	bad "B's preference in the database: $(q "$tmp/ui3.db" "SELECT * FROM preferences")"
+# B ran into -n 24: a cut-off reply is in a pair only with --include-incomplete.
+check "how A and B ended" "stop-string max-tokens" "$(q "$tmp/ui3.db" "SELECT group_concat(end_reason, ' ') FROM (SELECT end_reason FROM generations ORDER BY id)")"
+check "no pair with a cut-off reply" 0 "$("$NATTER_BIN" export --db "$tmp/ui3.db" --format dpo | wc -l | tr -d ' ')"
+"$NATTER_BIN" export --db "$tmp/ui3.db" --format dpo --include-incomplete > "$tmp/ui3-dpo.jsonl"
+"$PY" - "$tmp/ui3-dpo.jsonl" "$(gen 0)" "$(gen 1)" <<'EOF' && ok || bad "the export lacks B over A: $(cat "$tmp/ui3-dpo.jsonl")"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+a, b = sys.argv[2], sys.argv[3]
+ok = len(lines) == 1
+if ok:
+    d = json.loads(lines[0])
+    ok = (d["prompt"][-1] == {"role": "user", "content": "Tell me a story."} and
+          [m["role"] for m in d["chosen"] + d["rejected"]] == ["assistant", "assistant"] and
+          d["chosen"][0]["content"].rstrip("\n") == b and d["rejected"][0]["content"].rstrip("\n") == a)
+sys.exit(0 if ok else 1)
+EOF
+T send-keys -t ui F10
+DEADLINE=10 until_ok no_server
 # A bad adapter stops the full screen before it takes the terminal, by name.
 cat > "$tmp/run-bad" <<EOF
 "$NATTER_BIN" -m "$LL" --no-history --lora "$bad_a" 2> "$tmp/ui-bad.err"; echo \$? > "$tmp/ui-bad.status"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "natter/quant.h"
 #include "natter/text.h"
 
 const char *cli_progname = "natter";
@@ -68,6 +69,7 @@ static const char usage_text[] =
 "                                  or what a server offers (GET /v1/models)\n"
 "  info -m FILE [--kv] [--tensors] architecture, hyperparameters, layers, tokenizer, tensors\n"
 "  info --architectures            the architectures natter runs\n"
+"  info --cpu                      the kernel tiers: which this CPU has, which is used\n"
 "  tokenize -m FILE [--no-bos] [--special] [--pieces] (TEXT | -f FILE)\n"
 "                                  print the token ids of TEXT\n"
 "  eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N]\n"
@@ -80,7 +82,7 @@ static const char usage_text[] =
 "  finetune -m FILE -o ADAPTER.gguf [--data FILE.jsonl | --db FILE] [--method sft|dpo]\n"
 "           [--rank N] [--lr LR] [--steps N | --epochs N] [--resume CKPT] ...\n"
 "                                  train a LoRA adapter on rated replies (CPU)\n"
-"  bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json] [--sys]\n"
+"  bench -m FILE [-p 128,...] [-n 32,...] [-t N] [-r 3] [--json] [--sys]\n"
 "                                  prompt and generation speed, like llama-bench\n"
 "  mkmodel --preset NAME --type TYPE -o FILE [--layers N]\n"
 "                                  write a random-weight GGUF with real shapes\n"
@@ -214,6 +216,16 @@ main(int argc, char **argv)
 	};
 
 	signal(SIGBUS, on_sigbus);
+	{
+		/* A kernel tier named by NATTER_CPU that is none, or one this CPU
+		 * lacks, is refused before anything runs (info --cpu lists them). */
+		char err[256];
+		if (getenv("NATTER_CPU") && q_cpu_init(err, sizeof(err)) < 0 &&
+		    !(argc > 2 && strcmp(argv[1], "info") == 0 && strcmp(argv[2], "--cpu") == 0)) {
+			fprintf(stderr, "natter: %s\n", err);
+			return 2;
+		}
+	}
 	if (argc < 2)
 		return cmd_ui(argc, argv);   /* the model from the models folder */
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {

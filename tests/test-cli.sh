@@ -65,8 +65,17 @@ check "invalid utf-8 spm byte fallback" "1 274 2142 236" \
 M="$F/models/tiny-qwen2-q4_0.gguf"
 "$NATTER_BIN" eval -m "$M" --tokens 1,303,281,269 --logits-out "$tmp/b.bin"; check "eval status" 0 $?
 check "eval size" $((4 * 512 * 4)) "$(wc -c < "$tmp/b.bin" | tr -d ' ')"
-"$NATTER_BIN" eval -m "$M" --tokens 1,303,281,269 --logits-out "$tmp/i.bin" --incremental
-cmp -s "$tmp/b.bin" "$tmp/i.bin" && ok || bad "batch and incremental logits differ"
+# A batch and single tokens take different kernels (GEMM, GEMV) and, for
+# quantized weights, different activation roundings: the F32 model shows
+# the KV-cache path equal up to float rounding (test-golden compares both
+# ways of running every quantized file with llama.cpp's logits).
+M32="$F/models/tiny-qwen2-f32.gguf"
+"$NATTER_BIN" eval -m "$M32" --tokens 1,303,281,269 --logits-out "$tmp/b.bin"
+"$NATTER_BIN" eval -m "$M32" --tokens 1,303,281,269 --logits-out "$tmp/i.bin" --incremental
+od -An -f -v -w4 "$tmp/b.bin" > "$tmp/b.od"; od -An -f -v -w4 "$tmp/i.bin" > "$tmp/i.od"
+paste "$tmp/b.od" "$tmp/i.od" | awk '{ d = $1 - $2; d = d < 0 ? -d : d; a = $1 < 0 ? -$1 : $1;
+	if (d > m) m = d; if (a > x) x = a } END { exit !(NR == 2048 && m <= 1e-4 * x) }' &&
+	ok || bad "batch and incremental logits differ beyond float rounding"
 "$NATTER_BIN" eval -m "$M" --tokens 1,99999 --logits-out "$tmp/x.bin" 2>"$tmp/err"; check "eval bad id status" 1 $?
 grep -q "token id 99999 is out of range" "$tmp/err" && ok || bad "eval bad id message: $(cat "$tmp/err")"
 "$NATTER_BIN" eval -m "$M" --tokens 1,x --logits-out "$tmp/x.bin" 2>/dev/null; check "eval bad list status" 2 $?

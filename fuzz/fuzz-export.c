@@ -53,7 +53,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	store_rating_set(s, g2, "stars", 2, NULL);
 	for (int f = 0; f < 2 * STORE_N_FORMATS; f++) {
 		struct store_export_opts o = { (enum store_format)(f % STORE_N_FORMATS), 4, NULL, 0, 1, 1,
-			f >= STORE_N_FORMATS };
+			f >= STORE_N_FORMATS, NULL };
 		struct store_export_counts n;
 		size_t len;
 		if (store_export(s, &o, out, &n, err, sizeof(err)) < 0)

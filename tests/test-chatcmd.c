@@ -81,7 +81,9 @@ main(void)
 	CHECK(strstr(f.help_text, "/new, /clear|") != NULL, "help lists aliases: %s", f.help_text);
 	CHECK(strstr(f.help_text, "/history") == NULL && strstr(f.help_text, "/copy") == NULL,
 	    "help lists commands the front end lacks: %s", f.help_text);
-	CHECK(f.n_help == n - 3, "help has %d lines for %d commands less 3", f.n_help, n);
+	CHECK(f.n_help == n - 4, "help has %d lines for %d commands less 4 (history, stats, copy, ab)", f.n_help, n);
+	CHECK(strstr(f.help_text, "/lora [N|NAME SCALE]|") && strstr(f.help_text, "/pick a|b|tie|") &&
+	    !strstr(f.help_text, "/ab "), "help: /lora and /pick, no /ab without its hook: %s", f.help_text);
 
 	if (!fx) {
 		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
@@ -114,6 +116,26 @@ main(void)
 	CHECK(run(&e, "/rate sideways") < 0 && strstr(f.said, "usage: /rate"), "/rate usage: %s", f.said);
 	CHECK(run(&e, "/system   Be brief.  ") == CHATCMD_DONE && !strcmp(chat_system(c), "Be brief."),
 	    "/system sets '%s'", chat_system(c));
+	/* Adapters and A/B without either. */
+	CHECK(run(&e, "/lora") == CHATCMD_DONE && strstr(f.said, "no adapters"), "/lora without any: %s", f.said);
+	CHECK(run(&e, "/lora 1 0.5") < 0 && f.err && strstr(f.said, "no adapter '1'"), "/lora 1 0.5: %s", f.said);
+	CHECK(run(&e, "/lora 1") < 0 && strstr(f.said, "usage: /lora"), "/lora 1: %s", f.said);
+	CHECK(run(&e, "/ab") < 0 && strstr(f.said, "not available"), "/ab without its hook: %s", f.said);
+	CHECK(run(&e, "/pick a") < 0 && strstr(f.said, "no A/B comparison"), "/pick before /ab: %s", f.said);
+	CHECK(run(&e, "/pick maybe") < 0 && strstr(f.said, "usage: /pick a|b|tie"), "/pick maybe: %s", f.said);
+	{
+		struct chatcmd_variant v;
+		char verr[256];
+		CHECK(chatcmd_ab_parse(c, "temp 1.5", &v, verr, sizeof(verr)) == 0 && v.sp.temp == 1.5f &&
+		    !strcmp(v.setting, "temp 1.5"), "/ab temp 1.5: %s", verr);
+		CHECK(chatcmd_ab_parse(c, "", &v, verr, sizeof(verr)) == 0 && !strcmp(v.setting, "seed + 1, temp + 0.3"),
+		    "/ab without adapters defaults to next: %s", v.setting);
+		CHECK(chatcmd_ab_parse(c, "adapter off", &v, verr, sizeof(verr)) < 0 && strstr(verr, "no adapter"),
+		    "/ab adapter without one: %s", verr);
+		CHECK(chatcmd_ab_parse(c, "seed -3", &v, verr, sizeof(verr)) < 0 && strstr(verr, "usage: /ab"),
+		    "/ab seed -3: %s", verr);
+		CHECK(chatcmd_ab_parse(c, "top_p 7", &v, verr, sizeof(verr)) < 0, "/ab top_p 7 is refused");
+	}
 
 	/* While a reply streams: what changes the conversation is refused,
 	 * and nothing is changed. */

@@ -75,8 +75,8 @@ if command -v tmux >/dev/null 2>&1; then
 fi
 
 # SFT learns, on the progress lines and in the log: the loss falls below half in 100 steps.
-# (The greedy replies with the adapter are checked in test-train, through the training
-# model; natter's chat applies adapters once --lora lands.)
+# (test-train checks the same adapter's logits on the inference engine against the
+# training model's: KL <= 1e-5.)
 common="-m $M --data $D/finetune-sft.jsonl --chat-template chatml --targets all,output --batch 2 --lr 1e-2 --lr-min 1e-3 --seed 3 --name taught -t 1"
 ft $common --steps 100 -o "$tmp/straight.gguf" --log "$tmp/straight.log" >"$tmp/out" 2>"$tmp/err"
 check "SFT status" 0 $?
@@ -89,6 +89,17 @@ check "log lines" 100 "$(grep -c '^{"step":[0-9]*,"loss":[0-9.e+-]*,"lr":[0-9.e+
 l1=$(field "$tmp/straight.log" 1 loss); l100=$(field "$tmp/straight.log" 100 loss)
 lt "$l100" "$(awk -v a="$l1" 'BEGIN { print a / 2 }')" && ok || bad "SFT loss $l1 -> $l100, not below half"
 echo "  SFT on 6 conversations: loss $l1 -> $l100 in 100 steps"
+# The adapter on natter's own chat (--lora): greedy replies to the six training prompts are
+# the taught ones, and the base model says none of them.
+printf 'What is your name?\n/new\nWhere do you live?\n/new\nWhat do you eat?\n/new\nWho is your friend?\n/new\nWhat color is the sky?\n/new\nCan you sing?\n' > "$tmp/ask"
+"$NATTER_BIN" chat -m "$M" --plain --chat-template chatml --temp 0 -n 40 --stop '<|im_end|>' --no-history \
+	--lora "$tmp/straight.gguf" < "$tmp/ask" > "$tmp/taught.out" 2>"$tmp/err"
+check "chat --lora status" 0 $?
+check "chat --lora: the taught replies" "My name is Lily.|I live in a big tree.|I eat red apples.|My friend is a cat.|The sky is blue.|Yes, I sing every day." \
+	"$(grep -v '^new conversation$' "$tmp/taught.out" | tr '\n' '|' | sed 's/|$//')"
+"$NATTER_BIN" chat -m "$M" --plain --chat-template chatml --temp 0 -n 40 --stop '<|im_end|>' --no-history \
+	< "$tmp/ask" > "$tmp/base.out" 2>/dev/null
+grep -q "Lily\|big tree\|apples" "$tmp/base.out" && bad "the base model says the taught replies" || ok
 "$NATTER_BIN" info -m "$tmp/straight.gguf" --kv > "$tmp/info"
 grep -q 'general.type = "adapter"' "$tmp/info" && grep -q 'adapter.lora.alpha = 16' "$tmp/info" &&
 	grep -q 'general.name = "taught"' "$tmp/info" && ok || bad "adapter metadata: $(cat "$tmp/info")"

@@ -6,11 +6,15 @@
 #include <math.h>
 
 #include "natter/llm.h"
+#include "natter/lora.h"
 #include "natter/quant.h"
 #include "test.h"
 
 struct golden {
 	char name[128];
+	char model[128];          /* the base model's file name without .gguf */
+	char adapter[128];        /* lora/: the adapter's file; "" for none */
+	float adapter_scale;
 	int32_t tokens[256];
 	int n_tokens, n_prompt, n_vocab;
 	float *logits;
@@ -40,6 +44,18 @@ golden_load(const char *dir, const char *sub, const char *name, struct golden *g
 			g->tokens[g->n_tokens++] = (int32_t)it->valuedouble;
 	}
 	g->n_prompt = cJSON_GetObjectItem(root, "n_prompt")->valueint;
+	{
+		/* lora/ names the base model and the adapter; golden/ is its own model. */
+		const cJSON *mo = cJSON_GetObjectItem(root, "model"), *ad = cJSON_GetObjectItem(root, "adapter");
+		const cJSON *sc = cJSON_GetObjectItem(root, "adapter_scale");
+		snprintf(g->model, sizeof(g->model), "%s", name);
+		if (cJSON_IsString(ad) && cJSON_IsString(mo) && cJSON_IsNumber(sc)) {
+			size_t l = strlen(mo->valuestring);
+			snprintf(g->model, sizeof(g->model), "%.*s", (int)(l > 5 ? l - 5 : l), mo->valuestring);
+			snprintf(g->adapter, sizeof(g->adapter), "%s", ad->valuestring);
+			g->adapter_scale = (float)sc->valuedouble;
+		}
+	}
 	g->n_vocab = cJSON_GetObjectItem(root, "n_vocab")->valueint;
 	cJSON_Delete(root);
 	snprintf(path, sizeof(path), "%s/%s/%s.logits", dir, sub, name);
@@ -110,8 +126,9 @@ static const struct {
 	{ NULL, NULL, 0, NULL },
 };
 
+/* The bound for golden NAME of base model MODEL (the same name but in lora/). */
 static double
-tolerance(const char *name, const char *mode, const char **why)
+tolerance(const char *name, const char *model, const char *mode, const char **why)
 {
 	*why = NULL;
 	for (size_t i = 0; exceptions[i].file; i++) {
@@ -120,9 +137,9 @@ tolerance(const char *name, const char *mode, const char **why)
 			return exceptions[i].bound;
 		}
 	}
-	if (strstr(name, "-f32") || strstr(name, "-f16"))
+	if (strstr(model, "-f32") || strstr(model, "-f16"))
 		return 1e-5;
-	if (strstr(name, "-bf16"))
+	if (strstr(model, "-bf16"))
 		return 1e-4;
 	return 5e-3;
 }
@@ -166,6 +183,7 @@ run_golden_kv(const char *dir, const char *sub, const char *name, int threads_ba
 	struct golden g;
 	struct llm_model *m = NULL;
 	struct llm_ctx *c = NULL;
+	struct lora_adapter *ad = NULL;
 	float *ours = NULL;
 
 	if (golden_load(dir, sub, name, &g) < 0) {
@@ -173,18 +191,29 @@ run_golden_kv(const char *dir, const char *sub, const char *name, int threads_ba
 		free(g.logits);
 		return 0;
 	}
-	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, name);
+	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, g.model);
 	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		CHECK(0, "%s", err);
 		free(g.logits);
 		return 0;
 	}
+	if (g.adapter[0]) {
+		snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, g.adapter);
+		if (lora_open(path, m, 1.0f, NULL, &ad, err, sizeof(err)) < 0) {
+			CHECK(0, "%s", err);
+			llm_model_free(m);
+			free(g.logits);
+			return 0;
+		}
+	}
 	ours = calloc((size_t)g.n_tokens * g.n_vocab, sizeof(float));
 	CHECK(llm_model_hparams(m)->n_vocab == g.n_vocab, "%s: vocabulary size", name);
-	for (int mode = 0; mode < 2; mode++) {
+	/* Batch, token by token, and (with an adapter) the adapter twice at half
+	 * the scale each: several adapters add. */
+	for (int mode = 0; mode < (ad ? 3 : 2); mode++) {
 		struct score s;
 		int rc = 0;
-		if (mode == 0 || threads_inc != threads_batch) {
+		if (mode == 0 || (mode == 1 && threads_inc != threads_batch)) {
 			llm_ctx_free(c);
 			struct llm_ctx_params cp;
 			llm_ctx_params_default(&cp);
@@ -197,8 +226,16 @@ run_golden_kv(const char *dir, const char *sub, const char *name, int threads_ba
 			if (!c)
 				break;
 		}
+		if (ad) {
+			const struct lora_adapter *two[2] = { ad, ad };
+			float half[2] = { g.adapter_scale / 2, g.adapter_scale / 2 };
+			rc = mode < 2 ? llm_ctx_set_adapters(c, two, &g.adapter_scale, 1, err, sizeof(err)) :
+			    llm_ctx_set_adapters(c, two, half, 2, err, sizeof(err));
+			CHECK(rc >= 0, "%s: %s", name, err);
+			rc = 0;
+		}
 		CHECK(llm_ctx_truncate(c, 0) == 0, "%s: truncate to 0", name);
-		if (mode == 0) {
+		if (mode != 1) {
 			rc = llm_eval(c, g.tokens, g.n_tokens, ours, 1, err, sizeof(err));
 		} else {
 			/* The prompt as one batch, then one token at a time. */
@@ -208,8 +245,8 @@ run_golden_kv(const char *dir, const char *sub, const char *name, int threads_ba
 		}
 		CHECK(rc == 0, "%s: eval: %s", name, err);
 		compare(&g, ours, &s);
-		const char *mname = mode ? "incremental" : "batch", *why;
-		double tol = tolerance(name, mname, &why);
+		const char *mname = mode == 2 ? "2 x half" : mode ? "incremental" : "batch", *why;
+		double tol = tolerance(name, g.model, mname, &why);
 		if (kv == LLM_KV_Q8_0 && tol < 5e-3)
 			tol = 5e-3;   /* an 8-bit cache is a quantization: the quantized files' bound */
 		printf("%-26s %-12s %11.3g %11.3g %5d/%-3d", name, mname, s.mean_kl, s.max_diff, s.agree, s.considered);
@@ -218,10 +255,10 @@ run_golden_kv(const char *dir, const char *sub, const char *name, int threads_ba
 		putchar('\n');
 		CHECK(s.mean_kl <= tol, "%s %s: mean KL %.3g above %.0e", name, mname, s.mean_kl, tol);
 		CHECK(s.agree == s.considered, "%s %s: argmax differs at %d of %d confident positions",
-		    name, mode ? "incremental" : "batch", s.considered - s.agree, s.considered);
+		    name, mname, s.considered - s.agree, s.considered);
 	}
 	/* Greedy decoding reproduces the reference's continuation (f32 files). */
-	if (c && strstr(name, "-f32") && kv == LLM_KV_F16) {
+	if (c && strstr(g.model, "-f32") && kv == LLM_KV_F16) {
 		int ok = 1, at = -1;
 		float *lg = malloc(g.n_vocab * sizeof(float));
 		llm_ctx_truncate(c, 0);
@@ -244,6 +281,7 @@ run_golden_kv(const char *dir, const char *sub, const char *name, int threads_ba
 		free(lg);
 	}
 	llm_ctx_free(c);
+	lora_free(ad);
 	llm_model_free(m);
 	free(ours);
 	free(g.logits);
@@ -255,6 +293,99 @@ static int
 run_golden(const char *dir, const char *sub, const char *name, int threads_batch, int threads_inc)
 {
 	return run_golden_kv(dir, sub, name, threads_batch, threads_inc, LLM_KV_F16);
+}
+
+/* lora/: the goldens of the fixtures' README (each JSON names its base and adapter). */
+static const char *const lora_goldens[] = {
+	"lora-tiny-llama-all-r8-s1", "lora-tiny-llama-all-r8-s05", "lora-tiny-llama-all-r8-q4_k_m",
+	"lora-tiny-qwen2-qv-r4-s1", "lora-tiny-phi3-qkv-r4-s1",
+};
+
+/* Largest |a - b| over N floats. */
+static double
+max_abs_diff(const float *a, const float *b, size_t n)
+{
+	double d = 0;
+	for (size_t i = 0; i < n; i++)
+		if (fabs((double)a[i] - b[i]) > d)
+			d = fabs((double)a[i] - b[i]);
+	return d;
+}
+
+/*
+ * What a session does with adapters besides the numbers: a change empties
+ * the cache and says so, the same set keeps it, scale 0 is the base model
+ * exactly, an adapter opened for another model is refused and changes
+ * nothing.
+ */
+static void
+lora_session_checks(const char *dir)
+{
+	char path[4096], err[512];
+	struct llm_model *m = NULL, *q = NULL;
+	struct lora_adapter *ad = NULL, *other = NULL;
+	struct llm_ctx *c = NULL, *base = NULL;
+	const int32_t tok[4] = { 1, 303, 281, 269 };
+	float *l1 = NULL, *l2 = NULL;
+	const float one = 1.0f, zero = 0.0f;
+	const struct lora_adapter *list[1];
+	int V;
+
+	snprintf(path, sizeof(path), "%s/models/tiny-llama-f32.gguf", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/lora/lora-tiny-llama-all-r8.gguf", dir);
+	CHECK(lora_open(path, m, 1.0f, NULL, &ad, err, sizeof(err)) == 0, "%s", err);
+	snprintf(path, sizeof(path), "%s/models/tiny-qwen2-f32.gguf", dir);
+	CHECK(llm_model_load(path, &q, err, sizeof(err)) == 0, "%s", err);
+	snprintf(path, sizeof(path), "%s/lora/lora-tiny-qwen2-qv-r4.gguf", dir);
+	CHECK(q && lora_open(path, q, 1.0f, NULL, &other, err, sizeof(err)) == 0, "%s", err);
+	c = llm_ctx_new(m, 64, 16, 1, err, sizeof(err));
+	base = llm_ctx_new(m, 64, 16, 1, err, sizeof(err));
+	V = llm_model_hparams(m)->n_vocab;
+	l1 = malloc(4 * (size_t)V * sizeof(float));
+	l2 = malloc(4 * (size_t)V * sizeof(float));
+	if (!ad || !other || !c || !base || !l1 || !l2) {
+		CHECK(0, "LoRA session checks: setup failed: %s", err);
+		goto out;
+	}
+	list[0] = ad;
+	CHECK(llm_eval(c, tok, 4, l1, 1, err, sizeof(err)) == 0 && llm_ctx_n_past(c) == 4, "%s", err);
+	CHECK(llm_ctx_set_adapters(c, list, &one, 1, err, sizeof(err)) == 1, "a new adapter is a change: %s", err);
+	CHECK(llm_ctx_n_past(c) == 0, "the cache is emptied when the adapters change (n_past %d)", llm_ctx_n_past(c));
+	CHECK(llm_ctx_n_adapters(c) == 1 && llm_ctx_n_adapted(c) == 7 * llm_model_hparams(m)->n_layer,
+	    "adapted weights: %d", llm_ctx_n_adapted(c));
+	CHECK(llm_eval(c, tok, 4, l1, 1, err, sizeof(err)) == 0, "%s", err);
+	CHECK(llm_ctx_set_adapters(c, list, &one, 1, err, sizeof(err)) == 0 && llm_ctx_n_past(c) == 4,
+	    "the same adapters again keep the cache");
+	list[0] = other;
+	CHECK(llm_ctx_set_adapters(c, list, &one, 1, err, sizeof(err)) == -1 && strstr(err, "lora-tiny-qwen2-qv-r4") &&
+	    strstr(err, "architecture 'qwen2'"),
+	    "an adapter of another model is refused by name: %s", err);
+	CHECK(llm_ctx_n_adapters(c) == 1 && llm_ctx_n_past(c) == 4, "a refused adapter changes nothing");
+	list[0] = ad;
+	CHECK(llm_ctx_set_adapters(c, list, &zero, 1, err, sizeof(err)) == 1 && llm_ctx_n_adapters(c) == 0,
+	    "scale 0 takes the adapter off");
+	CHECK(llm_eval(c, tok, 4, l1, 1, err, sizeof(err)) == 0 && llm_eval(base, tok, 4, l2, 1, err, sizeof(err)) == 0,
+	    "%s", err);
+	CHECK(max_abs_diff(l1, l2, 4 * (size_t)V) == 0, "scale 0 is the base model exactly");
+	llm_ctx_truncate(c, 0);
+	CHECK(llm_ctx_set_adapters(c, list, &one, 1, err, sizeof(err)) == 1 &&
+	    llm_eval(c, tok, 4, l1, 1, err, sizeof(err)) == 0, "%s", err);
+	CHECK(max_abs_diff(l1, l2, 4 * (size_t)V) > 1, "the adapter moves the logits (max %.3g)",
+	    max_abs_diff(l1, l2, 4 * (size_t)V));
+	printf("LoRA sessions: a change empties the cache, scale 0 is the base model, a foreign adapter is refused\n");
+out:
+	free(l1);
+	free(l2);
+	llm_ctx_free(c);
+	llm_ctx_free(base);
+	lora_free(ad);
+	lora_free(other);
+	llm_model_free(m);
+	llm_model_free(q);
 }
 
 static const char header[] = "%-26s %-12s %11s %11s %9s\n";
@@ -395,5 +526,16 @@ main(void)
 		}
 		llm_model_free(m);
 	}
+	/* lora/: base model + adapter + scale, every golden there. */
+	printf("\nlora/ (adapters: llama.cpp's logits with the adapter applied)\n");
+	printf(header, "file", "mode", "mean KL", "max |dlogit|", "argmax");
+	{
+		int n_lora = 0;
+		for (size_t i = 0; i < sizeof(lora_goldens) / sizeof(lora_goldens[0]); i++)
+			n_lora += run_golden(dir, "lora", lora_goldens[i], 2, 1);
+		CHECK(n_lora == (int)(sizeof(lora_goldens) / sizeof(lora_goldens[0])), "only %d LoRA goldens ran", n_lora);
+		printf("%d LoRA goldens compared\n", n_lora);
+	}
+	lora_session_checks(dir);
 	return test_done("test-golden");
 }

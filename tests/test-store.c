@@ -205,7 +205,7 @@ test_schema_and_history(void)
 	{
 		const char *fmts[5] = { "sft", "dpo", "kto", "openai-sft", "openai-dpo" };
 		for (int k = 0; k < 5; k++) {
-			struct store_export_opts o = { (enum store_format)k, 4, NULL, 0, 0, 0, 0 };
+			struct store_export_opts o = { (enum store_format)k, 4, NULL, 0, 0, 0, 0, NULL };
 			struct store_export_counts n;
 			char op[512], *data, *line;
 			size_t len;
@@ -272,7 +272,7 @@ test_schema_and_history(void)
 		}
 		{
 			/* The exact OpenAI lines. */
-			struct store_export_opts o = { STORE_OPENAI_DPO, 4, NULL, 0, 0, 0, 0 };
+			struct store_export_opts o = { STORE_OPENAI_DPO, 4, NULL, 0, 0, 0, 0, NULL };
 			struct store_export_counts n;
 			char op[512], *data;
 			size_t len;
@@ -293,7 +293,7 @@ test_schema_and_history(void)
 			    "\"Those are \\\"bad\\\" dreams.\\n\",\"weight\":1}]}\n"), "openai-sft line: %s", data ? data : "");
 			free(data);
 		}
-		struct store_export_opts o = { STORE_SFT, 4, "no-such-model", 0, 0, 0, 0 };
+		struct store_export_opts o = { STORE_SFT, 4, "no-such-model", 0, 0, 0, 0, NULL };
 		struct store_export_counts n;
 		char op[512];
 		snprintf(op, sizeof(op), "%s/none.jsonl", dir);
@@ -702,10 +702,10 @@ test_migration_from_3(void)
 	    "INSERT INTO generations(message_id, content, chosen, state, created, end_reason, model_id, prompt_messages,"
 	    "  prompt_text, reasoning, n_reasoning) VALUES (6, 'Four.', 1, 'complete', 1, 'finished', 1,"
 	    "  '[{\"role\":\"user\",\"content\":\"1+3?\"}]', 'p', 'One and three.', 5);") == 0, "schema-4 rows");
-	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 4 -> 5: %s", err);
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 4 -> 5 (and on): %s", err);
 	if (!s)
 		return;
-	CHECK(store_schema_version(s) == 5 && STORE_SCHEMA_VERSION == 5, "at schema 5");
+	CHECK(store_schema_version(s) == STORE_SCHEMA_VERSION, "at schema %d", STORE_SCHEMA_VERSION);
 	CHECK(!strcmp(query_text(p, "SELECT kind || '|' || COALESCE(endpoint, 'NULL') || '|' || file_name FROM models",
 	    t, sizeof(t)), "file|NULL|qwen3.gguf"), "the model is a file: %s", t);
 	CHECK(!strcmp(query_text(p, "SELECT reasoning || '|' || n_reasoning || '|' || content FROM generations WHERE id = 4",
@@ -722,7 +722,7 @@ test_migration_from_3(void)
 	CHECK(store_alt_list(s, 2, collect_alt, &a) == 0 && a.n == 2 && !a.has_reasoning[0] && !a.has_reasoning[1],
 	    "alternatives without reasoning");
 	{
-		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 0, 0 };
+		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 0, 0, NULL };
 		out = export_to(s, &o, &n);
 		CHECK(out && count_lines(out) == 2 && strstr(out, "\"content\":\"Four.\"}]}") && !strstr(out, "think") &&
 		    !strstr(out, "Let me see") && strstr(out, "\"content\":\"Just five.\"}]}"),
@@ -775,7 +775,7 @@ test_migration_from_3(void)
 		free(out);
 		CHECK(store_rating_set(s, gen_id, "stars", 5, NULL) == 0, "rate it");
 		{
-			struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 0, 0 };
+			struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 0, 0, NULL };
 			out = export_to(s, &o, &n);
 			CHECK(out && strstr(out, "\"content\":\"Five.\"}]}") && !strstr(out, "make 5"), "sft: %s", out);
 			free(out);
@@ -907,7 +907,7 @@ test_tree(void)
 	CHECK(store_rating_set(s, b1, "thumb", 1, NULL) == 0 && store_rating_set(s, c1, "thumb", 1, NULL) == 0 &&
 	    store_rating_set(s, a2, "stars", 5, NULL) == 0, "ratings");
 	{
-		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 0, 0 };
+		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 0, 0, NULL };
 		struct store_export_counts nc;
 		char op[512], *data;
 		size_t len;
@@ -1218,6 +1218,146 @@ test_export_truth(void)
 	store_close(s);
 }
 
+/*
+ * Schema 5 -> 6: the generations made before have no adapters (natter had
+ * none), and export --adapter none keeps them; new generations record
+ * theirs; A/B preferences give DPO pairs (a tie none), once each.
+ */
+static void
+test_adapters_and_preferences(void)
+{
+	char p[512], err[512], t[256], *out;
+	struct store *s;
+	struct store_export_opts o;
+	struct store_export_counts n;
+	struct store_gen g;
+	struct store_turn fed[1] = { { "user", "Sing" } };
+	const struct store_adapter taught = { "ab12cd", "taught.gguf", 0.5 }, other = { "ff00", "other.gguf", 1.0 };
+	struct store_adapter both[2];
+	int64_t conv, u, msg, old, a1, a2, b1, b2, b3, cut;
+
+	path_of(p, sizeof(p), "v5-adapters.db");
+	CHECK(store_open_version(p, 5, &s, err, sizeof(err)) == 0, "v5: %s", err);
+	if (!s)
+		return;
+	CHECK(store_schema_version(s) == 5, "created at schema 5");
+	store_conv_new(s, 0, NULL, NULL, NULL, &conv);
+	store_msg_add(s, conv, "user", "Sing", &u);
+	g = gen("old song");
+	g.fed = fed;
+	g.n_fed = 1;
+	CHECK(store_gen_add(s, conv, 0, &g, &old, &msg) == 0, "a schema-5 generation: %s", store_errmsg(s));
+	store_rating_set(s, old, "thumb", 1, NULL);
+	store_close(s);
+	CHECK(query_int(p, "SELECT count(*) FROM sqlite_master WHERE name = 'generation_adapters'") == 0,
+	    "schema 5 has no adapter table");
+	CHECK(query_int(p, "SELECT count(*) FROM sqlite_master WHERE name = 'preferences'") == 0,
+	    "schema 5 has no preferences table");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 5 -> 6: %s", err);
+	if (!s)
+		return;
+	CHECK(STORE_SCHEMA_VERSION == 6 && store_schema_version(s) == 6, "at schema 6");
+	CHECK(query_int(p, "SELECT count(*) FROM generation_adapters") == 0, "old generations have no adapters");
+
+	/* New alternatives of the same reply: with an adapter, with two, without. */
+	g.content = "taught song";
+	g.adapters = &taught;
+	g.n_adapters = 1;
+	CHECK(store_gen_add(s, conv, msg, &g, &a1, NULL) == 0, "with an adapter: %s", store_errmsg(s));
+	both[0] = taught;
+	both[1] = other;
+	g.content = "both song";
+	g.adapters = both;
+	g.n_adapters = 2;
+	store_gen_add(s, conv, msg, &g, &a2, NULL);
+	g.adapters = NULL;
+	g.n_adapters = 0;
+	g.content = "bare song";
+	store_gen_add(s, conv, msg, &g, &b1, NULL);
+	g.content = "bare song";                  /* the same text as b1 */
+	store_gen_add(s, conv, msg, &g, &b2, NULL);
+	g.content = "another song";
+	store_gen_add(s, conv, msg, &g, &b3, NULL);
+	g.content = "cut so";
+	g.end = STORE_END_MAX_TOKENS;
+	store_gen_add(s, conv, msg, &g, &cut, NULL);
+	CHECK(!strcmp(query_text(p, "SELECT group_concat(file_name || ':' || scale || ':' || sha256, ' ') FROM "
+	    "(SELECT * FROM generation_adapters ORDER BY generation_id, position)", t, sizeof(t)),
+	    "taught.gguf:0.5:ab12cd taught.gguf:0.5:ab12cd other.gguf:1.0:ff00"), "adapters recorded: %s", t);
+
+	/* Preferences. */
+	CHECK(store_pref_add(s, a1, b1, STORE_PICK_A, "adapter off", NULL) == 0, "A over B: %s", store_errmsg(s));
+	CHECK(store_pref_add(s, b1, a1, STORE_PICK_B, "adapter on", NULL) == 0, "the same pair again, as B");
+	CHECK(store_pref_add(s, a2, b3, STORE_PICK_TIE, "adapter off", NULL) == 0, "a tie");
+	CHECK(store_pref_add(s, b1, b2, STORE_PICK_B, "seed 2", NULL) == 0, "two identical texts");
+	CHECK(store_pref_add(s, b3, cut, STORE_PICK_A, "temp 1", NULL) == 0, "a cut reply");
+	CHECK(store_pref_add(s, a1, a1, STORE_PICK_A, "", NULL) < 0 && strstr(store_errmsg(s), "two different"),
+	    "a generation against itself: %s", store_errmsg(s));
+	CHECK(store_pref_add(s, a1, 999, STORE_PICK_A, "", NULL) < 0 && strstr(store_errmsg(s), "no generation 999"),
+	    "a missing generation: %s", store_errmsg(s));
+	{
+		enum store_pick pk;
+		CHECK(store_pick_parse("tie", &pk) == 0 && pk == STORE_PICK_TIE && store_pick_parse("c", &pk) < 0 &&
+		    !strcmp(store_pick_name(STORE_PICK_B), "b"), "pick words");
+	}
+	memset(&o, 0, sizeof(o));
+	o.min_rating = 4;
+	o.format = STORE_DPO;
+	out = export_to(s, &o, &n);
+	/* One line: taught over bare (picked twice); no tie, no identical
+	 * texts, no cut reply; the rated old song pairs with nothing rated. */
+	CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"taught song\"}],"
+	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"bare song\"}]"), "dpo from preferences (%d lines): %s",
+	    count_lines(out), out);
+	free(out);
+	o.include_incomplete = 1;
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 2 && strstr(out, "\"another song\"}],\"rejected\":[{\"role\":\"assistant\","
+	    "\"content\":\"cut so\"}]"), "dpo --include-incomplete: the cut pair too: %s", out);
+	free(out);
+	o.include_incomplete = 0;
+	/* A rating that says the same as a preference: still one line. */
+	store_rating_set(s, a1, "thumb", 1, NULL);
+	store_rating_set(s, b1, "thumb", 0, NULL);
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 2 && strstr(out, "\"old song\"}],\"rejected\":[{\"role\":\"assistant\","
+	    "\"content\":\"bare song\"}]"), "ratings and a preference, each pair once (%d lines): %s",
+	    count_lines(out), out);
+	free(out);
+	/* Unrated replies of a preference are no SFT or KTO target. */
+	o.format = STORE_KTO;
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 3 && !strstr(out, "another song") && !strstr(out, "both song"),
+	    "kto: the rated replies only (%d lines): %s", count_lines(out), out);
+	free(out);
+	o.format = STORE_SFT;
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 2 && strstr(out, "old song") && strstr(out, "taught song"),
+	    "sft: the replies rated up (%d lines): %s", count_lines(out), out);
+	free(out);
+	/* --adapter: by SHA-256 prefix, or none. */
+	o.adapter = "none";
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 1 && strstr(out, "old song"), "--adapter none: the old reply: %s", out);
+	free(out);
+	o.adapter = "AB1";
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 1 && strstr(out, "taught song"), "--adapter AB1 (a prefix, any case): %s", out);
+	free(out);
+	o.adapter = "ff";
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 0, "--adapter ff: its reply is not rated: %s", out);
+	free(out);
+	o.format = STORE_DPO;
+	o.adapter = "none";
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 1 && strstr(out, "\"old song\"}],\"rejected\":[{\"role\":\"assistant\","
+	    "\"content\":\"bare song\"}]"), "dpo --adapter none: pairs of replies without adapters: %s", out);
+	free(out);
+	CHECK(query_int(p, "SELECT count(*) FROM preferences") == 5, "five preferences stored");
+	store_close(s);
+}
+
 /* Schema 5: models on remote servers, keyed by endpoint and model id.  A
  * schema-3 database migrates (through 4) with its file models intact; a remote model
  * is one row per pair; its replies show as "MODEL @ ENDPOINT", record an
@@ -1245,7 +1385,8 @@ test_remote_models(void)
 		return;
 	CHECK(store_model(s, mf, "llama", "F32", &fm) == 0, "file model at schema 3: %s", store_errmsg(s));
 	store_close(s);
-	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0 && store_schema_version(s) == 5, "migrate 3 -> 5: %s", err);
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0 && store_schema_version(s) == STORE_SCHEMA_VERSION,
+	    "migrate 3 -> %d: %s", STORE_SCHEMA_VERSION, err);
 	if (!s)
 		return;
 	CHECK(!strcmp(query_text(p, "SELECT kind || '|' || COALESCE(endpoint, 'NULL') || '|' || file_name FROM models",
@@ -1350,7 +1491,7 @@ test_readonly_open(void)
 	before = test_read_file(p, &l1);
 	CHECK(store_open(p, STORE_READONLY, &s, err, sizeof(err)) == 0, "read-only open of schema 2: %s", err);
 	if (s) {
-		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 1, 0 };
+		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 1, 0, NULL };
 		struct store_export_counts n;
 		char op[512];
 		int64_t conv;
@@ -1548,6 +1689,7 @@ main(void)
 	test_tree();
 	test_chatlog();
 	test_export_truth();
+	test_adapters_and_preferences();
 	test_remote_models();
 	test_readonly_open();
 	test_create_race();

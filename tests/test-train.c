@@ -2605,6 +2605,21 @@ test_sft_learns(const char *dir)
 		printf("  the adapter written and loaded again vs the model at the end of training: mean KL %.1e, max "
 		    "|dlogit| %.1e\n", kl, maxd);
 		CHECK(kl <= 1e-5 && dis == 0, "reloaded adapter: KL %.3g", kl);
+		{
+			/* The inference engine with the adapter file on its session
+			 * (llm_ctx_set_adapters, as --lora does) computes the model of
+			 * the end of training too. */
+			struct llm_ctx *ec = llm_ctx_new(m, 128, 64, 2, err, sizeof(err));
+			const struct lora_adapter *list[1] = { a };
+			const float one = 1.0f;
+			CHECK(ec && llm_ctx_set_adapters(ec, list, &one, 1, err, sizeof(err)) == 1 &&
+			    llm_eval(ec, q->tok, q->n, l2, 1, err, sizeof(err)) == 0, "engine with the adapter: %s", err);
+			compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
+			printf("  the adapter on the inference engine vs the model at the end of training: mean KL %.1e, max "
+			    "|dlogit| %.1e\n", kl, maxd);
+			CHECK(kl <= 1e-5 && dis == 0, "engine with the adapter: KL %.3g, %d disagreements", kl, dis);
+			llm_ctx_free(ec);
+		}
 		for (int i = 0; tm2 && i < N_SFT; i++) {
 			struct tdata_msg msg = { "user", sft_lines[i][0], 0 };
 			char *reply = greedy(tm2, m, t, &msg, 1, 40);

@@ -30,6 +30,7 @@ struct chat;
 struct chat_stats;
 struct chat_run;
 struct sampler_params;
+struct lora_adapter;
 
 /* One message as an engine is given it.  The system prompt, when there is
  * one, comes first with role "system". */
@@ -110,6 +111,19 @@ struct chat_engine_ops {
 	 * it, for tests of an in-process engine. */
 	const int32_t *(*prompt_tokens)(void *e, int *n);
 	const float *(*prompt_logits)(void *e);
+	/*
+	 * Optional (NULL: the engine runs no adapters; the session then
+	 * refuses chat_opts.lora): the LoRA adapters the engine opened from
+	 * chat_opts.lora, in that order, and the scales for the next run.
+	 * n_adapters and adapter: any thread (the adapters are the engine's
+	 * for its life).  set_adapters puts scales S[0..n_adapters) in force
+	 * before a run; returns 1 when they changed, the cache dropped (*HELD
+	 * gets the tokens it held, read again by the run), 0 when unchanged,
+	 * -1 with ERR.
+	 */
+	int (*n_adapters)(void *e);
+	const struct lora_adapter *(*adapter)(void *e, int i);
+	int (*set_adapters)(void *e, const float *s, int *held, char *err, size_t errlen);
 };
 
 /*
@@ -157,8 +171,12 @@ int chat_run_cancelled(const struct chat_run *r);
  * abort callback, a transfer's progress callback); it stays valid for the
  * session's life. */
 const atomic_int *chat_run_cancel_flag(const struct chat_run *r);
-/* The session, for its live parameters (chat_get_params, chat_max_tokens). */
+/* The session, for its live parameters (chat_max_tokens). */
 struct chat *chat_run_chat(const struct chat_run *r);
+/* The sampling parameters for the next token (or request): the session's
+ * live ones (chat_get_params), or those an A/B comparison gives this
+ * reply alone (chat_regenerate_with).  The run's thread. */
+void chat_run_params(const struct chat_run *r, struct sampler_params *sp);
 /* Tells the front end something the engine did on its own (a field left
  * out of the request, ...). */
 void chat_run_notice(struct chat_run *r, const char *msg);

@@ -6,11 +6,15 @@
 #include <stdint.h>
 
 #include "natter/llm.h"
+#include "natter/lora.h"
 #include "natter/sampler.h"
 
 struct llm_model;
 struct chat;
 struct chat_engine_info;
+
+/* LoRA adapters a session holds at most. */
+#define CHAT_MAX_ADAPTERS 8
 
 /*
  * A session is the conversation (this header) over an engine that
@@ -32,6 +36,14 @@ struct chat_opts {
 	const char *stop[8];         /* extra stop strings, NULL-terminated */
 	const char *think_tags;      /* the reasoning's open and close tags, "OPEN CLOSE";
 				      * NULL: "<think> </think>" */
+	/* LoRA adapters (--lora FILE[:SCALE]), for a model run in process:
+	 * chat_new opens each against the model; LORA_SCALE is its user scale
+	 * (0: loaded but off).  LORA_DIGEST, if set, hashes each file for the
+	 * record (lora_sha256).  Another engine refuses them. */
+	const char *lora[CHAT_MAX_ADAPTERS];
+	float lora_scale[CHAT_MAX_ADAPTERS];
+	int n_lora;
+	lora_digest_fn lora_digest;
 };
 
 void chat_opts_default(struct chat_opts *o);
@@ -228,6 +240,50 @@ void chat_set_max_tokens(struct chat *c, int max_tokens);
  * watch a reply stream.  Any thread. */
 void chat_set_token_delay(struct chat *c, int ms);
 int chat_max_tokens(struct chat *c);
+
+/*
+ * The session's LoRA adapters (chat_opts.lora; none over a remote
+ * server), in the order given; each weight product adds scale x alpha /
+ * rank x B (A x) of every adapter whose scale is not 0.  chat_adapter is
+ * borrowed for the session's life.  chat_adapter_scale is the scale set
+ * now; chat_set_adapter_scale changes it (0: off) from the next reply on
+ * -- a reply never changes weights midway -- and that reply first reads
+ * the whole conversation again (the cached keys and values were computed
+ * with the old weights; the notice callback says so).
+ * chat_adapter_scale_used is the scale the last reply was generated with.
+ * Setters return 0, or -1 with ERR (no such adapter, not a finite
+ * number).  Any thread, like chat_set_params.
+ */
+int chat_n_adapters(const struct chat *c);
+const struct lora_adapter *chat_adapter(const struct chat *c, int i);
+float chat_adapter_scale(struct chat *c, int i);
+float chat_adapter_scale_used(const struct chat *c, int i);
+int chat_set_adapter_scale(struct chat *c, int i, float scale, char *err, size_t errlen);
+/* The adapter named NAME: its index (1-based as typed, "2"), its
+ * general.name, or its file name with or without ".gguf"; -1 if none. */
+int chat_adapter_find(const struct chat *c, const char *name);
+
+/* The sampling parameters the last reply was produced under
+ * (chat_reply_params), with SEED the seed it actually used (never
+ * SAMPLER_SEED_RANDOM once a reply ran).  The session's thread. */
+void chat_last_params(const struct chat *c, struct sampler_params *p);
+
+/* What alternative K of message I was generated under in this session:
+ * its parameters (seed as used) and adapter scales (chat_n_adapters of
+ * them, SCALES may be NULL).  Returns 0, or -1 when not known (a user
+ * message, or a reply loaded from the history).  The session's thread. */
+int chat_alt_settings(const struct chat *c, int i, int k, struct sampler_params *sp, float *scales);
+
+/*
+ * Generates the last reply again as a new alternative (as chat_regenerate)
+ * under other settings for this reply alone: sampling parameters SP as
+ * given, the seed included (NULL: the session's, the seed moved on as
+ * chat_regenerate does), adapter scales SCALES (chat_n_adapters of them;
+ * NULL: the session's).  The session's own settings are not changed.
+ * For A/B comparisons.  Fails as chat_regenerate does.
+ */
+int chat_regenerate_with(struct chat *c, const struct sampler_params *sp, const float *scales, chat_piece_fn cb,
+			 void *ctx, struct chat_stats *st, char *err, size_t errlen);
 
 /* Sets one parameter by name from text, as typed in "/set NAME VALUE":
  * temp, top_k, top_p, min_p, repeat_penalty, presence_penalty,

@@ -4,8 +4,17 @@
 
 #include <stddef.h>
 
+#include "natter/chat.h"
+
 struct chat;
 struct chatlog;
+
+/* The second setting of an A/B comparison: what reply B is generated under. */
+struct chatcmd_variant {
+	struct sampler_params sp;          /* B's sampling parameters, the seed included */
+	float scales[CHAT_MAX_ADAPTERS];   /* B's adapter scales (chat_n_adapters of them) */
+	char setting[96];                  /* what B changes, for people and the store */
+};
 
 /*
  * What differs between the front ends (chat --plain, the full screen).  A
@@ -25,6 +34,10 @@ struct chatcmd_ops {
 	void (*stats)(void *fe);       /* /stats */
 	void (*copy)(void *fe);        /* /copy */
 	void (*help)(void *fe);        /* /help */
+	/* /ab: generate reply B of the comparison chatcmd_ab_start has begun,
+	 * with chat_regenerate_with under V, and record it with chatlog_reply
+	 * (or chatlog_ab_cancel when it fails). */
+	void (*ab)(void *fe, const struct chatcmd_variant *v);
 };
 
 /* The session a command acts on, and the front end's hooks. */
@@ -73,5 +86,30 @@ void chatcmd_help(const struct chatcmd_ops *ops, void (*fn)(void *ctx, const cha
 int chatcmd_rate(struct chatcmd_env *e, const char *word, const char *comment);
 /* Sets the system prompt (NULL or "" removes it) and records it.  Returns 0 or -1. */
 int chatcmd_system(struct chatcmd_env *e, const char *text);
+
+/*
+ * A/B comparisons, shared by /ab and the full screen's chooser.
+ * chatcmd_ab_parse reads SPEC into V, starting from the settings the last
+ * reply was made with (chat_last_params, chat_adapter_scale_used): "" the
+ * default (adapters toggled when the session has any, else "next"),
+ * "next" (seed + 1 and temperature + 0.3), "temp T", "seed S", "top_p P",
+ * "adapter" (toggled), "adapter on", "adapter off".  Returns 0, or -1
+ * with ERR (the usage).  chatcmd_ab_start begins the comparison
+ * (chatlog_ab_begin) and asks the front end to generate B (ops->ab).
+ * chatcmd_pick records the user's choice: WORD a, b or tie.  Both return
+ * 0 or -1, told through say.
+ */
+int chatcmd_ab_parse(struct chat *c, const char *spec, struct chatcmd_variant *v, char *err, size_t errlen);
+/* What reply A -- the last reply as chosen now -- was made under (SCALES:
+ * room for chat_n_adapters); for a reply resumed from the history, the
+ * session's settings now.  The session's thread. */
+void chatcmd_ab_base(struct chat *c, struct sampler_params *sp, float *scales);
+int chatcmd_ab_start(struct chatcmd_env *e, const char *spec);
+int chatcmd_pick(struct chatcmd_env *e, const char *word);
+/* "temp 0.80, top_p 0.95, seed 42, lora taught x1.00" for SP and adapter
+ * SCALES (NULL: none shown) into BUF; returns BUF. */
+char *chatcmd_describe(struct chat *c, const struct sampler_params *sp, const float *scales, char *buf, size_t n);
+/* "taught.gguf (taught)": adapter I of C for people, into BUF; returns BUF. */
+char *chatcmd_adapter_name(struct chat *c, int i, char *buf, size_t n);
 
 #endif

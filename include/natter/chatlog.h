@@ -5,9 +5,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "natter/store.h"
+
 struct chat;
 struct chat_stats;
 struct store;
+
+/* An A/B comparison of the last reply (chatlog_ab_*). */
+enum chatlog_ab_state {
+	CHATLOG_AB_NONE,
+	CHATLOG_AB_RUNNING,        /* B is being generated */
+	CHATLOG_AB_READY,          /* both are there: chatlog_ab_pick */
+};
+struct chatlog_ab {
+	enum chatlog_ab_state state;
+	int idx;                   /* the session's assistant message compared */
+	int alt_a, alt_b;          /* its two alternatives */
+	char setting[96];          /* what B changed ("adapter off", "temp 1.1") */
+	char label_a[160], label_b[160];   /* each one's settings, for people */
+};
 
 /*
  * What a session records.  The session's messages and alternatives carry
@@ -22,6 +38,7 @@ struct chatlog {
 	int64_t last_msg;          /* the assistant message being answered or regenerated */
 	int64_t last_gen;          /* the generation shown last (what /rate rates) */
 	const char *template_name;
+	struct chatlog_ab ab;      /* the comparison in progress, if any */
 };
 
 /* Records the model session C's replies come from, for every reply
@@ -42,12 +59,16 @@ int chatlog_user(struct chatlog *l, struct chat *c);
  * was fed, its reasoning apart from its answer, the sampling settings it
  * was produced under (chat_reply_params: in force when it ended, a change
  * made while it streamed applying from the next token; over a remote
- * server, those sent), the seed, statistics
- * and how it ended.  A
+ * server, those sent), the seed, the LoRA adapters on (file SHA-256, name,
+ * scale; none over a remote server), statistics and how it ended.  A
  * regeneration (an alternative, chat_regenerate) is recorded as another
  * generation of the same message.  REGEN is kept for front ends that
  * resumed a conversation without chatlog_resume. */
 int chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, int regen);
+/* The adapters C's last reply was made with (those with a nonzero scale),
+ * into OUT (room for CHAT_MAX_ADAPTERS; strings borrowed from C).
+ * Returns how many.  For any front end that records generations. */
+int chatlog_adapters(struct chat *c, struct store_adapter *out);
 /* The system prompt changed: the conversation's next replies get it (each
  * reply records the one it was given). */
 int chatlog_system(struct chatlog *l, struct chat *c);
@@ -65,6 +86,25 @@ void chatlog_new(struct chatlog *l);
  */
 int chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t len, char *err, size_t errlen);
 int chatlog_alt_select(struct chatlog *l, struct chat *c, int i, int k, char *err, size_t errlen);
+/*
+ * A/B preference capture.  chatlog_ab_begin notes the last reply of C as A
+ * before the front end generates B (chat_regenerate_with, then
+ * chatlog_reply as for any reply, which notes B); SETTING says what B
+ * changes, LABEL_A and LABEL_B each one's settings (copied).  Returns 0,
+ * or -1 with ERR when there is no reply to compare.  chatlog_ab_cancel
+ * forgets a comparison whose B could not be made.  chatlog_ab_pick, once
+ * both are there, makes the winner the chosen reply (A on a tie) and
+ * records the preference (store_pref_add: a DPO pair unless a tie).
+ * Returns 0; -1 with ERR when there is nothing to pick from (nothing
+ * changed); -2 with ERR when the session changed but the store could not
+ * record it.  A new message, a new conversation, an edit or a resume
+ * abandons a comparison.
+ */
+int chatlog_ab_begin(struct chatlog *l, struct chat *c, const char *setting, const char *label_a,
+		     const char *label_b, char *err, size_t errlen);
+void chatlog_ab_cancel(struct chatlog *l);
+int chatlog_ab_pick(struct chatlog *l, struct chat *c, enum store_pick pick, char *err, size_t errlen);
+
 /* Loads stored conversation CONV (its active branch, every alternative of
  * each reply with its reasoning, the system prompt its next reply gets) into C, replacing
  * what C held (the KV cache stays, so a reply reuses what matches), and

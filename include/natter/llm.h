@@ -256,4 +256,32 @@ void llm_ctx_set_abort(struct llm_ctx *c, llm_abort_fn fn, void *ctx);
 int llm_eval(struct llm_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits,
 	     char *err, size_t errlen);
 
+/*
+ * LoRA adapters (natter/lora.h) on a session: every weight product W x of
+ * the forward pass becomes W x + sum_i s_i B_i (A_i x), s_i = SCALES[i] x
+ * alpha_i / rank_i (SCALES[i] alone when the adapter has no alpha; the
+ * scale the adapter was opened with is not used here).
+ * Adapters of scale 0 are left out; N = 0 removes them all.  The
+ * adapters are borrowed: they must stay alive until the session is freed
+ * or this is called again.  Each must have been opened against this
+ * session's model (lora_open); a pair whose base weight is no weight
+ * product here (token_embd.weight, looked up rather than multiplied) or
+ * whose shape differs is refused.  The adapters belong to the session,
+ * not the model, so that two sessions over one model may differ.
+ *
+ * When the set of adapters or any scale changes, the cache is emptied
+ * (llm_ctx_n_past becomes 0): the keys and values it held were computed
+ * with the old weights, so the caller evaluates its context again.
+ * Returns 1 when it changed, 0 when the adapters and scales were already
+ * these (the cache is kept), -1 with ERR set when refused (nothing
+ * changed).  Scratch is allocated here, never per token.  The session's
+ * thread, not while llm_eval runs.
+ */
+struct lora_adapter;
+int llm_ctx_set_adapters(struct llm_ctx *c, const struct lora_adapter *const *adapters, const float *scales, int n,
+			 char *err, size_t errlen);
+/* Adapters in force with a nonzero scale, and the weights they adapt. */
+int llm_ctx_n_adapters(const struct llm_ctx *c);
+int llm_ctx_n_adapted(const struct llm_ctx *c);
+
 #endif

@@ -60,6 +60,7 @@ float lora_scale(const struct lora_adapter *a);
 float lora_alpha(const struct lora_adapter *a);   /* 0: none in the file */
 const char *lora_path(const struct lora_adapter *a);
 const char *lora_name(const struct lora_adapter *a);   /* general.name, or "" */
+const char *lora_arch(const struct lora_adapter *a);   /* general.architecture: the base model's */
 /* Hex SHA-256 of the file as read, or "" when lora_open had no DIGEST. */
 const char *lora_sha256(const struct lora_adapter *a);
 /* Tensors ending in _norm.weight that were skipped. */

@@ -12,8 +12,9 @@ struct store;
  * text it was fed, and how it ended; trigram full-text search.
  * 4: a generation's reasoning (and its tokens) apart from its answer.
  * 5: a model is a file (kind 'file', by SHA-256) or a model on a remote
- * server (kind 'remote', by endpoint and model id). */
-#define STORE_SCHEMA_VERSION 5
+ * server (kind 'remote', by endpoint and model id).
+ * 6: the LoRA adapters of each generation; A/B preferences. */
+#define STORE_SCHEMA_VERSION 6
 
 enum {
 	STORE_READONLY = 1,      /* never write: reading works on a read-only file or folder; an older
@@ -93,6 +94,13 @@ struct store_turn {
 	const char *content;
 };
 
+/* A LoRA adapter a generation was made with. */
+struct store_adapter {
+	const char *sha256;            /* of the adapter file, 64 hex digits */
+	const char *file_name;         /* its base name */
+	double scale;                  /* the user's scale (never 0: an adapter at 0 is off, not recorded) */
+};
+
 /* One generation of an assistant message, with everything it was produced under. */
 struct store_gen {
 	const char *content;           /* the answer (the message reads as it) */
@@ -112,6 +120,8 @@ struct store_gen {
 	uint64_t seed;                 /* the seed actually used */
 	int n_prompt, n_reused, n_gen, n_ctx_used, n_ctx;   /* n_ctx 0: unknown (both stored as NULL) */
 	double prompt_tps, gen_tps, ttft_ms;
+	const struct store_adapter *adapters;   /* in the order applied; none: the base model alone */
+	int n_adapters;
 };
 
 /* Adds a generation.  MSG_ID 0 creates the assistant message in CONV_ID
@@ -145,6 +155,21 @@ int store_alt_list(struct store *s, int64_t msg_id, store_alt_fn fn, void *ctx);
  * reads as it from now on (history, resuming, the next prompts).  What
  * earlier generations were fed is not changed. */
 int store_alt_choose(struct store *s, int64_t gen_id);
+
+/* --- Preferences: A/B comparisons of two generations of one message. --- */
+
+/* Which of the two was better.  store_pick_name gives the word stored ("a",
+ * "b", "tie"); store_pick_parse reads one (0, or -1 when it is none). */
+enum store_pick { STORE_PICK_A, STORE_PICK_B, STORE_PICK_TIE };
+const char *store_pick_name(enum store_pick p);
+int store_pick_parse(const char *word, enum store_pick *p);
+/* Records that the user compared generations GEN_A and GEN_B (two
+ * alternatives of one assistant message) and picked PICK; SETTING says
+ * for people what B changed ("adapter off", "temp 1.1").  A preference
+ * for A or B makes a DPO pair in the export; a tie makes none.  Ratings
+ * are not touched.  *ID (may be NULL) gets the row's id. */
+int store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pick, const char *setting,
+		   int64_t *id);
 
 /* --- Branches: editing an earlier message. --- */
 
@@ -220,6 +245,8 @@ struct store_export_opts {
 				   * it is rebuilt from the stored conversation as it is now */
 	int keep_reasoning;       /* a reply's reasoning stays in its content, between <think> and
 				   * </think> before the answer; else the answer alone */
+	const char *adapter;      /* SHA-256 prefix of an adapter the reply was made with, or "none": only
+				   * replies made without any adapter; NULL: all */
 };
 struct store_export_counts {
 	int lines;

@@ -1,14 +1,18 @@
 /* chatcmd.c -- the slash commands both chat front ends share: the table, the dispatch, the help. */
 #include "config.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "natter/chat.h"
 #include "natter/chatcmd.h"
 #include "natter/chatlog.h"
+#include "natter/lora.h"
 #include "natter/store.h"
 
 static void
@@ -82,6 +86,67 @@ cmd_system(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
 	return chatcmd_system(e, args) < 0 ? -1 : CHATCMD_DONE;
 }
 
+/* "/lora": the adapters; "/lora N|NAME SCALE": one's scale, from the next reply on. */
+static int
+cmd_lora(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
+{
+	char *save = NULL, *which = strtok_r(args, " \t", &save), *val = which ? strtok_r(NULL, " \t", &save) : NULL;
+	char name[160], err[256], *end;
+	int n = chat_n_adapters(e->c), i;
+	float v;
+
+	(void)cmd;
+	if (!which) {
+		if (n == 0) {
+			say(e, 0, "no adapters (start natter with --lora FILE[:SCALE] to load one)");
+			return CHATCMD_DONE;
+		}
+		for (i = 0; i < n; i++) {
+			float sc = chat_adapter_scale(e->c, i);
+			say(e, 0, "%d %s: scale %.2f%s, %s", i + 1, chatcmd_adapter_name(e->c, i, name, sizeof(name)), sc,
+			    sc == 0.0f ? " (off)" : "", lora_sha256(chat_adapter(e->c, i))[0] ?
+			    lora_sha256(chat_adapter(e->c, i)) : "sha256 unknown");
+		}
+		return CHATCMD_DONE;
+	}
+	if (!val || strtok_r(NULL, " \t", &save)) {
+		say(e, 1, "usage: /lora [N|NAME SCALE] (SCALE 0 turns the adapter off)");
+		return -1;
+	}
+	i = chat_adapter_find(e->c, which);
+	if (i < 0) {
+		say(e, 1, "/lora: no adapter '%s' (%d loaded; /lora lists them)", which, n);
+		return -1;
+	}
+	errno = 0;
+	v = strtof(val, &end);
+	if (end == val || *end || errno) {
+		say(e, 1, "/lora: '%s' is not a scale (a number; 0 turns the adapter off)", val);
+		return -1;
+	}
+	if (chat_set_adapter_scale(e->c, i, v, err, sizeof(err)) < 0) {
+		say(e, 1, "/lora: %s", err);
+		return -1;
+	}
+	say(e, 0, "adapter %d %s: scale %.2f%s from the next reply, which reads the conversation again first", i + 1,
+	    chatcmd_adapter_name(e->c, i, name, sizeof(name)), v, v == 0.0f ? " (off)" : "");
+	return CHATCMD_DONE;
+}
+
+static int
+cmd_ab(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
+{
+	(void)cmd;
+	return chatcmd_ab_start(e, args) < 0 ? -1 : CHATCMD_DONE;
+}
+
+static int
+cmd_pick(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
+{
+	(void)cmd;
+	return chatcmd_pick(e, args) < 0 ? -1 : CHATCMD_DONE;
+}
+
 /* Qwen3's switch for its reasoning, for the templates that have it. */
 static int
 cmd_think(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
@@ -119,6 +184,9 @@ static const struct chatcmd table[] = {
 	{ "regen", NULL, "", "generate the last reply again", CHATCMD_IDLE, cmd_hook, HOOK(regen) },
 	{ "rate", NULL, "up|down|1..5 [COMMENT]", "rate the last reply", 0, cmd_rate, 0 },
 	{ "system", NULL, "[TEXT]", "set or remove the system prompt", CHATCMD_IDLE, cmd_system, 0 },
+	{ "lora", NULL, "[N|NAME SCALE]", "list adapters, or set one's scale (0: off)", 0, cmd_lora, 0 },
+	{ "ab", NULL, "[SETTING]", "A/B: last reply again", CHATCMD_IDLE, cmd_ab, HOOK(ab) },
+	{ "pick", NULL, "a|b|tie", "pick the better of /ab", CHATCMD_IDLE, cmd_pick, 0 },
 	{ "think", NULL, "on|off", "reasoning on or off (enable_thinking)", 0, cmd_think, 0 },
 	{ "stats", NULL, "", "statistics of the last reply", 0, cmd_hook, HOOK(stats) },
 	{ "copy", NULL, "", "copy the last reply to the clipboard", 0, cmd_hook, HOOK(copy) },
@@ -233,5 +301,193 @@ chatcmd_system(struct chatcmd_env *e, const char *text)
 		return -1;
 	}
 	say(e, 0, removed ? "system prompt removed" : "system prompt set");
+	return 0;
+}
+
+/* --- A/B comparisons --- */
+
+char *
+chatcmd_adapter_name(struct chat *c, int i, char *buf, size_t n)
+{
+	const struct lora_adapter *a = chat_adapter(c, i);
+	const char *path = a ? lora_path(a) : "?", *base = strrchr(path, '/');
+	size_t bl, nl;
+	base = base ? base + 1 : path;
+	bl = strlen(base);
+	nl = a ? strlen(lora_name(a)) : 0;
+	/* The name is said when the file's name does not say it already. */
+	if (a && nl && strcmp(lora_name(a), base) && !(bl == nl + 5 && !strncmp(base, lora_name(a), nl) &&
+	    !strcmp(base + nl, ".gguf")))
+		snprintf(buf, n, "%s (%s)", base, lora_name(a));
+	else
+		snprintf(buf, n, "%s", base);
+	return buf;
+}
+
+char *
+chatcmd_describe(struct chat *c, const struct sampler_params *sp, const float *scales, char *buf, size_t n)
+{
+	size_t l;
+	if (sp->seed == SAMPLER_SEED_RANDOM)
+		snprintf(buf, n, "temp %.2f, top_p %.2f, seed random", sp->temp, sp->top_p);
+	else
+		snprintf(buf, n, "temp %.2f, top_p %.2f, seed %llu", sp->temp, sp->top_p, (unsigned long long)sp->seed);
+	for (int i = 0; scales && i < chat_n_adapters(c); i++) {
+		const struct lora_adapter *a = chat_adapter(c, i);
+		const char *nm = lora_name(a)[0] ? lora_name(a) : lora_path(a);
+		l = strlen(buf);
+		if (l + 1 < n)
+			snprintf(buf + l, n - l, ", %s %s", nm, scales[i] == 0.0f ? "off" : "x");
+		l = strlen(buf);
+		if (scales[i] != 0.0f && l + 1 < n)
+			snprintf(buf + l, n - l, "%.2f", scales[i]);
+	}
+	return buf;
+}
+
+void
+chatcmd_ab_base(struct chat *c, struct sampler_params *sp, float *scales)
+{
+	int i = chat_n_messages(c) - 1;
+	if (i >= 0 && chat_alt_settings(c, i, chat_alt_index(c, i), sp, scales) == 0)
+		return;
+	chat_get_params(c, sp);
+	for (int k = 0; k < chat_n_adapters(c); k++)
+		scales[k] = chat_adapter_scale(c, k);
+}
+
+static int
+read_float(const char *s, float *v)
+{
+	char *end;
+	errno = 0;
+	*v = s ? strtof(s, &end) : 0;
+	return s && end != s && !*end && !errno && isfinite(*v) ? 0 : -1;
+}
+
+int
+chatcmd_ab_parse(struct chat *c, const char *spec, struct chatcmd_variant *v, char *err, size_t errlen)
+{
+	static const char usage[] = "usage: /ab [next | temp T | seed S | top_p P | adapter [on|off]]";
+	char buf[128], *save = NULL, *word, *arg;
+	int n = chat_n_adapters(c), any_on = 0;
+
+	memset(v, 0, sizeof(*v));
+	chatcmd_ab_base(c, &v->sp, v->scales);
+	for (int i = 0; i < n; i++)
+		any_on |= v->scales[i] != 0.0f;
+	snprintf(buf, sizeof(buf), "%s", spec ? spec : "");
+	word = strtok_r(buf, " \t", &save);
+	arg = word ? strtok_r(NULL, " \t", &save) : NULL;
+	if (word && strtok_r(NULL, " \t", &save)) {
+		snprintf(err, errlen, "%s", usage);
+		return -1;
+	}
+	if (!word)
+		word = n ? "adapter" : "next";
+	if (!strcmp(word, "next") && !arg) {
+		if (v->sp.seed != SAMPLER_SEED_RANDOM)
+			v->sp.seed = v->sp.seed + 1 == SAMPLER_SEED_RANDOM ? 0 : v->sp.seed + 1;
+		v->sp.temp += 0.3f;
+		snprintf(v->setting, sizeof(v->setting), "seed + 1, temp + 0.3");
+	} else if (!strcmp(word, "adapter") || !strcmp(word, "lora")) {
+		int on;
+		if (n == 0) {
+			snprintf(err, errlen, "/ab adapter: the session has no adapter (start with --lora FILE)");
+			return -1;
+		}
+		if (arg && strcmp(arg, "on") && strcmp(arg, "off")) {
+			snprintf(err, errlen, "%s", usage);
+			return -1;
+		}
+		on = arg ? !strcmp(arg, "on") : !any_on;
+		for (int i = 0; i < n; i++) {
+			float want = chat_adapter_scale(c, i);
+			v->scales[i] = on ? (v->scales[i] != 0.0f ? v->scales[i] : want != 0.0f ? want : 1.0f) : 0.0f;
+		}
+		snprintf(v->setting, sizeof(v->setting), "adapter %s", on ? "on" : "off");
+	} else if (!strcmp(word, "temp") || !strcmp(word, "top_p")) {
+		float x;
+		if (read_float(arg, &x) < 0) {
+			snprintf(err, errlen, "%s", usage);
+			return -1;
+		}
+		if (word[1] == 'e')
+			v->sp.temp = x;
+		else
+			v->sp.top_p = x;
+		snprintf(v->setting, sizeof(v->setting), "%s %g", word, x);
+	} else if (!strcmp(word, "seed")) {
+		char *end;
+		unsigned long long x;
+		errno = 0;
+		x = arg ? strtoull(arg, &end, 10) : 0;
+		if (!arg || end == arg || *end || errno || arg[0] == '-' || x >= SAMPLER_SEED_RANDOM) {
+			snprintf(err, errlen, "%s", usage);
+			return -1;
+		}
+		v->sp.seed = x;
+		snprintf(v->setting, sizeof(v->setting), "seed %llu", x);
+	} else {
+		snprintf(err, errlen, "%s", usage);
+		return -1;
+	}
+	return sampler_params_check(&v->sp, err, errlen);
+}
+
+int
+chatcmd_ab_start(struct chatcmd_env *e, const char *spec)
+{
+	struct chatcmd_variant v;
+	struct sampler_params a;
+	float sa[CHAT_MAX_ADAPTERS];
+	char err[256], la[160], lb[160];
+	int n = chat_n_adapters(e->c);
+
+	if (!e->ops->ab) {
+		say(e, 1, "/ab is not available here");
+		return -1;
+	}
+	if (chatcmd_ab_parse(e->c, spec, &v, err, sizeof(err)) < 0) {
+		say(e, 1, "%s", err);
+		return -1;
+	}
+	chatcmd_ab_base(e->c, &a, sa);
+	chatcmd_describe(e->c, &a, n ? sa : NULL, la, sizeof(la));
+	chatcmd_describe(e->c, &v.sp, n ? v.scales : NULL, lb, sizeof(lb));
+	if (chatlog_ab_begin(e->log, e->c, v.setting, la, lb, err, sizeof(err)) < 0) {
+		say(e, 1, "/ab: %s", err);
+		return -1;
+	}
+	e->ops->ab(e->fe, &v);
+	return 0;
+}
+
+int
+chatcmd_pick(struct chatcmd_env *e, const char *word)
+{
+	enum store_pick p;
+	char err[512];
+	int rc;
+
+	if (store_pick_parse(word, &p) < 0) {
+		say(e, 1, "usage: /pick a|b|tie");
+		return -1;
+	}
+	rc = chatlog_ab_pick(e->log, e->c, p, err, sizeof(err));
+	if (rc == -1) {
+		say(e, 1, "/pick: %s", err);
+		return -1;
+	}
+	if (rc == -2) {
+		say(e, 1, "picked %s, but not saved: %s", store_pick_name(p), err);
+		return -1;
+	}
+	if (p == STORE_PICK_TIE)
+		say(e, 0, "a tie: A stays the chosen reply%s", e->log->s ? "; the tie is saved (no pair to train on)" :
+		    " (the history is off)");
+	else
+		say(e, 0, "picked %s: it is the chosen reply%s", p == STORE_PICK_A ? "A" : "B",
+		    e->log->s ? "; the preference is saved" : " (the history is off)");
 	return 0;
 }

@@ -71,7 +71,10 @@ cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *
 		if (!o)
 			return 2;   /* getopt has said what was wrong */
 		void *field = (char *)a + o->offset;
-		if (o->kind == CLI_MOPT_STR) {
+		if (o->kind == CLI_MOPT_LORA) {
+			if (cli_lora_add(field, optarg) < 0)
+				return 2;
+		} else if (o->kind == CLI_MOPT_STR) {
 			*(const char **)field = optarg;
 		} else if (o->kind == CLI_MOPT_FLAG) {
 			*(int *)field = 1;
@@ -103,7 +106,7 @@ cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *
 }
 
 int
-cli_measure_load(const struct cli_measure_args *a, const char *path, int ctx_cap, struct llm_model **m,
+cli_measure_load(struct cli_measure_args *a, const char *path, int ctx_cap, struct llm_model **m,
 		 struct llm_ctx **c, int *n_ctx)
 {
 	char err[512];
@@ -127,6 +130,13 @@ cli_measure_load(const struct cli_measure_args *a, const char *path, int ctx_cap
 	if (!*c) {
 		cli_error("%s: %s", path, err);
 		llm_model_free(*m);
+		*m = NULL;
+		return -1;
+	}
+	if (path == a->model && cli_lora_attach(&a->lora, *m, *c) < 0) {
+		llm_ctx_free(*c);
+		llm_model_free(*m);
+		*c = NULL;
 		*m = NULL;
 		return -1;
 	}

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli/cli.h"
+
 struct llm_model;
 struct llm_ctx;
 
@@ -19,9 +21,11 @@ struct cli_measure_args {
 	int limit;             /* eval-choice --limit (0: all) */
 	int verbose;           /* eval-choice --verbose */
 	const char *kv_type;   /* --kv-type (NULL: f16) */
+	struct cli_lora lora;  /* --lora FILE[:SCALE], repeatable: on MODEL only (--kl-base runs OTHER bare);
+	                        * cli_lora_free when done */
 };
 
-enum cli_mopt_kind { CLI_MOPT_STR, CLI_MOPT_INT, CLI_MOPT_FLAG };
+enum cli_mopt_kind { CLI_MOPT_STR, CLI_MOPT_INT, CLI_MOPT_FLAG, CLI_MOPT_LORA };
 
 /* One option: the table is the parser and the --help text. */
 struct cli_mopt {
@@ -39,10 +43,12 @@ enum { CLI_MOPT_KV_TYPE = 512 };
 #define CLI_MOPT(name, key, kind, field, arg, help) \
 	{ name, key, kind, offsetof(struct cli_measure_args, field), arg, help }
 
-/* The options of every measuring command.  Adapters (--lora FILE, once the forward pass
- * applies them) are one more row here and a field above. */
+enum { CLI_MOPT_KEY_LORA = 300 };
+/* The options of every measuring command. */
 #define CLI_MEASURE_COMMON_OPTS \
 	CLI_MOPT("model", 'm', CLI_MOPT_STR, model, "FILE", "the model (GGUF)"), \
+	CLI_MOPT("lora", CLI_MOPT_KEY_LORA, CLI_MOPT_LORA, lora, "FILE[:SCALE]", \
+	    "a LoRA adapter on the model (repeatable)"), \
 	CLI_MOPT("ctx-size", 'c', CLI_MOPT_INT, n_ctx, "N", "context size"), \
 	CLI_MOPT("threads", 't', CLI_MOPT_INT, threads, "N", "threads (default: physical cores)"), \
 	CLI_MOPT("kv-type", CLI_MOPT_KV_TYPE, CLI_MOPT_STR, kv_type, "TYPE", "KV cache: f16 (default), q8_0, f32")
@@ -59,11 +65,11 @@ int cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mo
 /*
  * Loads PATH (A->model, or --kl-base's OTHER) and a session of A->n_ctx positions, or,
  * when A->n_ctx is 0, of the model's training context capped at CTX_CAP; *N_CTX gets the
- * size chosen.  The one place the measuring commands load a model: adapters given on the
- * command line will be applied here.  Prints the error and returns -1 on failure (nothing
- * left to free).
+ * size chosen.  The one place the measuring commands load a model: the adapters of --lora
+ * are put on A->model's session (PATH == A->model), never on another.  Prints the error
+ * and returns -1 on failure (nothing left to free).
  */
-int cli_measure_load(const struct cli_measure_args *a, const char *path, int ctx_cap, struct llm_model **m,
+int cli_measure_load(struct cli_measure_args *a, const char *path, int ctx_cap, struct llm_model **m,
 		     struct llm_ctx **c, int *n_ctx);
 
 /* log(sum(exp(ROW[0..V)))) in double; *ARGMAX (if not NULL) the first largest entry. */

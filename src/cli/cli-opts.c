@@ -22,6 +22,7 @@ enum kind {
 	K_STR,
 	K_FLAG,
 	K_STOP,      /* repeatable */
+	K_LORA,      /* repeatable: FILE[:SCALE] */
 	K_ONOFF,     /* on or off (yes/no, true/false, 1/0) */
 	K_KV_TYPE,   /* a cache type: f16, q8_0, f32 */
 	K_TAGS,      /* a pair of reasoning tags, "OPEN CLOSE" */
@@ -64,6 +65,7 @@ static const struct setting {
 	{ CLI_OPT_NO_HISTORY, "--no-history", NULL, K_FLAG, 0, 0, offsetof(struct cli_chat_args, no_history), NULL },
 	{ CLI_OPT_STOP, "--stop", NULL, K_STOP, 0, 0, 0, NULL },
 	{ CLI_OPT_KV_TYPE, "--kv-type", "kv_type", K_KV_TYPE, 0, 0, offsetof(struct cli_chat_args, chat.kv_type), NULL },
+	{ CLI_OPT_LORA, "--lora", NULL, K_LORA, 0, 0, 0, NULL },
 	{ CLI_OPT_THINK_TAGS, "--think-tags", "think_tags", K_TAGS, 0, 0, offsetof(struct cli_chat_args, chat.think_tags),
 	  NULL },
 	{ 0, NULL, "model", K_STR, 0, 0, offsetof(struct cli_chat_args, model), NULL },
@@ -190,6 +192,21 @@ setting_apply(const struct setting *s, const char *value, struct cli_chat_args *
 		}
 		a->chat.stop[a->n_stop++] = value;
 		return 0;
+	case K_LORA: {
+		char *path;
+		float scale;
+		if (a->chat.n_lora >= CHAT_MAX_ADAPTERS) {
+			snprintf(err, errlen, "at most %d adapters", CHAT_MAX_ADAPTERS);
+			return -1;
+		}
+		if (cli_lora_parse(value, &path, &scale, err, errlen) < 0)
+			return -1;
+		/* Kept for the program's life, like the other option strings. */
+		a->chat.lora[a->chat.n_lora] = path;
+		a->chat.lora_scale[a->chat.n_lora++] = scale;
+		a->chat.lora_digest = cli_lora_digest;
+		return 0;
+	}
 	}
 	return 0;
 }

@@ -59,6 +59,12 @@ cli_remote_session(const struct cli_chat_args *a, const char *cli_model, struct 
 	char err[1024], model[256], base[1024];
 
 	*out = NULL;
+	/* Adapters change a model's weights, which only a model run here has:
+	 * said before anything is sent. */
+	if (a->chat.n_lora > 0) {
+		cli_error("--lora: LoRA adapters apply to a model run here, not to one on a server (%s)", a->remote);
+		return -1;
+	}
 	if (cli_remote_opts(a, &ro) < 0)
 		return -1;
 	if (remote_url_base(a->remote, base, sizeof(base), err, sizeof(err)) < 0) {

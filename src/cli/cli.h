@@ -34,7 +34,7 @@ struct store *cli_store_open(const char *db, unsigned flags);
 #include "natter/chat.h"
 enum {
 	CLI_OPT_SYSTEM = 1000, CLI_OPT_TEMPLATE, CLI_OPT_TEMP, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P,
-	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP, CLI_OPT_REMOTE, CLI_OPT_KEY_ENV,
+	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP, CLI_OPT_LORA, CLI_OPT_REMOTE, CLI_OPT_KEY_ENV,
 	CLI_OPT_EXTRAS, CLI_OPT_CONNECT_TIMEOUT, CLI_OPT_READ_TIMEOUT, CLI_OPT_THINK_TAGS, CLI_OPT_KV_TYPE,
 };
 #define CLI_CHAT_LONGOPTS \
@@ -52,6 +52,7 @@ enum {
 	{ "stop", required_argument, NULL, CLI_OPT_STOP }, \
 	{ "db", required_argument, NULL, CLI_OPT_DB }, \
 	{ "no-history", no_argument, NULL, CLI_OPT_NO_HISTORY }, \
+	{ "lora", required_argument, NULL, CLI_OPT_LORA }, \
 	{ "remote", required_argument, NULL, CLI_OPT_REMOTE }, \
 	{ "api-key-env", required_argument, NULL, CLI_OPT_KEY_ENV }, \
 	{ "remote-extras", required_argument, NULL, CLI_OPT_EXTRAS }, \
@@ -93,6 +94,30 @@ int cli_chat_option(int c, const char *arg, struct cli_chat_args *a);
  * 0, or -1 after printing an error (a bad line anywhere in the file). */
 int cli_config_get(const char *key, const char **value);
 
+/* --lora FILE[:SCALE] (cli-lora.c), repeatable, for the commands that run a
+ * model without a chat session (generate, eval, bench, perplexity,
+ * eval-choice); the chat front ends take it in struct chat_opts. */
+struct llm_model;
+struct llm_ctx;
+struct lora_adapter;
+struct cli_lora {
+	char *path[CHAT_MAX_ADAPTERS];
+	float scale[CHAT_MAX_ADAPTERS];
+	struct lora_adapter *ad[CHAT_MAX_ADAPTERS];
+	int n;
+};
+/* Splits ARG into its FILE (*PATH, caller frees) and SCALE (1 when not
+ * given): the text after the last colon is the scale when it is a number.
+ * Returns 0, or -1 with ERR. */
+int cli_lora_parse(const char *arg, char **path, float *scale, char *err, size_t errlen);
+/* Adds one --lora ARG to L; -1 after printing the error (a usage error). */
+int cli_lora_add(struct cli_lora *l, const char *arg);
+/* Opens L's adapters against M (once) and puts them on session C; -1
+ * after printing the error, which names the file and what is wrong. */
+int cli_lora_attach(struct cli_lora *l, const struct llm_model *m, struct llm_ctx *c);
+void cli_lora_free(struct cli_lora *l);
+/* The SHA-256 of an adapter file, for lora_open (lora_digest_fn). */
+void cli_lora_digest(const void *data, size_t len, char hex[65]);
 /*
  * The session over A->remote (cli-remote.c): libcurl set up, the API key
  * read from the environment (A->api_key_env, else OPENAI_API_KEY when it

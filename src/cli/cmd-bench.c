@@ -125,6 +125,7 @@ cmd_bench(int argc, char **argv)
 		{ "sys", no_argument, NULL, 's' },
 		{ "kv-type", required_argument, NULL, 'k' },
 		{ "batch-size", required_argument, NULL, 'b' },
+		{ "lora", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -146,6 +147,7 @@ cmd_bench(int argc, char **argv)
 	char err[512];
 	double t_load, samples[2 * MAX_LIST][64];
 	uint64_t n_params = 0;
+	struct cli_lora lora = { 0 };
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:h", opts, NULL)) != -1) {
@@ -154,12 +156,14 @@ cmd_bench(int argc, char **argv)
 		case 'p':
 			if ((npl = parse_list(optarg, pl, MAX_LIST)) < 0) {
 				cli_error("bench: -p takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
+				cli_lora_free(&lora);
 				return 2;
 			}
 			break;
 		case 'n':
 			if ((ngl = parse_list(optarg, gl, MAX_LIST)) < 0) {
 				cli_error("bench: -n takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
+				cli_lora_free(&lora);
 				return 2;
 			}
 			break;
@@ -174,29 +178,42 @@ cmd_bench(int argc, char **argv)
 			break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
-		case 'k':
-			if (cli_kv_type("bench: --kv-type", optarg, &kv_type) < 0)
+		case 'L':
+			if (cli_lora_add(&lora, optarg) < 0) {
+				cli_lora_free(&lora);
 				return 2;
+			}
+			break;
+		case 'k':
+			if (cli_kv_type("bench: --kv-type", optarg, &kv_type) < 0) {
+				cli_lora_free(&lora);
+				return 2;
+			}
 			break;
 		case 'h':
 			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-t N] [-r 3] [--json] [--sys]\n"
-			    "       [-b 512] [--kv-type f16|q8_0|f32]\n"
+			    "       [-b 512] [--kv-type f16|q8_0|f32] [--lora FILE[:SCALE]]...\n"
 			    "  -b N   tokens per batch (default 512, as llama-bench's n_ubatch): longer prompts\n"
 			    "         are evaluated N tokens at a time\n"
 			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
 			    "         kernel tier in use) and show each test as a share of the bound they set\n"
+			    "  --lora measure with LoRA adapters on (repeatable)\n"
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n");
+			cli_lora_free(&lora);
 			return 0;
 		default:
+			cli_lora_free(&lora);
 			return 2;
 		}
 	}
 	if (!path) {
 		cli_error("bench: no model given (use -m FILE)");
+		cli_lora_free(&lora);
 		return 2;
 	}
 	if (reps < 1 || reps > 64) {
 		cli_error("bench: -r must be 1..64");
+		cli_lora_free(&lora);
 		return 2;
 	}
 	for (int i = 0; i < npl; i++) {
@@ -217,6 +234,7 @@ cmd_bench(int argc, char **argv)
 	}
 	if (q_cpu_init(err, sizeof(err)) < 0) {
 		cli_error("bench: %s", err);
+		cli_lora_free(&lora);
 		return 2;
 	}
 	if (threads <= 0)
@@ -242,6 +260,8 @@ cmd_bench(int argc, char **argv)
 			cli_error("%s", err);
 			goto out;
 		}
+		if (cli_lora_attach(&lora, m, ctx) < 0)
+			goto out;
 		t_load = cli_now() - t0;
 	}
 	{
@@ -306,6 +326,10 @@ cmd_bench(int argc, char **argv)
 			    llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads, q_cpu_features());
 			printf("load %.2f s, peak RSS %.1f MiB, KV cache %s %.1f MiB\n", t_load, peak_rss / 1048576.0,
 			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0);
+			for (int i = 0; i < lora.n; i++)
+				printf("adapter: %s, scale %g\n", base_name(lora.path[i]), lora.scale[i]);
+			if (lora.n)
+				printf("adapters on %d weight products\n", llm_ctx_n_adapted(ctx));
 			printf("| %-8s | %14s |%s\n", "test", "t/s", sys ? " bound t/s | share" : "");
 			printf("| %-8s | %14s |%s\n", "--------", "--------------", sys ? " --------- | -----" : "");
 		}
@@ -341,6 +365,16 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddStringToObject(o, "kv_type", llm_kv_type_name(kv_type));
 				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
+				if (lora.n) {
+					cJSON *la = cJSON_CreateArray();
+					for (int i = 0; i < lora.n; i++) {
+						cJSON *x = cJSON_CreateObject();
+						cJSON_AddStringToObject(x, "file", lora.path[i]);
+						cJSON_AddNumberToObject(x, "scale", lora.scale[i]);
+						cJSON_AddItemToArray(la, x);
+					}
+					cJSON_AddItemToObject(o, "lora", la);
+				}
 				if (sys) {
 					cJSON_AddNumberToObject(o, "mem_read_gbps", roof.bw);
 					cJSON_AddNumberToObject(o, "fma_gflops", roof.fma);
@@ -376,5 +410,6 @@ out:
 	free(logits);
 	llm_ctx_free(ctx);
 	llm_model_free(m);
+	cli_lora_free(&lora);
 	return rc;
 }

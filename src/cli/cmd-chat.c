@@ -128,6 +128,15 @@ pv(struct chat *c, const char *name, char *buf, size_t n, const char *fmt, doubl
 }
 
 static void
+print_params_adapters(struct chat *c)
+{
+	char name[160];
+	for (int i = 0; i < chat_n_adapters(c); i++)
+		printf("adapter %d %s: scale %g%s\n", i + 1, chatcmd_adapter_name(c, i, name, sizeof(name)),
+		    chat_adapter_scale(c, i), chat_adapter_scale(c, i) == 0.0f ? " (off)" : "");
+}
+
+static void
 print_params(struct chat *c)
 {
 	struct sampler_params p;
@@ -204,6 +213,8 @@ struct plain {
 	const struct chat_stats *last;
 	const int *have_stats;
 	int regen;
+	int ab;                        /* /ab asked for reply B under V */
+	struct chatcmd_variant v;
 };
 
 static void
@@ -232,6 +243,7 @@ static void
 plain_params(void *fe)
 {
 	print_params(((struct plain *)fe)->c);
+	print_params_adapters(((struct plain *)fe)->c);
 }
 
 static void
@@ -255,6 +267,14 @@ help_line(void *ctx, const char *usage, const char *help)
 	printf("%-29s %s\n", usage, help);
 }
 
+static void
+plain_ab(void *fe, const struct chatcmd_variant *v)
+{
+	struct plain *p = fe;
+	p->ab = 1;
+	p->v = *v;
+}
+
 static const struct chatcmd_ops plain_ops;
 
 static void
@@ -267,7 +287,7 @@ plain_help(void *fe)
 
 static const struct chatcmd_ops plain_ops = {
 	.say = plain_say, .regen = plain_regen, .new_conv = plain_new, .params = plain_params,
-	.stats = plain_stats, .help = plain_help,
+	.stats = plain_stats, .help = plain_help, .ab = plain_ab,
 };
 
 /* "/set NAME VALUE, /params, ..." for --help. */
@@ -303,8 +323,12 @@ cmd_chat(int argc, char **argv)
 	char err[512];
 	struct out_ctx out = { isatty(STDOUT_FILENO), 0, 0 };
 	int tty_in = isatty(STDIN_FILENO);
-	struct plain pl = { NULL, &per, &last, &have_stats, 0 };
+	struct plain pl;
 
+	memset(&pl, 0, sizeof(pl));
+	pl.per = &per;
+	pl.last = &last;
+	pl.have_stats = &have_stats;
 	if (cli_chat_args_init(&args) < 0)   /* the defaults and the config file */
 		return 2;
 	optind = 1;
@@ -331,7 +355,7 @@ cmd_chat(int argc, char **argv)
 			    "       [--kv-type f16|q8_0|f32]\n"
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
 			    "       [--max-tokens N] [--stop STRING]... [--think-tags 'OPEN CLOSE']\n"
-			    "       [--db FILE | --no-history] [--resume ID]\n"
+			    "       [--db FILE | --no-history] [--resume ID] [--lora FILE[:SCALE]]...\n"
 			    "       natter chat --remote URL [-m NAME] --plain [--api-key-env VAR] [the options above]\n"
 			    "%s"
 			    "Commands: ", cli_remote_help);
@@ -435,7 +459,7 @@ cmd_chat(int argc, char **argv)
 			add_history(line);
 		if (line[0] == '/') {
 			struct chatcmd_env env = { c, &per, &plain_ops, &pl };
-			pl.regen = 0;
+			pl.regen = pl.ab = 0;
 			if (chatcmd_run(&env, line) == CHATCMD_QUIT) {
 				free(line);
 				break;
@@ -453,6 +477,27 @@ cmd_chat(int argc, char **argv)
 			gen = 1;
 		}
 		free(line);
+		if (pl.ab) {
+			/* A/B: A as it stands, then B streamed under its setting. */
+			int i = chat_n_messages(c) - 1;
+			printf("A (%s):\n", per.ab.label_a);
+			cli_write_text(chat_message_content(c, i), strlen(chat_message_content(c, i)), out.tty);
+			printf("\nB (%s):\n", per.ab.label_b);
+			fflush(stdout);
+			if (chat_regenerate_with(c, &pl.v.sp, pl.v.scales, NULL, NULL, &last, err, sizeof(err)) < 0) {
+				fprintf(stderr, "error: %s\n", err);
+				chatlog_ab_cancel(&per);
+				continue;
+			}
+			have_stats = 1;
+			putchar('\n');
+			if (chatlog_reply(&per, c, &last, 1) < 0)
+				persist_warn(&per);
+			if (last.stop == CHAT_STOP_CANCEL)
+				fprintf(stderr, "[natter: reply stopped]\n");
+			printf("Which is better? /pick a, /pick b or /pick tie\n");
+			fflush(stdout);
+		}
 		if (gen || regen) {
 			int r;
 			chat_cancel_reset(c);   /* a Ctrl-C between two replies stops neither */

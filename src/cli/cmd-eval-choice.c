@@ -188,17 +188,22 @@ cmd_eval_choice(int argc, char **argv)
 	int n_q = 0, n_read = 0, rc, V, n_ctx, rows, right_sum = 0, right_mean = 0, add_bos;
 	char err[512];
 
-	rc = cli_measure_parse("eval-choice", "-m MODEL -f QUESTIONS.jsonl [-c N] [-t N] [--limit N] [--verbose]", opts,
-	    (int)(sizeof(opts) / sizeof(opts[0])), argc, argv, &a);
-	if (rc)
+	rc = cli_measure_parse("eval-choice", "-m MODEL [--lora FILE[:SCALE]]... -f QUESTIONS.jsonl [-c N] [-t N]\n"
+	    "       [--limit N] [--verbose]", opts, (int)(sizeof(opts) / sizeof(opts[0])), argc, argv, &a);
+	if (rc) {
+		cli_lora_free(&a.lora);
 		return rc == 1 ? 0 : 2;
+	}
 	if (!a.model || !a.file) {
 		cli_error("eval-choice: needs -m MODEL and -f QUESTIONS.jsonl");
+		cli_lora_free(&a.lora);
 		return 2;
 	}
 	/* Every line is checked before the model is loaded. */
-	if (read_questions(a.file, &qs, &n_read) < 0)
+	if (read_questions(a.file, &qs, &n_read) < 0) {
+		cli_lora_free(&a.lora);
 		return 1;
+	}
 	n_q = n_read;
 	if (a.limit > 0 && a.limit < n_q)
 		n_q = a.limit;
@@ -320,5 +325,6 @@ out:
 	llm_ctx_free(c);
 	llm_model_free(m);
 	questions_free(qs, n_read);
+	cli_lora_free(&a.lora);
 	return rc;
 }

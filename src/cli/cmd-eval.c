@@ -59,6 +59,7 @@ cmd_eval(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "ctx-size", required_argument, NULL, 'c' },
 		{ "kv-type", required_argument, NULL, 'K' },
+		{ "lora", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -71,6 +72,7 @@ cmd_eval(int argc, char **argv)
 	float *logits = NULL;
 	char err[512];
 	FILE *f = NULL;
+	struct cli_lora lora = { 0 };
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:t:c:o:h", opts, NULL)) != -1) {
@@ -82,27 +84,41 @@ cmd_eval(int argc, char **argv)
 		case 's': split = atoi(optarg); break;
 		case 't': threads = atoi(optarg); break;
 		case 'c': n_ctx = atoi(optarg); break;
-		case 'K':
-			if (cli_kv_type("eval: --kv-type", optarg, &kv_type) < 0)
+		case 'L':
+			if (cli_lora_add(&lora, optarg) < 0) {
+				cli_lora_free(&lora);
 				return 2;
+			}
+			break;
+		case 'K':
+			if (cli_kv_type("eval: --kv-type", optarg, &kv_type) < 0) {
+				cli_lora_free(&lora);
+				return 2;
+			}
 			break;
 		case 'h':
 			printf("usage: natter eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N] [-t N]\n"
-			    "       [-c N] [--kv-type f16|q8_0|f32]\n");
+			    "       [-c N] [--kv-type f16|q8_0|f32] [--lora FILE[:SCALE]]...\n");
+			cli_lora_free(&lora);
 			return 0;
 		default:
+			cli_lora_free(&lora);
 			return 2;
 		}
 	}
 	if (!path || !toks || !outp) {
 		cli_error("eval: needs -m FILE, --tokens IDS and --logits-out FILE");
+		cli_lora_free(&lora);
 		return 2;
 	}
-	if (parse_ids(toks, &ids, &n) < 0)
+	if (parse_ids(toks, &ids, &n) < 0) {
+		cli_lora_free(&lora);
 		return 2;
+	}
 	if (n == 0) {
 		cli_error("eval: --tokens is empty");
 		free(ids);
+		cli_lora_free(&lora);
 		return 2;
 	}
 	if (incremental)
@@ -126,6 +142,8 @@ cmd_eval(int argc, char **argv)
 			cli_error("%s", err);
 			goto out;
 		}
+		if (cli_lora_attach(&lora, m, ctx) < 0)
+			goto out;
 		logits = malloc((size_t)n * hp->n_vocab * sizeof(float));
 		if (!logits) {
 			cli_error("eval: out of memory for %d x %d logits", n, hp->n_vocab);
@@ -171,5 +189,6 @@ out:
 	free(ids);
 	llm_ctx_free(ctx);
 	llm_model_free(m);
+	cli_lora_free(&lora);
 	return rc;
 }

@@ -33,6 +33,7 @@ cmd_generate(int argc, char **argv)
 		{ "ignore-eos", no_argument, NULL, 'E' },
 		{ "stats", no_argument, NULL, 'v' },
 		{ "kv-type", required_argument, NULL, 'k' },
+		{ "lora", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -45,6 +46,7 @@ cmd_generate(int argc, char **argv)
 	struct sampler *smp = NULL;
 	struct tok_stream *ts = NULL;
 	struct tok_ids ids = { 0 };
+	struct cli_lora lora = { 0 };
 	float *logits = NULL;
 	char err[512], *text = NULL;
 	size_t text_len = 0;
@@ -70,36 +72,51 @@ cmd_generate(int argc, char **argv)
 		case 'c': n_ctx = atoi(optarg); break;
 		case 'E': ignore_eos = 1; break;
 		case 'v': stats = 1; break;
-		case 'k':
-			if (cli_kv_type("generate: --kv-type", optarg, &kv_type) < 0)
+		case 'L':
+			if (cli_lora_add(&lora, optarg) < 0) {
+				cli_lora_free(&lora);
 				return 2;
+			}
+			break;
+		case 'k':
+			if (cli_kv_type("generate: --kv-type", optarg, &kv_type) < 0) {
+				cli_lora_free(&lora);
+				return 2;
+			}
 			break;
 		case 'h':
 			printf("usage: natter generate -m FILE (-p PROMPT | -f FILE) [-n N] [--temp T] [--top-k K]\n"
 			    "       [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N] [-c N]\n"
-			    "       [--kv-type f16|q8_0|f32] [--ignore-eos] [--stats]\n");
+			    "       [--kv-type f16|q8_0|f32] [--ignore-eos] [--stats] [--lora FILE[:SCALE]]...\n");
+			cli_lora_free(&lora);
 			return 0;
 		default:
+			cli_lora_free(&lora);
 			return 2;
 		}
 	}
 	if (!path || (!prompt && !pfile)) {
 		cli_error("generate: needs -m FILE and -p PROMPT (or -f FILE)");
+		cli_lora_free(&lora);
 		return 2;
 	}
 	if (sampler_params_check(&sp, err, sizeof(err)) < 0) {
 		cli_error("generate: %s", err);
+		cli_lora_free(&lora);
 		return 2;
 	}
 	if (n_predict < 0) {
 		cli_error("generate: -n must be 0 or more");
+		cli_lora_free(&lora);
 		return 2;
 	}
 	threads = cli_threads("generate", threads);
 	if (pfile) {
 		text = cli_read_file(pfile, &text_len);
-		if (!text)
+		if (!text) {
+			cli_lora_free(&lora);
 			return 1;
+		}
 	} else {
 		text = strdup(prompt);
 		text_len = strlen(prompt);
@@ -126,6 +143,8 @@ cmd_generate(int argc, char **argv)
 			cli_error("%s", ctx ? "out of memory" : err);
 			goto out;
 		}
+		if (cli_lora_attach(&lora, m, ctx) < 0)
+			goto out;
 		if (tok_encode(v, text, text_len, tok_add_bos(v), 0, &ids) < 0) {
 			cli_error("out of memory");
 			goto out;
@@ -178,8 +197,11 @@ cmd_generate(int argc, char **argv)
 		if (stats) {
 			double t3 = cli_now();
 			fprintf(stderr, "load %.2f s; prompt %zu tokens, %.1f tok/s; generated %d tokens, "
-			    "%.1f tok/s; seed %llu; %d threads\n", t1 - t0, ids.n, ids.n / (t2 - t1), n_gen,
+			    "%.1f tok/s; seed %llu; %d threads", t1 - t0, ids.n, ids.n / (t2 - t1), n_gen,
 			    n_gen / (t3 - t2), (unsigned long long)sampler_seed(smp), llm_ctx_n_threads(ctx));
+			if (lora.n)
+				fprintf(stderr, "; %d adapters on %d weights", llm_ctx_n_adapters(ctx), llm_ctx_n_adapted(ctx));
+			fputc('\n', stderr);
 		}
 	}
 	rc = 0;
@@ -191,5 +213,6 @@ out:
 	sampler_free(smp);
 	llm_ctx_free(ctx);
 	llm_model_free(m);
+	cli_lora_free(&lora);
 	return rc;
 }

@@ -149,8 +149,9 @@ cmd_rate(int argc, char **argv)
 static void
 export_usage(FILE *out)
 {
-	fprintf(out, "usage: natter export --format FORMAT [--min-rating N] [--model SHA|NAME] [--since YYYY-MM-DD]\n"
-	    "       [--include-incomplete] [--include-legacy] [--reasoning drop|keep] [-o FILE] [--db FILE]\n"
+	fprintf(out, "usage: natter export --format FORMAT [--min-rating N] [--model SHA|NAME] [--adapter SHA|none]\n"
+	    "       [--since YYYY-MM-DD] [--include-incomplete] [--include-legacy] [--reasoning drop|keep]\n"
+	    "       [-o FILE] [--db FILE]\n"
 	    "Rated replies as JSON lines; each prompt is what the model was fed for that reply.\n"
 	    "Formats:\n");
 	for (int f = 0; f < STORE_N_FORMATS; f++)
@@ -159,6 +160,8 @@ export_usage(FILE *out)
 	    "--include-incomplete also replies that were stopped or cut off (context, max tokens, error)\n"
 	    "--include-legacy     also replies from before schema 3, their prompt rebuilt from the\n"
 	    "                     conversation as stored (what they were fed was not recorded)\n"
+	    "--adapter SHA|none   only replies made with the LoRA adapter whose SHA-256 starts with SHA\n"
+	    "                     (as natter chat /lora shows it), or with no adapter at all\n"
 	    "--model SHA|NAME     replies by a model whose SHA-256 starts with, or whose file name\n"
 	    "                     (remote: model id or endpoint) contains, this; remote or file: all such\n"
 	    "--reasoning keep     a reasoning model's reasoning stays in the reply, as <think>REASONING</think>\n"
@@ -168,7 +171,7 @@ export_usage(FILE *out)
 int
 cmd_export(int argc, char **argv)
 {
-	enum { OPT_INCOMPLETE = 1000, OPT_LEGACY, OPT_REASONING };
+	enum { OPT_INCOMPLETE = 1000, OPT_LEGACY, OPT_ADAPTER, OPT_REASONING };
 	static const struct option opts[] = {
 		{ "db", required_argument, NULL, 'd' },
 		{ "format", required_argument, NULL, 'f' },
@@ -178,6 +181,7 @@ cmd_export(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "include-incomplete", no_argument, NULL, OPT_INCOMPLETE },
 		{ "include-legacy", no_argument, NULL, OPT_LEGACY },
+		{ "adapter", required_argument, NULL, OPT_ADAPTER },
 		{ "reasoning", required_argument, NULL, OPT_REASONING },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -209,6 +213,16 @@ cmd_export(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case OPT_INCOMPLETE: o.include_incomplete = 1; break;
 		case OPT_LEGACY: o.include_legacy = 1; break;
+		case OPT_ADAPTER:
+			/* A prefix of hex digits: nothing a LIKE pattern could read otherwise. */
+			if (strcmp(optarg, "none") && (!optarg[0] || strspn(optarg, "0123456789abcdefABCDEF") != strlen(optarg) ||
+			    strlen(optarg) > 64)) {
+				cli_error("export: --adapter wants the start of an adapter's SHA-256 (hex digits) or none, "
+				    "got '%s'", optarg);
+				return 2;
+			}
+			o.adapter = optarg;
+			break;
 		case OPT_REASONING:
 			if (strcmp(optarg, "keep") && strcmp(optarg, "drop")) {
 				cli_error("export: --reasoning wants keep or drop");

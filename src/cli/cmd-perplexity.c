@@ -87,18 +87,24 @@ cmd_perplexity(int argc, char **argv)
 	int rc, n_ctx, n_chunk, first, rows, V, add_bos;
 	int32_t bos;
 
-	rc = cli_measure_parse("perplexity", "-m MODEL -f TEXT [-c N] [-t N] [--kl-base OTHER] [--chunks N]", opts,
+	rc = cli_measure_parse("perplexity", "-m MODEL [--lora FILE[:SCALE]]... -f TEXT [-c N] [-t N] [--kl-base OTHER]\n"
+	    "       [--chunks N]", opts,
 	    (int)(sizeof(opts) / sizeof(opts[0])), argc, argv, &a);
-	if (rc)
+	if (rc) {
+		cli_lora_free(&a.lora);
 		return rc == 1 ? 0 : 2;
+	}
 	if (!a.model || !a.file) {
 		cli_error("perplexity: needs -m MODEL and -f TEXT");
+		cli_lora_free(&a.lora);
 		return 2;
 	}
 	rc = 1;
 	text = cli_read_file(a.file, &len);
-	if (!text)
+	if (!text) {
+		cli_lora_free(&a.lora);
 		return 1;
+	}
 	if (cli_measure_load(&a, a.model, 512, &m, &c, &n_ctx) < 0)
 		goto out;
 	if (n_ctx < 4) {
@@ -125,6 +131,7 @@ cmd_perplexity(int argc, char **argv)
 		struct cli_measure_args ab = a;
 		int n_ctx_b;
 		ab.n_ctx = n_ctx;
+		memset(&ab.lora, 0, sizeof(ab.lora));   /* the adapters are MODEL's alone */
 		if (cli_measure_load(&ab, a.kl_base, n_ctx, &mb, &cb, &n_ctx_b) < 0)
 			goto out;
 		if (llm_model_hparams(mb)->n_vocab != V || tokenize(mb, text, len, &ids_b) < 0 || ids_b.n != ids.n ||
@@ -150,6 +157,8 @@ cmd_perplexity(int argc, char **argv)
 	}
 	printf("perplexity: %s: %zu tokens, %d chunks of %d, scoring the last %d predictions of each\n", a.file,
 	    ids.n, n_chunk, n_ctx, n_ctx - 1 - first);
+	for (int i = 0; i < a.lora.n; i++)
+		printf("adapter: %s, scale %g (on the model only)\n", a.lora.path[i], a.lora.scale[i]);
 	for (int i = 0; i < n_chunk; i++) {
 		struct llm_ctx *ctxs[2] = { c, cb };
 		float *bufs[2] = { lm, lb };
@@ -204,5 +213,6 @@ out:
 	llm_ctx_free(cb);
 	llm_model_free(m);
 	llm_model_free(mb);
+	cli_lora_free(&a.lora);
 	return rc;
 }

@@ -20,6 +20,7 @@ static const char serve_usage[] =
 "       [--db FILE | --no-history] [--chat-template NAME|FILE] [--system TEXT]\n"
 "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
 "       [--max-tokens N] [--stop STRING]... [--max-queue N] [--token-delay MS]\n"
+"       [--lora FILE[:SCALE]]...   LoRA adapters on every reply (recorded with each)\n"
 "An OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions,\n"
 "GET /v1/models, GET /health.  Requests wait in one queue and are answered one at a\n"
 "time; a request that continues the previous conversation reuses its cached prompt.\n"

@@ -13,6 +13,70 @@
 #include "llm/model.h"
 #include "llm/pool.h"
 
+/* --- LoRA: OUT += s B (A X), in float32 whatever the base weight's type --- */
+
+struct lora_job {
+	const struct lora_use *u;
+	const float *x;           /* (nt, n_in) */
+	float *out;               /* (nt, n_out) */
+	float *t;                 /* per thread (n_batch, rank) */
+	size_t t_stride;
+	int n_in, n_out, nt;
+	int by_tokens;            /* 1: each thread takes its tokens; 0: its output rows */
+};
+
+static void
+lora_worker(void *arg, int ith, int nth)
+{
+	const struct lora_job *j = arg;
+	const struct lora_use *u = j->u;
+	const int r = u->rank;
+	float *t = j->t + (size_t)ith * j->t_stride;
+
+	if (j->by_tokens) {
+		/* A batch: the thread's tokens through A, then through B. */
+		const int t0 = (int)((int64_t)j->nt * ith / nth), t1 = (int)((int64_t)j->nt * (ith + 1) / nth);
+		const int m = t1 - t0;
+		if (m <= 0)
+			return;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r, j->n_in, 1.0f, j->x + (size_t)t0 * j->n_in,
+		    j->n_in, u->a, j->n_in, 0.0f, t, r);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, j->n_out, r, u->scale, t, r, u->b, r, 1.0f,
+		    j->out + (size_t)t0 * j->n_out, j->n_out);
+	} else {
+		/* A few tokens: every thread computes the small A x (rank values a
+		 * token) and adds B's contribution to its share of the rows. */
+		const int o0 = (int)((int64_t)j->n_out * ith / nth), o1 = (int)((int64_t)j->n_out * (ith + 1) / nth);
+		if (o1 <= o0)
+			return;
+		if (j->nt == 1) {
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, r, j->n_in, 1.0f, u->a, j->n_in, j->x, 1, 0.0f, t, 1);
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, r, u->scale, u->b + (size_t)o0 * r, r, t, 1, 1.0f,
+			    j->out + o0, 1);
+		} else {
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->nt, r, j->n_in, 1.0f, j->x, j->n_in, u->a,
+			    j->n_in, 0.0f, t, r);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->nt, o1 - o0, r, u->scale, t, r,
+			    u->b + (size_t)o0 * r, r, 1.0f, j->out + o0, j->n_out);
+		}
+	}
+}
+
+/* Adds every adapter of weight W to OUT (nt, n_out) for the input X (nt, n_in). */
+static void
+lora_add(struct llm_ctx *c, float *out, const float *x, const struct lweight *w, int n_in, int n_out, int nt)
+{
+	for (const struct lora_use *u = c->lora_at[LORA_SLOT(w->layer, w->role)]; u; u = u->next) {
+		struct lora_job j = { u, x, out, c->lora_t, (size_t)c->n_batch * c->lora_rank_max, n_in, n_out, nt,
+			nt >= 2 * pool_size(c->pool) };
+		/* Small products are not worth waking the pool for. */
+		if ((double)nt * u->rank * (n_in + n_out) < 65536.0)
+			lora_worker(&j, 0, 1);
+		else
+			pool_run(c->pool, lora_worker, &j);
+	}
+}
+
 void
 blk_mm(struct llm_ctx *c, float *out, const float *x, const struct lweight *w, int expert, int nt)
 {
@@ -26,6 +90,9 @@ blk_mm(struct llm_ctx *c, float *out, const float *x, const struct lweight *w, i
 			for (int i = 0; i < d; i++)
 				out[(size_t)r * d + i] += b[i];
 	}
+	/* Adapters hold plain matrices only (lora_open refuses stacks). */
+	if (c->lora_at && expert < 0)
+		lora_add(c, out, x, w, (int)t.ne0, (int)t.ne1, nt);
 }
 
 void

@@ -46,6 +46,8 @@ struct local {
 	struct tok_stream *ts;
 	float *logits;               /* (n_vocab) after the last evaluation */
 	const atomic_int *cancel;    /* the session's stop flag, lent by each run */
+	struct lora_adapter *ad[CHAT_MAX_ADAPTERS];   /* (n_ad) owned; their scales are the session's */
+	int n_ad;
 };
 
 
@@ -319,7 +321,7 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 	st->n_reused = p;
 	st->prompt_ms = chat_now_ms() - t1;
 
-	chat_get_params(chat, &sp);
+	chat_run_params(r, &sp);
 	sampler_reset(c->smp, sp.seed);
 	st->seed = sampler_seed(c->smp);
 	{
@@ -338,7 +340,7 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 			st->stop = CHAT_STOP_CANCEL;
 			break;
 		}
-		chat_get_params(chat, &sp);          /* live changes apply from this token */
+		chat_run_params(r, &sp);             /* live changes apply from this token */
 		max_tokens = chat_max_tokens(chat);
 		if (max_tokens > 0 && st->n_gen >= max_tokens) {
 			st->stop = CHAT_STOP_LIMIT;
@@ -416,6 +418,8 @@ local_free(void *e)
 	free(c->cache_text);
 	free(c->bos_text);
 	free(c->eos_text);
+	for (int i = 0; i < c->n_ad; i++)
+		lora_free(c->ad[i]);
 	free(c);
 }
 
@@ -458,6 +462,50 @@ local_prompt_tokens(void *e, int *n)
 	return c->cache.ids;
 }
 
+static int local_n_adapters(void *e) { return ((struct local *)e)->n_ad; }
+
+static const struct lora_adapter *
+local_adapter(void *e, int i)
+{
+	struct local *c = e;
+	return i >= 0 && i < c->n_ad ? c->ad[i] : NULL;
+}
+
+/* The scales on the model context; when they changed, the cache (keys
+ * and values computed with the old weights) is dropped. */
+static int
+local_set_adapters(void *e, const float *s, int *held, char *err, size_t errlen)
+{
+	struct local *c = e;
+	int rc;
+
+	*held = llm_ctx_n_past(c->ctx);
+	rc = llm_ctx_set_adapters(c->ctx, (const struct lora_adapter *const *)c->ad, s, c->n_ad, err, errlen);
+	if (rc == 1) {
+		c->cache.n = 0;
+		cache_text_set(c, NULL, 0, 0);
+	}
+	return rc;
+}
+
+/* Opens the adapters of O against the model and puts their scales in force. */
+static int
+adapters_open(struct local *c, const struct chat_opts *o, char *err, size_t errlen)
+{
+	int held;
+
+	if (o->n_lora < 0 || o->n_lora > CHAT_MAX_ADAPTERS) {
+		snprintf(err, errlen, "at most %d adapters", CHAT_MAX_ADAPTERS);
+		return -1;
+	}
+	for (int i = 0; i < o->n_lora; i++) {
+		if (lora_open(o->lora[i], c->m, o->lora_scale[i], o->lora_digest, &c->ad[i], err, errlen) < 0)
+			return -1;
+		c->n_ad = i + 1;
+	}
+	return c->n_ad ? (local_set_adapters(c, o->lora_scale, &held, err, errlen) < 0 ? -1 : 0) : 0;
+}
+
 static const struct chat_engine_ops local_ops = {
 	.kind = "local",
 	.prepare = local_prepare,
@@ -472,6 +520,9 @@ static const struct chat_engine_ops local_ops = {
 	.param_sent = NULL,          /* every parameter reaches the sampler */
 	.prompt_tokens = local_prompt_tokens,
 	.prompt_logits = local_prompt_logits,
+	.n_adapters = local_n_adapters,
+	.adapter = local_adapter,
+	.set_adapters = local_set_adapters,
 };
 
 int
@@ -503,6 +554,8 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 	if (!c->ctx)
 		goto fail;
 	llm_ctx_set_abort(c->ctx, local_abort_cb, c);
+	if (adapters_open(c, o, err, errlen) < 0)
+		goto fail;
 	if (llm_ctx_n_ctx(c->ctx) > llm_model_hparams(m)->n_ctx_train)
 		snprintf(c->warning, sizeof(c->warning), "a context of %d tokens is more than the %d this model was "
 		    "trained on; past that, replies may fall apart", llm_ctx_n_ctx(c->ctx), llm_model_hparams(m)->n_ctx_train);

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,6 +31,10 @@ struct alt {
 	char *reasoning;             /* NULL: the reply had none */
 	int n_reasoning;             /* its tokens; 0: not known */
 	int64_t tag;
+	/* What it was generated under (made set), for A/B comparisons. */
+	int made;
+	struct sampler_params sp;
+	float scales[CHAT_MAX_ADAPTERS];
 };
 
 struct msg {
@@ -65,10 +70,18 @@ struct chat {
 
 	struct sampler_params reply_sp;   /* what the last reply was produced under (chat_reply_params) */
 	int reply_max_tokens;
+	uint64_t reply_seed;         /* the seed it actually used */
 
-	pthread_mutex_t mu;          /* guards sp and max_tokens */
+	pthread_mutex_t mu;          /* guards sp, max_tokens and ad_scale */
 	struct sampler_params sp;
 	int max_tokens;
+	/* LoRA adapters (the engine's: chat_engine_ops.adapter): the scales
+	 * set (guarded by mu), and those the last reply used.  What the
+	 * running reply overrides (chat_regenerate_with). */
+	float ad_scale[CHAT_MAX_ADAPTERS], ad_used[CHAT_MAX_ADAPTERS];
+	int n_ad;
+	const struct sampler_params *ov_sp;
+	const float *ov_scales;
 	atomic_int cancel;
 	atomic_int token_delay_ms;
 	atomic_int think;            /* enum chat_think, for the next render */
@@ -169,9 +182,19 @@ chat_new_engine(const struct chat_engine_ops *ops, void *e, const struct chat_op
 	c->ops = ops;
 	c->e = e;
 	c->sp = c->reply_sp = o->sp;
+	c->reply_seed = o->sp.seed;
 	c->max_tokens = c->reply_max_tokens = o->max_tokens;
 	if (sampler_params_check(&c->sp, err, errlen) < 0)
 		goto fail;
+	/* The adapters are the engine's, opened with it; a session keeps their
+	 * scales.  An engine without any (a remote server) refuses them. */
+	c->n_ad = ops->n_adapters ? ops->n_adapters(e) : 0;
+	if (o->n_lora > 0 && c->n_ad != o->n_lora) {
+		snprintf(err, errlen, "LoRA adapters (--lora) apply to a model run here, not to a %s one", ops->kind);
+		goto fail;
+	}
+	for (int i = 0; i < c->n_ad; i++)
+		c->ad_scale[i] = c->ad_used[i] = o->lora_scale[i];
 	if (think_tags_parse(o->think_tags ? o->think_tags : "<think> </think>", c->think_open, c->think_close,
 	    sizeof(c->think_open), err, errlen) < 0) {
 		char tmp[256];
@@ -422,10 +445,8 @@ alt_push(struct chat *c, int i, const char *text, size_t len)
 	t = dup_repaired(text, len);
 	if (!t)
 		return -1;
+	memset(&a[m->n_alts], 0, sizeof(a[m->n_alts]));
 	a[m->n_alts].content = t;
-	a[m->n_alts].reasoning = NULL;
-	a[m->n_alts].n_reasoning = 0;
-	a[m->n_alts].tag = 0;
 	return m->n_alts++;
 }
 
@@ -959,6 +980,57 @@ chat_run_set_rates(struct chat_run *r, double prompt_tps, double gen_tps)
 	r->gen_tps = gen_tps;
 }
 
+/* Puts the scales for the next reply (the override of
+ * chat_regenerate_with, else the session's) in force on the engine; when
+ * they changed and its cache held anything, the notice callback says that
+ * the conversation is read again.  Generating thread. */
+static int
+adapters_apply(struct chat *c, char *err, size_t errlen)
+{
+	float sc[CHAT_MAX_ADAPTERS];
+	int held = 0, rc;
+
+	if (c->n_ad == 0)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	memcpy(sc, c->ov_scales ? c->ov_scales : c->ad_scale, (size_t)c->n_ad * sizeof(float));
+	pthread_mutex_unlock(&c->mu);
+	rc = c->ops->set_adapters(c->e, sc, &held, err, errlen);
+	if (rc < 0)
+		return -1;
+	memcpy(c->ad_used, sc, sizeof(sc));
+	if (rc == 1 && held > 0 && c->notice) {
+		char msg[200];
+		int on = 0;
+		for (int i = 0; i < c->n_ad; i++)
+			on += sc[i] != 0.0f;
+		snprintf(msg, sizeof(msg), "adapters changed (%d of %d on): reading the conversation again from the "
+		    "start (its %d cached tokens were computed with the old weights)", on, c->n_ad, held);
+		c->notice(c->notice_ctx, msg);
+	}
+	return 0;
+}
+
+/* Notes what alternative K of message I was just generated under. */
+static void
+alt_made(struct chat *c, int i, int k)
+{
+	struct alt *a = &c->msgs[i].alts[k];
+	a->made = 1;
+	a->sp = c->reply_sp;
+	a->sp.seed = c->reply_seed;
+	memcpy(a->scales, c->ad_used, sizeof(a->scales));
+}
+
+void
+chat_run_params(const struct chat_run *r, struct sampler_params *sp)
+{
+	if (r->c->ov_sp)
+		*sp = *r->c->ov_sp;
+	else
+		chat_get_params(r->c, sp);
+}
+
 /* Generates a reply to messages [0, n).  TARGET < 0 appends it as a new
  * message; otherwise it becomes a new alternative of message TARGET (which
  * the caller has hidden by lowering n). */
@@ -985,6 +1057,9 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 			drop_msgs(c, c->n - 1, 1);
 		goto out;
 	}
+	/* Adapters changed since the last reply: the engine reads it all again. */
+	if (adapters_apply(c, err, errlen) < 0)
+		goto out;
 	n_dropped = first - c->first;
 	c->first = first;
 	/* What is fed is recorded before the engine starts: a reply stopped
@@ -1012,9 +1087,10 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		c->reply_sp = run.sp;
 		c->reply_max_tokens = run.max_tokens;
 	} else {
-		chat_get_params(c, &c->reply_sp);
+		chat_run_params(&run, &c->reply_sp);
 		c->reply_max_tokens = chat_max_tokens(c);
 	}
+	c->reply_seed = st->seed;
 	if (st->stop != CHAT_STOP_STRING && run.rep.len > run.rep.emitted) {
 		/* The reply is over: what was held back for a stop string that
 		 * never completed is shown. */
@@ -1053,6 +1129,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
+		alt_made(c, i, k);
 	}
 	{
 		double t2 = chat_now_ms();
@@ -1130,6 +1207,39 @@ chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *
 }
 
 int
+chat_regenerate_with(struct chat *c, const struct sampler_params *sp, const float *scales, chat_piece_fn cb,
+		     void *ctx, struct chat_stats *st, char *err, size_t errlen)
+{
+	struct sampler_params p;
+	float sc[CHAT_MAX_ADAPTERS];
+	int i = c->n - 1, rc;
+
+	if (i < 1 || strcmp(c->msgs[i].role, "assistant") || strcmp(c->msgs[i - 1].role, "user")) {
+		memset(st, 0, sizeof(*st));
+		snprintf(err, errlen, "there is no reply to regenerate");
+		return -1;
+	}
+	if (sp && sampler_params_check(sp, err, errlen) < 0) {
+		memset(st, 0, sizeof(*st));
+		return -1;
+	}
+	if (!sp)
+		next_seed(c);
+	if (sp)
+		p = *sp;
+	if (scales)
+		memcpy(sc, scales, (size_t)c->n_ad * sizeof(float));
+	c->ov_sp = sp ? &p : NULL;
+	c->ov_scales = scales ? sc : NULL;
+	c->n = i;
+	rc = generate(c, i, cb, ctx, st, err, errlen);
+	c->n = i + 1;
+	c->ov_sp = NULL;
+	c->ov_scales = NULL;
+	return rc;
+}
+
+int
 chat_set_param_str(struct chat *c, const char *name, const char *value, char *err, size_t errlen)
 {
 	struct sampler_params p;
@@ -1181,5 +1291,95 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 	if (sampler_params_check(&p, err, errlen) < 0)
 		return -1;
 	chat_set_params(c, &p);
+	return 0;
+}
+
+/* --- LoRA adapters (the engine's; their scales are the session's) --- */
+
+void
+chat_last_params(const struct chat *c, struct sampler_params *p)
+{
+	*p = c->reply_sp;
+	p->seed = c->reply_seed;
+}
+
+int chat_n_adapters(const struct chat *c) { return c->n_ad; }
+
+const struct lora_adapter *
+chat_adapter(const struct chat *c, int i)
+{
+	return i >= 0 && i < c->n_ad ? c->ops->adapter(c->e, i) : NULL;
+}
+
+float
+chat_adapter_scale(struct chat *c, int i)
+{
+	float v;
+	if (i < 0 || i >= c->n_ad)
+		return 0.0f;
+	pthread_mutex_lock(&c->mu);
+	v = c->ad_scale[i];
+	pthread_mutex_unlock(&c->mu);
+	return v;
+}
+
+float
+chat_adapter_scale_used(const struct chat *c, int i)
+{
+	return i >= 0 && i < c->n_ad ? c->ad_used[i] : 0.0f;
+}
+
+int
+chat_set_adapter_scale(struct chat *c, int i, float scale, char *err, size_t errlen)
+{
+	if (i < 0 || i >= c->n_ad) {
+		snprintf(err, errlen, c->n_ad ? "there is no adapter %d (the session has %d)" :
+		    "there is no adapter %d (start with --lora FILE to load one)", i + 1, c->n_ad);
+		return -1;
+	}
+	if (!isfinite(scale) || fabsf(scale) > 1e6f) {
+		snprintf(err, errlen, "an adapter's scale is a number (0 turns it off)");
+		return -1;
+	}
+	pthread_mutex_lock(&c->mu);
+	c->ad_scale[i] = scale;
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
+int
+chat_adapter_find(const struct chat *c, const char *name)
+{
+	char *end;
+	long k;
+
+	if (!name || !*name)
+		return -1;
+	k = strtol(name, &end, 10);
+	if (end != name && !*end)
+		return k >= 1 && k <= c->n_ad ? (int)k - 1 : -1;
+	for (int i = 0; i < c->n_ad; i++) {
+		const struct lora_adapter *a = chat_adapter(c, i);
+		const char *path = lora_path(a), *base = strrchr(path, '/');
+		size_t bl;
+		base = base ? base + 1 : path;
+		bl = strlen(base);
+		if (!strcmp(lora_name(a), name) || !strcmp(base, name) ||
+		    (bl > 5 && !strcmp(base + bl - 5, ".gguf") && strlen(name) == bl - 5 && !strncmp(base, name, bl - 5)))
+			return i;
+	}
+	return -1;
+}
+
+int
+chat_alt_settings(const struct chat *c, int i, int k, struct sampler_params *sp, float *scales)
+{
+	const struct alt *a;
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts || !c->msgs[i].alts[k].made)
+		return -1;
+	a = &c->msgs[i].alts[k];
+	*sp = a->sp;
+	if (scales)
+		memcpy(scales, a->scales, (size_t)c->n_ad * sizeof(float));
 	return 0;
 }

@@ -16,6 +16,7 @@
 struct lora_adapter {
 	char *path;
 	char name[128];
+	char arch[32];            /* general.architecture */
 	char sha256[65];
 	float alpha, user_scale;
 	int n, n_ignored;
@@ -152,6 +153,7 @@ check_meta(const struct gguf_file *f, const char *path, const char *base_arch, s
 		free(s);
 		return -1;
 	}
+	snprintf(a->arch, sizeof(a->arch), "%s", s);
 	free(s);
 	s = gguf_get_str(f, "general.name");
 	snprintf(a->name, sizeof(a->name), "%s", s ? s : "");
@@ -339,6 +341,7 @@ float lora_scale(const struct lora_adapter *a) { return a->user_scale; }
 float lora_alpha(const struct lora_adapter *a) { return a->alpha; }
 const char *lora_path(const struct lora_adapter *a) { return a->path; }
 const char *lora_name(const struct lora_adapter *a) { return a->name; }
+const char *lora_arch(const struct lora_adapter *a) { return a->arch; }
 const char *lora_sha256(const struct lora_adapter *a) { return a->sha256; }
 int lora_n_ignored(const struct lora_adapter *a) { return a->n_ignored; }
 

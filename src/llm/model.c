@@ -8,6 +8,7 @@
 
 #include "natter/gguf.h"
 #include "natter/llm.h"
+#include "natter/lora.h"
 #include "natter/quant.h"
 #include "natter/sysbench.h"
 #include "natter/tok.h"
@@ -162,6 +163,11 @@ llm_ctx_free(struct llm_ctx *c)
 	free(c->ex_w);
 	free(c->ex_x);
 	free(c->ex_y);
+	free(c->lora_at);
+	free(c->lora_uses);
+	free(c->lora_t);
+	free(c->lora_set);
+	free(c->lora_scale);
 	free(c);
 }
 
@@ -490,3 +496,171 @@ llm_eval(struct llm_ctx *c, const int32_t *tokens, int n, float *logits, int all
 	}
 	return 0;
 }
+
+/* --- LoRA adapters --- */
+
+/* The bound weight named NAME ("blk.3.attn_q.weight", "output.weight") that
+ * the forward pass multiplies, or NULL; *WHY says why not. */
+static const struct lweight *
+adapted_weight(const struct llm_model *m, const char *name, const char **why)
+{
+	char buf[128];
+	int layer = -1;
+
+	*why = "which this model does not have";
+	if (strncmp(name, "blk.", 4) == 0) {
+		char *end;
+		long l = strtol(name + 4, &end, 10);
+		if (end == name + 4 || *end != '.' || l < 0 || l >= m->hp.n_layer)
+			return NULL;
+		layer = (int)l;
+	}
+	for (int r = layer < 0 ? 0 : LLM_TENSOR_LAYER_FIRST; r < (layer < 0 ? LLM_TENSOR_LAYER_FIRST : LLM_TENSOR_COUNT);
+	    r++) {
+		const struct lweight *w;
+		if (layer >= 0)
+			snprintf(buf, sizeof(buf), llm_tensor_name(r), layer);
+		else
+			snprintf(buf, sizeof(buf), "%s", llm_tensor_name(r));
+		if (strlen(buf) + 7 >= sizeof(buf))
+			continue;
+		strcat(buf, ".weight");
+		if (strcmp(buf, name) != 0)
+			continue;
+		w = layer >= 0 ? &m->layers[layer].t[r] : &m->g[r];
+		if (r == LLM_TENSOR_TOKEN_EMBD) {
+			*why = "which is looked up by token, not multiplied: natter applies adapters to weight products";
+			return NULL;
+		}
+		if (!w->w.data || (r == LLM_TENSOR_OUTPUT && w->w.data == m->g[LLM_TENSOR_TOKEN_EMBD].w.data))
+			return NULL;   /* absent, or the output tied to the embeddings */
+		if (w->w.ne2 != 1 || w->w.ne1 < 2) {
+			*why = "which is not a single matrix";
+			return NULL;
+		}
+		return w;
+	}
+	return NULL;
+}
+
+int
+llm_ctx_set_adapters(struct llm_ctx *c, const struct lora_adapter *const *adapters, const float *scales, int n,
+		     char *err, size_t errlen)
+{
+	const struct llm_model *m = c->m;
+	const size_t n_slots = LORA_SLOT(m->hp.n_layer, 0);
+	const struct lora_use **at = NULL;
+	struct lora_use *uses = NULL;
+	const struct lora_adapter **set = NULL;
+	float *sc = NULL, *t = NULL;
+	int n_uses = 0, n_set = 0, rank_max = 0, same;
+
+	for (int i = 0; i < n; i++) {
+		if (!adapters[i] || !isfinite(scales[i])) {
+			snprintf(err, errlen, "adapter %d: %s", i + 1, adapters[i] ? "the scale is not a finite number" :
+			    "missing");
+			return -1;
+		}
+		if (scales[i] != 0.0f)
+			n_uses += lora_count(adapters[i]);
+	}
+	/* The same adapters at the same scales: the cache stays valid. */
+	same = 1;
+	for (int i = 0, k = 0; i < n && same; i++) {
+		if (scales[i] == 0.0f)
+			continue;
+		same = k < c->n_lora_set && c->lora_set[k] == adapters[i] && c->lora_scale[k] == scales[i];
+		k++;
+	}
+	if (same) {
+		int k = 0;
+		for (int i = 0; i < n; i++)
+			k += scales[i] != 0.0f;
+		if (k == c->n_lora_set)
+			return 0;
+	}
+	if (n_uses > 0) {
+		at = calloc(n_slots, sizeof(*at));
+		uses = calloc((size_t)n_uses, sizeof(*uses));
+		set = calloc((size_t)n, sizeof(*set));
+		sc = calloc((size_t)n, sizeof(*sc));
+		if (!at || !uses || !set || !sc) {
+			snprintf(err, errlen, "out of memory for the adapters");
+			goto fail;
+		}
+	}
+	n_uses = 0;
+	for (int i = 0; i < n; i++) {
+		const struct lora_adapter *ad = adapters[i];
+		const float alpha = lora_alpha(ad);
+		if (scales[i] == 0.0f)
+			continue;
+		if (strcmp(lora_arch(ad), m->hp.arch_name) != 0) {
+			snprintf(err, errlen, "%s: the adapter is for architecture '%s' but the model is '%s'", lora_path(ad),
+			    lora_arch(ad), m->hp.arch_name);
+			goto fail;
+		}
+		for (int k = 0; k < lora_count(ad); k++) {
+			const struct lora_pair *p = lora_get(ad, k);
+			const char *why;
+			const struct lweight *w = adapted_weight(m, p->base, &why);
+			struct lora_use *u = &uses[n_uses++];
+			const struct lora_use **slot;
+			if (!w) {
+				snprintf(err, errlen, "%s: the adapter changes %s, %s", lora_path(ad), p->base, why);
+				goto fail;
+			}
+			if (w->w.ne0 != p->n_in || w->w.ne1 != p->n_out) {
+				snprintf(err, errlen, "%s: '%s' is adapted as %d x %d but the model's is %lld x %lld "
+				    "(the adapter was opened for another model)", lora_path(ad), p->base, p->n_out, p->n_in,
+				    (long long)w->w.ne1, (long long)w->w.ne0);
+				goto fail;
+			}
+			u->a = p->a;
+			u->b = p->b;
+			u->rank = p->rank;
+			u->scale = alpha != 0.0f ? scales[i] * alpha / (float)p->rank : scales[i];
+			if (p->rank > rank_max)
+				rank_max = p->rank;
+			/* Appended: the adapters add in the order given. */
+			for (slot = &at[LORA_SLOT(w->layer, w->role)]; *slot; slot = &((struct lora_use *)*slot)->next)
+				;   /* (the list lives in USES, which is ours to change) */
+			*slot = u;
+		}
+		set[n_set] = ad;
+		sc[n_set++] = scales[i];
+	}
+	if (rank_max > 0) {
+		t = malloc((size_t)pool_size(c->pool) * c->n_batch * rank_max * sizeof(float));
+		if (!t) {
+			snprintf(err, errlen, "out of memory for the adapters' scratch (rank %d)", rank_max);
+			goto fail;
+		}
+	}
+	free(c->lora_at);
+	free(c->lora_uses);
+	free(c->lora_t);
+	free(c->lora_set);
+	free(c->lora_scale);
+	c->lora_at = at;
+	c->lora_uses = uses;
+	c->n_lora_uses = n_uses;
+	c->lora_t = t;
+	c->lora_rank_max = rank_max;
+	c->lora_set = set;
+	c->lora_scale = sc;
+	c->n_lora_set = n_set;
+	/* Every cached key and value was computed with the old weights. */
+	kv_cache_truncate(&c->kv, 0);
+	return 1;
+fail:
+	free(at);
+	free(uses);
+	free(set);
+	free(sc);
+	free(t);
+	return -1;
+}
+
+int llm_ctx_n_adapters(const struct llm_ctx *c) { return c->n_lora_set; }
+int llm_ctx_n_adapted(const struct llm_ctx *c) { return c->n_lora_uses; }

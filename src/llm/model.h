@@ -52,6 +52,16 @@ struct rope_cfg {
 	double *inv_freq;         /* (rope_dim/2) base^(-2i/rope_dim) / factor[i] */
 };
 
+/* One adapter's pair on one weight, as a session applies it (the
+ * adapter's memory, borrowed). */
+struct lora_use {
+	const float *a;           /* (rank, n_in) */
+	const float *b;           /* (n_out, rank) */
+	int rank;
+	float scale;              /* the user's scale x alpha / rank */
+	const struct lora_use *next;   /* the next adapter on the same weight */
+};
+
 struct llm_ctx {
 	struct llm_model *m;
 	int n_ctx, n_batch;
@@ -88,7 +98,20 @@ struct llm_ctx {
 	float *ex_y;              /* (n_batch, n_embd) that expert's output */
 	llm_abort_fn abort_fn;
 	void *abort_ctx;
+	/* LoRA adapters (llm_ctx_set_adapters): the pairs on each weight, by
+	 * LORA_SLOT(layer, role); NULL when no adapter is in force. */
+	const struct lora_use **lora_at;      /* ((n_layer + 1) * LLM_TENSOR_COUNT) */
+	struct lora_use *lora_uses;           /* (n_lora_uses) */
+	int n_lora_uses;
+	float *lora_t;            /* (n_threads, n_batch * lora_rank_max): A x of each thread */
+	int lora_rank_max;
+	const struct lora_adapter **lora_set; /* (n_lora_set) in force, scale != 0 */
+	float *lora_scale;        /* (n_lora_set) their user scales */
+	int n_lora_set;
 };
+
+/* Where the adapters of weight (LAYER, ROLE) are in lora_at (LAYER -1: model-wide). */
+#define LORA_SLOT(layer, role) ((size_t)((layer) + 1) * LLM_TENSOR_COUNT + (size_t)(role))
 
 /* A session whose sliding layers keep full KV (KV_NO_RING): the reference
  * the ring is tested against.  Otherwise as llm_ctx_new. */

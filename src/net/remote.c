@@ -343,19 +343,21 @@ f2d(float f)
 	return strtod(b, NULL);
 }
 
-/* The request for the conversation prepared last, under the session's
- * parameters now and what the server has refused so far.  *SEED gets the
- * seed sent, *SENT and *SENT_MAX the parameters.  Caller frees. */
+/* The request for the conversation prepared last, under the run's
+ * parameters now (the session's, or an A/B comparison's) and what the
+ * server has refused so far.  *SEED gets the seed sent, *SENT and
+ * *SENT_MAX the parameters.  Caller frees. */
 static char *
-build_body(struct remote *r, struct chat *c, uint64_t *seed, struct sampler_params *sent, int *sent_max)
+build_body(struct remote *r, const struct chat_run *run, uint64_t *seed, struct sampler_params *sent,
+	   int *sent_max)
 {
 	struct oai_req q;
 	struct sampler_params sp;
-	int max_tokens = chat_max_tokens(c);
+	int max_tokens = chat_max_tokens(chat_run_chat(run));
 	unsigned refused = atomic_load(&r->refused);
 	char *json;
 
-	chat_get_params(c, &sp);
+	chat_run_params(run, &sp);
 	memset(&q, 0, sizeof(q));
 	q.kind = OAI_CHAT;
 	q.model = r->model;
@@ -630,7 +632,6 @@ static int
 remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size_t errlen)
 {
 	struct remote *r = e;
-	struct chat *c = chat_run_chat(run);
 	const char *headers[] = { "Content-Type: application/json", "Accept: text/event-stream", NULL };
 	char url[1100], herr[512];
 	int rc = -1;
@@ -647,7 +648,7 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		int hr;
 
 		free(r->body);
-		r->body = build_body(r, c, &seed, &sent, &sent_max);
+		r->body = build_body(r, run, &seed, &sent, &sent_max);
 		if (!r->body) {
 			snprintf(err, errlen, "out of memory");
 			return -1;

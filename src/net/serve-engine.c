@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "natter/chat.h"
+#include "natter/chatlog.h"
 #include "natter/llm.h"
 #include "natter/sse.h"
 #include "natter/store.h"
@@ -391,6 +392,7 @@ record(struct engine *e, const struct job *j, const char *text, enum store_end e
        const struct sampler_params *sp, int max_tokens, const struct chat_stats *st)
 {
 	struct store_gen g;
+	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
 	struct store_turn *fed = NULL;
 	int64_t conv, id, gen, msg;
 	int n_fed = chat_prompt_n_messages(e->chat);
@@ -442,6 +444,8 @@ record(struct engine *e, const struct job *j, const char *text, enum store_end e
 	g.prompt_tps = st->prompt_tps;
 	g.gen_tps = st->gen_tps;
 	g.ttft_ms = st->ttft_ms;
+	g.adapters = adapters;
+	g.n_adapters = chatlog_adapters(e->chat, adapters);
 	if (store_gen_add(e->store, conv, 0, &g, &gen, &msg) < 0)
 		goto fail;
 	free(fed);

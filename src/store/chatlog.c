@@ -8,6 +8,7 @@
 #include "natter/chat-engine.h"
 #include "natter/chat.h"
 #include "natter/chatlog.h"
+#include "natter/lora.h"
 #include "natter/store.h"
 
 /* How a reply ended, in the session's words and the store's. */
@@ -68,6 +69,7 @@ chatlog_user(struct chatlog *l, struct chat *c)
 		return -1;
 	chat_set_message_tag(c, n - 1, id);
 	l->last_msg = 0;   /* the reply will be a new assistant message */
+	l->ab.state = CHATLOG_AB_NONE;
 	return 0;
 }
 
@@ -76,11 +78,16 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 {
 	struct store_gen g;
 	struct sampler_params sp;
+	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
 	struct store_turn *fed = NULL;
 	int i = chat_n_messages(c) - 1, k, n_fed = chat_prompt_n_messages(c), rc, max_tokens;
 	int64_t msg, gen;
 	size_t plen;
 
+	if (i >= 0 && l->ab.state == CHATLOG_AB_RUNNING && i == l->ab.idx && chat_alt_index(c, i) != l->ab.alt_a) {
+		l->ab.alt_b = chat_alt_index(c, i);
+		l->ab.state = CHATLOG_AB_READY;
+	}
 	if (!l->s || !l->conv || i < 0)
 		return 0;
 	k = chat_alt_index(c, i);
@@ -94,6 +101,8 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 		fed[j].content = chat_prompt_message(c, j, &fed[j].role);
 	chat_reply_params(c, &sp, &max_tokens);
 	memset(&g, 0, sizeof(g));
+	g.n_adapters = chatlog_adapters(c, adapters);
+	g.adapters = adapters;
 	g.content = chat_alt_content(c, i, k);
 	g.reasoning = chat_alt_reasoning(c, i, k);
 	/* Its tokens when they were counted (not a remote server's pieces). */
@@ -137,6 +146,22 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 }
 
 int
+chatlog_adapters(struct chat *c, struct store_adapter *out)
+{
+	int n = 0;
+	for (int a = 0; a < chat_n_adapters(c) && n < CHAT_MAX_ADAPTERS; a++) {
+		const struct lora_adapter *ad = chat_adapter(c, a);
+		const char *path = lora_path(ad), *base = strrchr(path, '/');
+		if (chat_adapter_scale_used(c, a) == 0.0f)
+			continue;   /* off: the reply was not made with it */
+		out[n].sha256 = lora_sha256(ad);
+		out[n].file_name = base ? base + 1 : path;
+		out[n++].scale = chat_adapter_scale_used(c, a);
+	}
+	return n;
+}
+
+int
 chatlog_system(struct chatlog *l, struct chat *c)
 {
 	if (!l->s || !l->conv)
@@ -148,6 +173,7 @@ void
 chatlog_new(struct chatlog *l)
 {
 	l->conv = l->last_msg = l->last_gen = 0;
+	l->ab.state = CHATLOG_AB_NONE;
 }
 
 int
@@ -159,6 +185,7 @@ chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t 
 		snprintf(err, errlen, "message %d cannot be edited (only the user's messages can)", i + 1);
 		return -1;
 	}
+	l->ab.state = CHATLOG_AB_NONE;
 	if (!l->s || !l->conv)
 		return 0;
 	if (!old) {
@@ -171,6 +198,7 @@ chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t 
 	}
 	chat_set_message_tag(c, i, id);
 	l->last_msg = l->last_gen = 0;
+	l->ab.state = CHATLOG_AB_NONE;
 	return 0;
 }
 
@@ -273,7 +301,7 @@ chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_
 		return -1;
 	}
 	chat_clear(c);
-	chatlog_new(l);
+	chatlog_new(l);   /* abandons any A/B comparison too */
 	if (store_conv_load(l->s, conv, &system, resume_msg, &r) < 0 || r.failed) {
 		snprintf(err, errlen, "%s", r.failed == 1 ? "out of memory" : store_errmsg(l->s));
 		free(system);
@@ -288,5 +316,65 @@ chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_
 	}
 	free(system);
 	l->conv = conv;
+	return 0;
+}
+
+/* --- A/B preference capture --- */
+
+int
+chatlog_ab_begin(struct chatlog *l, struct chat *c, const char *setting, const char *label_a, const char *label_b,
+		 char *err, size_t errlen)
+{
+	int i = chat_n_messages(c) - 1;
+
+	if (i < 1 || strcmp(chat_message_role(c, i), "assistant") || strcmp(chat_message_role(c, i - 1), "user")) {
+		snprintf(err, errlen, "there is no reply to compare yet");
+		return -1;
+	}
+	l->ab.state = CHATLOG_AB_RUNNING;
+	l->ab.idx = i;
+	l->ab.alt_a = chat_alt_index(c, i);
+	l->ab.alt_b = -1;
+	snprintf(l->ab.setting, sizeof(l->ab.setting), "%s", setting ? setting : "");
+	snprintf(l->ab.label_a, sizeof(l->ab.label_a), "%s", label_a ? label_a : "");
+	snprintf(l->ab.label_b, sizeof(l->ab.label_b), "%s", label_b ? label_b : "");
+	return 0;
+}
+
+void
+chatlog_ab_cancel(struct chatlog *l)
+{
+	l->ab.state = CHATLOG_AB_NONE;
+}
+
+int
+chatlog_ab_pick(struct chatlog *l, struct chat *c, enum store_pick pick, char *err, size_t errlen)
+{
+	struct chatlog_ab *ab = &l->ab;
+	int64_t ga, gb;
+	int rc;
+
+	if (ab->state != CHATLOG_AB_READY || ab->idx >= chat_n_messages(c) || ab->alt_b < 0 ||
+	    ab->alt_b >= chat_alt_count(c, ab->idx)) {
+		snprintf(err, errlen, ab->state == CHATLOG_AB_RUNNING ? "B is still being written" :
+		    "there is no A/B comparison to pick from (make one with /ab)");
+		return -1;
+	}
+	ga = chat_alt_tag(c, ab->idx, ab->alt_a);
+	gb = chat_alt_tag(c, ab->idx, ab->alt_b);
+	ab->state = CHATLOG_AB_NONE;
+	rc = chatlog_alt_select(l, c, ab->idx, pick == STORE_PICK_B ? ab->alt_b : ab->alt_a, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (!l->s)
+		return 0;
+	if (!ga || !gb) {
+		snprintf(err, errlen, "the replies were not both saved, so the preference is not saved either");
+		return -2;
+	}
+	if (store_pref_add(l->s, ga, gb, pick, ab->setting, NULL) < 0) {
+		snprintf(err, errlen, "%s", store_errmsg(l->s));
+		return -2;
+	}
 	return 0;
 }

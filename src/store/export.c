@@ -22,9 +22,16 @@ struct gen {
 	enum store_end end;
 	char *fed;          /* the messages it was fed, as stored (JSON); NULL before schema 3 */
 	int model_ok;       /* made by the model --model asks for */
+	int adapter_ok;     /* made with the adapter --adapter asks for (or with none, for "none") */
+	int pref;           /* one of an A/B preference for A or B */
 	int usable;         /* may be exported as a target */
 	cJSON *prompt;      /* what it was fed (usable ones only) */
 	char *key;          /* PROMPT printed: equal keys, equal prompts */
+};
+
+/* An A/B preference (not a tie): indices into the message's generations. */
+struct xpref {
+	int better, worse;
 };
 
 struct xmsg {
@@ -32,6 +39,8 @@ struct xmsg {
 	char *content;      /* for an assistant turn: the chosen generation */
 	struct gen *gens;
 	int ngens;
+	struct xpref *prefs;
+	int nprefs;
 };
 
 static char *
@@ -103,11 +112,10 @@ keep_good(const struct store_export_opts *o, const struct gen *g)
 }
 
 static int
-keep_any(const struct store_export_opts *o, const struct gen *g)
+keep_rated(const struct store_export_opts *o, const struct gen *g)
 {
 	(void)o;
-	(void)g;
-	return 1;
+	return g->score > 0;
 }
 
 /* The prompt, for OpenAI's format: earlier assistant turns are context,
@@ -157,50 +165,84 @@ write_openai_sft(FILE *f, const struct store_export_opts *o, const struct xmsg *
 	return sft_lines(f, o, m, i, n, 1);
 }
 
-/* Every pair of one turn's replies to one prompt rated differently, the
- * better first; replies with the same text are no pair, and a pair is
+/* Writes one DPO line: GA preferred to GB. */
+static int
+dpo_line(FILE *f, const struct gen *ga, const struct gen *gb, int *n, int openai)
+{
+	cJSON *line = cJSON_CreateObject();
+	if (openai) {
+		cJSON *in = cJSON_CreateObject();
+		cJSON_AddItemToObject(in, "messages", cJSON_Duplicate(ga->prompt, 1));
+		cJSON_AddItemToObject(line, "input", in);
+		cJSON_AddItemToObject(line, "preferred_output", reply_json(ga));
+		cJSON_AddItemToObject(line, "non_preferred_output", reply_json(gb));
+	} else {
+		cJSON_AddItemToObject(line, "prompt", cJSON_Duplicate(ga->prompt, 1));
+		cJSON_AddItemToObject(line, "chosen", reply_json(ga));
+		cJSON_AddItemToObject(line, "rejected", reply_json(gb));
+	}
+	return emit(f, line, n);
+}
+
+/* Whether GA over GB is a usable pair: same prompt, different texts. */
+static int
+pair_ok(const struct gen *ga, const struct gen *gb)
+{
+	return ga->usable && gb->usable && !strcmp(ga->key, gb->key) && strcmp(ga->content, gb->content) != 0;
+}
+
+/* Every pair of one turn's rated replies to one prompt rated differently,
+ * the better first, then every A/B preference for A or B (a tie is no
+ * pair); replies with the same text are no pair, and a pair of texts is
  * written once. */
 static int
 dpo_lines(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n, int openai)
 {
 	const struct xmsg *x = &m[i];
+	(void)o;
 	for (int a = 0; a < x->ngens; a++) {
 		const struct gen *ga = &x->gens[a];
-		if (!ga->usable)
+		if (!ga->usable || !ga->score)
 			continue;
 		for (int b = 0; b < x->ngens; b++) {
 			const struct gen *gb = &x->gens[b];
 			int dup = 0;
-			cJSON *line;
-			if (!gb->usable || gb->score >= ga->score || strcmp(ga->key, gb->key) ||
-			    !strcmp(ga->content, gb->content))
+			if (!gb->score || gb->score >= ga->score || !pair_ok(ga, gb))
 				continue;
 			/* The same pair of texts from earlier generations. */
 			for (int a2 = 0; a2 <= a && !dup; a2++)
 				for (int b2 = 0; b2 < x->ngens && !dup; b2++) {
 					const struct gen *p = &x->gens[a2], *q = &x->gens[b2];
-					if ((a2 == a && b2 >= b) || !p->usable || !q->usable || q->score >= p->score)
+					if ((a2 == a && b2 >= b) || !p->usable || !q->usable || !p->score || !q->score ||
+					    q->score >= p->score)
 						continue;
 					dup = !strcmp(p->key, ga->key) && !strcmp(q->key, ga->key) &&
 					    !strcmp(p->content, ga->content) && !strcmp(q->content, gb->content);
 				}
-			if (dup)
-				continue;
-			line = cJSON_CreateObject();
-			if (openai) {
-				cJSON *in = cJSON_CreateObject();
-				cJSON_AddItemToObject(in, "messages", cJSON_Duplicate(ga->prompt, 1));
-				cJSON_AddItemToObject(line, "input", in);
-				cJSON_AddItemToObject(line, "preferred_output", reply_json(ga));
-				cJSON_AddItemToObject(line, "non_preferred_output", reply_json(gb));
-			} else {
-				cJSON_AddItemToObject(line, "prompt", cJSON_Duplicate(ga->prompt, 1));
-				cJSON_AddItemToObject(line, "chosen", reply_json(ga));
-				cJSON_AddItemToObject(line, "rejected", reply_json(gb));
-			}
-			if (emit(f, line, n) < 0)
+			if (!dup && dpo_line(f, ga, gb, n, openai) < 0)
 				return -1;
 		}
+	}
+	for (int k = 0; k < x->nprefs; k++) {
+		const struct gen *ga = &x->gens[x->prefs[k].better], *gb = &x->gens[x->prefs[k].worse];
+		int dup = 0;
+		if (!pair_ok(ga, gb))
+			continue;
+		/* Written already: by the ratings, or by an earlier preference. */
+		for (int a2 = 0; a2 < x->ngens && !dup; a2++)
+			for (int b2 = 0; b2 < x->ngens && !dup; b2++) {
+				const struct gen *p = &x->gens[a2], *q = &x->gens[b2];
+				if (p->score && q->score && q->score < p->score && pair_ok(p, q))
+					dup = !strcmp(p->key, ga->key) && !strcmp(p->content, ga->content) &&
+					    !strcmp(q->content, gb->content);
+			}
+		for (int k2 = 0; k2 < k && !dup; k2++) {
+			const struct gen *p = &x->gens[x->prefs[k2].better], *q = &x->gens[x->prefs[k2].worse];
+			dup = pair_ok(p, q) && !strcmp(p->key, ga->key) && !strcmp(p->content, ga->content) &&
+			    !strcmp(q->content, gb->content);
+		}
+		if (!dup && dpo_line(f, ga, gb, n, openai) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -226,11 +268,11 @@ write_kto(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int 
 	for (int a = 0; a < x->ngens; a++) {
 		const struct gen *g = &x->gens[a], *latest = g;
 		cJSON *line;
-		if (!g->usable || seen_before(x, a, keep_any, o))
+		if (!g->usable || !g->score || seen_before(x, a, keep_rated, o))
 			continue;
 		for (int b = a + 1; b < x->ngens; b++) {
 			const struct gen *h = &x->gens[b];
-			if (h->usable && !strcmp(h->key, g->key) && !strcmp(h->content, g->content) &&
+			if (h->usable && h->score && !strcmp(h->key, g->key) && !strcmp(h->content, g->content) &&
 			    (h->rated_at > latest->rated_at || (h->rated_at == latest->rated_at && h->id > latest->id)))
 				latest = h;
 		}
@@ -253,13 +295,13 @@ static const struct {
 	[STORE_SFT] = { "sft", write_sft,
 	    "each reply rated at least N, after the messages it was fed (messages)" },
 	[STORE_DPO] = { "dpo", write_dpo,
-	    "each pair of replies to one prompt rated differently (prompt, chosen, rejected)" },
+	    "each pair of replies to one prompt rated differently or picked in an A/B (prompt, chosen, rejected)" },
 	[STORE_KTO] = { "kto", write_kto,
 	    "each rated reply, labelled true when rated at least N (prompt, completion, label)" },
 	[STORE_OPENAI_SFT] = { "openai-sft", write_openai_sft,
 	    "OpenAI supervised fine-tuning: messages, earlier replies with weight 0" },
 	[STORE_OPENAI_DPO] = { "openai-dpo", write_openai_dpo,
-	    "OpenAI preference fine-tuning: input.messages, preferred_output, non_preferred_output" },
+	    "OpenAI preference fine-tuning (pairs as dpo): input.messages, preferred_output, non_preferred_output" },
 };
 
 const char *
@@ -388,6 +430,7 @@ free_msgs(struct xmsg *m, int n)
 			cJSON_Delete(m[i].gens[k].prompt);
 		}
 		free(m[i].gens);
+		free(m[i].prefs);
 	}
 	free(m);
 }
@@ -440,14 +483,14 @@ prepare(const struct store_export_opts *o, const char *system, struct xmsg *m, i
 {
 	for (int a = 0; a < m[i].ngens; a++) {
 		struct gen *g = &m[i].gens[a];
-		if (!g->score || g->created < o->since || !g->model_ok)
+		if ((!g->score && !g->pref) || g->created < o->since || !g->model_ok || !g->adapter_ok)
 			continue;
 		if (!g->fed && !o->include_legacy) {
-			counts->skipped_legacy++;
+			counts->skipped_legacy += g->score > 0;
 			continue;
 		}
 		if (!store_end_complete(g->end) && !o->include_incomplete) {
-			counts->skipped_incomplete++;
+			counts->skipped_incomplete += g->score > 0;
 			continue;
 		}
 		g->prompt = g->fed ? recorded_prompt(g) : rebuilt_prompt(system, m, i);
@@ -459,6 +502,38 @@ prepare(const struct store_export_opts *o, const char *system, struct xmsg *m, i
 		g->usable = 1;
 	}
 	return 0;
+}
+
+/* Reads the preferences of message MSG_ID (its generations already in X)
+ * and marks the generations they name.  Returns 0 or -1. */
+static int
+load_prefs(sqlite3_stmt *ps, int64_t msg_id, struct xmsg *x)
+{
+	int rc;
+	sqlite3_reset(ps);
+	sqlite3_bind_int64(ps, 1, msg_id);
+	while ((rc = sqlite3_step(ps)) == SQLITE_ROW) {
+		int64_t ga = sqlite3_column_int64(ps, 0), gb = sqlite3_column_int64(ps, 1);
+		const char *pick = (const char *)sqlite3_column_text(ps, 2);
+		int ia = -1, ib = -1;
+		struct xpref *np;
+		for (int k = 0; k < x->ngens; k++) {
+			if (x->gens[k].id == ga)
+				ia = k;
+			if (x->gens[k].id == gb)
+				ib = k;
+		}
+		if (ia < 0 || ib < 0 || !pick)
+			continue;
+		np = realloc(x->prefs, (x->nprefs + 1) * sizeof(*np));
+		if (!np)
+			return -1;
+		x->prefs = np;
+		x->prefs[x->nprefs].better = !strcmp(pick, "a") ? ia : ib;
+		x->prefs[x->nprefs++].worse = !strcmp(pick, "a") ? ib : ia;
+		x->gens[ia].pref = x->gens[ib].pref = 1;
+	}
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* Writes the lines of one conversation. */
@@ -474,12 +549,17 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 	    "COALESCE(r.created, 0), CASE WHEN g.model_id IS NULL THEN ?2 ELSE (?3 IS NULL OR EXISTS (SELECT 1 FROM "
 	    "models md WHERE md.id = g.model_id AND (md.sha256 LIKE ?3 || '%' OR md.file_name LIKE '%' || ?3 || '%' "
 	    "OR md.endpoint LIKE '%' || ?3 || '%' OR md.kind = ?3))) "
-	    "END, g.reasoning, g.prompt_text FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id "
-	    "WHERE g.message_id = ?1 ORDER BY g.id");
+	    "END, g.reasoning, g.prompt_text, CASE WHEN ?4 IS NULL THEN 1 WHEN ?4 = 'none' THEN NOT EXISTS (SELECT 1 "
+	    "FROM generation_adapters ga WHERE ga.generation_id = g.id) ELSE EXISTS (SELECT 1 FROM generation_adapters "
+	    "ga WHERE ga.generation_id = g.id AND ga.sha256 LIKE ?4 || '%') END "
+	    "FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ?1 ORDER BY g.id");
+	/* The A/B preferences for A or B (a tie says neither is better). */
+	sqlite3_stmt *ps = store_prepare(s, "SELECT gen_a, gen_b, pick FROM preferences WHERE message_id = ? "
+	    "AND pick <> 'tie' ORDER BY id");
 	struct xmsg *m = NULL;
 	int nm = 0, cap = 0, rc = -1;
 
-	if (!ms || !gs)
+	if (!ms || !gs || !ps)
 		goto out;
 	sqlite3_bind_int64(ms, 1, cid);
 	while (sqlite3_step(ms) == SQLITE_ROW) {
@@ -501,6 +581,10 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 			sqlite3_bind_text(gs, 3, o->model, -1, SQLITE_STATIC);
 		else
 			sqlite3_bind_null(gs, 3);
+		if (o->adapter)
+			sqlite3_bind_text(gs, 4, o->adapter, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(gs, 4);
 		while (sqlite3_step(gs) == SQLITE_ROW) {
 			struct xmsg *x = &m[nm - 1];
 			struct gen *g = realloc(x->gens, (x->ngens + 1) * sizeof(*g));
@@ -528,9 +612,12 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 			g->end = store_end_parse((const char *)sqlite3_column_text(gs, 5));
 			g->rated_at = sqlite3_column_int64(gs, 6);
 			g->model_ok = sqlite3_column_int(gs, 7);
+			g->adapter_ok = sqlite3_column_int(gs, 10);
 			if (!g->content || (sqlite3_column_type(gs, 4) != SQLITE_NULL && !g->fed))
 				goto out;
 		}
+		if (load_prefs(ps, sqlite3_column_int64(ms, 0), &m[nm - 1]) < 0)
+			goto out;
 	}
 	for (int i = 0; i < nm; i++) {
 		if (strcmp(m[i].role, "assistant"))
@@ -542,6 +629,7 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 out:
 	sqlite3_finalize(ms);
 	sqlite3_finalize(gs);
+	sqlite3_finalize(ps);
 	free_msgs(m, nm);
 	return rc;
 }

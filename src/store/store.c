@@ -139,6 +139,27 @@ static const char *const migrations[] = {
 	"ALTER TABLE models ADD COLUMN kind TEXT NOT NULL DEFAULT 'file' CHECK (kind IN ('file', 'remote'));"
 	"ALTER TABLE models ADD COLUMN endpoint TEXT;"
 	"CREATE UNIQUE INDEX models_remote ON models(endpoint, file_name) WHERE kind = 'remote';",
+	/* 5 -> 6: the LoRA adapters each generation was made with (none for
+	 * every earlier one: natter had no adapters before; none for a remote
+	 * model's), and A/B preferences between two generations of one message. */
+	"CREATE TABLE generation_adapters("
+	"  generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,"
+	"  position INTEGER NOT NULL,"
+	"  sha256 TEXT NOT NULL,"
+	"  file_name TEXT NOT NULL,"
+	"  scale REAL NOT NULL,"
+	"  PRIMARY KEY (generation_id, position));"
+	"CREATE INDEX generation_adapters_sha256 ON generation_adapters(sha256);"
+	"CREATE TABLE preferences("
+	"  id INTEGER PRIMARY KEY,"
+	"  message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+	"  gen_a INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,"
+	"  gen_b INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,"
+	"  pick TEXT NOT NULL CHECK (pick IN ('a', 'b', 'tie')),"
+	"  setting TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL,"
+	"  CHECK (gen_a <> gen_b));"
+	"CREATE INDEX preferences_message ON preferences(message_id);",
 };
 
 int
@@ -1182,6 +1203,24 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	*gen_id = sqlite3_last_insert_rowid(s->db);
 	if (msg_id_out)
 		*msg_id_out = msg_id;
+	for (int i = 0; i < g->n_adapters; i++) {
+		const struct store_adapter *ad = &g->adapters[i];
+		st = store_prepare(s, "INSERT INTO generation_adapters(generation_id, position, sha256, file_name, scale) "
+		    "VALUES (?, ?, ?, ?, ?)");
+		if (!st)
+			goto fail;
+		sqlite3_bind_int64(st, 1, *gen_id);
+		sqlite3_bind_int(st, 2, i);
+		sqlite3_bind_text(st, 3, ad->sha256 ? ad->sha256 : "", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, ad->file_name ? ad->file_name : "", -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 5, ad->scale);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE) {
+			store_sqlfail(s, "the reply's adapters");
+			goto fail;
+		}
+	}
 	free(fed);
 	return store_commit(s, "the reply");
 fail:
@@ -1285,6 +1324,91 @@ store_alt_choose(struct store *s, int64_t gen_id)
 		goto fail;
 	}
 	return store_commit(s, "the choice");
+fail:
+	store_rollback(s);
+	return -1;
+}
+
+/* --- preferences --- */
+
+static const char *const pick_words[] = { [STORE_PICK_A] = "a", [STORE_PICK_B] = "b", [STORE_PICK_TIE] = "tie" };
+
+const char *
+store_pick_name(enum store_pick p)
+{
+	return (int)p >= 0 && p <= STORE_PICK_TIE ? pick_words[p] : NULL;
+}
+
+int
+store_pick_parse(const char *word, enum store_pick *p)
+{
+	for (int i = 0; word && i <= STORE_PICK_TIE; i++) {
+		if (!strcmp(word, pick_words[i])) {
+			*p = (enum store_pick)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pick, const char *setting, int64_t *id)
+{
+	sqlite3_stmt *st;
+	int64_t msg[2] = { 0, 0 };
+	int rc;
+
+	if (!store_pick_name(pick)) {
+		store_seterr(s, "a preference is a, b or tie");
+		return -1;
+	}
+	if (gen_a == gen_b) {
+		store_seterr(s, "a preference compares two different generations");
+		return -1;
+	}
+	if (store_begin(s) < 0)
+		return -1;
+	for (int k = 0; k < 2; k++) {
+		st = store_prepare(s, "SELECT message_id FROM generations WHERE id = ?");
+		if (!st)
+			goto fail;
+		sqlite3_bind_int64(st, 1, k ? gen_b : gen_a);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			msg[k] = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_ROW) {
+			if (rc == SQLITE_DONE)
+				store_seterr(s, "there is no generation %lld", (long long)(k ? gen_b : gen_a));
+			else
+				store_sqlfail(s, "the preference");
+			goto fail;
+		}
+	}
+	if (msg[0] != msg[1]) {
+		store_seterr(s, "generations %lld and %lld answer different messages; a preference compares two "
+		    "replies to one", (long long)gen_a, (long long)gen_b);
+		goto fail;
+	}
+	st = store_prepare(s, "INSERT INTO preferences(message_id, gen_a, gen_b, pick, setting, created) "
+	    "VALUES (?, ?, ?, ?, ?, ?)");
+	if (!st)
+		goto fail;
+	sqlite3_bind_int64(st, 1, msg[0]);
+	sqlite3_bind_int64(st, 2, gen_a);
+	sqlite3_bind_int64(st, 3, gen_b);
+	sqlite3_bind_text(st, 4, store_pick_name(pick), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, setting ? setting : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, now_s());
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		store_sqlfail(s, "the preference");
+		goto fail;
+	}
+	if (id)
+		*id = sqlite3_last_insert_rowid(s->db);
+	return store_commit(s, "the preference");
 fail:
 	store_rollback(s);
 	return -1;

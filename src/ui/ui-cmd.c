@@ -67,9 +67,15 @@ help(void *fe)
 	open_box(fe, UI_BOX_HELP);
 }
 
+static void
+ab(void *fe, const struct chatcmd_variant *v)
+{
+	ui_ab_start(fe, v);
+}
+
 static const struct chatcmd_ops ops = {
 	.say = say, .busy = busy, .regen = regen, .new_conv = new_conv, .history = history,
-	.params = params, .stats = stats, .copy = copy, .help = help,
+	.params = params, .stats = stats, .copy = copy, .help = help, .ab = ab,
 };
 
 const struct chatcmd_ops *

@@ -22,8 +22,9 @@ ui_conv_busy(struct ui *u, const char *what)
 	return 1;
 }
 
-void
-ui_conv_start(struct ui *u, int regen)
+/* Starts a reply; V (not NULL) makes it reply B of an A/B comparison. */
+static void
+start(struct ui *u, int regen, const struct chatcmd_variant *v)
 {
 	if (ui_conv_busy(u, regen ? "regenerate" : "send"))
 		return;
@@ -54,7 +55,7 @@ ui_conv_start(struct ui *u, int regen)
 		ui_screen_notify(u, 1, "out of memory");
 		return;
 	}
-	u->gen = ui_gen_start(u->c, regen, u->wake[1]);
+	u->gen = v ? ui_gen_start_with(u->c, v, u->wake[1]) : ui_gen_start(u->c, regen, u->wake[1]);
 	if (!u->gen) {
 		ui_screen_notify(u, 1, "cannot start the generation thread");
 		ui_screen_pop(u);
@@ -63,6 +64,18 @@ ui_conv_start(struct ui *u, int regen)
 	u->state = "generating";
 	u->follow = 1;
 	u->sel = -1;
+}
+
+void
+ui_conv_start(struct ui *u, int regen)
+{
+	start(u, regen, NULL);
+}
+
+void
+ui_conv_start_with(struct ui *u, const struct chatcmd_variant *v)
+{
+	start(u, 1, v);
 }
 
 int
@@ -111,6 +124,10 @@ ui_conv_finish(struct ui *u)
 		 * changed.  One the engine failed on (a server that refused or
 		 * could not be reached) stays, for F5 to send again. */
 		int n = chat_n_messages(u->c);
+		if (u->log.ab.state == CHATLOG_AB_RUNNING) {
+			chatlog_ab_cancel(&u->log);   /* no B: nothing to compare */
+			u->ab_view = 0;
+		}
 		u->state = "error";
 		if (n > 0 && !strcmp(chat_message_role(u->c, n - 1), "user") && n >= u->nmsgs - 1)
 			/* The engine failed, not the message: it stays. */

@@ -12,6 +12,7 @@
 
 #include "natter/chat.h"
 #include "natter/chatcmd.h"
+#include "natter/lora.h"
 #include "ui/ui.h"
 
 /* --- helpers: everything clips to the screen --- */
@@ -43,6 +44,18 @@ fill(int y, int x, int w, int attr)
 	for (int i = 0; i < w && x + i < COLS; i++)
 		mvaddch(y, x + i, ' ');
 	attroff(attr);
+}
+
+void
+ui_draw_put(int y, int x, int maxw, const char *s, int attr)
+{
+	put(y, x, maxw, s, attr);
+}
+
+void
+ui_draw_fill(int y, int x, int w, int attr)
+{
+	fill(y, x, w, attr);
 }
 
 static void
@@ -206,11 +219,39 @@ const char *const ui_draw_param_names[] = {
 };
 const int ui_draw_n_params = (int)(sizeof(ui_draw_param_names) / sizeof(ui_draw_param_names[0]));
 
+int
+ui_draw_param_rows(struct ui *u)
+{
+	return ui_draw_n_params + chat_n_adapters(u->c);
+}
+
+void
+ui_draw_param_name(struct ui *u, int i, char *buf, size_t n)
+{
+	if (i < ui_draw_n_params) {
+		snprintf(buf, n, "%s", ui_draw_param_names[i]);
+	} else {
+		const struct lora_adapter *a = chat_adapter(u->c, i - ui_draw_n_params);
+		const char *nm = a ? lora_name(a) : "", *path = a ? lora_path(a) : "", *b = strrchr(path, '/');
+		snprintf(buf, n, "lora %s", nm[0] ? nm : b ? b + 1 : path);
+	}
+}
+
 void
 ui_draw_param_text(struct ui *u, int i, char *buf, size_t n)
 {
 	struct sampler_params p;
 	size_t l;
+
+	if (i >= ui_draw_n_params) {
+		/* An adapter's scale as set (it applies from the next reply). */
+		float sc = chat_adapter_scale(u->c, i - ui_draw_n_params);
+		if (sc == 0.0f)
+			snprintf(buf, n, "off");
+		else
+			snprintf(buf, n, "%.2f", sc);
+		return;
+	}
 	chat_get_params(u->c, &p);
 	switch (i) {
 	case 0: snprintf(buf, n, "%.2f", p.temp); break;
@@ -244,11 +285,12 @@ draw_params(struct ui *u, struct ui_rect r)
 	if (r.h == 0)
 		return;
 	hline_at(r.y, r.x, r.w, "Parameters", u->focus == UI_F_PARAMS);
-	for (int i = 0; i < ui_draw_n_params && i + 1 < r.h; i++) {
-		char v[256], line[320];
+	for (int i = 0; i < ui_draw_param_rows(u) && i + 1 < r.h; i++) {
+		char v[256], line[320], name[64];
 		int sel = u->focus == UI_F_PARAMS && i == u->param_sel;
 		ui_draw_param_text(u, i, v, sizeof(v));
-		snprintf(line, sizeof(line), " %-14s %s", ui_draw_param_names[i], v);
+		ui_draw_param_name(u, i, name, sizeof(name));
+		snprintf(line, sizeof(line), " %-14.14s %s", name, v);
 		if (sel)
 			fill(r.y + 1 + i, r.x, r.w, ui_theme_attr(UE_SELECTED));
 		put(r.y + 1 + i, r.x, r.w, line, ui_theme_attr(sel ? UE_SELECTED : UE_NORMAL));
@@ -326,12 +368,12 @@ struct hint {
 
 static const struct hint hints_input[] = {
 	{ "F1", "help" }, { "Enter", "send" }, { "Esc", "stop" }, { "F5", "regen" }, { "Tab", "focus" },
-	{ "F2", "new" }, { "F3", "history" }, { "F10", "quit" }, { NULL, NULL },
+	{ "F2", "new" }, { "F3", "history" }, { "F10", "quit" }, { "F6", "A/B" }, { NULL, NULL },
 };
 static const struct hint hints_conv[] = {
 	{ "F1", "help" }, { "+/-", "rate" }, { "Up/Down", "message" }, { "Left/Right", "alternative" },
-	{ "Enter", "pick/edit" }, { "r", "regen" }, { "y", "copy" }, { "c", "comment" }, { "t", "reasoning" },
-	{ NULL, NULL },
+	{ "Enter", "pick/edit" }, { "r", "regen" }, { "b", "A/B" }, { "y", "copy" }, { "c", "comment" },
+	{ "t", "reasoning" }, { NULL, NULL },
 };
 static const struct hint hints_params[] = {
 	{ "F1", "help" }, { "Up/Down", "choose" }, { "Left/Right", "change" }, { "Enter", "edit" },
@@ -353,9 +395,24 @@ static const struct hint hints_system[] = {
 	{ "Enter", "save the system prompt" }, { "Esc", "cancel" }, { NULL, NULL },
 };
 
+static const struct hint hints_ab_choose[] = {
+	{ "Up/Down", "choose" }, { "Enter", "generate B" }, { "Esc", "cancel" }, { NULL, NULL },
+};
+static const struct hint hints_ab_running[] = {
+	{ "Esc", "stop B" }, { "Up/Down", "scroll" }, { NULL, NULL },
+};
+static const struct hint hints_ab_ready[] = {
+	{ "a", "A better" }, { "b", "B better" }, { "t", "tie" }, { "Up/Down", "scroll" }, { "Esc", "later (/pick)" },
+	{ NULL, NULL },
+};
+
 static const struct hint *
 footer_hints(struct ui *u)
 {
+	if (u->box == UI_BOX_AB)
+		return hints_ab_choose;
+	if (u->box == UI_BOX_NONE && u->ab_view)
+		return u->gen ? hints_ab_running : hints_ab_ready;
 	if (u->box == UI_BOX_HISTORY)
 		return hints_history;
 	if (u->box != UI_BOX_NONE)
@@ -507,38 +564,63 @@ box_free(struct box *b)
 static const struct hint help_keys[] = {
 	{ "Enter", "send the message" },
 	{ "Alt-Enter, \\", "new line in message" },
-	{ "Esc", "stop; close a box" },
-	{ "Ctrl-C twice", "quit" },
+	{ "Esc, Ctrl-C", "stop; close a box" },
 	{ "F5", "regenerate reply" },
 	{ "Tab/Shift-Tab", "move the focus" },
 	{ "F2", "new conversation" },
 	{ "F3", "past conversations" },
 	{ "PgUp/PgDn", "scroll (or wheel)" },
+	{ "F6", "A/B: reply B, pick one" },
 	{ "F10, Ctrl-Q", "quit" },
 };
 
 struct help_ctx {
 	struct box *b;
 	int wide;
+	char held_usage[48], held_help[64];   /* a short command waiting for a neighbour */
 };
 
+/* Puts the held command on a line of its own. */
+static void
+help_flush(struct help_ctx *h)
+{
+	if (h->held_usage[0])
+		box_addf(h->b, "%-29s %s", h->held_usage, h->held_help);
+	h->held_usage[0] = 0;
+}
+
+/* Wide: one command a line, two short neighbours sharing one (so that the
+ * help fits 80x24); narrow: the usage, then the help indented. */
 static void
 help_cmd(void *ctx, const char *usage, const char *help)
 {
 	struct help_ctx *h = ctx;
-	if (h->wide) {
-		box_addf(h->b, "%-29s %s", usage, help);
-	} else {
+	if (!h->wide) {
 		box_add(h->b, usage);
 		box_addf(h->b, "    %s", help);
+		return;
 	}
+	if (strlen(usage) + 1 + strlen(help) <= 36) {
+		if (h->held_usage[0]) {
+			char left[128];
+			snprintf(left, sizeof(left), "%s %s", h->held_usage, h->held_help);
+			box_addf(h->b, "%-37s %s %s", left, usage, help);
+			h->held_usage[0] = 0;
+		} else {
+			snprintf(h->held_usage, sizeof(h->held_usage), "%s", usage);
+			snprintf(h->held_help, sizeof(h->held_help), "%s", help);
+		}
+		return;
+	}
+	help_flush(h);
+	box_addf(h->b, "%-29s %s", usage, help);
 }
 
 static void
 help_lines(struct box *b, int inner_w)
 {
 	int nk = (int)(sizeof(help_keys) / sizeof(help_keys[0])), two = inner_w >= 74;
-	struct help_ctx h = { b, inner_w >= 74 };
+	struct help_ctx h = { b, inner_w >= 74, "", "" };
 
 	for (int i = 0; i < nk; i += two ? 2 : 1) {
 		if (two && i + 1 < nk)
@@ -547,25 +629,27 @@ help_lines(struct box *b, int inner_w)
 		else
 			box_addf(b, "%-13s %s", help_keys[i].key, help_keys[i].what);
 	}
-	box_add(b, "Conversation: Up/Down choose a message, Left/Right its alternatives,");
-	box_add(b, "  Enter picks a reply or edits a message (a new branch), + - 1..5 rate,");
-	box_add(b, "  c comment, r regenerate, y copy, t (F4 anywhere) shows the reasoning");
-	box_add(b, "  or folds it; other keys type.  Parameters: Up/Down, Left/Right, Enter");
+	box_add(b, "Conversation: Up/Down a message, Left/Right its alternatives, Enter picks");
+	box_add(b, "  a reply or edits a message (a branch), + - 1..5 rate, c comment, r");
+	box_add(b, "  regen, b A/B (F6), y copy, t (F4) the reasoning; other keys type.");
+	box_add(b, "Parameters: Up/Down, Left/Right change (lora rows: scale), Enter edit");
 	box_add(b, "Commands:");
 	chatcmd_help(ui_cmd_ops(), help_cmd, &h);
+	help_flush(&h);
 }
 
 static void
 params_lines(struct ui *u, struct box *b)
 {
-	for (int i = 0; i < ui_draw_n_params; i++) {
-		char v[256];
+	for (int i = 0; i < ui_draw_param_rows(u); i++) {
+		char v[256], name[64];
 		ui_draw_param_text(u, i, v, sizeof(v));
-		box_addf(b, "%-15s %s", ui_draw_param_names[i], v);
+		ui_draw_param_name(u, i, name, sizeof(name));
+		box_addf(b, "%-15s %s", name, v);
 	}
 	box_add(b, "");
-	box_add(b, "Change one with /set NAME VALUE, or in the parameters pane (Tab)");
-	box_add(b, "where the window is wide enough to show it.");
+	box_add(b, "Change one with /set NAME VALUE (an adapter's scale with /lora N SCALE),");
+	box_add(b, "or in the parameters pane (Tab) where the window is wide enough to show it.");
 }
 
 static void
@@ -739,6 +823,8 @@ ui_draw(struct ui *u)
 		return;
 	}
 	draw_conv(u, l->conv);
+	if (u->ab_view)
+		ui_ab_draw(u);   /* over the conversation pane */
 	if (l->params.h) {
 		attron(ui_theme_attr(UE_BORDER));
 		mvvline(0, l->params.x - 1, ACS_VLINE, l->conv.h);
@@ -761,6 +847,8 @@ ui_draw(struct ui *u)
 		draw_box(u, "Statistics of the last reply");
 	else if (u->box == UI_BOX_HISTORY)
 		draw_history(u);
+	else if (u->box == UI_BOX_AB)
+		ui_ab_draw(u);
 	curs_set(u->focus == UI_F_INPUT && u->box == UI_BOX_NONE);
 	move(cy, cx < COLS ? cx : COLS - 1);
 	refresh();

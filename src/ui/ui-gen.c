@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "natter/chat.h"
+#include "natter/chatcmd.h"
 #include "ui/ui.h"
 
 /*
@@ -20,6 +21,8 @@
 struct ui_gen {
 	struct chat *c;          /* the generation thread's until it ends */
 	int regen, wake_fd;
+	int with;                /* reply B of an A/B comparison, under V */
+	struct chatcmd_variant v;
 	pthread_t th;
 	pthread_mutex_t mu;
 	/* Guarded by mu: */
@@ -121,7 +124,8 @@ run(void *arg)
 	chat_set_notice(g->c, on_notice, g);
 	chat_set_progress(g->c, on_progress, g);
 	chat_set_split(g->c, on_piece, g);
-	rc = g->regen ? chat_regenerate(g->c, NULL, NULL, &st, err, sizeof(err)) :
+	rc = g->with ? chat_regenerate_with(g->c, &g->v.sp, g->v.scales, NULL, NULL, &st, err, sizeof(err)) :
+	    g->regen ? chat_regenerate(g->c, NULL, NULL, &st, err, sizeof(err)) :
 	    chat_generate(g->c, NULL, NULL, &st, err, sizeof(err));
 	chat_set_split(g->c, NULL, NULL);
 	chat_set_progress(g->c, NULL, NULL);
@@ -138,14 +142,18 @@ run(void *arg)
 	return NULL;
 }
 
-struct ui_gen *
-ui_gen_start(struct chat *c, int regen, int wake_fd)
+static struct ui_gen *
+gen_start(struct chat *c, int regen, const struct chatcmd_variant *v, int wake_fd)
 {
 	struct ui_gen *g = calloc(1, sizeof(*g));
 	if (!g)
 		return NULL;
 	g->c = c;
 	g->regen = regen;
+	if (v) {
+		g->with = 1;
+		g->v = *v;
+	}
 	g->wake_fd = wake_fd;
 	g->st.ctx_used = chat_ctx_used(c);   /* still the UI thread's here */
 	pthread_mutex_init(&g->mu, NULL);
@@ -155,6 +163,18 @@ ui_gen_start(struct chat *c, int regen, int wake_fd)
 		return NULL;
 	}
 	return g;
+}
+
+struct ui_gen *
+ui_gen_start(struct chat *c, int regen, int wake_fd)
+{
+	return gen_start(c, regen, NULL, wake_fd);
+}
+
+struct ui_gen *
+ui_gen_start_with(struct chat *c, const struct chatcmd_variant *v, int wake_fd)
+{
+	return gen_start(c, 1, v, wake_fd);
 }
 
 int

@@ -19,6 +19,23 @@ param_adjust(struct ui *u, int i, int dir)
 {
 	struct sampler_params p;
 	char err[256], val[64];
+	if (i >= ui_draw_n_params) {
+		/* An adapter's scale, by tenths, down to 0 (off). */
+		int k = i - ui_draw_n_params;
+		float sc = (float)fmax(0, round((chat_adapter_scale(u->c, k) + 0.1 * dir) * 10) / 10);
+		char name[64];
+		ui_draw_param_name(u, i, name, sizeof(name));
+		if (sc == 0.0f)
+			snprintf(val, sizeof(val), "off");
+		else
+			snprintf(val, sizeof(val), "x%.1f", sc);
+		if (chat_set_adapter_scale(u->c, k, sc, err, sizeof(err)) < 0)
+			ui_screen_notify(u, 1, "%s", err);
+		else
+			ui_screen_notify(u, 0, "%s %s from the next reply, which reads the conversation again first", name,
+			    val);
+		return;
+	}
 	chat_get_params(u->c, &p);
 	switch (i) {
 	case 0: snprintf(val, sizeof(val), "%g", fmax(0, round((p.temp + 0.05 * dir) * 100) / 100)); break;
@@ -66,7 +83,7 @@ params_key(struct ui *u, int is_key, unsigned ch)
 {
 	if (is_key && ch == KEY_UP && u->param_sel > 0)
 		u->param_sel--;
-	else if (is_key && ch == KEY_DOWN && u->param_sel + 1 < ui_draw_n_params)
+	else if (is_key && ch == KEY_DOWN && u->param_sel + 1 < ui_draw_param_rows(u))
 		u->param_sel++;
 	else if ((is_key && ch == KEY_LEFT) || (!is_key && ch == '-'))
 		param_adjust(u, u->param_sel, -1);
@@ -81,6 +98,11 @@ params_key(struct ui *u, int is_key, unsigned ch)
 			u->mode = UI_IM_SYSTEM;
 			u->focus = UI_F_INPUT;
 			ui_input_set(u, chat_system(u->c));
+		} else if (u->param_sel >= ui_draw_n_params) {
+			char line[64];
+			snprintf(line, sizeof(line), "/lora %d ", u->param_sel - ui_draw_n_params + 1);
+			u->focus = UI_F_INPUT;
+			ui_input_set(u, line);
 		} else {
 			char line[64];
 			snprintf(line, sizeof(line), "/set %s ", ui_draw_param_names[u->param_sel]);
@@ -150,6 +172,8 @@ conv_key(struct ui *u, int is_key, unsigned ch)
 			}
 		} else if (ch == 'r') {
 			ui_conv_start(u, 1);
+		} else if (ch == 'b') {
+			ui_ab_choose(u);
 		} else if (ch == 'y') {
 			ui_conv_copy(u);
 		} else if (ch == 'e') {
@@ -240,6 +264,7 @@ global_key(struct ui *u, int is_key, unsigned ch)
 		case KEY_F(2): ui_conv_new(u); return UI_KH_REDRAW;
 		case KEY_F(3): ui_conv_history(u); return UI_KH_REDRAW;
 		case KEY_F(5): ui_conv_start(u, 1); return UI_KH_REDRAW;
+		case KEY_F(6): ui_ab_choose(u); return UI_KH_REDRAW;
 		case KEY_F(4): ui_conv_fold(u); return UI_KH_REDRAW;
 		case KEY_PPAGE: scroll_by(u, -page(u)); return UI_KH_REDRAW;
 		case KEY_NPAGE: scroll_by(u, page(u)); return UI_KH_REDRAW;
@@ -291,6 +316,8 @@ ui_keys_handle(struct ui *u, int is_key, unsigned ch)
 
 	if (is_key && ch == KEY_RESIZE)
 		return UI_KH_REDRAW;
+	if ((u->box == UI_BOX_AB || (u->box == UI_BOX_NONE && u->ab_view)) && (r = ui_ab_key(u, is_key, ch)))
+		return r;
 	if (u->box != UI_BOX_NONE)
 		return box_key(u, is_key, ch);
 	if ((r = global_key(u, is_key, ch)))

@@ -188,6 +188,7 @@ ui_run(struct ui_opts *o)
 	free(u->answer.p);
 	free(u->reasoning.p);
 	free(u->unsent);
+	free(u->ab_a);
 	if (u->wake[0] >= 0) {
 		close(u->wake[0]);
 		close(u->wake[1]);

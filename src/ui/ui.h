@@ -22,6 +22,7 @@
  *   ui-signals.c  signals become events; a crash restores the terminal
  *   ui-start.c    start-up: finding the model, the config file, warming up
  *   ui-gen.c      the generation thread and its queue
+ *   ui-ab.c       A/B comparisons: the chooser of B's setting, the two replies side by side
  *   ui-text.c     display widths and wrapping (no curses)
  *   ui-theme.c    colour themes
  * Only the UI thread touches anything here, except where ui-gen.c says so.
@@ -91,6 +92,7 @@ struct ui_gen_status {
 };
 
 struct ui_gen;
+struct chatcmd_variant;
 /* Starts generating (or regenerating, REGEN) on its own thread; every
  * report is announced by a byte written to WAKE_FD.  The session C belongs
  * to that thread until ui_gen_finish: the UI thread may then only call
@@ -98,6 +100,8 @@ struct ui_gen;
  * chat_max_tokens and chat_ctx_size on it.  UI thread.  Returns NULL if
  * no thread could be started (C untouched). */
 struct ui_gen *ui_gen_start(struct chat *c, int regen, int wake_fd);
+/* The same for reply B of an A/B comparison: chat_regenerate_with under V (copied). */
+struct ui_gen *ui_gen_start_with(struct chat *c, const struct chatcmd_variant *v, int wake_fd);
 /* A growable, NUL-terminated text. */
 struct ui_buf {
 	char *p;
@@ -117,7 +121,7 @@ int ui_gen_finish(struct ui_gen *g, struct chat_stats *st, char *err, size_t err
 
 enum ui_focus { UI_F_INPUT, UI_F_CONV, UI_F_PARAMS, UI_F_COUNT };
 enum ui_mode { UI_IM_MESSAGE, UI_IM_COMMENT, UI_IM_SYSTEM, UI_IM_EDIT };
-enum ui_box { UI_BOX_NONE, UI_BOX_HELP, UI_BOX_HISTORY, UI_BOX_PARAMS, UI_BOX_STATS };
+enum ui_box { UI_BOX_NONE, UI_BOX_HELP, UI_BOX_HISTORY, UI_BOX_PARAMS, UI_BOX_STATS, UI_BOX_AB };
 
 /* Key handlers return these bits (as htop's panes do). */
 enum { UI_KH_HANDLED = 1, UI_KH_REDRAW = 2, UI_KH_QUIT = 4 };
@@ -197,6 +201,13 @@ struct ui {
 	int quit;
 	int exit_status;
 	char rl_hist_path[4096];
+	/* A/B comparisons (ui-ab.c); u->log.ab says which replies. */
+	int ab_view;              /* the two replies are shown over the conversation */
+	int ab_top;               /* the view's first line */
+	int ab_sel, ab_n;         /* the chooser (UI_BOX_AB): its line, and how many */
+	char ab_spec[8][32];      /* each line's setting, as /ab reads it */
+	char ab_what[8][80];      /* and for people */
+	char *ab_a;               /* reply A's text, copied when B starts (owned) */
 };
 
 /* Seconds on a monotonic clock. */
@@ -233,6 +244,8 @@ int ui_screen_conv_lines(struct ui *u, int text_w);
 void ui_conv_send(struct ui *u, const char *text);
 /* Starts generating: REGEN replaces the last reply with a new alternative. */
 void ui_conv_start(struct ui *u, int regen);
+/* Starts reply B of an A/B comparison (a new alternative under V). */
+void ui_conv_start_with(struct ui *u, const struct chatcmd_variant *v);
 /* Takes what the generation thread reported; finishes it when it ended.
  * Returns UI_KH_REDRAW if anything changed. */
 int ui_conv_poll(struct ui *u);
@@ -276,13 +289,33 @@ void ui_conv_edit(struct ui *u, const char *text);
 
 /* Draws the whole screen from the model and puts the cursor where it belongs. */
 void ui_draw(struct ui *u);
+/* Writes S at (Y, X), clipped to MAXW columns and the screen; fills W
+ * columns with spaces.  For the views drawn outside ui-draw.c. */
+void ui_draw_put(int y, int x, int maxw, const char *s, int attr);
+void ui_draw_fill(int y, int x, int w, int attr);
 /* The loading screen: NAME and a bar at FRAC (0..1). */
 void ui_draw_loading(const char *name, double frac);
 /* The parameter names, in the order the pane shows them. */
 extern const char *const ui_draw_param_names[];
 extern const int ui_draw_n_params;
+/* The pane's rows: the parameters, then one per LoRA adapter (row
+ * ui_draw_n_params + i is adapter i). */
+int ui_draw_param_rows(struct ui *u);
+/* The name of row I ("temp", "lora taught"), into BUF. */
+void ui_draw_param_name(struct ui *u, int i, char *buf, size_t n);
 /* The text of parameter I of the pane (its current value). */
 void ui_draw_param_text(struct ui *u, int i, char *buf, size_t n);
+
+/* --- A/B comparisons (ui-ab.c) --- */
+
+/* Opens the chooser of B's setting (refused while a reply runs or before one). */
+void ui_ab_choose(struct ui *u);
+/* Starts B under V and shows the two replies (the /ab hook). */
+void ui_ab_start(struct ui *u, const struct chatcmd_variant *v);
+/* Keys of the chooser and of the view; 0 when KEY is not theirs. */
+int ui_ab_key(struct ui *u, int is_key, unsigned ch);
+/* Draws the view over the conversation pane and the chooser box. */
+void ui_ab_draw(struct ui *u);
 
 /* --- keys (ui-keys.c) --- */
 

@@ -1,0 +1,81 @@
+/* lora-bad.c -- writes malformed LoRA adapters for tiny-llama into a folder, one per way an adapter can be wrong (test-lora.sh). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "natter/gguf-write.h"
+#include "natter/gguf.h"
+
+static float zeros[1 << 16];
+
+/* One adapter file: metadata for ARCH, then the tensors NAMES with dims NE. */
+struct bad {
+	const char *file, *arch;
+	int n;
+	const char *names[3];
+	uint64_t ne[3][2];
+};
+
+int
+main(int argc, char **argv)
+{
+	char err[512], path[4096];
+	struct gguf_file *m = NULL;
+	const struct gguf_tensor *q;
+	uint64_t e, o;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: lora-bad MODEL.gguf DIR\n");
+		return 2;
+	}
+	if (gguf_open(argv[1], &m, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	q = gguf_find_tensor(m, "blk.0.attn_q.weight");
+	if (!q) {
+		fprintf(stderr, "%s: no blk.0.attn_q.weight\n", argv[1]);
+		return 1;
+	}
+	e = q->ne[0];
+	o = q->ne[1];
+	{
+		const struct bad bads[] = {
+			{ "missing-half.gguf", "llama", 1, { "blk.0.attn_q.weight.lora_a" }, { { e, 4 } } },
+			{ "unknown-tensor.gguf", "llama", 3,
+			  { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b", "blk.0.attn_q.weight.extra" },
+			  { { e, 4 }, { 4, o }, { e, 4 } } },
+			{ "wrong-shape.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
+			  { { e + 1, 4 }, { 4, o } } },
+			{ "no-base.gguf", "llama", 2, { "blk.99.attn_q.weight.lora_a", "blk.99.attn_q.weight.lora_b" },
+			  { { e, 4 }, { 4, o } } },
+			{ "rank-mismatch.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
+			  { { e, 4 }, { 3, o } } },
+		};
+		for (size_t b = 0; b < sizeof(bads) / sizeof(bads[0]); b++) {
+			struct gguf_writer *w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
+			int rc = !w || gguf_w_str(w, "general.architecture", bads[b].arch) < 0 ||
+			    gguf_w_str(w, "general.type", "adapter") < 0 || gguf_w_str(w, "adapter.type", "lora") < 0 ||
+			    gguf_w_f32(w, "adapter.lora.alpha", 8.0f) < 0;
+			for (int t = 0; !rc && t < bads[b].n; t++) {
+				if (bads[b].ne[t][0] * bads[b].ne[t][1] > sizeof(zeros) / sizeof(zeros[0]))
+					rc = 1;
+				else
+					rc = gguf_w_tensor(w, bads[b].names[t], GGML_TYPE_F32, 2, bads[b].ne[t], zeros, NULL,
+					    NULL) < 0;
+			}
+			snprintf(path, sizeof(path), "%s/%s", argv[2], bads[b].file);
+			if (rc || gguf_writer_write(w, path, err, sizeof(err)) < 0) {
+				fprintf(stderr, "%s: %s\n", path, rc ? "cannot build it" : err);
+				gguf_writer_free(w);
+				gguf_close(m);
+				return 1;
+			}
+			gguf_writer_free(w);
+		}
+	}
+	gguf_close(m);
+	return 0;
+}

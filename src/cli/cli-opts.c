@@ -103,6 +103,9 @@ cli_kv_type(const char *option, const char *value, enum llm_kv_type *t)
 	cli_error("%s: %s", option, err);
 	return -1;
 }
+/* The --lora paths given (command line and config file), kept to the end. */
+static char *kept[4 * CHAT_MAX_ADAPTERS];
+static int n_kept;
 
 /* Reads VALUE for setting S into A.  NAME is how the message names the
  * setting.  Returns 0, or -1 with ERR set. */
@@ -201,7 +204,10 @@ setting_apply(const struct setting *s, const char *value, struct cli_chat_args *
 		}
 		if (cli_lora_parse(value, &path, &scale, err, errlen) < 0)
 			return -1;
-		/* Kept for the program's life, like the other option strings. */
+		/* Kept for the program's life, like the other option strings
+		 * (and reachable from here, so that no leak checker calls it lost). */
+		if (n_kept < (int)(sizeof(kept) / sizeof(kept[0])))
+			kept[n_kept++] = path;
 		a->chat.lora[a->chat.n_lora] = path;
 		a->chat.lora_scale[a->chat.n_lora++] = scale;
 		a->chat.lora_digest = cli_lora_digest;

@@ -49,9 +49,10 @@ struct chatlog {
 int chatlog_user(struct chatlog *l, struct chat *c);
 /* Records the reply C just produced with everything it was produced
  * under: the model, the template, the messages and the rendered prompt it
- * was fed, the sampling settings in force when it ended (a change made
- * while it streamed applied from the next token), the seed, the LoRA
- * adapters on (file SHA-256, name, scale), statistics and how it ended.  A
+ * was fed, its reasoning apart from its answer, the sampling settings in
+ * force when it ended (a change made while it streamed applied from the
+ * next token), the seed, the LoRA adapters on (file SHA-256, name, scale),
+ * statistics and how it ended.  A
  * regeneration (an alternative, chat_regenerate) is recorded as another
  * generation of the same message.  REGEN is kept for front ends that
  * resumed a conversation without chatlog_resume. */
@@ -97,7 +98,7 @@ void chatlog_ab_cancel(struct chatlog *l);
 int chatlog_ab_pick(struct chatlog *l, struct chat *c, enum store_pick pick, char *err, size_t errlen);
 
 /* Loads stored conversation CONV (its active branch, every alternative of
- * each reply, the system prompt its next reply gets) into C, replacing
+ * each reply with its reasoning, the system prompt its next reply gets) into C, replacing
  * what C held (the KV cache stays, so a reply reuses what matches), and
  * continues recording into it.  Returns 0, or -1 with ERR. */
 int chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_t errlen);

@@ -150,7 +150,8 @@ static void
 export_usage(FILE *out)
 {
 	fprintf(out, "usage: natter export --format FORMAT [--min-rating N] [--model SHA|NAME] [--adapter SHA|none]\n"
-	    "       [--since YYYY-MM-DD] [--include-incomplete] [--include-legacy] [-o FILE] [--db FILE]\n"
+	    "       [--since YYYY-MM-DD] [--include-incomplete] [--include-legacy] [--reasoning drop|keep]\n"
+	    "       [-o FILE] [--db FILE]\n"
 	    "Rated replies as JSON lines; each prompt is what the model was fed for that reply.\n"
 	    "Formats:\n");
 	for (int f = 0; f < STORE_N_FORMATS; f++)
@@ -160,13 +161,15 @@ export_usage(FILE *out)
 	    "--include-legacy     also replies from before schema 3, their prompt rebuilt from the\n"
 	    "                     conversation as stored (what they were fed was not recorded)\n"
 	    "--adapter SHA|none   only replies made with the LoRA adapter whose SHA-256 starts with SHA\n"
-	    "                     (as natter chat /lora shows it), or with no adapter at all\n");
+	    "                     (as natter chat /lora shows it), or with no adapter at all\n"
+	    "--reasoning keep     a reasoning model's reasoning stays in the reply, as <think>REASONING</think>\n"
+	    "                     before the answer (default: drop, the answer alone)\n");
 }
 
 int
 cmd_export(int argc, char **argv)
 {
-	enum { OPT_INCOMPLETE = 1000, OPT_LEGACY, OPT_ADAPTER };
+	enum { OPT_INCOMPLETE = 1000, OPT_LEGACY, OPT_ADAPTER, OPT_REASONING };
 	static const struct option opts[] = {
 		{ "db", required_argument, NULL, 'd' },
 		{ "format", required_argument, NULL, 'f' },
@@ -177,6 +180,7 @@ cmd_export(int argc, char **argv)
 		{ "include-incomplete", no_argument, NULL, OPT_INCOMPLETE },
 		{ "include-legacy", no_argument, NULL, OPT_LEGACY },
 		{ "adapter", required_argument, NULL, OPT_ADAPTER },
+		{ "reasoning", required_argument, NULL, OPT_REASONING },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -216,6 +220,13 @@ cmd_export(int argc, char **argv)
 				return 2;
 			}
 			o.adapter = optarg;
+			break;
+		case OPT_REASONING:
+			if (strcmp(optarg, "keep") && strcmp(optarg, "drop")) {
+				cli_error("export: --reasoning wants keep or drop");
+				return 2;
+			}
+			o.keep_reasoning = !strcmp(optarg, "keep");
 			break;
 		case 's': {
 			struct tm tm = { 0 };

@@ -237,7 +237,7 @@ ui_ab_draw(struct ui *u)
 	    "A/B: which reply is better?  a: A   b: B   t: tie", ui_theme_attr(UE_TITLE) | A_BOLD);
 	/* B streams from the queue while it is written; then it is the
 	 * session's alternative. */
-	b = u->gen ? (u->sbuf ? u->sbuf : "") : chat_alt_content(u->c, ab->idx, ab->alt_b);
+	b = u->gen ? (u->answer.p ? u->answer.p : "") : chat_alt_content(u->c, ab->idx, ab->alt_b);
 	if (r.w >= AB_SIDE_MIN_COLS) {
 		int cw = (r.w - 3) / 2;
 		ra = (struct ui_rect){ r.y + 1, r.x + 1, r.h - 1, cw };

@@ -772,7 +772,7 @@ main(int argc, char **argv)
 	test_ranges();
 	for (int tier = 0; tier < dn_tier_count(); tier++) {
 		if (!dn_tier_available(tier)) {
-			SKIP("tier %s: not on this CPU", dn_tier_name(tier));
+			SKIP_CPU_TIER(dn_tier_name(tier));
 			continue;
 		}
 		for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)

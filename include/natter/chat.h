@@ -44,6 +44,10 @@ struct chat_stats {
 	int prompt_tokens;     /* the whole prompt fed, in tokens (reused and new) */
 	enum chat_stop stop;
 	uint64_t seed;
+	/* The session's memory after the reply (llm_ctx_cache_bytes and
+	 * friends): the whole cache, its recurrent states, the checkpoints of
+	 * those states (0 for a transformer). */
+	size_t cache_bytes, state_bytes, checkpoint_bytes;
 };
 
 /*

@@ -13,6 +13,7 @@
 #include "natter/tok.h"
 #include "llm/arch.h"
 #include "llm/blocks.h"
+#include "llm/blocks-dn.h"
 #include "llm/model.h"
 #include "llm/pool.h"
 
@@ -85,7 +86,7 @@ llm_model_load(const char *path, struct llm_model **out, char *err, size_t errle
 		    path, tok_vocab_size(m->vocab), hp->n_vocab);
 		goto fail;
 	}
-	m->layers = calloc(hp->n_layer, sizeof(*m->layers));
+	m->layers = calloc((size_t)hp->n_layer + hp->n_layer_mtp, sizeof(*m->layers));
 	if (!m->layers) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		goto fail;
@@ -138,6 +139,7 @@ llm_ctx_free(struct llm_ctx *c)
 		return;
 	pool_free(c->pool);
 	mm_scratch_free(&c->mm);
+	blk_dn_free(c);
 	kv_cache_free(&c->kv);
 	for (int k = 0; k < c->n_rope; k++)
 		free(c->rope[k].inv_freq);
@@ -270,8 +272,15 @@ llm_ctx_new_flags(struct llm_model *m, int n_ctx, int n_batch, int n_threads, un
 	maxin = (size_t)hp->n_embd;
 	if (O > maxin) maxin = O;
 	if ((size_t)ffmax > maxin) maxin = ffmax;
+	if ((size_t)hp->ssm_d_inner > maxin) maxin = hp->ssm_d_inner;
 
-	if (kv_cache_init(&c->kv, hp, n_ctx, n_batch, kv_flags) < 0)
+	c->ckpt_pending = -1;
+	c->first_recurrent = hp->n_layer;
+	for (int il = hp->n_layer - 1; il >= 0; il--)
+		if (hp->layer[il].kind == LLM_LAYER_RECURRENT)
+			c->first_recurrent = il;
+	if (kv_cache_init(&c->kv, hp, n_ctx, n_batch, kv_flags) < 0 ||
+	    kv_snap_init(&c->kv, LLM_CHECKPOINT_SLOTS, LLM_CHECKPOINT_BUDGET) < 0)
 		failed = 1;
 	c->layer_rope = xcalloc(hp->n_layer, sizeof(int), &failed);
 	c->x = xcalloc(nb * hp->n_embd, sizeof(float), &failed);
@@ -303,8 +312,12 @@ llm_ctx_new_flags(struct llm_model *m, int n_ctx, int n_batch, int n_threads, un
 	if (!failed && mm_scratch_init(&c->mm, n_batch, maxin, pool_size(c->pool)) < 0)
 		failed = 1;
 	if (failed) {
-		snprintf(err, errlen, "out of memory for a context of %d tokens (cache %.1f MiB)", n_ctx,
-		    kv_cache_bytes(&c->kv) / 1048576.0);
+		snprintf(err, errlen, "out of memory for a context of %d tokens (cache %.1f MiB, checkpoints %.1f MiB)",
+		    n_ctx, kv_cache_bytes(&c->kv) / 1048576.0, kv_snap_bytes(&c->kv) / 1048576.0);
+		llm_ctx_free(c);
+		return NULL;
+	}
+	if (blk_dn_init(c, err, errlen) < 0) {
 		llm_ctx_free(c);
 		return NULL;
 	}
@@ -320,8 +333,32 @@ llm_ctx_new(struct llm_model *m, int n_ctx, int n_batch, int n_threads, char *er
 int llm_ctx_n_ctx(const struct llm_ctx *c) { return c->n_ctx; }
 int llm_ctx_n_threads(const struct llm_ctx *c) { return pool_size(c->pool); }
 int llm_ctx_n_past(const struct llm_ctx *c) { return c->kv.n_past; }
-int llm_ctx_truncate(struct llm_ctx *c, int n_past) { return kv_cache_truncate(&c->kv, n_past); }
 size_t llm_ctx_cache_bytes(const struct llm_ctx *c) { return kv_cache_bytes(&c->kv); }
+size_t llm_ctx_state_bytes(const struct llm_ctx *c) { return kv_state_bytes(&c->kv); }
+size_t llm_ctx_checkpoint_bytes(const struct llm_ctx *c) { return kv_snap_bytes(&c->kv); }
+int llm_ctx_checkpoints(const struct llm_ctx *c, int *pos, int max) { return kv_snap_list(&c->kv, pos, max); }
+
+int
+llm_ctx_truncate(struct llm_ctx *c, int n_past)
+{
+	c->ckpt_pending = -1;   /* asked for the sequence that is being cut */
+	return kv_cache_truncate(&c->kv, n_past);
+}
+
+int
+llm_ctx_checkpoint(struct llm_ctx *c, int pos)
+{
+	if (c->kv.n_snap == 0)
+		return 1;
+	if (pos < c->kv.n_past)
+		return -1;
+	c->ckpt_pending = -1;
+	if (pos > c->kv.n_past)
+		c->ckpt_pending = pos;
+	else
+		kv_snap_save(&c->kv);
+	return 0;
+}
 
 int
 llm_ctx_cache_layer(const struct llm_ctx *c, int il, struct llm_cache_info *info)
@@ -367,9 +404,19 @@ eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all
 	}
 	c->pos0 = c->kv.n_past;
 	blk_rope_prepare(c, nt);
+	/* A recurrent state moves as soon as its layer runs: a batch may stop
+	 * after one only if the states it started from can be put back.  The
+	 * copy is made for batches long enough that it costs nothing beside
+	 * them; smaller ones stop only before their first recurrent layer. */
+	const int undo = c->kv.undo && nt >= LLM_ABORT_COPY_MIN;
+	if (undo)
+		kv_undo_save(&c->kv);
 	for (int il = 0; il < hp->n_layer; il++) {
-		if (c->abort_fn && c->abort_fn(c->abort_ctx))
+		if (c->abort_fn && (undo || il <= c->first_recurrent) && c->abort_fn(c->abort_ctx)) {
+			if (il > c->first_recurrent)
+				kv_undo_restore(&c->kv);
 			return LLM_ESTOPPED;
+		}
 		if (m->arch->block)
 			m->arch->block(c, il, nt);
 		else
@@ -405,14 +452,21 @@ llm_eval(struct llm_ctx *c, const int32_t *tokens, int n, float *logits, int all
 			return -1;
 		}
 	}
-	for (int i = 0; i < n; i += c->n_batch) {
-		int nt = n - i < c->n_batch ? n - i : c->n_batch;
+	for (int i = 0, nt; i < n; i += nt) {
 		float *lg = NULL;
+		nt = n - i < c->n_batch ? n - i : c->n_batch;
+		/* A checkpoint asked for inside this batch ends it there. */
+		if (c->ckpt_pending > c->kv.n_past && c->ckpt_pending < c->kv.n_past + nt)
+			nt = c->ckpt_pending - c->kv.n_past;
 		if (logits)
 			lg = all_logits ? logits + (size_t)i * hp->n_vocab : (i + nt == n ? logits : NULL);
 		if (eval_batch(c, tokens + i, nt, lg, all_logits) < 0) {
 			snprintf(err, errlen, "evaluation stopped");
 			return LLM_ESTOPPED;
+		}
+		if (c->ckpt_pending == c->kv.n_past) {
+			kv_snap_save(&c->kv);
+			c->ckpt_pending = -1;
 		}
 	}
 	return 0;

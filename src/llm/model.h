@@ -11,6 +11,7 @@
 #include "llm/tensor.h"
 
 struct arch_desc;
+struct dn_scratch;
 
 /*
  * A bound weight: the matrix (or stack of expert matrices) and its bias,
@@ -34,9 +35,9 @@ struct llm_model {
 	struct tok_vocab *vocab;
 	const struct arch_desc *arch;
 	struct llm_hparams hp;
-	struct llm_layer_hparams *lhp;        /* (n_layer); hp.layer points here */
+	struct llm_layer_hparams *lhp;        /* (n_layer + n_layer_mtp); hp.layer points here */
 	struct lweight g[LLM_TENSOR_LAYER_FIRST];   /* model-wide tensors */
-	struct llm_layer *layers;             /* (n_layer) */
+	struct llm_layer *layers;             /* (n_layer + n_layer_mtp) */
 	uint64_t weight_bytes;
 	char type_name[16];
 };
@@ -87,6 +88,10 @@ struct llm_ctx {
 	float *ex_y;              /* (n_batch, n_embd) that expert's output */
 	llm_abort_fn abort_fn;
 	void *abort_ctx;
+	/* Hybrid models (blocks-dn.c): DeltaNet states and scratch, or NULL. */
+	struct dn_scratch *dn;
+	int first_recurrent;      /* the first recurrent layer (n_layer: none) */
+	int ckpt_pending;         /* llm_ctx_checkpoint's position to come, or -1 */
 };
 
 /* A session whose sliding layers keep full KV (KV_NO_RING): the reference

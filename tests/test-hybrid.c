@@ -466,7 +466,7 @@ test_checkpoints(void)
 	    "(max |d| %g)", max_diff(a, b, (size_t)31 * NV));
 	llm_ctx_truncate(f, 0);
 	CHECK(f && llm_eval(f, toks, 60, one, 1, err, sizeof(err)) == 0, "one batch: %s", err);
-	CHECK(max_diff(a, one + (size_t)29 * NV, (size_t)31 * NV) < 1e-4, "and of one batch (chunked form), to "
+	CHECK(max_diff(a, one + (size_t)29 * NV, (size_t)31 * NV) < 1e-4, "and of one batch, to "
 	    "rounding (max |d| %g)", max_diff(a, one + (size_t)29 * NV, (size_t)31 * NV));
 	/* Forcing either form of the delta rule on any batch: the same to rounding. */
 	for (int mode = 0; mode < 2; mode++) {

@@ -35,6 +35,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct store_gen g;
 	memset(&g, 0, sizeof(g));
 	g.content = b;
+	g.reasoning = size & 1 ? a : NULL;   /* a reasoning part, or a legacy reply split at export */
+	g.n_reasoning = 3;
 	g.end = STORE_END_FINISHED;
 	{
 		/* What the reply was fed, from the same bytes. */
@@ -49,8 +51,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	store_gen_add(s, conv, msg, &g, &g2, NULL);
 	store_rating_set(s, g1, "thumb", 1, a);
 	store_rating_set(s, g2, "stars", 2, NULL);
-	for (int f = 0; f < STORE_N_FORMATS; f++) {
-		struct store_export_opts o = { (enum store_format)f, 4, NULL, 0, 1, 1 };
+	for (int f = 0; f < 2 * STORE_N_FORMATS; f++) {
+		struct store_export_opts o = { (enum store_format)(f % STORE_N_FORMATS), 4, NULL, 0, 1, 1,
+			f >= STORE_N_FORMATS };
 		struct store_export_counts n;
 		size_t len;
 		if (store_export(s, &o, out, &n, err, sizeof(err)) < 0)

@@ -32,7 +32,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n++;
 	}
 	if (tmpl_compile(buf, strlen(buf), &t, err, sizeof(err)) == 0) {
-		struct tmpl_opts o = { size & 1, "<s>", "</s>", 1767312000 };
+		struct tmpl_opts o = { size & 1, "<s>", "</s>", 1767312000, size & 2 ? (size & 4 ? 1 : -1) : 0 };
 		if (tmpl_render(t, msgs, n, &o, &out, &len, err, sizeof(err)) == 0)
 			free(out);
 		tmpl_free(t);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "natter/quant.h"
 #include "natter/text.h"
 
 const char *cli_progname = "natter";
@@ -29,25 +30,26 @@ static const char usage_text[] =
 "  -c N               context size        -t N  threads (default: physical cores)\n"
 "  --temp T  --top-k K  --top-p P  --min-p P  --repeat-penalty R  --seed S\n"
 "  --max-tokens N     per reply           --stop STRING (repeatable)\n"
+"  --think-tags 'OPEN CLOSE'              a reasoning model's tags (default '<think> </think>')\n"
 "  --db FILE | --no-history                the history database, or none\n"
 "  --token-delay MS   slow each token down (demos, tests)\n"
 "  Defaults for these come from $XDG_CONFIG_HOME/natter/config (see natter(1)).\n"
 "  Keys: F1 help, Enter send, Esc stop, F5 regenerate, Tab focus, + - 1-5 rate,\n"
-"        F2 new, F3 past conversations, F10 quit.\n"
+"        F4 show/fold the reasoning, F2 new, F3 past conversations, F10 quit.\n"
 "\n"
 "Commands:\n"
 "  chat -m FILE --plain [OPTIONS]  chat line by line on stdin/stdout (/help inside)\n"
 "  generate -m FILE -p PROMPT [-n N] [--temp T] [--seed S] ...\n"
 "                                  continue a prompt, printing tokens as they come\n"
 "  template (-m FILE | --template-file F | --builtin NAME) --messages CONV.json\n"
-"           [--add-generation-prompt] [--bos S] [--eos S]\n"
+"           [--add-generation-prompt] [--bos S] [--eos S] [--enable-thinking true|false]\n"
 "                                  render a conversation with a chat template\n"
 "  history [list | show ID | search TEXT | delete ID]\n"
 "                                  past conversations, with every generation\n"
 "  rate GEN_ID (up|down|1..5) [--comment TEXT]\n"
 "                                  rate a reply\n"
 "  export --format FORMAT [--min-rating N] [--model SHA|NAME] [--since DATE]\n"
-"         [--include-incomplete] [--include-legacy] [-o FILE]\n"
+"         [--include-incomplete] [--include-legacy] [--reasoning drop|keep] [-o FILE]\n"
 "                                  rated replies as JSONL for fine-tuning (export --help\n"
 "                                  lists the formats)\n"
 "  serve -m FILE [--host 127.0.0.1] [--port 8080] [-c N] [-t N] [--api-key-env VAR]\n"
@@ -57,6 +59,7 @@ static const char usage_text[] =
 "  models                          the models folder: size, architecture, quantization, last use\n"
 "  info -m FILE [--kv] [--tensors] architecture, hyperparameters, layers, tokenizer, tensors\n"
 "  info --architectures            the architectures natter runs\n"
+"  info --cpu                      the kernel tiers: which this CPU has, which is used\n"
 "  tokenize -m FILE [--no-bos] [--special] [--pieces] (TEXT | -f FILE)\n"
 "                                  print the token ids of TEXT\n"
 "  eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N]\n"
@@ -69,7 +72,7 @@ static const char usage_text[] =
 "  finetune -m FILE -o ADAPTER.gguf [--data FILE.jsonl | --db FILE] [--method sft|dpo]\n"
 "           [--rank N] [--lr LR] [--steps N | --epochs N] [--resume CKPT] ...\n"
 "                                  train a LoRA adapter on rated replies (CPU)\n"
-"  bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json] [--sys]\n"
+"  bench -m FILE [-p 128,...] [-n 32,...] [-t N] [-r 3] [--json] [--sys]\n"
 "                                  prompt and generation speed, like llama-bench\n"
 "  mkmodel --preset NAME --type TYPE -o FILE [--layers N]\n"
 "                                  write a random-weight GGUF with real shapes\n"
@@ -202,6 +205,16 @@ main(int argc, char **argv)
 	};
 
 	signal(SIGBUS, on_sigbus);
+	{
+		/* A kernel tier named by NATTER_CPU that is none, or one this CPU
+		 * lacks, is refused before anything runs (info --cpu lists them). */
+		char err[256];
+		if (getenv("NATTER_CPU") && q_cpu_init(err, sizeof(err)) < 0 &&
+		    !(argc > 2 && strcmp(argv[1], "info") == 0 && strcmp(argv[2], "--cpu") == 0)) {
+			fprintf(stderr, "natter: %s\n", err);
+			return 2;
+		}
+	}
 	if (argc < 2)
 		return cmd_ui(argc, argv);   /* the model from the models folder */
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "natter/chat.h"
+#include "natter/think.h"
 #include "natter/llm.h"
 #include "natter/tok.h"
 #include "test.h"
@@ -561,6 +562,234 @@ test_stops(const char *path)
 	llm_model_free(m);
 }
 
+/* What a reply streamed: raw through the piece callback, labelled through
+ * the split callback. */
+struct streamed {
+	char raw[4096], reason[4096], answer[4096];
+	size_t nraw, nreason, nanswer;
+	int order_ok;              /* no reasoning piece after an answer piece */
+	int counts_ok;             /* the live counts never go down, nor past each other */
+	int last_gen, last_reason, n_pieces;
+	int stop_after;            /* stop after this many pieces (0: never) */
+	int stop_gen;              /* the tokens generated when it asked to stop */
+};
+
+static void
+add(char *buf, size_t *n, size_t cap, const char *s, size_t len)
+{
+	if (*n + len < cap) {
+		memcpy(buf + *n, s, len);
+		*n += len;
+		buf[*n] = 0;
+	}
+}
+
+static int
+raw_piece(void *ctx, const char *p, size_t n)
+{
+	struct streamed *s = ctx;
+	add(s->raw, &s->nraw, sizeof(s->raw), p, n);
+	return 0;
+}
+
+static int
+split_piece(void *ctx, const struct chat_piece *p)
+{
+	struct streamed *s = ctx;
+	if (p->kind == CHAT_PIECE_REASONING) {
+		if (s->nanswer)
+			s->order_ok = 0;
+		add(s->reason, &s->nreason, sizeof(s->reason), p->text, p->len);
+	} else {
+		add(s->answer, &s->nanswer, sizeof(s->answer), p->text, p->len);
+	}
+	if (p->len == 0 || p->n_gen < s->last_gen || p->n_reasoning < s->last_reason || p->n_reasoning > p->n_gen)
+		s->counts_ok = 0;
+	s->last_gen = p->n_gen;
+	s->last_reason = p->n_reasoning;
+	s->n_pieces++;
+	if (s->stop_after && s->n_pieces == s->stop_after)
+		s->stop_gen = p->n_gen;
+	return s->stop_after && s->n_pieces >= s->stop_after;
+}
+
+static void
+streamed_reset(struct streamed *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->order_ok = s->counts_ok = 1;
+}
+
+/* Reasoning models, with templates whose generation prompt opens the
+ * reasoning (DeepSeek-R1's): the reply is split as it streams, each
+ * alternative keeps its reasoning apart from its answer, the next prompt
+ * renders the answer only, tokens are counted by kind, and Qwen3's
+ * enable_thinking reaches the template. */
+static void
+test_reasoning(const char *path, const char *dir)
+{
+	struct llm_model *m;
+	struct chat *c;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct streamed s;
+	char err[512], r1[4096], tmpl_r1[4096], tmpl_qwen[4096], tags[128];
+	const char *rs;
+	size_t plen;
+
+	snprintf(tmpl_r1, sizeof(tmpl_r1), "%s/templates/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", dir);
+	snprintf(tmpl_qwen, sizeof(tmpl_qwen), "%s/templates/Qwen-Qwen3.jinja", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.sp.seed = 1;       /* a fixed seed: the same prompt gives the same reply in another session */
+	o.max_tokens = 24;
+	o.n_threads = 2;
+	o.n_ctx = 512;
+	o.template_spec = tmpl_r1;
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
+	if (!c) {
+		llm_model_free(m);
+		return;
+	}
+	streamed_reset(&s);
+	chat_set_split(c, split_piece, &s);
+	chat_add_user(c, "Tell me a dream", 15);
+	CHECK(chat_generate(c, raw_piece, &s, &st, err, sizeof(err)) == 0, "generate: %s", err);
+	rs = chat_prompt_text(c, &plen);
+	CHECK(think_prompt_opens(rs, plen, NULL, NULL), "the R1 template opens the reasoning: %s", rs);
+	/* The whole reply is reasoning: no close tag ever comes. */
+	CHECK(st.n_gen > 0 && st.n_reasoning == st.n_gen, "all %d tokens are reasoning (%d)", st.n_gen, st.n_reasoning);
+	CHECK(s.nraw > 0 && !strcmp(s.reason, s.raw) && s.nanswer == 0, "streamed: raw '%s', reasoning '%s', answer '%s'",
+	    s.raw, s.reason, s.answer);
+	CHECK(s.order_ok && s.counts_ok && s.last_gen <= st.n_gen, "live counts (last %d of %d)", s.last_gen, st.n_gen);
+	CHECK(!strcmp(chat_message_content(c, 1), "") && chat_message_reasoning(c, 1) &&
+	    !strcmp(chat_message_reasoning(c, 1), s.raw), "the message: answer '%s', reasoning '%s'",
+	    chat_message_content(c, 1), chat_message_reasoning(c, 1) ? chat_message_reasoning(c, 1) : "(none)");
+	CHECK(chat_alt_reasoning_tokens(c, 1, 0) == st.n_reasoning, "the alternative keeps its token count");
+	snprintf(r1, sizeof(r1), "%s", s.raw);
+
+	/* The next turn renders the reply from its answer: the reasoning is
+	 * not fed again (as R1's and Qwen3's templates themselves do). */
+	chat_add_user(c, "And then", 8);
+	streamed_reset(&s);
+	CHECK(chat_generate(c, raw_piece, &s, &st, err, sizeof(err)) == 0, "turn 2: %s", err);
+	rs = chat_prompt_text(c, &plen);
+	CHECK(strlen(r1) > 8 && !strstr(rs, r1), "turn 2's prompt leaves out turn 1's reasoning: %s", rs);
+	CHECK(chat_prompt_n_messages(c) == 3 && !strcmp(chat_prompt_message(c, 1, NULL), ""),
+	    "the fed reply is its answer");
+
+	/* A regeneration is an alternative with its own reasoning; the first keeps its own. */
+	streamed_reset(&s);
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "regenerate: %s", err);
+	CHECK(chat_alt_count(c, 3) == 2 && chat_alt_reasoning(c, 3, 0) && chat_alt_reasoning(c, 3, 1) &&
+	    strcmp(chat_alt_reasoning(c, 3, 0), chat_alt_reasoning(c, 3, 1)) != 0, "two alternatives, two reasonings");
+	CHECK(chat_alt_select(c, 3, 0) == 0 && chat_message_reasoning(c, 3) == chat_alt_reasoning(c, 3, 0),
+	    "the selected alternative's reasoning");
+	CHECK(chat_alt_set_reasoning(c, 3, 2, "x", 1, 1) < 0 && chat_alt_set_reasoning(c, 9, 0, "x", 1, 1) < 0,
+	    "bad indexes refused");
+	CHECK(chat_alt_set_reasoning(c, 3, 1, NULL, 0, 0) == 0 && chat_alt_reasoning(c, 3, 1) == NULL &&
+	    chat_alt_reasoning_tokens(c, 3, 1) == 0, "reasoning removed");
+
+	/* The split callback can stop the reply, like the piece callback. */
+	chat_add_user(c, "Stop soon", 9);
+	streamed_reset(&s);
+	s.stop_after = 2;
+	/* (What the stop strings and the tags held back still follows: it is
+	 * part of the reply as stored.) */
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop == CHAT_STOP_CANCEL &&
+	    s.stop_gen > 0 && st.n_gen == s.stop_gen, "stopped from the split callback (%s, %d tokens, asked at %d)",
+	    chat_stop_name(st.stop), st.n_gen, s.stop_gen);
+	chat_free(c);
+
+	/* The same reply with a close tag that does come -- a word from inside
+	 * it: the same tokens (same prompt, same seed), now reasoning up to the
+	 * word and answer after it. */
+	{
+		const char *w = strchr(r1 + 3, ' '), *at;
+		char word[16];
+		size_t wl = 0;
+		if (w)
+			while (w[1 + wl] && w[1 + wl] != ' ' && wl < 5)
+				wl++;
+		CHECK(w && wl >= 2, "a word to close on in '%s'", r1);
+		if (!w || wl < 2) {
+			llm_model_free(m);
+			return;
+		}
+		snprintf(word, sizeof(word), "%.*s", (int)wl, w + 1);
+		at = strstr(r1, word);
+		snprintf(tags, sizeof(tags), "<think> %s", word);
+		o.think_tags = tags;
+		CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new with tags '%s': %s", tags, err);
+		streamed_reset(&s);
+		chat_set_split(c, split_piece, &s);
+		chat_add_user(c, "Tell me a dream", 15);
+		CHECK(chat_generate(c, raw_piece, &s, &st, err, sizeof(err)) == 0, "generate: %s", err);
+		{
+			char want_r[4096];
+			const char *want_a = at + wl;
+			snprintf(want_r, sizeof(want_r), "%.*s", (int)(at - r1), r1);
+			while (*want_a == ' ' || *want_a == '\n')
+				want_a++;
+			CHECK(!strcmp(s.raw, r1), "the same reply: '%s' / '%s'", s.raw, r1);
+			CHECK(!strcmp(s.reason, want_r) && !strcmp(s.answer, want_a) && s.order_ok,
+			    "closed on '%s': reasoning '%s' (want '%s'), answer '%s' (want '%s')", word, s.reason, want_r,
+			    s.answer, want_a);
+			CHECK(!strcmp(chat_message_content(c, 1), want_a) && chat_message_reasoning(c, 1) &&
+			    !strcmp(chat_message_reasoning(c, 1), want_r), "stored apart");
+			CHECK(st.n_reasoning > 0 && st.n_reasoning < st.n_gen, "%d of %d tokens reasoning", st.n_reasoning,
+			    st.n_gen);
+			printf("reasoning closed on '%s': %d of %d tokens reasoning, answer '%s'\n", word, st.n_reasoning,
+			    st.n_gen, s.answer);
+		}
+		chat_free(c);
+		o.think_tags = "<think>";
+		CHECK(chat_new(m, &o, &c, err, sizeof(err)) < 0 && strstr(err, "reasoning tags") && strstr(err, "two tags"),
+		    "one tag refused: %s", err);
+		o.think_tags = NULL;
+	}
+
+	/* Qwen3's enable_thinking: on the next render, as the template reads it. */
+	o.template_spec = tmpl_qwen;
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new (Qwen3): %s", err);
+	if (c) {
+		char *r;
+		size_t n;
+		CHECK(chat_template_thinks(c) && chat_think(c) == CHAT_THINK_DEFAULT, "Qwen3 reads enable_thinking");
+		chat_add_user(c, "Hello!", 6);
+		r = chat_render(c, err, sizeof(err));
+		n = r ? strlen(r) : 0;
+		CHECK(r && n > 22 && !strcmp(r + n - 22, "<|im_start|>assistant\n"), "default: no think block: %s", r);
+		free(r);
+		chat_set_think(c, CHAT_THINK_OFF);
+		r = chat_render(c, err, sizeof(err));
+		CHECK(r && strstr(r, "<|im_start|>assistant\n<think>\n\n</think>\n\n") && chat_think(c) == CHAT_THINK_OFF,
+		    "off: an empty think block closes the reasoning: %s", r);
+		free(r);
+		chat_set_think(c, CHAT_THINK_ON);
+		r = chat_render(c, err, sizeof(err));
+		n = r ? strlen(r) : 0;
+		CHECK(r && !strstr(r, "<think>") && !strcmp(r + n - 22, "<|im_start|>assistant\n"), "on: %s", r);
+		free(r);
+		/* Off: the prompt does not open the reasoning, and this model
+		 * writes none: the reply has no reasoning part. */
+		chat_set_think(c, CHAT_THINK_OFF);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "generate (off): %s", err);
+		rs = chat_prompt_text(c, &plen);
+		CHECK(!think_prompt_opens(rs, plen, NULL, NULL) && strstr(rs, "</think>"), "the prompt closed it: %s", rs);
+		CHECK(chat_message_reasoning(c, 1) == NULL && st.n_reasoning == 0 && st.n_gen > 0 &&
+		    strlen(chat_message_content(c, 1)) > 0, "no reasoning: %d tokens", st.n_reasoning);
+		chat_free(c);
+	}
+	o.template_spec = tmpl_r1;
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0 && !chat_template_thinks(c), "R1's template has no enable_thinking");
+	chat_free(c);
+	llm_model_free(m);
+}
+
 int
 main(void)
 {
@@ -579,5 +808,6 @@ main(void)
 	test_live_and_stops(path);
 	test_alternatives_and_edits(path);
 	test_stops(path);
+	test_reasoning(path, dir);
 	return test_done("test-chat");
 }

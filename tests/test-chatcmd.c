@@ -128,6 +128,34 @@ main(void)
 	CHECK(run(&e, "/system") == CHATCMD_DONE && !strcmp(chat_system(c), "") &&
 	    !strcmp(f.said, "system prompt removed"), "/system removes: %s", f.said);
 
+	/* /think: refused, and said why, where the template has no
+	 * enable_thinking; set where it has (even while a reply runs: it
+	 * applies to the next render). */
+	CHECK(run(&e, "/think off") < 0 && f.err && strstr(f.said, "has no enable_thinking") &&
+	    chat_think(c) == CHAT_THINK_DEFAULT, "/think without enable_thinking: %s", f.said);
+	CHECK(run(&e, "/think") == CHATCMD_DONE && strstr(f.said, "this template has no enable_thinking"), "/think: %s",
+	    f.said);
+	chat_free(c);
+	snprintf(path, sizeof(path), "%s/templates/Qwen-Qwen3.jinja", fx);
+	o.template_spec = path;
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "Qwen3: %s", err);
+	e.c = c;
+	f.busy = 1;
+	CHECK(run(&e, "/think off") == CHATCMD_DONE && !f.err && chat_think(c) == CHAT_THINK_OFF &&
+	    strstr(f.said, "enable_thinking = false"), "/think off: %s", f.said);
+	f.busy = 0;
+	CHECK(run(&e, "/think") == CHATCMD_DONE && !strcmp(f.said, "enable_thinking: false"), "/think: %s", f.said);
+	CHECK(run(&e, "/think on") == CHATCMD_DONE && chat_think(c) == CHAT_THINK_ON, "/think on: %s", f.said);
+	CHECK(run(&e, "/think maybe") < 0 && f.err && strstr(f.said, "usage: /think on|off") && chat_think(c) == CHAT_THINK_ON,
+	    "/think maybe: %s", f.said);
+	{
+		char *r = NULL;
+		chat_add_user(c, "Hi", 2);
+		CHECK(run(&e, "/think off") == CHATCMD_DONE && (r = chat_render(c, err, sizeof(err))) &&
+		    strstr(r, "<think>\n\n</think>"), "the next render has the empty think block");
+		free(r);
+	}
+
 	chat_free(c);
 	llm_model_free(m);
 	return test_done("test-chatcmd");

@@ -92,17 +92,20 @@ compare(const struct golden *g, const float *ours, struct score *s)
 
 /*
  * Where natter misses the fixtures' tolerance, and why: each exception is
- * printed beside its row.  qwen3: products of fewer than 32 rows (a token
- * at a time) round the activations to 8 bits, as llama.cpp does; the
- * numpy reference does not.  On this file that rounding alone moves the
- * logits by a mean KL of 7.8e-3 (the batch, whose products take float
- * activations, matches to 1e-11); no file llama.cpp computed comes near.
+ * printed beside its row.  qwen3: every quantized product rounds its
+ * activations to 8 bits exactly as llama.cpp does (the type's Q8_0 / Q8_1 /
+ * Q8_K levels, in the GEMV and the int8 GEMM alike), which brings the
+ * files llama.cpp computed within 2e-3 (llamamoe q4_k_m 1.75e-3; 6.9e-3
+ * with a rounding of our own); the numpy reference does not round at all.
+ * On this file that rounding alone moves the logits by a mean KL of 7.8e-3
+ * (float activations match it to 1e-11).
  */
 static const struct {
 	const char *file, *mode;
 	double bound;
 	const char *why;
 } exceptions[] = {
+	{ "tiny-qwen3-q4_k_m", "batch", 1e-2, "8-bit activations vs a float64 reference" },
 	{ "tiny-qwen3-q4_k_m", "incremental", 1e-2, "8-bit activations vs a float64 reference" },
 	{ NULL, NULL, 0, NULL },
 };
@@ -148,6 +151,7 @@ static const struct {
 	{ "qwen2moe", "f32 f16 q8_0 q4_0 q4_k_m" },
 	{ "gemma2", "f32 f16 q8_0 q4_0 q4_k_m" },
 	{ "gemma3", "f32 q8_0 q4_k_m" },
+	{ "llama llamamoe", "iq4_nl iq4_xs" },
 };
 
 /* The families of golden-hybrid/ (../shared/fixtures/QWEN35.md): the

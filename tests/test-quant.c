@@ -1,10 +1,26 @@
-/* test-quant.c -- every tensor type: dequantize and dot products, fast paths against the scalar reference. */
+/* test-quant.c -- every tensor type on every CPU tier present: the SIMD kernels against the scalar references. */
+/*
+ * The scalar tier's dot products are checked against exact (double) sums
+ * over the reference dequantization; every other tier the CPU has is
+ * checked against the scalar tier: dequantization bit for bit, dot
+ * products and GEMV within float rounding of the same inputs, activation
+ * quantizers within one step, and the GEMM kernels (odd row counts, 1 to
+ * 67 tokens, k-block tails) against a double product over the weights'
+ * reference dequantization and the kernel's own activation rows.  A tier
+ * the CPU lacks is reported as SKIP.  mm_matmul (threads, row chunks,
+ * the GEMV/GEMM switch) is checked on the tier NATTER_CPU chooses
+ * (tests/test-tiers.sh runs this program once per tier).
+ */
 #include "config.h"
 
 #include <math.h>
 #include <stdint.h>
 
 #include "natter/quant.h"
+#include "llm/cpu.h"
+#include "llm/matmul.h"
+#include "llm/pool.h"
+#include "llm/quant-impl.h"
 #include "test.h"
 
 static uint64_t rng = 0x1234567887654321ull;
@@ -24,7 +40,7 @@ rndf(void)   /* uniform in [-1, 1) */
 	return (float)((rnd() & 0xFFFFFF) / 8388608.0 - 1.0);
 }
 
-enum mode { RANDOM, ZERO, EXTREME_BIG, EXTREME_SMALL, NEGATIVE };
+enum mode { RANDOM, ZERO, EXTREME_BIG, EXTREME_SMALL, NEGATIVE, N_MODES };
 static const char *mode_name[] = { "random", "all-zero", "huge scales", "tiny scales", "negative scales" };
 
 static qhalf
@@ -38,7 +54,7 @@ pick_scale(enum mode m)
 	}
 }
 
-/* Fills NBLK blocks of type T with random bits, then sets scale fields. */
+/* Fills a row of N elements of type T with random bits, then sets the scale fields. */
 static void
 fill_blocks(enum ggml_type t, void *buf, int n, enum mode m)
 {
@@ -74,6 +90,8 @@ fill_blocks(enum ggml_type t, void *buf, int n, enum mode m)
 		case GGML_TYPE_Q4_0: ((block_q4_0 *)blk)->d = pick_scale(m); break;
 		case GGML_TYPE_Q5_0: ((block_q5_0 *)blk)->d = pick_scale(m); break;
 		case GGML_TYPE_Q8_0: ((block_q8_0 *)blk)->d = pick_scale(m); break;
+		case GGML_TYPE_IQ4_NL: ((block_iq4_nl *)blk)->d = pick_scale(m); break;
+		case GGML_TYPE_IQ4_XS: ((block_iq4_xs *)blk)->d = pick_scale(m); break;
 		case GGML_TYPE_Q4_1: ((block_q4_1 *)blk)->d = pick_scale(m); ((block_q4_1 *)blk)->m = pick_scale(m); break;
 		case GGML_TYPE_Q5_1: ((block_q5_1 *)blk)->d = pick_scale(m); ((block_q5_1 *)blk)->m = pick_scale(m); break;
 		case GGML_TYPE_Q2_K: ((block_q2_K *)blk)->d = pick_scale(m); ((block_q2_K *)blk)->dmin = pick_scale(m); break;
@@ -89,59 +107,400 @@ fill_blocks(enum ggml_type t, void *buf, int n, enum mode m)
 static const enum ggml_type types[] = {
 	GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0,
 	GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
-	GGML_TYPE_Q6_K,
+	GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS,
 };
+#define N_TYPES (int)(sizeof(types) / sizeof(types[0]))
 
-/* Each dot product against the exact sum over the dequantized values. */
+static const char *
+tname(enum ggml_type t)
+{
+	return ggml_type_info_get(t)->name;
+}
+
+/* Activations in the weight type's vec_dot_type (the reference quantizer),
+ * and their values as floats. */
+static size_t
+make_act(enum ggml_type t, const float *raw, int n, uint8_t *y, float *yf)
+{
+	enum ggml_type vt = q_traits_get(t)->vec_dot_type;
+	if (vt == GGML_TYPE_F32) {
+		memcpy(y, raw, n * sizeof(float));
+		memcpy(yf, raw, n * sizeof(float));
+		return n * sizeof(float);
+	}
+	q_traits_get(vt)->from_float(raw, y, n);
+	q_traits_get(vt)->to_float(y, yf, n);
+	return q_row_size(vt, n);
+}
+
+/* --- the scalar tier: reference dot products against exact sums --- */
+
 static void
-test_type(enum ggml_type t, const struct q_traits *scalar, const struct q_traits *fast)
+test_reference(enum ggml_type t)
 {
 	enum { N = 1024 };
 	static uint8_t x[N * 4 + 64], y[N * 4 + 64];
-	static float xf[N], xf2[N], yf[N], yraw[N];
-	const struct q_traits *vt = q_traits_get(scalar->vec_dot_type);
-	const char *name = ggml_type_info_get(t)->name;
-	int fails_ref = 0, fails_fast = 0, fails_deq = 0, trials = 0;
+	static float xf[N], yf[N], yraw[N];
+	const struct q_traits *qt = q_traits_get(t);
+	int fails = 0, trials = 0;
 
-	for (int mode = RANDOM; mode <= NEGATIVE; mode++) {
-		for (int trial = 0; trial < 40; trial++) {
+	for (int mode = RANDOM; mode < N_MODES; mode++) {
+		for (int trial = 0; trial < 20; trial++) {
 			double exact = 0, mag = 0;
-			float s_ref, s_fast;
-
+			float s;
 			fill_blocks(t, x, N, (enum mode)mode);
 			for (int i = 0; i < N; i++)
 				yraw[i] = mode == ZERO && trial % 2 ? 0 : rndf() * (trial % 3 ? 1.0f : 100.0f);
-			vt->from_float(yraw, y, N);
-			vt->to_float(y, yf, N);
-			scalar->to_float(x, xf, N);
-			fast->to_float_fast(x, xf2, N);
+			make_act(t, yraw, N, y, yf);
+			qt->to_float(x, xf, N);
 			for (int i = 0; i < N; i++) {
 				exact += (double)xf[i] * yf[i];
 				mag += fabs((double)xf[i] * yf[i]);
 			}
-			if (memcmp(xf, xf2, sizeof(xf)) != 0)
-				fails_deq++;
-			scalar->vec_dot_ref(N, &s_ref, x, y);
-			fast->vec_dot(N, &s_fast, x, y);
-			/* float accumulation over N products: allow relative 1e-5 of the magnitudes. */
-			double tol = 1e-5 * mag + 1e-30;
-			if (!(fabs(s_ref - exact) <= tol) || !isfinite(s_ref))
-				fails_ref++;
-			if (!(fabs(s_fast - s_ref) <= tol) || !isfinite(s_fast))
-				fails_fast++;
-			if (mode == ZERO && (s_ref != 0 || s_fast != 0 || xf[0] != 0 || xf[N - 1] != 0))
-				fails_ref++;
+			qt->vec_dot_ref(N, &s, x, y);
+			/* float accumulation over N products: relative 1e-5 of the magnitudes. */
+			if (!(fabs(s - exact) <= 1e-5 * mag + 1e-30) || !isfinite(s))
+				fails++;
+			if (mode == ZERO && (s != 0 || xf[0] != 0 || xf[N - 1] != 0))
+				fails++;
+			if (fails == 1 && trial == 0)
+				fprintf(stderr, "  %s %s: exact %g ref %g\n", tname(t), mode_name[mode], exact, s);
 			trials++;
-			if (fails_ref + fails_fast + fails_deq == 1 && trial == 0)
-				fprintf(stderr, "  %s %s: exact %g ref %g fast %g\n", name, mode_name[mode], exact, s_ref, s_fast);
 		}
 	}
-	printf("%-5s dot ref %3d/%d, dot fast %3d/%d, dequant fast %3d/%d\n", name, trials - fails_ref,
-	    trials, trials - fails_fast, trials, trials - fails_deq, trials);
-	CHECK(fails_ref == 0, "%s: scalar dot disagrees with the exact sum in %d trials", name, fails_ref);
-	CHECK(fails_fast == 0, "%s: fast dot disagrees with the scalar one in %d trials", name, fails_fast);
-	CHECK(fails_deq == 0, "%s: fast dequantize differs in %d trials", name, fails_deq);
+	printf("%-6s scalar dot vs exact sums: %d/%d\n", tname(t), trials - fails, trials);
+	CHECK(fails == 0, "%s: scalar dot disagrees with the exact sum in %d trials", tname(t), fails);
 }
+
+/* --- a SIMD tier against the scalar one --- */
+
+/*
+ * Dequantization bit for bit; dot products within relative 1e-5 of the
+ * sum of |products| of the scalar ones (float accumulation in another
+ * order); GEMV (nr rows by nt tokens) against a double product over the
+ * reference dequantization and its own activations (vec_dot_type rows, or
+ * q8p rows made by the tier's quantizer), bound as the dot products' or,
+ * for q8p, as the GEMM's (see gemm_case).
+ */
+static void
+test_dot_gemv(const struct q_kernels *k, const struct q_kernels *s, enum ggml_type t)
+{
+	enum { N = 1024, R = 7 };
+	static uint8_t w[R][N * 4 + 64], y[4][N * 4 + 64], yp[4][Q8P_ROW_BYTES(N)];
+	static float wf[N], wf2[N], yf[4][N], ypf[4][N], yraw[N];
+	const int q8p = k->t[t].gemv_act == Q_ACT_Q8P;
+	float out[4 * R];
+	int fail_deq = 0, fail_dot = 0, fail_gemv = 0, trials = 0;
+
+	for (int mode = RANDOM; mode < N_MODES; mode++) {
+		for (int trial = 0; trial < 8; trial++) {
+			for (int r = 0; r < R; r++)
+				fill_blocks(t, w[r], N, (enum mode)mode);
+			for (int tok = 0; tok < 4; tok++) {
+				for (int i = 0; i < N; i++)
+					yraw[i] = mode == ZERO && trial % 2 ? 0 : rndf() * (trial % 3 ? 1.0f : 100.0f);
+				make_act(t, yraw, N, y[tok], yf[tok]);
+				k->act_q8p(yraw, yp[tok], N);
+				q_q8p_to_float(yp[tok], ypf[tok], N);
+			}
+			s->t[t].to_float(w[0], wf, N);
+			k->t[t].to_float(w[0], wf2, N);
+			if (memcmp(wf, wf2, sizeof(wf)) != 0)
+				fail_deq++;
+			/* GEMV over nr rows (w rows N*4+64 bytes apart) and nt tokens. */
+			int nr = 1 + trial % R, nt = 1 + (trial + mode) % 4;
+			if (q8p)
+				k->t[t].gemv(N, out, R, w[0], sizeof(w[0]), nr, yp[0], sizeof(yp[0]), nt);
+			else
+				k->t[t].gemv(N, out, R, w[0], sizeof(w[0]), nr, y[0], sizeof(y[0]), nt);
+			for (int r = 0; r < nr; r++) {
+				s->t[t].to_float(w[r], wf, N);
+				for (int tok = 0; tok < nt; tok++) {
+					const float *a = q8p ? ypf[tok] : yf[tok];
+					double mag = 0, exact = 0, gmag = 0, bmax = 0;
+					float sr, sf;
+					for (int i = 0; i < N; i++) {
+						if (i % 32 == 0) {
+							bmax = 0;
+							for (int j = i; j < i + 32; j++)
+								bmax = fmax(bmax, fabs(wf[j]));
+						}
+						mag += fabs((double)wf[i] * yf[tok][i]);
+						exact += (double)wf[i] * a[i];
+						gmag += q8p ? fabs(a[i]) * (fabs(wf[i]) + 2 * bmax) : fabs((double)wf[i] * a[i]);
+					}
+					s->t[t].vec_dot(N, &sr, w[r], y[tok]);
+					k->t[t].vec_dot(N, &sf, w[r], y[tok]);
+					double tol = 1e-5 * mag + 1e-30;
+					if (!(fabs(sf - sr) <= tol) || !isfinite(sf))
+						fail_dot++;
+					double gtol = (q8p ? (N / 32 + 4) * 0x1p-23 : 1e-5) * gmag + 1e-30;
+					if (!(fabs(out[tok * R + r] - exact) <= gtol)) {
+						if (!fail_gemv)
+							fprintf(stderr, "  %s %s %s GEMV row %d token %d: %.9g, exact %.9g\n", k->name,
+							    tname(t), mode_name[mode], r, tok, out[tok * R + r], exact);
+						fail_gemv++;
+					}
+					if (mode == ZERO && (sf != 0 || out[tok * R + r] != 0))
+						fail_dot++;
+				}
+			}
+			trials++;
+		}
+	}
+	CHECK(fail_deq == 0, "%s %s: dequantization differs from the reference in %d of %d trials", k->name,
+	    tname(t), fail_deq, trials);
+	CHECK(fail_dot == 0, "%s %s: dot products differ from the scalar ones (%d)", k->name, tname(t), fail_dot);
+	CHECK(fail_gemv == 0, "%s %s: GEMV%s outside the bound (%d)", k->name, tname(t), q8p ? " (q8p)" : "",
+	    fail_gemv);
+}
+
+/* The activation quantizers give the same values up to one step (rounding ties). */
+static void
+test_act(const struct q_kernels *k, const struct q_kernels *s)
+{
+	enum { N = 2048 };
+	static float x[N], a[N], b[N];
+	static uint8_t qa[N * 2], qb[N * 2];
+	const enum ggml_type vts[] = { GGML_TYPE_Q8_0, GGML_TYPE_Q8_1, GGML_TYPE_Q8_K };
+
+	for (int i = 0; i < N; i++)
+		x[i] = rndf() * (i % 61 == 0 ? 30 : 1);
+	for (int v = 0; v < 4; v++) {
+		double maxd = 0, step = 0;
+		if (v < 3) {
+			q_kern_act_vdt(s, vts[v])(x, qa, N);
+			q_kern_act_vdt(k, vts[v])(x, qb, N);
+			q_traits_get(vts[v])->to_float(qa, a, N);
+			q_traits_get(vts[v])->to_float(qb, b, N);
+		} else {
+			s->act_q8p(x, qa, N);
+			k->act_q8p(x, qb, N);
+			q_q8p_to_float(qa, a, N);
+			q_q8p_to_float(qb, b, N);
+		}
+		for (int i = 0; i < N; i++) {
+			if (fabs(a[i] - b[i]) > maxd)
+				maxd = fabs(a[i] - b[i]);
+			if (fabs(x[i]) > step)
+				step = fabs(x[i]);
+		}
+		step /= 127;   /* one step at the largest scale */
+		CHECK(maxd <= step * 1.001, "%s: the %s activation quantizer differs by %g (> one step %g)", k->name,
+		    v < 3 ? tname(vts[v]) : "q8p", maxd, step);
+		if (v == 3) {
+			/* The block sums are the sums of the levels, scaled. */
+			const int8_t *q = (const int8_t *)qb;
+			int bad = 0;
+			for (int blk = 0; blk < N / 32; blk++) {
+				int sum[2] = { 0, 0 };
+				for (int j = 0; j < 32; j++)
+					sum[j / 16] += q[32 * blk + j];
+				float d = Q8P_D(qb, N)[blk];
+				bad += Q8P_S32(qb, N)[blk] != d * (sum[0] + sum[1]) ||
+				    Q8P_S16(qb, N)[2 * blk] != d * sum[0] || Q8P_S16(qb, N)[2 * blk + 1] != d * sum[1] ||
+				    Q8P_N32(qb, N)[blk] != -(sum[0] + sum[1]) || Q8P_N16(qb, N)[2 * blk] != -sum[0] ||
+				    Q8P_N16(qb, N)[2 * blk + 1] != -sum[1];
+			}
+			CHECK(bad == 0, "%s: q8p block sums wrong in %d blocks", k->name, bad);
+		}
+	}
+}
+
+/*
+ * The GEMM kernel of tier K for type T: D rows of N inputs by NT tokens.
+ * Reference: a double product of the reference dequantization with the
+ * kernel's own activation rows, dequantized.  Bound: (blocks + 4) * 2^-23
+ * of sum |x| (|w| + 2 * max |w| of the 32-block) for the int8 kernels
+ * (unsigned levels times activations, scaled per block, plus the bias of
+ * the block: each term at most that big), N * 2^-23 of sum |w x| for the
+ * float ones (N sequential fused multiply-adds).
+ */
+static int
+gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enum mode m, double *worst)
+{
+	const struct q_type_kern *tk = &k->t[t];
+	size_t rb = q_row_size(t, n), xs = q_act_row_bytes(tk->gemm_act, t, n);
+	uint8_t *w = malloc(rb * d), *xa = aligned_alloc(64, (xs * nt + 63) & ~(size_t)63);
+	float *x = malloc((size_t)n * nt * sizeof(float)), *xr = malloc((size_t)n * sizeof(float));
+	float *wf = malloc((size_t)n * d * sizeof(float)), *out = malloc((size_t)nt * d * sizeof(float));
+	void *scratch = aligned_alloc(64, (k->gemm_scratch(n) + 63) & ~(size_t)63);
+	int bad = 0;
+
+	for (int r = 0; r < d; r++) {
+		fill_blocks(t, w + rb * r, n, m);
+		q_traits_get(t)->to_float(w + rb * r, wf + (size_t)r * n, n);
+	}
+	for (int i = 0; i < n * nt; i++)
+		x[i] = rndf() * (i % 97 == 0 ? 50 : 1);
+	for (int tok = 0; tok < nt; tok++) {
+		float *xt = x + (size_t)tok * n;
+		uint8_t *row = xa + (size_t)tok * xs;
+		if (tk->gemm_act == Q_ACT_F32)
+			memcpy(row, xt, n * sizeof(float));
+		else if (tk->gemm_act == Q_ACT_BF16)
+			k->act_bf16(xt, row, n);
+		else
+			k->act_q8p(xt, row, n);
+	}
+	struct q_gemm_args a = { t, w, rb, n, xa, xs, nt, out, (size_t)d };
+	/* Rows in two calls, as the pool splits them (chunks of gemm_rows). */
+	int split = d > k->gemm_rows ? k->gemm_rows : d;
+	tk->gemm(&a, 0, split, scratch);
+	if (split < d)
+		tk->gemm(&a, split, d, scratch);
+	for (int tok = 0; tok < nt; tok++) {
+		const uint8_t *row = xa + (size_t)tok * xs;
+		if (tk->gemm_act == Q_ACT_F32)
+			memcpy(xr, row, n * sizeof(float));
+		else if (tk->gemm_act == Q_ACT_BF16)
+			for (int i = 0; i < n; i++)
+				xr[i] = q_bf16_to_f32(((const uint16_t *)row)[i]);
+		else
+			q_q8p_to_float(row, xr, n);
+		for (int r = 0; r < d; r++) {
+			const float *wr = wf + (size_t)r * n;
+			double exact = 0, mag = 0;
+			for (int b = 0; b < n; b += 32) {
+				double bmax = 0;
+				for (int i = b; i < b + 32 && i < n; i++)
+					bmax = fmax(bmax, fabs(wr[i]));
+				for (int i = b; i < b + 32 && i < n; i++) {
+					exact += (double)wr[i] * xr[i];
+					mag += tk->gemm_act == Q_ACT_Q8P ? fabs(xr[i]) * (fabs(wr[i]) + 2 * bmax) :
+					    fabs((double)wr[i] * xr[i]);
+				}
+			}
+			double tol = (tk->gemm_act == Q_ACT_Q8P ? n / 32 + 4 : n) * 0x1p-23 * mag + 1e-30;
+			double err = fabs(out[(size_t)tok * d + r] - exact);
+			if (!(err <= tol)) {
+				if (!bad)
+					fprintf(stderr, "  %s %s %s d %d n %d nt %d: row %d token %d: %.9g, exact %.9g\n",
+					    k->name, tname(t), mode_name[m], d, n, nt, r, tok, out[(size_t)tok * d + r], exact);
+				bad++;
+			}
+			if (mag > 0 && err / mag > *worst)
+				*worst = err / mag;
+		}
+	}
+	free(w);
+	free(xa);
+	free(x);
+	free(xr);
+	free(wf);
+	free(out);
+	free(scratch);
+	return bad;
+}
+
+static void
+test_gemm(const struct q_kernels *k, enum ggml_type t)
+{
+	/* Rows around the panel sizes, tokens around the tile sizes, inputs with
+	 * k-block tails (1280 = 1024 + 256; 288 = 9 blocks of 32). */
+	static const int shapes[][3] = {
+		{ 1, 256, 1 }, { 5, 512, 2 }, { 17, 1280, 9 }, { 33, 256, 67 }, { 67, 512, 13 }, { 3, 1280, 31 },
+		{ 16, 288, 8 }, { 40, 256, 5 },
+	};
+	double worst = 0;
+	int bad = 0, cases = 0;
+
+	if (!k->t[t].gemm)
+		return;
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		int n = shapes[i][1];
+		if (n % ggml_type_info_get(t)->blck_size)
+			continue;
+		for (int m = RANDOM; m < N_MODES; m++) {
+			if (m == EXTREME_BIG && (t == GGML_TYPE_F32 || t == GGML_TYPE_BF16))
+				continue;   /* 1e30 squared: float overflow, not the kernel's fault */
+			bad += gemm_case(k, t, shapes[i][0], n, shapes[i][2], (enum mode)m, &worst) > 0;
+			cases++;
+		}
+	}
+	printf("%-10s %-6s GEMM: %d/%d cases within bound, worst error %.2g of the magnitude\n", k->name, tname(t),
+	    cases - bad, cases, worst);
+	CHECK(bad == 0, "%s %s: GEMM outside the bound in %d of %d cases", k->name, tname(t), bad, cases);
+}
+
+/* --- mm_matmul on the chosen tier: threads, row chunks, GEMV and GEMM --- */
+
+static void
+test_matmul(void)
+{
+	static const int shapes[][3] = { { 67, 512, 1 }, { 33, 256, 3 }, { 130, 1280, 4 }, { 67, 512, 17 }, { 200, 256, 67 },
+	    { 9, 288, 1 }, { 9, 288, 2 }, { 5, 1312, 1 }, { 3, 96, 5 } };
+	struct pool *p = pool_new(2);
+	int bad_total = 0, cases = 0;
+
+	CHECK(p != NULL, "pool_new");
+	if (!p)
+		return;
+	for (int ti = 0; ti < N_TYPES; ti++) {
+		enum ggml_type t = types[ti];
+		for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+			int d = shapes[i][0], n = shapes[i][1], nt = shapes[i][2], bad = 0;
+			if (n % ggml_type_info_get(t)->blck_size)
+				continue;
+			size_t rb = q_row_size(t, n);
+			uint8_t *w = malloc(rb * d);
+			float *wf = malloc((size_t)n * d * sizeof(float)), *x = malloc((size_t)n * nt * sizeof(float));
+			float *out = malloc((size_t)nt * d * sizeof(float));
+			struct mm_scratch s;
+			struct ltensor lt = { w, t, n, d, 1, rb, rb * d };
+			for (int r = 0; r < d; r++) {
+				fill_blocks(t, w + rb * r, n, RANDOM);
+				q_traits_get(t)->to_float(w + rb * r, wf + (size_t)r * n, n);
+			}
+			for (int j = 0; j < n * nt; j++)
+				x[j] = rndf() * (j % 97 == 0 ? 50 : 1);
+			if (mm_scratch_init(&s, nt, n, pool_size(p)) < 0) {
+				CHECK(0, "mm_scratch_init");
+				break;
+			}
+			mm_matmul(p, &s, out, d, x, n, &lt, nt);
+			/* Bound: the activations' int8 rounding (half a step of the largest
+			 * scale of a 256-block, the coarsest format used: Q8_K), or bf16's,
+			 * plus float rounding as in the GEMM test. */
+			for (int tok = 0; tok < nt; tok++) {
+				const float *xt = x + (size_t)tok * n;
+				for (int r = 0; r < d; r++) {
+					const float *wr = wf + (size_t)r * n;
+					double exact = 0, mag = 0, qerr = 0;
+					for (int b = 0; b < n; b += 256) {
+						double amax = 0, bmax = 0;
+						for (int j = b; j < b + 256 && j < n; j++) {
+							amax = fmax(amax, fabs(xt[j]));
+							bmax = fmax(bmax, fabs(wr[j]));
+						}
+						for (int j = b; j < b + 256 && j < n; j++) {
+							exact += (double)wr[j] * xt[j];
+							mag += fabs(xt[j]) * (fabs(wr[j]) + 2 * bmax);
+							qerr += fabs(wr[j]) * (t == GGML_TYPE_BF16 ? fabs(xt[j]) / 256 :
+							    t == GGML_TYPE_F32 || t == GGML_TYPE_F16 ? 0 : amax / 127 / 2);
+						}
+					}
+					double tol = qerr * 1.01 + n * 0x1p-23 * mag + 1e-30;
+					if (!(fabs(out[(size_t)tok * d + r] - exact) <= tol))
+						bad++;
+				}
+			}
+			CHECK(bad == 0, "%s: mm_matmul %s d %d n %d nt %d: %d outputs outside the bound", q_cpu_features(),
+			    tname(t), d, n, nt, bad);
+			bad_total += bad > 0;
+			cases++;
+			mm_scratch_free(&s);
+			free(w);
+			free(wf);
+			free(x);
+			free(out);
+		}
+	}
+	printf("mm_matmul on %s, 2 threads: %d/%d cases within bound\n", q_cpu_features(), cases - bad_total, cases);
+	pool_free(p);
+}
+
+/* --- quantizers, binary16, IQ4 layouts, vector helpers --- */
 
 /* Quantize then dequantize: the error stays within what the format allows. */
 static void
@@ -162,9 +521,16 @@ test_round_trip(enum ggml_type t, double bound)
 		ss += (double)x[i] * x[i];
 	}
 	double rel = sqrt(err / ss);
-	printf("%-5s quantize round trip: relative RMS error %.4f (bound %.4f)\n",
-	    ggml_type_info_get(t)->name, rel, bound);
-	CHECK(rel <= bound, "%s round trip error %.4f > %.4f", ggml_type_info_get(t)->name, rel, bound);
+	printf("%-6s quantize round trip: relative RMS error %.4f (bound %.4f)\n", tname(t), rel, bound);
+	CHECK(rel <= bound, "%s round trip error %.4f > %.4f", tname(t), rel, bound);
+	/* All zeros stay zeros. */
+	memset(x, 0, sizeof(x));
+	qt->from_float(x, q, N);
+	qt->to_float(q, back, N);
+	int nz = 0;
+	for (int i = 0; i < N; i++)
+		nz += back[i] != 0;
+	CHECK(nz == 0, "%s: zeros come back as %d non-zeros", tname(t), nz);
 }
 
 static void
@@ -188,38 +554,38 @@ test_f16(void)
 	CHECK(isnan(q_bf16_to_f32(q_f32_to_bf16(NAN))), "bf16 NaN stays NaN");
 }
 
-/* The fast activation quantizers give the same levels, up to rounding ties. */
+/* The IQ4 layouts, decoded by hand: nibble order, grid, 6-bit sub-scales. */
 static void
-test_act_quant(enum ggml_type t, const struct q_traits *scalar, const struct q_traits *fast)
+test_iq4_layout(void)
 {
-	enum { N = 2048 };
-	static float x[N], a[N], b[N];
-	static uint8_t qa[N * 2], qb[N * 2];
-	double maxd = 0, step = 0;
+	block_iq4_nl nl;
+	block_iq4_xs xs;
+	float y[256];
 
-	for (int i = 0; i < N; i++)
-		x[i] = rndf() * (i % 61 == 0 ? 30 : 1);
-	scalar->from_float(x, qa, N);
-	fast->from_float_fast(x, qb, N);
-	scalar->to_float(qa, a, N);
-	scalar->to_float(qb, b, N);
-	for (int i = 0; i < N; i++) {
-		if (fabs(a[i] - b[i]) > maxd)
-			maxd = fabs(a[i] - b[i]);
-		if (fabs(x[i]) > step)
-			step = fabs(x[i]);
-	}
-	step /= 127;   /* one quantization step at the largest scale */
-	printf("%-5s fast activation quantizer: max difference %.3g (one step %.3g)\n",
-	    ggml_type_info_get(t)->name, maxd, step);
-	CHECK(maxd <= step * 1.001, "%s fast quantizer differs by more than one step", ggml_type_info_get(t)->name);
+	memset(&nl, 0, sizeof(nl));
+	nl.d = q_f32_to_f16(0.5f);
+	nl.qs[0] = 0x80;   /* element 0: level 0 (-127); element 16: level 8 (1) */
+	nl.qs[15] = 0xF3;  /* element 15: level 3 (-65); element 31: level 15 (113) */
+	q_traits_get(GGML_TYPE_IQ4_NL)->to_float(&nl, y, 32);
+	CHECK(y[0] == -63.5f && y[16] == 0.5f && y[15] == -32.5f && y[31] == 56.5f && y[1] == -63.5f,
+	    "IQ4_NL decodes %g %g %g %g", y[0], y[16], y[15], y[31]);
+
+	memset(&xs, 0, sizeof(xs));
+	xs.d = q_f32_to_f16(1.0f);
+	/* Sub-block 3: ls = 0x2 | (0x3 << 4) = 50 -> scale 18; sub-block 0: ls 0 -> -32. */
+	xs.scales_l[1] = 0x20;          /* sub-block 3's low nibble in the high half of byte 1 */
+	xs.scales_h = 0x3 << 6;         /* sub-block 3's high bits */
+	xs.qs[16 * 3] = 0x9F;           /* sub-block 3, element 0: level 15; element 16: level 9 */
+	q_traits_get(GGML_TYPE_IQ4_XS)->to_float(&xs, y, 256);
+	CHECK(y[96] == 18 * 113.0f && y[112] == 18 * 13.0f && y[0] == -32 * -127.0f && y[32] == -32 * -127.0f,
+	    "IQ4_XS decodes %g %g %g", y[96], y[112], y[0]);
 }
 
 /* The vector helpers against their scalar references. */
 static void
-test_vops(void)
+test_vops(const struct q_kernels *k)
 {
-	const struct q_vops *f = q_vops_get(), *r = q_vops_ref();
+	const struct q_vops *f = &k->vops, *r = q_vops_ref();
 	enum { N = 1003 };
 	static float a[N], b[N], c1[N], c2[N];
 	double maxrel = 0;
@@ -227,7 +593,6 @@ test_vops(void)
 	for (int i = 0; i < N; i++) {
 		a[i] = rndf() * 90;       /* exp over the whole useful range */
 		b[i] = rndf();
-		c1[i] = c2[i] = rndf();
 	}
 	memcpy(c1, a, sizeof(a));
 	memcpy(c2, a, sizeof(a));
@@ -237,15 +602,12 @@ test_vops(void)
 		if (rel > maxrel)
 			maxrel = rel;
 	}
-	printf("vector exp: max relative error %.2g, sums %.7g / %.7g\n", maxrel, s1, s2);
-	CHECK(maxrel < 1e-6, "fast exp relative error %.3g", maxrel);
-	CHECK(fabs(s1 - s2) <= 1e-6 * fabs(s1), "exp sums differ");
+	CHECK(maxrel < 1e-6, "%s: exp relative error %.3g", k->name, maxrel);
+	CHECK(fabs(s1 - s2) <= 1e-6 * fabs(s1), "%s: exp sums differ", k->name);
 	{
-		float big = -INFINITY;
 		float x[3] = { -1000, -INFINITY, 0 };
 		float e = f->exp_sum(x, 3, 0);
-		CHECK(x[0] == 0 && x[1] == 0 && x[2] == 1 && e == 1, "exp of -1000, -inf and 0");
-		(void)big;
+		CHECK(x[0] == 0 && x[1] == 0 && x[2] == 1 && e == 1, "%s: exp of -1000, -inf and 0", k->name);
 	}
 	for (int i = 0; i < N; i++)
 		c1[i] = c2[i] = b[i];
@@ -255,34 +617,72 @@ test_vops(void)
 	for (int i = 0; i < N; i++)
 		if (fabs(c1[i] - c2[i]) > maxd)
 			maxd = fabs(c1[i] - c2[i]);
-	CHECK(maxd < 1e-5, "axpy differs by %g", maxd);
+	CHECK(maxd < 1e-5, "%s: axpy differs by %g", k->name, maxd);
 	float d1 = r->dot(N, a, b), d2 = f->dot(N, a, b);
 	double mag = 0;
 	for (int i = 0; i < N; i++)
 		mag += fabs((double)a[i] * b[i]);
-	/* Different summation orders: allow float rounding of the magnitudes. */
-	CHECK(fabs(d1 - d2) <= 1e-6 * mag, "dot %.9g vs %.9g", d1, d2);
+	CHECK(fabs(d1 - d2) <= 1e-6 * mag, "%s: dot %.9g vs %.9g", k->name, d1, d2);
+	/* silu(g) * u over the whole range (a uses +-90: exp saturates). */
+	for (int i = 0; i < N; i++) {
+		c1[i] = c2[i] = a[i];
+		b[i] = rndf();
+	}
+	r->silu_mul(N, c1, b);
+	f->silu_mul(N, c2, b);
+	maxd = 0;
+	for (int i = 0; i < N; i++) {
+		double e = fabs(c1[i] - c2[i]) / (fabs(c1[i]) + 1e-6);
+		if (e > maxd)
+			maxd = e;
+	}
+	CHECK(maxd < 1e-5, "%s: silu_mul relative error %.3g", k->name, maxd);
+	r->rmsnorm(N, c1, a, b, 1e-6f);
+	f->rmsnorm(N, c2, a, b, 1e-6f);
+	maxd = 0;
+	for (int i = 0; i < N; i++)
+		if (fabs(c1[i] - c2[i]) > maxd * (fabs(c1[i]) + 1e-30))
+			maxd = fabs(c1[i] - c2[i]) / (fabs(c1[i]) + 1e-30);
+	CHECK(maxd < 1e-6, "%s: rmsnorm relative error %.3g", k->name, maxd);
+}
+
+/* NATTER_CPU, when set, is the tier in use. */
+static void
+test_forced_tier(void)
+{
+	const char *env = getenv("NATTER_CPU");
+	char err[256];
+	int rc = q_cpu_init(err, sizeof(err));
+
+	printf("tiers: best %s, chosen %s%s%s\n", q_cpu_tier_name(q_cpu_tier_best()), q_cpu_features(),
+	    env ? ", NATTER_CPU=" : "", env ? env : "");
+	if (env && *env) {
+		CHECK(rc == 0, "NATTER_CPU=%s refused: %s", env, err);
+		CHECK(rc < 0 || strcasecmp(q_cpu_features(), env) == 0, "NATTER_CPU=%s but the kernels are %s", env,
+		    q_cpu_features());
+	} else {
+		CHECK(rc == 0 && q_cpu_tier_chosen() == q_cpu_tier_best(), "without NATTER_CPU the best tier is used");
+	}
+	CHECK(q_cpu_tier_available(CPU_SCALAR), "the scalar tier is always there");
+	CHECK(q_kern_tier(q_cpu_tier_chosen()) == q_kern(), "the chosen tier's kernels are the active ones");
 }
 
 int
 main(void)
 {
-	struct q_traits scalar[GGML_TYPE_COUNT], fast[GGML_TYPE_COUNT];
+	const struct q_kernels *s = q_kern_scalar();
+	/* tests/test-tiers.sh runs this once per tier for mm_matmul alone. */
+	const char *only = getenv("TEST_QUANT_MATMUL_ONLY");
 
-	q_init(1);
-	for (int t = 0; t < GGML_TYPE_COUNT; t++)
-		scalar[t] = *q_traits_get(t);
-	q_init(0);
-	for (int t = 0; t < GGML_TYPE_COUNT; t++)
-		fast[t] = *q_traits_get(t);
-	printf("fast kernels: %s\n", q_cpu_features());
-
+	test_forced_tier();
+	if (only && *only == '1') {
+		test_matmul();
+		return test_done("test-quant");
+	}
 	test_f16();
-	test_vops();
-	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-		test_type(types[i], &scalar[types[i]], &fast[types[i]]);
-	test_act_quant(GGML_TYPE_Q8_0, &scalar[GGML_TYPE_Q8_0], &fast[GGML_TYPE_Q8_0]);
-	test_act_quant(GGML_TYPE_Q8_K, &scalar[GGML_TYPE_Q8_K], &fast[GGML_TYPE_Q8_K]);
+	test_iq4_layout();
+	for (int i = 0; i < N_TYPES; i++)
+		test_reference(types[i]);
 	test_round_trip(GGML_TYPE_F16, 0.001);
 	test_round_trip(GGML_TYPE_BF16, 0.005);
 	test_round_trip(GGML_TYPE_Q8_0, 0.01);
@@ -293,7 +693,32 @@ main(void)
 	test_round_trip(GGML_TYPE_Q4_K, 0.12);
 	test_round_trip(GGML_TYPE_Q5_K, 0.06);
 	test_round_trip(GGML_TYPE_Q6_K, 0.04);
+	test_round_trip(GGML_TYPE_IQ4_NL, 0.12);
+	test_round_trip(GGML_TYPE_IQ4_XS, 0.12);
 	/* One scale per 256 values: the 9x outliers in the input set the step. */
 	test_round_trip(GGML_TYPE_Q8_K, 0.03);
+
+	for (int tier = 1; tier < q_cpu_tier_count(); tier++) {
+		const struct q_kernels *k = q_kern_tier(tier);
+		if (!k) {
+			/* Only a tier the CPU has may be asked whether it is built. */
+			if (cpu_tier_get(tier)->detect())
+				/* Not a skip: this build has the scalar tier alone
+				 * (configure --disable-simd, or a compiler without
+				 * the tier's flags), which the tests above cover. */
+				printf("note: tier %s not built in this configuration\n", q_cpu_tier_name(tier));
+			else
+				SKIP_CPU_TIER(q_cpu_tier_name(tier));
+			continue;
+		}
+		printf("== tier %s (%s)\n", k->name, q_cpu_tier_isa(tier));
+		test_vops(k);
+		test_act(k, s);
+		for (int i = 0; i < N_TYPES; i++) {
+			test_dot_gemv(k, s, types[i]);
+			test_gemm(k, types[i]);
+		}
+	}
+	test_matmul();
 	return test_done("test-quant");
 }

@@ -205,7 +205,7 @@ test_schema_and_history(void)
 	{
 		const char *fmts[5] = { "sft", "dpo", "kto", "openai-sft", "openai-dpo" };
 		for (int k = 0; k < 5; k++) {
-			struct store_export_opts o = { (enum store_format)k, 4, NULL, 0, 0, 0 };
+			struct store_export_opts o = { (enum store_format)k, 4, NULL, 0, 0, 0, 0 };
 			struct store_export_counts n;
 			char op[512], *data, *line;
 			size_t len;
@@ -272,7 +272,7 @@ test_schema_and_history(void)
 		}
 		{
 			/* The exact OpenAI lines. */
-			struct store_export_opts o = { STORE_OPENAI_DPO, 4, NULL, 0, 0, 0 };
+			struct store_export_opts o = { STORE_OPENAI_DPO, 4, NULL, 0, 0, 0, 0 };
 			struct store_export_counts n;
 			char op[512], *data;
 			size_t len;
@@ -293,7 +293,7 @@ test_schema_and_history(void)
 			    "\"Those are \\\"bad\\\" dreams.\\n\",\"weight\":1}]}\n"), "openai-sft line: %s", data ? data : "");
 			free(data);
 		}
-		struct store_export_opts o = { STORE_SFT, 4, "no-such-model", 0, 0, 0 };
+		struct store_export_opts o = { STORE_SFT, 4, "no-such-model", 0, 0, 0, 0 };
 		struct store_export_counts n;
 		char op[512];
 		snprintf(op, sizeof(op), "%s/none.jsonl", dir);
@@ -430,7 +430,8 @@ capture_show(struct store *s, int64_t conv)
 struct alts {
 	int n, chosen;
 	int64_t ids[8];
-	char content[8][64], rating[8][8];
+	char content[8][64], rating[8][8], reasoning[8][64];
+	int has_reasoning[8], n_reasoning[8];
 	enum store_end end[8];
 };
 
@@ -443,6 +444,9 @@ collect_alt(void *ctx, const struct store_alt *a)
 		snprintf(x->content[x->n], sizeof(x->content[0]), "%s", a->content);
 		snprintf(x->rating[x->n], sizeof(x->rating[0]), "%s", a->rating);
 		x->end[x->n] = a->end;
+		x->has_reasoning[x->n] = a->reasoning != NULL;
+		snprintf(x->reasoning[x->n], sizeof(x->reasoning[0]), "%s", a->reasoning ? a->reasoning : "");
+		x->n_reasoning[x->n] = a->n_reasoning;
 		if (a->chosen)
 			x->chosen = x->n;
 	}
@@ -499,7 +503,7 @@ test_migration_from_2(void)
 	    "  (4, 'cut', 1, 'cancelled', 'cancelled', 0.7, 7, 1, 1);"
 	    "INSERT INTO ratings(generation_id, kind, value, created) VALUES (2, 'thumb', 1, 1), (1, 'stars', 2, 1);") == 0,
 	    "schema-2 rows");
-	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 2 -> 3: %s", err);
+	CHECK(store_open_version(p, 3, &s, err, sizeof(err)) == 0, "migrate 2 -> 3: %s", err);
 	if (!s)
 		return;
 	CHECK(store_schema_version(s) == 3, "at schema 3");
@@ -512,6 +516,12 @@ test_migration_from_2(void)
 	    "ORDER BY id)", t, sizeof(t)), "max-tokens finished stopped"), "ends kept: %s", t);
 	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE model_id IS NULL AND prompt_messages IS NULL "
 	    "AND prompt_text IS NULL AND system_prompt IS NULL") == 3, "what schema 2 did not record stays unknown");
+	/* The API reads the current schema: on to it (test_migration_from_3 tests that step). */
+	store_close(s);
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0 && store_schema_version(s) == STORE_SCHEMA_VERSION,
+	    "migrate 3 -> %d: %s", STORE_SCHEMA_VERSION, err);
+	if (!s)
+		return;
 	CHECK(store_alt_list(s, 2, collect_alt, &a) == 0 && a.n == 2 && a.chosen == 1 && !strcmp(a.rating[0], "2") &&
 	    !strcmp(a.rating[1], "up") && a.end[0] == STORE_END_MAX_TOKENS && !strcmp(a.content[0], "first try"),
 	    "the alternatives of a migrated reply (%d)", a.n);
@@ -546,6 +556,204 @@ test_migration_from_2(void)
 		out = capture_search(s, "new light");
 		CHECK(strstr(out, "[new light]"), "the index follows new messages: %s", out);
 		free(out);
+	}
+	store_close(s);
+}
+
+/* A reasoning model's reply through chatlog: the reasoning is stored
+ * apart with its token count, the message reads as the answer, and
+ * resuming gives the session both back. */
+static void
+test_chatlog_reasoning(void)
+{
+	const char *fx = test_fixtures();
+	char p[512], err[512], path[2100], tmpl[2100], t[4096];
+	struct store *s;
+	struct llm_model *m = NULL;
+	struct chat *c = NULL, *c2 = NULL;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct chatlog l;
+
+	if (!fx) {
+		SKIP("fixtures not found: chatlog with reasoning");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", fx);
+	snprintf(tmpl, sizeof(tmpl), "%s/templates/llama-cpp-deepseek-r1.jinja", fx);
+	path_of(p, sizeof(p), "chatlog-think.db");
+	if (store_open(p, 0, &s, err, sizeof(err)) < 0 || llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "setup: %s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 8;
+	o.n_threads = 2;
+	o.n_ctx = 512;
+	o.sp.seed = 2;
+	o.template_spec = tmpl;   /* its generation prompt opens the reasoning */
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0 && chat_new(m, &o, &c2, err, sizeof(err)) == 0, "chat_new: %s", err);
+	memset(&l, 0, sizeof(l));
+	l.s = s;
+	l.template_name = chat_template_name(c);
+	chat_add_user(c, "Why?", 4);
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(&l, c, &st, 0) == 0, "reply: %s %s", err, store_errmsg(s));
+	CHECK(chat_message_reasoning(c, 1) && st.n_reasoning == st.n_gen && st.n_gen > 0, "a reply of reasoning");
+	CHECK(!strcmp(query_text(p, "SELECT reasoning FROM generations WHERE id = 1", t, sizeof(t)),
+	    chat_message_reasoning(c, 1)) && query_int(p, "SELECT n_reasoning FROM generations WHERE id = 1") == st.n_reasoning &&
+	    !strcmp(query_text(p, "SELECT content FROM generations WHERE id = 1", t, sizeof(t)), "") &&
+	    !strcmp(query_text(p, "SELECT content FROM messages WHERE id = 2", t, sizeof(t)), ""),
+	    "stored apart: reasoning, %d tokens, an empty answer", st.n_reasoning);
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st, 1) == 0,
+	    "regenerate: %s", err);
+	CHECK(chatlog_resume(&l, c2, l.conv, err, sizeof(err)) == 0 && chat_n_messages(c2) == 2 &&
+	    chat_alt_count(c2, 1) == 2, "resume: %s", err);
+	for (int k = 0; k < 2; k++)
+		CHECK(chat_alt_reasoning(c2, 1, k) && !strcmp(chat_alt_reasoning(c2, 1, k), chat_alt_reasoning(c, 1, k)) &&
+		    chat_alt_reasoning_tokens(c2, 1, k) == chat_alt_reasoning_tokens(c, 1, k) &&
+		    chat_alt_reasoning_tokens(c2, 1, k) > 0, "alternative %d resumed with its reasoning", k);
+	chat_free(c);
+	chat_free(c2);
+	llm_model_free(m);
+	store_close(s);
+}
+
+/* Exports one format to a file and returns its lines (caller frees). */
+static char *
+export_to(struct store *s, const struct store_export_opts *o, struct store_export_counts *n)
+{
+	char op[512], err[512];
+	size_t len;
+	snprintf(op, sizeof(op), "%s/truth.jsonl", dir);
+	if (store_export(s, o, op, n, err, sizeof(err)) < 0) {
+		fprintf(stderr, "export: %s\n", err);
+		return NULL;
+	}
+	return test_read_file(op, &len);
+}
+
+static int
+count_lines(const char *t)
+{
+	int n = 0;
+	for (; t && *t; t++)
+		n += *t == '\n';
+	return n;
+}
+
+/* A schema-3 database migrates to 4: its generations keep their text and
+ * have no reasoning recorded apart (NULL); export splits a reasoning
+ * model's reply that was recorded whole, and drops the reasoning unless
+ * asked to keep it; new generations keep their reasoning apart, and
+ * history show marks it. */
+static void
+test_migration_from_3(void)
+{
+	char p[512], err[512], t[256], *out;
+	struct store *s;
+	struct alts a = { 0 };
+	struct store_export_counts n;
+	int64_t gen_id, msg_id;
+
+	path_of(p, sizeof(p), "v3.db");
+	CHECK(store_open_version(p, 3, &s, err, sizeof(err)) == 0, "v3: %s", err);
+	if (!s)
+		return;
+	CHECK(store_schema_version(s) == 3, "created at schema 3");
+	store_close(s);
+	CHECK(query_int(p, "SELECT count(*) FROM pragma_table_info('generations') WHERE name = 'reasoning'") == 0,
+	    "schema 3 has no reasoning column");
+	/* A Qwen3-style reply with its block, an R1-style one whose prompt
+	 * opened the block, and a plain one, as schema 3 recorded them. */
+	CHECK(exec_sql(p,
+	    "INSERT INTO conversations(title, created, updated) VALUES ('sums', 1, 1);"
+	    "INSERT INTO messages(conversation_id, seq, role, content, created, parent_id) VALUES"
+	    "  (1, 1, 'user', '2+2?', 1, NULL), (1, 2, 'assistant', '<think>\nLet me see.\n</think>\n\nFour.', 1, 1),"
+	    "  (1, 3, 'user', 'And 2+3?', 1, 2), (1, 4, 'assistant', 'Just five.', 1, 3);"
+	    "UPDATE conversations SET leaf_id = 4;"
+	    "INSERT INTO generations(message_id, content, chosen, state, created, end_reason, prompt_messages, prompt_text) VALUES"
+	    "  (2, '<think>\nLet me see.\n</think>\n\nFour.', 1, 'complete', 1, 'finished', '[{\"role\":\"user\",\"content\":\"2+2?\"}]',"
+	    "   '<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n'),"
+	    "  (2, 'I add them.</think>Four!', 0, 'complete', 1, 'finished', '[{\"role\":\"user\",\"content\":\"2+2?\"}]',"
+	    "   '<|User|>2+2?<|Assistant|><think>\n'),"
+	    "  (4, 'Just five.', 1, 'complete', 1, 'finished', '[{\"role\":\"user\",\"content\":\"And 2+3?\"}]', 'x');"
+	    "INSERT INTO ratings(generation_id, kind, value, created) VALUES (1, 'thumb', 1, 1), (2, 'stars', 2, 1),"
+	    "  (3, 'stars', 5, 1);") == 0, "schema-3 rows");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 3 -> 4: %s", err);
+	if (!s)
+		return;
+	CHECK(store_schema_version(s) == 4 && STORE_SCHEMA_VERSION == 4, "at schema 4");
+	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE reasoning IS NULL AND n_reasoning IS NULL") == 3,
+	    "old generations have no reasoning recorded apart");
+	CHECK(!strcmp(query_text(p, "SELECT content FROM generations WHERE id = 1", t, sizeof(t)),
+	    "<think>\nLet me see.\n</think>\n\nFour."), "their text is kept whole: %s", t);
+	CHECK(store_alt_list(s, 2, collect_alt, &a) == 0 && a.n == 2 && !a.has_reasoning[0] && !a.has_reasoning[1],
+	    "alternatives without reasoning");
+	{
+		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 0, 0 };
+		out = export_to(s, &o, &n);
+		CHECK(out && count_lines(out) == 2 && strstr(out, "\"content\":\"Four.\"}]}") && !strstr(out, "think") &&
+		    !strstr(out, "Let me see") && strstr(out, "\"content\":\"Just five.\"}]}"),
+		    "sft drops the reasoning of a reply recorded whole: %s", out);
+		free(out);
+		o.keep_reasoning = 1;
+		out = export_to(s, &o, &n);
+		CHECK(out && count_lines(out) == 2 &&
+		    strstr(out, "\"content\":\"<think>\\nLet me see.\\n</think>\\n\\nFour.\"}]}") &&
+		    strstr(out, "\"content\":\"Just five.\"}]}"), "sft keeps it when asked: %s", out);
+		free(out);
+		/* The R1-style reply started inside the block: its prompt says so. */
+		o.format = STORE_DPO;
+		o.keep_reasoning = 0;
+		out = export_to(s, &o, &n);
+		CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"Four.\"}]") &&
+		    strstr(out, "\"rejected\":[{\"role\":\"assistant\",\"content\":\"Four!\"}]"), "dpo, answers only: %s", out);
+		free(out);
+		o.keep_reasoning = 1;
+		out = export_to(s, &o, &n);
+		CHECK(out && count_lines(out) == 1 &&
+		    strstr(out, "\"rejected\":[{\"role\":\"assistant\",\"content\":\"<think>\\nI add them.\\n</think>\\n\\nFour!\"}]"),
+		    "dpo with reasoning: %s", out);
+		free(out);
+	}
+	/* A new generation keeps its reasoning apart; the message reads as the answer. */
+	{
+		struct store_gen g = gen("Five.");
+		struct store_turn fed[1] = { { "user", "And 2+3?" } };
+		g.fed = fed;
+		g.n_fed = 1;
+		g.prompt_text = "p";
+		g.reasoning = "2 and 3\nmake 5";
+		g.n_reasoning = 6;
+		CHECK(store_gen_add(s, 1, 4, &g, &gen_id, &msg_id) == 0 && msg_id == 4, "a new alternative: %s",
+		    store_errmsg(s));
+		CHECK(!strcmp(query_text(p, "SELECT reasoning || '|' || n_reasoning || '|' || content FROM generations "
+		    "WHERE id = 4", t, sizeof(t)), "2 and 3\nmake 5|6|Five."), "stored apart: %s", t);
+		CHECK(!strcmp(query_text(p, "SELECT content FROM messages WHERE id = 4", t, sizeof(t)), "Five."),
+		    "the message reads as the answer: %s", t);
+		memset(&a, 0, sizeof(a));
+		CHECK(store_alt_list(s, 4, collect_alt, &a) == 0 && a.n == 2 && a.has_reasoning[1] &&
+		    !strcmp(a.reasoning[1], "2 and 3\nmake 5") && a.n_reasoning[1] == 6 && !a.has_reasoning[0],
+		    "the alternatives with their reasoning");
+		out = capture_show(s, 1);
+		CHECK(strstr(out, "[4] assistant (version 1 of 1):\n[reasoning, 6 tokens]\n| 2 and 3\n| make 5\n[answer]\nFive.\n") ||
+		    strstr(out, "[4] assistant:\n[reasoning, 6 tokens]\n| 2 and 3\n| make 5\n[answer]\nFive.\n"),
+		    "history show marks the reasoning: %s", out);
+		CHECK(strstr(out, "[2] assistant:\n<think>"), "an old reply shows as it was recorded: %s", out);
+		free(out);
+		CHECK(store_rating_set(s, gen_id, "stars", 5, NULL) == 0, "rate it");
+		{
+			struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 0, 0 };
+			out = export_to(s, &o, &n);
+			CHECK(out && strstr(out, "\"content\":\"Five.\"}]}") && !strstr(out, "make 5"), "sft: %s", out);
+			free(out);
+			o.keep_reasoning = 1;
+			out = export_to(s, &o, &n);
+			CHECK(out && strstr(out, "\"content\":\"<think>\\n2 and 3\\nmake 5\\n</think>\\n\\nFive.\"}]}"),
+			    "sft keeping it: %s", out);
+			free(out);
+		}
 	}
 	store_close(s);
 }
@@ -668,7 +876,7 @@ test_tree(void)
 	CHECK(store_rating_set(s, b1, "thumb", 1, NULL) == 0 && store_rating_set(s, c1, "thumb", 1, NULL) == 0 &&
 	    store_rating_set(s, a2, "stars", 5, NULL) == 0, "ratings");
 	{
-		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 0 };
+		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 0, 0 };
 		struct store_export_counts nc;
 		char op[512], *data;
 		size_t len;
@@ -854,29 +1062,6 @@ test_chatlog(void)
 	store_close(s);
 }
 
-/* Exports one format to a file and returns its lines (caller frees). */
-static char *
-export_to(struct store *s, const struct store_export_opts *o, struct store_export_counts *n)
-{
-	char op[512], err[512];
-	size_t len;
-	snprintf(op, sizeof(op), "%s/truth.jsonl", dir);
-	if (store_export(s, o, op, n, err, sizeof(err)) < 0) {
-		fprintf(stderr, "export: %s\n", err);
-		return NULL;
-	}
-	return test_read_file(op, &len);
-}
-
-static int
-count_lines(const char *t)
-{
-	int n = 0;
-	for (; t && *t; t++)
-		n += *t == '\n';
-	return n;
-}
-
 /* What export leaves out and what it never says twice: stopped and cut-off
  * replies are not targets unless asked; identical replies are no DPO
  * pair; one reply text gets one KTO label (its latest rating); replies from
@@ -1030,7 +1215,7 @@ test_readonly_open(void)
 	before = test_read_file(p, &l1);
 	CHECK(store_open(p, STORE_READONLY, &s, err, sizeof(err)) == 0, "read-only open of schema 2: %s", err);
 	if (s) {
-		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 1 };
+		struct store_export_opts o = { STORE_SFT, 4, NULL, 0, 0, 1, 0 };
 		struct store_export_counts n;
 		char op[512];
 		int64_t conv;
@@ -1223,6 +1408,8 @@ main(void)
 	test_schema_and_history();
 	test_migration_and_refusals();
 	test_migration_from_2();
+	test_migration_from_3();
+	test_chatlog_reasoning();
 	test_tree();
 	test_chatlog();
 	test_export_truth();

@@ -69,6 +69,68 @@ run_split(const struct tcase *c, const size_t *cuts, int ncuts, struct out *o)
 	return strcmp(o->reason, c->reason) == 0 && strcmp(o->answer, c->answer) == 0;
 }
 
+/* Where the reasoning block of C's reply lies, as bytes [*FROM, *TO):
+ * from the start (blanks before the open tag belong to it) to the end of
+ * the first close tag (*CORE) and the blanks after it; empty when there
+ * is none. */
+static void
+block_of(const struct tcase *c, size_t *from, size_t *core, size_t *to)
+{
+	const char *r = c->reply, *body, *end;
+	size_t i = 0;
+
+	*from = *to = *core = 0;
+	if (c->inside) {
+		body = r;
+	} else {
+		while (r[i] == ' ' || r[i] == '\n' || r[i] == '\r' || r[i] == '\t')
+			i++;
+		if (strncmp(r + i, "<think>", 7) != 0)
+			return;
+		body = r + i + 7;
+	}
+	end = strstr(body, "</think>");
+	if (!end) {
+		*to = *core = strlen(r);
+		return;
+	}
+	end += 8;
+	*core = (size_t)(end - r);
+	while (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t')
+		end++;
+	*to = (size_t)(end - r);
+}
+
+/* Counts C's reply cut into the tokens that CUTS (sorted, inside the
+ * reply) make, and compares with the block: a token counts as reasoning
+ * when any byte of it lies in the block up to the end of the close tag,
+ * or all of it in the blanks after that. */
+static int
+run_count(const struct tcase *c, const size_t *cuts, int ncuts, int *nr, int *na, int *want_r, int *want_a)
+{
+	struct think_count tc;
+	size_t len = strlen(c->reply), from = 0, bf, bc, bt;
+
+	block_of(c, &bf, &bc, &bt);
+	*want_r = *want_a = 0;
+	think_count_init(&tc, NULL, NULL, c->inside);
+	for (int i = 0; i <= ncuts; i++) {
+		size_t to = i < ncuts ? cuts[i] : len;
+		if (to == from)
+			continue;
+		think_count_token(&tc, c->reply + from, to - from);
+		if ((from < bc && to > bf) || (from >= bc && to <= bt && bt > bc))
+			(*want_r)++;
+		else
+			(*want_a)++;
+		from = to;
+	}
+	think_count_flush(&tc);
+	*nr = tc.n_reasoning;
+	*na = tc.n_answer;
+	return *nr == *want_r && *na == *want_a;
+}
+
 int
 main(void)
 {
@@ -103,6 +165,105 @@ main(void)
 	}
 	CHECK(bad == 0, "%d of %d cut streams split wrongly", bad, n_splits);
 	printf("think split: %d replies, %d cut streams, %d wrong\n", n_cases, n_splits, bad);
+
+	/* Token counts: every reply cut into tokens in every way with up to
+	 * two cuts, and byte by byte. */
+	{
+		int n_streams = 0, wrong = 0, n_reasoned = 0;
+		for (int ci = 0; ci < n_cases; ci++) {
+			const struct tcase *c = &cases[ci];
+			size_t len = strlen(c->reply), cuts[512];
+			int nr, na, wr, wa;
+			for (size_t a = 1; a < len; a++) {
+				for (size_t b = a; b < len; b++) {
+					int k = 0;
+					cuts[k++] = a;
+					if (b > a)
+						cuts[k++] = b;
+					if (!run_count(c, cuts, k, &nr, &na, &wr, &wa)) {
+						wrong++;
+						fprintf(stderr, "case %d cut at %zu, %zu: %d reasoning %d answer tokens, want %d %d\n",
+						    ci, a, b, nr, na, wr, wa);
+					}
+					n_streams++;
+				}
+			}
+			for (size_t i = 0; i + 1 < len; i++)
+				cuts[i] = i + 1;
+			CHECK(run_count(c, cuts, len ? (int)len - 1 : 0, &nr, &na, &wr, &wa),
+			    "case %d byte by byte: %d reasoning %d answer tokens, want %d %d", ci, nr, na, wr, wa);
+			n_reasoned += wr > 0;
+		}
+		CHECK(wrong == 0, "%d of %d token streams counted wrongly", wrong, n_streams);
+		CHECK(n_reasoned >= 8, "the cases exercise reasoning tokens (%d replies with some)", n_reasoned);
+		printf("think count: %d token streams, %d wrong\n", n_streams, wrong);
+	}
+	/* Tokens as a model writes them: the tags whole or cut, the blank
+	 * after the close tag, an empty piece (half a character). */
+	{
+		static const struct {
+			const char *toks[12];
+			int inside, reasoning, answer;
+		} seqs[] = {
+			{ { "<think>", "\n", "Let", " me", " see", "\n", "</think>", "\n\n", "4", NULL }, 0, 8, 1 },
+			{ { "<", "think", ">", "hm", "</", "think", ">", "The", " end", NULL }, 0, 7, 2 },
+			{ { "Ok", "ay", "", "</think>", "\n\n", "4", "2", NULL }, 1, 5, 2 },
+			{ { "Hello", " <think>", " there", NULL }, 0, 0, 3 },
+			{ { " ", "<th", "ink", NULL }, 0, 0, 3 },       /* never completed: text */
+			{ { "", "<think>", "a", "", "b", NULL }, 0, 5, 0 },
+			{ { NULL }, 1, 0, 0 },
+		};
+		for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+			struct think_count tc;
+			int n = 0;
+			think_count_init(&tc, NULL, NULL, seqs[i].inside);
+			for (; seqs[i].toks[n]; n++)
+				think_count_token(&tc, seqs[i].toks[n], strlen(seqs[i].toks[n]));
+			think_count_flush(&tc);
+			CHECK(tc.n_reasoning == seqs[i].reasoning && tc.n_answer == seqs[i].answer && tc.n_reasoning +
+			    tc.n_answer == n, "token sequence %zu: %d reasoning, %d answer (want %d, %d)", i, tc.n_reasoning,
+			    tc.n_answer, seqs[i].reasoning, seqs[i].answer);
+		}
+		/* Other tags count the same way. */
+		{
+			struct think_count tc;
+			think_count_init(&tc, "[THINK]", "[/THINK]", 0);
+			think_count_token(&tc, "[TH", 3);
+			CHECK(tc.n_reasoning + tc.n_answer == 0, "a maybe-tag waits");
+			think_count_token(&tc, "INK]why[/", 9);
+			think_count_token(&tc, "THINK]", 6);
+			think_count_token(&tc, " ok", 3);
+			think_count_flush(&tc);
+			CHECK(tc.n_reasoning == 3 && tc.n_answer == 1, "custom tags: %d / %d", tc.n_reasoning, tc.n_answer);
+		}
+	}
+	/* The entered flag: a reasoning part, even an empty one. */
+	{
+		struct think_split t;
+		think_split_init(&t, NULL, NULL, 0);
+		think_split_push(&t, "Plain", 5, NULL, NULL);
+		CHECK(!think_split_entered(&t), "a plain reply has no reasoning part");
+		think_split_init(&t, NULL, NULL, 0);
+		think_split_push(&t, "<think></think>Hi", 17, NULL, NULL);
+		CHECK(think_split_entered(&t), "an empty block is a reasoning part");
+		think_split_init(&t, NULL, NULL, 1);
+		CHECK(think_split_entered(&t), "a prompt that opened the block");
+	}
+	/* Tags as the options give them. */
+	{
+		char o[32], c[32], err[200];
+		CHECK(think_tags_parse("[THINK] [/THINK]", o, c, sizeof(o), err, sizeof(err)) == 0 && !strcmp(o, "[THINK]") &&
+		    !strcmp(c, "[/THINK]"), "tags parsed: %s", err);
+		CHECK(think_tags_parse("  <a>\t</a>  ", o, c, sizeof(o), err, sizeof(err)) == 0 && !strcmp(o, "<a>") &&
+		    !strcmp(c, "</a>"), "tags among blanks");
+		CHECK(think_tags_parse("<think>", o, c, sizeof(o), err, sizeof(err)) < 0 && strstr(err, "two tags"),
+		    "one tag refused: %s", err);
+		CHECK(think_tags_parse("a b c", o, c, sizeof(o), err, sizeof(err)) < 0, "three refused");
+		CHECK(think_tags_parse("", o, c, sizeof(o), err, sizeof(err)) < 0, "none refused");
+		CHECK(think_tags_parse("x x", o, c, sizeof(o), err, sizeof(err)) < 0 && strstr(err, "differ"), "equal refused");
+		CHECK(think_tags_parse("<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa> </a>", o, c, sizeof(o), err, sizeof(err)) < 0 &&
+		    strstr(err, "31 bytes"), "a long tag refused: %s", err);
+	}
 
 	/* The state is visible while streaming. */
 	{

@@ -77,7 +77,7 @@ run_cases(const char *dir, const char *base, const char *src, const struct tok_v
 		struct tmpl_msg msgs[32];
 		int n = 0, rc;
 		struct tmpl_opts o = { cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt")), bos, eos,
-			fixture_now() };
+			fixture_now(), 0 };
 		char *out = NULL;
 		size_t outlen = 0;
 
@@ -173,7 +173,7 @@ render(const char *src, int *rc)
 	char *out;
 	size_t len;
 	struct tmpl_msg m[2] = { { "user", "Hi" }, { "assistant", "Yo" } };
-	struct tmpl_opts o = { 1, "<s>", "</s>", fixture_now() };
+	struct tmpl_opts o = { 1, "<s>", "</s>", fixture_now(), 0 };
 
 	if (tmpl_compile(src, strlen(src), &t, err, sizeof(err)) < 0) {
 		*rc = -3;

@@ -249,7 +249,7 @@ test_attention(void)
 	float q[T * H * HD], k[T * HKV * HD], v[T * HKV * HD], o[T * H * HD], lse[H * T], r[T * H * HD];
 	float dq[T * H * HD], dk[T * HKV * HD], dv[T * HKV * HD];
 	float qn[T * H * HD], kn[T * HKV * HD], qnw[HD], knw[HD];
-	struct tattn a = { H, HKV, HD, 0.35f, 0, 0.0f };
+	struct tattn a = { H, HKV, HD, 0.35f, 0, 0.0f, 0 };
 	struct op_ctx c = { .kind = OP_ATTN, .T = T, .attn = &a, .q = q, .k = k, .v = v, .o = o, .lse = lse, .r = r };
 	static const struct { int window; float cap; const char *name; } cases[] = {
 		{ 0, 0.0f, "attention GQA 4/2 heads" },
@@ -335,7 +335,9 @@ static void
 test_attention_blocked(void)
 {
 	enum { T = 150, H = 6, HKV = 2, HD = 16 };
-	static const struct { int window; float cap; } cases[] = { { 0, 0.0f }, { 70, 0.0f }, { 0, 2.0f }, { 9, 2.0f } };
+	static const struct { int window; float cap; int hdv; } cases[] = {
+		{ 0, 0.0f, 0 }, { 70, 0.0f, 0 }, { 0, 2.0f, 0 }, { 9, 2.0f, 0 }, { 9, 2.0f, 10 },   /* values of 10 < 16 */
+	};
 	const size_t NQ = (size_t)T * H * HD, NK = (size_t)T * HKV * HD;
 	float *buf = malloc(sizeof(float) * (4 * NQ + 2 * NK + 2 * (size_t)H * T + 6 * NK + 2 * NQ));
 	float *q = buf, *r = q + NQ, *o[2], *lse[2], *k, *v, *dk[2], *dv[2], *dq[2];
@@ -359,7 +361,9 @@ test_attention_blocked(void)
 	fill(v, NK, 1.0);
 	fill(r, NQ, 1.0);
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-		struct tattn a = { H, HKV, HD, 0.25f, cases[c].window, cases[c].cap };
+		struct tattn a = { H, HKV, HD, 0.25f, cases[c].window, cases[c].cap, cases[c].hdv };
+		const size_t NO = (size_t)T * H * (cases[c].hdv ? cases[c].hdv : HD);
+		const size_t NV = (size_t)T * HKV * (cases[c].hdv ? cases[c].hdv : HD);
 		double e = 0, m = 0;
 		memset(dk[0], 0, sizeof(float) * (4 * NK + 2 * NQ));
 		tops_attn_fwd(&a, q, k, v, T, o[0], lse[0]);
@@ -369,18 +373,27 @@ test_attention_blocked(void)
 		for (int kv = 0; kv < HKV; kv++)
 			tops_attn_bwd_blocked(&a, q, k, v, o[1], lse[1], r, T, dq[1], dk[1], dv[1], kv, kv + 1, scr);
 		for (size_t i = 0; i < NQ; i++) {
-			e = fmax(e, fmax(fabs((double)o[0][i] - o[1][i]), fabs((double)dq[0][i] - dq[1][i])));
-			m = fmax(m, fmax(fabs(o[0][i]), fabs(dq[0][i])));
+			e = fmax(e, fabs((double)dq[0][i] - dq[1][i]));
+			m = fmax(m, fabs(dq[0][i]));
+		}
+		for (size_t i = 0; i < NO; i++) {
+			e = fmax(e, fabs((double)o[0][i] - o[1][i]));
+			m = fmax(m, fabs(o[0][i]));
 		}
 		for (size_t i = 0; i < NK; i++) {
-			e = fmax(e, fmax(fabs((double)dk[0][i] - dk[1][i]), fabs((double)dv[0][i] - dv[1][i])));
-			m = fmax(m, fmax(fabs(dk[0][i]), fabs(dv[0][i])));
+			e = fmax(e, fabs((double)dk[0][i] - dk[1][i]));
+			m = fmax(m, fabs(dk[0][i]));
+		}
+		for (size_t i = 0; i < NV; i++) {
+			e = fmax(e, fabs((double)dv[0][i] - dv[1][i]));
+			m = fmax(m, fabs(dv[0][i]));
 		}
 		for (size_t i = 0; i < (size_t)H * T; i++)
 			e = fmax(e, fabs((double)lse[0][i] - lse[1][i]));
 		worst = fmax(worst, e / m);
 	}
-	printf("  blocked attention (sgemm) vs the scalar reference, %d tokens: max rel. error %.1e\n", T, worst);
+	printf("  blocked attention (sgemm) vs the scalar reference, %d tokens (value heads of 16 and 10): max rel. error "
+	    "%.1e\n", T, worst);
 	CHECK(worst <= 1e-5, "blocked attention differs from the reference by %.3g", worst);
 	free(buf);
 	free(scr);
@@ -453,6 +466,349 @@ test_softcap_xent(void)
 		CHECK(fabs(nll - sum) < 1e-9 * fabs(sum), "cross-entropy %.12g, by hand %.12g", nll, sum);
 	}
 	report_op("softmax cross-entropy with a loss mask", fd_check(op_loss, &c, lg, dl, T * V, 1e-2, 400));
+}
+
+/* --- the newer operations against finite differences in double precision --- */
+
+/*
+ * Each check below has its own forward written here in double (not the operation's code),
+ * differentiates it by central differences with a step of 1e-6 (truncation error about
+ * 1e-12, rounding about 1e-10), and compares the operation's analytic gradient, computed
+ * in float, with it: what remains is float's own rounding.  Errors are relative to the
+ * gradient's largest component.
+ */
+#define OPD_TOL 1e-5
+#define OPD_H 1e-6
+
+static double worst_opd = 0;
+
+static void
+report_opd(const char *what, double err)
+{
+	printf("  %-52s worst rel. error %.2e\n", what, err);
+	worst_opd = fmax(worst_opd, err);
+	CHECK(err <= OPD_TOL, "%s: gradient error %.3g above %.0e (double-precision differences)", what, err, OPD_TOL);
+}
+
+/* Central differences of LOSS (double) over the N doubles P, against the float gradient G. */
+typedef double (*dloss_fn)(void *ctx);
+
+static double
+fd_check_d(dloss_fn loss, void *ctx, double *p, const float *g, size_t n)
+{
+	double gmax = 0, worst = 0;
+	for (size_t i = 0; i < n; i++)
+		gmax = fmax(gmax, fabs(g[i]));
+	if (gmax == 0)
+		return INFINITY;
+	for (size_t i = 0; i < n; i++) {
+		double v = p[i], lp, lm;
+		p[i] = v + OPD_H;
+		lp = loss(ctx);
+		p[i] = v - OPD_H;
+		lm = loss(ctx);
+		p[i] = v;
+		worst = fmax(worst, fabs((lp - lm) / (2 * OPD_H) - g[i]) / gmax);
+	}
+	return worst;
+}
+
+static void
+to_float(const double *d, float *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		f[i] = (float)d[i];
+}
+
+static void
+fill_d(double *x, size_t n, double amp)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = amp * rnd();
+}
+
+/* Soft-capping and the GELU-tanh gate. */
+struct capglu_ctx {
+	int n;
+	double cap, *x, *r, *g, *u;
+};
+
+static double
+softcap_loss_d(void *vc)
+{
+	struct capglu_ctx *c = vc;
+	double s = 0;
+	for (int i = 0; i < c->n; i++)
+		s += c->r[i] * c->cap * tanh(c->x[i] / c->cap);
+	return s;
+}
+
+static double
+gelu_d(double x)
+{
+	return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+
+static double
+glu_loss_d(void *vc)
+{
+	struct capglu_ctx *c = vc;
+	double s = 0;
+	for (int i = 0; i < c->n; i++)
+		s += c->r[i] * gelu_d(c->g[i]) * c->u[i];
+	return s;
+}
+
+static void
+test_capglu_d(void)
+{
+	enum { N = 48 };
+	double x[N], r[N], g[N], u[N];
+	float xf[N], yf[N], d[N], gf[N], uf[N], hf[N], dg[N] = { 0 }, du[N] = { 0 }, rf[N];
+	struct capglu_ctx c = { N, 4.0, x, r, g, u };
+	double fwd = 0;
+
+	fill_d(x, N, 12.0);   /* well into the cap's flat part, and across it */
+	fill_d(r, N, 1.0);
+	to_float(x, xf, N);
+	to_float(r, rf, N);
+	memcpy(yf, xf, sizeof(xf));
+	tops_softcap_fwd(yf, N, (float)c.cap);
+	for (int i = 0; i < N; i++)
+		fwd = fmax(fwd, fabs(yf[i] - c.cap * tanh(xf[i] / c.cap)));
+	memcpy(d, rf, sizeof(rf));
+	tops_softcap_bwd(yf, N, (float)c.cap, d);
+	CHECK(fwd <= 4e-6, "soft-capping forward differs from tanh in double by %.3g", fwd);
+	report_opd("soft-capping (cap 4, inputs to +-12)", fd_check_d(softcap_loss_d, &c, x, d, N));
+
+	fill_d(g, N, 4.0);
+	fill_d(u, N, 2.0);
+	to_float(g, gf, N);
+	to_float(u, uf, N);
+	tops_glu_fwd(TOPS_GELU_TANH, gf, uf, N, 1, N, hf);
+	fwd = 0;
+	for (int i = 0; i < N; i++)
+		fwd = fmax(fwd, fabs(hf[i] - gelu_d(gf[i]) * uf[i]));
+	CHECK(fwd <= 1e-5, "GELU-tanh gate forward differs from the double reference by %.3g", fwd);
+	tops_glu_bwd(TOPS_GELU_TANH, gf, uf, N, 1, N, rf, dg, du);
+	report_opd("GELU-tanh gate: d gate", fd_check_d(glu_loss_d, &c, g, dg, N));
+	report_opd("GELU-tanh gate: d up", fd_check_d(glu_loss_d, &c, u, du, N));
+}
+
+/* Per-head q/k RMSNorm, then RoPE (NeoX, partial, factors, scaling, attn_factor), then
+ * attention (GQA, window, soft-capping, value heads narrower than the key heads). */
+enum { QK_T = 7, QK_H = 4, QK_HKV = 2, QK_HD = 16, QK_HDV = 12, QK_ROT = 12 };
+
+struct qkchain_ctx {
+	double *q, *k, *v, *qw, *kw, *r, *factors;
+	double eps, base, freq_scale, attn_factor, scale, cap;
+	int window;
+};
+
+static void
+headnorm_rope_d(const struct qkchain_ctx *c, const double *x, const double *w, int t, double *y)
+{
+	double ss = 0, s;
+	for (int i = 0; i < QK_HD; i++)
+		ss += x[i] * x[i];
+	s = 1.0 / sqrt(ss / QK_HD + c->eps);
+	for (int i = 0; i < QK_HD; i++)
+		y[i] = x[i] * s * w[i];
+	for (int i = 0; i < QK_ROT / 2; i++) {
+		double th = t * c->freq_scale * pow(c->base, -2.0 * i / QK_ROT) / c->factors[i];
+		double a = y[i], b = y[i + QK_ROT / 2];
+		y[i] = (a * cos(th) - b * sin(th)) * c->attn_factor;
+		y[i + QK_ROT / 2] = (a * sin(th) + b * cos(th)) * c->attn_factor;
+	}
+}
+
+static double
+qkchain_loss_d(void *vc)
+{
+	const struct qkchain_ctx *c = vc;
+	double qn[QK_T][QK_H][QK_HD], kn[QK_T][QK_HKV][QK_HD], loss = 0;
+
+	for (int t = 0; t < QK_T; t++) {
+		for (int h = 0; h < QK_H; h++)
+			headnorm_rope_d(c, c->q + ((size_t)t * QK_H + h) * QK_HD, c->qw, t, qn[t][h]);
+		for (int h = 0; h < QK_HKV; h++)
+			headnorm_rope_d(c, c->k + ((size_t)t * QK_HKV + h) * QK_HD, c->kw, t, kn[t][h]);
+	}
+	for (int t = 0; t < QK_T; t++) {
+		for (int h = 0; h < QK_H; h++) {
+			const int kvh = h / (QK_H / QK_HKV), lo = t - c->window + 1 > 0 ? t - c->window + 1 : 0;
+			double sc[QK_T], m = -INFINITY, z = 0;
+			for (int j = lo; j <= t; j++) {
+				double d = 0;
+				for (int i = 0; i < QK_HD; i++)
+					d += qn[t][h][i] * kn[j][kvh][i];
+				sc[j] = c->cap * tanh(d * c->scale / c->cap);
+				m = fmax(m, sc[j]);
+			}
+			for (int j = lo; j <= t; j++)
+				z += exp(sc[j] - m);
+			for (int i = 0; i < QK_HDV; i++) {
+				double o = 0;
+				for (int j = lo; j <= t; j++)
+					o += exp(sc[j] - m) / z * c->v[((size_t)j * QK_HKV + kvh) * QK_HDV + i];
+				loss += c->r[((size_t)t * QK_H + h) * QK_HDV + i] * o;
+			}
+		}
+	}
+	return loss;
+}
+
+static void
+test_qkchain_d(void)
+{
+	enum { NQ = QK_T * QK_H * QK_HD, NK = QK_T * QK_HKV * QK_HD, NV = QK_T * QK_HKV * QK_HDV, NO = QK_T * QK_H * QK_HDV };
+	double q[NQ], k[NK], v[NV], qw[QK_HD], kw[QK_HD], r[NO], factors[QK_ROT / 2];
+	float qf[NQ], kf[NK], vf[NV], qwf[QK_HD], kwf[QK_HD], rf[NO], ff[QK_ROT / 2];
+	float qn[NQ], kn[NK], o[NO], lse[QK_H * QK_T], dqn[NQ] = { 0 }, dkn[NK] = { 0 }, dv[NV] = { 0 };
+	float dq[NQ] = { 0 }, dk[NK] = { 0 }, *scr = malloc(tops_attn_scratch_floats(QK_T) * sizeof(float));
+	int32_t pos[QK_T];
+	struct qkchain_ctx c = { q, k, v, qw, kw, r, factors, 1e-6, 10000.0, 0.5, 1.2, 0.3, 2.0, 3 };
+	struct trope ro = { QK_HD, QK_ROT, 1, 10000.0f, 0.5f, ff, 1.2f };
+	struct tattn a = { QK_H, QK_HKV, QK_HD, 0.3f, 3, 2.0f, QK_HDV };
+	double fwd = 0;
+
+	fill_d(q, NQ, 1.5);
+	fill_d(k, NK, 1.5);
+	fill_d(v, NV, 1.0);
+	fill_d(r, NO, 1.0);
+	for (int i = 0; i < QK_HD; i++) {
+		qw[i] = 1.0 + 0.5 * rnd();   /* Gemma files hold 1 + w */
+		kw[i] = 1.0 + 0.5 * rnd();
+	}
+	for (int i = 0; i < QK_ROT / 2; i++)
+		factors[i] = 1.0 + 0.75 * i;
+	for (int t = 0; t < QK_T; t++)
+		pos[t] = t;
+	to_float(q, qf, NQ);
+	to_float(k, kf, NK);
+	to_float(v, vf, NV);
+	to_float(r, rf, NO);
+	to_float(qw, qwf, QK_HD);
+	to_float(kw, kwf, QK_HD);
+	to_float(factors, ff, QK_ROT / 2);
+	/* The forward as the training model runs it (the blocked attention). */
+	tops_rmsnorm_fwd(qf, qwf, QK_T * QK_H, QK_HD, (float)c.eps, qn);
+	tops_rmsnorm_fwd(kf, kwf, QK_T * QK_HKV, QK_HD, (float)c.eps, kn);
+	tops_rope_fwd(&ro, qn, QK_T, QK_H, pos);
+	tops_rope_fwd(&ro, kn, QK_T, QK_HKV, pos);
+	tops_attn_fwd_blocked(&a, qn, kn, vf, QK_T, o, lse, 0, QK_HKV, scr);
+	for (int i = 0; i < NO; i++)
+		fwd += (double)rf[i] * o[i];
+	fwd = fabs(fwd - qkchain_loss_d(&c)) / fabs(qkchain_loss_d(&c));
+	CHECK(fwd <= 1e-5, "q/k norm chain: forward differs from the double reference by %.3g", fwd);
+	tops_attn_bwd_blocked(&a, qn, kn, vf, o, lse, rf, QK_T, dqn, dkn, dv, 0, QK_HKV, scr);
+	tops_rope_bwd(&ro, dqn, QK_T, QK_H, pos);
+	tops_rope_bwd(&ro, dkn, QK_T, QK_HKV, pos);
+	tops_rmsnorm_bwd(qf, qwf, QK_T * QK_H, QK_HD, (float)c.eps, dqn, dq);
+	tops_rmsnorm_bwd(kf, kwf, QK_T * QK_HKV, QK_HD, (float)c.eps, dkn, dk);
+	report_opd("q/k head norm, partial RoPE, capped GQA attention: dq", fd_check_d(qkchain_loss_d, &c, q, dq, NQ));
+	report_opd("q/k head norm, partial RoPE, capped GQA attention: dk", fd_check_d(qkchain_loss_d, &c, k, dk, NK));
+	report_opd("q/k head norm, partial RoPE, capped GQA attention: dv", fd_check_d(qkchain_loss_d, &c, v, dv, NV));
+	free(scr);
+}
+
+/* Routing: softmax, top k, weights renormalised or not. */
+enum { RT_T = 6, RT_N = 5, RT_K = 2 };
+
+struct route_ctx {
+	double *logits, *c;   /* (T, N); c: what each expert's output contributes per unit weight */
+	int norm;
+	int32_t sel[RT_T * RT_K];
+};
+
+static double
+route_loss_d(void *vc)
+{
+	const struct route_ctx *rc = vc;
+	double loss = 0;
+	for (int t = 0; t < RT_T; t++) {
+		const double *l = rc->logits + t * RT_N;
+		double m = -INFINITY, z = 0, w[RT_K], s = 0;
+		for (int i = 0; i < RT_N; i++)
+			m = fmax(m, l[i]);
+		for (int i = 0; i < RT_N; i++)
+			z += exp(l[i] - m);
+		for (int j = 0; j < RT_K; j++) {
+			w[j] = exp(l[rc->sel[t * RT_K + j]] - m) / z;
+			s += w[j];
+		}
+		for (int j = 0; j < RT_K; j++)
+			loss += (rc->norm ? w[j] / s : w[j]) * rc->c[t * RT_N + rc->sel[t * RT_K + j]];
+	}
+	return loss;
+}
+
+static void
+test_route_d(void)
+{
+	double lg[RT_T * RT_N], cc[RT_T * RT_N];
+	float lf[RT_T * RT_N], probs[RT_T * RT_N], w[RT_T * RT_K], dw[RT_T * RT_K];
+	int32_t sel[RT_T * RT_K];
+	struct route_ctx c = { lg, cc, 0, { 0 } };
+	double gap = INFINITY;
+
+	fill_d(lg, RT_T * RT_N, 2.0);
+	fill_d(cc, RT_T * RT_N, 1.0);
+	to_float(lg, lf, RT_T * RT_N);
+	for (int norm = 0; norm < 2; norm++) {
+		float dl[RT_T * RT_N] = { 0 };
+		double e = 0;
+		c.norm = norm;
+		tops_moe_route_fwd(lf, RT_T, RT_N, RT_K, norm, 0, probs, sel, w);
+		for (int t = 0; t < RT_T; t++) {
+			/* the choice: the K largest logits, highest first; the step never flips it */
+			double kth = lf[t * RT_N + sel[t * RT_K + RT_K - 1]], next = -INFINITY;
+			for (int i = 0; i < RT_N; i++) {
+				int taken = 0;
+				for (int j = 0; j < RT_K; j++)
+					taken |= sel[t * RT_K + j] == i;
+				if (!taken)
+					next = fmax(next, lf[t * RT_N + i]);
+			}
+			gap = fmin(gap, kth - next);
+			CHECK(lf[t * RT_N + sel[t * RT_K]] >= kth, "routing: not highest first");
+		}
+		memcpy(c.sel, sel, sizeof(sel));
+		for (int t = 0; t < RT_T * RT_K; t++)
+			dw[t] = (float)cc[(t / RT_K) * RT_N + sel[t]];
+		/* The weights against the double reference (the loss with unit contributions). */
+		for (int t = 0; t < RT_T; t++) {
+			double m = -INFINITY, z = 0, s = 0;
+			for (int i = 0; i < RT_N; i++)
+				m = fmax(m, lg[t * RT_N + i]);
+			for (int i = 0; i < RT_N; i++)
+				z += exp(lg[t * RT_N + i] - m);
+			for (int j = 0; j < RT_K; j++)
+				s += exp(lg[t * RT_N + sel[t * RT_K + j]] - m) / z;
+			for (int j = 0; j < RT_K; j++) {
+				double ref = exp(lg[t * RT_N + sel[t * RT_K + j]] - m) / z / (norm ? s : 1.0);
+				e = fmax(e, fabs(ref - w[t * RT_K + j]));
+			}
+		}
+		CHECK(e <= 1e-6, "routing weights differ from the double reference by %.3g", e);
+		tops_moe_route_bwd(probs, sel, w, RT_T, RT_N, RT_K, norm, dw, dl);
+		report_opd(norm ? "MoE routing, top 2 of 5, renormalised: d logits" : "MoE routing, top 2 of 5: d logits",
+		    fd_check_d(route_loss_d, &c, lg, dl, RT_T * RT_N));
+	}
+	CHECK(gap > 1e3 * OPD_H, "routing test: a gap of %.3g lets the step flip a choice", gap);
+	/* A tie goes to the lower index; KEEP keeps a choice the logits no longer make. */
+	{
+		float l[4] = { 0.5f, 2.0f, 0.5f, 2.0f }, p[4], ww[2];
+		int32_t s[2];
+		tops_moe_route_fwd(l, 1, 4, 2, 1, 0, p, s, ww);
+		CHECK(s[0] == 1 && s[1] == 3 && ww[0] == 0.5f, "routing of 2.0 and 2.0: experts %d, %d", s[0], s[1]);
+		tops_moe_route_fwd(l, 1, 4, 1, 0, 0, p, s, ww);
+		CHECK(s[0] == 1, "routing tie: expert %d, not the lower index 1", s[0]);
+		s[0] = 2;
+		s[1] = 0;
+		tops_moe_route_fwd(l, 1, 4, 2, 1, 1, p, s, ww);
+		CHECK(s[0] == 2 && s[1] == 0 && ww[0] == 0.5f && ww[1] == 0.5f, "routing kept: %d %d %g", s[0], s[1], ww[0]);
+	}
 }
 
 /* The frozen linear layer with its LoRA branch, over a float32 base. */
@@ -976,6 +1332,36 @@ compare_logits(const float *ref, const float *ours, int n, int V, double *kl, do
 	}
 }
 
+/*
+ * How close the training forward must come to the engine's, which depends on what the
+ * engine's KV cache holds.  In float32 the two differ by the order of sums alone (mean KL
+ * measured at most 7.4e-12 over the ten fixture families).  Stored as F16 (a branch makes
+ * that the default) the engine's keys and values are rounded: simulated by rounding them
+ * to binary16, that moved the mean KL to 1.5e-7 .. 7.7e-7, the largest logit by up to
+ * 2e-2 and the loss by 2.4e-4 of itself; the tolerances then keep five to ten times that,
+ * still far below what a missed feature moves (a KL of 1e-3 to 10).  A cache of float32
+ * is one of exactly slots x (K + V) floats per layer.
+ */
+struct engine_tol {
+	double kl, maxd, nll;
+	const char *kv;
+};
+
+static struct engine_tol
+engine_tol(const struct llm_ctx *c, const struct llm_model *m)
+{
+	static const struct engine_tol f32 = { 1e-9, 1e-3, 1e-5, "f32 KV" }, f16 = { 5e-6, 0.1, 2e-3, "KV not f32" };
+	const struct llm_hparams *hp = llm_model_hparams(m);
+	const size_t width = (size_t)hp->n_head_kv * (hp->head_dim + hp->head_dim_v);
+
+	for (int il = 0; il < hp->n_layer; il++) {
+		struct llm_cache_info info;
+		if (llm_ctx_cache_layer(c, il, &info) < 0 || info.bytes != (size_t)info.slots * width * sizeof(float))
+			return f16;
+	}
+	return f32;
+}
+
 struct model_ctx {
 	struct tmodel *tm;
 	const int32_t *tok, *target;
@@ -1086,7 +1472,7 @@ richardson_one(struct model_ctx *c, float *p, double h)
  * component of every pair's A and B.
  */
 static void
-check_model_grad(const char *label, struct model_ctx *c)
+check_model_grad_n(const char *label, struct model_ctx *c, int max_single)
 {
 	char err[256];
 	double nll, worst = 0;
@@ -1101,6 +1487,10 @@ check_model_grad(const char *label, struct model_ctx *c)
 	CHECK(tmodel_backward(c->tm, c->target, c->mask, c->norm, 1, &nll, &cnt, err, sizeof(err)) == 0, "%s", err);
 	gather_grad(c->tm, g);
 	set_params(c->tm, NULL, base, 0);
+	/* Experts stay as this forward chose them: the gradient is that of the loss with the
+	 * choice held fixed, and on these tiny random models some tokens' k-th and (k+1)-th
+	 * router logits lie within 1e-3, where a step would flip the choice. */
+	tmodel_moe_freeze(c->tm, 1);
 	for (size_t i = 0; i < n; i++)
 		gnorm += g[i] * g[i];
 	gnorm = sqrt(gnorm);
@@ -1116,13 +1506,18 @@ check_model_grad(const char *label, struct model_ctx *c)
 			dir[i] /= dn;
 			an += dir[i] * g[i];
 		}
-		fd = richardson_dir(c, base, dir, h);
+		/* A unit step along the gradient moves the loss by |g| h: a shorter step keeps
+		 * the curvature of the sharper models (qwen3moe) out of the difference. */
+		fd = richardson_dir(c, base, dir, h / 4);
 		/* relative to |g|, the largest a directional derivative can be */
 		worst = fmax(worst, fabs(fd - an) / gnorm);
 	}
-	/* Single parameters: the largest component of each pair's A and B. */
+	/* Single parameters: the largest component of each pair's A and B (of the first and
+	 * last MAX_SINGLE / 2 pairs when MAX_SINGLE is not 0). */
 	for (int i = 0; i < tmodel_lora_count(c->tm); i++) {
 		struct tlora *lo = tmodel_lora(c->tm, i);
+		if (max_single && i >= max_single / 2 && i < tmodel_lora_count(c->tm) - max_single / 2)
+			continue;
 		size_t na = (size_t)lo->rank * tmodel_lora_n_in(c->tm, i), nb = (size_t)tmodel_lora_n_out(c->tm, i) * lo->rank;
 		for (int half = 0; half < 2; half++) {
 			float *p = half ? lo->b : lo->a, *gp = half ? lo->db : lo->da;
@@ -1134,6 +1529,7 @@ check_model_grad(const char *label, struct model_ctx *c)
 			worst = fmax(worst, fabs(richardson_one(c, p + best, h) - gj) / fmax(fabs(gj), 1e-30));
 		}
 	}
+	tmodel_moe_freeze(c->tm, 0);
 	printf("  %-52s %2d pairs, %6zu params, |g| %.3g: worst rel. error %.2e\n", label,
 	    tmodel_lora_count(c->tm), n, gnorm, worst);
 	worst_model = fmax(worst_model, worst);
@@ -1141,6 +1537,12 @@ check_model_grad(const char *label, struct model_ctx *c)
 	free(g);
 	free(dir);
 	free(base);
+}
+
+static void
+check_model_grad(const char *label, struct model_ctx *c)
+{
+	check_model_grad_n(label, c, 0);
 }
 
 /* SEQ: the token sequence trained on (the same for every model: not a model's own greedy
@@ -1159,6 +1561,7 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 	int32_t target[64];
 	double kl, maxd;
 	int dis;
+	struct engine_tol tol = { 0, 0, 0, "" };
 
 	if (golden_load(dir, "golden", model_name, &g) < 0) {
 		CHECK(0, "%s: golden missing", model_name);
@@ -1182,6 +1585,8 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 	/* 1. The training forward is the model: its logits against the engine's and the golden's. */
 	ctx = llm_ctx_new(m, 64, 64, 1, err, sizeof(err));
 	CHECK(ctx && llm_eval(ctx, g.tokens, g.n, eng, 1, err, sizeof(err)) == 0, "%s: eval: %s", model_name, err);
+	if (ctx)
+		tol = engine_tol(ctx, m);
 	{
 		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR, .rank = 4, .alpha = 8.0f,
 			.seed = 1 };
@@ -1190,9 +1595,10 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 	if (tm) {
 		CHECK(tmodel_forward(tm, g.tokens, g.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
 		compare_logits(eng, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs llm_eval:  mean KL %.2e, max |dlogit| %.2e\n", model_name, kl, maxd);
-		CHECK(kl < 1e-7 && maxd < 1e-3 && dis == 0, "%s: training forward differs from llm_eval (KL %.3g, max %.3g)",
-		    model_name, kl, maxd);
+		printf("  %-18s training forward vs llm_eval (%s):  mean KL %.2e, max |dlogit| %.2e\n", model_name, tol.kv,
+		    kl, maxd);
+		CHECK(kl <= tol.kl && maxd <= tol.maxd && dis == 0, "%s: training forward differs from llm_eval (KL %.3g, max "
+		    "%.3g)", model_name, kl, maxd);
 		compare_logits(g.logits, ours, g.n, V, &kl, &maxd, &dis);
 		printf("  %-18s training forward vs llama.cpp: mean KL %.2e, max |dlogit| %.2e\n", model_name, kl, maxd);
 		CHECK(kl <= 1e-5 && dis == 0, "%s: training forward vs golden KL %.3g", model_name, kl);
@@ -1216,7 +1622,7 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 					z += exp(r[j] - mx);
 				ref += log(z) + mx - r[target[t]];
 			}
-			CHECK(cnt == T + 1 - seq->n_prompt && fabs(nll - ref) < 1e-5 * ref, "%s: loss %.8g, from llm_eval %.8g",
+			CHECK(cnt == T + 1 - seq->n_prompt && fabs(nll - ref) <= tol.nll * ref, "%s: loss %.8g, from llm_eval %.8g",
 			    model_name, nll, ref);
 		}
 		/* 2. The gradient of every LoRA parameter, by finite differences.  B drawn non-zero
@@ -1330,6 +1736,171 @@ test_model_quant(const char *dir)
 	lora_free(a);
 	llm_model_free(m);
 	free(g.logits);
+}
+
+/* --- the families of the architecture registry --- */
+
+static const struct {
+	const char *model;
+	unsigned targets;   /* of the gradient check (the tied ones have no output to adapt) */
+	int max_single;     /* pairs checked one parameter at a time: the first and last half (0: all) */
+} families[] = {
+	{ "tiny-gemma2-f32", TMODEL_Q | TMODEL_K | TMODEL_V | TMODEL_O | TMODEL_DOWN, 6 },
+	{ "tiny-gemma3-f32", TMODEL_ALL_LINEAR, 8 },
+	{ "tiny-qwen3-f32", TMODEL_ALL_LINEAR, 0 },
+	{ "tiny-qwen3moe-f32", TMODEL_ALL_LINEAR | TMODEL_OUTPUT, 0 },
+	{ "tiny-qwen2moe-f32", TMODEL_ALL_LINEAR | TMODEL_OUTPUT, 0 },
+	{ "tiny-llamamoe-f32", TMODEL_ALL_LINEAR | TMODEL_OUTPUT, 0 },
+	{ "tiny-phi3lr-f32", TMODEL_ALL_LINEAR | TMODEL_OUTPUT, 0 },
+};
+
+/* One family: (1) the training forward against llm_eval and the family's golden; (2) the
+ * LoRA gradients end to end by central differences on SEQ (the same tokens as the other
+ * models: not the model's own continuation). */
+static void
+test_family(const char *dir, int fi, const struct golden *seq)
+{
+	const char *name = families[fi].model;
+	char path[4096], err[512], label[128];
+	struct llm_model *m = NULL;
+	struct llm_ctx *ctx = NULL;
+	struct tmodel *tm = NULL;
+	struct golden g;
+	float *eng = NULL, *ours = NULL;
+	int32_t target[64];
+	uint8_t mask[64];
+	int T, V, dis;
+	double kl, maxd;
+	struct engine_tol tol = { 0, 0, 0, "" };
+
+	if (golden_load(dir, "golden-archs", name, &g) < 0) {
+		CHECK(0, "%s: golden missing", name);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, name);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		free(g.logits);
+		return;
+	}
+	V = llm_model_hparams(m)->n_vocab;
+	eng = malloc((size_t)g.n * V * sizeof(float));
+	ours = malloc((size_t)g.n * V * sizeof(float));
+	/* A context of 64 (and a training model of 40 tokens): past phi3lr's original context
+	 * of 32, so both take LongRoPE's long factors, as the golden does. */
+	ctx = llm_ctx_new(m, 64, 64, 1, err, sizeof(err));
+	CHECK(ctx && llm_eval(ctx, g.tokens, g.n, eng, 1, err, sizeof(err)) == 0, "%s: eval: %s", name, err);
+	if (ctx)
+		tol = engine_tol(ctx, m);
+	{
+		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_Q, .rank = 4, .alpha = 8.0f, .seed = 1 };
+		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", name, err);
+	}
+	if (tm) {
+		CHECK(tmodel_forward(tm, g.tokens, g.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
+		compare_logits(eng, ours, g.n, V, &kl, &maxd, &dis);
+		printf("  %-18s training forward vs llm_eval (%s): mean KL %.2e, max |dlogit| %.2e\n", name, tol.kv, kl, maxd);
+		CHECK(kl <= tol.kl && maxd <= tol.maxd && dis == 0, "%s: training forward differs from llm_eval (KL %.3g, "
+		    "max %.3g, %d argmax)", name, kl, maxd, dis);
+		compare_logits(g.logits, ours, g.n, V, &kl, &maxd, &dis);
+		printf("  %-18s training forward vs its golden: mean KL %.2e, max |dlogit| %.2e\n", name, kl, maxd);
+		CHECK(kl <= 1e-5 && dis == 0, "%s: training forward vs golden KL %.3g, %d argmax differ", name, kl, dis);
+		tmodel_free(tm);
+		tm = NULL;
+	}
+	T = seq->n - 1;
+	for (int t = 0; t < T; t++) {
+		target[t] = seq->tokens[t + 1];
+		mask[t] = t + 1 >= seq->n_prompt;
+	}
+	{
+		struct tmodel_opts o = { .max_tokens = 40, .targets = families[fi].targets, .rank = 3, .alpha = 6.0f,
+			.init_b = 0.05f, .seed = 2 };
+		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
+	}
+	if (tm) {
+		struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+		snprintf(label, sizeof(label), "%s, rank 3%s", name, families[fi].max_single ? " (pairs: some one by one)" : "");
+		check_model_grad_n(label, &c, families[fi].max_single);
+	}
+	tmodel_free(tm);
+	llm_ctx_free(ctx);
+	llm_model_free(m);
+	free(eng);
+	free(ours);
+	free(g.logits);
+}
+
+/* What the training model cannot compute is refused by name: a layer kind, block features
+ * or an activation it does not know (hyperparameters made here from tiny-llama's), the
+ * hybrid qwen35 (which the engine refuses first until it runs it), FFN targets on experts. */
+static void
+test_refusals(const char *dir)
+{
+	static const char *const runs[] = { "tiny-llama-f32", "tiny-qwen2-f32", "tiny-phi3-f32", "tiny-gemma2-f32",
+		"tiny-gemma3-f32", "tiny-qwen3-f32", "tiny-qwen3moe-f32", "tiny-qwen2moe-f32", "tiny-llamamoe-f32",
+		"tiny-phi3lr-f32" };
+	char path[4096], err[512];
+	struct llm_model *m = NULL;
+	struct tmodel *tm = NULL;
+
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, runs[i]);
+		if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+			CHECK(0, "%s", err);
+			continue;
+		}
+		CHECK(tmodel_check(llm_model_hparams(m), err, sizeof(err)) == 0, "%s refused: %s", runs[i], err);
+		if (i == 0) {
+			struct llm_hparams hp = *llm_model_hparams(m);
+			struct llm_layer_hparams layer[2];
+			memcpy(layer, hp.layer, sizeof(layer));
+			hp.layer = layer;
+			layer[1].kind = LLM_LAYER_RECURRENT;
+			CHECK(tmodel_check(&hp, err, sizeof(err)) < 0 && strstr(err, "layer 1 of this llama model is recurrent") &&
+			    strstr(err, "does not compute"), "a recurrent layer: %s", err);
+			layer[1].kind = LLM_LAYER_SLIDING;
+			layer[1].window = 4;
+			CHECK(tmodel_check(&hp, err, sizeof(err)) == 0, "a sliding layer: %s", err);
+			layer[0].flags |= 1u << 9;
+			CHECK(tmodel_check(&hp, err, sizeof(err)) < 0 && strstr(err, "layer 0") && strstr(err, "flags 0x200"),
+			    "an unknown block feature: %s", err);
+			layer[0].flags &= ~(1u << 9);
+			hp.ffn_act = (enum llm_ffn_act)7;
+			CHECK(tmodel_check(&hp, err, sizeof(err)) < 0 && strstr(err, "activation (7)"), "an unknown activation: %s",
+			    err);
+		}
+		if (strstr(runs[i], "llamamoe")) {
+			/* The FFN targets select nothing in a layer of experts; alone, nothing at all. */
+			struct tmodel_opts o = { .max_tokens = 8, .targets = TMODEL_GATE | TMODEL_UP | TMODEL_DOWN, .rank = 2,
+				.alpha = 4.0f };
+			CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 && strstr(err, "no weight to train") &&
+			    strstr(err, "layer of experts"), "FFN targets on experts: %s", err);
+			o.targets = TMODEL_ALL_LINEAR;
+			CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0 && tmodel_lora_count(tm) == 8, "all on experts: %s "
+			    "(%d pairs)", err, tm ? tmodel_lora_count(tm) : -1);
+			for (int p = 0; tm && p < tmodel_lora_count(tm); p++)
+				CHECK(strstr(tmodel_lora_base(tm, p), "attn_") != NULL, "a pair on %s", tmodel_lora_base(tm, p));
+			tmodel_free(tm);
+			tm = NULL;
+		}
+		llm_model_free(m);
+		m = NULL;
+	}
+	/* The hybrid: refused by the engine until it runs qwen35; then by the training model,
+	 * naming its recurrent layers (or the block of its own that runs them). */
+	snprintf(path, sizeof(path), "%s/models/tiny-qwen35-f32.gguf", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(strstr(err, "qwen35") != NULL, "qwen35: %s", err);
+		printf("  tiny-qwen35-f32: the engine refuses it: %s\n", err);
+	} else {
+		struct tmodel_opts o = { .max_tokens = 8, .targets = TMODEL_ALL_LINEAR, .rank = 2, .alpha = 4.0f };
+		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 && strstr(err, "tiny-qwen35-f32.gguf") &&
+		    (strstr(err, "recurrent") || strstr(err, "block of its own")), "qwen35 not refused by name: %s", err);
+		printf("  tiny-qwen35-f32: %s\n", err);
+		tmodel_free(tm);
+		llm_model_free(m);
+	}
 }
 
 /* Gradient accumulation, a few AdamW steps that learn, saving and reloading. */
@@ -1476,7 +2047,7 @@ grad_of(struct tmodel *tm, const struct golden *seq, const int32_t *target, cons
  * same masks.
  */
 static void
-test_threads_recompute(const char *dir, const char *model_name, const struct golden *seq)
+test_threads_recompute(const char *dir, const char *model_name, int output, const struct golden *seq)
 {
 	char path[4096], err[512];
 	struct llm_model *m = NULL;
@@ -1498,7 +2069,7 @@ test_threads_recompute(const char *dir, const char *model_name, const struct gol
 	for (int k = 0; k < 4; k++) {
 		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR, .rank = 4, .alpha = 8.0f,
 			.init_b = 0.05f, .dropout = 0.1f, .seed = 4, .n_threads = k & 1 ? 3 : 1, .recompute = k >= 2 };
-		if (!strstr(model_name, "qwen2"))
+		if (output)
 			o.targets |= TMODEL_OUTPUT;
 		if (tmodel_new(m, &o, &tm[k], err, sizeof(err)) < 0) {
 			CHECK(0, "%s: %s", model_name, err);
@@ -2312,6 +2883,10 @@ main(int argc, char **argv)
 		test_glu();
 		test_softcap_xent();
 		test_linear();
+		printf("the newer operations against double-precision differences (tolerance %.0e):\n", OPD_TOL);
+		test_capglu_d();
+		test_qkchain_d();
+		test_route_d();
 		test_adamw();
 	}
 	if (!dir) {
@@ -2335,13 +2910,26 @@ main(int argc, char **argv)
 			test_model_quant(dir);
 			test_training(dir);
 		}
+		if (want("families")) {
+			printf("the families of the registry (gradient tolerance %.0e):\n", MODEL_TOL);
+			if (golden_load(dir, "golden", "tiny-llama-f32", &seq) == 0) {
+				for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
+					test_family(dir, (int)i, &seq);
+				free(seq.logits);
+			} else {
+				CHECK(0, "tiny-llama-f32 golden missing");
+			}
+			test_refusals(dir);
+		}
 		if (want("threads")) {
 			printf("threads and recomputation:\n");
 			test_linear_threads();
 			if (golden_load(dir, "golden", "tiny-llama-f32", &seq) == 0) {
-				test_threads_recompute(dir, "tiny-llama-f32", &seq);
-				test_threads_recompute(dir, "tiny-qwen2-q4_k_m", &seq);
-				test_threads_recompute(dir, "tiny-phi3-f32", &seq);
+				test_threads_recompute(dir, "tiny-llama-f32", 1, &seq);
+				test_threads_recompute(dir, "tiny-qwen2-q4_k_m", 0, &seq);
+				test_threads_recompute(dir, "tiny-phi3-f32", 1, &seq);
+				test_threads_recompute(dir, "tiny-qwen2moe-q8_0", 1, &seq);
+				test_threads_recompute(dir, "tiny-gemma3-q4_k_m", 0, &seq);
 				free(seq.logits);
 			}
 		}
@@ -2358,7 +2946,8 @@ main(int argc, char **argv)
 			test_trained_layout(dir);
 		}
 	}
-	printf("worst gradient errors: operations %.2e, training model %.2e\n", worst_op, worst_model);
+	printf("worst gradient errors: operations %.2e, in double %.2e, training model %.2e\n", worst_op, worst_opd,
+	    worst_model);
 	{
 		char cmd[512];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);

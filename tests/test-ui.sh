@@ -205,11 +205,11 @@ sql_is "SELECT count(*) FROM conversations WHERE system_prompt IS NOT NULL AND s
 T resize-window -t ui -x 80 -y 24
 wait_for "^ F1 help  Enter send .*F3 history *$" 10 && ok || bad "80-column footer: '$(footer)'"
 T send-keys -t ui F1
-wait_for "Keys \(" 10 && ok || bad "F1 help: $(screen)"
+wait_for "natter help \(" 10 && ok || bad "F1 help: $(screen)"
 shows "Commands:" && shows "/quit, /exit +leave" && lacks " [0-9]+-[0-9]+ of [0-9]+ " && ok ||
     bad "the help does not fit 80x24: $(screen)"
 T send-keys -t ui q
-wait_gone "Keys \(" 10 || bad "help did not close"
+wait_gone "natter help \(" 10 || bad "help did not close"
 T send-keys -t ui "/stats" Enter
 wait_for "stored as generation [0-9]+ of conversation 2" 10 && ok || bad "/stats at 80x24: $(screen)"
 T send-keys -t ui q
@@ -228,7 +228,11 @@ T send-keys -t ui q
 
 # 12. Resize to 20x5, 1x1 and back: natter redraws for each size.
 T resize-window -t ui -x 20 -y 5
-wait_for "^ F1 help  Enter send$" 10 && ok || bad "20x5 footer: $(screen)"
+# tmux reflows the old screen into the new size before natter redraws,
+# and the reflowed 100-column footer can start a line with the same hints:
+# wait for the whole redrawn screen.
+redrawn_20x5() { cap=$(screen); echo "$cap" | sed -n 5p | grep -q "^ F1 help  Enter send$" && echo "$cap" | sed -n 4p | grep -q "^>"; }
+DEADLINE=10 until_ok redrawn_20x5 && ok || bad "20x5 footer: $(screen)"
 screen | sed -n 4p | grep -q "^>" && ok || bad "20x5 input line: $(screen)"
 T resize-window -t ui -x 1 -y 1
 wait_gone "F1 help" && ok || bad "no redraw at 1x1: '$(screen)'"
@@ -368,6 +372,68 @@ in_tty badcfg "XDG_CONFIG_HOME=$tmp/cfg" "$NATTER_BIN -m $M"
 [ "$(cat "$tmp/badcfg.status" 2>/dev/null)" = 2 ] && grep -q "natter/config:1: temp" "$tmp/badcfg.err" && ok ||
     bad "bad config: status $(cat "$tmp/badcfg.status" 2>/dev/null), $(cat "$tmp/badcfg.err")"
 T kill-session -t badcfg 2>/dev/null
+
+# 23. A reasoning model's reply.  DeepSeek-R1's template opens the
+# reasoning in its generation prompt, so this model's whole reply is
+# reasoning: it streams folded to one dim line with a live count; F4 shows
+# it and folds it again; in the conversation focus t does the same for the
+# chosen reply; the statistics count it apart; a narrow pane gets a short
+# fold line.  Then the same reply (same seed) with a close tag taken from
+# inside it (think_tags in the config file): the answer shows under the
+# fold line.
+shows_f() { screen | grep -qF -- "$1"; }
+lacks_f() { ! screen | grep -qF -- "$1"; }
+R1="$NATTER_FIXTURES/templates/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja"
+start 100 30 "" "--token-delay 60 -n 40 -c 256 --chat-template $R1"
+wait_for "Type a message" || bad "start with R1's template: $(screen)"
+T send-keys -t ui "Tell me a dream" Enter
+wait_for "thinking\.\.\. [1-9][0-9]* tokens \(F4 shows it\)" 10 && ok || bad "no live fold line: $(screen)"
+wait_for "state +done" 20 && ok || bad "the reasoning reply did not finish: $(screen)"
+gid=$(q "SELECT max(id) FROM generations")
+check_db() { [ "$(q "SELECT n_reasoning || '|' || n_gen || '|' || content FROM generations WHERE id = $gid")" = "40|40|" ]; }
+check_db && ok || bad "stored: $(q "SELECT n_reasoning, n_gen, content FROM generations WHERE id = $gid")"
+# A piece of the reasoning as the pane shows it: its first line, 12 characters.
+r10=$(q "SELECT ltrim(reasoning, char(10)) FROM generations WHERE id = $gid" | head -n 1 | cut -c1-12)
+[ ${#r10} -ge 4 ] && ok || bad "no reasoning stored to look for: '$r10'"
+wait_for "thought for 40 tokens \(F4 shows it\)" && ok || bad "fold line after the reply: $(screen)"
+lacks_f "$r10" && ok || bad "the folded reasoning shows: $(screen)"
+shows "reply +40 tokens" && shows "reasoning +40 tokens" && ok || bad "statistics: $(screen)"
+T capture-pane -t ui -e -p | grep "thought for" | grep -q "$(printf '\033')\[\([0-9]*;\)*2\(;[0-9]*\)*m" && ok ||
+    bad "the fold line is not dim: $(T capture-pane -t ui -e -p | grep 'thought for' | od -c | head -3)"
+T send-keys -t ui F4
+DEADLINE=5 until_ok shows_f "$r10" && shows "thought for 40 tokens +│" && ok || bad "F4 did not show the reasoning: $(screen)"
+T send-keys -t ui F4
+DEADLINE=5 until_ok lacks_f "$r10" && ok || bad "F4 did not fold it again: $(screen)"
+T send-keys -t ui Tab t
+DEADLINE=5 until_ok shows_f "$r10" && ok || bad "t in the conversation did not show the reasoning: $(screen)"
+T send-keys -t ui t
+DEADLINE=5 until_ok lacks_f "$r10" && ok || bad "t did not fold it again: $(screen)"
+T send-keys -t ui Up t
+wait_for "this message has no reasoning" 5 && ok || bad "t on the user's message: $(screen)"
+T send-keys -t ui Escape
+T resize-window -t ui -x 30 -y 20
+wait_for "40 tok *$" 5 && ok || bad "the short fold line at 30 columns: $(screen)"
+# The close tag: a word from inside the reply (read while natter is idle:
+# as it exits it may hold the database for a moment).
+w=$(q "SELECT reasoning FROM generations WHERE id = $gid" | tr -cs 'A-Za-z' '\n' | awk 'length >= 3' | sed -n 2p)
+[ -n "$w" ] && ok || bad "no word to close on"
+stop
+mkdir -p "$XDG_CONFIG_HOME/natter"
+printf 'think_tags = <think> %s\n' "$w" > "$XDG_CONFIG_HOME/natter/config"
+start 100 30 "" "--token-delay 1 -n 40 -c 256 --chat-template $R1"
+wait_for "Type a message" || bad "start with think_tags: $(screen)"
+T send-keys -t ui "Tell me a dream" Enter
+wait_for "state +done" 20 && ok || bad "the split reply did not finish: $(screen)"
+g2=$(q "SELECT max(id) FROM generations")
+[ "$(q "SELECT b.reasoning = substr(a.reasoning, 1, instr(a.reasoning, '$w') - 1) AND b.n_reasoning < 40
+    AND b.content <> '' FROM generations a, generations b WHERE a.id = $gid AND b.id = $g2")" = 1 ] && ok ||
+    bad "split at '$w': $(q "SELECT reasoning, '|', content FROM generations WHERE id = $g2")"
+nr=$(q "SELECT n_reasoning FROM generations WHERE id = $g2")
+a10=$(q "SELECT content FROM generations WHERE id = $g2" | head -n 1 | cut -c1-12)
+wait_for "thought for $nr tokens \(F4 shows it\)" 5 && shows_f "$a10" && ok || bad "fold line and answer ('$a10'): $(screen)"
+shows "reasoning +$nr tokens" && ok || bad "statistics of the split reply: $(screen)"
+stop
+rm -f "$XDG_CONFIG_HOME/natter/config"
 
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -18,6 +18,8 @@ struct chat_opts {
 	int max_tokens;              /* per reply; 0: until end of turn or context */
 	struct sampler_params sp;
 	const char *stop[8];         /* extra stop strings, NULL-terminated */
+	const char *think_tags;      /* the reasoning's open and close tags, "OPEN CLOSE";
+				      * NULL: "<think> </think>" */
 };
 
 void chat_opts_default(struct chat_opts *o);
@@ -42,6 +44,8 @@ struct chat_stats {
 	int n_ctx_used, n_ctx;
 	int n_dropped;         /* messages dropped to fit the context this turn */
 	int prompt_tokens;     /* the whole prompt fed, in tokens (reused and new) */
+	int n_reasoning;       /* of n_gen, the tokens of the reasoning (its tags included);
+				* the answer had n_gen - n_reasoning */
 	enum chat_stop stop;
 	uint64_t seed;
 	/* The session's memory after the reply (llm_ctx_cache_bytes and
@@ -73,13 +77,48 @@ int chat_set_system(struct chat *c, const char *text);
 const char *chat_system(const struct chat *c);
 /* Appends a user message (copied).  Invalid UTF-8 is repaired. */
 int chat_add_user(struct chat *c, const char *text, size_t len);
-/* Appends a message of any role (resuming a stored conversation). */
+/* Appends a message of any role (resuming a stored conversation); TEXT
+ * is taken as it is (an assistant message's reasoning: chat_alt_set_reasoning). */
 int chat_add_message(struct chat *c, const char *role, const char *text, size_t len);
 
-/* Called with each printable piece of the reply (never a split UTF-8
- * character, never a prefix of a stop string that may still complete);
- * return nonzero to stop.  Runs on the generating thread. */
+/* Called with each printable piece of the reply as the model wrote it,
+ * reasoning tags and all (never a split UTF-8 character, never a prefix
+ * of a stop string that may still complete); return nonzero to stop.
+ * Runs on the generating thread. */
 typedef int (*chat_piece_fn)(void *ctx, const char *piece, size_t len);
+
+/*
+ * Reasoning.  Models such as Qwen3 and DeepSeek-R1 write their reasoning
+ * between tags (chat_opts.think_tags) before the answer, or start inside
+ * it when the rendered prompt ends with the open tag (think_prompt_opens).
+ * The session splits each reply as it streams (think.h): an assistant
+ * alternative holds the answer as its content and the reasoning apart
+ * (chat_alt_reasoning); earlier turns are rendered from the answer alone.
+ */
+enum chat_piece_kind { CHAT_PIECE_ANSWER = 0, CHAT_PIECE_REASONING = 1 };
+struct chat_piece {
+	enum chat_piece_kind kind;
+	const char *text;      /* tags left out; never empty */
+	size_t len;
+	int n_gen;             /* tokens generated so far */
+	int n_reasoning;       /* of them, the reasoning's */
+};
+/* Called with each piece of the reply, labelled; return nonzero to stop.
+ * Runs on the generating thread. */
+typedef int (*chat_split_fn)(void *ctx, const struct chat_piece *p);
+/* Sets the labelled stream (NULL: none), called besides chat_generate's
+ * piece callback (pass that one NULL to have only this).  Set it while no
+ * reply runs. */
+void chat_set_split(struct chat *c, chat_split_fn fn, void *ctx);
+
+/* Qwen3's switch: the template variable enable_thinking, passed to each
+ * render from the next one on.  CHAT_THINK_DEFAULT leaves it undefined
+ * (the template's own default).  Any thread. */
+enum chat_think { CHAT_THINK_DEFAULT = 0, CHAT_THINK_ON = 1, CHAT_THINK_OFF = -1 };
+void chat_set_think(struct chat *c, enum chat_think t);
+enum chat_think chat_think(struct chat *c);
+/* Whether the template reads enable_thinking at all (its text names it). */
+int chat_template_thinks(const struct chat *c);
 /* Told what the session did on its own: turns dropped to fit the context,
  * a regeneration moved to the next seed.  Runs on the generating thread. */
 typedef void (*chat_notice_fn)(void *ctx, const char *msg);
@@ -179,6 +218,16 @@ int chat_alt_index(const struct chat *c, int i);
 const char *chat_alt_content(const struct chat *c, int i, int k);
 int chat_alt_add(struct chat *c, int i, const char *text, size_t len);
 int chat_alt_select(struct chat *c, int i, int k);
+/* The reasoning of alternative K of message I (borrowed), NULL when the
+ * reply had none, and its length in tokens (0 when not known).
+ * chat_message_reasoning: of the selected alternative.
+ * chat_alt_set_reasoning gives an alternative its reasoning (resuming a
+ * stored conversation; TEXT NULL removes it); returns 0, or -1 (a bad
+ * index, out of memory).  The session's thread only. */
+const char *chat_alt_reasoning(const struct chat *c, int i, int k);
+int chat_alt_reasoning_tokens(const struct chat *c, int i, int k);
+const char *chat_message_reasoning(const struct chat *c, int i);
+int chat_alt_set_reasoning(struct chat *c, int i, int k, const char *text, size_t len, int n_tokens);
 /* Edits user message I: it reads TEXT from now on and the messages after
  * it are removed (the conversation branches there; the next chat_generate
  * answers it, reusing the KV cache up to the edit).  Its tag is reset.

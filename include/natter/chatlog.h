@@ -32,7 +32,7 @@ struct chatlog {
 int chatlog_user(struct chatlog *l, struct chat *c);
 /* Records the reply C just produced with everything it was produced
  * under: the model, the template, the messages and the rendered prompt it
- * was fed, the sampling settings in force when it ended (a change made
+ * was fed, its reasoning apart from its answer, the sampling settings in force when it ended (a change made
  * while it streamed applied from the next token), the seed, statistics
  * and how it ended.  A
  * regeneration (an alternative, chat_regenerate) is recorded as another
@@ -57,7 +57,7 @@ void chatlog_new(struct chatlog *l);
 int chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t len, char *err, size_t errlen);
 int chatlog_alt_select(struct chatlog *l, struct chat *c, int i, int k, char *err, size_t errlen);
 /* Loads stored conversation CONV (its active branch, every alternative of
- * each reply, the system prompt its next reply gets) into C, replacing
+ * each reply with its reasoning, the system prompt its next reply gets) into C, replacing
  * what C held (the KV cache stays, so a reply reuses what matches), and
  * continues recording into it.  Returns 0, or -1 with ERR. */
 int chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_t errlen);

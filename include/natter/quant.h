@@ -58,6 +58,19 @@ static_assert(sizeof(block_q5_K) == 176, "q5_K size");
 typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; qhalf d; } block_q6_K;
 static_assert(sizeof(block_q6_K) == 210, "q6_K size");
 
+/* Non-linear 4-bit: each nibble indexes q_iq4nl_values; x = d * value. */
+#define QK4_NL 32
+typedef struct { qhalf d; uint8_t qs[QK4_NL / 2]; } block_iq4_nl;  /* low nibbles first half, as Q4_0 */
+static_assert(sizeof(block_iq4_nl) == 18, "iq4_nl size");
+
+/* 8 sub-blocks of 32 with 6-bit scales (x = d * (ls - 32) * value): low 4
+ * bits in scales_l (two per byte), high 2 bits in scales_h; nibbles as IQ4_NL. */
+typedef struct { qhalf d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
+static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs size");
+
+/* The 16 levels of the IQ4 grids. */
+extern const int8_t q_iq4nl_values[16];
+
 /* Activations for K-quant dot products: float scale, sums of each 16. */
 typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
 static_assert(sizeof(block_q8_K) == 292, "q8_K size");
@@ -93,17 +106,38 @@ struct q_vops {
 	void (*axpy)(int n, float a, const float *x, float *y);
 	/* Returns X . Y. */
 	float (*dot)(int n, const float *x, const float *y);
+	/* G[i] = silu(G[i]) * U[i] = G[i] / (1 + exp(-G[i])) * U[i], i < N. */
+	void (*silu_mul)(int n, float *g, const float *u);
+	/* O[i] = X[i] / sqrt(mean(X^2) + EPS) * W[i] (the mean in double). */
+	void (*rmsnorm)(int n, float *o, const float *x, const float *w, float eps);
 };
 /* The fastest helpers for this CPU (after q_init), or the scalar ones. */
 const struct q_vops *q_vops_get(void);
 const struct q_vops *q_vops_ref(void);
 
-/* Detects the CPU and fills the fast paths.  Call once before any
- * computation; safe to call again.  FORCE_SCALAR keeps the references. */
-void q_init(int force_scalar);
-const struct q_traits *q_traits_get(enum ggml_type t);
-/* "AVX2 FMA F16C" or "scalar": what q_init chose. */
+/*
+ * CPU tiers.  The kernels of every tier are built into the one binary; the
+ * best tier this CPU (and OS) supports is chosen once, on first use, unless
+ * the environment variable NATTER_CPU names a lower one.  Tier numbers
+ * follow the table in src/llm/cpu.c (0 is "scalar", the portable C).
+ */
+/* Chooses the tier (once; thread-safe; every later call returns the same
+ * result).  Returns 0, or -1 with ERR filled when NATTER_CPU names an
+ * unknown tier or one this CPU lacks: the kernels are then the best tier's,
+ * and a front end should refuse to run. */
+int q_cpu_init(char *err, size_t errlen);
+/* Same as q_cpu_init without the message (kept for older callers). */
+void q_init(int unused);
+int q_cpu_tier_count(void);
+const char *q_cpu_tier_name(int tier);       /* "avx2", ... (NULL if out of range) */
+const char *q_cpu_tier_isa(int tier);        /* what the tier needs, for people */
+int q_cpu_tier_available(int tier);          /* built in and supported here */
+int q_cpu_tier_best(void);                   /* the best available tier */
+int q_cpu_tier_chosen(void);                 /* the tier in use (after init) */
+/* The chosen tier's name: what the kernels are. */
 const char *q_cpu_features(void);
+
+const struct q_traits *q_traits_get(enum ggml_type t);
 
 /* Bytes of one row of N elements of type T. */
 size_t q_row_size(enum ggml_type t, int64_t n);

@@ -9,8 +9,9 @@ struct store;
 
 /* 3: messages form a tree (parent_id; each conversation has a current leaf);
  * each generation records its model, template, the messages and rendered
- * text it was fed, and how it ended; trigram full-text search. */
-#define STORE_SCHEMA_VERSION 3
+ * text it was fed, and how it ended; trigram full-text search.
+ * 4: a generation's reasoning (and its tokens) apart from its answer. */
+#define STORE_SCHEMA_VERSION 4
 
 enum {
 	STORE_READONLY = 1,      /* never write: reading works on a read-only file or folder; an older
@@ -85,7 +86,9 @@ struct store_turn {
 
 /* One generation of an assistant message, with everything it was produced under. */
 struct store_gen {
-	const char *content;
+	const char *content;           /* the answer (the message reads as it) */
+	const char *reasoning;         /* what the model reasoned before it (<think>...); NULL: none */
+	int n_reasoning;               /* the reasoning's tokens (of n_gen) */
 	enum store_end end;
 	int64_t model_id;              /* the model file (store_model); 0: unknown */
 	const char *template_name;     /* e.g. "model", "chatml (built-in)", a file name */
@@ -117,6 +120,8 @@ struct store_alt {
 	int index;                 /* 0.. in the order they were made */
 	int chosen;                /* the one the conversation continues from */
 	const char *content;
+	const char *reasoning;     /* NULL: none (or recorded before schema 4) */
+	int n_reasoning;           /* its tokens; 0: not known */
 	enum store_end end;
 	const char *model;         /* the model's file name ("" when unknown) */
 	uint64_t seed;
@@ -203,6 +208,8 @@ struct store_export_opts {
 	int include_incomplete;   /* also replies that were stopped or cut off as targets */
 	int include_legacy;       /* also replies from before schema 3, whose prompt was not recorded:
 				   * it is rebuilt from the stored conversation as it is now */
+	int keep_reasoning;       /* a reply's reasoning stays in its content, between <think> and
+				   * </think> before the answer; else the answer alone */
 };
 struct store_export_counts {
 	int lines;
@@ -212,7 +219,8 @@ struct store_export_counts {
 /*
  * Writes JSON lines to PATH (through a temporary file renamed at the end;
  * NULL or "-" for standard output), following each conversation's active
- * branch.  Every prompt is the messages the model was actually fed for
+ * branch.  A reply is its answer (its reasoning only with keep_reasoning;
+ * a reply recorded before schema 4 is split as the session splits one).  Every prompt is the messages the model was actually fed for
  * that reply (its system prompt of the time, after any dropping); replies
  * that were stopped or cut off are not targets unless asked for; identical
  * replies never form a DPO pair; one reply text gets one KTO label (from

@@ -1,13 +1,25 @@
-/* sysbench.h -- this machine's limits, measured: memory read bandwidth and sgemm throughput. */
+/* sysbench.h -- this machine's limits, measured with natter's own kernels: bandwidth, float and int8 peaks. */
 #ifndef NATTER_SYSBENCH_H
 #define NATTER_SYSBENCH_H
 
-/* Reads a 512 MiB buffer on N_THREADS threads (best of 3); returns GB/s, or
- * a negative value if the memory cannot be had. */
+#include <stddef.h>
+
+/* Reads a 512 MiB buffer on N_THREADS threads with the chosen tier's
+ * vector loads (best of 3); returns GB/s, or a negative value if the
+ * memory cannot be had. */
 double sysbench_read_bandwidth(int n_threads);
+/* Fused multiply-adds on full vectors of the chosen tier, N_THREADS
+ * threads at once for about 0.3 s (best of 2): GFLOP/s, or < 0. */
+double sysbench_fma_gflops(int n_threads);
+/* int8 products as the chosen tier's GEMM does them (vpdpbusd, or
+ * maddubs + madd): GOPS (a multiply and an add per byte pair), or < 0. */
+double sysbench_int8_gops(int n_threads);
 /* OpenBLAS sgemm on N x N matrices (best of 3); returns GFLOP/s or < 0. */
 double sysbench_sgemm_gflops(int n);
 /* Physical cores (distinct core ids), or online CPUs if that is unknown. */
 int sysbench_physical_cores(void);
+/* N clamped to 1 .. the CPUs this process may run on.  When it had to be
+ * lowered, NOTICE (if not NULL) says so, for the front end to show. */
+int sysbench_threads_clamp(int n, char *notice, size_t len);
 
 #endif

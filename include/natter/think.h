@@ -27,6 +27,7 @@ struct think_split {
 	int state;                   /* see think.c */
 	char hold[64];               /* bytes that may begin a tag */
 	size_t n_hold;
+	int entered;                 /* the reply has been inside a reasoning block */
 };
 
 /* Starts a reply.  INSIDE: the prompt already opened the reasoning.  OPEN
@@ -39,6 +40,33 @@ void think_split_push(struct think_split *t, const char *s, size_t len, think_em
 void think_split_flush(struct think_split *t, think_emit_fn fn, void *ctx);
 /* Nonzero while the reply is inside its reasoning. */
 int think_split_inside(const struct think_split *t);
+/* Nonzero once the reply has entered a reasoning block (the prompt opened
+ * it, or an open tag came), even an empty one: it has a reasoning part. */
+int think_split_entered(const struct think_split *t);
+
+/*
+ * Counting a reply's tokens by kind.  Each token is pushed with its text
+ * (possibly empty: a piece of a character the next token completes).  A
+ * token counts as reasoning when any of it lies in the reasoning: tokens
+ * of the open and close tags count there too.  Tokens that may still turn
+ * out to start an open tag wait, and count as what they turn out to be;
+ * after think_count_flush, n_reasoning + n_answer is the number of tokens
+ * pushed.  Any thread; the struct is the caller's.
+ */
+struct think_count {
+	struct think_split s;
+	int n_reasoning, n_answer;
+	int n_pending;               /* pushed, not decided yet */
+};
+void think_count_init(struct think_count *tc, const char *open, const char *close, int inside);
+void think_count_token(struct think_count *tc, const char *text, size_t len);
+void think_count_flush(struct think_count *tc);
+
+/* Checks a pair of tags as chat_opts gives them ("OPEN CLOSE", separated
+ * by blanks): each nonempty, without blanks, short enough for the
+ * splitter.  Copies them into OPEN and CLOSE (each of N bytes).  Returns
+ * 0, or -1 with ERR saying what is wrong. */
+int think_tags_parse(const char *spec, char *open, char *close, size_t n, char *err, size_t errlen);
 
 /* Whether rendered prompt text ends inside an open reasoning block (the
  * template opened it): it ends with OPEN, whitespace aside.  NULL tags:

@@ -29,6 +29,8 @@ struct tmpl_opts {
 	const char *bos_token;     /* NULL: "" */
 	const char *eos_token;
 	time_t now;                /* for strftime_now; 0: the current time */
+	int enable_thinking;       /* 0: left undefined (the template's default); > 0: true; < 0: false
+				    * (Qwen3's switch for its reasoning) */
 };
 
 /*

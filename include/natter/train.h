@@ -59,12 +59,13 @@ void tops_rope_bwd(const struct trope *r, float *d, int T, int n_head, const int
 
 /* Causal attention with grouped KV heads. */
 struct tattn {
-	int n_head, n_head_kv, head_dim;   /* Q (T, n_head*head_dim); K, V (T, n_head_kv*head_dim) */
+	int n_head, n_head_kv, head_dim;   /* Q (T, n_head*head_dim); K (T, n_head_kv*head_dim) */
 	float scale;                       /* multiplies q.k (usually 1/sqrt(head_dim)) */
 	int window;                        /* > 0: token t sees keys t-window+1 .. t; 0: all of 0 .. t */
 	float softcap;                     /* > 0: scores become softcap * tanh(score / softcap) */
+	int head_dim_v;                    /* V (T, n_head_kv*head_dim_v); 0: head_dim */
 };
-/* O (T, n_head*head_dim); LSE (n_head, T) keeps each softmax's log-normaliser for the backward. */
+/* O (T, n_head*head_dim_v); LSE (n_head, T) keeps each softmax's log-normaliser for the backward. */
 void tops_attn_fwd(const struct tattn *a, const float *q, const float *k, const float *v, int T, float *o,
 		   float *lse);
 /* DQ, DK, DV += the gradients, from Q, K, V, O, LSE of the forward and DO. */
@@ -93,6 +94,17 @@ void tops_glu_bwd(enum tops_act act, const float *g, const float *u, int ld, int
  * and turns DY into DX in place. */
 void tops_softcap_fwd(float *x, size_t n, float cap);
 void tops_softcap_bwd(const float *y, size_t n, float cap, float *d);
+
+/* Mixture-of-experts routing of ROWS tokens over N experts: PROBS (rows, n) = softmax(LOGITS);
+ * SEL (rows, k) the K largest logits, highest first (a tie goes to the lower index, as the
+ * engine chooses), or with KEEP the experts SEL already holds; W (rows, k) their
+ * probabilities, divided by their sum when NORM. */
+void tops_moe_route_fwd(const float *logits, int rows, int n, int k, int norm, int keep, float *probs, int32_t *sel,
+			float *w);
+/* DLOGITS (rows, n) += the gradient from DW (rows, k) through the chosen experts'
+ * probabilities, the selection held fixed (top-k has no gradient of its own). */
+void tops_moe_route_bwd(const float *probs, const int32_t *sel, const float *w, int rows, int n, int k, int norm,
+			const float *dw, float *dlogits);
 
 /* Softmax cross-entropy: returns the sum over rows t with MASK[t] (NULL: all) of
  * -log softmax(LOGITS[t])[TARGET[t]], and *COUNT those rows.  DLOGITS, if not NULL,
@@ -161,7 +173,9 @@ struct lora_adapter;
 struct tmodel;
 
 /* Targets of new adapters (bits).  Where the file fuses weights (phi3's attn_qkv, its ffn_up
- * holding gate and up), any of the fused parts adapts the fused weight. */
+ * holding gate and up), any of the fused parts adapts the fused weight.  GATE, UP and DOWN
+ * select dense feed-forward weights only: in a layer of routed experts they select nothing
+ * (expert stacks, the router and the shared expert stay frozen). */
 enum {
 	TMODEL_Q = 1, TMODEL_K = 2, TMODEL_V = 4, TMODEL_O = 8,
 	TMODEL_GATE = 16, TMODEL_UP = 32, TMODEL_DOWN = 64, TMODEL_OUTPUT = 128,
@@ -169,7 +183,9 @@ enum {
 };
 
 struct tmodel_opts {
-	int max_tokens;                    /* longest sequence a forward takes */
+	int max_tokens;                    /* longest sequence a forward takes; with LongRoPE it also
+	                                    * picks the factors as the engine does for a context of
+	                                    * this size (long above the original context) */
 	const struct lora_adapter *init;   /* start from this adapter (its targets, ranks, alpha, scale) ... */
 	unsigned targets;                  /* ... or new pairs on these TMODEL_* targets */
 	int rank;
@@ -181,17 +197,34 @@ struct tmodel_opts {
 	int recompute;                     /* keep only each layer's input; the backward recomputes the rest */
 };
 
+struct llm_hparams;
+
+/*
+ * Whether the training model computes a model of hyperparameters HP: what it computes is
+ * read from them (and from each layer's llm_layer_hparams), never from the architecture's
+ * name: attention layers, full or sliding, with per-head q/k norms, post-attention and
+ * post-FFN norms, soft-capping, per-layer RoPE (partial, scaled, with factors), a SiLU or
+ * GELU-tanh gated FFN or routed experts (softmax top-k) with a sigmoid-gated shared expert.
+ * Returns 0, or -1 with ERR naming the first layer and feature it lacks (a recurrent layer,
+ * a block feature or an activation it does not know).  Any thread.
+ */
+int tmodel_check(const struct llm_hparams *hp, char *err, size_t errlen);
+
 /*
  * A training model over M's weights (read in place from M's GGUF tensors, in their own
  * types, with M's hyperparameters), with LoRA pairs as its only trained parameters.  All
  * memory for sequences of up to max_tokens is allocated here.  M must outlive it.  Returns
- * 0, or -1 with ERR set (an architecture the training model does not have yet, a target
- * the model lacks, out of memory).  The training thread only, like everything below; the
- * model's own threads work only inside its calls.
+ * 0, or -1 with ERR set (a model tmodel_check refuses, or whose architecture evaluates its
+ * layers with a block of its own; a target the model lacks; out of memory).  The training
+ * thread only, like everything below; the model's own threads work only inside its calls.
  *
- * Memory for activations: without recomputation every layer keeps its normed inputs, q, k,
- * v, the attention output, the FFN's gate, up and product (about T * (4 E + 3 Q + 2 KV +
- * 3 FF) floats a layer); with it, one such set in all plus each layer's input (T * E).
+ * Memory for activations: without recomputation every layer keeps its two normed inputs,
+ * the residual between them, q, k, v, the attention output and the FFN's gate and up, T *
+ * (3 E + Q + KV + V + O + 2 FF) floats (Q, KV: n_head and n_head_kv times head_dim; V, O:
+ * n_head_kv and n_head times head_dim_v); q and k once more with q/k norms, 2 E more with
+ * post norms; with experts, T * n_expert_used * 2 n_ff_exp for the chosen experts' gate and
+ * up instead of the dense FFN's, and T * 2 n_ff_shexp for a shared expert.  With
+ * recomputation, one such set in all plus each layer's input (T * E).
  */
 int tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel **out, char *err,
 	       size_t errlen);
@@ -207,6 +240,12 @@ int tmodel_forward(struct tmodel *tm, const int32_t *tok, int T, int train, uint
  * pair's DA and DB.  Returns 0 or -1 with ERR set. */
 int tmodel_backward(struct tmodel *tm, const int32_t *target, const uint8_t *mask, double norm, int grad,
 		    double *nll, int *count, char *err, size_t errlen);
+
+/* With FREEZE, every later forward routes each token of each layer to the experts the last
+ * forward chose for it (the same tokens must follow), instead of choosing: the function
+ * whose gradient tmodel_backward computes -- the choice is held fixed -- so that finite
+ * differences can check it where a small step would flip a choice.  For tests. */
+void tmodel_moe_freeze(struct tmodel *tm, int freeze);
 
 /* The trained pairs: the base weight each adapts, and its parameters and gradients. */
 int tmodel_lora_count(const struct tmodel *tm);

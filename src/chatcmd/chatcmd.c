@@ -82,6 +82,34 @@ cmd_system(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
 	return chatcmd_system(e, args) < 0 ? -1 : CHATCMD_DONE;
 }
 
+/* Qwen3's switch for its reasoning, for the templates that have it. */
+static int
+cmd_think(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
+{
+	enum chat_think t = chat_think(e->c);
+	int thinks = chat_template_thinks(e->c);
+
+	(void)cmd;
+	if (!args[0]) {
+		say(e, 0, "enable_thinking: %s%s", t == CHAT_THINK_ON ? "true" : t == CHAT_THINK_OFF ? "false" :
+		    "the template's default", thinks ? "" : " (this template has no enable_thinking)");
+		return CHATCMD_DONE;
+	}
+	if (strcmp(args, "on") && strcmp(args, "off")) {
+		say(e, 1, "usage: /think on|off");
+		return -1;
+	}
+	if (!thinks) {
+		/* The variable would be passed and read by nothing. */
+		say(e, 1, "/think: this template (%s) has no enable_thinking; nothing changed", chat_template_name(e->c));
+		return -1;
+	}
+	t = !strcmp(args, "on") ? CHAT_THINK_ON : CHAT_THINK_OFF;
+	chat_set_think(e->c, t);
+	say(e, 0, "enable_thinking = %s from the next reply", t == CHAT_THINK_ON ? "true" : "false");
+	return CHATCMD_DONE;
+}
+
 #define HOOK(f) offsetof(struct chatcmd_ops, f)
 
 /* Every slash command, in the order the help lists them. */
@@ -91,6 +119,7 @@ static const struct chatcmd table[] = {
 	{ "regen", NULL, "", "generate the last reply again", CHATCMD_IDLE, cmd_hook, HOOK(regen) },
 	{ "rate", NULL, "up|down|1..5 [COMMENT]", "rate the last reply", 0, cmd_rate, 0 },
 	{ "system", NULL, "[TEXT]", "set or remove the system prompt", CHATCMD_IDLE, cmd_system, 0 },
+	{ "think", NULL, "on|off", "reasoning on or off (enable_thinking)", 0, cmd_think, 0 },
 	{ "stats", NULL, "", "statistics of the last reply", 0, cmd_hook, HOOK(stats) },
 	{ "copy", NULL, "", "copy the last reply to the clipboard", 0, cmd_hook, HOOK(copy) },
 	{ "new", "clear", "", "start a new conversation", CHATCMD_IDLE, cmd_hook, HOOK(new_conv) },

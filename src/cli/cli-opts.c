@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "natter/chat.h"
+#include "natter/think.h"
 
 enum kind {
 	K_INT,       /* a whole number in [min, max] */
@@ -20,6 +21,7 @@ enum kind {
 	K_STR,
 	K_FLAG,
 	K_STOP,      /* repeatable */
+	K_TAGS,      /* a pair of reasoning tags, "OPEN CLOSE" */
 };
 
 /* One setting: how it is spelled on the command line (getopt code and the
@@ -58,6 +60,8 @@ static const struct setting {
 	{ CLI_OPT_DB, "--db", "db", K_STR, 0, 0, offsetof(struct cli_chat_args, db), NULL },
 	{ CLI_OPT_NO_HISTORY, "--no-history", NULL, K_FLAG, 0, 0, offsetof(struct cli_chat_args, no_history), NULL },
 	{ CLI_OPT_STOP, "--stop", NULL, K_STOP, 0, 0, 0, NULL },
+	{ CLI_OPT_THINK_TAGS, "--think-tags", "think_tags", K_TAGS, 0, 0, offsetof(struct cli_chat_args, chat.think_tags),
+	  NULL },
 	{ 0, NULL, "model", K_STR, 0, 0, offsetof(struct cli_chat_args, model), NULL },
 	{ 0, NULL, "theme", K_STR, 0, 0, offsetof(struct cli_chat_args, theme), NULL },
 };
@@ -117,6 +121,13 @@ setting_apply(const struct setting *s, const char *value, struct cli_chat_args *
 	case K_STR:
 		*(const char **)base = value;
 		return 0;
+	case K_TAGS: {
+		char open[32], close[32];
+		if (think_tags_parse(value, open, close, sizeof(open), err, errlen) < 0)
+			return -1;
+		*(const char **)base = value;
+		return 0;
+	}
 	case K_FLAG:
 		*(int *)base = 1;
 		return 0;

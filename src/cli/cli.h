@@ -34,7 +34,7 @@ struct store *cli_store_open(const char *db, unsigned flags);
 #include "natter/chat.h"
 enum {
 	CLI_OPT_SYSTEM = 1000, CLI_OPT_TEMPLATE, CLI_OPT_TEMP, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P,
-	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP,
+	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP, CLI_OPT_THINK_TAGS,
 };
 #define CLI_CHAT_LONGOPTS \
 	{ "system", required_argument, NULL, CLI_OPT_SYSTEM }, \
@@ -50,7 +50,8 @@ enum {
 	{ "max-tokens", required_argument, NULL, 'n' }, \
 	{ "stop", required_argument, NULL, CLI_OPT_STOP }, \
 	{ "db", required_argument, NULL, CLI_OPT_DB }, \
-	{ "no-history", no_argument, NULL, CLI_OPT_NO_HISTORY }
+	{ "no-history", no_argument, NULL, CLI_OPT_NO_HISTORY }, \
+	{ "think-tags", required_argument, NULL, CLI_OPT_THINK_TAGS }
 #define CLI_CHAT_SHORTOPTS "c:t:s:n:"
 
 struct cli_chat_args {

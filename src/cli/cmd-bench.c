@@ -1,4 +1,4 @@
-/* cmd-bench.c -- `natter bench`: prompt and generation speed, measured like llama-bench. */
+/* cmd-bench.c -- `natter bench`: prompt and generation speed, measured like llama-bench, and the machine's bounds. */
 #include "config.h"
 
 #include <cjson/cJSON.h>
@@ -29,6 +29,87 @@ mean_sd(const double *v, int n, double *mean, double *sd)
 	*sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
 }
 
+/* The machine's limits, measured by --sys. */
+struct roof {
+	double bw;      /* read GB/s */
+	double fma;     /* float GFLOP/s */
+	double i8;      /* int8 GOPS */
+	double sgemm;   /* OpenBLAS GFLOP/s */
+};
+
+/* Is tensor type T computed by the int8 kernels (else by float FMAs)? */
+static int
+int8_type(enum ggml_type t)
+{
+	return t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16;
+}
+
+/*
+ * The fastest this machine could run a test, from its measured limits:
+ * prompt processing (NP tokens from position DEPTH) by compute, each matrix
+ * at the peak of the kernels its type uses (the output matrix once per
+ * batch, the attention at the float peak), generation (NG tokens) by
+ * reading every weight byte (the embedding table one row) and the KV
+ * cache once per token.  Tokens per second, or 0 when unknown.
+ */
+static double
+roof_bound(const struct gguf_file *f, const struct llm_hparams *hp, const struct roof *r, int np, int ng, int depth)
+{
+	int tied = gguf_find_tensor(f, "output.weight") == NULL;
+	double t_tok = 0, bytes = 0;
+	int n = np > 0 ? np : ng, n_att = 0;
+
+	/* Only attention layers read a KV cache (a recurrent layer's state is
+	 * small and of fixed size). */
+	for (int il = 0; il < hp->n_layer; il++)
+		n_att += hp->layer[il].kind != LLM_LAYER_RECURRENT;
+
+	if (r->bw <= 0 || r->fma <= 0 || r->i8 <= 0 || n <= 0)
+		return 0;
+	for (uint64_t i = 0; i < f->n_tensors; i++) {
+		const struct gguf_tensor *t = &f->tensors[i];
+		double el = (double)t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+		int is_embd = t == gguf_find_tensor(f, "token_embd.weight");
+		int is_out = t == gguf_find_tensor(f, "output.weight") || (is_embd && tied);
+		if (t->ne[1] <= 1 && t->ne[2] <= 1)
+			continue;   /* norms and biases */
+		if (is_embd && !is_out) {
+			bytes += (double)t->nbytes / t->ne[1];   /* one row per token */
+			continue;
+		}
+		bytes += (double)t->nbytes;
+		double flops = 2 * el / (np > 0 && is_out ? np : 1);
+		t_tok += flops / ((int8_type(t->type) ? r->i8 : r->fma) * 1e9);
+	}
+	if (np > 0) {
+		/* q.k and the weighted sum of v over DEPTH + NP / 2 positions on average. */
+		t_tok += 4.0 * n_att * hp->n_head * hp->head_dim * (depth + np / 2.0 + 1) / (r->fma * 1e9);
+		return 1 / t_tok;
+	}
+	bytes += 2.0 * n_att * hp->n_head_kv * hp->head_dim * sizeof(float) * (depth + ng / 2.0 + 1);
+	return r->bw * 1e9 / bytes;
+}
+
+/* A comma-separated list of counts (0..65536), at most MAX; returns how
+ * many, or -1. */
+static int
+parse_list(const char *s, int *v, int max)
+{
+	int n = 0;
+	for (;;) {
+		char *end;
+		long x = strtol(s, &end, 10);
+		if (end == s || x < 0 || x > 65536 || n == max)
+			return -1;
+		v[n++] = (int)x;
+		if (*end == 0)
+			return n;
+		if (*end != ',')
+			return -1;
+		s = end + 1;
+	}
+}
+
 static const char *
 base_name(const char *p)
 {
@@ -51,30 +132,47 @@ cmd_bench(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	enum { MAX_LIST = 8 };
 	const char *path = NULL;
-	int n_prompt = 128, n_gen = 32, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1, depth = 0;
+	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
+	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1, depth = 0, n_toks;
+	/* The tests: prompt sizes, then generation lengths (zeros skipped). */
+	int tests[2 * MAX_LIST][2], n_tests = 0;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
 	int32_t *toks = NULL;
 	float *logits = NULL;
 	char err[512];
-	double t_load, samples[2][64];
+	double t_load, samples[2 * MAX_LIST][64];
 	uint64_t n_params = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:d:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': path = optarg; break;
-		case 'p': n_prompt = atoi(optarg); break;
-		case 'n': n_gen = atoi(optarg); break;
+		case 'p':
+			if ((npl = parse_list(optarg, pl, MAX_LIST)) < 0) {
+				cli_error("bench: -p takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
+				return 2;
+			}
+			break;
+		case 'n':
+			if ((ngl = parse_list(optarg, gl, MAX_LIST)) < 0) {
+				cli_error("bench: -n takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
+				return 2;
+			}
+			break;
 		case 't': threads = atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
 		case 'd': depth = atoi(optarg); break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
 		case 'h':
-			printf("usage: natter bench -m FILE [-p 128] [-n 32] [-d 0] [-t N] [-r 3] [--json] [--sys]\n"
-			    "  -d, --depth N   measure after N tokens of context (evaluated once, untimed)\n");
+			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-d 0] [-t N] [-r 3] [--json] [--sys]\n"
+			    "  -d N   measure every test after N tokens of context (evaluated once, untimed)\n"
+			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
+			    "         kernel tier in use) and show each test as a share of the bound they set\n"
+			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n");
 			return 0;
 		default:
 			return 2;
@@ -84,13 +182,42 @@ cmd_bench(int argc, char **argv)
 		cli_error("bench: no model given (use -m FILE)");
 		return 2;
 	}
-	if (n_prompt < 0 || n_gen < 0 || reps < 1 || reps > 64 || n_prompt > 65536 || n_gen > 65536 || depth < 0 ||
-	    depth > 1 << 20) {
-		cli_error("bench: -p and -n must be 0..65536, -d 0..1048576, -r 1..64");
+	if (reps < 1 || reps > 64) {
+		cli_error("bench: -r must be 1..64");
 		return 2;
 	}
-	if (threads <= 0)
+	if (depth < 0 || depth > 1 << 20) {
+		cli_error("bench: -d must be 0..1048576");
+		return 2;
+	}
+	for (int i = 0; i < npl; i++) {
+		if (pl[i] > 0) {
+			tests[n_tests][0] = pl[i];
+			tests[n_tests++][1] = 0;
+		}
+		if (pl[i] > n_prompt)
+			n_prompt = pl[i];
+	}
+	for (int i = 0; i < ngl; i++) {
+		if (gl[i] > 0) {
+			tests[n_tests][0] = 0;
+			tests[n_tests++][1] = gl[i];
+		}
+		if (gl[i] > n_gen)
+			n_gen = gl[i];
+	}
+	if (q_cpu_init(err, sizeof(err)) < 0) {
+		cli_error("bench: %s", err);
+		return 2;
+	}
+	if (threads <= 0) {
 		threads = sysbench_physical_cores();
+	} else {
+		char notice[160];
+		threads = sysbench_threads_clamp(threads, notice, sizeof(notice));
+		if (notice[0])
+			fprintf(stderr, "natter: bench: %s\n", notice);
+	}
 
 	{
 		double t0 = cli_now();
@@ -98,7 +225,8 @@ cmd_bench(int argc, char **argv)
 			cli_error("%s", err);
 			goto out;
 		}
-		/* The tests run one after another from the same depth. */
+		/* Every test starts from DEPTH; the context is evaluated in
+		 * batches of the largest prompt (256 when there is none). */
 		ctx = llm_ctx_new(m, depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1,
 		    n_prompt > 0 ? n_prompt : depth > 0 ? 256 : 1, threads, err, sizeof(err));
 		if (!ctx) {
@@ -115,7 +243,7 @@ cmd_bench(int argc, char **argv)
 
 		for (uint64_t i = 0; i < f->n_tensors; i++)
 			n_params += f->tensors[i].ne[0] * f->tensors[i].ne[1] * f->tensors[i].ne[2] * f->tensors[i].ne[3];
-		const int n_toks = depth + n_prompt + n_gen + 1;
+		n_toks = depth + n_prompt + n_gen + 1;
 		toks = malloc((size_t)n_toks * sizeof(*toks));
 		logits = malloc((size_t)hp->n_vocab * sizeof(float));
 		if (!toks || !logits) {
@@ -143,56 +271,58 @@ cmd_bench(int argc, char **argv)
 			}
 			llm_ctx_checkpoint(ctx, depth);
 		}
-		for (int r = 0; r < reps; r++) {
-			for (int k = 0; k < 2; k++) {
-				int kept;
-				double t0;
-				if ((k == 0 && n_prompt == 0) || (k == 1 && n_gen == 0))
-					continue;
-				kept = llm_ctx_truncate(ctx, depth);
+		for (int k = 0; k < n_tests; k++) {
+			int np = tests[k][0], ng = tests[k][1];
+			for (int r = 0; r < reps; r++) {
+				int kept = llm_ctx_truncate(ctx, depth);
 				/* A ring that cannot go back that far: evaluate again. */
 				if (kept < depth && llm_eval(ctx, toks + kept, depth - kept, NULL, 0, err, sizeof(err)) < 0) {
 					cli_error("bench: %s", err);
 					goto out;
 				}
-				t0 = cli_now();
-				if (k == 0) {
-					llm_eval(ctx, toks + depth, n_prompt, logits, 0, err, sizeof(err));
-					samples[0][r] = n_prompt / (cli_now() - t0);
-				} else {
-					for (int i = 0; i < n_gen; i++)
-						llm_eval(ctx, &toks[depth + i], 1, logits, 0, err, sizeof(err));
-					samples[1][r] = n_gen / (cli_now() - t0);
+				double t0 = cli_now();
+				if (np > 0 && llm_eval(ctx, toks + depth, np, logits, 0, err, sizeof(err)) < 0) {
+					cli_error("bench: %s", err);
+					goto out;
 				}
+				for (int i = 0; i < ng; i++) {
+					if (llm_eval(ctx, &toks[depth + i], 1, logits, 0, err, sizeof(err)) < 0) {
+						cli_error("bench: %s", err);
+						goto out;
+					}
+				}
+				samples[k][r] = (np + ng) / (cli_now() - t0);
 			}
 		}
 	}
 	{
 		struct rusage ru;
 		double peak_rss;
-		double bw = -1, gf = -1;
+		struct roof roof = { -1, -1, -1, -1 };
 		const char *name = base_name(path);
 		uint64_t size = llm_model_weight_bytes(m);
 
 		getrusage(RUSAGE_SELF, &ru);
 		peak_rss = ru.ru_maxrss * 1024.0;
 		if (sys) {
-			bw = sysbench_read_bandwidth(threads);
-			gf = sysbench_sgemm_gflops(1024);
+			roof.bw = sysbench_read_bandwidth(threads);
+			roof.fma = sysbench_fma_gflops(threads);
+			roof.i8 = sysbench_int8_gops(threads);
+			roof.sgemm = sysbench_sgemm_gflops(1024);
 		}
 		if (!json) {
-			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernels %s\n", name,
+			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s\n", name,
 			    llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads, q_cpu_features());
 			printf("load %.2f s, peak RSS %.1f MiB\n", t_load, peak_rss / 1048576.0);
-			printf("| %-*s | %14s |\n", depth ? 16 : 8, "test", "t/s");
-			printf("| %-*s | %14s |\n", depth ? 16 : 8, depth ? "----------------" : "--------", "--------------");
+			printf("| %-*s | %14s |%s\n", depth ? 16 : 8, "test", "t/s", sys ? " bound t/s | share" : "");
+			printf("| %-*s | %14s |%s\n", depth ? 16 : 8, depth ? "----------------" : "--------", "--------------",
+			    sys ? " --------- | -----" : "");
 		}
-		for (int k = 0; k < 2; k++) {
-			int np = k == 0 ? n_prompt : 0, ng = k == 1 ? n_gen : 0;
-			double mean, sd;
-			if ((k == 0 && n_prompt == 0) || (k == 1 && n_gen == 0))
-				continue;
+		for (int k = 0; k < n_tests; k++) {
+			int np = tests[k][0], ng = tests[k][1];
+			double mean, sd, bound;
 			mean_sd(samples[k], reps, &mean, &sd);
+			bound = sys ? roof_bound(llm_model_gguf(m), llm_model_hparams(m), &roof, np, ng, depth) : 0;
 			if (json) {
 				cJSON *o = cJSON_CreateObject();
 				cJSON *arr = cJSON_CreateArray();
@@ -217,10 +347,14 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddItemToObject(o, "samples_ts", arr);
 				cJSON_AddNumberToObject(o, "load_s", t_load);
 				cJSON_AddNumberToObject(o, "peak_rss_bytes", peak_rss);
-				cJSON_AddStringToObject(o, "kernels", q_cpu_features());
+				cJSON_AddStringToObject(o, "tier", q_cpu_features());
 				if (sys) {
-					cJSON_AddNumberToObject(o, "mem_read_gbps", bw);
-					cJSON_AddNumberToObject(o, "sgemm_gflops", gf);
+					cJSON_AddNumberToObject(o, "mem_read_gbps", roof.bw);
+					cJSON_AddNumberToObject(o, "fma_gflops", roof.fma);
+					cJSON_AddNumberToObject(o, "int8_gops", roof.i8);
+					cJSON_AddNumberToObject(o, "sgemm_gflops", roof.sgemm);
+					cJSON_AddNumberToObject(o, "bound_ts", bound);
+					cJSON_AddNumberToObject(o, "bound_share", bound > 0 ? mean / bound : 0);
 				}
 				txt = cJSON_PrintUnformatted(o);
 				if (txt)
@@ -229,21 +363,22 @@ cmd_bench(int argc, char **argv)
 				cJSON_Delete(o);
 			} else {
 				char test[48];
-				int tl = snprintf(test, sizeof(test), k == 0 ? "pp%d" : "tg%d", k == 0 ? n_prompt : n_gen);
+				int tl = snprintf(test, sizeof(test), np > 0 ? "pp%d" : "tg%d", np > 0 ? np : ng);
 				if (depth > 0)
 					snprintf(test + tl, sizeof(test) - tl, " @ d%d", depth);
 				printf("| %-*s | %7.2f ± %4.2f |", depth ? 16 : 8, test, mean, sd);
-				if (k == 1 && bw > 0)
-					printf("  %.0f%% of bandwidth/bytes-per-token (%.1f tok/s)", 100.0 * mean * size / (bw * 1e9),
-					    bw * 1e9 / size);
-				if (k == 0 && gf > 0)
-					printf("  %.1f GFLOP/s", mean * 2.0 * n_params / 1e9);
+				if (bound > 0)
+					printf(" %9.1f | %4.0f%%", bound, 100 * mean / bound);
 				putchar('\n');
 			}
 		}
 		if (sys && !json)
-			printf("machine: memory read %.1f GB/s (%d threads), sgemm %.1f GFLOP/s (OpenBLAS, n=1024)\n", bw,
-			    threads, gf);
+			printf("machine (%d threads, tier %s): memory read %.1f GB/s, float FMA %.0f GFLOP/s, int8 %.0f GOPS; "
+			    "OpenBLAS sgemm %.0f GFLOP/s (n=1024)\n"
+			    "bound: prompt by compute (int8 peak for quantized matrices, float peak for the rest and "
+			    "attention), generation by reading the weights and KV cache once per token (recurrent "
+			    "layers: no KV)\n",
+			    threads, q_cpu_features(), roof.bw, roof.fma, roof.i8, roof.sgemm);
 	}
 	rc = 0;
 out:

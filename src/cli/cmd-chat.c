@@ -30,15 +30,53 @@ on_sigint(int sig)
 	interrupted = 1;
 }
 
+/* How a reply is shown: a reasoning model's reasoning comes first,
+ * marked off as history show marks it ("[reasoning]", each line after
+ * "| ", then "[answer]"), dim on a terminal. */
 struct out_ctx {
 	int tty;
+	int in_reasoning;         /* showing the reasoning */
+	int line_start;           /* at the start of one of its lines */
 };
 
+/* The reasoning is over: the answer follows. */
+static void
+reasoning_end(struct out_ctx *o)
+{
+	if (!o->in_reasoning)
+		return;
+	if (!o->line_start)
+		putchar('\n');
+	fputs(o->tty ? "[answer]\033[22m\n" : "[answer]\n", stdout);
+	o->in_reasoning = 0;
+}
+
 static int
-on_piece(void *arg, const char *p, size_t n)
+on_piece(void *arg, const struct chat_piece *p)
 {
 	struct out_ctx *o = arg;
-	cli_write_text(p, n, o->tty);
+
+	if (p->kind == CHAT_PIECE_REASONING) {
+		const char *s = p->text;
+		size_t n = p->len;
+		if (!o->in_reasoning) {
+			fputs(o->tty ? "\033[2m[reasoning]\n" : "[reasoning]\n", stdout);
+			o->in_reasoning = o->line_start = 1;
+		}
+		while (n > 0) {
+			const char *nl = memchr(s, '\n', n);
+			size_t k = nl ? (size_t)(nl - s) + 1 : n;
+			if (o->line_start)
+				fputs("| ", stdout);
+			cli_write_text(s, k, o->tty);
+			o->line_start = nl != NULL;
+			s += k;
+			n -= k;
+		}
+	} else {
+		reasoning_end(o);
+		cli_write_text(p->text, p->len, o->tty);
+	}
 	fflush(stdout);
 	return interrupted;   /* Ctrl-C stops the reply, not the program */
 }
@@ -57,6 +95,8 @@ print_stats(const struct chat_stats *st)
 	    st->prompt_tps);
 	printf("reply: %d tokens, %.1f tok/s, first token after %.0f ms, ended: %s\n", st->n_gen, st->gen_tps,
 	    st->ttft_ms, chat_stop_name(st->stop));
+	if (st->n_reasoning > 0)
+		printf("reasoning: %d tokens, answer: %d tokens\n", st->n_reasoning, st->n_gen - st->n_reasoning);
 	printf("context: %d of %d tokens used; seed %llu\n", st->n_ctx_used, st->n_ctx, (unsigned long long)st->seed);
 }
 
@@ -232,7 +272,7 @@ cmd_chat(int argc, char **argv)
 	long long resume = 0;
 	struct chatlog per = { 0 };
 	char err[512];
-	struct out_ctx out = { isatty(STDOUT_FILENO) };
+	struct out_ctx out = { isatty(STDOUT_FILENO), 0, 0 };
 	int tty_in = isatty(STDIN_FILENO);
 	struct plain pl = { NULL, &per, &last, &have_stats, 0 };
 
@@ -260,7 +300,8 @@ cmd_chat(int argc, char **argv)
 		case 'h':
 			printf("usage: natter chat -m FILE --plain [--system TEXT] [--chat-template NAME|FILE] [-c N] [-t N]\n"
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
-			    "       [--max-tokens N] [--stop STRING]... [--db FILE | --no-history] [--resume ID]\n"
+			    "       [--max-tokens N] [--stop STRING]... [--think-tags 'OPEN CLOSE']\n"
+			    "       [--db FILE | --no-history] [--resume ID]\n"
 			    "Commands: ");
 			{
 				int first = 1;
@@ -304,6 +345,7 @@ cmd_chat(int argc, char **argv)
 		goto out;
 	}
 	chat_set_notice(c, on_notice, NULL);
+	chat_set_split(c, on_piece, &out);
 	pl.c = c;
 	if (chat_warning(c))
 		fprintf(stderr, "natter: warning: %s\n", chat_warning(c));
@@ -370,8 +412,14 @@ cmd_chat(int argc, char **argv)
 		}
 		free(line);
 		if (gen || regen) {
-			int r = regen ? chat_regenerate(c, on_piece, &out, &last, err, sizeof(err)) :
-			    chat_generate(c, on_piece, &out, &last, err, sizeof(err));
+			int r;
+			out.in_reasoning = 0;
+			r = regen ? chat_regenerate(c, NULL, NULL, &last, err, sizeof(err)) :
+			    chat_generate(c, NULL, NULL, &last, err, sizeof(err));
+			if (out.in_reasoning && r == 0 && last.stop == CHAT_STOP_LIMIT)
+				fprintf(stderr, "[natter: the reply ended inside its reasoning after %d tokens; "
+				    "a larger --max-tokens leaves room for the answer]\n", last.n_reasoning);
+			reasoning_end(&out);
 			if (r < 0) {
 				/* The session has withdrawn a message it could not answer. */
 				fprintf(stderr, "error: %s\n", err);

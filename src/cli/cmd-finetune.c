@@ -73,7 +73,8 @@ static const struct ft_opt opts[] = {
 	FT("alpha", O_ALPHA, FT_NUM, alpha, "A", "LoRA alpha: the update is scaled by alpha / rank (16)", 0, 1e6),
 	FT("dropout", O_DROPOUT, FT_NUM, dropout, "P", "dropout on the LoRA branch's input (0)", 0, 0.95),
 	FT("targets", O_TARGETS, FT_STR, targets, "LIST", "weights to adapt: q,k,v,o,gate,up,down,output or all "
-	    "(q,k,v,o,gate,up,down)", 0, 0),
+	    "(q,k,v,o,gate,up,down); expert stacks are not adapted: in a layer of experts gate, up and down adapt "
+	    "nothing", 0, 0),
 	FT("init", O_INIT, FT_STR, init, "ADAPTER", "start from this adapter (its targets, rank and alpha)", 0, 0),
 	FT("lr", O_LR, FT_NUM, lr, "LR", "peak learning rate (1e-4)", 0, 10),
 	FT("lr-min", O_LR_MIN, FT_NUM, lr_min, "LR", "learning rate at the end of the cosine (0)", 0, 10),
@@ -119,7 +120,10 @@ print_help(void)
 		printf("  %-30s %s\n", left, opts[i].help);
 	}
 	printf("  %-30s %s\n", "-h, --help", "show this help");
-	printf("Ctrl-C saves a checkpoint and stops; --resume CHECKPOINT with the same options continues exactly.\n");
+	printf("Ctrl-C saves a checkpoint and stops; --resume CHECKPOINT with the same options continues exactly.\n"
+	    "Models: every architecture natter runs (natter info --architectures) whose layers are attention, full\n"
+	    "or sliding-window, with the blocks of the registry (q/k and post norms, soft-caps, LongRoPE, routed and\n"
+	    "shared experts: the router and the experts stay frozen); others are refused, naming what is missing.\n");
 }
 
 /* Returns 0 to go on, 1 when help was printed, 2 on a usage error (message printed). */
@@ -201,9 +205,10 @@ parse(int argc, char **argv, struct ft_args *a)
 	return 0;
 }
 
-/* --targets: names to TMODEL_* bits; 0 on an unknown name (message printed). */
+/* --targets: names to TMODEL_* bits; 0 on an unknown name (message printed).  *FFN is set
+ * when gate, up or down is named on its own (not through "all"). */
 static unsigned
-parse_targets(const char *list)
+parse_targets(const char *list, int *ffn)
 {
 	static const struct {
 		const char *name;
@@ -226,6 +231,8 @@ parse_targets(const char *list)
 			    p);
 			return 0;
 		}
+		if (b & (TMODEL_GATE | TMODEL_UP | TMODEL_DOWN) && b != TMODEL_ALL_LINEAR)
+			*ffn = 1;
 		bits |= b;
 		p += n + (p[n] == ',');
 	}
@@ -458,6 +465,32 @@ out_dir_check(const char *out)
 	return 0;
 }
 
+/* The FFN targets on a model with layers of experts, whose stacks natter does not adapt:
+ * named on their own (NAMED), refused when no layer has a dense feed-forward, else a
+ * warning; through "all" (the default), a note. */
+static int
+experts_check(const struct ft_args *a, const struct llm_hparams *hp, int named)
+{
+	int moe = 0;
+
+	for (int il = 0; il < hp->n_layer; il++)
+		moe += (hp->layer[il].flags & LLM_LAYER_MOE) != 0;
+	if (moe && !named) {
+		fprintf(stderr, "%s: %d of %d layers hold experts: their feed-forward (experts, router, shared expert) "
+		    "stays frozen\n", cli_progname, moe, hp->n_layer);
+		return 0;
+	}
+	if (moe == hp->n_layer) {
+		cli_error("%s: every layer's feed-forward is a mixture of experts, which natter does not adapt: "
+		    "--targets gate, up and down select nothing here (q, k, v, o and output do)", a->model);
+		return -1;
+	}
+	if (moe)
+		fprintf(stderr, "%s: warning: %d of %d layers hold experts; gate, up and down adapt the other layers "
+		    "only\n", cli_progname, moe, hp->n_layer);
+	return 0;
+}
+
 static enum ggml_type
 out_type(const char *s)
 {
@@ -488,7 +521,7 @@ cmd_finetune(int argc, char **argv)
 	enum tdata_method method;
 	enum ggml_type otype;
 	long long steps;
-	int rc = 1, prc, lrc, have_old = 0;
+	int rc = 1, prc, lrc, have_old = 0, ffn_named = 0;
 
 	tdata_set_init(&set, TDATA_SFT, 0, 0);
 	prc = parse(argc, argv, &a);
@@ -506,7 +539,7 @@ cmd_finetune(int argc, char **argv)
 		cli_error("finetune: --out-type is f32, f16 or bf16, not '%s'", a.out_type);
 		return 2;
 	}
-	if (a.targets && !(targets = parse_targets(a.targets)))
+	if (a.targets && !(targets = parse_targets(a.targets, &ffn_named)))
 		return 2;
 	if (a.data.n && a.db) {
 		cli_error("finetune: --data and --db exclude each other");
@@ -537,6 +570,13 @@ cmd_finetune(int argc, char **argv)
 		cli_error("%s", err);
 		goto out;
 	}
+	if (tmodel_check(llm_model_hparams(m), err, sizeof(err)) < 0) {
+		cli_error("%s: natter finetune cannot train it: %s", a.model, err);
+		goto out;
+	}
+	if (!a.init && (targets & (TMODEL_GATE | TMODEL_UP | TMODEL_DOWN)) &&
+	    experts_check(&a, llm_model_hparams(m), ffn_named) < 0)
+		goto out;
 	if (!a.ctx) {
 		int train = llm_model_hparams(m)->n_ctx_train;
 		a.ctx = train >= 2 && train < 512 ? train : 512;

@@ -150,7 +150,7 @@ static void
 export_usage(FILE *out)
 {
 	fprintf(out, "usage: natter export --format FORMAT [--min-rating N] [--model SHA|NAME] [--since YYYY-MM-DD]\n"
-	    "       [--include-incomplete] [--include-legacy] [-o FILE] [--db FILE]\n"
+	    "       [--include-incomplete] [--include-legacy] [--reasoning drop|keep] [-o FILE] [--db FILE]\n"
 	    "Rated replies as JSON lines; each prompt is what the model was fed for that reply.\n"
 	    "Formats:\n");
 	for (int f = 0; f < STORE_N_FORMATS; f++)
@@ -158,13 +158,15 @@ export_usage(FILE *out)
 	fprintf(out, "--min-rating N       a good reply: N stars or more (thumbs up counts 5, down 1); default 4\n"
 	    "--include-incomplete also replies that were stopped or cut off (context, max tokens, error)\n"
 	    "--include-legacy     also replies from before schema 3, their prompt rebuilt from the\n"
-	    "                     conversation as stored (what they were fed was not recorded)\n");
+	    "                     conversation as stored (what they were fed was not recorded)\n"
+	    "--reasoning keep     a reasoning model's reasoning stays in the reply, as <think>REASONING</think>\n"
+	    "                     before the answer (default: drop, the answer alone)\n");
 }
 
 int
 cmd_export(int argc, char **argv)
 {
-	enum { OPT_INCOMPLETE = 1000, OPT_LEGACY };
+	enum { OPT_INCOMPLETE = 1000, OPT_LEGACY, OPT_REASONING };
 	static const struct option opts[] = {
 		{ "db", required_argument, NULL, 'd' },
 		{ "format", required_argument, NULL, 'f' },
@@ -174,6 +176,7 @@ cmd_export(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "include-incomplete", no_argument, NULL, OPT_INCOMPLETE },
 		{ "include-legacy", no_argument, NULL, OPT_LEGACY },
+		{ "reasoning", required_argument, NULL, OPT_REASONING },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -204,6 +207,13 @@ cmd_export(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case OPT_INCOMPLETE: o.include_incomplete = 1; break;
 		case OPT_LEGACY: o.include_legacy = 1; break;
+		case OPT_REASONING:
+			if (strcmp(optarg, "keep") && strcmp(optarg, "drop")) {
+				cli_error("export: --reasoning wants keep or drop");
+				return 2;
+			}
+			o.keep_reasoning = !strcmp(optarg, "keep");
+			break;
 		case 's': {
 			struct tm tm = { 0 };
 			char *e = strptime(optarg, "%Y-%m-%d", &tm);

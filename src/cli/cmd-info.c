@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "natter/gguf.h"
 #include "natter/llm.h"
+#include "natter/quant.h"
 #include "natter/tok.h"
 
 static void
@@ -235,6 +236,25 @@ print_layout(const struct llm_model *m, const struct gguf_file *f)
 		printf(", inputs x %g\n", hp->embd_scale);
 }
 
+/* `natter info --cpu`: the kernel tiers, which this CPU has, which is used. */
+static int
+info_cpu(void)
+{
+	char err[256];
+	int rc = q_cpu_init(err, sizeof(err));
+
+	printf("kernel tiers (NATTER_CPU=NAME chooses a lower one):\n");
+	for (int t = 0; t < q_cpu_tier_count(); t++)
+		printf("  %-11s %-36s %s\n", q_cpu_tier_name(t), q_cpu_tier_isa(t),
+		    q_cpu_tier_available(t) ? "available" : "not on this CPU (or not built)");
+	printf("detected: %s\nchosen:   %s\n", q_cpu_tier_name(q_cpu_tier_best()), q_cpu_features());
+	if (rc < 0) {
+		cli_error("%s", err);
+		return 2;
+	}
+	return 0;
+}
+
 int
 cmd_info(int argc, char **argv)
 {
@@ -243,6 +263,7 @@ cmd_info(int argc, char **argv)
 		{ "kv", no_argument, NULL, 'k' },
 		{ "tensors", no_argument, NULL, 't' },
 		{ "architectures", no_argument, NULL, 'a' },
+		{ "cpu", no_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -264,9 +285,11 @@ cmd_info(int argc, char **argv)
 		case 'a':
 			print_architectures();
 			return 0;
+		case 'c': return info_cpu();
 		case 'h':
 			printf("usage: natter info -m FILE [--kv] [--tensors]\n"
-			    "       natter info --architectures\n");
+			    "       natter info --architectures\n"
+			    "       natter info --cpu\n");
 			return 0;
 		default:
 			return 2;

@@ -73,10 +73,10 @@ preset_names(char *buf, size_t n)
 }
 
 /* The file-type mixes, by llama.cpp's names and general.file_type numbers. */
-enum mix { MIX_F32, MIX_F16, MIX_Q8_0, MIX_Q4_0, MIX_Q4_K_M };
+enum mix { MIX_F32, MIX_F16, MIX_Q8_0, MIX_Q4_0, MIX_Q4_K_M, MIX_IQ4_NL, MIX_IQ4_XS };
 static const struct { const char *name; enum mix mix; int file_type; } mixes[] = {
 	{ "F32", MIX_F32, 0 }, { "F16", MIX_F16, 1 }, { "Q8_0", MIX_Q8_0, 7 }, { "Q4_0", MIX_Q4_0, 2 },
-	{ "Q4_K_M", MIX_Q4_K_M, 15 },
+	{ "Q4_K_M", MIX_Q4_K_M, 15 }, { "IQ4_NL", MIX_IQ4_NL, 25 }, { "IQ4_XS", MIX_IQ4_XS, 30 },
 };
 
 struct fill {
@@ -171,6 +171,13 @@ weight_type(enum mix mix, const char *role, int layer, int n_layer, int64_t ne0,
 		if ((strcmp(role, "attn_v") == 0 || strncmp(role, "ffn_down", 8) == 0) && more_bits(layer, n_layer))
 			return fit(GGML_TYPE_Q6_K, ne0);
 		return fit(GGML_TYPE_Q4_K, ne0);
+	case MIX_IQ4_NL:
+		return strcmp(role, "output") == 0 ? fit(GGML_TYPE_Q6_K, ne0) : GGML_TYPE_IQ4_NL;
+	case MIX_IQ4_XS:
+		/* IQ4_XS needs rows of 256; llama.cpp falls back to IQ4_NL. */
+		if (strcmp(role, "output") == 0)
+			return fit(GGML_TYPE_Q6_K, ne0);
+		return ne0 % QK_K == 0 ? GGML_TYPE_IQ4_XS : GGML_TYPE_IQ4_NL;
 	}
 	return GGML_TYPE_F32;
 }
@@ -206,7 +213,7 @@ cmd_mkmodel(int argc, char **argv)
 		case 'l': n_layer_override = atoi(optarg); break;
 		case 'h':
 			preset_names(err, sizeof(err));
-			printf("usage: natter mkmodel --preset NAME --type (F32|F16|Q8_0|Q4_0|Q4_K_M) -o FILE [--layers N]\n"
+			printf("usage: natter mkmodel --preset NAME --type (F32|F16|Q8_0|Q4_0|Q4_K_M|IQ4_NL|IQ4_XS) -o FILE [--layers N]\n"
 			    "presets: %s\n", err);
 			return 0;
 		default:
@@ -229,7 +236,7 @@ cmd_mkmodel(int argc, char **argv)
 		return 2;
 	}
 	if (mi < 0) {
-		cli_error("mkmodel: unknown type '%s' (F32, F16, Q8_0, Q4_0, Q4_K_M)", tname);
+		cli_error("mkmodel: unknown type '%s' (F32, F16, Q8_0, Q4_0, Q4_K_M, IQ4_NL, IQ4_XS)", tname);
 		return 2;
 	}
 	for (size_t i = 0; i < sizeof(hybrids) / sizeof(hybrids[0]); i++)
@@ -358,7 +365,8 @@ cmd_mkmodel(int argc, char **argv)
 #define TENSOR(tname_, type_, ne0_, ne1_, sigma_) TENSOR3(tname_, type_, ne0_, ne1_, 1, sigma_)
 		{
 			enum ggml_type et = mix == MIX_F32 ? GGML_TYPE_F32 : mix == MIX_F16 ? GGML_TYPE_F16 :
-			    mix == MIX_Q8_0 ? GGML_TYPE_Q8_0 : mix == MIX_Q4_0 ? GGML_TYPE_Q4_0 : fit(GGML_TYPE_Q4_K, E);
+			    mix == MIX_Q8_0 ? GGML_TYPE_Q8_0 : mix == MIX_Q4_0 ? GGML_TYPE_Q4_0 :
+			    mix == MIX_IQ4_NL || mix == MIX_IQ4_XS ? GGML_TYPE_IQ4_NL : fit(GGML_TYPE_Q4_K, E);
 			if (P->tied)   /* the embedding doubles as the output: quantize it as the output */
 				et = weight_type(mix, "output", 0, n_layer, E, NE);
 			TENSOR("token_embd.weight", et, E, P->n_vocab, 0.02f);

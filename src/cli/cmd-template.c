@@ -24,11 +24,12 @@ cmd_template(int argc, char **argv)
 		{ "add-generation-prompt", no_argument, NULL, 'g' },
 		{ "bos", required_argument, NULL, 'B' },
 		{ "eos", required_argument, NULL, 'E' },
+		{ "enable-thinking", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model = NULL, *tfile = NULL, *builtin = NULL, *mfile = NULL, *bos = NULL, *eos = NULL;
-	int gen = 0, c, rc = 1, n = 0;
+	int gen = 0, c, rc = 1, n = 0, think = 0;
 	char err[512], *src = NULL, *js = NULL, *out = NULL, *bos_m = NULL, *eos_m = NULL;
 	size_t len, outlen;
 	cJSON *root = NULL, *arr, *it;
@@ -47,9 +48,19 @@ cmd_template(int argc, char **argv)
 		case 'g': gen = 1; break;
 		case 'B': bos = optarg; break;
 		case 'E': eos = optarg; break;
+		case 'T':
+			if (!strcmp(optarg, "true"))
+				think = 1;
+			else if (!strcmp(optarg, "false"))
+				think = -1;
+			else {
+				cli_error("template: --enable-thinking wants true or false");
+				return 2;
+			}
+			break;
 		case 'h':
 			printf("usage: natter template (-m FILE | --template-file F | --builtin NAME) --messages CONV.json\n"
-			    "       [--add-generation-prompt] [--bos S] [--eos S]\n");
+			    "       [--add-generation-prompt] [--bos S] [--eos S] [--enable-thinking true|false]\n");
 			return 0;
 		default:
 			return 2;
@@ -119,7 +130,7 @@ cmd_template(int argc, char **argv)
 		goto out;
 	}
 	{
-		struct tmpl_opts o = { gen, bos ? bos : bos_m, eos ? eos : eos_m, 0 };
+		struct tmpl_opts o = { gen, bos ? bos : bos_m, eos ? eos : eos_m, 0, think };
 		int r = tmpl_render(t, msgs, n, &o, &out, &outlen, err, sizeof(err));
 		if (r < 0) {
 			cli_error(r == TMPL_ERR_RAISED ? "the chat template refuses this conversation: %s" :

@@ -13,6 +13,7 @@
 #include "natter/gguf.h"
 #include "natter/llm.h"
 #include "natter/text.h"
+#include "natter/think.h"
 #include "natter/tmpl.h"
 #include "natter/tok.h"
 #include "llm/strbuf.h"
@@ -20,7 +21,9 @@
 /* One version of a message: a user message has one, an assistant message
  * one per generation. */
 struct alt {
-	char *content;
+	char *content;               /* an assistant message's: the answer */
+	char *reasoning;             /* NULL: the reply had none */
+	int n_reasoning;             /* its tokens; 0: not known */
 	int64_t tag;
 };
 
@@ -64,6 +67,9 @@ struct chat {
 	float *logits;               /* (n_vocab) after the last evaluation */
 	char *stops[9];
 	char *bos_text, *eos_text;
+	char think_open[32], think_close[32];   /* the reasoning's tags */
+	chat_split_fn split;
+	void *split_ctx;
 	chat_notice_fn notice;
 	void *notice_ctx;
 	chat_progress_fn progress;
@@ -74,6 +80,7 @@ struct chat {
 	int max_tokens;
 	atomic_int cancel;
 	atomic_int token_delay_ms;
+	atomic_int think;            /* enum chat_think, for the next render */
 };
 
 void
@@ -226,6 +233,13 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 		goto fail;
 	if (load_template(c, o->template_spec, err, errlen) < 0)
 		goto fail;
+	if (think_tags_parse(o->think_tags ? o->think_tags : "<think> </think>", c->think_open, c->think_close,
+	    sizeof(c->think_open), err, errlen) < 0) {
+		char tmp[256];
+		snprintf(tmp, sizeof(tmp), "reasoning tags %s", err);
+		snprintf(err, errlen, "%s", tmp);
+		goto fail;
+	}
 	c->ctx = llm_ctx_new(m, o->n_ctx, 0, o->n_threads, err, errlen);
 	if (!c->ctx)
 		goto fail;
@@ -383,8 +397,10 @@ static void
 msg_free(struct msg *m)
 {
 	free(m->role);
-	for (int k = 0; k < m->n_alts; k++)
+	for (int k = 0; k < m->n_alts; k++) {
 		free(m->alts[k].content);
+		free(m->alts[k].reasoning);
+	}
 	free(m->alts);
 }
 
@@ -465,6 +481,8 @@ alt_push(struct chat *c, int i, const char *text, size_t len)
 	if (!t)
 		return -1;
 	a[m->n_alts].content = t;
+	a[m->n_alts].reasoning = NULL;
+	a[m->n_alts].n_reasoning = 0;
 	a[m->n_alts].tag = 0;
 	return m->n_alts++;
 }
@@ -475,6 +493,49 @@ chat_alt_add(struct chat *c, int i, const char *text, size_t len)
 	if (i < 0 || i >= c->n || strcmp(c->msgs[i].role, "assistant"))
 		return -1;
 	return alt_push(c, i, text, len);
+}
+
+const char *
+chat_alt_reasoning(const struct chat *c, int i, int k)
+{
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts)
+		return NULL;
+	return c->msgs[i].alts[k].reasoning;
+}
+
+int
+chat_alt_reasoning_tokens(const struct chat *c, int i, int k)
+{
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts)
+		return 0;
+	return c->msgs[i].alts[k].n_reasoning;
+}
+
+const char *
+chat_message_reasoning(const struct chat *c, int i)
+{
+	return i >= 0 && i < c->n ? c->msgs[i].alts[c->msgs[i].cur].reasoning : NULL;
+}
+
+static int
+alt_set_reasoning(struct alt *a, const char *text, size_t len, int n_tokens)
+{
+	char *t = NULL;
+
+	if (text && !(t = dup_repaired(text, len)))
+		return -1;
+	free(a->reasoning);
+	a->reasoning = t;
+	a->n_reasoning = t && n_tokens > 0 ? n_tokens : 0;
+	return 0;
+}
+
+int
+chat_alt_set_reasoning(struct chat *c, int i, int k, const char *text, size_t len, int n_tokens)
+{
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts)
+		return -1;
+	return alt_set_reasoning(&c->msgs[i].alts[k], text, len, n_tokens);
 }
 
 int
@@ -497,11 +558,15 @@ chat_edit(struct chat *c, int i, const char *text, size_t len)
 	if (!t)
 		return -1;
 	m = &c->msgs[i];
-	for (int k = 0; k < m->n_alts; k++)
+	for (int k = 0; k < m->n_alts; k++) {
 		free(m->alts[k].content);
+		free(m->alts[k].reasoning);
+	}
 	m->n_alts = 1;
 	m->cur = 0;
 	m->alts[0].content = t;
+	m->alts[0].reasoning = NULL;
+	m->alts[0].n_reasoning = 0;
 	m->alts[0].tag = 0;
 	m->tag = 0;
 	drop_msgs(c, i + 1, c->n - i - 1);
@@ -568,6 +633,31 @@ chat_clear(struct chat *c)
 }
 
 void
+chat_set_split(struct chat *c, chat_split_fn fn, void *ctx)
+{
+	c->split = fn;
+	c->split_ctx = ctx;
+}
+
+void
+chat_set_think(struct chat *c, enum chat_think t)
+{
+	atomic_store(&c->think, (int)t);
+}
+
+enum chat_think
+chat_think(struct chat *c)
+{
+	return (enum chat_think)atomic_load(&c->think);
+}
+
+int
+chat_template_thinks(const struct chat *c)
+{
+	return c->tmpl_source && strstr(c->tmpl_source, "enable_thinking") != NULL;
+}
+
+void
 chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx)
 {
 	c->progress = fn;
@@ -631,7 +721,7 @@ static char *
 render(struct chat *c, int first, int add_gen, char *err, size_t errlen, size_t *len)
 {
 	struct tmpl_msg *m = malloc((c->n + 1) * sizeof(*m));
-	struct tmpl_opts o = { add_gen, c->bos_text, c->eos_text, 0 };
+	struct tmpl_opts o = { add_gen, c->bos_text, c->eos_text, 0, atomic_load(&c->think) };
 	char *out = NULL;
 	int k = 0, rc;
 
@@ -834,6 +924,49 @@ record_prompt(struct chat *c, char *text, size_t len, int first)
 	return 0;
 }
 
+/* The reply as shown, split into answer and reasoning (think.h), and its
+ * tokens counted by kind. */
+struct split_out {
+	struct chat *c;
+	struct think_split ts;
+	struct think_count tc;
+	char *answer, *reasoning;
+	size_t alen, acap, rlen, rcap;
+	int n_gen;
+	int stop;                    /* the split callback asked to stop */
+	int oom;
+};
+
+static void
+split_emit(void *ctx, enum think_kind k, const char *s, size_t n)
+{
+	struct split_out *so = ctx;
+	struct chat_piece p;
+
+	if (k == THINK_REASONING ? strbuf_append(&so->reasoning, &so->rlen, &so->rcap, s, n) < 0 :
+	    strbuf_append(&so->answer, &so->alen, &so->acap, s, n) < 0)
+		so->oom = 1;
+	if (!so->c->split)
+		return;
+	p.kind = k == THINK_REASONING ? CHAT_PIECE_REASONING : CHAT_PIECE_ANSWER;
+	p.text = s;
+	p.len = n;
+	p.n_gen = so->n_gen;
+	p.n_reasoning = so->tc.n_reasoning;
+	if (so->c->split(so->c->split_ctx, &p))
+		so->stop = 1;
+}
+
+/* Hands on S[0..N) of the reply: as it is to CB, split to the session's
+ * split callback.  Returns nonzero when either asks to stop. */
+static int
+reply_show(struct split_out *so, chat_piece_fn cb, void *cbctx, const char *s, size_t n)
+{
+	int stop = cb && cb(cbctx, s, n);
+	think_split_push(&so->ts, s, n, split_emit, so);
+	return stop || so->stop;
+}
+
 /* Generates a reply to messages [0, n).  TARGET < 0 appends it as a new
  * message; otherwise it becomes a new alternative of message TARGET (which
  * the caller has hidden by lowering n). */
@@ -842,6 +975,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 {
 	struct tok_ids ids = { 0 };
 	struct reply rep = { 0 };
+	struct split_out so = { 0 };
 	const int n_ctx = llm_ctx_n_ctx(c->ctx);
 	int n_dropped = 0, rc = -1, p, max_tokens, first = c->first;
 	struct sampler_params sp;
@@ -863,6 +997,13 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	n_dropped = first - c->first;
 	c->first = first;
 	st->prompt_tokens = (int)ids.n;
+	{
+		/* A prompt that opens the reasoning starts the reply inside it. */
+		int inside = think_prompt_opens(text, len, c->think_open, c->think_close);
+		so.c = c;
+		think_split_init(&so.ts, c->think_open, c->think_close, inside);
+		think_count_init(&so.tc, c->think_open, c->think_close, inside);
+	}
 	{
 		/* What is fed is recorded before it is evaluated: a reply stopped
 		 * while the prompt is read was given this prompt too. */
@@ -981,13 +1122,16 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		if (st->n_gen == 1)
 			t_first = now_ms();
 		piece = tok_stream_push(c->ts, tok, &plen);
+		think_count_token(&so.tc, piece, plen);
+		st->n_reasoning = so.tc.n_reasoning;
+		so.n_gen = st->n_gen;
 		if (strbuf_append(&rep.buf, &rep.len, &rep.cap, piece, plen) < 0) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
 		int stopped = check_stops(c->stops, &rep, &safe);
 		if (safe > rep.emitted) {
-			if (cb && cb(cbctx, rep.buf + rep.emitted, safe - rep.emitted))
+			if (reply_show(&so, cb, cbctx, rep.buf + rep.emitted, safe - rep.emitted))
 				atomic_store(&c->cancel, 1);
 			rep.emitted = safe;
 		}
@@ -1043,19 +1187,31 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		rep.emitted = rep.emitted > rep.len ? rep.len : rep.emitted;
 		check_stops(c->stops, &rep, &safe);
 		safe = rep.len;   /* the reply is over: show what is left */
-		if (safe > rep.emitted && cb)
-			cb(cbctx, rep.buf + rep.emitted, safe - rep.emitted);
+		if (safe > rep.emitted)
+			reply_show(&so, cb, cbctx, rep.buf + rep.emitted, safe - rep.emitted);
 	}
 finish:
+	think_split_flush(&so.ts, split_emit, &so);
+	think_count_flush(&so.tc);
+	st->n_reasoning = so.tc.n_reasoning;
+	if (so.oom) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	{
-		int k;
+		/* The message is the answer; the reasoning goes with it. */
+		int k, i = target < 0 ? c->n : target;
 		if (target < 0) {
-			k = push_msg(c, "assistant", rep.buf ? rep.buf : "", rep.len);
+			k = push_msg(c, "assistant", so.answer ? so.answer : "", so.alen) < 0 ? -1 : 0;
 		} else {
-			k = alt_push(c, target, rep.buf ? rep.buf : "", rep.len);
+			k = alt_push(c, target, so.answer ? so.answer : "", so.alen);
 			if (k >= 0)
 				c->msgs[target].cur = k;
 		}
+		/* (A regeneration's message is hidden from the index checks.) */
+		if (k >= 0 && think_split_entered(&so.ts) &&
+		    alt_set_reasoning(&c->msgs[i].alts[k], so.reasoning ? so.reasoning : "", so.rlen, st->n_reasoning) < 0)
+			k = -1;
 		if (k < 0) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
@@ -1078,6 +1234,8 @@ out:
 	atomic_store(&c->cancel, 0);   /* a stop ends with the reply it stopped */
 	free(text);
 	free(rep.buf);
+	free(so.answer);
+	free(so.reasoning);
 	tok_ids_free(&ids);
 	return rc;
 }

@@ -1,4 +1,4 @@
-/* matmul.c -- batched matrix products: activations converted once, weight rows split across threads. */
+/* matmul.c -- batched matrix products: activations converted once, weight rows split into tasks for the pool. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -9,26 +9,58 @@
 #include "natter/quant.h"
 #include "llm/matmul.h"
 #include "llm/pool.h"
+#include "llm/quant-impl.h"
+
+/* Bytes of the largest activation row any path may use for N inputs. */
+static size_t
+act_row_max(size_t n)
+{
+	size_t m = n * sizeof(float), v;
+	v = Q8P_ROW_BYTES(n);
+	if (v > m) m = v;
+	v = q_row_size(GGML_TYPE_Q8_K, (int64_t)((n + QK_K - 1) / QK_K * QK_K));
+	if (v > m) m = v;
+	v = q_row_size(GGML_TYPE_Q8_1, (int64_t)((n + 31) / 32 * 32));
+	if (v > m) m = v;
+	return (m + 63) & ~(size_t)63;
+}
 
 int
 mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads)
 {
 	static int blas_single;
+	const struct q_kernels *k;
 
-	/* Each of our threads calls sgemm on its own panel: OpenBLAS must not
-	 * start threads of its own on top of ours. */
+	memset(s, 0, sizeof(*s));
+	/* Our threads call sgemm (the batched attention; the scalar tier's
+	 * products) each on its own part: OpenBLAS must not start threads of
+	 * its own on top of ours. */
 	if (!blas_single) {
 		openblas_set_num_threads(1);
 		blas_single = 1;
 	}
-	memset(s, 0, sizeof(*s));
-	/* Activations converted for the dot path (at most 4 bytes per element;
-	 * only batches below the BLAS threshold use it). */
-	s->cap = (size_t)(n_batch < MM_BLAS_MIN_BATCH ? n_batch : MM_BLAS_MIN_BATCH) * max_in * 4 + 64;
-	s->xq = malloc(s->cap);
+	q_cpu_init(NULL, 0);
+	k = q_kern();
+	if (n_batch < 1)
+		n_batch = 1;
+	s->n_batch = n_batch;
+	s->max_in = max_in;
+	s->cap = (size_t)n_batch * act_row_max(max_in) + 64;
+	s->xq = aligned_alloc(64, (s->cap + 63) & ~(size_t)63);
 	if (!s->xq)
 		return -1;
-	if (n_batch >= MM_BLAS_MIN_BATCH) {
+	if (k->gemm_scratch) {
+		size_t bytes = (k->gemm_scratch((int)max_in) + 63) & ~(size_t)63;
+		s->gemm = calloc(n_threads, sizeof(*s->gemm));
+		if (!s->gemm)
+			return -1;
+		s->n_gemm = n_threads;
+		for (int i = 0; i < n_threads; i++) {
+			s->gemm[i] = aligned_alloc(64, bytes);
+			if (!s->gemm[i])
+				return -1;
+		}
+	} else if (n_batch >= MM_BLAS_MIN_BATCH) {
 		size_t bytes = MM_PANEL_BYTES;
 		if (bytes < max_in * 16 * sizeof(float))
 			bytes = max_in * 16 * sizeof(float);   /* at least 16 rows */
@@ -50,35 +82,156 @@ void
 mm_scratch_free(struct mm_scratch *s)
 {
 	free(s->xq);
+	for (int i = 0; i < s->n_gemm; i++)
+		free(s->gemm[i]);
+	free(s->gemm);
 	for (int i = 0; i < s->n_panels; i++)
 		free(s->panel[i]);
 	free(s->panel);
 	memset(s, 0, sizeof(*s));
 }
 
-struct mm_job {
-	float *out;
-	int d, n, nt;
-	const uint8_t *xq;
-	size_t qrow;
-	const struct ltensor *w;
-	q_vec_dot_fn dot;
+/* --- activations: one task per group of tokens --- */
+
+struct act_job {
+	const float *x;
+	int n, nt, per;
+	uint8_t *out;
+	size_t stride;
+	q_from_float_fn vdt;    /* one of the two */
+	q_act_fn act;
+	/* q8p rows made from the type's vec_dot_type (VIA, quantized by
+	 * VIA_FN): the int8 GEMM then sees the levels the dot products see. */
+	enum ggml_type via;
+	q_from_float_fn via_fn;
 };
 
 static void
-mm_worker(void *arg, int ith, int nth)
+act_task(void *arg, int task, int worker)
 {
-	const struct mm_job *j = arg;
-	/* Contiguous row ranges, so each thread streams its own part of W. */
-	int r0 = (int)((int64_t)j->d * ith / nth), r1 = (int)((int64_t)j->d * (ith + 1) / nth);
-	const uint8_t *wbase = j->w->data;
-
-	for (int r = r0; r < r1; r++) {
-		const uint8_t *wrow = wbase + (size_t)r * j->w->row_bytes;
-		for (int t = 0; t < j->nt; t++)
-			j->dot(j->n, &j->out[(size_t)t * j->d + r], wrow, j->xq + (size_t)t * j->qrow);
+	const struct act_job *j = arg;
+	int t0 = task * j->per, t1 = t0 + j->per < j->nt ? t0 + j->per : j->nt;
+	(void)worker;
+	if (j->via_fn) {
+		/* Blocks of 32 or 256 levels plus scales: a row of the via type
+		 * is at most 36/32 of N bytes (Q8_1), Q8_K's 292/256. */
+		uint8_t *buf = malloc(q_row_size(j->via, j->n));
+		for (int t = t0; buf && t < t1; t++) {
+			j->via_fn(j->x + (size_t)t * j->n, buf, j->n);
+			q_q8p_from_vdt(buf, j->via, j->out + (size_t)t * j->stride, j->n);
+		}
+		if (buf) {
+			free(buf);
+			return;
+		}
+		/* Out of memory: the tier's own q8p rounding, a little less close
+		 * to the dot products' but correct. */
+	}
+	for (int t = t0; t < t1; t++) {
+		if (j->vdt)
+			j->vdt(j->x + (size_t)t * j->n, j->out + (size_t)t * j->stride, j->n);
+		else
+			j->act(j->x + (size_t)t * j->n, j->out + (size_t)t * j->stride, j->n);
 	}
 }
+
+/* Makes J's q8p rows through VT when VT is an int8 format whose blocks
+ * q8p can hold as they are. */
+static void
+q8p_via(struct act_job *j, const struct q_kernels *k, enum ggml_type vt)
+{
+	if (vt == GGML_TYPE_Q8_0 || vt == GGML_TYPE_Q8_1 || (vt == GGML_TYPE_Q8_K && j->n % QK_K == 0)) {
+		j->via = vt;
+		j->via_fn = q_kern_act_vdt(k, vt);
+	}
+}
+
+/* X rounded to the levels of VT (Q8_0, Q8_1 or Q8_K) and back to floats,
+ * for products through sgemm on dequantized weights: the rounding the dot
+ * products (and llama.cpp) give the activations.  NULL when VT is none of
+ * these, or memory is short (the floats are then used as they are). */
+static float *
+rounded_act(const float *x, int n, int nt, const struct q_kernels *k, enum ggml_type vt)
+{
+	struct act_job j;
+	memset(&j, 0, sizeof(j));
+	j.n = n;
+	q8p_via(&j, k, vt);
+	if (!j.via_fn)
+		return NULL;
+	float *xr = malloc((size_t)n * nt * sizeof(float));
+	uint8_t *v = malloc(q_row_size(vt, n)), *row = malloc(Q8P_ROW_BYTES(n));
+	for (int t = 0; xr && v && row && t < nt; t++) {
+		j.via_fn(x + (size_t)t * n, v, n);
+		q_q8p_from_vdt(v, vt, row, n);
+		q_q8p_to_float(row, xr + (size_t)t * n, n);
+	}
+	if (!v || !row) {
+		free(xr);
+		xr = NULL;
+	}
+	free(v);
+	free(row);
+	return xr;
+}
+
+static void
+act_convert(struct pool *p, struct act_job *j)
+{
+	/* Small batches are not worth waking the workers for. */
+	if ((size_t)j->nt * j->n < 65536) {
+		j->per = j->nt;
+		act_task(j, 0, 0);
+		return;
+	}
+	j->per = (j->nt + 2 * pool_size(p) - 1) / (2 * pool_size(p));
+	pool_run_tasks(p, act_task, j, (j->nt + j->per - 1) / j->per);
+}
+
+/* --- GEMM: tasks are chunks of rows --- */
+
+struct gemm_job {
+	struct q_gemm_args a;
+	q_gemm_fn fn;
+	int rows;       /* per task */
+	int d;
+	void **scratch;
+};
+
+static void
+gemm_task(void *arg, int task, int worker)
+{
+	const struct gemm_job *j = arg;
+	int r0 = task * j->rows, r1 = r0 + j->rows < j->d ? r0 + j->rows : j->d;
+	j->fn(&j->a, r0, r1, j->scratch[worker]);
+}
+
+/* --- GEMV: chunks of rows, all tokens a few at a time --- */
+
+struct gemv_job {
+	q_gemv_fn fn;
+	float *out;
+	int d, n, nt, rows;
+	const uint8_t *w;
+	size_t ws;
+	const uint8_t *x;
+	size_t xs;
+};
+
+static void
+gemv_task(void *arg, int task, int worker)
+{
+	const struct gemv_job *j = arg;
+	int r0 = task * j->rows, nr = j->d - r0 < j->rows ? j->d - r0 : j->rows;
+	(void)worker;
+	for (int t = 0; t < j->nt; t += Q_GEMV_MAX_T) {
+		int tt = j->nt - t < Q_GEMV_MAX_T ? j->nt - t : Q_GEMV_MAX_T;
+		j->fn(j->n, j->out + (size_t)t * j->d + r0, (size_t)j->d, j->w + (size_t)r0 * j->ws, j->ws, nr,
+		    j->x + (size_t)t * j->xs, j->xs, tt);
+	}
+}
+
+/* --- the scalar tier's large batches: dequantized panels into sgemm --- */
 
 struct blas_job {
 	float *out;
@@ -89,7 +242,6 @@ struct blas_job {
 	struct mm_scratch *s;
 };
 
-/* Each thread: dequantize a panel of its rows, multiply it with sgemm. */
 static void
 blas_worker(void *arg, int ith, int nth)
 {
@@ -115,34 +267,77 @@ blas_worker(void *arg, int ith, int nth)
 	}
 }
 
+/* Rows per GEMV task: about 32 KiB of weights, a multiple of 8. */
+static int
+gemv_rows(size_t row_bytes, int d)
+{
+	int rows = (int)(32768 / (row_bytes ? row_bytes : 1));
+	rows = rows < 8 ? 8 : rows > 256 ? 256 : rows & ~7;
+	return rows > d ? d : rows;
+}
+
 void
 mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
 	  const struct ltensor *w, int nt)
 {
+	const struct q_kernels *k = q_kern();
+	const struct q_type_kern *tk = &k->t[w->type];
 	const struct q_traits *qt = q_traits_get(w->type);
-	const struct q_traits *vt = q_traits_get(qt->vec_dot_type);
-	struct mm_job job;
 
-	if (nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p)) {
-		struct blas_job bj = { out, d, n, nt, x, w, qt->to_float_fast, s };
+	if (tk->gemm && nt >= tk->gemm_min_nt && s->n_gemm >= pool_size(p) &&
+	    !(tk->gemm_act == Q_ACT_BF16 && n % 2)) {
+		struct gemm_job j;
+		memset(&j, 0, sizeof(j));
+		j.a.type = w->type;
+		j.a.w = w->data;
+		j.a.w_stride = w->row_bytes;
+		j.a.n = n;
+		j.a.nt = nt;
+		j.a.out = out;
+		j.a.ldo = (size_t)d;
+		if (tk->gemm_act == Q_ACT_F32) {
+			j.a.x = (const uint8_t *)x;
+			j.a.x_stride = (size_t)n * sizeof(float);
+		} else {
+			struct act_job aj = { x, n, nt, 0, s->xq, q_act_row_bytes(tk->gemm_act, w->type, n), NULL,
+			    tk->gemm_act == Q_ACT_BF16 ? k->act_bf16 : k->act_q8p, GGML_TYPE_F32, NULL };
+			if (tk->gemm_act == Q_ACT_Q8P)
+				q8p_via(&aj, k, qt->vec_dot_type);
+			act_convert(p, &aj);
+			j.a.x = s->xq;
+			j.a.x_stride = aj.stride;
+		}
+		j.fn = tk->gemm;
+		j.d = d;
+		j.rows = k->gemm_rows;
+		j.scratch = s->gemm;
+		pool_run_tasks(p, gemm_task, &j, (d + j.rows - 1) / j.rows);
+		return;
+	}
+	if (!tk->gemm && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p)) {
+		float *xr = rounded_act(x, n, nt, k, qt->vec_dot_type);
+		struct blas_job bj = { out, d, n, nt, xr ? xr : x, w, tk->to_float, s };
 		pool_run(p, blas_worker, &bj);
+		free(xr);
 		return;
 	}
 
-	job.out = out;
-	job.d = d;
-	job.n = n;
-	job.nt = nt;
-	job.w = w;
-	job.dot = qt->vec_dot;
+	struct gemv_job j = { tk->gemv, out, d, n, nt, gemv_rows(w->row_bytes, d), w->data, w->row_bytes, NULL, 0 };
 	if (qt->vec_dot_type == GGML_TYPE_F32) {
-		job.xq = (const uint8_t *)x;
-		job.qrow = (size_t)n * sizeof(float);
+		j.x = (const uint8_t *)x;
+		j.xs = (size_t)n * sizeof(float);
+	} else if (tk->gemv_act == Q_ACT_Q8P) {
+		struct act_job aj = { x, n, nt, 0, s->xq, Q8P_ROW_BYTES(n), NULL, k->act_q8p, GGML_TYPE_F32, NULL };
+		q8p_via(&aj, k, qt->vec_dot_type);
+		act_convert(p, &aj);
+		j.x = s->xq;
+		j.xs = aj.stride;
 	} else {
-		job.qrow = q_row_size(qt->vec_dot_type, n);
-		for (int t = 0; t < nt; t++)
-			vt->from_float_fast(x + (size_t)t * n, s->xq + (size_t)t * job.qrow, n);
-		job.xq = s->xq;
+		struct act_job aj = { x, n, nt, 0, s->xq, q_row_size(qt->vec_dot_type, n),
+		    q_kern_act_vdt(k, qt->vec_dot_type), NULL, GGML_TYPE_F32, NULL };
+		act_convert(p, &aj);
+		j.x = s->xq;
+		j.xs = aj.stride;
 	}
-	pool_run(p, mm_worker, &job);
+	pool_run_tasks(p, gemv_task, &j, (d + j.rows - 1) / j.rows);
 }

@@ -11,27 +11,46 @@
 
 struct pool;
 
-/* Batches at least this large go through sgemm on dequantized panels. */
+/* On the scalar tier (which has no GEMM kernels of its own), batches at
+ * least this large go through OpenBLAS sgemm on dequantized panels. */
 #define MM_BLAS_MIN_BATCH 32
-/* Bytes of dequantized weights per thread per sgemm call. */
+/* Bytes of dequantized weights per thread per sgemm call (scalar tier). */
 #define MM_PANEL_BYTES (2u << 20)
 
-/* Room for activations converted to a weight's vec_dot_type, and for each
- * thread's dequantized weight panel. */
+/*
+ * A context's room for one matrix product at a time: the activations
+ * converted once per product (at most n_batch rows of max_in inputs, in
+ * the largest of the formats the kernels use) and each thread's panel of
+ * packed weights (a few tens of KiB) for the GEMM kernels, or its
+ * dequantized panel for the BLAS path of the scalar tier.
+ */
 struct mm_scratch {
-	uint8_t *xq;
-	size_t cap;
-	float **panel;          /* (n_threads) panels of MM_PANEL_BYTES, or NULL */
+	uint8_t *xq;            /* converted activations */
+	size_t cap;             /* bytes of xq */
+	void **gemm;            /* (n_threads) GEMM scratch, 64-byte aligned, or NULL */
+	int n_gemm;
+	float **panel;          /* (n_threads) BLAS panels of panel_bytes, or NULL */
 	int n_panels;
 	size_t panel_bytes;
+	int n_batch;
+	size_t max_in;
 };
 
-/* N_THREADS panels are allocated only if N_BATCH can reach the BLAS path. */
+/* Sizes the scratch for products of up to N_BATCH tokens with rows of up
+ * to MAX_IN inputs on a pool of N_THREADS threads.  Returns 0 or -1 (out
+ * of memory; the scratch can then be freed).  Chooses the CPU tier if it
+ * is not chosen yet (q_cpu_init). */
 int mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads);
+/* Frees what init allocated; a zeroed scratch is fine. */
 void mm_scratch_free(struct mm_scratch *s);
 
 /* OUT (nt, d) = X (nt, n) @ W^T, W (d, n): a 2-D tensor (one matrix of a
- * stack is taken with ltensor_slice).  No allocation. */
+ * stack is taken with ltensor_slice).  NT <= the scratch's n_batch and
+ * N <= its max_in.  No allocation; the calling thread owns P and S.
+ * Batches below the tier's threshold for the type (q_type_kern.
+ * gemm_min_nt: 2 to 16 tokens) take each weight row's dot products
+ * (GEMV); larger ones the tier's GEMM on packed panels, the activations
+ * quantized to int8 once per call for quantized weights. */
 void mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
 	       const struct ltensor *w, int nt);
 

@@ -1,26 +1,53 @@
-/* pool.c -- workers spin briefly for the next job (a token is many short jobs), then sleep. */
+/* pool.c -- workers claim tasks from a shared counter, spin briefly for the next job, then sleep. */
 #include "config.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "llm/pool.h"
 
-#define POOL_SPIN 20000
+/*
+ * One job at a time.  Its tasks are claimed through one 64-bit word:
+ * generation (24 bits) | number of tasks (20) | next task (20).  A thread
+ * that claims task i of generation g with a compare-and-swap knows the job
+ * is still g (it cannot end while task i is unfinished), so the job's
+ * function and context it reads afterwards are g's.  Nobody waits for a
+ * particular thread: a worker the OS has not scheduled simply claims
+ * nothing, and the caller does the work.
+ *
+ * Idle workers spin for POOL_SPIN_NS (a token is many short jobs with
+ * little serial work between them), then sleep on a condition variable.
+ * The caller, once every task is claimed, waits for the ones still
+ * running the same way.
+ */
+#define POOL_SPIN_NS 100000L
+
+#define W_GEN(w) ((uint32_t)((w) >> 40))
+#define W_N(w) ((int)(((w) >> 20) & 0xFFFFF))
+#define W_NEXT(w) ((int)((w) & 0xFFFFF))
 
 struct pool {
 	int n;
 	pthread_t *th;
-	atomic_uint gen;
-	atomic_int pending;
-	atomic_int sleepers;
-	atomic_int stop;
-	pool_fn fn;
-	void *ctx;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
 	struct worker *w;
+	_Atomic uint64_t work;
+	atomic_int done;            /* tasks of the current job finished */
+	atomic_int sleepers;        /* workers waiting on cv */
+	atomic_int caller_waits;    /* the caller waits on done_cv */
+	atomic_int stop;
+	uint32_t gen;               /* the caller's count of jobs */
+	/* The current job (written only between jobs, by the caller). */
+	pool_fn fn;
+	pool_task_fn tfn;
+	void *ctx;
+	int nth;
+	pthread_mutex_t mu;
+	pthread_cond_t cv, done_cv;
 };
 
 struct worker {
@@ -33,50 +60,120 @@ cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
 #endif
+}
+
+static long
+now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Claims the next task of the job *W (the word as last read) belongs to;
+ * -1 if none is left.  *W becomes the word the claim was made in. */
+static int
+claim(struct pool *p, uint64_t *w)
+{
+	uint64_t cur = *w;
+	for (;;) {
+		if (W_NEXT(cur) >= W_N(cur))
+			return -1;
+		if (atomic_compare_exchange_weak(&p->work, &cur, cur + 1)) {
+			*w = cur;
+			return W_NEXT(cur);
+		}
+		/* cur now holds the current word: maybe another job's. */
+	}
+}
+
+static void
+run_task(struct pool *p, int task, int worker)
+{
+	if (p->tfn)
+		p->tfn(p->ctx, task, worker);
+	else
+		p->fn(p->ctx, task, p->nth);
+}
+
+/* Runs tasks while any are left, starting from word W. */
+static void
+drain(struct pool *p, uint64_t w, int worker)
+{
+	int task;
+	while ((task = claim(p, &w)) >= 0) {
+		run_task(p, task, worker);
+		if (atomic_fetch_add(&p->done, 1) + 1 == W_N(w) && atomic_load(&p->caller_waits)) {
+			pthread_mutex_lock(&p->mu);
+			pthread_cond_broadcast(&p->done_cv);
+			pthread_mutex_unlock(&p->mu);
+		}
+		w = atomic_load(&p->work);
+	}
 }
 
 static void *
 worker_main(void *arg)
 {
-	struct worker *w = arg;
-	struct pool *p = w->p;
-	unsigned seen = 0;
+	struct worker *wk = arg;
+	struct pool *p = wk->p;
 
 	for (;;) {
-		int spins = 0;
-		while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) {
-			if (++spins < POOL_SPIN) {
-				cpu_relax();
-				continue;
-			}
-			pthread_mutex_lock(&p->mu);
-			atomic_fetch_add(&p->sleepers, 1);
-			while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
-				pthread_cond_wait(&p->cv, &p->mu);
-			atomic_fetch_sub(&p->sleepers, 1);
-			pthread_mutex_unlock(&p->mu);
-		}
+		uint64_t w = atomic_load(&p->work);
 		if (atomic_load(&p->stop))
 			return NULL;
-		seen = atomic_load(&p->gen);
-		p->fn(p->ctx, w->ith, p->n);
-		atomic_fetch_sub(&p->pending, 1);
+		if (W_NEXT(w) < W_N(w)) {
+			drain(p, w, wk->ith);
+			continue;
+		}
+		/* Nothing to do: spin until the word changes, then sleep. */
+		long t0 = now_ns();
+		for (int i = 1; atomic_load(&p->work) == w && !atomic_load(&p->stop); i++) {
+			cpu_relax();
+			if ((i & 63) == 0 && now_ns() - t0 > POOL_SPIN_NS) {
+				pthread_mutex_lock(&p->mu);
+				atomic_fetch_add(&p->sleepers, 1);
+				while (atomic_load(&p->work) == w && !atomic_load(&p->stop))
+					pthread_cond_wait(&p->cv, &p->mu);
+				atomic_fetch_sub(&p->sleepers, 1);
+				pthread_mutex_unlock(&p->mu);
+				break;
+			}
+		}
 	}
+}
+
+int
+pool_cpus_available(void)
+{
+#ifdef CPU_COUNT
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return CPU_COUNT(&set);
+#endif
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : (int)n;
 }
 
 struct pool *
 pool_new(int n_threads)
 {
 	struct pool *p = calloc(1, sizeof(*p));
+	int cpus = pool_cpus_available();
 
 	if (!p)
 		return NULL;
+	if (n_threads > cpus)
+		n_threads = cpus;
 	if (n_threads < 1)
 		n_threads = 1;
 	p->n = n_threads;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
+	pthread_cond_init(&p->done_cv, NULL);
 	p->th = calloc(n_threads, sizeof(*p->th));
 	p->w = calloc(n_threads, sizeof(*p->w));
 	if (!p->th || !p->w) {
@@ -109,6 +206,7 @@ pool_free(struct pool *p)
 		pthread_join(p->th[i], NULL);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
+	pthread_cond_destroy(&p->done_cv);
 	free(p->th);
 	free(p->w);
 	free(p);
@@ -120,23 +218,71 @@ pool_size(const struct pool *p)
 	return p->n;
 }
 
-void
-pool_run(struct pool *p, pool_fn fn, void *ctx)
+static void
+run_job(struct pool *p, int n_tasks)
 {
-	if (p->n == 1) {
-		fn(ctx, 0, 1);
+	uint64_t w;
+
+	if (p->n == 1 || n_tasks <= 1 || n_tasks > POOL_MAX_TASKS) {
+		for (int i = 0; i < n_tasks; i++)
+			run_task(p, i, 0);
 		return;
 	}
-	p->fn = fn;
-	p->ctx = ctx;
-	atomic_store(&p->pending, p->n - 1);
-	atomic_fetch_add(&p->gen, 1);
+	p->gen = (p->gen + 1) & 0xFFFFFF;
+	atomic_store(&p->done, 0);
+	w = ((uint64_t)p->gen << 40) | ((uint64_t)n_tasks << 20);
+	atomic_store(&p->work, w);   /* publishes fn, ctx and the counts */
 	if (atomic_load(&p->sleepers) > 0) {
 		pthread_mutex_lock(&p->mu);
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
 	}
-	fn(ctx, 0, p->n);
-	while (atomic_load(&p->pending) > 0)
+	drain(p, w, 0);
+	if (atomic_load(&p->done) == n_tasks)
+		return;
+	/* Tasks still run on workers: spin a little, then sleep. */
+	long t0 = now_ns();
+	for (int i = 1; atomic_load(&p->done) < n_tasks; i++) {
 		cpu_relax();
+		if ((i & 63) == 0 && now_ns() - t0 > POOL_SPIN_NS) {
+			pthread_mutex_lock(&p->mu);
+			atomic_store(&p->caller_waits, 1);
+			while (atomic_load(&p->done) < n_tasks)
+				pthread_cond_wait(&p->done_cv, &p->mu);
+			atomic_store(&p->caller_waits, 0);
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+	}
+}
+
+void
+pool_run(struct pool *p, pool_fn fn, void *ctx)
+{
+	p->fn = fn;
+	p->tfn = NULL;
+	p->ctx = ctx;
+	p->nth = p->n;
+	run_job(p, p->n);
+}
+
+void
+pool_run_tasks(struct pool *p, pool_task_fn fn, void *ctx, int n_tasks)
+{
+	p->fn = NULL;
+	p->tfn = fn;
+	p->ctx = ctx;
+	p->nth = p->n;
+	run_job(p, n_tasks);
+}
+
+double
+pool_worker_cpu_seconds(const struct pool *p, int i)
+{
+	clockid_t cid;
+	struct timespec ts;
+
+	if (i < 1 || i >= p->n || pthread_getcpuclockid(p->th[i], &cid) != 0 || clock_gettime(cid, &ts) != 0)
+		return -1;
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }

@@ -1,18 +1,37 @@
-/* pool.h -- a persistent thread pool for the kernels: run one function on N threads. */
+/* pool.h -- a persistent thread pool for the kernels: tasks claimed by whichever thread is running. */
 #ifndef NATTER_POOL_H
 #define NATTER_POOL_H
 
 struct pool;
 
-/* FN runs on every thread: ITH in [0, NTH); thread 0 is the caller. */
+/* FN(CTX, ITH, NTH) is called once for each ITH in [0, NTH), NTH the pool
+ * size.  Calls may run on any thread, several on the same one in turn
+ * (a worker the OS has not scheduled gets none): use ITH for per-call
+ * scratch, never as a thread identity. */
 typedef void (*pool_fn)(void *ctx, int ith, int nth);
+/* FN(CTX, TASK, WORKER) for each TASK in [0, n_tasks); WORKER in
+ * [0, pool_size) names the thread running it (0 is the caller), for
+ * per-thread scratch: no two calls with the same WORKER overlap. */
+typedef void (*pool_task_fn)(void *ctx, int task, int worker);
 
-/* Starts N_THREADS - 1 workers (the caller is the N-th).  NULL on failure. */
+/* The most tasks one pool_run_tasks call takes (larger counts run on the
+ * calling thread alone). */
+#define POOL_MAX_TASKS ((1 << 20) - 1)
+
+/* Starts N_THREADS - 1 workers (the caller is the N-th); N_THREADS is
+ * first clamped to 1 .. the CPUs this process may run on.  NULL when no
+ * memory.  Threads that cannot be started are done without. */
 struct pool *pool_new(int n_threads);
+/* Stops and joins the workers.  pool_free(NULL) does nothing. */
 void pool_free(struct pool *p);
 int pool_size(const struct pool *p);
-/* Runs FN on all threads and returns when every one has finished.  Only
- * one thread may call pool_run on a given pool at a time. */
+/* Runs every call and returns when all have finished.  Only one thread
+ * may run jobs on a given pool at a time (the owner of the context). */
 void pool_run(struct pool *p, pool_fn fn, void *ctx);
+void pool_run_tasks(struct pool *p, pool_task_fn fn, void *ctx, int n_tasks);
+/* CPU time worker I (1 .. size - 1) has used, in seconds, or -1 (tests). */
+double pool_worker_cpu_seconds(const struct pool *p, int i);
+/* The CPUs this process may run on (at least 1). */
+int pool_cpus_available(void);
 
 #endif

@@ -1,6 +1,9 @@
-/* quant-impl.h -- internals shared by the reference and SIMD kernel files. */
+/* quant-impl.h -- internals shared by the reference kernels, the per-tier kernel files and matmul.c. */
 #ifndef NATTER_QUANT_IMPL_H
 #define NATTER_QUANT_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #include "natter/quant.h"
 
@@ -23,9 +26,113 @@ void q_kdec_q5_K(const void *blk, struct kdec *k);
 void q_kdec_q6_K(const void *blk, struct kdec *k);
 void q_q8_K_from_float_ref(const float *x, void *y, int64_t n);
 
-/* SIMD paths (quant-avx2.c): fills the fast entries when the CPU allows. */
-int q_avx2_available(void);
-void q_avx2_install(struct q_traits *table);
-void q_avx2_install_vops(struct q_vops *v);
+/*
+ * Activation formats of the matrix products.  A product quantizes (or
+ * converts) its activations once per call into one of these, row by row
+ * (one row per token), then runs a tier's kernel over the weight rows.
+ */
+enum q_act {
+	Q_ACT_F32,      /* the floats as they are */
+	Q_ACT_VDT,      /* the weight type's vec_dot_type (Q8_0, Q8_1, Q8_K): the dot/GEMV path */
+	Q_ACT_Q8P,      /* "q8p", the int8 GEMM's rows, below */
+	Q_ACT_BF16,     /* bfloat16, rounded to nearest (the BF16 GEMM of the avx512bf16 tier) */
+};
+
+/*
+ * A q8p row of N elements (N a multiple of 32, NB = N / 32 blocks):
+ *   int8    qs[N]       levels, x ~ d[b] * qs[i] for i in block b
+ *   float   d[NB]       block scales
+ *   float   s32[NB]     d[b] * (sum of the block's levels)
+ *   float   s16[2*NB]   d[b] * (sum of each half of the block's levels)
+ *   int32_t n32[NB]     minus the sum of the block's levels
+ *   int32_t n16[2*NB]   minus the sum of each half's
+ * Rows are Q8P_ROW_BYTES(N) apart (a multiple of 64).
+ */
+#define Q8P_ROW_BYTES(n) ((((size_t)(n) * 15 / 8) + 63) & ~(size_t)63)
+#define Q8P_D(row, n) ((float *)((uint8_t *)(row) + (n)))
+#define Q8P_S32(row, n) (Q8P_D(row, n) + (n) / 32)
+#define Q8P_S16(row, n) (Q8P_D(row, n) + 2 * ((n) / 32))
+#define Q8P_N32(row, n) ((int32_t *)(Q8P_D(row, n) + 4 * ((n) / 32)))
+#define Q8P_N16(row, n) (Q8P_N32(row, n) + (n) / 32)
+/* Reference q8p quantizer and its inverse (tests, and the scalar tier). */
+void q_q8p_from_float_ref(const float *x, void *row, int n);
+void q_q8p_to_float(const void *row, float *x, int n);
+void q_q8p_from_vdt(const void *vrow, enum ggml_type vt, void *row, int n);
+/* Bytes of one activation row in format A for weights of type T. */
+size_t q_act_row_bytes(enum q_act a, enum ggml_type t, int n);
+
+/* Rows of W (W_STRIDE bytes apart; NR of them) times NT activation rows (in
+ * the type's vec_dot_type, X_STRIDE bytes apart; or floats for F32, F16
+ * and BF16): OUT[t * LDO + r] for r < NR, t < NT.  NT <= Q_GEMV_MAX_T. */
+#define Q_GEMV_MAX_T 4
+typedef void (*q_gemv_fn)(int n, float *out, size_t ldo, const uint8_t *w, size_t w_stride, int nr,
+			  const uint8_t *x, size_t x_stride, int nt);
+
+/* One GEMM call: OUT (nt, d) = X (nt, n) @ W^T for weight rows [r0, r1). */
+struct q_gemm_args {
+	enum ggml_type type;
+	const uint8_t *w;       /* row 0 of W */
+	size_t w_stride;        /* bytes between rows */
+	int n;                  /* inputs: the row length */
+	const uint8_t *x;       /* activations in the kernel's format */
+	size_t x_stride;
+	int nt;                 /* tokens */
+	float *out;             /* (nt, ldo) */
+	size_t ldo;
+};
+/* Computes rows [R0, R1) of the product for all tokens; SCRATCH holds
+ * gemm_scratch(n) bytes, 64-byte aligned, owned by the calling thread. */
+typedef void (*q_gemm_fn)(const struct q_gemm_args *a, int r0, int r1, void *scratch);
+/* Converts one activation row of N floats into the kernel's format. */
+typedef void (*q_act_fn)(const float *x, void *row, int n);
+
+struct q_type_kern {
+	q_vec_dot_fn vec_dot;   /* one row, one token */
+	q_to_float_fn to_float;
+	q_gemv_fn gemv;         /* a few rows by up to Q_GEMV_MAX_T tokens */
+	enum q_act gemv_act;    /* the activations gemv wants: VDT (the default) or Q8P */
+	q_gemm_fn gemm;         /* NULL: this tier has none for the type */
+	enum q_act gemm_act;    /* the activations gemm wants */
+	int gemm_min_nt;        /* batches from this size use gemm (measured) */
+};
+
+/* Everything one tier provides.  Entries it leaves NULL fall back to the
+ * scalar tier's (filled by q_kern_complete). */
+struct q_kernels {
+	const char *name;
+	struct q_type_kern t[GGML_TYPE_COUNT];
+	q_from_float_fn act_q8_0, act_q8_1, act_q8_K;   /* vec_dot_type quantizers */
+	q_act_fn act_q8p;
+	q_act_fn act_bf16;
+	size_t (*gemm_scratch)(int n);
+	int gemm_rows;          /* row chunks handed to gemm are multiples of this */
+	struct q_vops vops;
+	/* Microbenchmarks of the machine's limits (sysbench.c), each run for
+	 * about SECONDS on the calling thread: float fused multiply-adds
+	 * (GFLOP/s, 2 per lane), int8 products as the GEMM does them (GOPS,
+	 * a multiply and an add per byte pair), and a read of BYTES (a
+	 * multiple of 256) that touches every byte; returns a checksum. */
+	double (*peak_fma)(double seconds);
+	double (*peak_i8)(double seconds);
+	uint64_t (*read_sum)(const void *buf, size_t bytes);
+};
+
+/* The scalar tier (quant.c) and the x86 tiers (quant-<tier>.c): NULL when
+ * a tier is not built (another architecture, or --disable-simd). */
+const struct q_kernels *q_kern_scalar(void);
+const struct q_kernels *q_kern_avx2(void);
+const struct q_kernels *q_kern_avxvnni(void);
+const struct q_kernels *q_kern_avx512(void);
+const struct q_kernels *q_kern_avx512vnni(void);
+const struct q_kernels *q_kern_avx512bf16(void);
+/* Fills a tier's empty entries from the scalar tier's. */
+void q_kern_complete(struct q_kernels *k);
+
+/* The chosen tier's kernels (initialising on first use), and any tier's
+ * (NULL if that tier is not available here): tests compare them. */
+const struct q_kernels *q_kern(void);
+const struct q_kernels *q_kern_tier(int tier);
+/* The activation quantizer of vec_dot_type VT in kernel set K. */
+q_from_float_fn q_kern_act_vdt(const struct q_kernels *k, enum ggml_type vt);
 
 #endif

@@ -1,8 +1,11 @@
-/* quant.c -- reference (scalar) conversions and dot products for every tensor type. */
+/* quant.c -- reference (scalar) conversions, quantizers and dot products for every tensor type: the scalar tier. */
 #include "config.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "natter/quant.h"
 #include "llm/quant-impl.h"
@@ -818,24 +821,329 @@ q6_K_from_float(const float *x, void *y, int64_t n)
 	}
 }
 
+/* --- IQ4_NL and IQ4_XS: 4-bit indices into a non-linear grid --- */
+
+const int8_t q_iq4nl_values[16] = {
+	-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+};
+
+/* Index of the grid level nearest to Y (ties to the lower level). */
+static int
+iq4_nearest(float y)
+{
+	int lo = 0, hi = 15;
+	if (y <= q_iq4nl_values[0])
+		return 0;
+	if (y >= q_iq4nl_values[15])
+		return 15;
+	while (hi - lo > 1) {   /* the grid is sorted */
+		int mid = (lo + hi) / 2;
+		if (y < q_iq4nl_values[mid])
+			hi = mid;
+		else
+			lo = mid;
+	}
+	return y - q_iq4nl_values[lo] <= q_iq4nl_values[hi] - y ? lo : hi;
+}
+
+/*
+ * The scale of N values X on the grid, and their indices L: candidate
+ * scales around "largest magnitude on the grid's end" are tried; for each,
+ * every value takes its nearest level and the scale is refitted by least
+ * squares; the candidate with the smallest squared error wins.  Returns
+ * the scale (0 for an all-zero block).
+ */
+static float
+iq4_fit(const float *x, int n, uint8_t *L)
+{
+	float amax = 0, max = 0, best_err = INFINITY, best_d = 0;
+	uint8_t Lt[32];
+
+	for (int j = 0; j < n; j++) {
+		if (fabsf(x[j]) > amax) {
+			amax = fabsf(x[j]);
+			max = x[j];
+		}
+	}
+	if (amax == 0) {
+		memset(L, 8, n);   /* level 1: the smallest magnitude; times d = 0 */
+		return 0;
+	}
+	for (int k = 0; k < 38; k++) {
+		/* The largest value lands near -127 (the grid's long end) or
+		 * near 113 (its other end). */
+		float end = k < 19 ? -127.0f + 1.5f * (k - 9) : 113.0f + 1.5f * (k - 28);
+		float d = max / end, id = 1 / d, sxv = 0, svv = 0, err = 0;
+		for (int j = 0; j < n; j++) {
+			Lt[j] = (uint8_t)iq4_nearest(x[j] * id);
+			float v = q_iq4nl_values[Lt[j]];
+			sxv += x[j] * v;
+			svv += v * v;
+		}
+		if (svv > 0)
+			d = sxv / svv;
+		for (int j = 0; j < n; j++) {
+			float e = x[j] - d * q_iq4nl_values[Lt[j]];
+			err += e * e;
+		}
+		if (err < best_err) {
+			best_err = err;
+			best_d = d;
+			memcpy(L, Lt, n);
+		}
+	}
+	return best_d;
+}
+
+static void
+iq4_nl_to_float(const void *x, float *y, int64_t n)
+{
+	const block_iq4_nl *b = x;
+	for (int64_t i = 0; i < n / 32; i++) {
+		float d = q_f16_to_f32(b[i].d);
+		for (int j = 0; j < 16; j++) {
+			y[i * 32 + j] = d * q_iq4nl_values[b[i].qs[j] & 0xF];
+			y[i * 32 + j + 16] = d * q_iq4nl_values[b[i].qs[j] >> 4];
+		}
+	}
+}
+
+static void
+iq4_nl_from_float(const float *x, void *y, int64_t n)
+{
+	block_iq4_nl *b = y;
+	uint8_t L[32];
+	for (int64_t i = 0; i < n / 32; i++) {
+		float d = iq4_fit(x + i * 32, 32, L);
+		b[i].d = q_f32_to_f16(d);
+		/* Re-pick the levels for the scale as stored (binary16). */
+		d = q_f16_to_f32(b[i].d);
+		if (d != 0)
+			for (int j = 0; j < 32; j++)
+				L[j] = (uint8_t)iq4_nearest(x[i * 32 + j] / d);
+		for (int j = 0; j < 16; j++)
+			b[i].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+	}
+}
+
+static void
+dot_iq4_nl_ref(int n, float *s, const void *x, const void *y)
+{
+	const block_iq4_nl *a = x;
+	const block_q8_0 *b = y;
+	float sum = 0;
+	for (int i = 0; i < n / 32; i++) {
+		int isum = 0;
+		for (int j = 0; j < 16; j++)
+			isum += q_iq4nl_values[a[i].qs[j] & 0xF] * b[i].qs[j] +
+			    q_iq4nl_values[a[i].qs[j] >> 4] * b[i].qs[j + 16];
+		sum += isum * q_f16_to_f32(a[i].d) * q_f16_to_f32(b[i].d);
+	}
+	*s = sum;
+}
+
+/* The 6-bit scale of sub-block IB of an IQ4_XS block, minus 32. */
+static int
+iq4_xs_scale(const block_iq4_xs *b, int ib)
+{
+	int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b->scales_h >> (2 * ib)) & 3) << 4);
+	return ls - 32;
+}
+
+static void
+iq4_xs_to_float(const void *x, float *y, int64_t n)
+{
+	const block_iq4_xs *b = x;
+	for (int64_t i = 0; i < n / QK_K; i++) {
+		float d = q_f16_to_f32(b[i].d);
+		for (int ib = 0; ib < 8; ib++) {
+			float dl = d * iq4_xs_scale(&b[i], ib);
+			const uint8_t *qs = b[i].qs + 16 * ib;
+			float *o = y + i * QK_K + 32 * ib;
+			for (int j = 0; j < 16; j++) {
+				o[j] = dl * q_iq4nl_values[qs[j] & 0xF];
+				o[j + 16] = dl * q_iq4nl_values[qs[j] >> 4];
+			}
+		}
+	}
+}
+
+static void
+iq4_xs_from_float(const float *x, void *y, int64_t n)
+{
+	block_iq4_xs *b = y;
+	for (int64_t i = 0; i < n / QK_K; i++) {
+		const float *v = x + i * QK_K;
+		uint8_t L[32];
+		float sc[8], amax = 0, max = 0;
+		int ls[8];
+		for (int ib = 0; ib < 8; ib++) {
+			sc[ib] = iq4_fit(v + 32 * ib, 32, L);
+			if (fabsf(sc[ib]) > amax) {
+				amax = fabsf(sc[ib]);
+				max = sc[ib];
+			}
+		}
+		/* Sub-block scales are d * (ls - 32), ls - 32 in [-32, 31]: the
+		 * largest one maps to -32. */
+		float d = max / -32;
+		b[i].d = q_f32_to_f16(d);
+		d = q_f16_to_f32(b[i].d);
+		b[i].scales_h = 0;
+		memset(b[i].scales_l, 0, sizeof(b[i].scales_l));
+		for (int ib = 0; ib < 8; ib++) {
+			int l = d != 0 ? (int)lrintf(sc[ib] / d) : 0;
+			l = l < -32 ? -32 : l > 31 ? 31 : l;
+			ls[ib] = l + 32;
+			b[i].scales_l[ib / 2] |= (uint8_t)((ls[ib] & 0xF) << (4 * (ib % 2)));
+			b[i].scales_h |= (uint16_t)((ls[ib] >> 4) << (2 * ib));
+			float dl = d * l;
+			const float *w = v + 32 * ib;
+			for (int j = 0; j < 32; j++)
+				L[j] = dl != 0 ? (uint8_t)iq4_nearest(w[j] / dl) : 8;
+			for (int j = 0; j < 16; j++)
+				b[i].qs[16 * ib + j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+		}
+	}
+}
+
+static void
+dot_iq4_xs_ref(int n, float *s, const void *x, const void *y)
+{
+	const block_iq4_xs *a = x;
+	const block_q8_K *b = y;
+	float sum = 0;
+	for (int i = 0; i < n / QK_K; i++) {
+		int isum = 0;
+		for (int ib = 0; ib < 8; ib++) {
+			const uint8_t *qs = a[i].qs + 16 * ib;
+			const int8_t *q8 = b[i].qs + 32 * ib;
+			int si = 0;
+			for (int j = 0; j < 16; j++)
+				si += q_iq4nl_values[qs[j] & 0xF] * q8[j] + q_iq4nl_values[qs[j] >> 4] * q8[j + 16];
+			isum += iq4_xs_scale(&a[i], ib) * si;
+		}
+		sum += q_f16_to_f32(a[i].d) * b[i].d * isum;
+	}
+	*s = sum;
+}
+
+/* --- q8p: the int8 GEMM's activation rows (quant-impl.h) --- */
+
+void
+q_q8p_from_float_ref(const float *x, void *row, int n)
+{
+	int8_t *qs = row;
+	float *d = Q8P_D(row, n), *s32 = Q8P_S32(row, n), *s16 = Q8P_S16(row, n);
+	int32_t *n32 = Q8P_N32(row, n), *n16 = Q8P_N16(row, n);
+
+	for (int b = 0; b < n / 32; b++) {
+		const float *v = x + 32 * b;
+		float amax = 0;
+		int sum[2] = { 0, 0 };
+		for (int j = 0; j < 32; j++)
+			amax = fmaxf(amax, fabsf(v[j]));
+		float db = amax / 127, id = db ? 1 / db : 0;
+		for (int j = 0; j < 32; j++) {
+			int q = (int)lrintf(v[j] * id);
+			q = q > 127 ? 127 : q < -127 ? -127 : q;
+			qs[32 * b + j] = (int8_t)q;
+			sum[j / 16] += q;
+		}
+		d[b] = db;
+		s32[b] = db * (sum[0] + sum[1]);
+		s16[2 * b] = db * sum[0];
+		s16[2 * b + 1] = db * sum[1];
+		n32[b] = -(sum[0] + sum[1]);
+		n16[2 * b] = -sum[0];
+		n16[2 * b + 1] = -sum[1];
+	}
+}
+
+/* A q8p row from activations already in VT (Q8_0, Q8_1 or Q8_K): the same
+ * levels and scales, so that the int8 GEMM rounds its activations exactly
+ * as the dot products of the type (and llama.cpp's) do. */
+void
+q_q8p_from_vdt(const void *vrow, enum ggml_type vt, void *row, int n)
+{
+	int8_t *qs = row;
+	float *d = Q8P_D(row, n), *s32 = Q8P_S32(row, n), *s16 = Q8P_S16(row, n);
+	int32_t *n32 = Q8P_N32(row, n), *n16 = Q8P_N16(row, n);
+
+	for (int b = 0; b < n / 32; b++) {
+		const int8_t *src;
+		float db;
+		int sum[2] = { 0, 0 };
+		if (vt == GGML_TYPE_Q8_K) {
+			const block_q8_K *k = (const block_q8_K *)vrow + b / 8;
+			src = k->qs + 32 * (b % 8);
+			db = k->d;
+		} else if (vt == GGML_TYPE_Q8_1) {
+			const block_q8_1 *k = (const block_q8_1 *)vrow + b;
+			src = k->qs;
+			db = q_f16_to_f32(k->d);
+		} else {
+			const block_q8_0 *k = (const block_q8_0 *)vrow + b;
+			src = k->qs;
+			db = q_f16_to_f32(k->d);
+		}
+		memcpy(qs + 32 * b, src, 32);
+		for (int j = 0; j < 32; j++)
+			sum[j / 16] += src[j];
+		d[b] = db;
+		s32[b] = db * (sum[0] + sum[1]);
+		s16[2 * b] = db * sum[0];
+		s16[2 * b + 1] = db * sum[1];
+		n32[b] = -(sum[0] + sum[1]);
+		n16[2 * b] = -sum[0];
+		n16[2 * b + 1] = -sum[1];
+	}
+}
+
+void
+q_q8p_to_float(const void *row, float *x, int n)
+{
+	const int8_t *qs = row;
+	const float *d = Q8P_D(row, n);
+	for (int i = 0; i < n; i++)
+		x[i] = d[i / 32] * qs[i];
+}
+
+size_t
+q_act_row_bytes(enum q_act a, enum ggml_type t, int n)
+{
+	switch (a) {
+	case Q_ACT_F32: return (size_t)n * sizeof(float);
+	case Q_ACT_VDT: {
+		enum ggml_type vt = q_traits_table[t].vec_dot_type;
+		return vt == GGML_TYPE_F32 ? (size_t)n * sizeof(float) : q_row_size(vt, n);
+	}
+	case Q_ACT_Q8P: return Q8P_ROW_BYTES(n);
+	case Q_ACT_BF16: return ((size_t)n * 2 + 63) & ~(size_t)63;
+	}
+	return 0;
+}
+
 /* --- the table --- */
 
 struct q_traits q_traits_table[GGML_TYPE_COUNT] = {
-	[GGML_TYPE_F32] = { 1, GGML_TYPE_F32, f32_to_float, f32_from_float, dot_f32_ref, NULL, NULL },
-	[GGML_TYPE_F16] = { 1, GGML_TYPE_F32, f16_to_float, f16_from_float, dot_f16_ref, NULL, NULL },
-	[GGML_TYPE_BF16] = { 1, GGML_TYPE_F32, bf16_to_float, bf16_from_float, dot_bf16_ref, NULL, NULL },
-	[GGML_TYPE_Q4_0] = { 1, GGML_TYPE_Q8_0, q4_0_to_float, q4_0_from_float, dot_q4_0_ref, NULL, NULL },
-	[GGML_TYPE_Q4_1] = { 1, GGML_TYPE_Q8_1, q4_1_to_float, q4_1_from_float, dot_q4_1_ref, NULL, NULL },
-	[GGML_TYPE_Q5_0] = { 1, GGML_TYPE_Q8_0, q5_0_to_float, q5_0_from_float, dot_q5_0_ref, NULL, NULL },
-	[GGML_TYPE_Q5_1] = { 1, GGML_TYPE_Q8_1, q5_1_to_float, q5_1_from_float, dot_q5_1_ref, NULL, NULL },
-	[GGML_TYPE_Q8_0] = { 1, GGML_TYPE_Q8_0, q8_0_to_float, q8_0_from_float, dot_q8_0_ref, NULL, NULL },
-	[GGML_TYPE_Q8_1] = { 0, GGML_TYPE_Q8_1, q8_1_to_float, q8_1_from_float, NULL, NULL, NULL },
-	[GGML_TYPE_Q2_K] = { 1, GGML_TYPE_Q8_K, q2_K_to_float, NULL, dot_q2_K_ref, NULL, NULL },
-	[GGML_TYPE_Q3_K] = { 1, GGML_TYPE_Q8_K, q3_K_to_float, NULL, dot_q3_K_ref, NULL, NULL },
-	[GGML_TYPE_Q4_K] = { 1, GGML_TYPE_Q8_K, q4_K_to_float, q4_K_from_float, dot_q4_K_ref, NULL, NULL },
-	[GGML_TYPE_Q5_K] = { 1, GGML_TYPE_Q8_K, q5_K_to_float, q5_K_from_float, dot_q5_K_ref, NULL, NULL },
-	[GGML_TYPE_Q6_K] = { 1, GGML_TYPE_Q8_K, q6_K_to_float, q6_K_from_float, dot_q6_K_ref, NULL, NULL },
-	[GGML_TYPE_Q8_K] = { 0, GGML_TYPE_Q8_K, q8_K_to_float, q_q8_K_from_float_ref, NULL, NULL, NULL },
+	[GGML_TYPE_F32] = { 1, GGML_TYPE_F32, f32_to_float, f32_from_float, dot_f32_ref, NULL, NULL, NULL },
+	[GGML_TYPE_F16] = { 1, GGML_TYPE_F32, f16_to_float, f16_from_float, dot_f16_ref, NULL, NULL, NULL },
+	[GGML_TYPE_BF16] = { 1, GGML_TYPE_F32, bf16_to_float, bf16_from_float, dot_bf16_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q4_0] = { 1, GGML_TYPE_Q8_0, q4_0_to_float, q4_0_from_float, dot_q4_0_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q4_1] = { 1, GGML_TYPE_Q8_1, q4_1_to_float, q4_1_from_float, dot_q4_1_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q5_0] = { 1, GGML_TYPE_Q8_0, q5_0_to_float, q5_0_from_float, dot_q5_0_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q5_1] = { 1, GGML_TYPE_Q8_1, q5_1_to_float, q5_1_from_float, dot_q5_1_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q8_0] = { 1, GGML_TYPE_Q8_0, q8_0_to_float, q8_0_from_float, dot_q8_0_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q8_1] = { 0, GGML_TYPE_Q8_1, q8_1_to_float, q8_1_from_float, NULL, NULL, NULL, NULL },
+	[GGML_TYPE_Q2_K] = { 1, GGML_TYPE_Q8_K, q2_K_to_float, NULL, dot_q2_K_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q3_K] = { 1, GGML_TYPE_Q8_K, q3_K_to_float, NULL, dot_q3_K_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q4_K] = { 1, GGML_TYPE_Q8_K, q4_K_to_float, q4_K_from_float, dot_q4_K_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q5_K] = { 1, GGML_TYPE_Q8_K, q5_K_to_float, q5_K_from_float, dot_q5_K_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q6_K] = { 1, GGML_TYPE_Q8_K, q6_K_to_float, q6_K_from_float, dot_q6_K_ref, NULL, NULL, NULL },
+	[GGML_TYPE_IQ4_NL] = { 1, GGML_TYPE_Q8_0, iq4_nl_to_float, iq4_nl_from_float, dot_iq4_nl_ref, NULL, NULL, NULL },
+	[GGML_TYPE_IQ4_XS] = { 1, GGML_TYPE_Q8_K, iq4_xs_to_float, iq4_xs_from_float, dot_iq4_xs_ref, NULL, NULL, NULL },
+	[GGML_TYPE_Q8_K] = { 0, GGML_TYPE_Q8_K, q8_K_to_float, q_q8_K_from_float_ref, NULL, NULL, NULL, NULL },
 };
 
 size_t
@@ -851,10 +1159,11 @@ q_traits_get(enum ggml_type t)
 	static const struct q_traits none = { 0, GGML_TYPE_F32, NULL, NULL, NULL, NULL, NULL, NULL };
 	if ((unsigned)t >= GGML_TYPE_COUNT)
 		return &none;
+	q_init(0);   /* the fast entries are filled once, by the tier choice */
 	return &q_traits_table[t];
 }
 
-static int q_simd;
+/* --- the scalar tier --- */
 
 static float
 ref_exp_sum(float *x, int n, float max)
@@ -883,13 +1192,30 @@ ref_dot(int n, const float *x, const float *y)
 	return s;
 }
 
-static const struct q_vops vops_ref = { ref_exp_sum, ref_axpy, ref_dot };
-static struct q_vops vops_fast = { ref_exp_sum, ref_axpy, ref_dot };
+static void
+ref_silu_mul(int n, float *g, const float *u)
+{
+	for (int i = 0; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void
+ref_rmsnorm(int n, float *o, const float *x, const float *w, float eps)
+{
+	double ss = 0;
+	for (int i = 0; i < n; i++)
+		ss += (double)x[i] * x[i];
+	float scale = (float)(1.0 / sqrt(ss / n + eps));
+	for (int i = 0; i < n; i++)
+		o[i] = x[i] * scale * w[i];
+}
+
+static const struct q_vops vops_ref = { ref_exp_sum, ref_axpy, ref_dot, ref_silu_mul, ref_rmsnorm };
 
 const struct q_vops *
 q_vops_get(void)
 {
-	return &vops_fast;
+	return &q_kern()->vops;
 }
 
 const struct q_vops *
@@ -898,25 +1224,159 @@ q_vops_ref(void)
 	return &vops_ref;
 }
 
-void
-q_init(int force_scalar)
+/* A dot product per row and token: the scalar GEMV, one per type. */
+#define REF_GEMV(T) \
+	static void gemv_##T##_ref(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
+				   const uint8_t *x, size_t xs, int nt) \
+	{ \
+		for (int r = 0; r < nr; r++) \
+			for (int t = 0; t < nt; t++) \
+				dot_##T##_ref(n, &out[(size_t)t * ldo + r], w + (size_t)r * ws, x + (size_t)t * xs); \
+	}
+REF_GEMV(f32) REF_GEMV(f16) REF_GEMV(bf16) REF_GEMV(q4_0) REF_GEMV(q4_1) REF_GEMV(q5_0) REF_GEMV(q5_1)
+REF_GEMV(q8_0) REF_GEMV(q2_K) REF_GEMV(q3_K) REF_GEMV(q4_K) REF_GEMV(q5_K) REF_GEMV(q6_K)
+REF_GEMV(iq4_nl) REF_GEMV(iq4_xs)
+
+static double
+bench_now(void)
 {
-	for (int t = 0; t < GGML_TYPE_COUNT; t++) {
-		q_traits_table[t].vec_dot = q_traits_table[t].vec_dot_ref;
-		q_traits_table[t].to_float_fast = q_traits_table[t].to_float;
-		q_traits_table[t].from_float_fast = q_traits_table[t].from_float;
-	}
-	q_simd = 0;
-	vops_fast = vops_ref;
-	if (!force_scalar && q_avx2_available()) {
-		q_avx2_install(q_traits_table);
-		q_avx2_install_vops(&vops_fast);
-		q_simd = 1;
-	}
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-const char *
-q_cpu_features(void)
+/* Eight independent multiply-add chains: the scalar tier's float peak. */
+static double
+peak_fma_ref(double seconds)
 {
-	return q_simd ? "AVX2 FMA F16C" : "scalar";
+	volatile float seed = 1.0f;
+	float a[8], m = 0.999999f, c = 1e-7f;
+	double t0 = bench_now(), t;
+	long iters = 0;
+	for (int i = 0; i < 8; i++)
+		a[i] = seed + i;
+	do {
+		for (int r = 0; r < 4096; r++)
+			for (int i = 0; i < 8; i++)
+				a[i] = a[i] * m + c;
+		iters += 4096;
+		t = bench_now() - t0;
+	} while (t < seconds);
+	seed = a[0] + a[7];
+	return iters * 8 * 2 / t / 1e9;
+}
+
+static double
+peak_i8_ref(double seconds)
+{
+	volatile int seed = 3;
+	int32_t acc[8];
+	int8_t x[32], y[32];
+	double t0 = bench_now(), t;
+	long iters = 0;
+	for (int i = 0; i < 32; i++) {
+		x[i] = (int8_t)(seed + i);
+		y[i] = (int8_t)(seed - i);
+	}
+	for (int i = 0; i < 8; i++)
+		acc[i] = 0;
+	do {
+		for (int r = 0; r < 1024; r++) {
+			for (int i = 0; i < 8; i++)
+				for (int j = 0; j < 4; j++)
+					acc[i] += x[4 * i + j] * y[4 * i + j];
+			x[r & 31]++;
+		}
+		iters += 1024;
+		t = bench_now() - t0;
+	} while (t < seconds);
+	seed = acc[0] + acc[7];
+	return iters * 32 * 2 / t / 1e9;
+}
+
+static uint64_t
+read_sum_ref(const void *buf, size_t bytes)
+{
+	const uint64_t *p = buf;
+	uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+	for (size_t i = 0; i + 8 <= bytes / 8; i += 8) {
+		s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3];
+		s4 += p[i + 4]; s5 += p[i + 5]; s6 += p[i + 6]; s7 += p[i + 7];
+	}
+	return s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+}
+
+static struct q_kernels kern_scalar;
+static pthread_once_t kern_scalar_once = PTHREAD_ONCE_INIT;
+
+static void
+kern_scalar_build(void)
+{
+	struct q_kernels *k = &kern_scalar;
+#define REF(TY, T) \
+	k->t[TY].vec_dot = dot_##T##_ref; k->t[TY].to_float = q_traits_table[TY].to_float; k->t[TY].gemv = gemv_##T##_ref;
+	REF(GGML_TYPE_F32, f32) REF(GGML_TYPE_F16, f16) REF(GGML_TYPE_BF16, bf16)
+	REF(GGML_TYPE_Q4_0, q4_0) REF(GGML_TYPE_Q4_1, q4_1) REF(GGML_TYPE_Q5_0, q5_0) REF(GGML_TYPE_Q5_1, q5_1)
+	REF(GGML_TYPE_Q8_0, q8_0) REF(GGML_TYPE_Q2_K, q2_K) REF(GGML_TYPE_Q3_K, q3_K) REF(GGML_TYPE_Q4_K, q4_K)
+	REF(GGML_TYPE_Q5_K, q5_K) REF(GGML_TYPE_Q6_K, q6_K) REF(GGML_TYPE_IQ4_NL, iq4_nl) REF(GGML_TYPE_IQ4_XS, iq4_xs)
+#undef REF
+	k->t[GGML_TYPE_Q8_1].to_float = q8_1_to_float;
+	k->t[GGML_TYPE_Q8_K].to_float = q8_K_to_float;
+	k->name = "scalar";
+	k->act_q8_0 = q8_0_from_float;
+	k->act_q8_1 = q8_1_from_float;
+	k->act_q8_K = q_q8_K_from_float_ref;
+	k->act_q8p = q_q8p_from_float_ref;
+	k->vops = vops_ref;
+	k->gemm_rows = 1;
+	k->peak_fma = peak_fma_ref;
+	k->peak_i8 = peak_i8_ref;
+	k->read_sum = read_sum_ref;
+}
+
+const struct q_kernels *
+q_kern_scalar(void)
+{
+	pthread_once(&kern_scalar_once, kern_scalar_build);
+	return &kern_scalar;
+}
+
+void
+q_kern_complete(struct q_kernels *k)
+{
+	const struct q_kernels *s = q_kern_scalar();
+
+	for (int t = 0; t < GGML_TYPE_COUNT; t++) {
+		if (!k->t[t].vec_dot)
+			k->t[t].vec_dot = s->t[t].vec_dot;
+		if (!k->t[t].to_float)
+			k->t[t].to_float = s->t[t].to_float;
+		if (!k->t[t].gemv)
+			k->t[t].gemv = s->t[t].gemv;
+	}
+	if (!k->act_q8_0) k->act_q8_0 = s->act_q8_0;
+	if (!k->act_q8_1) k->act_q8_1 = s->act_q8_1;
+	if (!k->act_q8_K) k->act_q8_K = s->act_q8_K;
+	if (!k->act_q8p) k->act_q8p = s->act_q8p;
+	if (!k->vops.exp_sum) k->vops.exp_sum = s->vops.exp_sum;
+	if (!k->vops.axpy) k->vops.axpy = s->vops.axpy;
+	if (!k->vops.dot) k->vops.dot = s->vops.dot;
+	if (!k->vops.silu_mul) k->vops.silu_mul = s->vops.silu_mul;
+	if (!k->vops.rmsnorm) k->vops.rmsnorm = s->vops.rmsnorm;
+	if (!k->peak_fma) k->peak_fma = s->peak_fma;
+	if (!k->peak_i8) k->peak_i8 = s->peak_i8;
+	if (!k->read_sum) k->read_sum = s->read_sum;
+	if (k->gemm_rows < 1)
+		k->gemm_rows = 1;
+}
+
+q_from_float_fn
+q_kern_act_vdt(const struct q_kernels *k, enum ggml_type vt)
+{
+	switch (vt) {
+	case GGML_TYPE_Q8_0: return k->act_q8_0;
+	case GGML_TYPE_Q8_1: return k->act_q8_1;
+	case GGML_TYPE_Q8_K: return k->act_q8_K;
+	default: return NULL;
+	}
 }

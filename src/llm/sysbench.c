@@ -1,4 +1,4 @@
-/* sysbench.c -- measuring the roofline that natter's kernels are judged against. */
+/* sysbench.c -- measuring the roofline that natter's kernels are judged against, with the chosen tier's instructions. */
 #include "config.h"
 
 #include <cblas.h>
@@ -9,8 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
+#include "natter/quant.h"
 #include "natter/sysbench.h"
 #include "llm/pool.h"
+#include "llm/quant-impl.h"
 
 static double
 now_s(void)
@@ -21,8 +25,9 @@ now_s(void)
 }
 
 struct bw_job {
-	const uint64_t *buf;
-	size_t n;
+	const uint8_t *buf;
+	size_t n;               /* bytes */
+	uint64_t (*read_sum)(const void *, size_t);
 	uint64_t sums[64];
 };
 
@@ -31,15 +36,10 @@ bw_worker(void *arg, int ith, int nth)
 {
 	struct bw_job *j = arg;
 	size_t a = j->n * ith / nth, b = j->n * (ith + 1) / nth;
-	uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
 
-	a &= ~(size_t)7;
-	b &= ~(size_t)7;
-	for (size_t i = a; i < b; i += 8) {
-		s0 += j->buf[i]; s1 += j->buf[i + 1]; s2 += j->buf[i + 2]; s3 += j->buf[i + 3];
-		s4 += j->buf[i + 4]; s5 += j->buf[i + 5]; s6 += j->buf[i + 6]; s7 += j->buf[i + 7];
-	}
-	j->sums[ith & 63] = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+	a &= ~(size_t)255;
+	b &= ~(size_t)255;
+	j->sums[ith & 63] = j->read_sum(j->buf + a, b - a);
 }
 
 double
@@ -48,7 +48,7 @@ sysbench_read_bandwidth(int n_threads)
 	const size_t bytes = (size_t)512 << 20;
 	struct bw_job job;
 	struct pool *p;
-	uint64_t *buf = malloc(bytes);
+	uint8_t *buf = aligned_alloc(64, bytes);
 	double best = 0;
 
 	if (!buf)
@@ -61,7 +61,8 @@ sysbench_read_bandwidth(int n_threads)
 	memset(buf, 1, bytes);
 	memset(&job, 0, sizeof(job));
 	job.buf = buf;
-	job.n = bytes / 8;
+	job.n = bytes;
+	job.read_sum = q_kern()->read_sum;
 	for (int r = 0; r < 4; r++) {
 		double t0 = now_s();
 		pool_run(p, bw_worker, &job);
@@ -72,6 +73,81 @@ sysbench_read_bandwidth(int n_threads)
 	pool_free(p);
 	free(buf);
 	return job.sums[0] == 0 ? -1 : best;
+}
+
+/* Runs FN on N threads at once (plain threads: each must run concurrently
+ * for the sum of the rates to mean anything); the sum of their rates. */
+struct peak_arg {
+	double (*fn)(double);
+	double rate;
+};
+
+static void *
+peak_thread(void *arg)
+{
+	struct peak_arg *a = arg;
+	a->rate = a->fn(0.3);
+	return NULL;
+}
+
+static double
+peak_run(double (*fn)(double), int n_threads)
+{
+	double best = -1;
+
+	if (n_threads < 1)
+		n_threads = 1;
+	if (n_threads > 256)
+		n_threads = 256;
+	for (int r = 0; r < 2; r++) {
+		struct peak_arg args[256];
+		pthread_t th[256];
+		int started = 1;
+		double sum = 0;
+		for (int i = 0; i < n_threads; i++)
+			args[i].fn = fn;
+		for (int i = 1; i < n_threads; i++) {
+			if (pthread_create(&th[i], NULL, peak_thread, &args[i]) != 0)
+				break;
+			started++;
+		}
+		peak_thread(&args[0]);
+		sum = args[0].rate;
+		for (int i = 1; i < started; i++) {
+			pthread_join(th[i], NULL);
+			sum += args[i].rate;
+		}
+		if (sum > best)
+			best = sum;
+	}
+	return best;
+}
+
+double
+sysbench_fma_gflops(int n_threads)
+{
+	return peak_run(q_kern()->peak_fma, n_threads);
+}
+
+double
+sysbench_int8_gops(int n_threads)
+{
+	return peak_run(q_kern()->peak_i8, n_threads);
+}
+
+int
+sysbench_threads_clamp(int n, char *notice, size_t len)
+{
+	int cpus = pool_cpus_available();
+	if (n > cpus) {
+		if (notice && len)
+			snprintf(notice, len, "%d threads requested, but this process may run on %d CPUs: using %d", n,
+			    cpus, cpus);
+		return cpus;
+	}
+	if (notice && len)
+		notice[0] = 0;
+	return n < 1 ? 1 : n;
 }
 
 double

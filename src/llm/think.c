@@ -1,6 +1,7 @@
 /* think.c -- the streaming split of a reply into reasoning and answer, tags cut anywhere. */
 #include "config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "natter/think.h"
@@ -27,12 +28,19 @@ think_split_init(struct think_split *t, const char *open, const char *close, int
 	if (strlen(t->open) >= sizeof(t->hold) - 32 || strlen(t->close) >= sizeof(t->hold))
 		t->open = "<think>", t->close = "</think>";
 	t->state = inside ? S_REASON : S_START;
+	t->entered = inside != 0;
 }
 
 int
 think_split_inside(const struct think_split *t)
 {
 	return t->state == S_REASON;
+}
+
+int
+think_split_entered(const struct think_split *t)
+{
+	return t->entered;
 }
 
 static void
@@ -76,6 +84,7 @@ think_split_push(struct think_split *t, const char *s, size_t len, think_emit_fn
 			case 2:
 				t->n_hold = 0;
 				t->state = S_REASON;
+				t->entered = 1;
 				break;
 			case 0:
 				t->state = S_ANSWER;
@@ -135,4 +144,92 @@ think_prompt_opens(const char *prompt, size_t len, const char *open, const char 
 	while (end > 0 && is_space(prompt[end - 1]))
 		end--;
 	return end >= ol && memcmp(prompt + end - ol, open, ol) == 0;
+}
+
+/* --- counting tokens --- */
+
+void
+think_count_init(struct think_count *tc, const char *open, const char *close, int inside)
+{
+	memset(tc, 0, sizeof(*tc));
+	think_split_init(&tc->s, open, close, inside);
+}
+
+static void
+saw_reasoning(void *ctx, enum think_kind k, const char *s, size_t n)
+{
+	(void)s;
+	(void)n;
+	if (k == THINK_REASONING)
+		*(int *)ctx = 1;
+}
+
+void
+think_count_token(struct think_count *tc, const char *text, size_t len)
+{
+	int before = think_split_inside(&tc->s), entered = tc->s.entered, reasoned = 0;
+
+	think_split_push(&tc->s, text, len, saw_reasoning, &reasoned);
+	if (before || reasoned || think_split_inside(&tc->s) || tc->s.state == S_AFTER || tc->s.entered != entered) {
+		/* In the reasoning, its open tag completing, its close tag, or
+		 * the blanks after it (which belong to the block: the answer
+		 * starts after them); tokens held while the open tag was still a
+		 * maybe were part of it. */
+		tc->n_reasoning += 1 + tc->n_pending;
+		tc->n_pending = 0;
+	} else if (tc->s.state == S_START) {
+		tc->n_pending++;   /* blanks, or the start of what may be an open tag */
+	} else {
+		tc->n_answer += 1 + tc->n_pending;
+		tc->n_pending = 0;
+	}
+}
+
+void
+think_count_flush(struct think_count *tc)
+{
+	/* An open tag that never completed was text. */
+	tc->n_answer += tc->n_pending;
+	tc->n_pending = 0;
+	think_split_flush(&tc->s, NULL, NULL);
+}
+
+int
+think_tags_parse(const char *spec, char *open, char *close, size_t n, char *err, size_t errlen)
+{
+	const char *p = spec ? spec : "";
+	const char *w[3];
+	size_t wl[3];
+	int nw = 0;
+
+	while (*p && nw < 3) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		w[nw] = p;
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+		wl[nw] = (size_t)(p - w[nw]);
+		nw++;
+	}
+	if (nw != 2) {
+		snprintf(err, errlen, "'%s': expected two tags separated by a space, e.g. \"<think> </think>\"", spec ? spec : "");
+		return -1;
+	}
+	/* The splitter holds back a tag's length: the open tag must leave it
+	 * room (think_split_init). */
+	if (wl[0] >= n || wl[1] >= n || wl[0] > 31 || wl[1] > 31) {
+		snprintf(err, errlen, "'%s': a tag may be at most 31 bytes long", spec);
+		return -1;
+	}
+	if (wl[0] == wl[1] && !memcmp(w[0], w[1], wl[0])) {
+		snprintf(err, errlen, "'%s': the open and close tags must differ", spec);
+		return -1;
+	}
+	memcpy(open, w[0], wl[0]);
+	open[wl[0]] = 0;
+	memcpy(close, w[1], wl[1]);
+	close[wl[1]] = 0;
+	return 0;
 }

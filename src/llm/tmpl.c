@@ -142,6 +142,8 @@ tmpl_render(const struct tmpl *t, const struct tmpl_msg *msgs, int n, const stru
 		tmpl_val_dict_set(r, g.vars, "add_generation_prompt", 21, tmpl_val_bool(o && o->add_generation_prompt));
 		tmpl_val_dict_set(r, g.vars, "bos_token", 9, tmpl_val_cstr(r, o && o->bos_token ? o->bos_token : ""));
 		tmpl_val_dict_set(r, g.vars, "eos_token", 9, tmpl_val_cstr(r, o && o->eos_token ? o->eos_token : ""));
+		if (o && o->enable_thinking)
+			tmpl_val_dict_set(r, g.vars, "enable_thinking", 15, tmpl_val_bool(o->enable_thinking > 0));
 	}
 	tmpl_val_put(r, &buf, "", 0);
 	tmpl_eval_body(r, &g, t->body, t->nbody);

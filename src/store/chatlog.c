@@ -74,6 +74,8 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 	chat_get_params(c, &sp);
 	memset(&g, 0, sizeof(g));
 	g.content = chat_alt_content(c, i, k);
+	g.reasoning = chat_alt_reasoning(c, i, k);
+	g.n_reasoning = st->n_reasoning;
 	g.end = end_of(st->stop);
 	g.model_id = l->model_id;
 	g.template_name = chat_template_name(c);
@@ -198,6 +200,9 @@ resume_alt(void *arg, const struct store_alt *a)
 	} else if ((k = chat_alt_add(r->c, r->i, a->content, strlen(a->content))) < 0) {
 		return r->failed = 1;
 	}
+	if (a->reasoning &&
+	    chat_alt_set_reasoning(r->c, r->i, k, a->reasoning, strlen(a->reasoning), a->n_reasoning) < 0)
+		return r->failed = 1;
 	chat_set_alt_tag(r->c, r->i, k, a->gen_id);
 	if (a->chosen)
 		r->chosen = k;

@@ -11,12 +11,13 @@
 
 #include "natter/store.h"
 #include "natter/text.h"
+#include "natter/think.h"
 #include "store/store-impl.h"
 
 /* One generation of an assistant message on the active branch. */
 struct gen {
 	int64_t id, created, rated_at;
-	char *content;      /* repaired UTF-8 */
+	char *content;      /* repaired UTF-8; the answer, or with keep_reasoning the reasoning and the answer */
 	int score;          /* 0: unrated; thumbs up 5, down 1; stars 1..5 */
 	enum store_end end;
 	char *fed;          /* the messages it was fed, as stored (JSON); NULL before schema 3 */
@@ -282,6 +283,96 @@ store_format_find(const char *name)
 	return -1;
 }
 
+/* --- a reply's reasoning --- */
+
+struct parts {
+	char *answer, *reasoning;
+	size_t alen, acap, rlen, rcap;
+	int oom;
+};
+
+/* Appends S[0..N) to *BUF; nonzero if out of memory. */
+static int
+strbuf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		size_t c = *cap ? *cap * 2 : 256;
+		char *b;
+		while (c < *len + n + 1)
+			c *= 2;
+		if (!(b = realloc(*buf, c)))
+			return 1;
+		*buf = b;
+		*cap = c;
+	}
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	(*buf)[*len] = 0;
+	return 0;
+}
+
+static void
+part_add(void *ctx, enum think_kind k, const char *s, size_t n)
+{
+	struct parts *p = ctx;
+	if (k == THINK_REASONING ? strbuf_add(&p->reasoning, &p->rlen, &p->rcap, s, n) :
+	    strbuf_add(&p->answer, &p->alen, &p->acap, s, n))
+		p->oom = 1;
+}
+
+/*
+ * The text a reply is exported as, from its stored answer CONTENT and
+ * REASONING (NULL: none recorded).  A reply recorded before schema 4 has
+ * no reasoning column, and its content is what the model wrote, tags and
+ * all: it is split as the session splits a reply (PROMPT, the rendered
+ * prompt when recorded, tells whether the reply started inside the
+ * reasoning).  KEEP puts the reasoning back before the answer, between
+ * <think> and </think> as Qwen3 and DeepSeek-R1 write it; otherwise the
+ * answer alone.  Returns a new string, or NULL (out of memory).
+ */
+static char *
+reply_text(const char *content, const char *reasoning, int has_reasoning, const char *prompt, int keep)
+{
+	struct parts p = { 0 };
+	const char *answer = content, *r = has_reasoning ? reasoning : NULL;
+	char *out;
+	size_t rl, al;
+
+	if (!has_reasoning) {
+		struct think_split t;
+		think_split_init(&t, NULL, NULL, prompt && think_prompt_opens(prompt, strlen(prompt), NULL, NULL));
+		think_split_push(&t, content, strlen(content), part_add, &p);
+		think_split_flush(&t, part_add, &p);
+		if (p.oom) {
+			free(p.answer);
+			free(p.reasoning);
+			return NULL;
+		}
+		if (think_split_entered(&t)) {
+			answer = p.answer ? p.answer : "";
+			r = p.reasoning ? p.reasoning : "";
+		}
+	}
+	if (!keep || !r) {
+		out = strdup(answer);
+	} else {
+		/* The reasoning trimmed of the newlines around it, as the
+		 * templates that read it back do. */
+		while (*r == '\n')
+			r++;
+		rl = strlen(r);
+		while (rl > 0 && r[rl - 1] == '\n')
+			rl--;
+		al = strlen(answer);
+		out = malloc(rl + al + 32);
+		if (out)
+			sprintf(out, "<think>\n%.*s\n</think>\n\n%s", (int)rl, r, answer);
+	}
+	free(p.answer);
+	free(p.reasoning);
+	return out;
+}
+
 /* --- reading a conversation --- */
 
 static void
@@ -382,7 +473,8 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 	    "CASE r.value WHEN 1 THEN 5 ELSE 1 END ELSE r.value END, 0), g.created, g.prompt_messages, g.end_reason, "
 	    "COALESCE(r.created, 0), CASE WHEN g.model_id IS NULL THEN ?2 ELSE (?3 IS NULL OR EXISTS (SELECT 1 FROM "
 	    "models md WHERE md.id = g.model_id AND (md.sha256 LIKE ?3 || '%' OR md.file_name LIKE '%' || ?3 || '%'))) "
-	    "END FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ?1 ORDER BY g.id");
+	    "END, g.reasoning, g.prompt_text FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id "
+	    "WHERE g.message_id = ?1 ORDER BY g.id");
 	struct xmsg *m = NULL;
 	int nm = 0, cap = 0, rc = -1;
 
@@ -417,7 +509,17 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 			g += x->ngens++;
 			memset(g, 0, sizeof(*g));
 			g->id = sqlite3_column_int64(gs, 0);
-			g->content = dup_text(sqlite3_column_text(gs, 1));
+			{
+				char *answer = dup_text(sqlite3_column_text(gs, 1));
+				char *reasoning = dup_text(sqlite3_column_text(gs, 8));
+				char *prompt = dup_text(sqlite3_column_text(gs, 9));
+				g->content = answer && reasoning && prompt ? reply_text(answer, reasoning,
+				    sqlite3_column_type(gs, 8) != SQLITE_NULL, sqlite3_column_type(gs, 9) != SQLITE_NULL ?
+				    prompt : NULL, o->keep_reasoning) : NULL;
+				free(answer);
+				free(reasoning);
+				free(prompt);
+			}
 			g->score = sqlite3_column_int(gs, 2);
 			g->created = sqlite3_column_int64(gs, 3);
 			g->fed = sqlite3_column_type(gs, 4) == SQLITE_NULL ? NULL :

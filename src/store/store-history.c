@@ -138,6 +138,25 @@ store_history_list(struct store *s, FILE *out)
 	return 0;
 }
 
+/* Prints a reply's reasoning (N tokens; 0: not known), marked off from
+ * the answer that follows: a header, then each line after "| ". */
+static void
+print_reasoning(FILE *out, const char *indent, const char *text, int n)
+{
+	const char *p = text;
+
+	if (n > 0)
+		fprintf(out, "%s[reasoning, %d token%s]\n", indent, n, n == 1 ? "" : "s");
+	else
+		fprintf(out, "%s[reasoning]\n", indent);
+	while (*p) {
+		size_t l = strcspn(p, "\n");
+		fprintf(out, "%s| %.*s\n", indent, (int)l, p);
+		p += l + (p[l] == '\n');
+	}
+	fprintf(out, "%s[answer]\n", indent);
+}
+
 /* Prints the generations (alternatives) of assistant message MSG; a model
  * other than CONV_MODEL is named.  Returns 0 or -1. */
 static int
@@ -145,7 +164,8 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 {
 	sqlite3_stmt *gs = store_prepare(s, "SELECT g.id, g.chosen, COALESCE(g.end_reason, g.state), g.temp, "
 	    "g.top_p, g.top_k, g.min_p, g.seed, g.n_gen, g.gen_tps, g.ttft_ms, r.kind, r.value, r.comment, "
-	    "g.content, COALESCE(md.file_name, ''), g.prompt_tokens, g.n_dropped FROM generations g "
+	    "g.content, COALESCE(md.file_name, ''), g.prompt_tokens, g.n_dropped, g.reasoning, "
+	    "COALESCE(g.n_reasoning, 0) FROM generations g "
 	    "LEFT JOIN ratings r ON r.generation_id = g.id LEFT JOIN models md ON md.id = g.model_id "
 	    "WHERE g.message_id = ? ORDER BY g.id");
 	int rc;
@@ -175,8 +195,11 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 				fprintf(out, " (\"%s\")", col_text(gs, 13));
 		}
 		fputc('\n', out);
-		if (!sqlite3_column_int(gs, 1))
+		if (!sqlite3_column_int(gs, 1)) {
+			if (sqlite3_column_type(gs, 18) != SQLITE_NULL)
+				print_reasoning(out, "    ", col_text(gs, 18), sqlite3_column_int(gs, 19));
 			fprintf(out, "    %s\n", col_text(gs, 14));
+		}
 	}
 	sqlite3_finalize(gs);
 	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, "the conversation");
@@ -219,8 +242,10 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 	    "FROM generations g WHERE g.message_id = m.id AND g.chosen) AS sys, (SELECT count(*) FROM messages o WHERE "
 	    "o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role) AS nv, (SELECT count(*) FROM "
 	    "messages o WHERE o.conversation_id = ?1 AND o.parent_id IS m.parent_id AND o.role = m.role AND o.id <= m.id) "
-	    "AS v FROM path JOIN messages m ON m.id = path.id) SELECT id, role, content, CASE WHEN role = 'user' THEN "
-	    "lead(sys) OVER w WHEN lag(role) OVER w IS NOT 'user' THEN sys END, nv, v FROM rows "
+	    "AS v, (SELECT g.reasoning FROM generations g WHERE g.message_id = m.id AND g.chosen) AS reasoning, "
+	    "(SELECT COALESCE(g.n_reasoning, 0) FROM generations g WHERE g.message_id = m.id AND g.chosen) AS nr "
+	    "FROM path JOIN messages m ON m.id = path.id) SELECT id, role, content, CASE WHEN role = 'user' THEN "
+	    "lead(sys) OVER w WHEN lag(role) OVER w IS NOT 'user' THEN sys END, nv, v, reasoning, nr FROM rows "
 	    "WINDOW w AS (ORDER BY depth DESC) ORDER BY depth DESC");
 	if (!ms) {
 		free(conv_model);
@@ -256,10 +281,13 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 				fprintf(out, "\n-- from here on there was no system prompt\n");
 		}
 		if (sqlite3_column_int(ms, 4) > 1)
-			fprintf(out, "\n[%d] %s (version %d of %d):\n%s\n", k, role, sqlite3_column_int(ms, 5),
-			    sqlite3_column_int(ms, 4), col_text(ms, 2));
+			fprintf(out, "\n[%d] %s (version %d of %d):\n", k, role, sqlite3_column_int(ms, 5),
+			    sqlite3_column_int(ms, 4));
 		else
-			fprintf(out, "\n[%d] %s:\n%s\n", k, role, col_text(ms, 2));
+			fprintf(out, "\n[%d] %s:\n", k, role);
+		if (sqlite3_column_type(ms, 6) != SQLITE_NULL)
+			print_reasoning(out, "", col_text(ms, 6), sqlite3_column_int(ms, 7));
+		fprintf(out, "%s\n", col_text(ms, 2));
 		if (!strcmp(role, "assistant") && show_gens(s, sqlite3_column_int64(ms, 0), conv_model, out) < 0) {
 			rc = SQLITE_ERROR;
 			break;

@@ -127,6 +127,11 @@ static const char *const migrations[] = {
 	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
 	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;"
 	"INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
+	/* 3 -> 4: a reply's reasoning apart from its answer.  Generations made
+	 * before keep NULL: their content is what the model wrote, a reasoning
+	 * model's tags and all (export splits it). */
+	"ALTER TABLE generations ADD COLUMN reasoning TEXT;"
+	"ALTER TABLE generations ADD COLUMN n_reasoning INTEGER;",
 };
 
 int
@@ -1057,8 +1062,8 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	    "top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens, "
 	    "n_prompt, n_reused, n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, "
 	    "template_name, template_id, system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, "
-	    "end_reason) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-	    "?, ?, ?, ?, ?)");
+	    "end_reason, reasoning, n_reasoning) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+	    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 	if (!st)
 		goto fail;
 	sqlite3_bind_int64(st, k++, msg_id);
@@ -1107,6 +1112,11 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 		sqlite3_bind_text(st, k++, store_end_name(g->end), -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, k++);
+	bind_text_or_null(st, k++, g->reasoning);
+	if (g->reasoning)
+		sqlite3_bind_int(st, k++, g->n_reasoning);
+	else
+		sqlite3_bind_null(st, k++);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -1136,7 +1146,8 @@ store_alt_list(struct store *s, int64_t msg_id, store_alt_fn fn, void *ctx)
 	if (msg_where(s, msg_id, &conv, NULL, NULL, 0) < 0)
 		return -1;
 	st = store_prepare(s, "SELECT g.id, g.chosen, g.content, g.end_reason, COALESCE(md.file_name, ''), g.seed, "
-	    "r.kind, r.value, g.created FROM generations g LEFT JOIN models md ON md.id = g.model_id "
+	    "r.kind, r.value, g.created, g.reasoning, COALESCE(g.n_reasoning, 0) FROM generations g "
+	    "LEFT JOIN models md ON md.id = g.model_id "
 	    "LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ? ORDER BY g.id");
 	if (!st)
 		return -1;
@@ -1159,6 +1170,8 @@ store_alt_list(struct store *s, int64_t msg_id, store_alt_fn fn, void *ctx)
 		a.seed = (uint64_t)sqlite3_column_int64(st, 5);
 		a.rating = rating;
 		a.created = sqlite3_column_int64(st, 8);
+		a.reasoning = (const char *)sqlite3_column_text(st, 9);
+		a.n_reasoning = sqlite3_column_int(st, 10);
 		if (fn(ctx, &a)) {
 			rc = SQLITE_DONE;
 			break;

@@ -150,7 +150,8 @@ render(const struct tdata_tmpl *t, const struct tdata_msg *msgs, int n, int add_
        size_t errlen)
 {
 	struct tmpl_msg *m = malloc((size_t)(n > 0 ? n : 1) * sizeof(*m));
-	struct tmpl_opts o = { add_gen, t->bos_text, t->eos_text, t->now };
+	struct tmpl_opts o = { .add_generation_prompt = add_gen, .bos_token = t->bos_text, .eos_token = t->eos_text,
+		.now = t->now };   /* enable_thinking left undefined, as a chat starts */
 	char *out = NULL, terr[384];
 	int rc;
 

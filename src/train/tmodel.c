@@ -1,4 +1,4 @@
-/* tmodel.c -- the training forward and backward of a llama-style block stack over frozen GGUF weights, LoRA trained. */
+/* tmodel.c -- the training forward and backward of the registry's transformer blocks over frozen GGUF weights, LoRA trained. */
 #include "config.h"
 
 #include <math.h>
@@ -8,6 +8,8 @@
 
 #include <cblas.h>
 
+#include "llm/arch.h"
+#include "llm/model.h"
 #include "llm/pool.h"
 #include "natter/gguf.h"
 #include "natter/llm.h"
@@ -16,48 +18,109 @@
 #include "natter/train.h"
 
 /*
- * The architectures the training model computes, and everything in which they differ: the
- * one place layer_fwd and layer_bwd ask.  What a file shows by its tensors (q/k/v biases, a
- * fused attn_qkv, a fused gate/up, tied embeddings, rope_freqs) is read from the file.
- *
- * The families of the architecture registry (another branch) need, each a field here read
- * by the layer functions, over operations that tops.c has with their gradients:
- *   qwen3:  per-head q/k RMSNorm (attn_q_norm/attn_k_norm, tops_rmsnorm with rows T * n_head),
- *           head_dim from attention.key_length;
- *   gemma2: embeddings times sqrt(n_embd) (tops_embed_fwd's SCALE), GELU-tanh gate, post-
- *           attention and post-FFN norms, attention and final logit soft-capping
- *           (struct tattn's softcap, tops_softcap_*), a sliding window on alternate layers;
- *   gemma3: gemma2's without soft-capping, q/k norms, 5 local : 1 global layers with their
- *           own RoPE base (a struct trope per kind of layer);
- *   MoE (llama experts, qwen2moe, qwen3moe): the router's softmax and top-k and the experts'
- *           FFNs with their backward -- not in tops.c yet; LoRA pairs stay on the dense
- *           weights (llama.cpp's adapters do not adapt expert stacks).
- * Each needs the hyperparameters the registry adds to struct llm_hparams.
+ * What the training model computes is read from the hyperparameters the architecture
+ * registry (src/llm/arch.c, src/llm/arch/NAME.c) fills in -- struct llm_hparams and each
+ * layer's llm_layer_hparams -- never from the architecture's name, so that a new entry of
+ * the registry trains as it runs when it is made of what is below.  Every layer is
+ *   x += [PostNorm](Attn(Norm(x)));  x += [PostNorm](FFN or MoE(Norm(x)))
+ * as blk_layer (src/llm/blocks.c) evaluates it, with these variations.  What a file shows
+ * by its tensors (q/k/v biases, a fused attn_qkv, a fused gate/up, tied embeddings, RoPE
+ * factors) is read from the file.
  */
-static const struct tarch {
-	const char *name;
-	enum tops_act act;   /* of the FFN's gate */
-} tarchs[] = {
-	{ "llama", TOPS_SILU },
-	{ "qwen2", TOPS_SILU },
-	{ "phi3", TOPS_SILU },
+
+/* The kinds of layer, and whether the training model computes them. */
+static const struct {
+	const char *what;
+	int trains;
+} layer_kinds[] = {
+	[LLM_LAYER_FULL] = { "full attention", 1 },
+	[LLM_LAYER_SLIDING] = { "sliding-window attention", 1 },
+	[LLM_LAYER_RECURRENT] = { "recurrent (a state in place of attention, as Gated DeltaNet)", 0 },
 };
 
-/* The linear layers of a block, in the order adapter files list them. */
-enum { K_Q, K_K, K_V, K_QKV, K_O, K_GATE, K_UP, K_DOWN, K_OUTPUT, K_COUNT };
+/* The block features of a layer (llm_layer_hparams.flags) the training model computes. */
 static const struct {
-	const char *name;   /* "blk.N.<name>.weight", or the whole name for the output */
-	unsigned bits;      /* TMODEL_* targets that select it */
+	unsigned flag;
+	const char *what;
+} layer_features[] = {
+	{ LLM_LAYER_QK_NORM, "per-head q/k RMSNorm" },
+	{ LLM_LAYER_POST_NORMS, "post-attention and post-FFN norms" },
+	{ LLM_LAYER_MOE, "routed experts" },
+	{ LLM_LAYER_SHARED_EXPERT, "a sigmoid-gated shared expert" },
+};
+
+/* The feed-forward gate activations, as the operations name them. */
+static const struct {
+	enum llm_ffn_act act;
+	enum tops_act op;
+} ffn_acts[] = {
+	{ LLM_FFN_SILU, TOPS_SILU },
+	{ LLM_FFN_GELU_TANH, TOPS_GELU_TANH },
+};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+int
+tmodel_check(const struct llm_hparams *hp, char *err, size_t errlen)
+{
+	unsigned known = 0;
+	int act = 0;
+
+	for (size_t i = 0; i < N_OF(layer_features); i++)
+		known |= layer_features[i].flag;
+	for (size_t i = 0; i < N_OF(ffn_acts); i++)
+		act |= ffn_acts[i].act == hp->ffn_act;
+	if (!act) {
+		snprintf(err, errlen, "this %s model's feed-forward activation (%d) is not one the training model "
+		    "computes (SiLU, GELU-tanh)", hp->arch_name, (int)hp->ffn_act);
+		return -1;
+	}
+	for (int il = 0; il < hp->n_layer; il++) {
+		const struct llm_layer_hparams *l = &hp->layer[il];
+		if ((unsigned)l->kind >= N_OF(layer_kinds) || !layer_kinds[l->kind].trains) {
+			snprintf(err, errlen, "layer %d of this %s model is %s, which the training model does not compute "
+			    "(it trains attention layers, full or sliding-window)", il, hp->arch_name,
+			    (unsigned)l->kind < N_OF(layer_kinds) ? layer_kinds[l->kind].what : "of a kind it does not know");
+			return -1;
+		}
+		if (l->flags & ~known) {
+			snprintf(err, errlen, "layer %d of this %s model has block features (flags %#x) the training model "
+			    "does not compute (it knows q/k norms, post norms, routed and shared experts)", il, hp->arch_name,
+			    l->flags & ~known);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The linear layers: the weight each is (its role in the registry's table of names) and
+ * the TMODEL_* targets that select it.  Those with no bits stay frozen (a layer of experts'
+ * router and shared expert). */
+enum {
+	K_Q, K_K, K_V, K_QKV, K_O, K_GATE, K_UP, K_DOWN,
+	K_ROUTER, K_SH_INP, K_SH_GATE, K_SH_UP, K_SH_DOWN,
+	K_LAYER,              /* the kinds of a block */
+	K_OUTPUT = K_LAYER,
+	K_COUNT
+};
+static const struct {
+	enum llm_tensor role;
+	unsigned bits;
 } kinds[K_COUNT] = {
-	[K_Q] = { "attn_q", TMODEL_Q },
-	[K_K] = { "attn_k", TMODEL_K },
-	[K_V] = { "attn_v", TMODEL_V },
-	[K_QKV] = { "attn_qkv", TMODEL_Q | TMODEL_K | TMODEL_V },
-	[K_O] = { "attn_output", TMODEL_O },
-	[K_GATE] = { "ffn_gate", TMODEL_GATE },
-	[K_UP] = { "ffn_up", TMODEL_UP },           /* fused gate/up: TMODEL_GATE too */
-	[K_DOWN] = { "ffn_down", TMODEL_DOWN },
-	[K_OUTPUT] = { "output.weight", TMODEL_OUTPUT },
+	[K_Q] = { LLM_TENSOR_ATTN_Q, TMODEL_Q },
+	[K_K] = { LLM_TENSOR_ATTN_K, TMODEL_K },
+	[K_V] = { LLM_TENSOR_ATTN_V, TMODEL_V },
+	[K_QKV] = { LLM_TENSOR_ATTN_QKV, TMODEL_Q | TMODEL_K | TMODEL_V },
+	[K_O] = { LLM_TENSOR_ATTN_OUT, TMODEL_O },
+	[K_GATE] = { LLM_TENSOR_FFN_GATE, TMODEL_GATE },
+	[K_UP] = { LLM_TENSOR_FFN_UP, TMODEL_UP },        /* fused gate/up: TMODEL_GATE too */
+	[K_DOWN] = { LLM_TENSOR_FFN_DOWN, TMODEL_DOWN },
+	[K_ROUTER] = { LLM_TENSOR_FFN_GATE_INP, 0 },
+	[K_SH_INP] = { LLM_TENSOR_FFN_GATE_INP_SHEXP, 0 },
+	[K_SH_GATE] = { LLM_TENSOR_FFN_GATE_SHEXP, 0 },
+	[K_SH_UP] = { LLM_TENSOR_FFN_UP_SHEXP, 0 },
+	[K_SH_DOWN] = { LLM_TENSOR_FFN_DOWN_SHEXP, 0 },
+	[K_OUTPUT] = { LLM_TENSOR_OUTPUT, TMODEL_OUTPUT },
 };
 
 /* A linear layer of the model with its LoRA's saved activations. */
@@ -68,36 +131,64 @@ struct tlin {
 	uint64_t salt;        /* varies the dropout mask between layers */
 };
 
-/* What a layer's backward needs from its forward, each (max_tokens, ...). */
+/* A stack of expert matrices (GGUF {n_in, n_out, n_exp}), frozen. */
+struct tstack {
+	const uint8_t *data;
+	enum ggml_type type;
+	int n_in, n_out, n_exp;
+	size_t row_bytes, mat_bytes;
+};
+enum { S_GATE, S_UP, S_DOWN, S_COUNT };
+
+/* What a layer's backward needs from its forward, each (max_tokens, ...); the fields no
+ * layer of the model uses stay NULL. */
 struct tsaved {
-	float *xn;     /* (E) attn_norm(x) */
-	float *q;      /* (Q) after RoPE */
-	float *k, *v;  /* (KV), k after RoPE */
-	float *o;      /* (Q) attention output */
-	float *lse;    /* (n_head, max_tokens) */
-	float *x1;     /* (E) residual after attention */
-	float *xn2;    /* (E) ffn_norm(x1) */
-	float *gu;     /* (2 FF): gate and up outputs */
-	float *h;      /* (FF) act(gate) * up */
+	float *xn;      /* (E) attn_norm(x) */
+	float *qr, *kr; /* (Q), (KV) q and k before their per-head norms (QK_NORM) */
+	float *q, *k;   /* (Q), (KV) after the norms and RoPE */
+	float *v;       /* (VW) */
+	float *o;       /* (O) attention output */
+	float *lse;     /* (n_head, max_tokens) */
+	float *a;       /* (E) the attention's projection before post_attention_norm (POST_NORMS) */
+	float *x1;      /* (E) residual after attention */
+	float *xn2;     /* (E) ffn_norm(x1) */
+	float *gu;      /* (2 FF) the dense FFN's gate and up outputs */
+	float *f;       /* (E) the FFN's output before post_ffw_norm (POST_NORMS) */
+	/* routed experts (MOE) */
+	float *probs;   /* (n_expert) the router's softmax */
+	float *selw;    /* (k) their weights */
+	int *ex_start;  /* (n_expert + 1, once) each expert's first row in the grouping */
+	int *ex_row;    /* (k) the grouping: t * k + j of each (token, choice), by expert */
+	float *egu;     /* (k, 2 FFE) each grouped row's gate and up */
+	float *sgate;   /* (1) the shared expert's gate logit (SHARED_EXPERT) */
+	float *sgu;     /* (2 FFS) its gate and up */
 };
 
 struct tlayer {
+	unsigned flags;                      /* LLM_LAYER_* */
+	struct trope rope;                   /* this layer's RoPE */
+	struct tattn attn;                   /* and attention (its window) */
 	const float *attn_norm, *ffn_norm;   /* (E) */
+	const float *q_norm, *k_norm;        /* (head_dim), QK_NORM */
+	const float *post_attn_norm, *post_ffn_norm;   /* (E), POST_NORMS */
 	int fused_qkv, fused_gu;
-	struct tlin lin[K_DOWN + 1];         /* those the file has: wq, wk, wv or wqkv; wo; gate, up or fused up; down */
+	struct tlin lin[K_LAYER];            /* those the layer has */
+	struct tstack exps[S_COUNT];         /* MOE: gate, up and down of every expert */
+	int32_t *sel;                        /* MOE: (max_tokens, k) the experts each token chose (the
+	                                      * layer's own, so that tmodel_moe_freeze can keep them) */
 	struct tsaved *sv;                   /* its own, or with recomputation the one set all layers share */
 };
 
 struct tmodel {
 	const struct llm_model *m;
-	const struct tarch *arch;
 	struct llm_hparams hp;
-	int Tmax, E, Q, KV, FF, V;
+	enum tops_act act;
+	int Tmax, E, Q, KV, VW, O, V;   /* KV: n_head_kv x head_dim; VW: x head_dim_v; O: n_head x head_dim_v */
+	int FF, FFE, FFS, FFMAX;        /* dense FFN, one expert, the shared expert (0: none), the widest */
+	int NE, KU;                     /* experts, chosen per token (0: none) */
 	struct tweight tok_embd;
 	const float *output_norm;
 	struct tlin output;
-	struct trope rope;
-	struct tattn attn;
 	struct tlayer *layers;
 	struct pool *pool;     /* the threads; NULL: the caller's alone */
 	int nth;
@@ -106,8 +197,12 @@ struct tmodel {
 	float *xf;             /* (max_tokens, E) output_norm of the last stream */
 	int32_t *pos;          /* (max_tokens) 0, 1, ... */
 	/* scratch */
-	float *lin_scratch, *qkv, *tmp_e;
-	float *dx, *dxn, *dq, *dk, *dv, *dqkv, *dout, *dh, *dgu, *dxf, *chunk, *dchunk;
+	float *lin_scratch, *qkv, *tmp_e, *h;
+	float *dx, *dxn, *dq, *dk, *dv, *dqr, *dkr, *dqkv, *dout, *dh, *dgu, *dxf, *chunk, *dchunk;
+	/* scratch of the experts: router logits and their gradient, a group's rows in and out,
+	 * per-row weights and their gradients */
+	float *rlog, *dlog, *xg, *yg, *dxg, *rs, *drs, *dw;
+	int *cursor;
 	int chunk_rows;
 	float *attn_scratch;   /* (nth, attn_scratch_floats) */
 	size_t attn_scratch_floats;
@@ -115,6 +210,7 @@ struct tmodel {
 	int *xent_cnt;
 	/* the last forward */
 	int T, train;
+	int moe_frozen;        /* forwards keep the experts chosen before (tmodel_moe_freeze) */
 	uint64_t step_seed;
 	/* the trained pairs */
 	int n_pairs;
@@ -156,22 +252,36 @@ tmodel_free(struct tmodel *tm)
 	free(tm);
 }
 
-/* Binds NAME as an (n_in, n_out) weight of a type natter reads; optional ones may be absent. */
+/* NAME (a role of the registry's table, of layer IL or model-wide when IL < 0) with SUFFIX. */
+static void
+tensor_name(enum llm_tensor role, int il, const char *suffix, char *buf, size_t n)
+{
+	char base[96];
+	if (il >= 0)
+		snprintf(base, sizeof(base), llm_tensor_name(role), il);
+	else
+		snprintf(base, sizeof(base), "%s", llm_tensor_name(role));
+	snprintf(buf, n, "%s.%s", base, suffix);
+}
+
+/* Binds NAME as N_EXP matrices of (n_in, n_out) of a type natter reads (N_EXP 1: a plain
+ * matrix); optional ones may be absent. */
 static int
-bind_weight(const struct gguf_file *f, const char *name, int n_in, int n_out, int optional, struct tweight *w,
-	    char *err, size_t errlen)
+bind_tensor(const struct gguf_file *f, const char *name, int n_in, int n_out, int n_exp, int optional,
+	    const struct gguf_tensor **out, char *err, size_t errlen)
 {
 	const struct gguf_tensor *g = gguf_find_tensor(f, name);
-	memset(w, 0, sizeof(*w));
+	*out = NULL;
 	if (!g) {
 		if (optional)
 			return 0;
 		snprintf(err, errlen, "%s: tensor %s is missing", f->path, name);
 		return -1;
 	}
-	if (g->ne[0] != (uint64_t)n_in || g->ne[1] != (uint64_t)n_out || g->ne[2] != 1 || g->ne[3] != 1) {
-		snprintf(err, errlen, "%s: tensor %s has shape [%llu, %llu], expected [%d, %d]", f->path, name,
-		    (unsigned long long)g->ne[0], (unsigned long long)g->ne[1], n_in, n_out);
+	if (g->ne[0] != (uint64_t)n_in || g->ne[1] != (uint64_t)n_out || g->ne[2] != (uint64_t)n_exp || g->ne[3] != 1) {
+		snprintf(err, errlen, "%s: tensor %s has shape [%llu, %llu, %llu], expected [%d, %d, %d]", f->path, name,
+		    (unsigned long long)g->ne[0], (unsigned long long)g->ne[1], (unsigned long long)g->ne[2], n_in, n_out,
+		    n_exp);
 		return -1;
 	}
 	if (!q_traits_get(g->type)->supported) {
@@ -179,6 +289,20 @@ bind_weight(const struct gguf_file *f, const char *name, int n_in, int n_out, in
 		    ggml_type_info_get(g->type)->name);
 		return -1;
 	}
+	*out = g;
+	return 0;
+}
+
+static int
+bind_weight(const struct gguf_file *f, const char *name, int n_in, int n_out, int optional, struct tweight *w,
+	    char *err, size_t errlen)
+{
+	const struct gguf_tensor *g;
+	memset(w, 0, sizeof(*w));
+	if (bind_tensor(f, name, n_in, n_out, 1, optional, &g, err, errlen) < 0)
+		return -1;
+	if (!g)
+		return 0;
 	w->data = g->data;
 	w->type = g->type;
 	w->n_in = n_in;
@@ -187,7 +311,35 @@ bind_weight(const struct gguf_file *f, const char *name, int n_in, int n_out, in
 	return 0;
 }
 
-/* Norms and biases: float32 vectors of N. */
+static int
+bind_stack(const struct gguf_file *f, const char *name, int n_in, int n_out, int n_exp, struct tstack *s, char *err,
+	   size_t errlen)
+{
+	const struct gguf_tensor *g;
+	memset(s, 0, sizeof(*s));
+	if (bind_tensor(f, name, n_in, n_out, n_exp, 0, &g, err, errlen) < 0)
+		return -1;
+	s->data = g->data;
+	s->type = g->type;
+	s->n_in = n_in;
+	s->n_out = n_out;
+	s->n_exp = n_exp;
+	s->row_bytes = q_row_size(g->type, n_in);
+	s->mat_bytes = s->row_bytes * (size_t)n_out;
+	return 0;
+}
+
+/* Expert E of a stack as a frozen linear layer. */
+static struct tlin
+stack_lin(const struct tstack *s, int e)
+{
+	struct tlin l;
+	memset(&l, 0, sizeof(l));
+	l.l.w = (struct tweight){ s->data + (size_t)e * s->mat_bytes, s->type, s->n_in, s->n_out, s->row_bytes };
+	return l;
+}
+
+/* Norms, biases and RoPE factors: float32 vectors of N. */
 static int
 bind_vec(const struct gguf_file *f, const char *name, int n, int optional, const float **out, char *err,
 	 size_t errlen)
@@ -202,6 +354,16 @@ bind_vec(const struct gguf_file *f, const char *name, int n, int optional, const
 	}
 	*out = w.data;
 	return 0;
+}
+
+/* A norm of layer IL: required when the layer's flags call for it. */
+static int
+bind_norm(const struct gguf_file *f, enum llm_tensor role, int il, int n, const float **out, char *err,
+	  size_t errlen)
+{
+	char name[112];
+	tensor_name(role, il, "weight", name, sizeof(name));
+	return bind_vec(f, name, n, 0, out, err, errlen);
 }
 
 /* splitmix64: initialisation noise and dropout seeds. */
@@ -221,10 +383,10 @@ uniform(uint64_t *state)
 	return (float)((double)(*state >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
 }
 
-/* Gives L a LoRA pair: from the initial adapter if it adapts L, else a new one when BITS
- * select L's kind.  Returns 0 (adapted or not) or -1. */
+/* Gives L a LoRA pair: from the initial adapter if it adapts L, else a new one when SEL.
+ * Returns 0 (adapted or not) or -1. */
 static int
-attach_lora(struct tmodel *tm, struct tlin *L, unsigned sel, const struct tmodel_opts *o, uint64_t *rng,
+attach_lora(struct tmodel *tm, struct tlin *L, int sel, const struct tmodel_opts *o, uint64_t *rng,
 	    char *err, size_t errlen)
 {
 	const int n_in = L->l.w.n_in, n_out = L->l.w.n_out;
@@ -268,60 +430,190 @@ nomem:
 	return -1;
 }
 
-/* Binds linear KIND of layer IL (IL < 0: the output) with dims N_IN -> N_OUT. */
+/* Binds linear KIND of layer IL (IL < 0: the output) with dims N_IN -> N_OUT, and its
+ * bias if the file has one. */
 static int
 bind_lin(struct tmodel *tm, struct tlin *L, int il, int kind, int n_in, int n_out, int optional, char *err,
 	 size_t errlen)
 {
 	const struct gguf_file *f = llm_model_gguf(tm->m);
-	char bias[80];
+	char bias[112];
 
-	if (il >= 0)
-		snprintf(L->name, sizeof(L->name), "blk.%d.%s.weight", il, kinds[kind].name);
-	else
-		snprintf(L->name, sizeof(L->name), "%s", kinds[kind].name);
+	tensor_name(kinds[kind].role, il, "weight", L->name, sizeof(L->name));
 	L->salt = mix64(((uint64_t)(il + 1) << 8) | (uint64_t)kind);
 	if (bind_weight(f, L->name, n_in, n_out, optional, &L->l.w, err, errlen) < 0)
 		return -1;
-	if (il >= 0)
-		snprintf(bias, sizeof(bias), "blk.%d.%s.bias", il, kinds[kind].name);
-	else
-		snprintf(bias, sizeof(bias), "output.bias");
+	tensor_name(kinds[kind].role, il, "bias", bias, sizeof(bias));
 	return bind_vec(f, bias, n_out, 1, &L->l.bias, err, errlen);
+}
+
+/* Binds everything layer IL has, as its flags say. */
+static int
+bind_layer(struct tmodel *tm, int il, char *err, size_t errlen)
+{
+	const struct gguf_file *f = llm_model_gguf(tm->m);
+	const struct llm_hparams *hp = &tm->hp;
+	struct tlayer *L = &tm->layers[il];
+	const int E = tm->E, Q = tm->Q, KV = tm->KV, VW = tm->VW;
+	char name[112];
+
+	if (bind_norm(f, LLM_TENSOR_ATTN_NORM, il, E, &L->attn_norm, err, errlen) < 0 ||
+	    bind_norm(f, LLM_TENSOR_FFN_NORM, il, E, &L->ffn_norm, err, errlen) < 0)
+		return -1;
+	if ((L->flags & LLM_LAYER_QK_NORM) &&
+	    (bind_norm(f, LLM_TENSOR_ATTN_Q_NORM, il, hp->head_dim, &L->q_norm, err, errlen) < 0 ||
+	    bind_norm(f, LLM_TENSOR_ATTN_K_NORM, il, hp->head_dim, &L->k_norm, err, errlen) < 0))
+		return -1;
+	if ((L->flags & LLM_LAYER_POST_NORMS) &&
+	    (bind_norm(f, LLM_TENSOR_ATTN_POST_NORM, il, E, &L->post_attn_norm, err, errlen) < 0 ||
+	    bind_norm(f, LLM_TENSOR_FFN_POST_NORM, il, E, &L->post_ffn_norm, err, errlen) < 0))
+		return -1;
+
+	tensor_name(LLM_TENSOR_ATTN_QKV, il, "weight", name, sizeof(name));
+	L->fused_qkv = gguf_find_tensor(f, name) != NULL;
+	if (L->fused_qkv) {
+		if (bind_lin(tm, &L->lin[K_QKV], il, K_QKV, E, Q + KV + VW, 0, err, errlen) < 0)
+			return -1;
+	} else if (bind_lin(tm, &L->lin[K_Q], il, K_Q, E, Q, 0, err, errlen) < 0 ||
+	    bind_lin(tm, &L->lin[K_K], il, K_K, E, KV, 0, err, errlen) < 0 ||
+	    bind_lin(tm, &L->lin[K_V], il, K_V, E, VW, 0, err, errlen) < 0) {
+		return -1;
+	}
+	if (bind_lin(tm, &L->lin[K_O], il, K_O, tm->O, E, 0, err, errlen) < 0)
+		return -1;
+
+	if (L->flags & LLM_LAYER_MOE) {
+		static const enum llm_tensor roles[S_COUNT] = {
+			[S_GATE] = LLM_TENSOR_FFN_GATE_EXPS, [S_UP] = LLM_TENSOR_FFN_UP_EXPS,
+			[S_DOWN] = LLM_TENSOR_FFN_DOWN_EXPS,
+		};
+		if (bind_lin(tm, &L->lin[K_ROUTER], il, K_ROUTER, E, tm->NE, 0, err, errlen) < 0)
+			return -1;
+		for (int s = 0; s < S_COUNT; s++) {
+			tensor_name(roles[s], il, "weight", name, sizeof(name));
+			if (bind_stack(f, name, s == S_DOWN ? tm->FFE : E, s == S_DOWN ? E : tm->FFE, tm->NE, &L->exps[s], err,
+			    errlen) < 0)
+				return -1;
+		}
+		if ((L->flags & LLM_LAYER_SHARED_EXPERT) &&
+		    (bind_lin(tm, &L->lin[K_SH_INP], il, K_SH_INP, E, 1, 0, err, errlen) < 0 ||
+		    bind_lin(tm, &L->lin[K_SH_GATE], il, K_SH_GATE, E, tm->FFS, 0, err, errlen) < 0 ||
+		    bind_lin(tm, &L->lin[K_SH_UP], il, K_SH_UP, E, tm->FFS, 0, err, errlen) < 0 ||
+		    bind_lin(tm, &L->lin[K_SH_DOWN], il, K_SH_DOWN, tm->FFS, E, 0, err, errlen) < 0))
+			return -1;
+		return 0;
+	}
+	tensor_name(LLM_TENSOR_FFN_GATE, il, "weight", name, sizeof(name));
+	L->fused_gu = gguf_find_tensor(f, name) == NULL;
+	if (bind_lin(tm, &L->lin[K_DOWN], il, K_DOWN, tm->FF, E, 0, err, errlen) < 0)
+		return -1;
+	if (L->fused_gu)
+		return bind_lin(tm, &L->lin[K_UP], il, K_UP, E, 2 * tm->FF, 0, err, errlen);
+	if (bind_lin(tm, &L->lin[K_GATE], il, K_GATE, E, tm->FF, 0, err, errlen) < 0 ||
+	    bind_lin(tm, &L->lin[K_UP], il, K_UP, E, tm->FF, 0, err, errlen) < 0)
+		return -1;
+	return 0;
+}
+
+/* The union of every layer's flags, and whether some layer has a dense FFN. */
+static unsigned
+all_flags(const struct llm_hparams *hp, int *dense)
+{
+	unsigned fl = 0;
+	*dense = 0;
+	for (int il = 0; il < hp->n_layer; il++) {
+		fl |= hp->layer[il].flags;
+		*dense |= !(hp->layer[il].flags & LLM_LAYER_MOE);
+	}
+	return fl;
 }
 
 static struct tsaved *
 alloc_saved(struct tmodel *tm)
 {
-	const size_t Tm = tm->Tmax;
+	const size_t Tm = tm->Tmax, K = tm->KU;
+	int dense;
+	const unsigned fl = all_flags(&tm->hp, &dense);
 	struct tsaved *sv = tm_alloc(tm, 1, sizeof(*sv));
+	int ok;
 
 	if (!sv)
 		return NULL;
 	sv->xn = tm_alloc(tm, Tm * tm->E, sizeof(float));
 	sv->q = tm_alloc(tm, Tm * tm->Q, sizeof(float));
 	sv->k = tm_alloc(tm, Tm * tm->KV, sizeof(float));
-	sv->v = tm_alloc(tm, Tm * tm->KV, sizeof(float));
-	sv->o = tm_alloc(tm, Tm * tm->Q, sizeof(float));
+	sv->v = tm_alloc(tm, Tm * tm->VW, sizeof(float));
+	sv->o = tm_alloc(tm, Tm * tm->O, sizeof(float));
 	sv->lse = tm_alloc(tm, Tm * tm->hp.n_head, sizeof(float));
 	sv->x1 = tm_alloc(tm, Tm * tm->E, sizeof(float));
 	sv->xn2 = tm_alloc(tm, Tm * tm->E, sizeof(float));
-	sv->gu = tm_alloc(tm, Tm * 2 * tm->FF, sizeof(float));
-	sv->h = tm_alloc(tm, Tm * tm->FF, sizeof(float));
-	if (!sv->xn || !sv->q || !sv->k || !sv->v || !sv->o || !sv->lse || !sv->x1 || !sv->xn2 || !sv->gu || !sv->h)
-		return NULL;
-	return sv;
+	ok = sv->xn && sv->q && sv->k && sv->v && sv->o && sv->lse && sv->x1 && sv->xn2;
+	if (fl & LLM_LAYER_QK_NORM) {
+		sv->qr = tm_alloc(tm, Tm * tm->Q, sizeof(float));
+		sv->kr = tm_alloc(tm, Tm * tm->KV, sizeof(float));
+		ok = ok && sv->qr && sv->kr;
+	}
+	if (fl & LLM_LAYER_POST_NORMS) {
+		sv->a = tm_alloc(tm, Tm * tm->E, sizeof(float));
+		sv->f = tm_alloc(tm, Tm * tm->E, sizeof(float));
+		ok = ok && sv->a && sv->f;
+	}
+	if (dense) {
+		sv->gu = tm_alloc(tm, Tm * 2 * tm->FF, sizeof(float));
+		ok = ok && sv->gu;
+	}
+	if (fl & LLM_LAYER_MOE) {
+		sv->probs = tm_alloc(tm, Tm * tm->NE, sizeof(float));
+		sv->selw = tm_alloc(tm, Tm * K, sizeof(float));
+		sv->ex_start = tm_alloc(tm, (size_t)tm->NE + 1, sizeof(int));
+		sv->ex_row = tm_alloc(tm, Tm * K, sizeof(int));
+		sv->egu = tm_alloc(tm, Tm * K * 2 * tm->FFE, sizeof(float));
+		ok = ok && sv->probs && sv->selw && sv->ex_start && sv->ex_row && sv->egu;
+	}
+	if (fl & LLM_LAYER_SHARED_EXPERT) {
+		sv->sgate = tm_alloc(tm, Tm, sizeof(float));
+		sv->sgu = tm_alloc(tm, Tm * 2 * tm->FFS, sizeof(float));
+		ok = ok && sv->sgate && sv->sgu;
+	}
+	return ok ? sv : NULL;
+}
+
+/* The RoPE factors the engine would use for a session of N_CTX positions (model.c's
+ * rope_setup): LongRoPE's long ones past the original context, else the short ones; or
+ * rope_freqs; or none. */
+static int
+bind_rope_factors(struct tmodel *tm, int n_ctx, const float **out, char *err, size_t errlen)
+{
+	const struct gguf_file *f = llm_model_gguf(tm->m);
+	const struct llm_hparams *hp = &tm->hp;
+	enum llm_tensor role = LLM_TENSOR_ROPE_FREQS;
+	const struct gguf_tensor *g;
+	char name[112];
+
+	*out = NULL;
+	if (hp->rope_factors == 0)
+		return 0;
+	if (hp->rope_factors == 2)
+		role = n_ctx > hp->rope_n_ctx_orig ? LLM_TENSOR_ROPE_FACTORS_LONG : LLM_TENSOR_ROPE_FACTORS_SHORT;
+	tensor_name(role, -1, "weight", name, sizeof(name));
+	/* rope_dim/2 entries, or head_dim/2 of which the first rope_dim/2 are used */
+	g = gguf_find_tensor(f, name);
+	return bind_vec(f, name, g && g->ne[0] == (uint64_t)hp->head_dim / 2 ? hp->head_dim / 2 : hp->rope_dim / 2, 0,
+	    out, err, errlen);
 }
 
 int
 tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel **out, char *err, size_t errlen)
 {
 	const struct gguf_file *f = llm_model_gguf(m);
+	const struct llm_hparams *hp;
 	struct tmodel *tm;
-	char name[96];
+	const float *factors;
 	uint64_t rng;
 	size_t scratch = 0;
-	int Tm;
+	unsigned fl;
+	int Tm, dense, tied;
+	char why[384];
 
 	*out = NULL;
 	tm = calloc(1, sizeof(*tm));
@@ -331,14 +623,19 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 	}
 	tm->m = m;
 	tm->hp = *llm_model_hparams(m);
-	for (size_t i = 0; i < sizeof(tarchs) / sizeof(tarchs[0]); i++)
-		if (strcmp(tarchs[i].name, tm->hp.arch_name) == 0)
-			tm->arch = &tarchs[i];
-	if (!tm->arch) {
-		snprintf(err, errlen, "%s: the training model does not compute architecture '%s' yet "
-		    "(it does llama, qwen2 and phi3)", f->path, tm->hp.arch_name);
+	hp = &tm->hp;
+	if (tmodel_check(hp, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: %s", f->path, why);
 		goto fail;
 	}
+	if (m->arch->block) {
+		snprintf(err, errlen, "%s: the %s architecture evaluates its layers with a block of its own, which the "
+		    "training model does not compute", f->path, hp->arch_name);
+		goto fail;
+	}
+	for (size_t i = 0; i < N_OF(ffn_acts); i++)
+		if (ffn_acts[i].act == hp->ffn_act)
+			tm->act = ffn_acts[i].op;
 	if (o->max_tokens < 1 || o->max_tokens > 1 << 20) {
 		snprintf(err, errlen, "a training sequence of %d tokens is out of range", o->max_tokens);
 		goto fail;
@@ -364,79 +661,70 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 	}
 	tm->recompute = o->recompute;
 	Tm = tm->Tmax = o->max_tokens;
-	tm->E = tm->hp.n_embd;
-	tm->Q = tm->hp.n_head * tm->hp.head_dim;
-	tm->KV = tm->hp.n_head_kv * tm->hp.head_dim;
-	tm->FF = tm->hp.n_ff;
-	tm->V = tm->hp.n_vocab;
+	fl = all_flags(hp, &dense);
+	tm->E = hp->n_embd;
+	tm->Q = hp->n_head * hp->head_dim;
+	tm->KV = hp->n_head_kv * hp->head_dim;
+	tm->VW = hp->n_head_kv * hp->head_dim_v;
+	tm->O = hp->n_head * hp->head_dim_v;
+	tm->V = hp->n_vocab;
+	tm->FF = dense ? hp->n_ff : 0;
+	tm->NE = fl & LLM_LAYER_MOE ? hp->n_expert : 0;
+	tm->KU = fl & LLM_LAYER_MOE ? hp->n_expert_used : 0;
+	tm->FFE = fl & LLM_LAYER_MOE ? hp->n_ff_exp : 0;
+	tm->FFS = fl & LLM_LAYER_SHARED_EXPERT ? hp->n_ff_shexp : 0;
+	tm->FFMAX = tm->FF > tm->FFE ? tm->FF : tm->FFE;
+	if (tm->FFS > tm->FFMAX)
+		tm->FFMAX = tm->FFS;
 	tm->alpha = o->init ? lora_alpha(o->init) : o->alpha;
 	tm->user_scale = o->init ? lora_scale(o->init) : 1.0f;
 	rng = o->seed;
 
-	tm->rope = (struct trope){ tm->hp.head_dim, tm->hp.rope_dim, tm->hp.rope_neox, tm->hp.rope_base,
-		tm->hp.rope_scale, NULL, 1.0f };
-	tm->attn = (struct tattn){ tm->hp.n_head, tm->hp.n_head_kv, tm->hp.head_dim,
-		1.0f / sqrtf((float)tm->hp.head_dim), 0, 0.0f };
 	if (bind_weight(f, "token_embd.weight", tm->E, tm->V, 0, &tm->tok_embd, err, errlen) < 0 ||
 	    bind_vec(f, "output_norm.weight", tm->E, 0, &tm->output_norm, err, errlen) < 0 ||
-	    bind_vec(f, "rope_freqs.weight", tm->hp.rope_dim / 2, 1, &tm->rope.factors, err, errlen) < 0 ||
+	    bind_rope_factors(tm, Tm, &factors, err, errlen) < 0 ||
 	    bind_lin(tm, &tm->output, -1, K_OUTPUT, tm->E, tm->V, 1, err, errlen) < 0)
 		goto fail;
-	if (!tm->output.l.w.data) {
+	tied = !tm->output.l.w.data;
+	if (tied) {
 		/* Tied embeddings: the output projection is token_embd, which adapters do not target. */
 		tm->output.l.w = tm->tok_embd;
 		snprintf(tm->output.name, sizeof(tm->output.name), "token_embd.weight");
 	}
 
-	tm->layers = tm_alloc(tm, tm->hp.n_layer, sizeof(*tm->layers));
-	tm->pairs = tm_alloc(tm, (size_t)tm->hp.n_layer * (K_DOWN + 1) + 1, sizeof(*tm->pairs));
-	tm->xs = tm_alloc(tm, tm->hp.n_layer + 1, sizeof(*tm->xs));
+	tm->layers = tm_alloc(tm, hp->n_layer, sizeof(*tm->layers));
+	tm->pairs = tm_alloc(tm, (size_t)hp->n_layer * K_LAYER + 1, sizeof(*tm->pairs));
+	tm->xs = tm_alloc(tm, hp->n_layer + 1, sizeof(*tm->xs));
 	if (!tm->layers || !tm->pairs || !tm->xs)
 		goto nomem;
-	for (int il = 0; il < tm->hp.n_layer; il++) {
+	for (int il = 0; il < hp->n_layer; il++) {
 		struct tlayer *L = &tm->layers[il];
-		const int E = tm->E, Q = tm->Q, KV = tm->KV, FF = tm->FF;
-		unsigned gate_bits;
+		const struct llm_layer_hparams *lh = &hp->layer[il];
 
-		snprintf(name, sizeof(name), "blk.%d.attn_norm.weight", il);
-		if (bind_vec(f, name, E, 0, &L->attn_norm, err, errlen) < 0)
+		L->flags = lh->flags;
+		L->rope = (struct trope){ hp->head_dim, hp->rope_dim, hp->rope_neox, lh->rope_base, lh->rope_scale, factors,
+			hp->rope_attn_factor };
+		L->attn = (struct tattn){ hp->n_head, hp->n_head_kv, hp->head_dim, hp->attn_scale,
+			lh->kind == LLM_LAYER_SLIDING ? lh->window : 0, hp->attn_softcap, hp->head_dim_v };
+		if (bind_layer(tm, il, err, errlen) < 0)
 			goto fail;
-		snprintf(name, sizeof(name), "blk.%d.ffn_norm.weight", il);
-		if (bind_vec(f, name, E, 0, &L->ffn_norm, err, errlen) < 0)
-			goto fail;
-		snprintf(name, sizeof(name), "blk.%d.attn_qkv.weight", il);
-		L->fused_qkv = gguf_find_tensor(f, name) != NULL;
-		snprintf(name, sizeof(name), "blk.%d.ffn_gate.weight", il);
-		L->fused_gu = gguf_find_tensor(f, name) == NULL;
-		if (L->fused_qkv) {
-			if (bind_lin(tm, &L->lin[K_QKV], il, K_QKV, E, Q + 2 * KV, 0, err, errlen) < 0)
-				goto fail;
-		} else if (bind_lin(tm, &L->lin[K_Q], il, K_Q, E, Q, 0, err, errlen) < 0 ||
-		    bind_lin(tm, &L->lin[K_K], il, K_K, E, KV, 0, err, errlen) < 0 ||
-		    bind_lin(tm, &L->lin[K_V], il, K_V, E, KV, 0, err, errlen) < 0) {
-			goto fail;
-		}
-		if (bind_lin(tm, &L->lin[K_O], il, K_O, Q, E, 0, err, errlen) < 0 ||
-		    bind_lin(tm, &L->lin[K_DOWN], il, K_DOWN, FF, E, 0, err, errlen) < 0)
-			goto fail;
-		if (L->fused_gu) {
-			if (bind_lin(tm, &L->lin[K_UP], il, K_UP, E, 2 * FF, 0, err, errlen) < 0)
-				goto fail;
-		} else if (bind_lin(tm, &L->lin[K_GATE], il, K_GATE, E, FF, 0, err, errlen) < 0 ||
-		    bind_lin(tm, &L->lin[K_UP], il, K_UP, E, FF, 0, err, errlen) < 0) {
-			goto fail;
-		}
-		gate_bits = L->fused_gu ? TMODEL_GATE | TMODEL_UP : TMODEL_UP;
-		for (int k = 0; k <= K_DOWN; k++) {
+		for (int k = 0; k < K_LAYER; k++) {
 			struct tlin *lin = &L->lin[k];
-			unsigned bits = k == K_UP ? gate_bits : kinds[k].bits;
+			unsigned bits = k == K_UP && L->fused_gu ? TMODEL_GATE | TMODEL_UP : kinds[k].bits;
 			if (!lin->l.w.data)
 				continue;
-			if (attach_lora(tm, lin, (o->targets & bits) != 0, o, &rng, err, errlen) < 0)
+			if (bits && attach_lora(tm, lin, (o->targets & bits) != 0, o, &rng, err, errlen) < 0)
 				goto fail;
 			if (tlinear_scratch_floats(&lin->l, Tm, tm->nth) > scratch)
 				scratch = tlinear_scratch_floats(&lin->l, Tm, tm->nth);
 		}
+		for (int s = 0; s < S_COUNT && (L->flags & LLM_LAYER_MOE); s++) {
+			struct tlin e = stack_lin(&L->exps[s], 0);
+			if (tlinear_scratch_floats(&e.l, Tm, tm->nth) > scratch)
+				scratch = tlinear_scratch_floats(&e.l, Tm, tm->nth);
+		}
+		if ((L->flags & LLM_LAYER_MOE) && !(L->sel = tm_alloc(tm, (size_t)Tm * tm->KU, sizeof(int32_t))))
+			goto nomem;
 		if (il == 0 || !tm->recompute) {
 			if (!(L->sv = alloc_saved(tm)))
 				goto nomem;
@@ -444,7 +732,7 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 			L->sv = tm->layers[0].sv;
 		}
 	}
-	if ((o->targets & TMODEL_OUTPUT) && !o->init && strcmp(tm->output.name, "output.weight") != 0) {
+	if ((o->targets & TMODEL_OUTPUT) && !o->init && tied) {
 		snprintf(err, errlen, "%s: the output projection is tied to token_embd.weight; natter does not "
 		    "adapt it", f->path);
 		goto fail;
@@ -459,14 +747,15 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 			for (int j = 0; j < tm->n_pairs; j++)
 				found |= strcmp(tm->pairs[j]->name, b) == 0;
 			if (!found) {
-				snprintf(err, errlen, "%s: the adapter adapts %s, which the training model does not use",
+				snprintf(err, errlen, "%s: the adapter adapts %s, which the training model does not train",
 				    lora_path(o->init), b);
 				goto fail;
 			}
 		}
 	}
 	if (tm->n_pairs == 0) {
-		snprintf(err, errlen, "%s: no weight to train (the targets select none)", f->path);
+		snprintf(err, errlen, "%s: no weight to train (the targets select none%s)", f->path,
+		    fl & LLM_LAYER_MOE ? "; gate, up and down select no weight of a layer of experts" : "");
 		goto fail;
 	}
 	/* The output layer's rows are taken a chunk at a time (logits of a long sequence over a
@@ -479,36 +768,59 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 		tm->chunk_rows = Tm;
 	if (tlinear_scratch_floats(&tm->output.l, tm->chunk_rows, tm->nth) > scratch)
 		scratch = tlinear_scratch_floats(&tm->output.l, tm->chunk_rows, tm->nth);
-	for (int l = 0; l <= tm->hp.n_layer; l++)
+	for (int l = 0; l <= hp->n_layer; l++)
 		if (!(tm->xs[l] = tm_alloc(tm, (size_t)Tm * tm->E, sizeof(float))))
 			goto nomem;
-	tm->xf = tm_alloc(tm, (size_t)Tm * tm->E, sizeof(float));
-	tm->pos = tm_alloc(tm, Tm, sizeof(int32_t));
-	tm->lin_scratch = tm_alloc(tm, scratch, sizeof(float));
-	tm->qkv = tm_alloc(tm, (size_t)Tm * (tm->Q + 2 * tm->KV), sizeof(float));
-	tm->tmp_e = tm_alloc(tm, (size_t)Tm * tm->E, sizeof(float));
-	tm->dx = tm_alloc(tm, (size_t)Tm * tm->E, sizeof(float));
-	tm->dxn = tm_alloc(tm, (size_t)Tm * tm->E, sizeof(float));
-	tm->dq = tm_alloc(tm, (size_t)Tm * tm->Q, sizeof(float));
-	tm->dk = tm_alloc(tm, (size_t)Tm * tm->KV, sizeof(float));
-	tm->dv = tm_alloc(tm, (size_t)Tm * tm->KV, sizeof(float));
-	tm->dqkv = tm_alloc(tm, (size_t)Tm * (tm->Q + 2 * tm->KV), sizeof(float));
-	tm->dout = tm_alloc(tm, (size_t)Tm * tm->Q, sizeof(float));
-	tm->dh = tm_alloc(tm, (size_t)Tm * tm->FF, sizeof(float));
-	tm->dgu = tm_alloc(tm, (size_t)Tm * 2 * tm->FF, sizeof(float));
-	tm->dxf = tm_alloc(tm, (size_t)Tm * tm->E, sizeof(float));
-	tm->chunk = tm_alloc(tm, (size_t)tm->chunk_rows * tm->V, sizeof(float));
-	tm->dchunk = tm_alloc(tm, (size_t)tm->chunk_rows * tm->V, sizeof(float));
-	tm->attn_scratch_floats = tops_attn_scratch_floats(Tm);
-	tm->attn_scratch = tm_alloc(tm, tm->nth * tm->attn_scratch_floats, sizeof(float));
-	tm->xent_sum = tm_alloc(tm, tm->nth, sizeof(double));
-	tm->xent_cnt = tm_alloc(tm, tm->nth, sizeof(int));
-	tm->m1 = tm_alloc(tm, 2 * (size_t)tm->n_pairs, sizeof(float *));
-	tm->m2 = tm_alloc(tm, 2 * (size_t)tm->n_pairs, sizeof(float *));
-	if (!tm->xf || !tm->pos || !tm->lin_scratch || !tm->qkv || !tm->tmp_e || !tm->dx || !tm->dxn || !tm->dq ||
-	    !tm->dk || !tm->dv || !tm->dqkv || !tm->dout || !tm->dh || !tm->dgu || !tm->dxf || !tm->chunk ||
-	    !tm->dchunk || !tm->attn_scratch || !tm->xent_sum || !tm->xent_cnt || !tm->m1 || !tm->m2)
-		goto nomem;
+	{
+		const size_t T = (size_t)Tm, W = (size_t)tm->Q + tm->KV + tm->VW;
+		int ok;
+		tm->xf = tm_alloc(tm, T * tm->E, sizeof(float));
+		tm->pos = tm_alloc(tm, T, sizeof(int32_t));
+		tm->lin_scratch = tm_alloc(tm, scratch, sizeof(float));
+		tm->qkv = tm_alloc(tm, T * W, sizeof(float));
+		tm->tmp_e = tm_alloc(tm, T * tm->E, sizeof(float));
+		tm->h = tm_alloc(tm, T * tm->FFMAX, sizeof(float));
+		tm->dx = tm_alloc(tm, T * tm->E, sizeof(float));
+		tm->dxn = tm_alloc(tm, T * tm->E, sizeof(float));
+		tm->dq = tm_alloc(tm, T * tm->Q, sizeof(float));
+		tm->dk = tm_alloc(tm, T * tm->KV, sizeof(float));
+		tm->dv = tm_alloc(tm, T * tm->VW, sizeof(float));
+		tm->dqkv = tm_alloc(tm, T * W, sizeof(float));
+		tm->dout = tm_alloc(tm, T * tm->O, sizeof(float));
+		tm->dh = tm_alloc(tm, T * tm->FFMAX, sizeof(float));
+		tm->dgu = tm_alloc(tm, T * 2 * tm->FFMAX, sizeof(float));
+		tm->dxf = tm_alloc(tm, T * tm->E, sizeof(float));
+		tm->chunk = tm_alloc(tm, (size_t)tm->chunk_rows * tm->V, sizeof(float));
+		tm->dchunk = tm_alloc(tm, (size_t)tm->chunk_rows * tm->V, sizeof(float));
+		tm->attn_scratch_floats = tops_attn_scratch_floats(Tm);
+		tm->attn_scratch = tm_alloc(tm, tm->nth * tm->attn_scratch_floats, sizeof(float));
+		tm->xent_sum = tm_alloc(tm, tm->nth, sizeof(double));
+		tm->xent_cnt = tm_alloc(tm, tm->nth, sizeof(int));
+		tm->m1 = tm_alloc(tm, 2 * (size_t)tm->n_pairs, sizeof(float *));
+		tm->m2 = tm_alloc(tm, 2 * (size_t)tm->n_pairs, sizeof(float *));
+		ok = tm->xf && tm->pos && tm->lin_scratch && tm->qkv && tm->tmp_e && tm->h && tm->dx && tm->dxn && tm->dq &&
+		    tm->dk && tm->dv && tm->dqkv && tm->dout && tm->dh && tm->dgu && tm->dxf && tm->chunk && tm->dchunk &&
+		    tm->attn_scratch && tm->xent_sum && tm->xent_cnt && tm->m1 && tm->m2;
+		if (fl & LLM_LAYER_QK_NORM) {
+			tm->dqr = tm_alloc(tm, T * tm->Q, sizeof(float));
+			tm->dkr = tm_alloc(tm, T * tm->KV, sizeof(float));
+			ok = ok && tm->dqr && tm->dkr;
+		}
+		if (fl & LLM_LAYER_MOE) {
+			tm->rlog = tm_alloc(tm, T * tm->NE, sizeof(float));
+			tm->dlog = tm_alloc(tm, T * tm->NE, sizeof(float));
+			tm->xg = tm_alloc(tm, T * tm->E, sizeof(float));
+			tm->yg = tm_alloc(tm, T * tm->E, sizeof(float));
+			tm->dxg = tm_alloc(tm, T * tm->E, sizeof(float));
+			tm->rs = tm_alloc(tm, T, sizeof(float));
+			tm->drs = tm_alloc(tm, T, sizeof(float));
+			tm->dw = tm_alloc(tm, T * tm->KU, sizeof(float));
+			tm->cursor = tm_alloc(tm, (size_t)tm->NE, sizeof(int));
+			ok = ok && tm->rlog && tm->dlog && tm->xg && tm->yg && tm->dxg && tm->rs && tm->drs && tm->dw && tm->cursor;
+		}
+		if (!ok)
+			goto nomem;
+	}
 	for (int i = 0; i < tm->n_pairs; i++) {
 		const struct tlinear *l = &tm->pairs[i]->l;
 		size_t na = (size_t)l->lora->rank * l->w.n_in, nb = (size_t)l->w.n_out * l->lora->rank;
@@ -534,8 +846,11 @@ fail:
 struct pjob {
 	const struct tmodel *tm;
 	int rows, D, ld, n_head;
+	const struct trope *rope;
+	const struct tattn *attn;
 	const float *x, *w, *g, *u, *q, *k, *v, *o, *lse, *dy;
 	float *y, *dx, *dg, *du, *dq, *dk, *dv, *lse_out;
+	float cap;
 	const int32_t *target;
 	const uint8_t *mask;
 	double norm;
@@ -584,18 +899,19 @@ w_rms_bwd(void *ctx, int ith, int nth)
 	    j->dx + (size_t)r0 * j->D);
 }
 
+/* RMSNorm of ROWS rows of D (the residual stream: D = E; per-head norms: D = head_dim). */
 static void
-rms_fwd(const struct tmodel *tm, const float *x, const float *w, int T, float *y)
+rms_fwd(const struct tmodel *tm, const float *x, const float *w, int rows, int D, float *y)
 {
-	struct pjob j = { .rows = T, .D = tm->E, .x = x, .w = w, .y = y };
-	par(tm, w_rms_fwd, &j, (double)T * tm->E);
+	struct pjob j = { .rows = rows, .D = D, .x = x, .w = w, .y = y };
+	par(tm, w_rms_fwd, &j, (double)rows * D);
 }
 
 static void
-rms_bwd(const struct tmodel *tm, const float *x, const float *w, int T, const float *dy, float *dx)
+rms_bwd(const struct tmodel *tm, const float *x, const float *w, int rows, int D, const float *dy, float *dx)
 {
-	struct pjob j = { .rows = T, .D = tm->E, .x = x, .w = w, .dy = dy, .dx = dx };
-	par(tm, w_rms_bwd, &j, (double)T * tm->E);
+	struct pjob j = { .rows = rows, .D = D, .x = x, .w = w, .dy = dy, .dx = dx };
+	par(tm, w_rms_bwd, &j, (double)rows * D);
 }
 
 /* RoPE in place over Y (rows tokens of n_head heads); backward when LD is 1. */
@@ -603,20 +919,20 @@ static void
 w_rope(void *ctx, int ith, int nth)
 {
 	struct pjob *j = ctx;
-	const size_t stride = (size_t)j->n_head * j->tm->hp.head_dim;
+	const size_t stride = (size_t)j->n_head * j->rope->head_dim;
 	int t0, t1;
 	prange(j->rows, ith, nth, &t0, &t1);
 	if (j->ld)
-		tops_rope_bwd(&j->tm->rope, j->y + t0 * stride, t1 - t0, j->n_head, j->tm->pos + t0);
+		tops_rope_bwd(j->rope, j->y + t0 * stride, t1 - t0, j->n_head, j->tm->pos + t0);
 	else
-		tops_rope_fwd(&j->tm->rope, j->y + t0 * stride, t1 - t0, j->n_head, j->tm->pos + t0);
+		tops_rope_fwd(j->rope, j->y + t0 * stride, t1 - t0, j->n_head, j->tm->pos + t0);
 }
 
 static void
-rope(const struct tmodel *tm, float *x, int T, int n_head, int backward)
+rope(const struct tmodel *tm, const struct trope *r, float *x, int T, int n_head, int backward)
 {
-	struct pjob j = { .rows = T, .n_head = n_head, .y = x, .ld = backward };
-	par(tm, w_rope, &j, (double)T * n_head * tm->hp.rope_dim);
+	struct pjob j = { .rows = T, .n_head = n_head, .rope = r, .y = x, .ld = backward };
+	par(tm, w_rope, &j, (double)T * n_head * r->n_rot);
 }
 
 static void
@@ -625,7 +941,7 @@ w_glu_fwd(void *ctx, int ith, int nth)
 	struct pjob *j = ctx;
 	int r0, r1;
 	prange(j->rows, ith, nth, &r0, &r1);
-	tops_glu_fwd(j->tm->arch->act, j->g + (size_t)r0 * j->ld, j->u + (size_t)r0 * j->ld, j->ld, r1 - r0, j->D,
+	tops_glu_fwd(j->tm->act, j->g + (size_t)r0 * j->ld, j->u + (size_t)r0 * j->ld, j->ld, r1 - r0, j->D,
 	    j->y + (size_t)r0 * j->D);
 }
 
@@ -635,8 +951,28 @@ w_glu_bwd(void *ctx, int ith, int nth)
 	struct pjob *j = ctx;
 	int r0, r1;
 	prange(j->rows, ith, nth, &r0, &r1);
-	tops_glu_bwd(j->tm->arch->act, j->g + (size_t)r0 * j->ld, j->u + (size_t)r0 * j->ld, j->ld, r1 - r0, j->D,
+	tops_glu_bwd(j->tm->act, j->g + (size_t)r0 * j->ld, j->u + (size_t)r0 * j->ld, j->ld, r1 - r0, j->D,
 	    j->dy + (size_t)r0 * j->D, j->dg + (size_t)r0 * j->ld, j->du + (size_t)r0 * j->ld);
+}
+
+/* Soft-capping of the logits, forward (Y in place) or backward (DX in place, from Y). */
+static void
+w_softcap(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	int r0, r1;
+	prange(j->rows, ith, nth, &r0, &r1);
+	if (j->dx)
+		tops_softcap_bwd(j->y + (size_t)r0 * j->D, (size_t)(r1 - r0) * j->D, j->cap, j->dx + (size_t)r0 * j->D);
+	else
+		tops_softcap_fwd(j->y + (size_t)r0 * j->D, (size_t)(r1 - r0) * j->D, j->cap);
+}
+
+static void
+softcap(const struct tmodel *tm, float *y, int rows, float *dx)
+{
+	struct pjob j = { .rows = rows, .D = tm->V, .y = y, .dx = dx, .cap = tm->hp.final_softcap };
+	par(tm, w_softcap, &j, (double)rows * tm->V * 8);
 }
 
 /* Attention: each thread a range of KV heads with their query heads, whose gradients no
@@ -646,9 +982,9 @@ w_attn_fwd(void *ctx, int ith, int nth)
 {
 	struct pjob *j = ctx;
 	int h0, h1;
-	prange(j->tm->attn.n_head_kv, ith, nth, &h0, &h1);
+	prange(j->attn->n_head_kv, ith, nth, &h0, &h1);
 	if (h1 > h0)
-		tops_attn_fwd_blocked(&j->tm->attn, j->q, j->k, j->v, j->rows, j->y, j->lse_out, h0, h1,
+		tops_attn_fwd_blocked(j->attn, j->q, j->k, j->v, j->rows, j->y, j->lse_out, h0, h1,
 		    j->tm->attn_scratch + (size_t)ith * j->tm->attn_scratch_floats);
 }
 
@@ -657,10 +993,10 @@ w_attn_bwd(void *ctx, int ith, int nth)
 {
 	struct pjob *j = ctx;
 	int h0, h1;
-	prange(j->tm->attn.n_head_kv, ith, nth, &h0, &h1);
+	prange(j->attn->n_head_kv, ith, nth, &h0, &h1);
 	if (h1 > h0)
-		tops_attn_bwd_blocked(&j->tm->attn, j->q, j->k, j->v, j->o, j->lse, j->dy, j->rows, j->dq, j->dk, j->dv, h0,
-		    h1, j->tm->attn_scratch + (size_t)ith * j->tm->attn_scratch_floats);
+		tops_attn_bwd_blocked(j->attn, j->q, j->k, j->v, j->o, j->lse, j->dy, j->rows, j->dq, j->dk, j->dv, h0, h1,
+		    j->tm->attn_scratch + (size_t)ith * j->tm->attn_scratch_floats);
 }
 
 static void
@@ -691,13 +1027,196 @@ lin_bwd(struct tmodel *tm, struct tlin *L, const float *x, int T, uint64_t extra
 	    tm->lin_scratch);
 }
 
-/* Where the gate and the up projections of layer L sit in BUF (laid out like sv->gu). */
+/* Where the gate and the up outputs of T rows of width FF sit in BUF: rows of [gate | up]
+ * when one weight computes both (FUSED), else all gates, then all ups. */
 static void
-gu_split(const struct tmodel *tm, const struct tlayer *L, float *buf, int T, float **g, float **u, int *ld)
+gu_split(int fused, int ff, float *buf, int T, float **g, float **u, int *ld)
 {
 	*g = buf;
-	*u = L->fused_gu ? buf + tm->FF : buf + (size_t)T * tm->FF;
-	*ld = L->fused_gu ? 2 * tm->FF : tm->FF;
+	*u = fused ? buf + ff : buf + (size_t)T * ff;
+	*ld = fused ? 2 * ff : ff;
+}
+
+/* Y (T, n_out of D) = D(act(G X) * U X) over FF hidden units; G NULL: U computes gate and
+ * up (fused).  GU (T, 2 FF) keeps gate and up for the backward; tm->h receives the product. */
+static int
+glu_fwd(struct tmodel *tm, struct tlin *G, struct tlin *U, struct tlin *D, int ff, const float *x, int T, float *gu,
+	float *y)
+{
+	float *g, *u;
+	int ld, rc = 0;
+
+	gu_split(!G, ff, gu, T, &g, &u, &ld);
+	if (!G) {
+		rc |= lin_fwd(tm, U, x, T, 0, gu);
+	} else {
+		rc |= lin_fwd(tm, G, x, T, 0, g);
+		rc |= lin_fwd(tm, U, x, T, 0, u);
+	}
+	{
+		struct pjob j = { .rows = T, .D = ff, .ld = ld, .g = g, .u = u, .y = tm->h };
+		par(tm, w_glu_fwd, &j, (double)T * ff * 8);
+	}
+	rc |= lin_fwd(tm, D, tm->h, T, 0, y);
+	return rc;
+}
+
+/*
+ * The backward of glu_fwd scaled by RS: y_t = rs_t D(h_t) (RS NULL: 1).  DX (T, n_in)
+ * += dL/dx from DY, when DX is not NULL; DRS (T), when RS is given, receives dL/drs_t =
+ * dy_t . D(h_t), computed as (D^T dy_t) . h_t: a scaled D must have no LoRA (its gradient
+ * would need the scaled dy).  The product h is recomputed from GU, as the forward made it.
+ */
+static int
+glu_bwd(struct tmodel *tm, struct tlin *G, struct tlin *U, struct tlin *D, int ff, const float *x, float *gu, int T,
+	const float *dy, float *dx, const float *rs, float *drs)
+{
+	float *g, *u, *dg, *du;
+	int ld, rc = 0;
+
+	gu_split(!G, ff, gu, T, &g, &u, &ld);
+	{
+		struct pjob j = { .rows = T, .D = ff, .ld = ld, .g = g, .u = u, .y = tm->h };
+		par(tm, w_glu_fwd, &j, (double)T * ff * 8);
+	}
+	memset(tm->dh, 0, (size_t)T * ff * sizeof(float));
+	rc |= lin_bwd(tm, D, tm->h, T, 0, dy, tm->dh);
+	if (rs) {
+		for (int t = 0; t < T; t++) {
+			float *dht = tm->dh + (size_t)t * ff;
+			const float *ht = tm->h + (size_t)t * ff;
+			double s = 0;
+			for (int i = 0; i < ff; i++)
+				s += (double)dht[i] * ht[i];
+			drs[t] = (float)s;
+			for (int i = 0; i < ff; i++)
+				dht[i] *= rs[t];
+		}
+	}
+	gu_split(!G, ff, tm->dgu, T, &dg, &du, &ld);
+	memset(tm->dgu, 0, (size_t)T * 2 * ff * sizeof(float));
+	{
+		struct pjob j = { .rows = T, .D = ff, .ld = ld, .g = g, .u = u, .dy = tm->dh, .dg = dg, .du = du };
+		par(tm, w_glu_bwd, &j, (double)T * ff * 8);
+	}
+	if (!G) {
+		rc |= lin_bwd(tm, U, x, T, 0, tm->dgu, dx);
+	} else {
+		rc |= lin_bwd(tm, G, x, T, 0, dg, dx);
+		rc |= lin_bwd(tm, U, x, T, 0, du, dx);
+	}
+	return rc;
+}
+
+static inline float
+sigmoid(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+
+/*
+ * Layer L's experts over X (T, E) into OUT (T, E), as blk_moe: the router's softmax and
+ * top k; the (token, choice) pairs grouped by expert, tokens in order, so that each
+ * expert's weights are read once; each output added with its weight; then the shared
+ * expert scaled by sigmoid(ffn_gate_inp_shexp . x).
+ */
+static int
+moe_fwd(struct tmodel *tm, struct tlayer *L, const float *x, int T, float *out)
+{
+	struct tsaved *sv = L->sv;
+	const int E = tm->E, NE = tm->NE, K = tm->KU;
+	int *start = sv->ex_start, rc = 0;
+
+	rc |= lin_fwd(tm, &L->lin[K_ROUTER], x, T, 0, tm->rlog);
+	tops_moe_route_fwd(tm->rlog, T, NE, K, tm->hp.expert_norm, tm->moe_frozen, sv->probs, L->sel, sv->selw);
+	memset(start, 0, (size_t)(NE + 1) * sizeof(int));
+	for (int i = 0; i < T * K; i++)
+		start[L->sel[i] + 1]++;
+	for (int e = 0; e < NE; e++)
+		start[e + 1] += start[e];
+	memcpy(tm->cursor, start, (size_t)NE * sizeof(int));
+	for (int i = 0; i < T * K; i++)
+		sv->ex_row[tm->cursor[L->sel[i]]++] = i;
+
+	memset(out, 0, (size_t)T * E * sizeof(float));
+	for (int e = 0; e < NE; e++) {
+		const int n = start[e + 1] - start[e], *rows = sv->ex_row + start[e];
+		struct tlin g = stack_lin(&L->exps[S_GATE], e), u = stack_lin(&L->exps[S_UP], e);
+		struct tlin d = stack_lin(&L->exps[S_DOWN], e);
+		if (n == 0)
+			continue;
+		for (int r = 0; r < n; r++)
+			memcpy(tm->xg + (size_t)r * E, x + (size_t)(rows[r] / K) * E, (size_t)E * sizeof(float));
+		rc |= glu_fwd(tm, &g, &u, &d, tm->FFE, tm->xg, n, sv->egu + (size_t)start[e] * 2 * tm->FFE, tm->yg);
+		for (int r = 0; r < n; r++) {
+			float *o = out + (size_t)(rows[r] / K) * E;
+			const float *y = tm->yg + (size_t)r * E, w = sv->selw[rows[r]];
+			for (int i = 0; i < E; i++)
+				o[i] += w * y[i];
+		}
+	}
+	if (L->flags & LLM_LAYER_SHARED_EXPERT) {
+		rc |= lin_fwd(tm, &L->lin[K_SH_INP], x, T, 0, sv->sgate);
+		rc |= glu_fwd(tm, &L->lin[K_SH_GATE], &L->lin[K_SH_UP], &L->lin[K_SH_DOWN], tm->FFS, x, T, sv->sgu, tm->yg);
+		for (int t = 0; t < T; t++) {
+			const float s = sigmoid(sv->sgate[t]);
+			for (int i = 0; i < E; i++)
+				out[(size_t)t * E + i] += s * tm->yg[(size_t)t * E + i];
+		}
+	}
+	return rc;
+}
+
+/*
+ * Its backward: DX (T, E) += dL/dx from DY (T, E).  Each chosen expert's output y_tj was
+ * added with weight w_tj: its FFN gets w_tj dy_t, and w_tj gets dy_t . y_tj, which reaches
+ * the router's logits through the chosen experts' softmax probabilities (the selection
+ * held fixed), and x through the frozen router.  The shared expert likewise through its
+ * sigmoid gate.
+ */
+static int
+moe_bwd(struct tmodel *tm, struct tlayer *L, const float *x, int T, const float *dy, float *dx)
+{
+	struct tsaved *sv = L->sv;
+	const int E = tm->E, NE = tm->NE, K = tm->KU;
+	const int *start = sv->ex_start;
+	int rc = 0;
+
+	memset(tm->dw, 0, (size_t)T * K * sizeof(float));
+	for (int e = 0; e < NE; e++) {
+		const int n = start[e + 1] - start[e], *rows = sv->ex_row + start[e];
+		struct tlin g = stack_lin(&L->exps[S_GATE], e), u = stack_lin(&L->exps[S_UP], e);
+		struct tlin d = stack_lin(&L->exps[S_DOWN], e);
+		if (n == 0)
+			continue;
+		for (int r = 0; r < n; r++) {
+			memcpy(tm->yg + (size_t)r * E, dy + (size_t)(rows[r] / K) * E, (size_t)E * sizeof(float));
+			tm->rs[r] = sv->selw[rows[r]];
+		}
+		memset(tm->dxg, 0, (size_t)n * E * sizeof(float));
+		rc |= glu_bwd(tm, &g, &u, &d, tm->FFE, NULL, sv->egu + (size_t)start[e] * 2 * tm->FFE, n, tm->yg, tm->dxg,
+		    tm->rs, tm->drs);
+		for (int r = 0; r < n; r++) {
+			float *o = dx + (size_t)(rows[r] / K) * E;
+			const float *dxr = tm->dxg + (size_t)r * E;
+			for (int i = 0; i < E; i++)
+				o[i] += dxr[i];
+			tm->dw[rows[r]] = tm->drs[r];
+		}
+	}
+	memset(tm->dlog, 0, (size_t)T * NE * sizeof(float));
+	tops_moe_route_bwd(sv->probs, L->sel, sv->selw, T, NE, K, tm->hp.expert_norm, tm->dw, tm->dlog);
+	rc |= lin_bwd(tm, &L->lin[K_ROUTER], x, T, 0, tm->dlog, dx);
+	if (L->flags & LLM_LAYER_SHARED_EXPERT) {
+		for (int t = 0; t < T; t++)
+			tm->rs[t] = sigmoid(sv->sgate[t]);
+		rc |= glu_bwd(tm, &L->lin[K_SH_GATE], &L->lin[K_SH_UP], &L->lin[K_SH_DOWN], tm->FFS, x, sv->sgu, T, dy, dx,
+		    tm->rs, tm->drs);
+		for (int t = 0; t < T; t++)
+			tm->drs[t] *= tm->rs[t] * (1.0f - tm->rs[t]);   /* through the sigmoid */
+		rc |= lin_bwd(tm, &L->lin[K_SH_INP], x, T, 0, tm->drs, dx);
+	}
+	return rc;
 }
 
 static int
@@ -705,47 +1224,52 @@ layer_fwd(struct tmodel *tm, int il, int T)
 {
 	struct tlayer *L = &tm->layers[il];
 	struct tsaved *sv = L->sv;
-	const int E = tm->E, Q = tm->Q, KV = tm->KV, FF = tm->FF, W = Q + 2 * KV;
+	const struct llm_hparams *hp = &tm->hp;
+	const int E = tm->E, Q = tm->Q, KV = tm->KV, VW = tm->VW, W = Q + KV + VW;
+	const int qkn = (L->flags & LLM_LAYER_QK_NORM) != 0, post = (L->flags & LLM_LAYER_POST_NORMS) != 0;
 	const float *x = tm->xs[il];
-	float *xo = tm->xs[il + 1], *g, *u;
-	int ld, rc = 0;
+	float *xo = tm->xs[il + 1], *q = qkn ? sv->qr : sv->q, *k = qkn ? sv->kr : sv->k;
+	float *a = post ? sv->a : tm->tmp_e, *f = post ? sv->f : tm->tmp_e;
+	int rc = 0;
 
-	rms_fwd(tm, x, L->attn_norm, T, sv->xn);
+	rms_fwd(tm, x, L->attn_norm, T, E, sv->xn);
 	if (L->fused_qkv) {
 		rc |= lin_fwd(tm, &L->lin[K_QKV], sv->xn, T, 0, tm->qkv);
 		for (int t = 0; t < T; t++) {
-			memcpy(sv->q + (size_t)t * Q, tm->qkv + (size_t)t * W, Q * sizeof(float));
-			memcpy(sv->k + (size_t)t * KV, tm->qkv + (size_t)t * W + Q, KV * sizeof(float));
-			memcpy(sv->v + (size_t)t * KV, tm->qkv + (size_t)t * W + Q + KV, KV * sizeof(float));
+			memcpy(q + (size_t)t * Q, tm->qkv + (size_t)t * W, Q * sizeof(float));
+			memcpy(k + (size_t)t * KV, tm->qkv + (size_t)t * W + Q, KV * sizeof(float));
+			memcpy(sv->v + (size_t)t * VW, tm->qkv + (size_t)t * W + Q + KV, VW * sizeof(float));
 		}
 	} else {
-		rc |= lin_fwd(tm, &L->lin[K_Q], sv->xn, T, 0, sv->q);
-		rc |= lin_fwd(tm, &L->lin[K_K], sv->xn, T, 0, sv->k);
+		rc |= lin_fwd(tm, &L->lin[K_Q], sv->xn, T, 0, q);
+		rc |= lin_fwd(tm, &L->lin[K_K], sv->xn, T, 0, k);
 		rc |= lin_fwd(tm, &L->lin[K_V], sv->xn, T, 0, sv->v);
 	}
-	rope(tm, sv->q, T, tm->hp.n_head, 0);
-	rope(tm, sv->k, T, tm->hp.n_head_kv, 0);
+	if (qkn) {
+		rms_fwd(tm, q, L->q_norm, T * hp->n_head, hp->head_dim, sv->q);
+		rms_fwd(tm, k, L->k_norm, T * hp->n_head_kv, hp->head_dim, sv->k);
+	}
+	rope(tm, &L->rope, sv->q, T, hp->n_head, 0);
+	rope(tm, &L->rope, sv->k, T, hp->n_head_kv, 0);
 	{
-		struct pjob j = { .rows = T, .q = sv->q, .k = sv->k, .v = sv->v, .y = sv->o, .lse_out = sv->lse };
+		struct pjob j = { .rows = T, .attn = &L->attn, .q = sv->q, .k = sv->k, .v = sv->v, .y = sv->o,
+			.lse_out = sv->lse };
 		par(tm, w_attn_fwd, &j, (double)T * T * Q / 2);
 	}
-	rc |= lin_fwd(tm, &L->lin[K_O], sv->o, T, 0, tm->tmp_e);
+	rc |= lin_fwd(tm, &L->lin[K_O], sv->o, T, 0, a);
+	if (post)
+		rms_fwd(tm, a, L->post_attn_norm, T, E, tm->tmp_e);
 	for (size_t i = 0; i < (size_t)T * E; i++)
 		sv->x1[i] = x[i] + tm->tmp_e[i];
 
-	rms_fwd(tm, sv->x1, L->ffn_norm, T, sv->xn2);
-	gu_split(tm, L, sv->gu, T, &g, &u, &ld);
-	if (L->fused_gu) {
-		rc |= lin_fwd(tm, &L->lin[K_UP], sv->xn2, T, 0, sv->gu);
-	} else {
-		rc |= lin_fwd(tm, &L->lin[K_GATE], sv->xn2, T, 0, g);
-		rc |= lin_fwd(tm, &L->lin[K_UP], sv->xn2, T, 0, u);
-	}
-	{
-		struct pjob j = { .rows = T, .D = FF, .ld = ld, .g = g, .u = u, .y = sv->h };
-		par(tm, w_glu_fwd, &j, (double)T * FF * 8);
-	}
-	rc |= lin_fwd(tm, &L->lin[K_DOWN], sv->h, T, 0, tm->tmp_e);
+	rms_fwd(tm, sv->x1, L->ffn_norm, T, E, sv->xn2);
+	if (L->flags & LLM_LAYER_MOE)
+		rc |= moe_fwd(tm, L, sv->xn2, T, f);
+	else
+		rc |= glu_fwd(tm, L->fused_gu ? NULL : &L->lin[K_GATE], &L->lin[K_UP], &L->lin[K_DOWN], tm->FF, sv->xn2, T,
+		    sv->gu, f);
+	if (post)
+		rms_fwd(tm, f, L->post_ffn_norm, T, E, tm->tmp_e);
 	for (size_t i = 0; i < (size_t)T * E; i++)
 		xo[i] = sv->x1[i] + tm->tmp_e[i];
 	return rc;
@@ -762,14 +1286,20 @@ output_fwd(struct tmodel *tm, int c0, int n, float *y)
 		tm->output.u += (size_t)c0 * tm->output.l.lora->rank;
 	rc = lin_fwd(tm, &tm->output, tm->xf + (size_t)c0 * tm->E, n, (uint64_t)c0 << 32, y);
 	tm->output.u = u_save;
+	if (tm->hp.final_softcap > 0)
+		softcap(tm, y, n, NULL);
 	return rc;
 }
 
+/* From DY, the gradient of the (capped) logits Y of the chunk: through the cap (DY in
+ * place), then the output layer. */
 static int
-output_bwd(struct tmodel *tm, int c0, int n, const float *dy)
+output_bwd(struct tmodel *tm, int c0, int n, const float *y, float *dy)
 {
 	float *u_save = tm->output.u;
 	int rc;
+	if (tm->hp.final_softcap > 0)
+		softcap(tm, (float *)y, n, dy);
 	if (tm->output.u)
 		tm->output.u += (size_t)c0 * tm->output.l.lora->rank;
 	rc = lin_bwd(tm, &tm->output, tm->xf + (size_t)c0 * tm->E, n, (uint64_t)c0 << 32, dy,
@@ -790,7 +1320,7 @@ tmodel_forward(struct tmodel *tm, const int32_t *tok, int T, int train, uint64_t
 	tm->T = 0;
 	tm->train = train;
 	tm->step_seed = mix64(step_seed);
-	if (tops_embed_fwd(&tm->tok_embd, tok, T, 1.0f, tm->xs[0]) < 0) {
+	if (tops_embed_fwd(&tm->tok_embd, tok, T, tm->hp.embd_scale, tm->xs[0]) < 0) {
 		snprintf(err, errlen, "a token id is out of range (the model has %d)", tm->V);
 		return -1;
 	}
@@ -800,7 +1330,7 @@ tmodel_forward(struct tmodel *tm, const int32_t *tok, int T, int train, uint64_t
 			return -1;
 		}
 	}
-	rms_fwd(tm, tm->xs[tm->hp.n_layer], tm->output_norm, T, tm->xf);
+	rms_fwd(tm, tm->xs[tm->hp.n_layer], tm->output_norm, T, tm->E, tm->xf);
 	tm->T = T;
 	if (logits) {
 		/* In the backward's chunks, so that dropout on the output's LoRA masks alike. */
@@ -825,61 +1355,74 @@ layer_bwd(struct tmodel *tm, int il, int T)
 {
 	struct tlayer *L = &tm->layers[il];
 	struct tsaved *sv = L->sv;
-	const int E = tm->E, Q = tm->Q, KV = tm->KV, FF = tm->FF, W = Q + 2 * KV;
-	float *g, *u, *dg, *du, *dxn = il > 0 ? tm->dxn : NULL;
-	int ld, rc = 0;
+	const struct llm_hparams *hp = &tm->hp;
+	const int E = tm->E, Q = tm->Q, KV = tm->KV, VW = tm->VW, W = Q + KV + VW;
+	const int qkn = (L->flags & LLM_LAYER_QK_NORM) != 0, post = (L->flags & LLM_LAYER_POST_NORMS) != 0;
+	float *dxn = il > 0 ? tm->dxn : NULL, *dq = tm->dq, *dk = tm->dk;
+	const float *dres;
+	int rc = 0;
 
 	if (tm->recompute && layer_fwd(tm, il, T) < 0)
 		return -1;
-	/* x2 = x1 + down(act(gate) * up) */
-	memset(tm->dh, 0, (size_t)T * FF * sizeof(float));
-	rc |= lin_bwd(tm, &L->lin[K_DOWN], sv->h, T, 0, tm->dx, tm->dh);
-	gu_split(tm, L, sv->gu, T, &g, &u, &ld);
-	gu_split(tm, L, tm->dgu, T, &dg, &du, &ld);
-	memset(tm->dgu, 0, (size_t)T * 2 * FF * sizeof(float));
-	{
-		struct pjob j = { .rows = T, .D = FF, .ld = ld, .g = g, .u = u, .dy = tm->dh, .dg = dg, .du = du };
-		par(tm, w_glu_bwd, &j, (double)T * FF * 8);
+	/* x2 = x1 + [post_ffw_norm](FFN(ffn_norm(x1))) */
+	dres = tm->dx;
+	if (post) {
+		memset(tm->tmp_e, 0, (size_t)T * E * sizeof(float));
+		rms_bwd(tm, sv->f, L->post_ffn_norm, T, E, tm->dx, tm->tmp_e);
+		dres = tm->tmp_e;
 	}
 	memset(tm->dxn, 0, (size_t)T * E * sizeof(float));
-	if (L->fused_gu) {
-		rc |= lin_bwd(tm, &L->lin[K_UP], sv->xn2, T, 0, tm->dgu, tm->dxn);
-	} else {
-		rc |= lin_bwd(tm, &L->lin[K_GATE], sv->xn2, T, 0, dg, tm->dxn);
-		rc |= lin_bwd(tm, &L->lin[K_UP], sv->xn2, T, 0, du, tm->dxn);
-	}
-	rms_bwd(tm, sv->x1, L->ffn_norm, T, tm->dxn, tm->dx);
+	if (L->flags & LLM_LAYER_MOE)
+		rc |= moe_bwd(tm, L, sv->xn2, T, dres, tm->dxn);
+	else
+		rc |= glu_bwd(tm, L->fused_gu ? NULL : &L->lin[K_GATE], &L->lin[K_UP], &L->lin[K_DOWN], tm->FF, sv->xn2,
+		    sv->gu, T, dres, tm->dxn, NULL, NULL);
+	rms_bwd(tm, sv->x1, L->ffn_norm, T, E, tm->dxn, tm->dx);
 
-	/* x1 = x + wo(attention(rope(q), rope(k), v)) */
-	memset(tm->dout, 0, (size_t)T * Q * sizeof(float));
-	rc |= lin_bwd(tm, &L->lin[K_O], sv->o, T, 0, tm->dx, tm->dout);
+	/* x1 = x + [post_attention_norm](wo(attention(rope(norm(q)), rope(norm(k)), v))) */
+	dres = tm->dx;
+	if (post) {
+		memset(tm->tmp_e, 0, (size_t)T * E * sizeof(float));
+		rms_bwd(tm, sv->a, L->post_attn_norm, T, E, tm->dx, tm->tmp_e);
+		dres = tm->tmp_e;
+	}
+	memset(tm->dout, 0, (size_t)T * tm->O * sizeof(float));
+	rc |= lin_bwd(tm, &L->lin[K_O], sv->o, T, 0, dres, tm->dout);
 	memset(tm->dq, 0, (size_t)T * Q * sizeof(float));
 	memset(tm->dk, 0, (size_t)T * KV * sizeof(float));
-	memset(tm->dv, 0, (size_t)T * KV * sizeof(float));
+	memset(tm->dv, 0, (size_t)T * VW * sizeof(float));
 	{
-		struct pjob j = { .rows = T, .q = sv->q, .k = sv->k, .v = sv->v, .o = sv->o, .lse = sv->lse,
-			.dy = tm->dout, .dq = tm->dq, .dk = tm->dk, .dv = tm->dv };
+		struct pjob j = { .rows = T, .attn = &L->attn, .q = sv->q, .k = sv->k, .v = sv->v, .o = sv->o,
+			.lse = sv->lse, .dy = tm->dout, .dq = tm->dq, .dk = tm->dk, .dv = tm->dv };
 		par(tm, w_attn_bwd, &j, (double)T * T * Q);
 	}
-	rope(tm, tm->dq, T, tm->hp.n_head, 1);
-	rope(tm, tm->dk, T, tm->hp.n_head_kv, 1);
+	rope(tm, &L->rope, tm->dq, T, hp->n_head, 1);
+	rope(tm, &L->rope, tm->dk, T, hp->n_head_kv, 1);
+	if (qkn) {
+		memset(tm->dqr, 0, (size_t)T * Q * sizeof(float));
+		memset(tm->dkr, 0, (size_t)T * KV * sizeof(float));
+		rms_bwd(tm, sv->qr, L->q_norm, T * hp->n_head, hp->head_dim, tm->dq, tm->dqr);
+		rms_bwd(tm, sv->kr, L->k_norm, T * hp->n_head_kv, hp->head_dim, tm->dk, tm->dkr);
+		dq = tm->dqr;
+		dk = tm->dkr;
+	}
 	if (dxn)
 		memset(dxn, 0, (size_t)T * E * sizeof(float));
 	/* The first layer's input gradient would only reach the frozen embeddings: skipped. */
 	if (L->fused_qkv) {
 		for (int t = 0; t < T; t++) {
-			memcpy(tm->dqkv + (size_t)t * W, tm->dq + (size_t)t * Q, Q * sizeof(float));
-			memcpy(tm->dqkv + (size_t)t * W + Q, tm->dk + (size_t)t * KV, KV * sizeof(float));
-			memcpy(tm->dqkv + (size_t)t * W + Q + KV, tm->dv + (size_t)t * KV, KV * sizeof(float));
+			memcpy(tm->dqkv + (size_t)t * W, dq + (size_t)t * Q, Q * sizeof(float));
+			memcpy(tm->dqkv + (size_t)t * W + Q, dk + (size_t)t * KV, KV * sizeof(float));
+			memcpy(tm->dqkv + (size_t)t * W + Q + KV, tm->dv + (size_t)t * VW, VW * sizeof(float));
 		}
 		rc |= lin_bwd(tm, &L->lin[K_QKV], sv->xn, T, 0, tm->dqkv, dxn);
 	} else {
-		rc |= lin_bwd(tm, &L->lin[K_Q], sv->xn, T, 0, tm->dq, dxn);
-		rc |= lin_bwd(tm, &L->lin[K_K], sv->xn, T, 0, tm->dk, dxn);
+		rc |= lin_bwd(tm, &L->lin[K_Q], sv->xn, T, 0, dq, dxn);
+		rc |= lin_bwd(tm, &L->lin[K_K], sv->xn, T, 0, dk, dxn);
 		rc |= lin_bwd(tm, &L->lin[K_V], sv->xn, T, 0, tm->dv, dxn);
 	}
 	if (dxn)
-		rms_bwd(tm, tm->xs[il], L->attn_norm, T, dxn, tm->dx);
+		rms_bwd(tm, tm->xs[il], L->attn_norm, T, E, dxn, tm->dx);
 	return rc;
 }
 
@@ -926,7 +1469,7 @@ tmodel_backward(struct tmodel *tm, const int32_t *target, const uint8_t *mask, d
 			sum += tm->xent_sum[i];
 			cnt += tm->xent_cnt[i];
 		}
-		if (grad && output_bwd(tm, c0, n, tm->dchunk) < 0)
+		if (grad && output_bwd(tm, c0, n, tm->chunk, tm->dchunk) < 0)
 			goto unreadable;
 	}
 	*nll = sum;
@@ -935,7 +1478,7 @@ tmodel_backward(struct tmodel *tm, const int32_t *target, const uint8_t *mask, d
 	if (!grad)
 		return 0;
 	memset(tm->dx, 0, (size_t)T * E * sizeof(float));
-	rms_bwd(tm, tm->xs[tm->hp.n_layer], tm->output_norm, T, tm->dxf, tm->dx);
+	rms_bwd(tm, tm->xs[tm->hp.n_layer], tm->output_norm, T, E, tm->dxf, tm->dx);
 	for (int il = tm->hp.n_layer - 1; il >= 0; il--) {
 		if (layer_bwd(tm, il, T) < 0) {
 			snprintf(err, errlen, "layer %d: a weight type cannot be read", il);
@@ -946,6 +1489,12 @@ tmodel_backward(struct tmodel *tm, const int32_t *target, const uint8_t *mask, d
 unreadable:
 	snprintf(err, errlen, "output: the weight type cannot be read");
 	return -1;
+}
+
+void
+tmodel_moe_freeze(struct tmodel *tm, int freeze)
+{
+	tm->moe_frozen = freeze && tm->T > 0;
 }
 
 /* --- parameters --- */

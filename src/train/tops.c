@@ -142,14 +142,15 @@ score(const struct tattn *a, const float *q, const float *k)
 void
 tops_attn_fwd(const struct tattn *a, const float *q, const float *k, const float *v, int T, float *o, float *lse)
 {
-	const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+	const int hd = a->head_dim, hdv = a->head_dim_v > 0 ? a->head_dim_v : hd, group = a->n_head / a->n_head_kv;
 	const size_t Q = (size_t)a->n_head * hd, KV = (size_t)a->n_head_kv * hd;
+	const size_t O = (size_t)a->n_head * hdv, VW = (size_t)a->n_head_kv * hdv;
 
 	for (int h = 0; h < a->n_head; h++) {
 		const int kvh = h / group;
 		for (int t = 0; t < T; t++) {
 			const float *qt = q + t * Q + (size_t)h * hd;
-			float *ot = o + t * Q + (size_t)h * hd;
+			float *ot = o + t * O + (size_t)h * hdv;
 			int lo = a->window > 0 && t - a->window + 1 > 0 ? t - a->window + 1 : 0;
 			float m = -INFINITY;
 			double z = 0;
@@ -159,15 +160,15 @@ tops_attn_fwd(const struct tattn *a, const float *q, const float *k, const float
 				if (s > m)
 					m = s;
 			}
-			memset(ot, 0, hd * sizeof(float));
+			memset(ot, 0, hdv * sizeof(float));
 			for (int j = lo; j <= t; j++) {
 				double p = exp((double)score(a, qt, k + j * KV + (size_t)kvh * hd) - m);
-				const float *vj = v + j * KV + (size_t)kvh * hd;
+				const float *vj = v + j * VW + (size_t)kvh * hdv;
 				z += p;
-				for (int i = 0; i < hd; i++)
+				for (int i = 0; i < hdv; i++)
 					ot[i] += (float)p * vj[i];
 			}
-			for (int i = 0; i < hd; i++)
+			for (int i = 0; i < hdv; i++)
 				ot[i] = (float)(ot[i] / z);
 			lse[(size_t)h * T + t] = (float)(m + log(z));
 		}
@@ -185,24 +186,25 @@ void
 tops_attn_bwd(const struct tattn *a, const float *q, const float *k, const float *v, const float *o,
 	      const float *lse, const float *dout, int T, float *dq, float *dk, float *dv)
 {
-	const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+	const int hd = a->head_dim, hdv = a->head_dim_v > 0 ? a->head_dim_v : hd, group = a->n_head / a->n_head_kv;
 	const size_t Q = (size_t)a->n_head * hd, KV = (size_t)a->n_head_kv * hd;
+	const size_t O = (size_t)a->n_head * hdv, VW = (size_t)a->n_head_kv * hdv;
 
 	for (int h = 0; h < a->n_head; h++) {
 		const int kvh = h / group;
 		for (int t = 0; t < T; t++) {
-			const size_t qo = t * Q + (size_t)h * hd;
-			const float *qt = q + qo, *dot_ = dout + qo;
+			const size_t qo = t * Q + (size_t)h * hd, oo = t * O + (size_t)h * hdv;
+			const float *qt = q + qo, *dot_ = dout + oo;
 			int lo = a->window > 0 && t - a->window + 1 > 0 ? t - a->window + 1 : 0;
 			double D = 0, L = lse[(size_t)h * T + t];
 
-			for (int i = 0; i < hd; i++)
-				D += (double)dot_[i] * o[qo + i];
+			for (int i = 0; i < hdv; i++)
+				D += (double)dot_[i] * o[oo + i];
 			for (int j = lo; j <= t; j++) {
-				const size_t ko = j * KV + (size_t)kvh * hd;
+				const size_t ko = j * KV + (size_t)kvh * hd, vo = j * VW + (size_t)kvh * hdv;
 				float s = score(a, qt, k + ko);
 				double p = exp((double)s - L);
-				double ds = p * ((double)dotf(dot_, v + ko, hd) - D);
+				double ds = p * ((double)dotf(dot_, v + vo, hdv) - D);
 				if (a->softcap > 0) {
 					double th = s / a->softcap;
 					ds *= 1.0 - th * th;
@@ -211,8 +213,9 @@ tops_attn_bwd(const struct tattn *a, const float *q, const float *k, const float
 				for (int i = 0; i < hd; i++) {
 					dq[qo + i] += g * k[ko + i];
 					dk[ko + i] += g * qt[i];
-					dv[ko + i] += pf * dot_[i];
 				}
+				for (int i = 0; i < hdv; i++)
+					dv[vo + i] += pf * dot_[i];
 			}
 		}
 	}
@@ -253,8 +256,8 @@ void
 tops_attn_fwd_blocked(const struct tattn *a, const float *q, const float *k, const float *v, int T, float *o,
 		      float *lse, int kv0, int kv1, float *scratch)
 {
-	const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
-	const int Q = a->n_head * hd, KV = a->n_head_kv * hd;
+	const int hd = a->head_dim, hdv = a->head_dim_v > 0 ? a->head_dim_v : hd, group = a->n_head / a->n_head_kv;
+	const int O = a->n_head * hdv, VW = a->n_head_kv * hdv;
 	float *s = scratch;
 
 	for (int h = kv0 * group; h < kv1 * group; h++) {
@@ -278,8 +281,8 @@ tops_attn_fwd_blocked(const struct tattn *a, const float *q, const float *k, con
 					row[j] = j >= lo && j <= hi ? (float)(exp((double)row[j] - m) / z) : 0.0f;
 				lse[(size_t)h * T + t0 + i] = (float)(m + log(z));
 			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, s, nk,
-			    v + (size_t)k0 * KV + (size_t)kvh * hd, KV, 0.0f, o + (size_t)t0 * Q + (size_t)h * hd, Q);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hdv, nk, 1.0f, s, nk,
+			    v + (size_t)k0 * VW + (size_t)kvh * hdv, VW, 0.0f, o + (size_t)t0 * O + (size_t)h * hdv, O);
 		}
 	}
 }
@@ -289,27 +292,27 @@ tops_attn_bwd_blocked(const struct tattn *a, const float *q, const float *k, con
 		      const float *lse, const float *dout, int T, float *dq, float *dk, float *dv, int kv0, int kv1,
 		      float *scratch)
 {
-	const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
-	const int Q = a->n_head * hd, KV = a->n_head_kv * hd;
+	const int hd = a->head_dim, hdv = a->head_dim_v > 0 ? a->head_dim_v : hd, group = a->n_head / a->n_head_kv;
+	const int Q = a->n_head * hd, KV = a->n_head_kv * hd, O = a->n_head * hdv, VW = a->n_head_kv * hdv;
 	float *p = scratch, *dp = scratch + (size_t)ATT_BQ * T, *ds = dp + (size_t)ATT_BQ * T;
 
 	for (int h = kv0 * group; h < kv1 * group; h++) {
 		const int kvh = h / group;
 		for (int t0 = 0; t0 < T; t0 += ATT_BQ) {
 			const int nq = T - t0 < ATT_BQ ? T - t0 : ATT_BQ, k0 = key_lo(a, t0), nk = t0 + nq - k0;
-			const float *qb = q + (size_t)t0 * Q + (size_t)h * hd, *dob = dout + (size_t)t0 * Q + (size_t)h * hd;
-			const float *kb = k + (size_t)k0 * KV + (size_t)kvh * hd, *vb = v + (size_t)k0 * KV + (size_t)kvh * hd;
+			const float *qb = q + (size_t)t0 * Q + (size_t)h * hd, *dob = dout + (size_t)t0 * O + (size_t)h * hdv;
+			const float *kb = k + (size_t)k0 * KV + (size_t)kvh * hd, *vb = v + (size_t)k0 * VW + (size_t)kvh * hdv;
 
 			block_scores(a, q, k, h, t0, nq, k0, nk, p);
 			/* dP = dO V^T */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dob, Q, vb, KV, 0.0f, dp, nk);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hdv, 1.0f, dob, O, vb, VW, 0.0f, dp, nk);
 			for (int i = 0; i < nq; i++) {
 				float *pr = p + (size_t)i * nk, *dpr = dp + (size_t)i * nk, *dsr = ds + (size_t)i * nk;
-				const float *ot = o + (size_t)(t0 + i) * Q + (size_t)h * hd, *dot_ = dob + (size_t)i * Q;
+				const float *ot = o + (size_t)(t0 + i) * O + (size_t)h * hdv, *dot_ = dob + (size_t)i * O;
 				const int lo = key_lo(a, t0 + i) - k0, hi = t0 + i - k0;
 				const double L = lse[(size_t)h * T + t0 + i];
 				double D = 0;
-				for (int d = 0; d < hd; d++)
+				for (int d = 0; d < hdv; d++)
 					D += (double)dot_[d] * ot[d];
 				for (int j = 0; j < nk; j++) {
 					double sc, pj, g;
@@ -333,8 +336,8 @@ tops_attn_bwd_blocked(const struct tattn *a, const float *q, const float *k, con
 			    dq + (size_t)t0 * Q + (size_t)h * hd, Q);
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, ds, nk, qb, Q, 1.0f,
 			    dk + (size_t)k0 * KV + (size_t)kvh * hd, KV);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, p, nk, dob, Q, 1.0f,
-			    dv + (size_t)k0 * KV + (size_t)kvh * hd, KV);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hdv, nq, 1.0f, p, nk, dob, O, 1.0f,
+			    dv + (size_t)k0 * VW + (size_t)kvh * hdv, VW);
 		}
 	}
 }
@@ -400,6 +403,81 @@ tops_softcap_bwd(const float *y, size_t n, float cap, float *d)
 	for (size_t i = 0; i < n; i++) {
 		double th = (double)y[i] / cap;
 		d[i] = (float)(d[i] * (1.0 - th * th));
+	}
+}
+
+/* --- mixture-of-experts routing --- */
+
+void
+tops_moe_route_fwd(const float *logits, int rows, int n, int k, int norm, int keep, float *probs, int32_t *sel,
+		   float *w)
+{
+	for (int r = 0; r < rows; r++) {
+		const float *l = logits + (size_t)r * n;
+		float *p = probs + (size_t)r * n, *wr = w + (size_t)r * k;
+		int32_t *sr = sel + (size_t)r * k;
+		double m = -INFINITY, z = 0, sum = 0;
+
+		for (int i = 0; i < n; i++)
+			if (l[i] > m)
+				m = l[i];
+		for (int i = 0; i < n; i++)
+			z += exp((double)l[i] - m);
+		for (int i = 0; i < n; i++)
+			p[i] = (float)(exp((double)l[i] - m) / z);
+		/* The K largest logits, highest first; strictly greater, so a tie keeps the lower
+		 * index (as the engine's blk_moe_route chooses). */
+		for (int j = 0; j < k; j++) {
+			int best = -1;
+			if (keep) {
+				wr[j] = p[sr[j]];
+				sum += wr[j];
+				continue;
+			}
+			for (int i = 0; i < n; i++) {
+				int taken = 0;
+				for (int q = 0; q < j; q++)
+					taken |= sr[q] == i;
+				if (!taken && (best < 0 || l[i] > l[best]))
+					best = i;
+			}
+			sr[j] = best;
+			wr[j] = p[best];
+			sum += wr[j];
+		}
+		if (norm && sum > 0)
+			for (int j = 0; j < k; j++)
+				wr[j] = (float)(wr[j] / sum);
+	}
+}
+
+/*
+ * With the selection fixed, w_j = p_sj (or p_sj / S, S = sum_l p_sl), p = softmax(logits):
+ *   dp_sj = dw_j, or (dw_j - sum_l dw_l w_l) / S;  dp = 0 off the selection;
+ *   dlogit_i = p_i (dp_i - sum_m p_m dp_m).
+ */
+void
+tops_moe_route_bwd(const float *probs, const int32_t *sel, const float *w, int rows, int n, int k, int norm,
+		   const float *dw, float *dlogits)
+{
+	for (int r = 0; r < rows; r++) {
+		const float *p = probs + (size_t)r * n, *wr = w + (size_t)r * k, *dwr = dw + (size_t)r * k;
+		const int32_t *sr = sel + (size_t)r * k;
+		float *dl = dlogits + (size_t)r * n;
+		double S = 0, c = 0, pdp = 0;
+
+		for (int j = 0; j < k; j++) {
+			S += p[sr[j]];
+			c += (double)dwr[j] * wr[j];
+		}
+#define DP(j) (norm && S > 0 ? ((double)dwr[j] - c) / S : (double)dwr[j])
+		for (int j = 0; j < k; j++)
+			pdp += p[sr[j]] * DP(j);
+		for (int i = 0; i < n; i++)
+			dl[i] += (float)(-(double)p[i] * pdp);
+		for (int j = 0; j < k; j++)
+			dl[sr[j]] += (float)(p[sr[j]] * DP(j));
+#undef DP
 	}
 }
 

@@ -37,9 +37,11 @@ ui_conv_start(struct ui *u, int regen)
 		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
 			ui_screen_pop(u);
 	}
-	u->slen = 0;
-	if (u->sbuf)
-		u->sbuf[0] = 0;
+	u->answer.len = u->reasoning.len = 0;
+	if (u->answer.p)
+		u->answer.p[0] = 0;
+	if (u->reasoning.p)
+		u->reasoning.p[0] = 0;
 	memset(&u->gs, 0, sizeof(u->gs));
 	u->regen = regen;
 	u->t_start = ui_screen_now();
@@ -67,12 +69,16 @@ ui_conv_poll(struct ui *u)
 
 	if (!u->gen)
 		return 0;
-	if (ui_gen_take(u->gen, &u->sbuf, &u->slen, &u->scap, &u->gs, notice, sizeof(notice)) < 0)
+	if (ui_gen_take(u->gen, &u->answer, &u->reasoning, &u->gs, notice, sizeof(notice)) < 0)
 		ui_screen_notify(u, 1, "out of memory: the reply is shown when it ends");
 	if (u->gs.pieces > 0 && u->t_first == 0)
 		u->t_first = ui_screen_now();
-	if (u->gs.pieces != pieces && u->nmsgs > 0)
-		ui_screen_set(&u->msgs[u->nmsgs - 1], u->sbuf ? u->sbuf : "", u->slen);
+	if (u->gs.pieces != pieces && u->nmsgs > 0) {
+		struct ui_msg *m = &u->msgs[u->nmsgs - 1];
+		ui_screen_set(m, u->answer.p ? u->answer.p : "", u->answer.len);
+		if (u->reasoning.len)
+			ui_screen_set_reasoning(m, u->reasoning.p, u->reasoning.len, u->gs.n_reasoning);
+	}
 	if (u->gs.prompt_total && u->gs.prompt_done < u->gs.prompt_total)
 		u->state = "prompt";
 	else
@@ -189,16 +195,29 @@ void
 ui_conv_sync(struct ui *u)
 {
 	int n = chat_n_messages(u->c), follow = u->follow, top = u->top, sel = u->sel;
+	/* Which reasoning was unfolded stays so: by the session's message
+	 * index; the reply being written is the session's last message now. */
+	unsigned char *unfold = calloc(n + 1, 1);
 
+	for (int i = 0; unfold && i < u->nmsgs; i++) {
+		int idx = u->msgs[i].idx >= 0 ? u->msgs[i].idx : n - 1;
+		if (idx >= 0 && idx < n)
+			unfold[idx] = (unsigned char)u->msgs[i].unfold;
+	}
 	ui_screen_clear(u);
 	for (int i = 0; i < n; i++) {
 		struct ui_msg *m = ui_screen_push(u, chat_message_role(u->c, i), chat_message_content(u->c, i));
+		const char *r = chat_message_reasoning(u->c, i);
 		if (!m)
 			break;
 		m->idx = i;
 		m->alt = m->chosen = chat_alt_index(u->c, i);
 		m->nalt = chat_alt_count(u->c, i);
+		if (r)
+			ui_screen_set_reasoning(m, r, strlen(r), chat_alt_reasoning_tokens(u->c, i, m->alt));
+		m->unfold = unfold ? unfold[i] : 0;
 	}
+	free(unfold);
 	u->follow = follow;
 	u->top = top;
 	u->sel = sel < u->nmsgs ? sel : u->nmsgs - 1;
@@ -320,6 +339,8 @@ ui_conv_flip(struct ui *u, int dir)
 	if (!(t = chat_alt_content(u->c, m->idx, k)))
 		return;
 	ui_screen_set(m, t, strlen(t));
+	t = chat_alt_reasoning(u->c, m->idx, k);
+	ui_screen_set_reasoning(m, t, t ? strlen(t) : 0, chat_alt_reasoning_tokens(u->c, m->idx, k));
 	m->alt = k;
 	u->sel_show = 1;
 	if (k != chat_alt_index(u->c, m->idx))
@@ -353,6 +374,30 @@ ui_conv_pick(struct ui *u)
 		ui_screen_notify(u, 1, "%s", err);
 	}
 	ui_conv_sync(u);
+}
+
+void
+ui_conv_fold(struct ui *u)
+{
+	struct ui_msg *m = NULL;
+
+	if (u->focus == UI_F_CONV && u->sel >= 0 && u->sel < u->nmsgs) {
+		m = &u->msgs[u->sel];
+		if (!m->rclean) {
+			ui_screen_notify(u, 1, "this message has no reasoning to show");
+			return;
+		}
+	} else {
+		/* Elsewhere: the last reply that has some (the one streaming too). */
+		for (int i = u->nmsgs - 1; i >= 0 && !m; i--)
+			if (u->msgs[i].rclean)
+				m = &u->msgs[i];
+		if (!m) {
+			ui_screen_notify(u, 1, "no reply with reasoning to show");
+			return;
+		}
+	}
+	m->unfold = !m->unfold;
 }
 
 void

@@ -92,6 +92,33 @@ draw_line(struct ui_msg *m, int k, int y, int x, int w, int attr)
 		put(y, x + w - 1, 1, ">", ui_theme_attr(UE_DIM));
 }
 
+/* The line that stands for a reply's reasoning: folded, "> thought for N
+ * tokens (t shows it)"; unfolded, the same with the other arrow; while
+ * the reply is still in its reasoning, a live count.  Shorter forms for
+ * narrow panes. */
+static void
+draw_fold(struct ui *u, struct ui_msg *m, int y, int x, int w)
+{
+	/* Triangles where the terminal's encoding has them. */
+	const char *arrow = MB_CUR_MAX > 1 ? (m->unfold ? "\xe2\x96\xbe" : "\xe2\x96\xb8") : (m->unfold ? "-" : "+");
+	int live = u->gen && m->idx < 0 && !(m->clean && m->clean[0]);
+	char n[32], line[160], shorter[64];
+
+	ui_text_count(n, sizeof(n), m->rtokens);
+	if (live)
+		snprintf(line, sizeof(line), "%s thinking... %s tokens%s", arrow, n, m->unfold ? "" : " (F4 shows it)");
+	else if (m->rtokens > 0)
+		snprintf(line, sizeof(line), "%s thought for %s tokens%s", arrow, n, m->unfold ? "" : " (F4 shows it)");
+	else
+		snprintf(line, sizeof(line), "%s reasoning%s", arrow, m->unfold ? "" : " (F4 shows it)");
+	if (ui_text_width(line, strlen(line)) > w) {
+		snprintf(shorter, sizeof(shorter), "%s %s tok", arrow, m->rtokens > 0 ? n : "?");
+		put(y, x, w, shorter, ui_theme_attr(UE_REASONING));
+		return;
+	}
+	put(y, x, w, line, ui_theme_attr(UE_REASONING));
+}
+
 static void
 draw_conv(struct ui *u, struct ui_rect r)
 {
@@ -113,8 +140,8 @@ draw_conv(struct ui *u, struct ui_rect r)
 		 * much of its text as fits. */
 		int at = 0, len;
 		for (int i = 0; i < u->sel; i++)
-			at += u->msgs[i].nlines + 2;
-		len = u->msgs[u->sel].nlines + 1;
+			at += ui_screen_msg_lines(&u->msgs[i]) + 2;
+		len = ui_screen_msg_lines(&u->msgs[u->sel]) + 1;
 		if (at < u->top || at + (len < h ? len : h) > u->top + h) {
 			u->top = len < h ? at + len - h : at;
 			if (u->top > at)
@@ -145,6 +172,21 @@ draw_conv(struct ui *u, struct ui_rect r)
 			    (int)(ui_theme_attr(UE_TITLE) | (attr & A_BOLD)));
 		}
 		row++;
+		if (m->rclean) {
+			if (row >= start && row - start < h)
+				draw_fold(u, m, y0 + row - start, x0 + 2, w - 2);
+			row++;
+			for (int k = 0; m->unfold && k < m->nrlines && row - start < h; k++, row++) {
+				if (row >= start) {
+					const struct ui_line *l = &m->rlines[k];
+					char buf[4096];
+					size_t n = l->len < sizeof(buf) - 1 ? l->len : sizeof(buf) - 1;
+					memcpy(buf, m->rclean + l->off, n);
+					buf[n] = 0;
+					put(y0 + row - start, x0 + 2, w - 2, buf, ui_theme_attr(UE_REASONING));
+				}
+			}
+		}
 		for (int k = 0; k < m->nlines && row - start < h; k++, row++)
 			if (row >= start)
 				draw_line(m, k, y0 + row - start, x0 + 2, w - 2, attr);
@@ -242,7 +284,8 @@ draw_stats(struct ui *u, struct ui_rect r)
 	int used = u->gen ? u->gs.ctx_used : chat_ctx_used(u->c);
 	const struct chat_stats *s = &u->stats;
 	double gen_tps = 0, ttft = 0;
-	int ntok = u->gen ? u->gs.pieces : u->have_stats ? s->n_gen : 0;
+	int ntok = u->gen ? u->gs.n_gen : u->have_stats ? s->n_gen : 0;
+	int nreason = u->gen ? u->gs.n_reasoning : u->have_stats ? s->n_reasoning : 0;
 
 	if (r.h == 0)
 		return;
@@ -267,6 +310,8 @@ draw_stats(struct ui *u, struct ui_rect r)
 	ROW(" generation %.1f tok/s", gen_tps);
 	ROW(" first tok  %.0f ms", ttft);
 	ROW(" reply      %d tokens", ntok);
+	if (nreason > 0)   /* a reasoning model's: the answer is the rest */
+		ROW(" reasoning  %d tokens", nreason);
 	if (y < end) {
 		int bw = r.w - 10 > 4 ? r.w - 10 : 4, fillw = nctx ? (int)((double)used / nctx * bw + 0.5) : 0;
 		put(y, r.x, r.w, " context ", ui_theme_attr(UE_NORMAL));
@@ -299,7 +344,8 @@ static const struct hint hints_input[] = {
 };
 static const struct hint hints_conv[] = {
 	{ "F1", "help" }, { "+/-", "rate" }, { "Up/Down", "message" }, { "Left/Right", "alternative" },
-	{ "Enter", "pick/edit" }, { "r", "regen" }, { "y", "copy" }, { "c", "comment" }, { NULL, NULL },
+	{ "Enter", "pick/edit" }, { "r", "regen" }, { "y", "copy" }, { "c", "comment" }, { "t", "reasoning" },
+	{ NULL, NULL },
 };
 static const struct hint hints_params[] = {
 	{ "F1", "help" }, { "Up/Down", "choose" }, { "Left/Right", "change" }, { "Enter", "edit" },
@@ -508,7 +554,6 @@ help_lines(struct box *b, int inner_w)
 	int nk = (int)(sizeof(help_keys) / sizeof(help_keys[0])), two = inner_w >= 74;
 	struct help_ctx h = { b, inner_w >= 74 };
 
-	box_add(b, "Keys (Up/Down scroll this help; any other key closes it)");
 	for (int i = 0; i < nk; i += two ? 2 : 1) {
 		if (two && i + 1 < nk)
 			box_addf(b, "%-13s %-22s %-13s %s", help_keys[i].key, help_keys[i].what, help_keys[i + 1].key,
@@ -518,8 +563,8 @@ help_lines(struct box *b, int inner_w)
 	}
 	box_add(b, "Conversation: Up/Down choose a message, Left/Right its alternatives,");
 	box_add(b, "  Enter picks a reply or edits a message (a new branch), + - 1..5 rate,");
-	box_add(b, "  c comment, r regenerate, y copy; other keys type into the input line");
-	box_add(b, "Parameters focus: Up/Down choose, Left/Right change, Enter edit");
+	box_add(b, "  c comment, r regenerate, y copy, t (F4 anywhere) shows the reasoning");
+	box_add(b, "  or folds it; other keys type.  Parameters: Up/Down, Left/Right, Enter");
 	box_add(b, "Commands:");
 	chatcmd_help(ui_cmd_ops(), help_cmd, &h);
 }
@@ -549,6 +594,8 @@ stats_lines(struct ui *u, struct box *b)
 	    s->prompt_tps);
 	box_addf(b, "reply: %d tokens, %.1f tok/s, first token after %.0f ms, ended: %s", s->n_gen, s->gen_tps,
 	    s->ttft_ms, chat_stop_name(s->stop));
+	if (s->n_reasoning > 0)
+		box_addf(b, "reasoning: %d tokens, answer: %d tokens", s->n_reasoning, s->n_gen - s->n_reasoning);
 	box_addf(b, "context: %d of %d tokens used; seed %llu", s->n_ctx_used, s->n_ctx, (unsigned long long)s->seed);
 	if (s->cache_bytes) {
 		char c1[32], c2[32], c3[32];
@@ -680,7 +727,9 @@ ui_draw(struct ui *u)
 	draw_input(u, l->input, &cy, &cx);
 	draw_footer(u, l->footer);
 	if (u->box == UI_BOX_HELP)
-		draw_box(u, "natter help");
+		/* How to use the box goes in its title: at 80x24 the help fits
+		 * with not a line to spare. */
+		draw_box(u, "natter help (Up/Down scroll it; any other key closes it)");
 	else if (u->box == UI_BOX_PARAMS)
 		draw_box(u, "Parameters");
 	else if (u->box == UI_BOX_STATS)

@@ -23,8 +23,7 @@ struct ui_gen {
 	pthread_t th;
 	pthread_mutex_t mu;
 	/* Guarded by mu: */
-	char *buf;               /* produced, not yet taken */
-	size_t len, cap;
+	struct ui_buf answer, reasoning;   /* produced, not yet taken */
 	struct ui_gen_status st;
 	char notice[256];
 	int rc;
@@ -41,29 +40,40 @@ wake(struct ui_gen *g)
 		;
 }
 
-/* Generation thread. */
+/* Appends S[0..N) to B; -1 if out of memory (B unchanged). */
 static int
-on_piece(void *ctx, const char *p, size_t n)
+buf_add(struct ui_buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		char *p;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if (!(p = realloc(b->p, cap)))
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = 0;
+	return 0;
+}
+
+/* Generation thread: each piece of the reply, the reasoning apart. */
+static int
+on_piece(void *ctx, const struct chat_piece *p)
 {
 	struct ui_gen *g = ctx;
 	int used = chat_ctx_used(g->c);   /* this thread owns the session now */
 
 	pthread_mutex_lock(&g->mu);
-	if (g->len + n + 1 > g->cap) {
-		size_t cap = g->cap ? g->cap * 2 : 4096;
-		while (cap < g->len + n + 1)
-			cap *= 2;
-		char *b = realloc(g->buf, cap);
-		if (b) {
-			g->buf = b;
-			g->cap = cap;
-		}
-	}
-	if (g->len + n + 1 <= g->cap) {
-		memcpy(g->buf + g->len, p, n);
-		g->len += n;
-	}
+	/* Out of memory, the piece is lost here; the reply as stored, shown
+	 * when it ends, has it. */
+	buf_add(p->kind == CHAT_PIECE_REASONING ? &g->reasoning : &g->answer, p->text, p->len);
 	g->st.pieces++;
+	g->st.n_gen = p->n_gen;
+	g->st.n_reasoning = p->n_reasoning;
 	g->st.ctx_used = used;
 	pthread_mutex_unlock(&g->mu);
 	wake(g);
@@ -110,8 +120,10 @@ run(void *arg)
 
 	chat_set_notice(g->c, on_notice, g);
 	chat_set_progress(g->c, on_progress, g);
-	rc = g->regen ? chat_regenerate(g->c, on_piece, g, &st, err, sizeof(err)) :
-	    chat_generate(g->c, on_piece, g, &st, err, sizeof(err));
+	chat_set_split(g->c, on_piece, g);
+	rc = g->regen ? chat_regenerate(g->c, NULL, NULL, &st, err, sizeof(err)) :
+	    chat_generate(g->c, NULL, NULL, &st, err, sizeof(err));
+	chat_set_split(g->c, NULL, NULL);
 	chat_set_progress(g->c, NULL, NULL);
 	chat_set_notice(g->c, NULL, NULL);
 	used = chat_ctx_used(g->c);
@@ -146,33 +158,25 @@ ui_gen_start(struct chat *c, int regen, int wake_fd)
 }
 
 int
-ui_gen_take(struct ui_gen *g, char **buf, size_t *len, size_t *cap, struct ui_gen_status *st, char *notice,
-	    size_t nlen)
+ui_gen_take(struct ui_gen *g, struct ui_buf *answer, struct ui_buf *reasoning, struct ui_gen_status *st,
+	    char *notice, size_t nlen)
 {
 	int rc = 0;
 
 	if (notice && nlen)
 		notice[0] = 0;
 	pthread_mutex_lock(&g->mu);
-	if (g->len) {
-		if (*len + g->len + 1 > *cap) {
-			size_t c = *cap ? *cap * 2 : 4096;
-			while (c < *len + g->len + 1)
-				c *= 2;
-			char *b = realloc(*buf, c);
-			if (b) {
-				*buf = b;
-				*cap = c;
-			}
-		}
-		if (*len + g->len + 1 <= *cap) {
-			memcpy(*buf + *len, g->buf, g->len);
-			*len += g->len;
-			(*buf)[*len] = 0;
-			g->len = 0;
-		} else {
+	if (g->answer.len) {
+		if (buf_add(answer, g->answer.p, g->answer.len) == 0)
+			g->answer.len = 0;
+		else
 			rc = -1;
-		}
+	}
+	if (g->reasoning.len) {
+		if (buf_add(reasoning, g->reasoning.p, g->reasoning.len) == 0)
+			g->reasoning.len = 0;
+		else
+			rc = -1;
 	}
 	*st = g->st;
 	if (g->notice[0] && notice) {
@@ -193,7 +197,8 @@ ui_gen_finish(struct ui_gen *g, struct chat_stats *st, char *err, size_t errlen)
 	*st = g->cst;
 	snprintf(err, errlen, "%s", g->err);
 	pthread_mutex_destroy(&g->mu);
-	free(g->buf);
+	free(g->answer.p);
+	free(g->reasoning.p);
 	free(g);
 	return rc;
 }

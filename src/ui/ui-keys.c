@@ -158,6 +158,8 @@ conv_key(struct ui *u, int is_key, unsigned ch)
 			ui_conv_flip(u, ch == '[' ? -1 : 1);
 		} else if (ch == '*') {
 			ui_conv_pick(u);
+		} else if (ch == 't') {
+			ui_conv_fold(u);
 		} else if (is_printable(is_key, ch)) {
 			return 0;   /* not a shortcut: it types into the input line */
 		}
@@ -238,6 +240,7 @@ global_key(struct ui *u, int is_key, unsigned ch)
 		case KEY_F(2): ui_conv_new(u); return UI_KH_REDRAW;
 		case KEY_F(3): ui_conv_history(u); return UI_KH_REDRAW;
 		case KEY_F(5): ui_conv_start(u, 1); return UI_KH_REDRAW;
+		case KEY_F(4): ui_conv_fold(u); return UI_KH_REDRAW;
 		case KEY_PPAGE: scroll_by(u, -page(u)); return UI_KH_REDRAW;
 		case KEY_NPAGE: scroll_by(u, page(u)); return UI_KH_REDRAW;
 		case KEY_BTAB:

@@ -166,7 +166,8 @@ ui_run(struct ui_opts *o)
 
 	ui_screen_clear(u);
 	free(u->msgs);
-	free(u->sbuf);
+	free(u->answer.p);
+	free(u->reasoning.p);
 	free(u->unsent);
 	if (u->wake[0] >= 0) {
 		close(u->wake[0]);

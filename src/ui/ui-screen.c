@@ -35,6 +35,8 @@ msg_free(struct ui_msg *m)
 	free(m->role);
 	free(m->clean);
 	free(m->lines);
+	free(m->rclean);
+	free(m->rlines);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -47,6 +49,32 @@ ui_screen_set(struct ui_msg *m, const char *text, size_t len)
 	m->nlines = 0;
 	m->wrap_w = 0;
 	m->clean = ui_text_clean(text, len);
+}
+
+void
+ui_screen_set_reasoning(struct ui_msg *m, const char *text, size_t len, int tokens)
+{
+	free(m->rclean);
+	free(m->rlines);
+	m->rlines = NULL;
+	m->nrlines = 0;
+	m->rwrap_w = 0;
+	/* The blank lines a model puts around its reasoning are no part of it. */
+	while (text && len > 0 && (*text == '\n' || *text == '\r')) {
+		text++;
+		len--;
+	}
+	while (text && len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+		len--;
+	/* An empty block (Qwen3 writes one when told not to think) shows nothing. */
+	m->rclean = text && len > 0 ? ui_text_clean(text, len) : NULL;
+	m->rtokens = tokens;
+}
+
+int
+ui_screen_msg_lines(const struct ui_msg *m)
+{
+	return (m->rclean ? 1 + (m->unfold ? m->nrlines : 0) : 0) + m->nlines;
 }
 
 struct ui_msg *
@@ -106,7 +134,15 @@ ui_screen_conv_lines(struct ui *u, int text_w)
 				m->nlines = 0;
 			m->wrap_w = text_w;
 		}
-		total += 1 + m->nlines + 1;   /* header, text, blank line */
+		if (m->rclean && m->rwrap_w != text_w) {
+			free(m->rlines);
+			m->rlines = NULL;
+			m->nrlines = ui_text_wrap(m->rclean, text_w, &m->rlines);
+			if (m->nrlines < 0)
+				m->nrlines = 0;
+			m->rwrap_w = text_w;
+		}
+		total += 1 + ui_screen_msg_lines(m) + 1;   /* header, reasoning and text, blank line */
 	}
 	return total;
 }

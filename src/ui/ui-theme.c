@@ -14,7 +14,7 @@
 
 const char *const ui_elem_names[UE_COUNT] = {
 	"normal", "border", "title", "user", "assistant", "system", "notice", "error",
-	"footer", "key", "selected", "bar", "bar_empty", "dim", "input", "code",
+	"footer", "key", "selected", "bar", "bar_empty", "dim", "input", "code", "reasoning",
 };
 
 struct style {
@@ -42,7 +42,8 @@ static const char default_theme[] =
 	"bar_empty = default default dim\n"
 	"dim = default default dim\n"
 	"input = default default\n"
-	"code = cyan default\n";
+	"code = cyan default\n"
+	"reasoning = default default dim\n";
 
 static int
 color_of(const char *w, short *out)
@@ -212,7 +213,7 @@ ui_theme_load(const char *name, char *err, size_t errlen)
 				a |= A_REVERSE;
 			if (e == UE_USER || e == UE_TITLE || e == UE_ERROR)
 				a |= A_BOLD;
-			if (e == UE_CODE && !a)
+			if ((e == UE_CODE || e == UE_REASONING) && !a)
 				a = A_DIM;
 			attrs[e] = a;
 		}

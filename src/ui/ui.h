@@ -65,7 +65,7 @@ int ui_text_blank(const char *s);
 
 enum ui_elem {
 	UE_NORMAL, UE_BORDER, UE_TITLE, UE_USER, UE_ASSISTANT, UE_SYSTEM, UE_NOTICE, UE_ERROR,
-	UE_FOOTER, UE_KEY, UE_SELECTED, UE_BAR, UE_BAR_EMPTY, UE_DIM, UE_INPUT, UE_CODE, UE_COUNT
+	UE_FOOTER, UE_KEY, UE_SELECTED, UE_BAR, UE_BAR_EMPTY, UE_DIM, UE_INPUT, UE_CODE, UE_REASONING, UE_COUNT
 };
 
 /* Loads NAME (a theme name or a file) and sets up colour pairs; falls back
@@ -81,6 +81,7 @@ extern const char *const ui_elem_names[UE_COUNT];
 /* What the generation thread has reported so far (a snapshot). */
 struct ui_gen_status {
 	int pieces;               /* pieces of text produced */
+	int n_gen, n_reasoning;   /* tokens generated, and of them the reasoning's */
 	int prompt_done;          /* prompt tokens evaluated so far */
 	int prompt_total;         /* prompt tokens to evaluate (0: not known yet) */
 	double prompt_t0;         /* when the prompt started (seconds, monotonic) */
@@ -97,12 +98,17 @@ struct ui_gen;
  * chat_max_tokens and chat_ctx_size on it.  UI thread.  Returns NULL if
  * no thread could be started (C untouched). */
 struct ui_gen *ui_gen_start(struct chat *c, int regen, int wake_fd);
-/* Moves the text produced since the last call into *BUF (appending; *BUF
- * stays NUL-terminated), fills ST, and copies a pending notice into NOTICE
- * (empty if none).  UI thread.  Returns -1 if out of memory (the text
- * stays queued), else 0. */
-int ui_gen_take(struct ui_gen *g, char **buf, size_t *len, size_t *cap, struct ui_gen_status *st, char *notice,
-		size_t nlen);
+/* A growable, NUL-terminated text. */
+struct ui_buf {
+	char *p;
+	size_t len, cap;
+};
+/* Moves the answer and the reasoning produced since the last call onto
+ * the ends of ANSWER and REASONING, fills ST, and copies a pending notice
+ * into NOTICE (empty if none).  UI thread.  Returns -1 if out of memory
+ * (the text stays queued), else 0. */
+int ui_gen_take(struct ui_gen *g, struct ui_buf *answer, struct ui_buf *reasoning, struct ui_gen_status *st,
+		char *notice, size_t nlen);
 /* After ST.done: joins the thread, frees G, and returns chat_generate's
  * result with its statistics and error.  UI thread. */
 int ui_gen_finish(struct ui_gen *g, struct chat_stats *st, char *err, size_t errlen);
@@ -124,6 +130,13 @@ struct ui_msg {
 	char *clean;              /* sanitized for display */
 	struct ui_line *lines;
 	int nlines, wrap_w;
+	/* A reasoning model's reasoning, shown before the answer: folded to
+	 * one line unless UNFOLD. */
+	char *rclean;             /* sanitized; NULL: the message has none */
+	struct ui_line *rlines;
+	int nrlines, rwrap_w;
+	int rtokens;              /* its tokens (0: not known) */
+	int unfold;
 };
 
 struct ui_rect {
@@ -152,8 +165,7 @@ struct ui {
 
 	/* The reply being written (gen != NULL while it is). */
 	struct ui_gen *gen;
-	char *sbuf;
-	size_t slen, scap;
+	struct ui_buf answer, reasoning;
 	int regen;
 	double t_start, t_first;
 	struct ui_gen_status gs;  /* the last report of the generation thread */
@@ -195,6 +207,12 @@ void ui_screen_notify(struct ui *u, int is_err, const char *fmt, ...) __attribut
 struct ui_msg *ui_screen_push(struct ui *u, const char *role, const char *text);
 /* Replaces a shown message's text. */
 void ui_screen_set(struct ui_msg *m, const char *text, size_t len);
+/* Replaces a shown message's reasoning (TEXT NULL: it has none) and its
+ * token count (0: not known); the fold stays as it was. */
+void ui_screen_set_reasoning(struct ui_msg *m, const char *text, size_t len, int tokens);
+/* Display lines of message M below its header (after ui_screen_conv_lines
+ * wrapped it): the reasoning's (one when folded) and the text's. */
+int ui_screen_msg_lines(const struct ui_msg *m);
 /* Removes the last shown message. */
 void ui_screen_pop(struct ui *u);
 /* Forgets every shown message. */
@@ -245,6 +263,9 @@ void ui_conv_select(struct ui *u, int dir);
 void ui_conv_flip(struct ui *u, int dir);
 /* Makes the alternative shown the chosen reply (stored as chosen). */
 void ui_conv_pick(struct ui *u);
+/* Unfolds the reasoning of the chosen message in the conversation focus,
+ * else of the last reply that has one, or folds it again. */
+void ui_conv_fold(struct ui *u);
 /* Starts editing the chosen user message in the input line. */
 void ui_conv_edit_begin(struct ui *u);
 /* Replaces the message being edited with TEXT: the conversation branches

@@ -1,33 +1,81 @@
 #!/bin/sh
-# run.sh -- makes the benchmark models (random weights, real shapes) and prints
-# natter's speed next to this machine's limits, all measured in one run.  Not
-# part of make check: it writes about 2.3 GB and takes several minutes.
+# run.sh -- makes the benchmark models (random weights, real shapes) and prints,
+# for every kernel tier this CPU has, each type's prompt and generation speed as
+# a share of the bound the machine sets (measured by natter bench --sys with that
+# tier's own kernels).  Not part of make check: it writes about 2.3 GB and takes
+# a long while (pp4096 on every tier).
 #   usage: tests/bench/run.sh [DIR] [THREADS]     (from the build directory)
+#   environment: NATTER_BIN (./natter); TIERS (default: every tier available);
+#   TYPES (F16 Q8_0 Q4_0 Q4_K_M); PROMPTS (128,512,4096); GEN (32); REPS (2);
+#   NATTER_BASE, another natter (an older build, say): measured on the same
+#   tests right after each line, with its own default kernels, for ratios
+#   taken within one run.
 set -e
 dir=${1:-/tmp/natter-bench}
 threads=${2:-2}
 natter=${NATTER_BIN:-./natter}
+types=${TYPES:-F16 Q8_0 Q4_0 Q4_K_M}
+prompts=${PROMPTS:-128,512,4096}
+gen=${GEN:-32}
+reps=${REPS:-2}
 mkdir -p "$dir"
-for t in F16 Q8_0 Q4_0 Q4_K_M; do
-	f="$dir/qwen2.5-0.5b-$(echo $t | tr A-Z a-z).gguf"
+for t in $types; do
+	f="$dir/qwen2.5-0.5b-$(echo "$t" | tr A-Z a-z).gguf"
 	[ -f "$f" ] || "$natter" mkmodel --preset qwen2.5-0.5b --type "$t" -o "$f"
 done
+tiers=${TIERS:-$("$natter" info --cpu | awk '$NF == "available" { print $1 }')}
+
+# field JSON NAME: a number from one JSON line.
 field() { echo "$1" | sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" | head -n 1; }
-sys=$("$natter" bench -m "$dir/qwen2.5-0.5b-q4_0.gguf" -t "$threads" -p 0 -n 1 -r 1 --sys --json)
-bw=$(field "$sys" mem_read_gbps)
-gf=$(field "$sys" sgemm_gflops)
-echo "machine: memory read $bw GB/s, OpenBLAS sgemm $gf GFLOP/s ($threads threads)"
-echo "Qwen2.5-0.5B shapes, $threads threads, mean ± sd of 3 runs; roof = tg x bytes per token / bandwidth"
-printf '%-7s %8s %16s %16s %16s %6s\n' type MiB "pp128 t/s" "pp512 t/s" "tg32 t/s" roof
-for t in f16 q8_0 q4_0 q4_k_m; do
-	f="$dir/qwen2.5-0.5b-$t.gguf"
-	a=$("$natter" bench -m "$f" -t "$threads" -p 128 -n 0 -r 3 --json)
-	b=$("$natter" bench -m "$f" -t "$threads" -p 512 -n 0 -r 3 --json)
-	c=$("$natter" bench -m "$f" -t "$threads" -p 0 -n 32 -r 3 --json)
-	size=$(field "$c" model_size)
-	awk -v t="$t" -v s="$size" -v a="$(field "$a" avg_ts)" -v as="$(field "$a" stddev_ts)" \
-	    -v b="$(field "$b" avg_ts)" -v bs="$(field "$b" stddev_ts)" \
-	    -v c="$(field "$c" avg_ts)" -v cs="$(field "$c" stddev_ts)" -v bw="$bw" 'BEGIN {
-		printf "%-7s %8.0f %9.1f ± %4.1f %9.1f ± %4.1f %9.1f ± %4.1f %5.0f%%\n",
-		    t, s / 1048576, a, as, b, bs, c, cs, 100 * c * s / (bw * 1e9) }'
+# row LABEL JSON-LINES: t/s of each test, with its share of the bound when known.
+row() {
+	printf '%-10s' "$1"
+	echo "$2" | while read -r l; do
+		ts=$(field "$l" avg_ts)
+		share=$(field "$l" bound_share)
+		if [ -n "$share" ]; then
+			awk -v a="$ts" -v s="$share" 'BEGIN { printf " %8.1f (%3.0f%%)", a, 100 * s }'
+		else
+			awk -v a="$ts" 'BEGIN { printf " %8.1f       ", a }'
+		fi
+	done
+	echo
+}
+
+echo "Qwen2.5-0.5B shapes, random weights, $threads threads, mean of $reps runs; t/s (share of the bound)"
+echo "bound: prompt by compute (int8 peak for quantized matrices, float FMA peak for the rest and the"
+echo "attention), generation by reading the weights and the KV cache once per token"
+for tier in $tiers; do
+	first=1
+	for t in $types; do
+		f="$dir/qwen2.5-0.5b-$(echo "$t" | tr A-Z a-z).gguf"
+		out=$(NATTER_CPU=$tier "$natter" bench -m "$f" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" --sys --json)
+		if [ $first = 1 ]; then
+			l=$(echo "$out" | head -n 1)
+			echo
+			awk -v t="$tier" -v b="$(field "$l" mem_read_gbps)" -v f="$(field "$l" fma_gflops)" \
+			    -v i="$(field "$l" int8_gops)" -v s="$(field "$l" sgemm_gflops)" 'BEGIN {
+				printf "tier %s: memory read %.1f GB/s, float FMA %.0f GFLOP/s, int8 %.0f GOPS" \
+				    " (OpenBLAS sgemm %.0f GFLOP/s)\n", t, b, f, i, s }'
+			printf '%-10s' type
+			for p in $(echo "$prompts" | tr , ' '); do printf ' %15s' "pp$p"; done
+			for g in $(echo "$gen" | tr , ' '); do printf ' %15s' "tg$g"; done
+			echo
+			first=0
+		fi
+		row "$(echo "$t" | tr A-Z a-z)" "$out"
+		if [ -n "$NATTER_BASE" ]; then
+			# One test per run: an older natter may not take lists.
+			base=""
+			for p in $(echo "$prompts" | tr , ' '); do
+				base="$base$("$NATTER_BASE" bench -m "$f" -t "$threads" -p "$p" -n 0 -r "$reps" --json)
+"
+			done
+			for g in $(echo "$gen" | tr , ' '); do
+				base="$base$("$NATTER_BASE" bench -m "$f" -t "$threads" -p 0 -n "$g" -r "$reps" --json)
+"
+			done
+			row "  base" "$(echo "$base" | grep avg_ts)"
+		fi
+	done
 done

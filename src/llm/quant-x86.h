@@ -1,0 +1,2121 @@
+/* quant-x86.h -- the x86 kernels, written once and compiled once per tier by quant-<tier>.c. */
+/*
+ * Each tier's file defines QX_KERN (the name of its table function) and,
+ * when the compiler targets that tier's instructions, QX_BUILD; then it
+ * includes this file.  The instructions follow from the compiler flags
+ * Makefile.am gives that file: __AVX512F__ (with BW, VL, DQ) selects
+ * 512-bit tiles, __AVX512VNNI__ / __AVXVNNI__ the vpdpbusd int8 product,
+ * __AVX512BF16__ the bfloat16 product.  Nothing here runs before cpu.c
+ * has seen that the CPU has the tier.
+ */
+#ifndef QX_KERN
+#error "quant-x86.h is included by a tier's file, which defines QX_KERN"
+#endif
+
+#include <stddef.h>
+
+#include "llm/quant-impl.h"
+
+#if !defined(QX_BUILD)
+
+const struct q_kernels *
+QX_KERN(void)
+{
+	return NULL;   /* this tier is not built: another CPU family, or --disable-simd */
+}
+
+#else
+
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "llm/quant-impl.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+#define QX_512 1
+#endif
+#if (defined(__AVX512VNNI__) && defined(QX_512)) || defined(__AVXVNNI__)
+#define QX_VNNI 1
+#endif
+#if defined(__AVX512BF16__) && defined(QX_512)
+#define QX_BF16 1
+#endif
+
+#define ALWAYS static inline __attribute__((always_inline))
+/* Full unrolling of the loops over a microkernel's tokens and groups, so
+ * that its arrays of accumulators live in registers. */
+#define UNROLL _Pragma("GCC unroll 16")
+#define F16(h) _cvtsh_ss(h)
+
+/* ------------------------------------------------------------------ */
+/* 256-bit helpers (the per-block dot products use one block per ymm) */
+
+ALWAYS float
+hsum8(__m256 v)
+{
+	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+	lo = _mm_add_ps(lo, hi);
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+	return _mm_cvtss_f32(lo);
+}
+
+ALWAYS int
+hsum8i(__m256i v)
+{
+	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+	return _mm_cvtsi128_si32(s);
+}
+
+/* ACC + the sums of four products of unsigned bytes U and signed bytes S
+ * per int32 lane.  Without VNNI the pair sums pass through int16 with
+ * saturation: callers keep 2 * U * |S| below 32768. */
+ALWAYS __m256i
+dp256(__m256i acc, __m256i u, __m256i s)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+	return _mm256_dpbusd_epi32(acc, u, s);
+#elif defined(__AVXVNNI__)
+	return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else
+	return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+/* Signed bytes times signed bytes, as 8 int32 (|x| <= 128, |y| <= 127). */
+ALWAYS __m256i
+dot_i8(__m256i x, __m256i y)
+{
+	return dp256(_mm256_setzero_si256(), _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* Unsigned bytes (< 128) times signed bytes, as 8 int32. */
+ALWAYS __m256i
+dot_u8i8(__m256i x, __m256i y)
+{
+	return dp256(_mm256_setzero_si256(), x, y);
+}
+
+/* 16 bytes of nibbles to 32 bytes: low nibbles first, then high nibbles. */
+ALWAYS __m256i
+nibbles32(const uint8_t *p)
+{
+	__m128i t = _mm_loadu_si128((const __m128i *)p);
+	__m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+	return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits to 32 bytes: 0xFF where the bit is set. */
+ALWAYS __m256i
+bits32(const uint8_t *p)
+{
+	uint32_t x;
+	memcpy(&x, p, 4);
+	const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+	    0x0101010101010101, 0x0000000000000000);
+	const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+	__m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
+	return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* The IQ4 grid, in both 128-bit lanes, for byte shuffles. */
+ALWAYS __m256i
+iq4_grid(void)
+{
+	return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q_iq4nl_values));
+}
+
+/* ------------------------------------------------------------------ */
+/* float types: one row times one float vector */
+
+static void
+dot_f32(int n, float *s, const void *vx, const void *vy)
+{
+	const float *x = vx, *y = vy;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 32 <= n; i += 32) {
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+	}
+	for (; i + 8 <= n; i += 8)
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+	float sum = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	for (; i < n; i++)
+		sum += x[i] * y[i];
+	*s = sum;
+}
+
+static void
+dot_f16(int n, float *s, const void *vx, const void *vy)
+{
+	const qhalf *x = vx;
+	const float *y = vy;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 32 <= n; i += 32) {
+		a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), _mm256_loadu_ps(y + i), a0);
+		a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8))), _mm256_loadu_ps(y + i + 8), a1);
+		a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 16))), _mm256_loadu_ps(y + i + 16), a2);
+		a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 24))), _mm256_loadu_ps(y + i + 24), a3);
+	}
+	for (; i + 8 <= n; i += 8)
+		a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), _mm256_loadu_ps(y + i), a0);
+	float sum = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	for (; i < n; i++)
+		sum += F16(x[i]) * y[i];
+	*s = sum;
+}
+
+ALWAYS __m256
+bf16x8(const uint16_t *p)
+{
+	__m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+static void
+dot_bf16(int n, float *s, const void *vx, const void *vy)
+{
+	const uint16_t *x = vx;
+	const float *y = vy;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		a0 = _mm256_fmadd_ps(bf16x8(x + i), _mm256_loadu_ps(y + i), a0);
+		a1 = _mm256_fmadd_ps(bf16x8(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+	}
+	for (; i + 8 <= n; i += 8)
+		a0 = _mm256_fmadd_ps(bf16x8(x + i), _mm256_loadu_ps(y + i), a0);
+	float sum = hsum8(_mm256_add_ps(a0, a1));
+	for (; i < n; i++)
+		sum += q_bf16_to_f32(x[i]) * y[i];
+	*s = sum;
+}
+
+static void
+f16_to_float(const void *vx, float *y, int64_t n)
+{
+	const qhalf *x = vx;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+	for (; i < n; i++)
+		y[i] = F16(x[i]);
+}
+
+static void
+bf16_to_float(const void *vx, float *y, int64_t n)
+{
+	const uint16_t *x = vx;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, bf16x8(x + i));
+	for (; i < n; i++)
+		y[i] = q_bf16_to_f32(x[i]);
+}
+
+/* ------------------------------------------------------------------ */
+/* 32-element blocks: one weight row times one activation row */
+
+static void
+dot_q4_0(int n, float *s, const void *vx, const void *vy)
+{
+	const block_q4_0 *x = vx;
+	const block_q8_0 *y = vy;
+	__m256 acc = _mm256_setzero_ps();
+	for (int i = 0; i < n / 32; i++) {
+		__m256 d = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
+		__m256i qx = _mm256_sub_epi8(nibbles32(x[i].qs), _mm256_set1_epi8(8));
+		__m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+		acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
+	}
+	*s = hsum8(acc);
+}
+
+static void
+dot_q4_1(int n, float *s, const void *vx, const void *vy)
+{
+	const block_q4_1 *x = vx;
+	const block_q8_1 *y = vy;
+	__m256 acc = _mm256_setzero_ps();
+	float summ = 0;
+	for (int i = 0; i < n / 32; i++) {
+		__m256 d = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
+		__m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+		acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8i8(nibbles32(x[i].qs), qy)), acc);
+		summ += F16(x[i].m) * F16(y[i].s);
+	}
+	*s = hsum8(acc) + summ;
+}
+
+static void
+dot_q5_0(int n, float *s, const void *vx, const void *vy)
+{
+	const block_q5_0 *x = vx;
+	const block_q8_0 *y = vy;
+	__m256 acc = _mm256_setzero_ps();
+	for (int i = 0; i < n / 32; i++) {
+		__m256 d = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
+		__m256i hi = _mm256_and_si256(bits32(x[i].qh), _mm256_set1_epi8(0x10));
+		__m256i qx = _mm256_sub_epi8(_mm256_or_si256(nibbles32(x[i].qs), hi), _mm256_set1_epi8(16));
+		__m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+		acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
+	}
+	*s = hsum8(acc);
+}
+
+static void
+dot_q5_1(int n, float *s, const void *vx, const void *vy)
+{
+	const block_q5_1 *x = vx;
+	const block_q8_1 *y = vy;
+	__m256 acc = _mm256_setzero_ps();
+	float summ = 0;
+	for (int i = 0; i < n / 32; i++) {
+		__m256 d = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
+		__m256i hi = _mm256_and_si256(bits32(x[i].qh), _mm256_set1_epi8(0x10));
+		__m256i qx = _mm256_or_si256(nibbles32(x[i].qs), hi);
+		__m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+		acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8i8(qx, qy)), acc);
+		summ += F16(x[i].m) * F16(y[i].s);
+	}
+	*s = hsum8(acc) + summ;
+}
+
+static void
+dot_q8_0(int n, float *s, const void *vx, const void *vy)
+{
+	const block_q8_0 *x = vx, *y = vy;
+	__m256 acc = _mm256_setzero_ps();
+	for (int i = 0; i < n / 32; i++) {
+		__m256 d = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
+		__m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+		__m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+		acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
+	}
+	*s = hsum8(acc);
+}
+
+static void
+dot_iq4_nl(int n, float *s, const void *vx, const void *vy)
+{
+	const block_iq4_nl *x = vx;
+	const block_q8_0 *y = vy;
+	const __m256i grid = iq4_grid();
+	__m256 acc = _mm256_setzero_ps();
+	for (int i = 0; i < n / 32; i++) {
+		__m256 d = _mm256_set1_ps(F16(x[i].d) * F16(y[i].d));
+		__m256i qx = _mm256_shuffle_epi8(grid, nibbles32(x[i].qs));
+		__m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+		acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
+	}
+	*s = hsum8(acc);
+}
+
+static void
+q8_0_from_float(const float *x, void *vy, int64_t n)
+{
+	block_q8_0 *y = vy;
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	for (int64_t i = 0; i < n / 32; i++) {
+		__m256 v[4], m;
+		for (int k = 0; k < 4; k++)
+			v[k] = _mm256_loadu_ps(x + i * 32 + k * 8);
+		m = _mm256_andnot_ps(sign, v[0]);
+		for (int k = 1; k < 4; k++)
+			m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+		__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+		m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+		m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+		float amax = _mm_cvtss_f32(m4);
+		float d = amax / 127, id = d ? 1 / d : 0;
+		y[i].d = q_f32_to_f16(d);
+		__m256 mul = _mm256_set1_ps(id);
+		__m256i q[4];
+		for (int k = 0; k < 4; k++)
+			q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul),
+			    _MM_ROUND_NEAREST | _MM_FROUND_NO_EXC));
+		/* Pack 32 int32 to 32 int8, restoring order after the lane-wise packs. */
+		__m256i a = _mm256_packs_epi32(q[0], q[1]), b = _mm256_packs_epi32(q[2], q[3]);
+		__m256i p = _mm256_packs_epi16(a, b);
+		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+		_mm256_storeu_si256((__m256i *)y[i].qs, p);
+	}
+}
+
+/* Q8_1: Q8_0 plus s = d * (sum of the levels). */
+static void
+q8_1_from_float(const float *x, void *vy, int64_t n)
+{
+	block_q8_1 *y = vy;
+	block_q8_0 tmp;
+	for (int64_t i = 0; i < n / 32; i++) {
+		q8_0_from_float(x + i * 32, &tmp, 32);
+		__m256i q = _mm256_loadu_si256((const __m256i *)tmp.qs);
+		int sum = hsum8i(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1)));
+		y[i].d = tmp.d;
+		y[i].s = q_f32_to_f16(F16(tmp.d) * sum);
+		memcpy(y[i].qs, tmp.qs, 32);
+	}
+}
+
+static void
+q8_0_to_float(const void *vx, float *y, int64_t n)
+{
+	const block_q8_0 *x = vx;
+	for (int64_t i = 0; i < n / 32; i++) {
+		__m256 d = _mm256_set1_ps(F16(x[i].d));
+		for (int k = 0; k < 4; k++) {
+			__m256i w = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x[i].qs + 8 * k)));
+			_mm256_storeu_ps(y + i * 32 + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(w), d));
+		}
+	}
+}
+
+static void
+q4_0_to_float(const void *vx, float *y, int64_t n)
+{
+	const block_q4_0 *x = vx;
+	for (int64_t i = 0; i < n / 32; i++) {
+		__m256 d = _mm256_set1_ps(F16(x[i].d));
+		uint8_t q[32];
+		_mm256_storeu_si256((__m256i *)q, _mm256_sub_epi8(nibbles32(x[i].qs), _mm256_set1_epi8(8)));
+		for (int k = 0; k < 4; k++) {
+			__m256i w = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8 * k)));
+			_mm256_storeu_ps(y + i * 32 + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(w), d));
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* K-quants: one weight row times one Q8_K row */
+
+ALWAYS void
+scale_min_k4(const uint8_t *q, uint8_t *sc, uint8_t *mn)
+{
+	for (int j = 0; j < 4; j++) {
+		sc[j] = q[j] & 63;
+		mn[j] = q[j + 4] & 63;
+	}
+	for (int j = 4; j < 8; j++) {
+		sc[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+		mn[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+	}
+}
+
+/* Two 16-bit scales, one per 128-bit lane (16 elements each). */
+ALWAYS __m256i
+lane_scales(int a, int b)
+{
+	return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+}
+
+static void
+dot_q4_K(int n, float *s, const void *vx, const void *vy)
+{
+	const block_q4_K *x = vx;
+	const block_q8_K *y = vy;
+	__m256 acc = _mm256_setzero_ps();
+	float accm = 0;
+	const __m256i m4 = _mm256_set1_epi8(0xF);
+
+	for (int i = 0; i < n / QK_K; i++) {
+		uint8_t sc[8], mn[8];
+		int msum = 0;
+		scale_min_k4(x[i].scales, sc, mn);
+		for (int j = 0; j < 8; j++)
+			msum += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+		accm -= y[i].d * F16(x[i].dmin) * msum;
+		__m256i sumi = _mm256_setzero_si256();
+		const uint8_t *q4 = x[i].qs;
+		const int8_t *q8 = y[i].qs;
+		for (int c = 0; c < 4; c++) {
+			__m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+			__m256i lo = _mm256_and_si256(bits, m4);
+			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+			__m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+			__m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+			pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), pl);
+			ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), ph);
+			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+	}
+	*s = hsum8(acc) + accm;
+}
+
+static void
+dot_q5_K(int n, float *s, const void *vx, const void *vy)
+{
+	const block_q5_K *x = vx;
+	const block_q8_K *y = vy;
+	__m256 acc = _mm256_setzero_ps();
+	float accm = 0;
+	const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+
+	for (int i = 0; i < n / QK_K; i++) {
+		uint8_t sc[8], mn[8];
+		int msum = 0;
+		scale_min_k4(x[i].scales, sc, mn);
+		for (int j = 0; j < 8; j++)
+			msum += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+		accm -= y[i].d * F16(x[i].dmin) * msum;
+		__m256i sumi = _mm256_setzero_si256();
+		__m256i hb = _mm256_loadu_si256((const __m256i *)x[i].qh);
+		const uint8_t *q5 = x[i].qs;
+		const int8_t *q8 = y[i].qs;
+		for (int c = 0; c < 4; c++) {
+			__m256i bits = _mm256_loadu_si256((const __m256i *)(q5 + 32 * c));
+			__m256i hl = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4);
+			__m256i hh = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4);
+			__m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
+			__m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
+			__m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+			__m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+			pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), pl);
+			ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), ph);
+			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+	}
+	*s = hsum8(acc) + accm;
+}
+
+static void
+dot_q6_K(int n, float *s, const void *vx, const void *vy)
+{
+	const block_q6_K *x = vx;
+	const block_q8_K *y = vy;
+	__m256 acc = _mm256_setzero_ps();
+	const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+
+	for (int i = 0; i < n / QK_K; i++) {
+		__m256i sumi = _mm256_setzero_si256();
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
+			const int8_t *q8 = y[i].qs + 128 * h, *sc = x[i].scales + 8 * h;
+			__m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
+			__m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+			__m256i bh = _mm256_loadu_si256((const __m256i *)qh);
+			__m256i q[4];
+			q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+			q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4),
+			    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+			q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+			    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+			q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+			    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+			for (int k = 0; k < 4; k++) {
+				__m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
+				/* (q - 32) . y = q . y - 32 * sum(y) */
+				__m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y8), _mm256_maddubs_epi16(m32, y8));
+				p = _mm256_madd_epi16(lane_scales(sc[2 * k], sc[2 * k + 1]), p);
+				sumi = _mm256_add_epi32(sumi, p);
+			}
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+	}
+	*s = hsum8(acc);
+}
+
+static void
+dot_q2_K(int n, float *s, const void *vx, const void *vy)
+{
+	const block_q2_K *x = vx;
+	const block_q8_K *y = vy;
+	__m256 acc = _mm256_setzero_ps();
+	float accm = 0;
+	const __m256i m2 = _mm256_set1_epi8(3);
+
+	for (int i = 0; i < n / QK_K; i++) {
+		const uint8_t *sc = x[i].scales;
+		int msum = 0;
+		for (int j = 0; j < 16; j++)
+			msum += (sc[j] >> 4) * y[i].bsums[j];
+		accm -= y[i].d * F16(x[i].dmin) * msum;
+		__m256i sumi = _mm256_setzero_si256();
+		for (int h = 0; h < 2; h++) {
+			__m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+			const int8_t *q8 = y[i].qs + 128 * h;
+			for (int j = 0; j < 4; j++) {
+				__m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m2);
+				__m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(q8 + 32 * j)));
+				int s0 = sc[8 * h + 2 * j] & 0xF, s1 = sc[8 * h + 2 * j + 1] & 0xF;
+				sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(lane_scales(s0, s1), p));
+			}
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+	}
+	*s = hsum8(acc) + accm;
+}
+
+static void
+dot_q3_K(int n, float *s, const void *vx, const void *vy)
+{
+	const block_q3_K *x = vx;
+	const block_q8_K *y = vy;
+	__m256 acc = _mm256_setzero_ps();
+	const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), m4 = _mm256_set1_epi8(4);
+
+	for (int i = 0; i < n / QK_K; i++) {
+		const uint8_t *sb = x[i].scales;
+		int sc[16];
+		for (int j = 0; j < 16; j++) {
+			int lo = j < 8 ? (sb[j] & 0xF) : (sb[j - 8] >> 4);
+			int hi = (sb[8 + j % 4] >> (2 * (j / 4))) & 3;
+			sc[j] = (lo | (hi << 4)) - 32;
+		}
+		__m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+		__m256i sumi = _mm256_setzero_si256();
+		for (int h = 0; h < 2; h++) {
+			__m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+			const int8_t *q8 = y[i].qs + 128 * h;
+			for (int j = 0; j < 4; j++) {
+				__m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m2);
+				__m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
+				__m256i q = _mm256_or_si256(q2, _mm256_slli_epi16(hb, 2));   /* q2 + 4h in 0..7 */
+				__m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * j));
+				__m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y8), _mm256_maddubs_epi16(m4, y8));
+				sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(lane_scales(sc[8 * h + 2 * j], sc[8 * h + 2 * j + 1]), p));
+			}
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+	}
+	*s = hsum8(acc);
+}
+
+static void
+dot_iq4_xs(int n, float *s, const void *vx, const void *vy)
+{
+	const block_iq4_xs *x = vx;
+	const block_q8_K *y = vy;
+	const __m256i grid = iq4_grid();
+	__m256 acc = _mm256_setzero_ps();
+
+	for (int i = 0; i < n / QK_K; i++) {
+		__m256i sumi = _mm256_setzero_si256();
+		for (int ib = 0; ib < 8; ib++) {
+			int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x[i].scales_h >> (2 * ib)) & 3) << 4);
+			__m256i v = _mm256_shuffle_epi8(grid, nibbles32(x[i].qs + 16 * ib));
+			__m256i y8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * ib));
+			/* |v| * sign(y, v): pairs stay within int16 (|v|, |y| <= 127). */
+			__m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y8, v));
+			sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16((short)(ls - 32)), p));
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+	}
+	*s = hsum8(acc);
+}
+
+/* Q8_K activations: signed maximum sets the scale; sums of 16 for the mins. */
+static void
+q8_K_from_float(const float *x, void *vy, int64_t n)
+{
+	block_q8_K *y = vy;
+	for (int64_t i = 0; i < n / QK_K; i++) {
+		const float *v = x + i * QK_K;
+		float amax = 0, max = 0;
+		for (int j = 0; j < QK_K; j++) {
+			float a = v[j] < 0 ? -v[j] : v[j];
+			if (a > amax) {
+				amax = a;
+				max = v[j];
+			}
+		}
+		if (amax == 0) {
+			memset(&y[i], 0, sizeof(y[i]));
+			continue;
+		}
+		float iscale = -127.f / max;
+		__m256 mul = _mm256_set1_ps(iscale);
+		for (int j = 0; j < QK_K; j += 32) {
+			__m256i q[4];
+			for (int k = 0; k < 4; k++)
+				q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + j + 8 * k), mul));
+			__m256i a = _mm256_packs_epi32(q[0], q[1]), b = _mm256_packs_epi32(q[2], q[3]);
+			__m256i p = _mm256_packs_epi16(a, b);
+			p = _mm256_min_epi8(p, _mm256_set1_epi8(127));
+			p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+			_mm256_storeu_si256((__m256i *)(y[i].qs + j), p);
+		}
+		for (int j = 0; j < QK_K / 16; j++) {
+			__m128i b = _mm_loadu_si128((const __m128i *)(y[i].qs + 16 * j));
+			__m256i w = _mm256_cvtepi8_epi16(b);
+			__m256i sum = _mm256_madd_epi16(w, _mm256_set1_epi16(1));
+			y[i].bsums[j] = (int16_t)hsum8i(sum);
+		}
+		y[i].d = 1 / iscale;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* GEMV: a few rows by a few tokens, one dot product each */
+
+#define GEMV_FROM_DOT(T) \
+	static void gemv_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
+			     const uint8_t *x, size_t xs, int nt) \
+	{ \
+		for (int r = 0; r < nr; r++) \
+			for (int t = 0; t < nt; t++) \
+				dot_##T(n, &out[(size_t)t * ldo + r], w + (size_t)r * ws, x + (size_t)t * xs); \
+	}
+GEMV_FROM_DOT(f32) GEMV_FROM_DOT(f16) GEMV_FROM_DOT(bf16) GEMV_FROM_DOT(q4_0) GEMV_FROM_DOT(q4_1)
+GEMV_FROM_DOT(q5_0) GEMV_FROM_DOT(q5_1) GEMV_FROM_DOT(q8_0) GEMV_FROM_DOT(q2_K) GEMV_FROM_DOT(q3_K)
+GEMV_FROM_DOT(q4_K) GEMV_FROM_DOT(q5_K) GEMV_FROM_DOT(q6_K) GEMV_FROM_DOT(iq4_nl) GEMV_FROM_DOT(iq4_xs)
+
+/* ------------------------------------------------------------------ */
+/* Vectors of the tier's full width */
+
+#ifdef QX_512
+#define VL 16                           /* 32-bit lanes */
+typedef __m512 vf;
+typedef __m512i vi;
+#define vf_zero() _mm512_setzero_ps()
+#define vi_zero() _mm512_setzero_si512()
+#define vf_load(p) _mm512_loadu_ps(p)
+#define vi_load(p) _mm512_loadu_si512((const void *)(p))
+#define vf_set1(x) _mm512_set1_ps(x)
+#define vi_set1(x) _mm512_set1_epi32(x)
+#define vi_set1_8(x) _mm512_set1_epi8(x)
+#define vi_set1_16(x) _mm512_set1_epi16(x)
+#define vf_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define vf_mul(a, b) _mm512_mul_ps(a, b)
+#define vf_add(a, b) _mm512_add_ps(a, b)
+#define vi_cvt(a) _mm512_cvtepi32_ps(a)
+#define vi_add32(a, b) _mm512_add_epi32(a, b)
+#define vi_add16(a, b) _mm512_add_epi16(a, b)
+#define vi_and(a, b) _mm512_and_si512(a, b)
+#define vi_srli16(a, k) _mm512_srli_epi16(a, k)
+#define vi_maddubs(a, b) _mm512_maddubs_epi16(a, b)
+#define vi_madd(a, b) _mm512_madd_epi16(a, b)
+#define vi_dpbusd(acc, u, s) _mm512_dpbusd_epi32(acc, u, s)
+#define VI_SLL(a, c) _mm512_sll_epi32(a, c)
+#define vf_store(p, v) _mm512_storeu_ps(p, v)
+#define vi_store(p, v) _mm512_storeu_si512((void *)(p), v)
+/* The first NR lanes. */
+ALWAYS vf
+vf_loadn(const float *p, int nr)
+{
+	return nr >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((__mmask16)((1u << nr) - 1), p);
+}
+ALWAYS void
+vf_storen(float *p, vf v, int nr)
+{
+	if (nr >= 16)
+		_mm512_storeu_ps(p, v);
+	else
+		_mm512_mask_storeu_ps(p, (__mmask16)((1u << nr) - 1), v);
+}
+#else
+#define VL 8
+typedef __m256 vf;
+typedef __m256i vi;
+#define vf_zero() _mm256_setzero_ps()
+#define vi_zero() _mm256_setzero_si256()
+#define vf_load(p) _mm256_loadu_ps(p)
+#define vi_load(p) _mm256_loadu_si256((const __m256i *)(p))
+#define vf_set1(x) _mm256_set1_ps(x)
+#define vi_set1(x) _mm256_set1_epi32(x)
+#define vi_set1_8(x) _mm256_set1_epi8(x)
+#define vi_set1_16(x) _mm256_set1_epi16(x)
+#define vf_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define vf_mul(a, b) _mm256_mul_ps(a, b)
+#define vf_add(a, b) _mm256_add_ps(a, b)
+#define vi_cvt(a) _mm256_cvtepi32_ps(a)
+#define vi_add32(a, b) _mm256_add_epi32(a, b)
+#define vi_add16(a, b) _mm256_add_epi16(a, b)
+#define vi_and(a, b) _mm256_and_si256(a, b)
+#define vi_srli16(a, k) _mm256_srli_epi16(a, k)
+#define vi_maddubs(a, b) _mm256_maddubs_epi16(a, b)
+#define vi_madd(a, b) _mm256_madd_epi16(a, b)
+#if defined(__AVXVNNI__)
+#define vi_dpbusd(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
+#endif
+#define VI_SLL(a, c) _mm256_sll_epi32(a, c)
+#define vf_store(p, v) _mm256_storeu_ps(p, v)
+#define vi_store(p, v) _mm256_storeu_si256((__m256i *)(p), v)
+ALWAYS __m256i
+lanes_mask(int nr)
+{
+	return _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+/* vmaskmovps is microcoded (slow) on AMD: whole vectors go without. */
+ALWAYS vf
+vf_loadn(const float *p, int nr)
+{
+	return nr >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes_mask(nr));
+}
+ALWAYS void
+vf_storen(float *p, vf v, int nr)
+{
+	if (nr >= 8)
+		_mm256_storeu_ps(p, v);
+	else
+		_mm256_maskstore_ps(p, lanes_mask(nr), v);
+}
+#endif
+
+ALWAYS int32_t
+ld32(const void *p)
+{
+	int32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/*
+ * A VL x VL transpose of 32-bit elements: row r of SRC (SSTRIDE elements
+ * apart) becomes column r of DST (rows DSTRIDE elements apart).
+ */
+#ifdef QX_512
+ALWAYS void
+transpose_tile(const uint32_t *src, size_t sstride, uint32_t *dst, size_t dstride)
+{
+	__m512i r[16];
+	UNROLL
+	for (int i = 0; i < 16; i++)
+		r[i] = _mm512_loadu_si512((const void *)(src + i * sstride));
+	/* In place (16 live vectors): r[2i], r[2i+1] <- 32-bit interleaves. */
+	UNROLL
+	for (int i = 0; i < 8; i++) {
+		__m512i lo = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+		__m512i hi = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+		r[2 * i] = lo;
+		r[2 * i + 1] = hi;
+	}
+	/* r[4i + j], 128-bit lane L: rows 4i..4i+3, element 4L + j. */
+	UNROLL
+	for (int i = 0; i < 4; i++) {
+		__m512i b0 = _mm512_unpacklo_epi64(r[4 * i], r[4 * i + 2]);
+		__m512i b1 = _mm512_unpackhi_epi64(r[4 * i], r[4 * i + 2]);
+		__m512i b2 = _mm512_unpacklo_epi64(r[4 * i + 1], r[4 * i + 3]);
+		__m512i b3 = _mm512_unpackhi_epi64(r[4 * i + 1], r[4 * i + 3]);
+		r[4 * i] = b0;
+		r[4 * i + 1] = b1;
+		r[4 * i + 2] = b2;
+		r[4 * i + 3] = b3;
+	}
+	UNROLL
+	for (int j = 0; j < 4; j++) {
+		__m512i e0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x44), e1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xEE);
+		__m512i f0 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x44), f1 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xEE);
+		_mm512_storeu_si512((void *)(dst + (0 + j) * dstride), _mm512_shuffle_i32x4(e0, f0, 0x88));
+		_mm512_storeu_si512((void *)(dst + (4 + j) * dstride), _mm512_shuffle_i32x4(e0, f0, 0xDD));
+		_mm512_storeu_si512((void *)(dst + (8 + j) * dstride), _mm512_shuffle_i32x4(e1, f1, 0x88));
+		_mm512_storeu_si512((void *)(dst + (12 + j) * dstride), _mm512_shuffle_i32x4(e1, f1, 0xDD));
+	}
+}
+#else
+ALWAYS void
+transpose_tile(const uint32_t *src, size_t sstride, uint32_t *dst, size_t dstride)
+{
+	__m256i r[8];
+	UNROLL
+	for (int i = 0; i < 8; i++)
+		r[i] = _mm256_loadu_si256((const __m256i *)(src + i * sstride));
+	UNROLL
+	for (int i = 0; i < 4; i++) {
+		__m256i lo = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+		__m256i hi = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+		r[2 * i] = lo;
+		r[2 * i + 1] = hi;
+	}
+	UNROLL
+	for (int i = 0; i < 2; i++) {
+		__m256i b0 = _mm256_unpacklo_epi64(r[4 * i], r[4 * i + 2]);
+		__m256i b1 = _mm256_unpackhi_epi64(r[4 * i], r[4 * i + 2]);
+		__m256i b2 = _mm256_unpacklo_epi64(r[4 * i + 1], r[4 * i + 3]);
+		__m256i b3 = _mm256_unpackhi_epi64(r[4 * i + 1], r[4 * i + 3]);
+		r[4 * i] = b0;
+		r[4 * i + 1] = b1;
+		r[4 * i + 2] = b2;
+		r[4 * i + 3] = b3;
+	}
+	UNROLL
+	for (int j = 0; j < 4; j++) {
+		_mm256_storeu_si256((__m256i *)(dst + j * dstride), _mm256_permute2x128_si256(r[j], r[4 + j], 0x20));
+		_mm256_storeu_si256((__m256i *)(dst + (4 + j) * dstride), _mm256_permute2x128_si256(r[j], r[4 + j], 0x31));
+	}
+}
+#endif
+
+/* VL rows of COLS 32-bit elements (SSTRIDE apart) into COLS rows of VL. */
+static void
+transpose_rows(const uint32_t *src, size_t sstride, int cols, uint32_t *dst)
+{
+	int c = 0;
+	for (; c + VL <= cols; c += VL)
+		transpose_tile(src + c, sstride, dst + (size_t)c * VL, VL);
+	for (; c < cols; c++)
+		for (int r = 0; r < VL; r++)
+			dst[(size_t)c * VL + r] = src[r * sstride + c];
+}
+
+#ifdef QX_512
+/* ------------------------------------------------------------------ */
+/*
+ * GEMV for the 32-element block types on 512-bit vectors, with q8p
+ * activations.  Two blocks per vector: the nibble types decode to
+ * [block b elements 0-15 | b+1 0-15 | b 16-31 | b+1 16-31] ("split"; the
+ * activations are permuted to match), Q8_0 stays in order.  The 16 block
+ * scales of a row are converted at once (one gather), multiplied by the
+ * activations' block scales; each block's offset or min enters through
+ * the activations' block sums, once per 16 blocks:
+ *   sum_b (d_b dx_b sum_i L_i q_i + m_b dx_b sum_i q_i),  w = d L + m.
+ */
+enum { G_Q4_0, G_Q4_1, G_Q5_0, G_Q5_1, G_Q8_0, G_IQ4_NL };
+
+ALWAYS int g_bs(const int TY)
+{
+	return TY == G_Q4_0 || TY == G_IQ4_NL ? 18 : TY == G_Q4_1 ? 20 : TY == G_Q5_0 ? 22 : TY == G_Q5_1 ? 24 : 34;
+}
+
+/* Blocks B0 and B1 (NULL: absent, zeros) as unsigned levels. */
+ALWAYS __m512i
+g_decode(const int TY, const uint8_t *b0, const uint8_t *b1)
+{
+	if (TY == G_Q8_0) {
+		__m256i a = _mm256_loadu_si256((const __m256i *)(b0 + 2));
+		__m256i c = b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : _mm256_setzero_si256();
+		return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1), _mm512_set1_epi8((char)0x80));
+	}
+	const int qs = TY == G_Q4_0 || TY == G_IQ4_NL ? 2 : TY == G_Q4_1 ? 4 : TY == G_Q5_0 ? 6 : 8;
+	__m128i a = _mm_loadu_si128((const __m128i *)(b0 + qs));
+	__m128i c = b1 ? _mm_loadu_si128((const __m128i *)(b1 + qs)) : _mm_setzero_si128();
+	__m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(a), c, 1);
+	__m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1);
+	w = _mm512_and_si512(w, _mm512_set1_epi8(0x0F));
+	if (TY == G_Q5_0 || TY == G_Q5_1) {
+		const int qh = TY == G_Q5_0 ? 2 : 4;
+		uint32_t h0, h1 = 0;
+		memcpy(&h0, b0 + qh, 4);
+		if (b1)
+			memcpy(&h1, b1 + qh, 4);
+		uint64_t m = (h0 & 0xFFFF) | (uint64_t)(h1 & 0xFFFF) << 16 | (uint64_t)(h0 >> 16) << 32 |
+		    (uint64_t)(h1 >> 16) << 48;
+		w = _mm512_mask_or_epi64(w, 0xFF, w, _mm512_maskz_mov_epi8((__mmask64)m, _mm512_set1_epi8(0x10)));
+	}
+	if (TY == G_IQ4_NL) {
+		const __m512i grid = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)q_iq4nl_values));
+		w = _mm512_xor_si512(_mm512_shuffle_epi8(grid, w), _mm512_set1_epi8((char)0x80));
+	}
+	return w;
+}
+
+ALWAYS __m512i
+dp512(__m512i u, __m512i s)
+{
+#ifdef QX_VNNI
+	return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
+#else
+	return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+#endif
+}
+
+/* R rows by T tokens (q8p rows XS bytes apart). */
+ALWAYS void
+g_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, const uint8_t *w, size_t ws,
+       const uint8_t *x, size_t xs)
+{
+	const int nb = n / 32, bs = g_bs(TY), split = TY != G_Q8_0;
+	const __m512i gidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+	    _mm512_set1_epi32(bs));
+	/* Lanes of the scale of a pair of blocks (pair 0; +2 for the next). */
+	const __m512i pidx0 = split ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1) :
+	    _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+	__m512 acc[4][4];
+
+	UNROLL
+	for (int r = 0; r < R; r++)
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[r][t] = _mm512_setzero_ps();
+	for (int b16 = 0; b16 < nb; b16 += 16) {
+		const int cnt = nb - b16 < 16 ? nb - b16 : 16;
+		const __mmask16 gm = (__mmask16)(cnt == 16 ? 0xFFFF : (1u << cnt) - 1);
+		__m512 S[4][4];
+		UNROLL
+		for (int r = 0; r < R; r++) {
+			const uint8_t *row = w + (size_t)r * ws + (size_t)b16 * bs;
+			/* The same group of the next tile's rows (R rows further: the rows
+			 * are contiguous, so this is one stream ahead of us). */
+
+			__m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gm, gidx, row, 1);
+			__m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)), mb;
+			if (TY == G_Q4_1 || TY == G_Q5_1) {
+				g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gm, gidx, row + 2, 1);
+				mb = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+			} else {
+				mb = _mm512_mul_ps(dw, _mm512_set1_ps(TY == G_Q4_0 ? -8.0f : TY == G_Q5_0 ? -16.0f : -128.0f));
+			}
+			UNROLL
+			for (int t = 0; t < T; t++) {
+				const uint8_t *xt = x + (size_t)t * xs;
+				__m512 dx = _mm512_maskz_loadu_ps(gm, Q8P_D(xt, n) + b16);
+				__m512 sx = _mm512_maskz_loadu_ps(gm, Q8P_S32(xt, n) + b16);
+				acc[r][t] = _mm512_fmadd_ps(mb, sx, acc[r][t]);
+				S[r][t] = _mm512_mul_ps(dw, dx);
+			}
+		}
+		__m512i pidx = pidx0;
+		for (int p = 0; p < cnt; p += 2) {
+			__m512i X[4];
+			UNROLL
+			for (int t = 0; t < T; t++) {
+				X[t] = _mm512_loadu_si512((const void *)(x + (size_t)t * xs + (size_t)(b16 + p) * 32));
+				if (split)
+					X[t] = _mm512_shuffle_i64x2(X[t], X[t], 0xD8);
+			}
+			UNROLL
+			for (int r = 0; r < R; r++) {
+				const uint8_t *b0 = w + (size_t)r * ws + (size_t)(b16 + p) * bs;
+				__m512i W = g_decode(TY, b0, p + 1 < cnt ? b0 + bs : NULL);
+				UNROLL
+				for (int t = 0; t < T; t++)
+					acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp512(W, X[t])),
+					    _mm512_permutexvar_ps(pidx, S[r][t]), acc[r][t]);
+			}
+			pidx = _mm512_add_epi32(pidx, _mm512_set1_epi32(2));
+		}
+	}
+	UNROLL
+	for (int r = 0; r < R; r++)
+		UNROLL
+		for (int t = 0; t < T; t++)
+			out[(size_t)t * ldo + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+ALWAYS void
+g_gemv(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs,
+       int nt)
+{
+	/* One row at a time: a single sequential stream through memory.  Tiles
+	 * of 4 rows (each activation load shared), with or without software
+	 * prefetch, measured 2 to 2.5 times slower from DRAM on the development
+	 * machine, though no slower from cache. */
+	for (int r = 0; r < nr; r++) {
+		switch (nt) {
+		case 1: g_tile(TY, 1, 1, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
+		case 2: g_tile(TY, 1, 2, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
+		case 3: g_tile(TY, 1, 3, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
+		default: g_tile(TY, 1, 4, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
+		}
+	}
+}
+
+/* Float weights (F32, F16, BF16): R rows by T float activation rows, 16
+ * inputs per step, each activation vector loaded once for the R rows. */
+ALWAYS __m512
+f_load(const int TY, const uint8_t *row, int i)
+{
+	if (TY == GGML_TYPE_F16)
+		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const qhalf *)row + i)));
+	if (TY == GGML_TYPE_BF16)
+		return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+		    _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i))), 16));
+	return _mm512_loadu_ps((const float *)row + i);
+}
+
+ALWAYS float
+f_elem(const int TY, const uint8_t *row, int i)
+{
+	return TY == GGML_TYPE_F16 ? F16(((const qhalf *)row)[i]) :
+	    TY == GGML_TYPE_BF16 ? q_bf16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+}
+
+ALWAYS void
+f_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, const uint8_t *w, size_t ws,
+       const uint8_t *x, size_t xs)
+{
+
+	__m512 acc[4][4];
+	int i = 0;
+	UNROLL
+	for (int r = 0; r < R; r++)
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[r][t] = _mm512_setzero_ps();
+	for (; i + 16 <= n; i += 16) {
+		__m512 X[4];
+		UNROLL
+		for (int t = 0; t < T; t++)
+			X[t] = _mm512_loadu_ps((const float *)(x + (size_t)t * xs) + i);
+		UNROLL
+		for (int r = 0; r < R; r++) {
+			const uint8_t *row = w + (size_t)r * ws;
+			/* The rows are contiguous: the same place in the next tile's rows
+			 * (R rows further) keeps one stream going ahead of us. */
+
+			__m512 W = f_load(TY, row, i);
+			UNROLL
+			for (int t = 0; t < T; t++)
+				acc[r][t] = _mm512_fmadd_ps(W, X[t], acc[r][t]);
+		}
+	}
+	UNROLL
+	for (int r = 0; r < R; r++) {
+		UNROLL
+		for (int t = 0; t < T; t++) {
+			float sum = _mm512_reduce_add_ps(acc[r][t]);
+			for (int j = i; j < n; j++)
+				sum += f_elem(TY, w + (size_t)r * ws, j) * ((const float *)(x + (size_t)t * xs))[j];
+			out[(size_t)t * ldo + r] = sum;
+		}
+	}
+}
+
+ALWAYS void
+f_gemv(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs,
+       int nt)
+{
+	/* One row at a time: a single sequential stream through memory.  Tiles
+	 * of 4 rows (each activation load shared), with or without software
+	 * prefetch, measured 2 to 2.5 times slower from DRAM on the development
+	 * machine, though no slower from cache. */
+	for (int r = 0; r < nr; r++) {
+		switch (nt) {
+		case 1: f_tile(TY, 1, 1, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
+		case 2: f_tile(TY, 1, 2, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
+		case 3: f_tile(TY, 1, 3, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
+		default: f_tile(TY, 1, 4, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
+		}
+	}
+}
+
+#define F_GEMV(T, TY) \
+	static void gemvf_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
+			      const uint8_t *x, size_t xs, int nt) \
+	{ f_gemv(TY, n, out, ldo, w, ws, nr, x, xs, nt); }
+F_GEMV(f32, GGML_TYPE_F32) F_GEMV(f16, GGML_TYPE_F16) F_GEMV(bf16, GGML_TYPE_BF16)
+
+#define G_GEMV(T, TY) \
+	static void gemv8_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
+			      const uint8_t *x, size_t xs, int nt) \
+	{ g_gemv(TY, n, out, ldo, w, ws, nr, x, xs, nt); }
+G_GEMV(q4_0, G_Q4_0) G_GEMV(q4_1, G_Q4_1) G_GEMV(q5_0, G_Q5_0) G_GEMV(q5_1, G_Q5_1)
+#ifdef QX_VNNI
+G_GEMV(q8_0, G_Q8_0) G_GEMV(iq4_nl, G_IQ4_NL)
+#endif
+#endif
+
+/* ------------------------------------------------------------------ */
+/*
+ * The int8 GEMM.  Weights are decoded, one panel of VL rows and KB blocks
+ * of 32 at a time, into unsigned levels L (0..255) with per sub-block
+ * (32 or 16 elements) scale d and bias m such that w = d * L + m; the
+ * levels are interleaved so that one vector holds 4 consecutive levels of
+ * each of the VL rows.  An activation block (q8p) is x = dx * q, so
+ *   sum_i w_i x_i = d * dx * sum_i L_i q_i + m * dx * sum_i q_i,
+ * the first sum by vpdpbusd (or maddubs) on whole vectors of rows, the
+ * second from the q8p row's block sums.  Each product of a panel is
+ * computed for GT tokens at a time, the weight vector loaded once for all.
+ */
+#define KC_BLOCKS 32                    /* 32-blocks per k-block (1024 inputs; a multiple of 8) */
+#ifdef QX_512
+#define GT 8                            /* tokens per microkernel call */
+#else
+#define GT 4
+#endif
+
+struct panel {
+	uint8_t *q;     /* [KB * 8 groups][VL rows][4 levels] */
+	float *d, *m;   /* [KB * ns][VL] */
+	uint8_t *lv;    /* scratch: [VL][KB * 32] levels, row-major */
+	float *td, *tm; /* scratch: [VL][KB * 2] */
+};
+
+static size_t
+gemm_i8_scratch(void)
+{
+	return (size_t)KC_BLOCKS * 32 * VL * 2 + (size_t)KC_BLOCKS * 2 * VL * sizeof(float) * 4 + 256;
+}
+
+static void
+panel_carve(void *scratch, struct panel *p)
+{
+	uint8_t *s = scratch;
+	p->q = s;
+	s += (size_t)KC_BLOCKS * 32 * VL;
+	p->lv = s;
+	s += (size_t)KC_BLOCKS * 32 * VL;
+	p->d = (float *)s;
+	p->m = p->d + KC_BLOCKS * 2 * VL;
+	p->td = p->m + KC_BLOCKS * 2 * VL;
+	p->tm = p->td + KC_BLOCKS * 2 * VL;
+}
+
+/* Decoders: blocks [B0, B0 + NB) of one row into levels LV (NB * 32),
+ * scales D and biases M (NB * ns).  K-quant ranges start and end on
+ * whole 256-blocks. */
+typedef void (*dec_fn)(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m);
+
+static void
+dec_q4_0(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_q4_0 *b = (const block_q4_0 *)row + b0;
+	for (int i = 0; i < nb; i++) {
+		_mm256_storeu_si256((__m256i *)(lv + 32 * i), nibbles32(b[i].qs));
+		d[i] = F16(b[i].d);
+		m[i] = -8 * d[i];
+	}
+}
+
+static void
+dec_q4_1(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_q4_1 *b = (const block_q4_1 *)row + b0;
+	for (int i = 0; i < nb; i++) {
+		_mm256_storeu_si256((__m256i *)(lv + 32 * i), nibbles32(b[i].qs));
+		d[i] = F16(b[i].d);
+		m[i] = F16(b[i].m);
+	}
+}
+
+static void
+dec_q5_0(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_q5_0 *b = (const block_q5_0 *)row + b0;
+	for (int i = 0; i < nb; i++) {
+		__m256i hi = _mm256_and_si256(bits32(b[i].qh), _mm256_set1_epi8(0x10));
+		_mm256_storeu_si256((__m256i *)(lv + 32 * i), _mm256_or_si256(nibbles32(b[i].qs), hi));
+		d[i] = F16(b[i].d);
+		m[i] = -16 * d[i];
+	}
+}
+
+static void
+dec_q5_1(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_q5_1 *b = (const block_q5_1 *)row + b0;
+	for (int i = 0; i < nb; i++) {
+		__m256i hi = _mm256_and_si256(bits32(b[i].qh), _mm256_set1_epi8(0x10));
+		_mm256_storeu_si256((__m256i *)(lv + 32 * i), _mm256_or_si256(nibbles32(b[i].qs), hi));
+		d[i] = F16(b[i].d);
+		m[i] = F16(b[i].m);
+	}
+}
+
+static void
+dec_q8_0(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_q8_0 *b = (const block_q8_0 *)row + b0;
+	for (int i = 0; i < nb; i++) {
+		__m256i q = _mm256_loadu_si256((const __m256i *)b[i].qs);
+		_mm256_storeu_si256((__m256i *)(lv + 32 * i), _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)));
+		d[i] = F16(b[i].d);
+		m[i] = -128 * d[i];
+	}
+}
+
+static void
+dec_iq4_nl(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_iq4_nl *b = (const block_iq4_nl *)row + b0;
+	const __m256i grid = iq4_grid();
+	for (int i = 0; i < nb; i++) {
+		__m256i v = _mm256_shuffle_epi8(grid, nibbles32(b[i].qs));
+		_mm256_storeu_si256((__m256i *)(lv + 32 * i), _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)));
+		d[i] = F16(b[i].d);
+		m[i] = -128 * d[i];
+	}
+}
+
+static void
+dec_iq4_xs(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_iq4_xs *b = (const block_iq4_xs *)row + b0 / 8;
+	const __m256i grid = iq4_grid();
+	for (int i = 0; i < nb / 8; i++) {
+		float D = F16(b[i].d);
+		for (int ib = 0; ib < 8; ib++) {
+			int ls = ((b[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b[i].scales_h >> (2 * ib)) & 3) << 4);
+			__m256i v = _mm256_shuffle_epi8(grid, nibbles32(b[i].qs + 16 * ib));
+			_mm256_storeu_si256((__m256i *)(lv + 256 * i + 32 * ib),
+			    _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)));
+			d[8 * i + ib] = D * (ls - 32);
+			m[8 * i + ib] = -128 * d[8 * i + ib];
+		}
+	}
+}
+
+static void
+dec_q4_K(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_q4_K *b = (const block_q4_K *)row + b0 / 8;
+	const __m256i m4 = _mm256_set1_epi8(0xF);
+	for (int i = 0; i < nb / 8; i++) {
+		uint8_t sc[8], mn[8];
+		float D = F16(b[i].d), M = F16(b[i].dmin);
+		scale_min_k4(b[i].scales, sc, mn);
+		for (int c = 0; c < 4; c++) {
+			__m256i bits = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+			_mm256_storeu_si256((__m256i *)(lv + 256 * i + 64 * c), _mm256_and_si256(bits, m4));
+			_mm256_storeu_si256((__m256i *)(lv + 256 * i + 64 * c + 32),
+			    _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4));
+		}
+		for (int j = 0; j < 8; j++) {
+			d[8 * i + j] = D * sc[j];
+			m[8 * i + j] = -M * mn[j];
+		}
+	}
+}
+
+static void
+dec_q5_K(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_q5_K *b = (const block_q5_K *)row + b0 / 8;
+	const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+	for (int i = 0; i < nb / 8; i++) {
+		uint8_t sc[8], mn[8];
+		float D = F16(b[i].d), M = F16(b[i].dmin);
+		scale_min_k4(b[i].scales, sc, mn);
+		__m256i hb = _mm256_loadu_si256((const __m256i *)b[i].qh);
+		for (int c = 0; c < 4; c++) {
+			__m256i bits = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+			__m256i hl = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4);
+			__m256i hh = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4);
+			_mm256_storeu_si256((__m256i *)(lv + 256 * i + 64 * c), _mm256_or_si256(_mm256_and_si256(bits, m4), hl));
+			_mm256_storeu_si256((__m256i *)(lv + 256 * i + 64 * c + 32),
+			    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh));
+		}
+		for (int j = 0; j < 8; j++) {
+			d[8 * i + j] = D * sc[j];
+			m[8 * i + j] = -M * mn[j];
+		}
+	}
+}
+
+/* The 16-element sub-block types: two scales and biases per 32-block. */
+static void
+dec_q6_K(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_q6_K *b = (const block_q6_K *)row + b0 / 8;
+	const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+	for (int i = 0; i < nb / 8; i++) {
+		float D = F16(b[i].d);
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = b[i].ql + 64 * h, *qh = b[i].qh + 32 * h;
+			__m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
+			__m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+			__m256i bh = _mm256_loadu_si256((const __m256i *)qh);
+			uint8_t *o = lv + 256 * i + 128 * h;
+			_mm256_storeu_si256((__m256i *)o,
+			    _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4)));
+			_mm256_storeu_si256((__m256i *)(o + 32), _mm256_or_si256(_mm256_and_si256(b2, m4),
+			    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4)));
+			_mm256_storeu_si256((__m256i *)(o + 64), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+			    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4)));
+			_mm256_storeu_si256((__m256i *)(o + 96), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+			    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4)));
+		}
+		for (int j = 0; j < 16; j++) {
+			d[16 * i + j] = D * b[i].scales[j];
+			m[16 * i + j] = -32 * d[16 * i + j];
+		}
+	}
+}
+
+static void
+dec_q2_K(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_q2_K *b = (const block_q2_K *)row + b0 / 8;
+	const __m256i m2 = _mm256_set1_epi8(3);
+	for (int i = 0; i < nb / 8; i++) {
+		float D = F16(b[i].d), M = F16(b[i].dmin);
+		for (int h = 0; h < 2; h++) {
+			__m256i bits = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * h));
+			for (int j = 0; j < 4; j++)
+				_mm256_storeu_si256((__m256i *)(lv + 256 * i + 128 * h + 32 * j),
+				    _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m2));
+		}
+		for (int j = 0; j < 16; j++) {
+			d[16 * i + j] = D * (b[i].scales[j] & 0xF);
+			m[16 * i + j] = -M * (b[i].scales[j] >> 4);
+		}
+	}
+}
+
+static void
+dec_q3_K(const uint8_t *row, int b0, int nb, uint8_t *lv, float *d, float *m)
+{
+	const block_q3_K *b = (const block_q3_K *)row + b0 / 8;
+	const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+	for (int i = 0; i < nb / 8; i++) {
+		const uint8_t *sb = b[i].scales;
+		float D = F16(b[i].d);
+		__m256i hm = _mm256_loadu_si256((const __m256i *)b[i].hmask);
+		for (int h = 0; h < 2; h++) {
+			__m256i bits = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * h));
+			for (int j = 0; j < 4; j++) {
+				__m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m2);
+				__m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
+				_mm256_storeu_si256((__m256i *)(lv + 256 * i + 128 * h + 32 * j),
+				    _mm256_or_si256(q2, _mm256_slli_epi16(hb, 2)));   /* q + 4 in 0..7 */
+			}
+		}
+		for (int j = 0; j < 16; j++) {
+			int lo = j < 8 ? (sb[j] & 0xF) : (sb[j - 8] >> 4);
+			int hi = (sb[8 + j % 4] >> (2 * (j / 4))) & 3;
+			d[16 * i + j] = D * ((lo | (hi << 4)) - 32);
+			m[16 * i + j] = -4 * d[16 * i + j];
+		}
+	}
+}
+
+/* Decodes rows [0, NR) of a panel (zeros for rows NR..VL-1) and
+ * interleaves them.  NS sub-blocks per 32-block. */
+static void
+panel_pack(struct panel *p, dec_fn dec, int ns, int mins, const uint8_t *w, size_t ws, int nr, int b0, int nb)
+{
+	size_t lrow = (size_t)nb * 32, srow = (size_t)nb * ns;
+	for (int r = 0; r < VL; r++) {
+		if (r < nr) {
+			dec(w + (size_t)r * ws, b0, nb, p->lv + r * lrow, p->td + r * srow, p->tm + r * srow);
+		} else {
+			memset(p->lv + r * lrow, 0, lrow);
+			memset(p->td + r * srow, 0, srow * sizeof(float));
+			memset(p->tm + r * srow, 0, srow * sizeof(float));
+		}
+	}
+	transpose_rows((const uint32_t *)p->lv, lrow / 4, nb * 8, (uint32_t *)p->q);
+	transpose_rows((const uint32_t *)p->td, srow, (int)srow, (uint32_t *)p->d);
+	if (mins)   /* otherwise the offsets enter through the activations' sums */
+		transpose_rows((const uint32_t *)p->tm, srow, (int)srow, (uint32_t *)p->m);
+}
+
+/*
+ * The microkernel: VL rows (one panel) by T tokens over NB blocks.  X is
+ * token 0's q8p row (XS bytes between tokens), B0 the first block, N the
+ * row length.  NS is 1 (32-element sub-blocks) or 2 (16).  WIDE: levels
+ * use 8 bits (without VNNI they are split into nibbles to keep maddubs'
+ * int16 pairs from saturating; 6 bits or fewer pass as they are).
+ */
+ALWAYS void
+mk_i8(const int T, const int NS, const int WIDE, const int MINS, int offsh, const struct panel *p, int nb,
+      const uint8_t *x, size_t xs, int n, int b0, float *out, size_t ldo, int nr, int first)
+{
+	vf acc[16];
+	const uint8_t *xq = x + (size_t)b0 * 32;
+	const float *xd = Q8P_D(x, n) + b0, *x32 = Q8P_S32(x, n) + b0, *x16 = Q8P_S16(x, n) + 2 * b0;
+	const int32_t *n32 = Q8P_N32(x, n) + b0, *n16 = Q8P_N16(x, n) + 2 * b0;
+	const size_t xf = xs / sizeof(float);   /* the float and int arrays' token stride */
+	const __m128i sh = _mm_cvtsi32_si128(offsh);
+
+	UNROLL
+	for (int t = 0; t < T; t++)
+		acc[t] = first ? vf_zero() : vf_loadn(out + t * ldo, nr);
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *pq = p->q + (size_t)b * 8 * VL * 4;
+		UNROLL
+		for (int h = 0; h < NS; h++) {
+			vi ai[16];
+			const int g0 = h * (8 / NS), g1 = (h + 1) * (8 / NS);
+			/* A level offset L = q + 2^offsh enters as -2^offsh * sum(x). */
+			UNROLL
+			for (int t = 0; t < T; t++)
+				ai[t] = MINS ? vi_zero() : VI_SLL(vi_set1(NS == 1 ? n32[t * xf + b] : n16[t * xf + 2 * b + h]), sh);
+#ifdef QX_VNNI
+			(void)WIDE;
+			UNROLL
+			for (int g = g0; g < g1; g++) {
+				vi w = vi_load(pq + (size_t)g * VL * 4);
+				UNROLL
+				for (int t = 0; t < T; t++)
+					ai[t] = vi_dpbusd(ai[t], w, vi_set1(ld32(xq + t * xs + b * 32 + g * 4)));
+			}
+#else
+			UNROLL
+			for (int g = g0; g < g1; g += 2) {
+				vi w0 = vi_load(pq + (size_t)g * VL * 4), w1 = vi_load(pq + (size_t)(g + 1) * VL * 4);
+				if (!WIDE) {
+					UNROLL
+					for (int t = 0; t < T; t++) {
+						vi s0 = vi_set1(ld32(xq + t * xs + b * 32 + g * 4));
+						vi s1 = vi_set1(ld32(xq + t * xs + b * 32 + g * 4 + 4));
+						vi p16 = vi_add16(vi_maddubs(w0, s0), vi_maddubs(w1, s1));
+						ai[t] = vi_add32(ai[t], vi_madd(p16, vi_set1_16(1)));
+					}
+				} else {
+					const vi m4 = vi_set1_8(0x0F);
+					vi l0 = vi_and(w0, m4), l1 = vi_and(w1, m4);
+					vi h0 = vi_and(vi_srli16(w0, 4), m4), h1 = vi_and(vi_srli16(w1, 4), m4);
+					UNROLL
+					for (int t = 0; t < T; t++) {
+						vi s0 = vi_set1(ld32(xq + t * xs + b * 32 + g * 4));
+						vi s1 = vi_set1(ld32(xq + t * xs + b * 32 + g * 4 + 4));
+						vi pl = vi_add16(vi_maddubs(l0, s0), vi_maddubs(l1, s1));
+						vi ph = vi_add16(vi_maddubs(h0, s0), vi_maddubs(h1, s1));
+						ai[t] = vi_add32(ai[t], vi_add32(vi_madd(pl, vi_set1_16(1)), vi_madd(ph, vi_set1_16(16))));
+					}
+				}
+			}
+#endif
+			vf d = vf_load(p->d + (size_t)(b * NS + h) * VL);
+			vf m = MINS ? vf_load(p->m + (size_t)(b * NS + h) * VL) : vf_zero();
+			UNROLL
+			for (int t = 0; t < T; t++) {
+				float dx = xd[t * xf + b];
+				acc[t] = vf_fma(vi_cvt(ai[t]), vf_mul(d, vf_set1(dx)), acc[t]);
+				if (MINS)
+					acc[t] = vf_fma(m, vf_set1(NS == 1 ? x32[t * xf + b] : x16[t * xf + 2 * b + h]), acc[t]);
+			}
+		}
+	}
+	UNROLL
+	for (int t = 0; t < T; t++)
+		vf_storen(out + t * ldo, acc[t], nr);
+}
+
+typedef void (*mk_i8_fn)(int tt, int offsh, const struct panel *p, int nb, const uint8_t *x, size_t xs, int n,
+			 int b0, float *out, size_t ldo, int nr, int first);
+
+#define MK_I8_CASE(T, NS, WIDE, MINS) \
+		case T: mk_i8(T, NS, WIDE, MINS, offsh, p, nb, x, xs, n, b0, out, ldo, nr, first); break;
+#if GT == 8
+#define MK_I8_MORE(NS, WIDE, MINS) MK_I8_CASE(5, NS, WIDE, MINS) MK_I8_CASE(6, NS, WIDE, MINS) \
+		MK_I8_CASE(7, NS, WIDE, MINS) MK_I8_CASE(8, NS, WIDE, MINS)
+#else
+#define MK_I8_MORE(NS, WIDE, MINS)
+#endif
+#define MK_I8_SWITCH(NAME, NS, WIDE, MINS) \
+	static void NAME(int tt, int offsh, const struct panel *p, int nb, const uint8_t *x, size_t xs, int n, \
+			 int b0, float *out, size_t ldo, int nr, int first) \
+	{ \
+		switch (tt) { \
+		MK_I8_CASE(1, NS, WIDE, MINS) MK_I8_CASE(2, NS, WIDE, MINS) MK_I8_CASE(3, NS, WIDE, MINS) \
+		MK_I8_CASE(4, NS, WIDE, MINS) MK_I8_MORE(NS, WIDE, MINS) \
+		} \
+	}
+MK_I8_SWITCH(mk_i8_s1, 1, 0, 0)       /* 32-element sub-blocks, level offsets */
+MK_I8_SWITCH(mk_i8_s1m, 1, 0, 1)      /* ... with mins */
+MK_I8_SWITCH(mk_i8_s1w, 1, 1, 0)      /* 8-bit levels */
+MK_I8_SWITCH(mk_i8_s2, 2, 0, 0)       /* 16-element sub-blocks, offsets */
+MK_I8_SWITCH(mk_i8_s2m, 2, 0, 1)      /* ... with mins */
+
+/* Rows [R0, R1) of W for all tokens: panel by panel, k-block by k-block. */
+static void
+gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn dec, int ns, int offsh, mk_i8_fn mk)
+{
+	struct panel p;
+	const int nbt = a->n / 32;
+
+	const size_t bbytes = a->w_stride / nbt;   /* bytes per 32 inputs */
+
+	panel_carve(scratch, &p);
+	for (int r = r0; r < r1; r += VL) {
+		int nr = r1 - r < VL ? r1 - r : VL;
+		for (int b0 = 0; b0 < nbt; b0 += KC_BLOCKS) {
+			int nb = nbt - b0 < KC_BLOCKS ? nbt - b0 : KC_BLOCKS;
+			panel_pack(&p, dec, ns, offsh == 0, a->w + (size_t)r * a->w_stride, a->w_stride, nr, b0, nb);
+			/* The next panel's weights arrive while this one is multiplied. */
+			int r2 = b0 + KC_BLOCKS < nbt ? r : r + VL, c0 = b0 + KC_BLOCKS < nbt ? b0 + KC_BLOCKS : 0;
+			if (r2 < r1) {
+				int n2 = nbt - c0 < KC_BLOCKS ? nbt - c0 : KC_BLOCKS, rows = r1 - r2 < VL ? r1 - r2 : VL;
+				for (int k = 0; k < rows; k++) {
+					const char *q = (const char *)a->w + (size_t)(r2 + k) * a->w_stride + c0 * bbytes;
+					for (size_t o = 0; o < n2 * bbytes; o += 64)
+						_mm_prefetch(q + o, _MM_HINT_T1);
+				}
+			}
+			for (int t = 0; t < a->nt; t += GT) {
+				int tt = a->nt - t < GT ? a->nt - t : GT;
+				mk(tt, offsh, &p, nb, a->x + (size_t)t * a->x_stride, a->x_stride, a->n, b0,
+				    a->out + (size_t)t * a->ldo + r, a->ldo, nr, b0 == 0);
+			}
+		}
+	}
+}
+
+/* TYPE, sub-blocks per 32, log2 of the level offset (mins types: 0, unused), kernel. */
+#define GEMM_I8(T, NS, OFFSH, MK) \
+	static void gemm_##T(const struct q_gemm_args *a, int r0, int r1, void *scratch) \
+	{ gemm_i8_run(a, r0, r1, scratch, dec_##T, NS, OFFSH, MK); }
+GEMM_I8(q4_0, 1, 3, mk_i8_s1)
+GEMM_I8(q4_1, 1, 0, mk_i8_s1m)
+GEMM_I8(q5_0, 1, 4, mk_i8_s1)
+GEMM_I8(q5_1, 1, 0, mk_i8_s1m)
+GEMM_I8(q8_0, 1, 7, mk_i8_s1w)
+GEMM_I8(iq4_nl, 1, 7, mk_i8_s1w)
+GEMM_I8(iq4_xs, 1, 7, mk_i8_s1w)
+GEMM_I8(q4_K, 1, 0, mk_i8_s1m)
+GEMM_I8(q5_K, 1, 0, mk_i8_s1m)
+GEMM_I8(q2_K, 2, 0, mk_i8_s2m)
+GEMM_I8(q3_K, 2, 2, mk_i8_s2)
+GEMM_I8(q6_K, 2, 5, mk_i8_s2)
+
+/* q8p activations: levels, block scales and block sums (quant-impl.h). */
+static void
+q8p_from_float(const float *x, void *row, int n)
+{
+	int8_t *qs = row;
+	float *d = Q8P_D(row, n), *s32 = Q8P_S32(row, n), *s16 = Q8P_S16(row, n);
+	int32_t *n32 = Q8P_N32(row, n), *n16 = Q8P_N16(row, n);
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+
+	for (int b = 0; b < n / 32; b++) {
+		__m256 v[4], m;
+		for (int k = 0; k < 4; k++)
+			v[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
+		m = _mm256_andnot_ps(sign, v[0]);
+		for (int k = 1; k < 4; k++)
+			m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+		__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+		m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+		m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+		float amax = _mm_cvtss_f32(m4);
+		float db = amax / 127, id = db ? 1 / db : 0;
+		__m256 mul = _mm256_set1_ps(id);
+		__m256i q[4];
+		for (int k = 0; k < 4; k++)
+			q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], mul));   /* round to nearest even */
+		__m256i a = _mm256_packs_epi32(q[0], q[1]), c = _mm256_packs_epi32(q[2], q[3]);
+		__m256i p = _mm256_packs_epi16(a, c);
+		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+		_mm256_storeu_si256((__m256i *)(qs + 32 * b), p);
+		/* Sums of each half: bytes to 16-bit pair sums, then 8 bytes at a
+		 * time (sad against zero does not take signed bytes). */
+		__m256i w = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
+		__m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+		lo = _mm_hadd_epi32(lo, hi);             /* [l01 l23 h01 h23] */
+		lo = _mm_hadd_epi32(lo, lo);             /* [l h l h] */
+		int sa = _mm_cvtsi128_si32(lo), sb = _mm_extract_epi32(lo, 1);
+		d[b] = db;
+		s32[b] = db * (sa + sb);
+		s16[2 * b] = db * sa;
+		s16[2 * b + 1] = db * sb;
+		n32[b] = -(sa + sb);
+		n16[2 * b] = -sa;
+		n16[2 * b + 1] = -sb;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/*
+ * The float GEMM (F32, F16, BF16 weights, float activations).  A panel
+ * holds 2 * VL rows over KCF inputs as floats, input-major: [k][2 VL];
+ * the microkernel multiplies it with FT tokens, each input of a token
+ * broadcast to both row vectors.
+ */
+#define KCF 128
+#ifdef QX_512
+#define FT 12
+#else
+#define FT 6
+#endif
+
+static size_t
+gemm_f_scratch(void)
+{
+	return (size_t)KCF * 2 * VL * sizeof(float) + (size_t)2 * VL * KCF * sizeof(float) + 256;
+}
+
+/* Rows [0, NR) of W (ws bytes apart, type T) inputs [K0, K0 + KC) as floats
+ * into TMP (2 VL rows of KC), then interleaved into P ([KC][2 VL]). */
+static void
+panel_pack_f(float *p, float *tmp, enum ggml_type type, const uint8_t *w, size_t ws, int nr, int k0, int kc)
+{
+	for (int r = 0; r < 2 * VL; r++) {
+		float *o = tmp + (size_t)r * kc;
+		if (r >= nr) {
+			memset(o, 0, (size_t)kc * sizeof(float));
+			continue;
+		}
+		const uint8_t *row = w + (size_t)r * ws;
+		if (type == GGML_TYPE_F16)
+			f16_to_float((const qhalf *)row + k0, o, kc);
+		else if (type == GGML_TYPE_BF16)
+			bf16_to_float((const uint16_t *)row + k0, o, kc);
+		else
+			memcpy(o, (const float *)row + k0, (size_t)kc * sizeof(float));
+	}
+	/* [2 VL][kc] -> [kc][2 VL]: two VL-row halves side by side. */
+	for (int half = 0; half < 2; half++) {
+		const uint32_t *src = (const uint32_t *)tmp + (size_t)half * VL * kc;
+		int c = 0;
+		for (; c + VL <= kc; c += VL)
+			transpose_tile(src + c, kc, (uint32_t *)p + (size_t)c * 2 * VL + half * VL, 2 * VL);
+		for (; c < kc; c++)
+			for (int r = 0; r < VL; r++)
+				((uint32_t *)p)[(size_t)c * 2 * VL + half * VL + r] = src[(size_t)r * kc + c];
+	}
+}
+
+ALWAYS void
+mk_f(const int T, const float *p, int kc, const float *x, size_t xs, float *out, size_t ldo, int nr, int first)
+{
+	vf a0[T], a1[T];
+	int n0 = nr < VL ? nr : VL, n1 = nr > VL ? nr - VL : 0;
+	UNROLL
+	for (int t = 0; t < T; t++) {
+		a0[t] = first ? vf_zero() : vf_loadn(out + t * ldo, n0);
+		a1[t] = first || !n1 ? vf_zero() : vf_loadn(out + t * ldo + VL, n1);
+	}
+	for (int k = 0; k < kc; k++) {
+		vf w0 = vf_load(p + (size_t)k * 2 * VL), w1 = vf_load(p + (size_t)k * 2 * VL + VL);
+		UNROLL
+		for (int t = 0; t < T; t++) {
+			vf b = vf_set1(x[t * xs + k]);
+			a0[t] = vf_fma(w0, b, a0[t]);
+			a1[t] = vf_fma(w1, b, a1[t]);
+		}
+	}
+	UNROLL
+	for (int t = 0; t < T; t++) {
+		vf_storen(out + t * ldo, a0[t], n0);
+		if (n1)
+			vf_storen(out + t * ldo + VL, a1[t], n1);
+	}
+}
+
+static void
+mk_f_any(int tt, const float *p, int kc, const float *x, size_t xs, float *out, size_t ldo, int nr, int first)
+{
+	switch (tt) {
+	case 1: mk_f(1, p, kc, x, xs, out, ldo, nr, first); break;
+	case 2: mk_f(2, p, kc, x, xs, out, ldo, nr, first); break;
+	case 3: mk_f(3, p, kc, x, xs, out, ldo, nr, first); break;
+	case 4: mk_f(4, p, kc, x, xs, out, ldo, nr, first); break;
+	case 5: mk_f(5, p, kc, x, xs, out, ldo, nr, first); break;
+	case 6: mk_f(6, p, kc, x, xs, out, ldo, nr, first); break;
+#if FT == 12
+	case 7: mk_f(7, p, kc, x, xs, out, ldo, nr, first); break;
+	case 8: mk_f(8, p, kc, x, xs, out, ldo, nr, first); break;
+	case 9: mk_f(9, p, kc, x, xs, out, ldo, nr, first); break;
+	case 10: mk_f(10, p, kc, x, xs, out, ldo, nr, first); break;
+	case 11: mk_f(11, p, kc, x, xs, out, ldo, nr, first); break;
+	case 12: mk_f(12, p, kc, x, xs, out, ldo, nr, first); break;
+#endif
+	}
+}
+
+static void
+gemm_f(const struct q_gemm_args *a, int r0, int r1, void *scratch)
+{
+	float *p = scratch, *tmp = p + (size_t)KCF * 2 * VL;
+	const float *x = (const float *)a->x;
+	const size_t xs = a->x_stride / sizeof(float);
+
+	for (int r = r0; r < r1; r += 2 * VL) {
+		int nr = r1 - r < 2 * VL ? r1 - r : 2 * VL;
+		for (int k0 = 0; k0 < a->n; k0 += KCF) {
+			int kc = a->n - k0 < KCF ? a->n - k0 : KCF;
+			panel_pack_f(p, tmp, a->type, a->w + (size_t)r * a->w_stride, a->w_stride, nr, k0, kc);
+			for (int t = 0; t < a->nt; t += FT) {
+				int tt = a->nt - t < FT ? a->nt - t : FT;
+				mk_f_any(tt, p, kc, x + (size_t)t * xs + k0, xs, a->out + (size_t)t * a->ldo + r, a->ldo,
+				    nr, k0 == 0);
+			}
+		}
+	}
+}
+
+#ifdef QX_BF16
+/*
+ * The BF16 GEMM (avx512bf16): weights stay bfloat16, activations are
+ * rounded to bfloat16 (as llama.cpp does for BF16 weights), and vdpbf16ps
+ * adds the products of pairs of inputs into float lanes.  A panel holds
+ * 2 * VL rows over KCF inputs as pairs: [k / 2][2 VL] of 32 bits.
+ */
+static void
+bf16_act(const float *x, void *row, int n)
+{
+	uint16_t *o = row;
+	int i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm256_storeu_si256((__m256i *)(o + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+	for (; i < n; i++)
+		o[i] = q_f32_to_bf16(x[i]);
+}
+
+ALWAYS void
+mk_bf(const int T, const uint32_t *p, int kp, const uint32_t *x, size_t xs, float *out, size_t ldo, int nr, int first)
+{
+	__m512 a0[T], a1[T];
+	int n0 = nr < VL ? nr : VL, n1 = nr > VL ? nr - VL : 0;
+	UNROLL
+	for (int t = 0; t < T; t++) {
+		a0[t] = first ? vf_zero() : vf_loadn(out + t * ldo, n0);
+		a1[t] = first || !n1 ? vf_zero() : vf_loadn(out + t * ldo + VL, n1);
+	}
+	for (int k = 0; k < kp; k++) {
+		__m512bh w0 = (__m512bh)_mm512_loadu_si512((const void *)(p + (size_t)k * 2 * VL));
+		__m512bh w1 = (__m512bh)_mm512_loadu_si512((const void *)(p + (size_t)k * 2 * VL + VL));
+		UNROLL
+		for (int t = 0; t < T; t++) {
+			__m512bh b = (__m512bh)_mm512_set1_epi32((int)x[t * xs + k]);
+			a0[t] = _mm512_dpbf16_ps(a0[t], w0, b);
+			a1[t] = _mm512_dpbf16_ps(a1[t], w1, b);
+		}
+	}
+	UNROLL
+	for (int t = 0; t < T; t++) {
+		vf_storen(out + t * ldo, a0[t], n0);
+		if (n1)
+			vf_storen(out + t * ldo + VL, a1[t], n1);
+	}
+}
+
+static void
+mk_bf_any(int tt, const uint32_t *p, int kp, const uint32_t *x, size_t xs, float *out, size_t ldo, int nr, int first)
+{
+	switch (tt) {
+	case 1: mk_bf(1, p, kp, x, xs, out, ldo, nr, first); break;
+	case 2: mk_bf(2, p, kp, x, xs, out, ldo, nr, first); break;
+	case 3: mk_bf(3, p, kp, x, xs, out, ldo, nr, first); break;
+	case 4: mk_bf(4, p, kp, x, xs, out, ldo, nr, first); break;
+	case 5: mk_bf(5, p, kp, x, xs, out, ldo, nr, first); break;
+	case 6: mk_bf(6, p, kp, x, xs, out, ldo, nr, first); break;
+	case 7: mk_bf(7, p, kp, x, xs, out, ldo, nr, first); break;
+	case 8: mk_bf(8, p, kp, x, xs, out, ldo, nr, first); break;
+	case 9: mk_bf(9, p, kp, x, xs, out, ldo, nr, first); break;
+	case 10: mk_bf(10, p, kp, x, xs, out, ldo, nr, first); break;
+	case 11: mk_bf(11, p, kp, x, xs, out, ldo, nr, first); break;
+	case 12: mk_bf(12, p, kp, x, xs, out, ldo, nr, first); break;
+	}
+}
+
+/* N must be even (the kernel table sends odd rows to the float GEMM). */
+static void
+gemm_bf16(const struct q_gemm_args *a, int r0, int r1, void *scratch)
+{
+	uint32_t *p = scratch;
+	const uint32_t *x = (const uint32_t *)a->x;
+	const size_t xs = a->x_stride / 4;
+	const size_t ws = a->w_stride / 4;
+
+	for (int r = r0; r < r1; r += 2 * VL) {
+		int nr = r1 - r < 2 * VL ? r1 - r : 2 * VL;
+		const uint32_t *w = (const uint32_t *)(a->w + (size_t)r * a->w_stride);
+		for (int k0 = 0; k0 < a->n / 2; k0 += KCF / 2) {
+			int kp = a->n / 2 - k0 < KCF / 2 ? a->n / 2 - k0 : KCF / 2;
+			/* [rows][pairs] -> [pairs][2 VL]; missing rows are zero. */
+			for (int half = 0; half < 2; half++) {
+				int rows = nr - half * VL;
+				if (rows >= VL) {
+					int c = 0;
+					for (; c + VL <= kp; c += VL)
+						transpose_tile(w + (size_t)half * VL * ws + k0 + c, ws,
+						    p + (size_t)c * 2 * VL + half * VL, 2 * VL);
+					for (; c < kp; c++)
+						for (int rr = 0; rr < VL; rr++)
+							p[(size_t)c * 2 * VL + half * VL + rr] =
+							    w[(size_t)(half * VL + rr) * ws + k0 + c];
+				} else {
+					for (int c = 0; c < kp; c++)
+						for (int rr = 0; rr < VL; rr++)
+							p[(size_t)c * 2 * VL + half * VL + rr] = rr < rows ?
+							    w[(size_t)(half * VL + rr) * ws + k0 + c] : 0;
+				}
+			}
+			for (int t = 0; t < a->nt; t += 12) {
+				int tt = a->nt - t < 12 ? a->nt - t : 12;
+				mk_bf_any(tt, p, kp, x + (size_t)t * xs + k0, xs, a->out + (size_t)t * a->ldo + r, a->ldo,
+				    nr, k0 == 0);
+			}
+		}
+	}
+}
+#endif
+
+static size_t
+gemm_scratch(int n)
+{
+	size_t a = gemm_i8_scratch(), b = gemm_f_scratch();
+	(void)n;
+	return a > b ? a : b;
+}
+
+/* ------------------------------------------------------------------ */
+/* vector helpers for attention */
+
+/* exp(x) for 8 floats: x = n ln2 + r, a degree-6 polynomial for e^r
+ * (the Cephes coefficients), 2^n put into the exponent.  Relative error
+ * about 1e-7 over the range; below -87.3 the result is 0. */
+ALWAYS __m256
+exp8(__m256 x)
+{
+	const __m256 lo = _mm256_set1_ps(-87.3f), hi = _mm256_set1_ps(88.3f);
+	__m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+	x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+	    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+static float
+v_exp_sum(float *x, int n, float max)
+{
+	__m256 m = _mm256_set1_ps(max), acc = _mm256_setzero_ps();
+	int i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+		_mm256_storeu_ps(x + i, e);
+		acc = _mm256_add_ps(acc, e);
+	}
+	float sum = hsum8(acc);
+	if (i < n) {
+		float tmp[8] = { 0 };
+		int k = n - i;
+		memcpy(tmp, x + i, k * sizeof(float));
+		_mm256_storeu_ps(tmp, exp8(_mm256_sub_ps(_mm256_loadu_ps(tmp), m)));
+		for (int j = 0; j < k; j++) {
+			x[i + j] = tmp[j];
+			sum += tmp[j];
+		}
+	}
+	return sum;
+}
+
+static void
+v_axpy(int n, float a, const float *x, float *y)
+{
+	__m256 va = _mm256_set1_ps(a);
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+	for (; i < n; i++)
+		y[i] += a * x[i];
+}
+
+static float
+v_dot(int n, const float *x, const float *y)
+{
+	float s;
+	dot_f32(n, &s, x, y);
+	return s;
+}
+
+/* silu(g) * u with the vector exp; exp8 clamps its argument, so a large
+ * negative g gives g / (1 + huge) ~ 0 and a large positive one g. */
+static void
+v_silu_mul(int n, float *g, const float *u)
+{
+	int i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 x = _mm256_loadu_ps(g + i);
+		__m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+		__m256 s = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+		_mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+	}
+	for (; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void
+v_rmsnorm(int n, float *o, const float *x, const float *w, float eps)
+{
+	__m256d a0 = _mm256_setzero_pd(), a1 = a0;
+	int i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_loadu_ps(x + i);
+		__m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+		a0 = _mm256_fmadd_pd(lo, lo, a0);
+		a1 = _mm256_fmadd_pd(hi, hi, a1);
+	}
+	double t[4], ss;
+	_mm256_storeu_pd(t, _mm256_add_pd(a0, a1));
+	ss = t[0] + t[1] + t[2] + t[3];
+	for (int j = i; j < n; j++)
+		ss += (double)x[j] * x[j];
+	float scale = (float)(1.0 / sqrt(ss / n + eps));
+	__m256 sc = _mm256_set1_ps(scale);
+	for (i = 0; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sc), _mm256_loadu_ps(w + i)));
+	for (; i < n; i++)
+		o[i] = x[i] * scale * w[i];
+}
+
+/* ------------------------------------------------------------------ */
+/* the machine's limits, measured with this tier's instructions */
+
+static double
+bench_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Twelve independent chains of fused multiply-adds on full vectors. */
+static double
+peak_fma(double seconds)
+{
+	vf a[12], m = vf_set1(0.999999f), c = vf_set1(1e-7f);
+	double t0 = bench_now(), t;
+	long iters = 0;
+	UNROLL
+	for (int i = 0; i < 12; i++)
+		a[i] = vf_set1((float)i);
+	do {
+		for (int r = 0; r < 4096; r++) {
+			UNROLL
+			for (int i = 0; i < 12; i++)
+				a[i] = vf_fma(a[i], m, c);
+			__asm__ volatile("" : "+x"(m));
+		}
+		iters += 4096;
+		t = bench_now() - t0;
+	} while (t < seconds);
+	float sink[VL];
+	vf s = a[0];
+	UNROLL
+	for (int i = 1; i < 12; i++)
+		s = vf_add(s, a[i]);
+	vf_store(sink, s);
+	__asm__ volatile("" : : "r"(sink) : "memory");
+	return iters * 12.0 * VL * 2 / t / 1e9;
+}
+
+/* Twelve independent int8 product chains, as the GEMM does them. */
+static double
+peak_i8(double seconds)
+{
+	vi a[12], u = vi_set1_8(3), x = vi_set1_8(-5);
+	double t0 = bench_now(), t;
+	long iters = 0;
+	UNROLL
+	for (int i = 0; i < 12; i++)
+		a[i] = vi_set1(i);
+	do {
+		for (int r = 0; r < 1024; r++) {
+			UNROLL
+			for (int i = 0; i < 12; i++) {
+#ifdef QX_VNNI
+				a[i] = vi_dpbusd(a[i], u, x);
+#else
+				a[i] = vi_add32(a[i], vi_madd(vi_maddubs(u, x), vi_set1_16(1)));
+#endif
+			}
+			__asm__ volatile("" : "+x"(u), "+x"(x));
+		}
+		iters += 1024;
+		t = bench_now() - t0;
+	} while (t < seconds);
+	int32_t sink[VL];
+	vi s = a[0];
+	UNROLL
+	for (int i = 1; i < 12; i++)
+		s = vi_add32(s, a[i]);
+	vi_store(sink, s);
+	__asm__ volatile("" : : "r"(sink) : "memory");
+	return iters * 12.0 * VL * 4 * 2 / t / 1e9;
+}
+
+static uint64_t
+read_sum(const void *buf, size_t bytes)
+{
+	const uint8_t *p = buf;
+	vi s0 = vi_zero(), s1 = s0, s2 = s0, s3 = s0;
+	for (size_t i = 0; i + 4 * sizeof(vi) <= bytes; i += 4 * sizeof(vi)) {
+		s0 = vi_add32(s0, vi_load(p + i));
+		s1 = vi_add32(s1, vi_load(p + i + sizeof(vi)));
+		s2 = vi_add32(s2, vi_load(p + i + 2 * sizeof(vi)));
+		s3 = vi_add32(s3, vi_load(p + i + 3 * sizeof(vi)));
+	}
+	uint32_t out[VL];
+	vi_store(out, vi_add32(vi_add32(s0, s1), vi_add32(s2, s3)));
+	uint64_t sum = 0;
+	for (int i = 0; i < VL; i++)
+		sum += out[i];
+	return sum;
+}
+
+/* ------------------------------------------------------------------ */
+/* the table */
+
+static struct q_kernels kern;
+static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
+
+static void
+kern_build(void)
+{
+	struct q_kernels *k = &kern;
+#define K(TY, T) k->t[TY].vec_dot = dot_##T; k->t[TY].gemv = gemv_##T;
+	K(GGML_TYPE_F32, f32) K(GGML_TYPE_F16, f16) K(GGML_TYPE_BF16, bf16)
+	K(GGML_TYPE_Q4_0, q4_0) K(GGML_TYPE_Q4_1, q4_1) K(GGML_TYPE_Q5_0, q5_0) K(GGML_TYPE_Q5_1, q5_1)
+	K(GGML_TYPE_Q8_0, q8_0) K(GGML_TYPE_Q2_K, q2_K) K(GGML_TYPE_Q3_K, q3_K) K(GGML_TYPE_Q4_K, q4_K)
+	K(GGML_TYPE_Q5_K, q5_K) K(GGML_TYPE_Q6_K, q6_K) K(GGML_TYPE_IQ4_NL, iq4_nl) K(GGML_TYPE_IQ4_XS, iq4_xs)
+#undef K
+#define G(TY, T) k->t[TY].gemm = gemm_##T; k->t[TY].gemm_act = Q_ACT_Q8P; k->t[TY].gemm_min_nt = 4;
+	G(GGML_TYPE_Q4_0, q4_0) G(GGML_TYPE_Q4_1, q4_1) G(GGML_TYPE_Q5_0, q5_0) G(GGML_TYPE_Q5_1, q5_1)
+	G(GGML_TYPE_Q8_0, q8_0) G(GGML_TYPE_Q2_K, q2_K) G(GGML_TYPE_Q3_K, q3_K) G(GGML_TYPE_Q4_K, q4_K)
+	G(GGML_TYPE_Q5_K, q5_K) G(GGML_TYPE_Q6_K, q6_K) G(GGML_TYPE_IQ4_NL, iq4_nl) G(GGML_TYPE_IQ4_XS, iq4_xs)
+#undef G
+	/* From how many tokens the GEMM beats the GEMV (tests/bench/kbench,
+	 * 896 x 896 and 1024 x 1024, one thread): 4 for the 32-element block
+	 * types, 2 for the K-quants and IQ4_XS (their GEMV is a dot product per
+	 * token), 8 for F32 and 16 for F16 and BF16 (whose GEMM converts each
+	 * panel to float). */
+	for (int t = GGML_TYPE_F32; t <= GGML_TYPE_BF16; t++) {
+		if (t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16)
+			continue;
+		k->t[t].gemm = gemm_f;
+		k->t[t].gemm_act = Q_ACT_F32;
+		k->t[t].gemm_min_nt = t == GGML_TYPE_F32 ? 8 : 16;
+	}
+	k->t[GGML_TYPE_Q2_K].gemm_min_nt = k->t[GGML_TYPE_Q3_K].gemm_min_nt = k->t[GGML_TYPE_Q4_K].gemm_min_nt = 2;
+	k->t[GGML_TYPE_Q5_K].gemm_min_nt = k->t[GGML_TYPE_Q6_K].gemm_min_nt = k->t[GGML_TYPE_IQ4_XS].gemm_min_nt = 2;
+#ifdef QX_512
+	k->t[GGML_TYPE_F32].gemv = gemvf_f32;
+	k->t[GGML_TYPE_F16].gemv = gemvf_f16;
+	k->t[GGML_TYPE_BF16].gemv = gemvf_bf16;
+#define G8(TY, T) k->t[TY].gemv = gemv8_##T; k->t[TY].gemv_act = Q_ACT_Q8P;
+	G8(GGML_TYPE_Q4_0, q4_0) G8(GGML_TYPE_Q4_1, q4_1) G8(GGML_TYPE_Q5_0, q5_0) G8(GGML_TYPE_Q5_1, q5_1)
+#ifdef QX_VNNI
+	G8(GGML_TYPE_Q8_0, q8_0) G8(GGML_TYPE_IQ4_NL, iq4_nl)
+#endif
+#undef G8
+#endif
+#ifdef QX_BF16
+	k->t[GGML_TYPE_BF16].gemm = gemm_bf16;
+	k->t[GGML_TYPE_BF16].gemm_act = Q_ACT_BF16;
+	k->act_bf16 = bf16_act;
+#endif
+	k->t[GGML_TYPE_F16].to_float = f16_to_float;
+	k->t[GGML_TYPE_BF16].to_float = bf16_to_float;
+	k->t[GGML_TYPE_Q4_0].to_float = q4_0_to_float;
+	k->t[GGML_TYPE_Q8_0].to_float = q8_0_to_float;
+	k->act_q8_0 = q8_0_from_float;
+	k->act_q8_1 = q8_1_from_float;
+	k->act_q8_K = q8_K_from_float;
+	k->act_q8p = q8p_from_float;
+	k->name = QX_NAME;
+	k->gemm_scratch = gemm_scratch;
+	k->gemm_rows = 2 * VL;
+	k->vops.exp_sum = v_exp_sum;
+	k->vops.axpy = v_axpy;
+	k->vops.dot = v_dot;
+	k->vops.silu_mul = v_silu_mul;
+	k->vops.rmsnorm = v_rmsnorm;
+	k->peak_fma = peak_fma;
+	k->peak_i8 = peak_i8;
+	k->read_sum = read_sum;
+	q_kern_complete(k);
+}
+
+const struct q_kernels *
+QX_KERN(void)
+{
+	pthread_once(&kern_once, kern_build);
+	return &kern;
+}
+
+#endif

@@ -1,0 +1,120 @@
+/* kbench.c -- matrix-product kernels alone: the best of many short runs (robust on a busy machine). */
+/*
+ * usage: tests/bench/kbench TYPE D N NT [THREADS] [REPS]
+ * Times mm_matmul of a random D x N matrix of TYPE with NT activation rows
+ * on the tier NATTER_CPU chooses; prints the best time, GFLOP/s and the
+ * weight bytes per second.  KBENCH_BLAS=1 times the alternative instead:
+ * the rows dequantized by the tier into panels of 2 MiB, multiplied by
+ * single-threaded OpenBLAS sgemm (one thread).  A developer's tool, not part
+ * of make check.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cblas.h>
+
+#include "natter/quant.h"
+#include "llm/matmul.h"
+#include "llm/pool.h"
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int
+main(int argc, char **argv)
+{
+	enum ggml_type type = GGML_TYPE_COUNT;
+	int d, n, nt, threads = 1, reps = 50;
+	char err[256];
+
+	if (argc < 5) {
+		fprintf(stderr, "usage: kbench TYPE D N NT [THREADS] [REPS]\n");
+		return 2;
+	}
+	for (int t = 0; t < GGML_TYPE_COUNT; t++)
+		if (ggml_type_info_get(t)->name && strcasecmp(ggml_type_info_get(t)->name, argv[1]) == 0)
+			type = t;
+	d = atoi(argv[2]);
+	n = atoi(argv[3]);
+	nt = atoi(argv[4]);
+	if (argc > 5)
+		threads = atoi(argv[5]);
+	if (argc > 6)
+		reps = atoi(argv[6]);
+	if (type == GGML_TYPE_COUNT || !q_traits_get(type)->supported || !q_traits_get(type)->from_float ||
+	    d < 1 || n < 1 || nt < 1) {
+		fprintf(stderr, "kbench: bad arguments\n");
+		return 2;
+	}
+	if (q_cpu_init(err, sizeof(err)) < 0) {
+		fprintf(stderr, "kbench: %s\n", err);
+		return 2;
+	}
+	size_t rb = q_row_size(type, n);
+	uint8_t *w = malloc(rb * d);
+	float *row = malloc(n * sizeof(float)), *x = malloc((size_t)nt * n * sizeof(float));
+	float *out = malloc((size_t)nt * d * sizeof(float));
+	uint64_t s = 88172645463325252ull;
+	for (int r = 0; r < d; r++) {
+		for (int i = 0; i < n; i++) {
+			s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+			row[i] = (float)((int)(s % 2001) - 1000) / 1000.0f;
+		}
+		q_traits_get(type)->from_float(row, w + rb * r, n);
+	}
+	for (size_t i = 0; i < (size_t)nt * n; i++) {
+		s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+		x[i] = (float)((int)(s % 2001) - 1000) / 1000.0f;
+	}
+	struct pool *p = pool_new(threads);
+	struct mm_scratch sc;
+	struct ltensor lt = { w, type, n, d, 1, rb, rb * d };
+	if (!p || mm_scratch_init(&sc, nt, n, pool_size(p)) < 0) {
+		fprintf(stderr, "kbench: out of memory\n");
+		return 1;
+	}
+	double best = 1e9;
+	const char *blas = getenv("KBENCH_BLAS");
+	int per = (int)((2u << 20) / (n * sizeof(float)));
+	float *panel = malloc((size_t)per * n * sizeof(float));
+	openblas_set_num_threads(1);
+	for (int r = 0; r < reps; r++) {
+		double t0 = now_s();
+		if (blas && *blas == '1') {
+			q_to_float_fn tf = q_traits_get(type)->to_float_fast;
+			for (int r0 = 0; r0 < d; r0 += per) {
+				int rows = d - r0 < per ? d - r0 : per;
+				for (int k = 0; k < rows; k++)
+					tf(w + rb * (r0 + k), panel + (size_t)k * n, n);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, rows, n, 1.0f, x, n, panel, n, 0.0f,
+				    out + r0, d);
+			}
+		} else {
+			mm_matmul(p, &sc, out, d, x, n, &lt, nt);
+		}
+		double dt = now_s() - t0;
+		if (dt < best)
+			best = dt;
+	}
+	free(panel);
+	printf("%s%-6s %-10s d %5d n %5d nt %4d t %d: %8.3f ms %7.1f GFLOP/s %6.1f GB/s weights\n",
+	    blas && *blas == '1' ? "BLAS " : "", ggml_type_info_get(type)->name, q_cpu_features(), d, n, nt, pool_size(p), best * 1e3,
+	    2.0 * d * n * nt / best / 1e9, rb * d / best / 1e9);
+	mm_scratch_free(&sc);
+	pool_free(p);
+	free(w);
+	free(row);
+	free(x);
+	free(out);
+	return 0;
+}

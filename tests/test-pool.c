@@ -1,0 +1,232 @@
+/* test-pool.c -- the kernels' thread pool: every task once, per-worker exclusion, progress beside busy threads, idle workers asleep. */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "llm/pool.h"
+#include "test.h"
+
+enum { MAX_TASKS = 300 };
+
+struct job {
+	atomic_int runs[MAX_TASKS];
+	atomic_int busy[64];      /* per worker: inside a task */
+	atomic_int overlap;       /* a worker id used by two calls at once */
+	atomic_int by_caller;
+	int spin;                 /* work per task */
+	volatile unsigned sink;
+};
+
+static void
+task_fn(void *arg, int task, int worker)
+{
+	struct job *j = arg;
+	if (atomic_fetch_add(&j->busy[worker], 1) != 0)
+		atomic_fetch_add(&j->overlap, 1);
+	atomic_fetch_add(&j->runs[task], 1);
+	if (worker == 0)
+		atomic_fetch_add(&j->by_caller, 1);
+	unsigned s = (unsigned)task;
+	for (int i = 0; i < j->spin; i++)
+		s = s * 1664525u + 1013904223u;
+	j->sink = s;
+	atomic_fetch_sub(&j->busy[worker], 1);
+}
+
+static void
+ith_fn(void *arg, int ith, int nth)
+{
+	struct job *j = arg;
+	atomic_fetch_add(&j->runs[ith], 1);
+	if (nth > MAX_TASKS)
+		atomic_fetch_add(&j->overlap, 1);
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+struct control {
+	atomic_int stop;
+	volatile unsigned long count;
+};
+
+static void *
+control_main(void *arg)
+{
+	struct control *c = arg;
+	while (!atomic_load(&c->stop))
+		c->count++;
+	return NULL;
+}
+
+/*
+ * CPU seconds the workers of P use over 0.3 s without jobs, and (in
+ * *CONTROL) those of a thread that busy-loops over the same window: a
+ * worker that never slept would get about as much as the control, on a
+ * quiet machine or a busy one.
+ */
+static double
+idle_cpu(struct pool *p, double *control)
+{
+	struct control c = { 0, 0 };
+	pthread_t th;
+	clockid_t cid;
+	struct timespec ts = { 0, 300000000L }, c0 = { 0, 0 }, c1 = { 0, 0 };
+	double before = 0, after = 0;
+	int started = pthread_create(&th, NULL, control_main, &c) == 0;
+
+	for (int i = 1; i < pool_size(p); i++)
+		before += pool_worker_cpu_seconds(p, i);
+	if (started && pthread_getcpuclockid(th, &cid) == 0)
+		clock_gettime(cid, &c0);
+	/* The observation window (not a wait for another thread's state). */
+	while (nanosleep(&ts, &ts) != 0)
+		;
+	if (started && pthread_getcpuclockid(th, &cid) == 0)
+		clock_gettime(cid, &c1);
+	for (int i = 1; i < pool_size(p); i++)
+		after += pool_worker_cpu_seconds(p, i);
+	atomic_store(&c.stop, 1);
+	if (started)
+		pthread_join(th, NULL);
+	*control = (c1.tv_sec - c0.tv_sec) + (c1.tv_nsec - c0.tv_nsec) * 1e-9;
+	return after - before;
+}
+
+/* Runs jobs FIRST .. FIRST + JOBS - 1 (their task counts vary with the
+ * number); every task must run exactly once. */
+static int
+run_jobs(struct pool *p, struct job *j, int first, int jobs, int spin)
+{
+	int bad = 0;
+	j->spin = spin;
+	for (int k = first; k < first + jobs; k++) {
+		int n = 1 + (k * 37) % MAX_TASKS;
+		for (int i = 0; i < n; i++)
+			atomic_store(&j->runs[i], 0);
+		pool_run_tasks(p, task_fn, j, n);
+		for (int i = 0; i < n; i++)
+			bad += atomic_load(&j->runs[i]) != 1;
+	}
+	return bad;
+}
+
+struct competitor {
+	atomic_int *stop;
+	volatile unsigned long count;
+};
+
+static void *
+competitor_main(void *arg)
+{
+	struct competitor *c = arg;
+	while (!atomic_load(c->stop))
+		c->count++;
+	return NULL;
+}
+
+int
+main(void)
+{
+	int cpus = pool_cpus_available();
+	int n = cpus < 2 ? 2 : cpus;
+	struct job *j = calloc(1, sizeof(*j));
+	struct pool *p;
+
+	printf("%d CPUs available\n", cpus);
+	CHECK(j != NULL, "memory");
+	if (!j)
+		return test_done("test-pool");
+
+	/* More threads than CPUs are clamped. */
+	p = pool_new(cpus + 3);
+	CHECK(p && pool_size(p) == cpus, "pool_new(%d) has %d threads, not %d", cpus + 3, p ? pool_size(p) : 0, cpus);
+	pool_free(p);
+	pool_free(NULL);
+
+	p = pool_new(n);
+	CHECK(p != NULL, "pool_new");
+	if (!p)
+		return test_done("test-pool");
+	n = pool_size(p);
+
+	/* Every task exactly once, no worker id in two calls at once. */
+	int bad = run_jobs(p, j, 0, 2000, 200);
+	CHECK(bad == 0, "%d tasks did not run exactly once", bad);
+	CHECK(atomic_load(&j->overlap) == 0, "a worker id ran two tasks at once (%d)", atomic_load(&j->overlap));
+	printf("2000 jobs of 1..%d tasks on %d threads: every task once; the caller ran %d of them\n", MAX_TASKS, n,
+	    atomic_load(&j->by_caller));
+
+	/* pool_run: each ith once, nth the pool size. */
+	bad = 0;
+	for (int k = 0; k < 500; k++) {
+		for (int i = 0; i < n; i++)
+			atomic_store(&j->runs[i], 0);
+		pool_run(p, ith_fn, j);
+		for (int i = 0; i < n; i++)
+			bad += atomic_load(&j->runs[i]) != 1;
+	}
+	CHECK(bad == 0, "pool_run: %d calls missing or repeated", bad);
+
+	/* Idle workers sleep: over 0.3 s without jobs they use a small fraction
+	 * of the CPU a busy-looping thread gets in the same time. */
+	if (n > 1) {
+		double control, used = idle_cpu(p, &control);
+		printf("idle workers used %.2f ms of CPU in 300 ms (a busy loop: %.0f ms)\n", used * 1e3, control * 1e3);
+		CHECK(used < 0.05 * control * (n - 1) + 0.002, "idle workers used %.1f ms of CPU, a busy loop %.1f ms",
+		    used * 1e3, control * 1e3);
+	}
+
+	/* Beside threads that keep every CPU busy, jobs still finish (a worker
+	 * the OS does not schedule gets no task), every task once; afterwards
+	 * the workers go back to sleep. */
+	{
+		atomic_int stop = 0;
+		struct competitor comp[64];
+		pthread_t th[64];
+		int nc = cpus > 64 ? 64 : cpus, started = 0;
+		double t0 = now_s();
+		for (int i = 0; i < nc; i++) {
+			comp[i].stop = &stop;
+			comp[i].count = 0;
+			if (pthread_create(&th[i], NULL, competitor_main, &comp[i]) == 0)
+				started++;
+		}
+		int jobs = 0;
+		bad = 0;
+		/* As many jobs as fit in about a second; at least 20. */
+		while (jobs < 20 || (now_s() - t0 < 1.0 && jobs < 2000)) {
+			bad += run_jobs(p, j, jobs, 1, 2000);
+			jobs++;
+		}
+		atomic_store(&stop, 1);
+		for (int i = 0; i < started; i++)
+			pthread_join(th[i], NULL);
+		printf("beside %d busy threads: %d jobs finished in %.2f s\n", started, jobs, now_s() - t0);
+		CHECK(bad == 0 && atomic_load(&j->overlap) == 0, "beside busy threads: %d tasks wrong", bad);
+		if (n > 1) {
+			double control, used = idle_cpu(p, &control);
+			CHECK(used < 0.05 * control * (n - 1) + 0.002,
+			    "after the busy phase idle workers used %.1f ms of CPU, a busy loop %.1f ms", used * 1e3,
+			    control * 1e3);
+		}
+	}
+
+	/* Jobs of one task and jobs with more tasks than allowed run on the caller. */
+	atomic_store(&j->by_caller, 0);
+	for (int i = 0; i < 1; i++)
+		atomic_store(&j->runs[i], 0);
+	pool_run_tasks(p, task_fn, j, 1);
+	CHECK(atomic_load(&j->runs[0]) == 1 && atomic_load(&j->by_caller) == 1, "a job of one task runs on the caller");
+
+	pool_free(p);
+	free(j);
+	return test_done("test-pool");
+}

@@ -1,0 +1,54 @@
+#!/bin/sh
+# test-tiers.sh -- test-golden and test-quant's mm_matmul checks once per kernel tier this CPU
+# has (forced with NATTER_CPU), and NATTER_CPU's refusals.
+: "${NATTER_BIN:=./natter}"
+dir=$(cd "$(dirname "$0")" && pwd)
+tests_dir=${NATTER_TESTS_DIR:-$(dirname "$NATTER_BIN")/tests}
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# The tiers natter info --cpu calls available (the scalar one always is).
+"$NATTER_BIN" info --cpu > "$tmp/cpu" 2>&1 || bad "natter info --cpu failed: $(cat "$tmp/cpu")"
+tiers=$(awk '$NF == "available" { print $1 }' "$tmp/cpu")
+missing=$(awk '$NF == "built)" { print $1 }' "$tmp/cpu")
+echo "tiers available: $(echo $tiers)"
+echo "$tiers" | grep -qx scalar && ok || bad "the scalar tier is not listed as available"
+
+for t in $tiers; do
+	NATTER_CPU=$t "$NATTER_BIN" info --cpu > "$tmp/out" 2>&1 || bad "NATTER_CPU=$t refused"
+	grep -qx "chosen: *$t" "$tmp/out" && ok || bad "NATTER_CPU=$t: $(grep chosen "$tmp/out")"
+	NATTER_CPU=$t "$tests_dir/test-golden" > "$tmp/golden" 2>&1
+	rc=$?
+	if [ $rc -eq 77 ]; then
+		echo "SKIP: test-golden has no fixtures"
+	elif [ $rc -eq 0 ] && grep -q "(kernels: $t)" "$tmp/golden"; then
+		ok
+		echo "$t: $(tail -n 2 "$tmp/golden" | tr '\n' ' ')"
+	else
+		bad "test-golden under NATTER_CPU=$t (status $rc): $(grep -E 'FAIL|kernels' "$tmp/golden" | head -n 5)"
+	fi
+	NATTER_CPU=$t TEST_QUANT_MATMUL_ONLY=1 "$tests_dir/test-quant" > "$tmp/quant" 2>&1
+	rc=$?
+	if [ $rc -eq 0 ] && grep -q "^mm_matmul on $t," "$tmp/quant"; then
+		ok
+		echo "$t: $(grep '^mm_matmul' "$tmp/quant")"
+	else
+		bad "test-quant under NATTER_CPU=$t (status $rc): $(grep FAIL "$tmp/quant" | head -n 5)"
+	fi
+done
+
+# A tier that is not one, and one this CPU lacks: refused, status 2, a message.
+NATTER_CPU=frobnicate "$NATTER_BIN" info --cpu > /dev/null 2> "$tmp/err"
+[ $? -eq 2 ] && grep -q "NATTER_CPU=frobnicate is not a CPU tier" "$tmp/err" && ok || bad "unknown tier: $(cat "$tmp/err")"
+for t in $missing; do
+	NATTER_CPU=$t "$NATTER_BIN" info --cpu > /dev/null 2> "$tmp/err"
+	[ $? -eq 2 ] && grep -q "NATTER_CPU=$t: this CPU lacks" "$tmp/err" && ok || bad "missing tier $t: $(cat "$tmp/err")"
+	NATTER_CPU=$t "$NATTER_BIN" eval -m /nonexistent --tokens 1 --logits-out "$tmp/x" > /dev/null 2> "$tmp/err"
+	[ $? -eq 2 ] && grep -q "this CPU lacks" "$tmp/err" && ok || bad "eval with missing tier $t: $(cat "$tmp/err")"
+done
+
+echo "test-tiers: $pass passed, $fail failed"
+[ $fail -eq 0 ]

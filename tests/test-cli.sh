@@ -123,10 +123,10 @@ if "$NATTER_BIN" mkmodel --preset qwen3.5-0.8b --type Q8_0 --layers 4 -o "$tmp/h
 	    grep -Eq "base 1e\+07" "$tmp/h.info" && grep -Eq "feed-forward +SiLU gate, n_ff 3584" "$tmp/h.info" &&
 	    grep -Eq "embeddings +tied" "$tmp/h.info" && grep -q "151936 tokens" "$tmp/h.info" && ok ||
 	    bad "mkmodel qwen3.5-0.8b: $(cat "$tmp/h.info")"
-	"$NATTER_BIN" bench -m "$tmp/h.gguf" -p 8 -n 2 -d 24 -r 2 -t 1 > "$tmp/h.bench"
+	"$NATTER_BIN" bench -m "$tmp/h.gguf" -p 8 -n 2 -d 24,0 -r 2 -t 1 > "$tmp/h.bench"
 	check "bench --depth status" 0 $?
-	grep -Eq "^\| pp8 @ d24 +\| +[0-9.]+ ± " "$tmp/h.bench" && grep -Eq "^\| tg2 @ d24 +\| +[0-9.]+ ± " "$tmp/h.bench" &&
-	    ok || bad "bench --depth rows: $(cat "$tmp/h.bench")"
+	grep "@ d" "$tmp/h.bench" | cut -d'|' -f2 | tr -s ' ' | tr '\n' , | grep -q "^ pp8 @ d0 , tg2 @ d0 , pp8 @ d24 , tg2 @ d24 ,$" &&
+	    grep -Eq "^\| tg2 @ d24 +\| +[0-9.]+ ± " "$tmp/h.bench" && ok || bad "bench --depth rows: $(cat "$tmp/h.bench")"
 	"$NATTER_BIN" bench -m "$tmp/h.gguf" -p 0 -n 2 -d 24 -r 1 -t 1 --json | grep -q '"n_depth":24' && ok ||
 	    bad "bench --depth --json has no n_depth"
 	rm -f "$tmp/h.gguf"

@@ -813,6 +813,133 @@ out:
 	llm_model_free(m);
 }
 
+/* --- context overflow: back to a checkpoint or to 0, never a shift --- */
+
+static void
+count_drop(void *ctx, const char *msg)
+{
+	if (strstr(msg, "dropped"))
+		++*(int *)ctx;
+}
+
+/*
+ * A chat in a context of 200 positions on tiny-qwen35-f32: from the fifth
+ * turn or so each prompt leaves out the oldest turns.  Such a prompt
+ * shares only its first tokens with the cache, and no checkpoint lies
+ * that early, so the session goes back to 0 and evaluates the whole
+ * prompt -- a KV cache could shift, a recurrent state cannot.  Every
+ * generation reuses what the mirror of the checkpoints says, never more
+ * than the common prefix, and its logits equal a fresh evaluation's.
+ * Then, below chat: an evaluation that would overflow the context is
+ * refused and leaves the state as it was.
+ */
+static void
+test_overflow(void)
+{
+	const char *dir = test_fixtures();
+	char path[4096], err[512];
+	struct llm_model *m = NULL;
+	struct llm_ctx *x = NULL, *f = NULL;
+	struct chat *c = NULL;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct mirror mi;
+	int32_t prev[256], toks[80];
+	int n_prev = 0, prev_used = 0, extends = 0, drops = 0, drop_turns = 0, from0 = 0;
+	double kl, d;
+	float *a = NULL, *b = NULL;
+	int nv;
+
+	if (!dir) {
+		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/models/tiny-qwen35-f32.gguf", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	memset(&mi, 0, sizeof(mi));
+	for (int i = 0; i < LLM_CHECKPOINT_SLOTS; i++)
+		mi.pos[i] = -1;
+	chat_opts_default(&o);
+	o.max_tokens = 8;
+	o.sp.seed = 11;
+	o.n_ctx = 200;
+	o.n_threads = 2;
+	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
+	if (!c)
+		goto llm;
+	chat_set_notice(c, count_drop, &drops);
+	printf("turn  prompt  new  reused  common  dropped messages\n");
+	for (int i = 0; i < 10; i++) {
+		struct acc ac = { { 0 }, 0 };
+		char msg[64];
+		const int32_t *ids;
+		const char *content;
+		int n, p, expect, before = drops;
+
+		snprintf(msg, sizeof(msg), "Tell me about the number %d, please.", i);
+		chat_add_user(c, msg, strlen(msg));
+		if (chat_generate(c, acc_piece, &ac, &st, err, sizeof(err)) < 0) {
+			CHECK(0, "turn %d: %s", i, err);
+			break;
+		}
+		ids = chat_prompt_tokens(c, &n);
+		p = extends && drops == before ? prev_used : lcp(prev, n_prev, ids, n);
+		if (p == n)
+			p--;
+		expect = mirror_truncate(&mi, p);
+		CHECK(st.n_reused == expect && st.n_reused <= p && st.n_prompt == n - st.n_reused,
+		    "turn %d: %d reused, %d new of %d; want %d reused (common prefix %d)", i, st.n_reused, st.n_prompt,
+		    n, expect, p);
+		if (drops > before) {
+			drop_turns++;
+			from0 += st.n_reused == 0;
+		}
+		mirror_checkpoint(&mi, n - 1);
+		mi.n_past = st.n_ctx_used;
+		mirror_checkpoint(&mi, st.n_ctx_used);
+		fresh_compare(m, c, &kl, &d);
+		CHECK(kl < 1e-6 && d < 1e-3, "turn %d: logits against a fresh evaluation: KL %g, max |d| %g", i, kl, d);
+		content = chat_message_content(c, chat_n_messages(c) - 1);
+		extends = ac.n == strlen(content) && memcmp(ac.buf, content, ac.n) == 0 &&
+		    st.n_ctx_used == st.prompt_tokens + st.n_gen;
+		printf("%4d  %6d  %3d  %6d  %6d  %d\n", i, n, st.n_prompt, st.n_reused, p, chat_prompt_dropped(c));
+		n_prev = n < 256 ? n : 256;
+		memcpy(prev, ids, (size_t)n_prev * sizeof(int32_t));
+		prev_used = st.n_ctx_used;
+	}
+	CHECK(drop_turns >= 3 && from0 >= 1, "the context overflowed on %d turns (%d evaluated from 0)", drop_turns,
+	    from0);
+
+llm:
+	/* An evaluation past the context is refused and changes nothing. */
+	nv = llm_model_hparams(m)->n_vocab;
+	make_tokens(toks, 80, 3);
+	a = malloc((size_t)nv * sizeof(float));
+	b = malloc((size_t)nv * sizeof(float));
+	x = llm_ctx_new(m, 64, 64, 1, err, sizeof(err));
+	f = llm_ctx_new(m, 64, 64, 1, err, sizeof(err));
+	if (x && f && a && b) {
+		CHECK(llm_eval(x, toks, 60, NULL, 0, err, sizeof(err)) == 0, "60 tokens: %s", err);
+		err[0] = 0;
+		CHECK(llm_eval(x, toks + 60, 10, NULL, 0, err, sizeof(err)) < 0 && err[0] && llm_ctx_n_past(x) == 60,
+		    "10 more in a context of 64 refused (%s), n_past %d", err, llm_ctx_n_past(x));
+		CHECK(llm_eval(x, toks + 60, 4, a, 0, err, sizeof(err)) == 0 && llm_eval(f, toks, 64, b, 0, err,
+		    sizeof(err)) == 0 && max_diff(a, b, (size_t)nv) < 1e-4, "after the refusal the state is as it was "
+		    "(max |d| %g)", max_diff(a, b, (size_t)nv));
+	} else {
+		CHECK(0, "sessions: %s", err);
+	}
+	free(a);
+	free(b);
+	llm_ctx_free(x);
+	llm_ctx_free(f);
+	chat_free(c);
+	llm_model_free(m);
+}
+
 int
 main(void)
 {
@@ -824,6 +951,7 @@ main(void)
 	test_checkpoints();
 	test_abort();
 	test_chat();
+	test_overflow();
 	rmdir(tmpdir);
 	return test_done("test-hybrid");
 }

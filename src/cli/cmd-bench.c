@@ -135,15 +135,18 @@ cmd_bench(int argc, char **argv)
 	enum { MAX_LIST = 8 };
 	const char *path = NULL;
 	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
-	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1, depth = 0, n_toks;
-	/* The tests: prompt sizes, then generation lengths (zeros skipped). */
-	int tests[2 * MAX_LIST][2], n_tests = 0;
+	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1, n_toks;
+	/* Depths of context, ascending; the deepest. */
+	int dl[MAX_LIST] = { 0 }, ndl = 1, depth = 0;
+	/* The tests: at each depth, prompt sizes, then generation lengths
+	 * (zeros skipped); {n_prompt, n_gen, depth}. */
+	int tests[2 * MAX_LIST * MAX_LIST][3], n_tests = 0;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
 	int32_t *toks = NULL;
 	float *logits = NULL;
 	char err[512];
-	double t_load, samples[2 * MAX_LIST][64];
+	double t_load, samples[2 * MAX_LIST * MAX_LIST][64];
 	uint64_t n_params = 0;
 
 	optind = 1;
@@ -164,11 +167,16 @@ cmd_bench(int argc, char **argv)
 			break;
 		case 't': threads = atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
-		case 'd': depth = atoi(optarg); break;
+		case 'd':
+			if ((ndl = parse_list(optarg, dl, MAX_LIST)) < 0) {
+				cli_error("bench: -d takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
+				return 2;
+			}
+			break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
 		case 'h':
-			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-d 0] [-t N] [-r 3] [--json] [--sys]\n"
+			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-d 0[,4000...]] [-t N] [-r 3] [--json] [--sys]\n"
 			    "  -d N   measure every test after N tokens of context (evaluated once, untimed)\n"
 			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
 			    "         kernel tier in use) and show each test as a share of the bound they set\n"
@@ -186,25 +194,33 @@ cmd_bench(int argc, char **argv)
 		cli_error("bench: -r must be 1..64");
 		return 2;
 	}
-	if (depth < 0 || depth > 1 << 20) {
-		cli_error("bench: -d must be 0..1048576");
-		return 2;
-	}
-	for (int i = 0; i < npl; i++) {
-		if (pl[i] > 0) {
-			tests[n_tests][0] = pl[i];
-			tests[n_tests++][1] = 0;
+	/* Depths ascending: each context extends the one before. */
+	for (int i = 1; i < ndl; i++)
+		for (int j = i; j > 0 && dl[j - 1] > dl[j]; j--) {
+			int t = dl[j];
+			dl[j] = dl[j - 1];
+			dl[j - 1] = t;
 		}
+	depth = dl[ndl - 1];
+	for (int i = 0; i < npl; i++)
 		if (pl[i] > n_prompt)
 			n_prompt = pl[i];
-	}
-	for (int i = 0; i < ngl; i++) {
-		if (gl[i] > 0) {
-			tests[n_tests][0] = 0;
-			tests[n_tests++][1] = gl[i];
-		}
+	for (int i = 0; i < ngl; i++)
 		if (gl[i] > n_gen)
 			n_gen = gl[i];
+	for (int d = 0; d < ndl; d++) {
+		for (int i = 0; i < npl; i++)
+			if (pl[i] > 0) {
+				tests[n_tests][0] = pl[i];
+				tests[n_tests][1] = 0;
+				tests[n_tests++][2] = dl[d];
+			}
+		for (int i = 0; i < ngl; i++)
+			if (gl[i] > 0) {
+				tests[n_tests][0] = 0;
+				tests[n_tests][1] = gl[i];
+				tests[n_tests++][2] = dl[d];
+			}
 	}
 	if (q_cpu_init(err, sizeof(err)) < 0) {
 		cli_error("bench: %s", err);
@@ -225,8 +241,9 @@ cmd_bench(int argc, char **argv)
 			cli_error("%s", err);
 			goto out;
 		}
-		/* Every test starts from DEPTH; the context is evaluated in
-		 * batches of the largest prompt (256 when there is none). */
+		/* Room for the deepest context and the longest test after it;
+		 * the context is evaluated in batches of the largest prompt (256
+		 * when there is none). */
 		ctx = llm_ctx_new(m, depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1,
 		    n_prompt > 0 ? n_prompt : depth > 0 ? 256 : 1, threads, err, sizeof(err));
 		if (!ctx) {
@@ -259,34 +276,38 @@ cmd_bench(int argc, char **argv)
 			cli_error("bench: %s", err);
 			goto out;
 		}
-		/* The context every test starts from: DEPTH tokens evaluated
-		 * once, then a checkpoint (a hybrid's recurrent states; a KV
-		 * cache goes back by itself), so that each test goes back there
-		 * instead of evaluating it again. */
-		if (depth > 0) {
-			llm_ctx_truncate(ctx, 0);
-			if (llm_eval(ctx, toks, depth, NULL, 0, err, sizeof(err)) < 0) {
-				cli_error("bench: %s", err);
-				goto out;
-			}
-			llm_ctx_checkpoint(ctx, depth);
-		}
+		/*
+		 * Every test reads TOKS from 0, so the cache always holds a
+		 * prefix of it.  At the first test of a depth, the context is
+		 * evaluated (untimed) from what the cache keeps, then a
+		 * checkpoint taken there (a hybrid's recurrent states; a KV cache
+		 * goes back by itself), so that each repetition goes back to it
+		 * instead of evaluating it again.
+		 */
 		for (int k = 0; k < n_tests; k++) {
-			int np = tests[k][0], ng = tests[k][1];
+			int np = tests[k][0], ng = tests[k][1], dp = tests[k][2];
+			if (k == 0 || dp != tests[k - 1][2]) {
+				int kept = llm_ctx_truncate(ctx, dp);
+				if (kept < dp && llm_eval(ctx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
+					cli_error("bench: %s", err);
+					goto out;
+				}
+				llm_ctx_checkpoint(ctx, dp);
+			}
 			for (int r = 0; r < reps; r++) {
-				int kept = llm_ctx_truncate(ctx, depth);
+				int kept = llm_ctx_truncate(ctx, dp);
 				/* A ring that cannot go back that far: evaluate again. */
-				if (kept < depth && llm_eval(ctx, toks + kept, depth - kept, NULL, 0, err, sizeof(err)) < 0) {
+				if (kept < dp && llm_eval(ctx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
 					cli_error("bench: %s", err);
 					goto out;
 				}
 				double t0 = cli_now();
-				if (np > 0 && llm_eval(ctx, toks + depth, np, logits, 0, err, sizeof(err)) < 0) {
+				if (np > 0 && llm_eval(ctx, toks + dp, np, logits, 0, err, sizeof(err)) < 0) {
 					cli_error("bench: %s", err);
 					goto out;
 				}
 				for (int i = 0; i < ng; i++) {
-					if (llm_eval(ctx, &toks[depth + i], 1, logits, 0, err, sizeof(err)) < 0) {
+					if (llm_eval(ctx, &toks[dp + i], 1, logits, 0, err, sizeof(err)) < 0) {
 						cli_error("bench: %s", err);
 						goto out;
 					}
@@ -319,10 +340,10 @@ cmd_bench(int argc, char **argv)
 			    sys ? " --------- | -----" : "");
 		}
 		for (int k = 0; k < n_tests; k++) {
-			int np = tests[k][0], ng = tests[k][1];
+			int np = tests[k][0], ng = tests[k][1], d = tests[k][2];
 			double mean, sd, bound;
 			mean_sd(samples[k], reps, &mean, &sd);
-			bound = sys ? roof_bound(llm_model_gguf(m), llm_model_hparams(m), &roof, np, ng, depth) : 0;
+			bound = sys ? roof_bound(llm_model_gguf(m), llm_model_hparams(m), &roof, np, ng, d) : 0;
 			if (json) {
 				cJSON *o = cJSON_CreateObject();
 				cJSON *arr = cJSON_CreateArray();
@@ -335,7 +356,7 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "n_threads", threads);
 				cJSON_AddNumberToObject(o, "n_prompt", np);
 				cJSON_AddNumberToObject(o, "n_gen", ng);
-				cJSON_AddNumberToObject(o, "n_depth", depth);
+				cJSON_AddNumberToObject(o, "n_depth", d);
 				mns = (np + ng) / mean * 1e9;
 				sdns = mean > 0 ? mns * sd / mean : 0;
 				cJSON_AddNumberToObject(o, "avg_ns", mns);
@@ -365,7 +386,7 @@ cmd_bench(int argc, char **argv)
 				char test[48];
 				int tl = snprintf(test, sizeof(test), np > 0 ? "pp%d" : "tg%d", np > 0 ? np : ng);
 				if (depth > 0)
-					snprintf(test + tl, sizeof(test) - tl, " @ d%d", depth);
+					snprintf(test + tl, sizeof(test) - tl, " @ d%d", d);
 				printf("| %-*s | %7.2f ± %4.2f |", depth ? 16 : 8, test, mean, sd);
 				if (bound > 0)
 					printf(" %9.1f | %4.0f%%", bound, 100 * mean / bound);

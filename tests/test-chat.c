@@ -3,6 +3,7 @@
 
 #include <math.h>
 
+#include "natter/chat-engine.h"
 #include "natter/chat.h"
 #include "natter/think.h"
 #include "natter/llm.h"
@@ -562,6 +563,160 @@ test_stops(const char *path)
 	llm_model_free(m);
 }
 
+/* --- the engine interface, over a scripted engine: what the session does
+ * on its own (stop strings across pieces, the window, notices, cancel)
+ * does not depend on the in-process engine. --- */
+
+struct fake {
+	int capacity;              /* turns that fit (the system prompt counts) */
+	int n_prepared;            /* turns of the last prepare */
+	char prompt[256];          /* "role:content|..." of the last run */
+	char pend[256];
+	const char *const *pieces; /* what each run produces */
+	int sent_top_k;
+	int runs, freed;
+	int cancel_after;          /* stops itself after this many pieces when the session is cancelled */
+};
+
+static int
+fake_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int think, char *err, size_t errlen)
+{
+	struct fake *f = e;
+	size_t k = 0;
+	(void)max_tokens;
+	(void)think;
+	f->n_prepared = n;
+	f->pend[0] = 0;
+	for (int i = 0; i < n; i++)
+		k += (size_t)snprintf(f->pend + k, k < sizeof(f->pend) ? sizeof(f->pend) - k : 0, "%s:%s|", t[i].role,
+		    t[i].content);
+	if (n <= f->capacity)
+		return CHAT_FIT_OK;
+	snprintf(err, errlen, "fake: %d turns do not fit in %d", n, f->capacity);
+	return CHAT_FIT_NO;
+}
+
+static int
+fake_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t errlen)
+{
+	struct fake *f = e;
+	(void)err;
+	(void)errlen;
+	snprintf(f->prompt, sizeof(f->prompt), "%s", f->pend);
+	f->runs++;
+	st->stop = CHAT_STOP_EOG;
+	for (int i = 0; f->pieces[i]; i++) {
+		if (chat_run_cancelled(r)) {
+			st->stop = CHAT_STOP_CANCEL;
+			break;
+		}
+		st->n_gen++;
+		if (chat_run_piece(r, f->pieces[i], strlen(f->pieces[i])) == CHAT_RUN_STOP) {
+			st->stop = CHAT_STOP_STRING;
+			break;
+		}
+	}
+	return 0;
+}
+
+static void fake_free(void *e) { ((struct fake *)e)->freed++; }
+static void fake_info(void *e, struct chat_engine_info *i) { (void)e; i->kind = "fake"; i->template_name = "none"; }
+static const char *fake_prompt_text(void *e, size_t *len) { *len = strlen(((struct fake *)e)->prompt); return ((struct fake *)e)->prompt; }
+static char *fake_render(void *e, const struct chat_turn *t, int n, int think, char *err, size_t errlen)
+{
+	(void)e; (void)t; (void)think; (void)err; (void)errlen;
+	return n > 0 ? strdup(t[n - 1].content) : strdup("");
+}
+static int fake_zero(void *e) { (void)e; return 0; }
+static int fake_param_sent(void *e, const char *name) { return strcmp(name, "top_k") || ((struct fake *)e)->sent_top_k; }
+
+static const struct chat_engine_ops fake_ops = {
+	.kind = "fake", .prepare = fake_prepare, .run = fake_run, .free = fake_free, .info = fake_info,
+	.prompt_text = fake_prompt_text, .render = fake_render, .ctx_used = fake_zero, .ctx_size = fake_zero,
+	.param_sent = fake_param_sent,
+};
+
+struct collect {
+	char text[256];
+	int calls;
+};
+
+static int
+collect_piece(void *ctx, const char *p, size_t n)
+{
+	struct collect *c = ctx;
+	size_t l = strlen(c->text);
+	snprintf(c->text + l, sizeof(c->text) - l, "%.*s", (int)n, p);
+	c->calls++;
+	return 0;
+}
+
+static int n_notices;
+static void count_notice(void *ctx, const char *msg) { (void)ctx; (void)msg; n_notices++; }
+
+static void
+test_engine_interface(void)
+{
+	static const char *const script[] = { "Hel", "lo S", "TO", "P never shown", NULL };
+	static const char *const plain[] = { "a", "b", NULL };
+	struct fake f = { 3, 0, "", "", script, 0, 0, 0, 0 };
+	struct chat_opts o;
+	struct chat_engine_info info;
+	struct chat_stats st;
+	struct collect got = { "", 0 };
+	struct chat *c;
+	char err[256];
+	size_t len;
+
+	chat_opts_default(&o);
+	o.system_prompt = "Be brief.";
+	o.stop[0] = "STOP";
+	CHECK(chat_new_engine(&fake_ops, &f, &o, &c, err, sizeof(err)) == 0, "chat_new_engine: %s", err);
+	chat_engine_info(c, &info);
+	CHECK(!strcmp(info.kind, "fake") && !strcmp(chat_template_name(c), "none") && !chat_template_source(c),
+	    "the engine describes itself");
+	CHECK(chat_ctx_size(c) == 0 && chat_param_sent(c, "top_k") == 0 && chat_param_sent(c, "temp") == 1,
+	    "unknown context, a parameter not sent");
+	chat_add_user(c, "hi", 2);
+	CHECK(chat_generate(c, collect_piece, &got, &st, err, sizeof(err)) == 0, "generate: %s", err);
+	/* The stop string spans three pieces: what precedes it is shown, it is not. */
+	CHECK(!strcmp(got.text, "Hello ") && !strcmp(chat_message_content(c, 1), "Hello ") &&
+	    st.stop == CHAT_STOP_STRING, "stop string across pieces: [%s] [%s] %s", got.text,
+	    chat_message_content(c, 1), chat_stop_name(st.stop));
+	CHECK(!strcmp(chat_prompt_text(c, &len), "system:Be brief.|user:hi|") && len == strlen(f.prompt),
+	    "the prompt is the engine's: %s", chat_prompt_text(c, NULL));
+	CHECK(chat_prompt_n_messages(c) == 2 && st.n_ctx == 0 && st.ttft_ms >= 0, "fed two messages");
+	/* The window: a fourth turn does not fit; the oldest pair is dropped
+	 * and the front end told. */
+	f.pieces = plain;
+	chat_set_notice(c, count_notice, NULL);
+	chat_add_user(c, "again", 5);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "turn 2: %s", err);
+	CHECK(chat_window_start(c) == 2 && chat_prompt_dropped(c) == 2 && n_notices == 1 && st.n_dropped == 2 &&
+	    !strcmp(f.prompt, "system:Be brief.|user:again|"), "oldest turn dropped: first %d, %s",
+	    chat_window_start(c), f.prompt);
+	CHECK(!strcmp(chat_message_content(c, 3), "ab") && st.stop == CHAT_STOP_EOG && st.n_gen == 2, "turn 2 reply");
+	/* A conversation the engine cannot take at all: refused, message withdrawn. */
+	f.capacity = 1;
+	chat_add_user(c, "too much", 8);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) < 0 && strstr(err, "do not fit") &&
+	    chat_n_messages(c) == 4, "refused and withdrawn: %s (%d)", err, chat_n_messages(c));
+	f.capacity = 3;
+	/* A stop pressed before the reply starts stops it; the reply is kept. */
+	chat_add_user(c, "stop me", 7);
+	chat_cancel(c);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop == CHAT_STOP_CANCEL &&
+	    !strcmp(chat_message_content(c, 5), ""), "cancelled: %s", chat_stop_name(st.stop));
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop == CHAT_STOP_EOG &&
+	    chat_alt_count(c, 5) == 2 && !strcmp(chat_message_content(c, 5), "ab"), "the cancel ended with its reply");
+	chat_free(c);
+	CHECK(f.freed == 1 && f.runs == 4, "the engine is freed with the session (%d runs)", f.runs);
+	/* A session that cannot be made frees the engine it was given. */
+	f.freed = 0;
+	o.sp.temp = -1;
+	CHECK(chat_new_engine(&fake_ops, &f, &o, &c, err, sizeof(err)) < 0 && f.freed == 1 && !c, "bad options: %s", err);
+}
+
 /* What a reply streamed: raw through the piece callback, labelled through
  * the split callback. */
 struct streamed {
@@ -796,6 +951,7 @@ main(void)
 	const char *dir = test_fixtures();
 	char path[4096];
 
+	test_engine_interface();
 	if (!dir) {
 		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
 		return test_done("test-chat");

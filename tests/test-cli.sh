@@ -134,6 +134,27 @@ else
 	bad "mkmodel --preset qwen3.5-0.8b failed"
 fi
 "$NATTER_BIN" bench -m "$F/models/aidreams260K-f32.gguf" -d -1 2>"$tmp/err"; check "bench negative depth status" 2 $?
+# The benchmark presets of the 2026 models (issue 11): one layer each (the
+# vocabulary matrices are most of the time), their shapes read back by
+# info, and a reply generated.
+for p in \
+    "qwen3-0.6b|architecture: +qwen3|embedding length +1024|16 heads of 128, 8 KV heads, .*per-head q/k RMSNorm|SiLU gate, n_ff 3072|tied output|151936 tokens" \
+    "gemma3-1b|architecture: +gemma3|embedding length +1152|4 heads of 256, 1 KV head, .*per-head q/k RMSNorm|sliding window of 512 positions|GELU \(tanh\) gate, n_ff 6912|262144 tokens" \
+    "moe-mini|architecture: +llama|embedding length +1024|16 heads of 64, 4 KV heads|experts +8, 2 used per token .*n_ff 1408 each|separate output|151936 tokens"; do
+	name=${p%%|*}
+	"$NATTER_BIN" mkmodel --preset "$name" --type Q4_0 --layers 1 -o "$tmp/preset.gguf" > /dev/null 2> "$tmp/err"
+	check "mkmodel --preset $name status" 0 $?
+	"$NATTER_BIN" info -m "$tmp/preset.gguf" > "$tmp/info.out" 2>&1
+	rest=${p#*|}
+	while [ -n "$rest" ]; do
+		pat=${rest%%|*}
+		case $rest in *"|"*) rest=${rest#*|} ;; *) rest= ;; esac
+		grep -Eq -- "$pat" "$tmp/info.out" && ok || bad "preset $name: info lacks \"$pat\": $(cat "$tmp/info.out")"
+	done
+	"$NATTER_BIN" generate -m "$tmp/preset.gguf" -p "Hello" -n 2 > /dev/null 2> "$tmp/err"
+	check "generate with the $name preset status" 0 $?
+	rm -f "$tmp/preset.gguf"
+done
 
 # template: renders a conversation file byte for byte like the fixture.
 T="$F/templates/microsoft-Phi-3.5-mini-instruct"

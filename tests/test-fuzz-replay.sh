@@ -13,6 +13,7 @@ bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 "$B/fuzz-replay-gguf" "$R/gguf" && ok || bad "gguf regressions"
 "$B/fuzz-replay-tmpl" "$R/tmpl" && ok || bad "tmpl regressions"
 "$B/fuzz-replay-export" "$R/export" && ok || bad "export regressions"
+"$B/fuzz-replay-remote" "$R/remote" && ok || bad "remote stream regressions"
 if [ -f "$NATTER_FIXTURES/vocab/vocab-qwen2.gguf" ]; then
 	NATTER_FUZZ_VOCAB="$NATTER_FIXTURES/vocab/vocab-qwen2.gguf" "$B/fuzz-replay-tok" "$R/tok" && ok ||
 	    bad "tok regressions"

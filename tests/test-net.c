@@ -16,6 +16,7 @@
 #include "natter/http.h"
 #include "natter/hub.h"
 #include "natter/oai.h"
+#include "natter/remote.h"
 #include "natter/sse.h"
 #include "test.h"
 
@@ -246,6 +247,115 @@ test_oai_replies(void)
 	oai_parsed_free(&p);
 	CHECK(oai_reply_parse("[]", 2, &p) == -1, "not a reply");
 	oai_parsed_free(&p);
+}
+
+/* What the remote engine reads: every error shape, the servers' extras
+ * (vLLM's stop_reason and reasoning, llama-server's timings), model lists;
+ * which field a refusal names; the request's extras left out; base URLs. */
+static void
+test_remote_protocol(void)
+{
+	static const struct {
+		const char *json;
+		const char *msg, *param, *code;
+	} errs[] = {
+		{ "{\"error\":{\"message\":\"Unrecognized request argument supplied: top_k\",\"type\":\"invalid_request_error\","
+		  "\"param\":null,\"code\":null}}", "Unrecognized request argument supplied: top_k", "", "" },
+		{ "{\"error\":{\"code\":503,\"message\":\"Loading model\",\"type\":\"unavailable_error\"}}", "Loading model", "",
+		  "503" },
+		{ "{\"object\":\"error\",\"message\":\"bad top_k\",\"type\":\"BadRequestError\",\"param\":\"top_k\",\"code\":400}",
+		  "bad top_k", "top_k", "400" },
+		{ "{\"error\":\"Input validation error\",\"error_type\":\"validation\"}", "Input validation error", "", "" },
+		{ "{\"error\":{\"type\":\"x\"}}", "(no message)", "", "" },
+	};
+	struct oai_parsed p;
+	struct oai_model *m;
+	char out[1100], err[512];
+	int n;
+
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+		CHECK(oai_reply_parse(errs[i].json, strlen(errs[i].json), &p) == 0 && !strcmp(p.error, errs[i].msg) &&
+		    !strcmp(p.error_param, errs[i].param) && !strcmp(p.error_code, errs[i].code),
+		    "error shape %zu: [%s] [%s] [%s]", i, p.error, p.error_param, p.error_code);
+		oai_parsed_free(&p);
+	}
+	{
+		const char *j = "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hmm\",\"content\":null},"
+		    "\"finish_reason\":\"stop\",\"stop_reason\":\"END\"}],\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":6,"
+		    "\"prompt_tokens_details\":{\"cached_tokens\":12}},\"timings\":{\"cache_n\":12,\"prompt_n\":8,"
+		    "\"prompt_ms\":40.5,\"prompt_per_second\":197.53,\"predicted_n\":6,\"predicted_ms\":60,"
+		    "\"predicted_per_second\":100}}";
+		CHECK(oai_reply_parse(j, strlen(j), &p) == 0 && p.has_choice && !strcmp(p.text, "") &&
+		    !strcmp(p.reasoning, "hmm") && !strcmp(p.stop_reason, "END") && p.has_usage && p.cached_tokens == 12 &&
+		    p.has_timings && p.t_predicted_n == 6 && p.t_prompt_per_second > 197.5 && p.t_predicted_per_second == 100 &&
+		    p.t_cache_n == 12, "vLLM's and llama-server's fields");
+		oai_parsed_free(&p);
+		j = "{\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}";
+		CHECK(oai_reply_parse(j, strlen(j), &p) == 0 && !p.has_choice && p.completion_tokens == 2, "a usage chunk");
+		oai_parsed_free(&p);
+		j = "{\"choices\":[{\"delta\":{\"content\":\"x\"}}]";
+		CHECK(oai_reply_parse(j, strlen(j), &p) == -1 && !p.text, "malformed JSON");
+		oai_parsed_free(&p);
+	}
+	CHECK(oai_param_named("Unrecognized request argument supplied: top_k", OAI_SET_EXTRAS) &&
+	    !strcmp(oai_param_named("Unrecognized request argument supplied: top_k", OAI_SET_EXTRAS), "top_k"),
+	    "a field named in a message");
+	CHECK(!oai_param_named("top_kx and xmin_p", OAI_SET_EXTRAS), "only as a word");
+	CHECK(oai_param_named("'repetition_penalty' is not allowed", OAI_SET_EXTRAS) &&
+	    !strcmp(oai_param_named("'repetition_penalty' is not allowed", OAI_SET_EXTRAS), "repetition_penalty"),
+	    "vLLM's name");
+	CHECK(!oai_param_named("top_k", OAI_SET_TEMP), "only among the bits asked for");
+	{
+		int extra;
+		CHECK(oai_param_bit("min_p", &extra) == OAI_SET_MIN_P && extra && oai_param_bit("temperature", &extra) ==
+		    OAI_SET_TEMP && !extra && oai_param_bit("nope", &extra) == 0, "field bits");
+	}
+	{
+		struct oai_req r;
+		char *json;
+		memset(&r, 0, sizeof(r));
+		r.kind = OAI_CHAT;
+		r.model = "m";
+		r.repeat_penalty = 1.1;
+		r.top_k = 5;
+		r.max_tokens = 9;
+		r.set = OAI_SET_REPEAT | OAI_SET_MAX_TOKENS;
+		r.max_completion_tokens = 1;
+		json = oai_req_to_json(&r);
+		CHECK(json && strstr(json, "\"repeat_penalty\":1.1") && strstr(json, "\"repetition_penalty\":1.1") &&
+		    !strstr(json, "top_k") && strstr(json, "\"max_completion_tokens\":9") && !strstr(json, "\"max_tokens\""),
+		    "request fields: %s", json);
+		free(json);
+	}
+	{
+		const char *j = "{\"object\":\"list\",\"data\":[{\"id\":\"Qwen/Qwen2.5\",\"object\":\"model\",\"created\":1732000000,"
+		    "\"owned_by\":\"vllm\",\"max_model_len\":32768},{\"object\":\"model\"},{\"id\":\"b\"}]}";
+		CHECK(oai_models_parse(j, strlen(j), &m, &n) == 0 && n == 2 && !strcmp(m[0].id, "Qwen/Qwen2.5") &&
+		    m[0].max_model_len == 32768 && !strcmp(m[0].owned_by, "vllm") && !strcmp(m[1].id, "b") && !m[1].created,
+		    "a model list (%d)", n);
+		free(m);
+		CHECK(oai_models_parse("{\"data\":{}}", 11, &m, &n) == -1 && !m, "not a model list");
+	}
+	{
+		static const struct {
+			const char *url, *base;
+		} bases[] = {
+			{ "http://127.0.0.1:8000", "http://127.0.0.1:8000/v1" },
+			{ "http://127.0.0.1:8000/", "http://127.0.0.1:8000/v1" },
+			{ "http://localhost:11434/v1/", "http://localhost:11434/v1" },
+			{ "https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1" },
+			{ "HTTPS://API.example.com/v1", "https://api.example.com/v1" },
+		};
+		static const char *const refused[] = {
+			"ftp://x/v1", "http://u:secret@x/v1", "http://x/v1?key=secret", "http://x/v1#f", "not a url", "",
+		};
+		for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++)
+			CHECK(remote_url_base(bases[i].url, out, sizeof(out), err, sizeof(err)) == 0 &&
+			    !strcmp(out, bases[i].base), "base of %s: %s", bases[i].url, out);
+		for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+			CHECK(remote_url_base(refused[i], out, sizeof(out), err, sizeof(err)) < 0 && !strstr(err, "secret"),
+			    "refused %s: %s", refused[i], err);
+	}
 }
 
 /* Feeds PIECES (NULL-terminated) through a stopper; returns what was sent. */
@@ -535,6 +645,7 @@ main(void)
 	test_sse();
 	test_oai_parse();
 	test_oai_replies();
+	test_remote_protocol();
 	test_stopper();
 	test_urls();
 	test_hub_helpers();

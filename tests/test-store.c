@@ -430,7 +430,7 @@ capture_show(struct store *s, int64_t conv)
 struct alts {
 	int n, chosen;
 	int64_t ids[8];
-	char content[8][64], rating[8][8], reasoning[8][64];
+	char content[8][64], rating[8][8], reasoning[8][64], model[8][64];
 	int has_reasoning[8], n_reasoning[8];
 	enum store_end end[8];
 };
@@ -443,6 +443,7 @@ collect_alt(void *ctx, const struct store_alt *a)
 		x->ids[x->n] = a->gen_id;
 		snprintf(x->content[x->n], sizeof(x->content[0]), "%s", a->content);
 		snprintf(x->rating[x->n], sizeof(x->rating[0]), "%s", a->rating);
+		snprintf(x->model[x->n], sizeof(x->model[0]), "%s", a->model ? a->model : "");
 		x->end[x->n] = a->end;
 		x->has_reasoning[x->n] = a->reasoning != NULL;
 		snprintf(x->reasoning[x->n], sizeof(x->reasoning[0]), "%s", a->reasoning ? a->reasoning : "");
@@ -680,12 +681,42 @@ test_migration_from_3(void)
 	    "  (4, 'Just five.', 1, 'complete', 1, 'finished', '[{\"role\":\"user\",\"content\":\"And 2+3?\"}]', 'x');"
 	    "INSERT INTO ratings(generation_id, kind, value, created) VALUES (1, 'thumb', 1, 1), (2, 'stars', 2, 1),"
 	    "  (3, 'stars', 5, 1);") == 0, "schema-3 rows");
-	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 3 -> 4: %s", err);
+	CHECK(store_open_version(p, 4, &s, err, sizeof(err)) == 0, "migrate 3 -> 4: %s", err);
 	if (!s)
 		return;
-	CHECK(store_schema_version(s) == 4 && STORE_SCHEMA_VERSION == 4, "at schema 4");
+	CHECK(store_schema_version(s) == 4, "at schema 4");
+	store_close(s);
 	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE reasoning IS NULL AND n_reasoning IS NULL") == 3,
 	    "old generations have no reasoning recorded apart");
+	CHECK(query_int(p, "SELECT count(*) FROM pragma_table_info('models') WHERE name IN ('kind', 'endpoint')") == 0,
+	    "schema 4 has no remote models yet");
+	/* A schema-4 database as natter with reasoning (and without remote
+	 * models) wrote it: a file model, and a reply with its reasoning
+	 * apart.  Schema 5 keeps both. */
+	CHECK(exec_sql(p,
+	    "INSERT INTO models(sha256, file_name, size, arch, type_name, created) VALUES ('cd34', 'qwen3.gguf', 9, 'qwen3', 'Q8_0', 1);"
+	    "INSERT INTO conversations(title, model_id, created, updated) VALUES ('four', 1, 1, 1);"
+	    "INSERT INTO messages(conversation_id, seq, role, content, created, parent_id) VALUES"
+	    "  (2, 1, 'user', '1+3?', 1, NULL), (2, 2, 'assistant', 'Four.', 1, 5);"
+	    "UPDATE conversations SET leaf_id = 6 WHERE id = 2;"
+	    "INSERT INTO generations(message_id, content, chosen, state, created, end_reason, model_id, prompt_messages,"
+	    "  prompt_text, reasoning, n_reasoning) VALUES (6, 'Four.', 1, 'complete', 1, 'finished', 1,"
+	    "  '[{\"role\":\"user\",\"content\":\"1+3?\"}]', 'p', 'One and three.', 5);") == 0, "schema-4 rows");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 4 -> 5: %s", err);
+	if (!s)
+		return;
+	CHECK(store_schema_version(s) == 5 && STORE_SCHEMA_VERSION == 5, "at schema 5");
+	CHECK(!strcmp(query_text(p, "SELECT kind || '|' || COALESCE(endpoint, 'NULL') || '|' || file_name FROM models",
+	    t, sizeof(t)), "file|NULL|qwen3.gguf"), "the model is a file: %s", t);
+	CHECK(!strcmp(query_text(p, "SELECT reasoning || '|' || n_reasoning || '|' || content FROM generations WHERE id = 4",
+	    t, sizeof(t)), "One and three.|5|Four."), "the reasoning stays apart: %s", t);
+	memset(&a, 0, sizeof(a));
+	CHECK(store_alt_list(s, 6, collect_alt, &a) == 0 && a.n == 1 && a.has_reasoning[0] &&
+	    !strcmp(a.reasoning[0], "One and three.") && a.n_reasoning[0] == 5 && !strcmp(a.model[0], "qwen3.gguf"),
+	    "the alternative with its reasoning and model");
+	CHECK(exec_sql(p, "DELETE FROM generations WHERE id = 4; DELETE FROM messages WHERE conversation_id = 2;"
+	    "DELETE FROM conversations WHERE id = 2;") == 0, "the schema-4 rows removed again");
+	memset(&a, 0, sizeof(a));
 	CHECK(!strcmp(query_text(p, "SELECT content FROM generations WHERE id = 1", t, sizeof(t)),
 	    "<think>\nLet me see.\n</think>\n\nFour."), "their text is kept whole: %s", t);
 	CHECK(store_alt_list(s, 2, collect_alt, &a) == 0 && a.n == 2 && !a.has_reasoning[0] && !a.has_reasoning[1],
@@ -1187,6 +1218,110 @@ test_export_truth(void)
 	store_close(s);
 }
 
+/* Schema 5: models on remote servers, keyed by endpoint and model id.  A
+ * schema-3 database migrates (through 4) with its file models intact; a remote model
+ * is one row per pair; its replies show as "MODEL @ ENDPOINT", record an
+ * unknown context as NULL, and export's --model finds them. */
+static void
+test_remote_models(void)
+{
+	char p[512], err[512], t[256], mf[512], hex[65], *out;
+	struct store *s;
+	struct store_export_opts o;
+	struct store_export_counts n;
+	struct store_conv_info ci[4];
+	struct store_turn fed[1] = { { "user", "Hi" } };
+	struct store_gen g;
+	struct sha256 h;
+	int64_t r1, r1b, r2, fm, conv, u, msg, gr, gf;
+	int nci;
+	const char *ep = "http://127.0.0.1:8000/v1";
+
+	path_of(p, sizeof(p), "remote-v3.db");
+	path_of(mf, sizeof(mf), "local.gguf");
+	fake_model(mf, "local weights");
+	CHECK(store_open_version(p, 3, &s, err, sizeof(err)) == 0 && store_schema_version(s) == 3, "v3: %s", err);
+	if (!s)
+		return;
+	CHECK(store_model(s, mf, "llama", "F32", &fm) == 0, "file model at schema 3: %s", store_errmsg(s));
+	store_close(s);
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0 && store_schema_version(s) == 5, "migrate 3 -> 5: %s", err);
+	if (!s)
+		return;
+	CHECK(!strcmp(query_text(p, "SELECT kind || '|' || COALESCE(endpoint, 'NULL') || '|' || file_name FROM models",
+	    t, sizeof(t)), "file|NULL|local.gguf"), "the file's row is kind file: %s", t);
+	CHECK(store_model_remote(s, ep, "qwen2.5:0.5b", &r1) == 0 && store_model_remote(s, ep, "qwen2.5:0.5b", &r1b) == 0 &&
+	    r1 == r1b && r1 != fm, "one row per endpoint and model (%lld %lld)", (long long)r1, (long long)r1b);
+	CHECK(store_model_remote(s, "http://other:8000/v1", "qwen2.5:0.5b", &r2) == 0 && r2 != r1, "another endpoint");
+	CHECK(store_model_remote(s, ep, "", &r2) < 0 && strstr(store_errmsg(s), "model id"), "no model id: refused");
+	sha256_init(&h);
+	sha256_update(&h, "remote\n", 7);
+	sha256_update(&h, ep, strlen(ep));
+	sha256_update(&h, "\nqwen2.5:0.5b\n", 14);
+	sha256_final_hex(&h, hex);
+	snprintf(err, sizeof(err), "SELECT kind || '|' || endpoint || '|' || file_name || '|' || sha256 FROM models WHERE id = %lld",
+	    (long long)r1);
+	snprintf(mf, sizeof(mf), "remote|%s|qwen2.5:0.5b|%s", ep, hex);
+	CHECK(!strcmp(query_text(p, err, t, sizeof(t)), mf), "the remote row: %s", t);
+	CHECK(exec_sql(p, "INSERT INTO models(sha256, file_name, kind, endpoint, created) VALUES "
+	    "('x', 'qwen2.5:0.5b', 'remote', 'http://127.0.0.1:8000/v1', 1)") != 0, "the pair is unique");
+	CHECK(exec_sql(p, "INSERT INTO models(sha256, file_name, kind, created) VALUES ('y', 'z', 'cloud', 1)") != 0,
+	    "kind is file or remote");
+
+	/* A conversation with a remote reply and a local one. */
+	store_conv_new(s, r1, NULL, "the server's (remote)", NULL, &conv);
+	store_msg_add(s, conv, "user", "Hi", &u);
+	g = gen("remote words");
+	g.fed = fed;
+	g.n_fed = 1;
+	g.model_id = r1;
+	g.prompt_text = "{\"model\":\"qwen2.5:0.5b\"}";
+	g.n_gen = 2;
+	CHECK(store_gen_add(s, conv, 0, &g, &gr, &msg) == 0, "remote reply: %s", store_errmsg(s));
+	g = gen("local words");
+	g.fed = fed;
+	g.n_fed = 1;
+	g.model_id = fm;
+	g.n_ctx = 128;
+	g.n_ctx_used = 20;
+	CHECK(store_gen_add(s, conv, msg, &g, &gf, NULL) == 0, "local reply: %s", store_errmsg(s));
+	snprintf(err, sizeof(err), "SELECT COALESCE(n_ctx, 'NULL') || ' ' || COALESCE(n_ctx_used, 'NULL') FROM generations "
+	    "WHERE id = %lld", (long long)gr);
+	CHECK(!strcmp(query_text(p, err, t, sizeof(t)), "NULL NULL"), "an unknown context is NULL: %s", t);
+	store_rating_set(s, gr, "thumb", 1, NULL);
+	store_rating_set(s, gf, "thumb", 0, NULL);
+	CHECK(store_conv_recent(s, ci, 4, &nci) == 0 && nci == 1 && !strcmp(ci[0].model, "qwen2.5:0.5b @ http://127.0.0.1:8000/v1") &&
+	    ci[0].n_models == 2 && strstr(ci[0].models, "qwen2.5:0.5b @ http://127.0.0.1:8000/v1, local.gguf"),
+	    "the history names the remote model: %s / %s", ci[0].model, ci[0].models);
+	out = capture_show(s, conv);
+	CHECK(out && strstr(out, "with qwen2.5:0.5b @ http://127.0.0.1:8000/v1 (remote)") && strstr(out, "model local.gguf"),
+	    "history show: %s", out ? out : "");
+	free(out);
+
+	memset(&o, 0, sizeof(o));
+	o.format = STORE_SFT;
+	o.min_rating = 1;
+	o.include_incomplete = 1;
+	{
+		static const struct {
+			const char *model;
+			int lines;
+			const char *has;
+		} cases[] = {
+			{ "remote", 1, "remote words" }, { "qwen2.5", 1, "remote words" }, { "127.0.0.1:8000", 1, "remote words" },
+			{ "file", 1, "local words" }, { "local.gguf", 1, "local words" }, { "other-host", 0, NULL },
+		};
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			o.model = cases[i].model;
+			out = export_to(s, &o, &n);
+			CHECK(out && n.lines == cases[i].lines && (!cases[i].has || strstr(out, cases[i].has)),
+			    "export --model %s: %d lines: %s", cases[i].model, n.lines, out ? out : "");
+			free(out);
+		}
+	}
+	store_close(s);
+}
+
 /* Reading without writing: a database that does not exist is not created;
  * an older schema opened read-only is upgraded in memory, the file left
  * as it was. */
@@ -1413,6 +1548,7 @@ main(void)
 	test_tree();
 	test_chatlog();
 	test_export_truth();
+	test_remote_models();
 	test_readonly_open();
 	test_create_race();
 	test_crashes();

@@ -39,7 +39,8 @@ q() { sqlite3 "$NATTER_DB" "$1" 2>/dev/null; }
 sql_is() { [ "$(q "$1")" = "$2" ]; }
 # wait_sql QUERY VALUE [SECONDS]: until the database answers VALUE
 wait_sql() { DEADLINE=${3:-10} until_ok sql_is "$1" "$2"; }
-have() { [ -f "$1" ]; }
+# Non-empty: the shell creates a redirection's file before the command writes it.
+have() { [ -s "$1" ]; }
 wait_file() { DEADLINE=${2:-15} until_ok have "$1"; }
 no_server() { ! T has-session 2>/dev/null; }
 stop() { T kill-server 2>/dev/null; DEADLINE=5 until_ok no_server; }
@@ -201,6 +202,14 @@ sql_is "SELECT count(*) FROM generations g JOIN messages m ON g.message_id = m.i
 sql_is "SELECT count(*) FROM conversations WHERE system_prompt IS NOT NULL AND system_prompt <> ''" 0 &&
     ok || bad "a system prompt was set during the reply"
 
+# 9b. The F3 list names each conversation's model(s), beside its title.
+T send-keys -t ui F3
+wait_for "Past conversations" 10 || bad "F3 after the reply: $(screen)"
+[ "$(screen | grep -Ec " [0-9]+ msgs  .*  aidreams260K-f32( |$)")" = 2 ] && ok ||
+    bad "the F3 list does not name the model of both conversations: $(screen)"
+T send-keys -t ui Escape
+wait_gone "Past conversations" 10 || bad "Esc did not close the F3 list"
+
 # 10. 80x24: the footer is whole hints, the help and /stats fit.
 T resize-window -t ui -x 80 -y 24
 wait_for "^ F1 help  Enter send .*F3 history *$" 10 && ok || bad "80-column footer: '$(footer)'"
@@ -284,7 +293,10 @@ if "$NATTER_BIN" mkmodel --preset llama-1b --type Q4_0 --layers 1 -o "$tmp/big.g
 	T set-buffer -b long "$(i=0; while [ $i -lt 22 ]; do printf 'the quick brown fox jumps over the lazy dog and '; i=$((i + 1)); done)"
 	T paste-buffer -p -b long -t ui
 	T send-keys -t ui Enter
-	wait_for "prompt +[1-9][0-9,]* / [0-9,]+" 90 && ok || bad "no prompt progress: $(screen)"
+	# The progress line and the prompt's speed so far, on one screen.
+	progress() { cap=$(screen); echo "$cap" | grep -Eq "prompt +[1-9][0-9,]* / [0-9,]+" &&
+	    echo "$cap" | grep -Eq "prompt +[1-9][0-9.]* tok/s"; }
+	DEADLINE=90 until_ok progress && ok || bad "no prompt progress with a live speed: $(screen)"
 	T send-keys -t ui Escape
 	wait_for "state +stopped" 60 && ok || bad "Esc did not stop the prompt: $(screen)"
 	# The stored generation tells how far the prompt got.
@@ -317,8 +329,12 @@ for sig in TERM HUP SEGV; do
 done
 
 # 17. NO_COLOR: no colour in the escape sequences; the default theme has some.
-start 80 24 "" ""
+# (Started with a context longer than the model was trained on: the full
+# screen warns as chat --plain does.)
+start 80 24 "" "-c 256"
 wait_for "Type a message" && ok || bad "start for colours"
+wait_for "a context of 256 tokens is more than the 128 this model was trained on" 10 && ok ||
+    bad "no warning for -c 256 in the full screen: $(screen)"
 T capture-pane -t ui -e -p | grep -q "$(printf '\033')\[[0-9;]*3[0-7]m" && ok || bad "the default theme shows no colour"
 stop
 start 80 24 "NO_COLOR=1" ""

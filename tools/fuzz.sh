@@ -5,7 +5,7 @@
 set -e
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"gguf tok tmpl export"}
+targets=${*:-"gguf tok tmpl export remote"}
 fx=${NATTER_FIXTURES:-$(dirname "$0")/../../shared/fixtures}
 make fuzz >/dev/null
 mkdir -p fuzz/corpus fuzz/crashes
@@ -27,6 +27,9 @@ for t in $targets; do
 		done ;;
 	export)
 		printf 'Hello\377\376there\000 world "quoted" \\ \033[31m' > "$c/seed1" ;;
+	remote)
+		# The regressions: recorded streams of the servers natter --remote reads.
+		cp "$(dirname "$0")"/../fuzz/regress/remote/* "$c/" ;;
 	esac
 	echo "== fuzz-$t for ${secs}s"
 	./fuzz/fuzz-$t -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -artifact_prefix=fuzz/crashes/$t- \

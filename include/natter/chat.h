@@ -1,4 +1,4 @@
-/* chat.h -- chat sessions: templates, KV reuse across turns, streaming replies, live parameters, alternatives and edits. */
+/* chat.h -- chat sessions: the conversation, streaming replies, live parameters, alternatives and edits, over an in-process model or a remote server. */
 #ifndef NATTER_CHAT_H
 #define NATTER_CHAT_H
 
@@ -9,6 +9,16 @@
 
 struct llm_model;
 struct chat;
+struct chat_engine_info;
+
+/*
+ * A session is the conversation (this header) over an engine that
+ * produces the replies (chat-engine.h): chat_new makes one over a model
+ * in this process; remote_chat_new (natter/remote.h) one over an
+ * OpenAI-compatible server.  Everything here works the same over both;
+ * what an engine cannot know reads as 0 or NULL (chat_ctx_size of a remote
+ * server, chat_template_source, chat_prompt_tokens).
+ */
 
 struct chat_opts {
 	const char *template_spec;   /* NULL: the model's own; else a built-in name or a file */
@@ -52,6 +62,11 @@ struct chat_stats {
 	 * friends): the whole cache, its recurrent states, the checkpoints of
 	 * those states (0 for a transformer). */
 	size_t cache_bytes, state_bytes, checkpoint_bytes;
+	int gen_counted;       /* n_gen counts the pieces that arrived, not tokens: a remote
+				* server reported no usage (0 with an in-process model) */
+	int reasoning_counted; /* n_reasoning counts the pieces of the reasoning that arrived,
+				* not tokens: a remote server gave no count of its reasoning
+				* tokens (0 with an in-process model) */
 };
 
 /*
@@ -64,9 +79,19 @@ struct chat_stats {
 int chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char *err, size_t errlen);
 void chat_free(struct chat *c);
 
+/* What engine the session runs over (kind "local" or "remote", the
+ * endpoint and model id of a remote one, the architecture of a local
+ * one ...): I is filled with strings borrowed from the session. */
+void chat_engine_info(const struct chat *c, struct chat_engine_info *i);
+/* Whether sampling parameter NAME (as chat_set_param_str names it)
+ * reaches the model: 0 for one a remote server is not sent (it rejected
+ * it, or --remote-extras off).  Any thread. */
+int chat_param_sent(const struct chat *c, const char *name);
+
 /* What the template is: "model" or the built-in or file name (borrowed). */
 const char *chat_template_name(const struct chat *c);
-/* The template's text as compiled (borrowed). */
+/* The template's text as compiled (borrowed); NULL when the engine does
+ * not know it (a remote server applies its own). */
 const char *chat_template_source(const struct chat *c);
 /* What chat_new found doubtful in its options without refusing them (a
  * context longer than the model was trained for), for the front end to
@@ -90,17 +115,20 @@ typedef int (*chat_piece_fn)(void *ctx, const char *piece, size_t len);
 /*
  * Reasoning.  Models such as Qwen3 and DeepSeek-R1 write their reasoning
  * between tags (chat_opts.think_tags) before the answer, or start inside
- * it when the rendered prompt ends with the open tag (think_prompt_opens).
- * The session splits each reply as it streams (think.h): an assistant
- * alternative holds the answer as its content and the reasoning apart
- * (chat_alt_reasoning); earlier turns are rendered from the answer alone.
+ * it when the rendered prompt ends with the open tag (think_prompt_opens;
+ * only an engine that renders the prompt itself can tell).  A remote
+ * server that parses the reasoning out (reasoning_content) has it passed
+ * on between the same tags.  The session splits each reply as it streams
+ * (think.h), whichever engine produced it: an assistant alternative holds
+ * the answer as its content and the reasoning apart (chat_alt_reasoning);
+ * earlier turns are fed from the answer alone.
  */
 enum chat_piece_kind { CHAT_PIECE_ANSWER = 0, CHAT_PIECE_REASONING = 1 };
 struct chat_piece {
 	enum chat_piece_kind kind;
 	const char *text;      /* tags left out; never empty */
 	size_t len;
-	int n_gen;             /* tokens generated so far */
+	int n_gen;             /* tokens generated so far (a remote engine's: pieces) */
 	int n_reasoning;       /* of them, the reasoning's */
 };
 /* Called with each piece of the reply, labelled; return nonzero to stop.
@@ -117,7 +145,8 @@ void chat_set_split(struct chat *c, chat_split_fn fn, void *ctx);
 enum chat_think { CHAT_THINK_DEFAULT = 0, CHAT_THINK_ON = 1, CHAT_THINK_OFF = -1 };
 void chat_set_think(struct chat *c, enum chat_think t);
 enum chat_think chat_think(struct chat *c);
-/* Whether the template reads enable_thinking at all (its text names it). */
+/* Whether the template reads enable_thinking at all (its text names it;
+ * 0 when the engine does not know the template, as over a remote server). */
 int chat_template_thinks(const struct chat *c);
 /* Told what the session did on its own: turns dropped to fit the context,
  * a regeneration moved to the next seed.  Runs on the generating thread. */
@@ -140,8 +169,11 @@ void chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx);
  * (chat_window_start) and the notice callback is told.  Returns 0 with ST
  * filled, or -1 with ERR set when no reply could be started (a message
  * longer than the whole context, a template that refuses the
- * conversation, ...): the unanswered user message at the end is then
- * removed from the conversation.
+ * conversation, ...): when the conversation itself is at fault (it does
+ * not fit, the template refuses it) the unanswered user message at the
+ * end is removed from the conversation; when the engine failed (an
+ * evaluation error, a server that could not be reached or refused the
+ * request) it stays, and chat_regenerate answers it again.
  */
 int chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
 /* Generates the last reply again as a new alternative of that message (the
@@ -156,7 +188,8 @@ int chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_sta
 int chat_check(struct chat *c, char *err, size_t errlen);
 
 /* What the last reply was generated from, exactly: the rendered prompt
- * (borrowed, valid until the next generation), and the messages fed, in
+ * (a remote engine: the request body sent, which holds no credentials;
+ * borrowed, valid until the next generation), and the messages fed, in
  * order, the system prompt first when there was one, after any dropping
  * (chat_prompt_message returns the content and sets *ROLE; borrowed).
  * chat_prompt_dropped is how many earlier messages were left out. */
@@ -183,7 +216,13 @@ void chat_cancel(struct chat *c);
  * thread that starts generations, after it has learnt that the last one
  * ended and before it starts the next. */
 void chat_cancel_reset(struct chat *c);
-/* Sampling parameters, applied from the next token on.  Any thread. */
+/* The parameters the last reply was produced under: those in force when
+ * it ended (a change made while it streamed applied from the next token),
+ * or, over an engine that sends them once (a remote server), those sent
+ * with its request.  The session's thread. */
+void chat_reply_params(const struct chat *c, struct sampler_params *p, int *max_tokens);
+/* Sampling parameters, applied from the next token on (over a remote
+ * server: from the next request).  Any thread. */
 void chat_set_params(struct chat *c, const struct sampler_params *p);
 void chat_get_params(struct chat *c, struct sampler_params *p);
 void chat_set_max_tokens(struct chat *c, int max_tokens);
@@ -242,14 +281,16 @@ int64_t chat_alt_tag(const struct chat *c, int i, int k);
 void chat_set_alt_tag(struct chat *c, int i, int k, int64_t tag);
 /* Forgets the conversation (keeps the system prompt); the cache stays for reuse. */
 void chat_clear(struct chat *c);
-/* Renders the current conversation with the generation prompt (caller frees). */
+/* Renders the current conversation with the generation prompt (a remote
+ * engine: the request it would send); caller frees. */
 char *chat_render(struct chat *c, char *err, size_t errlen);
-/* Tokens in the KV cache now, and the context size. */
+/* Tokens in the KV cache now, and the context size; 0 when the engine
+ * does not know (a remote server). */
 int chat_ctx_used(const struct chat *c);
 int chat_ctx_size(const struct chat *c);
 /* The last reply's prompt: its tokens (the whole sequence up to the
  * generation prompt) and the logits after it (n_vocab floats).  Borrowed,
- * valid until the next generation. */
+ * valid until the next generation; NULL (*N 0) over a remote engine. */
 const int32_t *chat_prompt_tokens(const struct chat *c, int *n);
 const float *chat_prompt_logits(const struct chat *c);
 

@@ -17,13 +17,20 @@ struct store;
  */
 struct chatlog {
 	struct store *s;           /* NULL: nothing is recorded */
-	int64_t model_id;          /* the session's model (store_model): recorded with each reply */
+	int64_t model_id;          /* the session's model (chatlog_model): recorded with each reply */
 	int64_t conv;              /* 0 until the first message */
 	int64_t last_msg;          /* the assistant message being answered or regenerated */
 	int64_t last_gen;          /* the generation shown last (what /rate rates) */
 	const char *template_name;
 };
 
+/* Records the model session C's replies come from, for every reply
+ * recorded from now on: over a remote server, its endpoint and model id
+ * (store_model_remote); in this process, the model file MODEL_PATH
+ * (store_model hashes it once; NULL: none recorded).  Sets
+ * L->template_name too.  Returns 0, or -1 with store_errmsg(L->s)
+ * explaining (L->model_id is then 0: the replies are still recorded). */
+int chatlog_model(struct chatlog *l, struct chat *c, const char *model_path);
 /* Records the user's message C just received (committed before returning),
  * unless the session cannot answer it (chat_check: longer than the
  * context, refused by the template): such a message is not a turn of the
@@ -32,8 +39,10 @@ struct chatlog {
 int chatlog_user(struct chatlog *l, struct chat *c);
 /* Records the reply C just produced with everything it was produced
  * under: the model, the template, the messages and the rendered prompt it
- * was fed, its reasoning apart from its answer, the sampling settings in force when it ended (a change made
- * while it streamed applied from the next token), the seed, statistics
+ * was fed, its reasoning apart from its answer, the sampling settings it
+ * was produced under (chat_reply_params: in force when it ended, a change
+ * made while it streamed applying from the next token; over a remote
+ * server, those sent), the seed, statistics
  * and how it ended.  A
  * regeneration (an alternative, chat_regenerate) is recorded as another
  * generation of the same message.  REGEN is kept for front ends that

@@ -25,6 +25,17 @@ enum {
 	HTTP_EPARTIAL = -4,   /* the connection ended before the body the server announced was complete */
 };
 
+/* What kind of transport failure an HTTP_ERR or HTTP_EPARTIAL was
+ * (http_resp.transport), for messages that say what to do about it. */
+enum http_transport {
+	HTTP_T_NONE,          /* none (or none of these) */
+	HTTP_T_RESOLVE,       /* the host name did not resolve */
+	HTTP_T_CONNECT,       /* no connection: refused, unreachable */
+	HTTP_T_TLS,           /* the TLS handshake or the certificate failed */
+	HTTP_T_TIMEOUT,       /* the connect timeout, or no byte for stall_timeout_s */
+	HTTP_T_CUT,           /* the connection closed or broke in the middle of a response */
+};
+
 #define HTTP_MAX_HOPS 6
 #define HTTP_MAX_HEADERS 64
 
@@ -50,6 +61,8 @@ struct http_resp {
 	                                HTTP_KEEP_BODY bytes, NUL-terminated */
 	size_t body_len;
 	int64_t body_bytes;          /* bytes of the final body received in all */
+	enum http_transport transport;   /* what an HTTP_ERR / HTTP_EPARTIAL was */
+	int os_errno;                /* the system's error number behind it (ECONNREFUSED ...), 0 if none */
 };
 #define HTTP_KEEP_BODY (1 << 20)
 

@@ -39,6 +39,19 @@ enum {
 	OAI_SET_SEED = 1 << 7,
 	OAI_SET_MAX_TOKENS = 1 << 8,
 };
+/* The fields llama-server and vLLM read that OpenAI's API does not have
+ * (top_k, min_p, and repeat_penalty, written also as vLLM's
+ * repetition_penalty): a client leaves them out for a server that
+ * refuses them. */
+#define OAI_SET_EXTRAS (OAI_SET_TOP_K | OAI_SET_MIN_P | OAI_SET_REPEAT)
+
+/* The OAI_SET_ bit of request field NAME (0 when natter does not know it)
+ * and, in *EXTRA (may be NULL), whether it is one of OAI_SET_EXTRAS. */
+unsigned oai_param_bit(const char *name, int *extra);
+/* The first field name among BITS that TEXT (a server's error message)
+ * names as a word, or NULL: what "Unrecognized request argument supplied:
+ * top_k" refuses.  Static string. */
+const char *oai_param_named(const char *text, unsigned bits);
 
 struct oai_req {
 	enum oai_kind kind;
@@ -53,6 +66,7 @@ struct oai_req {
 	double temperature, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty;
 	int top_k;
 	int max_tokens;              /* max_tokens or max_completion_tokens */
+	int max_completion_tokens;   /* oai_req_to_json writes max_tokens under its newer name */
 	uint64_t seed;               /* SAMPLER_SEED_RANDOM for -1 */
 	char *stop[OAI_MAX_STOP];    /* non-empty stop strings */
 	int n_stop;
@@ -114,16 +128,36 @@ char *oai_chunk_json(enum oai_kind kind, const struct oai_result *res, int role,
 /* What oai_reply_parse reads back from a reply or a chunk. */
 struct oai_parsed {
 	char *text;                  /* content / delta content / text ("" if none); caller frees */
-	char finish[32];             /* "" when null */
+	char *reasoning;             /* delta reasoning_content or reasoning ("" if none); caller frees */
+	int has_choice;              /* choices[0] was there (a usage-only chunk has none) */
+	char finish[32];             /* "" when null: "stop", "length", TGI's "eos_token" ... */
+	char stop_reason[64];        /* vLLM: the stop string (or token id) that ended it; "" when null */
 	int has_usage;
 	int prompt_tokens, completion_tokens, cached_tokens;
-	char error[512];             /* the error's message when the JSON is an error */
+	int reasoning_tokens;        /* usage.completion_tokens_details.reasoning_tokens; -1 when absent */
+	int has_timings;             /* llama-server's "timings" */
+	int t_prompt_n, t_predicted_n, t_cache_n;
+	double t_prompt_ms, t_predicted_ms, t_prompt_per_second, t_predicted_per_second;
+	char error[512];             /* the error's message when the JSON is an error ("" otherwise) */
+	char error_type[64], error_param[64], error_code[64];   /* "" when absent */
 };
 /* Reads a chat.completion, chat.completion.chunk, text_completion or an
- * error object.  Returns 0 (an error object included: *P.error is set),
- * or -1 when the JSON is not one of these. */
+ * error object (OpenAI's shape, vLLM's older flat one, TGI's string).
+ * Returns 0 (an error object included: *P.error is set), or -1 when the
+ * JSON is not one of these (P is then empty). */
 int oai_reply_parse(const char *json, size_t len, struct oai_parsed *p);
 void oai_parsed_free(struct oai_parsed *p);
+
+/* One entry of GET /v1/models. */
+struct oai_model {
+	char id[256];
+	char owned_by[64];           /* "" when absent */
+	long long created;           /* unix time; 0 when absent */
+	int max_model_len;           /* vLLM's context length; 0 when absent */
+};
+/* Reads a model list ({"object": "list", "data": [...]}).  Returns 0 with
+ * *OUT (caller frees; NULL when empty) and *N, or -1 when JSON is not one. */
+int oai_models_parse(const char *json, size_t len, struct oai_model **out, int *n);
 
 /* Model text made safe for JSON strings: invalid UTF-8 and NUL bytes become
  * U+FFFD.  Returns a new string (caller frees), *OUTLEN its length. */

@@ -10,8 +10,10 @@ struct store;
 /* 3: messages form a tree (parent_id; each conversation has a current leaf);
  * each generation records its model, template, the messages and rendered
  * text it was fed, and how it ended; trigram full-text search.
- * 4: a generation's reasoning (and its tokens) apart from its answer. */
-#define STORE_SCHEMA_VERSION 4
+ * 4: a generation's reasoning (and its tokens) apart from its answer.
+ * 5: a model is a file (kind 'file', by SHA-256) or a model on a remote
+ * server (kind 'remote', by endpoint and model id). */
+#define STORE_SCHEMA_VERSION 5
 
 enum {
 	STORE_READONLY = 1,      /* never write: reading works on a read-only file or folder; an older
@@ -46,6 +48,13 @@ char *store_default_path_ex(char *buf, size_t n, int create);
 /* Records a model file (by SHA-256, cached by path, size and mtime) and
  * returns its id in *ID. */
 int store_model(struct store *s, const char *path, const char *arch, const char *type_name, int64_t *id);
+/* Records a model served by a remote OpenAI-compatible server: ENDPOINT
+ * (its base URL, e.g. "http://127.0.0.1:8000/v1", without credentials)
+ * and MODEL (the id asked for), and returns its id in *ID; the same pair
+ * gets the same row.  The row's sha256 is the SHA-256 of "remote\n" +
+ * ENDPOINT + "\n" + MODEL + "\n" (its identity: what weights the server
+ * runs is unknown here); the history names it "MODEL @ ENDPOINT". */
+int store_model_remote(struct store *s, const char *endpoint, const char *model, int64_t *id);
 
 /* A new conversation.  MODEL_ID (0: none) is the model it was started
  * with; CHAT_TEMPLATE and SYSTEM_PROMPT describe its start (each
@@ -88,9 +97,9 @@ struct store_turn {
 struct store_gen {
 	const char *content;           /* the answer (the message reads as it) */
 	const char *reasoning;         /* what the model reasoned before it (<think>...); NULL: none */
-	int n_reasoning;               /* the reasoning's tokens (of n_gen) */
+	int n_reasoning;               /* the reasoning's tokens (of n_gen); 0: not known (NULL) */
 	enum store_end end;
-	int64_t model_id;              /* the model file (store_model); 0: unknown */
+	int64_t model_id;              /* the model (store_model, store_model_remote); 0: unknown */
 	const char *template_name;     /* e.g. "model", "chatml (built-in)", a file name */
 	const char *template_source;   /* the template's text (stored once per distinct text, by SHA-256) */
 	const struct store_turn *fed;  /* the messages fed, in order, the system prompt of the time first, */
@@ -101,7 +110,7 @@ struct store_gen {
 	double temp, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty;
 	int top_k, penalty_last_n, max_tokens;
 	uint64_t seed;                 /* the seed actually used */
-	int n_prompt, n_reused, n_gen, n_ctx_used, n_ctx;
+	int n_prompt, n_reused, n_gen, n_ctx_used, n_ctx;   /* n_ctx 0: unknown (both stored as NULL) */
 	double prompt_tps, gen_tps, ttft_ms;
 };
 
@@ -123,7 +132,7 @@ struct store_alt {
 	const char *reasoning;     /* NULL: none (or recorded before schema 4) */
 	int n_reasoning;           /* its tokens; 0: not known */
 	enum store_end end;
-	const char *model;         /* the model's file name ("" when unknown) */
+	const char *model;         /* the model's file name, or "MODEL @ ENDPOINT" ("" when unknown) */
 	uint64_t seed;
 	const char *rating;        /* "up", "down", "1".."5", or "" when unrated */
 	int64_t created;
@@ -203,7 +212,8 @@ int store_format_find(const char *name);
 struct store_export_opts {
 	enum store_format format;
 	int min_rating;           /* 1..5; thumbs up counts 5, down 1; default 4 */
-	const char *model;        /* SHA-256 prefix or file-name part of the model that made the reply; NULL: all */
+	const char *model;        /* the model that made the reply: a SHA-256 prefix, part of its file name
+				   * (or remote model id, or endpoint), or "remote" / "file"; NULL: all */
 	int64_t since;            /* unix time; 0: all */
 	int include_incomplete;   /* also replies that were stopped or cut off as targets */
 	int include_legacy;       /* also replies from before schema 3, whose prompt was not recorded:

@@ -21,6 +21,7 @@ enum kind {
 	K_STR,
 	K_FLAG,
 	K_STOP,      /* repeatable */
+	K_ONOFF,     /* on or off (yes/no, true/false, 1/0) */
 	K_TAGS,      /* a pair of reasoning tags, "OPEN CLOSE" */
 };
 
@@ -64,6 +65,14 @@ static const struct setting {
 	  NULL },
 	{ 0, NULL, "model", K_STR, 0, 0, offsetof(struct cli_chat_args, model), NULL },
 	{ 0, NULL, "theme", K_STR, 0, 0, offsetof(struct cli_chat_args, theme), NULL },
+	{ CLI_OPT_REMOTE, "--remote", "remote", K_STR, 0, 0, offsetof(struct cli_chat_args, remote), NULL },
+	{ CLI_OPT_KEY_ENV, "--api-key-env", "api_key_env", K_STR, 0, 0, offsetof(struct cli_chat_args, api_key_env), NULL },
+	{ CLI_OPT_EXTRAS, "--remote-extras", "remote_extras", K_ONOFF, 0, 0,
+	  offsetof(struct cli_chat_args, remote_extras), NULL },
+	{ CLI_OPT_CONNECT_TIMEOUT, "--connect-timeout", "connect_timeout", K_INT, 1, 3600,
+	  offsetof(struct cli_chat_args, connect_timeout_s), "a number of seconds from 1 to 3600" },
+	{ CLI_OPT_READ_TIMEOUT, "--read-timeout", "read_timeout", K_INT, 1, 86400,
+	  offsetof(struct cli_chat_args, read_timeout_s), "a number of seconds from 1 to 86400" },
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -131,6 +140,17 @@ setting_apply(const struct setting *s, const char *value, struct cli_chat_args *
 	case K_FLAG:
 		*(int *)base = 1;
 		return 0;
+	case K_ONOFF:
+		if (!strcmp(value, "on") || !strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1")) {
+			*(int *)base = 1;
+			return 0;
+		}
+		if (!strcmp(value, "off") || !strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0")) {
+			*(int *)base = 0;
+			return 0;
+		}
+		snprintf(err, errlen, "'%s' is neither on nor off", value);
+		return -1;
 	case K_STOP:
 		if (a->n_stop >= 8) {
 			snprintf(err, errlen, "at most 8 stop strings");
@@ -153,6 +173,8 @@ cli_chat_option(int c, const char *arg, struct cli_chat_args *a)
 			cli_error("%s: %s", settings[i].flag, err);
 			return -1;
 		}
+		if (c == CLI_OPT_REMOTE)
+			a->remote_on_cli = 1;
 		return 1;
 	}
 	return 0;
@@ -310,6 +332,7 @@ cli_chat_args_init(struct cli_chat_args *a)
 
 	memset(a, 0, sizeof(*a));
 	chat_opts_default(&a->chat);
+	a->remote_extras = 1;
 	if (config_load() < 0)
 		return -1;
 	for (int i = 0; i < cfg.n; i++) {

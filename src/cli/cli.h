@@ -34,7 +34,8 @@ struct store *cli_store_open(const char *db, unsigned flags);
 #include "natter/chat.h"
 enum {
 	CLI_OPT_SYSTEM = 1000, CLI_OPT_TEMPLATE, CLI_OPT_TEMP, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P,
-	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP, CLI_OPT_THINK_TAGS,
+	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP, CLI_OPT_REMOTE, CLI_OPT_KEY_ENV,
+	CLI_OPT_EXTRAS, CLI_OPT_CONNECT_TIMEOUT, CLI_OPT_READ_TIMEOUT, CLI_OPT_THINK_TAGS,
 };
 #define CLI_CHAT_LONGOPTS \
 	{ "system", required_argument, NULL, CLI_OPT_SYSTEM }, \
@@ -51,6 +52,11 @@ enum {
 	{ "stop", required_argument, NULL, CLI_OPT_STOP }, \
 	{ "db", required_argument, NULL, CLI_OPT_DB }, \
 	{ "no-history", no_argument, NULL, CLI_OPT_NO_HISTORY }, \
+	{ "remote", required_argument, NULL, CLI_OPT_REMOTE }, \
+	{ "api-key-env", required_argument, NULL, CLI_OPT_KEY_ENV }, \
+	{ "remote-extras", required_argument, NULL, CLI_OPT_EXTRAS }, \
+	{ "connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT }, \
+	{ "read-timeout", required_argument, NULL, CLI_OPT_READ_TIMEOUT }, \
 	{ "think-tags", required_argument, NULL, CLI_OPT_THINK_TAGS }
 #define CLI_CHAT_SHORTOPTS "c:t:s:n:"
 
@@ -61,6 +67,12 @@ struct cli_chat_args {
 	const char *theme;       /* the config file's theme, for a front end given no --theme */
 	int no_history;
 	int n_stop;
+	/* A remote server instead of a model file (--remote URL, remote = URL). */
+	const char *remote;
+	int remote_on_cli;       /* --remote was given (the config file's model then names no remote model) */
+	const char *api_key_env; /* the variable that holds the API key; NULL: OPENAI_API_KEY, if set */
+	int remote_extras;       /* send top_k, min_p, repeat_penalty (--remote-extras on|off; default on) */
+	int connect_timeout_s, read_timeout_s;   /* 0: the defaults */
 };
 /*
  * Sets A to the defaults, then to the settings of the config file
@@ -79,6 +91,26 @@ int cli_chat_option(int c, const char *arg, struct cli_chat_args *a);
 /* The config file's value for KEY in *VALUE (NULL when unset).  Returns
  * 0, or -1 after printing an error (a bad line anywhere in the file). */
 int cli_config_get(const char *key, const char **value);
+
+/*
+ * The session over A->remote (cli-remote.c): libcurl set up, the API key
+ * read from the environment (A->api_key_env, else OPENAI_API_KEY when it
+ * is set), the model CLI_MODEL (-m/--model), else the config file's model
+ * when the config file also named the server, else the server's only
+ * model (GET /v1/models).  Returns 0 with *OUT, or -1 after printing an
+ * error.  Before any thread starts.
+ */
+int cli_remote_session(const struct cli_chat_args *a, const char *cli_model, struct chat **out);
+/* Whether the chat goes to A->remote: yes, unless the server came from
+ * the config file and -m (CLI_MODEL) names a file that exists, which is
+ * then chatted with here (A->remote is cleared). */
+int cli_remote_wanted(struct cli_chat_args *a, const char *cli_model);
+/* The remote options as remote.h takes them, the key read as above;
+ * returns 0, or -1 after printing an error (a named variable unset). */
+struct remote_opts;
+int cli_remote_opts(const struct cli_chat_args *a, struct remote_opts *ro);
+/* The remote options' --help lines. */
+extern const char cli_remote_help[];
 
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -13,6 +13,7 @@
 #include <readline/readline.h>
 
 #include "cli/cli.h"
+#include "natter/chat-engine.h"
 #include "natter/chat.h"
 #include "natter/chatcmd.h"
 #include "natter/chatlog.h"
@@ -22,12 +23,20 @@
 #include "natter/ui.h"
 
 static volatile sig_atomic_t interrupted;
+/* The session whose reply is being generated (NULL between replies):
+ * Ctrl-C stops it at once, even while no piece arrives (a prompt being
+ * read, a server that has not answered yet).  chat_cancel only stores to
+ * a lock-free atomic, which a signal handler may do. */
+static struct chat *volatile generating;
 
 static void
 on_sigint(int sig)
 {
+	struct chat *c = generating;
 	(void)sig;
 	interrupted = 1;
+	if (c)
+		chat_cancel(c);
 }
 
 /* How a reply is shown: a reasoning model's reasoning comes first,
@@ -93,21 +102,41 @@ print_stats(const struct chat_stats *st)
 {
 	printf("prompt: %d new tokens (%d reused from the cache), %.1f tok/s\n", st->n_prompt, st->n_reused,
 	    st->prompt_tps);
-	printf("reply: %d tokens, %.1f tok/s, first token after %.0f ms, ended: %s\n", st->n_gen, st->gen_tps,
-	    st->ttft_ms, chat_stop_name(st->stop));
-	if (st->n_reasoning > 0)
-		printf("reasoning: %d tokens, answer: %d tokens\n", st->n_reasoning, st->n_gen - st->n_reasoning);
-	printf("context: %d of %d tokens used; seed %llu\n", st->n_ctx_used, st->n_ctx, (unsigned long long)st->seed);
+	printf("reply: %d %s, %.1f tok/s, first token after %.0f ms, ended: %s\n", st->n_gen,
+	    st->gen_counted ? "pieces (the server reported no token count)" : "tokens", st->gen_tps, st->ttft_ms,
+	    chat_stop_name(st->stop));
+	if (st->n_reasoning > 0 && st->reasoning_counted && !st->gen_counted)
+		printf("reasoning: %d pieces (the server reported no count of its tokens)\n", st->n_reasoning);
+	else if (st->n_reasoning > 0)
+		printf("reasoning: %d %s, answer: %d %s\n", st->n_reasoning, st->gen_counted ? "pieces" : "tokens",
+		    st->n_gen - st->n_reasoning, st->gen_counted ? "pieces" : "tokens");
+	if (st->n_ctx > 0)
+		printf("context: %d of %d tokens used; seed %llu\n", st->n_ctx_used, st->n_ctx,
+		    (unsigned long long)st->seed);
+	else
+		printf("context: not known (the server's); seed %llu\n", (unsigned long long)st->seed);
+}
+
+/* "0.8", or "0.8 (not sent)" for a parameter that does not reach the model. */
+static const char *
+pv(struct chat *c, const char *name, char *buf, size_t n, const char *fmt, double v)
+{
+	int l = snprintf(buf, n, fmt, v);
+	if (!chat_param_sent(c, name) && l > 0 && (size_t)l < n)
+		snprintf(buf + l, n - (size_t)l, " (not sent)");
+	return buf;
 }
 
 static void
 print_params(struct chat *c)
 {
 	struct sampler_params p;
+	char k[48], mp[48], rp[48];
 	chat_get_params(c, &p);
-	printf("temp %g, top_k %d, top_p %g, min_p %g, repeat_penalty %g (last %d), presence_penalty %g, "
-	    "frequency_penalty %g, max_tokens %d, seed %s\n", p.temp, p.top_k, p.top_p, p.min_p, p.repeat_penalty,
-	    p.penalty_last_n, p.presence_penalty, p.frequency_penalty, chat_max_tokens(c),
+	printf("temp %g, top_k %s, top_p %g, min_p %s, repeat_penalty %s (last %d), presence_penalty %g, "
+	    "frequency_penalty %g, max_tokens %d, seed %s\n", p.temp, pv(c, "top_k", k, sizeof(k), "%g", p.top_k),
+	    p.top_p, pv(c, "min_p", mp, sizeof(mp), "%g", p.min_p), pv(c, "repeat_penalty", rp, sizeof(rp), "%g",
+	    p.repeat_penalty), p.penalty_last_n, p.presence_penalty, p.frequency_penalty, chat_max_tokens(c),
 	    p.seed == SAMPLER_SEED_RANDOM ? "random" : "fixed");
 }
 
@@ -302,7 +331,9 @@ cmd_chat(int argc, char **argv)
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
 			    "       [--max-tokens N] [--stop STRING]... [--think-tags 'OPEN CLOSE']\n"
 			    "       [--db FILE | --no-history] [--resume ID]\n"
-			    "Commands: ");
+			    "       natter chat --remote URL [-m NAME] --plain [--api-key-env VAR] [the options above]\n"
+			    "%s"
+			    "Commands: ", cli_remote_help);
 			{
 				int first = 1;
 				chatcmd_help(&plain_ops, usage_list, &first);
@@ -315,10 +346,11 @@ cmd_chat(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!path)
+	cli_remote_wanted(&args, path);
+	if (!path && !args.remote)
 		path = args.model;
-	if (!path) {
-		cli_error("chat: no model given (use -m FILE, or model = FILE in the config file)");
+	if (!path && !args.remote) {
+		cli_error("chat: no model given (use -m FILE, or model = FILE in the config file; or --remote URL)");
 		return 2;
 	}
 	if (resume && (!plain || args.no_history)) {
@@ -329,6 +361,11 @@ cmd_chat(int argc, char **argv)
 		/* Without --plain, chat is the full-screen chat (natter -m FILE). */
 		struct ui_opts uo;
 		memset(&uo, 0, sizeof(uo));
+		if (args.remote) {
+			if (cli_remote_session(&args, path, &uo.session) < 0)
+				return 1;
+			path = NULL;
+		}
 		uo.model_path = path;
 		uo.chat = args.chat;
 		uo.db = args.db;
@@ -336,11 +373,14 @@ cmd_chat(int argc, char **argv)
 		uo.theme = args.theme;
 		return ui_run(&uo);
 	}
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+	if (args.remote) {
+		if (cli_remote_session(&args, path, &c) < 0)
+			return 1;
+		path = NULL;   /* -m named the server's model, not a file */
+	} else if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		return 1;
-	}
-	if (chat_new(m, op, &c, err, sizeof(err)) < 0) {
+	} else if (chat_new(m, op, &c, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		goto out;
 	}
@@ -353,13 +393,8 @@ cmd_chat(int argc, char **argv)
 		per.s = cli_store_open(args.db, 0);
 		if (!per.s) {
 			fprintf(stderr, "natter: this chat will not be saved\n");
-		} else {
-			const struct llm_hparams *hp = llm_model_hparams(m);
-			per.template_name = chat_template_name(c);
-			if (store_model(per.s, path, hp->arch_name, llm_model_type_name(m), &per.model_id) < 0) {
-				persist_warn(&per);
-				per.model_id = 0;
-			}
+		} else if (chatlog_model(&per, c, path) < 0) {
+			persist_warn(&per);
 		}
 	}
 	if (resume) {
@@ -372,8 +407,13 @@ cmd_chat(int argc, char **argv)
 		fprintf(stderr, "natter: resumed conversation %lld (%d messages)\n", resume, chat_n_messages(c));
 	}
 	if (tty_in) {
-		fprintf(stderr, "natter: %s, template %s, context %d. /help for commands.\n", path,
-		    chat_template_name(c), chat_ctx_size(c));
+		struct chat_engine_info info;
+		chat_engine_info(c, &info);
+		if (info.endpoint)
+			fprintf(stderr, "natter: %s at %s (remote). /help for commands.\n", info.model, info.endpoint);
+		else
+			fprintf(stderr, "natter: %s, template %s, context %d. /help for commands.\n", path,
+			    chat_template_name(c), chat_ctx_size(c));
 	}
 	{
 		struct sigaction sa;
@@ -413,16 +453,25 @@ cmd_chat(int argc, char **argv)
 		free(line);
 		if (gen || regen) {
 			int r;
+			chat_cancel_reset(c);   /* a Ctrl-C between two replies stops neither */
 			out.in_reasoning = 0;
+			generating = c;
 			r = regen ? chat_regenerate(c, NULL, NULL, &last, err, sizeof(err)) :
 			    chat_generate(c, NULL, NULL, &last, err, sizeof(err));
+			generating = NULL;
 			if (out.in_reasoning && r == 0 && last.stop == CHAT_STOP_LIMIT)
-				fprintf(stderr, "[natter: the reply ended inside its reasoning after %d tokens; "
-				    "a larger --max-tokens leaves room for the answer]\n", last.n_reasoning);
+				fprintf(stderr, "[natter: the reply ended inside its reasoning after %d %s; "
+				    "a larger --max-tokens leaves room for the answer]\n", last.n_reasoning,
+				    last.reasoning_counted ? "pieces" : "tokens");
 			reasoning_end(&out);
 			if (r < 0) {
-				/* The session has withdrawn a message it could not answer. */
+				int n = chat_n_messages(c);
 				fprintf(stderr, "error: %s\n", err);
+				/* A message the conversation could not take is withdrawn;
+				 * one the engine failed on stays, to be sent again. */
+				if (n > 0 && !strcmp(chat_message_role(c, n - 1), "user"))
+					fprintf(stderr, "[natter: your message stays in the conversation; /regen sends it "
+					    "again]\n");
 				continue;
 			}
 			have_stats = 1;
@@ -432,7 +481,8 @@ cmd_chat(int argc, char **argv)
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");
 			else if (last.stop == CHAT_STOP_ERROR)
-				fprintf(stderr, "[natter: the reply broke off: %s]\n", err);
+				fprintf(stderr, "[natter: the reply broke off: %s; what arrived is kept, marked "
+				    "as cut]\n", err);
 			else if (last.stop == CHAT_STOP_CONTEXT)
 				fprintf(stderr, "[natter: the context is full; the reply was cut]\n");
 			fflush(stdout);

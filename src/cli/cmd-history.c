@@ -159,6 +159,8 @@ export_usage(FILE *out)
 	    "--include-incomplete also replies that were stopped or cut off (context, max tokens, error)\n"
 	    "--include-legacy     also replies from before schema 3, their prompt rebuilt from the\n"
 	    "                     conversation as stored (what they were fed was not recorded)\n"
+	    "--model SHA|NAME     replies by a model whose SHA-256 starts with, or whose file name\n"
+	    "                     (remote: model id or endpoint) contains, this; remote or file: all such\n"
 	    "--reasoning keep     a reasoning model's reasoning stays in the reply, as <think>REASONING</think>\n"
 	    "                     before the answer (default: drop, the answer alone)\n");
 }

@@ -1,4 +1,4 @@
-/* cmd-models.c -- `natter models`: the GGUF files of the models folder, with what they are and when used. */
+/* cmd-models.c -- `natter models`: the GGUF files of the models folder, with what they are and when used; or what a remote server offers. */
 #include "config.h"
 
 #include <dirent.h>
@@ -13,7 +13,10 @@
 
 #include "cli/cli.h"
 #include "natter/gguf.h"
+#include "natter/http.h"
 #include "natter/hub.h"
+#include "natter/oai.h"
+#include "natter/remote.h"
 #include "natter/store.h"
 
 /* general.file_type, numbered as llama.cpp's llama_ftype. */
@@ -132,31 +135,93 @@ human(int64_t b, char *out, size_t n)
 		snprintf(out, n, "%.1f KiB", b / 1024.0);
 }
 
+/* `natter models --remote URL`: GET /v1/models, one line a model. */
+static int
+list_remote(const struct cli_chat_args *a)
+{
+	struct remote_opts ro;
+	struct oai_model *m;
+	char err[1024];
+	int n;
+
+	if (cli_remote_opts(a, &ro) < 0)
+		return 2;
+	if (http_global_init(err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		return 1;
+	}
+	if (remote_models_list(&ro, &m, &n, err, sizeof(err)) < 0) {
+		cli_error("models: %s", err);
+		return 1;
+	}
+	if (n == 0)
+		printf("The server lists no models.\n");
+	else
+		printf("%-44s %-20s %-16s %s\n", "MODEL", "OWNED BY", "CREATED", "CONTEXT");
+	for (int i = 0; i < n; i++) {
+		char when[32] = "-", ctx[16] = "-";
+		if (m[i].created > 0) {
+			time_t t = (time_t)m[i].created;
+			struct tm tm;
+			localtime_r(&t, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+		}
+		if (m[i].max_model_len > 0)
+			snprintf(ctx, sizeof(ctx), "%d", m[i].max_model_len);
+		/* Names come from the server: no terminal controls. */
+		for (char *p = m[i].id; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
+		for (char *p = m[i].owned_by; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
+		printf("%-44s %-20s %-16s %s\n", m[i].id, m[i].owned_by[0] ? m[i].owned_by : "-", when, ctx);
+	}
+	free(m);
+	return 0;
+}
+
 int
 cmd_models(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, 'd' },
 		{ "db", required_argument, NULL, 'D' },
+		{ "remote", required_argument, NULL, CLI_OPT_REMOTE },
+		{ "api-key-env", required_argument, NULL, CLI_OPT_KEY_ENV },
+		{ "connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT },
+		{ "read-timeout", required_argument, NULL, CLI_OPT_READ_TIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dir = NULL, *db = NULL;
 	char dirbuf[4096];
 	struct entry *es = NULL;
+	struct cli_chat_args args;
 	int n = 0, cap = 0, ch;
 	DIR *d;
 	struct dirent *de;
 
+	/* The remote options only, as the chat front ends read them; the
+	 * config file's server is not listed unless asked for. */
+	memset(&args, 0, sizeof(args));
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		int r = cli_chat_option(ch, optarg, &args);
+		if (r < 0)
+			return 2;
+		if (r)
+			continue;
 		switch (ch) {
 		case 'd': dir = optarg; break;
 		case 'D': db = optarg; break;
 		case 'h':
 			printf("usage: natter models [--dir DIR] [--db FILE]\n"
+			    "       natter models --remote URL [--api-key-env VAR] [--connect-timeout S]\n"
 			    "Lists the GGUF models in $XDG_DATA_HOME/natter/models (or DIR): size,\n"
-			    "architecture, quantization, and when the history last used each.\n");
+			    "architecture, quantization, and when the history last used each.  With\n"
+			    "--remote, what an OpenAI-compatible server offers (GET /v1/models); the API\n"
+			    "key is read from $OPENAI_API_KEY or the variable --api-key-env names.\n");
 			return 0;
 		default:
 			return 2;
@@ -166,6 +231,8 @@ cmd_models(int argc, char **argv)
 		cli_error("models: unexpected argument '%s'", argv[optind]);
 		return 2;
 	}
+	if (args.remote)
+		return list_remote(&args);
 	if (!dir && !(dir = hub_models_dir(dirbuf, sizeof(dirbuf)))) {
 		cli_error("models: cannot find the models folder: set XDG_DATA_HOME or HOME, or use --dir DIR");
 		return 2;

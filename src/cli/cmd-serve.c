@@ -39,6 +39,8 @@ cmd_serve(int argc, char **argv)
 		{ "model", required_argument, NULL, 'm' },
 		{ "host", required_argument, NULL, OPT_HOST },
 		{ "port", required_argument, NULL, OPT_PORT },
+		/* Before CLI_CHAT_LONGOPTS, which has its own --api-key-env (the
+		 * chat's, for --remote): getopt_long takes the first exact match. */
 		{ "api-key-env", required_argument, NULL, OPT_KEY_ENV },
 		{ "token-delay", required_argument, NULL, OPT_DELAY },
 		{ "max-queue", required_argument, NULL, OPT_QUEUE },
@@ -84,6 +86,11 @@ cmd_serve(int argc, char **argv)
 		default:
 			return 2;
 		}
+	}
+	if (args.remote) {
+		/* The chat options include the remote ones; serve runs a model file. */
+		cli_error("serve: --remote is for the chat (natter --remote URL); serve runs a model file (-m FILE)");
+		return 2;
 	}
 	if (!so.model_path) {
 		cli_error("serve: no model given (use -m FILE)");

@@ -1,4 +1,4 @@
-/* cmd-ui.c -- `natter [-m MODEL] [OPTIONS]`: options for the full-screen interface. */
+/* cmd-ui.c -- `natter [-m MODEL | --remote URL [-m NAME]] [OPTIONS]`: options for the full-screen interface. */
 #include "config.h"
 
 #include <getopt.h>
@@ -54,8 +54,15 @@ cmd_ui(int argc, char **argv)
 		cli_error("unexpected argument '%s' (see natter --help)", argv[optind]);
 		return 2;
 	}
-	if (!o.model_path)
+	if (cli_remote_wanted(&args, o.model_path)) {
+		/* -m names the server's model; the session is made here, before
+		 * the screen and its threads. */
+		if (cli_remote_session(&args, o.model_path, &o.session) < 0)
+			return 1;
+		o.model_path = NULL;
+	} else if (!o.model_path) {
 		o.model_path = args.model;   /* the config file's model */
+	}
 	if (!o.theme)
 		o.theme = args.theme;
 	o.chat = args.chat;

@@ -1,4 +1,4 @@
-/* chat.c -- chat sessions over one model context: render, reuse the cache, stream a reply, keep alternatives. */
+/* chat.c -- chat sessions: the conversation (messages, alternatives, edits, the window fed, live parameters, stop strings, statistics), over an engine that produces the replies. */
 #include "config.h"
 
 #include <errno.h>
@@ -9,14 +9,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "natter/chat-engine.h"
 #include "natter/chat.h"
-#include "natter/gguf.h"
-#include "natter/llm.h"
 #include "natter/text.h"
 #include "natter/think.h"
-#include "natter/tmpl.h"
-#include "natter/tok.h"
 #include "llm/strbuf.h"
+
+/*
+ * This file knows nothing of models, templates or servers: what turns the
+ * messages fed into a reply is the engine (chat-engine.h; chat-local.c for
+ * the in-process one).  The split is along one line: everything about the
+ * conversation is here, every question about a prompt (does it fit? what
+ * was fed exactly?) goes to the engine.
+ */
 
 /* One version of a message: a user message has one, an assistant message
  * one per generation. */
@@ -41,32 +46,15 @@ struct fed {
 };
 
 struct chat {
-	struct llm_model *m;
-	struct llm_ctx *ctx;
-	const struct tok_vocab *v;
-	struct tmpl *t;
-	char tmpl_name[256];
-	char *tmpl_source;           /* the template's text as compiled */
-	char warning[200];           /* chat_warning; "" when none */
+	const struct chat_engine_ops *ops;
+	void *e;                     /* the engine (owned) */
 	char *system;
 	struct msg *msgs;
 	int n, cap;
 	int first;                   /* messages before it were dropped to fit the context */
-	char *prompt_text;           /* the last prompt as fed, rendered */
-	size_t prompt_text_len;
-	struct fed *fed;             /* (n_fed) the messages in it, system prompt first */
+	struct fed *fed;             /* (n_fed) the messages the last prompt fed, system prompt first */
 	int n_fed, prompt_dropped;
-	struct tok_ids cache;        /* mirror of the tokens in the KV cache */
-	char *cache_text;            /* the text those tokens stand for, when known */
-	size_t cache_text_len, cache_text_cap;
-	int prompt_end;              /* cache.ids[0..prompt_end) was the last prompt */
-	size_t prompt_end_text;      /* and stood for cache_text[0..prompt_end_text) */
-	float *prompt_logits;        /* (n_vocab) after the last prompt */
-	struct sampler *smp;
-	struct tok_stream *ts;
-	float *logits;               /* (n_vocab) after the last evaluation */
 	char *stops[9];
-	char *bos_text, *eos_text;
 	char think_open[32], think_close[32];   /* the reasoning's tags */
 	chat_split_fn split;
 	void *split_ctx;
@@ -75,12 +63,51 @@ struct chat {
 	chat_progress_fn progress;
 	void *progress_ctx;
 
+	struct sampler_params reply_sp;   /* what the last reply was produced under (chat_reply_params) */
+	int reply_max_tokens;
+
 	pthread_mutex_t mu;          /* guards sp and max_tokens */
 	struct sampler_params sp;
 	int max_tokens;
 	atomic_int cancel;
 	atomic_int token_delay_ms;
 	atomic_int think;            /* enum chat_think, for the next render */
+};
+
+/* Reply assembly: stop strings are held back until they cannot match. */
+struct reply {
+	char *buf;
+	size_t len, cap, emitted;
+};
+
+/* The reply as shown, split into answer and reasoning (think.h), and its
+ * pieces counted by kind. */
+struct split_out {
+	struct chat *c;
+	struct think_split ts;
+	struct think_count tc;
+	char *answer, *reasoning;
+	size_t alen, acap, rlen, rcap;
+	int n_gen;                   /* pieces counted so far (chat_run_piece) */
+	int stop;                    /* the split callback asked to stop */
+	int oom;
+};
+
+/* What a session lends its engine while one reply runs (chat-engine.h). */
+struct chat_run {
+	struct chat *c;
+	chat_piece_fn cb;
+	void *cbctx;
+	struct reply rep;
+	struct split_out so;
+	int reasoning_tokens;        /* the engine's count (chat_run_set_reasoning_tokens); -1: none */
+	double t_first;              /* when the first piece came (ms, monotonic); 0: none yet */
+	int oom;
+	int rates_set;               /* the engine set the speeds (chat_run_set_rates) */
+	double prompt_tps, gen_tps;
+	int params_set;              /* the engine said what it was sent with (chat_run_set_params) */
+	struct sampler_params sp;
+	int max_tokens;
 };
 
 void
@@ -105,8 +132,8 @@ chat_stop_name(enum chat_stop s)
 	return "?";
 }
 
-static double
-now_ms(void)
+double
+chat_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -126,112 +153,24 @@ dup_repaired(const char *s, size_t n)
 	return out;
 }
 
-static char *
-token_text(const struct tok_vocab *v, int32_t id)
-{
-	const char *t = id >= 0 ? tok_text(v, id) : NULL;
-	return strdup(t ? t : "");
-}
-
-static int
-load_template(struct chat *c, const char *spec, char *err, size_t errlen)
-{
-	const struct gguf_file *f = llm_model_gguf(c->m);
-	char *src = NULL, terr[384];
-	const char *builtin;
-	size_t len;
-
-	if (spec && (builtin = tmpl_builtin(spec))) {
-		src = strdup(builtin);
-		snprintf(c->tmpl_name, sizeof(c->tmpl_name), "%s (built-in)", spec);
-	} else if (spec) {
-		FILE *fp = fopen(spec, "rb");
-		long sz;
-		if (!fp) {
-			snprintf(err, errlen, "chat template '%s' is neither a built-in (chatml, llama2, llama3, "
-			    "phi3, zephyr, gemma) nor a readable file", spec);
-			return -1;
-		}
-		fseek(fp, 0, SEEK_END);
-		sz = ftell(fp);
-		fseek(fp, 0, SEEK_SET);
-		src = sz >= 0 && sz < (16 << 20) ? malloc(sz + 1) : NULL;
-		if (!src || fread(src, 1, sz, fp) != (size_t)sz) {
-			fclose(fp);
-			free(src);
-			snprintf(err, errlen, "%s: cannot read the chat template", spec);
-			return -1;
-		}
-		src[sz] = 0;
-		fclose(fp);
-		snprintf(c->tmpl_name, sizeof(c->tmpl_name), "%s", spec);
-	} else {
-		src = gguf_get_str(f, "tokenizer.chat_template");
-		if (src) {
-			snprintf(c->tmpl_name, sizeof(c->tmpl_name), "model");
-		} else {
-			const char *g = tmpl_builtin_guess(llm_model_hparams(c->m)->arch_name, NULL);
-			src = strdup(tmpl_builtin(g));
-			snprintf(c->tmpl_name, sizeof(c->tmpl_name), "%s (built-in; the model has none)", g);
-		}
-	}
-	if (!src) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	len = strlen(src);
-	if (tmpl_compile(src, len, &c->t, terr, sizeof(terr)) < 0) {
-		if (spec) {
-			snprintf(err, errlen, "chat template %s: %s", c->tmpl_name, terr);
-			free(src);
-			return -1;
-		}
-		/* The model's own template is broken: fall back, and say so. */
-		const char *g = tmpl_builtin_guess(llm_model_hparams(c->m)->arch_name, src);
-		snprintf(c->tmpl_name, sizeof(c->tmpl_name), "%s (built-in; the model's template failed: %.120s)", g, terr);
-		free(src);
-		src = strdup(tmpl_builtin(g));
-		if (!src) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-		if (tmpl_compile(src, strlen(src), &c->t, terr, sizeof(terr)) < 0) {
-			snprintf(err, errlen, "internal error: %s", terr);
-			free(src);
-			return -1;
-		}
-	}
-	c->tmpl_source = src;   /* recorded with each reply */
-	return 0;
-}
-
-/* Esc stops prompt processing too: the model asks between layers. */
-static int
-chat_abort_cb(void *ctx)
-{
-	struct chat *c = ctx;
-	return atomic_load(&c->cancel);
-}
-
 int
-chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char *err, size_t errlen)
+chat_new_engine(const struct chat_engine_ops *ops, void *e, const struct chat_opts *o, struct chat **out,
+		char *err, size_t errlen)
 {
 	struct chat *c = calloc(1, sizeof(*c));
-	int n_vocab = llm_model_hparams(m)->n_vocab;
 
 	*out = NULL;
 	if (!c) {
+		ops->free(e);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	pthread_mutex_init(&c->mu, NULL);
-	c->m = m;
-	c->v = llm_model_vocab(m);
-	c->sp = o->sp;
-	c->max_tokens = o->max_tokens;
+	c->ops = ops;
+	c->e = e;
+	c->sp = c->reply_sp = o->sp;
+	c->max_tokens = c->reply_max_tokens = o->max_tokens;
 	if (sampler_params_check(&c->sp, err, errlen) < 0)
-		goto fail;
-	if (load_template(c, o->template_spec, err, errlen) < 0)
 		goto fail;
 	if (think_tags_parse(o->think_tags ? o->think_tags : "<think> </think>", c->think_open, c->think_close,
 	    sizeof(c->think_open), err, errlen) < 0) {
@@ -240,26 +179,11 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 		snprintf(err, errlen, "%s", tmp);
 		goto fail;
 	}
-	c->ctx = llm_ctx_new(m, o->n_ctx, 0, o->n_threads, err, errlen);
-	if (!c->ctx)
-		goto fail;
-	llm_ctx_set_abort(c->ctx, chat_abort_cb, c);
-	if (llm_ctx_n_ctx(c->ctx) > llm_model_hparams(m)->n_ctx_train)
-		snprintf(c->warning, sizeof(c->warning), "a context of %d tokens is more than the %d this model was "
-		    "trained on; past that, replies may fall apart", llm_ctx_n_ctx(c->ctx), llm_model_hparams(m)->n_ctx_train);
-	c->smp = sampler_new(n_vocab, c->sp.seed);
-	c->ts = tok_stream_new(c->v, 0);
-	c->logits = calloc(n_vocab, sizeof(float));
-	c->prompt_logits = calloc(n_vocab, sizeof(float));
-	c->bos_text = token_text(c->v, tok_bos(c->v));
-	c->eos_text = token_text(c->v, tok_eos(c->v));
-	if (!c->smp || !c->ts || !c->logits || !c->prompt_logits || !c->bos_text || !c->eos_text) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
 	for (int i = 0, k = 0; i < 8 && o->stop[i]; i++)
-		if (o->stop[i][0])
-			c->stops[k++] = strdup(o->stop[i]);
+		if (o->stop[i][0] && !(c->stops[k++] = strdup(o->stop[i]))) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 	if (o->system_prompt && o->system_prompt[0] && chat_set_system(c, o->system_prompt) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -271,6 +195,18 @@ fail:
 	return -1;
 }
 
+static void
+fed_clear(struct chat *c)
+{
+	for (int i = 0; i < c->n_fed; i++) {
+		free(c->fed[i].role);
+		free(c->fed[i].content);
+	}
+	free(c->fed);
+	c->fed = NULL;
+	c->n_fed = 0;
+}
+
 void
 chat_free(struct chat *c)
 {
@@ -279,32 +215,52 @@ chat_free(struct chat *c)
 	chat_clear(c);
 	free(c->msgs);
 	free(c->system);
-	free(c->tmpl_source);
-	free(c->prompt_text);
-	for (int i = 0; i < c->n_fed; i++) {
-		free(c->fed[i].role);
-		free(c->fed[i].content);
-	}
-	free(c->fed);
-	tmpl_free(c->t);
-	llm_ctx_free(c->ctx);
-	sampler_free(c->smp);
-	tok_stream_free(c->ts);
-	tok_ids_free(&c->cache);
-	free(c->logits);
-	free(c->prompt_logits);
-	free(c->cache_text);
-	free(c->bos_text);
-	free(c->eos_text);
+	fed_clear(c);
+	if (c->ops)
+		c->ops->free(c->e);
 	for (int i = 0; c->stops[i]; i++)
 		free(c->stops[i]);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
 
-const char *chat_template_name(const struct chat *c) { return c->tmpl_name; }
-const char *chat_template_source(const struct chat *c) { return c->tmpl_source; }
-const char *chat_warning(const struct chat *c) { return c->warning[0] ? c->warning : NULL; }
+void
+chat_engine_info(const struct chat *c, struct chat_engine_info *i)
+{
+	memset(i, 0, sizeof(*i));
+	c->ops->info(c->e, i);
+}
+
+const char *
+chat_template_name(const struct chat *c)
+{
+	struct chat_engine_info i;
+	chat_engine_info(c, &i);
+	return i.template_name ? i.template_name : "";
+}
+
+const char *
+chat_template_source(const struct chat *c)
+{
+	struct chat_engine_info i;
+	chat_engine_info(c, &i);
+	return i.template_source;
+}
+
+const char *
+chat_warning(const struct chat *c)
+{
+	struct chat_engine_info i;
+	chat_engine_info(c, &i);
+	return i.warning && i.warning[0] ? i.warning : NULL;
+}
+
+int
+chat_param_sent(const struct chat *c, const char *name)
+{
+	return c->ops->param_sent ? c->ops->param_sent(c->e, name) : 1;
+}
+
 const char *chat_system(const struct chat *c) { return c->system ? c->system : ""; }
 int chat_n_messages(const struct chat *c) { return c->n; }
 const char *chat_message_role(const struct chat *c, int i) { return i >= 0 && i < c->n ? c->msgs[i].role : NULL; }
@@ -328,9 +284,11 @@ chat_message_content(const struct chat *c, int i)
 const char *
 chat_prompt_text(const struct chat *c, size_t *len)
 {
+	size_t l = 0;
+	const char *t = c->ops->prompt_text(c->e, &l);
 	if (len)
-		*len = c->prompt_text ? c->prompt_text_len : 0;
-	return c->prompt_text ? c->prompt_text : "";
+		*len = t ? l : 0;
+	return t ? t : "";
 }
 
 const char *
@@ -345,32 +303,15 @@ chat_prompt_message(const struct chat *c, int i, const char **role)
 		*role = c->fed[i].role;
 	return c->fed[i].content;
 }
-int chat_ctx_used(const struct chat *c) { return llm_ctx_n_past(c->ctx); }
-int chat_ctx_size(const struct chat *c) { return llm_ctx_n_ctx(c->ctx); }
-const float *chat_prompt_logits(const struct chat *c) { return c->prompt_logits; }
+int chat_ctx_used(const struct chat *c) { return c->ops->ctx_used(c->e); }
+int chat_ctx_size(const struct chat *c) { return c->ops->ctx_size(c->e); }
+const float *chat_prompt_logits(const struct chat *c) { return c->ops->prompt_logits ? c->ops->prompt_logits(c->e) : NULL; }
 
 const int32_t *
 chat_prompt_tokens(const struct chat *c, int *n)
 {
-	*n = c->prompt_end;
-	return c->cache.ids;
-}
-
-/* Sets or extends the text the cached tokens stand for (NULL forgets it). */
-static void
-cache_text_set(struct chat *c, const char *s, size_t n, int append)
-{
-	if (!s) {
-		c->cache_text_len = 0;
-		free(c->cache_text);
-		c->cache_text = NULL;
-		c->cache_text_cap = 0;
-		return;
-	}
-	if (!append)
-		c->cache_text_len = 0;
-	if (strbuf_append(&c->cache_text, &c->cache_text_len, &c->cache_text_cap, s, n) < 0)
-		cache_text_set(c, NULL, 0, 0);   /* unknown text: reuse falls back to token matching */
+	*n = 0;
+	return c->ops->prompt_tokens ? c->ops->prompt_tokens(c->e, n) : NULL;
 }
 
 void
@@ -392,6 +333,7 @@ chat_set_system(struct chat *c, const char *text)
 	}
 	return 0;
 }
+
 
 static void
 msg_free(struct msg *m)
@@ -654,7 +596,8 @@ chat_think(struct chat *c)
 int
 chat_template_thinks(const struct chat *c)
 {
-	return c->tmpl_source && strstr(c->tmpl_source, "enable_thinking") != NULL;
+	const char *src = chat_template_source(c);
+	return src && strstr(src, "enable_thinking") != NULL;
 }
 
 void
@@ -716,84 +659,45 @@ chat_max_tokens(struct chat *c)
 	return v;
 }
 
-/* Renders the system prompt and messages [FIRST, n). */
-static char *
-render(struct chat *c, int first, int add_gen, char *err, size_t errlen, size_t *len)
-{
-	struct tmpl_msg *m = malloc((c->n + 1) * sizeof(*m));
-	struct tmpl_opts o = { add_gen, c->bos_text, c->eos_text, 0, atomic_load(&c->think) };
-	char *out = NULL;
-	int k = 0, rc;
+/* --- what the engine is fed --- */
 
-	if (!m) {
-		snprintf(err, errlen, "out of memory");
+/* The system prompt and messages [FIRST, n) as turns for the engine (the
+ * strings borrowed from C; caller frees the array).  *N gets how many. */
+static struct chat_turn *
+turns_from(struct chat *c, int first, int *n)
+{
+	struct chat_turn *t = malloc((size_t)(c->n - first + 1) * sizeof(*t));
+	int k = 0;
+
+	if (!t)
 		return NULL;
-	}
 	if (c->system) {
-		m[k].role = "system";
-		m[k++].content = c->system;
+		t[k].role = "system";
+		t[k++].content = c->system;
 	}
 	for (int i = first; i < c->n; i++) {
-		m[k].role = c->msgs[i].role;
-		m[k++].content = msg_text(&c->msgs[i]);
+		t[k].role = c->msgs[i].role;
+		t[k++].content = msg_text(&c->msgs[i]);
 	}
-	rc = tmpl_render(c->t, m, k, &o, &out, len, err, errlen);
-	free(m);
-	if (rc == TMPL_ERR_RAISED) {
-		/* The template's own words, e.g. "System role not supported". */
-		char tmp[512];
-		snprintf(tmp, sizeof(tmp), "the chat template refuses this conversation: %s", err);
-		snprintf(err, errlen, "%s", tmp);
-	}
-	return rc == 0 ? out : NULL;
+	*n = k;
+	return t;
 }
 
 char *
 chat_render(struct chat *c, char *err, size_t errlen)
 {
-	size_t len;
-	return render(c, c->first, 1, err, errlen, &len);
-}
+	int n;
+	struct chat_turn *t = turns_from(c, c->first, &n);
+	char *out;
 
-/* Tokenizes the rendered conversation; BOS only if the text lacks it.
- * When the text extends what the cache already holds (the last prompt and
- * the model's reply), the cached tokens are kept as they are -- the model's
- * own tokens -- and only the rest is tokenized. */
-static int
-tokenize_prompt(struct chat *c, const char *text, size_t len, struct tok_ids *ids)
-{
-	int add_bos = tok_add_bos(c->v) && !(c->bos_text[0] && strncmp(text, c->bos_text, strlen(c->bos_text)) == 0);
-	size_t cl = c->cache_text_len;
-
-	ids->n = 0;
-	if (c->cache_text && cl > 0 && cl <= len && (int)c->cache.n == llm_ctx_n_past(c->ctx) &&
-	    memcmp(text, c->cache_text, cl) == 0) {
-		for (size_t i = 0; i < c->cache.n; i++)
-			if (tok_ids_push(ids, c->cache.ids[i]) < 0)
-				return -1;
-		return tok_encode_ex(c->v, text + cl, len - cl, TOK_ENC_SPECIAL | TOK_ENC_CONTINUE, ids);
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
 	}
-	/* The text extends the last prompt but not its reply (a regeneration):
-	 * that prompt's tokens as they were evaluated.  Tokenizing the whole
-	 * text again may split an earlier reply otherwise than the model
-	 * wrote it, and the cache would be reused only up to there -- for a
-	 * hybrid model's recurrent state, back to a checkpoint before it. */
-	cl = c->prompt_end_text;
-	if (c->cache_text && cl > 0 && cl <= len && cl <= c->cache_text_len && c->prompt_end <= (int)c->cache.n &&
-	    (int)c->cache.n == llm_ctx_n_past(c->ctx) && memcmp(text, c->cache_text, cl) == 0) {
-		for (int i = 0; i < c->prompt_end; i++)
-			if (tok_ids_push(ids, c->cache.ids[i]) < 0)
-				return -1;
-		return tok_encode_ex(c->v, text + cl, len - cl, TOK_ENC_SPECIAL | TOK_ENC_CONTINUE, ids);
-	}
-	return tok_encode(c->v, text, len, add_bos, 1, ids);
+	out = c->ops->render(c->e, t, n, atomic_load(&c->think), err, errlen);
+	free(t);
+	return out;
 }
-
-/* Reply assembly: stop strings are held back until they cannot match. */
-struct reply {
-	char *buf;
-	size_t len, cap, emitted;
-};
 
 /* Returns 1 if a stop string completed (the reply is cut there). Else
  * sets *SAFE to how much of the reply may be shown now. */
@@ -824,31 +728,29 @@ check_stops(char *const *stops, struct reply *r, size_t *safe)
 }
 
 /*
- * Renders and tokenizes the conversation from message *FIRST on, leaving
+ * Has the engine prepare the conversation from message *FIRST on, leaving
  * out the oldest turns (never the system prompt nor the last user message)
- * while the prompt and room for the reply do not fit the context.  *FIRST
- * gets the first message kept; *TEXT (caller frees), *LEN and IDS the
- * prompt.  Changes nothing in C.  Returns 0, or -1 with ERR.
+ * while the prompt and room for the reply do not fit its context.  *FIRST
+ * gets the first message kept; the engine keeps the prompt for its next
+ * run.  Changes nothing in C.  Returns 0, or -1 with ERR.
  */
 static int
-fit_prompt(struct chat *c, int max_tokens, int *first, char **text, size_t *len, struct tok_ids *ids,
-	   char *err, size_t errlen)
+fit_prompt(struct chat *c, int max_tokens, int *first, char *err, size_t errlen)
 {
-	const int n_ctx = llm_ctx_n_ctx(c->ctx);
 	int f = *first;
 
 	for (;;) {
-		int reserve, last_user = -1;
-		free(*text);
-		*text = render(c, f, 1, err, errlen, len);
-		if (!*text)
-			return -1;
-		if (tokenize_prompt(c, *text, *len, ids) < 0) {
+		int n, rc, last_user = -1;
+		struct chat_turn *t = turns_from(c, f, &n);
+		if (!t) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		reserve = max_tokens > 0 && max_tokens < n_ctx / 2 ? max_tokens : n_ctx / 4;
-		if ((int)ids->n + reserve <= n_ctx)
+		rc = c->ops->prepare(c->e, t, n, max_tokens, atomic_load(&c->think), err, errlen);
+		free(t);
+		if (rc < 0)
+			return -1;
+		if (rc == CHAT_FIT_OK)
 			break;
 		for (int i = c->n - 1; i >= f; i--)
 			if (!strcmp(c->msgs[i].role, "user")) {
@@ -864,11 +766,9 @@ fit_prompt(struct chat *c, int max_tokens, int *first, char **text, size_t *len,
 			f += k;
 			continue;
 		}
-		if ((int)ids->n + 8 <= n_ctx)
+		if (rc == CHAT_FIT_TIGHT)
 			break;   /* only the last message is left: generate what fits */
-		snprintf(err, errlen, "the message is %zu tokens long, more than the context of %d tokens "
-		    "holds (shorten it, or use a larger context with -c)", ids->n, n_ctx);
-		return -1;
+		return -1;       /* CHAT_FIT_NO: the engine said why in ERR */
 	}
 	*first = f;
 	return 0;
@@ -877,34 +777,19 @@ fit_prompt(struct chat *c, int max_tokens, int *first, char **text, size_t *len,
 int
 chat_check(struct chat *c, char *err, size_t errlen)
 {
-	struct tok_ids ids = { 0 };
-	char *text = NULL;
-	size_t len;
 	int first = c->first;
-	int rc = fit_prompt(c, chat_max_tokens(c), &first, &text, &len, &ids, err, errlen);
-	free(text);
-	tok_ids_free(&ids);
-	return rc;
+	return fit_prompt(c, chat_max_tokens(c), &first, err, errlen);
 }
 
-/* Remembers what this prompt feeds: TEXT (taken over) and the system
- * prompt and messages from FIRST on, copied. */
+/* Remembers the messages this prompt feeds: the system prompt and the
+ * messages from FIRST on, copied. */
 static int
-record_prompt(struct chat *c, char *text, size_t len, int first)
+record_prompt(struct chat *c, int first)
 {
 	int n = c->n - first + (c->system ? 1 : 0), k = 0;
 	struct fed *f = n > 0 ? calloc(n, sizeof(*f)) : NULL;
 
-	free(c->prompt_text);
-	c->prompt_text = text;
-	c->prompt_text_len = len;
-	for (int i = 0; i < c->n_fed; i++) {
-		free(c->fed[i].role);
-		free(c->fed[i].content);
-	}
-	free(c->fed);
-	c->fed = NULL;
-	c->n_fed = 0;
+	fed_clear(c);
 	c->prompt_dropped = first;
 	if (n > 0 && !f)
 		return -1;
@@ -924,18 +809,7 @@ record_prompt(struct chat *c, char *text, size_t len, int first)
 	return 0;
 }
 
-/* The reply as shown, split into answer and reasoning (think.h), and its
- * tokens counted by kind. */
-struct split_out {
-	struct chat *c;
-	struct think_split ts;
-	struct think_count tc;
-	char *answer, *reasoning;
-	size_t alen, acap, rlen, rcap;
-	int n_gen;
-	int stop;                    /* the split callback asked to stop */
-	int oom;
-};
+/* --- the reply split into reasoning and answer --- */
 
 static void
 split_emit(void *ctx, enum think_kind k, const char *s, size_t n)
@@ -957,14 +831,132 @@ split_emit(void *ctx, enum think_kind k, const char *s, size_t n)
 		so->stop = 1;
 }
 
-/* Hands on S[0..N) of the reply: as it is to CB, split to the session's
- * split callback.  Returns nonzero when either asks to stop. */
+/* Hands on S[0..N) of the reply: as it is to the piece callback, split to
+ * the session's split callback.  Returns nonzero when either asks to stop. */
 static int
-reply_show(struct split_out *so, chat_piece_fn cb, void *cbctx, const char *s, size_t n)
+reply_show(struct chat_run *r, const char *s, size_t n)
 {
-	int stop = cb && cb(cbctx, s, n);
-	think_split_push(&so->ts, s, n, split_emit, so);
-	return stop || so->stop;
+	int stop = r->cb && r->cb(r->cbctx, s, n);
+	think_split_push(&r->so.ts, s, n, split_emit, &r->so);
+	return stop || r->so.stop;
+}
+
+/* --- lent to the engine while a reply runs --- */
+
+/* A piece of the reply; COUNTED: one unit of its own (chat_run_piece). */
+static int
+run_bytes(struct chat_run *r, const char *p, size_t n, int counted)
+{
+	struct chat *c = r->c;
+	size_t safe;
+	int stopped;
+
+	if (r->t_first == 0)
+		r->t_first = chat_now_ms();
+	/* The count sees the reply as the model wrote it (before any stop
+	 * string cuts it), a unit at a time; the tags an engine adds are
+	 * text that moves it from one kind to the other. */
+	if (counted) {
+		think_count_token(&r->so.tc, p, n);
+		r->so.n_gen++;
+	} else {
+		think_split_push(&r->so.tc.s, p, n, NULL, NULL);
+	}
+	if (strbuf_append(&r->rep.buf, &r->rep.len, &r->rep.cap, p, n) < 0) {
+		r->oom = 1;
+		atomic_store(&c->cancel, 1);
+		return CHAT_RUN_STOP;
+	}
+	stopped = check_stops(c->stops, &r->rep, &safe);
+	if (safe > r->rep.emitted) {
+		if (reply_show(r, r->rep.buf + r->rep.emitted, safe - r->rep.emitted))
+			atomic_store(&c->cancel, 1);
+		r->rep.emitted = safe;
+	}
+	if (r->so.oom) {
+		r->oom = 1;
+		atomic_store(&c->cancel, 1);
+		return CHAT_RUN_STOP;
+	}
+	return stopped ? CHAT_RUN_STOP : CHAT_RUN_GO;
+}
+
+int
+chat_run_text(struct chat_run *r, const char *p, size_t n)
+{
+	return run_bytes(r, p, n, 0);
+}
+
+void
+chat_run_think_tags(const struct chat_run *r, const char **open, const char **close)
+{
+	*open = r->c->think_open;
+	*close = r->c->think_close;
+}
+
+void
+chat_run_set_reasoning_tokens(struct chat_run *r, int n)
+{
+	r->reasoning_tokens = n < 0 ? 0 : n;
+}
+
+int
+chat_run_piece(struct chat_run *r, const char *p, size_t n)
+{
+	struct chat *c = r->c;
+
+	if (run_bytes(r, p, n, 1) == CHAT_RUN_STOP)
+		return CHAT_RUN_STOP;
+	{
+		int d = atomic_load(&c->token_delay_ms);
+		if (d > 0) {
+			struct timespec ts = { d / 1000, (long)(d % 1000) * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+	}
+	return CHAT_RUN_GO;
+}
+
+int chat_run_cancelled(const struct chat_run *r) { return atomic_load(&r->c->cancel); }
+const atomic_int *chat_run_cancel_flag(const struct chat_run *r) { return &r->c->cancel; }
+struct chat *chat_run_chat(const struct chat_run *r) { return r->c; }
+
+void
+chat_run_notice(struct chat_run *r, const char *msg)
+{
+	if (r->c->notice)
+		r->c->notice(r->c->notice_ctx, msg);
+}
+
+void
+chat_run_progress(struct chat_run *r, int done, int total)
+{
+	if (r->c->progress)
+		r->c->progress(r->c->progress_ctx, done, total);
+}
+
+void
+chat_run_set_params(struct chat_run *r, const struct sampler_params *p, int max_tokens)
+{
+	r->params_set = 1;
+	r->sp = *p;
+	r->max_tokens = max_tokens;
+}
+
+void
+chat_reply_params(const struct chat *c, struct sampler_params *p, int *max_tokens)
+{
+	*p = c->reply_sp;
+	if (max_tokens)
+		*max_tokens = c->reply_max_tokens;
+}
+
+void
+chat_run_set_rates(struct chat_run *r, double prompt_tps, double gen_tps)
+{
+	r->rates_set = 1;
+	r->prompt_tps = prompt_tps;
+	r->gen_tps = gen_tps;
 }
 
 /* Generates a reply to messages [0, n).  TARGET < 0 appends it as a new
@@ -973,21 +965,20 @@ reply_show(struct split_out *so, chat_piece_fn cb, void *cbctx, const char *s, s
 static int
 generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_stats *st, char *err, size_t errlen)
 {
-	struct tok_ids ids = { 0 };
-	struct reply rep = { 0 };
-	struct split_out so = { 0 };
-	const int n_ctx = llm_ctx_n_ctx(c->ctx);
-	int n_dropped = 0, rc = -1, p, max_tokens, first = c->first;
-	struct sampler_params sp;
-	char *text = NULL;
-	size_t len;
-	double t0 = now_ms(), t1, t_first = 0;
+	struct chat_run run;
+	int n_dropped = 0, rc = -1, first = c->first;
+	double t0 = chat_now_ms();
 
 	memset(st, 0, sizeof(*st));
+	memset(&run, 0, sizeof(run));
+	run.c = c;
+	run.cb = cb;
+	run.cbctx = cbctx;
+	run.so.c = c;
+	run.reasoning_tokens = -1;
 	/* A stop requested before this point is not cleared: it stops this
 	 * reply (the front end pressed it while starting us). */
-	max_tokens = chat_max_tokens(c);
-	if (fit_prompt(c, max_tokens, &first, &text, &len, &ids, err, errlen) < 0) {
+	if (fit_prompt(c, chat_max_tokens(c), &first, err, errlen) < 0) {
 		/* A message that cannot be answered does not stay in the
 		 * conversation. */
 		if (target < 0 && c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "user"))
@@ -996,221 +987,67 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	}
 	n_dropped = first - c->first;
 	c->first = first;
-	st->prompt_tokens = (int)ids.n;
-	{
-		/* A prompt that opens the reasoning starts the reply inside it. */
-		int inside = think_prompt_opens(text, len, c->think_open, c->think_close);
-		so.c = c;
-		think_split_init(&so.ts, c->think_open, c->think_close, inside);
-		think_count_init(&so.tc, c->think_open, c->think_close, inside);
-	}
-	{
-		/* What is fed is recorded before it is evaluated: a reply stopped
-		 * while the prompt is read was given this prompt too. */
-		char *copy = malloc(len + 1);
-		if (copy) {
-			memcpy(copy, text, len);
-			copy[len] = 0;
-		}
-		if (!copy || record_prompt(c, copy, len, first) < 0) {
-			snprintf(err, errlen, "out of memory");
-			goto out;
-		}
+	/* What is fed is recorded before the engine starts: a reply stopped
+	 * while the prompt is read was given this prompt too. */
+	if (record_prompt(c, first) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
 	}
 	if (n_dropped && c->notice) {
 		char msg[160];
 		snprintf(msg, sizeof(msg), "dropped the %d oldest message%s to fit the context of %d tokens",
-		    n_dropped, n_dropped > 1 ? "s" : "", n_ctx);
+		    n_dropped, n_dropped > 1 ? "s" : "", chat_ctx_size(c));
 		c->notice(c->notice_ctx, msg);
 	}
-
-	/* Reuse the cache up to the first token that differs. */
-	for (p = 0; p < (int)c->cache.n && p < (int)ids.n && c->cache.ids[p] == ids.ids[p]; p++)
-		;
-	if (p > llm_ctx_n_past(c->ctx))
-		p = llm_ctx_n_past(c->ctx);
-	if (p == (int)ids.n)
-		p--;   /* re-evaluate the last token to get its logits */
-	/* A sliding-window ring may not go back that far: then it keeps
-	 * fewer positions (down to 0) and more of the prompt is evaluated. */
-	p = llm_ctx_truncate(c->ctx, p);
-	c->cache.n = p;
-	/*
-	 * Turn boundary 1 of 2, for hybrid models (a no-op for a KV cache,
-	 * which can go back anywhere).  A recurrent state cannot step back:
-	 * llm_ctx_truncate returns to the latest checkpoint at or before the
-	 * position asked.  Keep the state just before the prompt's last token:
-	 * a regeneration of this reply truncates to there (the p-- above) and
-	 * evaluates that one token again, not the whole conversation.
-	 */
-	llm_ctx_checkpoint(c->ctx, (int)ids.n - 1);
-	t1 = now_ms();
 	{
-		/* In chunks, so that the front end can show how far the prompt is. */
-		int erc = 0, total = (int)ids.n - p;
-		for (int at = 0; at < total && erc == 0; at += CHAT_PROMPT_CHUNK) {
-			int k = total - at < CHAT_PROMPT_CHUNK ? total - at : CHAT_PROMPT_CHUNK;
-			if (c->progress)
-				c->progress(c->progress_ctx, at, total);
-			erc = llm_eval(c->ctx, ids.ids + p + at, k, c->logits, 0, err, errlen);
-		}
-		if (erc == 0 && c->progress)
-			c->progress(c->progress_ctx, total, total);
-		if (erc == LLM_ESTOPPED) {
-			/* Stopped while reading the prompt: keep the batches that
-			 * finished for the next turn to reuse, and reply nothing. */
-			int done = llm_ctx_n_past(c->ctx);
-			for (int i = p; i < done; i++)
-				tok_ids_push(&c->cache, ids.ids[i]);
-			cache_text_set(c, NULL, 0, 0);
-			st->n_prompt = done - p;
-			st->n_reused = p;
-			st->prompt_ms = now_ms() - t1;
-			st->n_dropped = n_dropped;
-			st->stop = CHAT_STOP_CANCEL;
-			goto finish;
-		}
-		if (erc < 0) {
-			c->cache.n = llm_ctx_truncate(c->ctx, p);
-			cache_text_set(c, NULL, 0, 0);
-			goto out;
-		}
+		/* A prompt that opens the reasoning starts the reply inside it. */
+		int inside = c->ops->prompt_opens && c->ops->prompt_opens(c->e, c->think_open, c->think_close);
+		think_split_init(&run.so.ts, c->think_open, c->think_close, inside);
+		think_count_init(&run.so.tc, c->think_open, c->think_close, inside);
 	}
-	for (size_t i = p; i < ids.n; i++)
-		tok_ids_push(&c->cache, ids.ids[i]);
-	c->prompt_end = (int)c->cache.n;
-	memcpy(c->prompt_logits, c->logits, llm_model_hparams(c->m)->n_vocab * sizeof(float));
-	cache_text_set(c, text, len, 0);
-	c->prompt_end_text = len;
-	st->n_prompt = (int)ids.n - p;
-	st->n_reused = p;
-	st->prompt_ms = now_ms() - t1;
+	if (c->ops->run(c->e, &run, st, err, errlen) < 0)
+		goto out;
 	st->n_dropped = n_dropped;
-
-	chat_get_params(c, &sp);
-	sampler_reset(c->smp, sp.seed);
-	st->seed = sampler_seed(c->smp);
-	{
-		size_t from = ids.n > (size_t)sp.penalty_last_n ? ids.n - sp.penalty_last_n : 0;
-		for (size_t i = from; i < ids.n; i++)
-			sampler_accept(c->smp, ids.ids[i]);
+	if (run.params_set) {
+		c->reply_sp = run.sp;
+		c->reply_max_tokens = run.max_tokens;
+	} else {
+		chat_get_params(c, &c->reply_sp);
+		c->reply_max_tokens = chat_max_tokens(c);
 	}
-	tok_stream_reset(c->ts);
-	st->stop = CHAT_STOP_EOG;
-	for (;;) {
-		int32_t tok;
-		const char *piece;
-		size_t plen, safe;
-
-		if (atomic_load(&c->cancel)) {
-			st->stop = CHAT_STOP_CANCEL;
-			break;
-		}
-		chat_get_params(c, &sp);          /* live changes apply from this token */
-		max_tokens = chat_max_tokens(c);
-		if (max_tokens > 0 && st->n_gen >= max_tokens) {
-			st->stop = CHAT_STOP_LIMIT;
-			break;
-		}
-		tok = sampler_sample(c->smp, &sp, c->logits);
-		if (tok_is_eog(c->v, tok)) {
-			st->stop = CHAT_STOP_EOG;
-			break;
-		}
-		sampler_accept(c->smp, tok);
-		st->n_gen++;
-		if (st->n_gen == 1)
-			t_first = now_ms();
-		piece = tok_stream_push(c->ts, tok, &plen);
-		think_count_token(&so.tc, piece, plen);
-		st->n_reasoning = so.tc.n_reasoning;
-		so.n_gen = st->n_gen;
-		if (strbuf_append(&rep.buf, &rep.len, &rep.cap, piece, plen) < 0) {
-			snprintf(err, errlen, "out of memory");
-			goto out;
-		}
-		int stopped = check_stops(c->stops, &rep, &safe);
-		if (safe > rep.emitted) {
-			if (reply_show(&so, cb, cbctx, rep.buf + rep.emitted, safe - rep.emitted))
-				atomic_store(&c->cancel, 1);
-			rep.emitted = safe;
-		}
-		if (stopped) {
-			st->stop = CHAT_STOP_STRING;
-			break;
-		}
-		{
-			int d = atomic_load(&c->token_delay_ms);
-			if (d > 0) {
-				struct timespec ts = { d / 1000, (long)(d % 1000) * 1000000L };
-				nanosleep(&ts, NULL);
-			}
-		}
-		if (llm_ctx_n_past(c->ctx) >= n_ctx) {
-			st->stop = CHAT_STOP_CONTEXT;
-			break;
-		}
-		{
-			int erc = llm_eval(c->ctx, &tok, 1, c->logits, 0, err, errlen);
-			if (erc == LLM_ESTOPPED) {
-				/* Stopped while this token was evaluated: it is in the
-				 * reply but not in the cache, which stays as it was. */
-				st->stop = CHAT_STOP_CANCEL;
-				break;
-			}
-			if (erc < 0) {
-				/* What was produced is kept; ERR says what broke. */
-				cache_text_set(c, NULL, 0, 0);
-				st->stop = CHAT_STOP_ERROR;
-				break;
-			}
-		}
-		tok_ids_push(&c->cache, tok);
-		{
-			char raw[512];
-			int rl = tok_piece(c->v, tok, 1, raw, sizeof(raw));
-			if (rl < 0 || rl == (int)sizeof(raw))
-				cache_text_set(c, NULL, 0, 0);   /* unknown text: fall back to token matching */
-			else if (c->cache_text)
-				cache_text_set(c, raw, (size_t)rl, 1);
-		}
+	if (st->stop != CHAT_STOP_STRING && run.rep.len > run.rep.emitted) {
+		/* The reply is over: what was held back for a stop string that
+		 * never completed is shown. */
+		reply_show(&run, run.rep.buf + run.rep.emitted, run.rep.len - run.rep.emitted);
+		run.rep.emitted = run.rep.len;
 	}
-	/* Turn boundary 2 of 2 (hybrid models): the state at the end of the
-	 * reply, to which an edit of the next user message goes back instead
-	 * of evaluating this reply again.  (The next turn, which extends the
-	 * cache, needs no checkpoint: the state is already there.) */
-	llm_ctx_checkpoint(c->ctx, llm_ctx_n_past(c->ctx));
-	if (st->stop != CHAT_STOP_STRING) {
-		size_t flen, safe;
-		const char *rest = tok_stream_flush(c->ts, &flen);
-		strbuf_append(&rep.buf, &rep.len, &rep.cap, rest, flen);
-		rep.emitted = rep.emitted > rep.len ? rep.len : rep.emitted;
-		check_stops(c->stops, &rep, &safe);
-		safe = rep.len;   /* the reply is over: show what is left */
-		if (safe > rep.emitted)
-			reply_show(&so, cb, cbctx, rep.buf + rep.emitted, safe - rep.emitted);
-	}
-finish:
-	think_split_flush(&so.ts, split_emit, &so);
-	think_count_flush(&so.tc);
-	st->n_reasoning = so.tc.n_reasoning;
-	if (so.oom) {
+	think_split_flush(&run.so.ts, split_emit, &run.so);
+	think_count_flush(&run.so.tc);
+	if (run.oom || run.so.oom) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
+	/* Counted here, a piece at a time, unless the engine knows better. */
+	st->n_reasoning = run.reasoning_tokens >= 0 ? run.reasoning_tokens : run.so.tc.n_reasoning;
+	if (run.reasoning_tokens >= 0)
+		st->reasoning_counted = 0;
+	if (st->n_reasoning > st->n_gen && !st->reasoning_counted)
+		st->n_reasoning = st->n_gen;
 	{
-		/* The message is the answer; the reasoning goes with it. */
+		/* The message is the answer; the reasoning goes with it, with its
+		 * count when that is in tokens. */
 		int k, i = target < 0 ? c->n : target;
 		if (target < 0) {
-			k = push_msg(c, "assistant", so.answer ? so.answer : "", so.alen) < 0 ? -1 : 0;
+			k = push_msg(c, "assistant", run.so.answer ? run.so.answer : "", run.so.alen) < 0 ? -1 : 0;
 		} else {
-			k = alt_push(c, target, so.answer ? so.answer : "", so.alen);
+			k = alt_push(c, target, run.so.answer ? run.so.answer : "", run.so.alen);
 			if (k >= 0)
 				c->msgs[target].cur = k;
 		}
 		/* (A regeneration's message is hidden from the index checks.) */
-		if (k >= 0 && think_split_entered(&so.ts) &&
-		    alt_set_reasoning(&c->msgs[i].alts[k], so.reasoning ? so.reasoning : "", so.rlen, st->n_reasoning) < 0)
+		if (k >= 0 && think_split_entered(&run.so.ts) &&
+		    alt_set_reasoning(&c->msgs[i].alts[k], run.so.reasoning ? run.so.reasoning : "", run.so.rlen,
+		    st->reasoning_counted ? 0 : st->n_reasoning) < 0)
 			k = -1;
 		if (k < 0) {
 			snprintf(err, errlen, "out of memory");
@@ -1218,27 +1055,28 @@ finish:
 		}
 	}
 	{
-		double t2 = now_ms();
-		st->ttft_ms = st->n_gen ? t_first - t0 : t2 - t0;
-		st->gen_ms = st->n_gen ? t2 - t_first : 0;
-		st->prompt_tps = st->prompt_ms > 0 ? st->n_prompt / (st->prompt_ms / 1e3) : 0;
-		st->gen_tps = st->gen_ms > 0 && st->n_gen > 1 ? (st->n_gen - 1) / (st->gen_ms / 1e3) : 0;
-		st->n_ctx_used = llm_ctx_n_past(c->ctx);
-		st->n_ctx = n_ctx;
-		st->cache_bytes = llm_ctx_cache_bytes(c->ctx);
-		st->state_bytes = llm_ctx_state_bytes(c->ctx);
-		st->checkpoint_bytes = llm_ctx_checkpoint_bytes(c->ctx);
+		double t2 = chat_now_ms();
+		st->ttft_ms = run.t_first > 0 ? run.t_first - t0 : t2 - t0;
+		st->gen_ms = run.t_first > 0 ? t2 - run.t_first : 0;
+		if (run.rates_set) {
+			st->prompt_tps = run.prompt_tps;
+			st->gen_tps = run.gen_tps;
+		} else {
+			st->prompt_tps = st->prompt_ms > 0 ? st->n_prompt / (st->prompt_ms / 1e3) : 0;
+			st->gen_tps = st->gen_ms > 0 && st->n_gen > 1 ? (st->n_gen - 1) / (st->gen_ms / 1e3) : 0;
+		}
+		st->n_ctx_used = chat_ctx_used(c);
+		st->n_ctx = chat_ctx_size(c);
 	}
 	rc = 0;
 out:
 	atomic_store(&c->cancel, 0);   /* a stop ends with the reply it stopped */
-	free(text);
-	free(rep.buf);
-	free(so.answer);
-	free(so.reasoning);
-	tok_ids_free(&ids);
+	free(run.rep.buf);
+	free(run.so.answer);
+	free(run.so.reasoning);
 	return rc;
 }
+
 
 int
 chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen)

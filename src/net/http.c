@@ -171,6 +171,37 @@ on_body_data(char *p, size_t size, size_t nitems, void *arg)
 	return n;
 }
 
+static enum http_transport
+transport_of(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return HTTP_T_RESOLVE;
+	case CURLE_COULDNT_CONNECT:
+		return HTTP_T_CONNECT;
+	case CURLE_OPERATION_TIMEDOUT:
+		return HTTP_T_TIMEOUT;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_USE_SSL_FAILED:
+		return HTTP_T_TLS;
+	case CURLE_PARTIAL_FILE:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_GOT_NOTHING:
+		return HTTP_T_CUT;
+	default:
+		return HTTP_T_NONE;
+	}
+}
+
 static int
 on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
@@ -319,6 +350,12 @@ http_request(const struct http_req *q, struct http_resp *r, char *err, size_t er
 				snprintf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(cc));
 				rc = x.final_started && (cc == CURLE_PARTIAL_FILE || cc == CURLE_RECV_ERROR) ?
 				    HTTP_EPARTIAL : HTTP_ERR;
+				r->transport = transport_of(cc);
+				{
+					long e = 0;
+					if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &e) == CURLE_OK)
+						r->os_errno = (int)e;
+				}
 			}
 			goto out;
 		}

@@ -101,6 +101,10 @@ bad(struct oai_error *e, const char *param, const char *fmt, ...)
 
 enum pkind { P_NUM, P_INT };
 
+/* OpenAI's own fields, and the extras that llama.cpp's server and vLLM
+ * read (EXTRA: OpenAI itself refuses them; oai_req_to_json leaves them out
+ * when asked to).  A client writes every row whose bit is set; a server
+ * reads every row, a later one of the same bit winning. */
 static const struct oai_param {
 	const char *name;
 	enum pkind kind;
@@ -108,18 +112,62 @@ static const struct oai_param {
 	int min_open;        /* MIN itself is out of range */
 	unsigned bit;
 	size_t off;          /* a double (P_NUM) or an int (P_INT) in struct oai_req */
+	int extra;           /* not OpenAI's: llama-server's and vLLM's */
+	int client;          /* written by a client (0: read only) */
 } params[] = {
-	{ "temperature", P_NUM, 0, 100, 0, OAI_SET_TEMP, offsetof(struct oai_req, temperature) },
-	{ "top_p", P_NUM, 0, 1, 0, OAI_SET_TOP_P, offsetof(struct oai_req, top_p) },
-	{ "min_p", P_NUM, 0, 1, 0, OAI_SET_MIN_P, offsetof(struct oai_req, min_p) },
-	{ "repeat_penalty", P_NUM, 0, 10, 1, OAI_SET_REPEAT, offsetof(struct oai_req, repeat_penalty) },
-	{ "presence_penalty", P_NUM, -2, 2, 0, OAI_SET_PRESENCE, offsetof(struct oai_req, presence_penalty) },
-	{ "frequency_penalty", P_NUM, -2, 2, 0, OAI_SET_FREQUENCY, offsetof(struct oai_req, frequency_penalty) },
-	{ "top_k", P_INT, 0, 1e9, 0, OAI_SET_TOP_K, offsetof(struct oai_req, top_k) },
-	{ "max_tokens", P_INT, 1, 1e9, 0, OAI_SET_MAX_TOKENS, offsetof(struct oai_req, max_tokens) },
+	{ "temperature", P_NUM, 0, 100, 0, OAI_SET_TEMP, offsetof(struct oai_req, temperature), 0, 1 },
+	{ "top_p", P_NUM, 0, 1, 0, OAI_SET_TOP_P, offsetof(struct oai_req, top_p), 0, 1 },
+	{ "min_p", P_NUM, 0, 1, 0, OAI_SET_MIN_P, offsetof(struct oai_req, min_p), 1, 1 },
+	/* llama-server's name, then vLLM's for the same thing. */
+	{ "repeat_penalty", P_NUM, 0, 10, 1, OAI_SET_REPEAT, offsetof(struct oai_req, repeat_penalty), 1, 1 },
+	{ "repetition_penalty", P_NUM, 0, 10, 1, OAI_SET_REPEAT, offsetof(struct oai_req, repeat_penalty), 1, 1 },
+	{ "presence_penalty", P_NUM, -2, 2, 0, OAI_SET_PRESENCE, offsetof(struct oai_req, presence_penalty), 0, 1 },
+	{ "frequency_penalty", P_NUM, -2, 2, 0, OAI_SET_FREQUENCY, offsetof(struct oai_req, frequency_penalty), 0, 1 },
+	{ "top_k", P_INT, 0, 1e9, 0, OAI_SET_TOP_K, offsetof(struct oai_req, top_k), 1, 1 },
+	{ "max_tokens", P_INT, 1, 1e9, 0, OAI_SET_MAX_TOKENS, offsetof(struct oai_req, max_tokens), 0, 1 },
 	/* The newer name wins when both are given: it comes later. */
-	{ "max_completion_tokens", P_INT, 1, 1e9, 0, OAI_SET_MAX_TOKENS, offsetof(struct oai_req, max_tokens) },
+	{ "max_completion_tokens", P_INT, 1, 1e9, 0, OAI_SET_MAX_TOKENS, offsetof(struct oai_req, max_tokens), 0, 0 },
 };
+
+unsigned
+oai_param_bit(const char *name, int *extra)
+{
+	if (extra)
+		*extra = 0;
+	for (size_t i = 0; name && i < sizeof(params) / sizeof(params[0]); i++)
+		if (!strcmp(params[i].name, name)) {
+			if (extra)
+				*extra = params[i].extra;
+			return params[i].bit;
+		}
+	if (name && !strcmp(name, "seed"))
+		return OAI_SET_SEED;
+	return 0;
+}
+
+const char *
+oai_param_named(const char *text, unsigned bits)
+{
+	const char *best = NULL, *at = NULL;
+	for (size_t i = 0; text && i < sizeof(params) / sizeof(params[0]); i++) {
+		size_t nl = strlen(params[i].name);
+		if (!(params[i].bit & bits))
+			continue;
+		/* As a word: "top_k" in "'top_k' is not supported", not in "top_kx". */
+		for (const char *h = strstr(text, params[i].name); h; h = strstr(h + 1, params[i].name)) {
+			char b = h > text ? h[-1] : ' ', a = h[nl];
+			if ((b == '_' || (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9')) ||
+			    (a == '_' || (a >= 'a' && a <= 'z') || (a >= '0' && a <= '9')))
+				continue;
+			if (!at || h < at) {
+				at = h;
+				best = params[i].name;
+			}
+			break;
+		}
+	}
+	return best;
+}
 
 static int
 parse_params(const cJSON *root, struct oai_req *r, struct oai_error *e)
@@ -505,12 +553,13 @@ oai_req_to_json(const struct oai_req *r)
 	}
 	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
 		const struct oai_param *p = &params[i];
-		if (!(r->set & p->bit) || !strcmp(p->name, "max_completion_tokens"))
+		if (!(r->set & p->bit) || !p->client)
 			continue;
 		if (p->kind == P_NUM)
 			cJSON_AddNumberToObject(root, p->name, *(const double *)((const char *)r + p->off));
 		else
-			cJSON_AddNumberToObject(root, p->name, *(const int *)((const char *)r + p->off));
+			cJSON_AddNumberToObject(root, p->bit == OAI_SET_MAX_TOKENS && r->max_completion_tokens ?
+			    "max_completion_tokens" : p->name, *(const int *)((const char *)r + p->off));
 	}
 	if (r->set & OAI_SET_SEED)
 		cJSON_AddNumberToObject(root, "seed", r->seed == SAMPLER_SEED_RANDOM ? -1.0 : (double)r->seed);
@@ -665,20 +714,75 @@ oai_chunk_json(enum oai_kind kind, const struct oai_result *res, int role, int u
 	return finish(root, text);
 }
 
+/* A string field's value, or "" (a number is written out: vLLM's stop_reason
+ * may be a token id, an error code a number). */
+static void
+field_text(const cJSON *o, const char *name, char *out, size_t n)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	out[0] = 0;
+	if (cJSON_IsString(v))
+		snprintf(out, n, "%s", v->valuestring);
+	else if (cJSON_IsNumber(v))
+		snprintf(out, n, "%g", v->valuedouble);
+}
+
+static int
+field_int(const cJSON *o, const char *name)
+{
+	const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, name) : NULL;
+	return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 2e9 ? (int)v->valuedouble : 0;
+}
+
+static double
+field_num(const cJSON *o, const char *name)
+{
+	const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, name) : NULL;
+	return cJSON_IsNumber(v) && isfinite(v->valuedouble) ? v->valuedouble : 0;
+}
+
+/* The error shapes servers send, in a body or as a stream event:
+ * {"error": {"message", "type", "param", "code"}} (OpenAI, llama-server,
+ * ollama, vLLM now), {"object": "error", "message", ...} (vLLM before
+ * 0.9), {"error": "text", "error_type": ...} (text-generation-inference). */
+static int
+read_error(const cJSON *root, struct oai_parsed *p)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "error"), *o = NULL;
+	const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "object");
+
+	if (cJSON_IsObject(v))
+		o = v;
+	else if (cJSON_IsString(obj) && !strcmp(obj->valuestring, "error"))
+		o = root;
+	if (o) {
+		field_text(o, "message", p->error, sizeof(p->error));
+		if (!p->error[0])
+			snprintf(p->error, sizeof(p->error), "(no message)");
+		field_text(o, "type", p->error_type, sizeof(p->error_type));
+		field_text(o, "param", p->error_param, sizeof(p->error_param));
+		field_text(o, "code", p->error_code, sizeof(p->error_code));
+		return 1;
+	}
+	if (cJSON_IsString(v)) {
+		snprintf(p->error, sizeof(p->error), "%s", v->valuestring[0] ? v->valuestring : "(no message)");
+		field_text(root, "error_type", p->error_type, sizeof(p->error_type));
+		return 1;
+	}
+	return 0;
+}
+
 int
 oai_reply_parse(const char *json, size_t len, struct oai_parsed *p)
 {
 	cJSON *root = json_parse(json, len, NULL);
-	const cJSON *v, *c, *t = NULL;
+	const cJSON *v, *c, *t = NULL, *rs = NULL;
 	int rc = -1;
 
 	memset(p, 0, sizeof(*p));
 	if (!cJSON_IsObject(root))
 		goto out;
-	v = cJSON_GetObjectItemCaseSensitive(root, "error");
-	if (cJSON_IsObject(v)) {
-		const cJSON *m = cJSON_GetObjectItemCaseSensitive(v, "message");
-		snprintf(p->error, sizeof(p->error), "%s", cJSON_IsString(m) ? m->valuestring : "(no message)");
+	if (read_error(root, p)) {
 		rc = 0;
 		goto out;
 	}
@@ -690,29 +794,50 @@ oai_reply_parse(const char *json, size_t len, struct oai_parsed *p)
 		const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
 		const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "delta");
 		const cJSON *m = cJSON_GetObjectItemCaseSensitive(c, "message");
-		if (cJSON_IsObject(d))
-			t = cJSON_GetObjectItemCaseSensitive(d, "content");
-		else if (cJSON_IsObject(m))
-			t = cJSON_GetObjectItemCaseSensitive(m, "content");
-		else
+		const cJSON *in = cJSON_IsObject(d) ? d : cJSON_IsObject(m) ? m : NULL;
+		p->has_choice = 1;
+		if (in) {
+			t = cJSON_GetObjectItemCaseSensitive(in, "content");
+			/* vLLM and llama-server with a reasoning parser; ollama and
+			 * OpenRouter call it "reasoning". */
+			rs = cJSON_GetObjectItemCaseSensitive(in, "reasoning_content");
+			if (!cJSON_IsString(rs))
+				rs = cJSON_GetObjectItemCaseSensitive(in, "reasoning");
+		} else {
 			t = cJSON_GetObjectItemCaseSensitive(c, "text");
+		}
 		if (cJSON_IsString(f))
 			snprintf(p->finish, sizeof(p->finish), "%s", f->valuestring);
+		field_text(c, "stop_reason", p->stop_reason, sizeof(p->stop_reason));
 	}
 	p->text = strdup(cJSON_IsString(t) ? t->valuestring : "");
-	if (!p->text)
+	p->reasoning = strdup(cJSON_IsString(rs) ? rs->valuestring : "");
+	if (!p->text || !p->reasoning) {
+		oai_parsed_free(p);
 		goto out;
+	}
 	v = cJSON_GetObjectItemCaseSensitive(root, "usage");
 	if (cJSON_IsObject(v)) {
 		const cJSON *d = cJSON_GetObjectItemCaseSensitive(v, "prompt_tokens_details");
-		const cJSON *n;
+		const cJSON *cd = cJSON_GetObjectItemCaseSensitive(v, "completion_tokens_details");
+		const cJSON *rt = cJSON_IsObject(cd) ? cJSON_GetObjectItemCaseSensitive(cd, "reasoning_tokens") : NULL;
 		p->has_usage = 1;
-		n = cJSON_GetObjectItemCaseSensitive(v, "prompt_tokens");
-		p->prompt_tokens = cJSON_IsNumber(n) ? n->valueint : 0;
-		n = cJSON_GetObjectItemCaseSensitive(v, "completion_tokens");
-		p->completion_tokens = cJSON_IsNumber(n) ? n->valueint : 0;
-		n = cJSON_IsObject(d) ? cJSON_GetObjectItemCaseSensitive(d, "cached_tokens") : NULL;
-		p->cached_tokens = cJSON_IsNumber(n) ? n->valueint : 0;
+		p->prompt_tokens = field_int(v, "prompt_tokens");
+		p->completion_tokens = field_int(v, "completion_tokens");
+		p->cached_tokens = cJSON_IsObject(d) ? field_int(d, "cached_tokens") : 0;
+		p->reasoning_tokens = cJSON_IsNumber(rt) ? field_int(cd, "reasoning_tokens") : -1;
+	}
+	/* llama-server's own measurements, on its last chunk. */
+	v = cJSON_GetObjectItemCaseSensitive(root, "timings");
+	if (cJSON_IsObject(v)) {
+		p->has_timings = 1;
+		p->t_prompt_n = field_int(v, "prompt_n");
+		p->t_prompt_ms = field_num(v, "prompt_ms");
+		p->t_prompt_per_second = field_num(v, "prompt_per_second");
+		p->t_predicted_n = field_int(v, "predicted_n");
+		p->t_predicted_ms = field_num(v, "predicted_ms");
+		p->t_predicted_per_second = field_num(v, "predicted_per_second");
+		p->t_cache_n = field_int(v, "cache_n");
 	}
 	rc = 0;
 out:
@@ -725,8 +850,45 @@ oai_parsed_free(struct oai_parsed *p)
 {
 	if (p) {
 		free(p->text);
-		p->text = NULL;
+		free(p->reasoning);
+		p->text = p->reasoning = NULL;
 	}
+}
+
+int
+oai_models_parse(const char *json, size_t len, struct oai_model **out, int *n)
+{
+	cJSON *root = json_parse(json, len, NULL);
+	const cJSON *data, *it;
+	struct oai_model *m = NULL;
+	int k = 0, rc = -1;
+
+	*out = NULL;
+	*n = 0;
+	data = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
+	if (!cJSON_IsArray(data))
+		goto out;
+	if (cJSON_GetArraySize(data) > 0 &&
+	    !(m = calloc((size_t)cJSON_GetArraySize(data), sizeof(*m))))
+		goto out;
+	cJSON_ArrayForEach(it, data) {
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+		if (!cJSON_IsString(id))
+			continue;   /* not a model card */
+		snprintf(m[k].id, sizeof(m[k].id), "%s", id->valuestring);
+		field_text(it, "owned_by", m[k].owned_by, sizeof(m[k].owned_by));
+		m[k].created = (long long)field_num(it, "created");
+		m[k].max_model_len = field_int(it, "max_model_len");
+		k++;
+	}
+	*out = m;
+	*n = k;
+	m = NULL;
+	rc = 0;
+out:
+	free(m);
+	cJSON_Delete(root);
+	return rc;
 }
 
 /* --- stop strings --- */

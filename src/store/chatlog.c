@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natter/chat-engine.h"
 #include "natter/chat.h"
 #include "natter/chatlog.h"
 #include "natter/store.h"
@@ -32,6 +33,26 @@ end_of(enum chat_stop s)
 }
 
 int
+chatlog_model(struct chatlog *l, struct chat *c, const char *model_path)
+{
+	struct chat_engine_info i;
+	int rc = 0;
+
+	l->model_id = 0;
+	if (!l->s)
+		return 0;
+	l->template_name = chat_template_name(c);
+	chat_engine_info(c, &i);
+	if (i.endpoint && i.model)
+		rc = store_model_remote(l->s, i.endpoint, i.model, &l->model_id);
+	else if (model_path)
+		rc = store_model(l->s, model_path, i.arch ? i.arch : "", i.type_name ? i.type_name : "", &l->model_id);
+	if (rc < 0)
+		l->model_id = 0;
+	return rc;
+}
+
+int
 chatlog_user(struct chatlog *l, struct chat *c)
 {
 	int64_t id;
@@ -56,7 +77,7 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 	struct store_gen g;
 	struct sampler_params sp;
 	struct store_turn *fed = NULL;
-	int i = chat_n_messages(c) - 1, k, n_fed = chat_prompt_n_messages(c), rc;
+	int i = chat_n_messages(c) - 1, k, n_fed = chat_prompt_n_messages(c), rc, max_tokens;
 	int64_t msg, gen;
 	size_t plen;
 
@@ -71,11 +92,12 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 		return -1;
 	for (int j = 0; j < n_fed; j++)
 		fed[j].content = chat_prompt_message(c, j, &fed[j].role);
-	chat_get_params(c, &sp);
+	chat_reply_params(c, &sp, &max_tokens);
 	memset(&g, 0, sizeof(g));
 	g.content = chat_alt_content(c, i, k);
 	g.reasoning = chat_alt_reasoning(c, i, k);
-	g.n_reasoning = st->n_reasoning;
+	/* Its tokens when they were counted (not a remote server's pieces). */
+	g.n_reasoning = st->reasoning_counted ? 0 : st->n_reasoning;
 	g.end = end_of(st->stop);
 	g.model_id = l->model_id;
 	g.template_name = chat_template_name(c);
@@ -94,7 +116,7 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 	g.frequency_penalty = sp.frequency_penalty;
 	g.penalty_last_n = sp.penalty_last_n;
 	g.seed = st->seed;
-	g.max_tokens = chat_max_tokens(c);
+	g.max_tokens = max_tokens;
 	g.n_prompt = st->n_prompt;
 	g.n_reused = st->n_reused;
 	g.n_gen = st->n_gen;

@@ -472,7 +472,8 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 	sqlite3_stmt *gs = store_prepare(s, "SELECT g.id, g.content, COALESCE(CASE r.kind WHEN 'thumb' THEN "
 	    "CASE r.value WHEN 1 THEN 5 ELSE 1 END ELSE r.value END, 0), g.created, g.prompt_messages, g.end_reason, "
 	    "COALESCE(r.created, 0), CASE WHEN g.model_id IS NULL THEN ?2 ELSE (?3 IS NULL OR EXISTS (SELECT 1 FROM "
-	    "models md WHERE md.id = g.model_id AND (md.sha256 LIKE ?3 || '%' OR md.file_name LIKE '%' || ?3 || '%'))) "
+	    "models md WHERE md.id = g.model_id AND (md.sha256 LIKE ?3 || '%' OR md.file_name LIKE '%' || ?3 || '%' "
+	    "OR md.endpoint LIKE '%' || ?3 || '%' OR md.kind = ?3))) "
 	    "END, g.reasoning, g.prompt_text FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id "
 	    "WHERE g.message_id = ?1 ORDER BY g.id");
 	struct xmsg *m = NULL;
@@ -590,7 +591,7 @@ store_export(struct store *s, const struct store_export_opts *o, const char *pat
 	/* Each conversation, and whether its starting model matches --model
 	 * (for generations that did not record theirs). */
 	cs = store_prepare(s, "SELECT c.id, COALESCE(c.system_prompt, ''), (?1 IS NULL OR md.sha256 LIKE ?1 || '%' "
-	    "OR md.file_name LIKE '%' || ?1 || '%') FROM conversations c LEFT JOIN models md ON md.id = c.model_id "
+	    "OR md.file_name LIKE '%' || ?1 || '%' OR md.endpoint LIKE '%' || ?1 || '%' OR md.kind = ?1) FROM conversations c LEFT JOIN models md ON md.id = c.model_id "
 	    "ORDER BY c.id");
 	if (!cs) {
 		snprintf(err, errlen, "%s", store_errmsg(s));

@@ -51,7 +51,7 @@ path_len(struct store *s, int64_t conv)
 static int
 conv_models(struct store *s, int64_t conv, const char *started, char *buf, size_t n, int *count)
 {
-	sqlite3_stmt *st = store_prepare(s, "SELECT md.file_name FROM generations g JOIN messages m "
+	sqlite3_stmt *st = store_prepare(s, "SELECT " STORE_MODEL_LABEL("md") " FROM generations g JOIN messages m "
 	    "ON m.id = g.message_id JOIN models md ON md.id = g.model_id WHERE m.conversation_id = ? "
 	    "GROUP BY md.id ORDER BY min(g.id)");
 	size_t len = 0;
@@ -85,7 +85,7 @@ store_history_list(struct store *s, FILE *out)
 {
 	struct store_conv_info *ci = NULL;
 	int n = 0, cap = 0, width = 5, rc;
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, COALESCE(md.file_name, ''), c.title "
+	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, COALESCE(" STORE_MODEL_LABEL("md") ", ''), c.title "
 	    "FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC");
 
 	if (!st)
@@ -164,7 +164,7 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 {
 	sqlite3_stmt *gs = store_prepare(s, "SELECT g.id, g.chosen, COALESCE(g.end_reason, g.state), g.temp, "
 	    "g.top_p, g.top_k, g.min_p, g.seed, g.n_gen, g.gen_tps, g.ttft_ms, r.kind, r.value, r.comment, "
-	    "g.content, COALESCE(md.file_name, ''), g.prompt_tokens, g.n_dropped, g.reasoning, "
+	    "g.content, COALESCE(" STORE_MODEL_LABEL("md") ", ''), g.prompt_tokens, g.n_dropped, g.reasoning, "
 	    "COALESCE(g.n_reasoning, 0) FROM generations g "
 	    "LEFT JOIN ratings r ON r.generation_id = g.id LEFT JOIN models md ON md.id = g.model_id "
 	    "WHERE g.message_id = ? ORDER BY g.id");
@@ -208,7 +208,8 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 int
 store_history_show(struct store *s, int64_t conv_id, FILE *out)
 {
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.title, COALESCE(md.file_name, ''), COALESCE(md.sha256, ''), "
+	sqlite3_stmt *st = store_prepare(s, "SELECT c.title, COALESCE(" STORE_MODEL_LABEL("md") ", ''), "
+	    "CASE md.kind WHEN 'remote' THEN 'remote' ELSE 'sha256 ' || substr(md.sha256, 1, 12) END, "
 	    "COALESCE(c.chat_template, ''), COALESCE(c.system_prompt, ''), c.created FROM conversations c "
 	    "LEFT JOIN models md ON md.id = c.model_id WHERE c.id = ?");
 	sqlite3_stmt *ms;
@@ -223,7 +224,7 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 		return store_seterr(s, "there is no conversation %lld", (long long)conv_id);
 	}
 	fmt_time(sqlite3_column_int64(st, 5), tb, sizeof(tb));
-	fprintf(out, "conversation %lld: %s\nstarted %s with %s (sha256 %.12s), template %s\n", (long long)conv_id,
+	fprintf(out, "conversation %lld: %s\nstarted %s with %s (%s), template %s\n", (long long)conv_id,
 	    col_text(st, 0), tb, col_text(st, 1), col_text(st, 2), col_text(st, 3));
 	conv_model = strdup(col_text(st, 1));
 	/* The system prompt the first generation was given (when recorded),
@@ -441,7 +442,7 @@ store_history_search(struct store *s, const char *query, FILE *out)
 int
 store_conv_recent(struct store *s, struct store_conv_info *out, int max, int *n)
 {
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, c.title, COALESCE(md.file_name, '') "
+	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, c.title, COALESCE(" STORE_MODEL_LABEL("md") ", '') "
 	    "FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC LIMIT ?");
 	int rc;
 	*n = 0;

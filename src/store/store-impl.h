@@ -16,6 +16,11 @@ struct store {
 	"WHERE id = ?1 AND leaf_id IS NOT NULL UNION ALL SELECT m.parent_id, p.depth + 1 FROM path p " \
 	"JOIN messages m ON m.id = p.id WHERE m.parent_id IS NOT NULL) "
 
+/* How a model row (aliased AS) is named to people: a file's name, or
+ * "MODEL @ ENDPOINT" for a model on a remote server. */
+#define STORE_MODEL_LABEL(md) "(CASE " md ".kind WHEN 'remote' THEN " md ".file_name || ' @ ' || " md ".endpoint " \
+	"ELSE " md ".file_name END)"
+
 int store_exec(struct store *s, const char *sql, const char *what);
 sqlite3_stmt *store_prepare(struct store *s, const char *sql);
 int store_begin(struct store *s);

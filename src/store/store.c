@@ -132,6 +132,13 @@ static const char *const migrations[] = {
 	 * model's tags and all (export splits it). */
 	"ALTER TABLE generations ADD COLUMN reasoning TEXT;"
 	"ALTER TABLE generations ADD COLUMN n_reasoning INTEGER;",
+	/* 4 -> 5: models served by a remote OpenAI-compatible server, keyed
+	 * by endpoint and model id; the files' rows are kind 'file'.  (sha256
+	 * stays the unique key: a remote row's is the SHA-256 of its identity,
+	 * store_model_remote.) */
+	"ALTER TABLE models ADD COLUMN kind TEXT NOT NULL DEFAULT 'file' CHECK (kind IN ('file', 'remote'));"
+	"ALTER TABLE models ADD COLUMN endpoint TEXT;"
+	"CREATE UNIQUE INDEX models_remote ON models(endpoint, file_name) WHERE kind = 'remote';",
 };
 
 int
@@ -660,6 +667,49 @@ fail:
 }
 
 int
+store_model_remote(struct store *s, const char *endpoint, const char *model, int64_t *id)
+{
+	struct sha256 h;
+	sqlite3_stmt *st;
+	char hex[65];
+	int rc;
+
+	if (!endpoint || !*endpoint || !model || !*model)
+		return store_seterr(s, "a remote model needs an endpoint and a model id");
+	/* The identity, hashed: "remote", the endpoint, the id, each ended by
+	 * a newline (neither a URL nor an id holds one that could blur them). */
+	sha256_init(&h);
+	sha256_update(&h, "remote\n", 7);
+	sha256_update(&h, endpoint, strlen(endpoint));
+	sha256_update(&h, "\n", 1);
+	sha256_update(&h, model, strlen(model));
+	sha256_update(&h, "\n", 1);
+	sha256_final_hex(&h, hex);
+	if (store_begin(s) < 0)
+		return -1;
+	st = store_prepare(s, "INSERT INTO models(sha256, file_name, kind, endpoint, created) VALUES (?, ?, 'remote', ?, ?) "
+	    "ON CONFLICT(sha256) DO UPDATE SET file_name = excluded.file_name RETURNING id");
+	if (!st)
+		goto fail;
+	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, model, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, endpoint, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now_s());
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		store_sqlfail(s, "recording the model");
+		goto fail;
+	}
+	return store_commit(s, "the model record");
+fail:
+	store_rollback(s);
+	return -1;
+}
+
+int
 store_conv_new(struct store *s, int64_t model_id, const char *title, const char *chat_template,
 	       const char *system_prompt, int64_t *id)
 {
@@ -1083,8 +1133,14 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	sqlite3_bind_int(st, k++, g->n_prompt);
 	sqlite3_bind_int(st, k++, g->n_reused);
 	sqlite3_bind_int(st, k++, g->n_gen);
-	sqlite3_bind_int(st, k++, g->n_ctx_used);
-	sqlite3_bind_int(st, k++, g->n_ctx);
+	/* A context of 0 is one the engine did not know (a remote server). */
+	if (g->n_ctx > 0) {
+		sqlite3_bind_int(st, k++, g->n_ctx_used);
+		sqlite3_bind_int(st, k++, g->n_ctx);
+	} else {
+		sqlite3_bind_null(st, k++);
+		sqlite3_bind_null(st, k++);
+	}
 	sqlite3_bind_double(st, k++, g->prompt_tps);
 	sqlite3_bind_double(st, k++, g->gen_tps);
 	sqlite3_bind_double(st, k++, g->ttft_ms);
@@ -1113,7 +1169,7 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	else
 		sqlite3_bind_null(st, k++);
 	bind_text_or_null(st, k++, g->reasoning);
-	if (g->reasoning)
+	if (g->reasoning && g->n_reasoning > 0)
 		sqlite3_bind_int(st, k++, g->n_reasoning);
 	else
 		sqlite3_bind_null(st, k++);
@@ -1145,7 +1201,7 @@ store_alt_list(struct store *s, int64_t msg_id, store_alt_fn fn, void *ctx)
 
 	if (msg_where(s, msg_id, &conv, NULL, NULL, 0) < 0)
 		return -1;
-	st = store_prepare(s, "SELECT g.id, g.chosen, g.content, g.end_reason, COALESCE(md.file_name, ''), g.seed, "
+	st = store_prepare(s, "SELECT g.id, g.chosen, g.content, g.end_reason, COALESCE(" STORE_MODEL_LABEL("md") ", ''), g.seed, "
 	    "r.kind, r.value, g.created, g.reasoning, COALESCE(g.n_reasoning, 0) FROM generations g "
 	    "LEFT JOIN models md ON md.id = g.model_id "
 	    "LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ? ORDER BY g.id");

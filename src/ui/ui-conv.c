@@ -29,12 +29,16 @@ ui_conv_start(struct ui *u, int regen)
 		return;
 	if (regen) {
 		int n = chat_n_messages(u->c);
-		if (n == 0 || strcmp(chat_message_role(u->c, n - 1), "assistant")) {
+		/* A user's message at the end is one whose reply failed: it is
+		 * answered again. */
+		if (n == 0 || (strcmp(chat_message_role(u->c, n - 1), "assistant") &&
+		    strcmp(chat_message_role(u->c, n - 1), "user"))) {
 			ui_screen_notify(u, 1, "there is no reply to regenerate");
 			return;
 		}
 		/* The screen shows the new alternative in place of the old one. */
-		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
+		if (!strcmp(chat_message_role(u->c, n - 1), "assistant") && u->nmsgs > 0 &&
+		    !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
 			ui_screen_pop(u);
 	}
 	u->answer.len = u->reasoning.len = 0;
@@ -101,11 +105,18 @@ ui_conv_finish(struct ui *u)
 	 * here) must not stop the next reply. */
 	chat_cancel_reset(u->c);
 	if (rc < 0) {
-		/* No reply could be started; the session has withdrawn the
-		 * message it could not answer (nothing of it was stored), so it
-		 * goes back into the input line to be shortened or changed. */
+		/* No reply could be started.  A message the conversation could
+		 * not take was withdrawn by the session (nothing of it was
+		 * stored): it goes back into the input line to be shortened or
+		 * changed.  One the engine failed on (a server that refused or
+		 * could not be reached) stays, for F5 to send again. */
+		int n = chat_n_messages(u->c);
 		u->state = "error";
-		ui_screen_notify(u, 1, "%s", err);
+		if (n > 0 && !strcmp(chat_message_role(u->c, n - 1), "user") && n >= u->nmsgs - 1)
+			/* The engine failed, not the message: it stays. */
+			ui_screen_notify(u, 1, "no reply (F5 sends your message again): %s", err);
+		else
+			ui_screen_notify(u, 1, "%s", err);
 		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
 			ui_screen_pop(u);
 		if (!u->regen && u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "user") &&
@@ -114,6 +125,8 @@ ui_conv_finish(struct ui *u)
 				ui_input_set(u, u->unsent ? u->unsent : "");
 			ui_screen_pop(u);
 		}
+		if (u->regen)
+			ui_conv_sync(u);   /* the reply that was to be replaced is still there */
 		return;
 	}
 	u->have_stats = 1;

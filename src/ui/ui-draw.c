@@ -210,6 +210,7 @@ void
 ui_draw_param_text(struct ui *u, int i, char *buf, size_t n)
 {
 	struct sampler_params p;
+	size_t l;
 	chat_get_params(u->c, &p);
 	switch (i) {
 	case 0: snprintf(buf, n, "%.2f", p.temp); break;
@@ -231,6 +232,10 @@ ui_draw_param_text(struct ui *u, int i, char *buf, size_t n)
 		snprintf(buf, n, "%s", sys[0] ? sys : "(none)");
 	}
 	}
+	/* A parameter the engine does not pass on (a remote server refused it). */
+	l = strlen(buf);
+	if (i < ui_draw_n_params && !chat_param_sent(u->c, ui_draw_param_names[i]) && l < n)
+		snprintf(buf + l, n - l, " (not sent)");
 }
 
 static void
@@ -309,17 +314,20 @@ draw_stats(struct ui *u, struct ui_rect r)
 	ROW(" prompt     %.1f tok/s", prompt_tps(u));
 	ROW(" generation %.1f tok/s", gen_tps);
 	ROW(" first tok  %.0f ms", ttft);
-	ROW(" reply      %d tokens", ntok);
+	ROW(" reply      %d %s", ntok, u->gen || !s->gen_counted ? "tokens" : "pieces");
 	if (nreason > 0)   /* a reasoning model's: the answer is the rest */
-		ROW(" reasoning  %d tokens", nreason);
-	if (y < end) {
+		ROW(" reasoning  %d %s", nreason, u->gen || !s->reasoning_counted ? "tokens" : "pieces");
+	if (nctx == 0) {
+		/* A remote server's context is its own. */
+		ROW(" context    unknown");
+	} else if (y < end) {
 		int bw = r.w - 10 > 4 ? r.w - 10 : 4, fillw = nctx ? (int)((double)used / nctx * bw + 0.5) : 0;
 		put(y, r.x, r.w, " context ", ui_theme_attr(UE_NORMAL));
 		for (int i = 0; i < bw && 9 + i < r.w; i++)
 			put(y, r.x + 9 + i, 1, i < fillw ? " " : ".", ui_theme_attr(i < fillw ? UE_BAR : UE_BAR_EMPTY));
 		y++;
+		ROW("            %s / %s", ui_text_count(a, sizeof(a), used), ui_text_count(b, sizeof(b), nctx));
 	}
-	ROW("            %s / %s", ui_text_count(a, sizeof(a), used), ui_text_count(b, sizeof(b), nctx));
 	/* The session's memory, as of the last reply: the cache, and for a
 	 * hybrid model its recurrent states and their checkpoints. */
 	if (u->have_stats && s->cache_bytes) {
@@ -592,11 +600,19 @@ stats_lines(struct ui *u, struct box *b)
 	}
 	box_addf(b, "prompt: %d new tokens (%d reused from the cache), %.1f tok/s", s->n_prompt, s->n_reused,
 	    s->prompt_tps);
-	box_addf(b, "reply: %d tokens, %.1f tok/s, first token after %.0f ms, ended: %s", s->n_gen, s->gen_tps,
-	    s->ttft_ms, chat_stop_name(s->stop));
-	if (s->n_reasoning > 0)
-		box_addf(b, "reasoning: %d tokens, answer: %d tokens", s->n_reasoning, s->n_gen - s->n_reasoning);
-	box_addf(b, "context: %d of %d tokens used; seed %llu", s->n_ctx_used, s->n_ctx, (unsigned long long)s->seed);
+	box_addf(b, "reply: %d %s, %.1f tok/s, first token after %.0f ms, ended: %s", s->n_gen,
+	    s->gen_counted ? "pieces (the server reported no token count)" : "tokens", s->gen_tps, s->ttft_ms,
+	    chat_stop_name(s->stop));
+	if (s->n_reasoning > 0 && s->reasoning_counted && !s->gen_counted)
+		box_addf(b, "reasoning: %d pieces (the server reported no count of its tokens)", s->n_reasoning);
+	else if (s->n_reasoning > 0)
+		box_addf(b, "reasoning: %d %s, answer: %d %s", s->n_reasoning, s->gen_counted ? "pieces" : "tokens",
+		    s->n_gen - s->n_reasoning, s->gen_counted ? "pieces" : "tokens");
+	if (s->n_ctx > 0)
+		box_addf(b, "context: %d of %d tokens used; seed %llu", s->n_ctx_used, s->n_ctx,
+		    (unsigned long long)s->seed);
+	else
+		box_addf(b, "context: not known (the server's); seed %llu", (unsigned long long)s->seed);
 	if (s->cache_bytes) {
 		char c1[32], c2[32], c3[32];
 		if (s->state_bytes)
@@ -672,6 +688,31 @@ draw_box(struct ui *u, const char *title)
 	free(rows);
 }
 
+/* The models of a conversation for the F3 list, into BUF: every one, each
+ * without its ".gguf", or when they are wider than MAXW the first and how
+ * many more ("qwen3-8b +2"). */
+static void
+models_label(const struct store_conv_info *c, int maxw, char *buf, size_t n)
+{
+	const char *p = c->models[0] ? c->models : c->model;
+	size_t at = 0, first = 0;
+
+	buf[0] = 0;
+	while (*p && at + 1 < n) {
+		const char *e = strstr(p, ", ");
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		int k = len > 5 && !strncmp(p + len - 5, ".gguf", 5) ? (int)len - 5 : (int)len;
+		at += snprintf(buf + at, n - at, "%s%.*s", at ? ", " : "", k, p);
+		if (at >= n)
+			at = n - 1;
+		if (!first)
+			first = at;
+		p = e ? e + 2 : p + len;
+	}
+	if (c->n_models > 1 && ui_text_width(buf, at) > maxw && first + 16 < n)
+		snprintf(buf + first, n - first, " +%d", c->n_models - 1);
+}
+
 static void
 draw_history(struct ui *u)
 {
@@ -685,15 +726,30 @@ draw_history(struct ui *u)
 	if (u->nhist == 0)
 		put(y0 + 1, x0 + 2, w - 4, "(none yet)", ui_theme_attr(UE_SELECTED));
 	for (int i = 0; i < u->nhist && 1 + i < h; i++) {
-		char line[256], tb[32];
-		time_t t = (time_t)u->hist[i].updated;
+		const struct store_conv_info *c = &u->hist[i];
+		char head[64], tb[32], models[sizeof(c->models)];
+		time_t t = (time_t)c->updated;
 		struct tm tm;
+		int attr = i == u->hist_sel ? (int)(ui_theme_attr(UE_NORMAL) | A_REVERSE) : ui_theme_attr(UE_SELECTED);
+		int y = y0 + 1 + i, avail = w - 2, hw, rest, mw, tw;
 		localtime_r(&t, &tm);
 		strftime(tb, sizeof(tb), "%Y-%m-%d %H:%M", &tm);
-		snprintf(line, sizeof(line), "%4lld  %s  %3d msgs  %s", (long long)u->hist[i].id, tb, u->hist[i].n_msgs,
-		    u->hist[i].title);
-		put(y0 + 1 + i, x0 + 1, w - 2, line,
-		    i == u->hist_sel ? (int)(ui_theme_attr(UE_NORMAL) | A_REVERSE) : ui_theme_attr(UE_SELECTED));
+		snprintf(head, sizeof(head), "%4lld  %s  %3d msgs  ", (long long)c->id, tb, c->n_msgs);
+		hw = ui_text_width(head, strlen(head));
+		rest = avail - hw;
+		/* The title keeps a third of the rest at least; the models,
+		 * right-aligned, get what it leaves (clipped if need be). */
+		models_label(c, rest - rest / 3 - 2, models, sizeof(models));
+		mw = ui_text_width(models, strlen(models));
+		tw = rest - (mw ? mw + 2 : 0);
+		if (tw < rest / 3)
+			tw = rest / 3;
+		fill(y, x0 + 1, avail, attr);
+		put(y, x0 + 1, avail, head, attr);
+		if (rest > 0)
+			put(y, x0 + 1 + hw, tw, c->title, attr);
+		if (mw && tw + 2 < rest)
+			put(y, x0 + 1 + hw + tw + 2, rest - tw - 2, models, attr);
 	}
 }
 

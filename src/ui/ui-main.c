@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "natter/chat-engine.h"
 #include "natter/chat.h"
 #include "natter/chatlog.h"
 #include "natter/llm.h"
@@ -30,10 +31,29 @@ open_history(struct ui *u)
 		u->log.s = NULL;
 		return;
 	}
-	u->log.template_name = chat_template_name(u->c);
-	if (store_model(u->log.s, u->o->model_path, llm_model_hparams(u->m)->arch_name, llm_model_type_name(u->m),
-	    &u->log.model_id) < 0)
-		u->log.model_id = 0;
+	if (chatlog_model(&u->log, u->c, u->o->model_path) < 0)
+		ui_screen_notify(u, 1, "the model is not recorded: %.200s", store_errmsg(u->log.s));
+}
+
+/* The two lines of the statistics pane that say what answers: the model
+ * file and its kind, or the remote model and where it runs. */
+static void
+describe(struct ui *u)
+{
+	struct chat_engine_info i;
+
+	chat_engine_info(u->c, &i);
+	if (i.endpoint) {
+		const char *h = strstr(i.endpoint, "://");
+		snprintf(u->model_file, sizeof(u->model_file), "%s", i.model);
+		snprintf(u->model_kind, sizeof(u->model_kind), "remote %s", h ? h + 3 : i.endpoint);
+		return;
+	}
+	{
+		const char *b = strrchr(u->o->model_path, '/');
+		snprintf(u->model_file, sizeof(u->model_file), "%s", b ? b + 1 : u->o->model_path);
+		snprintf(u->model_kind, sizeof(u->model_kind), "%s %s", i.arch ? i.arch : "?", i.type_name ? i.type_name : "");
+	}
 }
 
 /* One turn of the loop: what woke it up, handled; returns UI_KH_* bits. */
@@ -124,7 +144,10 @@ ui_run(struct ui_opts *o)
 	u->state = "idle";
 	u->wake[0] = u->wake[1] = -1;
 	setlocale(LC_ALL, "");
-	if (!o->model_path) {
+	if (o->session) {
+		u->c = o->session;   /* ours now */
+		o->session = NULL;
+	} else if (!o->model_path) {
 		o->model_path = auto_model = ui_start_default_model();
 		if (!o->model_path) {
 			fprintf(stderr, "natter: no model given.\n");
@@ -136,29 +159,25 @@ ui_run(struct ui_opts *o)
 	 * a full screen at all? */
 	if (ui_tty_check(err, sizeof(err)) < 0) {
 		fprintf(stderr, "natter: %s\n", err);
+		chat_free(u->c);
 		free(auto_model);
 		return 2;
 	}
 	/* Errors before the screen opens go to the terminal as they are. */
-	if (llm_model_load(o->model_path, &u->m, err, sizeof(err)) < 0) {
+	if (!u->c && llm_model_load(o->model_path, &u->m, err, sizeof(err)) < 0) {
 		fprintf(stderr, "natter: %s\n", err);
 		ui_start_list_models();
 		free(auto_model);
 		return 1;
 	}
-	if (chat_new(u->m, &o->chat, &u->c, err, sizeof(err)) < 0) {
+	if (!u->c && chat_new(u->m, &o->chat, &u->c, err, sizeof(err)) < 0) {
 		fprintf(stderr, "natter: %s\n", err);
 		llm_model_free(u->m);
 		free(auto_model);
 		return 1;
 	}
 	chat_set_token_delay(u->c, o->token_delay_ms);
-	{
-		const char *b = strrchr(o->model_path, '/');
-		snprintf(u->model_file, sizeof(u->model_file), "%s", b ? b + 1 : o->model_path);
-		snprintf(u->model_kind, sizeof(u->model_kind), "%s %s", llm_model_hparams(u->m)->arch_name,
-		    llm_model_type_name(u->m));
-	}
+	describe(u);
 	if (!o->no_history)
 		open_history(u);
 

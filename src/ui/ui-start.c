@@ -85,10 +85,15 @@ ui_start_default_model(void)
 void
 ui_start_warm(struct ui *u)
 {
-	const struct gguf_file *f = llm_model_gguf(u->m);
-	const volatile uint8_t *p = f->map;
+	const struct gguf_file *f;
+	const volatile uint8_t *p;
 	size_t step = 4096, chunk = (size_t)64 << 20;
 	unsigned sum = 0;
+
+	if (!u->m)
+		return;   /* a remote server: no weights here */
+	f = llm_model_gguf(u->m);
+	p = f->map;
 
 	for (size_t off = 0; off < f->size; off += chunk) {
 		size_t end = off + chunk < f->size ? off + chunk : f->size;

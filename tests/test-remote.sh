@@ -1,0 +1,432 @@
+#!/bin/sh
+# test-remote.sh -- natter over remote OpenAI-compatible servers: a scripted chat --plain session
+# against natter serve; the recorded streams of real engines replayed (tests/remote-server.py,
+# tests/data/remote/), every failure with its message and nothing lost from the history; the API
+# key nowhere.  Loopback only, ports the kernel picks.
+: "${NATTER_BIN:=./natter}"
+: "${NATTER_FIXTURES:=../shared/fixtures}"
+: "${NATTER_SRCDIR:=.}"
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { # check LABEL EXPECTED ACTUAL
+	if [ "$2" = "$3" ]; then ok; else bad "$1: expected [$2] got [$3]"; fi
+}
+has() { # has LABEL FILE TEXT: FILE holds TEXT (a fixed string)
+	if grep -qF -- "$3" "$2"; then ok; else bad "$1: no [$3] in: $(cat "$2")"; fi
+}
+tmp=$(mktemp -d)
+pids=
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+for tool in python3 sqlite3; do
+	if ! command -v $tool >/dev/null 2>&1; then
+		echo "SKIP: $tool is needed (tools/install-deps.sh installs it)"
+		exit 77
+	fi
+done
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+M=$NATTER_FIXTURES/models/aidreams260K-f32.gguf
+if [ ! -f "$M" ]; then
+	echo "SKIP: fixtures not found"
+	exit 77
+fi
+D=$NATTER_SRCDIR/tests/data/remote
+export HOME="$tmp/home" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config"
+mkdir -p "$HOME"
+unset NATTER_DB OPENAI_API_KEY
+key="sk-remote-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+q() { sqlite3 "$1" "$2"; }
+# until_ok CMD...: runs CMD every 0.1 s until it succeeds, for up to 30 s.
+until_ok() {
+	i=0
+	while [ $i -lt 300 ]; do
+		"$@" && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# --- 1. A chat --plain session against natter serve ---
+printf '%s' "{% for message in messages %}{{ message['content'] }}{% endfor %}" > "$tmp/raw.jinja"
+"$NATTER_BIN" serve -m "$M" --port 0 -t 1 --db "$tmp/serve.db" --chat-template "$tmp/raw.jinja" -c 256 \
+	2>"$tmp/serve.log" &
+pids="$pids $!"
+listening() { grep -q "listening on" "$tmp/serve.log" 2>/dev/null; }
+until_ok listening && ok || { bad "natter serve did not start: $(cat "$tmp/serve.log")"; exit 1; }
+S=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/v1 .*|\1|p' "$tmp/serve.log")
+EP="http://127.0.0.1:$S/v1"
+
+"$NATTER_BIN" models --remote "http://127.0.0.1:$S" >"$tmp/models.out" 2>&1; check "models --remote status" 0 $?
+grep -Eq "^aidreams260K-f32 +natter " "$tmp/models.out" && ok || bad "models --remote: $(cat "$tmp/models.out")"
+
+printf 'Tell me a dream\n/rate down\n/set temp 0\n/params\n/regen\n/rate up\n/stats\n' |
+	"$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$S" -m aidreams260K-f32 --db "$tmp/c.db" -n 16 --seed 7 \
+	>"$tmp/s.out" 2>"$tmp/s.err"
+check "session status" 0 $?
+has "first rating" "$tmp/s.out" "rated generation 1 down"
+has "set temp" "$tmp/s.out" "temp = 0"
+has "second rating" "$tmp/s.out" "rated generation 2 up"
+has "regeneration moves the seed" "$tmp/s.err" "seed 7 would repeat the same reply: regenerating with seed 8"
+has "stats: a context the client does not know" "$tmp/s.out" "context: not known (the server's); seed 8"
+has "stats: the server's token count" "$tmp/s.out" "reply: 16 tokens"
+# What natter recorded, and what natter serve recorded of the same two requests.
+check "one remote model row" "remote|$EP|aidreams260K-f32|1" \
+	"$(q "$tmp/c.db" "SELECT kind, endpoint, file_name, count(*) FROM models")"
+check "both replies record it" "2" \
+	"$(q "$tmp/c.db" "SELECT count(*) FROM generations g JOIN models md ON md.id = g.model_id WHERE md.kind = 'remote'")"
+check "temperatures and seeds recorded" "0.800000011920929 7|0.0 8" \
+	"$(q "$tmp/c.db" "SELECT group_concat(temp || ' ' || seed, '|') FROM (SELECT temp, seed FROM generations ORDER BY id)")"
+check "the server was sent them" "0.800000011920929 7|0.0 8" \
+	"$(q "$tmp/serve.db" "SELECT group_concat(temp || ' ' || seed, '|') FROM (SELECT temp, seed FROM generations ORDER BY id)")"
+check "the replies arrived whole" "$(q "$tmp/serve.db" "SELECT group_concat(hex(content), '|') FROM (SELECT content FROM generations ORDER BY id)")" \
+	"$(q "$tmp/c.db" "SELECT group_concat(hex(content), '|') FROM (SELECT content FROM generations ORDER BY id)")"
+check "ended at max tokens, counted by the server" "max-tokens 16|max-tokens 16" \
+	"$(q "$tmp/c.db" "SELECT group_concat(end_reason || ' ' || n_gen, '|') FROM (SELECT * FROM generations ORDER BY id)")"
+check "the request is the prompt recorded" "1" \
+	"$(q "$tmp/c.db" "SELECT prompt_text LIKE '%\"temperature\":0,%' AND prompt_text LIKE '%\"seed\":8%' FROM generations WHERE id = 2")"
+check "an unknown context is NULL" "1" "$(q "$tmp/c.db" "SELECT n_ctx IS NULL AND n_ctx_used IS NULL FROM generations WHERE id = 2")"
+"$NATTER_BIN" history show 1 --db "$tmp/c.db" >"$tmp/hs.out" 2>&1
+has "history names the endpoint" "$tmp/hs.out" "with aidreams260K-f32 @ $EP (remote)"
+# Export: the pair, and --model finds the remote model by kind, endpoint or id.
+for sel in remote "127.0.0.1:$S" aidreams; do
+	"$NATTER_BIN" export --db "$tmp/c.db" --format dpo --min-rating 1 --include-incomplete --model "$sel" -o "$tmp/dpo.jsonl" 2>"$tmp/x.err"
+	check "export --model $sel status" 0 $?
+	check "export --model $sel: the pair" "1 True" "$("$PY" - "$tmp/dpo.jsonl" "$tmp/c.db" <<'EOF'
+import json, sqlite3, sys
+lines = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+db = sqlite3.connect(sys.argv[2])
+g = [r[0] for r in db.execute("SELECT content FROM generations ORDER BY id")]
+ok = len(lines) == 1 and lines[0]["chosen"][-1]["content"] == g[1] and lines[0]["rejected"][-1]["content"] == g[0] \
+    and lines[0]["prompt"][-1]["content"] == "Tell me a dream"
+print(len(lines), ok)
+EOF
+)"
+done
+"$NATTER_BIN" export --db "$tmp/c.db" --format dpo --min-rating 1 --include-incomplete --model file -o "$tmp/dpo2.jsonl" 2>/dev/null
+check "export --model file: none" "0" "$(wc -l < "$tmp/dpo2.jsonl" | tr -d ' ')"
+# Without -m: the server's only model.
+printf 'Hi\n' | "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$S" --no-history -n 2 >"$tmp/d.out" 2>"$tmp/d.err"
+check "the server's only model" "0" "$?"
+
+# --- 2. Recorded streams of the engines, replayed ---
+REMOTE_TEST_KEY=$key "$PY" "$NATTER_SRCDIR/tests/remote-server.py" --dir "$D" --portfile "$tmp/port" --log "$tmp/replay.log" &
+pids="$pids $!"
+have_port() { [ -s "$tmp/port" ]; }
+until_ok have_port && ok || { bad "the replay server did not start"; exit 1; }
+R=$(cat "$tmp/port")
+URL="http://127.0.0.1:$R"
+export OPENAI_API_KEY="$key"
+
+# run NAME INPUT [ARGS...]: one chat --plain session with fixture NAME; $tmp/NAME.out, .err, .db
+run() {
+	name=$1 input=$2
+	shift 2
+	printf '%s\n' "$input" | "$NATTER_BIN" chat --plain --remote "$URL" -m "$name" --db "$tmp/$name.db" \
+		--connect-timeout 5 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+	echo $? >"$tmp/$name.rc"
+}
+# expect_text NAME [CUT [PART]]: the reply the fixture carries (its content deltas; PART
+# "reasoning": its reasoning_content deltas), computed from the fixture itself; CUT: only the
+# events before that byte.
+expect_text() {
+	"$PY" - "$D/$1.sse" "${2:-}" "${3:-answer}" <<'EOF'
+import json, sys
+raw = open(sys.argv[1], "rb").read()
+head, _, body = raw.partition(b"\n\n")
+if sys.argv[2]:
+    body = body[:int(sys.argv[2])]
+    body = body[:body.rfind(b"\n\n") + 2]
+text, reasoning = "", ""
+for ev in body.replace(b"\r\n", b"\n").split(b"\n\n"):
+    data = [l[5:].lstrip(b" ") for l in ev.split(b"\n") if l.startswith(b"data:")]
+    if not data or data[0] == b"[DONE]":
+        continue
+    try:
+        d = json.loads(b"\n".join(data))
+    except ValueError:
+        break
+    if "error" in d or d.get("object") == "error":
+        break
+    for c in d.get("choices", []):
+        delta = c.get("delta", {})
+        r, t = delta.get("reasoning_content"), delta.get("content")
+        reasoning += r or ""
+        text += t or ""
+sys.stdout.write(reasoning if sys.argv[3] == "reasoning" else text)
+EOF
+}
+# stored NAME: the last generation's end and content, "end|content".
+stored() { q "$tmp/$1.db" "SELECT end_reason || '|' || content FROM generations ORDER BY id DESC LIMIT 1"; }
+user_kept() { check "$1: the user's message is in the history" "$2" "$(q "$tmp/$1.db" "SELECT count(*) FROM messages WHERE role = 'user'")"; }
+
+# The engines' streams: each reply whole, as the history records it, with the server's counts.
+for f in openai vllm llama-server ollama tgi keepalive; do
+	run "$f" "Say something" --stop NEVER-SEEN
+	check "$f: status" 0 "$(cat "$tmp/$f.rc")"
+	want=$(expect_text "$f")
+	[ -n "$want" ] && ok || bad "$f: the fixture holds no text"
+	check "$f: printed" "$want" "$(cat "$tmp/$f.out")"
+	check "$f: stored" "finished|$want" "$(stored "$f")"
+	check "$f: recorded as a remote model" "remote|$URL/v1|$f" "$(q "$tmp/$f.db" "SELECT kind, endpoint, file_name FROM models")"
+done
+check "openai: usage tokens" "12 19" "$(q "$tmp/openai.db" "SELECT n_gen || ' ' || prompt_tokens FROM generations")"
+check "vllm: usage tokens" "5 24" "$(q "$tmp/vllm.db" "SELECT n_gen || ' ' || prompt_tokens FROM generations")"
+check "llama-server: usage and cache" "6 20 12 8" "$(q "$tmp/llama-server.db" "SELECT n_gen || ' ' || prompt_tokens || ' ' || n_reused || ' ' || n_prompt FROM generations")"
+check "llama-server: its own timings" "100.0 197.5" \
+	"$(q "$tmp/llama-server.db" "SELECT printf('%.1f %.1f', gen_tps, prompt_tps) FROM generations")"
+check "ollama: usage tokens" "6 30" "$(q "$tmp/ollama.db" "SELECT n_gen || ' ' || prompt_tokens FROM generations")"
+check "tgi: pieces counted" "3" "$(q "$tmp/tgi.db" "SELECT n_gen FROM generations")"
+check "keepalive: usage" "4" "$(q "$tmp/keepalive.db" "SELECT n_gen FROM generations")"
+run llama-server "Stats please
+/stats"
+has "llama-server: /stats shows its rates" "$tmp/llama-server.out" "reply: 6 tokens, 100.0 tok/s"
+has "llama-server: /stats shows the cache" "$tmp/llama-server.out" "prompt: 8 new tokens (12 reused from the cache), 197.5 tok/s"
+run tgi "Stats please
+/stats"
+has "tgi: counted pieces said so" "$tmp/tgi.out" "reply: 3 pieces (the server reported no token count)"
+# A server's reasoning (vLLM's reasoning_content) is the reply's reasoning, kept apart from its
+# answer as a model's in this process is: printed marked off, stored apart, fed back as the
+# answer alone, exported only with --reasoning keep.  It passes through the session's tags,
+# whichever they are; the server's usage counts no reasoning tokens, so none are recorded.
+for tags in default "<r> </r>"; do
+	set -- "Say something
+Go on
+/stats"
+	[ "$tags" = default ] || set -- "$@" --think-tags "$tags"
+	rm -f "$tmp/vllm-reasoning.db"
+	run vllm-reasoning "$@"
+	check "vllm-reasoning ($tags): status" 0 "$(cat "$tmp/vllm-reasoning.rc")"
+	want_r=$(expect_text vllm-reasoning "" reasoning)
+	want_a=$(expect_text vllm-reasoning)
+	[ -n "$want_r" ] && [ -n "$want_a" ] && ok || bad "vllm-reasoning: the fixture holds no reasoning or no answer"
+	has "vllm-reasoning ($tags): printed apart" "$tmp/vllm-reasoning.out" "[reasoning]
+| $want_r
+[answer]
+$want_a"
+	check "vllm-reasoning ($tags): stored apart" "finished|$want_a|$want_r|NULL|8" \
+		"$(q "$tmp/vllm-reasoning.db" "SELECT end_reason || '|' || content || '|' || reasoning || '|' ||
+			COALESCE(n_reasoning, 'NULL') || '|' || n_gen FROM generations ORDER BY id LIMIT 1")"
+	check "vllm-reasoning ($tags): the message is the answer" "$want_a" \
+		"$(q "$tmp/vllm-reasoning.db" "SELECT content FROM messages WHERE role = 'assistant' ORDER BY id LIMIT 1")"
+	has "vllm-reasoning ($tags): /stats counts its pieces" "$tmp/vllm-reasoning.out" \
+		"reasoning: 2 pieces (the server reported no count of its tokens)"
+done
+"$PY" - "$tmp/replay.log" >"$tmp/r-sent.out" <<'EOF'
+import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e.get("model") == "vllm-reasoning" and len(e["messages"]) > 1:
+        print(e["messages"][1])
+EOF
+check "vllm-reasoning: the next request has the answer alone" "assistant:$want_a
+assistant:$want_a" "$(cat "$tmp/r-sent.out")"
+g=$(q "$tmp/vllm-reasoning.db" "SELECT id FROM generations ORDER BY id LIMIT 1")
+"$NATTER_BIN" rate --db "$tmp/vllm-reasoning.db" "$g" up >/dev/null 2>&1
+check "vllm-reasoning: rated" 0 $?
+"$NATTER_BIN" export --db "$tmp/vllm-reasoning.db" --format sft -o "$tmp/r-drop.jsonl" 2>/dev/null
+"$NATTER_BIN" export --db "$tmp/vllm-reasoning.db" --format sft --reasoning keep -o "$tmp/r-keep.jsonl" 2>/dev/null
+check "vllm-reasoning: export drops the reasoning" "$want_a" "$("$PY" -c '
+import json, sys
+print(json.loads(open(sys.argv[1]).readline())["messages"][-1]["content"])' "$tmp/r-drop.jsonl")"
+check "vllm-reasoning: export --reasoning keep" "<think>
+$want_r
+</think>
+
+$want_a" "$("$PY" -c '
+import json, sys
+print(json.loads(open(sys.argv[1]).readline())["messages"][-1]["content"])' "$tmp/r-keep.jsonl")"
+# A server whose usage counts the reasoning's tokens (completion_tokens_details.reasoning_tokens).
+run reasoning-usage "Think first
+/stats"
+check "reasoning-usage: the server's count recorded" "$(expect_text reasoning-usage)|$(expect_text reasoning-usage "" reasoning)|11|14" \
+	"$(q "$tmp/reasoning-usage.db" "SELECT content || '|' || reasoning || '|' || n_reasoning || '|' || n_gen FROM generations")"
+has "reasoning-usage: /stats" "$tmp/reasoning-usage.out" "reasoning: 11 tokens, answer: 3 tokens"
+
+# What natter sent: the model, the messages, the fields; the key as a bearer token.
+"$PY" - "$tmp/replay.log" >"$tmp/sent.out" <<'EOF'
+import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e.get("model") == "vllm":
+        print(e["auth"], e["stream"], e["stream_options"], e["messages"], "top_k" in e, "repetition_penalty" in e,
+              e["stop"], isinstance(e.get("seed"), int))
+        break
+EOF
+check "the request vllm got" "ok True {'include_usage': True} ['user:Say something'] True True ['NEVER-SEEN'] True" "$(cat "$tmp/sent.out")"
+
+# A stop string the server matched (vLLM names it).
+run vllm-stop "Two words" --stop END
+check "vllm-stop: ended at the stop string" "stop-string|Two words" "$(stored vllm-stop)"
+
+# Failures in the middle of a reply: the part that came is kept, marked as cut.
+run error-midstream "Go on"
+has "error-midstream: message" "$tmp/error-midstream.err" "the server reported an error in the middle of the reply: the KV cache ran out of slots"
+check "error-midstream: kept" "error|Half a thought" "$(stored error-midstream)"
+run vllm-error-flat "Go on"
+has "vllm-error-flat: message" "$tmp/vllm-error-flat.err" "the server reported an error in the middle of the reply: Internal server error: CUDA out of memory"
+check "vllm-error-flat: kept" "error|Once" "$(stored vllm-error-flat)"
+run cut "Go on"
+has "cut: message" "$tmp/cut.err" "the reply broke off: the connection to 127.0.0.1:$R closed in the middle"
+check "cut: kept" "error|$(expect_text cut 520)" "$(stored cut)"
+check "cut: the fixture was cut where it says" "Rain on tin" "$(expect_text cut 520)"
+run ended-early "Go on"
+has "ended-early: message" "$tmp/ended-early.err" "the stream ended before the reply did (no finish_reason, no [DONE])"
+check "ended-early: kept" "error|Almost there" "$(stored ended-early)"
+run malformed "Go on"
+has "malformed: message" "$tmp/malformed.err" "the server sent something that is not an OpenAI stream event"
+check "malformed: kept" "error|Broken" "$(stored malformed)"
+run html "Go on"
+has "html: message" "$tmp/html.err" "error: the server answered with text/html; charset=utf-8, not an event stream: is $URL/v1 an OpenAI-compatible API?"
+check "html: no reply, the message kept" "0|1" "$(q "$tmp/html.db" "SELECT (SELECT count(*) FROM generations), (SELECT count(*) FROM messages WHERE role = 'user')")"
+run stall "Go on" --read-timeout 1
+has "stall: message" "$tmp/stall.err" "the reply broke off: the server sent nothing for 1 s (--read-timeout)"
+check "stall: kept" "error|Waiting" "$(stored stall)"
+for f in error-midstream cut ended-early malformed stall; do
+	check "$f: status" 0 "$(cat "$tmp/$f.rc")"
+	has "$f: told the reply is kept" "$tmp/$f.err" "what arrived is kept, marked as cut"
+	user_kept "$f" 1
+done
+
+# Failures before any reply: the message, the user's message kept (in the history too), no reply.
+run ratelimit "Hello"
+has "429: message" "$tmp/ratelimit.err" "error: the server is limiting requests (429 Too Many Requests: Rate limit reached for gpt-4o"
+has "429: Retry-After" "$tmp/ratelimit.err" "it asks to wait 17 s before the next request"
+run notfound "Hello"
+has "404: message" "$tmp/notfound.err" "error: the server has no model 'notfound' (404: The model \`notfound\` does not exist); natter models --remote $URL/v1 lists what it offers"
+run unavailable "Hello"
+has "503: message" "$tmp/unavailable.err" "error: the server failed (503 Service Unavailable: Loading model)"
+OPENAI_API_KEY="sk-wrong-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')" run unauthorized "Hello"
+has "401: message" "$tmp/unauthorized.err" "error: the server refused the API key from \$OPENAI_API_KEY (401 Unauthorized: Incorrect API key provided: [the API key]"
+grep -q "sk-wrong" "$tmp/unauthorized.err" "$tmp/unauthorized.out" && bad "401: the key the server repeated was shown" || ok
+for f in ratelimit notfound unavailable unauthorized; do
+	check "$f: status" 0 "$(cat "$tmp/$f.rc")"
+	has "$f: the message stays" "$tmp/$f.err" "your message stays in the conversation; /regen sends it again"
+	user_kept "$f" 1
+	check "$f: no reply stored" 0 "$(q "$tmp/$f.db" "SELECT count(*) FROM generations")"
+done
+# Without a key, a server that wants one says so, and how to give it.
+printf 'Hello\n' | env -u OPENAI_API_KEY "$NATTER_BIN" chat --plain --remote "$URL" -m keyed --db "$tmp/nokey.db" \
+	>"$tmp/nokey.out" 2>"$tmp/nokey.err"
+has "401 without a key" "$tmp/nokey.err" "the server wants an API key (401 Unauthorized: Incorrect API key provided: . You can find your API key at https://platform.openai.com/account/api-keys); none was sent: set it in \$OPENAI_API_KEY"
+run keyed "Hello"
+check "keyed: the right key" "finished|Key accepted." "$(stored keyed)"
+# A retry after a failure: /regen answers the message that stayed.
+printf 'Hello\n/regen\n' | "$NATTER_BIN" chat --plain --remote "$URL" -m ratelimit --db "$tmp/rl2.db" >/dev/null 2>"$tmp/rl2.err"
+check "a failed /regen keeps one user message" "1|0" "$(q "$tmp/rl2.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
+check "and says why twice" 2 "$(grep -c "429 Too Many Requests" "$tmp/rl2.err")"
+
+# A server that refuses the extra fields: asked again without them, and not sent them again.
+run strict "First
+Second
+/params"
+check "strict: both answered" "finished|Plain fields only.|finished|Plain fields only." \
+	"$(q "$tmp/strict.db" "SELECT group_concat(end_reason || '|' || content, '|') FROM (SELECT * FROM generations ORDER BY id)")"
+has "strict: told" "$tmp/strict.err" "the server refuses top_k: top_k, min_p and repeat_penalty are not sent to it from now on"
+has "strict: shown as not sent" "$tmp/strict.out" "top_k 40 (not sent), top_p 0.95, min_p 0.05 (not sent), repeat_penalty 1 (not sent)"
+"$PY" - "$tmp/replay.log" >"$tmp/strict.sent" <<'EOF'
+import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e.get("model") == "strict":
+        print(e["outcome"], any(k in e["fields"] for k in ("top_k", "min_p", "repeat_penalty", "repetition_penalty")), e["messages"][-1])
+EOF
+check "strict: the requests" "refused True user:First
+sent False user:First
+sent False user:Second" "$(cat "$tmp/strict.sent")"
+run no-stream-options "Hello
+/stats"
+check "no-stream-options: answered" "finished|No usage here." "$(stored no-stream-options)"
+has "no-stream-options: told" "$tmp/no-stream-options.err" "the server refuses stream_options"
+has "no-stream-options: counted" "$tmp/no-stream-options.out" "reply: 2 pieces"
+run openai "Hello" --remote-extras off
+check "--remote-extras off: none sent" "False" "$("$PY" -c '
+import json, sys
+e = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l).get("model") == "openai"][-1]
+print(any(k in e["fields"] for k in ("top_k", "min_p", "repeat_penalty", "repetition_penalty")))' "$tmp/replay.log")"
+
+# Ctrl-C stops a reply: while it streams (the server sees the client leave), and while the server
+# sends nothing at all (no need to wait for the read timeout).
+for f in slow stall; do
+	printf 'Go on\n' > "$tmp/int.in"
+	"$NATTER_BIN" chat --plain --remote "$URL" -m "$f" --db "$tmp/int-$f.db" <"$tmp/int.in" >"$tmp/int-$f.out" \
+		2>"$tmp/int-$f.err" &
+	np=$!
+	started() { grep -q "Waiting\|word2 " "$tmp/int-$f.out" 2>/dev/null; }
+	until_ok started && ok || bad "$f: no reply before Ctrl-C: $(cat "$tmp/int-$f.out")"
+	kill -INT $np
+	gone() { ! kill -0 $np 2>/dev/null; }
+	until_ok gone && ok || { bad "$f: Ctrl-C did not stop the reply"; kill $np; }
+	wait $np
+	check "$f: status after Ctrl-C" 0 $?
+	has "$f: told" "$tmp/int-$f.err" "[natter: reply stopped]"
+	check "$f: the part kept, marked stopped" "stopped" "$(q "$tmp/int-$f.db" "SELECT end_reason FROM generations")"
+done
+left() { grep -q '"model": "slow".*"outcome": "client left after' "$tmp/replay.log"; }
+until_ok left && ok || bad "the server did not see the client leave: $(grep '"slow"' "$tmp/replay.log")"
+
+# No server there; a name that does not resolve; a TLS handshake that fails; URLs refused before
+# anything is sent.
+free=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$free" -m x --db "$tmp/refused.db" \
+	>/dev/null 2>"$tmp/refused.err"
+has "refused: message" "$tmp/refused.err" "error: cannot connect to 127.0.0.1:$free: connection refused (is the server running, at that address?)"
+check "refused: the message kept" 1 "$(q "$tmp/refused.db" "SELECT count(*) FROM messages WHERE role = 'user'")"
+# TLS that fails: https:// to a server that speaks plain HTTP (the handshake gets no TLS answer).
+printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "https://127.0.0.1:$R/v1" -m openai --db "$tmp/tls.db" \
+	>/dev/null 2>"$tmp/tls.err"
+check "tls: status" 0 $?
+has "tls: message" "$tmp/tls.err" "error: the secure connection to 127.0.0.1:$R failed: "
+has "tls: the message stays" "$tmp/tls.err" "your message stays in the conversation; /regen sends it again"
+check "tls: the message kept, no reply" "1|0" "$(q "$tmp/tls.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
+printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "http://nosuch.invalid/v1" -m x --connect-timeout 5 \
+	--db "$tmp/dns.db" >/dev/null 2>"$tmp/dns.err"
+has "dns: message" "$tmp/dns.err" "error: cannot find the server: the host name in http://nosuch.invalid/v1 does not resolve"
+"$NATTER_BIN" chat --plain --remote "http://me:$key@127.0.0.1:$R/v1" -m x --no-history </dev/null >/dev/null 2>"$tmp/userinfo.err"
+check "a password in the URL: status" 1 $?
+has "a password in the URL: refused" "$tmp/userinfo.err" "the URL carries a user name or password; put the API key in an environment variable"
+"$NATTER_BIN" chat --plain --remote "ftp://127.0.0.1/v1" -m x --no-history </dev/null >/dev/null 2>"$tmp/ftp.err"
+has "ftp: refused" "$tmp/ftp.err" "only http:// and https:// servers are supported"
+"$NATTER_BIN" chat --plain --remote "$URL" --api-key-env NATTER_NO_SUCH_VARIABLE -m x </dev/null >/dev/null 2>"$tmp/novar.err"
+has "a named variable unset" "$tmp/novar.err" "--api-key-env NATTER_NO_SUCH_VARIABLE: that environment variable is not set or empty"
+"$NATTER_BIN" chat --plain --remote "$URL" --no-history </dev/null >/dev/null 2>"$tmp/many.err"
+has "several models, none chosen" "$tmp/many.err" "offers"
+has "several models, named" "$tmp/many.err" "choose one with --model NAME: cut, ended-early"
+"$NATTER_BIN" chat --plain --remote "$URL" --remote-extras maybe -m x </dev/null >/dev/null 2>"$tmp/extras.err"
+has "--remote-extras maybe" "$tmp/extras.err" "--remote-extras: 'maybe' is neither on nor off"
+
+# The config file: the server, its model, the key's variable.
+mkdir -p "$XDG_CONFIG_HOME/natter"
+printf 'remote = %s\nmodel = vllm\napi_key_env = NATTER_REMOTE_KEY\n' "$URL" > "$XDG_CONFIG_HOME/natter/config"
+printf 'From the config\n' | NATTER_REMOTE_KEY=$key "$NATTER_BIN" chat --plain --db "$tmp/cfg.db" >"$tmp/cfg.out" 2>"$tmp/cfg.err"
+check "config: status" 0 $?
+check "config: the server and model" "finished|$(expect_text vllm)" "$(stored cfg)"
+check "config: the key from its variable" "ok" "$("$PY" -c '
+import json, sys
+e = [json.loads(l) for l in open(sys.argv[1]) if "From the config" in str(json.loads(l).get("messages"))][-1]
+print(e["auth"])' "$tmp/replay.log")"
+# --remote on the command line: the config file's model is not the server's.
+printf 'Hello\n' | NATTER_REMOTE_KEY=$key "$NATTER_BIN" chat --plain --remote "$URL" --no-history >/dev/null 2>"$tmp/cfg2.err"
+has "config model not used with --remote" "$tmp/cfg2.err" "choose one with --model NAME"
+# -m naming a model file: chatted with here, whatever the config file's server.
+printf 'Hello\n' | NATTER_REMOTE_KEY=$key "$NATTER_BIN" chat --plain -m "$M" -n 2 --db "$tmp/local.db" >/dev/null 2>"$tmp/local.err"
+check "config server, -m FILE: a local model" "file|1" "$(q "$tmp/local.db" "SELECT md.kind, count(*) FROM generations g JOIN models md ON md.id = g.model_id")"
+rm -f "$XDG_CONFIG_HOME/natter/config"
+
+# --- 3. The key: in no database, no output, no log, no config file ---
+kill $pids 2>/dev/null
+wait 2>/dev/null
+pids=
+if grep -rqF "$key" "$tmp" "$HOME" 2>/dev/null; then
+	bad "the API key appears in: $(grep -rlF "$key" "$tmp")"
+else
+	ok
+fi
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -6,6 +6,7 @@
 
 #include "natter/gguf-write.h"
 #include "natter/llm.h"
+#include "natter/quant.h"
 #include "llm/blocks.h"
 #include "llm/kv.h"
 #include "llm/model.h"
@@ -437,7 +438,8 @@ test_fixture_rings(void)
 		c = m ? llm_ctx_new(m, 512, 64, 1, err, sizeof(err)) : NULL;
 		if (c) {
 			const struct llm_hparams *hp = llm_model_hparams(m);
-			const size_t row = 2 * (size_t)hp->n_head_kv * hp->head_dim * sizeof(float);
+			/* K and V of a position, F16 (the default cache type) */
+			const size_t row = 2 * (size_t)hp->n_head_kv * hp->head_dim * sizeof(qhalf);
 			size_t want = 0;
 			int ok = 1;
 			for (int il = 0; il < hp->n_layer; il++) {
@@ -543,7 +545,7 @@ test_recurrent_cache(void)
 	float k[8] = { 0 }, v[8] = { 0 };
 	int ok;
 
-	CHECK(kv_cache_init(&kv, &hp, 32, 2, 0) == 0, "kv_cache_init");
+	CHECK(kv_cache_init(&kv, &hp, 32, 2, 0, LLM_KV_F32) == 0, "kv_cache_init");
 	CHECK(kv.l[0].kind == LLM_CACHE_FULL && kv.l[0].slots == 32, "layer 0: full, 32 slots");
 	CHECK(kv.l[1].kind == LLM_CACHE_RECURRENT && kv.l[1].slots == 0 && kv.l[1].state_n == 64,
 	    "layer 1: recurrent state");
@@ -571,7 +573,7 @@ test_recurrent_cache(void)
 		for (int p = 0; p < 7; p++)
 			kv_layer_put(&kv.l[2], p, k, v);
 		CHECK(kv_layer_runs(&kv.l[2], 3, 6, run) == 2 && run[0].n == 2 && run[1].n == 2 &&
-		    run[0].k == kv.l[2].k + 3 * 8 && run[1].k == kv.l[2].k, "ring runs wrap");
+		    run[0].k == kv.l[2].k + 3 * kv.l[2].row_k && run[1].k == kv.l[2].k, "ring runs wrap");
 	}
 	kv_cache_free(&kv);
 }

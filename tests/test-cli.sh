@@ -98,8 +98,9 @@ if "$NATTER_BIN" mkmodel --preset qwen2.5-0.5b --type Q8_0 --layers 2 -o "$tmp/q
 	size=$(wc -c < "$tmp/q.gguf" | tr -d ' ')
 	js=$("$NATTER_BIN" bench -m "$tmp/q.gguf" -p 256 -n 16 -r 1 --json | tail -n 1)
 	rss=$(echo "$js" | sed 's/.*"peak_rss_bytes":\([0-9.e+]*\).*/\1/')
-	# KV cache: 2 (K, V) x 2 layers x 273 positions x 128 (2 KV heads x 64) x 4 bytes.
-	kv=$((2 * 2 * 273 * 128 * 4))
+	# KV cache: 2 (K, V) x 2 layers x 273 positions x 128 (2 KV heads x 64) x 2 bytes (F16).
+	# (tests/test-kv.sh checks 32k positions with the whole cache written.)
+	kv=$((2 * 2 * 273 * 128 * 2))
 	limit=$((size + kv + 64 * 1048576))
 	echo "peak RSS $rss bytes, limit $limit (file $size + KV $kv + 64 MiB)"
 	if "$NATTER_BIN" --version | grep -q sanitizers; then
@@ -211,7 +212,7 @@ long=$(head -c 4000 /dev/zero | tr '\0' 'x')
 printf '%s\nshort one\n/stats\n' "$long" | "$NATTER_BIN" chat -m "$M" --plain -n 4 > "$tmp/chat.out" 2> "$tmp/chat.err"
 check "chat with a too-long message status" 0 $?
 grep -q "more than the context" "$tmp/chat.err" && ok || bad "too-long message error: $(cat "$tmp/chat.err")"
-grep -q "reply: 4 tokens" "$tmp/chat.out" && ok || bad "the chat goes on after a too-long message"
+grep -Eq "^reply: [1-9][0-9]* tokens?," "$tmp/chat.out" && ok || bad "the chat goes on after a too-long message"
 # Numeric options are read strictly; each error names its option.
 for args in "--seed abc|--seed: 'abc' is not a seed" "-c -5|-c/--ctx-size: '-5' is out of range" \
     "-t 0|-t/--threads: '0' is out of range" "--max-tokens abc|--max-tokens: 'abc' is not a whole number" \

@@ -53,21 +53,31 @@ EOF
 # 1b. A regeneration after a reply longer than the ring: a sliding-window
 # layer has lost keys the new turn needs, so the cache keeps nothing and
 # the prompt is evaluated again (llm_ctx_truncate said so); a full cache
-# keeps the prompt.  (Seed 5 gives first replies of the full 300 tokens.)
-regen_reuse() { # MODEL TEMPLATE: prints "FIRST_REPLY_TOKENS REUSED_AT_REGEN"
+# keeps the prompt.  Random weights may end a reply early, and which seed
+# gives a full 300 tokens moves with every rounding of the kernels and the
+# cache, so the first seed of 1..8 whose first reply is 300 tokens long is
+# the one judged (all eight short fails).
+regen_reuse() { # MODEL TEMPLATE SEED: prints "FIRST_REPLY_TOKENS REUSED_AT_REGEN"
 	printf 'Hello there\n/stats\n/regen\n/stats\n' |
 	    "$NATTER_BIN" chat -m "$F/models/$1.gguf" --plain --chat-template "$F/templates/$2.jinja" -n 300 \
-	    --seed 5 --no-history 2>/dev/null |
+	    --seed "$3" --no-history 2>/dev/null |
 	    awk '/^reply:/ && !r { r = $2 } /^prompt:/ { n++; if (n == 2) { sub(/.*\(/, ""); u = $1 } } END { print r + 0, u + 0 }'
 }
-set -- $(regen_reuse tiny-gemma3-q4_k_m google-gemma-3)
+long_reply() { # MODEL TEMPLATE
+	for seed in 1 2 3 4 5 6 7 8; do
+		res=$(regen_reuse "$1" "$2" $seed)
+		[ "${res%% *}" -eq 300 ] && break
+	done
+	echo "$res"
+}
+set -- $(long_reply tiny-gemma3-q4_k_m google-gemma-3)
 [ "$1" -eq 300 ] && [ "$2" -eq 0 ] && ok ||
     bad "gemma3: after a reply of $1 tokens (want 300) the ring (260 slots) cannot serve the regeneration, yet $2 tokens were reused"
-set -- $(regen_reuse tiny-qwen35-q8_0 Qwen-Qwen3)
+set -- $(long_reply tiny-qwen35-q8_0 Qwen-Qwen3)
 [ "$1" -gt 0 ] && [ "$2" -gt 0 ] && ok ||
     bad "qwen35: after a reply of $1 tokens the recurrent state did not go back to its checkpoint ($2 tokens reused)"
 echo "qwen35: a regeneration after a reply of $1 tokens reused $2 (the checkpoint before the prompt's last token)"
-set -- $(regen_reuse tiny-llamamoe-q4_k_m mistralai-Mistral-Nemo-Instruct-2407)
+set -- $(long_reply tiny-llamamoe-q4_k_m mistralai-Mistral-Nemo-Instruct-2407)
 [ "$1" -eq 300 ] && [ "$2" -gt 0 ] && ok ||
     bad "llamamoe: after a reply of $1 tokens (want 300) a full cache keeps the prompt, yet $2 tokens were reused"
 

@@ -168,7 +168,8 @@ static const struct {
  * greedy check on THREADS_INC (one thread makes many short jobs cheap on
  * a loaded machine).  Returns 1 if the model was run. */
 static int
-run_golden(const char *dir, const char *sub, const char *name, int threads_batch, int threads_inc)
+run_golden_kv(const char *dir, const char *sub, const char *name, int threads_batch, int threads_inc,
+	      enum llm_kv_type kv)
 {
 	char path[4096], err[512];
 	struct golden g;
@@ -194,7 +195,13 @@ run_golden(const char *dir, const char *sub, const char *name, int threads_batch
 		int rc = 0;
 		if (mode == 0 || threads_inc != threads_batch) {
 			llm_ctx_free(c);
-			c = llm_ctx_new(m, 256, 64, mode ? threads_inc : threads_batch, err, sizeof(err));
+			struct llm_ctx_params cp;
+			llm_ctx_params_default(&cp);
+			cp.n_ctx = 256;
+			cp.n_batch = 64;
+			cp.n_threads = mode ? threads_inc : threads_batch;
+			cp.kv_type = kv;
+			c = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 			CHECK(c != NULL, "%s: %s", name, err);
 			if (!c)
 				break;
@@ -212,6 +219,8 @@ run_golden(const char *dir, const char *sub, const char *name, int threads_batch
 		compare(&g, ours, &s);
 		const char *mname = mode ? "incremental" : "batch", *why;
 		double tol = tolerance(name, mname, &why);
+		if (kv == LLM_KV_Q8_0 && tol < 5e-3)
+			tol = 5e-3;   /* an 8-bit cache is a quantization: the quantized files' bound */
 		printf("%-26s %-12s %11.3g %11.3g %5d/%-3d", name, mname, s.mean_kl, s.max_diff, s.agree, s.considered);
 		if (why)
 			printf("  (exception: KL up to %.0e: %s)", tol, why);
@@ -221,7 +230,7 @@ run_golden(const char *dir, const char *sub, const char *name, int threads_batch
 		    name, mode ? "incremental" : "batch", s.considered - s.agree, s.considered);
 	}
 	/* Greedy decoding reproduces the reference's continuation (f32 files). */
-	if (c && strstr(name, "-f32")) {
+	if (c && strstr(name, "-f32") && kv == LLM_KV_F16) {
 		int ok = 1, at = -1;
 		float *lg = malloc(g.n_vocab * sizeof(float));
 		llm_ctx_truncate(c, 0);
@@ -248,6 +257,13 @@ run_golden(const char *dir, const char *sub, const char *name, int threads_batch
 	free(ours);
 	free(g.logits);
 	return 1;
+}
+
+/* The golden NAME with the default (F16) cache. */
+static int
+run_golden(const char *dir, const char *sub, const char *name, int threads_batch, int threads_inc)
+{
+	return run_golden_kv(dir, sub, name, threads_batch, threads_inc, LLM_KV_F16);
 }
 
 static const char header[] = "%-26s %-12s %11s %11s %9s\n";
@@ -366,5 +382,48 @@ main(void)
 	}
 	printf("%d golden-hybrid model files compared\n", n_arch);
 	CHECK(n_arch == 2, "golden-hybrid: %d of 2 files compared", n_arch);
+	/* The other cache types on the f32 goldens: f32 within the f32
+	 * tolerance, q8_0 within the quantized one (its cost in KL is the
+	 * figure printed).  Heads that cannot be cut in blocks of 32
+	 * (aidreams260K's 16, qwen3moe's 48) are refused by q8_0 (checked). */
+	for (int kv = 0; kv < LLM_KV_TYPE_COUNT; kv++) {
+		static const char *const f32s[][2] = {
+			{ "golden", "tiny-llama-f32" }, { "golden", "tiny-qwen2-f32" }, { "golden", "tiny-phi3-f32" },
+			{ "golden-archs", "tiny-gemma2-f32" }, { "golden-archs", "tiny-gemma3-f32" },
+			{ "golden-archs", "tiny-llamamoe-f32" }, { "golden-archs", "tiny-qwen2moe-f32" },
+			{ "golden-archs", "tiny-phi3lr-f32" }, { "golden-archs", "tiny-qwen3-f32" },
+			{ "golden-archs", "tiny-qwen3moe-f32" },   /* last: heads of 48 */
+		};
+		int n = 0;
+		if (kv == LLM_KV_F16)
+			continue;
+		printf("\nKV cache %s on the f32 goldens (mean KL at most %s)\n", llm_kv_type_name((enum llm_kv_type)kv),
+		    kv == LLM_KV_Q8_0 ? "5e-3, the quantized files' tolerance" : "1e-5");
+		printf(header, "file", "mode", "mean KL", "max |dlogit|", "argmax");
+		const int nf = (int)(sizeof(f32s) / sizeof(f32s[0])) - (kv == LLM_KV_Q8_0);
+		for (int i = 0; i < nf; i++)
+			n += run_golden_kv(dir, f32s[i][0], f32s[i][1], 2, 1, (enum llm_kv_type)kv);
+		CHECK(n == nf, "%s KV: %d files of %d run", llm_kv_type_name((enum llm_kv_type)kv), n, nf);
+	}
+	for (int i = 0; i < 2; i++) {
+		static const char *const odd[] = { "aidreams260K-f32", "tiny-qwen3moe-f32" };
+		struct llm_model *m = NULL;
+		struct llm_ctx_params cp;
+		char err[512];
+		snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, odd[i]);
+		llm_ctx_params_default(&cp);
+		cp.kv_type = LLM_KV_Q8_0;
+		if (llm_model_load(path, &m, err, sizeof(err)) == 0) {
+			struct llm_ctx *c = llm_ctx_new_ex(m, &cp, err, sizeof(err));
+			CHECK(!c && strstr(err, "multiples of 32"), "%s: q8_0 KV with heads of %d: %s", odd[i],
+			    llm_model_hparams(m)->head_dim, c ? "accepted" : err);
+			if (!c)
+				printf("%s: q8_0 KV refused: %s\n", odd[i], err);
+			llm_ctx_free(c);
+		} else {
+			CHECK(0, "%s", err);
+		}
+		llm_model_free(m);
+	}
 	return test_done("test-golden");
 }

@@ -433,8 +433,8 @@ test_checkpoints(void)
 	    llm_ctx_state_bytes(c));
 	CHECK(llm_ctx_checkpoint_bytes(c) == (LLM_CHECKPOINT_SLOTS + 1) * llm_ctx_state_bytes(c), "checkpoint bytes %zu",
 	    llm_ctx_checkpoint_bytes(c));
-	CHECK(llm_ctx_cache_bytes(c) == llm_ctx_state_bytes(c) + (size_t)256 * 2 * NKV * HD * sizeof(float),
-	    "cache bytes %zu: one attention layer's KV and the states", llm_ctx_cache_bytes(c));
+	CHECK(llm_ctx_cache_bytes(c) == llm_ctx_state_bytes(c) + (size_t)256 * 2 * NKV * HD * 2 /* F16 KV */,
+	    "cache bytes %zu: one attention layer's F16 KV and the states", llm_ctx_cache_bytes(c));
 
 	/* A prompt of 30 with a checkpoint before its last token (asked
 	 * ahead: the evaluation ends a batch there), a reply of 20, one at

@@ -1,5 +1,5 @@
 #!/bin/sh
-# test-tiers.sh -- test-golden and test-quant's mm_matmul checks once per kernel tier this CPU
+# test-tiers.sh -- test-golden, test-quant's mm_matmul checks and attention's tier once per kernel tier this CPU
 # has (forced with NATTER_CPU), and NATTER_CPU's refusals.
 : "${NATTER_BIN:=./natter}"
 dir=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +30,9 @@ for t in $tiers; do
 	else
 		bad "test-golden under NATTER_CPU=$t (status $rc): $(grep -E 'FAIL|kernels' "$tmp/golden" | head -n 5)"
 	fi
+	NATTER_CPU=$t TEST_ATTN_TIER_ONLY=1 "$tests_dir/test-attn" > "$tmp/attn" 2>&1 && ok ||
+		bad "test-attn under NATTER_CPU=$t: $(cat "$tmp/attn")"
+	echo "$t: $(grep '^kernels' "$tmp/attn")"
 	NATTER_CPU=$t TEST_QUANT_MATMUL_ONLY=1 "$tests_dir/test-quant" > "$tmp/quant" 2>&1
 	rc=$?
 	if [ $rc -eq 0 ] && grep -q "^mm_matmul on $t," "$tmp/quant"; then

@@ -194,12 +194,40 @@ const char *llm_model_type_name(const struct llm_model *m);
  * (0: 256), on N_THREADS threads (0: one per core).  All memory is
  * allocated here: a full KV cache for the full-attention layers, a ring
  * of window - 1 + n_batch positions for each sliding-window layer (when
- * that is smaller than n_ctx), a state per recurrent layer and its
- * checkpoint slots (llm_ctx_checkpoint).  M must outlive the session.
- * Returns NULL with ERR set on failure.
+ * that is smaller than n_ctx), K and V stored as F16 (llm_ctx_new_ex
+ * chooses), a state per recurrent layer and its checkpoint slots
+ * (llm_ctx_checkpoint); pages of the cache that no position has reached
+ * yet take no memory.  M must outlive the session.  Returns NULL with ERR
+ * set on failure.
  */
 struct llm_ctx *llm_ctx_new(struct llm_model *m, int n_ctx, int n_batch, int n_threads,
 			    char *err, size_t errlen);
+
+/* How a session's cache stores K and V (one table, in src/llm/kv.c). */
+enum llm_kv_type {
+	LLM_KV_F16,     /* the default: binary16, rounded to nearest even */
+	LLM_KV_Q8_0,    /* 8-bit blocks of 32 within each head (head
+	                 * dimensions must be multiples of 32) */
+	LLM_KV_F32,
+	LLM_KV_TYPE_COUNT
+};
+/* "f16", "q8_0", "f32"; NULL out of range.  Any thread. */
+const char *llm_kv_type_name(enum llm_kv_type t);
+/* Reads one of those names into *T.  Returns 0, or -1 (T untouched). */
+int llm_kv_type_parse(const char *s, enum llm_kv_type *t);
+
+/* A session's sizes; zeros mean llm_ctx_new's defaults. */
+struct llm_ctx_params {
+	int n_ctx;                  /* positions (0: training context, capped at 4096) */
+	int n_batch;                /* tokens per batch (0: 256) */
+	int n_threads;              /* 0: one per core */
+	enum llm_kv_type kv_type;   /* LLM_KV_F16 unless set */
+};
+void llm_ctx_params_default(struct llm_ctx_params *p);
+/* As llm_ctx_new, with P's settings; ERR names the problem of a cache type
+ * the model's heads cannot use (Q8_0 with head dimensions not multiples of
+ * 32). */
+struct llm_ctx *llm_ctx_new_ex(struct llm_model *m, const struct llm_ctx_params *p, char *err, size_t errlen);
 void llm_ctx_free(struct llm_ctx *c);
 int llm_ctx_n_ctx(const struct llm_ctx *c);
 int llm_ctx_n_threads(const struct llm_ctx *c);
@@ -249,6 +277,7 @@ enum llm_cache_kind {
 };
 struct llm_cache_info {
 	enum llm_cache_kind kind;
+	enum llm_kv_type type;  /* of the K and V rows (FULL, RING) */
 	int slots;          /* positions it can hold (0 for a recurrent state) */
 	int oldest;         /* the lowest position still held */
 	size_t bytes;

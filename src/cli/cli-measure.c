@@ -91,6 +91,13 @@ cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *
 		cli_error("%s: unexpected argument '%s' (see natter %s --help)", cmd, argv[optind], cmd);
 		return 2;
 	}
+	if (a->kv_type) {
+		enum llm_kv_type t;
+		char opt[64];
+		snprintf(opt, sizeof(opt), "%s: --kv-type", cmd);
+		if (cli_kv_type(opt, a->kv_type, &t) < 0)
+			return 2;
+	}
 	return 0;
 }
 
@@ -100,16 +107,22 @@ cli_measure_load(const struct cli_measure_args *a, const char *path, int ctx_cap
 {
 	char err[512];
 	int n, train;
+	struct llm_ctx_params cp;
 
 	*m = NULL;
 	*c = NULL;
+	llm_ctx_params_default(&cp);
+	if (a->kv_type && cli_kv_type("--kv-type", a->kv_type, &cp.kv_type) < 0)
+		return -1;
 	if (llm_model_load(path, m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		return -1;
 	}
 	train = llm_model_hparams(*m)->n_ctx_train;
 	n = a->n_ctx ? a->n_ctx : train < ctx_cap ? train : ctx_cap;
-	*c = llm_ctx_new(*m, n, 0, a->threads, err, sizeof(err));
+	cp.n_ctx = n;
+	cp.n_threads = a->threads;
+	*c = llm_ctx_new_ex(*m, &cp, err, sizeof(err));
 	if (!*c) {
 		cli_error("%s: %s", path, err);
 		llm_model_free(*m);

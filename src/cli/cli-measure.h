@@ -18,6 +18,7 @@ struct cli_measure_args {
 	int chunks;            /* perplexity --chunks (0: all) */
 	int limit;             /* eval-choice --limit (0: all) */
 	int verbose;           /* eval-choice --verbose */
+	const char *kv_type;   /* --kv-type (NULL: f16) */
 };
 
 enum cli_mopt_kind { CLI_MOPT_STR, CLI_MOPT_INT, CLI_MOPT_FLAG };
@@ -32,6 +33,9 @@ struct cli_mopt {
 	const char *help;
 };
 
+/* Codes of the common long options without a letter (above the commands' own). */
+enum { CLI_MOPT_KV_TYPE = 512 };
+
 #define CLI_MOPT(name, key, kind, field, arg, help) \
 	{ name, key, kind, offsetof(struct cli_measure_args, field), arg, help }
 
@@ -40,7 +44,8 @@ struct cli_mopt {
 #define CLI_MEASURE_COMMON_OPTS \
 	CLI_MOPT("model", 'm', CLI_MOPT_STR, model, "FILE", "the model (GGUF)"), \
 	CLI_MOPT("ctx-size", 'c', CLI_MOPT_INT, n_ctx, "N", "context size"), \
-	CLI_MOPT("threads", 't', CLI_MOPT_INT, threads, "N", "threads (default: physical cores)")
+	CLI_MOPT("threads", 't', CLI_MOPT_INT, threads, "N", "threads (default: physical cores)"), \
+	CLI_MOPT("kv-type", CLI_MOPT_KV_TYPE, CLI_MOPT_STR, kv_type, "TYPE", "KV cache: f16 (default), q8_0, f32")
 
 /*
  * Parses ARGV (ARGV[0] is the command's name) with the N options of TAB into A.  --help

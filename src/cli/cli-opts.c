@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "natter/chat.h"
+#include "natter/llm.h"
 #include "natter/think.h"
 
 enum kind {
@@ -22,6 +23,7 @@ enum kind {
 	K_FLAG,
 	K_STOP,      /* repeatable */
 	K_ONOFF,     /* on or off (yes/no, true/false, 1/0) */
+	K_KV_TYPE,   /* a cache type: f16, q8_0, f32 */
 	K_TAGS,      /* a pair of reasoning tags, "OPEN CLOSE" */
 };
 
@@ -61,6 +63,7 @@ static const struct setting {
 	{ CLI_OPT_DB, "--db", "db", K_STR, 0, 0, offsetof(struct cli_chat_args, db), NULL },
 	{ CLI_OPT_NO_HISTORY, "--no-history", NULL, K_FLAG, 0, 0, offsetof(struct cli_chat_args, no_history), NULL },
 	{ CLI_OPT_STOP, "--stop", NULL, K_STOP, 0, 0, 0, NULL },
+	{ CLI_OPT_KV_TYPE, "--kv-type", "kv_type", K_KV_TYPE, 0, 0, offsetof(struct cli_chat_args, chat.kv_type), NULL },
 	{ CLI_OPT_THINK_TAGS, "--think-tags", "think_tags", K_TAGS, 0, 0, offsetof(struct cli_chat_args, chat.think_tags),
 	  NULL },
 	{ 0, NULL, "model", K_STR, 0, 0, offsetof(struct cli_chat_args, model), NULL },
@@ -75,6 +78,29 @@ static const struct setting {
 	  offsetof(struct cli_chat_args, read_timeout_s), "a number of seconds from 1 to 86400" },
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+/* "'VALUE' is not a KV cache type (f16, q8_0, f32)" from the table. */
+static void
+kv_type_choices(const char *value, char *err, size_t errlen)
+{
+	size_t n = (size_t)snprintf(err, errlen, "'%s' is not a KV cache type (", value);
+	for (int i = 0; i < LLM_KV_TYPE_COUNT && n < errlen; i++)
+		n += (size_t)snprintf(err + n, errlen - n, "%s%s", i ? ", " : "", llm_kv_type_name((enum llm_kv_type)i));
+	if (n < errlen)
+		snprintf(err + n, errlen - n, ")");
+}
+
+int
+cli_kv_type(const char *option, const char *value, enum llm_kv_type *t)
+{
+	char err[256];
+
+	if (llm_kv_type_parse(value, t) == 0)
+		return 0;
+	kv_type_choices(value, err, sizeof(err));
+	cli_error("%s: %s", option, err);
+	return -1;
+}
 
 /* Reads VALUE for setting S into A.  NAME is how the message names the
  * setting.  Returns 0, or -1 with ERR set. */
@@ -151,6 +177,12 @@ setting_apply(const struct setting *s, const char *value, struct cli_chat_args *
 		}
 		snprintf(err, errlen, "'%s' is neither on nor off", value);
 		return -1;
+	case K_KV_TYPE:
+		if (llm_kv_type_parse(value, (enum llm_kv_type *)base) < 0) {
+			kv_type_choices(value, err, errlen);
+			return -1;
+		}
+		return 0;
 	case K_STOP:
 		if (a->n_stop >= 8) {
 			snprintf(err, errlen, "at most 8 stop strings");

@@ -35,7 +35,7 @@ struct store *cli_store_open(const char *db, unsigned flags);
 enum {
 	CLI_OPT_SYSTEM = 1000, CLI_OPT_TEMPLATE, CLI_OPT_TEMP, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P,
 	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP, CLI_OPT_REMOTE, CLI_OPT_KEY_ENV,
-	CLI_OPT_EXTRAS, CLI_OPT_CONNECT_TIMEOUT, CLI_OPT_READ_TIMEOUT, CLI_OPT_THINK_TAGS,
+	CLI_OPT_EXTRAS, CLI_OPT_CONNECT_TIMEOUT, CLI_OPT_READ_TIMEOUT, CLI_OPT_THINK_TAGS, CLI_OPT_KV_TYPE,
 };
 #define CLI_CHAT_LONGOPTS \
 	{ "system", required_argument, NULL, CLI_OPT_SYSTEM }, \
@@ -57,7 +57,8 @@ enum {
 	{ "remote-extras", required_argument, NULL, CLI_OPT_EXTRAS }, \
 	{ "connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT }, \
 	{ "read-timeout", required_argument, NULL, CLI_OPT_READ_TIMEOUT }, \
-	{ "think-tags", required_argument, NULL, CLI_OPT_THINK_TAGS }
+	{ "think-tags", required_argument, NULL, CLI_OPT_THINK_TAGS }, \
+	{ "kv-type", required_argument, NULL, CLI_OPT_KV_TYPE }
 #define CLI_CHAT_SHORTOPTS "c:t:s:n:"
 
 struct cli_chat_args {
@@ -111,6 +112,9 @@ struct remote_opts;
 int cli_remote_opts(const struct cli_chat_args *a, struct remote_opts *ro);
 /* The remote options' --help lines. */
 extern const char cli_remote_help[];
+/* Reads --kv-type's VALUE (f16, q8_0, f32) into *T; -1 after printing an
+ * error that names OPTION and the choices. */
+int cli_kv_type(const char *option, const char *value, enum llm_kv_type *t);
 
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

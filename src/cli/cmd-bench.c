@@ -129,6 +129,8 @@ cmd_bench(int argc, char **argv)
 		{ "depth", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "sys", no_argument, NULL, 's' },
+		{ "kv-type", required_argument, NULL, 'k' },
+		{ "batch-size", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -136,11 +138,16 @@ cmd_bench(int argc, char **argv)
 	const char *path = NULL;
 	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
 	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1, n_toks;
+	/* Tokens per batch: a longer prompt is evaluated in batches of this
+	 * many, as llama-bench's n_ubatch (also 512) does (chat sessions:
+	 * 256). */
+	int n_batch = 512;
 	/* Depths of context, ascending; the deepest. */
 	int dl[MAX_LIST] = { 0 }, ndl = 1, depth = 0;
 	/* The tests: at each depth, prompt sizes, then generation lengths
 	 * (zeros skipped); {n_prompt, n_gen, depth}. */
 	int tests[2 * MAX_LIST * MAX_LIST][3], n_tests = 0;
+	enum llm_kv_type kv_type = LLM_KV_F16;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
 	int32_t *toks = NULL;
@@ -150,7 +157,7 @@ cmd_bench(int argc, char **argv)
 	uint64_t n_params = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:p:n:t:r:d:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:d:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': path = optarg; break;
 		case 'p':
@@ -167,6 +174,13 @@ cmd_bench(int argc, char **argv)
 			break;
 		case 't': threads = atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
+		case 'b':
+			n_batch = atoi(optarg);
+			if (n_batch < 1 || n_batch > 65536) {
+				cli_error("bench: -b takes 1..65536 tokens per batch");
+				return 2;
+			}
+			break;
 		case 'd':
 			if ((ndl = parse_list(optarg, dl, MAX_LIST)) < 0) {
 				cli_error("bench: -d takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
@@ -175,8 +189,15 @@ cmd_bench(int argc, char **argv)
 			break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
+		case 'k':
+			if (cli_kv_type("bench: --kv-type", optarg, &kv_type) < 0)
+				return 2;
+			break;
 		case 'h':
 			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-d 0[,4000...]] [-t N] [-r 3] [--json] [--sys]\n"
+			    "       [-b 512] [--kv-type f16|q8_0|f32]\n"
+			    "  -b N   tokens per batch (default 512, as llama-bench's n_ubatch): longer prompts\n"
+			    "         are evaluated N tokens at a time\n"
 			    "  -d N   measure every test after N tokens of context (evaluated once, untimed)\n"
 			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
 			    "         kernel tier in use) and show each test as a share of the bound they set\n"
@@ -241,11 +262,15 @@ cmd_bench(int argc, char **argv)
 			cli_error("%s", err);
 			goto out;
 		}
-		/* Room for the deepest context and the longest test after it;
-		 * the context is evaluated in batches of the largest prompt (256
-		 * when there is none). */
-		ctx = llm_ctx_new(m, depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1,
-		    n_prompt > 0 ? n_prompt : depth > 0 ? 256 : 1, threads, err, sizeof(err));
+		struct llm_ctx_params cp;
+		llm_ctx_params_default(&cp);
+		/* Room for the deepest context and the longest test after it. */
+		cp.n_ctx = depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1;
+		n_batch = n_prompt < 1 ? (depth > 0 ? n_batch : 1) : n_prompt < n_batch ? n_prompt : n_batch;
+		cp.n_batch = n_batch;
+		cp.n_threads = threads;
+		cp.kv_type = kv_type;
+		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 		if (!ctx) {
 			cli_error("%s", err);
 			goto out;
@@ -334,7 +359,8 @@ cmd_bench(int argc, char **argv)
 		if (!json) {
 			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s\n", name,
 			    llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads, q_cpu_features());
-			printf("load %.2f s, peak RSS %.1f MiB\n", t_load, peak_rss / 1048576.0);
+			printf("load %.2f s, peak RSS %.1f MiB, KV cache %s %.1f MiB\n", t_load, peak_rss / 1048576.0,
+			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0);
 			printf("| %-*s | %14s |%s\n", depth ? 16 : 8, "test", "t/s", sys ? " bound t/s | share" : "");
 			printf("| %-*s | %14s |%s\n", depth ? 16 : 8, depth ? "----------------" : "--------", "--------------",
 			    sys ? " --------- | -----" : "");
@@ -354,6 +380,7 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "model_size", (double)size);
 				cJSON_AddNumberToObject(o, "model_n_params", (double)n_params);
 				cJSON_AddNumberToObject(o, "n_threads", threads);
+				cJSON_AddNumberToObject(o, "n_ubatch", n_batch);
 				cJSON_AddNumberToObject(o, "n_prompt", np);
 				cJSON_AddNumberToObject(o, "n_gen", ng);
 				cJSON_AddNumberToObject(o, "n_depth", d);
@@ -368,6 +395,8 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddItemToObject(o, "samples_ts", arr);
 				cJSON_AddNumberToObject(o, "load_s", t_load);
 				cJSON_AddNumberToObject(o, "peak_rss_bytes", peak_rss);
+				cJSON_AddStringToObject(o, "kv_type", llm_kv_type_name(kv_type));
+				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
 				if (sys) {
 					cJSON_AddNumberToObject(o, "mem_read_gbps", roof.bw);

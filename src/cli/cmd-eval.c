@@ -58,11 +58,13 @@ cmd_eval(int argc, char **argv)
 		{ "split", required_argument, NULL, 's' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "ctx-size", required_argument, NULL, 'c' },
+		{ "kv-type", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *toks = NULL, *outp = NULL;
 	int incremental = 0, split = -1, threads = 0, n_ctx = 0, c, n = 0, rc = 1;
+	enum llm_kv_type kv_type = LLM_KV_F16;
 	int32_t *ids = NULL;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
@@ -80,8 +82,13 @@ cmd_eval(int argc, char **argv)
 		case 's': split = atoi(optarg); break;
 		case 't': threads = atoi(optarg); break;
 		case 'c': n_ctx = atoi(optarg); break;
+		case 'K':
+			if (cli_kv_type("eval: --kv-type", optarg, &kv_type) < 0)
+				return 2;
+			break;
 		case 'h':
-			printf("usage: natter eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N] [-t N]\n");
+			printf("usage: natter eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N] [-t N]\n"
+			    "       [-c N] [--kv-type f16|q8_0|f32]\n");
 			return 0;
 		default:
 			return 2;
@@ -108,7 +115,12 @@ cmd_eval(int argc, char **argv)
 		const struct llm_hparams *hp = llm_model_hparams(m);
 		if (n_ctx <= 0)
 			n_ctx = n > hp->n_ctx_train ? n : hp->n_ctx_train;
-		ctx = llm_ctx_new(m, n_ctx, 0, threads, err, sizeof(err));
+		struct llm_ctx_params cp;
+		llm_ctx_params_default(&cp);
+		cp.n_ctx = n_ctx;
+		cp.n_threads = threads;
+		cp.kv_type = kv_type;
+		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 		if (!ctx) {
 			cli_error("%s", err);
 			goto out;

@@ -32,11 +32,13 @@ cmd_generate(int argc, char **argv)
 		{ "ctx-size", required_argument, NULL, 'c' },
 		{ "ignore-eos", no_argument, NULL, 'E' },
 		{ "stats", no_argument, NULL, 'v' },
+		{ "kv-type", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *prompt = NULL, *pfile = NULL;
 	int n_predict = 64, threads = 0, n_ctx = 0, ignore_eos = 0, stats = 0, c, rc = 1;
+	enum llm_kv_type kv_type = LLM_KV_F16;
 	struct sampler_params sp;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
@@ -68,10 +70,14 @@ cmd_generate(int argc, char **argv)
 		case 'c': n_ctx = atoi(optarg); break;
 		case 'E': ignore_eos = 1; break;
 		case 'v': stats = 1; break;
+		case 'k':
+			if (cli_kv_type("generate: --kv-type", optarg, &kv_type) < 0)
+				return 2;
+			break;
 		case 'h':
 			printf("usage: natter generate -m FILE (-p PROMPT | -f FILE) [-n N] [--temp T] [--top-k K]\n"
 			    "       [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N] [-c N]\n"
-			    "       [--ignore-eos] [--stats]\n");
+			    "       [--kv-type f16|q8_0|f32] [--ignore-eos] [--stats]\n");
 			return 0;
 		default:
 			return 2;
@@ -106,7 +112,12 @@ cmd_generate(int argc, char **argv)
 		const struct tok_vocab *v = llm_model_vocab(m);
 		const int n_vocab = llm_model_hparams(m)->n_vocab;
 
-		ctx = llm_ctx_new(m, n_ctx, 0, threads, err, sizeof(err));
+		struct llm_ctx_params cp;
+		llm_ctx_params_default(&cp);
+		cp.n_ctx = n_ctx;
+		cp.n_threads = threads;
+		cp.kv_type = kv_type;
+		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 		smp = sampler_new(n_vocab, sp.seed);
 		ts = tok_stream_new(v, 0);
 		logits = malloc(n_vocab * sizeof(float));

@@ -15,7 +15,8 @@
 enum { OPT_HOST = 2000, OPT_PORT, OPT_KEY_ENV, OPT_DELAY, OPT_QUEUE };
 
 static const char serve_usage[] =
-"usage: natter serve -m FILE [--host ADDR] [--port N] [-c N] [-t N] [--api-key-env VAR]\n"
+"usage: natter serve -m FILE [--host ADDR] [--port N] [-c N] [-t N] [--kv-type f16|q8_0|f32]\n"
+"       [--api-key-env VAR]\n"
 "       [--db FILE | --no-history] [--chat-template NAME|FILE] [--system TEXT]\n"
 "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
 "       [--max-tokens N] [--stop STRING]... [--max-queue N] [--token-delay MS]\n"
@@ -64,7 +65,10 @@ cmd_serve(int argc, char **argv)
 	so.log = stderr;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "m:h" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
-		if (cli_chat_option(ch, optarg, &args))
+		int r = cli_chat_option(ch, optarg, &args);
+		if (r < 0)
+			return 2;   /* a bad value, already said */
+		if (r)
 			continue;
 		switch (ch) {
 		case 'm': so.model_path = optarg; break;

@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #include "natter/quant.h"
+#include "llm/attn.h"
 #include "llm/blocks.h"
 #include "llm/model.h"
 #include "llm/pool.h"
@@ -112,116 +113,23 @@ blk_rope(struct llm_ctx *c, int il, float *x, int nt, int n_heads)
 
 /* --- attention --- */
 
-struct attn_job {
-	struct llm_ctx *c;
-	const struct kv_layer *kl;
-	int nt, pos0, window;
-	float scale, cap;
-};
-
-/* One query head over the rows RUN[0..NRUN) (offset KOFF/VOFF into each
- * position's K and V) into OUT. */
-static void
-attn_one(const struct q_vops *vo, const float *q, const struct kv_run *run, int nrun, const struct kv_layer *kl,
-	 size_t koff, size_t voff, int hd, int hdv, float scale, float cap, float *att, float *out)
+struct attn_shape
+blk_attn_shape(const struct llm_hparams *hp, int il)
 {
-	float max = -INFINITY, inv;
-	int n = 0;
-
-	for (int r = 0; r < nrun; r++) {
-		for (int i = 0; i < run[r].n; i++) {
-			float s = vo->dot(hd, q, run[r].k + (size_t)i * kl->width_k + koff) * scale;
-			if (cap > 0)
-				s = cap * tanhf(s / cap);
-			att[n++] = s;
-			if (s > max)
-				max = s;
-		}
-	}
-	inv = 1.0f / vo->exp_sum(att, n, max);
-	memset(out, 0, (size_t)hdv * sizeof(float));
-	n = 0;
-	for (int r = 0; r < nrun; r++)
-		for (int i = 0; i < run[r].n; i++)
-			vo->axpy(hdv, att[n++] * inv, run[r].v + (size_t)i * kl->width_v + voff, out);
-}
-
-static void
-attn_worker(void *arg, int ith, int nth)
-{
-	const struct attn_job *j = arg;
-	struct llm_ctx *c = j->c;
-	const struct llm_hparams *hp = &c->m->hp;
-	const struct q_vops *vo = q_vops_get();
-	const struct kv_layer *kl = j->kl;
-	const int hd = hp->head_dim, hdv = hp->head_dim_v, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
-	const size_t Q = (size_t)nh * hd, O = (size_t)nh * hdv;
-	float *att = c->att + (size_t)ith * c->att_rows * c->n_ctx;
-	struct kv_run run[2];
-	int nrun;
-
-	if (j->nt >= MM_BLAS_MIN_BATCH && c->att_rows >= j->nt) {
-		/* A batch: per head, S = Q K^T and O = softmax(S) V as sgemms,
-		 * one per run of the cache the batch's keys lie in. */
-		const int kbeg = j->window && j->pos0 - j->window + 1 > 0 ? j->pos0 - j->window + 1 : 0;
-		const int kend = j->pos0 + j->nt - 1, npos = kend - kbeg + 1;
-		nrun = kv_layer_runs(kl, kbeg, kend, run);
-		for (int h = ith; h < nh; h += nth) {
-			const size_t koff = (size_t)(h / group) * hd, voff = (size_t)(h / group) * hdv;
-			int col = 0;
-			for (int r = 0; r < nrun; r++) {
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->nt, run[r].n, hd, j->scale,
-				    c->q + (size_t)h * hd, (int)Q, run[r].k + koff, kl->width_k, 0.0f, att + col, npos);
-				col += run[r].n;
-			}
-			for (int t = 0; t < j->nt; t++) {
-				float *row = att + (size_t)t * npos, max = -INFINITY;
-				const int p = j->pos0 + t;
-				/* visible: keys lo .. p (causal, and the window) */
-				const int lo = j->window && p - j->window + 1 > kbeg ? p - j->window + 1 : kbeg;
-				const int a = lo - kbeg, b = p - kbeg;
-				if (j->cap > 0)
-					blk_softcap(row + a, (size_t)(b - a + 1), j->cap);
-				for (int i = a; i <= b; i++)
-					if (row[i] > max)
-						max = row[i];
-				float inv = 1.0f / vo->exp_sum(row + a, b - a + 1, max);
-				for (int i = a; i <= b; i++)
-					row[i] *= inv;
-				memset(row, 0, (size_t)a * sizeof(float));
-				memset(row + b + 1, 0, (size_t)(npos - b - 1) * sizeof(float));
-			}
-			col = 0;
-			for (int r = 0; r < nrun; r++) {
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->nt, hdv, run[r].n, 1.0f,
-				    att + col, npos, run[r].v + voff, kl->width_v, r ? 1.0f : 0.0f,
-				    c->att_out + (size_t)h * hdv, (int)O);
-				col += run[r].n;
-			}
-		}
-		return;
-	}
-	/* Tasks are (token, head) pairs, dealt round-robin. */
-	for (int task = ith; task < j->nt * nh; task += nth) {
-		const int t = task / nh, h = task % nh, p = j->pos0 + t;
-		const int lo = j->window && p - j->window + 1 > 0 ? p - j->window + 1 : 0;
-		nrun = kv_layer_runs(kl, lo, p, run);
-		attn_one(vo, c->q + (size_t)t * Q + (size_t)h * hd, run, nrun, kl, (size_t)(h / group) * hd,
-		    (size_t)(h / group) * hdv, hd, hdv, j->scale, j->cap, att, c->att_out + (size_t)t * O + (size_t)h * hdv);
-	}
+	const struct llm_layer_hparams *lh = &hp->layer[il];
+	struct attn_shape sh = {
+		hp->n_head, hp->n_head_kv, hp->head_dim, hp->head_dim_v,
+		lh->kind == LLM_LAYER_SLIDING ? lh->window : 0, hp->attn_scale, hp->attn_softcap,
+	};
+	return sh;
 }
 
 void
 blk_attn_core(struct llm_ctx *c, int il, int nt)
 {
-	const struct llm_hparams *hp = &c->m->hp;
-	const struct llm_layer_hparams *lh = &hp->layer[il];
-	struct attn_job job = {
-		c, &c->kv.l[il], nt, c->pos0, lh->kind == LLM_LAYER_SLIDING ? lh->window : 0,
-		hp->attn_scale, hp->attn_softcap,
-	};
+	struct attn_shape sh = blk_attn_shape(&c->m->hp, il);
 
-	pool_run(c->pool, attn_worker, &job);
+	attn_forward(c->pool, &c->attn, &sh, &c->kv.l[il], c->q, nt, c->pos0, c->att_out);
 }
 
 void

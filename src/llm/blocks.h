@@ -4,8 +4,11 @@
 
 #include <stddef.h>
 
+#include "llm/attn.h"
+
 struct llm_ctx;
 struct lweight;
+struct llm_hparams;
 
 /*
  * The one weight product: OUT (nt, w.ne1) = X (nt, w.ne0) W^T + bias, with
@@ -25,9 +28,13 @@ void blk_rope_prepare(struct llm_ctx *c, int nt);
  * NT rows of X with layer IL's setting. */
 void blk_rope(struct llm_ctx *c, int il, float *x, int nt, int n_heads);
 
+/* Layer IL's attention shape: heads, window (sliding layers), query
+ * scale and soft-cap. */
+struct attn_shape blk_attn_shape(const struct llm_hparams *hp, int il);
 /* softmax(q K^T) V for the NT queries in c->q over layer IL's cache
  * (window, soft-cap and query scale from the description) into
- * c->att_out.  The one attention kernel. */
+ * c->att_out: the one attention kernel (attn_forward, tiled with an
+ * online softmax). */
 void blk_attn_core(struct llm_ctx *c, int il, int nt);
 /* Self-attention of layer IL: q, k, v projections (fused or not, biases),
  * per-head q/k norms, RoPE, the K and V into the layer's cache, attention,

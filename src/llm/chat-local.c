@@ -524,7 +524,14 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 	c->v = llm_model_vocab(m);
 	if (load_template(c, o->template_spec, err, errlen) < 0)
 		goto fail;
-	c->ctx = llm_ctx_new(m, o->n_ctx, 0, o->n_threads, err, errlen);
+	{
+		struct llm_ctx_params cp;
+		llm_ctx_params_default(&cp);
+		cp.n_ctx = o->n_ctx;
+		cp.n_threads = o->n_threads;
+		cp.kv_type = o->kv_type;
+		c->ctx = llm_ctx_new_ex(m, &cp, err, errlen);
+	}
 	if (!c->ctx)
 		goto fail;
 	llm_ctx_set_abort(c->ctx, local_abort_cb, c);

@@ -1,15 +1,56 @@
-/* kv.c -- the per-layer cache: sizing, rows of a ring, recurrent checkpoints, what a truncation can keep. */
+/* kv.c -- the per-layer cache: its types, sizing, rows of a ring, recurrent checkpoints, what a truncation can keep. */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "llm/attn.h"
 #include "llm/kv.h"
 
-int
-kv_cache_init(struct kv_cache *kv, const struct llm_hparams *hp, int n_ctx, int n_batch, unsigned flags)
+/* The cache types, by enum llm_kv_type: how options spell them, and the
+ * ggml type of their rows. */
+static const struct {
+	const char *name;
+	enum ggml_type type;
+} kv_types[LLM_KV_TYPE_COUNT] = {
+	[LLM_KV_F16] = { "f16", GGML_TYPE_F16 },
+	[LLM_KV_Q8_0] = { "q8_0", GGML_TYPE_Q8_0 },
+	[LLM_KV_F32] = { "f32", GGML_TYPE_F32 },
+};
+
+const char *
+llm_kv_type_name(enum llm_kv_type t)
 {
+	return (unsigned)t < LLM_KV_TYPE_COUNT ? kv_types[t].name : NULL;
+}
+
+int
+llm_kv_type_parse(const char *s, enum llm_kv_type *t)
+{
+	for (int i = 0; i < LLM_KV_TYPE_COUNT; i++) {
+		if (!strcmp(s, kv_types[i].name)) {
+			*t = (enum llm_kv_type)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+enum ggml_type
+kv_type_ggml(enum llm_kv_type t)
+{
+	return (unsigned)t < LLM_KV_TYPE_COUNT ? kv_types[t].type : GGML_TYPE_F32;
+}
+
+int
+kv_cache_init(struct kv_cache *kv, const struct llm_hparams *hp, int n_ctx, int n_batch, unsigned flags,
+	      enum llm_kv_type type)
+{
+	const enum ggml_type gt = kv_type_ggml(type);
+
 	memset(kv, 0, sizeof(*kv));
+	if ((unsigned)type >= LLM_KV_TYPE_COUNT || (gt == GGML_TYPE_Q8_0 && (hp->head_dim % QK8_0 || hp->head_dim_v % QK8_0)))
+		return -2;
 	kv->l = calloc(hp->n_layer, sizeof(*kv->l));
 	if (!kv->l)
 		return -1;
@@ -31,8 +72,11 @@ kv_cache_init(struct kv_cache *kv, const struct llm_hparams *hp, int n_ctx, int 
 			kv->snap_floats += l->conv_n + l->state_n;
 			continue;
 		}
+		l->type = gt;
 		l->width_k = hp->n_head_kv * hp->head_dim;
 		l->width_v = hp->n_head_kv * hp->head_dim_v;
+		l->row_k = attn_row_bytes(gt, l->width_k);
+		l->row_v = attn_row_bytes(gt, l->width_v);
 		l->kind = LLM_CACHE_FULL;
 		l->slots = n_ctx;
 		if (lh->kind == LLM_LAYER_SLIDING && !(flags & KV_NO_RING) &&
@@ -41,8 +85,10 @@ kv_cache_init(struct kv_cache *kv, const struct llm_hparams *hp, int n_ctx, int 
 			l->slots = lh->window - 1 + n_batch;
 			l->window = lh->window;
 		}
-		l->k = malloc((size_t)l->slots * l->width_k * sizeof(float));
-		l->v = malloc((size_t)l->slots * l->width_v * sizeof(float));
+		/* calloc: a large block comes from fresh zero pages, so
+		 * positions never reached take no memory. */
+		l->k = calloc((size_t)l->slots, l->row_k);
+		l->v = calloc((size_t)l->slots, l->row_v);
 		if (!l->k || !l->v)
 			return -1;
 	}
@@ -68,7 +114,7 @@ kv_cache_free(struct kv_cache *kv)
 size_t
 kv_layer_bytes(const struct kv_layer *l)
 {
-	return ((size_t)l->slots * (l->width_k + l->width_v) + l->conv_n + l->state_n) * sizeof(float);
+	return (size_t)l->slots * (l->row_k + l->row_v) + (l->conv_n + l->state_n) * sizeof(float);
 }
 
 size_t
@@ -175,8 +221,8 @@ kv_layer_put(struct kv_layer *l, int pos, const float *k, const float *v)
 		if (pos - l->slots + 1 > l->oldest)
 			l->oldest = pos - l->slots + 1;
 	}
-	memcpy(l->k + (size_t)row * l->width_k, k, (size_t)l->width_k * sizeof(float));
-	memcpy(l->v + (size_t)row * l->width_v, v, (size_t)l->width_v * sizeof(float));
+	attn_row_from_float(l->type, k, l->k + (size_t)row * l->row_k, l->width_k);
+	attn_row_from_float(l->type, v, l->v + (size_t)row * l->row_v, l->width_v);
 }
 
 int
@@ -189,8 +235,8 @@ kv_layer_runs(const struct kv_layer *l, int lo, int hi, struct kv_run run[2])
 	if (l->kind == LLM_CACHE_RING)
 		r0 = lo % l->slots;
 	first = l->kind == LLM_CACHE_RING && r0 + n > l->slots ? l->slots - r0 : n;
-	run[0].k = l->k + (size_t)r0 * l->width_k;
-	run[0].v = l->v + (size_t)r0 * l->width_v;
+	run[0].k = l->k + (size_t)r0 * l->row_k;
+	run[0].v = l->v + (size_t)r0 * l->row_v;
 	run[0].n = first;
 	if (first == n)
 		return 1;

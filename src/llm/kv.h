@@ -3,7 +3,9 @@
 #define NATTER_KV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "natter/gguf.h"
 #include "natter/llm.h"
 
 /*
@@ -12,16 +14,20 @@
  * starting at p0 writes its keys before attending, and its first query
  * still needs keys p0-window+1 .. p0-1, so window - 1 + n_batch rows are
  * the least that serves every query of the batch.  RECURRENT: a state that
- * stands for all n_past positions at once.
+ * stands for all n_past positions at once.  FULL and RING rows are of the
+ * session's cache type (F16 by default; F32; Q8_0), converted as they are
+ * written; the memory is calloc'ed, so rows never written cost no RAM.
  */
 struct kv_layer {
 	enum llm_cache_kind kind;
 	int slots;              /* rows of k and v */
 	int window;             /* RING: a query at p reads p-window+1 .. p */
 	int oldest;             /* RING: the lowest position still in its row */
-	int width_k, width_v;   /* floats of one position's K and V */
-	float *k;               /* (slots, width_k) */
-	float *v;               /* (slots, width_v) */
+	enum ggml_type type;    /* of the rows: F32, F16 or Q8_0 */
+	int width_k, width_v;   /* elements of one position's K and V */
+	size_t row_k, row_v;    /* bytes of one position's K and V */
+	uint8_t *k;             /* (slots, row_k) */
+	uint8_t *v;             /* (slots, row_v) */
 	size_t conv_n, state_n;
 	float *conv, *state;    /* RECURRENT: zero for an empty cache; one block,
 	                           state right after the conv_n floats of conv */
@@ -47,20 +53,27 @@ struct kv_cache {
 	unsigned snap_seq;
 };
 
-/* A run of consecutive rows: N positions starting at K and V. */
+/* A run of consecutive rows: N positions starting at K and V (rows of
+ * row_k and row_v bytes). */
 struct kv_run {
-	const float *k, *v;
+	const uint8_t *k, *v;
 	int n;
 };
 
 #define KV_NO_RING 1    /* flag: sliding layers keep full KV (a reference for tests) */
 
+/* The ggml type of a cache type (the table in kv.c). */
+enum ggml_type kv_type_ggml(enum llm_kv_type t);
+
 /*
  * Sizes and allocates every layer's cache for N_CTX positions and batches
- * of N_BATCH from HP's layer descriptions.  Returns 0, or -1 when memory is
- * short (KV left empty; kv_cache_free is safe).  Any thread.
+ * of N_BATCH from HP's layer descriptions, K and V rows of TYPE.  Returns
+ * 0, -1 when memory is short, -2 when TYPE cannot hold these heads (Q8_0
+ * needs head dimensions that are multiples of 32); kv_cache_free is safe
+ * either way.  Any thread.
  */
-int kv_cache_init(struct kv_cache *kv, const struct llm_hparams *hp, int n_ctx, int n_batch, unsigned flags);
+int kv_cache_init(struct kv_cache *kv, const struct llm_hparams *hp, int n_ctx, int n_batch, unsigned flags,
+		  enum llm_kv_type type);
 void kv_cache_free(struct kv_cache *kv);
 size_t kv_cache_bytes(const struct kv_cache *kv);
 size_t kv_layer_bytes(const struct kv_layer *l);
@@ -95,7 +108,8 @@ int kv_snap_list(const struct kv_cache *kv, int *pos, int max);
 void kv_undo_save(struct kv_cache *kv);
 void kv_undo_restore(struct kv_cache *kv);
 
-/* Stores the K and V of position POS (a FULL or RING layer). */
+/* Stores the K and V (floats) of position POS (a FULL or RING layer),
+ * converted to the layer's type. */
 void kv_layer_put(struct kv_layer *l, int pos, const float *k, const float *v);
 
 /* The rows of positions LO .. HI (inclusive; all held) as at most two runs

@@ -153,7 +153,7 @@ llm_ctx_free(struct llm_ctx *c)
 	free(c->k);
 	free(c->v);
 	free(c->att_out);
-	free(c->att);
+	attn_scratch_free(&c->attn);
 	free(c->hg);
 	free(c->hu);
 	free(c->router);
@@ -223,17 +223,34 @@ rope_setup(struct llm_ctx *c)
 	return 0;
 }
 
-struct llm_ctx *
-llm_ctx_new_flags(struct llm_model *m, int n_ctx, int n_batch, int n_threads, unsigned kv_flags,
-		  char *err, size_t errlen)
+void
+llm_ctx_params_default(struct llm_ctx_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->kv_type = LLM_KV_F16;
+}
+
+static struct llm_ctx *
+ctx_new(struct llm_model *m, const struct llm_ctx_params *p, unsigned kv_flags, char *err, size_t errlen)
 {
 	const struct llm_hparams *hp = &m->hp;
-	struct llm_ctx *c = calloc(1, sizeof(*c));
-	int failed = 0, ffmax;
+	struct llm_ctx *c;
+	int failed = 0, ffmax, rc;
+	int n_ctx = p->n_ctx, n_batch = p->n_batch, n_threads = p->n_threads;
 	size_t Q = (size_t)hp->n_head * hp->head_dim, K = (size_t)hp->n_head_kv * hp->head_dim;
 	size_t V = (size_t)hp->n_head_kv * hp->head_dim_v, O = (size_t)hp->n_head * hp->head_dim_v;
 	size_t maxin, nb;
 
+	if ((unsigned)p->kv_type >= LLM_KV_TYPE_COUNT) {
+		snprintf(err, errlen, "unknown KV cache type %d", (int)p->kv_type);
+		return NULL;
+	}
+	if (kv_type_ggml(p->kv_type) == GGML_TYPE_Q8_0 && (hp->head_dim % QK8_0 || hp->head_dim_v % QK8_0)) {
+		snprintf(err, errlen, "a q8_0 KV cache needs head dimensions that are multiples of %d (this model's "
+		    "are %d and %d); use --kv-type f16", QK8_0, hp->head_dim, hp->head_dim_v);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
 	if (!c) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -249,6 +266,7 @@ llm_ctx_new_flags(struct llm_model *m, int n_ctx, int n_batch, int n_threads, un
 	if (n_threads <= 0)
 		n_threads = default_threads();
 	c->m = m;
+	c->kv_type = p->kv_type;
 	c->n_ctx = n_ctx;
 	c->n_batch = n_batch;
 	nb = (size_t)n_batch;
@@ -279,8 +297,10 @@ llm_ctx_new_flags(struct llm_model *m, int n_ctx, int n_batch, int n_threads, un
 	for (int il = hp->n_layer - 1; il >= 0; il--)
 		if (hp->layer[il].kind == LLM_LAYER_RECURRENT)
 			c->first_recurrent = il;
-	if (kv_cache_init(&c->kv, hp, n_ctx, n_batch, kv_flags) < 0 ||
-	    kv_snap_init(&c->kv, LLM_CHECKPOINT_SLOTS, LLM_CHECKPOINT_BUDGET) < 0)
+	rc = kv_cache_init(&c->kv, hp, n_ctx, n_batch, kv_flags, p->kv_type);
+	if (rc == 0 && kv_snap_init(&c->kv, LLM_CHECKPOINT_SLOTS, LLM_CHECKPOINT_BUDGET) < 0)
+		rc = -1;
+	if (rc < 0)
 		failed = 1;
 	c->layer_rope = xcalloc(hp->n_layer, sizeof(int), &failed);
 	c->x = xcalloc(nb * hp->n_embd, sizeof(float), &failed);
@@ -291,8 +311,11 @@ llm_ctx_new_flags(struct llm_model *m, int n_ctx, int n_batch, int n_threads, un
 	c->k = xcalloc(nb * K, sizeof(float), &failed);
 	c->v = xcalloc(nb * V, sizeof(float), &failed);
 	c->att_out = xcalloc(nb * O, sizeof(float), &failed);
-	c->att_rows = n_batch >= MM_BLAS_MIN_BATCH ? n_batch : 1;
-	c->att = xcalloc((size_t)pool_size(c->pool) * c->att_rows * n_ctx, sizeof(float), &failed);
+	{
+		struct attn_shape sh = blk_attn_shape(hp, 0);
+		if (attn_scratch_init(&c->attn, &sh, pool_size(c->pool)) < 0)
+			failed = 1;
+	}
 	c->hg = xcalloc(nb * ffmax, sizeof(float), &failed);
 	c->hu = xcalloc(nb * 2 * ffmax, sizeof(float), &failed);
 	if (hp->n_expert > 0) {
@@ -322,6 +345,25 @@ llm_ctx_new_flags(struct llm_model *m, int n_ctx, int n_batch, int n_threads, un
 		return NULL;
 	}
 	return c;
+}
+
+struct llm_ctx *
+llm_ctx_new_flags(struct llm_model *m, int n_ctx, int n_batch, int n_threads, unsigned kv_flags,
+		  char *err, size_t errlen)
+{
+	struct llm_ctx_params p;
+
+	llm_ctx_params_default(&p);
+	p.n_ctx = n_ctx;
+	p.n_batch = n_batch;
+	p.n_threads = n_threads;
+	return ctx_new(m, &p, kv_flags, err, errlen);
+}
+
+struct llm_ctx *
+llm_ctx_new_ex(struct llm_model *m, const struct llm_ctx_params *p, char *err, size_t errlen)
+{
+	return ctx_new(m, p, 0, err, errlen);
 }
 
 struct llm_ctx *
@@ -369,6 +411,7 @@ llm_ctx_cache_layer(const struct llm_ctx *c, int il, struct llm_cache_info *info
 		return -1;
 	l = &c->kv.l[il];
 	info->kind = l->kind;
+	info->type = c->kv_type;
 	info->slots = l->slots;
 	info->oldest = l->oldest;
 	info->bytes = kv_layer_bytes(l);

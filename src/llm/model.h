@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "natter/llm.h"
+#include "llm/attn.h"
 #include "llm/kv.h"
 #include "llm/matmul.h"
 #include "llm/tensor.h"
@@ -74,8 +75,8 @@ struct llm_ctx {
 	float *k;                 /* (n_batch, n_head_kv * head_dim) */
 	float *v;                 /* (n_batch, n_head_kv * head_dim_v) */
 	float *att_out;           /* (n_batch, n_head * head_dim_v) */
-	float *att;               /* (n_threads, att_rows, n_ctx) scores */
-	int att_rows;             /* n_batch if batches use the sgemm path, else 1 */
+	struct attn_scratch attn; /* attention's blocks: sized by the heads, not the context */
+	enum llm_kv_type kv_type;
 	float *hg, *hu;           /* (n_batch, widest FFN x 2) gate and up */
 	/* Mixture of experts. */
 	float *router;            /* (n_batch, n_expert) router logits */

@@ -1,0 +1,545 @@
+/* attn.c -- attention as flash attention does it, on a CPU: blocks of queries against streamed blocks of keys, an online softmax, no score matrix. */
+#include "config.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "natter/quant.h"
+#include "llm/attn.h"
+#include "llm/kv.h"
+#include "llm/pool.h"
+
+/*
+ * Sizes of the blocks.  A task holds up to ATTN_ROWS query rows (the
+ * tokens of a query block times the query heads of one KV head) and
+ * streams the keys ATTN_BK at a time: a block of keys and values as
+ * floats (128 x 256 floats at the widest heads) and the scores of the
+ * block stay in the core's cache.  Tiles of at least ATTN_SGEMM_ROWS rows
+ * go through sgemm; smaller ones through the tier's vector helpers.
+ * Measured on one thread, 4096 positions of Qwen2.5-0.5B's 14 heads over
+ * 2: 256 x 128 blocks ran at 63 GFLOP/s where 128 x 128 ran at 57 (75
+ * once max, exp and scaling were vectorised; a large sgemm: 84); with 7
+ * rows, a token of that model, sgemm beat a dot product per key 17 to 12
+ * GFLOP/s.  Up to
+ * ATTN_SLOTS_PER_THREAD partial results per thread let a long context
+ * with few queries be split along the keys.
+ */
+#define ATTN_ROWS 256
+#define ATTN_BK 128
+#define ATTN_SGEMM_ROWS 4
+#define ATTN_SLOTS_PER_THREAD 6
+
+/* --- the tiers --- */
+
+static void
+f16_to_f32_ref(const qhalf *x, float *y, int n)
+{
+	for (int i = 0; i < n; i++)
+		y[i] = q_f16_to_f32(x[i]);
+}
+
+static void
+f32_to_f16_ref(const float *x, qhalf *y, int n)
+{
+	for (int i = 0; i < n; i++)
+		y[i] = q_f32_to_f16(x[i]);
+}
+
+static float
+max_ref(const float *x, int n)
+{
+	float m = x[0];
+	for (int i = 1; i < n; i++)
+		m = x[i] > m ? x[i] : m;
+	return m;
+}
+
+static float
+exp_sum_ref(float *x, int n, float m)
+{
+	float s = 0;
+	for (int i = 0; i < n; i++)
+		s += x[i] = expf(x[i] - m);
+	return s;
+}
+
+static void
+scale_ref(float *y, const float *x, int n, float a)
+{
+	for (int i = 0; i < n; i++)
+		y[i] = a * x[i];
+}
+
+static void
+qk_ref(const float *q, int r, int n, const float *k, int ldk, int nk, float *s, int lds)
+{
+	for (int i = 0; i < r; i++) {
+		for (int j = 0; j < nk; j++) {
+			float d = 0;
+			for (int c = 0; c < n; c++)
+				d += q[(size_t)i * n + c] * k[(size_t)j * ldk + c];
+			s[(size_t)i * lds + j] = d;
+		}
+	}
+}
+
+static void
+pv_ref(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, float *o, int ldo)
+{
+	for (int i = 0; i < r; i++)
+		for (int j = 0; j < nk; j++)
+			for (int c = 0; c < n; c++)
+				o[(size_t)i * ldo + c] += p[(size_t)i * ldp + j] * v[(size_t)j * ldv + c];
+}
+
+static const struct attn_ops ops_scalar = {
+	"scalar", f16_to_f32_ref, f32_to_f16_ref, max_ref, exp_sum_ref, scale_ref, qk_ref, pv_ref,
+};
+
+static const struct attn_ops *
+attn_scalar_ops(void)
+{
+	return &ops_scalar;
+}
+
+/* Worst first; each entry's OPS returns NULL when the build or the CPU
+ * lacks the tier. */
+static const struct {
+	const char *name;
+	const struct attn_ops *(*ops)(void);
+} tiers[] = {
+	{ "scalar", attn_scalar_ops },
+	{ "avx2", attn_avx2_ops },
+	{ "avx512", attn_avx512_ops },
+};
+#define N_TIERS ((int)(sizeof(tiers) / sizeof(tiers[0])))
+
+static const struct attn_ops *attn_cur;
+static pthread_once_t attn_once = PTHREAD_ONCE_INIT;
+
+/* The tier of the kernels' tier (cpu.c, NATTER_CPU included) or of the
+ * nearest tier below it that attention has: avxvnni runs attention's
+ * avx2, avx512vnni and avx512bf16 its avx512. */
+static void
+attn_pick_best(void)
+{
+	attn_cur = &ops_scalar;
+	for (int t = q_cpu_tier_chosen(); t >= 0; t--) {
+		for (int i = N_TIERS - 1; i >= 0; i--) {
+			const struct attn_ops *o;
+			if (strcmp(tiers[i].name, q_cpu_tier_name(t)) || !(o = tiers[i].ops()))
+				continue;
+			attn_cur = o;
+			return;
+		}
+	}
+}
+
+int
+attn_tier_count(void)
+{
+	return N_TIERS;
+}
+
+const char *
+attn_tier_name(int i)
+{
+	return i >= 0 && i < N_TIERS ? tiers[i].name : NULL;
+}
+
+int
+attn_tier_available(int i)
+{
+	return i >= 0 && i < N_TIERS && tiers[i].ops() != NULL;
+}
+
+int
+attn_tier_set(int i)
+{
+	pthread_once(&attn_once, attn_pick_best);
+	if (i < 0) {
+		attn_pick_best();
+		return 0;
+	}
+	if (!attn_tier_available(i))
+		return -1;
+	attn_cur = tiers[i].ops();
+	return 0;
+}
+
+const struct attn_ops *
+attn_ops_get(void)
+{
+	pthread_once(&attn_once, attn_pick_best);
+	return attn_cur;
+}
+
+/* --- rows of the cache --- */
+
+int
+attn_type_supported(enum ggml_type t)
+{
+	return t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_Q8_0;
+}
+
+size_t
+attn_row_bytes(enum ggml_type t, int n)
+{
+	switch (t) {
+	case GGML_TYPE_F16:
+		return (size_t)n * sizeof(qhalf);
+	case GGML_TYPE_Q8_0:
+		return (size_t)(n / QK8_0) * sizeof(block_q8_0);
+	default:
+		return (size_t)n * sizeof(float);
+	}
+}
+
+void
+attn_row_from_float(enum ggml_type t, const float *x, void *y, int n)
+{
+	switch (t) {
+	case GGML_TYPE_F16:
+		attn_ops_get()->f32_to_f16(x, y, n);
+		break;
+	case GGML_TYPE_Q8_0:
+		q_traits_get(GGML_TYPE_Q8_0)->from_float(x, y, n);
+		break;
+	default:
+		memcpy(y, x, (size_t)n * sizeof(float));
+		break;
+	}
+}
+
+void
+attn_rows_to_float(enum ggml_type t, const void *x, size_t stride, int rows, int n, float *y, int ldy)
+{
+	const uint8_t *src = x;
+
+	switch (t) {
+	case GGML_TYPE_F16: {
+		const struct attn_ops *o = attn_ops_get();
+		for (int r = 0; r < rows; r++)
+			o->f16_to_f32((const qhalf *)(src + (size_t)r * stride), y + (size_t)r * ldy, n);
+		break;
+	}
+	case GGML_TYPE_Q8_0: {
+		q_to_float_fn f = q_traits_get(GGML_TYPE_Q8_0)->to_float_fast;
+		for (int r = 0; r < rows; r++)
+			f(src + (size_t)r * stride, y + (size_t)r * ldy, n);
+		break;
+	}
+	default:
+		for (int r = 0; r < rows; r++)
+			memcpy(y + (size_t)r * ldy, src + (size_t)r * stride, (size_t)n * sizeof(float));
+		break;
+	}
+}
+
+/* --- scratch --- */
+
+/* Query tokens per task: ATTN_ROWS rows of GROUP heads each (at least one). */
+static int
+tokens_per_block(int group)
+{
+	return group >= ATTN_ROWS ? 1 : ATTN_ROWS / group;
+}
+
+int
+attn_scratch_init(struct attn_scratch *s, const struct attn_shape *sh, int n_threads)
+{
+	const int group = sh->n_head_kv > 0 ? sh->n_head / sh->n_head_kv : 1;
+	const int hd = sh->head_dim, hdv = sh->head_dim_v;
+
+	/* Each of our threads calls sgemm on its own block: OpenBLAS must not
+	 * start threads of its own on top of ours. */
+	openblas_set_num_threads(1);
+	memset(s, 0, sizeof(*s));
+	if (n_threads < 1)
+		n_threads = 1;
+	s->n_threads = n_threads;
+	s->rows = tokens_per_block(group) * group;
+	s->bk = ATTN_BK;
+	s->head_dim = hd;
+	s->head_dim_v = hdv;
+	/* q, o, scores, k, v, max, sum */
+	s->per_thread = (size_t)s->rows * hd + (size_t)s->rows * hdv + (size_t)s->rows * s->bk +
+	    (size_t)s->bk * hd + (size_t)s->bk * hdv + 2 * (size_t)s->rows;
+	s->n_slots = ATTN_SLOTS_PER_THREAD * n_threads;
+	s->buf = calloc((size_t)n_threads * s->per_thread, sizeof(float));
+	s->part = calloc((size_t)s->n_slots * s->rows * (hdv + 2), sizeof(float));
+	if (!s->buf || !s->part) {
+		attn_scratch_free(s);
+		return -1;
+	}
+	return 0;
+}
+
+void
+attn_scratch_free(struct attn_scratch *s)
+{
+	free(s->buf);
+	free(s->part);
+	memset(s, 0, sizeof(*s));
+}
+
+/* --- the kernel --- */
+
+struct attn_job {
+	const struct attn_shape *sh;
+	const struct kv_layer *kl;
+	struct attn_scratch *s;
+	const struct attn_ops *ops;
+	const float *q;
+	float *out;
+	int nt, pos0;
+	int group, bq, nqb;     /* heads per KV head, tokens per query block, query blocks */
+	int nsplit, ntask;      /* key ranges per (query block, KV head); tasks */
+	atomic_int next;        /* the next task to take */
+};
+
+/* The first key a query at P sees. */
+static inline int
+first_key(int p, int window)
+{
+	return window && p - window + 1 > 0 ? p - window + 1 : 0;
+}
+
+/*
+ * K (IS_V 0) or V of KV head KVH for the NR runs RUN (consecutive
+ * positions) as rows of N floats: a pointer into the cache itself for F32
+ * rows in one run (*LD their row length), else converted (or copied)
+ * into BUF in position order (*LD = N).  A block that a ring's wrap cuts
+ * in two is still one block, so that a ring computes exactly what a full
+ * cache does.
+ */
+static const float *
+block_floats(const struct kv_layer *kl, const struct kv_run *run, int nr, int is_v, int kvh, int n, float *buf,
+	     int *ld)
+{
+	const size_t row_bytes = is_v ? kl->row_v : kl->row_k, off = attn_row_bytes(kl->type, kvh * n);
+	int at = 0;
+
+	if (kl->type == GGML_TYPE_F32 && nr == 1) {
+		*ld = (int)(row_bytes / sizeof(float));
+		return (const float *)((is_v ? run[0].v : run[0].k) + off);
+	}
+	for (int r = 0; r < nr; r++) {
+		attn_rows_to_float(kl->type, (is_v ? run[r].v : run[r].k) + off, row_bytes, run[r].n, n,
+		    buf + (size_t)at * n, n);
+		at += run[r].n;
+	}
+	*ld = n;
+	return buf;
+}
+
+/* Task I: a query block, a KV head, a part of their keys. */
+static void
+attn_task(struct attn_job *j, int i, float *buf)
+{
+	const struct attn_shape *sh = j->sh;
+	const struct kv_layer *kl = j->kl;
+	const struct attn_ops *o = j->ops;
+	const int hd = sh->head_dim, hdv = sh->head_dim_v, group = j->group, bk = j->s->bk, rows = j->s->rows;
+	const int win = sh->window, pos0 = j->pos0;
+	const int per_qb = sh->n_head_kv * j->nsplit;
+	const int qb = j->nqb - 1 - i / per_qb, kvh = (i % per_qb) / j->nsplit, split = i % j->nsplit;
+	const int t0 = qb * j->bq, t1 = t0 + j->bq < j->nt ? t0 + j->bq : j->nt, nr = (t1 - t0) * group;
+	const size_t QW = (size_t)sh->n_head * hd;
+	float *qs = buf, *os = qs + (size_t)rows * hd, *sc = os + (size_t)rows * hdv;
+	float *kf = sc + (size_t)rows * bk, *vf = kf + (size_t)bk * hd, *mx = vf + (size_t)bk * hdv, *sum = mx + rows;
+	int ks = first_key(pos0 + t0, win), ke = pos0 + t1 - 1;
+
+	if (j->nsplit > 1) {
+		const int n = ke - ks + 1;
+		int chunk = (n + j->nsplit - 1) / j->nsplit;
+		chunk = (chunk + bk - 1) / bk * bk;
+		ks += split * chunk;
+		if (ke > ks + chunk - 1)
+			ke = ks + chunk - 1;
+	}
+	/* The queries, scaled, rows (token, head of the group). */
+	for (int r = 0; r < nr; r++) {
+		o->scale(qs + (size_t)r * hd, j->q + (size_t)(t0 + r / group) * QW + (size_t)(kvh * group + r % group) * hd,
+		    hd, sh->scale);
+		mx[r] = -INFINITY;
+		sum[r] = 0;
+	}
+	memset(os, 0, (size_t)nr * hdv * sizeof(float));
+
+	for (int b0 = ks; b0 <= ke;) {
+		struct kv_run run[2];
+		const int b1 = b0 + bk - 1 < ke ? b0 + bk - 1 : ke, nk = b1 - b0 + 1;
+		const int nrun = kv_layer_runs(kl, b0, b1, run);
+		int ldk, ldv;
+		/* Tokens that see a key of [b0, b1]: p >= b0, first_key(p) <= b1. */
+		int ta = b0 - pos0 > t0 ? b0 - pos0 : t0, tb = t1 - 1;
+		if (win && b1 + win - 1 - pos0 < tb)
+			tb = b1 + win - 1 - pos0;
+		if (ta > tb) {
+			b0 = b1 + 1;
+			continue;
+		}
+		const int ra = (ta - t0) * group, rb = (tb - t0 + 1) * group, na = rb - ra;
+		const int wide = na >= ATTN_SGEMM_ROWS;
+		const float *kp = block_floats(kl, run, nrun, 0, kvh, hd, kf, &ldk);
+
+		/* Scores of the whole block; what a row must not see is
+		 * zeroed after the softmax, so that P V can take whole rows. */
+		if (wide)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nk, hd, 1.0f, qs + (size_t)ra * hd, hd,
+			    kp, ldk, 0.0f, sc + (size_t)ra * bk, bk);
+		else
+			o->qk(qs + (size_t)ra * hd, na, hd, kp, ldk, nk, sc + (size_t)ra * bk, bk);
+		for (int r = ra; r < rb; r++) {
+			const int p = pos0 + t0 + r / group, lo = first_key(p, win);
+			const int a = (lo > b0 ? lo : b0) - b0, b = (p < b1 ? p : b1) - b0;
+			float *row = sc + (size_t)r * bk, m, alpha;
+			if (a > b) {
+				memset(row, 0, (size_t)nk * sizeof(float));
+				continue;
+			}
+			if (sh->softcap > 0)
+				for (int k = a; k <= b; k++)
+					row[k] = sh->softcap * tanhf(row[k] / sh->softcap);
+			m = o->max(row + a, b - a + 1);
+			if (mx[r] > m)
+				m = mx[r];
+			alpha = expf(mx[r] - m);   /* 0 for the first block the row sees */
+			sum[r] = sum[r] * alpha + o->exp_sum(row + a, b - a + 1, m);
+			mx[r] = m;
+			if (alpha != 1.0f)
+				o->scale(os + (size_t)r * hdv, os + (size_t)r * hdv, hdv, alpha);
+			memset(row, 0, (size_t)a * sizeof(float));
+			memset(row + b + 1, 0, (size_t)(nk - b - 1) * sizeof(float));
+		}
+		const float *vp = block_floats(kl, run, nrun, 1, kvh, hdv, vf, &ldv);
+		if (wide)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, na, hdv, nk, 1.0f, sc + (size_t)ra * bk, bk,
+			    vp, ldv, 1.0f, os + (size_t)ra * hdv, hdv);
+		else
+			o->pv(sc + (size_t)ra * bk, bk, na, vp, ldv, nk, hdv, os + (size_t)ra * hdv, hdv);
+		b0 = b1 + 1;
+	}
+
+	if (j->nsplit == 1) {
+		const size_t OW = (size_t)sh->n_head * hdv;
+		for (int r = 0; r < nr; r++) {
+			float *dst = j->out + (size_t)(t0 + r / group) * OW + (size_t)(kvh * group + r % group) * hdv;
+			const float inv = sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
+			for (int d = 0; d < hdv; d++)
+				dst[d] = os[(size_t)r * hdv + d] * inv;
+		}
+	} else {
+		/* Unnormalised, with its max and sum: the merge weighs the parts. */
+		float *slot = j->s->part + (size_t)i * rows * (hdv + 2);
+		for (int r = 0; r < nr; r++) {
+			float *e = slot + (size_t)r * (hdv + 2);
+			memcpy(e, os + (size_t)r * hdv, (size_t)hdv * sizeof(float));
+			e[hdv] = mx[r];
+			e[hdv + 1] = sum[r];
+		}
+	}
+}
+
+static void
+attn_worker(void *arg, int ith, int nth)
+{
+	struct attn_job *j = arg;
+	float *buf;
+	int i;
+
+	(void)nth;
+	if (ith >= j->s->n_threads)
+		return;   /* no scratch of its own: the others take its share */
+	buf = j->s->buf + (size_t)ith * j->s->per_thread;
+	while ((i = atomic_fetch_add(&j->next, 1)) < j->ntask)
+		attn_task(j, i, buf);
+}
+
+/* The parts of each (query block, KV head) into OUT: softmax over the
+ * union of their keys, from each part's max, sum and accumulator. */
+static void
+attn_merge(void *arg, int ith, int nth)
+{
+	struct attn_job *j = arg;
+	const struct attn_shape *sh = j->sh;
+	const int hdv = sh->head_dim_v, group = j->group, rows = j->s->rows;
+	const size_t OW = (size_t)sh->n_head * hdv, slot_floats = (size_t)rows * (hdv + 2);
+
+	for (int u = ith; u < j->nqb * sh->n_head_kv; u += nth) {
+		const int first = u * j->nsplit, qb = j->nqb - 1 - u / sh->n_head_kv, kvh = u % sh->n_head_kv;
+		const int t0 = qb * j->bq, t1 = t0 + j->bq < j->nt ? t0 + j->bq : j->nt;
+		for (int r = 0; r < (t1 - t0) * group; r++) {
+			float *dst = j->out + (size_t)(t0 + r / group) * OW + (size_t)(kvh * group + r % group) * hdv;
+			float m = -INFINITY, l = 0;
+			for (int sp = 0; sp < j->nsplit; sp++) {
+				const float *e = j->s->part + (first + sp) * slot_floats + (size_t)r * (hdv + 2);
+				if (e[hdv] > m)
+					m = e[hdv];
+			}
+			memset(dst, 0, (size_t)hdv * sizeof(float));
+			for (int sp = 0; sp < j->nsplit; sp++) {
+				const float *e = j->s->part + (first + sp) * slot_floats + (size_t)r * (hdv + 2);
+				if (e[hdv + 1] <= 0)
+					continue;   /* a part with no key this row sees */
+				const float w = expf(e[hdv] - m);
+				l += e[hdv + 1] * w;
+				for (int d = 0; d < hdv; d++)
+					dst[d] += e[d] * w;
+			}
+			const float inv = l > 0 ? 1.0f / l : 0.0f;
+			for (int d = 0; d < hdv; d++)
+				dst[d] *= inv;
+		}
+	}
+}
+
+void
+attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh, const struct kv_layer *kl,
+	     const float *q, int nt, int pos0, float *out)
+{
+	struct attn_job j;
+	int base, nth = pool_size(p);
+
+	if (nt <= 0)
+		return;
+	memset(&j, 0, sizeof(j));
+	j.sh = sh;
+	j.kl = kl;
+	j.s = s;
+	j.ops = attn_ops_get();
+	j.q = q;
+	j.out = out;
+	j.nt = nt;
+	j.pos0 = pos0;
+	j.group = sh->n_head / sh->n_head_kv;
+	j.bq = s->rows / j.group;
+	j.nqb = (nt + j.bq - 1) / j.bq;
+	base = j.nqb * sh->n_head_kv;
+	j.nsplit = 1;
+	if (nth > s->n_threads)
+		nth = s->n_threads;
+	if (base < 2 * nth) {
+		/* Few tasks: split the longest key range into parts of at
+		 * least a block, about four tasks per thread in all. */
+		const int last = pos0 + nt - 1, keys = last - first_key(pos0 + (j.nqb - 1) * j.bq, sh->window) + 1;
+		int ns = (4 * nth + base - 1) / base;
+		if (ns > keys / s->bk)
+			ns = keys / s->bk;
+		if (ns > s->n_slots / base)
+			ns = s->n_slots / base;
+		if (ns > 1)
+			j.nsplit = ns;
+	}
+	j.ntask = base * j.nsplit;
+	atomic_init(&j.next, 0);
+	pool_run(p, attn_worker, &j);
+	if (j.nsplit > 1)
+		pool_run(p, attn_merge, &j);
+}

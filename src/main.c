@@ -24,7 +24,7 @@ static const char usage_text[] =
 "       natter COMMAND [ARGS]\n"
 "\n"
 "A terminal chat for local GGUF language models (Llama, Mistral, Mixtral, Qwen2/3,\n"
-"Qwen MoE, Phi-3/4, Gemma 2/3; natter info --architectures lists them), and for\n"
+"Qwen MoE, Qwen3.5/3.6, Phi-3/4, Gemma 2/3; natter info --architectures lists them), and for\n"
 "models on OpenAI-compatible servers (vLLM, llama-server, ollama, LM Studio, TGI, OpenAI).\n"
 "\n"
 "Options of the full-screen chat (chat --plain takes the same):\n"

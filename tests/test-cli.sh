@@ -113,6 +113,28 @@ else
 	bad "mkmodel failed"
 fi
 
+# A Qwen3.5-0.8B hybrid of real widths (4 of 24 layers: three Gated
+# DeltaNet layers, then gated attention), and bench from a depth.
+if "$NATTER_BIN" mkmodel --preset qwen3.5-0.8b --type Q8_0 --layers 4 -o "$tmp/h.gguf" >/dev/null; then
+	"$NATTER_BIN" info -m "$tmp/h.gguf" > "$tmp/h.info"
+	grep -Eq "layer pattern +RRRF " "$tmp/h.info" &&
+	    grep -Eq "Gated DeltaNet +16 key heads and 16 value heads of 128, conv kernel 4" "$tmp/h.info" &&
+	    grep -Eq "attention +8 heads of 256, 2 KV heads" "$tmp/h.info" &&
+	    grep -Eq "RoPE +NeoX .* on 64 of 256 dimensions" "$tmp/h.info" &&
+	    grep -Eq "base 1e\+07" "$tmp/h.info" && grep -Eq "feed-forward +SiLU gate, n_ff 3584" "$tmp/h.info" &&
+	    grep -Eq "embeddings +tied" "$tmp/h.info" && grep -q "151936 tokens" "$tmp/h.info" && ok ||
+	    bad "mkmodel qwen3.5-0.8b: $(cat "$tmp/h.info")"
+	"$NATTER_BIN" bench -m "$tmp/h.gguf" -p 8 -n 2 -d 24,0 -r 2 -t 1 > "$tmp/h.bench"
+	check "bench --depth status" 0 $?
+	grep "@ d" "$tmp/h.bench" | cut -d'|' -f2 | tr -s ' ' | tr '\n' , | grep -q "^ pp8 @ d0 , tg2 @ d0 , pp8 @ d24 , tg2 @ d24 ,$" &&
+	    grep -Eq "^\| tg2 @ d24 +\| +[0-9.]+ ± " "$tmp/h.bench" && ok || bad "bench --depth rows: $(cat "$tmp/h.bench")"
+	"$NATTER_BIN" bench -m "$tmp/h.gguf" -p 0 -n 2 -d 24 -r 1 -t 1 --json | grep -q '"n_depth":24' && ok ||
+	    bad "bench --depth --json has no n_depth"
+	rm -f "$tmp/h.gguf"
+else
+	bad "mkmodel --preset qwen3.5-0.8b failed"
+fi
+"$NATTER_BIN" bench -m "$F/models/aidreams260K-f32.gguf" -d -1 2>"$tmp/err"; check "bench negative depth status" 2 $?
 # The benchmark presets of the 2026 models (issue 11): one layer each (the
 # vocabulary matrices are most of the time), their shapes read back by
 # info, and a reply generated.

@@ -23,6 +23,7 @@ qwen3moe tiny-qwen3moe-q4_k_m Qwen-Qwen3
 qwen2moe tiny-qwen2moe-q4_k_m Qwen-Qwen2.5-7B-Instruct
 gemma2   tiny-gemma2-q4_k_m   google-gemma-2-2b-it
 gemma3   tiny-gemma3-q4_k_m   google-gemma-3
+qwen35   tiny-qwen35-q8_0     Qwen-Qwen3
 "
 
 # 1. chat --plain: two turns and a regeneration; the second turn and the
@@ -72,6 +73,10 @@ long_reply() { # MODEL TEMPLATE
 set -- $(long_reply tiny-gemma3-q4_k_m google-gemma-3)
 [ "$1" -eq 300 ] && [ "$2" -eq 0 ] && ok ||
     bad "gemma3: after a reply of $1 tokens (want 300) the ring (260 slots) cannot serve the regeneration, yet $2 tokens were reused"
+set -- $(long_reply tiny-qwen35-q8_0 Qwen-Qwen3)
+[ "$1" -gt 0 ] && [ "$2" -gt 0 ] && ok ||
+    bad "qwen35: after a reply of $1 tokens the recurrent state did not go back to its checkpoint ($2 tokens reused)"
+echo "qwen35: a regeneration after a reply of $1 tokens reused $2 (the checkpoint before the prompt's last token)"
 set -- $(long_reply tiny-llamamoe-q4_k_m mistralai-Mistral-Nemo-Instruct-2407)
 [ "$1" -eq 300 ] && [ "$2" -gt 0 ] && ok ||
     bad "llamamoe: after a reply of $1 tokens (want 300) a full cache keeps the prompt, yet $2 tokens were reused"
@@ -102,6 +107,11 @@ else
 		wait_for "state +done" && ok || bad "$fam: full screen: the reply did not finish: $(screen)"
 		screen | grep -Eq "reply +[0-9]+ tokens" && screen | grep -Eq "prompt +[1-9][0-9.]* tok/s" && ok ||
 		    bad "$fam: full screen: no statistics of the reply: $(screen)"
+		# A hybrid's pane shows the memory of its recurrent states.
+		if [ "$fam" = qwen35 ]; then
+			screen | grep -Eq "recurrent +57.0 KiB" && screen | grep -Eq "checkpts +[0-9.]+ KiB" && ok ||
+			    bad "$fam: full screen: no memory of the recurrent states: $(screen)"
+		fi
 		T send-keys -t ui F10
 		i=0; while [ ! -f "$tmp/ui.status" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
 		[ "$(cat "$tmp/ui.status" 2>/dev/null)" = 0 ] && ok || bad "$fam: full screen: quit status $(cat "$tmp/ui.status" 2>/dev/null)"
@@ -130,10 +140,16 @@ expect tiny-qwen2moe-f32 "experts +4, 2 used per token \(softmax router, weights
 expect tiny-qwen3moe-f32 "experts +8, 2 used per token \(softmax router, weights renormalised\), n_ff 64"
 expect tiny-phi3lr-f32 "on 48 of 64 dimensions, LongRoPE factors \(long above 32 positions\), attn_factor 1.34"
 expect tiny-qwen3-f32 "attention +4 heads of 96, 2 KV heads"
-# An architecture natter lacks: the list it runs, from the registry.
-expect tiny-qwen35-f32 "natter cannot run it: .*'qwen35' is not supported \(natter runs llama, qwen2, phi3, qwen3, qwen3moe, qwen2moe, gemma2, gemma3\)"
+expect tiny-qwen35-f32 "layers +4: 1 full attention, 3 recurrent \(Gated DeltaNet\)"
+expect tiny-qwen35-f32 "layer pattern +RRRF "
+expect tiny-qwen35-f32 "sigmoid output gate per head"
+expect tiny-qwen35-f32 "Gated DeltaNet +2 key heads and 4 value heads of 32, conv kernel 4"
+expect tiny-qwen35-f32 "recurrent state +19.0 KiB per recurrent layer \(conv 3 x 256, 4 x 32 x 32\), 57.0 KiB per session"
+expect tiny-qwen35-f32 "KV cache +1.0 KiB per position \(1 attention layer"
+expect tiny-qwen35-f32 "NeoX \(i, i\+d/2\) pairs on 16 of 64 dimensions"
+expect tiny-gemma2-f32 "\(13 x SF; F full"
 n=$("$NATTER_BIN" info --architectures | grep -c "^  [a-z0-9]")
-[ "$n" -eq 8 ] && ok || bad "info --architectures lists $n architectures"
+[ "$n" -eq 9 ] && ok || bad "info --architectures lists $n architectures"
 
 echo "test-families.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -171,6 +171,15 @@ static const struct {
 	{ "llama llamamoe", "iq4_nl iq4_xs" },
 };
 
+/* The families of golden-hybrid/ (../shared/fixtures/QWEN35.md): the
+ * Qwen3.5 hybrid of Gated DeltaNet and gated attention layers. */
+static const struct {
+	const char *families;
+	const char *encodings;
+} hybrid_goldens[] = {
+	{ "qwen35", "f32 q8_0" },
+};
+
 /* Evaluates one golden both ways and checks it; prints one row per mode.
  * The batch runs on THREADS_BATCH threads, the token-by-token path and the
  * greedy check on THREADS_INC (one thread makes many short jobs cheap on
@@ -483,6 +492,27 @@ main(void)
 		closedir(d);
 	printf("%d golden-archs model files compared\n", n_arch);
 
+	/* golden-hybrid/: the same, family by family. */
+	n_arch = 0;
+	for (size_t a = 0; a < sizeof(hybrid_goldens) / sizeof(hybrid_goldens[0]); a++) {
+		for (const char *f = hybrid_goldens[a].families; *f;) {
+			size_t fl = strcspn(f, " ");
+			printf("\ngolden-hybrid/ family %.*s\n", (int)fl, f);
+			printf(header, "file", "mode", "mean KL", "max |dlogit|", "argmax");
+			for (const char *e = hybrid_goldens[a].encodings; *e;) {
+				size_t el = strcspn(e, " ");
+				char name[128];
+				snprintf(name, sizeof(name), "tiny-%.*s-%.*s", (int)fl, f, (int)el, e);
+				n_arch += run_golden(dir, "golden-hybrid", name, 2, 1);
+				e += el;
+				e += strspn(e, " ");
+			}
+			f += fl;
+			f += strspn(f, " ");
+		}
+	}
+	printf("%d golden-hybrid model files compared\n", n_arch);
+	CHECK(n_arch == 2, "golden-hybrid: %d of 2 files compared", n_arch);
 	/* The other cache types on the f32 goldens: f32 within the f32
 	 * tolerance, q8_0 within the quantized one (its cost in KL is the
 	 * figure printed).  Heads that cannot be cut in blocks of 32

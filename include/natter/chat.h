@@ -72,6 +72,10 @@ struct chat_stats {
 				* the answer had n_gen - n_reasoning */
 	enum chat_stop stop;
 	uint64_t seed;
+	/* The session's memory after the reply (llm_ctx_cache_bytes and
+	 * friends): the whole cache, its recurrent states, the checkpoints of
+	 * those states (0 for a transformer). */
+	size_t cache_bytes, state_bytes, checkpoint_bytes;
 	int gen_counted;       /* n_gen counts the pieces that arrived, not tokens: a remote
 				* server reported no usage (0 with an in-process model) */
 	int reasoning_counted; /* n_reasoning counts the pieces of the reasoning that arrived,

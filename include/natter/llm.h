@@ -25,8 +25,8 @@ const char *llm_arch_models(int i);
 enum llm_layer_kind {
 	LLM_LAYER_FULL,       /* attention over every earlier position */
 	LLM_LAYER_SLIDING,    /* attention over the last `window` positions */
-	LLM_LAYER_RECURRENT,  /* a recurrent state (conv + matrix, e.g. Gated
-	                       * DeltaNet); no architecture uses it yet */
+	LLM_LAYER_RECURRENT,  /* a recurrent state (conv + matrix: Gated
+	                       * DeltaNet, the ssm_* hyperparameters) */
 };
 
 /* The structure of a layer's block (bits of llm_layer_hparams.flags).
@@ -41,6 +41,12 @@ enum {
 	LLM_LAYER_MOE = 1 << 2,           /* routed experts replace the dense FFN */
 	LLM_LAYER_SHARED_EXPERT = 1 << 3, /* plus a shared expert scaled by
 	                                   * sigmoid(ffn_gate_inp_shexp . x) */
+	LLM_LAYER_MTP = 1 << 4,           /* a multi-token-prediction block after
+	                                   * the n_layer that run (index n_layer
+	                                   * and up): bound, never evaluated */
+	LLM_LAYER_ATTN_GATE = 1 << 5,     /* attn_q holds each head's query and
+	                                   * then a gate: the head's output is
+	                                   * multiplied by sigmoid(gate) */
 };
 
 /* One layer, as the architecture describes it. */
@@ -96,6 +102,16 @@ struct llm_hparams {
 	float final_softcap;    /* the output logits likewise; 0: none */
 	float embd_scale;   /* token embeddings multiplied by it (1 = none) */
 	float rms_eps;
+	/* Gated DeltaNet (the LLM_LAYER_RECURRENT layers; 0 without them). */
+	int ssm_d_conv;     /* causal conv width (ssm.conv_kernel) */
+	int ssm_d_state;    /* Dk = Dv: key and value head size (ssm.state_size) */
+	int ssm_n_group;    /* H_k: key heads (ssm.group_count) */
+	int ssm_dt_rank;    /* H_v: value heads, a multiple of H_k (ssm.time_step_rank) */
+	int ssm_d_inner;    /* H_v * Dv (ssm.inner_size) */
+	/* Blocks of the file after the n_layer that run: a multi-token-
+	 * prediction head (nextn_predict_layers), bound and checked, not run.
+	 * LAYER holds n_layer + n_layer_mtp entries. */
+	int n_layer_mtp;
 	const struct llm_layer_hparams *layer;
 };
 
@@ -132,11 +148,26 @@ enum llm_tensor {
 	LLM_TENSOR_FFN_GATE_SHEXP,
 	LLM_TENSOR_FFN_UP_SHEXP,
 	LLM_TENSOR_FFN_DOWN_SHEXP,
+	LLM_TENSOR_ATTN_GATE,           /* Gated DeltaNet: z, the output gate */
+	LLM_TENSOR_SSM_CONV1D,
+	LLM_TENSOR_SSM_A,               /* named without ".weight" */
+	LLM_TENSOR_SSM_DT,              /* only ".bias" */
+	LLM_TENSOR_SSM_ALPHA,
+	LLM_TENSOR_SSM_BETA,
+	LLM_TENSOR_SSM_NORM,
+	LLM_TENSOR_SSM_OUT,
+	LLM_TENSOR_NEXTN_EH_PROJ,       /* multi-token prediction (not run) */
+	LLM_TENSOR_NEXTN_ENORM,
+	LLM_TENSOR_NEXTN_HNORM,
+	LLM_TENSOR_NEXTN_EMBED_TOKENS,
+	LLM_TENSOR_NEXTN_SHARED_HEAD_HEAD,
+	LLM_TENSOR_NEXTN_SHARED_HEAD_NORM,
 	LLM_TENSOR_COUNT
 };
 #define LLM_TENSOR_LAYER_FIRST LLM_TENSOR_ATTN_NORM
 
-/* The role's name without ".weight": "output_norm", "blk.%d.attn_q". */
+/* The role's name without ".weight": "output_norm", "blk.%d.attn_q"
+ * (ssm_a and ssm_dt.bias are the whole names: "blk.%d.ssm_dt.bias"). */
 const char *llm_tensor_name(enum llm_tensor t);
 
 /*
@@ -164,9 +195,10 @@ const char *llm_model_type_name(const struct llm_model *m);
  * allocated here: a full KV cache for the full-attention layers, a ring
  * of window - 1 + n_batch positions for each sliding-window layer (when
  * that is smaller than n_ctx), K and V stored as F16 (llm_ctx_new_ex
- * chooses); pages of the cache that no position has reached yet take
- * no memory.  M must outlive the session.  Returns NULL
- * with ERR set on failure.
+ * chooses), a state per recurrent layer and its checkpoint slots
+ * (llm_ctx_checkpoint); pages of the cache that no position has reached
+ * yet take no memory.  M must outlive the session.  Returns NULL with ERR
+ * set on failure.
  */
 struct llm_ctx *llm_ctx_new(struct llm_model *m, int n_ctx, int n_batch, int n_threads,
 			    char *err, size_t errlen);
@@ -204,12 +236,38 @@ int llm_ctx_n_past(const struct llm_ctx *c);
 /*
  * Forgets cached positions from N_PAST on and returns how many the cache
  * still holds, from which the caller evaluates again: N_PAST (clamped to
- * 0 .. n_past) when every layer can go back there; 0 when a
- * sliding-window ring has already overwritten keys that a query at N_PAST
- * would read (it holds only window - 1 + n_batch positions), or a
- * recurrent layer would have to roll its state back.  The session's thread.
+ * 0 .. n_past) when every layer can go back there.  Otherwise fewer: a
+ * sliding-window ring cannot go back once it has overwritten keys that a
+ * query at N_PAST would read (it holds only window - 1 + n_batch
+ * positions), and a recurrent state cannot step back at all -- it goes
+ * back to the latest checkpoint (llm_ctx_checkpoint) at or before N_PAST
+ * that every layer can continue from, else to 0.  Checkpoints after the
+ * position returned are forgotten (what follows them will differ).  The
+ * session's thread.
  */
 int llm_ctx_truncate(struct llm_ctx *c, int n_past);
+
+/*
+ * Checkpoints: copies of the recurrent layers' states, so that
+ * llm_ctx_truncate can go back to a turn boundary instead of to 0.
+ * llm_ctx_checkpoint(C, POS) keeps the state at position POS: now when
+ * POS is n_past, else (POS > n_past) when an evaluation reaches POS
+ * (llm_eval ends a batch there; one request pending at a time, a new one
+ * replaces it).  A checkpoint at a position already held replaces it; when
+ * every slot is taken the oldest checkpoint taken goes.  The slots are
+ * allocated with the session: LLM_CHECKPOINT_SLOTS at most, fewer when
+ * they would take more than LLM_CHECKPOINT_BUDGET bytes, never fewer than
+ * 2 (the state before a prompt's last token and at the end of its reply).
+ * Returns 0; 1 when the session has no recurrent layer (nothing to keep:
+ * a KV cache goes back anywhere by itself); -1 when POS < n_past.  The
+ * session's thread.  No allocation.
+ */
+#define LLM_CHECKPOINT_SLOTS 8
+#define LLM_CHECKPOINT_BUDGET ((size_t)128 << 20)
+int llm_ctx_checkpoint(struct llm_ctx *c, int pos);
+/* The positions of the checkpoints held, ascending, into POS (at most MAX);
+ * returns how many there are. */
+int llm_ctx_checkpoints(const struct llm_ctx *c, int *pos, int max);
 
 /* What one layer's cache holds. */
 enum llm_cache_kind {
@@ -226,8 +284,13 @@ struct llm_cache_info {
 };
 /* Fills INFO for layer IL; -1 if IL is out of range. */
 int llm_ctx_cache_layer(const struct llm_ctx *c, int il, struct llm_cache_info *info);
-/* Bytes of the whole cache. */
+/* Bytes of the whole cache (KV and recurrent states). */
 size_t llm_ctx_cache_bytes(const struct llm_ctx *c);
+/* Bytes of the recurrent states alone (0 without recurrent layers). */
+size_t llm_ctx_state_bytes(const struct llm_ctx *c);
+/* Bytes allocated for checkpoints: every slot and the copy that lets an
+ * evaluation stop in the middle of a batch (0 without recurrent layers). */
+size_t llm_ctx_checkpoint_bytes(const struct llm_ctx *c);
 
 /* Asked while llm_eval runs -- between layers, and inside them between
  * the tasks of every matrix product and the heads of the attention, so
@@ -236,7 +299,10 @@ size_t llm_ctx_cache_bytes(const struct llm_ctx *c);
  * LLM_ESTOPPED) and FN is not asked again in that call.  FN is called on
  * the evaluating thread only, often (thousands of times per token), and
  * must be cheap (an atomic load).  NULL: never.  Set it between
- * evaluations. */
+ * evaluations.  With recurrent layers, a batch of LLM_ABORT_COPY_MIN
+ * tokens or more copies their states first (and puts them back when it
+ * stops); a smaller batch is asked only before its first recurrent layer. */
+#define LLM_ABORT_COPY_MIN 16
 typedef int (*llm_abort_fn)(void *ctx);
 void llm_ctx_set_abort(struct llm_ctx *c, llm_abort_fn fn, void *ctx);
 

@@ -46,18 +46,23 @@ int8_type(enum ggml_type t)
 
 /*
  * The fastest this machine could run a test, from its measured limits:
- * prompt processing (NP tokens from position 0) by compute, each matrix
+ * prompt processing (NP tokens from position DEPTH) by compute, each matrix
  * at the peak of the kernels its type uses (the output matrix once per
  * batch, the attention at the float peak), generation (NG tokens) by
  * reading every weight byte (the embedding table one row) and the KV
  * cache once per token.  Tokens per second, or 0 when unknown.
  */
 static double
-roof_bound(const struct gguf_file *f, const struct llm_hparams *hp, const struct roof *r, int np, int ng)
+roof_bound(const struct gguf_file *f, const struct llm_hparams *hp, const struct roof *r, int np, int ng, int depth)
 {
 	int tied = gguf_find_tensor(f, "output.weight") == NULL;
 	double t_tok = 0, bytes = 0;
-	int n = np > 0 ? np : ng;
+	int n = np > 0 ? np : ng, n_att = 0;
+
+	/* Only attention layers read a KV cache (a recurrent layer's state is
+	 * small and of fixed size). */
+	for (int il = 0; il < hp->n_layer; il++)
+		n_att += hp->layer[il].kind != LLM_LAYER_RECURRENT;
 
 	if (r->bw <= 0 || r->fma <= 0 || r->i8 <= 0 || n <= 0)
 		return 0;
@@ -77,11 +82,11 @@ roof_bound(const struct gguf_file *f, const struct llm_hparams *hp, const struct
 		t_tok += flops / ((int8_type(t->type) ? r->i8 : r->fma) * 1e9);
 	}
 	if (np > 0) {
-		/* q.k and the weighted sum of v over NP / 2 positions on average. */
-		t_tok += 4.0 * hp->n_layer * hp->n_head * hp->head_dim * (np / 2.0 + 1) / (r->fma * 1e9);
+		/* q.k and the weighted sum of v over DEPTH + NP / 2 positions on average. */
+		t_tok += 4.0 * n_att * hp->n_head * hp->head_dim * (depth + np / 2.0 + 1) / (r->fma * 1e9);
 		return 1 / t_tok;
 	}
-	bytes += 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float) * (ng / 2.0 + 1);
+	bytes += 2.0 * n_att * hp->n_head_kv * hp->head_dim * sizeof(float) * (depth + ng / 2.0 + 1);
 	return r->bw * 1e9 / bytes;
 }
 
@@ -121,6 +126,7 @@ cmd_bench(int argc, char **argv)
 		{ "n-gen", required_argument, NULL, 'n' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "repetitions", required_argument, NULL, 'r' },
+		{ "depth", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "sys", no_argument, NULL, 's' },
 		{ "kv-type", required_argument, NULL, 'k' },
@@ -132,25 +138,28 @@ cmd_bench(int argc, char **argv)
 	enum { MAX_LIST = 8 };
 	const char *path = NULL;
 	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
-	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1;
+	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1, n_toks;
 	/* Tokens per batch: a longer prompt is evaluated in batches of this
 	 * many, as llama-bench's n_ubatch (also 512) does (chat sessions:
 	 * 256). */
 	int n_batch = 512;
-	/* The tests: prompt sizes, then generation lengths (zeros skipped). */
-	int tests[2 * MAX_LIST][2], n_tests = 0;
+	/* Depths of context, ascending; the deepest. */
+	int dl[MAX_LIST] = { 0 }, ndl = 1, depth = 0;
+	/* The tests: at each depth, prompt sizes, then generation lengths
+	 * (zeros skipped); {n_prompt, n_gen, depth}. */
+	int tests[2 * MAX_LIST * MAX_LIST][3], n_tests = 0;
 	enum llm_kv_type kv_type = LLM_KV_F16;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
 	int32_t *toks = NULL;
 	float *logits = NULL;
 	char err[512];
-	double t_load, samples[2 * MAX_LIST][64];
+	double t_load, samples[2 * MAX_LIST * MAX_LIST][64];
 	uint64_t n_params = 0;
 	struct cli_lora lora = { 0 };
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:d:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': path = optarg; break;
 		case 'p':
@@ -176,6 +185,12 @@ cmd_bench(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'd':
+			if ((ndl = parse_list(optarg, dl, MAX_LIST)) < 0) {
+				cli_error("bench: -d takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
+				return 2;
+			}
+			break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
 		case 'L':
@@ -191,10 +206,11 @@ cmd_bench(int argc, char **argv)
 			}
 			break;
 		case 'h':
-			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-t N] [-r 3] [--json] [--sys]\n"
+			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-d 0[,4000...]] [-t N] [-r 3] [--json] [--sys]\n"
 			    "       [-b 512] [--kv-type f16|q8_0|f32] [--lora FILE[:SCALE]]...\n"
 			    "  -b N   tokens per batch (default 512, as llama-bench's n_ubatch): longer prompts\n"
 			    "         are evaluated N tokens at a time\n"
+			    "  -d N   measure every test after N tokens of context (evaluated once, untimed)\n"
 			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
 			    "         kernel tier in use) and show each test as a share of the bound they set\n"
 			    "  --lora measure with LoRA adapters on (repeatable)\n"
@@ -216,21 +232,33 @@ cmd_bench(int argc, char **argv)
 		cli_lora_free(&lora);
 		return 2;
 	}
-	for (int i = 0; i < npl; i++) {
-		if (pl[i] > 0) {
-			tests[n_tests][0] = pl[i];
-			tests[n_tests++][1] = 0;
+	/* Depths ascending: each context extends the one before. */
+	for (int i = 1; i < ndl; i++)
+		for (int j = i; j > 0 && dl[j - 1] > dl[j]; j--) {
+			int t = dl[j];
+			dl[j] = dl[j - 1];
+			dl[j - 1] = t;
 		}
+	depth = dl[ndl - 1];
+	for (int i = 0; i < npl; i++)
 		if (pl[i] > n_prompt)
 			n_prompt = pl[i];
-	}
-	for (int i = 0; i < ngl; i++) {
-		if (gl[i] > 0) {
-			tests[n_tests][0] = 0;
-			tests[n_tests++][1] = gl[i];
-		}
+	for (int i = 0; i < ngl; i++)
 		if (gl[i] > n_gen)
 			n_gen = gl[i];
+	for (int d = 0; d < ndl; d++) {
+		for (int i = 0; i < npl; i++)
+			if (pl[i] > 0) {
+				tests[n_tests][0] = pl[i];
+				tests[n_tests][1] = 0;
+				tests[n_tests++][2] = dl[d];
+			}
+		for (int i = 0; i < ngl; i++)
+			if (gl[i] > 0) {
+				tests[n_tests][0] = 0;
+				tests[n_tests][1] = gl[i];
+				tests[n_tests++][2] = dl[d];
+			}
 	}
 	if (q_cpu_init(err, sizeof(err)) < 0) {
 		cli_error("bench: %s", err);
@@ -250,8 +278,9 @@ cmd_bench(int argc, char **argv)
 		}
 		struct llm_ctx_params cp;
 		llm_ctx_params_default(&cp);
-		cp.n_ctx = n_prompt + n_gen + 1;
-		n_batch = n_prompt < 1 ? 1 : n_prompt < n_batch ? n_prompt : n_batch;
+		/* Room for the deepest context and the longest test after it. */
+		cp.n_ctx = depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1;
+		n_batch = n_prompt < 1 ? (depth > 0 ? n_batch : 1) : n_prompt < n_batch ? n_prompt : n_batch;
 		cp.n_batch = n_batch;
 		cp.n_threads = threads;
 		cp.kv_type = kv_type;
@@ -272,13 +301,14 @@ cmd_bench(int argc, char **argv)
 
 		for (uint64_t i = 0; i < f->n_tensors; i++)
 			n_params += f->tensors[i].ne[0] * f->tensors[i].ne[1] * f->tensors[i].ne[2] * f->tensors[i].ne[3];
-		toks = malloc((size_t)(n_prompt + n_gen + 1) * sizeof(*toks));
+		n_toks = depth + n_prompt + n_gen + 1;
+		toks = malloc((size_t)n_toks * sizeof(*toks));
 		logits = malloc((size_t)hp->n_vocab * sizeof(float));
 		if (!toks || !logits) {
 			cli_error("out of memory");
 			goto out;
 		}
-		for (int i = 0; i < n_prompt + n_gen + 1; i++) {
+		for (int i = 0; i < n_toks; i++) {
 			s ^= s << 13; s ^= s >> 7; s ^= s << 17;
 			toks[i] = (int32_t)(s % (uint64_t)nv);
 		}
@@ -287,17 +317,38 @@ cmd_bench(int argc, char **argv)
 			cli_error("bench: %s", err);
 			goto out;
 		}
+		/*
+		 * Every test reads TOKS from 0, so the cache always holds a
+		 * prefix of it.  At the first test of a depth, the context is
+		 * evaluated (untimed) from what the cache keeps, then a
+		 * checkpoint taken there (a hybrid's recurrent states; a KV cache
+		 * goes back by itself), so that each repetition goes back to it
+		 * instead of evaluating it again.
+		 */
 		for (int k = 0; k < n_tests; k++) {
-			int np = tests[k][0], ng = tests[k][1];
+			int np = tests[k][0], ng = tests[k][1], dp = tests[k][2];
+			if (k == 0 || dp != tests[k - 1][2]) {
+				int kept = llm_ctx_truncate(ctx, dp);
+				if (kept < dp && llm_eval(ctx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
+					cli_error("bench: %s", err);
+					goto out;
+				}
+				llm_ctx_checkpoint(ctx, dp);
+			}
 			for (int r = 0; r < reps; r++) {
-				llm_ctx_truncate(ctx, 0);
+				int kept = llm_ctx_truncate(ctx, dp);
+				/* A ring that cannot go back that far: evaluate again. */
+				if (kept < dp && llm_eval(ctx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
+					cli_error("bench: %s", err);
+					goto out;
+				}
 				double t0 = cli_now();
-				if (np > 0 && llm_eval(ctx, toks, np, logits, 0, err, sizeof(err)) < 0) {
+				if (np > 0 && llm_eval(ctx, toks + dp, np, logits, 0, err, sizeof(err)) < 0) {
 					cli_error("bench: %s", err);
 					goto out;
 				}
 				for (int i = 0; i < ng; i++) {
-					if (llm_eval(ctx, &toks[i], 1, logits, 0, err, sizeof(err)) < 0) {
+					if (llm_eval(ctx, &toks[dp + i], 1, logits, 0, err, sizeof(err)) < 0) {
 						cli_error("bench: %s", err);
 						goto out;
 					}
@@ -330,14 +381,15 @@ cmd_bench(int argc, char **argv)
 				printf("adapter: %s, scale %g\n", base_name(lora.path[i]), lora.scale[i]);
 			if (lora.n)
 				printf("adapters on %d weight products\n", llm_ctx_n_adapted(ctx));
-			printf("| %-8s | %14s |%s\n", "test", "t/s", sys ? " bound t/s | share" : "");
-			printf("| %-8s | %14s |%s\n", "--------", "--------------", sys ? " --------- | -----" : "");
+			printf("| %-*s | %14s |%s\n", depth ? 16 : 8, "test", "t/s", sys ? " bound t/s | share" : "");
+			printf("| %-*s | %14s |%s\n", depth ? 16 : 8, depth ? "----------------" : "--------", "--------------",
+			    sys ? " --------- | -----" : "");
 		}
 		for (int k = 0; k < n_tests; k++) {
-			int np = tests[k][0], ng = tests[k][1];
+			int np = tests[k][0], ng = tests[k][1], d = tests[k][2];
 			double mean, sd, bound;
 			mean_sd(samples[k], reps, &mean, &sd);
-			bound = sys ? roof_bound(llm_model_gguf(m), llm_model_hparams(m), &roof, np, ng) : 0;
+			bound = sys ? roof_bound(llm_model_gguf(m), llm_model_hparams(m), &roof, np, ng, d) : 0;
 			if (json) {
 				cJSON *o = cJSON_CreateObject();
 				cJSON *arr = cJSON_CreateArray();
@@ -351,6 +403,7 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "n_ubatch", n_batch);
 				cJSON_AddNumberToObject(o, "n_prompt", np);
 				cJSON_AddNumberToObject(o, "n_gen", ng);
+				cJSON_AddNumberToObject(o, "n_depth", d);
 				mns = (np + ng) / mean * 1e9;
 				sdns = mean > 0 ? mns * sd / mean : 0;
 				cJSON_AddNumberToObject(o, "avg_ns", mns);
@@ -389,9 +442,11 @@ cmd_bench(int argc, char **argv)
 				free(txt);
 				cJSON_Delete(o);
 			} else {
-				char test[32];
-				snprintf(test, sizeof(test), np > 0 ? "pp%d" : "tg%d", np > 0 ? np : ng);
-				printf("| %-8s | %7.2f ± %4.2f |", test, mean, sd);
+				char test[48];
+				int tl = snprintf(test, sizeof(test), np > 0 ? "pp%d" : "tg%d", np > 0 ? np : ng);
+				if (depth > 0)
+					snprintf(test + tl, sizeof(test) - tl, " @ d%d", d);
+				printf("| %-*s | %7.2f ± %4.2f |", depth ? 16 : 8, test, mean, sd);
 				if (bound > 0)
 					printf(" %9.1f | %4.0f%%", bound, 100 * mean / bound);
 				putchar('\n');
@@ -401,7 +456,8 @@ cmd_bench(int argc, char **argv)
 			printf("machine (%d threads, tier %s): memory read %.1f GB/s, float FMA %.0f GFLOP/s, int8 %.0f GOPS; "
 			    "OpenBLAS sgemm %.0f GFLOP/s (n=1024)\n"
 			    "bound: prompt by compute (int8 peak for quantized matrices, float peak for the rest and "
-			    "attention), generation by reading the weights and KV cache once per token\n",
+			    "attention), generation by reading the weights and KV cache once per token (recurrent "
+			    "layers: no KV)\n",
 			    threads, q_cpu_features(), roof.bw, roof.fma, roof.i8, roof.sgemm);
 	}
 	rc = 0;

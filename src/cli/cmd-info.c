@@ -98,10 +98,14 @@ print_layout(const struct llm_model *m, const struct gguf_file *f)
 	const struct llm_hparams *hp = llm_model_hparams(m);
 	static const char kind_char[] = { [LLM_LAYER_FULL] = 'F', [LLM_LAYER_SLIDING] = 'S',
 	    [LLM_LAYER_RECURRENT] = 'R' };
-	int n_kind[3] = { 0 }, all = 1;
-	unsigned fl = hp->layer[0].flags;
+	int n_kind[3] = { 0 }, all = 1, period = 0;
+	unsigned fl = hp->layer[0].flags, afl = 0;
+	char hb[32];
 
 	printf("as natter runs it:\n");
+	for (int il = hp->n_layer - 1; il >= 0; il--)
+		if (hp->layer[il].kind != LLM_LAYER_RECURRENT)
+			afl = hp->layer[il].flags;   /* the first attention layer's */
 	for (int il = 0; il < hp->n_layer; il++) {
 		n_kind[hp->layer[il].kind]++;
 		all &= hp->layer[il].flags == fl;
@@ -113,22 +117,73 @@ print_layout(const struct llm_model *m, const struct gguf_file *f)
 		printf(" %d sliding window of %d positions%s", n_kind[LLM_LAYER_SLIDING], hp->window,
 		    n_kind[LLM_LAYER_RECURRENT] ? "," : "");
 	if (n_kind[LLM_LAYER_RECURRENT])
-		printf(" %d recurrent", n_kind[LLM_LAYER_RECURRENT]);
+		printf(" %d recurrent (Gated DeltaNet)", n_kind[LLM_LAYER_RECURRENT]);
+	if (hp->n_layer_mtp)
+		printf("; then %d multi-token-prediction block%s, checked and not run", hp->n_layer_mtp,
+		    hp->n_layer_mtp > 1 ? "s" : "");
 	printf("\n");
 	if (n_kind[LLM_LAYER_SLIDING] || n_kind[LLM_LAYER_RECURRENT]) {
+		/* The shortest period that repeats over every layer, if any. */
+		for (int p = 1; p <= 16 && p < hp->n_layer && !period; p++) {
+			int same = hp->n_layer % p == 0;
+			for (int il = p; il < hp->n_layer && same; il++)
+				same = hp->layer[il].kind == hp->layer[il - p].kind;
+			if (same)
+				period = p;
+		}
 		printf("  %-22s ", "layer pattern");
 		for (int il = 0; il < hp->n_layer && il < 128; il++)
 			putchar(kind_char[hp->layer[il].kind]);
-		printf("%s (F full, S sliding, R recurrent)\n", hp->n_layer > 128 ? "..." : "");
+		printf("%s (", hp->n_layer > 128 ? "..." : "");
+		if (period) {
+			printf("%d x ", hp->n_layer / period);
+			for (int il = 0; il < period; il++)
+				putchar(kind_char[hp->layer[il].kind]);
+			printf("; ");
+		}
+		printf("F full, S sliding, R recurrent)\n");
 	}
 	printf("  %-22s %d heads of %d, %d KV head%s", "attention", hp->n_head, hp->head_dim, hp->n_head_kv,
 	    hp->n_head_kv > 1 ? "s" : "");
 	if (hp->head_dim_v != hp->head_dim)
 		printf(" (values %d)", hp->head_dim_v);
 	printf(", q.k x %.4g", hp->attn_scale);
-	if (fl & LLM_LAYER_QK_NORM)
+	if (afl & LLM_LAYER_QK_NORM)
 		printf(", per-head q/k RMSNorm");
+	if (afl & LLM_LAYER_ATTN_GATE)
+		printf(", sigmoid output gate per head");
 	printf("\n");
+	{
+		/* What a session holds per position (KV) and at once (states). */
+		uint64_t kv = 0, st = 0, conv = 0;
+		int n_att = 0, n_rec = n_kind[LLM_LAYER_RECURRENT];
+		for (int il = 0; il < hp->n_layer; il++) {
+			const struct llm_layer_hparams *l = &hp->layer[il];
+			if (l->kind == LLM_LAYER_RECURRENT) {
+				st += (l->conv_floats + l->state_floats) * sizeof(float);
+				conv = l->conv_floats;
+			} else {
+				kv += (uint64_t)hp->n_head_kv * (hp->head_dim + hp->head_dim_v) * sizeof(float);
+				n_att++;
+			}
+		}
+		if (n_rec) {
+			int hv = hp->ssm_dt_rank, dv = hv ? hp->ssm_d_inner / hv : 0;
+			human_bytes(st / n_rec, hb, sizeof(hb));
+			printf("  %-22s %d key heads and %d value heads of %d, conv kernel %d\n", "Gated DeltaNet",
+			    hp->ssm_n_group, hv, hp->ssm_d_state, hp->ssm_d_conv);
+			printf("  %-22s %s per recurrent layer (conv %d x %llu, %d x %d x %d)", "recurrent state", hb,
+			    hp->ssm_d_conv - 1, (unsigned long long)(hp->ssm_d_conv > 1 ? conv / (hp->ssm_d_conv - 1) : 0),
+			    hv, hp->ssm_d_state, dv);
+			human_bytes(st, hb, sizeof(hb));
+			printf(", %s per session\n", hb);
+		}
+		if (n_att && (n_rec || n_kind[LLM_LAYER_SLIDING])) {
+			human_bytes(kv, hb, sizeof(hb));
+			printf("  %-22s %s per position (%d attention layer%s, F32)\n", "KV cache", hb, n_att,
+			    n_att > 1 ? "s" : "");
+		}
+	}
 	printf("  %-22s %s pairs on %d of %d dimensions", "RoPE", hp->rope_neox ? "NeoX (i, i+d/2)" : "adjacent",
 	    hp->rope_dim, hp->head_dim);
 	if (hp->rope_factors == 1)
@@ -163,7 +218,8 @@ print_layout(const struct llm_model *m, const struct gguf_file *f)
 	if (hp->attn_softcap > 0 || hp->final_softcap > 0)
 		printf("  %-22s attention %g, final logits %g\n", "soft-caps", hp->attn_softcap, hp->final_softcap);
 	printf("  %-22s RMSNorm (eps %g)%s\n", "norms", hp->rms_eps,
-	    fl & LLM_LAYER_POST_NORMS ? ", also after attention and after the FFN" : "");
+	    fl & LLM_LAYER_POST_NORMS ? ", also after attention and after the FFN" :
+	    n_kind[LLM_LAYER_RECURRENT] ? ", weights as stored; the FFN's is post_attention_norm" : "");
 	if (fl & LLM_LAYER_MOE) {
 		printf("  %-22s %d, %d used per token (softmax router, weights %s), n_ff %d each", "experts",
 		    hp->n_expert, hp->n_expert_used, hp->expert_norm ? "renormalised" : "as routed", hp->n_ff_exp);
@@ -273,6 +329,13 @@ cmd_info(int argc, char **argv)
 		hp(f, arch, "attention.sliding_window", "sliding window");
 		hp(f, arch, "expert_count", "experts");
 		hp(f, arch, "expert_used_count", "experts used");
+		hp(f, arch, "full_attention_interval", "full attention every");
+		hp(f, arch, "ssm.conv_kernel", "SSM conv kernel");
+		hp(f, arch, "ssm.state_size", "SSM state size");
+		hp(f, arch, "ssm.group_count", "SSM key heads");
+		hp(f, arch, "ssm.time_step_rank", "SSM value heads");
+		hp(f, arch, "ssm.inner_size", "SSM inner size");
+		hp(f, arch, "nextn_predict_layers", "MTP blocks");
 		hp(f, arch, "vocab_size", "vocabulary size");
 	}
 	if (arch && f->n_tensors) {

@@ -44,8 +44,23 @@ static const struct preset presets[] = {
 	    0, 0, 0, 0, 8, 2 },
 	/* A small one for quick tests. */
 	{ "tiny", "llama", 512, 256, 2, 4, 2, 0, 512, 512, 10000.0f, 1e-5f, 0, 0, 1, 0, 0, 0, 0, 0, 0 },
+	/* Qwen3.5-0.8B (its hybrid part below): 24 layers of 1024, n_ff 3584,
+	 * gated attention of 8 heads of 256 over 2 KV heads with q/k norms,
+	 * tied; Qwen2's vocabulary size like the other presets. */
+	{ "qwen3.5-0.8b", "qwen35", 151936, 1024, 24, 8, 2, 256, 3584, 262144, 10000000.0f, 1e-6f, 1, 0, 0,
+	    1, 0, 0, 0, 0, 0 },
 };
 #define N_PRESETS (sizeof(presets) / sizeof(presets[0]))
+
+/* The Gated DeltaNet part of the hybrid presets: three DeltaNet layers to
+ * one attention layer, H_k key and H_v value heads of Dk, conv kernel,
+ * and the attention's rotated dimensions (partial rotary 0.25 of 256). */
+static const struct {
+	const char *name;
+	int interval, hk, hv, dk, conv, rope_dim;
+} hybrids[] = {
+	{ "qwen3.5-0.8b", 4, 16, 16, 128, 4, 64 },
+};
 
 /* "a, b, c" of the presets' names. */
 static void
@@ -95,8 +110,9 @@ fill_tensor(void *ctx, void *buf, size_t nbytes)
 	(void)nbytes;
 	for (int64_t r = 0; r < f->ne1; r++) {
 		for (int64_t i = 0; i < f->ne0; i++) {
-			if (f->sigma == 0) {
-				tmp[i] = 1.0f;
+			if (f->sigma <= 0) {
+				/* norms: ones; a negative sigma: that constant (ssm_a) */
+				tmp[i] = f->sigma == 0 ? 1.0f : f->sigma;
 				continue;
 			}
 			uint64_t v = xs(&s);
@@ -179,7 +195,7 @@ cmd_mkmodel(int argc, char **argv)
 	};
 	const char *pname = NULL, *tname = NULL, *out = NULL;
 	const struct preset *P = NULL;
-	int mi = -1, c, n_layer_override = 0, rc = 1;
+	int mi = -1, c, n_layer_override = 0, rc = 1, hy = -1;
 	struct gguf_writer *w = NULL;
 	struct fill *fills = NULL;
 	int nfill = 0;
@@ -223,6 +239,9 @@ cmd_mkmodel(int argc, char **argv)
 		cli_error("mkmodel: unknown type '%s' (F32, F16, Q8_0, Q4_0, Q4_K_M, IQ4_NL, IQ4_XS)", tname);
 		return 2;
 	}
+	for (size_t i = 0; i < sizeof(hybrids) / sizeof(hybrids[0]); i++)
+		if (strcmp(hybrids[i].name, P->name) == 0)
+			hy = (int)i;
 	q_init(0);
 	{
 		const int n_layer = n_layer_override > 0 ? n_layer_override : P->n_layer;
@@ -267,6 +286,17 @@ cmd_mkmodel(int argc, char **argv)
 		if (NE) {
 			gguf_w_u32(w, KEY("expert_count"), (uint32_t)NE);
 			gguf_w_u32(w, KEY("expert_used_count"), (uint32_t)P->n_expert_used);
+		}
+		if (hy >= 0) {
+			static const int32_t sections[4] = { 11, 11, 10, 0 };
+			gguf_w_u32(w, KEY("rope.dimension_count"), (uint32_t)hybrids[hy].rope_dim);
+			gguf_w_arr(w, KEY("rope.dimension_sections"), GGUF_VT_INT32, sections, 4);
+			gguf_w_u32(w, KEY("ssm.conv_kernel"), (uint32_t)hybrids[hy].conv);
+			gguf_w_u32(w, KEY("ssm.state_size"), (uint32_t)hybrids[hy].dk);
+			gguf_w_u32(w, KEY("ssm.group_count"), (uint32_t)hybrids[hy].hk);
+			gguf_w_u32(w, KEY("ssm.time_step_rank"), (uint32_t)hybrids[hy].hv);
+			gguf_w_u32(w, KEY("ssm.inner_size"), (uint32_t)(hybrids[hy].hv * hybrids[hy].dk));
+			gguf_w_u32(w, KEY("full_attention_interval"), (uint32_t)hybrids[hy].interval);
 		}
 #undef KEY
 		/* A synthetic vocabulary of the right size: bytes first, then filler. */
@@ -350,6 +380,37 @@ cmd_mkmodel(int argc, char **argv)
 			TENSOR3(tn, (role) ? weight_type(mix, (role), l, n_layer, (ne0), NE) : GGML_TYPE_F32, (ne0), (ne1), \
 			    (ne2), (sig)); } while (0)
 #define T(s, role, ne0, ne1, sig) T3(s, role, ne0, ne1, 1, sig)
+			if (hy >= 0) {
+				/* Qwen3.5: Gated DeltaNet, or every interval-th layer gated
+				 * attention (attn_q holds query and gate); SwiGLU after
+				 * post_attention_norm. */
+				const int hk = hybrids[hy].hk, hv = hybrids[hy].hv, dk = hybrids[hy].dk;
+				const int inner = hv * dk, cd = 2 * hk * dk + inner;
+				T("attn_norm.weight", NULL, E, 1, 0);
+				if ((l + 1) % hybrids[hy].interval == 0) {
+					T("attn_q.weight", "attn_q", E, 2 * Q, 0.02f);
+					T("attn_k.weight", "attn_k", E, KV, 0.02f);
+					T("attn_v.weight", "attn_v", E, KV, 0.02f);
+					T("attn_q_norm.weight", NULL, hd, 1, 0);
+					T("attn_k_norm.weight", NULL, hd, 1, 0);
+					T("attn_output.weight", "attn_output", Q, E, 0.02f);
+				} else {
+					T("attn_qkv.weight", "attn_qkv", E, cd, 0.02f);
+					T("attn_gate.weight", "attn_gate", E, inner, 0.02f);
+					T("ssm_conv1d.weight", NULL, hybrids[hy].conv, cd, 0.2f);
+					T("ssm_a", NULL, hv, 1, -1.0f);
+					T("ssm_dt.bias", NULL, hv, 1, 0.5f);
+					T("ssm_alpha.weight", "ssm_alpha", E, hv, 0.02f);
+					T("ssm_beta.weight", "ssm_beta", E, hv, 0.02f);
+					T("ssm_norm.weight", NULL, dk, 1, 0);
+					T("ssm_out.weight", "ssm_out", inner, E, 0.02f);
+				}
+				T("post_attention_norm.weight", NULL, E, 1, 0);
+				T("ffn_gate.weight", "ffn_gate", E, FF, 0.02f);
+				T("ffn_up.weight", "ffn_up", E, FF, 0.02f);
+				T("ffn_down.weight", "ffn_down", FF, E, 0.02f);
+				continue;
+			}
 			T("attn_norm.weight", NULL, E, 1, 0);
 			T("attn_q.weight", "attn_q", E, Q, 0.02f);
 			T("attn_k.weight", "attn_k", E, KV, 0.02f);

@@ -24,7 +24,8 @@
 	X(qwen3moe) \
 	X(qwen2moe) \
 	X(gemma2) \
-	X(gemma3)
+	X(gemma3) \
+	X(qwen35)
 
 #define ARCH_DECLARE(n) extern const struct arch_desc arch_##n;
 ARCH_REGISTRY(ARCH_DECLARE)
@@ -86,6 +87,20 @@ static const char *const tensor_names[LLM_TENSOR_COUNT] = {
 	[LLM_TENSOR_FFN_GATE_SHEXP] = "blk.%d.ffn_gate_shexp",
 	[LLM_TENSOR_FFN_UP_SHEXP] = "blk.%d.ffn_up_shexp",
 	[LLM_TENSOR_FFN_DOWN_SHEXP] = "blk.%d.ffn_down_shexp",
+	[LLM_TENSOR_ATTN_GATE] = "blk.%d.attn_gate",
+	[LLM_TENSOR_SSM_CONV1D] = "blk.%d.ssm_conv1d",
+	[LLM_TENSOR_SSM_A] = "blk.%d.ssm_a",
+	[LLM_TENSOR_SSM_DT] = "blk.%d.ssm_dt.bias",
+	[LLM_TENSOR_SSM_ALPHA] = "blk.%d.ssm_alpha",
+	[LLM_TENSOR_SSM_BETA] = "blk.%d.ssm_beta",
+	[LLM_TENSOR_SSM_NORM] = "blk.%d.ssm_norm",
+	[LLM_TENSOR_SSM_OUT] = "blk.%d.ssm_out",
+	[LLM_TENSOR_NEXTN_EH_PROJ] = "blk.%d.nextn.eh_proj",
+	[LLM_TENSOR_NEXTN_ENORM] = "blk.%d.nextn.enorm",
+	[LLM_TENSOR_NEXTN_HNORM] = "blk.%d.nextn.hnorm",
+	[LLM_TENSOR_NEXTN_EMBED_TOKENS] = "blk.%d.nextn.embed_tokens",
+	[LLM_TENSOR_NEXTN_SHARED_HEAD_HEAD] = "blk.%d.nextn.shared_head_head",
+	[LLM_TENSOR_NEXTN_SHARED_HEAD_NORM] = "blk.%d.nextn.shared_head_norm",
 };
 
 const char *
@@ -299,8 +314,8 @@ check_hparams(struct arch_loader *ld, const struct llm_hparams *hp, const struct
 			    ld->f->path, il, l->window);
 			return -1;
 		}
-		if (l->kind == LLM_LAYER_RECURRENT) {
-			snprintf(ld->err, ld->errlen, "%s: layer %d is recurrent, which natter does not run yet",
+		if (l->kind == LLM_LAYER_RECURRENT && l->state_floats == 0) {
+			snprintf(ld->err, ld->errlen, "%s: layer %d is recurrent but its state has no size",
 			    ld->f->path, il);
 			return -1;
 		}
@@ -382,6 +397,13 @@ dim_value(const struct llm_hparams *hp, enum arch_dim d)
 	case D_FF_SHEXP: return hp->n_ff_shexp;
 	case D_EXPERT: return hp->n_expert;
 	case D_ROPE_HALF: return hp->rope_dim / 2;
+	case D_Q2: return 2 * Q;
+	case D_EMBD2: return 2 * (int64_t)hp->n_embd;
+	case D_DN_QKV: return 2 * (int64_t)hp->ssm_n_group * hp->ssm_d_state + hp->ssm_d_inner;
+	case D_DN_INNER: return hp->ssm_d_inner;
+	case D_DN_HV: return hp->ssm_dt_rank;
+	case D_DN_DV: return hp->ssm_dt_rank ? hp->ssm_d_inner / hp->ssm_dt_rank : 0;
+	case D_DN_CONV: return hp->ssm_d_conv;
 	}
 	return 0;
 }
@@ -442,10 +464,18 @@ bind_one(const struct llm_model *m, struct ltensor *t, const char *name, const i
 	return 0;
 }
 
-/* Whether layer flags FL call for a tensor with table flags TF. */
+/* Whether layer L calls for a tensor with table flags TF. */
 static int
-wanted(unsigned tf, unsigned fl)
+wanted(unsigned tf, const struct llm_layer_hparams *l)
 {
+	const unsigned fl = l->flags;
+
+	if ((tf & AT_RECUR) && l->kind != LLM_LAYER_RECURRENT)
+		return 0;
+	if ((tf & AT_ATTN) && l->kind == LLM_LAYER_RECURRENT)
+		return 0;
+	if ((tf & AT_MTP) && !(fl & LLM_LAYER_MTP))
+		return 0;
 	if ((tf & AT_DENSE) && (fl & LLM_LAYER_MOE))
 		return 0;
 	if ((tf & AT_MOE) && !(fl & LLM_LAYER_MOE))
@@ -474,7 +504,7 @@ bind_entry(struct llm_model *m, const struct arch_tensor *e, int il, struct lwei
 		ne[i] = i > 0 && e->ne[i] == D_1 ? 1 : dim_value(&m->hp, e->ne[i]);
 	w->layer = il;
 	w->role = e->role;
-	snprintf(name, sizeof(name), "%s.weight", base);
+	snprintf(name, sizeof(name), e->flags & AT_RAW ? "%s" : "%s.weight", base);
 	rc = bind_one(m, &w->w, name, ne, e->ne[0] == D_ROPE_HALF, (e->flags & AT_F32) != 0, err, errlen);
 	if (rc < 0)
 		return -1;
@@ -502,13 +532,14 @@ int
 arch_bind(struct llm_model *m, char *err, size_t errlen)
 {
 	const struct arch_desc *d = m->arch;
+	const int n_block = m->hp.n_layer + m->hp.n_layer_mtp;
 
 	for (int r = 0; r < LLM_TENSOR_COUNT; r++) {
 		if (r < LLM_TENSOR_LAYER_FIRST) {
 			m->g[r].layer = -1;
 			m->g[r].role = r;
 		}
-		for (int il = 0; il < m->hp.n_layer; il++) {
+		for (int il = 0; il < n_block; il++) {
 			m->layers[il].t[r].layer = il;
 			m->layers[il].t[r].role = r;
 		}
@@ -520,13 +551,13 @@ arch_bind(struct llm_model *m, char *err, size_t errlen)
 				return -1;
 			continue;
 		}
-		for (int il = 0; il < m->hp.n_layer; il++)
-			if (wanted(e->flags, m->hp.layer[il].flags) &&
+		for (int il = 0; il < n_block; il++)
+			if (wanted(e->flags, &m->hp.layer[il]) &&
 			    bind_entry(m, e, il, &m->layers[il].t[e->role], err, errlen) < 0)
 				return -1;
 	}
 	/* Combinations a table cannot say. */
-	for (int il = 0; il < m->hp.n_layer; il++) {
+	for (int il = 0; il < n_block; il++) {
 		const struct lweight *t = m->layers[il].t;
 		if (!t[LLM_TENSOR_ATTN_QKV].w.data &&
 		    !(t[LLM_TENSOR_ATTN_Q].w.data && t[LLM_TENSOR_ATTN_K].w.data && t[LLM_TENSOR_ATTN_V].w.data)) {

@@ -28,6 +28,13 @@ enum arch_dim {
 	D_FF_SHEXP,     /* n_ff_shexp */
 	D_EXPERT,       /* n_expert */
 	D_ROPE_HALF,    /* rope_dim / 2, or head_dim / 2 (only the first rope_dim/2 used) */
+	D_Q2,           /* 2 * n_head * head_dim (query and gate, Qwen3.5) */
+	D_EMBD2,        /* 2 * n_embd */
+	D_DN_QKV,       /* Gated DeltaNet: 2 H_k Dk + H_v Dv (q, k, v channels) */
+	D_DN_INNER,     /* H_v Dv (ssm_d_inner) */
+	D_DN_HV,        /* H_v (ssm_dt_rank) */
+	D_DN_DV,        /* Dv (ssm_d_inner / ssm_dt_rank) */
+	D_DN_CONV,      /* conv width (ssm_d_conv) */
 };
 
 /* When a tensor is there, and how it is used. */
@@ -41,6 +48,10 @@ enum {
 	AT_SHEXP = 1 << 6,      /* only in layers with LLM_LAYER_SHARED_EXPERT */
 	AT_QK_NORM = 1 << 7,    /* only in layers with LLM_LAYER_QK_NORM */
 	AT_POST = 1 << 8,       /* only in layers with LLM_LAYER_POST_NORMS */
+	AT_RECUR = 1 << 9,      /* only in LLM_LAYER_RECURRENT layers */
+	AT_ATTN = 1 << 10,      /* only in the other (attention) layers */
+	AT_MTP = 1 << 11,       /* only in LLM_LAYER_MTP blocks */
+	AT_RAW = 1 << 12,       /* the table's name is the whole name (no ".weight") */
 };
 
 struct arch_tensor {
@@ -99,7 +110,8 @@ void arch_list(char *buf, size_t n);
 int arch_load_hparams(struct arch_loader *ld, const struct arch_desc *d, struct llm_hparams *hp,
 		      struct llm_layer_hparams **layer);
 
-/* Binds every tensor of M's architecture (M->hp and M->layers ready):
+/* Binds every tensor of M's architecture (M->hp and M->layers ready, the
+ * latter with n_layer + n_layer_mtp entries: MTP blocks are bound too):
  * shapes from the hyperparameters, types checked; a missing output means
  * tied embeddings.  Returns 0 or -1 with ERR naming the file and tensor. */
 int arch_bind(struct llm_model *m, char *err, size_t errlen);

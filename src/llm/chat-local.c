@@ -41,6 +41,7 @@ struct local {
 	char *cache_text;            /* the text those tokens stand for, when known */
 	size_t cache_text_len, cache_text_cap;
 	int prompt_end;              /* cache.ids[0..prompt_end) was the last prompt */
+	size_t prompt_end_text;      /* and stood for cache_text[0..prompt_end_text) */
 	float *prompt_logits;        /* (n_vocab) after the last prompt */
 	struct sampler *smp;
 	struct tok_stream *ts;
@@ -204,6 +205,19 @@ tokenize_prompt(struct local *c, const char *text, size_t len, struct tok_ids *i
 				return -1;
 		return tok_encode_ex(c->v, text + cl, len - cl, TOK_ENC_SPECIAL | TOK_ENC_CONTINUE, ids);
 	}
+	/* The text extends the last prompt but not its reply (a regeneration):
+	 * that prompt's tokens as they were evaluated.  Tokenizing the whole
+	 * text again may split an earlier reply otherwise than the model
+	 * wrote it, and the cache would be reused only up to there -- for a
+	 * hybrid model's recurrent state, back to a checkpoint before it. */
+	cl = c->prompt_end_text;
+	if (c->cache_text && cl > 0 && cl <= len && cl <= c->cache_text_len && c->prompt_end <= (int)c->cache.n &&
+	    (int)c->cache.n == llm_ctx_n_past(c->ctx) && memcmp(text, c->cache_text, cl) == 0) {
+		for (int i = 0; i < c->prompt_end; i++)
+			if (tok_ids_push(ids, c->cache.ids[i]) < 0)
+				return -1;
+		return tok_encode_ex(c->v, text + cl, len - cl, TOK_ENC_SPECIAL | TOK_ENC_CONTINUE, ids);
+	}
 	return tok_encode(c->v, text, len, add_bos, 1, ids);
 }
 
@@ -282,6 +296,15 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 	 * fewer positions (down to 0) and more of the prompt is evaluated. */
 	p = llm_ctx_truncate(c->ctx, p);
 	c->cache.n = p;
+	/*
+	 * Turn boundary 1 of 2, for hybrid models (a no-op for a KV cache,
+	 * which can go back anywhere).  A recurrent state cannot step back:
+	 * llm_ctx_truncate returns to the latest checkpoint at or before the
+	 * position asked.  Keep the state just before the prompt's last token:
+	 * a regeneration of this reply truncates to there (the p-- above) and
+	 * evaluates that one token again, not the whole conversation.
+	 */
+	llm_ctx_checkpoint(c->ctx, (int)ids->n - 1);
 	t1 = chat_now_ms();
 	{
 		/* In chunks, so that the front end can show how far the prompt is. */
@@ -317,6 +340,7 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 	c->prompt_end = (int)c->cache.n;
 	memcpy(c->prompt_logits, c->logits, llm_model_hparams(c->m)->n_vocab * sizeof(float));
 	cache_text_set(c, c->prompt_text, c->prompt_text_len, 0);
+	c->prompt_end_text = c->prompt_text_len;
 	st->n_prompt = (int)ids->n - p;
 	st->n_reused = p;
 	st->prompt_ms = chat_now_ms() - t1;
@@ -387,6 +411,14 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 				cache_text_set(c, raw, (size_t)rl, 1);
 		}
 	}
+	/* Turn boundary 2 of 2 (hybrid models): the state at the end of the
+	 * reply, to which an edit of the next user message goes back instead
+	 * of evaluating this reply again.  (The next turn, which extends the
+	 * cache, needs no checkpoint: the state is already there.) */
+	llm_ctx_checkpoint(c->ctx, llm_ctx_n_past(c->ctx));
+	st->cache_bytes = llm_ctx_cache_bytes(c->ctx);
+	st->state_bytes = llm_ctx_state_bytes(c->ctx);
+	st->checkpoint_bytes = llm_ctx_checkpoint_bytes(c->ctx);
 	if (st->stop != CHAT_STOP_STRING) {
 		/* Bytes of a character the reply ended inside of. */
 		size_t flen;

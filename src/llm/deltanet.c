@@ -21,6 +21,7 @@ struct dn_state {
 	size_t conv_floats, s_floats;
 	const struct dn_kernels *k;
 	int tier;
+	int owned;              /* conv (and s after it) are ours to free */
 };
 
 /* The snapshot's header; the conv state then S follow as floats. */
@@ -825,6 +826,7 @@ dn_state_new(const struct dn_shape *sh, char *err, size_t errlen)
 	if (!st->conv)
 		goto oom;
 	st->s = st->conv + st->conv_floats;
+	st->owned = 1;
 	for (int t = N_TIERS - 1; t >= 0; t--)
 		if (dn_state_set_tier(st, t) == 0)
 			break;
@@ -836,19 +838,52 @@ oom:
 	return NULL;
 }
 
+struct dn_state *
+dn_state_view(const struct dn_shape *sh, float *conv, float *s, char *err, size_t errlen)
+{
+	struct dn_state *st;
+
+	if (dn_shape_check(sh, err, errlen) < 0)
+		return NULL;
+	if (!conv || !s) {
+		if (err && errlen)
+			snprintf(err, errlen, "Gated DeltaNet state: no memory given");
+		return NULL;
+	}
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		if (err && errlen)
+			snprintf(err, errlen, "Gated DeltaNet state: out of memory");
+		return NULL;
+	}
+	st->sh = *sh;
+	st->conv_dim = dn_conv_dim(sh);
+	st->conv_floats = state_conv_floats(sh);
+	st->s_floats = state_s_floats(sh);
+	st->conv = conv;
+	st->s = s;
+	for (int t = N_TIERS - 1; t >= 0; t--)
+		if (dn_state_set_tier(st, t) == 0)
+			break;
+	return st;
+}
+
 void
 dn_state_free(struct dn_state *st)
 {
 	if (!st)
 		return;
-	free(st->conv);
+	if (st->owned)
+		free(st->conv);
 	free(st);
 }
 
 void
 dn_state_clear(struct dn_state *st)
 {
-	memset(st->conv, 0, (st->conv_floats + st->s_floats) * sizeof(float));
+	if (st->conv_floats)
+		memset(st->conv, 0, st->conv_floats * sizeof(float));
+	memset(st->s, 0, st->s_floats * sizeof(float));
 }
 
 const struct dn_shape *
@@ -898,7 +933,9 @@ dn_snapshot_save(const struct dn_state *st, void *buf, size_t len)
 		return -1;
 	snap_head_fill(&h, &st->sh);
 	memcpy(buf, &h, sizeof(h));
-	memcpy((char *)buf + sizeof(h), st->conv, (st->conv_floats + st->s_floats) * sizeof(float));
+	if (st->conv_floats)
+		memcpy((char *)buf + sizeof(h), st->conv, st->conv_floats * sizeof(float));
+	memcpy((char *)buf + sizeof(h) + st->conv_floats * sizeof(float), st->s, st->s_floats * sizeof(float));
 	return 0;
 }
 
@@ -920,7 +957,9 @@ dn_snapshot_load(struct dn_state *st, const void *buf, size_t len, char *err, si
 			snprintf(err, errlen, "Gated DeltaNet snapshot: not a state of this layer's shape");
 		return -1;
 	}
-	memcpy(st->conv, (const char *)buf + sizeof(got), (st->conv_floats + st->s_floats) * sizeof(float));
+	if (st->conv_floats)
+		memcpy(st->conv, (const char *)buf + sizeof(got), st->conv_floats * sizeof(float));
+	memcpy(st->s, (const char *)buf + sizeof(got) + st->conv_floats * sizeof(float), st->s_floats * sizeof(float));
 	return 0;
 }
 

@@ -110,6 +110,12 @@ size_t dn_state_bytes(const struct dn_shape *shape);
 /* A zeroed state for SHAPE, owned by the caller (dn_state_free).  NULL with
  * ERR filled if the shape is refused or memory runs out.  Any thread. */
 struct dn_state *dn_state_new(const struct dn_shape *shape, char *err, size_t errlen);
+/* A state over caller memory: CONV ((d_conv - 1) x conv_dim floats, none
+ * when d_conv is 1, but never NULL) and S (H_v x Dk x Dv floats), which the caller owns,
+ * keeps alive and may copy (a session's cache and its checkpoints);
+ * dn_state_free then frees only the handle.  NULL with ERR filled if the
+ * shape is refused or memory runs out.  Any thread. */
+struct dn_state *dn_state_view(const struct dn_shape *shape, float *conv, float *s, char *err, size_t errlen);
 void dn_state_free(struct dn_state *st);
 /* Back to the start of a sequence (zeros). */
 void dn_state_clear(struct dn_state *st);

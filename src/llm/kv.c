@@ -1,4 +1,4 @@
-/* kv.c -- the per-layer cache: its types, sizing, rows of a ring, what a truncation can keep. */
+/* kv.c -- the per-layer cache: its types, sizing, rows of a ring, recurrent checkpoints, what a truncation can keep. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -63,10 +63,13 @@ kv_cache_init(struct kv_cache *kv, const struct llm_hparams *hp, int n_ctx, int 
 			l->kind = LLM_CACHE_RECURRENT;
 			l->conv_n = lh->conv_floats;
 			l->state_n = lh->state_floats;
-			l->conv = l->conv_n ? calloc(l->conv_n, sizeof(float)) : NULL;
-			l->state = l->state_n ? calloc(l->state_n, sizeof(float)) : NULL;
-			if ((l->conv_n && !l->conv) || (l->state_n && !l->state))
+			/* One block, so that conv is never NULL (a conv of width 1
+			 * keeps no rows) and a checkpoint copies it in one go. */
+			l->conv = calloc(l->conv_n + l->state_n + 1, sizeof(float));
+			if (!l->conv)
 				return -1;
+			l->state = l->conv + l->conv_n;
+			kv->snap_floats += l->conv_n + l->state_n;
 			continue;
 		}
 		l->type = gt;
@@ -98,10 +101,13 @@ kv_cache_free(struct kv_cache *kv)
 	for (int il = 0; kv->l && il < kv->n_layer; il++) {
 		free(kv->l[il].k);
 		free(kv->l[il].v);
-		free(kv->l[il].conv);
-		free(kv->l[il].state);
+		free(kv->l[il].conv);   /* and state, in the same block */
 	}
 	free(kv->l);
+	for (int i = 0; kv->snap && i < kv->n_snap; i++)
+		free(kv->snap[i].data);
+	free(kv->snap);
+	free(kv->undo);
 	memset(kv, 0, sizeof(*kv));
 }
 
@@ -137,6 +143,35 @@ layer_can_keep(const struct kv_layer *l, int n, int n_past)
 	return 0;
 }
 
+/* Copies every recurrent layer's conv and state into DST, or back from SRC. */
+static void
+states_copy(struct kv_cache *kv, float *dst, const float *src)
+{
+	size_t off = 0;
+
+	for (int il = 0; il < kv->n_layer; il++) {
+		struct kv_layer *l = &kv->l[il];
+		const size_t n = l->conv_n + l->state_n;
+		if (l->kind != LLM_CACHE_RECURRENT)
+			continue;
+		if (dst)
+			memcpy(dst + off, l->conv, n * sizeof(float));
+		else
+			memcpy(l->conv, src + off, n * sizeof(float));
+		off += n;
+	}
+}
+
+/* Whether every ring can continue from position N (recurrent layers aside). */
+static int
+rings_can_keep(const struct kv_cache *kv, int n)
+{
+	for (int il = 0; il < kv->n_layer; il++)
+		if (kv->l[il].kind == LLM_CACHE_RING && !layer_can_keep(&kv->l[il], n, kv->n_past))
+			return 0;
+	return 1;
+}
+
 int
 kv_cache_truncate(struct kv_cache *kv, int n)
 {
@@ -144,17 +179,31 @@ kv_cache_truncate(struct kv_cache *kv, int n)
 		n = 0;
 	if (n > kv->n_past)
 		n = kv->n_past;
-	for (int il = 0; il < kv->n_layer && n > 0; il++)
-		if (!layer_can_keep(&kv->l[il], n, kv->n_past))
-			n = 0;
+	for (int il = 0; il < kv->n_layer && n > 0; il++) {
+		if (!layer_can_keep(&kv->l[il], n, kv->n_past)) {
+			/* The latest checkpoint at or before N the rings allow. */
+			const struct kv_snap *best = NULL;
+			for (int i = 0; i < kv->n_snap; i++) {
+				const struct kv_snap *sn = &kv->snap[i];
+				if (sn->pos > 0 && sn->pos <= n && (!best || sn->pos > best->pos) && rings_can_keep(kv, sn->pos))
+					best = sn;
+			}
+			n = best ? best->pos : 0;
+			if (best)
+				states_copy(kv, NULL, best->data);
+			break;
+		}
+	}
+	/* What follows N will be evaluated again, perhaps differently. */
+	for (int i = 0; i < kv->n_snap; i++)
+		if (kv->snap[i].pos > n)
+			kv->snap[i].pos = -1;
 	if (n == 0) {
 		for (int il = 0; il < kv->n_layer; il++) {
 			struct kv_layer *l = &kv->l[il];
 			l->oldest = 0;
 			if (l->conv)
-				memset(l->conv, 0, l->conv_n * sizeof(float));
-			if (l->state)
-				memset(l->state, 0, l->state_n * sizeof(float));
+				memset(l->conv, 0, (l->conv_n + l->state_n) * sizeof(float));
 		}
 	}
 	kv->n_past = n;
@@ -195,4 +244,105 @@ kv_layer_runs(const struct kv_layer *l, int lo, int hi, struct kv_run run[2])
 	run[1].v = l->v;
 	run[1].n = n - first;
 	return 2;
+}
+
+/* --- checkpoints of the recurrent layers --- */
+
+int
+kv_snap_init(struct kv_cache *kv, int max_slots, size_t budget)
+{
+	const size_t per = kv->snap_floats * sizeof(float);
+	size_t n;
+
+	if (per == 0 || max_slots < 1)
+		return 0;
+	n = budget / per;
+	if (n < 2)
+		n = 2;
+	if (n > (size_t)max_slots)
+		n = (size_t)max_slots;
+	kv->snap = calloc(n, sizeof(*kv->snap));
+	if (!kv->snap)
+		return -1;
+	kv->n_snap = (int)n;
+	for (int i = 0; i < kv->n_snap; i++) {
+		kv->snap[i].pos = -1;
+		/* calloc: pages are touched only when a checkpoint is taken */
+		kv->snap[i].data = calloc(kv->snap_floats, sizeof(float));
+		if (!kv->snap[i].data)
+			return -1;
+	}
+	kv->undo = calloc(kv->snap_floats, sizeof(float));
+	return kv->undo ? 0 : -1;
+}
+
+size_t
+kv_snap_bytes(const struct kv_cache *kv)
+{
+	return kv->snap ? (size_t)(kv->n_snap + 1) * kv->snap_floats * sizeof(float) : 0;
+}
+
+size_t
+kv_state_bytes(const struct kv_cache *kv)
+{
+	return kv->snap_floats * sizeof(float);
+}
+
+int
+kv_snap_save(struct kv_cache *kv)
+{
+	struct kv_snap *slot = NULL;
+
+	if (kv->n_snap == 0)
+		return 1;
+	for (int i = 0; i < kv->n_snap && !slot; i++)
+		if (kv->snap[i].pos == kv->n_past)
+			slot = &kv->snap[i];
+	for (int i = 0; i < kv->n_snap && !slot; i++)
+		if (kv->snap[i].pos < 0)
+			slot = &kv->snap[i];
+	if (!slot) {
+		slot = &kv->snap[0];
+		for (int i = 1; i < kv->n_snap; i++)
+			if (kv->snap[i].seq - slot->seq > (1u << 31))   /* earlier, across a wrap too */
+				slot = &kv->snap[i];
+	}
+	states_copy(kv, slot->data, NULL);
+	slot->pos = kv->n_past;
+	slot->seq = ++kv->snap_seq;
+	return 0;
+}
+
+int
+kv_snap_list(const struct kv_cache *kv, int *pos, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < kv->n_snap; i++) {
+		int p = kv->snap[i].pos, j;
+		if (p < 0)
+			continue;
+		/* insertion into the sorted prefix of what fits */
+		for (j = n < max ? n : max; j > 0 && pos[j - 1] > p; j--)
+			if (j < max)
+				pos[j] = pos[j - 1];
+		if (j < max)
+			pos[j] = p;
+		n++;
+	}
+	return n;
+}
+
+void
+kv_undo_save(struct kv_cache *kv)
+{
+	if (kv->undo)
+		states_copy(kv, kv->undo, NULL);
+}
+
+void
+kv_undo_restore(struct kv_cache *kv)
+{
+	if (kv->undo)
+		states_copy(kv, NULL, kv->undo);
 }

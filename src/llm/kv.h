@@ -1,4 +1,4 @@
-/* kv.h -- a session's cache, per layer and of the layer's own kind: full KV, a sliding-window ring, a recurrent state. */
+/* kv.h -- a session's cache, per layer and of the layer's own kind: full KV, a sliding-window ring, a recurrent state with checkpoints. */
 #ifndef NATTER_KV_H
 #define NATTER_KV_H
 
@@ -29,13 +29,28 @@ struct kv_layer {
 	uint8_t *k;             /* (slots, row_k) */
 	uint8_t *v;             /* (slots, row_v) */
 	size_t conv_n, state_n;
-	float *conv, *state;    /* RECURRENT: zero for an empty cache */
+	float *conv, *state;    /* RECURRENT: zero for an empty cache; one block,
+	                           state right after the conv_n floats of conv */
+};
+
+/* A checkpoint: every recurrent layer's conv and state, in layer order. */
+struct kv_snap {
+	int pos;                /* n_past when taken; -1: the slot is free */
+	unsigned seq;           /* when it was taken: the oldest goes first */
+	float *data;            /* (snap_floats) */
 };
 
 struct kv_cache {
 	int n_layer;
 	int n_past;             /* positions every layer has seen */
 	struct kv_layer *l;     /* (n_layer) */
+	/* Recurrent layers only (kv_snap_init): checkpoints, and the copy of
+	 * the states a batch started from, put back if it stops midway. */
+	size_t snap_floats;     /* floats of all recurrent states together */
+	int n_snap;
+	struct kv_snap *snap;   /* (n_snap) */
+	float *undo;            /* (snap_floats) */
+	unsigned snap_seq;
 };
 
 /* A run of consecutive rows: N positions starting at K and V (rows of
@@ -64,12 +79,34 @@ size_t kv_cache_bytes(const struct kv_cache *kv);
 size_t kv_layer_bytes(const struct kv_layer *l);
 
 /*
- * Keeps positions 0 .. N-1 if every layer can go back there, else none;
- * returns what is kept (N clamped to 0 .. n_past, or 0).  A ring can go
- * back to N when it still holds N-window+1 .. N-1; a recurrent state only
- * stays where it is (N = n_past) or restarts (0).
+ * Keeps positions 0 .. N-1 if every layer can go back there; else goes
+ * back to the latest checkpoint at or before N that every ring can
+ * continue from (its states restored), else to 0; returns what is kept.
+ * A ring can go back to N when it still holds N-window+1 .. N-1; a
+ * recurrent state only stays where it is (N = n_past), goes back to a
+ * checkpoint, or restarts (0).  Checkpoints after what is kept go.
  */
 int kv_cache_truncate(struct kv_cache *kv, int n);
+
+/*
+ * Checkpoint slots for the recurrent layers: MAX_SLOTS at most, fewer when
+ * they would take more than BUDGET bytes, never fewer than 2 (or
+ * MAX_SLOTS if smaller); none without recurrent layers.  Also the undo
+ * copy.  Returns 0, or -1 when memory is short (kv_cache_free is safe).
+ */
+int kv_snap_init(struct kv_cache *kv, int max_slots, size_t budget);
+/* Bytes of the slots and the undo copy. */
+size_t kv_snap_bytes(const struct kv_cache *kv);
+/* Bytes of the recurrent states themselves. */
+size_t kv_state_bytes(const struct kv_cache *kv);
+/* Keeps the states at n_past in a slot (the one already at n_past, a free
+ * one, or the oldest taken).  Returns 0, or 1 when there are no slots. */
+int kv_snap_save(struct kv_cache *kv);
+/* The positions held, ascending, into POS (at most MAX); returns how many. */
+int kv_snap_list(const struct kv_cache *kv, int *pos, int max);
+/* The undo copy: the states now, and back to them. */
+void kv_undo_save(struct kv_cache *kv);
+void kv_undo_restore(struct kv_cache *kv);
 
 /* Stores the K and V (floats) of position POS (a FULL or RING layer),
  * converted to the layer's type. */

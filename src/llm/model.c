@@ -14,6 +14,7 @@
 #include "natter/tok.h"
 #include "llm/arch.h"
 #include "llm/blocks.h"
+#include "llm/blocks-dn.h"
 #include "llm/model.h"
 #include "llm/pool.h"
 
@@ -86,7 +87,7 @@ llm_model_load(const char *path, struct llm_model **out, char *err, size_t errle
 		    path, tok_vocab_size(m->vocab), hp->n_vocab);
 		goto fail;
 	}
-	m->layers = calloc(hp->n_layer, sizeof(*m->layers));
+	m->layers = calloc((size_t)hp->n_layer + hp->n_layer_mtp, sizeof(*m->layers));
 	if (!m->layers) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		goto fail;
@@ -139,6 +140,7 @@ llm_ctx_free(struct llm_ctx *c)
 		return;
 	pool_free(c->pool);
 	mm_scratch_free(&c->mm);
+	blk_dn_free(c);
 	kv_cache_free(&c->kv);
 	for (int k = 0; k < c->n_rope; k++)
 		free(c->rope[k].inv_freq);
@@ -294,8 +296,16 @@ ctx_new(struct llm_model *m, const struct llm_ctx_params *p, unsigned kv_flags, 
 	maxin = (size_t)hp->n_embd;
 	if (O > maxin) maxin = O;
 	if ((size_t)ffmax > maxin) maxin = ffmax;
+	if ((size_t)hp->ssm_d_inner > maxin) maxin = hp->ssm_d_inner;
 
+	c->ckpt_pending = -1;
+	c->first_recurrent = hp->n_layer;
+	for (int il = hp->n_layer - 1; il >= 0; il--)
+		if (hp->layer[il].kind == LLM_LAYER_RECURRENT)
+			c->first_recurrent = il;
 	rc = kv_cache_init(&c->kv, hp, n_ctx, n_batch, kv_flags, p->kv_type);
+	if (rc == 0 && kv_snap_init(&c->kv, LLM_CHECKPOINT_SLOTS, LLM_CHECKPOINT_BUDGET) < 0)
+		rc = -1;
 	if (rc < 0)
 		failed = 1;
 	c->layer_rope = xcalloc(hp->n_layer, sizeof(int), &failed);
@@ -331,8 +341,12 @@ ctx_new(struct llm_model *m, const struct llm_ctx_params *p, unsigned kv_flags, 
 	if (!failed && mm_scratch_init(&c->mm, n_batch, maxin, pool_size(c->pool)) < 0)
 		failed = 1;
 	if (failed) {
-		snprintf(err, errlen, "out of memory for a context of %d tokens (cache %.1f MiB)", n_ctx,
-		    kv_cache_bytes(&c->kv) / 1048576.0);
+		snprintf(err, errlen, "out of memory for a context of %d tokens (cache %.1f MiB, checkpoints %.1f MiB)",
+		    n_ctx, kv_cache_bytes(&c->kv) / 1048576.0, kv_snap_bytes(&c->kv) / 1048576.0);
+		llm_ctx_free(c);
+		return NULL;
+	}
+	if (blk_dn_init(c, err, errlen) < 0) {
 		llm_ctx_free(c);
 		return NULL;
 	}
@@ -367,8 +381,32 @@ llm_ctx_new(struct llm_model *m, int n_ctx, int n_batch, int n_threads, char *er
 int llm_ctx_n_ctx(const struct llm_ctx *c) { return c->n_ctx; }
 int llm_ctx_n_threads(const struct llm_ctx *c) { return pool_size(c->pool); }
 int llm_ctx_n_past(const struct llm_ctx *c) { return c->kv.n_past; }
-int llm_ctx_truncate(struct llm_ctx *c, int n_past) { return kv_cache_truncate(&c->kv, n_past); }
 size_t llm_ctx_cache_bytes(const struct llm_ctx *c) { return kv_cache_bytes(&c->kv); }
+size_t llm_ctx_state_bytes(const struct llm_ctx *c) { return kv_state_bytes(&c->kv); }
+size_t llm_ctx_checkpoint_bytes(const struct llm_ctx *c) { return kv_snap_bytes(&c->kv); }
+int llm_ctx_checkpoints(const struct llm_ctx *c, int *pos, int max) { return kv_snap_list(&c->kv, pos, max); }
+
+int
+llm_ctx_truncate(struct llm_ctx *c, int n_past)
+{
+	c->ckpt_pending = -1;   /* asked for the sequence that is being cut */
+	return kv_cache_truncate(&c->kv, n_past);
+}
+
+int
+llm_ctx_checkpoint(struct llm_ctx *c, int pos)
+{
+	if (c->kv.n_snap == 0)
+		return 1;
+	if (pos < c->kv.n_past)
+		return -1;
+	c->ckpt_pending = -1;
+	if (pos > c->kv.n_past)
+		c->ckpt_pending = pos;
+	else
+		kv_snap_save(&c->kv);
+	return 0;
+}
 
 int
 llm_ctx_cache_layer(const struct llm_ctx *c, int il, struct llm_cache_info *info)
@@ -399,18 +437,25 @@ llm_ctx_set_abort(struct llm_ctx *c, llm_abort_fn fn, void *ctx)
 /*
  * After a stop in layer IL (or after the last layer, IL = n_layer): the
  * batch's keys and values past n_past are abandoned (a ring keeps room
- * for them), but a recurrent state the batch has already advanced (in
- * part) cannot go back, so then the whole cache restarts.
+ * for them); a recurrent state the batch has already advanced (in part)
+ * is put back from its copy (UNDO: kv_undo_save before the batch).
  */
 static int
-eval_stopped(struct llm_ctx *c, int il)
+eval_stopped(struct llm_ctx *c, int il, int undo)
 {
 	const struct llm_hparams *hp = &c->m->hp;
 
 	pool_stop_clear(c->pool);
+	pool_set_abort(c->pool, c->abort_fn, c->abort_ctx);
 	for (int i = 0; i <= il && i < hp->n_layer; i++) {
 		if (hp->layer[i].kind == LLM_LAYER_RECURRENT) {
-			kv_cache_truncate(&c->kv, 0);
+			/* The states as the batch found them, when they were
+			 * copied; else (not reached: such a batch is not
+			 * stopped past its first recurrent layer) a restart. */
+			if (undo)
+				kv_undo_restore(&c->kv);
+			else
+				kv_cache_truncate(&c->kv, 0);
 			break;
 		}
 	}
@@ -440,17 +485,28 @@ eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all
 	}
 	c->pos0 = c->kv.n_past;
 	blk_rope_prepare(c, nt);
+	/* A recurrent state moves as soon as its layer runs: a batch may stop
+	 * after one only if the states it started from can be put back.  The
+	 * copy is made for batches long enough that it costs nothing beside
+	 * them; smaller ones stop only before their first recurrent layer (the
+	 * pool is not asked to stop from there on: GUARD). */
+	const int undo = c->kv.undo && nt >= LLM_ABORT_COPY_MIN;
+	const int guard = !undo && c->first_recurrent < hp->n_layer;
+	if (undo)
+		kv_undo_save(&c->kv);
 	pool_stop_clear(c->pool);
 	for (int il = 0; il < hp->n_layer; il++) {
 		if (pool_poll(c->pool))
-			return eval_stopped(c, il - 1);
+			return eval_stopped(c, il - 1, undo);
+		if (guard && il == c->first_recurrent)
+			pool_set_abort(c->pool, NULL, NULL);
 		if (m->arch->block)
 			m->arch->block(c, il, nt);
 		else
 			blk_layer(c, il, nt);
 	}
 	if (pool_poll(c->pool))
-		return eval_stopped(c, hp->n_layer);
+		return eval_stopped(c, hp->n_layer, undo);
 	if (logits) {
 		int first = all_logits ? 0 : nt - 1, rows = nt - first;
 		blk_rmsnorm(c->xb, c->x + (size_t)first * E, &m->g[LLM_TENSOR_OUTPUT_NORM], rows, E, hp->rms_eps);
@@ -458,8 +514,10 @@ eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all
 		blk_softcap(logits, (size_t)rows * hp->n_vocab, hp->final_softcap);
 		/* Stopped in the output product: LOGITS are partly unwritten. */
 		if (pool_stopped(c->pool))
-			return eval_stopped(c, hp->n_layer);
+			return eval_stopped(c, hp->n_layer, undo);
 	}
+	if (guard)
+		pool_set_abort(c->pool, c->abort_fn, c->abort_ctx);
 	c->kv.n_past += nt;
 	return 0;
 }
@@ -484,14 +542,21 @@ llm_eval(struct llm_ctx *c, const int32_t *tokens, int n, float *logits, int all
 			return -1;
 		}
 	}
-	for (int i = 0; i < n; i += c->n_batch) {
-		int nt = n - i < c->n_batch ? n - i : c->n_batch;
+	for (int i = 0, nt; i < n; i += nt) {
 		float *lg = NULL;
+		nt = n - i < c->n_batch ? n - i : c->n_batch;
+		/* A checkpoint asked for inside this batch ends it there. */
+		if (c->ckpt_pending > c->kv.n_past && c->ckpt_pending < c->kv.n_past + nt)
+			nt = c->ckpt_pending - c->kv.n_past;
 		if (logits)
 			lg = all_logits ? logits + (size_t)i * hp->n_vocab : (i + nt == n ? logits : NULL);
 		if (eval_batch(c, tokens + i, nt, lg, all_logits) < 0) {
 			snprintf(err, errlen, "evaluation stopped");
 			return LLM_ESTOPPED;
+		}
+		if (c->ckpt_pending == c->kv.n_past) {
+			kv_snap_save(&c->kv);
+			c->ckpt_pending = -1;
 		}
 	}
 	return 0;

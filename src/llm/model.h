@@ -12,6 +12,7 @@
 #include "llm/tensor.h"
 
 struct arch_desc;
+struct dn_scratch;
 
 /*
  * A bound weight: the matrix (or stack of expert matrices) and its bias,
@@ -35,9 +36,9 @@ struct llm_model {
 	struct tok_vocab *vocab;
 	const struct arch_desc *arch;
 	struct llm_hparams hp;
-	struct llm_layer_hparams *lhp;        /* (n_layer); hp.layer points here */
+	struct llm_layer_hparams *lhp;        /* (n_layer + n_layer_mtp); hp.layer points here */
 	struct lweight g[LLM_TENSOR_LAYER_FIRST];   /* model-wide tensors */
-	struct llm_layer *layers;             /* (n_layer) */
+	struct llm_layer *layers;             /* (n_layer + n_layer_mtp) */
 	uint64_t weight_bytes;
 	char type_name[16];
 };
@@ -108,6 +109,10 @@ struct llm_ctx {
 	const struct lora_adapter **lora_set; /* (n_lora_set) in force, scale != 0 */
 	float *lora_scale;        /* (n_lora_set) their user scales */
 	int n_lora_set;
+	/* Hybrid models (blocks-dn.c): DeltaNet states and scratch, or NULL. */
+	struct dn_scratch *dn;
+	int first_recurrent;      /* the first recurrent layer (n_layer: none) */
+	int ckpt_pending;         /* llm_ctx_checkpoint's position to come, or -1 */
 };
 
 /* Where the adapters of weight (LAYER, ROLE) are in lora_at (LAYER -1: model-wide). */

@@ -297,6 +297,19 @@ draw_params(struct ui *u, struct ui_rect r)
 	}
 }
 
+/* "12.3 MiB", "57.0 KiB" into BUF. */
+static const char *
+bytes_text(char *buf, size_t n, size_t b)
+{
+	if (b >= (size_t)1 << 30)
+		snprintf(buf, n, "%.1f GiB", b / 1073741824.0);
+	else if (b >= (size_t)1 << 20)
+		snprintf(buf, n, "%.1f MiB", b / 1048576.0);
+	else
+		snprintf(buf, n, "%.1f KiB", b / 1024.0);
+	return buf;
+}
+
 /* Prompt tokens per second: live while the prompt is read, else the last reply's. */
 static double
 prompt_tps(struct ui *u)
@@ -356,6 +369,15 @@ draw_stats(struct ui *u, struct ui_rect r)
 			put(y, r.x + 9 + i, 1, i < fillw ? " " : ".", ui_theme_attr(i < fillw ? UE_BAR : UE_BAR_EMPTY));
 		y++;
 		ROW("            %s / %s", ui_text_count(a, sizeof(a), used), ui_text_count(b, sizeof(b), nctx));
+	}
+	/* The session's memory, as of the last reply: the cache, and for a
+	 * hybrid model its recurrent states and their checkpoints. */
+	if (u->have_stats && s->cache_bytes) {
+		ROW(" cache      %s", bytes_text(a, sizeof(a), s->cache_bytes));
+		if (s->state_bytes) {
+			ROW(" recurrent  %s", bytes_text(a, sizeof(a), s->state_bytes));
+			ROW(" checkpts   %s", bytes_text(a, sizeof(a), s->checkpoint_bytes));
+		}
 	}
 #undef ROW
 }
@@ -675,6 +697,15 @@ stats_lines(struct ui *u, struct box *b)
 		    (unsigned long long)s->seed);
 	else
 		box_addf(b, "context: not known (the server's); seed %llu", (unsigned long long)s->seed);
+	if (s->cache_bytes) {
+		char c1[32], c2[32], c3[32];
+		if (s->state_bytes)
+			box_addf(b, "memory: cache %s, of which recurrent states %s; their checkpoints %s",
+			    bytes_text(c1, sizeof(c1), s->cache_bytes), bytes_text(c2, sizeof(c2), s->state_bytes),
+			    bytes_text(c3, sizeof(c3), s->checkpoint_bytes));
+		else
+			box_addf(b, "memory: cache %s", bytes_text(c1, sizeof(c1), s->cache_bytes));
+	}
 	if (s->n_dropped)
 		box_addf(b, "dropped %d old messages to fit the context", s->n_dropped);
 	if (u->log.last_gen)

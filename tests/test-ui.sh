@@ -46,17 +46,26 @@ no_server() { ! T has-session 2>/dev/null; }
 stop() { T kill-server 2>/dev/null; DEADLINE=5 until_ok no_server; }
 footer() { screen | tail -n 1; }
 
+# new_session NAME COLS ROWS CMD: a detached session running CMD.  When
+# the last session was just killed, the server may still be going away
+# and refuse the client ("server exited unexpectedly"): wait until it is
+# gone and try again.
+new_session() {
+	for try in 1 2 3 4 5; do
+		T new-session -d -s "$1" -x "$2" -y "$3" "$4" 2>/dev/null && return 0
+		DEADLINE=2 until_ok no_server
+	done
+	echo "tmux refused a new session five times" >&2
+	return 1
+}
+
 start() { # start COLS ROWS EXTRA-ENV EXTRA-ARGS [MODEL]
 	rm -f "$tmp/status" "$tmp/stty.after" "$tmp/pid"
 	# The inner shell writes its pid and becomes natter (exec), so that
 	# signals reach natter itself, not the wrapper or tmux.
 	# A server that is still going away can refuse the first try.
-	for try in 1 2 3; do
-		T new-session -d -s ui -x "$1" -y "$2" \
-		    "env $3 sh -c 'stty -g > $tmp/stty.before; sh -c \"echo \\\$\\\$ > $tmp/pid; exec \\\"$NATTER_BIN\\\" -m \\\"${5:-$M}\\\" --seed 3 $4\"; echo \$? > $tmp/status; stty -g > $tmp/stty.after'; sleep 60" &&
-		    break
-		DEADLINE=2 until_ok no_server
-	done
+	new_session ui "$1" "$2" \
+	    "env $3 sh -c 'stty -g > $tmp/stty.before; sh -c \"echo \\\$\\\$ > $tmp/pid; exec \\\"$NATTER_BIN\\\" -m \\\"${5:-$M}\\\" --seed 3 $4\"; echo \$? > $tmp/status; stty -g > $tmp/stty.after'; sleep 60"
 	# Pastes need natter's bracketed paste; OSC 52 fills a tmux buffer.
 	T set-option -g set-clipboard on
 }
@@ -64,11 +73,7 @@ start() { # start COLS ROWS EXTRA-ENV EXTRA-ARGS [MODEL]
 # $tmp/NAME.err, status to $tmp/NAME.status.
 in_tty() {
 	rm -f "$tmp/$1.status"
-	for try in 1 2 3; do
-		T new-session -d -s "$1" -x 80 -y 24 "env $2 sh -c '$3 2> $tmp/$1.err; echo \$? > $tmp/$1.status'; sleep 60" &&
-		    break
-		DEADLINE=2 until_ok no_server
-	done
+	new_session "$1" 80 24 "env $2 sh -c '$3 2> $tmp/$1.err; echo \$? > $tmp/$1.status'; sleep 60"
 	wait_file "$tmp/$1.status" 20
 }
 
@@ -381,7 +386,7 @@ in_tty baddelay "" "$NATTER_BIN -m $M --token-delay x"
 T kill-session -t baddelay 2>/dev/null
 mkdir -p "$tmp/cfg/natter"
 printf 'model = %s\ntheme = nosuchtheme\n' "$M" > "$tmp/cfg/natter/config"
-T new-session -d -s ui -x 100 -y 30 "env XDG_CONFIG_HOME=$tmp/cfg $NATTER_BIN --no-history; sleep 60"
+new_session ui 100 30 "env XDG_CONFIG_HOME=$tmp/cfg $NATTER_BIN --no-history; sleep 60"
 wait_for "aidreams260K-f32.gguf" && ok || bad "the config file's model was not used: $(screen)"
 wait_for "nosuchtheme" && ok || bad "the config file's theme was not tried: $(screen)"
 stop

@@ -31,6 +31,7 @@ struct chat_opts {
 	int n_ctx;                   /* 0: the model's, capped at 4096 */
 	int n_threads;               /* 0: one per core */
 	enum llm_kv_type kv_type;    /* the cache's K and V (0: f16) */
+	int exact_act;               /* llm_ctx_params.exact_act */
 	int max_tokens;              /* per reply; 0: until end of turn or context */
 	struct sampler_params sp;
 	const char *stop[8];         /* extra stop strings, NULL-terminated */

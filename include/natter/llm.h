@@ -222,6 +222,8 @@ struct llm_ctx_params {
 	int n_batch;                /* tokens per batch (0: 256) */
 	int n_threads;              /* 0: one per core */
 	enum llm_kv_type kv_type;   /* LLM_KV_F16 unless set */
+	int exact_act;              /* 1: quantized products see their activations to about
+	                             * 16 bits, not rounded to 8 as llama.cpp does (slower) */
 };
 void llm_ctx_params_default(struct llm_ctx_params *p);
 /* As llm_ctx_new, with P's settings; ERR names the problem of a cache type

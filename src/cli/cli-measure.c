@@ -126,6 +126,7 @@ cli_measure_load(struct cli_measure_args *a, const char *path, int ctx_cap, stru
 	n = a->n_ctx ? a->n_ctx : train < ctx_cap ? train : ctx_cap;
 	cp.n_ctx = n;
 	cp.n_threads = a->threads;
+	cp.exact_act = a->exact_act;
 	*c = llm_ctx_new_ex(*m, &cp, err, sizeof(err));
 	if (!*c) {
 		cli_error("%s: %s", path, err);

@@ -21,6 +21,7 @@ struct cli_measure_args {
 	int limit;             /* eval-choice --limit (0: all) */
 	int verbose;           /* eval-choice --verbose */
 	const char *kv_type;   /* --kv-type (NULL: f16) */
+	int exact_act;         /* --exact-act */
 	struct cli_lora lora;  /* --lora FILE[:SCALE], repeatable: on MODEL only (--kl-base runs OTHER bare);
 	                        * cli_lora_free when done */
 };
@@ -38,7 +39,7 @@ struct cli_mopt {
 };
 
 /* Codes of the common long options without a letter (above the commands' own). */
-enum { CLI_MOPT_KV_TYPE = 512 };
+enum { CLI_MOPT_KV_TYPE = 512, CLI_MOPT_EXACT_ACT };
 
 #define CLI_MOPT(name, key, kind, field, arg, help) \
 	{ name, key, kind, offsetof(struct cli_measure_args, field), arg, help }
@@ -51,7 +52,9 @@ enum { CLI_MOPT_KEY_LORA = 300 };
 	    "a LoRA adapter on the model (repeatable)"), \
 	CLI_MOPT("ctx-size", 'c', CLI_MOPT_INT, n_ctx, "N", "context size"), \
 	CLI_MOPT("threads", 't', CLI_MOPT_INT, threads, "N", "threads (default: physical cores)"), \
-	CLI_MOPT("kv-type", CLI_MOPT_KV_TYPE, CLI_MOPT_STR, kv_type, "TYPE", "KV cache: f16 (default), q8_0, f32")
+	CLI_MOPT("kv-type", CLI_MOPT_KV_TYPE, CLI_MOPT_STR, kv_type, "TYPE", "KV cache: f16 (default), q8_0, f32"), \
+	CLI_MOPT("exact-act", CLI_MOPT_EXACT_ACT, CLI_MOPT_FLAG, exact_act, NULL, \
+	    "activations of quantized products to about 16 bits, not 8 as llama.cpp")
 
 /*
  * Parses ARGV (ARGV[0] is the command's name) with the N options of TAB into A.  --help

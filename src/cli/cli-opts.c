@@ -65,6 +65,7 @@ static const struct setting {
 	{ CLI_OPT_NO_HISTORY, "--no-history", NULL, K_FLAG, 0, 0, offsetof(struct cli_chat_args, no_history), NULL },
 	{ CLI_OPT_STOP, "--stop", NULL, K_STOP, 0, 0, 0, NULL },
 	{ CLI_OPT_KV_TYPE, "--kv-type", "kv_type", K_KV_TYPE, 0, 0, offsetof(struct cli_chat_args, chat.kv_type), NULL },
+	{ CLI_OPT_EXACT_ACT, "--exact-act", "exact_act", K_FLAG, 0, 0, offsetof(struct cli_chat_args, chat.exact_act), NULL },
 	{ CLI_OPT_LORA, "--lora", NULL, K_LORA, 0, 0, 0, NULL },
 	{ CLI_OPT_THINK_TAGS, "--think-tags", "think_tags", K_TAGS, 0, 0, offsetof(struct cli_chat_args, chat.think_tags),
 	  NULL },
@@ -169,8 +170,13 @@ setting_apply(const struct setting *s, const char *value, struct cli_chat_args *
 		return 0;
 	}
 	case K_FLAG:
-		*(int *)base = 1;
-		return 0;
+		/* On the command line a flag has no value; in the config file,
+		 * on or off. */
+		if (!value) {
+			*(int *)base = 1;
+			return 0;
+		}
+		/* fall through */
 	case K_ONOFF:
 		if (!strcmp(value, "on") || !strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1")) {
 			*(int *)base = 1;

@@ -36,6 +36,7 @@ enum {
 	CLI_OPT_SYSTEM = 1000, CLI_OPT_TEMPLATE, CLI_OPT_TEMP, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P,
 	CLI_OPT_REPEAT, CLI_OPT_DB, CLI_OPT_NO_HISTORY, CLI_OPT_STOP, CLI_OPT_LORA, CLI_OPT_REMOTE, CLI_OPT_KEY_ENV,
 	CLI_OPT_EXTRAS, CLI_OPT_CONNECT_TIMEOUT, CLI_OPT_READ_TIMEOUT, CLI_OPT_THINK_TAGS, CLI_OPT_KV_TYPE,
+	CLI_OPT_EXACT_ACT,
 };
 #define CLI_CHAT_LONGOPTS \
 	{ "system", required_argument, NULL, CLI_OPT_SYSTEM }, \
@@ -59,7 +60,8 @@ enum {
 	{ "connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT }, \
 	{ "read-timeout", required_argument, NULL, CLI_OPT_READ_TIMEOUT }, \
 	{ "think-tags", required_argument, NULL, CLI_OPT_THINK_TAGS }, \
-	{ "kv-type", required_argument, NULL, CLI_OPT_KV_TYPE }
+	{ "kv-type", required_argument, NULL, CLI_OPT_KV_TYPE }, \
+	{ "exact-act", no_argument, NULL, CLI_OPT_EXACT_ACT }
 #define CLI_CHAT_SHORTOPTS "c:t:s:n:"
 
 struct cli_chat_args {

@@ -130,6 +130,7 @@ cmd_bench(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "sys", no_argument, NULL, 's' },
 		{ "kv-type", required_argument, NULL, 'k' },
+		{ "exact-act", no_argument, NULL, 'x' },
 		{ "batch-size", required_argument, NULL, 'b' },
 		{ "lora", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
@@ -138,7 +139,7 @@ cmd_bench(int argc, char **argv)
 	enum { MAX_LIST = 8 };
 	const char *path = NULL;
 	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
-	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, c, rc = 1, n_toks;
+	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, exact_act = 0, c, rc = 1, n_toks;
 	/* Tokens per batch: a longer prompt is evaluated in batches of this
 	 * many, as llama-bench's n_ubatch (also 512) does (chat sessions:
 	 * 256). */
@@ -193,6 +194,7 @@ cmd_bench(int argc, char **argv)
 			break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
+		case 'x': exact_act = 1; break;
 		case 'L':
 			if (cli_lora_add(&lora, optarg) < 0) {
 				cli_lora_free(&lora);
@@ -207,13 +209,15 @@ cmd_bench(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-d 0[,4000...]] [-t N] [-r 3] [--json] [--sys]\n"
-			    "       [-b 512] [--kv-type f16|q8_0|f32] [--lora FILE[:SCALE]]...\n"
+			    "       [-b 512] [--kv-type f16|q8_0|f32] [--exact-act] [--lora FILE[:SCALE]]...\n"
 			    "  -b N   tokens per batch (default 512, as llama-bench's n_ubatch): longer prompts\n"
 			    "         are evaluated N tokens at a time\n"
 			    "  -d N   measure every test after N tokens of context (evaluated once, untimed)\n"
 			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
 			    "         kernel tier in use) and show each test as a share of the bound they set\n"
 			    "  --lora measure with LoRA adapters on (repeatable)\n"
+			    "  --exact-act  quantized products see their activations to about 16 bits, not\n"
+			    "         rounded to 8 as llama.cpp does (natter's default)\n"
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n");
 			cli_lora_free(&lora);
 			return 0;
@@ -284,6 +288,7 @@ cmd_bench(int argc, char **argv)
 		cp.n_batch = n_batch;
 		cp.n_threads = threads;
 		cp.kv_type = kv_type;
+		cp.exact_act = exact_act;
 		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 		if (!ctx) {
 			cli_error("%s", err);
@@ -375,8 +380,9 @@ cmd_bench(int argc, char **argv)
 		if (!json) {
 			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s\n", name,
 			    llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads, q_cpu_features());
-			printf("load %.2f s, peak RSS %.1f MiB, KV cache %s %.1f MiB\n", t_load, peak_rss / 1048576.0,
-			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0);
+			printf("load %.2f s, peak RSS %.1f MiB, KV cache %s %.1f MiB%s\n", t_load, peak_rss / 1048576.0,
+			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0,
+			    exact_act ? ", exact activations" : "");
 			for (int i = 0; i < lora.n; i++)
 				printf("adapter: %s, scale %g\n", base_name(lora.path[i]), lora.scale[i]);
 			if (lora.n)
@@ -416,6 +422,7 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "load_s", t_load);
 				cJSON_AddNumberToObject(o, "peak_rss_bytes", peak_rss);
 				cJSON_AddStringToObject(o, "kv_type", llm_kv_type_name(kv_type));
+				cJSON_AddBoolToObject(o, "exact_act", exact_act);
 				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
 				if (lora.n) {

@@ -352,7 +352,7 @@ cmd_chat(int argc, char **argv)
 		}
 		case 'h':
 			printf("usage: natter chat -m FILE --plain [--system TEXT] [--chat-template NAME|FILE] [-c N] [-t N]\n"
-			    "       [--kv-type f16|q8_0|f32]\n"
+			    "       [--kv-type f16|q8_0|f32] [--exact-act]\n"
 			    "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
 			    "       [--max-tokens N] [--stop STRING]... [--think-tags 'OPEN CLOSE']\n"
 			    "       [--db FILE | --no-history] [--resume ID] [--lora FILE[:SCALE]]...\n"

@@ -59,12 +59,13 @@ cmd_eval(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "ctx-size", required_argument, NULL, 'c' },
 		{ "kv-type", required_argument, NULL, 'K' },
+		{ "exact-act", no_argument, NULL, 'x' },
 		{ "lora", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *toks = NULL, *outp = NULL;
-	int incremental = 0, split = -1, threads = 0, n_ctx = 0, c, n = 0, rc = 1;
+	int incremental = 0, split = -1, threads = 0, n_ctx = 0, exact_act = 0, c, n = 0, rc = 1;
 	enum llm_kv_type kv_type = LLM_KV_F16;
 	int32_t *ids = NULL;
 	struct llm_model *m = NULL;
@@ -96,9 +97,10 @@ cmd_eval(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'x': exact_act = 1; break;
 		case 'h':
 			printf("usage: natter eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N] [-t N]\n"
-			    "       [-c N] [--kv-type f16|q8_0|f32] [--lora FILE[:SCALE]]...\n");
+			    "       [-c N] [--kv-type f16|q8_0|f32] [--exact-act] [--lora FILE[:SCALE]]...\n");
 			cli_lora_free(&lora);
 			return 0;
 		default:
@@ -137,6 +139,7 @@ cmd_eval(int argc, char **argv)
 		cp.n_ctx = n_ctx;
 		cp.n_threads = threads;
 		cp.kv_type = kv_type;
+		cp.exact_act = exact_act;
 		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 		if (!ctx) {
 			cli_error("%s", err);

@@ -33,12 +33,13 @@ cmd_generate(int argc, char **argv)
 		{ "ignore-eos", no_argument, NULL, 'E' },
 		{ "stats", no_argument, NULL, 'v' },
 		{ "kv-type", required_argument, NULL, 'k' },
+		{ "exact-act", no_argument, NULL, 'x' },
 		{ "lora", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *prompt = NULL, *pfile = NULL;
-	int n_predict = 64, threads = 0, n_ctx = 0, ignore_eos = 0, stats = 0, c, rc = 1;
+	int n_predict = 64, threads = 0, n_ctx = 0, ignore_eos = 0, stats = 0, exact_act = 0, c, rc = 1;
 	enum llm_kv_type kv_type = LLM_KV_F16;
 	struct sampler_params sp;
 	struct llm_model *m = NULL;
@@ -84,10 +85,11 @@ cmd_generate(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'x': exact_act = 1; break;
 		case 'h':
 			printf("usage: natter generate -m FILE (-p PROMPT | -f FILE) [-n N] [--temp T] [--top-k K]\n"
 			    "       [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N] [-c N]\n"
-			    "       [--kv-type f16|q8_0|f32] [--ignore-eos] [--stats] [--lora FILE[:SCALE]]...\n");
+			    "       [--kv-type f16|q8_0|f32] [--exact-act] [--ignore-eos] [--stats] [--lora FILE[:SCALE]]...\n");
 			cli_lora_free(&lora);
 			return 0;
 		default:
@@ -135,6 +137,7 @@ cmd_generate(int argc, char **argv)
 		cp.n_ctx = n_ctx;
 		cp.n_threads = threads;
 		cp.kv_type = kv_type;
+		cp.exact_act = exact_act;
 		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 		smp = sampler_new(n_vocab, sp.seed);
 		ts = tok_stream_new(v, 0);

@@ -16,7 +16,7 @@ enum { OPT_HOST = 2000, OPT_PORT, OPT_KEY_ENV, OPT_DELAY, OPT_QUEUE };
 
 static const char serve_usage[] =
 "usage: natter serve -m FILE [--host ADDR] [--port N] [-c N] [-t N] [--kv-type f16|q8_0|f32]\n"
-"       [--api-key-env VAR]\n"
+"       [--exact-act] [--api-key-env VAR]\n"
 "       [--db FILE | --no-history] [--chat-template NAME|FILE] [--system TEXT]\n"
 "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
 "       [--max-tokens N] [--stop STRING]... [--max-queue N] [--token-delay MS]\n"

@@ -581,6 +581,7 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 		cp.n_ctx = o->n_ctx;
 		cp.n_threads = o->n_threads;
 		cp.kv_type = o->kv_type;
+		cp.exact_act = o->exact_act;
 		c->ctx = llm_ctx_new_ex(m, &cp, err, errlen);
 	}
 	if (!c->ctx)

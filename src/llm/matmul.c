@@ -78,9 +78,67 @@ mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads)
 	return 0;
 }
 
+/* Products of the two rows per token are summed in chunks of tokens that
+ * fit this many floats (or one token, for outputs larger than that). */
+#define MM_EXACT_OUT_FLOATS (1u << 21)
+
+int
+mm_scratch_exact(struct mm_scratch *s, int n_threads)
+{
+	const struct q_kernels *k = q_kern();
+	size_t rb = Q8P_ROW_BYTES(s->max_in);
+	struct mm_scratch t = *s;
+
+	t.exact = 1;
+	t.ex = aligned_alloc(64, 2 * (size_t)s->n_batch * rb);
+	t.eo_floats = MM_EXACT_OUT_FLOATS;
+	t.eo = malloc(t.eo_floats * sizeof(float));
+	t.er = calloc(n_threads, sizeof(*t.er));
+	int failed = !t.ex || !t.eo || !t.er;
+	for (int i = 0; !failed && i < n_threads; i++) {
+		t.er[i] = malloc(s->max_in * sizeof(float));
+		failed = !t.er[i];
+		t.n_er = i + 1;
+	}
+	/* The scalar tier's exact products all go through sgemm. */
+	if (!failed && !k->gemm_scratch && !s->panel) {
+		size_t bytes = MM_PANEL_BYTES;
+		if (bytes < s->max_in * 16 * sizeof(float))
+			bytes = s->max_in * 16 * sizeof(float);
+		t.panel = calloc(n_threads, sizeof(*t.panel));
+		failed = !t.panel;
+		for (int i = 0; !failed && i < n_threads; i++) {
+			t.panel[i] = malloc(bytes);
+			failed = !t.panel[i];
+			t.n_panels = i + 1;
+		}
+		t.panel_bytes = bytes;
+	}
+	if (failed) {
+		free(t.ex);
+		free(t.eo);
+		for (int i = 0; i < t.n_er; i++)
+			free(t.er[i]);
+		free(t.er);
+		if (t.panel != s->panel) {
+			for (int i = 0; i < t.n_panels; i++)
+				free(t.panel[i]);
+			free(t.panel);
+		}
+		return -1;
+	}
+	*s = t;
+	return 0;
+}
+
 void
 mm_scratch_free(struct mm_scratch *s)
 {
+	free(s->ex);
+	free(s->eo);
+	for (int i = 0; i < s->n_er; i++)
+		free(s->er[i]);
+	free(s->er);
 	free(s->xq);
 	for (int i = 0; i < s->n_gemm; i++)
 		free(s->gemm[i]);
@@ -300,6 +358,107 @@ gemv_rows(size_t row_bytes, int d, int nth)
 	return rows > d ? d : rows;
 }
 
+/* --- exact activations: two int8 rows per token --- */
+
+struct exact_job {
+	const float *x;
+	int n, nt, per;
+	uint8_t *out;           /* rows 2t and 2t + 1 for token t */
+	size_t stride;
+	q_act_fn act;
+	float **er;
+};
+
+static void
+exact_task(void *arg, int task, int worker)
+{
+	const struct exact_job *j = arg;
+	int t0 = task * j->per, t1 = t0 + j->per < j->nt ? t0 + j->per : j->nt;
+	float *r = j->er[worker];
+
+	for (int t = t0; t < t1; t++) {
+		const float *x = j->x + (size_t)t * j->n;
+		uint8_t *hi = j->out + 2 * (size_t)t * j->stride, *lo = hi + j->stride;
+		j->act(x, hi, j->n);
+		q_q8p_to_float(hi, r, j->n);
+		for (int i = 0; i < j->n; i++)
+			r[i] = x[i] - r[i];
+		j->act(r, lo, j->n);
+	}
+}
+
+/*
+ * OUT = X W^T with X exact to about 16 bits: each token's row is rounded
+ * to q8p (scales per 32 inputs) and what that rounding left over is
+ * rounded again, at a 127th or so of the first scale; the tier's int8
+ * GEMM takes both rows as two tokens and their products are added.  In
+ * chunks of tokens by slices of rows whose products fit the scratch.
+ */
+static void
+mm_exact(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
+	 const struct ltensor *w, int nt, const struct q_kernels *k)
+{
+	size_t rb = Q8P_ROW_BYTES(n);
+	int dd = d < (int)(s->eo_floats / 2) ? d : (int)(s->eo_floats / 2);
+	int chunk = (int)(s->eo_floats / (2 * (size_t)dd));
+
+	if (chunk > s->n_batch)
+		chunk = s->n_batch;
+	for (int t0 = 0; t0 < nt && !pool_stopped(p); t0 += chunk) {
+		int c = nt - t0 < chunk ? nt - t0 : chunk;
+		struct exact_job ej = { x + (size_t)t0 * n, n, c, c, s->ex, rb, k->act_q8p, s->er };
+		if ((size_t)c * n >= 65536) {
+			ej.per = (c + 2 * pool_size(p) - 1) / (2 * pool_size(p));
+			pool_run_tasks(p, exact_task, &ej, (c + ej.per - 1) / ej.per);
+		} else {
+			exact_task(&ej, 0, 0);
+		}
+		for (int r0 = 0; r0 < d && !pool_stopped(p); r0 += dd) {
+			int rows = d - r0 < dd ? d - r0 : dd;
+			const struct q_type_kern *tk = &k->t[w->type];
+			const uint8_t *ws = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
+			/* Few rows of q8p: the tier's GEMV takes them as they are. */
+			if (tk->gemv_act == Q_ACT_Q8P && 2 * c < tk->gemm_min_nt) {
+				struct gemv_job v = { tk->gemv, s->eo, rows, n, 2 * c,
+				    gemv_rows(w->row_bytes, rows, pool_size(p)), ws, w->row_bytes, s->ex, rb };
+				pool_run_tasks(p, gemv_task, &v, (rows + v.rows - 1) / v.rows);
+			} else {
+				struct gemm_job j;
+				memset(&j, 0, sizeof(j));
+				j.a.type = w->type;
+				j.a.w = ws;
+				j.a.w_stride = w->row_bytes;
+				j.a.n = n;
+				j.a.x = s->ex;
+				j.a.x_stride = rb;
+				j.a.nt = 2 * c;
+				j.a.out = s->eo;
+				j.a.ldo = (size_t)rows;
+				j.fn = tk->gemm;
+				j.d = rows;
+				j.rows = k->gemm_rows;
+				j.n_tc = (j.a.nt + MM_GEMM_TOKENS - 1) / MM_GEMM_TOKENS;
+				j.scratch = s->gemm;
+				pool_run_tasks(p, gemm_task, &j, (rows + j.rows - 1) / j.rows * j.n_tc);
+			}
+			if (pool_stopped(p))
+				return;
+			for (int t = 0; t < c; t++) {
+				float *o = out + (size_t)(t0 + t) * d + r0;
+				const float *hi = s->eo + 2 * (size_t)t * rows, *lo = hi + rows;
+				for (int r = 0; r < rows; r++)
+					o[r] = hi[r] + lo[r];
+			}
+		}
+	}
+}
+
+static int
+quantized(enum ggml_type t)
+{
+	return t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16;
+}
+
 void
 mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
 	  const struct ltensor *w, int nt)
@@ -308,8 +467,12 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 	const struct q_type_kern *tk = &k->t[w->type];
 	const struct q_traits *qt = q_traits_get(w->type);
 
+	if (s->exact && quantized(w->type) && tk->gemm && tk->gemm_act == Q_ACT_Q8P && s->n_gemm >= pool_size(p)) {
+		mm_exact(p, s, out, d, x, n, w, nt, k);
+		return;
+	}
 	if (tk->gemm && nt >= tk->gemm_min_nt && s->n_gemm >= pool_size(p) &&
-	    !(tk->gemm_act == Q_ACT_BF16 && n % 2)) {
+	    !(tk->gemm_act == Q_ACT_BF16 && (n % 2 || s->exact))) {
 		struct gemm_job j;
 		memset(&j, 0, sizeof(j));
 		j.a.type = w->type;
@@ -339,8 +502,8 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 		pool_run_tasks(p, gemm_task, &j, (d + j.rows - 1) / j.rows * j.n_tc);
 		return;
 	}
-	if (!tk->gemm && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p)) {
-		float *xr = rounded_act(x, n, nt, k, qt->vec_dot_type);
+	if (!tk->gemm && (nt >= MM_BLAS_MIN_BATCH || (s->exact && quantized(w->type))) && s->n_panels >= pool_size(p)) {
+		float *xr = s->exact ? NULL : rounded_act(x, n, nt, k, qt->vec_dot_type);
 		struct blas_job bj = { p, out, d, n, nt, xr ? xr : x, w, tk->to_float, s };
 		pool_run(p, blas_worker, &bj);
 		free(xr);

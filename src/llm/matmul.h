@@ -34,6 +34,16 @@ struct mm_scratch {
 	size_t panel_bytes;
 	int n_batch;
 	size_t max_in;
+	/* Exact activations (mm_scratch_exact): each token's row as two q8p
+	 * rows, its 8-bit rounding and the rounding of what that left over,
+	 * whose products the GEMM sums; or, on the scalar tier, the floats as
+	 * they are into sgemm.  NULL/0 when off. */
+	int exact;
+	uint8_t *ex;            /* 2 * n_batch q8p rows of max_in */
+	float *eo;              /* products of the two rows, eo_floats of them */
+	size_t eo_floats;
+	float **er;             /* (n_threads) a float row of max_in: the leftover */
+	int n_er;
 };
 
 /* Sizes the scratch for products of up to N_BATCH tokens with rows of up
@@ -41,6 +51,12 @@ struct mm_scratch {
  * of memory; the scratch can then be freed).  Chooses the CPU tier if it
  * is not chosen yet (q_cpu_init). */
 int mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads);
+/* Turns on exact activations for every product of S: quantized weights
+ * then meet activations accurate to about 16 bits instead of llama.cpp's
+ * 8-bit rounding (the type's Q8_0 / Q8_1 / Q8_K), at twice the integer
+ * work.  Allocates the room for it; returns 0 or -1 (out of memory, S
+ * left as it was).  Call after mm_scratch_init, before any product. */
+int mm_scratch_exact(struct mm_scratch *s, int n_threads);
 /* Frees what init allocated; a zeroed scratch is fine. */
 void mm_scratch_free(struct mm_scratch *s);
 

@@ -340,6 +340,8 @@ ctx_new(struct llm_model *m, const struct llm_ctx_params *p, unsigned kv_flags, 
 	c->rope_cs = xcalloc((size_t)(c->n_rope ? c->n_rope : 1) * nb * hp->rope_dim, sizeof(float), &failed);
 	if (!failed && mm_scratch_init(&c->mm, n_batch, maxin, pool_size(c->pool)) < 0)
 		failed = 1;
+	if (!failed && p->exact_act && mm_scratch_exact(&c->mm, pool_size(c->pool)) < 0)
+		failed = 1;
 	if (failed) {
 		snprintf(err, errlen, "out of memory for a context of %d tokens (cache %.1f MiB, checkpoints %.1f MiB)",
 		    n_ctx, kv_cache_bytes(&c->kv) / 1048576.0, kv_snap_bytes(&c->kv) / 1048576.0);

@@ -88,7 +88,7 @@ static const char usage_text[] =
 "           [--rank N] [--lr LR] [--steps N | --epochs N] [--resume CKPT] ...\n"
 "                                  train a LoRA adapter on rated replies (CPU)\n"
 "  bench -m FILE [-p 128,...] [-n 32,...] [-t N] [-r 3] [-b 512] [--kv-type T]\n"
-"         [--json] [--sys]\n"
+"         [--json] [--sys] [--stop]\n"
 "                                  prompt and generation speed, like llama-bench\n"
 "  mkmodel --preset NAME --type TYPE -o FILE [--layers N]\n"
 "                                  write a random-weight GGUF with real shapes\n"

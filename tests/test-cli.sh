@@ -126,6 +126,15 @@ if "$NATTER_BIN" mkmodel --preset qwen2.5-0.5b --type Q8_0 --layers 2 -o "$tmp/q
 		awk -v r="$rss" -v l="$limit" 'BEGIN { exit !(r > 0 && r <= l) }' && ok || bad "peak RSS $rss > $limit"
 	fi
 	"$NATTER_BIN" info -m "$tmp/q.gguf" | grep -q "151936 tokens" && ok || bad "mkmodel vocabulary"
+	# --stop: the prompt test stopped part-way (as Esc), what it took
+	# reported; the stop flag was looked at (a gap was measured).  How
+	# many stops land before the end depends on the machine's speed: only
+	# that the count is 0..2 is checked, and that a stopped session goes on.
+	js=$("$NATTER_BIN" bench -m "$tmp/q.gguf" -p 256 -n 0 -r 2 --stop --json | tail -n 1)
+	echo "$js" | grep -Eq '"stops":[0-2],"stop_mean_ms":[0-9.e+-]+,"stop_max_ms":[0-9.e+-]+,"stop_flag_gap_ms":[0-9.e+-]*[1-9]' &&
+	    ok || bad "bench --stop --json: $js"
+	"$NATTER_BIN" bench -m "$tmp/q.gguf" -p 256 -n 4 -r 2 --stop | grep -Eq "^stop \(as Esc\) during pp256: [0-2] of 2 stopped" &&
+	    ok || bad "bench --stop: no stop line"
 else
 	bad "mkmodel failed"
 fi

@@ -117,6 +117,27 @@ base_name(const char *p)
 	return s ? s + 1 : p;
 }
 
+/*
+ * --stop: the abort callback of a timed stop.  It notes the longest time
+ * between two of its calls, and says stop from AT on (0: never), so that
+ * a stop's latency -- from AT to llm_eval's return -- includes the wait
+ * for the next look at the flag, as Esc's does.
+ */
+struct stopper {
+	double at, last, max_gap;
+};
+
+static int
+stopper_fn(void *arg)
+{
+	struct stopper *s = arg;
+	double now = cli_now();
+	if (s->last > 0 && now - s->last > s->max_gap)
+		s->max_gap = now - s->last;
+	s->last = now;
+	return s->at > 0 && now >= s->at;
+}
+
 int
 cmd_bench(int argc, char **argv)
 {
@@ -131,6 +152,7 @@ cmd_bench(int argc, char **argv)
 		{ "sys", no_argument, NULL, 's' },
 		{ "kv-type", required_argument, NULL, 'k' },
 		{ "exact-act", no_argument, NULL, 'x' },
+		{ "stop", no_argument, NULL, 'S' },
 		{ "batch-size", required_argument, NULL, 'b' },
 		{ "lora", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
@@ -139,7 +161,10 @@ cmd_bench(int argc, char **argv)
 	enum { MAX_LIST = 8 };
 	const char *path = NULL;
 	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
-	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, exact_act = 0, c, rc = 1, n_toks;
+	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, exact_act = 0, stop = 0, c, rc = 1, n_toks;
+	struct stopper st = { 0 };
+	int n_stopped = 0;
+	double stop_sum = 0, stop_max = 0;
 	/* Tokens per batch: a longer prompt is evaluated in batches of this
 	 * many, as llama-bench's n_ubatch (also 512) does (chat sessions:
 	 * 256). */
@@ -195,6 +220,7 @@ cmd_bench(int argc, char **argv)
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
 		case 'x': exact_act = 1; break;
+		case 'S': stop = 1; break;
 		case 'L':
 			if (cli_lora_add(&lora, optarg) < 0) {
 				cli_lora_free(&lora);
@@ -209,13 +235,16 @@ cmd_bench(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-d 0[,4000...]] [-t N] [-r 3] [--json] [--sys]\n"
-			    "       [-b 512] [--kv-type f16|q8_0|f32] [--exact-act] [--lora FILE[:SCALE]]...\n"
+			    "       [-b 512] [--kv-type f16|q8_0|f32] [--exact-act] [--stop] [--lora FILE[:SCALE]]...\n"
 			    "  -b N   tokens per batch (default 512, as llama-bench's n_ubatch): longer prompts\n"
 			    "         are evaluated N tokens at a time\n"
 			    "  -d N   measure every test after N tokens of context (evaluated once, untimed)\n"
 			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
 			    "         kernel tier in use) and show each test as a share of the bound they set\n"
 			    "  --lora measure with LoRA adapters on (repeatable)\n"
+			    "  --stop also stop the longest prompt test at -r points spread over it, as Esc does,\n"
+			    "         and report how long each stop took, and the longest time between two looks\n"
+			    "         at the stop flag\n"
 			    "  --exact-act  quantized products see their activations to about 16 bits, not\n"
 			    "         rounded to 8 as llama.cpp does (natter's default)\n"
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n");
@@ -360,6 +389,34 @@ cmd_bench(int argc, char **argv)
 				}
 				samples[k][r] = (np + ng) / (cli_now() - t0);
 			}
+			/* --stop: the longest prompt test again, stopped at -r
+			 * points spread over its measured time. */
+			if (stop && np == n_prompt && ng == 0 && dp == depth) {
+				double mean, sd;
+				mean_sd(samples[k], reps, &mean, &sd);
+				llm_ctx_set_abort(ctx, stopper_fn, &st);
+				for (int r = 0; r < reps; r++) {
+					int kept = llm_ctx_truncate(ctx, dp);
+					if (kept < dp && llm_eval(ctx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
+						cli_error("bench: %s", err);
+						goto out;
+					}
+					st.last = 0;
+					st.at = cli_now() + np / mean * (r + 0.5) / reps;
+					int e = llm_eval(ctx, toks + dp, np, logits, 0, err, sizeof(err));
+					double took = cli_now() - st.at;
+					if (e == LLM_ESTOPPED) {
+						n_stopped++;
+						stop_sum += took;
+						if (took > stop_max)
+							stop_max = took;
+					} else if (e < 0) {
+						cli_error("bench: %s", err);
+						goto out;
+					}
+				}
+				llm_ctx_set_abort(ctx, NULL, NULL);
+			}
 		}
 	}
 	{
@@ -425,6 +482,12 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddBoolToObject(o, "exact_act", exact_act);
 				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
+				if (stop && np == n_prompt && ng == 0 && d == depth) {
+					cJSON_AddNumberToObject(o, "stops", n_stopped);
+					cJSON_AddNumberToObject(o, "stop_mean_ms", n_stopped ? 1e3 * stop_sum / n_stopped : 0);
+					cJSON_AddNumberToObject(o, "stop_max_ms", 1e3 * stop_max);
+					cJSON_AddNumberToObject(o, "stop_flag_gap_ms", 1e3 * st.max_gap);
+				}
 				if (lora.n) {
 					cJSON *la = cJSON_CreateArray();
 					for (int i = 0; i < lora.n; i++) {
@@ -459,6 +522,10 @@ cmd_bench(int argc, char **argv)
 				putchar('\n');
 			}
 		}
+		if (stop && !json && n_prompt > 0)
+			printf("stop (as Esc) during pp%d: %d of %d stopped, mean %.1f ms, max %.1f ms; longest time between "
+			    "two looks at the stop flag %.1f ms\n", n_prompt, n_stopped, reps,
+			    n_stopped ? 1e3 * stop_sum / n_stopped : 0, 1e3 * stop_max, 1e3 * st.max_gap);
 		if (sys && !json)
 			printf("machine (%d threads, tier %s): memory read %.1f GB/s, float FMA %.0f GFLOP/s, int8 %.0f GOPS; "
 			    "OpenBLAS sgemm %.0f GFLOP/s (n=1024)\n"

@@ -343,6 +343,34 @@ main(void)
 	pool_run_tasks(p, task_fn, j, 1);
 	CHECK(atomic_load(&j->runs[0]) == 1 && atomic_load(&j->by_caller) == 1, "a job of one task runs on the caller");
 
+	/* A machine with no CPU to spare.  With autogroups (the CPU shared by
+	 * session): every task on the caller, the workers asleep.  Without:
+	 * the workers still take tasks (beside busy threads above, jobs
+	 * finish either way). */
+	if (n > 1) {
+		pool_set_contended(p, 1, 1);
+		atomic_store(&j->by_caller, 0);
+		double cpu0 = 0;
+		for (int i = 1; i < n; i++)
+			cpu0 += pool_worker_cpu_seconds(p, i);
+		bad = run_jobs(p, j, 0, 300, 64);
+		double cpu1 = 0;
+		for (int i = 1; i < n; i++)
+			cpu1 += pool_worker_cpu_seconds(p, i);
+		unsigned long all = 0;
+		for (int k = 0; k < 300; k++)
+			all += 1 + (k * 37) % MAX_TASKS;
+		CHECK(bad == 0, "contended: %d tasks wrong", bad);
+		CHECK((unsigned long)atomic_load(&j->by_caller) == all, "contended with autogroups: %d of %lu tasks on the caller",
+		    atomic_load(&j->by_caller), all);
+		printf("contended, autogroups: %lu tasks all on the caller; the workers used %.2f ms of CPU meanwhile\n", all,
+		    (cpu1 - cpu0) * 1e3);
+		int now;
+		pool_contended(p, &now);
+		CHECK(now == 1, "pool_contended: not contended after pool_set_contended");
+		pool_set_contended(p, 0, 1);
+	}
+
 	pool_free(p);
 	test_stop(j, 1);
 	test_stop(j, n);

@@ -53,6 +53,13 @@ int pool_stopped(const struct pool *p);
 void pool_stop_clear(struct pool *p);
 /* Calls made since P was created, skipped ones not counted (tests). */
 unsigned long pool_tasks_run(const struct pool *p);
+/* How many of the caller's periodic checks found the machine with no CPU
+ * to spare (pool.c: then no thread of P spins while it waits); *NOW (if
+ * not NULL) whether the last one did.  The owner (tests). */
+unsigned long pool_contended(const struct pool *p, int *now);
+/* Tests: takes CONTENDED and AUTOGROUP (whether the kernel shares the CPU
+ * by session) as given from now on, instead of reading the machine. */
+void pool_set_contended(struct pool *p, int contended, int autogroup);
 /* CPU time worker I (1 .. size - 1) has used, in seconds, or -1 (tests). */
 double pool_worker_cpu_seconds(const struct pool *p, int i);
 /* The CPUs this process may run on (at least 1). */

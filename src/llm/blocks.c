@@ -235,41 +235,80 @@ blk_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt)
 /* --- feed-forward --- */
 
 static inline float
-silu(float x)
-{
-	return x / (1.0f + expf(-x));
-}
-
-static inline float
 gelu_tanh(float x)
 {
 	return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
 
+/* G = act(gate) * up, token rows [T0, T1): from G and U, or (fused) from
+ * U's rows of [gate | up].  SiLU through the tier's vector helper. */
+struct glu_job {
+	float *g;
+	const float *u;
+	int ff, nt, per, fused, gelu;
+	const struct q_vops *v;
+};
+
+static void
+glu_rows(const struct glu_job *j, int t0, int t1)
+{
+	const int ff = j->ff;
+
+	for (int t = t0; t < t1; t++) {
+		float *o = j->g + (size_t)t * ff;
+		const float *gate = j->fused ? j->u + (size_t)t * 2 * ff : o;
+		const float *up = j->fused ? gate + ff : j->u + (size_t)t * ff;
+		if (j->gelu) {
+			for (int i = 0; i < ff; i++)
+				o[i] = gelu_tanh(gate[i]) * up[i];
+			continue;
+		}
+		if (gate != o)
+			memcpy(o, gate, (size_t)ff * sizeof(float));
+		j->v->silu_mul(ff, o, up);
+	}
+}
+
+static void
+glu_task(void *arg, int task, int worker)
+{
+	const struct glu_job *j = arg;
+	int t0 = task * j->per, t1 = t0 + j->per < j->nt ? t0 + j->per : j->nt;
+	(void)worker;
+	glu_rows(j, t0, t1);
+}
+
 /* OUT = down(act(gate IN) * up IN) over FF hidden units; GATE absent means
- * UP holds gate then up (fused).  EXPERT selects a matrix of a stack. */
+ * UP holds gate then up (fused).  EXPERT selects a matrix of a stack.  The
+ * activation is split among the threads by tokens: a 4096-token batch of
+ * Qwen2.5-0.5B's 4864 units took 80 ms on one thread, between two looks
+ * at the stop flag. */
 static void
 ffn_glu(struct llm_ctx *c, const float *in, float *out, int nt, const struct lweight *gate,
 	const struct lweight *up, const struct lweight *down, int expert, int ff)
 {
-	const int gelu = c->m->hp.ffn_act == LLM_FFN_GELU_TANH;
-	float *g = c->hg, *u = c->hu;
+	struct glu_job j = { c->hg, c->hu, ff, nt, nt, !gate->w.data, c->m->hp.ffn_act == LLM_FFN_GELU_TANH,
+	    q_vops_get() };
 
 	if (gate->w.data) {
-		blk_mm(c, g, in, gate, expert, nt);
-		blk_mm(c, u, in, up, expert, nt);
-		for (size_t i = 0; i < (size_t)nt * ff; i++)
-			g[i] = (gelu ? gelu_tanh(g[i]) : silu(g[i])) * u[i];
+		blk_mm(c, c->hg, in, gate, expert, nt);
+		blk_mm(c, c->hu, in, up, expert, nt);
 	} else {
-		blk_mm(c, u, in, up, expert, nt);   /* (nt, [gate | up]) */
-		for (int t = 0; t < nt; t++) {
-			const float *gu = u + (size_t)t * 2 * ff;
-			float *o = g + (size_t)t * ff;
-			for (int i = 0; i < ff; i++)
-				o[i] = (gelu ? gelu_tanh(gu[i]) : silu(gu[i])) * gu[ff + i];
-		}
+		blk_mm(c, c->hu, in, up, expert, nt);   /* (nt, [gate | up]) */
 	}
-	blk_mm(c, out, g, down, expert, nt);
+	if (pool_stopped(c->pool))
+		return;
+	if ((size_t)nt * ff < 65536) {
+		glu_rows(&j, 0, nt);
+	} else {
+		/* Tasks of about 64K units, at least 4 per thread when there are tokens enough. */
+		int tasks = (int)((size_t)nt * ff / 65536);
+		if (tasks < 4 * pool_size(c->pool))
+			tasks = 4 * pool_size(c->pool);
+		j.per = (nt + tasks - 1) / tasks;
+		pool_run_tasks(c->pool, glu_task, &j, (nt + j.per - 1) / j.per);
+	}
+	blk_mm(c, out, c->hg, down, expert, nt);
 }
 
 void

@@ -96,7 +96,12 @@ on_notice(void *ctx, const char *msg)
 	overflow_notices++;
 }
 
-/* A conversation three times the context keeps answering and keeps its system prompt. */
+/* A conversation three times the context keeps answering and keeps its
+ * system prompt.  When a turn drops the oldest ones, the window moves far
+ * enough that the next turn fits as it is and extends the cache: no two
+ * turns in a row drop messages, and a turn after one that did reuses at
+ * least the previous prompt (the model's replies are valid text, so it
+ * reuses them too). */
 static void
 test_overflow(const char *path)
 {
@@ -104,7 +109,8 @@ test_overflow(const char *path)
 	struct chat *c;
 	struct chat_opts o;
 	char err[512];
-	int total = 0, ok = 1, turns = 0;
+	int total = 0, ok = 1, turns = 0, drop_turns = 0, in_a_row = 0, after = 0, after_bad = 0, whole = 0;
+	int prev_dropped = 0, prev_prompt = 0, prev_used = 0;
 
 	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		CHECK(0, "%s", err);
@@ -115,6 +121,7 @@ test_overflow(const char *path)
 	o.n_threads = 2;
 	o.sp.seed = 3;
 	o.system_prompt = "SYSTEM-PROMPT-KEPT";
+	o.n_ctx = 384;   /* beyond its training (128): room for several turns after an overflow */
 	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
 	chat_set_notice(c, on_notice, NULL);
 	while (total < 3 * chat_ctx_size(c) && turns < 200) {
@@ -131,12 +138,28 @@ test_overflow(const char *path)
 		turns++;
 		if (st.n_ctx_used > st.n_ctx)
 			ok = 0;
+		if (st.n_dropped > 0) {
+			drop_turns++;
+			in_a_row += prev_dropped;
+		} else if (drop_turns > 0) {
+			after++;
+			after_bad += st.n_reused < prev_prompt;
+			whole += st.n_reused == prev_used;
+		}
+		prev_dropped = st.n_dropped > 0;
+		prev_prompt = st.prompt_tokens;
+		prev_used = st.n_ctx_used;
 	}
 	char *r = chat_render(c, err, sizeof(err));
 	printf("overflow: %d turns, %d tokens through a context of %d, %d drop notices, %d messages kept\n",
 	    turns, total, chat_ctx_size(c), overflow_notices, chat_n_messages(c));
 	CHECK(ok && total >= 3 * chat_ctx_size(c), "every turn answered (%d tokens)", total);
 	CHECK(overflow_notices > 0, "the user was told about dropped turns");
+	printf("overflow: %d turns dropped messages, %d right after another; %d of the %d turns after one reused the "
+	    "previous prompt and reply whole, %d not even the prompt\n", drop_turns, in_a_row, whole, after, after_bad);
+	CHECK(drop_turns >= 2 && in_a_row == 0 && after >= 2 && after_bad == 0 && whole >= 1,
+	    "after an overflow the next turns reuse the cache (%d drops, %d in a row, %d after, %d of them reusing "
+	    "less than the previous prompt)", drop_turns, in_a_row, after, after_bad);
 	CHECK(r && strstr(r, "SYSTEM-PROMPT-KEPT"), "the system prompt survives");
 	CHECK(!strcmp(chat_system(c), "SYSTEM-PROMPT-KEPT"), "chat_system unchanged");
 	free(r);

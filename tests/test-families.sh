@@ -81,6 +81,35 @@ set -- $(long_reply tiny-llamamoe-q4_k_m mistralai-Mistral-Nemo-Instruct-2407)
 [ "$1" -eq 300 ] && [ "$2" -gt 0 ] && ok ||
     bad "llamamoe: after a reply of $1 tokens (want 300) a full cache keeps the prompt, yet $2 tokens were reused"
 
+# 1c. Context overflow: ten turns through a context of 256 (about 85
+# tokens a turn).  A turn that drops the oldest turns is evaluated again
+# (a recurrent state from 0, a KV cache from the end of what the prompts
+# share), and the window moves far enough that the next turn extends the
+# cache: every turn that reuses less than the previous prompt (all but its
+# last token, for a recurrent state that goes back to the checkpoint there
+# when the stored reply is not the text evaluated) is one that dropped
+# turns, and at least two turns after an overflow reuse it.
+overflow_reuse() { # MODEL TEMPLATE: prints "DROPS SHORT AFTER"
+	i=0
+	while [ $i -lt 10 ]; do
+		i=$((i + 1))
+		printf 'Tell me about the number %d, please.\n/stats\n' $i
+	done | "$NATTER_BIN" chat -m "$F/models/$1.gguf" --plain ${2:+--chat-template "$F/templates/$2.jinja"} \
+	    -c 256 -n 12 --seed 3 --no-history > "$tmp/overflow.out" 2> "$tmp/overflow.err"
+	awk -v drops="$(grep -c 'dropped the' "$tmp/overflow.err")" '/^prompt:/ { n = $2; sub(/.*\(/, ""); u = $1
+		if (t && u < prev - 1) short++
+		else if (short) after++
+		prev = n + u; t++ }
+		END { print drops, short + 0, after + 0 }' "$tmp/overflow.out"
+}
+for fm in qwen35:tiny-qwen35-q8_0:Qwen-Qwen3 qwen3:tiny-qwen3-q4_k_m:Qwen-Qwen3 llama:tiny-llama-q8_0:; do
+	fam=${fm%%:*}; rest=${fm#*:}
+	set -- $(overflow_reuse "${rest%%:*}" "${rest#*:}")
+	[ "$1" -ge 1 ] && [ "$2" -eq "$1" ] && [ "$3" -ge 2 ] && ok ||
+	    bad "$fam: -c 256: $1 turns dropped messages, $2 reused less than the previous prompt, $3 after an overflow reused it (want as many as dropped, and 2)"
+	echo "$fam: -c 256: $1 turns dropped messages, $2 reused less than the previous prompt, $3 after an overflow reused it"
+done
+
 # 2. The full-screen chat, once per family: a reply streams to the end,
 # then F10 quits with status 0.
 if ! command -v tmux >/dev/null 2>&1; then

@@ -824,11 +824,18 @@ count_drop(void *ctx, const char *msg)
 }
 
 /*
- * A chat in a context of 200 positions on tiny-qwen35-f32: from the fifth
- * turn or so each prompt leaves out the oldest turns.  Such a prompt
- * shares only its first tokens with the cache, and no checkpoint lies
- * that early, so the session goes back to 0 and evaluates the whole
- * prompt -- a KV cache could shift, a recurrent state cannot.  Every
+ * A chat of 12 turns in a context of 256 positions on tiny-qwen35-f32
+ * (about 80 tokens a turn): from the third turn on the prompts overflow
+ * now and then and leave out the oldest turns.  Such a prompt shares only
+ * its first tokens with the cache, and no checkpoint lies that early, so
+ * the session goes back to 0 and evaluates the whole prompt -- a KV cache
+ * could shift, a recurrent state cannot.  But the window then moves far
+ * enough (the prompt takes at most half the context) that the next turn
+ * fits without moving it again and extends the cache: no two turns in a
+ * row drop messages, and a turn after an overflow that drops none reuses
+ * the previous prompt and reply, or goes back to the checkpoint before
+ * that prompt's last token (a reply of random weights is often repaired
+ * UTF-8, which the next prompt does not extend), never to 0.  Every
  * generation reuses what the mirror of the checkpoints says, never more
  * than the common prefix, and its logits equal a fresh evaluation's.
  * Then, below chat: an evaluation that would overflow the context is
@@ -847,6 +854,7 @@ test_overflow(void)
 	struct mirror mi;
 	int32_t prev[256], toks[80];
 	int n_prev = 0, prev_used = 0, extends = 0, drops = 0, drop_turns = 0, from0 = 0;
+	int prev_dropped = 0, in_a_row = 0, after = 0;
 	double kl, d;
 	float *a = NULL, *b = NULL;
 	int nv;
@@ -866,14 +874,14 @@ test_overflow(void)
 	chat_opts_default(&o);
 	o.max_tokens = 8;
 	o.sp.seed = 11;
-	o.n_ctx = 200;
+	o.n_ctx = 256;
 	o.n_threads = 2;
 	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
 	if (!c)
 		goto llm;
 	chat_set_notice(c, count_drop, &drops);
 	printf("turn  prompt  new  reused  common  dropped messages\n");
-	for (int i = 0; i < 10; i++) {
+	for (int i = 0; i < 12; i++) {
 		struct acc ac = { { 0 }, 0 };
 		char msg[64];
 		const int32_t *ids;
@@ -897,7 +905,14 @@ test_overflow(void)
 		if (drops > before) {
 			drop_turns++;
 			from0 += st.n_reused == 0;
+			in_a_row += prev_dropped;
+		} else if (drop_turns > 0) {
+			/* After an overflow: the cache serves the next turn again. */
+			after++;
+			CHECK(st.n_reused > 0 && st.n_reused >= n_prev - 1, "turn %d, after an overflow: %d reused, want the "
+			    "previous prompt (%d) at least", i, st.n_reused, n_prev);
 		}
+		prev_dropped = drops > before;
 		mirror_checkpoint(&mi, n - 1);
 		mi.n_past = st.n_ctx_used;
 		mirror_checkpoint(&mi, st.n_ctx_used);
@@ -913,6 +928,8 @@ test_overflow(void)
 	}
 	CHECK(drop_turns >= 3 && from0 >= 1, "the context overflowed on %d turns (%d evaluated from 0)", drop_turns,
 	    from0);
+	CHECK(in_a_row == 0 && after >= 3, "after an overflow the next turn fits: %d overflows right after another; "
+	    "%d turns after one reused the cache", in_a_row, after);
 
 llm:
 	/* An evaluation past the context is refused and changes nothing. */

@@ -216,22 +216,49 @@ attn_row_from_float(enum ggml_type t, const float *x, void *y, int n)
 	}
 }
 
+/*
+ * Asks for the cache lines of row R + ATTN_PREFETCH_ROWS of a block, into
+ * L2.  A head's rows are a few hundred bytes out of each position's row of
+ * all heads, so the hardware's stream prefetchers (which start over at
+ * every 4 KiB page) see short streams and the conversion waited on
+ * memory.  Measured on one thread (avx512bf16 machine, busy), converting
+ * 4000 positions x 6 layers of two F16 heads of 256 (48 MB), one head at a
+ * time: 4.0-6.1 GB/s without, 7.6-8.0 GB/s with 8 rows ahead into L2
+ * (into L1: 5.4-7.3); whole rows read in order ran at 10 GB/s.
+ */
+#define ATTN_PREFETCH_ROWS 8
+
+static inline void
+prefetch_row(const uint8_t *src, size_t stride, int r, int rows, size_t bytes)
+{
+	if (r + ATTN_PREFETCH_ROWS < rows) {
+		const uint8_t *p = src + (size_t)(r + ATTN_PREFETCH_ROWS) * stride;
+		for (size_t b = 0; b < bytes; b += 64)
+			__builtin_prefetch(p + b, 0, 2);   /* to L2: the block is read once */
+	}
+}
+
 void
 attn_rows_to_float(enum ggml_type t, const void *x, size_t stride, int rows, int n, float *y, int ldy)
 {
 	const uint8_t *src = x;
+	const size_t bytes = attn_row_bytes(t, n);
 
 	switch (t) {
 	case GGML_TYPE_F16: {
 		const struct attn_ops *o = attn_ops_get();
-		for (int r = 0; r < rows; r++)
+		for (int r = 0; r < rows; r++) {
+			prefetch_row(src, stride, r, rows, bytes);
 			o->f16_to_f32((const qhalf *)(src + (size_t)r * stride), y + (size_t)r * ldy, n);
+		}
 		break;
 	}
 	case GGML_TYPE_Q8_0: {
 		q_to_float_fn f = q_traits_get(GGML_TYPE_Q8_0)->to_float_fast;
-		for (int r = 0; r < rows; r++)
+		for (int r = 0; r < rows; r++) {
+			prefetch_row(src, stride, r, rows, bytes);
 			f(src + (size_t)r * stride, y + (size_t)r * ldy, n);
+		}
 		break;
 	}
 	default:

@@ -224,8 +224,8 @@ tokenize_prompt(struct local *c, const char *text, size_t len, struct tok_ids *i
 /* --- the engine's ops --- */
 
 /* Renders and tokenizes; fits when the prompt and room for the reply (a
- * quarter of the context, or MAX_TOKENS when that is less than half) are
- * within the context. */
+ * quarter of the context, or MAX_TOKENS when that is at most half of it:
+ * the session asks for half when it drops turns) are within the context. */
 static int
 local_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int think, char *err, size_t errlen)
 {
@@ -241,7 +241,7 @@ local_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int thi
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	reserve = max_tokens > 0 && max_tokens < n_ctx / 2 ? max_tokens : n_ctx / 4;
+	reserve = max_tokens > 0 && max_tokens <= n_ctx / 2 ? max_tokens : n_ctx / 4;
 	if ((int)c->pend_ids.n + reserve <= n_ctx)
 		return CHAT_FIT_OK;
 	if ((int)c->pend_ids.n + 8 <= n_ctx)

@@ -751,14 +751,23 @@ check_stops(char *const *stops, struct reply *r, size_t *safe)
 /*
  * Has the engine prepare the conversation from message *FIRST on, leaving
  * out the oldest turns (never the system prompt nor the last user message)
- * while the prompt and room for the reply do not fit its context.  *FIRST
- * gets the first message kept; the engine keeps the prompt for its next
- * run.  Changes nothing in C.  Returns 0, or -1 with ERR.
+ * while the prompt and room for the reply do not fit its context.  Once a
+ * turn has to go, turns go until the prompt takes at most half the context
+ * (of an engine that knows its context): a cache, KV or recurrent, cannot
+ * drop its oldest positions, so a prompt without them is evaluated again
+ * from the system prompt on (a recurrent state, from the start).  Moving
+ * the window only as far as this reply needs would leave less room than
+ * one more turn takes, and every later turn would move it again and be
+ * evaluated whole; with half the context free the next turns extend the
+ * cache until it fills again.  *FIRST gets the first message kept; the
+ * engine keeps the prompt for its next run.  Changes nothing in C.
+ * Returns 0, or -1 with ERR.
  */
 static int
 fit_prompt(struct chat *c, int max_tokens, int *first, char *err, size_t errlen)
 {
-	int f = *first;
+	const int half = chat_ctx_size(c) / 2;
+	int f = *first, room = max_tokens;
 
 	for (;;) {
 		int n, rc, last_user = -1;
@@ -767,7 +776,7 @@ fit_prompt(struct chat *c, int max_tokens, int *first, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		rc = c->ops->prepare(c->e, t, n, max_tokens, atomic_load(&c->think), err, errlen);
+		rc = c->ops->prepare(c->e, t, n, room, atomic_load(&c->think), err, errlen);
 		free(t);
 		if (rc < 0)
 			return -1;
@@ -785,6 +794,14 @@ fit_prompt(struct chat *c, int max_tokens, int *first, char *err, size_t errlen)
 			    f + 1 < last_user)
 				k = 2;
 			f += k;
+			if (half > 0)
+				room = half;   /* the window moves: room for the next turns too */
+			continue;
+		}
+		if (room != max_tokens) {
+			/* Only the last message is left: whether it fits with room
+			 * for the reply alone. */
+			room = max_tokens;
 			continue;
 		}
 		if (rc == CHAT_FIT_TIGHT)

@@ -8,8 +8,9 @@
 #   environment: NATTER_BIN (./natter); TIERS (default: every tier available);
 #   TYPES (F16 Q8_0 Q4_0 Q4_K_M); PROMPTS (128,512,4096); GEN (32); REPS (2);
 #   NATTER_BASE, another natter (an older build, say): measured on the same
-#   tests right after each line, with its own default kernels, for ratios
-#   taken within one run.
+#   tests right after each line, for ratios taken within one run, with
+#   NATTER_CPU set to the line's tier (a build without tiers ignores it and
+#   runs its own kernels).
 set -e
 dir=${1:-/tmp/natter-bench}
 threads=${2:-2}
@@ -68,11 +69,11 @@ for tier in $tiers; do
 			# One test per run: an older natter may not take lists.
 			base=""
 			for p in $(echo "$prompts" | tr , ' '); do
-				base="$base$("$NATTER_BASE" bench -m "$f" -t "$threads" -p "$p" -n 0 -r "$reps" --json)
+				base="$base$(NATTER_CPU=$tier "$NATTER_BASE" bench -m "$f" -t "$threads" -p "$p" -n 0 -r "$reps" --json)
 "
 			done
 			for g in $(echo "$gen" | tr , ' '); do
-				base="$base$("$NATTER_BASE" bench -m "$f" -t "$threads" -p 0 -n "$g" -r "$reps" --json)
+				base="$base$(NATTER_CPU=$tier "$NATTER_BASE" bench -m "$f" -t "$threads" -p 0 -n "$g" -r "$reps" --json)
 "
 			done
 			row "  base" "$(echo "$base" | grep avg_ts)"

@@ -174,7 +174,7 @@ expect tiny-qwen35-f32 "layer pattern +RRRF "
 expect tiny-qwen35-f32 "sigmoid output gate per head"
 expect tiny-qwen35-f32 "Gated DeltaNet +2 key heads and 4 value heads of 32, conv kernel 4"
 expect tiny-qwen35-f32 "recurrent state +19.0 KiB per recurrent layer \(conv 3 x 256, 4 x 32 x 32\), 57.0 KiB per session"
-expect tiny-qwen35-f32 "KV cache +1.0 KiB per position \(1 attention layer"
+expect tiny-qwen35-f32 "KV cache +512 B per position \(1 attention layer, f16, the default --kv-type\)"
 expect tiny-qwen35-f32 "NeoX \(i, i\+d/2\) pairs on 16 of 64 dimensions"
 expect tiny-gemma2-f32 "\(13 x SF; F full"
 n=$("$NATTER_BIN" info --architectures | grep -c "^  [a-z0-9]")

@@ -163,7 +163,7 @@ print_layout(const struct llm_model *m, const struct gguf_file *f)
 				st += (l->conv_floats + l->state_floats) * sizeof(float);
 				conv = l->conv_floats;
 			} else {
-				kv += (uint64_t)hp->n_head_kv * (hp->head_dim + hp->head_dim_v) * sizeof(float);
+				kv += (uint64_t)hp->n_head_kv * (hp->head_dim + hp->head_dim_v) * sizeof(uint16_t);
 				n_att++;
 			}
 		}
@@ -180,8 +180,8 @@ print_layout(const struct llm_model *m, const struct gguf_file *f)
 		}
 		if (n_att && (n_rec || n_kind[LLM_LAYER_SLIDING])) {
 			human_bytes(kv, hb, sizeof(hb));
-			printf("  %-22s %s per position (%d attention layer%s, F32)\n", "KV cache", hb, n_att,
-			    n_att > 1 ? "s" : "");
+			printf("  %-22s %s per position (%d attention layer%s, f16, the default --kv-type)\n", "KV cache", hb,
+			    n_att, n_att > 1 ? "s" : "");
 		}
 	}
 	printf("  %-22s %s pairs on %d of %d dimensions", "RoPE", hp->rope_neox ? "NeoX (i, i+d/2)" : "adjacent",

@@ -280,6 +280,15 @@ printf 'Hello\n/stats\n' | env -u NATTER_DB "$NATTER_BIN" chat --plain -n 5 --no
 grep -q "reply: 5 tokens" "$tmp/cfg.out" && ok || bad "-n does not override the config: $(cat "$tmp/cfg.out")"
 printf 'model = %s\nexact_act = on\n' "$M" > "$tmp/config/natter/config"
 echo hi | "$NATTER_BIN" chat --plain --no-history -n 2 > /dev/null 2> "$tmp/err"; check "exact_act = on status" 0 $?
+# Each generation records the cache type and exact activations it was made with.
+echo hi | "$NATTER_BIN" chat --plain --db "$tmp/settings.db" -n 2 --kv-type f32 > /dev/null 2> "$tmp/err"
+printf 'model = %s\n' "$M" > "$tmp/config/natter/config"
+echo hi | "$NATTER_BIN" chat --plain --db "$tmp/settings.db" -n 2 > /dev/null 2>> "$tmp/err"
+echo hi | "$NATTER_BIN" chat --plain --db "$tmp/settings.db" -n 2 --exact-act > /dev/null 2>> "$tmp/err"
+if command -v sqlite3 >/dev/null 2>&1; then
+	check "generations record kv_type and exact_act" "f32:1 f16:0 f16:1" \
+	    "$(sqlite3 "$tmp/settings.db" "SELECT group_concat(kv_type || ':' || exact_act, ' ') FROM (SELECT * FROM generations ORDER BY id)")"
+fi
 printf 'model = %s\nexact_act = maybe\n' "$M" > "$tmp/config/natter/config"
 echo hi | "$NATTER_BIN" chat --plain --no-history > /dev/null 2> "$tmp/err"; check "exact_act = maybe status" 2 $?
 grep -qF "config:2: exact_act: 'maybe' is neither on nor off" "$tmp/err" && ok || bad "bad exact_act: $(cat "$tmp/err")"

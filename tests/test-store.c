@@ -1253,10 +1253,10 @@ test_adapters_and_preferences(void)
 	    "schema 5 has no adapter table");
 	CHECK(query_int(p, "SELECT count(*) FROM sqlite_master WHERE name = 'preferences'") == 0,
 	    "schema 5 has no preferences table");
-	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 5 -> 6: %s", err);
+	CHECK(store_open_version(p, 6, &s, err, sizeof(err)) == 0, "migrate 5 -> 6: %s", err);
 	if (!s)
 		return;
-	CHECK(STORE_SCHEMA_VERSION == 6 && store_schema_version(s) == 6, "at schema 6");
+	CHECK(store_schema_version(s) == 6, "at schema 6");
 	CHECK(query_int(p, "SELECT count(*) FROM generation_adapters") == 0, "old generations have no adapters");
 
 	/* New alternatives of the same reply: with an adapter, with two, without. */
@@ -1355,6 +1355,32 @@ test_adapters_and_preferences(void)
 	    "\"content\":\"bare song\"}]"), "dpo --adapter none: pairs of replies without adapters: %s", out);
 	free(out);
 	CHECK(query_int(p, "SELECT count(*) FROM preferences") == 5, "five preferences stored");
+	store_close(s);
+
+	/* 6 -> 7: the cache type and exact activations of each generation;
+	 * NULL for the earlier ones and for a model whose session is not
+	 * known (remote). */
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 6 -> 7: %s", err);
+	if (!s)
+		return;
+	CHECK(STORE_SCHEMA_VERSION == 7 && store_schema_version(s) == 7, "at schema 7");
+	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE kv_type IS NOT NULL OR exact_act IS NOT NULL") == 0,
+	    "earlier generations: no cache type recorded");
+	g.content = "exact song";
+	g.end = STORE_END_FINISHED;
+	g.kv_type = "q8_0";
+	g.exact_act = 1;
+	int64_t e1 = 0, e2 = 0;
+	CHECK(store_gen_add(s, conv, msg, &g, &e1, NULL) == 0, "with a cache type: %s", store_errmsg(s));
+	g.kv_type = NULL;
+	g.content = "remote song";
+	store_gen_add(s, conv, msg, &g, &e2, NULL);
+	char q[160];
+	snprintf(q, sizeof(q), "SELECT kv_type || ':' || exact_act FROM generations WHERE id = %lld", (long long)e1);
+	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "q8_0:1"), "recorded: %s", t);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM generations WHERE id = %lld AND kv_type IS NULL AND exact_act IS NULL",
+	    (long long)e2);
+	CHECK(query_int(p, q) == 1, "not known: both NULL");
 	store_close(s);
 }
 

@@ -58,6 +58,8 @@ struct chat_engine_info {
 	const char *template_name;   /* "model", a built-in, a file; remote: what renders the prompt (the server) */
 	const char *template_source; /* the template's text; NULL when the engine does not know it */
 	const char *warning;         /* something doubtful in the options, for the front end to show; NULL: none */
+	const char *kv_type;         /* local: the KV cache's type ("f16", "q8_0", "f32"); remote: NULL */
+	int exact_act;               /* local: exact activations (llm_ctx_params.exact_act) */
 };
 
 struct chat_engine_ops {

@@ -14,7 +14,7 @@ struct store;
  * 5: a model is a file (kind 'file', by SHA-256) or a model on a remote
  * server (kind 'remote', by endpoint and model id).
  * 6: the LoRA adapters of each generation; A/B preferences. */
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 enum {
 	STORE_READONLY = 1,      /* never write: reading works on a read-only file or folder; an older
@@ -122,6 +122,8 @@ struct store_gen {
 	double prompt_tps, gen_tps, ttft_ms;
 	const struct store_adapter *adapters;   /* in the order applied; none: the base model alone */
 	int n_adapters;
+	const char *kv_type;           /* the KV cache's type ("f16" ...); NULL: not known (a remote model) */
+	int exact_act;                 /* exact activations (--exact-act); stored only with kv_type */
 };
 
 /* Adds a generation.  MSG_ID 0 creates the assistant message in CONV_ID

@@ -29,6 +29,8 @@ struct local {
 	char tmpl_name[256];
 	char *tmpl_source;           /* the template's text as compiled */
 	char warning[200];           /* "" when none */
+	enum llm_kv_type kv_type;    /* the session's cache type, and */
+	int exact_act;               /* its activations: for the store */
 	char *bos_text, *eos_text;
 	/* The prompt prepared last (prepare), for the next run. */
 	char *pend_text;
@@ -465,6 +467,8 @@ local_info(void *e, struct chat_engine_info *i)
 	i->template_name = c->tmpl_name;
 	i->template_source = c->tmpl_source;
 	i->warning = c->warning[0] ? c->warning : NULL;
+	i->kv_type = llm_kv_type_name(c->kv_type);
+	i->exact_act = c->exact_act;
 }
 
 static const char *
@@ -582,6 +586,8 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 		cp.n_threads = o->n_threads;
 		cp.kv_type = o->kv_type;
 		cp.exact_act = o->exact_act;
+		c->kv_type = cp.kv_type;
+		c->exact_act = cp.exact_act;
 		c->ctx = llm_ctx_new_ex(m, &cp, err, errlen);
 	}
 	if (!c->ctx)

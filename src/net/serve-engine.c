@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "natter/chat-engine.h"
 #include "natter/chat.h"
 #include "natter/chatlog.h"
 #include "natter/llm.h"
@@ -421,6 +422,12 @@ record(struct engine *e, const struct job *j, const char *text, enum store_end e
 	g.content = text;
 	g.end = end;
 	g.model_id = e->store_model;
+	{
+		struct chat_engine_info ei;
+		chat_engine_info(e->chat, &ei);
+		g.kv_type = ei.kv_type;
+		g.exact_act = ei.exact_act;
+	}
 	g.template_name = tmpl;
 	g.template_source = chat_template_source(e->chat);
 	g.prompt_text = chat_prompt_text(e->chat, &plen);

@@ -103,6 +103,12 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 	memset(&g, 0, sizeof(g));
 	g.n_adapters = chatlog_adapters(c, adapters);
 	g.adapters = adapters;
+	{
+		struct chat_engine_info ei;
+		chat_engine_info(c, &ei);
+		g.kv_type = ei.kv_type;
+		g.exact_act = ei.exact_act;
+	}
 	g.content = chat_alt_content(c, i, k);
 	g.reasoning = chat_alt_reasoning(c, i, k);
 	/* Its tokens when they were counted (not a remote server's pieces). */

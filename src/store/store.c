@@ -160,6 +160,11 @@ static const char *const migrations[] = {
 	"  created INTEGER NOT NULL,"
 	"  CHECK (gen_a <> gen_b));"
 	"CREATE INDEX preferences_message ON preferences(message_id);",
+	/* 6 -> 7: the numeric settings of a local model's session that change
+	 * its logits: the KV cache's type and exact activations.  NULL for
+	 * every earlier generation (not recorded) and for remote models. */
+	"ALTER TABLE generations ADD COLUMN kv_type TEXT;"
+	"ALTER TABLE generations ADD COLUMN exact_act INTEGER;",
 };
 
 int
@@ -1129,12 +1134,22 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	}
 	if (template_id(s, g->template_source, &tmpl) < 0)
 		goto fail;
-	st = store_prepare(s, "INSERT INTO generations(message_id, content, chosen, state, stop_reason, temp, top_k, "
+	/* A database kept at an older schema (store_open_version, tests) has
+	 * no columns for the session's settings. */
+	const int settings = store_schema_version(s) >= 7;
+	st = store_prepare(s, settings ?
+	    "INSERT INTO generations(message_id, content, chosen, state, stop_reason, temp, top_k, "
 	    "top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens, "
 	    "n_prompt, n_reused, n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, "
 	    "template_name, template_id, system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, "
-	    "end_reason, reasoning, n_reasoning) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-	    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	    "end_reason, reasoning, n_reasoning, kv_type, exact_act) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+	    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" :
+	    "INSERT INTO generations(message_id, content, chosen, state, stop_reason, temp, top_k, "
+	    "top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens, "
+	    "n_prompt, n_reused, n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, "
+	    "template_name, template_id, system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, "
+	    "end_reason, reasoning, n_reasoning) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+	    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 	if (!st)
 		goto fail;
 	sqlite3_bind_int64(st, k++, msg_id);
@@ -1194,6 +1209,13 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 		sqlite3_bind_int(st, k++, g->n_reasoning);
 	else
 		sqlite3_bind_null(st, k++);
+	if (settings) {
+		bind_text_or_null(st, k++, g->kv_type);
+		if (g->kv_type)
+			sqlite3_bind_int(st, k++, g->exact_act != 0);
+		else
+			sqlite3_bind_null(st, k++);
+	}
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {

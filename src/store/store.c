@@ -1137,19 +1137,17 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	/* A database kept at an older schema (store_open_version, tests) has
 	 * no columns for the session's settings. */
 	const int settings = store_schema_version(s) >= 7;
+#define GEN_COLUMNS "message_id, content, chosen, state, stop_reason, temp, top_k, top_p, min_p, " \
+	"repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens, n_prompt, n_reused, " \
+	"n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, template_name, template_id, " \
+	"system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, end_reason, reasoning, n_reasoning"
+#define GEN_VALUES "?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
+	"?, ?, ?"
 	st = store_prepare(s, settings ?
-	    "INSERT INTO generations(message_id, content, chosen, state, stop_reason, temp, top_k, "
-	    "top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens, "
-	    "n_prompt, n_reused, n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, "
-	    "template_name, template_id, system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, "
-	    "end_reason, reasoning, n_reasoning, kv_type, exact_act) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-	    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" :
-	    "INSERT INTO generations(message_id, content, chosen, state, stop_reason, temp, top_k, "
-	    "top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens, "
-	    "n_prompt, n_reused, n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, "
-	    "template_name, template_id, system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, "
-	    "end_reason, reasoning, n_reasoning) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-	    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	    "INSERT INTO generations(" GEN_COLUMNS ", kv_type, exact_act) VALUES (" GEN_VALUES ", ?, ?)" :
+	    "INSERT INTO generations(" GEN_COLUMNS ") VALUES (" GEN_VALUES ")");
+#undef GEN_COLUMNS
+#undef GEN_VALUES
 	if (!st)
 		goto fail;
 	sqlite3_bind_int64(st, k++, msg_id);

@@ -25,6 +25,26 @@ act_row_max(size_t n)
 	return (m + 63) & ~(size_t)63;
 }
 
+/* Each thread's panel of dequantized weights for the scalar tier's sgemm
+ * (at least 16 rows of S->max_in).  -1: out of memory (mm_scratch_free
+ * frees what was had). */
+static int
+panels_alloc(struct mm_scratch *s, int n_threads)
+{
+	size_t bytes = MM_PANEL_BYTES;
+	if (bytes < s->max_in * 16 * sizeof(float))
+		bytes = s->max_in * 16 * sizeof(float);
+	s->panel = calloc(n_threads, sizeof(*s->panel));
+	if (!s->panel)
+		return -1;
+	s->n_panels = n_threads;
+	s->panel_bytes = bytes;
+	for (int i = 0; i < n_threads; i++)
+		if (!(s->panel[i] = malloc(bytes)))
+			return -1;
+	return 0;
+}
+
 int
 mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads)
 {
@@ -61,19 +81,7 @@ mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads)
 				return -1;
 		}
 	} else if (n_batch >= MM_BLAS_MIN_BATCH) {
-		size_t bytes = MM_PANEL_BYTES;
-		if (bytes < max_in * 16 * sizeof(float))
-			bytes = max_in * 16 * sizeof(float);   /* at least 16 rows */
-		s->panel = calloc(n_threads, sizeof(*s->panel));
-		if (!s->panel)
-			return -1;
-		s->n_panels = n_threads;
-		for (int i = 0; i < n_threads; i++) {
-			s->panel[i] = malloc(bytes);
-			if (!s->panel[i])
-				return -1;
-		}
-		s->panel_bytes = bytes;
+		return panels_alloc(s, n_threads);
 	}
 	return 0;
 }
@@ -85,49 +93,20 @@ mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads)
 int
 mm_scratch_exact(struct mm_scratch *s, int n_threads)
 {
-	const struct q_kernels *k = q_kern();
-	size_t rb = Q8P_ROW_BYTES(s->max_in);
-	struct mm_scratch t = *s;
-
-	t.exact = 1;
-	t.ex = aligned_alloc(64, 2 * (size_t)s->n_batch * rb);
-	t.eo_floats = MM_EXACT_OUT_FLOATS;
-	t.eo = malloc(t.eo_floats * sizeof(float));
-	t.er = calloc(n_threads, sizeof(*t.er));
-	int failed = !t.ex || !t.eo || !t.er;
-	for (int i = 0; !failed && i < n_threads; i++) {
-		t.er[i] = malloc(s->max_in * sizeof(float));
-		failed = !t.er[i];
-		t.n_er = i + 1;
-	}
-	/* The scalar tier's exact products all go through sgemm. */
-	if (!failed && !k->gemm_scratch && !s->panel) {
-		size_t bytes = MM_PANEL_BYTES;
-		if (bytes < s->max_in * 16 * sizeof(float))
-			bytes = s->max_in * 16 * sizeof(float);
-		t.panel = calloc(n_threads, sizeof(*t.panel));
-		failed = !t.panel;
-		for (int i = 0; !failed && i < n_threads; i++) {
-			t.panel[i] = malloc(bytes);
-			failed = !t.panel[i];
-			t.n_panels = i + 1;
-		}
-		t.panel_bytes = bytes;
-	}
-	if (failed) {
-		free(t.ex);
-		free(t.eo);
-		for (int i = 0; i < t.n_er; i++)
-			free(t.er[i]);
-		free(t.er);
-		if (t.panel != s->panel) {
-			for (int i = 0; i < t.n_panels; i++)
-				free(t.panel[i]);
-			free(t.panel);
-		}
+	s->exact = 1;
+	s->ex = aligned_alloc(64, 2 * (size_t)s->n_batch * Q8P_ROW_BYTES(s->max_in));
+	s->eo_floats = MM_EXACT_OUT_FLOATS;
+	s->eo = malloc(s->eo_floats * sizeof(float));
+	s->er = calloc(n_threads, sizeof(*s->er));
+	if (!s->ex || !s->eo || !s->er)
 		return -1;
-	}
-	*s = t;
+	s->n_er = n_threads;
+	for (int i = 0; i < n_threads; i++)
+		if (!(s->er[i] = malloc(s->max_in * sizeof(float))))
+			return -1;
+	/* The scalar tier's exact products all go through sgemm. */
+	if (!q_kern()->gemm_scratch && !s->panel)
+		return panels_alloc(s, n_threads);
 	return 0;
 }
 
@@ -281,6 +260,33 @@ gemm_task(void *arg, int task, int worker)
 	j->fn(&a, r0, r1, j->scratch[worker]);
 }
 
+/* OUT (NT, D) = the tier's GEMM of W (D rows of type TYPE, W_STRIDE
+ * bytes apart, N inputs) with X (NT rows in the kernel's format, X_STRIDE
+ * apart), in tasks of row chunks by token chunks. */
+static void
+gemm_run(struct pool *p, struct mm_scratch *s, const struct q_kernels *k, enum ggml_type type, const void *w,
+	 size_t w_stride, int d, int n, const uint8_t *x, size_t x_stride, int nt, float *out)
+{
+	struct gemm_job j;
+
+	memset(&j, 0, sizeof(j));
+	j.a.type = type;
+	j.a.w = w;
+	j.a.w_stride = w_stride;
+	j.a.n = n;
+	j.a.x = x;
+	j.a.x_stride = x_stride;
+	j.a.nt = nt;
+	j.a.out = out;
+	j.a.ldo = (size_t)d;
+	j.fn = k->t[type].gemm;
+	j.d = d;
+	j.rows = k->gemm_rows;
+	j.n_tc = (nt + MM_GEMM_TOKENS - 1) / MM_GEMM_TOKENS;
+	j.scratch = s->gemm;
+	pool_run_tasks(p, gemm_task, &j, (d + j.rows - 1) / j.rows * j.n_tc);
+}
+
 /* --- GEMV: chunks of rows, all tokens a few at a time --- */
 
 struct gemv_job {
@@ -423,23 +429,7 @@ mm_exact(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x
 				    gemv_rows(w->row_bytes, rows, pool_size(p)), ws, w->row_bytes, s->ex, rb };
 				pool_run_tasks(p, gemv_task, &v, (rows + v.rows - 1) / v.rows);
 			} else {
-				struct gemm_job j;
-				memset(&j, 0, sizeof(j));
-				j.a.type = w->type;
-				j.a.w = ws;
-				j.a.w_stride = w->row_bytes;
-				j.a.n = n;
-				j.a.x = s->ex;
-				j.a.x_stride = rb;
-				j.a.nt = 2 * c;
-				j.a.out = s->eo;
-				j.a.ldo = (size_t)rows;
-				j.fn = tk->gemm;
-				j.d = rows;
-				j.rows = k->gemm_rows;
-				j.n_tc = (j.a.nt + MM_GEMM_TOKENS - 1) / MM_GEMM_TOKENS;
-				j.scratch = s->gemm;
-				pool_run_tasks(p, gemm_task, &j, (rows + j.rows - 1) / j.rows * j.n_tc);
+				gemm_run(p, s, k, w->type, ws, w->row_bytes, rows, n, s->ex, rb, 2 * c, s->eo);
 			}
 			if (pool_stopped(p))
 				return;
@@ -473,33 +463,18 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 	}
 	if (tk->gemm && nt >= tk->gemm_min_nt && s->n_gemm >= pool_size(p) &&
 	    !(tk->gemm_act == Q_ACT_BF16 && (n % 2 || s->exact))) {
-		struct gemm_job j;
-		memset(&j, 0, sizeof(j));
-		j.a.type = w->type;
-		j.a.w = w->data;
-		j.a.w_stride = w->row_bytes;
-		j.a.n = n;
-		j.a.nt = nt;
-		j.a.out = out;
-		j.a.ldo = (size_t)d;
-		if (tk->gemm_act == Q_ACT_F32) {
-			j.a.x = (const uint8_t *)x;
-			j.a.x_stride = (size_t)n * sizeof(float);
-		} else {
+		const uint8_t *xa = (const uint8_t *)x;
+		size_t xs = (size_t)n * sizeof(float);
+		if (tk->gemm_act != Q_ACT_F32) {
 			struct act_job aj = { x, n, nt, 0, s->xq, q_act_row_bytes(tk->gemm_act, w->type, n), NULL,
 			    tk->gemm_act == Q_ACT_BF16 ? k->act_bf16 : k->act_q8p, GGML_TYPE_F32, NULL };
 			if (tk->gemm_act == Q_ACT_Q8P)
 				q8p_via(&aj, k, qt->vec_dot_type);
 			act_convert(p, &aj);
-			j.a.x = s->xq;
-			j.a.x_stride = aj.stride;
+			xa = s->xq;
+			xs = aj.stride;
 		}
-		j.fn = tk->gemm;
-		j.d = d;
-		j.rows = k->gemm_rows;
-		j.n_tc = (nt + MM_GEMM_TOKENS - 1) / MM_GEMM_TOKENS;
-		j.scratch = s->gemm;
-		pool_run_tasks(p, gemm_task, &j, (d + j.rows - 1) / j.rows * j.n_tc);
+		gemm_run(p, s, k, w->type, w->data, w->row_bytes, d, n, xa, xs, nt, out);
 		return;
 	}
 	if (!tk->gemm && (nt >= MM_BLAS_MIN_BATCH || (s->exact && quantized(w->type))) && s->n_panels >= pool_size(p)) {

@@ -54,8 +54,9 @@ int mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_thre
 /* Turns on exact activations for every product of S: quantized weights
  * then meet activations accurate to about 16 bits instead of llama.cpp's
  * 8-bit rounding (the type's Q8_0 / Q8_1 / Q8_K), at twice the integer
- * work.  Allocates the room for it; returns 0 or -1 (out of memory, S
- * left as it was).  Call after mm_scratch_init, before any product. */
+ * work.  Allocates the room for it; returns 0 or -1 (out of memory; the
+ * scratch can then be freed).  Call after mm_scratch_init, before any
+ * product. */
 int mm_scratch_exact(struct mm_scratch *s, int n_threads);
 /* Frees what init allocated; a zeroed scratch is fine. */
 void mm_scratch_free(struct mm_scratch *s);

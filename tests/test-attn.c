@@ -160,6 +160,7 @@ test_ops(void)
 	enum { N = 300, R = 7, NK = 37, HD = 72 };
 	static float x[N], y0[N], y1[N], q[R * HD], k[NK * 80], s0[R * 40], s1[R * 40], v[NK * 80], o0[R * 80],
 	    o1[R * 80];
+	static qhalf kh[NK * 80], vh[NK * 80];
 	const struct attn_ops *ref;
 
 	attn_tier_set(0);
@@ -169,12 +170,14 @@ test_ops(void)
 	for (int i = 0; i < R * HD; i++)
 		q[i] = frand();
 	for (int i = 0; i < NK * 80; i++) {
-		k[i] = frand();
-		v[i] = frand();
+		kh[i] = q_f32_to_f16(frand());
+		vh[i] = q_f32_to_f16(frand());
+		k[i] = q_f16_to_f32(kh[i]);   /* the same values as floats */
+		v[i] = q_f16_to_f32(vh[i]);
 	}
 	for (int t = 1; t < attn_tier_count(); t++) {
 		const char *name = attn_tier_name(t);
-		double w_max = 0, w_exp = 0, w_sum = 0, w_scale = 0, w_qk = 0, w_pv = 0;
+		double w_max = 0, w_exp = 0, w_sum = 0, w_scale = 0, w_qk = 0, w_pv = 0, w_qkh = 0, w_pvh = 0;
 		if (attn_tier_set(t) < 0) {
 			SKIP_CPU_TIER(name);
 			continue;
@@ -213,17 +216,38 @@ test_ops(void)
 					ref->pv(s0, 40, r, v, 80, nk, hd, o0, 80);
 					o->pv(s0, 40, r, v, 80, nk, hd, o1, 80);
 					w_pv = fmax(w_pv, rel_diff(o1, o0, sizeof(o0) / sizeof(o0[0])));
+					/* The binary16 forms against the float ones on the
+					 * same values (and nothing else written). */
+					memset(s1, 0, sizeof(s1));
+					o->qk_h(q, r, hd, kh, 80, nk, s1, 40);
+					w_qkh = fmax(w_qkh, rel_diff(s1, s0, sizeof(s0) / sizeof(s0[0])));
+					for (int i = 0; i < R * 80; i++)
+						o1[i] = (float)i / 100;
+					o->pv_h(s0, 40, r, vh, 80, nk, hd, o1, 80);
+					w_pvh = fmax(w_pvh, rel_diff(o1, o0, sizeof(o0) / sizeof(o0[0])));
+					if (t == 1) {   /* the scalar tier's own, once */
+						memset(s1, 0, sizeof(s1));
+						ref->qk_h(q, r, hd, kh, 80, nk, s1, 40);
+						w_qkh = fmax(w_qkh, rel_diff(s1, s0, sizeof(s0) / sizeof(s0[0])));
+						for (int i = 0; i < R * 80; i++)
+							o1[i] = (float)i / 100;
+						ref->pv_h(s0, 40, r, vh, 80, nk, hd, o1, 80);
+						w_pvh = fmax(w_pvh, rel_diff(o1, o0, sizeof(o0) / sizeof(o0[0])));
+					}
 				}
 			}
 		}
-		printf("tier %s against scalar: max %s, exp %.1e (sum %.1e), scale %.1e, qk %.1e, pv %.1e\n", name,
-		    w_max ? "differs" : "equal", w_exp, w_sum, w_scale, w_qk, w_pv);
+		printf("tier %s against scalar: max %s, exp %.1e (sum %.1e), scale %.1e, qk %.1e, pv %.1e, "
+		    "binary16 qk %.1e, pv %.1e\n", name, w_max ? "differs" : "equal", w_exp, w_sum, w_scale, w_qk, w_pv,
+		    w_qkh, w_pvh);
 		CHECK(w_max == 0, "%s: max differs from the scalar tier", name);
 		CHECK(w_exp <= 1e-6 && w_sum <= 1e-6, "%s: exp %.3g, sum %.3g from the scalar tier's (bound 1e-6)", name,
 		    w_exp, w_sum);
 		CHECK(w_scale == 0, "%s: scale differs from the scalar tier (%.3g)", name, w_scale);
 		CHECK(w_qk <= 1e-5 && w_pv <= 1e-5, "%s: qk %.3g, pv %.3g from the scalar tier's (bound 1e-5)", name, w_qk,
 		    w_pv);
+		CHECK(w_qkh <= 1e-5 && w_pvh <= 1e-5, "%s: binary16 qk %.3g, pv %.3g from the scalar float ones (bound 1e-5)",
+		    name, w_qkh, w_pvh);
 	}
 	attn_tier_set(-1);
 }
@@ -283,6 +307,8 @@ static const struct acase {
 	{ 2, 4, 64, 64, 130, 0, 8, 300, 1 },       /* a window wider than a block of keys */
 	{ 1, 8, 96, 96, 0, 50.0f, 16, 200, 0 },
 	{ 2, 1, 36, 20, 0, 0, 8, 150, 1 },         /* lengths off the vector widths (not q8_0) */
+	{ 4, 2, 256, 256, 0, 0, 4, 300, 2 },       /* heads of 256 (Qwen3.5): a task of every KV
+	                                              head reads keys 32 at a time */
 };
 #define ODD_CASE 8
 

@@ -229,7 +229,114 @@ pv(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, float
 	}
 }
 
-static const struct attn_ops ops = { "avx2", f16_to_f32, f32_to_f16, vmax, vexp_sum, vscale, qk, pv };
+/* Eight halves from X as floats. */
+static inline __m256
+half8(const qhalf *x)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x));
+}
+
+/* As attn-avx512.c's: rows of Q four at a time against keys two at a
+ * time, eight sums in registers; rows past R repeat row 0, not written. */
+static void
+qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds)
+{
+	const int nf = n - n % 8;
+
+	for (int i0 = 0; i0 < r; i0 += 4) {
+		const int ri = r - i0 < 4 ? r - i0 : 4;
+		const float *q0 = q + (size_t)i0 * n;
+		const float *q1 = ri > 1 ? q0 + n : q0, *q2 = ri > 2 ? q0 + 2 * (size_t)n : q0;
+		const float *q3 = ri > 3 ? q0 + 3 * (size_t)n : q0;
+		const float *qr[4] = { q0, q1, q2, q3 };
+		for (int j = 0; j < nk; j += 2) {
+			const qhalf *k0 = k + (size_t)j * ldk, *k1 = j + 1 < nk ? k0 + ldk : k0;
+			__m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
+			    a31 = a00;
+			float t0[4], t1[4];
+			for (int c = 0; c < nf; c += 8) {
+				const __m256 x0 = half8(k0 + c), x1 = half8(k1 + c);
+				__m256 y = _mm256_loadu_ps(q0 + c);
+				a00 = _mm256_fmadd_ps(y, x0, a00);
+				a01 = _mm256_fmadd_ps(y, x1, a01);
+				y = _mm256_loadu_ps(q1 + c);
+				a10 = _mm256_fmadd_ps(y, x0, a10);
+				a11 = _mm256_fmadd_ps(y, x1, a11);
+				y = _mm256_loadu_ps(q2 + c);
+				a20 = _mm256_fmadd_ps(y, x0, a20);
+				a21 = _mm256_fmadd_ps(y, x1, a21);
+				y = _mm256_loadu_ps(q3 + c);
+				a30 = _mm256_fmadd_ps(y, x0, a30);
+				a31 = _mm256_fmadd_ps(y, x1, a31);
+			}
+			sum4(a00, a10, a20, a30, t0);
+			sum4(a01, a11, a21, a31, t1);
+			for (int c = nf; c < n; c++) {
+				const float h0 = _cvtsh_ss(k0[c]), h1 = _cvtsh_ss(k1[c]);
+				for (int i = 0; i < 4; i++) {
+					t0[i] += qr[i][c] * h0;
+					t1[i] += qr[i][c] * h1;
+				}
+			}
+			for (int i = 0; i < ri; i++) {
+				s[(size_t)(i0 + i) * lds + j] = t0[i];
+				if (j + 1 < nk)
+					s[(size_t)(i0 + i) * lds + j + 1] = t1[i];
+			}
+		}
+	}
+}
+
+/* As attn-avx512.c's, keys two at a time: each key's row converted eight
+ * halves at a time and added, times each row's weight, into the rows of
+ * O; the values are read once, in order. */
+static void
+pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo)
+{
+	const int nf = n - n % 8;
+
+	for (int i0 = 0; i0 < r; i0 += 4) {
+		const int ri = r - i0 < 4 ? r - i0 : 4;
+		int j = 0;
+		for (; j + 2 <= nk; j += 2) {
+			const qhalf *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv;
+			__m256 b[4][2];
+			for (int i = 0; i < ri; i++)
+				for (int u = 0; u < 2; u++)
+					b[i][u] = _mm256_set1_ps(p[(size_t)(i0 + i) * ldp + j + u]);
+			for (int c = 0; c < nf; c += 8) {
+				const __m256 x0 = half8(v0 + c), x1 = half8(v1 + c);
+				for (int i = 0; i < ri; i++) {
+					float *oi = o + (size_t)(i0 + i) * ldo + c;
+					_mm256_storeu_ps(oi, _mm256_fmadd_ps(b[i][1], x1, _mm256_fmadd_ps(b[i][0], x0, _mm256_loadu_ps(oi))));
+				}
+			}
+			for (int c = nf; c < n; c++) {
+				const float h0 = _cvtsh_ss(v0[c]), h1 = _cvtsh_ss(v1[c]);
+				for (int i = 0; i < ri; i++) {
+					const float *pi = p + (size_t)(i0 + i) * ldp + j;
+					float *oi = o + (size_t)(i0 + i) * ldo + c;
+					*oi = *oi + pi[0] * h0 + pi[1] * h1;
+				}
+			}
+		}
+		for (; j < nk; j++) {
+			const qhalf *vj = v + (size_t)j * ldv;
+			for (int i = 0; i < ri; i++) {
+				const float w = p[(size_t)(i0 + i) * ldp + j];
+				const __m256 bb = _mm256_set1_ps(w);
+				float *oi = o + (size_t)(i0 + i) * ldo;
+				int c = 0;
+				for (; c < nf; c += 8)
+					_mm256_storeu_ps(oi + c, _mm256_fmadd_ps(bb, half8(vj + c), _mm256_loadu_ps(oi + c)));
+				for (; c < n; c++)
+					oi[c] += w * _cvtsh_ss(vj[c]);
+			}
+		}
+	}
+}
+
+static const struct attn_ops ops = { "avx2", f16_to_f32, f32_to_f16, vmax, vexp_sum, vscale, qk, pv, qk_h, pv_h };
 
 const struct attn_ops *
 attn_avx2_ops(void)

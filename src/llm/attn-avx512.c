@@ -212,7 +212,120 @@ pv(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, float
 	}
 }
 
-static const struct attn_ops ops = { "avx512", f16_to_f32, f32_to_f16, vmax, vexp_sum, vscale, qk, pv };
+/* Sixteen halves from X (the first N under a mask) as floats. */
+static inline __m512
+half16(const qhalf *x, __mmask16 m, int whole)
+{
+	return _mm512_cvtph_ps(whole ? _mm256_loadu_si256((const __m256i *)x) : _mm256_maskz_loadu_epi16(m, x));
+}
+
+/* Rows of Q four at a time against keys two at a time: eight sums in
+ * registers, each key's halves converted once per four rows; rows past R
+ * repeat row 0 and are not written. */
+static void
+qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds)
+{
+	const __mmask16 tail = lanes(n % 16);
+	const int nf = n - n % 16;
+
+	for (int i0 = 0; i0 < r; i0 += 4) {
+		const int ri = r - i0 < 4 ? r - i0 : 4;
+		const float *q0 = q + (size_t)i0 * n;
+		const float *q1 = ri > 1 ? q0 + n : q0, *q2 = ri > 2 ? q0 + 2 * (size_t)n : q0;
+		const float *q3 = ri > 3 ? q0 + 3 * (size_t)n : q0;
+		for (int j = 0; j < nk; j += 2) {
+			const qhalf *k0 = k + (size_t)j * ldk, *k1 = j + 1 < nk ? k0 + ldk : k0;
+			__m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
+			    a31 = a00;
+			float t0[4], t1[4];
+			for (int c = 0; c <= nf; c += 16) {
+				if (c == nf && !tail)
+					break;
+				const int whole = c < nf;
+				const __m512 x0 = half16(k0 + c, tail, whole), x1 = half16(k1 + c, tail, whole);
+				__m512 y = whole ? _mm512_loadu_ps(q0 + c) : _mm512_maskz_loadu_ps(tail, q0 + c);
+				a00 = _mm512_fmadd_ps(y, x0, a00);
+				a01 = _mm512_fmadd_ps(y, x1, a01);
+				y = whole ? _mm512_loadu_ps(q1 + c) : _mm512_maskz_loadu_ps(tail, q1 + c);
+				a10 = _mm512_fmadd_ps(y, x0, a10);
+				a11 = _mm512_fmadd_ps(y, x1, a11);
+				y = whole ? _mm512_loadu_ps(q2 + c) : _mm512_maskz_loadu_ps(tail, q2 + c);
+				a20 = _mm512_fmadd_ps(y, x0, a20);
+				a21 = _mm512_fmadd_ps(y, x1, a21);
+				y = whole ? _mm512_loadu_ps(q3 + c) : _mm512_maskz_loadu_ps(tail, q3 + c);
+				a30 = _mm512_fmadd_ps(y, x0, a30);
+				a31 = _mm512_fmadd_ps(y, x1, a31);
+			}
+			sum4(a00, a10, a20, a30, t0);
+			sum4(a01, a11, a21, a31, t1);
+			for (int i = 0; i < ri; i++) {
+				s[(size_t)(i0 + i) * lds + j] = t0[i];
+				if (j + 1 < nk)
+					s[(size_t)(i0 + i) * lds + j + 1] = t1[i];
+			}
+		}
+	}
+}
+
+/* Keys four at a time, each key's row converted sixteen halves at a time
+ * and added, times each row's weight, into the rows of O (which stay in
+ * the L1 cache): the values are read once, in order. */
+static void
+pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo)
+{
+	const __mmask16 tail = lanes(n % 16);
+	const int nf = n - n % 16;
+
+	for (int i0 = 0; i0 < r; i0 += 4) {
+		const int ri = r - i0 < 4 ? r - i0 : 4;
+		int j = 0;
+		for (; j + 4 <= nk; j += 4) {
+			const qhalf *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv, *v2 = v1 + ldv, *v3 = v2 + ldv;
+			__m512 b[4][4];
+			for (int i = 0; i < ri; i++)
+				for (int u = 0; u < 4; u++)
+					b[i][u] = _mm512_set1_ps(p[(size_t)(i0 + i) * ldp + j + u]);
+			for (int c = 0; c <= nf; c += 16) {
+				if (c == nf && !tail)
+					break;
+				const int whole = c < nf;
+				const __m512 x0 = half16(v0 + c, tail, whole), x1 = half16(v1 + c, tail, whole);
+				const __m512 x2 = half16(v2 + c, tail, whole), x3 = half16(v3 + c, tail, whole);
+				for (int i = 0; i < ri; i++) {
+					float *oi = o + (size_t)(i0 + i) * ldo + c;
+					__m512 a = whole ? _mm512_loadu_ps(oi) : _mm512_maskz_loadu_ps(tail, oi);
+					a = _mm512_fmadd_ps(b[i][0], x0, a);
+					a = _mm512_fmadd_ps(b[i][1], x1, a);
+					a = _mm512_fmadd_ps(b[i][2], x2, a);
+					a = _mm512_fmadd_ps(b[i][3], x3, a);
+					if (whole)
+						_mm512_storeu_ps(oi, a);
+					else
+						_mm512_mask_storeu_ps(oi, tail, a);
+				}
+			}
+		}
+		for (; j < nk; j++) {
+			const qhalf *vj = v + (size_t)j * ldv;
+			for (int c = 0; c <= nf; c += 16) {
+				if (c == nf && !tail)
+					break;
+				const int whole = c < nf;
+				const __m512 x = half16(vj + c, tail, whole);
+				for (int i = 0; i < ri; i++) {
+					float *oi = o + (size_t)(i0 + i) * ldo + c;
+					const __m512 bb = _mm512_set1_ps(p[(size_t)(i0 + i) * ldp + j]);
+					if (whole)
+						_mm512_storeu_ps(oi, _mm512_fmadd_ps(bb, x, _mm512_loadu_ps(oi)));
+					else
+						_mm512_mask_storeu_ps(oi, tail, _mm512_fmadd_ps(bb, x, _mm512_maskz_loadu_ps(tail, oi)));
+				}
+			}
+		}
+	}
+}
+
+static const struct attn_ops ops = { "avx512", f16_to_f32, f32_to_f16, vmax, vexp_sum, vscale, qk, pv, qk_h, pv_h };
 
 const struct attn_ops *
 attn_avx512_ops(void)

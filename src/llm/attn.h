@@ -33,6 +33,11 @@ struct attn_ops {
 	void (*qk)(const float *q, int r, int n, const float *k, int ldk, int nk, float *s, int lds);
 	/* O (R rows of LDO) += P (R rows of LDP) V, V: NK rows of N (LDV). */
 	void (*pv)(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, float *o, int ldo);
+	/* qk and pv with K and V binary16 rows straight from the cache (LDK,
+	 * LDV in elements), for a few rows of queries: each key is read once,
+	 * in order, and never written out as floats. */
+	void (*qk_h)(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds);
+	void (*pv_h)(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo);
 };
 
 /* The tiers, best last: "scalar", "avx2" (AVX2 F16C FMA), "avx512"
@@ -84,7 +89,9 @@ struct attn_scratch {
 	int n_threads;
 	int rows;                   /* query rows (tokens x heads of a group) per task, at most */
 	int bk;                     /* keys per block */
+	int bk_all;                 /* keys per block when a task takes every KV head */
 	int head_dim, head_dim_v;
+	size_t kf_floats, vf_floats;   /* of a block of keys and of values as floats */
 	size_t per_thread;          /* floats of BUF per thread */
 	float *buf;                 /* (n_threads, per_thread) */
 	int n_slots;                /* partial results that fit */

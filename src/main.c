@@ -74,7 +74,8 @@ static const char usage_text[] =
 "                                  or what a server offers (GET /v1/models)\n"
 "  info -m FILE [--kv] [--tensors] architecture, hyperparameters, layers, tokenizer, tensors\n"
 "  info --architectures            the architectures natter runs\n"
-"  info --cpu                      the kernel tiers: which this CPU has, which is used\n"
+"  info --cpu                      the kernel tiers: which this CPU has, which is used;\n"
+"                                  how float weights' batches run (tiles or OpenBLAS)\n"
 "  tokenize -m FILE [--no-bos] [--special] [--pieces] (TEXT | -f FILE)\n"
 "                                  print the token ids of TEXT\n"
 "  eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N] [--kv-type T]\n"
@@ -242,6 +243,10 @@ main(int argc, char **argv)
 		char err[256];
 		if (getenv("NATTER_CPU") && q_cpu_init(err, sizeof(err)) < 0 &&
 		    !(argc > 2 && strcmp(argv[1], "info") == 0 && strcmp(argv[2], "--cpu") == 0)) {
+			fprintf(stderr, "natter: %s\n", err);
+			return 2;
+		}
+		if (q_float_gemm_init(err, sizeof(err)) < 0) {
 			fprintf(stderr, "natter: %s\n", err);
 			return 2;
 		}

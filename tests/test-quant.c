@@ -432,7 +432,7 @@ test_matmul(void)
 	    { 9, 288, 1 }, { 9, 288, 2 }, { 5, 1312, 1 }, { 3, 96, 5 },
 	    { 9, 256, 800 } };   /* two GEMM token chunks (matmul.c MM_GEMM_TOKENS), the second short */
 	struct pool *p = pool_new(2);
-	int bad_total = 0, cases = 0;
+	int bad_total = 0, cases = 0, forced_blas = 0;
 
 	CHECK(p != NULL, "pool_new");
 	if (!p)
@@ -466,7 +466,26 @@ test_matmul(void)
 			}
 			if (ex && i % 2)
 				s.eo_floats = 50;
+			/* Float weights' batches: as measured (auto), then each way
+			 * forced, each within the bound and through the way forced
+			 * (on tiers with tiles; the scalar tier has only OpenBLAS). */
+			const int ways = !ex && nt >= MM_BLAS_MIN_BATCH &&
+			    (t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_BF16) ? 3 : 1;
+			for (int way = 0; way < ways; way++) {
+			const unsigned long blas0 = mm_blas_products();
+			q_float_gemm_set(way == 0 ? Q_FLOAT_GEMM_AUTO : way == 1 ? Q_FLOAT_GEMM_TILES : Q_FLOAT_GEMM_OPENBLAS);
 			mm_matmul(p, &s, out, d, x, n, &lt, nt);
+			if (way && strcmp(q_cpu_features(), "scalar")) {
+				/* BF16 on avx512bf16 has one way (its own GEMM):
+				 * the choice says so. */
+				const int via_blas = mm_blas_products() != blas0;
+				const int want = q_float_gemm_choice(t, NULL) == Q_FLOAT_GEMM_OPENBLAS;
+				CHECK(via_blas == want, "%s: mm_matmul %s nt %d forced to %s went %s",
+				    q_cpu_features(), tname(t), nt, way == 2 ? "openblas" : "tiles",
+				    via_blas ? "through OpenBLAS" : "through the tiles");
+				if (way == 2 && via_blas)
+					forced_blas++;
+			}
 			/* Bound: the activations' int8 rounding (half a step of the largest
 			 * scale of a 256-block, the coarsest format used: Q8_K), or bf16's,
 			 * plus float rounding as in the GEMM test.  Exact: the leftover's
@@ -494,10 +513,13 @@ test_matmul(void)
 						bad++;
 				}
 			}
-			CHECK(bad == 0, "%s: mm_matmul%s %s d %d n %d nt %d: %d outputs outside the bound", q_cpu_features(),
-			    ex ? " (exact)" : "", tname(t), d, n, nt, bad);
+			CHECK(bad == 0, "%s: mm_matmul%s%s %s d %d n %d nt %d: %d outputs outside the bound", q_cpu_features(),
+			    ex ? " (exact)" : "", way == 1 ? " (tiles)" : way == 2 ? " (openblas)" : "", tname(t), d, n, nt, bad);
 			bad_total += bad > 0;
 			cases++;
+			bad = 0;
+			}
+			q_float_gemm_set(Q_FLOAT_GEMM_AUTO);
 			mm_scratch_free(&s);
 			free(w);
 			free(wf);
@@ -505,8 +527,10 @@ test_matmul(void)
 			free(out);
 		}
 	}
-	printf("mm_matmul on %s, 2 threads, default and exact activations: %d/%d cases within bound\n", q_cpu_features(),
-	    cases - bad_total, cases);
+	printf("mm_matmul on %s, 2 threads, default and exact activations: %d/%d cases within bound (%d float "
+	    "batches forced through OpenBLAS)\n", q_cpu_features(), cases - bad_total, cases, forced_blas);
+	if (strcmp(q_cpu_features(), "scalar"))
+		CHECK(forced_blas > 0, "%s: no float batch went through OpenBLAS when forced", q_cpu_features());
 	pool_free(p);
 }
 

@@ -53,5 +53,20 @@ for t in $missing; do
 	[ $? -eq 2 ] && grep -q "this CPU lacks" "$tmp/err" && ok || bad "eval with missing tier $t: $(cat "$tmp/err")"
 done
 
+# Float weights' batches: info --cpu says which way each type goes and
+# what was measured; NATTER_FLOAT_GEMM forces a way, or is refused.
+"$NATTER_BIN" info --cpu > "$tmp/out" 2>&1
+if grep -qx "chosen: *scalar" "$tmp/out"; then   # no tiles of its own
+	want='^  F16 +openblas +\(the only way on this tier\)'
+else
+	want='^  F16 +(tiles|openblas) +\(measured: tiles [0-9.]+ ms, openblas [0-9.]+ ms\)'
+fi
+grep -Eq "$want" "$tmp/out" && ok || bad "info --cpu, float GEMM: $(grep -A3 '^float' "$tmp/out")"
+NATTER_FLOAT_GEMM=openblas "$NATTER_BIN" info --cpu > "$tmp/out" 2>&1
+grep -Eq '^  F16 +openblas +\(NATTER_FLOAT_GEMM\)' "$tmp/out" && ok || bad "NATTER_FLOAT_GEMM=openblas: $(grep F16 "$tmp/out")"
+NATTER_FLOAT_GEMM=fast "$NATTER_BIN" info --cpu > /dev/null 2> "$tmp/err"
+[ $? -eq 2 ] && grep -q "NATTER_FLOAT_GEMM=fast is none of tiles, openblas, auto" "$tmp/err" && ok ||
+	bad "NATTER_FLOAT_GEMM=fast: $(cat "$tmp/err")"
+
 echo "test-tiers: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -137,6 +137,30 @@ int q_cpu_tier_chosen(void);                 /* the tier in use (after init) */
 /* The chosen tier's name: what the kernels are. */
 const char *q_cpu_features(void);
 
+/*
+ * Float weights (F32, F16, and BF16 where the tier's GEMM takes float
+ * activations) in batches of MM_BLAS_MIN_BATCH (32) tokens or more go
+ * through natter's own tiles or through OpenBLAS's sgemm on converted
+ * panels, whichever measured faster on this machine: each type is timed
+ * once, on first use, on the calling thread (src/llm/gemm-choice.c).
+ * The environment variable NATTER_FLOAT_GEMM=tiles|openblas|auto forces
+ * one way.  Any thread.
+ */
+enum q_float_gemm { Q_FLOAT_GEMM_AUTO = -1, Q_FLOAT_GEMM_TILES = 0, Q_FLOAT_GEMM_OPENBLAS = 1 };
+/* Reads NATTER_FLOAT_GEMM (once).  Returns 0, or -1 with ERR filled when
+ * it is none of the three (it then counts as auto; a front end should
+ * refuse to run). */
+int q_float_gemm_init(char *err, size_t errlen);
+/* Forces a way for every type (AUTO: back to measuring).  For tests; no
+ * product may run meanwhile. */
+void q_float_gemm_set(enum q_float_gemm g);
+/* The way type T's batches go, measured now if not yet; MS (may be NULL)
+ * gets the tiles' and OpenBLAS's best times in milliseconds, 0 when not
+ * measured (forced, or a type with one way only). */
+enum q_float_gemm q_float_gemm_choice(enum ggml_type t, double ms[2]);
+/* "tiles", "openblas", "auto". */
+const char *q_float_gemm_name(enum q_float_gemm g);
+
 const struct q_traits *q_traits_get(enum ggml_type t);
 
 /* Bytes of one row of N elements of type T. */

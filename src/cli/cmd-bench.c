@@ -138,6 +138,26 @@ stopper_fn(void *arg)
 	return s->at > 0 && now >= s->at;
 }
 
+/* For a model of float weights: which way their prompt batches go
+ * (q_float_gemm_choice), and what was measured. */
+static void
+float_gemm_line(const char *type)
+{
+	static const enum ggml_type ft[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16 };
+
+	for (size_t i = 0; i < sizeof(ft) / sizeof(ft[0]); i++) {
+		double ms[2];
+		enum q_float_gemm g;
+		if (strcmp(type, ggml_type_info_get(ft[i])->name))
+			continue;
+		g = q_float_gemm_choice(ft[i], ms);
+		printf("%s batches: %s", type, g == Q_FLOAT_GEMM_OPENBLAS ? "OpenBLAS sgemm" : "natter's tiles");
+		if (ms[0] > 0)
+			printf(" (measured: tiles %.3f ms, OpenBLAS %.3f ms)", ms[0], ms[1]);
+		putchar('\n');
+	}
+}
+
 int
 cmd_bench(int argc, char **argv)
 {
@@ -247,7 +267,9 @@ cmd_bench(int argc, char **argv)
 			    "         at the stop flag\n"
 			    "  --exact-act  quantized products see their activations to about 16 bits, not\n"
 			    "         rounded to 8 as llama.cpp does (natter's default)\n"
-			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n");
+			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n"
+			    "  NATTER_FLOAT_GEMM=tiles|openblas forces how float weights' prompt batches run\n"
+			    "         (default: whichever measured faster here, shown above the table)\n");
 			cli_lora_free(&lora);
 			return 0;
 		default:
@@ -440,6 +462,7 @@ cmd_bench(int argc, char **argv)
 			printf("load %.2f s, peak RSS %.1f MiB, KV cache %s %.1f MiB%s\n", t_load, peak_rss / 1048576.0,
 			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0,
 			    exact_act ? ", exact activations" : "");
+			float_gemm_line(llm_model_type_name(m));
 			for (int i = 0; i < lora.n; i++)
 				printf("adapter: %s, scale %g\n", base_name(lora.path[i]), lora.scale[i]);
 			if (lora.n)

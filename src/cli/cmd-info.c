@@ -236,7 +236,10 @@ print_layout(const struct llm_model *m, const struct gguf_file *f)
 		printf(", inputs x %g\n", hp->embd_scale);
 }
 
-/* `natter info --cpu`: the kernel tiers, which this CPU has, which is used. */
+static const enum ggml_type float_types[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16 };
+
+/* `natter info --cpu`: the kernel tiers, which this CPU has, which is
+ * used, and how float weights' batches run. */
 static int
 info_cpu(void)
 {
@@ -251,6 +254,19 @@ info_cpu(void)
 	if (rc < 0) {
 		cli_error("%s", err);
 		return 2;
+	}
+	/* Float weights' batches: timed here, as on a model's first prompt. */
+	printf("float weights, batches of 32 tokens or more (NATTER_FLOAT_GEMM=tiles|openblas forces one):\n");
+	for (size_t i = 0; i < sizeof(float_types) / sizeof(float_types[0]); i++) {
+		double ms[2];
+		enum q_float_gemm g = q_float_gemm_choice(float_types[i], ms);
+		printf("  %-5s %-8s", ggml_type_info_get(float_types[i])->name, q_float_gemm_name(g));
+		if (ms[0] > 0)
+			printf(" (measured: tiles %.3f ms, openblas %.3f ms)", ms[0], ms[1]);
+		else
+			printf(" (%s)", getenv("NATTER_FLOAT_GEMM") && strcmp(getenv("NATTER_FLOAT_GEMM"), "auto") ?
+			    "NATTER_FLOAT_GEMM" : "the only way on this tier");
+		putchar('\n');
 	}
 	return 0;
 }

@@ -1,6 +1,7 @@
 /* matmul.c -- batched matrix products: activations converted once, weight rows split into tasks for the pool. */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,9 +26,9 @@ act_row_max(size_t n)
 	return (m + 63) & ~(size_t)63;
 }
 
-/* Each thread's panel of dequantized weights for the scalar tier's sgemm
- * (at least 16 rows of S->max_in).  -1: out of memory (mm_scratch_free
- * frees what was had). */
+/* Each thread's panel of dequantized weights for sgemm, at least 16 rows
+ * of S->max_in (the scalar tier; float weights where OpenBLAS measured
+ * faster).  -1: out of memory (mm_scratch_free frees what was had). */
 static int
 panels_alloc(struct mm_scratch *s, int n_threads)
 {
@@ -80,9 +81,11 @@ mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads)
 			if (!s->gemm[i])
 				return -1;
 		}
-	} else if (n_batch >= MM_BLAS_MIN_BATCH) {
-		return panels_alloc(s, n_threads);
 	}
+	/* The scalar tier's large batches, and float weights where OpenBLAS
+	 * measures faster (pages never written cost no memory). */
+	if (n_batch >= MM_BLAS_MIN_BATCH)
+		return panels_alloc(s, n_threads);
 	return 0;
 }
 
@@ -443,6 +446,14 @@ mm_exact(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x
 	}
 }
 
+static atomic_ulong blas_products;
+
+unsigned long
+mm_blas_products(void)
+{
+	return atomic_load_explicit(&blas_products, memory_order_relaxed);
+}
+
 static int
 quantized(enum ggml_type t)
 {
@@ -461,7 +472,10 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 		mm_exact(p, s, out, d, x, n, w, nt, k);
 		return;
 	}
-	if (tk->gemm && nt >= tk->gemm_min_nt && s->n_gemm >= pool_size(p) &&
+	/* Float weights: the tiles or OpenBLAS, as measured (gemm-choice.c). */
+	const int blas = tk->gemm && tk->gemm_act == Q_ACT_F32 && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p) &&
+	    q_float_gemm_choice(w->type, NULL) == Q_FLOAT_GEMM_OPENBLAS;
+	if (tk->gemm && !blas && nt >= tk->gemm_min_nt && s->n_gemm >= pool_size(p) &&
 	    !(tk->gemm_act == Q_ACT_BF16 && (n % 2 || s->exact))) {
 		const uint8_t *xa = (const uint8_t *)x;
 		size_t xs = (size_t)n * sizeof(float);
@@ -477,9 +491,11 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 		gemm_run(p, s, k, w->type, w->data, w->row_bytes, d, n, xa, xs, nt, out);
 		return;
 	}
-	if (!tk->gemm && (nt >= MM_BLAS_MIN_BATCH || (s->exact && quantized(w->type))) && s->n_panels >= pool_size(p)) {
+	if ((blas || !tk->gemm) && (nt >= MM_BLAS_MIN_BATCH || (s->exact && quantized(w->type))) &&
+	    s->n_panels >= pool_size(p)) {
 		float *xr = s->exact ? NULL : rounded_act(x, n, nt, k, qt->vec_dot_type);
 		struct blas_job bj = { p, out, d, n, nt, xr ? xr : x, w, tk->to_float, s };
+		atomic_fetch_add_explicit(&blas_products, 1, memory_order_relaxed);
 		pool_run(p, blas_worker, &bj);
 		free(xr);
 		return;

@@ -12,9 +12,11 @@
 struct pool;
 
 /* On the scalar tier (which has no GEMM kernels of its own), batches at
- * least this large go through OpenBLAS sgemm on dequantized panels. */
+ * least this large go through OpenBLAS sgemm on dequantized panels; on
+ * the others, float weights' batches do when OpenBLAS measured faster
+ * (q_float_gemm_choice). */
 #define MM_BLAS_MIN_BATCH 32
-/* Bytes of dequantized weights per thread per sgemm call (scalar tier). */
+/* Bytes of dequantized weights per thread per sgemm call. */
 #define MM_PANEL_BYTES (2u << 20)
 
 /*
@@ -72,5 +74,8 @@ void mm_scratch_free(struct mm_scratch *s);
  * partly unwritten. */
 void mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
 	       const struct ltensor *w, int nt);
+/* Products that went through OpenBLAS's sgemm so far, in this process
+ * (tests: which way a product took).  Any thread. */
+unsigned long mm_blas_products(void);
 
 #endif

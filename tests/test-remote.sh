@@ -39,7 +39,8 @@ fi
 D=$NATTER_SRCDIR/tests/data/remote
 export HOME="$tmp/home" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config"
 mkdir -p "$HOME"
-unset NATTER_DB OPENAI_API_KEY
+# The system's certificate authorities, whatever the caller's environment says.
+unset NATTER_DB OPENAI_API_KEY CURL_CA_BUNDLE
 key="sk-remote-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 q() { sqlite3 "$1" "$2"; }
 # until_ok CMD...: runs CMD every 0.1 s until it succeeds, for up to 30 s.
@@ -385,6 +386,44 @@ check "tls: status" 0 $?
 has "tls: message" "$tmp/tls.err" "error: the secure connection to 127.0.0.1:$R failed: "
 has "tls: the message stays" "$tmp/tls.err" "your message stays in the conversation; /regen sends it again"
 check "tls: the message kept, no reply" "1|0" "$(q "$tmp/tls.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
+# A certificate natter does not trust: a loopback HTTPS server with a self-signed certificate made
+# here.  Refused before anything is sent, with what it means and what to do; trusted once
+# $CURL_CA_BUNDLE names it; refused again for a host name it does not carry.
+if command -v openssl >/dev/null 2>&1 &&
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/tls.key" -out "$tmp/tls.crt" -days 2 \
+		-subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1" >"$tmp/openssl.log" 2>&1; then
+	"$PY" "$NATTER_SRCDIR/tests/remote-server.py" --dir "$D" --portfile "$tmp/tport" --log "$tmp/tls.log" \
+		--tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key" &
+	pids="$pids $!"
+	have_tport() { [ -s "$tmp/tport" ]; }
+	until_ok have_tport && ok || { bad "the HTTPS replay server did not start"; exit 1; }
+	T=$(cat "$tmp/tport")
+	printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "https://127.0.0.1:$T" -m openai --db "$tmp/untrusted.db" \
+		>"$tmp/untrusted.out" 2>"$tmp/untrusted.err"
+	check "untrusted certificate: status" 0 $?
+	has "untrusted certificate: message" "$tmp/untrusted.err" "error: the server 127.0.0.1:$T is not trusted: its certificate is not signed by an authority this system trusts, or does not name that host (SSL certificate problem: self-signed certificate); nothing was sent.  If it has a certificate of its own, name the file that holds it (or its authority's) in \$CURL_CA_BUNDLE"
+	has "untrusted certificate: the message stays" "$tmp/untrusted.err" "your message stays in the conversation; /regen sends it again"
+	check "untrusted certificate: the message kept, no reply" "1|0" \
+		"$(q "$tmp/untrusted.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
+	check "untrusted certificate: no request reached the server" "0" "$(cat "$tmp/tls.log" 2>/dev/null | wc -l | tr -d ' ')"
+	"$NATTER_BIN" models --remote "https://127.0.0.1:$T" >"$tmp/untrusted-m.out" 2>&1
+	check "untrusted certificate: models --remote status" 1 $?
+	has "untrusted certificate: models --remote message" "$tmp/untrusted-m.out" "the server 127.0.0.1:$T is not trusted"
+	HF_ENDPOINT="https://127.0.0.1:$T" "$NATTER_BIN" pull org/x-GGUF --dir "$tmp/pulled" >/dev/null 2>"$tmp/untrusted-p.err"
+	check "untrusted certificate: pull status" 1 $?
+	has "untrusted certificate: pull message" "$tmp/untrusted-p.err" "https://127.0.0.1:$T/api/models/org/x-GGUF/tree/main?recursive=true is not trusted: its certificate is not signed by an authority this system trusts"
+	printf 'Hello\n' | CURL_CA_BUNDLE="$tmp/tls.crt" "$NATTER_BIN" chat --plain --remote "https://127.0.0.1:$T" -m openai \
+		--db "$tmp/trusted.db" >"$tmp/trusted.out" 2>"$tmp/trusted.err"
+	check "trusted with \$CURL_CA_BUNDLE: status" 0 $?
+	check "trusted with \$CURL_CA_BUNDLE: the reply over TLS" "finished|$(expect_text openai)" "$(stored trusted)"
+	check "trusted with \$CURL_CA_BUNDLE: the endpoint recorded" "https://127.0.0.1:$T/v1" "$(q "$tmp/trusted.db" "SELECT endpoint FROM models")"
+	printf 'Hello\n' | CURL_CA_BUNDLE="$tmp/tls.crt" "$NATTER_BIN" chat --plain --remote "https://localhost:$T" -m openai \
+		--no-history >/dev/null 2>"$tmp/wrongname.err"
+	has "a certificate for another host name" "$tmp/wrongname.err" "error: the server localhost:$T is not trusted: its certificate is not signed by an authority in \$CURL_CA_BUNDLE ($tmp/tls.crt), or does not name that host (SSL: no alternative certificate subject name matches target host name 'localhost')"
+else
+	echo "note: openssl could not make a certificate (tools/install-deps.sh installs it); the untrusted-certificate case was not run"
+	cat "$tmp/openssl.log" 2>/dev/null | tail -n 2
+fi
 printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "http://nosuch.invalid/v1" -m x --connect-timeout 5 \
 	--db "$tmp/dns.db" >/dev/null 2>"$tmp/dns.err"
 has "dns: message" "$tmp/dns.err" "error: cannot find the server: the host name in http://nosuch.invalid/v1 does not resolve"

@@ -44,7 +44,7 @@ grep -q "is not a repository name" "$tmp/err" && ok || bad "bad repo message: $(
 token="hf_test_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 root=$tmp/root
 mkdir -p "$root/org/tiny-GGUF/sub" "$root/org/cut-GGUF" "$root/org/cut2-GGUF" "$root/org/bad-GGUF" \
-	"$root/org/gated-GGUF" "$root/org/nosize-GGUF" "$root/org/huge-GGUF" "$root/org/none-GGUF"
+	"$root/org/gated-GGUF" "$root/org/nosize-GGUF" "$root/org/huge-GGUF" "$root/org/none-GGUF" "$root/org/hdr-GGUF"
 cp "$F/models/tiny-llama-q4_k_m.gguf" "$root/org/tiny-GGUF/tiny-llama-Q4_K_M.gguf"
 cp "$F/models/tiny-llama-q8_0.gguf" "$root/org/tiny-GGUF/sub/tiny-llama-Q8_0.gguf"
 echo "a model card" > "$root/org/tiny-GGUF/README.md"
@@ -56,10 +56,15 @@ cp "$F/models/tiny-qwen2-q4_0.gguf" "$root/org/gated-GGUF/gated-Q4_0.gguf"
 head -c 3000000 /dev/urandom > "$root/org/nosize-GGUF/nosize.gguf"
 head -c 100000 /dev/urandom > "$root/org/huge-GGUF/huge.gguf"
 head -c 100000 /dev/urandom > "$root/org/none-GGUF/model-Q8_0.gguf"
+for f in linked-ok linked-bad etag-ok etag-bad; do
+	head -c 300000 /dev/urandom > "$root/org/hdr-GGUF/$f.gguf"
+done
 
 "$PY" "$NATTER_SRCDIR/tests/hub-server.py" --root "$root" --portfile "$tmp/ports" --log "$tmp/hub.log" \
 	--token "$token" --gated org/gated-GGUF --cut cut-Q4_K_M.gguf:0.4 --cut cut2-Q4_K_M.gguf:0.4 \
 	--corrupt bad-Q4_K_M.gguf --nosize nosize.gguf --fake-size huge.gguf:10000000000000 --page-size 2 \
+	--no-lfs linked-ok.gguf --no-lfs linked-bad.gguf --corrupt linked-bad.gguf \
+	--no-lfs etag-ok.gguf --no-lfs etag-bad.gguf --direct etag-ok.gguf --direct etag-bad.gguf --corrupt etag-bad.gguf \
 	2>"$tmp/hub.err" &
 hub_pid=$!
 i=0
@@ -131,6 +136,21 @@ cmp -s "$models/cut2-Q4_K_M.gguf" "$root/org/cut2-GGUF/cut2-Q4_K_M.gguf" && ok |
 grep -q "is corrupt: its SHA-256 is $(sha256sum "$root/org/bad-GGUF/bad-Q4_K_M.gguf" | cut -c1-64)" "$tmp/b1" && ok ||
 	bad "corrupt message: $(cat "$tmp/b1")"
 [ ! -e "$models/bad-Q4_K_M.gguf" ] && [ ! -e "$models/bad-Q4_K_M.gguf.part" ] && ok || bad "a corrupt download was kept"
+
+# The SHA-256 from the download's headers alone (a file list without lfs.oid): X-Linked-Etag on
+# the hub's redirect, or the ETag of a file the hub serves itself.  Right: verified; wrong: refused.
+for f in linked etag; do
+	sum=$(sha256sum "$root/org/hdr-GGUF/$f-ok.gguf" | cut -c1-64)
+	"$NATTER_BIN" pull "org/hdr-GGUF:$f-ok.gguf" >/dev/null 2>"$tmp/$f-ok"; check "$f sum: status" 0 $?
+	grep -q "SHA-256 verified: $sum" "$tmp/$f-ok" && ok || bad "$f sum: not verified: $(cat "$tmp/$f-ok")"
+	cmp -s "$models/$f-ok.gguf" "$root/org/hdr-GGUF/$f-ok.gguf" && ok || bad "$f sum: bytes differ"
+	"$NATTER_BIN" pull "org/hdr-GGUF:$f-bad.gguf" >/dev/null 2>"$tmp/$f-bad"; check "$f sum, wrong: status" 1 $?
+	grep -q "is corrupt: its SHA-256 is $(sha256sum "$root/org/hdr-GGUF/$f-bad.gguf" | cut -c1-64), the hub says" \
+		"$tmp/$f-bad" && ok || bad "$f sum, wrong: message: $(cat "$tmp/$f-bad")"
+	[ ! -e "$models/$f-bad.gguf" ] && [ ! -e "$models/$f-bad.gguf.part" ] && ok || bad "$f sum, wrong: kept"
+done
+grep -q "cdn GET /blobs/org/hdr-GGUF/etag-" "$tmp/hub.log" && bad "a file the hub serves itself went to the CDN" || ok
+grep -q "cdn GET /blobs/org/hdr-GGUF/linked-ok.gguf" "$tmp/hub.log" && ok || bad "linked-ok did not come through the redirect"
 
 # 4. A gated model: 401 without a token, refused with a wrong one, fine with
 # the right one; the token goes to the hub and never to the CDN.

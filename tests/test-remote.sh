@@ -116,6 +116,29 @@ check "export --model file: none" "0" "$(wc -l < "$tmp/dpo2.jsonl" | tr -d ' ')"
 printf 'Hi\n' | "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$S" --no-history -n 2 >"$tmp/d.out" 2>"$tmp/d.err"
 check "the server's only model" "0" "$?"
 
+# A/B over the server: the last reply again at another temperature, the better one picked; both
+# replies record the endpoint, the server was sent each temperature, the preference is exported.
+printf 'Tell me a dream\n/ab temp 1.5\n/pick b\n' |
+	"$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$S" -m aidreams260K-f32 --db "$tmp/ab.db" -n 12 --seed 3 \
+	>"$tmp/ab.out" 2>"$tmp/ab.err"
+check "A/B: status" 0 $?
+has "A/B: A shown" "$tmp/ab.out" "A (temp 0.80, top_p 0.95, seed 3):"
+has "A/B: B shown" "$tmp/ab.out" "B (temp 1.50, top_p 0.95, seed 3):"
+has "A/B: picked" "$tmp/ab.out" "picked B"
+check "A/B: both replies from the server" "remote $EP 0.8|remote $EP 1.5" \
+	"$(q "$tmp/ab.db" "SELECT group_concat(kind || ' ' || endpoint || ' ' || round(temp, 2), '|') FROM (SELECT md.kind, md.endpoint, g.temp FROM generations g JOIN models md ON md.id = g.model_id ORDER BY g.id)")"
+check "A/B: the server was sent both" "0.8|1.5" \
+	"$(q "$tmp/serve.db" "SELECT group_concat(round(temp, 2), '|') FROM (SELECT temp FROM (SELECT id, temp FROM generations ORDER BY id DESC LIMIT 2) ORDER BY id)")"
+check "A/B: the preference" "b" "$(q "$tmp/ab.db" "SELECT pick FROM preferences")"
+"$NATTER_BIN" export --db "$tmp/ab.db" --format dpo --include-incomplete -o "$tmp/ab.jsonl" 2>"$tmp/abx.err"
+check "A/B: exported as a pair, B chosen" "1 True" "$("$PY" - "$tmp/ab.jsonl" "$tmp/ab.db" <<'EOF'
+import json, sqlite3, sys
+lines = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+g = [r[0] for r in sqlite3.connect(sys.argv[2]).execute("SELECT content FROM generations ORDER BY id")]
+print(len(lines), len(lines) == 1 and lines[0]["chosen"][-1]["content"] == g[1] and lines[0]["rejected"][-1]["content"] == g[0])
+EOF
+)"
+
 # --- 2. Recorded streams of the engines, replayed ---
 REMOTE_TEST_KEY=$key "$PY" "$NATTER_SRCDIR/tests/remote-server.py" --dir "$D" --portfile "$tmp/port" --log "$tmp/replay.log" &
 pids="$pids $!"
@@ -386,6 +409,37 @@ check "tls: status" 0 $?
 has "tls: message" "$tmp/tls.err" "error: the secure connection to 127.0.0.1:$R failed: "
 has "tls: the message stays" "$tmp/tls.err" "your message stays in the conversation; /regen sends it again"
 check "tls: the message kept, no reply" "1|0" "$(q "$tmp/tls.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
+# A server that never accepts the connection (its listen queue is full): the connect timeout.
+"$PY" - "$tmp/bport" <<'EOF' &
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(0)
+port = s.getsockname()[1]
+held = []
+for i in range(8):   # fill the queue; the kernel drops later connection attempts
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    held.append(c)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(port))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(120)   # held until the test kills it
+EOF
+pids="$pids $!"
+have_bport() { [ -s "$tmp/bport" ]; }
+until_ok have_bport && ok || bad "the full listener did not start"
+B=$(cat "$tmp/bport")
+printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$B" -m x --connect-timeout 1 --db "$tmp/ctimeout.db" \
+	>/dev/null 2>"$tmp/ctimeout.err"
+check "connect timeout: status" 0 $?
+has "connect timeout: message" "$tmp/ctimeout.err" "error: no answer from 127.0.0.1:$B within the connect timeout (--connect-timeout)"
+check "connect timeout: the message kept, no reply" "1|0" \
+	"$(q "$tmp/ctimeout.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
 # A certificate natter does not trust: a loopback HTTPS server with a self-signed certificate made
 # here.  Refused before anything is sent, with what it means and what to do; trusted once
 # $CURL_CA_BUNDLE names it; refused again for a host name it does not carry.

@@ -14,7 +14,8 @@
 # Content-Length), --fake-size NAME:BYTES (the hub announces that size),
 # --no-lfs NAME (the file list gives no lfs.oid: only the resolve reply's
 # headers carry the SHA-256), --direct NAME (the hub answers the resolve
-# itself, 200 with the SHA-256 as its ETag, no redirect).
+# itself, 200 with the SHA-256 as its ETag, no redirect), --rate NAME:BYTES
+# (the CDN sends that many bytes a second, for a progress bar to show).
 import argparse
 import hashlib
 import json
@@ -22,6 +23,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit, parse_qs
 
@@ -38,10 +40,12 @@ ap.add_argument("--fake-size", action="append", default=[])
 ap.add_argument("--page-size", type=int, default=0)
 ap.add_argument("--no-lfs", action="append", default=[])
 ap.add_argument("--direct", action="append", default=[])
+ap.add_argument("--rate", action="append", default=[])
 args = ap.parse_args()
 
 cut = {c.split(":")[0]: float(c.split(":")[1]) for c in args.cut}
 fake = {c.split(":")[0]: int(c.split(":")[1]) for c in args.fake_size}
+rate = {c.split(":")[0]: int(c.split(":")[1]) for c in args.rate}
 already_cut = set()
 log_lock = threading.Lock()
 ports = {}
@@ -206,6 +210,13 @@ class Cdn(Base):
             log("cdn cut %s after %d bytes" % (path, n))
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
+            return
+        if name in rate:
+            step = max(1, rate[name] // 20)
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i:i + step])
+                self.wfile.flush()
+                time.sleep(0.05)
             return
         self.wfile.write(body)
 

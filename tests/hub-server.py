@@ -11,7 +11,11 @@
 # Faults, per file name: --cut NAME:FRACTION (the first download stops after
 # that fraction and the connection is closed), --corrupt NAME (the hub
 # announces a wrong SHA-256), --nosize NAME (no size anywhere, no
-# Content-Length), --fake-size NAME:BYTES (the hub announces that size).
+# Content-Length), --fake-size NAME:BYTES (the hub announces that size),
+# --no-lfs NAME (the file list gives no lfs.oid: only the resolve reply's
+# headers carry the SHA-256), --direct NAME (the hub answers the resolve
+# itself, 200 with the SHA-256 as its ETag, no redirect), --rate NAME:BYTES
+# (the CDN sends that many bytes a second, for a progress bar to show).
 import argparse
 import hashlib
 import json
@@ -19,6 +23,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit, parse_qs
 
@@ -33,10 +38,14 @@ ap.add_argument("--corrupt", action="append", default=[])
 ap.add_argument("--nosize", action="append", default=[])
 ap.add_argument("--fake-size", action="append", default=[])
 ap.add_argument("--page-size", type=int, default=0)
+ap.add_argument("--no-lfs", action="append", default=[])
+ap.add_argument("--direct", action="append", default=[])
+ap.add_argument("--rate", action="append", default=[])
 args = ap.parse_args()
 
 cut = {c.split(":")[0]: float(c.split(":")[1]) for c in args.cut}
 fake = {c.split(":")[0]: int(c.split(":")[1]) for c in args.fake_size}
+rate = {c.split(":")[0]: int(c.split(":")[1]) for c in args.rate}
 already_cut = set()
 log_lock = threading.Lock()
 ports = {}
@@ -121,7 +130,7 @@ class Hub(Base):
                     e = {"type": "file", "path": rel, "oid": hashlib.sha1(rel.encode()).hexdigest()}
                     if size is not None:
                         e["size"] = size
-                    if sha is not None and n.endswith(".gguf"):
+                    if sha is not None and n.endswith(".gguf") and n not in args.no_lfs:
                         e["lfs"] = {"oid": sha, "size": size, "pointerSize": 134}
                     entries.append(e)
             extra = {}
@@ -138,6 +147,17 @@ class Hub(Base):
         if not os.path.isfile(full):
             return self.send_json(404, {"error": "Entry not found"})
         size, sha = announced(os.path.basename(full), full)
+        if os.path.basename(full) in args.direct:
+            # Served by the hub itself: the checksum is the ETag, no redirect.
+            with open(full, "rb") as f:
+                data = f.read()
+            self.send_response(200)
+            if sha is not None:
+                self.send_header("ETag", '"%s"' % sha)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         self.send_response(302)
         self.send_header("Location", "http://127.0.0.1:%d/blobs/%s/%s" % (ports["cdn"], repo, rel))
         if sha is not None:
@@ -190,6 +210,13 @@ class Cdn(Base):
             log("cdn cut %s after %d bytes" % (path, n))
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
+            return
+        if name in rate:
+            step = max(1, rate[name] // 20)
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i:i + step])
+                self.wfile.flush()
+                time.sleep(0.05)
             return
         self.wfile.write(body)
 

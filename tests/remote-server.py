@@ -3,7 +3,8 @@
 #
 # POST /v1/chat/completions answers with the fixture named by the request's
 # "model" (tests/data/remote/MODEL.sse); GET /v1/models lists the fixtures
-# (or only --only NAME).  Listens on 127.0.0.1, a port the kernel chooses,
+# (or only --only NAME).  With --tls-cert FILE --tls-key FILE it speaks
+# HTTPS with that certificate.  Listens on 127.0.0.1, a port the kernel chooses,
 # written to PORTFILE.  Each request is logged to LOG as one JSON line: the
 # path, the model, the request's field names and sampling values, whether an
 # Authorization header came and whether it held the expected key (never its
@@ -39,6 +40,8 @@ ap.add_argument("--dir", required=True)
 ap.add_argument("--portfile", required=True)
 ap.add_argument("--log", required=True)
 ap.add_argument("--only", default=None)
+ap.add_argument("--tls-cert", default=None)
+ap.add_argument("--tls-key", default=None)
 args = ap.parse_args()
 
 log_lock = threading.Lock()
@@ -207,6 +210,13 @@ class Server(ThreadingHTTPServer):
 
 
 srv = Server(("127.0.0.1", 0), Handler)
+if args.tls_cert:
+    # HTTPS: the handshake happens as each connection is accepted; one that
+    # fails (a client refusing the certificate) is dropped by the server loop.
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 with open(args.portfile + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))
 os.rename(args.portfile + ".tmp", args.portfile)

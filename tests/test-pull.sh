@@ -13,7 +13,9 @@ check() { # check LABEL EXPECTED ACTUAL
 }
 tmp=$(mktemp -d)
 hub_pid=; mnt=
+sock="natter-pull-$$"
 cleanup() {
+	tmux -L "$sock" kill-server 2>/dev/null
 	[ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null
 	[ -n "$mnt" ] && umount "$mnt" 2>/dev/null
 	rm -rf "$tmp"
@@ -44,7 +46,8 @@ grep -q "is not a repository name" "$tmp/err" && ok || bad "bad repo message: $(
 token="hf_test_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 root=$tmp/root
 mkdir -p "$root/org/tiny-GGUF/sub" "$root/org/cut-GGUF" "$root/org/cut2-GGUF" "$root/org/bad-GGUF" \
-	"$root/org/gated-GGUF" "$root/org/nosize-GGUF" "$root/org/huge-GGUF" "$root/org/none-GGUF"
+	"$root/org/gated-GGUF" "$root/org/nosize-GGUF" "$root/org/huge-GGUF" "$root/org/none-GGUF" "$root/org/hdr-GGUF" \
+	"$root/org/slow-GGUF"
 cp "$F/models/tiny-llama-q4_k_m.gguf" "$root/org/tiny-GGUF/tiny-llama-Q4_K_M.gguf"
 cp "$F/models/tiny-llama-q8_0.gguf" "$root/org/tiny-GGUF/sub/tiny-llama-Q8_0.gguf"
 echo "a model card" > "$root/org/tiny-GGUF/README.md"
@@ -56,10 +59,16 @@ cp "$F/models/tiny-qwen2-q4_0.gguf" "$root/org/gated-GGUF/gated-Q4_0.gguf"
 head -c 3000000 /dev/urandom > "$root/org/nosize-GGUF/nosize.gguf"
 head -c 100000 /dev/urandom > "$root/org/huge-GGUF/huge.gguf"
 head -c 100000 /dev/urandom > "$root/org/none-GGUF/model-Q8_0.gguf"
+head -c 1500000 /dev/urandom > "$root/org/slow-GGUF/slow-Q4_K_M.gguf"
+for f in linked-ok linked-bad etag-ok etag-bad; do
+	head -c 300000 /dev/urandom > "$root/org/hdr-GGUF/$f.gguf"
+done
 
 "$PY" "$NATTER_SRCDIR/tests/hub-server.py" --root "$root" --portfile "$tmp/ports" --log "$tmp/hub.log" \
 	--token "$token" --gated org/gated-GGUF --cut cut-Q4_K_M.gguf:0.4 --cut cut2-Q4_K_M.gguf:0.4 \
 	--corrupt bad-Q4_K_M.gguf --nosize nosize.gguf --fake-size huge.gguf:10000000000000 --page-size 2 \
+	--rate slow-Q4_K_M.gguf:500000 --no-lfs linked-ok.gguf --no-lfs linked-bad.gguf --corrupt linked-bad.gguf \
+	--no-lfs etag-ok.gguf --no-lfs etag-bad.gguf --direct etag-ok.gguf --direct etag-bad.gguf --corrupt etag-bad.gguf \
 	2>"$tmp/hub.err" &
 hub_pid=$!
 i=0
@@ -131,6 +140,43 @@ cmp -s "$models/cut2-Q4_K_M.gguf" "$root/org/cut2-GGUF/cut2-Q4_K_M.gguf" && ok |
 grep -q "is corrupt: its SHA-256 is $(sha256sum "$root/org/bad-GGUF/bad-Q4_K_M.gguf" | cut -c1-64)" "$tmp/b1" && ok ||
 	bad "corrupt message: $(cat "$tmp/b1")"
 [ ! -e "$models/bad-Q4_K_M.gguf" ] && [ ! -e "$models/bad-Q4_K_M.gguf.part" ] && ok || bad "a corrupt download was kept"
+
+# The SHA-256 from the download's headers alone (a file list without lfs.oid): X-Linked-Etag on
+# the hub's redirect, or the ETag of a file the hub serves itself.  Right: verified; wrong: refused.
+for f in linked etag; do
+	sum=$(sha256sum "$root/org/hdr-GGUF/$f-ok.gguf" | cut -c1-64)
+	"$NATTER_BIN" pull "org/hdr-GGUF:$f-ok.gguf" >/dev/null 2>"$tmp/$f-ok"; check "$f sum: status" 0 $?
+	grep -q "SHA-256 verified: $sum" "$tmp/$f-ok" && ok || bad "$f sum: not verified: $(cat "$tmp/$f-ok")"
+	cmp -s "$models/$f-ok.gguf" "$root/org/hdr-GGUF/$f-ok.gguf" && ok || bad "$f sum: bytes differ"
+	"$NATTER_BIN" pull "org/hdr-GGUF:$f-bad.gguf" >/dev/null 2>"$tmp/$f-bad"; check "$f sum, wrong: status" 1 $?
+	grep -q "is corrupt: its SHA-256 is $(sha256sum "$root/org/hdr-GGUF/$f-bad.gguf" | cut -c1-64), the hub says" \
+		"$tmp/$f-bad" && ok || bad "$f sum, wrong: message: $(cat "$tmp/$f-bad")"
+	[ ! -e "$models/$f-bad.gguf" ] && [ ! -e "$models/$f-bad.gguf.part" ] && ok || bad "$f sum, wrong: kept"
+done
+grep -q "cdn GET /blobs/org/hdr-GGUF/etag-" "$tmp/hub.log" && bad "a file the hub serves itself went to the CDN" || ok
+grep -q "cdn GET /blobs/org/hdr-GGUF/linked-ok.gguf" "$tmp/hub.log" && ok || bad "linked-ok did not come through the redirect"
+
+# The progress bar on a terminal (a tmux pane): percent, bar, bytes of the total, rate, ETA.
+if command -v tmux >/dev/null 2>&1; then
+	T() { tmux -L "$sock" "$@"; }
+	T new-session -d -s pull -x 120 -y 8 "env HF_ENDPOINT='$HF_ENDPOINT' XDG_DATA_HOME='$XDG_DATA_HOME' HOME='$HOME' \
+		'$NATTER_BIN' pull org/slow-GGUF:slow-Q4_K_M.gguf; echo PULL-EXIT=\$?; sleep 60"
+	bar_re=' +[0-9]+\.[0-9]% \[[#-]{30}\] [0-9.]+ (B|KiB|MiB) / 1\.4 MiB  [0-9.]+ (KiB|MiB)/s  ETA 0:00:[0-9][0-9]'
+	seen=; i=0
+	while [ $i -lt 300 ]; do
+		scr=$(T capture-pane -t pull -p 2>/dev/null)
+		if [ -z "$seen" ] && echo "$scr" | grep -Eq -- "$bar_re"; then seen=$(echo "$scr" | grep -Eo -- "$bar_re" | head -n 1); fi
+		echo "$scr" | grep -q "PULL-EXIT=" && break
+		sleep 0.1; i=$((i + 1))
+	done
+	[ -n "$seen" ] && ok || bad "no progress bar with bytes, rate and ETA on the terminal: $scr"
+	echo "$scr" | grep -q "PULL-EXIT=0" && ok || bad "the pull on a terminal: $scr"
+	echo "progress bar seen: $seen"
+	cmp -s "$models/slow-Q4_K_M.gguf" "$root/org/slow-GGUF/slow-Q4_K_M.gguf" && ok || bad "the slow download's bytes differ"
+	T kill-server 2>/dev/null
+else
+	echo "note: tmux is not installed; the progress bar on a terminal was not checked"
+fi
 
 # 4. A gated model: 401 without a token, refused with a wrong one, fine with
 # the right one; the token goes to the hub and never to the CDN.

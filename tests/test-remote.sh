@@ -39,7 +39,8 @@ fi
 D=$NATTER_SRCDIR/tests/data/remote
 export HOME="$tmp/home" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config"
 mkdir -p "$HOME"
-unset NATTER_DB OPENAI_API_KEY
+# The system's certificate authorities, whatever the caller's environment says.
+unset NATTER_DB OPENAI_API_KEY CURL_CA_BUNDLE
 key="sk-remote-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 q() { sqlite3 "$1" "$2"; }
 # until_ok CMD...: runs CMD every 0.1 s until it succeeds, for up to 30 s.
@@ -114,6 +115,29 @@ check "export --model file: none" "0" "$(wc -l < "$tmp/dpo2.jsonl" | tr -d ' ')"
 # Without -m: the server's only model.
 printf 'Hi\n' | "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$S" --no-history -n 2 >"$tmp/d.out" 2>"$tmp/d.err"
 check "the server's only model" "0" "$?"
+
+# A/B over the server: the last reply again at another temperature, the better one picked; both
+# replies record the endpoint, the server was sent each temperature, the preference is exported.
+printf 'Tell me a dream\n/ab temp 1.5\n/pick b\n' |
+	"$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$S" -m aidreams260K-f32 --db "$tmp/ab.db" -n 12 --seed 3 \
+	>"$tmp/ab.out" 2>"$tmp/ab.err"
+check "A/B: status" 0 $?
+has "A/B: A shown" "$tmp/ab.out" "A (temp 0.80, top_p 0.95, seed 3):"
+has "A/B: B shown" "$tmp/ab.out" "B (temp 1.50, top_p 0.95, seed 3):"
+has "A/B: picked" "$tmp/ab.out" "picked B"
+check "A/B: both replies from the server" "remote $EP 0.8|remote $EP 1.5" \
+	"$(q "$tmp/ab.db" "SELECT group_concat(kind || ' ' || endpoint || ' ' || round(temp, 2), '|') FROM (SELECT md.kind, md.endpoint, g.temp FROM generations g JOIN models md ON md.id = g.model_id ORDER BY g.id)")"
+check "A/B: the server was sent both" "0.8|1.5" \
+	"$(q "$tmp/serve.db" "SELECT group_concat(round(temp, 2), '|') FROM (SELECT temp FROM (SELECT id, temp FROM generations ORDER BY id DESC LIMIT 2) ORDER BY id)")"
+check "A/B: the preference" "b" "$(q "$tmp/ab.db" "SELECT pick FROM preferences")"
+"$NATTER_BIN" export --db "$tmp/ab.db" --format dpo --include-incomplete -o "$tmp/ab.jsonl" 2>"$tmp/abx.err"
+check "A/B: exported as a pair, B chosen" "1 True" "$("$PY" - "$tmp/ab.jsonl" "$tmp/ab.db" <<'EOF'
+import json, sqlite3, sys
+lines = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+g = [r[0] for r in sqlite3.connect(sys.argv[2]).execute("SELECT content FROM generations ORDER BY id")]
+print(len(lines), len(lines) == 1 and lines[0]["chosen"][-1]["content"] == g[1] and lines[0]["rejected"][-1]["content"] == g[0])
+EOF
+)"
 
 # --- 2. Recorded streams of the engines, replayed ---
 REMOTE_TEST_KEY=$key "$PY" "$NATTER_SRCDIR/tests/remote-server.py" --dir "$D" --portfile "$tmp/port" --log "$tmp/replay.log" &
@@ -385,6 +409,75 @@ check "tls: status" 0 $?
 has "tls: message" "$tmp/tls.err" "error: the secure connection to 127.0.0.1:$R failed: "
 has "tls: the message stays" "$tmp/tls.err" "your message stays in the conversation; /regen sends it again"
 check "tls: the message kept, no reply" "1|0" "$(q "$tmp/tls.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
+# A server that never accepts the connection (its listen queue is full): the connect timeout.
+"$PY" - "$tmp/bport" <<'EOF' &
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(0)
+port = s.getsockname()[1]
+held = []
+for i in range(8):   # fill the queue; the kernel drops later connection attempts
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    held.append(c)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(port))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(120)   # held until the test kills it
+EOF
+pids="$pids $!"
+have_bport() { [ -s "$tmp/bport" ]; }
+until_ok have_bport && ok || bad "the full listener did not start"
+B=$(cat "$tmp/bport")
+printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$B" -m x --connect-timeout 1 --db "$tmp/ctimeout.db" \
+	>/dev/null 2>"$tmp/ctimeout.err"
+check "connect timeout: status" 0 $?
+has "connect timeout: message" "$tmp/ctimeout.err" "error: no answer from 127.0.0.1:$B within the connect timeout (--connect-timeout)"
+check "connect timeout: the message kept, no reply" "1|0" \
+	"$(q "$tmp/ctimeout.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
+# A certificate natter does not trust: a loopback HTTPS server with a self-signed certificate made
+# here.  Refused before anything is sent, with what it means and what to do; trusted once
+# $CURL_CA_BUNDLE names it; refused again for a host name it does not carry.
+if command -v openssl >/dev/null 2>&1 &&
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/tls.key" -out "$tmp/tls.crt" -days 2 \
+		-subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1" >"$tmp/openssl.log" 2>&1; then
+	"$PY" "$NATTER_SRCDIR/tests/remote-server.py" --dir "$D" --portfile "$tmp/tport" --log "$tmp/tls.log" \
+		--tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key" &
+	pids="$pids $!"
+	have_tport() { [ -s "$tmp/tport" ]; }
+	until_ok have_tport && ok || { bad "the HTTPS replay server did not start"; exit 1; }
+	T=$(cat "$tmp/tport")
+	printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "https://127.0.0.1:$T" -m openai --db "$tmp/untrusted.db" \
+		>"$tmp/untrusted.out" 2>"$tmp/untrusted.err"
+	check "untrusted certificate: status" 0 $?
+	has "untrusted certificate: message" "$tmp/untrusted.err" "error: the server 127.0.0.1:$T is not trusted: its certificate is not signed by an authority this system trusts, or does not name that host (SSL certificate problem: self-signed certificate); nothing was sent.  If it has a certificate of its own, name the file that holds it (or its authority's) in \$CURL_CA_BUNDLE"
+	has "untrusted certificate: the message stays" "$tmp/untrusted.err" "your message stays in the conversation; /regen sends it again"
+	check "untrusted certificate: the message kept, no reply" "1|0" \
+		"$(q "$tmp/untrusted.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
+	check "untrusted certificate: no request reached the server" "0" "$(cat "$tmp/tls.log" 2>/dev/null | wc -l | tr -d ' ')"
+	"$NATTER_BIN" models --remote "https://127.0.0.1:$T" >"$tmp/untrusted-m.out" 2>&1
+	check "untrusted certificate: models --remote status" 1 $?
+	has "untrusted certificate: models --remote message" "$tmp/untrusted-m.out" "the server 127.0.0.1:$T is not trusted"
+	HF_ENDPOINT="https://127.0.0.1:$T" "$NATTER_BIN" pull org/x-GGUF --dir "$tmp/pulled" >/dev/null 2>"$tmp/untrusted-p.err"
+	check "untrusted certificate: pull status" 1 $?
+	has "untrusted certificate: pull message" "$tmp/untrusted-p.err" "https://127.0.0.1:$T/api/models/org/x-GGUF/tree/main?recursive=true is not trusted: its certificate is not signed by an authority this system trusts"
+	printf 'Hello\n' | CURL_CA_BUNDLE="$tmp/tls.crt" "$NATTER_BIN" chat --plain --remote "https://127.0.0.1:$T" -m openai \
+		--db "$tmp/trusted.db" >"$tmp/trusted.out" 2>"$tmp/trusted.err"
+	check "trusted with \$CURL_CA_BUNDLE: status" 0 $?
+	check "trusted with \$CURL_CA_BUNDLE: the reply over TLS" "finished|$(expect_text openai)" "$(stored trusted)"
+	check "trusted with \$CURL_CA_BUNDLE: the endpoint recorded" "https://127.0.0.1:$T/v1" "$(q "$tmp/trusted.db" "SELECT endpoint FROM models")"
+	printf 'Hello\n' | CURL_CA_BUNDLE="$tmp/tls.crt" "$NATTER_BIN" chat --plain --remote "https://localhost:$T" -m openai \
+		--no-history >/dev/null 2>"$tmp/wrongname.err"
+	has "a certificate for another host name" "$tmp/wrongname.err" "error: the server localhost:$T is not trusted: its certificate is not signed by an authority in \$CURL_CA_BUNDLE ($tmp/tls.crt), or does not name that host (SSL: no alternative certificate subject name matches target host name 'localhost')"
+else
+	echo "note: openssl could not make a certificate (tools/install-deps.sh installs it); the untrusted-certificate case was not run"
+	cat "$tmp/openssl.log" 2>/dev/null | tail -n 2
+fi
 printf 'Hello\n' | "$NATTER_BIN" chat --plain --remote "http://nosuch.invalid/v1" -m x --connect-timeout 5 \
 	--db "$tmp/dns.db" >/dev/null 2>"$tmp/dns.err"
 has "dns: message" "$tmp/dns.err" "error: cannot find the server: the host name in http://nosuch.invalid/v1 does not resolve"

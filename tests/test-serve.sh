@@ -305,6 +305,44 @@ turn = db.execute("SELECT group_concat(role, ',') FROM (SELECT role FROM message
 print(n >= 10, first[0] == sys.argv[2], first[1], first[2], first[3], turn)
 EOF
 check "history of the main server" "True True complete 24 0.0 user,assistant,user,assistant" "$(cat "$tmp/db.out")"
+# A reasoning model's reply: the client gets it as the model wrote it (tags and all); the history
+# keeps the reasoning apart from the answer, as natter chat stores the same reply.  The template
+# opens the reasoning; the close tag is a word from the middle of the greedy reply.
+printf '%s' "{% for message in messages %}{{ message['content'] }}{% endfor %}<think>" > "$tmp/think.jinja"
+printf '%s\n' "$prompt" | "$NATTER_BIN" chat --plain -m "$M" --chat-template "$tmp/think.jinja" --temp 0 -n 24 -t 1 \
+	--db "$tmp/think0.db" >/dev/null 2>&1
+tag=$("$PY" -c '
+import sqlite3, sys
+w = sqlite3.connect(sys.argv[1]).execute("SELECT reasoning FROM generations").fetchone()[0].split()
+print(w[len(w) // 2] if len(w) > 2 else "")' "$tmp/think0.db")
+[ -n "$tag" ] && ok || bad "the reply in the reasoning has too few words for a close tag"
+printf '%s\n' "$prompt" | "$NATTER_BIN" chat --plain -m "$M" --chat-template "$tmp/think.jinja" --think-tags "<think> $tag" \
+	--temp 0 -n 24 -t 1 --db "$tmp/think-chat.db" >/dev/null 2>&1
+start think --db "$tmp/think-serve.db" --chat-template "$tmp/think.jinja" --think-tags "<think> $tag"
+body ct "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24}"
+check "reasoning reply" 200 "$(curl -s -o "$tmp/rt" -w '%{http_code}' -H 'Content-Type: application/json' \
+	--data-binary "@$tmp/ct" "http://127.0.0.1:$port/v1/chat/completions")"
+"$PY" - "$tmp/think-chat.db" "$tmp/think-serve.db" "$tmp/rt" "$tag" > "$tmp/think.out" <<'EOF2'
+import json, sqlite3, sys, time
+q = "SELECT g.content, g.reasoning, g.n_reasoning, m.content FROM generations g JOIN messages m ON m.id = g.message_id"
+chat = sqlite3.connect(sys.argv[1]).execute(q).fetchall()
+end = time.monotonic() + 30
+while True:   # the reply is sent before it is recorded
+    try:
+        serve = sqlite3.connect(sys.argv[2]).execute(q).fetchall()
+    except sqlite3.Error:
+        serve = []
+    if serve or time.monotonic() > end:
+        break
+    time.sleep(0.05)
+sent = json.load(open(sys.argv[3]))["choices"][0]["message"]["content"]
+ans, rea, n_rea, msg = serve[0] if serve else ("", None, None, None)
+print(len(chat) == 1 and chat == serve, bool(ans) and bool(rea) and (n_rea or 0) > 0, msg == ans,
+      sent.startswith((rea or "") + sys.argv[4]) and sent.endswith(ans))
+if chat != serve:
+    print("chat stored", chat, "serve stored", serve, file=sys.stderr)
+EOF2
+check "reasoning: stored apart as natter chat stores it; the client got it whole" "True True True True" "$(cat "$tmp/think.out")"
 # --no-history stores nothing.
 start nohist --no-history --chat-template "$tmp/raw.jinja"
 NH=$port

@@ -3,7 +3,7 @@
 set -e
 pkgs="build-essential autoconf automake pkg-config libncurses-dev libreadline-dev
 libcjson-dev libopenblas-dev libsqlite3-dev sqlite3 tmux valgrind
-libcurl4-openssl-dev libmicrohttpd-dev python3 curl jq"
+libcurl4-openssl-dev libmicrohttpd-dev python3 curl jq openssl"
 if [ "$(id -u)" -eq 0 ]; then
 	SUDO=
 else
@@ -15,6 +15,9 @@ missing=
 for p in $pkgs; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
+# Node and npm for test-serve's run of the official openai package (a
+# machine that has them from elsewhere keeps its own).
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
 	$SUDO apt-get update -q
 	# shellcheck disable=SC2086

@@ -31,7 +31,8 @@ enum http_transport {
 	HTTP_T_NONE,          /* none (or none of these) */
 	HTTP_T_RESOLVE,       /* the host name did not resolve */
 	HTTP_T_CONNECT,       /* no connection: refused, unreachable */
-	HTTP_T_TLS,           /* the TLS handshake or the certificate failed */
+	HTTP_T_TLS,           /* the TLS handshake failed */
+	HTTP_T_CERT,          /* the server's certificate is not trusted, or names another host */
 	HTTP_T_TIMEOUT,       /* the connect timeout, or no byte for stall_timeout_s */
 	HTTP_T_CUT,           /* the connection closed or broke in the middle of a response */
 };
@@ -89,9 +90,16 @@ struct http_req {
 	const atomic_int *cancel;      /* may be NULL; polled during the transfer */
 };
 
-/* Once per process, before any thread starts (libcurl's global set-up). */
+/* Once per process, before any thread starts (libcurl's global set-up).
+ * It also reads $CURL_CA_BUNDLE: a file of certificate authorities every
+ * HTTPS request then trusts instead of the system's (for a server with a
+ * certificate of its own).  Fails (-1, ERR filled) when libcurl cannot
+ * start. */
 int http_global_init(char *err, size_t errlen);
 void http_global_cleanup(void);
+/* The $CURL_CA_BUNDLE that http_global_init read (borrowed, valid until
+ * http_global_cleanup), or NULL: the system's authorities.  Any thread. */
+const char *http_ca_bundle(void);
 
 /*
  * Performs REQ, filling *RESP (which the caller frees with http_resp_free,

@@ -21,6 +21,7 @@ static const char serve_usage[] =
 "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
 "       [--max-tokens N] [--stop STRING]... [--max-queue N] [--token-delay MS]\n"
 "       [--lora FILE[:SCALE]]...   LoRA adapters on every reply (recorded with each)\n"
+"       [--think-tags 'OPEN CLOSE']  a reasoning model's tags (default <think> </think>)\n"
 "An OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions,\n"
 "GET /v1/models, GET /health.  Requests wait in one queue and are answered one at a\n"
 "time; a request that continues the previous conversation reuses its cached prompt.\n"
@@ -32,7 +33,8 @@ static const char serve_usage[] =
 "  --token-delay MS    slow each token down (demos, tests)\n"
 "The sampling options are defaults that a request's own fields override.  Request\n"
 "bodies over 4 MiB are refused (413).  Each request is stored as a conversation in\n"
-"the history (--no-history: not stored).\n";
+"the history (--no-history: not stored), a reasoning model's reasoning apart from its\n"
+"answer (the client gets the reply as the model wrote it, tags and all).\n";
 
 int
 cmd_serve(int argc, char **argv)

@@ -22,20 +22,36 @@ struct xfer {
 	int hops_left;
 };
 
+/* The certificate authorities to trust instead of the system's
+ * ($CURL_CA_BUNDLE, as the curl program reads it), read once by
+ * http_global_init; NULL: the system's. */
+static char *ca_bundle;
+
 int
 http_global_init(char *err, size_t errlen)
 {
+	const char *ca = getenv("CURL_CA_BUNDLE");
 	CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (rc != CURLE_OK) {
 		snprintf(err, errlen, "libcurl could not start: %s", curl_easy_strerror(rc));
 		return -1;
 	}
+	free(ca_bundle);
+	ca_bundle = ca && *ca ? strdup(ca) : NULL;
 	return 0;
+}
+
+const char *
+http_ca_bundle(void)
+{
+	return ca_bundle;
 }
 
 void
 http_global_cleanup(void)
 {
+	free(ca_bundle);
+	ca_bundle = NULL;
 	curl_global_cleanup();
 }
 
@@ -182,14 +198,15 @@ transport_of(CURLcode cc)
 		return HTTP_T_CONNECT;
 	case CURLE_OPERATION_TIMEDOUT:
 		return HTTP_T_TIMEOUT;
-	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_SSL_CIPHER:
-	case CURLE_SSL_CACERT_BADFILE:
 	case CURLE_SSL_ISSUER_ERROR:
 	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
 	case CURLE_SSL_INVALIDCERTSTATUS:
+		return HTTP_T_CERT;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
 	case CURLE_USE_SSL_FAILED:
 		return HTTP_T_TLS;
 	case CURLE_PARTIAL_FILE:
@@ -240,6 +257,8 @@ do_hop(CURL *h, struct xfer *x, const char *url, int send_token, int as_get, cha
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "natter/" PACKAGE_VERSION);
+	if (ca_bundle)
+		curl_easy_setopt(h, CURLOPT_CAINFO, ca_bundle);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, q->connect_timeout_s > 0 ? q->connect_timeout_s : 30L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, q->stall_timeout_s > 0 ? q->stall_timeout_s : 60L);

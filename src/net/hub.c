@@ -80,6 +80,27 @@ base_url(const struct hub_opts *o, char *out, size_t n)
 		out[--l] = 0;
 }
 
+/* A certificate refused: ERR (curl's words) gets what it means and what to
+ * do, with the URL of the hop that failed. */
+static void
+cert_message(const struct http_resp *r, const char *url, char *err, size_t errlen)
+{
+	char said[300], by[600];
+	const char *where = r->n_hops > 0 && r->hops[r->n_hops - 1].url ? r->hops[r->n_hops - 1].url : url;
+
+	if (r->transport != HTTP_T_CERT)
+		return;
+	snprintf(said, sizeof(said), "%s", err);
+	if (http_ca_bundle())
+		snprintf(by, sizeof(by), "in $CURL_CA_BUNDLE (%s)", http_ca_bundle());
+	else
+		snprintf(by, sizeof(by), "this system trusts");
+	snprintf(err, errlen, "%s is not trusted: its certificate is not signed by an authority %s, or does not name "
+	    "that host (%s)%s", where, by, said,
+	    http_ca_bundle() ? "" : "; for a mirror with a certificate of its own, name the file that holds it "
+	    "(or its authority's) in $CURL_CA_BUNDLE");
+}
+
 /* The error for an HTTP status that ended a request about WHAT. */
 static int
 status_error(const struct hub_opts *o, long status, const char *what, char *err, size_t errlen)
@@ -211,6 +232,7 @@ hub_list(const struct hub_opts *o, const char *repo, struct hub_file **files, in
 		hr = http_request(&q, &r, err, errlen);
 		if (hr < 0) {
 			rc = hr == HTTP_ECANCEL ? HUB_ECANCEL : HUB_ENET;
+			cert_message(&r, url, err, errlen);
 			http_resp_free(&r);
 			goto out;
 		}
@@ -637,6 +659,13 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 		q.cancel = o->cancel;
 		hr = http_request(&q, &r, err, errlen);
 		progress(&d, 1);
+		if (hr < 0 && r.transport == HTTP_T_CERT) {
+			/* Trying again will not change the certificate. */
+			cert_message(&r, url, err, errlen);
+			rc = HUB_ENET;
+			http_resp_free(&r);
+			goto out;
+		}
 		if (d.enospc) {
 			if (d.enospc == 1) {
 				char h[32];

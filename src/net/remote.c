@@ -239,6 +239,17 @@ transport_message(const struct remote *r, const struct http_resp *resp, const ch
 	case HTTP_T_TLS:
 		snprintf(err, errlen, "the secure connection to %s failed: %s", host, ht);
 		break;
+	case HTTP_T_CERT:
+		if (http_ca_bundle())
+			snprintf(err, errlen, "the server %s is not trusted: its certificate is not signed by an authority "
+			    "in $CURL_CA_BUNDLE (%s), or does not name that host (%s); nothing was sent", host,
+			    http_ca_bundle(), ht);
+		else
+			snprintf(err, errlen, "the server %s is not trusted: its certificate is not signed by an authority "
+			    "this system trusts, or does not name that host (%s); nothing was sent.  If it has a "
+			    "certificate of its own, name the file that holds it (or its authority's) in "
+			    "$CURL_CA_BUNDLE", host, ht);
+		break;
 	case HTTP_T_TIMEOUT:
 		if (resp->status)
 			snprintf(err, errlen, "%s: the server sent nothing for %ld s (--read-timeout)", what,

@@ -17,6 +17,7 @@
 #include "natter/llm.h"
 #include "natter/sse.h"
 #include "natter/store.h"
+#include "natter/think.h"
 #include "net/serve-impl.h"
 #include "llm/strbuf.h"
 
@@ -385,13 +386,36 @@ end_of(enum chat_stop s)
 	return STORE_END_UNKNOWN;
 }
 
+/* Where split_emit puts the reasoning and the answer. */
+struct split_out {
+	char *text[2];                /* indexed by enum think_kind */
+	size_t len[2], cap[2];
+	int oom;
+};
+
+static void
+split_emit(void *ctx, enum think_kind kind, const char *text, size_t len)
+{
+	struct split_out *o = ctx;
+	if (strbuf_append(&o->text[kind], &o->len[kind], &o->cap[kind], text, len) < 0)
+		o->oom = 1;
+}
+
 /* Records the request and its reply as one conversation, with what the
  * reply was produced under (the session's rendered prompt and the
- * messages fed).  The only place natter serve writes to the store. */
+ * messages fed).  TEXT is the reply as the client got it (the model's
+ * reasoning between its tags, as llama-server without a reasoning parser
+ * sends it); the history keeps the reasoning apart from the answer, as the
+ * chat does, with the session's tags (--think-tags).  The only place
+ * natter serve writes to the store. */
 static void
 record(struct engine *e, const struct job *j, const char *text, enum store_end end,
        const struct sampler_params *sp, int max_tokens, const struct chat_stats *st)
 {
+	struct split_out so = { { NULL, NULL }, { 0, 0 }, { 0, 0 }, 0 };
+	struct think_split ts;
+	char open[32], close[32], terr[128];
+	const char *ptext;
 	struct store_gen g;
 	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
 	struct store_turn *fed = NULL;
@@ -419,7 +443,20 @@ record(struct engine *e, const struct job *j, const char *text, enum store_end e
 		g.fed = fed;
 		g.n_fed = n_fed;
 	}
+	g.prompt_text = chat_prompt_text(e->chat, &plen);
 	g.content = text;
+	if (think_tags_parse(e->defaults.think_tags ? e->defaults.think_tags : "<think> </think>", open, close,
+	    sizeof(open), terr, sizeof(terr)) == 0) {
+		ptext = g.prompt_text;
+		think_split_init(&ts, open, close, ptext && think_prompt_opens(ptext, plen, open, close));
+		think_split_push(&ts, text, strlen(text), split_emit, &so);
+		think_split_flush(&ts, split_emit, &so);
+		if (!so.oom && think_split_entered(&ts)) {
+			g.content = so.text[THINK_ANSWER] ? so.text[THINK_ANSWER] : "";
+			g.reasoning = so.text[THINK_REASONING] ? so.text[THINK_REASONING] : "";
+			g.n_reasoning = st->n_reasoning;
+		}
+	}
 	g.end = end;
 	g.model_id = e->store_model;
 	{
@@ -430,7 +467,6 @@ record(struct engine *e, const struct job *j, const char *text, enum store_end e
 	}
 	g.template_name = tmpl;
 	g.template_source = chat_template_source(e->chat);
-	g.prompt_text = chat_prompt_text(e->chat, &plen);
 	g.prompt_tokens = st->prompt_tokens;
 	g.n_dropped = chat_prompt_dropped(e->chat);
 	g.temp = sp->temp;
@@ -456,9 +492,13 @@ record(struct engine *e, const struct job *j, const char *text, enum store_end e
 	if (store_gen_add(e->store, conv, 0, &g, &gen, &msg) < 0)
 		goto fail;
 	free(fed);
+	free(so.text[0]);
+	free(so.text[1]);
 	return;
 fail:
 	free(fed);
+	free(so.text[0]);
+	free(so.text[1]);
 	logf_(e, "#%lld: the history could not be written: %s", j->num, store_errmsg(e->store));
 }
 

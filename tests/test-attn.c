@@ -219,19 +219,19 @@ test_ops(void)
 					/* The binary16 forms against the float ones on the
 					 * same values (and nothing else written). */
 					memset(s1, 0, sizeof(s1));
-					o->qk_h(q, r, hd, kh, 80, nk, s1, 40);
+					o->qk_h(q, r, hd, kh, 80, nk, s1, 40, (const uint8_t *)vh, 1);
 					w_qkh = fmax(w_qkh, rel_diff(s1, s0, sizeof(s0) / sizeof(s0[0])));
 					for (int i = 0; i < R * 80; i++)
 						o1[i] = (float)i / 100;
-					o->pv_h(s0, 40, r, vh, 80, nk, hd, o1, 80);
+					o->pv_h(s0, 40, r, vh, 80, nk, hd, o1, 80, NULL, 0);
 					w_pvh = fmax(w_pvh, rel_diff(o1, o0, sizeof(o0) / sizeof(o0[0])));
 					if (t == 1) {   /* the scalar tier's own, once */
 						memset(s1, 0, sizeof(s1));
-						ref->qk_h(q, r, hd, kh, 80, nk, s1, 40);
+						ref->qk_h(q, r, hd, kh, 80, nk, s1, 40, NULL, 0);
 						w_qkh = fmax(w_qkh, rel_diff(s1, s0, sizeof(s0) / sizeof(s0[0])));
 						for (int i = 0; i < R * 80; i++)
 							o1[i] = (float)i / 100;
-						ref->pv_h(s0, 40, r, vh, 80, nk, hd, o1, 80);
+						ref->pv_h(s0, 40, r, vh, 80, nk, hd, o1, 80, (const uint8_t *)kh, 1);
 						w_pvh = fmax(w_pvh, rel_diff(o1, o0, sizeof(o0) / sizeof(o0[0])));
 					}
 				}

@@ -229,6 +229,14 @@ pv(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, float
 	}
 }
 
+/* Asks for N cache lines from P, into L2. */
+static inline void
+ask(const uint8_t *p, int n)
+{
+	for (int i = 0; i < n; i++)
+		_mm_prefetch((const char *)p + 64 * i, _MM_HINT_T1);
+}
+
 /* Eight halves from X as floats. */
 static inline __m256
 half8(const qhalf *x)
@@ -239,7 +247,7 @@ half8(const qhalf *x)
 /* As attn-avx512.c's: rows of Q four at a time against keys two at a
  * time, eight sums in registers; rows past R repeat row 0, not written. */
 static void
-qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds)
+qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds, const uint8_t *pf, int pfl)
 {
 	const int nf = n - n % 8;
 
@@ -254,6 +262,8 @@ qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, in
 			__m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
 			    a31 = a00;
 			float t0[4], t1[4];
+			if (pf && i0 == 0)
+				ask(pf + (size_t)j * pfl * 64, (j + 1 < nk ? 2 : 1) * pfl);
 			for (int c = 0; c < nf; c += 8) {
 				const __m256 x0 = half8(k0 + c), x1 = half8(k1 + c);
 				__m256 y = _mm256_loadu_ps(q0 + c);
@@ -291,7 +301,8 @@ qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, in
  * halves at a time and added, times each row's weight, into the rows of
  * O; the values are read once, in order. */
 static void
-pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo)
+pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo, const uint8_t *pf,
+     int pfl)
 {
 	const int nf = n - n % 8;
 
@@ -301,6 +312,8 @@ pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, flo
 		for (; j + 2 <= nk; j += 2) {
 			const qhalf *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv;
 			__m256 b[4][2];
+			if (pf && i0 == 0)
+				ask(pf + (size_t)j * pfl * 64, 2 * pfl);
 			for (int i = 0; i < ri; i++)
 				for (int u = 0; u < 2; u++)
 					b[i][u] = _mm256_set1_ps(p[(size_t)(i0 + i) * ldp + j + u]);
@@ -322,6 +335,8 @@ pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, flo
 		}
 		for (; j < nk; j++) {
 			const qhalf *vj = v + (size_t)j * ldv;
+			if (pf && i0 == 0)
+				ask(pf + (size_t)j * pfl * 64, pfl);
 			for (int i = 0; i < ri; i++) {
 				const float w = p[(size_t)(i0 + i) * ldp + j];
 				const __m256 bb = _mm256_set1_ps(w);

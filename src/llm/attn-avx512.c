@@ -212,6 +212,14 @@ pv(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, float
 	}
 }
 
+/* Asks for N cache lines from P, into L2. */
+static inline void
+ask(const uint8_t *p, int n)
+{
+	for (int i = 0; i < n; i++)
+		_mm_prefetch((const char *)p + 64 * i, _MM_HINT_T1);
+}
+
 /* Sixteen halves from X (the first N under a mask) as floats. */
 static inline __m512
 half16(const qhalf *x, __mmask16 m, int whole)
@@ -223,7 +231,7 @@ half16(const qhalf *x, __mmask16 m, int whole)
  * registers, each key's halves converted once per four rows; rows past R
  * repeat row 0 and are not written. */
 static void
-qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds)
+qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds, const uint8_t *pf, int pfl)
 {
 	const __mmask16 tail = lanes(n % 16);
 	const int nf = n - n % 16;
@@ -238,6 +246,8 @@ qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, in
 			__m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
 			    a31 = a00;
 			float t0[4], t1[4];
+			if (pf && i0 == 0)
+				ask(pf + (size_t)j * pfl * 64, (j + 1 < nk ? 2 : 1) * pfl);
 			for (int c = 0; c <= nf; c += 16) {
 				if (c == nf && !tail)
 					break;
@@ -271,7 +281,8 @@ qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, in
  * and added, times each row's weight, into the rows of O (which stay in
  * the L1 cache): the values are read once, in order. */
 static void
-pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo)
+pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo, const uint8_t *pf,
+     int pfl)
 {
 	const __mmask16 tail = lanes(n % 16);
 	const int nf = n - n % 16;
@@ -282,6 +293,8 @@ pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, flo
 		for (; j + 4 <= nk; j += 4) {
 			const qhalf *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv, *v2 = v1 + ldv, *v3 = v2 + ldv;
 			__m512 b[4][4];
+			if (pf && i0 == 0)
+				ask(pf + (size_t)j * pfl * 64, 4 * pfl);
 			for (int i = 0; i < ri; i++)
 				for (int u = 0; u < 4; u++)
 					b[i][u] = _mm512_set1_ps(p[(size_t)(i0 + i) * ldp + j + u]);
@@ -307,6 +320,8 @@ pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, flo
 		}
 		for (; j < nk; j++) {
 			const qhalf *vj = v + (size_t)j * ldv;
+			if (pf && i0 == 0)
+				ask(pf + (size_t)j * pfl * 64, pfl);
 			for (int c = 0; c <= nf; c += 16) {
 				if (c == nf && !tail)
 					break;

@@ -28,12 +28,14 @@
  * GFLOP/s.  Up to
  * ATTN_SLOTS_PER_THREAD partial results per thread let a long context
  * with few queries be split along the keys.  A token's few rows over an
- * F16 cache skip the floats altogether (ATTN_FUSED_ROWS below).  Measured
- * on 2 threads of a busy avx512bf16 machine, a token over 4000 positions x
- * 6 layers of Qwen3.5-0.8B's two KV heads of 256 (49 MB), best of 40
- * interleaved: one head per task through floats and sgemm 9.2 ms, every
- * head per task, fused, with prefetch_block 6.8 ms (one run); the same
- * without prefetch_block 10.2-10.4 ms, with it 8.4-8.5 ms (a busier run).
+ * F16 cache skip the floats altogether (ATTN_FUSED_ROWS below), and ask
+ * memory for what comes next a few lines at each key.  Measured on one
+ * thread (avx512bf16 machine, the other core busy), a token over 4000
+ * positions x 6 layers of Qwen3.5-0.8B's two KV heads of 256 (49 MB), best
+ * of 40: one head per task through floats and sgemm 8.7 ms; every head
+ * per task, fused, prefetching in the kernels 5.8 ms (4.7 in 2 MiB pages,
+ * kv.c).  A burst of prefetches per block instead (prefetch_block, still
+ * used for the other cache types) stalled the core until memory took them.
  */
 #define ATTN_ROWS 256
 #define ATTN_BK 128
@@ -115,8 +117,11 @@ pv_ref(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, f
 }
 
 static void
-qk_h_ref(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds)
+qk_h_ref(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds, const uint8_t *pf,
+	 int pfl)
 {
+	(void)pf;
+	(void)pfl;
 	for (int i = 0; i < r; i++) {
 		for (int j = 0; j < nk; j++) {
 			float d = 0;
@@ -128,8 +133,11 @@ qk_h_ref(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s
 }
 
 static void
-pv_h_ref(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo)
+pv_h_ref(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo, const uint8_t *pf,
+	 int pfl)
 {
+	(void)pf;
+	(void)pfl;
 	for (int i = 0; i < r; i++)
 		for (int j = 0; j < nk; j++)
 			for (int c = 0; c < n; c++)
@@ -438,27 +446,43 @@ prefetch_block(const struct kv_layer *kl, int lo, int hi, int which)
 				__builtin_prefetch(nx[r].v + by, 0, 2);
 	}
 }
+
+/*
+ * What the kernels of a block ask memory for while they run (all_heads
+ * tasks over F16 rows): the scores' part H of NKV asks for part H of the
+ * block's values (rows of ROW_V from V, NK of them), P V's for part H of
+ * the next block's keys.  PF and *PFL as attn_ops.qk_h takes them.
+ */
+static const uint8_t *
+pf_part(const uint8_t *base, size_t row_bytes, int h, int nkv, int nk, int *pfl)
+{
+	*pfl = (int)((row_bytes / 64 + nkv - 1) / nkv);
+	return base ? base + (size_t)h * nk * *pfl * 64 : NULL;
+}
+
 /* S (NA rows of LDS) = Q (NA rows of HD) K^T over KV head KVH's binary16
- * keys in the NRUN runs RUN, read from the cache itself. */
+ * keys in the NRUN runs RUN, read from the cache itself; PF, PFL for the
+ * first run. */
 static void
 qk_runs(const struct attn_ops *o, const struct kv_layer *kl, const struct kv_run *run, int nrun, int kvh,
-	const float *q, int na, int hd, float *s, int lds)
+	const float *q, int na, int hd, float *s, int lds, const uint8_t *pf, int pfl)
 {
 	const size_t off = attn_row_bytes(GGML_TYPE_F16, kvh * hd);
 	for (int r = 0, at = 0; r < nrun; at += run[r].n, r++)
-		o->qk_h(q, na, hd, (const qhalf *)(run[r].k + off), (int)(kl->row_k / sizeof(qhalf)), run[r].n, s + at, lds);
+		o->qk_h(q, na, hd, (const qhalf *)(run[r].k + off), (int)(kl->row_k / sizeof(qhalf)), run[r].n, s + at, lds,
+		    r ? NULL : pf, pfl);
 }
 
 /* O (NA rows of LDO) += P (NA rows of LDP) V over KV head KVH's binary16
  * values in the runs. */
 static void
 pv_runs(const struct attn_ops *o, const struct kv_layer *kl, const struct kv_run *run, int nrun, int kvh,
-	const float *p, int ldp, int na, int hdv, float *out, int ldo)
+	const float *p, int ldp, int na, int hdv, float *out, int ldo, const uint8_t *pf, int pfl)
 {
 	const size_t off = attn_row_bytes(GGML_TYPE_F16, kvh * hdv);
 	for (int r = 0, at = 0; r < nrun; at += run[r].n, r++)
 		o->pv_h(p + at, ldp, na, (const qhalf *)(run[r].v + off), (int)(kl->row_v / sizeof(qhalf)), run[r].n, hdv,
-		    out, ldo);
+		    out, ldo, r ? NULL : pf, pfl);
 }
 
 static void
@@ -516,17 +540,24 @@ attn_task(struct attn_job *j, int i, float *buf)
 		const int fused = kl->type == GGML_TYPE_F16 && na <= ATTN_FUSED_ROWS;
 		const float *kp = fused ? NULL : block_floats(kl, run, nrun, 0, kv0, nkv, hd, kf, &ldk), *vp = NULL;
 		/* Whole rows: while the scores are computed, memory brings the
-		 * block's values; while they are added, the next keys. */
-		if (j->all_heads)
+		 * block's values; while they are added, the next keys (a few
+		 * lines at each key, by the fused kernels; else all at once). */
+		struct kv_run nx[2] = { { NULL, NULL, 0 }, { NULL, NULL, 0 } };
+		if (j->all_heads && b1 < ke)
+			kv_layer_runs(kl, b1 + 1, b1 + bk < ke ? b1 + bk : ke, nx);
+		if (j->all_heads && !fused)
 			prefetch_block(kl, b0, b1, 2);
 		for (int h = 0; h < nkv; h++) {
 			const int H = h * nr;
 			/* Scores of the whole block; what a row must not see is
 			 * zeroed after the softmax, so that P V can take whole
 			 * rows. */
-			if (fused)
+			if (fused) {
+				int pfl;
+				const uint8_t *pf = pf_part(j->all_heads ? run[0].v : NULL, kl->row_v, h, nkv, run[0].n, &pfl);
 				qk_runs(o, kl, run, nrun, kv0 + h, qs + (size_t)(H + ra) * hd, na, hd, sc + (size_t)(H + ra) * lds,
-				    lds);
+				    lds, pf, pfl);
+			}
 			else if (wide)
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nk, hd, 1.0f, qs + (size_t)(H + ra) * hd,
 				    hd, kp + (size_t)h * hd, ldk, 0.0f, sc + (size_t)(H + ra) * lds, lds);
@@ -556,15 +587,18 @@ attn_task(struct attn_job *j, int i, float *buf)
 				memset(row + b + 1, 0, (size_t)(nk - b - 1) * sizeof(float));
 			}
 		}
-		if (j->all_heads && b1 < ke)
+		if (j->all_heads && !fused && b1 < ke)
 			prefetch_block(kl, b1 + 1, b1 + bk < ke ? b1 + bk : ke, 1);
 		if (!fused)
 			vp = block_floats(kl, run, nrun, 1, kv0, nkv, hdv, vf, &ldv);
 		for (int h = 0; h < nkv; h++) {
 			const int H = h * nr;
-			if (fused)
+			if (fused) {
+				int pfl;
+				const uint8_t *pf = pf_part(nx[0].k, kl->row_k, h, nkv, run[0].n, &pfl);
 				pv_runs(o, kl, run, nrun, kv0 + h, sc + (size_t)(H + ra) * lds, lds, na, hdv,
-				    os + (size_t)(H + ra) * hdv, hdv);
+				    os + (size_t)(H + ra) * hdv, hdv, pf, pfl);
+			}
 			else if (wide)
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, na, hdv, nk, 1.0f, sc + (size_t)(H + ra) * lds,
 				    lds, vp + (size_t)h * hdv, ldv, 1.0f, os + (size_t)(H + ra) * hdv, hdv);

@@ -35,9 +35,13 @@ struct attn_ops {
 	void (*pv)(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, float *o, int ldo);
 	/* qk and pv with K and V binary16 rows straight from the cache (LDK,
 	 * LDV in elements), for a few rows of queries: each key is read once,
-	 * in order, and never written out as floats. */
-	void (*qk_h)(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds);
-	void (*pv_h)(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo);
+	 * in order, and never written out as floats.  PF (NULL: none): while
+	 * key j is read, PFL cache lines from PF + 64 j PFL are asked for,
+	 * so that memory brings what comes next while these are computed. */
+	void (*qk_h)(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds, const uint8_t *pf,
+		     int pfl);
+	void (*pv_h)(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo,
+		     const uint8_t *pf, int pfl);
 };
 
 /* The tiers, best last: "scalar", "avx2" (AVX2 F16C FMA), "avx512"

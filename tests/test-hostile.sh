@@ -97,10 +97,11 @@ while [ $i -lt 200 ]; do
 done
 echo "flipped bytes: 200 runs, $refused refused with a message, none died by a signal"
 
-# 3. The model truncated while natter reads it: reported, status 3.  It is
-# truncated once natter has mapped it (or has ended, which then fails below).
+# 3. The model truncated while natter reads it from the file it mapped
+# (NATTER_WEIGHTS=mmap): reported, status 3.  It is truncated once natter
+# has mapped it (or has ended, which then fails below).
 cp "$F/models/aidreams260K-f32.gguf" "$tmp/live.gguf"
-"$NATTER_BIN" bench -m "$tmp/live.gguf" -p 0 -n 30000 -r 1 -t 1 > /dev/null 2> "$tmp/bus.err" &
+NATTER_WEIGHTS=mmap "$NATTER_BIN" bench -m "$tmp/live.gguf" -p 0 -n 30000 -r 1 -t 1 > /dev/null 2> "$tmp/bus.err" &
 pid=$!
 mapped() { grep -q "$tmp/live.gguf" "/proc/$pid/maps" || ! kill -0 "$pid"; }
 await 60 "natter to map the model" mapped
@@ -114,6 +115,27 @@ else
 	[ $s -eq 3 ] && ok || bad "truncated while in use: status $s ($(cat "$tmp/bus.err"))"
 	grep -q "truncated or became unreadable" "$tmp/bus.err" && ok || bad "SIGBUS message: $(cat "$tmp/bus.err")"
 fi
+
+# 3b. Weights copied into memory (NATTER_WEIGHTS=copy) leave the file
+# unmapped once the model is loaded; mapped ones (=mmap) keep it mapped.
+for how in copy mmap; do
+	NATTER_WEIGHTS=$how "$NATTER_BIN" generate -m "$F/models/tiny-llama-q8_0.gguf" -p "Once upon" -n 30000 \
+		--ignore-eos -c 32768 -t 1 > "$tmp/$how.out" 2> "$tmp/$how.err" &
+	pid=$!
+	loaded() { [ -s "$tmp/$how.out" ] || ! kill -0 "$pid"; }   # it streams its reply
+	await 60 "natter to start its reply" loaded
+	if grep -q "tiny-llama-q8_0.gguf" "/proc/$pid/maps"; then in_maps=1; else in_maps=0; fi
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	if [ $how = copy ]; then
+		[ $in_maps -eq 0 ] && ok || bad "NATTER_WEIGHTS=copy: the file is mapped ($(head -c 300 "$tmp/$how.err"))"
+	else
+		[ $in_maps -eq 1 ] && ok || bad "NATTER_WEIGHTS=mmap: the file is not mapped ($(head -c 300 "$tmp/$how.err"))"
+	fi
+done
+NATTER_WEIGHTS=never "$NATTER_BIN" bench -m "$F/models/aidreams260K-f32.gguf" -p 0 -n 1 -r 1 > /dev/null 2> "$tmp/err"
+[ $? -ne 0 ] && grep -q "NATTER_WEIGHTS=never is none of copy, mmap, auto" "$tmp/err" && ok ||
+	bad "NATTER_WEIGHTS=never: $(cat "$tmp/err")"
 
 # 4. A full disk under the database: replies go on, the user is told, and
 # what was stored before is intact.

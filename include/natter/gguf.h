@@ -119,6 +119,7 @@ struct gguf_file {
 	struct gguf_tensor *tensors;  /* (n_tensors) */
 	uint64_t alignment;
 	uint64_t data_offset;         /* start of the tensor data section */
+	int copied;                   /* map is a private copy (GGUF_OPEN_COPY), not the file */
 };
 
 /*
@@ -129,6 +130,18 @@ struct gguf_file {
  * problem into ERR (ERRLEN bytes).  Any thread; no shared state.
  */
 int gguf_open(const char *path, struct gguf_file **out, char *err, size_t errlen);
+
+/*
+ * gguf_open with FLAGS.  GGUF_OPEN_COPY: read the file into private
+ * memory, in 2 MiB pages where the kernel gives them (MADV_HUGEPAGE),
+ * instead of mapping it: a reader streaming through the data crosses a
+ * page boundary every 2 MiB instead of every 4 KiB, and the file may
+ * change under it; the memory is the process's own (not the page cache's,
+ * which the kernel may drop).  If the copy cannot be made (memory, a read
+ * error), the file is mapped as by gguf_open (f->copied tells).
+ */
+#define GGUF_OPEN_COPY 1u
+int gguf_open_flags(const char *path, unsigned flags, struct gguf_file **out, char *err, size_t errlen);
 
 /* Same, over a caller-owned buffer (tests, fuzzing).  BUF must outlive F. */
 int gguf_open_buffer(const void *buf, size_t size, const char *name,

@@ -185,6 +185,9 @@ const struct tok_vocab *llm_model_vocab(const struct llm_model *m);
 const struct gguf_file *llm_model_gguf(const struct llm_model *m);
 /* Bytes of tensor data in the file. */
 uint64_t llm_model_weight_bytes(const struct llm_model *m);
+/* 1 when the weights are a private copy in memory (NATTER_WEIGHTS), 0
+ * when they are the file mapped. */
+int llm_model_weights_copied(const struct llm_model *m);
 /* The most common weight type, e.g. "Q4_K" (for display). */
 const char *llm_model_type_name(const struct llm_model *m);
 

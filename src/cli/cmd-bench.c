@@ -459,7 +459,8 @@ cmd_bench(int argc, char **argv)
 		if (!json) {
 			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s\n", name,
 			    llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads, q_cpu_features());
-			printf("load %.2f s, peak RSS %.1f MiB, KV cache %s %.1f MiB%s\n", t_load, peak_rss / 1048576.0,
+			printf("load %.2f s (weights %s), peak RSS %.1f MiB, KV cache %s %.1f MiB%s\n", t_load,
+			    llm_model_weights_copied(m) ? "copied into memory" : "mapped from the file", peak_rss / 1048576.0,
 			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0,
 			    exact_act ? ", exact activations" : "");
 			float_gemm_line(llm_model_type_name(m));

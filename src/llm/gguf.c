@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,7 @@ struct gguf_file_priv {
 	struct gguf_index kv_index;
 	struct gguf_index tensor_index;
 	int owns_map;
+	size_t map_len;         /* bytes mapped at pub.map (the copy's, rounded) */
 };
 
 static int
@@ -581,13 +583,59 @@ open_common(struct gguf_file_priv *pf, struct gguf_file **out, char *err, size_t
 	return 0;
 }
 
+#define GGUF_HUGE ((size_t)2 << 20)
+
+/*
+ * The SIZE bytes of FD read into an anonymous mapping aligned to 2 MiB,
+ * asked for in 2 MiB pages and made read-only.  Returns it (*LEN the
+ * bytes mapped), or NULL (nothing left mapped).
+ */
+static uint8_t *
+copy_file(int fd, size_t size, size_t *len)
+{
+	const size_t body = (size + GGUF_HUGE - 1) / GGUF_HUGE * GGUF_HUGE, all = body + GGUF_HUGE;
+	uint8_t *p = mmap(NULL, all, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *a;
+	size_t at = 0;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (uint8_t *)(((uintptr_t)p + GGUF_HUGE - 1) & ~(uintptr_t)(GGUF_HUGE - 1));
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	if (p + all > a + body)
+		munmap(a + body, (size_t)(p + all - (a + body)));
+#ifdef MADV_HUGEPAGE
+	madvise(a, body, MADV_HUGEPAGE);   /* a hint: else 4 KiB pages */
+#endif
+	while (at < size) {
+		ssize_t got = pread(fd, a + at, size - at > ((size_t)1 << 30) ? (size_t)1 << 30 : size - at, (off_t)at);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {   /* an error, or the file shrank meanwhile */
+			munmap(a, body);
+			return NULL;
+		}
+		at += (size_t)got;
+	}
+	mprotect(a, body, PROT_READ);
+	*len = body;
+	return a;
+}
+
 int
 gguf_open(const char *path, struct gguf_file **out, char *err, size_t errlen)
 {
+	return gguf_open_flags(path, 0, out, err, errlen);
+}
+
+int
+gguf_open_flags(const char *path, unsigned flags, struct gguf_file **out, char *err, size_t errlen)
+{
 	struct gguf_file_priv *pf;
 	struct stat st;
-	int fd;
+	int fd, copied;
 	void *map;
+	size_t map_len;
 
 	*out = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -610,7 +658,13 @@ gguf_open(const char *path, struct gguf_file **out, char *err, size_t errlen)
 		close(fd);
 		return -GGUF_ERR_FORMAT;
 	}
-	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	map_len = (size_t)st.st_size;
+	map = (flags & GGUF_OPEN_COPY) ? copy_file(fd, (size_t)st.st_size, &map_len) : NULL;
+	copied = map != NULL;
+	if (!map) {
+		map_len = (size_t)st.st_size;
+		map = mmap(NULL, map_len, PROT_READ, MAP_SHARED, fd, 0);
+	}
 	close(fd);
 	if (map == MAP_FAILED) {
 		snprintf(err, errlen, "%s: cannot map: %s", path, strerror(errno));
@@ -619,13 +673,15 @@ gguf_open(const char *path, struct gguf_file **out, char *err, size_t errlen)
 	pf = calloc(1, sizeof(*pf));
 	if (!pf || !(pf->pub.path = strdup(path))) {
 		free(pf);
-		munmap(map, (size_t)st.st_size);
+		munmap(map, map_len);
 		snprintf(err, errlen, "%s: out of memory", path);
 		return -GGUF_ERR_NOMEM;
 	}
 	pf->pub.map = map;
 	pf->pub.size = (size_t)st.st_size;
+	pf->pub.copied = copied;
 	pf->owns_map = 1;
+	pf->map_len = map_len;
 	return open_common(pf, out, err, errlen);
 }
 
@@ -654,7 +710,7 @@ gguf_close(struct gguf_file *f)
 	if (f == NULL)
 		return;
 	if (pf->owns_map && f->map)
-		munmap((void *)f->map, f->size);
+		munmap((void *)f->map, pf->map_len);
 	free(pf->kv_index.slot);
 	free(pf->tensor_index.slot);
 	free(f->kv);

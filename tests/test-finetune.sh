@@ -59,6 +59,52 @@ grep -q "train it with --method dpo" "$tmp/err" && ok || bad "pairs given to SFT
 ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatml --ctx 20 --steps 1 2>"$tmp/err"
 grep -q "finetune-sft.jsonl:1: skipped: no reply token is left within 20 tokens" "$tmp/err" && ok ||
 	bad "cut examples are named: $(cat "$tmp/err")"
+ft -m "$M" -o "$tmp/c60.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatml --ctx 60 --steps 1 2>"$tmp/err" >/dev/null
+check "--ctx 60 status" 0 $?
+grep -q "finetune-sft.jsonl:1: cut to 60 tokens (it has 76)" "$tmp/err" && grep -q "6 examples (.* tokens; 6 cut to 60 tokens, 0 skipped)" "$tmp/err" &&
+	ok || bad "longer examples are cut with a warning: $(cat "$tmp/err")"
+
+# Every optimizer and LoRA option reaches the training: two runs with the same options give
+# the same adapter, and each option changed alone gives another one.
+opt="-m $M --data $D/finetune-sft.jsonl --chat-template chatml --steps 6 --lr 1e-2 --seed 5 --name o -t 1"
+ft $opt -o "$tmp/o-base.gguf" >/dev/null 2>&1; check "baseline status" 0 $?
+ft $opt -o "$tmp/o-same.gguf" >/dev/null 2>&1
+cmp -s "$tmp/o-base.gguf" "$tmp/o-same.gguf" && ok || bad "two runs with the same options differ"
+for o in "--beta1 0.5" "--beta2 0.9" "--weight-decay 0.5" "--dropout 0.3" "--alpha 4" "--rank 4" "--lr-min 5e-3" \
+    "--warmup 3" "--grad-accum 2" "--batch 2" "--seed 6" "--targets q,v"; do
+	ft $opt $o -o "$tmp/o.gguf" >/dev/null 2>&1 && ! cmp -s "$tmp/o-base.gguf" "$tmp/o.gguf" && ok ||
+		bad "$o does not change the adapter"
+done
+ft $opt --alpha 4 -o "$tmp/o.gguf" >/dev/null 2>&1
+"$NATTER_BIN" info -m "$tmp/o.gguf" --kv | grep -q 'adapter.lora.alpha = 4$' && ok || bad "--alpha 4 is not the adapter's alpha"
+# The log's learning rate: a linear warm-up of 2 steps, then a cosine from --lr to --lr-min.
+ft $opt --warmup 2 --lr-min 1e-3 --log "$tmp/lr.log" -o "$tmp/o.gguf" >/dev/null 2>&1
+lrs=$(for s in 1 2 3 4 5 6; do field "$tmp/lr.log" $s lr; done | tr '\n' ' ')
+echo "$lrs" | awk '{ split("5e-3 1e-2 1e-2 8.6819805e-3 5.5e-3 2.3180195e-3", e, " ");
+	for (i = 1; i <= 6; i++) if ($i - e[i] > 1e-6 * e[i] || e[i] - $i > 1e-6 * e[i]) exit 1 }' && ok ||
+	bad "warm-up + cosine: the log's lr is $lrs"
+# --out-type: the adapter's tensors in F16 or BF16, loaded by --lora: the logits of the f32
+# adapter within the rounding.
+for t in f16 bf16; do
+	ft $opt --out-type $t -o "$tmp/o-$t.gguf" >/dev/null 2>&1; check "--out-type $t status" 0 $?
+	T=$(echo $t | tr a-z A-Z)
+	check "--out-type $t tensors" "56 $T" "$("$NATTER_BIN" info -m "$tmp/o-$t.gguf" --tensors | awk -v t="$T" '$2 == t && /lora_/ { n++ } END { print n, t }')"
+	"$NATTER_BIN" eval -m "$M" --tokens 1,429,491,433,295 --logits-out "$tmp/l-$t.bin" -t 1 --kv-type f32 --lora "$tmp/o-$t.gguf"
+done
+"$NATTER_BIN" eval -m "$M" --tokens 1,429,491,433,295 --logits-out "$tmp/l-f32.bin" -t 1 --kv-type f32 --lora "$tmp/o-base.gguf"
+"$NATTER_BIN" eval -m "$M" --tokens 1,429,491,433,295 --logits-out "$tmp/l-none.bin" -t 1 --kv-type f32
+command -v python3 >/dev/null 2>&1 && python3 - "$tmp" <<'PY' && ok || bad "--out-type: logits not those of the f32 adapter within the rounding"
+import struct, sys
+def f(n):
+    b = open(sys.argv[1] + "/l-" + n + ".bin", "rb").read()
+    return struct.unpack("%df" % (len(b) // 4), b)
+a, h, b, z = f("f32"), f("f16"), f("bf16"), f("none")
+move = max(abs(p - q) for p, q in zip(a, z))       # what the adapter changes
+dh = max(abs(p - q) for p, q in zip(a, h))
+db = max(abs(p - q) for p, q in zip(a, b))
+print("  --out-type: max |dlogit| against the f32 adapter: f16 %.2g, bf16 %.2g (the adapter moves them by %.2g)" % (dh, db, move))
+sys.exit(0 if move > 0 and 0 < dh < 0.01 * move and 0 < db < 0.1 * move and dh < db else 1)
+PY
 
 # On a terminal (tmux, 40 columns): one progress line redrawn in place, cut to the width.
 if command -v tmux >/dev/null 2>&1; then

@@ -174,7 +174,8 @@ nl='
 '
 printf '%s\n' "What is your name?" "/rate up" "/lora" "/lora taught 0.5" "/params" "What do you eat?" "/lora 1 0" \
 	"Where do you live?" "/rate up" "/lora 1 1" "Who is your friend?" "/ab" "/pick a" "/new" "Can you sing?" \
-	"/ab adapter off" "/pick tie" "/new" "What color is the sky?" "/ab" "/pick b" "/ab seed 7" "/pick a" "/lora 3 1" \
+	"/ab adapter off" "/pick tie" "/new" "What color is the sky?" "/ab" "/pick b" "/ab seed 7" "/pick a" "/ab temp 0.9" "/pick tie" \
+	"/ab top_p 0.5" "/pick tie" "/lora 3 1" \
 	"/lora 1 x" > "$tmp/in"
 "$NATTER_BIN" chat -m "$M" --plain --chat-template chatml --temp 0 --seed 5 -n 24 --stop '<|im_end|>' --stop "$nl" \
 	-t 1 --db "$db" --lora "$A" < "$tmp/in" > "$tmp/out" 2>"$tmp/err"
@@ -187,16 +188,18 @@ has "/lora 1 0" "$tmp/out" "scale 0.00 (off)"
 has "/ab shows A" "$tmp/out" "A (temp 0.00, top_p 0.95, seed 5, taught x1.00):"
 has "/ab shows B" "$tmp/out" "B (temp 0.00, top_p 0.95, seed 5, taught off):"
 has "/ab seed 7" "$tmp/out" "B (temp 0.00, top_p 0.95, seed 7, taught off):"
+has "/ab temp 0.9" "$tmp/out" "B (temp 0.90, top_p 0.95, seed 5, taught off):"
+has "/ab top_p 0.5" "$tmp/out" "B (temp 0.00, top_p 0.50, seed 5, taught off):"
 has "/pick a" "$tmp/out" "picked A: it is the chosen reply; the preference is saved"
 has "/pick tie" "$tmp/out" "a tie: A stays the chosen reply; the tie is saved (no pair to train on)"
 has "/pick b" "$tmp/out" "picked B: it is the chosen reply; the preference is saved"
 has "/lora 3 1" "$tmp/err" "/lora: no adapter '3' (1 loaded; /lora lists them)"
 has "/lora 1 x" "$tmp/err" "/lora: 'x' is not a scale"
 # Every reply records its adapters (file SHA-256, name, scale); one made with it off, none.
-check "adapters of the replies" "1.0 0.5 none 1.0 none 1.0 none 1.0 none none" \
+check "adapters of the replies" "1.0 0.5 none 1.0 none 1.0 none 1.0 none none none none" \
 	"$(q "$db" "SELECT group_concat(s, ' ') FROM (SELECT COALESCE((SELECT scale FROM generation_adapters a WHERE a.generation_id = g.id), 'none') AS s FROM generations g ORDER BY g.id)")"
 check "the adapter's record" "$sha|taught.gguf" "$(q "$db" "SELECT DISTINCT sha256, file_name FROM generation_adapters")"
-check "preferences" "a|adapter off tie|adapter off b|adapter off a|seed 7" \
+check "preferences" "a|adapter off tie|adapter off b|adapter off a|seed 7 tie|temp 0.9 tie|top_p 0.5" \
 	"$(q "$db" "SELECT group_concat(pick || '|' || setting, ' ') FROM (SELECT * FROM preferences ORDER BY id)")"
 # The DPO export: A over B for /pick a, B over A for /pick b; nothing for the tie, nor for
 # two identical replies.

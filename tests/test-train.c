@@ -925,6 +925,302 @@ test_linear_quant(const char *dir)
 	}
 }
 
+/*
+ * The first operations against double-precision differences: embedding, RMSNorm, RoPE (both
+ * pairings), the scalar causal GQA attention, SwiGLU, the masked cross-entropy and the
+ * linear layer with its LoRA branch, each with a forward of its own written here in double.
+ * (The float checks above move float inputs by 1e-2 and allow 2e-3; these allow 1e-5.)
+ */
+struct first_ctx {
+	int kind;
+	double *x, *r, *w, *aux, *aux2;      /* the parameters differentiated, the readout, frozen weights */
+	const int32_t *tok, *pos, *target;
+	const uint8_t *mask;
+	double eps, scale, norm;
+	const struct trope *rope;
+	const struct tattn *attn;
+	const float *drop;                   /* LINEAR: the forward's dropout factors (0 or 1/(1-p)) */
+	int T, D, rows, n_head, V, rank, n_in, n_out;
+};
+
+enum { F_EMBED, F_RMSNORM, F_ROPE, F_ATTN, F_SWIGLU, F_XENT, F_LINEAR };
+
+static double
+first_loss_d(void *vc)
+{
+	const struct first_ctx *c = vc;
+	double loss = 0;
+
+	switch (c->kind) {
+	case F_EMBED:   /* x: the table (V, D) */
+		for (int t = 0; t < c->T; t++)
+			for (int i = 0; i < c->D; i++)
+				loss += c->r[(size_t)t * c->D + i] * c->scale * c->x[(size_t)c->tok[t] * c->D + i];
+		break;
+	case F_RMSNORM:
+		for (int t = 0; t < c->rows; t++) {
+			const double *x = c->x + (size_t)t * c->D;
+			double ss = 0, s;
+			for (int i = 0; i < c->D; i++)
+				ss += x[i] * x[i];
+			s = 1.0 / sqrt(ss / c->D + c->eps);
+			for (int i = 0; i < c->D; i++)
+				loss += c->r[(size_t)t * c->D + i] * x[i] * s * (c->w ? c->w[i] : 1.0);
+		}
+		break;
+	case F_ROPE: {
+		const struct trope *ro = c->rope;
+		for (int t = 0; t < c->T; t++)
+			for (int h = 0; h < c->n_head; h++) {
+				const size_t o = ((size_t)t * c->n_head + h) * ro->head_dim;
+				for (int i = 0; i < ro->n_rot / 2; i++) {
+					const int ia = ro->neox ? i : 2 * i, ib = ro->neox ? i + ro->n_rot / 2 : 2 * i + 1;
+					double th = c->pos[t] * (double)ro->freq_scale * pow(ro->base, -2.0 * i / ro->n_rot) /
+					    (ro->factors ? ro->factors[i] : 1.0);
+					double a = c->x[o + ia], b = c->x[o + ib];
+					loss += c->r[o + ia] * (a * cos(th) - b * sin(th)) * ro->attn_factor;
+					loss += c->r[o + ib] * (a * sin(th) + b * cos(th)) * ro->attn_factor;
+				}
+				for (int i = ro->n_rot; i < ro->head_dim; i++)
+					loss += c->r[o + i] * c->x[o + i];
+			}
+		break;
+	}
+	case F_ATTN: {   /* x: q (T, H, HD); aux: k (T, HKV, HD); aux2: v (T, HKV, HD) */
+		const struct tattn *a = c->attn;
+		const int HD = a->head_dim, H = a->n_head, HKV = a->n_head_kv;
+		for (int t = 0; t < c->T; t++)
+			for (int h = 0; h < H; h++) {
+				const int kvh = h / (H / HKV), lo = a->window > 0 && t - a->window + 1 > 0 ? t - a->window + 1 : 0;
+				double sc[64], m = -INFINITY, z = 0;
+				for (int j = lo; j <= t; j++) {
+					double d = 0;
+					for (int i = 0; i < HD; i++)
+						d += c->x[((size_t)t * H + h) * HD + i] * c->aux[((size_t)j * HKV + kvh) * HD + i];
+					sc[j] = d * a->scale;
+					if (a->softcap > 0)
+						sc[j] = a->softcap * tanh(sc[j] / a->softcap);
+					m = fmax(m, sc[j]);
+				}
+				for (int j = lo; j <= t; j++)
+					z += exp(sc[j] - m);
+				for (int i = 0; i < HD; i++) {
+					double o = 0;
+					for (int j = lo; j <= t; j++)
+						o += exp(sc[j] - m) / z * c->aux2[((size_t)j * HKV + kvh) * HD + i];
+					loss += c->r[((size_t)t * H + h) * HD + i] * o;
+				}
+			}
+		break;
+	}
+	case F_SWIGLU:   /* x: fused rows (rows, 2D): gate then up */
+		for (int t = 0; t < c->rows; t++)
+			for (int i = 0; i < c->D; i++) {
+				const double g = c->x[(size_t)t * 2 * c->D + i], u = c->x[(size_t)t * 2 * c->D + c->D + i];
+				loss += c->r[(size_t)t * c->D + i] * g / (1.0 + exp(-g)) * u;
+			}
+		break;
+	case F_XENT:   /* x: logits (T, V) */
+		for (int t = 0; t < c->T; t++) {
+			const double *l = c->x + (size_t)t * c->V;
+			double m = -INFINITY, z = 0;
+			if (c->mask && !c->mask[t])
+				continue;
+			for (int j = 0; j < c->V; j++)
+				m = fmax(m, l[j]);
+			for (int j = 0; j < c->V; j++)
+				z += exp(l[j] - m);
+			loss += (log(z) + m - l[c->target[t]]) / c->norm;
+		}
+		break;
+	case F_LINEAR: {   /* y = W x + bias + scale B (A drop(x)); aux: W, bias; aux2: A, B, x */
+		const double *A = c->aux2, *B = A + (size_t)c->rank * c->n_in, *x = B + (size_t)c->n_out * c->rank;
+		for (int t = 0; t < c->T; t++) {
+			double u[16] = { 0 };
+			for (int k = 0; k < c->rank; k++)
+				for (int i = 0; i < c->n_in; i++)
+					u[k] += A[(size_t)k * c->n_in + i] * x[(size_t)t * c->n_in + i] *
+					    (c->drop ? c->drop[(size_t)t * c->n_in + i] : 1.0);
+			for (int o = 0; o < c->n_out; o++) {
+				double y = c->aux[(size_t)c->n_out * c->n_in + o];
+				for (int i = 0; i < c->n_in; i++)
+					y += c->aux[(size_t)o * c->n_in + i] * x[(size_t)t * c->n_in + i];
+				for (int k = 0; k < c->rank; k++)
+					y += c->scale * B[(size_t)o * c->rank + k] * u[k];
+				loss += c->r[(size_t)t * c->n_out + o] * y;
+			}
+		}
+		break;
+	}
+	}
+	return loss;
+}
+
+static void
+test_first_ops_d(void)
+{
+	enum { T = 6, V = 7, E = 24, H = 4, HKV = 2, HD = 16, NI = 40, NO = 24, RK = 3 };
+	static double x[T * H * HD * 2], r[T * H * HD], w[E], k[T * HKV * HD], v[T * HKV * HD];
+	static float xf[T * H * HD * 2], rf[T * H * HD], wf[E], kf[T * HKV * HD], vf[T * HKV * HD];
+	static float g[T * H * HD * 2], g2[T * HKV * HD], g3[T * HKV * HD], o[T * H * HD], lse[H * T];
+	int32_t tok[T] = { 3, 0, 3, 6, 1, 3 }, pos[T] = { 0, 1, 5, 9, 40, 300 }, target[T] = { 3, 6, 0, 5, 1, 2 };
+	uint8_t mask[T] = { 1, 0, 1, 1, 0, 1 };
+	struct first_ctx c = { 0 };
+	char name[96];
+
+	/* Embedding: the scaled rows of repeated tokens. */
+	fill_d(x, V * E, 1.0);
+	fill_d(r, T * E, 1.0);
+	to_float(r, rf, T * E);
+	memset(g, 0, sizeof(g));
+	tops_embed_bwd(tok, T, E, 1.5f, rf, g);
+	c = (struct first_ctx){ .kind = F_EMBED, .x = x, .r = r, .tok = tok, .scale = 1.5, .T = T, .D = E };
+	report_opd("embedding (repeated tokens, scale 1.5)", fd_check_d(first_loss_d, &c, x, g, V * E));
+
+	/* RMSNorm, weighted and not (a large epsilon: its term must be right too). */
+	for (int weighted = 1; weighted >= 0; weighted--) {
+		fill_d(x, T * E, 2.0);
+		fill_d(w, E, 1.5);
+		to_float(x, xf, T * E);
+		to_float(w, wf, E);
+		c = (struct first_ctx){ .kind = F_RMSNORM, .x = x, .r = r, .w = weighted ? w : NULL,
+			.eps = weighted ? 1e-5 : 0.5, .rows = T, .D = E };
+		memset(g, 0, sizeof(g));
+		tops_rmsnorm_bwd(xf, weighted ? wf : NULL, T, E, (float)c.eps, rf, g);
+		report_opd(weighted ? "RMSNorm (weighted)" : "RMSNorm (no weight, eps 0.5)",
+		    fd_check_d(first_loss_d, &c, x, g, T * E));
+	}
+
+	/* RoPE: both pairings, partial 12/16, factors, linear scale, attn_factor. */
+	{
+		float factors[6];
+		struct trope ro = { HD, 12, 0, 10000.0f, 0.25f, factors, 1.3f };
+		for (int i = 0; i < 6; i++)
+			factors[i] = 1.0f + 0.5f * i;
+		fill_d(r, T * H * HD, 1.0);
+		to_float(r, rf, T * H * HD);
+		fill_d(x, T * H * HD, 1.0);
+		for (int neox = 0; neox < 2; neox++) {
+			ro.neox = neox;
+			memcpy(g, rf, (size_t)T * H * HD * sizeof(float));
+			tops_rope_bwd(&ro, g, T, H, pos);
+			c = (struct first_ctx){ .kind = F_ROPE, .x = x, .r = r, .rope = &ro, .pos = pos, .T = T, .n_head = H };
+			report_opd(neox ? "RoPE NeoX, partial 12/16, factors, scale, attn_factor"
+				       : "RoPE pairs, partial 12/16, factors, scale, attn_factor",
+			    fd_check_d(first_loss_d, &c, x, g, T * H * HD));
+		}
+	}
+
+	/* The scalar causal attention (the reference the blocked one is checked against). */
+	{
+		static const struct { int window; float cap; const char *name; } cases[] = {
+			{ 0, 0.0f, "attention GQA 4/2 heads" },
+			{ 3, 0.0f, "attention, sliding window 3" },
+			{ 2, 1.5f, "attention, window 2 and soft-capping 1.5" },
+		};
+		fill_d(x, T * H * HD, 1.5);
+		fill_d(k, T * HKV * HD, 1.5);
+		fill_d(v, T * HKV * HD, 1.0);
+		to_float(x, xf, T * H * HD);
+		to_float(k, kf, T * HKV * HD);
+		to_float(v, vf, T * HKV * HD);
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			struct tattn a = { H, HKV, HD, 0.35f, cases[i].window, cases[i].cap, 0 };
+			c = (struct first_ctx){ .kind = F_ATTN, .r = r, .attn = &a, .T = T };
+			tops_attn_fwd(&a, xf, kf, vf, T, o, lse);
+			memset(g, 0, sizeof(g));
+			memset(g2, 0, sizeof(g2));
+			memset(g3, 0, sizeof(g3));
+			tops_attn_bwd(&a, xf, kf, vf, o, lse, rf, T, g, g2, g3);
+			c.x = x, c.aux = k, c.aux2 = v;   /* q, k, v: each moved in place */
+			snprintf(name, sizeof(name), "%s: dq", cases[i].name);
+			report_opd(name, fd_check_d(first_loss_d, &c, x, g, T * H * HD));
+			snprintf(name, sizeof(name), "%s: dk", cases[i].name);
+			report_opd(name, fd_check_d(first_loss_d, &c, k, g2, T * HKV * HD));
+			snprintf(name, sizeof(name), "%s: dv", cases[i].name);
+			report_opd(name, fd_check_d(first_loss_d, &c, v, g3, T * HKV * HD));
+		}
+	}
+
+	/* SwiGLU over fused rows (gate and up in one row, as phi3's ffn_up). */
+	fill_d(x, T * 2 * E, 3.0);
+	to_float(x, xf, T * 2 * E);
+	fill_d(r, T * E, 1.0);
+	to_float(r, rf, T * E);
+	memset(g, 0, sizeof(g));
+	tops_glu_bwd(TOPS_SILU, xf, xf + E, 2 * E, T, E, rf, g, g + E);
+	c = (struct first_ctx){ .kind = F_SWIGLU, .x = x, .r = r, .rows = T, .D = E };
+	report_opd("SwiGLU (fused rows): d gate, d up", fd_check_d(first_loss_d, &c, x, g, T * 2 * E));
+
+	/* The masked cross-entropy, normalised by a count that is not the rows'. */
+	fill_d(x, T * V, 3.0);
+	to_float(x, xf, T * V);
+	memset(g, 0, sizeof(g));
+	tops_xent(xf, T, V, target, mask, 3.0, g, NULL);
+	c = (struct first_ctx){ .kind = F_XENT, .x = x, .target = target, .mask = mask, .norm = 3.0, .T = T, .V = V };
+	report_opd("softmax cross-entropy with a loss mask", fd_check_d(first_loss_d, &c, x, g, T * V));
+
+	/* The linear layer (float32 W, bias) with its LoRA branch, without and with dropout: the
+	 * forward's mask is read back through a probe of rank n_in with A = I (the mask depends
+	 * on the seed and the element only). */
+	{
+		static double wb[NO * NI + NO], pr[RK * NI + NO * RK + T * NI];   /* W, bias; A, B, x */
+		static float W[NO * NI + NO], A[RK * NI], B[NO * RK], X[T * NI], dA[RK * NI], dB[NO * RK], dX[T * NI];
+		static float u[T * NI], y[T * NO], drop[T * NI], eye[NI * NI], R[T * NO];
+		static double rr[T * NO];
+		float *scratch;
+		struct tlora lo = { RK, 0.7f, 0.25f, A, B, dA, dB };
+		struct tlinear l = { { W, GGML_TYPE_F32, NI, NO, NI * sizeof(float) }, W + NO * NI, &lo };
+
+		fill_d(wb, NO * NI + NO, 0.3);
+		fill_d(pr, RK * NI + NO * RK, 0.3);
+		fill_d(pr + RK * NI + NO * RK, T * NI, 1.0);
+		fill_d(rr, T * NO, 1.0);
+		to_float(wb, W, NO * NI + NO);
+		to_float(pr, A, RK * NI);
+		to_float(pr + RK * NI, B, NO * RK);
+		to_float(pr + RK * NI + NO * RK, X, T * NI);
+		to_float(rr, R, T * NO);
+		{
+			struct tlora probe = { NI, 1.0f, 0.25f, eye, NULL, NULL, NULL };
+			struct tlinear pl = { l.w, NULL, &probe };
+			float ones[T * NI], yp[T * NO];
+			for (int i = 0; i < NI; i++)
+				eye[i * NI + i] = 1.0f;
+			for (int i = 0; i < T * NI; i++)
+				ones[i] = 1.0f;
+			probe.b = calloc((size_t)NO * NI, sizeof(float));
+			scratch = malloc(tlinear_scratch_floats(&pl, T, 1) * sizeof(float));
+			tlinear_fwd(&pl, NULL, ones, T, 1, 99, yp, drop, scratch);
+			free(scratch);
+			free(probe.b);
+		}
+		scratch = malloc(tlinear_scratch_floats(&l, T, 1) * sizeof(float));
+		for (int train = 0; train < 2; train++) {
+			double dropped = 0;
+			tlinear_fwd(&l, NULL, X, T, train, 99, y, u, scratch);
+			memset(dX, 0, sizeof(dX));
+			memset(dA, 0, sizeof(dA));
+			memset(dB, 0, sizeof(dB));
+			tlinear_bwd(&l, NULL, X, T, train, 99, u, R, dX, scratch);
+			c = (struct first_ctx){ .kind = F_LINEAR, .r = rr, .aux = wb, .aux2 = pr, .scale = 0.7,
+				.drop = train ? drop : NULL, .T = T, .rank = RK, .n_in = NI, .n_out = NO };
+			for (int i = 0; train && i < T * NI; i++)
+				dropped += drop[i] == 0.0f;
+			CHECK(!train || (dropped > 0.1 * T * NI && dropped < 0.4 * T * NI), "dropout 0.25 dropped %.0f of %d",
+			    dropped, T * NI);
+			for (int wrt = 0; wrt < 3; wrt++) {   /* x, A, B: each moved inside pr */
+				double *p = wrt == 0 ? pr + RK * NI + NO * RK : wrt == 1 ? pr : pr + RK * NI;
+				snprintf(name, sizeof(name), "linear + LoRA%s: %s", train ? ", dropout 0.25" : "",
+				    wrt == 0 ? "dx" : wrt == 1 ? "dA" : "dB");
+				report_opd(name, fd_check_d(first_loss_d, &c, p, wrt == 0 ? dX : wrt == 1 ? dA : dB,
+				    wrt == 0 ? T * NI : wrt == 1 ? RK * NI : NO * RK));
+			}
+		}
+		free(scratch);
+	}
+}
+
 /* --- AdamW and the schedule --- */
 
 static void
@@ -2912,6 +3208,7 @@ main(int argc, char **argv)
 		test_capglu_d();
 		test_qkchain_d();
 		test_route_d();
+		test_first_ops_d();
 		test_adamw();
 	}
 	if (!dir) {

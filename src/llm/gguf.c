@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "natter/gguf.h"
+#include "llm/hugemem.h"
 
 static const struct ggml_type_info type_infos[GGML_TYPE_COUNT] = {
 	[GGML_TYPE_F32] = { "F32", 1, 4 },
@@ -583,42 +584,30 @@ open_common(struct gguf_file_priv *pf, struct gguf_file **out, char *err, size_t
 	return 0;
 }
 
-#define GGUF_HUGE ((size_t)2 << 20)
-
 /*
- * The SIZE bytes of FD read into an anonymous mapping aligned to 2 MiB,
- * asked for in 2 MiB pages and made read-only.  Returns it (*LEN the
- * bytes mapped), or NULL (nothing left mapped).
+ * The SIZE bytes of FD read into memory from huge_alloc, then made
+ * read-only.  Returns it (*LEN the bytes mapped), or NULL (nothing left
+ * mapped).
  */
 static uint8_t *
 copy_file(int fd, size_t size, size_t *len)
 {
-	const size_t body = (size + GGUF_HUGE - 1) / GGUF_HUGE * GGUF_HUGE, all = body + GGUF_HUGE;
-	uint8_t *p = mmap(NULL, all, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *a;
+	uint8_t *a = huge_alloc(size, len);
 	size_t at = 0;
 
-	if (p == MAP_FAILED)
+	if (!a)
 		return NULL;
-	a = (uint8_t *)(((uintptr_t)p + GGUF_HUGE - 1) & ~(uintptr_t)(GGUF_HUGE - 1));
-	if (a > p)
-		munmap(p, (size_t)(a - p));
-	if (p + all > a + body)
-		munmap(a + body, (size_t)(p + all - (a + body)));
-#ifdef MADV_HUGEPAGE
-	madvise(a, body, MADV_HUGEPAGE);   /* a hint: else 4 KiB pages */
-#endif
 	while (at < size) {
 		ssize_t got = pread(fd, a + at, size - at > ((size_t)1 << 30) ? (size_t)1 << 30 : size - at, (off_t)at);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got <= 0) {   /* an error, or the file shrank meanwhile */
-			munmap(a, body);
+			huge_free(a, *len);
 			return NULL;
 		}
 		at += (size_t)got;
 	}
-	mprotect(a, body, PROT_READ);
-	*len = body;
+	mprotect(a, *len, PROT_READ);
 	return a;
 }
 

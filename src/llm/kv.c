@@ -1,26 +1,24 @@
 /* kv.c -- the per-layer cache: its types, sizing, rows of a ring, recurrent checkpoints, what a truncation can keep. */
 #include "config.h"
 
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "llm/attn.h"
+#include "llm/hugemem.h"
 #include "llm/kv.h"
 
 /*
  * A layer's rows: zeroed, and untouched until written, so that positions
- * never reached take no memory; from KV_HUGE bytes on, mapped on their own
- * and in 2 MiB pages where the kernel gives them (MADV_HUGEPAGE, a hint):
+ * never reached take no memory; from 2 MiB on, mapped on their own and in
+ * 2 MiB pages where the kernel gives them (hugemem.c):
  * attention streams through every row at every token, and 4 KiB pages cost
  * a page walk each 4 KiB.  Measured on one thread (avx512bf16 machine,
  * busy): a token's attention over 4000 positions of Qwen3.5-0.8B (49 MB)
  * took 5.3-5.5 ms in 4 KiB pages, 4.7 ms in 2 MiB pages.  Under the
  * sanitizers, calloc, so that they watch the rows.
  */
-#define KV_HUGE ((size_t)2 << 20)
-#if defined(MADV_HUGEPAGE) && !defined(NATTER_ASAN)
+#ifndef NATTER_ASAN
 #define KV_MAP 1
 #else
 #define KV_MAP 0
@@ -29,31 +27,16 @@
 static size_t
 rows_mapped(size_t bytes)
 {
-	return KV_MAP && bytes >= KV_HUGE ? (bytes + KV_HUGE - 1) / KV_HUGE * KV_HUGE : 0;
+	return KV_MAP && bytes >= HUGE_PAGE ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : 0;
 }
 
 static void *
 rows_alloc(size_t bytes)
 {
-	const size_t body = rows_mapped(bytes);
+	size_t len;
 
-	if (body) {
-		/* A 2 MiB-aligned BODY out of a mapping one page larger. */
-		const size_t len = body + KV_HUGE;
-		uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		uint8_t *a;
-		if (p == MAP_FAILED)
-			return NULL;
-		a = (uint8_t *)(((uintptr_t)p + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1));
-		if (a > p)
-			munmap(p, (size_t)(a - p));
-		if (p + len > a + body)
-			munmap(a + body, (size_t)(p + len - (a + body)));
-#ifdef MADV_HUGEPAGE
-		madvise(a, body, MADV_HUGEPAGE);
-#endif
-		return a;
-	}
+	if (rows_mapped(bytes))
+		return huge_alloc(bytes, &len);
 	return calloc(1, bytes ? bytes : 1);
 }
 
@@ -62,8 +45,8 @@ rows_free(void *p, size_t bytes)
 {
 	const size_t body = rows_mapped(bytes);
 
-	if (p && body)
-		munmap(p, body);
+	if (body)
+		huge_free(p, body);
 	else
 		free(p);
 }

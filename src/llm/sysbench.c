@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 
 #include "natter/quant.h"
 #include "natter/sysbench.h"
+#include "llm/hugemem.h"
 #include "llm/pool.h"
 #include "llm/quant-impl.h"
 
@@ -49,19 +49,17 @@ sysbench_read_bandwidth(int n_threads)
 	const size_t bytes = (size_t)512 << 20;
 	struct bw_job job;
 	struct pool *p;
-	uint8_t *buf = aligned_alloc((size_t)2 << 20, bytes);
+	/* In 2 MiB pages where the kernel has them, as the weights and the KV
+	 * cache are (gguf.c, kv.c): the bound is what the machine can do. */
+	size_t len;
+	uint8_t *buf = huge_alloc(bytes, &len);
 	double best = 0;
 
 	if (!buf)
 		return -1;
-#ifdef MADV_HUGEPAGE
-	/* In 2 MiB pages where the kernel has them, as the weights and the KV
-	 * cache are (gguf.c, kv.c): the bound is what the machine can do. */
-	madvise(buf, bytes, MADV_HUGEPAGE);
-#endif
 	p = pool_new(n_threads);
 	if (!p) {
-		free(buf);
+		huge_free(buf, len);
 		return -1;
 	}
 	memset(buf, 1, bytes);
@@ -77,7 +75,7 @@ sysbench_read_bandwidth(int n_threads)
 			best = bytes / dt / 1e9;
 	}
 	pool_free(p);
-	free(buf);
+	huge_free(buf, len);
 	return job.sums[0] == 0 ? -1 : best;
 }
 

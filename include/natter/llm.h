@@ -171,14 +171,20 @@ enum llm_tensor {
 const char *llm_tensor_name(enum llm_tensor t);
 
 /*
- * Maps the GGUF file at PATH, reads the hyperparameters its architecture's
- * description names and checks every tensor the description lists (name,
- * shape, type).  Weights stay in the map.  Returns 0, or a negative value
+ * Opens the GGUF file at PATH, reads the hyperparameters its
+ * architecture's description names and checks every tensor the
+ * description lists (name, shape, type).  The weights are used where they
+ * are held: a private copy in 2 MiB pages or the file mapped, as
+ * NATTER_WEIGHTS says (model.c weights_flags; a value that is none of
+ * copy, mmap, auto is an error).  Returns 0, or a negative value
  * with ERR naming the file and the problem (an architecture natter lacks,
  * with the list of those it runs; a missing tensor; an unsupported tensor
  * type by name ...).  Any thread.
  */
 int llm_model_load(const char *path, struct llm_model **out, char *err, size_t errlen);
+/* The same with the file mapped whatever NATTER_WEIGHTS says: for callers
+ * that describe a model without running it (natter info). */
+int llm_model_load_mapped(const char *path, struct llm_model **out, char *err, size_t errlen);
 void llm_model_free(struct llm_model *m);
 const struct llm_hparams *llm_model_hparams(const struct llm_model *m);
 const struct tok_vocab *llm_model_vocab(const struct llm_model *m);

@@ -356,7 +356,7 @@ cmd_info(int argc, char **argv)
 	}
 	if (arch && f->n_tensors) {
 		struct llm_model *m = NULL;
-		if (llm_model_load(path, &m, err, sizeof(err)) == 0)
+		if (llm_model_load_mapped(path, &m, err, sizeof(err)) == 0)
 			print_layout(m, f);
 		else
 			printf("natter cannot run it: %s\n", err);

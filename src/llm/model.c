@@ -76,8 +76,24 @@ weights_flags(const char *path, char *err, size_t errlen)
 	return GGUF_OPEN_COPY;
 }
 
+static int model_load(const char *path, int mapped, struct llm_model **out, char *err, size_t errlen);
+
 int
 llm_model_load(const char *path, struct llm_model **out, char *err, size_t errlen)
+{
+	return model_load(path, 0, out, err, errlen);
+}
+
+int
+llm_model_load_mapped(const char *path, struct llm_model **out, char *err, size_t errlen)
+{
+	return model_load(path, 1, out, err, errlen);
+}
+
+/* llm_model_load, the weights mapped whatever NATTER_WEIGHTS says when
+ * MAPPED. */
+static int
+model_load(const char *path, int mapped, struct llm_model **out, char *err, size_t errlen)
 {
 	struct llm_model *m;
 	struct llm_hparams *hp;
@@ -93,7 +109,7 @@ llm_model_load(const char *path, struct llm_model **out, char *err, size_t errle
 		return -1;
 	}
 	hp = &m->hp;
-	int wflags = weights_flags(path, err, errlen);
+	int wflags = mapped ? 0 : weights_flags(path, err, errlen);
 	if (wflags < 0 || gguf_open_flags(path, (unsigned)wflags, &m->f, err, errlen) < 0)
 		goto fail;
 	arch = gguf_get_str(m->f, "general.architecture");

@@ -605,6 +605,44 @@ struct qkchain_ctx {
 	int window;
 };
 
+/*
+ * The readout of causal GQA attention in double: the sum over t, h, i of
+ * R (T, H, HDV) times the attention of Q (T, H, HD) over K (T, HKV, HD)
+ * and V (T, HKV, HDV), scores times SCALE, soft-capped when CAP > 0, each
+ * query seeing its last WINDOW keys when WINDOW > 0.  T at most 64.  The
+ * forward of the attention gradient checks.
+ */
+static double
+attn_readout_d(const double *q, const double *k, const double *v, const double *r, int T, int H, int HKV, int HD,
+	       int HDV, int window, double scale, double cap)
+{
+	double loss = 0;
+
+	for (int t = 0; t < T; t++)
+		for (int h = 0; h < H; h++) {
+			const int kvh = h / (H / HKV), lo = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
+			double sc[64], m = -INFINITY, z = 0;
+			for (int j = lo; j <= t; j++) {
+				double d = 0;
+				for (int i = 0; i < HD; i++)
+					d += q[((size_t)t * H + h) * HD + i] * k[((size_t)j * HKV + kvh) * HD + i];
+				sc[j] = d * scale;
+				if (cap > 0)
+					sc[j] = cap * tanh(sc[j] / cap);
+				m = fmax(m, sc[j]);
+			}
+			for (int j = lo; j <= t; j++)
+				z += exp(sc[j] - m);
+			for (int i = 0; i < HDV; i++) {
+				double o = 0;
+				for (int j = lo; j <= t; j++)
+					o += exp(sc[j] - m) / z * v[((size_t)j * HKV + kvh) * HDV + i];
+				loss += r[((size_t)t * H + h) * HDV + i] * o;
+			}
+		}
+	return loss;
+}
+
 static void
 headnorm_rope_d(const struct qkchain_ctx *c, const double *x, const double *w, int t, double *y)
 {
@@ -626,7 +664,7 @@ static double
 qkchain_loss_d(void *vc)
 {
 	const struct qkchain_ctx *c = vc;
-	double qn[QK_T][QK_H][QK_HD], kn[QK_T][QK_HKV][QK_HD], loss = 0;
+	double qn[QK_T][QK_H][QK_HD], kn[QK_T][QK_HKV][QK_HD];
 
 	for (int t = 0; t < QK_T; t++) {
 		for (int h = 0; h < QK_H; h++)
@@ -634,28 +672,8 @@ qkchain_loss_d(void *vc)
 		for (int h = 0; h < QK_HKV; h++)
 			headnorm_rope_d(c, c->k + ((size_t)t * QK_HKV + h) * QK_HD, c->kw, t, kn[t][h]);
 	}
-	for (int t = 0; t < QK_T; t++) {
-		for (int h = 0; h < QK_H; h++) {
-			const int kvh = h / (QK_H / QK_HKV), lo = t - c->window + 1 > 0 ? t - c->window + 1 : 0;
-			double sc[QK_T], m = -INFINITY, z = 0;
-			for (int j = lo; j <= t; j++) {
-				double d = 0;
-				for (int i = 0; i < QK_HD; i++)
-					d += qn[t][h][i] * kn[j][kvh][i];
-				sc[j] = c->cap * tanh(d * c->scale / c->cap);
-				m = fmax(m, sc[j]);
-			}
-			for (int j = lo; j <= t; j++)
-				z += exp(sc[j] - m);
-			for (int i = 0; i < QK_HDV; i++) {
-				double o = 0;
-				for (int j = lo; j <= t; j++)
-					o += exp(sc[j] - m) / z * c->v[((size_t)j * QK_HKV + kvh) * QK_HDV + i];
-				loss += c->r[((size_t)t * QK_H + h) * QK_HDV + i] * o;
-			}
-		}
-	}
-	return loss;
+	return attn_readout_d(&qn[0][0][0], &kn[0][0][0], c->v, c->r, QK_T, QK_H, QK_HKV, QK_HD, QK_HDV, c->window, c->scale,
+	    c->cap);
 }
 
 static void
@@ -988,29 +1006,8 @@ first_loss_d(void *vc)
 	}
 	case F_ATTN: {   /* x: q (T, H, HD); aux: k (T, HKV, HD); aux2: v (T, HKV, HD) */
 		const struct tattn *a = c->attn;
-		const int HD = a->head_dim, H = a->n_head, HKV = a->n_head_kv;
-		for (int t = 0; t < c->T; t++)
-			for (int h = 0; h < H; h++) {
-				const int kvh = h / (H / HKV), lo = a->window > 0 && t - a->window + 1 > 0 ? t - a->window + 1 : 0;
-				double sc[64], m = -INFINITY, z = 0;
-				for (int j = lo; j <= t; j++) {
-					double d = 0;
-					for (int i = 0; i < HD; i++)
-						d += c->x[((size_t)t * H + h) * HD + i] * c->aux[((size_t)j * HKV + kvh) * HD + i];
-					sc[j] = d * a->scale;
-					if (a->softcap > 0)
-						sc[j] = a->softcap * tanh(sc[j] / a->softcap);
-					m = fmax(m, sc[j]);
-				}
-				for (int j = lo; j <= t; j++)
-					z += exp(sc[j] - m);
-				for (int i = 0; i < HD; i++) {
-					double o = 0;
-					for (int j = lo; j <= t; j++)
-						o += exp(sc[j] - m) / z * c->aux2[((size_t)j * HKV + kvh) * HD + i];
-					loss += c->r[((size_t)t * H + h) * HD + i] * o;
-				}
-			}
+		loss = attn_readout_d(c->x, c->aux, c->aux2, c->r, c->T, a->n_head, a->n_head_kv, a->head_dim, a->head_dim,
+		    a->window, a->scale, a->softcap);
 		break;
 	}
 	case F_SWIGLU:   /* x: fused rows (rows, 2D): gate then up */

@@ -126,6 +126,14 @@ if "$NATTER_BIN" mkmodel --preset qwen2.5-0.5b --type Q8_0 --layers 2 -o "$tmp/q
 		awk -v r="$rss" -v l="$limit" 'BEGIN { exit !(r > 0 && r <= l) }' && ok || bad "peak RSS $rss > $limit"
 	fi
 	"$NATTER_BIN" info -m "$tmp/q.gguf" | grep -q "151936 tokens" && ok || bad "mkmodel vocabulary"
+	# --sys: generation's bound is the rate at which the weights were read
+	# between its tokens (each token reads every matrix, the tied embedding
+	# table too: about the file's size).
+	js=$("$NATTER_BIN" bench -m "$tmp/q.gguf" -p 0 -n 4 -r 2 --sys --json | tail -n 1)
+	gbps=$(echo "$js" | sed -n 's/.*"weights_read_gbps":\([0-9.e+]*\).*/\1/p')
+	bts=$(echo "$js" | sed -n 's/.*"bound_ts":\([0-9.e+]*\).*/\1/p')
+	awk -v g="$gbps" -v b="$bts" -v s="$size" 'BEGIN { r = b * s / (g * 1e9); exit !(g > 0 && r > 0.9 && r < 1.1) }' &&
+	    ok || bad "bench --sys: bound $bts t/s is not the weights' read rate $gbps GB/s over $size bytes: $js"
 	# --stop: the prompt test stopped part-way (as Esc), what it took
 	# reported; the stop flag was looked at (a gap was measured).  How
 	# many stops land before the end depends on the machine's speed: only

@@ -3,11 +3,22 @@
 #define NATTER_SYSBENCH_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+struct llm_ctx;
 
 /* Reads a 512 MiB buffer on N_THREADS threads with the chosen tier's
  * vector loads (best of 3); returns GB/s, or a negative value if the
  * memory cannot be had. */
 double sysbench_read_bandwidth(int n_threads);
+/* Reads every weight matrix a generated token reads (each once; the
+ * embedding table only when it is also the output) on CTX's own threads
+ * with the tier's vector loads, and nothing else: the time a token would
+ * take if computing cost nothing.  Returns the seconds; *BYTES (if not
+ * NULL) the bytes read.  natter bench --sys calls it between the tokens it
+ * times, so that generation's bound is measured at the same moments as
+ * generation itself.  The owner of CTX, between evaluations. */
+double sysbench_read_weights(struct llm_ctx *ctx, uint64_t *bytes);
 /* Fused multiply-adds on full vectors of the chosen tier, N_THREADS
  * threads at once for about 0.3 s (best of 2): GFLOP/s, or < 0. */
 double sysbench_fma_gflops(int n_threads);

@@ -14,6 +14,7 @@
 #include "natter/quant.h"
 #include "natter/sysbench.h"
 #include "llm/hugemem.h"
+#include "llm/model.h"
 #include "llm/pool.h"
 #include "llm/quant-impl.h"
 
@@ -77,6 +78,74 @@ sysbench_read_bandwidth(int n_threads)
 	pool_free(p);
 	huge_free(buf, len);
 	return job.sums[0] == 0 ? -1 : best;
+}
+
+/*
+ * The weights one generated token reads, read again on the context's own
+ * threads: each matrix once (the embedding table only when it is also the
+ * output; norms and biases are too small to matter).  The spans are taken
+ * as they lie in memory, so the read meets the same pages (2 MiB or
+ * mapped) as the kernels do.
+ */
+struct wread_job {
+	const struct gguf_file *f;
+	const struct gguf_tensor *embd;   /* skipped unless it is the output */
+	uint64_t total;                   /* bytes over every span */
+	uint64_t (*read_sum)(const void *, size_t);
+	uint64_t sums[64];
+};
+
+static int
+wread_takes(const struct wread_job *j, const struct gguf_tensor *t)
+{
+	if (t->ne[1] <= 1 && t->ne[2] <= 1)
+		return 0;
+	return t != j->embd;
+}
+
+static void
+wread_worker(void *arg, int ith, int nth)
+{
+	struct wread_job *j = arg;
+	uint64_t a = j->total * ith / nth, b = j->total * (ith + 1) / nth, at = 0, sum = 0;
+
+	/* This thread's share of the spans laid end to end. */
+	for (uint64_t i = 0; i < j->f->n_tensors && at < b; i++) {
+		const struct gguf_tensor *t = &j->f->tensors[i];
+		if (!wread_takes(j, t))
+			continue;
+		uint64_t lo = a > at ? a - at : 0, hi = b - at < t->nbytes ? b - at : t->nbytes;
+		if (lo < hi) {
+			lo &= ~(uint64_t)63;     /* whole lines; the kernels read 64 bytes at a time */
+			hi &= ~(uint64_t)63;
+			if (lo < hi)
+				sum += j->read_sum((const uint8_t *)t->data + lo, hi - lo);
+		}
+		at += t->nbytes;
+	}
+	j->sums[ith & 63] = sum;
+}
+
+double
+sysbench_read_weights(struct llm_ctx *ctx, uint64_t *bytes)
+{
+	const struct gguf_file *f = llm_model_gguf(ctx->m);
+	struct wread_job job;
+	double t0;
+
+	memset(&job, 0, sizeof(job));
+	job.f = f;
+	job.read_sum = q_kern()->read_sum;
+	if (gguf_find_tensor(f, "output.weight"))
+		job.embd = gguf_find_tensor(f, "token_embd.weight");
+	for (uint64_t i = 0; i < f->n_tensors; i++)
+		if (wread_takes(&job, &f->tensors[i]))
+			job.total += f->tensors[i].nbytes;
+	if (bytes)
+		*bytes = job.total;
+	t0 = now_s();
+	pool_run(ctx->pool, wread_worker, &job);
+	return now_s() - t0;
 }
 
 /* Runs FN on N threads at once (plain threads: each must run concurrently

@@ -2,7 +2,7 @@
 /*
  * usage: tests/bench/kbench TYPE D N NT [THREADS] [REPS]
  * Times mm_matmul of a random D x N matrix of TYPE with NT activation rows
- * on the tier NATTER_CPU chooses; prints the best time, GFLOP/s and the
+ * (in 2 MiB pages, as a loaded model's) on the tier NATTER_CPU chooses; prints the best time, GFLOP/s and the
  * weight bytes per second.  KBENCH_BLAS=1 times the alternative instead:
  * the rows dequantized by the tier into panels of 2 MiB, multiplied by
  * single-threaded OpenBLAS sgemm (one thread).  A developer's tool, not part
@@ -19,6 +19,7 @@
 #include <cblas.h>
 
 #include "natter/quant.h"
+#include "llm/hugemem.h"
 #include "llm/matmul.h"
 #include "llm/pool.h"
 
@@ -61,7 +62,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	size_t rb = q_row_size(type, n);
-	uint8_t *w = malloc(rb * d);
+	/* In 2 MiB pages where the kernel has them, as a loaded model's weights are. */
+	size_t w_len;
+	uint8_t *w = huge_alloc(rb * d, &w_len);
 	float *row = malloc(n * sizeof(float)), *x = malloc((size_t)nt * n * sizeof(float));
 	float *out = malloc((size_t)nt * d * sizeof(float));
 	uint64_t s = 88172645463325252ull;
@@ -112,7 +115,7 @@ main(int argc, char **argv)
 	    2.0 * d * n * nt / best / 1e9, rb * d / best / 1e9);
 	mm_scratch_free(&sc);
 	pool_free(p);
-	free(w);
+	huge_free(w, w_len);
 	free(row);
 	free(x);
 	free(out);

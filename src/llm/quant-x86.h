@@ -863,9 +863,8 @@ transpose_rows(const uint32_t *src, size_t sstride, int cols, uint32_t *dst)
 /* ------------------------------------------------------------------ */
 /*
  * GEMV for the 32-element block types on 512-bit vectors, with q8p
- * activations.  Two blocks per vector: the nibble types decode to
- * [block b elements 0-15 | b+1 0-15 | b 16-31 | b+1 16-31] ("split"; the
- * activations are permuted to match), Q8_0 stays in order.  The 16 block
+ * activations.  Two blocks per vector, each type decoded to its
+ * elements' order, as the activations lie.  The 16 block
  * scales of a row are converted at once (one gather), multiplied by the
  * activations' block scales; each block's offset or min enters through
  * the activations' block sums, once per 16 blocks:
@@ -878,7 +877,11 @@ ALWAYS int g_bs(const int TY)
 	return TY == G_Q4_0 || TY == G_IQ4_NL ? 18 : TY == G_Q4_1 ? 20 : TY == G_Q5_0 ? 22 : TY == G_Q5_1 ? 24 : 34;
 }
 
-/* Blocks B0 and B1 (NULL: absent, zeros) as unsigned levels. */
+/* Blocks B0 and B1 (NULL: absent, zeros) as unsigned levels, in the
+ * order of the elements: [B0 0-15 | B0 16-31 | B1 0-15 | B1 16-31], as the
+ * activations lie.  A nibble type's 16 bytes of B0 go to the low two
+ * lanes, B1's to the high two (broadcasts, which are loads here), and the
+ * odd lanes are shifted down to their high nibbles. */
 ALWAYS __m512i
 g_decode(const int TY, const uint8_t *b0, const uint8_t *b1)
 {
@@ -888,20 +891,18 @@ g_decode(const int TY, const uint8_t *b0, const uint8_t *b1)
 		return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1), _mm512_set1_epi8((char)0x80));
 	}
 	const int qs = TY == G_Q4_0 || TY == G_IQ4_NL ? 2 : TY == G_Q4_1 ? 4 : TY == G_Q5_0 ? 6 : 8;
-	__m128i a = _mm_loadu_si128((const __m128i *)(b0 + qs));
-	__m128i c = b1 ? _mm_loadu_si128((const __m128i *)(b1 + qs)) : _mm_setzero_si128();
-	__m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(a), c, 1);
-	__m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1);
-	w = _mm512_and_si512(w, _mm512_set1_epi8(0x0F));
+	__m512i w = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(b0 + qs)));
+	w = b1 ? _mm512_mask_broadcast_i32x4(w, 0xFF00, _mm_loadu_si128((const __m128i *)(b1 + qs))) :
+	    _mm512_maskz_mov_epi32(0x00FF, w);
+	w = _mm512_and_si512(_mm512_mask_srli_epi16(w, 0xFF00FF00u, w, 4), _mm512_set1_epi8(0x0F));
 	if (TY == G_Q5_0 || TY == G_Q5_1) {
+		/* Bit j of a block's qh is element j's fifth bit. */
 		const int qh = TY == G_Q5_0 ? 2 : 4;
 		uint32_t h0, h1 = 0;
 		memcpy(&h0, b0 + qh, 4);
 		if (b1)
 			memcpy(&h1, b1 + qh, 4);
-		uint64_t m = (h0 & 0xFFFF) | (uint64_t)(h1 & 0xFFFF) << 16 | (uint64_t)(h0 >> 16) << 32 |
-		    (uint64_t)(h1 >> 16) << 48;
-		w = _mm512_mask_or_epi64(w, 0xFF, w, _mm512_maskz_mov_epi8((__mmask64)m, _mm512_set1_epi8(0x10)));
+		w = _mm512_mask_add_epi8(w, (__mmask64)(h0 | (uint64_t)h1 << 32), w, _mm512_set1_epi8(0x10));
 	}
 	if (TY == G_IQ4_NL) {
 		const __m512i grid = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)q_iq4nl_values));
@@ -920,17 +921,76 @@ dp512(__m512i u, __m512i s)
 #endif
 }
 
+/* Whether type TY's block scales are read by g_halfs (else by a gather):
+ * measured per type on the avx512bf16 tier (AMD EPYC), in-cache GEMV, the
+ * windows won for the 18- and 22-byte blocks without a min (Q4_0 8%, Q5_0
+ * 3%) and lost where they take 4 or 6 windows (Q8_0, Q4_1, Q5_1). */
+ALWAYS int g_windows(const int TY) { return TY == G_Q4_0 || TY == G_IQ4_NL || TY == G_Q5_0; }
+
+/*
+ * The f16 words at byte OFF (0: the scale d; 2: Q4_1/Q5_1's min m) of
+ * blocks [0, CNT) of a group (BSZ bytes apart; CNT <= 16), as 16 floats
+ * (zeros past CNT).  Without a gather, which costs about as much as the
+ * rest of the group's work on AMD Zen 4: each window of 128 bytes gives the
+ * blocks that lie in it by one permute of words (8 of Q4_0's 18-byte
+ * blocks, 4 of Q8_0's).  The loads are masked to the bytes wanted, so that
+ * nothing past the last block is read.
+ */
+ALWAYS __m512
+g_halfs(const int BSZ, const int OFF, const uint8_t *g, int cnt)
+{
+	const int k = (128 - OFF - 2) / BSZ + 1;        /* blocks per window */
+	const __m512i base = _mm512_mullo_epi16(_mm512_setr_epi64(0x0003000200010000, 0x0007000600050004,
+	    0x000B000A00090008, 0x000F000E000D000C, 0x0013001200110010, 0x0017001600150014, 0x001B001A00190018,
+	    0x001F001E001D001C), _mm512_set1_epi16(BSZ / 2));
+	__m256i h = _mm256_setzero_si256();
+
+	for (int b = 0; b < cnt; b += k) {
+		const int nblk = cnt - b < k ? cnt - b : k;
+		const int words = ((nblk - 1) * BSZ + OFF + 2) / 2;
+		const __mmask32 m0 = words >= 32 ? 0xFFFFFFFFu : (1u << words) - 1;
+		const __mmask32 m1 = words > 32 ? (words >= 64 ? 0xFFFFFFFFu : (1u << (words - 32)) - 1) : 0;
+		const uint8_t *p = g + (size_t)b * BSZ;
+		/* Word j of the result: block j - b's word, for j in [b, b + nblk). */
+		const __m512i idx = _mm512_add_epi16(base, _mm512_set1_epi16((short)(OFF / 2 - b * (BSZ / 2))));
+		__m512i r = _mm512_permutex2var_epi16(_mm512_maskz_loadu_epi16(m0, p), idx,
+		    _mm512_maskz_loadu_epi16(m1, p + 64));
+		h = _mm256_mask_mov_epi16(h, (__mmask16)(((1u << nblk) - 1) << b), _mm512_castsi512_si256(r));
+	}
+	return _mm512_cvtph_ps(h);
+}
+
+/* One pair of blocks (TWO 0: the last block of a row alone) of R rows
+ * (W, WS bytes apart) by T tokens (X, XS apart), scaled by the lanes PIDX
+ * of S, into ACC.  The branch on TWO is resolved at compile time, so that
+ * the loop over pairs has none. */
+ALWAYS void
+g_pair(const int TY, const int R, const int T, const int TWO, __m512 acc[4][4], __m512 S[4][4], __m512i pidx,
+       const uint8_t *w, size_t ws, const uint8_t *x, size_t xs)
+{
+	__m512i X[4];
+	UNROLL
+	for (int t = 0; t < T; t++)
+		X[t] = _mm512_loadu_si512((const void *)(x + (size_t)t * xs));
+	UNROLL
+	for (int r = 0; r < R; r++) {
+		const uint8_t *b0 = w + (size_t)r * ws;
+		__m512i W = g_decode(TY, b0, TWO ? b0 + g_bs(TY) : NULL);
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp512(W, X[t])), _mm512_permutexvar_ps(pidx, S[r][t]),
+			    acc[r][t]);
+	}
+}
+
 /* R rows by T tokens (q8p rows XS bytes apart). */
 ALWAYS void
 g_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, const uint8_t *w, size_t ws,
        const uint8_t *x, size_t xs)
 {
-	const int nb = n / 32, bs = g_bs(TY), split = TY != G_Q8_0;
-	const __m512i gidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-	    _mm512_set1_epi32(bs));
+	const int nb = n / 32, bs = g_bs(TY);
 	/* Lanes of the scale of a pair of blocks (pair 0; +2 for the next). */
-	const __m512i pidx0 = split ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1) :
-	    _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+	const __m512i pidx0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
 	__m512 acc[4][4];
 
 	UNROLL
@@ -948,13 +1008,21 @@ g_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, co
 			/* The same group of the next tile's rows (R rows further: the rows
 			 * are contiguous, so this is one stream ahead of us). */
 
-			__m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gm, gidx, row, 1);
-			__m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)), mb;
-			if (TY == G_Q4_1 || TY == G_Q5_1) {
-				g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gm, gidx, row + 2, 1);
-				mb = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
-			} else {
+			__m512 dw, mb;
+			if (g_windows(TY)) {
+				dw = g_halfs(g_bs(TY), 0, row, cnt);
 				mb = _mm512_mul_ps(dw, _mm512_set1_ps(TY == G_Q4_0 ? -8.0f : TY == G_Q5_0 ? -16.0f : -128.0f));
+			} else {
+				const __m512i gidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+				    12, 13, 14, 15), _mm512_set1_epi32(bs));
+				__m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gm, gidx, row, 1);
+				dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+				if (TY == G_Q4_1 || TY == G_Q5_1) {
+					g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gm, gidx, row + 2, 1);
+					mb = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+				} else {
+					mb = _mm512_mul_ps(dw, _mm512_set1_ps(-128.0f));
+				}
 			}
 			UNROLL
 			for (int t = 0; t < T; t++) {
@@ -966,25 +1034,13 @@ g_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, co
 			}
 		}
 		__m512i pidx = pidx0;
-		for (int p = 0; p < cnt; p += 2) {
-			__m512i X[4];
-			UNROLL
-			for (int t = 0; t < T; t++) {
-				X[t] = _mm512_loadu_si512((const void *)(x + (size_t)t * xs + (size_t)(b16 + p) * 32));
-				if (split)
-					X[t] = _mm512_shuffle_i64x2(X[t], X[t], 0xD8);
-			}
-			UNROLL
-			for (int r = 0; r < R; r++) {
-				const uint8_t *b0 = w + (size_t)r * ws + (size_t)(b16 + p) * bs;
-				__m512i W = g_decode(TY, b0, p + 1 < cnt ? b0 + bs : NULL);
-				UNROLL
-				for (int t = 0; t < T; t++)
-					acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp512(W, X[t])),
-					    _mm512_permutexvar_ps(pidx, S[r][t]), acc[r][t]);
-			}
+		int p = 0;
+		for (; p + 1 < cnt; p += 2) {
+			g_pair(TY, R, T, 1, acc, S, pidx, w + (size_t)(b16 + p) * bs, ws, x + (size_t)(b16 + p) * 32, xs);
 			pidx = _mm512_add_epi32(pidx, _mm512_set1_epi32(2));
 		}
+		if (p < cnt)
+			g_pair(TY, R, T, 0, acc, S, pidx, w + (size_t)(b16 + p) * bs, ws, x + (size_t)(b16 + p) * 32, xs);
 	}
 	UNROLL
 	for (int r = 0; r < R; r++)

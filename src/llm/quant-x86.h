@@ -870,7 +870,10 @@ transpose_rows(const uint32_t *src, size_t sstride, int cols, uint32_t *dst)
  * the activations' block sums, once per 16 blocks:
  *   sum_b (d_b dx_b sum_i L_i q_i + m_b dx_b sum_i q_i),  w = d L + m.
  */
-enum { G_Q4_0, G_Q4_1, G_Q5_0, G_Q5_1, G_Q8_0, G_IQ4_NL };
+enum { G_Q4_0, G_Q4_1, G_Q5_0, G_Q5_1, G_Q8_0, G_IQ4_NL,
+	G_Q4_K,     /* a pair of Q4_K's 32-element sub-blocks: 32 bytes of its qs (k4_row) */
+	G_Q5_K,     /* k4_row */
+	G_Q6_K };   /* k6_row */
 
 ALWAYS int g_bs(const int TY)
 {
@@ -885,6 +888,11 @@ ALWAYS int g_bs(const int TY)
 ALWAYS __m512i
 g_decode(const int TY, const uint8_t *b0, const uint8_t *b1)
 {
+	if (TY == G_Q4_K) {
+		/* Sub-block 2c in the low nibbles of the 32 bytes, 2c + 1 in the high. */
+		__m512i w = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b0));
+		return _mm512_and_si512(_mm512_mask_srli_epi16(w, 0xFFFF0000u, w, 4), _mm512_set1_epi8(0x0F));
+	}
 	if (TY == G_Q8_0) {
 		__m256i a = _mm256_loadu_si256((const __m256i *)(b0 + 2));
 		__m256i c = b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : _mm256_setzero_si256();
@@ -1049,10 +1057,181 @@ g_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, co
 			out[(size_t)t * ldo + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
+/* Q4_K's 6-bit scales and mins of a superblock (12 bytes), 8 bytes each
+ * (sub-blocks 0-7), by 32-bit operations. */
+ALWAYS void
+k4_scales(const uint8_t *q, uint64_t *sc, uint64_t *mn)
+{
+	const uint32_t m6 = 0x3F3F3F3F, m4 = 0x0F0F0F0F, m2 = 0x03030303;
+	uint32_t u[3];
+
+	memcpy(u, q, 12);
+	*sc = (u[0] & m6) | (uint64_t)((u[2] & m4) | ((u[0] >> 6 & m2) << 4)) << 32;
+	*mn = (u[1] & m6) | (uint64_t)((u[2] >> 4 & m4) | ((u[1] >> 6 & m2) << 4)) << 32;
+}
+
+/* Levels W (64 elements in order) times T q8p rows at X (XS apart), scaled
+ * by the lanes PIDX of S, into ACC. */
+ALWAYS void
+g_dot(const int T, __m512 *acc, const __m512 *S, __m512i pidx, __m512i W, const uint8_t *x, size_t xs)
+{
+	UNROLL
+	for (int t = 0; t < T; t++)
+		acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp512(W, _mm512_loadu_si512((const void *)(x + (size_t)t * xs)))),
+		    _mm512_permutexvar_ps(pidx, S[t]), acc[t]);
+}
+
+/*
+ * One Q4_K or (K5) Q5_K row by T q8p rows (Q8_K's levels): each 32-element
+ * sub-block is a block of g_tile's sum, its scale d * sc and offset
+ * -dmin * mn taken from its superblock, two superblocks (16 sub-blocks) at
+ * a time.  A pair of sub-blocks is 32 bytes of nibbles, already in the
+ * elements' order; Q5_K adds 16 where its qh has the pair's bit.
+ */
+ALWAYS void
+k4_row(const int T, const int K5, int n, float *out, size_t ldo, const uint8_t *w, const uint8_t *x, size_t xs)
+{
+	/* The superblocks' layouts (block_q4_K, block_q5_K): d, dmin, scales, [qh,] qs. */
+	const size_t bsz = K5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+	const size_t o_qs = K5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+	const int nsb = n / QK_K;
+	const __m512i pidx0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+	__m512 acc[4][4];
+
+	UNROLL
+	for (int t = 0; t < T; t++)
+		acc[0][t] = _mm512_setzero_ps();
+	for (int s0 = 0; s0 < nsb; s0 += 2) {
+		const int two = s0 + 1 < nsb, b16 = s0 * 8;
+		const __mmask16 gm = two ? 0xFFFF : 0x00FF;
+		const uint8_t *sb0 = w + (size_t)s0 * bsz, *sb1 = sb0 + bsz;
+		uint64_t sc0, mn0, sc1 = 0, mn1 = 0;
+		float d1 = 0, m1 = 0;
+		__m512 S[4][4];
+
+		/* d, dmin and scales lie alike in both types. */
+		k4_scales(((const block_q4_K *)sb0)->scales, &sc0, &mn0);
+		if (two) {
+			k4_scales(((const block_q4_K *)sb1)->scales, &sc1, &mn1);
+			d1 = F16(((const block_q4_K *)sb1)->d);
+			m1 = -F16(((const block_q4_K *)sb1)->dmin);
+		}
+		const __m512 dw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi64x((long long)sc1,
+		    (long long)sc0))), _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(F16(((const block_q4_K *)sb0)->d)),
+		    _mm512_set1_ps(d1)));
+		const __m512 mb = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi64x((long long)mn1,
+		    (long long)mn0))), _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(-F16(((const block_q4_K *)sb0)->dmin)),
+		    _mm512_set1_ps(m1)));
+		UNROLL
+		for (int t = 0; t < T; t++) {
+			const uint8_t *xt = x + (size_t)t * xs;
+			acc[0][t] = _mm512_fmadd_ps(mb, _mm512_maskz_loadu_ps(gm, Q8P_S32(xt, n) + b16), acc[0][t]);
+			S[0][t] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(gm, Q8P_D(xt, n) + b16));
+		}
+		for (int k = 0; k <= two; k++) {
+			const uint8_t *sb = k ? sb1 : sb0;
+			/* Q5_K: bit 2c of qh[l] is element 64c + l's fifth bit, 2c + 1
+			 * element 64c + 32 + l's; the upper half shifted by one, pair c
+			 * finds both at bit 2c. */
+			__m512i qh = _mm512_setzero_si512();
+			if (K5) {
+				qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const block_q5_K *)sb)->qh));
+				qh = _mm512_mask_srli_epi16(qh, 0xFFFF0000u, qh, 1);
+			}
+			UNROLL
+			for (int c = 0; c < 4; c++) {
+				__m512i W = g_decode(G_Q4_K, sb + o_qs + 32 * c, NULL);
+				if (K5)
+					W = _mm512_or_si512(W, _mm512_and_si512(c < 2 ? _mm512_slli_epi16(qh, 4 - 2 * c) :
+					    _mm512_srli_epi16(qh, 2 * c - 4), _mm512_set1_epi8(0x10)));
+				g_dot(T, acc[0], S[0], _mm512_add_epi32(pidx0, _mm512_set1_epi32(8 * k + 2 * c)), W,
+				    x + (size_t)(b16 + 8 * k + 2 * c) * 32, xs);
+			}
+		}
+	}
+	UNROLL
+	for (int t = 0; t < T; t++)
+		out[(size_t)t * ldo] = _mm512_reduce_add_ps(acc[0][t]);
+}
+
+/*
+ * One Q6_K row by T q8p rows (Q8_K's levels): a superblock at a time, its
+ * 16 sub-blocks of 16 each with its own scale d * sc (four to a pair of
+ * 32-element blocks) and offset -32 d * sc, which enters through the
+ * activations' half-block sums.  Levels 0..63: the 4 low bits from ql, the
+ * 2 high from qh, 64 elements in order per step.
+ */
+ALWAYS void
+k6_row(const int T, int n, float *out, size_t ldo, const uint8_t *w, const uint8_t *x, size_t xs)
+{
+	const block_q6_K *b = (const block_q6_K *)w;
+	const __m512i pidx0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+	const __m512i half = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+	const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+	__m512 acc[4];
+
+	UNROLL
+	for (int t = 0; t < T; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (int i = 0; i < n / QK_K; i++) {
+		const int b0 = i * (QK_K / 32);
+		const __m512 dw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+		    (const __m128i *)b[i].scales))), _mm512_set1_ps(F16(b[i].d)));
+		const __m512 mb = _mm512_mul_ps(dw, _mm512_set1_ps(-32.0f));
+		__m512 S[4];
+		UNROLL
+		for (int t = 0; t < T; t++) {
+			const uint8_t *xt = x + (size_t)t * xs;
+			acc[t] = _mm512_fmadd_ps(mb, _mm512_loadu_ps(Q8P_S16(xt, n) + 2 * b0), acc[t]);
+			S[t] = _mm512_mul_ps(dw, _mm512_permutexvar_ps(half, _mm512_castps256_ps512(
+			    _mm256_loadu_ps(Q8P_D(xt, n) + b0))));
+		}
+		UNROLL
+		for (int h = 0; h < 2; h++) {
+			const __m512i ql = _mm512_loadu_si512((const void *)(b[i].ql + 64 * h));
+			const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h)));
+			/* Elements 128h + 0..63: low nibbles; qh bits 0-1 (first 32), 2-3. */
+			__m512i t0 = _mm512_slli_epi16(qh, 2);
+			t0 = _mm512_mask_slli_epi16(t0, 0x0000FFFFu, t0, 2);
+			__m512i w0 = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(t0, m30));
+			g_dot(T, acc, S, _mm512_add_epi32(pidx0, _mm512_set1_epi32(8 * h)), w0,
+			    x + (size_t)(b0 + 4 * h) * 32, xs);
+			/* Elements 128h + 64..127: high nibbles; qh bits 4-5, 6-7. */
+			__m512i t1 = _mm512_mask_srli_epi16(qh, 0xFFFF0000u, qh, 2);
+			__m512i w1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(t1, m30));
+			g_dot(T, acc, S, _mm512_add_epi32(pidx0, _mm512_set1_epi32(8 * h + 4)), w1,
+			    x + (size_t)(b0 + 4 * h + 2) * 32, xs);
+		}
+	}
+	UNROLL
+	for (int t = 0; t < T; t++)
+		out[(size_t)t * ldo] = _mm512_reduce_add_ps(acc[t]);
+}
+
+/* The rows of the K-quants with a row function of their own. */
+#define K_ROWS(FN, nt, ...) \
+	do { \
+		switch (nt) { \
+		case 1: FN(1, __VA_ARGS__); break; \
+		case 2: FN(2, __VA_ARGS__); break; \
+		case 3: FN(3, __VA_ARGS__); break; \
+		default: FN(4, __VA_ARGS__); break; \
+		} \
+	} while (0)
+
 ALWAYS void
 g_gemv(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs,
        int nt)
 {
+	if (TY == G_Q4_K || TY == G_Q5_K || TY == G_Q6_K) {
+		for (int r = 0; r < nr; r++) {
+			if (TY == G_Q6_K)
+				K_ROWS(k6_row, nt, n, out + r, ldo, w + (size_t)r * ws, x, xs);
+			else
+				K_ROWS(k4_row, nt, TY == G_Q5_K, n, out + r, ldo, w + (size_t)r * ws, x, xs);
+		}
+		return;
+	}
 	/* One row at a time: a single sequential stream through memory.  Tiles
 	 * of 4 rows (each activation load shared), with or without software
 	 * prefetch, measured 2 to 2.5 times slower from DRAM on the development
@@ -1156,7 +1335,8 @@ F_GEMV(f32, GGML_TYPE_F32) F_GEMV(f16, GGML_TYPE_F16) F_GEMV(bf16, GGML_TYPE_BF1
 	static void gemv8_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
 			      const uint8_t *x, size_t xs, int nt) \
 	{ g_gemv(TY, n, out, ldo, w, ws, nr, x, xs, nt); }
-G_GEMV(q4_0, G_Q4_0) G_GEMV(q4_1, G_Q4_1) G_GEMV(q5_0, G_Q5_0) G_GEMV(q5_1, G_Q5_1)
+G_GEMV(q4_0, G_Q4_0) G_GEMV(q4_1, G_Q4_1) G_GEMV(q5_0, G_Q5_0) G_GEMV(q5_1, G_Q5_1) G_GEMV(q4_K, G_Q4_K)
+G_GEMV(q5_K, G_Q5_K) G_GEMV(q6_K, G_Q6_K)
 #ifdef QX_VNNI
 G_GEMV(q8_0, G_Q8_0) G_GEMV(iq4_nl, G_IQ4_NL)
 #endif
@@ -2135,6 +2315,7 @@ kern_build(void)
 	k->t[GGML_TYPE_BF16].gemv = gemvf_bf16;
 #define G8(TY, T) k->t[TY].gemv = gemv8_##T; k->t[TY].gemv_act = Q_ACT_Q8P;
 	G8(GGML_TYPE_Q4_0, q4_0) G8(GGML_TYPE_Q4_1, q4_1) G8(GGML_TYPE_Q5_0, q5_0) G8(GGML_TYPE_Q5_1, q5_1)
+	G8(GGML_TYPE_Q4_K, q4_K) G8(GGML_TYPE_Q5_K, q5_K) G8(GGML_TYPE_Q6_K, q6_K)
 #ifdef QX_VNNI
 	G8(GGML_TYPE_Q8_0, q8_0) G8(GGML_TYPE_IQ4_NL, iq4_nl)
 #endif

@@ -829,6 +829,265 @@ test_route_d(void)
 	}
 }
 
+/* --- the Gated DeltaNet layer's operations and the gated attention's output gate --- */
+
+/* The causal depthwise convolution and SiLU: T tokens of C channels, width K. */
+enum { CV_T = 9, CV_C = 5, CV_K = 4 };
+
+struct conv_ctx {
+	double *x, *w, *r;
+};
+
+static double
+sig_d(double x)
+{
+	return 1.0 / (1.0 + exp(-x));
+}
+
+static double
+conv_loss_d(void *vc)
+{
+	const struct conv_ctx *c = vc;
+	double loss = 0;
+	for (int t = 0; t < CV_T; t++)
+		for (int ch = 0; ch < CV_C; ch++) {
+			double p = 0;
+			for (int j = 0; j < CV_K; j++)
+				if (t - (CV_K - 1) + j >= 0)
+					p += c->w[ch * CV_K + j] * c->x[(t - (CV_K - 1) + j) * CV_C + ch];
+			loss += c->r[t * CV_C + ch] * p * sig_d(p);
+		}
+	return loss;
+}
+
+static void
+test_conv_d(void)
+{
+	enum { N = CV_T * CV_C };
+	double x[N], w[CV_C * CV_K], r[N];
+	float xf[N], wf[CV_C * CV_K], rf[N], y[N], dx[N] = { 0 };
+	struct conv_ctx c = { x, w, r };
+	double fwd = 0, ref;
+
+	fill_d(x, N, 1.5);
+	fill_d(w, CV_C * CV_K, 1.0);
+	fill_d(r, N, 1.0);
+	to_float(x, xf, N);
+	to_float(w, wf, CV_C * CV_K);
+	to_float(r, rf, N);
+	/* two calls over channels [0, 2) and [2, 5), as threads split them */
+	tops_conv_silu_fwd(xf, CV_C, CV_T, 2, wf, CV_K, y);
+	tops_conv_silu_fwd(xf + 2, CV_C, CV_T, CV_C - 2, wf + 2 * CV_K, CV_K, y + 2);
+	for (int i = 0; i < N; i++)
+		fwd += (double)rf[i] * y[i];
+	ref = conv_loss_d(&c);
+	CHECK(fabs(fwd - ref) <= 1e-5 * fabs(ref), "conv1d + SiLU: forward %.8g, double %.8g", fwd, ref);
+	tops_conv_silu_bwd(xf, CV_C, CV_T, 2, wf, CV_K, rf, dx);
+	tops_conv_silu_bwd(xf + 2, CV_C, CV_T, CV_C - 2, wf + 2 * CV_K, CV_K, rf + 2, dx + 2);
+	report_opd("causal depthwise conv1d (width 4) + SiLU: dx", fd_check_d(conv_loss_d, &c, x, dx, N));
+}
+
+/* L2-normed q and k, the gates from alpha, b, A_log and dt_bias, and the delta rule over
+ * a sequence long enough for several of the backward's chunks (13 tokens: chunks of 4). */
+enum { DL_T = 13, DL_HK = 2, DL_HV = 4, DL_DK = 5, DL_DV = 3 };
+
+struct delta_ctx {
+	double *q, *k, *v, *alpha, *b, *alog, *dt, *r;
+	double eps;
+};
+
+static void
+l2n_d(const double *x, int D, double eps, double scale, double *y)
+{
+	double ss = 0;
+	for (int i = 0; i < D; i++)
+		ss += x[i] * x[i];
+	ss = fmax(sqrt(ss), eps);
+	for (int i = 0; i < D; i++)
+		y[i] = x[i] * scale / ss;
+}
+
+static double
+delta_loss_d(void *vc)
+{
+	const struct delta_ctx *c = vc;
+	double loss = 0;
+	for (int h = 0; h < DL_HV; h++) {
+		const int kh = h % DL_HK;   /* tiled */
+		double S[DL_DK][DL_DV] = { { 0 } };
+		for (int t = 0; t < DL_T; t++) {
+			double q[DL_DK], k[DL_DK], u[DL_DV] = { 0 }, d[DL_DV];
+			const double *v = c->v + ((size_t)t * DL_HV + h) * DL_DV;
+			const double x = c->alpha[t * DL_HV + h] + c->dt[h];
+			const double g = -exp(c->alog[h]) * (x > 20 ? x : log1p(exp(x))), beta = sig_d(c->b[t * DL_HV + h]);
+			l2n_d(c->q + ((size_t)t * DL_HK + kh) * DL_DK, DL_DK, c->eps, 1.0 / sqrt(DL_DK), q);
+			l2n_d(c->k + ((size_t)t * DL_HK + kh) * DL_DK, DL_DK, c->eps, 1.0, k);
+			for (int i = 0; i < DL_DK; i++)
+				for (int j = 0; j < DL_DV; j++) {
+					S[i][j] *= exp(g);
+					u[j] += S[i][j] * k[i];
+				}
+			for (int j = 0; j < DL_DV; j++)
+				d[j] = beta * (v[j] - u[j]);
+			for (int i = 0; i < DL_DK; i++)
+				for (int j = 0; j < DL_DV; j++)
+					S[i][j] += k[i] * d[j];
+			for (int j = 0; j < DL_DV; j++) {
+				double o = 0;
+				for (int i = 0; i < DL_DK; i++)
+					o += S[i][j] * q[i];
+				loss += c->r[((size_t)t * DL_HV + h) * DL_DV + j] * o;
+			}
+		}
+	}
+	return loss;
+}
+
+static void
+test_delta_d(void)
+{
+	enum { NQ = DL_T * DL_HK * DL_DK, NV = DL_T * DL_HV * DL_DV, NG = DL_T * DL_HV };
+	double q[NQ], k[NQ], v[NV], al[NG], b[NG], alog[DL_HV], dt[DL_HV], r[NV];
+	float qf[NQ], kf[NQ], vf[NV], alf[NG], bf[NG], af[DL_HV], dtf[DL_HV], rf[NV];
+	float qn[NQ], kn[NQ], g[NG], beta[NG], o[NV];
+	float dqn[NQ] = { 0 }, dkn[NQ] = { 0 }, dq[NQ] = { 0 }, dk[NQ] = { 0 }, dv[NV] = { 0 }, dg[NG] = { 0 };
+	float dbeta[NG] = { 0 }, dal[NG] = { 0 }, db[NG] = { 0 }, da[DL_HV] = { 0 }, ddt[DL_HV] = { 0 };
+	float dalog[DL_HV];
+	const struct tdelta dl = { DL_HK, DL_HV, DL_DK, DL_DV };
+	struct delta_ctx c = { q, k, v, al, b, alog, dt, r, 1e-6 };
+	float *scr = malloc(tops_delta_scratch_floats(&dl, DL_T) * sizeof(float));
+	double fwd = 0, ref;
+
+	fill_d(q, NQ, 1.0);
+	fill_d(k, NQ, 1.0);
+	fill_d(v, NV, 1.0);
+	fill_d(al, NG, 1.5);
+	fill_d(b, NG, 2.0);
+	fill_d(alog, DL_HV, 0.7);
+	fill_d(dt, DL_HV, 0.5);
+	fill_d(r, NV, 1.0);
+	to_float(q, qf, NQ);
+	to_float(k, kf, NQ);
+	to_float(v, vf, NV);
+	to_float(al, alf, NG);
+	to_float(b, bf, NG);
+	to_float(dt, dtf, DL_HV);
+	to_float(r, rf, NV);
+	for (int h = 0; h < DL_HV; h++)
+		af[h] = (float)-exp(alog[h]);   /* the file's ssm_a */
+	tops_l2norm_fwd(qf, DL_T * DL_HK, DL_DK, (float)c.eps, 1.0f / sqrtf(DL_DK), qn);
+	tops_l2norm_fwd(kf, DL_T * DL_HK, DL_DK, (float)c.eps, 1.0f, kn);
+	tops_dn_gates_fwd(alf, bf, DL_T, DL_HV, af, dtf, g, beta);
+	/* two calls over key heads 0 and 1, as threads split them */
+	tops_delta_fwd(&dl, qn, kn, vf, g, beta, DL_T, o, 0, 1, scr);
+	tops_delta_fwd(&dl, qn, kn, vf, g, beta, DL_T, o, 1, 2, scr);
+	for (int i = 0; i < NV; i++)
+		fwd += (double)rf[i] * o[i];
+	ref = delta_loss_d(&c);
+	CHECK(fabs(fwd - ref) <= 1e-5 * fabs(ref), "gated delta rule: forward %.8g, double %.8g", fwd, ref);
+	tops_delta_bwd(&dl, qn, kn, vf, g, beta, rf, DL_T, dqn, dkn, dv, dg, dbeta, 1, 2, scr);
+	tops_delta_bwd(&dl, qn, kn, vf, g, beta, rf, DL_T, dqn, dkn, dv, dg, dbeta, 0, 1, scr);
+	tops_dn_gates_bwd(alf, bf, DL_T, DL_HV, af, dtf, dg, dbeta, dal, db, da, ddt);
+	for (int h = 0; h < DL_HV; h++)
+		dalog[h] = da[h] * af[h];   /* ssm_a = -exp(A_log) */
+	tops_l2norm_bwd(qf, DL_T * DL_HK, DL_DK, (float)c.eps, 1.0f / sqrtf(DL_DK), dqn, dq);
+	tops_l2norm_bwd(kf, DL_T * DL_HK, DL_DK, (float)c.eps, 1.0f, dkn, dk);
+	report_opd("L2 norm + gated delta rule (13 tokens, 2/4 heads): dq", fd_check_d(delta_loss_d, &c, q, dq, NQ));
+	report_opd("L2 norm + gated delta rule: dk", fd_check_d(delta_loss_d, &c, k, dk, NQ));
+	report_opd("gated delta rule: dv", fd_check_d(delta_loss_d, &c, v, dv, NV));
+	report_opd("gated delta rule, decay softplus(alpha + dt_bias): d alpha", fd_check_d(delta_loss_d, &c, al, dal, NG));
+	report_opd("gated delta rule, beta = sigmoid(b): d b", fd_check_d(delta_loss_d, &c, b, db, NG));
+	report_opd("gated delta rule, decay -exp(A_log): d A_log", fd_check_d(delta_loss_d, &c, alog, dalog, DL_HV));
+	report_opd("gated delta rule, decay: d dt_bias", fd_check_d(delta_loss_d, &c, dt, ddt, DL_HV));
+	/* a row below eps: L2 norm divides by eps, a constant */
+	{
+		float x[3] = { 1e-7f, -2e-7f, 0 }, y[3], dy[3] = { 1, 2, 3 }, dx[3] = { 0 };
+		tops_l2norm_fwd(x, 1, 3, 1e-6f, 1.0f, y);
+		tops_l2norm_bwd(x, 1, 3, 1e-6f, 1.0f, dy, dx);
+		CHECK(fabs(y[1] + 0.2) < 1e-6 && fabs(dx[2] - 3e6) < 1, "L2 norm below eps: y %g, dx %g", y[1], dx[2]);
+	}
+	free(scr);
+}
+
+/* The gated RMSNorm and the sigmoid output gate. */
+enum { GN_R = 6, GN_D = 7, SG_N = 23 };
+
+struct gnorm_ctx {
+	double *o, *z, *w, *r, eps;
+	double *x, *gate, *rs;
+};
+
+static double
+gnorm_loss_d(void *vc)
+{
+	const struct gnorm_ctx *c = vc;
+	double loss = 0;
+	for (int i = 0; i < GN_R; i++) {
+		const double *o = c->o + i * GN_D, *z = c->z + i * GN_D;
+		double ss = 0, s;
+		for (int j = 0; j < GN_D; j++)
+			ss += o[j] * o[j];
+		s = 1.0 / sqrt(ss / GN_D + c->eps);
+		for (int j = 0; j < GN_D; j++)
+			loss += c->r[i * GN_D + j] * o[j] * s * c->w[j] * z[j] * sig_d(z[j]);
+	}
+	return loss;
+}
+
+static double
+sgate_loss_d(void *vc)
+{
+	const struct gnorm_ctx *c = vc;
+	double loss = 0;
+	for (int i = 0; i < SG_N; i++)
+		loss += c->rs[i] * c->x[i] * sig_d(c->gate[i]);
+	return loss;
+}
+
+static void
+test_gates_d(void)
+{
+	enum { N = GN_R * GN_D };
+	double o[N], z[N], w[GN_D], r[N], x[SG_N], gate[SG_N], rs[SG_N];
+	float of[N], zf[N], wf[GN_D], rf[N], y[N], dout[N] = { 0 }, dz[N] = { 0 };
+	float xf[SG_N], gf[SG_N], rsf[SG_N], ys[SG_N], dx[SG_N] = { 0 }, dgate[SG_N] = { 0 };
+	struct gnorm_ctx c = { o, z, w, r, 1e-6, x, gate, rs };
+	double fwd = 0, ref;
+
+	fill_d(o, N, 1.5);
+	fill_d(z, N, 3.0);
+	for (int j = 0; j < GN_D; j++)
+		w[j] = 1.0 + 0.5 * rnd();
+	fill_d(r, N, 1.0);
+	to_float(o, of, N);
+	to_float(z, zf, N);
+	to_float(w, wf, GN_D);
+	to_float(r, rf, N);
+	tops_gnorm_fwd(of, zf, wf, GN_R, GN_D, (float)c.eps, y);
+	for (int i = 0; i < N; i++)
+		fwd += (double)rf[i] * y[i];
+	ref = gnorm_loss_d(&c);
+	CHECK(fabs(fwd - ref) <= 1e-5 * fabs(ref), "gated RMSNorm: forward %.8g, double %.8g", fwd, ref);
+	tops_gnorm_bwd(of, zf, wf, GN_R, GN_D, (float)c.eps, rf, dout, dz);
+	report_opd("gated RMSNorm rms(o) w silu(z): d o", fd_check_d(gnorm_loss_d, &c, o, dout, N));
+	report_opd("gated RMSNorm rms(o) w silu(z): d z", fd_check_d(gnorm_loss_d, &c, z, dz, N));
+
+	fill_d(x, SG_N, 2.0);
+	fill_d(gate, SG_N, 4.0);
+	fill_d(rs, SG_N, 1.0);
+	to_float(x, xf, SG_N);
+	to_float(gate, gf, SG_N);
+	to_float(rs, rsf, SG_N);
+	tops_sigmoid_gate_fwd(xf, gf, SG_N, ys);
+	fwd = 0;
+	for (int i = 0; i < SG_N; i++)
+		fwd = fmax(fwd, fabs(ys[i] - (double)xf[i] * sig_d(gf[i])));
+	CHECK(fwd <= 1e-6, "sigmoid gate: forward differs by %.3g", fwd);
+	tops_sigmoid_gate_bwd(xf, gf, SG_N, rsf, dx, dgate);
+	report_opd("attention output gate x sigmoid(g): d x", fd_check_d(sgate_loss_d, &c, x, dx, SG_N));
+	report_opd("attention output gate x sigmoid(g): d g", fd_check_d(sgate_loss_d, &c, gate, dgate, SG_N));
+}
+
 /* The frozen linear layer with its LoRA branch, over a float32 base. */
 static void
 test_linear(void)
@@ -3205,6 +3464,9 @@ main(int argc, char **argv)
 		test_capglu_d();
 		test_qkchain_d();
 		test_route_d();
+		test_conv_d();
+		test_delta_d();
+		test_gates_d();
 		test_first_ops_d();
 		test_adamw();
 	}

@@ -232,7 +232,10 @@ struct tmodel;
 /* Targets of new adapters (bits).  Where the file fuses weights (phi3's attn_qkv, its ffn_up
  * holding gate and up), any of the fused parts adapts the fused weight.  GATE, UP and DOWN
  * select dense feed-forward weights only: in a layer of routed experts they select nothing
- * (expert stacks, the router and the shared expert stay frozen). */
+ * (expert stacks, the router and the shared expert stay frozen).  In a Gated DeltaNet layer
+ * Q, K and V select its attn_qkv (q, k and v channels in one weight) and O its ssm_out;
+ * attn_gate (z), ssm_alpha and ssm_beta stay frozen.  In gated attention Q selects attn_q,
+ * which holds each head's query and gate. */
 enum {
 	TMODEL_Q = 1, TMODEL_K = 2, TMODEL_V = 4, TMODEL_O = 8,
 	TMODEL_GATE = 16, TMODEL_UP = 32, TMODEL_DOWN = 64, TMODEL_OUTPUT = 128,
@@ -260,10 +263,12 @@ struct llm_hparams;
  * Whether the training model computes a model of hyperparameters HP: what it computes is
  * read from them (and from each layer's llm_layer_hparams), never from the architecture's
  * name: attention layers, full or sliding, with per-head q/k norms, post-attention and
- * post-FFN norms, soft-capping, per-layer RoPE (partial, scaled, with factors), a SiLU or
- * GELU-tanh gated FFN or routed experts (softmax top-k) with a sigmoid-gated shared expert.
- * Returns 0, or -1 with ERR naming the first layer and feature it lacks (a recurrent layer,
- * a block feature or an activation it does not know).  Any thread.
+ * post-FFN norms, soft-capping, per-layer RoPE (partial, scaled, with factors), a sigmoid
+ * output gate (LLM_LAYER_ATTN_GATE), Gated DeltaNet layers (LLM_LAYER_RECURRENT, with the
+ * ssm_* shape), a SiLU or GELU-tanh gated FFN or routed experts (softmax top-k) with a
+ * sigmoid-gated shared expert.  Returns 0, or -1 with ERR naming the first layer and
+ * feature it lacks (a layer kind, a block feature or an activation it does not know, a
+ * recurrent layer without a usable shape).  Any thread.
  */
 int tmodel_check(const struct llm_hparams *hp, char *err, size_t errlen);
 
@@ -272,16 +277,23 @@ int tmodel_check(const struct llm_hparams *hp, char *err, size_t errlen);
  * types, with M's hyperparameters), with LoRA pairs as its only trained parameters.  All
  * memory for sequences of up to max_tokens is allocated here.  M must outlive it.  Returns
  * 0, or -1 with ERR set (a model tmodel_check refuses, or whose architecture evaluates its
- * layers with a block of its own; a target the model lacks; out of memory).  The training
- * thread only, like everything below; the model's own threads work only inside its calls.
+ * layers with a block of its own that the registry does not mark block_described; a target
+ * the model lacks; out of memory).  The training thread only, like everything below; the
+ * model's own threads work only inside its calls.
  *
  * Memory for activations: without recomputation every layer keeps its two normed inputs,
  * the residual between them, q, k, v, the attention output and the FFN's gate and up, T *
  * (3 E + Q + KV + V + O + 2 FF) floats (Q, KV: n_head and n_head_kv times head_dim; V, O:
  * n_head_kv and n_head times head_dim_v); q and k once more with q/k norms, 2 E more with
  * post norms; with experts, T * n_expert_used * 2 n_ff_exp for the chosen experts' gate and
- * up instead of the dense FFN's, and T * 2 n_ff_shexp for a shared expert.  With
- * recomputation, one such set in all plus each layer's input (T * E).
+ * up instead of the dense FFN's, and T * 2 n_ff_shexp for a shared expert.  A Gated
+ * DeltaNet layer keeps instead of the attention's T * (2 CD + 3 IN + 2 DK + 2 H_v) floats
+ * (CD = 2 DK + IN conv channels, DK = H_k d_k, IN = H_v d_v): the conv's input and output,
+ * z, the delta rule's and the gated norm's outputs, q and k normed, alpha and b.  Its
+ * per-token states are not kept (T H_v d_k d_v floats a layer: 1 MiB per token at
+ * Qwen3.5-0.8B's 16 heads of 128 x 128): the backward recomputes them (tops_delta_bwd),
+ * with (2 ceil(sqrt(T)) + 1) d_k d_v floats per thread.  With recomputation, one set in
+ * all (the union of what the layers need) plus each layer's input (T * E).
  */
 int tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel **out, char *err,
 	       size_t errlen);

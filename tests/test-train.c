@@ -3366,6 +3366,123 @@ out:
 	llm_model_free(m);
 }
 
+/*
+ * The hybrid learns and its adapter round-trips: 30 SFT steps on tiny-qwen35-f32 (every
+ * linear target and the output) lower the loss below half; the adapter written is named
+ * as llama.cpp's loader expects (base names, lora_a / lora_b; general.architecture
+ * qwen35), loads back (lora_open checks names and shapes against the model) and gives the
+ * training model's final logits, in the training model and on the inference engine.
+ */
+static void
+test_hybrid_sft(const char *dir)
+{
+	char path[4096], apath[4096], err[512];
+	struct llm_model *m = NULL;
+	struct tdata_tmpl *t = NULL;
+	struct tdata_set s;
+	struct tmodel *tm = NULL, *tm2 = NULL;
+	struct tloop *loop = NULL;
+	struct lora_adapter *a = NULL;
+	struct gguf_file *af = NULL;
+	struct step_log sl = { 0 };
+	const int V = 512;
+
+	tdata_set_init(&s, TDATA_SFT, 128, 0);
+	snprintf(path, sizeof(path), "%s/models/tiny-qwen35-f32.gguf", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0 ||
+	    tdata_tmpl_new(llm_model_gguf(m), "qwen35", llm_model_vocab(m), "chatml", &t, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/teach-q35.jsonl", tmpdir);
+	write_sft(path);
+	CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0 && s.n == N_SFT, "%s", err);
+	{
+		struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 8,
+			.alpha = 16.0f, .seed = 1, .n_threads = 2 };
+		struct tloop_cfg c = { TDATA_SFT, 2, 1, 30, adamw_cfg_default(), { 1e-2f, 1e-3f, 0, 30 }, 0.1, 3, "x" };
+		if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 || tloop_new(tm, &s, &c, NULL, &loop, err, sizeof(err)) != 0 ||
+		    tloop_run(loop, 0, log_step, &sl, err, sizeof(err)) != 0) {
+			CHECK(0, "qwen35 SFT: %s", err);
+			goto out;
+		}
+	}
+	printf("  SFT, tiny-qwen35-f32 + chatml, %d conversations, 30 steps of 2: loss %.3f -> %.3f\n", N_SFT,
+	    sl.first.loss, sl.last.loss);
+	CHECK(sl.n == 30 && sl.last.loss < 0.5 * sl.first.loss, "qwen35 SFT did not learn: %.3f -> %.3f", sl.first.loss,
+	    sl.last.loss);
+	snprintf(apath, sizeof(apath), "%s/taught-q35.gguf", tmpdir);
+	CHECK(tmodel_lora_save(tm, apath, "taught", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
+	if (gguf_open(apath, &af, err, sizeof(err)) == 0) {
+		const struct gguf_kv *kv = gguf_find_kv(af, "general.architecture");
+		const int qkv = (gguf_find_tensor(af, "blk.1.attn_qkv.weight.lora_a") != NULL) +
+		    (gguf_find_tensor(af, "blk.1.attn_qkv.weight.lora_b") != NULL);
+		const int out = (gguf_find_tensor(af, "blk.2.ssm_out.weight.lora_a") != NULL) +
+		    (gguf_find_tensor(af, "blk.2.ssm_out.weight.lora_b") != NULL);
+		CHECK(kv && kv->val.type == GGUF_VT_STRING && kv->val.v.str.len == 6 &&
+		    memcmp(kv->val.v.str.ptr, "qwen35", 6) == 0, "adapter architecture");
+		CHECK(qkv == 2 && out == 2 && af->n_tensors == 2 * 23, "adapter tensors: %d, %d of %llu", qkv, out,
+		    (unsigned long long)af->n_tensors);
+		gguf_close(af);
+	} else {
+		CHECK(0, "%s", err);
+	}
+	if (lora_open(apath, m, 1.0f, NULL, &a, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	{
+		struct tmodel_opts o = { .max_tokens = 128, .init = a };
+		const struct tdata_seq *q = &s.ex[0].seq[0];
+		float *l1 = malloc((size_t)q->n * V * sizeof(float)), *l2 = malloc((size_t)q->n * V * sizeof(float));
+		double kl, maxd;
+		int dis;
+
+		CHECK(tmodel_new(m, &o, &tm2, err, sizeof(err)) == 0, "%s", err);
+		CHECK(tm2 && tmodel_forward(tm, q->tok, q->n, 0, 0, l1, err, sizeof(err)) == 0 &&
+		    tmodel_forward(tm2, q->tok, q->n, 0, 0, l2, err, sizeof(err)) == 0, "%s", err);
+		compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
+		printf("  tiny-qwen35: the adapter written and loaded again vs the model at the end of training: mean KL "
+		    "%.1e\n", kl);
+		CHECK(kl <= 1e-5 && dis == 0, "qwen35 reloaded adapter: KL %.3g", kl);
+		{
+			struct llm_ctx_params cp;
+			struct llm_ctx *ec;
+			const struct lora_adapter *list[1] = { a };
+			const float one = 1.0f;
+			llm_ctx_params_default(&cp);
+			cp.n_ctx = 128;
+			cp.n_batch = 64;
+			cp.n_threads = 2;
+			cp.kv_type = LLM_KV_F32;
+			ec = llm_ctx_new_ex(m, &cp, err, sizeof(err));
+			CHECK(ec && llm_ctx_set_adapters(ec, list, &one, 1, err, sizeof(err)) == 1 &&
+			    llm_eval(ec, q->tok, q->n, l2, 1, err, sizeof(err)) == 0, "qwen35 engine with the adapter: %s", err);
+			compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
+			printf("  tiny-qwen35: the adapter on the inference engine vs the model at the end of training: mean KL "
+			    "%.1e, max |dlogit| %.1e\n", kl, maxd);
+			CHECK(kl <= 1e-5 && dis == 0, "qwen35 engine with the adapter: KL %.3g, %d disagreements", kl, dis);
+			/* and the adapter moved them */
+			llm_ctx_truncate(ec, 0);
+			CHECK(ec && llm_ctx_set_adapters(ec, NULL, NULL, 0, err, sizeof(err)) >= 0 &&
+			    llm_eval(ec, q->tok, q->n, l2, 1, err, sizeof(err)) == 0, "%s", err);
+			compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
+			CHECK(kl > 0.1, "qwen35: the adapter changes the logits by KL %.3g only", kl);
+			llm_ctx_free(ec);
+		}
+		free(l1);
+		free(l2);
+	}
+out:
+	tloop_free(loop);
+	tmodel_free(tm);
+	tmodel_free(tm2);
+	lora_free(a);
+	tdata_set_free(&s);
+	tdata_tmpl_free(t);
+	llm_model_free(m);
+}
+
 /* DPO learns: on four pairs the accuracy reaches 100 % and the reward margin grows. */
 static void
 test_dpo_learns(const char *dir)
@@ -3681,6 +3798,7 @@ main(int argc, char **argv)
 		if (want("loop")) {
 			printf("the training loop:\n");
 			test_sft_learns(dir);
+			test_hybrid_sft(dir);
 			test_dpo_learns(dir);
 			test_resume(dir);
 			test_trained_layout(dir);

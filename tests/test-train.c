@@ -2519,6 +2519,20 @@ test_hybrid(const char *dir, const char *name, int grad, const struct golden *se
 				    "alpha") && !strstr(tmodel_lora_base(tm, p), "ssm_beta"), "a pair on %s", tmodel_lora_base(tm, p));
 			snprintf(label, sizeof(label), "%s, every linear + output, rank 3", name);
 			check_model_grad(label, &c);
+			/* o and down alone, with dropout: the first layer's DeltaNet backward stops at
+			 * ssm_out, nothing below it being trained */
+			tmodel_free(tm);
+			tm = NULL;
+			o.targets = TMODEL_O | TMODEL_DOWN;
+			o.dropout = 0.2f;
+			o.seed = 3;
+			CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
+			if (tm) {
+				c.tm = tm;
+				c.train = 1;
+				snprintf(label, sizeof(label), "%s, o down, dropout 0.2 (fixed mask)", name);
+				check_model_grad(label, &c);
+			}
 		}
 	}
 	tmodel_free(tm);

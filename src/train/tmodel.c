@@ -1504,6 +1504,8 @@ dn_bwd(struct tmodel *tm, struct tlayer *L, int T, const float *dout, float *dxn
 
 	memset(tm->dn_dy, 0, T * IN * sizeof(float));
 	rc |= lin_bwd(tm, &L->lin[K_DN_OUT], sv->y, T, 0, dout, tm->dn_dy);
+	if (!dxn && !L->lin[K_QKV].l.lora)
+		return rc;   /* the first layer, its input products frozen: nothing below has a gradient to take */
 	memset(tm->dn_dno, 0, T * IN * sizeof(float));
 	memset(tm->dn_dz, 0, T * IN * sizeof(float));
 	tops_gnorm_bwd(sv->dno, sv->z, L->ssm_norm, T * tm->HV, tm->dn.d_v, eps, tm->dn_dy, tm->dn_dno, tm->dn_dz);

@@ -1545,25 +1545,17 @@ dn_bwd(struct tmodel *tm, struct tlayer *L, int T, const float *dout, float *dxn
 	return rc;
 }
 
+/* The attention of layer L on its normed input sv->xn into OUT (T, E). */
 static int
-layer_fwd(struct tmodel *tm, int il, int T)
+attn_fwd(struct tmodel *tm, struct tlayer *L, int T, float *out)
 {
-	struct tlayer *L = &tm->layers[il];
 	struct tsaved *sv = L->sv;
 	const struct llm_hparams *hp = &tm->hp;
-	const int E = tm->E, Q = tm->Q, KV = tm->KV, VW = tm->VW, W = Q + KV + VW;
-	const int qkn = (L->flags & LLM_LAYER_QK_NORM) != 0, post = (L->flags & LLM_LAYER_POST_NORMS) != 0;
-	const int gated = (L->flags & LLM_LAYER_ATTN_GATE) != 0;
-	const float *x = tm->xs[il];
-	float *xo = tm->xs[il + 1], *q = qkn ? sv->qr : sv->q, *k = qkn ? sv->kr : sv->k;
-	float *a = post ? sv->a : tm->tmp_e, *f = post ? sv->f : tm->tmp_e;
+	const int Q = tm->Q, KV = tm->KV, VW = tm->VW, W = Q + KV + VW;
+	const int qkn = (L->flags & LLM_LAYER_QK_NORM) != 0, gated = (L->flags & LLM_LAYER_ATTN_GATE) != 0;
+	float *q = qkn ? sv->qr : sv->q, *k = qkn ? sv->kr : sv->k;
 	int rc = 0;
 
-	rms_fwd(tm, x, L->attn_norm, T, E, sv->xn);
-	if (L->recur) {
-		rc |= dn_fwd(tm, L, T, a);
-		goto mixed;
-	}
 	if (gated) {
 		/* attn_q: per head the query then the gate */
 		rc |= lin_fwd(tm, &L->lin[K_Q], sv->xn, T, 0, tm->qg);
@@ -1601,8 +1593,23 @@ layer_fwd(struct tmodel *tm, int il, int T)
 	}
 	if (gated)
 		tops_sigmoid_gate_fwd(sv->o, sv->gate, (size_t)T * tm->O, sv->og);
-	rc |= lin_fwd(tm, &L->lin[K_O], gated ? sv->og : sv->o, T, 0, a);
-mixed:
+	rc |= lin_fwd(tm, &L->lin[K_O], gated ? sv->og : sv->o, T, 0, out);
+	return rc;
+}
+
+static int
+layer_fwd(struct tmodel *tm, int il, int T)
+{
+	struct tlayer *L = &tm->layers[il];
+	struct tsaved *sv = L->sv;
+	const int E = tm->E, post = (L->flags & LLM_LAYER_POST_NORMS) != 0;
+	const float *x = tm->xs[il];
+	float *xo = tm->xs[il + 1];
+	float *a = post ? sv->a : tm->tmp_e, *f = post ? sv->f : tm->tmp_e;
+	int rc = 0;
+
+	rms_fwd(tm, x, L->attn_norm, T, E, sv->xn);
+	rc |= L->recur ? dn_fwd(tm, L, T, a) : attn_fwd(tm, L, T, a);
 	if (post)
 		rms_fwd(tm, a, L->post_attn_norm, T, E, tm->tmp_e);
 	for (size_t i = 0; i < (size_t)T * E; i++)
@@ -1696,50 +1703,18 @@ tmodel_forward(struct tmodel *tm, const int32_t *tok, int T, int train, uint64_t
 /* TM->dx holds dL/d(output of layer IL); leaves dL/d(its input) there.  With recomputation
  * the layer runs forward again first, from its saved input, with the step's dropout masks:
  * the same activations, so the same gradients. */
+/* Its backward from DOUT (T, E): the LoRA gradients of q, k, v and o and, when DXN is not
+ * NULL, DXN (T, E) += dL/d(the layer's normed input). */
 static int
-layer_bwd(struct tmodel *tm, int il, int T)
+attn_bwd(struct tmodel *tm, struct tlayer *L, int T, const float *dres, float *dxn)
 {
-	struct tlayer *L = &tm->layers[il];
 	struct tsaved *sv = L->sv;
 	const struct llm_hparams *hp = &tm->hp;
-	const int E = tm->E, Q = tm->Q, KV = tm->KV, VW = tm->VW, W = Q + KV + VW;
-	const int qkn = (L->flags & LLM_LAYER_QK_NORM) != 0, post = (L->flags & LLM_LAYER_POST_NORMS) != 0;
-	const int gated = (L->flags & LLM_LAYER_ATTN_GATE) != 0;
-	float *dxn = il > 0 ? tm->dxn : NULL, *dq = tm->dq, *dk = tm->dk, *dattn = tm->dout;
-	const float *dres;
+	const int Q = tm->Q, KV = tm->KV, VW = tm->VW, W = Q + KV + VW;
+	const int qkn = (L->flags & LLM_LAYER_QK_NORM) != 0, gated = (L->flags & LLM_LAYER_ATTN_GATE) != 0;
+	float *dq = tm->dq, *dk = tm->dk, *dattn = tm->dout;
 	int rc = 0;
 
-	if (tm->recompute && layer_fwd(tm, il, T) < 0)
-		return -1;
-	/* x2 = x1 + [post_ffw_norm](FFN(ffn_norm(x1))) */
-	dres = tm->dx;
-	if (post) {
-		memset(tm->tmp_e, 0, (size_t)T * E * sizeof(float));
-		rms_bwd(tm, sv->f, L->post_ffn_norm, T, E, tm->dx, tm->tmp_e);
-		dres = tm->tmp_e;
-	}
-	memset(tm->dxn, 0, (size_t)T * E * sizeof(float));
-	if (L->flags & LLM_LAYER_MOE)
-		rc |= moe_bwd(tm, L, sv->xn2, T, dres, tm->dxn);
-	else
-		rc |= glu_bwd(tm, L->fused_gu ? NULL : &L->lin[K_GATE], &L->lin[K_UP], &L->lin[K_DOWN], tm->FF, sv->xn2,
-		    sv->gu, T, dres, tm->dxn, NULL, NULL);
-	rms_bwd(tm, sv->x1, L->ffn_norm, T, E, tm->dxn, tm->dx);
-
-	/* x1 = x + [post_attention_norm](wo(attention(rope(norm(q)), rope(norm(k)), v))) */
-	dres = tm->dx;
-	if (post) {
-		memset(tm->tmp_e, 0, (size_t)T * E * sizeof(float));
-		rms_bwd(tm, sv->a, L->post_attn_norm, T, E, tm->dx, tm->tmp_e);
-		dres = tm->tmp_e;
-	}
-	if (dxn)
-		memset(dxn, 0, (size_t)T * E * sizeof(float));
-	/* The first layer's input gradient would only reach the frozen embeddings: skipped. */
-	if (L->recur) {
-		rc |= dn_bwd(tm, L, T, dres, dxn);
-		goto mixed;
-	}
 	memset(tm->dout, 0, (size_t)T * tm->O * sizeof(float));
 	rc |= lin_bwd(tm, &L->lin[K_O], gated ? sv->og : sv->o, T, 0, dres, tm->dout);
 	if (gated) {
@@ -1789,7 +1764,47 @@ layer_bwd(struct tmodel *tm, int il, int T)
 		rc |= lin_bwd(tm, &L->lin[K_K], sv->xn, T, 0, dk, dxn);
 		rc |= lin_bwd(tm, &L->lin[K_V], sv->xn, T, 0, tm->dv, dxn);
 	}
-mixed:
+	return rc;
+}
+
+static int
+layer_bwd(struct tmodel *tm, int il, int T)
+{
+	struct tlayer *L = &tm->layers[il];
+	struct tsaved *sv = L->sv;
+	const int E = tm->E, post = (L->flags & LLM_LAYER_POST_NORMS) != 0;
+	float *dxn = il > 0 ? tm->dxn : NULL;
+	const float *dres;
+	int rc = 0;
+
+	if (tm->recompute && layer_fwd(tm, il, T) < 0)
+		return -1;
+	/* x2 = x1 + [post_ffw_norm](FFN(ffn_norm(x1))) */
+	dres = tm->dx;
+	if (post) {
+		memset(tm->tmp_e, 0, (size_t)T * E * sizeof(float));
+		rms_bwd(tm, sv->f, L->post_ffn_norm, T, E, tm->dx, tm->tmp_e);
+		dres = tm->tmp_e;
+	}
+	memset(tm->dxn, 0, (size_t)T * E * sizeof(float));
+	if (L->flags & LLM_LAYER_MOE)
+		rc |= moe_bwd(tm, L, sv->xn2, T, dres, tm->dxn);
+	else
+		rc |= glu_bwd(tm, L->fused_gu ? NULL : &L->lin[K_GATE], &L->lin[K_UP], &L->lin[K_DOWN], tm->FF, sv->xn2,
+		    sv->gu, T, dres, tm->dxn, NULL, NULL);
+	rms_bwd(tm, sv->x1, L->ffn_norm, T, E, tm->dxn, tm->dx);
+
+	/* x1 = x + [post_attention_norm](mixer(attn_norm(x))), the mixer attention or Gated DeltaNet */
+	dres = tm->dx;
+	if (post) {
+		memset(tm->tmp_e, 0, (size_t)T * E * sizeof(float));
+		rms_bwd(tm, sv->a, L->post_attn_norm, T, E, tm->dx, tm->tmp_e);
+		dres = tm->tmp_e;
+	}
+	if (dxn)
+		memset(dxn, 0, (size_t)T * E * sizeof(float));
+	/* The first layer's input gradient would only reach the frozen embeddings: skipped. */
+	rc |= L->recur ? dn_bwd(tm, L, T, dres, dxn) : attn_bwd(tm, L, T, dres, dxn);
 	if (dxn)
 		rms_bwd(tm, tm->xs[il], L->attn_norm, T, E, dxn, tm->dx);
 	return rc;

@@ -112,6 +112,63 @@ void tops_moe_route_bwd(const float *probs, const int32_t *sel, const float *w, 
 double tops_xent(const float *logits, int T, int V, const int32_t *target, const uint8_t *mask, double norm,
 		 float *dlogits, int *count);
 
+/* --- tops-dn.c: the operations of Gated DeltaNet layers and gated attention (Qwen3.5) --- */
+
+/* Causal depthwise convolution over T tokens of C channels, then SiLU: Y[t][c] =
+ * silu(sum_j W[c K + j] X[t - K + 1 + j][c]), the inputs before the sequence zero (a
+ * training sequence starts from the empty state).  X and Y rows are LD floats apart, so a
+ * range of channels is the same call on offset pointers (W offset by c0 K). */
+void tops_conv_silu_fwd(const float *x, size_t ld, int T, int C, const float *w, int K, float *y);
+/* DX += the gradient from DY (rows LD apart); the pre-activation is recomputed from X. */
+void tops_conv_silu_bwd(const float *x, size_t ld, int T, int C, const float *w, int K, const float *dy, float *dx);
+
+/* L2 norm of ROWS rows of D, as ggml_l2_norm: Y = SCALE * X / max(||X||, EPS). */
+void tops_l2norm_fwd(const float *x, int rows, int D, float eps, float scale, float *y);
+void tops_l2norm_bwd(const float *x, int rows, int D, float eps, float scale, const float *dy, float *dx);
+
+/* The gates of the delta rule, T tokens of H value heads: G = SSM_A softplus(ALPHA +
+ * DT_BIAS) (the log of the decay; SSM_A is the file's -exp(A_log)) and BETA = sigmoid(B).
+ * The backward adds DALPHA, DB and, when not NULL, DA (H) += dL/d ssm_a and DDT (H) +=
+ * dL/d dt_bias (frozen in training; for the checks). */
+void tops_dn_gates_fwd(const float *alpha, const float *b, int T, int H, const float *ssm_a, const float *dt_bias,
+		       float *g, float *beta);
+void tops_dn_gates_bwd(const float *alpha, const float *b, int T, int H, const float *ssm_a, const float *dt_bias,
+		       const float *dg, const float *dbeta, float *dalpha, float *db, float *da, float *ddt);
+
+/*
+ * The gated delta rule over a sequence, from a zero state: per value head h (reading key
+ * head h % n_k_heads, llama.cpp's tiled order) with S (d_k, d_v) and at each token
+ *   S = e^g S;  S += k (beta (v - S^T k))^T;  o = S^T q.
+ * Q, K (T, n_k_heads, d_k) (q already L2-normed and scaled), V and O (T, n_v_heads, d_v),
+ * G and BETA (T, n_v_heads).  Calls cover the key heads [I0, I1) and their value heads:
+ * calls on disjoint ranges write disjoint parts of O (and of every gradient), so threads
+ * may split the key heads.  SCRATCH: tops_delta_scratch_floats(T) floats per call (enough
+ * for any sequence of at most T tokens).
+ */
+struct tdelta {
+	int n_k_heads, n_v_heads, d_k, d_v;
+};
+size_t tops_delta_scratch_floats(const struct tdelta *d, int T);
+void tops_delta_fwd(const struct tdelta *d, const float *q, const float *k, const float *v, const float *g,
+		    const float *beta, int T, float *o, int i0, int i1, float *scratch);
+/* DQ, DK, DV, DG, DBETA += the gradients from DOUT.  Nothing of the forward is kept: the
+ * states are recomputed, every C-th one (C = ceil(sqrt(T))) and then those of one chunk at
+ * a time, so the scratch holds at most 2 C + 1 states of d_k x d_v floats, and the
+ * backward costs about two forwards more. */
+void tops_delta_bwd(const struct tdelta *d, const float *q, const float *k, const float *v, const float *g,
+		    const float *beta, const float *dout, int T, float *dq, float *dk, float *dv, float *dg, float *dbeta,
+		    int i0, int i1, float *scratch);
+
+/* Gated RMSNorm of ROWS rows of D: Y = O / sqrt(mean(O^2) + EPS) * W * silu(Z) (W, of D, is
+ * shared by the rows: Qwen3.5's ssm_norm, stored as it multiplies). */
+void tops_gnorm_fwd(const float *o, const float *z, const float *w, int rows, int D, float eps, float *y);
+void tops_gnorm_bwd(const float *o, const float *z, const float *w, int rows, int D, float eps, const float *dy,
+		    float *dout, float *dz);
+
+/* The sigmoid output gate of gated attention: Y = X * sigmoid(GATE) over N values. */
+void tops_sigmoid_gate_fwd(const float *x, const float *gate, size_t n, float *y);
+void tops_sigmoid_gate_bwd(const float *x, const float *gate, size_t n, const float *dy, float *dx, float *dgate);
+
 /* --- tlinear.c: a frozen linear layer with a trained LoRA branch --- */
 
 struct tlora {
@@ -175,7 +232,10 @@ struct tmodel;
 /* Targets of new adapters (bits).  Where the file fuses weights (phi3's attn_qkv, its ffn_up
  * holding gate and up), any of the fused parts adapts the fused weight.  GATE, UP and DOWN
  * select dense feed-forward weights only: in a layer of routed experts they select nothing
- * (expert stacks, the router and the shared expert stay frozen). */
+ * (expert stacks, the router and the shared expert stay frozen).  In a Gated DeltaNet layer
+ * Q, K and V select its attn_qkv (q, k and v channels in one weight) and O its ssm_out;
+ * attn_gate (z), ssm_alpha and ssm_beta stay frozen.  In gated attention Q selects attn_q,
+ * which holds each head's query and gate. */
 enum {
 	TMODEL_Q = 1, TMODEL_K = 2, TMODEL_V = 4, TMODEL_O = 8,
 	TMODEL_GATE = 16, TMODEL_UP = 32, TMODEL_DOWN = 64, TMODEL_OUTPUT = 128,
@@ -203,10 +263,12 @@ struct llm_hparams;
  * Whether the training model computes a model of hyperparameters HP: what it computes is
  * read from them (and from each layer's llm_layer_hparams), never from the architecture's
  * name: attention layers, full or sliding, with per-head q/k norms, post-attention and
- * post-FFN norms, soft-capping, per-layer RoPE (partial, scaled, with factors), a SiLU or
- * GELU-tanh gated FFN or routed experts (softmax top-k) with a sigmoid-gated shared expert.
- * Returns 0, or -1 with ERR naming the first layer and feature it lacks (a recurrent layer,
- * a block feature or an activation it does not know).  Any thread.
+ * post-FFN norms, soft-capping, per-layer RoPE (partial, scaled, with factors), a sigmoid
+ * output gate (LLM_LAYER_ATTN_GATE), Gated DeltaNet layers (LLM_LAYER_RECURRENT, with the
+ * ssm_* shape), a SiLU or GELU-tanh gated FFN or routed experts (softmax top-k) with a
+ * sigmoid-gated shared expert.  Returns 0, or -1 with ERR naming the first layer and
+ * feature it lacks (a layer kind, a block feature or an activation it does not know, a
+ * recurrent layer without a usable shape).  Any thread.
  */
 int tmodel_check(const struct llm_hparams *hp, char *err, size_t errlen);
 
@@ -215,16 +277,23 @@ int tmodel_check(const struct llm_hparams *hp, char *err, size_t errlen);
  * types, with M's hyperparameters), with LoRA pairs as its only trained parameters.  All
  * memory for sequences of up to max_tokens is allocated here.  M must outlive it.  Returns
  * 0, or -1 with ERR set (a model tmodel_check refuses, or whose architecture evaluates its
- * layers with a block of its own; a target the model lacks; out of memory).  The training
- * thread only, like everything below; the model's own threads work only inside its calls.
+ * layers with a block of its own that the registry does not mark block_described; a target
+ * the model lacks; out of memory).  The training thread only, like everything below; the
+ * model's own threads work only inside its calls.
  *
  * Memory for activations: without recomputation every layer keeps its two normed inputs,
  * the residual between them, q, k, v, the attention output and the FFN's gate and up, T *
  * (3 E + Q + KV + V + O + 2 FF) floats (Q, KV: n_head and n_head_kv times head_dim; V, O:
  * n_head_kv and n_head times head_dim_v); q and k once more with q/k norms, 2 E more with
  * post norms; with experts, T * n_expert_used * 2 n_ff_exp for the chosen experts' gate and
- * up instead of the dense FFN's, and T * 2 n_ff_shexp for a shared expert.  With
- * recomputation, one such set in all plus each layer's input (T * E).
+ * up instead of the dense FFN's, and T * 2 n_ff_shexp for a shared expert.  A Gated
+ * DeltaNet layer keeps instead of the attention's T * (2 CD + 3 IN + 2 DK + 2 H_v) floats
+ * (CD = 2 DK + IN conv channels, DK = H_k d_k, IN = H_v d_v): the conv's input and output,
+ * z, the delta rule's and the gated norm's outputs, q and k normed, alpha and b.  Its
+ * per-token states are not kept (T H_v d_k d_v floats a layer: 1 MiB per token at
+ * Qwen3.5-0.8B's 16 heads of 128 x 128): the backward recomputes them (tops_delta_bwd),
+ * with (2 ceil(sqrt(T)) + 1) d_k d_v floats per thread.  With recomputation, one set in
+ * all (the union of what the layers need) plus each layer's input (T * E).
  */
 int tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel **out, char *err,
 	       size_t errlen);

@@ -122,8 +122,10 @@ print_help(void)
 	printf("  %-30s %s\n", "-h, --help", "show this help");
 	printf("Ctrl-C saves a checkpoint and stops; --resume CHECKPOINT with the same options continues exactly.\n"
 	    "Models: every architecture natter runs (natter info --architectures) whose layers are attention, full\n"
-	    "or sliding-window, with the blocks of the registry (q/k and post norms, soft-caps, LongRoPE, routed and\n"
-	    "shared experts: the router and the experts stay frozen); others are refused, naming what is missing.\n");
+	    "or sliding-window, or Gated DeltaNet (qwen35), with the blocks of the registry (q/k and post norms,\n"
+	    "soft-caps, LongRoPE, routed and shared experts: the router and the experts stay frozen; gated\n"
+	    "attention).  A DeltaNet layer's q,k,v adapt its attn_qkv and o its ssm_out.  Others are refused,\n"
+	    "naming what is missing.\n");
 }
 
 /* Returns 0 to go on, 1 when help was printed, 2 on a usage error (message printed). */

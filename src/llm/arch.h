@@ -88,7 +88,10 @@ int arch_set_sliding(struct arch_loader *ld, struct llm_hparams *hp, struct llm_
  * (arch.c reads them; LAYER[] starts as full attention with the global
  * RoPE) and sets what is its own.  TENSORS lists every tensor it may have.
  * BLOCK evaluates layer IL for the batch in c->x; NULL means the shared
- * block (blk_layer), which reads the layer's flags.
+ * block (blk_layer), which reads the layer's flags.  BLOCK_DESCRIBED says
+ * that BLOCK computes nothing but what the layers' kinds and flags describe
+ * (and what the file shows by its tensors), so that the training model,
+ * which reads only those (src/train/tmodel.c), computes the architecture.
  */
 struct arch_desc {
 	const char *name;           /* general.architecture */
@@ -97,6 +100,7 @@ struct arch_desc {
 	const struct arch_tensor *tensors;
 	int n_tensors;
 	void (*block)(struct llm_ctx *c, int il, int nt);
+	int block_described;
 };
 
 /* The registry: the description of NAME, or NULL. */

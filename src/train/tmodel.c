@@ -9,6 +9,7 @@
 #include <cblas.h>
 
 #include "llm/arch.h"
+#include "llm/deltanet.h"
 #include "llm/model.h"
 #include "llm/pool.h"
 #include "natter/gguf.h"
@@ -25,7 +26,12 @@
  *   x += [PostNorm](Attn(Norm(x)));  x += [PostNorm](FFN or MoE(Norm(x)))
  * as blk_layer (src/llm/blocks.c) evaluates it, with these variations.  What a file shows
  * by its tensors (q/k/v biases, a fused attn_qkv, a fused gate/up, tied embeddings, RoPE
- * factors) is read from the file.
+ * factors, a pre-FFN norm named post_attention_norm) is read from the file.  In a
+ * recurrent layer (Qwen3.5's Gated DeltaNet, ../shared/fixtures/QWEN35.md) Attn is
+ *   ssm_out(gnorm(delta(l2(q), l2(k), v; g, beta), z)),  q, k, v = silu(conv(attn_qkv x)),
+ * z = attn_gate x, g and beta from ssm_alpha x and ssm_beta x.  An architecture with a
+ * block of its own trains when the registry says that block is described by the above
+ * (arch_desc.block_described).
  */
 
 /* The kinds of layer, and whether the training model computes them. */
@@ -35,7 +41,7 @@ static const struct {
 } layer_kinds[] = {
 	[LLM_LAYER_FULL] = { "full attention", 1 },
 	[LLM_LAYER_SLIDING] = { "sliding-window attention", 1 },
-	[LLM_LAYER_RECURRENT] = { "recurrent (a state in place of attention, as Gated DeltaNet)", 0 },
+	[LLM_LAYER_RECURRENT] = { "recurrent (Gated DeltaNet)", 1 },
 };
 
 /* The block features of a layer (llm_layer_hparams.flags) the training model computes. */
@@ -47,6 +53,7 @@ static const struct {
 	{ LLM_LAYER_POST_NORMS, "post-attention and post-FFN norms" },
 	{ LLM_LAYER_MOE, "routed experts" },
 	{ LLM_LAYER_SHARED_EXPERT, "a sigmoid-gated shared expert" },
+	{ LLM_LAYER_ATTN_GATE, "a sigmoid output gate from the query projection" },
 };
 
 /* The feed-forward gate activations, as the operations name them. */
@@ -79,8 +86,26 @@ tmodel_check(const struct llm_hparams *hp, char *err, size_t errlen)
 		const struct llm_layer_hparams *l = &hp->layer[il];
 		if ((unsigned)l->kind >= N_OF(layer_kinds) || !layer_kinds[l->kind].trains) {
 			snprintf(err, errlen, "layer %d of this %s model is %s, which the training model does not compute "
-			    "(it trains attention layers, full or sliding-window)", il, hp->arch_name,
+			    "(it trains attention layers, full or sliding-window, and Gated DeltaNet layers)", il,
+			    hp->arch_name,
 			    (unsigned)l->kind < N_OF(layer_kinds) ? layer_kinds[l->kind].what : "of a kind it does not know");
+			return -1;
+		}
+		if (l->kind == LLM_LAYER_RECURRENT) {
+			const struct dn_shape sh = { hp->ssm_n_group, hp->ssm_dt_rank, hp->ssm_d_state,
+				hp->ssm_dt_rank > 0 ? hp->ssm_d_inner / hp->ssm_dt_rank : 0, hp->ssm_d_conv };
+			char why[256];
+			if (dn_shape_check(&sh, why, sizeof(why)) < 0 || sh.d_v * sh.n_v_heads != hp->ssm_d_inner) {
+				snprintf(err, errlen, "layer %d of this %s model is recurrent, but its Gated DeltaNet "
+				    "hyperparameters are not usable: %s", il, hp->arch_name,
+				    sh.d_v * sh.n_v_heads != hp->ssm_d_inner ? "inner size not a multiple of the value heads" : why);
+				return -1;
+			}
+		}
+		if ((l->flags & LLM_LAYER_ATTN_GATE) && hp->head_dim_v != hp->head_dim) {
+			snprintf(err, errlen, "layer %d of this %s model gates its attention output with value heads of %d "
+			    "and query heads of %d; the training model needs them equal", il, hp->arch_name, hp->head_dim_v,
+			    hp->head_dim);
 			return -1;
 		}
 		if (l->flags & ~known) {
@@ -99,6 +124,7 @@ tmodel_check(const struct llm_hparams *hp, char *err, size_t errlen)
 enum {
 	K_Q, K_K, K_V, K_QKV, K_O, K_GATE, K_UP, K_DOWN,
 	K_ROUTER, K_SH_INP, K_SH_GATE, K_SH_UP, K_SH_DOWN,
+	K_DN_Z, K_DN_ALPHA, K_DN_BETA, K_DN_OUT,   /* Gated DeltaNet (its attn_qkv is K_QKV) */
 	K_LAYER,              /* the kinds of a block */
 	K_OUTPUT = K_LAYER,
 	K_COUNT
@@ -120,6 +146,10 @@ static const struct {
 	[K_SH_GATE] = { LLM_TENSOR_FFN_GATE_SHEXP, 0 },
 	[K_SH_UP] = { LLM_TENSOR_FFN_UP_SHEXP, 0 },
 	[K_SH_DOWN] = { LLM_TENSOR_FFN_DOWN_SHEXP, 0 },
+	[K_DN_Z] = { LLM_TENSOR_ATTN_GATE, 0 },
+	[K_DN_ALPHA] = { LLM_TENSOR_SSM_ALPHA, 0 },
+	[K_DN_BETA] = { LLM_TENSOR_SSM_BETA, 0 },
+	[K_DN_OUT] = { LLM_TENSOR_SSM_OUT, TMODEL_O },
 	[K_OUTPUT] = { LLM_TENSOR_OUTPUT, TMODEL_OUTPUT },
 };
 
@@ -162,6 +192,17 @@ struct tsaved {
 	float *egu;     /* (k, 2 FFE) each grouped row's gate and up */
 	float *sgate;   /* (1) the shared expert's gate logit (SHARED_EXPERT) */
 	float *sgu;     /* (2 FFS) its gate and up */
+	/* gated attention (ATTN_GATE) */
+	float *gate;    /* (Q) each head's gate, before the sigmoid */
+	float *og;      /* (O) the attention output times sigmoid(gate) */
+	/* Gated DeltaNet (a recurrent layer); CD = 2 DK + IN channels of the conv */
+	float *cin;     /* (CD) attn_qkv x, the conv's input */
+	float *xc;      /* (CD) silu(conv(cin)): q and k before their L2 norms, then v */
+	float *z;       /* (IN) attn_gate x */
+	float *al, *be; /* (HV) ssm_alpha x, ssm_beta x */
+	float *qn, *kn; /* (DK) q and k L2-normed (q times 1/sqrt(Dk)) */
+	float *dno;     /* (IN) the delta rule's output */
+	float *y;       /* (IN) the gated norm's output, ssm_out's input */
 };
 
 struct tlayer {
@@ -172,6 +213,10 @@ struct tlayer {
 	const float *q_norm, *k_norm;        /* (head_dim), QK_NORM */
 	const float *post_attn_norm, *post_ffn_norm;   /* (E), POST_NORMS */
 	int fused_qkv, fused_gu;
+	int recur;                           /* a Gated DeltaNet layer: the fields below */
+	const float *conv1d;                 /* (CD, d_conv) */
+	const float *ssm_a, *dt_bias;        /* (HV) */
+	const float *ssm_norm;               /* (Dv) */
 	struct tlin lin[K_LAYER];            /* those the layer has */
 	struct tstack exps[S_COUNT];         /* MOE: gate, up and down of every expert */
 	int32_t *sel;                        /* MOE: (max_tokens, k) the experts each token chose (the
@@ -186,6 +231,8 @@ struct tmodel {
 	int Tmax, E, Q, KV, VW, O, V;   /* KV: n_head_kv x head_dim; VW: x head_dim_v; O: n_head x head_dim_v */
 	int FF, FFE, FFS, FFMAX;        /* dense FFN, one expert, the shared expert (0: none), the widest */
 	int NE, KU;                     /* experts, chosen per token (0: none) */
+	struct tdelta dn;               /* Gated DeltaNet heads (n_v_heads 0: no recurrent layer) */
+	int DK, IN, CD, HV;             /* its q (and k) width, value width, conv channels, value heads */
 	struct tweight tok_embd;
 	const float *output_norm;
 	struct tlin output;
@@ -202,6 +249,12 @@ struct tmodel {
 	/* scratch of the experts: router logits and their gradient, a group's rows in and out,
 	 * per-row weights and their gradients */
 	float *rlog, *dlog, *xg, *yg, *dxg, *rs, *drs, *dw;
+	/* scratch of gated attention and of Gated DeltaNet layers */
+	float *qg, *dqg, *dgate, *dog;
+	float *dn_v, *dn_g, *dn_beta, *dn_dy, *dn_dno, *dn_dz, *dn_dqn, *dn_dkn, *dn_dv, *dn_dg, *dn_dbeta;
+	float *dn_dal, *dn_db, *dn_dxc, *dn_dcin;
+	float *dn_scratch;     /* (nth, dn_scratch_floats) */
+	size_t dn_scratch_floats;
 	int *cursor;
 	int chunk_rows;
 	float *attn_scratch;   /* (nth, attn_scratch_floats) */
@@ -447,40 +500,111 @@ bind_lin(struct tmodel *tm, struct tlin *L, int il, int kind, int n_in, int n_ou
 	return bind_vec(f, bias, n_out, 1, &L->l.bias, err, errlen);
 }
 
-/* Binds everything layer IL has, as its flags say. */
+static int bind_attn(struct tmodel *tm, struct tlayer *L, int il, char *err, size_t errlen);
+static int bind_dn(struct tmodel *tm, struct tlayer *L, int il, char *err, size_t errlen);
+static int bind_ffn(struct tmodel *tm, struct tlayer *L, int il, char *err, size_t errlen);
+
+/* Binds everything layer IL has, as its kind and flags say. */
 static int
 bind_layer(struct tmodel *tm, int il, char *err, size_t errlen)
 {
 	const struct gguf_file *f = llm_model_gguf(tm->m);
-	const struct llm_hparams *hp = &tm->hp;
 	struct tlayer *L = &tm->layers[il];
-	const int E = tm->E, Q = tm->Q, KV = tm->KV, VW = tm->VW;
+	const int E = tm->E;
 	char name[112];
 
-	if (bind_norm(f, LLM_TENSOR_ATTN_NORM, il, E, &L->attn_norm, err, errlen) < 0 ||
-	    bind_norm(f, LLM_TENSOR_FFN_NORM, il, E, &L->ffn_norm, err, errlen) < 0)
+	if (bind_norm(f, LLM_TENSOR_ATTN_NORM, il, E, &L->attn_norm, err, errlen) < 0)
 		return -1;
-	if ((L->flags & LLM_LAYER_QK_NORM) &&
-	    (bind_norm(f, LLM_TENSOR_ATTN_Q_NORM, il, hp->head_dim, &L->q_norm, err, errlen) < 0 ||
-	    bind_norm(f, LLM_TENSOR_ATTN_K_NORM, il, hp->head_dim, &L->k_norm, err, errlen) < 0))
+	/* The pre-FFN norm: ffn_norm; in a file without it and without post norms,
+	 * post_attention_norm (Qwen3.5 names it so). */
+	tensor_name(LLM_TENSOR_FFN_NORM, il, "weight", name, sizeof(name));
+	if (bind_norm(f, !gguf_find_tensor(f, name) && !(L->flags & LLM_LAYER_POST_NORMS) ? LLM_TENSOR_ATTN_POST_NORM :
+	    LLM_TENSOR_FFN_NORM, il, E, &L->ffn_norm, err, errlen) < 0)
 		return -1;
+	if (L->recur) {
+		if (bind_dn(tm, L, il, err, errlen) < 0)
+			return -1;
+	} else if (bind_attn(tm, L, il, err, errlen) < 0) {
+		return -1;
+	}
 	if ((L->flags & LLM_LAYER_POST_NORMS) &&
 	    (bind_norm(f, LLM_TENSOR_ATTN_POST_NORM, il, E, &L->post_attn_norm, err, errlen) < 0 ||
 	    bind_norm(f, LLM_TENSOR_FFN_POST_NORM, il, E, &L->post_ffn_norm, err, errlen) < 0))
 		return -1;
+	return bind_ffn(tm, L, il, err, errlen);
+}
 
+/* The attention of layer IL: q, k, v (or fused), o, the per-head norms. */
+static int
+bind_attn(struct tmodel *tm, struct tlayer *L, int il, char *err, size_t errlen)
+{
+	const struct gguf_file *f = llm_model_gguf(tm->m);
+	const struct llm_hparams *hp = &tm->hp;
+	const int E = tm->E, Q = tm->Q, KV = tm->KV, VW = tm->VW;
+	const int gated = (L->flags & LLM_LAYER_ATTN_GATE) != 0;
+	char name[112];
+
+	if ((L->flags & LLM_LAYER_QK_NORM) &&
+	    (bind_norm(f, LLM_TENSOR_ATTN_Q_NORM, il, hp->head_dim, &L->q_norm, err, errlen) < 0 ||
+	    bind_norm(f, LLM_TENSOR_ATTN_K_NORM, il, hp->head_dim, &L->k_norm, err, errlen) < 0))
+		return -1;
 	tensor_name(LLM_TENSOR_ATTN_QKV, il, "weight", name, sizeof(name));
 	L->fused_qkv = gguf_find_tensor(f, name) != NULL;
+	if (L->fused_qkv && gated) {
+		snprintf(err, errlen, "%s: layer %d gates its attention output from a fused attn_qkv, which the training "
+		    "model does not compute", f->path, il);
+		return -1;
+	}
 	if (L->fused_qkv) {
 		if (bind_lin(tm, &L->lin[K_QKV], il, K_QKV, E, Q + KV + VW, 0, err, errlen) < 0)
 			return -1;
-	} else if (bind_lin(tm, &L->lin[K_Q], il, K_Q, E, Q, 0, err, errlen) < 0 ||
+	} else if (bind_lin(tm, &L->lin[K_Q], il, K_Q, E, gated ? 2 * Q : Q, 0, err, errlen) < 0 ||
 	    bind_lin(tm, &L->lin[K_K], il, K_K, E, KV, 0, err, errlen) < 0 ||
 	    bind_lin(tm, &L->lin[K_V], il, K_V, E, VW, 0, err, errlen) < 0) {
 		return -1;
 	}
-	if (bind_lin(tm, &L->lin[K_O], il, K_O, tm->O, E, 0, err, errlen) < 0)
+	return bind_lin(tm, &L->lin[K_O], il, K_O, tm->O, E, 0, err, errlen);
+}
+
+/* The Gated DeltaNet of layer IL: its products and its small float32 tensors. */
+static int
+bind_dn(struct tmodel *tm, struct tlayer *L, int il, char *err, size_t errlen)
+{
+	const struct gguf_file *f = llm_model_gguf(tm->m);
+	const int E = tm->E;
+	struct tweight w;
+	char name[112];
+
+	if (bind_lin(tm, &L->lin[K_QKV], il, K_QKV, E, tm->CD, 0, err, errlen) < 0 ||
+	    bind_lin(tm, &L->lin[K_DN_Z], il, K_DN_Z, E, tm->IN, 0, err, errlen) < 0 ||
+	    bind_lin(tm, &L->lin[K_DN_ALPHA], il, K_DN_ALPHA, E, tm->HV, 0, err, errlen) < 0 ||
+	    bind_lin(tm, &L->lin[K_DN_BETA], il, K_DN_BETA, E, tm->HV, 0, err, errlen) < 0 ||
+	    bind_lin(tm, &L->lin[K_DN_OUT], il, K_DN_OUT, tm->IN, E, 0, err, errlen) < 0 ||
+	    bind_norm(f, LLM_TENSOR_SSM_NORM, il, tm->dn.d_v, &L->ssm_norm, err, errlen) < 0)
 		return -1;
+	tensor_name(LLM_TENSOR_SSM_CONV1D, il, "weight", name, sizeof(name));
+	if (bind_weight(f, name, tm->hp.ssm_d_conv, tm->CD, 0, &w, err, errlen) < 0)
+		return -1;
+	if (w.type != GGML_TYPE_F32) {
+		snprintf(err, errlen, "%s: tensor %s must be F32 (it is %s)", f->path, name, ggml_type_info_get(w.type)->name);
+		return -1;
+	}
+	L->conv1d = w.data;
+	/* ssm_a and ssm_dt.bias: the registry's names are whole */
+	snprintf(name, sizeof(name), llm_tensor_name(LLM_TENSOR_SSM_A), il);
+	if (bind_vec(f, name, tm->HV, 0, &L->ssm_a, err, errlen) < 0)
+		return -1;
+	snprintf(name, sizeof(name), llm_tensor_name(LLM_TENSOR_SSM_DT), il);
+	return bind_vec(f, name, tm->HV, 0, &L->dt_bias, err, errlen);
+}
+
+/* The feed-forward of layer IL: dense (gate and up, or fused) or experts. */
+static int
+bind_ffn(struct tmodel *tm, struct tlayer *L, int il, char *err, size_t errlen)
+{
+	const struct gguf_file *f = llm_model_gguf(tm->m);
+	const int E = tm->E;
+	char name[112];
 
 	if (L->flags & LLM_LAYER_MOE) {
 		static const enum llm_tensor roles[S_COUNT] = {
@@ -528,27 +652,53 @@ all_flags(const struct llm_hparams *hp, int *dense)
 	return fl;
 }
 
+/* The saved activations of layer IL, or (IL < 0) a set any layer can use. */
 static struct tsaved *
-alloc_saved(struct tmodel *tm)
+alloc_saved(struct tmodel *tm, int il)
 {
 	const size_t Tm = tm->Tmax, K = tm->KU;
-	int dense;
-	const unsigned fl = all_flags(&tm->hp, &dense);
+	unsigned fl = 0;
+	int dense = 0, attn = 0, recur = 0, ok;
 	struct tsaved *sv = tm_alloc(tm, 1, sizeof(*sv));
-	int ok;
 
 	if (!sv)
 		return NULL;
+	for (int l = il < 0 ? 0 : il; l < (il < 0 ? tm->hp.n_layer : il + 1); l++) {
+		fl |= tm->hp.layer[l].flags;
+		dense |= !(tm->hp.layer[l].flags & LLM_LAYER_MOE);
+		recur |= tm->hp.layer[l].kind == LLM_LAYER_RECURRENT;
+		attn |= tm->hp.layer[l].kind != LLM_LAYER_RECURRENT;
+	}
 	sv->xn = tm_alloc(tm, Tm * tm->E, sizeof(float));
-	sv->q = tm_alloc(tm, Tm * tm->Q, sizeof(float));
-	sv->k = tm_alloc(tm, Tm * tm->KV, sizeof(float));
-	sv->v = tm_alloc(tm, Tm * tm->VW, sizeof(float));
-	sv->o = tm_alloc(tm, Tm * tm->O, sizeof(float));
-	sv->lse = tm_alloc(tm, Tm * tm->hp.n_head, sizeof(float));
 	sv->x1 = tm_alloc(tm, Tm * tm->E, sizeof(float));
 	sv->xn2 = tm_alloc(tm, Tm * tm->E, sizeof(float));
-	ok = sv->xn && sv->q && sv->k && sv->v && sv->o && sv->lse && sv->x1 && sv->xn2;
-	if (fl & LLM_LAYER_QK_NORM) {
+	ok = sv->xn && sv->x1 && sv->xn2;
+	if (attn) {
+		sv->q = tm_alloc(tm, Tm * tm->Q, sizeof(float));
+		sv->k = tm_alloc(tm, Tm * tm->KV, sizeof(float));
+		sv->v = tm_alloc(tm, Tm * tm->VW, sizeof(float));
+		sv->o = tm_alloc(tm, Tm * tm->O, sizeof(float));
+		sv->lse = tm_alloc(tm, Tm * tm->hp.n_head, sizeof(float));
+		ok = ok && sv->q && sv->k && sv->v && sv->o && sv->lse;
+	}
+	if (attn && (fl & LLM_LAYER_ATTN_GATE)) {
+		sv->gate = tm_alloc(tm, Tm * tm->Q, sizeof(float));
+		sv->og = tm_alloc(tm, Tm * tm->O, sizeof(float));
+		ok = ok && sv->gate && sv->og;
+	}
+	if (recur) {
+		sv->cin = tm_alloc(tm, Tm * tm->CD, sizeof(float));
+		sv->xc = tm_alloc(tm, Tm * tm->CD, sizeof(float));
+		sv->z = tm_alloc(tm, Tm * tm->IN, sizeof(float));
+		sv->al = tm_alloc(tm, Tm * tm->HV, sizeof(float));
+		sv->be = tm_alloc(tm, Tm * tm->HV, sizeof(float));
+		sv->qn = tm_alloc(tm, Tm * tm->DK, sizeof(float));
+		sv->kn = tm_alloc(tm, Tm * tm->DK, sizeof(float));
+		sv->dno = tm_alloc(tm, Tm * tm->IN, sizeof(float));
+		sv->y = tm_alloc(tm, Tm * tm->IN, sizeof(float));
+		ok = ok && sv->cin && sv->xc && sv->z && sv->al && sv->be && sv->qn && sv->kn && sv->dno && sv->y;
+	}
+	if (attn && (fl & LLM_LAYER_QK_NORM)) {
 		sv->qr = tm_alloc(tm, Tm * tm->Q, sizeof(float));
 		sv->kr = tm_alloc(tm, Tm * tm->KV, sizeof(float));
 		ok = ok && sv->qr && sv->kr;
@@ -628,7 +778,7 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 		snprintf(err, errlen, "%s: %s", f->path, why);
 		goto fail;
 	}
-	if (m->arch->block) {
+	if (m->arch->block && !m->arch->block_described) {
 		snprintf(err, errlen, "%s: the %s architecture evaluates its layers with a block of its own, which the "
 		    "training model does not compute", f->path, hp->arch_name);
 		goto fail;
@@ -674,6 +824,16 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 	tm->FFE = fl & LLM_LAYER_MOE ? hp->n_ff_exp : 0;
 	tm->FFS = fl & LLM_LAYER_SHARED_EXPERT ? hp->n_ff_shexp : 0;
 	tm->FFMAX = tm->FF > tm->FFE ? tm->FF : tm->FFE;
+	for (int il = 0; il < hp->n_layer; il++) {
+		if (hp->layer[il].kind != LLM_LAYER_RECURRENT)
+			continue;
+		/* tmodel_check has checked the shape */
+		tm->dn = (struct tdelta){ hp->ssm_n_group, hp->ssm_dt_rank, hp->ssm_d_state, hp->ssm_d_inner / hp->ssm_dt_rank };
+		tm->HV = hp->ssm_dt_rank;
+		tm->DK = hp->ssm_n_group * hp->ssm_d_state;
+		tm->IN = hp->ssm_d_inner;
+		tm->CD = 2 * tm->DK + tm->IN;
+	}
 	if (tm->FFS > tm->FFMAX)
 		tm->FFMAX = tm->FFS;
 	tm->alpha = o->init ? lora_alpha(o->init) : o->alpha;
@@ -702,6 +862,7 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 		const struct llm_layer_hparams *lh = &hp->layer[il];
 
 		L->flags = lh->flags;
+		L->recur = lh->kind == LLM_LAYER_RECURRENT;
 		L->rope = (struct trope){ hp->head_dim, hp->rope_dim, hp->rope_neox, lh->rope_base, lh->rope_scale, factors,
 			hp->rope_attn_factor };
 		L->attn = (struct tattn){ hp->n_head, hp->n_head_kv, hp->head_dim, hp->attn_scale,
@@ -726,7 +887,7 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 		if ((L->flags & LLM_LAYER_MOE) && !(L->sel = tm_alloc(tm, (size_t)Tm * tm->KU, sizeof(int32_t))))
 			goto nomem;
 		if (il == 0 || !tm->recompute) {
-			if (!(L->sv = alloc_saved(tm)))
+			if (!(L->sv = alloc_saved(tm, tm->recompute ? -1 : il)))
 				goto nomem;
 		} else {
 			L->sv = tm->layers[0].sv;
@@ -806,6 +967,36 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 			tm->dkr = tm_alloc(tm, T * tm->KV, sizeof(float));
 			ok = ok && tm->dqr && tm->dkr;
 		}
+		if (fl & LLM_LAYER_ATTN_GATE) {
+			tm->qg = tm_alloc(tm, T * 2 * tm->Q, sizeof(float));
+			tm->dqg = tm_alloc(tm, T * 2 * tm->Q, sizeof(float));
+			tm->dgate = tm_alloc(tm, T * tm->Q, sizeof(float));
+			tm->dog = tm_alloc(tm, T * tm->O, sizeof(float));
+			ok = ok && tm->qg && tm->dqg && tm->dgate && tm->dog;
+		}
+		if (tm->HV) {
+			const size_t IN = tm->IN, HV = tm->HV, DK = tm->DK, CD = tm->CD;
+			tm->dn_v = tm_alloc(tm, T * IN, sizeof(float));
+			tm->dn_g = tm_alloc(tm, T * HV, sizeof(float));
+			tm->dn_beta = tm_alloc(tm, T * HV, sizeof(float));
+			tm->dn_dy = tm_alloc(tm, T * IN, sizeof(float));
+			tm->dn_dno = tm_alloc(tm, T * IN, sizeof(float));
+			tm->dn_dz = tm_alloc(tm, T * IN, sizeof(float));
+			tm->dn_dqn = tm_alloc(tm, T * DK, sizeof(float));
+			tm->dn_dkn = tm_alloc(tm, T * DK, sizeof(float));
+			tm->dn_dv = tm_alloc(tm, T * IN, sizeof(float));
+			tm->dn_dg = tm_alloc(tm, T * HV, sizeof(float));
+			tm->dn_dbeta = tm_alloc(tm, T * HV, sizeof(float));
+			tm->dn_dal = tm_alloc(tm, T * HV, sizeof(float));
+			tm->dn_db = tm_alloc(tm, T * HV, sizeof(float));
+			tm->dn_dxc = tm_alloc(tm, T * CD, sizeof(float));
+			tm->dn_dcin = tm_alloc(tm, T * CD, sizeof(float));
+			tm->dn_scratch_floats = tops_delta_scratch_floats(&tm->dn, Tm);
+			tm->dn_scratch = tm_alloc(tm, tm->nth * tm->dn_scratch_floats, sizeof(float));
+			ok = ok && tm->dn_v && tm->dn_g && tm->dn_beta && tm->dn_dy && tm->dn_dno && tm->dn_dz && tm->dn_dqn &&
+			    tm->dn_dkn && tm->dn_dv && tm->dn_dg && tm->dn_dbeta && tm->dn_dal && tm->dn_db && tm->dn_dxc &&
+			    tm->dn_dcin && tm->dn_scratch;
+		}
 		if (fl & LLM_LAYER_MOE) {
 			tm->rlog = tm_alloc(tm, T * tm->NE, sizeof(float));
 			tm->dlog = tm_alloc(tm, T * tm->NE, sizeof(float));
@@ -851,6 +1042,8 @@ struct pjob {
 	const float *x, *w, *g, *u, *q, *k, *v, *o, *lse, *dy;
 	float *y, *dx, *dg, *du, *dq, *dk, *dv, *lse_out;
 	float cap;
+	const float *gg, *bb;   /* the delta rule's gates */
+	float *dgg, *dbb;
 	const int32_t *target;
 	const uint8_t *mask;
 	double norm;
@@ -1009,6 +1202,41 @@ w_xent(void *ctx, int ith, int nth)
 	j->cnt[ith] = 0;
 	j->sum[ith] = r1 > r0 ? tops_xent(j->x + (size_t)r0 * V, r1 - r0, V, j->target + r0, j->mask ? j->mask + r0 : NULL,
 	    j->norm, j->dx ? j->dx + (size_t)r0 * V : NULL, &j->cnt[ith]) : 0.0;
+}
+
+/* The causal conv + SiLU of the Gated DeltaNet: each thread a range of channels. */
+static void
+w_conv(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	const int K = j->tm->hp.ssm_d_conv;
+	int c0, c1;
+	prange(j->D, ith, nth, &c0, &c1);
+	if (c1 <= c0)
+		return;
+	if (j->dx)
+		tops_conv_silu_bwd(j->x + c0, j->D, j->rows, c1 - c0, j->w + (size_t)c0 * K, K, j->dy + c0, j->dx + c0);
+	else
+		tops_conv_silu_fwd(j->x + c0, j->D, j->rows, c1 - c0, j->w + (size_t)c0 * K, K, j->y + c0);
+}
+
+/* The delta rule: each thread a range of key heads and their value heads, whose
+ * gradients no other thread touches. */
+static void
+w_delta(void *ctx, int ith, int nth)
+{
+	struct pjob *j = ctx;
+	const struct tmodel *tm = j->tm;
+	float *scr = tm->dn_scratch + (size_t)ith * tm->dn_scratch_floats;
+	int i0, i1;
+	prange(tm->dn.n_k_heads, ith, nth, &i0, &i1);
+	if (i1 <= i0)
+		return;
+	if (j->dy)
+		tops_delta_bwd(&tm->dn, j->q, j->k, j->v, j->gg, j->bb, j->dy, j->rows, j->dq, j->dk, j->dv, j->dgg, j->dbb,
+		    i0, i1, scr);
+	else
+		tops_delta_fwd(&tm->dn, j->q, j->k, j->v, j->gg, j->bb, j->rows, j->y, i0, i1, scr);
 }
 
 /* --- forward --- */
@@ -1219,21 +1447,128 @@ moe_bwd(struct tmodel *tm, struct tlayer *L, const float *x, int T, const float 
 	return rc;
 }
 
-static int
-layer_fwd(struct tmodel *tm, int il, int T)
+/* The inputs of the delta rule that are not saved, from what is: v out of the conv's
+ * output, the gates from alpha and b. */
+static void
+dn_inputs(struct tmodel *tm, const struct tlayer *L, int T)
 {
-	struct tlayer *L = &tm->layers[il];
+	const struct tsaved *sv = L->sv;
+	for (int t = 0; t < T; t++)
+		memcpy(tm->dn_v + (size_t)t * tm->IN, sv->xc + (size_t)t * tm->CD + 2 * tm->DK, (size_t)tm->IN * sizeof(float));
+	tops_dn_gates_fwd(sv->al, sv->be, T, tm->HV, L->ssm_a, L->dt_bias, tm->dn_g, tm->dn_beta);
+}
+
+/* Gated DeltaNet layer L on its normed input sv->xn into OUT (T, E). */
+static int
+dn_fwd(struct tmodel *tm, struct tlayer *L, int T, float *out)
+{
 	struct tsaved *sv = L->sv;
-	const struct llm_hparams *hp = &tm->hp;
-	const int E = tm->E, Q = tm->Q, KV = tm->KV, VW = tm->VW, W = Q + KV + VW;
-	const int qkn = (L->flags & LLM_LAYER_QK_NORM) != 0, post = (L->flags & LLM_LAYER_POST_NORMS) != 0;
-	const float *x = tm->xs[il];
-	float *xo = tm->xs[il + 1], *q = qkn ? sv->qr : sv->q, *k = qkn ? sv->kr : sv->k;
-	float *a = post ? sv->a : tm->tmp_e, *f = post ? sv->f : tm->tmp_e;
+	const int Dk = tm->dn.d_k, Hk = tm->dn.n_k_heads;
+	const float eps = tm->hp.rms_eps;
 	int rc = 0;
 
-	rms_fwd(tm, x, L->attn_norm, T, E, sv->xn);
-	if (L->fused_qkv) {
+	rc |= lin_fwd(tm, &L->lin[K_QKV], sv->xn, T, 0, sv->cin);
+	rc |= lin_fwd(tm, &L->lin[K_DN_Z], sv->xn, T, 0, sv->z);
+	rc |= lin_fwd(tm, &L->lin[K_DN_ALPHA], sv->xn, T, 0, sv->al);
+	rc |= lin_fwd(tm, &L->lin[K_DN_BETA], sv->xn, T, 0, sv->be);
+	{
+		struct pjob j = { .rows = T, .D = tm->CD, .x = sv->cin, .w = L->conv1d, .y = sv->xc };
+		par(tm, w_conv, &j, (double)T * tm->CD * tm->hp.ssm_d_conv * 4);
+	}
+	for (int t = 0; t < T; t++) {
+		const float *c = sv->xc + (size_t)t * tm->CD;
+		tops_l2norm_fwd(c, Hk, Dk, eps, 1.0f / sqrtf((float)Dk), sv->qn + (size_t)t * tm->DK);
+		tops_l2norm_fwd(c + tm->DK, Hk, Dk, eps, 1.0f, sv->kn + (size_t)t * tm->DK);
+	}
+	dn_inputs(tm, L, T);
+	{
+		struct pjob j = { .rows = T, .q = sv->qn, .k = sv->kn, .v = tm->dn_v, .gg = tm->dn_g, .bb = tm->dn_beta,
+			.y = sv->dno };
+		par(tm, w_delta, &j, (double)T * tm->HV * Dk * tm->dn.d_v * 4);
+	}
+	tops_gnorm_fwd(sv->dno, sv->z, L->ssm_norm, T * tm->HV, tm->dn.d_v, eps, sv->y);
+	rc |= lin_fwd(tm, &L->lin[K_DN_OUT], sv->y, T, 0, out);
+	return rc;
+}
+
+/* Its backward from DOUT (T, E): the LoRA gradients of its products and, when DXN is not
+ * NULL, DXN (T, E) += dL/d(its normed input). */
+static int
+dn_bwd(struct tmodel *tm, struct tlayer *L, int T, const float *dout, float *dxn)
+{
+	struct tsaved *sv = L->sv;
+	const int Dk = tm->dn.d_k, Hk = tm->dn.n_k_heads;
+	const size_t IN = tm->IN, HV = tm->HV, DK = tm->DK, CD = tm->CD;
+	const float eps = tm->hp.rms_eps;
+	int rc = 0;
+
+	memset(tm->dn_dy, 0, T * IN * sizeof(float));
+	rc |= lin_bwd(tm, &L->lin[K_DN_OUT], sv->y, T, 0, dout, tm->dn_dy);
+	if (!dxn && !L->lin[K_QKV].l.lora)
+		return rc;   /* the first layer, its input products frozen: nothing below has a gradient to take */
+	memset(tm->dn_dno, 0, T * IN * sizeof(float));
+	memset(tm->dn_dz, 0, T * IN * sizeof(float));
+	tops_gnorm_bwd(sv->dno, sv->z, L->ssm_norm, T * tm->HV, tm->dn.d_v, eps, tm->dn_dy, tm->dn_dno, tm->dn_dz);
+	dn_inputs(tm, L, T);
+	memset(tm->dn_dqn, 0, T * DK * sizeof(float));
+	memset(tm->dn_dkn, 0, T * DK * sizeof(float));
+	memset(tm->dn_dv, 0, T * IN * sizeof(float));
+	memset(tm->dn_dg, 0, T * HV * sizeof(float));
+	memset(tm->dn_dbeta, 0, T * HV * sizeof(float));
+	{
+		struct pjob j = { .rows = T, .q = sv->qn, .k = sv->kn, .v = tm->dn_v, .gg = tm->dn_g, .bb = tm->dn_beta,
+			.dy = tm->dn_dno, .dq = tm->dn_dqn, .dk = tm->dn_dkn, .dv = tm->dn_dv, .dgg = tm->dn_dg,
+			.dbb = tm->dn_dbeta };
+		par(tm, w_delta, &j, (double)T * tm->HV * Dk * tm->dn.d_v * 12);
+	}
+	memset(tm->dn_dal, 0, T * HV * sizeof(float));
+	memset(tm->dn_db, 0, T * HV * sizeof(float));
+	tops_dn_gates_bwd(sv->al, sv->be, T, tm->HV, L->ssm_a, L->dt_bias, tm->dn_dg, tm->dn_dbeta, tm->dn_dal, tm->dn_db,
+	    NULL, NULL);
+	memset(tm->dn_dxc, 0, T * CD * sizeof(float));
+	for (int t = 0; t < T; t++) {
+		const float *c = sv->xc + (size_t)t * CD;
+		float *dc = tm->dn_dxc + (size_t)t * CD;
+		tops_l2norm_bwd(c, Hk, Dk, eps, 1.0f / sqrtf((float)Dk), tm->dn_dqn + (size_t)t * DK, dc);
+		tops_l2norm_bwd(c + DK, Hk, Dk, eps, 1.0f, tm->dn_dkn + (size_t)t * DK, dc + DK);
+		memcpy(dc + 2 * DK, tm->dn_dv + (size_t)t * IN, IN * sizeof(float));
+	}
+	memset(tm->dn_dcin, 0, T * CD * sizeof(float));
+	{
+		struct pjob j = { .rows = T, .D = tm->CD, .x = sv->cin, .w = L->conv1d, .dy = tm->dn_dxc, .dx = tm->dn_dcin };
+		par(tm, w_conv, &j, (double)T * tm->CD * tm->hp.ssm_d_conv * 8);
+	}
+	rc |= lin_bwd(tm, &L->lin[K_QKV], sv->xn, T, 0, tm->dn_dcin, dxn);
+	rc |= lin_bwd(tm, &L->lin[K_DN_Z], sv->xn, T, 0, tm->dn_dz, dxn);
+	rc |= lin_bwd(tm, &L->lin[K_DN_ALPHA], sv->xn, T, 0, tm->dn_dal, dxn);
+	rc |= lin_bwd(tm, &L->lin[K_DN_BETA], sv->xn, T, 0, tm->dn_db, dxn);
+	return rc;
+}
+
+/* The attention of layer L on its normed input sv->xn into OUT (T, E). */
+static int
+attn_fwd(struct tmodel *tm, struct tlayer *L, int T, float *out)
+{
+	struct tsaved *sv = L->sv;
+	const struct llm_hparams *hp = &tm->hp;
+	const int Q = tm->Q, KV = tm->KV, VW = tm->VW, W = Q + KV + VW;
+	const int qkn = (L->flags & LLM_LAYER_QK_NORM) != 0, gated = (L->flags & LLM_LAYER_ATTN_GATE) != 0;
+	float *q = qkn ? sv->qr : sv->q, *k = qkn ? sv->kr : sv->k;
+	int rc = 0;
+
+	if (gated) {
+		/* attn_q: per head the query then the gate */
+		rc |= lin_fwd(tm, &L->lin[K_Q], sv->xn, T, 0, tm->qg);
+		for (int t = 0; t < T; t++)
+			for (int h = 0; h < hp->n_head; h++) {
+				const float *src = tm->qg + (size_t)t * 2 * Q + (size_t)h * 2 * hp->head_dim;
+				memcpy(q + (size_t)t * Q + (size_t)h * hp->head_dim, src, hp->head_dim * sizeof(float));
+				memcpy(sv->gate + (size_t)t * Q + (size_t)h * hp->head_dim, src + hp->head_dim,
+				    hp->head_dim * sizeof(float));
+			}
+		rc |= lin_fwd(tm, &L->lin[K_K], sv->xn, T, 0, k);
+		rc |= lin_fwd(tm, &L->lin[K_V], sv->xn, T, 0, sv->v);
+	} else if (L->fused_qkv) {
 		rc |= lin_fwd(tm, &L->lin[K_QKV], sv->xn, T, 0, tm->qkv);
 		for (int t = 0; t < T; t++) {
 			memcpy(q + (size_t)t * Q, tm->qkv + (size_t)t * W, Q * sizeof(float));
@@ -1256,7 +1591,25 @@ layer_fwd(struct tmodel *tm, int il, int T)
 			.lse_out = sv->lse };
 		par(tm, w_attn_fwd, &j, (double)T * T * Q / 2);
 	}
-	rc |= lin_fwd(tm, &L->lin[K_O], sv->o, T, 0, a);
+	if (gated)
+		tops_sigmoid_gate_fwd(sv->o, sv->gate, (size_t)T * tm->O, sv->og);
+	rc |= lin_fwd(tm, &L->lin[K_O], gated ? sv->og : sv->o, T, 0, out);
+	return rc;
+}
+
+static int
+layer_fwd(struct tmodel *tm, int il, int T)
+{
+	struct tlayer *L = &tm->layers[il];
+	struct tsaved *sv = L->sv;
+	const int E = tm->E, post = (L->flags & LLM_LAYER_POST_NORMS) != 0;
+	const float *x = tm->xs[il];
+	float *xo = tm->xs[il + 1];
+	float *a = post ? sv->a : tm->tmp_e, *f = post ? sv->f : tm->tmp_e;
+	int rc = 0;
+
+	rms_fwd(tm, x, L->attn_norm, T, E, sv->xn);
+	rc |= L->recur ? dn_fwd(tm, L, T, a) : attn_fwd(tm, L, T, a);
 	if (post)
 		rms_fwd(tm, a, L->post_attn_norm, T, E, tm->tmp_e);
 	for (size_t i = 0; i < (size_t)T * E; i++)
@@ -1350,15 +1703,77 @@ tmodel_forward(struct tmodel *tm, const int32_t *tok, int T, int train, uint64_t
 /* TM->dx holds dL/d(output of layer IL); leaves dL/d(its input) there.  With recomputation
  * the layer runs forward again first, from its saved input, with the step's dropout masks:
  * the same activations, so the same gradients. */
+/* Its backward from DOUT (T, E): the LoRA gradients of q, k, v and o and, when DXN is not
+ * NULL, DXN (T, E) += dL/d(the layer's normed input). */
+static int
+attn_bwd(struct tmodel *tm, struct tlayer *L, int T, const float *dres, float *dxn)
+{
+	struct tsaved *sv = L->sv;
+	const struct llm_hparams *hp = &tm->hp;
+	const int Q = tm->Q, KV = tm->KV, VW = tm->VW, W = Q + KV + VW;
+	const int qkn = (L->flags & LLM_LAYER_QK_NORM) != 0, gated = (L->flags & LLM_LAYER_ATTN_GATE) != 0;
+	float *dq = tm->dq, *dk = tm->dk, *dattn = tm->dout;
+	int rc = 0;
+
+	memset(tm->dout, 0, (size_t)T * tm->O * sizeof(float));
+	rc |= lin_bwd(tm, &L->lin[K_O], gated ? sv->og : sv->o, T, 0, dres, tm->dout);
+	if (gated) {
+		memset(tm->dog, 0, (size_t)T * tm->O * sizeof(float));
+		memset(tm->dgate, 0, (size_t)T * Q * sizeof(float));
+		tops_sigmoid_gate_bwd(sv->o, sv->gate, (size_t)T * tm->O, tm->dout, tm->dog, tm->dgate);
+		dattn = tm->dog;
+	}
+	memset(tm->dq, 0, (size_t)T * Q * sizeof(float));
+	memset(tm->dk, 0, (size_t)T * KV * sizeof(float));
+	memset(tm->dv, 0, (size_t)T * VW * sizeof(float));
+	{
+		struct pjob j = { .rows = T, .attn = &L->attn, .q = sv->q, .k = sv->k, .v = sv->v, .o = sv->o,
+			.lse = sv->lse, .dy = dattn, .dq = tm->dq, .dk = tm->dk, .dv = tm->dv };
+		par(tm, w_attn_bwd, &j, (double)T * T * Q);
+	}
+	rope(tm, &L->rope, tm->dq, T, hp->n_head, 1);
+	rope(tm, &L->rope, tm->dk, T, hp->n_head_kv, 1);
+	if (qkn) {
+		memset(tm->dqr, 0, (size_t)T * Q * sizeof(float));
+		memset(tm->dkr, 0, (size_t)T * KV * sizeof(float));
+		rms_bwd(tm, sv->qr, L->q_norm, T * hp->n_head, hp->head_dim, tm->dq, tm->dqr);
+		rms_bwd(tm, sv->kr, L->k_norm, T * hp->n_head_kv, hp->head_dim, tm->dk, tm->dkr);
+		dq = tm->dqr;
+		dk = tm->dkr;
+	}
+	if (gated) {
+		for (int t = 0; t < T; t++)
+			for (int h = 0; h < hp->n_head; h++) {
+				float *dst = tm->dqg + (size_t)t * 2 * Q + (size_t)h * 2 * hp->head_dim;
+				memcpy(dst, dq + (size_t)t * Q + (size_t)h * hp->head_dim, hp->head_dim * sizeof(float));
+				memcpy(dst + hp->head_dim, tm->dgate + (size_t)t * Q + (size_t)h * hp->head_dim,
+				    hp->head_dim * sizeof(float));
+			}
+		rc |= lin_bwd(tm, &L->lin[K_Q], sv->xn, T, 0, tm->dqg, dxn);
+		rc |= lin_bwd(tm, &L->lin[K_K], sv->xn, T, 0, dk, dxn);
+		rc |= lin_bwd(tm, &L->lin[K_V], sv->xn, T, 0, tm->dv, dxn);
+	} else if (L->fused_qkv) {
+		for (int t = 0; t < T; t++) {
+			memcpy(tm->dqkv + (size_t)t * W, dq + (size_t)t * Q, Q * sizeof(float));
+			memcpy(tm->dqkv + (size_t)t * W + Q, dk + (size_t)t * KV, KV * sizeof(float));
+			memcpy(tm->dqkv + (size_t)t * W + Q + KV, tm->dv + (size_t)t * VW, VW * sizeof(float));
+		}
+		rc |= lin_bwd(tm, &L->lin[K_QKV], sv->xn, T, 0, tm->dqkv, dxn);
+	} else {
+		rc |= lin_bwd(tm, &L->lin[K_Q], sv->xn, T, 0, dq, dxn);
+		rc |= lin_bwd(tm, &L->lin[K_K], sv->xn, T, 0, dk, dxn);
+		rc |= lin_bwd(tm, &L->lin[K_V], sv->xn, T, 0, tm->dv, dxn);
+	}
+	return rc;
+}
+
 static int
 layer_bwd(struct tmodel *tm, int il, int T)
 {
 	struct tlayer *L = &tm->layers[il];
 	struct tsaved *sv = L->sv;
-	const struct llm_hparams *hp = &tm->hp;
-	const int E = tm->E, Q = tm->Q, KV = tm->KV, VW = tm->VW, W = Q + KV + VW;
-	const int qkn = (L->flags & LLM_LAYER_QK_NORM) != 0, post = (L->flags & LLM_LAYER_POST_NORMS) != 0;
-	float *dxn = il > 0 ? tm->dxn : NULL, *dq = tm->dq, *dk = tm->dk;
+	const int E = tm->E, post = (L->flags & LLM_LAYER_POST_NORMS) != 0;
+	float *dxn = il > 0 ? tm->dxn : NULL;
 	const float *dres;
 	int rc = 0;
 
@@ -1379,48 +1794,17 @@ layer_bwd(struct tmodel *tm, int il, int T)
 		    sv->gu, T, dres, tm->dxn, NULL, NULL);
 	rms_bwd(tm, sv->x1, L->ffn_norm, T, E, tm->dxn, tm->dx);
 
-	/* x1 = x + [post_attention_norm](wo(attention(rope(norm(q)), rope(norm(k)), v))) */
+	/* x1 = x + [post_attention_norm](mixer(attn_norm(x))), the mixer attention or Gated DeltaNet */
 	dres = tm->dx;
 	if (post) {
 		memset(tm->tmp_e, 0, (size_t)T * E * sizeof(float));
 		rms_bwd(tm, sv->a, L->post_attn_norm, T, E, tm->dx, tm->tmp_e);
 		dres = tm->tmp_e;
 	}
-	memset(tm->dout, 0, (size_t)T * tm->O * sizeof(float));
-	rc |= lin_bwd(tm, &L->lin[K_O], sv->o, T, 0, dres, tm->dout);
-	memset(tm->dq, 0, (size_t)T * Q * sizeof(float));
-	memset(tm->dk, 0, (size_t)T * KV * sizeof(float));
-	memset(tm->dv, 0, (size_t)T * VW * sizeof(float));
-	{
-		struct pjob j = { .rows = T, .attn = &L->attn, .q = sv->q, .k = sv->k, .v = sv->v, .o = sv->o,
-			.lse = sv->lse, .dy = tm->dout, .dq = tm->dq, .dk = tm->dk, .dv = tm->dv };
-		par(tm, w_attn_bwd, &j, (double)T * T * Q);
-	}
-	rope(tm, &L->rope, tm->dq, T, hp->n_head, 1);
-	rope(tm, &L->rope, tm->dk, T, hp->n_head_kv, 1);
-	if (qkn) {
-		memset(tm->dqr, 0, (size_t)T * Q * sizeof(float));
-		memset(tm->dkr, 0, (size_t)T * KV * sizeof(float));
-		rms_bwd(tm, sv->qr, L->q_norm, T * hp->n_head, hp->head_dim, tm->dq, tm->dqr);
-		rms_bwd(tm, sv->kr, L->k_norm, T * hp->n_head_kv, hp->head_dim, tm->dk, tm->dkr);
-		dq = tm->dqr;
-		dk = tm->dkr;
-	}
 	if (dxn)
 		memset(dxn, 0, (size_t)T * E * sizeof(float));
 	/* The first layer's input gradient would only reach the frozen embeddings: skipped. */
-	if (L->fused_qkv) {
-		for (int t = 0; t < T; t++) {
-			memcpy(tm->dqkv + (size_t)t * W, dq + (size_t)t * Q, Q * sizeof(float));
-			memcpy(tm->dqkv + (size_t)t * W + Q, dk + (size_t)t * KV, KV * sizeof(float));
-			memcpy(tm->dqkv + (size_t)t * W + Q + KV, tm->dv + (size_t)t * VW, VW * sizeof(float));
-		}
-		rc |= lin_bwd(tm, &L->lin[K_QKV], sv->xn, T, 0, tm->dqkv, dxn);
-	} else {
-		rc |= lin_bwd(tm, &L->lin[K_Q], sv->xn, T, 0, dq, dxn);
-		rc |= lin_bwd(tm, &L->lin[K_K], sv->xn, T, 0, dk, dxn);
-		rc |= lin_bwd(tm, &L->lin[K_V], sv->xn, T, 0, tm->dv, dxn);
-	}
+	rc |= L->recur ? dn_bwd(tm, L, T, dres, dxn) : attn_bwd(tm, L, T, dres, dxn);
 	if (dxn)
 		rms_bwd(tm, tm->xs[il], L->attn_norm, T, E, dxn, tm->dx);
 	return rc;

@@ -46,5 +46,5 @@ static const struct arch_tensor gemma2_tensors[] = {
 };
 
 const struct arch_desc arch_gemma2 = {
-	"gemma2", "Gemma 2 (2B, 9B, 27B)", gemma2_hparams, ARCH_TENSORS(gemma2_tensors), NULL,
+	"gemma2", "Gemma 2 (2B, 9B, 27B)", gemma2_hparams, ARCH_TENSORS(gemma2_tensors), NULL, 0,
 };

@@ -50,5 +50,5 @@ static const struct arch_tensor gemma3_tensors[] = {
 };
 
 const struct arch_desc arch_gemma3 = {
-	"gemma3", "Gemma 3 (text; 270M, 1B, 4B, 12B, 27B)", gemma3_hparams, ARCH_TENSORS(gemma3_tensors), NULL,
+	"gemma3", "Gemma 3 (text; 270M, 1B, 4B, 12B, 27B)", gemma3_hparams, ARCH_TENSORS(gemma3_tensors), NULL, 0,
 };

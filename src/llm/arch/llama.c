@@ -37,5 +37,5 @@ static const struct arch_tensor llama_tensors[] = {
 
 const struct arch_desc arch_llama = {
 	"llama", "Llama 1-3, Mistral, TinyLlama, SmolLM; Mixtral (experts)",
-	llama_hparams, ARCH_TENSORS(llama_tensors), NULL,
+	llama_hparams, ARCH_TENSORS(llama_tensors), NULL, 0,
 };

@@ -36,5 +36,5 @@ static const struct arch_tensor phi3_tensors[] = {
 
 const struct arch_desc arch_phi3 = {
 	"phi3", "Phi-3, Phi-3.5-mini, Phi-4-mini",
-	phi3_hparams, ARCH_TENSORS(phi3_tensors), NULL,
+	phi3_hparams, ARCH_TENSORS(phi3_tensors), NULL, 0,
 };

@@ -19,5 +19,5 @@ static const struct arch_tensor qwen2_tensors[] = {
 };
 
 const struct arch_desc arch_qwen2 = {
-	"qwen2", "Qwen2, Qwen2.5", NULL, ARCH_TENSORS(qwen2_tensors), NULL,
+	"qwen2", "Qwen2, Qwen2.5", NULL, ARCH_TENSORS(qwen2_tensors), NULL, 0,
 };

@@ -41,5 +41,5 @@ static const struct arch_tensor qwen2moe_tensors[] = {
 
 const struct arch_desc arch_qwen2moe = {
 	"qwen2moe", "Qwen1.5-MoE, Qwen2-MoE",
-	qwen2moe_hparams, ARCH_TENSORS(qwen2moe_tensors), NULL,
+	qwen2moe_hparams, ARCH_TENSORS(qwen2moe_tensors), NULL, 0,
 };

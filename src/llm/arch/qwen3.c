@@ -32,5 +32,5 @@ static const struct arch_tensor qwen3_tensors[] = {
 };
 
 const struct arch_desc arch_qwen3 = {
-	"qwen3", "Qwen3 (dense)", qwen3_hparams, ARCH_TENSORS(qwen3_tensors), NULL,
+	"qwen3", "Qwen3 (dense)", qwen3_hparams, ARCH_TENSORS(qwen3_tensors), NULL, 0,
 };

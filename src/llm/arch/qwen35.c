@@ -242,4 +242,7 @@ static const struct arch_tensor qwen35_tensors[] = {
 const struct arch_desc arch_qwen35 = {
 	"qwen35", "Qwen3.5, Qwen3.6 (dense hybrid: Gated DeltaNet + gated attention)",
 	qwen35_hparams, ARCH_TENSORS(qwen35_tensors), qwen35_block,
+	/* the recurrent layer kind, ATTN_GATE and QK_NORM; the pre-FFN norm is named
+	 * post_attention_norm, which the training model reads from the file */
+	1,
 };

@@ -40,5 +40,5 @@ static const struct arch_tensor qwen3moe_tensors[] = {
 
 const struct arch_desc arch_qwen3moe = {
 	"qwen3moe", "Qwen3 MoE (30B-A3B, 235B-A22B)",
-	qwen3moe_hparams, ARCH_TENSORS(qwen3moe_tensors), NULL,
+	qwen3moe_hparams, ARCH_TENSORS(qwen3moe_tensors), NULL, 0,
 };

@@ -192,15 +192,17 @@ cmd_bench(int argc, char **argv)
 	/* Depths of context, ascending; the deepest. */
 	int dl[MAX_LIST] = { 0 }, ndl = 1, depth = 0;
 	/* The tests: at each depth, prompt sizes, then generation lengths
-	 * (zeros skipped); {n_prompt, n_gen, depth}. */
-	int tests[2 * MAX_LIST * MAX_LIST][3], n_tests = 0;
+	 * (zeros skipped); {n_prompt, n_gen, depth, the depth's index}. */
+	int tests[2 * MAX_LIST * MAX_LIST][4], n_tests = 0;
 	enum llm_kv_type kv_type = LLM_KV_F16;
 	struct llm_model *m = NULL;
-	struct llm_ctx *ctx = NULL;
+	/* One context per depth (CTX: the deepest's), so that repetitions can go
+	 * round every test in turn. */
+	struct llm_ctx *ctxs[MAX_LIST] = { NULL }, *ctx = NULL;
 	int32_t *toks = NULL;
 	float *logits = NULL;
 	char err[512];
-	double t_load, samples[2 * MAX_LIST * MAX_LIST][64];
+	double t_load = 0, samples[2 * MAX_LIST * MAX_LIST][64];
 	/* --sys: seconds spent reading the weights between each test's tokens,
 	 * and the bytes of one such read. */
 	double read_s[2 * MAX_LIST * MAX_LIST] = { 0 };
@@ -262,7 +264,9 @@ cmd_bench(int argc, char **argv)
 			    "       [-b 512] [--kv-type f16|q8_0|f32] [--exact-act] [--stop] [--lora FILE[:SCALE]]...\n"
 			    "  -b N   tokens per batch (default 512, as llama-bench's n_ubatch): longer prompts\n"
 			    "         are evaluated N tokens at a time\n"
-			    "  -d N   measure every test after N tokens of context (evaluated once, untimed)\n"
+			    "  -d N   measure every test after N tokens of context (evaluated once, untimed;\n"
+			    "         each depth in a context of its own); the repetitions go round every\n"
+			    "         test in turn\n"
 			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
 			    "         kernel tier in use) and show each test as a share of the bound they set;\n"
 			    "         generation's bound is the rate at which the weights were read alone\n"
@@ -293,7 +297,8 @@ cmd_bench(int argc, char **argv)
 		cli_lora_free(&lora);
 		return 2;
 	}
-	/* Depths ascending: each context extends the one before. */
+	/* Depths ascending (the deepest context is the one --stop and the
+	 * header use). */
 	for (int i = 1; i < ndl; i++)
 		for (int j = i; j > 0 && dl[j - 1] > dl[j]; j--) {
 			int t = dl[j];
@@ -312,12 +317,14 @@ cmd_bench(int argc, char **argv)
 			if (pl[i] > 0) {
 				tests[n_tests][0] = pl[i];
 				tests[n_tests][1] = 0;
+				tests[n_tests][3] = d;
 				tests[n_tests++][2] = dl[d];
 			}
 		for (int i = 0; i < ngl; i++)
 			if (gl[i] > 0) {
 				tests[n_tests][0] = 0;
 				tests[n_tests][1] = gl[i];
+				tests[n_tests][3] = d;
 				tests[n_tests++][2] = dl[d];
 			}
 	}
@@ -339,21 +346,26 @@ cmd_bench(int argc, char **argv)
 		}
 		struct llm_ctx_params cp;
 		llm_ctx_params_default(&cp);
-		/* Room for the deepest context and the longest test after it. */
-		cp.n_ctx = depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1;
 		n_batch = n_prompt < 1 ? (depth > 0 ? n_batch : 1) : n_prompt < n_batch ? n_prompt : n_batch;
 		cp.n_batch = n_batch;
 		cp.n_threads = threads;
 		cp.kv_type = kv_type;
 		cp.exact_act = exact_act;
-		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
-		if (!ctx) {
-			cli_error("%s", err);
-			goto out;
+		/* Deepest first (its creation is timed with the load): room for
+		 * each depth and the longest test after it. */
+		for (int d = ndl - 1; d >= 0; d--) {
+			cp.n_ctx = dl[d] + (n_prompt > n_gen ? n_prompt : n_gen) + 1;
+			ctxs[d] = llm_ctx_new_ex(m, &cp, err, sizeof(err));
+			if (!ctxs[d]) {
+				cli_error("%s", err);
+				goto out;
+			}
+			if (cli_lora_attach(&lora, m, ctxs[d]) < 0)
+				goto out;
+			if (d == ndl - 1)
+				t_load = cli_now() - t0;
 		}
-		if (cli_lora_attach(&lora, m, ctx) < 0)
-			goto out;
-		t_load = cli_now() - t0;
+		ctx = ctxs[ndl - 1];
 	}
 	{
 		const struct llm_hparams *hp = llm_model_hparams(m);
@@ -374,43 +386,41 @@ cmd_bench(int argc, char **argv)
 			s ^= s << 13; s ^= s >> 7; s ^= s << 17;
 			toks[i] = (int32_t)(s % (uint64_t)nv);
 		}
-		/* Warm up: page the weights in and spin the threads up. */
-		if (llm_eval(ctx, toks, 1, logits, 0, err, sizeof(err)) < 0) {
-			cli_error("bench: %s", err);
-			goto out;
-		}
 		/*
-		 * Every test reads TOKS from 0, so the cache always holds a
-		 * prefix of it.  At the first test of a depth, the context is
-		 * evaluated (untimed) from what the cache keeps, then a
-		 * checkpoint taken there (a hybrid's recurrent states; a KV cache
-		 * goes back by itself), so that each repetition goes back to it
-		 * instead of evaluating it again.
+		 * Every test reads TOKS from 0, so a cache always holds a prefix
+		 * of it.  Each depth's context is evaluated to its depth once
+		 * (untimed; the first token warms the weights and the threads up)
+		 * and a checkpoint taken there (a hybrid's recurrent states; a KV
+		 * cache goes back by itself), so that each repetition goes back to
+		 * it instead of evaluating it again.  The repetitions go round
+		 * every test in turn, so that a machine whose speed drifts moves
+		 * all of them alike and their ratios hold within the run.
 		 */
-		for (int k = 0; k < n_tests; k++) {
-			int np = tests[k][0], ng = tests[k][1], dp = tests[k][2];
-			if (k == 0 || dp != tests[k - 1][2]) {
-				int kept = llm_ctx_truncate(ctx, dp);
-				if (kept < dp && llm_eval(ctx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
-					cli_error("bench: %s", err);
-					goto out;
-				}
-				llm_ctx_checkpoint(ctx, dp);
+		for (int d = 0; d < ndl; d++) {
+			if (llm_eval(ctxs[d], toks, dl[d] > 0 ? dl[d] : 1, logits, 0, err, sizeof(err)) < 0) {
+				cli_error("bench: %s", err);
+				goto out;
 			}
-			for (int r = 0; r < reps; r++) {
-				int kept = llm_ctx_truncate(ctx, dp);
+			llm_ctx_truncate(ctxs[d], dl[d]);
+			llm_ctx_checkpoint(ctxs[d], dl[d]);
+		}
+		for (int r = 0; r < reps; r++) {
+			for (int k = 0; k < n_tests; k++) {
+				int np = tests[k][0], ng = tests[k][1], dp = tests[k][2];
+				struct llm_ctx *cx = ctxs[tests[k][3]];
+				int kept = llm_ctx_truncate(cx, dp);
 				/* A ring that cannot go back that far: evaluate again. */
-				if (kept < dp && llm_eval(ctx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
+				if (kept < dp && llm_eval(cx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
 					cli_error("bench: %s", err);
 					goto out;
 				}
 				double t0 = cli_now(), t_read = 0;
-				if (np > 0 && llm_eval(ctx, toks + dp, np, logits, 0, err, sizeof(err)) < 0) {
+				if (np > 0 && llm_eval(cx, toks + dp, np, logits, 0, err, sizeof(err)) < 0) {
 					cli_error("bench: %s", err);
 					goto out;
 				}
 				for (int i = 0; i < ng; i++) {
-					if (llm_eval(ctx, &toks[dp + i], 1, logits, 0, err, sizeof(err)) < 0) {
+					if (llm_eval(cx, &toks[dp + i], 1, logits, 0, err, sizeof(err)) < 0) {
 						cli_error("bench: %s", err);
 						goto out;
 					}
@@ -418,11 +428,14 @@ cmd_bench(int argc, char **argv)
 					 * token, untimed as the token's own: its bound,
 					 * measured moment by moment with it. */
 					if (sys)
-						t_read += sysbench_read_weights(ctx, &w_bytes);
+						t_read += sysbench_read_weights(cx, &w_bytes);
 				}
 				samples[k][r] = (np + ng) / (cli_now() - t0 - t_read);
 				read_s[k] += t_read;
 			}
+		}
+		for (int k = 0; k < n_tests; k++) {
+			int np = tests[k][0], ng = tests[k][1], dp = tests[k][2];
 			/* --stop: the longest prompt test again, stopped at -r
 			 * points spread over its measured time. */
 			if (stop && np == n_prompt && ng == 0 && dp == depth) {
@@ -471,9 +484,10 @@ cmd_bench(int argc, char **argv)
 		if (!json) {
 			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s\n", name,
 			    llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads, q_cpu_features());
-			printf("load %.2f s (weights %s), peak RSS %.1f MiB, KV cache %s %.1f MiB%s\n", t_load,
+			printf("load %.2f s (weights %s), peak RSS %.1f MiB, KV cache %s %.1f MiB%s%s\n", t_load,
 			    llm_model_weights_copied(m) ? "copied into memory" : "mapped from the file", peak_rss / 1048576.0,
 			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0,
+			    ndl > 1 ? " (the deepest context's)" : "",
 			    exact_act ? ", exact activations" : "");
 			float_gemm_line(llm_model_type_name(m));
 			for (int i = 0; i < lora.n; i++)
@@ -584,7 +598,8 @@ cmd_bench(int argc, char **argv)
 out:
 	free(toks);
 	free(logits);
-	llm_ctx_free(ctx);
+	for (int d = 0; d < ndl; d++)
+		llm_ctx_free(ctxs[d]);
 	llm_model_free(m);
 	cli_lora_free(&lora);
 	return rc;

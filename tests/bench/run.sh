@@ -45,7 +45,8 @@ row() {
 
 echo "Qwen2.5-0.5B shapes, random weights, $threads threads, mean of $reps runs; t/s (share of the bound)"
 echo "bound: prompt by compute (int8 peak for quantized matrices, float FMA peak for the rest and the"
-echo "attention), generation by reading the weights and the KV cache once per token"
+echo "attention), generation by reading the weights and the KV cache once per token, at the rate"
+echo "natter read the weights alone between the tokens it timed (bench --sys)"
 for tier in $tiers; do
 	first=1
 	for t in $types; do

@@ -398,17 +398,47 @@ q4_0_to_float(const void *vx, float *y, int64_t n)
 /* ------------------------------------------------------------------ */
 /* K-quants: one weight row times one Q8_K row */
 
+/* Q4_K/Q5_K's 6-bit scales and mins of a superblock (12 bytes), 8 bytes
+ * each (sub-blocks 0-7, byte j sub-block j), by 32-bit operations. */
+ALWAYS void
+k4_scales(const uint8_t *q, uint64_t *sc, uint64_t *mn)
+{
+	const uint32_t m6 = 0x3F3F3F3F, m4 = 0x0F0F0F0F, m2 = 0x03030303;
+	uint32_t u[3];
+
+	memcpy(u, q, 12);
+	*sc = (u[0] & m6) | (uint64_t)((u[2] & m4) | ((u[0] >> 6 & m2) << 4)) << 32;
+	*mn = (u[1] & m6) | (uint64_t)((u[2] >> 4 & m4) | ((u[1] >> 6 & m2) << 4)) << 32;
+}
+
 ALWAYS void
 scale_min_k4(const uint8_t *q, uint8_t *sc, uint8_t *mn)
 {
-	for (int j = 0; j < 4; j++) {
-		sc[j] = q[j] & 63;
-		mn[j] = q[j + 4] & 63;
-	}
-	for (int j = 4; j < 8; j++) {
-		sc[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-		mn[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-	}
+	uint64_t s, m;
+	k4_scales(q, &s, &m);
+	memcpy(sc, &s, 8);
+	memcpy(mn, &m, 8);
+}
+
+/*
+ * Q4_K and Q5_K by Q8_K on 256-bit vectors: the sub-blocks' integer dot
+ * products scaled by their 6-bit scales in the integers, the mins against
+ * the activations' sums of 32 (pairs of bsums) in a vector.  K_SC(c):
+ * the shuffle that spreads 16-bit scale C of [sc0..sc7] over a lane.
+ */
+#define K_SC(c) _mm256_set1_epi16((short)(0x0100 + 0x0202 * (c)))
+
+ALWAYS void
+k4_sb_scales(const block_q8_K *y, const uint8_t *scales, float dmin, __m128 *accm, __m256i *sc16)
+{
+	uint64_t sc, mn;
+	k4_scales(scales, &sc, &mn);
+	const __m256i scm = _mm256_cvtepu8_epi16(_mm_set_epi64x((long long)mn, (long long)sc));
+	const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+	const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+	const __m128i pm = _mm_madd_epi16(_mm256_extracti128_si256(scm, 1), bs32);
+	*accm = _mm_fmadd_ps(_mm_set1_ps(-y->d * dmin), _mm_cvtepi32_ps(pm), *accm);
+	*sc16 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scm));
 }
 
 /* Two 16-bit scales, one per 128-bit lane (16 elements each). */
@@ -424,32 +454,28 @@ dot_q4_K(int n, float *s, const void *vx, const void *vy)
 	const block_q4_K *x = vx;
 	const block_q8_K *y = vy;
 	__m256 acc = _mm256_setzero_ps();
-	float accm = 0;
+	__m128 accm = _mm_setzero_ps();
 	const __m256i m4 = _mm256_set1_epi8(0xF);
 
 	for (int i = 0; i < n / QK_K; i++) {
-		uint8_t sc[8], mn[8];
-		int msum = 0;
-		scale_min_k4(x[i].scales, sc, mn);
-		for (int j = 0; j < 8; j++)
-			msum += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-		accm -= y[i].d * F16(x[i].dmin) * msum;
-		__m256i sumi = _mm256_setzero_si256();
+		__m256i sc16, sumi = _mm256_setzero_si256();
+		k4_sb_scales(&y[i], x[i].scales, F16(x[i].dmin), &accm, &sc16);
 		const uint8_t *q4 = x[i].qs;
 		const int8_t *q8 = y[i].qs;
+		UNROLL
 		for (int c = 0; c < 4; c++) {
 			__m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
 			__m256i lo = _mm256_and_si256(bits, m4);
 			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
 			__m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
 			__m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
-			pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), pl);
-			ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), ph);
+			pl = _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, K_SC(2 * c)), pl);
+			ph = _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, K_SC(2 * c + 1)), ph);
 			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
 		}
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
 	}
-	*s = hsum8(acc) + accm;
+	*s = hsum8(acc) + hsum8(_mm256_castps128_ps256(accm));
 }
 
 static void
@@ -458,20 +484,16 @@ dot_q5_K(int n, float *s, const void *vx, const void *vy)
 	const block_q5_K *x = vx;
 	const block_q8_K *y = vy;
 	__m256 acc = _mm256_setzero_ps();
-	float accm = 0;
+	__m128 accm = _mm_setzero_ps();
 	const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
 
 	for (int i = 0; i < n / QK_K; i++) {
-		uint8_t sc[8], mn[8];
-		int msum = 0;
-		scale_min_k4(x[i].scales, sc, mn);
-		for (int j = 0; j < 8; j++)
-			msum += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-		accm -= y[i].d * F16(x[i].dmin) * msum;
-		__m256i sumi = _mm256_setzero_si256();
+		__m256i sc16, sumi = _mm256_setzero_si256();
+		k4_sb_scales(&y[i], x[i].scales, F16(x[i].dmin), &accm, &sc16);
 		__m256i hb = _mm256_loadu_si256((const __m256i *)x[i].qh);
 		const uint8_t *q5 = x[i].qs;
 		const int8_t *q8 = y[i].qs;
+		UNROLL
 		for (int c = 0; c < 4; c++) {
 			__m256i bits = _mm256_loadu_si256((const __m256i *)(q5 + 32 * c));
 			__m256i hl = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4);
@@ -480,13 +502,13 @@ dot_q5_K(int n, float *s, const void *vx, const void *vy)
 			__m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
 			__m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
 			__m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
-			pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), pl);
-			ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), ph);
+			pl = _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, K_SC(2 * c)), pl);
+			ph = _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, K_SC(2 * c + 1)), ph);
 			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
 		}
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
 	}
-	*s = hsum8(acc) + accm;
+	*s = hsum8(acc) + hsum8(_mm256_castps128_ps256(accm));
 }
 
 static void
@@ -495,13 +517,20 @@ dot_q6_K(int n, float *s, const void *vx, const void *vy)
 	const block_q6_K *x = vx;
 	const block_q8_K *y = vy;
 	__m256 acc = _mm256_setzero_ps();
-	const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+	const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
 
 	for (int i = 0; i < n / QK_K; i++) {
-		__m256i sumi = _mm256_setzero_si256();
+		/* The scales as 16-bit integers [sc0..7 | sc8..15]; the -32 of
+		 * every level against the activations' sums of 16 at once. */
+		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+		__m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16,
+		    _mm256_loadu_si256((const __m256i *)y[i].bsums)), 5));
+		UNROLL
 		for (int h = 0; h < 2; h++) {
 			const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
-			const int8_t *q8 = y[i].qs + 128 * h, *sc = x[i].scales + 8 * h;
+			const int8_t *q8 = y[i].qs + 128 * h;
+			/* Half h's eight scales in both lanes. */
+			const __m256i sch = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
 			__m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
 			__m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
 			__m256i bh = _mm256_loadu_si256((const __m256i *)qh);
@@ -513,11 +542,13 @@ dot_q6_K(int n, float *s, const void *vx, const void *vy)
 			    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
 			q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
 			    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+			UNROLL
 			for (int k = 0; k < 4; k++) {
 				__m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
-				/* (q - 32) . y = q . y - 32 * sum(y) */
-				__m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y8), _mm256_maddubs_epi16(m32, y8));
-				p = _mm256_madd_epi16(lane_scales(sc[2 * k], sc[2 * k + 1]), p);
+				/* Scale 2k on the low lane's 16 elements, 2k + 1 on the high's. */
+				__m256i p = _mm256_maddubs_epi16(q[k], y8);
+				p = _mm256_madd_epi16(_mm256_shuffle_epi8(sch, _mm256_set_m128i(_mm_set1_epi16(
+				    (short)(0x0100 + 0x0202 * (2 * k + 1))), _mm_set1_epi16((short)(0x0100 + 0x0202 * 2 * k)))), p);
 				sumi = _mm256_add_epi32(sumi, p);
 			}
 		}
@@ -870,10 +901,7 @@ transpose_rows(const uint32_t *src, size_t sstride, int cols, uint32_t *dst)
  * the activations' block sums, once per 16 blocks:
  *   sum_b (d_b dx_b sum_i L_i q_i + m_b dx_b sum_i q_i),  w = d L + m.
  */
-enum { G_Q4_0, G_Q4_1, G_Q5_0, G_Q5_1, G_Q8_0, G_IQ4_NL,
-	G_Q4_K,     /* a pair of Q4_K's 32-element sub-blocks: 32 bytes of its qs (k4_row) */
-	G_Q5_K,     /* k4_row */
-	G_Q6_K };   /* k6_row */
+enum { G_Q4_0, G_Q4_1, G_Q5_0, G_Q5_1, G_Q8_0, G_IQ4_NL };
 
 ALWAYS int g_bs(const int TY)
 {
@@ -888,11 +916,6 @@ ALWAYS int g_bs(const int TY)
 ALWAYS __m512i
 g_decode(const int TY, const uint8_t *b0, const uint8_t *b1)
 {
-	if (TY == G_Q4_K) {
-		/* Sub-block 2c in the low nibbles of the 32 bytes, 2c + 1 in the high. */
-		__m512i w = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b0));
-		return _mm512_and_si512(_mm512_mask_srli_epi16(w, 0xFFFF0000u, w, 4), _mm512_set1_epi8(0x0F));
-	}
 	if (TY == G_Q8_0) {
 		__m256i a = _mm256_loadu_si256((const __m256i *)(b0 + 2));
 		__m256i c = b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : _mm256_setzero_si256();
@@ -1057,181 +1080,10 @@ g_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, co
 			out[(size_t)t * ldo + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-/* Q4_K's 6-bit scales and mins of a superblock (12 bytes), 8 bytes each
- * (sub-blocks 0-7), by 32-bit operations. */
-ALWAYS void
-k4_scales(const uint8_t *q, uint64_t *sc, uint64_t *mn)
-{
-	const uint32_t m6 = 0x3F3F3F3F, m4 = 0x0F0F0F0F, m2 = 0x03030303;
-	uint32_t u[3];
-
-	memcpy(u, q, 12);
-	*sc = (u[0] & m6) | (uint64_t)((u[2] & m4) | ((u[0] >> 6 & m2) << 4)) << 32;
-	*mn = (u[1] & m6) | (uint64_t)((u[2] >> 4 & m4) | ((u[1] >> 6 & m2) << 4)) << 32;
-}
-
-/* Levels W (64 elements in order) times T q8p rows at X (XS apart), scaled
- * by the lanes PIDX of S, into ACC. */
-ALWAYS void
-g_dot(const int T, __m512 *acc, const __m512 *S, __m512i pidx, __m512i W, const uint8_t *x, size_t xs)
-{
-	UNROLL
-	for (int t = 0; t < T; t++)
-		acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp512(W, _mm512_loadu_si512((const void *)(x + (size_t)t * xs)))),
-		    _mm512_permutexvar_ps(pidx, S[t]), acc[t]);
-}
-
-/*
- * One Q4_K or (K5) Q5_K row by T q8p rows (Q8_K's levels): each 32-element
- * sub-block is a block of g_tile's sum, its scale d * sc and offset
- * -dmin * mn taken from its superblock, two superblocks (16 sub-blocks) at
- * a time.  A pair of sub-blocks is 32 bytes of nibbles, already in the
- * elements' order; Q5_K adds 16 where its qh has the pair's bit.
- */
-ALWAYS void
-k4_row(const int T, const int K5, int n, float *out, size_t ldo, const uint8_t *w, const uint8_t *x, size_t xs)
-{
-	/* The superblocks' layouts (block_q4_K, block_q5_K): d, dmin, scales, [qh,] qs. */
-	const size_t bsz = K5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-	const size_t o_qs = K5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
-	const int nsb = n / QK_K;
-	const __m512i pidx0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-	__m512 acc[4][4];
-
-	UNROLL
-	for (int t = 0; t < T; t++)
-		acc[0][t] = _mm512_setzero_ps();
-	for (int s0 = 0; s0 < nsb; s0 += 2) {
-		const int two = s0 + 1 < nsb, b16 = s0 * 8;
-		const __mmask16 gm = two ? 0xFFFF : 0x00FF;
-		const uint8_t *sb0 = w + (size_t)s0 * bsz, *sb1 = sb0 + bsz;
-		uint64_t sc0, mn0, sc1 = 0, mn1 = 0;
-		float d1 = 0, m1 = 0;
-		__m512 S[4][4];
-
-		/* d, dmin and scales lie alike in both types. */
-		k4_scales(((const block_q4_K *)sb0)->scales, &sc0, &mn0);
-		if (two) {
-			k4_scales(((const block_q4_K *)sb1)->scales, &sc1, &mn1);
-			d1 = F16(((const block_q4_K *)sb1)->d);
-			m1 = -F16(((const block_q4_K *)sb1)->dmin);
-		}
-		const __m512 dw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi64x((long long)sc1,
-		    (long long)sc0))), _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(F16(((const block_q4_K *)sb0)->d)),
-		    _mm512_set1_ps(d1)));
-		const __m512 mb = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi64x((long long)mn1,
-		    (long long)mn0))), _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(-F16(((const block_q4_K *)sb0)->dmin)),
-		    _mm512_set1_ps(m1)));
-		UNROLL
-		for (int t = 0; t < T; t++) {
-			const uint8_t *xt = x + (size_t)t * xs;
-			acc[0][t] = _mm512_fmadd_ps(mb, _mm512_maskz_loadu_ps(gm, Q8P_S32(xt, n) + b16), acc[0][t]);
-			S[0][t] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(gm, Q8P_D(xt, n) + b16));
-		}
-		for (int k = 0; k <= two; k++) {
-			const uint8_t *sb = k ? sb1 : sb0;
-			/* Q5_K: bit 2c of qh[l] is element 64c + l's fifth bit, 2c + 1
-			 * element 64c + 32 + l's; the upper half shifted by one, pair c
-			 * finds both at bit 2c. */
-			__m512i qh = _mm512_setzero_si512();
-			if (K5) {
-				qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const block_q5_K *)sb)->qh));
-				qh = _mm512_mask_srli_epi16(qh, 0xFFFF0000u, qh, 1);
-			}
-			UNROLL
-			for (int c = 0; c < 4; c++) {
-				__m512i W = g_decode(G_Q4_K, sb + o_qs + 32 * c, NULL);
-				if (K5)
-					W = _mm512_or_si512(W, _mm512_and_si512(c < 2 ? _mm512_slli_epi16(qh, 4 - 2 * c) :
-					    _mm512_srli_epi16(qh, 2 * c - 4), _mm512_set1_epi8(0x10)));
-				g_dot(T, acc[0], S[0], _mm512_add_epi32(pidx0, _mm512_set1_epi32(8 * k + 2 * c)), W,
-				    x + (size_t)(b16 + 8 * k + 2 * c) * 32, xs);
-			}
-		}
-	}
-	UNROLL
-	for (int t = 0; t < T; t++)
-		out[(size_t)t * ldo] = _mm512_reduce_add_ps(acc[0][t]);
-}
-
-/*
- * One Q6_K row by T q8p rows (Q8_K's levels): a superblock at a time, its
- * 16 sub-blocks of 16 each with its own scale d * sc (four to a pair of
- * 32-element blocks) and offset -32 d * sc, which enters through the
- * activations' half-block sums.  Levels 0..63: the 4 low bits from ql, the
- * 2 high from qh, 64 elements in order per step.
- */
-ALWAYS void
-k6_row(const int T, int n, float *out, size_t ldo, const uint8_t *w, const uint8_t *x, size_t xs)
-{
-	const block_q6_K *b = (const block_q6_K *)w;
-	const __m512i pidx0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-	const __m512i half = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-	const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-	__m512 acc[4];
-
-	UNROLL
-	for (int t = 0; t < T; t++)
-		acc[t] = _mm512_setzero_ps();
-	for (int i = 0; i < n / QK_K; i++) {
-		const int b0 = i * (QK_K / 32);
-		const __m512 dw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-		    (const __m128i *)b[i].scales))), _mm512_set1_ps(F16(b[i].d)));
-		const __m512 mb = _mm512_mul_ps(dw, _mm512_set1_ps(-32.0f));
-		__m512 S[4];
-		UNROLL
-		for (int t = 0; t < T; t++) {
-			const uint8_t *xt = x + (size_t)t * xs;
-			acc[t] = _mm512_fmadd_ps(mb, _mm512_loadu_ps(Q8P_S16(xt, n) + 2 * b0), acc[t]);
-			S[t] = _mm512_mul_ps(dw, _mm512_permutexvar_ps(half, _mm512_castps256_ps512(
-			    _mm256_loadu_ps(Q8P_D(xt, n) + b0))));
-		}
-		UNROLL
-		for (int h = 0; h < 2; h++) {
-			const __m512i ql = _mm512_loadu_si512((const void *)(b[i].ql + 64 * h));
-			const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h)));
-			/* Elements 128h + 0..63: low nibbles; qh bits 0-1 (first 32), 2-3. */
-			__m512i t0 = _mm512_slli_epi16(qh, 2);
-			t0 = _mm512_mask_slli_epi16(t0, 0x0000FFFFu, t0, 2);
-			__m512i w0 = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(t0, m30));
-			g_dot(T, acc, S, _mm512_add_epi32(pidx0, _mm512_set1_epi32(8 * h)), w0,
-			    x + (size_t)(b0 + 4 * h) * 32, xs);
-			/* Elements 128h + 64..127: high nibbles; qh bits 4-5, 6-7. */
-			__m512i t1 = _mm512_mask_srli_epi16(qh, 0xFFFF0000u, qh, 2);
-			__m512i w1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(t1, m30));
-			g_dot(T, acc, S, _mm512_add_epi32(pidx0, _mm512_set1_epi32(8 * h + 4)), w1,
-			    x + (size_t)(b0 + 4 * h + 2) * 32, xs);
-		}
-	}
-	UNROLL
-	for (int t = 0; t < T; t++)
-		out[(size_t)t * ldo] = _mm512_reduce_add_ps(acc[t]);
-}
-
-/* The rows of the K-quants with a row function of their own. */
-#define K_ROWS(FN, nt, ...) \
-	do { \
-		switch (nt) { \
-		case 1: FN(1, __VA_ARGS__); break; \
-		case 2: FN(2, __VA_ARGS__); break; \
-		case 3: FN(3, __VA_ARGS__); break; \
-		default: FN(4, __VA_ARGS__); break; \
-		} \
-	} while (0)
-
 ALWAYS void
 g_gemv(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs,
        int nt)
 {
-	if (TY == G_Q4_K || TY == G_Q5_K || TY == G_Q6_K) {
-		for (int r = 0; r < nr; r++) {
-			if (TY == G_Q6_K)
-				K_ROWS(k6_row, nt, n, out + r, ldo, w + (size_t)r * ws, x, xs);
-			else
-				K_ROWS(k4_row, nt, TY == G_Q5_K, n, out + r, ldo, w + (size_t)r * ws, x, xs);
-		}
-		return;
-	}
 	/* One row at a time: a single sequential stream through memory.  Tiles
 	 * of 4 rows (each activation load shared), with or without software
 	 * prefetch, measured 2 to 2.5 times slower from DRAM on the development
@@ -1335,8 +1187,7 @@ F_GEMV(f32, GGML_TYPE_F32) F_GEMV(f16, GGML_TYPE_F16) F_GEMV(bf16, GGML_TYPE_BF1
 	static void gemv8_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
 			      const uint8_t *x, size_t xs, int nt) \
 	{ g_gemv(TY, n, out, ldo, w, ws, nr, x, xs, nt); }
-G_GEMV(q4_0, G_Q4_0) G_GEMV(q4_1, G_Q4_1) G_GEMV(q5_0, G_Q5_0) G_GEMV(q5_1, G_Q5_1) G_GEMV(q4_K, G_Q4_K)
-G_GEMV(q5_K, G_Q5_K) G_GEMV(q6_K, G_Q6_K)
+G_GEMV(q4_0, G_Q4_0) G_GEMV(q4_1, G_Q4_1) G_GEMV(q5_0, G_Q5_0) G_GEMV(q5_1, G_Q5_1)
 #ifdef QX_VNNI
 G_GEMV(q8_0, G_Q8_0) G_GEMV(iq4_nl, G_IQ4_NL)
 #endif
@@ -2315,7 +2166,6 @@ kern_build(void)
 	k->t[GGML_TYPE_BF16].gemv = gemvf_bf16;
 #define G8(TY, T) k->t[TY].gemv = gemv8_##T; k->t[TY].gemv_act = Q_ACT_Q8P;
 	G8(GGML_TYPE_Q4_0, q4_0) G8(GGML_TYPE_Q4_1, q4_1) G8(GGML_TYPE_Q5_0, q5_0) G8(GGML_TYPE_Q5_1, q5_1)
-	G8(GGML_TYPE_Q4_K, q4_K) G8(GGML_TYPE_Q5_K, q5_K) G8(GGML_TYPE_Q6_K, q6_K)
 #ifdef QX_VNNI
 	G8(GGML_TYPE_Q8_0, q8_0) G8(GGML_TYPE_IQ4_NL, iq4_nl)
 #endif

@@ -441,12 +441,6 @@ k4_sb_scales(const block_q8_K *y, const uint8_t *scales, float dmin, __m128 *acc
 	*sc16 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scm));
 }
 
-/* Two 16-bit scales, one per 128-bit lane (16 elements each). */
-ALWAYS __m256i
-lane_scales(int a, int b)
-{
-	return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
-}
 
 static void
 dot_q4_K(int n, float *s, const void *vx, const void *vy)
@@ -511,6 +505,19 @@ dot_q5_K(int n, float *s, const void *vx, const void *vy)
 	*s = hsum8(acc) + hsum8(_mm256_castps128_ps256(accm));
 }
 
+/* The shuffle that takes 16-bit scale 2J to the low lane and 2J + 1 to the
+ * high one, of eight scales held in both lanes (sub-blocks of 16). */
+#define K_SC2(j) _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 + 0x0202 * (2 * (j) + 1))), \
+				  _mm_set1_epi16((short)(0x0100 + 0x0202 * 2 * (j))))
+
+/* Sums of sixteen 16-bit scales SC16 times the activations' sums of 16,
+ * as 8 int32 (the mins and offsets of the K-quants with 16 sub-blocks). */
+ALWAYS __m256i
+k16_bsums(__m256i sc16, const block_q8_K *y)
+{
+	return _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y->bsums));
+}
+
 static void
 dot_q6_K(int n, float *s, const void *vx, const void *vy)
 {
@@ -523,8 +530,7 @@ dot_q6_K(int n, float *s, const void *vx, const void *vy)
 		/* The scales as 16-bit integers [sc0..7 | sc8..15]; the -32 of
 		 * every level against the activations' sums of 16 at once. */
 		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-		__m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16,
-		    _mm256_loadu_si256((const __m256i *)y[i].bsums)), 5));
+		__m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(k16_bsums(sc16, &y[i]), 5));
 		UNROLL
 		for (int h = 0; h < 2; h++) {
 			const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
@@ -547,8 +553,7 @@ dot_q6_K(int n, float *s, const void *vx, const void *vy)
 				__m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
 				/* Scale 2k on the low lane's 16 elements, 2k + 1 on the high's. */
 				__m256i p = _mm256_maddubs_epi16(q[k], y8);
-				p = _mm256_madd_epi16(_mm256_shuffle_epi8(sch, _mm256_set_m128i(_mm_set1_epi16(
-				    (short)(0x0100 + 0x0202 * (2 * k + 1))), _mm_set1_epi16((short)(0x0100 + 0x0202 * 2 * k)))), p);
+				p = _mm256_madd_epi16(_mm256_shuffle_epi8(sch, K_SC2(k)), p);
 				sumi = _mm256_add_epi32(sumi, p);
 			}
 		}
@@ -562,30 +567,31 @@ dot_q2_K(int n, float *s, const void *vx, const void *vy)
 {
 	const block_q2_K *x = vx;
 	const block_q8_K *y = vy;
-	__m256 acc = _mm256_setzero_ps();
-	float accm = 0;
-	const __m256i m2 = _mm256_set1_epi8(3);
+	__m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+	const __m256i m2 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi16(0xF);
 
 	for (int i = 0; i < n / QK_K; i++) {
-		const uint8_t *sc = x[i].scales;
-		int msum = 0;
-		for (int j = 0; j < 16; j++)
-			msum += (sc[j] >> 4) * y[i].bsums[j];
-		accm -= y[i].d * F16(x[i].dmin) * msum;
+		/* Byte j: scale j in the low nibble, min j in the high. */
+		const __m256i sm = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+		const __m256i sc16 = _mm256_and_si256(sm, m4);
+		accm = _mm256_fmadd_ps(_mm256_set1_ps(-y[i].d * F16(x[i].dmin)),
+		    _mm256_cvtepi32_ps(k16_bsums(_mm256_srli_epi16(sm, 4), &y[i])), accm);
 		__m256i sumi = _mm256_setzero_si256();
+		UNROLL
 		for (int h = 0; h < 2; h++) {
 			__m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+			const __m256i sch = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
 			const int8_t *q8 = y[i].qs + 128 * h;
+			UNROLL
 			for (int j = 0; j < 4; j++) {
 				__m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m2);
 				__m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(q8 + 32 * j)));
-				int s0 = sc[8 * h + 2 * j] & 0xF, s1 = sc[8 * h + 2 * j + 1] & 0xF;
-				sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(lane_scales(s0, s1), p));
+				sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sch, K_SC2(j)), p));
 			}
 		}
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
 	}
-	*s = hsum8(acc) + accm;
+	*s = hsum8(acc) + hsum8(accm);
 }
 
 static void
@@ -594,28 +600,38 @@ dot_q3_K(int n, float *s, const void *vx, const void *vy)
 	const block_q3_K *x = vx;
 	const block_q8_K *y = vy;
 	__m256 acc = _mm256_setzero_ps();
-	const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), m4 = _mm256_set1_epi8(4);
+	const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
 
 	for (int i = 0; i < n / QK_K; i++) {
+		/* Scale j (6 bits, less 32): low 4 bits in byte j (j < 8, low
+		 * nibble) or j - 8 (high nibble), high 2 bits in byte 8 + j % 4 at
+		 * bit 2 (j / 4). */
 		const uint8_t *sb = x[i].scales;
-		int sc[16];
-		for (int j = 0; j < 16; j++) {
-			int lo = j < 8 ? (sb[j] & 0xF) : (sb[j - 8] >> 4);
-			int hi = (sb[8 + j % 4] >> (2 * (j / 4))) & 3;
-			sc[j] = (lo | (hi << 4)) - 32;
-		}
+		uint64_t lo8;
+		uint32_t hb;
+		memcpy(&lo8, sb, 8);
+		memcpy(&hb, sb + 8, 4);
+		const __m128i lo = _mm_set_epi64x((long long)(lo8 >> 4 & 0x0F0F0F0F0F0F0F0Full),
+		    (long long)(lo8 & 0x0F0F0F0F0F0F0F0Full));
+		const __m128i hi = _mm_set_epi32((int)(hb >> 6 & 0x03030303), (int)(hb >> 4 & 0x03030303),
+		    (int)(hb >> 2 & 0x03030303), (int)(hb & 0x03030303));
+		const __m256i sc16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_or_si128(lo, _mm_slli_epi16(hi, 4))),
+		    _mm256_set1_epi16(32));
 		__m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
-		__m256i sumi = _mm256_setzero_si256();
+		/* Levels q2 + 4 h - 4: the -4 against the activations' sums of 16. */
+		__m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(k16_bsums(sc16, &y[i]), 2));
+		UNROLL
 		for (int h = 0; h < 2; h++) {
 			__m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+			const __m256i sch = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
 			const int8_t *q8 = y[i].qs + 128 * h;
+			UNROLL
 			for (int j = 0; j < 4; j++) {
 				__m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m2);
-				__m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
-				__m256i q = _mm256_or_si256(q2, _mm256_slli_epi16(hb, 2));   /* q2 + 4h in 0..7 */
-				__m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * j));
-				__m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y8), _mm256_maddubs_epi16(m4, y8));
-				sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(lane_scales(sc[8 * h + 2 * j], sc[8 * h + 2 * j + 1]), p));
+				__m256i hbit = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
+				__m256i q = _mm256_or_si256(q2, _mm256_slli_epi16(hbit, 2));   /* q2 + 4h in 0..7 */
+				__m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(q8 + 32 * j)));
+				sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sch, K_SC2(j)), p));
 			}
 		}
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
@@ -632,14 +648,28 @@ dot_iq4_xs(int n, float *s, const void *vx, const void *vy)
 	__m256 acc = _mm256_setzero_ps();
 
 	for (int i = 0; i < n / QK_K; i++) {
+		/* The 8 scales (ls - 32) as 16-bit lanes, in both halves: the low
+		 * nibbles interleaved from scales_l, the 2-bit fields of scales_h
+		 * moved from bit 2j to bit 8j + 4. */
+		uint32_t l;
+		uint64_t h = x[i].scales_h;
+		memcpy(&l, x[i].scales_l, 4);
+		h = (h & 0xFF) | (h & 0xFF00) << 24;
+		h = (h & 0x0000000F0000000Full) | (h & 0x000000F0000000F0ull) << 12;
+		h = (h & 0x0003000300030003ull) | (h & 0x000C000C000C000Cull) << 6;
+		const __m128i lo = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)(l & 0x0F0F0F0F)),
+		    _mm_cvtsi32_si128((int)(l >> 4 & 0x0F0F0F0F)));
+		const __m128i ls = _mm_sub_epi16(_mm_cvtepu8_epi16(_mm_or_si128(lo, _mm_cvtsi64_si128((long long)(h << 4)))),
+		    _mm_set1_epi16(32));
+		const __m256i ls16 = _mm256_broadcastsi128_si256(ls);
 		__m256i sumi = _mm256_setzero_si256();
+		UNROLL
 		for (int ib = 0; ib < 8; ib++) {
-			int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x[i].scales_h >> (2 * ib)) & 3) << 4);
 			__m256i v = _mm256_shuffle_epi8(grid, nibbles32(x[i].qs + 16 * ib));
 			__m256i y8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * ib));
 			/* |v| * sign(y, v): pairs stay within int16 (|v|, |y| <= 127). */
 			__m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y8, v));
-			sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16((short)(ls - 32)), p));
+			sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(ls16, K_SC(ib)), p));
 		}
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
 	}

@@ -86,19 +86,15 @@ cpu() {
 	eval "cpu_$n=$ms"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+# turns ROUND A B: runs the commands A and B (strings, evaluated), A first in
+# odd rounds and B first in even ones, so that a drift of the machine's speed
+# favours neither.
+turns() { if [ $(($1 % 2)) = 1 ]; then eval "$2"; eval "$3"; else eval "$3"; eval "$2"; fi; }
 : > "$dir/ratios"
 r=1
 while [ "$r" -le "$rounds" ]; do
-	if [ $((r % 2)) = 1 ]; then
-		train Q4_K_M "$q4" "$r"; train F16 "$f16" "$r"
-	else
-		train F16 "$f16" "$r"; train Q4_K_M "$q4" "$r"
-	fi
-	if [ $((r % 2)) = 1 ]; then
-		tcpu Q4_K_M "$q4" "$r"; tcpu F16 "$f16" "$r"
-	else
-		tcpu F16 "$f16" "$r"; tcpu Q4_K_M "$q4" "$r"
-	fi
+	turns "$r" 'train Q4_K_M "$q4" "$r"' 'train F16 "$f16" "$r"'
+	turns "$r" 'tcpu Q4_K_M "$q4" "$r"' 'tcpu F16 "$f16" "$r"'
 	x=$(ratio "$tcpu_F16" "$tcpu_Q4_K_M")
 	echo "round $r  training CPU time a token, F16 / Q4_K_M: $x"
 	echo "training-cpu-per-token-F16/Q4_K_M $x" >> "$dir/ratios"
@@ -107,22 +103,14 @@ while [ "$r" -le "$rounds" ]; do
 	echo "training-F16/Q4_K_M $x" >> "$dir/ratios"
 	for m in q4 f16; do
 		eval "f=\$$m"
-		if [ $((r % 2)) = 1 ]; then
-			bench "$f" "${m}_none" "$r"; bench "$f" "${m}_lora" "$r" --lora "$ad"
-		else
-			bench "$f" "${m}_lora" "$r" --lora "$ad"; bench "$f" "${m}_none" "$r"
-		fi
+		turns "$r" 'bench "$f" "${m}_none" "$r"' 'bench "$f" "${m}_lora" "$r" --lora "$ad"'
 		eval "a=\$(ratio \$pp_${m}_lora \$pp_${m}_none); b=\$(ratio \$tg_${m}_lora \$tg_${m}_none)"
 		echo "round $r  $m with / without the adapter: pp128 $a  tg32 $b"
 		printf '%s\n' "$m-pp128-lora/none $a" "$m-tg32-lora/none $b" >> "$dir/ratios"
 	done
 	for m in q4 f16; do
 		eval "f=\$$m"
-		if [ $((r % 2)) = 1 ]; then
-			cpu "$f" "${m}_none" "$r"; cpu "$f" "${m}_lora" "$r" --lora "$ad"
-		else
-			cpu "$f" "${m}_lora" "$r" --lora "$ad"; cpu "$f" "${m}_none" "$r"
-		fi
+		turns "$r" 'cpu "$f" "${m}_none" "$r"' 'cpu "$f" "${m}_lora" "$r" --lora "$ad"'
 		eval "a=\$(ratio \$cpu_${m}_lora \$cpu_${m}_none)"
 		echo "round $r  $m CPU time a token, with / without the adapter: $a"
 		echo "$m-cpu-per-token-lora/none $a" >> "$dir/ratios"

@@ -3262,6 +3262,100 @@ greedy(struct tmodel *tm, const struct llm_model *m, const struct tdata_tmpl *t,
 	return text;
 }
 
+/* One SFT run of the loop tests and what it leaves: the model and its data, the trained
+ * model, the adapter it wrote, that file opened again and a model built from it, and the
+ * logits of the first conversation by both models (V floats a token). */
+struct sft_run {
+	struct llm_model *m;
+	struct tdata_tmpl *t;
+	struct tdata_set s;
+	struct tmodel *tm;        /* trained */
+	struct tloop *loop;
+	struct step_log sl;
+	char apath[4096];         /* the adapter written */
+	struct lora_adapter *a;   /* apath opened again */
+	struct tmodel *tm2;       /* initialised from a; NULL if that failed */
+	float *l1, *l2;           /* (q->n, V) by tm, by tm2 */
+	double kl, maxd;          /* compare_logits(l1, l2) */
+	int dis;
+};
+
+/*
+ * Trains R: MODEL (a fixture under DIR/models) with ARCH's template and chatml on the six
+ * conversations of sft_lines (written to teach<SUFFIX>.jsonl), STEPS steps of 2 with
+ * every linear target and the output projection at rank 8, then writes the adapter to
+ * taught<SUFFIX>.gguf.  The output is adapted too: aidreams' final norm bounds the logits
+ * its frozen output matrix can reach (the loss stalls near 1.3 without it).  Returns 0, or
+ * -1 after a failed CHECK when nothing more can be tested; sft_run_free(R) either way.
+ */
+static int
+sft_run_train(struct sft_run *r, const char *dir, const char *model, const char *arch, const char *suffix, int steps)
+{
+	char path[4096], err[512];
+	struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 8,
+		.alpha = 16.0f, .seed = 1, .n_threads = 2 };
+	struct tloop_cfg c = { TDATA_SFT, 2, 1, steps, adamw_cfg_default(), { 1e-2f, 1e-3f, 0, steps }, 0.1, 3, "x" };
+
+	memset(r, 0, sizeof(*r));
+	tdata_set_init(&r->s, TDATA_SFT, 128, 0);
+	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, model);
+	if (llm_model_load(path, &r->m, err, sizeof(err)) < 0 ||
+	    tdata_tmpl_new(llm_model_gguf(r->m), arch, llm_model_vocab(r->m), "chatml", &r->t, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/teach%s.jsonl", tmpdir, suffix);
+	write_sft(path);
+	CHECK(tdata_read_jsonl(&r->s, r->t, path, NULL, NULL, err, sizeof(err)) == 0 && r->s.n == N_SFT, "%s", err);
+	if (tmodel_new(r->m, &o, &r->tm, err, sizeof(err)) < 0 ||
+	    tloop_new(r->tm, &r->s, &c, NULL, &r->loop, err, sizeof(err)) != 0 ||
+	    tloop_run(r->loop, 0, log_step, &r->sl, err, sizeof(err)) != 0) {
+		CHECK(0, "%s SFT: %s", model, err);
+		return -1;
+	}
+	snprintf(r->apath, sizeof(r->apath), "%s/taught%s.gguf", tmpdir, suffix);
+	CHECK(tmodel_lora_save(r->tm, r->apath, "taught", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
+	return 0;
+}
+
+/* Opens R's adapter file again, builds R->tm2 from it and compares the logits of both
+ * models on the first conversation (V the vocabulary).  Returns 0 (R->tm2 may be NULL
+ * after a failed CHECK), or -1 if the file does not open. */
+static int
+sft_run_reload(struct sft_run *r, int V)
+{
+	struct tmodel_opts o = { .max_tokens = 128 };
+	const struct tdata_seq *q = &r->s.ex[0].seq[0];
+	char err[512];
+
+	if (lora_open(r->apath, r->m, 1.0f, NULL, &r->a, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return -1;
+	}
+	o.init = r->a;
+	r->l1 = malloc((size_t)q->n * V * sizeof(float));
+	r->l2 = malloc((size_t)q->n * V * sizeof(float));
+	CHECK(tmodel_new(r->m, &o, &r->tm2, err, sizeof(err)) == 0, "%s", err);
+	CHECK(r->tm2 && tmodel_forward(r->tm, q->tok, q->n, 0, 0, r->l1, err, sizeof(err)) == 0 &&
+	    tmodel_forward(r->tm2, q->tok, q->n, 0, 0, r->l2, err, sizeof(err)) == 0, "%s", err);
+	compare_logits(r->l1, r->l2, q->n, V, &r->kl, &r->maxd, &r->dis);
+	return 0;
+}
+
+static void
+sft_run_free(struct sft_run *r)
+{
+	free(r->l1);
+	free(r->l2);
+	tloop_free(r->loop);
+	tmodel_free(r->tm);
+	tmodel_free(r->tm2);
+	lora_free(r->a);
+	tdata_set_free(&r->s);
+	tdata_tmpl_free(r->t);
+	llm_model_free(r->m);
+}
+
 /*
  * SFT learns: on six short conversations with aidreams (no chat template of its own:
  * chatml), the loss falls below half within 100 steps, and the adapter written to a file,
@@ -3271,80 +3365,44 @@ greedy(struct tmodel *tm, const struct llm_model *m, const struct tdata_tmpl *t,
 static void
 test_sft_learns(const char *dir)
 {
-	char path[4096], apath[4096], err[512];
-	struct llm_model *m = NULL;
-	struct tdata_tmpl *t = NULL;
-	struct tdata_set s;
-	struct tmodel *tm = NULL, *tm2 = NULL;
-	struct tloop *loop = NULL;
-	struct lora_adapter *a = NULL;
-	struct step_log sl = { 0 };
+	char err[512];
+	struct sft_run r;
 	const int V = 512;
 
-	tdata_set_init(&s, TDATA_SFT, 128, 0);
-	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", dir);
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0 ||
-	    tdata_tmpl_new(llm_model_gguf(m), "llama", llm_model_vocab(m), "chatml", &t, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
+	if (sft_run_train(&r, dir, "aidreams260K-f32", "llama", "", 100) < 0)
 		goto out;
-	}
-	snprintf(path, sizeof(path), "%s/teach.jsonl", tmpdir);
-	write_sft(path);
-	CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0 && s.n == N_SFT, "%s", err);
-	{
-		/* The output projection is adapted too: aidreams' final norm bounds the logits its
-		 * frozen output matrix can reach (the loss stalls near 1.3 without it). */
-		struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 8,
-			.alpha = 16.0f, .seed = 1, .n_threads = 2 };
-		struct tloop_cfg c = { TDATA_SFT, 2, 1, 100, adamw_cfg_default(), { 1e-2f, 1e-3f, 0, 100 }, 0.1, 3, "x" };
-		if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 || tloop_new(tm, &s, &c, NULL, &loop, err, sizeof(err)) != 0 ||
-		    tloop_run(loop, 0, log_step, &sl, err, sizeof(err)) != 0) {
-			CHECK(0, "SFT: %s", err);
-			goto out;
-		}
-	}
-	printf("  SFT, aidreams260K + chatml, %d conversations, 100 steps of 2: loss %.3f -> %.3f\n", N_SFT, sl.first.loss,
-	    sl.last.loss);
-	CHECK(sl.n == 100 && sl.last.loss < 0.5 * sl.first.loss, "SFT did not learn: %.3f -> %.3f", sl.first.loss,
-	    sl.last.loss);
-	snprintf(apath, sizeof(apath), "%s/taught.gguf", tmpdir);
-	CHECK(tmodel_lora_save(tm, apath, "taught", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
-	if (lora_open(apath, m, 1.0f, NULL, &a, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
+	printf("  SFT, aidreams260K + chatml, %d conversations, 100 steps of 2: loss %.3f -> %.3f\n", N_SFT,
+	    r.sl.first.loss, r.sl.last.loss);
+	CHECK(r.sl.n == 100 && r.sl.last.loss < 0.5 * r.sl.first.loss, "SFT did not learn: %.3f -> %.3f",
+	    r.sl.first.loss, r.sl.last.loss);
+	if (sft_run_reload(&r, V) < 0)
 		goto out;
-	}
+	printf("  the adapter written and loaded again vs the model at the end of training: mean KL %.1e, max "
+	    "|dlogit| %.1e\n", r.kl, r.maxd);
+	CHECK(r.kl <= 1e-5 && r.dis == 0, "reloaded adapter: KL %.3g", r.kl);
 	{
-		struct tmodel_opts o = { .max_tokens = 128, .init = a };
-		const struct tdata_seq *q = &s.ex[0].seq[0];
-		float *l1 = malloc((size_t)q->n * V * sizeof(float)), *l2 = malloc((size_t)q->n * V * sizeof(float));
+		/* The inference engine with the adapter file on its session
+		 * (llm_ctx_set_adapters, as --lora does) computes the model of
+		 * the end of training too. */
+		const struct tdata_seq *q = &r.s.ex[0].seq[0];
+		struct llm_ctx *ec = llm_ctx_new(r.m, 128, 64, 2, err, sizeof(err));
+		const struct lora_adapter *list[1] = { r.a };
+		const float one = 1.0f;
 		double kl, maxd;
-		int dis, right = 0;
-
-		CHECK(tmodel_new(m, &o, &tm2, err, sizeof(err)) == 0, "%s", err);
-		CHECK(tm2 && tmodel_forward(tm, q->tok, q->n, 0, 0, l1, err, sizeof(err)) == 0 &&
-		    tmodel_forward(tm2, q->tok, q->n, 0, 0, l2, err, sizeof(err)) == 0, "%s", err);
-		compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
-		printf("  the adapter written and loaded again vs the model at the end of training: mean KL %.1e, max "
+		int dis;
+		CHECK(ec && llm_ctx_set_adapters(ec, list, &one, 1, err, sizeof(err)) == 1 &&
+		    llm_eval(ec, q->tok, q->n, r.l2, 1, err, sizeof(err)) == 0, "engine with the adapter: %s", err);
+		compare_logits(r.l1, r.l2, q->n, V, &kl, &maxd, &dis);
+		printf("  the adapter on the inference engine vs the model at the end of training: mean KL %.1e, max "
 		    "|dlogit| %.1e\n", kl, maxd);
-		CHECK(kl <= 1e-5 && dis == 0, "reloaded adapter: KL %.3g", kl);
-		{
-			/* The inference engine with the adapter file on its session
-			 * (llm_ctx_set_adapters, as --lora does) computes the model of
-			 * the end of training too. */
-			struct llm_ctx *ec = llm_ctx_new(m, 128, 64, 2, err, sizeof(err));
-			const struct lora_adapter *list[1] = { a };
-			const float one = 1.0f;
-			CHECK(ec && llm_ctx_set_adapters(ec, list, &one, 1, err, sizeof(err)) == 1 &&
-			    llm_eval(ec, q->tok, q->n, l2, 1, err, sizeof(err)) == 0, "engine with the adapter: %s", err);
-			compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
-			printf("  the adapter on the inference engine vs the model at the end of training: mean KL %.1e, max "
-			    "|dlogit| %.1e\n", kl, maxd);
-			CHECK(kl <= 1e-5 && dis == 0, "engine with the adapter: KL %.3g, %d disagreements", kl, dis);
-			llm_ctx_free(ec);
-		}
-		for (int i = 0; tm2 && i < N_SFT; i++) {
+		CHECK(kl <= 1e-5 && dis == 0, "engine with the adapter: KL %.3g, %d disagreements", kl, dis);
+		llm_ctx_free(ec);
+	}
+	{
+		int right = 0;
+		for (int i = 0; r.tm2 && i < N_SFT; i++) {
 			struct tdata_msg msg = { "user", sft_lines[i][0], 0 };
-			char *reply = greedy(tm2, m, t, &msg, 1, 40);
+			char *reply = greedy(r.tm2, r.m, r.t, &msg, 1, 40);
 			int ok = reply && strncmp(reply, sft_lines[i][1], strlen(sft_lines[i][1])) == 0;
 			right += ok;
 			CHECK(ok, "greedy reply to '%s': '%s' (taught '%s')", sft_lines[i][0], reply ? reply : "(none)",
@@ -3354,8 +3412,6 @@ test_sft_learns(const char *dir)
 			free(reply);
 		}
 		printf("  greedy replies with the adapter: %d of %d are the taught ones\n", right, N_SFT);
-		free(l1);
-		free(l2);
 	}
 	/* The base model alone does not say them. */
 	{
@@ -3363,21 +3419,15 @@ test_sft_learns(const char *dir)
 		struct tmodel *base = NULL;
 		struct tdata_msg msg = { "user", sft_lines[0][0], 0 };
 		char *reply;
-		CHECK(tmodel_new(m, &o, &base, err, sizeof(err)) == 0, "%s", err);
-		reply = base ? greedy(base, m, t, &msg, 1, 40) : NULL;
+		CHECK(tmodel_new(r.m, &o, &base, err, sizeof(err)) == 0, "%s", err);
+		reply = base ? greedy(base, r.m, r.t, &msg, 1, 40) : NULL;
 		CHECK(reply && strncmp(reply, sft_lines[0][1], strlen(sft_lines[0][1])) != 0, "the base model already says "
 		    "'%s'", reply ? reply : "");
 		free(reply);
 		tmodel_free(base);
 	}
 out:
-	tloop_free(loop);
-	tmodel_free(tm);
-	tmodel_free(tm2);
-	lora_free(a);
-	tdata_set_free(&s);
-	tdata_tmpl_free(t);
-	llm_model_free(m);
+	sft_run_free(&r);
 }
 
 /*
@@ -3390,44 +3440,18 @@ out:
 static void
 test_hybrid_sft(const char *dir)
 {
-	char path[4096], apath[4096], err[512];
-	struct llm_model *m = NULL;
-	struct tdata_tmpl *t = NULL;
-	struct tdata_set s;
-	struct tmodel *tm = NULL, *tm2 = NULL;
-	struct tloop *loop = NULL;
-	struct lora_adapter *a = NULL;
+	char err[512];
+	struct sft_run r;
 	struct gguf_file *af = NULL;
-	struct step_log sl = { 0 };
 	const int V = 512;
 
-	tdata_set_init(&s, TDATA_SFT, 128, 0);
-	snprintf(path, sizeof(path), "%s/models/tiny-qwen35-f32.gguf", dir);
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0 ||
-	    tdata_tmpl_new(llm_model_gguf(m), "qwen35", llm_model_vocab(m), "chatml", &t, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
+	if (sft_run_train(&r, dir, "tiny-qwen35-f32", "qwen35", "-q35", 30) < 0)
 		goto out;
-	}
-	snprintf(path, sizeof(path), "%s/teach-q35.jsonl", tmpdir);
-	write_sft(path);
-	CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0 && s.n == N_SFT, "%s", err);
-	{
-		struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 8,
-			.alpha = 16.0f, .seed = 1, .n_threads = 2 };
-		struct tloop_cfg c = { TDATA_SFT, 2, 1, 30, adamw_cfg_default(), { 1e-2f, 1e-3f, 0, 30 }, 0.1, 3, "x" };
-		if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 || tloop_new(tm, &s, &c, NULL, &loop, err, sizeof(err)) != 0 ||
-		    tloop_run(loop, 0, log_step, &sl, err, sizeof(err)) != 0) {
-			CHECK(0, "qwen35 SFT: %s", err);
-			goto out;
-		}
-	}
 	printf("  SFT, tiny-qwen35-f32 + chatml, %d conversations, 30 steps of 2: loss %.3f -> %.3f\n", N_SFT,
-	    sl.first.loss, sl.last.loss);
-	CHECK(sl.n == 30 && sl.last.loss < 0.5 * sl.first.loss, "qwen35 SFT did not learn: %.3f -> %.3f", sl.first.loss,
-	    sl.last.loss);
-	snprintf(apath, sizeof(apath), "%s/taught-q35.gguf", tmpdir);
-	CHECK(tmodel_lora_save(tm, apath, "taught", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
-	if (gguf_open(apath, &af, err, sizeof(err)) == 0) {
+	    r.sl.first.loss, r.sl.last.loss);
+	CHECK(r.sl.n == 30 && r.sl.last.loss < 0.5 * r.sl.first.loss, "qwen35 SFT did not learn: %.3f -> %.3f",
+	    r.sl.first.loss, r.sl.last.loss);
+	if (gguf_open(r.apath, &af, err, sizeof(err)) == 0) {
 		const struct gguf_kv *kv = gguf_find_kv(af, "general.architecture");
 		const int qkv = (gguf_find_tensor(af, "blk.1.attn_qkv.weight.lora_a") != NULL) +
 		    (gguf_find_tensor(af, "blk.1.attn_qkv.weight.lora_b") != NULL);
@@ -3441,60 +3465,41 @@ test_hybrid_sft(const char *dir)
 	} else {
 		CHECK(0, "%s", err);
 	}
-	if (lora_open(apath, m, 1.0f, NULL, &a, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
+	if (sft_run_reload(&r, V) < 0)
 		goto out;
-	}
+	printf("  tiny-qwen35: the adapter written and loaded again vs the model at the end of training: mean KL "
+	    "%.1e\n", r.kl);
+	CHECK(r.kl <= 1e-5 && r.dis == 0, "qwen35 reloaded adapter: KL %.3g", r.kl);
 	{
-		struct tmodel_opts o = { .max_tokens = 128, .init = a };
-		const struct tdata_seq *q = &s.ex[0].seq[0];
-		float *l1 = malloc((size_t)q->n * V * sizeof(float)), *l2 = malloc((size_t)q->n * V * sizeof(float));
+		const struct tdata_seq *q = &r.s.ex[0].seq[0];
+		struct llm_ctx_params cp;
+		struct llm_ctx *ec;
+		const struct lora_adapter *list[1] = { r.a };
+		const float one = 1.0f;
 		double kl, maxd;
 		int dis;
-
-		CHECK(tmodel_new(m, &o, &tm2, err, sizeof(err)) == 0, "%s", err);
-		CHECK(tm2 && tmodel_forward(tm, q->tok, q->n, 0, 0, l1, err, sizeof(err)) == 0 &&
-		    tmodel_forward(tm2, q->tok, q->n, 0, 0, l2, err, sizeof(err)) == 0, "%s", err);
-		compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
-		printf("  tiny-qwen35: the adapter written and loaded again vs the model at the end of training: mean KL "
-		    "%.1e\n", kl);
-		CHECK(kl <= 1e-5 && dis == 0, "qwen35 reloaded adapter: KL %.3g", kl);
-		{
-			struct llm_ctx_params cp;
-			struct llm_ctx *ec;
-			const struct lora_adapter *list[1] = { a };
-			const float one = 1.0f;
-			llm_ctx_params_default(&cp);
-			cp.n_ctx = 128;
-			cp.n_batch = 64;
-			cp.n_threads = 2;
-			cp.kv_type = LLM_KV_F32;
-			ec = llm_ctx_new_ex(m, &cp, err, sizeof(err));
-			CHECK(ec && llm_ctx_set_adapters(ec, list, &one, 1, err, sizeof(err)) == 1 &&
-			    llm_eval(ec, q->tok, q->n, l2, 1, err, sizeof(err)) == 0, "qwen35 engine with the adapter: %s", err);
-			compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
-			printf("  tiny-qwen35: the adapter on the inference engine vs the model at the end of training: mean KL "
-			    "%.1e, max |dlogit| %.1e\n", kl, maxd);
-			CHECK(kl <= 1e-5 && dis == 0, "qwen35 engine with the adapter: KL %.3g, %d disagreements", kl, dis);
-			/* and the adapter moved them */
-			llm_ctx_truncate(ec, 0);
-			CHECK(ec && llm_ctx_set_adapters(ec, NULL, NULL, 0, err, sizeof(err)) >= 0 &&
-			    llm_eval(ec, q->tok, q->n, l2, 1, err, sizeof(err)) == 0, "%s", err);
-			compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
-			CHECK(kl > 0.1, "qwen35: the adapter changes the logits by KL %.3g only", kl);
-			llm_ctx_free(ec);
-		}
-		free(l1);
-		free(l2);
+		llm_ctx_params_default(&cp);
+		cp.n_ctx = 128;
+		cp.n_batch = 64;
+		cp.n_threads = 2;
+		cp.kv_type = LLM_KV_F32;
+		ec = llm_ctx_new_ex(r.m, &cp, err, sizeof(err));
+		CHECK(ec && llm_ctx_set_adapters(ec, list, &one, 1, err, sizeof(err)) == 1 &&
+		    llm_eval(ec, q->tok, q->n, r.l2, 1, err, sizeof(err)) == 0, "qwen35 engine with the adapter: %s", err);
+		compare_logits(r.l1, r.l2, q->n, V, &kl, &maxd, &dis);
+		printf("  tiny-qwen35: the adapter on the inference engine vs the model at the end of training: mean KL "
+		    "%.1e, max |dlogit| %.1e\n", kl, maxd);
+		CHECK(kl <= 1e-5 && dis == 0, "qwen35 engine with the adapter: KL %.3g, %d disagreements", kl, dis);
+		/* and the adapter moved them */
+		llm_ctx_truncate(ec, 0);
+		CHECK(ec && llm_ctx_set_adapters(ec, NULL, NULL, 0, err, sizeof(err)) >= 0 &&
+		    llm_eval(ec, q->tok, q->n, r.l2, 1, err, sizeof(err)) == 0, "%s", err);
+		compare_logits(r.l1, r.l2, q->n, V, &kl, &maxd, &dis);
+		CHECK(kl > 0.1, "qwen35: the adapter changes the logits by KL %.3g only", kl);
+		llm_ctx_free(ec);
 	}
 out:
-	tloop_free(loop);
-	tmodel_free(tm);
-	tmodel_free(tm2);
-	lora_free(a);
-	tdata_set_free(&s);
-	tdata_tmpl_free(t);
-	llm_model_free(m);
+	sft_run_free(&r);
 }
 
 /* DPO learns: on four pairs the accuracy reaches 100 % and the reward margin grows. */

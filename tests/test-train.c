@@ -2099,96 +2099,152 @@ check_model_grad(const char *label, struct model_ctx *c)
 	check_model_grad_n(label, c, 0);
 }
 
+/*
+ * One model against its golden, what test_model, test_family and test_hybrid start from:
+ * the golden G (DIR/SUB/NAME), the model, an engine context (64 tokens, one thread, the
+ * cache type KV) with its logits of the golden's tokens (ENG) and the tolerance that cache
+ * allows, room for the training model's logits (OURS), and SEQ's next-token targets with
+ * the mask of the reply's tokens.
+ */
+struct fwd_case {
+	const char *name;
+	struct golden g;
+	struct llm_model *m;
+	struct llm_ctx *ctx;      /* NULL if it could not be made (a CHECK failed) */
+	float *eng, *ours;        /* (g.n, V) */
+	int V, T;                 /* T = seq->n - 1: inputs seq[0..T), targets seq[1..T] */
+	int32_t target[64];
+	uint8_t mask[64];
+	struct engine_tol tol;
+};
+
+/* Returns 0 (fwd_case_close then), or -1 after a failed CHECK when the golden or the
+ * model is missing (nothing held). */
+static int
+fwd_case_open(struct fwd_case *fc, const char *dir, const char *sub, const char *name, enum llm_kv_type kv,
+	      const struct golden *seq)
+{
+	char path[4096], err[512];
+	struct llm_ctx_params cp;
+
+	memset(fc, 0, sizeof(*fc));
+	fc->name = name;
+	fc->tol.kv = "";
+	if (golden_load(dir, sub, name, &fc->g) < 0) {
+		CHECK(0, "%s: golden missing", name);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, name);
+	if (llm_model_load(path, &fc->m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		free(fc->g.logits);
+		return -1;
+	}
+	fc->V = llm_model_hparams(fc->m)->n_vocab;
+	fc->T = seq->n - 1;
+	fc->eng = malloc((size_t)fc->g.n * fc->V * sizeof(float));
+	fc->ours = malloc((size_t)fc->g.n * fc->V * sizeof(float));
+	for (int t = 0; t < fc->T; t++) {
+		fc->target[t] = seq->tokens[t + 1];
+		fc->mask[t] = t + 1 >= seq->n_prompt;   /* the reply's tokens only, as for an assistant turn */
+	}
+	llm_ctx_params_default(&cp);
+	cp.n_ctx = 64;
+	cp.n_batch = 64;
+	cp.n_threads = 1;
+	cp.kv_type = kv;
+	fc->ctx = llm_ctx_new_ex(fc->m, &cp, err, sizeof(err));
+	CHECK(fc->ctx && llm_eval(fc->ctx, fc->g.tokens, fc->g.n, fc->eng, 1, err, sizeof(err)) == 0, "%s: eval: %s",
+	    name, err);
+	if (fc->ctx)
+		fc->tol = engine_tol(fc->ctx, fc->m);
+	return 0;
+}
+
+static void
+fwd_case_close(struct fwd_case *fc)
+{
+	llm_ctx_free(fc->ctx);
+	llm_model_free(fc->m);
+	free(fc->eng);
+	free(fc->ours);
+	free(fc->g.logits);
+}
+
+/* The training forward TM is the model: its logits of the golden's tokens against the
+ * engine's (within the case's tolerance) and the golden's, called GOLDEN in the printed
+ * line (mean KL at most GOLDEN_KL); both argmaxes the same throughout. */
+static void
+fwd_case_check(struct fwd_case *fc, struct tmodel *tm, const char *golden, double golden_kl)
+{
+	char err[512];
+	double kl, maxd;
+	int dis;
+
+	CHECK(tmodel_forward(tm, fc->g.tokens, fc->g.n, 0, 0, fc->ours, err, sizeof(err)) == 0, "%s", err);
+	compare_logits(fc->eng, fc->ours, fc->g.n, fc->V, &kl, &maxd, &dis);
+	printf("  %-18s training forward vs llm_eval (%s): mean KL %.2e, max |dlogit| %.2e\n", fc->name, fc->tol.kv, kl,
+	    maxd);
+	CHECK(kl <= fc->tol.kl && maxd <= fc->tol.maxd && dis == 0, "%s: training forward differs from llm_eval (KL "
+	    "%.3g, max %.3g, %d argmax)", fc->name, kl, maxd, dis);
+	compare_logits(fc->g.logits, fc->ours, fc->g.n, fc->V, &kl, &maxd, &dis);
+	printf("  %-18s training forward vs %s: mean KL %.2e, max |dlogit| %.2e\n", fc->name, golden, kl, maxd);
+	CHECK(kl <= golden_kl && dis == 0, "%s: training forward vs golden KL %.3g, %d argmax differ", fc->name, kl, dis);
+}
+
+/* The loss agrees with the logits: TM's masked NLL of SEQ against the one from the
+ * engine's rows (the engine's context is reused). */
+static void
+fwd_case_check_loss(struct fwd_case *fc, struct tmodel *tm, const struct golden *seq)
+{
+	const int T = fc->T, V = fc->V;
+	char err[512];
+	double nll, ref = 0;
+	int cnt;
+
+	llm_ctx_truncate(fc->ctx, 0);
+	CHECK(llm_eval(fc->ctx, seq->tokens, seq->n, fc->eng, 1, err, sizeof(err)) == 0, "%s", err);
+	CHECK(tmodel_forward(tm, seq->tokens, T, 0, 0, NULL, err, sizeof(err)) == 0, "%s", err);
+	CHECK(tmodel_backward(tm, fc->target, fc->mask, 1.0, 0, &nll, &cnt, err, sizeof(err)) == 0, "%s", err);
+	for (int t = 0; t < T; t++) {
+		const float *r = fc->eng + (size_t)t * V;
+		double mx = -INFINITY, z = 0;
+		if (!fc->mask[t])
+			continue;
+		for (int j = 0; j < V; j++)
+			mx = fmax(mx, r[j]);
+		for (int j = 0; j < V; j++)
+			z += exp(r[j] - mx);
+		ref += log(z) + mx - r[fc->target[t]];
+	}
+	CHECK(cnt == T + 1 - seq->n_prompt && fabs(nll - ref) <= fc->tol.nll * ref, "%s: loss %.8g, from llm_eval %.8g",
+	    fc->name, nll, ref);
+}
+
 /* SEQ: the token sequence trained on (the same for every model: not a model's own greedy
  * continuation, whose loss is near zero on the models that repeat themselves). */
 static void
 test_model(const char *dir, const char *model_name, const char *adapter, const struct golden *seq)
 {
 	char path[4096], err[512];
-	struct llm_model *m = NULL;
-	struct llm_ctx *ctx = NULL;
+	struct fwd_case fc;
 	struct tmodel *tm = NULL;
-	struct golden g;
-	float *eng = NULL, *ours = NULL;
-	int T, V;
-	uint8_t mask[64];
-	int32_t target[64];
 	double kl, maxd;
 	int dis;
-	struct engine_tol tol = { 0, 0, 0, "" };
 
-	if (golden_load(dir, "golden", model_name, &g) < 0) {
-		CHECK(0, "%s: golden missing", model_name);
+	/* 1. The training forward is the model: its logits against the engine's and the golden's.
+	 * An f32 cache: the engine's default f16 rounds keys and values, which the training
+	 * forward (float throughout) does not. */
+	if (fwd_case_open(&fc, dir, "golden", model_name, LLM_KV_F32, seq) < 0)
 		return;
-	}
-	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, model_name);
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
-		free(g.logits);
-		return;
-	}
-	V = llm_model_hparams(m)->n_vocab;
-	T = seq->n - 1;   /* inputs seq[0..T), targets seq[1..T] */
-	eng = malloc((size_t)g.n * V * sizeof(float));
-	ours = malloc((size_t)g.n * V * sizeof(float));
-	for (int t = 0; t < T; t++) {
-		target[t] = seq->tokens[t + 1];
-		mask[t] = t + 1 >= seq->n_prompt;   /* the reply's tokens only, as for an assistant turn */
-	}
-
-	/* 1. The training forward is the model: its logits against the engine's and the golden's. */
-	/* An f32 cache: the engine's default f16 rounds keys and values,
-	 * which the training forward (float throughout) does not. */
-	{
-		struct llm_ctx_params cp;
-		llm_ctx_params_default(&cp);
-		cp.n_ctx = 64;
-		cp.n_batch = 64;
-		cp.n_threads = 1;
-		cp.kv_type = LLM_KV_F32;
-		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
-	}
-	CHECK(ctx && llm_eval(ctx, g.tokens, g.n, eng, 1, err, sizeof(err)) == 0, "%s: eval: %s", model_name, err);
-	if (ctx)
-		tol = engine_tol(ctx, m);
 	{
 		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR, .rank = 4, .alpha = 8.0f,
 			.seed = 1 };
-		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", model_name, err);
+		CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", model_name, err);
 	}
 	if (tm) {
-		CHECK(tmodel_forward(tm, g.tokens, g.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
-		compare_logits(eng, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs llm_eval (%s):  mean KL %.2e, max |dlogit| %.2e\n", model_name, tol.kv,
-		    kl, maxd);
-		CHECK(kl <= tol.kl && maxd <= tol.maxd && dis == 0, "%s: training forward differs from llm_eval (KL %.3g, max "
-		    "%.3g)", model_name, kl, maxd);
-		compare_logits(g.logits, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs llama.cpp: mean KL %.2e, max |dlogit| %.2e\n", model_name, kl, maxd);
-		CHECK(kl <= 1e-5 && dis == 0, "%s: training forward vs golden KL %.3g", model_name, kl);
-
-		/* The loss agrees with the logits: the masked NLL from the engine's rows. */
-		{
-			double nll, ref = 0;
-			int cnt;
-			llm_ctx_truncate(ctx, 0);
-			CHECK(llm_eval(ctx, seq->tokens, seq->n, eng, 1, err, sizeof(err)) == 0, "%s", err);
-			CHECK(tmodel_forward(tm, seq->tokens, T, 0, 0, NULL, err, sizeof(err)) == 0, "%s", err);
-			CHECK(tmodel_backward(tm, target, mask, 1.0, 0, &nll, &cnt, err, sizeof(err)) == 0, "%s", err);
-			for (int t = 0; t < T; t++) {
-				if (!mask[t])
-					continue;
-				const float *r = eng + (size_t)t * V;
-				double mx = -INFINITY, z = 0;
-				for (int j = 0; j < V; j++)
-					mx = fmax(mx, r[j]);
-				for (int j = 0; j < V; j++)
-					z += exp(r[j] - mx);
-				ref += log(z) + mx - r[target[t]];
-			}
-			CHECK(cnt == T + 1 - seq->n_prompt && fabs(nll - ref) <= tol.nll * ref, "%s: loss %.8g, from llm_eval %.8g",
-			    model_name, nll, ref);
-		}
+		fwd_case_check(&fc, tm, "llama.cpp", 1e-5);
+		fwd_case_check_loss(&fc, tm, seq);
 		/* 2. The gradient of every LoRA parameter, by finite differences.  B drawn non-zero
 		 * so that A's gradient is not zero. */
 		tmodel_free(tm);
@@ -2198,10 +2254,11 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 				.alpha = 6.0f, .init_b = 0.05f, .seed = 2 };
 			if (strstr(model_name, "qwen2"))
 				o.targets = TMODEL_ALL_LINEAR;   /* tied output */
-			CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", model_name, err);
+			CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", model_name, err);
 		}
 		if (tm) {
-			struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+			struct model_ctx c = { tm, seq->tokens, fc.target, fc.mask, fc.T, 0,
+				(double)(fc.T + 1 - seq->n_prompt) };
 			char label[128];
 			snprintf(label, sizeof(label), "%s, every linear, rank 3", model_name);
 			check_model_grad(label, &c);
@@ -2210,7 +2267,7 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 				tm = NULL;
 				struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_Q | TMODEL_V | TMODEL_DOWN, .rank = 2,
 					.alpha = 4.0f, .init_b = 0.05f, .dropout = 0.2f, .seed = 3 };
-				CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s", err);
+				CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s", err);
 				c.tm = tm;
 				c.train = 1;
 				check_model_grad("tiny-llama-f32, q v down, dropout 0.2 (fixed mask)", &c);
@@ -2225,14 +2282,14 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 		struct lora_adapter *a = NULL;
 		char gname[128];
 		snprintf(path, sizeof(path), "%s/lora/%s.gguf", dir, adapter);
-		CHECK(lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err)) == 0, "%s", err);
+		CHECK(lora_open(path, fc.m, 1.0f, NULL, &a, err, sizeof(err)) == 0, "%s", err);
 		struct tmodel_opts o = { .max_tokens = 40, .init = a };
-		if (a && tmodel_new(m, &o, &tm, err, sizeof(err)) == 0) {
+		if (a && tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0) {
 			struct golden lg;
 			snprintf(gname, sizeof(gname), "%s-s1", adapter);
 			if (golden_load(dir, "lora", gname, &lg) == 0) {
-				CHECK(tmodel_forward(tm, lg.tokens, lg.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
-				compare_logits(lg.logits, ours, lg.n, V, &kl, &maxd, &dis);
+				CHECK(tmodel_forward(tm, lg.tokens, lg.n, 0, 0, fc.ours, err, sizeof(err)) == 0, "%s", err);
+				compare_logits(lg.logits, fc.ours, lg.n, fc.V, &kl, &maxd, &dis);
 				printf("  %-18s with %s vs llama.cpp: mean KL %.2e, max |dlogit| %.2e\n", model_name, adapter, kl,
 				    maxd);
 				CHECK(kl <= 1e-5 && dis == 0, "%s + %s: KL %.3g vs llama.cpp, %d argmax differ", model_name, adapter,
@@ -2242,7 +2299,8 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 				CHECK(0, "%s: golden missing", gname);
 			}
 			{
-				struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+				struct model_ctx c = { tm, seq->tokens, fc.target, fc.mask, fc.T, 0,
+					(double)(fc.T + 1 - seq->n_prompt) };
 				char label[128];
 				snprintf(label, sizeof(label), "%s, from %s", model_name, adapter);
 				check_model_grad(label, &c);
@@ -2254,11 +2312,7 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 		}
 		lora_free(a);
 	}
-	llm_ctx_free(ctx);
-	llm_model_free(m);
-	free(eng);
-	free(ours);
-	free(g.logits);
+	fwd_case_close(&fc);
 }
 
 /* The q4_k_m base with the llama adapter: the training forward over quantized weights. */
@@ -2325,74 +2379,36 @@ static void
 test_family(const char *dir, int fi, const struct golden *seq)
 {
 	const char *name = families[fi].model;
-	char path[4096], err[512], label[128];
-	struct llm_model *m = NULL;
-	struct llm_ctx *ctx = NULL;
+	char err[512], label[128];
+	struct fwd_case fc;
 	struct tmodel *tm = NULL;
-	struct golden g;
-	float *eng = NULL, *ours = NULL;
-	int32_t target[64];
-	uint8_t mask[64];
-	int T, V, dis;
-	double kl, maxd;
-	struct engine_tol tol = { 0, 0, 0, "" };
 
-	if (golden_load(dir, "golden-archs", name, &g) < 0) {
-		CHECK(0, "%s: golden missing", name);
-		return;
-	}
-	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, name);
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
-		free(g.logits);
-		return;
-	}
-	V = llm_model_hparams(m)->n_vocab;
-	eng = malloc((size_t)g.n * V * sizeof(float));
-	ours = malloc((size_t)g.n * V * sizeof(float));
 	/* A context of 64 (and a training model of 40 tokens): past phi3lr's original context
 	 * of 32, so both take LongRoPE's long factors, as the golden does. */
-	ctx = llm_ctx_new(m, 64, 64, 1, err, sizeof(err));
-	CHECK(ctx && llm_eval(ctx, g.tokens, g.n, eng, 1, err, sizeof(err)) == 0, "%s: eval: %s", name, err);
-	if (ctx)
-		tol = engine_tol(ctx, m);
+	if (fwd_case_open(&fc, dir, "golden-archs", name, LLM_KV_F16, seq) < 0)
+		return;
 	{
 		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_Q, .rank = 4, .alpha = 8.0f, .seed = 1 };
-		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", name, err);
+		CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", name, err);
 	}
 	if (tm) {
-		CHECK(tmodel_forward(tm, g.tokens, g.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
-		compare_logits(eng, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs llm_eval (%s): mean KL %.2e, max |dlogit| %.2e\n", name, tol.kv, kl, maxd);
-		CHECK(kl <= tol.kl && maxd <= tol.maxd && dis == 0, "%s: training forward differs from llm_eval (KL %.3g, "
-		    "max %.3g, %d argmax)", name, kl, maxd, dis);
-		compare_logits(g.logits, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs its golden: mean KL %.2e, max |dlogit| %.2e\n", name, kl, maxd);
-		CHECK(kl <= 1e-5 && dis == 0, "%s: training forward vs golden KL %.3g, %d argmax differ", name, kl, dis);
+		fwd_case_check(&fc, tm, "its golden", 1e-5);
 		tmodel_free(tm);
 		tm = NULL;
-	}
-	T = seq->n - 1;
-	for (int t = 0; t < T; t++) {
-		target[t] = seq->tokens[t + 1];
-		mask[t] = t + 1 >= seq->n_prompt;
 	}
 	{
 		struct tmodel_opts o = { .max_tokens = 40, .targets = families[fi].targets, .rank = 3, .alpha = 6.0f,
 			.init_b = 0.05f, .seed = 2 };
-		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
+		CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
 	}
 	if (tm) {
-		struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+		struct model_ctx c = { tm, seq->tokens, fc.target, fc.mask, fc.T, 0,
+			(double)(fc.T + 1 - seq->n_prompt) };
 		snprintf(label, sizeof(label), "%s, rank 3%s", name, families[fi].max_single ? " (pairs: some one by one)" : "");
 		check_model_grad_n(label, &c, families[fi].max_single);
 	}
 	tmodel_free(tm);
-	llm_ctx_free(ctx);
-	llm_model_free(m);
-	free(eng);
-	free(ours);
-	free(g.logits);
+	fwd_case_close(&fc);
 }
 
 /* --- the hybrid (Qwen3.5: Gated DeltaNet and gated attention layers) --- */
@@ -2405,103 +2421,42 @@ test_family(const char *dir, int fi, const struct golden *seq)
 static void
 test_hybrid(const char *dir, const char *name, int grad, const struct golden *seq)
 {
-	char path[4096], err[512], label[128];
-	struct llm_model *m = NULL;
-	struct llm_ctx *ctx = NULL;
+	char err[512], label[128];
+	struct fwd_case fc;
 	struct tmodel *tm = NULL;
-	struct golden g;
-	float *eng = NULL, *ours = NULL;
-	int32_t target[64];
-	uint8_t mask[64];
-	int T, V, dis, q8 = strstr(name, "q8_0") != NULL;
-	double kl, maxd;
-	struct engine_tol tol = { 0, 0, 0, "" };
+	int q8 = strstr(name, "q8_0") != NULL;
 
-	if (golden_load(dir, "golden-hybrid", name, &g) < 0) {
-		CHECK(0, "%s: golden missing", name);
+	if (fwd_case_open(&fc, dir, "golden-hybrid", name, LLM_KV_F32, seq) < 0)
 		return;
-	}
-	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, name);
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
-		free(g.logits);
-		return;
-	}
-	V = llm_model_hparams(m)->n_vocab;
-	eng = malloc((size_t)g.n * V * sizeof(float));
-	ours = malloc((size_t)g.n * V * sizeof(float));
-	{
-		struct llm_ctx_params cp;
-		llm_ctx_params_default(&cp);
-		cp.n_ctx = 64;
-		cp.n_batch = 64;
-		cp.n_threads = 1;
-		cp.kv_type = LLM_KV_F32;
-		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
-	}
-	CHECK(ctx && llm_eval(ctx, g.tokens, g.n, eng, 1, err, sizeof(err)) == 0, "%s: eval: %s", name, err);
-	if (ctx)
-		tol = engine_tol(ctx, m);
-	T = seq->n - 1;
-	for (int t = 0; t < T; t++) {
-		target[t] = seq->tokens[t + 1];
-		mask[t] = t + 1 >= seq->n_prompt;
-	}
 	{
 		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR, .rank = 4, .alpha = 8.0f, .seed = 1,
 			.n_threads = 2 };
-		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", name, err);
+		CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", name, err);
 	}
 	if (tm) {
-		double nll, ref = 0;
-		int cnt;
-		CHECK(tmodel_forward(tm, g.tokens, g.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
 		if (q8) {
 			/* The engine rounds the activations to Q8_0 before each Q8_0 product, as
 			 * llama.cpp does (QWEN35.md: a KL of 1.5e-3 on this file); the training
 			 * forward multiplies them in float32, as the float64 golden of the same
 			 * weights does.  The README's tolerance for the file then. */
-			tol.kl = 5e-3;
-			tol.maxd = 1.0;
-			tol.nll = 5e-3;
-			tol.kv = "f32 KV, activations Q8_0";
+			fc.tol.kl = 5e-3;
+			fc.tol.maxd = 1.0;
+			fc.tol.nll = 5e-3;
+			fc.tol.kv = "f32 KV, activations Q8_0";
 		}
-		compare_logits(eng, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs llm_eval (%s): mean KL %.2e, max |dlogit| %.2e\n", name, tol.kv, kl, maxd);
-		CHECK(kl <= tol.kl && maxd <= tol.maxd && dis == 0, "%s: training forward differs from llm_eval (KL %.3g, "
-		    "max %.3g, %d argmax)", name, kl, maxd, dis);
-		compare_logits(g.logits, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs its golden (numpy float64): mean KL %.2e, max |dlogit| %.2e\n", name, kl,
-		    maxd);
-		CHECK(kl <= (q8 ? 5e-3 : 1e-5) && dis == 0, "%s: training forward vs golden KL %.3g, %d argmax differ", name,
-		    kl, dis);
+		fwd_case_check(&fc, tm, "its golden (numpy float64)", q8 ? 5e-3 : 1e-5);
 		/* the loss from the engine's rows */
-		llm_ctx_truncate(ctx, 0);
-		CHECK(llm_eval(ctx, seq->tokens, seq->n, eng, 1, err, sizeof(err)) == 0, "%s", err);
-		CHECK(tmodel_forward(tm, seq->tokens, T, 0, 0, NULL, err, sizeof(err)) == 0, "%s", err);
-		CHECK(tmodel_backward(tm, target, mask, 1.0, 0, &nll, &cnt, err, sizeof(err)) == 0, "%s", err);
-		for (int t = 0; t < T; t++) {
-			const float *r = eng + (size_t)t * V;
-			double mx = -INFINITY, z = 0;
-			if (!mask[t])
-				continue;
-			for (int j = 0; j < V; j++)
-				mx = fmax(mx, r[j]);
-			for (int j = 0; j < V; j++)
-				z += exp(r[j] - mx);
-			ref += log(z) + mx - r[target[t]];
-		}
-		CHECK(cnt == T + 1 - seq->n_prompt && fabs(nll - ref) <= tol.nll * ref, "%s: loss %.8g, from llm_eval %.8g",
-		    name, nll, ref);
+		fwd_case_check_loss(&fc, tm, seq);
 		tmodel_free(tm);
 		tm = NULL;
 	}
 	if (grad) {
 		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 3,
 			.alpha = 6.0f, .init_b = 0.05f, .seed = 2 };
-		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
+		CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
 		if (tm) {
-			struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+			struct model_ctx c = { tm, seq->tokens, fc.target, fc.mask, fc.T, 0,
+				(double)(fc.T + 1 - seq->n_prompt) };
 			/* Every layer's pairs: the recurrent ones adapt attn_qkv and ssm_out, the
 			 * attention one attn_q (query and gate), attn_k, attn_v, attn_output. */
 			static const char *const want_names[] = { "blk.0.attn_qkv.weight", "blk.0.ssm_out.weight",
@@ -2526,7 +2481,7 @@ test_hybrid(const char *dir, const char *name, int grad, const struct golden *se
 			o.targets = TMODEL_O | TMODEL_DOWN;
 			o.dropout = 0.2f;
 			o.seed = 3;
-			CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
+			CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
 			if (tm) {
 				c.tm = tm;
 				c.train = 1;
@@ -2536,11 +2491,7 @@ test_hybrid(const char *dir, const char *name, int grad, const struct golden *se
 		}
 	}
 	tmodel_free(tm);
-	llm_ctx_free(ctx);
-	llm_model_free(m);
-	free(eng);
-	free(ours);
-	free(g.logits);
+	fwd_case_close(&fc);
 }
 
 /* What the training model cannot compute is refused by name: a layer kind, block features

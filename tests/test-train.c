@@ -2099,96 +2099,152 @@ check_model_grad(const char *label, struct model_ctx *c)
 	check_model_grad_n(label, c, 0);
 }
 
+/*
+ * One model against its golden, what test_model, test_family and test_hybrid start from:
+ * the golden G (DIR/SUB/NAME), the model, an engine context (64 tokens, one thread, the
+ * cache type KV) with its logits of the golden's tokens (ENG) and the tolerance that cache
+ * allows, room for the training model's logits (OURS), and SEQ's next-token targets with
+ * the mask of the reply's tokens.
+ */
+struct fwd_case {
+	const char *name;
+	struct golden g;
+	struct llm_model *m;
+	struct llm_ctx *ctx;      /* NULL if it could not be made (a CHECK failed) */
+	float *eng, *ours;        /* (g.n, V) */
+	int V, T;                 /* T = seq->n - 1: inputs seq[0..T), targets seq[1..T] */
+	int32_t target[64];
+	uint8_t mask[64];
+	struct engine_tol tol;
+};
+
+/* Returns 0 (fwd_case_close then), or -1 after a failed CHECK when the golden or the
+ * model is missing (nothing held). */
+static int
+fwd_case_open(struct fwd_case *fc, const char *dir, const char *sub, const char *name, enum llm_kv_type kv,
+	      const struct golden *seq)
+{
+	char path[4096], err[512];
+	struct llm_ctx_params cp;
+
+	memset(fc, 0, sizeof(*fc));
+	fc->name = name;
+	fc->tol.kv = "";
+	if (golden_load(dir, sub, name, &fc->g) < 0) {
+		CHECK(0, "%s: golden missing", name);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, name);
+	if (llm_model_load(path, &fc->m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		free(fc->g.logits);
+		return -1;
+	}
+	fc->V = llm_model_hparams(fc->m)->n_vocab;
+	fc->T = seq->n - 1;
+	fc->eng = malloc((size_t)fc->g.n * fc->V * sizeof(float));
+	fc->ours = malloc((size_t)fc->g.n * fc->V * sizeof(float));
+	for (int t = 0; t < fc->T; t++) {
+		fc->target[t] = seq->tokens[t + 1];
+		fc->mask[t] = t + 1 >= seq->n_prompt;   /* the reply's tokens only, as for an assistant turn */
+	}
+	llm_ctx_params_default(&cp);
+	cp.n_ctx = 64;
+	cp.n_batch = 64;
+	cp.n_threads = 1;
+	cp.kv_type = kv;
+	fc->ctx = llm_ctx_new_ex(fc->m, &cp, err, sizeof(err));
+	CHECK(fc->ctx && llm_eval(fc->ctx, fc->g.tokens, fc->g.n, fc->eng, 1, err, sizeof(err)) == 0, "%s: eval: %s",
+	    name, err);
+	if (fc->ctx)
+		fc->tol = engine_tol(fc->ctx, fc->m);
+	return 0;
+}
+
+static void
+fwd_case_close(struct fwd_case *fc)
+{
+	llm_ctx_free(fc->ctx);
+	llm_model_free(fc->m);
+	free(fc->eng);
+	free(fc->ours);
+	free(fc->g.logits);
+}
+
+/* The training forward TM is the model: its logits of the golden's tokens against the
+ * engine's (within the case's tolerance) and the golden's, called GOLDEN in the printed
+ * line (mean KL at most GOLDEN_KL); both argmaxes the same throughout. */
+static void
+fwd_case_check(struct fwd_case *fc, struct tmodel *tm, const char *golden, double golden_kl)
+{
+	char err[512];
+	double kl, maxd;
+	int dis;
+
+	CHECK(tmodel_forward(tm, fc->g.tokens, fc->g.n, 0, 0, fc->ours, err, sizeof(err)) == 0, "%s", err);
+	compare_logits(fc->eng, fc->ours, fc->g.n, fc->V, &kl, &maxd, &dis);
+	printf("  %-18s training forward vs llm_eval (%s): mean KL %.2e, max |dlogit| %.2e\n", fc->name, fc->tol.kv, kl,
+	    maxd);
+	CHECK(kl <= fc->tol.kl && maxd <= fc->tol.maxd && dis == 0, "%s: training forward differs from llm_eval (KL "
+	    "%.3g, max %.3g, %d argmax)", fc->name, kl, maxd, dis);
+	compare_logits(fc->g.logits, fc->ours, fc->g.n, fc->V, &kl, &maxd, &dis);
+	printf("  %-18s training forward vs %s: mean KL %.2e, max |dlogit| %.2e\n", fc->name, golden, kl, maxd);
+	CHECK(kl <= golden_kl && dis == 0, "%s: training forward vs golden KL %.3g, %d argmax differ", fc->name, kl, dis);
+}
+
+/* The loss agrees with the logits: TM's masked NLL of SEQ against the one from the
+ * engine's rows (the engine's context is reused). */
+static void
+fwd_case_check_loss(struct fwd_case *fc, struct tmodel *tm, const struct golden *seq)
+{
+	const int T = fc->T, V = fc->V;
+	char err[512];
+	double nll, ref = 0;
+	int cnt;
+
+	llm_ctx_truncate(fc->ctx, 0);
+	CHECK(llm_eval(fc->ctx, seq->tokens, seq->n, fc->eng, 1, err, sizeof(err)) == 0, "%s", err);
+	CHECK(tmodel_forward(tm, seq->tokens, T, 0, 0, NULL, err, sizeof(err)) == 0, "%s", err);
+	CHECK(tmodel_backward(tm, fc->target, fc->mask, 1.0, 0, &nll, &cnt, err, sizeof(err)) == 0, "%s", err);
+	for (int t = 0; t < T; t++) {
+		const float *r = fc->eng + (size_t)t * V;
+		double mx = -INFINITY, z = 0;
+		if (!fc->mask[t])
+			continue;
+		for (int j = 0; j < V; j++)
+			mx = fmax(mx, r[j]);
+		for (int j = 0; j < V; j++)
+			z += exp(r[j] - mx);
+		ref += log(z) + mx - r[fc->target[t]];
+	}
+	CHECK(cnt == T + 1 - seq->n_prompt && fabs(nll - ref) <= fc->tol.nll * ref, "%s: loss %.8g, from llm_eval %.8g",
+	    fc->name, nll, ref);
+}
+
 /* SEQ: the token sequence trained on (the same for every model: not a model's own greedy
  * continuation, whose loss is near zero on the models that repeat themselves). */
 static void
 test_model(const char *dir, const char *model_name, const char *adapter, const struct golden *seq)
 {
 	char path[4096], err[512];
-	struct llm_model *m = NULL;
-	struct llm_ctx *ctx = NULL;
+	struct fwd_case fc;
 	struct tmodel *tm = NULL;
-	struct golden g;
-	float *eng = NULL, *ours = NULL;
-	int T, V;
-	uint8_t mask[64];
-	int32_t target[64];
 	double kl, maxd;
 	int dis;
-	struct engine_tol tol = { 0, 0, 0, "" };
 
-	if (golden_load(dir, "golden", model_name, &g) < 0) {
-		CHECK(0, "%s: golden missing", model_name);
+	/* 1. The training forward is the model: its logits against the engine's and the golden's.
+	 * An f32 cache: the engine's default f16 rounds keys and values, which the training
+	 * forward (float throughout) does not. */
+	if (fwd_case_open(&fc, dir, "golden", model_name, LLM_KV_F32, seq) < 0)
 		return;
-	}
-	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, model_name);
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
-		free(g.logits);
-		return;
-	}
-	V = llm_model_hparams(m)->n_vocab;
-	T = seq->n - 1;   /* inputs seq[0..T), targets seq[1..T] */
-	eng = malloc((size_t)g.n * V * sizeof(float));
-	ours = malloc((size_t)g.n * V * sizeof(float));
-	for (int t = 0; t < T; t++) {
-		target[t] = seq->tokens[t + 1];
-		mask[t] = t + 1 >= seq->n_prompt;   /* the reply's tokens only, as for an assistant turn */
-	}
-
-	/* 1. The training forward is the model: its logits against the engine's and the golden's. */
-	/* An f32 cache: the engine's default f16 rounds keys and values,
-	 * which the training forward (float throughout) does not. */
-	{
-		struct llm_ctx_params cp;
-		llm_ctx_params_default(&cp);
-		cp.n_ctx = 64;
-		cp.n_batch = 64;
-		cp.n_threads = 1;
-		cp.kv_type = LLM_KV_F32;
-		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
-	}
-	CHECK(ctx && llm_eval(ctx, g.tokens, g.n, eng, 1, err, sizeof(err)) == 0, "%s: eval: %s", model_name, err);
-	if (ctx)
-		tol = engine_tol(ctx, m);
 	{
 		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR, .rank = 4, .alpha = 8.0f,
 			.seed = 1 };
-		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", model_name, err);
+		CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", model_name, err);
 	}
 	if (tm) {
-		CHECK(tmodel_forward(tm, g.tokens, g.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
-		compare_logits(eng, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs llm_eval (%s):  mean KL %.2e, max |dlogit| %.2e\n", model_name, tol.kv,
-		    kl, maxd);
-		CHECK(kl <= tol.kl && maxd <= tol.maxd && dis == 0, "%s: training forward differs from llm_eval (KL %.3g, max "
-		    "%.3g)", model_name, kl, maxd);
-		compare_logits(g.logits, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs llama.cpp: mean KL %.2e, max |dlogit| %.2e\n", model_name, kl, maxd);
-		CHECK(kl <= 1e-5 && dis == 0, "%s: training forward vs golden KL %.3g", model_name, kl);
-
-		/* The loss agrees with the logits: the masked NLL from the engine's rows. */
-		{
-			double nll, ref = 0;
-			int cnt;
-			llm_ctx_truncate(ctx, 0);
-			CHECK(llm_eval(ctx, seq->tokens, seq->n, eng, 1, err, sizeof(err)) == 0, "%s", err);
-			CHECK(tmodel_forward(tm, seq->tokens, T, 0, 0, NULL, err, sizeof(err)) == 0, "%s", err);
-			CHECK(tmodel_backward(tm, target, mask, 1.0, 0, &nll, &cnt, err, sizeof(err)) == 0, "%s", err);
-			for (int t = 0; t < T; t++) {
-				if (!mask[t])
-					continue;
-				const float *r = eng + (size_t)t * V;
-				double mx = -INFINITY, z = 0;
-				for (int j = 0; j < V; j++)
-					mx = fmax(mx, r[j]);
-				for (int j = 0; j < V; j++)
-					z += exp(r[j] - mx);
-				ref += log(z) + mx - r[target[t]];
-			}
-			CHECK(cnt == T + 1 - seq->n_prompt && fabs(nll - ref) <= tol.nll * ref, "%s: loss %.8g, from llm_eval %.8g",
-			    model_name, nll, ref);
-		}
+		fwd_case_check(&fc, tm, "llama.cpp", 1e-5);
+		fwd_case_check_loss(&fc, tm, seq);
 		/* 2. The gradient of every LoRA parameter, by finite differences.  B drawn non-zero
 		 * so that A's gradient is not zero. */
 		tmodel_free(tm);
@@ -2198,10 +2254,11 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 				.alpha = 6.0f, .init_b = 0.05f, .seed = 2 };
 			if (strstr(model_name, "qwen2"))
 				o.targets = TMODEL_ALL_LINEAR;   /* tied output */
-			CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", model_name, err);
+			CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", model_name, err);
 		}
 		if (tm) {
-			struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+			struct model_ctx c = { tm, seq->tokens, fc.target, fc.mask, fc.T, 0,
+				(double)(fc.T + 1 - seq->n_prompt) };
 			char label[128];
 			snprintf(label, sizeof(label), "%s, every linear, rank 3", model_name);
 			check_model_grad(label, &c);
@@ -2210,7 +2267,7 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 				tm = NULL;
 				struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_Q | TMODEL_V | TMODEL_DOWN, .rank = 2,
 					.alpha = 4.0f, .init_b = 0.05f, .dropout = 0.2f, .seed = 3 };
-				CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s", err);
+				CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s", err);
 				c.tm = tm;
 				c.train = 1;
 				check_model_grad("tiny-llama-f32, q v down, dropout 0.2 (fixed mask)", &c);
@@ -2225,14 +2282,14 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 		struct lora_adapter *a = NULL;
 		char gname[128];
 		snprintf(path, sizeof(path), "%s/lora/%s.gguf", dir, adapter);
-		CHECK(lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err)) == 0, "%s", err);
+		CHECK(lora_open(path, fc.m, 1.0f, NULL, &a, err, sizeof(err)) == 0, "%s", err);
 		struct tmodel_opts o = { .max_tokens = 40, .init = a };
-		if (a && tmodel_new(m, &o, &tm, err, sizeof(err)) == 0) {
+		if (a && tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0) {
 			struct golden lg;
 			snprintf(gname, sizeof(gname), "%s-s1", adapter);
 			if (golden_load(dir, "lora", gname, &lg) == 0) {
-				CHECK(tmodel_forward(tm, lg.tokens, lg.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
-				compare_logits(lg.logits, ours, lg.n, V, &kl, &maxd, &dis);
+				CHECK(tmodel_forward(tm, lg.tokens, lg.n, 0, 0, fc.ours, err, sizeof(err)) == 0, "%s", err);
+				compare_logits(lg.logits, fc.ours, lg.n, fc.V, &kl, &maxd, &dis);
 				printf("  %-18s with %s vs llama.cpp: mean KL %.2e, max |dlogit| %.2e\n", model_name, adapter, kl,
 				    maxd);
 				CHECK(kl <= 1e-5 && dis == 0, "%s + %s: KL %.3g vs llama.cpp, %d argmax differ", model_name, adapter,
@@ -2242,7 +2299,8 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 				CHECK(0, "%s: golden missing", gname);
 			}
 			{
-				struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+				struct model_ctx c = { tm, seq->tokens, fc.target, fc.mask, fc.T, 0,
+					(double)(fc.T + 1 - seq->n_prompt) };
 				char label[128];
 				snprintf(label, sizeof(label), "%s, from %s", model_name, adapter);
 				check_model_grad(label, &c);
@@ -2254,11 +2312,7 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 		}
 		lora_free(a);
 	}
-	llm_ctx_free(ctx);
-	llm_model_free(m);
-	free(eng);
-	free(ours);
-	free(g.logits);
+	fwd_case_close(&fc);
 }
 
 /* The q4_k_m base with the llama adapter: the training forward over quantized weights. */
@@ -2325,74 +2379,36 @@ static void
 test_family(const char *dir, int fi, const struct golden *seq)
 {
 	const char *name = families[fi].model;
-	char path[4096], err[512], label[128];
-	struct llm_model *m = NULL;
-	struct llm_ctx *ctx = NULL;
+	char err[512], label[128];
+	struct fwd_case fc;
 	struct tmodel *tm = NULL;
-	struct golden g;
-	float *eng = NULL, *ours = NULL;
-	int32_t target[64];
-	uint8_t mask[64];
-	int T, V, dis;
-	double kl, maxd;
-	struct engine_tol tol = { 0, 0, 0, "" };
 
-	if (golden_load(dir, "golden-archs", name, &g) < 0) {
-		CHECK(0, "%s: golden missing", name);
-		return;
-	}
-	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, name);
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
-		free(g.logits);
-		return;
-	}
-	V = llm_model_hparams(m)->n_vocab;
-	eng = malloc((size_t)g.n * V * sizeof(float));
-	ours = malloc((size_t)g.n * V * sizeof(float));
 	/* A context of 64 (and a training model of 40 tokens): past phi3lr's original context
 	 * of 32, so both take LongRoPE's long factors, as the golden does. */
-	ctx = llm_ctx_new(m, 64, 64, 1, err, sizeof(err));
-	CHECK(ctx && llm_eval(ctx, g.tokens, g.n, eng, 1, err, sizeof(err)) == 0, "%s: eval: %s", name, err);
-	if (ctx)
-		tol = engine_tol(ctx, m);
+	if (fwd_case_open(&fc, dir, "golden-archs", name, LLM_KV_F16, seq) < 0)
+		return;
 	{
 		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_Q, .rank = 4, .alpha = 8.0f, .seed = 1 };
-		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", name, err);
+		CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", name, err);
 	}
 	if (tm) {
-		CHECK(tmodel_forward(tm, g.tokens, g.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
-		compare_logits(eng, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs llm_eval (%s): mean KL %.2e, max |dlogit| %.2e\n", name, tol.kv, kl, maxd);
-		CHECK(kl <= tol.kl && maxd <= tol.maxd && dis == 0, "%s: training forward differs from llm_eval (KL %.3g, "
-		    "max %.3g, %d argmax)", name, kl, maxd, dis);
-		compare_logits(g.logits, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs its golden: mean KL %.2e, max |dlogit| %.2e\n", name, kl, maxd);
-		CHECK(kl <= 1e-5 && dis == 0, "%s: training forward vs golden KL %.3g, %d argmax differ", name, kl, dis);
+		fwd_case_check(&fc, tm, "its golden", 1e-5);
 		tmodel_free(tm);
 		tm = NULL;
-	}
-	T = seq->n - 1;
-	for (int t = 0; t < T; t++) {
-		target[t] = seq->tokens[t + 1];
-		mask[t] = t + 1 >= seq->n_prompt;
 	}
 	{
 		struct tmodel_opts o = { .max_tokens = 40, .targets = families[fi].targets, .rank = 3, .alpha = 6.0f,
 			.init_b = 0.05f, .seed = 2 };
-		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
+		CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
 	}
 	if (tm) {
-		struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+		struct model_ctx c = { tm, seq->tokens, fc.target, fc.mask, fc.T, 0,
+			(double)(fc.T + 1 - seq->n_prompt) };
 		snprintf(label, sizeof(label), "%s, rank 3%s", name, families[fi].max_single ? " (pairs: some one by one)" : "");
 		check_model_grad_n(label, &c, families[fi].max_single);
 	}
 	tmodel_free(tm);
-	llm_ctx_free(ctx);
-	llm_model_free(m);
-	free(eng);
-	free(ours);
-	free(g.logits);
+	fwd_case_close(&fc);
 }
 
 /* --- the hybrid (Qwen3.5: Gated DeltaNet and gated attention layers) --- */
@@ -2405,103 +2421,42 @@ test_family(const char *dir, int fi, const struct golden *seq)
 static void
 test_hybrid(const char *dir, const char *name, int grad, const struct golden *seq)
 {
-	char path[4096], err[512], label[128];
-	struct llm_model *m = NULL;
-	struct llm_ctx *ctx = NULL;
+	char err[512], label[128];
+	struct fwd_case fc;
 	struct tmodel *tm = NULL;
-	struct golden g;
-	float *eng = NULL, *ours = NULL;
-	int32_t target[64];
-	uint8_t mask[64];
-	int T, V, dis, q8 = strstr(name, "q8_0") != NULL;
-	double kl, maxd;
-	struct engine_tol tol = { 0, 0, 0, "" };
+	int q8 = strstr(name, "q8_0") != NULL;
 
-	if (golden_load(dir, "golden-hybrid", name, &g) < 0) {
-		CHECK(0, "%s: golden missing", name);
+	if (fwd_case_open(&fc, dir, "golden-hybrid", name, LLM_KV_F32, seq) < 0)
 		return;
-	}
-	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, name);
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
-		free(g.logits);
-		return;
-	}
-	V = llm_model_hparams(m)->n_vocab;
-	eng = malloc((size_t)g.n * V * sizeof(float));
-	ours = malloc((size_t)g.n * V * sizeof(float));
-	{
-		struct llm_ctx_params cp;
-		llm_ctx_params_default(&cp);
-		cp.n_ctx = 64;
-		cp.n_batch = 64;
-		cp.n_threads = 1;
-		cp.kv_type = LLM_KV_F32;
-		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
-	}
-	CHECK(ctx && llm_eval(ctx, g.tokens, g.n, eng, 1, err, sizeof(err)) == 0, "%s: eval: %s", name, err);
-	if (ctx)
-		tol = engine_tol(ctx, m);
-	T = seq->n - 1;
-	for (int t = 0; t < T; t++) {
-		target[t] = seq->tokens[t + 1];
-		mask[t] = t + 1 >= seq->n_prompt;
-	}
 	{
 		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR, .rank = 4, .alpha = 8.0f, .seed = 1,
 			.n_threads = 2 };
-		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", name, err);
+		CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: tmodel_new: %s", name, err);
 	}
 	if (tm) {
-		double nll, ref = 0;
-		int cnt;
-		CHECK(tmodel_forward(tm, g.tokens, g.n, 0, 0, ours, err, sizeof(err)) == 0, "%s", err);
 		if (q8) {
 			/* The engine rounds the activations to Q8_0 before each Q8_0 product, as
 			 * llama.cpp does (QWEN35.md: a KL of 1.5e-3 on this file); the training
 			 * forward multiplies them in float32, as the float64 golden of the same
 			 * weights does.  The README's tolerance for the file then. */
-			tol.kl = 5e-3;
-			tol.maxd = 1.0;
-			tol.nll = 5e-3;
-			tol.kv = "f32 KV, activations Q8_0";
+			fc.tol.kl = 5e-3;
+			fc.tol.maxd = 1.0;
+			fc.tol.nll = 5e-3;
+			fc.tol.kv = "f32 KV, activations Q8_0";
 		}
-		compare_logits(eng, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs llm_eval (%s): mean KL %.2e, max |dlogit| %.2e\n", name, tol.kv, kl, maxd);
-		CHECK(kl <= tol.kl && maxd <= tol.maxd && dis == 0, "%s: training forward differs from llm_eval (KL %.3g, "
-		    "max %.3g, %d argmax)", name, kl, maxd, dis);
-		compare_logits(g.logits, ours, g.n, V, &kl, &maxd, &dis);
-		printf("  %-18s training forward vs its golden (numpy float64): mean KL %.2e, max |dlogit| %.2e\n", name, kl,
-		    maxd);
-		CHECK(kl <= (q8 ? 5e-3 : 1e-5) && dis == 0, "%s: training forward vs golden KL %.3g, %d argmax differ", name,
-		    kl, dis);
+		fwd_case_check(&fc, tm, "its golden (numpy float64)", q8 ? 5e-3 : 1e-5);
 		/* the loss from the engine's rows */
-		llm_ctx_truncate(ctx, 0);
-		CHECK(llm_eval(ctx, seq->tokens, seq->n, eng, 1, err, sizeof(err)) == 0, "%s", err);
-		CHECK(tmodel_forward(tm, seq->tokens, T, 0, 0, NULL, err, sizeof(err)) == 0, "%s", err);
-		CHECK(tmodel_backward(tm, target, mask, 1.0, 0, &nll, &cnt, err, sizeof(err)) == 0, "%s", err);
-		for (int t = 0; t < T; t++) {
-			const float *r = eng + (size_t)t * V;
-			double mx = -INFINITY, z = 0;
-			if (!mask[t])
-				continue;
-			for (int j = 0; j < V; j++)
-				mx = fmax(mx, r[j]);
-			for (int j = 0; j < V; j++)
-				z += exp(r[j] - mx);
-			ref += log(z) + mx - r[target[t]];
-		}
-		CHECK(cnt == T + 1 - seq->n_prompt && fabs(nll - ref) <= tol.nll * ref, "%s: loss %.8g, from llm_eval %.8g",
-		    name, nll, ref);
+		fwd_case_check_loss(&fc, tm, seq);
 		tmodel_free(tm);
 		tm = NULL;
 	}
 	if (grad) {
 		struct tmodel_opts o = { .max_tokens = 40, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 3,
 			.alpha = 6.0f, .init_b = 0.05f, .seed = 2 };
-		CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
+		CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
 		if (tm) {
-			struct model_ctx c = { tm, seq->tokens, target, mask, T, 0, (double)(T + 1 - seq->n_prompt) };
+			struct model_ctx c = { tm, seq->tokens, fc.target, fc.mask, fc.T, 0,
+				(double)(fc.T + 1 - seq->n_prompt) };
 			/* Every layer's pairs: the recurrent ones adapt attn_qkv and ssm_out, the
 			 * attention one attn_q (query and gate), attn_k, attn_v, attn_output. */
 			static const char *const want_names[] = { "blk.0.attn_qkv.weight", "blk.0.ssm_out.weight",
@@ -2526,7 +2481,7 @@ test_hybrid(const char *dir, const char *name, int grad, const struct golden *se
 			o.targets = TMODEL_O | TMODEL_DOWN;
 			o.dropout = 0.2f;
 			o.seed = 3;
-			CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
+			CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) == 0, "%s: %s", name, err);
 			if (tm) {
 				c.tm = tm;
 				c.train = 1;
@@ -2536,11 +2491,7 @@ test_hybrid(const char *dir, const char *name, int grad, const struct golden *se
 		}
 	}
 	tmodel_free(tm);
-	llm_ctx_free(ctx);
-	llm_model_free(m);
-	free(eng);
-	free(ours);
-	free(g.logits);
+	fwd_case_close(&fc);
 }
 
 /* What the training model cannot compute is refused by name: a layer kind, block features
@@ -3262,6 +3213,100 @@ greedy(struct tmodel *tm, const struct llm_model *m, const struct tdata_tmpl *t,
 	return text;
 }
 
+/* One SFT run of the loop tests and what it leaves: the model and its data, the trained
+ * model, the adapter it wrote, that file opened again and a model built from it, and the
+ * logits of the first conversation by both models (V floats a token). */
+struct sft_run {
+	struct llm_model *m;
+	struct tdata_tmpl *t;
+	struct tdata_set s;
+	struct tmodel *tm;        /* trained */
+	struct tloop *loop;
+	struct step_log sl;
+	char apath[4096];         /* the adapter written */
+	struct lora_adapter *a;   /* apath opened again */
+	struct tmodel *tm2;       /* initialised from a; NULL if that failed */
+	float *l1, *l2;           /* (q->n, V) by tm, by tm2 */
+	double kl, maxd;          /* compare_logits(l1, l2) */
+	int dis;
+};
+
+/*
+ * Trains R: MODEL (a fixture under DIR/models) with ARCH's template and chatml on the six
+ * conversations of sft_lines (written to teach<SUFFIX>.jsonl), STEPS steps of 2 with
+ * every linear target and the output projection at rank 8, then writes the adapter to
+ * taught<SUFFIX>.gguf.  The output is adapted too: aidreams' final norm bounds the logits
+ * its frozen output matrix can reach (the loss stalls near 1.3 without it).  Returns 0, or
+ * -1 after a failed CHECK when nothing more can be tested; sft_run_free(R) either way.
+ */
+static int
+sft_run_train(struct sft_run *r, const char *dir, const char *model, const char *arch, const char *suffix, int steps)
+{
+	char path[4096], err[512];
+	struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 8,
+		.alpha = 16.0f, .seed = 1, .n_threads = 2 };
+	struct tloop_cfg c = { TDATA_SFT, 2, 1, steps, adamw_cfg_default(), { 1e-2f, 1e-3f, 0, steps }, 0.1, 3, "x" };
+
+	memset(r, 0, sizeof(*r));
+	tdata_set_init(&r->s, TDATA_SFT, 128, 0);
+	snprintf(path, sizeof(path), "%s/models/%s.gguf", dir, model);
+	if (llm_model_load(path, &r->m, err, sizeof(err)) < 0 ||
+	    tdata_tmpl_new(llm_model_gguf(r->m), arch, llm_model_vocab(r->m), "chatml", &r->t, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/teach%s.jsonl", tmpdir, suffix);
+	write_sft(path);
+	CHECK(tdata_read_jsonl(&r->s, r->t, path, NULL, NULL, err, sizeof(err)) == 0 && r->s.n == N_SFT, "%s", err);
+	if (tmodel_new(r->m, &o, &r->tm, err, sizeof(err)) < 0 ||
+	    tloop_new(r->tm, &r->s, &c, NULL, &r->loop, err, sizeof(err)) != 0 ||
+	    tloop_run(r->loop, 0, log_step, &r->sl, err, sizeof(err)) != 0) {
+		CHECK(0, "%s SFT: %s", model, err);
+		return -1;
+	}
+	snprintf(r->apath, sizeof(r->apath), "%s/taught%s.gguf", tmpdir, suffix);
+	CHECK(tmodel_lora_save(r->tm, r->apath, "taught", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
+	return 0;
+}
+
+/* Opens R's adapter file again, builds R->tm2 from it and compares the logits of both
+ * models on the first conversation (V the vocabulary).  Returns 0 (R->tm2 may be NULL
+ * after a failed CHECK), or -1 if the file does not open. */
+static int
+sft_run_reload(struct sft_run *r, int V)
+{
+	struct tmodel_opts o = { .max_tokens = 128 };
+	const struct tdata_seq *q = &r->s.ex[0].seq[0];
+	char err[512];
+
+	if (lora_open(r->apath, r->m, 1.0f, NULL, &r->a, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return -1;
+	}
+	o.init = r->a;
+	r->l1 = malloc((size_t)q->n * V * sizeof(float));
+	r->l2 = malloc((size_t)q->n * V * sizeof(float));
+	CHECK(tmodel_new(r->m, &o, &r->tm2, err, sizeof(err)) == 0, "%s", err);
+	CHECK(r->tm2 && tmodel_forward(r->tm, q->tok, q->n, 0, 0, r->l1, err, sizeof(err)) == 0 &&
+	    tmodel_forward(r->tm2, q->tok, q->n, 0, 0, r->l2, err, sizeof(err)) == 0, "%s", err);
+	compare_logits(r->l1, r->l2, q->n, V, &r->kl, &r->maxd, &r->dis);
+	return 0;
+}
+
+static void
+sft_run_free(struct sft_run *r)
+{
+	free(r->l1);
+	free(r->l2);
+	tloop_free(r->loop);
+	tmodel_free(r->tm);
+	tmodel_free(r->tm2);
+	lora_free(r->a);
+	tdata_set_free(&r->s);
+	tdata_tmpl_free(r->t);
+	llm_model_free(r->m);
+}
+
 /*
  * SFT learns: on six short conversations with aidreams (no chat template of its own:
  * chatml), the loss falls below half within 100 steps, and the adapter written to a file,
@@ -3271,80 +3316,44 @@ greedy(struct tmodel *tm, const struct llm_model *m, const struct tdata_tmpl *t,
 static void
 test_sft_learns(const char *dir)
 {
-	char path[4096], apath[4096], err[512];
-	struct llm_model *m = NULL;
-	struct tdata_tmpl *t = NULL;
-	struct tdata_set s;
-	struct tmodel *tm = NULL, *tm2 = NULL;
-	struct tloop *loop = NULL;
-	struct lora_adapter *a = NULL;
-	struct step_log sl = { 0 };
+	char err[512];
+	struct sft_run r;
 	const int V = 512;
 
-	tdata_set_init(&s, TDATA_SFT, 128, 0);
-	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", dir);
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0 ||
-	    tdata_tmpl_new(llm_model_gguf(m), "llama", llm_model_vocab(m), "chatml", &t, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
+	if (sft_run_train(&r, dir, "aidreams260K-f32", "llama", "", 100) < 0)
 		goto out;
-	}
-	snprintf(path, sizeof(path), "%s/teach.jsonl", tmpdir);
-	write_sft(path);
-	CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0 && s.n == N_SFT, "%s", err);
-	{
-		/* The output projection is adapted too: aidreams' final norm bounds the logits its
-		 * frozen output matrix can reach (the loss stalls near 1.3 without it). */
-		struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 8,
-			.alpha = 16.0f, .seed = 1, .n_threads = 2 };
-		struct tloop_cfg c = { TDATA_SFT, 2, 1, 100, adamw_cfg_default(), { 1e-2f, 1e-3f, 0, 100 }, 0.1, 3, "x" };
-		if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 || tloop_new(tm, &s, &c, NULL, &loop, err, sizeof(err)) != 0 ||
-		    tloop_run(loop, 0, log_step, &sl, err, sizeof(err)) != 0) {
-			CHECK(0, "SFT: %s", err);
-			goto out;
-		}
-	}
-	printf("  SFT, aidreams260K + chatml, %d conversations, 100 steps of 2: loss %.3f -> %.3f\n", N_SFT, sl.first.loss,
-	    sl.last.loss);
-	CHECK(sl.n == 100 && sl.last.loss < 0.5 * sl.first.loss, "SFT did not learn: %.3f -> %.3f", sl.first.loss,
-	    sl.last.loss);
-	snprintf(apath, sizeof(apath), "%s/taught.gguf", tmpdir);
-	CHECK(tmodel_lora_save(tm, apath, "taught", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
-	if (lora_open(apath, m, 1.0f, NULL, &a, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
+	printf("  SFT, aidreams260K + chatml, %d conversations, 100 steps of 2: loss %.3f -> %.3f\n", N_SFT,
+	    r.sl.first.loss, r.sl.last.loss);
+	CHECK(r.sl.n == 100 && r.sl.last.loss < 0.5 * r.sl.first.loss, "SFT did not learn: %.3f -> %.3f",
+	    r.sl.first.loss, r.sl.last.loss);
+	if (sft_run_reload(&r, V) < 0)
 		goto out;
-	}
+	printf("  the adapter written and loaded again vs the model at the end of training: mean KL %.1e, max "
+	    "|dlogit| %.1e\n", r.kl, r.maxd);
+	CHECK(r.kl <= 1e-5 && r.dis == 0, "reloaded adapter: KL %.3g", r.kl);
 	{
-		struct tmodel_opts o = { .max_tokens = 128, .init = a };
-		const struct tdata_seq *q = &s.ex[0].seq[0];
-		float *l1 = malloc((size_t)q->n * V * sizeof(float)), *l2 = malloc((size_t)q->n * V * sizeof(float));
+		/* The inference engine with the adapter file on its session
+		 * (llm_ctx_set_adapters, as --lora does) computes the model of
+		 * the end of training too. */
+		const struct tdata_seq *q = &r.s.ex[0].seq[0];
+		struct llm_ctx *ec = llm_ctx_new(r.m, 128, 64, 2, err, sizeof(err));
+		const struct lora_adapter *list[1] = { r.a };
+		const float one = 1.0f;
 		double kl, maxd;
-		int dis, right = 0;
-
-		CHECK(tmodel_new(m, &o, &tm2, err, sizeof(err)) == 0, "%s", err);
-		CHECK(tm2 && tmodel_forward(tm, q->tok, q->n, 0, 0, l1, err, sizeof(err)) == 0 &&
-		    tmodel_forward(tm2, q->tok, q->n, 0, 0, l2, err, sizeof(err)) == 0, "%s", err);
-		compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
-		printf("  the adapter written and loaded again vs the model at the end of training: mean KL %.1e, max "
+		int dis;
+		CHECK(ec && llm_ctx_set_adapters(ec, list, &one, 1, err, sizeof(err)) == 1 &&
+		    llm_eval(ec, q->tok, q->n, r.l2, 1, err, sizeof(err)) == 0, "engine with the adapter: %s", err);
+		compare_logits(r.l1, r.l2, q->n, V, &kl, &maxd, &dis);
+		printf("  the adapter on the inference engine vs the model at the end of training: mean KL %.1e, max "
 		    "|dlogit| %.1e\n", kl, maxd);
-		CHECK(kl <= 1e-5 && dis == 0, "reloaded adapter: KL %.3g", kl);
-		{
-			/* The inference engine with the adapter file on its session
-			 * (llm_ctx_set_adapters, as --lora does) computes the model of
-			 * the end of training too. */
-			struct llm_ctx *ec = llm_ctx_new(m, 128, 64, 2, err, sizeof(err));
-			const struct lora_adapter *list[1] = { a };
-			const float one = 1.0f;
-			CHECK(ec && llm_ctx_set_adapters(ec, list, &one, 1, err, sizeof(err)) == 1 &&
-			    llm_eval(ec, q->tok, q->n, l2, 1, err, sizeof(err)) == 0, "engine with the adapter: %s", err);
-			compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
-			printf("  the adapter on the inference engine vs the model at the end of training: mean KL %.1e, max "
-			    "|dlogit| %.1e\n", kl, maxd);
-			CHECK(kl <= 1e-5 && dis == 0, "engine with the adapter: KL %.3g, %d disagreements", kl, dis);
-			llm_ctx_free(ec);
-		}
-		for (int i = 0; tm2 && i < N_SFT; i++) {
+		CHECK(kl <= 1e-5 && dis == 0, "engine with the adapter: KL %.3g, %d disagreements", kl, dis);
+		llm_ctx_free(ec);
+	}
+	{
+		int right = 0;
+		for (int i = 0; r.tm2 && i < N_SFT; i++) {
 			struct tdata_msg msg = { "user", sft_lines[i][0], 0 };
-			char *reply = greedy(tm2, m, t, &msg, 1, 40);
+			char *reply = greedy(r.tm2, r.m, r.t, &msg, 1, 40);
 			int ok = reply && strncmp(reply, sft_lines[i][1], strlen(sft_lines[i][1])) == 0;
 			right += ok;
 			CHECK(ok, "greedy reply to '%s': '%s' (taught '%s')", sft_lines[i][0], reply ? reply : "(none)",
@@ -3354,8 +3363,6 @@ test_sft_learns(const char *dir)
 			free(reply);
 		}
 		printf("  greedy replies with the adapter: %d of %d are the taught ones\n", right, N_SFT);
-		free(l1);
-		free(l2);
 	}
 	/* The base model alone does not say them. */
 	{
@@ -3363,21 +3370,15 @@ test_sft_learns(const char *dir)
 		struct tmodel *base = NULL;
 		struct tdata_msg msg = { "user", sft_lines[0][0], 0 };
 		char *reply;
-		CHECK(tmodel_new(m, &o, &base, err, sizeof(err)) == 0, "%s", err);
-		reply = base ? greedy(base, m, t, &msg, 1, 40) : NULL;
+		CHECK(tmodel_new(r.m, &o, &base, err, sizeof(err)) == 0, "%s", err);
+		reply = base ? greedy(base, r.m, r.t, &msg, 1, 40) : NULL;
 		CHECK(reply && strncmp(reply, sft_lines[0][1], strlen(sft_lines[0][1])) != 0, "the base model already says "
 		    "'%s'", reply ? reply : "");
 		free(reply);
 		tmodel_free(base);
 	}
 out:
-	tloop_free(loop);
-	tmodel_free(tm);
-	tmodel_free(tm2);
-	lora_free(a);
-	tdata_set_free(&s);
-	tdata_tmpl_free(t);
-	llm_model_free(m);
+	sft_run_free(&r);
 }
 
 /*
@@ -3390,44 +3391,18 @@ out:
 static void
 test_hybrid_sft(const char *dir)
 {
-	char path[4096], apath[4096], err[512];
-	struct llm_model *m = NULL;
-	struct tdata_tmpl *t = NULL;
-	struct tdata_set s;
-	struct tmodel *tm = NULL, *tm2 = NULL;
-	struct tloop *loop = NULL;
-	struct lora_adapter *a = NULL;
+	char err[512];
+	struct sft_run r;
 	struct gguf_file *af = NULL;
-	struct step_log sl = { 0 };
 	const int V = 512;
 
-	tdata_set_init(&s, TDATA_SFT, 128, 0);
-	snprintf(path, sizeof(path), "%s/models/tiny-qwen35-f32.gguf", dir);
-	if (llm_model_load(path, &m, err, sizeof(err)) < 0 ||
-	    tdata_tmpl_new(llm_model_gguf(m), "qwen35", llm_model_vocab(m), "chatml", &t, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
+	if (sft_run_train(&r, dir, "tiny-qwen35-f32", "qwen35", "-q35", 30) < 0)
 		goto out;
-	}
-	snprintf(path, sizeof(path), "%s/teach-q35.jsonl", tmpdir);
-	write_sft(path);
-	CHECK(tdata_read_jsonl(&s, t, path, NULL, NULL, err, sizeof(err)) == 0 && s.n == N_SFT, "%s", err);
-	{
-		struct tmodel_opts o = { .max_tokens = 128, .targets = TMODEL_ALL_LINEAR | TMODEL_OUTPUT, .rank = 8,
-			.alpha = 16.0f, .seed = 1, .n_threads = 2 };
-		struct tloop_cfg c = { TDATA_SFT, 2, 1, 30, adamw_cfg_default(), { 1e-2f, 1e-3f, 0, 30 }, 0.1, 3, "x" };
-		if (tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 || tloop_new(tm, &s, &c, NULL, &loop, err, sizeof(err)) != 0 ||
-		    tloop_run(loop, 0, log_step, &sl, err, sizeof(err)) != 0) {
-			CHECK(0, "qwen35 SFT: %s", err);
-			goto out;
-		}
-	}
 	printf("  SFT, tiny-qwen35-f32 + chatml, %d conversations, 30 steps of 2: loss %.3f -> %.3f\n", N_SFT,
-	    sl.first.loss, sl.last.loss);
-	CHECK(sl.n == 30 && sl.last.loss < 0.5 * sl.first.loss, "qwen35 SFT did not learn: %.3f -> %.3f", sl.first.loss,
-	    sl.last.loss);
-	snprintf(apath, sizeof(apath), "%s/taught-q35.gguf", tmpdir);
-	CHECK(tmodel_lora_save(tm, apath, "taught", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
-	if (gguf_open(apath, &af, err, sizeof(err)) == 0) {
+	    r.sl.first.loss, r.sl.last.loss);
+	CHECK(r.sl.n == 30 && r.sl.last.loss < 0.5 * r.sl.first.loss, "qwen35 SFT did not learn: %.3f -> %.3f",
+	    r.sl.first.loss, r.sl.last.loss);
+	if (gguf_open(r.apath, &af, err, sizeof(err)) == 0) {
 		const struct gguf_kv *kv = gguf_find_kv(af, "general.architecture");
 		const int qkv = (gguf_find_tensor(af, "blk.1.attn_qkv.weight.lora_a") != NULL) +
 		    (gguf_find_tensor(af, "blk.1.attn_qkv.weight.lora_b") != NULL);
@@ -3441,60 +3416,41 @@ test_hybrid_sft(const char *dir)
 	} else {
 		CHECK(0, "%s", err);
 	}
-	if (lora_open(apath, m, 1.0f, NULL, &a, err, sizeof(err)) < 0) {
-		CHECK(0, "%s", err);
+	if (sft_run_reload(&r, V) < 0)
 		goto out;
-	}
+	printf("  tiny-qwen35: the adapter written and loaded again vs the model at the end of training: mean KL "
+	    "%.1e\n", r.kl);
+	CHECK(r.kl <= 1e-5 && r.dis == 0, "qwen35 reloaded adapter: KL %.3g", r.kl);
 	{
-		struct tmodel_opts o = { .max_tokens = 128, .init = a };
-		const struct tdata_seq *q = &s.ex[0].seq[0];
-		float *l1 = malloc((size_t)q->n * V * sizeof(float)), *l2 = malloc((size_t)q->n * V * sizeof(float));
+		const struct tdata_seq *q = &r.s.ex[0].seq[0];
+		struct llm_ctx_params cp;
+		struct llm_ctx *ec;
+		const struct lora_adapter *list[1] = { r.a };
+		const float one = 1.0f;
 		double kl, maxd;
 		int dis;
-
-		CHECK(tmodel_new(m, &o, &tm2, err, sizeof(err)) == 0, "%s", err);
-		CHECK(tm2 && tmodel_forward(tm, q->tok, q->n, 0, 0, l1, err, sizeof(err)) == 0 &&
-		    tmodel_forward(tm2, q->tok, q->n, 0, 0, l2, err, sizeof(err)) == 0, "%s", err);
-		compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
-		printf("  tiny-qwen35: the adapter written and loaded again vs the model at the end of training: mean KL "
-		    "%.1e\n", kl);
-		CHECK(kl <= 1e-5 && dis == 0, "qwen35 reloaded adapter: KL %.3g", kl);
-		{
-			struct llm_ctx_params cp;
-			struct llm_ctx *ec;
-			const struct lora_adapter *list[1] = { a };
-			const float one = 1.0f;
-			llm_ctx_params_default(&cp);
-			cp.n_ctx = 128;
-			cp.n_batch = 64;
-			cp.n_threads = 2;
-			cp.kv_type = LLM_KV_F32;
-			ec = llm_ctx_new_ex(m, &cp, err, sizeof(err));
-			CHECK(ec && llm_ctx_set_adapters(ec, list, &one, 1, err, sizeof(err)) == 1 &&
-			    llm_eval(ec, q->tok, q->n, l2, 1, err, sizeof(err)) == 0, "qwen35 engine with the adapter: %s", err);
-			compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
-			printf("  tiny-qwen35: the adapter on the inference engine vs the model at the end of training: mean KL "
-			    "%.1e, max |dlogit| %.1e\n", kl, maxd);
-			CHECK(kl <= 1e-5 && dis == 0, "qwen35 engine with the adapter: KL %.3g, %d disagreements", kl, dis);
-			/* and the adapter moved them */
-			llm_ctx_truncate(ec, 0);
-			CHECK(ec && llm_ctx_set_adapters(ec, NULL, NULL, 0, err, sizeof(err)) >= 0 &&
-			    llm_eval(ec, q->tok, q->n, l2, 1, err, sizeof(err)) == 0, "%s", err);
-			compare_logits(l1, l2, q->n, V, &kl, &maxd, &dis);
-			CHECK(kl > 0.1, "qwen35: the adapter changes the logits by KL %.3g only", kl);
-			llm_ctx_free(ec);
-		}
-		free(l1);
-		free(l2);
+		llm_ctx_params_default(&cp);
+		cp.n_ctx = 128;
+		cp.n_batch = 64;
+		cp.n_threads = 2;
+		cp.kv_type = LLM_KV_F32;
+		ec = llm_ctx_new_ex(r.m, &cp, err, sizeof(err));
+		CHECK(ec && llm_ctx_set_adapters(ec, list, &one, 1, err, sizeof(err)) == 1 &&
+		    llm_eval(ec, q->tok, q->n, r.l2, 1, err, sizeof(err)) == 0, "qwen35 engine with the adapter: %s", err);
+		compare_logits(r.l1, r.l2, q->n, V, &kl, &maxd, &dis);
+		printf("  tiny-qwen35: the adapter on the inference engine vs the model at the end of training: mean KL "
+		    "%.1e, max |dlogit| %.1e\n", kl, maxd);
+		CHECK(kl <= 1e-5 && dis == 0, "qwen35 engine with the adapter: KL %.3g, %d disagreements", kl, dis);
+		/* and the adapter moved them */
+		llm_ctx_truncate(ec, 0);
+		CHECK(ec && llm_ctx_set_adapters(ec, NULL, NULL, 0, err, sizeof(err)) >= 0 &&
+		    llm_eval(ec, q->tok, q->n, r.l2, 1, err, sizeof(err)) == 0, "%s", err);
+		compare_logits(r.l1, r.l2, q->n, V, &kl, &maxd, &dis);
+		CHECK(kl > 0.1, "qwen35: the adapter changes the logits by KL %.3g only", kl);
+		llm_ctx_free(ec);
 	}
 out:
-	tloop_free(loop);
-	tmodel_free(tm);
-	tmodel_free(tm2);
-	lora_free(a);
-	tdata_set_free(&s);
-	tdata_tmpl_free(t);
-	llm_model_free(m);
+	sft_run_free(&r);
 }
 
 /* DPO learns: on four pairs the accuracy reaches 100 % and the reward margin grows. */

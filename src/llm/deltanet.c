@@ -278,10 +278,12 @@ expv_ref(float *x, int n)
 #if defined(__x86_64__) && defined(__GNUC__)
 /*
  * The x86 tiers.  They live here, compiled through target attributes, so
- * that the unit stays one file; the rest of the file is built for the
- * baseline and calls them only on a CPU that has the instructions.  Widths
- * are whole vectors; the columns past the last whole vector go to the
- * scalar reference, which handles any column range.
+ * that the unit stays one file with its template; the rest of the file is
+ * built for the baseline and calls them only on a CPU that has the
+ * instructions.  Widths are whole vectors; the columns past the last whole
+ * vector go to the scalar reference, which handles any column range.  The
+ * kernels the two widths share are written once, in deltanet-x86.h, and
+ * included once per width with the intrinsics of that width.
  */
 #include <immintrin.h>
 
@@ -294,36 +296,6 @@ avail_avx2(void)
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-/* e^x: Cody-Waite reduction by ln 2, the Cephes degree-6 polynomial on
- * [-ln2/2, ln2/2], 2^n put into the exponent; x clamped to where the
- * result is a normal float.  Measured on [-87, 88]: relative error at
- * most 1.2e-7 (silu through it: 3.0e-7; through libm's expf: 2.6e-7). */
-AVX2_INLINE __m256
-exp8(__m256 x)
-{
-	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33f)), _mm256_set1_ps(88.37f));
-	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-AVX2_INLINE __m256
-silu8(__m256 x)
-{
-	__m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
-	return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-}
-
 AVX2_INLINE float
 hsum8(__m256 v)
 {
@@ -333,138 +305,36 @@ hsum8(__m256 v)
 	return _mm_cvtss_f32(s);
 }
 
-/* C[0..MR)[0..8 NV) += A[0..MR)[0..p) B[0..p)[0..8 NV): the MR NV
- * accumulators stay in registers (6 x 2 leaves the 16 ymm registers room
- * for the B row and a broadcast; 1 x 8 folds the B loads into the FMAs). */
-AVX2_INLINE void
-gemm_tile_avx2(const int MR, const int NV, int p, const float *a, int lda, const float *b, int ldb, float *c,
-	       int ldc)
+/* p 2^n, through the exponent field (n integral, a normal result). */
+AVX2_INLINE __m256
+ldexp8(__m256 p, __m256 n)
 {
-	__m256 acc[6][8];
-
-#pragma GCC unroll 6
-	for (int r = 0; r < MR; r++)
-#pragma GCC unroll 8
-		for (int u = 0; u < NV; u++)
-			acc[r][u] = _mm256_loadu_ps(c + (size_t)r * ldc + 8 * u);
-	for (int l = 0; l < p; l++) {
-		const float *bl = b + (size_t)l * ldb;
-		__m256 bv[8];
-#pragma GCC unroll 8
-		for (int u = 0; u < NV; u++)
-			bv[u] = _mm256_loadu_ps(bl + 8 * u);
-#pragma GCC unroll 6
-		for (int r = 0; r < MR; r++) {
-			__m256 ar = _mm256_broadcast_ss(a + (size_t)r * lda + l);
-#pragma GCC unroll 8
-			for (int u = 0; u < NV; u++)
-				acc[r][u] = _mm256_fmadd_ps(ar, bv[u], acc[r][u]);
-		}
-	}
-#pragma GCC unroll 6
-	for (int r = 0; r < MR; r++)
-#pragma GCC unroll 8
-		for (int u = 0; u < NV; u++)
-			_mm256_storeu_ps(c + (size_t)r * ldc + 8 * u, acc[r][u]);
+	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-/* Rows in blocks of 6 and columns in blocks of 16 (one row alone: 64, so
- * that eight independent sums hide the FMA latency). */
-static AVX2 void
-gemm_avx2(int m, int n, int p, const float *a, int lda, const float *b, int ldb, float *c, int ldc, int lower)
-{
-	int n8 = n & ~7;
-
-	for (int i0 = 0; i0 < m; i0 += 6) {
-		int mr = m - i0 < 6 ? m - i0 : 6;
-		int pe = lower ? (i0 + mr < p ? i0 + mr : p) : p;
-		const float *ai = a + (size_t)i0 * lda;
-		float *ci = c + (size_t)i0 * ldc;
-		int j = 0;
-		if (mr == 1)
-			for (; j + 64 <= n8; j += 64)
-				gemm_tile_avx2(1, 8, pe, ai, lda, b + j, ldb, ci + j, ldc);
-		for (; j + 16 <= n8; j += 16) {
-			switch (mr) {
-			case 6: gemm_tile_avx2(6, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 5: gemm_tile_avx2(5, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 4: gemm_tile_avx2(4, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 3: gemm_tile_avx2(3, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 2: gemm_tile_avx2(2, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			default: gemm_tile_avx2(1, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			}
-		}
-		for (; j < n8; j += 8) {
-			switch (mr) {
-			case 6: gemm_tile_avx2(6, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 5: gemm_tile_avx2(5, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 4: gemm_tile_avx2(4, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 3: gemm_tile_avx2(3, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 2: gemm_tile_avx2(2, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			default: gemm_tile_avx2(1, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			}
-		}
-	}
-	if (n8 < n)
-		gemm_ref(m, n - n8, p, a, lda, b + n8, ldb, c + n8, ldc, lower);
-}
-
-/* One step over 8 NV columns: two passes over those columns of S, the
- * second while they are still in L1. */
-AVX2_INLINE void
-step_blk_avx2(const int NV, float *s, int dk, int dv, const float *q, const float *k, const float *v, float a,
-	      float beta, float kq, float *o)
-{
-	__m256 sk[4], sq[4], d[4];
-	__m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(beta), vkq = _mm256_set1_ps(kq);
-
-#pragma GCC unroll 4
-	for (int u = 0; u < NV; u++)
-		sk[u] = sq[u] = _mm256_setzero_ps();
-	for (int i = 0; i < dk; i++) {
-		const float *si = s + (size_t)i * dv;
-		__m256 ki = _mm256_broadcast_ss(k + i), qi = _mm256_broadcast_ss(q + i);
-#pragma GCC unroll 4
-		for (int u = 0; u < NV; u++) {
-			__m256 x = _mm256_loadu_ps(si + 8 * u);
-			sk[u] = _mm256_fmadd_ps(ki, x, sk[u]);
-			sq[u] = _mm256_fmadd_ps(qi, x, sq[u]);
-		}
-	}
-#pragma GCC unroll 4
-	for (int u = 0; u < NV; u++) {
-		d[u] = _mm256_mul_ps(vb, _mm256_fnmadd_ps(va, sk[u], _mm256_loadu_ps(v + 8 * u)));
-		_mm256_storeu_ps(o + 8 * u, _mm256_fmadd_ps(va, sq[u], _mm256_mul_ps(vkq, d[u])));
-	}
-	for (int i = 0; i < dk; i++) {
-		float *si = s + (size_t)i * dv;
-		__m256 ki = _mm256_broadcast_ss(k + i);
-#pragma GCC unroll 4
-		for (int u = 0; u < NV; u++)
-			_mm256_storeu_ps(si + 8 * u, _mm256_fmadd_ps(ki, d[u], _mm256_mul_ps(va, _mm256_loadu_ps(si + 8 * u))));
-	}
-}
-
-static AVX2 void
-step_avx2(float *s, int dk, int dv, const float *q, const float *k, const float *v, float a, float beta,
-	  float *o, float *tmp)
-{
-	__m256 acc = _mm256_setzero_ps();
-	float kq;
-	int i = 0, j = 0;
-
-	for (; i + 8 <= dk; i += 8)
-		acc = _mm256_fmadd_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i), acc);
-	kq = hsum8(acc);
-	for (; i < dk; i++)
-		kq += k[i] * q[i];
-	for (; j + 32 <= dv; j += 32)
-		step_blk_avx2(4, s + j, dk, dv, q, k, v + j, a, beta, kq, o + j);
-	for (; j + 8 <= dv; j += 8)
-		step_blk_avx2(1, s + j, dk, dv, q, k, v + j, a, beta, kq, o + j);
-	if (j < dv)
-		step_cols_ref(s, dk, dv, j, dv, q, k, v, a, beta, kq, o, tmp);
-}
+#define DX_TIER avx2
+#define DX_TARGET "avx2,fma"
+#define DX_V __m256
+#define DX_W 8
+#define DX_SET1(x) _mm256_set1_ps(x)
+#define DX_ZERO() _mm256_setzero_ps()
+#define DX_LOAD(p) _mm256_loadu_ps(p)
+#define DX_STORE(p, v) _mm256_storeu_ps(p, v)
+#define DX_ADD(a, b) _mm256_add_ps(a, b)
+#define DX_SUB(a, b) _mm256_sub_ps(a, b)
+#define DX_MUL(a, b) _mm256_mul_ps(a, b)
+#define DX_DIV(a, b) _mm256_div_ps(a, b)
+#define DX_MIN(a, b) _mm256_min_ps(a, b)
+#define DX_MAX(a, b) _mm256_max_ps(a, b)
+#define DX_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define DX_FNMA(a, b, c) _mm256_fnmadd_ps(a, b, c)
+#define DX_BCAST(p) _mm256_broadcast_ss(p)
+#define DX_ROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define DX_LDEXP(p, n) ldexp8(p, n)
+#define DX_HSUM(v) hsum8(v)
+#define DX_GEMM_REST gemm_ref
+#include "llm/deltanet-x86.h"
 
 /* W[j] = the weights of tap j for channels [0, 8): the weights are stored
  * channel-major (c dc + j), so this is a transpose; done in registers
@@ -513,8 +383,8 @@ conv_avx2(float *out, const float *st, const float *x, size_t ld, int nst, int n
 				a0 = _mm256_fmadd_ps(w0[j], _mm256_loadu_ps(row), a0);
 				a1 = _mm256_fmadd_ps(w1[j], _mm256_loadu_ps(row + 8), a1);
 			}
-			_mm256_storeu_ps(out + (size_t)t * ld + c, silu8(a0));
-			_mm256_storeu_ps(out + (size_t)t * ld + c + 8, silu8(a1));
+			_mm256_storeu_ps(out + (size_t)t * ld + c, vsilu_avx2(a0));
+			_mm256_storeu_ps(out + (size_t)t * ld + c + 8, vsilu_avx2(a1));
 		}
 	}
 	if (n16 < n)
@@ -524,17 +394,11 @@ conv_avx2(float *out, const float *st, const float *x, size_t ld, int nst, int n
 static AVX2 void
 l2norm_avx2(float *x, int n, float eps, float scale)
 {
-	__m256 acc = _mm256_setzero_ps();
-	int i = 0;
-
-	for (; i + 8 <= n; i += 8)
-		acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(x + i), acc);
-	float ss = hsum8(acc);
-	for (; i < n; i++)
-		ss += x[i] * x[i];
-	float nrm = sqrtf(ss);
+	float nrm = sqrtf(dot_avx2(x, x, n));
 	float f = scale / (nrm > eps ? nrm : eps);
 	__m256 vf = _mm256_set1_ps(f);
+	int i;
+
 	for (i = 0; i + 8 <= n; i += 8)
 		_mm256_storeu_ps(x + i, _mm256_mul_ps(vf, _mm256_loadu_ps(x + i)));
 	for (; i < n; i++)
@@ -542,218 +406,45 @@ l2norm_avx2(float *x, int n, float eps, float scale)
 }
 
 static AVX2 void
-gnorm_avx2(float *y, const float *o, const float *z, const float *norm, int n, float eps)
-{
-	__m256 acc = _mm256_setzero_ps();
-	int j = 0;
-
-	for (; j + 8 <= n; j += 8)
-		acc = _mm256_fmadd_ps(_mm256_loadu_ps(o + j), _mm256_loadu_ps(o + j), acc);
-	float ss = hsum8(acc);
-	for (; j < n; j++)
-		ss += o[j] * o[j];
-	float f = 1.0f / sqrtf(ss / n + eps);
-	__m256 vf = _mm256_set1_ps(f);
-	for (j = 0; j + 8 <= n; j += 8) {
-		__m256 g = _mm256_mul_ps(_mm256_loadu_ps(norm + j), silu8(_mm256_loadu_ps(z + j)));
-		_mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(o + j), vf), g));
-	}
-	for (; j < n; j++)
-		y[j] = o[j] * f * norm[j] * silu(z[j]);
-}
-
-static AVX2 void
 expv_avx2(float *x, int n)
 {
 	int i = 0;
 	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(x + i, exp8(_mm256_loadu_ps(x + i)));
+		_mm256_storeu_ps(x + i, vexp_avx2(_mm256_loadu_ps(x + i)));
 	for (; i < n; i++)
 		x[i] = expf(x[i]);
 }
 
 /* AVX-512: the same shapes twice as wide (6 x 32 floats; a 6 x 64 tile,
  * 24 of the 32 registers, measured no faster). */
-#define AVX512 __attribute__((target("avx512f,avx2,fma")))
-#define AVX512_INLINE static inline __attribute__((always_inline, target("avx512f,avx2,fma")))
-
 static int
 avail_avx512(void)
 {
 	return avail_avx2() && __builtin_cpu_supports("avx512f");
 }
 
-AVX512_INLINE __m512
-exp16(__m512 x)
-{
-	x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33f)), _mm512_set1_ps(88.37f));
-	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-	__m512 p = _mm512_set1_ps(1.9875691500e-4f);
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-	p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-	return _mm512_scalef_ps(p, n);
-}
-
-AVX512_INLINE __m512
-silu16(__m512 x)
-{
-	__m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
-	return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
-}
-
-AVX512_INLINE void
-gemm_tile_avx512(const int MR, const int NV, int p, const float *a, int lda, const float *b, int ldb, float *c,
-		 int ldc)
-{
-	__m512 acc[6][8];
-
-#pragma GCC unroll 6
-	for (int r = 0; r < MR; r++)
-#pragma GCC unroll 8
-		for (int u = 0; u < NV; u++)
-			acc[r][u] = _mm512_loadu_ps(c + (size_t)r * ldc + 16 * u);
-	for (int l = 0; l < p; l++) {
-		const float *bl = b + (size_t)l * ldb;
-		__m512 bv[8];
-#pragma GCC unroll 8
-		for (int u = 0; u < NV; u++)
-			bv[u] = _mm512_loadu_ps(bl + 16 * u);
-#pragma GCC unroll 6
-		for (int r = 0; r < MR; r++) {
-			__m512 ar = _mm512_set1_ps(a[(size_t)r * lda + l]);
-#pragma GCC unroll 8
-			for (int u = 0; u < NV; u++)
-				acc[r][u] = _mm512_fmadd_ps(ar, bv[u], acc[r][u]);
-		}
-	}
-#pragma GCC unroll 6
-	for (int r = 0; r < MR; r++)
-#pragma GCC unroll 8
-		for (int u = 0; u < NV; u++)
-			_mm512_storeu_ps(c + (size_t)r * ldc + 16 * u, acc[r][u]);
-}
-
-static AVX512 void
-gemm_avx512(int m, int n, int p, const float *a, int lda, const float *b, int ldb, float *c, int ldc, int lower)
-{
-	int n16 = n & ~15;
-
-	for (int i0 = 0; i0 < m; i0 += 6) {
-		int mr = m - i0 < 6 ? m - i0 : 6;
-		int pe = lower ? (i0 + mr < p ? i0 + mr : p) : p;
-		const float *ai = a + (size_t)i0 * lda;
-		float *ci = c + (size_t)i0 * ldc;
-		int j = 0;
-		if (mr == 1)
-			for (; j + 128 <= n16; j += 128)
-				gemm_tile_avx512(1, 8, pe, ai, lda, b + j, ldb, ci + j, ldc);
-		for (; j + 32 <= n16; j += 32) {
-			switch (mr) {
-			case 6: gemm_tile_avx512(6, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 5: gemm_tile_avx512(5, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 4: gemm_tile_avx512(4, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 3: gemm_tile_avx512(3, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 2: gemm_tile_avx512(2, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			default: gemm_tile_avx512(1, 2, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			}
-		}
-		for (; j < n16; j += 16) {
-			switch (mr) {
-			case 6: gemm_tile_avx512(6, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 5: gemm_tile_avx512(5, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 4: gemm_tile_avx512(4, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 3: gemm_tile_avx512(3, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			case 2: gemm_tile_avx512(2, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			default: gemm_tile_avx512(1, 1, pe, ai, lda, b + j, ldb, ci + j, ldc); break;
-			}
-		}
-	}
-	if (n16 < n)
-		gemm_avx2(m, n - n16, p, a, lda, b + n16, ldb, c + n16, ldc, lower);
-}
-
-AVX512_INLINE void
-step_blk_avx512(const int NV, float *s, int dk, int dv, const float *q, const float *k, const float *v, float a,
-		float beta, float kq, float *o)
-{
-	__m512 sk[4], sq[4], d[4];
-	__m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(beta), vkq = _mm512_set1_ps(kq);
-
-#pragma GCC unroll 4
-	for (int u = 0; u < NV; u++)
-		sk[u] = sq[u] = _mm512_setzero_ps();
-	for (int i = 0; i < dk; i++) {
-		const float *si = s + (size_t)i * dv;
-		__m512 ki = _mm512_set1_ps(k[i]), qi = _mm512_set1_ps(q[i]);
-#pragma GCC unroll 4
-		for (int u = 0; u < NV; u++) {
-			__m512 x = _mm512_loadu_ps(si + 16 * u);
-			sk[u] = _mm512_fmadd_ps(ki, x, sk[u]);
-			sq[u] = _mm512_fmadd_ps(qi, x, sq[u]);
-		}
-	}
-#pragma GCC unroll 4
-	for (int u = 0; u < NV; u++) {
-		d[u] = _mm512_mul_ps(vb, _mm512_fnmadd_ps(va, sk[u], _mm512_loadu_ps(v + 16 * u)));
-		_mm512_storeu_ps(o + 16 * u, _mm512_fmadd_ps(va, sq[u], _mm512_mul_ps(vkq, d[u])));
-	}
-	for (int i = 0; i < dk; i++) {
-		float *si = s + (size_t)i * dv;
-		__m512 ki = _mm512_set1_ps(k[i]);
-#pragma GCC unroll 4
-		for (int u = 0; u < NV; u++)
-			_mm512_storeu_ps(si + 16 * u, _mm512_fmadd_ps(ki, d[u], _mm512_mul_ps(va, _mm512_loadu_ps(si + 16 * u))));
-	}
-}
-
-static AVX512 void
-step_avx512(float *s, int dk, int dv, const float *q, const float *k, const float *v, float a, float beta,
-	    float *o, float *tmp)
-{
-	__m256 acc = _mm256_setzero_ps();
-	float kq;
-	int i = 0, j = 0;
-
-	for (; i + 8 <= dk; i += 8)
-		acc = _mm256_fmadd_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i), acc);
-	kq = hsum8(acc);
-	for (; i < dk; i++)
-		kq += k[i] * q[i];
-	for (; j + 64 <= dv; j += 64)
-		step_blk_avx512(4, s + j, dk, dv, q, k, v + j, a, beta, kq, o + j);
-	for (; j + 16 <= dv; j += 16)
-		step_blk_avx512(1, s + j, dk, dv, q, k, v + j, a, beta, kq, o + j);
-	if (j < dv)
-		step_cols_ref(s, dk, dv, j, dv, q, k, v, a, beta, kq, o, tmp);
-}
-
-static AVX512 void
-gnorm_avx512(float *y, const float *o, const float *z, const float *norm, int n, float eps)
-{
-	__m512 acc = _mm512_setzero_ps();
-	int j = 0;
-
-	for (; j + 16 <= n; j += 16)
-		acc = _mm512_fmadd_ps(_mm512_loadu_ps(o + j), _mm512_loadu_ps(o + j), acc);
-	float ss = _mm512_reduce_add_ps(acc);
-	for (; j < n; j++)
-		ss += o[j] * o[j];
-	float f = 1.0f / sqrtf(ss / n + eps);
-	__m512 vf = _mm512_set1_ps(f);
-	for (j = 0; j + 16 <= n; j += 16) {
-		__m512 g = _mm512_mul_ps(_mm512_loadu_ps(norm + j), silu16(_mm512_loadu_ps(z + j)));
-		_mm512_storeu_ps(y + j, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(o + j), vf), g));
-	}
-	for (; j < n; j++)
-		y[j] = o[j] * f * norm[j] * silu(z[j]);
-}
+#define DX_TIER avx512
+#define DX_TARGET "avx512f,avx2,fma"
+#define DX_V __m512
+#define DX_W 16
+#define DX_SET1(x) _mm512_set1_ps(x)
+#define DX_ZERO() _mm512_setzero_ps()
+#define DX_LOAD(p) _mm512_loadu_ps(p)
+#define DX_STORE(p, v) _mm512_storeu_ps(p, v)
+#define DX_ADD(a, b) _mm512_add_ps(a, b)
+#define DX_SUB(a, b) _mm512_sub_ps(a, b)
+#define DX_MUL(a, b) _mm512_mul_ps(a, b)
+#define DX_DIV(a, b) _mm512_div_ps(a, b)
+#define DX_MIN(a, b) _mm512_min_ps(a, b)
+#define DX_MAX(a, b) _mm512_max_ps(a, b)
+#define DX_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define DX_FNMA(a, b, c) _mm512_fnmadd_ps(a, b, c)
+#define DX_BCAST(p) _mm512_set1_ps(*(p))
+#define DX_ROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define DX_LDEXP(p, n) _mm512_scalef_ps(p, n)
+#define DX_HSUM(v) _mm512_reduce_add_ps(v)
+#define DX_GEMM_REST gemm_avx2
+#include "llm/deltanet-x86.h"
 #endif
 
 /* The tiers, best last.  AVX-512 keeps AVX2's conv (memory-bound: a

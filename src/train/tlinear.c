@@ -8,6 +8,7 @@
 #include "llm/pool.h"
 #include "natter/quant.h"
 #include "natter/train.h"
+#include "train/splitmix.h"
 
 /* Floats of W dequantized at once by one thread: 256 KiB, small beside any cache-sized
  * GEMM panel, and the whole matrix never exists in float32. */
@@ -75,10 +76,7 @@ dequantizer(enum ggml_type type)
 static inline int
 dropped(uint64_t seed, uint64_t i, float p)
 {
-	uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (i + 1);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	z ^= z >> 31;
+	uint64_t z = splitmix64(seed + 0x9e3779b97f4a7c15ULL * i);   /* seed + gamma (i + 1), mixed */
 	return (double)(z >> 11) * (1.0 / 9007199254740992.0) < p;
 }
 

@@ -10,6 +10,7 @@
 #include "natter/gguf-write.h"
 #include "natter/gguf.h"
 #include "natter/train.h"
+#include "train/splitmix.h"
 
 struct tloop {
 	struct tmodel *tm;
@@ -25,15 +26,6 @@ struct tloop {
 	double *ref;                        /* DPO: (2 n) reference log-probabilities, chosen then rejected */
 	float *gacc, *gc, *gr;              /* DPO: (n_params) the step's gradient, one chosen's, one rejected's */
 };
-
-static uint64_t
-mix64(uint64_t z)
-{
-	z += 0x9e3779b97f4a7c15ULL;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
 
 static double
 now_s(void)
@@ -52,12 +44,12 @@ example_at(struct tloop *l, int64_t g)
 	int64_t epoch = g / n;
 
 	if (epoch != l->perm_epoch) {
-		uint64_t st = mix64(l->cfg.seed ^ mix64((uint64_t)epoch + 1));
+		uint64_t st = splitmix64(l->cfg.seed ^ splitmix64((uint64_t)epoch + 1));
 		for (int i = 0; i < n; i++)
 			l->perm[i] = i;
 		for (int i = n - 1; i > 0; i--) {
 			int j;
-			st = mix64(st);
+			st = splitmix64(st);
 			j = (int)(st % (uint64_t)(i + 1));
 			int t = l->perm[i];
 			l->perm[i] = l->perm[j];
@@ -176,7 +168,7 @@ int64_t tloop_steps_done(const struct tloop *l) { return l->done; }
 static uint64_t
 seq_seed(const struct tloop *l, int64_t g, int k)
 {
-	return mix64(l->cfg.seed ^ mix64(2 * (uint64_t)g + (uint64_t)k + 1));
+	return splitmix64(l->cfg.seed ^ splitmix64(2 * (uint64_t)g + (uint64_t)k + 1));
 }
 
 /* One SFT step: the mean NLL per scored token over the step's examples.  Returns 0, 1

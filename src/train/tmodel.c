@@ -17,6 +17,7 @@
 #include "natter/lora.h"
 #include "natter/quant.h"
 #include "natter/train.h"
+#include "train/splitmix.h"
 
 /*
  * What the training model computes is read from the hyperparameters the architecture
@@ -419,20 +420,10 @@ bind_norm(const struct gguf_file *f, enum llm_tensor role, int il, int n, const 
 	return bind_vec(f, name, n, 0, out, err, errlen);
 }
 
-/* splitmix64: initialisation noise and dropout seeds. */
-static uint64_t
-mix64(uint64_t z)
-{
-	z += 0x9e3779b97f4a7c15ULL;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 static float
 uniform(uint64_t *state)
 {
-	*state = mix64(*state);
+	*state = splitmix64(*state);
 	return (float)((double)(*state >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
 }
 
@@ -493,7 +484,7 @@ bind_lin(struct tmodel *tm, struct tlin *L, int il, int kind, int n_in, int n_ou
 	char bias[112];
 
 	tensor_name(kinds[kind].role, il, "weight", L->name, sizeof(L->name));
-	L->salt = mix64(((uint64_t)(il + 1) << 8) | (uint64_t)kind);
+	L->salt = splitmix64(((uint64_t)(il + 1) << 8) | (uint64_t)kind);
 	if (bind_weight(f, L->name, n_in, n_out, optional, &L->l.w, err, errlen) < 0)
 		return -1;
 	tensor_name(kinds[kind].role, il, "bias", bias, sizeof(bias));
@@ -1672,7 +1663,7 @@ tmodel_forward(struct tmodel *tm, const int32_t *tok, int T, int train, uint64_t
 	}
 	tm->T = 0;
 	tm->train = train;
-	tm->step_seed = mix64(step_seed);
+	tm->step_seed = splitmix64(step_seed);
 	if (tops_embed_fwd(&tm->tok_embd, tok, T, tm->hp.embd_scale, tm->xs[0]) < 0) {
 		snprintf(err, errlen, "a token id is out of range (the model has %d)", tm->V);
 		return -1;

@@ -79,14 +79,13 @@ vf_sum4(vf a0, vf a1, vf a2, vf a3, float *s)
 	_mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 
-/* vf_exp's ends: its argument needs no clamp (vscalefps takes any
- * power); P 2^K, 0 where X < -87. */
+/* vf_exp's ends: the lanes where X >= -87 (taken first, so that X need
+ * not stay live); its argument needs no clamp (vscalefps takes any
+ * power); P 2^K in those lanes, 0 in the others. */
+typedef __mmask16 vexpm;
+#define exp_keep(x) _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ)
 #define exp_arg(x) (x)
-ALWAYS vf
-exp_scale(vf p, vf k, vf x)
-{
-	return _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ), p, k);
-}
+#define exp_scale(p, k, keep) _mm512_maskz_scalef_ps(keep, p, k)
 #define vf_round(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
 #else   /* 256 bits: AVX2, FMA, F16C */
@@ -163,13 +162,15 @@ vf_sum4(vf a0, vf a1, vf a2, vf a3, float *s)
 	_mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 
-/* vf_exp's ends: its argument clamped at -87, so that 2^k fits the
- * exponent field; P 2^K, 0 where X < -87. */
+/* vf_exp's ends: the lanes where X < -87, as a vector; its argument
+ * clamped there, so that 2^k fits the exponent field; P 2^K, 0 in those
+ * lanes. */
+typedef __m256 vexpm;
+#define exp_keep(x) _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ)
 #define exp_arg(x) _mm256_max_ps(x, _mm256_set1_ps(-87.0f))
 ALWAYS vf
-exp_scale(vf p, vf k, vf x)
+exp_scale(vf p, vf k, vexpm below)
 {
-	const __m256 below = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
 	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
 	return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
@@ -254,6 +255,7 @@ vmax(const float *x, int n)
 ALWAYS vf
 vf_exp(vf x)
 {
+	const vexpm keep = exp_keep(x);
 	const vf xc = exp_arg(x);
 	const vf k = vf_round(vf_mul(xc, vf_set1(1.4426950408889634f)));
 	vf r = vf_fnma(k, vf_set1(0.693145751953125f), xc);
@@ -266,7 +268,7 @@ vf_exp(vf x)
 	p = vf_fma(p, r, vf_set1(0.5f));
 	p = vf_fma(p, r, vf_set1(1.0f));
 	p = vf_fma(p, r, vf_set1(1.0f));
-	return exp_scale(p, k, x);
+	return exp_scale(p, k, keep);
 }
 
 static float

@@ -120,23 +120,23 @@ lanes(int n)
 #define vf_max_m(a, m, b) _mm256_blendv_ps(a, _mm256_max_ps(a, b), _mm256_castsi256_ps(lanes(m)))
 #define vh_load(x) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x)))
 #define vh_store(y, v) _mm_storeu_si128((__m128i *)(y), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT))
-/* AVX2 masks no 16-bit lanes: the first N halves go through a vector on
- * the stack. */
+/* AVX2 masks no 16-bit lanes: the first N halves are shifted in or out
+ * one at a time (registers only, so that a kernel's tail needs no stack
+ * frame). */
 ALWAYS vf
 vh_loadz(vmask n, const qhalf *x)
 {
-	qhalf t[8] = { 0 };
-	for (int i = 0; i < n; i++)
-		t[i] = x[i];
-	return vh_load(t);
+	__m128i h = _mm_setzero_si128();
+	for (int i = n - 1; i >= 0; i--)
+		h = _mm_or_si128(_mm_slli_si128(h, 2), _mm_cvtsi32_si128(x[i]));
+	return _mm256_cvtph_ps(h);
 }
 ALWAYS void
 vh_storem(qhalf *y, vmask n, vf v)
 {
-	qhalf t[8];
-	vh_store(t, v);
-	for (int i = 0; i < n; i++)
-		y[i] = t[i];
+	__m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+	for (int i = 0; i < n; i++, h = _mm_srli_si128(h, 2))
+		y[i] = (qhalf)_mm_cvtsi128_si32(h);
 }
 
 /* The sum (MAX 0) or the largest (MAX 1) of V's lanes: halves folded

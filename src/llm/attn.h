@@ -13,7 +13,8 @@ struct kv_layer;
  * What one CPU tier brings to attention: binary16 rows to float and back
  * (round to nearest even, as q_f32_to_f16), and the vector steps of the
  * online softmax.  Each tier lives in its own file compiled with its own
- * flags (attn-avx2.c, attn-avx512.c); the kernels' tier decides which (attn_pick_best).
+ * flags (attn-avx2.c, attn-avx512.c: one template, attn-x86.h, at two
+ * vector widths); the kernels' tier decides which (attn_pick_best).
  * N may be any length, 0 included.
  */
 struct attn_ops {

@@ -441,7 +441,6 @@ k4_sb_scales(const block_q8_K *y, const uint8_t *scales, float dmin, __m128 *acc
 	*sc16 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scm));
 }
 
-
 static void
 dot_q4_K(int n, float *s, const void *vx, const void *vy)
 {
@@ -926,7 +925,7 @@ transpose_rows(const uint32_t *src, size_t sstride, int cols, uint32_t *dst)
  * GEMV for the 32-element block types on 512-bit vectors, with q8p
  * activations.  Two blocks per vector, each type decoded to its
  * elements' order, as the activations lie.  The 16 block
- * scales of a row are converted at once (one gather), multiplied by the
+ * scales of a row are converted at once (g_halfs or a gather), multiplied by the
  * activations' block scales; each block's offset or min enters through
  * the activations' block sums, once per 16 blocks:
  *   sum_b (d_b dx_b sum_i L_i q_i + m_b dx_b sum_i q_i),  w = d L + m.
@@ -989,8 +988,8 @@ dp512(__m512i u, __m512i s)
 ALWAYS int g_windows(const int TY) { return TY == G_Q4_0 || TY == G_IQ4_NL || TY == G_Q5_0; }
 
 /*
- * The f16 words at byte OFF (0: the scale d; 2: Q4_1/Q5_1's min m) of
- * blocks [0, CNT) of a group (BSZ bytes apart; CNT <= 16), as 16 floats
+ * The f16 scales (the first word) of blocks [0, CNT) of a group (BSZ
+ * bytes apart; CNT <= 16), as 16 floats
  * (zeros past CNT).  Without a gather, which costs about as much as the
  * rest of the group's work on AMD Zen 4: each window of 128 bytes gives the
  * blocks that lie in it by one permute of words (8 of Q4_0's 18-byte
@@ -998,9 +997,9 @@ ALWAYS int g_windows(const int TY) { return TY == G_Q4_0 || TY == G_IQ4_NL || TY
  * nothing past the last block is read.
  */
 ALWAYS __m512
-g_halfs(const int BSZ, const int OFF, const uint8_t *g, int cnt)
+g_halfs(const int BSZ, const uint8_t *g, int cnt)
 {
-	const int k = (128 - OFF - 2) / BSZ + 1;        /* blocks per window */
+	const int k = (128 - 2) / BSZ + 1;              /* blocks per window */
 	const __m512i base = _mm512_mullo_epi16(_mm512_setr_epi64(0x0003000200010000, 0x0007000600050004,
 	    0x000B000A00090008, 0x000F000E000D000C, 0x0013001200110010, 0x0017001600150014, 0x001B001A00190018,
 	    0x001F001E001D001C), _mm512_set1_epi16(BSZ / 2));
@@ -1008,12 +1007,12 @@ g_halfs(const int BSZ, const int OFF, const uint8_t *g, int cnt)
 
 	for (int b = 0; b < cnt; b += k) {
 		const int nblk = cnt - b < k ? cnt - b : k;
-		const int words = ((nblk - 1) * BSZ + OFF + 2) / 2;
+		const int words = ((nblk - 1) * BSZ + 2) / 2;
 		const __mmask32 m0 = words >= 32 ? 0xFFFFFFFFu : (1u << words) - 1;
 		const __mmask32 m1 = words > 32 ? (words >= 64 ? 0xFFFFFFFFu : (1u << (words - 32)) - 1) : 0;
 		const uint8_t *p = g + (size_t)b * BSZ;
 		/* Word j of the result: block j - b's word, for j in [b, b + nblk). */
-		const __m512i idx = _mm512_add_epi16(base, _mm512_set1_epi16((short)(OFF / 2 - b * (BSZ / 2))));
+		const __m512i idx = _mm512_sub_epi16(base, _mm512_set1_epi16((short)(b * (BSZ / 2))));
 		__m512i r = _mm512_permutex2var_epi16(_mm512_maskz_loadu_epi16(m0, p), idx,
 		    _mm512_maskz_loadu_epi16(m1, p + 64));
 		h = _mm256_mask_mov_epi16(h, (__mmask16)(((1u << nblk) - 1) << b), _mm512_castsi512_si256(r));
@@ -1071,7 +1070,7 @@ g_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, co
 
 			__m512 dw, mb;
 			if (g_windows(TY)) {
-				dw = g_halfs(g_bs(TY), 0, row, cnt);
+				dw = g_halfs(g_bs(TY), row, cnt);
 				mb = _mm512_mul_ps(dw, _mm512_set1_ps(TY == G_Q4_0 ? -8.0f : TY == G_Q5_0 ? -16.0f : -128.0f));
 			} else {
 				const __m512i gidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,

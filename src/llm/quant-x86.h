@@ -441,67 +441,58 @@ k4_sb_scales(const block_q8_K *y, const uint8_t *scales, float dmin, __m128 *acc
 	*sc16 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scm));
 }
 
-static void
-dot_q4_K(int n, float *s, const void *vx, const void *vy)
+/* Q4_K, or (K5) Q5_K, by Q8_K: the two share their scales, mins and
+ * nibbles; Q5_K adds 16 where its qh has the sub-block's bit. */
+ALWAYS void
+dot_k45(const int K5, int n, float *s, const void *vx, const void *vy)
 {
-	const block_q4_K *x = vx;
 	const block_q8_K *y = vy;
 	__m256 acc = _mm256_setzero_ps();
 	__m128 accm = _mm_setzero_ps();
-	const __m256i m4 = _mm256_set1_epi8(0xF);
+	const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+	const size_t bsz = K5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
 
 	for (int i = 0; i < n / QK_K; i++) {
-		__m256i sc16, sumi = _mm256_setzero_si256();
-		k4_sb_scales(&y[i], x[i].scales, F16(x[i].dmin), &accm, &sc16);
-		const uint8_t *q4 = x[i].qs;
+		/* d, dmin and scales lie alike in both types. */
+		const block_q4_K *x4 = (const block_q4_K *)((const uint8_t *)vx + (size_t)i * bsz);
+		const block_q5_K *x5 = (const block_q5_K *)x4;
+		__m256i sc16, sumi = _mm256_setzero_si256(), hb = _mm256_setzero_si256();
+		k4_sb_scales(&y[i], x4->scales, F16(x4->dmin), &accm, &sc16);
+		if (K5)
+			hb = _mm256_loadu_si256((const __m256i *)x5->qh);
+		const uint8_t *qs = K5 ? x5->qs : x4->qs;
 		const int8_t *q8 = y[i].qs;
 		UNROLL
 		for (int c = 0; c < 4; c++) {
-			__m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+			__m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
 			__m256i lo = _mm256_and_si256(bits, m4);
 			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+			if (K5) {
+				lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4));
+				hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one),
+				    4));
+			}
 			__m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
 			__m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
 			pl = _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, K_SC(2 * c)), pl);
 			ph = _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, K_SC(2 * c + 1)), ph);
 			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
 		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x4->d)), _mm256_cvtepi32_ps(sumi), acc);
 	}
 	*s = hsum8(acc) + hsum8(_mm256_castps128_ps256(accm));
 }
 
 static void
+dot_q4_K(int n, float *s, const void *vx, const void *vy)
+{
+	dot_k45(0, n, s, vx, vy);
+}
+
+static void
 dot_q5_K(int n, float *s, const void *vx, const void *vy)
 {
-	const block_q5_K *x = vx;
-	const block_q8_K *y = vy;
-	__m256 acc = _mm256_setzero_ps();
-	__m128 accm = _mm_setzero_ps();
-	const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
-
-	for (int i = 0; i < n / QK_K; i++) {
-		__m256i sc16, sumi = _mm256_setzero_si256();
-		k4_sb_scales(&y[i], x[i].scales, F16(x[i].dmin), &accm, &sc16);
-		__m256i hb = _mm256_loadu_si256((const __m256i *)x[i].qh);
-		const uint8_t *q5 = x[i].qs;
-		const int8_t *q8 = y[i].qs;
-		UNROLL
-		for (int c = 0; c < 4; c++) {
-			__m256i bits = _mm256_loadu_si256((const __m256i *)(q5 + 32 * c));
-			__m256i hl = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4);
-			__m256i hh = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4);
-			__m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
-			__m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
-			__m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
-			__m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
-			pl = _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, K_SC(2 * c)), pl);
-			ph = _mm256_madd_epi16(_mm256_shuffle_epi8(sc16, K_SC(2 * c + 1)), ph);
-			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * F16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-	}
-	*s = hsum8(acc) + hsum8(_mm256_castps128_ps256(accm));
+	dot_k45(1, n, s, vx, vy);
 }
 
 /* The shuffle that takes 16-bit scale 2J to the low lane and 2J + 1 to the

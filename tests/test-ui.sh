@@ -123,7 +123,9 @@ T send-keys -t ui C-u
 # 6. CJK text is measured by display width.
 T send-keys -t ui "你好，世界" Enter
 wait_for "你好，世界" 10 && ok || bad "CJK message not shown"
-wait_for "state +done" 10 && ok || bad "second reply"
+# The screen's "state done" may still be the first reply's: the stored
+# generation (written when a reply ends) says this one has ended.
+wait_sql "SELECT count(*) FROM generations" 2 20 && wait_for "state +done" 10 && ok || bad "second reply"
 
 # 7. A three-line bracketed paste is one message, newlines and all.
 T set-buffer -b p "line one
@@ -137,7 +139,7 @@ T send-keys -t ui Enter
 wait_sql "SELECT content FROM messages WHERE role = 'user' ORDER BY id DESC LIMIT 1" "line one
 line two
 line three" 5 && ok || bad "pasted message stored as: $(q "SELECT content FROM messages WHERE role = 'user'")"
-wait_for "state +done" 10 && ok || bad "reply to the paste"
+wait_sql "SELECT count(*) FROM generations" 3 20 && wait_for "state +done" 10 && ok || bad "reply to the paste"
 
 # 8. y in the conversation copies the last reply through OSC 52.
 T send-keys -t ui Tab y
@@ -173,7 +175,7 @@ T send-keys -t ui Enter
 wait_for "^edit> line one" 10 && ok || bad "Enter on a user message did not edit it: $(screen)"
 T send-keys -t ui C-e C-u "an edited question" Enter
 wait_for "^  an edited question" 10 && ok || bad "the edit is not shown: $(screen)"
-wait_for "state +done" 20 && ok || bad "no reply to the edited message"
+wait_sql "SELECT count(*) FROM generations" 5 20 && wait_for "state +done" 20 && ok || bad "no reply to the edited message"
 wait_sql "SELECT count(*) FROM messages WHERE role = 'user' AND content = 'an edited question'" 1 && ok || bad "edit not stored"
 sql_is "SELECT count(*) FROM messages WHERE role = 'user' AND content LIKE 'line one%'" 1 && ok || bad "the old version is gone"
 sql_is "SELECT count(*) FROM messages a JOIN messages b ON a.parent_id IS b.parent_id WHERE a.content = 'an edited question' AND b.content LIKE 'line one%'" 1 &&

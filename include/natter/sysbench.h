@@ -11,8 +11,19 @@ struct llm_ctx;
  * vector loads (best of 3); returns GB/s, or a negative value if the
  * memory cannot be had. */
 double sysbench_read_bandwidth(int n_threads);
-/* Reads every weight matrix a generated token reads (each once; the
- * embedding table only when it is also the output) on CTX's own threads
+struct gguf_file;
+struct gguf_tensor;
+
+/* How much of tensor T one generated token reads: nothing worth counting
+ * (norms, biases), one row (the embedding table, when a separate output
+ * matrix exists: UNTIED_EMBD, from sysbench_untied_embd), or all of it.
+ * The one rule for bench's bound and sysbench_read_weights. */
+enum sysbench_read { SYSBENCH_READ_NONE, SYSBENCH_READ_ROW, SYSBENCH_READ_ALL };
+enum sysbench_read sysbench_token_read(const struct gguf_tensor *t, const struct gguf_tensor *untied_embd);
+/* F's embedding table if F has an output matrix of its own, else NULL. */
+const struct gguf_tensor *sysbench_untied_embd(const struct gguf_file *f);
+/* Reads every weight matrix a generated token reads whole
+ * (SYSBENCH_READ_ALL), each once, on CTX's own threads
  * with the tier's vector loads, and nothing else: the time a token would
  * take if computing cost nothing.  Returns the seconds; *BYTES (if not
  * NULL) the bytes read.  natter bench --sys calls it between the tokens it

@@ -55,7 +55,8 @@ int8_type(enum ggml_type t)
 static double
 roof_bound(const struct gguf_file *f, const struct llm_hparams *hp, const struct roof *r, int np, int ng, int depth)
 {
-	int tied = gguf_find_tensor(f, "output.weight") == NULL;
+	const struct gguf_tensor *untied = sysbench_untied_embd(f), *out = untied ? gguf_find_tensor(f, "output.weight") :
+	    gguf_find_tensor(f, "token_embd.weight");
 	double t_tok = 0, bytes = 0;
 	int n = np > 0 ? np : ng, n_att = 0;
 
@@ -69,16 +70,15 @@ roof_bound(const struct gguf_file *f, const struct llm_hparams *hp, const struct
 	for (uint64_t i = 0; i < f->n_tensors; i++) {
 		const struct gguf_tensor *t = &f->tensors[i];
 		double el = (double)t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-		int is_embd = t == gguf_find_tensor(f, "token_embd.weight");
-		int is_out = t == gguf_find_tensor(f, "output.weight") || (is_embd && tied);
-		if (t->ne[1] <= 1 && t->ne[2] <= 1)
-			continue;   /* norms and biases */
-		if (is_embd && !is_out) {
-			bytes += (double)t->nbytes / t->ne[1];   /* one row per token */
+		enum sysbench_read rd = sysbench_token_read(t, untied);
+		if (rd == SYSBENCH_READ_NONE)
+			continue;
+		if (rd == SYSBENCH_READ_ROW) {
+			bytes += (double)t->nbytes / t->ne[1];
 			continue;
 		}
 		bytes += (double)t->nbytes;
-		double flops = 2 * el / (np > 0 && is_out ? np : 1);
+		double flops = 2 * el / (np > 0 && t == out ? np : 1);
 		t_tok += flops / ((int8_type(t->type) ? r->i8 : r->fma) * 1e9);
 	}
 	if (np > 0) {
@@ -192,8 +192,8 @@ cmd_bench(int argc, char **argv)
 	/* Depths of context, ascending; the deepest. */
 	int dl[MAX_LIST] = { 0 }, ndl = 1, depth = 0;
 	/* The tests: at each depth, prompt sizes, then generation lengths
-	 * (zeros skipped); {n_prompt, n_gen, depth, the depth's index}. */
-	int tests[2 * MAX_LIST * MAX_LIST][4], n_tests = 0;
+	 * (zeros skipped); {n_prompt, n_gen, the depth's index in DL}. */
+	int tests[2 * MAX_LIST * MAX_LIST][3], n_tests = 0;
 	enum llm_kv_type kv_type = LLM_KV_F16;
 	struct llm_model *m = NULL;
 	/* One context per depth (CTX: the deepest's), so that repetitions can go
@@ -317,15 +317,13 @@ cmd_bench(int argc, char **argv)
 			if (pl[i] > 0) {
 				tests[n_tests][0] = pl[i];
 				tests[n_tests][1] = 0;
-				tests[n_tests][3] = d;
-				tests[n_tests++][2] = dl[d];
+				tests[n_tests++][2] = d;
 			}
 		for (int i = 0; i < ngl; i++)
 			if (gl[i] > 0) {
 				tests[n_tests][0] = 0;
 				tests[n_tests][1] = gl[i];
-				tests[n_tests][3] = d;
-				tests[n_tests++][2] = dl[d];
+				tests[n_tests++][2] = d;
 			}
 	}
 	if (q_cpu_init(err, sizeof(err)) < 0) {
@@ -406,8 +404,8 @@ cmd_bench(int argc, char **argv)
 		}
 		for (int r = 0; r < reps; r++) {
 			for (int k = 0; k < n_tests; k++) {
-				int np = tests[k][0], ng = tests[k][1], dp = tests[k][2];
-				struct llm_ctx *cx = ctxs[tests[k][3]];
+				int np = tests[k][0], ng = tests[k][1], dp = dl[tests[k][2]];
+				struct llm_ctx *cx = ctxs[tests[k][2]];
 				int kept = llm_ctx_truncate(cx, dp);
 				/* A ring that cannot go back that far: evaluate again. */
 				if (kept < dp && llm_eval(cx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
@@ -435,7 +433,7 @@ cmd_bench(int argc, char **argv)
 			}
 		}
 		for (int k = 0; k < n_tests; k++) {
-			int np = tests[k][0], ng = tests[k][1], dp = tests[k][2];
+			int np = tests[k][0], ng = tests[k][1], dp = dl[tests[k][2]];
 			/* --stop: the longest prompt test again, stopped at -r
 			 * points spread over its measured time. */
 			if (stop && np == n_prompt && ng == 0 && dp == depth) {
@@ -499,7 +497,7 @@ cmd_bench(int argc, char **argv)
 			    sys ? " --------- | -----" : "");
 		}
 		for (int k = 0; k < n_tests; k++) {
-			int np = tests[k][0], ng = tests[k][1], d = tests[k][2];
+			int np = tests[k][0], ng = tests[k][1], d = dl[tests[k][2]];
 			double mean, sd, bound;
 			mean_sd(samples[k], reps, &mean, &sd);
 			/* Generation's bound: the bandwidth of the weights' reads

@@ -80,16 +80,30 @@ sysbench_read_bandwidth(int n_threads)
 	return job.sums[0] == 0 ? -1 : best;
 }
 
+const struct gguf_tensor *
+sysbench_untied_embd(const struct gguf_file *f)
+{
+	return gguf_find_tensor(f, "output.weight") ? gguf_find_tensor(f, "token_embd.weight") : NULL;
+}
+
+enum sysbench_read
+sysbench_token_read(const struct gguf_tensor *t, const struct gguf_tensor *untied_embd)
+{
+	if (t->ne[1] <= 1 && t->ne[2] <= 1)
+		return SYSBENCH_READ_NONE;
+	return t == untied_embd ? SYSBENCH_READ_ROW : SYSBENCH_READ_ALL;
+}
+
 /*
  * The weights one generated token reads, read again on the context's own
- * threads: each matrix once (the embedding table only when it is also the
- * output; norms and biases are too small to matter).  The spans are taken
- * as they lie in memory, so the read meets the same pages (2 MiB or
- * mapped) as the kernels do.
+ * threads: each matrix it reads whole, once (sysbench_token_read; the
+ * embedding table's one row is left out).  The spans are taken as they
+ * lie in memory, so the read meets the same pages (2 MiB or mapped) as the
+ * kernels do.
  */
 struct wread_job {
 	const struct gguf_file *f;
-	const struct gguf_tensor *embd;   /* skipped unless it is the output */
+	const struct gguf_tensor *embd;   /* sysbench_untied_embd */
 	uint64_t total;                   /* bytes over every span */
 	uint64_t (*read_sum)(const void *, size_t);
 	uint64_t sums[64];
@@ -98,9 +112,7 @@ struct wread_job {
 static int
 wread_takes(const struct wread_job *j, const struct gguf_tensor *t)
 {
-	if (t->ne[1] <= 1 && t->ne[2] <= 1)
-		return 0;
-	return t != j->embd;
+	return sysbench_token_read(t, j->embd) == SYSBENCH_READ_ALL;
 }
 
 static void
@@ -136,8 +148,7 @@ sysbench_read_weights(struct llm_ctx *ctx, uint64_t *bytes)
 	memset(&job, 0, sizeof(job));
 	job.f = f;
 	job.read_sum = q_kern()->read_sum;
-	if (gguf_find_tensor(f, "output.weight"))
-		job.embd = gguf_find_tensor(f, "token_embd.weight");
+	job.embd = sysbench_untied_embd(f);
 	for (uint64_t i = 0; i < f->n_tensors; i++)
 		if (wread_takes(&job, &f->tensors[i]))
 			job.total += f->tensors[i].nbytes;

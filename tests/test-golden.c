@@ -8,6 +8,7 @@
 #include "natter/llm.h"
 #include "natter/lora.h"
 #include "natter/quant.h"
+#include "llm/quant-impl.h"
 #include "test.h"
 
 struct golden {
@@ -137,6 +138,7 @@ static struct {
 	char name[96];
 } quantized_run[128];
 static int n_quantized_run;
+static int n_packed_run;        /* goldens also run with packed weights */
 
 /* The bound for golden NAME of base model MODEL (the same name but in lora/). */
 static double
@@ -236,11 +238,24 @@ run_golden_kv(const char *dir, const char *sub, const char *name, int threads_ba
 	ours = calloc((size_t)g.n_tokens * g.n_vocab, sizeof(float));
 	CHECK(llm_model_hparams(m)->n_vocab == g.n_vocab, "%s: vocabulary size", name);
 	/* Batch, token by token, and (with an adapter) the adapter twice at half
-	 * the scale each: several adapters add. */
+	 * the scale each: several adapters add.  Then again with the weights
+	 * packed as the chat packs them (llm_model_pack), when the tier packs
+	 * a type of the file: a Q4_0 file held copied must be packed. */
+	for (int pass = 0; pass < 2; pass++) {
+	if (pass == 1) {
+		const int64_t pb = llm_model_pack(m);
+		if (q_kern()->pack_rows && strstr(g.model, "q4_0") && llm_model_weights_copied(m))
+			CHECK(pb > 0, "%s: a Q4_0 file copied into memory was not packed on %s", name, q_cpu_features());
+		if (pb <= 0)
+			break;
+		n_packed_run++;
+		llm_ctx_free(c);
+		c = NULL;
+	}
 	for (int mode = 0; mode < (ad ? 3 : 2); mode++) {
 		struct score s;
 		int rc = 0;
-		if (mode == 0 || (mode == 1 && threads_inc != threads_batch)) {
+		if (mode == 0 || (mode == 1 && threads_inc != threads_batch) || !c) {
 			llm_ctx_free(c);
 			struct llm_ctx_params cp;
 			llm_ctx_params_default(&cp);
@@ -275,15 +290,18 @@ run_golden_kv(const char *dir, const char *sub, const char *name, int threads_ba
 		compare(&g, ours, &s);
 		const char *mname = mode == 2 ? "2 x half" : mode ? "incremental" : "batch", *why;
 		double tol = tolerance(name, g.model, mname, &why);
+		char label[32];
+		snprintf(label, sizeof(label), "%s%s", pass ? "packed " : "", mname);
 		if (kv == LLM_KV_Q8_0 && tol < 5e-3)
 			tol = 5e-3;   /* an 8-bit cache is a quantization: the quantized files' bound */
-		printf("%-26s %-12s %11.3g %11.3g %5d/%-3d", name, mname, s.mean_kl, s.max_diff, s.agree, s.considered);
+		printf("%-26s %-12s %11.3g %11.3g %5d/%-3d", name, label, s.mean_kl, s.max_diff, s.agree, s.considered);
 		if (why)
 			printf("  (exception: KL up to %.0e: %s)", tol, why);
 		putchar('\n');
-		CHECK(s.mean_kl <= tol, "%s %s: mean KL %.3g above %.0e", name, mname, s.mean_kl, tol);
+		CHECK(s.mean_kl <= tol, "%s %s: mean KL %.3g above %.0e", name, label, s.mean_kl, tol);
 		CHECK(s.agree == s.considered, "%s %s: argmax differs at %d of %d confident positions",
-		    name, mname, s.considered - s.agree, s.considered);
+		    name, label, s.considered - s.agree, s.considered);
+	}
 	}
 	/* Greedy decoding reproduces the reference's continuation (f32 files). */
 	if (c && strstr(g.model, "-f32") && kv == LLM_KV_F16) {
@@ -532,6 +550,7 @@ main(void)
 	}
 	printf("%d golden-hybrid model files compared\n", n_arch);
 	CHECK(n_arch == 2, "golden-hybrid: %d of 2 files compared", n_arch);
+	printf("%d of them also run with packed weights (groups of %d rows)\n", n_packed_run, q_kern()->pack_rows);
 	/* The other cache types on the f32 goldens: f32 within the f32
 	 * tolerance, q8_0 within the quantized one (its cost in KL is the
 	 * figure printed).  Heads that cannot be cut in blocks of 32

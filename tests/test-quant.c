@@ -317,7 +317,7 @@ test_act(const struct q_kernels *k, const struct q_kernels *s)
  * float ones (N sequential fused multiply-adds).
  */
 static int
-gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enum mode m, double *worst)
+gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enum mode m, int packed, double *worst)
 {
 	const struct q_type_kern *tk = &k->t[t];
 	size_t rb = q_row_size(t, n), xs = q_act_row_bytes(tk->gemm_act, t, n);
@@ -343,12 +343,24 @@ gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enu
 		else
 			k->act_q8p(xt, row, n);
 	}
-	struct q_gemm_args a = { t, w, rb, n, xa, xs, nt, out, (size_t)d };
-	/* Rows in two calls, as the pool splits them (chunks of gemm_rows). */
+	struct q_gemm_args a = { t, w, rb, n, xa, xs, nt, out, (size_t)d, packed };
+	/* Rows in two calls, as the pool splits them (chunks of gemm_rows,
+	 * which the GEMV of packed rows also gets, whole groups). */
 	int split = d > k->gemm_rows ? k->gemm_rows : d;
-	tk->gemm(&a, 0, split, scratch);
-	if (split < d)
-		tk->gemm(&a, split, d, scratch);
+	if (packed) {
+		uint8_t *tmp = malloc(rb * k->pack_rows);
+		q_pack_matrix(t, w, d, rb, k->pack_rows, tmp);
+		free(tmp);
+	}
+	if (packed && nt <= Q_GEMV_MAX_T) {
+		tk->gemv_packed(n, out, (size_t)d, w, rb, split, xa, xs, nt);
+		if (split < d)
+			tk->gemv_packed(n, out + split, (size_t)d, w + rb * split, rb, d - split, xa, xs, nt);
+	} else {
+		tk->gemm(&a, 0, split, scratch);
+		if (split < d)
+			tk->gemm(&a, split, d, scratch);
+	}
 	for (int tok = 0; tok < nt; tok++) {
 		const uint8_t *row = xa + (size_t)tok * xs;
 		if (tk->gemm_act == Q_ACT_F32)
@@ -414,13 +426,81 @@ test_gemm(const struct q_kernels *k, enum ggml_type t)
 		for (int m = RANDOM; m < N_MODES; m++) {
 			if (m == EXTREME_BIG && (t == GGML_TYPE_F32 || t == GGML_TYPE_BF16))
 				continue;   /* 1e30 squared: float overflow, not the kernel's fault */
-			bad += gemm_case(k, t, shapes[i][0], n, shapes[i][2], (enum mode)m, &worst) > 0;
+			bad += gemm_case(k, t, shapes[i][0], n, shapes[i][2], (enum mode)m, 0, &worst) > 0;
 			cases++;
 		}
 	}
 	printf("%-10s %-6s GEMM: %d/%d cases within bound, worst error %.2g of the magnitude\n", k->name, tname(t),
 	    cases - bad, cases, worst);
 	CHECK(bad == 0, "%s %s: GEMM outside the bound in %d of %d cases", k->name, tname(t), bad, cases);
+}
+
+/* Packed rows (pack.c): each row read back is the row packed; a whole
+ * group's first block column starts with its rows' scales side by side;
+ * the rows past the last whole group are untouched. */
+static void
+test_pack_layout(void)
+{
+	static const int rows[] = { 1, 7, 8, 16, 17, 33, 40 };
+	const enum ggml_type t = GGML_TYPE_Q4_0;
+	const int n = 288;
+	const size_t rb = q_row_size(t, n);
+	int bad = 0, cases = 0;
+
+	for (int g = 8; g <= 16; g += 8)
+		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+			const int d = rows[i];
+			uint8_t *w = malloc(rb * d), *orig = malloc(rb * d), *row = malloc(rb);
+			for (int r = 0; r < d; r++)
+				fill_blocks(t, w + rb * r, n, RANDOM);
+			memcpy(orig, w, rb * d);
+			uint8_t *tmp = malloc(rb * g);
+			q_pack_matrix(t, w, d, rb, g, tmp);
+			free(tmp);
+			for (int r = 0; r < d; r++) {
+				q_unpack_row(t, w, d, rb, g, r, row);
+				bad += memcmp(row, orig + rb * r, rb) != 0;
+				if (r < d / g * g)
+					bad += memcmp(w + (size_t)(r / g * g) * rb + 2 * (r % g), orig + rb * r, 2) != 0;
+				else
+					bad += memcmp(w + rb * r, orig + rb * r, rb) != 0;
+			}
+			cases += d;
+			if (d >= g)   /* the layout did change */
+				bad += memcmp(w, orig, rb * d) == 0;
+			free(w);
+			free(orig);
+			free(row);
+		}
+	printf("packed Q4_0 rows, groups of 8 and 16: %d/%d rows read back as packed\n", cases - bad, cases);
+	CHECK(bad == 0, "packed rows: %d wrong", bad);
+	CHECK(!q_pack_supported(GGML_TYPE_Q4_K) && q_pack_supported(GGML_TYPE_Q4_0), "the types with a packed layout");
+}
+
+/* A tier's kernels of packed rows: the GEMV (1 to 4 tokens) and the GEMM
+ * panels straight from the groups, against the exact products of the
+ * unpacked weights, as test_gemm bounds them; rows not a multiple of the
+ * group (the tail as in the file), one to 67 tokens. */
+static void
+test_packed(const struct q_kernels *k, enum ggml_type t)
+{
+	static const int shapes[][3] = {
+		{ 16, 256, 1 }, { 17, 288, 2 }, { 33, 1280, 3 }, { 40, 512, 4 }, { 67, 288, 1 }, { 130, 256, 4 },
+		{ 7, 256, 2 }, { 17, 1280, 9 }, { 33, 256, 67 }, { 67, 512, 13 }, { 48, 288, 5 }, { 40, 256, 31 },
+	};
+	double worst = 0;
+	int bad = 0, cases = 0;
+
+	if (!k->t[t].gemv_packed)
+		return;
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+		for (int m = RANDOM; m < N_MODES; m++) {
+			bad += gemm_case(k, t, shapes[i][0], shapes[i][1], shapes[i][2], (enum mode)m, 1, &worst) > 0;
+			cases++;
+		}
+	printf("%-10s %-6s packed rows (groups of %d), GEMV and GEMM: %d/%d cases within bound, worst error %.2g of "
+	    "the magnitude\n", k->name, tname(t), k->pack_rows, cases - bad, cases, worst);
+	CHECK(bad == 0, "%s %s: packed rows outside the bound in %d of %d cases", k->name, tname(t), bad, cases);
 }
 
 /* --- mm_matmul on the chosen tier: threads, row chunks, GEMV and GEMM --- */
@@ -432,7 +512,7 @@ test_matmul(void)
 	    { 9, 288, 1 }, { 9, 288, 2 }, { 5, 1312, 1 }, { 3, 96, 5 },
 	    { 9, 256, 800 } };   /* two GEMM token chunks (matmul.c MM_GEMM_TOKENS), the second short */
 	struct pool *p = pool_new(2);
-	int bad_total = 0, cases = 0, forced_blas = 0;
+	int bad_total = 0, cases = 0, forced_blas = 0, pk_cases = 0;
 
 	CHECK(p != NULL, "pool_new");
 	if (!p)
@@ -441,9 +521,14 @@ test_matmul(void)
 	 * (mm_scratch_exact), whose bound is 254 times tighter; every other
 	 * exact case with room for the products of 25 rows only, so that they
 	 * go in slices of rows and chunks of tokens. */
+	/* And again with the weights packed as at load, for the types the
+	 * tier packs (pk): tasks and slices of rows in whole groups. */
+	for (int pk = 0; pk < 2; pk++)
 	for (int ex = 0; ex < 2; ex++)
 	for (int ti = 0; ti < N_TYPES; ti++) {
 		enum ggml_type t = types[ti];
+		if (pk && !q_kern()->t[t].gemv_packed)
+			continue;
 		for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
 			int d = shapes[i][0], n = shapes[i][1], nt = shapes[i][2], bad = 0;
 			if (n % ggml_type_info_get(t)->blck_size)
@@ -453,11 +538,17 @@ test_matmul(void)
 			float *wf = malloc((size_t)n * d * sizeof(float)), *x = malloc((size_t)n * nt * sizeof(float));
 			float *out = malloc((size_t)nt * d * sizeof(float));
 			struct mm_scratch s;
-			struct ltensor lt = { w, t, n, d, 1, rb, rb * d };
+			struct ltensor lt = { w, t, n, d, 1, rb, rb * d, pk ? q_kern()->pack_rows : 0 };
 			for (int r = 0; r < d; r++) {
 				fill_blocks(t, w + rb * r, n, RANDOM);
 				q_traits_get(t)->to_float(w + rb * r, wf + (size_t)r * n, n);
 			}
+			if (pk) {
+				uint8_t *tmp = malloc(rb * lt.packed);
+				q_pack_matrix(t, w, d, rb, lt.packed, tmp);
+				free(tmp);
+			}
+			pk_cases += pk;
 			for (int j = 0; j < n * nt; j++)
 				x[j] = rndf() * (j % 97 == 0 ? 50 : 1);
 			if (mm_scratch_init(&s, nt, n, pool_size(p)) < 0 || (ex && mm_scratch_exact(&s, pool_size(p)) < 0)) {
@@ -513,8 +604,8 @@ test_matmul(void)
 						bad++;
 				}
 			}
-			CHECK(bad == 0, "%s: mm_matmul%s%s %s d %d n %d nt %d: %d outputs outside the bound", q_cpu_features(),
-			    ex ? " (exact)" : "", way == 1 ? " (tiles)" : way == 2 ? " (openblas)" : "", tname(t), d, n, nt, bad);
+			CHECK(bad == 0, "%s: mm_matmul%s%s%s %s d %d n %d nt %d: %d outputs outside the bound", q_cpu_features(),
+			    pk ? " (packed)" : "", ex ? " (exact)" : "", way == 1 ? " (tiles)" : way == 2 ? " (openblas)" : "", tname(t), d, n, nt, bad);
 			bad_total += bad > 0;
 			cases++;
 			bad = 0;
@@ -528,7 +619,10 @@ test_matmul(void)
 		}
 	}
 	printf("mm_matmul on %s, 2 threads, default and exact activations: %d/%d cases within bound (%d float "
-	    "batches forced through OpenBLAS)\n", q_cpu_features(), cases - bad_total, cases, forced_blas);
+	    "batches forced through OpenBLAS, %d of packed rows)\n", q_cpu_features(), cases - bad_total, cases, forced_blas,
+	    pk_cases);
+	if (q_kern()->pack_rows)
+		CHECK(pk_cases > 0, "%s packs rows, but no product of packed rows was tested", q_cpu_features());
 	if (strcmp(q_cpu_features(), "scalar"))
 		CHECK(forced_blas > 0, "%s: no float batch went through OpenBLAS when forced", q_cpu_features());
 	pool_free(p);
@@ -715,6 +809,7 @@ main(void)
 	}
 	test_f16();
 	test_iq4_layout();
+	test_pack_layout();
 	for (int i = 0; i < N_TYPES; i++)
 		test_reference(types[i]);
 	test_round_trip(GGML_TYPE_F16, 0.001);
@@ -751,6 +846,7 @@ main(void)
 		for (int i = 0; i < N_TYPES; i++) {
 			test_dot_gemv(k, s, types[i]);
 			test_gemm(k, types[i]);
+			test_packed(k, types[i]);
 		}
 	}
 	test_matmul();

@@ -2584,6 +2584,23 @@ test_refusals(const char *dir)
 		tmodel_free(tm);
 		llm_model_free(m);
 	}
+	/* Weights packed for inference (llm_model_pack) are not the file's
+	 * layout, which training reads: refused, by name. */
+	snprintf(path, sizeof(path), "%s/models/tiny-llama-q4_0.gguf", dir);
+	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+	} else {
+		struct tmodel_opts o = { .max_tokens = 8, .targets = TMODEL_O, .rank = 2, .alpha = 4.0f };
+		tm = NULL;
+		if (llm_model_pack(m) > 0)
+			CHECK(tmodel_new(m, &o, &tm, err, sizeof(err)) < 0 && strstr(err, "rearranged for inference"),
+			    "a packed model: %s", tm ? "accepted" : err);
+		else
+			printf("note: %s not packed here (tier %s, weights %s)\n", path, q_cpu_features(),
+			    llm_model_weights_copied(m) ? "copied" : "mapped");
+		tmodel_free(tm);
+		llm_model_free(m);
+	}
 }
 
 /* Gradient accumulation, a few AdamW steps that learn, saving and reloading. */

@@ -143,6 +143,11 @@ int gguf_open(const char *path, struct gguf_file **out, char *err, size_t errlen
 #define GGUF_OPEN_COPY 1u
 int gguf_open_flags(const char *path, unsigned flags, struct gguf_file **out, char *err, size_t errlen);
 
+/* A private copy's data made writable (WRITABLE 1) or read-only again
+ * (0): for rearranging the weights in place at load (llm_model_pack).
+ * Returns 0, or -1 when F is not a private copy or the kernel refused. */
+int gguf_copy_writable(struct gguf_file *f, int writable);
+
 /* Same, over a caller-owned buffer (tests, fuzzing).  BUF must outlive F. */
 int gguf_open_buffer(const void *buf, size_t size, const char *name,
 		     struct gguf_file **out, char *err, size_t errlen);

@@ -194,6 +194,22 @@ uint64_t llm_model_weight_bytes(const struct llm_model *m);
 /* 1 when the weights are a private copy in memory (NATTER_WEIGHTS), 0
  * when they are the file mapped. */
 int llm_model_weights_copied(const struct llm_model *m);
+/*
+ * Rearranges, in place, every matrix of a type that the CPU tier has
+ * kernels of packed rows for (Q4_0 on the x86 tiers; src/llm/pack.c):
+ * each group of the tier's pack rows (16 on AVX-512, 8 on AVX2)
+ * interleaved so that one vector holds the same 4 bytes of every row of
+ * the group, which generation reads with no gathers or horizontal sums.
+ * Same bytes, no memory: only a private copy of the weights
+ * (llm_model_weights_copied) is rearranged; a mapped file is left as it
+ * is, as is everything when NATTER_PACK=0.  For inference: call once,
+ * after loading, before any session.  Training reads the file's layout
+ * and refuses a packed model.  Returns the bytes packed (0: none), or -1
+ * when memory for one group's rows ran out (nothing packed).
+ */
+int64_t llm_model_pack(struct llm_model *m);
+/* Bytes of the weights packed by llm_model_pack, and the rows per group. */
+uint64_t llm_model_packed_bytes(const struct llm_model *m, int *group);
 /* The most common weight type, e.g. "Q4_K" (for display). */
 const char *llm_model_type_name(const struct llm_model *m);
 

@@ -122,6 +122,7 @@ cli_measure_load(struct cli_measure_args *a, const char *path, int ctx_cap, stru
 		cli_error("%s", err);
 		return -1;
 	}
+	llm_model_pack(*m);
 	train = llm_model_hparams(*m)->n_ctx_train;
 	n = a->n_ctx ? a->n_ctx : train < ctx_cap ? train : ctx_cap;
 	cp.n_ctx = n;

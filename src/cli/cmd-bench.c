@@ -279,7 +279,9 @@ cmd_bench(int argc, char **argv)
 			    "         rounded to 8 as llama.cpp does (natter's default)\n"
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n"
 			    "  NATTER_FLOAT_GEMM=tiles|openblas forces how float weights' prompt batches run\n"
-			    "         (default: whichever measured faster here, shown above the table)\n");
+			    "         (default: whichever measured faster here, shown above the table)\n"
+			    "  NATTER_PACK=0 leaves the weights as in the file (default: Q4_0 matrices held in\n"
+			    "         memory are packed at load, as the chat does; the load line says so)\n");
 			cli_lora_free(&lora);
 			return 0;
 		default:
@@ -342,6 +344,7 @@ cmd_bench(int argc, char **argv)
 			cli_error("%s", err);
 			goto out;
 		}
+		llm_model_pack(m);
 		struct llm_ctx_params cp;
 		llm_ctx_params_default(&cp);
 		n_batch = n_prompt < 1 ? (depth > 0 ? n_batch : 1) : n_prompt < n_batch ? n_prompt : n_batch;
@@ -482,8 +485,14 @@ cmd_bench(int argc, char **argv)
 		if (!json) {
 			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s\n", name,
 			    llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads, q_cpu_features());
-			printf("load %.2f s (weights %s), peak RSS %.1f MiB, KV cache %s %.1f MiB%s%s\n", t_load,
-			    llm_model_weights_copied(m) ? "copied into memory" : "mapped from the file", peak_rss / 1048576.0,
+			int group;
+			uint64_t packed = llm_model_packed_bytes(m, &group);
+			char pk[96] = "";
+			if (packed)
+				snprintf(pk, sizeof(pk), ", %.1f MiB of them packed in groups of %d rows", packed / 1048576.0,
+				    group);
+			printf("load %.2f s (weights %s%s), peak RSS %.1f MiB, KV cache %s %.1f MiB%s%s\n", t_load,
+			    llm_model_weights_copied(m) ? "copied into memory" : "mapped from the file", pk, peak_rss / 1048576.0,
 			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0,
 			    ndl > 1 ? " (the deepest context's)" : "",
 			    exact_act ? ", exact activations" : "");
@@ -536,6 +545,7 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddBoolToObject(o, "exact_act", exact_act);
 				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
+				cJSON_AddNumberToObject(o, "packed_bytes", (double)llm_model_packed_bytes(m, NULL));
 				if (stop && np == n_prompt && ng == 0 && d == depth) {
 					cJSON_AddNumberToObject(o, "stops", n_stopped);
 					cJSON_AddNumberToObject(o, "stop_mean_ms", n_stopped ? 1e3 * stop_sum / n_stopped : 0);

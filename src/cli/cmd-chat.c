@@ -406,7 +406,7 @@ cmd_chat(int argc, char **argv)
 	} else if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		return 1;
-	} else if (chat_new(m, op, &c, err, sizeof(err)) < 0) {
+	} else if (llm_model_pack(m), chat_new(m, op, &c, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		goto out;
 	}

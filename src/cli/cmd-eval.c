@@ -130,6 +130,7 @@ cmd_eval(int argc, char **argv)
 		cli_error("%s", err);
 		goto out;
 	}
+	llm_model_pack(m);
 	{
 		const struct llm_hparams *hp = llm_model_hparams(m);
 		if (n_ctx <= 0)

@@ -128,6 +128,7 @@ cmd_generate(int argc, char **argv)
 		cli_error("%s", err);
 		goto out;
 	}
+	llm_model_pack(m);
 	{
 		const struct tok_vocab *v = llm_model_vocab(m);
 		const int n_vocab = llm_model_hparams(m)->n_vocab;

@@ -114,7 +114,7 @@ measure(enum ggml_type t)
 			const double t0 = now_ms();
 			if (way == Q_FLOAT_GEMM_TILES) {
 				struct q_gemm_args a = { t, w, rb, GC_IN, (const uint8_t *)x, GC_IN * sizeof(float), GC_TOKENS, out,
-				    GC_ROWS };
+				    GC_ROWS, 0 };
 				tk->gemm(&a, 0, GC_ROWS, scratch);
 			} else {
 				/* as matmul.c's blas_worker does it */

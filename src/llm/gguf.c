@@ -612,6 +612,16 @@ copy_file(int fd, size_t size, size_t *len)
 }
 
 int
+gguf_copy_writable(struct gguf_file *f, int writable)
+{
+	struct gguf_file_priv *pf = (struct gguf_file_priv *)f;
+
+	if (!f->copied || !pf->owns_map)
+		return -1;
+	return mprotect((void *)f->map, pf->map_len, writable ? PROT_READ | PROT_WRITE : PROT_READ) == 0 ? 0 : -1;
+}
+
+int
 gguf_open(const char *path, struct gguf_file **out, char *err, size_t errlen)
 {
 	return gguf_open_flags(path, 0, out, err, errlen);

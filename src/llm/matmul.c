@@ -264,16 +264,17 @@ gemm_task(void *arg, int task, int worker)
 }
 
 /* OUT (NT, D) = the tier's GEMM of W (D rows of type TYPE, W_STRIDE
- * bytes apart, N inputs) with X (NT rows in the kernel's format, X_STRIDE
+ * bytes apart, packed or not, N inputs) with X (NT rows in the kernel's format, X_STRIDE
  * apart), in tasks of row chunks by token chunks. */
 static void
-gemm_run(struct pool *p, struct mm_scratch *s, const struct q_kernels *k, enum ggml_type type, const void *w,
-	 size_t w_stride, int d, int n, const uint8_t *x, size_t x_stride, int nt, float *out)
+gemm_run(struct pool *p, struct mm_scratch *s, const struct q_kernels *k, enum ggml_type type, int packed,
+	 const void *w, size_t w_stride, int d, int n, const uint8_t *x, size_t x_stride, int nt, float *out)
 {
 	struct gemm_job j;
 
 	memset(&j, 0, sizeof(j));
 	j.a.type = type;
+	j.a.packed = packed;
 	j.a.w = w;
 	j.a.w_stride = w_stride;
 	j.a.n = n;
@@ -367,6 +368,16 @@ gemv_rows(size_t row_bytes, int d, int nth)
 	return rows > d ? d : rows;
 }
 
+/* Rows per task of W: gemv_rows, a whole number of W's packed groups. */
+static int
+gemv_rows_w(const struct ltensor *w, int d, int nth)
+{
+	int rows = gemv_rows(w->row_bytes, d, nth);
+	if (w->packed > 1 && rows < d)
+		rows = (rows + w->packed - 1) / w->packed * w->packed;
+	return rows > d ? d : rows;
+}
+
 /* --- exact activations: two int8 rows per token --- */
 
 struct exact_job {
@@ -409,6 +420,11 @@ mm_exact(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x
 {
 	size_t rb = Q8P_ROW_BYTES(n);
 	int dd = d < (int)(s->eo_floats / 2) ? d : (int)(s->eo_floats / 2);
+	const q_gemv_fn gemv = w->packed ? k->t[w->type].gemv_packed : k->t[w->type].gemv;
+
+	/* Slices of rows start on a packed group. */
+	if (w->packed > 1 && dd < d && dd >= w->packed)
+		dd -= dd % w->packed;
 	int chunk = (int)(s->eo_floats / (2 * (size_t)dd));
 
 	if (chunk > s->n_batch)
@@ -427,12 +443,12 @@ mm_exact(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x
 			const struct q_type_kern *tk = &k->t[w->type];
 			const uint8_t *ws = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
 			/* Few rows of q8p: the tier's GEMV takes them as they are. */
-			if (tk->gemv_act == Q_ACT_Q8P && 2 * c < tk->gemm_min_nt) {
-				struct gemv_job v = { tk->gemv, s->eo, rows, n, 2 * c,
-				    gemv_rows(w->row_bytes, rows, pool_size(p)), ws, w->row_bytes, s->ex, rb };
+			if ((tk->gemv_act == Q_ACT_Q8P || w->packed) && 2 * c < tk->gemm_min_nt) {
+				struct gemv_job v = { gemv, s->eo, rows, n, 2 * c, gemv_rows_w(w, rows, pool_size(p)), ws,
+				    w->row_bytes, s->ex, rb };
 				pool_run_tasks(p, gemv_task, &v, (rows + v.rows - 1) / v.rows);
 			} else {
-				gemm_run(p, s, k, w->type, ws, w->row_bytes, rows, n, s->ex, rb, 2 * c, s->eo);
+				gemm_run(p, s, k, w->type, w->packed, ws, w->row_bytes, rows, n, s->ex, rb, 2 * c, s->eo);
 			}
 			if (pool_stopped(p))
 				return;
@@ -488,7 +504,7 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 			xa = s->xq;
 			xs = aj.stride;
 		}
-		gemm_run(p, s, k, w->type, w->data, w->row_bytes, d, n, xa, xs, nt, out);
+		gemm_run(p, s, k, w->type, w->packed, w->data, w->row_bytes, d, n, xa, xs, nt, out);
 		return;
 	}
 	if ((blas || !tk->gemm) && (nt >= MM_BLAS_MIN_BATCH || (s->exact && quantized(w->type))) &&
@@ -501,11 +517,12 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 		return;
 	}
 
-	struct gemv_job j = { tk->gemv, out, d, n, nt, gemv_rows(w->row_bytes, d, pool_size(p)), w->data, w->row_bytes, NULL, 0 };
+	struct gemv_job j = { w->packed ? tk->gemv_packed : tk->gemv, out, d, n, nt, gemv_rows_w(w, d, pool_size(p)),
+	    w->data, w->row_bytes, NULL, 0 };
 	if (qt->vec_dot_type == GGML_TYPE_F32) {
 		j.x = (const uint8_t *)x;
 		j.xs = (size_t)n * sizeof(float);
-	} else if (tk->gemv_act == Q_ACT_Q8P) {
+	} else if (tk->gemv_act == Q_ACT_Q8P || w->packed) {
 		struct act_job aj = { x, n, nt, 0, s->xq, Q8P_ROW_BYTES(n), NULL, k->act_q8p, GGML_TYPE_F32, NULL };
 		q8p_via(&aj, k, qt->vec_dot_type);
 		act_convert(p, &aj);

@@ -18,6 +18,7 @@
 #include "llm/blocks-dn.h"
 #include "llm/model.h"
 #include "llm/pool.h"
+#include "llm/quant-impl.h"
 
 /* --- loading --- */
 
@@ -182,6 +183,73 @@ const struct tok_vocab *llm_model_vocab(const struct llm_model *m) { return m->v
 const struct gguf_file *llm_model_gguf(const struct llm_model *m) { return m->f; }
 uint64_t llm_model_weight_bytes(const struct llm_model *m) { return m->weight_bytes; }
 int llm_model_weights_copied(const struct llm_model *m) { return m->f->copied; }
+
+/* Every weight of M, model-wide then layer by layer (NULL past the last). */
+static struct ltensor *
+model_tensor(struct llm_model *m, int i)
+{
+	const int per = LLM_TENSOR_COUNT, nl = m->hp.n_layer + m->hp.n_layer_mtp;
+	if (i < LLM_TENSOR_LAYER_FIRST)
+		return &m->g[i].w;
+	i -= LLM_TENSOR_LAYER_FIRST;
+	return i < nl * per ? &m->layers[i / per].t[i % per].w : NULL;
+}
+
+/* Whether llm_model_pack rearranges T. */
+static int
+packable(const struct q_kernels *k, const struct ltensor *t)
+{
+	return t->data && !t->packed && k->t[t->type].gemv_packed && q_pack_supported(t->type) && t->ne1 >= k->pack_rows;
+}
+
+int64_t
+llm_model_pack(struct llm_model *m)
+{
+	const struct q_kernels *k = q_kern();
+	const char *env = getenv("NATTER_PACK");
+	struct ltensor *t, *o;
+	size_t most = 0;
+	uint8_t *scratch;
+
+	if ((env && strcmp(env, "0") == 0) || !k->pack_rows || m->pack_rows || !m->f->copied)
+		return 0;
+	for (int i = 0; (t = model_tensor(m, i)); i++)
+		if (packable(k, t) && t->row_bytes > most)
+			most = t->row_bytes;
+	if (!most)
+		return 0;
+	scratch = malloc(most * (size_t)k->pack_rows);
+	if (!scratch || gguf_copy_writable(m->f, 1) < 0) {
+		free(scratch);
+		return scratch ? 0 : -1;
+	}
+	for (int i = 0; (t = model_tensor(m, i)); i++) {
+		if (!packable(k, t))
+			continue;
+		for (int64_t e = 0; e < t->ne2; e++)
+			q_pack_matrix(t->type, (uint8_t *)t->data + (size_t)e * t->mat_bytes, t->ne1, t->row_bytes,
+			    k->pack_rows, scratch);
+		m->packed_bytes += t->mat_bytes * (uint64_t)t->ne2;
+		/* The same data under another role (the output tied to the
+		 * embeddings) is the same packed rows. */
+		const void *data = t->data;
+		for (int j = 0; (o = model_tensor(m, j)); j++)
+			if (o->data == data)
+				o->packed = k->pack_rows;
+	}
+	gguf_copy_writable(m->f, 0);
+	free(scratch);
+	m->pack_rows = k->pack_rows;
+	return (int64_t)m->packed_bytes;
+}
+
+uint64_t
+llm_model_packed_bytes(const struct llm_model *m, int *group)
+{
+	if (group)
+		*group = m->pack_rows;
+	return m->packed_bytes;
+}
 const char *llm_model_type_name(const struct llm_model *m) { return m->type_name; }
 
 /* --- sessions --- */
@@ -542,7 +610,12 @@ eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all
 
 	for (int t = 0; t < nt; t++) {
 		float *x = c->x + (size_t)t * E;
-		emb_to_float((const uint8_t *)emb->data + (size_t)tok[t] * emb->row_bytes, x, E);
+		if (emb->packed) {   /* the row as in the file, in xo's room (unused until the first block) */
+			q_unpack_row(emb->type, emb->data, emb->ne1, emb->row_bytes, emb->packed, tok[t], c->xo);
+			emb_to_float((const uint8_t *)c->xo, x, E);
+		} else {
+			emb_to_float((const uint8_t *)emb->data + (size_t)tok[t] * emb->row_bytes, x, E);
+		}
 		if (hp->embd_scale != 1.0f)
 			for (int i = 0; i < E; i++)
 				x[i] *= hp->embd_scale;

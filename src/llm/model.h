@@ -41,6 +41,8 @@ struct llm_model {
 	struct llm_layer *layers;             /* (n_layer + n_layer_mtp) */
 	uint64_t weight_bytes;
 	char type_name[16];
+	uint64_t packed_bytes;                /* llm_model_pack */
+	int pack_rows;
 };
 
 /* Distinct RoPE settings among a session's layers (Gemma 3 has two). */

@@ -79,6 +79,7 @@ struct q_gemm_args {
 	int nt;                 /* tokens */
 	float *out;             /* (nt, ldo) */
 	size_t ldo;
+	int packed;             /* W's rows are packed (pack.c) in groups of the tier's pack_rows */
 };
 /* Computes rows [R0, R1) of the product for all tokens; SCRATCH holds
  * gemm_scratch(n) bytes, 64-byte aligned, owned by the calling thread. */
@@ -90,6 +91,11 @@ struct q_type_kern {
 	q_vec_dot_fn vec_dot;   /* one row, one token */
 	q_to_float_fn to_float;
 	q_gemv_fn gemv;         /* a few rows by up to Q_GEMV_MAX_T tokens */
+	/* The GEMV of packed rows (pack.c; groups of the tier's pack_rows
+	 * from W's first row, the rows past the last whole group as in the
+	 * file), with q8p activations; NULL: this tier does not pack the
+	 * type.  Its gemm takes packed rows too when q_gemm_args.packed. */
+	q_gemv_fn gemv_packed;
 	enum q_act gemv_act;    /* the activations gemv wants: VDT (the default) or Q8P */
 	q_gemm_fn gemm;         /* NULL: this tier has none for the type */
 	enum q_act gemm_act;    /* the activations gemm wants */
@@ -106,6 +112,7 @@ struct q_kernels {
 	q_act_fn act_bf16;
 	size_t (*gemm_scratch)(int n);
 	int gemm_rows;          /* row chunks handed to gemm are multiples of this */
+	int pack_rows;          /* rows per packed group (pack.c); 0: the tier packs nothing */
 	struct q_vops vops;
 	/* Microbenchmarks of the machine's limits (sysbench.c), each run for
 	 * about SECONDS on the calling thread: float fused multiply-adds
@@ -116,6 +123,18 @@ struct q_kernels {
 	double (*peak_i8)(double seconds);
 	uint64_t (*read_sum)(const void *buf, size_t bytes);
 };
+
+/*
+ * Packed weights (pack.c): the rows of a matrix interleaved, G at a time,
+ * so that one vector of a tier holds the same 4 bytes of G rows.
+ * q_pack_supported: TYPE has a packed layout.  q_pack_matrix: packs, in
+ * place, each whole group of G rows of a matrix of ROWS rows (ROW_BYTES
+ * apart), with SCRATCH of G * ROW_BYTES bytes.  q_unpack_row: row R of
+ * such a matrix, as in the file, into OUT (ROW_BYTES).
+ */
+int q_pack_supported(enum ggml_type type);
+void q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, int g, void *scratch);
+void q_unpack_row(enum ggml_type type, const void *data, int64_t rows, size_t row_bytes, int g, int64_t r, void *out);
 
 /* The scalar tier (quant.c) and the x86 tiers (quant-<tier>.c): NULL when
  * a tier is not built (another architecture, or --disable-simd). */

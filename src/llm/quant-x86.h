@@ -1607,9 +1607,142 @@ MK_I8_SWITCH(mk_i8_s1w, 1, 1, 0)      /* 8-bit levels */
 MK_I8_SWITCH(mk_i8_s2, 2, 0, 0)       /* 16-element sub-blocks, offsets */
 MK_I8_SWITCH(mk_i8_s2m, 2, 0, 1)      /* ... with mins */
 
-/* Rows [R0, R1) of W for all tokens: panel by panel, k-block by k-block. */
+/* ------------------------------------------------------------------ */
+/*
+ * Packed weights (pack.c): a group of VL rows holds, block by block, the
+ * VL rows' f16 scales, then the block's payload in 4-byte units, unit u
+ * of the VL rows side by side.  One vector is then the same 4 bytes of
+ * every row -- for Q4_0, levels of elements 4u..4u+3 in the low nibbles
+ * and 16+4u..16+4u+3 in the high ones -- so vpdpbusd (or maddubs) with a
+ * token's 4 activations broadcast adds each row's products in its own
+ * lane: no horizontal sums, no gathers, one load per 4 bytes of VL rows.
+ */
+ALWAYS vf
+vf_halfs(const uint8_t *p)
+{
+#ifdef QX_512
+	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+#else
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+#endif
+}
+
+/* ACC + the products of U (unsigned) and S (signed) bytes, 4 per lane. */
+ALWAYS vi
+vi_dp(vi acc, vi u, vi s)
+{
+#ifdef QX_VNNI
+	return vi_dpbusd(acc, u, s);
+#else
+	return vi_add32(acc, vi_madd(vi_maddubs(u, s), vi_set1_16(1)));
+#endif
+}
+
+/* One packed group of Q4_0 (G) by T tokens (q8p rows X, XS bytes
+ * apart): OUT[t * LDO + r] for the group's VL rows. */
+ALWAYS void
+pk_q4_0(const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
+{
+	const int nb = n / 32;
+	const size_t col = (size_t)VL * sizeof(block_q4_0), xf = xs / sizeof(float);
+	const float *xd = Q8P_D(x, n);
+	const int32_t *n32 = Q8P_N32(x, n);
+	const vi m4 = vi_set1_8(0x0F);
+	vf acc[Q_GEMV_MAX_T];
+
+	UNROLL
+	for (int t = 0; t < T; t++)
+		acc[t] = vf_zero();
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *p = g + (size_t)b * col, *q = p + 2 * VL;
+		vi s[Q_GEMV_MAX_T];
+		/* The level offset 8 enters as -8 * sum(x). */
+		UNROLL
+		for (int t = 0; t < T; t++)
+			s[t] = vi_set1(8 * n32[t * xf + b]);
+		UNROLL
+		for (int u = 0; u < 4; u++) {
+			vi v = vi_load(q + (size_t)u * 4 * VL);
+			vi lo = vi_and(v, m4), hi = vi_and(vi_srli16(v, 4), m4);
+			UNROLL
+			for (int t = 0; t < T; t++) {
+				const uint8_t *xb = x + (size_t)t * xs + (size_t)b * 32;
+				s[t] = vi_dp(s[t], lo, vi_set1(ld32(xb + 4 * u)));
+				s[t] = vi_dp(s[t], hi, vi_set1(ld32(xb + 16 + 4 * u)));
+			}
+		}
+		vf d = vf_halfs(p);
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[t] = vf_fma(vi_cvt(s[t]), vf_mul(d, vf_set1(xd[t * xf + b])), acc[t]);
+	}
+	UNROLL
+	for (int t = 0; t < T; t++)
+		vf_store(out + (size_t)t * ldo, acc[t]);
+}
+
+/* A row of Q4_0 as in the file (past the last whole group) with a q8p
+ * row: the few rows a matrix has beyond a multiple of VL. */
+static float
+pk_tail_q4_0(int n, const uint8_t *row, const uint8_t *x)
+{
+	const block_q4_0 *b = (const block_q4_0 *)row;
+	const int8_t *q = (const int8_t *)x;
+	const float *xd = Q8P_D(x, n);
+	float sum = 0;
+
+	for (int i = 0; i < n / 32; i++) {
+		int s = 0;
+		for (int j = 0; j < 16; j++)
+			s += ((b[i].qs[j] & 15) - 8) * q[32 * i + j] + ((b[i].qs[j] >> 4) - 8) * q[32 * i + 16 + j];
+		sum += F16(b[i].d) * xd[i] * (float)s;
+	}
+	return sum;
+}
+
 static void
-gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn dec, int ns, int offsh, mk_i8_fn mk)
+gemvp_q4_0(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs, int nt)
+{
+	int r = 0;
+	for (; r + VL <= nr; r += VL) {
+		switch (nt) {
+		case 1: pk_q4_0(1, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 2: pk_q4_0(2, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 3: pk_q4_0(3, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		default: pk_q4_0(4, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		}
+	}
+	for (; r < nr; r++)
+		for (int t = 0; t < nt; t++)
+			out[(size_t)t * ldo + r] = pk_tail_q4_0(n, w + (size_t)r * ws, x + (size_t)t * xs);
+}
+
+/* A GEMM panel straight from a packed group of Q4_0 (G), blocks [B0, B0
+ * + NB): the nibbles split, the scales converted; no transpose. */
+static void
+panel_pack_q4_0(struct panel *p, const uint8_t *g, int b0, int nb)
+{
+	const vi m4 = vi_set1_8(0x0F);
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *c = g + (size_t)(b0 + b) * VL * sizeof(block_q4_0), *q = c + 2 * VL;
+		uint8_t *pq = p->q + (size_t)b * 8 * VL * 4;
+		UNROLL
+		for (int u = 0; u < 4; u++) {
+			vi v = vi_load(q + (size_t)u * 4 * VL);
+			vi_store(pq + (size_t)u * VL * 4, vi_and(v, m4));
+			vi_store(pq + (size_t)(4 + u) * VL * 4, vi_and(vi_srli16(v, 4), m4));
+		}
+		vf_store(p->d + (size_t)b * VL, vf_halfs(c));
+	}
+}
+
+typedef void (*panel_packed_fn)(struct panel *p, const uint8_t *g, int b0, int nb);
+
+/* Rows [R0, R1) of W for all tokens: panel by panel, k-block by k-block.
+ * PK: the panel of a packed group (a->packed), else NULL. */
+static void
+gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn dec, int ns, int offsh, mk_i8_fn mk,
+	    panel_packed_fn pk)
 {
 	struct panel p;
 	const int nbt = a->n / 32;
@@ -1621,7 +1754,12 @@ gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn d
 		int nr = r1 - r < VL ? r1 - r : VL;
 		for (int b0 = 0; b0 < nbt; b0 += KC_BLOCKS) {
 			int nb = nbt - b0 < KC_BLOCKS ? nbt - b0 : KC_BLOCKS;
-			panel_pack(&p, dec, ns, offsh == 0, a->w + (size_t)r * a->w_stride, a->w_stride, nr, b0, nb);
+			/* Row chunks are multiples of 2 VL: a group cut short is the
+			 * matrix's last rows, which are not packed. */
+			if (pk && a->packed && nr == VL)
+				pk(&p, a->w + (size_t)r * a->w_stride, b0, nb);
+			else
+				panel_pack(&p, dec, ns, offsh == 0, a->w + (size_t)r * a->w_stride, a->w_stride, nr, b0, nb);
 			/* The next panel's weights arrive while this one is multiplied. */
 			int r2 = b0 + KC_BLOCKS < nbt ? r : r + VL, c0 = b0 + KC_BLOCKS < nbt ? b0 + KC_BLOCKS : 0;
 			if (r2 < r1) {
@@ -1641,22 +1779,22 @@ gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn d
 	}
 }
 
-/* TYPE, sub-blocks per 32, log2 of the level offset (mins types: 0, unused), kernel. */
-#define GEMM_I8(T, NS, OFFSH, MK) \
+/* TYPE, sub-blocks per 32, log2 of the level offset (mins types: 0, unused), kernel, packed panels. */
+#define GEMM_I8(T, NS, OFFSH, MK, PK) \
 	static void gemm_##T(const struct q_gemm_args *a, int r0, int r1, void *scratch) \
-	{ gemm_i8_run(a, r0, r1, scratch, dec_##T, NS, OFFSH, MK); }
-GEMM_I8(q4_0, 1, 3, mk_i8_s1)
-GEMM_I8(q4_1, 1, 0, mk_i8_s1m)
-GEMM_I8(q5_0, 1, 4, mk_i8_s1)
-GEMM_I8(q5_1, 1, 0, mk_i8_s1m)
-GEMM_I8(q8_0, 1, 7, mk_i8_s1w)
-GEMM_I8(iq4_nl, 1, 7, mk_i8_s1w)
-GEMM_I8(iq4_xs, 1, 7, mk_i8_s1w)
-GEMM_I8(q4_K, 1, 0, mk_i8_s1m)
-GEMM_I8(q5_K, 1, 0, mk_i8_s1m)
-GEMM_I8(q2_K, 2, 0, mk_i8_s2m)
-GEMM_I8(q3_K, 2, 2, mk_i8_s2)
-GEMM_I8(q6_K, 2, 5, mk_i8_s2)
+	{ gemm_i8_run(a, r0, r1, scratch, dec_##T, NS, OFFSH, MK, PK); }
+GEMM_I8(q4_0, 1, 3, mk_i8_s1, panel_pack_q4_0)
+GEMM_I8(q4_1, 1, 0, mk_i8_s1m, NULL)
+GEMM_I8(q5_0, 1, 4, mk_i8_s1, NULL)
+GEMM_I8(q5_1, 1, 0, mk_i8_s1m, NULL)
+GEMM_I8(q8_0, 1, 7, mk_i8_s1w, NULL)
+GEMM_I8(iq4_nl, 1, 7, mk_i8_s1w, NULL)
+GEMM_I8(iq4_xs, 1, 7, mk_i8_s1w, NULL)
+GEMM_I8(q4_K, 1, 0, mk_i8_s1m, NULL)
+GEMM_I8(q5_K, 1, 0, mk_i8_s1m, NULL)
+GEMM_I8(q2_K, 2, 0, mk_i8_s2m, NULL)
+GEMM_I8(q3_K, 2, 2, mk_i8_s2, NULL)
+GEMM_I8(q6_K, 2, 5, mk_i8_s2, NULL)
 
 /* q8p activations: levels, block scales and block sums (quant-impl.h). */
 static void
@@ -2207,6 +2345,8 @@ kern_build(void)
 	k->name = QX_NAME;
 	k->gemm_scratch = gemm_scratch;
 	k->gemm_rows = 2 * VL;
+	k->pack_rows = VL;
+	k->t[GGML_TYPE_Q4_0].gemv_packed = gemvp_q4_0;
 	k->vops.exp_sum = v_exp_sum;
 	k->vops.axpy = v_axpy;
 	k->vops.dot = v_dot;

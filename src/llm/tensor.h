@@ -22,6 +22,7 @@ struct ltensor {
 	int64_t ne2;            /* matrices in the stack (1 unless experts) */
 	size_t row_bytes;       /* bytes of one row */
 	size_t mat_bytes;       /* bytes of one ne0 x ne1 matrix: the stride between experts */
+	int packed;             /* each matrix's rows packed in groups of this many (pack.c), or 0: as in the file */
 };
 
 /* The E-th matrix of a stack, as a 2-D tensor (E < ne2). */

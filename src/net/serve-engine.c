@@ -718,6 +718,7 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 		e->model_mtime = (long long)stt.st_mtime;
 	if (llm_model_load(o->model_path, &e->model, err, errlen) < 0)
 		goto fail;
+	llm_model_pack(e->model);
 	/* A session now: a bad template or context size is reported at start. */
 	if (session_for(e, OAI_CHAT, err, errlen) < 0)
 		goto fail;

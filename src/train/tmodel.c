@@ -769,6 +769,12 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 		snprintf(err, errlen, "%s: %s", f->path, why);
 		goto fail;
 	}
+	/* Training reads the weights as the file lays them out. */
+	if (llm_model_packed_bytes(m, NULL)) {
+		snprintf(err, errlen, "%s: the weights were rearranged for inference (llm_model_pack); training needs "
+		    "them as in the file", f->path);
+		goto fail;
+	}
 	if (m->arch->block && !m->arch->block_described) {
 		snprintf(err, errlen, "%s: the %s architecture evaluates its layers with a block of its own, which the "
 		    "training model does not compute", f->path, hp->arch_name);

@@ -170,6 +170,8 @@ ui_run(struct ui_opts *o)
 		free(auto_model);
 		return 1;
 	}
+	if (!u->c)
+		llm_model_pack(u->m);
 	if (!u->c && chat_new(u->m, &o->chat, &u->c, err, sizeof(err)) < 0) {
 		fprintf(stderr, "natter: %s\n", err);
 		llm_model_free(u->m);

@@ -5,7 +5,8 @@
  * (in 2 MiB pages, as a loaded model's) on the tier NATTER_CPU chooses; prints the best time, GFLOP/s and the
  * weight bytes per second.  KBENCH_BLAS=1 times the alternative instead:
  * the rows dequantized by the tier into panels of 2 MiB, multiplied by
- * single-threaded OpenBLAS sgemm (one thread).  A developer's tool, not part
+ * single-threaded OpenBLAS sgemm (one thread).  KBENCH_PACKED=1 packs the
+ * rows first, as a model's are at load (pack.c).  A developer's tool, not part
  * of make check.
  */
 #include "config.h"
@@ -21,6 +22,7 @@
 #include "natter/quant.h"
 #include "llm/hugemem.h"
 #include "llm/matmul.h"
+#include "llm/quant-impl.h"
 #include "llm/pool.h"
 
 static double
@@ -81,7 +83,19 @@ main(int argc, char **argv)
 	}
 	struct pool *p = pool_new(threads);
 	struct mm_scratch sc;
-	struct ltensor lt = { w, type, n, d, 1, rb, rb * d };
+	struct ltensor lt = { w, type, n, d, 1, rb, rb * d, 0 };
+	const char *packed = getenv("KBENCH_PACKED");
+	if (packed && *packed == '1') {
+		const struct q_kernels *k = q_kern();
+		uint8_t *tmp = malloc(rb * k->pack_rows);
+		if (!k->t[type].gemv_packed || !tmp) {
+			fprintf(stderr, "kbench: the %s tier does not pack %s\n", k->name, ggml_type_info_get(type)->name);
+			return 2;
+		}
+		q_pack_matrix(type, w, d, rb, k->pack_rows, tmp);
+		free(tmp);
+		lt.packed = k->pack_rows;
+	}
 	if (!p || mm_scratch_init(&sc, nt, n, pool_size(p)) < 0) {
 		fprintf(stderr, "kbench: out of memory\n");
 		return 1;
@@ -110,8 +124,8 @@ main(int argc, char **argv)
 			best = dt;
 	}
 	free(panel);
-	printf("%s%-6s %-10s d %5d n %5d nt %4d t %d: %8.3f ms %7.1f GFLOP/s %6.1f GB/s weights\n",
-	    blas && *blas == '1' ? "BLAS " : "", ggml_type_info_get(type)->name, q_cpu_features(), d, n, nt, pool_size(p), best * 1e3,
+	printf("%s%s%-6s %-10s d %5d n %5d nt %4d t %d: %8.3f ms %7.1f GFLOP/s %6.1f GB/s weights\n",
+	    blas && *blas == '1' ? "BLAS " : "", lt.packed ? "packed " : "", ggml_type_info_get(type)->name, q_cpu_features(), d, n, nt, pool_size(p), best * 1e3,
 	    2.0 * d * n * nt / best / 1e9, rb * d / best / 1e9);
 	mm_scratch_free(&sc);
 	pool_free(p);

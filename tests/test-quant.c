@@ -442,13 +442,15 @@ static void
 test_pack_layout(void)
 {
 	static const int rows[] = { 1, 7, 8, 16, 17, 33, 40 };
-	const enum ggml_type t = GGML_TYPE_Q4_0;
+	static const enum ggml_type packable[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL };
 	const int n = 288;
-	const size_t rb = q_row_size(t, n);
 	int bad = 0, cases = 0;
 
+	for (size_t ti = 0; ti < sizeof(packable) / sizeof(packable[0]); ti++)
 	for (int g = 8; g <= 16; g += 8)
 		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+			const enum ggml_type t = packable[ti];
+			const size_t rb = q_row_size(t, n);
 			const int d = rows[i];
 			uint8_t *w = malloc(rb * d), *orig = malloc(rb * d), *row = malloc(rb);
 			for (int r = 0; r < d; r++)
@@ -472,9 +474,11 @@ test_pack_layout(void)
 			free(orig);
 			free(row);
 		}
-	printf("packed Q4_0 rows, groups of 8 and 16: %d/%d rows read back as packed\n", cases - bad, cases);
+	printf("packed rows (Q4_0, Q5_0, Q8_0, IQ4_NL), groups of 8 and 16: %d/%d rows read back as packed\n",
+	    cases - bad, cases);
 	CHECK(bad == 0, "packed rows: %d wrong", bad);
-	CHECK(!q_pack_supported(GGML_TYPE_Q4_K) && q_pack_supported(GGML_TYPE_Q4_0), "the types with a packed layout");
+	CHECK(!q_pack_supported(GGML_TYPE_Q4_K) && q_pack_supported(GGML_TYPE_Q4_0) && q_pack_supported(GGML_TYPE_Q5_0) &&
+	    q_pack_supported(GGML_TYPE_Q8_0) && q_pack_supported(GGML_TYPE_IQ4_NL), "the types with a packed layout");
 }
 
 /* A tier's kernels of packed rows: the GEMV (1 to 4 tokens) and the GEMM

@@ -7,8 +7,9 @@
 
 /*
  * The packed layout of a matrix of a 32-element block type whose blocks
- * are a 2-byte scale and a payload of whole 4-byte units (Q4_0: 4 units
- * of nibbles).  Rows go in groups of G (the tier's vector of 32-bit
+ * are a 2-byte scale and a payload of whole 4-byte units (Q4_0 and
+ * IQ4_NL: 4 units of nibbles; Q5_0: its 32 high bits, then 4 of nibbles;
+ * Q8_0: 8 of levels).  Rows go in groups of G (the tier's vector of 32-bit
  * lanes: 16 on AVX-512, 8 on AVX2) from the matrix's first row; a group
  * holds, block column by block column, the G rows' scales side by side,
  * then each unit of the G rows side by side:
@@ -21,7 +22,7 @@
 int
 q_pack_supported(enum ggml_type type)
 {
-	return type == GGML_TYPE_Q4_0;
+	return type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q8_0 || type == GGML_TYPE_IQ4_NL;
 }
 
 void

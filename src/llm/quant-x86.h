@@ -744,6 +744,10 @@ typedef __m512i vi;
 #define vi_add32(a, b) _mm512_add_epi32(a, b)
 #define vi_add16(a, b) _mm512_add_epi16(a, b)
 #define vi_and(a, b) _mm512_and_si512(a, b)
+#define vi_or(a, b) _mm512_or_si512(a, b)
+#define vi_xor(a, b) _mm512_xor_si512(a, b)
+#define vi_shuffle8(a, i) _mm512_shuffle_epi8(a, i)
+#define vi_bcast128(p) _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p)))
 #define vi_srli16(a, k) _mm512_srli_epi16(a, k)
 #define vi_maddubs(a, b) _mm512_maddubs_epi16(a, b)
 #define vi_madd(a, b) _mm512_madd_epi16(a, b)
@@ -784,6 +788,10 @@ typedef __m256i vi;
 #define vi_add32(a, b) _mm256_add_epi32(a, b)
 #define vi_add16(a, b) _mm256_add_epi16(a, b)
 #define vi_and(a, b) _mm256_and_si256(a, b)
+#define vi_or(a, b) _mm256_or_si256(a, b)
+#define vi_xor(a, b) _mm256_xor_si256(a, b)
+#define vi_shuffle8(a, i) _mm256_shuffle_epi8(a, i)
+#define vi_bcast128(p) _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p)))
 #define vi_srli16(a, k) _mm256_srli_epi16(a, k)
 #define vi_maddubs(a, b) _mm256_maddubs_epi16(a, b)
 #define vi_madd(a, b) _mm256_madd_epi16(a, b)
@@ -1610,12 +1618,13 @@ MK_I8_SWITCH(mk_i8_s2m, 2, 0, 1)      /* ... with mins */
 /* ------------------------------------------------------------------ */
 /*
  * Packed weights (pack.c): a group of VL rows holds, block by block, the
- * VL rows' f16 scales, then the block's payload in 4-byte units, unit u
- * of the VL rows side by side.  One vector is then the same 4 bytes of
- * every row -- for Q4_0, levels of elements 4u..4u+3 in the low nibbles
- * and 16+4u..16+4u+3 in the high ones -- so vpdpbusd (or maddubs) with a
- * token's 4 activations broadcast adds each row's products in its own
- * lane: no horizontal sums, no gathers, one load per 4 bytes of VL rows.
+ * VL rows' f16 scales, then the rest of the block (Q5_0: its high bits,
+ * then its nibbles) in 4-byte units, unit u of the VL rows side by side.
+ * One vector is then the same 4 bytes of every row -- for Q4_0, levels
+ * of elements 4u..4u+3 in the low nibbles and 16+4u..16+4u+3 in the high
+ * ones -- so vpdpbusd (or maddubs) with a token's 4 activations
+ * broadcast adds each row's products in its own lane: no horizontal
+ * sums, no gathers, one load per 4 bytes of VL rows.
  */
 ALWAYS vf
 vf_halfs(const uint8_t *p)
@@ -1638,40 +1647,111 @@ vi_dp(vi acc, vi u, vi s)
 #endif
 }
 
-/* One packed group of Q4_0 (G) by T tokens (q8p rows X, XS bytes
+#ifndef QX_VNNI
+/* ACC + the products of signed bytes W and S, 4 per lane, by maddubs on
+ * |W| and S with W's sign (8-bit levels would saturate its int16 pairs
+ * as unsigned bytes; |W| <= 128, |S| <= 127 do not). */
+ALWAYS vi
+vi_dp_signed(vi acc, vi w, vi s)
+{
+#ifdef QX_512
+	const vi sw = _mm512_mask_sub_epi8(s, _mm512_movepi8_mask(w), _mm512_setzero_si512(), s);
+	return vi_add32(acc, vi_madd(vi_maddubs(_mm512_abs_epi8(w), sw), vi_set1_16(1)));
+#else
+	return vi_add32(acc, vi_madd(vi_maddubs(_mm256_sign_epi8(w, w), _mm256_sign_epi8(s, w)), vi_set1_16(1)));
+#endif
+}
+#endif
+
+/* Bytes of a packed type's block; whether its levels take 8 bits; their
+ * offset (w = d (L - off)), 0 where the GEMV takes 8-bit levels signed. */
+ALWAYS int pk_bs(const int TY) { return TY == GGML_TYPE_Q8_0 ? 34 : TY == GGML_TYPE_Q5_0 ? 22 : 18; }
+ALWAYS int pk_wide(const int TY) { return TY == GGML_TYPE_Q8_0 || TY == GGML_TYPE_IQ4_NL; }
+ALWAYS int
+pk_off(const int TY)
+{
+#ifndef QX_VNNI
+	if (pk_wide(TY))
+		return 0;
+#endif
+	return TY == GGML_TYPE_Q4_0 ? 8 : TY == GGML_TYPE_Q5_0 ? 16 : 128;
+}
+
+/*
+ * Levels (unsigned bytes) of elements 4G..4G+3 of the VL rows of one
+ * block column C of a packed group.  Q5_0's fifth bit of element e is bit
+ * e % 8 of byte e / 8 of the row's high bits: every byte of a lane wants
+ * the same byte of them (the lane's byte broadcast by a shuffle), each its
+ * own bit (BIT: 1 << k, or 16 << k for odd units).
+ */
+ALWAYS vi
+pk_levels(const int TY, const uint8_t *c, int g)
+{
+	const int hb = TY == GGML_TYPE_Q5_0;   /* units before the levels: the high bits */
+	if (TY == GGML_TYPE_Q8_0)
+		return vi_xor(vi_load(c + 2 * VL + (size_t)g * 4 * VL), vi_set1_8((char)0x80));
+	vi v = vi_load(c + 2 * VL + (size_t)(hb + g % 4) * 4 * VL);
+	vi l = vi_and(g < 4 ? v : vi_srli16(v, 4), vi_set1_8(0x0F));
+	if (TY == GGML_TYPE_IQ4_NL)
+		l = vi_xor(vi_shuffle8(vi_bcast128(q_iq4nl_values), l), vi_set1_8((char)0x80));
+	if (TY == GGML_TYPE_Q5_0) {
+		const int e = 4 * g < 16 ? 4 * g : 16 + 4 * (g - 4);   /* the unit's first element */
+		/* Byte i of a 128-bit lane takes byte e / 8 of its 32-bit lane. */
+#ifdef QX_512
+		const vi base = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0);
+#else
+		const vi base = _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0C0C0C0C, 0, 0x04040404, 0x08080808,
+		    0x0C0C0C0C);
+#endif
+		const vi h = vi_shuffle8(vi_load(c + 2 * VL), vi_add32(base, vi_set1(0x01010101 * (e / 8))));
+		const vi bit = vi_set1(e % 8 ? (int)0x80402010 : 0x08040201);
+#ifdef QX_512
+		l = _mm512_mask_add_epi8(l, _mm512_test_epi8_mask(h, bit), l, vi_set1_8(0x10));
+#else
+		l = vi_or(l, vi_and(_mm256_cmpeq_epi8(vi_and(h, bit), bit), vi_set1_8(0x10)));
+#endif
+	}
+	return l;
+}
+
+/* One packed group G of type TY by T tokens (q8p rows X, XS bytes
  * apart): OUT[t * LDO + r] for the group's VL rows. */
 ALWAYS void
-pk_q4_0(const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
+pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
 	const int nb = n / 32;
-	const size_t col = (size_t)VL * sizeof(block_q4_0), xf = xs / sizeof(float);
+	const size_t col = (size_t)VL * pk_bs(TY), xf = xs / sizeof(float);
 	const float *xd = Q8P_D(x, n);
 	const int32_t *n32 = Q8P_N32(x, n);
-	const vi m4 = vi_set1_8(0x0F);
 	vf acc[Q_GEMV_MAX_T];
 
 	UNROLL
 	for (int t = 0; t < T; t++)
 		acc[t] = vf_zero();
 	for (int b = 0; b < nb; b++) {
-		const uint8_t *p = g + (size_t)b * col, *q = p + 2 * VL;
+		const uint8_t *c = g + (size_t)b * col;
 		vi s[Q_GEMV_MAX_T];
-		/* The level offset 8 enters as -8 * sum(x). */
+		/* The level offset enters as -off * sum(x). */
 		UNROLL
 		for (int t = 0; t < T; t++)
-			s[t] = vi_set1(8 * n32[t * xf + b]);
+			s[t] = vi_set1(pk_off(TY) * n32[t * xf + b]);
 		UNROLL
-		for (int u = 0; u < 4; u++) {
-			vi v = vi_load(q + (size_t)u * 4 * VL);
-			vi lo = vi_and(v, m4), hi = vi_and(vi_srli16(v, 4), m4);
-			UNROLL
-			for (int t = 0; t < T; t++) {
-				const uint8_t *xb = x + (size_t)t * xs + (size_t)b * 32;
-				s[t] = vi_dp(s[t], lo, vi_set1(ld32(xb + 4 * u)));
-				s[t] = vi_dp(s[t], hi, vi_set1(ld32(xb + 16 + 4 * u)));
+		for (int k = 0; k < 8; k++) {
+			vi l = pk_levels(TY, c, k);
+#ifndef QX_VNNI
+			if (pk_wide(TY)) {
+				l = vi_xor(l, vi_set1_8((char)0x80));
+				UNROLL
+				for (int t = 0; t < T; t++)
+					s[t] = vi_dp_signed(s[t], l, vi_set1(ld32(x + (size_t)t * xs + (size_t)b * 32 + 4 * k)));
+				continue;
 			}
+#endif
+			UNROLL
+			for (int t = 0; t < T; t++)
+				s[t] = vi_dp(s[t], l, vi_set1(ld32(x + (size_t)t * xs + (size_t)b * 32 + 4 * k)));
 		}
-		vf d = vf_halfs(p);
+		vf d = vf_halfs(c);
 		UNROLL
 		for (int t = 0; t < T; t++)
 			acc[t] = vf_fma(vi_cvt(s[t]), vf_mul(d, vf_set1(xd[t * xf + b])), acc[t]);
@@ -1681,60 +1761,74 @@ pk_q4_0(const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint
 		vf_store(out + (size_t)t * ldo, acc[t]);
 }
 
-/* A row of Q4_0 as in the file (past the last whole group) with a q8p
- * row: the few rows a matrix has beyond a multiple of VL. */
+/* A row of type TY as in the file (past the last whole group) with a q8p
+ * row: the few rows a matrix has beyond a multiple of VL.  Through the
+ * scalar dequantizer; exact products of the levels, as the kernels'. */
 static float
-pk_tail_q4_0(int n, const uint8_t *row, const uint8_t *x)
+pk_tail(enum ggml_type type, int n, const uint8_t *row, const uint8_t *x)
 {
-	const block_q4_0 *b = (const block_q4_0 *)row;
 	const int8_t *q = (const int8_t *)x;
 	const float *xd = Q8P_D(x, n);
-	float sum = 0;
+	const size_t bs = ggml_type_info_get(type)->type_size;
+	float lv[32], sum = 0;
 
 	for (int i = 0; i < n / 32; i++) {
-		int s = 0;
-		for (int j = 0; j < 16; j++)
-			s += ((b[i].qs[j] & 15) - 8) * q[32 * i + j] + ((b[i].qs[j] >> 4) - 8) * q[32 * i + 16 + j];
-		sum += F16(b[i].d) * xd[i] * (float)s;
+		const uint8_t *blk = row + (size_t)i * bs;
+		float s;
+		/* to_float gives d * level, within a rounding: the level is the
+		 * nearest integer to that over d. */
+		q_traits_get(type)->to_float(blk, lv, 32);
+		const float d = F16(*(const qhalf *)blk);
+		int si = 0;
+		for (int j = 0; d != 0 && j < 32; j++)
+			si += (int)lrintf(lv[j] / d) * q[32 * i + j];
+		s = (float)si;
+		sum += d * xd[i] * s;
 	}
 	return sum;
 }
 
-static void
-gemvp_q4_0(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs, int nt)
+ALWAYS void
+pk_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
+	     size_t xs, int nt)
 {
 	int r = 0;
 	for (; r + VL <= nr; r += VL) {
 		switch (nt) {
-		case 1: pk_q4_0(1, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		case 2: pk_q4_0(2, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		case 3: pk_q4_0(3, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		default: pk_q4_0(4, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 1: pk_gemv(TY, 1, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 2: pk_gemv(TY, 2, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 3: pk_gemv(TY, 3, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		default: pk_gemv(TY, 4, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
 		}
 	}
 	for (; r < nr; r++)
 		for (int t = 0; t < nt; t++)
-			out[(size_t)t * ldo + r] = pk_tail_q4_0(n, w + (size_t)r * ws, x + (size_t)t * xs);
+			out[(size_t)t * ldo + r] = pk_tail((enum ggml_type)TY, n, w + (size_t)r * ws, x + (size_t)t * xs);
 }
 
-/* A GEMM panel straight from a packed group of Q4_0 (G), blocks [B0, B0
- * + NB): the nibbles split, the scales converted; no transpose. */
-static void
-panel_pack_q4_0(struct panel *p, const uint8_t *g, int b0, int nb)
+/* A GEMM panel straight from a packed group G, blocks [B0, B0 + NB):
+ * the levels as pk_levels gives them, the scales converted; no
+ * transpose. */
+ALWAYS void
+pk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 {
-	const vi m4 = vi_set1_8(0x0F);
 	for (int b = 0; b < nb; b++) {
-		const uint8_t *c = g + (size_t)(b0 + b) * VL * sizeof(block_q4_0), *q = c + 2 * VL;
+		const uint8_t *c = g + (size_t)(b0 + b) * VL * pk_bs(TY);
 		uint8_t *pq = p->q + (size_t)b * 8 * VL * 4;
 		UNROLL
-		for (int u = 0; u < 4; u++) {
-			vi v = vi_load(q + (size_t)u * 4 * VL);
-			vi_store(pq + (size_t)u * VL * 4, vi_and(v, m4));
-			vi_store(pq + (size_t)(4 + u) * VL * 4, vi_and(vi_srli16(v, 4), m4));
-		}
+		for (int k = 0; k < 8; k++)
+			vi_store(pq + (size_t)k * VL * 4, pk_levels(TY, c, k));
 		vf_store(p->d + (size_t)b * VL, vf_halfs(c));
 	}
 }
+
+#define PK(T, TY) \
+	static void gemvp_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, \
+			      size_t xs, int nt) \
+	{ pk_gemv_rows(TY, n, out, ldo, w, ws, nr, x, xs, nt); } \
+	static void panelp_##T(struct panel *p, const uint8_t *g, int b0, int nb) { pk_panel(TY, p, g, b0, nb); }
+PK(q4_0, GGML_TYPE_Q4_0) PK(q5_0, GGML_TYPE_Q5_0) PK(q8_0, GGML_TYPE_Q8_0) PK(iq4_nl, GGML_TYPE_IQ4_NL)
+#undef PK
 
 typedef void (*panel_packed_fn)(struct panel *p, const uint8_t *g, int b0, int nb);
 
@@ -1783,12 +1877,12 @@ gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn d
 #define GEMM_I8(T, NS, OFFSH, MK, PK) \
 	static void gemm_##T(const struct q_gemm_args *a, int r0, int r1, void *scratch) \
 	{ gemm_i8_run(a, r0, r1, scratch, dec_##T, NS, OFFSH, MK, PK); }
-GEMM_I8(q4_0, 1, 3, mk_i8_s1, panel_pack_q4_0)
+GEMM_I8(q4_0, 1, 3, mk_i8_s1, panelp_q4_0)
 GEMM_I8(q4_1, 1, 0, mk_i8_s1m, NULL)
-GEMM_I8(q5_0, 1, 4, mk_i8_s1, NULL)
+GEMM_I8(q5_0, 1, 4, mk_i8_s1, panelp_q5_0)
 GEMM_I8(q5_1, 1, 0, mk_i8_s1m, NULL)
-GEMM_I8(q8_0, 1, 7, mk_i8_s1w, NULL)
-GEMM_I8(iq4_nl, 1, 7, mk_i8_s1w, NULL)
+GEMM_I8(q8_0, 1, 7, mk_i8_s1w, panelp_q8_0)
+GEMM_I8(iq4_nl, 1, 7, mk_i8_s1w, panelp_iq4_nl)
 GEMM_I8(iq4_xs, 1, 7, mk_i8_s1w, NULL)
 GEMM_I8(q4_K, 1, 0, mk_i8_s1m, NULL)
 GEMM_I8(q5_K, 1, 0, mk_i8_s1m, NULL)
@@ -2347,6 +2441,9 @@ kern_build(void)
 	k->gemm_rows = 2 * VL;
 	k->pack_rows = VL;
 	k->t[GGML_TYPE_Q4_0].gemv_packed = gemvp_q4_0;
+	k->t[GGML_TYPE_Q5_0].gemv_packed = gemvp_q5_0;
+	k->t[GGML_TYPE_Q8_0].gemv_packed = gemvp_q8_0;
+	k->t[GGML_TYPE_IQ4_NL].gemv_packed = gemvp_iq4_nl;
 	k->vops.exp_sum = v_exp_sum;
 	k->vops.axpy = v_axpy;
 	k->vops.dot = v_dot;

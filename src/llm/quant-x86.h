@@ -1735,22 +1735,46 @@ pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 		UNROLL
 		for (int t = 0; t < T; t++)
 			s[t] = vi_set1(pk_off(TY) * n32[t * xf + b]);
+#ifdef QX_VNNI
 		UNROLL
 		for (int k = 0; k < 8; k++) {
 			vi l = pk_levels(TY, c, k);
-#ifndef QX_VNNI
-			if (pk_wide(TY)) {
-				l = vi_xor(l, vi_set1_8((char)0x80));
-				UNROLL
-				for (int t = 0; t < T; t++)
-					s[t] = vi_dp_signed(s[t], l, vi_set1(ld32(x + (size_t)t * xs + (size_t)b * 32 + 4 * k)));
-				continue;
-			}
-#endif
 			UNROLL
 			for (int t = 0; t < T; t++)
 				s[t] = vi_dp(s[t], l, vi_set1(ld32(x + (size_t)t * xs + (size_t)b * 32 + 4 * k)));
 		}
+#else
+		if (pk_wide(TY)) {
+			UNROLL
+			for (int k = 0; k < 8; k++) {
+				vi l = vi_xor(pk_levels(TY, c, k), vi_set1_8((char)0x80));
+				UNROLL
+				for (int t = 0; t < T; t++)
+					s[t] = vi_dp_signed(s[t], l, vi_set1(ld32(x + (size_t)t * xs + (size_t)b * 32 + 4 * k)));
+			}
+		} else {
+			/* maddubs' int16 pairs summed over groups before one madd:
+			 * at most 2 * 15 * 127 per group (Q4_0: all 8 fit int16),
+			 * 2 * 31 * 127 (Q5_0: 4 do). */
+			const int per = TY == GGML_TYPE_Q4_0 ? 8 : 4;
+			UNROLL
+			for (int k0 = 0; k0 < 8; k0 += per) {
+				vi p16[Q_GEMV_MAX_T];
+				UNROLL
+				for (int k = k0; k < k0 + per; k++) {
+					vi l = pk_levels(TY, c, k);
+					UNROLL
+					for (int t = 0; t < T; t++) {
+						vi pr = vi_maddubs(l, vi_set1(ld32(x + (size_t)t * xs + (size_t)b * 32 + 4 * k)));
+						p16[t] = k == k0 ? pr : vi_add16(p16[t], pr);
+					}
+				}
+				UNROLL
+				for (int t = 0; t < T; t++)
+					s[t] = vi_add32(s[t], vi_madd(p16[t], vi_set1_16(1)));
+			}
+		}
+#endif
 		vf d = vf_halfs(c);
 		UNROLL
 		for (int t = 0; t < T; t++)

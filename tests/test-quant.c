@@ -442,14 +442,15 @@ static void
 test_pack_layout(void)
 {
 	static const int rows[] = { 1, 7, 8, 16, 17, 33, 40 };
-	static const enum ggml_type packable[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL };
-	const int n = 288;
+	static const enum ggml_type packable[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL,
+		GGML_TYPE_Q4_K, GGML_TYPE_Q5_K };
 	int bad = 0, cases = 0;
 
 	for (size_t ti = 0; ti < sizeof(packable) / sizeof(packable[0]); ti++)
 	for (int g = 8; g <= 16; g += 8)
 		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 			const enum ggml_type t = packable[ti];
+			const int n = ggml_type_info_get(t)->blck_size == 256 ? 512 : 288;
 			const size_t rb = q_row_size(t, n);
 			const int d = rows[i];
 			uint8_t *w = malloc(rb * d), *orig = malloc(rb * d), *row = malloc(rb);
@@ -462,6 +463,7 @@ test_pack_layout(void)
 			for (int r = 0; r < d; r++) {
 				q_unpack_row(t, w, d, rb, g, r, row);
 				bad += memcmp(row, orig + rb * r, rb) != 0;
+				/* Block 0's first scale, among the group's. */
 				if (r < d / g * g)
 					bad += memcmp(w + (size_t)(r / g * g) * rb + 2 * (r % g), orig + rb * r, 2) != 0;
 				else
@@ -474,11 +476,14 @@ test_pack_layout(void)
 			free(orig);
 			free(row);
 		}
-	printf("packed rows (Q4_0, Q5_0, Q8_0, IQ4_NL), groups of 8 and 16: %d/%d rows read back as packed\n",
-	    cases - bad, cases);
+	printf("packed rows (Q4_0, Q5_0, Q8_0, IQ4_NL, Q4_K, Q5_K), groups of 8 and 16: %d/%d rows read back "
+	    "as packed\n", cases - bad, cases);
 	CHECK(bad == 0, "packed rows: %d wrong", bad);
-	CHECK(!q_pack_supported(GGML_TYPE_Q4_K) && q_pack_supported(GGML_TYPE_Q4_0) && q_pack_supported(GGML_TYPE_Q5_0) &&
-	    q_pack_supported(GGML_TYPE_Q8_0) && q_pack_supported(GGML_TYPE_IQ4_NL), "the types with a packed layout");
+	for (size_t ti = 0; ti < sizeof(packable) / sizeof(packable[0]); ti++)
+		CHECK(q_pack_supported(packable[ti]), "%s has a packed layout", tname(packable[ti]));
+	CHECK(!q_pack_supported(GGML_TYPE_Q6_K) && !q_pack_supported(GGML_TYPE_IQ4_XS) && !q_pack_supported(GGML_TYPE_Q4_1) &&
+	    !q_pack_supported(GGML_TYPE_F16),
+	    "types without a packed layout");
 }
 
 /* A tier's kernels of packed rows: the GEMV (1 to 4 tokens) and the GEMM
@@ -498,7 +503,7 @@ test_packed(const struct q_kernels *k, enum ggml_type t)
 	if (!k->t[t].gemv_packed)
 		return;
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
-		for (int m = RANDOM; m < N_MODES; m++) {
+		for (int m = RANDOM; m < N_MODES && shapes[i][1] % ggml_type_info_get(t)->blck_size == 0; m++) {
 			bad += gemm_case(k, t, shapes[i][0], shapes[i][1], shapes[i][2], (enum mode)m, 1, &worst) > 0;
 			cases++;
 		}

@@ -378,6 +378,17 @@ gemv_rows_w(const struct ltensor *w, int d, int nth)
 	return rows > d ? d : rows;
 }
 
+/*
+ * Batches of packed rows from this size use the GEMM, smaller ones the
+ * packed GEMV (4 tokens per pass over the rows).  kbench, 896 x 4864, one
+ * thread, avx512bf16 tier, ms GEMM / GEMV: Q4_K 0.233 / 0.068 at 2
+ * tokens, 0.370 / 0.248 at 8, 0.618 / 0.497 at 16, 4.38 / 4.51 at 128;
+ * Q4_0 0.216 / 0.110 at 4, 0.532 / 0.500 at 16.  In cache the GEMV wins
+ * up to 32 tokens; from memory each pass reads the weights again, so the
+ * GEMM takes over at 8 (two passes).
+ */
+#define MM_PACKED_GEMM_MIN_NT 8
+
 /* --- exact activations: two int8 rows per token --- */
 
 struct exact_job {
@@ -443,7 +454,8 @@ mm_exact(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x
 			const struct q_type_kern *tk = &k->t[w->type];
 			const uint8_t *ws = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
 			/* Few rows of q8p: the tier's GEMV takes them as they are. */
-			if ((tk->gemv_act == Q_ACT_Q8P || w->packed) && 2 * c < tk->gemm_min_nt) {
+			if ((tk->gemv_act == Q_ACT_Q8P || w->packed) &&
+			    2 * c < (w->packed ? MM_PACKED_GEMM_MIN_NT : tk->gemm_min_nt)) {
 				struct gemv_job v = { gemv, s->eo, rows, n, 2 * c, gemv_rows_w(w, rows, pool_size(p)), ws,
 				    w->row_bytes, s->ex, rb };
 				pool_run_tasks(p, gemv_task, &v, (rows + v.rows - 1) / v.rows);
@@ -491,7 +503,7 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 	/* Float weights: the tiles or OpenBLAS, as measured (gemm-choice.c). */
 	const int blas = tk->gemm && tk->gemm_act == Q_ACT_F32 && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p) &&
 	    q_float_gemm_choice(w->type, NULL) == Q_FLOAT_GEMM_OPENBLAS;
-	if (tk->gemm && !blas && nt >= tk->gemm_min_nt && s->n_gemm >= pool_size(p) &&
+	if (tk->gemm && !blas && nt >= (w->packed ? MM_PACKED_GEMM_MIN_NT : tk->gemm_min_nt) && s->n_gemm >= pool_size(p) &&
 	    !(tk->gemm_act == Q_ACT_BF16 && (n % 2 || s->exact))) {
 		const uint8_t *xa = (const uint8_t *)x;
 		size_t xs = (size_t)n * sizeof(float);

@@ -6,68 +6,92 @@
 #include "llm/quant-impl.h"
 
 /*
- * The packed layout of a matrix of a 32-element block type whose blocks
- * are a 2-byte scale and a payload of whole 4-byte units (Q4_0 and
- * IQ4_NL: 4 units of nibbles; Q5_0: its 32 high bits, then 4 of nibbles;
- * Q8_0: 8 of levels).  Rows go in groups of G (the tier's vector of 32-bit
- * lanes: 16 on AVX-512, 8 on AVX2) from the matrix's first row; a group
- * holds, block column by block column, the G rows' scales side by side,
+ * The packed layout of a matrix.  A block is a few f16 scales (the
+ * header: HLEN bytes at its start) and the rest, whole 4-byte units in
+ * the block's order (Q4_0, IQ4_NL: 4 units of nibbles; Q5_0: its high
+ * bits, then 4 of nibbles; Q8_0: 8 of levels; Q4_K: the 12 bytes of
+ * sub-block scales, then 32 units of nibbles; Q5_K: scales, high bits,
+ * nibbles).  Rows go in groups of G (the tier's vector of 32-bit lanes:
+ * 16 on AVX-512, 8 on AVX2) from the matrix's first row; a group holds,
+ * block column by block column, each scale of the G rows side by side,
  * then each unit of the G rows side by side:
- *   [b][scale of rows 0..G-1][unit 0 of rows 0..G-1][unit 1 ...]...
+ *   [b][scale 0 of rows 0..G-1][scale 1 ...][unit 0 of rows 0..G-1]...
  * so that one vector of G lanes is the same 4 bytes of every row.  A
  * group takes the bytes its rows took, so packing is done in place; the
  * rows past the last whole group stay as they were.
  */
+static const struct {
+	enum ggml_type type;
+	int hlen;
+} packed_types[] = {
+	{ GGML_TYPE_Q4_0, 2 }, { GGML_TYPE_Q5_0, 2 }, { GGML_TYPE_Q8_0, 2 }, { GGML_TYPE_IQ4_NL, 2 },
+	{ GGML_TYPE_Q4_K, 4 }, { GGML_TYPE_Q5_K, 4 },
+};
+
+/* The header's bytes of TYPE's packed layout, or 0: TYPE has none. */
+static int
+header_bytes(enum ggml_type type)
+{
+	for (size_t i = 0; i < sizeof(packed_types) / sizeof(packed_types[0]); i++)
+		if (packed_types[i].type == type)
+			return packed_types[i].hlen;
+	return 0;
+}
 
 int
 q_pack_supported(enum ggml_type type)
 {
-	return type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q8_0 || type == GGML_TYPE_IQ4_NL;
+	return header_bytes(type) > 0;
+}
+
+/* Block BLK of a row to (TO_PACKED) or from its place in column COL of a
+ * group of G, as row J. */
+static void
+move_block(uint8_t *col, uint8_t *blk, size_t bs, int hlen, int g, int j, int to_packed)
+{
+	const size_t units = (bs - (size_t)hlen) / 4;
+	for (int h = 0; h < hlen / 2; h++) {
+		uint8_t *pc = col + ((size_t)h * g + j) * 2, *pb = blk + 2 * h;
+		memcpy(to_packed ? pc : pb, to_packed ? pb : pc, 2);
+	}
+	for (size_t u = 0; u < units; u++) {
+		uint8_t *pc = col + (size_t)hlen * g + (u * g + j) * 4, *pb = blk + hlen + 4 * u;
+		memcpy(to_packed ? pc : pb, to_packed ? pb : pc, 4);
+	}
 }
 
 void
 q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, int g, void *scratch)
 {
-	const size_t bs = ggml_type_info_get(type)->type_size, units = (bs - 2) / 4;
+	const size_t bs = ggml_type_info_get(type)->type_size;
 	const int64_t nb = (int64_t)(row_bytes / bs);
+	const int hlen = header_bytes(type);
 	uint8_t *tmp = scratch;
 
-	if (!q_pack_supported(type) || g < 1)
+	if (!hlen || g < 1)
 		return;
 	for (int64_t r0 = 0; r0 + g <= rows; r0 += g) {
 		uint8_t *grp = (uint8_t *)data + (size_t)r0 * row_bytes;
 		memcpy(tmp, grp, (size_t)g * row_bytes);
-		for (int64_t b = 0; b < nb; b++) {
-			uint8_t *col = grp + (size_t)b * g * bs;
-			for (int j = 0; j < g; j++) {
-				const uint8_t *blk = tmp + (size_t)j * row_bytes + (size_t)b * bs;
-				memcpy(col + 2 * j, blk, 2);
-				for (size_t u = 0; u < units; u++)
-					memcpy(col + 2 * (size_t)g + (u * g + j) * 4, blk + 2 + 4 * u, 4);
-			}
-		}
+		for (int64_t b = 0; b < nb; b++)
+			for (int j = 0; j < g; j++)
+				move_block(grp + (size_t)b * g * bs, tmp + (size_t)j * row_bytes + (size_t)b * bs, bs, hlen,
+				    g, j, 1);
 	}
 }
 
 void
 q_unpack_row(enum ggml_type type, const void *data, int64_t rows, size_t row_bytes, int g, int64_t r, void *out)
 {
-	const size_t bs = ggml_type_info_get(type)->type_size, units = (bs - 2) / 4;
+	const size_t bs = ggml_type_info_get(type)->type_size;
 	const int64_t nb = (int64_t)(row_bytes / bs);
-	const uint8_t *src = (const uint8_t *)data + (size_t)r * row_bytes;
-	uint8_t *o = out;
+	const int hlen = header_bytes(type);
 
-	if (g < 1 || r >= rows / g * g) {
-		memcpy(out, src, row_bytes);
+	if (g < 1 || r >= rows / g * g || !hlen) {
+		memcpy(out, (const uint8_t *)data + (size_t)r * row_bytes, row_bytes);
 		return;
 	}
-	const uint8_t *grp = (const uint8_t *)data + (size_t)(r / g * g) * row_bytes;
-	const int j = (int)(r % g);
-	for (int64_t b = 0; b < nb; b++) {
-		const uint8_t *col = grp + (size_t)b * g * bs;
-		uint8_t *blk = o + (size_t)b * bs;
-		memcpy(blk, col + 2 * j, 2);
-		for (size_t u = 0; u < units; u++)
-			memcpy(blk + 2 + 4 * u, col + 2 * (size_t)g + (u * g + j) * 4, 4);
-	}
+	uint8_t *grp = (uint8_t *)data + (size_t)(r / g * g) * row_bytes;   /* only read */
+	for (int64_t b = 0; b < nb; b++)
+		move_block(grp + (size_t)b * g * bs, (uint8_t *)out + (size_t)b * bs, bs, hlen, g, (int)(r % g), 0);
 }

@@ -11,7 +11,7 @@
  * the block's order (Q4_0, IQ4_NL: 4 units of nibbles; Q5_0: its high
  * bits, then 4 of nibbles; Q8_0: 8 of levels; Q4_K: the 12 bytes of
  * sub-block scales, then 32 units of nibbles; Q5_K: scales, high bits,
- * nibbles).  Rows go in groups of G (the tier's vector of 32-bit lanes:
+ * nibbles; IQ4_XS: its header d and scales_h, then scales_l, nibbles).  Rows go in groups of G (the tier's vector of 32-bit lanes:
  * 16 on AVX-512, 8 on AVX2) from the matrix's first row; a group holds,
  * block column by block column, each scale of the G rows side by side,
  * then each unit of the G rows side by side:
@@ -25,7 +25,7 @@ static const struct {
 	int hlen;
 } packed_types[] = {
 	{ GGML_TYPE_Q4_0, 2 }, { GGML_TYPE_Q5_0, 2 }, { GGML_TYPE_Q8_0, 2 }, { GGML_TYPE_IQ4_NL, 2 },
-	{ GGML_TYPE_Q4_K, 4 }, { GGML_TYPE_Q5_K, 4 },
+	{ GGML_TYPE_Q4_K, 4 }, { GGML_TYPE_Q5_K, 4 }, { GGML_TYPE_IQ4_XS, 4 },
 };
 
 /* The header's bytes of TYPE's packed layout, or 0: TYPE has none. */

@@ -746,6 +746,9 @@ typedef __m512i vi;
 #define vi_and(a, b) _mm512_and_si512(a, b)
 #define vi_or(a, b) _mm512_or_si512(a, b)
 #define VI_SRLI32(a, k) _mm512_srli_epi32(a, k)
+#define VI_SLLI32(a, k) _mm512_slli_epi32(a, k)
+#define vi_sub32(a, b) _mm512_sub_epi32(a, b)
+#define vi_load_u16(p) _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p)))
 #define VI_MULLO32(a, b) _mm512_mullo_epi32(a, b)
 #define vi_slli16(a, k) _mm512_slli_epi16(a, k)
 #define vf_sub(a, b) _mm512_sub_ps(a, b)
@@ -795,6 +798,9 @@ typedef __m256i vi;
 #define vi_and(a, b) _mm256_and_si256(a, b)
 #define vi_or(a, b) _mm256_or_si256(a, b)
 #define VI_SRLI32(a, k) _mm256_srli_epi32(a, k)
+#define VI_SLLI32(a, k) _mm256_slli_epi32(a, k)
+#define vi_sub32(a, b) _mm256_sub_epi32(a, b)
+#define vi_load_u16(p) _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p)))
 #define VI_MULLO32(a, b) _mm256_mullo_epi32(a, b)
 #define vi_slli16(a, k) _mm256_slli_epi16(a, k)
 #define vf_sub(a, b) _mm256_sub_ps(a, b)
@@ -1859,10 +1865,11 @@ PK(q4_0, GGML_TYPE_Q4_0) PK(q5_0, GGML_TYPE_Q5_0) PK(q8_0, GGML_TYPE_Q8_0) PK(iq
 #undef PK
 
 /*
- * Packed K-quants (Q4_K, Q5_K): a column is one superblock of the
- * group's VL rows -- d and dmin of each row, then the rest of the block
- * in units: the 12 bytes of sub-block scales and mins, (Q5_K) the high
- * bits, the nibbles (pack.c).  Levels of elements 4k..4k+3 of every row
+ * Packed K-quants (Q4_K, Q5_K) and IQ4_XS: a column is one superblock of
+ * the group's VL rows -- d and dmin (IQ4_XS: d and scales_h) of each row,
+ * then the rest of the block in units: the 12 bytes of sub-block scales
+ * and mins (IQ4_XS: 4 of scales_l), (Q5_K) the high bits, the nibbles
+ * (pack.c).  Levels of elements 4k..4k+3 of every row
  * come from one or two units as for the 32-element types; each
  * sub-block's integer sum is scaled by its integer scale and converted to
  * float once per 32 inputs (a q8p block, with its scale).  Q6_K was
@@ -1870,7 +1877,7 @@ PK(q4_0, GGML_TYPE_Q4_0) PK(q5_0, GGML_TYPE_Q5_0) PK(q8_0, GGML_TYPE_Q8_0) PK(iq
  * thread: 8 GB/s against 24 as in the file, though 36 against 27 in
  * cache); it stays as in the file.
  */
-ALWAYS int pkk_bs(const int TY) { return TY == GGML_TYPE_Q4_K ? 144 : 176; }
+ALWAYS int pkk_bs(const int TY) { return TY == GGML_TYPE_Q4_K ? 144 : TY == GGML_TYPE_Q5_K ? 176 : 136; }
 
 /* Unit U of column C. */
 ALWAYS vi pkk_unit(const uint8_t *c, int u) { return vi_load(c + (size_t)4 * VL + (size_t)u * 4 * VL); }
@@ -1881,7 +1888,14 @@ pkk_levels(const int TY, const uint8_t *c, int k)
 {
 	const int e = 4 * k;
 	const vi m4 = vi_set1_8(0x0F);
-	/* 64 inputs per 32 bytes of nibbles, the low ones first. */
+	if (TY == GGML_TYPE_IQ4_XS) {
+		/* As IQ4_NL's, 16 bytes of nibbles per 32 inputs, behind the
+		 * unit of 4-bit scales: the grid's values, offset by 128. */
+		vi v = pkk_unit(c, 1 + e / 32 * 4 + e % 16 / 4);
+		vi l = vi_and(e % 32 < 16 ? v : vi_srli16(v, 4), m4);
+		return vi_xor(vi_shuffle8(vi_bcast128(q_iq4nl_values), l), vi_set1_8((char)0x80));
+	}
+	/* Q4_K, Q5_K: 64 inputs per 32 bytes of nibbles, the low ones first. */
 	const int qs0 = TY == GGML_TYPE_Q4_K ? 3 : 11, j = e / 64, sb = e / 32;
 	vi v = pkk_unit(c, qs0 + 8 * j + e % 32 / 4);
 	vi lv = vi_and(e % 64 < 32 ? v : vi_srli16(v, 4), m4);
@@ -1925,6 +1939,16 @@ pkk_dot(const int TY, const int T, const uint8_t *c, int k0, int nk, vi *acc, co
 			acc[t] = vi_dp(acc[t], l, vi_set1(ld32(x + (size_t)t * xs + xoff + 4 * (k - k0))));
 	}
 #else
+	if (TY == GGML_TYPE_IQ4_XS) {   /* 8-bit levels: signed, by magnitudes */
+		UNROLL
+		for (int k = k0; k < k0 + nk; k++) {
+			vi l = vi_xor(pkk_levels(TY, c, k), vi_set1_8((char)0x80));
+			UNROLL
+			for (int t = 0; t < T; t++)
+				acc[t] = vi_dp_signed(acc[t], l, vi_set1(ld32(x + (size_t)t * xs + xoff + 4 * (k - k0))));
+		}
+		return;
+	}
 	/* maddubs' int16 pairs summed before a madd: 2 * 15 * 127 per group
 	 * for 4-bit levels (8 groups fit), 2 * 31 * 127 for 5 (4). */
 	const int per = TY == GGML_TYPE_Q4_K ? 8 : 4;
@@ -1995,6 +2019,68 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 		vf_store(out + (size_t)t * ldo, acc[t]);
 }
 
+/* IQ4_XS's signed 6-bit scale of sub-block B of each row: its low 4 bits
+ * nibble B of LO4 (the unit of scales_l), its high 2 bits bits 2B of HI
+ * (scales_h, the header's second half). */
+ALWAYS vi
+xs_scale(vi lo4, vi hi, int b)
+{
+	const vi l = vi_and(VI_SRLI32(lo4, 4 * b), vi_set1(0x0F)), h = vi_and(VI_SRLI32(hi, 2 * b), vi_set1(0x03));
+	return vi_sub32(vi_or(l, VI_SLLI32(h, 4)), vi_set1(32));
+}
+
+/* One packed group G of IQ4_XS by T tokens: each sub-block's sum (the
+ * levels' offset 128 entering as -128 times the activations' sum where
+ * they are unsigned) times its signed scale. */
+ALWAYS void
+pxs_gemv(const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
+{
+	const int ns = n / 256;
+	const size_t col = (size_t)VL * sizeof(block_iq4_xs), xf = xs / sizeof(float);
+	const float *xd = Q8P_D(x, n);
+	const int32_t *n32 = Q8P_N32(x, n);
+#ifdef QX_VNNI
+	const int off = 128;
+#else
+	const int off = 0;
+#endif
+	vf acc[Q_GEMV_MAX_T];
+
+	UNROLL
+	for (int t = 0; t < T; t++)
+		acc[t] = vf_zero();
+	for (int i = 0; i < ns; i++) {
+		const uint8_t *c = g + (size_t)i * col;
+		const vi lo4 = pkk_unit(c, 0), hi = vi_load_u16(c + 2 * VL);
+		vf ts[Q_GEMV_MAX_T];
+		UNROLL
+		for (int t = 0; t < T; t++)
+			ts[t] = vf_zero();
+		UNROLL
+		for (int b = 0; b < 8; b++) {
+			vi a[Q_GEMV_MAX_T];
+			UNROLL
+			for (int t = 0; t < T; t++)
+				a[t] = vi_set1(off * n32[t * xf + 8 * i + b]);
+			pkk_dot(GGML_TYPE_IQ4_XS, T, c, 8 * b, 8, a, x, xs, 256 * i + 32 * b);
+			const vi sc = xs_scale(lo4, hi, b);
+			UNROLL
+			for (int t = 0; t < T; t++)
+				ts[t] = vf_fma(vi_cvt(VI_MULLO32(a[t], sc)), vf_set1(xd[t * xf + 8 * i + b]), ts[t]);
+		}
+		const vf d = vf_halfs(c);
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[t] = vf_fma(d, ts[t], acc[t]);
+	}
+	UNROLL
+	for (int t = 0; t < T; t++)
+		vf_store(out + (size_t)t * ldo, acc[t]);
+}
+
+#define PKK_GEMV(TY, T, ...) \
+	do { if ((TY) == GGML_TYPE_IQ4_XS) pxs_gemv(T, __VA_ARGS__); else pkk_gemv(TY, T, __VA_ARGS__); } while (0)
+
 ALWAYS void
 pkk_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
 	      size_t xs, int nt)
@@ -2002,10 +2088,10 @@ pkk_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, siz
 	int r = 0;
 	for (; r + VL <= nr; r += VL) {
 		switch (nt) {
-		case 1: pkk_gemv(TY, 1, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		case 2: pkk_gemv(TY, 2, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		case 3: pkk_gemv(TY, 3, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		default: pkk_gemv(TY, 4, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 1: PKK_GEMV(TY, 1, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 2: PKK_GEMV(TY, 2, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 3: PKK_GEMV(TY, 3, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		default: PKK_GEMV(TY, 4, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
 		}
 	}
 	for (; r < nr; r++)
@@ -2025,6 +2111,13 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 		UNROLL
 		for (int k = 0; k < 64; k++)
 			vi_store(p->q + ((size_t)(8 * i + k / 8) * 8 + k % 8) * VL * 4, pkk_levels(TY, c, k));
+		if (TY == GGML_TYPE_IQ4_XS) {
+			const vi lo4 = pkk_unit(c, 0), hi = vi_load_u16(c + 2 * VL);
+			UNROLL
+			for (int b = 0; b < 8; b++)
+				vf_store(p->d + (size_t)(8 * i + b) * VL, vf_mul(d, vi_cvt(xs_scale(lo4, hi, b))));
+			continue;
+		}
 		vi sc[2], mn[2];
 		const vf dmin = vf_halfs(c + 2 * VL);
 		pkk_scales(c, sc, mn);
@@ -2042,7 +2135,7 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 			      size_t xs, int nt) \
 	{ pkk_gemv_rows(TY, n, out, ldo, w, ws, nr, x, xs, nt); } \
 	static void panelp_##T(struct panel *p, const uint8_t *g, int b0, int nb) { pkk_panel(TY, p, g, b0, nb); }
-PKK(q4_K, GGML_TYPE_Q4_K) PKK(q5_K, GGML_TYPE_Q5_K)
+PKK(q4_K, GGML_TYPE_Q4_K) PKK(q5_K, GGML_TYPE_Q5_K) PKK(iq4_xs, GGML_TYPE_IQ4_XS)
 #undef PKK
 
 typedef void (*panel_packed_fn)(struct panel *p, const uint8_t *g, int b0, int nb);
@@ -2098,7 +2191,7 @@ GEMM_I8(q5_0, 1, 4, mk_i8_s1, panelp_q5_0)
 GEMM_I8(q5_1, 1, 0, mk_i8_s1m, NULL)
 GEMM_I8(q8_0, 1, 7, mk_i8_s1w, panelp_q8_0)
 GEMM_I8(iq4_nl, 1, 7, mk_i8_s1w, panelp_iq4_nl)
-GEMM_I8(iq4_xs, 1, 7, mk_i8_s1w, NULL)
+GEMM_I8(iq4_xs, 1, 7, mk_i8_s1w, panelp_iq4_xs)
 GEMM_I8(q4_K, 1, 0, mk_i8_s1m, panelp_q4_K)
 GEMM_I8(q5_K, 1, 0, mk_i8_s1m, panelp_q5_K)
 GEMM_I8(q2_K, 2, 0, mk_i8_s2m, NULL)
@@ -2661,6 +2754,7 @@ kern_build(void)
 	k->t[GGML_TYPE_IQ4_NL].gemv_packed = gemvp_iq4_nl;
 	k->t[GGML_TYPE_Q4_K].gemv_packed = gemvp_q4_K;
 	k->t[GGML_TYPE_Q5_K].gemv_packed = gemvp_q5_K;
+	k->t[GGML_TYPE_IQ4_XS].gemv_packed = gemvp_iq4_xs;
 	k->vops.exp_sum = v_exp_sum;
 	k->vops.axpy = v_axpy;
 	k->vops.dot = v_dot;

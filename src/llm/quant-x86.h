@@ -1822,24 +1822,6 @@ pk_tail(enum ggml_type type, int n, const uint8_t *row, const uint8_t *x)
 	return (float)sum;
 }
 
-ALWAYS void
-pk_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
-	     size_t xs, int nt)
-{
-	int r = 0;
-	for (; r + VL <= nr; r += VL) {
-		switch (nt) {
-		case 1: pk_gemv(TY, 1, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		case 2: pk_gemv(TY, 2, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		case 3: pk_gemv(TY, 3, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		default: pk_gemv(TY, 4, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		}
-	}
-	for (; r < nr; r++)
-		for (int t = 0; t < nt; t++)
-			out[(size_t)t * ldo + r] = pk_tail((enum ggml_type)TY, n, w + (size_t)r * ws, x + (size_t)t * xs);
-}
-
 /* A GEMM panel straight from a packed group G, blocks [B0, B0 + NB):
  * the levels as pk_levels gives them, the scales converted; no
  * transpose. */
@@ -1856,13 +1838,6 @@ pk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 	}
 }
 
-#define PK(T, TY) \
-	static void gemvp_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, \
-			      size_t xs, int nt) \
-	{ pk_gemv_rows(TY, n, out, ldo, w, ws, nr, x, xs, nt); } \
-	static void panelp_##T(struct panel *p, const uint8_t *g, int b0, int nb) { pk_panel(TY, p, g, b0, nb); }
-PK(q4_0, GGML_TYPE_Q4_0) PK(q5_0, GGML_TYPE_Q5_0) PK(q8_0, GGML_TYPE_Q8_0) PK(iq4_nl, GGML_TYPE_IQ4_NL)
-#undef PK
 
 /*
  * Packed K-quants (Q4_K, Q5_K) and IQ4_XS: a column is one superblock of
@@ -2078,27 +2053,6 @@ pxs_gemv(const int T, int n, float *out, size_t ldo, const uint8_t *g, const uin
 		vf_store(out + (size_t)t * ldo, acc[t]);
 }
 
-#define PKK_GEMV(TY, T, ...) \
-	do { if ((TY) == GGML_TYPE_IQ4_XS) pxs_gemv(T, __VA_ARGS__); else pkk_gemv(TY, T, __VA_ARGS__); } while (0)
-
-ALWAYS void
-pkk_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
-	      size_t xs, int nt)
-{
-	int r = 0;
-	for (; r + VL <= nr; r += VL) {
-		switch (nt) {
-		case 1: PKK_GEMV(TY, 1, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		case 2: PKK_GEMV(TY, 2, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		case 3: PKK_GEMV(TY, 3, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		default: PKK_GEMV(TY, 4, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		}
-	}
-	for (; r < nr; r++)
-		for (int t = 0; t < nt; t++)
-			out[(size_t)t * ldo + r] = pk_tail((enum ggml_type)TY, n, w + (size_t)r * ws, x + (size_t)t * xs);
-}
-
 /* A GEMM panel from a packed group of a K-quant, blocks of 32 [B0, B0 +
  * NB) (whole superblocks): levels, and each sub-block's d * scale (and
  * -dmin * min). */
@@ -2130,13 +2084,47 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 	}
 }
 
-#define PKK(T, TY) \
+/* One packed group of type TY by T tokens, by the type's kernel. */
+ALWAYS void
+pk_group(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
+{
+	if (TY == GGML_TYPE_IQ4_XS)
+		pxs_gemv(T, n, out, ldo, g, x, xs);
+	else if (TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K)
+		pkk_gemv(TY, T, n, out, ldo, g, x, xs);
+	else
+		pk_gemv(TY, T, n, out, ldo, g, x, xs);
+}
+
+/* The GEMV of packed rows (q_type_kern.gemv_packed): whole groups, then
+ * the rows past the last one as in the file. */
+ALWAYS void
+pk_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
+	     size_t xs, int nt)
+{
+	int r = 0;
+	for (; r + VL <= nr; r += VL) {
+		switch (nt) {
+		case 1: pk_group(TY, 1, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 2: pk_group(TY, 2, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 3: pk_group(TY, 3, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		default: pk_group(TY, 4, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		}
+	}
+	for (; r < nr; r++)
+		for (int t = 0; t < nt; t++)
+			out[(size_t)t * ldo + r] = pk_tail((enum ggml_type)TY, n, w + (size_t)r * ws, x + (size_t)t * xs);
+}
+
+#define PK(T, TY, PANEL) \
 	static void gemvp_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, \
 			      size_t xs, int nt) \
-	{ pkk_gemv_rows(TY, n, out, ldo, w, ws, nr, x, xs, nt); } \
-	static void panelp_##T(struct panel *p, const uint8_t *g, int b0, int nb) { pkk_panel(TY, p, g, b0, nb); }
-PKK(q4_K, GGML_TYPE_Q4_K) PKK(q5_K, GGML_TYPE_Q5_K) PKK(iq4_xs, GGML_TYPE_IQ4_XS)
-#undef PKK
+	{ pk_gemv_rows(TY, n, out, ldo, w, ws, nr, x, xs, nt); } \
+	static void panelp_##T(struct panel *p, const uint8_t *g, int b0, int nb) { PANEL(TY, p, g, b0, nb); }
+PK(q4_0, GGML_TYPE_Q4_0, pk_panel) PK(q5_0, GGML_TYPE_Q5_0, pk_panel) PK(q8_0, GGML_TYPE_Q8_0, pk_panel)
+PK(iq4_nl, GGML_TYPE_IQ4_NL, pk_panel) PK(q4_K, GGML_TYPE_Q4_K, pkk_panel) PK(q5_K, GGML_TYPE_Q5_K, pkk_panel)
+PK(iq4_xs, GGML_TYPE_IQ4_XS, pkk_panel)
+#undef PK
 
 typedef void (*panel_packed_fn)(struct panel *p, const uint8_t *g, int b0, int nb);
 

@@ -1682,7 +1682,7 @@ vi_dp_signed(vi acc, vi w, vi s)
 /* Bytes of a packed type's block; whether its levels take 8 bits; their
  * offset (w = d (L - off)), 0 where the GEMV takes 8-bit levels signed. */
 ALWAYS int pk_bs(const int TY) { return TY == GGML_TYPE_Q8_0 ? 34 : TY == GGML_TYPE_Q5_0 ? 22 : 18; }
-ALWAYS int pk_wide(const int TY) { return TY == GGML_TYPE_Q8_0 || TY == GGML_TYPE_IQ4_NL; }
+ALWAYS int pk_wide(const int TY) { return TY == GGML_TYPE_Q8_0 || TY == GGML_TYPE_IQ4_NL || TY == GGML_TYPE_IQ4_XS; }
 ALWAYS int
 pk_off(const int TY)
 {
@@ -1728,77 +1728,6 @@ pk_levels(const int TY, const uint8_t *c, int g)
 #endif
 	}
 	return l;
-}
-
-/* One packed group G of type TY by T tokens (q8p rows X, XS bytes
- * apart): OUT[t * LDO + r] for the group's VL rows. */
-ALWAYS void
-pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
-{
-	const int nb = n / 32;
-	const size_t col = (size_t)VL * pk_bs(TY), xf = xs / sizeof(float);
-	const float *xd = Q8P_D(x, n);
-	const int32_t *n32 = Q8P_N32(x, n);
-	vf acc[Q_GEMV_MAX_T];
-
-	UNROLL
-	for (int t = 0; t < T; t++)
-		acc[t] = vf_zero();
-	for (int b = 0; b < nb; b++) {
-		const uint8_t *c = g + (size_t)b * col;
-		vi s[Q_GEMV_MAX_T];
-		/* The level offset enters as -off * sum(x). */
-		UNROLL
-		for (int t = 0; t < T; t++)
-			s[t] = vi_set1(pk_off(TY) * n32[t * xf + b]);
-#ifdef QX_VNNI
-		UNROLL
-		for (int k = 0; k < 8; k++) {
-			vi l = pk_levels(TY, c, k);
-			UNROLL
-			for (int t = 0; t < T; t++)
-				s[t] = vi_dp(s[t], l, vi_set1(ld32(x + (size_t)t * xs + (size_t)b * 32 + 4 * k)));
-		}
-#else
-		if (pk_wide(TY)) {
-			UNROLL
-			for (int k = 0; k < 8; k++) {
-				vi l = vi_xor(pk_levels(TY, c, k), vi_set1_8((char)0x80));
-				UNROLL
-				for (int t = 0; t < T; t++)
-					s[t] = vi_dp_signed(s[t], l, vi_set1(ld32(x + (size_t)t * xs + (size_t)b * 32 + 4 * k)));
-			}
-		} else {
-			/* maddubs' int16 pairs summed over groups before one madd:
-			 * at most 2 * 15 * 127 per group (Q4_0: all 8 fit int16),
-			 * 2 * 31 * 127 (Q5_0: 4 do). */
-			const int per = TY == GGML_TYPE_Q4_0 ? 8 : 4;
-			UNROLL
-			for (int k0 = 0; k0 < 8; k0 += per) {
-				vi p16[Q_GEMV_MAX_T];
-				UNROLL
-				for (int k = k0; k < k0 + per; k++) {
-					vi l = pk_levels(TY, c, k);
-					UNROLL
-					for (int t = 0; t < T; t++) {
-						vi pr = vi_maddubs(l, vi_set1(ld32(x + (size_t)t * xs + (size_t)b * 32 + 4 * k)));
-						p16[t] = k == k0 ? pr : vi_add16(p16[t], pr);
-					}
-				}
-				UNROLL
-				for (int t = 0; t < T; t++)
-					s[t] = vi_add32(s[t], vi_madd(p16[t], vi_set1_16(1)));
-			}
-		}
-#endif
-		vf d = vf_halfs(c);
-		UNROLL
-		for (int t = 0; t < T; t++)
-			acc[t] = vf_fma(vi_cvt(s[t]), vf_mul(d, vf_set1(xd[t * xf + b])), acc[t]);
-	}
-	UNROLL
-	for (int t = 0; t < T; t++)
-		vf_store(out + (size_t)t * ldo, acc[t]);
 }
 
 /* A row of type TYPE as in the file (past the last whole group) with a
@@ -1900,45 +1829,52 @@ pkk_scales(const uint8_t *c, vi sc[2], vi mn[2])
 /* Byte J of each lane of V. */
 #define PKK_BYTE(v, j) vi_and(VI_SRLI32(v, 8 * (j)), vi_set1(0xFF))
 
-/* The integer sum of levels and activations over 4 * NK inputs from group
- * K0, starting from ACC, for T tokens. */
+/* Levels of elements 4K..4K+3 of a column of any packed type. */
+ALWAYS vi
+pk_lv(const int TY, const uint8_t *c, int k)
+{
+	return TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS ? pkk_levels(TY, c, k) :
+	    pk_levels(TY, c, k);
+}
+
+/* The integer sums of levels and activations over the 32 inputs of groups
+ * K0..K0+7 of column C, added to ACC, for T tokens (q8p rows X, XS apart,
+ * from input XOFF). */
 ALWAYS void
-pkk_dot(const int TY, const int T, const uint8_t *c, int k0, int nk, vi *acc, const uint8_t *x, size_t xs, int xoff)
+pk_dot(const int TY, const int T, const uint8_t *c, int k0, vi *acc, const uint8_t *x, size_t xs, int xoff)
 {
 #ifdef QX_VNNI
 	UNROLL
-	for (int k = k0; k < k0 + nk; k++) {
-		vi l = pkk_levels(TY, c, k);
+	for (int k = 0; k < 8; k++) {
+		vi l = pk_lv(TY, c, k0 + k);
 		UNROLL
 		for (int t = 0; t < T; t++)
-			acc[t] = vi_dp(acc[t], l, vi_set1(ld32(x + (size_t)t * xs + xoff + 4 * (k - k0))));
+			acc[t] = vi_dp(acc[t], l, vi_set1(ld32(x + (size_t)t * xs + xoff + 4 * k)));
 	}
 #else
-	if (TY == GGML_TYPE_IQ4_XS) {   /* 8-bit levels: signed, by magnitudes */
+	if (pk_wide(TY)) {   /* 8-bit levels: signed, by magnitudes */
 		UNROLL
-		for (int k = k0; k < k0 + nk; k++) {
-			vi l = vi_xor(pkk_levels(TY, c, k), vi_set1_8((char)0x80));
+		for (int k = 0; k < 8; k++) {
+			vi l = vi_xor(pk_lv(TY, c, k0 + k), vi_set1_8((char)0x80));
 			UNROLL
 			for (int t = 0; t < T; t++)
-				acc[t] = vi_dp_signed(acc[t], l, vi_set1(ld32(x + (size_t)t * xs + xoff + 4 * (k - k0))));
+				acc[t] = vi_dp_signed(acc[t], l, vi_set1(ld32(x + (size_t)t * xs + xoff + 4 * k)));
 		}
 		return;
 	}
-	/* maddubs' int16 pairs summed before a madd: 2 * 15 * 127 per group
-	 * for 4-bit levels (8 groups fit), 2 * 31 * 127 for 5 (4). */
-	const int per = TY == GGML_TYPE_Q4_K ? 8 : 4;
+	/* maddubs' int16 pairs summed over groups before one madd: at most
+	 * 2 * 15 * 127 per group for 4-bit levels (all 8 fit int16), 2 * 31 *
+	 * 127 for 5 bits (4 do). */
+	const int per = TY == GGML_TYPE_Q4_0 || TY == GGML_TYPE_Q4_K ? 8 : 4;
 	UNROLL
-	for (int g0 = k0; g0 < k0 + nk; g0 += per) {
+	for (int g0 = 0; g0 < 8; g0 += per) {
 		vi p16[Q_GEMV_MAX_T];
 		UNROLL
-		for (int kk = 0; kk < per; kk++) {
-			const int k = g0 + kk;
-			if (k >= k0 + nk)
-				break;
-			vi l = pkk_levels(TY, c, k);
+		for (int k = g0; k < g0 + per; k++) {
+			vi l = pk_lv(TY, c, k0 + k);
 			UNROLL
 			for (int t = 0; t < T; t++) {
-				vi pr = vi_maddubs(l, vi_set1(ld32(x + (size_t)t * xs + xoff + 4 * (k - k0))));
+				vi pr = vi_maddubs(l, vi_set1(ld32(x + (size_t)t * xs + xoff + 4 * k)));
 				p16[t] = k == g0 ? pr : vi_add16(p16[t], pr);
 			}
 		}
@@ -1949,45 +1885,32 @@ pkk_dot(const int TY, const int T, const uint8_t *c, int k0, int nk, vi *acc, co
 #endif
 }
 
-/* One packed group G of a K-quant by T tokens (q8p rows X, XS apart). */
+/* One packed group G of type TY by T tokens (q8p rows X, XS bytes
+ * apart): OUT[t * LDO + r] for the group's VL rows. */
 ALWAYS void
-pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
+pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	const int ns = n / 256;
-	const size_t col = (size_t)VL * pkk_bs(TY), xf = xs / sizeof(float);
-	const float *xd = Q8P_D(x, n), *x32 = Q8P_S32(x, n);
+	const int nb = n / 32;
+	const size_t col = (size_t)VL * pk_bs(TY), xf = xs / sizeof(float);
+	const float *xd = Q8P_D(x, n);
+	const int32_t *n32 = Q8P_N32(x, n);
 	vf acc[Q_GEMV_MAX_T];
 
 	UNROLL
 	for (int t = 0; t < T; t++)
 		acc[t] = vf_zero();
-	for (int i = 0; i < ns; i++) {
-		const uint8_t *c = g + (size_t)i * col;
-		vf ts[Q_GEMV_MAX_T], tm[Q_GEMV_MAX_T];
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *c = g + (size_t)b * col;
+		vi s[Q_GEMV_MAX_T];
+		/* The level offset enters as -off * sum(x). */
 		UNROLL
 		for (int t = 0; t < T; t++)
-			ts[t] = tm[t] = vf_zero();
-		vi sc[2], mn[2];
-		pkk_scales(c, sc, mn);
-		UNROLL
-		for (int b = 0; b < 8; b++) {
-			vi a[Q_GEMV_MAX_T];
-			UNROLL
-			for (int t = 0; t < T; t++)
-				a[t] = vi_zero();
-			pkk_dot(TY, T, c, 8 * b, 8, a, x, xs, 256 * i + 32 * b);
-			const vi scb = PKK_BYTE(sc[b / 4], b % 4);
-			const vf mnb = vi_cvt(PKK_BYTE(mn[b / 4], b % 4));
-			UNROLL
-			for (int t = 0; t < T; t++) {
-				ts[t] = vf_fma(vi_cvt(VI_MULLO32(a[t], scb)), vf_set1(xd[t * xf + 8 * i + b]), ts[t]);
-				tm[t] = vf_fma(mnb, vf_set1(x32[t * xf + 8 * i + b]), tm[t]);
-			}
-		}
-		vf d = vf_halfs(c), dmin = vf_halfs(c + 2 * VL);
+			s[t] = vi_set1(pk_off(TY) * n32[t * xf + b]);
+		pk_dot(TY, T, c, 0, s, x, xs, b * 32);
+		vf d = vf_halfs(c);
 		UNROLL
 		for (int t = 0; t < T; t++)
-			acc[t] = vf_fnmadd(dmin, tm[t], vf_fma(d, ts[t], acc[t]));
+			acc[t] = vf_fma(vi_cvt(s[t]), vf_mul(d, vf_set1(xd[t * xf + b])), acc[t]);
 	}
 	UNROLL
 	for (int t = 0; t < T; t++)
@@ -2004,21 +1927,19 @@ xs_scale(vi lo4, vi hi, int b)
 	return vi_sub32(vi_or(l, VI_SLLI32(h, 4)), vi_set1(32));
 }
 
-/* One packed group G of IQ4_XS by T tokens: each sub-block's sum (the
- * levels' offset 128 entering as -128 times the activations' sum where
- * they are unsigned) times its signed scale. */
+/*
+ * One packed group G of a K-quant or IQ4_XS by T tokens: per sub-block,
+ * the integer sum times the integer scale, converted with the q8p block's
+ * scale; the K-quants' mins against the activations' sums, IQ4_XS's level
+ * offset 128 (where its levels are unsigned) as -128 times them.
+ */
 ALWAYS void
-pxs_gemv(const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
+pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	const int ns = n / 256;
-	const size_t col = (size_t)VL * sizeof(block_iq4_xs), xf = xs / sizeof(float);
-	const float *xd = Q8P_D(x, n);
+	const int ns = n / 256, xsq = TY == GGML_TYPE_IQ4_XS;
+	const size_t col = (size_t)VL * pkk_bs(TY), xf = xs / sizeof(float);
+	const float *xd = Q8P_D(x, n), *x32 = Q8P_S32(x, n);
 	const int32_t *n32 = Q8P_N32(x, n);
-#ifdef QX_VNNI
-	const int off = 128;
-#else
-	const int off = 0;
-#endif
 	vf acc[Q_GEMV_MAX_T];
 
 	UNROLL
@@ -2026,27 +1947,39 @@ pxs_gemv(const int T, int n, float *out, size_t ldo, const uint8_t *g, const uin
 		acc[t] = vf_zero();
 	for (int i = 0; i < ns; i++) {
 		const uint8_t *c = g + (size_t)i * col;
-		const vi lo4 = pkk_unit(c, 0), hi = vi_load_u16(c + 2 * VL);
-		vf ts[Q_GEMV_MAX_T];
+		vf ts[Q_GEMV_MAX_T], tm[Q_GEMV_MAX_T];
+		vi sc[2], mn[2], lo4, hi;
 		UNROLL
 		for (int t = 0; t < T; t++)
-			ts[t] = vf_zero();
+			ts[t] = tm[t] = vf_zero();
+		if (xsq) {
+			lo4 = pkk_unit(c, 0);
+			hi = vi_load_u16(c + 2 * VL);
+		} else {
+			pkk_scales(c, sc, mn);
+		}
 		UNROLL
 		for (int b = 0; b < 8; b++) {
 			vi a[Q_GEMV_MAX_T];
 			UNROLL
 			for (int t = 0; t < T; t++)
-				a[t] = vi_set1(off * n32[t * xf + 8 * i + b]);
-			pkk_dot(GGML_TYPE_IQ4_XS, T, c, 8 * b, 8, a, x, xs, 256 * i + 32 * b);
-			const vi sc = xs_scale(lo4, hi, b);
+				a[t] = xsq ? vi_set1(pk_off(TY) * n32[t * xf + 8 * i + b]) : vi_zero();
+			pk_dot(TY, T, c, 8 * b, a, x, xs, 256 * i + 32 * b);
+			const vi scb = xsq ? xs_scale(lo4, hi, b) : PKK_BYTE(sc[b / 4], b % 4);
 			UNROLL
 			for (int t = 0; t < T; t++)
-				ts[t] = vf_fma(vi_cvt(VI_MULLO32(a[t], sc)), vf_set1(xd[t * xf + 8 * i + b]), ts[t]);
+				ts[t] = vf_fma(vi_cvt(VI_MULLO32(a[t], scb)), vf_set1(xd[t * xf + 8 * i + b]), ts[t]);
+			if (!xsq) {
+				const vf mnb = vi_cvt(PKK_BYTE(mn[b / 4], b % 4));
+				UNROLL
+				for (int t = 0; t < T; t++)
+					tm[t] = vf_fma(mnb, vf_set1(x32[t * xf + 8 * i + b]), tm[t]);
+			}
 		}
 		const vf d = vf_halfs(c);
 		UNROLL
 		for (int t = 0; t < T; t++)
-			acc[t] = vf_fma(d, ts[t], acc[t]);
+			acc[t] = xsq ? vf_fma(d, ts[t], acc[t]) : vf_fnmadd(vf_halfs(c + 2 * VL), tm[t], vf_fma(d, ts[t], acc[t]));
 	}
 	UNROLL
 	for (int t = 0; t < T; t++)
@@ -2088,9 +2021,7 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 ALWAYS void
 pk_group(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	if (TY == GGML_TYPE_IQ4_XS)
-		pxs_gemv(T, n, out, ldo, g, x, xs);
-	else if (TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K)
+	if (TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS)
 		pkk_gemv(TY, T, n, out, ldo, g, x, xs);
 	else
 		pk_gemv(TY, T, n, out, ldo, g, x, xs);

@@ -637,6 +637,102 @@ test_matmul(void)
 	pool_free(p);
 }
 
+/* --- mm_matmul_many: several matrices by the same activations --- */
+
+/* Each part's products as mm_matmul makes them alone, bit for bit, with
+ * nothing written past a part's outputs; one job for the pool when all
+ * are GEMVs (one token).  Parts mix packed and file-layout
+ * rows, activation formats (q8p, the type's own, floats) and sizes below
+ * one task. */
+static void
+test_matmul_many(void)
+{
+	static const struct {
+		enum ggml_type t;
+		int d, pk;
+	} mix[][MM_MAX_PARTS] = {
+		{ { GGML_TYPE_Q4_K, 67, 1 }, { GGML_TYPE_Q4_K, 40, 1 }, { GGML_TYPE_Q6_K, 33, 0 }, { GGML_TYPE_F16, 9, 0 } },
+		{ { GGML_TYPE_Q8_0, 1000, 1 }, { GGML_TYPE_Q4_0, 24, 1 }, { GGML_TYPE_Q8_0, 5, 0 }, { GGML_TYPE_Q5_K, 300, 0 } },
+		{ { GGML_TYPE_F32, 130, 0 }, { GGML_TYPE_IQ4_XS, 77, 1 }, { GGML_TYPE_BF16, 17, 0 }, { GGML_TYPE_Q2_K, 64, 0 } },
+	};
+	static const int nts[] = { 1, 3, 5, 17 };
+	const int n = 512, guard = 16, pack = q_kern()->pack_rows;
+	struct pool *p = pool_new(2);
+	int cases = 0, bad_cases = 0, fused = 0;
+
+	CHECK(p != NULL, "pool_new");
+	if (!p)
+		return;
+	for (size_t mi = 0; mi < sizeof(mix) / sizeof(mix[0]); mi++)
+	for (size_t ni = 0; ni < sizeof(nts) / sizeof(nts[0]); ni++) {
+		const int nt = nts[ni];
+		struct ltensor lt[MM_MAX_PARTS];
+		struct mm_part parts[MM_MAX_PARTS];
+		float *one[MM_MAX_PARTS], *many[MM_MAX_PARTS], *x = malloc((size_t)n * nt * sizeof(float));
+		struct mm_scratch s;
+		int bad = 0;
+
+		for (int j = 0; j < n * nt; j++)
+			x[j] = rndf() * (j % 97 == 0 ? 50 : 1);
+		for (int i = 0; i < MM_MAX_PARTS; i++) {
+			const enum ggml_type t = mix[mi][i].t;
+			const int d = mix[mi][i].d;
+			const size_t rb = q_row_size(t, n);
+			uint8_t *w = malloc(rb * d);
+			for (int r = 0; r < d; r++)
+				fill_blocks(t, w + rb * r, n, RANDOM);
+			lt[i] = (struct ltensor){ w, t, n, d, 1, rb, rb * d, 0 };
+			if (mix[mi][i].pk && pack && q_kern()->t[t].gemv_packed) {
+				uint8_t *tmp = malloc(rb * pack);
+				lt[i].packed = pack;
+				q_pack_matrix(t, w, d, rb, pack, tmp);
+				free(tmp);
+			}
+			one[i] = malloc(((size_t)nt * d + guard) * sizeof(float));
+			many[i] = malloc(((size_t)nt * d + guard) * sizeof(float));
+			for (size_t k = 0; k < (size_t)nt * d + guard; k++)
+				many[i][k] = -7.0f;
+			parts[i] = (struct mm_part){ many[i], &lt[i] };
+		}
+		/* Room for 17 tokens, as a session has for its batches: the
+		 * formats of a few tokens fit side by side. */
+		if (mm_scratch_init(&s, 17, n, pool_size(p)) < 0) {
+			CHECK(0, "mm_scratch_init");
+			break;
+		}
+		for (int i = 0; i < MM_MAX_PARTS; i++)
+			mm_matmul(p, &s, one[i], lt[i].ne1, x, n, &lt[i], nt);
+		const unsigned long jobs0 = pool_jobs(p);
+		mm_matmul_many(p, &s, parts, MM_MAX_PARTS, x, n, nt);
+		const unsigned long jobs = pool_jobs(p) - jobs0;
+		for (int i = 0; i < MM_MAX_PARTS; i++) {
+			const size_t m = (size_t)nt * lt[i].ne1;
+			bad += memcmp(one[i], many[i], m * sizeof(float)) != 0;
+			for (int k = 0; k < guard; k++)
+				bad += many[i][m + k] != -7.0f;
+		}
+		/* One token is a GEMV for every type (gemm_min_nt >= 2): one job
+		 * (the conversion of 512 inputs runs on the caller). */
+		fused += nt == 1;
+		CHECK(bad == 0, "%s: mm_matmul_many mix %zu nt %d: %d parts differ from mm_matmul or wrote past their "
+		    "end", q_cpu_features(), mi, nt, bad);
+		CHECK(nt > 1 || jobs == 1, "%s: mm_matmul_many mix %zu, one token, ran %lu jobs, not one", q_cpu_features(),
+		    mi, jobs);
+		bad_cases += bad > 0;
+		cases++;
+		mm_scratch_free(&s);
+		for (int i = 0; i < MM_MAX_PARTS; i++) {
+			free((void *)lt[i].data);
+			free(one[i]);
+			free(many[i]);
+		}
+		free(x);
+	}
+	printf("mm_matmul_many on %s, 2 threads: %d/%d cases equal to mm_matmul part by part (%d in one job)\n",
+	    q_cpu_features(), cases - bad_cases, cases, fused);
+	pool_free(p);
+}
+
 /* --- quantizers, binary16, IQ4 layouts, vector helpers --- */
 
 /* Quantize then dequantize: the error stays within what the format allows. */
@@ -814,6 +910,7 @@ main(void)
 	test_forced_tier();
 	if (only && *only == '1') {
 		test_matmul();
+		test_matmul_many();
 		return test_done("test-quant");
 	}
 	test_f16();
@@ -859,5 +956,6 @@ main(void)
 		}
 	}
 	test_matmul();
+	test_matmul_many();
 	return test_done("test-quant");
 }

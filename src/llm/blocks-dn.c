@@ -176,10 +176,9 @@ blk_deltanet(struct llm_ctx *c, int il, const float *in, float *out, int nt)
 		job.mode = s->force_mode ? DN_CHUNKED : DN_RECURRENT;
 	else if (nt >= BLK_DN_CHUNKED_MIN)
 		job.mode = DN_CHUNKED;
-	blk_mm(c, s->qkv, in, &t[LLM_TENSOR_ATTN_QKV], -1, nt);
-	blk_mm(c, s->z, in, &t[LLM_TENSOR_ATTN_GATE], -1, nt);
-	blk_mm(c, s->alpha, in, &t[LLM_TENSOR_SSM_ALPHA], -1, nt);
-	blk_mm(c, s->beta, in, &t[LLM_TENSOR_SSM_BETA], -1, nt);
+	blk_mm_many(c, in, -1, nt, 4, (const struct blk_out[]){ { s->qkv, &t[LLM_TENSOR_ATTN_QKV] },
+	    { s->z, &t[LLM_TENSOR_ATTN_GATE] }, { s->alpha, &t[LLM_TENSOR_SSM_ALPHA] },
+	    { s->beta, &t[LLM_TENSOR_SSM_BETA] } });
 	pool_run(c->pool, dn_worker, &job);
 	job.phase = 1;
 	pool_run(c->pool, dn_worker, &job);
@@ -197,12 +196,12 @@ blk_gated_attention(struct llm_ctx *c, int il, const float *in, float *out, int 
 	const size_t Q = (size_t)nh * hd, K = (size_t)hp->n_head_kv * hd, V = (size_t)hp->n_head_kv * hp->head_dim_v;
 	float *qg = c->dn->qg;
 
-	blk_mm(c, qg, in, &t[LLM_TENSOR_ATTN_Q], -1, nt);   /* (nt, [q_0 g_0 q_1 g_1 ...]) */
+	/* qg: (nt, [q_0 g_0 q_1 g_1 ...]) */
+	blk_mm_many(c, in, -1, nt, 3, (const struct blk_out[]){ { qg, &t[LLM_TENSOR_ATTN_Q] },
+	    { c->k, &t[LLM_TENSOR_ATTN_K] }, { c->v, &t[LLM_TENSOR_ATTN_V] } });
 	for (int r = 0; r < nt; r++)
 		for (int h = 0; h < nh; h++)
 			memcpy(c->q + r * Q + (size_t)h * hd, qg + r * 2 * Q + (size_t)h * 2 * hd, (size_t)hd * sizeof(float));
-	blk_mm(c, c->k, in, &t[LLM_TENSOR_ATTN_K], -1, nt);
-	blk_mm(c, c->v, in, &t[LLM_TENSOR_ATTN_V], -1, nt);
 	blk_rmsnorm(c->q, c->q, &t[LLM_TENSOR_ATTN_Q_NORM], nt * nh, hd, hp->rms_eps);
 	blk_rmsnorm(c->k, c->k, &t[LLM_TENSOR_ATTN_K_NORM], nt * hp->n_head_kv, hd, hp->rms_eps);
 	blk_rope(c, il, c->q, nt, nh);

@@ -78,21 +78,43 @@ lora_add(struct llm_ctx *c, float *out, const float *x, const struct lweight *w,
 }
 
 void
+blk_mm_many(struct llm_ctx *c, const float *x, int expert, int nt, int n, const struct blk_out *outs)
+{
+	struct ltensor t[MM_MAX_PARTS];
+	struct mm_part parts[MM_MAX_PARTS] = { { 0 } };
+
+	if (n < 1)
+		return;
+	if (n > MM_MAX_PARTS) {
+		for (int i = 0; i < n; i++)
+			blk_mm_many(c, x, expert, nt, 1, outs + i);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		t[i] = expert >= 0 ? ltensor_slice(&outs[i].w->w, expert) : outs[i].w->w;
+		parts[i] = (struct mm_part){ outs[i].out, &t[i] };
+	}
+	mm_matmul_many(c->pool, &c->mm, parts, n, x, (int)outs[0].w->w.ne0, nt);
+	for (int i = 0; i < n; i++) {
+		const struct lweight *w = outs[i].w;
+		float *out = outs[i].out;
+		if (w->b.data) {
+			const float *b = w->b.data;
+			const int d = (int)t[i].ne1;
+			for (int r = 0; r < nt; r++)
+				for (int k = 0; k < d; k++)
+					out[(size_t)r * d + k] += b[k];
+		}
+		/* Adapters hold plain matrices only (lora_open refuses stacks). */
+		if (c->lora_at && expert < 0)
+			lora_add(c, out, x, w, (int)t[i].ne0, (int)t[i].ne1, nt);
+	}
+}
+
+void
 blk_mm(struct llm_ctx *c, float *out, const float *x, const struct lweight *w, int expert, int nt)
 {
-	struct ltensor t = expert >= 0 ? ltensor_slice(&w->w, expert) : w->w;
-
-	mm_matmul(c->pool, &c->mm, out, (int)t.ne1, x, (int)t.ne0, &t, nt);
-	if (w->b.data) {
-		const float *b = w->b.data;
-		const int d = (int)t.ne1;
-		for (int r = 0; r < nt; r++)
-			for (int i = 0; i < d; i++)
-				out[(size_t)r * d + i] += b[i];
-	}
-	/* Adapters hold plain matrices only (lora_open refuses stacks). */
-	if (c->lora_at && expert < 0)
-		lora_add(c, out, x, w, (int)t.ne0, (int)t.ne1, nt);
+	blk_mm_many(c, x, expert, nt, 1, &(struct blk_out){ out, w });
 }
 
 void
@@ -216,9 +238,8 @@ blk_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt)
 			memcpy(c->v + r * V, row + Q + K, V * sizeof(float));
 		}
 	} else {
-		blk_mm(c, c->q, in, &t[LLM_TENSOR_ATTN_Q], -1, nt);
-		blk_mm(c, c->k, in, &t[LLM_TENSOR_ATTN_K], -1, nt);
-		blk_mm(c, c->v, in, &t[LLM_TENSOR_ATTN_V], -1, nt);
+		blk_mm_many(c, in, -1, nt, 3, (const struct blk_out[]){ { c->q, &t[LLM_TENSOR_ATTN_Q] },
+		    { c->k, &t[LLM_TENSOR_ATTN_K] }, { c->v, &t[LLM_TENSOR_ATTN_V] } });
 	}
 	if (hp->layer[il].flags & LLM_LAYER_QK_NORM) {
 		blk_rmsnorm(c->q, c->q, &t[LLM_TENSOR_ATTN_Q_NORM], nt * hp->n_head, hp->head_dim, hp->rms_eps);
@@ -291,8 +312,7 @@ ffn_glu(struct llm_ctx *c, const float *in, float *out, int nt, const struct lwe
 	    q_vops_get() };
 
 	if (gate->w.data) {
-		blk_mm(c, c->hg, in, gate, expert, nt);
-		blk_mm(c, c->hu, in, up, expert, nt);
+		blk_mm_many(c, in, expert, nt, 2, (const struct blk_out[]){ { c->hg, gate }, { c->hu, up } });
 	} else {
 		blk_mm(c, c->hu, in, up, expert, nt);   /* (nt, [gate | up]) */
 	}

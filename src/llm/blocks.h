@@ -18,6 +18,14 @@ struct llm_hparams;
  * place.  The session's thread; uses its pool.
  */
 void blk_mm(struct llm_ctx *c, float *out, const float *x, const struct lweight *w, int expert, int nt);
+/* Several products by the same X at once (at most MM_MAX_PARTS): each
+ * OUTS[i] as blk_mm (OUTS[i], X, WS[i], EXPERT, NT) makes it, with one wait
+ * for the threads when all are GEMVs (mm_matmul_many). */
+struct blk_out {
+	float *out;
+	const struct lweight *w;
+};
+void blk_mm_many(struct llm_ctx *c, const float *x, int expert, int nt, int n, const struct blk_out *outs);
 
 /* RMSNorm of ROWS rows of N floats: OUT = X / rms(X) * W (OUT may be X). */
 void blk_rmsnorm(float *out, const float *x, const struct lweight *w, int rows, int n, float eps);

@@ -293,26 +293,38 @@ gemm_run(struct pool *p, struct mm_scratch *s, const struct q_kernels *k, enum g
 
 /* --- GEMV: chunks of rows, all tokens a few at a time --- */
 
-struct gemv_job {
+#define GEMV_MAX_TASKS 96
+
+struct gemv_part {
 	q_gemv_fn fn;
-	float *out;
-	int d, n, nt, rows;
+	float *out;               /* (nt, d) */
+	int d;
 	const uint8_t *w;
 	size_t ws;
-	const uint8_t *x;
+	const uint8_t *x;         /* the activations in the format FN takes */
 	size_t xs;
+};
+
+/* Products of several matrices by the same activations, in one job. */
+struct gemv_job {
+	int n, nt, n_parts, n_tasks;
+	struct gemv_part part[MM_MAX_PARTS];
+	struct {
+		int part, r0, r1;
+	} task[GEMV_MAX_TASKS];
 };
 
 static void
 gemv_task(void *arg, int task, int worker)
 {
 	const struct gemv_job *j = arg;
-	int r0 = task * j->rows, nr = j->d - r0 < j->rows ? j->d - r0 : j->rows;
+	const struct gemv_part *g = &j->part[j->task[task].part];
+	int r0 = j->task[task].r0, nr = j->task[task].r1 - r0;
 	(void)worker;
 	for (int t = 0; t < j->nt; t += Q_GEMV_MAX_T) {
 		int tt = j->nt - t < Q_GEMV_MAX_T ? j->nt - t : Q_GEMV_MAX_T;
-		j->fn(j->n, j->out + (size_t)t * j->d + r0, (size_t)j->d, j->w + (size_t)r0 * j->ws, j->ws, nr,
-		    j->x + (size_t)t * j->xs, j->xs, tt);
+		g->fn(j->n, g->out + (size_t)t * g->d + r0, (size_t)g->d, g->w + (size_t)r0 * g->ws, g->ws, nr,
+		    g->x + (size_t)t * g->xs, g->xs, tt);
 	}
 }
 
@@ -353,29 +365,49 @@ blas_worker(void *arg, int ith, int nth)
 	}
 }
 
-/* Rows per GEMV task: a multiple of 8, about 8 tasks per thread (so that a
- * thread the OS has descheduled leaves little for the others to wait on),
- * and at least 32 KiB of weights.  Fewer, longer tasks matter: with tasks
- * of 32 KiB, generation on 2 threads ran at 36 t/s on Qwen2.5-0.5B Q8_0
- * (avx512 tiers), 52 t/s with tasks of 512 KiB and with these. */
-static int
-gemv_rows(size_t row_bytes, int d, int nth)
+/*
+ * The GEMV's tasks, of decreasing size: each takes 1/(2 nth) of the
+ * weights left (of all the job's matrices), in rows a multiple of 8 and of
+ * its matrix's packed group (PACKED[i]), and at least 32 KiB.  The first
+ * tasks are long: fewer, longer tasks matter (with tasks of 32 KiB
+ * throughout, generation on 2 threads ran at 36 t/s on Qwen2.5-0.5B Q8_0,
+ * avx512 tiers, against 52 with tasks of 512 KiB); the last ones short, so
+ * that the threads finish together (a thread the OS has descheduled
+ * leaves little for the others to wait on).  With mm_matmul_many, against
+ * 16 equal tasks per matrix: Qwen3-0.6B Q4_K_M tg64, 2 threads, 58.6-64.7
+ * -> 65.8-68.3 t/s on avx512bf16, 57.1-62.7 -> 64.4-65.8 on avx2 (three
+ * interleaved pairs each).
+ */
+static void
+gemv_plan(struct gemv_job *j, const int *packed, int nth)
 {
-	int rows = d / (8 * nth), min = (int)(32768 / (row_bytes ? row_bytes : 1));
-	if (rows < min)
-		rows = min;
-	rows = rows < 8 ? 8 : rows & ~7;
-	return rows > d ? d : rows;
-}
+	size_t left = 0;
+	int n = 0;
 
-/* Rows per task of W: gemv_rows, a whole number of W's packed groups. */
-static int
-gemv_rows_w(const struct ltensor *w, int d, int nth)
-{
-	int rows = gemv_rows(w->row_bytes, d, nth);
-	if (w->packed > 1 && rows < d)
-		rows = (rows + w->packed - 1) / w->packed * w->packed;
-	return rows > d ? d : rows;
+	for (int i = 0; i < j->n_parts; i++)
+		left += (size_t)j->part[i].d * j->part[i].ws;
+	for (int i = 0; i < j->n_parts; i++) {
+		const struct gemv_part *g = &j->part[i];
+		const int unit = packed[i] > 1 ? packed[i] : 8;
+		const size_t ws = g->ws ? g->ws : 1;
+		int min = (int)(32768 / ws);
+		min = min < unit ? unit : (min + unit - 1) / unit * unit;
+		for (int r = 0; r < g->d; n++) {
+			int rest = g->d - r, c = rest;
+			if (nth > 1 && n < GEMV_MAX_TASKS - (j->n_parts - i)) {
+				size_t want = left / (2 * (size_t)nth) / ws;
+				c = (int)((want + unit - 1) / unit * unit);
+				c = c < min ? min : c;
+				c = c > rest ? rest : c;
+			}
+			j->task[n].part = i;
+			j->task[n].r0 = r;
+			j->task[n].r1 = r + c;
+			r += c;
+			left -= (size_t)c * g->ws;
+		}
+	}
+	j->n_tasks = n;
 }
 
 /*
@@ -456,9 +488,10 @@ mm_exact(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x
 			/* Few rows of q8p: the tier's GEMV takes them as they are. */
 			if ((tk->gemv_act == Q_ACT_Q8P || w->packed) &&
 			    2 * c < (w->packed ? MM_PACKED_GEMM_MIN_NT : tk->gemm_min_nt)) {
-				struct gemv_job v = { gemv, s->eo, rows, n, 2 * c, gemv_rows_w(w, rows, pool_size(p)), ws,
-				    w->row_bytes, s->ex, rb };
-				pool_run_tasks(p, gemv_task, &v, (rows + v.rows - 1) / v.rows);
+				struct gemv_job v = { .n = n, .nt = 2 * c, .n_parts = 1 };
+				v.part[0] = (struct gemv_part){ gemv, s->eo, rows, ws, w->row_bytes, s->ex, rb };
+				gemv_plan(&v, &w->packed, pool_size(p));
+				pool_run_tasks(p, gemv_task, &v, v.n_tasks);
 			} else {
 				gemm_run(p, s, k, w->type, w->packed, ws, w->row_bytes, rows, n, s->ex, rb, 2 * c, s->eo);
 			}
@@ -488,6 +521,130 @@ quantized(enum ggml_type t)
 	return t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16;
 }
 
+enum mm_path { MM_EXACT, MM_GEMM, MM_BLAS, MM_GEMV };
+
+/* Which way the product of W by NT tokens of N inputs goes. */
+static enum mm_path
+mm_path(struct pool *p, const struct mm_scratch *s, const struct ltensor *w, int n, int nt)
+{
+	const struct q_type_kern *tk = &q_kern()->t[w->type];
+
+	if (s->exact && quantized(w->type) && tk->gemm && tk->gemm_act == Q_ACT_Q8P && s->n_gemm >= pool_size(p))
+		return MM_EXACT;
+	/* Float weights: the tiles or OpenBLAS, as measured (gemm-choice.c). */
+	const int blas = tk->gemm && tk->gemm_act == Q_ACT_F32 && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p) &&
+	    q_float_gemm_choice(w->type, NULL) == Q_FLOAT_GEMM_OPENBLAS;
+	if (tk->gemm && !blas && nt >= (w->packed ? MM_PACKED_GEMM_MIN_NT : tk->gemm_min_nt) && s->n_gemm >= pool_size(p) &&
+	    !(tk->gemm_act == Q_ACT_BF16 && (n % 2 || s->exact)))
+		return MM_GEMM;
+	if ((blas || !tk->gemm) && (nt >= MM_BLAS_MIN_BATCH || (s->exact && quantized(w->type))) &&
+	    s->n_panels >= pool_size(p))
+		return MM_BLAS;
+	return MM_GEMV;
+}
+
+/* The GEMV's activation format for W: 0 the floats as they are, 1 q8p
+ * rows, 2 rows of the type's vec_dot_type. */
+static int
+gemv_act_kind(const struct ltensor *w)
+{
+	const struct q_type_kern *tk = &q_kern()->t[w->type];
+	if (q_traits_get(w->type)->vec_dot_type == GGML_TYPE_F32)
+		return 0;
+	return tk->gemv_act == Q_ACT_Q8P || w->packed ? 1 : 2;
+}
+
+static size_t
+gemv_act_row(const struct ltensor *w, int n)
+{
+	int kind = gemv_act_kind(w);
+	return kind == 0 ? (size_t)n * sizeof(float) : kind == 1 ? Q8P_ROW_BYTES(n) :
+	    q_row_size(q_traits_get(w->type)->vec_dot_type, n);
+}
+
+/* X converted for W's GEMV into BUF (unless the floats serve as they are);
+ * the rows and their stride. */
+static const uint8_t *
+gemv_act(struct pool *p, const struct ltensor *w, const float *x, int n, int nt, uint8_t *buf, size_t *xs)
+{
+	const struct q_kernels *k = q_kern();
+	const enum ggml_type vt = q_traits_get(w->type)->vec_dot_type;
+	const int kind = gemv_act_kind(w);
+	struct act_job aj = { x, n, nt, 0, buf, gemv_act_row(w, n), NULL, NULL, GGML_TYPE_F32, NULL };
+
+	*xs = aj.stride;
+	if (kind == 0)
+		return (const uint8_t *)x;
+	if (kind == 1) {
+		aj.act = k->act_q8p;
+		q8p_via(&aj, k, vt);
+	} else {
+		aj.vdt = q_kern_act_vdt(k, vt);
+	}
+	act_convert(p, &aj);
+	return buf;
+}
+
+/* Same activations for W and V: same GEMV format, same rounding. */
+static int
+same_act(const struct ltensor *w, const struct ltensor *v)
+{
+	return gemv_act_kind(w) == gemv_act_kind(v) &&
+	    q_traits_get(w->type)->vec_dot_type == q_traits_get(v->type)->vec_dot_type;
+}
+
+void
+mm_matmul_many(struct pool *p, struct mm_scratch *s, const struct mm_part *parts, int n_parts, const float *x,
+	       int n, int nt)
+{
+	const struct q_kernels *k = q_kern();
+	struct gemv_job j = { .n = n, .nt = nt, .n_parts = n_parts };
+	const uint8_t *xa[MM_MAX_PARTS];
+	size_t xs[MM_MAX_PARTS], used = 0;
+	int packed[MM_MAX_PARTS], fused = n_parts > 1 && n_parts <= MM_MAX_PARTS;
+
+	/* One job when every matrix takes the GEMV and their activations
+	 * fit the scratch side by side. */
+	for (int i = 0; fused && i < n_parts; i++) {
+		const struct ltensor *w = parts[i].w;
+		int seen = 0;
+		if (mm_path(p, s, w, n, nt) != MM_GEMV) {
+			fused = 0;
+			break;
+		}
+		for (int h = 0; h < i; h++)
+			seen |= same_act(parts[h].w, w);
+		if (!seen && gemv_act_kind(w) != 0)
+			used += ((size_t)nt * gemv_act_row(w, n) + 63) & ~(size_t)63;
+	}
+	if (!fused || used > s->cap) {
+		for (int i = 0; i < n_parts; i++)
+			mm_matmul(p, s, parts[i].out, (int)parts[i].w->ne1, x, n, parts[i].w, nt);
+		return;
+	}
+	used = 0;
+	for (int i = 0; i < n_parts; i++) {
+		const struct ltensor *w = parts[i].w;
+		const struct q_type_kern *tk = &k->t[w->type];
+		int h = 0;
+		while (h < i && !same_act(parts[h].w, w))
+			h++;
+		if (h < i) {
+			xa[i] = xa[h];
+			xs[i] = xs[h];
+		} else {
+			xa[i] = gemv_act(p, w, x, n, nt, s->xq + used, &xs[i]);
+			if (xa[i] != (const uint8_t *)x)
+				used += ((size_t)nt * xs[i] + 63) & ~(size_t)63;
+		}
+		j.part[i] = (struct gemv_part){ w->packed ? tk->gemv_packed : tk->gemv, parts[i].out, (int)w->ne1,
+			w->data, w->row_bytes, xa[i], xs[i] };
+		packed[i] = w->packed;
+	}
+	gemv_plan(&j, packed, pool_size(p));
+	pool_run_tasks(p, gemv_task, &j, j.n_tasks);
+}
+
 void
 mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
 	  const struct ltensor *w, int nt)
@@ -496,15 +653,11 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 	const struct q_type_kern *tk = &k->t[w->type];
 	const struct q_traits *qt = q_traits_get(w->type);
 
-	if (s->exact && quantized(w->type) && tk->gemm && tk->gemm_act == Q_ACT_Q8P && s->n_gemm >= pool_size(p)) {
+	switch (mm_path(p, s, w, n, nt)) {
+	case MM_EXACT:
 		mm_exact(p, s, out, d, x, n, w, nt, k);
 		return;
-	}
-	/* Float weights: the tiles or OpenBLAS, as measured (gemm-choice.c). */
-	const int blas = tk->gemm && tk->gemm_act == Q_ACT_F32 && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p) &&
-	    q_float_gemm_choice(w->type, NULL) == Q_FLOAT_GEMM_OPENBLAS;
-	if (tk->gemm && !blas && nt >= (w->packed ? MM_PACKED_GEMM_MIN_NT : tk->gemm_min_nt) && s->n_gemm >= pool_size(p) &&
-	    !(tk->gemm_act == Q_ACT_BF16 && (n % 2 || s->exact))) {
+	case MM_GEMM: {
 		const uint8_t *xa = (const uint8_t *)x;
 		size_t xs = (size_t)n * sizeof(float);
 		if (tk->gemm_act != Q_ACT_F32) {
@@ -519,8 +672,7 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 		gemm_run(p, s, k, w->type, w->packed, w->data, w->row_bytes, d, n, xa, xs, nt, out);
 		return;
 	}
-	if ((blas || !tk->gemm) && (nt >= MM_BLAS_MIN_BATCH || (s->exact && quantized(w->type))) &&
-	    s->n_panels >= pool_size(p)) {
+	case MM_BLAS: {
 		float *xr = s->exact ? NULL : rounded_act(x, n, nt, k, qt->vec_dot_type);
 		struct blas_job bj = { p, out, d, n, nt, xr ? xr : x, w, tk->to_float, s };
 		atomic_fetch_add_explicit(&blas_products, 1, memory_order_relaxed);
@@ -528,24 +680,13 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 		free(xr);
 		return;
 	}
-
-	struct gemv_job j = { w->packed ? tk->gemv_packed : tk->gemv, out, d, n, nt, gemv_rows_w(w, d, pool_size(p)),
-	    w->data, w->row_bytes, NULL, 0 };
-	if (qt->vec_dot_type == GGML_TYPE_F32) {
-		j.x = (const uint8_t *)x;
-		j.xs = (size_t)n * sizeof(float);
-	} else if (tk->gemv_act == Q_ACT_Q8P || w->packed) {
-		struct act_job aj = { x, n, nt, 0, s->xq, Q8P_ROW_BYTES(n), NULL, k->act_q8p, GGML_TYPE_F32, NULL };
-		q8p_via(&aj, k, qt->vec_dot_type);
-		act_convert(p, &aj);
-		j.x = s->xq;
-		j.xs = aj.stride;
-	} else {
-		struct act_job aj = { x, n, nt, 0, s->xq, q_row_size(qt->vec_dot_type, n),
-		    q_kern_act_vdt(k, qt->vec_dot_type), NULL, GGML_TYPE_F32, NULL };
-		act_convert(p, &aj);
-		j.x = s->xq;
-		j.xs = aj.stride;
+	case MM_GEMV:
+		break;
 	}
-	pool_run_tasks(p, gemv_task, &j, (d + j.rows - 1) / j.rows);
+	struct gemv_job j = { .n = n, .nt = nt, .n_parts = 1 };
+	size_t xs;
+	const uint8_t *xa = gemv_act(p, w, x, n, nt, s->xq, &xs);
+	j.part[0] = (struct gemv_part){ w->packed ? tk->gemv_packed : tk->gemv, out, d, w->data, w->row_bytes, xa, xs };
+	gemv_plan(&j, &w->packed, pool_size(p));
+	pool_run_tasks(p, gemv_task, &j, j.n_tasks);
 }

@@ -74,6 +74,19 @@ void mm_scratch_free(struct mm_scratch *s);
  * partly unwritten. */
 void mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x, int n,
 	       const struct ltensor *w, int nt);
+/* The products of up to MM_MAX_PARTS matrices by the same X (NT, N): each
+ * part's OUT (nt, w->ne1) = X @ W^T, as mm_matmul would make them.  When
+ * every one takes the GEMV (few tokens), the activations are converted
+ * once per format and all the rows are one job for the pool: one wait at
+ * the end instead of one per matrix (the attention's Q, K and V; the FFN's
+ * gate and up). */
+#define MM_MAX_PARTS 4
+struct mm_part {
+	float *out;
+	const struct ltensor *w;
+};
+void mm_matmul_many(struct pool *p, struct mm_scratch *s, const struct mm_part *parts, int n_parts, const float *x,
+		    int n, int nt);
 /* Products that went through OpenBLAS's sgemm so far, in this process
  * (tests: which way a product took).  Any thread. */
 unsigned long mm_blas_products(void);

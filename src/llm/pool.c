@@ -56,6 +56,7 @@ struct pool {
 	atomic_int stop;            /* pool_free: workers return */
 	atomic_int stopped;         /* the abort function said stop */
 	atomic_ulong n_run;         /* calls made (tests) */
+	unsigned long n_jobs;       /* pool_run and pool_run_tasks calls (tests) */
 	atomic_int contended;       /* no CPU to spare: nobody spins */
 	unsigned long n_contended;  /* checks that found it so (tests) */
 	unsigned jobs;              /* jobs since the last check */
@@ -325,6 +326,7 @@ run_job(struct pool *p, int n_tasks)
 {
 	uint64_t w;
 
+	p->n_jobs++;
 	check_contention(p);
 	if (p->n == 1 || n_tasks <= 1 || n_tasks > POOL_MAX_TASKS ||
 	    (p->autogroup && atomic_load_explicit(&p->contended, memory_order_relaxed))) {
@@ -415,6 +417,12 @@ unsigned long
 pool_tasks_run(const struct pool *p)
 {
 	return atomic_load_explicit(&p->n_run, memory_order_relaxed);
+}
+
+unsigned long
+pool_jobs(const struct pool *p)
+{
+	return p->n_jobs;
 }
 
 void

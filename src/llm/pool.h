@@ -53,6 +53,8 @@ int pool_stopped(const struct pool *p);
 void pool_stop_clear(struct pool *p);
 /* Calls made since P was created, skipped ones not counted (tests). */
 unsigned long pool_tasks_run(const struct pool *p);
+/* Jobs run on P so far (pool_run and pool_run_tasks calls); the owner (tests). */
+unsigned long pool_jobs(const struct pool *p);
 /* How many of the caller's periodic checks found the machine with no CPU
  * to spare (pool.c: then no thread of P spins while it waits); *NOW (if
  * not NULL) whether the last one did.  The owner (tests). */

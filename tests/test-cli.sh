@@ -191,6 +191,25 @@ for p in \
 	rm -f "$tmp/preset.gguf"
 done
 
+# The legacy 32-element mixes: the layers' matrices in the type, the
+# output in Q6_K (as llama.cpp mixes them), packed at load.
+for t in Q4_1 Q5_0 Q5_1; do
+	"$NATTER_BIN" mkmodel --preset tiny --type $t -o "$tmp/mix.gguf" > /dev/null 2> "$tmp/err"
+	check "mkmodel --type $t status" 0 $?
+	"$NATTER_BIN" info -m "$tmp/mix.gguf" > "$tmp/info.out" 2>&1
+	grep -Eq "^  $t +15 " "$tmp/info.out" && grep -Eq "^  Q6_K +1 " "$tmp/info.out" && ok ||
+	    bad "mkmodel --type $t: $(cat "$tmp/info.out")"
+	"$NATTER_BIN" bench -m "$tmp/mix.gguf" -p 0 -n 2 -r 1 > "$tmp/b.out" 2>&1
+	# The scalar tier packs nothing.
+	if grep -q "kernel tier scalar" "$tmp/b.out"; then
+		grep -q "packed in groups" "$tmp/b.out" && bad "scalar tier packed $t" || ok
+	else
+		grep -Eq "MiB of them packed in groups of (8|16) rows" "$tmp/b.out" && ok ||
+		    bad "mkmodel --type $t: the weights were not packed at load: $(cat "$tmp/b.out")"
+	fi
+	rm -f "$tmp/mix.gguf"
+done
+
 # template: renders a conversation file byte for byte like the fixture.
 T="$F/templates/microsoft-Phi-3.5-mini-instruct"
 cat > "$tmp/conv.json" <<'JSON'

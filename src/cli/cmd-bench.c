@@ -280,9 +280,9 @@ cmd_bench(int argc, char **argv)
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n"
 			    "  NATTER_FLOAT_GEMM=tiles|openblas forces how float weights' prompt batches run\n"
 			    "         (default: whichever measured faster here, shown above the table)\n"
-			    "  NATTER_PACK=0 leaves the weights as in the file (default: Q4_0, Q5_0, Q8_0,\n"
-			    "         IQ4_NL, Q4_K, Q5_K and IQ4_XS matrices held in memory are packed at load,\n"
-			    "         as the chat does; the load line says so)\n");
+			    "  NATTER_PACK=0 leaves the weights as in the file (default: Q4_0, Q4_1, Q5_0, Q5_1,\n"
+			    "         Q8_0, IQ4_NL, Q4_K, Q5_K and IQ4_XS matrices held in memory are packed at\n"
+			    "         load, as the chat does; the load line says so)\n");
 			cli_lora_free(&lora);
 			return 0;
 		default:

@@ -73,11 +73,30 @@ preset_names(char *buf, size_t n)
 }
 
 /* The file-type mixes, by llama.cpp's names and general.file_type numbers. */
-enum mix { MIX_F32, MIX_F16, MIX_Q8_0, MIX_Q4_0, MIX_Q4_K_M, MIX_IQ4_NL, MIX_IQ4_XS };
+enum mix { MIX_F32, MIX_F16, MIX_Q8_0, MIX_Q4_0, MIX_Q4_1, MIX_Q5_0, MIX_Q5_1, MIX_Q4_K_M, MIX_IQ4_NL, MIX_IQ4_XS };
 static const struct { const char *name; enum mix mix; int file_type; } mixes[] = {
 	{ "F32", MIX_F32, 0 }, { "F16", MIX_F16, 1 }, { "Q8_0", MIX_Q8_0, 7 }, { "Q4_0", MIX_Q4_0, 2 },
-	{ "Q4_K_M", MIX_Q4_K_M, 15 }, { "IQ4_NL", MIX_IQ4_NL, 25 }, { "IQ4_XS", MIX_IQ4_XS, 30 },
+	{ "Q4_1", MIX_Q4_1, 3 }, { "Q5_0", MIX_Q5_0, 8 }, { "Q5_1", MIX_Q5_1, 9 }, { "Q4_K_M", MIX_Q4_K_M, 15 },
+	{ "IQ4_NL", MIX_IQ4_NL, 25 }, { "IQ4_XS", MIX_IQ4_XS, 30 },
 };
+
+/* The mixes' names, SEP between them, into BUF of N bytes. */
+static void
+mix_names(char *buf, size_t n, const char *sep)
+{
+	size_t len = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < sizeof(mixes) / sizeof(mixes[0]) && len < n; i++)
+		len += snprintf(buf + len, n - len, "%s%s", i ? sep : "", mixes[i].name);
+}
+
+/* The 32-element type of a legacy mix (Q4_0, Q4_1, Q5_0, Q5_1). */
+static enum ggml_type
+legacy_type(enum mix mix)
+{
+	return mix == MIX_Q4_1 ? GGML_TYPE_Q4_1 : mix == MIX_Q5_0 ? GGML_TYPE_Q5_0 : mix == MIX_Q5_1 ? GGML_TYPE_Q5_1 :
+	    GGML_TYPE_Q4_0;
+}
 
 struct fill {
 	enum ggml_type type;
@@ -158,9 +177,12 @@ weight_type(enum mix mix, const char *role, int layer, int n_layer, int64_t ne0,
 	case MIX_F16: return GGML_TYPE_F16;
 	case MIX_Q8_0: return GGML_TYPE_Q8_0;
 	case MIX_Q4_0:
+	case MIX_Q4_1:
+	case MIX_Q5_0:
+	case MIX_Q5_1:
 		if (strcmp(role, "output") == 0)
 			return fit(GGML_TYPE_Q6_K, ne0);
-		return n_expert == 8 && kv ? GGML_TYPE_Q8_0 : GGML_TYPE_Q4_0;
+		return n_expert == 8 && kv ? GGML_TYPE_Q8_0 : legacy_type(mix);
 	case MIX_Q4_K_M:
 		if (strcmp(role, "output") == 0)
 			return fit(GGML_TYPE_Q6_K, ne0);
@@ -213,8 +235,9 @@ cmd_mkmodel(int argc, char **argv)
 		case 'l': n_layer_override = atoi(optarg); break;
 		case 'h':
 			preset_names(err, sizeof(err));
-			printf("usage: natter mkmodel --preset NAME --type (F32|F16|Q8_0|Q4_0|Q4_K_M|IQ4_NL|IQ4_XS) -o FILE [--layers N]\n"
-			    "presets: %s\n", err);
+			mix_names(name, sizeof(name), "|");
+			printf("usage: natter mkmodel --preset NAME --type (%s) -o FILE [--layers N]\n"
+			    "presets: %s\n", name, err);
 			return 0;
 		default:
 			return 2;
@@ -236,7 +259,8 @@ cmd_mkmodel(int argc, char **argv)
 		return 2;
 	}
 	if (mi < 0) {
-		cli_error("mkmodel: unknown type '%s' (F32, F16, Q8_0, Q4_0, Q4_K_M, IQ4_NL, IQ4_XS)", tname);
+		mix_names(name, sizeof(name), ", ");
+		cli_error("mkmodel: unknown type '%s' (%s)", tname, name);
 		return 2;
 	}
 	for (size_t i = 0; i < sizeof(hybrids) / sizeof(hybrids[0]); i++)
@@ -365,7 +389,8 @@ cmd_mkmodel(int argc, char **argv)
 #define TENSOR(tname_, type_, ne0_, ne1_, sigma_) TENSOR3(tname_, type_, ne0_, ne1_, 1, sigma_)
 		{
 			enum ggml_type et = mix == MIX_F32 ? GGML_TYPE_F32 : mix == MIX_F16 ? GGML_TYPE_F16 :
-			    mix == MIX_Q8_0 ? GGML_TYPE_Q8_0 : mix == MIX_Q4_0 ? GGML_TYPE_Q4_0 :
+			    mix == MIX_Q8_0 ? GGML_TYPE_Q8_0 :
+			    mix == MIX_Q4_0 || mix == MIX_Q4_1 || mix == MIX_Q5_0 || mix == MIX_Q5_1 ? legacy_type(mix) :
 			    mix == MIX_IQ4_NL || mix == MIX_IQ4_XS ? GGML_TYPE_IQ4_NL : fit(GGML_TYPE_Q4_K, E);
 			if (P->tied)   /* the embedding doubles as the output: quantize it as the output */
 				et = weight_type(mix, "output", 0, n_layer, E, NE);

@@ -8,10 +8,12 @@
 /*
  * The packed layout of a matrix.  A block is a few f16 scales (the
  * header: HLEN bytes at its start) and the rest, whole 4-byte units in
- * the block's order (Q4_0, IQ4_NL: 4 units of nibbles; Q5_0: its high
- * bits, then 4 of nibbles; Q8_0: 8 of levels; Q4_K: the 12 bytes of
- * sub-block scales, then 32 units of nibbles; Q5_K: scales, high bits,
- * nibbles; IQ4_XS: its header d and scales_h, then scales_l, nibbles).  Rows go in groups of G (the tier's vector of 32-bit lanes:
+ * the block's order (Q4_0, IQ4_NL: 4 units of nibbles; Q4_1: its header
+ * d and m, then 4 of nibbles; Q5_0: its high bits, then 4 of nibbles;
+ * Q5_1: d and m, high bits, nibbles; Q8_0: 8 of levels; Q4_K: the 12
+ * bytes of sub-block scales, then 32 units of nibbles; Q5_K: scales, high
+ * bits, nibbles; IQ4_XS: its header d and scales_h, then scales_l,
+ * nibbles).  Rows go in groups of G (the tier's vector of 32-bit lanes:
  * 16 on AVX-512, 8 on AVX2) from the matrix's first row; a group holds,
  * block column by block column, each scale of the G rows side by side,
  * then each unit of the G rows side by side:
@@ -24,7 +26,8 @@ static const struct {
 	enum ggml_type type;
 	int hlen;
 } packed_types[] = {
-	{ GGML_TYPE_Q4_0, 2 }, { GGML_TYPE_Q5_0, 2 }, { GGML_TYPE_Q8_0, 2 }, { GGML_TYPE_IQ4_NL, 2 },
+	{ GGML_TYPE_Q4_0, 2 }, { GGML_TYPE_Q4_1, 4 }, { GGML_TYPE_Q5_0, 2 }, { GGML_TYPE_Q5_1, 4 },
+	{ GGML_TYPE_Q8_0, 2 }, { GGML_TYPE_IQ4_NL, 2 },
 	{ GGML_TYPE_Q4_K, 4 }, { GGML_TYPE_Q5_K, 4 }, { GGML_TYPE_IQ4_XS, 4 },
 };
 

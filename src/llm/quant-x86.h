@@ -1634,8 +1634,9 @@ MK_I8_SWITCH(mk_i8_s2m, 2, 0, 1)      /* ... with mins */
 /* ------------------------------------------------------------------ */
 /*
  * Packed weights (pack.c): a group of VL rows holds, block by block, the
- * VL rows' f16 scales, then the rest of the block (Q5_0: its high bits,
- * then its nibbles) in 4-byte units, unit u of the VL rows side by side.
+ * VL rows' f16 scales (Q4_1, Q5_1: then their mins), then the rest of the
+ * block (Q5_0, Q5_1: its high bits, then its nibbles) in 4-byte units,
+ * unit u of the VL rows side by side.
  * One vector is then the same 4 bytes of every row -- for Q4_0, levels
  * of elements 4u..4u+3 in the low nibbles and 16+4u..16+4u+3 in the high
  * ones -- so vpdpbusd (or maddubs) with a token's 4 activations
@@ -1679,9 +1680,17 @@ vi_dp_signed(vi acc, vi w, vi s)
 }
 #endif
 
-/* Bytes of a packed type's block; whether its levels take 8 bits; their
- * offset (w = d (L - off)), 0 where the GEMV takes 8-bit levels signed. */
-ALWAYS int pk_bs(const int TY) { return TY == GGML_TYPE_Q8_0 ? 34 : TY == GGML_TYPE_Q5_0 ? 22 : 18; }
+/* Bytes of a packed type's block; whether a block has a min (w = d L +
+ * m: Q4_1, Q5_1), the header's second half; the header's bytes per row;
+ * whether its levels take 8 bits; their offset (w = d (L - off)), 0 where
+ * the GEMV takes 8-bit levels signed, or the block has a min. */
+ALWAYS int
+pk_bs(const int TY)
+{
+	return TY == GGML_TYPE_Q8_0 ? 34 : TY == GGML_TYPE_Q5_0 ? 22 : TY == GGML_TYPE_Q4_1 ? 20 : TY == GGML_TYPE_Q5_1 ? 24 : 18;
+}
+ALWAYS int pk_mins(const int TY) { return TY == GGML_TYPE_Q4_1 || TY == GGML_TYPE_Q5_1; }
+ALWAYS int pk_hb(const int TY) { return pk_mins(TY) ? 4 : 2; }
 ALWAYS int pk_wide(const int TY) { return TY == GGML_TYPE_Q8_0 || TY == GGML_TYPE_IQ4_NL || TY == GGML_TYPE_IQ4_XS; }
 ALWAYS int
 pk_off(const int TY)
@@ -1690,12 +1699,12 @@ pk_off(const int TY)
 	if (pk_wide(TY))
 		return 0;
 #endif
-	return TY == GGML_TYPE_Q4_0 ? 8 : TY == GGML_TYPE_Q5_0 ? 16 : 128;
+	return TY == GGML_TYPE_Q4_0 ? 8 : TY == GGML_TYPE_Q5_0 ? 16 : pk_mins(TY) ? 0 : 128;
 }
 
 /*
  * Levels (unsigned bytes) of elements 4G..4G+3 of the VL rows of one
- * block column C of a packed group.  Q5_0's fifth bit of element e is bit
+ * block column C of a packed group.  Q5_0's (Q5_1's) fifth bit of element e is bit
  * e % 8 of byte e / 8 of the row's high bits: every byte of a lane wants
  * the same byte of them (the lane's byte broadcast by a shuffle), each its
  * own bit (BIT: 1 << k, or 16 << k for odd units).
@@ -1703,14 +1712,15 @@ pk_off(const int TY)
 ALWAYS vi
 pk_levels(const int TY, const uint8_t *c, int g)
 {
-	const int hb = TY == GGML_TYPE_Q5_0;   /* units before the levels: the high bits */
+	const int five = TY == GGML_TYPE_Q5_0 || TY == GGML_TYPE_Q5_1;   /* a unit of high bits first */
+	const uint8_t *u = c + (size_t)pk_hb(TY) * VL;                     /* the units */
 	if (TY == GGML_TYPE_Q8_0)
-		return vi_xor(vi_load(c + 2 * VL + (size_t)g * 4 * VL), vi_set1_8((char)0x80));
-	vi v = vi_load(c + 2 * VL + (size_t)(hb + g % 4) * 4 * VL);
+		return vi_xor(vi_load(u + (size_t)g * 4 * VL), vi_set1_8((char)0x80));
+	vi v = vi_load(u + (size_t)(five + g % 4) * 4 * VL);
 	vi l = vi_and(g < 4 ? v : vi_srli16(v, 4), vi_set1_8(0x0F));
 	if (TY == GGML_TYPE_IQ4_NL)
 		l = vi_xor(vi_shuffle8(vi_bcast128(q_iq4nl_values), l), vi_set1_8((char)0x80));
-	if (TY == GGML_TYPE_Q5_0) {
+	if (five) {
 		const int e = 4 * g < 16 ? 4 * g : 16 + 4 * (g - 4);   /* the unit's first element */
 		/* Byte i of a 128-bit lane takes byte e / 8 of its 32-bit lane. */
 #ifdef QX_512
@@ -1719,7 +1729,7 @@ pk_levels(const int TY, const uint8_t *c, int g)
 		const vi base = _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0C0C0C0C, 0, 0x04040404, 0x08080808,
 		    0x0C0C0C0C);
 #endif
-		const vi h = vi_shuffle8(vi_load(c + 2 * VL), vi_add32(base, vi_set1(0x01010101 * (e / 8))));
+		const vi h = vi_shuffle8(vi_load(u), vi_add32(base, vi_set1(0x01010101 * (e / 8))));
 		const vi bit = vi_set1(e % 8 ? (int)0x80402010 : 0x08040201);
 #ifdef QX_512
 		l = _mm512_mask_add_epi8(l, _mm512_test_epi8_mask(h, bit), l, vi_set1_8(0x10));
@@ -1764,6 +1774,8 @@ pk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 		for (int k = 0; k < 8; k++)
 			vi_store(pq + (size_t)k * VL * 4, pk_levels(TY, c, k));
 		vf_store(p->d + (size_t)b * VL, vf_halfs(c));
+		if (pk_mins(TY))
+			vf_store(p->m + (size_t)b * VL, vf_halfs(c + 2 * VL));
 	}
 }
 
@@ -1865,7 +1877,7 @@ pk_dot(const int TY, const int T, const uint8_t *c, int k0, vi *acc, const uint8
 	/* maddubs' int16 pairs summed over groups before one madd: at most
 	 * 2 * 15 * 127 per group for 4-bit levels (all 8 fit int16), 2 * 31 *
 	 * 127 for 5 bits (4 do). */
-	const int per = TY == GGML_TYPE_Q4_0 || TY == GGML_TYPE_Q4_K ? 8 : 4;
+	const int per = TY == GGML_TYPE_Q4_0 || TY == GGML_TYPE_Q4_1 || TY == GGML_TYPE_Q4_K ? 8 : 4;
 	UNROLL
 	for (int g0 = 0; g0 < 8; g0 += per) {
 		vi p16[Q_GEMV_MAX_T];
@@ -1892,7 +1904,7 @@ pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 {
 	const int nb = n / 32;
 	const size_t col = (size_t)VL * pk_bs(TY), xf = xs / sizeof(float);
-	const float *xd = Q8P_D(x, n);
+	const float *xd = Q8P_D(x, n), *s32 = Q8P_S32(x, n);
 	const int32_t *n32 = Q8P_N32(x, n);
 	vf acc[Q_GEMV_MAX_T];
 
@@ -1911,6 +1923,13 @@ pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 		UNROLL
 		for (int t = 0; t < T; t++)
 			acc[t] = vf_fma(vi_cvt(s[t]), vf_mul(d, vf_set1(xd[t * xf + b])), acc[t]);
+		if (pk_mins(TY)) {
+			/* The min against the activations' block sum. */
+			vf m = vf_halfs(c + 2 * VL);
+			UNROLL
+			for (int t = 0; t < T; t++)
+				acc[t] = vf_fma(m, vf_set1(s32[t * xf + b]), acc[t]);
+		}
 	}
 	UNROLL
 	for (int t = 0; t < T; t++)
@@ -2052,7 +2071,8 @@ pk_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size
 			      size_t xs, int nt) \
 	{ pk_gemv_rows(TY, n, out, ldo, w, ws, nr, x, xs, nt); } \
 	static void panelp_##T(struct panel *p, const uint8_t *g, int b0, int nb) { PANEL(TY, p, g, b0, nb); }
-PK(q4_0, GGML_TYPE_Q4_0, pk_panel) PK(q5_0, GGML_TYPE_Q5_0, pk_panel) PK(q8_0, GGML_TYPE_Q8_0, pk_panel)
+PK(q4_0, GGML_TYPE_Q4_0, pk_panel) PK(q4_1, GGML_TYPE_Q4_1, pk_panel) PK(q5_0, GGML_TYPE_Q5_0, pk_panel)
+PK(q5_1, GGML_TYPE_Q5_1, pk_panel) PK(q8_0, GGML_TYPE_Q8_0, pk_panel)
 PK(iq4_nl, GGML_TYPE_IQ4_NL, pk_panel) PK(q4_K, GGML_TYPE_Q4_K, pkk_panel) PK(q5_K, GGML_TYPE_Q5_K, pkk_panel)
 PK(iq4_xs, GGML_TYPE_IQ4_XS, pkk_panel)
 #undef PK
@@ -2105,9 +2125,9 @@ gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn d
 	static void gemm_##T(const struct q_gemm_args *a, int r0, int r1, void *scratch) \
 	{ gemm_i8_run(a, r0, r1, scratch, dec_##T, NS, OFFSH, MK, PK); }
 GEMM_I8(q4_0, 1, 3, mk_i8_s1, panelp_q4_0)
-GEMM_I8(q4_1, 1, 0, mk_i8_s1m, NULL)
+GEMM_I8(q4_1, 1, 0, mk_i8_s1m, panelp_q4_1)
 GEMM_I8(q5_0, 1, 4, mk_i8_s1, panelp_q5_0)
-GEMM_I8(q5_1, 1, 0, mk_i8_s1m, NULL)
+GEMM_I8(q5_1, 1, 0, mk_i8_s1m, panelp_q5_1)
 GEMM_I8(q8_0, 1, 7, mk_i8_s1w, panelp_q8_0)
 GEMM_I8(iq4_nl, 1, 7, mk_i8_s1w, panelp_iq4_nl)
 GEMM_I8(iq4_xs, 1, 7, mk_i8_s1w, panelp_iq4_xs)
@@ -2668,7 +2688,9 @@ kern_build(void)
 	k->gemm_rows = 2 * VL;
 	k->pack_rows = VL;
 	k->t[GGML_TYPE_Q4_0].gemv_packed = gemvp_q4_0;
+	k->t[GGML_TYPE_Q4_1].gemv_packed = gemvp_q4_1;
 	k->t[GGML_TYPE_Q5_0].gemv_packed = gemvp_q5_0;
+	k->t[GGML_TYPE_Q5_1].gemv_packed = gemvp_q5_1;
 	k->t[GGML_TYPE_Q8_0].gemv_packed = gemvp_q8_0;
 	k->t[GGML_TYPE_IQ4_NL].gemv_packed = gemvp_iq4_nl;
 	k->t[GGML_TYPE_Q4_K].gemv_packed = gemvp_q4_K;

@@ -309,6 +309,8 @@ static const struct acase {
 	{ 2, 1, 36, 20, 0, 0, 8, 150, 1 },         /* lengths off the vector widths (not q8_0) */
 	{ 4, 2, 256, 256, 0, 0, 4, 300, 2 },       /* heads of 256 (Qwen3.5): a task of every KV
 	                                              head reads keys 32 at a time */
+	{ 8, 2, 128, 128, 0, 0, 4, 300, 2 },       /* Qwen3-0.6B: 8 KV heads, a token's keys split
+	                                              too (the parts' slots sized by its rows) */
 };
 #define ODD_CASE 8
 
@@ -506,7 +508,11 @@ test_attention(void)
 			    &e) == 0;
 			if (c->tokenwise) {
 				static const int one[] = { 1 };
+				const unsigned long s0 = attn_split_calls();
 				ok &= run_case(c, bounds[b].type, c->tokenwise, one, 1, &e) == 0;
+				/* On 2 threads, a token past 256 keys has them in parts. */
+				CHECK(c->tokenwise < 2 || attn_split_calls() > s0, "%s case %d: no token's keys were split",
+				    tn, ci);
 			}
 			CHECK(ok, "%s case %d: out of memory", tn, ci);
 			snprintf(label, sizeof(label), "%dx%d, %d/%d, w %d, cap %g", c->n_kv, c->group, c->hd, c->hdv,

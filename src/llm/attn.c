@@ -388,6 +388,7 @@ struct attn_job {
 	int all_heads;          /* one query block, every KV head in each task */
 	int bk;                 /* keys per block */
 	int nsplit, ntask;      /* key ranges per (query block, KV head); tasks */
+	int slot_rows;          /* rows of a part's slot: a query block's at most */
 	atomic_int next;        /* the next task to take */
 };
 
@@ -621,7 +622,8 @@ attn_task(struct attn_job *j, int i, float *buf)
 			 * the parts.  The slot of (query block, KV head, split),
 			 * as attn_merge reads them. */
 			const int u = (j->nqb - 1 - qb) * sh->n_head_kv + kvh;
-			float *e = j->s->part + ((size_t)u * j->nsplit + split) * rows * (hdv + 2) + (size_t)r * (hdv + 2);
+			float *e = j->s->part + ((size_t)u * j->nsplit + split) * j->slot_rows * (hdv + 2) +
+			    (size_t)r * (hdv + 2);
 			memcpy(e, os + (size_t)R * hdv, (size_t)hdv * sizeof(float));
 			e[hdv] = mx[R];
 			e[hdv + 1] = sum[R];
@@ -653,8 +655,8 @@ attn_merge(void *arg, int ith, int nth)
 {
 	struct attn_job *j = arg;
 	const struct attn_shape *sh = j->sh;
-	const int hdv = sh->head_dim_v, group = j->group, rows = j->s->rows;
-	const size_t OW = (size_t)sh->n_head * hdv, slot_floats = (size_t)rows * (hdv + 2);
+	const int hdv = sh->head_dim_v, group = j->group;
+	const size_t OW = (size_t)sh->n_head * hdv, slot_floats = (size_t)j->slot_rows * (hdv + 2);
 
 	for (int u = ith; u < j->nqb * sh->n_head_kv; u += nth) {
 		const int first = u * j->nsplit, qb = j->nqb - 1 - u / sh->n_head_kv, kvh = u % sh->n_head_kv;
@@ -684,6 +686,14 @@ attn_merge(void *arg, int ith, int nth)
 	}
 }
 
+static atomic_ulong split_calls;
+
+unsigned long
+attn_split_calls(void)
+{
+	return atomic_load_explicit(&split_calls, memory_order_relaxed);
+}
+
 void
 attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh, const struct kv_layer *kl,
 	     const float *q, int nt, int pos0, float *out)
@@ -706,6 +716,7 @@ attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh
 	j.group = sh->n_head / sh->n_head_kv;
 	j.bq = s->rows / j.group;
 	j.nqb = (nt + j.bq - 1) / j.bq;
+	j.slot_rows = (nt < j.bq ? nt : j.bq) * j.group;
 	/* A few queries (every head of them fits a task): each task takes
 	 * all the KV heads of a part of the keys. */
 	j.all_heads = nt * sh->n_head <= s->rows && sh->n_head_kv > 1;
@@ -721,12 +732,17 @@ attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh
 		int ns = (4 * nth + base - 1) / base;
 		if (ns > keys / j.bk)
 			ns = keys / j.bk;
-		if (ns > s->n_slots / (j.nqb * sh->n_head_kv))
-			ns = s->n_slots / (j.nqb * sh->n_head_kv);
+		/* The parts' room: n_slots blocks of s->rows rows, in slots of
+		 * the rows a query block has (a token's heads: a few). */
+		const size_t slots = (size_t)s->n_slots * s->rows / j.slot_rows;
+		if ((size_t)ns > slots / ((size_t)j.nqb * sh->n_head_kv))
+			ns = (int)(slots / ((size_t)j.nqb * sh->n_head_kv));
 		if (ns > 1)
 			j.nsplit = ns;
 	}
 	j.ntask = base * j.nsplit;
+	if (j.nsplit > 1)
+		atomic_fetch_add_explicit(&split_calls, 1, memory_order_relaxed);
 	atomic_init(&j.next, 0);
 	pool_run(p, attn_worker, &j);
 	if (j.nsplit > 1 && !pool_stopped(p))

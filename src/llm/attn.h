@@ -117,6 +117,9 @@ void attn_scratch_free(struct attn_scratch *s);
  */
 void attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh, const struct kv_layer *kl,
 		  const float *q, int nt, int pos0, float *out);
+/* Calls of attn_forward that split the keys into parts, in this process
+ * (tests: whether a shape was split).  Any thread. */
+unsigned long attn_split_calls(void);
 
 /* AVX2 and AVX-512 tiers (their own files): NULL when not compiled in or
  * the CPU lacks them. */

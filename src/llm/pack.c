@@ -8,7 +8,9 @@
 /*
  * The packed layout of a matrix.  A block is a few f16 scales (the
  * header: HLEN bytes at its start) and the rest, whole 4-byte units in
- * the block's order (Q4_0, IQ4_NL: 4 units of nibbles; Q4_1: its header
+ * the block's order, around the header (Q2_K's d and dmin are its last 4
+ * bytes: its units are the 4 of scales and mins, then 16 of 2-bit levels;
+ * Q4_0, IQ4_NL: 4 units of nibbles; Q4_1: its header
  * d and m, then 4 of nibbles; Q5_0: its high bits, then 4 of nibbles;
  * Q5_1: d and m, high bits, nibbles; Q8_0: 8 of levels; Q4_K: the 12
  * bytes of sub-block scales, then 32 units of nibbles; Q5_K: scales, high
@@ -24,41 +26,54 @@
  */
 static const struct {
 	enum ggml_type type;
-	int hlen;
+	int hlen, hoff;     /* the header's bytes and where the block has them */
 } packed_types[] = {
-	{ GGML_TYPE_Q4_0, 2 }, { GGML_TYPE_Q4_1, 4 }, { GGML_TYPE_Q5_0, 2 }, { GGML_TYPE_Q5_1, 4 },
-	{ GGML_TYPE_Q8_0, 2 }, { GGML_TYPE_IQ4_NL, 2 },
-	{ GGML_TYPE_Q4_K, 4 }, { GGML_TYPE_Q5_K, 4 }, { GGML_TYPE_IQ4_XS, 4 },
+	{ GGML_TYPE_Q4_0, 2, 0 }, { GGML_TYPE_Q4_1, 4, 0 }, { GGML_TYPE_Q5_0, 2, 0 }, { GGML_TYPE_Q5_1, 4, 0 },
+	{ GGML_TYPE_Q8_0, 2, 0 }, { GGML_TYPE_IQ4_NL, 2, 0 },
+	{ GGML_TYPE_Q2_K, 4, 80 }, { GGML_TYPE_Q4_K, 4, 0 }, { GGML_TYPE_Q5_K, 4, 0 }, { GGML_TYPE_IQ4_XS, 4, 0 },
 };
 
-/* The header's bytes of TYPE's packed layout, or 0: TYPE has none. */
+/* The header's bytes of TYPE's packed layout (0: TYPE has none) and its
+ * offset in a block as in the file. */
 static int
-header_bytes(enum ggml_type type)
+header_bytes(enum ggml_type type, int *hoff)
 {
 	for (size_t i = 0; i < sizeof(packed_types) / sizeof(packed_types[0]); i++)
-		if (packed_types[i].type == type)
+		if (packed_types[i].type == type) {
+			*hoff = packed_types[i].hoff;
 			return packed_types[i].hlen;
+		}
 	return 0;
 }
 
 int
 q_pack_supported(enum ggml_type type)
 {
-	return header_bytes(type) > 0;
+	int hoff = 0;
+	return header_bytes(type, &hoff) > 0;
+}
+
+int
+q_pack_header_offset(enum ggml_type type)
+{
+	int hoff = -1;
+	return header_bytes(type, &hoff) > 0 ? hoff : -1;
 }
 
 /* Block BLK of a row to (TO_PACKED) or from its place in column COL of a
- * group of G, as row J. */
+ * group of G, as row J.  The units are the block's bytes around the
+ * header, in their order. */
 static void
-move_block(uint8_t *col, uint8_t *blk, size_t bs, int hlen, int g, int j, int to_packed)
+move_block(uint8_t *col, uint8_t *blk, size_t bs, int hlen, int hoff, int g, int j, int to_packed)
 {
 	const size_t units = (bs - (size_t)hlen) / 4;
 	for (int h = 0; h < hlen / 2; h++) {
-		uint8_t *pc = col + ((size_t)h * g + j) * 2, *pb = blk + 2 * h;
+		uint8_t *pc = col + ((size_t)h * g + j) * 2, *pb = blk + hoff + 2 * h;
 		memcpy(to_packed ? pc : pb, to_packed ? pb : pc, 2);
 	}
 	for (size_t u = 0; u < units; u++) {
-		uint8_t *pc = col + (size_t)hlen * g + (u * g + j) * 4, *pb = blk + hlen + 4 * u;
+		const size_t at = 4 * u < (size_t)hoff ? 4 * u : 4 * u + (size_t)hlen;
+		uint8_t *pc = col + (size_t)hlen * g + (u * g + j) * 4, *pb = blk + at;
 		memcpy(to_packed ? pc : pb, to_packed ? pb : pc, 4);
 	}
 }
@@ -68,7 +83,8 @@ q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, i
 {
 	const size_t bs = ggml_type_info_get(type)->type_size;
 	const int64_t nb = (int64_t)(row_bytes / bs);
-	const int hlen = header_bytes(type);
+	int hoff = 0;
+	const int hlen = header_bytes(type, &hoff);
 	uint8_t *tmp = scratch;
 
 	if (!hlen || g < 1)
@@ -79,7 +95,7 @@ q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, i
 		for (int64_t b = 0; b < nb; b++)
 			for (int j = 0; j < g; j++)
 				move_block(grp + (size_t)b * g * bs, tmp + (size_t)j * row_bytes + (size_t)b * bs, bs, hlen,
-				    g, j, 1);
+				    hoff, g, j, 1);
 	}
 }
 
@@ -88,7 +104,8 @@ q_unpack_row(enum ggml_type type, const void *data, int64_t rows, size_t row_byt
 {
 	const size_t bs = ggml_type_info_get(type)->type_size;
 	const int64_t nb = (int64_t)(row_bytes / bs);
-	const int hlen = header_bytes(type);
+	int hoff = 0;
+	const int hlen = header_bytes(type, &hoff);
 
 	if (g < 1 || r >= rows / g * g || !hlen) {
 		memcpy(out, (const uint8_t *)data + (size_t)r * row_bytes, row_bytes);
@@ -96,5 +113,5 @@ q_unpack_row(enum ggml_type type, const void *data, int64_t rows, size_t row_byt
 	}
 	uint8_t *grp = (uint8_t *)data + (size_t)(r / g * g) * row_bytes;   /* only read */
 	for (int64_t b = 0; b < nb; b++)
-		move_block(grp + (size_t)b * g * bs, (uint8_t *)out + (size_t)b * bs, bs, hlen, g, (int)(r % g), 0);
+		move_block(grp + (size_t)b * g * bs, (uint8_t *)out + (size_t)b * bs, bs, hlen, hoff, g, (int)(r % g), 0);
 }

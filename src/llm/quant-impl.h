@@ -135,6 +135,8 @@ struct q_kernels {
 int q_pack_supported(enum ggml_type type);
 void q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, int g, void *scratch);
 void q_unpack_row(enum ggml_type type, const void *data, int64_t rows, size_t row_bytes, int g, int64_t r, void *out);
+/* Where a block of TYPE has its packed header (the f16 scales), or -1. */
+int q_pack_header_offset(enum ggml_type type);
 
 /* The scalar tier (quant.c) and the x86 tiers (quant-<tier>.c): NULL when
  * a tier is not built (another architecture, or --disable-simd). */

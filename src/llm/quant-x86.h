@@ -1793,7 +1793,11 @@ pk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
  * thread: 8 GB/s against 24 as in the file, though 36 against 27 in
  * cache); it stays as in the file.
  */
-ALWAYS int pkk_bs(const int TY) { return TY == GGML_TYPE_Q4_K ? 144 : TY == GGML_TYPE_Q5_K ? 176 : 136; }
+ALWAYS int
+pkk_bs(const int TY)
+{
+	return TY == GGML_TYPE_Q4_K ? 144 : TY == GGML_TYPE_Q5_K ? 176 : TY == GGML_TYPE_Q2_K ? 84 : 136;
+}
 
 /* Unit U of column C. */
 ALWAYS vi pkk_unit(const uint8_t *c, int u) { return vi_load(c + (size_t)4 * VL + (size_t)u * 4 * VL); }
@@ -1804,6 +1808,12 @@ pkk_levels(const int TY, const uint8_t *c, int k)
 {
 	const int e = 4 * k;
 	const vi m4 = vi_set1_8(0x0F);
+	if (TY == GGML_TYPE_Q2_K) {
+		/* Behind 4 units of scales and mins: per 128 inputs 32 bytes,
+		 * element e in byte e % 32 at bit 2 ((e % 128) / 32). */
+		vi v = pkk_unit(c, 4 + e / 128 * 8 + e % 32 / 4);
+		return vi_and(vi_srli16(v, 2 * (e % 128 / 32)), vi_set1_8(3));
+	}
 	if (TY == GGML_TYPE_IQ4_XS) {
 		/* As IQ4_NL's, 16 bytes of nibbles per 32 inputs, behind the
 		 * unit of 4-bit scales: the grid's values, offset by 128. */
@@ -1845,19 +1855,20 @@ pkk_scales(const uint8_t *c, vi sc[2], vi mn[2])
 ALWAYS vi
 pk_lv(const int TY, const uint8_t *c, int k)
 {
-	return TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS ? pkk_levels(TY, c, k) :
-	    pk_levels(TY, c, k);
+	return TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS || TY == GGML_TYPE_Q2_K ?
+	    pkk_levels(TY, c, k) : pk_levels(TY, c, k);
 }
 
-/* The integer sums of levels and activations over the 32 inputs of groups
- * K0..K0+7 of column C, added to ACC, for T tokens (q8p rows X, XS apart,
- * from input XOFF). */
+/* The integer sums of levels and activations over the 4 NK inputs of
+ * groups K0..K0+NK-1 of column C (NK 8: a q8p block; 4: its half), added
+ * to ACC, for T tokens (q8p rows X, XS apart, from input XOFF). */
 ALWAYS void
-pk_dot(const int TY, const int T, const uint8_t *c, int k0, vi *acc, const uint8_t *x, size_t xs, int xoff)
+pk_dot_n(const int TY, const int T, const int NK, const uint8_t *c, int k0, vi *acc, const uint8_t *x, size_t xs,
+	 int xoff)
 {
 #ifdef QX_VNNI
 	UNROLL
-	for (int k = 0; k < 8; k++) {
+	for (int k = 0; k < NK; k++) {
 		vi l = pk_lv(TY, c, k0 + k);
 		UNROLL
 		for (int t = 0; t < T; t++)
@@ -1866,7 +1877,7 @@ pk_dot(const int TY, const int T, const uint8_t *c, int k0, vi *acc, const uint8
 #else
 	if (pk_wide(TY)) {   /* 8-bit levels: signed, by magnitudes */
 		UNROLL
-		for (int k = 0; k < 8; k++) {
+		for (int k = 0; k < NK; k++) {
 			vi l = vi_xor(pk_lv(TY, c, k0 + k), vi_set1_8((char)0x80));
 			UNROLL
 			for (int t = 0; t < T; t++)
@@ -1877,9 +1888,10 @@ pk_dot(const int TY, const int T, const uint8_t *c, int k0, vi *acc, const uint8
 	/* maddubs' int16 pairs summed over groups before one madd: at most
 	 * 2 * 15 * 127 per group for 4-bit levels (all 8 fit int16), 2 * 31 *
 	 * 127 for 5 bits (4 do). */
-	const int per = TY == GGML_TYPE_Q4_0 || TY == GGML_TYPE_Q4_1 || TY == GGML_TYPE_Q4_K ? 8 : 4;
+	const int per = TY == GGML_TYPE_Q4_0 || TY == GGML_TYPE_Q4_1 || TY == GGML_TYPE_Q4_K ||
+	    TY == GGML_TYPE_Q2_K ? (NK < 8 ? NK : 8) : 4;
 	UNROLL
-	for (int g0 = 0; g0 < 8; g0 += per) {
+	for (int g0 = 0; g0 < NK; g0 += per) {
 		vi p16[Q_GEMV_MAX_T];
 		UNROLL
 		for (int k = g0; k < g0 + per; k++) {
@@ -1895,6 +1907,12 @@ pk_dot(const int TY, const int T, const uint8_t *c, int k0, vi *acc, const uint8
 			acc[t] = vi_add32(acc[t], vi_madd(p16[t], vi_set1_16(1)));
 	}
 #endif
+}
+
+ALWAYS void
+pk_dot(const int TY, const int T, const uint8_t *c, int k0, vi *acc, const uint8_t *x, size_t xs, int xoff)
+{
+	pk_dot_n(TY, T, 8, c, k0, acc, x, xs, xoff);
 }
 
 /* One packed group G of type TY by T tokens (q8p rows X, XS bytes
@@ -1955,9 +1973,9 @@ xs_scale(vi lo4, vi hi, int b)
 ALWAYS void
 pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	const int ns = n / 256, xsq = TY == GGML_TYPE_IQ4_XS;
+	const int ns = n / 256, xsq = TY == GGML_TYPE_IQ4_XS, q2 = TY == GGML_TYPE_Q2_K;
 	const size_t col = (size_t)VL * pkk_bs(TY), xf = xs / sizeof(float);
-	const float *xd = Q8P_D(x, n), *x32 = Q8P_S32(x, n);
+	const float *xd = Q8P_D(x, n), *x32 = Q8P_S32(x, n), *x16 = Q8P_S16(x, n);
 	const int32_t *n32 = Q8P_N32(x, n);
 	vf acc[Q_GEMV_MAX_T];
 
@@ -1974,25 +1992,52 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 		if (xsq) {
 			lo4 = pkk_unit(c, 0);
 			hi = vi_load_u16(c + 2 * VL);
-		} else {
+		} else if (!q2) {
 			pkk_scales(c, sc, mn);
 		}
-		UNROLL
-		for (int b = 0; b < 8; b++) {
-			vi a[Q_GEMV_MAX_T];
+		if (q2) {
+			/* 16 sub-blocks of 16: byte j of unit u is sub-block 4u + j's
+			 * scale (low nibble) and min (high); each half of a q8p block
+			 * its own integer sum, its min against that half's sum. */
 			UNROLL
-			for (int t = 0; t < T; t++)
-				a[t] = xsq ? vi_set1(pk_off(TY) * n32[t * xf + 8 * i + b]) : vi_zero();
-			pk_dot(TY, T, c, 8 * b, a, x, xs, 256 * i + 32 * b);
-			const vi scb = xsq ? xs_scale(lo4, hi, b) : PKK_BYTE(sc[b / 4], b % 4);
-			UNROLL
-			for (int t = 0; t < T; t++)
-				ts[t] = vf_fma(vi_cvt(VI_MULLO32(a[t], scb)), vf_set1(xd[t * xf + 8 * i + b]), ts[t]);
-			if (!xsq) {
-				const vf mnb = vi_cvt(PKK_BYTE(mn[b / 4], b % 4));
+			for (int b = 0; b < 8; b++) {
+				const vi u = pkk_unit(c, b / 2);
+				vi a[Q_GEMV_MAX_T], a1[Q_GEMV_MAX_T];
 				UNROLL
 				for (int t = 0; t < T; t++)
-					tm[t] = vf_fma(mnb, vf_set1(x32[t * xf + 8 * i + b]), tm[t]);
+					a[t] = a1[t] = vi_zero();
+				pk_dot_n(TY, T, 4, c, 8 * b, a, x, xs, 256 * i + 32 * b);
+				pk_dot_n(TY, T, 4, c, 8 * b + 4, a1, x, xs, 256 * i + 32 * b + 16);
+				const vi b0 = PKK_BYTE(u, 2 * (b % 2)), b1 = PKK_BYTE(u, 2 * (b % 2) + 1);
+				const vi s0 = vi_and(b0, vi_set1(0x0F)), s1 = vi_and(b1, vi_set1(0x0F));
+				const vf m0 = vi_cvt(VI_SRLI32(b0, 4)), m1 = vi_cvt(VI_SRLI32(b1, 4));
+				UNROLL
+				for (int t = 0; t < T; t++) {
+					const float *h = x16 + t * xf + 2 * (8 * i + b);
+					ts[t] = vf_fma(vi_cvt(vi_add32(VI_MULLO32(a[t], s0), VI_MULLO32(a1[t], s1))),
+					    vf_set1(xd[t * xf + 8 * i + b]), ts[t]);
+					tm[t] = vf_fma(m1, vf_set1(h[1]), vf_fma(m0, vf_set1(h[0]), tm[t]));
+				}
+			}
+		}
+		if (!q2) {
+			UNROLL
+			for (int b = 0; b < 8; b++) {
+				vi a[Q_GEMV_MAX_T];
+				UNROLL
+				for (int t = 0; t < T; t++)
+					a[t] = xsq ? vi_set1(pk_off(TY) * n32[t * xf + 8 * i + b]) : vi_zero();
+				pk_dot(TY, T, c, 8 * b, a, x, xs, 256 * i + 32 * b);
+				const vi scb = xsq ? xs_scale(lo4, hi, b) : PKK_BYTE(sc[b / 4], b % 4);
+				UNROLL
+				for (int t = 0; t < T; t++)
+					ts[t] = vf_fma(vi_cvt(VI_MULLO32(a[t], scb)), vf_set1(xd[t * xf + 8 * i + b]), ts[t]);
+				if (!xsq) {
+					const vf mnb = vi_cvt(PKK_BYTE(mn[b / 4], b % 4));
+					UNROLL
+					for (int t = 0; t < T; t++)
+						tm[t] = vf_fma(mnb, vf_set1(x32[t * xf + 8 * i + b]), tm[t]);
+				}
 			}
 		}
 		const vf d = vf_halfs(c);
@@ -2007,7 +2052,7 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 
 /* A GEMM panel from a packed group of a K-quant, blocks of 32 [B0, B0 +
  * NB) (whole superblocks): levels, and each sub-block's d * scale (and
- * -dmin * min). */
+ * -dmin * min; Q2_K's sub-blocks are 16 inputs, two per block). */
 ALWAYS void
 pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 {
@@ -2022,6 +2067,18 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 			UNROLL
 			for (int b = 0; b < 8; b++)
 				vf_store(p->d + (size_t)(8 * i + b) * VL, vf_mul(d, vi_cvt(xs_scale(lo4, hi, b))));
+			continue;
+		}
+		if (TY == GGML_TYPE_Q2_K) {
+			/* Two sub-blocks of 16 per block of 32: scale and min of each. */
+			const vf dmin = vf_halfs(c + 2 * VL);
+			UNROLL
+			for (int sb = 0; sb < 16; sb++) {
+				const vi by = PKK_BYTE(pkk_unit(c, sb / 4), sb % 4);
+				vf_store(p->d + (size_t)(16 * i + sb) * VL, vf_mul(d, vi_cvt(vi_and(by, vi_set1(0x0F)))));
+				vf_store(p->m + (size_t)(16 * i + sb) * VL, vf_mul(vf_sub(vf_zero(), dmin),
+				    vi_cvt(VI_SRLI32(by, 4))));
+			}
 			continue;
 		}
 		vi sc[2], mn[2];
@@ -2040,7 +2097,7 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 ALWAYS void
 pk_group(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	if (TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS)
+	if (TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS || TY == GGML_TYPE_Q2_K)
 		pkk_gemv(TY, T, n, out, ldo, g, x, xs);
 	else
 		pk_gemv(TY, T, n, out, ldo, g, x, xs);
@@ -2074,7 +2131,7 @@ pk_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size
 PK(q4_0, GGML_TYPE_Q4_0, pk_panel) PK(q4_1, GGML_TYPE_Q4_1, pk_panel) PK(q5_0, GGML_TYPE_Q5_0, pk_panel)
 PK(q5_1, GGML_TYPE_Q5_1, pk_panel) PK(q8_0, GGML_TYPE_Q8_0, pk_panel)
 PK(iq4_nl, GGML_TYPE_IQ4_NL, pk_panel) PK(q4_K, GGML_TYPE_Q4_K, pkk_panel) PK(q5_K, GGML_TYPE_Q5_K, pkk_panel)
-PK(iq4_xs, GGML_TYPE_IQ4_XS, pkk_panel)
+PK(iq4_xs, GGML_TYPE_IQ4_XS, pkk_panel) PK(q2_K, GGML_TYPE_Q2_K, pkk_panel)
 #undef PK
 
 typedef void (*panel_packed_fn)(struct panel *p, const uint8_t *g, int b0, int nb);
@@ -2133,7 +2190,7 @@ GEMM_I8(iq4_nl, 1, 7, mk_i8_s1w, panelp_iq4_nl)
 GEMM_I8(iq4_xs, 1, 7, mk_i8_s1w, panelp_iq4_xs)
 GEMM_I8(q4_K, 1, 0, mk_i8_s1m, panelp_q4_K)
 GEMM_I8(q5_K, 1, 0, mk_i8_s1m, panelp_q5_K)
-GEMM_I8(q2_K, 2, 0, mk_i8_s2m, NULL)
+GEMM_I8(q2_K, 2, 0, mk_i8_s2m, panelp_q2_K)
 GEMM_I8(q3_K, 2, 2, mk_i8_s2, NULL)
 GEMM_I8(q6_K, 2, 5, mk_i8_s2, NULL)
 
@@ -2693,6 +2750,7 @@ kern_build(void)
 	k->t[GGML_TYPE_Q5_1].gemv_packed = gemvp_q5_1;
 	k->t[GGML_TYPE_Q8_0].gemv_packed = gemvp_q8_0;
 	k->t[GGML_TYPE_IQ4_NL].gemv_packed = gemvp_iq4_nl;
+	k->t[GGML_TYPE_Q2_K].gemv_packed = gemvp_q2_K;
 	k->t[GGML_TYPE_Q4_K].gemv_packed = gemvp_q4_K;
 	k->t[GGML_TYPE_Q5_K].gemv_packed = gemvp_q5_K;
 	k->t[GGML_TYPE_IQ4_XS].gemv_packed = gemvp_iq4_xs;

@@ -6,7 +6,8 @@
  * weight bytes per second.  KBENCH_BLAS=1 times the alternative instead:
  * the rows dequantized by the tier into panels of 2 MiB, multiplied by
  * single-threaded OpenBLAS sgemm (one thread).  KBENCH_PACKED=1 packs the
- * rows first, as a model's are at load (pack.c).  A developer's tool, not part
+ * rows first, as a model's are at load (pack.c).  Q2_K and Q3_K (no
+ * quantizer here) are random bytes with sane scales.  A developer's tool, not part
  * of make check.
  */
 #include "config.h"
@@ -54,7 +55,16 @@ main(int argc, char **argv)
 		threads = atoi(argv[5]);
 	if (argc > 6)
 		reps = atoi(argv[6]);
-	if (type == GGML_TYPE_COUNT || !q_traits_get(type)->supported || !q_traits_get(type)->from_float ||
+	/* Types natter has no quantizer for (Q2_K, Q3_K): random bytes, with
+	 * their f16 scales (at these offsets of a block) set to 1/64. */
+	static const struct { enum ggml_type t; int off[2]; } raw[] = {
+		{ GGML_TYPE_Q2_K, { 80, 82 } }, { GGML_TYPE_Q3_K, { 108, -1 } },
+	};
+	int ri = -1;
+	for (size_t i = 0; type != GGML_TYPE_COUNT && i < sizeof(raw) / sizeof(raw[0]); i++)
+		if (raw[i].t == type)
+			ri = (int)i;
+	if (type == GGML_TYPE_COUNT || !q_traits_get(type)->supported || (!q_traits_get(type)->from_float && ri < 0) ||
 	    d < 1 || n < 1 || nt < 1) {
 		fprintf(stderr, "kbench: bad arguments\n");
 		return 2;
@@ -75,7 +85,21 @@ main(int argc, char **argv)
 			s ^= s << 13; s ^= s >> 7; s ^= s << 17;
 			row[i] = (float)((int)(s % 2001) - 1000) / 1000.0f;
 		}
-		q_traits_get(type)->from_float(row, w + rb * r, n);
+		if (ri < 0) {
+			q_traits_get(type)->from_float(row, w + rb * r, n);
+			continue;
+		}
+		const size_t bs = ggml_type_info_get(type)->type_size;
+		for (size_t i = 0; i < rb; i++) {
+			s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+			w[rb * r + i] = (uint8_t)s;
+		}
+		for (size_t b = 0; b < rb / bs; b++)
+			for (int k = 0; k < 2 && raw[ri].off[k] >= 0; k++) {
+				uint8_t *h = w + rb * r + b * bs + raw[ri].off[k];
+				h[0] = 0x00;
+				h[1] = 0x24;   /* binary16 1/64 */
+			}
 	}
 	for (size_t i = 0; i < (size_t)nt * n; i++) {
 		s ^= s << 13; s ^= s >> 7; s ^= s << 17;

@@ -197,7 +197,7 @@ int llm_model_weights_copied(const struct llm_model *m);
 /*
  * Rearranges, in place, every matrix of a type that the CPU tier has
  * kernels of packed rows for (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K,
- * Q4_K, Q5_K, IQ4_XS on the x86 tiers; src/llm/pack.c):
+ * Q3_K, Q4_K, Q5_K, IQ4_XS on the x86 tiers; src/llm/pack.c):
  * each group of the tier's pack rows (16 on AVX-512, 8 on AVX2)
  * interleaved so that one vector holds the same 4 bytes of every row of
  * the group, which generation reads with no gathers or horizontal sums.

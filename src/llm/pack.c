@@ -10,6 +10,8 @@
  * header: HLEN bytes at its start) and the rest, whole 4-byte units in
  * the block's order, around the header (Q2_K's d and dmin are its last 4
  * bytes: its units are the 4 of scales and mins, then 16 of 2-bit levels;
+ * Q3_K's d its last 2: 8 units of high bits, 16 of 2-bit levels, 3 of
+ * scales;
  * Q4_0, IQ4_NL: 4 units of nibbles; Q4_1: its header
  * d and m, then 4 of nibbles; Q5_0: its high bits, then 4 of nibbles;
  * Q5_1: d and m, high bits, nibbles; Q8_0: 8 of levels; Q4_K: the 12
@@ -30,7 +32,7 @@ static const struct {
 } packed_types[] = {
 	{ GGML_TYPE_Q4_0, 2, 0 }, { GGML_TYPE_Q4_1, 4, 0 }, { GGML_TYPE_Q5_0, 2, 0 }, { GGML_TYPE_Q5_1, 4, 0 },
 	{ GGML_TYPE_Q8_0, 2, 0 }, { GGML_TYPE_IQ4_NL, 2, 0 },
-	{ GGML_TYPE_Q2_K, 4, 80 }, { GGML_TYPE_Q4_K, 4, 0 }, { GGML_TYPE_Q5_K, 4, 0 }, { GGML_TYPE_IQ4_XS, 4, 0 },
+	{ GGML_TYPE_Q2_K, 4, 80 }, { GGML_TYPE_Q3_K, 2, 108 }, { GGML_TYPE_Q4_K, 4, 0 }, { GGML_TYPE_Q5_K, 4, 0 }, { GGML_TYPE_IQ4_XS, 4, 0 },
 };
 
 /* The header's bytes of TYPE's packed layout (0: TYPE has none) and its

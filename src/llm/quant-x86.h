@@ -1796,11 +1796,27 @@ pk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 ALWAYS int
 pkk_bs(const int TY)
 {
-	return TY == GGML_TYPE_Q4_K ? 144 : TY == GGML_TYPE_Q5_K ? 176 : TY == GGML_TYPE_Q2_K ? 84 : 136;
+	return TY == GGML_TYPE_Q4_K ? 144 : TY == GGML_TYPE_Q5_K ? 176 : TY == GGML_TYPE_Q2_K ? 84 :
+	    TY == GGML_TYPE_Q3_K ? 110 : 136;
 }
 
-/* Unit U of column C. */
-ALWAYS vi pkk_unit(const uint8_t *c, int u) { return vi_load(c + (size_t)4 * VL + (size_t)u * 4 * VL); }
+/* Unit U of column C (behind a header of 4 bytes a row; Q3_K's, 2: pkk_unit_h). */
+ALWAYS vi pkk_unit_h(const uint8_t *c, int hb, int u) { return vi_load(c + (size_t)hb * VL + (size_t)u * 4 * VL); }
+ALWAYS vi pkk_unit(const uint8_t *c, int u) { return pkk_unit_h(c, 4, u); }
+
+/* Byte J of each lane of V. */
+#define PKK_BYTE(v, j) vi_and(VI_SRLI32(v, 8 * (j)), vi_set1(0xFF))
+
+/* Q3_K's signed 6-bit scale of sub-block J (of 16) of each row, from its
+ * 3 units of scales: the low 4 bits in byte J % 8 (the high nibble for J
+ * >= 8), the high 2 in byte 8 + J % 4 at bit 2 (J / 4). */
+ALWAYS vi
+q3_scale(const uint8_t *c, int j)
+{
+	const vi lo = vi_and(VI_SRLI32(PKK_BYTE(pkk_unit_h(c, 2, 24 + j % 8 / 4), j % 4), 4 * (j / 8)), vi_set1(0x0F));
+	const vi hi = vi_and(VI_SRLI32(PKK_BYTE(pkk_unit_h(c, 2, 26), j % 4), 2 * (j / 4)), vi_set1(0x03));
+	return vi_sub32(vi_or(lo, VI_SLLI32(hi, 4)), vi_set1(32));
+}
 
 /* Levels of elements 4K..4K+3 of a superblock (K < 64). */
 ALWAYS vi
@@ -1808,6 +1824,15 @@ pkk_levels(const int TY, const uint8_t *c, int k)
 {
 	const int e = 4 * k;
 	const vi m4 = vi_set1_8(0x0F);
+	if (TY == GGML_TYPE_Q3_K) {
+		/* 2 bits as Q2_K's (behind 8 units of high bits), plus 4 where
+		 * the high bit (bit e / 32 of byte e % 32 of hmask) is set: 0..7,
+		 * offset 4. */
+		vi v = pkk_unit_h(c, 2, 8 + e / 128 * 8 + e % 32 / 4), hm = pkk_unit_h(c, 2, e % 32 / 4);
+		const int hbit = e / 32;
+		vi h = hbit <= 2 ? vi_slli16(hm, 2 - hbit) : vi_srli16(hm, hbit - 2);
+		return vi_or(vi_and(vi_srli16(v, 2 * (e % 128 / 32)), vi_set1_8(3)), vi_and(h, vi_set1_8(4)));
+	}
 	if (TY == GGML_TYPE_Q2_K) {
 		/* Behind 4 units of scales and mins: per 128 inputs 32 bytes,
 		 * element e in byte e % 32 at bit 2 ((e % 128) / 32). */
@@ -1848,15 +1873,13 @@ pkk_scales(const uint8_t *c, vi sc[2], vi mn[2])
 	mn[1] = vi_or(vi_and(VI_SRLI32(u2, 4), m4), vi_and(VI_SRLI32(u1, 2), top));
 }
 
-/* Byte J of each lane of V. */
-#define PKK_BYTE(v, j) vi_and(VI_SRLI32(v, 8 * (j)), vi_set1(0xFF))
 
 /* Levels of elements 4K..4K+3 of a column of any packed type. */
 ALWAYS vi
 pk_lv(const int TY, const uint8_t *c, int k)
 {
-	return TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS || TY == GGML_TYPE_Q2_K ?
-	    pkk_levels(TY, c, k) : pk_levels(TY, c, k);
+	return TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS || TY == GGML_TYPE_Q2_K ||
+	    TY == GGML_TYPE_Q3_K ? pkk_levels(TY, c, k) : pk_levels(TY, c, k);
 }
 
 /* The integer sums of levels and activations over the 4 NK inputs of
@@ -1889,7 +1912,7 @@ pk_dot_n(const int TY, const int T, const int NK, const uint8_t *c, int k0, vi *
 	 * 2 * 15 * 127 per group for 4-bit levels (all 8 fit int16), 2 * 31 *
 	 * 127 for 5 bits (4 do). */
 	const int per = TY == GGML_TYPE_Q4_0 || TY == GGML_TYPE_Q4_1 || TY == GGML_TYPE_Q4_K ||
-	    TY == GGML_TYPE_Q2_K ? (NK < 8 ? NK : 8) : 4;
+	    TY == GGML_TYPE_Q2_K || TY == GGML_TYPE_Q3_K ? (NK < 8 ? NK : 8) : 4;
 	UNROLL
 	for (int g0 = 0; g0 < NK; g0 += per) {
 		vi p16[Q_GEMV_MAX_T];
@@ -1973,10 +1996,11 @@ xs_scale(vi lo4, vi hi, int b)
 ALWAYS void
 pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	const int ns = n / 256, xsq = TY == GGML_TYPE_IQ4_XS, q2 = TY == GGML_TYPE_Q2_K;
+	const int ns = n / 256, xsq = TY == GGML_TYPE_IQ4_XS, q3 = TY == GGML_TYPE_Q3_K;
+	const int q2 = TY == GGML_TYPE_Q2_K || q3;   /* sub-blocks of 16 */
 	const size_t col = (size_t)VL * pkk_bs(TY), xf = xs / sizeof(float);
 	const float *xd = Q8P_D(x, n), *x32 = Q8P_S32(x, n), *x16 = Q8P_S16(x, n);
-	const int32_t *n32 = Q8P_N32(x, n);
+	const int32_t *n32 = Q8P_N32(x, n), *n16 = Q8P_N16(x, n);
 	vf acc[Q_GEMV_MAX_T];
 
 	UNROLL
@@ -1996,27 +2020,38 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 			pkk_scales(c, sc, mn);
 		}
 		if (q2) {
-			/* 16 sub-blocks of 16: byte j of unit u is sub-block 4u + j's
-			 * scale (low nibble) and min (high); each half of a q8p block
-			 * its own integer sum, its min against that half's sum. */
+			/* 16 sub-blocks of 16, each half of a q8p block its own
+			 * integer sum times its scale.  Q2_K: byte j of unit u is
+			 * sub-block 4u + j's scale (low nibble) and min (high), the
+			 * min against the half's activation sum; Q3_K: signed 6-bit
+			 * scales, levels offset by 4 (-4 times the half's sum of
+			 * activation levels). */
 			UNROLL
 			for (int b = 0; b < 8; b++) {
 				const vi u = pkk_unit(c, b / 2);
 				vi a[Q_GEMV_MAX_T], a1[Q_GEMV_MAX_T];
 				UNROLL
-				for (int t = 0; t < T; t++)
-					a[t] = a1[t] = vi_zero();
+				for (int t = 0; t < T; t++) {
+					const int32_t *h16 = n16 + t * xf + 2 * (8 * i + b);
+					a[t] = q3 ? vi_set1(4 * h16[0]) : vi_zero();
+					a1[t] = q3 ? vi_set1(4 * h16[1]) : vi_zero();
+				}
 				pk_dot_n(TY, T, 4, c, 8 * b, a, x, xs, 256 * i + 32 * b);
 				pk_dot_n(TY, T, 4, c, 8 * b + 4, a1, x, xs, 256 * i + 32 * b + 16);
 				const vi b0 = PKK_BYTE(u, 2 * (b % 2)), b1 = PKK_BYTE(u, 2 * (b % 2) + 1);
-				const vi s0 = vi_and(b0, vi_set1(0x0F)), s1 = vi_and(b1, vi_set1(0x0F));
-				const vf m0 = vi_cvt(VI_SRLI32(b0, 4)), m1 = vi_cvt(VI_SRLI32(b1, 4));
+				const vi s0 = q3 ? q3_scale(c, 2 * b) : vi_and(b0, vi_set1(0x0F));
+				const vi s1 = q3 ? q3_scale(c, 2 * b + 1) : vi_and(b1, vi_set1(0x0F));
 				UNROLL
-				for (int t = 0; t < T; t++) {
-					const float *h = x16 + t * xf + 2 * (8 * i + b);
+				for (int t = 0; t < T; t++)
 					ts[t] = vf_fma(vi_cvt(vi_add32(VI_MULLO32(a[t], s0), VI_MULLO32(a1[t], s1))),
 					    vf_set1(xd[t * xf + 8 * i + b]), ts[t]);
-					tm[t] = vf_fma(m1, vf_set1(h[1]), vf_fma(m0, vf_set1(h[0]), tm[t]));
+				if (!q3) {
+					const vf m0 = vi_cvt(VI_SRLI32(b0, 4)), m1 = vi_cvt(VI_SRLI32(b1, 4));
+					UNROLL
+					for (int t = 0; t < T; t++) {
+						const float *h = x16 + t * xf + 2 * (8 * i + b);
+						tm[t] = vf_fma(m1, vf_set1(h[1]), vf_fma(m0, vf_set1(h[0]), tm[t]));
+					}
 				}
 			}
 		}
@@ -2043,7 +2078,8 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 		const vf d = vf_halfs(c);
 		UNROLL
 		for (int t = 0; t < T; t++)
-			acc[t] = xsq ? vf_fma(d, ts[t], acc[t]) : vf_fnmadd(vf_halfs(c + 2 * VL), tm[t], vf_fma(d, ts[t], acc[t]));
+			acc[t] = xsq || q3 ? vf_fma(d, ts[t], acc[t]) :
+			    vf_fnmadd(vf_halfs(c + 2 * VL), tm[t], vf_fma(d, ts[t], acc[t]));
 	}
 	UNROLL
 	for (int t = 0; t < T; t++)
@@ -2067,6 +2103,14 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 			UNROLL
 			for (int b = 0; b < 8; b++)
 				vf_store(p->d + (size_t)(8 * i + b) * VL, vf_mul(d, vi_cvt(xs_scale(lo4, hi, b))));
+			continue;
+		}
+		if (TY == GGML_TYPE_Q3_K) {
+			/* Two sub-blocks of 16 per block of 32, signed scales; the
+			 * offset 4 enters through the activations' sums (offsh). */
+			UNROLL
+			for (int sb = 0; sb < 16; sb++)
+				vf_store(p->d + (size_t)(16 * i + sb) * VL, vf_mul(d, vi_cvt(q3_scale(c, sb))));
 			continue;
 		}
 		if (TY == GGML_TYPE_Q2_K) {
@@ -2097,7 +2141,8 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 ALWAYS void
 pk_group(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	if (TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS || TY == GGML_TYPE_Q2_K)
+	if (TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS || TY == GGML_TYPE_Q2_K ||
+	    TY == GGML_TYPE_Q3_K)
 		pkk_gemv(TY, T, n, out, ldo, g, x, xs);
 	else
 		pk_gemv(TY, T, n, out, ldo, g, x, xs);
@@ -2131,7 +2176,7 @@ pk_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size
 PK(q4_0, GGML_TYPE_Q4_0, pk_panel) PK(q4_1, GGML_TYPE_Q4_1, pk_panel) PK(q5_0, GGML_TYPE_Q5_0, pk_panel)
 PK(q5_1, GGML_TYPE_Q5_1, pk_panel) PK(q8_0, GGML_TYPE_Q8_0, pk_panel)
 PK(iq4_nl, GGML_TYPE_IQ4_NL, pk_panel) PK(q4_K, GGML_TYPE_Q4_K, pkk_panel) PK(q5_K, GGML_TYPE_Q5_K, pkk_panel)
-PK(iq4_xs, GGML_TYPE_IQ4_XS, pkk_panel) PK(q2_K, GGML_TYPE_Q2_K, pkk_panel)
+PK(iq4_xs, GGML_TYPE_IQ4_XS, pkk_panel) PK(q2_K, GGML_TYPE_Q2_K, pkk_panel) PK(q3_K, GGML_TYPE_Q3_K, pkk_panel)
 #undef PK
 
 typedef void (*panel_packed_fn)(struct panel *p, const uint8_t *g, int b0, int nb);
@@ -2191,7 +2236,7 @@ GEMM_I8(iq4_xs, 1, 7, mk_i8_s1w, panelp_iq4_xs)
 GEMM_I8(q4_K, 1, 0, mk_i8_s1m, panelp_q4_K)
 GEMM_I8(q5_K, 1, 0, mk_i8_s1m, panelp_q5_K)
 GEMM_I8(q2_K, 2, 0, mk_i8_s2m, panelp_q2_K)
-GEMM_I8(q3_K, 2, 2, mk_i8_s2, NULL)
+GEMM_I8(q3_K, 2, 2, mk_i8_s2, panelp_q3_K)
 GEMM_I8(q6_K, 2, 5, mk_i8_s2, NULL)
 
 /* q8p activations: levels, block scales and block sums (quant-impl.h). */
@@ -2751,6 +2796,7 @@ kern_build(void)
 	k->t[GGML_TYPE_Q8_0].gemv_packed = gemvp_q8_0;
 	k->t[GGML_TYPE_IQ4_NL].gemv_packed = gemvp_iq4_nl;
 	k->t[GGML_TYPE_Q2_K].gemv_packed = gemvp_q2_K;
+	k->t[GGML_TYPE_Q3_K].gemv_packed = gemvp_q3_K;
 	k->t[GGML_TYPE_Q4_K].gemv_packed = gemvp_q4_K;
 	k->t[GGML_TYPE_Q5_K].gemv_packed = gemvp_q5_K;
 	k->t[GGML_TYPE_IQ4_XS].gemv_packed = gemvp_iq4_xs;

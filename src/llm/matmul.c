@@ -593,15 +593,48 @@ same_act(const struct ltensor *w, const struct ltensor *v)
 	    q_traits_get(w->type)->vec_dot_type == q_traits_get(v->type)->vec_dot_type;
 }
 
+/* The products of PARTS by X as one GEMV job, each part's activations
+ * converted once per format into the scratch (the caller checked that
+ * every part takes the GEMV and that they fit). */
+static void
+gemv_many(struct pool *p, struct mm_scratch *s, const struct mm_part *parts, int n_parts, const float *x, int n,
+	  int nt)
+{
+	const struct q_kernels *k = q_kern();
+	struct gemv_job j = { .n = n, .nt = nt, .n_parts = n_parts };
+	int packed[MM_MAX_PARTS];
+	size_t used = 0;
+
+	for (int i = 0; i < n_parts; i++) {
+		const struct ltensor *w = parts[i].w;
+		const struct q_type_kern *tk = &k->t[w->type];
+		const uint8_t *xa;
+		size_t xs;
+		int h = 0;
+		while (h < i && !same_act(parts[h].w, w))
+			h++;
+		if (h < i) {
+			xa = j.part[h].x;
+			xs = j.part[h].xs;
+		} else {
+			xa = gemv_act(p, w, x, n, nt, s->xq + used, &xs);
+			if (xa != (const uint8_t *)x)
+				used += ((size_t)nt * xs + 63) & ~(size_t)63;
+		}
+		j.part[i] = (struct gemv_part){ w->packed ? tk->gemv_packed : tk->gemv, parts[i].out, (int)w->ne1,
+			w->data, w->row_bytes, xa, xs };
+		packed[i] = w->packed;
+	}
+	gemv_plan(&j, packed, pool_size(p));
+	pool_run_tasks(p, gemv_task, &j, j.n_tasks);
+}
+
 void
 mm_matmul_many(struct pool *p, struct mm_scratch *s, const struct mm_part *parts, int n_parts, const float *x,
 	       int n, int nt)
 {
-	const struct q_kernels *k = q_kern();
-	struct gemv_job j = { .n = n, .nt = nt, .n_parts = n_parts };
-	const uint8_t *xa[MM_MAX_PARTS];
-	size_t xs[MM_MAX_PARTS], used = 0;
-	int packed[MM_MAX_PARTS], fused = n_parts > 1 && n_parts <= MM_MAX_PARTS;
+	size_t used = 0;
+	int fused = n_parts > 1 && n_parts <= MM_MAX_PARTS;
 
 	/* One job when every matrix takes the GEMV and their activations
 	 * fit the scratch side by side. */
@@ -622,27 +655,7 @@ mm_matmul_many(struct pool *p, struct mm_scratch *s, const struct mm_part *parts
 			mm_matmul(p, s, parts[i].out, (int)parts[i].w->ne1, x, n, parts[i].w, nt);
 		return;
 	}
-	used = 0;
-	for (int i = 0; i < n_parts; i++) {
-		const struct ltensor *w = parts[i].w;
-		const struct q_type_kern *tk = &k->t[w->type];
-		int h = 0;
-		while (h < i && !same_act(parts[h].w, w))
-			h++;
-		if (h < i) {
-			xa[i] = xa[h];
-			xs[i] = xs[h];
-		} else {
-			xa[i] = gemv_act(p, w, x, n, nt, s->xq + used, &xs[i]);
-			if (xa[i] != (const uint8_t *)x)
-				used += ((size_t)nt * xs[i] + 63) & ~(size_t)63;
-		}
-		j.part[i] = (struct gemv_part){ w->packed ? tk->gemv_packed : tk->gemv, parts[i].out, (int)w->ne1,
-			w->data, w->row_bytes, xa[i], xs[i] };
-		packed[i] = w->packed;
-	}
-	gemv_plan(&j, packed, pool_size(p));
-	pool_run_tasks(p, gemv_task, &j, j.n_tasks);
+	gemv_many(p, s, parts, n_parts, x, n, nt);
 }
 
 void
@@ -681,12 +694,7 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 		return;
 	}
 	case MM_GEMV:
-		break;
+		gemv_many(p, s, &(struct mm_part){ out, w }, 1, x, n, nt);
+		return;
 	}
-	struct gemv_job j = { .n = n, .nt = nt, .n_parts = 1 };
-	size_t xs;
-	const uint8_t *xa = gemv_act(p, w, x, n, nt, s->xq, &xs);
-	j.part[0] = (struct gemv_part){ w->packed ? tk->gemv_packed : tk->gemv, out, d, w->data, w->row_bytes, xa, xs };
-	gemv_plan(&j, &w->packed, pool_size(p));
-	pool_run_tasks(p, gemv_task, &j, j.n_tasks);
 }

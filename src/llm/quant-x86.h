@@ -1793,6 +1793,14 @@ pk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
  * thread: 8 GB/s against 24 as in the file, though 36 against 27 in
  * cache); it stays as in the file.
  */
+/* Whether TY's packed column is a superblock of 256 (pkk_*). */
+ALWAYS int
+pkk_type(const int TY)
+{
+	return TY == GGML_TYPE_Q2_K || TY == GGML_TYPE_Q3_K || TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K ||
+	    TY == GGML_TYPE_IQ4_XS;
+}
+
 ALWAYS int
 pkk_bs(const int TY)
 {
@@ -1816,6 +1824,18 @@ q3_scale(const uint8_t *c, int j)
 	const vi lo = vi_and(VI_SRLI32(PKK_BYTE(pkk_unit_h(c, 2, 24 + j % 8 / 4), j % 4), 4 * (j / 8)), vi_set1(0x0F));
 	const vi hi = vi_and(VI_SRLI32(PKK_BYTE(pkk_unit_h(c, 2, 26), j % 4), 2 * (j / 4)), vi_set1(0x03));
 	return vi_sub32(vi_or(lo, VI_SLLI32(hi, 4)), vi_set1(32));
+}
+
+/* Q2_K's byte of sub-block J (of 16): its scale in the low nibble, its
+ * min in the high one. */
+ALWAYS vi q2_byte(const uint8_t *c, int j) { return PKK_BYTE(pkk_unit(c, j / 4), j % 4); }
+
+/* The integer scale of sub-block J of a type with sub-blocks of 16 (Q2_K,
+ * Q3_K). */
+ALWAYS vi
+q16_scale(const int TY, const uint8_t *c, int j)
+{
+	return TY == GGML_TYPE_Q3_K ? q3_scale(c, j) : vi_and(q2_byte(c, j), vi_set1(0x0F));
 }
 
 /* Levels of elements 4K..4K+3 of a superblock (K < 64). */
@@ -1878,8 +1898,7 @@ pkk_scales(const uint8_t *c, vi sc[2], vi mn[2])
 ALWAYS vi
 pk_lv(const int TY, const uint8_t *c, int k)
 {
-	return TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS || TY == GGML_TYPE_Q2_K ||
-	    TY == GGML_TYPE_Q3_K ? pkk_levels(TY, c, k) : pk_levels(TY, c, k);
+	return pkk_type(TY) ? pkk_levels(TY, c, k) : pk_levels(TY, c, k);
 }
 
 /* The integer sums of levels and activations over the 4 NK inputs of
@@ -2028,7 +2047,6 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 			 * activation levels). */
 			UNROLL
 			for (int b = 0; b < 8; b++) {
-				const vi u = pkk_unit(c, b / 2);
 				vi a[Q_GEMV_MAX_T], a1[Q_GEMV_MAX_T];
 				UNROLL
 				for (int t = 0; t < T; t++) {
@@ -2038,15 +2056,14 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 				}
 				pk_dot_n(TY, T, 4, c, 8 * b, a, x, xs, 256 * i + 32 * b);
 				pk_dot_n(TY, T, 4, c, 8 * b + 4, a1, x, xs, 256 * i + 32 * b + 16);
-				const vi b0 = PKK_BYTE(u, 2 * (b % 2)), b1 = PKK_BYTE(u, 2 * (b % 2) + 1);
-				const vi s0 = q3 ? q3_scale(c, 2 * b) : vi_and(b0, vi_set1(0x0F));
-				const vi s1 = q3 ? q3_scale(c, 2 * b + 1) : vi_and(b1, vi_set1(0x0F));
+				const vi s0 = q16_scale(TY, c, 2 * b), s1 = q16_scale(TY, c, 2 * b + 1);
 				UNROLL
 				for (int t = 0; t < T; t++)
 					ts[t] = vf_fma(vi_cvt(vi_add32(VI_MULLO32(a[t], s0), VI_MULLO32(a1[t], s1))),
 					    vf_set1(xd[t * xf + 8 * i + b]), ts[t]);
 				if (!q3) {
-					const vf m0 = vi_cvt(VI_SRLI32(b0, 4)), m1 = vi_cvt(VI_SRLI32(b1, 4));
+					const vf m0 = vi_cvt(VI_SRLI32(q2_byte(c, 2 * b), 4));
+					const vf m1 = vi_cvt(VI_SRLI32(q2_byte(c, 2 * b + 1), 4));
 					UNROLL
 					for (int t = 0; t < T; t++) {
 						const float *h = x16 + t * xf + 2 * (8 * i + b);
@@ -2105,23 +2122,16 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 				vf_store(p->d + (size_t)(8 * i + b) * VL, vf_mul(d, vi_cvt(xs_scale(lo4, hi, b))));
 			continue;
 		}
-		if (TY == GGML_TYPE_Q3_K) {
-			/* Two sub-blocks of 16 per block of 32, signed scales; the
-			 * offset 4 enters through the activations' sums (offsh). */
-			UNROLL
-			for (int sb = 0; sb < 16; sb++)
-				vf_store(p->d + (size_t)(16 * i + sb) * VL, vf_mul(d, vi_cvt(q3_scale(c, sb))));
-			continue;
-		}
-		if (TY == GGML_TYPE_Q2_K) {
-			/* Two sub-blocks of 16 per block of 32: scale and min of each. */
-			const vf dmin = vf_halfs(c + 2 * VL);
+		if (TY == GGML_TYPE_Q2_K || TY == GGML_TYPE_Q3_K) {
+			/* Two sub-blocks of 16 per block of 32: the scale of each;
+			 * Q2_K's min too (Q3_K's offset 4 enters through the
+			 * activations' sums, offsh). */
 			UNROLL
 			for (int sb = 0; sb < 16; sb++) {
-				const vi by = PKK_BYTE(pkk_unit(c, sb / 4), sb % 4);
-				vf_store(p->d + (size_t)(16 * i + sb) * VL, vf_mul(d, vi_cvt(vi_and(by, vi_set1(0x0F)))));
-				vf_store(p->m + (size_t)(16 * i + sb) * VL, vf_mul(vf_sub(vf_zero(), dmin),
-				    vi_cvt(VI_SRLI32(by, 4))));
+				vf_store(p->d + (size_t)(16 * i + sb) * VL, vf_mul(d, vi_cvt(q16_scale(TY, c, sb))));
+				if (TY == GGML_TYPE_Q2_K)
+					vf_store(p->m + (size_t)(16 * i + sb) * VL, vf_mul(vf_sub(vf_zero(), vf_halfs(c + 2 * VL)),
+					    vi_cvt(VI_SRLI32(q2_byte(c, sb), 4))));
 			}
 			continue;
 		}
@@ -2141,8 +2151,7 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 ALWAYS void
 pk_group(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	if (TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K || TY == GGML_TYPE_IQ4_XS || TY == GGML_TYPE_Q2_K ||
-	    TY == GGML_TYPE_Q3_K)
+	if (pkk_type(TY))
 		pkk_gemv(TY, T, n, out, ldo, g, x, xs);
 	else
 		pk_gemv(TY, T, n, out, ldo, g, x, xs);

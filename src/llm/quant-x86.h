@@ -1702,12 +1702,24 @@ pk_off(const int TY)
 	return TY == GGML_TYPE_Q4_0 ? 8 : TY == GGML_TYPE_Q5_0 ? 16 : pk_mins(TY) ? 0 : 128;
 }
 
+/* LV with bit B of each byte of QH as its fifth bit (bit 4). */
+ALWAYS vi
+vi_fifth_bit(vi lv, vi qh, int b)
+{
+#ifdef QX_512
+	/* LV's bit 4 is clear: the masked add sets it. */
+	return _mm512_mask_add_epi8(lv, _mm512_test_epi8_mask(qh, vi_set1_8((char)(1 << b))), lv, vi_set1_8(0x10));
+#else
+	const vi s = b <= 4 ? vi_slli16(qh, 4 - b) : vi_srli16(qh, b - 4);
+	return vi_or(lv, vi_and(s, vi_set1_8(0x10)));
+#endif
+}
+
 /*
  * Levels (unsigned bytes) of elements 4G..4G+3 of the VL rows of one
- * block column C of a packed group.  Q5_0's (Q5_1's) fifth bit of element e is bit
- * e % 8 of byte e / 8 of the row's high bits: every byte of a lane wants
- * the same byte of them (the lane's byte broadcast by a shuffle), each its
- * own bit (BIT: 1 << k, or 16 << k for odd units).
+ * block column C of a packed group.  Q5_0's (Q5_1's) fifth bit of
+ * element e is bit e / 4 of byte e % 4 of the row's high bits (pack.c
+ * transposes them): bit G of every byte.
  */
 ALWAYS vi
 pk_levels(const int TY, const uint8_t *c, int g)
@@ -1720,24 +1732,7 @@ pk_levels(const int TY, const uint8_t *c, int g)
 	vi l = vi_and(g < 4 ? v : vi_srli16(v, 4), vi_set1_8(0x0F));
 	if (TY == GGML_TYPE_IQ4_NL)
 		l = vi_xor(vi_shuffle8(vi_bcast128(q_iq4nl_values), l), vi_set1_8((char)0x80));
-	if (five) {
-		const int e = 4 * g < 16 ? 4 * g : 16 + 4 * (g - 4);   /* the unit's first element */
-		/* Byte i of a 128-bit lane takes byte e / 8 of its 32-bit lane. */
-#ifdef QX_512
-		const vi base = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0);
-#else
-		const vi base = _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0C0C0C0C, 0, 0x04040404, 0x08080808,
-		    0x0C0C0C0C);
-#endif
-		const vi h = vi_shuffle8(vi_load(u), vi_add32(base, vi_set1(0x01010101 * (e / 8))));
-		const vi bit = vi_set1(e % 8 ? (int)0x80402010 : 0x08040201);
-#ifdef QX_512
-		l = _mm512_mask_add_epi8(l, _mm512_test_epi8_mask(h, bit), l, vi_set1_8(0x10));
-#else
-		l = vi_or(l, vi_and(_mm256_cmpeq_epi8(vi_and(h, bit), bit), vi_set1_8(0x10)));
-#endif
-	}
-	return l;
+	return five ? vi_fifth_bit(l, vi_load(u), g) : l;
 }
 
 /* A row of type TYPE as in the file (past the last whole group) with a
@@ -1872,9 +1867,7 @@ pkk_levels(const int TY, const uint8_t *c, int k)
 	vi lv = vi_and(e % 64 < 32 ? v : vi_srli16(v, 4), m4);
 	if (TY == GGML_TYPE_Q5_K) {
 		/* The fifth bit of element e: bit e / 32 of high-bit byte e % 32. */
-		vi qh = pkk_unit(c, 3 + e % 32 / 4);
-		vi b = sb <= 4 ? vi_slli16(qh, 4 - sb) : vi_srli16(qh, sb - 4);
-		lv = vi_or(lv, vi_and(b, vi_set1_8(0x10)));
+		lv = vi_fifth_bit(lv, pkk_unit(c, 3 + e % 32 / 4), sb);
 	}
 	return lv;
 }

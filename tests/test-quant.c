@@ -444,7 +444,7 @@ test_pack_layout(void)
 	static const int rows[] = { 1, 7, 8, 16, 17, 33, 40 };
 	static const enum ggml_type packable[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
 		GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
-		GGML_TYPE_IQ4_XS };
+		GGML_TYPE_Q6_K, GGML_TYPE_IQ4_XS };
 	int bad = 0, cases = 0;
 
 	for (size_t ti = 0; ti < sizeof(packable) / sizeof(packable[0]); ti++)
@@ -479,12 +479,12 @@ test_pack_layout(void)
 			free(orig);
 			free(row);
 		}
-	printf("packed rows (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, IQ4_XS), groups of 8 and "
+	printf("packed rows (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS), groups of 8 and "
 	    "16: %d/%d rows read back as packed\n", cases - bad, cases);
 	CHECK(bad == 0, "packed rows: %d wrong", bad);
 	for (size_t ti = 0; ti < sizeof(packable) / sizeof(packable[0]); ti++)
 		CHECK(q_pack_supported(packable[ti]), "%s has a packed layout", tname(packable[ti]));
-	CHECK(!q_pack_supported(GGML_TYPE_Q6_K) && !q_pack_supported(GGML_TYPE_F16) &&
+	CHECK(!q_pack_supported(GGML_TYPE_BF16) && !q_pack_supported(GGML_TYPE_F16) &&
 	    q_pack_header_offset(GGML_TYPE_F16) == -1,
 	    "types without a packed layout");
 }

@@ -28,76 +28,147 @@
  * group takes the bytes its rows took, so packing is done in place; the
  * rows past the last whole group stay as they were.
  */
-static const struct {
-	enum ggml_type type;
-	int hlen, hoff;     /* the header's bytes and where the block has them */
-	int qh5;            /* unit 0 is 32 fifth bits, transposed */
-} packed_types[] = {
-	{ GGML_TYPE_Q4_0, 2, 0, 0 }, { GGML_TYPE_Q4_1, 4, 0, 0 }, { GGML_TYPE_Q5_0, 2, 0, 1 }, { GGML_TYPE_Q5_1, 4, 0, 1 },
-	{ GGML_TYPE_Q8_0, 2, 0, 0 }, { GGML_TYPE_IQ4_NL, 2, 0, 0 },
-	{ GGML_TYPE_Q2_K, 4, 80, 0 }, { GGML_TYPE_Q3_K, 2, 108, 0 }, { GGML_TYPE_Q4_K, 4, 0, 0 },
-	{ GGML_TYPE_Q5_K, 4, 0, 0 }, { GGML_TYPE_IQ4_XS, 4, 0, 0 },
-};
-
-/* The header's bytes of TYPE's packed layout (0: TYPE has none), its
- * offset in a block as in the file, whether its unit 0 is transposed. */
-static int
-header_bytes(enum ggml_type type, int *hoff, int *qh5)
+static uint32_t
+le32(const uint8_t *p)
 {
-	for (size_t i = 0; i < sizeof(packed_types) / sizeof(packed_types[0]); i++)
-		if (packed_types[i].type == type) {
-			*hoff = packed_types[i].hoff;
-			*qh5 = packed_types[i].qh5;
-			return packed_types[i].hlen;
-		}
-	return 0;
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* 32 fifth bits, element e's at bit e of the little-endian word (the
- * file's order), moved to bit e / 4 of byte e % 4 (TO_PACKED), or back. */
 static void
-transpose_bits(uint8_t *u, int to_packed)
+put_le32(uint8_t *p, uint32_t v)
 {
-	uint32_t w = (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24, o = 0;
-	for (int e = 0; e < 32; e++) {
-		const int p = 8 * (e % 4) + e / 4;
-		o |= (w >> (to_packed ? e : p) & 1u) << (to_packed ? p : e);
-	}
 	for (int i = 0; i < 4; i++)
-		u[i] = (uint8_t)(o >> 8 * i);
+		p[i] = (uint8_t)(v >> 8 * i);
+}
+
+/* The fifth bits of Q5_0 and Q5_1 (their first unit), element e's at bit
+ * e of the little-endian word in the file, moved to bit e / 4 of byte
+ * e % 4 (TO_PACKED), or back. */
+static void
+recode_q5(uint8_t *u, int to_packed)
+{
+	const uint32_t w = le32(u);
+	uint32_t o = 0;
+	for (int g = 0; g < 8; g++) {   /* elements 4g..4g+3 */
+		if (to_packed) {
+			const uint32_t n = w >> 4 * g & 15;
+			o |= ((n & 1) | (n & 2) << 7 | (n & 4) << 14 | (n & 8) << 21) << g;
+		} else {
+			const uint32_t x = w >> g & 0x01010101;
+			o |= ((x | x >> 7 | x >> 14 | x >> 21) & 15) << 4 * g;
+		}
+	}
+	put_le32(u, o);
+}
+
+/*
+ * Q6_K's 208 bytes around d: in the file 128 of low nibbles, 64 of high
+ * bit pairs, 16 of scales, each byte serving elements 32 or 64 apart
+ * (32 elements h * 128 + q * 32 + l: nibble q / 2 of ql byte 64 h + 32
+ * (q % 2) + l, bits 2 q of qh byte 32 h + l).  Packed: the scales, then
+ * each 32 elements' 24 bytes together (read once, in order): 16 of
+ * nibbles (byte m: element m low, m + 16 high), 8 of high bit pairs
+ * (element 16 c + 4 i + j's at bits 2 i of byte 4 c + j).  TO_PACKED, or
+ * back; four bytes at a time.
+ */
+static void
+recode_q6(uint8_t *u, int to_packed)
+{
+	uint8_t out[208];
+	const uint32_t m4 = 0x0F0F0F0F, m2 = 0x03030303;
+
+	memset(out, 0, sizeof(out));
+	for (int s = 0; s < 8; s++) {
+		const int h = s / 4, q = s % 4, nib = 4 * (q / 2);
+		uint8_t *ql = (to_packed ? u : out) + 64 * h + 32 * (q % 2), *qh = (to_packed ? u : out) + 128 + 32 * h;
+		uint8_t *pk = (to_packed ? out : u) + 16 + 24 * s;
+		for (int m = 0; m < 16; m += 4) {
+			if (to_packed) {
+				put_le32(pk + m, (le32(ql + m) >> nib & m4) | (le32(ql + m + 16) >> nib & m4) << 4);
+			} else {
+				put_le32(ql + m, le32(ql + m) | (le32(pk + m) & m4) << nib);
+				put_le32(ql + m + 16, le32(ql + m + 16) | (le32(pk + m) >> 4 & m4) << nib);
+			}
+		}
+		for (int c = 0; c < 2; c++)
+			for (int i = 0; i < 4; i++) {
+				uint8_t *w = qh + 16 * c + 4 * i;
+				if (to_packed)
+					put_le32(pk + 16 + 4 * c, le32(pk + 16 + 4 * c) | (le32(w) >> 2 * q & m2) << 2 * i);
+				else
+					put_le32(w, le32(w) | (le32(pk + 16 + 4 * c) >> 2 * i & m2) << 2 * q);
+			}
+	}
+	memcpy(to_packed ? out : out + 192, to_packed ? u + 192 : u, 16);   /* the scales */
+	memcpy(u, out, sizeof(out));
+}
+
+/* A type's packed layout: its header and, where the GEMV wants the bits
+ * elsewhere, the recoding of the units (all of them, in the block's
+ * order, without the header). */
+struct layout {
+	enum ggml_type type;
+	int hlen, hoff;   /* the header's bytes and where the block has them */
+	void (*recode)(uint8_t *units, int to_packed);
+};
+
+static const struct layout packed_types[] = {
+	{ GGML_TYPE_Q4_0, 2, 0, NULL }, { GGML_TYPE_Q4_1, 4, 0, NULL }, { GGML_TYPE_Q5_0, 2, 0, recode_q5 },
+	{ GGML_TYPE_Q5_1, 4, 0, recode_q5 }, { GGML_TYPE_Q8_0, 2, 0, NULL }, { GGML_TYPE_IQ4_NL, 2, 0, NULL },
+	{ GGML_TYPE_Q2_K, 4, 80, NULL }, { GGML_TYPE_Q3_K, 2, 108, NULL }, { GGML_TYPE_Q4_K, 4, 0, NULL },
+	{ GGML_TYPE_Q5_K, 4, 0, NULL }, { GGML_TYPE_Q6_K, 2, 208, recode_q6 }, { GGML_TYPE_IQ4_XS, 4, 0, NULL },
+};
+
+/* TYPE's packed layout (NULL: TYPE has none). */
+static const struct layout *
+layout_of(enum ggml_type type)
+{
+	for (size_t i = 0; i < sizeof(packed_types) / sizeof(packed_types[0]); i++)
+		if (packed_types[i].type == type)
+			return &packed_types[i];
+	return NULL;
 }
 
 int
 q_pack_supported(enum ggml_type type)
 {
-	int hoff = 0, qh5 = 0;
-	return header_bytes(type, &hoff, &qh5) > 0;
+	return layout_of(type) != NULL;
 }
 
 int
 q_pack_header_offset(enum ggml_type type)
 {
-	int hoff = -1, qh5 = 0;
-	return header_bytes(type, &hoff, &qh5) > 0 ? hoff : -1;
+	const struct layout *l = layout_of(type);
+	return l ? l->hoff : -1;
 }
 
 /* Block BLK of a row to (TO_PACKED) or from its place in column COL of a
- * group of G, as row J.  The units are the block's bytes around the
- * header, in their order; QH5: unit 0's bits transposed. */
+ * group of G, as row J, in layout L.  The units are the block's bytes
+ * around the header, recoded. */
 static void
-move_block(uint8_t *col, uint8_t *blk, size_t bs, int hlen, int hoff, int qh5, int g, int j, int to_packed)
+move_block(const struct layout *l, uint8_t *col, uint8_t *blk, size_t bs, int g, int j, int to_packed)
 {
-	const size_t units = (bs - (size_t)hlen) / 4;
-	for (int h = 0; h < hlen / 2; h++) {
-		uint8_t *pc = col + ((size_t)h * g + j) * 2, *pb = blk + hoff + 2 * h;
+	const size_t units = (bs - (size_t)l->hlen) / 4;
+	uint8_t ub[256];   /* the units, in order */
+	for (int h = 0; h < l->hlen / 2; h++) {
+		uint8_t *pc = col + ((size_t)h * g + j) * 2, *pb = blk + l->hoff + 2 * h;
 		memcpy(to_packed ? pc : pb, to_packed ? pb : pc, 2);
 	}
 	for (size_t u = 0; u < units; u++) {
-		const size_t at = 4 * u < (size_t)hoff ? 4 * u : 4 * u + (size_t)hlen;
-		uint8_t *pc = col + (size_t)hlen * g + (u * g + j) * 4, *pb = blk + at;
-		memcpy(to_packed ? pc : pb, to_packed ? pb : pc, 4);
-		if (qh5 && u == 0)
-			transpose_bits(to_packed ? pc : pb, to_packed);
+		uint8_t *pc = col + (size_t)l->hlen * g + (u * g + j) * 4;
+		if (to_packed) {
+			const size_t at = 4 * u < (size_t)l->hoff ? 4 * u : 4 * u + (size_t)l->hlen;
+			memcpy(ub + 4 * u, blk + at, 4);
+		} else {
+			memcpy(ub + 4 * u, pc, 4);
+		}
+	}
+	if (l->recode)
+		l->recode(ub, to_packed);
+	for (size_t u = 0; u < units; u++) {
+		uint8_t *pc = col + (size_t)l->hlen * g + (u * g + j) * 4;
+		const size_t at = 4 * u < (size_t)l->hoff ? 4 * u : 4 * u + (size_t)l->hlen;
+		memcpy(to_packed ? pc : blk + at, ub + 4 * u, 4);
 	}
 }
 
@@ -106,19 +177,18 @@ q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, i
 {
 	const size_t bs = ggml_type_info_get(type)->type_size;
 	const int64_t nb = (int64_t)(row_bytes / bs);
-	int hoff = 0, qh5 = 0;
-	const int hlen = header_bytes(type, &hoff, &qh5);
+	const struct layout *l = layout_of(type);
 	uint8_t *tmp = scratch;
 
-	if (!hlen || g < 1)
+	if (!l || g < 1)
 		return;
 	for (int64_t r0 = 0; r0 + g <= rows; r0 += g) {
 		uint8_t *grp = (uint8_t *)data + (size_t)r0 * row_bytes;
 		memcpy(tmp, grp, (size_t)g * row_bytes);
 		for (int64_t b = 0; b < nb; b++)
 			for (int j = 0; j < g; j++)
-				move_block(grp + (size_t)b * g * bs, tmp + (size_t)j * row_bytes + (size_t)b * bs, bs, hlen,
-				    hoff, qh5, g, j, 1);
+				move_block(l, grp + (size_t)b * g * bs, tmp + (size_t)j * row_bytes + (size_t)b * bs, bs, g,
+				    j, 1);
 	}
 }
 
@@ -127,15 +197,13 @@ q_unpack_row(enum ggml_type type, const void *data, int64_t rows, size_t row_byt
 {
 	const size_t bs = ggml_type_info_get(type)->type_size;
 	const int64_t nb = (int64_t)(row_bytes / bs);
-	int hoff = 0, qh5 = 0;
-	const int hlen = header_bytes(type, &hoff, &qh5);
+	const struct layout *l = layout_of(type);
 
-	if (g < 1 || r >= rows / g * g || !hlen) {
+	if (g < 1 || r >= rows / g * g || !l) {
 		memcpy(out, (const uint8_t *)data + (size_t)r * row_bytes, row_bytes);
 		return;
 	}
 	uint8_t *grp = (uint8_t *)data + (size_t)(r / g * g) * row_bytes;   /* only read */
 	for (int64_t b = 0; b < nb; b++)
-		move_block(grp + (size_t)b * g * bs, (uint8_t *)out + (size_t)b * bs, bs, hlen, hoff, qh5, g, (int)(r % g),
-		    0);
+		move_block(l, grp + (size_t)b * g * bs, (uint8_t *)out + (size_t)b * bs, bs, g, (int)(r % g), 0);
 }

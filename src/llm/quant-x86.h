@@ -747,6 +747,7 @@ typedef __m512i vi;
 #define vi_or(a, b) _mm512_or_si512(a, b)
 #define VI_SRLI32(a, k) _mm512_srli_epi32(a, k)
 #define VI_SLLI32(a, k) _mm512_slli_epi32(a, k)
+#define VI_SRAI32(a, k) _mm512_srai_epi32(a, k)
 #define vi_sub32(a, b) _mm512_sub_epi32(a, b)
 #define vi_load_u16(p) _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p)))
 #define VI_MULLO32(a, b) _mm512_mullo_epi32(a, b)
@@ -799,6 +800,7 @@ typedef __m256i vi;
 #define vi_or(a, b) _mm256_or_si256(a, b)
 #define VI_SRLI32(a, k) _mm256_srli_epi32(a, k)
 #define VI_SLLI32(a, k) _mm256_slli_epi32(a, k)
+#define VI_SRAI32(a, k) _mm256_srai_epi32(a, k)
 #define vi_sub32(a, b) _mm256_sub_epi32(a, b)
 #define vi_load_u16(p) _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p)))
 #define VI_MULLO32(a, b) _mm256_mullo_epi32(a, b)
@@ -1783,24 +1785,26 @@ pk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
  * (pack.c).  Levels of elements 4k..4k+3 of every row
  * come from one or two units as for the 32-element types; each
  * sub-block's integer sum is scaled by its integer scale and converted to
- * float once per 32 inputs (a q8p block, with its scale).  Q6_K was
- * packed too and measured slower from memory (kbench 151936 x 1024, one
- * thread: 8 GB/s against 24 as in the file, though 36 against 27 in
- * cache); it stays as in the file.
+ * float once per 32 inputs (a q8p block, with its scale).  Q6_K's
+ * column is its scales, then 6 units per 32 inputs, each read once
+ * (pack.c recodes its bits).  With the file's units in the file's order
+ * (the GEMV going back and forth between nibbles and high bits) it ran
+ * at a third of the file layout's speed from memory on one thread (8
+ * GB/s against 24); merely reordered, still behind on two.
  */
 /* Whether TY's packed column is a superblock of 256 (pkk_*). */
 ALWAYS int
 pkk_type(const int TY)
 {
 	return TY == GGML_TYPE_Q2_K || TY == GGML_TYPE_Q3_K || TY == GGML_TYPE_Q4_K || TY == GGML_TYPE_Q5_K ||
-	    TY == GGML_TYPE_IQ4_XS;
+	    TY == GGML_TYPE_Q6_K || TY == GGML_TYPE_IQ4_XS;
 }
 
 ALWAYS int
 pkk_bs(const int TY)
 {
 	return TY == GGML_TYPE_Q4_K ? 144 : TY == GGML_TYPE_Q5_K ? 176 : TY == GGML_TYPE_Q2_K ? 84 :
-	    TY == GGML_TYPE_Q3_K ? 110 : 136;
+	    TY == GGML_TYPE_Q3_K ? 110 : TY == GGML_TYPE_Q6_K ? 210 : 136;
 }
 
 /* Unit U of column C (behind a header of 4 bytes a row; Q3_K's, 2: pkk_unit_h). */
@@ -1825,12 +1829,21 @@ q3_scale(const uint8_t *c, int j)
  * min in the high one. */
 ALWAYS vi q2_byte(const uint8_t *c, int j) { return PKK_BYTE(pkk_unit(c, j / 4), j % 4); }
 
+/* Q6_K's signed 8-bit scale of sub-block J (of 16): byte J % 4 of its
+ * packed unit J / 4. */
+ALWAYS vi
+q6_scale(const uint8_t *c, int j)
+{
+	return VI_SRAI32(VI_SLLI32(pkk_unit_h(c, 2, j / 4), 24 - 8 * (j % 4)), 24);
+}
+
 /* The integer scale of sub-block J of a type with sub-blocks of 16 (Q2_K,
- * Q3_K). */
+ * Q3_K, Q6_K). */
 ALWAYS vi
 q16_scale(const int TY, const uint8_t *c, int j)
 {
-	return TY == GGML_TYPE_Q3_K ? q3_scale(c, j) : vi_and(q2_byte(c, j), vi_set1(0x0F));
+	return TY == GGML_TYPE_Q3_K ? q3_scale(c, j) : TY == GGML_TYPE_Q6_K ? q6_scale(c, j) :
+	    vi_and(q2_byte(c, j), vi_set1(0x0F));
 }
 
 /* Levels of elements 4K..4K+3 of a superblock (K < 64). */
@@ -1847,6 +1860,16 @@ pkk_levels(const int TY, const uint8_t *c, int k)
 		const int hbit = e / 32;
 		vi h = hbit <= 2 ? vi_slli16(hm, 2 - hbit) : vi_srli16(hm, hbit - 2);
 		return vi_or(vi_and(vi_srli16(v, 2 * (e % 128 / 32)), vi_set1_8(3)), vi_and(h, vi_set1_8(4)));
+	}
+	if (TY == GGML_TYPE_Q6_K) {
+		/* Behind d and 4 units of scales, 6 units per 32 inputs
+		 * (pack.c): 4 of nibbles (elements 4k..4k+3 of the 32: unit
+		 * k % 4, the high nibbles from k = 4), 2 of high bit pairs (unit
+		 * k / 4, bits 2 (k % 4)): 0..63, offset 32. */
+		const int base = 4 + 6 * (e / 32), kk = e % 32 / 4, q = kk % 4;
+		vi v = pkk_unit_h(c, 2, base + q), hm = pkk_unit_h(c, 2, base + 4 + kk / 4);
+		vi h = q <= 2 ? vi_slli16(hm, 4 - 2 * q) : vi_srli16(hm, 2);
+		return vi_or(vi_and(kk < 4 ? v : vi_srli16(v, 4), m4), vi_and(h, vi_set1_8(0x30)));
 	}
 	if (TY == GGML_TYPE_Q2_K) {
 		/* Behind 4 units of scales and mins: per 128 inputs 32 bytes,
@@ -1924,7 +1947,7 @@ pk_dot_n(const int TY, const int T, const int NK, const uint8_t *c, int k0, vi *
 	 * 2 * 15 * 127 per group for 4-bit levels (all 8 fit int16), 2 * 31 *
 	 * 127 for 5 bits (4 do). */
 	const int per = TY == GGML_TYPE_Q4_0 || TY == GGML_TYPE_Q4_1 || TY == GGML_TYPE_Q4_K ||
-	    TY == GGML_TYPE_Q2_K || TY == GGML_TYPE_Q3_K ? (NK < 8 ? NK : 8) : 4;
+	    TY == GGML_TYPE_Q2_K || TY == GGML_TYPE_Q3_K ? (NK < 8 ? NK : 8) : TY == GGML_TYPE_Q6_K ? 2 : 4;
 	UNROLL
 	for (int g0 = 0; g0 < NK; g0 += per) {
 		vi p16[Q_GEMV_MAX_T];
@@ -2008,8 +2031,9 @@ xs_scale(vi lo4, vi hi, int b)
 ALWAYS void
 pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	const int ns = n / 256, xsq = TY == GGML_TYPE_IQ4_XS, q3 = TY == GGML_TYPE_Q3_K;
+	const int ns = n / 256, xsq = TY == GGML_TYPE_IQ4_XS, q3 = TY == GGML_TYPE_Q3_K || TY == GGML_TYPE_Q6_K;
 	const int q2 = TY == GGML_TYPE_Q2_K || q3;   /* sub-blocks of 16 */
+	const int off16 = TY == GGML_TYPE_Q6_K ? 32 : 4;   /* q3: the levels' offset */
 	const size_t col = (size_t)VL * pkk_bs(TY), xf = xs / sizeof(float);
 	const float *xd = Q8P_D(x, n), *x32 = Q8P_S32(x, n), *x16 = Q8P_S16(x, n);
 	const int32_t *n32 = Q8P_N32(x, n), *n16 = Q8P_N16(x, n);
@@ -2035,17 +2059,17 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 			/* 16 sub-blocks of 16, each half of a q8p block its own
 			 * integer sum times its scale.  Q2_K: byte j of unit u is
 			 * sub-block 4u + j's scale (low nibble) and min (high), the
-			 * min against the half's activation sum; Q3_K: signed 6-bit
-			 * scales, levels offset by 4 (-4 times the half's sum of
-			 * activation levels). */
+			 * min against the half's activation sum; Q3_K (Q6_K): signed
+			 * 6-bit (8-bit) scales, levels offset by 4 (32), as -4 (-32)
+			 * times the half's sum of activation levels. */
 			UNROLL
 			for (int b = 0; b < 8; b++) {
 				vi a[Q_GEMV_MAX_T], a1[Q_GEMV_MAX_T];
 				UNROLL
 				for (int t = 0; t < T; t++) {
 					const int32_t *h16 = n16 + t * xf + 2 * (8 * i + b);
-					a[t] = q3 ? vi_set1(4 * h16[0]) : vi_zero();
-					a1[t] = q3 ? vi_set1(4 * h16[1]) : vi_zero();
+					a[t] = q3 ? vi_set1(off16 * h16[0]) : vi_zero();
+					a1[t] = q3 ? vi_set1(off16 * h16[1]) : vi_zero();
 				}
 				pk_dot_n(TY, T, 4, c, 8 * b, a, x, xs, 256 * i + 32 * b);
 				pk_dot_n(TY, T, 4, c, 8 * b + 4, a1, x, xs, 256 * i + 32 * b + 16);
@@ -2115,10 +2139,10 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 				vf_store(p->d + (size_t)(8 * i + b) * VL, vf_mul(d, vi_cvt(xs_scale(lo4, hi, b))));
 			continue;
 		}
-		if (TY == GGML_TYPE_Q2_K || TY == GGML_TYPE_Q3_K) {
+		if (TY == GGML_TYPE_Q2_K || TY == GGML_TYPE_Q3_K || TY == GGML_TYPE_Q6_K) {
 			/* Two sub-blocks of 16 per block of 32: the scale of each;
-			 * Q2_K's min too (Q3_K's offset 4 enters through the
-			 * activations' sums, offsh). */
+			 * Q2_K's min too (Q3_K's offset 4, Q6_K's 32, enter through
+			 * the activations' sums, offsh). */
 			UNROLL
 			for (int sb = 0; sb < 16; sb++) {
 				vf_store(p->d + (size_t)(16 * i + sb) * VL, vf_mul(d, vi_cvt(q16_scale(TY, c, sb))));
@@ -2179,6 +2203,7 @@ PK(q4_0, GGML_TYPE_Q4_0, pk_panel) PK(q4_1, GGML_TYPE_Q4_1, pk_panel) PK(q5_0, G
 PK(q5_1, GGML_TYPE_Q5_1, pk_panel) PK(q8_0, GGML_TYPE_Q8_0, pk_panel)
 PK(iq4_nl, GGML_TYPE_IQ4_NL, pk_panel) PK(q4_K, GGML_TYPE_Q4_K, pkk_panel) PK(q5_K, GGML_TYPE_Q5_K, pkk_panel)
 PK(iq4_xs, GGML_TYPE_IQ4_XS, pkk_panel) PK(q2_K, GGML_TYPE_Q2_K, pkk_panel) PK(q3_K, GGML_TYPE_Q3_K, pkk_panel)
+PK(q6_K, GGML_TYPE_Q6_K, pkk_panel)
 #undef PK
 
 typedef void (*panel_packed_fn)(struct panel *p, const uint8_t *g, int b0, int nb);
@@ -2239,7 +2264,7 @@ GEMM_I8(q4_K, 1, 0, mk_i8_s1m, panelp_q4_K)
 GEMM_I8(q5_K, 1, 0, mk_i8_s1m, panelp_q5_K)
 GEMM_I8(q2_K, 2, 0, mk_i8_s2m, panelp_q2_K)
 GEMM_I8(q3_K, 2, 2, mk_i8_s2, panelp_q3_K)
-GEMM_I8(q6_K, 2, 5, mk_i8_s2, NULL)
+GEMM_I8(q6_K, 2, 5, mk_i8_s2, panelp_q6_K)
 
 /* q8p activations: levels, block scales and block sums (quant-impl.h). */
 static void
@@ -2801,6 +2826,12 @@ kern_build(void)
 	k->t[GGML_TYPE_Q3_K].gemv_packed = gemvp_q3_K;
 	k->t[GGML_TYPE_Q4_K].gemv_packed = gemvp_q4_K;
 	k->t[GGML_TYPE_Q5_K].gemv_packed = gemvp_q5_K;
+	/* Q6_K packed: 2x the GEMV in cache on both tiers; from memory
+	 * (qwen3-0.6b Q4_K_M tg64, ABBA medians) behind the file layout on
+	 * AVX-512 (1 thread 51.9 against 55.3 t/s, 2 threads 60.1 against
+	 * 66.0), ahead on AVX2 with 1 thread (56.4 against 51.2), level with
+	 * 2 (65.0 against 66.8): AVX2 packs it. */
+	k->t[GGML_TYPE_Q6_K].gemv_packed = VL == 8 ? gemvp_q6_K : NULL;
 	k->t[GGML_TYPE_IQ4_XS].gemv_packed = gemvp_iq4_xs;
 	k->vops.exp_sum = v_exp_sum;
 	k->vops.axpy = v_axpy;

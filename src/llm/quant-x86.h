@@ -1704,6 +1704,13 @@ pk_off(const int TY)
 	return TY == GGML_TYPE_Q4_0 ? 8 : TY == GGML_TYPE_Q5_0 ? 16 : pk_mins(TY) ? 0 : 128;
 }
 
+/* Bits FROM.. of each byte of V moved to bits TO.. (the bits MASK keeps). */
+ALWAYS vi
+vi_bits_to(vi v, int from, int to, int mask)
+{
+	return vi_and(from <= to ? vi_slli16(v, to - from) : vi_srli16(v, from - to), vi_set1_8((char)mask));
+}
+
 /* LV with bit B of each byte of QH as its fifth bit (bit 4). */
 ALWAYS vi
 vi_fifth_bit(vi lv, vi qh, int b)
@@ -1712,8 +1719,7 @@ vi_fifth_bit(vi lv, vi qh, int b)
 	/* LV's bit 4 is clear: the masked add sets it. */
 	return _mm512_mask_add_epi8(lv, _mm512_test_epi8_mask(qh, vi_set1_8((char)(1 << b))), lv, vi_set1_8(0x10));
 #else
-	const vi s = b <= 4 ? vi_slli16(qh, 4 - b) : vi_srli16(qh, b - 4);
-	return vi_or(lv, vi_and(s, vi_set1_8(0x10)));
+	return vi_or(lv, vi_bits_to(qh, b, 4, 0x10));
 #endif
 }
 
@@ -1857,9 +1863,7 @@ pkk_levels(const int TY, const uint8_t *c, int k)
 		 * the high bit (bit e / 32 of byte e % 32 of hmask) is set: 0..7,
 		 * offset 4. */
 		vi v = pkk_unit_h(c, 2, 8 + e / 128 * 8 + e % 32 / 4), hm = pkk_unit_h(c, 2, e % 32 / 4);
-		const int hbit = e / 32;
-		vi h = hbit <= 2 ? vi_slli16(hm, 2 - hbit) : vi_srli16(hm, hbit - 2);
-		return vi_or(vi_and(vi_srli16(v, 2 * (e % 128 / 32)), vi_set1_8(3)), vi_and(h, vi_set1_8(4)));
+		return vi_or(vi_and(vi_srli16(v, 2 * (e % 128 / 32)), vi_set1_8(3)), vi_bits_to(hm, e / 32, 2, 4));
 	}
 	if (TY == GGML_TYPE_Q6_K) {
 		/* Behind d and 4 units of scales, 6 units per 32 inputs
@@ -1868,8 +1872,7 @@ pkk_levels(const int TY, const uint8_t *c, int k)
 		 * k / 4, bits 2 (k % 4)): 0..63, offset 32. */
 		const int base = 4 + 6 * (e / 32), kk = e % 32 / 4, q = kk % 4;
 		vi v = pkk_unit_h(c, 2, base + q), hm = pkk_unit_h(c, 2, base + 4 + kk / 4);
-		vi h = q <= 2 ? vi_slli16(hm, 4 - 2 * q) : vi_srli16(hm, 2);
-		return vi_or(vi_and(kk < 4 ? v : vi_srli16(v, 4), m4), vi_and(h, vi_set1_8(0x30)));
+		return vi_or(vi_and(kk < 4 ? v : vi_srli16(v, 4), m4), vi_bits_to(hm, 2 * q, 4, 0x30));
 	}
 	if (TY == GGML_TYPE_Q2_K) {
 		/* Behind 4 units of scales and mins: per 128 inputs 32 bytes,
@@ -2031,9 +2034,9 @@ xs_scale(vi lo4, vi hi, int b)
 ALWAYS void
 pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	const int ns = n / 256, xsq = TY == GGML_TYPE_IQ4_XS, q3 = TY == GGML_TYPE_Q3_K || TY == GGML_TYPE_Q6_K;
-	const int q2 = TY == GGML_TYPE_Q2_K || q3;   /* sub-blocks of 16 */
-	const int off16 = TY == GGML_TYPE_Q6_K ? 32 : 4;   /* q3: the levels' offset */
+	const int ns = n / 256, xsq = TY == GGML_TYPE_IQ4_XS;
+	const int off16 = TY == GGML_TYPE_Q3_K ? 4 : TY == GGML_TYPE_Q6_K ? 32 : 0;   /* signed scales, levels offset */
+	const int q2 = TY == GGML_TYPE_Q2_K || off16;   /* sub-blocks of 16 */
 	const size_t col = (size_t)VL * pkk_bs(TY), xf = xs / sizeof(float);
 	const float *xd = Q8P_D(x, n), *x32 = Q8P_S32(x, n), *x16 = Q8P_S16(x, n);
 	const int32_t *n32 = Q8P_N32(x, n), *n16 = Q8P_N16(x, n);
@@ -2068,8 +2071,8 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 				UNROLL
 				for (int t = 0; t < T; t++) {
 					const int32_t *h16 = n16 + t * xf + 2 * (8 * i + b);
-					a[t] = q3 ? vi_set1(off16 * h16[0]) : vi_zero();
-					a1[t] = q3 ? vi_set1(off16 * h16[1]) : vi_zero();
+					a[t] = vi_set1(off16 * h16[0]);
+					a1[t] = vi_set1(off16 * h16[1]);
 				}
 				pk_dot_n(TY, T, 4, c, 8 * b, a, x, xs, 256 * i + 32 * b);
 				pk_dot_n(TY, T, 4, c, 8 * b + 4, a1, x, xs, 256 * i + 32 * b + 16);
@@ -2078,7 +2081,7 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 				for (int t = 0; t < T; t++)
 					ts[t] = vf_fma(vi_cvt(vi_add32(VI_MULLO32(a[t], s0), VI_MULLO32(a1[t], s1))),
 					    vf_set1(xd[t * xf + 8 * i + b]), ts[t]);
-				if (!q3) {
+				if (!off16) {
 					const vf m0 = vi_cvt(VI_SRLI32(q2_byte(c, 2 * b), 4));
 					const vf m1 = vi_cvt(VI_SRLI32(q2_byte(c, 2 * b + 1), 4));
 					UNROLL
@@ -2112,7 +2115,7 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 		const vf d = vf_halfs(c);
 		UNROLL
 		for (int t = 0; t < T; t++)
-			acc[t] = xsq || q3 ? vf_fma(d, ts[t], acc[t]) :
+			acc[t] = xsq || off16 ? vf_fma(d, ts[t], acc[t]) :
 			    vf_fnmadd(vf_halfs(c + 2 * VL), tm[t], vf_fma(d, ts[t], acc[t]));
 	}
 	UNROLL

@@ -18,7 +18,8 @@
  * e's at bit e / 4 of byte e % 4, as the 4 elements of a 4-byte unit of
  * levels want them, Q5_K's order); Q8_0: 8 of levels; Q4_K: the 12
  * bytes of sub-block scales, then 32 units of nibbles; Q5_K: scales, high
- * bits, nibbles; IQ4_XS: its header d and scales_h, then scales_l,
+ * bits, nibbles; Q6_K's d its last 2: its 208 other bytes recoded
+ * (recode_q6); IQ4_XS: its header d and scales_h, then scales_l,
  * nibbles).  Rows go in groups of G (the tier's vector of 32-bit lanes:
  * 16 on AVX-512, 8 on AVX2) from the matrix's first row; a group holds,
  * block column by block column, each scale of the G rows side by side,
@@ -148,28 +149,22 @@ q_pack_header_offset(enum ggml_type type)
 static void
 move_block(const struct layout *l, uint8_t *col, uint8_t *blk, size_t bs, int g, int j, int to_packed)
 {
-	const size_t units = (bs - (size_t)l->hlen) / 4;
-	uint8_t ub[256];   /* the units, in order */
+	const size_t units = (bs - (size_t)l->hlen) / 4;   /* at most 52 (Q6_K) */
+	uint8_t ub[4 * 64], *to[64];                       /* the units, in order; where each goes */
 	for (int h = 0; h < l->hlen / 2; h++) {
 		uint8_t *pc = col + ((size_t)h * g + j) * 2, *pb = blk + l->hoff + 2 * h;
 		memcpy(to_packed ? pc : pb, to_packed ? pb : pc, 2);
 	}
 	for (size_t u = 0; u < units; u++) {
 		uint8_t *pc = col + (size_t)l->hlen * g + (u * g + j) * 4;
-		if (to_packed) {
-			const size_t at = 4 * u < (size_t)l->hoff ? 4 * u : 4 * u + (size_t)l->hlen;
-			memcpy(ub + 4 * u, blk + at, 4);
-		} else {
-			memcpy(ub + 4 * u, pc, 4);
-		}
+		uint8_t *pb = blk + (4 * u < (size_t)l->hoff ? 4 * u : 4 * u + (size_t)l->hlen);   /* around the header */
+		memcpy(ub + 4 * u, to_packed ? pb : pc, 4);
+		to[u] = to_packed ? pc : pb;
 	}
 	if (l->recode)
 		l->recode(ub, to_packed);
-	for (size_t u = 0; u < units; u++) {
-		uint8_t *pc = col + (size_t)l->hlen * g + (u * g + j) * 4;
-		const size_t at = 4 * u < (size_t)l->hoff ? 4 * u : 4 * u + (size_t)l->hlen;
-		memcpy(to_packed ? pc : blk + at, ub + 4 * u, 4);
-	}
+	for (size_t u = 0; u < units; u++)
+		memcpy(to[u], ub + 4 * u, 4);
 }
 
 void

@@ -13,10 +13,8 @@
  * Q3_K's d its last 2: 8 units of high bits, 16 of 2-bit levels, 3 of
  * scales;
  * Q4_0, IQ4_NL: 4 units of nibbles; Q4_1: its header
- * d and m, then 4 of nibbles; Q5_0: its high bits, then 4 of nibbles;
- * Q5_1: d and m, high bits, nibbles (the high bits transposed: element
- * e's at bit e / 4 of byte e % 4, as the 4 elements of a 4-byte unit of
- * levels want them, Q5_K's order); Q8_0: 8 of levels; Q4_K: the 12
+ * d and m, then 4 of nibbles; Q5_0 (Q5_1: after d and m): 5 units of
+ * 5-bit levels recoded (recode_q5); Q8_0: 8 of levels; Q4_K: the 12
  * bytes of sub-block scales, then 32 units of nibbles; Q5_K: scales, high
  * bits, nibbles; Q6_K's d its last 2: its 208 other bytes recoded
  * (recode_q6); IQ4_XS: its header d and scales_h, then scales_l,
@@ -42,24 +40,44 @@ put_le32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> 8 * i);
 }
 
-/* The fifth bits of Q5_0 and Q5_1 (their first unit), element e's at bit
- * e of the little-endian word in the file, moved to bit e / 4 of byte
- * e % 4 (TO_PACKED), or back. */
+/*
+ * Q5_0's and Q5_1's 20 bytes after the header: in the file 4 of fifth
+ * bits (element e's at bit e of the little-endian word), then 16 of
+ * nibbles (byte j: element j low, j + 16 high).  Packed, as levels L
+ * (0..31) of elements 4g + i and 16 + 4g + i want to come out of byte i
+ * of units 1 + g and 0 (g < 4): unit 1 + g's byte i is L(4g + i) in bits
+ * 0..4 and L(16 + 4g + i)'s top 3 bits in bits 5..7; unit 0's byte i
+ * holds L(16 + 4g + i)'s low 2 bits at bits 2g, 2g + 1.  TO_PACKED, or
+ * back.
+ */
 static void
 recode_q5(uint8_t *u, int to_packed)
 {
-	const uint32_t w = le32(u);
-	uint32_t o = 0;
-	for (int g = 0; g < 8; g++) {   /* elements 4g..4g+3 */
-		if (to_packed) {
-			const uint32_t n = w >> 4 * g & 15;
-			o |= ((n & 1) | (n & 2) << 7 | (n & 4) << 14 | (n & 8) << 21) << g;
-		} else {
-			const uint32_t x = w >> g & 0x01010101;
-			o |= ((x | x >> 7 | x >> 14 | x >> 21) & 15) << 4 * g;
+	uint8_t lv[32];
+
+	if (to_packed) {
+		const uint32_t h = le32(u);
+		for (int e = 0; e < 32; e++)
+			lv[e] = (uint8_t)((u[4 + e % 16] >> 4 * (e / 16) & 15) | (h >> e & 1) << 4);
+		memset(u, 0, 4);
+		for (int e = 0; e < 16; e++) {
+			const int g = e / 4, i = e % 4;
+			u[4 + e] = (uint8_t)(lv[e] | (lv[e + 16] >> 2) << 5);
+			u[i] |= (uint8_t)((lv[e + 16] & 3) << 2 * g);
 		}
+	} else {
+		uint32_t h = 0;
+		for (int e = 0; e < 16; e++) {
+			const int g = e / 4, i = e % 4;
+			lv[e] = u[4 + e] & 31;
+			lv[e + 16] = (uint8_t)((u[4 + e] >> 5) << 2 | (u[i] >> 2 * g & 3));
+		}
+		for (int e = 0; e < 32; e++)
+			h |= (uint32_t)(lv[e] >> 4) << e;
+		put_le32(u, h);
+		for (int j = 0; j < 16; j++)
+			u[4 + j] = (uint8_t)((lv[j] & 15) | (lv[j + 16] & 15) << 4);
 	}
-	put_le32(u, o);
 }
 
 /*

@@ -1637,7 +1637,7 @@ MK_I8_SWITCH(mk_i8_s2m, 2, 0, 1)      /* ... with mins */
 /*
  * Packed weights (pack.c): a group of VL rows holds, block by block, the
  * VL rows' f16 scales (Q4_1, Q5_1: then their mins), then the rest of the
- * block (Q5_0, Q5_1: its high bits, then its nibbles) in 4-byte units,
+ * block (Q5_0, Q5_1: recoded, see pk_levels) in 4-byte units,
  * unit u of the VL rows side by side.
  * One vector is then the same 4 bytes of every row -- for Q4_0, levels
  * of elements 4u..4u+3 in the low nibbles and 16+4u..16+4u+3 in the high
@@ -1725,22 +1725,28 @@ vi_fifth_bit(vi lv, vi qh, int b)
 
 /*
  * Levels (unsigned bytes) of elements 4G..4G+3 of the VL rows of one
- * block column C of a packed group.  Q5_0's (Q5_1's) fifth bit of
- * element e is bit e / 4 of byte e % 4 of the row's high bits (pack.c
- * transposes them): bit G of every byte.
+ * block column C of a packed group.  Q5_0's (Q5_1's) 5-bit levels
+ * (recode_q5): elements 4g + i (g < 4) in bits 0..4 of unit 1 + g,
+ * elements 16 + 4g + i with their top 3 bits in its bits 5..7, their low
+ * 2 at bits 2g of unit 0.
  */
 ALWAYS vi
 pk_levels(const int TY, const uint8_t *c, int g)
 {
-	const int five = TY == GGML_TYPE_Q5_0 || TY == GGML_TYPE_Q5_1;   /* a unit of high bits first */
-	const uint8_t *u = c + (size_t)pk_hb(TY) * VL;                     /* the units */
+	const uint8_t *u = c + (size_t)pk_hb(TY) * VL;   /* the units */
 	if (TY == GGML_TYPE_Q8_0)
 		return vi_xor(vi_load(u + (size_t)g * 4 * VL), vi_set1_8((char)0x80));
-	vi v = vi_load(u + (size_t)(five + g % 4) * 4 * VL);
+	if (TY == GGML_TYPE_Q5_0 || TY == GGML_TYPE_Q5_1) {
+		const vi v = vi_load(u + (size_t)(1 + g % 4) * 4 * VL);
+		if (g < 4)
+			return vi_and(v, vi_set1_8(0x1F));
+		return vi_or(vi_bits_to(v, 5, 2, 0x1C), vi_bits_to(vi_load(u), 2 * (g - 4), 0, 0x03));
+	}
+	vi v = vi_load(u + (size_t)(g % 4) * 4 * VL);
 	vi l = vi_and(g < 4 ? v : vi_srli16(v, 4), vi_set1_8(0x0F));
 	if (TY == GGML_TYPE_IQ4_NL)
 		l = vi_xor(vi_shuffle8(vi_bcast128(q_iq4nl_values), l), vi_set1_8((char)0x80));
-	return five ? vi_fifth_bit(l, vi_load(u), g) : l;
+	return l;
 }
 
 /* A row of type TYPE as in the file (past the last whole group) with a

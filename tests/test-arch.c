@@ -606,9 +606,52 @@ test_registry(void)
 	unlink(path);
 }
 
+/* --- how a model's file is held (NATTER_WEIGHTS) --- */
+
+static void
+test_weights(void)
+{
+	const uint64_t G = 1ull << 30;
+	const char *dir = test_fixtures();
+	char path[1024], err[512];
+	struct llm_model *m = NULL;
+
+	/* auto copies when a quarter of MemAvailable, at least 1 GiB, is left. */
+	CHECK(llm_weights_copy_fits(6 * G, 8 * G), "6 GiB of 8 available: copied");
+	CHECK(!llm_weights_copy_fits(6 * G + 1, 8 * G), "just over 6 GiB of 8: mapped");
+	CHECK(llm_weights_copy_fits(G, 2 * G) && !llm_weights_copy_fits(G + 1, 2 * G), "1 GiB always left");
+	CHECK(!llm_weights_copy_fits(1, G) && !llm_weights_copy_fits(0, 0), "under 1 GiB available: mapped");
+	CHECK(llm_weights_copy_fits(15 * G, 20 * G) && !llm_weights_copy_fits(16 * G, 20 * G), "a quarter left");
+	if (!dir) {
+		SKIP("fixtures folder not found: NATTER_WEIGHTS loads not checked");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/models/tiny-llama-q8_0.gguf", dir);
+	setenv("NATTER_WEIGHTS", "mmap", 1);
+	CHECK(llm_model_load(path, &m, err, sizeof(err)) == 0, "%s", err);
+	if (m) {
+		CHECK(!llm_model_weights_copied(m) && strcmp(llm_model_weights_why(m), "NATTER_WEIGHTS=mmap") == 0,
+		    "mmap: mapped, and says why (\"%s\")", llm_model_weights_why(m));
+		llm_model_free(m);
+		m = NULL;
+	}
+	setenv("NATTER_WEIGHTS", "copy", 1);
+	CHECK(llm_model_load(path, &m, err, sizeof(err)) == 0, "%s", err);
+	if (m) {
+		CHECK(llm_model_weights_copied(m) && !*llm_model_weights_why(m), "copy: copied, no reason to map");
+		llm_model_free(m);
+		m = NULL;
+	}
+	CHECK(llm_model_load_mapped(path, &m, err, sizeof(err)) == 0 && !llm_model_weights_copied(m) &&
+	    *llm_model_weights_why(m), "described only: mapped, whatever NATTER_WEIGHTS says");
+	llm_model_free(m);
+	unsetenv("NATTER_WEIGHTS");
+}
+
 int
 main(void)
 {
+	test_weights();
 	test_routing();
 	test_recurrent_cache();
 	test_registry();

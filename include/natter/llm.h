@@ -194,6 +194,13 @@ uint64_t llm_model_weight_bytes(const struct llm_model *m);
 /* 1 when the weights are a private copy in memory (NATTER_WEIGHTS), 0
  * when they are the file mapped. */
 int llm_model_weights_copied(const struct llm_model *m);
+/* Why the weights are the file mapped (NATTER_WEIGHTS=mmap, no huge
+ * pages, too little memory for a copy...); "" when copied. */
+const char *llm_model_weights_why(const struct llm_model *m);
+/* Whether NATTER_WEIGHTS=auto copies a file of FILE_BYTES with
+ * AVAIL_BYTES of MemAvailable: when the copy leaves a quarter of it, and
+ * at least 1 GiB. */
+int llm_weights_copy_fits(uint64_t file_bytes, uint64_t avail_bytes);
 /*
  * Rearranges, in place, every matrix of a type that the CPU tier has
  * kernels of packed rows for (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K,

@@ -492,8 +492,14 @@ cmd_bench(int argc, char **argv)
 			if (packed)
 				snprintf(pk, sizeof(pk), ", %.1f MiB of them packed in groups of %d rows", packed / 1048576.0,
 				    group);
+			char how[192];
+			if (llm_model_weights_copied(m))
+				snprintf(how, sizeof(how), "copied into memory");
+			else
+				snprintf(how, sizeof(how), "mapped from the file: %s; never packed",
+				    llm_model_weights_why(m));
 			printf("load %.2f s (weights %s%s), peak RSS %.1f MiB, KV cache %s %.1f MiB%s%s\n", t_load,
-			    llm_model_weights_copied(m) ? "copied into memory" : "mapped from the file", pk, peak_rss / 1048576.0,
+			    how, pk, peak_rss / 1048576.0,
 			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0,
 			    ndl > 1 ? " (the deepest context's)" : "",
 			    exact_act ? ", exact activations" : "");

@@ -34,18 +34,28 @@ llm_model_free(struct llm_model *m)
 	free(m);
 }
 
+int
+llm_weights_copy_fits(uint64_t file_bytes, uint64_t avail_bytes)
+{
+	const uint64_t keep = avail_bytes / 4 > (1ull << 30) ? avail_bytes / 4 : 1ull << 30;
+	return avail_bytes > keep && file_bytes <= avail_bytes - keep;
+}
+
 /*
  * How the weights are held: NATTER_WEIGHTS=copy reads them into private
  * memory in 2 MiB pages (GGUF_OPEN_COPY), =mmap maps the file, =auto (the
  * default) copies when the kernel offers 2 MiB pages (transparent_hugepage
- * not "never") and the file takes at most half of MemAvailable, else maps
- * it, which the kernel can page out.  Measured on one thread (avx512bf16
+ * not "never") and the copy fits (llm_weights_copy_fits), else maps it,
+ * which the kernel can page out.  Measured on one thread (avx512bf16
  * machine, the other core busy), Qwen2.5-0.5B Q8_0 tg32: 27-30 t/s mapped,
  * 35-38 copied; a plain read of 400 MB 15-18 GB/s in 4 KiB pages, 21-25 in
- * 2 MiB pages.  Returns the flags, or -1 with ERR for another value.
+ * 2 MiB pages.  Only copied weights are packed: two threads, Qwen2.5-shape
+ * Q5_0 tg64 mapped / copied 49 / 95 and 42 / 70 t/s (avx2), 53 / 77 and
+ * 47 / 75 (avx512bf16).  Returns the flags, with why the file is mapped in
+ * WHY, or -1 with ERR for another value.
  */
 static int
-weights_flags(const char *path, char *err, size_t errlen)
+weights_flags(const char *path, char *why, size_t whylen, char *err, size_t errlen)
 {
 	const char *e = getenv("NATTER_WEIGHTS");
 	char line[256];
@@ -57,8 +67,10 @@ weights_flags(const char *path, char *err, size_t errlen)
 	if (e && *e && strcmp(e, "auto")) {
 		if (strcmp(e, "copy") == 0)
 			return GGUF_OPEN_COPY;
-		if (strcmp(e, "mmap") == 0)
+		if (strcmp(e, "mmap") == 0) {
+			snprintf(why, whylen, "NATTER_WEIGHTS=mmap");
 			return 0;
+		}
 		snprintf(err, errlen, "NATTER_WEIGHTS=%.40s is none of copy, mmap, auto", e);
 		return -1;
 	}
@@ -72,8 +84,17 @@ weights_flags(const char *path, char *err, size_t errlen)
 				break;
 		fclose(fp);
 	}
-	if (!thp || stat(path, &st) < 0 || (unsigned long long)st.st_size / 1024 > avail_kb / 2)
+	if (!thp) {
+		snprintf(why, whylen, "transparent huge pages are off");
 		return 0;
+	}
+	if (stat(path, &st) < 0)
+		return 0;   /* the open says why */
+	if (!llm_weights_copy_fits((uint64_t)st.st_size, (uint64_t)avail_kb * 1024)) {
+		snprintf(why, whylen, "a copy of its %.1f GiB would leave too little of the %.1f GiB available",
+		    st.st_size / 1073741824.0, avail_kb / 1048576.0);
+		return 0;
+	}
 	return GGUF_OPEN_COPY;
 }
 
@@ -110,9 +131,13 @@ model_load(const char *path, int mapped, struct llm_model **out, char *err, size
 		return -1;
 	}
 	hp = &m->hp;
-	int wflags = mapped ? 0 : weights_flags(path, err, errlen);
+	int wflags = mapped ? 0 : weights_flags(path, m->weights_why, sizeof(m->weights_why), err, errlen);
 	if (wflags < 0 || gguf_open_flags(path, (unsigned)wflags, &m->f, err, errlen) < 0)
 		goto fail;
+	if (mapped)
+		snprintf(m->weights_why, sizeof(m->weights_why), "described, not run");
+	else if ((wflags & GGUF_OPEN_COPY) && !m->f->copied)
+		snprintf(m->weights_why, sizeof(m->weights_why), "the copy into memory failed");
 	arch = gguf_get_str(m->f, "general.architecture");
 	if (!arch) {
 		snprintf(err, errlen, "%s: general.architecture is missing", path);
@@ -183,6 +208,7 @@ const struct tok_vocab *llm_model_vocab(const struct llm_model *m) { return m->v
 const struct gguf_file *llm_model_gguf(const struct llm_model *m) { return m->f; }
 uint64_t llm_model_weight_bytes(const struct llm_model *m) { return m->weight_bytes; }
 int llm_model_weights_copied(const struct llm_model *m) { return m->f->copied; }
+const char *llm_model_weights_why(const struct llm_model *m) { return m->f->copied ? "" : m->weights_why; }
 
 /* Every weight of M, model-wide then layer by layer (NULL past the last). */
 static struct ltensor *

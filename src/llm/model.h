@@ -41,6 +41,7 @@ struct llm_model {
 	struct llm_layer *layers;             /* (n_layer + n_layer_mtp) */
 	uint64_t weight_bytes;
 	char type_name[16];
+	char weights_why[128];   /* why the file is mapped, not copied */
 	uint64_t packed_bytes;                /* llm_model_pack */
 	int pack_rows;
 };

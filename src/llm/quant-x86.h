@@ -1812,6 +1812,32 @@ pkk_type(const int TY)
 	    TY == GGML_TYPE_Q6_K || TY == GGML_TYPE_IQ4_XS;
 }
 
+/*
+ * Whether the GEMV prefetches a column's lines as it starts it: Q3_K on
+ * the AVX-512 tiers, whose 1760-byte columns take long enough to read
+ * that the hardware's prefetch alone fell behind.  kbench, avx512bf16,
+ * medians of 4 interleaved pairs, GB/s without / with: from memory, one
+ * thread, 131072 x 1024 12.8 / 17.8, 65536 x 2048 9.4 / 16.9; two
+ * threads 25.8 / 37.8 and 19.7 / 23.3; in cache (1024 x 1024, one
+ * thread) 23.3 / 20.4.  Q2_K gained less from memory than it lost in
+ * cache (27.7 / 23.0); on AVX2 neither gained (13.2 / 13.1, 15.9 /
+ * 15.5); Q4_K on both tiers and AVX2's Q6_K were level or behind with
+ * it, IQ4_XS behind.  AVX-512's Q6_K packed went from 13.3 to 25.1 GB/s
+ * with it (one thread), level with its file layout and no faster in a
+ * model (qwen3-0.6b Q4_K_M tg64 69.8 / 65.7 t/s on two threads, 56.7 /
+ * 56.4 on one, file layout / packed), so it stays as in the file.
+ */
+ALWAYS int
+pkk_prefetch(const int TY)
+{
+#ifdef QX_512
+	return TY == GGML_TYPE_Q3_K;
+#else
+	(void)TY;
+	return 0;
+#endif
+}
+
 ALWAYS int
 pkk_bs(const int TY)
 {
@@ -2054,6 +2080,9 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 	for (int i = 0; i < ns; i++) {
 		const uint8_t *c = g + (size_t)i * col;
 		vf ts[Q_GEMV_MAX_T], tm[Q_GEMV_MAX_T];
+		if (pkk_prefetch(TY))
+			for (size_t o = 0; o < col; o += 64)
+				_mm_prefetch((const char *)c + o, _MM_HINT_T0);
 		vi sc[2], mn[2], lo4, hi;
 		UNROLL
 		for (int t = 0; t < T; t++)

@@ -344,9 +344,11 @@ wait_for "a context of 256 tokens is more than the 128 this model was trained on
     bad "no warning for -c 256 in the full screen: $(screen)"
 T capture-pane -t ui -e -p | grep -q "$(printf '\033')\[[0-9;]*3[0-7]m" && ok || bad "the default theme shows no colour"
 stop
-start 80 24 "NO_COLOR=1" ""
+start 80 24 "NO_COLOR=1 NATTER_WEIGHTS=mmap" ""
 wait_for "Type a message" && ok || bad "start with NO_COLOR"
 T capture-pane -t ui -e -p | grep -q "$(printf '\033')\[[0-9;]*3[0-7]m" && bad "NO_COLOR still shows colours" || ok
+# The weights mapped from the file: the status line says so, and why.
+wait_for "weights mapped from the file \(NATTER_WEIGHTS=mmap\)" 10 && ok || bad "no notice of mapped weights: $(screen)"
 stop
 
 # 18. A missing model, on a terminal: a clear message, no screen taken.

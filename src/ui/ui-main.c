@@ -180,7 +180,7 @@ ui_run(struct ui_opts *o)
 	}
 	chat_set_token_delay(u->c, o->token_delay_ms);
 	describe(u);
-	if (u->m && !llm_model_weights_copied(u->m) && !strstr(llm_model_weights_why(u->m), "NATTER_WEIGHTS"))
+	if (u->m && !llm_model_weights_copied(u->m))
 		ui_screen_notify(u, 0, "weights mapped from the file (%s): generation is slower than from memory",
 		    llm_model_weights_why(u->m));
 	if (!o->no_history)

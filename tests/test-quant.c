@@ -408,11 +408,12 @@ gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enu
 static void
 test_gemm(const struct q_kernels *k, enum ggml_type t)
 {
-	/* Rows around the panel sizes, tokens around the tile sizes, inputs with
-	 * k-block tails (1280 = 1024 + 256; 288 = 9 blocks of 32). */
+	/* Rows around the panel sizes, tokens around the tile sizes and past a
+	 * chunk of the float GEMM's (197: two), inputs with k-block tails
+	 * (1280 = 1024 + 256; 288 = 9 blocks of 32). */
 	static const int shapes[][3] = {
 		{ 1, 256, 1 }, { 5, 512, 2 }, { 17, 1280, 9 }, { 33, 256, 67 }, { 67, 512, 13 }, { 3, 1280, 31 },
-		{ 16, 288, 8 }, { 40, 256, 5 },
+		{ 16, 288, 8 }, { 40, 256, 5 }, { 17, 288, 197 },
 	};
 	double worst = 0;
 	int bad = 0, cases = 0;
@@ -522,7 +523,8 @@ test_matmul(void)
 {
 	static const int shapes[][3] = { { 67, 512, 1 }, { 33, 256, 3 }, { 130, 1280, 4 }, { 67, 512, 17 }, { 200, 256, 67 },
 	    { 9, 288, 1 }, { 9, 288, 2 }, { 5, 1312, 1 }, { 3, 96, 5 },
-	    { 9, 256, 800 } };   /* two GEMM token chunks (matmul.c MM_GEMM_TOKENS), the second short */
+	    { 9, 256, 800 },     /* two GEMM token chunks (matmul.c MM_GEMM_TOKENS), the second short */
+	    { 531, 256, 40 } };  /* the float GEMM's tasks of two panels, the last one and a bit (mm_gemm_f_rows) */
 	struct pool *p = pool_new(2);
 	int bad_total = 0, cases = 0, forced_blas = 0, pk_cases = 0;
 

@@ -20,6 +20,21 @@ struct pool;
 #define MM_PANEL_BYTES (2u << 20)
 
 /*
+ * Rows per task of the float GEMM on float activations (F32, F16, BF16
+ * weights, but the avx512bf16 tier's BF16 GEMM; D rows, NTH
+ * threads, the tier's GEMM_ROWS per panel): up to 8 panels, so that each
+ * panel's weights are fetched while the one before is multiplied
+ * (quant-x86.h's prefetch_f), in at least 8 tasks per thread.
+ */
+static inline int
+mm_gemm_f_rows(int d, int nth, int gemm_rows)
+{
+	int per = d / (8 * (nth > 0 ? nth : 1) * gemm_rows);
+	per = per < 1 ? 1 : per > 8 ? 8 : per;
+	return per * gemm_rows;
+}
+
+/*
  * A context's room for one matrix product at a time: the activations
  * converted once per product (at most n_batch rows of max_in inputs, in
  * the largest of the formats the kernels use) and each thread's panel of

@@ -584,7 +584,7 @@ test_matmul(void)
 				/* BF16 on avx512bf16 has one way (its own GEMM):
 				 * the choice says so. */
 				const int via_blas = mm_blas_products() != blas0;
-				const int want = q_float_gemm_choice(t, NULL) == Q_FLOAT_GEMM_OPENBLAS;
+				const int want = q_float_gemm_choice(t, nt, NULL) == Q_FLOAT_GEMM_OPENBLAS;
 				CHECK(via_blas == want, "%s: mm_matmul %s nt %d forced to %s went %s",
 				    q_cpu_features(), tname(t), nt, way == 2 ? "openblas" : "tiles",
 				    via_blas ? "through OpenBLAS" : "through the tiles");

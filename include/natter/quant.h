@@ -142,10 +142,13 @@ const char *q_cpu_features(void);
  * activations) in batches of MM_BLAS_MIN_BATCH (32) tokens or more go
  * through natter's own tiles or through OpenBLAS's sgemm on converted
  * panels, whichever measured faster on this machine: each type is timed
- * once, on first use, on the calling thread (src/llm/gemm-choice.c).
+ * once per class of batches (below Q_FLOAT_GEMM_SPLIT tokens, on 128;
+ * from it, on 512), on first use, from the calling thread
+ * (src/llm/gemm-choice.c).
  * The environment variable NATTER_FLOAT_GEMM=tiles|openblas|auto forces
  * one way.  Any thread.
  */
+#define Q_FLOAT_GEMM_SPLIT 256
 enum q_float_gemm { Q_FLOAT_GEMM_AUTO = -1, Q_FLOAT_GEMM_TILES = 0, Q_FLOAT_GEMM_OPENBLAS = 1 };
 /* Reads NATTER_FLOAT_GEMM (once).  Returns 0, or -1 with ERR filled when
  * it is none of the three (it then counts as auto; a front end should
@@ -154,10 +157,11 @@ int q_float_gemm_init(char *err, size_t errlen);
 /* Forces a way for every type (AUTO: back to measuring).  For tests; no
  * product may run meanwhile. */
 void q_float_gemm_set(enum q_float_gemm g);
-/* The way type T's batches go, measured now if not yet; MS (may be NULL)
+/* The way type T's batches of NT tokens go, measured now if not yet (for
+ * NT's class); MS (may be NULL)
  * gets the tiles' and OpenBLAS's best times in milliseconds, 0 when not
  * measured (forced, or a type with one way only). */
-enum q_float_gemm q_float_gemm_choice(enum ggml_type t, double ms[2]);
+enum q_float_gemm q_float_gemm_choice(enum ggml_type t, int nt, double ms[2]);
 /* "tiles", "openblas", "auto". */
 const char *q_float_gemm_name(enum q_float_gemm g);
 

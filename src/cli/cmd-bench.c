@@ -146,14 +146,18 @@ float_gemm_line(const char *type)
 	static const enum ggml_type ft[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16 };
 
 	for (size_t i = 0; i < sizeof(ft) / sizeof(ft[0]); i++) {
-		double ms[2];
-		enum q_float_gemm g;
 		if (strcmp(type, ggml_type_info_get(ft[i])->name))
 			continue;
-		g = q_float_gemm_choice(ft[i], ms);
-		printf("%s batches: %s", type, g == Q_FLOAT_GEMM_OPENBLAS ? "OpenBLAS sgemm" : "natter's tiles");
-		if (ms[0] > 0)
-			printf(" (measured: tiles %.3f ms, OpenBLAS %.3f ms)", ms[0], ms[1]);
+		printf("%s batches:", type);
+		for (int cls = 0; cls < 2; cls++) {
+			double ms[2];
+			enum q_float_gemm g = q_float_gemm_choice(ft[i], cls ? Q_FLOAT_GEMM_SPLIT : 32, ms);
+			printf("%s %s", cls ? ";" : "", g == Q_FLOAT_GEMM_OPENBLAS ? "OpenBLAS sgemm" : "natter's tiles");
+			if (ms[0] <= 0)
+				break;
+			printf(" %s %d tokens (measured: tiles %.3f ms, OpenBLAS %.3f ms)", cls ? "from" : "below",
+			    Q_FLOAT_GEMM_SPLIT, ms[0], ms[1]);
+		}
 		putchar('\n');
 	}
 }

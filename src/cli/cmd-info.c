@@ -258,15 +258,21 @@ info_cpu(void)
 	/* Float weights' batches: timed here, as on a model's first prompt. */
 	printf("float weights, batches of 32 tokens or more (NATTER_FLOAT_GEMM=tiles|openblas forces one):\n");
 	for (size_t i = 0; i < sizeof(float_types) / sizeof(float_types[0]); i++) {
-		double ms[2];
-		enum q_float_gemm g = q_float_gemm_choice(float_types[i], ms);
-		printf("  %-5s %-8s", ggml_type_info_get(float_types[i])->name, q_float_gemm_name(g));
-		if (ms[0] > 0)
-			printf(" (measured: tiles %.3f ms, openblas %.3f ms)", ms[0], ms[1]);
-		else
-			printf(" (%s)", getenv("NATTER_FLOAT_GEMM") && strcmp(getenv("NATTER_FLOAT_GEMM"), "auto") ?
-			    "NATTER_FLOAT_GEMM" : "the only way on this tier");
-		putchar('\n');
+		/* each class of batches: below Q_FLOAT_GEMM_SPLIT tokens, from it */
+		for (int cls = 0; cls < 2; cls++) {
+			double ms[2];
+			enum q_float_gemm g = q_float_gemm_choice(float_types[i], cls ? Q_FLOAT_GEMM_SPLIT : 32, ms);
+			printf("  %-5s %-8s", ggml_type_info_get(float_types[i])->name, q_float_gemm_name(g));
+			if (ms[0] > 0) {
+				printf(" (measured: tiles %.3f ms, openblas %.3f ms) %s %d tokens", ms[0], ms[1],
+				    cls ? "from" : "below", Q_FLOAT_GEMM_SPLIT);
+			} else {
+				printf(" (%s)\n", getenv("NATTER_FLOAT_GEMM") && strcmp(getenv("NATTER_FLOAT_GEMM"), "auto") ?
+				    "NATTER_FLOAT_GEMM" : "the only way on this tier");
+				break;
+			}
+			putchar('\n');
+		}
 	}
 	return 0;
 }

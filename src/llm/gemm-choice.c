@@ -16,17 +16,25 @@
 
 /*
  * The product timed, on each of the threads measure() starts, as each of
- * matmul.c's threads does its part: GC_ROWS rows of GC_IN inputs by
- * GC_TOKENS tokens (134 MFLOP, a few milliseconds), the rows as many as
- * one sgemm call of blas_worker takes (its panel of MM_PANEL_BYTES), or in
- * the tasks gemm_run makes of them for the tiles (mm_gemm_f_rows); each
- * way GC_REPS times by turns, the best of each kept.  OpenBLAS must take
- * less than GC_MARGIN of the tiles' time to be chosen: the tiles do not
- * depend on what OpenBLAS makes of the CPU.
+ * matmul.c's threads does its part: GC_ROWS rows of GC_IN inputs by the
+ * tokens of the batch's class (below), the rows as many as one sgemm call
+ * of blas_worker takes (its panel of MM_PANEL_BYTES), or in the tasks
+ * gemm_run makes of them for the tiles (mm_gemm_f_rows); each way GC_REPS
+ * times by turns, the best of each kept.  OpenBLAS must take less than
+ * GC_MARGIN of the tiles' time to be chosen: the tiles do not depend on
+ * what OpenBLAS makes of the CPU.
+ *
+ * Two classes of batches, each timed on first use: below
+ * Q_FLOAT_GEMM_SPLIT tokens on 128 (134 MFLOP, a few milliseconds), from
+ * it on 512.  On an AVX2-only Zen 3 the two ways tied on 128 tokens
+ * (tiles 2.1-2.5 ms, OpenBLAS 2.1-2.6) while on 512 OpenBLAS took
+ * 0.79-0.91 of the tiles' time, and Qwen2.5-0.5B F16 prompts ran alike:
+ * pp128 tiles 163 t/s, OpenBLAS 157; pp512 136 and 152.
  */
 #define GC_IN 1024
 #define GC_ROWS ((int)(MM_PANEL_BYTES / (GC_IN * sizeof(float))))
-#define GC_TOKENS 128
+#define GC_TOKENS_MAX 512
+static const int gc_tokens[2] = { 128, GC_TOKENS_MAX };
 #define GC_REPS 5
 #define GC_MARGIN 0.95
 #define GC_THREADS 16
@@ -35,8 +43,8 @@ static pthread_mutex_t gc_lock = PTHREAD_MUTEX_INITIALIZER;
 static int gc_env_read;
 static enum q_float_gemm gc_forced = Q_FLOAT_GEMM_AUTO;
 static char gc_env_err[96];
-static signed char gc_pick[GGML_TYPE_COUNT];    /* 0: not measured yet; else 1 + choice */
-static double gc_ms[GGML_TYPE_COUNT][2];
+static signed char gc_pick[GGML_TYPE_COUNT][2];    /* per class; 0: not measured yet; else 1 + choice */
+static double gc_ms[GGML_TYPE_COUNT][2][2];
 
 static double
 now_ms(void)
@@ -93,7 +101,7 @@ q_float_gemm_set(enum q_float_gemm g)
 struct gc_worker {
 	pthread_t tid;
 	enum ggml_type t;
-	int way, nth;
+	int way, nth, nt;
 	const float *x;
 	uint8_t *w;
 	float *out, *panel;
@@ -123,7 +131,7 @@ gc_worker_init(struct gc_worker *g, enum ggml_type t, int nth, const float *x, u
 	g->nth = nth;
 	g->x = x;
 	g->w = malloc(rb * GC_ROWS);
-	g->out = malloc((size_t)GC_TOKENS * GC_ROWS * sizeof(float));
+	g->out = malloc((size_t)GC_TOKENS_MAX * GC_ROWS * sizeof(float));
 	g->panel = malloc((size_t)GC_ROWS * GC_IN * sizeof(float));
 	g->scratch = k->gemm_scratch ? aligned_alloc(64, (k->gemm_scratch(GC_IN) + 63) & ~(size_t)63) : NULL;
 	if (!g->w || !g->out || !g->panel || !g->scratch || !qt || !qt->from_float ||
@@ -157,7 +165,7 @@ gc_run(void *arg)
 	const double t0 = now_ms();
 
 	if (g->way == Q_FLOAT_GEMM_TILES) {
-		struct q_gemm_args a = { g->t, g->w, rb, GC_IN, (const uint8_t *)g->x, GC_IN * sizeof(float), GC_TOKENS,
+		struct q_gemm_args a = { g->t, g->w, rb, GC_IN, (const uint8_t *)g->x, GC_IN * sizeof(float), g->nt,
 		    g->out, GC_ROWS, 0 };
 		const int step = mm_gemm_f_rows(GC_ROWS * g->nth, g->nth, k->gemm_rows);
 		for (int r = 0; r < GC_ROWS; r += step)
@@ -170,14 +178,14 @@ gc_run(void *arg)
 				tk->to_float(g->w + (size_t)r * rb, g->panel + (size_t)r * GC_IN, GC_IN);
 			wf = g->panel;
 		}
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, GC_TOKENS, GC_ROWS, GC_IN, 1.0f, g->x, GC_IN, wf,
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->nt, GC_ROWS, GC_IN, 1.0f, g->x, GC_IN, wf,
 		    GC_IN, 0.0f, g->out, GC_ROWS);
 	}
 	g->ms = now_ms() - t0;
 	return NULL;
 }
 
-/* Times both ways for T into gc_ms[T], on as many threads at once as a
+/* Times both ways for T on class CLS's tokens into gc_ms[T][CLS], on as many threads at once as a
  * model runs by default (one per physical core, at most GC_THREADS):
  * alone, one thread of a 2-core Zen 3 timed the two alike, while prompts
  * on both cores ran 11% faster through OpenBLAS (the tiles read the
@@ -185,10 +193,10 @@ gc_run(void *arg)
  * Returns the faster, TILES when anything is missing (memory, a kernel,
  * a thread). */
 static enum q_float_gemm
-measure(enum ggml_type t)
+measure(enum ggml_type t, int cls)
 {
 	struct gc_worker g[GC_THREADS];
-	float *x = malloc((size_t)GC_TOKENS * GC_IN * sizeof(float));
+	float *x = malloc((size_t)gc_tokens[cls] * GC_IN * sizeof(float));
 	enum q_float_gemm pick = Q_FLOAT_GEMM_TILES;
 	double best[2] = { 1e30, 1e30 };
 	unsigned seed = 12345;
@@ -198,9 +206,11 @@ measure(enum ggml_type t)
 	for (int i = 0; i < nth; i++)
 		if (gc_worker_init(&g[i], t, nth, x, seed + 7919u * (unsigned)i) < 0)
 			ok = 0;
+		else
+			g[i].nt = gc_tokens[cls];
 	if (!ok)
 		goto out;
-	for (size_t i = 0; i < (size_t)GC_TOKENS * GC_IN; i++)
+	for (size_t i = 0; i < (size_t)gc_tokens[cls] * GC_IN; i++)
 		x[i] = (float)lcg_unit(&seed);
 	/* single-threaded inside each of our threads, as matmul.c and attn.c
 	 * keep it (natter info measures before any model set it) */
@@ -227,8 +237,8 @@ measure(enum ggml_type t)
 	}
 	if (!ok)
 		goto out;
-	gc_ms[t][0] = best[0];
-	gc_ms[t][1] = best[1];
+	gc_ms[t][cls][0] = best[0];
+	gc_ms[t][cls][1] = best[1];
 	if (best[1] < GC_MARGIN * best[0])
 		pick = Q_FLOAT_GEMM_OPENBLAS;
 out:
@@ -239,8 +249,9 @@ out:
 }
 
 enum q_float_gemm
-q_float_gemm_choice(enum ggml_type t, double ms[2])
+q_float_gemm_choice(enum ggml_type t, int nt, double ms[2])
 {
+	const int cls = nt >= Q_FLOAT_GEMM_SPLIT;
 	const struct q_type_kern *tk;
 	enum q_float_gemm g;
 
@@ -256,12 +267,12 @@ q_float_gemm_choice(enum ggml_type t, double ms[2])
 	if (gc_forced != Q_FLOAT_GEMM_AUTO) {
 		g = gc_forced;
 	} else {
-		if (!gc_pick[t])
-			gc_pick[t] = (signed char)(1 + measure(t));
-		g = (enum q_float_gemm)(gc_pick[t] - 1);
+		if (!gc_pick[t][cls])
+			gc_pick[t][cls] = (signed char)(1 + measure(t, cls));
+		g = (enum q_float_gemm)(gc_pick[t][cls] - 1);
 		if (ms) {
-			ms[0] = gc_ms[t][0];
-			ms[1] = gc_ms[t][1];
+			ms[0] = gc_ms[t][cls][0];
+			ms[1] = gc_ms[t][cls][1];
 		}
 	}
 	pthread_mutex_unlock(&gc_lock);

@@ -27,14 +27,13 @@
  * Two classes of batches, each timed on first use: below
  * Q_FLOAT_GEMM_SPLIT tokens on 128 (134 MFLOP, a few milliseconds), from
  * it on 512.  On an AVX2-only Zen 3 the two ways tied on 128 tokens
- * (tiles 2.1-2.5 ms, OpenBLAS 2.1-2.6) while on 512 OpenBLAS took
+ * (tiles 2.1-2.5 ms, OpenBLAS 2.1-2.7) while on 512 OpenBLAS took
  * 0.79-0.91 of the tiles' time, and Qwen2.5-0.5B F16 prompts ran alike:
  * pp128 tiles 163 t/s, OpenBLAS 157; pp512 136 and 152.
  */
 #define GC_IN 1024
 #define GC_ROWS ((int)(MM_PANEL_BYTES / (GC_IN * sizeof(float))))
-#define GC_TOKENS_MAX 512
-static const int gc_tokens[2] = { 128, GC_TOKENS_MAX };
+static const int gc_tokens[2] = { 128, 512 };
 #define GC_REPS 5
 #define GC_MARGIN 0.95
 #define GC_THREADS 16
@@ -116,10 +115,11 @@ lcg_unit(unsigned *seed)
 	return (double)(*seed >> 8) / (1u << 24) - 0.5;
 }
 
-/* W: GC_ROWS random rows of type T; the buffers of one of NTH workers.  -1: out
- * of memory or no conversion for T. */
+/* W: GC_ROWS random rows of type T; the buffers of one of NTH workers
+ * timing products by NT tokens of X.  -1: out of memory or no conversion
+ * for T. */
 static int
-gc_worker_init(struct gc_worker *g, enum ggml_type t, int nth, const float *x, unsigned seed)
+gc_worker_init(struct gc_worker *g, enum ggml_type t, int nth, int nt, const float *x, unsigned seed)
 {
 	const struct q_kernels *k = q_kern();
 	const struct q_traits *qt = q_traits_get(t);
@@ -129,9 +129,10 @@ gc_worker_init(struct gc_worker *g, enum ggml_type t, int nth, const float *x, u
 	memset(g, 0, sizeof(*g));
 	g->t = t;
 	g->nth = nth;
+	g->nt = nt;
 	g->x = x;
 	g->w = malloc(rb * GC_ROWS);
-	g->out = malloc((size_t)GC_TOKENS_MAX * GC_ROWS * sizeof(float));
+	g->out = malloc((size_t)nt * GC_ROWS * sizeof(float));
 	g->panel = malloc((size_t)GC_ROWS * GC_IN * sizeof(float));
 	g->scratch = k->gemm_scratch ? aligned_alloc(64, (k->gemm_scratch(GC_IN) + 63) & ~(size_t)63) : NULL;
 	if (!g->w || !g->out || !g->panel || !g->scratch || !qt || !qt->from_float ||
@@ -185,13 +186,11 @@ gc_run(void *arg)
 	return NULL;
 }
 
-/* Times both ways for T on class CLS's tokens into gc_ms[T][CLS], on as many threads at once as a
- * model runs by default (one per physical core, at most GC_THREADS):
- * alone, one thread of a 2-core Zen 3 timed the two alike, while prompts
- * on both cores ran 11% faster through OpenBLAS (the tiles read the
- * activations again for every 16 rows, from a cache both cores share).
- * Returns the faster, TILES when anything is missing (memory, a kernel,
- * a thread). */
+/* Times both ways for T on class CLS's tokens into gc_ms[T][CLS], on as
+ * many threads at once as a model runs by default (one per physical core,
+ * at most GC_THREADS), since they share the caches and the memory as a
+ * model's threads do.  Returns the faster, TILES when anything is missing
+ * (memory, a kernel, a thread). */
 static enum q_float_gemm
 measure(enum ggml_type t, int cls)
 {
@@ -204,10 +203,8 @@ measure(enum ggml_type t, int cls)
 
 	nth = nth < 1 ? 1 : nth > GC_THREADS ? GC_THREADS : nth;
 	for (int i = 0; i < nth; i++)
-		if (gc_worker_init(&g[i], t, nth, x, seed + 7919u * (unsigned)i) < 0)
+		if (gc_worker_init(&g[i], t, nth, gc_tokens[cls], x, seed + 7919u * (unsigned)i) < 0)
 			ok = 0;
-		else
-			g[i].nt = gc_tokens[cls];
 	if (!ok)
 		goto out;
 	for (size_t i = 0; i < (size_t)gc_tokens[cls] * GC_IN; i++)

@@ -10,7 +10,9 @@
 #   NATTER_BASE, another natter (an older build, say): measured on the same
 #   tests right after each line, for ratios taken within one run, with
 #   NATTER_CPU set to the line's tier (a build without tiers ignores it and
-#   runs its own kernels).
+#   runs its own kernels).  LLAMA_BENCH, a llama-bench command: measured on
+#   the same tests after each line of the first tier (llama.cpp picks its
+#   own kernels), for the same ratios.
 set -e
 dir=${1:-/tmp/natter-bench}
 threads=${2:-2}
@@ -27,7 +29,7 @@ done
 tiers=${TIERS:-$("$natter" info --cpu | awk '$NF == "available" { print $1 }')}
 
 # field JSON NAME: a number from one JSON line.
-field() { echo "$1" | sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" | head -n 1; }
+field() { echo "$1" | sed -n "s/.*\"$2\": *\([-0-9.e+]*\).*/\1/p" | head -n 1; }
 # row LABEL JSON-LINES: t/s of each test, with its share of the bound when known.
 row() {
 	printf '%-10s' "$1"
@@ -78,6 +80,10 @@ for tier in $tiers; do
 "
 			done
 			row "  base" "$(echo "$base" | grep avg_ts)"
+		fi
+		if [ -n "$LLAMA_BENCH" ] && [ "$tier" = "$(echo $tiers | cut -d' ' -f1)" ]; then
+			row "  llama" "$($LLAMA_BENCH -m "$f" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" -o jsonl 2>/dev/null |
+			    grep avg_ts)"
 		fi
 	done
 done

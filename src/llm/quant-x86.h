@@ -1858,14 +1858,13 @@ pkk_prefetch(const int TY)
 #define PK_AHEAD 1024
 #endif
 
-/* Asks for the LEN bytes PK_AHEAD past C.  Always inlined: GCC 12 drops
+/* Asks for the LEN bytes at P into L1.  Always inlined: GCC 12 drops
  * calls to a static function that only prefetches. */
 ALWAYS void
-pk_prefetch_ahead(const uint8_t *c, size_t len)
+prefetch_l1(const uint8_t *p, size_t len)
 {
-	if (PK_AHEAD)
-		for (size_t o = 0; o < len; o += 64)
-			_mm_prefetch((const char *)c + PK_AHEAD + o, _MM_HINT_T0);
+	for (size_t o = 0; o < len; o += 64)
+		_mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
 
 ALWAYS int
@@ -2055,7 +2054,8 @@ pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 	for (int b = 0; b < nb; b++) {
 		const uint8_t *c = g + (size_t)b * col;
 		vi s[Q_GEMV_MAX_T];
-		pk_prefetch_ahead(c, col);
+		if (PK_AHEAD)
+			prefetch_l1(c + PK_AHEAD, col);
 		/* The level offset enters as -off * sum(x). */
 		UNROLL
 		for (int t = 0; t < T; t++)
@@ -2112,9 +2112,9 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 		const uint8_t *c = g + (size_t)i * col;
 		vf ts[Q_GEMV_MAX_T], tm[Q_GEMV_MAX_T];
 		if (pkk_prefetch(TY))
-			for (size_t o = 0; o < col; o += 64)
-				_mm_prefetch((const char *)c + o, _MM_HINT_T0);
-		pk_prefetch_ahead(c, col);
+			prefetch_l1(c, col);
+		if (PK_AHEAD)
+			prefetch_l1(c + PK_AHEAD, col);
 		vi sc[2], mn[2], lo4, hi;
 		UNROLL
 		for (int t = 0; t < T; t++)

@@ -1850,6 +1850,7 @@ pkk_prefetch(const int TY)
  * one thread) Q4_0 10.6-11.0 -> 13.5-13.8 GB/s, Q4_K 8.6-10.6 ->
  * 10.5-13.6; in L3 (1024 x 1024) up to 23% slower.  2048 was no
  * better; float rows (one dot product per row) gained nothing.  The
+ * AVX-VNNI tier (the same 256-bit groups) takes it unmeasured; the
  * AVX-512 tiers are not measured with it and keep the hardware's alone.
  */
 #ifdef QX_512

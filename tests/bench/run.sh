@@ -27,6 +27,7 @@ for t in $types; do
 	[ -f "$f" ] || "$natter" mkmodel --preset qwen2.5-0.5b --type "$t" -o "$f"
 done
 tiers=${TIERS:-$("$natter" info --cpu | awk '$NF == "available" { print $1 }')}
+lead=$(echo $tiers | cut -d' ' -f1)   # the tier llama.cpp's lines go under
 
 # field JSON NAME: a number from one JSON line.
 field() { echo "$1" | sed -n "s/.*\"$2\": *\([-0-9.e+]*\).*/\1/p" | head -n 1; }
@@ -81,7 +82,7 @@ for tier in $tiers; do
 			done
 			row "  base" "$(echo "$base" | grep avg_ts)"
 		fi
-		if [ -n "$LLAMA_BENCH" ] && [ "$tier" = "$(echo $tiers | cut -d' ' -f1)" ]; then
+		if [ -n "$LLAMA_BENCH" ] && [ "$tier" = "$lead" ]; then
 			row "  llama" "$($LLAMA_BENCH -m "$f" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" -o jsonl 2>/dev/null |
 			    grep avg_ts)"
 		fi

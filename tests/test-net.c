@@ -204,7 +204,8 @@ test_oai_parse(void)
 static void
 test_oai_replies(void)
 {
-	struct oai_result res = { "chatcmpl-1", 1700000000, "m", "caf\xc3\xa9 \xff\0!", 9, "stop", 1, 10, 4, 6 };
+	struct oai_result res = { .id = "chatcmpl-1", .created = 1700000000, .model = "m", .text = "caf\xc3\xa9 \xff\0!",
+		.len = 9, .finish = "stop", .usage = 1, .prompt_tokens = 10, .completion_tokens = 4, .cached_tokens = 6 };
 	struct oai_parsed p;
 	char *json;
 
@@ -215,6 +216,34 @@ test_oai_replies(void)
 	    "reply read back: %s", json);
 	oai_parsed_free(&p);
 	free(json);
+	CHECK((json = oai_reply_json(OAI_CHAT, &res)) && !strstr(json, "reasoning"), "no reasoning, no field: %s", json);
+	free(json);
+
+	/* A reasoning model's reply, its reasoning apart (invalid UTF-8
+	 * replaced there too), read back as natter's remote engine reads it. */
+	res.reasoning = "hmm \xc3";
+	res.reasoning_len = 5;
+	res.reasoning_tokens = 3;
+	json = oai_reply_json(OAI_CHAT, &res);
+	CHECK(json && strstr(json, "\"reasoning_content\":\"hmm \xef\xbf\xbd\"") &&
+	    strstr(json, "\"completion_tokens_details\":{\"reasoning_tokens\":3}") &&
+	    oai_reply_parse(json, strlen(json), &p) == 0 && !strcmp(p.reasoning, "hmm \xef\xbf\xbd") &&
+	    p.reasoning_tokens == 3 && !strcmp(p.text, "caf\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd!"), "reasoning reply: %s", json);
+	oai_parsed_free(&p);
+	free(json);
+	res.text = "";
+	res.len = 0;
+	res.reasoning = "so";
+	res.reasoning_len = 2;
+	res.usage = 0;
+	json = oai_chunk_json(OAI_CHAT, &res, 0, 0);
+	CHECK(json && strstr(json, "\"delta\":{\"reasoning_content\":\"so\"}") && oai_reply_parse(json, strlen(json), &p) == 0 &&
+	    !strcmp(p.reasoning, "so") && !strcmp(p.text, ""), "reasoning chunk: %s", json);
+	oai_parsed_free(&p);
+	free(json);
+	res.reasoning = NULL;
+	res.reasoning_len = 0;
+	res.reasoning_tokens = 0;
 
 	res.usage = -1;
 	res.finish = NULL;

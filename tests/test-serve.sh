@@ -90,16 +90,17 @@ raw = open(sys.argv[1], encoding="utf-8").read()
 events = [e[len("data: "):] for e in raw.split("\n\n") if e.strip()]
 assert all(not e.startswith("data:") for e in events), "an event without data"
 assert events[-1] == "[DONE]", "the stream does not end with [DONE]"
-text, finish, usage = "", None, None
+text, reasoning, finish, usage = "", "", None, None
 for e in events[:-1]:
     d = json.loads(e)
     for c in d["choices"]:
         text += c.get("delta", {}).get("content") or c.get("text") or ""
+        reasoning += c.get("delta", {}).get("reasoning_content") or ""
         finish = c.get("finish_reason") or finish
     if d.get("usage"):
         assert d["choices"] == [], "usage in a chunk with choices"
         usage = d["usage"]
-print(json.dumps({"text": text, "finish": finish, "usage": usage, "n": len(events)}))
+print(json.dumps({"text": text, "reasoning": reasoning, "finish": finish, "usage": usage, "n": len(events)}))
 EOF
 }
 esc() { "$PY" -c 'import json, sys; print(json.dumps(sys.argv[1]), end="")' "$1"; }
@@ -305,8 +306,9 @@ turn = db.execute("SELECT group_concat(role, ',') FROM (SELECT role FROM message
 print(n >= 10, first[0] == sys.argv[2], first[1], first[2], first[3], turn)
 EOF
 check "history of the main server" "True True complete 24 0.0 user,assistant,user,assistant" "$(cat "$tmp/db.out")"
-# A reasoning model's reply: the client gets it as the model wrote it (tags and all); the history
-# keeps the reasoning apart from the answer, as natter chat stores the same reply.  The template
+# A reasoning model's reply: the history keeps the reasoning apart from the answer, as natter chat
+# stores the same reply; the client gets them apart too (reasoning_content, whole and streamed, with
+# usage's reasoning_tokens), or as the model wrote them (--reasoning-format none).  The template
 # opens the reasoning; the close tag is a word from the middle of the greedy reply.
 printf '%s' "{% for message in messages %}{{ message['content'] }}{% endfor %}<think>" > "$tmp/think.jinja"
 printf '%s\n' "$prompt" | "$NATTER_BIN" chat --plain -m "$M" --chat-template "$tmp/think.jinja" --temp 0 -n 24 -t 1 \
@@ -320,29 +322,46 @@ printf '%s\n' "$prompt" | "$NATTER_BIN" chat --plain -m "$M" --chat-template "$t
 	--temp 0 -n 24 -t 1 --db "$tmp/think-chat.db" >/dev/null 2>&1
 start think --db "$tmp/think-serve.db" --chat-template "$tmp/think.jinja" --think-tags "<think> $tag"
 body ct "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24}"
+body cts "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24, \"stream\": true, \"stream_options\": {\"include_usage\": true}}"
 check "reasoning reply" 200 "$(curl -s -o "$tmp/rt" -w '%{http_code}' -H 'Content-Type: application/json' \
 	--data-binary "@$tmp/ct" "http://127.0.0.1:$port/v1/chat/completions")"
-"$PY" - "$tmp/think-chat.db" "$tmp/think-serve.db" "$tmp/rt" "$tag" > "$tmp/think.out" <<'EOF2'
+check "reasoning stream" 200 "$(curl -s -o "$tmp/rts" -w '%{http_code}' -H 'Content-Type: application/json' \
+	--data-binary "@$tmp/cts" "http://127.0.0.1:$port/v1/chat/completions")"
+sse "$tmp/rts" > "$tmp/rts.json" 2>"$tmp/rts.err" && ok || bad "reasoning stream events: $(cat "$tmp/rts.err")"
+start thinkinline --no-history --chat-template "$tmp/think.jinja" --think-tags "<think> $tag" --reasoning-format none
+check "reasoning reply, --reasoning-format none" 200 "$(curl -s -o "$tmp/rti" -w '%{http_code}' \
+	-H 'Content-Type: application/json' --data-binary "@$tmp/ct" "http://127.0.0.1:$port/v1/chat/completions")"
+"$PY" - "$tmp/think-chat.db" "$tmp/think-serve.db" "$tmp/rt" "$tag" "$tmp/rts.json" "$tmp/rti" > "$tmp/think.out" <<'EOF2'
 import json, sqlite3, sys, time
 q = "SELECT g.content, g.reasoning, g.n_reasoning, m.content FROM generations g JOIN messages m ON m.id = g.message_id"
 chat = sqlite3.connect(sys.argv[1]).execute(q).fetchall()
 end = time.monotonic() + 30
 while True:   # the reply is sent before it is recorded
     try:
-        serve = sqlite3.connect(sys.argv[2]).execute(q).fetchall()
+        serve = sqlite3.connect(sys.argv[2]).execute(q + " ORDER BY g.id").fetchall()
     except sqlite3.Error:
         serve = []
-    if serve or time.monotonic() > end:
+    if len(serve) >= 2 or time.monotonic() > end:
         break
     time.sleep(0.05)
-sent = json.load(open(sys.argv[3]))["choices"][0]["message"]["content"]
+reply = json.load(open(sys.argv[3]))
+sent = reply["choices"][0]["message"]
+stream = json.load(open(sys.argv[5]))
+inline = json.load(open(sys.argv[6]))["choices"][0]["message"]
 ans, rea, n_rea, msg = serve[0] if serve else ("", None, None, None)
-print(len(chat) == 1 and chat == serve, bool(ans) and bool(rea) and (n_rea or 0) > 0, msg == ans,
-      sent.startswith((rea or "") + sys.argv[4]) and sent.endswith(ans))
-if chat != serve:
+print(len(chat) == 1 and serve[:1] == chat and serve[1:] == chat, bool(ans) and bool(rea) and (n_rea or 0) > 0,
+      msg == ans,
+      sent["content"] == ans and sent.get("reasoning_content") == rea,
+      reply["usage"].get("completion_tokens_details", {}).get("reasoning_tokens") == n_rea,
+      stream["text"] == ans and stream["reasoning"] == rea,
+      (stream["usage"] or {}).get("completion_tokens_details", {}).get("reasoning_tokens") == n_rea,
+      "reasoning_content" not in inline and inline["content"].startswith(rea + sys.argv[4]) and
+      inline["content"].endswith(ans))
+if serve[:1] != chat or serve[1:] != chat:
     print("chat stored", chat, "serve stored", serve, file=sys.stderr)
 EOF2
-check "reasoning: stored apart as natter chat stores it; the client got it whole" "True True True True" "$(cat "$tmp/think.out")"
+check "reasoning: stored apart as natter chat stores it; sent apart (whole, streamed), or whole with none" \
+	"True True True True True True True True" "$(cat "$tmp/think.out")"
 # --no-history stores nothing.
 start nohist --no-history --chat-template "$tmp/raw.jinja"
 NH=$port

@@ -112,12 +112,18 @@ struct oai_result {
 	const char *model;
 	const char *text;            /* content (whole reply, or this chunk's delta) */
 	size_t len;
+	const char *reasoning;       /* chat: reasoning_content (whole, or this chunk's delta); NULL: none */
+	size_t reasoning_len;
 	const char *finish;          /* "stop", "length" or NULL */
 	int usage;                   /* include usage */
 	int prompt_tokens, completion_tokens, cached_tokens;
+	int reasoning_tokens;        /* usage.completion_tokens_details.reasoning_tokens (0: left out) */
 };
 
-/* The non-streamed reply (chat.completion or text_completion).  Caller frees. */
+/* The non-streamed reply (chat.completion or text_completion).  Caller frees.
+ * A chat reply's message has "reasoning_content" when RES->reasoning is
+ * set (DeepSeek's and llama-server's field), a chunk's delta when it is
+ * nonempty. */
 char *oai_reply_json(enum oai_kind kind, const struct oai_result *res);
 /* One chunk of a stream.  ROLE: the first chat chunk (delta carries the
  * role).  USAGE_ONLY: the last chunk of stream_options.include_usage

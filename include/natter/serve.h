@@ -16,6 +16,8 @@ struct serve_opts {
 	const char *db;              /* NULL: the default database */
 	int no_history;
 	int token_delay_ms;          /* slows replies down (tests, demos) */
+	int reasoning_inline;        /* chat replies: the reasoning in content between its tags, as the
+	                              * model wrote it (0: apart, in reasoning_content) */
 	int max_queue;               /* requests waiting at most (0: 16); more get 503 */
 	FILE *log;                   /* one line per request (NULL: none) */
 };

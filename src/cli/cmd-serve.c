@@ -12,7 +12,7 @@
 #include "natter/oai.h"
 #include "natter/serve.h"
 
-enum { OPT_HOST = 2000, OPT_PORT, OPT_KEY_ENV, OPT_DELAY, OPT_QUEUE };
+enum { OPT_HOST = 2000, OPT_PORT, OPT_KEY_ENV, OPT_DELAY, OPT_QUEUE, OPT_REASONING };
 
 static const char serve_usage[] =
 "usage: natter serve -m FILE [--host ADDR] [--port N] [-c N] [-t N] [--kv-type f16|q8_0|f32]\n"
@@ -22,6 +22,7 @@ static const char serve_usage[] =
 "       [--max-tokens N] [--stop STRING]... [--max-queue N] [--token-delay MS]\n"
 "       [--lora FILE[:SCALE]]...   LoRA adapters on every reply (recorded with each)\n"
 "       [--think-tags 'OPEN CLOSE']  a reasoning model's tags (default <think> </think>)\n"
+"       [--reasoning-format deepseek|none]\n"
 "An OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions,\n"
 "GET /v1/models, GET /health.  Requests wait in one queue and are answered one at a\n"
 "time; a request that continues the previous conversation reuses its cached prompt.\n"
@@ -31,10 +32,14 @@ static const char serve_usage[] =
 "                      the environment variable VAR (never printed or logged)\n"
 "  --max-queue N       requests that may wait (default 16); more get 503\n"
 "  --token-delay MS    slow each token down (demos, tests)\n"
+"  --reasoning-format  how a chat reply's reasoning reaches the client: deepseek\n"
+"                      (default) in the message's (delta's) reasoning_content, the\n"
+"                      answer alone in content; none: in content between its tags,\n"
+"                      as the model wrote it\n"
 "The sampling options are defaults that a request's own fields override.  Request\n"
 "bodies over 4 MiB are refused (413).  Each request is stored as a conversation in\n"
 "the history (--no-history: not stored), a reasoning model's reasoning apart from its\n"
-"answer (the client gets the reply as the model wrote it, tags and all).\n";
+"answer.  /v1/completions replies are the text as the model wrote it.\n";
 
 int
 cmd_serve(int argc, char **argv)
@@ -48,6 +53,7 @@ cmd_serve(int argc, char **argv)
 		{ "api-key-env", required_argument, NULL, OPT_KEY_ENV },
 		{ "token-delay", required_argument, NULL, OPT_DELAY },
 		{ "max-queue", required_argument, NULL, OPT_QUEUE },
+		{ "reasoning-format", required_argument, NULL, OPT_REASONING },
 		CLI_CHAT_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -87,6 +93,13 @@ cmd_serve(int argc, char **argv)
 		case OPT_KEY_ENV: key_env = optarg; break;
 		case OPT_DELAY: so.token_delay_ms = atoi(optarg); break;
 		case OPT_QUEUE: so.max_queue = atoi(optarg); break;
+		case OPT_REASONING:
+			if (strcmp(optarg, "deepseek") && strcmp(optarg, "none")) {
+				cli_error("serve: --reasoning-format takes deepseek or none, not '%s'", optarg);
+				return 2;
+			}
+			so.reasoning_inline = strcmp(optarg, "none") == 0;
+			break;
 		case 'h':
 			fputs(serve_usage, stdout);
 			return 0;

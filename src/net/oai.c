@@ -634,6 +634,10 @@ add_usage(cJSON *root, const struct oai_result *res, int force)
 	cJSON_AddNumberToObject(u, "total_tokens", res->prompt_tokens + res->completion_tokens);
 	d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
 	cJSON_AddNumberToObject(d, "cached_tokens", res->cached_tokens);
+	if (res->reasoning_tokens > 0) {
+		d = cJSON_AddObjectToObject(u, "completion_tokens_details");
+		cJSON_AddNumberToObject(d, "reasoning_tokens", res->reasoning_tokens);
+	}
 }
 
 static cJSON *
@@ -659,6 +663,19 @@ finish(cJSON *root, char *text)
 	return out;
 }
 
+/* Adds RES's reasoning to a chat message or delta O as "reasoning_content"
+ * (valid UTF-8, as the content).  Returns -1 when out of memory. */
+static int
+add_reasoning(cJSON *o, const struct oai_result *res)
+{
+	char *r = oai_text_clean(res->reasoning, res->reasoning_len, NULL);
+	if (!r)
+		return -1;
+	cJSON_AddStringToObject(o, "reasoning_content", r);
+	free(r);
+	return 0;
+}
+
 char *
 oai_reply_json(enum oai_kind kind, const struct oai_result *res)
 {
@@ -675,6 +692,10 @@ oai_reply_json(enum oai_kind kind, const struct oai_result *res)
 		cJSON *m = cJSON_AddObjectToObject(c, "message");
 		cJSON_AddStringToObject(m, "role", "assistant");
 		cJSON_AddStringToObject(m, "content", text);
+		if (res->reasoning && add_reasoning(m, res) < 0) {
+			cJSON_Delete(root);
+			return finish(NULL, text);
+		}
 	} else {
 		cJSON_AddStringToObject(c, "text", text);
 	}
@@ -703,6 +724,10 @@ oai_chunk_json(enum oai_kind kind, const struct oai_result *res, int role, int u
 				cJSON_AddStringToObject(d, "role", "assistant");
 			if (role || res->len > 0)
 				cJSON_AddStringToObject(d, "content", text);
+			if (res->reasoning && res->reasoning_len > 0 && add_reasoning(d, res) < 0) {
+				cJSON_Delete(root);
+				return finish(NULL, text);
+			}
 		} else {
 			cJSON_AddStringToObject(c, "text", text);
 		}

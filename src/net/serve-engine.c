@@ -46,6 +46,9 @@ struct engine {
 	/* Set at start, then read-only. */
 	struct chat_opts defaults;
 	int token_delay_ms;
+	int reasoning_inline;         /* serve_opts */
+	char tag_open[32], tag_close[32];   /* the reasoning's tags (--think-tags) */
+	int tags_ok;
 	FILE *log;
 	char model_id[256];
 	char model_path[4096];
@@ -265,15 +268,19 @@ job_fail(struct engine *e, struct job *j, const struct oai_error *err)
 	free(json);
 }
 
+/* One chunk of J's stream: TEXT as content, or (REASONING) as
+ * reasoning_content. */
 static void
-send_chunk(struct engine *e, struct job *j, const char *text, size_t len, const char *finish, int usage_only,
-	   const struct oai_result *base)
+send_chunk(struct engine *e, struct job *j, const char *text, size_t len, int reasoning, const char *finish,
+	   int usage_only, const struct oai_result *base)
 {
 	struct oai_result r = *base;
 	char *json;
 
-	r.text = text;
-	r.len = len;
+	r.text = reasoning ? "" : text;
+	r.len = reasoning ? 0 : len;
+	r.reasoning = reasoning ? text : NULL;
+	r.reasoning_len = reasoning ? len : 0;
 	r.finish = finish;
 	r.usage = usage_only ? 1 : j->req.include_usage ? -1 : 0;
 	json = oai_chunk_json(j->req.kind, &r, j->req.kind == OAI_CHAT && j->n_sent_pieces == 0 && !usage_only,
@@ -294,6 +301,45 @@ struct piece_ctx {
 	struct oai_result base;
 };
 
+/* Starts splitting a reply to the prompt just rendered into its reasoning
+ * and its answer, with the session's tags (the template may have opened
+ * the reasoning). */
+static void
+split_start(struct engine *e, struct think_split *ts)
+{
+	size_t plen;
+	const char *pt = chat_prompt_text(e->chat, &plen);
+	think_split_init(ts, e->tag_open, e->tag_close, pt && think_prompt_opens(pt, plen, e->tag_open, e->tag_close));
+}
+
+static void
+stream_emit(void *arg, enum think_kind kind, const char *text, size_t len)
+{
+	struct piece_ctx *pc = arg;
+	if (len > 0)
+		send_chunk(pc->e, pc->j, text, len, kind == THINK_REASONING, NULL, 0, &pc->base);
+}
+
+/* Streams TEXT (past the stop strings): a chat reply's reasoning apart
+ * from its answer unless --reasoning-format none.  The split starts at
+ * the first piece, when the prompt it continues is rendered. */
+static void
+stream_text(struct piece_ctx *pc, const char *text, size_t len)
+{
+	struct engine *e = pc->e;
+	struct job *j = pc->j;
+
+	if (!j->split_on) {
+		j->split_on = j->req.kind == OAI_CHAT && !e->reasoning_inline && e->tags_ok ? 1 : -1;
+		if (j->split_on > 0)
+			split_start(e, &j->split);
+	}
+	if (j->split_on > 0)
+		think_split_push(&j->split, text, len, stream_emit, pc);
+	else if (len > 0)
+		send_chunk(e, j, text, len, 0, NULL, 0, &pc->base);
+}
+
 /* Each piece of the reply, on the engine thread: stop strings, then the stream. */
 static int
 on_piece(void *arg, const char *p, size_t n)
@@ -308,7 +354,7 @@ on_piece(void *arg, const char *p, size_t n)
 		return 1;
 	rc = oai_stopper_push(&j->stop, p, n, &out, &outlen);
 	if (outlen > 0 && j->req.stream)
-		send_chunk(pc->e, j, out, outlen, NULL, 0, &pc->base);
+		stream_text(pc, out, outlen);
 	return rc != 0;
 }
 
@@ -401,21 +447,35 @@ split_emit(void *ctx, enum think_kind kind, const char *text, size_t len)
 		o->oom = 1;
 }
 
+/* Splits the whole reply TEXT to the prompt just answered into its
+ * reasoning and its answer (*SO: free both), as natter chat does with the
+ * session's tags.  Returns whether the reply has a reasoning part (0 too
+ * when out of memory: the reply stays whole). */
+static int
+split_reply(struct engine *e, const char *text, struct split_out *so)
+{
+	struct think_split ts;
+
+	memset(so, 0, sizeof(*so));
+	if (!e->tags_ok)
+		return 0;
+	split_start(e, &ts);
+	think_split_push(&ts, text, strlen(text), split_emit, so);
+	think_split_flush(&ts, split_emit, so);
+	return !so->oom && think_split_entered(&ts);
+}
+
 /* Records the request and its reply as one conversation, with what the
  * reply was produced under (the session's rendered prompt and the
- * messages fed).  TEXT is the reply as the client got it (the model's
- * reasoning between its tags, as llama-server without a reasoning parser
- * sends it); the history keeps the reasoning apart from the answer, as the
- * chat does, with the session's tags (--think-tags).  The only place
- * natter serve writes to the store. */
+ * messages fed).  TEXT is the whole reply as the model wrote it (past the
+ * stop strings, reasoning tags and all); the history keeps the reasoning
+ * apart from the answer, as the chat does, with the session's tags
+ * (--think-tags).  The only place natter serve writes to the store. */
 static void
 record(struct engine *e, const struct job *j, const char *text, enum store_end end,
        const struct sampler_params *sp, int max_tokens, const struct chat_stats *st)
 {
 	struct split_out so = { { NULL, NULL }, { 0, 0 }, { 0, 0 }, 0 };
-	struct think_split ts;
-	char open[32], close[32], terr[128];
-	const char *ptext;
 	struct store_gen g;
 	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
 	struct store_turn *fed = NULL;
@@ -445,17 +505,10 @@ record(struct engine *e, const struct job *j, const char *text, enum store_end e
 	}
 	g.prompt_text = chat_prompt_text(e->chat, &plen);
 	g.content = text;
-	if (think_tags_parse(e->defaults.think_tags ? e->defaults.think_tags : "<think> </think>", open, close,
-	    sizeof(open), terr, sizeof(terr)) == 0) {
-		ptext = g.prompt_text;
-		think_split_init(&ts, open, close, ptext && think_prompt_opens(ptext, plen, open, close));
-		think_split_push(&ts, text, strlen(text), split_emit, &so);
-		think_split_flush(&ts, split_emit, &so);
-		if (!so.oom && think_split_entered(&ts)) {
-			g.content = so.text[THINK_ANSWER] ? so.text[THINK_ANSWER] : "";
-			g.reasoning = so.text[THINK_REASONING] ? so.text[THINK_REASONING] : "";
-			g.n_reasoning = st->n_reasoning;
-		}
+	if (split_reply(e, text, &so)) {
+		g.content = so.text[THINK_ANSWER] ? so.text[THINK_ANSWER] : "";
+		g.reasoning = so.text[THINK_REASONING] ? so.text[THINK_REASONING] : "";
+		g.n_reasoning = st->n_reasoning;
 	}
 	g.end = end;
 	g.model_id = e->store_model;
@@ -576,14 +629,17 @@ run_job(struct engine *e, struct job *j)
 		size_t rl;
 		oai_stopper_flush(&j->stop, &rest, &rl);
 		if (rl > 0 && j->req.stream)
-			send_chunk(e, j, rest, rl, NULL, 0, &pc.base);
+			stream_text(&pc, rest, rl);
 	}
+	if (!gone && j->split_on > 0)
+		think_split_flush(&j->split, stream_emit, &pc);
 	text = oai_stopper_text(&j->stop, &len);
 	clean = oai_text_clean(text, len, &clen);
 	fin = finish_reason(st.stop, j->stop.hit);
 	pc.base.prompt_tokens = st.n_prompt + st.n_reused;
 	pc.base.completion_tokens = st.n_gen;
 	pc.base.cached_tokens = st.n_reused;
+	pc.base.reasoning_tokens = j->req.kind == OAI_CHAT ? st.n_reasoning : 0;
 	if (gone) {
 		logf_(e, "#%lld: cancelled after %d generated tokens: the client went away", j->num, st.n_gen);
 		record(e, j, clean ? clean : "", STORE_END_STOPPED, &sp, max_tokens, &st);
@@ -591,18 +647,27 @@ run_job(struct engine *e, struct job *j)
 		goto cancelled;
 	}
 	if (j->req.stream) {
-		send_chunk(e, j, "", 0, fin, 0, &pc.base);
+		send_chunk(e, j, "", 0, 0, fin, 0, &pc.base);
 		if (j->req.include_usage)
-			send_chunk(e, j, "", 0, NULL, 1, &pc.base);
+			send_chunk(e, j, "", 0, 0, NULL, 1, &pc.base);
 		out_append(e, j, "[DONE]", 6, 1);
 	} else {
 		struct oai_result r = pc.base;
+		struct split_out so = { { NULL, NULL }, { 0, 0 }, { 0, 0 }, 0 };
 		char *json;
 		r.text = clean ? clean : "";
 		r.len = clean ? clen : 0;
 		r.finish = fin;
 		r.usage = 1;
+		if (j->req.kind == OAI_CHAT && !e->reasoning_inline && split_reply(e, r.text, &so)) {
+			r.text = so.text[THINK_ANSWER] ? so.text[THINK_ANSWER] : "";
+			r.len = so.len[THINK_ANSWER];
+			r.reasoning = so.text[THINK_REASONING] ? so.text[THINK_REASONING] : "";
+			r.reasoning_len = so.len[THINK_REASONING];
+		}
 		json = oai_reply_json(j->req.kind, &r);
+		free(so.text[0]);
+		free(so.text[1]);
 		if (!json) {
 			free(clean);
 			oai_error_set(&oe, 500, "server_error", NULL, NULL, "out of memory");
@@ -706,6 +771,13 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 	pthread_condattr_destroy(&ca);
 	e->defaults = o->chat;
 	e->token_delay_ms = o->token_delay_ms;
+	e->reasoning_inline = o->reasoning_inline;
+	{
+		char terr[128];
+		/* cli-opts.c has checked --think-tags already. */
+		e->tags_ok = think_tags_parse(o->chat.think_tags ? o->chat.think_tags : "<think> </think>", e->tag_open,
+		    e->tag_close, sizeof(e->tag_open), terr, sizeof(terr)) == 0;
+	}
 	e->max_queue = o->max_queue > 0 ? o->max_queue : 16;
 	e->log = o->log;
 	snprintf(e->model_path, sizeof(e->model_path), "%s", o->model_path);

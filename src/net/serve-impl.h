@@ -8,6 +8,7 @@
 
 #include "natter/oai.h"
 #include "natter/serve.h"
+#include "natter/think.h"
 
 struct engine;
 
@@ -37,6 +38,8 @@ struct job {
 	/* the engine thread only */
 	struct oai_stopper stop;
 	int n_sent_pieces;
+	struct think_split split;    /* a chat stream's reasoning apart from its answer */
+	int split_on;                /* 0 undecided (before the first piece), 1 splitting, -1 not */
 };
 
 /* Creates the engine: loads the model, opens the history (unless

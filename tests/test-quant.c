@@ -826,49 +826,15 @@ test_vops(const struct q_kernels *k)
 	const struct q_vops *f = &k->vops, *r = q_vops_ref();
 	enum { N = 1003 };
 	static float a[N], b[N], c1[N], c2[N];
-	double maxrel = 0;
-
-	for (int i = 0; i < N; i++) {
-		a[i] = rndf() * 90;       /* exp over the whole useful range */
-		b[i] = rndf();
-	}
-	memcpy(c1, a, sizeof(a));
-	memcpy(c2, a, sizeof(a));
-	float s1 = r->exp_sum(c1, N, 10.0f), s2 = f->exp_sum(c2, N, 10.0f);
-	for (int i = 0; i < N; i++) {
-		double rel = c1[i] > 1e-30f ? fabs(c2[i] - c1[i]) / c1[i] : fabs(c2[i]);
-		if (rel > maxrel)
-			maxrel = rel;
-	}
-	CHECK(maxrel < 1e-6, "%s: exp relative error %.3g", k->name, maxrel);
-	CHECK(fabs(s1 - s2) <= 1e-6 * fabs(s1), "%s: exp sums differ", k->name);
-	{
-		float x[3] = { -1000, -INFINITY, 0 };
-		float e = f->exp_sum(x, 3, 0);
-		CHECK(x[0] == 0 && x[1] == 0 && x[2] == 1 && e == 1, "%s: exp of -1000, -inf and 0", k->name);
-	}
-	for (int i = 0; i < N; i++)
-		c1[i] = c2[i] = b[i];
-	r->axpy(N, 0.37f, a, c1);
-	f->axpy(N, 0.37f, a, c2);
 	double maxd = 0;
-	for (int i = 0; i < N; i++)
-		if (fabs(c1[i] - c2[i]) > maxd)
-			maxd = fabs(c1[i] - c2[i]);
-	CHECK(maxd < 1e-5, "%s: axpy differs by %g", k->name, maxd);
-	float d1 = r->dot(N, a, b), d2 = f->dot(N, a, b);
-	double mag = 0;
-	for (int i = 0; i < N; i++)
-		mag += fabs((double)a[i] * b[i]);
-	CHECK(fabs(d1 - d2) <= 1e-6 * mag, "%s: dot %.9g vs %.9g", k->name, d1, d2);
+
 	/* silu(g) * u over the whole range (a uses +-90: exp saturates). */
 	for (int i = 0; i < N; i++) {
-		c1[i] = c2[i] = a[i];
+		a[i] = c1[i] = c2[i] = rndf() * 90;
 		b[i] = rndf();
 	}
 	r->silu_mul(N, c1, b);
 	f->silu_mul(N, c2, b);
-	maxd = 0;
 	for (int i = 0; i < N; i++) {
 		double e = fabs(c1[i] - c2[i]) / (fabs(c1[i]) + 1e-6);
 		if (e > maxd)

@@ -100,12 +100,6 @@ struct q_traits {
 
 /* Float vector helpers used around the matrix products (attention, softmax). */
 struct q_vops {
-	/* X[i] = exp(X[i] - MAX) for i < N; returns the sum. */
-	float (*exp_sum)(float *x, int n, float max);
-	/* Y += A * X. */
-	void (*axpy)(int n, float a, const float *x, float *y);
-	/* Returns X . Y. */
-	float (*dot)(int n, const float *x, const float *y);
 	/* G[i] = silu(G[i]) * U[i] = G[i] / (1 + exp(-G[i])) * U[i], i < N. */
 	void (*silu_mul)(int n, float *g, const float *u);
 	/* O[i] = X[i] / sqrt(mean(X^2) + EPS) * W[i] (the mean in double). */

@@ -120,18 +120,10 @@ blk_mm(struct llm_ctx *c, float *out, const float *x, const struct lweight *w, i
 void
 blk_rmsnorm(float *out, const float *x, const struct lweight *w, int rows, int n, float eps)
 {
-	const float *wv = w->w.data;
+	const struct q_vops *v = q_vops_get();
 
-	for (int r = 0; r < rows; r++) {
-		const float *xr = x + (size_t)r * n;
-		float *o = out + (size_t)r * n;
-		double ss = 0;
-		for (int i = 0; i < n; i++)
-			ss += (double)xr[i] * xr[i];
-		float scale = (float)(1.0 / sqrt(ss / n + eps));
-		for (int i = 0; i < n; i++)
-			o[i] = xr[i] * scale * wv[i];
-	}
+	for (int r = 0; r < rows; r++)
+		v->rmsnorm(n, out + (size_t)r * n, x + (size_t)r * n, w->w.data, eps);
 }
 
 void

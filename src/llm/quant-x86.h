@@ -2643,7 +2643,7 @@ gemm_scratch(int n)
 }
 
 /* ------------------------------------------------------------------ */
-/* vector helpers for attention */
+/* vector helpers of the layers (q_vops) */
 
 /* exp(x) for 8 floats: x = n ln2 + r, a degree-6 polynomial for e^r
  * (the Cephes coefficients), 2^n put into the exponent.  Relative error
@@ -2667,49 +2667,6 @@ exp8(__m256 x)
 	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
 	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
 	return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
-
-static float
-v_exp_sum(float *x, int n, float max)
-{
-	__m256 m = _mm256_set1_ps(max), acc = _mm256_setzero_ps();
-	int i = 0;
-	for (; i + 8 <= n; i += 8) {
-		__m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
-		_mm256_storeu_ps(x + i, e);
-		acc = _mm256_add_ps(acc, e);
-	}
-	float sum = hsum8(acc);
-	if (i < n) {
-		float tmp[8] = { 0 };
-		int k = n - i;
-		memcpy(tmp, x + i, k * sizeof(float));
-		_mm256_storeu_ps(tmp, exp8(_mm256_sub_ps(_mm256_loadu_ps(tmp), m)));
-		for (int j = 0; j < k; j++) {
-			x[i + j] = tmp[j];
-			sum += tmp[j];
-		}
-	}
-	return sum;
-}
-
-static void
-v_axpy(int n, float a, const float *x, float *y)
-{
-	__m256 va = _mm256_set1_ps(a);
-	int i = 0;
-	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-	for (; i < n; i++)
-		y[i] += a * x[i];
-}
-
-static float
-v_dot(int n, const float *x, const float *y)
-{
-	float s;
-	dot_f32(n, &s, x, y);
-	return s;
 }
 
 /* silu(g) * u with the vector exp; exp8 clamps its argument, so a large
@@ -2927,9 +2884,6 @@ kern_build(void)
 	 * 2 (65.0 against 66.8): AVX2 packs it. */
 	k->t[GGML_TYPE_Q6_K].gemv_packed = VL == 8 ? gemvp_q6_K : NULL;
 	k->t[GGML_TYPE_IQ4_XS].gemv_packed = gemvp_iq4_xs;
-	k->vops.exp_sum = v_exp_sum;
-	k->vops.axpy = v_axpy;
-	k->vops.dot = v_dot;
 	k->vops.silu_mul = v_silu_mul;
 	k->vops.rmsnorm = v_rmsnorm;
 	k->peak_fma = peak_fma;

@@ -1176,33 +1176,6 @@ q_traits_get(enum ggml_type t)
 
 /* --- the scalar tier --- */
 
-static float
-ref_exp_sum(float *x, int n, float max)
-{
-	double sum = 0;
-	for (int i = 0; i < n; i++) {
-		x[i] = expf(x[i] - max);
-		sum += x[i];
-	}
-	return (float)sum;
-}
-
-static void
-ref_axpy(int n, float a, const float *x, float *y)
-{
-	for (int i = 0; i < n; i++)
-		y[i] += a * x[i];
-}
-
-static float
-ref_dot(int n, const float *x, const float *y)
-{
-	float s = 0;
-	for (int i = 0; i < n; i++)
-		s += x[i] * y[i];
-	return s;
-}
-
 static void
 ref_silu_mul(int n, float *g, const float *u)
 {
@@ -1221,7 +1194,7 @@ ref_rmsnorm(int n, float *o, const float *x, const float *w, float eps)
 		o[i] = x[i] * scale * w[i];
 }
 
-static const struct q_vops vops_ref = { ref_exp_sum, ref_axpy, ref_dot, ref_silu_mul, ref_rmsnorm };
+static const struct q_vops vops_ref = { ref_silu_mul, ref_rmsnorm };
 
 const struct q_vops *
 q_vops_get(void)
@@ -1369,9 +1342,6 @@ q_kern_complete(struct q_kernels *k)
 	if (!k->act_q8_1) k->act_q8_1 = s->act_q8_1;
 	if (!k->act_q8_K) k->act_q8_K = s->act_q8_K;
 	if (!k->act_q8p) k->act_q8p = s->act_q8p;
-	if (!k->vops.exp_sum) k->vops.exp_sum = s->vops.exp_sum;
-	if (!k->vops.axpy) k->vops.axpy = s->vops.axpy;
-	if (!k->vops.dot) k->vops.dot = s->vops.dot;
 	if (!k->vops.silu_mul) k->vops.silu_mul = s->vops.silu_mul;
 	if (!k->vops.rmsnorm) k->vops.rmsnorm = s->vops.rmsnorm;
 	if (!k->peak_fma) k->peak_fma = s->peak_fma;

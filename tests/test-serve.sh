@@ -303,9 +303,14 @@ n = db.execute("SELECT count(*) FROM conversations").fetchone()[0]
 first = db.execute("SELECT g.content, g.state, g.n_gen, g.temp FROM generations g ORDER BY g.id LIMIT 1").fetchone()
 turn = db.execute("SELECT group_concat(role, ',') FROM (SELECT role FROM messages WHERE conversation_id = "
                   "(SELECT conversation_id FROM messages WHERE content = ' Then') ORDER BY seq)").fetchone()[0]
-print(n >= 10, first[0] == sys.argv[2], first[1], first[2], first[3], turn)
+# The seeded request (c8): stored with the settings it asked for.
+seeded = db.execute("SELECT g.temp, g.top_p, g.min_p, g.repeat_penalty, g.seed, g.max_tokens FROM generations g "
+                    "WHERE g.seed = 42 ORDER BY g.id LIMIT 1").fetchone()
+seeded = seeded and "%g %g %g %g %d %d" % seeded
+print(n >= 10, first[0] == sys.argv[2], first[1], first[2], first[3], turn, seeded)
 EOF
-check "history of the main server" "True True complete 24 0.0 user,assistant,user,assistant" "$(cat "$tmp/db.out")"
+check "history of the main server" "True True complete 24 0.0 user,assistant,user,assistant 1.5 0.9 0.01 1.1 42 24" \
+	"$(cat "$tmp/db.out")"
 # A reasoning model's reply: the history keeps the reasoning apart from the answer, as natter chat
 # stores the same reply; the client gets them apart too (reasoning_content, whole and streamed, with
 # usage's reasoning_tokens), or as the model wrote them (--reasoning-format none).  The template

@@ -65,10 +65,17 @@ int chatlog_user(struct chatlog *l, struct chat *c);
  * generation of the same message.  REGEN is kept for front ends that
  * resumed a conversation without chatlog_resume. */
 int chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, int regen);
-/* The adapters C's last reply was made with (those with a nonzero scale),
- * into OUT (room for CHAT_MAX_ADAPTERS; strings borrowed from C).
- * Returns how many.  For any front end that records generations. */
-int chatlog_adapters(struct chat *c, struct store_adapter *out);
+/* Everything C's last reply was produced under, for any front end that
+ * records generations (chatlog_reply, natter serve): *G zeroed, then the
+ * messages it was fed (into *FED, which the caller frees) and the rendered
+ * prompt, the template, the sampling settings (chat_reply_params), the
+ * seed, the adapters on (those with a nonzero scale, into ADAPTERS: room
+ * for CHAT_MAX_ADAPTERS), the engine's KV type and activations, the
+ * statistics ST and how it ended.  Strings are borrowed from C.  The
+ * caller adds the reply, its reasoning and the model.  Returns 0, or -1
+ * when out of memory. */
+int chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, struct store_adapter *adapters,
+		struct store_turn **fed);
 /* The system prompt changed: the conversation's next replies get it (each
  * reply records the one it was given). */
 int chatlog_system(struct chatlog *l, struct chat *c);

@@ -418,20 +418,6 @@ session_for(struct engine *e, enum oai_kind kind, char *err, size_t errlen)
 	return 0;
 }
 
-static enum store_end
-end_of(enum chat_stop s)
-{
-	switch (s) {
-	case CHAT_STOP_EOG: return STORE_END_FINISHED;
-	case CHAT_STOP_LIMIT: return STORE_END_MAX_TOKENS;
-	case CHAT_STOP_STRING: return STORE_END_STOP_STRING;
-	case CHAT_STOP_CANCEL: return STORE_END_STOPPED;
-	case CHAT_STOP_CONTEXT: return STORE_END_CONTEXT;
-	case CHAT_STOP_ERROR: return STORE_END_ERROR;
-	}
-	return STORE_END_UNKNOWN;
-}
-
 /* Where split_emit puts the reasoning and the answer. */
 struct split_out {
 	char *text[2];                /* indexed by enum think_kind */
@@ -466,22 +452,20 @@ split_reply(struct engine *e, const char *text, struct split_out *so)
 }
 
 /* Records the request and its reply as one conversation, with what the
- * reply was produced under (the session's rendered prompt and the
- * messages fed).  TEXT is the whole reply as the model wrote it (past the
- * stop strings, reasoning tags and all); the history keeps the reasoning
- * apart from the answer, as the chat does, with the session's tags
- * (--think-tags).  The only place natter serve writes to the store. */
+ * reply was produced under (chatlog_gen: the session's rendered prompt,
+ * the messages fed, the settings).  TEXT is the whole reply as the model
+ * wrote it (past the stop strings, reasoning tags and all); the history
+ * keeps the reasoning apart from the answer, as the chat does, with the
+ * session's tags (--think-tags).  GONE: the client went away, which
+ * stopped it.  The only place natter serve writes to the store. */
 static void
-record(struct engine *e, const struct job *j, const char *text, enum store_end end,
-       const struct sampler_params *sp, int max_tokens, const struct chat_stats *st)
+record(struct engine *e, const struct job *j, const char *text, const struct chat_stats *st, int gone)
 {
 	struct split_out so = { { NULL, NULL }, { 0, 0 }, { 0, 0 }, 0 };
 	struct store_gen g;
 	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
 	struct store_turn *fed = NULL;
 	int64_t conv, id, gen, msg;
-	int n_fed = chat_prompt_n_messages(e->chat);
-	size_t plen;
 	const char *tmpl = j->req.kind == OAI_CHAT ? chat_template_name(e->chat) : "none (/v1/completions)";
 	const char *sys = j->req.kind == OAI_CHAT ? (j->req.system ? j->req.system : e->defaults.system_prompt) : NULL;
 
@@ -496,52 +480,22 @@ record(struct engine *e, const struct job *j, const char *text, enum store_end e
 	} else if (store_msg_add(e->store, conv, "user", j->req.prompt, &id) < 0) {
 		goto fail;
 	}
-	memset(&g, 0, sizeof(g));
-	if (n_fed > 0 && (fed = calloc(n_fed, sizeof(*fed))) != NULL) {
-		for (int i = 0; i < n_fed; i++)
-			fed[i].content = chat_prompt_message(e->chat, i, &fed[i].role);
-		g.fed = fed;
-		g.n_fed = n_fed;
+	if (chatlog_gen(e->chat, st, &g, adapters, &fed) < 0) {
+		logf_(e, "#%lld: the history could not be written: out of memory", j->num);
+		return;
 	}
-	g.prompt_text = chat_prompt_text(e->chat, &plen);
+	g.template_name = tmpl;
 	g.content = text;
 	if (split_reply(e, text, &so)) {
 		g.content = so.text[THINK_ANSWER] ? so.text[THINK_ANSWER] : "";
 		g.reasoning = so.text[THINK_REASONING] ? so.text[THINK_REASONING] : "";
 		g.n_reasoning = st->n_reasoning;
 	}
-	g.end = end;
+	if (gone)
+		g.end = STORE_END_STOPPED;
+	else if (j->stop.hit)
+		g.end = STORE_END_STOP_STRING;
 	g.model_id = e->store_model;
-	{
-		struct chat_engine_info ei;
-		chat_engine_info(e->chat, &ei);
-		g.kv_type = ei.kv_type;
-		g.exact_act = ei.exact_act;
-	}
-	g.template_name = tmpl;
-	g.template_source = chat_template_source(e->chat);
-	g.prompt_tokens = st->prompt_tokens;
-	g.n_dropped = chat_prompt_dropped(e->chat);
-	g.temp = sp->temp;
-	g.top_k = sp->top_k;
-	g.top_p = sp->top_p;
-	g.min_p = sp->min_p;
-	g.repeat_penalty = sp->repeat_penalty;
-	g.presence_penalty = sp->presence_penalty;
-	g.frequency_penalty = sp->frequency_penalty;
-	g.penalty_last_n = sp->penalty_last_n;
-	g.seed = st->seed;
-	g.max_tokens = max_tokens;
-	g.n_prompt = st->n_prompt;
-	g.n_reused = st->n_reused;
-	g.n_gen = st->n_gen;
-	g.n_ctx_used = st->n_ctx_used;
-	g.n_ctx = st->n_ctx;
-	g.prompt_tps = st->prompt_tps;
-	g.gen_tps = st->gen_tps;
-	g.ttft_ms = st->ttft_ms;
-	g.adapters = adapters;
-	g.n_adapters = chatlog_adapters(e->chat, adapters);
 	if (store_gen_add(e->store, conv, 0, &g, &gen, &msg) < 0)
 		goto fail;
 	free(fed);
@@ -642,7 +596,7 @@ run_job(struct engine *e, struct job *j)
 	pc.base.reasoning_tokens = j->req.kind == OAI_CHAT ? st.n_reasoning : 0;
 	if (gone) {
 		logf_(e, "#%lld: cancelled after %d generated tokens: the client went away", j->num, st.n_gen);
-		record(e, j, clean ? clean : "", STORE_END_STOPPED, &sp, max_tokens, &st);
+		record(e, j, clean ? clean : "", &st, 1);
 		free(clean);
 		goto cancelled;
 	}
@@ -679,7 +633,7 @@ run_job(struct engine *e, struct job *j)
 	logf_(e, "#%lld: %s%s: %d prompt tokens (%d cached), %d generated, finish %s%s", j->num,
 	    j->req.kind == OAI_CHAT ? "chat" : "completion", j->req.stream ? " stream" : "", st.n_prompt + st.n_reused,
 	    st.n_reused, st.n_gen, fin, j->stop.hit ? " (stop string)" : "");
-	record(e, j, clean ? clean : "", j->stop.hit ? STORE_END_STOP_STRING : end_of(st.stop), &sp, max_tokens, &st);
+	record(e, j, clean ? clean : "", &st, 0);
 	free(clean);
 	pthread_mutex_lock(&e->mu);
 	e->n_completed++;

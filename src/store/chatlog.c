@@ -73,86 +73,10 @@ chatlog_user(struct chatlog *l, struct chat *c)
 	return 0;
 }
 
-int
-chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, int regen)
-{
-	struct store_gen g;
-	struct sampler_params sp;
-	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
-	struct store_turn *fed = NULL;
-	int i = chat_n_messages(c) - 1, k, n_fed = chat_prompt_n_messages(c), rc, max_tokens;
-	int64_t msg, gen;
-	size_t plen;
-
-	if (i >= 0 && l->ab.state == CHATLOG_AB_RUNNING && i == l->ab.idx && chat_alt_index(c, i) != l->ab.alt_a) {
-		l->ab.alt_b = chat_alt_index(c, i);
-		l->ab.state = CHATLOG_AB_READY;
-	}
-	if (!l->s || !l->conv || i < 0)
-		return 0;
-	k = chat_alt_index(c, i);
-	/* A first alternative makes the message; a later one joins it. */
-	msg = chat_alt_count(c, i) > 1 ? chat_message_tag(c, i) : 0;
-	if (!msg && regen && chat_alt_count(c, i) > 1)
-		msg = l->last_msg;
-	if (n_fed > 0 && !(fed = calloc(n_fed, sizeof(*fed))))
-		return -1;
-	for (int j = 0; j < n_fed; j++)
-		fed[j].content = chat_prompt_message(c, j, &fed[j].role);
-	chat_reply_params(c, &sp, &max_tokens);
-	memset(&g, 0, sizeof(g));
-	g.n_adapters = chatlog_adapters(c, adapters);
-	g.adapters = adapters;
-	{
-		struct chat_engine_info ei;
-		chat_engine_info(c, &ei);
-		g.kv_type = ei.kv_type;
-		g.exact_act = ei.exact_act;
-	}
-	g.content = chat_alt_content(c, i, k);
-	g.reasoning = chat_alt_reasoning(c, i, k);
-	/* Its tokens when they were counted (not a remote server's pieces). */
-	g.n_reasoning = st->reasoning_counted ? 0 : st->n_reasoning;
-	g.end = end_of(st->stop);
-	g.model_id = l->model_id;
-	g.template_name = chat_template_name(c);
-	g.template_source = chat_template_source(c);
-	g.fed = fed;
-	g.n_fed = n_fed;
-	g.prompt_text = chat_prompt_text(c, &plen);
-	g.prompt_tokens = st->prompt_tokens;
-	g.n_dropped = chat_prompt_dropped(c);
-	g.temp = sp.temp;
-	g.top_k = sp.top_k;
-	g.top_p = sp.top_p;
-	g.min_p = sp.min_p;
-	g.repeat_penalty = sp.repeat_penalty;
-	g.presence_penalty = sp.presence_penalty;
-	g.frequency_penalty = sp.frequency_penalty;
-	g.penalty_last_n = sp.penalty_last_n;
-	g.seed = st->seed;
-	g.max_tokens = max_tokens;
-	g.n_prompt = st->n_prompt;
-	g.n_reused = st->n_reused;
-	g.n_gen = st->n_gen;
-	g.n_ctx_used = st->n_ctx_used;
-	g.n_ctx = st->n_ctx;
-	g.prompt_tps = st->prompt_tps;
-	g.gen_tps = st->gen_tps;
-	g.ttft_ms = st->ttft_ms;
-	rc = store_gen_add(l->s, l->conv, msg, &g, &gen, &msg);
-	free(fed);
-	if (rc < 0)
-		return -1;
-	chat_set_message_tag(c, i, msg);
-	chat_set_alt_tag(c, i, k, gen);
-	l->last_msg = msg;
-	l->last_gen = gen;
-	return 0;
-}
-
-int
-chatlog_adapters(struct chat *c, struct store_adapter *out)
+/* The adapters C's last reply was made with (those with a nonzero scale),
+ * into OUT (room for CHAT_MAX_ADAPTERS).  Returns how many. */
+static int
+reply_adapters(struct chat *c, struct store_adapter *out)
 {
 	int n = 0;
 	for (int a = 0; a < chat_n_adapters(c) && n < CHAT_MAX_ADAPTERS; a++) {
@@ -165,6 +89,94 @@ chatlog_adapters(struct chat *c, struct store_adapter *out)
 		out[n++].scale = chat_adapter_scale_used(c, a);
 	}
 	return n;
+}
+
+int
+chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, struct store_adapter *adapters,
+	    struct store_turn **fed)
+{
+	struct sampler_params sp;
+	struct chat_engine_info ei;
+	int n_fed = chat_prompt_n_messages(c), max_tokens;
+	size_t plen;
+
+	memset(g, 0, sizeof(*g));
+	*fed = NULL;
+	if (n_fed > 0 && !(*fed = calloc(n_fed, sizeof(**fed))))
+		return -1;
+	for (int j = 0; j < n_fed; j++)
+		(*fed)[j].content = chat_prompt_message(c, j, &(*fed)[j].role);
+	g->fed = *fed;
+	g->n_fed = n_fed;
+	g->prompt_text = chat_prompt_text(c, &plen);
+	g->prompt_tokens = st->prompt_tokens;
+	g->n_dropped = chat_prompt_dropped(c);
+	g->template_name = chat_template_name(c);
+	g->template_source = chat_template_source(c);
+	chat_reply_params(c, &sp, &max_tokens);
+	g->temp = sp.temp;
+	g->top_k = sp.top_k;
+	g->top_p = sp.top_p;
+	g->min_p = sp.min_p;
+	g->repeat_penalty = sp.repeat_penalty;
+	g->presence_penalty = sp.presence_penalty;
+	g->frequency_penalty = sp.frequency_penalty;
+	g->penalty_last_n = sp.penalty_last_n;
+	g->seed = st->seed;
+	g->max_tokens = max_tokens;
+	g->n_adapters = reply_adapters(c, adapters);
+	g->adapters = adapters;
+	chat_engine_info(c, &ei);
+	g->kv_type = ei.kv_type;
+	g->exact_act = ei.exact_act;
+	g->n_prompt = st->n_prompt;
+	g->n_reused = st->n_reused;
+	g->n_gen = st->n_gen;
+	g->n_ctx_used = st->n_ctx_used;
+	g->n_ctx = st->n_ctx;
+	g->prompt_tps = st->prompt_tps;
+	g->gen_tps = st->gen_tps;
+	g->ttft_ms = st->ttft_ms;
+	g->end = end_of(st->stop);
+	return 0;
+}
+
+int
+chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, int regen)
+{
+	struct store_gen g;
+	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
+	struct store_turn *fed;
+	int i = chat_n_messages(c) - 1, k, rc;
+	int64_t msg, gen;
+
+	if (i >= 0 && l->ab.state == CHATLOG_AB_RUNNING && i == l->ab.idx && chat_alt_index(c, i) != l->ab.alt_a) {
+		l->ab.alt_b = chat_alt_index(c, i);
+		l->ab.state = CHATLOG_AB_READY;
+	}
+	if (!l->s || !l->conv || i < 0)
+		return 0;
+	k = chat_alt_index(c, i);
+	/* A first alternative makes the message; a later one joins it. */
+	msg = chat_alt_count(c, i) > 1 ? chat_message_tag(c, i) : 0;
+	if (!msg && regen && chat_alt_count(c, i) > 1)
+		msg = l->last_msg;
+	if (chatlog_gen(c, st, &g, adapters, &fed) < 0)
+		return -1;
+	g.content = chat_alt_content(c, i, k);
+	g.reasoning = chat_alt_reasoning(c, i, k);
+	/* Its tokens when they were counted (not a remote server's pieces). */
+	g.n_reasoning = st->reasoning_counted ? 0 : st->n_reasoning;
+	g.model_id = l->model_id;
+	rc = store_gen_add(l->s, l->conv, msg, &g, &gen, &msg);
+	free(fed);
+	if (rc < 0)
+		return -1;
+	chat_set_message_tag(c, i, msg);
+	chat_set_alt_tag(c, i, k, gen);
+	l->last_msg = msg;
+	l->last_gen = gen;
+	return 0;
 }
 
 int

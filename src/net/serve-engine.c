@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,27 +65,6 @@ struct engine {
 /* What /v1/completions renders: the prompt itself. */
 static const char raw_template[] = "{% for message in messages %}{{ message['content'] }}{% endfor %}";
 
-static void
-logf_(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-logf_(struct engine *e, const char *fmt, ...)
-{
-	va_list ap;
-	char line[1024];
-
-	if (!e->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	/* Paths and model names come from clients: no terminal controls in the log. */
-	for (char *c = line; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = '?';
-	fprintf(e->log, "natter serve: %s\n", line);   /* one call: lines never interleave */
-	fflush(e->log);
-}
 
 /* --- jobs --- */
 
@@ -220,7 +198,7 @@ engine_cancel(struct engine *e, struct job *j)
 	if (j->state == JOB_QUEUED && unqueue(e, j)) {
 		j->state = JOB_DONE;
 		e->n_cancelled++;
-		logf_(e, "#%lld: the client went away while the request waited; dropped", j->num);
+		serve_log(e->log, "#%lld: the client went away while the request waited; dropped", j->num);
 		job_unref_locked(j);   /* the engine's reference */
 	} else if (e->running == j && e->live) {
 		chat_cancel(e->live);
@@ -362,7 +340,7 @@ static void
 on_notice(void *arg, const char *msg)
 {
 	struct engine *e = arg;
-	logf_(e, "%s", msg);
+	serve_log(e->log, "%s", msg);
 }
 
 /* --- the chat session (engine thread) --- */
@@ -481,7 +459,7 @@ record(struct engine *e, const struct job *j, const char *text, const struct cha
 		goto fail;
 	}
 	if (chatlog_gen(e->chat, st, &g, adapters, &fed) < 0) {
-		logf_(e, "#%lld: the history could not be written: out of memory", j->num);
+		serve_log(e->log, "#%lld: the history could not be written: out of memory", j->num);
 		return;
 	}
 	g.template_name = tmpl;
@@ -506,7 +484,7 @@ fail:
 	free(fed);
 	free(so.text[0]);
 	free(so.text[1]);
-	logf_(e, "#%lld: the history could not be written: %s", j->num, store_errmsg(e->store));
+	serve_log(e->log, "#%lld: the history could not be written: %s", j->num, store_errmsg(e->store));
 }
 
 static const char *
@@ -561,7 +539,7 @@ run_job(struct engine *e, struct job *j)
 	chat_set_params(e->chat, &sp);
 	chat_set_max_tokens(e->chat, max_tokens);
 	if (atomic_load(&j->gone)) {
-		logf_(e, "#%lld: the client went away before the generation started", j->num);
+		serve_log(e->log, "#%lld: the client went away before the generation started", j->num);
 		goto cancelled;
 	}
 	if (chat_generate(e->chat, on_piece, &pc, &st, err, sizeof(err)) < 0 && !j->stop.hit && !atomic_load(&j->gone)) {
@@ -595,7 +573,7 @@ run_job(struct engine *e, struct job *j)
 	pc.base.cached_tokens = st.n_reused;
 	pc.base.reasoning_tokens = j->req.kind == OAI_CHAT ? st.n_reasoning : 0;
 	if (gone) {
-		logf_(e, "#%lld: cancelled after %d generated tokens: the client went away", j->num, st.n_gen);
+		serve_log(e->log, "#%lld: cancelled after %d generated tokens: the client went away", j->num, st.n_gen);
 		record(e, j, clean ? clean : "", &st, 1);
 		free(clean);
 		goto cancelled;
@@ -630,7 +608,7 @@ run_job(struct engine *e, struct job *j)
 		out_append(e, j, json, strlen(json), 0);
 		free(json);
 	}
-	logf_(e, "#%lld: %s%s: %d prompt tokens (%d cached), %d generated, finish %s%s", j->num,
+	serve_log(e->log, "#%lld: %s%s: %d prompt tokens (%d cached), %d generated, finish %s%s", j->num,
 	    j->req.kind == OAI_CHAT ? "chat" : "completion", j->req.stream ? " stream" : "", st.n_prompt + st.n_reused,
 	    st.n_reused, st.n_gen, fin, j->stop.hit ? " (stop string)" : "");
 	record(e, j, clean ? clean : "", &st, 0);
@@ -640,7 +618,7 @@ run_job(struct engine *e, struct job *j)
 	pthread_mutex_unlock(&e->mu);
 	return;
 failed:
-	logf_(e, "#%lld: %d %s", j->num, oe.status, oe.message);
+	serve_log(e->log, "#%lld: %d %s", j->num, oe.status, oe.message);
 	job_fail(e, j, &oe);
 	pthread_mutex_lock(&e->mu);
 	e->n_failed++;
@@ -761,7 +739,7 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 			goto fail;
 		if (store_model(e->store, o->model_path, hp->arch_name, llm_model_type_name(e->model),
 		    &e->store_model) < 0) {
-			logf_(e, "the model could not be recorded in the history: %s", store_errmsg(e->store));
+			serve_log(e->log, "the model could not be recorded in the history: %s", store_errmsg(e->store));
 			e->store_model = 0;
 		}
 	}

@@ -42,6 +42,11 @@ struct job {
 	int split_on;                /* 0 undecided (before the first piece), 1 splitting, -1 not */
 };
 
+/* One line of the server's log on LOG (NULL: none), "natter serve: "
+ * first, terminal controls (clients name paths and models) shown as '?';
+ * written in one call, so that lines of several threads never mix. */
+void serve_log(FILE *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Creates the engine: loads the model, opens the history (unless
  * O->no_history), and starts the engine thread.  Returns 0 or -1 with ERR. */
 int engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t errlen);

@@ -87,26 +87,22 @@ static const struct route {
 	{ "POST", "/v1/completions", 0, 1, 1, h_completions },
 };
 
-static void
-log_line(struct serve *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-log_line(struct serve *s, const char *fmt, ...)
+void
+serve_log(FILE *log, const char *fmt, ...)
 {
 	va_list ap;
 	char line[1024];
 
-	if (!s->log)
+	if (!log)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	/* Paths and model names come from clients: no terminal controls in the log. */
 	for (char *c = line; *c; c++)
 		if ((unsigned char)*c < 0x20 || *c == 0x7f)
 			*c = '?';
-	fprintf(s->log, "natter serve: %s\n", line);
-	fflush(s->log);
+	fprintf(log, "natter serve: %s\n", line);
+	fflush(log);
 }
 
 /* --- responses --- */
@@ -133,7 +129,7 @@ send_error(struct serve *s, struct MHD_Connection *c, struct conn *r, const stru
 	char *json = oai_error_json(e);
 	enum MHD_Result rc;
 
-	log_line(s, "#%lld: %d %s", r->num, e->status, e->message);
+	serve_log(s->log, "#%lld: %d %s", r->num, e->status, e->message);
 	if (!json)
 		return MHD_NO;
 	rc = send_json(c, e->status, json, strlen(json));
@@ -326,7 +322,7 @@ h_generate(struct serve *s, struct MHD_Connection *c, struct conn *r, enum oai_k
 		return send_error(s, c, r, &e);
 	}
 	if (wait_job(s, j, r->fd, j->req.stream) < 0) {
-		log_line(s, "#%lld: the client went away", r->num);
+		serve_log(s->log, "#%lld: the client went away", r->num);
 		job_unref(s->eng, j);
 		return MHD_NO;   /* close the connection */
 	}
@@ -535,7 +531,7 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(line);
 	while (n > 0 && line[n - 1] == '\n')
 		line[--n] = 0;
-	log_line(s, "libmicrohttpd: %s", line);
+	serve_log(s->log, "libmicrohttpd: %s", line);
 }
 
 /* A listening socket on HOST:PORT. */

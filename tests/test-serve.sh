@@ -198,6 +198,10 @@ bad_req "max_tokens not an integer" 400 max_tokens "{\"model\": \"aidreams260K-f
 bad_req "top_p out of range" 400 top_p "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"top_p\": 2}"
 bad_req "stop a number" 400 stop "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"stop\": 5}"
 bad_req "stream a string" 400 stream "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"stream\": \"yes\"}"
+bad_req "chat_template_kwargs.enable_thinking a string" 400 chat_template_kwargs \
+	"{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"chat_template_kwargs\": {\"enable_thinking\": \"no\"}}"
+bad_req "chat_template_kwargs a list" 400 chat_template_kwargs \
+	"{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"chat_template_kwargs\": []}"
 bad_req "a tool message" 400 "messages[0].role" '{"model": "aidreams260K-f32", "messages": [{"role": "tool", "content": "x"}]}'
 bad_req "an image part" 400 "messages[0].content[0]" '{"model": "aidreams260K-f32", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}'
 bad_req "last message not the user's" 400 messages '{"model": "aidreams260K-f32", "messages": [{"role": "assistant", "content": "x"}]}'
@@ -367,6 +371,39 @@ if serve[:1] != chat or serve[1:] != chat:
 EOF2
 check "reasoning: stored apart as natter chat stores it; sent apart (whole, streamed), or whole with none" \
 	"True True True True True True True True" "$(cat "$tmp/think.out")"
+# chat_template_kwargs.enable_thinking reaches the template, request by request: false closes the
+# reasoning in the prompt (a Qwen3-like template), so the reply is all answer; true or absent opens it.
+printf '%s' "{% for message in messages %}{{ message['content'] }}{% endfor %}{% if enable_thinking is defined and not enable_thinking %}<think></think>{% else %}<think>{% endif %}" > "$tmp/switch.jinja"
+start switch --db "$tmp/switch.db" --chat-template "$tmp/switch.jinja"
+for t in false none true; do
+	case $t in none) kw= ;; *) kw=", \"chat_template_kwargs\": {\"enable_thinking\": $t, \"other\": 1}" ;; esac
+	body "cs-$t" "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 8$kw}"
+	check "enable_thinking $t" 200 "$(curl -s -o "$tmp/rs-$t" -w '%{http_code}' -H 'Content-Type: application/json' \
+		--data-binary "@$tmp/cs-$t" "http://127.0.0.1:$port/v1/chat/completions")"
+done
+"$PY" - "$tmp/switch.db" "$tmp/rs-false" "$tmp/rs-none" "$tmp/rs-true" > "$tmp/switch.out" <<'EOF2'
+import json, sqlite3, sys, time
+end = time.monotonic() + 30
+while True:   # the reply is sent before it is recorded
+    try:
+        rows = sqlite3.connect(sys.argv[1]).execute("SELECT prompt_text, reasoning, content FROM generations "
+                                                     "ORDER BY id").fetchall()
+    except sqlite3.Error:
+        rows = []
+    if len(rows) >= 3 or time.monotonic() > end:
+        break
+    time.sleep(0.05)
+out = []
+for (prompt, rea, ans), f in zip(rows, sys.argv[2:]):
+    m = json.load(open(f))["choices"][0]["message"]
+    out.append("%s:%s:%s" % (prompt.endswith("<think></think>") and "closed" or prompt.endswith("<think>") and "open",
+                             "reasoning" if m.get("reasoning_content") and not m["content"] and rea == m["reasoning_content"]
+                             else "answer" if m["content"] and "reasoning_content" not in m and ans == m["content"] else "?",
+                             len(rows)))
+print(" ".join(out))
+EOF2
+check "enable_thinking false, absent, true: the prompt and the reply" "closed:answer:3 open:reasoning:3 open:reasoning:3" \
+	"$(cat "$tmp/switch.out")"
 # --no-history stores nothing.
 start nohist --no-history --chat-template "$tmp/raw.jinja"
 NH=$port

@@ -70,6 +70,7 @@ struct oai_req {
 	uint64_t seed;               /* SAMPLER_SEED_RANDOM for -1 */
 	char *stop[OAI_MAX_STOP];    /* non-empty stop strings */
 	int n_stop;
+	int think;                   /* chat_template_kwargs.enable_thinking: 1 true, -1 false, 0 not given */
 };
 
 /* An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}. */

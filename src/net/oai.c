@@ -494,6 +494,19 @@ oai_req_parse(enum oai_kind kind, const char *body, size_t len, struct oai_req *
 		}
 		r->include_usage = cJSON_IsTrue(u);
 	}
+	/* vLLM's and llama-server's way to reach a template's switches; of
+	 * them natter's templates see enable_thinking (Qwen3's), the rest is
+	 * ignored. */
+	v = cJSON_GetObjectItemCaseSensitive(root, "chat_template_kwargs");
+	if (v && !cJSON_IsNull(v)) {
+		const cJSON *t = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "enable_thinking") : NULL;
+		if (!cJSON_IsObject(v) || (t && !cJSON_IsNull(t) && !cJSON_IsBool(t))) {
+			bad(e, "chat_template_kwargs", "chat_template_kwargs must be an object like {\"enable_thinking\": false}");
+			goto out;
+		}
+		if (cJSON_IsBool(t))
+			r->think = cJSON_IsTrue(t) ? 1 : -1;
+	}
 	if (parse_stop(cJSON_GetObjectItemCaseSensitive(root, "stop"), r, e) < 0)
 		goto out;
 	if (kind == OAI_CHAT)

@@ -538,6 +538,8 @@ run_job(struct engine *e, struct job *j)
 	}
 	chat_set_params(e->chat, &sp);
 	chat_set_max_tokens(e->chat, max_tokens);
+	/* Every request its own switch: the session outlives it. */
+	chat_set_think(e->chat, j->req.think > 0 ? CHAT_THINK_ON : j->req.think < 0 ? CHAT_THINK_OFF : CHAT_THINK_DEFAULT);
 	if (atomic_load(&j->gone)) {
 		serve_log(e->log, "#%lld: the client went away before the generation started", j->num);
 		goto cancelled;

@@ -122,7 +122,8 @@ class Handler(BaseHTTPRequestHandler):
             req = {}
         entry["fields"] = sorted(req.keys())
         for k in ("model", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repetition_penalty",
-                  "seed", "max_tokens", "max_completion_tokens", "stop", "stream", "stream_options"):
+                  "seed", "max_tokens", "max_completion_tokens", "stop", "stream", "stream_options",
+                  "chat_template_kwargs"):
             if k in req:
                 entry[k] = req[k]
         entry["messages"] = [m.get("role") + ":" + str(m.get("content")) for m in req.get("messages", [])]

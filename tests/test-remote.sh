@@ -364,6 +364,30 @@ EOF
 check "strict: the requests" "refused True user:First
 sent False user:First
 sent False user:Second" "$(cat "$tmp/strict.sent")"
+# /think over a remote server: sent as chat_template_kwargs from the next request (and recorded in
+# the stored request); a server that refuses it is asked again without it, and not sent it again.
+rm -f "$tmp/vllm-reasoning.db"
+run vllm-reasoning "Hello
+/think
+/think off
+Again
+/think on
+Once more"
+has "/think: the server decides" "$tmp/vllm-reasoning.out" "enable_thinking: the template's default (the server's template decides what it does)"
+has "/think off: sent" "$tmp/vllm-reasoning.out" "enable_thinking = false from the next reply (sent to the server as chat_template_kwargs)"
+check "/think: the requests" "None|{'enable_thinking': False}|{'enable_thinking': True}" "$("$PY" -c '
+import json, sys
+sent = [e for e in map(json.loads, open(sys.argv[1])) if e.get("model") == "vllm-reasoning"][-3:]   # this run'"'"'s
+print("|".join(str(e.get("chat_template_kwargs")) for e in sent))' "$tmp/replay.log")"
+check "/think: the stored requests" "0|1|1" "$(q "$tmp/vllm-reasoning.db" "SELECT group_concat(instr(prompt_text, '\"chat_template_kwargs\"') > 0, '|') FROM (SELECT prompt_text FROM generations ORDER BY id)")"
+run no-kwargs "/think off
+First
+Second"
+check "no-kwargs: both answered" "No switches here.|No switches here." "$(q "$tmp/no-kwargs.db" "SELECT group_concat(content, '|') FROM (SELECT content FROM generations ORDER BY id)")"
+has "no-kwargs: told" "$tmp/no-kwargs.err" "the server refuses chat_template_kwargs: /think is not sent to it from now on"
+check "no-kwargs: the requests" "refused True|sent False|sent False" "$("$PY" -c '
+import json, sys
+print("|".join("%s %s" % (e["outcome"], "chat_template_kwargs" in e["fields"]) for e in map(json.loads, open(sys.argv[1])) if e.get("model") == "no-kwargs"))' "$tmp/replay.log")"
 run no-stream-options "Hello
 /stats"
 check "no-stream-options: answered" "finished|No usage here." "$(stored no-stream-options)"

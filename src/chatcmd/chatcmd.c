@@ -157,7 +157,8 @@ cmd_think(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
 	(void)cmd;
 	if (!args[0]) {
 		say(e, 0, "enable_thinking: %s%s", t == CHAT_THINK_ON ? "true" : t == CHAT_THINK_OFF ? "false" :
-		    "the template's default", thinks ? "" : " (this template has no enable_thinking)");
+		    "the template's default", thinks > 0 ? "" : thinks < 0 ? " (the server's template decides what it does)" :
+		    " (this template has no enable_thinking)");
 		return CHATCMD_DONE;
 	}
 	if (strcmp(args, "on") && strcmp(args, "off")) {
@@ -171,7 +172,8 @@ cmd_think(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
 	}
 	t = !strcmp(args, "on") ? CHAT_THINK_ON : CHAT_THINK_OFF;
 	chat_set_think(e->c, t);
-	say(e, 0, "enable_thinking = %s from the next reply", t == CHAT_THINK_ON ? "true" : "false");
+	say(e, 0, "enable_thinking = %s from the next reply%s", t == CHAT_THINK_ON ? "true" : "false",
+	    thinks < 0 ? " (sent to the server as chat_template_kwargs)" : "");
 	return CHATCMD_DONE;
 }
 

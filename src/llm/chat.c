@@ -617,8 +617,11 @@ chat_think(struct chat *c)
 int
 chat_template_thinks(const struct chat *c)
 {
-	const char *src = chat_template_source(c);
-	return src && strstr(src, "enable_thinking") != NULL;
+	struct chat_engine_info i;
+	chat_engine_info(c, &i);
+	if (!i.template_source)
+		return i.kind && !strcmp(i.kind, "remote") ? -1 : 0;
+	return strstr(i.template_source, "enable_thinking") != NULL;
 }
 
 void

@@ -581,6 +581,10 @@ oai_req_to_json(const struct oai_req *r)
 		for (int i = 0; i < r->n_stop; i++)
 			cJSON_AddItemToArray(a, cJSON_CreateString(r->stop[i]));
 	}
+	if (r->think) {
+		cJSON *kw = cJSON_AddObjectToObject(root, "chat_template_kwargs");
+		cJSON_AddBoolToObject(kw, "enable_thinking", r->think > 0);
+	}
 	if (r->stream) {
 		cJSON_AddBoolToObject(root, "stream", 1);
 		if (r->include_usage) {

@@ -117,10 +117,14 @@ struct remote {
 	atomic_uint refused;         /* OAI_SET_* bits left out from now on */
 	atomic_int no_usage_option;  /* stream_options refused */
 	atomic_int mct;              /* max_tokens refused: max_completion_tokens is sent */
-	/* The conversation prepared last: the messages fed, copied. */
+	atomic_int no_kwargs;        /* chat_template_kwargs refused */
+	/* The conversation prepared last: the messages fed, copied, and the
+	 * session's enable_thinking (enum chat_think), sent as
+	 * chat_template_kwargs when set. */
 	struct oai_msg *pend;
 	int n_pend;
 	char *pend_system;
+	int pend_think;
 	/* The last request sent (chat_prompt_text). */
 	char *body;
 	size_t body_len;
@@ -409,6 +413,8 @@ build_body(struct remote *r, const struct chat_run *run, uint64_t *seed, struct 
 	*sent_max = max_tokens;
 	for (int i = 0; i < r->n_stops; i++)
 		q.stop[q.n_stop++] = r->stops[i];
+	if (!atomic_load(&r->no_kwargs))
+		q.think = r->pend_think;
 	json = oai_req_to_json(&q);
 	/* Q borrowed everything: nothing of it is freed here. */
 	return json;
@@ -576,7 +582,8 @@ on_body(void *arg, const char *p, size_t n)
 /*
  * Whether a refusal (status 400 or 422) names something this client can
  * leave out and try again without: an extra field, stream_options,
- * max_tokens (OpenAI's newer models want max_completion_tokens).  Marks
+ * chat_template_kwargs, max_tokens (OpenAI's newer models want
+ * max_completion_tokens).  Marks
  * it refused, tells the session, and returns 1.
  */
 static int
@@ -595,6 +602,13 @@ drop_refused(struct remote *r, struct chat_run *run, const struct http_resp *res
 		field = p.error_param;
 	else
 		field = oai_param_named(p.error, (OAI_SET_EXTRAS & ~refused) | OAI_SET_MAX_TOKENS);
+	if (r->pend_think && !atomic_load(&r->no_kwargs) &&
+	    (strstr(p.error, "chat_template_kwargs") || !strcmp(p.error_param, "chat_template_kwargs"))) {
+		oai_parsed_free(&p);
+		atomic_store(&r->no_kwargs, 1);
+		chat_run_notice(run, "the server refuses chat_template_kwargs: /think is not sent to it from now on");
+		return 1;
+	}
 	if (!field && !atomic_load(&r->no_usage_option) &&
 	    (strstr(p.error, "stream_options") || !strcmp(p.error_param, "stream_options"))) {
 		oai_parsed_free(&p);
@@ -811,7 +825,9 @@ remote_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int th
 	int k = 0;
 
 	(void)max_tokens;
-	(void)think;   /* the server renders with its own template and defaults */
+	/* The server renders with its own template: /think reaches it as
+	 * chat_template_kwargs (vLLM, llama-server, natter serve). */
+	r->pend_think = think;
 	pend_clear(r);
 	r->pend = n > 0 ? calloc((size_t)n, sizeof(*r->pend)) : NULL;
 	if (n > 0 && !r->pend)
@@ -880,7 +896,8 @@ remote_render(void *e, const struct chat_turn *t, int n, int think, char *err, s
 		m[k].role = (char *)t[i].role;
 		m[k++].content = (char *)t[i].content;
 	}
-	(void)think;
+	if (!atomic_load(&r->no_kwargs))
+		q.think = think;
 	q.msgs = m;
 	q.n_msgs = k;
 	out = oai_req_to_json(&q);
@@ -956,6 +973,7 @@ remote_new(const struct remote_opts *ro, const struct chat_opts *o, struct remot
 	atomic_init(&r->refused, 0);
 	atomic_init(&r->no_usage_option, 0);
 	atomic_init(&r->mct, 0);
+	atomic_init(&r->no_kwargs, 0);
 	/* OpenAI takes at most 4 stop strings; the session applies them all. */
 	for (int i = 0; o && i < 8 && o->stop[i] && r->n_stops < 4; i++)
 		if (o->stop[i][0] && !(r->stops[r->n_stops++] = strdup(o->stop[i]))) {

@@ -583,8 +583,8 @@ on_body(void *arg, const char *p, size_t n)
  * Whether a refusal (status 400 or 422) names something this client can
  * leave out and try again without: an extra field, stream_options,
  * chat_template_kwargs, max_tokens (OpenAI's newer models want
- * max_completion_tokens).  Marks
- * it refused, tells the session, and returns 1.
+ * max_completion_tokens).  Marks it refused, tells the session, and
+ * returns 1.
  */
 static int
 drop_refused(struct remote *r, struct chat_run *run, const struct http_resp *resp)

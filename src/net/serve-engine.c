@@ -432,14 +432,14 @@ split_reply(struct engine *e, const char *text, struct split_out *so)
 /* Records the request and its reply as one conversation, with what the
  * reply was produced under (chatlog_gen: the session's rendered prompt,
  * the messages fed, the settings).  TEXT is the whole reply as the model
- * wrote it (past the stop strings, reasoning tags and all); the history
- * keeps the reasoning apart from the answer, as the chat does, with the
- * session's tags (--think-tags).  GONE: the client went away, which
- * stopped it.  The only place natter serve writes to the store. */
+ * wrote it (past the stop strings, reasoning tags and all); SO, when not
+ * NULL, its reasoning apart from its answer (split_reply), as the history
+ * keeps them.  GONE: the client went away, which stopped it.  The only
+ * place natter serve writes to the store. */
 static void
-record(struct engine *e, const struct job *j, const char *text, const struct chat_stats *st, int gone)
+record(struct engine *e, const struct job *j, const char *text, const struct split_out *so,
+       const struct chat_stats *st, int gone)
 {
-	struct split_out so = { { NULL, NULL }, { 0, 0 }, { 0, 0 }, 0 };
 	struct store_gen g;
 	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
 	struct store_turn *fed = NULL;
@@ -464,9 +464,9 @@ record(struct engine *e, const struct job *j, const char *text, const struct cha
 	}
 	g.template_name = tmpl;
 	g.content = text;
-	if (split_reply(e, text, &so)) {
-		g.content = so.text[THINK_ANSWER] ? so.text[THINK_ANSWER] : "";
-		g.reasoning = so.text[THINK_REASONING] ? so.text[THINK_REASONING] : "";
+	if (so) {
+		g.content = so->text[THINK_ANSWER] ? so->text[THINK_ANSWER] : "";
+		g.reasoning = so->text[THINK_REASONING] ? so->text[THINK_REASONING] : "";
 		g.n_reasoning = st->n_reasoning;
 	}
 	if (gone)
@@ -477,13 +477,9 @@ record(struct engine *e, const struct job *j, const char *text, const struct cha
 	if (store_gen_add(e->store, conv, 0, &g, &gen, &msg) < 0)
 		goto fail;
 	free(fed);
-	free(so.text[0]);
-	free(so.text[1]);
 	return;
 fail:
 	free(fed);
-	free(so.text[0]);
-	free(so.text[1]);
 	serve_log(e->log, "#%lld: the history could not be written: %s", j->num, store_errmsg(e->store));
 }
 
@@ -501,12 +497,13 @@ run_job(struct engine *e, struct job *j)
 {
 	struct piece_ctx pc = { e, j, { 0 } };
 	struct sampler_params sp = e->defaults.sp;
-	int max_tokens = e->defaults.max_tokens, rc = 0, gone;
+	int max_tokens = e->defaults.max_tokens, rc = 0, gone, apart;
 	struct chat_stats st;
 	struct oai_error oe;
+	struct split_out so = { { NULL, NULL }, { 0, 0 }, { 0, 0 }, 0 };
 	char err[512];
 	const char *text, *fin;
-	char *clean;
+	char *clean = NULL;
 	size_t len, clen;
 
 	memset(&st, 0, sizeof(st));
@@ -569,6 +566,9 @@ run_job(struct engine *e, struct job *j)
 		think_split_flush(&j->split, stream_emit, &pc);
 	text = oai_stopper_text(&j->stop, &len);
 	clean = oai_text_clean(text, len, &clen);
+	/* The reply's reasoning apart from its answer, once: for the history,
+	 * and for the client unless --reasoning-format none. */
+	apart = split_reply(e, clean ? clean : "", &so);
 	fin = finish_reason(st.stop, j->stop.hit);
 	pc.base.prompt_tokens = st.n_prompt + st.n_reused;
 	pc.base.completion_tokens = st.n_gen;
@@ -576,8 +576,7 @@ run_job(struct engine *e, struct job *j)
 	pc.base.reasoning_tokens = j->req.kind == OAI_CHAT ? st.n_reasoning : 0;
 	if (gone) {
 		serve_log(e->log, "#%lld: cancelled after %d generated tokens: the client went away", j->num, st.n_gen);
-		record(e, j, clean ? clean : "", &st, 1);
-		free(clean);
+		record(e, j, clean ? clean : "", apart ? &so : NULL, &st, 1);
 		goto cancelled;
 	}
 	if (j->req.stream) {
@@ -587,23 +586,19 @@ run_job(struct engine *e, struct job *j)
 		out_append(e, j, "[DONE]", 6, 1);
 	} else {
 		struct oai_result r = pc.base;
-		struct split_out so = { { NULL, NULL }, { 0, 0 }, { 0, 0 }, 0 };
 		char *json;
 		r.text = clean ? clean : "";
 		r.len = clean ? clen : 0;
 		r.finish = fin;
 		r.usage = 1;
-		if (j->req.kind == OAI_CHAT && !e->reasoning_inline && split_reply(e, r.text, &so)) {
+		if (j->req.kind == OAI_CHAT && !e->reasoning_inline && apart) {
 			r.text = so.text[THINK_ANSWER] ? so.text[THINK_ANSWER] : "";
 			r.len = so.len[THINK_ANSWER];
 			r.reasoning = so.text[THINK_REASONING] ? so.text[THINK_REASONING] : "";
 			r.reasoning_len = so.len[THINK_REASONING];
 		}
 		json = oai_reply_json(j->req.kind, &r);
-		free(so.text[0]);
-		free(so.text[1]);
 		if (!json) {
-			free(clean);
 			oai_error_set(&oe, 500, "server_error", NULL, NULL, "out of memory");
 			goto failed;
 		}
@@ -613,23 +608,26 @@ run_job(struct engine *e, struct job *j)
 	serve_log(e->log, "#%lld: %s%s: %d prompt tokens (%d cached), %d generated, finish %s%s", j->num,
 	    j->req.kind == OAI_CHAT ? "chat" : "completion", j->req.stream ? " stream" : "", st.n_prompt + st.n_reused,
 	    st.n_reused, st.n_gen, fin, j->stop.hit ? " (stop string)" : "");
-	record(e, j, clean ? clean : "", &st, 0);
-	free(clean);
+	record(e, j, clean ? clean : "", apart ? &so : NULL, &st, 0);
 	pthread_mutex_lock(&e->mu);
 	e->n_completed++;
 	pthread_mutex_unlock(&e->mu);
-	return;
+	goto out;
 failed:
 	serve_log(e->log, "#%lld: %d %s", j->num, oe.status, oe.message);
 	job_fail(e, j, &oe);
 	pthread_mutex_lock(&e->mu);
 	e->n_failed++;
 	pthread_mutex_unlock(&e->mu);
-	return;
+	goto out;
 cancelled:
 	pthread_mutex_lock(&e->mu);
 	e->n_cancelled++;
 	pthread_mutex_unlock(&e->mu);
+out:
+	free(clean);
+	free(so.text[0]);
+	free(so.text[1]);
 }
 
 static void *

@@ -200,6 +200,8 @@ bad_req "stop a number" 400 stop "{\"model\": \"aidreams260K-f32\", \"messages\"
 bad_req "stream a string" 400 stream "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"stream\": \"yes\"}"
 bad_req "chat_template_kwargs.enable_thinking a string" 400 chat_template_kwargs \
 	"{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"chat_template_kwargs\": {\"enable_thinking\": \"no\"}}"
+bad_req "reasoning_format unknown" 400 reasoning_format \
+	"{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"reasoning_format\": \"xml\"}"
 bad_req "chat_template_kwargs a list" 400 chat_template_kwargs \
 	"{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"chat_template_kwargs\": []}"
 bad_req "a tool message" 400 "messages[0].role" '{"model": "aidreams260K-f32", "messages": [{"role": "tool", "content": "x"}]}'
@@ -337,9 +339,21 @@ check "reasoning reply" 200 "$(curl -s -o "$tmp/rt" -w '%{http_code}' -H 'Conten
 check "reasoning stream" 200 "$(curl -s -o "$tmp/rts" -w '%{http_code}' -H 'Content-Type: application/json' \
 	--data-binary "@$tmp/cts" "http://127.0.0.1:$port/v1/chat/completions")"
 sse "$tmp/rts" > "$tmp/rts.json" 2>"$tmp/rts.err" && ok || bad "reasoning stream events: $(cat "$tmp/rts.err")"
+THINK=$port
 start thinkinline --no-history --chat-template "$tmp/think.jinja" --think-tags "<think> $tag" --reasoning-format none
 check "reasoning reply, --reasoning-format none" 200 "$(curl -s -o "$tmp/rti" -w '%{http_code}' \
 	-H 'Content-Type: application/json' --data-binary "@$tmp/ct" "http://127.0.0.1:$port/v1/chat/completions")"
+# The request's reasoning_format (llama-server's field) over the server's.
+body ctd "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24, \"reasoning_format\": \"deepseek\"}"
+body ctn "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24, \"reasoning_format\": \"none\"}"
+check "reasoning_format deepseek over --reasoning-format none" 200 "$(curl -s -o "$tmp/rtd" -w '%{http_code}' \
+	-H 'Content-Type: application/json' --data-binary "@$tmp/ctd" "http://127.0.0.1:$port/v1/chat/completions")"
+check "reasoning_format none" 200 "$(curl -s -o "$tmp/rtn" -w '%{http_code}' \
+	-H 'Content-Type: application/json' --data-binary "@$tmp/ctn" "http://127.0.0.1:$THINK/v1/chat/completions")"
+check "reasoning_format: each request's own" "True True" "$("$PY" -c '
+import json, sys
+a, b, w, n = (json.load(open(f))["choices"][0]["message"] for f in sys.argv[1:5])
+print(a == w, b == n)' "$tmp/rtd" "$tmp/rtn" "$tmp/rt" "$tmp/rti")"
 "$PY" - "$tmp/think-chat.db" "$tmp/think-serve.db" "$tmp/rt" "$tag" "$tmp/rts.json" "$tmp/rti" > "$tmp/think.out" <<'EOF2'
 import json, sqlite3, sys, time
 q = "SELECT g.content, g.reasoning, g.n_reasoning, m.content FROM generations g JOIN messages m ON m.id = g.message_id"
@@ -350,7 +364,7 @@ while True:   # the reply is sent before it is recorded
         serve = sqlite3.connect(sys.argv[2]).execute(q + " ORDER BY g.id").fetchall()
     except sqlite3.Error:
         serve = []
-    if len(serve) >= 2 or time.monotonic() > end:
+    if len(serve) >= 3 or time.monotonic() > end:
         break
     time.sleep(0.05)
 reply = json.load(open(sys.argv[3]))
@@ -358,7 +372,7 @@ sent = reply["choices"][0]["message"]
 stream = json.load(open(sys.argv[5]))
 inline = json.load(open(sys.argv[6]))["choices"][0]["message"]
 ans, rea, n_rea, msg = serve[0] if serve else ("", None, None, None)
-print(len(chat) == 1 and serve[:1] == chat and serve[1:] == chat, bool(ans) and bool(rea) and (n_rea or 0) > 0,
+print(len(chat) == 1 and serve == chat * 3, bool(ans) and bool(rea) and (n_rea or 0) > 0,
       msg == ans,
       sent["content"] == ans and sent.get("reasoning_content") == rea,
       reply["usage"].get("completion_tokens_details", {}).get("reasoning_tokens") == n_rea,
@@ -366,7 +380,7 @@ print(len(chat) == 1 and serve[:1] == chat and serve[1:] == chat, bool(ans) and 
       (stream["usage"] or {}).get("completion_tokens_details", {}).get("reasoning_tokens") == n_rea,
       "reasoning_content" not in inline and inline["content"].startswith(rea + sys.argv[4]) and
       inline["content"].endswith(ans))
-if serve[:1] != chat or serve[1:] != chat:
+if serve != chat * 3:
     print("chat stored", chat, "serve stored", serve, file=sys.stderr)
 EOF2
 check "reasoning: stored apart as natter chat stores it; sent apart (whole, streamed), or whole with none" \

@@ -71,6 +71,8 @@ struct oai_req {
 	char *stop[OAI_MAX_STOP];    /* non-empty stop strings */
 	int n_stop;
 	int think;                   /* chat_template_kwargs.enable_thinking: 1 true, -1 false, 0 not given */
+	int reasoning;               /* llama-server's reasoning_format: 1 apart ("deepseek", "auto"),
+	                              * -1 in content ("none"), 0 not given */
 };
 
 /* An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}. */

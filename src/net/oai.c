@@ -507,6 +507,15 @@ oai_req_parse(enum oai_kind kind, const char *body, size_t len, struct oai_req *
 		if (cJSON_IsBool(t))
 			r->think = cJSON_IsTrue(t) ? 1 : -1;
 	}
+	v = cJSON_GetObjectItemCaseSensitive(root, "reasoning_format");
+	if (v && !cJSON_IsNull(v)) {
+		if (!cJSON_IsString(v) || (strcmp(v->valuestring, "none") && strcmp(v->valuestring, "deepseek") &&
+		    strcmp(v->valuestring, "auto"))) {
+			bad(e, "reasoning_format", "reasoning_format must be \"none\", \"deepseek\" or \"auto\"");
+			goto out;
+		}
+		r->reasoning = strcmp(v->valuestring, "none") ? 1 : -1;
+	}
 	if (parse_stop(cJSON_GetObjectItemCaseSensitive(root, "stop"), r, e) < 0)
 		goto out;
 	if (kind == OAI_CHAT)

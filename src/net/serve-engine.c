@@ -290,6 +290,15 @@ split_start(struct engine *e, struct think_split *ts)
 	think_split_init(ts, e->tag_open, e->tag_close, pt && think_prompt_opens(pt, plen, e->tag_open, e->tag_close));
 }
 
+/* Whether J's reply goes to the client with its reasoning apart: a chat
+ * reply, unless the request's reasoning_format (or else --reasoning-format)
+ * says "none". */
+static int
+reasoning_apart(const struct engine *e, const struct job *j)
+{
+	return j->req.kind == OAI_CHAT && (j->req.reasoning ? j->req.reasoning > 0 : !e->reasoning_inline);
+}
+
 static void
 stream_emit(void *arg, enum think_kind kind, const char *text, size_t len)
 {
@@ -308,7 +317,7 @@ stream_text(struct piece_ctx *pc, const char *text, size_t len)
 	struct job *j = pc->j;
 
 	if (!j->split_on) {
-		j->split_on = j->req.kind == OAI_CHAT && !e->reasoning_inline && e->tags_ok ? 1 : -1;
+		j->split_on = reasoning_apart(e, j) && e->tags_ok ? 1 : -1;
 		if (j->split_on > 0)
 			split_start(e, &j->split);
 	}
@@ -591,7 +600,7 @@ run_job(struct engine *e, struct job *j)
 		r.len = clean ? clen : 0;
 		r.finish = fin;
 		r.usage = 1;
-		if (j->req.kind == OAI_CHAT && !e->reasoning_inline && apart) {
+		if (reasoning_apart(e, j) && apart) {
 			r.text = so.text[THINK_ANSWER] ? so.text[THINK_ANSWER] : "";
 			r.len = so.len[THINK_ANSWER];
 			r.reasoning = so.text[THINK_REASONING] ? so.text[THINK_REASONING] : "";

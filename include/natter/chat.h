@@ -108,6 +108,9 @@ const char *chat_template_name(const struct chat *c);
 /* The template's text as compiled (borrowed); NULL when the engine does
  * not know it (a remote server applies its own). */
 const char *chat_template_source(const struct chat *c);
+/* The reasoning's tags the session splits replies with (chat_opts
+ * think_tags; borrowed, for the session's life). */
+void chat_think_tags(const struct chat *c, const char **open, const char **close);
 /* What chat_new found doubtful in its options without refusing them (a
  * context longer than the model was trained for), for the front end to
  * show; NULL when nothing.  Borrowed. */

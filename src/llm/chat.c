@@ -929,10 +929,16 @@ chat_run_text(struct chat_run *r, const char *p, size_t n)
 }
 
 void
+chat_think_tags(const struct chat *c, const char **open, const char **close)
+{
+	*open = c->think_open;
+	*close = c->think_close;
+}
+
+void
 chat_run_think_tags(const struct chat_run *r, const char **open, const char **close)
 {
-	*open = r->c->think_open;
-	*close = r->c->think_close;
+	chat_think_tags(r->c, open, close);
 }
 
 void

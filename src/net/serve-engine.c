@@ -46,8 +46,6 @@ struct engine {
 	struct chat_opts defaults;
 	int token_delay_ms;
 	int reasoning_inline;         /* serve_opts */
-	char tag_open[32], tag_close[32];   /* the reasoning's tags (--think-tags) */
-	int tags_ok;
 	FILE *log;
 	char model_id[256];
 	char model_path[4096];
@@ -281,13 +279,16 @@ struct piece_ctx {
 
 /* Starts splitting a reply to the prompt just rendered into its reasoning
  * and its answer, with the session's tags (the template may have opened
- * the reasoning). */
+ * the reasoning).  TS borrows the tags from the session. */
 static void
 split_start(struct engine *e, struct think_split *ts)
 {
+	const char *open, *close, *pt;
 	size_t plen;
-	const char *pt = chat_prompt_text(e->chat, &plen);
-	think_split_init(ts, e->tag_open, e->tag_close, pt && think_prompt_opens(pt, plen, e->tag_open, e->tag_close));
+
+	chat_think_tags(e->chat, &open, &close);
+	pt = chat_prompt_text(e->chat, &plen);
+	think_split_init(ts, open, close, pt && think_prompt_opens(pt, plen, open, close));
 }
 
 /* Whether J's reply goes to the client with its reasoning apart: a chat
@@ -317,7 +318,7 @@ stream_text(struct piece_ctx *pc, const char *text, size_t len)
 	struct job *j = pc->j;
 
 	if (!j->split_on) {
-		j->split_on = reasoning_apart(e, j) && e->tags_ok ? 1 : -1;
+		j->split_on = reasoning_apart(e, j) ? 1 : -1;
 		if (j->split_on > 0)
 			split_start(e, &j->split);
 	}
@@ -430,8 +431,6 @@ split_reply(struct engine *e, const char *text, struct split_out *so)
 	struct think_split ts;
 
 	memset(so, 0, sizeof(*so));
-	if (!e->tags_ok)
-		return 0;
 	split_start(e, &ts);
 	think_split_push(&ts, text, strlen(text), split_emit, so);
 	think_split_flush(&ts, split_emit, so);
@@ -713,12 +712,6 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 	e->defaults = o->chat;
 	e->token_delay_ms = o->token_delay_ms;
 	e->reasoning_inline = o->reasoning_inline;
-	{
-		char terr[128];
-		/* cli-opts.c has checked --think-tags already. */
-		e->tags_ok = think_tags_parse(o->chat.think_tags ? o->chat.think_tags : "<think> </think>", e->tag_open,
-		    e->tag_close, sizeof(e->tag_open), terr, sizeof(terr)) == 0;
-	}
 	e->max_queue = o->max_queue > 0 ? o->max_queue : 16;
 	e->log = o->log;
 	snprintf(e->model_path, sizeof(e->model_path), "%s", o->model_path);

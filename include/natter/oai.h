@@ -124,11 +124,11 @@ struct oai_result {
 };
 
 /* The non-streamed reply (chat.completion or text_completion).  Caller frees.
- * A chat reply's message has "reasoning_content" when RES->reasoning is
- * set (DeepSeek's and llama-server's field), a chunk's delta when it is
- * nonempty. */
+ * A chat reply's message has "reasoning_content" (DeepSeek's and
+ * llama-server's field) when RES->reasoning is set. */
 char *oai_reply_json(enum oai_kind kind, const struct oai_result *res);
-/* One chunk of a stream.  ROLE: the first chat chunk (delta carries the
+/* One chunk of a stream (its delta has "reasoning_content" when
+ * RES->reasoning is nonempty).  ROLE: the first chat chunk (delta carries the
  * role).  USAGE_ONLY: the last chunk of stream_options.include_usage
  * (empty choices).  Chunks other than that have "usage": null when
  * include_usage was asked (R->usage is then -1).  Caller frees. */

@@ -98,7 +98,7 @@ struct q_traits {
 	q_from_float_fn from_float_fast; /* same, for quantizing activations */
 };
 
-/* Float vector helpers used around the matrix products (attention, softmax). */
+/* Float vector helpers used around the matrix products (the FFN's SiLU, RMS norm). */
 struct q_vops {
 	/* G[i] = silu(G[i]) * U[i] = G[i] / (1 + exp(-G[i])) * U[i], i < N. */
 	void (*silu_mul)(int n, float *g, const float *u);

@@ -105,6 +105,20 @@ main(void)
 	chat_get_params(c, &sp);
 	CHECK(sp.temp > 0.249f && sp.temp < 0.251f, "temp is %g", sp.temp);
 	CHECK(run(&e, "/set top_p 7") < 0 && f.err && strstr(f.said, "/set: top-p"), "bad /set: %s", f.said);
+	/* Seeds exactly (past 2^53 too), "-1" and "random" alike. */
+	CHECK(run(&e, "/set seed 12345678901234567891") == CHATCMD_DONE, "/set seed: %s", f.said);
+	chat_get_params(c, &sp);
+	CHECK(sp.seed == 12345678901234567891ULL, "seed is %llu", (unsigned long long)sp.seed);
+	CHECK(run(&e, "/set seed -1") == CHATCMD_DONE, "/set seed -1: %s", f.said);
+	chat_get_params(c, &sp);
+	CHECK(sp.seed == SAMPLER_SEED_RANDOM, "seed -1 is %llu", (unsigned long long)sp.seed);
+	CHECK(run(&e, "/set seed 7") == CHATCMD_DONE && run(&e, "/set seed -2") < 0 && f.err &&
+	    strstr(f.said, "seed must be"), "/set seed -2: %s", f.said);
+	chat_get_params(c, &sp);
+	CHECK(sp.seed == 7, "a refused seed left %llu", (unsigned long long)sp.seed);
+	CHECK(run(&e, "/set seed random") == CHATCMD_DONE, "/set seed random: %s", f.said);
+	chat_get_params(c, &sp);
+	CHECK(sp.seed == SAMPLER_SEED_RANDOM, "seed random is %llu", (unsigned long long)sp.seed);
 	CHECK(run(&e, "/regen") == CHATCMD_DONE && f.regen == 1, "/regen");
 	CHECK(run(&e, "/clear") == CHATCMD_DONE && f.new_conv == 1, "/clear is /new");
 	CHECK(run(&e, "/params   ") == CHATCMD_DONE && f.params == 1, "/params with trailing blanks");

@@ -107,6 +107,81 @@ check "generate same seed, same text" "$a" "$b"
 long=$(head -c 3000 /dev/zero | tr '\0' 'a')
 "$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "$long" -n 4 2>"$tmp/err"; check "prompt longer than context status" 1 $?
 grep -q "more than the context" "$tmp/err" && ok || bad "long prompt message: $(cat "$tmp/err")"
+# Numeric options are read strictly by every command that runs a model or
+# takes a count: a bad number ("abc", "1x", empty, out of range) is a usage
+# error (2) naming the command, the option and the value, never read as 0
+# or as the default (--temp abc once ran greedy, -n abc generated nothing).
+# "--opt=" passes an empty value.
+A="$F/models/aidreams260K-f32.gguf"
+GEN="generate -m $A -p hi"
+EV="eval -m $A --tokens 1,2 --logits-out $tmp/n.bin"
+for args in \
+    "$GEN --temp abc|generate: --temp wants a number, got 'abc'" \
+    "$GEN --temp 1x|generate: --temp wants a number, got '1x'" \
+    "$GEN --temp=|generate: --temp wants a number, got ''" \
+    "$GEN --top-p nan|generate: --top-p wants a number, got 'nan'" \
+    "$GEN --min-p 1e99|generate: --min-p wants a number, got '1e99'" \
+    "$GEN --repeat-penalty inf|generate: --repeat-penalty wants a number, got 'inf'" \
+    "$GEN -n abc|generate: -n/--n-predict wants a count, got 'abc'" \
+    "$GEN -n -1|generate: -n/--n-predict wants a count, got '-1' (at least 0)" \
+    "$GEN --n-predict=|generate: -n/--n-predict wants a count, got ''" \
+    "$GEN --top-k 4x|generate: --top-k wants a count (0: off), got '4x'" \
+    "$GEN --seed -2|generate: --seed wants a whole number from 0 to 18446744073709551614, or random or -1, got '-2'" \
+    "$GEN --seed 7up|generate: --seed wants a whole number" \
+    "$GEN -t abc|generate: -t/--threads wants a count (0: the physical cores), got 'abc'" \
+    "$GEN -t -1|generate: -t/--threads wants a count (0: the physical cores), got '-1' (at least 0)" \
+    "$GEN -t 2000|generate: -t/--threads wants a count (0: the physical cores), got '2000' (at most 1024)" \
+    "$GEN -c abc|generate: -c/--ctx-size wants a count, got 'abc'" \
+    "$GEN -c -5|generate: -c/--ctx-size wants a count, got '-5' (at least 0)" \
+    "$GEN -c 99999999999999999999|generate: -c/--ctx-size wants a count, got '99999999999999999999' (at most 16777216)" \
+    "$EV --split abc|eval: --split wants a count of tokens, got 'abc'" \
+    "$EV --split -1|eval: --split wants a count of tokens, got '-1' (at least 0)" \
+    "$EV -t 1x|eval: -t/--threads wants a count (0: the physical cores), got '1x'" \
+    "$EV --ctx-size=|eval: -c/--ctx-size wants a count, got ''" \
+    "bench -m $A -p 0 -n 1 -t abc|bench: -t/--threads wants a count (0: the physical cores), got 'abc'" \
+    "bench -m $A -p 0 -n 1 -r 1x|bench: -r wants a count of repetitions, got '1x'" \
+    "bench -m $A -p 0 -n 1 -r 0|bench: -r wants a count of repetitions, got '0' (at least 1)" \
+    "bench -m $A -p 0 -n 1 -r 65|bench: -r wants a count of repetitions, got '65' (at most 64)" \
+    "bench -m $A -p 0 -n 1 -b abc|bench: -b takes 1..65536 tokens per batch, got 'abc'" \
+    "perplexity -m $A -f $tmp/none.txt -t x|perplexity: -t/--threads wants a count (0: the physical cores), got 'x'" \
+    "perplexity -m $A -f $tmp/none.txt --chunks 3x|perplexity: --chunks wants a count, got '3x'" \
+    "eval-choice -m $A -f $tmp/none.jsonl -c -1|eval-choice: -c/--ctx-size wants a count, got '-1' (at least 0)" \
+    "eval-choice -m $A -f $tmp/none.jsonl --limit=|eval-choice: --limit wants a count, got ''" \
+    "mkmodel --preset tiny --type Q4_0 -o $tmp/l.gguf --layers abc|mkmodel: --layers wants a count of layers, got 'abc'" \
+    "mkmodel --preset tiny --type Q4_0 -o $tmp/l.gguf --layers 0|mkmodel: --layers wants a count of layers, got '0' (at least 1)" \
+    "pull --retries abc org/x-GGUF|pull: --retries wants a count, got 'abc'" \
+    "pull --retries -1 org/x-GGUF|pull: --retries wants a count, got '-1' (at least 0)" \
+    "serve -m $A --port 0 --max-queue 0|serve: --max-queue wants a count of requests, got '0' (at least 1)" \
+    "serve -m $A --port 0 --max-queue abc|serve: --max-queue wants a count of requests, got 'abc'" \
+    "serve -m $A --port 0 --token-delay 5ms|serve: --token-delay wants a number of milliseconds, got '5ms'" \
+    "serve -m $A --port 99999|serve: --port wants a port number (0: any free one), got '99999' (at most 65535)"; do
+	cmd=${args%%|*}
+	msg=${args#*|}
+	# Were a bad value taken, serve would run until stopped and pull would go
+	# to the network: a time limit, and a hub that refuses at once.
+	# shellcheck disable=SC2086
+	HF_ENDPOINT=http://127.0.0.1:9 timeout 60 "$NATTER_BIN" $cmd < /dev/null > "$tmp/out" 2> "$tmp/err"
+	check "natter $cmd status" 2 $?
+	grep -qF "natter: $msg" "$tmp/err" && ok || bad "natter $cmd: $(cat "$tmp/err")"
+done
+# Spaces around a number are refused too (strtol would skip those before it).
+"$NATTER_BIN" generate -m "$A" -p hi -n " 2" > /dev/null 2> "$tmp/err"; check "generate -n ' 2' status" 2 $?
+grep -qF "natter: generate: -n/--n-predict wants a count, got ' 2'" "$tmp/err" && ok || bad "generate -n ' 2': $(cat "$tmp/err")"
+"$NATTER_BIN" generate -m "$A" -p hi --temp "0.5 " > /dev/null 2> "$tmp/err"; check "generate --temp '0.5 ' status" 2 $?
+# Good values still work: 0 where it means something, the defaults' 0s,
+# every sampling option, a seed word.
+check "generate --temp 0 -n 2" "rices" "$("$NATTER_BIN" generate -m "$A" -p "I dreamed that" --temp 0 -n 2)"
+check "generate -n 0 generates nothing" "" "$("$NATTER_BIN" generate -m "$A" -p "I dreamed that" -n 0)"
+"$NATTER_BIN" generate -m "$A" -p hi -n 2 -t 0 -c 0 --top-k 40 --top-p 0.9 --min-p 0.05 --repeat-penalty 1.1 \
+    --seed 3 --temp 0.7 > /dev/null 2> "$tmp/err"
+check "generate with every number given status" 0 $?
+"$NATTER_BIN" generate -m "$A" -p hi -n 2 -t 1 -c 64 --seed random > /dev/null 2> "$tmp/err"
+check "generate -t 1 -c 64 --seed random status" 0 $?
+"$NATTER_BIN" generate -m "$A" -p hi -n 2 --seed -1 > /dev/null 2> "$tmp/err"
+check "generate --seed -1 (random) status" 0 $?
+"$NATTER_BIN" eval -m "$A" --tokens 1,303,281,269 --logits-out "$tmp/s.bin" --split 2 -t 1 -c 16
+check "eval --split 2 -t 1 -c 16 status" 0 $?
+check "eval --split 2 size" $((4 * 512 * 4)) "$(wc -c < "$tmp/s.bin" | tr -d ' ')"
 
 # Peak RSS while generating on real Qwen2.5-0.5B widths (2 of 24 layers):
 # within the file size plus the KV cache plus 64 MiB.
@@ -270,7 +345,7 @@ grep -Eq "^reply: [1-9][0-9]* tokens?," "$tmp/chat.out" && ok || bad "the chat g
 for args in "--seed abc|--seed: 'abc' is not a seed" "-c -5|-c/--ctx-size: '-5' is out of range" \
     "-t 0|-t/--threads: '0' is out of range" "--max-tokens abc|--max-tokens: 'abc' is not a whole number" \
     "--temp hot|--temp: 'hot' is not a number" "--top-k 4x|--top-k: '4x' is not a whole number" \
-    "--seed -1|--seed: '-1' is not a seed"; do
+    "--seed -2|--seed: '-2' is not a seed"; do
 	opt=${args%%|*}
 	msg=${args#*|}
 	# shellcheck disable=SC2086

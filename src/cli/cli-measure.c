@@ -1,7 +1,6 @@
 /* cli-measure.c -- the measuring commands' shared parts: the option table parser, model loading, log-softmax. */
 #include "config.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -45,11 +44,10 @@ cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *
 		n = MAX_OPTS;
 	memset(a, 0, sizeof(*a));
 	for (int i = 0; i < n; i++) {
-		lo[i] = (struct option){ tab[i].name, tab[i].kind == CLI_MOPT_FLAG ? no_argument : required_argument,
-			NULL, tab[i].key };
+		lo[i] = (struct option){ tab[i].name, tab[i].arg ? required_argument : no_argument, NULL, tab[i].key };
 		if (tab[i].key < 256) {
 			shorts[ns++] = (char)tab[i].key;
-			if (tab[i].kind != CLI_MOPT_FLAG)
+			if (tab[i].arg)
 				shorts[ns++] = ':';
 		}
 	}
@@ -71,37 +69,22 @@ cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *
 		if (!o)
 			return 2;   /* getopt has said what was wrong */
 		void *field = (char *)a + o->offset;
-		if (o->kind == CLI_MOPT_LORA) {
-			if (cli_lora_add(field, optarg) < 0)
+		if (o->kind == CLI_MOPT_ENGINE) {
+			if (cli_engine_option(c, optarg, cmd, &a->eng) < 0)
 				return 2;
 		} else if (o->kind == CLI_MOPT_STR) {
 			*(const char **)field = optarg;
 		} else if (o->kind == CLI_MOPT_FLAG) {
 			*(int *)field = 1;
-		} else {
-			char *end;
-			long v;
-			errno = 0;
-			v = strtol(optarg, &end, 10);
-			if (end == optarg || *end || errno || v < 0 || v > INT_MAX) {
-				cli_error("%s: --%s wants a count, got '%s'", cmd, o->name, optarg);
-				return 2;
-			}
-			*(int *)field = (int)v;
+		} else if (cli_arg_int(optarg, 0, INT_MAX, field, "%s: --%s wants a count", cmd, o->name) < 0) {
+			return 2;
 		}
 	}
 	if (optind < argc) {
 		cli_error("%s: unexpected argument '%s' (see natter %s --help)", cmd, argv[optind], cmd);
 		return 2;
 	}
-	if (a->kv_type) {
-		enum llm_kv_type t;
-		char opt[64];
-		snprintf(opt, sizeof(opt), "%s: --kv-type", cmd);
-		if (cli_kv_type(opt, a->kv_type, &t) < 0)
-			return 2;
-	}
-	a->threads = cli_threads(cmd, a->threads);
+	a->eng.threads = cli_threads(cmd, a->eng.threads);
 	return 0;
 }
 
@@ -115,19 +98,15 @@ cli_measure_load(struct cli_measure_args *a, const char *path, int ctx_cap, stru
 
 	*m = NULL;
 	*c = NULL;
-	llm_ctx_params_default(&cp);
-	if (a->kv_type && cli_kv_type("--kv-type", a->kv_type, &cp.kv_type) < 0)
-		return -1;
 	if (llm_model_load(path, m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		return -1;
 	}
 	llm_model_pack(*m);
 	train = llm_model_hparams(*m)->n_ctx_train;
-	n = a->n_ctx ? a->n_ctx : train < ctx_cap ? train : ctx_cap;
+	n = a->eng.n_ctx ? a->eng.n_ctx : train < ctx_cap ? train : ctx_cap;
+	cli_engine_ctx_params(&a->eng, &cp);
 	cp.n_ctx = n;
-	cp.n_threads = a->threads;
-	cp.exact_act = a->exact_act;
 	*c = llm_ctx_new_ex(*m, &cp, err, sizeof(err));
 	if (!*c) {
 		cli_error("%s: %s", path, err);
@@ -135,7 +114,7 @@ cli_measure_load(struct cli_measure_args *a, const char *path, int ctx_cap, stru
 		*m = NULL;
 		return -1;
 	}
-	if (path == a->model && cli_lora_attach(&a->lora, *m, *c) < 0) {
+	if (path == a->model && cli_lora_attach(&a->eng.lora, *m, *c) < 0) {
 		llm_ctx_free(*c);
 		llm_model_free(*m);
 		*c = NULL;

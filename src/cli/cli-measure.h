@@ -14,19 +14,20 @@ struct llm_ctx;
 struct cli_measure_args {
 	const char *model;     /* -m */
 	const char *file;      /* -f: the text or the questions */
-	int n_ctx;             /* -c (0: the command's default) */
-	int threads;           /* -t (0: physical cores) */
 	const char *kl_base;   /* perplexity --kl-base */
 	int chunks;            /* perplexity --chunks (0: all) */
 	int limit;             /* eval-choice --limit (0: all) */
 	int verbose;           /* eval-choice --verbose */
-	const char *kv_type;   /* --kv-type (NULL: f16) */
-	int exact_act;         /* --exact-act */
-	struct cli_lora lora;  /* --lora FILE[:SCALE], repeatable: on MODEL only (--kl-base runs OTHER bare);
-	                        * cli_lora_free when done */
+	/* -c (0: the command's default), -t (0: physical cores), --kv-type,
+	 * --exact-act, --lora FILE[:SCALE] (repeatable: on MODEL only,
+	 * --kl-base runs OTHER bare; cli_lora_free(&eng.lora) when done). */
+	struct cli_engine_args eng;
 };
 
-enum cli_mopt_kind { CLI_MOPT_STR, CLI_MOPT_INT, CLI_MOPT_FLAG, CLI_MOPT_LORA };
+enum cli_mopt_kind {
+	CLI_MOPT_STR, CLI_MOPT_INT, CLI_MOPT_FLAG,
+	CLI_MOPT_ENGINE,   /* read by cli_engine_option into eng (KEY its code there) */
+};
 
 /* One option: the table is the parser and the --help text. */
 struct cli_mopt {
@@ -34,26 +35,23 @@ struct cli_mopt {
 	int key;                 /* its short letter, or a code >= 256 for a long option alone */
 	enum cli_mopt_kind kind;
 	size_t offset;           /* of its field in struct cli_measure_args */
-	const char *arg;         /* its argument in --help ("FILE"), NULL for a flag */
+	const char *arg;         /* its argument in --help ("FILE"); NULL: it takes none */
 	const char *help;
 };
-
-/* Codes of the common long options without a letter (above the commands' own). */
-enum { CLI_MOPT_KV_TYPE = 512, CLI_MOPT_EXACT_ACT };
 
 #define CLI_MOPT(name, key, kind, field, arg, help) \
 	{ name, key, kind, offsetof(struct cli_measure_args, field), arg, help }
 
-enum { CLI_MOPT_KEY_LORA = 300 };
-/* The options of every measuring command. */
+/* The options of every measuring command (the engine's codes are cli.h's;
+ * the commands' own codes stay below them). */
 #define CLI_MEASURE_COMMON_OPTS \
 	CLI_MOPT("model", 'm', CLI_MOPT_STR, model, "FILE", "the model (GGUF)"), \
-	CLI_MOPT("lora", CLI_MOPT_KEY_LORA, CLI_MOPT_LORA, lora, "FILE[:SCALE]", \
+	CLI_MOPT("lora", CLI_OPT_LORA, CLI_MOPT_ENGINE, eng, "FILE[:SCALE]", \
 	    "a LoRA adapter on the model (repeatable)"), \
-	CLI_MOPT("ctx-size", 'c', CLI_MOPT_INT, n_ctx, "N", "context size"), \
-	CLI_MOPT("threads", 't', CLI_MOPT_INT, threads, "N", "threads (default: physical cores)"), \
-	CLI_MOPT("kv-type", CLI_MOPT_KV_TYPE, CLI_MOPT_STR, kv_type, "TYPE", "KV cache: f16 (default), q8_0, f32"), \
-	CLI_MOPT("exact-act", CLI_MOPT_EXACT_ACT, CLI_MOPT_FLAG, exact_act, NULL, \
+	CLI_MOPT("ctx-size", 'c', CLI_MOPT_ENGINE, eng, "N", "context size"), \
+	CLI_MOPT("threads", 't', CLI_MOPT_ENGINE, eng, "N", "threads (default: physical cores)"), \
+	CLI_MOPT("kv-type", CLI_OPT_KV_TYPE, CLI_MOPT_ENGINE, eng, "TYPE", "KV cache: f16 (default), q8_0, f32"), \
+	CLI_MOPT("exact-act", CLI_OPT_EXACT_ACT, CLI_MOPT_ENGINE, eng, NULL, \
 	    "activations of quantized products to about 16 bits, not 8 as llama.cpp")
 
 /*
@@ -66,8 +64,8 @@ int cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mo
 		      char **argv, struct cli_measure_args *a);
 
 /*
- * Loads PATH (A->model, or --kl-base's OTHER) and a session of A->n_ctx positions, or,
- * when A->n_ctx is 0, of the model's training context capped at CTX_CAP; *N_CTX gets the
+ * Loads PATH (A->model, or --kl-base's OTHER) and a session of A->eng.n_ctx positions, or,
+ * when A->eng.n_ctx is 0, of the model's training context capped at CTX_CAP; *N_CTX gets the
  * size chosen.  The one place the measuring commands load a model: the adapters of --lora
  * are put on A->model's session (PATH == A->model), never on another.  Prints the error
  * and returns -1 on failure (nothing left to free).

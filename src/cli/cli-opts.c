@@ -1,9 +1,10 @@
-/* cli-opts.c -- the options both chat front ends take (chat --plain and the full screen), and the config file that sets their defaults. */
+/* cli-opts.c -- shared options: the chat front ends' and the config file's, the engine options, strict numbers. */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +15,134 @@
 #include "natter/chat.h"
 #include "natter/llm.h"
 #include "natter/think.h"
+
+/* --- strict numbers --- */
+
+/* What reading a number found. */
+enum num {
+	NUM_OK,
+	NUM_BAD,      /* not a number at all, or something after it */
+	NUM_RANGE,    /* a whole number, too large for a long (*V is the bound it passed) */
+};
+
+/* S as a whole number: an optional sign and digits, nothing before or
+ * after them (strtol alone skips spaces and stops at "5x"). */
+static enum num
+num_long(const char *s, long *v)
+{
+	char *end;
+	long x;
+
+	if (!s || !s[0] || isspace((unsigned char)s[0]))
+		return NUM_BAD;
+	errno = 0;
+	x = strtol(s, &end, 10);
+	if (end == s || *end)
+		return NUM_BAD;
+	*v = x;
+	return errno == ERANGE ? NUM_RANGE : NUM_OK;
+}
+
+/* S as a finite float, nothing before or after it; an overflow or an
+ * underflow (ERANGE) is refused, as "inf" and "nan" are. */
+static enum num
+num_float(const char *s, float *v)
+{
+	char *end;
+	float x;
+
+	if (!s || !s[0] || isspace((unsigned char)s[0]))
+		return NUM_BAD;
+	errno = 0;
+	x = strtof(s, &end);
+	if (end == s || *end || errno == ERANGE || !isfinite(x))
+		return NUM_BAD;
+	*v = x;
+	return NUM_OK;
+}
+
+/* S as a seed: digits below SAMPLER_SEED_RANDOM, or "random". */
+static enum num
+num_seed(const char *s, uint64_t *v)
+{
+	char *end;
+	unsigned long long x;
+
+	/* "-1" as llama.cpp and the OpenAI-style requests spell it. */
+	if (s && (!strcmp(s, "random") || !strcmp(s, "-1"))) {
+		*v = SAMPLER_SEED_RANDOM;
+		return NUM_OK;
+	}
+	/* strtoull takes "-1" as a huge number: digits only. */
+	if (!s || !isdigit((unsigned char)s[0]))
+		return NUM_BAD;
+	errno = 0;
+	x = strtoull(s, &end, 10);
+	if (*end || errno == ERANGE || x >= SAMPLER_SEED_RANDOM)
+		return NUM_BAD;
+	*v = (uint64_t)x;
+	return NUM_OK;
+}
+
+/* "natter: WANTS, got 'ARG'SUFFIX" */
+static void
+arg_error(const char *arg, const char *suffix, const char *wants, va_list ap)
+{
+	char w[256];
+	vsnprintf(w, sizeof(w), wants, ap);
+	cli_error("%s, got '%s'%s", w, arg ? arg : "", suffix);
+}
+
+int
+cli_arg_int(const char *arg, long min, long max, int *v, const char *wants, ...)
+{
+	char bound[64] = "";
+	enum num r;
+	va_list ap;
+	long x;
+
+	r = num_long(arg, &x);
+	if (r != NUM_BAD && x < min)
+		snprintf(bound, sizeof(bound), " (at least %ld)", min);
+	else if (r != NUM_BAD && x > max)
+		snprintf(bound, sizeof(bound), " (at most %ld)", max);
+	else if (r == NUM_OK) {
+		*v = (int)x;
+		return 0;
+	}
+	va_start(ap, wants);
+	arg_error(arg, bound, wants, ap);
+	va_end(ap);
+	return -1;
+}
+
+int
+cli_arg_float(const char *arg, float *v, const char *wants, ...)
+{
+	va_list ap;
+
+	if (num_float(arg, v) == NUM_OK)
+		return 0;
+	va_start(ap, wants);
+	arg_error(arg, "", wants, ap);
+	va_end(ap);
+	return -1;
+}
+
+int
+cli_arg_seed(const char *arg, uint64_t *v, const char *wants, ...)
+{
+	va_list ap;
+
+	if (num_seed(arg, v) == NUM_OK)
+		return 0;
+	va_start(ap, wants);
+	arg_error(arg, "", wants, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* --- the chat front ends' options and the config file's settings --- */
 
 enum kind {
 	K_INT,       /* a whole number in [min, max] */
@@ -113,52 +242,36 @@ static int n_kept;
 static int
 setting_apply(const struct setting *s, const char *value, struct cli_chat_args *a, char *err, size_t errlen)
 {
-	char *base = (char *)a + s->off, *end;
+	char *base = (char *)a + s->off;
 
 	switch (s->kind) {
 	case K_INT: {
 		long v;
-		errno = 0;
-		v = strtol(value, &end, 10);
-		if (!value[0] || isspace((unsigned char)value[0]) || end == value || *end || errno == ERANGE) {
+		enum num r = num_long(value, &v);
+		if (r == NUM_BAD) {
 			snprintf(err, errlen, "'%s' is not a whole number (%s)", value, s->range);
 			return -1;
 		}
-		if (v < s->min || v > s->max) {
+		if (r == NUM_RANGE || v < s->min || v > s->max) {
 			snprintf(err, errlen, "'%s' is out of range (%s)", value, s->range);
 			return -1;
 		}
 		*(int *)base = (int)v;
 		return 0;
 	}
-	case K_FLOAT: {
-		float v;
-		errno = 0;
-		v = strtof(value, &end);
-		if (!value[0] || isspace((unsigned char)value[0]) || end == value || *end || errno == ERANGE || !isfinite(v)) {
+	case K_FLOAT:
+		if (num_float(value, (float *)base) != NUM_OK) {
 			snprintf(err, errlen, "'%s' is not a number", value);
 			return -1;
 		}
-		*(float *)base = v;
 		return 0;
-	}
-	case K_SEED: {
-		unsigned long long v;
-		if (!strcmp(value, "random")) {
-			*(uint64_t *)base = SAMPLER_SEED_RANDOM;
-			return 0;
-		}
-		errno = 0;
-		v = strtoull(value, &end, 10);
-		/* strtoull takes "-1" as a huge number: digits only. */
-		if (!isdigit((unsigned char)value[0]) || *end || errno == ERANGE || v >= SAMPLER_SEED_RANDOM) {
-			snprintf(err, errlen, "'%s' is not a seed (a whole number from 0 to %llu, or random)", value,
+	case K_SEED:
+		if (num_seed(value, (uint64_t *)base) != NUM_OK) {
+			snprintf(err, errlen, "'%s' is not a seed (a whole number from 0 to %llu, or random or -1)", value,
 			    (unsigned long long)SAMPLER_SEED_RANDOM - 1);
 			return -1;
 		}
-		*(uint64_t *)base = (uint64_t)v;
 		return 0;
-	}
 	case K_STR:
 		*(const char **)base = value;
 		return 0;
@@ -239,6 +352,43 @@ cli_chat_option(int c, const char *arg, struct cli_chat_args *a)
 		return 1;
 	}
 	return 0;
+}
+
+/* --- the engine options of the commands without a chat session --- */
+
+int
+cli_engine_option(int c, const char *arg, const char *cmd, struct cli_engine_args *e)
+{
+	char opt[64];
+
+	switch (c) {
+	case 't':
+		/* 0 leaves the choice to cli_threads and llm_ctx_new: the physical cores. */
+		return cli_arg_int(arg, 0, 1024, &e->threads, "%s: -t/--threads wants a count (0: the physical cores)",
+		    cmd) < 0 ? -1 : 1;
+	case 'c':
+		/* The chat's bound (its settings table), 0 added for the command's own size. */
+		return cli_arg_int(arg, 0, 1 << 24, &e->n_ctx, "%s: -c/--ctx-size wants a count", cmd) < 0 ? -1 : 1;
+	case CLI_OPT_KV_TYPE:
+		snprintf(opt, sizeof(opt), "%s: --kv-type", cmd);
+		return cli_kv_type(opt, arg, &e->kv_type) < 0 ? -1 : 1;
+	case CLI_OPT_EXACT_ACT:
+		e->exact_act = 1;
+		return 1;
+	case CLI_OPT_LORA:
+		return cli_lora_add(&e->lora, arg) < 0 ? -1 : 1;
+	}
+	return 0;
+}
+
+void
+cli_engine_ctx_params(const struct cli_engine_args *e, struct llm_ctx_params *p)
+{
+	llm_ctx_params_default(p);
+	p->n_ctx = e->n_ctx;
+	p->n_threads = e->threads;
+	p->kv_type = e->kv_type;
+	p->exact_act = e->exact_act;
 }
 
 /* --- the config file --- */

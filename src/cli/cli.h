@@ -121,6 +121,55 @@ void cli_lora_free(struct cli_lora *l);
 /* The SHA-256 of an adapter file, for lora_open (lora_digest_fn). */
 void cli_lora_digest(const void *data, size_t len, char hex[65]);
 /*
+ * The engine options of the commands that run a model without a chat
+ * session (generate, eval, bench, perplexity, eval-choice; cli-opts.c):
+ * -t/--threads, -c/--ctx-size, --kv-type, --exact-act, --lora, read by
+ * one parser so that every command reads them alike.  Zeroed, it holds
+ * the defaults.
+ */
+struct cli_engine_args {
+	int threads;                /* -t: 0 (the default) for the physical cores */
+	int n_ctx;                  /* -c: 0 (the default) for the command's own size */
+	enum llm_kv_type kv_type;   /* --kv-type: LLM_KV_F16 (0) unless given */
+	int exact_act;              /* --exact-act */
+	struct cli_lora lora;       /* --lora FILE[:SCALE], repeatable; cli_lora_free when done */
+};
+/* Their long options; -c/--ctx-size apart, since bench sizes its contexts
+ * itself.  The short letters ("t:", "c:") go in each command's string. */
+#define CLI_ENGINE_LONGOPTS \
+	{ "threads", required_argument, NULL, 't' }, \
+	{ "kv-type", required_argument, NULL, CLI_OPT_KV_TYPE }, \
+	{ "exact-act", no_argument, NULL, CLI_OPT_EXACT_ACT }, \
+	{ "lora", required_argument, NULL, CLI_OPT_LORA }
+#define CLI_ENGINE_CTX_LONGOPT { "ctx-size", required_argument, NULL, 'c' }
+/* Applies option C (from getopt_long, its value ARG) of command CMD to E.
+ * Returns 1 if it was one of these, 0 if not, -1 after printing an error
+ * naming CMD and the option (a usage error: exit 2; E->lora still to be
+ * freed).  -t takes 0 to 1024, -c 0 to 16777216. */
+int cli_engine_option(int c, const char *arg, const char *cmd, struct cli_engine_args *e);
+/* P set to llm_ctx_params_default's, then to E's threads, context size,
+ * cache type and exact activations. */
+struct llm_ctx_params;
+void cli_engine_ctx_params(const struct cli_engine_args *e, struct llm_ctx_params *p);
+
+/*
+ * Strict numbers for every command's options (cli-opts.c): ARG read as a
+ * whole number from MIN to MAX (cli_arg_int), a finite number
+ * (cli_arg_float; ranges are the caller's), or a seed, a whole number
+ * below SAMPLER_SEED_RANDOM or "random" (cli_arg_seed).  Anything else
+ * ("", " 5", "5x", "abc", "1e99", out of range) is refused, never read
+ * as 0 or as a default: -1 after printing "natter: WANTS, got 'ARG'",
+ * with the bound it passed when out of range.  WANTS (printf-style) names
+ * the command, the option and what it takes: "generate: --temp wants a
+ * number".  *V is set only on success; MIN and MAX fit in an int.  The
+ * main thread, while the options are read.
+ */
+int cli_arg_int(const char *arg, long min, long max, int *v, const char *wants, ...)
+	__attribute__((format(printf, 5, 6)));
+int cli_arg_float(const char *arg, float *v, const char *wants, ...) __attribute__((format(printf, 3, 4)));
+int cli_arg_seed(const char *arg, uint64_t *v, const char *wants, ...) __attribute__((format(printf, 3, 4)));
+
+/*
  * The session over A->remote (cli-remote.c): libcurl set up, the API key
  * read from the environment (A->api_key_env, else OPENAI_API_KEY when it
  * is set), the model CLI_MODEL (-m/--model), else the config file's model

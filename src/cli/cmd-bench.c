@@ -169,23 +169,23 @@ cmd_bench(int argc, char **argv)
 		{ "model", required_argument, NULL, 'm' },
 		{ "n-prompt", required_argument, NULL, 'p' },
 		{ "n-gen", required_argument, NULL, 'n' },
-		{ "threads", required_argument, NULL, 't' },
 		{ "repetitions", required_argument, NULL, 'r' },
 		{ "depth", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "sys", no_argument, NULL, 's' },
-		{ "kv-type", required_argument, NULL, 'k' },
-		{ "exact-act", no_argument, NULL, 'x' },
 		{ "stop", no_argument, NULL, 'S' },
 		{ "batch-size", required_argument, NULL, 'b' },
-		{ "lora", required_argument, NULL, 'L' },
+		CLI_ENGINE_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	enum { MAX_LIST = 8 };
 	const char *path = NULL;
 	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
-	int n_prompt = 0, n_gen = 0, threads = 0, reps = 3, json = 0, sys = 0, exact_act = 0, stop = 0, c, rc = 1, n_toks;
+	int n_prompt = 0, n_gen = 0, threads, reps = 3, json = 0, sys = 0, stop = 0, c, handled, rc = 1, n_toks;
+	/* -t, --kv-type, --exact-act, --lora (bench has no -c: each depth's
+	 * context is sized to its tests). */
+	struct cli_engine_args eng = { 0 };
 	struct stopper st = { 0 };
 	int n_stopped = 0;
 	double stop_sum = 0, stop_max = 0;
@@ -198,7 +198,6 @@ cmd_bench(int argc, char **argv)
 	/* The tests: at each depth, prompt sizes, then generation lengths
 	 * (zeros skipped); {n_prompt, n_gen, the depth's index in DL}. */
 	int tests[2 * MAX_LIST * MAX_LIST][3], n_tests = 0;
-	enum llm_kv_type kv_type = LLM_KV_F16;
 	struct llm_model *m = NULL;
 	/* One context per depth (CTX: the deepest's), so that repetitions can go
 	 * round every test in turn. */
@@ -212,57 +211,44 @@ cmd_bench(int argc, char **argv)
 	double read_s[2 * MAX_LIST * MAX_LIST] = { 0 };
 	uint64_t w_bytes = 0;
 	uint64_t n_params = 0;
-	struct cli_lora lora = { 0 };
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:d:h", opts, NULL)) != -1) {
+		if ((handled = cli_engine_option(c, optarg, "bench", &eng)) < 0)
+			goto usage;
+		if (handled)
+			continue;
 		switch (c) {
 		case 'm': path = optarg; break;
 		case 'p':
 			if ((npl = parse_list(optarg, pl, MAX_LIST)) < 0) {
 				cli_error("bench: -p takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
-				cli_lora_free(&lora);
-				return 2;
+				goto usage;
 			}
 			break;
 		case 'n':
 			if ((ngl = parse_list(optarg, gl, MAX_LIST)) < 0) {
 				cli_error("bench: -n takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
-				cli_lora_free(&lora);
-				return 2;
+				goto usage;
 			}
 			break;
-		case 't': threads = atoi(optarg); break;
-		case 'r': reps = atoi(optarg); break;
+		case 'r':
+			if (cli_arg_int(optarg, 1, 64, &reps, "bench: -r wants a count of repetitions") < 0)
+				goto usage;
+			break;
 		case 'b':
-			n_batch = atoi(optarg);
-			if (n_batch < 1 || n_batch > 65536) {
-				cli_error("bench: -b takes 1..65536 tokens per batch");
-				return 2;
-			}
+			if (cli_arg_int(optarg, 1, 65536, &n_batch, "bench: -b takes 1..65536 tokens per batch") < 0)
+				goto usage;
 			break;
 		case 'd':
 			if ((ndl = parse_list(optarg, dl, MAX_LIST)) < 0) {
 				cli_error("bench: -d takes counts 0..65536, comma-separated (at most %d)", MAX_LIST);
-				return 2;
+				goto usage;
 			}
 			break;
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
-		case 'x': exact_act = 1; break;
 		case 'S': stop = 1; break;
-		case 'L':
-			if (cli_lora_add(&lora, optarg) < 0) {
-				cli_lora_free(&lora);
-				return 2;
-			}
-			break;
-		case 'k':
-			if (cli_kv_type("bench: --kv-type", optarg, &kv_type) < 0) {
-				cli_lora_free(&lora);
-				return 2;
-			}
-			break;
 		case 'h':
 			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-d 0[,4000...]] [-t N] [-r 3] [--json] [--sys]\n"
 			    "       [-b 512] [--kv-type f16|q8_0|f32] [--exact-act] [--stop] [--lora FILE[:SCALE]]...\n"
@@ -287,22 +273,15 @@ cmd_bench(int argc, char **argv)
 			    "  NATTER_PACK=0 leaves the weights as in the file (default: Q4_0, Q4_1, Q5_0, Q5_1,\n"
 			    "         Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K and IQ4_XS matrices held in memory are\n"
 			    "         packed at load, as the chat does; the load line says so)\n");
-			cli_lora_free(&lora);
+			cli_lora_free(&eng.lora);
 			return 0;
 		default:
-			cli_lora_free(&lora);
-			return 2;
+			goto usage;
 		}
 	}
 	if (!path) {
 		cli_error("bench: no model given (use -m FILE)");
-		cli_lora_free(&lora);
-		return 2;
-	}
-	if (reps < 1 || reps > 64) {
-		cli_error("bench: -r must be 1..64");
-		cli_lora_free(&lora);
-		return 2;
+		goto usage;
 	}
 	/* Depths ascending (the deepest context is the one --stop and the
 	 * header use). */
@@ -335,13 +314,10 @@ cmd_bench(int argc, char **argv)
 	}
 	if (q_cpu_init(err, sizeof(err)) < 0) {
 		cli_error("bench: %s", err);
-		cli_lora_free(&lora);
-		return 2;
+		goto usage;
 	}
-	if (threads <= 0)
-		threads = sysbench_physical_cores();
-	else
-		threads = cli_threads("bench", threads);
+	/* The count used, not 0, since the tables and --sys report it. */
+	threads = eng.threads <= 0 ? sysbench_physical_cores() : cli_threads("bench", eng.threads);
 
 	{
 		double t0 = cli_now();
@@ -351,12 +327,10 @@ cmd_bench(int argc, char **argv)
 		}
 		llm_model_pack(m);
 		struct llm_ctx_params cp;
-		llm_ctx_params_default(&cp);
+		cli_engine_ctx_params(&eng, &cp);
 		n_batch = n_prompt < 1 ? (depth > 0 ? n_batch : 1) : n_prompt < n_batch ? n_prompt : n_batch;
 		cp.n_batch = n_batch;
 		cp.n_threads = threads;
-		cp.kv_type = kv_type;
-		cp.exact_act = exact_act;
 		/* Deepest first (its creation is timed with the load): room for
 		 * each depth and the longest test after it. */
 		for (int d = ndl - 1; d >= 0; d--) {
@@ -366,7 +340,7 @@ cmd_bench(int argc, char **argv)
 				cli_error("%s", err);
 				goto out;
 			}
-			if (cli_lora_attach(&lora, m, ctxs[d]) < 0)
+			if (cli_lora_attach(&eng.lora, m, ctxs[d]) < 0)
 				goto out;
 			if (d == ndl - 1)
 				t_load = cli_now() - t0;
@@ -504,13 +478,13 @@ cmd_bench(int argc, char **argv)
 				    llm_model_weights_why(m));
 			printf("load %.2f s (weights %s%s), peak RSS %.1f MiB, KV cache %s %.1f MiB%s%s\n", t_load,
 			    how, pk, peak_rss / 1048576.0,
-			    llm_kv_type_name(kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0,
+			    llm_kv_type_name(eng.kv_type), llm_ctx_cache_bytes(ctx) / 1048576.0,
 			    ndl > 1 ? " (the deepest context's)" : "",
-			    exact_act ? ", exact activations" : "");
+			    eng.exact_act ? ", exact activations" : "");
 			float_gemm_line(llm_model_type_name(m));
-			for (int i = 0; i < lora.n; i++)
-				printf("adapter: %s, scale %g\n", base_name(lora.path[i]), lora.scale[i]);
-			if (lora.n)
+			for (int i = 0; i < eng.lora.n; i++)
+				printf("adapter: %s, scale %g\n", base_name(eng.lora.path[i]), eng.lora.scale[i]);
+			if (eng.lora.n)
 				printf("adapters on %d weight products\n", llm_ctx_n_adapted(ctx));
 			printf("| %-*s | %14s |%s\n", depth ? 16 : 8, "test", "t/s", sys ? " bound t/s | share" : "");
 			printf("| %-*s | %14s |%s\n", depth ? 16 : 8, depth ? "----------------" : "--------", "--------------",
@@ -552,8 +526,8 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddItemToObject(o, "samples_ts", arr);
 				cJSON_AddNumberToObject(o, "load_s", t_load);
 				cJSON_AddNumberToObject(o, "peak_rss_bytes", peak_rss);
-				cJSON_AddStringToObject(o, "kv_type", llm_kv_type_name(kv_type));
-				cJSON_AddBoolToObject(o, "exact_act", exact_act);
+				cJSON_AddStringToObject(o, "kv_type", llm_kv_type_name(eng.kv_type));
+				cJSON_AddBoolToObject(o, "exact_act", eng.exact_act);
 				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
 				cJSON_AddNumberToObject(o, "packed_bytes", (double)llm_model_packed_bytes(m, NULL));
@@ -563,12 +537,12 @@ cmd_bench(int argc, char **argv)
 					cJSON_AddNumberToObject(o, "stop_max_ms", 1e3 * stop_max);
 					cJSON_AddNumberToObject(o, "stop_flag_gap_ms", 1e3 * st.max_gap);
 				}
-				if (lora.n) {
+				if (eng.lora.n) {
 					cJSON *la = cJSON_CreateArray();
-					for (int i = 0; i < lora.n; i++) {
+					for (int i = 0; i < eng.lora.n; i++) {
 						cJSON *x = cJSON_CreateObject();
-						cJSON_AddStringToObject(x, "file", lora.path[i]);
-						cJSON_AddNumberToObject(x, "scale", lora.scale[i]);
+						cJSON_AddStringToObject(x, "file", eng.lora.path[i]);
+						cJSON_AddNumberToObject(x, "scale", eng.lora.scale[i]);
 						cJSON_AddItemToArray(la, x);
 					}
 					cJSON_AddItemToObject(o, "lora", la);
@@ -620,6 +594,9 @@ out:
 	for (int d = 0; d < ndl; d++)
 		llm_ctx_free(ctxs[d]);
 	llm_model_free(m);
-	cli_lora_free(&lora);
+	cli_lora_free(&eng.lora);
 	return rc;
+usage:
+	cli_lora_free(&eng.lora);
+	return 2;
 }

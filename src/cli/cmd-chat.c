@@ -343,8 +343,9 @@ cmd_chat(int argc, char **argv)
 		case 'P': plain = 1; break;
 		case 'R': {
 			char *end;
+			errno = 0;
 			resume = strtoll(optarg, &end, 10);
-			if (end == optarg || *end || resume <= 0) {
+			if (end == optarg || *end || errno == ERANGE || resume <= 0) {
 				cli_error("--resume: '%s' is not a conversation id (see natter history list)", optarg);
 				return 2;
 			}

@@ -191,17 +191,17 @@ cmd_eval_choice(int argc, char **argv)
 	rc = cli_measure_parse("eval-choice", "-m MODEL [--lora FILE[:SCALE]]... -f QUESTIONS.jsonl [-c N] [-t N]\n"
 	    "       [--limit N] [--verbose]", opts, (int)(sizeof(opts) / sizeof(opts[0])), argc, argv, &a);
 	if (rc) {
-		cli_lora_free(&a.lora);
+		cli_lora_free(&a.eng.lora);
 		return rc == 1 ? 0 : 2;
 	}
 	if (!a.model || !a.file) {
 		cli_error("eval-choice: needs -m MODEL and -f QUESTIONS.jsonl");
-		cli_lora_free(&a.lora);
+		cli_lora_free(&a.eng.lora);
 		return 2;
 	}
 	/* Every line is checked before the model is loaded. */
 	if (read_questions(a.file, &qs, &n_read) < 0) {
-		cli_lora_free(&a.lora);
+		cli_lora_free(&a.eng.lora);
 		return 1;
 	}
 	n_q = n_read;
@@ -325,6 +325,6 @@ out:
 	llm_ctx_free(c);
 	llm_model_free(m);
 	questions_free(qs, n_read);
-	cli_lora_free(&a.lora);
+	cli_lora_free(&a.eng.lora);
 	return rc;
 }

@@ -56,76 +56,59 @@ cmd_eval(int argc, char **argv)
 		{ "logits-out", required_argument, NULL, 'o' },
 		{ "incremental", no_argument, NULL, 'i' },
 		{ "split", required_argument, NULL, 's' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "ctx-size", required_argument, NULL, 'c' },
-		{ "kv-type", required_argument, NULL, 'K' },
-		{ "exact-act", no_argument, NULL, 'x' },
-		{ "lora", required_argument, NULL, 'L' },
+		CLI_ENGINE_LONGOPTS,
+		CLI_ENGINE_CTX_LONGOPT,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *toks = NULL, *outp = NULL;
-	int incremental = 0, split = -1, threads = 0, n_ctx = 0, exact_act = 0, c, n = 0, rc = 1;
-	enum llm_kv_type kv_type = LLM_KV_F16;
+	int incremental = 0, split = -1, c, handled, n = 0, rc = 1;
+	struct cli_engine_args eng = { 0 };
 	int32_t *ids = NULL;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
 	float *logits = NULL;
 	char err[512];
 	FILE *f = NULL;
-	struct cli_lora lora = { 0 };
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:t:c:o:h", opts, NULL)) != -1) {
+		if ((handled = cli_engine_option(c, optarg, "eval", &eng)) < 0)
+			goto usage;
+		if (handled)
+			continue;
 		switch (c) {
 		case 'm': path = optarg; break;
 		case 'k': toks = optarg; break;
 		case 'o': outp = optarg; break;
 		case 'i': incremental = 1; break;
-		case 's': split = atoi(optarg); break;
-		case 't': threads = atoi(optarg); break;
-		case 'c': n_ctx = atoi(optarg); break;
-		case 'L':
-			if (cli_lora_add(&lora, optarg) < 0) {
-				cli_lora_free(&lora);
-				return 2;
-			}
+		case 's':
+			if (cli_arg_int(optarg, 0, INT_MAX, &split, "eval: --split wants a count of tokens") < 0)
+				goto usage;
 			break;
-		case 'K':
-			if (cli_kv_type("eval: --kv-type", optarg, &kv_type) < 0) {
-				cli_lora_free(&lora);
-				return 2;
-			}
-			break;
-		case 'x': exact_act = 1; break;
 		case 'h':
 			printf("usage: natter eval -m FILE --tokens 1,2,3 --logits-out OUT [--incremental | --split N] [-t N]\n"
 			    "       [-c N] [--kv-type f16|q8_0|f32] [--exact-act] [--lora FILE[:SCALE]]...\n");
-			cli_lora_free(&lora);
+			cli_lora_free(&eng.lora);
 			return 0;
 		default:
-			cli_lora_free(&lora);
-			return 2;
+			goto usage;
 		}
 	}
 	if (!path || !toks || !outp) {
 		cli_error("eval: needs -m FILE, --tokens IDS and --logits-out FILE");
-		cli_lora_free(&lora);
-		return 2;
+		goto usage;
 	}
-	if (parse_ids(toks, &ids, &n) < 0) {
-		cli_lora_free(&lora);
-		return 2;
-	}
+	if (parse_ids(toks, &ids, &n) < 0)
+		goto usage;
 	if (n == 0) {
 		cli_error("eval: --tokens is empty");
 		free(ids);
-		cli_lora_free(&lora);
-		return 2;
+		goto usage;
 	}
 	if (incremental)
 		split = 0;
-	threads = cli_threads("eval", threads);
+	eng.threads = cli_threads("eval", eng.threads);
 	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		goto out;
@@ -133,20 +116,16 @@ cmd_eval(int argc, char **argv)
 	llm_model_pack(m);
 	{
 		const struct llm_hparams *hp = llm_model_hparams(m);
-		if (n_ctx <= 0)
-			n_ctx = n > hp->n_ctx_train ? n : hp->n_ctx_train;
 		struct llm_ctx_params cp;
-		llm_ctx_params_default(&cp);
-		cp.n_ctx = n_ctx;
-		cp.n_threads = threads;
-		cp.kv_type = kv_type;
-		cp.exact_act = exact_act;
+		cli_engine_ctx_params(&eng, &cp);
+		if (cp.n_ctx == 0)
+			cp.n_ctx = n > hp->n_ctx_train ? n : hp->n_ctx_train;
 		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 		if (!ctx) {
 			cli_error("%s", err);
 			goto out;
 		}
-		if (cli_lora_attach(&lora, m, ctx) < 0)
+		if (cli_lora_attach(&eng.lora, m, ctx) < 0)
 			goto out;
 		logits = malloc((size_t)n * hp->n_vocab * sizeof(float));
 		if (!logits) {
@@ -193,6 +172,9 @@ out:
 	free(ids);
 	llm_ctx_free(ctx);
 	llm_model_free(m);
-	cli_lora_free(&lora);
+	cli_lora_free(&eng.lora);
 	return rc;
+usage:
+	cli_lora_free(&eng.lora);
+	return 2;
 }

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,26 +29,22 @@ cmd_generate(int argc, char **argv)
 		{ "min-p", required_argument, NULL, 'M' },
 		{ "repeat-penalty", required_argument, NULL, 'R' },
 		{ "seed", required_argument, NULL, 'S' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "ctx-size", required_argument, NULL, 'c' },
 		{ "ignore-eos", no_argument, NULL, 'E' },
 		{ "stats", no_argument, NULL, 'v' },
-		{ "kv-type", required_argument, NULL, 'k' },
-		{ "exact-act", no_argument, NULL, 'x' },
-		{ "lora", required_argument, NULL, 'L' },
+		CLI_ENGINE_LONGOPTS,
+		CLI_ENGINE_CTX_LONGOPT,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL, *prompt = NULL, *pfile = NULL;
-	int n_predict = 64, threads = 0, n_ctx = 0, ignore_eos = 0, stats = 0, exact_act = 0, c, rc = 1;
-	enum llm_kv_type kv_type = LLM_KV_F16;
+	int n_predict = 64, ignore_eos = 0, stats = 0, c, handled, rc = 1;
+	struct cli_engine_args eng = { 0 };
 	struct sampler_params sp;
 	struct llm_model *m = NULL;
 	struct llm_ctx *ctx = NULL;
 	struct sampler *smp = NULL;
 	struct tok_stream *ts = NULL;
 	struct tok_ids ids = { 0 };
-	struct cli_lora lora = { 0 };
 	float *logits = NULL;
 	char err[512], *text = NULL;
 	size_t text_len = 0;
@@ -58,65 +55,69 @@ cmd_generate(int argc, char **argv)
 	sampler_params_default(&sp);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:p:f:n:t:c:s:h", opts, NULL)) != -1) {
+		if ((handled = cli_engine_option(c, optarg, "generate", &eng)) < 0)
+			goto usage;
+		if (handled)
+			continue;
 		switch (c) {
 		case 'm': path = optarg; break;
 		case 'p': prompt = optarg; break;
 		case 'f': pfile = optarg; break;
-		case 'n': n_predict = atoi(optarg); break;
-		case 'T': sp.temp = strtof(optarg, NULL); break;
-		case 'K': sp.top_k = atoi(optarg); break;
-		case 'P': sp.top_p = strtof(optarg, NULL); break;
-		case 'M': sp.min_p = strtof(optarg, NULL); break;
-		case 'R': sp.repeat_penalty = strtof(optarg, NULL); break;
-		case 'S': case 's': sp.seed = strtoull(optarg, NULL, 10); break;
-		case 't': threads = atoi(optarg); break;
-		case 'c': n_ctx = atoi(optarg); break;
+		case 'n':
+			if (cli_arg_int(optarg, 0, INT_MAX, &n_predict, "generate: -n/--n-predict wants a count") < 0)
+				goto usage;
+			break;
+		case 'T':
+			if (cli_arg_float(optarg, &sp.temp, "generate: --temp wants a number") < 0)
+				goto usage;
+			break;
+		case 'K':
+			if (cli_arg_int(optarg, 0, INT_MAX, &sp.top_k, "generate: --top-k wants a count (0: off)") < 0)
+				goto usage;
+			break;
+		case 'P':
+			if (cli_arg_float(optarg, &sp.top_p, "generate: --top-p wants a number") < 0)
+				goto usage;
+			break;
+		case 'M':
+			if (cli_arg_float(optarg, &sp.min_p, "generate: --min-p wants a number") < 0)
+				goto usage;
+			break;
+		case 'R':
+			if (cli_arg_float(optarg, &sp.repeat_penalty, "generate: --repeat-penalty wants a number") < 0)
+				goto usage;
+			break;
+		case 'S': case 's':
+			if (cli_arg_seed(optarg, &sp.seed,
+			    "generate: --seed wants a whole number from 0 to %llu, or random or -1",
+			    (unsigned long long)SAMPLER_SEED_RANDOM - 1) < 0)
+				goto usage;
+			break;
 		case 'E': ignore_eos = 1; break;
 		case 'v': stats = 1; break;
-		case 'L':
-			if (cli_lora_add(&lora, optarg) < 0) {
-				cli_lora_free(&lora);
-				return 2;
-			}
-			break;
-		case 'k':
-			if (cli_kv_type("generate: --kv-type", optarg, &kv_type) < 0) {
-				cli_lora_free(&lora);
-				return 2;
-			}
-			break;
-		case 'x': exact_act = 1; break;
 		case 'h':
 			printf("usage: natter generate -m FILE (-p PROMPT | -f FILE) [-n N] [--temp T] [--top-k K]\n"
 			    "       [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N] [-c N]\n"
 			    "       [--kv-type f16|q8_0|f32] [--exact-act] [--ignore-eos] [--stats] [--lora FILE[:SCALE]]...\n");
-			cli_lora_free(&lora);
+			cli_lora_free(&eng.lora);
 			return 0;
 		default:
-			cli_lora_free(&lora);
-			return 2;
+			goto usage;
 		}
 	}
 	if (!path || (!prompt && !pfile)) {
 		cli_error("generate: needs -m FILE and -p PROMPT (or -f FILE)");
-		cli_lora_free(&lora);
-		return 2;
+		goto usage;
 	}
 	if (sampler_params_check(&sp, err, sizeof(err)) < 0) {
 		cli_error("generate: %s", err);
-		cli_lora_free(&lora);
-		return 2;
+		goto usage;
 	}
-	if (n_predict < 0) {
-		cli_error("generate: -n must be 0 or more");
-		cli_lora_free(&lora);
-		return 2;
-	}
-	threads = cli_threads("generate", threads);
+	eng.threads = cli_threads("generate", eng.threads);
 	if (pfile) {
 		text = cli_read_file(pfile, &text_len);
 		if (!text) {
-			cli_lora_free(&lora);
+			cli_lora_free(&eng.lora);
 			return 1;
 		}
 	} else {
@@ -134,11 +135,7 @@ cmd_generate(int argc, char **argv)
 		const int n_vocab = llm_model_hparams(m)->n_vocab;
 
 		struct llm_ctx_params cp;
-		llm_ctx_params_default(&cp);
-		cp.n_ctx = n_ctx;
-		cp.n_threads = threads;
-		cp.kv_type = kv_type;
-		cp.exact_act = exact_act;
+		cli_engine_ctx_params(&eng, &cp);
 		ctx = llm_ctx_new_ex(m, &cp, err, sizeof(err));
 		smp = sampler_new(n_vocab, sp.seed);
 		ts = tok_stream_new(v, 0);
@@ -147,7 +144,7 @@ cmd_generate(int argc, char **argv)
 			cli_error("%s", ctx ? "out of memory" : err);
 			goto out;
 		}
-		if (cli_lora_attach(&lora, m, ctx) < 0)
+		if (cli_lora_attach(&eng.lora, m, ctx) < 0)
 			goto out;
 		if (tok_encode(v, text, text_len, tok_add_bos(v), 0, &ids) < 0) {
 			cli_error("out of memory");
@@ -203,7 +200,7 @@ cmd_generate(int argc, char **argv)
 			fprintf(stderr, "load %.2f s; prompt %zu tokens, %.1f tok/s; generated %d tokens, "
 			    "%.1f tok/s; seed %llu; %d threads", t1 - t0, ids.n, ids.n / (t2 - t1), n_gen,
 			    n_gen / (t3 - t2), (unsigned long long)sampler_seed(smp), llm_ctx_n_threads(ctx));
-			if (lora.n)
+			if (eng.lora.n)
 				fprintf(stderr, "; %d adapters on %d weights", llm_ctx_n_adapters(ctx), llm_ctx_n_adapted(ctx));
 			fputc('\n', stderr);
 		}
@@ -217,6 +214,9 @@ out:
 	sampler_free(smp);
 	llm_ctx_free(ctx);
 	llm_model_free(m);
-	cli_lora_free(&lora);
+	cli_lora_free(&eng.lora);
 	return rc;
+usage:
+	cli_lora_free(&eng.lora);
+	return 2;
 }

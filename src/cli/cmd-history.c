@@ -1,6 +1,7 @@
 /* cmd-history.c -- `natter history`, `natter rate`, `natter export`: the store from the command line. */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,14 @@ static int
 parse_id(const char *s, int64_t *id)
 {
 	char *end;
-	long long v = s ? strtoll(s, &end, 10) : 0;
-	if (!s || end == s || *end || v <= 0)
+	long long v;
+
+	if (!s)
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	/* ERANGE: too many digits would be read as LLONG_MAX, another id. */
+	if (end == s || *end || errno == ERANGE || v <= 0)
 		return -1;
 	*id = v;
 	return 0;

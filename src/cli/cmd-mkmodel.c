@@ -232,7 +232,11 @@ cmd_mkmodel(int argc, char **argv)
 		case 'p': pname = optarg; break;
 		case 't': tname = optarg; break;
 		case 'o': out = optarg; break;
-		case 'l': n_layer_override = atoi(optarg); break;
+		case 'l':
+			if (cli_arg_int(optarg, 1, 1024, &n_layer_override,
+			    "mkmodel: --layers wants a count of layers") < 0)
+				return 2;
+			break;
 		case 'h':
 			preset_names(err, sizeof(err));
 			mix_names(name, sizeof(name), "|");

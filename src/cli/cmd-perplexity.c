@@ -91,18 +91,18 @@ cmd_perplexity(int argc, char **argv)
 	    "       [--chunks N]", opts,
 	    (int)(sizeof(opts) / sizeof(opts[0])), argc, argv, &a);
 	if (rc) {
-		cli_lora_free(&a.lora);
+		cli_lora_free(&a.eng.lora);
 		return rc == 1 ? 0 : 2;
 	}
 	if (!a.model || !a.file) {
 		cli_error("perplexity: needs -m MODEL and -f TEXT");
-		cli_lora_free(&a.lora);
+		cli_lora_free(&a.eng.lora);
 		return 2;
 	}
 	rc = 1;
 	text = cli_read_file(a.file, &len);
 	if (!text) {
-		cli_lora_free(&a.lora);
+		cli_lora_free(&a.eng.lora);
 		return 1;
 	}
 	if (cli_measure_load(&a, a.model, 512, &m, &c, &n_ctx) < 0)
@@ -130,8 +130,8 @@ cmd_perplexity(int argc, char **argv)
 	if (a.kl_base) {
 		struct cli_measure_args ab = a;
 		int n_ctx_b;
-		ab.n_ctx = n_ctx;
-		memset(&ab.lora, 0, sizeof(ab.lora));   /* the adapters are MODEL's alone */
+		ab.eng.n_ctx = n_ctx;
+		memset(&ab.eng.lora, 0, sizeof(ab.eng.lora));   /* the adapters are MODEL's alone */
 		if (cli_measure_load(&ab, a.kl_base, n_ctx, &mb, &cb, &n_ctx_b) < 0)
 			goto out;
 		if (llm_model_hparams(mb)->n_vocab != V || tokenize(mb, text, len, &ids_b) < 0 || ids_b.n != ids.n ||
@@ -157,8 +157,8 @@ cmd_perplexity(int argc, char **argv)
 	}
 	printf("perplexity: %s: %zu tokens, %d chunks of %d, scoring the last %d predictions of each\n", a.file,
 	    ids.n, n_chunk, n_ctx, n_ctx - 1 - first);
-	for (int i = 0; i < a.lora.n; i++)
-		printf("adapter: %s, scale %g (on the model only)\n", a.lora.path[i], a.lora.scale[i]);
+	for (int i = 0; i < a.eng.lora.n; i++)
+		printf("adapter: %s, scale %g (on the model only)\n", a.eng.lora.path[i], a.eng.lora.scale[i]);
 	for (int i = 0; i < n_chunk; i++) {
 		struct llm_ctx *ctxs[2] = { c, cb };
 		float *bufs[2] = { lm, lb };
@@ -213,6 +213,6 @@ out:
 	llm_ctx_free(cb);
 	llm_model_free(m);
 	llm_model_free(mb);
-	cli_lora_free(&a.lora);
+	cli_lora_free(&a.eng.lora);
 	return rc;
 }

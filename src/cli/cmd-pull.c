@@ -137,7 +137,10 @@ cmd_pull(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'd': dir = optarg; break;
-		case 'r': o.retries = atoi(optarg) < 0 ? 0 : atoi(optarg); break;
+		case 'r':
+			if (cli_arg_int(optarg, 0, 100, &o.retries, "pull: --retries wants a count") < 0)
+				return 2;
+			break;
 		case 'h':
 			printf("usage: natter pull REPO[:FILE] [--dir DIR] [--retries N]\n"
 			    "Downloads a GGUF model from the Hugging Face hub into $XDG_DATA_HOME/natter/models\n"

@@ -63,10 +63,9 @@ cmd_serve(int argc, char **argv)
 	struct serve_opts so;
 	struct serve *s = NULL;
 	const char *key_env = NULL;
-	char err[1024], *end;
+	char err[1024];
 	sigset_t set;
 	int ch, sig;
-	long v;
 
 	memset(&so, 0, sizeof(so));
 	chat_opts_default(&args.chat);
@@ -84,16 +83,23 @@ cmd_serve(int argc, char **argv)
 		case 'm': so.model_path = optarg; break;
 		case OPT_HOST: so.host = optarg; break;
 		case OPT_PORT:
-			v = strtol(optarg, &end, 10);
-			if (end == optarg || *end || v < 0 || v > 65535) {
-				cli_error("serve: --port takes a number from 0 to 65535");
+			if (cli_arg_int(optarg, 0, 65535, &so.port,
+			    "serve: --port wants a port number (0: any free one)") < 0)
 				return 2;
-			}
-			so.port = (int)v;
 			break;
 		case OPT_KEY_ENV: key_env = optarg; break;
-		case OPT_DELAY: so.token_delay_ms = atoi(optarg); break;
-		case OPT_QUEUE: so.max_queue = atoi(optarg); break;
+		case OPT_DELAY:
+			/* The full-screen chat's bound. */
+			if (cli_arg_int(optarg, 0, 60000, &so.token_delay_ms,
+			    "serve: --token-delay wants a number of milliseconds") < 0)
+				return 2;
+			break;
+		case OPT_QUEUE:
+			/* 0 is refused, not taken as serve_opts' "the default". */
+			if (cli_arg_int(optarg, 1, 65536, &so.max_queue,
+			    "serve: --max-queue wants a count of requests") < 0)
+				return 2;
+			break;
 		case OPT_REASONING:
 			if (strcmp(optarg, "deepseek") && strcmp(optarg, "none")) {
 				cli_error("serve: --reasoning-format takes deepseek or none, not '%s'", optarg);

@@ -1,6 +1,7 @@
 /* chat.c -- chat sessions: the conversation (messages, alternatives, edits, the window fed, live parameters, stop strings, statistics), over an engine that produces the replies. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -1278,8 +1279,21 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 		return -1;
 	}
 	chat_get_params(c, &p);
-	if (!strcmp(name, "seed") && !strcmp(value, "random")) {
-		p.seed = SAMPLER_SEED_RANDOM;
+	if (!strcmp(name, "seed")) {
+		/* Exactly (a double would round seeds past 2^53); "-1" as
+		 * llama.cpp and the OpenAI-style requests spell random. */
+		unsigned long long x;
+		errno = 0;
+		x = isdigit((unsigned char)value[0]) ? strtoull(value, &end, 10) : 0;
+		if (!strcmp(value, "random") || !strcmp(value, "-1")) {
+			p.seed = SAMPLER_SEED_RANDOM;
+		} else if (!isdigit((unsigned char)value[0]) || *end || errno || x >= SAMPLER_SEED_RANDOM) {
+			snprintf(err, errlen, "seed must be a whole number from 0 to %llu, or \"random\" (-1)",
+			    (unsigned long long)SAMPLER_SEED_RANDOM - 1);
+			return -1;
+		} else {
+			p.seed = x;
+		}
 		chat_set_params(c, &p);
 		return 0;
 	}
@@ -1297,13 +1311,7 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 	else if (!strcmp(name, "presence_penalty")) p.presence_penalty = (float)v;
 	else if (!strcmp(name, "frequency_penalty")) p.frequency_penalty = (float)v;
 	else if (!strcmp(name, "penalty_last_n")) p.penalty_last_n = v > 1e9 ? 1000000000 : (int)v;
-	else if (!strcmp(name, "seed")) {
-		if (v < 0 || v >= 1.8e19) {
-			snprintf(err, errlen, "seed must be 0 or more, or \"random\"");
-			return -1;
-		}
-		p.seed = (uint64_t)v;
-	} else if (!strcmp(name, "max_tokens")) {
+	else if (!strcmp(name, "max_tokens")) {
 		if (v < 0 || v > 1e9) {
 			snprintf(err, errlen, "max_tokens must be 0 (no limit) or more");
 			return -1;

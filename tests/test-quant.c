@@ -288,6 +288,19 @@ test_act(const struct q_kernels *k, const struct q_kernels *s)
 		step /= 127;   /* one step at the largest scale */
 		CHECK(maxd <= step * 1.001, "%s: the %s activation quantizer differs by %g (> one step %g)", k->name,
 		    v < 3 ? tname(vts[v]) : "q8p", maxd, step);
+		if (v == 2) {
+			/* Q8_K is the int8 products' via (and llama.cpp's): the same
+			 * bytes as the reference, also where X and -X tie for the
+			 * largest magnitude (the first sets the scale's sign). */
+			static float xt[N];
+			memcpy(xt, x, sizeof(xt));
+			xt[3] = -40, xt[200] = 40;                /* block 0: -40 first */
+			xt[256 + 7] = 40, xt[256 + 100] = -40;    /* block 1: 40 first */
+			q_kern_act_vdt(s, GGML_TYPE_Q8_K)(xt, qa, N);
+			q_kern_act_vdt(k, GGML_TYPE_Q8_K)(xt, qb, N);
+			CHECK(memcmp(qa, qb, q_row_size(GGML_TYPE_Q8_K, N)) == 0,
+			    "%s: Q8_K activations differ from the reference's bytes", k->name);
+		}
 		if (v == 3) {
 			/* The block sums are the sums of the levels, scaled. */
 			const int8_t *q = (const int8_t *)qb;

@@ -666,19 +666,31 @@ dot_iq4_xs(int n, float *s, const void *vx, const void *vy)
 	*s = hsum8(acc);
 }
 
-/* Q8_K activations: signed maximum sets the scale; sums of 16 for the mins. */
+/* Q8_K activations: signed maximum sets the scale; sums of 16 for the mins.
+ * The maximum magnitude by vectors (NaNs passed over, as the reference's
+ * comparison does), then the first element that has it: the reference's
+ * choice between X and -X.  (Its branchy scalar search was a fifth of a
+ * generating token's serial work.) */
 static void
 q8_K_from_float(const float *x, void *vy, int64_t n)
 {
 	block_q8_K *y = vy;
 	for (int64_t i = 0; i < n / QK_K; i++) {
 		const float *v = x + i * QK_K;
-		float amax = 0, max = 0;
-		for (int j = 0; j < QK_K; j++) {
-			float a = v[j] < 0 ? -v[j] : v[j];
-			if (a > amax) {
-				amax = a;
-				max = v[j];
+		__m256 m = _mm256_setzero_ps();
+		for (int j = 0; j < QK_K; j += 8)
+			m = _mm256_max_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(v + j)), m);
+		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+		h = _mm_max_ss(h, _mm_movehdup_ps(h));
+		const float amax = _mm_cvtss_f32(h);
+		float max = 0;
+		for (int j = 0; j < QK_K; j += 8) {
+			const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(v + j));
+			const int hit = _mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(amax), _CMP_EQ_OQ));
+			if (hit) {
+				max = v[j + __builtin_ctz((unsigned)hit)];
+				break;
 			}
 		}
 		if (amax == 0) {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "natter/gguf.h"
 #include "llm/hugemem.h"
+#include "llm/pool.h"
 
 static const struct ggml_type_info type_infos[GGML_TYPE_COUNT] = {
 	[GGML_TYPE_F32] = { "F32", 1, 4 },
@@ -585,6 +587,45 @@ open_common(struct gguf_file_priv *pf, struct gguf_file **out, char *err, size_t
 }
 
 /*
+ * The copy is read in chunks by as many threads as this process may run
+ * on (at most COPY_THREADS): the kernel zeroes each new page on the
+ * thread that first touches it, and that, not the copy, is most of the
+ * time.  Qwen2.5-0.5B F16 (990 MB) from the page cache into 2 MiB pages,
+ * 2 cores of a Zen 3 EPYC: 0.23-0.26 s on one thread, 0.14-0.18 s on
+ * two.  A file of one chunk or less is read on the calling thread.
+ */
+#define COPY_CHUNK ((size_t)64 << 20)
+#define COPY_THREADS 8
+
+struct copy_job {
+	int fd;
+	uint8_t *a;
+	size_t size;
+	atomic_int failed;
+};
+
+/* Reads chunk TASK of the file; an error, or the file shrunk meanwhile,
+ * fails the copy. */
+static void
+copy_task(void *arg, int task, int worker)
+{
+	struct copy_job *j = arg;
+	size_t at = (size_t)task * COPY_CHUNK, end = at + COPY_CHUNK < j->size ? at + COPY_CHUNK : j->size;
+
+	(void)worker;
+	while (at < end && !atomic_load_explicit(&j->failed, memory_order_relaxed)) {
+		ssize_t got = pread(j->fd, j->a + at, end - at, (off_t)at);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			atomic_store(&j->failed, 1);
+			return;
+		}
+		at += (size_t)got;
+	}
+}
+
+/*
  * The SIZE bytes of FD read into memory from huge_alloc, then made
  * read-only.  Returns it (*LEN the bytes mapped), or NULL (nothing left
  * mapped).
@@ -593,19 +634,26 @@ static uint8_t *
 copy_file(int fd, size_t size, size_t *len)
 {
 	uint8_t *a = huge_alloc(size, len);
-	size_t at = 0;
+	const size_t chunks = (size + COPY_CHUNK - 1) / COPY_CHUNK;
+	struct copy_job j = { fd, a, size, 0 };
+	struct pool *p = NULL;
 
 	if (!a)
 		return NULL;
-	while (at < size) {
-		ssize_t got = pread(fd, a + at, size - at > ((size_t)1 << 30) ? (size_t)1 << 30 : size - at, (off_t)at);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0) {   /* an error, or the file shrank meanwhile */
-			huge_free(a, *len);
-			return NULL;
-		}
-		at += (size_t)got;
+	if (chunks > 1) {
+		int n = pool_cpus_available();
+		p = pool_new(n < COPY_THREADS ? n : COPY_THREADS);
+	}
+	if (p) {
+		pool_run_tasks(p, copy_task, &j, (int)chunks);
+		pool_free(p);
+	} else {
+		for (size_t c = 0; c < chunks; c++)
+			copy_task(&j, (int)c, 0);
+	}
+	if (atomic_load(&j.failed)) {
+		huge_free(a, *len);
+		return NULL;
 	}
 	mprotect(a, *len, PROT_READ);
 	return a;

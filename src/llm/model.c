@@ -228,43 +228,90 @@ packable(const struct q_kernels *k, const struct ltensor *t)
 	return t->data && !t->packed && k->t[t->type].gemv_packed && q_pack_supported(t->type) && t->ne1 >= k->pack_rows;
 }
 
+/* The matrices of the packable tensors, packed by the load's threads:
+ * one task a matrix (an expert of a stack is one), a scratch of a group
+ * of rows per thread. */
+#define PACK_THREADS 8
+
+struct pack_job {
+	struct { struct ltensor *t; int64_t e; } *mat;
+	uint8_t *scratch;
+	size_t scratch_each;
+	int group;
+};
+
+static void
+pack_task(void *arg, int task, int worker)
+{
+	const struct pack_job *j = arg;
+	struct ltensor *t = j->mat[task].t;
+
+	q_pack_matrix(t->type, (uint8_t *)t->data + (size_t)j->mat[task].e * t->mat_bytes, t->ne1, t->row_bytes,
+	    j->group, j->scratch + (size_t)worker * j->scratch_each);
+}
+
 int64_t
 llm_model_pack(struct llm_model *m)
 {
 	const struct q_kernels *k = q_kern();
 	const char *env = getenv("NATTER_PACK");
 	struct ltensor *t, *o;
-	size_t most = 0;
-	uint8_t *scratch;
+	struct pack_job j = { NULL, NULL, 0, k->pack_rows };
+	struct pool *p = NULL;
+	size_t most = 0, n = 0;
+	int threads;
 
 	if ((env && strcmp(env, "0") == 0) || !k->pack_rows || m->pack_rows || !m->f->copied)
 		return 0;
 	for (int i = 0; (t = model_tensor(m, i)); i++)
-		if (packable(k, t) && t->row_bytes > most)
-			most = t->row_bytes;
+		if (packable(k, t)) {
+			most = t->row_bytes > most ? t->row_bytes : most;
+			n += (size_t)t->ne2;
+		}
 	if (!most)
 		return 0;
-	scratch = malloc(most * (size_t)k->pack_rows);
-	if (!scratch || gguf_copy_writable(m->f, 1) < 0) {
-		free(scratch);
-		return scratch ? 0 : -1;
+	threads = pool_cpus_available();
+	threads = threads < PACK_THREADS ? threads : PACK_THREADS;
+	threads = (size_t)threads < n ? threads : (int)n;
+	if (threads > 1 && n <= POOL_MAX_TASKS)
+		p = pool_new(threads);
+	threads = p ? pool_size(p) : 1;
+	j.scratch_each = (most * (size_t)k->pack_rows + 63) & ~(size_t)63;
+	j.scratch = malloc(j.scratch_each * (size_t)threads);
+	j.mat = malloc(n * sizeof(*j.mat));
+	if (!j.scratch || !j.mat || gguf_copy_writable(m->f, 1) < 0) {
+		int64_t rc = j.scratch && j.mat ? 0 : -1;
+		free(j.scratch);
+		free(j.mat);
+		pool_free(p);
+		return rc;
 	}
+	n = 0;
 	for (int i = 0; (t = model_tensor(m, i)); i++) {
 		if (!packable(k, t))
 			continue;
-		for (int64_t e = 0; e < t->ne2; e++)
-			q_pack_matrix(t->type, (uint8_t *)t->data + (size_t)e * t->mat_bytes, t->ne1, t->row_bytes,
-			    k->pack_rows, scratch);
+		for (int64_t e = 0; e < t->ne2; e++) {
+			j.mat[n].t = t;
+			j.mat[n++].e = e;
+		}
 		m->packed_bytes += t->mat_bytes * (uint64_t)t->ne2;
 		/* The same data under another role (the output tied to the
-		 * embeddings) is the same packed rows. */
+		 * embeddings) is the same packed rows: marked now, so that it is
+		 * neither listed nor packed a second time. */
 		const void *data = t->data;
-		for (int j = 0; (o = model_tensor(m, j)); j++)
+		for (int q = 0; (o = model_tensor(m, q)); q++)
 			if (o->data == data)
 				o->packed = k->pack_rows;
 	}
+	if (p)
+		pool_run_tasks(p, pack_task, &j, (int)n);
+	else
+		for (size_t i = 0; i < n; i++)
+			pack_task(&j, (int)i, 0);
+	pool_free(p);
 	gguf_copy_writable(m->f, 0);
-	free(scratch);
+	free(j.scratch);
+	free(j.mat);
 	m->pack_rows = k->pack_rows;
 	return (int64_t)m->packed_bytes;
 }

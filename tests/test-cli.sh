@@ -154,7 +154,9 @@ for args in \
     "serve -m $A --port 0 --max-queue 0|serve: --max-queue wants a count of requests, got '0' (at least 1)" \
     "serve -m $A --port 0 --max-queue abc|serve: --max-queue wants a count of requests, got 'abc'" \
     "serve -m $A --port 0 --token-delay 5ms|serve: --token-delay wants a number of milliseconds, got '5ms'" \
-    "serve -m $A --port 99999|serve: --port wants a port number (0: any free one), got '99999' (at most 65535)"; do
+    "serve -m $A --port 99999|serve: --port wants a port number (0: any free one), got '99999' (at most 65535)" \
+    "export --db $tmp/none.db -o $tmp/x.jsonl --min-rating 9|export: --min-rating wants 1 to 5 (thumbs up counts as 5, down as 1), got '9' (at most 5)" \
+    "finetune -m $A --rank 0x10|finetune: --rank wants a whole number from 1 to 4096, got '0x10'"; do
 	cmd=${args%%|*}
 	msg=${args#*|}
 	# Were a bad value taken, serve would run until stopped and pull would go
@@ -168,6 +170,14 @@ done
 "$NATTER_BIN" generate -m "$A" -p hi -n " 2" > /dev/null 2> "$tmp/err"; check "generate -n ' 2' status" 2 $?
 grep -qF "natter: generate: -n/--n-predict wants a count, got ' 2'" "$tmp/err" && ok || bad "generate -n ' 2': $(cat "$tmp/err")"
 "$NATTER_BIN" generate -m "$A" -p hi --temp "0.5 " > /dev/null 2> "$tmp/err"; check "generate --temp '0.5 ' status" 2 $?
+"$NATTER_BIN" bench -m "$A" -p " 5" -n 1 > /dev/null 2> "$tmp/err"; check "bench -p ' 5' status" 2 $?
+grep -qF "natter: bench: -p takes counts 0..65536" "$tmp/err" && ok || bad "bench -p ' 5': $(cat "$tmp/err")"
+"$NATTER_BIN" export --db "$tmp/none.db" -o "$tmp/x.jsonl" --min-rating " 3" > /dev/null 2> "$tmp/err"
+check "export --min-rating ' 3' status" 2 $?
+grep -qF "natter: export: --min-rating wants 1 to 5" "$tmp/err" && ok || bad "export --min-rating ' 3': $(cat "$tmp/err")"
+# A "+", an underflow (read as the tiny number it is) and -0 are numbers.
+"$NATTER_BIN" generate -m "$A" -p hi -n 2 --seed +5 --min-p 1e-40 --temp=-0.0 > /dev/null 2> "$tmp/err"
+check "generate --seed +5 --min-p 1e-40 --temp=-0.0 status" 0 $?
 # Good values still work: 0 where it means something, the defaults' 0s,
 # every sampling option, a seed word.
 check "generate --temp 0 -n 2" "rices" "$("$NATTER_BIN" generate -m "$A" -p "I dreamed that" --temp 0 -n 2)"

@@ -393,38 +393,46 @@ test_round_trip(void)
 }
 
 /* GGUF_OPEN_COPY reads a file larger than one chunk of the copy (64 MiB,
- * gguf.c) on several threads: every byte where it belongs. */
+ * gguf.c) on several threads: every byte where it belongs.  The file is
+ * a header of 64 bytes and a tensor of NE floats; SIZE, if not 0, the
+ * size it must come to. */
 static void
-test_copy(void)
+test_copy(uint64_t ne, uint64_t size)
 {
-	const uint64_t ne = (uint64_t)37 << 20;   /* floats: 148 MiB, three chunks and part of a fourth */
 	char path[] = "/tmp/natter-test-gguf-XXXXXX", err[512];
 	struct gguf_file *f = NULL;
 	const struct gguf_tensor *t;
 	struct rb b = { 0 };
 	int fd = mkstemp(path), ok = fd >= 0;
 	uint32_t *buf = malloc((size_t)1 << 20);
+	uint64_t w = 0;
 
 	rb_header(&b, 3, 1, 0);
 	rb_tensor(&b, "big", 1, &ne, GGML_TYPE_F32, 0);
 	rb_pad(&b, 32, 0);
 	ok = ok && buf && write(fd, b.p, b.n) == (ssize_t)b.n;
 	/* Word i of the data is i * 2654435761: no two chunks alike. */
-	for (uint64_t w = 0; ok && w < ne; w += (1 << 18)) {
-		for (uint32_t i = 0; i < (1 << 18); i++)
+	while (ok && w < ne) {
+		size_t n = ne - w < ((uint64_t)1 << 18) ? (size_t)(ne - w) : (size_t)1 << 18;
+		for (size_t i = 0; i < n; i++)
 			buf[i] = (uint32_t)((w + i) * 2654435761u);
-		ok = write(fd, buf, (size_t)1 << 20) == (ssize_t)1 << 20;
+		ok = write(fd, buf, n * 4) == (ssize_t)(n * 4);
+		w += n;
 	}
 	if (fd >= 0)
 		close(fd);
 	CHECK(ok, "could not write %s", path);
+	CHECK(!size || b.n + ne * 4 == size, "the file is %llu bytes, not %llu", (unsigned long long)(b.n + ne * 4),
+	    (unsigned long long)size);
 	if (ok && gguf_open_flags(path, GGUF_OPEN_COPY, &f, err, sizeof(err)) == 0) {
 		uint64_t bad = 0;
 		t = gguf_find_tensor(f, "big");
-		CHECK(f->copied && t && t->nbytes == ne * 4, "the copy: copied %d, tensor %p", f->copied, (const void *)t);
+		CHECK(f->copied && t && t->nbytes == ne * 4 && f->size == b.n + ne * 4, "the copy of %llu bytes: copied "
+		    "%d, tensor %p", (unsigned long long)f->size, f->copied, (const void *)t);
 		for (uint64_t i = 0; t && i < ne; i++)
 			bad += ((const uint32_t *)t->data)[i] != (uint32_t)(i * 2654435761u);
-		CHECK(bad == 0, "%llu words of the copy differ from the file", (unsigned long long)bad);
+		CHECK(bad == 0, "%llu words of the copy of %llu bytes differ from the file", (unsigned long long)bad,
+		    (unsigned long long)f->size);
 		gguf_close(f);
 	} else if (ok) {
 		CHECK(0, "open with GGUF_OPEN_COPY: %s", err);
@@ -437,7 +445,9 @@ test_copy(void)
 int
 main(void)
 {
-	test_copy();
+	/* Two whole chunks and part of a third (148 MiB); exactly two. */
+	test_copy((uint64_t)37 << 20, 0);
+	test_copy(((uint64_t)128 << 20) / 4 - 64 / 4, (uint64_t)128 << 20);
 	test_round_trip();
 	test_attacks();
 	return test_done("test-gguf");

@@ -43,8 +43,9 @@ num_long(const char *s, long *v)
 	return errno == ERANGE ? NUM_RANGE : NUM_OK;
 }
 
-/* S as a finite float, nothing before or after it; an overflow or an
- * underflow (ERANGE) is refused, as "inf" and "nan" are. */
+/* S as a finite float, nothing before or after it; an overflow is
+ * refused, as "inf" and "nan" are; an underflow reads as the tiny number
+ * (or 0) it is, and -0 as 0. */
 static enum num
 num_float(const char *s, float *v)
 {
@@ -55,9 +56,9 @@ num_float(const char *s, float *v)
 		return NUM_BAD;
 	errno = 0;
 	x = strtof(s, &end);
-	if (end == s || *end || errno == ERANGE || !isfinite(x))
+	if (end == s || *end || !isfinite(x))
 		return NUM_BAD;
-	*v = x;
+	*v = x + 0.0f;
 	return NUM_OK;
 }
 
@@ -73,7 +74,10 @@ num_seed(const char *s, uint64_t *v)
 		*v = SAMPLER_SEED_RANDOM;
 		return NUM_OK;
 	}
-	/* strtoull takes "-1" as a huge number: digits only. */
+	/* strtoull takes "-1" as a huge number: digits only, after a "+"
+	 * (which the whole numbers of the other options take too). */
+	if (s && s[0] == '+')
+		s++;
 	if (!s || !isdigit((unsigned char)s[0]))
 		return NUM_BAD;
 	errno = 0;

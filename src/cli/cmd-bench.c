@@ -1,6 +1,7 @@
 /* cmd-bench.c -- `natter bench`: prompt and generation speed, measured like llama-bench, and the machine's bounds. */
 #include "config.h"
 
+#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
@@ -98,8 +99,8 @@ parse_list(const char *s, int *v, int max)
 	int n = 0;
 	for (;;) {
 		char *end;
-		long x = strtol(s, &end, 10);
-		if (end == s || x < 0 || x > 65536 || n == max)
+		long x = isdigit((unsigned char)*s) ? strtol(s, &end, 10) : -1;   /* digits only */
+		if (x < 0 || x > 65536 || n == max)
 			return -1;
 		v[n++] = (int)x;
 		if (*end == 0)

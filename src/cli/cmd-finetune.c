@@ -1,6 +1,7 @@
 /* cmd-finetune.c -- `natter finetune`: LoRA training on the CPU (SFT or DPO) from rated replies or JSONL files. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -187,7 +188,9 @@ parse(int argc, char **argv, struct ft_args *a)
 		}
 		errno = 0;
 		v = strtod(optarg, &end);
+		/* strtod alone takes " 5" and "0x10" */
 		if (end == optarg || *end || errno || !isfinite(v) || v < o->lo || v > o->hi ||
+		    isspace((unsigned char)optarg[0]) || strpbrk(optarg, "xX") ||
 		    (o->kind != FT_NUM && v != floor(v))) {
 			cli_error("finetune: --%s wants %s from %g to %g, got '%s'", o->name,
 			    o->kind == FT_NUM ? "a number" : "a whole number", o->lo, o->hi, optarg);

@@ -197,7 +197,7 @@ cmd_export(int argc, char **argv)
 	struct store_export_opts o;
 	struct store_export_counts n;
 	struct store *s;
-	char err[1024], *end;
+	char err[1024];
 	int c, rc, f;
 
 	memset(&o, 0, sizeof(o));
@@ -208,12 +208,9 @@ cmd_export(int argc, char **argv)
 		case 'd': db = optarg; break;
 		case 'f': fmt = optarg; break;
 		case 'r': {
-			long v = strtol(optarg, &end, 10);
-			if (end == optarg || *end || v < 1 || v > 5) {
-				cli_error("export: --min-rating must be 1 to 5 (thumbs up counts as 5, down as 1)");
+			if (cli_arg_int(optarg, 1, 5, &o.min_rating,
+			    "export: --min-rating wants 1 to 5 (thumbs up counts as 5, down as 1)") < 0)
 				return 2;
-			}
-			o.min_rating = (int)v;
 			break;
 		}
 		case 'm': o.model = optarg; break;

@@ -29,8 +29,6 @@ cmd_ui(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
 		int r = cli_chat_option(c, optarg, &args);
-		char *end;
-		long v;
 		if (r < 0)
 			return 2;
 		if (r)
@@ -39,12 +37,9 @@ cmd_ui(int argc, char **argv)
 		case 'm': o.model_path = optarg; break;
 		case 'T': o.theme = optarg; break;
 		case 'd':
-			v = strtol(optarg, &end, 10);
-			if (end == optarg || *end || v < 0 || v > 60000) {
-				cli_error("--token-delay: '%s' is not a number of milliseconds (0 to 60000)", optarg);
+			if (cli_arg_int(optarg, 0, 60000, &o.token_delay_ms,
+			    "--token-delay wants a number of milliseconds (0 to 60000)") < 0)
 				return 2;
-			}
-			o.token_delay_ms = (int)v;
 			break;
 		default:
 			return 2;

@@ -148,7 +148,9 @@ recode_q6(uint8_t *u, int to_packed)
 
 /* A type's packed layout: its header and, where the GEMV wants the bits
  * elsewhere, the recoding of the units (all of them, in the block's
- * order, without the header). */
+ * order, without the header).  A header is a block's first bytes (hoff
+ * 0) or its last (hoff + hlen the block's size): move_block relies on
+ * it. */
 struct layout {
 	enum ggml_type type;
 	int hlen, hoff;   /* the header's bytes and where the block has them */

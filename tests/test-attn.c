@@ -203,7 +203,7 @@ test_ops(void)
 		}
 		/* Scores and P V: rows 1 .. R, keys 1 .. NK, head lengths off
 		 * the vector widths, leading dimensions wider than the rows. */
-		for (int r = 1; r <= R; r += 3) {
+		for (int r = 1; r <= R; r += r < 4 ? 1 : 3) {
 			for (int nk = 1; nk <= NK; nk += 9) {
 				for (int hd = 5; hd <= HD; hd += 67 / 3) {
 					memset(s0, 0, sizeof(s0));

@@ -399,53 +399,105 @@ pv(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, float
 	}
 }
 
-/* A[i][u] += columns C.. of row Q_i times those of key K_u (a whole
- * vector, or the lanes of M): four rows against two keys, each key's
- * halves converted once for the four rows. */
+/* A[i KU + u] += columns C.. of row Q_i times those of key K_u (a whole
+ * vector, or the lanes of M), for RI rows against KU keys (constants
+ * where this is inlined, RI KU = 8): each key's halves converted once
+ * for the rows, each row's floats loaded once for the keys. */
 ALWAYS void
-qkh_cols(vf a[4][2], const float *const qr[4], const qhalf *k0, const qhalf *k1, int c, vmask m, int whole)
+qkh_cols(const int RI, const int KU, vf a[8], const float *const qr[4], const qhalf *const kp[8], int c, vmask m,
+	 int whole)
 {
-	const vf x0 = vh_loadw(k0 + c, m, whole), x1 = vh_loadw(k1 + c, m, whole);
+	if (KU <= 2) {   /* the keys' floats first, then row by row */
+		vf x[2];
+		UNROLL
+		for (int u = 0; u < KU; u++)
+			x[u] = vh_loadw(kp[u] + c, m, whole);
+		UNROLL
+		for (int i = 0; i < RI; i++) {
+			const vf y = vf_loadw(qr[i] + c, m, whole);
+			UNROLL
+			for (int u = 0; u < KU; u++)
+				a[i * KU + u] = vf_fma(y, x[u], a[i * KU + u]);
+		}
+		return;
+	}
+	vf y[4];   /* the rows first, then key by key */
 	UNROLL
-	for (int i = 0; i < 4; i++) {
-		const vf y = vf_loadw(qr[i] + c, m, whole);
-		a[i][0] = vf_fma(y, x0, a[i][0]);
-		a[i][1] = vf_fma(y, x1, a[i][1]);
+	for (int i = 0; i < RI; i++)
+		y[i] = vf_loadw(qr[i] + c, m, whole);
+	UNROLL
+	for (int u = 0; u < KU; u++) {
+		const vf x = vh_loadw(kp[u] + c, m, whole);
+		UNROLL
+		for (int i = 0; i < RI; i++)
+			a[i * KU + u] = vf_fma(y[i], x, a[i * KU + u]);
 	}
 }
 
-/* Rows of Q four at a time against keys two at a time: eight sums in
- * registers; rows past R repeat row 0 and are not written. */
-static void
-qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds, const uint8_t *pf, int pfl)
+/* Rows QR (RI of them, RN written: rows past RN repeat row 0) against
+ * keys KU at a time, eight sums in registers: the scores into S (rows
+ * LDS apart). */
+ALWAYS void
+qkh_rows(const int RI, const int KU, const float *const qr[4], int rn, int n, const qhalf *k, int ldk, int nk,
+	 float *s, int lds, const uint8_t *pf, int pfl)
 {
 	const vmask tail = vm_first(n % VL);
 	const int nf = n - n % VL;
 
+	for (int j = 0; j < nk; j += KU) {
+		const qhalf *kp[8];
+		vf a[8];
+		float t[8];
+		const int ku = nk - j < KU ? nk - j : KU;
+		UNROLL
+		for (int u = 0; u < KU; u++)
+			kp[u] = k + (size_t)(j + (u < ku ? u : 0)) * ldk;   /* keys past NK repeat key j */
+		UNROLL
+		for (int u = 0; u < 8; u++)
+			a[u] = vf_zero();
+		if (pf)
+			ask(pf + (size_t)j * pfl * 64, ku * pfl);
+		for (int c = 0; c < nf; c += VL)
+			qkh_cols(RI, KU, a, qr, kp, c, tail, 1);
+		if (nf < n)
+			qkh_cols(RI, KU, a, qr, kp, nf, tail, 0);
+		vf_sum4(a[0], a[1], a[2], a[3], t);
+		vf_sum4(a[4], a[5], a[6], a[7], t + 4);
+		if (rn == RI && ku == KU) {
+			UNROLL
+			for (int i = 0; i < RI; i++)
+				UNROLL
+				for (int u = 0; u < KU; u++)
+					s[(size_t)i * lds + j + u] = t[i * KU + u];
+			continue;
+		}
+		for (int i = 0; i < rn; i++)
+			for (int u = 0; u < ku; u++)
+				s[(size_t)i * lds + j + u] = t[i * KU + u];
+	}
+}
+
+/* Rows of Q four at a time against keys two at a time, two rows against
+ * four, one against eight: eight sums in registers, none spent on a row
+ * that is not there (a query's heads of a KV head are often 1 or 2 when
+ * a token is generated).  Three rows take the four rows' tile, the
+ * fourth repeating row 0, unwritten. */
+static void
+qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, int lds, const uint8_t *pf, int pfl)
+{
 	for (int i0 = 0; i0 < r; i0 += 4) {
 		const int ri = r - i0 < 4 ? r - i0 : 4;
 		const float *q0 = q + (size_t)i0 * n;
 		const float *const qr[4] = { q0, ri > 1 ? q0 + n : q0, ri > 2 ? q0 + 2 * (size_t)n : q0,
 			ri > 3 ? q0 + 3 * (size_t)n : q0 };
-		for (int j = 0; j < nk; j += 2) {
-			const qhalf *k0 = k + (size_t)j * ldk, *k1 = j + 1 < nk ? k0 + ldk : k0;
-			vf a[4][2] = { { vf_zero(), vf_zero() }, { vf_zero(), vf_zero() }, { vf_zero(), vf_zero() },
-				{ vf_zero(), vf_zero() } };
-			float t0[4], t1[4];
-			if (pf && i0 == 0)
-				ask(pf + (size_t)j * pfl * 64, (j + 1 < nk ? 2 : 1) * pfl);
-			for (int c = 0; c < nf; c += VL)
-				qkh_cols(a, qr, k0, k1, c, tail, 1);
-			if (nf < n)
-				qkh_cols(a, qr, k0, k1, nf, tail, 0);
-			vf_sum4(a[0][0], a[1][0], a[2][0], a[3][0], t0);
-			vf_sum4(a[0][1], a[1][1], a[2][1], a[3][1], t1);
-			for (int i = 0; i < ri; i++) {
-				s[(size_t)(i0 + i) * lds + j] = t0[i];
-				if (j + 1 < nk)
-					s[(size_t)(i0 + i) * lds + j + 1] = t1[i];
-			}
-		}
+		const uint8_t *pfi = i0 == 0 ? pf : NULL;   /* the first block of rows asks */
+		float *si = s + (size_t)i0 * lds;
+		if (ri > 2)
+			qkh_rows(4, 2, qr, ri, n, k, ldk, nk, si, lds, pfi, pfl);
+		else if (ri == 2)
+			qkh_rows(2, 4, qr, 2, n, k, ldk, nk, si, lds, pfi, pfl);
+		else
+			qkh_rows(1, 8, qr, 1, n, k, ldk, nk, si, lds, pfi, pfl);
 	}
 }
 
@@ -453,10 +505,10 @@ qk_h(const float *q, int r, int n, const qhalf *k, int ldk, int nk, float *s, in
  * (LDO apart) += B[i][u] times key V_u's, for NU keys (a constant where
  * this is inlined), each key's halves converted once for the rows. */
 ALWAYS void
-pvh_cols(float *o, int ldo, int ri, const vf b[4][PVH_KEYS], const qhalf *v, int ldv, int nu, int c, vmask m,
+pvh_cols(float *o, int ldo, int ri, const vf b[4][2 * PVH_KEYS], const qhalf *v, int ldv, int nu, int c, vmask m,
 	 int whole)
 {
-	vf x[PVH_KEYS];
+	vf x[2 * PVH_KEYS];
 	UNROLL
 	for (int u = 0; u < nu; u++)
 		x[u] = vh_loadw(v + (size_t)u * ldv + c, m, whole);
@@ -476,7 +528,7 @@ ALWAYS void
 pvh_keys(const float *p, int ldp, int ri, const qhalf *v, int ldv, int nu, int nf, vmask tail, int n, float *o,
 	 int ldo)
 {
-	vf b[4][PVH_KEYS];
+	vf b[4][2 * PVH_KEYS];
 
 	for (int i = 0; i < ri; i++) {
 		UNROLL
@@ -489,7 +541,21 @@ pvh_keys(const float *p, int ldp, int ri, const qhalf *v, int ldv, int nu, int n
 		pvh_cols(o, ldo, ri, b, v, ldv, nu, nf, tail, 0);
 }
 
-/* Keys PVH_KEYS at a time (the width's tile), then one at a time: each
+/* Keys KU at a time (a constant where this is inlined), the rest from
+ * J on: *J past the last whole step. */
+ALWAYS void
+pvh_steps(const int KU, const float *p, int ldp, int ri, const qhalf *v, int ldv, int nk, int nf, vmask tail, int n,
+	  float *o, int ldo, const uint8_t *pf, int pfl, int *j)
+{
+	for (; *j + KU <= nk; *j += KU) {
+		if (pf)
+			ask(pf + (size_t)*j * pfl * 64, KU * pfl);
+		pvh_keys(p + *j, ldp, ri, v + (size_t)*j * ldv, ldv, KU, nf, tail, n, o, ldo);
+	}
+}
+
+/* Keys PVH_KEYS at a time (the width's tile; twice as many for one or
+ * two rows, which leave the registers room), then one at a time: each
  * key's row converted VL halves at a time and added, times each row's
  * weight, into the rows of O (which stay in the L1 cache); the values are
  * read once, in order. */
@@ -506,11 +572,9 @@ pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, flo
 		float *oi = o + (size_t)i0 * ldo;
 		const uint8_t *pfi = i0 == 0 ? pf : NULL;   /* the first block of rows asks */
 		int j = 0;
-		for (; j + PVH_KEYS <= nk; j += PVH_KEYS) {
-			if (pfi)
-				ask(pfi + (size_t)j * pfl * 64, PVH_KEYS * pfl);
-			pvh_keys(pi + j, ldp, ri, v + (size_t)j * ldv, ldv, PVH_KEYS, nf, tail, n, oi, ldo);
-		}
+		if (ri <= 2)
+			pvh_steps(2 * PVH_KEYS, pi, ldp, ri, v, ldv, nk, nf, tail, n, oi, ldo, pfi, pfl, &j);
+		pvh_steps(PVH_KEYS, pi, ldp, ri, v, ldv, nk, nf, tail, n, oi, ldo, pfi, pfl, &j);
 		for (; j < nk; j++) {
 			if (pfi)
 				ask(pfi + (size_t)j * pfl * 64, pfl);

@@ -9,6 +9,12 @@
  * rows first, as a model's are at load (pack.c).  Q2_K and Q3_K (no
  * quantizer here) are random bytes with sane scales.  A developer's tool, not part
  * of make check.
+ *
+ *        tests/bench/kbench attn R HD NK [REPS]
+ * Times the tier's binary16 attention kernels (attn_ops qk_h, then pv_h)
+ * for R query rows of one KV head against NK keys of HD dimensions, the
+ * rows of a cache of 8 KV heads, in cache (a generated token's attention
+ * at a short context): the best time of each, per key.
  */
 #include "config.h"
 
@@ -21,6 +27,7 @@
 #include <cblas.h>
 
 #include "natter/quant.h"
+#include "llm/attn.h"
 #include "llm/hugemem.h"
 #include "llm/matmul.h"
 #include "llm/quant-impl.h"
@@ -34,6 +41,63 @@ now_s(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static int
+attn_bench(int argc, char **argv)
+{
+	const int r = argc > 2 ? atoi(argv[2]) : 0, hd = argc > 3 ? atoi(argv[3]) : 0, nk = argc > 4 ? atoi(argv[4]) : 0;
+	const int reps = argc > 5 ? atoi(argv[5]) : 2000, ld = 8 * hd;
+	char err[256];
+
+	if (r < 1 || hd < 1 || nk < 1 || reps < 1) {
+		fprintf(stderr, "usage: kbench attn R HD NK [REPS]\n");
+		return 2;
+	}
+	if (q_cpu_init(err, sizeof(err)) < 0) {
+		fprintf(stderr, "kbench: %s\n", err);
+		return 2;
+	}
+	const struct attn_ops *o = attn_ops_get();
+	float *q = malloc((size_t)r * hd * sizeof(float)), *sc = malloc((size_t)r * nk * sizeof(float));
+	float *out = calloc((size_t)r * hd, sizeof(float));
+	qhalf *k = malloc((size_t)nk * ld * sizeof(qhalf)), *v = malloc((size_t)nk * ld * sizeof(qhalf));
+	uint64_t s = 88172645463325252ull;
+	if (!q || !sc || !out || !k || !v) {
+		fprintf(stderr, "kbench: out of memory\n");
+		return 1;
+	}
+	for (int i = 0; i < r * hd; i++) {
+		s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+		q[i] = (float)((int)(s % 2001) - 1000) / 1000.0f;
+	}
+	for (size_t i = 0; i < (size_t)nk * ld; i++) {
+		s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+		k[i] = q_f32_to_f16((float)((int)(s % 2001) - 1000) / 1000.0f);
+		v[i] = q_f32_to_f16((float)((int)((s >> 20) % 2001) - 1000) / 1000.0f);
+	}
+	for (int i = 0; i < r * nk; i++)
+		sc[i] = 1.0f / nk;
+	double best_qk = 1e9, best_pv = 1e9;
+	for (int rep = 0; rep < reps; rep++) {
+		double t0 = now_s();
+		o->qk_h(q, r, hd, k, ld, nk, sc, nk, NULL, 0);
+		double t1 = now_s();
+		o->pv_h(sc, nk, r, v, ld, nk, hd, out, hd, NULL, 0);
+		double t2 = now_s();
+		best_qk = t1 - t0 < best_qk ? t1 - t0 : best_qk;
+		best_pv = t2 - t1 < best_pv ? t2 - t1 : best_pv;
+		for (int i = 0; i < r * nk; i++)
+			sc[i] = 1.0f / nk;
+	}
+	printf("attn %-8s r %d hd %d keys %d: qk_h %.2f ns/key, pv_h %.2f ns/key\n", o->name, r, hd, nk,
+	    best_qk / nk * 1e9, best_pv / nk * 1e9);
+	free(q);
+	free(sc);
+	free(out);
+	free(k);
+	free(v);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -41,8 +105,10 @@ main(int argc, char **argv)
 	int d, n, nt, threads = 1, reps = 50;
 	char err[256];
 
+	if (argc > 1 && strcmp(argv[1], "attn") == 0)
+		return attn_bench(argc, argv);
 	if (argc < 5) {
-		fprintf(stderr, "usage: kbench TYPE D N NT [THREADS] [REPS]\n");
+		fprintf(stderr, "usage: kbench TYPE D N NT [THREADS] [REPS]\n       kbench attn R HD NK [REPS]\n");
 		return 2;
 	}
 	for (int t = 0; t < GGML_TYPE_COUNT; t++)

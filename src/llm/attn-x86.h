@@ -348,14 +348,50 @@ qk(const float *q, int r, int n, const float *k, int ldk, int nk, float *s, int 
 	}
 }
 
+/* One row of O: 4 VL of its columns in four registers over every key,
+ * whole vectors unmasked (masked stores are slow on AMD's cores). */
+static void
+pv_row(const float *p, const float *v, int ldv, int nk, int n, float *o)
+{
+	int c = 0;
+	for (; c + 4 * VL <= n; c += 4 * VL) {
+		vf a0 = vf_load(o + c), a1 = vf_load(o + c + VL), a2 = vf_load(o + c + 2 * VL), a3 = vf_load(o + c + 3 * VL);
+		for (int j = 0; j < nk; j++) {
+			const float *vj = v + (size_t)j * ldv + c;
+			const vf b = vf_set1(p[j]);
+			a0 = vf_fma(b, vf_load(vj), a0);
+			a1 = vf_fma(b, vf_load(vj + VL), a1);
+			a2 = vf_fma(b, vf_load(vj + 2 * VL), a2);
+			a3 = vf_fma(b, vf_load(vj + 3 * VL), a3);
+		}
+		vf_store(o + c, a0);
+		vf_store(o + c + VL, a1);
+		vf_store(o + c + 2 * VL, a2);
+		vf_store(o + c + 3 * VL, a3);
+	}
+	for (; c < n; c += VL) {
+		const vmask m = vm_first(n - c >= VL ? VL : n - c);
+		const int whole = n - c >= VL;
+		vf a = vf_loadw(o + c, m, whole);
+		for (int j = 0; j < nk; j++)
+			a = vf_fma(vf_set1(p[j]), vf_loadw(v + (size_t)j * ldv + c, m, whole), a);
+		vf_storew(o + c, m, a, whole);
+	}
+}
+
 /* Four rows of O at a time, 2 VL of their columns in eight registers,
  * over every key; rows past R repeat row 0 (the same inputs, so the same
- * sums written to the same place). */
+ * sums written to the same place).  A single row its own way (pv_row):
+ * the merge of a generated token's parts of attention. */
 static void
 pv(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, float *o, int ldo)
 {
 	for (int i0 = 0; i0 < r; i0 += 4) {
 		const int ri = r - i0 < 4 ? r - i0 : 4;
+		if (ri == 1) {
+			pv_row(p + (size_t)i0 * ldp, v, ldv, nk, n, o + (size_t)i0 * ldo);
+			continue;
+		}
 		const float *p0 = p + (size_t)i0 * ldp;
 		const float *p1 = ri > 1 ? p0 + ldp : p0, *p2 = ri > 2 ? p0 + 2 * (size_t)ldp : p0;
 		const float *p3 = ri > 3 ? p0 + 3 * (size_t)ldp : p0;

@@ -648,40 +648,49 @@ attn_worker(void *arg, int ith, int nth)
 		attn_task(j, i, buf);
 }
 
+/* Parts weighed at a time by attn_merge. */
+#define MERGE_PARTS 32
+
 /* The parts of each (query block, KV head) into OUT: softmax over the
- * union of their keys, from each part's max, sum and accumulator. */
+ * union of their keys, from each part's max, sum and accumulator.  A
+ * row's output is its parts' accumulators weighed by e^(max - the
+ * largest max): a row of P times the parts as rows of V (the tier's pv),
+ * then scaled by the sum. */
 static void
 attn_merge(void *arg, int ith, int nth)
 {
 	struct attn_job *j = arg;
 	const struct attn_shape *sh = j->sh;
+	const struct attn_ops *o = j->ops;
 	const int hdv = sh->head_dim_v, group = j->group;
 	const size_t OW = (size_t)sh->n_head * hdv, slot_floats = (size_t)j->slot_rows * (hdv + 2);
+	float w[MERGE_PARTS];
 
 	for (int u = ith; u < j->nqb * sh->n_head_kv; u += nth) {
 		const int first = u * j->nsplit, qb = j->nqb - 1 - u / sh->n_head_kv, kvh = u % sh->n_head_kv;
 		const int t0 = qb * j->bq, t1 = t0 + j->bq < j->nt ? t0 + j->bq : j->nt;
 		for (int r = 0; r < (t1 - t0) * group; r++) {
 			float *dst = j->out + (size_t)(t0 + r / group) * OW + (size_t)(kvh * group + r % group) * hdv;
+			const float *e0 = j->s->part + first * slot_floats + (size_t)r * (hdv + 2);
 			float m = -INFINITY, l = 0;
 			for (int sp = 0; sp < j->nsplit; sp++) {
-				const float *e = j->s->part + (first + sp) * slot_floats + (size_t)r * (hdv + 2);
+				const float *e = e0 + sp * slot_floats;
 				if (e[hdv] > m)
 					m = e[hdv];
 			}
 			memset(dst, 0, (size_t)hdv * sizeof(float));
-			for (int sp = 0; sp < j->nsplit; sp++) {
-				const float *e = j->s->part + (first + sp) * slot_floats + (size_t)r * (hdv + 2);
-				if (e[hdv + 1] <= 0)
-					continue;   /* a part with no key this row sees */
-				const float w = expf(e[hdv] - m);
-				l += e[hdv + 1] * w;
-				for (int d = 0; d < hdv; d++)
-					dst[d] += e[d] * w;
+			for (int s0 = 0; s0 < j->nsplit; s0 += MERGE_PARTS) {
+				const int n = j->nsplit - s0 < MERGE_PARTS ? j->nsplit - s0 : MERGE_PARTS;
+				for (int sp = 0; sp < n; sp++) {
+					const float *e = e0 + (s0 + sp) * slot_floats;
+					/* A part with no key this row sees: nothing (its
+					 * accumulator is zeros, its max -inf). */
+					w[sp] = e[hdv + 1] > 0 ? expf(e[hdv] - m) : 0.0f;
+					l += e[hdv + 1] * w[sp];
+				}
+				o->pv(w, MERGE_PARTS, 1, e0 + s0 * slot_floats, (int)slot_floats, n, hdv, dst, hdv);
 			}
-			const float inv = l > 0 ? 1.0f / l : 0.0f;
-			for (int d = 0; d < hdv; d++)
-				dst[d] *= inv;
+			o->scale(dst, dst, hdv, l > 0 ? 1.0f / l : 0.0f);
 		}
 	}
 }

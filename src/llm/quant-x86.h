@@ -1536,6 +1536,22 @@ panel_pack(struct panel *p, dec_fn dec, int ns, int mins, const uint8_t *w, size
 		transpose_rows((const uint32_t *)p->tm, srow, (int)srow, (uint32_t *)p->m);
 }
 
+#ifndef QX_VNNI
+/* ACC + the products of signed bytes W and S, 4 per lane, by maddubs on
+ * |W| and S with W's sign (8-bit levels would saturate its int16 pairs
+ * as unsigned bytes; |W| <= 128, |S| <= 127 do not). */
+ALWAYS vi
+vi_dp_signed(vi acc, vi w, vi s)
+{
+#ifdef QX_512
+	const vi sw = _mm512_mask_sub_epi8(s, _mm512_movepi8_mask(w), _mm512_setzero_si512(), s);
+	return vi_add32(acc, vi_madd(vi_maddubs(_mm512_abs_epi8(w), sw), vi_set1_16(1)));
+#else
+	return vi_add32(acc, vi_madd(vi_maddubs(_mm256_sign_epi8(w, w), _mm256_sign_epi8(s, w)), vi_set1_16(1)));
+#endif
+}
+#endif
+
 /*
  * The microkernel: VL rows (one panel) by T tokens over NB blocks.  X is
  * token 0's q8p row (XS bytes between tokens), B0 the first block, N the
@@ -1563,10 +1579,17 @@ mk_i8(const int T, const int NS, const int WIDE, const int MINS, int offsh, cons
 		for (int h = 0; h < NS; h++) {
 			vi ai[16];
 			const int g0 = h * (8 / NS), g1 = (h + 1) * (8 / NS);
-			/* A level offset L = q + 2^offsh enters as -2^offsh * sum(x). */
+			/* A level offset L = q + 2^offsh enters as -2^offsh * sum(x)
+			 * (8-bit levels without VNNI: q itself, signed). */
+#ifdef QX_VNNI
+			const int signed8 = 0;
+#else
+			const int signed8 = WIDE;
+#endif
 			UNROLL
 			for (int t = 0; t < T; t++)
-				ai[t] = MINS ? vi_zero() : VI_SLL(vi_set1(NS == 1 ? n32[t * xf + b] : n16[t * xf + 2 * b + h]), sh);
+				ai[t] = MINS || signed8 ? vi_zero() :
+				    VI_SLL(vi_set1(NS == 1 ? n32[t * xf + b] : n16[t * xf + 2 * b + h]), sh);
 #ifdef QX_VNNI
 			(void)WIDE;
 			UNROLL
@@ -1589,16 +1612,15 @@ mk_i8(const int T, const int NS, const int WIDE, const int MINS, int offsh, cons
 						ai[t] = vi_add32(ai[t], vi_madd(p16, vi_set1_16(1)));
 					}
 				} else {
-					const vi m4 = vi_set1_8(0x0F);
-					vi l0 = vi_and(w0, m4), l1 = vi_and(w1, m4);
-					vi h0 = vi_and(vi_srli16(w0, 4), m4), h1 = vi_and(vi_srli16(w1, 4), m4);
+					/* q = L - 128 by magnitude and sign (vi_dp_signed): two
+					 * maddubs a pair of groups, where splitting L into
+					 * nibbles took four (their int16 pairs would saturate). */
+					const vi q0 = vi_xor(w0, vi_set1_8((char)0x80)), q1 = vi_xor(w1, vi_set1_8((char)0x80));
 					UNROLL
 					for (int t = 0; t < T; t++) {
 						vi s0 = vi_set1(ld32(xq + t * xs + b * 32 + g * 4));
 						vi s1 = vi_set1(ld32(xq + t * xs + b * 32 + g * 4 + 4));
-						vi pl = vi_add16(vi_maddubs(l0, s0), vi_maddubs(l1, s1));
-						vi ph = vi_add16(vi_maddubs(h0, s0), vi_maddubs(h1, s1));
-						ai[t] = vi_add32(ai[t], vi_add32(vi_madd(pl, vi_set1_16(1)), vi_madd(ph, vi_set1_16(16))));
+						ai[t] = vi_dp_signed(vi_dp_signed(ai[t], q0, s0), q1, s1);
 					}
 				}
 			}
@@ -1678,21 +1700,6 @@ vi_dp(vi acc, vi u, vi s)
 #endif
 }
 
-#ifndef QX_VNNI
-/* ACC + the products of signed bytes W and S, 4 per lane, by maddubs on
- * |W| and S with W's sign (8-bit levels would saturate its int16 pairs
- * as unsigned bytes; |W| <= 128, |S| <= 127 do not). */
-ALWAYS vi
-vi_dp_signed(vi acc, vi w, vi s)
-{
-#ifdef QX_512
-	const vi sw = _mm512_mask_sub_epi8(s, _mm512_movepi8_mask(w), _mm512_setzero_si512(), s);
-	return vi_add32(acc, vi_madd(vi_maddubs(_mm512_abs_epi8(w), sw), vi_set1_16(1)));
-#else
-	return vi_add32(acc, vi_madd(vi_maddubs(_mm256_sign_epi8(w, w), _mm256_sign_epi8(s, w)), vi_set1_16(1)));
-#endif
-}
-#endif
 
 /* Bytes of a packed type's block; whether a block has a min (w = d L +
  * m: Q4_1, Q5_1), the header's second half; the header's bytes per row;

@@ -437,27 +437,13 @@ pv(const float *p, int ldp, int r, const float *v, int ldv, int nk, int n, float
 
 /* A[i KU + u] += columns C.. of row Q_i times those of key K_u (a whole
  * vector, or the lanes of M), for RI rows against KU keys (constants
- * where this is inlined, RI KU = 8): each key's halves converted once
- * for the rows, each row's floats loaded once for the keys. */
+ * where this is inlined, RI KU = 8): each row's floats loaded once for
+ * the keys, then each key's halves converted once for the rows. */
 ALWAYS void
 qkh_cols(const int RI, const int KU, vf a[8], const float *const qr[4], const qhalf *const kp[8], int c, vmask m,
 	 int whole)
 {
-	if (KU <= 2) {   /* the keys' floats first, then row by row */
-		vf x[2];
-		UNROLL
-		for (int u = 0; u < KU; u++)
-			x[u] = vh_loadw(kp[u] + c, m, whole);
-		UNROLL
-		for (int i = 0; i < RI; i++) {
-			const vf y = vf_loadw(qr[i] + c, m, whole);
-			UNROLL
-			for (int u = 0; u < KU; u++)
-				a[i * KU + u] = vf_fma(y, x[u], a[i * KU + u]);
-		}
-		return;
-	}
-	vf y[4];   /* the rows first, then key by key */
+	vf y[4];
 	UNROLL
 	for (int i = 0; i < RI; i++)
 		y[i] = vf_loadw(qr[i] + c, m, whole);

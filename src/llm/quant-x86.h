@@ -327,9 +327,11 @@ q8_0_from_float(const float *x, void *vy, int64_t n)
 	const __m256 sign = _mm256_set1_ps(-0.0f);
 	for (int64_t i = 0; i < n / 32; i++) {
 		__m256 v[4], m;
+		UNROLL
 		for (int k = 0; k < 4; k++)
 			v[k] = _mm256_loadu_ps(x + i * 32 + k * 8);
 		m = _mm256_andnot_ps(sign, v[0]);
+		UNROLL
 		for (int k = 1; k < 4; k++)
 			m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
 		__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
@@ -337,9 +339,10 @@ q8_0_from_float(const float *x, void *vy, int64_t n)
 		m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
 		float amax = _mm_cvtss_f32(m4);
 		float d = amax / 127, id = d ? 1 / d : 0;
-		y[i].d = q_f32_to_f16(d);
+		y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
 		__m256 mul = _mm256_set1_ps(id);
 		__m256i q[4];
+		UNROLL
 		for (int k = 0; k < 4; k++)
 			q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul),
 			    _MM_ROUND_NEAREST | _MM_FROUND_NO_EXC));
@@ -2367,9 +2370,11 @@ q8p_from_float(const float *x, void *row, int n)
 
 	for (int b = 0; b < n / 32; b++) {
 		__m256 v[4], m;
+		UNROLL
 		for (int k = 0; k < 4; k++)
 			v[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
 		m = _mm256_andnot_ps(sign, v[0]);
+		UNROLL
 		for (int k = 1; k < 4; k++)
 			m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
 		__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
@@ -2379,6 +2384,7 @@ q8p_from_float(const float *x, void *row, int n)
 		float db = amax / 127, id = db ? 1 / db : 0;
 		__m256 mul = _mm256_set1_ps(id);
 		__m256i q[4];
+		UNROLL
 		for (int k = 0; k < 4; k++)
 			q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], mul));   /* round to nearest even */
 		__m256i a = _mm256_packs_epi32(q[0], q[1]), c = _mm256_packs_epi32(q[2], q[3]);

@@ -680,9 +680,14 @@ q8_K_from_float(const float *x, void *vy, int64_t n)
 	block_q8_K *y = vy;
 	for (int64_t i = 0; i < n / QK_K; i++) {
 		const float *v = x + i * QK_K;
-		__m256 m = _mm256_setzero_ps();
-		for (int j = 0; j < QK_K; j += 8)
-			m = _mm256_max_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(v + j)), m);
+		/* Four chains of max (its latency, not its rate, bounds one). */
+		__m256 m4[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+		for (int j = 0; j < QK_K; j += 32) {
+			UNROLL
+			for (int k = 0; k < 4; k++)
+				m4[k] = _mm256_max_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(v + j + 8 * k)), m4[k]);
+		}
+		__m256 m = _mm256_max_ps(_mm256_max_ps(m4[0], m4[1]), _mm256_max_ps(m4[2], m4[3]));
 		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
 		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
 		h = _mm_max_ss(h, _mm_movehdup_ps(h));
@@ -704,6 +709,7 @@ q8_K_from_float(const float *x, void *vy, int64_t n)
 		__m256 mul = _mm256_set1_ps(iscale);
 		for (int j = 0; j < QK_K; j += 32) {
 			__m256i q[4];
+			UNROLL
 			for (int k = 0; k < 4; k++)
 				q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + j + 8 * k), mul));
 			__m256i a = _mm256_packs_epi32(q[0], q[1]), b = _mm256_packs_epi32(q[2], q[3]);
@@ -711,12 +717,13 @@ q8_K_from_float(const float *x, void *vy, int64_t n)
 			p = _mm256_min_epi8(p, _mm256_set1_epi8(127));
 			p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 			_mm256_storeu_si256((__m256i *)(y[i].qs + j), p);
-		}
-		for (int j = 0; j < QK_K / 16; j++) {
-			__m128i b = _mm_loadu_si128((const __m128i *)(y[i].qs + 16 * j));
-			__m256i w = _mm256_cvtepi8_epi16(b);
-			__m256i sum = _mm256_madd_epi16(w, _mm256_set1_epi16(1));
-			y[i].bsums[j] = (int16_t)hsum8i(sum);
+			/* The sums of each 16: 4 bytes a lane, then lanes 0-3 and
+			 * 4-7 (each 128-bit half) added by two horizontal adds. */
+			__m256i w = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
+			w = _mm256_hadd_epi32(w, w);
+			w = _mm256_hadd_epi32(w, w);
+			y[i].bsums[j / 16] = (int16_t)_mm256_extract_epi32(w, 0);
+			y[i].bsums[j / 16 + 1] = (int16_t)_mm256_extract_epi32(w, 4);
 		}
 		y[i].d = 1 / iscale;
 	}

@@ -63,15 +63,6 @@ hsum8(__m256 v)
 	return _mm_cvtss_f32(lo);
 }
 
-ALWAYS int
-hsum8i(__m256i v)
-{
-	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-	return _mm_cvtsi128_si32(s);
-}
-
 /* ACC + the sums of four products of unsigned bytes U and signed bytes S
  * per int32 lane.  Without VNNI the pair sums pass through int16 with
  * saturation: callers keep 2 * U * |S| below 32768. */
@@ -320,37 +311,69 @@ dot_iq4_nl(int n, float *s, const void *vx, const void *vy)
 	*s = hsum8(acc);
 }
 
+/* --- activations: blocks of 32 floats to 32 signed bytes --- */
+
+/* The 32 floats at X into V (four vectors, unrolled: GCC 12 at -O2 kept
+ * such arrays on the stack, written 16 bytes at a time and read back 32,
+ * a store-forwarding stall a block). */
+ALWAYS void
+blk32_get(const float *x, __m256 v[4])
+{
+	UNROLL
+	for (int k = 0; k < 4; k++)
+		v[k] = _mm256_loadu_ps(x + 8 * k);
+}
+
+/* The largest magnitude in V. */
+ALWAYS float
+blk32_amax(const __m256 v[4])
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+	    _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+	__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+	m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+	m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+	return _mm_cvtss_f32(m4);
+}
+
+/* V times MUL rounded to nearest even (the default rounding), saturated
+ * to 32 signed bytes in V's order (the packs work lane by lane; the
+ * permute restores the order). */
+ALWAYS __m256i
+blk32_round(const __m256 v[4], __m256 mul)
+{
+	__m256i q[4];
+	UNROLL
+	for (int k = 0; k < 4; k++)
+		q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], mul));
+	__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+	return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* The sums of P's signed bytes 0-15 (*S0) and 16-31 (*S1): pair sums
+ * (maddubs by ones), 4 bytes a lane (madd), then each 128-bit half's
+ * lanes by two horizontal adds. */
+ALWAYS void
+blk32_sums(__m256i p, int *s0, int *s1)
+{
+	__m256i w = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
+	w = _mm256_hadd_epi32(w, w);
+	w = _mm256_hadd_epi32(w, w);
+	*s0 = _mm256_extract_epi32(w, 0);
+	*s1 = _mm256_extract_epi32(w, 4);
+}
+
 static void
 q8_0_from_float(const float *x, void *vy, int64_t n)
 {
 	block_q8_0 *y = vy;
-	const __m256 sign = _mm256_set1_ps(-0.0f);
 	for (int64_t i = 0; i < n / 32; i++) {
-		__m256 v[4], m;
-		UNROLL
-		for (int k = 0; k < 4; k++)
-			v[k] = _mm256_loadu_ps(x + i * 32 + k * 8);
-		m = _mm256_andnot_ps(sign, v[0]);
-		UNROLL
-		for (int k = 1; k < 4; k++)
-			m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
-		__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
-		m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-		m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-		float amax = _mm_cvtss_f32(m4);
-		float d = amax / 127, id = d ? 1 / d : 0;
+		__m256 v[4];
+		blk32_get(x + i * 32, v);
+		float d = blk32_amax(v) / 127, id = d ? 1 / d : 0;
 		y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-		__m256 mul = _mm256_set1_ps(id);
-		__m256i q[4];
-		UNROLL
-		for (int k = 0; k < 4; k++)
-			q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul),
-			    _MM_ROUND_NEAREST | _MM_FROUND_NO_EXC));
-		/* Pack 32 int32 to 32 int8, restoring order after the lane-wise packs. */
-		__m256i a = _mm256_packs_epi32(q[0], q[1]), b = _mm256_packs_epi32(q[2], q[3]);
-		__m256i p = _mm256_packs_epi16(a, b);
-		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-		_mm256_storeu_si256((__m256i *)y[i].qs, p);
+		_mm256_storeu_si256((__m256i *)y[i].qs, blk32_round(v, _mm256_set1_ps(id)));
 	}
 }
 
@@ -359,14 +382,16 @@ static void
 q8_1_from_float(const float *x, void *vy, int64_t n)
 {
 	block_q8_1 *y = vy;
-	block_q8_0 tmp;
 	for (int64_t i = 0; i < n / 32; i++) {
-		q8_0_from_float(x + i * 32, &tmp, 32);
-		__m256i q = _mm256_loadu_si256((const __m256i *)tmp.qs);
-		int sum = hsum8i(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1)));
-		y[i].d = tmp.d;
-		y[i].s = q_f32_to_f16(F16(tmp.d) * sum);
-		memcpy(y[i].qs, tmp.qs, 32);
+		__m256 v[4];
+		int s0, s1;
+		blk32_get(x + i * 32, v);
+		float d = blk32_amax(v) / 127, id = d ? 1 / d : 0;
+		__m256i p = blk32_round(v, _mm256_set1_ps(id));
+		_mm256_storeu_si256((__m256i *)y[i].qs, p);
+		blk32_sums(p, &s0, &s1);
+		y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+		y[i].s = q_f32_to_f16(F16(y[i].d) * (s0 + s1));
 	}
 }
 
@@ -708,22 +733,14 @@ q8_K_from_float(const float *x, void *vy, int64_t n)
 		float iscale = -127.f / max;
 		__m256 mul = _mm256_set1_ps(iscale);
 		for (int j = 0; j < QK_K; j += 32) {
-			__m256i q[4];
-			UNROLL
-			for (int k = 0; k < 4; k++)
-				q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + j + 8 * k), mul));
-			__m256i a = _mm256_packs_epi32(q[0], q[1]), b = _mm256_packs_epi32(q[2], q[3]);
-			__m256i p = _mm256_packs_epi16(a, b);
-			p = _mm256_min_epi8(p, _mm256_set1_epi8(127));
-			p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+			__m256 w[4];
+			int s0, s1;
+			blk32_get(v + j, w);
+			__m256i p = _mm256_min_epi8(blk32_round(w, mul), _mm256_set1_epi8(127));
 			_mm256_storeu_si256((__m256i *)(y[i].qs + j), p);
-			/* The sums of each 16: 4 bytes a lane, then lanes 0-3 and
-			 * 4-7 (each 128-bit half) added by two horizontal adds. */
-			__m256i w = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
-			w = _mm256_hadd_epi32(w, w);
-			w = _mm256_hadd_epi32(w, w);
-			y[i].bsums[j / 16] = (int16_t)_mm256_extract_epi32(w, 0);
-			y[i].bsums[j / 16 + 1] = (int16_t)_mm256_extract_epi32(w, 4);
+			blk32_sums(p, &s0, &s1);
+			y[i].bsums[j / 16] = (int16_t)s0;
+			y[i].bsums[j / 16 + 1] = (int16_t)s1;
 		}
 		y[i].d = 1 / iscale;
 	}
@@ -2373,38 +2390,15 @@ q8p_from_float(const float *x, void *row, int n)
 	int8_t *qs = row;
 	float *d = Q8P_D(row, n), *s32 = Q8P_S32(row, n), *s16 = Q8P_S16(row, n);
 	int32_t *n32 = Q8P_N32(row, n), *n16 = Q8P_N16(row, n);
-	const __m256 sign = _mm256_set1_ps(-0.0f);
 
 	for (int b = 0; b < n / 32; b++) {
-		__m256 v[4], m;
-		UNROLL
-		for (int k = 0; k < 4; k++)
-			v[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
-		m = _mm256_andnot_ps(sign, v[0]);
-		UNROLL
-		for (int k = 1; k < 4; k++)
-			m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
-		__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
-		m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-		m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-		float amax = _mm_cvtss_f32(m4);
-		float db = amax / 127, id = db ? 1 / db : 0;
-		__m256 mul = _mm256_set1_ps(id);
-		__m256i q[4];
-		UNROLL
-		for (int k = 0; k < 4; k++)
-			q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], mul));   /* round to nearest even */
-		__m256i a = _mm256_packs_epi32(q[0], q[1]), c = _mm256_packs_epi32(q[2], q[3]);
-		__m256i p = _mm256_packs_epi16(a, c);
-		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+		__m256 v[4];
+		int sa, sb;
+		blk32_get(x + 32 * b, v);
+		float db = blk32_amax(v) / 127, id = db ? 1 / db : 0;
+		__m256i p = blk32_round(v, _mm256_set1_ps(id));
 		_mm256_storeu_si256((__m256i *)(qs + 32 * b), p);
-		/* Sums of each half: bytes to 16-bit pair sums, then 8 bytes at a
-		 * time (sad against zero does not take signed bytes). */
-		__m256i w = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
-		__m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
-		lo = _mm_hadd_epi32(lo, hi);             /* [l01 l23 h01 h23] */
-		lo = _mm_hadd_epi32(lo, lo);             /* [l h l h] */
-		int sa = _mm_cvtsi128_si32(lo), sb = _mm_extract_epi32(lo, 1);
+		blk32_sums(p, &sa, &sb);
 		d[b] = db;
 		s32[b] = db * (sa + sb);
 		s16[2 * b] = db * sa;

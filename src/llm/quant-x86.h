@@ -63,6 +63,15 @@ hsum8(__m256 v)
 	return _mm_cvtss_f32(lo);
 }
 
+ALWAYS float
+hmax8(__m256 v)
+{
+	__m128 lo = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	lo = _mm_max_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_max_ss(lo, _mm_movehdup_ps(lo));
+	return _mm_cvtss_f32(lo);
+}
+
 /* ACC + the sums of four products of unsigned bytes U and signed bytes S
  * per int32 lane.  Without VNNI the pair sums pass through int16 with
  * saturation: callers keep 2 * U * |S| below 32768. */
@@ -324,19 +333,6 @@ blk32_get(const float *x, __m256 v[4])
 		v[k] = _mm256_loadu_ps(x + 8 * k);
 }
 
-/* The largest magnitude in V. */
-ALWAYS float
-blk32_amax(const __m256 v[4])
-{
-	const __m256 sign = _mm256_set1_ps(-0.0f);
-	__m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-	    _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-	__m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
-	m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-	m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-	return _mm_cvtss_f32(m4);
-}
-
 /* V times MUL rounded to nearest even (the default rounding), saturated
  * to 32 signed bytes in V's order (the packs work lane by lane; the
  * permute restores the order). */
@@ -349,6 +345,19 @@ blk32_round(const __m256 v[4], __m256 mul)
 		q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], mul));
 	__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
 	return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* The 32 floats at X as 32 signed bytes times *D, D their largest
+ * magnitude over 127 (Q8_0's, Q8_1's and q8p's rounding). */
+ALWAYS __m256i
+blk32_q8(const float *x, float *d)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256 v[4];
+	blk32_get(x, v);
+	*d = hmax8(_mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+	    _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])))) / 127;
+	return blk32_round(v, _mm256_set1_ps(*d ? 1 / *d : 0));
 }
 
 /* The sums of P's signed bytes 0-15 (*S0) and 16-31 (*S1): pair sums
@@ -369,11 +378,9 @@ q8_0_from_float(const float *x, void *vy, int64_t n)
 {
 	block_q8_0 *y = vy;
 	for (int64_t i = 0; i < n / 32; i++) {
-		__m256 v[4];
-		blk32_get(x + i * 32, v);
-		float d = blk32_amax(v) / 127, id = d ? 1 / d : 0;
+		float d;
+		_mm256_storeu_si256((__m256i *)y[i].qs, blk32_q8(x + i * 32, &d));
 		y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-		_mm256_storeu_si256((__m256i *)y[i].qs, blk32_round(v, _mm256_set1_ps(id)));
 	}
 }
 
@@ -383,11 +390,9 @@ q8_1_from_float(const float *x, void *vy, int64_t n)
 {
 	block_q8_1 *y = vy;
 	for (int64_t i = 0; i < n / 32; i++) {
-		__m256 v[4];
+		float d;
 		int s0, s1;
-		blk32_get(x + i * 32, v);
-		float d = blk32_amax(v) / 127, id = d ? 1 / d : 0;
-		__m256i p = blk32_round(v, _mm256_set1_ps(id));
+		__m256i p = blk32_q8(x + i * 32, &d);
 		_mm256_storeu_si256((__m256i *)y[i].qs, p);
 		blk32_sums(p, &s0, &s1);
 		y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
@@ -712,11 +717,7 @@ q8_K_from_float(const float *x, void *vy, int64_t n)
 			for (int k = 0; k < 4; k++)
 				m4[k] = _mm256_max_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(v + j + 8 * k)), m4[k]);
 		}
-		__m256 m = _mm256_max_ps(_mm256_max_ps(m4[0], m4[1]), _mm256_max_ps(m4[2], m4[3]));
-		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-		h = _mm_max_ss(h, _mm_movehdup_ps(h));
-		const float amax = _mm_cvtss_f32(h);
+		const float amax = hmax8(_mm256_max_ps(_mm256_max_ps(m4[0], m4[1]), _mm256_max_ps(m4[2], m4[3])));
 		float max = 0;
 		for (int j = 0; j < QK_K; j += 8) {
 			const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(v + j));
@@ -2392,11 +2393,9 @@ q8p_from_float(const float *x, void *row, int n)
 	int32_t *n32 = Q8P_N32(row, n), *n16 = Q8P_N16(row, n);
 
 	for (int b = 0; b < n / 32; b++) {
-		__m256 v[4];
+		float db;
 		int sa, sb;
-		blk32_get(x + 32 * b, v);
-		float db = blk32_amax(v) / 127, id = db ? 1 / db : 0;
-		__m256i p = blk32_round(v, _mm256_set1_ps(id));
+		__m256i p = blk32_q8(x + 32 * b, &db);
 		_mm256_storeu_si256((__m256i *)(qs + 32 * b), p);
 		blk32_sums(p, &sa, &sb);
 		d[b] = db;

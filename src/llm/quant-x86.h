@@ -1896,14 +1896,26 @@ pkk_prefetch(const int TY)
  * runs, pkk_gemv's prefetch alone).  kbench from memory (65536 x 1024,
  * one thread) Q4_0 10.6-11.0 -> 13.5-13.8 GB/s, Q4_K 8.6-10.6 ->
  * 10.5-13.6; in L3 (1024 x 1024) up to 23% slower.  2048 was no
- * better; float rows (one dot product per row) gained nothing.  The
- * AVX-VNNI tier (the same 256-bit groups) takes it unmeasured; the
- * AVX-512 tiers are not measured with it and keep the hardware's alone.
+ * better; float rows (one dot product per row) gained nothing.
+ *
+ * AVX-512 (avx512bf16 tier, 2 cores of a Zen 5 EPYC, kbench from memory,
+ * 131072 x 1024 (IQ4_XS 65536), best of 8, four interleaved rounds):
+ * the K-quants' and IQ4_XS's groups gain in every pair, one thread Q4_K
+ * 21-25 -> 29-35 GB/s, Q5_K 16-17 -> 26-33, IQ4_XS 18-27 -> 31-36, two
+ * threads 1.03-1.8x; the 32-block groups (pk_gemv) were level (Q4_0,
+ * Q8_0) or behind (Q5_0, medians 30 -> 23 GB/s on two threads), so
+ * there the hardware's prefetch works alone (PK_AHEAD32).  The AVX-VNNI
+ * tier on the same machine (four rounds): its 32-block groups faster
+ * without (two threads, every pair: Q4_0 31-51 -> 46-58 GB/s, Q8_0
+ * 31-69 -> 32-72, Q5_0 31-54 -> 32-64), its K-quants and IQ4_XS level;
+ * so it goes as AVX-512 does.  The 32-block read-ahead is the AVX2
+ * tier's alone (measured on Zen 3, above).
  */
-#ifdef QX_512
-#define PK_AHEAD 0
-#else
 #define PK_AHEAD 1024
+#if defined(QX_512) || defined(QX_VNNI)
+#define PK_AHEAD32 0
+#else
+#define PK_AHEAD32 PK_AHEAD
 #endif
 
 /* Asks for the LEN bytes at P into L1.  Always inlined: GCC 12 drops
@@ -2102,8 +2114,8 @@ pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 	for (int b = 0; b < nb; b++) {
 		const uint8_t *c = g + (size_t)b * col;
 		vi s[Q_GEMV_MAX_T];
-		if (PK_AHEAD)
-			prefetch_l1(c + PK_AHEAD, col);
+		if (PK_AHEAD32)
+			prefetch_l1(c + PK_AHEAD32, col);
 		/* The level offset enters as -off * sum(x). */
 		UNROLL
 		for (int t = 0; t < T; t++)

@@ -1216,6 +1216,19 @@ f_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, co
 		UNROLL
 		for (int t = 0; t < T; t++)
 			acc[r][t] = _mm512_setzero_ps();
+	if (R == 1 && T == 1) {
+		/* One row by one token: four chains of FMA, not one waiting on
+		 * its latency every 16 inputs. */
+		const float *x0 = (const float *)x;
+		__m512 a1 = _mm512_setzero_ps(), a2 = a1, a3 = a1;
+		for (; i + 64 <= n; i += 64) {
+			acc[0][0] = _mm512_fmadd_ps(f_load(TY, w, i), _mm512_loadu_ps(x0 + i), acc[0][0]);
+			a1 = _mm512_fmadd_ps(f_load(TY, w, i + 16), _mm512_loadu_ps(x0 + i + 16), a1);
+			a2 = _mm512_fmadd_ps(f_load(TY, w, i + 32), _mm512_loadu_ps(x0 + i + 32), a2);
+			a3 = _mm512_fmadd_ps(f_load(TY, w, i + 48), _mm512_loadu_ps(x0 + i + 48), a3);
+		}
+		acc[0][0] = _mm512_add_ps(_mm512_add_ps(acc[0][0], a1), _mm512_add_ps(a2, a3));
+	}
 	for (; i + 16 <= n; i += 16) {
 		__m512 X[4];
 		UNROLL

@@ -272,7 +272,7 @@ cmd_bench(int argc, char **argv)
 			    "  NATTER_FLOAT_GEMM=tiles|openblas forces how float weights' prompt batches run\n"
 			    "         (default: whichever measured faster here, shown above the table)\n"
 			    "  NATTER_PACK=0 leaves the weights as in the file (default: Q4_0, Q4_1, Q5_0, Q5_1,\n"
-			    "         Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K and IQ4_XS matrices held in memory are\n"
+			    "         Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS matrices held in memory are\n"
 			    "         packed at load, as the chat does; the load line says so)\n");
 			cli_lora_free(&eng.lora);
 			return 0;

@@ -2928,11 +2928,14 @@ kern_build(void)
 	k->t[GGML_TYPE_Q4_K].gemv_packed = gemvp_q4_K;
 	k->t[GGML_TYPE_Q5_K].gemv_packed = gemvp_q5_K;
 	/* Q6_K packed: 2x the GEMV in cache on both tiers; from memory
-	 * (qwen3-0.6b Q4_K_M tg64, ABBA medians) behind the file layout on
-	 * AVX-512 (1 thread 51.9 against 55.3 t/s, 2 threads 60.1 against
-	 * 66.0), ahead on AVX2 with 1 thread (56.4 against 51.2), level with
-	 * 2 (65.0 against 66.8): AVX2 packs it. */
-	k->t[GGML_TYPE_Q6_K].gemv_packed = VL == 8 ? gemvp_q6_K : NULL;
+	 * ahead on AVX2 with 1 thread (qwen3-0.6b Q4_K_M tg64, ABBA medians
+	 * 56.4 against 51.2 t/s), level with 2 (65.0 against 66.8).  On
+	 * AVX-512 it was behind (1 thread 51.9 against 55.3) until pkk_gemv
+	 * read 1 KiB ahead there (PK_AHEAD): then, Zen 5, one thread, in
+	 * cache 31-32 -> 51-56 GB/s, from memory 12-13.5 -> 30-32.5 in three
+	 * of four pairs (level in one, another job running).  Every tier
+	 * packs it. */
+	k->t[GGML_TYPE_Q6_K].gemv_packed = gemvp_q6_K;
 	k->t[GGML_TYPE_IQ4_XS].gemv_packed = gemvp_iq4_xs;
 	k->vops.silu_mul = v_silu_mul;
 	k->vops.rmsnorm = v_rmsnorm;

@@ -333,7 +333,11 @@ static int
 gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enum mode m, int packed, double *worst)
 {
 	const struct q_type_kern *tk = &k->t[t];
-	size_t rb = q_row_size(t, n), xs = q_act_row_bytes(tk->gemm_act, t, n);
+	/* The packed GEMV of float weights takes the floats (as matmul.c
+	 * gives them), whatever its GEMM takes. */
+	const int gemv = packed && nt <= Q_GEMV_MAX_T;
+	const enum q_act act = gemv && q_traits_get(t)->vec_dot_type == GGML_TYPE_F32 ? Q_ACT_F32 : tk->gemm_act;
+	size_t rb = q_row_size(t, n), xs = q_act_row_bytes(act, t, n);
 	uint8_t *w = malloc(rb * d), *xa = aligned_alloc(64, (xs * nt + 63) & ~(size_t)63);
 	float *x = malloc((size_t)n * nt * sizeof(float)), *xr = malloc((size_t)n * sizeof(float));
 	float *wf = malloc((size_t)n * d * sizeof(float)), *out = malloc((size_t)nt * d * sizeof(float));
@@ -349,9 +353,9 @@ gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enu
 	for (int tok = 0; tok < nt; tok++) {
 		float *xt = x + (size_t)tok * n;
 		uint8_t *row = xa + (size_t)tok * xs;
-		if (tk->gemm_act == Q_ACT_F32)
+		if (act == Q_ACT_F32)
 			memcpy(row, xt, n * sizeof(float));
-		else if (tk->gemm_act == Q_ACT_BF16)
+		else if (act == Q_ACT_BF16)
 			k->act_bf16(xt, row, n);
 		else
 			k->act_q8p(xt, row, n);
@@ -365,7 +369,7 @@ gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enu
 		q_pack_matrix(t, w, d, rb, k->pack_rows, tmp);
 		free(tmp);
 	}
-	if (packed && nt <= Q_GEMV_MAX_T) {
+	if (gemv) {
 		tk->gemv_packed(n, out, (size_t)d, w, rb, split, xa, xs, nt);
 		if (split < d)
 			tk->gemv_packed(n, out + split, (size_t)d, w + rb * split, rb, d - split, xa, xs, nt);
@@ -376,9 +380,9 @@ gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enu
 	}
 	for (int tok = 0; tok < nt; tok++) {
 		const uint8_t *row = xa + (size_t)tok * xs;
-		if (tk->gemm_act == Q_ACT_F32)
+		if (act == Q_ACT_F32)
 			memcpy(xr, row, n * sizeof(float));
-		else if (tk->gemm_act == Q_ACT_BF16)
+		else if (act == Q_ACT_BF16)
 			for (int i = 0; i < n; i++)
 				xr[i] = q_bf16_to_f32(((const uint16_t *)row)[i]);
 		else
@@ -392,11 +396,11 @@ gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enu
 					bmax = fmax(bmax, fabs(wr[i]));
 				for (int i = b; i < b + 32 && i < n; i++) {
 					exact += (double)wr[i] * xr[i];
-					mag += tk->gemm_act == Q_ACT_Q8P ? fabs(xr[i]) * (fabs(wr[i]) + 2 * bmax) :
+					mag += act == Q_ACT_Q8P ? fabs(xr[i]) * (fabs(wr[i]) + 2 * bmax) :
 					    fabs((double)wr[i] * xr[i]);
 				}
 			}
-			double tol = (tk->gemm_act == Q_ACT_Q8P ? n / 32 + 4 : n) * 0x1p-23 * mag + 1e-30;
+			double tol = (act == Q_ACT_Q8P ? n / 32 + 4 : n) * 0x1p-23 * mag + 1e-30;
 			double err = fabs(out[(size_t)tok * d + r] - exact);
 			if (!(err <= tol)) {
 				if (!bad)
@@ -458,7 +462,7 @@ test_pack_layout(void)
 	static const int rows[] = { 1, 7, 8, 16, 17, 33, 40 };
 	static const enum ggml_type packable[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
 		GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
-		GGML_TYPE_Q6_K, GGML_TYPE_IQ4_XS };
+		GGML_TYPE_Q6_K, GGML_TYPE_IQ4_XS, GGML_TYPE_F16, GGML_TYPE_BF16 };
 	int bad = 0, cases = 0;
 
 	for (size_t ti = 0; ti < sizeof(packable) / sizeof(packable[0]); ti++)
@@ -479,8 +483,11 @@ test_pack_layout(void)
 				q_unpack_row(t, w, d, rb, g, r, row);
 				bad += memcmp(row, orig + rb * r, rb) != 0;
 				/* Block 0's first scale (where the file's block has
-				 * it: Q2_K's at its end), first among the group's. */
-				if (r < d / g * g)
+				 * it: Q2_K's at its end), first among the group's;
+				 * half floats (no header): the row's first pair. */
+				if (r < d / g * g && q_pack_header_offset(t) < 0)
+					bad += memcmp(w + (size_t)(r / g * g) * rb + 4 * (r % g), orig + rb * r, 4) != 0;
+				else if (r < d / g * g)
 					bad += memcmp(w + (size_t)(r / g * g) * rb + 2 * (r % g),
 					    orig + rb * r + q_pack_header_offset(t), 2) != 0;
 				else
@@ -493,14 +500,23 @@ test_pack_layout(void)
 			free(orig);
 			free(row);
 		}
-	printf("packed rows (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS), groups of 8 and "
-	    "16: %d/%d rows read back as packed\n", cases - bad, cases);
+	printf("packed rows (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, F16, BF16), groups "
+	    "of 8 and 16: %d/%d rows read back as packed\n", cases - bad, cases);
 	CHECK(bad == 0, "packed rows: %d wrong", bad);
 	for (size_t ti = 0; ti < sizeof(packable) / sizeof(packable[0]); ti++)
-		CHECK(q_pack_supported(packable[ti]), "%s has a packed layout", tname(packable[ti]));
-	CHECK(!q_pack_supported(GGML_TYPE_BF16) && !q_pack_supported(GGML_TYPE_F16) &&
-	    q_pack_header_offset(GGML_TYPE_F16) == -1,
-	    "types without a packed layout");
+		CHECK(q_pack_supported(packable[ti], q_row_size(packable[ti], 256)), "%s has a packed layout",
+		    tname(packable[ti]));
+	CHECK(!q_pack_supported(GGML_TYPE_F32, 1024) && !q_pack_supported(GGML_TYPE_Q8_1, q_row_size(GGML_TYPE_Q8_1, 256)) &&
+	    q_pack_header_offset(GGML_TYPE_F16) == -1, "types without a packed layout");
+	/* Half floats pack in pairs of inputs: an odd row stays as it is. */
+	{
+		uint16_t h[3 * 17], o[3 * 17], tmp[3 * 16];
+		for (int i = 0; i < 3 * 17; i++)
+			h[i] = o[i] = (uint16_t)(0x3c00 + i);
+		CHECK(!q_pack_supported(GGML_TYPE_F16, 6), "F16 rows of 3 have no packed layout");
+		q_pack_matrix(GGML_TYPE_F16, h, 17, 6, 16, tmp);
+		CHECK(memcmp(h, o, sizeof(h)) == 0, "F16 rows of 3 left as they were");
+	}
 }
 
 /* A tier's kernels of packed rows: the GEMV (1 to 4 tokens) and the GEMM
@@ -595,9 +611,10 @@ test_matmul(void)
 			mm_matmul(p, &s, out, d, x, n, &lt, nt);
 			if (way && strcmp(q_cpu_features(), "scalar")) {
 				/* BF16 on avx512bf16 has one way (its own GEMM):
-				 * the choice says so. */
+				 * the choice says so.  Packed rows go through the
+				 * tiles alone. */
 				const int via_blas = mm_blas_products() != blas0;
-				const int want = q_float_gemm_choice(t, nt, NULL) == Q_FLOAT_GEMM_OPENBLAS;
+				const int want = !pk && q_float_gemm_choice(t, nt, NULL) == Q_FLOAT_GEMM_OPENBLAS;
 				CHECK(via_blas == want, "%s: mm_matmul %s nt %d forced to %s went %s",
 				    q_cpu_features(), tname(t), nt, way == 2 ? "openblas" : "tiles",
 				    via_blas ? "through OpenBLAS" : "through the tiles");

@@ -156,6 +156,11 @@ void q_float_gemm_set(enum q_float_gemm g);
  * gets the tiles' and OpenBLAS's best times in milliseconds, 0 when not
  * measured (forced, or a type with one way only). */
 enum q_float_gemm q_float_gemm_choice(enum ggml_type t, int nt, double ms[2]);
+/* Whether the tier packs T's rows at load (src/llm/pack.c): its tiles
+ * are then timed on packed rows, and a model's T matrices are packed
+ * only where both classes chose the tiles (packed rows have no OpenBLAS
+ * way). */
+int q_float_gemm_packs(enum ggml_type t);
 /* "tiles", "openblas", "auto". */
 const char *q_float_gemm_name(enum q_float_gemm g);
 

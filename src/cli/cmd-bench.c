@@ -273,7 +273,8 @@ cmd_bench(int argc, char **argv)
 			    "         (default: whichever measured faster here, shown above the table)\n"
 			    "  NATTER_PACK=0 leaves the weights as in the file (default: Q4_0, Q4_1, Q5_0, Q5_1,\n"
 			    "         Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS matrices held in memory are\n"
-			    "         packed at load, as the chat does; the load line says so)\n");
+			    "         packed at load, as the chat does, and F16 and BF16 ones where their batches\n"
+			    "         go through the tiles; the load line says so)\n");
 			cli_lora_free(&eng.lora);
 			return 0;
 		default:

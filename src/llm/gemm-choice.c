@@ -20,7 +20,9 @@
  * tokens of the batch's class (below), the rows as many as one sgemm call
  * of blas_worker takes (its panel of MM_PANEL_BYTES), or in the tasks
  * gemm_run makes of them for the tiles (mm_gemm_f_rows); each way GC_REPS
- * times by turns, the best of each kept.  OpenBLAS must take less than
+ * times by turns, the best of each kept; the tiles on rows packed as a
+ * model's are at load (q_float_gemm_packs), OpenBLAS on the rows as in the
+ * file, converted as blas_worker does.  OpenBLAS must take less than
  * GC_MARGIN of the tiles' time to be chosen: the tiles do not depend on
  * what OpenBLAS makes of the CPU.
  *
@@ -102,7 +104,7 @@ struct gc_worker {
 	enum ggml_type t;
 	int way, nth, nt;
 	const float *x;
-	uint8_t *w;
+	uint8_t *w, *wp;        /* the rows, and packed (NULL: the tier does not pack T) */
 	float *out, *panel;
 	void *scratch;
 	double ms;
@@ -124,6 +126,7 @@ gc_worker_init(struct gc_worker *g, enum ggml_type t, int nth, int nt, const flo
 	const struct q_kernels *k = q_kern();
 	const struct q_traits *qt = q_traits_get(t);
 	const size_t rb = q_row_size(t, GC_IN);
+	const int pack = q_float_gemm_packs(t);
 	float row[GC_IN];
 
 	memset(g, 0, sizeof(*g));
@@ -132,16 +135,22 @@ gc_worker_init(struct gc_worker *g, enum ggml_type t, int nth, int nt, const flo
 	g->nt = nt;
 	g->x = x;
 	g->w = malloc(rb * GC_ROWS);
+	g->wp = pack ? malloc(rb * GC_ROWS) : NULL;
 	g->out = malloc((size_t)nt * GC_ROWS * sizeof(float));
 	g->panel = malloc((size_t)GC_ROWS * GC_IN * sizeof(float));
 	g->scratch = k->gemm_scratch ? aligned_alloc(64, (k->gemm_scratch(GC_IN) + 63) & ~(size_t)63) : NULL;
 	if (!g->w || !g->out || !g->panel || !g->scratch || !qt || !qt->from_float ||
-	    (t != GGML_TYPE_F32 && !k->t[t].to_float))
+	    (t != GGML_TYPE_F32 && !k->t[t].to_float) || (pack && !g->wp))
 		return -1;
 	for (int r = 0; r < GC_ROWS; r++) {
 		for (int i = 0; i < GC_IN; i++)
 			row[i] = (float)lcg_unit(&seed);
 		qt->from_float(row, g->w + (size_t)r * rb, GC_IN);
+	}
+	if (pack) {
+		/* The panel's room, unused until OpenBLAS's turn. */
+		memcpy(g->wp, g->w, rb * GC_ROWS);
+		q_pack_matrix(t, g->wp, GC_ROWS, rb, k->pack_rows, g->panel);
 	}
 	return 0;
 }
@@ -150,6 +159,7 @@ static void
 gc_worker_free(struct gc_worker *g)
 {
 	free(g->w);
+	free(g->wp);
 	free(g->out);
 	free(g->panel);
 	free(g->scratch);
@@ -166,8 +176,8 @@ gc_run(void *arg)
 	const double t0 = now_ms();
 
 	if (g->way == Q_FLOAT_GEMM_TILES) {
-		struct q_gemm_args a = { g->t, g->w, rb, GC_IN, (const uint8_t *)g->x, GC_IN * sizeof(float), g->nt,
-		    g->out, GC_ROWS, 0 };
+		struct q_gemm_args a = { g->t, g->wp ? g->wp : g->w, rb, GC_IN, (const uint8_t *)g->x,
+		    GC_IN * sizeof(float), g->nt, g->out, GC_ROWS, g->wp ? k->pack_rows : 0 };
 		const int step = mm_gemm_f_rows(GC_ROWS * g->nth, g->nth, k->gemm_rows);
 		for (int r = 0; r < GC_ROWS; r += step)
 			tk->gemm(&a, r, r + step < GC_ROWS ? r + step : GC_ROWS, g->scratch);
@@ -243,6 +253,14 @@ out:
 		gc_worker_free(&g[i]);
 	free(x);
 	return pick;
+}
+
+int
+q_float_gemm_packs(enum ggml_type t)
+{
+	const struct q_kernels *k = q_kern();
+	return (unsigned)t < GGML_TYPE_COUNT && k->pack_rows && k->t[t].gemv_packed &&
+	    q_pack_supported(t, q_row_size(t, GC_IN));
 }
 
 enum q_float_gemm

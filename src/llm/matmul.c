@@ -533,8 +533,9 @@ mm_path(struct pool *p, const struct mm_scratch *s, const struct ltensor *w, int
 
 	if (s->exact && quantized(w->type) && tk->gemm && tk->gemm_act == Q_ACT_Q8P && s->n_gemm >= pool_size(p))
 		return MM_EXACT;
-	/* Float weights: the tiles or OpenBLAS, as measured (gemm-choice.c). */
-	const int blas = tk->gemm && tk->gemm_act == Q_ACT_F32 && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p) &&
+	/* Float weights: the tiles or OpenBLAS, as measured (gemm-choice.c);
+	 * packed rows the tiles alone. */
+	const int blas = !w->packed && tk->gemm && tk->gemm_act == Q_ACT_F32 && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p) &&
 	    q_float_gemm_choice(w->type, nt, NULL) == Q_FLOAT_GEMM_OPENBLAS;
 	if (tk->gemm && !blas && nt >= (w->packed ? MM_PACKED_GEMM_MIN_NT : tk->gemm_min_nt) && s->n_gemm >= pool_size(p) &&
 	    !(tk->gemm_act == Q_ACT_BF16 && (n % 2 || s->exact)))

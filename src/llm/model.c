@@ -221,11 +221,18 @@ model_tensor(struct llm_model *m, int i)
 	return i < nl * per ? &m->layers[i / per].t[i % per].w : NULL;
 }
 
-/* Whether llm_model_pack rearranges T. */
+/* Whether llm_model_pack rearranges T: float weights only where their
+ * batches go through the tiles (packed rows have no OpenBLAS way). */
 static int
 packable(const struct q_kernels *k, const struct ltensor *t)
 {
-	return t->data && !t->packed && k->t[t->type].gemv_packed && q_pack_supported(t->type) && t->ne1 >= k->pack_rows;
+	if (!t->data || t->packed || !k->t[t->type].gemv_packed || !q_pack_supported(t->type, t->row_bytes) ||
+	    t->ne1 < k->pack_rows)
+		return 0;
+	if (k->t[t->type].gemm_act == Q_ACT_F32)
+		return q_float_gemm_choice(t->type, 1, NULL) == Q_FLOAT_GEMM_TILES &&
+		    q_float_gemm_choice(t->type, Q_FLOAT_GEMM_SPLIT, NULL) == Q_FLOAT_GEMM_TILES;
+	return 1;
 }
 
 /* The matrices of the packable tensors, packed by the load's threads:

@@ -18,7 +18,8 @@
  * bytes of sub-block scales, then 32 units of nibbles; Q5_K: scales, high
  * bits, nibbles; Q6_K's d its last 2: its 208 other bytes recoded
  * (recode_q6); IQ4_XS: its header d and scales_h, then scales_l,
- * nibbles).  Rows go in groups of G (the tier's vector of 32-bit lanes:
+ * nibbles; F16 and BF16: blocks of two inputs, one unit, no header, rows
+ * of an even length).  Rows go in groups of G (the tier's vector of 32-bit lanes:
  * 16 on AVX-512, 8 on AVX2) from the matrix's first row; a group holds,
  * block column by block column, each scale of the G rows side by side,
  * then each unit of the G rows side by side:
@@ -155,13 +156,16 @@ struct layout {
 	enum ggml_type type;
 	int hlen, hoff;   /* the header's bytes and where the block has them */
 	void (*recode)(uint8_t *units, int to_packed);
+	int bs;           /* bytes per block, when not the type's (0) */
 };
 
 static const struct layout packed_types[] = {
-	{ GGML_TYPE_Q4_0, 2, 0, NULL }, { GGML_TYPE_Q4_1, 4, 0, NULL }, { GGML_TYPE_Q5_0, 2, 0, recode_q5 },
-	{ GGML_TYPE_Q5_1, 4, 0, recode_q5 }, { GGML_TYPE_Q8_0, 2, 0, NULL }, { GGML_TYPE_IQ4_NL, 2, 0, NULL },
-	{ GGML_TYPE_Q2_K, 4, 80, NULL }, { GGML_TYPE_Q3_K, 2, 108, NULL }, { GGML_TYPE_Q4_K, 4, 0, NULL },
-	{ GGML_TYPE_Q5_K, 4, 0, NULL }, { GGML_TYPE_Q6_K, 2, 208, recode_q6 }, { GGML_TYPE_IQ4_XS, 4, 0, NULL },
+	{ GGML_TYPE_Q4_0, 2, 0, NULL, 0 }, { GGML_TYPE_Q4_1, 4, 0, NULL, 0 }, { GGML_TYPE_Q5_0, 2, 0, recode_q5, 0 },
+	{ GGML_TYPE_Q5_1, 4, 0, recode_q5, 0 }, { GGML_TYPE_Q8_0, 2, 0, NULL, 0 }, { GGML_TYPE_IQ4_NL, 2, 0, NULL, 0 },
+	{ GGML_TYPE_Q2_K, 4, 80, NULL, 0 }, { GGML_TYPE_Q3_K, 2, 108, NULL, 0 }, { GGML_TYPE_Q4_K, 4, 0, NULL, 0 },
+	{ GGML_TYPE_Q5_K, 4, 0, NULL, 0 }, { GGML_TYPE_Q6_K, 2, 208, recode_q6, 0 }, { GGML_TYPE_IQ4_XS, 4, 0, NULL, 0 },
+	/* Half floats: each unit a pair of inputs, no header. */
+	{ GGML_TYPE_F16, 0, 0, NULL, 4 }, { GGML_TYPE_BF16, 0, 0, NULL, 4 },
 };
 
 /* TYPE's packed layout (NULL: TYPE has none). */
@@ -174,17 +178,25 @@ layout_of(enum ggml_type type)
 	return NULL;
 }
 
-int
-q_pack_supported(enum ggml_type type)
+/* Bytes of L's blocks. */
+static size_t
+block_bytes(const struct layout *l)
 {
-	return layout_of(type) != NULL;
+	return l->bs ? (size_t)l->bs : ggml_type_info_get(l->type)->type_size;
+}
+
+int
+q_pack_supported(enum ggml_type type, size_t row_bytes)
+{
+	const struct layout *l = layout_of(type);
+	return l && row_bytes % block_bytes(l) == 0;
 }
 
 int
 q_pack_header_offset(enum ggml_type type)
 {
 	const struct layout *l = layout_of(type);
-	return l ? l->hoff : -1;
+	return l && l->hlen ? l->hoff : -1;
 }
 
 /* Block BLK of a row to (TO_PACKED) or from its place in column COL of a
@@ -217,16 +229,24 @@ move_block(const struct layout *l, uint8_t *col, uint8_t *blk, size_t bs, int g,
 void
 q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, int g, void *scratch)
 {
-	const size_t bs = ggml_type_info_get(type)->type_size;
-	const int64_t nb = (int64_t)(row_bytes / bs);
 	const struct layout *l = layout_of(type);
 	uint8_t *tmp = scratch;
 
-	if (!l || g < 1)
+	if (!q_pack_supported(type, row_bytes) || g < 1)
 		return;
+	const size_t bs = block_bytes(l);
+	const int64_t nb = (int64_t)(row_bytes / bs);
 	for (int64_t r0 = 0; r0 + g <= rows; r0 += g) {
 		uint8_t *grp = (uint8_t *)data + (size_t)r0 * row_bytes;
 		memcpy(tmp, grp, (size_t)g * row_bytes);
+		if (bs == 4 && !l->hlen) {
+			/* A block is a unit: a transpose of 4-byte words (move_block
+			 * a word at a time took most of a 1 GB F16 model's load). */
+			for (int j = 0; j < g; j++)
+				for (int64_t b = 0; b < nb; b++)
+					memcpy(grp + ((size_t)b * g + j) * 4, tmp + (size_t)j * row_bytes + (size_t)b * 4, 4);
+			continue;
+		}
 		for (int64_t b = 0; b < nb; b++)
 			for (int j = 0; j < g; j++)
 				move_block(l, grp + (size_t)b * g * bs, tmp + (size_t)j * row_bytes + (size_t)b * bs, bs, g,
@@ -237,14 +257,14 @@ q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, i
 void
 q_unpack_row(enum ggml_type type, const void *data, int64_t rows, size_t row_bytes, int g, int64_t r, void *out)
 {
-	const size_t bs = ggml_type_info_get(type)->type_size;
-	const int64_t nb = (int64_t)(row_bytes / bs);
 	const struct layout *l = layout_of(type);
 
-	if (g < 1 || r >= rows / g * g || !l) {
+	if (g < 1 || r >= rows / g * g || !q_pack_supported(type, row_bytes)) {
 		memcpy(out, (const uint8_t *)data + (size_t)r * row_bytes, row_bytes);
 		return;
 	}
+	const size_t bs = block_bytes(l);
+	const int64_t nb = (int64_t)(row_bytes / bs);
 	uint8_t *grp = (uint8_t *)data + (size_t)(r / g * g) * row_bytes;   /* only read */
 	for (int64_t b = 0; b < nb; b++)
 		move_block(l, grp + (size_t)b * g * bs, (uint8_t *)out + (size_t)b * bs, bs, g, (int)(r % g), 0);

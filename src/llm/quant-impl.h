@@ -127,15 +127,16 @@ struct q_kernels {
 /*
  * Packed weights (pack.c): the rows of a matrix interleaved, G at a time,
  * so that one vector of a tier holds the same 4 bytes of G rows.
- * q_pack_supported: TYPE has a packed layout.  q_pack_matrix: packs, in
+ * q_pack_supported: TYPE has a packed layout that rows of ROW_BYTES
+ * take (F16 and BF16: rows of an even length).  q_pack_matrix: packs, in
  * place, each whole group of G rows of a matrix of ROWS rows (ROW_BYTES
  * apart), with SCRATCH of G * ROW_BYTES bytes.  q_unpack_row: row R of
  * such a matrix, as in the file, into OUT (ROW_BYTES).
  */
-int q_pack_supported(enum ggml_type type);
+int q_pack_supported(enum ggml_type type, size_t row_bytes);
 void q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, int g, void *scratch);
 void q_unpack_row(enum ggml_type type, const void *data, int64_t rows, size_t row_bytes, int g, int64_t r, void *out);
-/* Where a block of TYPE has its packed header (the f16 scales), or -1. */
+/* Where a block of TYPE has its packed header (the f16 scales), or -1 (none). */
 int q_pack_header_offset(enum ggml_type type);
 
 /* The scalar tier (quant.c) and the x86 tiers (quant-<tier>.c): NULL when

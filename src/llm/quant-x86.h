@@ -2554,6 +2554,268 @@ prefetch_f(const struct q_gemm_args *a, int r, int r1, int k0)
 	}
 }
 
+/*
+ * Packed half floats (F16, BF16; pack.c): a group of VL rows holds, pair
+ * of inputs by pair, each row's two halves side by side ([c][VL][2]).
+ * Half a group column as floats is a vector of VL / 2 rows by the pair of
+ * inputs: it multiplies the pair of activations put in every two lanes,
+ * and a row's product is the sum of its two lanes (hp_sums, once at the
+ * end).  Nothing is converted ahead: the weights stream in order, as
+ * packed, into the conversions and the FMAs.
+ */
+ALWAYS vf
+hp_cvt(const int TY, const uint8_t *p)
+{
+#ifdef QX_512
+	const __m256i h = _mm256_loadu_si256((const __m256i *)p);
+	if (TY == GGML_TYPE_F16)
+		return _mm512_cvtph_ps(h);
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+#else
+	const __m128i h = _mm_loadu_si128((const __m128i *)p);
+	if (TY == GGML_TYPE_F16)
+		return _mm256_cvtph_ps(h);
+	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+#endif
+}
+
+/* X[0], X[1] in every two lanes. */
+ALWAYS vf
+hp_pair(const float *x)
+{
+	double d;
+	memcpy(&d, x, sizeof(d));
+#ifdef QX_512
+	return _mm512_castpd_ps(_mm512_set1_pd(d));
+#else
+	return _mm256_castpd_ps(_mm256_set1_pd(d));
+#endif
+}
+
+/* The VL row sums of A (rows 0 .. VL / 2 - 1, two lanes each) and B (the
+ * rest), in row order. */
+ALWAYS vf
+hp_sums(vf a, vf b)
+{
+#ifdef QX_512
+	const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+	const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+	return _mm512_add_ps(_mm512_permutex2var_ps(a, ev, b), _mm512_permutex2var_ps(a, od, b));
+#else
+	/* a01 a23 b01 b23 | a45 a67 b45 b67, then the 64-bit quarters 0 2 1 3. */
+	const __m256 h = _mm256_hadd_ps(a, b);
+	return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(h), 0xD8));
+#endif
+}
+
+/* One packed group G of half floats TY by T float activation rows (XS
+ * bytes apart): OUT[t * LDO + r] for its VL rows.  Two columns a step,
+ * each into accumulators of its own (the FMA's latency), on AVX2 one
+ * for more than two tokens (its 16 registers). */
+ALWAYS void
+hp_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
+{
+#ifdef QX_512
+	const int U = 2;
+#else
+	const int U = T <= 2 ? 2 : 1;
+#endif
+	const int nc = n / 2;
+	vf acc[2][2][Q_GEMV_MAX_T];
+	int c = 0;
+
+	UNROLL
+	for (int u = 0; u < U; u++)
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[u][0][t] = acc[u][1][t] = vf_zero();
+	for (; c + U <= nc; c += U) {
+		UNROLL
+		for (int u = 0; u < U; u++) {
+			const uint8_t *col = g + (size_t)(c + u) * 4 * VL;
+			const vf w0 = hp_cvt(TY, col), w1 = hp_cvt(TY, col + 2 * VL);
+			UNROLL
+			for (int t = 0; t < T; t++) {
+				const vf xp = hp_pair((const float *)(x + (size_t)t * xs) + 2 * (c + u));
+				acc[u][0][t] = vf_fma(w0, xp, acc[u][0][t]);
+				acc[u][1][t] = vf_fma(w1, xp, acc[u][1][t]);
+			}
+		}
+	}
+	for (; c < nc; c++) {
+		const uint8_t *col = g + (size_t)c * 4 * VL;
+		const vf w0 = hp_cvt(TY, col), w1 = hp_cvt(TY, col + 2 * VL);
+		UNROLL
+		for (int t = 0; t < T; t++) {
+			const vf xp = hp_pair((const float *)(x + (size_t)t * xs) + 2 * c);
+			acc[0][0][t] = vf_fma(w0, xp, acc[0][0][t]);
+			acc[0][1][t] = vf_fma(w1, xp, acc[0][1][t]);
+		}
+	}
+	UNROLL
+	for (int t = 0; t < T; t++) {
+		UNROLL
+		for (int u = 1; u < U; u++) {
+			acc[0][0][t] = vf_add(acc[0][0][t], acc[u][0][t]);
+			acc[0][1][t] = vf_add(acc[0][1][t], acc[u][1][t]);
+		}
+		vf_store(out + (size_t)t * ldo, hp_sums(acc[0][0][t], acc[0][1][t]));
+	}
+}
+
+/* The GEMV of packed half-float rows (gemv_packed): whole groups, then the
+ * rows past the last one as in the file. */
+ALWAYS void
+hp_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
+	     size_t xs, int nt)
+{
+	int r = 0;
+	for (; r + VL <= nr; r += VL) {
+		switch (nt) {
+		case 1: hp_gemv(TY, 1, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 2: hp_gemv(TY, 2, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		case 3: hp_gemv(TY, 3, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		default: hp_gemv(TY, 4, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
+		}
+	}
+	for (; r < nr; r++)
+		for (int t = 0; t < nt; t++) {
+			const float *xt = (const float *)(x + (size_t)t * xs);
+			const uint8_t *row = w + (size_t)r * ws;
+			float sum = 0;
+			if (TY == GGML_TYPE_F16)
+				dot_f16(n, &sum, row, xt);
+			else
+				dot_bf16(n, &sum, row, xt);
+			out[(size_t)t * ldo + r] = sum;
+		}
+}
+
+static void
+gemvp_f16(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs, int nt)
+{
+	hp_gemv_rows(GGML_TYPE_F16, n, out, ldo, w, ws, nr, x, xs, nt);
+}
+
+static void
+gemvp_bf16(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs, int nt)
+{
+	hp_gemv_rows(GGML_TYPE_BF16, n, out, ldo, w, ws, nr, x, xs, nt);
+}
+
+/*
+ * The GEMM's tile of packed half floats: NG groups (G0, the next GS bytes
+ * further) by T tokens over columns [C0, C0 + NC), added to OUT (or
+ * stored, FIRST).  AVX-512: two groups by 6 tokens (24 accumulators);
+ * AVX2: one by 6 (12).
+ */
+#ifdef QX_512
+#define HP_NG 2
+#else
+#define HP_NG 1
+#endif
+#define HP_T 6
+/* Columns (pairs of inputs) per block: 2 groups of 256 are 32 KiB on
+ * AVX-512.  kbench, one thread, avx512bf16 (Zen 5), 128 tokens: 256 and
+ * 512 ahead of 64 and 128 by 2-4% (896 x 4864, 4864 x 896), 90-92% of
+ * the FMA peak. */
+#define HP_KC 256
+
+ALWAYS void
+mk_hp(const int TY, const int NG, const int T, const uint8_t *g0, size_t gs, int c0, int nc, const float *x, size_t xs,
+      float *out, size_t ldo, int first)
+{
+	vf acc[HP_NG][2][HP_T];
+
+	UNROLL
+	for (int g = 0; g < NG; g++)
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[g][0][t] = acc[g][1][t] = vf_zero();
+	for (int c = c0; c < c0 + nc; c++) {
+		vf w[HP_NG][2];
+		UNROLL
+		for (int g = 0; g < NG; g++) {
+			const uint8_t *col = g0 + (size_t)g * gs + (size_t)c * 4 * VL;
+			w[g][0] = hp_cvt(TY, col);
+			w[g][1] = hp_cvt(TY, col + 2 * VL);
+		}
+		UNROLL
+		for (int t = 0; t < T; t++) {
+			const vf xp = hp_pair(x + (size_t)t * xs + 2 * c);
+			UNROLL
+			for (int g = 0; g < NG; g++) {
+				acc[g][0][t] = vf_fma(w[g][0], xp, acc[g][0][t]);
+				acc[g][1][t] = vf_fma(w[g][1], xp, acc[g][1][t]);
+			}
+		}
+	}
+	UNROLL
+	for (int t = 0; t < T; t++)
+		UNROLL
+		for (int g = 0; g < NG; g++) {
+			float *o = out + (size_t)t * ldo + g * VL;
+			const vf s = hp_sums(acc[g][0][t], acc[g][1][t]);
+			vf_store(o, first ? s : vf_add(s, vf_load(o)));
+		}
+}
+
+#define MK_HP_T(TY, NG) \
+	switch (tt) { \
+	case 1: mk_hp(TY, NG, 1, g0, gs, c0, nc, x, xs, out, ldo, first); break; \
+	case 2: mk_hp(TY, NG, 2, g0, gs, c0, nc, x, xs, out, ldo, first); break; \
+	case 3: mk_hp(TY, NG, 3, g0, gs, c0, nc, x, xs, out, ldo, first); break; \
+	case 4: mk_hp(TY, NG, 4, g0, gs, c0, nc, x, xs, out, ldo, first); break; \
+	case 5: mk_hp(TY, NG, 5, g0, gs, c0, nc, x, xs, out, ldo, first); break; \
+	default: mk_hp(TY, NG, 6, g0, gs, c0, nc, x, xs, out, ldo, first); break; \
+	}
+
+static void
+mk_hp_any(enum ggml_type type, int ng, int tt, const uint8_t *g0, size_t gs, int c0, int nc, const float *x, size_t xs,
+	  float *out, size_t ldo, int first)
+{
+	if (type == GGML_TYPE_F16) {
+		if (ng == 2 && HP_NG == 2)
+			MK_HP_T(GGML_TYPE_F16, HP_NG)
+		else
+			MK_HP_T(GGML_TYPE_F16, 1)
+	} else {
+		if (ng == 2 && HP_NG == 2)
+			MK_HP_T(GGML_TYPE_BF16, HP_NG)
+		else
+			MK_HP_T(GGML_TYPE_BF16, 1)
+	}
+}
+#undef MK_HP_T
+
+/* Rows [R0, R1) (whole packed groups) of packed half floats, all tokens:
+ * tiles of HP_NG groups, block of columns by block. */
+static void
+gemm_hp(const struct q_gemm_args *a, int r0, int r1)
+{
+	const float *x = (const float *)a->x;
+	const size_t xs = a->x_stride / sizeof(float), gs = (size_t)VL * a->w_stride;
+	const int nc = a->n / 2;
+
+	/* Two groups a tile, the kernel's HP_NG at a time: AVX2's two calls
+	 * find the block of activations in L1 (with one group a tile, the
+	 * activations of a long row came from L3 twice as often: 896 x 4864,
+	 * 128 tokens, 4-14% behind the rows as in the file). */
+	for (int r = r0; r < r1; r += 2 * VL) {
+		const int ng = (r1 - r) / VL < 2 ? (r1 - r) / VL : 2;
+		const uint8_t *g0 = a->w + (size_t)r * a->w_stride;
+		for (int c0 = 0; c0 < nc; c0 += HP_KC) {
+			const int kc = nc - c0 < HP_KC ? nc - c0 : HP_KC;
+			for (int t = 0; t < a->nt; t += HP_T) {
+				const int tt = a->nt - t < HP_T ? a->nt - t : HP_T;
+				for (int g = 0; g < ng; g += HP_NG)
+					mk_hp_any(a->type, ng - g < HP_NG ? ng - g : HP_NG, tt, g0 + (size_t)g * gs, gs, c0, kc,
+					    x + (size_t)t * xs, xs, a->out + (size_t)t * a->ldo + r + g * VL, a->ldo, c0 == 0);
+			}
+		}
+	}
+}
+
 static void
 gemm_f(const struct q_gemm_args *a, int r0, int r1, void *scratch)
 {
@@ -2561,6 +2823,13 @@ gemm_f(const struct q_gemm_args *a, int r0, int r1, void *scratch)
 	const float *x = (const float *)a->x;
 	const size_t xs = a->x_stride / sizeof(float);
 
+	/* Packed rows: the whole groups (a chunk is cut short only by the
+	 * matrix's end, whose last rows are not packed). */
+	if (a->packed && (a->type == GGML_TYPE_F16 || a->type == GGML_TYPE_BF16)) {
+		const int whole = r0 + (r1 - r0) / VL * VL;
+		gemm_hp(a, r0, whole);
+		r0 = whole;
+	}
 	for (int r = r0; r < r1; r += 2 * VL) {
 		int nr = r1 - r < 2 * VL ? r1 - r : 2 * VL;
 		for (int k0 = 0; k0 < a->n; k0 += KCF) {
@@ -2595,7 +2864,8 @@ bf16_act(const float *x, void *row, int n)
 }
 
 ALWAYS void
-mk_bf(const int T, const uint32_t *p, int kp, const uint32_t *x, size_t xs, float *out, size_t ldo, int nr, int first)
+mk_bf(const int T, const uint32_t *p0, const uint32_t *p1, size_t ps, int kp, const uint32_t *x, size_t xs, float *out,
+      size_t ldo, int nr, int first)
 {
 	__m512 a0[T], a1[T];
 	int n0 = nr < VL ? nr : VL, n1 = nr > VL ? nr - VL : 0;
@@ -2605,8 +2875,8 @@ mk_bf(const int T, const uint32_t *p, int kp, const uint32_t *x, size_t xs, floa
 		a1[t] = first || !n1 ? vf_zero() : vf_loadn(out + t * ldo + VL, n1);
 	}
 	for (int k = 0; k < kp; k++) {
-		__m512bh w0 = (__m512bh)_mm512_loadu_si512((const void *)(p + (size_t)k * 2 * VL));
-		__m512bh w1 = (__m512bh)_mm512_loadu_si512((const void *)(p + (size_t)k * 2 * VL + VL));
+		__m512bh w0 = (__m512bh)_mm512_loadu_si512((const void *)(p0 + (size_t)k * ps));
+		__m512bh w1 = (__m512bh)_mm512_loadu_si512((const void *)(p1 + (size_t)k * ps));
 		UNROLL
 		for (int t = 0; t < T; t++) {
 			__m512bh b = (__m512bh)_mm512_set1_epi32((int)x[t * xs + k]);
@@ -2622,22 +2892,25 @@ mk_bf(const int T, const uint32_t *p, int kp, const uint32_t *x, size_t xs, floa
 	}
 }
 
+/* Rows 0 .. VL - 1 of the pair of inputs k at P0 + k PS, the next VL at
+ * P1 + k PS (a panel, or two packed groups). */
 static void
-mk_bf_any(int tt, const uint32_t *p, int kp, const uint32_t *x, size_t xs, float *out, size_t ldo, int nr, int first)
+mk_bf_any(int tt, const uint32_t *p0, const uint32_t *p1, size_t ps, int kp, const uint32_t *x, size_t xs, float *out,
+	  size_t ldo, int nr, int first)
 {
 	switch (tt) {
-	case 1: mk_bf(1, p, kp, x, xs, out, ldo, nr, first); break;
-	case 2: mk_bf(2, p, kp, x, xs, out, ldo, nr, first); break;
-	case 3: mk_bf(3, p, kp, x, xs, out, ldo, nr, first); break;
-	case 4: mk_bf(4, p, kp, x, xs, out, ldo, nr, first); break;
-	case 5: mk_bf(5, p, kp, x, xs, out, ldo, nr, first); break;
-	case 6: mk_bf(6, p, kp, x, xs, out, ldo, nr, first); break;
-	case 7: mk_bf(7, p, kp, x, xs, out, ldo, nr, first); break;
-	case 8: mk_bf(8, p, kp, x, xs, out, ldo, nr, first); break;
-	case 9: mk_bf(9, p, kp, x, xs, out, ldo, nr, first); break;
-	case 10: mk_bf(10, p, kp, x, xs, out, ldo, nr, first); break;
-	case 11: mk_bf(11, p, kp, x, xs, out, ldo, nr, first); break;
-	case 12: mk_bf(12, p, kp, x, xs, out, ldo, nr, first); break;
+	case 1: mk_bf(1, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 2: mk_bf(2, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 3: mk_bf(3, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 4: mk_bf(4, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 5: mk_bf(5, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 6: mk_bf(6, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 7: mk_bf(7, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 8: mk_bf(8, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 9: mk_bf(9, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 10: mk_bf(10, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 11: mk_bf(11, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
+	case 12: mk_bf(12, p0, p1, ps, kp, x, xs, out, ldo, nr, first); break;
 	}
 }
 
@@ -2650,6 +2923,26 @@ gemm_bf16(const struct q_gemm_args *a, int r0, int r1, void *scratch)
 	const size_t xs = a->x_stride / 4;
 	const size_t ws = a->w_stride / 4;
 
+	/* Packed groups are a panel's halves as they are: the whole groups
+	 * (a chunk is cut short only by the matrix's end, whose rows past the
+	 * last whole group are not packed). */
+	if (a->packed) {
+		const int whole = r0 + (r1 - r0) / VL * VL;
+		for (int r = r0; r < whole; r += 2 * VL) {
+			const int nr = whole - r < 2 * VL ? VL : 2 * VL;
+			const uint32_t *g0 = (const uint32_t *)(a->w + (size_t)r * a->w_stride);
+			const uint32_t *g1 = nr == 2 * VL ? g0 + (size_t)VL * ws : g0;
+			for (int k0 = 0; k0 < a->n / 2; k0 += KCF / 2) {
+				int kp = a->n / 2 - k0 < KCF / 2 ? a->n / 2 - k0 : KCF / 2;
+				for (int t = 0; t < a->nt; t += 12) {
+					int tt = a->nt - t < 12 ? a->nt - t : 12;
+					mk_bf_any(tt, g0 + (size_t)k0 * VL, g1 + (size_t)k0 * VL, VL, kp, x + (size_t)t * xs + k0,
+					    xs, a->out + (size_t)t * a->ldo + r, a->ldo, nr, k0 == 0);
+				}
+			}
+		}
+		r0 = whole;
+	}
 	for (int r = r0; r < r1; r += 2 * VL) {
 		int nr = r1 - r < 2 * VL ? r1 - r : 2 * VL;
 		const uint32_t *w = (const uint32_t *)(a->w + (size_t)r * a->w_stride);
@@ -2676,8 +2969,8 @@ gemm_bf16(const struct q_gemm_args *a, int r0, int r1, void *scratch)
 			}
 			for (int t = 0; t < a->nt; t += 12) {
 				int tt = a->nt - t < 12 ? a->nt - t : 12;
-				mk_bf_any(tt, p, kp, x + (size_t)t * xs + k0, xs, a->out + (size_t)t * a->ldo + r, a->ldo,
-				    nr, k0 == 0);
+				mk_bf_any(tt, p, p + VL, 2 * VL, kp, x + (size_t)t * xs + k0, xs, a->out + (size_t)t * a->ldo + r,
+				    a->ldo, nr, k0 == 0);
 			}
 		}
 	}
@@ -2937,6 +3230,8 @@ kern_build(void)
 	 * packs it. */
 	k->t[GGML_TYPE_Q6_K].gemv_packed = gemvp_q6_K;
 	k->t[GGML_TYPE_IQ4_XS].gemv_packed = gemvp_iq4_xs;
+	k->t[GGML_TYPE_F16].gemv_packed = gemvp_f16;
+	k->t[GGML_TYPE_BF16].gemv_packed = gemvp_bf16;
 	k->vops.silu_mul = v_silu_mul;
 	k->vops.rmsnorm = v_rmsnorm;
 	k->peak_fma = peak_fma;

@@ -348,6 +348,12 @@ main(void)
 	 * the workers still take tasks (beside busy threads above, jobs
 	 * finish either way). */
 	if (n > 1) {
+		/* Uncontended, no job ran alone; contended, every job of several
+		 * tasks did (pool_jobs_alone, what natter bench reports). */
+		pool_set_contended(p, 0, 1);
+		const unsigned long alone0 = pool_jobs_alone(p);
+		CHECK(run_jobs(p, j, 0, 20, 64) == 0 && pool_jobs_alone(p) == alone0,
+		    "uncontended: %lu jobs ran alone", pool_jobs_alone(p) - alone0);
 		pool_set_contended(p, 1, 1);
 		atomic_store(&j->by_caller, 0);
 		double cpu0 = 0;
@@ -361,6 +367,11 @@ main(void)
 		for (int k = 0; k < 300; k++)
 			all += 1 + (k * 37) % MAX_TASKS;
 		CHECK(bad == 0, "contended: %d tasks wrong", bad);
+		unsigned long several = 0;
+		for (int k = 0; k < 300; k++)
+			several += (k * 37) % MAX_TASKS > 0;
+		CHECK(pool_jobs_alone(p) - alone0 == several, "contended: %lu jobs counted alone, %lu of several tasks ran",
+		    pool_jobs_alone(p) - alone0, several);
 		CHECK((unsigned long)atomic_load(&j->by_caller) == all, "contended with autogroups: %d of %lu tasks on the caller",
 		    atomic_load(&j->by_caller), all);
 		printf("contended, autogroups: %lu tasks all on the caller; the workers used %.2f ms of CPU meanwhile\n", all,

@@ -266,6 +266,11 @@ struct llm_ctx *llm_ctx_new_ex(struct llm_model *m, const struct llm_ctx_params 
 void llm_ctx_free(struct llm_ctx *c);
 int llm_ctx_n_ctx(const struct llm_ctx *c);
 int llm_ctx_n_threads(const struct llm_ctx *c);
+/* Jobs C's threads have run (each a product, an attention, ...), and in
+ * *ALONE (may be NULL) those of several tasks the calling thread ran by
+ * itself because the load average said another program wanted the CPUs
+ * (src/llm/pool.c): a measurement on N threads that ran so is not one. */
+unsigned long llm_ctx_jobs(const struct llm_ctx *c, unsigned long *alone);
 /* Positions already in the cache. */
 int llm_ctx_n_past(const struct llm_ctx *c);
 /*

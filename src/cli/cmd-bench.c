@@ -210,6 +210,10 @@ cmd_bench(int argc, char **argv)
 	/* --sys: seconds spent reading the weights between each test's tokens,
 	 * and the bytes of one such read. */
 	double read_s[2 * MAX_LIST * MAX_LIST] = { 0 };
+	/* Each test's jobs on the threads, and those the caller ran alone
+	 * (the machine busy: llm_ctx_jobs). */
+	unsigned long jobs[2 * MAX_LIST * MAX_LIST] = { 0 }, alone[2 * MAX_LIST * MAX_LIST] = { 0 };
+	unsigned long alone_all = 0, jobs_all = 0;
 	uint64_t w_bytes = 0;
 	uint64_t n_params = 0;
 
@@ -396,6 +400,7 @@ cmd_bench(int argc, char **argv)
 					cli_error("bench: %s", err);
 					goto out;
 				}
+				unsigned long a0, j0 = llm_ctx_jobs(cx, &a0), a1;
 				double t0 = cli_now(), t_read = 0;
 				if (np > 0 && llm_eval(cx, toks + dp, np, logits, 0, err, sizeof(err)) < 0) {
 					cli_error("bench: %s", err);
@@ -414,6 +419,8 @@ cmd_bench(int argc, char **argv)
 				}
 				samples[k][r] = (np + ng) / (cli_now() - t0 - t_read);
 				read_s[k] += t_read;
+				jobs[k] += llm_ctx_jobs(cx, &a1) - j0;
+				alone[k] += a1 - a0;
 			}
 		}
 		for (int k = 0; k < n_tests; k++) {
@@ -533,6 +540,8 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
 				cJSON_AddNumberToObject(o, "packed_bytes", (double)llm_model_packed_bytes(m, NULL));
+				cJSON_AddNumberToObject(o, "jobs", (double)jobs[k]);
+				cJSON_AddNumberToObject(o, "jobs_alone", (double)alone[k]);
 				if (stop && np == n_prompt && ng == 0 && d == depth) {
 					cJSON_AddNumberToObject(o, "stops", n_stopped);
 					cJSON_AddNumberToObject(o, "stop_mean_ms", n_stopped ? 1e3 * stop_sum / n_stopped : 0);
@@ -576,7 +585,13 @@ cmd_bench(int argc, char **argv)
 					printf(" (weights read at %.1f GB/s between its tokens)", pair_bw);
 				putchar('\n');
 			}
+			alone_all += alone[k];
+			jobs_all += jobs[k];
 		}
+		if (alone_all && !json)
+			printf("note: %lu of the timed tests' %lu jobs ran on one thread, not %d: the load average said "
+			    "other programs wanted the CPUs (they share them by session); measure on an idle machine\n",
+			    alone_all, jobs_all, threads);
 		if (stop && !json && n_prompt > 0)
 			printf("stop (as Esc) during pp%d: %d of %d stopped, mean %.1f ms, max %.1f ms; longest time between "
 			    "two looks at the stop flag %.1f ms\n", n_prompt, n_stopped, reps,

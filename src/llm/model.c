@@ -592,6 +592,13 @@ llm_ctx_new(struct llm_model *m, int n_ctx, int n_batch, int n_threads, char *er
 
 int llm_ctx_n_ctx(const struct llm_ctx *c) { return c->n_ctx; }
 int llm_ctx_n_threads(const struct llm_ctx *c) { return pool_size(c->pool); }
+unsigned long
+llm_ctx_jobs(const struct llm_ctx *c, unsigned long *alone)
+{
+	if (alone)
+		*alone = pool_jobs_alone(c->pool);
+	return pool_jobs(c->pool);
+}
 int llm_ctx_n_past(const struct llm_ctx *c) { return c->kv.n_past; }
 size_t llm_ctx_cache_bytes(const struct llm_ctx *c) { return kv_cache_bytes(&c->kv); }
 size_t llm_ctx_state_bytes(const struct llm_ctx *c) { return kv_state_bytes(&c->kv); }

@@ -59,6 +59,7 @@ struct pool {
 	unsigned long n_jobs;       /* pool_run and pool_run_tasks calls (tests) */
 	atomic_int contended;       /* no CPU to spare: nobody spins */
 	unsigned long n_contended;  /* checks that found it so (tests) */
+	unsigned long n_alone;      /* jobs the caller ran alone for it */
 	unsigned jobs;              /* jobs since the last check */
 	long check_ns;              /* the last check's time */
 	int cpus;                   /* pool_cpus_available at the start */
@@ -330,6 +331,7 @@ run_job(struct pool *p, int n_tasks)
 	check_contention(p);
 	if (p->n == 1 || n_tasks <= 1 || n_tasks > POOL_MAX_TASKS ||
 	    (p->autogroup && atomic_load_explicit(&p->contended, memory_order_relaxed))) {
+		p->n_alone += p->n > 1 && n_tasks > 1 && n_tasks <= POOL_MAX_TASKS;
 		for (int i = 0; i < n_tasks && !pool_stopped(p); i++)
 			run_task(p, i, 0);
 		return;
@@ -431,6 +433,12 @@ pool_set_contended(struct pool *p, int contended, int autogroup)
 	p->forced = 1;
 	p->autogroup = autogroup;
 	atomic_store(&p->contended, contended);
+}
+
+unsigned long
+pool_jobs_alone(const struct pool *p)
+{
+	return p->n_alone;
 }
 
 unsigned long

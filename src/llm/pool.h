@@ -59,6 +59,10 @@ unsigned long pool_jobs(const struct pool *p);
  * to spare (pool.c: then no thread of P spins while it waits); *NOW (if
  * not NULL) whether the last one did.  The owner (tests). */
 unsigned long pool_contended(const struct pool *p, int *now);
+/* Jobs of several tasks the caller ran alone because the machine had no
+ * CPU to spare and the kernel shares the CPU by session (pool.c); the
+ * owner. */
+unsigned long pool_jobs_alone(const struct pool *p);
 /* Tests: takes CONTENDED and AUTOGROUP (whether the kernel shares the CPU
  * by session) as given from now on, instead of reading the machine. */
 void pool_set_contended(struct pool *p, int contended, int autogroup);

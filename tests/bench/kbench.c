@@ -217,6 +217,9 @@ main(int argc, char **argv)
 	printf("%s%s%-6s %-10s d %5d n %5d nt %4d t %d: %8.3f ms %7.1f GFLOP/s %6.1f GB/s weights\n",
 	    blas && *blas == '1' ? "BLAS " : "", lt.packed ? "packed " : "", ggml_type_info_get(type)->name, q_cpu_features(), d, n, nt, pool_size(p), best * 1e3,
 	    2.0 * d * n * nt / best / 1e9, rb * d / best / 1e9);
+	if (pool_jobs_alone(p))
+		printf("  (%lu of %lu jobs ran on one thread: the load average said the CPUs were busy)\n",
+		    pool_jobs_alone(p), pool_jobs(p));
 	mm_scratch_free(&sc);
 	pool_free(p);
 	huge_free(w, w_len);

@@ -37,11 +37,13 @@ row() {
 	echo "$2" | while read -r l; do
 		ts=$(field "$l" avg_ts)
 		share=$(field "$l" bound_share)
+		alone=$(field "$l" jobs_alone)
 		if [ -n "$share" ]; then
 			awk -v a="$ts" -v s="$share" 'BEGIN { printf " %8.1f (%3.0f%%)", a, 100 * s }'
 		else
 			awk -v a="$ts" 'BEGIN { printf " %8.1f       ", a }'
 		fi
+		if [ -n "$alone" ] && [ "$alone" != 0 ]; then printf '!'; fi
 	done
 	echo
 }
@@ -49,7 +51,8 @@ row() {
 echo "Qwen2.5-0.5B shapes, random weights, $threads threads, mean of $reps runs; t/s (share of the bound)"
 echo "bound: prompt by compute (int8 peak for quantized matrices, float FMA peak for the rest and the"
 echo "attention), generation by reading the weights and the KV cache once per token, at the rate"
-echo "natter read the weights alone between the tokens it timed (bench --sys)"
+echo "natter read the weights alone between the tokens it timed (bench --sys); a ! after a figure:"
+echo "some of its jobs ran on one thread, the load average saying other programs wanted the CPUs"
 for tier in $tiers; do
 	first=1
 	for t in $types; do

@@ -1810,8 +1810,9 @@ pk_levels(const int TY, const uint8_t *c, int g)
 }
 
 /* A row of type TYPE as in the file (past the last whole group) with a
- * q8p row: the few rows a matrix has beyond a multiple of VL.  Through the
- * scalar dequantizer, summed in double. */
+ * q8p row (half floats: a float row): the few rows a matrix has beyond a
+ * multiple of VL.  Through the scalar dequantizer, summed in double (half
+ * floats: their dot product). */
 static float
 pk_tail(enum ggml_type type, int n, const uint8_t *row, const uint8_t *x)
 {
@@ -1822,6 +1823,11 @@ pk_tail(enum ggml_type type, int n, const uint8_t *row, const uint8_t *x)
 	float lv[256];
 	double sum = 0;
 
+	if (type == GGML_TYPE_F16 || type == GGML_TYPE_BF16) {   /* float activations */
+		float s;
+		(type == GGML_TYPE_F16 ? dot_f16 : dot_bf16)(n, &s, row, x);
+		return s;
+	}
 	for (int i = 0; i < n / bk; i++) {
 		q_traits_get(type)->to_float(row + (size_t)i * bs, lv, bk);
 		for (int j = 0; j < bk; j++)
@@ -2307,11 +2313,122 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 	}
 }
 
+/*
+ * Packed half floats (F16, BF16; pack.c): a group of VL rows holds, pair
+ * of inputs by pair, each row's two halves side by side ([c][VL][2]).
+ * Half a group column as floats is a vector of VL / 2 rows by the pair of
+ * inputs: it multiplies the pair of activations put in every two lanes,
+ * and a row's product is the sum of its two lanes (hp_sums, once at the
+ * end).  Nothing is converted ahead: the weights stream in order, as
+ * packed, into the conversions and the FMAs.
+ */
+ALWAYS vf
+hp_cvt(const int TY, const uint8_t *p)
+{
+#ifdef QX_512
+	const __m256i h = _mm256_loadu_si256((const __m256i *)p);
+	if (TY == GGML_TYPE_F16)
+		return _mm512_cvtph_ps(h);
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+#else
+	const __m128i h = _mm_loadu_si128((const __m128i *)p);
+	if (TY == GGML_TYPE_F16)
+		return _mm256_cvtph_ps(h);
+	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+#endif
+}
+
+/* X[0], X[1] in every two lanes. */
+ALWAYS vf
+hp_pair(const float *x)
+{
+	double d;
+	memcpy(&d, x, sizeof(d));
+#ifdef QX_512
+	return _mm512_castpd_ps(_mm512_set1_pd(d));
+#else
+	return _mm256_castpd_ps(_mm256_set1_pd(d));
+#endif
+}
+
+/* The VL row sums of A (rows 0 .. VL / 2 - 1, two lanes each) and B (the
+ * rest), in row order. */
+ALWAYS vf
+hp_sums(vf a, vf b)
+{
+#ifdef QX_512
+	const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+	const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+	return _mm512_add_ps(_mm512_permutex2var_ps(a, ev, b), _mm512_permutex2var_ps(a, od, b));
+#else
+	/* a01 a23 b01 b23 | a45 a67 b45 b67, then the 64-bit quarters 0 2 1 3. */
+	const __m256 h = _mm256_hadd_ps(a, b);
+	return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(h), 0xD8));
+#endif
+}
+
+/* One packed group G of half floats TY by T float activation rows (XS
+ * bytes apart): OUT[t * LDO + r] for its VL rows.  Two columns a step,
+ * each into accumulators of its own (the FMA's latency), on AVX2 one
+ * for more than two tokens (its 16 registers). */
+ALWAYS void
+hp_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
+{
+#ifdef QX_512
+	const int U = 2;
+#else
+	const int U = T <= 2 ? 2 : 1;
+#endif
+	const int nc = n / 2;
+	vf acc[2][2][Q_GEMV_MAX_T];
+	int c = 0;
+
+	UNROLL
+	for (int u = 0; u < U; u++)
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[u][0][t] = acc[u][1][t] = vf_zero();
+	for (; c + U <= nc; c += U) {
+		UNROLL
+		for (int u = 0; u < U; u++) {
+			const uint8_t *col = g + (size_t)(c + u) * 4 * VL;
+			const vf w0 = hp_cvt(TY, col), w1 = hp_cvt(TY, col + 2 * VL);
+			UNROLL
+			for (int t = 0; t < T; t++) {
+				const vf xp = hp_pair((const float *)(x + (size_t)t * xs) + 2 * (c + u));
+				acc[u][0][t] = vf_fma(w0, xp, acc[u][0][t]);
+				acc[u][1][t] = vf_fma(w1, xp, acc[u][1][t]);
+			}
+		}
+	}
+	for (; c < nc; c++) {
+		const uint8_t *col = g + (size_t)c * 4 * VL;
+		const vf w0 = hp_cvt(TY, col), w1 = hp_cvt(TY, col + 2 * VL);
+		UNROLL
+		for (int t = 0; t < T; t++) {
+			const vf xp = hp_pair((const float *)(x + (size_t)t * xs) + 2 * c);
+			acc[0][0][t] = vf_fma(w0, xp, acc[0][0][t]);
+			acc[0][1][t] = vf_fma(w1, xp, acc[0][1][t]);
+		}
+	}
+	UNROLL
+	for (int t = 0; t < T; t++) {
+		UNROLL
+		for (int u = 1; u < U; u++) {
+			acc[0][0][t] = vf_add(acc[0][0][t], acc[u][0][t]);
+			acc[0][1][t] = vf_add(acc[0][1][t], acc[u][1][t]);
+		}
+		vf_store(out + (size_t)t * ldo, hp_sums(acc[0][0][t], acc[0][1][t]));
+	}
+}
+
 /* One packed group of type TY by T tokens, by the type's kernel. */
 ALWAYS void
 pk_group(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
 {
-	if (pkk_type(TY))
+	if (TY == GGML_TYPE_F16 || TY == GGML_TYPE_BF16)
+		hp_gemv(TY, T, n, out, ldo, g, x, xs);
+	else if (pkk_type(TY))
 		pkk_gemv(TY, T, n, out, ldo, g, x, xs);
 	else
 		pk_gemv(TY, T, n, out, ldo, g, x, xs);
@@ -2348,6 +2465,18 @@ PK(iq4_nl, GGML_TYPE_IQ4_NL, pk_panel) PK(q4_K, GGML_TYPE_Q4_K, pkk_panel) PK(q5
 PK(iq4_xs, GGML_TYPE_IQ4_XS, pkk_panel) PK(q2_K, GGML_TYPE_Q2_K, pkk_panel) PK(q3_K, GGML_TYPE_Q3_K, pkk_panel)
 PK(q6_K, GGML_TYPE_Q6_K, pkk_panel)
 #undef PK
+
+static void
+gemvp_f16(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs, int nt)
+{
+	pk_gemv_rows(GGML_TYPE_F16, n, out, ldo, w, ws, nr, x, xs, nt);
+}
+
+static void
+gemvp_bf16(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs, int nt)
+{
+	pk_gemv_rows(GGML_TYPE_BF16, n, out, ldo, w, ws, nr, x, xs, nt);
+}
 
 typedef void (*panel_packed_fn)(struct panel *p, const uint8_t *g, int b0, int nb);
 
@@ -2552,155 +2681,6 @@ prefetch_f(const struct q_gemm_args *a, int r, int r1, int k0)
 		for (size_t o = 0; o < (size_t)kc * es; o += 64)
 			_mm_prefetch(row + o, _MM_HINT_T1);
 	}
-}
-
-/*
- * Packed half floats (F16, BF16; pack.c): a group of VL rows holds, pair
- * of inputs by pair, each row's two halves side by side ([c][VL][2]).
- * Half a group column as floats is a vector of VL / 2 rows by the pair of
- * inputs: it multiplies the pair of activations put in every two lanes,
- * and a row's product is the sum of its two lanes (hp_sums, once at the
- * end).  Nothing is converted ahead: the weights stream in order, as
- * packed, into the conversions and the FMAs.
- */
-ALWAYS vf
-hp_cvt(const int TY, const uint8_t *p)
-{
-#ifdef QX_512
-	const __m256i h = _mm256_loadu_si256((const __m256i *)p);
-	if (TY == GGML_TYPE_F16)
-		return _mm512_cvtph_ps(h);
-	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-#else
-	const __m128i h = _mm_loadu_si128((const __m128i *)p);
-	if (TY == GGML_TYPE_F16)
-		return _mm256_cvtph_ps(h);
-	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-#endif
-}
-
-/* X[0], X[1] in every two lanes. */
-ALWAYS vf
-hp_pair(const float *x)
-{
-	double d;
-	memcpy(&d, x, sizeof(d));
-#ifdef QX_512
-	return _mm512_castpd_ps(_mm512_set1_pd(d));
-#else
-	return _mm256_castpd_ps(_mm256_set1_pd(d));
-#endif
-}
-
-/* The VL row sums of A (rows 0 .. VL / 2 - 1, two lanes each) and B (the
- * rest), in row order. */
-ALWAYS vf
-hp_sums(vf a, vf b)
-{
-#ifdef QX_512
-	const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-	const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-	return _mm512_add_ps(_mm512_permutex2var_ps(a, ev, b), _mm512_permutex2var_ps(a, od, b));
-#else
-	/* a01 a23 b01 b23 | a45 a67 b45 b67, then the 64-bit quarters 0 2 1 3. */
-	const __m256 h = _mm256_hadd_ps(a, b);
-	return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(h), 0xD8));
-#endif
-}
-
-/* One packed group G of half floats TY by T float activation rows (XS
- * bytes apart): OUT[t * LDO + r] for its VL rows.  Two columns a step,
- * each into accumulators of its own (the FMA's latency), on AVX2 one
- * for more than two tokens (its 16 registers). */
-ALWAYS void
-hp_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t *g, const uint8_t *x, size_t xs)
-{
-#ifdef QX_512
-	const int U = 2;
-#else
-	const int U = T <= 2 ? 2 : 1;
-#endif
-	const int nc = n / 2;
-	vf acc[2][2][Q_GEMV_MAX_T];
-	int c = 0;
-
-	UNROLL
-	for (int u = 0; u < U; u++)
-		UNROLL
-		for (int t = 0; t < T; t++)
-			acc[u][0][t] = acc[u][1][t] = vf_zero();
-	for (; c + U <= nc; c += U) {
-		UNROLL
-		for (int u = 0; u < U; u++) {
-			const uint8_t *col = g + (size_t)(c + u) * 4 * VL;
-			const vf w0 = hp_cvt(TY, col), w1 = hp_cvt(TY, col + 2 * VL);
-			UNROLL
-			for (int t = 0; t < T; t++) {
-				const vf xp = hp_pair((const float *)(x + (size_t)t * xs) + 2 * (c + u));
-				acc[u][0][t] = vf_fma(w0, xp, acc[u][0][t]);
-				acc[u][1][t] = vf_fma(w1, xp, acc[u][1][t]);
-			}
-		}
-	}
-	for (; c < nc; c++) {
-		const uint8_t *col = g + (size_t)c * 4 * VL;
-		const vf w0 = hp_cvt(TY, col), w1 = hp_cvt(TY, col + 2 * VL);
-		UNROLL
-		for (int t = 0; t < T; t++) {
-			const vf xp = hp_pair((const float *)(x + (size_t)t * xs) + 2 * c);
-			acc[0][0][t] = vf_fma(w0, xp, acc[0][0][t]);
-			acc[0][1][t] = vf_fma(w1, xp, acc[0][1][t]);
-		}
-	}
-	UNROLL
-	for (int t = 0; t < T; t++) {
-		UNROLL
-		for (int u = 1; u < U; u++) {
-			acc[0][0][t] = vf_add(acc[0][0][t], acc[u][0][t]);
-			acc[0][1][t] = vf_add(acc[0][1][t], acc[u][1][t]);
-		}
-		vf_store(out + (size_t)t * ldo, hp_sums(acc[0][0][t], acc[0][1][t]));
-	}
-}
-
-/* The GEMV of packed half-float rows (gemv_packed): whole groups, then the
- * rows past the last one as in the file. */
-ALWAYS void
-hp_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
-	     size_t xs, int nt)
-{
-	int r = 0;
-	for (; r + VL <= nr; r += VL) {
-		switch (nt) {
-		case 1: hp_gemv(TY, 1, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		case 2: hp_gemv(TY, 2, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		case 3: hp_gemv(TY, 3, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		default: hp_gemv(TY, 4, n, out + r, ldo, w + (size_t)r * ws, x, xs); break;
-		}
-	}
-	for (; r < nr; r++)
-		for (int t = 0; t < nt; t++) {
-			const float *xt = (const float *)(x + (size_t)t * xs);
-			const uint8_t *row = w + (size_t)r * ws;
-			float sum = 0;
-			if (TY == GGML_TYPE_F16)
-				dot_f16(n, &sum, row, xt);
-			else
-				dot_bf16(n, &sum, row, xt);
-			out[(size_t)t * ldo + r] = sum;
-		}
-}
-
-static void
-gemvp_f16(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs, int nt)
-{
-	hp_gemv_rows(GGML_TYPE_F16, n, out, ldo, w, ws, nr, x, xs, nt);
-}
-
-static void
-gemvp_bf16(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs, int nt)
-{
-	hp_gemv_rows(GGML_TYPE_BF16, n, out, ldo, w, ws, nr, x, xs, nt);
 }
 
 /*

@@ -178,7 +178,7 @@ gc_run(void *arg)
 	if (g->way == Q_FLOAT_GEMM_TILES) {
 		struct q_gemm_args a = { g->t, g->wp ? g->wp : g->w, rb, GC_IN, (const uint8_t *)g->x,
 		    GC_IN * sizeof(float), g->nt, g->out, GC_ROWS, g->wp ? k->pack_rows : 0 };
-		const int step = mm_gemm_f_rows(GC_ROWS * g->nth, g->nth, k->gemm_rows);
+		const int step = mm_gemm_f_rows(GC_ROWS * g->nth, g->nth, k->gemm_rows, g->wp != NULL);
 		for (int r = 0; r < GC_ROWS; r += step)
 			tk->gemm(&a, r, r + step < GC_ROWS ? r + step : GC_ROWS, g->scratch);
 	} else {

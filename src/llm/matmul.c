@@ -287,7 +287,7 @@ gemm_run(struct pool *p, struct mm_scratch *s, const struct q_kernels *k, enum g
 	j.d = d;
 	j.rows = k->gemm_rows;
 	if (k->t[type].gemm_act == Q_ACT_F32)
-		j.rows = mm_gemm_f_rows(d, pool_size(p), k->gemm_rows);
+		j.rows = mm_gemm_f_rows(d, pool_size(p), k->gemm_rows, packed);
 	j.n_tc = (nt + MM_GEMM_TOKENS - 1) / MM_GEMM_TOKENS;
 	j.scratch = s->gemm;
 	pool_run_tasks(p, gemm_task, &j, (d + j.rows - 1) / j.rows * j.n_tc);

@@ -24,11 +24,16 @@ struct pool;
  * weights, but the avx512bf16 tier's BF16 GEMM; D rows, NTH
  * threads, the tier's GEMM_ROWS per panel): up to 8 panels, so that each
  * panel's weights are fetched while the one before is multiplied
- * (quant-x86.h's prefetch_f), in at least 8 tasks per thread.
+ * (quant-x86.h's prefetch_f), in at least 8 tasks per thread.  Packed
+ * rows (PACKED) stream in order with nothing to fetch ahead: one panel a
+ * task, so that the threads end together (4864 rows in tasks of 8 panels
+ * were 19 tasks: one thread did 10, the other waited for it).
  */
 static inline int
-mm_gemm_f_rows(int d, int nth, int gemm_rows)
+mm_gemm_f_rows(int d, int nth, int gemm_rows, int packed)
 {
+	if (packed)
+		return gemm_rows;
 	int per = d / (8 * (nth > 0 ? nth : 1) * gemm_rows);
 	per = per < 1 ? 1 : per > 8 ? 8 : per;
 	return per * gemm_rows;

@@ -11,6 +11,7 @@
 
 #include "natter/quant.h"
 #include "llm/attn.h"
+#include "llm/hugemem.h"
 #include "llm/kv.h"
 #include "llm/pool.h"
 
@@ -355,8 +356,9 @@ attn_scratch_init(struct attn_scratch *s, const struct attn_shape *sh, int n_thr
 	/* q, o, scores, k, v, max, sum */
 	s->per_thread = (size_t)s->rows * hd + (size_t)s->rows * hdv + (size_t)s->rows * s->bk + s->kf_floats +
 	    s->vf_floats + 2 * (size_t)s->rows;
+	s->per_thread = (s->per_thread + 15) / 16 * 16;   /* each thread's on lines of its own */
 	s->n_slots = ATTN_SLOTS_PER_THREAD * n_threads;
-	s->buf = calloc((size_t)n_threads * s->per_thread, sizeof(float));
+	s->buf = line_calloc((size_t)n_threads * s->per_thread, sizeof(float));
 	s->part = calloc((size_t)s->n_slots * s->rows * (hdv + 2), sizeof(float));
 	if (!s->buf || !s->part) {
 		attn_scratch_free(s);

@@ -9,6 +9,7 @@
 #include "llm/blocks.h"
 #include "llm/blocks-dn.h"
 #include "llm/deltanet.h"
+#include "llm/hugemem.h"
 #include "llm/model.h"
 #include "llm/pool.h"
 
@@ -51,7 +52,7 @@ blk_dn_free(struct llm_ctx *c)
 static float *
 falloc(size_t n, int *failed)
 {
-	float *p = n ? calloc(n, sizeof(float)) : NULL;
+	float *p = line_calloc(n, sizeof(float));
 	if (n && !p)
 		*failed = 1;
 	return p;

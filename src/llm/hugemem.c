@@ -1,7 +1,9 @@
-/* hugemem.c -- zeroed memory in 2 MiB pages where the kernel gives them: an anonymous mapping, aligned, with MADV_HUGEPAGE. */
+/* hugemem.c -- zeroed memory in 2 MiB pages where the kernel gives them (an anonymous mapping, aligned, with MADV_HUGEPAGE), or on a cache line. */
 #include "config.h"
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "llm/hugemem.h"
@@ -33,4 +35,15 @@ huge_free(void *p, size_t len)
 {
 	if (p)
 		munmap(p, len);
+}
+
+void *
+line_calloc(size_t n, size_t size)
+{
+	void *p = NULL;
+
+	if (!n || !size || n > SIZE_MAX / size || posix_memalign(&p, 64, n * size) != 0)
+		return NULL;
+	memset(p, 0, n * size);
+	return p;
 }

@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #include "natter/quant.h"
+#include "llm/hugemem.h"
 #include "llm/matmul.h"
 #include "llm/pool.h"
 #include "llm/quant-impl.h"
@@ -99,7 +100,7 @@ mm_scratch_exact(struct mm_scratch *s, int n_threads)
 	s->exact = 1;
 	s->ex = aligned_alloc(64, 2 * (size_t)s->n_batch * Q8P_ROW_BYTES(s->max_in));
 	s->eo_floats = MM_EXACT_OUT_FLOATS;
-	s->eo = malloc(s->eo_floats * sizeof(float));
+	s->eo = line_calloc(s->eo_floats, sizeof(float));
 	s->er = calloc(n_threads, sizeof(*s->er));
 	if (!s->ex || !s->eo || !s->er)
 		return -1;

@@ -16,6 +16,7 @@
 #include "llm/arch.h"
 #include "llm/blocks.h"
 #include "llm/blocks-dn.h"
+#include "llm/hugemem.h"
 #include "llm/model.h"
 #include "llm/pool.h"
 #include "llm/quant-impl.h"
@@ -334,10 +335,11 @@ const char *llm_model_type_name(const struct llm_model *m) { return m->type_name
 
 /* --- sessions --- */
 
+/* Buffers the products write: on whole cache lines (line_calloc). */
 static void *
 xcalloc(size_t n, size_t size, int *failed)
 {
-	void *p = n && size ? calloc(n, size) : NULL;
+	void *p = line_calloc(n, size);
 	if (n && size && !p)
 		*failed = 1;
 	return p;

@@ -295,6 +295,17 @@ for t in Q4_1 Q5_0 Q5_1; do
 	rm -f "$tmp/mix.gguf"
 done
 
+# BF16: the matrices and the embedding in BF16 (llama.cpp's file type 32),
+# packed at load where the tiles take their batches, and a reply made.
+"$NATTER_BIN" mkmodel --preset tiny --type BF16 -o "$tmp/mix.gguf" > /dev/null 2> "$tmp/err"
+check "mkmodel --type BF16 status" 0 $?
+"$NATTER_BIN" info -m "$tmp/mix.gguf" > "$tmp/info.out" 2>&1
+grep -Eq "^  BF16 +16 " "$tmp/info.out" && grep -Eq "^  F32 +5 " "$tmp/info.out" && ok ||
+    bad "mkmodel --type BF16: $(cat "$tmp/info.out")"
+"$NATTER_BIN" generate -m "$tmp/mix.gguf" -p "Hello" -n 2 > /dev/null 2> "$tmp/err"
+check "generate with a BF16 mkmodel file status" 0 $?
+rm -f "$tmp/mix.gguf"
+
 # template: renders a conversation file byte for byte like the fixture.
 T="$F/templates/microsoft-Phi-3.5-mini-instruct"
 cat > "$tmp/conv.json" <<'JSON'

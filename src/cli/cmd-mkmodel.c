@@ -73,11 +73,13 @@ preset_names(char *buf, size_t n)
 }
 
 /* The file-type mixes, by llama.cpp's names and general.file_type numbers. */
-enum mix { MIX_F32, MIX_F16, MIX_Q8_0, MIX_Q4_0, MIX_Q4_1, MIX_Q5_0, MIX_Q5_1, MIX_Q4_K_M, MIX_IQ4_NL, MIX_IQ4_XS };
+enum mix {
+	MIX_F32, MIX_F16, MIX_BF16, MIX_Q8_0, MIX_Q4_0, MIX_Q4_1, MIX_Q5_0, MIX_Q5_1, MIX_Q4_K_M, MIX_IQ4_NL, MIX_IQ4_XS
+};
 static const struct { const char *name; enum mix mix; int file_type; } mixes[] = {
-	{ "F32", MIX_F32, 0 }, { "F16", MIX_F16, 1 }, { "Q8_0", MIX_Q8_0, 7 }, { "Q4_0", MIX_Q4_0, 2 },
-	{ "Q4_1", MIX_Q4_1, 3 }, { "Q5_0", MIX_Q5_0, 8 }, { "Q5_1", MIX_Q5_1, 9 }, { "Q4_K_M", MIX_Q4_K_M, 15 },
-	{ "IQ4_NL", MIX_IQ4_NL, 25 }, { "IQ4_XS", MIX_IQ4_XS, 30 },
+	{ "F32", MIX_F32, 0 }, { "F16", MIX_F16, 1 }, { "BF16", MIX_BF16, 32 }, { "Q8_0", MIX_Q8_0, 7 },
+	{ "Q4_0", MIX_Q4_0, 2 }, { "Q4_1", MIX_Q4_1, 3 }, { "Q5_0", MIX_Q5_0, 8 }, { "Q5_1", MIX_Q5_1, 9 },
+	{ "Q4_K_M", MIX_Q4_K_M, 15 }, { "IQ4_NL", MIX_IQ4_NL, 25 }, { "IQ4_XS", MIX_IQ4_XS, 30 },
 };
 
 /* The mixes' names, SEP between them, into BUF of N bytes. */
@@ -175,6 +177,7 @@ weight_type(enum mix mix, const char *role, int layer, int n_layer, int64_t ne0,
 	switch (mix) {
 	case MIX_F32: return GGML_TYPE_F32;
 	case MIX_F16: return GGML_TYPE_F16;
+	case MIX_BF16: return GGML_TYPE_BF16;
 	case MIX_Q8_0: return GGML_TYPE_Q8_0;
 	case MIX_Q4_0:
 	case MIX_Q4_1:
@@ -393,6 +396,7 @@ cmd_mkmodel(int argc, char **argv)
 #define TENSOR(tname_, type_, ne0_, ne1_, sigma_) TENSOR3(tname_, type_, ne0_, ne1_, 1, sigma_)
 		{
 			enum ggml_type et = mix == MIX_F32 ? GGML_TYPE_F32 : mix == MIX_F16 ? GGML_TYPE_F16 :
+			    mix == MIX_BF16 ? GGML_TYPE_BF16 :
 			    mix == MIX_Q8_0 ? GGML_TYPE_Q8_0 :
 			    mix == MIX_Q4_0 || mix == MIX_Q4_1 || mix == MIX_Q5_0 || mix == MIX_Q5_1 ? legacy_type(mix) :
 			    mix == MIX_IQ4_NL || mix == MIX_IQ4_XS ? GGML_TYPE_IQ4_NL : fit(GGML_TYPE_Q4_K, E);

@@ -68,5 +68,28 @@ NATTER_FLOAT_GEMM=fast "$NATTER_BIN" info --cpu > /dev/null 2> "$tmp/err"
 [ $? -eq 2 ] && grep -q "NATTER_FLOAT_GEMM=fast is none of tiles, openblas, auto" "$tmp/err" && ok ||
 	bad "NATTER_FLOAT_GEMM=fast: $(cat "$tmp/err")"
 
+# bench --sys measures the bfloat16 dot peak where the tier has it
+# (avx512bf16: its BF16 GEMM runs on vdpbf16ps, and a BF16 matrix's
+# prompt bound is set by that peak), nowhere else.
+if "$NATTER_BIN" mkmodel --preset tiny --type BF16 -o "$tmp/bf16.gguf" > /dev/null 2> "$tmp/err"; then
+	for t in avx512bf16 avx512vnni avx2; do
+		echo "$tiers" | grep -qx "$t" || continue
+		NATTER_CPU=$t "$NATTER_BIN" bench -m "$tmp/bf16.gguf" -p 16 -n 0 -r 1 -t 1 --sys > "$tmp/b.out" 2>&1
+		NATTER_CPU=$t "$NATTER_BIN" bench -m "$tmp/bf16.gguf" -p 16 -n 0 -r 1 -t 1 --sys --json > "$tmp/b.json" 2>&1
+		if [ $t = avx512bf16 ]; then
+			grep -Eq '"bf16_gflops":[0-9.e+]*[1-9]' "$tmp/b.json" &&
+			    grep -Eq "^machine .*, bf16 dot [0-9]+ GFLOP/s;" "$tmp/b.out" &&
+			    grep -q "bf16 dot peak for BF16 ones" "$tmp/b.out" && ok ||
+			    bad "bench --sys on $t measured no bf16 dot peak: $(cat "$tmp/b.out" "$tmp/b.json")"
+		else
+			grep -Eq '"fma_gflops":[0-9.e+]*[1-9]' "$tmp/b.json" && ! grep -Eq "bf16_gflops|bf16 dot" "$tmp/b.json" "$tmp/b.out" && ok ||
+			    bad "bench --sys on $t: a bf16 peak, or no float peak: $(cat "$tmp/b.out" "$tmp/b.json")"
+		fi
+		echo "$t: $(grep '^machine' "$tmp/b.out")"
+	done
+else
+	bad "mkmodel --type BF16: $(cat "$tmp/err")"
+fi
+
 echo "test-tiers: $pass passed, $fail failed"
 [ $fail -eq 0 ]

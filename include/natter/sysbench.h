@@ -36,6 +36,10 @@ double sysbench_fma_gflops(int n_threads);
 /* int8 products as the chosen tier's GEMM does them (vpdpbusd, or
  * maddubs + madd): GOPS (a multiply and an add per byte pair), or < 0. */
 double sysbench_int8_gops(int n_threads);
+/* bfloat16 pair products as the chosen tier's BF16 GEMM does them
+ * (vdpbf16ps): GFLOP/s; 0 where the tier has none (BF16 weights then
+ * run at the float peak), < 0 on failure. */
+double sysbench_bf16_gflops(int n_threads);
 /* OpenBLAS sgemm on N x N matrices (best of 3); returns GFLOP/s or < 0. */
 double sysbench_sgemm_gflops(int n);
 /* Physical cores (distinct core ids), or online CPUs if that is unknown. */

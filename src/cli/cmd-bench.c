@@ -35,14 +35,19 @@ struct roof {
 	double bw;      /* read GB/s */
 	double fma;     /* float GFLOP/s */
 	double i8;      /* int8 GOPS */
+	double bf16;    /* bfloat16 pair products, GFLOP/s (0: none; BF16 at the float peak) */
 	double sgemm;   /* OpenBLAS GFLOP/s */
 };
 
-/* Is tensor type T computed by the int8 kernels (else by float FMAs)? */
-static int
-int8_type(enum ggml_type t)
+/* The peak of the kernels a matrix of type T runs on: int8 products for
+ * the quantized types, bfloat16 pair products for BF16 where the tier has
+ * them, float FMAs for the rest. */
+static double
+type_peak(const struct roof *r, enum ggml_type t)
 {
-	return t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16;
+	if (t == GGML_TYPE_BF16 && r->bf16 > 0)
+		return r->bf16;
+	return t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16 ? r->i8 : r->fma;
 }
 
 /*
@@ -80,7 +85,7 @@ roof_bound(const struct gguf_file *f, const struct llm_hparams *hp, const struct
 		}
 		bytes += (double)t->nbytes;
 		double flops = 2 * el / (np > 0 && t == out ? np : 1);
-		t_tok += flops / ((int8_type(t->type) ? r->i8 : r->fma) * 1e9);
+		t_tok += flops / (type_peak(r, t->type) * 1e9);
 	}
 	if (np > 0) {
 		/* q.k and the weighted sum of v over DEPTH + NP / 2 positions on average. */
@@ -262,8 +267,9 @@ cmd_bench(int argc, char **argv)
 			    "  -d N   measure every test after N tokens of context (evaluated once, untimed;\n"
 			    "         each depth in a context of its own); the repetitions go round every\n"
 			    "         test in turn\n"
-			    "  --sys  also measure the machine (memory read bandwidth, float and int8 peaks of the\n"
-			    "         kernel tier in use) and show each test as a share of the bound they set;\n"
+			    "  --sys  also measure the machine (memory read bandwidth, float, int8 and, where the\n"
+			    "         tier has it, bfloat16 dot peaks of the kernel tier in use) and show each test\n"
+			    "         as a share of the bound they set;\n"
 			    "         generation's bound is the rate at which the weights were read alone\n"
 			    "         between its tokens\n"
 			    "  --lora measure with LoRA adapters on (repeatable)\n"
@@ -458,7 +464,7 @@ cmd_bench(int argc, char **argv)
 	{
 		struct rusage ru;
 		double peak_rss;
-		struct roof roof = { -1, -1, -1, -1 };
+		struct roof roof = { -1, -1, -1, 0, -1 };
 		const char *name = base_name(path);
 		uint64_t size = llm_model_weight_bytes(m);
 
@@ -468,6 +474,7 @@ cmd_bench(int argc, char **argv)
 			roof.bw = sysbench_read_bandwidth(threads);
 			roof.fma = sysbench_fma_gflops(threads);
 			roof.i8 = sysbench_int8_gops(threads);
+			roof.bf16 = sysbench_bf16_gflops(threads);
 			roof.sgemm = sysbench_sgemm_gflops(1024);
 		}
 		if (!json) {
@@ -564,6 +571,8 @@ cmd_bench(int argc, char **argv)
 						cJSON_AddNumberToObject(o, "weights_read_gbps", pair_bw);
 					cJSON_AddNumberToObject(o, "fma_gflops", roof.fma);
 					cJSON_AddNumberToObject(o, "int8_gops", roof.i8);
+					if (roof.bf16 > 0)
+						cJSON_AddNumberToObject(o, "bf16_gflops", roof.bf16);
 					cJSON_AddNumberToObject(o, "sgemm_gflops", roof.sgemm);
 					cJSON_AddNumberToObject(o, "bound_ts", bound);
 					cJSON_AddNumberToObject(o, "bound_share", bound > 0 ? mean / bound : 0);
@@ -596,13 +605,18 @@ cmd_bench(int argc, char **argv)
 			printf("stop (as Esc) during pp%d: %d of %d stopped, mean %.1f ms, max %.1f ms; longest time between "
 			    "two looks at the stop flag %.1f ms\n", n_prompt, n_stopped, reps,
 			    n_stopped ? 1e3 * stop_sum / n_stopped : 0, 1e3 * stop_max, 1e3 * st.max_gap);
-		if (sys && !json)
-			printf("machine (%d threads, tier %s): memory read %.1f GB/s, float FMA %.0f GFLOP/s, int8 %.0f GOPS; "
+		if (sys && !json) {
+			char bf[48] = "";
+			if (roof.bf16 > 0)
+				snprintf(bf, sizeof(bf), ", bf16 dot %.0f GFLOP/s", roof.bf16);
+			printf("machine (%d threads, tier %s): memory read %.1f GB/s, float FMA %.0f GFLOP/s, int8 %.0f GOPS%s; "
 			    "OpenBLAS sgemm %.0f GFLOP/s (n=1024)\n"
-			    "bound: prompt by compute (int8 peak for quantized matrices, float peak for the rest and "
+			    "bound: prompt by compute (int8 peak for quantized matrices, %sfloat peak for the rest and "
 			    "attention), generation by reading the weights and KV cache once per token (recurrent "
 			    "layers: no KV) at the rate natter read the weights (%.1f MiB) alone between the tokens\n",
-			    threads, q_cpu_features(), roof.bw, roof.fma, roof.i8, roof.sgemm, w_bytes / 1048576.0);
+			    threads, q_cpu_features(), roof.bw, roof.fma, roof.i8, bf, roof.sgemm,
+			    roof.bf16 > 0 ? "bf16 dot peak for BF16 ones, " : "", w_bytes / 1048576.0);
+		}
 	}
 	rc = 0;
 out:

@@ -121,6 +121,10 @@ struct q_kernels {
 	 * multiple of 256) that touches every byte; returns a checksum. */
 	double (*peak_fma)(double seconds);
 	double (*peak_i8)(double seconds);
+	/* bfloat16 pair products as the BF16 GEMM does them (vdpbf16ps:
+	 * GFLOP/s, a multiply and an add per pair's element); NULL where the
+	 * tier has none (its BF16 weights go through float FMAs). */
+	double (*peak_bf16)(double seconds);
 	uint64_t (*read_sum)(const void *buf, size_t bytes);
 };
 

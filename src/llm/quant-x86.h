@@ -3073,6 +3073,40 @@ peak_fma(double seconds)
 	return iters * 12.0 * VL * 2 / t / 1e9;
 }
 
+#ifdef QX_BF16
+/* Twelve independent chains of bfloat16 pair products (vdpbf16ps), as
+ * the BF16 GEMM does them: 2 products and 2 adds a lane. */
+static double
+peak_bf16(double seconds)
+{
+	__m512 a[12];
+	__m512bh u = (__m512bh)_mm512_set1_epi16(0x3F80), x = (__m512bh)_mm512_set1_epi16(0x3380);   /* 1, ~6e-8 */
+	double t0 = bench_now(), t;
+	long iters = 0;
+	UNROLL
+	for (int i = 0; i < 12; i++)
+		a[i] = _mm512_set1_ps((float)i);
+	do {
+		for (int r = 0; r < 4096; r++) {
+			UNROLL
+			for (int i = 0; i < 12; i++)
+				a[i] = _mm512_dpbf16_ps(a[i], u, x);
+			__asm__ volatile("" : "+v"(u));
+		}
+		iters += 4096;
+		t = bench_now() - t0;
+	} while (t < seconds);
+	float sink[16];
+	__m512 s = a[0];
+	UNROLL
+	for (int i = 1; i < 12; i++)
+		s = _mm512_add_ps(s, a[i]);
+	_mm512_storeu_ps(sink, s);
+	__asm__ volatile("" : : "r"(sink) : "memory");
+	return iters * 12.0 * 16 * 4 / t / 1e9;
+}
+#endif
+
 /* Twelve independent int8 product chains, as the GEMM does them. */
 static double
 peak_i8(double seconds)
@@ -3216,6 +3250,9 @@ kern_build(void)
 	k->vops.rmsnorm = v_rmsnorm;
 	k->peak_fma = peak_fma;
 	k->peak_i8 = peak_i8;
+#ifdef QX_BF16
+	k->peak_bf16 = peak_bf16;
+#endif
 	k->read_sum = read_sum;
 	q_kern_complete(k);
 }

@@ -219,6 +219,12 @@ sysbench_int8_gops(int n_threads)
 	return peak_run(q_kern()->peak_i8, n_threads);
 }
 
+double
+sysbench_bf16_gflops(int n_threads)
+{
+	return q_kern()->peak_bf16 ? peak_run(q_kern()->peak_bf16, n_threads) : 0;
+}
+
 int
 sysbench_threads_clamp(int n, char *notice, size_t len)
 {

@@ -144,7 +144,7 @@ main(int argc, char **argv)
 	size_t w_len;
 	uint8_t *w = huge_alloc(rb * d, &w_len);
 	float *row = malloc(n * sizeof(float)), *x = malloc((size_t)nt * n * sizeof(float));
-	float *out = malloc((size_t)nt * d * sizeof(float));
+	float *out = line_calloc((size_t)nt * d, sizeof(float));   /* as a session's buffers */
 	uint64_t s = 88172645463325252ull;
 	for (int r = 0; r < d; r++) {
 		for (int i = 0; i < n; i++) {

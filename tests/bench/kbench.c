@@ -6,7 +6,11 @@
  * weight bytes per second.  KBENCH_BLAS=1 times the alternative instead:
  * the rows dequantized by the tier into panels of 2 MiB, multiplied by
  * single-threaded OpenBLAS sgemm (one thread).  KBENCH_PACKED=1 packs the
- * rows first, as a model's are at load (pack.c).  Q2_K and Q3_K (no
+ * rows first, as a model's are at load (pack.c).  KBENCH_SHARE=1 also reads
+ * the weights alone after each product (read_sum on the same threads) and
+ * prints the products' rate as a share of that read's, over all the
+ * repetitions (the share generation's bound measures; robust to the
+ * memory's drift on a shared machine).  Q2_K and Q3_K (no
  * quantizer here) are random bytes with sane scales.  A developer's tool, not part
  * of make check.
  *
@@ -39,6 +43,22 @@ now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* KBENCH_SHARE: the weights read alone, split among the pool's threads
+ * (the bound generation is measured against). */
+struct rd_job {
+	const uint8_t *w;
+	size_t bytes;
+	uint64_t sum[64];
+};
+
+static void
+rd_worker(void *arg, int ith, int nth)
+{
+	struct rd_job *j = arg;
+	size_t a = j->bytes * ith / nth / 256 * 256, b = j->bytes * (ith + 1) / nth / 256 * 256;
+	j->sum[ith & 63] += q_kern()->read_sum(j->w + a, b - a);
 }
 
 static int
@@ -190,8 +210,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "kbench: out of memory\n");
 		return 1;
 	}
-	double best = 1e9;
-	const char *blas = getenv("KBENCH_BLAS");
+	double best = 1e9, t_mm = 0, t_rd = 0;
+	const char *blas = getenv("KBENCH_BLAS"), *share = getenv("KBENCH_SHARE");
+	struct rd_job rj = { w, rb * d, { 0 } };
 	int per = (int)((2u << 20) / (n * sizeof(float)));
 	float *panel = malloc((size_t)per * n * sizeof(float));
 	openblas_set_num_threads(1);
@@ -212,11 +233,21 @@ main(int argc, char **argv)
 		double dt = now_s() - t0;
 		if (dt < best)
 			best = dt;
+		if (share && *share == '1') {
+			/* Alternately, so that both meet the same memory. */
+			double t1 = now_s();
+			pool_run(p, rd_worker, &rj);
+			t_rd += now_s() - t1;
+			t_mm += dt;
+		}
 	}
 	free(panel);
 	printf("%s%s%-6s %-10s d %5d n %5d nt %4d t %d: %8.3f ms %7.1f GFLOP/s %6.1f GB/s weights\n",
 	    blas && *blas == '1' ? "BLAS " : "", lt.packed ? "packed " : "", ggml_type_info_get(type)->name, q_cpu_features(), d, n, nt, pool_size(p), best * 1e3,
 	    2.0 * d * n * nt / best / 1e9, rb * d / best / 1e9);
+	if (t_mm > 0)
+		printf("  weights read alone at %.1f GB/s between the products; the products at %.1f GB/s: %.0f%% of it\n",
+		    rb * d * (double)reps / t_rd / 1e9, rb * d * (double)reps / t_mm / 1e9, 100 * t_rd / t_mm);
 	if (pool_jobs_alone(p))
 		printf("  (%lu of %lu jobs ran on one thread: the load average said the CPUs were busy)\n",
 		    pool_jobs_alone(p), pool_jobs(p));

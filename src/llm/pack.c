@@ -239,9 +239,10 @@ q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, i
 	for (int64_t r0 = 0; r0 + g <= rows; r0 += g) {
 		uint8_t *grp = (uint8_t *)data + (size_t)r0 * row_bytes;
 		memcpy(tmp, grp, (size_t)g * row_bytes);
-		if (bs == 4 && !l->hlen) {
-			/* A block is a unit: a transpose of 4-byte words (move_block
-			 * a word at a time took most of a 1 GB F16 model's load). */
+		if (bs == 4 && !l->hlen && !l->recode) {
+			/* A block is a unit, as it is: a transpose of 4-byte words
+			 * (move_block a word at a time took most of a 1 GB F16
+			 * model's load). */
 			for (int j = 0; j < g; j++)
 				for (int64_t b = 0; b < nb; b++)
 					memcpy(grp + ((size_t)b * g + j) * 4, tmp + (size_t)j * row_bytes + (size_t)b * 4, 4);

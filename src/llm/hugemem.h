@@ -16,7 +16,6 @@ void *huge_alloc(size_t bytes, size_t *len);
 /* Unmaps what huge_alloc gave (LEN as it said); P NULL is fine. */
 void huge_free(void *p, size_t len);
 
-
 /*
  * N zeroed elements of SIZE bytes from a 64-byte boundary (a cache line),
  * for free(); NULL when N * SIZE overflows, the allocation fails, or N or

@@ -3043,11 +3043,17 @@ bench_now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Twelve independent chains of fused multiply-adds on full vectors. */
-static double
-peak_fma(double seconds)
+/* Twelve independent chains of float products on full vectors, as the
+ * tier's GEMMs do them: fused multiply-adds (BF16 0: 2 operations a
+ * lane), or, on the avx512bf16 tier, bfloat16 pair products (BF16 1,
+ * vdpbf16ps: 2 products and 2 adds a lane).  GFLOP/s. */
+ALWAYS double
+peak_float(const int BF16, double seconds)
 {
 	vf a[12], m = vf_set1(0.999999f), c = vf_set1(1e-7f);
+#ifdef QX_BF16
+	__m512bh u = (__m512bh)_mm512_set1_epi16(0x3F80), x = (__m512bh)_mm512_set1_epi16(0x3380);   /* 1, ~6e-8 */
+#endif
 	double t0 = bench_now(), t;
 	long iters = 0;
 	UNROLL
@@ -3055,6 +3061,15 @@ peak_fma(double seconds)
 		a[i] = vf_set1((float)i);
 	do {
 		for (int r = 0; r < 4096; r++) {
+#ifdef QX_BF16
+			if (BF16) {
+				UNROLL
+				for (int i = 0; i < 12; i++)
+					a[i] = _mm512_dpbf16_ps(a[i], u, x);
+				__asm__ volatile("" : "+v"(u));
+				continue;
+			}
+#endif
 			UNROLL
 			for (int i = 0; i < 12; i++)
 				a[i] = vf_fma(a[i], m, c);
@@ -3070,41 +3085,12 @@ peak_fma(double seconds)
 		s = vf_add(s, a[i]);
 	vf_store(sink, s);
 	__asm__ volatile("" : : "r"(sink) : "memory");
-	return iters * 12.0 * VL * 2 / t / 1e9;
+	return iters * 12.0 * VL * (BF16 ? 4 : 2) / t / 1e9;
 }
 
+static double peak_fma(double seconds) { return peak_float(0, seconds); }
 #ifdef QX_BF16
-/* Twelve independent chains of bfloat16 pair products (vdpbf16ps), as
- * the BF16 GEMM does them: 2 products and 2 adds a lane. */
-static double
-peak_bf16(double seconds)
-{
-	__m512 a[12];
-	__m512bh u = (__m512bh)_mm512_set1_epi16(0x3F80), x = (__m512bh)_mm512_set1_epi16(0x3380);   /* 1, ~6e-8 */
-	double t0 = bench_now(), t;
-	long iters = 0;
-	UNROLL
-	for (int i = 0; i < 12; i++)
-		a[i] = _mm512_set1_ps((float)i);
-	do {
-		for (int r = 0; r < 4096; r++) {
-			UNROLL
-			for (int i = 0; i < 12; i++)
-				a[i] = _mm512_dpbf16_ps(a[i], u, x);
-			__asm__ volatile("" : "+v"(u));
-		}
-		iters += 4096;
-		t = bench_now() - t0;
-	} while (t < seconds);
-	float sink[16];
-	__m512 s = a[0];
-	UNROLL
-	for (int i = 1; i < 12; i++)
-		s = _mm512_add_ps(s, a[i]);
-	_mm512_storeu_ps(sink, s);
-	__asm__ volatile("" : : "r"(sink) : "memory");
-	return iters * 12.0 * 16 * 4 / t / 1e9;
-}
+static double peak_bf16(double seconds) { return peak_float(1, seconds); }
 #endif
 
 /* Twelve independent int8 product chains, as the GEMM does them. */

@@ -1,4 +1,4 @@
-/* test-pool.c -- the kernels' thread pool: every task once, per-worker exclusion, progress beside busy threads, idle workers asleep, stops between tasks; the buffers its threads write start on a cache line. */
+/* test-pool.c -- the kernels' thread pool: every task once, per-worker exclusion, progress beside busy threads, idle workers asleep, stops between tasks, ranges claimed in order and stolen from the back; the buffers its threads write start on a cache line. */
 #include "config.h"
 
 #include <pthread.h>
@@ -292,6 +292,119 @@ test_line_calloc(void)
 	printf("line_calloc: 14 blocks of 4 B to 20 MiB on 64-byte lines, zeroed\n");
 }
 
+/*
+ * Ranges (pool_range_next), first in one thread, the tasks' calls
+ * interleaved by hand: an owner claims its range front to back, in
+ * order; a task whose range is empty takes the back half of the largest
+ * other with at least MIN_STEAL left, and nothing when none has; in the
+ * end every unit was claimed exactly once.  Then on the pool's threads,
+ * one task slowed by more work per unit: every unit once.
+ */
+enum { R_UNITS = 1000, R_MIN = 8, R_THREADED = 200000 };
+
+static uint32_t want10(const void *ctx, uint32_t lo, uint32_t hi) { (void)ctx; (void)lo; (void)hi; return 10; }
+static uint32_t want_quarter(const void *ctx, uint32_t lo, uint32_t hi) { (void)ctx; (void)lo; return (hi - lo) / 4; }
+
+struct rjob {
+	struct pool_range r[64];
+	int n;
+	atomic_int *seen;
+	atomic_uint sink;
+};
+
+static void
+range_task(void *arg, int task, int worker)
+{
+	struct rjob *j = arg;
+	uint32_t lo, hi;
+	(void)worker;
+	while (pool_range_next(j->r, j->n, task, R_MIN, want_quarter, NULL, &lo, &hi))
+		for (uint32_t u = lo; u < hi; u++) {
+			unsigned x = u;
+			for (int k = 0; k < (task == 0 ? 400 : 20); k++)   /* task 0 reads slowly */
+				x = x * 1664525u + 1013904223u;
+			atomic_fetch_add(&j->sink, x);
+			atomic_fetch_add(&j->seen[u], 1);
+		}
+}
+
+static void
+test_ranges(void)
+{
+	struct pool_range r[3];
+	int count[R_UNITS] = { 0 }, bad = 0, steals = 0;
+	uint32_t lo, hi, last = 0;
+
+	pool_range_set(&r[0], 0, 500);
+	pool_range_set(&r[1], 500, 600);
+	pool_range_set(&r[2], 600, R_UNITS);
+	CHECK(pool_range_next(r, 3, 0, R_MIN, want10, NULL, &lo, &hi) && lo == 0 && hi == 10,
+	    "task 0's first claim [%u, %u), not [0, 10)", lo, hi);
+	for (uint32_t u = lo; u < hi; u++)
+		count[u]++;
+	/* Task 1 alone till nothing is left to it. */
+	int own = 1;
+	last = 500;
+	while (pool_range_next(r, 3, 1, R_MIN, want10, NULL, &lo, &hi)) {
+		if (own && lo != last) {
+			own = 0;
+			/* Range 0 has [10, 500) left, range 2 [600, 1000). */
+			CHECK(last == 600 && lo == 255 && hi == 265, "task 1's first claim off its range [%u, %u) (after "
+			    "%u), not [255, 265), the back half of the largest other", lo, hi, last);
+		}
+		if (lo != last)
+			steals++;
+		bad += own && lo != last;
+		for (uint32_t u = lo; u < hi; u++)
+			count[u]++;
+		last = hi;
+	}
+	CHECK(bad == 0 && !own, "task 1 did not claim its own range in order, then steal");
+	for (int i = 0; i < 3; i++) {
+		const uint64_t w = atomic_load(&r[i].w);
+		const uint32_t l = (uint32_t)w, h = (uint32_t)(w >> 32);
+		CHECK(i == 1 || (h > l && h - l < R_MIN) || h <= l, "task 1 left %u units in range %d, not under %d", h - l,
+		    i, R_MIN);
+	}
+	/* The owners finish what is left of theirs. */
+	for (int t = 0; t < 3; t += 2)
+		while (pool_range_next(r, 3, t, R_MIN, want10, NULL, &lo, &hi))
+			for (uint32_t u = lo; u < hi; u++)
+				count[u]++;
+	bad = 0;
+	for (int u = 0; u < R_UNITS; u++)
+		bad += count[u] != 1;
+	CHECK(bad == 0, "ranges by hand: %d units not claimed exactly once", bad);
+	CHECK(steals >= 4, "task 1 stole %d times", steals);
+
+	/* On the pool's threads. */
+	struct rjob *j = calloc(1, sizeof(*j));
+	struct pool *p = pool_new(pool_cpus_available() < 2 ? 2 : pool_cpus_available());
+	CHECK(j && p, "memory");
+	if (!j || !p) {
+		free(j);
+		pool_free(p);
+		return;
+	}
+	j->seen = calloc(R_THREADED, sizeof(*j->seen));
+	j->n = pool_size(p) < 64 ? pool_size(p) : 64;
+	bad = 0;
+	for (int round = 0; round < 20 && j->seen; round++) {
+		for (int k = 0; k < j->n; k++)
+			pool_range_set(&j->r[k], (uint32_t)((uint64_t)R_THREADED * k / j->n),
+			    (uint32_t)((uint64_t)R_THREADED * (k + 1) / j->n));
+		pool_run_tasks(p, range_task, j, j->n);
+		for (int u = 0; u < R_THREADED; u++)
+			bad += atomic_exchange(&j->seen[u], 0) != 1;
+	}
+	CHECK(j->seen && bad == 0, "ranges on %d threads: %d units not done exactly once", pool_size(p), bad);
+	printf("ranges: by hand, every unit once, the thief took back halves %d times; on %d threads 20 jobs of %d "
+	    "units, each once\n", steals, pool_size(p), R_THREADED);
+	free(j->seen);
+	free(j);
+	pool_free(p);
+}
+
 int
 main(void)
 {
@@ -430,5 +543,6 @@ main(void)
 	test_stop(j, 1);
 	test_stop(j, n);
 	free(j);
+	test_ranges();
 	return test_done("test-pool");
 }

@@ -296,7 +296,7 @@ gemm_run(struct pool *p, struct mm_scratch *s, const struct q_kernels *k, enum g
 
 /* --- GEMV: chunks of rows, all tokens a few at a time --- */
 
-#define GEMV_MAX_TASKS 96
+#define GEMV_MAX_RANGES 64
 
 struct gemv_part {
 	q_gemv_fn fn;
@@ -308,26 +308,64 @@ struct gemv_part {
 	size_t xs;
 };
 
-/* Products of several matrices by the same activations, in one job. */
+/* Products of several matrices by the same activations, in one job: the
+ * parts' rows in units (of a packed group, or 8 rows), one after the
+ * other, split into a range per thread (gemv_split). */
 struct gemv_job {
-	int n, nt, n_parts, n_tasks;
+	int n, nt, n_parts, n_ranges;
 	struct gemv_part part[MM_MAX_PARTS];
-	struct {
-		int part, r0, r1;
-	} task[GEMV_MAX_TASKS];
+	int unit[MM_MAX_PARTS];            /* rows per unit */
+	uint32_t first[MM_MAX_PARTS + 1];  /* each part's first unit; the units */
+	uint32_t min[MM_MAX_PARTS];        /* the fewest units a claim takes */
+	uint32_t max[MM_MAX_PARTS];        /* the most (with company) */
+	uint32_t min_steal;
+	struct pool_range range[GEMV_MAX_RANGES];
 };
+
+/* Rows [R0, R1) of part G, for every token. */
+static void
+gemv_rows(const struct gemv_job *j, const struct gemv_part *g, int r0, int r1)
+{
+	for (int t = 0; t < j->nt; t += Q_GEMV_MAX_T) {
+		int tt = j->nt - t < Q_GEMV_MAX_T ? j->nt - t : Q_GEMV_MAX_T;
+		g->fn(j->n, g->out + (size_t)t * g->d + r0, (size_t)g->d, g->w + (size_t)r0 * g->ws, g->ws, r1 - r0,
+		    g->x + (size_t)t * g->xs, g->xs, tt);
+	}
+}
+
+static int
+gemv_part_of(const struct gemv_job *j, uint32_t u)
+{
+	int i = 0;
+	while (u >= j->first[i + 1])
+		i++;
+	return i;
+}
+
+/* A claim from the front of [LO, HI): a quarter of it, at least the
+ * part's minimum, never past the part's end (alone: the whole part). */
+static uint32_t
+gemv_want(const void *ctx, uint32_t lo, uint32_t hi)
+{
+	const struct gemv_job *j = ctx;
+	const int i = gemv_part_of(j, lo);
+	uint32_t c = j->n_ranges == 1 ? hi - lo : (hi - lo) / 4;
+	c = c > j->max[i] ? j->max[i] : c;
+	c = c < j->min[i] ? j->min[i] : c;
+	return c < j->first[i + 1] - lo ? c : j->first[i + 1] - lo;
+}
 
 static void
 gemv_task(void *arg, int task, int worker)
 {
-	const struct gemv_job *j = arg;
-	const struct gemv_part *g = &j->part[j->task[task].part];
-	int r0 = j->task[task].r0, nr = j->task[task].r1 - r0;
+	struct gemv_job *j = arg;
+	uint32_t lo, hi;
 	(void)worker;
-	for (int t = 0; t < j->nt; t += Q_GEMV_MAX_T) {
-		int tt = j->nt - t < Q_GEMV_MAX_T ? j->nt - t : Q_GEMV_MAX_T;
-		g->fn(j->n, g->out + (size_t)t * g->d + r0, (size_t)g->d, g->w + (size_t)r0 * g->ws, g->ws, nr,
-		    g->x + (size_t)t * g->xs, g->xs, tt);
+	while (pool_range_next(j->range, j->n_ranges, task, j->min_steal, gemv_want, j, &lo, &hi)) {
+		const int i = gemv_part_of(j, lo);
+		const struct gemv_part *g = &j->part[i];
+		const int r0 = (int)(lo - j->first[i]) * j->unit[i], r1 = (int)(hi - j->first[i]) * j->unit[i];
+		gemv_rows(j, g, r0, r1 < g->d ? r1 : g->d);
 	}
 }
 
@@ -369,54 +407,60 @@ blas_worker(void *arg, int ith, int nth)
 }
 
 /*
- * The GEMV's tasks, of decreasing size: each takes 1/nth of the weights
- * left (of all the job's matrices; guided self-scheduling), in rows a
- * multiple of 8 and of its matrix's packed group (PACKED[i]), and at
- * least 32 KiB.  The first tasks are long: fewer, longer tasks matter
- * (with tasks of 32 KiB throughout, generation on 2 threads ran at 36
- * t/s on Qwen2.5-0.5B Q8_0, avx512 tiers, against 52 with tasks of 512
- * KiB); the last ones short, so that the threads finish together (a
- * thread the OS has descheduled leaves little for the others to wait
- * on).  With mm_matmul_many, against 16 equal tasks per matrix:
- * Qwen3-0.6B Q4_K_M tg64, 2 threads, 58.6-64.7 -> 65.8-68.3 t/s on
- * avx512bf16, 57.1-62.7 -> 64.4-65.8 on avx2 (three interleaved pairs
- * each).  Each task is a stream the hardware's prefetch starts afresh:
- * 1/nth of what is left rather than 1/(2 nth) halves the tasks, and
- * generation's share of its bound rose in 18 of 23 interleaved pairs
- * (Zen 5, avx512bf16, 2 threads, tg64, Qwen2.5-0.5B Q4_0 medians 0.73
- * -> 0.78, Q8_0 0.88 -> 0.92, Q4_K_M 0.77 -> 0.78; F16 and Qwen3-0.6B
- * IQ4_XS level).
+ * The GEMV's rows split into one range of about equal bytes per thread
+ * (of all the job's matrices), in units of a packed group (PACKED[i]) or
+ * 8 rows; each thread reads its range front to back in claims of a
+ * quarter of what it has left (32 KiB to 1 MiB) and, done, takes half of
+ * what another has left (pool_range_next; not under 64 KiB).  Fewer,
+ * longer streams matter: with tasks of 32 KiB throughout, generation on
+ * 2 threads ran at 36 t/s on Qwen2.5-0.5B Q8_0, avx512 tiers, against
+ * 52 with tasks of 512 KiB; each task is a stream the hardware's
+ * prefetch starts afresh.  The last plan, tasks of 1/threads of the
+ * weights left (guided self-scheduling), gave the caller half of every
+ * job in one task, and a thread that read its half more slowly than the
+ * other read the rest left that one waiting.  perf, tg256, avx512bf16, 2
+ * threads, two interleaved rounds, the pool's waiting and claiming as a
+ * share of both threads' time, guided / ranges: Qwen2.5-0.5B Q4_K_M
+ * 12.8, 12.3 / 11.8, 11.9%, F16 6.0, 7.0 / 5.3, 5.5%, Qwen3-0.6B IQ4_XS
+ * 12.7, 16.5 / 13.8, 13.6% (the worker's idle time down 2-3 points, the
+ * claims' compare-and-swaps up 0.5-1).  kbench 151936 x 896 Q5_0 from
+ * memory, 12 interleaved pairs: share of the bound level (medians 96.5 /
+ * 98.5%).
  */
 static void
-gemv_plan(struct gemv_job *j, const int *packed, int nth)
+gemv_run(struct pool *p, struct gemv_job *j, const int *packed)
 {
-	size_t left = 0;
-	int n = 0;
+	const int nth = pool_size(p);
+	size_t total = 0, big = 1;
 
-	for (int i = 0; i < j->n_parts; i++)
-		left += (size_t)j->part[i].d * j->part[i].ws;
+	j->first[0] = 0;
 	for (int i = 0; i < j->n_parts; i++) {
 		const struct gemv_part *g = &j->part[i];
-		const int unit = packed[i] > 1 ? packed[i] : 8;
-		const size_t ws = g->ws ? g->ws : 1;
-		int min = (int)(32768 / ws);
-		min = min < unit ? unit : (min + unit - 1) / unit * unit;
-		for (int r = 0; r < g->d; n++) {
-			int rest = g->d - r, c = rest;
-			if (nth > 1 && n < GEMV_MAX_TASKS - (j->n_parts - i)) {
-				size_t want = left / (size_t)nth / ws;
-				c = (int)((want + unit - 1) / unit * unit);
-				c = c < min ? min : c;
-				c = c > rest ? rest : c;
-			}
-			j->task[n].part = i;
-			j->task[n].r0 = r;
-			j->task[n].r1 = r + c;
-			r += c;
-			left -= (size_t)c * g->ws;
-		}
+		const size_t ub = (size_t)(j->unit[i] = packed[i] > 1 ? packed[i] : 8) * (g->ws ? g->ws : 1);
+		j->first[i + 1] = j->first[i] + (uint32_t)((g->d + j->unit[i] - 1) / j->unit[i]);
+		j->min[i] = (uint32_t)((32768 + ub - 1) / ub);
+		j->max[i] = (uint32_t)((1048576 + ub - 1) / ub);
+		big = ub > big ? ub : big;
+		total += (size_t)g->d * g->ws;
 	}
-	j->n_tasks = n;
+	j->min_steal = (uint32_t)((65536 + big - 1) / big);
+	j->n_ranges = nth < GEMV_MAX_RANGES ? nth : GEMV_MAX_RANGES;
+	/* Range k from the unit where the bytes before it reach k / n of all. */
+	uint32_t b[GEMV_MAX_RANGES + 1];
+	size_t seen = 0;
+	int k = 1;
+	b[0] = 0;
+	for (int i = 0; i < j->n_parts; i++) {
+		const size_t ub = (size_t)j->unit[i] * j->part[i].ws, bytes = (size_t)j->part[i].d * j->part[i].ws;
+		for (; k < j->n_ranges && total * k / j->n_ranges < seen + bytes; k++)
+			b[k] = j->first[i] + (uint32_t)((total * k / j->n_ranges - seen + ub - 1) / ub);
+		seen += bytes;
+	}
+	while (k <= j->n_ranges)
+		b[k++] = j->first[j->n_parts];
+	for (k = 0; k < j->n_ranges; k++)
+		pool_range_set(&j->range[k], b[k], b[k + 1]);
+	pool_run_tasks(p, gemv_task, j, j->n_ranges);
 }
 
 /*
@@ -499,8 +543,7 @@ mm_exact(struct pool *p, struct mm_scratch *s, float *out, int d, const float *x
 			    2 * c < (w->packed ? MM_PACKED_GEMM_MIN_NT : tk->gemm_min_nt)) {
 				struct gemv_job v = { .n = n, .nt = 2 * c, .n_parts = 1 };
 				v.part[0] = (struct gemv_part){ gemv, s->eo, rows, ws, w->row_bytes, s->ex, rb };
-				gemv_plan(&v, &w->packed, pool_size(p));
-				pool_run_tasks(p, gemv_task, &v, v.n_tasks);
+				gemv_run(p, &v, &w->packed);
 			} else {
 				gemm_run(p, s, k, w->type, w->packed, ws, w->row_bytes, rows, n, s->ex, rb, 2 * c, s->eo);
 			}
@@ -635,8 +678,7 @@ gemv_many(struct pool *p, struct mm_scratch *s, const struct mm_part *parts, int
 			w->data, w->row_bytes, xa, xs };
 		packed[i] = w->packed;
 	}
-	gemv_plan(&j, packed, pool_size(p));
-	pool_run_tasks(p, gemv_task, &j, j.n_tasks);
+	gemv_run(p, &j, packed);
 }
 
 void

@@ -385,6 +385,62 @@ pool_run_tasks(struct pool *p, pool_task_fn fn, void *ctx, int n_tasks)
 	run_job(p, n_tasks);
 }
 
+#define R_LO(w) ((uint32_t)(w))
+#define R_HI(w) ((uint32_t)((w) >> 32))
+#define R_W(lo, hi) ((uint64_t)(lo) | (uint64_t)(hi) << 32)
+
+void
+pool_range_set(struct pool_range *r, uint32_t lo, uint32_t hi)
+{
+	atomic_store(&r->w, R_W(lo, hi));
+}
+
+/*
+ * No word comes back once changed (no ABA): an owner's lo only grows, a
+ * thief's cut only lowers hi, and a range emptied and given new units
+ * gets units no range had left before.
+ */
+int
+pool_range_next(struct pool_range *r, int n, int self, uint32_t min_steal, pool_want_fn want, const void *ctx,
+		uint32_t *lo, uint32_t *hi)
+{
+	struct pool_range *mine = &r[self];
+
+	if (min_steal < 2)
+		min_steal = 2;
+	for (;;) {
+		uint64_t w = atomic_load(&mine->w);
+		while (R_LO(w) < R_HI(w)) {
+			const uint32_t l = R_LO(w), h = R_HI(w);
+			uint32_t c = want(ctx, l, h);
+			c = c < 1 ? 1 : c > h - l ? h - l : c;
+			if (atomic_compare_exchange_weak(&mine->w, &w, R_W(l + c, h))) {
+				*lo = l;
+				*hi = l + c;
+				return 1;
+			}
+		}
+		int v = -1;
+		uint32_t most = 0;
+		uint64_t x = 0;
+		for (int i = 0; i < n; i++) {
+			const uint64_t y = atomic_load(&r[i].w);
+			const uint32_t left = R_LO(y) < R_HI(y) ? R_HI(y) - R_LO(y) : 0;
+			if (i != self && left >= min_steal && left > most) {
+				v = i;
+				most = left;
+				x = y;
+			}
+		}
+		if (v < 0)
+			return 0;
+		const uint32_t l = R_LO(x), h = R_HI(x), m = h - (h - l) / 2;
+		/* Nobody takes from an empty range: ours is set after the cut. */
+		if (atomic_compare_exchange_strong(&r[v].w, &x, R_W(l, m)))
+			atomic_store(&mine->w, R_W(m, h));
+	}
+}
+
 void
 pool_set_abort(struct pool *p, pool_abort_fn fn, void *ctx)
 {

@@ -2,6 +2,8 @@
 #ifndef NATTER_POOL_H
 #define NATTER_POOL_H
 
+#include <stdint.h>
+
 struct pool;
 
 /* FN(CTX, ITH, NTH) is called once for each ITH in [0, NTH), NTH the pool
@@ -29,6 +31,27 @@ int pool_size(const struct pool *p);
  * may run jobs on a given pool at a time (the owner of the context). */
 void pool_run(struct pool *p, pool_fn fn, void *ctx);
 void pool_run_tasks(struct pool *p, pool_task_fn fn, void *ctx, int n_tasks);
+/*
+ * Work in ranges of units, one range per task of a job: a task takes
+ * units from the front of its own range, in order (a thread reads one
+ * stream of memory, not many), and once its range is empty takes the
+ * back half of the largest other range with at least MIN_STEAL units
+ * left (a thread that is slower, or not running, leaves its work to the
+ * others), then goes on with that as its own.  Each range is one word
+ * (lo | hi << 32) changed by compare-and-swap.
+ */
+struct pool_range {
+	_Alignas(64) _Atomic uint64_t w;
+};
+typedef uint32_t (*pool_want_fn)(const void *ctx, uint32_t lo, uint32_t hi);
+/* Sets R to [LO, HI) (the owner, before the job). */
+void pool_range_set(struct pool_range *r, uint32_t lo, uint32_t hi);
+/* Claims for task SELF of the N ranges R the units [*LO, *HI): from its
+ * own range's front, WANT(CTX, lo, hi) of its [lo, hi) left (clamped to
+ * 1 .. hi - lo), else from another's back as above.  0 when none is left
+ * to it. */
+int pool_range_next(struct pool_range *r, int n, int self, uint32_t min_steal, pool_want_fn want, const void *ctx,
+		    uint32_t *lo, uint32_t *hi);
 /*
  * Stopping a job part-way (Esc while a long prompt is read).  FN(CTX) is
  * asked on the thread that runs jobs on P, before each task that thread

@@ -20,7 +20,7 @@ struct job {
 	atomic_int overlap;       /* a worker id used by two calls at once */
 	atomic_int by_caller;
 	int spin;                 /* work per task */
-	volatile unsigned sink;
+	atomic_uint sink;          /* keeps the work (relaxed: any thread) */
 };
 
 static void
@@ -35,7 +35,7 @@ task_fn(void *arg, int task, int worker)
 	unsigned s = (unsigned)task;
 	for (int i = 0; i < j->spin; i++)
 		s = s * 1664525u + 1013904223u;
-	j->sink = s;
+	atomic_store_explicit(&j->sink, s, memory_order_relaxed);
 	atomic_fetch_sub(&j->busy[worker], 1);
 }
 

@@ -1754,6 +1754,23 @@ pk_bs(const int TY)
 ALWAYS int pk_mins(const int TY) { return TY == GGML_TYPE_Q4_1 || TY == GGML_TYPE_Q5_1; }
 ALWAYS int pk_hb(const int TY) { return pk_mins(TY) ? 4 : 2; }
 ALWAYS int pk_wide(const int TY) { return TY == GGML_TYPE_Q8_0 || TY == GGML_TYPE_IQ4_NL || TY == GGML_TYPE_IQ4_XS; }
+
+/* IQ4's grid values, offset by 128 (unsigned levels), filled by
+ * kern_build: the VNNI tiers look their levels up in it, one XOR less a
+ * vector of levels. */
+static uint8_t iq4nl_u[16];
+
+/* The IQ4 grid's levels (unsigned, offset 128) of the nibbles L. */
+ALWAYS vi
+iq4_levels(vi l)
+{
+#ifdef QX_VNNI
+	return vi_shuffle8(vi_bcast128((const int8_t *)iq4nl_u), l);
+#else
+	/* maddubs takes them signed again (pk_dot_n): the two XORs fold. */
+	return vi_xor(vi_shuffle8(vi_bcast128(q_iq4nl_values), l), vi_set1_8((char)0x80));
+#endif
+}
 ALWAYS int
 pk_off(const int TY)
 {
@@ -1805,7 +1822,7 @@ pk_levels(const int TY, const uint8_t *c, int g)
 	vi v = vi_load(u + (size_t)(g % 4) * 4 * VL);
 	vi l = vi_and(g < 4 ? v : vi_srli16(v, 4), vi_set1_8(0x0F));
 	if (TY == GGML_TYPE_IQ4_NL)
-		l = vi_xor(vi_shuffle8(vi_bcast128(q_iq4nl_values), l), vi_set1_8((char)0x80));
+		l = iq4_levels(l);
 	return l;
 }
 
@@ -1937,8 +1954,17 @@ pkk_prefetch(const int TY)
 #define PK_AHEAD32 PK_AHEAD
 #endif
 
-/* Asks for the LEN bytes at P into L1.  Always inlined: GCC 12 drops
- * calls to a static function that only prefetches. */
+/*
+ * Asks for the LEN bytes at P into L1.  Always inlined: GCC 12 drops
+ * calls to a static function that only prefetches.  A loop: its add,
+ * compare and branch per line are 14% of Q6_K's packed GEMV in cache
+ * (perf, 53 lines a column), and unrolled (whole, or spread over the
+ * column's sub-blocks) the K-quants ran faster in cache (one thread, Zen
+ * 5, avx512bf16: Q6_K 41-62 -> 54-69 GB/s, Q4_K 81-85 -> 91-93, IQ4_XS
+ * 69-74 -> 77) but generation from memory slower (Qwen3-0.6B Q4_K_M
+ * tg64 at 92-95% of the bound against 97-101%, IQ4_XS 93-94 against
+ * 95-100, three interleaved pairs each).
+ */
 ALWAYS void
 prefetch_l1(const uint8_t *p, size_t len)
 {
@@ -2025,7 +2051,7 @@ pkk_levels(const int TY, const uint8_t *c, int k)
 		 * unit of 4-bit scales: the grid's values, offset by 128. */
 		vi v = pkk_unit(c, 1 + e / 32 * 4 + e % 16 / 4);
 		vi l = vi_and(e % 32 < 16 ? v : vi_srli16(v, 4), m4);
-		return vi_xor(vi_shuffle8(vi_bcast128(q_iq4nl_values), l), vi_set1_8((char)0x80));
+		return iq4_levels(l);
 	}
 	/* Q4_K, Q5_K: 64 inputs per 32 bytes of nibbles, the low ones first. */
 	const int qs0 = TY == GGML_TYPE_Q4_K ? 3 : 11, j = e / 64, sb = e / 32;
@@ -3157,6 +3183,8 @@ static void
 kern_build(void)
 {
 	struct q_kernels *k = &kern;
+	for (int i = 0; i < 16; i++)
+		iq4nl_u[i] = (uint8_t)(q_iq4nl_values[i] + 128);
 #define K(TY, T) k->t[TY].vec_dot = dot_##T; k->t[TY].gemv = gemv_##T;
 	K(GGML_TYPE_F32, f32) K(GGML_TYPE_F16, f16) K(GGML_TYPE_BF16, bf16)
 	K(GGML_TYPE_Q4_0, q4_0) K(GGML_TYPE_Q4_1, q4_1) K(GGML_TYPE_Q5_0, q5_0) K(GGML_TYPE_Q5_1, q5_1)

@@ -310,7 +310,7 @@ struct gemv_part {
 
 /* Products of several matrices by the same activations, in one job: the
  * parts' rows in units (of a packed group, or 8 rows), one after the
- * other, split into a range per thread (gemv_split). */
+ * other, split into a range per thread (gemv_run). */
 struct gemv_job {
 	int n, nt, n_parts, n_ranges;
 	struct gemv_part part[MM_MAX_PARTS];

@@ -395,6 +395,18 @@ pool_range_set(struct pool_range *r, uint32_t lo, uint32_t hi)
 	atomic_store(&r->w, R_W(lo, hi));
 }
 
+static uint32_t
+range_left(uint64_t w)
+{
+	return R_LO(w) < R_HI(w) ? R_HI(w) - R_LO(w) : 0;
+}
+
+uint32_t
+pool_range_left(struct pool_range *r)
+{
+	return range_left(atomic_load(&r->w));
+}
+
 /*
  * No word comes back once changed (no ABA): an owner's lo only grows, a
  * thief's cut only lowers hi, and a range emptied and given new units
@@ -425,7 +437,7 @@ pool_range_next(struct pool_range *r, int n, int self, uint32_t min_steal, pool_
 		uint64_t x = 0;
 		for (int i = 0; i < n; i++) {
 			const uint64_t y = atomic_load(&r[i].w);
-			const uint32_t left = R_LO(y) < R_HI(y) ? R_HI(y) - R_LO(y) : 0;
+			const uint32_t left = range_left(y);
 			if (i != self && left >= min_steal && left > most) {
 				v = i;
 				most = left;

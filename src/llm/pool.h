@@ -46,6 +46,8 @@ struct pool_range {
 typedef uint32_t (*pool_want_fn)(const void *ctx, uint32_t lo, uint32_t hi);
 /* Sets R to [LO, HI) (the owner, before the job). */
 void pool_range_set(struct pool_range *r, uint32_t lo, uint32_t hi);
+/* The units R has left unclaimed (any thread). */
+uint32_t pool_range_left(struct pool_range *r);
 /* Claims for task SELF of the N ranges R the units [*LO, *HI): from its
  * own range's front, WANT(CTX, lo, hi) of its [lo, hi) left (clamped to
  * 1 .. hi - lo), else from another's back as above.  0 when none is left

@@ -256,6 +256,50 @@ test_dot_gemv(const struct q_kernels *k, const struct q_kernels *s, enum ggml_ty
 }
 
 /* The activation quantizers give the same values up to one step (rounding ties). */
+/*
+ * The tier's one-pass q8p rows (act_q8p_h, act_q8p_k) are byte for byte
+ * what its Q8_0, Q8_1 and Q8_K quantizers then q_q8p_from_vdt make (the
+ * rounding the dot products see), on X (N floats, N a multiple of 256),
+ * with a block of zeros, a block whose largest magnitude ties between X
+ * and -X, and shorter rows.
+ */
+static void
+test_act_via(const struct q_kernels *k, const float *x0, int n)
+{
+	const enum ggml_type vts[] = { GGML_TYPE_Q8_0, GGML_TYPE_Q8_1, GGML_TYPE_Q8_K };
+	float *x = malloc((size_t)n * sizeof(float));
+	uint8_t *v = malloc(q_row_size(GGML_TYPE_Q8_1, n) + q_row_size(GGML_TYPE_Q8_K, n));
+	uint8_t *a = malloc(Q8P_ROW_BYTES(n)), *b = malloc(Q8P_ROW_BYTES(n));
+	int bad = 0, rows = 0;
+
+	if (!k->act_q8p_h || !k->act_q8p_k) {
+		CHECK(!k->act_q8p_h && !k->act_q8p_k && strcmp(k->name, "scalar") == 0,
+		    "%s: only the scalar tier goes through the vec_dot_type rows", k->name);
+		goto out;
+	}
+	memcpy(x, x0, (size_t)n * sizeof(float));
+	memset(x + 64, 0, 32 * sizeof(float));
+	x[256 + 5] = -50, x[256 + 77] = 50;
+	for (int len = n; len >= 256; len -= 768)
+		for (int i = 0; i < 3; i++) {
+			const q_act_fn one = vts[i] == GGML_TYPE_Q8_K ? k->act_q8p_k : k->act_q8p_h;
+			memset(a, 0xa5, Q8P_ROW_BYTES(len));
+			memset(b, 0x5a, Q8P_ROW_BYTES(len));
+			q_kern_act_vdt(k, vts[i])(x, v, len);
+			q_q8p_from_vdt(v, vts[i], a, len);
+			one(x, b, len);
+			bad += memcmp(a, b, (size_t)len * 15 / 8) != 0;
+			rows++;
+		}
+	printf("%-10s q8p in one pass: %d/%d rows as through Q8_0, Q8_1, Q8_K\n", k->name, rows - bad, rows);
+	CHECK(bad == 0, "%s: one-pass q8p rows differ from the vec_dot_type's in %d of %d", k->name, bad, rows);
+out:
+	free(x);
+	free(v);
+	free(a);
+	free(b);
+}
+
 static void
 test_act(const struct q_kernels *k, const struct q_kernels *s)
 {
@@ -318,6 +362,7 @@ test_act(const struct q_kernels *k, const struct q_kernels *s)
 			CHECK(bad == 0, "%s: q8p block sums wrong in %d blocks", k->name, bad);
 		}
 	}
+	test_act_via(k, x, N);
 }
 
 /*

@@ -109,6 +109,11 @@ struct q_kernels {
 	struct q_type_kern t[GGML_TYPE_COUNT];
 	q_from_float_fn act_q8_0, act_q8_1, act_q8_K;   /* vec_dot_type quantizers */
 	q_act_fn act_q8p;
+	/* The q8p rows q_q8p_from_vdt makes of this tier's Q8_0 or Q8_1 rows
+	 * (_h: their scales in half precision) and of its Q8_K rows (_k; N a
+	 * multiple of 256), in one pass; NULL: through those rows (the
+	 * scalar tier). */
+	q_act_fn act_q8p_h, act_q8p_k;
 	q_act_fn act_bf16;
 	size_t (*gemm_scratch)(int n);
 	int gemm_rows;          /* row chunks handed to gemm are multiples of this */

@@ -2565,26 +2565,64 @@ GEMM_I8(q3_K, 2, 2, mk_i8_s2, panelp_q3_K)
 GEMM_I8(q6_K, 2, 5, mk_i8_s2, panelp_q6_K)
 
 /* q8p activations: levels, block scales and block sums (quant-impl.h). */
-static void
-q8p_from_float(const float *x, void *row, int n)
-{
-	int8_t *qs = row;
-	float *d = Q8P_D(row, n), *s32 = Q8P_S32(row, n), *s16 = Q8P_S16(row, n);
-	int32_t *n32 = Q8P_N32(row, n), *n16 = Q8P_N16(row, n);
 
+/* Block B of a q8p row of N: levels P, scale DB, sums of halves SA, SB. */
+ALWAYS void
+q8p_put(void *row, int n, int b, __m256i p, float db, int sa, int sb)
+{
+	_mm256_storeu_si256((__m256i *)((int8_t *)row + 32 * b), p);
+	Q8P_D(row, n)[b] = db;
+	Q8P_S32(row, n)[b] = db * (sa + sb);
+	Q8P_S16(row, n)[2 * b] = db * sa;
+	Q8P_S16(row, n)[2 * b + 1] = db * sb;
+	Q8P_N32(row, n)[b] = -(sa + sb);
+	Q8P_N16(row, n)[2 * b] = -sa;
+	Q8P_N16(row, n)[2 * b + 1] = -sb;
+}
+
+/* The levels of blk32_q8; the scale as is or (HALF) rounded to half
+ * precision, as a Q8_0 or Q8_1 row holds it. */
+ALWAYS void
+q8p_rows(const float *x, void *row, int n, const int half)
+{
 	for (int b = 0; b < n / 32; b++) {
 		float db;
 		int sa, sb;
 		__m256i p = blk32_q8(x + 32 * b, &db);
-		_mm256_storeu_si256((__m256i *)(qs + 32 * b), p);
 		blk32_sums(p, &sa, &sb);
-		d[b] = db;
-		s32[b] = db * (sa + sb);
-		s16[2 * b] = db * sa;
-		s16[2 * b + 1] = db * sb;
-		n32[b] = -(sa + sb);
-		n16[2 * b] = -sa;
-		n16[2 * b + 1] = -sb;
+		if (half)
+			db = F16(_cvtss_sh(db, _MM_FROUND_TO_NEAREST_INT));
+		q8p_put(row, n, b, p, db, sa, sb);
+	}
+}
+
+static void
+q8p_from_float(const float *x, void *row, int n)
+{
+	q8p_rows(x, row, n, 0);
+}
+
+/* What q8_0_from_float (or q8_1_from_float) then q_q8p_from_vdt make, in
+ * one pass. */
+static void
+q8p_from_float_h(const float *x, void *row, int n)
+{
+	q8p_rows(x, row, n, 1);
+}
+
+/* What q8_K_from_float then q_q8p_from_vdt make (N a multiple of 256),
+ * a block of 256 at a time through the stack. */
+static void
+q8p_from_float_k(const float *x, void *row, int n)
+{
+	block_q8_K k;
+
+	for (int b8 = 0; b8 < n / QK_K; b8++) {
+		q8_K_from_float(x + (size_t)QK_K * b8, &k, QK_K);
+		UNROLL
+		for (int s = 0; s < QK_K / 32; s++)
+			q8p_put(row, n, QK_K / 32 * b8 + s, _mm256_loadu_si256((const __m256i *)(k.qs + 32 * s)), k.d,
+			    k.bsums[2 * s], k.bsums[2 * s + 1]);
 	}
 }
 
@@ -3234,6 +3272,8 @@ kern_build(void)
 	k->act_q8_1 = q8_1_from_float;
 	k->act_q8_K = q8_K_from_float;
 	k->act_q8p = q8p_from_float;
+	k->act_q8p_h = q8p_from_float_h;
+	k->act_q8p_k = q8p_from_float_k;
 	k->name = QX_NAME;
 	k->gemm_scratch = gemm_scratch;
 	k->gemm_rows = 2 * VL;

@@ -574,6 +574,7 @@ test_packed(const struct q_kernels *k, enum ggml_type t)
 	static const int shapes[][3] = {
 		{ 16, 256, 1 }, { 17, 288, 2 }, { 33, 1280, 3 }, { 40, 512, 4 }, { 67, 288, 1 }, { 130, 256, 4 },
 		{ 7, 256, 2 }, { 17, 1280, 9 }, { 33, 256, 67 }, { 67, 512, 13 }, { 48, 288, 5 }, { 40, 256, 31 },
+		{ 33, 4352, 9 },   /* half floats: two blocks of columns (HP_KC) */
 	};
 	double worst = 0;
 	int bad = 0, cases = 0;

@@ -2759,11 +2759,17 @@ prefetch_f(const struct q_gemm_args *a, int r, int r1, int k0)
 #define HP_NG 1
 #endif
 #define HP_T 6
-/* Columns (pairs of inputs) per block: 2 groups of 256 are 32 KiB on
- * AVX-512.  kbench, one thread, avx512bf16 (Zen 5), 128 tokens: 256 and
- * 512 ahead of 64 and 128 by 2-4% (896 x 4864, 4864 x 896), 90-92% of
- * the FMA peak. */
-#define HP_KC 256
+/* The most columns (pairs of inputs) per block; a row's columns are
+ * split into blocks of about equal length.  A block's two groups (256
+ * KiB at most on AVX-512, 128 on AVX2) are read from L2 once per tile of
+ * tokens; the accumulators stay in registers across the block.  Blocks of
+ * 256 columns (32 KiB, two groups in L1) were slower: Qwen2.5-0.5B F16
+ * pp128, avx512bf16 (Zen 5), 2 threads, 10 interleaved pairs: 373-417
+ * t/s against 380-435 with blocks of up to 2048 (ahead in 9 of 10, by
+ * 3.5% on average), its avx2 tier 217-223 against 226-231 (4 of 4); a
+ * model of the loop alone, one thread, 896 x 4864: 168 against 182
+ * GFLOP/s.  Smaller blocks lost more (128: 162, 64: 145). */
+#define HP_KC 2048
 
 ALWAYS void
 mk_hp(const int TY, const int NG, const int T, const uint8_t *g0, size_t gs, int c0, int nc, const float *x, size_t xs,
@@ -2848,8 +2854,9 @@ gemm_hp(const struct q_gemm_args *a, int r0, int r1)
 	for (int r = r0; r < r1; r += 2 * VL) {
 		const int ng = (r1 - r) / VL < 2 ? (r1 - r) / VL : 2;
 		const uint8_t *g0 = a->w + (size_t)r * a->w_stride;
-		for (int c0 = 0; c0 < nc; c0 += HP_KC) {
-			const int kc = nc - c0 < HP_KC ? nc - c0 : HP_KC;
+		const int nb = (nc + HP_KC - 1) / HP_KC;
+		for (int b = 0; b < nb; b++) {
+			const int c0 = (int)((int64_t)nc * b / nb), kc = (int)((int64_t)nc * (b + 1) / nb) - c0;
 			for (int t = 0; t < a->nt; t += HP_T) {
 				const int tt = a->nt - t < HP_T ? a->nt - t : HP_T;
 				for (int g = 0; g < ng; g += HP_NG)

@@ -255,7 +255,6 @@ test_dot_gemv(const struct q_kernels *k, const struct q_kernels *s, enum ggml_ty
 	    fail_gemv);
 }
 
-/* The activation quantizers give the same values up to one step (rounding ties). */
 /*
  * The tier's one-pass q8p rows (act_q8p_h, act_q8p_k) are byte for byte
  * what its Q8_0, Q8_1 and Q8_K quantizers then q_q8p_from_vdt make (the
@@ -300,6 +299,7 @@ out:
 	free(b);
 }
 
+/* The activation quantizers give the same values up to one step (rounding ties). */
 static void
 test_act(const struct q_kernels *k, const struct q_kernels *s)
 {

@@ -187,11 +187,12 @@ static void
 q8p_via(struct act_job *j, const struct q_kernels *k, enum ggml_type vt)
 {
 	const int q8k = vt == GGML_TYPE_Q8_K && j->n % QK_K == 0;
+	const q_act_fn one = q8k ? k->act_q8p_k : k->act_q8p_h;
 
 	if (vt != GGML_TYPE_Q8_0 && vt != GGML_TYPE_Q8_1 && !q8k)
 		return;
-	if (q8k ? k->act_q8p_k : k->act_q8p_h) {
-		j->act = q8k ? k->act_q8p_k : k->act_q8p_h;
+	if (one) {
+		j->act = one;
 		j->vdt = NULL;
 		return;
 	}
@@ -213,8 +214,10 @@ rounded_act(const float *x, int n, int nt, const struct q_kernels *k, enum ggml_
 	if (!j.via_fn && !j.act)
 		return NULL;
 	float *xr = malloc((size_t)n * nt * sizeof(float));
-	uint8_t *v = malloc(q_row_size(vt, n)), *row = malloc(Q8P_ROW_BYTES(n));
-	for (int t = 0; xr && v && row && t < nt; t++) {
+	/* The row of VT only where the q8p rows are made through it. */
+	uint8_t *v = j.via_fn ? malloc(q_row_size(vt, n)) : NULL, *row = malloc(Q8P_ROW_BYTES(n));
+	const int ok = row && (v || !j.via_fn);
+	for (int t = 0; xr && ok && t < nt; t++) {
 		if (j.via_fn) {
 			j.via_fn(x + (size_t)t * n, v, n);
 			q_q8p_from_vdt(v, vt, row, n);
@@ -223,7 +226,7 @@ rounded_act(const float *x, int n, int nt, const struct q_kernels *k, enum ggml_
 		}
 		q_q8p_to_float(row, xr + (size_t)t * n, n);
 	}
-	if (!v || !row) {
+	if (!ok) {
 		free(xr);
 		xr = NULL;
 	}

@@ -252,6 +252,106 @@ test_ops(void)
 	attn_tier_set(-1);
 }
 
+/*
+ * The transposed forms of a prompt's wide blocks (qk_t, softmax_t, pv_t)
+ * of each tier against the scalar tier's: columns and rows off every
+ * tile (1 .. 50 columns, 1 .. 37 keys, 1 .. 13 rows), head lengths on
+ * and off the vector widths, masked scores, maxima from -inf; and
+ * nothing written past what each may touch.
+ */
+static void
+test_ops_t(void)
+{
+	enum { LD = 80, NK = 37, HD = 80, NR = 13 };
+	static float qt[HD * LD], k[NK * LD], s0[NK * LD], s1[NK * LD], v[NK * LD], o0[NR * LD], o1[NR * LD];
+	static float m0[LD], m1[LD], l0[LD], l1[LD], a0[LD], a1[LD];
+	static const int ncs[] = { 1, 7, 16, 17, 33, 50 }, nks[] = { 1, 5, 9, 37 }, hds[] = { 5, 16, 20, 64, 80 };
+	const struct attn_ops *ref;
+
+	attn_tier_set(0);
+	ref = attn_ops_get();
+	CHECK(ref->t_tiles == 0, "the scalar tier sends wide blocks to its transposed forms, not sgemm");
+	for (int i = 0; i < HD * LD; i++)
+		qt[i] = frand();
+	for (int i = 0; i < NK * LD; i++) {
+		k[i] = frand();
+		v[i] = frand();
+	}
+	for (int t = 1; t < attn_tier_count(); t++) {
+		const char *name = attn_tier_name(t);
+		double w_qk = 0, w_p = 0, w_ml = 0, w_pv = 0;
+		int past = 0;
+		if (attn_tier_set(t) < 0) {
+			SKIP_CPU_TIER(name);
+			continue;
+		}
+		const struct attn_ops *o = attn_ops_get();
+		CHECK(o->t_tiles, "tier %s sends wide blocks to sgemm", name);
+		for (size_t a = 0; a < sizeof(ncs) / sizeof(ncs[0]); a++) {
+			const int nc = ncs[a], wide = (nc + 15) / 16 * 16;
+			for (size_t b = 0; b < sizeof(nks) / sizeof(nks[0]); b++) {
+				const int nk = nks[b];
+				for (size_t c = 0; c < sizeof(hds) / sizeof(hds[0]); c++) {
+					const int hd = hds[c];
+					for (int i = 0; i < NK * LD; i++)
+						s0[i] = s1[i] = 7.0f;
+					ref->qk_t(qt, LD, nc, hd, k, LD, nk, s0, LD);
+					o->qk_t(qt, LD, nc, hd, k, LD, nk, s1, LD);
+					for (int j = 0; j < NK; j++) {
+						w_qk = fmax(w_qk, rel_diff(s1 + j * LD, s0 + j * LD, (size_t)(j < nk ? nc : 0)));
+						for (int x = j < nk ? wide : 0; x < LD; x++)
+							past += s1[j * LD + x] != 7.0f;
+					}
+					/* Scores of 4 hd's size, some masked (never a whole
+					 * column); maxima from -inf or above some of the
+					 * column's scores. */
+					for (int j = 0; j < nk; j++)
+						for (int x = 0; x < nc; x++) {
+							float *e = s0 + j * LD + x;
+							*e *= 4;
+							if ((j + x) % 3 == 1 && j != x % nk)
+								*e = -INFINITY;
+						}
+					memcpy(s1, s0, sizeof(s0));
+					for (int x = 0; x < LD; x++) {
+						m0[x] = m1[x] = x % 4 == 0 ? -INFINITY : frand() * 8;
+						l0[x] = l1[x] = x % 4 == 0 ? 0 : 1 + frand() * 0.5f;
+						a0[x] = a1[x] = 5.0f;
+					}
+					ref->softmax_t(s0, LD, nk, nc, m0, l0, a0);
+					o->softmax_t(s1, LD, nk, nc, m1, l1, a1);
+					for (int j = 0; j < nk; j++)
+						w_p = fmax(w_p, rel_diff(s1 + j * LD, s0 + j * LD, (size_t)nc));
+					w_ml = fmax(w_ml, rel_diff(m1, m0, (size_t)nc));
+					w_ml = fmax(w_ml, rel_diff(l1, l0, (size_t)nc));
+					w_ml = fmax(w_ml, rel_diff(a1, a0, (size_t)nc));
+					past += memcmp(m1 + nc, m0 + nc, (LD - nc) * sizeof(float)) != 0;
+					past += memcmp(l1 + nc, l0 + nc, (LD - nc) * sizeof(float)) != 0;
+					for (int x = wide; x < LD; x++)
+						past += a1[x] != 5.0f;
+					/* P V over the probabilities, rows 1 .. 13 (the
+					 * columns as rows), alphas of 0 .. 1. */
+					for (int nr = 1; nr <= NR && nr <= nc; nr += 4) {
+						for (int i = 0; i < NR * LD; i++)
+							o0[i] = o1[i] = (float)i / 100;
+						ref->pv_t(s0, LD, nr, v, LD, nk, hd, a0, o0, LD);
+						o->pv_t(s0, LD, nr, v, LD, nk, hd, a0, o1, LD);
+						w_pv = fmax(w_pv, rel_diff(o1, o0, sizeof(o0) / sizeof(o0[0])));
+					}
+				}
+			}
+		}
+		printf("tier %s, transposed forms against scalar: qk %.1e, softmax %.1e (max, sum, alpha %.1e), pv %.1e, "
+		    "%d written past their columns\n", name, w_qk, w_p, w_ml, w_pv, past);
+		CHECK(w_qk <= 1e-5 && w_pv <= 1e-5, "%s: qk_t %.3g, pv_t %.3g from the scalar tier's (bound 1e-5)", name,
+		    w_qk, w_pv);
+		CHECK(w_p <= 1e-6 && w_ml <= 1e-6, "%s: softmax_t %.3g, its max / sum / alpha %.3g from the scalar tier's "
+		    "(bound 1e-6)", name, w_p, w_ml);
+		CHECK(past == 0, "%s: %d runs written past where they may be", name, past);
+	}
+	attn_tier_set(-1);
+}
+
 /* --- the cache types --- */
 
 static void
@@ -556,6 +656,7 @@ main(void)
 		return test_done("test-attn");
 	test_conversions();
 	test_ops();
+	test_ops_t();
 	test_kv_types();
 	test_attention();
 	return test_done("test-attn");

@@ -605,7 +605,215 @@ pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, flo
 	}
 }
 
-static const struct attn_ops ops = { AX_NAME, f16_to_f32, f32_to_f16, vmax, vexp_sum, vscale, qk, pv, qk_h, pv_h };
+/* ------------------------------------------------------------------ */
+/* A prompt's wide blocks, scores transposed (attn.h): the tiles broadcast
+ * single floats (a key's in qk_t, a weight's in pv_t) against vectors,
+ * and the softmax runs down the columns, VL query rows at a time. */
+
+#if VL == 16
+#define QKT_KEYS 8   /* keys x column vectors of a qk_t tile: 24 sums of the 32 registers */
+#define QKT_COLS 3
+#define PVT_ROWS 6   /* rows x vectors of O in a pv_t tile: 24 sums */
+#define PVT_VECS 4
+#else
+#define QKT_KEYS 6   /* 12 sums of the 16 registers */
+#define QKT_COLS 2
+#define PVT_ROWS 6
+#define PVT_VECS 2
+#endif
+
+/* CN column vectors (a constant where this is inlined) of the keys KP
+ * (QKT_KEYS of them, KU written) into S^T from ST (rows LDS apart). */
+ALWAYS void
+qkt_tile(const int CN, const float *qt, int ldq, int n, const float *const kp[QKT_KEYS], int ku, float *st, int lds)
+{
+	vf a[QKT_KEYS][QKT_COLS];
+
+	UNROLL
+	for (int u = 0; u < QKT_KEYS; u++)
+		UNROLL
+		for (int v = 0; v < CN; v++)
+			a[u][v] = vf_zero();
+	for (int d = 0; d < n; d++) {
+		const float *qd = qt + (size_t)d * ldq;
+		vf y[QKT_COLS];
+		UNROLL
+		for (int v = 0; v < CN; v++)
+			y[v] = vf_load(qd + v * VL);
+		UNROLL
+		for (int u = 0; u < QKT_KEYS; u++) {
+			const vf b = vf_set1(kp[u][d]);
+			UNROLL
+			for (int v = 0; v < CN; v++)
+				a[u][v] = vf_fma(b, y[v], a[u][v]);
+		}
+	}
+	UNROLL
+	for (int u = 0; u < QKT_KEYS; u++)
+		if (u < ku)
+			UNROLL
+			for (int v = 0; v < CN; v++)
+				vf_store(st + (size_t)u * lds + v * VL, a[u][v]);
+}
+
+/* Keys QKT_KEYS at a time (keys past NK repeat the tile's first, their
+ * sums unwritten), against the columns QKT_COLS vectors at a time: the
+ * keys' rows stay in the L1 cache while the queries stream past. */
+static void
+qk_t(const float *qt, int ldq, int nc, int n, const float *k, int ldk, int nk, float *st, int lds)
+{
+	const int ncv = (nc + VL - 1) / VL;
+
+	for (int j = 0; j < nk; j += QKT_KEYS) {
+		const int ku = nk - j < QKT_KEYS ? nk - j : QKT_KEYS;
+		const float *kp[QKT_KEYS];
+		float *sj = st + (size_t)j * lds;
+		int cv = 0;
+		UNROLL
+		for (int u = 0; u < QKT_KEYS; u++)
+			kp[u] = k + (size_t)(j + (u < ku ? u : 0)) * ldk;
+		for (; cv + QKT_COLS <= ncv; cv += QKT_COLS)
+			qkt_tile(QKT_COLS, qt + cv * VL, ldq, n, kp, ku, sj + cv * VL, lds);
+#if QKT_COLS > 2
+		if (ncv - cv == 2)
+			qkt_tile(2, qt + cv * VL, ldq, n, kp, ku, sj + cv * VL, lds);
+#endif
+		if (ncv - cv == 1)
+			qkt_tile(1, qt + cv * VL, ldq, n, kp, ku, sj + cv * VL, lds);
+	}
+}
+
+/* Lanes of M from B, the others from A. */
+#if VL == 16
+#define vf_blend(m, a, b) _mm512_mask_blend_ps(m, a, b)
+#else
+#define vf_blend(m, a, b) _mm256_blendv_ps(a, b, _mm256_castsi256_ps(lanes(m)))
+#endif
+
+/* Each vector of columns: its maximum down the NK scores, then the
+ * scores' exponentials and their sum; the columns past NC (in the last
+ * vector) keep their MX, SUM and ALPHA. */
+static void
+softmax_t(float *st, int lds, int nk, int nc, float *mx, float *sum, float *alpha)
+{
+	for (int c = 0; c < nc; c += VL) {
+		const vmask lm = vm_first(nc - c >= VL ? VL : nc - c);
+		const vf mo = vf_load(mx + c);
+		vf m = mo, l = vf_zero(), al;
+		for (int j = 0; j < nk; j++)
+			m = vf_max(m, vf_load(st + (size_t)j * lds + c));
+		for (int j = 0; j < nk; j++) {
+			float *e = st + (size_t)j * lds + c;
+			const vf x = vf_exp(vf_sub(vf_load(e), m));
+			vf_store(e, x);
+			l = vf_add(l, x);
+		}
+		al = vf_exp(vf_sub(mo, m));
+		vf_store(sum + c, vf_blend(lm, vf_load(sum + c), vf_fma(vf_load(sum + c), al, l)));
+		vf_store(alpha + c, vf_blend(lm, vf_load(alpha + c), al));
+		vf_store(mx + c, vf_blend(lm, mo, m));
+	}
+}
+
+/* DN vectors of O's columns from C (DN a constant where this is
+ * inlined) for the PVT_ROWS rows from I0 (FULL, a constant: all of them;
+ * else RN, the rows past RN repeating row I0, stored first so that row
+ * I0's sums are the ones left). */
+ALWAYS void
+pvt_tile(const int FULL, const int DN, const float *pt, int ldp, int i0, int rn, const float *v, int ldv, int nk,
+	 const float *alpha, float *o, int ldo, int c)
+{
+	vf a[PVT_ROWS][PVT_VECS];
+	int r[PVT_ROWS];
+
+	UNROLL
+	for (int i = 0; i < PVT_ROWS; i++)
+		r[i] = i0 + (FULL || i < rn ? i : 0);
+	UNROLL
+	for (int i = 0; i < PVT_ROWS; i++) {
+		const vf al = vf_set1(alpha[r[i]]);
+		UNROLL
+		for (int x = 0; x < DN; x++)
+			a[i][x] = vf_mul(al, vf_load(o + (size_t)r[i] * ldo + c + x * VL));
+	}
+	for (int j = 0; j < nk; j++) {
+		const float *vj = v + (size_t)j * ldv + c, *pj = pt + (size_t)j * ldp;
+		vf y[PVT_VECS];
+		UNROLL
+		for (int x = 0; x < DN; x++)
+			y[x] = vf_load(vj + x * VL);
+		UNROLL
+		for (int i = 0; i < PVT_ROWS; i++) {
+			const vf b = vf_set1(pj[r[i]]);
+			UNROLL
+			for (int x = 0; x < DN; x++)
+				a[i][x] = vf_fma(b, y[x], a[i][x]);
+		}
+	}
+	UNROLL
+	for (int i = PVT_ROWS - 1; i >= 0; i--)
+		UNROLL
+		for (int x = 0; x < DN; x++)
+			vf_store(o + (size_t)r[i] * ldo + c + x * VL, a[i][x]);
+}
+
+/* Rows I0 .. (FULL, or the RN of a last tile) over O's columns, PVT_VECS
+ * vectors at a time, then the rest (N a multiple of VL). */
+ALWAYS void
+pvt_rows(const int FULL, const float *pt, int ldp, int i0, int rn, const float *v, int ldv, int nk, int n,
+	 const float *alpha, float *o, int ldo)
+{
+	int c = 0;
+	for (; c + PVT_VECS * VL <= n; c += PVT_VECS * VL)
+		pvt_tile(FULL, PVT_VECS, pt, ldp, i0, rn, v, ldv, nk, alpha, o, ldo, c);
+	switch ((n - c) / VL) {
+#if PVT_VECS > 3
+	case 3:
+		pvt_tile(FULL, 3, pt, ldp, i0, rn, v, ldv, nk, alpha, o, ldo, c);
+		break;
+#endif
+#if PVT_VECS > 2
+	case 2:
+		pvt_tile(FULL, 2, pt, ldp, i0, rn, v, ldv, nk, alpha, o, ldo, c);
+		break;
+#endif
+	case 1:
+		pvt_tile(FULL, 1, pt, ldp, i0, rn, v, ldv, nk, alpha, o, ldo, c);
+		break;
+	default:
+		break;
+	}
+}
+
+/* PVT_ROWS rows at a time, each key's values loaded once for them; a
+ * row length off the vector width (no model's) a row and a vector at a
+ * time, the last under a mask. */
+static void
+pv_t(const float *pt, int ldp, int nr, const float *v, int ldv, int nk, int n, const float *alpha, float *o, int ldo)
+{
+	if (n % VL) {
+		for (int i = 0; i < nr; i++) {
+			for (int c = 0; c < n; c += VL) {
+				const int whole = n - c >= VL;
+				const vmask m = vm_first(whole ? VL : n - c);
+				float *oi = o + (size_t)i * ldo + c;
+				vf a = vf_mul(vf_set1(alpha[i]), vf_loadw(oi, m, whole));
+				for (int j = 0; j < nk; j++)
+					a = vf_fma(vf_set1(pt[(size_t)j * ldp + i]), vf_loadw(v + (size_t)j * ldv + c, m, whole), a);
+				vf_storew(oi, m, a, whole);
+			}
+		}
+		return;
+	}
+	int i0 = 0;
+	for (; i0 + PVT_ROWS <= nr; i0 += PVT_ROWS)
+		pvt_rows(1, pt, ldp, i0, PVT_ROWS, v, ldv, nk, n, alpha, o, ldo);
+	if (i0 < nr)
+		pvt_rows(0, pt, ldp, i0, nr - i0, v, ldv, nk, n, alpha, o, ldo);
+}
+
+static const struct attn_ops ops = { AX_NAME, f16_to_f32, f32_to_f16, vmax, vexp_sum, vscale, qk, pv, qk_h, pv_h,
+	qk_t, softmax_t, pv_t, 1 };
 
 #endif   /* AX_BUILD */
 

@@ -43,6 +43,29 @@ struct attn_ops {
 		     int pfl);
 	void (*pv_h)(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, float *o, int ldo,
 		     const uint8_t *pf, int pfl);
+	/*
+	 * A prompt's wide blocks, scores transposed: a column per query row,
+	 * so that the softmax runs down the columns a vector of rows at a
+	 * time.  qk_t: S^T (NK rows of LDS) = K QT, K: NK rows of N (LDK),
+	 * QT: N rows of LDQ, the columns 0 .. NC-1; it may read QT's and
+	 * write S^T's columns up to NC rounded up to 16 (the buffers have
+	 * them; what lands there is not a score).  softmax_t: the online
+	 * softmax's step over those NK x NC scores (every column has a key
+	 * above -inf): M[c] becomes the larger of M[c] and its column's
+	 * largest, the scores e^(s - M[c]), SUM[c] = SUM[c] ALPHA[c] + their
+	 * sum with ALPHA[c] = e^(old M[c] - M[c]) (0 from -inf); past NC, up
+	 * to NC rounded up to 16, MX, SUM and ALPHA may be read and written
+	 * back unchanged, S^T's scores changed.  pv_t:
+	 * row i of O (NR rows of N, LDO) = ALPHA[i] O_i + sum_j P^T[j][i]
+	 * V_j, V: NK rows of LDV.  T_TILES: attention sends wide blocks
+	 * through these, not through sgemm (the tiers whose kernels measure
+	 * faster than OpenBLAS).
+	 */
+	void (*qk_t)(const float *qt, int ldq, int nc, int n, const float *k, int ldk, int nk, float *st, int lds);
+	void (*softmax_t)(float *st, int lds, int nk, int nc, float *mx, float *sum, float *alpha);
+	void (*pv_t)(const float *pt, int ldp, int nr, const float *v, int ldv, int nk, int n, const float *alpha,
+		     float *o, int ldo);
+	int t_tiles;
 };
 
 /* The tiers, best last: "scalar", "avx2" (AVX2 F16C FMA), "avx512"
@@ -96,6 +119,7 @@ struct attn_scratch {
 	int bk;                     /* keys per block */
 	int bk_all;                 /* keys per block when a task takes every KV head */
 	int head_dim, head_dim_v;
+	int ldr;                    /* columns of transposed queries and scores: rows + 16, rounded up to 16 */
 	size_t kf_floats, vf_floats;   /* of a block of keys and of values as floats */
 	size_t per_thread;          /* floats of BUF per thread */
 	float *buf;                 /* (n_threads, per_thread) */

@@ -19,6 +19,10 @@
  * for R query rows of one KV head against NK keys of HD dimensions, the
  * rows of a cache of 8 KV heads, in cache (a generated token's attention
  * at a short context): the best time of each, per key.
+ *
+ *        tests/bench/kbench attnt R HD NK [REPS]
+ * Times the transposed tiles of a prompt's block (qk_t, softmax_t, pv_t)
+ * for R query rows against NK keys of HD, in cache.
  */
 #include "config.h"
 
@@ -118,6 +122,72 @@ attn_bench(int argc, char **argv)
 	return 0;
 }
 
+/* kbench attnt R HD NK [REPS]: the transposed tiles of a prompt's block
+ * (qk_t, softmax_t, pv_t) for R query rows against NK keys of HD, in
+ * cache: the best time of each, and the products' GFLOP/s. */
+static int
+attnt_bench(int argc, char **argv)
+{
+	const int r = argc > 2 ? atoi(argv[2]) : 0, hd = argc > 3 ? atoi(argv[3]) : 0, nk = argc > 4 ? atoi(argv[4]) : 0;
+	const int reps = argc > 5 ? atoi(argv[5]) : 2000, ldr = (r + 16 + 15) / 16 * 16;
+	char err[256];
+
+	if (r < 1 || hd < 1 || nk < 1 || reps < 1) {
+		fprintf(stderr, "usage: kbench attnt R HD NK [REPS]\n");
+		return 2;
+	}
+	if (q_cpu_init(err, sizeof(err)) < 0) {
+		fprintf(stderr, "kbench: %s\n", err);
+		return 2;
+	}
+	const struct attn_ops *o = attn_ops_get();
+	float *qt = calloc((size_t)hd * ldr, sizeof(float)), *st = calloc((size_t)nk * ldr, sizeof(float));
+	float *k = malloc((size_t)nk * hd * sizeof(float)), *v = malloc((size_t)nk * hd * sizeof(float));
+	float *out = calloc((size_t)r * hd, sizeof(float)), *ml = malloc(3 * (size_t)ldr * sizeof(float));
+	uint64_t s = 88172645463325252ull;
+	if (!qt || !st || !k || !v || !out || !ml) {
+		fprintf(stderr, "kbench: out of memory\n");
+		return 1;
+	}
+	for (size_t i = 0; i < (size_t)hd * ldr; i++) {
+		s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+		qt[i] = (float)((int)(s % 2001) - 1000) / 8000.0f;
+	}
+	for (size_t i = 0; i < (size_t)nk * hd; i++) {
+		s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+		k[i] = (float)((int)(s % 2001) - 1000) / 1000.0f;
+		v[i] = (float)((int)((s >> 20) % 2001) - 1000) / 1000.0f;
+	}
+	double best_qk = 1e9, best_sm = 1e9, best_pv = 1e9;
+	for (int rep = 0; rep < reps; rep++) {
+		for (int i = 0; i < ldr; i++) {
+			ml[i] = 0.5f;
+			ml[ldr + i] = 1.0f;
+		}
+		double t0 = now_s();
+		o->qk_t(qt, ldr, r, hd, k, hd, nk, st, ldr);
+		double t1 = now_s();
+		o->softmax_t(st, ldr, nk, r, ml, ml + ldr, ml + 2 * ldr);
+		double t2 = now_s();
+		o->pv_t(st, ldr, r, v, hd, nk, hd, ml + 2 * ldr, out, hd);
+		double t3 = now_s();
+		best_qk = t1 - t0 < best_qk ? t1 - t0 : best_qk;
+		best_sm = t2 - t1 < best_sm ? t2 - t1 : best_sm;
+		best_pv = t3 - t2 < best_pv ? t3 - t2 : best_pv;
+	}
+	const double fl = 2.0 * r * hd * nk;
+	printf("attnt %-8s r %d hd %d keys %d: qk_t %.2f us (%.1f GFLOP/s), softmax_t %.2f us, pv_t %.2f us "
+	    "(%.1f GFLOP/s)\n", o->name, r, hd, nk, best_qk * 1e6, fl / best_qk * 1e-9, best_sm * 1e6, best_pv * 1e6,
+	    fl / best_pv * 1e-9);
+	free(qt);
+	free(st);
+	free(k);
+	free(v);
+	free(out);
+	free(ml);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -127,8 +197,10 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "attn") == 0)
 		return attn_bench(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "attnt") == 0)
+		return attnt_bench(argc, argv);
 	if (argc < 5) {
-		fprintf(stderr, "usage: kbench TYPE D N NT [THREADS] [REPS]\n       kbench attn R HD NK [REPS]\n");
+		fprintf(stderr, "usage: kbench TYPE D N NT [THREADS] [REPS]\n       kbench attn R HD NK [REPS]\n       kbench attnt R HD NK [REPS]\n");
 		return 2;
 	}
 	for (int t = 0; t < GGML_TYPE_COUNT; t++)

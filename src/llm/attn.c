@@ -58,7 +58,8 @@
  */
 #define ATTN_ALL_FLOATS 32768
 /* Up to this many query rows meet an F16 cache's rows as they are
- * (attn_ops qk_h, pv_h); more go through floats and sgemm. */
+ * (attn_ops qk_h, pv_h); more go through floats (the transposed tiles or
+ * sgemm). */
 #define ATTN_FUSED_ROWS 8
 /* Tasks of at least this many rows per KV head run the tier's transposed
  * tiles (attn_ops t_tiles) on every block. */

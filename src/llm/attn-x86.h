@@ -32,6 +32,12 @@
 /* Keys per step of pv_h: 4 rows x 4 keys of weights in 16 registers, of
  * the 32. */
 #define PVH_KEYS 4
+/* The transposed tiles: keys x column vectors of qk_t's, rows x vectors
+ * of O of pv_t's (24 sums of the 32 registers each). */
+#define QKT_KEYS 8
+#define QKT_COLS 3
+#define PVT_ROWS 6
+#define PVT_VECS 4
 typedef __m512 vf;
 typedef __mmask16 vmask;
 #define vf_zero() _mm512_setzero_ps()
@@ -57,6 +63,8 @@ vm_first(int n)
 #define vf_maskz(m, v) _mm512_maskz_mov_ps(m, v)
 /* A with its lanes of M raised to B's where B's are larger. */
 #define vf_max_m(a, m, b) _mm512_mask_max_ps(a, m, a, b)
+/* The lanes of M from B, the others from A. */
+#define vf_blend(m, a, b) _mm512_mask_blend_ps(m, a, b)
 /* VL halves from X as floats (the lanes of M only); VL floats to halves
  * (the hardware rounds to nearest even, as q_f32_to_f16 does). */
 #define vh_load(x) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x)))
@@ -94,6 +102,11 @@ typedef __mmask16 vexpm;
 /* Keys per step of pv_h: 4 rows x 2 keys of weights in 8 registers, of
  * the 16. */
 #define PVH_KEYS 2
+/* The transposed tiles (12 sums of the 16 registers each). */
+#define QKT_KEYS 6
+#define QKT_COLS 2
+#define PVT_ROWS 6
+#define PVT_VECS 2
 typedef __m256 vf;
 typedef int vmask;                      /* a count of lanes: AVX2 masks are vectors */
 #define vf_zero() _mm256_setzero_ps()
@@ -117,7 +130,8 @@ lanes(int n)
 #define vf_loadz(m, p) _mm256_maskload_ps(p, lanes(m))
 #define vf_storem(p, m, v) _mm256_maskstore_ps(p, lanes(m), v)
 #define vf_maskz(m, v) _mm256_and_ps(v, _mm256_castsi256_ps(lanes(m)))
-#define vf_max_m(a, m, b) _mm256_blendv_ps(a, _mm256_max_ps(a, b), _mm256_castsi256_ps(lanes(m)))
+#define vf_blend(m, a, b) _mm256_blendv_ps(a, b, _mm256_castsi256_ps(lanes(m)))
+#define vf_max_m(a, m, b) vf_blend(m, a, _mm256_max_ps(a, b))
 #define vh_load(x) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x)))
 #define vh_store(y, v) _mm_storeu_si128((__m128i *)(y), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT))
 /* AVX2 masks no 16-bit lanes: the first N halves are shifted in or out
@@ -610,18 +624,6 @@ pv_h(const float *p, int ldp, int r, const qhalf *v, int ldv, int nk, int n, flo
  * single floats (a key's in qk_t, a weight's in pv_t) against vectors,
  * and the softmax runs down the columns, VL query rows at a time. */
 
-#if VL == 16
-#define QKT_KEYS 8   /* keys x column vectors of a qk_t tile: 24 sums of the 32 registers */
-#define QKT_COLS 3
-#define PVT_ROWS 6   /* rows x vectors of O in a pv_t tile: 24 sums */
-#define PVT_VECS 4
-#else
-#define QKT_KEYS 6   /* 12 sums of the 16 registers */
-#define QKT_COLS 2
-#define PVT_ROWS 6
-#define PVT_VECS 2
-#endif
-
 /* CN column vectors (a constant where this is inlined) of the keys KP
  * (QKT_KEYS of them, KU written) into S^T from ST (rows LDS apart). */
 ALWAYS void
@@ -683,13 +685,6 @@ qk_t(const float *qt, int ldq, int nc, int n, const float *k, int ldk, int nk, f
 	}
 }
 
-/* Lanes of M from B, the others from A. */
-#if VL == 16
-#define vf_blend(m, a, b) _mm512_mask_blend_ps(m, a, b)
-#else
-#define vf_blend(m, a, b) _mm256_blendv_ps(a, b, _mm256_castsi256_ps(lanes(m)))
-#endif
-
 /* Each vector of columns: its maximum down the NK scores, then the
  * scores' exponentials and their sum; the columns past NC (in the last
  * vector) keep their MX, SUM and ALPHA. */
@@ -698,7 +693,7 @@ softmax_t(float *st, int lds, int nk, int nc, float *mx, float *sum, float *alph
 {
 	for (int c = 0; c < nc; c += VL) {
 		const vmask lm = vm_first(nc - c >= VL ? VL : nc - c);
-		const vf mo = vf_load(mx + c);
+		const vf mo = vf_load(mx + c), so = vf_load(sum + c);
 		vf m = mo, l = vf_zero(), al;
 		for (int j = 0; j < nk; j++)
 			m = vf_max(m, vf_load(st + (size_t)j * lds + c));
@@ -709,7 +704,7 @@ softmax_t(float *st, int lds, int nk, int nc, float *mx, float *sum, float *alph
 			l = vf_add(l, x);
 		}
 		al = vf_exp(vf_sub(mo, m));
-		vf_store(sum + c, vf_blend(lm, vf_load(sum + c), vf_fma(vf_load(sum + c), al, l)));
+		vf_store(sum + c, vf_blend(lm, so, vf_fma(so, al, l)));
 		vf_store(alpha + c, vf_blend(lm, vf_load(alpha + c), al));
 		vf_store(mx + c, vf_blend(lm, mo, m));
 	}

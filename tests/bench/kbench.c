@@ -65,21 +65,36 @@ rd_worker(void *arg, int ith, int nth)
 	j->sum[ith & 63] += q_kern()->read_sum(j->w + a, b - a);
 }
 
+/* kbench attn and attnt's arguments R HD NK [REPS] (REPS 2000 when
+ * absent), then the CPU's tiers; 0, or 2 after saying what is wrong. */
 static int
-attn_bench(int argc, char **argv)
+attn_args(int argc, char **argv, int *r, int *hd, int *nk, int *reps)
 {
-	const int r = argc > 2 ? atoi(argv[2]) : 0, hd = argc > 3 ? atoi(argv[3]) : 0, nk = argc > 4 ? atoi(argv[4]) : 0;
-	const int reps = argc > 5 ? atoi(argv[5]) : 2000, ld = 8 * hd;
 	char err[256];
 
-	if (r < 1 || hd < 1 || nk < 1 || reps < 1) {
-		fprintf(stderr, "usage: kbench attn R HD NK [REPS]\n");
+	*r = argc > 2 ? atoi(argv[2]) : 0;
+	*hd = argc > 3 ? atoi(argv[3]) : 0;
+	*nk = argc > 4 ? atoi(argv[4]) : 0;
+	*reps = argc > 5 ? atoi(argv[5]) : 2000;
+	if (*r < 1 || *hd < 1 || *nk < 1 || *reps < 1) {
+		fprintf(stderr, "usage: kbench %s R HD NK [REPS]\n", argv[1]);
 		return 2;
 	}
 	if (q_cpu_init(err, sizeof(err)) < 0) {
 		fprintf(stderr, "kbench: %s\n", err);
 		return 2;
 	}
+	return 0;
+}
+
+static int
+attn_bench(int argc, char **argv)
+{
+	int r, hd, nk, reps;
+
+	if (attn_args(argc, argv, &r, &hd, &nk, &reps))
+		return 2;
+	const int ld = 8 * hd;
 	const struct attn_ops *o = attn_ops_get();
 	float *q = malloc((size_t)r * hd * sizeof(float)), *sc = malloc((size_t)r * nk * sizeof(float));
 	float *out = calloc((size_t)r * hd, sizeof(float));
@@ -128,18 +143,11 @@ attn_bench(int argc, char **argv)
 static int
 attnt_bench(int argc, char **argv)
 {
-	const int r = argc > 2 ? atoi(argv[2]) : 0, hd = argc > 3 ? atoi(argv[3]) : 0, nk = argc > 4 ? atoi(argv[4]) : 0;
-	const int reps = argc > 5 ? atoi(argv[5]) : 2000, ldr = (r + 16 + 15) / 16 * 16;
-	char err[256];
+	int r, hd, nk, reps;
 
-	if (r < 1 || hd < 1 || nk < 1 || reps < 1) {
-		fprintf(stderr, "usage: kbench attnt R HD NK [REPS]\n");
+	if (attn_args(argc, argv, &r, &hd, &nk, &reps))
 		return 2;
-	}
-	if (q_cpu_init(err, sizeof(err)) < 0) {
-		fprintf(stderr, "kbench: %s\n", err);
-		return 2;
-	}
+	const int ldr = (r + 16 + 15) / 16 * 16;
 	const struct attn_ops *o = attn_ops_get();
 	float *qt = calloc((size_t)hd * ldr, sizeof(float)), *st = calloc((size_t)nk * ldr, sizeof(float));
 	float *k = malloc((size_t)nk * hd * sizeof(float)), *v = malloc((size_t)nk * hd * sizeof(float));

@@ -10,7 +10,10 @@
  * the weights alone after each product (read_sum on the same threads) and
  * prints the products' rate as a share of that read's, over all the
  * repetitions (the share generation's bound measures; robust to the
- * memory's drift on a shared machine).  Q2_K and Q3_K (no
+ * memory's drift on a shared machine).  KBENCH_COPIES=C makes C copies of
+ * the matrix and multiplies each in turn, so that every product reads its
+ * weights from memory, as a token does its many small matrices; it also
+ * prints the mean.  Q2_K and Q3_K (no
  * quantizer here) are random bytes with sane scales.  A developer's tool, not part
  * of make check.
  *
@@ -286,11 +289,20 @@ main(int argc, char **argv)
 		free(tmp);
 		lt.packed = k->pack_rows;
 	}
-	if (!p || mm_scratch_init(&sc, nt, n, pool_size(p)) < 0) {
+	/* KBENCH_COPIES=C: C copies of the matrix, a product on each in turn,
+	 * so that each reads its weights from memory, as a token's many
+	 * small matrices do. */
+	const char *copies_env = getenv("KBENCH_COPIES");
+	const int copies = copies_env && atoi(copies_env) > 1 ? atoi(copies_env) : 1;
+	size_t cp_len = 0;
+	uint8_t *cp = copies > 1 ? huge_alloc(rb * d * copies, &cp_len) : NULL;
+	for (int c = 0; cp && c < copies; c++)
+		memcpy(cp + rb * d * c, w, rb * d);
+	if (!p || (copies > 1 && !cp) || mm_scratch_init(&sc, nt, n, pool_size(p)) < 0) {
 		fprintf(stderr, "kbench: out of memory\n");
 		return 1;
 	}
-	double best = 1e9, t_mm = 0, t_rd = 0;
+	double best = 1e9, t_mm = 0, t_rd = 0, t_all = 0;
 	const char *blas = getenv("KBENCH_BLAS"), *share = getenv("KBENCH_SHARE");
 	struct rd_job rj = { w, rb * d, { 0 } };
 	int per = (int)((2u << 20) / (n * sizeof(float)));
@@ -308,9 +320,12 @@ main(int argc, char **argv)
 				    out + r0, d);
 			}
 		} else {
+			if (cp)
+				lt.data = cp + rb * d * (r % copies);
 			mm_matmul(p, &sc, out, d, x, n, &lt, nt);
 		}
 		double dt = now_s() - t0;
+		t_all += dt;
 		if (dt < best)
 			best = dt;
 		if (share && *share == '1') {
@@ -325,6 +340,9 @@ main(int argc, char **argv)
 	printf("%s%s%-6s %-10s d %5d n %5d nt %4d t %d: %8.3f ms %7.1f GFLOP/s %6.1f GB/s weights\n",
 	    blas && *blas == '1' ? "BLAS " : "", lt.packed ? "packed " : "", ggml_type_info_get(type)->name, q_cpu_features(), d, n, nt, pool_size(p), best * 1e3,
 	    2.0 * d * n * nt / best / 1e9, rb * d / best / 1e9);
+	if (copies > 1)
+		printf("  from memory (%d copies): mean %.3f ms, %.1f GB/s weights\n", copies, t_all / reps * 1e3,
+		    rb * d * (double)reps / t_all / 1e9);
 	if (t_mm > 0)
 		printf("  weights read alone at %.1f GB/s between the products; the products at %.1f GB/s: %.0f%% of it\n",
 		    rb * d * (double)reps / t_rd / 1e9, rb * d * (double)reps / t_mm / 1e9, 100 * t_rd / t_mm);
@@ -334,6 +352,8 @@ main(int argc, char **argv)
 	mm_scratch_free(&sc);
 	pool_free(p);
 	huge_free(w, w_len);
+	if (cp)
+		huge_free(cp, cp_len);
 	free(row);
 	free(x);
 	free(out);

@@ -2480,29 +2480,23 @@ pk_gemv_rows(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size
 			out[(size_t)t * ldo + r] = pk_tail((enum ggml_type)TY, n, w + (size_t)r * ws, x + (size_t)t * xs);
 }
 
-#define PK(T, TY, PANEL) \
+/* Each packed type's GEMV (q_type_kern.gemv_packed) and, for the
+ * quantized ones, its GEMM panel. */
+#define PK_GEMV(T, TY) \
 	static void gemvp_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, \
 			      size_t xs, int nt) \
-	{ pk_gemv_rows(TY, n, out, ldo, w, ws, nr, x, xs, nt); } \
+	{ pk_gemv_rows(TY, n, out, ldo, w, ws, nr, x, xs, nt); }
+#define PK(T, TY, PANEL) \
+	PK_GEMV(T, TY) \
 	static void panelp_##T(struct panel *p, const uint8_t *g, int b0, int nb) { PANEL(TY, p, g, b0, nb); }
 PK(q4_0, GGML_TYPE_Q4_0, pk_panel) PK(q4_1, GGML_TYPE_Q4_1, pk_panel) PK(q5_0, GGML_TYPE_Q5_0, pk_panel)
 PK(q5_1, GGML_TYPE_Q5_1, pk_panel) PK(q8_0, GGML_TYPE_Q8_0, pk_panel)
 PK(iq4_nl, GGML_TYPE_IQ4_NL, pk_panel) PK(q4_K, GGML_TYPE_Q4_K, pkk_panel) PK(q5_K, GGML_TYPE_Q5_K, pkk_panel)
 PK(iq4_xs, GGML_TYPE_IQ4_XS, pkk_panel) PK(q2_K, GGML_TYPE_Q2_K, pkk_panel) PK(q3_K, GGML_TYPE_Q3_K, pkk_panel)
 PK(q6_K, GGML_TYPE_Q6_K, pkk_panel)
+PK_GEMV(f16, GGML_TYPE_F16) PK_GEMV(bf16, GGML_TYPE_BF16)
 #undef PK
-
-static void
-gemvp_f16(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs, int nt)
-{
-	pk_gemv_rows(GGML_TYPE_F16, n, out, ldo, w, ws, nr, x, xs, nt);
-}
-
-static void
-gemvp_bf16(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs, int nt)
-{
-	pk_gemv_rows(GGML_TYPE_BF16, n, out, ldo, w, ws, nr, x, xs, nt);
-}
+#undef PK_GEMV
 
 typedef void (*panel_packed_fn)(struct panel *p, const uint8_t *g, int b0, int nb);
 

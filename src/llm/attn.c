@@ -422,7 +422,8 @@ attn_scratch_init(struct attn_scratch *s, const struct attn_shape *sh, int n_thr
 	s->per_thread = (s->per_thread + 15) / 16 * 16;   /* each thread's on lines of its own */
 	s->n_slots = ATTN_SLOTS_PER_THREAD * n_threads;
 	s->buf = line_calloc((size_t)n_threads * s->per_thread, sizeof(float));
-	s->part = calloc((size_t)s->n_slots * s->rows * (hdv + 2), sizeof(float));
+	s->part_floats = (size_t)s->n_slots * s->rows * (hdv + 2);
+	s->part = line_calloc(s->part_floats, sizeof(float));
 	if (!s->buf || !s->part) {
 		attn_scratch_free(s);
 		return -1;
@@ -454,6 +455,8 @@ struct attn_job {
 	int bk;                 /* keys per block */
 	int nsplit, ntask;      /* key ranges per (query block, KV head); tasks */
 	int slot_rows;          /* rows of a part's slot: a query block's at most */
+	size_t slot_floats;     /* a slot's floats, whole cache lines: the tasks
+				 * writing two neighbouring slots share none */
 	atomic_int next;        /* the next task to take */
 };
 
@@ -745,7 +748,7 @@ attn_task(struct attn_job *j, int i, float *buf)
 			 * the parts.  The slot of (query block, KV head, split),
 			 * as attn_merge reads them. */
 			const int u = (j->nqb - 1 - qb) * sh->n_head_kv + kvh;
-			float *e = j->s->part + ((size_t)u * j->nsplit + split) * j->slot_rows * (hdv + 2) +
+			float *e = j->s->part + ((size_t)u * j->nsplit + split) * j->slot_floats +
 			    (size_t)r * (hdv + 2);
 			memcpy(e, os + (size_t)R * hdv, (size_t)hdv * sizeof(float));
 			e[hdv] = mx[R];
@@ -786,7 +789,7 @@ attn_merge(void *arg, int ith, int nth)
 	const struct attn_shape *sh = j->sh;
 	const struct attn_ops *o = j->ops;
 	const int hdv = sh->head_dim_v, group = j->group;
-	const size_t OW = (size_t)sh->n_head * hdv, slot_floats = (size_t)j->slot_rows * (hdv + 2);
+	const size_t OW = (size_t)sh->n_head * hdv, slot_floats = j->slot_floats;
 	float w[MERGE_PARTS];
 
 	for (int u = ith; u < j->nqb * sh->n_head_kv; u += nth) {
@@ -849,6 +852,7 @@ attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh
 	j.bq = s->rows / j.group;
 	j.nqb = (nt + j.bq - 1) / j.bq;
 	j.slot_rows = (nt < j.bq ? nt : j.bq) * j.group;
+	j.slot_floats = ((size_t)j.slot_rows * (sh->head_dim_v + 2) + 15) / 16 * 16;
 	/* A few queries (every head of them fits a task): each task takes
 	 * all the KV heads of a part of the keys. */
 	j.all_heads = nt * sh->n_head <= s->rows && sh->n_head_kv > 1;
@@ -864,9 +868,9 @@ attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh
 		int ns = (4 * nth + base - 1) / base;
 		if (ns > keys / j.bk)
 			ns = keys / j.bk;
-		/* The parts' room: n_slots blocks of s->rows rows, in slots of
-		 * the rows a query block has (a token's heads: a few). */
-		const size_t slots = (size_t)s->n_slots * s->rows / j.slot_rows;
+		/* The parts' room: PART, in slots of the rows a query block
+		 * has (a token's heads: a few), each on lines of its own. */
+		const size_t slots = s->part_floats / j.slot_floats;
 		if ((size_t)ns > slots / ((size_t)j.nqb * sh->n_head_kv))
 			ns = (int)(slots / ((size_t)j.nqb * sh->n_head_kv));
 		if (ns > 1)

@@ -124,7 +124,8 @@ struct attn_scratch {
 	size_t per_thread;          /* floats of BUF per thread */
 	float *buf;                 /* (n_threads, per_thread) */
 	int n_slots;                /* partial results that fit */
-	float *part;                /* (n_slots, rows, head_dim_v + 2): O, max, sum */
+	size_t part_floats;         /* of PART: n_slots x rows x (head_dim_v + 2) */
+	float *part;                /* split parts' O, max and sum, in slots of whole lines */
 };
 int attn_scratch_init(struct attn_scratch *s, const struct attn_shape *sh, int n_threads);
 void attn_scratch_free(struct attn_scratch *s);

@@ -420,9 +420,8 @@ attn_scratch_init(struct attn_scratch *s, const struct attn_shape *sh, int n_thr
 	s->per_thread = (size_t)s->ldr * hd + (size_t)s->rows * hdv + (size_t)s->ldr * s->bk + s->kf_floats +
 	    s->vf_floats + 3 * (size_t)s->ldr;
 	s->per_thread = (s->per_thread + 15) / 16 * 16;   /* each thread's on lines of its own */
-	s->n_slots = ATTN_SLOTS_PER_THREAD * n_threads;
 	s->buf = line_calloc((size_t)n_threads * s->per_thread, sizeof(float));
-	s->part_floats = (size_t)s->n_slots * s->rows * (hdv + 2);
+	s->part_floats = (size_t)ATTN_SLOTS_PER_THREAD * n_threads * s->rows * (hdv + 2);
 	s->part = line_calloc(s->part_floats, sizeof(float));
 	if (!s->buf || !s->part) {
 		attn_scratch_free(s);

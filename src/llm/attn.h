@@ -123,8 +123,8 @@ struct attn_scratch {
 	size_t kf_floats, vf_floats;   /* of a block of keys and of values as floats */
 	size_t per_thread;          /* floats of BUF per thread */
 	float *buf;                 /* (n_threads, per_thread) */
-	int n_slots;                /* partial results that fit */
-	size_t part_floats;         /* of PART: n_slots x rows x (head_dim_v + 2) */
+	size_t part_floats;         /* of PART: (attn.c's ATTN_SLOTS_PER_THREAD x n_threads)
+				     * blocks of rows x (head_dim_v + 2) */
 	float *part;                /* split parts' O, max and sum, in slots of whole lines */
 };
 int attn_scratch_init(struct attn_scratch *s, const struct attn_shape *sh, int n_threads);

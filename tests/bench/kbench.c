@@ -331,6 +331,8 @@ main(int argc, char **argv)
 		if (share && *share == '1') {
 			/* Alternately, so that both meet the same memory. */
 			double t1 = now_s();
+			if (cp)   /* a copy neither just multiplied nor read: from memory too */
+				rj.w = cp + rb * d * ((r + copies / 2) % copies);
 			pool_run(p, rd_worker, &rj);
 			t_rd += now_s() - t1;
 			t_mm += dt;

@@ -309,19 +309,20 @@ main(int argc, char **argv)
 	float *panel = malloc((size_t)per * n * sizeof(float));
 	openblas_set_num_threads(1);
 	for (int r = 0; r < reps; r++) {
+		/* This repetition's matrix (a copy in turn, with KBENCH_COPIES). */
+		const uint8_t *wr = cp ? cp + rb * d * (r % copies) : w;
 		double t0 = now_s();
 		if (blas && *blas == '1') {
 			q_to_float_fn tf = q_traits_get(type)->to_float_fast;
 			for (int r0 = 0; r0 < d; r0 += per) {
 				int rows = d - r0 < per ? d - r0 : per;
 				for (int k = 0; k < rows; k++)
-					tf(w + rb * (r0 + k), panel + (size_t)k * n, n);
+					tf(wr + rb * (r0 + k), panel + (size_t)k * n, n);
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, rows, n, 1.0f, x, n, panel, n, 0.0f,
 				    out + r0, d);
 			}
 		} else {
-			if (cp)
-				lt.data = cp + rb * d * (r % copies);
+			lt.data = wr;
 			mm_matmul(p, &sc, out, d, x, n, &lt, nt);
 		}
 		double dt = now_s() - t0;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "llm/hugemem.h"
+#include "llm/matmul.h"
 #include "llm/pool.h"
 #include "test.h"
 
@@ -402,6 +403,154 @@ test_ranges(void)
 	pool_free(p);
 }
 
+/*
+ * Reading ahead.  Where the caller runs a task that names bytes for
+ * itself to read ahead and a worker's task waits for them, the caller
+ * reads them while it waits for the job's end: the count grows by
+ * exactly their number.  Where a worker's task names them, that worker
+ * reads them once the job is over, while it waits for the next.  (The
+ * count is a prefetch's: that the bytes were asked for.)  Then the trace
+ * of GEMV jobs that names what to read: after a token's jobs the next
+ * token's job i gets job i + 1's weights, the last the first's; and a
+ * task's share of them, split as the job splits its rows.
+ */
+enum { AHEAD_BYTES = 48 << 10 };
+
+struct ajob {
+	struct pool *p;
+	const uint8_t *buf;
+	int reader;                 /* 0: the caller names bytes; 1: a worker */
+	atomic_int named, waited, reached;
+	unsigned long base;
+};
+
+/* Waits (10 s at most) for WANT bytes read ahead since the round began. */
+static int
+ahead_wait(const struct ajob *j, unsigned long want)
+{
+	const double t0 = now_s();
+	while (pool_ahead_bytes(j->p) - j->base < want)
+		if (now_s() - t0 > 10)
+			return 0;
+	return 1;
+}
+
+/* Waits (a second at most) for the other thread's task to start. */
+static void
+other_wait(atomic_int *flag)
+{
+	const double t0 = now_s();
+	while (!atomic_load(flag) && now_s() - t0 < 1)
+		;
+}
+
+static void
+ahead_task(void *arg, int task, int worker)
+{
+	struct ajob *j = arg;
+	/* Two extents: the count is their sum. */
+	const void *ptr[2] = { j->buf, j->buf + (128 << 10) };
+	const size_t len[2] = { AHEAD_BYTES / 3, AHEAD_BYTES - AHEAD_BYTES / 3 };
+	(void)task;
+	if ((worker == 0) == (j->reader == 0)) {
+		pool_read_ahead(j->p, worker, ptr, len, 2);
+		atomic_store(&j->named, 1);
+		if (worker == 0)   /* leave the other task to the worker */
+			other_wait(&j->waited);
+	} else if (j->reader == 0) {
+		atomic_store(&j->waited, 1);
+		atomic_store(&j->reached, ahead_wait(j, AHEAD_BYTES));
+	} else {
+		other_wait(&j->named);
+	}
+}
+
+static void
+test_read_ahead(void)
+{
+	struct pool *p = pool_new(2);
+	uint8_t *buf = malloc(256 << 10);
+	const char *who[2] = { "the caller, waiting for the job's end", "a worker, waiting for the next job" };
+
+	CHECK(p && buf, "memory");
+	if (p && buf && pool_size(p) > 1) {
+		memset(buf, 7, 256 << 10);
+		pool_set_contended(p, 0, 0);
+		for (int reader = 0; reader < 2; reader++) {
+			struct ajob j = { .p = p, .buf = buf, .reader = reader };
+			int round = 0, done = 0;
+			/* Until the tasks ran on both threads (the caller may take both). */
+			for (; round < 200 && !done; round++) {
+				atomic_store(&j.named, 0);
+				atomic_store(&j.waited, 0);
+				atomic_store(&j.reached, 0);
+				pool_read_ahead(p, 0, NULL, NULL, 0);   /* the caller's, from a round before */
+				j.base = pool_ahead_bytes(p);
+				pool_run_tasks(p, ahead_task, &j, 2);
+				if (!atomic_load(&j.named))
+					continue;
+				if (reader == 0) {
+					if (!atomic_load(&j.waited))
+						continue;
+					CHECK(atomic_load(&j.reached), "%s: read ahead %lu of %d bytes", who[reader],
+					    pool_ahead_bytes(p) - j.base, AHEAD_BYTES);
+				} else {
+					CHECK(ahead_wait(&j, AHEAD_BYTES), "%s: read ahead %lu of %d bytes", who[reader],
+					    pool_ahead_bytes(p) - j.base, AHEAD_BYTES);
+				}
+				done = 1;
+			}
+			CHECK(done, "%s: in %d jobs never one task on each thread", who[reader], round);
+			/* Each byte once: nothing more comes. */
+			pool_run_tasks(p, task_fn, &(struct job){ .spin = 10 }, 1);
+			CHECK(pool_ahead_bytes(p) - j.base == AHEAD_BYTES, "%s: %lu bytes read ahead, not %d", who[reader],
+			    pool_ahead_bytes(p) - j.base, AHEAD_BYTES);
+			printf("read ahead by %s: %d bytes in two extents, each once (job %d)\n", who[reader], AHEAD_BYTES,
+			    round);
+		}
+	} else if (p && buf) {
+		printf("one CPU: no thread waits, nothing read ahead; the trace alone\n");
+	}
+	free(buf);
+	pool_free(p);
+
+	/* The trace: 3 jobs, then 4 (a job more at the end), then 4 again. */
+	static const uint8_t w[5][64];
+	struct mm_scratch s;
+	struct mm_reads r[4];
+	CHECK(mm_scratch_init(&s, 1, 64, 1) == 0, "mm_scratch_init");
+	for (int i = 0; i < 4; i++)
+		r[i] = (struct mm_reads){ { w[i], w[4] }, { 64, 32 }, i == 1 ? 2 : 1 };
+	int bad = 0;
+	for (int i = 0; i < 3; i++)
+		bad += mm_trace_step(&s, &r[i]) != NULL;
+	CHECK(bad == 0, "the first token's jobs were given %d jobs to read ahead", bad);
+	for (int tok = 0; tok < 3; tok++) {
+		const int n = tok == 0 ? 3 : 4;
+		for (int i = 0; i < n; i++) {
+			const struct mm_reads *nx = mm_trace_step(&s, &r[i]);
+			/* Token 1 (3 jobs traced): job 3 is new, after the last. */
+			const int want = tok == 1 && i == 3 ? -1 : i + 1 == (tok == 1 ? 3 : n) ? 0 : i + 1;
+			const int got = !nx ? -1 : nx->p[0] == w[0] ? 0 : nx->p[0] == w[1] ? 1 : nx->p[0] == w[2] ? 2 :
+			    nx->p[0] == w[3] ? 3 : -2;
+			CHECK(got == want && (got != 1 || (nx->n == 2 && nx->p[1] == w[4] && nx->len[1] == 32)),
+			    "token %d, job %d: told to read ahead job %d's weights, not %d's", tok + 1, i, got, want);
+		}
+	}
+	/* Shares: 96 bytes over two extents in two tasks, then at most 40 a task. */
+	const void *ptr[MM_MAX_PARTS];
+	size_t len[MM_MAX_PARTS];
+	CHECK(mm_reads_share(&r[1], 0, 2, 1000, ptr, len) == 1 && ptr[0] == w[1] && len[0] == 48,
+	    "task 0 of 2: not the first 48 bytes of the first matrix");
+	CHECK(mm_reads_share(&r[1], 1, 2, 1000, ptr, len) == 2 && ptr[0] == w[1] + 48 && len[0] == 16 &&
+	    ptr[1] == w[4] && len[1] == 32, "task 1 of 2: not the last 16 bytes of the first and the second whole");
+	CHECK(mm_reads_share(&r[1], 1, 2, 40, ptr, len) == 2 && len[0] == 16 && len[1] == 24,
+	    "task 1 of 2, 40 bytes at most: not 16 + 24");
+	CHECK(mm_reads_share(&r[1], 1, 1000, 40, ptr, len) == 0, "a share of no bytes named some");
+	mm_scratch_free(&s);
+	printf("trace: each job told the next one's weights (the last the first's); shares split as the rows\n");
+}
+
 int
 main(void)
 {
@@ -541,5 +690,6 @@ main(void)
 	test_stop(j, n);
 	free(j);
 	test_ranges();
+	test_read_ahead();
 	return test_done("test-pool");
 }

@@ -69,7 +69,8 @@ mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads)
 	s->max_in = max_in;
 	s->cap = (size_t)n_batch * act_row_max(max_in) + 64;
 	s->xq = aligned_alloc(64, (s->cap + 63) & ~(size_t)63);
-	if (!s->xq)
+	s->trace = calloc(MM_TRACE_MAX, sizeof(*s->trace));
+	if (!s->xq || !s->trace)
 		return -1;
 	if (k->gemm_scratch) {
 		size_t bytes = (k->gemm_scratch((int)max_in) + 63) & ~(size_t)63;
@@ -123,6 +124,7 @@ mm_scratch_free(struct mm_scratch *s)
 		free(s->er[i]);
 	free(s->er);
 	free(s->xq);
+	free(s->trace);
 	for (int i = 0; i < s->n_gemm; i++)
 		free(s->gemm[i]);
 	free(s->gemm);
@@ -331,6 +333,8 @@ struct gemv_part {
  * parts' rows in units (of a packed group, or 8 rows), one after the
  * other, split into a range per thread (gemv_run). */
 struct gemv_job {
+	struct pool *p;
+	const struct mm_reads *next;       /* what the next job reads, or NULL */
 	int n, nt, n_parts, n_ranges;
 	struct gemv_part part[MM_MAX_PARTS];
 	int unit[MM_MAX_PARTS];            /* rows per unit */
@@ -374,18 +378,79 @@ gemv_want(const void *ctx, uint32_t lo, uint32_t hi)
 	return c < j->first[i + 1] - lo ? c : j->first[i + 1] - lo;
 }
 
+/*
+ * Reading ahead (pool_read_ahead): a thread that has finished its share
+ * of one GEMV job fetches, while it waits, the first MM_AHEAD_BYTES of
+ * its share of the next one (what that job read at the last token,
+ * mm_trace_step) -- while the caller works alone between the two (the
+ * norms, the attention, the activations' conversion), or finishes its
+ * own share.  Per token, alternating on and off in one run (Qwen2.5-0.5B,
+ * 2 threads, avx512bf16, 128 tokens, 192 of each): Q4_0 1.3-4.1% faster
+ * over 12 runs, Q8_0 2.6, 2.6%, Q4_K_M 1.7, 2.2%, F16 0.4, 0.5%; 128,
+ * 512 KiB and 1 MiB ahead no better than 256 (1.7-3.7%), into L1 or L2
+ * alike.
+ */
+#define MM_AHEAD_BYTES (256u << 10)
+
+int
+mm_reads_share(const struct mm_reads *r, int task, int n, size_t max, const void **ptr, size_t *len)
+{
+	size_t total = 0;
+	int m = 0;
+
+	for (int i = 0; i < r->n; i++)
+		total += r->len[i];
+	size_t at = total * task / n, want = total * (task + 1) / n - at;
+	want = want < max ? want : max;
+	for (int i = 0; i < r->n && want > 0; i++) {
+		if (at >= r->len[i]) {
+			at -= r->len[i];
+			continue;
+		}
+		const size_t take = r->len[i] - at < want ? r->len[i] - at : want;
+		ptr[m] = r->p[i] + at;
+		len[m++] = take;
+		want -= take;
+		at = 0;
+	}
+	return m;
+}
+
 static void
 gemv_task(void *arg, int task, int worker)
 {
 	struct gemv_job *j = arg;
 	uint32_t lo, hi;
-	(void)worker;
 	while (pool_range_next(j->range, j->n_ranges, task, j->min_steal, gemv_want, j, &lo, &hi)) {
 		const int i = gemv_part_of(j, lo);
 		const struct gemv_part *g = &j->part[i];
 		const int r0 = (int)(lo - j->first[i]) * j->unit[i], r1 = (int)(hi - j->first[i]) * j->unit[i];
 		gemv_rows(j, g, r0, r1 < g->d ? r1 : g->d);
 	}
+	/* The same task's share of the next job, for this thread to read
+	 * ahead while it waits. */
+	const void *ptr[MM_MAX_PARTS];
+	size_t len[MM_MAX_PARTS];
+	pool_read_ahead(j->p, worker, ptr, len,
+	    j->next ? mm_reads_share(j->next, task, j->n_ranges, MM_AHEAD_BYTES, ptr, len) : 0);
+}
+
+const struct mm_reads *
+mm_trace_step(struct mm_scratch *s, const struct mm_reads *cur)
+{
+	if (!s->trace || cur->n < 1)
+		return NULL;
+	if (s->trace_at > 0 && s->trace[0].p[0] == cur->p[0]) {
+		s->trace_len = s->trace_at;
+		s->trace_at = 0;
+	}
+	if (s->trace_at >= MM_TRACE_MAX)
+		return NULL;
+	const int i = s->trace_at++;
+	s->trace[i] = *cur;
+	if (i + 1 < s->trace_len)
+		return &s->trace[i + 1];
+	return i + 1 == s->trace_len ? &s->trace[0] : NULL;
 }
 
 /* --- the scalar tier's large batches: dequantized panels into sgemm --- */
@@ -452,6 +517,7 @@ gemv_run(struct pool *p, struct gemv_job *j, const int *packed)
 	const int nth = pool_size(p);
 	size_t total = 0, big = 1;
 
+	j->p = p;
 	j->first[0] = 0;
 	for (int i = 0; i < j->n_parts; i++) {
 		const struct gemv_part *g = &j->part[i];
@@ -697,6 +763,12 @@ gemv_many(struct pool *p, struct mm_scratch *s, const struct mm_part *parts, int
 			w->data, w->row_bytes, xa, xs };
 		packed[i] = w->packed;
 	}
+	struct mm_reads cur = { .n = n_parts };
+	for (int i = 0; i < n_parts; i++) {
+		cur.p[i] = j.part[i].w;
+		cur.len[i] = (size_t)j.part[i].d * j.part[i].ws;
+	}
+	j.next = mm_trace_step(s, &cur);
 	gemv_run(p, &j, packed);
 }
 

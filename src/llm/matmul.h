@@ -46,7 +46,23 @@ mm_gemm_f_rows(int d, int nth, int gemm_rows, int packed)
  * packed weights (a few tens of KiB) for the GEMM kernels, or its
  * dequantized panel for the BLAS path of the scalar tier.
  */
+/* The most matrices one product takes (mm_matmul_many). */
+#define MM_MAX_PARTS 4
+
+/* The weights one GEMV job reads: its matrices' bytes, in order. */
+#define MM_TRACE_MAX 1024   /* GEMV jobs of a token remembered */
+struct mm_reads {
+	const uint8_t *p[MM_MAX_PARTS];
+	size_t len[MM_MAX_PARTS];
+	int n;
+};
+
 struct mm_scratch {
+	/* The GEMV jobs of the last token, in order (the first matrix seen
+	 * again starts a token): what job i + 1 read is what the threads
+	 * read ahead after job i (pool_read_ahead). */
+	struct mm_reads *trace;
+	int trace_at, trace_len;
 	uint8_t *xq;            /* converted activations */
 	size_t cap;             /* bytes of xq */
 	void **gemm;            /* (n_threads) GEMM scratch, 64-byte aligned, or NULL */
@@ -100,13 +116,22 @@ void mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const fl
  * once per format and all the rows are one job for the pool: one wait at
  * the end instead of one per matrix (the attention's Q, K and V; the FFN's
  * gate and up). */
-#define MM_MAX_PARTS 4
 struct mm_part {
 	float *out;
 	const struct ltensor *w;
 };
 void mm_matmul_many(struct pool *p, struct mm_scratch *s, const struct mm_part *parts, int n_parts, const float *x,
 		    int n, int nt);
+/* Records in S's trace that a GEMV job read CUR (a job whose first
+ * matrix is the trace's first starts it again: the next token) and
+ * returns what the job after it read at the last token (after the last,
+ * the first job's), or NULL (no token traced yet; more than MM_TRACE_MAX
+ * jobs). */
+const struct mm_reads *mm_trace_step(struct mm_scratch *s, const struct mm_reads *cur);
+/* The front of share TASK of R's bytes laid end to end in N equal shares
+ * (as a GEMV job splits its rows among its tasks), at most MAX bytes: its
+ * extents in PTR and LEN (room for MM_MAX_PARTS); returns their number. */
+int mm_reads_share(const struct mm_reads *r, int task, int n, size_t max, const void **ptr, size_t *len);
 /* Products that went through OpenBLAS's sgemm so far, in this process
  * (tests: which way a product took).  Any thread. */
 unsigned long mm_blas_products(void);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,9 +78,17 @@ struct pool {
 	pthread_cond_t cv, done_cv;
 };
 
+/* Each thread's own (index 0 the caller's), on lines of its own: the
+ * bytes to read ahead (pool_read_ahead), written and read by that thread
+ * alone but for the count. */
 struct worker {
-	struct pool *p;
+	_Alignas(64) struct pool *p;
 	int ith;
+	int an, ai;                 /* extents named; the one being read */
+	size_t aoff;                /* bytes of extent ai asked for */
+	const char *ap[POOL_AHEAD_EXTENTS];
+	size_t alen[POOL_AHEAD_EXTENTS];
+	atomic_ulong ahead;         /* bytes asked for (tests) */
 };
 
 /* The pool whose worker this thread is (NULL on other threads): the
@@ -154,6 +163,30 @@ check_contention(struct pool *p)
 	p->n_contended += c;
 }
 
+/* Bytes read ahead at a step: between two looks at what the thread
+ * waits for. */
+#define POOL_AHEAD_STEP 512
+
+/* Asks for the next POOL_AHEAD_STEP bytes WK has to read ahead; 0 when
+ * there are none. */
+static int
+ahead_step(struct worker *wk)
+{
+	while (wk->ai < wk->an && wk->aoff >= wk->alen[wk->ai]) {
+		wk->ai++;
+		wk->aoff = 0;
+	}
+	if (wk->ai >= wk->an)
+		return 0;
+	const char *b = wk->ap[wk->ai] + wk->aoff;
+	const size_t left = wk->alen[wk->ai] - wk->aoff, n = left < POOL_AHEAD_STEP ? left : POOL_AHEAD_STEP;
+	for (size_t o = 0; o < n; o += 64)
+		__builtin_prefetch(b + o, 0, 2);
+	wk->aoff += n;
+	atomic_fetch_add_explicit(&wk->ahead, n, memory_order_relaxed);
+	return 1;
+}
+
 /* Claims the next task of the job *W (the word as last read) belongs to;
  * -1 if none is left.  *W becomes the word the claim was made in. */
 static int
@@ -220,6 +253,8 @@ worker_main(void *arg)
 		struct spin s;
 		spin_begin(p, &s);
 		while (atomic_load(&p->work) == w && !atomic_load(&p->stop)) {
+			if (s.on && ahead_step(wk))
+				continue;     /* to its end, then the spin */
 			cpu_relax();
 			if (!spin_go(&s)) {
 				pthread_mutex_lock(&p->mu);
@@ -279,7 +314,9 @@ pool_new(int n_threads)
 	pthread_cond_init(&p->cv, NULL);
 	pthread_cond_init(&p->done_cv, NULL);
 	p->th = calloc(n_threads, sizeof(*p->th));
-	p->w = calloc(n_threads, sizeof(*p->w));
+	p->w = aligned_alloc(64, n_threads * sizeof(*p->w));
+	if (p->w)
+		memset(p->w, 0, n_threads * sizeof(*p->w));
 	if (!p->th || !p->w) {
 		free(p->th);
 		free(p->w);
@@ -352,6 +389,8 @@ run_job(struct pool *p, int n_tasks)
 	struct spin s;
 	spin_begin(p, &s);
 	while (atomic_load(&p->done) < n_tasks) {
+		if (s.on && ahead_step(&p->w[0]))
+			continue;
 		cpu_relax();
 		if (!spin_go(&s)) {
 			pthread_mutex_lock(&p->mu);
@@ -451,6 +490,30 @@ pool_range_next(struct pool_range *r, int n, int self, uint32_t min_steal, pool_
 		if (atomic_compare_exchange_strong(&r[v].w, &x, R_W(l, m)))
 			atomic_store(&mine->w, R_W(m, h));
 	}
+}
+
+void
+pool_read_ahead(struct pool *p, int worker, const void *const *ptr, const size_t *len, int n)
+{
+	struct worker *wk = &p->w[worker];
+
+	n = n < 0 ? 0 : n > POOL_AHEAD_EXTENTS ? POOL_AHEAD_EXTENTS : n;
+	for (int i = 0; i < n; i++) {
+		wk->ap[i] = ptr[i];
+		wk->alen[i] = len[i];
+	}
+	wk->an = n;
+	wk->ai = 0;
+	wk->aoff = 0;
+}
+
+unsigned long
+pool_ahead_bytes(const struct pool *p)
+{
+	unsigned long b = 0;
+	for (int i = 0; i < p->n; i++)
+		b += atomic_load_explicit(&p->w[i].ahead, memory_order_relaxed);
+	return b;
 }
 
 void

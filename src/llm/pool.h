@@ -65,6 +65,23 @@ int pool_range_next(struct pool_range *r, int n, int self, uint32_t min_steal, p
  * throw their results away.  FN NULL: never stopped.  Set between jobs,
  * by the owner.
  */
+/*
+ * Reading ahead while idle.  A task may name, for the thread running it
+ * (WORKER), the bytes that thread will read first in the next job (up to
+ * POOL_AHEAD_EXTENTS extents, PTR[i] for LEN[i] bytes; N 0 forgets what
+ * was named).  While that thread then waits -- for the next job, or for
+ * the others to finish this one -- it asks for them (a prefetch, a few
+ * lines between two looks at what it waits for), each byte once: a
+ * thread that finished its share of a matrix fetches the start of its
+ * share of the next one while the other still reads, or the caller
+ * works alone between the two.  Not while the machine is contended (the
+ * threads do not spin then).
+ */
+#define POOL_AHEAD_EXTENTS 4
+void pool_read_ahead(struct pool *p, int worker, const void *const *ptr, const size_t *len, int n);
+/* Bytes asked for so far by reading ahead (tests; any thread, after the
+ * jobs). */
+unsigned long pool_ahead_bytes(const struct pool *p);
 typedef int (*pool_abort_fn)(void *ctx);
 void pool_set_abort(struct pool *p, pool_abort_fn fn, void *ctx);
 /* Whether P is stopped; on any thread other than P's workers (the owner,

@@ -383,7 +383,13 @@ gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enu
 	const int gemv = packed && nt <= Q_GEMV_MAX_T;
 	const enum q_act act = gemv && q_traits_get(t)->vec_dot_type == GGML_TYPE_F32 ? Q_ACT_F32 : tk->gemm_act;
 	size_t rb = q_row_size(t, n), xs = q_act_row_bytes(act, t, n);
-	uint8_t *w = malloc(rb * d), *xa = aligned_alloc(64, (xs * nt + 63) & ~(size_t)63);
+	/* Packed rows at each 16-byte offset from a cache line in turn: a
+	 * column's header goes before or after its units by its address
+	 * (q_pack_units_first). */
+	static int turn;
+	const size_t shift = packed ? 16 * (size_t)(turn++ % 4) : 0;
+	uint8_t *wbase = aligned_alloc(64, (rb * d + 64 + 63) & ~(size_t)63), *w = wbase + shift;
+	uint8_t *xa = aligned_alloc(64, (xs * nt + 63) & ~(size_t)63);
 	float *x = malloc((size_t)n * nt * sizeof(float)), *xr = malloc((size_t)n * sizeof(float));
 	float *wf = malloc((size_t)n * d * sizeof(float)), *out = malloc((size_t)nt * d * sizeof(float));
 	void *scratch = aligned_alloc(64, (k->gemm_scratch(n) + 63) & ~(size_t)63);
@@ -457,7 +463,7 @@ gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enu
 				*worst = err / mag;
 		}
 	}
-	free(w);
+	free(wbase);
 	free(xa);
 	free(x);
 	free(xr);
@@ -508,16 +514,19 @@ test_pack_layout(void)
 	static const enum ggml_type packable[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
 		GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
 		GGML_TYPE_Q6_K, GGML_TYPE_IQ4_XS, GGML_TYPE_F16, GGML_TYPE_BF16 };
-	int bad = 0, cases = 0;
+	int bad = 0, cases = 0, straddle = 0, hfirst = 0, hafter = 0;
 
 	for (size_t ti = 0; ti < sizeof(packable) / sizeof(packable[0]); ti++)
 	for (int g = 8; g <= 16; g += 8)
 		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 			const enum ggml_type t = packable[ti];
 			const int n = ggml_type_info_get(t)->blck_size == 256 ? 512 : 288;
-			const size_t rb = q_row_size(t, n);
+			const size_t rb = q_row_size(t, n), bs = ggml_type_info_get(t)->type_size;
 			const int d = rows[i];
-			uint8_t *w = malloc(rb * d), *orig = malloc(rb * d), *row = malloc(rb);
+			/* At each 16-byte offset from a cache line in turn. */
+			const size_t shift = 16 * ((ti + i + (size_t)g) % 4);
+			uint8_t *wbase = aligned_alloc(64, (rb * d + 64 + 63) & ~(size_t)63), *w = wbase + shift;
+			uint8_t *orig = malloc(rb * d), *row = malloc(rb);
 			for (int r = 0; r < d; r++)
 				fill_blocks(t, w + rb * r, n, RANDOM);
 			memcpy(orig, w, rb * d);
@@ -530,10 +539,11 @@ test_pack_layout(void)
 				/* Block 0's first scale (where the file's block has
 				 * it: Q2_K's at its end), first among the group's;
 				 * half floats (no header): the row's first pair. */
+				const uint8_t *grp = w + (size_t)(r / g * g) * rb;
 				if (r < d / g * g && q_pack_header_offset(t) < 0)
-					bad += memcmp(w + (size_t)(r / g * g) * rb + 4 * (r % g), orig + rb * r, 4) != 0;
+					bad += memcmp(grp + 4 * (r % g), orig + rb * r, 4) != 0;
 				else if (r < d / g * g)
-					bad += memcmp(w + (size_t)(r / g * g) * rb + 2 * (r % g),
+					bad += memcmp(grp + q_pack_header_pos(t, grp, g) + 2 * (r % g),
 					    orig + rb * r + q_pack_header_offset(t), 2) != 0;
 				else
 					bad += memcmp(w + rb * r, orig + rb * r, rb) != 0;
@@ -541,13 +551,30 @@ test_pack_layout(void)
 			cases += d;
 			if (d >= g)   /* the layout did change */
 				bad += memcmp(w, orig, rb * d) == 0;
-			free(w);
+			/* Each column's units (vectors of 4 g bytes) within cache
+			 * lines wherever the group starts on a multiple of its
+			 * header (a whole vector for headers of 4 bytes a row, half
+			 * a vector for those of 2). */
+			const int hlen = q_pack_header_bytes(t);
+			for (int64_t b = 0; hlen && d >= g && b < (int64_t)(rb / bs); b++) {
+				const uint8_t *col = w + (size_t)b * g * bs;
+				const size_t hp = q_pack_header_pos(t, col, g);
+				const uintptr_t u = (uintptr_t)(col + (hp ? 0 : (size_t)hlen * g));
+				if ((uintptr_t)w % ((uintptr_t)hlen * g) == 0)
+					straddle += u % (4 * (uintptr_t)g) != 0;
+				hfirst += hp == 0;
+				hafter += hp != 0;
+			}
+			free(wbase);
 			free(orig);
 			free(row);
 		}
 	printf("packed rows (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, F16, BF16), groups "
-	    "of 8 and 16: %d/%d rows read back as packed\n", cases - bad, cases);
+	    "of 8 and 16: %d/%d rows read back as packed; columns with the header first %d, after the units %d\n",
+	    cases - bad, cases, hfirst, hafter);
 	CHECK(bad == 0, "packed rows: %d wrong", bad);
+	CHECK(straddle == 0, "packed rows: %d columns with units across cache lines", straddle);
+	CHECK(hfirst > 0 && hafter > 0, "packed rows: headers first in %d columns, after in %d", hfirst, hafter);
 	for (size_t ti = 0; ti < sizeof(packable) / sizeof(packable[0]); ti++)
 		CHECK(q_pack_supported(packable[ti], q_row_size(packable[ti], 256)), "%s has a packed layout",
 		    tname(packable[ti]));

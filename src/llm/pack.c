@@ -24,7 +24,9 @@
  * block column by block column, each scale of the G rows side by side,
  * then each unit of the G rows side by side:
  *   [b][scale 0 of rows 0..G-1][scale 1 ...][unit 0 of rows 0..G-1]...
- * so that one vector of G lanes is the same 4 bytes of every row.  A
+ * so that one vector of G lanes is the same 4 bytes of every row (a
+ * header of one scale goes after the units where that puts them on whole
+ * vectors: q_pack_units_first).  A
  * group takes the bytes its rows took, so packing is done in place; the
  * rows past the last whole group stay as they were.
  */
@@ -199,6 +201,28 @@ q_pack_header_offset(enum ggml_type type)
 	return l && l->hlen ? l->hoff : -1;
 }
 
+/* Where a column COL of G blocks of L (BS bytes each) has its header:
+ * after the units (q_pack_units_first) or first. */
+static size_t
+header_pos(const struct layout *l, size_t bs, const void *col, int g)
+{
+	return l->hlen == 2 && q_pack_units_first(col, g) ? (bs - (size_t)l->hlen) * g : 0;
+}
+
+int
+q_pack_header_bytes(enum ggml_type type)
+{
+	const struct layout *l = layout_of(type);
+	return l ? l->hlen : 0;
+}
+
+size_t
+q_pack_header_pos(enum ggml_type type, const void *col, int g)
+{
+	const struct layout *l = layout_of(type);
+	return l && l->hlen ? header_pos(l, block_bytes(l), col, g) : 0;
+}
+
 /* Block BLK of a row to (TO_PACKED) or from its place in column COL of a
  * group of G, as row J, in layout L.  The header is the block's first or
  * last bytes, so its units are contiguous; they are recoded in BLK (a
@@ -206,11 +230,12 @@ q_pack_header_offset(enum ggml_type type)
 static void
 move_block(const struct layout *l, uint8_t *col, uint8_t *blk, size_t bs, int g, int j, int to_packed)
 {
-	const size_t units = (bs - (size_t)l->hlen) / 4, step = (size_t)g * 4;
-	uint8_t *ub = blk + (l->hoff ? 0 : l->hlen), *uc = col + (size_t)l->hlen * g + (size_t)j * 4;
+	const size_t units = (bs - (size_t)l->hlen) / 4, step = (size_t)g * 4, hpos = header_pos(l, bs, col, g);
+	uint8_t *hc = col + hpos;
+	uint8_t *ub = blk + (l->hoff ? 0 : l->hlen), *uc = col + (hpos ? 0 : (size_t)l->hlen * g) + (size_t)j * 4;
 
 	for (int h = 0; h < l->hlen / 2; h++) {
-		uint8_t *pc = col + ((size_t)h * g + j) * 2, *pb = blk + l->hoff + 2 * h;
+		uint8_t *pc = hc + ((size_t)h * g + j) * 2, *pb = blk + l->hoff + 2 * h;
 		memcpy(to_packed ? pc : pb, to_packed ? pb : pc, 2);
 	}
 	if (to_packed) {

@@ -147,6 +147,27 @@ void q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_byt
 void q_unpack_row(enum ggml_type type, const void *data, int64_t rows, size_t row_bytes, int g, int64_t r, void *out);
 /* Where a block of TYPE has its packed header (the f16 scales), or -1 (none). */
 int q_pack_header_offset(enum ggml_type type);
+/*
+ * A column of a group whose header is 2 bytes a row (Q4_0, Q5_0, Q8_0,
+ * IQ4_NL, Q3_K, Q6_K: half a vector of G lanes) starts either on such a
+ * vector's boundary or half-way: every other one.  Its units are the
+ * vectors the kernels load; so where the column starts on the boundary
+ * they come first and the header after them, elsewhere the header first:
+ * either way no unit straddles two cache lines (on AVX-512 each of the
+ * other half did, and the kernels ran 1.5 times slower on them).  The
+ * choice follows the column's address (a file's tensors are aligned to
+ * 32 bytes, not always 64), so packed rows stay where they were packed.
+ */
+static inline int
+q_pack_units_first(const void *col, int g)
+{
+	return ((uintptr_t)col & (4 * (uintptr_t)g - 1)) == 0;
+}
+/* The bytes a row of TYPE has in a packed column's header (0: none). */
+int q_pack_header_bytes(enum ggml_type type);
+/* Bytes from the start of column COL of a group of G rows of TYPE to its
+ * header (0: first; none: 0). */
+size_t q_pack_header_pos(enum ggml_type type, const void *col, int g);
 
 /* The scalar tier (quant.c) and the x86 tiers (quant-<tier>.c): NULL when
  * a tier is not built (another architecture, or --disable-simd). */

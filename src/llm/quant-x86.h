@@ -1755,6 +1755,14 @@ ALWAYS int pk_mins(const int TY) { return TY == GGML_TYPE_Q4_1 || TY == GGML_TYP
 ALWAYS int pk_hb(const int TY) { return pk_mins(TY) ? 4 : 2; }
 ALWAYS int pk_wide(const int TY) { return TY == GGML_TYPE_Q8_0 || TY == GGML_TYPE_IQ4_NL || TY == GGML_TYPE_IQ4_XS; }
 
+/* A packed column C of COL bytes with a header of HB bytes a row: where
+ * the header is, and the address its units are taken from (as if the
+ * header came first: units at + HB * VL).  A header of 2 bytes a row
+ * follows the units in a column on a vector's boundary (pack.c). */
+ALWAYS int pk_after(int hb, const uint8_t *c) { return hb == 2 && q_pack_units_first(c, VL); }
+ALWAYS const uint8_t *pk_head(int hb, const uint8_t *c, size_t col) { return pk_after(hb, c) ? c + col - 2 * VL : c; }
+ALWAYS const uint8_t *pk_ubase(int hb, const uint8_t *c) { return pk_after(hb, c) ? c - 2 * VL : c; }
+
 /* IQ4's grid values, offset by 128 (unsigned levels), filled by
  * kern_build: the VNNI tiers look their levels up in it, one XOR less a
  * vector of levels. */
@@ -1860,14 +1868,16 @@ ALWAYS void
 pk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 {
 	for (int b = 0; b < nb; b++) {
-		const uint8_t *c = g + (size_t)(b0 + b) * VL * pk_bs(TY);
+		const size_t col = (size_t)VL * pk_bs(TY);
+		const uint8_t *c = g + (size_t)(b0 + b) * col, *h = pk_head(pk_hb(TY), c, col);
 		uint8_t *pq = p->q + (size_t)b * 8 * VL * 4;
+		c = pk_ubase(pk_hb(TY), c);
 		UNROLL
 		for (int k = 0; k < 8; k++)
 			vi_store(pq + (size_t)k * VL * 4, pk_levels(TY, c, k));
-		vf_store(p->d + (size_t)b * VL, vf_halfs(c));
+		vf_store(p->d + (size_t)b * VL, vf_halfs(h));
 		if (pk_mins(TY))
-			vf_store(p->m + (size_t)b * VL, vf_halfs(c + 2 * VL));
+			vf_store(p->m + (size_t)b * VL, vf_halfs(h + 2 * VL));
 	}
 }
 
@@ -1971,6 +1981,9 @@ prefetch_l1(const uint8_t *p, size_t len)
 	for (size_t o = 0; o < len; o += 64)
 		_mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
+
+/* The header's bytes per row (Q3_K and Q6_K: d alone). */
+ALWAYS int pkk_hb(const int TY) { return TY == GGML_TYPE_Q3_K || TY == GGML_TYPE_Q6_K ? 2 : 4; }
 
 ALWAYS int
 pkk_bs(const int TY)
@@ -2157,22 +2170,23 @@ pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 	for (int t = 0; t < T; t++)
 		acc[t] = vf_zero();
 	for (int b = 0; b < nb; b++) {
-		const uint8_t *c = g + (size_t)b * col;
+		const uint8_t *c = g + (size_t)b * col, *h = pk_head(pk_hb(TY), c, col);
 		vi s[Q_GEMV_MAX_T];
 		if (PK_AHEAD32)
 			prefetch_l1(c + PK_AHEAD32, col);
+		c = pk_ubase(pk_hb(TY), c);
 		/* The level offset enters as -off * sum(x). */
 		UNROLL
 		for (int t = 0; t < T; t++)
 			s[t] = vi_set1(pk_off(TY) * n32[t * xf + b]);
 		pk_dot(TY, T, c, 0, s, x, xs, b * 32);
-		vf d = vf_halfs(c);
+		vf d = vf_halfs(h);
 		UNROLL
 		for (int t = 0; t < T; t++)
 			acc[t] = vf_fma(vi_cvt(s[t]), vf_mul(d, vf_set1(xd[t * xf + b])), acc[t]);
 		if (pk_mins(TY)) {
 			/* The min against the activations' block sum. */
-			vf m = vf_halfs(c + 2 * VL);
+			vf m = vf_halfs(h + 2 * VL);
 			UNROLL
 			for (int t = 0; t < T; t++)
 				acc[t] = vf_fma(m, vf_set1(s32[t * xf + b]), acc[t]);
@@ -2220,13 +2234,15 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 			prefetch_l1(c, col);
 		if (PK_AHEAD)
 			prefetch_l1(c + PK_AHEAD, col);
+		const uint8_t *h = pk_head(pkk_hb(TY), c, col);
+		c = pk_ubase(pkk_hb(TY), c);
 		vi sc[2], mn[2], lo4, hi;
 		UNROLL
 		for (int t = 0; t < T; t++)
 			ts[t] = tm[t] = vf_zero();
 		if (xsq) {
 			lo4 = pkk_unit(c, 0);
-			hi = vi_load_u16(c + 2 * VL);
+			hi = vi_load_u16(h + 2 * VL);
 		} else if (!q2) {
 			pkk_scales(c, sc, mn);
 		}
@@ -2258,8 +2274,8 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 					const vf m1 = vi_cvt(VI_SRLI32(q2_byte(c, 2 * b + 1), 4));
 					UNROLL
 					for (int t = 0; t < T; t++) {
-						const float *h = x16 + t * xf + 2 * (8 * i + b);
-						tm[t] = vf_fma(m1, vf_set1(h[1]), vf_fma(m0, vf_set1(h[0]), tm[t]));
+						const float *hs = x16 + t * xf + 2 * (8 * i + b);
+						tm[t] = vf_fma(m1, vf_set1(hs[1]), vf_fma(m0, vf_set1(hs[0]), tm[t]));
 					}
 				}
 			}
@@ -2284,11 +2300,11 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 				}
 			}
 		}
-		const vf d = vf_halfs(c);
+		const vf d = vf_halfs(h);
 		UNROLL
 		for (int t = 0; t < T; t++)
 			acc[t] = xsq || off16 ? vf_fma(d, ts[t], acc[t]) :
-			    vf_fnmadd(vf_halfs(c + 2 * VL), tm[t], vf_fma(d, ts[t], acc[t]));
+			    vf_fnmadd(vf_halfs(h + 2 * VL), tm[t], vf_fma(d, ts[t], acc[t]));
 	}
 	UNROLL
 	for (int t = 0; t < T; t++)
@@ -2302,13 +2318,15 @@ ALWAYS void
 pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 {
 	for (int i = 0; i < nb / 8; i++) {
-		const uint8_t *c = g + (size_t)(b0 / 8 + i) * VL * pkk_bs(TY);
-		const vf d = vf_halfs(c);
+		const size_t col = (size_t)VL * pkk_bs(TY);
+		const uint8_t *c = g + (size_t)(b0 / 8 + i) * col, *h = pk_head(pkk_hb(TY), c, col);
+		c = pk_ubase(pkk_hb(TY), c);
+		const vf d = vf_halfs(h);
 		UNROLL
 		for (int k = 0; k < 64; k++)
 			vi_store(p->q + ((size_t)(8 * i + k / 8) * 8 + k % 8) * VL * 4, pkk_levels(TY, c, k));
 		if (TY == GGML_TYPE_IQ4_XS) {
-			const vi lo4 = pkk_unit(c, 0), hi = vi_load_u16(c + 2 * VL);
+			const vi lo4 = pkk_unit(c, 0), hi = vi_load_u16(h + 2 * VL);
 			UNROLL
 			for (int b = 0; b < 8; b++)
 				vf_store(p->d + (size_t)(8 * i + b) * VL, vf_mul(d, vi_cvt(xs_scale(lo4, hi, b))));
@@ -2322,13 +2340,13 @@ pkk_panel(const int TY, struct panel *p, const uint8_t *g, int b0, int nb)
 			for (int sb = 0; sb < 16; sb++) {
 				vf_store(p->d + (size_t)(16 * i + sb) * VL, vf_mul(d, vi_cvt(q16_scale(TY, c, sb))));
 				if (TY == GGML_TYPE_Q2_K)
-					vf_store(p->m + (size_t)(16 * i + sb) * VL, vf_mul(vf_sub(vf_zero(), vf_halfs(c + 2 * VL)),
+					vf_store(p->m + (size_t)(16 * i + sb) * VL, vf_mul(vf_sub(vf_zero(), vf_halfs(h + 2 * VL)),
 					    vi_cvt(VI_SRLI32(q2_byte(c, sb), 4))));
 			}
 			continue;
 		}
 		vi sc[2], mn[2];
-		const vf dmin = vf_halfs(c + 2 * VL);
+		const vf dmin = vf_halfs(h + 2 * VL);
 		pkk_scales(c, sc, mn);
 		UNROLL
 		for (int b = 0; b < 8; b++) {

@@ -295,9 +295,12 @@ main(int argc, char **argv)
 	const char *copies_env = getenv("KBENCH_COPIES");
 	const int copies = copies_env && atoi(copies_env) > 1 ? atoi(copies_env) : 1;
 	size_t cp_len = 0;
-	uint8_t *cp = copies > 1 ? huge_alloc(rb * d * copies, &cp_len) : NULL;
+	/* Each copy on the original's alignment (64 bytes): a packed column
+	 * keeps its header where its address put it (q_pack_units_first). */
+	const size_t cstride = (rb * d + 63) & ~(size_t)63;
+	uint8_t *cp = copies > 1 ? huge_alloc(cstride * copies, &cp_len) : NULL;
 	for (int c = 0; cp && c < copies; c++)
-		memcpy(cp + rb * d * c, w, rb * d);
+		memcpy(cp + cstride * c, w, rb * d);
 	if (!p || (copies > 1 && !cp) || mm_scratch_init(&sc, nt, n, pool_size(p)) < 0) {
 		fprintf(stderr, "kbench: out of memory\n");
 		return 1;
@@ -310,7 +313,7 @@ main(int argc, char **argv)
 	openblas_set_num_threads(1);
 	for (int r = 0; r < reps; r++) {
 		/* This repetition's matrix (a copy in turn, with KBENCH_COPIES). */
-		const uint8_t *wr = cp ? cp + rb * d * (r % copies) : w;
+		const uint8_t *wr = cp ? cp + cstride * (r % copies) : w;
 		double t0 = now_s();
 		if (blas && *blas == '1') {
 			q_to_float_fn tf = q_traits_get(type)->to_float_fast;
@@ -333,7 +336,7 @@ main(int argc, char **argv)
 			/* Alternately, so that both meet the same memory. */
 			double t1 = now_s();
 			if (cp)   /* a copy neither just multiplied nor read: from memory too */
-				rj.w = cp + rb * d * ((r + copies / 2) % copies);
+				rj.w = cp + cstride * ((r + copies / 2) % copies);
 			pool_run(p, rd_worker, &rj);
 			t_rd += now_s() - t1;
 			t_mm += dt;

@@ -391,6 +391,7 @@ gemv_want(const void *ctx, uint32_t lo, uint32_t hi)
  * alike.
  */
 #define MM_AHEAD_BYTES (256u << 10)
+_Static_assert(MM_MAX_PARTS <= POOL_AHEAD_EXTENTS, "a share's extents fit what the pool reads ahead");
 
 int
 mm_reads_share(const struct mm_reads *r, int task, int n, size_t max, const void **ptr, size_t *len)

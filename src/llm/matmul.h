@@ -39,6 +39,18 @@ mm_gemm_f_rows(int d, int nth, int gemm_rows, int packed)
 	return per * gemm_rows;
 }
 
+/* The most matrices one product takes (mm_matmul_many). */
+#define MM_MAX_PARTS 4
+
+/* The weights one GEMV job reads: its matrices' bytes, in order. */
+struct mm_reads {
+	const uint8_t *p[MM_MAX_PARTS];
+	size_t len[MM_MAX_PARTS];
+	int n;
+};
+/* GEMV jobs of a token remembered (mm_scratch.trace). */
+#define MM_TRACE_MAX 1024
+
 /*
  * A context's room for one matrix product at a time: the activations
  * converted once per product (at most n_batch rows of max_in inputs, in
@@ -46,17 +58,6 @@ mm_gemm_f_rows(int d, int nth, int gemm_rows, int packed)
  * packed weights (a few tens of KiB) for the GEMM kernels, or its
  * dequantized panel for the BLAS path of the scalar tier.
  */
-/* The most matrices one product takes (mm_matmul_many). */
-#define MM_MAX_PARTS 4
-
-/* The weights one GEMV job reads: its matrices' bytes, in order. */
-#define MM_TRACE_MAX 1024   /* GEMV jobs of a token remembered */
-struct mm_reads {
-	const uint8_t *p[MM_MAX_PARTS];
-	size_t len[MM_MAX_PARTS];
-	int n;
-};
-
 struct mm_scratch {
 	/* The GEMV jobs of the last token, in order (the first matrix seen
 	 * again starts a token): what job i + 1 read is what the threads

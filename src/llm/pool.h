@@ -2,6 +2,7 @@
 #ifndef NATTER_POOL_H
 #define NATTER_POOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct pool;
@@ -55,17 +56,6 @@ uint32_t pool_range_left(struct pool_range *r);
 int pool_range_next(struct pool_range *r, int n, int self, uint32_t min_steal, pool_want_fn want, const void *ctx,
 		    uint32_t *lo, uint32_t *hi);
 /*
- * Stopping a job part-way (Esc while a long prompt is read).  FN(CTX) is
- * asked on the thread that runs jobs on P, before each task that thread
- * runs and whenever it calls pool_poll; once it answers nonzero the pool
- * is stopped: no task starts any more (tasks already running finish; the
- * rest of the job and every later job are skipped, their calls never
- * made) until pool_stop_clear.  A stopped job's outputs are therefore
- * partly unwritten: the owner must check pool_stopped after its jobs and
- * throw their results away.  FN NULL: never stopped.  Set between jobs,
- * by the owner.
- */
-/*
  * Reading ahead while idle.  A task may name, for the thread running it
  * (WORKER), the bytes that thread will read first in the next job (up to
  * POOL_AHEAD_EXTENTS extents, PTR[i] for LEN[i] bytes; N 0 forgets what
@@ -82,6 +72,17 @@ void pool_read_ahead(struct pool *p, int worker, const void *const *ptr, const s
 /* Bytes asked for so far by reading ahead (tests; any thread, after the
  * jobs). */
 unsigned long pool_ahead_bytes(const struct pool *p);
+/*
+ * Stopping a job part-way (Esc while a long prompt is read).  FN(CTX) is
+ * asked on the thread that runs jobs on P, before each task that thread
+ * runs and whenever it calls pool_poll; once it answers nonzero the pool
+ * is stopped: no task starts any more (tasks already running finish; the
+ * rest of the job and every later job are skipped, their calls never
+ * made) until pool_stop_clear.  A stopped job's outputs are therefore
+ * partly unwritten: the owner must check pool_stopped after its jobs and
+ * throw their results away.  FN NULL: never stopped.  Set between jobs,
+ * by the owner.
+ */
 typedef int (*pool_abort_fn)(void *ctx);
 void pool_set_abort(struct pool *p, pool_abort_fn fn, void *ctx);
 /* Whether P is stopped; on any thread other than P's workers (the owner,

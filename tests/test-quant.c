@@ -385,7 +385,7 @@ gemm_case(const struct q_kernels *k, enum ggml_type t, int d, int n, int nt, enu
 	size_t rb = q_row_size(t, n), xs = q_act_row_bytes(act, t, n);
 	/* Packed rows at each 16-byte offset from a cache line in turn: a
 	 * column's header goes before or after its units by its address
-	 * (q_pack_units_first). */
+	 * (q_pack_header_after). */
 	static int turn;
 	const size_t shift = packed ? 16 * (size_t)(turn++ % 4) : 0;
 	uint8_t *wbase = aligned_alloc(64, (rb * d + 64 + 63) & ~(size_t)63), *w = wbase + shift;

@@ -26,7 +26,7 @@
  *   [b][scale 0 of rows 0..G-1][scale 1 ...][unit 0 of rows 0..G-1]...
  * so that one vector of G lanes is the same 4 bytes of every row (a
  * header of one scale goes after the units where that puts them on whole
- * vectors: q_pack_units_first).  A
+ * vectors: q_pack_header_after).  A
  * group takes the bytes its rows took, so packing is done in place; the
  * rows past the last whole group stay as they were.
  */
@@ -202,11 +202,11 @@ q_pack_header_offset(enum ggml_type type)
 }
 
 /* Where a column COL of G blocks of L (BS bytes each) has its header:
- * after the units (q_pack_units_first) or first. */
+ * after the units (q_pack_header_after) or first. */
 static size_t
 header_pos(const struct layout *l, size_t bs, const void *col, int g)
 {
-	return l->hlen == 2 && q_pack_units_first(col, g) ? (bs - (size_t)l->hlen) * g : 0;
+	return q_pack_header_after(l->hlen, col, g) ? (bs - (size_t)l->hlen) * g : 0;
 }
 
 int

@@ -157,11 +157,13 @@ int q_pack_header_offset(enum ggml_type type);
  * other half did, and the kernels ran 1.5 times slower on them).  The
  * choice follows the column's address (a file's tensors are aligned to
  * 32 bytes, not always 64), so packed rows stay where they were packed.
+ * Whether column COL of G rows with HLEN bytes of header a row has it
+ * after its units.
  */
 static inline int
-q_pack_units_first(const void *col, int g)
+q_pack_header_after(int hlen, const void *col, int g)
 {
-	return ((uintptr_t)col & (4 * (uintptr_t)g - 1)) == 0;
+	return hlen == 2 && ((uintptr_t)col & (4 * (uintptr_t)g - 1)) == 0;
 }
 /* The bytes a row of TYPE has in a packed column's header (0: none). */
 int q_pack_header_bytes(enum ggml_type type);

@@ -1759,9 +1759,8 @@ ALWAYS int pk_wide(const int TY) { return TY == GGML_TYPE_Q8_0 || TY == GGML_TYP
  * the header is, and the address its units are taken from (as if the
  * header came first: units at + HB * VL).  A header of 2 bytes a row
  * follows the units in a column on a vector's boundary (pack.c). */
-ALWAYS int pk_after(int hb, const uint8_t *c) { return hb == 2 && q_pack_units_first(c, VL); }
-ALWAYS const uint8_t *pk_head(int hb, const uint8_t *c, size_t col) { return pk_after(hb, c) ? c + col - 2 * VL : c; }
-ALWAYS const uint8_t *pk_ubase(int hb, const uint8_t *c) { return pk_after(hb, c) ? c - 2 * VL : c; }
+ALWAYS const uint8_t *pk_head(int hb, const uint8_t *c, size_t col) { return q_pack_header_after(hb, c, VL) ? c + col - 2 * VL : c; }
+ALWAYS const uint8_t *pk_ubase(int hb, const uint8_t *c) { return q_pack_header_after(hb, c, VL) ? c - 2 * VL : c; }
 
 /* IQ4's grid values, offset by 128 (unsigned levels), filled by
  * kern_build: the VNNI tiers look their levels up in it, one XOR less a

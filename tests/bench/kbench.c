@@ -296,7 +296,7 @@ main(int argc, char **argv)
 	const int copies = copies_env && atoi(copies_env) > 1 ? atoi(copies_env) : 1;
 	size_t cp_len = 0;
 	/* Each copy on the original's alignment (64 bytes): a packed column
-	 * keeps its header where its address put it (q_pack_units_first). */
+	 * keeps its header where its address put it (q_pack_header_after). */
 	const size_t cstride = (rb * d + 63) & ~(size_t)63;
 	uint8_t *cp = copies > 1 ? huge_alloc(cstride * copies, &cp_len) : NULL;
 	for (int c = 0; cp && c < copies; c++)

@@ -1954,7 +1954,13 @@ pkk_prefetch(const int TY)
  * without (two threads, every pair: Q4_0 31-51 -> 46-58 GB/s, Q8_0
  * 31-69 -> 32-72, Q5_0 31-54 -> 32-64), its K-quants and IQ4_XS level;
  * so it goes as AVX-512 does.  The 32-block read-ahead is the AVX2
- * tier's alone (measured on Zen 3, above).
+ * tier's alone (measured on Zen 3, above).  Zen 5 forced to the AVX2
+ * tier runs faster without either (Qwen2.5-0.5B tg128, 2 threads, the
+ * read-ahead on and off by turns token by token in one run, 3 runs:
+ * token times without it 0.905-0.916 of with it for Q4_0, 0.920-0.949
+ * for Q4_K_M): its own prefetchers keep up there, and its AVX-512 tiers
+ * gain from the K-quants' (0.933-0.935 of the time without); the AVX2
+ * tier keeps it for the machines it serves.
  */
 #define PK_AHEAD 1024
 #if defined(QX_512) || defined(QX_VNNI)

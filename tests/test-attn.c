@@ -384,6 +384,44 @@ test_kv_types(void)
 	kv_cache_free(&kv);
 }
 
+/* Every layer's rows in one block, each array on lines of its own (rows
+ * of 160 bytes, 101 and 40 positions: not whole lines), none overlapping;
+ * the block on a line, from 2 MiB on on a 2 MiB boundary (kv.c).  Under the
+ * sanitizers each array is allocated alone. */
+static void
+test_kv_block(void)
+{
+	const struct llm_layer_hparams layers[3] = { { .kind = LLM_LAYER_FULL },
+		{ .kind = LLM_LAYER_SLIDING, .window = 33 }, { .kind = LLM_LAYER_FULL } };
+	struct llm_hparams hp = { .n_layer = 3, .n_head = 4, .n_head_kv = 2, .head_dim = 40, .head_dim_v = 40,
+	    .layer = layers };
+	struct kv_cache kv;
+
+	for (int big = 0; big < 2; big++) {
+		const int n_ctx = big ? 8192 : 101;
+		const uint8_t *lo[6], *hi[6];
+		CHECK(kv_cache_init(&kv, &hp, n_ctx, 8, 0, LLM_KV_F16) == 0, "kv_cache_init of 3 layers");
+		CHECK(kv.l[1].kind == LLM_CACHE_RING && kv.l[1].slots == 40, "layer 1 a ring of 40 rows");
+		for (int i = 0; i < 6; i++) {
+			const struct kv_layer *l = &kv.l[i / 2];
+			lo[i] = i % 2 ? l->v : l->k;
+			hi[i] = lo[i] + (size_t)l->slots * (i % 2 ? l->row_v : l->row_k);
+			for (int j = 0; j < i; j++)
+				CHECK(hi[i] <= lo[j] || hi[j] <= lo[i], "arrays %d and %d overlap", j, i);
+#ifndef NATTER_ASAN
+			CHECK(kv.rows && lo[i] >= kv.rows && hi[i] <= kv.rows + kv.rows_bytes && (lo[i] - kv.rows) % 64 == 0,
+			    "array %d of %d positions: %td bytes into the block of %zu", i, n_ctx, lo[i] - kv.rows,
+			    kv.rows_bytes);
+#endif
+		}
+#ifndef NATTER_ASAN
+		CHECK((uintptr_t)kv.rows % (big ? 2u << 20 : 64) == 0, "a block of %zu bytes on a %s boundary",
+		    kv.rows_bytes, big ? "2 MiB" : "line's");
+#endif
+		kv_cache_free(&kv);
+	}
+}
+
 /* --- attention against a double-precision reference --- */
 
 /*
@@ -658,6 +696,7 @@ main(void)
 	test_ops();
 	test_ops_t();
 	test_kv_types();
+	test_kv_block();
 	test_attention();
 	return test_done("test-attn");
 }

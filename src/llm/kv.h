@@ -44,6 +44,8 @@ struct kv_cache {
 	int n_layer;
 	int n_past;             /* positions every layer has seen */
 	struct kv_layer *l;     /* (n_layer) */
+	uint8_t *rows;          /* every layer's K and V rows, or NULL: each its own (kv.c) */
+	size_t rows_bytes;
 	/* Recurrent layers only (kv_snap_init): checkpoints, and the copy of
 	 * the states a batch started from, put back if it stops midway. */
 	size_t snap_floats;     /* floats of all recurrent states together */

@@ -27,5 +27,11 @@ void huge_free(void *p, size_t len);
  * against 376-388 GFLOP/s).
  */
 void *line_calloc(size_t n, size_t size);
+/* BYTES rounded up to whole cache lines. */
+static inline size_t
+line_bytes(size_t bytes)
+{
+	return (bytes + 63) & ~(size_t)63;
+}
 
 #endif

@@ -41,13 +41,6 @@ rows_mapped(size_t bytes)
 	return KV_MAP && bytes >= HUGE_PAGE ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : 0;
 }
 
-/* BYTES rounded up to whole cache lines. */
-static size_t
-line_bytes(size_t bytes)
-{
-	return (bytes + 63) / 64 * 64;
-}
-
 static void *
 rows_alloc(size_t bytes)
 {

@@ -24,7 +24,7 @@ act_row_max(size_t n)
 	if (v > m) m = v;
 	v = q_row_size(GGML_TYPE_Q8_1, (int64_t)((n + 31) / 32 * 32));
 	if (v > m) m = v;
-	return (m + 63) & ~(size_t)63;
+	return line_bytes(m);
 }
 
 /* Each thread's panel of dequantized weights for sgemm, at least 16 rows
@@ -68,12 +68,12 @@ mm_scratch_init(struct mm_scratch *s, int n_batch, size_t max_in, int n_threads)
 	s->n_batch = n_batch;
 	s->max_in = max_in;
 	s->cap = (size_t)n_batch * act_row_max(max_in) + 64;
-	s->xq = aligned_alloc(64, (s->cap + 63) & ~(size_t)63);
+	s->xq = aligned_alloc(64, line_bytes(s->cap));
 	s->trace = calloc(MM_TRACE_MAX, sizeof(*s->trace));
 	if (!s->xq || !s->trace)
 		return -1;
 	if (k->gemm_scratch) {
-		size_t bytes = (k->gemm_scratch((int)max_in) + 63) & ~(size_t)63;
+		size_t bytes = line_bytes(k->gemm_scratch((int)max_in));
 		s->gemm = calloc(n_threads, sizeof(*s->gemm));
 		if (!s->gemm)
 			return -1;

@@ -284,7 +284,7 @@ llm_model_pack(struct llm_model *m)
 	if (threads > 1 && n <= POOL_MAX_TASKS)
 		p = pool_new(threads);
 	threads = p ? pool_size(p) : 1;
-	j.scratch_each = (most * (size_t)k->pack_rows + 63) & ~(size_t)63;
+	j.scratch_each = line_bytes(most * (size_t)k->pack_rows);
 	j.scratch = malloc(j.scratch_each * (size_t)threads);
 	j.mat = malloc(n * sizeof(*j.mat));
 	if (!j.scratch || !j.mat || gguf_copy_writable(m->f, 1) < 0) {

@@ -297,7 +297,7 @@ main(int argc, char **argv)
 	size_t cp_len = 0;
 	/* Each copy on the original's alignment (64 bytes): a packed column
 	 * keeps its header where its address put it (q_pack_header_after). */
-	const size_t cstride = (rb * d + 63) & ~(size_t)63;
+	const size_t cstride = line_bytes(rb * d);
 	uint8_t *cp = copies > 1 ? huge_alloc(cstride * copies, &cp_len) : NULL;
 	for (int c = 0; cp && c < copies; c++)
 		memcpy(cp + cstride * c, w, rb * d);

@@ -11,6 +11,7 @@
 
 #include "natter/quant.h"
 #include "natter/sysbench.h"
+#include "llm/hugemem.h"
 #include "llm/matmul.h"
 #include "llm/quant-impl.h"
 
@@ -138,7 +139,7 @@ gc_worker_init(struct gc_worker *g, enum ggml_type t, int nth, int nt, const flo
 	g->wp = pack ? malloc(rb * GC_ROWS) : NULL;
 	g->out = malloc((size_t)nt * GC_ROWS * sizeof(float));
 	g->panel = malloc((size_t)GC_ROWS * GC_IN * sizeof(float));
-	g->scratch = k->gemm_scratch ? aligned_alloc(64, (k->gemm_scratch(GC_IN) + 63) & ~(size_t)63) : NULL;
+	g->scratch = k->gemm_scratch ? aligned_alloc(64, line_bytes(k->gemm_scratch(GC_IN))) : NULL;
 	if (!g->w || !g->out || !g->panel || !g->scratch || !qt || !qt->from_float ||
 	    (t != GGML_TYPE_F32 && !k->t[t].to_float) || (pack && !g->wp))
 		return -1;

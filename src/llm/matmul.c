@@ -758,7 +758,7 @@ gemv_many(struct pool *p, struct mm_scratch *s, const struct mm_part *parts, int
 		} else {
 			xa = gemv_act(p, w, x, n, nt, s->xq + used, &xs);
 			if (xa != (const uint8_t *)x)
-				used += ((size_t)nt * xs + 63) & ~(size_t)63;
+				used += line_bytes((size_t)nt * xs);
 		}
 		j.part[i] = (struct gemv_part){ w->packed ? tk->gemv_packed : tk->gemv, parts[i].out, (int)w->ne1,
 			w->data, w->row_bytes, xa, xs };
@@ -792,7 +792,7 @@ mm_matmul_many(struct pool *p, struct mm_scratch *s, const struct mm_part *parts
 		for (int h = 0; h < i; h++)
 			seen |= same_act(parts[h].w, w);
 		if (!seen && gemv_act_kind(w) != 0)
-			used += ((size_t)nt * gemv_act_row(w, n) + 63) & ~(size_t)63;
+			used += line_bytes((size_t)nt * gemv_act_row(w, n));
 	}
 	if (!fused || used > s->cap) {
 		for (int i = 0; i < n_parts; i++)

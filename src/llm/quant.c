@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "natter/quant.h"
+#include "llm/hugemem.h"
 #include "llm/quant-impl.h"
 
 /* --- binary16 and bfloat16 --- */
@@ -1130,7 +1131,7 @@ q_act_row_bytes(enum q_act a, enum ggml_type t, int n)
 		return vt == GGML_TYPE_F32 ? (size_t)n * sizeof(float) : q_row_size(vt, n);
 	}
 	case Q_ACT_Q8P: return Q8P_ROW_BYTES(n);
-	case Q_ACT_BF16: return ((size_t)n * 2 + 63) & ~(size_t)63;
+	case Q_ACT_BF16: return line_bytes((size_t)n * 2);
 	}
 	return 0;
 }

@@ -395,9 +395,11 @@ test_round_trip(void)
 /* GGUF_OPEN_COPY reads a file larger than one chunk of the copy (64 MiB,
  * gguf.c) on several threads: every byte where it belongs.  The file is
  * a header of 64 bytes and a tensor of NE floats; SIZE, if not 0, the
- * size it must come to. */
+ * size it must come to.  PAD: a string in the header too, so that the
+ * data starts 32 bytes into a cache line of the file, and must start on
+ * a line of the copy all the same. */
 static void
-test_copy(uint64_t ne, uint64_t size)
+test_copy(uint64_t ne, uint64_t size, int pad)
 {
 	char path[] = "/tmp/natter-test-gguf-XXXXXX", err[512];
 	struct gguf_file *f = NULL;
@@ -407,9 +409,21 @@ test_copy(uint64_t ne, uint64_t size)
 	uint32_t *buf = malloc((size_t)1 << 20);
 	uint64_t w = 0;
 
-	rb_header(&b, 3, 1, 0);
+	rb_header(&b, 3, 1, pad ? 1 : 0);
+	if (pad) {
+		/* 24 bytes of header, 23 + L of this, 35 of the tensor's. */
+		size_t l = 0;
+		while ((24 + 23 + l + 35 + 31) / 32 * 32 % 64 != 32)
+			l++;
+		rb_str(&b, "pad");
+		rb_u32(&b, GGUF_VT_STRING);
+		rb_u64(&b, l);
+		for (size_t i = 0; i < l; i++)
+			rb_put(&b, "p", 1);
+	}
 	rb_tensor(&b, "big", 1, &ne, GGML_TYPE_F32, 0);
 	rb_pad(&b, 32, 0);
+	CHECK(b.n % 64 == (pad ? 32u : 0u), "the data starts %zu bytes into the file's line", b.n % 64);
 	ok = ok && buf && write(fd, b.p, b.n) == (ssize_t)b.n;
 	/* Word i of the data is i * 2654435761: no two chunks alike. */
 	while (ok && w < ne) {
@@ -433,6 +447,18 @@ test_copy(uint64_t ne, uint64_t size)
 			bad += ((const uint32_t *)t->data)[i] != (uint32_t)(i * 2654435761u);
 		CHECK(bad == 0, "%llu words of the copy of %llu bytes differ from the file", (unsigned long long)bad,
 		    (unsigned long long)f->size);
+		CHECK(t && (uintptr_t)t->data % 64 == 0, "the copy's data starts %u bytes into a cache line",
+		    t ? (unsigned)((uintptr_t)t->data % 64) : 0);
+		CHECK(memcmp(f->map, "GGUF", 4) == 0 && (!pad || gguf_find_kv(f, "pad")), "the header as in the file");
+		/* Made writable and read-only again, as the load's packing does. */
+		const int writable = gguf_copy_writable(f, 1) == 0;
+		CHECK(writable, "the copy made writable");
+		if (t && writable) {
+			((uint32_t *)(uintptr_t)t->data)[ne - 1] ^= 1;
+			bad = ((const uint32_t *)t->data)[ne - 1] != (uint32_t)((ne - 1) * 2654435761u ^ 1);
+			CHECK(!bad, "a write to the writable copy");
+		}
+		CHECK(gguf_copy_writable(f, 0) == 0, "the copy made read-only again");
 		gguf_close(f);
 	} else if (ok) {
 		CHECK(0, "open with GGUF_OPEN_COPY: %s", err);
@@ -445,9 +471,10 @@ test_copy(uint64_t ne, uint64_t size)
 int
 main(void)
 {
-	/* Two whole chunks and part of a third (148 MiB); exactly two. */
-	test_copy((uint64_t)37 << 20, 0);
-	test_copy(((uint64_t)128 << 20) / 4 - 64 / 4, (uint64_t)128 << 20);
+	/* Two whole chunks and part of a third (148 MiB), the data 32 bytes
+	 * into a line of the file; exactly two. */
+	test_copy((uint64_t)37 << 20, 0, 1);
+	test_copy(((uint64_t)128 << 20) / 4 - 64 / 4, (uint64_t)128 << 20, 0);
 	test_round_trip();
 	test_attacks();
 	return test_done("test-gguf");

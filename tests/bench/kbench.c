@@ -13,7 +13,9 @@
  * memory's drift on a shared machine).  KBENCH_COPIES=C makes C copies of
  * the matrix and multiplies each in turn, so that every product reads its
  * weights from memory, as a token does its many small matrices; it also
- * prints the mean.  Q2_K and Q3_K (no
+ * prints the mean.  KBENCH_OFFSET=B puts the matrix B bytes (under
+ * 4096) past a 2 MiB boundary, as a file's weights whose data starts
+ * there would be (gguf.c now copies them onto a line).  Q2_K and Q3_K (no
  * quantizer here) are random bytes with sane scales.  A developer's tool, not part
  * of make check.
  *
@@ -245,7 +247,15 @@ main(int argc, char **argv)
 	size_t rb = q_row_size(type, n);
 	/* In 2 MiB pages where the kernel has them, as a loaded model's weights are. */
 	size_t w_len;
-	uint8_t *w = huge_alloc(rb * d, &w_len);
+	/* KBENCH_OFFSET=B: the matrix B bytes past a 2 MiB boundary (a file's
+	 * weights where its tensor data starts, as mapped). */
+	const char *off_env = getenv("KBENCH_OFFSET");
+	const size_t w_off = off_env ? (size_t)strtoul(off_env, NULL, 10) % 4096 : 0;
+	uint8_t *w_map = huge_alloc(rb * d + w_off, &w_len), *w = w_map ? w_map + w_off : NULL;
+	if (!w) {
+		fprintf(stderr, "kbench: out of memory\n");
+		return 1;
+	}
 	float *row = malloc(n * sizeof(float)), *x = malloc((size_t)nt * n * sizeof(float));
 	float *out = line_calloc((size_t)nt * d, sizeof(float));   /* as a session's buffers */
 	uint64_t s = 88172645463325252ull;
@@ -357,7 +367,7 @@ main(int argc, char **argv)
 		    pool_jobs_alone(p), pool_jobs(p));
 	mm_scratch_free(&sc);
 	pool_free(p);
-	huge_free(w, w_len);
+	huge_free(w_map, w_len);
 	if (cp)
 		huge_free(cp, cp_len);
 	free(row);

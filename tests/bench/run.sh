@@ -5,7 +5,10 @@
 # tier's own kernels).  Not part of make check: it writes about 2.3 GB and takes
 # a long while (pp4096 on every tier).
 #   usage: tests/bench/run.sh [DIR] [THREADS]     (from the build directory)
-#   environment: NATTER_BIN (./natter); TIERS (default: every tier available);
+#   environment: NATTER_BIN (./natter); PRESET (qwen2.5-0.5b: the shapes, one
+#   of natter mkmodel's presets; qwen3-0.6b's 1024 inputs make its Q4_K_M
+#   real Q4_K and Q6_K matrices, where qwen2.5-0.5b's 896 make most of them
+#   Q5_0); TIERS (default: every tier available);
 #   TYPES (F16 Q8_0 Q4_0 Q4_K_M); PROMPTS (128,512,4096); GEN (32); REPS (2);
 #   NATTER_BASE, another natter (an older build, say): measured on the same
 #   tests right after each line, for ratios taken within one run, with
@@ -17,14 +20,15 @@ set -e
 dir=${1:-/tmp/natter-bench}
 threads=${2:-2}
 natter=${NATTER_BIN:-./natter}
+preset=${PRESET:-qwen2.5-0.5b}
 types=${TYPES:-F16 Q8_0 Q4_0 Q4_K_M}
 prompts=${PROMPTS:-128,512,4096}
 gen=${GEN:-32}
 reps=${REPS:-2}
 mkdir -p "$dir"
 for t in $types; do
-	f="$dir/qwen2.5-0.5b-$(echo "$t" | tr A-Z a-z).gguf"
-	[ -f "$f" ] || "$natter" mkmodel --preset qwen2.5-0.5b --type "$t" -o "$f"
+	f="$dir/$preset-$(echo "$t" | tr A-Z a-z).gguf"
+	[ -f "$f" ] || "$natter" mkmodel --preset "$preset" --type "$t" -o "$f"
 done
 tiers=${TIERS:-$("$natter" info --cpu | awk '$NF == "available" { print $1 }')}
 lead=$(echo $tiers | cut -d' ' -f1)   # the tier llama.cpp's lines go under
@@ -48,7 +52,7 @@ row() {
 	echo
 }
 
-echo "Qwen2.5-0.5B shapes, random weights, $threads threads, mean of $reps runs; t/s (share of the bound)"
+echo "$preset shapes, random weights, $threads threads, mean of $reps runs; t/s (share of the bound)"
 echo "bound: prompt by compute (int8 peak for quantized matrices, float FMA peak for the rest and the"
 echo "attention), generation by reading the weights and the KV cache once per token, at the rate"
 echo "natter read the weights alone between the tokens it timed (bench --sys); a ! after a figure:"
@@ -56,7 +60,7 @@ echo "some of its jobs ran on one thread, the load average saying other programs
 for tier in $tiers; do
 	first=1
 	for t in $types; do
-		f="$dir/qwen2.5-0.5b-$(echo "$t" | tr A-Z a-z).gguf"
+		f="$dir/$preset-$(echo "$t" | tr A-Z a-z).gguf"
 		out=$(NATTER_CPU=$tier "$natter" bench -m "$f" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" --sys --json)
 		if [ $first = 1 ]; then
 			l=$(echo "$out" | head -n 1)

@@ -468,6 +468,29 @@ test_copy(uint64_t ne, uint64_t size, int pad)
 	free(b.p);
 }
 
+/* GGUF_OPEN_COPY of a file that is no GGUF: refused as a mapping of it
+ * is, the message naming the file and the problem. */
+static void
+test_copy_bad(void)
+{
+	char path[] = "/tmp/natter-test-gguf-XXXXXX", err[512] = "";
+	struct gguf_file *f = NULL;
+	int fd = mkstemp(path), ok = fd >= 0;
+	static const char junk[256] = "GGML this is not a model";
+
+	ok = ok && write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk);
+	if (fd >= 0)
+		close(fd);
+	CHECK(ok, "could not write %s", path);
+	if (ok) {
+		const int rc = gguf_open_flags(path, GGUF_OPEN_COPY, &f, err, sizeof(err));
+		CHECK(rc < 0 && !f, "a file that is no GGUF was accepted");
+		CHECK(strncmp(err, path, strlen(path)) == 0 && strstr(err, "bad magic"), "the message: %s", err);
+		gguf_close(f);
+	}
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -475,6 +498,7 @@ main(void)
 	 * into a line of the file; exactly two. */
 	test_copy((uint64_t)37 << 20, 0, 1);
 	test_copy(((uint64_t)128 << 20) / 4 - 64 / 4, (uint64_t)128 << 20, 0);
+	test_copy_bad();
 	test_round_trip();
 	test_attacks();
 	return test_done("test-gguf");

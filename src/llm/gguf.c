@@ -675,20 +675,20 @@ gguf_copy_writable(struct gguf_file *f, int writable)
  * line, so that its tensor data starts on a line: a GGUF aligns the data
  * to 32 bytes (general.alignment), and a file whose data began 32 bytes
  * into a line had every tensor there (36 of the 79 fixtures with
- * tensors), each 64-byte load of its weights split over two lines.  0
- * when the file does not parse (its open below says why).
+ * tensors), each 64-byte load of its weights split over two lines.  -1
+ * when the file does not parse: no copy then (its open says why).
  */
-static size_t
+static long
 copy_shift(const void *map, size_t size)
 {
 	struct gguf_file *g;
 	char err[8];
-	size_t shift = 0;
+	long shift;
 
-	if (gguf_open_buffer(map, size, NULL, &g, err, sizeof(err)) == 0) {
-		shift = (size_t)(64 - g->data_offset % 64) % 64;
-		gguf_close(g);
-	}
+	if (gguf_open_buffer(map, size, NULL, &g, err, sizeof(err)) < 0)
+		return -1;
+	shift = (long)((64 - g->data_offset % 64) % 64);
+	gguf_close(g);
 	return shift;
 }
 
@@ -705,7 +705,8 @@ gguf_open_flags(const char *path, unsigned flags, struct gguf_file **out, char *
 	struct stat st;
 	int fd;
 	uint8_t *map, *copy = NULL;
-	size_t map_len, shift = 0;
+	size_t map_len;
+	long shift = 0;
 
 	*out = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -739,7 +740,7 @@ gguf_open_flags(const char *path, unsigned flags, struct gguf_file **out, char *
 	if (flags & GGUF_OPEN_COPY) {
 		size_t copy_len;
 		shift = copy_shift(map, map_len);
-		if ((copy = copy_file(fd, (size_t)st.st_size, shift, &copy_len))) {
+		if (shift >= 0 && (copy = copy_file(fd, (size_t)st.st_size, (size_t)shift, &copy_len))) {
 			munmap(map, map_len);
 			map = copy;
 			map_len = copy_len;

@@ -26,8 +26,10 @@ prompts=${PROMPTS:-128,512,4096}
 gen=${GEN:-32}
 reps=${REPS:-2}
 mkdir -p "$dir"
+# model_file TYPE: the benchmark model of that type.
+model_file() { echo "$dir/$preset-$(echo "$1" | tr A-Z a-z).gguf"; }
 for t in $types; do
-	f="$dir/$preset-$(echo "$t" | tr A-Z a-z).gguf"
+	f=$(model_file "$t")
 	[ -f "$f" ] || "$natter" mkmodel --preset "$preset" --type "$t" -o "$f"
 done
 tiers=${TIERS:-$("$natter" info --cpu | awk '$NF == "available" { print $1 }')}
@@ -60,7 +62,7 @@ echo "some of its jobs ran on one thread, the load average saying other programs
 for tier in $tiers; do
 	first=1
 	for t in $types; do
-		f="$dir/$preset-$(echo "$t" | tr A-Z a-z).gguf"
+		f=$(model_file "$t")
 		out=$(NATTER_CPU=$tier "$natter" bench -m "$f" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" --sys --json)
 		if [ $first = 1 ]; then
 			l=$(echo "$out" | head -n 1)

@@ -2,7 +2,9 @@
 #include "config.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "natter/gguf.h"
@@ -392,6 +394,57 @@ test_round_trip(void)
 	free(buf);
 }
 
+/* natter's own files (GGUF_WRITE_ALIGNMENT): every tensor's data on a
+ * cache line of the file, whatever the sizes before it, and
+ * general.alignment saying so, so that any reader finds the data; the
+ * GGUF default writes no such key (test_round_trip counts the keys). */
+static void
+test_write_alignment(void)
+{
+	struct gguf_writer *w = gguf_writer_new(GGUF_WRITE_ALIGNMENT);
+	struct gguf_file *f = NULL;
+	float data[3][7];
+	const uint64_t ne[3] = { 3, 5, 7 };
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint64_t a = 0;
+	char err[512];
+
+	CHECK(w != NULL, "writer");
+	if (!w)
+		return;
+	/* An odd header: the data section must still start on a line. */
+	gguf_w_str(w, "t.name", "x");
+	for (int i = 0; i < 3; i++) {
+		char name[8];
+		for (int k = 0; k < 7; k++)
+			data[i][k] = (float)(10 * i + k);
+		snprintf(name, sizeof(name), "t%d", i);
+		gguf_w_tensor(w, name, GGML_TYPE_F32, 1, &ne[i], data[i], NULL, NULL);
+	}
+	CHECK(gguf_writer_to_buffer(w, &buf, &len) == 0, "write");
+	gguf_writer_free(w);
+	if (!buf)
+		return;
+	CHECK(gguf_open_buffer(buf, len, "a64.gguf", &f, err, sizeof(err)) == 0, "open: %s", err);
+	if (f) {
+		CHECK(gguf_get_u64(f, "general.alignment", &a) == 0 && a == 64, "general.alignment %llu",
+		    (unsigned long long)a);
+		CHECK(f->alignment == 64 && f->data_offset % 64 == 0, "alignment %llu, data at %llu",
+		    (unsigned long long)f->alignment, (unsigned long long)f->data_offset);
+		CHECK(f->n_tensors == 3, "%llu tensors", (unsigned long long)f->n_tensors);
+		for (uint64_t i = 0; i < f->n_tensors && i < 3; i++) {
+			const struct gguf_tensor *t = &f->tensors[i];
+			const uint64_t at = f->data_offset + t->offset;   /* in the file */
+			CHECK(at % 64 == 0, "tensor %llu at %llu", (unsigned long long)i, (unsigned long long)at);
+			CHECK(t->ne[0] == ne[i] && memcmp(t->data, data[i], ne[i] * sizeof(float)) == 0,
+			    "tensor %llu's values", (unsigned long long)i);
+		}
+		gguf_close(f);
+	}
+	free(buf);
+}
+
 /* GGUF_OPEN_COPY reads a file larger than one chunk of the copy (64 MiB,
  * gguf.c) on several threads: every byte where it belongs.  The file is
  * a header of 64 bytes and a tensor of NE floats; SIZE, if not 0, the
@@ -500,6 +553,7 @@ main(void)
 	test_copy(((uint64_t)128 << 20) / 4 - 64 / 4, (uint64_t)128 << 20, 0);
 	test_copy_bad();
 	test_round_trip();
+	test_write_alignment();
 	test_attacks();
 	return test_done("test-gguf");
 }

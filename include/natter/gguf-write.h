@@ -12,6 +12,15 @@ struct gguf_writer;
 /* Fills BUF (NBYTES) with the data of one tensor; returns 0 or -1. */
 typedef int (*gguf_fill_fn)(void *ctx, void *buf, size_t nbytes);
 
+/* The alignment of the tensor data in natter's own files (mkmodel's,
+ * training checkpoints): a cache line, where the GGUF default (32) puts
+ * the data 32 bytes into one about every other file, and a program that
+ * maps the file reads it there (gguf.c's copy moves it).  Adapters keep
+ * the default: byte for byte as llama.cpp's converter writes them. */
+#define GGUF_WRITE_ALIGNMENT 64
+
+/* ALIGNMENT 0 is the GGUF default; any other is written as
+ * general.alignment, the first key, as the format requires. */
 struct gguf_writer *gguf_writer_new(uint32_t alignment);
 void gguf_writer_free(struct gguf_writer *w);
 

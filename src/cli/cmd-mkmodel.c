@@ -282,7 +282,7 @@ cmd_mkmodel(int argc, char **argv)
 		const int max_fill = 4 + n_layer * 20;
 		uint64_t seed = 12345;
 
-		w = gguf_writer_new(32);
+		w = gguf_writer_new(GGUF_WRITE_ALIGNMENT);
 		fills = calloc(max_fill, sizeof(*fills));
 		tokstr = calloc(P->n_vocab, sizeof(*tokstr));
 		toktype = calloc(P->n_vocab, sizeof(*toktype));
@@ -297,7 +297,6 @@ cmd_mkmodel(int argc, char **argv)
 		gguf_w_str(w, "general.name", err);
 		gguf_w_u32(w, "general.file_type", (uint32_t)mixes[mi].file_type);
 		gguf_w_u32(w, "general.quantization_version", 2);
-		gguf_w_u32(w, "general.alignment", 32);
 		gguf_w_u32(w, KEY("context_length"), (uint32_t)P->n_ctx);
 		gguf_w_u32(w, KEY("embedding_length"), (uint32_t)E);
 		gguf_w_u32(w, KEY("block_count"), (uint32_t)n_layer);

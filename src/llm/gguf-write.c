@@ -35,8 +35,13 @@ struct gguf_writer *
 gguf_writer_new(uint32_t alignment)
 {
 	struct gguf_writer *w = calloc(1, sizeof(*w));
-	if (w)
-		w->alignment = alignment ? alignment : GGUF_DEFAULT_ALIGNMENT;
+	if (!w)
+		return NULL;
+	w->alignment = alignment ? alignment : GGUF_DEFAULT_ALIGNMENT;
+	if (w->alignment != GGUF_DEFAULT_ALIGNMENT && gguf_w_u32(w, "general.alignment", w->alignment) < 0) {
+		gguf_writer_free(w);
+		return NULL;
+	}
 	return w;
 }
 

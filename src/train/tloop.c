@@ -314,7 +314,7 @@ ck_tensor(struct tmodel *tm, int i, int k, uint64_t ne[2])
 int
 tloop_save(const struct tloop *l, const char *path, char *err, size_t errlen)
 {
-	struct gguf_writer *w = gguf_writer_new(32);
+	struct gguf_writer *w = gguf_writer_new(GGUF_WRITE_ALIGNMENT);
 	struct tmodel *tm = l->tm;
 	const uint64_t steps = (uint64_t)l->done, t = (uint64_t)tmodel_adamw_t(tm);
 	int ok;

@@ -1972,12 +1972,12 @@ pkk_prefetch(const int TY)
  * alone) 0.946, 0.985; llama-1b Q4_K_M 0.863, 0.921; the avx512 tier
  * 0.871, 0.899; avxvnni 0.938, 0.945.  8192 against 4096 level (0.981
  * both ways round, the order's own bias), 2048 behind it (1.071 of
- * 4096's time both ways round); in cache (1024 x 1024, one thread) level or
- * ahead (Q5_K 59-60 -> 64-67 GB/s).  Their 32-block groups stay without
- * (4096 there: 0.980 and 1.002 of the time, level).  Zen 5 forced to
- * the AVX2 tier also gains from 4096 over 1024 (0.930, 0.953), but Zen
- * 3, the kind of machine that tier is for, measured 2048 no better than
- * 1024, and only 1024 against none was measured there.
+ * 4096's time both ways round); in cache (1024 x 1024, one thread)
+ * level or ahead (Q5_K 59-60 -> 64-67 GB/s).  Their 32-block groups
+ * stay without (4096 there: 0.980 and 1.002 of the time, level).  Zen 5
+ * forced to the AVX2 tier also gains from 4096 over 1024 (0.930,
+ * 0.953), but Zen 3, the kind of machine that tier is for, measured 2048
+ * no better than 1024, and only 1024 against none was measured there.
  */
 #if defined(QX_512) || defined(QX_VNNI)
 #define PK_AHEAD 4096
@@ -2442,9 +2442,9 @@ hp_sums(vf a, vf b)
  * token by token in one run, token time with 8 KiB / without, six runs
  * (three each way round): 0.89-0.98, mean 0.95; 4 KiB 0.95-1.02 (mean
  * 0.985), 16 KiB level with 8; BF16 with 8 KiB, four runs: 0.96-0.99.
- * In cache (kbench F16 1024 x 1024, one thread) level or ahead.  The AVX2 tiers' columns are half a line
- * and go without, as measured on Zen 3 (float rows gained nothing from
- * 1 KiB, PK_AHEAD).
+ * In cache (kbench F16 1024 x 1024, one thread) level or ahead.  The
+ * AVX2 tiers' columns are half a line and go without, as measured on
+ * Zen 3 (float rows gained nothing from 1 KiB, PK_AHEAD).
  */
 #ifdef QX_512
 #define HP_AHEAD 8192

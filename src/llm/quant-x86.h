@@ -2435,22 +2435,19 @@ hp_sums(vf a, vf b)
 }
 
 /*
- * How far past the column it is at the AVX-512 tiers' packed F16 and
- * BF16 GEMV asks for the weights (bytes; a column is a line there): the
- * hardware's prefetch alone fell behind in a fast hour.  Zen 5,
- * avx512bf16, 2 threads, Qwen3-0.6B F16 tg128 with the distance changed
- * token by token in one run, token time with 8 KiB / without, six runs
- * (three each way round): 0.89-0.98, mean 0.95; 4 KiB 0.95-1.02 (mean
- * 0.985), 16 KiB level with 8; BF16 with 8 KiB, four runs: 0.96-0.99.
- * In cache (kbench F16 1024 x 1024, one thread) level or ahead.  The
- * AVX2 tiers' columns are half a line and go without, as measured on
- * Zen 3 (float rows gained nothing from 1 KiB, PK_AHEAD).
+ * No software read-ahead in the packed F16 and BF16 GEMV: the hardware's
+ * prefetch follows a group's one stream.  Asking for the weights 8 KiB
+ * ahead (as from b026e6e to here) measured both ways on Zen 5
+ * (avx512bf16, 2 threads, tg with the read-ahead on and off token by
+ * token in one run, both ways round), token time with it / without:
+ * one afternoon, Qwen3-0.6B F16, six runs, 0.89-0.98 (mean 0.95), BF16
+ * 0.96-0.99; an evening later, Qwen2.5-0.5B F16 1.04-1.19 (ten runs),
+ * Qwen3-0.6B F16 1.07-1.13 (four), BF16 0.99-1.11 (six); 4 KiB
+ * 0.97-1.04 then, 16 KiB into L2 1.00-1.06.  The machine's memory, not
+ * the code, changed between the two; without it loses less where it
+ * loses.  The AVX2 tiers went without before (Zen 3: float rows gained
+ * nothing from 1 KiB, PK_AHEAD).
  */
-#ifdef QX_512
-#define HP_AHEAD 8192
-#else
-#define HP_AHEAD 0
-#endif
 
 /* One packed group G of half floats TY by T float activation rows (XS
  * bytes apart): OUT[t * LDO + r] for its VL rows.  Two columns a step,
@@ -2477,8 +2474,6 @@ hp_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 		UNROLL
 		for (int u = 0; u < U; u++) {
 			const uint8_t *col = g + (size_t)(c + u) * 4 * VL;
-			if (HP_AHEAD)
-				_mm_prefetch((const char *)col + HP_AHEAD, _MM_HINT_T0);
 			const vf w0 = hp_cvt(TY, col), w1 = hp_cvt(TY, col + 2 * VL);
 			UNROLL
 			for (int t = 0; t < T; t++) {

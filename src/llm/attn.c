@@ -457,6 +457,8 @@ struct attn_job {
 	size_t slot_floats;     /* a slot's floats, whole cache lines: the tasks
 				 * writing two neighbouring slots share none */
 	atomic_int next;        /* the next task to take */
+	int merge_last;         /* the last task to end merges the parts */
+	atomic_int done;        /* tasks ended (merge_last) */
 };
 
 /* The first key a query at P sees. */
@@ -756,6 +758,8 @@ attn_task(struct attn_job *j, int i, float *buf)
 	}
 }
 
+static void attn_merge(void *arg, int ith, int nth);
+
 static void
 attn_worker(void *arg, int ith, int nth)
 {
@@ -769,8 +773,11 @@ attn_worker(void *arg, int ith, int nth)
 	buf = j->s->buf + (size_t)ith * j->s->per_thread;
 	/* A stop (Esc on a long prompt) ends the job between tasks; the
 	 * caller then throws its output away (pool_stopped). */
-	while (!pool_poll(j->pool) && (i = atomic_fetch_add(&j->next, 1)) < j->ntask)
+	while (!pool_poll(j->pool) && (i = atomic_fetch_add(&j->next, 1)) < j->ntask) {
 		attn_task(j, i, buf);
+		if (j->merge_last && atomic_fetch_add(&j->done, 1) + 1 == j->ntask)
+			attn_merge(j, 0, 1);
+	}
 }
 
 /* Parts weighed at a time by attn_merge. */
@@ -889,7 +896,12 @@ attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh
 	if (j.nsplit > 1)
 		atomic_fetch_add_explicit(&split_calls, 1, memory_order_relaxed);
 	atomic_init(&j.next, 0);
+	/* A generated token's parts (a few rows each) are merged by the
+	 * thread that ends the last of them, not in a job of their own;
+	 * a prompt's, many rows, by every thread. */
+	j.merge_last = j.nsplit > 1 && j.all_heads;
+	atomic_init(&j.done, 0);
 	pool_run(p, attn_worker, &j);
-	if (j.nsplit > 1 && !pool_stopped(p))
+	if (j.nsplit > 1 && !j.merge_last && !pool_stopped(p))
 		pool_run(p, attn_merge, &j);
 }

@@ -324,8 +324,9 @@ main(int argc, char **argv)
 	/* A third of a second of products first, untimed: a new process's
 	 * worker starts on its parent's CPU, and Linux may take a while to
 	 * move it.  Zen 5, 2 threads, F16 2688 x 896 by 128 tokens, 20 reps
-	 * (0.1 s in all), six processes: three at 419-430 GFLOP/s, three at
-	 * 199-223, as one thread; with 300 reps, five of five at 440-442. */
+	 * (0.1 s in all): 3 processes of 4, then 2 of 6, at 199-223
+	 * GFLOP/s (one thread's speed), the others at 415-437; with 300
+	 * reps, 5 of 5 at 440-442; with this, 6 of 6 at 419-438. */
 	if (pool_size(p) > 1 && !(blas && *blas == '1'))
 		for (double w0 = now_s(); now_s() - w0 < 0.3;) {
 			lt.data = w;

@@ -901,7 +901,12 @@ attn_forward(struct pool *p, struct attn_scratch *s, const struct attn_shape *sh
 	 * a prompt's, many rows, by every thread. */
 	j.merge_last = j.nsplit > 1 && j.all_heads;
 	atomic_init(&j.done, 0);
-	pool_run(p, attn_worker, &j);
+	/* One task (a generated token at a short context): on this thread,
+	 * the workers left to read ahead the next product's weights. */
+	if (j.ntask == 1)
+		attn_worker(&j, 0, 1);
+	else
+		pool_run(p, attn_worker, &j);
 	if (j.nsplit > 1 && !j.merge_last && !pool_stopped(p))
 		pool_run(p, attn_merge, &j);
 }

@@ -1,6 +1,7 @@
 #!/bin/sh
-# test-hostile.sh -- broken and hostile inputs: truncated and corrupted models, a model
-# truncated while in use, a full disk under the database; never a signal death.
+# test-hostile.sh -- broken and hostile inputs: truncated and corrupted models, hostile
+# hyperparameters for every architecture, a model truncated while in use, a full disk
+# under the database; never a signal death.
 : "${NATTER_BIN:=./natter}"
 : "${NATTER_FIXTURES:=../shared/fixtures}"
 F=$NATTER_FIXTURES
@@ -96,6 +97,18 @@ while [ $i -lt 200 ]; do
 	i=$((i + 1))
 done
 echo "flipped bytes: 200 runs, $refused refused with a message, none died by a signal"
+
+# 2b. Every number in the metadata of one model per architecture set to
+# hostile values, one at a time (tests/hostile-hparams.py): each run ends
+# in a reply or a refusal with a message, never a signal, a hang or a
+# sanitizer's report.
+if command -v python3 >/dev/null 2>&1; then
+	python3 "${NATTER_SRCDIR:-.}/tests/hostile-hparams.py" "$NATTER_BIN" "$F/models" "$tmp" > "$tmp/hp.out" 2>&1 &&
+	    ok || bad "hostile hyperparameters: $(grep -v '^hostile' "$tmp/hp.out" | head -c 3000)"
+	tail -n 1 "$tmp/hp.out"
+else
+	skip "python3 not installed (tools/install-deps.sh installs it): hostile hyperparameters not run"
+fi
 
 # 3. The model truncated while natter reads it from the file it mapped
 # (NATTER_WEIGHTS=mmap): reported, status 3.  It is truncated once natter

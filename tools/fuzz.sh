@@ -1,6 +1,7 @@
 #!/bin/sh
 # fuzz.sh -- builds the libFuzzer targets (make fuzz) and runs each for SECONDS,
-# seeding corpora from the shared fixtures at run time.
+# seeding corpora from the shared fixtures at run time; exits 1 if a target
+# found a crash (its input in fuzz/crashes/, its report in fuzz/TARGET.log).
 #   usage: tools/fuzz.sh [SECONDS] [TARGET...]     (from the build directory)
 set -e
 secs=${1:-60}
@@ -9,6 +10,7 @@ targets=${*:-"gguf tok tmpl export remote"}
 fx=${NATTER_FIXTURES:-$(dirname "$0")/../../shared/fixtures}
 make fuzz >/dev/null
 mkdir -p fuzz/corpus fuzz/crashes
+failed=
 for t in $targets; do
 	c=fuzz/corpus/$t
 	mkdir -p "$c"
@@ -32,6 +34,17 @@ for t in $targets; do
 		cp "$(dirname "$0")"/../fuzz/regress/remote/* "$c/" ;;
 	esac
 	echo "== fuzz-$t for ${secs}s"
+	s=0
 	./fuzz/fuzz-$t -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -artifact_prefix=fuzz/crashes/$t- \
-		-print_final_stats=1 "$c" 2>&1 | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|Done|==.*ERROR|SUMMARY)|cov:" | tail -n 4
+		-print_final_stats=1 "$c" > fuzz/$t.log 2>&1 || s=$?
+	grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|Done|==.*ERROR|SUMMARY)|cov:" fuzz/$t.log |
+		tail -n 4
+	if [ $s -ne 0 ]; then
+		echo "fuzz-$t: FAILED (status $s; its output in fuzz/$t.log, the input in fuzz/crashes/)"
+		failed="$failed $t"
+	fi
 done
+if [ -n "$failed" ]; then
+	echo "fuzz.sh: failed:$failed"
+	exit 1
+fi

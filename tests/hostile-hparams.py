@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+# hostile-hparams.py -- every number in the metadata of one fixture model per
+# architecture set, one at a time, to values a hostile or broken file could
+# hold (0, 1, 65536, all bits set; 0, -1, NaN and infinity for floats; 2 for a
+# boolean; every element of an array alike), then natter generate on each:
+# it must run or refuse with a message, never die by a signal or hang.
+#   usage: hostile-hparams.py NATTER FIXTURES/models TMPDIR
+# Prints a FAIL line per bad run and a summary; exit 1 on any failure.
+import os
+import struct
+import subprocess
+import sys
+
+# One file per architecture the fixtures have (aidreams: llama with a
+# SentencePiece vocabulary; tiny-llama is the same architecture).
+MODELS = [
+    "aidreams260K-f32.gguf", "tiny-gemma2-q4_0.gguf", "tiny-gemma3-q8_0.gguf",
+    "tiny-llamamoe-q4_0.gguf", "tiny-phi3-q4_0.gguf", "tiny-phi3lr-q4_0.gguf",
+    "tiny-qwen2-q4_0.gguf", "tiny-qwen2moe-q4_0.gguf", "tiny-qwen3-q4_k_m.gguf",
+    "tiny-qwen3moe-q4_k_m.gguf", "tiny-qwen35-q8_0.gguf",
+]
+
+# GGUF value types: size and struct format of the fixed-size ones.
+SIZE = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+FORMAT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<B",
+          10: "<Q", 11: "<q", 12: "<d"}
+T_STRING, T_ARRAY, T_BOOL = 8, 9, 7
+
+
+def numbers(b):
+    """(key, type, count, offset) of every number or array of numbers."""
+    if b[:4] != b"GGUF":
+        raise ValueError("not a GGUF file")
+    n_kv = struct.unpack_from("<Q", b, 16)[0]
+    off = 24
+    out = []
+    for _ in range(n_kv):
+        kl = struct.unpack_from("<Q", b, off)[0]
+        key = b[off + 8:off + 8 + kl].decode()
+        off += 8 + kl
+        t = struct.unpack_from("<I", b, off)[0]
+        off += 4
+        if t == T_STRING:
+            off += 8 + struct.unpack_from("<Q", b, off)[0]
+        elif t == T_ARRAY:
+            at, n = struct.unpack_from("<IQ", b, off)
+            off += 12
+            if at == T_STRING:
+                for _ in range(n):
+                    off += 8 + struct.unpack_from("<Q", b, off)[0]
+            else:
+                out.append((key, at, n, off))
+                off += SIZE[at] * n
+        else:
+            out.append((key, t, 1, off))
+            off += SIZE[t]
+    return out
+
+
+def hostile(t):
+    if t in (6, 12):
+        return [0.0, -1.0, float("nan"), float("inf")]
+    if t == T_BOOL:
+        return [2]
+    bits = 8 * SIZE[t]
+    signed = t in (1, 3, 5, 11)
+    vals = [0, 1, 65536 % (1 << bits), (1 << bits) - 1]
+    return sorted({v - (1 << bits) if signed and v >= 1 << (bits - 1) else v for v in vals})
+
+
+def main():
+    natter, models, tmp = sys.argv[1:4]
+    env = dict(os.environ, NATTER_DB=os.path.join(tmp, "hparams.db"))
+    path = os.path.join(tmp, "hparams.gguf")
+    runs = ran = refused = failed = 0
+    for name in MODELS:
+        src = open(os.path.join(models, name), "rb").read()
+        for key, t, n, off in numbers(src):
+            # The vocabulary's strings, scores and types are the tokenizer's
+            # (fuzz-gguf and test-tok); its special token ids are here.
+            if key.startswith("tokenizer.") and not key.endswith("_id"):
+                continue
+            for v in hostile(t):
+                b = bytearray(src)
+                for i in range(n):
+                    struct.pack_into(FORMAT[t], b, off + i * SIZE[t], v)
+                with open(path, "wb") as f:
+                    f.write(b)
+                runs += 1
+                try:
+                    r = subprocess.run([natter, "generate", "-m", path, "-p", "Hello there", "-n", "2",
+                                        "-t", "1", "-c", "64"], capture_output=True, timeout=120, env=env)
+                    status, err = r.returncode, r.stderr.decode(errors="replace").strip()
+                except subprocess.TimeoutExpired:
+                    status, err = "a hang", ""
+                what = f"{name} {key}={v}"
+                if status == 0 and ("runtime error" in err or "Sanitizer" in err):
+                    print(f"FAIL: {what}: a sanitizer report: {err[:600]}")
+                elif status == 0:
+                    ran += 1
+                    continue
+                elif not isinstance(status, int) or status < 0 or status >= 124:
+                    print(f"FAIL: {what}: status {status}: {err[:600]}")
+                elif not err:
+                    print(f"FAIL: {what}: status {status} without a message")
+                elif "Sanitizer" in err or "runtime error" in err:
+                    print(f"FAIL: {what}: a sanitizer report: {err[:600]}")
+                else:
+                    refused += 1
+                    continue
+                failed += 1
+    # Both outcomes must occur, or the values changed nothing (or all).
+    if ran < runs // 10 or refused < runs // 10:
+        print(f"FAIL: of {runs} runs {ran} ran and {refused} were refused: the changes did not take")
+        failed += 1
+    print(f"hostile hyperparameters: {len(MODELS)} architectures' files, {runs} runs: {ran} ran, "
+          f"{refused} refused with a message, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

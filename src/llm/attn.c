@@ -758,28 +758,6 @@ attn_task(struct attn_job *j, int i, float *buf)
 	}
 }
 
-static void attn_merge(void *arg, int ith, int nth);
-
-static void
-attn_worker(void *arg, int ith, int nth)
-{
-	struct attn_job *j = arg;
-	float *buf;
-	int i;
-
-	(void)nth;
-	if (ith >= j->s->n_threads)
-		return;   /* no scratch of its own: the others take its share */
-	buf = j->s->buf + (size_t)ith * j->s->per_thread;
-	/* A stop (Esc on a long prompt) ends the job between tasks; the
-	 * caller then throws its output away (pool_stopped). */
-	while (!pool_poll(j->pool) && (i = atomic_fetch_add(&j->next, 1)) < j->ntask) {
-		attn_task(j, i, buf);
-		if (j->merge_last && atomic_fetch_add(&j->done, 1) + 1 == j->ntask)
-			attn_merge(j, 0, 1);
-	}
-}
-
 /* Parts weighed at a time by attn_merge. */
 #define MERGE_PARTS 32
 
@@ -824,6 +802,26 @@ attn_merge(void *arg, int ith, int nth)
 			}
 			o->scale(dst, dst, hdv, l > 0 ? 1.0f / l : 0.0f);
 		}
+	}
+}
+
+static void
+attn_worker(void *arg, int ith, int nth)
+{
+	struct attn_job *j = arg;
+	float *buf;
+	int i;
+
+	(void)nth;
+	if (ith >= j->s->n_threads)
+		return;   /* no scratch of its own: the others take its share */
+	buf = j->s->buf + (size_t)ith * j->s->per_thread;
+	/* A stop (Esc on a long prompt) ends the job between tasks; the
+	 * caller then throws its output away (pool_stopped). */
+	while (!pool_poll(j->pool) && (i = atomic_fetch_add(&j->next, 1)) < j->ntask) {
+		attn_task(j, i, buf);
+		if (j->merge_last && atomic_fetch_add(&j->done, 1) + 1 == j->ntask)
+			attn_merge(j, 0, 1);
 	}
 }
 

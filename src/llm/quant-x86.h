@@ -2437,7 +2437,7 @@ hp_sums(vf a, vf b)
 /*
  * No software read-ahead in the packed F16 and BF16 GEMV: the hardware's
  * prefetch follows a group's one stream.  Asking for the weights 8 KiB
- * ahead (as from b026e6e to here) measured both ways on Zen 5
+ * ahead (HP_AHEAD, b026e6e to ad14fc1) measured both ways on Zen 5
  * (avx512bf16, 2 threads, tg with the read-ahead on and off token by
  * token in one run, both ways round), token time with it / without:
  * one afternoon, Qwen3-0.6B F16, six runs, 0.89-0.98 (mean 0.95), BF16

@@ -367,9 +367,18 @@ main(int argc, char **argv)
 	printf("%s%s%-6s %-10s d %5d n %5d nt %4d t %d: %8.3f ms %7.1f GFLOP/s %6.1f GB/s weights\n",
 	    blas && *blas == '1' ? "BLAS " : "", lt.packed ? "packed " : "", ggml_type_info_get(type)->name, q_cpu_features(), d, n, nt, pool_size(p), best * 1e3,
 	    2.0 * d * n * nt / best / 1e9, rb * d / best / 1e9);
-	if (copies > 1)
+	if (copies > 1) {
 		printf("  from memory (%d copies): mean %.3f ms, %.1f GB/s weights\n", copies, t_all / reps * 1e3,
 		    rb * d * (double)reps / t_all / 1e9);
+		/* Copies of a few caches' size in all leave some of each
+		 * product's weights there from the round before (seen on Zen 5
+		 * under 100 MiB; its L3 as this VM reports it, sysconf, is the
+		 * whole socket's). */
+		const double all = (double)cstride * copies;
+		if (all < 256.0 * 1048576)
+			printf("  (the copies are %.0f MiB in all, under 256: some of each product's weights may come "
+			    "from the caches; more copies for memory alone)\n", all / 1048576);
+	}
 	if (t_mm > 0)
 		printf("  weights read alone at %.1f GB/s between the products; the products at %.1f GB/s: %.0f%% of it\n",
 		    rb * d * (double)reps / t_rd / 1e9, rb * d * (double)reps / t_mm / 1e9, 100 * t_rd / t_mm);

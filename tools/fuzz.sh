@@ -3,6 +3,7 @@
 # seeding corpora from the shared fixtures at run time; exits 1 if a target
 # found a crash (its input in fuzz/crashes/, its report in fuzz/TARGET.log).
 #   usage: tools/fuzz.sh [SECONDS] [TARGET...]     (from the build directory)
+# FUZZ_TIMEOUT=S: an input running longer than S seconds is a failure (10).
 set -e
 secs=${1:-60}
 [ $# -gt 0 ] && shift
@@ -35,7 +36,7 @@ for t in $targets; do
 	esac
 	echo "== fuzz-$t for ${secs}s"
 	s=0
-	./fuzz/fuzz-$t -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -artifact_prefix=fuzz/crashes/$t- \
+	./fuzz/fuzz-$t -max_total_time="$secs" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -artifact_prefix=fuzz/crashes/$t- \
 		-print_final_stats=1 "$c" > fuzz/$t.log 2>&1 || s=$?
 	grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|Done|==.*ERROR|SUMMARY)|cov:" fuzz/$t.log |
 		tail -n 4

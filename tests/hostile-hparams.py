@@ -58,12 +58,12 @@ def numbers(b):
 
 
 def hostile(t):
-    if t in (6, 12):
+    if FORMAT[t][1] in "fd":
         return [0.0, -1.0, float("nan"), float("inf")]
     if t == T_BOOL:
         return [2]
     bits = 8 * SIZE[t]
-    signed = t in (1, 3, 5, 11)
+    signed = FORMAT[t][1].islower()
     vals = [0, 1, 65536 % (1 << bits), (1 << bits) - 1]
     return sorted({v - (1 << bits) if signed and v >= 1 << (bits - 1) else v for v in vals})
 

@@ -7,7 +7,7 @@
 set -e
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"gguf tok tmpl export remote"}
+targets=${*:-"gguf tok tmpl export remote model"}
 fx=${NATTER_FIXTURES:-$(dirname "$0")/../../shared/fixtures}
 make fuzz >/dev/null
 mkdir -p fuzz/corpus fuzz/crashes
@@ -15,6 +15,7 @@ failed=
 for t in $targets; do
 	c=fuzz/corpus/$t
 	mkdir -p "$c"
+	opts=
 	case $t in
 	gguf)
 		# Small fixture models and vocabularies, and their first kilobytes.
@@ -33,10 +34,19 @@ for t in $targets; do
 	remote)
 		# The regressions: recorded streams of the servers natter --remote reads.
 		cp "$(dirname "$0")"/../fuzz/regress/remote/* "$c/" ;;
+	model)
+		# A small model of each architecture, loaded and run whole, and its
+		# first 64 KiB (the target pads its input with zeros).
+		for m in aidreams260K-f16 tiny-llama-q2_k tiny-qwen2-q4_0 tiny-phi3lr-q4_0 tiny-qwen3moe-q4_k_m \
+		    tiny-llamamoe-iq4_xs tiny-gemma2-q4_0 tiny-gemma3-q8_0 tiny-qwen35-q8_0; do
+			f=$fx/models/$m.gguf
+			[ -f "$f" ] && head -c 65536 "$f" > "$c/$m.head" && cp "$f" "$c/" || true
+		done
+		opts=-max_len=2097152 ;;
 	esac
 	echo "== fuzz-$t for ${secs}s"
 	s=0
-	./fuzz/fuzz-$t -max_total_time="$secs" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -artifact_prefix=fuzz/crashes/$t- \
+	./fuzz/fuzz-$t $opts -max_total_time="$secs" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -artifact_prefix=fuzz/crashes/$t- \
 		-print_final_stats=1 "$c" > fuzz/$t.log 2>&1 || s=$?
 	grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|Done|==.*ERROR|SUMMARY)|cov:" fuzz/$t.log |
 		tail -n 4

@@ -3,7 +3,7 @@
 
 #define AX_OPS attn_avx2_ops
 #define AX_NAME "avx2"
-#define AX_CPU_HAS() (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+#define AX_CPU_TIER CPU_AVX2   /* the CPU has it when it has that kernel tier */
 #if !defined(NATTER_NO_SIMD) \
     && defined(__AVX2__) \
     && defined(__FMA__) \

@@ -3,8 +3,7 @@
 
 #define AX_OPS attn_avx512_ops
 #define AX_NAME "avx512"
-#define AX_CPU_HAS() (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") \
-    && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c"))
+#define AX_CPU_TIER CPU_AVX512   /* the CPU has it when it has that kernel tier */
 #if !defined(NATTER_NO_SIMD) \
     && defined(__AVX512F__) \
     && defined(__AVX512BW__) \

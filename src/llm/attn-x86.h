@@ -1,8 +1,10 @@
 /* attn-x86.h -- attention's x86 kernels, written once over vectors of VL floats and compiled once per tier by attn-<tier>.c. */
 /*
  * Each tier's file defines AX_OPS (the name of its table function),
- * AX_NAME (the tier's name), AX_CPU_HAS() (whether the CPU runs the
- * tier) and, when the compiler targets that tier's instructions,
+ * AX_NAME (the tier's name), AX_CPU_TIER (the kernel tier whose
+ * detection in cpu.c says whether the CPU runs it: not the compiler's
+ * __builtin_cpu_supports, whose feature names differ between GCC and
+ * clang) and, when the compiler targets that tier's instructions,
  * AX_BUILD; then it includes this file.  The vector width follows from
  * the compiler flags Makefile.am gives that file: __AVX512F__ (with BW,
  * VL) selects 512-bit vectors of 16 floats, otherwise 256-bit vectors of
@@ -13,7 +15,9 @@
 #error "attn-x86.h is included by a tier's file, which defines AX_OPS"
 #endif
 
+#include "natter/quant.h"
 #include "llm/attn.h"
+#include "llm/cpu.h"
 
 #if defined(AX_BUILD)
 #include <immintrin.h>
@@ -816,8 +820,7 @@ const struct attn_ops *
 AX_OPS(void)
 {
 #if defined(AX_BUILD)
-	__builtin_cpu_init();
-	return AX_CPU_HAS() ? &ops : NULL;
+	return q_cpu_tier_available(AX_CPU_TIER) ? &ops : NULL;
 #else
 	return NULL;   /* this tier is not built: another CPU family, or --disable-simd */
 #endif

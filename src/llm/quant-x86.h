@@ -559,7 +559,7 @@ dot_q6_K(int n, float *s, const void *vx, const void *vy)
 			const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
 			const int8_t *q8 = y[i].qs + 128 * h;
 			/* Half h's eight scales in both lanes. */
-			const __m256i sch = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+			const __m256i sch = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
 			__m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
 			__m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
 			__m256i bh = _mm256_loadu_si256((const __m256i *)qh);
@@ -603,7 +603,7 @@ dot_q2_K(int n, float *s, const void *vx, const void *vy)
 		UNROLL
 		for (int h = 0; h < 2; h++) {
 			__m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-			const __m256i sch = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+			const __m256i sch = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
 			const int8_t *q8 = y[i].qs + 128 * h;
 			UNROLL
 			for (int j = 0; j < 4; j++) {
@@ -646,7 +646,7 @@ dot_q3_K(int n, float *s, const void *vx, const void *vy)
 		UNROLL
 		for (int h = 0; h < 2; h++) {
 			__m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-			const __m256i sch = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+			const __m256i sch = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
 			const int8_t *q8 = y[i].qs + 128 * h;
 			UNROLL
 			for (int j = 0; j < 4; j++) {

@@ -9,7 +9,7 @@ secs=${1:-60}
 [ $# -gt 0 ] && shift
 targets=${*:-"gguf tok tmpl export remote model"}
 fx=${NATTER_FIXTURES:-$(dirname "$0")/../../shared/fixtures}
-make fuzz >/dev/null
+make -j"$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)" fuzz >/dev/null
 mkdir -p fuzz/corpus fuzz/crashes
 failed=
 for t in $targets; do

@@ -22,10 +22,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /*
  * The input, then FUZZ_PAD zeros, is a GGUF file held in memory (memfd)
  * and loaded as natter loads one: every check of the loader and of the
- * architecture's description, the weights copied (and packed where the
- * tier packs; this build's scalar tier does not), then a batch
- * of three tokens and one more (the prompt's and generation's paths) in
- * a session of 8 positions.  A load, a session or an evaluation refused
+ * architecture's description, the weights copied and packed for the
+ * best tier the build and machine have (Makefile.am), then a batch of
+ * three tokens and one more (the prompt's and generation's paths) in a
+ * session of 8 positions.  A load, a session or an evaluation refused
  * with a message passes; one refused without a message aborts, as does a
  * loaded model without a vocabulary; crashes and sanitizer reports are
  * libFuzzer's to catch.  The logits are not checked: fuzzed weights may
@@ -65,7 +65,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	if (llm_model_pack(m) < 0)
-		abort();   /* 8 positions of a fuzzed model cannot run out of memory here */
+		abort();   /* no memory for one group's rows of a file of a few MiB: a bug */
 	struct llm_ctx_params p;
 	llm_ctx_params_default(&p);
 	p.n_ctx = 8;

@@ -541,6 +541,14 @@ k16_bsums(__m256i sc16, const block_q8_K *y)
 	return _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y->bsums));
 }
 
+/* Half H's eight of the sixteen 16-bit scales SC16 in both lanes (the
+ * immediate a constant in each branch, as clang requires). */
+ALWAYS __m256i
+k16_half(__m256i sc16, int h)
+{
+	return h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
+}
+
 static void
 dot_q6_K(int n, float *s, const void *vx, const void *vy)
 {
@@ -558,8 +566,7 @@ dot_q6_K(int n, float *s, const void *vx, const void *vy)
 		for (int h = 0; h < 2; h++) {
 			const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
 			const int8_t *q8 = y[i].qs + 128 * h;
-			/* Half h's eight scales in both lanes. */
-			const __m256i sch = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
+			const __m256i sch = k16_half(sc16, h);
 			__m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
 			__m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
 			__m256i bh = _mm256_loadu_si256((const __m256i *)qh);
@@ -603,7 +610,7 @@ dot_q2_K(int n, float *s, const void *vx, const void *vy)
 		UNROLL
 		for (int h = 0; h < 2; h++) {
 			__m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-			const __m256i sch = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
+			const __m256i sch = k16_half(sc16, h);
 			const int8_t *q8 = y[i].qs + 128 * h;
 			UNROLL
 			for (int j = 0; j < 4; j++) {
@@ -646,7 +653,7 @@ dot_q3_K(int n, float *s, const void *vx, const void *vy)
 		UNROLL
 		for (int h = 0; h < 2; h++) {
 			__m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-			const __m256i sch = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
+			const __m256i sch = k16_half(sc16, h);
 			const int8_t *q8 = y[i].qs + 128 * h;
 			UNROLL
 			for (int j = 0; j < 4; j++) {

@@ -105,6 +105,28 @@ idle_cpu(struct pool *p, double *control)
 	return after - before;
 }
 
+/*
+ * Whether the idle workers of P sleep: over one of up to three windows
+ * they use under 5% of the CPU the control got (2 ms of slack).  A worker
+ * that spins or wakes on a timer fails every window; a single window can
+ * be charged CPU time the thread never had -- in this workplace's VMs the
+ * host's preemption of a vCPU shows up as the running thread's time (the
+ * guest reports no steal), once 29 ms in a window while test-golden ran
+ * beside.  *USED and *CONTROL: the last window's figures.
+ */
+static int
+workers_sleep(struct pool *p, const char *when, double *used, double *control)
+{
+	for (int k = 0; k < 3; k++) {
+		*used = idle_cpu(p, control);
+		printf("%s: idle workers used %.2f ms of CPU in 300 ms (a busy loop: %.0f ms)\n", when, *used * 1e3,
+		    *control * 1e3);
+		if (*used < 0.05 * *control * (pool_size(p) - 1) + 0.002)
+			return 1;
+	}
+	return 0;
+}
+
 /* Runs jobs FIRST .. FIRST + JOBS - 1 (their task counts vary with the
  * number); every task must run exactly once. */
 static int
@@ -598,10 +620,9 @@ main(void)
 	/* Idle workers sleep: over 0.3 s without jobs they use a small fraction
 	 * of the CPU a busy-looping thread gets in the same time. */
 	if (n > 1) {
-		double control, used = idle_cpu(p, &control);
-		printf("idle workers used %.2f ms of CPU in 300 ms (a busy loop: %.0f ms)\n", used * 1e3, control * 1e3);
-		CHECK(used < 0.05 * control * (n - 1) + 0.002, "idle workers used %.1f ms of CPU, a busy loop %.1f ms",
-		    used * 1e3, control * 1e3);
+		double control, used;
+		CHECK(workers_sleep(p, "after the jobs", &used, &control),
+		    "idle workers used %.1f ms of CPU, a busy loop %.1f ms (three windows)", used * 1e3, control * 1e3);
 	}
 
 	/* Beside threads that keep every CPU busy, jobs still finish (a worker
@@ -632,10 +653,10 @@ main(void)
 		printf("beside %d busy threads: %d jobs finished in %.2f s\n", started, jobs, now_s() - t0);
 		CHECK(bad == 0 && atomic_load(&j->overlap) == 0, "beside busy threads: %d tasks wrong", bad);
 		if (n > 1) {
-			double control, used = idle_cpu(p, &control);
-			CHECK(used < 0.05 * control * (n - 1) + 0.002,
-			    "after the busy phase idle workers used %.1f ms of CPU, a busy loop %.1f ms", used * 1e3,
-			    control * 1e3);
+			double control, used;
+			CHECK(workers_sleep(p, "after the busy phase", &used, &control),
+			    "after the busy phase idle workers used %.1f ms of CPU, a busy loop %.1f ms (three windows)",
+			    used * 1e3, control * 1e3);
 		}
 	}
 

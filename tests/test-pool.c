@@ -108,11 +108,12 @@ idle_cpu(struct pool *p, double *control)
 /*
  * Whether the idle workers of P sleep: over one of up to three windows
  * they use under 5% of the CPU the control got (2 ms of slack).  A worker
- * that spins or wakes on a timer fails every window; a single window can
- * be charged CPU time the thread never had -- in this workplace's VMs the
- * host's preemption of a vCPU shows up as the running thread's time (the
- * guest reports no steal), once 29 ms in a window while test-golden ran
- * beside.  *USED and *CONTROL: the last window's figures.
+ * that spins or wakes on a timer fails every window.  One window alone
+ * failed once in CI, 29 ms while other tests ran beside, though a
+ * worker's spin ends by the wall clock after 0.1 ms: most likely the
+ * host took the vCPU away in that spin, and the guest, which reports no
+ * steal time (/proc/stat), charged it to the thread.  *USED and
+ * *CONTROL: the last window's figures.
  */
 static int
 workers_sleep(struct pool *p, const char *when, double *used, double *control)

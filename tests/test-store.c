@@ -1223,6 +1223,78 @@ test_export_truth(void)
  * none), and export --adapter none keeps them; new generations record
  * theirs; A/B preferences give DPO pairs (a tie none), once each.
  */
+/* An export over a database with a damaged page fails and writes no
+ * file: a step that ends in SQLITE_CORRUPT is not the end of the rows. */
+static void
+test_export_damaged(void)
+{
+	char p[512], op[512], err[512];
+	struct store *s;
+	struct store_export_opts o;
+	struct store_export_counts n;
+	int64_t conv, u, gid, msg;
+
+	path_of(p, sizeof(p), "damaged.db");
+	path_of(op, sizeof(op), "damaged.jsonl");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	store_conv_new(s, 0, NULL, NULL, NULL, &conv);
+	for (int i = 0; i < 300; i++) {
+		char reasoning[256], ask[32], reply[96];
+		struct store_turn fed[1] = { { "user", ask } };
+		snprintf(ask, sizeof(ask), "Count to %d", i);
+		snprintf(reply, sizeof(reply), "reply %d, of some length, to fill the pages of the generations table", i);
+		struct store_gen g = gen(reply);
+		/* The reasoning is kept in the generations table alone: the
+		 * page holding reply 150's is one of that table's. */
+		snprintf(reasoning, sizeof(reasoning), "MARK-%04d-%0200d", i, 0);
+		g.reasoning = reasoning;
+		g.fed = fed;
+		g.n_fed = 1;
+		store_msg_add(s, conv, "user", ask, &u);
+		CHECK(store_gen_add(s, conv, 0, &g, &gid, &msg) == 0 && store_rating_set(s, gid, "thumb", 1, NULL) == 0,
+		    "reply %d: %s", i, store_errmsg(s));
+	}
+	memset(&o, 0, sizeof(o));
+	o.format = STORE_SFT;
+	o.min_rating = 4;
+	CHECK(store_export(s, &o, op, &n, err, sizeof(err)) == 0 && n.lines == 300, "intact: %d lines %s", n.lines, err);
+	store_close(s);
+	unlink(op);
+	{
+		FILE *f = fopen(p, "r+b");
+		unsigned char hdr[100], *buf = NULL;
+		long size = 0, at = -1;
+		int ps = 0;
+		if (f && fread(hdr, 1, sizeof(hdr), f) == sizeof(hdr) && fseek(f, 0, SEEK_END) == 0 &&
+		    (size = ftell(f)) > 0 && (buf = malloc((size_t)size)) && fseek(f, 0, SEEK_SET) == 0 &&
+		    fread(buf, 1, (size_t)size, f) == (size_t)size) {
+			ps = hdr[16] << 8 | hdr[17];
+			ps = ps == 1 ? 65536 : ps;
+			for (long k = 0; k + 9 < size && at < 0; k++)
+				if (!memcmp(buf + k, "MARK-0150", 9))
+					at = k;
+		}
+		CHECK(at >= 0 && ps > 0, "reply 150 in the file (page size %d)", ps);
+		if (at >= 0 && ps > 0) {
+			memset(buf, 0xA5, (size_t)ps);
+			fseek(f, at / ps * ps, SEEK_SET);
+			fwrite(buf, 1, (size_t)ps, f);
+		}
+		free(buf);
+		if (f)
+			fclose(f);
+	}
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "reopen: %s", err);
+	if (!s)
+		return;
+	CHECK(store_export(s, &o, op, &n, err, sizeof(err)) < 0 && strstr(err, "damaged"),
+	    "an export over a damaged page fails (%d lines): %s", n.lines, err);
+	CHECK(access(op, F_OK) != 0, "and leaves no file");
+	store_close(s);
+}
+
 static void
 test_adapters_and_preferences(void)
 {
@@ -1715,6 +1787,7 @@ main(void)
 	test_tree();
 	test_chatlog();
 	test_export_truth();
+	test_export_damaged();
 	test_adapters_and_preferences();
 	test_remote_models();
 	test_readonly_open();

@@ -505,7 +505,8 @@ prepare(const struct store_export_opts *o, const char *system, struct xmsg *m, i
 }
 
 /* Reads the preferences of message MSG_ID (its generations already in X)
- * and marks the generations they name.  Returns 0 or -1. */
+ * and marks the generations they name.  Returns 0, -1 (out of memory) or
+ * -2 (the database failed: store_sqlfail). */
 static int
 load_prefs(sqlite3_stmt *ps, int64_t msg_id, struct xmsg *x)
 {
@@ -533,7 +534,7 @@ load_prefs(sqlite3_stmt *ps, int64_t msg_id, struct xmsg *x)
 		x->prefs[x->nprefs++].worse = !strcmp(pick, "a") ? ib : ia;
 		x->gens[ia].pref = x->gens[ib].pref = 1;
 	}
-	return rc == SQLITE_DONE ? 0 : -1;
+	return rc == SQLITE_DONE ? 0 : -2;
 }
 
 /* Writes the lines of one conversation. */
@@ -557,12 +558,14 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 	sqlite3_stmt *ps = store_prepare(s, "SELECT gen_a, gen_b, pick FROM preferences WHERE message_id = ? "
 	    "AND pick <> 'tie' ORDER BY id");
 	struct xmsg *m = NULL;
-	int nm = 0, cap = 0, rc = -1;
+	int nm = 0, cap = 0, rc = -1, step;
 
 	if (!ms || !gs || !ps)
 		goto out;
 	sqlite3_bind_int64(ms, 1, cid);
-	while (sqlite3_step(ms) == SQLITE_ROW) {
+	/* A step that ends in anything but SQLITE_DONE (a damaged page, a
+	 * busy database) fails the export: never a file missing rows. */
+	while ((step = sqlite3_step(ms)) == SQLITE_ROW) {
 		if (nm == cap) {
 			cap = cap ? cap * 2 : 16;
 			struct xmsg *nmv = realloc(m, cap * sizeof(*m));
@@ -585,7 +588,7 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 			sqlite3_bind_text(gs, 4, o->adapter, -1, SQLITE_STATIC);
 		else
 			sqlite3_bind_null(gs, 4);
-		while (sqlite3_step(gs) == SQLITE_ROW) {
+		while ((step = sqlite3_step(gs)) == SQLITE_ROW) {
 			struct xmsg *x = &m[nm - 1];
 			struct gen *g = realloc(x->gens, (x->ngens + 1) * sizeof(*g));
 			if (!g)
@@ -616,8 +619,15 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 			if (!g->content || (sqlite3_column_type(gs, 4) != SQLITE_NULL && !g->fed))
 				goto out;
 		}
-		if (load_prefs(ps, sqlite3_column_int64(ms, 0), &m[nm - 1]) < 0)
+		int pr = step == SQLITE_DONE ? load_prefs(ps, sqlite3_column_int64(ms, 0), &m[nm - 1]) : -2;
+		if (pr == -2)
+			store_sqlfail(s, "the export");
+		if (pr < 0)
 			goto out;
+	}
+	if (step != SQLITE_DONE) {
+		store_sqlfail(s, "the export");
+		goto out;
 	}
 	for (int i = 0; i < nm; i++) {
 		if (strcmp(m[i].role, "assistant"))
@@ -701,6 +711,8 @@ store_export(struct store *s, const struct store_export_opts *o, const char *pat
 			goto out;
 		}
 	}
+	if (step != SQLITE_DONE)
+		store_sqlfail(s, "the export");
 	sqlite3_finalize(cs);
 	if (step != SQLITE_DONE) {
 		snprintf(err, errlen, "%s", store_errmsg(s));

@@ -12,12 +12,15 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <sqlite3.h>
 
 #include "natter/http.h"
 #include "natter/hub.h"
 #include "natter/oai.h"
 #include "natter/remote.h"
+#include "natter/serve.h"
 #include "natter/sse.h"
+#include "net/serve-impl.h"
 #include "test.h"
 
 /* --- SSE --- */
@@ -119,6 +122,20 @@ test_oai_parse(void)
 	}
 	oai_req_free(&r);
 
+	/* An escaped NUL is refused (it would end the text there); an escaped
+	 * backslash before "u0000" is just text. */
+	{
+		const char *nul = "{\"model\": \"m\", \"prompt\": \"A\\u0000 and a much longer tail\"}";
+		const char *msg = "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\\u0000y\"}]}";
+		const char *text = "{\"model\": \"m\", \"prompt\": \"a \\\\u0000 b\"}";
+		CHECK(oai_req_parse(OAI_COMPLETION, nul, strlen(nul), &r, &e) < 0 && e.status == 400 &&
+		    strstr(e.message, "NUL"), "an escaped NUL in a prompt: %s", e.message);
+		CHECK(oai_req_parse(OAI_CHAT, msg, strlen(msg), &r, &e) < 0 && e.status == 400 && strstr(e.message, "NUL"),
+		    "an escaped NUL in a message: %s", e.message);
+		CHECK(oai_req_parse(OAI_COMPLETION, text, strlen(text), &r, &e) == 0 && !strcmp(r.prompt, "a \\u0000 b"),
+		    "a backslash and u0000 as text: %s", e.message);
+		oai_req_free(&r);
+	}
 	{
 		const char *c = "{\"model\": \"m\", \"prompt\": [\"raw <s> text\"], \"top_p\": 0}";
 		CHECK(oai_req_parse(OAI_COMPLETION, c, strlen(c), &r, &e) == 0 && !strcmp(r.prompt, "raw <s> text"),
@@ -662,6 +679,126 @@ test_http(void)
 	CHECK(!strncmp(b.log, "/d auth=no;", 11), "the other origin never got the token: %s", b.log);
 }
 
+/* --- natter serve's engine: a client that goes away after its reply ended --- */
+
+static struct job *
+serve_submit(struct engine *e, const char *body, long long num)
+{
+	struct oai_req req;
+	struct oai_error oe;
+	struct job *j;
+
+	if (oai_req_parse(OAI_COMPLETION, body, strlen(body), &req, &oe) < 0)
+		return NULL;
+	if (!(j = job_new(&req, num)))
+		return NULL;
+	if (engine_submit(e, j, &oe) < 0) {
+		job_unref(e, j);
+		return NULL;
+	}
+	return j;
+}
+
+/* Waits until J is done or (STREAM_END) its stream has sent [DONE]. */
+static void
+serve_await(struct engine *e, struct job *j, int stream_end)
+{
+	engine_lock(e);
+	while (j->state != JOB_DONE && !(stream_end && j->out && memmem(j->out, j->out_len, "[DONE]", 6)))
+		engine_wait(e, 1000);
+	engine_unlock(e);
+}
+
+static int
+serve_tokens(struct job *j, char *text, size_t n)
+{
+	cJSON *r = cJSON_ParseWithLength(j->out ? j->out : "", j->out_len);
+	cJSON *u = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "usage"), "completion_tokens");
+	cJSON *t = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "choices"), 0), "text");
+	int k = cJSON_IsNumber(u) ? u->valueint : -1;
+	snprintf(text, n, "%s", cJSON_IsString(t) ? t->valuestring : "");
+	cJSON_Delete(r);
+	return k;
+}
+
+/*
+ * A streaming client that closes its connection once it has read [DONE]
+ * (as the OpenAI SDK does) stops nothing: the reply has ended, though the
+ * engine is still writing its history.  That stop once stayed on the
+ * session and emptied the next request's reply.  The history is held
+ * busy (another writer) so that the stop comes while the engine writes.
+ */
+static void
+test_serve_late_cancel(void)
+{
+	const char *fx = test_fixtures();
+	const char *ask = "{\"model\":\"m\",\"prompt\":\"Once upon a time\",\"max_tokens\":6,\"temperature\":0}";
+	const char *ask_stream = "{\"model\":\"m\",\"prompt\":\"Once upon a time\",\"max_tokens\":6,"
+	    "\"temperature\":0,\"stream\":true}";
+	char model[2300], db[256], err[512], want[256], got[256];
+	struct serve_opts o;
+	struct engine *e;
+	struct job *j;
+	sqlite3 *h = NULL;
+	int n_want = -1, n_got;
+
+	if (!fx) {
+		t_skip++;
+		printf("SKIP: serve engine (no fixtures)\n");
+		return;
+	}
+	snprintf(model, sizeof(model), "%s/models/tiny-llama-q8_0.gguf", fx);
+	snprintf(db, sizeof(db), "/tmp/natter-test-net-%ld.db", (long)getpid());
+	memset(&o, 0, sizeof(o));
+	o.model_path = model;
+	o.db = db;
+	chat_opts_default(&o.chat);
+	if (engine_new(&o, &e, err, sizeof(err)) < 0) {
+		CHECK(0, "engine: %s", err);
+		return;
+	}
+	j = serve_submit(e, ask, 1);
+	CHECK(j != NULL, "submit the reference request");
+	if (j) {
+		serve_await(e, j, 0);
+		n_want = serve_tokens(j, want, sizeof(want));
+		CHECK(n_want > 0, "the reference reply has tokens (%d)", n_want);
+		job_unref(e, j);
+	}
+	/* Another writer holds the history: the engine, past [DONE], waits
+	 * in its write until this commits. */
+	CHECK(sqlite3_open(db, &h) == SQLITE_OK && sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK,
+	    "hold the history busy");
+	j = serve_submit(e, ask_stream, 2);
+	CHECK(j != NULL, "submit the stream");
+	if (j) {
+		serve_await(e, j, 1);
+		engine_cancel(e, j);   /* the client closes after [DONE] */
+		sqlite3_exec(h, "COMMIT", NULL, NULL, NULL);
+		serve_await(e, j, 0);
+		job_unref(e, j);
+	}
+	sqlite3_close(h);
+	j = serve_submit(e, ask, 3);
+	if (j) {
+		serve_await(e, j, 0);
+		n_got = serve_tokens(j, got, sizeof(got));
+		CHECK(n_got == n_want && !strcmp(got, want), "the next request is whole: %d tokens '%s' (want %d '%s')",
+		    n_got, got, n_want, want);
+		job_unref(e, j);
+	}
+	engine_shutdown(e);
+	engine_free(e);
+	unlink(db);
+	{
+		char side[300];
+		snprintf(side, sizeof(side), "%s-wal", db);
+		unlink(side);
+		snprintf(side, sizeof(side), "%s-shm", db);
+		unlink(side);
+	}
+}
+
 int
 main(void)
 {
@@ -679,6 +816,7 @@ main(void)
 	test_urls();
 	test_hub_helpers();
 	test_http();
+	test_serve_late_cancel();
 	http_global_cleanup();
 	printf("%d passed, %d failed, %d skipped\n", t_pass, t_fail, t_skip);
 	return t_fail ? 1 : 0;

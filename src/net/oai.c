@@ -444,6 +444,22 @@ refuse_unsupported(const cJSON *root, enum oai_kind kind, struct oai_error *e)
 	return 0;
 }
 
+/* Does the JSON text P hold the escape \u0000?  (cJSON decodes it into
+ * a NUL byte, which would end the C string there: the rest of the text
+ * would be lost without a word.) */
+static int
+json_has_nul(const char *p, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (p[i] != '\\')
+			continue;
+		if (p[i + 1] == 'u' && i + 6 <= len && !memcmp(p + i + 2, "0000", 4))
+			return 1;
+		i++;   /* the escaped character: a backslash escapes only it */
+	}
+	return 0;
+}
+
 int
 oai_req_parse(enum oai_kind kind, const char *body, size_t len, struct oai_req *r, struct oai_error *e)
 {
@@ -460,6 +476,11 @@ oai_req_parse(enum oai_kind kind, const char *body, size_t len, struct oai_req *
 		return bad(e, NULL, "the request body is not valid JSON (error near byte %zu of %zu)", at, len);
 	if (!cJSON_IsObject(root)) {
 		bad(e, NULL, "the request body must be a JSON object");
+		goto out;
+	}
+	if (json_has_nul(body, len)) {
+		bad(e, NULL, "the request holds a NUL character (\\u0000), which natter's text cannot keep "
+		    "(everything after it would be lost); leave it out");
 		goto out;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(root, "model");

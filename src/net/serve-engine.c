@@ -545,6 +545,11 @@ run_job(struct engine *e, struct job *j)
 	chat_set_max_tokens(e->chat, max_tokens);
 	/* Every request its own switch: the session outlives it. */
 	chat_set_think(e->chat, j->req.think > 0 ? CHAT_THINK_ON : j->req.think < 0 ? CHAT_THINK_OFF : CHAT_THINK_DEFAULT);
+	/* A stop meant for the last request (its client went away after its
+	 * reply ended, while its history was written) is forgotten; one for
+	 * this request comes after GONE is set, so the test below or the
+	 * generation sees it. */
+	chat_cancel_reset(e->chat);
 	if (atomic_load(&j->gone)) {
 		serve_log(e->log, "#%lld: the client went away before the generation started", j->num);
 		goto cancelled;

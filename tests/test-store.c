@@ -599,14 +599,14 @@ test_chatlog_reasoning(void)
 	l.template_name = chat_template_name(c);
 	chat_add_user(c, "Why?", 4);
 	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
-	    chatlog_reply(&l, c, &st, 0) == 0, "reply: %s %s", err, store_errmsg(s));
+	    chatlog_reply(&l, c, &st) == 0, "reply: %s %s", err, store_errmsg(s));
 	CHECK(chat_message_reasoning(c, 1) && st.n_reasoning == st.n_gen && st.n_gen > 0, "a reply of reasoning");
 	CHECK(!strcmp(query_text(p, "SELECT reasoning FROM generations WHERE id = 1", t, sizeof(t)),
 	    chat_message_reasoning(c, 1)) && query_int(p, "SELECT n_reasoning FROM generations WHERE id = 1") == st.n_reasoning &&
 	    !strcmp(query_text(p, "SELECT content FROM generations WHERE id = 1", t, sizeof(t)), "") &&
 	    !strcmp(query_text(p, "SELECT content FROM messages WHERE id = 2", t, sizeof(t)), ""),
 	    "stored apart: reasoning, %d tokens, an empty answer", st.n_reasoning);
-	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st, 1) == 0,
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0,
 	    "regenerate: %s", err);
 	CHECK(chatlog_resume(&l, c2, l.conv, err, sizeof(err)) == 0 && chat_n_messages(c2) == 2 &&
 	    chat_alt_count(c2, 1) == 2, "resume: %s", err);
@@ -983,7 +983,7 @@ test_chatlog(void)
 
 	chat_add_user(c, "Hello", 5);
 	CHECK(chatlog_user(&l, c) == 0 && chat_message_tag(c, 0) > 0, "user recorded: %s", store_errmsg(s));
-	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st, 0) == 0,
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0,
 	    "reply 1: %s %s", err, store_errmsg(s));
 	CHECK(chat_message_tag(c, 1) == l.last_msg && chat_alt_tag(c, 1, 0) == l.last_gen && l.last_gen == 1,
 	    "the reply carries its ids");
@@ -1026,7 +1026,7 @@ test_chatlog(void)
 	CHECK(chatlog_system(&l, c) == 0, "system recorded");
 	chat_add_user(c, "Tell me more", 12);
 	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
-	    chatlog_reply(&l, c, &st, 0) == 0, "reply 2: %s", err);
+	    chatlog_reply(&l, c, &st) == 0, "reply 2: %s", err);
 	CHECK(!strcmp(query_text(p, "SELECT system_prompt FROM generations WHERE id = 1", t, sizeof(t)), "Be kind.") &&
 	    !strcmp(query_text(p, "SELECT system_prompt FROM generations WHERE id = 2", t, sizeof(t)), "Be brief."),
 	    "each reply keeps the system prompt it was given");
@@ -1034,7 +1034,7 @@ test_chatlog(void)
 	    !strstr(t, "Be kind."), "reply 2 was fed the new system prompt only");
 
 	/* A regeneration: another alternative of the same message. */
-	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st, 1) == 0,
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0,
 	    "regenerate: %s", err);
 	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE message_id = 4") == 2 &&
 	    chat_alt_tag(c, 3, 1) == 3 && l.last_gen == 3, "the regeneration joined message 4");
@@ -1048,7 +1048,7 @@ test_chatlog(void)
 	    chat_message_tag(c, 2) == 5, "edit recorded: %s", err);
 	CHECK(query_int(p, "SELECT parent_id FROM messages WHERE id = 5") == 2 &&
 	    query_int(p, "SELECT leaf_id FROM conversations WHERE id = 1") == 5, "the edit is a new branch");
-	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st, 0) == 0 &&
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0 &&
 	    query_int(p, "SELECT parent_id FROM messages WHERE id = 6") == 5, "the reply on the branch: %s", err);
 	CHECK(chatlog_edit(&l, c, 1, "x", 1, err, sizeof(err)) == -1, "an assistant message is not edited: %s", err);
 
@@ -1065,7 +1065,7 @@ test_chatlog(void)
 		    chat_n_messages(c2));
 		chat_add_user(c2, "Go on", 5);
 		CHECK(chatlog_user(&l2, c2) == 0 && chat_generate(c2, NULL, NULL, &st, err, sizeof(err)) == 0 &&
-		    chatlog_reply(&l2, c2, &st, 0) == 0, "reply under the other model: %s", err);
+		    chatlog_reply(&l2, c2, &st) == 0, "reply under the other model: %s", err);
 		CHECK(query_int(p, "SELECT model_id FROM generations ORDER BY id DESC LIMIT 1") == l2.model_id &&
 		    query_int(p, "SELECT model_id FROM generations WHERE id = 1") == l.model_id,
 		    "the new reply records the new model; the old ones keep theirs");
@@ -1088,6 +1088,109 @@ test_chatlog(void)
 		    "resume a missing one: %s", err);
 	chat_free(c2);
 	llm_model_free(m2);
+	chat_free(c);
+	llm_model_free(m);
+	store_close(s);
+}
+
+/* A session's messages follow its own: a user message the store did not
+ * take is saved with the reply to it (never the reply under the message
+ * before), and two natters on one conversation do not thread their
+ * messages into each other's. */
+static void
+test_chatlog_parents(void)
+{
+	const char *fx = test_fixtures();
+	char p[512], err[512], m32[2100], q[256];
+	struct store *s;
+	struct llm_model *m = NULL;
+	struct chat *c = NULL, *c2 = NULL;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct chatlog l, l2;
+	int64_t a1, u2, a2, u3, a3, u4;
+
+	if (!fx) {
+		SKIP("fixtures not found: chatlog parents");
+		return;
+	}
+	snprintf(m32, sizeof(m32), "%s/models/aidreams260K-f32.gguf", fx);
+	path_of(p, sizeof(p), "parents.db");
+	if (store_open(p, 0, &s, err, sizeof(err)) < 0 || llm_model_load(m32, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "setup: %s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 4;
+	o.n_threads = 1;
+	o.n_ctx = 512;
+	o.sp.seed = 3;
+	if (chat_new(m, &o, &c, err, sizeof(err)) < 0 || chat_new(m, &o, &c2, err, sizeof(err)) < 0) {
+		CHECK(0, "chat_new: %s", err);
+		goto out;
+	}
+	memset(&l, 0, sizeof(l));
+	l.s = s;
+	l.template_name = chat_template_name(c);
+	chat_add_user(c, "Hello", 5);
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(&l, c, &st) == 0, "the first turn: %s %s", err, store_errmsg(s));
+	a1 = chat_message_tag(c, 1);
+
+	/* The store did not take the next message (as when it stays busy):
+	 * the reply saves it first, and the reply before keeps its text. */
+	l.s = NULL;
+	chat_add_user(c, "Second", 6);
+	CHECK(chatlog_user(&l, c) == 0 && chat_message_tag(c, 2) == 0, "a message the store did not take");
+	l.s = s;
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0,
+	    "its reply: %s %s", err, store_errmsg(s));
+	u2 = chat_message_tag(c, 2);
+	a2 = chat_message_tag(c, 3);
+	snprintf(q, sizeof(q), "SELECT parent_id FROM messages WHERE id = %lld AND content = 'Second'", (long long)u2);
+	CHECK(u2 > 0 && query_int(p, q) == a1, "the message is saved after the reply before it");
+	snprintf(q, sizeof(q), "SELECT parent_id FROM messages WHERE id = %lld", (long long)a2);
+	CHECK(a2 > 0 && a2 != a1 && query_int(p, q) == u2, "its reply is a new message under it");
+	snprintf(q, sizeof(q), "SELECT count(*) FROM generations WHERE message_id = %lld", (long long)a1);
+	CHECK(query_int(p, q) == 1, "the reply before has its one generation");
+
+	/* Neither the message nor its first reply was taken: a regeneration
+	 * saves the message and makes the reply's message. */
+	l.s = NULL;
+	chat_add_user(c, "Third", 5);
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(&l, c, &st) == 0, "a turn the store did not take: %s", err);
+	l.s = s;
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0,
+	    "its regeneration: %s %s", err, store_errmsg(s));
+	u3 = chat_message_tag(c, 4);
+	a3 = chat_message_tag(c, 5);
+	snprintf(q, sizeof(q), "SELECT parent_id FROM messages WHERE id = %lld AND content = 'Third'", (long long)u3);
+	CHECK(u3 > 0 && query_int(p, q) == a2, "the message is saved after the reply before it");
+	snprintf(q, sizeof(q), "SELECT parent_id FROM messages WHERE id = %lld", (long long)a3);
+	CHECK(a3 > 0 && a3 != a2 && query_int(p, q) == u3, "the regeneration is a new message under it");
+	snprintf(q, sizeof(q), "SELECT count(*) FROM generations WHERE message_id = %lld", (long long)a2);
+	CHECK(query_int(p, q) == 1, "the reply before has its one generation");
+
+	/* A second session on the same conversation writes meanwhile. */
+	memset(&l2, 0, sizeof(l2));
+	l2.s = s;
+	l2.template_name = chat_template_name(c2);
+	CHECK(chatlog_resume(&l2, c2, l.conv, err, sizeof(err)) == 0, "resume: %s", err);
+	chat_add_user(c2, "From two", 8);
+	CHECK(chatlog_user(&l2, c2) == 0 && chat_generate(c2, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(&l2, c2, &st) == 0, "the other session's turn: %s", err);
+	chat_add_user(c, "From one", 8);
+	CHECK(chatlog_user(&l, c) == 0, "this session's message: %s", store_errmsg(s));
+	u4 = chat_message_tag(c, 6);
+	snprintf(q, sizeof(q), "SELECT parent_id FROM messages WHERE id = %lld", (long long)u4);
+	CHECK(query_int(p, q) == a3, "it follows this session's last reply, not the other session's");
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0,
+	    "its reply: %s", err);
+	snprintf(q, sizeof(q), "SELECT parent_id FROM messages WHERE id = %lld", (long long)chat_message_tag(c, 7));
+	CHECK(query_int(p, q) == u4, "the reply follows it");
+out:
+	chat_free(c2);
 	chat_free(c);
 	llm_model_free(m);
 	store_close(s);
@@ -1786,6 +1889,7 @@ main(void)
 	test_chatlog_reasoning();
 	test_tree();
 	test_chatlog();
+	test_chatlog_parents();
 	test_export_truth();
 	test_export_damaged();
 	test_adapters_and_preferences();

@@ -62,9 +62,10 @@ int chatlog_user(struct chatlog *l, struct chat *c);
  * server, those sent), the seed, the LoRA adapters on (file SHA-256, name,
  * scale; none over a remote server), statistics and how it ended.  A
  * regeneration (an alternative, chat_regenerate) is recorded as another
- * generation of the same message.  REGEN is kept for front ends that
- * resumed a conversation without chatlog_resume. */
-int chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, int regen);
+ * generation of the same message.  A new message is the child of the
+ * message it answers, which is saved first if it was not (chatlog_user
+ * failed: the database was busy, say). */
+int chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st);
 /* Everything C's last reply was produced under, for any front end that
  * records generations (chatlog_reply, natter serve): *G zeroed, then the
  * messages it was fed (into *FED, which the caller frees) and the rendered

@@ -69,6 +69,12 @@ int store_conv_set_system(struct store *s, int64_t conv_id, const char *system_p
  * current leaf, then the new leaf); committed before returning.  *ID gets
  * its id. */
 int store_msg_add(struct store *s, int64_t conv_id, const char *role, const char *content, int64_t *id);
+/* The same, as a child of PARENT (a message of CONV_ID; 0: none, the
+ * conversation's first; -1: the current leaf, as store_msg_add).  A
+ * session names the message its new one follows: another natter writing
+ * to the same conversation meanwhile moved the leaf to its own. */
+int store_msg_add_after(struct store *s, int64_t conv_id, int64_t parent, const char *role, const char *content,
+			int64_t *id);
 
 /* How a generation ended.  store_end_name gives the word stored and
  * exported ("finished", "stop-string", "stopped", "context", "max-tokens",
@@ -108,6 +114,8 @@ struct store_gen {
 	int n_reasoning;               /* the reasoning's tokens (of n_gen); 0: not known (NULL) */
 	enum store_end end;
 	int64_t model_id;              /* the model (store_model, store_model_remote); 0: unknown */
+	int64_t parent;                /* a new assistant message's parent (store_gen_add's MSG_ID 0);
+					* 0: the conversation's current leaf */
 	const char *template_name;     /* e.g. "model", "chatml (built-in)", a file name */
 	const char *template_source;   /* the template's text (stored once per distinct text, by SHA-256) */
 	const struct store_turn *fed;  /* the messages fed, in order, the system prompt of the time first, */

@@ -492,7 +492,7 @@ cmd_chat(int argc, char **argv)
 			}
 			have_stats = 1;
 			putchar('\n');
-			if (chatlog_reply(&per, c, &last, 1) < 0)
+			if (chatlog_reply(&per, c, &last) < 0)
 				persist_warn(&per);
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");
@@ -524,7 +524,7 @@ cmd_chat(int argc, char **argv)
 			}
 			have_stats = 1;
 			putchar('\n');
-			if (chatlog_reply(&per, c, &last, regen) < 0)
+			if (chatlog_reply(&per, c, &last) < 0)
 				persist_warn(&per);
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");

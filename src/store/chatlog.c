@@ -53,24 +53,37 @@ chatlog_model(struct chatlog *l, struct chat *c, const char *model_path)
 	return rc;
 }
 
+/* Saves user message J of C as the child of the message before it in
+ * the session (not whatever the conversation's leaf is now: another
+ * natter may be writing to it), making the conversation first if there is
+ * none yet. */
+static int
+save_user(struct chatlog *l, struct chat *c, int j)
+{
+	int64_t id, parent = j > 0 ? chat_message_tag(c, j - 1) : 0;
+
+	if (!l->conv && store_conv_new(l->s, l->model_id, NULL, l->template_name, chat_system(c), &l->conv) < 0)
+		return -1;
+	if (j > 0 && !parent)
+		parent = -1;   /* the message before was never saved: after the conversation's last */
+	if (store_msg_add_after(l->s, l->conv, parent, "user", chat_message_content(c, j), &id) < 0)
+		return -1;
+	chat_set_message_tag(c, j, id);
+	return 0;
+}
+
 int
 chatlog_user(struct chatlog *l, struct chat *c)
 {
-	int64_t id;
 	int n = chat_n_messages(c);
 
 	char why[256];
 
-	if (!l->s || n == 0 || chat_check(c, why, sizeof(why)) < 0)
-		return 0;
-	if (!l->conv && store_conv_new(l->s, l->model_id, NULL, l->template_name, chat_system(c), &l->conv) < 0)
-		return -1;
-	if (store_msg_add(l->s, l->conv, "user", chat_message_content(c, n - 1), &id) < 0)
-		return -1;
-	chat_set_message_tag(c, n - 1, id);
 	l->last_msg = 0;   /* the reply will be a new assistant message */
 	l->ab.state = CHATLOG_AB_NONE;
-	return 0;
+	if (!l->s || n == 0 || chat_check(c, why, sizeof(why)) < 0)
+		return 0;
+	return save_user(l, c, n - 1);
 }
 
 /* The adapters C's last reply was made with (those with a nonzero scale),
@@ -142,7 +155,7 @@ chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, st
 }
 
 int
-chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, int regen)
+chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
 {
 	struct store_gen g;
 	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
@@ -154,15 +167,23 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st, in
 		l->ab.alt_b = chat_alt_index(c, i);
 		l->ab.state = CHATLOG_AB_READY;
 	}
-	if (!l->s || !l->conv || i < 0)
+	if (!l->s || i < 0)
 		return 0;
 	k = chat_alt_index(c, i);
-	/* A first alternative makes the message; a later one joins it. */
+	/* A first alternative makes the message; a later one joins it.  (A
+	 * message whose first alternative was never saved has no tag: this
+	 * one makes it.) */
 	msg = chat_alt_count(c, i) > 1 ? chat_message_tag(c, i) : 0;
-	if (!msg && regen && chat_alt_count(c, i) > 1)
-		msg = l->last_msg;
+	/* The message it answers is saved first if it was not (the database
+	 * was busy, say): the reply is never stored under another one. */
+	if (!msg && i > 0 && !chat_message_tag(c, i - 1) && !strcmp(chat_message_role(c, i - 1), "user") &&
+	    save_user(l, c, i - 1) < 0)
+		return -1;
+	if (!l->conv)
+		return 0;
 	if (chatlog_gen(c, st, &g, adapters, &fed) < 0)
 		return -1;
+	g.parent = !msg && i > 0 ? chat_message_tag(c, i - 1) : 0;
 	g.content = chat_alt_content(c, i, k);
 	g.reasoning = chat_alt_reasoning(c, i, k);
 	/* Its tokens when they were counted (not a remote server's pieces). */

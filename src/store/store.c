@@ -792,7 +792,8 @@ insert_msg(struct store *s, int64_t conv_id, int64_t parent, const char *role, c
 		content = "";
 	st = store_prepare(s, "INSERT INTO messages(conversation_id, seq, role, content, created, parent_id) "
 	    "VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?1), ?2, ?3, ?4, "
-	    "CASE WHEN ?5 < 0 THEN (SELECT leaf_id FROM conversations WHERE id = ?1) WHEN ?5 = 0 THEN NULL ELSE ?5 END)");
+	    "CASE WHEN ?5 < 0 THEN (SELECT leaf_id FROM conversations WHERE id = ?1) WHEN ?5 = 0 THEN NULL "
+	    "ELSE (SELECT id FROM messages WHERE id = ?5 AND conversation_id = ?1) END)");
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, conv_id);
@@ -828,9 +829,16 @@ insert_msg(struct store *s, int64_t conv_id, int64_t parent, const char *role, c
 int
 store_msg_add(struct store *s, int64_t conv_id, const char *role, const char *content, int64_t *id)
 {
+	return store_msg_add_after(s, conv_id, -1, role, content, id);
+}
+
+int
+store_msg_add_after(struct store *s, int64_t conv_id, int64_t parent, const char *role, const char *content,
+		    int64_t *id)
+{
 	if (store_begin(s) < 0)
 		return -1;
-	if (insert_msg(s, conv_id, -1, role, content, id) < 0) {
+	if (insert_msg(s, conv_id, parent, role, content, id) < 0) {
 		store_rollback(s);
 		return -1;
 	}
@@ -1104,7 +1112,7 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 		return -1;
 	}
 	if (msg_id == 0) {
-		if (insert_msg(s, conv_id, -1, "assistant", g->content, &msg_id) < 0)
+		if (insert_msg(s, conv_id, g->parent ? g->parent : -1, "assistant", g->content, &msg_id) < 0)
 			goto fail;
 	} else {
 		st = store_prepare(s, "UPDATE generations SET chosen = 0 WHERE message_id = ?");

@@ -154,7 +154,7 @@ ui_conv_finish(struct ui *u)
 		ui_screen_notify(u, 1, "the reply broke off: %s", err);
 	/* The screen shows the session's conversation (the reply complete). */
 	ui_conv_sync(u);
-	if (chatlog_reply(&u->log, u->c, &u->stats, u->regen) < 0)
+	if (chatlog_reply(&u->log, u->c, &u->stats) < 0)
 		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
 }
 

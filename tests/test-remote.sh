@@ -398,6 +398,14 @@ check "--remote-extras off: none sent" "False" "$("$PY" -c '
 import json, sys
 e = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l).get("model") == "openai"][-1]
 print(any(k in e["fields"] for k in ("top_k", "min_p", "repeat_penalty", "repetition_penalty")))' "$tmp/replay.log")"
+# What was not sent is not recorded as the reply's: the server used its own.
+check "--remote-extras off: the stored settings" "0.8|0.95|||||||1024" "$(q "$tmp/openai.db" \
+	"SELECT printf('%g', temp) || '|' || printf('%g', top_p) || '|' || COALESCE(top_k, '') || '|' || COALESCE(min_p, '') || '|' ||
+	COALESCE(repeat_penalty, '') || '|' || COALESCE(presence_penalty, '') || '|' || COALESCE(frequency_penalty, '') || '|' ||
+	COALESCE(penalty_last_n, '') || '|' || COALESCE(max_tokens, '') FROM generations ORDER BY id DESC LIMIT 1")"
+"$NATTER_BIN" history show "$(q "$tmp/openai.db" "SELECT max(id) FROM conversations")" --db "$tmp/openai.db" \
+	>"$tmp/openai-show.out" 2>&1
+has "--remote-extras off: history shows them not known" "$tmp/openai-show.out" "temp 0.80 top_p 0.95 top_k ? min_p ?"
 
 # Ctrl-C stops a reply: while it streams (the server sees the client leave), and while the server
 # sends nothing at all (no need to wait for the read timeout).

@@ -1196,6 +1196,99 @@ out:
 	store_close(s);
 }
 
+/* A setting changed while a reply is written applies from the next
+ * token: the reply is recorded under those it started with, and the
+ * changed ones as not known (NULL), never as if they made all of it. */
+struct flip {
+	struct chat *c;
+	int n;
+};
+
+static int
+flip_settings(void *ctx, const char *piece, size_t len)
+{
+	struct flip *f = ctx;
+	(void)piece;
+	(void)len;
+	if (++f->n == 2) {
+		struct sampler_params sp;
+		chat_get_params(f->c, &sp);
+		sp.temp = 0.1f;
+		chat_set_params(f->c, &sp);
+		chat_set_max_tokens(f->c, 7);
+	}
+	return 0;
+}
+
+static void
+test_chatlog_settings(void)
+{
+	const char *fx = test_fixtures();
+	char p[512], err[512], m32[2100], q[256], t[256];
+	struct store *s;
+	struct llm_model *m = NULL;
+	struct chat *c = NULL;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct chatlog l;
+	struct sampler_params sp;
+	struct flip f;
+	int mt;
+	unsigned unknown;
+
+	if (!fx) {
+		SKIP("fixtures not found: chatlog settings");
+		return;
+	}
+	snprintf(m32, sizeof(m32), "%s/models/aidreams260K-f32.gguf", fx);
+	path_of(p, sizeof(p), "settings.db");
+	if (store_open(p, 0, &s, err, sizeof(err)) < 0 || llm_model_load(m32, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "setup: %s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 6;
+	o.n_threads = 1;
+	o.n_ctx = 512;
+	o.sp.seed = 11;
+	o.sp.temp = 1.5f;
+	if (chat_new(m, &o, &c, err, sizeof(err)) < 0) {
+		CHECK(0, "chat_new: %s", err);
+		goto out;
+	}
+	memset(&l, 0, sizeof(l));
+	l.s = s;
+	l.template_name = chat_template_name(c);
+	chat_add_user(c, "Hello", 5);
+	f.c = c;
+	f.n = 0;
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, flip_settings, &f, &st, err, sizeof(err)) == 0 && f.n >= 3,
+	    "a reply of several pieces (%d): %s", f.n, err);
+	chat_reply_params(c, &sp, &mt, &unknown);
+	CHECK(sp.temp == 1.5f && mt == 6 && unknown == (SP_TEMP | SP_MAX_TOKENS),
+	    "the reply's settings: those it started with (temp %.2f, %d tokens), the changed not known (%#x)",
+	    sp.temp, mt, unknown);
+	CHECK(chatlog_reply(&l, c, &st) == 0, "stored: %s", store_errmsg(s));
+	snprintf(q, sizeof(q), "SELECT COALESCE(temp, 'null') || ' ' || printf('%%g', top_p) || ' ' || "
+	    "COALESCE(max_tokens, 'null') FROM generations WHERE id = %lld", (long long)l.last_gen);
+	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "null 0.95 null"), "stored as not known: %s", t);
+
+	/* The next reply runs under the new settings throughout. */
+	chat_add_user(c, "Again", 5);
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(&l, c, &st) == 0, "the next reply: %s", err);
+	chat_reply_params(c, &sp, &mt, &unknown);
+	CHECK(sp.temp == 0.1f && mt == 7 && unknown == 0, "its settings (temp %.2f, %d tokens, %#x)", sp.temp, mt,
+	    unknown);
+	snprintf(q, sizeof(q), "SELECT printf('%%.1f', temp) || ' ' || max_tokens FROM generations WHERE id = %lld",
+	    (long long)l.last_gen);
+	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "0.1 7"), "stored: %s", t);
+out:
+	chat_free(c);
+	llm_model_free(m);
+	store_close(s);
+}
+
 /* What export leaves out and what it never says twice: stopped and cut-off
  * replies are not targets unless asked; identical replies are no DPO
  * pair; one reply text gets one KTO label (its latest rating); replies from
@@ -1890,6 +1983,7 @@ main(void)
 	test_tree();
 	test_chatlog();
 	test_chatlog_parents();
+	test_chatlog_settings();
 	test_export_truth();
 	test_export_damaged();
 	test_adapters_and_preferences();

@@ -177,8 +177,13 @@ const atomic_int *chat_run_cancel_flag(const struct chat_run *r);
 struct chat *chat_run_chat(const struct chat_run *r);
 /* The sampling parameters for the next token (or request): the session's
  * live ones (chat_get_params), or those an A/B comparison gives this
- * reply alone (chat_regenerate_with).  The run's thread. */
-void chat_run_params(const struct chat_run *r, struct sampler_params *sp);
+ * reply alone (chat_regenerate_with).  The reply is recorded under the
+ * first answer, a setting that changed in a later one as not known.  The
+ * run's thread. */
+void chat_run_params(struct chat_run *r, struct sampler_params *sp);
+/* The reply's token limit (chat_max_tokens), recorded as chat_run_params
+ * records the parameters. */
+int chat_run_max_tokens(struct chat_run *r);
 /* Tells the front end something the engine did on its own (a field left
  * out of the request, ...). */
 void chat_run_notice(struct chat_run *r, const char *msg);
@@ -188,8 +193,8 @@ void chat_run_progress(struct chat_run *r, int done, int total);
  * server's own timings) sets them; the session then keeps them. */
 void chat_run_set_rates(struct chat_run *r, double prompt_tps, double gen_tps);
 /* An engine that reads the parameters once (a request sent with them)
- * says which: chat_reply_params then reports these, not those in force
- * when the reply ended. */
-void chat_run_set_params(struct chat_run *r, const struct sampler_params *p, int max_tokens);
+ * says which, and (UNSENT, SP_ bits) which of them the request did not
+ * carry: chat_reply_params then reports these, the unsent as not known. */
+void chat_run_set_params(struct chat_run *r, const struct sampler_params *p, int max_tokens, unsigned unsent);
 
 #endif

@@ -236,10 +236,12 @@ void chat_cancel(struct chat *c);
  * ended and before it starts the next. */
 void chat_cancel_reset(struct chat *c);
 /* The parameters the last reply was produced under: those in force when
- * it ended (a change made while it streamed applied from the next token),
- * or, over an engine that sends them once (a remote server), those sent
- * with its request.  The session's thread. */
-void chat_reply_params(const struct chat *c, struct sampler_params *p, int *max_tokens);
+ * it started, or, over an engine that sends them once (a remote server),
+ * those sent with its request.  *UNKNOWN (may be NULL) gets the SP_ bits
+ * (sampler.h) of those that were not one known value: changed while the
+ * reply was written (a change applies from the next token), or not sent
+ * to the server.  The session's thread. */
+void chat_reply_params(const struct chat *c, struct sampler_params *p, int *max_tokens, unsigned *unknown);
 /* Sampling parameters, applied from the next token on (over a remote
  * server: from the next request).  Any thread. */
 void chat_set_params(struct chat *c, const struct sampler_params *p);

@@ -57,9 +57,9 @@ int chatlog_user(struct chatlog *l, struct chat *c);
 /* Records the reply C just produced with everything it was produced
  * under: the model, the template, the messages and the rendered prompt it
  * was fed, its reasoning apart from its answer, the sampling settings it
- * was produced under (chat_reply_params: in force when it ended, a change
- * made while it streamed applying from the next token; over a remote
- * server, those sent), the seed, the LoRA adapters on (file SHA-256, name,
+ * was produced under (chat_reply_params: in force when it started, one
+ * changed while it streamed stored as not known (NULL); over a remote
+ * server, those sent, the unsent as not known), the seed, the LoRA adapters on (file SHA-256, name,
  * scale; none over a remote server), statistics and how it ended.  A
  * regeneration (an alternative, chat_regenerate) is recorded as another
  * generation of the same message.  A new message is the child of the

@@ -20,7 +20,24 @@ struct sampler_params {
 
 #define SAMPLER_SEED_RANDOM UINT64_MAX
 
+/* The settings of a reply as bits, for saying which are not one known
+ * value (a change made while it was written, a field a server was not
+ * sent): sampler_params' fields, and the reply's token limit. */
+enum {
+	SP_TEMP = 1 << 0,
+	SP_TOP_K = 1 << 1,
+	SP_TOP_P = 1 << 2,
+	SP_MIN_P = 1 << 3,
+	SP_REPEAT_PENALTY = 1 << 4,
+	SP_PRESENCE_PENALTY = 1 << 5,
+	SP_FREQUENCY_PENALTY = 1 << 6,
+	SP_PENALTY_LAST_N = 1 << 7,
+	SP_MAX_TOKENS = 1 << 8,
+};
+
 void sampler_params_default(struct sampler_params *p);
+/* The SP_ bits of the fields where A and B differ (the seed apart). */
+unsigned sampler_params_diff(const struct sampler_params *a, const struct sampler_params *b);
 /* Checks ranges; returns 0 or -1 with ERR naming the bad parameter. */
 int sampler_params_check(const struct sampler_params *p, char *err, size_t errlen);
 

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "natter/sampler.h"
+
 struct store;
 
 /* 3: messages form a tree (parent_id; each conversation has a current leaf);
@@ -125,6 +127,9 @@ struct store_gen {
 	int n_dropped;                 /* earlier messages left out to fit the context */
 	double temp, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty;
 	int top_k, penalty_last_n, max_tokens;
+	unsigned unknown;              /* SP_ bits (sampler.h) of those settings that were not one known
+					* value (changed while the reply was written, not sent to a
+					* server): stored as NULL */
 	uint64_t seed;                 /* the seed actually used */
 	int n_prompt, n_reused, n_gen, n_ctx_used, n_ctx;   /* n_ctx 0: unknown (both stored as NULL) */
 	double prompt_tps, gen_tps, ttft_ms;

@@ -266,7 +266,6 @@ static int
 local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t errlen)
 {
 	struct local *c = e;
-	struct chat *chat = chat_run_chat(r);
 	struct tok_ids *ids = &c->pend_ids;
 	const int n_ctx = llm_ctx_n_ctx(c->ctx);
 	struct sampler_params sp;
@@ -367,7 +366,7 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 			break;
 		}
 		chat_run_params(r, &sp);             /* live changes apply from this token */
-		max_tokens = chat_max_tokens(chat);
+		max_tokens = chat_run_max_tokens(r);
 		if (max_tokens > 0 && st->n_gen >= max_tokens) {
 			st->stop = CHAT_STOP_LIMIT;
 			break;

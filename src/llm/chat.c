@@ -71,6 +71,7 @@ struct chat {
 
 	struct sampler_params reply_sp;   /* what the last reply was produced under (chat_reply_params) */
 	int reply_max_tokens;
+	unsigned reply_unknown;      /* SP_ bits of those settings that were not one known value */
 	uint64_t reply_seed;         /* the seed it actually used */
 
 	pthread_mutex_t mu;          /* guards sp, max_tokens and ad_scale */
@@ -122,6 +123,12 @@ struct chat_run {
 	int params_set;              /* the engine said what it was sent with (chat_run_set_params) */
 	struct sampler_params sp;
 	int max_tokens;
+	/* What chat_run_params and chat_run_max_tokens first answered, and the
+	 * SP_ bits of what changed since (or, params_set, was not sent). */
+	int sp_seen, max_seen;
+	struct sampler_params sp0;
+	int max0;
+	unsigned unknown;
 };
 
 void
@@ -984,19 +991,22 @@ chat_run_progress(struct chat_run *r, int done, int total)
 }
 
 void
-chat_run_set_params(struct chat_run *r, const struct sampler_params *p, int max_tokens)
+chat_run_set_params(struct chat_run *r, const struct sampler_params *p, int max_tokens, unsigned unsent)
 {
 	r->params_set = 1;
 	r->sp = *p;
 	r->max_tokens = max_tokens;
+	r->unknown = unsent;
 }
 
 void
-chat_reply_params(const struct chat *c, struct sampler_params *p, int *max_tokens)
+chat_reply_params(const struct chat *c, struct sampler_params *p, int *max_tokens, unsigned *unknown)
 {
 	*p = c->reply_sp;
 	if (max_tokens)
 		*max_tokens = c->reply_max_tokens;
+	if (unknown)
+		*unknown = c->reply_unknown;
 }
 
 void
@@ -1050,12 +1060,31 @@ alt_made(struct chat *c, int i, int k)
 }
 
 void
-chat_run_params(const struct chat_run *r, struct sampler_params *sp)
+chat_run_params(struct chat_run *r, struct sampler_params *sp)
 {
 	if (r->c->ov_sp)
 		*sp = *r->c->ov_sp;
 	else
 		chat_get_params(r->c, sp);
+	if (!r->sp_seen) {
+		r->sp_seen = 1;
+		r->sp0 = *sp;
+	} else {
+		r->unknown |= sampler_params_diff(&r->sp0, sp);
+	}
+}
+
+int
+chat_run_max_tokens(struct chat_run *r)
+{
+	int m = chat_max_tokens(r->c);
+	if (!r->max_seen) {
+		r->max_seen = 1;
+		r->max0 = m;
+	} else if (m != r->max0) {
+		r->unknown |= SP_MAX_TOKENS;
+	}
+	return m;
 }
 
 /* Generates a reply to messages [0, n).  TARGET < 0 appends it as a new
@@ -1114,9 +1143,18 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		c->reply_sp = run.sp;
 		c->reply_max_tokens = run.max_tokens;
 	} else {
-		chat_run_params(&run, &c->reply_sp);
-		c->reply_max_tokens = chat_max_tokens(c);
+		/* Those the reply started under; a setting changed while it was
+		 * written (live changes apply from the next token) is not one
+		 * value, and is recorded as not known. */
+		struct sampler_params now;
+		if (!run.sp_seen)
+			chat_run_params(&run, &now);
+		if (!run.max_seen)
+			chat_run_max_tokens(&run);
+		c->reply_sp = run.sp0;
+		c->reply_max_tokens = run.max0;
 	}
+	c->reply_unknown = run.unknown;
 	c->reply_seed = st->seed;
 	if (st->stop != CHAT_STOP_STRING && run.rep.len > run.rep.emitted) {
 		/* The reply is over: what was held back for a stop string that

@@ -40,6 +40,17 @@ sampler_params_default(struct sampler_params *p)
 	p->seed = SAMPLER_SEED_RANDOM;
 }
 
+unsigned
+sampler_params_diff(const struct sampler_params *a, const struct sampler_params *b)
+{
+	return (a->temp != b->temp ? SP_TEMP : 0) | (a->top_k != b->top_k ? SP_TOP_K : 0) |
+	    (a->top_p != b->top_p ? SP_TOP_P : 0) | (a->min_p != b->min_p ? SP_MIN_P : 0) |
+	    (a->repeat_penalty != b->repeat_penalty ? SP_REPEAT_PENALTY : 0) |
+	    (a->presence_penalty != b->presence_penalty ? SP_PRESENCE_PENALTY : 0) |
+	    (a->frequency_penalty != b->frequency_penalty ? SP_FREQUENCY_PENALTY : 0) |
+	    (a->penalty_last_n != b->penalty_last_n ? SP_PENALTY_LAST_N : 0);
+}
+
 int
 sampler_params_check(const struct sampler_params *p, char *err, size_t errlen)
 {

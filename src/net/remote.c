@@ -362,9 +362,26 @@ f2d(float f)
  * parameters now (the session's, or an A/B comparison's) and what the
  * server has refused so far.  *SEED gets the seed sent, *SENT and
  * *SENT_MAX the parameters.  Caller frees. */
+/* Which request field carries which setting: a setting whose field a
+ * request left out was not sent (the server used its own). */
+static const struct {
+	unsigned oai, sp;
+} sent_fields[] = {
+	{ OAI_SET_TEMP, SP_TEMP },
+	{ OAI_SET_TOP_P, SP_TOP_P },
+	{ OAI_SET_TOP_K, SP_TOP_K },
+	{ OAI_SET_MIN_P, SP_MIN_P },
+	{ OAI_SET_REPEAT, SP_REPEAT_PENALTY },
+	{ OAI_SET_PRESENCE, SP_PRESENCE_PENALTY },
+	{ OAI_SET_FREQUENCY, SP_FREQUENCY_PENALTY },
+	{ OAI_SET_MAX_TOKENS, SP_MAX_TOKENS },
+};
+
+/* The request's body; *SENT and *SENT_MAX the settings it was made with,
+ * *UNSENT the SP_ bits of those it did not carry. */
 static char *
-build_body(struct remote *r, const struct chat_run *run, uint64_t *seed, struct sampler_params *sent,
-	   int *sent_max)
+build_body(struct remote *r, struct chat_run *run, uint64_t *seed, struct sampler_params *sent,
+	   int *sent_max, unsigned *unsent)
 {
 	struct oai_req q;
 	struct sampler_params sp;
@@ -411,6 +428,10 @@ build_body(struct remote *r, const struct chat_run *run, uint64_t *seed, struct 
 	q.seed = *seed;
 	*sent = sp;
 	*sent_max = max_tokens;
+	*unsent = SP_PENALTY_LAST_N;   /* no request field */
+	for (size_t i = 0; i < sizeof(sent_fields) / sizeof(sent_fields[0]); i++)
+		if (!(q.set & sent_fields[i].oai))
+			*unsent |= sent_fields[i].sp;
 	for (int i = 0; i < r->n_stops; i++)
 		q.stop[q.n_stop++] = r->stops[i];
 	if (!atomic_load(&r->no_kwargs))
@@ -664,6 +685,7 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 	uint64_t seed;
 	struct sampler_params sent;
 	int sent_max;
+	unsigned unsent;
 
 	snprintf(url, sizeof(url), "%s/chat/completions", r->base);
 	memset(&x, 0, sizeof(x));
@@ -673,7 +695,7 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		int hr;
 
 		free(r->body);
-		r->body = build_body(r, run, &seed, &sent, &sent_max);
+		r->body = build_body(r, run, &seed, &sent, &sent_max, &unsent);
 		if (!r->body) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
@@ -682,7 +704,7 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		st->seed = seed;
 		/* The request is made with these: a change while it streams
 		 * applies to the next one. */
-		chat_run_set_params(run, &sent, sent_max);
+		chat_run_set_params(run, &sent, sent_max, unsent);
 		memset(&x, 0, sizeof(x));
 		x.r = r;
 		x.run = run;

@@ -126,7 +126,7 @@ chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, st
 	g->n_dropped = chat_prompt_dropped(c);
 	g->template_name = chat_template_name(c);
 	g->template_source = chat_template_source(c);
-	chat_reply_params(c, &sp, &max_tokens);
+	chat_reply_params(c, &sp, &max_tokens, &g->unknown);
 	g->temp = sp.temp;
 	g->top_k = sp.top_k;
 	g->top_p = sp.top_p;

@@ -157,6 +157,20 @@ print_reasoning(FILE *out, const char *indent, const char *text, int n)
 	fprintf(out, "%s[answer]\n", indent);
 }
 
+/* " NAME VALUE" of column COL, an integer (INTEGER) or a real; NULL, a
+ * setting not known (not sent to a server, changed while the reply was
+ * written, or from before it was recorded), is "?". */
+static void
+put_setting(FILE *out, const char *name, sqlite3_stmt *st, int col, int integer)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		fprintf(out, " %s ?", name);
+	else if (integer)
+		fprintf(out, " %s %d", name, sqlite3_column_int(st, col));
+	else
+		fprintf(out, " %s %.2f", name, sqlite3_column_double(st, col));
+}
+
 /* Prints the generations (alternatives) of assistant message MSG; a model
  * other than CONV_MODEL is named.  Returns 0 or -1. */
 static int
@@ -173,11 +187,15 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 		return -1;
 	sqlite3_bind_int64(gs, 1, msg);
 	while ((rc = sqlite3_step(gs)) == SQLITE_ROW) {
-		fprintf(out, "  generation %lld%s: %s, temp %.2f top_p %.2f top_k %d min_p %.2f seed %lld, "
-		    "%d tokens, %.1f tok/s, first token %.0f ms", (long long)sqlite3_column_int64(gs, 0),
-		    sqlite3_column_int(gs, 1) ? " (chosen)" : "", col_text(gs, 2), sqlite3_column_double(gs, 3),
-		    sqlite3_column_double(gs, 4), sqlite3_column_int(gs, 5), sqlite3_column_double(gs, 6),
-		    (long long)sqlite3_column_int64(gs, 7), sqlite3_column_int(gs, 8),
+		fprintf(out, "  generation %lld%s: %s,", (long long)sqlite3_column_int64(gs, 0),
+		    sqlite3_column_int(gs, 1) ? " (chosen)" : "", col_text(gs, 2));
+		put_setting(out, "temp", gs, 3, 0);
+		put_setting(out, "top_p", gs, 4, 0);
+		put_setting(out, "top_k", gs, 5, 1);
+		put_setting(out, "min_p", gs, 6, 0);
+		/* The seed is stored as its 64 bits, signed. */
+		fprintf(out, " seed %llu, %d tokens, %.1f tok/s, first token %.0f ms",
+		    (unsigned long long)sqlite3_column_int64(gs, 7), sqlite3_column_int(gs, 8),
 		    sqlite3_column_double(gs, 9), sqlite3_column_double(gs, 10));
 		if (*col_text(gs, 15) && strcmp(col_text(gs, 15), conv_model))
 			fprintf(out, ", model %s", col_text(gs, 15));

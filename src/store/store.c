@@ -1092,6 +1092,24 @@ bind_text_or_null(sqlite3_stmt *st, int k, const char *t)
 		sqlite3_bind_null(st, k);
 }
 
+static void
+bind_real(sqlite3_stmt *st, int k, double v, unsigned unknown)
+{
+	if (unknown)
+		sqlite3_bind_null(st, k);
+	else
+		sqlite3_bind_double(st, k, v);
+}
+
+static void
+bind_int(sqlite3_stmt *st, int k, int v, unsigned unknown)
+{
+	if (unknown)
+		sqlite3_bind_null(st, k);
+	else
+		sqlite3_bind_int(st, k, v);
+}
+
 int
 store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct store_gen *g,
 	      int64_t *gen_id, int64_t *msg_id_out)
@@ -1162,16 +1180,18 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	sqlite3_bind_text(st, k++, g->content ? g->content : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, k++, end_state(g->end), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, k++, store_end_name(g->end), -1, SQLITE_STATIC);
-	sqlite3_bind_double(st, k++, g->temp);
-	sqlite3_bind_int(st, k++, g->top_k);
-	sqlite3_bind_double(st, k++, g->top_p);
-	sqlite3_bind_double(st, k++, g->min_p);
-	sqlite3_bind_double(st, k++, g->repeat_penalty);
-	sqlite3_bind_double(st, k++, g->presence_penalty);
-	sqlite3_bind_double(st, k++, g->frequency_penalty);
-	sqlite3_bind_int(st, k++, g->penalty_last_n);
+	/* A setting that was not one known value is NULL, as for replies
+	 * recorded before it was kept. */
+	bind_real(st, k++, g->temp, g->unknown & SP_TEMP);
+	bind_int(st, k++, g->top_k, g->unknown & SP_TOP_K);
+	bind_real(st, k++, g->top_p, g->unknown & SP_TOP_P);
+	bind_real(st, k++, g->min_p, g->unknown & SP_MIN_P);
+	bind_real(st, k++, g->repeat_penalty, g->unknown & SP_REPEAT_PENALTY);
+	bind_real(st, k++, g->presence_penalty, g->unknown & SP_PRESENCE_PENALTY);
+	bind_real(st, k++, g->frequency_penalty, g->unknown & SP_FREQUENCY_PENALTY);
+	bind_int(st, k++, g->penalty_last_n, g->unknown & SP_PENALTY_LAST_N);
 	sqlite3_bind_int64(st, k++, (int64_t)g->seed);
-	sqlite3_bind_int(st, k++, g->max_tokens);
+	bind_int(st, k++, g->max_tokens, g->unknown & SP_MAX_TOKENS);
 	sqlite3_bind_int(st, k++, g->n_prompt);
 	sqlite3_bind_int(st, k++, g->n_reused);
 	sqlite3_bind_int(st, k++, g->n_gen);

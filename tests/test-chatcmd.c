@@ -150,6 +150,33 @@ main(void)
 		    "/ab seed -3: %s", verr);
 		CHECK(chatcmd_ab_parse(c, "top_p 7", &v, verr, sizeof(verr)) < 0, "/ab top_p 7 is refused");
 	}
+	/* A reply resumed from the history: its settings are not known here,
+	 * so A/B refuses to say B differs from it in one setting; a reply
+	 * made here is compared against what made it (a regeneration with a
+	 * fixed seed takes the next one: 42). */
+	{
+		struct chatcmd_variant v;
+		struct sampler_params now, made;
+		struct chat_stats st;
+		float sc[CHAT_MAX_ADAPTERS];
+		char verr[256];
+		chat_add_user(c, "Hi", 2);
+		chat_add_message(c, "assistant", "Hello from before.", 18);
+		CHECK(chatcmd_ab_base(c, &now, sc) < 0 && chatcmd_ab_parse(c, "", &v, verr, sizeof(verr)) < 0 &&
+		    strstr(verr, "not known"), "/ab on a resumed reply: %s", verr);
+		chat_get_params(c, &now);
+		now.temp = 0.25f;
+		now.seed = 41;
+		chat_set_params(c, &now);
+		CHECK(chat_regenerate(c, NULL, NULL, &st, verr, sizeof(verr)) == 0, "regenerate: %s", verr);
+		now.temp = 0.9f;
+		chat_set_params(c, &now);   /* the session moves on; A stays as made */
+		CHECK(chatcmd_ab_base(c, &made, sc) == 0 && made.temp == 0.25f && made.seed == 42 &&
+		    chatcmd_ab_parse(c, "", &v, verr, sizeof(verr)) == 0 && v.sp.temp == 0.55f && v.sp.seed == 43,
+		    "/ab on a reply made here: A at temp %.2f seed %llu, B at %.2f: %s", made.temp,
+		    (unsigned long long)made.seed, v.sp.temp, verr);
+		chat_clear(c);
+	}
 
 	/* While a reply streams: what changes the conversation is refused,
 	 * and nothing is changed. */

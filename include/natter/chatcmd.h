@@ -101,9 +101,12 @@ int chatcmd_system(struct chatcmd_env *e, const char *text);
  */
 int chatcmd_ab_parse(struct chat *c, const char *spec, struct chatcmd_variant *v, char *err, size_t errlen);
 /* What reply A -- the last reply as chosen now -- was made under (SCALES:
- * room for chat_n_adapters); for a reply resumed from the history, the
- * session's settings now.  The session's thread. */
-void chatcmd_ab_base(struct chat *c, struct sampler_params *sp, float *scales);
+ * room for chat_n_adapters); without a reply, the session's settings now.
+ * Returns 0, or -1 for a reply resumed from the history, whose settings
+ * are not known here (chatcmd_ab_unknown says so): a comparison with it
+ * could not say which one setting differs.  The session's thread. */
+int chatcmd_ab_base(struct chat *c, struct sampler_params *sp, float *scales);
+extern const char chatcmd_ab_unknown[];
 int chatcmd_ab_start(struct chatcmd_env *e, const char *spec);
 int chatcmd_pick(struct chatcmd_env *e, const char *word);
 /* "temp 0.80, top_p 0.95, seed 42, lora taught x1.00" for SP and adapter

@@ -347,15 +347,20 @@ chatcmd_describe(struct chat *c, const struct sampler_params *sp, const float *s
 	return buf;
 }
 
-void
+const char chatcmd_ab_unknown[] = "A/B compares the last reply with one made under one changed setting, "
+    "and the last reply was made before this session: its settings are not known here (F5 or /regen makes one "
+    "here, then A/B)";
+
+int
 chatcmd_ab_base(struct chat *c, struct sampler_params *sp, float *scales)
 {
 	int i = chat_n_messages(c) - 1;
 	if (i >= 0 && chat_alt_settings(c, i, chat_alt_index(c, i), sp, scales) == 0)
-		return;
+		return 0;
 	chat_get_params(c, sp);
 	for (int k = 0; k < chat_n_adapters(c); k++)
 		scales[k] = chat_adapter_scale(c, k);
+	return i >= 0 && !strcmp(chat_message_role(c, i), "assistant") ? -1 : 0;
 }
 
 static int
@@ -375,7 +380,10 @@ chatcmd_ab_parse(struct chat *c, const char *spec, struct chatcmd_variant *v, ch
 	int n = chat_n_adapters(c), any_on = 0;
 
 	memset(v, 0, sizeof(*v));
-	chatcmd_ab_base(c, &v->sp, v->scales);
+	if (chatcmd_ab_base(c, &v->sp, v->scales) < 0) {
+		snprintf(err, errlen, "%s", chatcmd_ab_unknown);
+		return -1;
+	}
 	for (int i = 0; i < n; i++)
 		any_on |= v->scales[i] != 0.0f;
 	snprintf(buf, sizeof(buf), "%s", spec ? spec : "");

@@ -47,7 +47,10 @@ ui_ab_choose(struct ui *u)
 		ui_screen_notify(u, 1, "A/B compares the last reply with a second one: send a message first");
 		return;
 	}
-	chatcmd_ab_base(u->c, &p, sc);
+	if (chatcmd_ab_base(u->c, &p, sc) < 0) {
+		ui_screen_notify(u, 1, "%s", chatcmd_ab_unknown);
+		return;
+	}
 	for (int i = 0; i < chat_n_adapters(u->c); i++)
 		on |= sc[i] != 0.0f;
 	/* The default first: the adapter toggled when there is one. */

@@ -431,6 +431,29 @@ grep -q "NATTER_NO_SUCH_VARIABLE: that environment variable is not set" "$tmp/e1
 "$NATTER_BIN" serve -m "$M" --port "$P" --no-history 2>"$tmp/e2"; check "port in use" 1 $?
 grep -q "cannot listen on 127.0.0.1 port $P: Address already in use" "$tmp/e2" && ok || bad "port in use message: $(cat "$tmp/e2")"
 
+# A server stopped under a stream tells its client (503 error event, then [DONE]): the reply
+# does not simply end as if it were whole.
+"$NATTER_BIN" serve -m "$M" --port 0 -t 1 --no-history --chat-template "$tmp/raw.jinja" -c 128 --token-delay 50 \
+	2>"$tmp/shut.log" &
+shut_pid=$!
+i=0
+while ! grep -q "listening on" "$tmp/shut.log" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+SHUT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/v1 .*|\1|p' "$tmp/shut.log")
+body shut "{\"model\": \"aidreams260K-f32\", \"prompt\": \"$prompt\", \"max_tokens\": 100, \"stream\": true}"
+curl -s -N -H 'Content-Type: application/json' --data-binary "@$tmp/shut" "http://127.0.0.1:$SHUT/v1/completions" \
+	>"$tmp/shut.out" &
+shut_curl=$!
+i=0
+while [ "$(grep -c '^data: ' "$tmp/shut.out" 2>/dev/null)" -lt 2 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+kill -TERM "$shut_pid"
+wait "$shut_pid"; check "stopped under a stream: exit status" 0 $?
+wait "$shut_curl"
+grep -q '"the server is shutting down: the reply was cut off after [0-9]* tokens"' "$tmp/shut.out" &&
+	[ "$(tail -n 2 "$tmp/shut.out" | head -n 1)" = "data: [DONE]" ] && ok ||
+	bad "the stream stopped by the shutdown did not say so: $(tail -c 600 "$tmp/shut.out")"
+grep -q "stopped after [0-9]* generated tokens: the server is shutting down" "$tmp/shut.log" && ok ||
+	bad "the log does not say the shutdown stopped it: $(cat "$tmp/shut.log")"
+
 # SIGTERM stops the server cleanly.
 for p in $pids; do kill -TERM "$p" 2>/dev/null; done
 for p in $pids; do wait "$p"; check "server exit status after SIGTERM" 0 $?; done

@@ -499,6 +499,27 @@ finish_reason(enum chat_stop s, int stop_hit)
 	return s == CHAT_STOP_LIMIT || s == CHAT_STOP_CONTEXT ? "length" : "stop";
 }
 
+/* J was stopped by the server's shutdown, not by its client: the client
+ * is told so (503; a stream gets the error event and [DONE]), never a
+ * reply that simply stops.  Returns whether it was. */
+static int
+shut_down(struct engine *e, struct job *j, int n_gen)
+{
+	struct oai_error oe;
+	int stopping;
+
+	pthread_mutex_lock(&e->mu);
+	stopping = e->stopping;
+	pthread_mutex_unlock(&e->mu);
+	if (!stopping)
+		return 0;
+	serve_log(e->log, "#%lld: stopped after %d generated tokens: the server is shutting down", j->num, n_gen);
+	oai_error_set(&oe, 503, "server_error", NULL, NULL, "the server is shutting down: the reply was cut off "
+	    "after %d tokens", n_gen);
+	job_fail(e, j, &oe);
+	return 1;
+}
+
 /* Runs one request to its end (engine thread). */
 static void
 run_job(struct engine *e, struct job *j)
@@ -551,7 +572,8 @@ run_job(struct engine *e, struct job *j)
 	 * generation sees it. */
 	chat_cancel_reset(e->chat);
 	if (atomic_load(&j->gone)) {
-		serve_log(e->log, "#%lld: the client went away before the generation started", j->num);
+		if (!shut_down(e, j, 0))
+			serve_log(e->log, "#%lld: the client went away before the generation started", j->num);
 		goto cancelled;
 	}
 	if (chat_generate(e->chat, on_piece, &pc, &st, err, sizeof(err)) < 0 && !j->stop.hit && !atomic_load(&j->gone)) {
@@ -588,8 +610,10 @@ run_job(struct engine *e, struct job *j)
 	pc.base.cached_tokens = st.n_reused;
 	pc.base.reasoning_tokens = j->req.kind == OAI_CHAT ? st.n_reasoning : 0;
 	if (gone) {
-		serve_log(e->log, "#%lld: cancelled after %d generated tokens: the client went away", j->num, st.n_gen);
 		record(e, j, clean ? clean : "", apart ? &so : NULL, &st, 1);
+		if (!shut_down(e, j, st.n_gen))
+			serve_log(e->log, "#%lld: cancelled after %d generated tokens: the client went away", j->num,
+			    st.n_gen);
 		goto cancelled;
 	}
 	if (j->req.stream) {

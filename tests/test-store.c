@@ -1269,6 +1269,10 @@ test_chatlog_settings(void)
 	    "the reply's settings: those it started with (temp %.2f, %d tokens), the changed not known (%#x)",
 	    sp.temp, mt, unknown);
 	CHECK(chatlog_reply(&l, c, &st) == 0, "stored: %s", store_errmsg(s));
+	{
+		float sc[CHAT_MAX_ADAPTERS];
+		CHECK(chat_alt_settings(c, 1, 0, &sp, sc) < 0, "nor is it one an A/B comparison can start from");
+	}
 	snprintf(q, sizeof(q), "SELECT COALESCE(temp, 'null') || ' ' || printf('%%g', top_p) || ' ' || "
 	    "COALESCE(max_tokens, 'null') FROM generations WHERE id = %lld", (long long)l.last_gen);
 	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "null 0.95 null"), "stored as not known: %s", t);
@@ -1280,6 +1284,10 @@ test_chatlog_settings(void)
 	chat_reply_params(c, &sp, &mt, &unknown);
 	CHECK(sp.temp == 0.1f && mt == 7 && unknown == 0, "its settings (temp %.2f, %d tokens, %#x)", sp.temp, mt,
 	    unknown);
+	{
+		float sc[CHAT_MAX_ADAPTERS];
+		CHECK(chat_alt_settings(c, 3, 0, &sp, sc) == 0 && sp.temp == 0.1f, "A/B can start from it");
+	}
 	snprintf(q, sizeof(q), "SELECT printf('%%.1f', temp) || ' ' || max_tokens FROM generations WHERE id = %lld",
 	    (long long)l.last_gen);
 	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "0.1 7"), "stored: %s", t);

@@ -282,7 +282,8 @@ void chat_last_params(const struct chat *c, struct sampler_params *p);
 /* What alternative K of message I was generated under in this session:
  * its parameters (seed as used) and adapter scales (chat_n_adapters of
  * them, SCALES may be NULL).  Returns 0, or -1 when not known (a user
- * message, or a reply loaded from the history).  The session's thread. */
+ * message, a reply loaded from the history, or one during which a setting
+ * changed).  The session's thread. */
 int chat_alt_settings(const struct chat *c, int i, int k, struct sampler_params *sp, float *scales);
 
 /*

@@ -102,9 +102,10 @@ int chatcmd_system(struct chatcmd_env *e, const char *text);
 int chatcmd_ab_parse(struct chat *c, const char *spec, struct chatcmd_variant *v, char *err, size_t errlen);
 /* What reply A -- the last reply as chosen now -- was made under (SCALES:
  * room for chat_n_adapters); without a reply, the session's settings now.
- * Returns 0, or -1 for a reply resumed from the history, whose settings
- * are not known here (chatcmd_ab_unknown says so): a comparison with it
- * could not say which one setting differs.  The session's thread. */
+ * Returns 0, or -1 for a reply whose settings are not known here (resumed
+ * from the history, or a setting changed while it was written:
+ * chatcmd_ab_unknown says so): a comparison with it could not say which
+ * one setting differs.  The session's thread. */
 int chatcmd_ab_base(struct chat *c, struct sampler_params *sp, float *scales);
 extern const char chatcmd_ab_unknown[];
 int chatcmd_ab_start(struct chatcmd_env *e, const char *spec);

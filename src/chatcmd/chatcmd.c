@@ -348,8 +348,8 @@ chatcmd_describe(struct chat *c, const struct sampler_params *sp, const float *s
 }
 
 const char chatcmd_ab_unknown[] = "A/B compares the last reply with one made under one changed setting, "
-    "and the last reply was made before this session: its settings are not known here (F5 or /regen makes one "
-    "here, then A/B)";
+    "and the last reply's settings are not known here (it was made before this session, or a setting changed "
+    "while it was written): F5 or /regen makes one, then A/B";
 
 int
 chatcmd_ab_base(struct chat *c, struct sampler_params *sp, float *scales)

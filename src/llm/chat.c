@@ -72,6 +72,7 @@ struct chat {
 	struct sampler_params reply_sp;   /* what the last reply was produced under (chat_reply_params) */
 	int reply_max_tokens;
 	unsigned reply_unknown;      /* SP_ bits of those settings that were not one known value */
+	int reply_changed;           /* one of them changed while the reply was written */
 	uint64_t reply_seed;         /* the seed it actually used */
 
 	pthread_mutex_t mu;          /* guards sp, max_tokens and ad_scale */
@@ -1048,12 +1049,14 @@ adapters_apply(struct chat *c, char *err, size_t errlen)
 	return 0;
 }
 
-/* Notes what alternative K of message I was just generated under. */
+/* Notes what alternative K of message I was just generated under; not
+ * when a setting changed while it was written (no one setting made it:
+ * an A/B comparison against it could not say what differs). */
 static void
 alt_made(struct chat *c, int i, int k)
 {
 	struct alt *a = &c->msgs[i].alts[k];
-	a->made = 1;
+	a->made = !c->reply_changed;
 	a->sp = c->reply_sp;
 	a->sp.seed = c->reply_seed;
 	memcpy(a->scales, c->ad_used, sizeof(a->scales));
@@ -1155,6 +1158,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		c->reply_max_tokens = run.max0;
 	}
 	c->reply_unknown = run.unknown;
+	c->reply_changed = !run.params_set && run.unknown;
 	c->reply_seed = st->seed;
 	if (st->stop != CHAT_STOP_STRING && run.rep.len > run.rep.emitted) {
 		/* The reply is over: what was held back for a stop string that

@@ -135,6 +135,12 @@ test_oai_parse(void)
 		CHECK(oai_req_parse(OAI_COMPLETION, text, strlen(text), &r, &e) == 0 && !strcmp(r.prompt, "a \\u0000 b"),
 		    "a backslash and u0000 as text: %s", e.message);
 		oai_req_free(&r);
+		{
+			/* A raw NUL byte in a string, which cJSON takes. */
+			static const char raw[] = "{\"model\": \"m\", \"prompt\": \"A\0B and a tail\"}";
+			CHECK(oai_req_parse(OAI_COMPLETION, raw, sizeof(raw) - 1, &r, &e) < 0 && e.status == 400 &&
+			    strstr(e.message, "NUL"), "a raw NUL in a prompt: %s", e.message);
+		}
 	}
 	{
 		const char *c = "{\"model\": \"m\", \"prompt\": [\"raw <s> text\"], \"top_p\": 0}";

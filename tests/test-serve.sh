@@ -433,12 +433,11 @@ grep -q "cannot listen on 127.0.0.1 port $P: Address already in use" "$tmp/e2" &
 
 # A server stopped under a stream tells its client (503 error event, then [DONE]): the reply
 # does not simply end as if it were whole.
-"$NATTER_BIN" serve -m "$M" --port 0 -t 1 --no-history --chat-template "$tmp/raw.jinja" -c 128 --token-delay 50 \
-	2>"$tmp/shut.log" &
-shut_pid=$!
-i=0
-while ! grep -q "listening on" "$tmp/shut.log" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-SHUT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/v1 .*|\1|p' "$tmp/shut.log")
+# (Started as the others; taken out of $pids: it is stopped here.)
+start shut --no-history --chat-template "$tmp/raw.jinja" -c 128 --token-delay 50
+SHUT=$port
+shut_pid=${pids##* }
+pids=${pids% *}
 body shut "{\"model\": \"aidreams260K-f32\", \"prompt\": \"$prompt\", \"max_tokens\": 100, \"stream\": true}"
 curl -s -N -H 'Content-Type: application/json' --data-binary "@$tmp/shut" "http://127.0.0.1:$SHUT/v1/completions" \
 	>"$tmp/shut.out" &

@@ -1189,6 +1189,13 @@ test_chatlog_parents(void)
 	    "its reply: %s", err);
 	snprintf(q, sizeof(q), "SELECT parent_id FROM messages WHERE id = %lld", (long long)chat_message_tag(c, 7));
 	CHECK(query_int(p, q) == u4, "the reply follows it");
+	{
+		/* A parent from another conversation is refused, not made a root. */
+		int64_t other, id;
+		CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &other) == 0 &&
+		    store_msg_add_after(s, other, u4, "user", "stray", &id) < 0 && strstr(store_errmsg(s), "is not in"),
+		    "a parent from another conversation: %s", store_errmsg(s));
+	}
 out:
 	chat_free(c2);
 	chat_free(c);

@@ -446,7 +446,8 @@ refuse_unsupported(const cJSON *root, enum oai_kind kind, struct oai_error *e)
 
 /* Does the JSON text P hold the escape \u0000?  (cJSON decodes it into
  * a NUL byte, which would end the C string there: the rest of the text
- * would be lost without a word.) */
+ * would be lost without a word.  cJSON also takes a raw NUL byte inside a
+ * string: the caller looks for that.) */
 static int
 json_has_nul(const char *p, size_t len)
 {
@@ -478,7 +479,7 @@ oai_req_parse(enum oai_kind kind, const char *body, size_t len, struct oai_req *
 		bad(e, NULL, "the request body must be a JSON object");
 		goto out;
 	}
-	if (json_has_nul(body, len)) {
+	if (memchr(body, '\0', len) || json_has_nul(body, len)) {
 		bad(e, NULL, "the request holds a NUL character (\\u0000), which natter's text cannot keep "
 		    "(everything after it would be lost); leave it out");
 		goto out;

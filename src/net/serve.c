@@ -3,12 +3,14 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -41,6 +43,11 @@ struct serve {
 	size_t key_len;
 	FILE *log;
 	atomic_llong n_requests;
+	/* Requests not yet completed (their response sent, or given up):
+	 * serve_stop lets them finish before the connections close. */
+	pthread_mutex_t mu;
+	pthread_cond_t idle;
+	int active;
 };
 
 struct conn;
@@ -434,6 +441,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		if (!r)
 			return MHD_NO;
 		*con_cls = r;
+		pthread_mutex_lock(&s->mu);
+		s->active++;
+		pthread_mutex_unlock(&s->mu);
 		r->num = atomic_fetch_add(&s->n_requests, 1) + 1;
 		r->fd = ci ? ci->connect_fd : -1;
 		r->route = route_find(method, url, &known);
@@ -510,7 +520,6 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
 	struct serve *s = cls;
 	struct conn *r = *con_cls;
 
-	(void)s;
 	(void)c;
 	(void)toe;
 	if (!r)
@@ -518,6 +527,10 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
 	free(r->body);
 	free(r);
 	*con_cls = NULL;
+	pthread_mutex_lock(&s->mu);
+	if (--s->active == 0)
+		pthread_cond_broadcast(&s->idle);
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void
@@ -594,6 +607,14 @@ serve_start(const struct serve_opts *o, struct serve **out, char *err, size_t er
 	}
 	s->log = o->log;
 	atomic_init(&s->n_requests, 0);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->idle, &ca);
+		pthread_condattr_destroy(&ca);
+		pthread_mutex_init(&s->mu, NULL);
+	}
 	if (o->api_key) {
 		s->api_key = strdup(o->api_key);
 		if (!s->api_key) {
@@ -629,6 +650,8 @@ fail:
 	if (s->api_key)
 		memset(s->api_key, 0, s->key_len);
 	free(s->api_key);
+	pthread_cond_destroy(&s->idle);
+	pthread_mutex_destroy(&s->mu);
 	free(s);
 	return -1;
 }
@@ -642,12 +665,27 @@ serve_stop(struct serve *s)
 	if (!s)
 		return;
 	/* The engine first: waiting handlers and streams see it stop and return,
-	 * so libmicrohttpd can join its connection threads. */
+	 * so libmicrohttpd can join its connection threads.  What the engine
+	 * wrote last (a 503 for the reply it cut off, for those that waited)
+	 * is sent before the connections are closed: up to 2 s for the
+	 * requests to complete (a client that does not read is not waited
+	 * for longer). */
 	engine_shutdown(s->eng);
+	{
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += 2;
+		pthread_mutex_lock(&s->mu);
+		while (s->active > 0 && pthread_cond_timedwait(&s->idle, &s->mu, &until) == 0)
+			;
+		pthread_mutex_unlock(&s->mu);
+	}
 	MHD_stop_daemon(s->d);
 	engine_free(s->eng);
 	if (s->api_key)
 		memset(s->api_key, 0, s->key_len);
 	free(s->api_key);
+	pthread_cond_destroy(&s->idle);
+	pthread_mutex_destroy(&s->mu);
 	free(s);
 }

@@ -782,6 +782,35 @@ store_conv_set_system(struct store *s, int64_t conv_id, const char *system_promp
 /* Inserts a message into CONV_ID inside an open transaction, as a child of
  * PARENT (0: a first message; -1: the conversation's current leaf), and
  * makes it the leaf. */
+/* Where message ID sits: its conversation, parent (0: none) and role
+ * (ROLE may be NULL; it gets at most ROLE_N bytes). */
+static int
+msg_where(struct store *s, int64_t id, int64_t *conv, int64_t *parent, char *role, size_t role_n)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT conversation_id, COALESCE(parent_id, 0), role FROM messages "
+	    "WHERE id = ?");
+	int rc;
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*conv = sqlite3_column_int64(st, 0);
+		if (parent)
+			*parent = sqlite3_column_int64(st, 1);
+		if (role)
+			snprintf(role, role_n, "%s", (const char *)sqlite3_column_text(st, 2));
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE) {
+		store_seterr(s, "there is no message %lld", (long long)id);
+		return -1;
+	}
+	return store_sqlfail(s, "the message");
+}
+
 static int
 insert_msg(struct store *s, int64_t conv_id, int64_t parent, const char *role, const char *content, int64_t *id)
 {
@@ -790,10 +819,19 @@ insert_msg(struct store *s, int64_t conv_id, int64_t parent, const char *role, c
 
 	if (!content)
 		content = "";
+	if (parent > 0) {
+		int64_t pc;
+		if (msg_where(s, parent, &pc, NULL, NULL, 0) < 0)
+			return -1;
+		if (pc != conv_id) {
+			store_seterr(s, "%s: message %lld is not in conversation %lld", s->path, (long long)parent,
+			    (long long)conv_id);
+			return -1;
+		}
+	}
 	st = store_prepare(s, "INSERT INTO messages(conversation_id, seq, role, content, created, parent_id) "
 	    "VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?1), ?2, ?3, ?4, "
-	    "CASE WHEN ?5 < 0 THEN (SELECT leaf_id FROM conversations WHERE id = ?1) WHEN ?5 = 0 THEN NULL "
-	    "ELSE (SELECT id FROM messages WHERE id = ?5 AND conversation_id = ?1) END)");
+	    "CASE WHEN ?5 < 0 THEN (SELECT leaf_id FROM conversations WHERE id = ?1) WHEN ?5 = 0 THEN NULL ELSE ?5 END)");
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, conv_id);
@@ -843,35 +881,6 @@ store_msg_add_after(struct store *s, int64_t conv_id, int64_t parent, const char
 		return -1;
 	}
 	return store_commit(s, "the message");
-}
-
-/* Where message ID sits: its conversation, parent (0: none) and role
- * (ROLE may be NULL; it gets at most ROLE_N bytes). */
-static int
-msg_where(struct store *s, int64_t id, int64_t *conv, int64_t *parent, char *role, size_t role_n)
-{
-	sqlite3_stmt *st = store_prepare(s, "SELECT conversation_id, COALESCE(parent_id, 0), role FROM messages "
-	    "WHERE id = ?");
-	int rc;
-	if (!st)
-		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*conv = sqlite3_column_int64(st, 0);
-		if (parent)
-			*parent = sqlite3_column_int64(st, 1);
-		if (role)
-			snprintf(role, role_n, "%s", (const char *)sqlite3_column_text(st, 2));
-	}
-	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW)
-		return 0;
-	if (rc == SQLITE_DONE) {
-		store_seterr(s, "there is no message %lld", (long long)id);
-		return -1;
-	}
-	return store_sqlfail(s, "the message");
 }
 
 int

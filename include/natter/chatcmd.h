@@ -94,8 +94,9 @@ int chatcmd_system(struct chatcmd_env *e, const char *text);
  * when the session has any, else "next"), "next" (seed + 1 and
  * temperature + 0.3), "temp T", "seed S", "top_p P", "adapter"
  * (toggled), "adapter on", "adapter off".  Returns 0, or -1 with ERR (the
- * usage, or chatcmd_ab_unknown when those settings are not known).  chatcmd_ab_start begins the comparison
- * (chatlog_ab_begin) and asks the front end to generate B (ops->ab).
+ * usage, or chatcmd_ab_unknown when those settings are not known).
+ * chatcmd_ab_start begins the comparison (chatlog_ab_begin) and asks the
+ * front end to generate B (ops->ab).
  * chatcmd_pick records the user's choice: WORD a, b or tie.  Both return
  * 0 or -1, told through say.
  */

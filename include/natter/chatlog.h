@@ -59,8 +59,9 @@ int chatlog_user(struct chatlog *l, struct chat *c);
  * was fed, its reasoning apart from its answer, the sampling settings it
  * was produced under (chat_reply_params: in force when it started, one
  * changed while it streamed stored as not known (NULL); over a remote
- * server, those sent, the unsent as not known), the seed, the LoRA adapters on (file SHA-256, name,
- * scale; none over a remote server), statistics and how it ended.  A
+ * server, those sent, the unsent as not known), the seed, the LoRA
+ * adapters on (file SHA-256, name, scale; none over a remote server),
+ * statistics and how it ended.  A
  * regeneration (an alternative, chat_regenerate) is recorded as another
  * generation of the same message.  A new message is the child of the
  * message it answers, which is saved first if it was not (chatlog_user

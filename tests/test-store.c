@@ -939,6 +939,37 @@ test_tree(void)
 	store_close(s);
 }
 
+/* The start of the chatlog tests: the history NAME in the test folder
+ * (its path into P) and the f32 model, with chat options for it (512
+ * tokens of context, one thread, SEED).  Returns 0, or -1 after a SKIP
+ * (WHAT: the test's name) or a failed check. */
+static int
+chatlog_setup(const char *name, const char *what, char *p, size_t pn, struct store **s, struct llm_model **m,
+	      struct chat_opts *o, uint64_t seed)
+{
+	const char *fx = test_fixtures();
+	char path[2100], err[512];
+
+	*s = NULL;
+	*m = NULL;
+	if (!fx) {
+		SKIP("fixtures not found: %s", what);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", fx);
+	path_of(p, pn, name);
+	if (store_open(p, 0, s, err, sizeof(err)) < 0 || llm_model_load(path, m, err, sizeof(err)) < 0) {
+		CHECK(0, "setup: %s", err);
+		store_close(*s);
+		return -1;
+	}
+	chat_opts_default(o);
+	o->n_threads = 1;
+	o->n_ctx = 512;
+	o->sp.seed = seed;
+	return 0;
+}
+
 /* A session recorded through chatlog: every generation with its model,
  * template, system prompt, prompt and end; a /system change applies only
  * to what follows; regenerations are alternatives; a choice and an edit
@@ -957,22 +988,12 @@ test_chatlog(void)
 	size_t plen;
 
 	memset(&l2, 0, sizeof(l2));
-	if (!fx) {
-		SKIP("fixtures not found: chatlog");
+	if (chatlog_setup("chatlog.db", "chatlog", p, sizeof(p), &s, &m, &o, 7) < 0)
 		return;
-	}
 	snprintf(m32, sizeof(m32), "%s/models/aidreams260K-f32.gguf", fx);
 	snprintf(m16, sizeof(m16), "%s/models/aidreams260K-f16.gguf", fx);
-	path_of(p, sizeof(p), "chatlog.db");
-	if (store_open(p, 0, &s, err, sizeof(err)) < 0 || llm_model_load(m32, &m, err, sizeof(err)) < 0) {
-		CHECK(0, "setup: %s", err);
-		return;
-	}
-	chat_opts_default(&o);
 	o.max_tokens = 6;
 	o.n_threads = 2;
-	o.n_ctx = 512;
-	o.sp.seed = 7;
 	o.system_prompt = "Be kind.";
 	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
 	memset(&l, 0, sizeof(l));
@@ -1100,8 +1121,7 @@ test_chatlog(void)
 static void
 test_chatlog_parents(void)
 {
-	const char *fx = test_fixtures();
-	char p[512], err[512], m32[2100], q[256];
+	char p[512], err[512], q[256];
 	struct store *s;
 	struct llm_model *m = NULL;
 	struct chat *c = NULL, *c2 = NULL;
@@ -1110,21 +1130,9 @@ test_chatlog_parents(void)
 	struct chatlog l, l2;
 	int64_t a1, u2, a2, u3, a3, u4;
 
-	if (!fx) {
-		SKIP("fixtures not found: chatlog parents");
+	if (chatlog_setup("parents.db", "chatlog parents", p, sizeof(p), &s, &m, &o, 3) < 0)
 		return;
-	}
-	snprintf(m32, sizeof(m32), "%s/models/aidreams260K-f32.gguf", fx);
-	path_of(p, sizeof(p), "parents.db");
-	if (store_open(p, 0, &s, err, sizeof(err)) < 0 || llm_model_load(m32, &m, err, sizeof(err)) < 0) {
-		CHECK(0, "setup: %s", err);
-		return;
-	}
-	chat_opts_default(&o);
 	o.max_tokens = 4;
-	o.n_threads = 1;
-	o.n_ctx = 512;
-	o.sp.seed = 3;
 	if (chat_new(m, &o, &c, err, sizeof(err)) < 0 || chat_new(m, &o, &c2, err, sizeof(err)) < 0) {
 		CHECK(0, "chat_new: %s", err);
 		goto out;
@@ -1230,8 +1238,7 @@ flip_settings(void *ctx, const char *piece, size_t len)
 static void
 test_chatlog_settings(void)
 {
-	const char *fx = test_fixtures();
-	char p[512], err[512], m32[2100], q[256], t[256];
+	char p[512], err[512], q[256], t[256];
 	struct store *s;
 	struct llm_model *m = NULL;
 	struct chat *c = NULL;
@@ -1243,21 +1250,9 @@ test_chatlog_settings(void)
 	int mt;
 	unsigned unknown;
 
-	if (!fx) {
-		SKIP("fixtures not found: chatlog settings");
+	if (chatlog_setup("settings.db", "chatlog settings", p, sizeof(p), &s, &m, &o, 11) < 0)
 		return;
-	}
-	snprintf(m32, sizeof(m32), "%s/models/aidreams260K-f32.gguf", fx);
-	path_of(p, sizeof(p), "settings.db");
-	if (store_open(p, 0, &s, err, sizeof(err)) < 0 || llm_model_load(m32, &m, err, sizeof(err)) < 0) {
-		CHECK(0, "setup: %s", err);
-		return;
-	}
-	chat_opts_default(&o);
 	o.max_tokens = 6;
-	o.n_threads = 1;
-	o.n_ctx = 512;
-	o.sp.seed = 11;
 	o.sp.temp = 1.5f;
 	if (chat_new(m, &o, &c, err, sizeof(err)) < 0) {
 		CHECK(0, "chat_new: %s", err);

@@ -1101,22 +1101,17 @@ bind_text_or_null(sqlite3_stmt *st, int k, const char *t)
 		sqlite3_bind_null(st, k);
 }
 
+/* Setting V into column K: NULL when UNKNOWN, else a real, or (INTEGER)
+ * an integer. */
 static void
-bind_real(sqlite3_stmt *st, int k, double v, unsigned unknown)
+bind_setting(sqlite3_stmt *st, int k, double v, int integer, unsigned unknown)
 {
 	if (unknown)
 		sqlite3_bind_null(st, k);
+	else if (integer)
+		sqlite3_bind_int(st, k, (int)v);
 	else
 		sqlite3_bind_double(st, k, v);
-}
-
-static void
-bind_int(sqlite3_stmt *st, int k, int v, unsigned unknown)
-{
-	if (unknown)
-		sqlite3_bind_null(st, k);
-	else
-		sqlite3_bind_int(st, k, v);
 }
 
 int
@@ -1191,16 +1186,16 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	sqlite3_bind_text(st, k++, store_end_name(g->end), -1, SQLITE_STATIC);
 	/* A setting that was not one known value is NULL, as for replies
 	 * recorded before it was kept. */
-	bind_real(st, k++, g->temp, g->unknown & SP_TEMP);
-	bind_int(st, k++, g->top_k, g->unknown & SP_TOP_K);
-	bind_real(st, k++, g->top_p, g->unknown & SP_TOP_P);
-	bind_real(st, k++, g->min_p, g->unknown & SP_MIN_P);
-	bind_real(st, k++, g->repeat_penalty, g->unknown & SP_REPEAT_PENALTY);
-	bind_real(st, k++, g->presence_penalty, g->unknown & SP_PRESENCE_PENALTY);
-	bind_real(st, k++, g->frequency_penalty, g->unknown & SP_FREQUENCY_PENALTY);
-	bind_int(st, k++, g->penalty_last_n, g->unknown & SP_PENALTY_LAST_N);
+	bind_setting(st, k++, g->temp, 0, g->unknown & SP_TEMP);
+	bind_setting(st, k++, g->top_k, 1, g->unknown & SP_TOP_K);
+	bind_setting(st, k++, g->top_p, 0, g->unknown & SP_TOP_P);
+	bind_setting(st, k++, g->min_p, 0, g->unknown & SP_MIN_P);
+	bind_setting(st, k++, g->repeat_penalty, 0, g->unknown & SP_REPEAT_PENALTY);
+	bind_setting(st, k++, g->presence_penalty, 0, g->unknown & SP_PRESENCE_PENALTY);
+	bind_setting(st, k++, g->frequency_penalty, 0, g->unknown & SP_FREQUENCY_PENALTY);
+	bind_setting(st, k++, g->penalty_last_n, 1, g->unknown & SP_PENALTY_LAST_N);
 	sqlite3_bind_int64(st, k++, (int64_t)g->seed);
-	bind_int(st, k++, g->max_tokens, g->unknown & SP_MAX_TOKENS);
+	bind_setting(st, k++, g->max_tokens, 1, g->unknown & SP_MAX_TOKENS);
 	sqlite3_bind_int(st, k++, g->n_prompt);
 	sqlite3_bind_int(st, k++, g->n_reused);
 	sqlite3_bind_int(st, k++, g->n_gen);

@@ -275,6 +275,37 @@ logits_all(struct llm_model *m, const int32_t *toks, int n, int batch)
 	return lg;
 }
 
+/* The last token's logits alone (the last layer's FFN, and its attention
+ * when it has any, for that token only: blk_out_first) against every
+ * token's, in the same batches of 16, then one more token: the states and
+ * caches must be the same, bit for bit. */
+static void
+last_only(const char *label, struct llm_model *m, const int32_t *toks, int n)
+{
+	char err[256] = "";
+	struct llm_ctx *a = llm_ctx_new(m, 256, 16, 2, err, sizeof(err));
+	struct llm_ctx *b = a ? llm_ctx_new(m, 256, 16, 2, err, sizeof(err)) : NULL;
+	float *all = malloc((size_t)n * NV * sizeof(float)), *last = malloc(NV * sizeof(float));
+	float *na = malloc(NV * sizeof(float)), *nb = malloc(NV * sizeof(float));
+	double d1 = INFINITY, d2 = INFINITY;
+
+	if (a && b && llm_eval(a, toks, n - 1, last, 0, err, sizeof(err)) == 0 &&
+	    llm_eval(b, toks, n - 1, all, 1, err, sizeof(err)) == 0) {
+		d1 = max_diff(last, all + (size_t)(n - 2) * NV, NV);
+		if (llm_eval(a, toks + n - 1, 1, na, 0, err, sizeof(err)) == 0 &&
+		    llm_eval(b, toks + n - 1, 1, nb, 0, err, sizeof(err)) == 0)
+			d2 = max_diff(na, nb, NV);
+	}
+	CHECK(d1 < 1e-4 && d2 == 0, "%s: last logits only: the last token's differ by %g, the next token's by %g (%s)",
+	    label, d1, d2, err);
+	llm_ctx_free(a);
+	llm_ctx_free(b);
+	free(all);
+	free(last);
+	free(na);
+	free(nb);
+}
+
 /* --- files: the MTP block, layer patterns, refusals --- */
 
 static void
@@ -323,6 +354,9 @@ test_files(void)
 			CHECK(a && b && max_diff(a, b, (size_t)40 * NV) > 1e-3, "another pattern, other logits");
 			free(a);
 			free(b);
+			/* A recurrent last layer, then an attention one. */
+			last_only("recurrent last layer", mm, toks, 40);
+			last_only("attention last layer", m, toks, 40);
 		}
 		llm_model_free(mm);
 		mm = NULL;

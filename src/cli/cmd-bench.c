@@ -50,13 +50,33 @@ type_peak(const struct roof *r, enum ggml_type t)
 	return t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16 ? r->i8 : r->fma;
 }
 
+/* Whether T is one of the last layer's matrices that a prompt runs for
+ * the token whose logits it asks for alone (blk_out_first): all but the
+ * keys' and values' projections -- and in a recurrent layer, all but its
+ * FFN's, since every token moves the state. */
+static int
+once_per_prompt(const struct gguf_tensor *t, const struct llm_hparams *hp)
+{
+	const int last = hp->n_layer - 1;
+	char pre[32];
+	const int n = snprintf(pre, sizeof(pre), "blk.%d.", last);
+	const char *s = t->name.ptr + n;
+
+	if (t->name.len <= (uint64_t)n || memcmp(t->name.ptr, pre, (size_t)n) != 0)
+		return 0;
+	if (hp->layer[last].kind == LLM_LAYER_RECURRENT)
+		return !strncmp(s, "ffn_", 4);
+	return strncmp(s, "attn_k", 6) != 0 && strncmp(s, "attn_v", 6) != 0 && strncmp(s, "attn_qkv", 8) != 0;
+}
+
 /*
  * The fastest this machine could run a test, from its measured limits:
  * prompt processing (NP tokens from position DEPTH) by compute, each matrix
- * at the peak of the kernels its type uses (the output matrix once per
- * batch, the attention at the float peak), generation (NG tokens) by
- * reading every weight byte (the embedding table one row) and the KV
- * cache once per token.  Tokens per second, or 0 when unknown.
+ * at the peak of the kernels its type uses (the output matrix and the last
+ * layer's once_per_prompt ones, and its attention, once per prompt, the
+ * attention at the float peak), generation (NG tokens) by reading every
+ * weight byte (the embedding table one row) and the KV cache once per
+ * token.  Tokens per second, or 0 when unknown.
  */
 static double
 roof_bound(const struct gguf_file *f, const struct llm_hparams *hp, const struct roof *r, int np, int ng, int depth)
@@ -84,12 +104,15 @@ roof_bound(const struct gguf_file *f, const struct llm_hparams *hp, const struct
 			continue;
 		}
 		bytes += (double)t->nbytes;
-		double flops = 2 * el / (np > 0 && t == out ? np : 1);
+		double flops = 2 * el / (np > 0 && (t == out || once_per_prompt(t, hp)) ? np : 1);
 		t_tok += flops / (type_peak(r, t->type) * 1e9);
 	}
 	if (np > 0) {
-		/* q.k and the weighted sum of v over DEPTH + NP / 2 positions on average. */
-		t_tok += 4.0 * n_att * hp->n_head * hp->head_dim * (depth + np / 2.0 + 1) / (r->fma * 1e9);
+		/* q.k and the weighted sum of v over DEPTH + NP / 2 positions on
+		 * average; in the last layer, one query over DEPTH + NP. */
+		const int last_att = hp->layer[hp->n_layer - 1].kind != LLM_LAYER_RECURRENT;
+		t_tok += 4.0 * (n_att - last_att) * hp->n_head * hp->head_dim * (depth + np / 2.0 + 1) / (r->fma * 1e9);
+		t_tok += 4.0 * last_att * hp->n_head * hp->head_dim * (depth + np) / np / (r->fma * 1e9);
 		return 1 / t_tok;
 	}
 	bytes += 2.0 * n_att * hp->n_head_kv * hp->head_dim * sizeof(float) * (depth + ng / 2.0 + 1);
@@ -612,7 +635,8 @@ cmd_bench(int argc, char **argv)
 			printf("machine (%d threads, tier %s): memory read %.1f GB/s, float FMA %.0f GFLOP/s, int8 %.0f GOPS%s; "
 			    "OpenBLAS sgemm %.0f GFLOP/s (n=1024)\n"
 			    "bound: prompt by compute (int8 peak for quantized matrices, %sfloat peak for the rest and "
-			    "attention), generation by reading the weights and KV cache once per token (recurrent "
+			    "attention; the output and the last layer past its keys and values once per prompt), "
+			    "generation by reading the weights and KV cache once per token (recurrent "
 			    "layers: no KV) at the rate natter read the weights (%.1f MiB) alone between the tokens\n",
 			    threads, q_cpu_features(), roof.bw, roof.fma, roof.i8, bf, roof.sgemm,
 			    roof.bf16 > 0 ? "bf16 dot peak for BF16 ones, " : "", w_bytes / 1048576.0);

@@ -189,7 +189,7 @@ blk_deltanet(struct llm_ctx *c, int il, const float *in, float *out, int nt)
 /* --- gated attention --- */
 
 void
-blk_gated_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt)
+blk_gated_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt, int from)
 {
 	const struct llm_hparams *hp = &c->m->hp;
 	const struct lweight *t = c->m->layers[il].t;
@@ -197,26 +197,35 @@ blk_gated_attention(struct llm_ctx *c, int il, const float *in, float *out, int 
 	const size_t Q = (size_t)nh * hd, K = (size_t)hp->n_head_kv * hd, V = (size_t)hp->n_head_kv * hp->head_dim_v;
 	float *qg = c->dn->qg;
 
-	/* qg: (nt, [q_0 g_0 q_1 g_1 ...]) */
-	blk_mm_many(c, in, -1, nt, 3, (const struct blk_out[]){ { qg, &t[LLM_TENSOR_ATTN_Q] },
-	    { c->k, &t[LLM_TENSOR_ATTN_K] }, { c->v, &t[LLM_TENSOR_ATTN_V] } });
-	for (int r = 0; r < nt; r++)
-		for (int h = 0; h < nh; h++)
-			memcpy(c->q + r * Q + (size_t)h * hd, qg + r * 2 * Q + (size_t)h * 2 * hd, (size_t)hd * sizeof(float));
-	blk_rmsnorm(c->q, c->q, &t[LLM_TENSOR_ATTN_Q_NORM], nt * nh, hd, hp->rms_eps);
+	if (from == nt) {
+		/* No query is asked: the keys and values alone. */
+		blk_mm_many(c, in, -1, nt, 2, (const struct blk_out[]){ { c->k, &t[LLM_TENSOR_ATTN_K] },
+		    { c->v, &t[LLM_TENSOR_ATTN_V] } });
+	} else {
+		/* qg: (nt, [q_0 g_0 q_1 g_1 ...]) */
+		blk_mm_many(c, in, -1, nt, 3, (const struct blk_out[]){ { qg, &t[LLM_TENSOR_ATTN_Q] },
+		    { c->k, &t[LLM_TENSOR_ATTN_K] }, { c->v, &t[LLM_TENSOR_ATTN_V] } });
+		for (int r = 0; r < nt; r++)
+			for (int h = 0; h < nh; h++)
+				memcpy(c->q + r * Q + (size_t)h * hd, qg + r * 2 * Q + (size_t)h * 2 * hd,
+				    (size_t)hd * sizeof(float));
+		blk_rmsnorm(c->q, c->q, &t[LLM_TENSOR_ATTN_Q_NORM], nt * nh, hd, hp->rms_eps);
+		blk_rope(c, il, c->q, nt, nh);
+	}
 	blk_rmsnorm(c->k, c->k, &t[LLM_TENSOR_ATTN_K_NORM], nt * hp->n_head_kv, hd, hp->rms_eps);
-	blk_rope(c, il, c->q, nt, nh);
 	blk_rope(c, il, c->k, nt, hp->n_head_kv);
 	for (int r = 0; r < nt; r++)
 		kv_layer_put(&c->kv.l[il], c->pos0 + r, c->k + r * K, c->v + r * V);
-	blk_attn_core(c, il, nt);
+	if (from == nt)
+		return;
+	blk_attn_core(c, il, nt, from);
 	/* head_dim_v = head_dim (checked when loading) */
-	for (int r = 0; r < nt; r++)
+	for (int r = 0; r < nt - from; r++)
 		for (int h = 0; h < nh; h++) {
 			float *o = c->att_out + r * Q + (size_t)h * hd;
-			const float *g = qg + r * 2 * Q + (size_t)h * 2 * hd + hd;
+			const float *g = qg + (size_t)(from + r) * 2 * Q + (size_t)h * 2 * hd + hd;
 			for (int i = 0; i < hd; i++)
 				o[i] *= 1.0f / (1.0f + expf(-g[i]));
 		}
-	blk_mm(c, out, c->att_out, &t[LLM_TENSOR_ATTN_OUT], -1, nt);
+	blk_mm(c, out, c->att_out, &t[LLM_TENSOR_ATTN_OUT], -1, nt - from);
 }

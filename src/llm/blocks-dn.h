@@ -32,10 +32,11 @@ void blk_deltanet(struct llm_ctx *c, int il, const float *in, float *out, int nt
 /*
  * Gated full attention of layer IL (Qwen3.5): attn_q gives per head a
  * query then a gate (interleaved head by head); q and k per-head RMSNorm,
- * RoPE on rope_dim dims, K and V into the cache, blk_attn_core, each
- * head's output times sigmoid(gate), attn_output into OUT.
+ * RoPE on rope_dim dims, the K and V of all NT tokens into the cache;
+ * for tokens [FROM, NT) (blk_out_first) blk_attn_core, each head's output
+ * times sigmoid(gate), attn_output into OUT (nt - from, n_embd).
  */
-void blk_gated_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt);
+void blk_gated_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt, int from);
 
 /*
  * Batches of at least this many tokens use the chunked delta rule: none,

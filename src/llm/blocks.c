@@ -205,16 +205,24 @@ blk_attn_shape(const struct llm_hparams *hp, int il)
 	return sh;
 }
 
-void
-blk_attn_core(struct llm_ctx *c, int il, int nt)
+int
+blk_out_first(const struct llm_ctx *c, int il)
 {
-	struct attn_shape sh = blk_attn_shape(&c->m->hp, il);
-
-	attn_forward(c->pool, &c->attn, &sh, &c->kv.l[il], c->q, nt, c->pos0, c->att_out);
+	return il == c->m->hp.n_layer - 1 ? c->out_first : 0;
 }
 
 void
-blk_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt)
+blk_attn_core(struct llm_ctx *c, int il, int nt, int from)
+{
+	struct attn_shape sh = blk_attn_shape(&c->m->hp, il);
+	const size_t Q = (size_t)c->m->hp.n_head * c->m->hp.head_dim;
+
+	attn_forward(c->pool, &c->attn, &sh, &c->kv.l[il], c->q + (size_t)from * Q, nt - from, c->pos0 + from,
+	    c->att_out);
+}
+
+void
+blk_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt, int from)
 {
 	const struct llm_hparams *hp = &c->m->hp;
 	const struct lweight *t = c->m->layers[il].t;
@@ -229,20 +237,28 @@ blk_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt)
 			memcpy(c->k + r * K, row + Q, K * sizeof(float));
 			memcpy(c->v + r * V, row + Q + K, V * sizeof(float));
 		}
+	} else if (from == nt) {
+		/* No query is asked: the keys and values alone. */
+		blk_mm_many(c, in, -1, nt, 2, (const struct blk_out[]){ { c->k, &t[LLM_TENSOR_ATTN_K] },
+		    { c->v, &t[LLM_TENSOR_ATTN_V] } });
 	} else {
 		blk_mm_many(c, in, -1, nt, 3, (const struct blk_out[]){ { c->q, &t[LLM_TENSOR_ATTN_Q] },
 		    { c->k, &t[LLM_TENSOR_ATTN_K] }, { c->v, &t[LLM_TENSOR_ATTN_V] } });
 	}
 	if (hp->layer[il].flags & LLM_LAYER_QK_NORM) {
-		blk_rmsnorm(c->q, c->q, &t[LLM_TENSOR_ATTN_Q_NORM], nt * hp->n_head, hp->head_dim, hp->rms_eps);
+		if (from < nt)
+			blk_rmsnorm(c->q, c->q, &t[LLM_TENSOR_ATTN_Q_NORM], nt * hp->n_head, hp->head_dim, hp->rms_eps);
 		blk_rmsnorm(c->k, c->k, &t[LLM_TENSOR_ATTN_K_NORM], nt * hp->n_head_kv, hp->head_dim, hp->rms_eps);
 	}
-	blk_rope(c, il, c->q, nt, hp->n_head);
+	if (from < nt)
+		blk_rope(c, il, c->q, nt, hp->n_head);
 	blk_rope(c, il, c->k, nt, hp->n_head_kv);
 	for (int r = 0; r < nt; r++)
 		kv_layer_put(&c->kv.l[il], c->pos0 + r, c->k + r * K, c->v + r * V);
-	blk_attn_core(c, il, nt);
-	blk_mm(c, out, c->att_out, &t[LLM_TENSOR_ATTN_OUT], -1, nt);
+	if (from == nt)
+		return;
+	blk_attn_core(c, il, nt, from);
+	blk_mm(c, out, c->att_out, &t[LLM_TENSOR_ATTN_OUT], -1, nt - from);
 }
 
 /* --- feed-forward --- */
@@ -424,23 +440,26 @@ blk_layer(struct llm_ctx *c, int il, int nt)
 	const struct llm_hparams *hp = &c->m->hp;
 	const struct lweight *t = c->m->layers[il].t;
 	const unsigned fl = hp->layer[il].flags;
-	const int E = hp->n_embd;
-	const size_t n = (size_t)nt * E;
+	const int E = hp->n_embd, from = blk_out_first(c, il), nr = nt - from;
+	const size_t n = (size_t)nr * E;
+	float *x = c->x + (size_t)from * E;   /* the rows computed past the keys and values */
 
 	blk_rmsnorm(c->xb, c->x, &t[LLM_TENSOR_ATTN_NORM], nt, E, hp->rms_eps);
-	blk_attention(c, il, c->xb, c->xo, nt);
+	blk_attention(c, il, c->xb, c->xo, nt, from);
+	if (nr == 0)
+		return;
 	if (fl & LLM_LAYER_POST_NORMS)
-		blk_rmsnorm(c->xo, c->xo, &t[LLM_TENSOR_ATTN_POST_NORM], nt, E, hp->rms_eps);
+		blk_rmsnorm(c->xo, c->xo, &t[LLM_TENSOR_ATTN_POST_NORM], nr, E, hp->rms_eps);
 	for (size_t i = 0; i < n; i++)
-		c->x[i] += c->xo[i];
+		x[i] += c->xo[i];
 
-	blk_rmsnorm(c->xb, c->x, &t[LLM_TENSOR_FFN_NORM], nt, E, hp->rms_eps);
+	blk_rmsnorm(c->xb, x, &t[LLM_TENSOR_FFN_NORM], nr, E, hp->rms_eps);
 	if (fl & LLM_LAYER_MOE)
-		blk_moe(c, il, c->xb, c->xo, nt);
+		blk_moe(c, il, c->xb, c->xo, nr);
 	else
-		blk_ffn(c, il, c->xb, c->xo, nt);
+		blk_ffn(c, il, c->xb, c->xo, nr);
 	if (fl & LLM_LAYER_POST_NORMS)
-		blk_rmsnorm(c->xo, c->xo, &t[LLM_TENSOR_FFN_POST_NORM], nt, E, hp->rms_eps);
+		blk_rmsnorm(c->xo, c->xo, &t[LLM_TENSOR_FFN_POST_NORM], nr, E, hp->rms_eps);
 	for (size_t i = 0; i < n; i++)
-		c->x[i] += c->xo[i];
+		x[i] += c->xo[i];
 }

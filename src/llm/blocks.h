@@ -39,15 +39,25 @@ void blk_rope(struct llm_ctx *c, int il, float *x, int nt, int n_heads);
 /* Layer IL's attention shape: heads, window (sliding layers), query
  * scale and soft-cap. */
 struct attn_shape blk_attn_shape(const struct llm_hparams *hp, int il);
-/* softmax(q K^T) V for the NT queries in c->q over layer IL's cache
- * (window, soft-cap and query scale from the description) into
- * c->att_out: the one attention kernel (attn_forward, tiled with an
- * online softmax). */
-void blk_attn_core(struct llm_ctx *c, int il, int nt);
+/*
+ * The first of the batch's tokens whose output layer IL computes: 0 but
+ * in the last layer, whose output only the logits read (c->out_first:
+ * the last token, or none, or all).  Every token's keys and values go
+ * into the cache all the same; only the queries, the output projection
+ * and the FFN are left out for the others (as llama.cpp's inp_out_ids).
+ */
+int blk_out_first(const struct llm_ctx *c, int il);
+/* softmax(q K^T) V for the queries [FROM, NT) of the batch in c->q (the
+ * batch's keys already in the cache) over layer IL's cache (window,
+ * soft-cap and query scale from the description) into c->att_out's
+ * first NT - FROM rows: the one attention kernel (attn_forward, tiled
+ * with an online softmax). */
+void blk_attn_core(struct llm_ctx *c, int il, int nt, int from);
 /* Self-attention of layer IL: q, k, v projections (fused or not, biases),
- * per-head q/k norms, RoPE, the K and V into the layer's cache, attention,
- * the output projection into OUT (nt, n_embd). */
-void blk_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt);
+ * per-head q/k norms, RoPE, the K and V of all NT tokens into the layer's
+ * cache, attention and the output projection for tokens [FROM, NT) into
+ * OUT (nt - from, n_embd); FROM = NT: the keys and values alone. */
+void blk_attention(struct llm_ctx *c, int il, const float *in, float *out, int nt, int from);
 
 /* The dense gated FFN of layer IL: down(act(gate x) * up x). */
 void blk_ffn(struct llm_ctx *c, int il, const float *in, float *out, int nt);
@@ -68,8 +78,9 @@ void blk_moe_route(const float *logits, int n, int k, int norm, int *sel, float 
 void blk_softcap(float *x, size_t n, float cap);
 
 /* One layer as its description says: x += [PostNorm](Attn(Norm(x)));
- * x += [PostNorm](FFN or MoE(Norm(x))).  The block of every architecture
- * natter has so far. */
+ * x += [PostNorm](FFN or MoE(Norm(x))), past the keys and values for the
+ * tokens from blk_out_first on.  The block of every architecture but
+ * qwen35's. */
 void blk_layer(struct llm_ctx *c, int il, int nt);
 
 #endif

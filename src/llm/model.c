@@ -721,6 +721,7 @@ eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all
 	if (undo)
 		kv_undo_save(&c->kv);
 	pool_stop_clear(c->pool);
+	c->out_first = !logits ? nt : all_logits ? 0 : nt - 1;
 	for (int il = 0; il < hp->n_layer; il++) {
 		if (pool_poll(c->pool))
 			return eval_stopped(c, il - 1, undo);
@@ -734,7 +735,7 @@ eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all
 	if (pool_poll(c->pool))
 		return eval_stopped(c, hp->n_layer, undo);
 	if (logits) {
-		int first = all_logits ? 0 : nt - 1, rows = nt - first;
+		int first = c->out_first, rows = nt - first;
 		blk_rmsnorm(c->xb, c->x + (size_t)first * E, &m->g[LLM_TENSOR_OUTPUT_NORM], rows, E, hp->rms_eps);
 		blk_mm(c, logits, c->xb, &m->g[LLM_TENSOR_OUTPUT], -1, rows);
 		blk_softcap(logits, (size_t)rows * hp->n_vocab, hp->final_softcap);

@@ -73,6 +73,12 @@ struct llm_ctx {
 	struct mm_scratch mm;     /* quantized activations, dequantized panels */
 	struct kv_cache kv;
 	int pos0;                 /* position of the current batch's first token */
+	/* The current batch's first token whose last-layer output is read
+	 * (the logits'): nt - 1 when only the last token's logits are asked
+	 * for, nt when none are.  The last layer puts every token's keys and
+	 * values into the cache and computes the rest for tokens from it on
+	 * only (blk_out_first). */
+	int out_first;
 	/* RoPE: the settings, which one each layer uses, and cos/sin of the
 	 * current batch's positions. */
 	int n_rope;

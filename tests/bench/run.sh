@@ -56,7 +56,8 @@ row() {
 
 echo "$preset shapes, random weights, $threads threads, mean of $reps runs; t/s (share of the bound)"
 echo "bound: prompt by compute (int8 peak for quantized matrices, float FMA peak for the rest and the"
-echo "attention), generation by reading the weights and the KV cache once per token, at the rate"
+echo "attention; the output and the last layer past its keys and values once per prompt, as they run),"
+echo "generation by reading the weights and the KV cache once per token, at the rate"
 echo "natter read the weights alone between the tokens it timed (bench --sys); a ! after a figure:"
 echo "some of its jobs ran on one thread, the load average saying other programs wanted the CPUs"
 for tier in $tiers; do

@@ -182,26 +182,33 @@ qwen35_hparams(struct arch_loader *ld, struct llm_hparams *hp, struct llm_layer_
 }
 
 /* One layer: the mixer (Gated DeltaNet or gated attention) on the
- * attn_norm of x, then the SwiGLU FFN on post_attention_norm. */
+ * attn_norm of x, then the SwiGLU FFN on post_attention_norm; past the
+ * mixer's state (every token's), for tokens from blk_out_first on. */
 static void
 qwen35_block(struct llm_ctx *c, int il, int nt)
 {
 	const struct llm_hparams *hp = &c->m->hp;
 	const struct lweight *t = c->m->layers[il].t;
-	const int E = hp->n_embd;
-	const size_t n = (size_t)nt * E;
+	const int E = hp->n_embd, from = blk_out_first(c, il), nr = nt - from;
+	const size_t n = (size_t)nr * E;
+	float *x = c->x + (size_t)from * E;
+	const float *mixed = c->xo;
 
 	blk_rmsnorm(c->xb, c->x, &t[LLM_TENSOR_ATTN_NORM], nt, E, hp->rms_eps);
-	if (hp->layer[il].kind == LLM_LAYER_RECURRENT)
-		blk_deltanet(c, il, c->xb, c->xo, nt);
-	else
-		blk_gated_attention(c, il, c->xb, c->xo, nt);
+	if (hp->layer[il].kind == LLM_LAYER_RECURRENT) {
+		blk_deltanet(c, il, c->xb, c->xo, nt);   /* every token moves the state */
+		mixed = c->xo + (size_t)from * E;
+	} else {
+		blk_gated_attention(c, il, c->xb, c->xo, nt, from);
+	}
+	if (nr == 0)
+		return;
 	for (size_t i = 0; i < n; i++)
-		c->x[i] += c->xo[i];
-	blk_rmsnorm(c->xb, c->x, &t[LLM_TENSOR_ATTN_POST_NORM], nt, E, hp->rms_eps);
-	blk_ffn(c, il, c->xb, c->xo, nt);
+		x[i] += mixed[i];
+	blk_rmsnorm(c->xb, x, &t[LLM_TENSOR_ATTN_POST_NORM], nr, E, hp->rms_eps);
+	blk_ffn(c, il, c->xb, c->xo, nr);
 	for (size_t i = 0; i < n; i++)
-		c->x[i] += c->xo[i];
+		x[i] += c->xo[i];
 }
 
 static const struct arch_tensor qwen35_tensors[] = {

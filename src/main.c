@@ -210,6 +210,27 @@ on_sigbus(int sig)
 	_exit(3);
 }
 
+/* A command's status, made a failure when what it printed could not all be
+ * written (a full disk, a closed pipe): a command that failed has said why
+ * already. */
+static int
+stdout_checked(int rc)
+{
+	const int flushed = fflush(stdout) == 0, e = errno;
+
+	if (flushed && !ferror(stdout))
+		return rc;
+	if (rc == 0) {
+		/* The reason is known when the last write failed here. */
+		if (flushed)
+			cli_error("standard output: writing failed");
+		else
+			cli_error("standard output: writing failed: %s", strerror(e));
+		rc = 1;
+	}
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -255,7 +276,7 @@ main(int argc, char **argv)
 		return cmd_ui(argc, argv);   /* the model from the models folder */
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
 		fputs(usage_text, stdout);
-		return 0;
+		return stdout_checked(0);
 	}
 	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
 #ifdef NATTER_ASAN
@@ -263,11 +284,11 @@ main(int argc, char **argv)
 #else
 		printf("natter %s\n", PACKAGE_VERSION);
 #endif
-		return 0;
+		return stdout_checked(0);
 	}
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[1], cmds[i].name) == 0)
-			return cmds[i].fn(argc - 1, argv + 1);
+			return stdout_checked(cmds[i].fn(argc - 1, argv + 1));
 	if (argv[1][0] == '-')
 		return cmd_ui(argc, argv);
 	cli_error("unknown command '%s' (see natter --help)", argv[1]);

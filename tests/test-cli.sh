@@ -741,5 +741,40 @@ else
 	echo "SKIP: taskset cannot pin this process: the -t clamp is not checked"
 fi
 
+# Output files (src/llm/outfile.c).  A symbolic link's target is replaced
+# and the link stays; the file keeps its permissions.
+M="$F/models/aidreams260K-f32.gguf"
+echo precious > "$tmp/target"
+chmod 600 "$tmp/target"
+ln -s target "$tmp/link"
+"$NATTER_BIN" mkmodel --preset tiny --type f32 -o "$tmp/link" > /dev/null 2> "$tmp/err"; check "mkmodel -o link" 0 $?
+[ -L "$tmp/link" ] && "$NATTER_BIN" info -m "$tmp/target" > /dev/null 2>&1 && ok ||
+    bad "mkmodel -o link: the link was replaced, or its target not written: $(ls -l "$tmp")"
+check "the target's permissions" 600 "$(stat -c %a "$tmp/target")"
+# A FIFO (as /dev/stdout may be) is written into, not renamed over.
+mkfifo "$tmp/fifo"
+cat "$tmp/fifo" > "$tmp/fromfifo" &
+reader=$!
+"$NATTER_BIN" eval -m "$M" --tokens 1,2,3 --logits-out "$tmp/fifo" 2> "$tmp/err"; check "eval --logits-out FIFO" 0 $?
+wait $reader
+[ -p "$tmp/fifo" ] && [ "$(wc -c < "$tmp/fromfifo")" -gt 0 ] && ok ||
+    bad "the FIFO was replaced or got nothing: $(ls -l "$tmp/fifo" "$tmp/fromfifo")"
+# A write that fails (files over 8 KiB refused: EFBIG) leaves the old file
+# and no temporary beside it.
+echo old > "$tmp/lg.bin"
+(trap '' XFSZ; ulimit -f 8; exec "$NATTER_BIN" eval -m "$M" --tokens 1,2,3,4,5,6,7,8 --logits-out "$tmp/lg.bin") 2> "$tmp/err"
+check "eval --logits-out, write failing: status" 1 $?
+grep -q "lg.bin: write failed: File too large" "$tmp/err" && ok || bad "write failure message: $(cat "$tmp/err")"
+check "the old logits file" old "$(cat "$tmp/lg.bin")"
+check "temporaries left" "" "$(ls "$tmp" | grep "lg.bin.tmp")"
+# Standard output that cannot be written: an error and status 1, not 0.
+if [ -w /dev/full ]; then
+	for cmd in "info --architectures" "tokenize -m $M hello" "--help" "generate -m $M -p Once -n 4"; do
+		# shellcheck disable=SC2086
+		"$NATTER_BIN" $cmd > /dev/full 2> "$tmp/err"; check "$cmd > /dev/full: status" 1 $?
+		grep -q "standard output: writing failed" "$tmp/err" && ok || bad "$cmd > /dev/full: $(cat "$tmp/err")"
+	done
+fi
+
 echo "test-cli.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "natter/llm.h"
+#include "natter/outfile.h"
 
 /* Parses "1,2,3" into a new array; -1 with a message on bad input. */
 static int
@@ -69,7 +70,7 @@ cmd_eval(int argc, char **argv)
 	struct llm_ctx *ctx = NULL;
 	float *logits = NULL;
 	char err[512];
-	FILE *f = NULL;
+	struct outfile of = { 0 };
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:t:c:o:h", opts, NULL)) != -1) {
@@ -151,23 +152,23 @@ cmd_eval(int argc, char **argv)
 				}
 			}
 		}
-		f = fopen(outp, "wb");
-		if (!f) {
-			cli_error("%s: %s", outp, strerror(errno));
+		/* Under a temporary name: a failed write leaves the old file. */
+		if (outfile_open(&of, outp, "wb", err, sizeof(err)) < 0) {
+			cli_error("%s", err);
 			goto out;
 		}
-		if (fwrite(logits, sizeof(float), (size_t)n * hp->n_vocab, f) != (size_t)n * hp->n_vocab ||
-		    fclose(f) != 0) {
-			f = NULL;
+		if (fwrite(logits, sizeof(float), (size_t)n * hp->n_vocab, of.f) != (size_t)n * hp->n_vocab) {
 			cli_error("%s: write failed: %s", outp, strerror(errno));
 			goto out;
 		}
-		f = NULL;
+		if (outfile_commit(&of, err, sizeof(err)) < 0) {
+			cli_error("%s", err);
+			goto out;
+		}
 	}
 	rc = 0;
 out:
-	if (f)
-		fclose(f);
+	outfile_abort(&of);
 	free(logits);
 	free(ids);
 	llm_ctx_free(ctx);

@@ -177,7 +177,8 @@ cmd_generate(int argc, char **argv)
 			sampler_accept(smp, tok);
 			piece = tok_stream_push(ts, tok, &len);
 			cli_write_text(piece, len, tty);
-			fflush(stdout);
+			if (fflush(stdout) != 0 || ferror(stdout))
+				break;   /* the output is lost: main says so */
 			if (llm_ctx_n_past(ctx) >= llm_ctx_n_ctx(ctx)) {
 				n_gen++;
 				break;   /* the context is full */

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "natter/gguf-write.h"
+#include "natter/outfile.h"
 
 struct wtensor {
 	char *name;
@@ -272,8 +272,8 @@ gguf_writer_write(struct gguf_writer *w, const char *path, char *err, size_t err
 {
 	uint8_t *head = NULL, *tmpbuf = NULL;
 	size_t hl, tmpcap = 0;
-	char *tmp = NULL;
-	FILE *f = NULL;
+	struct outfile o;
+	FILE *f;
 	uint64_t at = 0;
 	static const uint8_t zeros[64] = { 0 };
 
@@ -281,15 +281,11 @@ gguf_writer_write(struct gguf_writer *w, const char *path, char *err, size_t err
 		snprintf(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
-	tmp = malloc(strlen(path) + 16);
-	if (!tmp)
-		goto nomem;
-	sprintf(tmp, "%s.tmp%ld", path, (long)getpid());
-	f = fopen(tmp, "wb");
-	if (!f) {
-		snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-		goto fail;
+	if (outfile_open(&o, path, "wb", err, errlen) < 0) {
+		free(head);
+		return -1;
 	}
+	f = o.f;
 	if (fwrite(head, 1, hl, f) != hl)
 		goto ioerr;
 	for (size_t i = 0; i < w->n_t; i++) {
@@ -304,8 +300,10 @@ gguf_writer_write(struct gguf_writer *w, const char *path, char *err, size_t err
 			free(tmpbuf);
 			tmpcap = t->nbytes;
 			tmpbuf = malloc(tmpcap);
-			if (!tmpbuf)
-				goto nomem;
+			if (!tmpbuf) {
+				snprintf(err, errlen, "%s: out of memory", path);
+				goto fail;
+			}
 		}
 		if (tensor_bytes(t, tmpbuf) < 0) {
 			snprintf(err, errlen, "%s: could not produce the data of tensor %s", path, t->name);
@@ -321,32 +319,13 @@ gguf_writer_write(struct gguf_writer *w, const char *path, char *err, size_t err
 			goto ioerr;
 		at += k;
 	}
-	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-		goto ioerr;
-	if (fclose(f) != 0) {
-		f = NULL;
-		goto ioerr;
-	}
-	f = NULL;
-	if (rename(tmp, path) < 0) {
-		snprintf(err, errlen, "%s: cannot rename into place: %s", path, strerror(errno));
-		goto fail;
-	}
-	free(tmp);
 	free(head);
 	free(tmpbuf);
-	return 0;
+	return outfile_commit(&o, err, errlen);
 ioerr:
-	snprintf(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
-	goto fail;
-nomem:
-	snprintf(err, errlen, "%s: out of memory", path);
+	snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
 fail:
-	if (f)
-		fclose(f);
-	if (tmp)
-		unlink(tmp);
-	free(tmp);
+	outfile_abort(&o);
 	free(head);
 	free(tmpbuf);
 	return -1;

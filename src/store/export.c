@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
+#include "natter/outfile.h"
 #include "natter/store.h"
 #include "natter/text.h"
 #include "natter/think.h"
@@ -651,7 +651,7 @@ store_export(struct store *s, const struct store_export_opts *o, const char *pat
 	struct store_export_counts none;
 	sqlite3_stmt *cs;
 	FILE *f;
-	char *tmp = NULL;
+	struct outfile of = { 0 };
 	const char *name;
 	int to_stdout = !path || !strcmp(path, "-"), rc = -1, step;
 
@@ -673,18 +673,9 @@ store_export(struct store *s, const struct store_export_opts *o, const char *pat
 	} else {
 		/* A temporary name renamed at the end: an interrupted export never
 		 * leaves half a file where the result should be. */
-		tmp = malloc(strlen(path) + 32);
-		if (!tmp) {
-			snprintf(err, errlen, "out of memory");
+		if (outfile_open(&of, path, "w", err, errlen) < 0)
 			return -1;
-		}
-		sprintf(tmp, "%s.tmp%ld", path, (long)getpid());
-		f = fopen(tmp, "w");
-		if (!f) {
-			snprintf(err, errlen, "%s: cannot write it: %s", path, strerror(errno));
-			free(tmp);
-			return -1;
-		}
+		f = of.f;
 	}
 	/* Each conversation, and whether its starting model matches --model
 	 * (for generations that did not record theirs). */
@@ -718,26 +709,13 @@ store_export(struct store *s, const struct store_export_opts *o, const char *pat
 		snprintf(err, errlen, "%s", store_errmsg(s));
 		goto out;
 	}
-	if (fflush(f) != 0 || (!to_stdout && fsync(fileno(f)) != 0)) {
-		snprintf(err, errlen, "%s: writing failed: %s", name, strerror(errno));
+	if (to_stdout ? fflush(f) != 0 : outfile_commit(&of, err, errlen) < 0) {
+		if (to_stdout)
+			snprintf(err, errlen, "%s: writing failed: %s", name, strerror(errno));
 		goto out;
-	}
-	if (!to_stdout) {
-		int cr = fclose(f);
-		f = NULL;
-		if (cr != 0 || rename(tmp, path) != 0) {
-			snprintf(err, errlen, "%s: writing failed: %s", path, strerror(errno));
-			goto out;
-		}
 	}
 	rc = 0;
 out:
-	if (!to_stdout) {
-		if (f)
-			fclose(f);
-		if (rc != 0)
-			unlink(tmp);
-		free(tmp);
-	}
+	outfile_abort(&of);   /* nothing left to do once committed */
 	return rc;
 }

@@ -1,0 +1,32 @@
+/* outfile.h -- a result file written so that a failure never leaves half of one in its place. */
+#ifndef NATTER_OUTFILE_H
+#define NATTER_OUTFILE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/*
+ * A file named by the user (-o FILE): a regular file, or a name not yet
+ * taken, is written under a temporary name beside it and renamed over it
+ * once complete, so that a full disk or a stop leaves the old file (or
+ * none) and never a cut one; the target of a symbolic link is the file
+ * replaced, and the link stays.  Anything else that exists (a device such
+ * as /dev/stdout, a FIFO) is written directly: there is no file to keep.
+ */
+struct outfile {
+	FILE *f;
+	char *path;     /* what is replaced (a link's target), or written */
+	char *tmp;      /* the temporary beside it; NULL when written directly */
+};
+
+/* Opens PATH for writing in MODE ("w", "wb").  Returns 0, or -1 with ERR
+ * naming PATH. */
+int outfile_open(struct outfile *o, const char *path, const char *mode, char *err, size_t errlen);
+/* Flushes, syncs and closes the file, and renames it into place.  Returns
+ * 0, or -1 with ERR (the temporary removed, the old file left as it was). */
+int outfile_commit(struct outfile *o, char *err, size_t errlen);
+/* Gives up: closes the file and removes the temporary (O may be zeroed,
+ * or committed: then nothing is done). */
+void outfile_abort(struct outfile *o);
+
+#endif

@@ -105,13 +105,15 @@ static const char usage_text[] =
 void
 cli_error(const char *fmt, ...)
 {
+	char msg[2048], shown[4096];
 	va_list ap;
 
-	fprintf(stderr, "%s: ", cli_progname);
+	/* A message may quote a file (a model's architecture, a name): shown
+	 * as cli_write_text shows text on a terminal. */
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "%s: %s\n", cli_progname, cli_shown(msg, strlen(msg), shown, sizeof(shown)));
 }
 
 void
@@ -132,6 +134,14 @@ cli_write_text(const char *s, size_t n, int tty)
 		s += used;
 		n -= used;
 	}
+}
+
+const char *
+cli_shown(const char *s, size_t n, char *buf, size_t cap)
+{
+	size_t used, w = text_sanitize(s, n, buf, cap - 1, &used, 1);
+	buf[w] = 0;
+	return buf;
 }
 
 double

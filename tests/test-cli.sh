@@ -767,6 +767,26 @@ check "eval --logits-out, write failing: status" 1 $?
 grep -q "lg.bin: write failed: File too large" "$tmp/err" && ok || bad "write failure message: $(cat "$tmp/err")"
 check "the old logits file" old "$(cat "$tmp/lg.bin")"
 check "temporaries left" "" "$(ls "$tmp" | grep "lg.bin.tmp")"
+# What a file says of itself reaches the terminal without its escape
+# sequences: a name and an architecture patched to hold ESC [2J and an
+# OSC title (same lengths), in info, in models, and in the refusal.
+mkdir -p "$tmp/evil"
+"$NATTER_BIN" mkmodel --preset tiny --type f32 -o "$tmp/evil/e.gguf" > /dev/null 2>&1
+python3 - "$tmp/evil/e.gguf" <<'PY'
+import struct, sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+for key, val in ((b"general.name", b"\x1b[2J\x1b]0;pwned\x07......."), (b"general.architecture", b"\x1b[41m")):
+    i = b.index(key) + len(key)
+    n = struct.unpack_from('<Q', b, i + 4)[0]
+    b[i + 12:i + 12 + n] = val[:n].ljust(n, b".")
+open(p, 'wb').write(b)
+PY
+{ "$NATTER_BIN" info -m "$tmp/evil/e.gguf"; "$NATTER_BIN" models --dir "$tmp/evil"; } > "$tmp/evil.out" 2>&1
+grep -q "$(printf '\033')" "$tmp/evil.out" && bad "an escape sequence from the file reached the output: $(od -c "$tmp/evil.out" | head)" || ok
+grep -q "^name: .*]0;pwned" "$tmp/evil.out" && ok || bad "the patched name is not shown: $(head -3 "$tmp/evil.out")"
+[ "$(grep -c "e.gguf" "$tmp/evil.out")" -ge 2 ] && ok || bad "models does not list the file: $(cat "$tmp/evil.out")"
+
 # Standard output that cannot be written: an error and status 1, not 0.
 if [ -w /dev/full ]; then
 	for cmd in "info --architectures" "tokenize -m $M hello" "--help" "generate -m $M -p Once -n 4"; do

@@ -200,6 +200,11 @@ extern const char *cli_progname;
 /* Writes model text to stdout: byte for byte into pipes and files; on a
  * terminal with control characters made visible and bad UTF-8 replaced. */
 void cli_write_text(const char *s, size_t n, int tty);
+/* S[0..N) as cli_write_text shows it on a terminal, into BUF (CAP bytes,
+ * cut before a character that does not fit); returns BUF.  For what a
+ * file says of itself (a model's name, its tensors' names): printed as
+ * it is, a name could hold a terminal's escape sequences. */
+const char *cli_shown(const char *s, size_t n, char *buf, size_t cap);
 /* Seconds on a monotonic clock. */
 double cli_now(void);
 /* N threads asked for with -t (or the config file) lowered to the CPUs

@@ -296,7 +296,7 @@ cmd_info(int argc, char **argv)
 	char err[512], *arch, *name, *tmpl;
 	uint64_t type_n[GGML_TYPE_COUNT] = { 0 }, type_bytes[GGML_TYPE_COUNT] = { 0 };
 	uint64_t total_bytes = 0, total_elems = 0;
-	char hb[32];
+	char hb[32], shown[1024];
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
@@ -334,8 +334,8 @@ cmd_info(int argc, char **argv)
 	human_bytes(f->size, hb, sizeof(hb));
 	printf("file:           %s (%s, GGUF v%u)\n", path, hb, f->version);
 	if (name)
-		printf("name:           %s\n", name);
-	printf("architecture:   %s\n", arch ? arch : "(none)");
+		printf("name:           %s\n", cli_shown(name, strlen(name), shown, sizeof(shown)));
+	printf("architecture:   %s\n", arch ? cli_shown(arch, strlen(arch), shown, sizeof(shown)) : "(none)");
 	if (arch) {
 		printf("hyperparameters:\n");
 		hp(f, arch, "context_length", "context length");
@@ -365,7 +365,7 @@ cmd_info(int argc, char **argv)
 		if (llm_model_load_mapped(path, &m, err, sizeof(err)) == 0)
 			print_layout(m, f);
 		else
-			printf("natter cannot run it: %s\n", err);
+			printf("natter cannot run it: %s\n", cli_shown(err, strlen(err), shown, sizeof(shown)));
 		llm_model_free(m);
 	}
 	if (gguf_find_kv(f, "tokenizer.ggml.model")) {
@@ -412,7 +412,7 @@ cmd_info(int argc, char **argv)
 	if (show_kv) {
 		printf("metadata (%" PRIu64 " keys):\n", f->n_kv);
 		for (uint64_t i = 0; i < f->n_kv; i++) {
-			printf("  %.*s = ", (int)f->kv[i].key.len, f->kv[i].key.ptr);
+			printf("  %s = ", cli_shown(f->kv[i].key.ptr, f->kv[i].key.len, shown, sizeof(shown)));
 			print_value(&f->kv[i].val);
 			putchar('\n');
 		}
@@ -421,7 +421,8 @@ cmd_info(int argc, char **argv)
 		printf("tensor list:\n");
 		for (uint64_t i = 0; i < f->n_tensors; i++) {
 			const struct gguf_tensor *t = &f->tensors[i];
-			printf("  %-32.*s %-6s [", (int)t->name.len, t->name.ptr, ggml_type_info_get(t->type)->name);
+			printf("  %-32s %-6s [", cli_shown(t->name.ptr, t->name.len, shown, sizeof(shown)),
+			    ggml_type_info_get(t->type)->name);
 			for (uint32_t d = 0; d < t->n_dims; d++)
 				printf(d ? ", %" PRIu64 : "%" PRIu64, t->ne[d]);
 			printf("] %" PRIu64 " bytes\n", t->nbytes);

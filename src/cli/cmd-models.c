@@ -280,7 +280,7 @@ cmd_models(int argc, char **argv)
 	printf("%-44s %10s  %-10s %-9s %s\n", "MODEL", "SIZE", "ARCH", "QUANT", "LAST USED");
 	for (int i = 0; i < n; i++) {
 		struct entry *e = &es[i];
-		char sz[32], when[32] = "never";
+		char sz[32], when[32] = "never", name[1024], shown[1024];
 		human(e->size, sz, sizeof(sz));
 		if (e->last_used > 0) {
 			time_t t = (time_t)e->last_used;
@@ -288,12 +288,16 @@ cmd_models(int argc, char **argv)
 			localtime_r(&t, &tm);
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
 		}
+		/* A file's name and what the file says of itself, made safe to show. */
+		cli_shown(e->name, strlen(e->name), name, sizeof(name));
 		if (e->partial)
-			printf("%-44s %10s  (an unfinished natter pull: run it again to resume)\n", e->name, sz);
+			printf("%-44s %10s  (an unfinished natter pull: run it again to resume)\n", name, sz);
 		else if (e->problem[0])
-			printf("%-44s %10s  (not readable: %s)\n", e->name, sz, e->problem);
+			printf("%-44s %10s  (not readable: %s)\n", name, sz,
+			    cli_shown(e->problem, strlen(e->problem), shown, sizeof(shown)));
 		else
-			printf("%-44s %10s  %-10s %-9s %s\n", e->name, sz, e->arch, e->quant, when);
+			printf("%-44s %10s  %-10s %-9s %s\n", name, sz, cli_shown(e->arch, strlen(e->arch), shown,
+			    sizeof(shown)), e->quant, when);
 	}
 	free(es);
 	return 0;

@@ -221,6 +221,14 @@ grep -Eq "^gated-Q4_0.gguf +.* qwen2 +Q4_0 " "$tmp/m1" && ok || bad "models qwen
 grep -Eq "^cut-Q4_K_M.gguf .*not readable" "$tmp/m1" && ok || bad "models: a non-GGUF file: $(cat "$tmp/m1")"
 XDG_DATA_HOME=$tmp/empty "$NATTER_BIN" models >"$tmp/m2"; check "models on an empty folder" 0 $?
 grep -q "No models in $tmp/empty/natter/models" "$tmp/m2" && ok || bad "empty models message: $(cat "$tmp/m2")"
+# The config file's db is the history the last use comes from, as for the
+# other commands; a folder named that cannot be read is an error.
+mkdir -p "$tmp/cfg/natter"
+echo "db = $db" > "$tmp/cfg/natter/config"
+XDG_CONFIG_HOME=$tmp/cfg "$NATTER_BIN" models >"$tmp/m3" 2>&1; check "models, db from the config: status" 0 $?
+grep -Eq "^tiny-llama-Q4_K_M.gguf +.* Q4_K_M +20[0-9][0-9]-" "$tmp/m3" && ok || bad "models ignores the config's db: $(cat "$tmp/m3")"
+"$NATTER_BIN" models --dir "$tmp/absent" >"$tmp/m4" 2>&1; check "models --dir a missing folder" 1 $?
+grep -q "models: $tmp/absent: No such file or directory" "$tmp/m4" && ok || bad "missing folder message: $(cat "$tmp/m4")"
 
 # 7. The token never appears in any file natter wrote or any output.
 if grep -rqF "$token" "$tmp" --exclude=hub.log; then

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,8 +99,12 @@ last_used(const char *db, struct entry *es, int n)
 	struct stat st;
 	char err[512];
 
+	/* The history the other commands read: --db, $NATTER_DB, the config
+	 * file's db, the default. */
+	if (!db && !(getenv("NATTER_DB") && *getenv("NATTER_DB")) && cli_config_get("db", &db) < 0)
+		return;
 	if (!db) {
-		db = store_default_path(path, sizeof(path));
+		db = store_default_path_ex(path, sizeof(path), 0);
 		if (!db)
 			return;
 	}
@@ -217,7 +222,7 @@ cmd_models(int argc, char **argv)
 		case 'D': db = optarg; break;
 		case 'h':
 			printf("usage: natter models [--dir DIR] [--db FILE]\n"
-			    "       natter models --remote URL [--api-key-env VAR] [--connect-timeout S]\n"
+			    "       natter models --remote URL [--api-key-env VAR] [--connect-timeout S] [--read-timeout S]\n"
 			    "Lists the GGUF models in $XDG_DATA_HOME/natter/models (or DIR): size,\n"
 			    "architecture, quantization, and when the history last used each.  With\n"
 			    "--remote, what an OpenAI-compatible server offers (GET /v1/models); the API\n"
@@ -238,6 +243,11 @@ cmd_models(int argc, char **argv)
 		return 2;
 	}
 	d = opendir(dir);
+	if (!d && (errno != ENOENT || dir != dirbuf)) {
+		/* The default folder may not exist yet; a folder named must. */
+		cli_error("models: %s: %s", dir, strerror(errno));
+		return 1;
+	}
 	while (d && (de = readdir(d))) {
 		size_t l = strlen(de->d_name);
 		int part = l > 10 && !strcmp(de->d_name + l - 10, ".gguf.part");

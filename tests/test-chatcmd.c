@@ -105,6 +105,15 @@ main(void)
 	chat_get_params(c, &sp);
 	CHECK(sp.temp > 0.249f && sp.temp < 0.251f, "temp is %g", sp.temp);
 	CHECK(run(&e, "/set top_p 7") < 0 && f.err && strstr(f.said, "/set: top-p"), "bad /set: %s", f.said);
+	/* Counts are whole numbers: 2.7 is refused, not applied as 2; so is a
+	 * value past int's range (converting it was undefined). */
+	CHECK(run(&e, "/set top_k 5") == CHATCMD_DONE && run(&e, "/set top_k 2.7") < 0 && f.err &&
+	    strstr(f.said, "not a whole number"), "/set top_k 2.7: %s", f.said);
+	CHECK(run(&e, "/set top_k -1e20") < 0 && run(&e, "/set max_tokens 3.9") < 0, "/set top_k -1e20, max_tokens 3.9");
+	chat_get_params(c, &sp);
+	CHECK(sp.top_k == 5 && chat_max_tokens(c) != 3, "refused counts left top_k %d, max_tokens %d", sp.top_k,
+	    chat_max_tokens(c));
+	CHECK(run(&e, "/set max_tokens 64") == CHATCMD_DONE && chat_max_tokens(c) == 64, "/set max_tokens 64");
 	/* Seeds exactly (past 2^53 too), "-1" and "random" alike. */
 	CHECK(run(&e, "/set seed 12345678901234567891") == CHATCMD_DONE, "/set seed: %s", f.said);
 	chat_get_params(c, &sp);

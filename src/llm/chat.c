@@ -1345,16 +1345,23 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 		snprintf(err, errlen, "%s: '%s' is not a number", name, value);
 		return -1;
 	}
+	/* The counts take whole numbers (2.7 was applied as 2), in range
+	 * before they are converted. */
+	if ((!strcmp(name, "top_k") || !strcmp(name, "penalty_last_n") || !strcmp(name, "max_tokens")) &&
+	    (v != floor(v) || v < -1 || v > 1e9)) {
+		snprintf(err, errlen, "%s: '%s' is not a whole number from -1 to 1000000000", name, value);
+		return -1;
+	}
 	if (!strcmp(name, "temp") || !strcmp(name, "temperature")) p.temp = (float)v;
-	else if (!strcmp(name, "top_k")) p.top_k = v > 1e9 ? 1000000000 : (int)v;
+	else if (!strcmp(name, "top_k")) p.top_k = (int)v;
 	else if (!strcmp(name, "top_p")) p.top_p = (float)v;
 	else if (!strcmp(name, "min_p")) p.min_p = (float)v;
 	else if (!strcmp(name, "repeat_penalty")) p.repeat_penalty = (float)v;
 	else if (!strcmp(name, "presence_penalty")) p.presence_penalty = (float)v;
 	else if (!strcmp(name, "frequency_penalty")) p.frequency_penalty = (float)v;
-	else if (!strcmp(name, "penalty_last_n")) p.penalty_last_n = v > 1e9 ? 1000000000 : (int)v;
+	else if (!strcmp(name, "penalty_last_n")) p.penalty_last_n = (int)v;
 	else if (!strcmp(name, "max_tokens")) {
-		if (v < 0 || v > 1e9) {
+		if (v < 0) {
 			snprintf(err, errlen, "max_tokens must be 0 (no limit) or more");
 			return -1;
 		}

@@ -107,8 +107,19 @@ grep -q "cdn GET /blobs/org/tiny-GGUF/tiny-llama-Q4_K_M.gguf range=- auth=no" "$
 cmp -s "$models/tiny-llama-Q8_0.gguf" "$root/org/tiny-GGUF/sub/tiny-llama-Q8_0.gguf" && ok || bad "Q8_0 bytes differ"
 n=$(grep -c "cdn GET" "$tmp/hub.log")
 "$NATTER_BIN" pull org/tiny-GGUF:sub/tiny-llama-Q8_0.gguf >/dev/null 2>"$tmp/e3"; check "second pull status" 0 $?
-grep -q "already there" "$tmp/e3" && ok || bad "second pull message: $(cat "$tmp/e3")"
+grep -q "already there (SHA-256 verified)" "$tmp/e3" && ok || bad "second pull message: $(cat "$tmp/e3")"
 check "second pull downloads nothing" "$n" "$(grep -c "cdn GET" "$tmp/hub.log")"
+# A file of the same size that is not the hub's (one byte changed) is not
+# taken for it, and not overwritten.
+cp "$models/tiny-llama-Q8_0.gguf" "$tmp/q8.keep"
+printf 'X' | dd of="$models/tiny-llama-Q8_0.gguf" bs=1 seek=100 conv=notrunc 2>/dev/null
+cp "$models/tiny-llama-Q8_0.gguf" "$tmp/q8.changed"
+"$NATTER_BIN" pull org/tiny-GGUF:sub/tiny-llama-Q8_0.gguf >"$tmp/o3" 2>"$tmp/e3b"; check "same size, other bytes: status" 1 $?
+grep -q "tiny-llama-Q8_0.gguf already exists and is not the file on the hub (its SHA-256 is" "$tmp/e3b" && ok ||
+    bad "same size, other bytes: $(cat "$tmp/e3b")"
+cmp -s "$models/tiny-llama-Q8_0.gguf" "$tmp/q8.changed" && ok || bad "the changed file was overwritten"
+check "nothing printed as the path" "" "$(cat "$tmp/o3")"
+mv "$tmp/q8.keep" "$models/tiny-llama-Q8_0.gguf"
 "$NATTER_BIN" pull org/tiny-GGUF:nope.gguf 2>"$tmp/e4"; check "missing file status" 1 $?
 grep -q "has no file nope.gguf" "$tmp/e4" && ok || bad "missing file message: $(cat "$tmp/e4")"
 "$NATTER_BIN" pull org/none-GGUF 2>"$tmp/e5"; check "no Q4_K_M status" 1 $?

@@ -585,9 +585,23 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 	snprintf(dest, destlen, "%s/%s", dir, name);
 	snprintf(part, sizeof(part), "%s.part", dest);
 	if (stat(dest, &st) == 0) {
-		if (f->size >= 0 && st.st_size == f->size) {
-			notice(o, "%s is already there", dest);
+		if (f->size >= 0 && st.st_size == f->size && !f->sha256[0]) {
+			notice(o, "%s is already there (the same size; the hub gives no SHA-256 to check it against)",
+			    dest);
 			return 0;
+		}
+		/* The same size is not the same file (a damaged copy, a file
+		 * re-uploaded): the hub's SHA-256 says. */
+		if (f->size >= 0 && st.st_size == f->size) {
+			if (sha256_file(dest, got, err, errlen) < 0)
+				return HUB_ERR;
+			if (!strcmp(got, f->sha256)) {
+				notice(o, "%s is already there (SHA-256 verified)", dest);
+				return 0;
+			}
+			snprintf(err, errlen, "%s already exists and is not the file on the hub (its SHA-256 is %s, the "
+			    "hub's %s); move it away to download it again", dest, got, f->sha256);
+			return HUB_EEXIST;
 		}
 		snprintf(err, errlen, "%s already exists and is not the file on the hub (%lld bytes here); move it "
 		    "away to download it again", dest, (long long)st.st_size);

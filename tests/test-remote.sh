@@ -115,6 +115,22 @@ check "export --model file: none" "0" "$(wc -l < "$tmp/dpo2.jsonl" | tr -d ' ')"
 # Without -m: the server's only model.
 printf 'Hi\n' | "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$S" --no-history -n 2 >"$tmp/d.out" 2>"$tmp/d.err"
 check "the server's only model" "0" "$?"
+# The settings of a model run here, given on the command line, are refused
+# before anything is sent (port 9: nothing listens), not silently ignored;
+# from the config file (which also serves model files) they pass.
+for opt in "-c 8" "-t 1" "--kv-type q8_0" "--exact-act" "--chat-template chatml"; do
+	# shellcheck disable=SC2086
+	printf 'Hi\n' | "$NATTER_BIN" chat --plain --remote http://127.0.0.1:9/v1 -m any --no-history $opt \
+	    >/dev/null 2>"$tmp/local.err"
+	check "chat --remote $opt: status" 1 $?
+	grep -q -e "${opt%% *}.*: applies to a model run here, not to one on a server (http://127.0.0.1:9/v1)" "$tmp/local.err" &&
+	    ok || bad "chat --remote $opt: $(cat "$tmp/local.err")"
+done
+mkdir -p "$tmp/cfgl/natter"
+printf 'ctx_size = 64\nkv_type = q8_0\n' > "$tmp/cfgl/natter/config"
+printf 'Hi\n' | XDG_CONFIG_HOME=$tmp/cfgl "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$S" --no-history -n 2 \
+    >/dev/null 2>"$tmp/d.err"
+check "the config file's local settings with --remote" "0" "$?"
 
 # A/B over the server: the last reply again at another temperature, the better one picked; both
 # replies record the endpoint, the server was sent each temperature, the preference is exported.

@@ -172,46 +172,49 @@ static const struct setting {
 	long min, max;
 	size_t off;            /* into struct cli_chat_args */
 	const char *range;     /* for messages about K_INT */
+	int local;             /* about a model run here: refused with --remote (cli_remote_session) */
 } settings[] = {
 	{ 'c', "-c/--ctx-size", "ctx_size", K_INT, 1, 1 << 24, offsetof(struct cli_chat_args, chat.n_ctx),
-	  "a number of tokens, 1 or more" },
+	  "a number of tokens, 1 or more", 1 },
 	{ 't', "-t/--threads", "threads", K_INT, 1, 1024, offsetof(struct cli_chat_args, chat.n_threads),
-	  "a number of threads from 1 to 1024" },
+	  "a number of threads from 1 to 1024", 1 },
 	{ 'n', "--max-tokens", "max_tokens", K_INT, 0, 1000000000, offsetof(struct cli_chat_args, chat.max_tokens),
-	  "a number of tokens, 0 for no limit" },
-	{ 's', "--seed", "seed", K_SEED, 0, 0, offsetof(struct cli_chat_args, chat.sp.seed), NULL },
-	{ CLI_OPT_TEMP, "--temp", "temp", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.temp), NULL },
+	  "a number of tokens, 0 for no limit", 0 },
+	{ 's', "--seed", "seed", K_SEED, 0, 0, offsetof(struct cli_chat_args, chat.sp.seed), NULL, 0 },
+	{ CLI_OPT_TEMP, "--temp", "temp", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.temp), NULL, 0 },
 	{ CLI_OPT_TOP_K, "--top-k", "top_k", K_INT, 0, 1000000000, offsetof(struct cli_chat_args, chat.sp.top_k),
-	  "0 (off) or more" },
-	{ CLI_OPT_TOP_P, "--top-p", "top_p", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.top_p), NULL },
-	{ CLI_OPT_MIN_P, "--min-p", "min_p", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.min_p), NULL },
+	  "0 (off) or more", 0 },
+	{ CLI_OPT_TOP_P, "--top-p", "top_p", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.top_p), NULL, 0 },
+	{ CLI_OPT_MIN_P, "--min-p", "min_p", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.min_p), NULL, 0 },
 	{ CLI_OPT_REPEAT, "--repeat-penalty", "repeat_penalty", K_FLOAT, 0, 0,
-	  offsetof(struct cli_chat_args, chat.sp.repeat_penalty), NULL },
-	{ 0, NULL, "presence_penalty", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.presence_penalty), NULL },
-	{ 0, NULL, "frequency_penalty", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.frequency_penalty), NULL },
+	  offsetof(struct cli_chat_args, chat.sp.repeat_penalty), NULL, 0 },
+	{ 0, NULL, "presence_penalty", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.presence_penalty), NULL, 0 },
+	{ 0, NULL, "frequency_penalty", K_FLOAT, 0, 0, offsetof(struct cli_chat_args, chat.sp.frequency_penalty), NULL, 0 },
 	{ 0, NULL, "penalty_last_n", K_INT, 0, 65536, offsetof(struct cli_chat_args, chat.sp.penalty_last_n),
-	  "a number of tokens from 0 to 65536" },
-	{ CLI_OPT_SYSTEM, "--system", "system", K_STR, 0, 0, offsetof(struct cli_chat_args, chat.system_prompt), NULL },
+	  "a number of tokens from 0 to 65536", 0 },
+	{ CLI_OPT_SYSTEM, "--system", "system", K_STR, 0, 0, offsetof(struct cli_chat_args, chat.system_prompt), NULL, 0 },
 	{ CLI_OPT_TEMPLATE, "--chat-template", "chat_template", K_STR, 0, 0,
-	  offsetof(struct cli_chat_args, chat.template_spec), NULL },
-	{ CLI_OPT_DB, "--db", "db", K_STR, 0, 0, offsetof(struct cli_chat_args, db), NULL },
-	{ CLI_OPT_NO_HISTORY, "--no-history", NULL, K_FLAG, 0, 0, offsetof(struct cli_chat_args, no_history), NULL },
-	{ CLI_OPT_STOP, "--stop", NULL, K_STOP, 0, 0, 0, NULL },
-	{ CLI_OPT_KV_TYPE, "--kv-type", "kv_type", K_KV_TYPE, 0, 0, offsetof(struct cli_chat_args, chat.kv_type), NULL },
-	{ CLI_OPT_EXACT_ACT, "--exact-act", "exact_act", K_FLAG, 0, 0, offsetof(struct cli_chat_args, chat.exact_act), NULL },
-	{ CLI_OPT_LORA, "--lora", NULL, K_LORA, 0, 0, 0, NULL },
+	  offsetof(struct cli_chat_args, chat.template_spec), NULL, 1 },
+	{ CLI_OPT_DB, "--db", "db", K_STR, 0, 0, offsetof(struct cli_chat_args, db), NULL, 0 },
+	{ CLI_OPT_NO_HISTORY, "--no-history", NULL, K_FLAG, 0, 0, offsetof(struct cli_chat_args, no_history), NULL, 0 },
+	{ CLI_OPT_STOP, "--stop", NULL, K_STOP, 0, 0, 0, NULL, 0 },
+	{ CLI_OPT_KV_TYPE, "--kv-type", "kv_type", K_KV_TYPE, 0, 0, offsetof(struct cli_chat_args, chat.kv_type), NULL,
+	  1 },
+	{ CLI_OPT_EXACT_ACT, "--exact-act", "exact_act", K_FLAG, 0, 0, offsetof(struct cli_chat_args, chat.exact_act), NULL,
+	  1 },
+	{ CLI_OPT_LORA, "--lora", NULL, K_LORA, 0, 0, 0, NULL, 1 },
 	{ CLI_OPT_THINK_TAGS, "--think-tags", "think_tags", K_TAGS, 0, 0, offsetof(struct cli_chat_args, chat.think_tags),
-	  NULL },
-	{ 0, NULL, "model", K_STR, 0, 0, offsetof(struct cli_chat_args, model), NULL },
-	{ 0, NULL, "theme", K_STR, 0, 0, offsetof(struct cli_chat_args, theme), NULL },
-	{ CLI_OPT_REMOTE, "--remote", "remote", K_STR, 0, 0, offsetof(struct cli_chat_args, remote), NULL },
-	{ CLI_OPT_KEY_ENV, "--api-key-env", "api_key_env", K_STR, 0, 0, offsetof(struct cli_chat_args, api_key_env), NULL },
+	  NULL, 0 },
+	{ 0, NULL, "model", K_STR, 0, 0, offsetof(struct cli_chat_args, model), NULL, 0 },
+	{ 0, NULL, "theme", K_STR, 0, 0, offsetof(struct cli_chat_args, theme), NULL, 0 },
+	{ CLI_OPT_REMOTE, "--remote", "remote", K_STR, 0, 0, offsetof(struct cli_chat_args, remote), NULL, 0 },
+	{ CLI_OPT_KEY_ENV, "--api-key-env", "api_key_env", K_STR, 0, 0, offsetof(struct cli_chat_args, api_key_env), NULL, 0 },
 	{ CLI_OPT_EXTRAS, "--remote-extras", "remote_extras", K_ONOFF, 0, 0,
-	  offsetof(struct cli_chat_args, remote_extras), NULL },
+	  offsetof(struct cli_chat_args, remote_extras), NULL, 0 },
 	{ CLI_OPT_CONNECT_TIMEOUT, "--connect-timeout", "connect_timeout", K_INT, 1, 3600,
-	  offsetof(struct cli_chat_args, connect_timeout_s), "a number of seconds from 1 to 3600" },
+	  offsetof(struct cli_chat_args, connect_timeout_s), "a number of seconds from 1 to 3600", 0 },
 	{ CLI_OPT_READ_TIMEOUT, "--read-timeout", "read_timeout", K_INT, 1, 86400,
-	  offsetof(struct cli_chat_args, read_timeout_s), "a number of seconds from 1 to 86400" },
+	  offsetof(struct cli_chat_args, read_timeout_s), "a number of seconds from 1 to 86400", 0 },
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -353,6 +356,8 @@ cli_chat_option(int c, const char *arg, struct cli_chat_args *a)
 		}
 		if (c == CLI_OPT_REMOTE)
 			a->remote_on_cli = 1;
+		if (settings[i].local && !a->local_on_cli)
+			a->local_on_cli = settings[i].flag;
 		return 1;
 	}
 	return 0;

@@ -60,9 +60,16 @@ cli_remote_session(const struct cli_chat_args *a, const char *cli_model, struct 
 
 	*out = NULL;
 	/* Adapters change a model's weights, which only a model run here has:
-	 * said before anything is sent. */
+	 * said before anything is sent.  So are the other settings of a model
+	 * run here, when given on the command line (the config file's apply
+	 * to the model files it is also for). */
 	if (a->chat.n_lora > 0) {
 		cli_error("--lora: LoRA adapters apply to a model run here, not to one on a server (%s)", a->remote);
+		return -1;
+	}
+	if (a->local_on_cli) {
+		cli_error("%s: applies to a model run here, not to one on a server (%s), which has its own", a->local_on_cli,
+		    a->remote);
 		return -1;
 	}
 	if (cli_remote_opts(a, &ro) < 0)

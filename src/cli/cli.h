@@ -74,6 +74,8 @@ struct cli_chat_args {
 	/* A remote server instead of a model file (--remote URL, remote = URL). */
 	const char *remote;
 	int remote_on_cli;       /* --remote was given (the config file's model then names no remote model) */
+	const char *local_on_cli;   /* the first option given about a model run here (-c, -t, --kv-type,
+				     * --exact-act, --chat-template, --lora): refused with a server */
 	const char *api_key_env; /* the variable that holds the API key; NULL: OPENAI_API_KEY, if set */
 	int remote_extras;       /* send top_k, min_p, repeat_penalty (--remote-extras on|off; default on) */
 	int connect_timeout_s, read_timeout_s;   /* 0: the defaults */

@@ -741,6 +741,15 @@ else
 	echo "SKIP: taskset cannot pin this process: the -t clamp is not checked"
 fi
 
+# A reply records the --stop strings it was made with (history show names them).
+if command -v sqlite3 > /dev/null; then
+	echo "Once upon a time" | "$NATTER_BIN" chat --plain -m "$F/models/aidreams260K-f32.gguf" --db "$tmp/stop.db" \
+	    -n 40 --seed 7 --stop e --stop 'x"y' > /dev/null 2>&1
+	check "--stop recorded" '["e","x\"y"]' "$(sqlite3 "$tmp/stop.db" "SELECT stop FROM generations")"
+	"$NATTER_BIN" history --db "$tmp/stop.db" show 1 | grep -qF 'stop ["e","x\"y"]' && ok ||
+	    bad "history show does not name the stop strings: $("$NATTER_BIN" history --db "$tmp/stop.db" show 1)"
+fi
+
 # Output files (src/llm/outfile.c).  A symbolic link's target is replaced
 # and the link stays; the file keeps its permissions.
 M="$F/models/aidreams260K-f32.gguf"

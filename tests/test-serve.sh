@@ -174,6 +174,26 @@ body c7 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\":
 check "stop stream" 200 "$(req r7 POST /v1/chat/completions "$tmp/c7")"
 sse "$tmp/r7" > "$tmp/r7.json" && ok || bad "stop stream events"
 check "stop stream text" "$stopped|stop" "$(jget "$tmp/r7.json" 'd["text"] + "|" + d["finish"]')"
+# Both replies record the stop strings they were made with.
+check "stop strings recorded" '["zzz","unfold"] ["unfold"]' "$("$PY" - "$tmp/main.db" <<'EOF2'
+import sqlite3, sys, time
+end = time.monotonic() + 30
+while True:   # the reply is sent before it is recorded
+    try:
+        rows = sqlite3.connect(sys.argv[1]).execute("SELECT stop FROM generations WHERE stop LIKE '%unfold%' "
+                                                     "ORDER BY id").fetchall()
+    except sqlite3.Error:
+        rows = []
+    stops = [r[0] for r in rows]
+    # r6's, then r7's after it (an earlier test's request may have had "unfold" too)
+    if '["zzz","unfold"]' in stops and '["unfold"]' in stops[stops.index('["zzz","unfold"]'):] \
+            or time.monotonic() > end:
+        break
+    time.sleep(0.05)
+i = stops.index('["zzz","unfold"]') if '["zzz","unfold"]' in stops else 0
+print(" ".join(stops[i:i + 2]))
+EOF2
+)"
 # Sampling fields are honoured: a seed repeats a sampled reply; top_k 1 is greedy.
 body c8 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 1.5, \"seed\": 42, \"max_tokens\": 24, \"top_p\": 0.9, \"min_p\": 0.01, \"repeat_penalty\": 1.1}"
 req r8a POST /v1/chat/completions "$tmp/c8" >/dev/null; req r8b POST /v1/chat/completions "$tmp/c8" >/dev/null

@@ -1638,10 +1638,10 @@ test_adapters_and_preferences(void)
 	/* 6 -> 7: the cache type and exact activations of each generation;
 	 * NULL for the earlier ones and for a model whose session is not
 	 * known (remote). */
-	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 6 -> 7: %s", err);
+	CHECK(store_open_version(p, 7, &s, err, sizeof(err)) == 0, "migrate 6 -> 7: %s", err);
 	if (!s)
 		return;
-	CHECK(STORE_SCHEMA_VERSION == 7 && store_schema_version(s) == 7, "at schema 7");
+	CHECK(store_schema_version(s) == 7, "at schema 7");
 	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE kv_type IS NOT NULL OR exact_act IS NOT NULL") == 0,
 	    "earlier generations: no cache type recorded");
 	g.content = "exact song";
@@ -1659,6 +1659,51 @@ test_adapters_and_preferences(void)
 	snprintf(q, sizeof(q), "SELECT count(*) FROM generations WHERE id = %lld AND kv_type IS NULL AND exact_act IS NULL",
 	    (long long)e2);
 	CHECK(query_int(p, q) == 1, "not known: both NULL");
+	store_close(s);
+
+	/* 7 -> 8: the stop strings, a JSON array ("[]": none); NULL for the
+	 * earlier generations and for one whose stops are not known; history
+	 * show names them. */
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 7 -> 8: %s", err);
+	if (!s)
+		return;
+	CHECK(STORE_SCHEMA_VERSION == 8 && store_schema_version(s) == 8, "at schema 8");
+	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE stop IS NOT NULL") == 0,
+	    "earlier generations: no stop strings recorded");
+	{
+		static const char *const stops[] = { "END", "say \"bye\"" };
+		int64_t s1 = 0, s2 = 0, s3 = 0;
+		char *shown;
+		size_t len;
+		FILE *f;
+		g.content = "stopped song";
+		g.end = STORE_END_STOP_STRING;
+		g.stop = stops;
+		g.n_stop = 2;
+		CHECK(store_gen_add(s, conv, msg, &g, &s1, NULL) == 0, "with stop strings: %s", store_errmsg(s));
+		g.n_stop = 0;
+		g.content = "plain song";
+		CHECK(store_gen_add(s, conv, msg, &g, &s2, NULL) == 0, "without: %s", store_errmsg(s));
+		g.n_stop = -1;
+		g.content = "unknown song";
+		CHECK(store_gen_add(s, conv, msg, &g, &s3, NULL) == 0, "not known: %s", store_errmsg(s));
+		snprintf(q, sizeof(q), "SELECT stop FROM generations WHERE id = %lld", (long long)s1);
+		CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "[\"END\",\"say \\\"bye\\\"\"]"), "two recorded: %s", t);
+		snprintf(q, sizeof(q), "SELECT stop FROM generations WHERE id = %lld", (long long)s2);
+		CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "[]"), "none recorded: %s", t);
+		snprintf(q, sizeof(q), "SELECT count(*) FROM generations WHERE id = %lld AND stop IS NULL", (long long)s3);
+		CHECK(query_int(p, q) == 1, "not known: NULL");
+		f = open_memstream(&shown, &len);
+		CHECK(f && store_history_show(s, conv, f) == 0, "history show: %s", store_errmsg(s));
+		if (f)
+			fclose(f);
+		CHECK(f && strstr(shown, "stop [\"END\",\"say \\\"bye\\\"\"]") && !strstr(shown, "stop []"),
+		    "history show names the stop strings: %s", f ? shown : "");
+		if (f)
+			free(shown);
+		g.stop = NULL;
+		g.n_stop = 0;
+	}
 	store_close(s);
 }
 

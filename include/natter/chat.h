@@ -213,6 +213,9 @@ int chat_check(struct chat *c, char *err, size_t errlen);
  * (chat_prompt_message returns the content and sets *ROLE; borrowed).
  * chat_prompt_dropped is how many earlier messages were left out. */
 const char *chat_prompt_text(const struct chat *c, size_t *len);
+/* The session's stop strings (chat_opts.stop, the empty ones left out),
+ * NULL-terminated, borrowed; *N gets how many. */
+const char *const *chat_stops(const struct chat *c, int *n);
 int chat_prompt_n_messages(const struct chat *c);
 const char *chat_prompt_message(const struct chat *c, int i, const char **role);
 int chat_prompt_dropped(const struct chat *c);

@@ -16,7 +16,7 @@ struct store;
  * 5: a model is a file (kind 'file', by SHA-256) or a model on a remote
  * server (kind 'remote', by endpoint and model id).
  * 6: the LoRA adapters of each generation; A/B preferences. */
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 enum {
 	STORE_READONLY = 1,      /* never write: reading works on a read-only file or folder; an older
@@ -137,6 +137,8 @@ struct store_gen {
 	int n_adapters;
 	const char *kv_type;           /* the KV cache's type ("f16" ...); NULL: not known (a remote model) */
 	int exact_act;                 /* exact activations (--exact-act); stored only with kv_type */
+	const char *const *stop;       /* the stop strings it was made with beyond its template's end of */
+	int n_stop;                    /* turn (--stop, a request's "stop"); -1: not known (stored NULL) */
 };
 
 /* Adds a generation.  MSG_ID 0 creates the assistant message in CONV_ID

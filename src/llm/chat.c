@@ -313,6 +313,16 @@ chat_message_content(const struct chat *c, int i)
 	return i >= 0 && i < c->n ? msg_text(&c->msgs[i]) : NULL;
 }
 
+const char *const *
+chat_stops(const struct chat *c, int *n)
+{
+	int k = 0;
+	while (c->stops[k])
+		k++;
+	*n = k;
+	return (const char *const *)c->stops;
+}
+
 const char *
 chat_prompt_text(const struct chat *c, size_t *len)
 {

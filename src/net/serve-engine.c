@@ -451,6 +451,7 @@ record(struct engine *e, const struct job *j, const char *text, const struct spl
 	struct store_gen g;
 	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
 	struct store_turn *fed = NULL;
+	const char *stops[8 + OAI_MAX_STOP];
 	int64_t conv, id, gen, msg;
 	const char *tmpl = j->req.kind == OAI_CHAT ? chat_template_name(e->chat) : "none (/v1/completions)";
 	const char *sys = j->req.kind == OAI_CHAT ? (j->req.system ? j->req.system : e->defaults.system_prompt) : NULL;
@@ -471,6 +472,14 @@ record(struct engine *e, const struct job *j, const char *text, const struct spl
 		return;
 	}
 	g.template_name = tmpl;
+	/* The session's stop strings (serve --stop), then the request's. */
+	for (int i = 0; i < g.n_stop && i < 8; i++)
+		stops[i] = g.stop[i];
+	if (g.n_stop > 8)
+		g.n_stop = 8;
+	for (int i = 0; i < j->req.n_stop; i++)
+		stops[g.n_stop++] = j->req.stop[i];
+	g.stop = stops;
 	g.content = text;
 	if (so) {
 		g.content = so->text[THINK_ANSWER] ? so->text[THINK_ANSWER] : "";

@@ -142,6 +142,7 @@ chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, st
 	chat_engine_info(c, &ei);
 	g->kv_type = ei.kv_type;
 	g->exact_act = ei.exact_act;
+	g->stop = chat_stops(c, &g->n_stop);
 	g->n_prompt = st->n_prompt;
 	g->n_reused = st->n_reused;
 	g->n_gen = st->n_gen;

@@ -171,17 +171,20 @@ put_setting(FILE *out, const char *name, sqlite3_stmt *st, int col, int integer)
 		fprintf(out, " %s %.2f", name, sqlite3_column_double(st, col));
 }
 
+#define SHOW_GENS(STOP) "SELECT g.id, g.chosen, COALESCE(g.end_reason, g.state), g.temp, " \
+	"g.top_p, g.top_k, g.min_p, g.seed, g.n_gen, g.gen_tps, g.ttft_ms, r.kind, r.value, r.comment, " \
+	"g.content, COALESCE(" STORE_MODEL_LABEL("md") ", ''), g.prompt_tokens, g.n_dropped, g.reasoning, " \
+	"COALESCE(g.n_reasoning, 0), " STOP " FROM generations g " \
+	"LEFT JOIN ratings r ON r.generation_id = g.id LEFT JOIN models md ON md.id = g.model_id " \
+	"WHERE g.message_id = ? ORDER BY g.id"
+
 /* Prints the generations (alternatives) of assistant message MSG; a model
  * other than CONV_MODEL is named.  Returns 0 or -1. */
 static int
 show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 {
-	sqlite3_stmt *gs = store_prepare(s, "SELECT g.id, g.chosen, COALESCE(g.end_reason, g.state), g.temp, "
-	    "g.top_p, g.top_k, g.min_p, g.seed, g.n_gen, g.gen_tps, g.ttft_ms, r.kind, r.value, r.comment, "
-	    "g.content, COALESCE(" STORE_MODEL_LABEL("md") ", ''), g.prompt_tokens, g.n_dropped, g.reasoning, "
-	    "COALESCE(g.n_reasoning, 0) FROM generations g "
-	    "LEFT JOIN ratings r ON r.generation_id = g.id LEFT JOIN models md ON md.id = g.model_id "
-	    "WHERE g.message_id = ? ORDER BY g.id");
+	/* The stop strings from schema 8 on (a database kept older: none). */
+	sqlite3_stmt *gs = store_prepare(s, store_schema_version(s) >= 8 ? SHOW_GENS("g.stop") : SHOW_GENS("NULL"));
 	int rc;
 	if (!gs)
 		return -1;
@@ -199,6 +202,9 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 		    sqlite3_column_double(gs, 9), sqlite3_column_double(gs, 10));
 		if (*col_text(gs, 15) && strcmp(col_text(gs, 15), conv_model))
 			fprintf(out, ", model %s", col_text(gs, 15));
+		/* The stop strings as stored (a JSON array), when there were any. */
+		if (sqlite3_column_type(gs, 20) != SQLITE_NULL && strcmp(col_text(gs, 20), "[]"))
+			fprintf(out, ", stop %s", col_text(gs, 20));
 		if (sqlite3_column_type(gs, 16) != SQLITE_NULL) {
 			fprintf(out, ", fed %d tokens", sqlite3_column_int(gs, 16));
 			if (sqlite3_column_int(gs, 17) > 0)

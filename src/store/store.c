@@ -165,6 +165,10 @@ static const char *const migrations[] = {
 	 * every earlier generation (not recorded) and for remote models. */
 	"ALTER TABLE generations ADD COLUMN kv_type TEXT;"
 	"ALTER TABLE generations ADD COLUMN exact_act INTEGER;",
+	/* 7 -> 8: the stop strings a reply was made with beyond its template's
+	 * end of turn (--stop, a request's "stop"), a JSON array; NULL for
+	 * every earlier generation (not recorded). */
+	"ALTER TABLE generations ADD COLUMN stop TEXT;",
 };
 
 int
@@ -1062,6 +1066,33 @@ template_id(struct store *s, const char *source, int64_t *id)
 	return rc == SQLITE_ROW ? 0 : store_sqlfail(s, "the chat template");
 }
 
+/* G's stop strings as a JSON array (caller frees); NULL when not known. */
+static char *
+stop_json(const struct store_gen *g, int *oom)
+{
+	cJSON *a;
+	char *out;
+
+	*oom = 0;
+	if (g->n_stop < 0)
+		return NULL;
+	a = cJSON_CreateArray();
+	for (int i = 0; a && i < g->n_stop; i++) {
+		cJSON *v = cJSON_CreateString(g->stop[i]);
+		if (!v) {
+			cJSON_Delete(a);
+			a = NULL;
+			break;
+		}
+		cJSON_AddItemToArray(a, v);
+	}
+	out = a ? cJSON_PrintUnformatted(a) : NULL;
+	cJSON_Delete(a);
+	if (!out)
+		*oom = 1;
+	return out;
+}
+
 /* The messages fed, as a JSON array of {"role","content"} (caller frees);
  * NULL when none were given. */
 static char *
@@ -1119,18 +1150,21 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	      int64_t *gen_id, int64_t *msg_id_out)
 {
 	sqlite3_stmt *st;
-	int rc, k = 1, oom;
+	int rc, k = 1, oom, oom2;
 	int64_t tmpl = 0;
-	char *fed = fed_json(g, &oom);
+	char *fed = fed_json(g, &oom), *stops = stop_json(g, &oom2);
 	const char *system = g->n_fed > 0 && g->fed && g->fed[0].role && !strcmp(g->fed[0].role, "system") ?
 	    g->fed[0].content : NULL;
 
-	if (oom) {
+	if (oom || oom2) {
+		free(fed);
+		free(stops);
 		store_seterr(s, "out of memory; the reply was not saved");
 		return -1;
 	}
 	if (store_begin(s) < 0) {
 		free(fed);
+		free(stops);
 		return -1;
 	}
 	if (msg_id == 0) {
@@ -1165,16 +1199,17 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	if (template_id(s, g->template_source, &tmpl) < 0)
 		goto fail;
 	/* A database kept at an older schema (store_open_version, tests) has
-	 * no columns for the session's settings. */
-	const int settings = store_schema_version(s) >= 7;
+	 * no columns for the session's settings (7), nor its stop strings (8). */
+	const int version = store_schema_version(s), settings = version >= 7, has_stop = version >= 8;
 #define GEN_COLUMNS "message_id, content, chosen, state, stop_reason, temp, top_k, top_p, min_p, " \
 	"repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens, n_prompt, n_reused, " \
 	"n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, template_name, template_id, " \
 	"system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, end_reason, reasoning, n_reasoning"
 #define GEN_VALUES "?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
 	"?, ?, ?"
-	st = store_prepare(s, settings ?
-	    "INSERT INTO generations(" GEN_COLUMNS ", kv_type, exact_act) VALUES (" GEN_VALUES ", ?, ?)" :
+	st = store_prepare(s, has_stop ?
+	    "INSERT INTO generations(" GEN_COLUMNS ", kv_type, exact_act, stop) VALUES (" GEN_VALUES ", ?, ?, ?)" :
+	    settings ? "INSERT INTO generations(" GEN_COLUMNS ", kv_type, exact_act) VALUES (" GEN_VALUES ", ?, ?)" :
 	    "INSERT INTO generations(" GEN_COLUMNS ") VALUES (" GEN_VALUES ")");
 #undef GEN_COLUMNS
 #undef GEN_VALUES
@@ -1246,6 +1281,8 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 		else
 			sqlite3_bind_null(st, k++);
 	}
+	if (has_stop)
+		bind_text_or_null(st, k++, stops);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -1274,9 +1311,11 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 		}
 	}
 	free(fed);
+	free(stops);
 	return store_commit(s, "the reply");
 fail:
 	free(fed);
+	free(stops);
 	store_rollback(s);
 	return -1;
 }

@@ -1066,12 +1066,22 @@ template_id(struct store *s, const char *source, int64_t *id)
 	return rc == SQLITE_ROW ? 0 : store_sqlfail(s, "the chat template");
 }
 
+/* The text of array A (caller frees), A deleted; *OOM set when A (NULL)
+ * or its text could not be made. */
+static char *
+json_text(cJSON *a, int *oom)
+{
+	char *out = a ? cJSON_PrintUnformatted(a) : NULL;
+	cJSON_Delete(a);
+	*oom = !out;
+	return out;
+}
+
 /* G's stop strings as a JSON array (caller frees); NULL when not known. */
 static char *
 stop_json(const struct store_gen *g, int *oom)
 {
 	cJSON *a;
-	char *out;
 
 	*oom = 0;
 	if (g->n_stop < 0)
@@ -1086,11 +1096,7 @@ stop_json(const struct store_gen *g, int *oom)
 		}
 		cJSON_AddItemToArray(a, v);
 	}
-	out = a ? cJSON_PrintUnformatted(a) : NULL;
-	cJSON_Delete(a);
-	if (!out)
-		*oom = 1;
-	return out;
+	return json_text(a, oom);
 }
 
 /* The messages fed, as a JSON array of {"role","content"} (caller frees);
@@ -1099,7 +1105,6 @@ static char *
 fed_json(const struct store_gen *g, int *oom)
 {
 	cJSON *a;
-	char *out;
 
 	*oom = 0;
 	if (!g->fed || g->n_fed <= 0)
@@ -1116,11 +1121,7 @@ fed_json(const struct store_gen *g, int *oom)
 		}
 		cJSON_AddItemToArray(a, m);
 	}
-	out = a ? cJSON_PrintUnformatted(a) : NULL;
-	cJSON_Delete(a);
-	if (!out)
-		*oom = 1;
-	return out;
+	return json_text(a, oom);
 }
 
 static void

@@ -56,6 +56,31 @@ grep -q "bad.jsonl:2: expected a list of messages" "$tmp/err" && ok || bad "bad 
 ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-dpo.jsonl" --chat-template chatml 2>"$tmp/err"
 grep -q "train it with --method dpo" "$tmp/err" && ok || bad "pairs given to SFT: $(cat "$tmp/err")"
 [ ! -e "$tmp/x.gguf" ] && ok || bad "an adapter was written after an error"
+# -o (or its checkpoint) onto an input is refused before anything is loaded, and the input
+# is kept: the model, a --data file, the --log, --resume, a hard link to the model; an
+# existing -o that is not an adapter must be removed first.
+cp "$M" "$tmp/mine.gguf"; ln "$tmp/mine.gguf" "$tmp/mine-link.gguf"; cp "$D/finetune-sft.jsonl" "$tmp/d.jsonl"
+echo '{"step":1}' > "$tmp/l.jsonl"
+sft="--data $tmp/d.jsonl --chat-template chatml --steps 1"
+ft -m "$tmp/mine.gguf" -o "$tmp/mine.gguf" $sft 2>"$tmp/err"; check "-o onto -m status" 2 $?
+grep -q -- "-o $tmp/mine.gguf is the same file as -m $tmp/mine.gguf" "$tmp/err" && ok || bad "-o onto -m: $(cat "$tmp/err")"
+ft -m "$tmp/mine.gguf" -o "$tmp/mine-link.gguf" $sft 2>"$tmp/err"; check "-o onto a hard link of -m status" 2 $?
+ft -m "$tmp/mine.gguf" -o "$tmp/d.jsonl" $sft 2>"$tmp/err"; check "-o onto --data status" 2 $?
+grep -q -- "-o $tmp/d.jsonl is the same file as --data $tmp/d.jsonl" "$tmp/err" && ok || bad "-o onto --data: $(cat "$tmp/err")"
+ft -m "$tmp/mine.gguf" -o "$tmp/l.jsonl" --log "$tmp/l.jsonl" $sft 2>"$tmp/err"; check "-o onto --log status" 2 $?
+ft -m "$tmp/mine.gguf" -o "$tmp/x.gguf" --log "$tmp/d.jsonl" $sft 2>"$tmp/err"; check "--log onto --data status" 2 $?
+cp "$M" "$tmp/m2.ckpt.gguf"
+ft -m "$tmp/m2.ckpt.gguf" -o "$tmp/m2.gguf" $sft 2>"$tmp/err"; check "checkpoint onto -m status" 2 $?
+grep -q "the checkpoint $tmp/m2.ckpt.gguf is the same file as -m" "$tmp/err" && ok || bad "checkpoint onto -m: $(cat "$tmp/err")"
+ft -m "$tmp/mine.gguf" -o "$tmp/m2.ckpt.gguf" --resume "$tmp/m2.ckpt.gguf" $sft 2>"$tmp/err"; check "-o onto --resume status" 2 $?
+cmp -s "$M" "$tmp/mine.gguf" && cmp -s "$M" "$tmp/m2.ckpt.gguf" && cmp -s "$D/finetune-sft.jsonl" "$tmp/d.jsonl" &&
+	check "the log kept" '{"step":1}' "$(cat "$tmp/l.jsonl")" || bad "a refused run changed an input"
+ft -m "$M" -o "$tmp/mine.gguf" $sft 2>"$tmp/err"; check "-o onto a model status" 2 $?
+grep -q -- "-o $tmp/mine.gguf exists and is not a LoRA adapter (general.type is missing); remove it first" "$tmp/err" &&
+	ok || bad "-o onto a model: $(cat "$tmp/err")"
+echo notes > "$tmp/notes.gguf"
+ft -m "$M" -o "$tmp/notes.gguf" $sft 2>"$tmp/err"; check "-o onto a text file status" 2 $?
+check "the text file kept" notes "$(cat "$tmp/notes.gguf")"
 ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatml --ctx 20 --steps 1 2>"$tmp/err"
 grep -q "finetune-sft.jsonl:1: skipped: no reply token is left within 20 tokens" "$tmp/err" && ok ||
 	bad "cut examples are named: $(cat "$tmp/err")"

@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "natter/gguf.h"
 #include "natter/llm.h"
 #include "natter/lora.h"
 #include "natter/sha256.h"
@@ -60,7 +62,8 @@ enum {
 
 static const struct ft_opt opts[] = {
 	FT("model", 'm', FT_STR, model, "FILE", "the base model (GGUF); its weights stay frozen in their own type", 0, 0),
-	FT("output", 'o', FT_STR, out, "FILE", "the adapter to write (GGUF, llama.cpp's LoRA format)", 0, 0),
+	FT("output", 'o', FT_STR, out, "FILE", "the adapter to write (GGUF, llama.cpp's LoRA format); an existing file must "
+	    "be an adapter, not an input", 0, 0),
 	FT("data", O_DATA, FT_LIST, data, "FILE.jsonl", "examples in natter's export format (repeatable; - for stdin)", 0, 0),
 	FT("db", O_DB, FT_STR, db, "FILE", "rated replies from this database (default without --data: natter's)", 0, 0),
 	FT("min-rating", O_MIN_RATING, FT_INT, min_rating, "N", "SFT from the database: replies rated N..5 (thumbs up 5; 4)",
@@ -470,6 +473,69 @@ out_dir_check(const char *out)
 	return 0;
 }
 
+/* Whether OUT (a file finetune writes, named by OPT) is the same file as any input: an
+ * adapter written over the model or the data would destroy them.  The checkpoint being the
+ * --resume file is normal: SKIP_RESUME.  Prints the error. */
+static int
+same_file_check(const struct ft_args *a, const char *out, const char *opt, int skip_resume)
+{
+	struct {
+		const char *opt, *path;
+	} in[MAX_DATA + 5];
+	struct stat so, si;
+	int n = 0;
+
+	if (stat(out, &so) != 0)
+		return 0;   /* not there yet: nothing to lose */
+	in[n].opt = "-m", in[n++].path = a->model;
+	for (int i = 0; i < a->data.n; i++)
+		if (strcmp(a->data.v[i], "-") != 0)
+			in[n].opt = "--data", in[n++].path = a->data.v[i];
+	in[n].opt = "--db", in[n++].path = a->db;
+	in[n].opt = "--init", in[n++].path = a->init;
+	if (!skip_resume)
+		in[n].opt = "--resume", in[n++].path = a->resume;
+	if (strcmp(opt, "--log") != 0)
+		in[n].opt = "--log", in[n++].path = a->log;
+	for (int i = 0; i < n; i++) {
+		if (!in[i].path || stat(in[i].path, &si) != 0)
+			continue;
+		if (si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
+			cli_error("finetune: %s %s is the same file as %s %s: it would be overwritten", opt, out, in[i].opt,
+			    in[i].path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* An existing -o is written over only when it is a LoRA adapter (an earlier run's): any
+ * other file (a model, data) the user removes first.  Prints the error. */
+static int
+out_old_check(const char *out)
+{
+	struct gguf_file *f = NULL;
+	struct stat st;
+	char err[512], *type = NULL;
+	int ok;
+
+	if (stat(out, &st) != 0 || !S_ISREG(st.st_mode))
+		return 0;   /* new, or a device or a FIFO (/dev/null) */
+	if (gguf_open(out, &f, err, sizeof(err)) < 0) {
+		cli_error("finetune: -o %s exists and is not a GGUF adapter (%s); remove it first or choose another -o",
+		    out, err);
+		return -1;
+	}
+	type = gguf_get_str(f, "general.type");
+	ok = type && strcmp(type, "adapter") == 0;
+	if (!ok)
+		cli_error("finetune: -o %s exists and is not a LoRA adapter (general.type is %s%.40s%s); remove it "
+		    "first or choose another -o", out, type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
+	free(type);
+	gguf_close(f);
+	return ok ? 0 : -1;
+}
+
 /* The FFN targets on a model with layers of experts, whose stacks natter does not adapt:
  * named on their own (NAMED), refused when no layer has a dense feed-forward, else a
  * warning; through "all" (the default), a note. */
@@ -570,6 +636,12 @@ cmd_finetune(int argc, char **argv)
 		return 1;
 	}
 	r.ckpt = ckpt;
+	/* Before anything is loaded: a run that cannot end well does not begin. */
+	if (same_file_check(&a, a.out, "-o", 0) < 0 || same_file_check(&a, ckpt, "the checkpoint", 1) < 0 ||
+	    (a.log && same_file_check(&a, a.log, "--log", 0) < 0) || out_old_check(a.out) < 0) {
+		rc = 2;
+		goto out;
+	}
 	if (out_dir_check(a.out) < 0)
 		goto out;
 

@@ -41,6 +41,13 @@ ft -m x -o y --steps 3 --epochs 2 2>/dev/null; check "--steps and --epochs statu
 ft -m x -o y --data a --db b 2>/dev/null; check "--data and --db status" 2 $?
 ft -m x -o "$tmp/no/such/dir/a.gguf" 2>"$tmp/err"; check "unwritable -o status" 1 $?
 grep -q "no/such/dir: cannot write the adapter there" "$tmp/err" && ok || bad "unwritable -o: $(cat "$tmp/err")"
+# -o or its checkpoint naming a folder: refused before training, not after.
+mkdir "$tmp/dir.gguf" "$tmp/cdir.ckpt.gguf"
+ft -m x -o "$tmp/dir.gguf" 2>"$tmp/err"; check "-o a folder status" 1 $?
+grep -q "dir.gguf: is a folder; -o names the adapter file to write" "$tmp/err" && ok || bad "-o a folder: $(cat "$tmp/err")"
+ft -m x -o "$tmp/cdir.gguf" 2>"$tmp/err"; check "checkpoint a folder status" 1 $?
+grep -q "cdir.ckpt.gguf: is a folder, where the checkpoint of -o .*cdir.gguf would be written" "$tmp/err" && ok ||
+	bad "checkpoint a folder: $(cat "$tmp/err")"
 
 if [ ! -f "$M" ]; then
 	echo "SKIP: fixtures not found; $pass passed, $fail failed"

@@ -452,14 +452,23 @@ config_text(const struct ft_args *a, const struct llm_model *m, const struct tda
 	return buf;
 }
 
-/* Whether the adapter (and its checkpoints) can be written where -o says: found out
- * before training, not after.  Prints the error. */
+/* Whether the adapter (and its checkpoints, at CKPT) can be written where -o says: found
+ * out before training, not after.  Prints the error. */
 static int
-out_dir_check(const char *out)
+out_dir_check(const char *out, const char *ckpt)
 {
 	const char *slash = strrchr(out, '/');
 	char dir[4096];
+	struct stat st;
 
+	if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
+		cli_error("%s: is a folder; -o names the adapter file to write", out);
+		return -1;
+	}
+	if (stat(ckpt, &st) == 0 && S_ISDIR(st.st_mode)) {
+		cli_error("%s: is a folder, where the checkpoint of -o %s would be written", ckpt, out);
+		return -1;
+	}
 	if (!slash)
 		snprintf(dir, sizeof(dir), ".");
 	else if (slash == out)
@@ -642,7 +651,7 @@ cmd_finetune(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	if (out_dir_check(a.out) < 0)
+	if (out_dir_check(a.out, ckpt) < 0)
 		goto out;
 
 	if (llm_model_load(a.model, &m, err, sizeof(err)) < 0) {

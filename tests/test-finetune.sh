@@ -39,6 +39,9 @@ ft -m x -o y --targets q,wo 2>"$tmp/err"; check "--targets q,wo status" 2 $?
 grep -q "unknown weight 'wo'" "$tmp/err" && ok || bad "--targets message: $(cat "$tmp/err")"
 ft -m x -o y --steps 3 --epochs 2 2>/dev/null; check "--steps and --epochs status" 2 $?
 ft -m x -o y --data a --db b 2>/dev/null; check "--data and --db status" 2 $?
+ft -m x -o y --batch 65536 --grad-accum 65536 2>"$tmp/err"; check "--batch times --grad-accum overflowing status" 2 $?
+grep -q -- "--batch 65536 times --grad-accum 65536 is more than 1048576 examples a step" "$tmp/err" && ok ||
+	bad "--batch times --grad-accum: $(cat "$tmp/err")"
 ft -m x -o "$tmp/no/such/dir/a.gguf" 2>"$tmp/err"; check "unwritable -o status" 1 $?
 grep -q "no/such/dir: cannot write the adapter there" "$tmp/err" && ok || bad "unwritable -o: $(cat "$tmp/err")"
 # -o or its checkpoint naming a folder: refused before training, not after.

@@ -3619,6 +3619,23 @@ test_resume(const char *dir)
 		tmodel_free(tm);
 		l = NULL;
 		tm = NULL;
+		/* batch times grad_accum overflowed an int: refused, not an untrained adapter. */
+		{
+			struct tloop_cfg big = c;
+			struct tloop *lb = (struct tloop *)1;
+			big.batch = 65536;
+			big.grad_accum = 65536;
+			if (tmodel_new(m, &o, &tm, err, sizeof(err)) == 0)
+				CHECK(tloop_new(tm, &s, &big, NULL, &lb, err, sizeof(err)) == -1 && !lb &&
+				    strstr(err, "batch 65536 times grad_accum 65536 is more than 1048576 examples a step"),
+				    "batch times grad_accum overflowing: %s", err);
+			big.batch = 1024;
+			big.grad_accum = 1024;
+			CHECK(tm && tloop_new(tm, &s, &big, NULL, &lb, err, sizeof(err)) == 0, "1024 x 1024: %s", err);
+			tloop_free(lb);
+			tmodel_free(tm);
+			tm = NULL;
+		}
 		o.rank = 2;
 		c.config = "cfg\nline";
 		if (tmodel_new(m, &o, &tm, err, sizeof(err)) == 0 && tloop_new(tm, &s, &c, NULL, &l, err, sizeof(err)) == 0)

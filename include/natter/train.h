@@ -460,12 +460,16 @@ struct tloop_step {
 
 struct tloop;
 
+/* The most examples one step may take (batch times grad_accum): their count is an int. */
+#define TLOOP_MAX_STEP_EXAMPLES (1 << 20)
+
 /*
  * A loop training TM (borrowed) on S (borrowed; both must outlive the loop) with CFG
  * (copied; CONFIG too).  For DPO the reference log-probabilities of every pair are
  * computed here, by TM as it is now with dropout off (the initial adapter: new pairs have
  * B = 0, so the base model).  STOP (may be NULL), set from a signal handler, is polled
- * between sequences.  Returns 0, 1 when stopped, or -1 with ERR set.
+ * between sequences.  Returns 0, 1 when stopped, or -1 with ERR set (options out of range,
+ * batch times grad_accum above TLOOP_MAX_STEP_EXAMPLES among them).
  */
 int tloop_new(struct tmodel *tm, const struct tdata_set *s, const struct tloop_cfg *cfg,
 	      const volatile sig_atomic_t *stop, struct tloop **out, char *err, size_t errlen);

@@ -87,7 +87,8 @@ static const struct ft_opt opts[] = {
 	FT("weight-decay", O_WD, FT_NUM, weight_decay, "W", "AdamW decoupled weight decay (0)", 0, 10),
 	FT("warmup", O_WARMUP, FT_INT, warmup, "N", "steps of linear warm-up before the cosine (0)", 0, INT_MAX),
 	FT("batch", O_BATCH, FT_INT, batch, "N", "examples per micro-batch, one sequence after another (1)", 1, 65536),
-	FT("grad-accum", O_ACCUM, FT_INT, grad_accum, "N", "micro-batches per optimizer step (1)", 1, 65536),
+	FT("grad-accum", O_ACCUM, FT_INT, grad_accum, "N", "micro-batches per optimizer step (1); times --batch at most "
+	    "1048576", 1, 65536),
 	FT("steps", O_STEPS, FT_LONG, steps, "N", "optimizer steps in all (default: from --epochs)", 1, 1e12),
 	FT("epochs", O_EPOCHS, FT_LONG, epochs, "N", "passes over the examples (1)", 1, 1e6),
 	FT("ctx", O_CTX, FT_INT, ctx, "N", "tokens per example; longer ones are cut, with a warning (512, or the "
@@ -627,6 +628,11 @@ cmd_finetune(int argc, char **argv)
 	}
 	if (a.steps && a.epochs) {
 		cli_error("finetune: give --steps or --epochs, not both");
+		return 2;
+	}
+	if ((long long)a.batch * a.grad_accum > TLOOP_MAX_STEP_EXAMPLES) {
+		cli_error("finetune: --batch %d times --grad-accum %d is more than %d examples a step", a.batch,
+		    a.grad_accum, TLOOP_MAX_STEP_EXAMPLES);
 		return 2;
 	}
 	if (a.lr_min > a.lr) {

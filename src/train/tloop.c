@@ -98,6 +98,11 @@ tloop_new(struct tmodel *tm, const struct tdata_set *s, const struct tloop_cfg *
 		snprintf(err, errlen, "training options out of range");
 		return -1;
 	}
+	if ((int64_t)cfg->batch * cfg->grad_accum > TLOOP_MAX_STEP_EXAMPLES) {
+		snprintf(err, errlen, "batch %d times grad_accum %d is more than %d examples a step", cfg->batch,
+		    cfg->grad_accum, TLOOP_MAX_STEP_EXAMPLES);
+		return -1;
+	}
 	if (!(l = calloc(1, sizeof(*l)))) {
 		snprintf(err, errlen, "out of memory");
 		return -1;

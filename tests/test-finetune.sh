@@ -229,6 +229,12 @@ if [ -w /dev/full ]; then
 	ft -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --steps 3 --log /dev/full -o "$tmp/f.gguf" 2>"$tmp/err"
 	check "log on a full disk status" 1 $?
 	grep -q "/dev/full: cannot write the log" "$tmp/err" && ok || bad "full log: $(tail -1 "$tmp/err")"
+	# The step done is kept, as Ctrl-C keeps it, and --resume finishes the run.
+	grep -q "stopped after step 1 of 3; checkpoint saved to $tmp/f.ckpt.gguf" "$tmp/err" && [ -f "$tmp/f.ckpt.gguf" ] &&
+		[ ! -e "$tmp/f.gguf" ] && ok || bad "full log: no checkpoint: $(cat "$tmp/err")"
+	ft -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --steps 3 --log "$tmp/f.log" -o "$tmp/f.gguf" \
+		--resume "$tmp/f.ckpt.gguf" 2>"$tmp/err" | grep -q "after 3 steps" && grep -q "at step 1 of 3" "$tmp/err" && ok ||
+		bad "resumed after a full log: $(cat "$tmp/err")"
 fi
 # DPO on an adapter (--init): the frozen initial adapter is the reference.
 ft -m "$M" --data "$D/finetune-dpo.jsonl" --method dpo --chat-template chatml --batch 4 --steps 2 --lr 5e-3 \

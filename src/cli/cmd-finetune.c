@@ -774,7 +774,16 @@ cmd_finetune(int argc, char **argv)
 		goto out;
 	}
 	if (lrc == 1 && !interrupted) {
+		/* The log (or a --save-every checkpoint) could not be written: the steps done are
+		 * kept as Ctrl-C keeps them. */
 		cli_error("%s", r.err);
+		if (tloop_save(loop, ckpt, err, sizeof(err)) < 0) {
+			cli_error("the checkpoint could not be written either: %s", err);
+			goto out;
+		}
+		fprintf(stderr, "%s: stopped after step %lld of %lld; checkpoint saved to %s\n"
+		    "%s: continue with the same options and --resume %s\n", cli_progname,
+		    (long long)tloop_steps_done(loop), steps, ckpt, cli_progname, ckpt);
 		goto out;
 	}
 	if (lrc == 1) {

@@ -184,6 +184,11 @@ grep -q "Lily\|big tree\|apples" "$tmp/base.out" && bad "the base model says the
 "$NATTER_BIN" info -m "$tmp/straight.gguf" --kv > "$tmp/info"
 grep -q 'general.type = "adapter"' "$tmp/info" && grep -q 'adapter.lora.alpha = 16' "$tmp/info" &&
 	grep -q 'general.name = "taught"' "$tmp/info" && ok || bad "adapter metadata: $(cat "$tmp/info")"
+# What produced it: the base model (its general.name and file) and the training options.
+grep -q 'general.base_model.count = 1$' "$tmp/info" && grep -q 'general.base_model.0.name = "llama"$' "$tmp/info" &&
+	grep -q 'natter.base_model.file = "aidreams260K-f32.gguf"$' "$tmp/info" &&
+	grep -q 'natter.training.config = "model=aidreams260K-f32.gguf [0-9]* bytes\\ntemplate=chatml' "$tmp/info" && ok ||
+	bad "adapter provenance: $(cat "$tmp/info")"
 
 # Ctrl-C once step 5 is in the log: a checkpoint and a clean exit; --resume finishes the
 # run, and the adapter is the straight run's, byte for byte.

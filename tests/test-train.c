@@ -1648,8 +1648,8 @@ test_adapter_files(const char *dir)
 		{
 			int n = lora_count(a);
 			struct lora_pair *rev = malloc(n * sizeof(*rev));
-			struct lora_file_info info = { llm_model_hparams(m)->arch_name, adapters[i].adapter, lora_alpha(a),
-				adapters[i].type };
+			struct lora_file_info info = { .arch = llm_model_hparams(m)->arch_name, .name = adapters[i].adapter,
+				.alpha = lora_alpha(a), .type = adapters[i].type };
 			for (int j = 0; j < n; j++)
 				rev[j] = *lora_get(a, n - 1 - j);
 			snprintf(out, sizeof(out), "%s/%s.gguf", tmpdir, adapters[i].adapter);
@@ -1800,7 +1800,7 @@ test_adapter_errors(const char *dir)
 		float A[4 * 256] = { 0 }, B[256 * 4] = { 0 };
 		struct lora_pair p[2] = { { "blk.0.attn_q.weight", 256, 256, 4, A, B, 1 },
 			{ "blk.0.attn_q.weight", 256, 256, 4, A, B, 1 } };
-		struct lora_file_info info = { "llama", NULL, 8.0f, GGML_TYPE_F32 };
+		struct lora_file_info info = { .arch = "llama", .alpha = 8.0f, .type = GGML_TYPE_F32 };
 		snprintf(path, sizeof(path), "%s/dup.gguf", tmpdir);
 		CHECK(lora_write(path, &info, p, 2, err, sizeof(err)) < 0 && strstr(err, "adapted twice"), "dup: %s", err);
 		CHECK(access(path, F_OK) != 0, "a refused adapter left a file");
@@ -2693,7 +2693,7 @@ test_training(const char *dir)
 		struct lora_adapter *a = NULL;
 		float *l1 = malloc((size_t)T * g.n_vocab * sizeof(float)), *l2 = malloc((size_t)T * g.n_vocab * sizeof(float));
 		snprintf(path, sizeof(path), "%s/trained.gguf", tmpdir);
-		CHECK(tmodel_lora_save(tm, path, "trained", GGML_TYPE_F32, err, sizeof(err)) == 0, "save: %s", err);
+		CHECK(tmodel_lora_save(tm, path, "trained", GGML_TYPE_F32, NULL, err, sizeof(err)) == 0, "save: %s", err);
 		CHECK(lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err)) == 0, "reopen: %s", err);
 		if (a) {
 			struct tmodel_opts o2 = { .max_tokens = T, .init = a };
@@ -3282,7 +3282,7 @@ sft_run_train(struct sft_run *r, const char *dir, const char *model, const char 
 		return -1;
 	}
 	snprintf(r->apath, sizeof(r->apath), "%s/taught%s.gguf", tmpdir, suffix);
-	CHECK(tmodel_lora_save(r->tm, r->apath, "taught", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
+	CHECK(tmodel_lora_save(r->tm, r->apath, "taught", GGML_TYPE_F32, NULL, err, sizeof(err)) == 0, "%s", err);
 	return 0;
 }
 
@@ -3557,7 +3557,7 @@ train_10(struct llm_model *m, const struct tdata_set *s, enum tdata_method metho
 		CHECK(tloop_resume(l, ck, err, sizeof(err)) == 0 && tloop_steps_done(l) == 5, "resume: %s", err);
 	}
 	CHECK(tloop_run(l, 0, NULL, NULL, err, sizeof(err)) == 0 && tloop_steps_done(l) == 10, "run: %s", err);
-	CHECK(tmodel_lora_save(tm, out, "resumed", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
+	CHECK(tmodel_lora_save(tm, out, "resumed", GGML_TYPE_F32, NULL, err, sizeof(err)) == 0, "%s", err);
 out:
 	tloop_free(l);
 	tmodel_free(tm);
@@ -3681,7 +3681,7 @@ test_trained_layout(const char *dir)
 	}
 	snprintf(out, sizeof(out), "%s/lora-tiny-llama-all-r8.gguf", tmpdir);
 	snprintf(path, sizeof(path), "%s/lora/lora-tiny-llama-all-r8.gguf", dir);
-	CHECK(tmodel_lora_save(tm, out, "lora-tiny-llama-all-r8", GGML_TYPE_F32, err, sizeof(err)) == 0, "%s", err);
+	CHECK(tmodel_lora_save(tm, out, "lora-tiny-llama-all-r8", GGML_TYPE_F32, NULL, err, sizeof(err)) == 0, "%s", err);
 	compare_gguf(out, path);
 	{
 		struct lora_adapter *a = NULL;

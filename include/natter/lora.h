@@ -72,13 +72,18 @@ struct lora_file_info {
 	const char *name;        /* general.name, or NULL for none */
 	float alpha;             /* adapter.lora.alpha (0: no alpha) */
 	enum ggml_type type;     /* of the tensors: F32, F16 or BF16 */
+	/* What produced it (each NULL for none): */
+	const char *base_name;   /* general.base_model.0.name (general.base_model.count 1): the base's general.name */
+	const char *base_file;   /* natter.base_model.file: the base model's file name */
+	const char *config;      /* natter.training.config: the options it was trained with, one a line */
 };
 
 /*
  * Writes N pairs (their SCALE is not stored: alpha is) as an adapter file
  * that llama.cpp's --lora reads: metadata general.architecture,
  * general.type = "adapter", general.name, adapter.type = "lora",
- * adapter.lora.alpha; tensors X.lora_a {n_in, r} and X.lora_b {r, n_out}
+ * adapter.lora.alpha, then what INFO says produced it (general.base_model.*,
+ * natter.base_model.file, natter.training.config); tensors X.lora_a {n_in, r} and X.lora_b {r, n_out}
  * ordered by layer, then q, k, v, qkv, output, gate, up, down (others after
  * those of their layer, tensors outside blocks last).  Writes through a
  * temporary file renamed into place.  Returns 0, or -1 with ERR set (bad

@@ -339,9 +339,12 @@ int tmodel_n_threads(const struct tmodel *tm);
 /* The base model's architecture name, and the pairs' alpha (0: none). */
 const char *tmodel_arch(const struct tmodel *tm);
 float tmodel_alpha(const struct tmodel *tm);
-/* Saves the pairs as a llama.cpp adapter file (lora_write) with the model's architecture. */
+struct lora_file_info;
+/* Saves the pairs as a llama.cpp adapter file (lora_write) with the model's architecture;
+ * PROV (may be NULL) gives what produced it: its base_name, base_file and config are
+ * recorded, its other fields ignored. */
 int tmodel_lora_save(const struct tmodel *tm, const char *path, const char *name, enum ggml_type type,
-		     char *err, size_t errlen);
+		     const struct lora_file_info *prov, char *err, size_t errlen);
 
 /* --- tdata.c: conversations as training sequences, rendered exactly as a chat renders them --- */
 

@@ -807,9 +807,18 @@ cmd_finetune(int argc, char **argv)
 		if (n > 5 && strcmp(name + n - 5, ".gguf") == 0)
 			name[n - 5] = 0;
 	}
-	if (tmodel_lora_save(tm, a.out, name, otype, err, sizeof(err)) < 0) {
-		cli_error("%s", err);
-		goto out;
+	{
+		/* What produced the adapter: the base model and the options it was trained with. */
+		const char *b = strrchr(a.model, '/');
+		char *base_name = gguf_get_str(llm_model_gguf(m), "general.name");
+		struct lora_file_info prov = { .base_name = base_name && *base_name ? base_name : NULL,
+			.base_file = b ? b + 1 : a.model, .config = config };
+		lrc = tmodel_lora_save(tm, a.out, name, otype, &prov, err, sizeof(err));
+		free(base_name);
+		if (lrc < 0) {
+			cli_error("%s", err);
+			goto out;
+		}
 	}
 	printf("wrote %s: %d pairs after %lld steps\n", a.out, tmodel_lora_count(tm), (long long)tloop_steps_done(loop));
 	rc = 0;

@@ -473,7 +473,11 @@ lora_write(const char *path, const struct lora_file_info *info, const struct lor
 	    gguf_w_str(w, "general.type", "adapter") < 0 ||
 	    (info->name && gguf_w_str(w, "general.name", info->name) < 0) ||
 	    gguf_w_str(w, "adapter.type", "lora") < 0 ||
-	    gguf_w_f32(w, "adapter.lora.alpha", info->alpha) < 0)
+	    gguf_w_f32(w, "adapter.lora.alpha", info->alpha) < 0 ||
+	    (info->base_name && (gguf_w_u32(w, "general.base_model.count", 1) < 0 ||
+	    gguf_w_str(w, "general.base_model.0.name", info->base_name) < 0)) ||
+	    (info->base_file && gguf_w_str(w, "natter.base_model.file", info->base_file) < 0) ||
+	    (info->config && gguf_w_str(w, "natter.training.config", info->config) < 0))
 		goto nomem;
 	for (int i = 0; i < n; i++)
 		keys[i] = key_of(pairs[i].base, i);

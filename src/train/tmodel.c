@@ -1960,11 +1960,12 @@ tmodel_adamw_step(struct tmodel *tm, const struct adamw_cfg *c, float lr, float 
 }
 
 int
-tmodel_lora_save(const struct tmodel *tm, const char *path, const char *name, enum ggml_type type, char *err,
-		 size_t errlen)
+tmodel_lora_save(const struct tmodel *tm, const char *path, const char *name, enum ggml_type type,
+		 const struct lora_file_info *prov, char *err, size_t errlen)
 {
 	struct lora_pair *p = calloc(tm->n_pairs, sizeof(*p));
-	struct lora_file_info info = { tm->hp.arch_name, name, tm->alpha, type };
+	struct lora_file_info info = { tm->hp.arch_name, name, tm->alpha, type, prov ? prov->base_name : NULL,
+		prov ? prov->base_file : NULL, prov ? prov->config : NULL };
 	int rc;
 
 	if (!p) {

@@ -94,6 +94,18 @@ check "the text file kept" notes "$(cat "$tmp/notes.gguf")"
 ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatml --ctx 20 --steps 1 2>"$tmp/err"
 grep -q "finetune-sft.jsonl:1: skipped: no reply token is left within 20 tokens" "$tmp/err" && ok ||
 	bad "cut examples are named: $(cat "$tmp/err")"
+# A reply the template renders as nothing is skipped as such, not as too long for --ctx.
+printf '{%% for m in messages %%}{{ m.role }}: {{ m.content }}{%% endfor %%}{%% if add_generation_prompt %%}assistant: {%% endif %%}' > "$tmp/bare.jinja"
+echo '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":""}]}' > "$tmp/empty.jsonl"
+ft -m "$M" -o "$tmp/x.gguf" --data "$tmp/empty.jsonl" --chat-template "$tmp/bare.jinja" --steps 1 2>"$tmp/err"
+check "empty reply status" 1 $?
+grep -q "empty.jsonl:1: skipped: the reply has no token to learn (the template renders it as nothing)" "$tmp/err" &&
+	grep -q "no example left to train on (no reply has a token to learn)" "$tmp/err" && ! grep -q "within\|too long" "$tmp/err" &&
+	ok || bad "empty reply: $(cat "$tmp/err")"
+ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-sft.jsonl" --data "$tmp/empty.jsonl" --chat-template "$tmp/bare.jinja" \
+	--ctx 8 --steps 1 2>"$tmp/err"
+grep -q "no example left to train on (6 too long for --ctx, 1 with a reply that has no token to learn)" "$tmp/err" && ok ||
+	bad "too long and empty: $(cat "$tmp/err")"
 ft -m "$M" -o "$tmp/c60.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatml --ctx 60 --steps 1 2>"$tmp/err" >/dev/null
 check "--ctx 60 status" 0 $?
 grep -q "finetune-sft.jsonl:1: cut to 60 tokens (it has 76)" "$tmp/err" && grep -q "6 examples (.* tokens; 6 cut to 60 tokens, 0 skipped)" "$tmp/err" &&

@@ -411,7 +411,8 @@ struct tdata_set {
 	struct tdata_example *ex;
 	int n, cap;
 	int n_truncated;       /* examples cut to max_tokens */
-	int n_dropped;         /* examples left without a scored token once cut */
+	int n_dropped;         /* examples skipped: without a scored token once cut, or empty */
+	int n_empty;           /* of those, the ones whose reply has no token at all (not a cut) */
 	long n_tokens;         /* tokens over every sequence kept */
 };
 void tdata_set_init(struct tdata_set *s, enum tdata_method method, int max_tokens, int all_turns);

@@ -692,7 +692,15 @@ cmd_finetune(int argc, char **argv)
 		goto out;
 	}
 	if (set.n == 0) {
-		cli_error("finetune: no example left to train on%s", set.n_dropped ? " (each was too long for --ctx)" : "");
+		if (set.n_dropped && !set.n_empty)
+			cli_error("finetune: no example left to train on (each was too long for --ctx)");
+		else if (set.n_dropped && set.n_empty == set.n_dropped)
+			cli_error("finetune: no example left to train on (no reply has a token to learn)");
+		else if (set.n_dropped)
+			cli_error("finetune: no example left to train on (%d too long for --ctx, %d with a reply that has "
+			    "no token to learn)", set.n_dropped - set.n_empty, set.n_empty);
+		else
+			cli_error("finetune: no example left to train on");
 		goto out;
 	}
 	if (r.n_warn > 5)

@@ -623,7 +623,7 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 		 char *err, size_t errlen)
 {
 	FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-	const int n0 = s->n, tr0 = s->n_truncated, dr0 = s->n_dropped;
+	const int n0 = s->n, tr0 = s->n_truncated, dr0 = s->n_dropped, em0 = s->n_empty;
 	const long tok0 = s->n_tokens;
 	char *line = NULL, msg[256];
 	size_t cap = 0;
@@ -638,7 +638,7 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 	while ((len = getline(&line, &cap, fp)) >= 0) {
 		struct tdata_example e;
 		cJSON *o;
-		int r, nseq = s->method == TDATA_DPO ? 2 : 1, cut = 0, empty = 0, n_full = 0;
+		int r, nseq = s->method == TDATA_DPO ? 2 : 1, cut = 0, empty = 0, none = 0, n_full = 0;
 		size_t i;
 
 		lineno++;
@@ -664,8 +664,19 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 			continue;
 		for (int k = 0; k < nseq; k++) {
 			n_full = e.seq[k].n > n_full ? e.seq[k].n : n_full;
+			none |= e.seq[k].n_loss == 0;   /* before any cut: the reply renders as nothing */
 			cut |= seq_cut(&e.seq[k], s->max_tokens);
 			empty |= e.seq[k].n_loss == 0;
+		}
+		if (none) {
+			s->n_dropped++;
+			s->n_empty++;
+			snprintf(msg, sizeof(msg), "%s: skipped: %s has no token to learn (the template renders it as "
+			    "nothing)", e.where, nseq == 2 ? "a reply" : "the reply");
+			if (warn)
+				warn(wctx, msg);
+			example_free(&e);
+			continue;
 		}
 		if (empty) {
 			s->n_dropped++;
@@ -713,6 +724,7 @@ out:
 		s->n = n0;
 		s->n_truncated = tr0;
 		s->n_dropped = dr0;
+		s->n_empty = em0;
 		s->n_tokens = tok0;
 	}
 	return rc;

@@ -28,6 +28,9 @@ for o in --data --db --min-rating --method --chat-template --rank --alpha --drop
 	grep -q -- "$o" "$tmp/help" && ok || bad "--help lacks $o"
 done
 "$NATTER_BIN" --help | grep -q "finetune -m FILE -o ADAPTER.gguf" && ok || bad "natter --help lists finetune"
+# --resume is byte for byte only with the same thread count (sums in another order): said so.
+grep -q "byte for byte with the same -t" "$tmp/help" && grep -q -- "--resume CHECKPOINT.*exact with the same -t" "$tmp/help" &&
+	ok || bad "--help: --resume's exactness and -t"
 ft -o x.gguf 2>"$tmp/err"; check "no -m status" 2 $?
 grep -q "needs -m MODEL and -o ADAPTER.gguf" "$tmp/err" && ok || bad "no -m message: $(cat "$tmp/err")"
 ft -m x -o y --rank 0 2>"$tmp/err"; check "--rank 0 status" 2 $?

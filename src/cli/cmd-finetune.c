@@ -102,7 +102,7 @@ static const struct ft_opt opts[] = {
 	    "(DPO: margin, accuracy)", 0, 0),
 	FT("save-every", O_SAVE_EVERY, FT_INT, save_every, "N", "write a checkpoint every N steps (next to -o: "
 	    "NAME.ckpt.gguf)", 1, INT_MAX),
-	FT("resume", O_RESUME, FT_STR, resume, "CHECKPOINT", "continue a run from its checkpoint (same options)", 0, 0),
+	FT("resume", O_RESUME, FT_STR, resume, "CHECKPOINT", "continue a run from its checkpoint (same options; exact with the same -t)", 0, 0),
 	FT("out-type", O_OUT_TYPE, FT_STR, out_type, "f32|f16|bf16", "the adapter's tensor type (f32)", 0, 0),
 	FT("name", O_NAME, FT_STR, name, "NAME", "the adapter's general.name (default: -o's file name)", 0, 0),
 };
@@ -125,7 +125,8 @@ print_help(void)
 		printf("  %-30s %s\n", left, opts[i].help);
 	}
 	printf("  %-30s %s\n", "-h, --help", "show this help");
-	printf("Ctrl-C saves a checkpoint and stops; --resume CHECKPOINT with the same options continues exactly.\n"
+	printf("Ctrl-C saves a checkpoint and stops; --resume CHECKPOINT with the same options continues exactly\n"
+	    "(byte for byte with the same -t; another thread count may differ within float rounding).\n"
 	    "Models: every architecture natter runs (natter info --architectures) whose layers are attention, full\n"
 	    "or sliding-window, or Gated DeltaNet (qwen35), with the blocks of the registry (q/k and post norms,\n"
 	    "soft-caps, LongRoPE, routed and shared experts: the router and the experts stay frozen; gated\n"

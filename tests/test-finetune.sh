@@ -66,6 +66,14 @@ grep -q "none.jsonl" "$tmp/err" && ok || bad "missing data message: $(cat "$tmp/
 { head -1 "$D/finetune-sft.jsonl"; echo '{"messages": 5}'; } > "$tmp/bad.jsonl"
 ft -m "$M" -o "$tmp/x.gguf" --data "$tmp/bad.jsonl" --chat-template chatml 2>"$tmp/err"; check "bad line status" 1 $?
 grep -q "bad.jsonl:2: expected a list of messages" "$tmp/err" && ok || bad "bad line message: $(cat "$tmp/err")"
+# "\u0000" in a string would cut the message there (cJSON): refused, as a raw NUL byte is;
+# an escaped backslash before "u0000" is text.
+{ head -1 "$D/finetune-sft.jsonl"; printf '%s\n' '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a\u0000b"}]}'; } > "$tmp/nul.jsonl"
+ft -m "$M" -o "$tmp/x.gguf" --data "$tmp/nul.jsonl" --chat-template chatml 2>"$tmp/err"; check "\\u0000 status" 1 $?
+grep -q 'nul.jsonl:2: a NUL character (\\u0000) in a string' "$tmp/err" && ok || bad "\\u0000: $(cat "$tmp/err")"
+printf '%s\n' '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a\\u0000b"}]}' > "$tmp/bs.jsonl"
+ft -m "$M" -o "$tmp/bs.gguf" --data "$tmp/bs.jsonl" --chat-template chatml --steps 1 >/dev/null 2>"$tmp/err"
+check "an escaped backslash before u0000 status" 0 $?
 ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-dpo.jsonl" --chat-template chatml 2>"$tmp/err"
 grep -q "train it with --method dpo" "$tmp/err" && ok || bad "pairs given to SFT: $(cat "$tmp/err")"
 [ ! -e "$tmp/x.gguf" ] && ok || bad "an adapter was written after an error"

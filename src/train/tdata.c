@@ -618,6 +618,21 @@ out:
 	return rc;
 }
 
+/* Whether a valid JSON line holds the escape \u0000: outside strings valid JSON has no
+ * backslash, so every one starts an escape, and an escaped backslash is skipped whole. */
+static int
+has_nul_escape(const char *line, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (line[i] != '\\')
+			continue;
+		if (line[i + 1] == 'u' && i + 5 < len && memcmp(line + i + 2, "0000", 4) == 0)
+			return 1;
+		i++;
+	}
+	return 0;
+}
+
 int
 tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *path, tdata_warn_fn warn, void *wctx,
 		 char *err, size_t errlen)
@@ -654,6 +669,12 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 		}
 		if (!(o = cJSON_ParseWithLength(line, (size_t)len))) {
 			snprintf(err, errlen, "%s: not valid JSON", e.where);
+			goto out;
+		}
+		if (has_nul_escape(line, (size_t)len)) {
+			/* cJSON would end the string there, cutting the message without a word. */
+			cJSON_Delete(o);
+			snprintf(err, errlen, "%s: a NUL character (\\u0000) in a string", e.where);
 			goto out;
 		}
 		r = read_line(s, t, o, &e, err, errlen);

@@ -102,7 +102,8 @@ static const struct ft_opt opts[] = {
 	    "(DPO: margin, accuracy)", 0, 0),
 	FT("save-every", O_SAVE_EVERY, FT_INT, save_every, "N", "write a checkpoint every N steps (next to -o: "
 	    "NAME.ckpt.gguf)", 1, INT_MAX),
-	FT("resume", O_RESUME, FT_STR, resume, "CHECKPOINT", "continue a run from its checkpoint (same options; exact with the same -t)", 0, 0),
+	FT("resume", O_RESUME, FT_STR, resume, "CHECKPOINT", "continue a run from its checkpoint (same options; exact "
+	    "with the same -t)", 0, 0),
 	FT("out-type", O_OUT_TYPE, FT_STR, out_type, "f32|f16|bf16", "the adapter's tensor type (f32)", 0, 0),
 	FT("name", O_NAME, FT_STR, name, "NAME", "the adapter's general.name (default: -o's file name)", 0, 0),
 };

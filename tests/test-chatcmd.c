@@ -194,6 +194,8 @@ main(void)
 	    !strcmp(chat_system(c), "Be brief."), "/system while busy: %s", f.said);
 	CHECK(run(&e, "/new") < 0 && f.new_conv == 1, "/new while busy");
 	CHECK(run(&e, "/regen") < 0 && f.regen == 1, "/regen while busy");
+	/* The last reply stored is not the one being written: nothing to rate yet. */
+	CHECK(run(&e, "/rate up") < 0 && f.err && strstr(f.said, "stop the reply first"), "/rate while busy: %s", f.said);
 	CHECK(run(&e, "/set temp 0.5") == CHATCMD_DONE, "/set stays live while busy: %s", f.said);
 	CHECK(run(&e, "/help") == CHATCMD_DONE && f.help == 1, "/help while busy");
 	f.busy = 0;

@@ -471,5 +471,35 @@ shows "reasoning +$nr tokens" && ok || bad "statistics of the split reply: $(scr
 stop
 rm -f "$XDG_CONFIG_HOME/natter/config"
 
+# 24. Ratings land on the reply on screen.  While a reply streams, + is
+# refused (the last stored reply is not the one being written), and so is
+# /rate; Up chooses an older reply, and + rates that one.
+NATTER_DB="$tmp/rate.db"
+start 100 30 "NATTER_DB=$NATTER_DB" "--token-delay 40 -n 60 --theme mono"
+wait_for "Type a message" || bad "start for the ratings: $(screen)"
+T send-keys -t ui "first question" Enter
+wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "first reply: $(screen)"
+T send-keys -t ui "second question" Enter
+wait_for "state +generating" 10 || bad "second reply not generating: $(screen)"
+T send-keys -t ui Tab "+"
+wait_for "rate: stop the reply first" 10 && ok || bad "+ while streaming: $(screen)"
+T send-keys -t ui "/rate up" Enter
+wait_for "/rate: stop the reply first" 10 && ok || bad "/rate while streaming: $(screen)"
+wait_sql "SELECT count(*) FROM generations" 2 20 && wait_for "state +done" 10 || bad "second reply: $(screen)"
+sql_is "SELECT count(*) FROM ratings" 0 && ok || bad "rated while a reply streamed: $(q "SELECT * FROM ratings")"
+T send-keys -t ui C-u F5
+wait_for "state +generating" 10 || bad "F5 did not regenerate: $(screen)"
+T send-keys -t ui Tab "-"
+wait_for "(^|[^/])rate: stop the reply first" 10 && ok || bad "- during F5: $(screen)"
+wait_sql "SELECT count(*) FROM generations" 3 20 && wait_for "state +done" 10 || bad "regenerated reply: $(screen)"
+sql_is "SELECT count(*) FROM ratings" 0 && ok || bad "rated the replaced alternative: $(q "SELECT * FROM ratings")"
+T send-keys -t ui Up Up "+"
+wait_for "rated generation 1 up" 10 && ok || bad "+ on the first reply: $(screen)"
+sql_is "SELECT generation_id || ' ' || value FROM ratings" "1 1" && ok || bad "ratings: $(q "SELECT * FROM ratings")"
+T send-keys -t ui Down Down Left "4"
+wait_for "rated generation 2 4" 10 && ok || bad "4 on the alternative shown: $(screen)"
+sql_is "SELECT count(*) FROM ratings WHERE generation_id = 3" 0 && ok || bad "the chosen alternative was rated, not the one shown"
+stop
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -3,6 +3,7 @@
 #define NATTER_CHATCMD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "natter/chat.h"
 
@@ -84,6 +85,8 @@ void chatcmd_help(const struct chatcmd_ops *ops, void (*fn)(void *ctx, const cha
 /* Shared by keys and commands: rates the last reply (WORD up, down or
  * 1..5; COMMENT may be NULL).  Returns 0 or -1, told through say. */
 int chatcmd_rate(struct chatcmd_env *e, const char *word, const char *comment);
+/* The same for stored generation GEN (0: not saved, nothing rated). */
+int chatcmd_rate_gen(struct chatcmd_env *e, int64_t gen, const char *word, const char *comment);
 /* Sets the system prompt (NULL or "" removes it) and records it.  Returns 0 or -1. */
 int chatcmd_system(struct chatcmd_env *e, const char *text);
 

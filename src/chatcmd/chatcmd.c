@@ -184,7 +184,7 @@ static const struct chatcmd table[] = {
 	{ "set", NULL, "NAME VALUE", "change a sampling parameter", 0, cmd_set, 0 },
 	{ "params", NULL, "", "show the sampling parameters", 0, cmd_hook, HOOK(params) },
 	{ "regen", NULL, "", "generate the last reply again", CHATCMD_IDLE, cmd_hook, HOOK(regen) },
-	{ "rate", NULL, "up|down|1..5 [COMMENT]", "rate the last reply", 0, cmd_rate, 0 },
+	{ "rate", NULL, "up|down|1..5 [COMMENT]", "rate the last reply", CHATCMD_IDLE, cmd_rate, 0 },
 	{ "system", NULL, "[TEXT]", "set or remove the system prompt", CHATCMD_IDLE, cmd_system, 0 },
 	{ "lora", NULL, "[N|NAME SCALE]", "list adapters, or set one's scale (0: off)", 0, cmd_lora, 0 },
 	{ "ab", NULL, "[SETTING]", "A/B: last reply again", CHATCMD_IDLE, cmd_ab, HOOK(ab) },
@@ -267,7 +267,7 @@ chatcmd_run(struct chatcmd_env *e, char *line)
 }
 
 int
-chatcmd_rate(struct chatcmd_env *e, const char *word, const char *comment)
+chatcmd_rate_gen(struct chatcmd_env *e, int64_t gen, const char *word, const char *comment)
 {
 	const char *kind;
 	int value;
@@ -276,18 +276,25 @@ chatcmd_rate(struct chatcmd_env *e, const char *word, const char *comment)
 		say(e, 1, "usage: /rate up|down|1..5 [COMMENT]");
 		return -1;
 	}
-	if (!e->log->s || !e->log->last_gen) {
-		say(e, 1, "nothing to rate: %s", e->log->s ? "no reply yet" : "the history is off");
+	if (!e->log->s || !gen) {
+		say(e, 1, "nothing to rate: %s", !e->log->s ? "the history is off" :
+		    e->log->last_gen ? "this reply was not saved" : "no reply yet");
 		return -1;
 	}
 	if (comment && !comment[0])
 		comment = NULL;
-	if (store_rating_set(e->log->s, e->log->last_gen, kind, value, comment) < 0) {
+	if (store_rating_set(e->log->s, gen, kind, value, comment) < 0) {
 		say(e, 1, "%s", store_errmsg(e->log->s));
 		return -1;
 	}
-	say(e, 0, "rated generation %lld %s%s", (long long)e->log->last_gen, word, comment ? " with a comment" : "");
+	say(e, 0, "rated generation %lld %s%s", (long long)gen, word, comment ? " with a comment" : "");
 	return 0;
+}
+
+int
+chatcmd_rate(struct chatcmd_env *e, const char *word, const char *comment)
+{
+	return chatcmd_rate_gen(e, e->log->last_gen, word, comment);
 }
 
 int

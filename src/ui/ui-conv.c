@@ -191,14 +191,6 @@ ui_conv_send(struct ui *u, const char *text)
 }
 
 void
-ui_conv_rate(struct ui *u, const char *word, const char *comment)
-{
-	struct chatcmd_env e;
-	ui_cmd_env(u, &e);
-	chatcmd_rate(&e, word, comment);
-}
-
-void
 ui_conv_system(struct ui *u, const char *text)
 {
 	struct chatcmd_env e;
@@ -349,6 +341,45 @@ chosen(struct ui *u, const char *what)
 	}
 	m = &u->msgs[u->sel];
 	return m->idx >= 0 && m->idx < chat_n_messages(u->c) ? m : NULL;
+}
+
+int
+ui_conv_rate(struct ui *u, const char *word)
+{
+	/* The reply on screen, not the session's last generation: while a
+	 * reply streams or replaces another (F5) the last one stored is not
+	 * what the user sees, so rating waits; an older reply chosen with
+	 * Up is rated as it is shown (its alternative on screen). */
+	struct ui_msg *m = chosen(u, "rate");
+	struct chatcmd_env e;
+	int64_t gen;
+
+	if (!m)
+		return -1;
+	if (strcmp(m->role, "assistant")) {
+		ui_screen_notify(u, 1, "only replies can be rated (Up/Down choose one)");
+		return -1;
+	}
+	gen = chat_alt_tag(u->c, m->idx, m->alt);
+	ui_cmd_env(u, &e);
+	if (chatcmd_rate_gen(&e, gen, word, NULL) < 0)
+		return -1;
+	snprintf(u->last_rating_word, sizeof(u->last_rating_word), "%s", word);
+	u->last_rating_gen = gen;
+	return 0;
+}
+
+int
+ui_conv_comment(struct ui *u, const char *comment)
+{
+	struct chatcmd_env e;
+
+	if (!u->last_rating_word[0] || !u->last_rating_gen) {
+		ui_screen_notify(u, 1, "rate the reply first (+, - or 1..5), then c for a comment");
+		return -1;
+	}
+	ui_cmd_env(u, &e);
+	return chatcmd_rate_gen(&e, u->last_rating_gen, u->last_rating_word, comment);
 }
 
 void

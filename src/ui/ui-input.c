@@ -82,8 +82,7 @@ on_line(char *line)
 	}
 	if (u->mode == UI_IM_COMMENT) {
 		u->mode = UI_IM_MESSAGE;
-		if (u->last_rating_word[0])
-			ui_conv_rate(u, u->last_rating_word, line);
+		ui_conv_comment(u, line);
 		free(line);
 		return;
 	}

@@ -157,11 +157,9 @@ conv_key(struct ui *u, int is_key, unsigned ch)
 	if (!is_key) {
 		char w[2] = { (char)ch, 0 };
 		if (ch == '+' || ch == '-') {
-			snprintf(u->last_rating_word, sizeof(u->last_rating_word), "%s", ch == '+' ? "up" : "down");
-			ui_conv_rate(u, u->last_rating_word, NULL);
+			ui_conv_rate(u, ch == '+' ? "up" : "down");
 		} else if (ch >= '1' && ch <= '5') {
-			snprintf(u->last_rating_word, sizeof(u->last_rating_word), "%s", w);
-			ui_conv_rate(u, w, NULL);
+			ui_conv_rate(u, w);
 		} else if (ch == 'c') {
 			if (!u->last_rating_word[0])
 				ui_screen_notify(u, 1, "rate the reply first (+, - or 1..5), then c for a comment");

@@ -194,6 +194,7 @@ struct ui {
 	struct store_conv_info hist[64];
 	enum ui_mode mode;
 	char last_rating_word[8];  /* what c comments on */
+	int64_t last_rating_gen;  /* the generation that rating is on */
 	char *pending;            /* text to put back into readline after a line (owned) */
 	char *unsent;             /* the last message sent (owned): back to the input if refused */
 	int wake[2];
@@ -266,8 +267,13 @@ void ui_conv_sync(struct ui *u);
 void ui_conv_resume(struct ui *u, int64_t conv);
 /* Sets the system prompt (TEXT NULL or "" removes it).  Refused while a reply streams. */
 void ui_conv_system(struct ui *u, const char *text);
-/* Rates the last reply: WORD up, down or 1..5, with an optional COMMENT. */
-void ui_conv_rate(struct ui *u, const char *word, const char *comment);
+/* Rates the reply chosen in the conversation focus, as shown (its
+ * alternative on screen): WORD up, down or 1..5.  Refused while a reply
+ * is being generated.  Returns 0, or -1 (told in a notice). */
+int ui_conv_rate(struct ui *u, const char *word);
+/* Adds COMMENT to the last rating ui_conv_rate made, on the generation it
+ * rated.  Returns 0, or -1 (told in a notice). */
+int ui_conv_comment(struct ui *u, const char *comment);
 /* Copies the last reply to the terminal's clipboard (OSC 52). */
 void ui_conv_copy(struct ui *u);
 /* Moves the chosen message of the conversation focus by DIR (-1, +1). */

@@ -1104,9 +1104,18 @@ test_chatlog(void)
 	} else {
 		CHECK(0, "the f16 model: %s", err);
 	}
-	if (c2)
+	if (c2) {
+		/* A conversation that cannot be loaded (deleted meanwhile) leaves
+		 * the one the session is in as it was, still recorded where it was. */
+		int n = chat_n_messages(c2);
+		int64_t conv = l2.conv, msg = l2.last_msg, gen = l2.last_gen, tag = n ? chat_message_tag(c2, n - 1) : 0;
 		CHECK(chatlog_resume(&l2, c2, 99, err, sizeof(err)) < 0 && strstr(err, "no conversation"),
 		    "resume a missing one: %s", err);
+		CHECK(n == 4 && chat_n_messages(c2) == n && chat_message_tag(c2, n - 1) == tag && chat_alt_count(c2, 3) == 2 &&
+		    l2.conv == conv && conv == 1 && l2.last_msg == msg && l2.last_gen == gen && gen != 0,
+		    "a failed resume kept the conversation: %d messages, conversation %lld", chat_n_messages(c2),
+		    (long long)l2.conv);
+	}
 	chat_free(c2);
 	llm_model_free(m2);
 	chat_free(c);

@@ -117,7 +117,9 @@ int chatlog_ab_pick(struct chatlog *l, struct chat *c, enum store_pick pick, cha
 /* Loads stored conversation CONV (its active branch, every alternative of
  * each reply with its reasoning, the system prompt its next reply gets) into C, replacing
  * what C held (the KV cache stays, so a reply reuses what matches), and
- * continues recording into it.  Returns 0, or -1 with ERR. */
+ * continues recording into it.  Returns 0, or -1 with ERR: C and L are
+ * then as they were (a conversation deleted meanwhile, a busy database),
+ * except when memory ran out while filling C (C is then empty). */
 int chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_t errlen);
 
 #endif

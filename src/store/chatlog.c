@@ -269,33 +269,73 @@ chatlog_alt_select(struct chatlog *l, struct chat *c, int i, int k, char *err, s
 	return 0;
 }
 
+/*
+ * Resuming reads the whole conversation into a staging copy first: the
+ * session is replaced only once the store has given every message and
+ * alternative, so a conversation that cannot be loaded (deleted meanwhile,
+ * a busy database) leaves the one the user is in as it was.
+ */
+struct resume_alt {
+	int64_t gen;
+	char *content, *reasoning;  /* reasoning NULL: none */
+	int n_reasoning;
+};
+struct resume_msg {
+	int64_t id, chosen_gen;
+	int assistant;
+	char *content;             /* the message's text (a reply without generations) */
+	struct resume_alt *alts;
+	int nalt, capalt, chosen;
+};
 struct resume_ctx {
 	struct chatlog *l;
-	struct chat *c;
-	int i;                     /* the message being loaded */
+	struct resume_msg *msgs;
+	int n, cap;
 	int failed;                /* 1: out of memory; 2: the store failed (store_errmsg) */
-	int chosen;                /* its chosen alternative */
 };
+
+static void
+resume_free(struct resume_ctx *r)
+{
+	for (int i = 0; i < r->n; i++) {
+		for (int k = 0; k < r->msgs[i].nalt; k++) {
+			free(r->msgs[i].alts[k].content);
+			free(r->msgs[i].alts[k].reasoning);
+		}
+		free(r->msgs[i].alts);
+		free(r->msgs[i].content);
+	}
+	free(r->msgs);
+	r->msgs = NULL;
+	r->n = r->cap = 0;
+}
 
 static int
 resume_alt(void *arg, const struct store_alt *a)
 {
 	struct resume_ctx *r = arg;
-	int k;
-	if (a->index == 0) {
-		if (chat_add_message(r->c, "assistant", a->content, strlen(a->content)) < 0)
+	struct resume_msg *m = &r->msgs[r->n - 1];
+	struct resume_alt *x;
+
+	if (m->nalt == m->capalt) {
+		int cap = m->capalt ? m->capalt * 2 : 4;
+		struct resume_alt *p = realloc(m->alts, cap * sizeof(*p));
+		if (!p)
 			return r->failed = 1;
-		r->i = chat_n_messages(r->c) - 1;
-		k = 0;
-	} else if ((k = chat_alt_add(r->c, r->i, a->content, strlen(a->content))) < 0) {
+		m->alts = p;
+		m->capalt = cap;
+	}
+	x = &m->alts[m->nalt];
+	memset(x, 0, sizeof(*x));
+	x->gen = a->gen_id;
+	x->n_reasoning = a->n_reasoning;
+	if (!(x->content = strdup(a->content)) || (a->reasoning && !(x->reasoning = strdup(a->reasoning)))) {
+		free(x->content);
 		return r->failed = 1;
 	}
-	if (a->reasoning &&
-	    chat_alt_set_reasoning(r->c, r->i, k, a->reasoning, strlen(a->reasoning), a->n_reasoning) < 0)
-		return r->failed = 1;
-	chat_set_alt_tag(r->c, r->i, k, a->gen_id);
 	if (a->chosen)
-		r->chosen = k;
+		m->chosen = m->nalt;
+	m->nalt++;
 	return 0;
 }
 
@@ -303,58 +343,100 @@ static int
 resume_msg(void *arg, int64_t id, const char *role, const char *content, int64_t chosen_gen)
 {
 	struct resume_ctx *r = arg;
-	int n = chat_n_messages(r->c);
+	struct resume_msg *m;
+	int assistant = !strcmp(role, "assistant");
 
-	if (!strcmp(role, "assistant")) {
-		r->chosen = 0;
+	if (!assistant && strcmp(role, "user"))
+		return 0;
+	if (r->n == r->cap) {
+		int cap = r->cap ? r->cap * 2 : 16;
+		struct resume_msg *p = realloc(r->msgs, cap * sizeof(*p));
+		if (!p)
+			return r->failed = 1;
+		r->msgs = p;
+		r->cap = cap;
+	}
+	m = &r->msgs[r->n];
+	memset(m, 0, sizeof(*m));
+	if (!(m->content = strdup(content)))
+		return r->failed = 1;
+	m->id = id;
+	m->chosen_gen = chosen_gen;
+	m->assistant = assistant;
+	r->n++;
+	if (assistant) {
 		if (store_alt_list(r->l->s, id, resume_alt, r) < 0)
 			return r->failed = 2;
 		if (r->failed)
 			return 1;
-		if (chat_n_messages(r->c) == n) {
-			/* No generation recorded (an old database): the message's text. */
-			if (chat_add_message(r->c, role, content, strlen(content)) < 0)
-				return r->failed = 1;
-		} else {
-			chat_alt_select(r->c, n, r->chosen);
-		}
-		r->l->last_msg = id;
-		r->l->last_gen = chosen_gen;
-	} else if (!strcmp(role, "user")) {
-		if (chat_add_message(r->c, role, content, strlen(content)) < 0)
-			return r->failed = 1;
-	} else {
-		return 0;
 	}
-	chat_set_message_tag(r->c, n, id);
+	return 0;
+}
+
+/* Replaces C's conversation with the staged one.  Returns 0, or -1 when
+ * out of memory. */
+static int
+resume_fill(struct resume_ctx *r, struct chat *c)
+{
+	chat_clear(c);
+	for (int i = 0; i < r->n; i++) {
+		struct resume_msg *m = &r->msgs[i];
+		int n = chat_n_messages(c);
+		if (!m->assistant || m->nalt == 0) {
+			/* A user's message, or a reply with no generation recorded
+			 * (an old database): the message's text. */
+			if (chat_add_message(c, m->assistant ? "assistant" : "user", m->content, strlen(m->content)) < 0)
+				return -1;
+		} else {
+			for (int k = 0; k < m->nalt; k++) {
+				struct resume_alt *x = &m->alts[k];
+				if (k == 0 ? chat_add_message(c, "assistant", x->content, strlen(x->content)) < 0 :
+				    chat_alt_add(c, n, x->content, strlen(x->content)) != k)
+					return -1;
+				if (x->reasoning &&
+				    chat_alt_set_reasoning(c, n, k, x->reasoning, strlen(x->reasoning), x->n_reasoning) < 0)
+					return -1;
+				chat_set_alt_tag(c, n, k, x->gen);
+			}
+			chat_alt_select(c, n, m->chosen);
+		}
+		chat_set_message_tag(c, n, m->id);
+	}
 	return 0;
 }
 
 int
 chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_t errlen)
 {
-	struct resume_ctx r = { l, c, -1, 0, 0 };
+	struct resume_ctx r = { l, NULL, 0, 0, 0 };
 	char *system = NULL;
 
 	if (!l->s) {
 		snprintf(err, errlen, "the history is off");
 		return -1;
 	}
-	chat_clear(c);
-	chatlog_new(l);   /* abandons any A/B comparison too */
 	if (store_conv_load(l->s, conv, &system, resume_msg, &r) < 0 || r.failed) {
 		snprintf(err, errlen, "%s", r.failed == 1 ? "out of memory" : store_errmsg(l->s));
 		free(system);
-		chat_clear(c);
-		chatlog_new(l);
-		return -1;
+		resume_free(&r);
+		return -1;   /* C and L as they were */
 	}
-	if (chat_set_system(c, system) < 0) {
+	chatlog_new(l);   /* abandons any A/B comparison too */
+	if (resume_fill(&r, c) < 0 || chat_set_system(c, system) < 0) {
+		/* Out of memory half-way: an empty session, not half of one. */
+		chat_clear(c);
 		free(system);
+		resume_free(&r);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	for (int i = 0; i < r.n; i++)
+		if (r.msgs[i].assistant) {
+			l->last_msg = r.msgs[i].id;
+			l->last_gen = r.msgs[i].chosen_gen;
+		}
 	free(system);
+	resume_free(&r);
 	l->conv = conv;
 	return 0;
 }

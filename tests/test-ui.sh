@@ -499,6 +499,30 @@ sql_is "SELECT generation_id || ' ' || value FROM ratings" "1 1" && ok || bad "r
 T send-keys -t ui Down Down Left "4"
 wait_for "rated generation 2 4" 10 && ok || bad "4 on the alternative shown: $(screen)"
 sql_is "SELECT count(*) FROM ratings WHERE generation_id = 3" 0 && ok || bad "the chosen alternative was rated, not the one shown"
+
+# 25. An edit begun in one conversation ends with it: after F2 the text
+# is an ordinary message of the new conversation; after F3 + Enter, one
+# at the end of the resumed conversation (not a branch of its message 1).
+T send-keys -t ui Up Enter
+wait_for "^edit> second question" 10 && ok || bad "Enter on the second question did not edit it: $(screen)"
+T send-keys -t ui F2
+wait_for "new conversation; what you typed stays" 10 && ok || bad "F2 in edit mode: $(screen)"
+shows "^> second question" && ok || bad "the edit's text is not a message in the input line: $(screen)"
+T send-keys -t ui Enter
+wait_sql "SELECT count(*) FROM messages WHERE conversation_id = 2 AND content = 'second question'" 1 &&
+    ok || bad "the text was not sent in the new conversation: $(q "SELECT conversation_id, role, content FROM messages")"
+wait_sql "SELECT count(*) FROM generations" 4 20 && wait_for "state +done" 10 || bad "reply in conversation 2: $(screen)"
+T send-keys -t ui Tab Up Enter
+wait_for "^edit> second question" 10 || bad "edit in conversation 2: $(screen)"
+T send-keys -t ui C-u "moved on" F3
+wait_for "Past conversations" 10 || bad "F3 in edit mode: $(screen)"
+T send-keys -t ui Down Enter
+wait_for "resumed conversation 1; what you typed stays" 10 && ok || bad "F3 + Enter in edit mode: $(screen)"
+T send-keys -t ui Enter
+wait_sql "SELECT count(*) FROM messages m JOIN generations g ON g.message_id = m.parent_id AND g.id = 2
+    WHERE m.conversation_id = 1 AND m.content = 'moved on'" 1 && ok ||
+    bad "the text is not a message at the end of conversation 1: $(q "SELECT id, conversation_id, parent_id, role, content FROM messages")"
+wait_sql "SELECT count(*) FROM generations" 5 20 && wait_for "state +done" 10 || bad "reply in conversation 1: $(screen)"
 stop
 
 echo "test-ui.sh: $pass passed, $fail failed"

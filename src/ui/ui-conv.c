@@ -200,6 +200,21 @@ ui_conv_system(struct ui *u, const char *text)
 	chatcmd_system(&e, text);
 }
 
+/* Another conversation is on screen: an edit, a comment or the system
+ * prompt editor begun in the old one would land on the new one's
+ * messages (edit_idx is an index into the old one).  Back to typing a
+ * message; what was typed stays in the input line.  Returns whether a
+ * mode was left. */
+static int
+leave_mode(struct ui *u)
+{
+	if (u->mode == UI_IM_MESSAGE)
+		return 0;
+	u->mode = UI_IM_MESSAGE;
+	u->edit_idx = -1;
+	return 1;
+}
+
 void
 ui_conv_new(struct ui *u)
 {
@@ -210,7 +225,10 @@ ui_conv_new(struct ui *u)
 	ui_screen_clear(u);
 	u->have_stats = 0;
 	u->state = "idle";
-	ui_screen_notify(u, 0, "new conversation");
+	if (leave_mode(u))
+		ui_screen_notify(u, 0, "new conversation; what you typed stays in the input line, as a message");
+	else
+		ui_screen_notify(u, 0, "new conversation");
 }
 
 void
@@ -262,7 +280,11 @@ ui_conv_resume(struct ui *u, int64_t conv)
 	ui_conv_sync(u);
 	u->have_stats = 0;
 	u->state = "idle";
-	ui_screen_notify(u, 0, "resumed conversation %lld", (long long)conv);
+	if (leave_mode(u))
+		ui_screen_notify(u, 0, "resumed conversation %lld; what you typed stays in the input line, as a message",
+		    (long long)conv);
+	else
+		ui_screen_notify(u, 0, "resumed conversation %lld", (long long)conv);
 }
 
 void
@@ -479,18 +501,18 @@ ui_conv_edit_begin(struct ui *u)
 	ui_screen_notify(u, 0, "edit the message; Enter sends it as a new branch, Esc cancels");
 }
 
-void
+int
 ui_conv_edit(struct ui *u, const char *text)
 {
 	char err[512];
 	int rc;
 
 	if (ui_conv_busy(u, "edit"))
-		return;
+		return -1;
 	rc = chatlog_edit(&u->log, u->c, u->edit_idx, text, strlen(text), err, sizeof(err));
 	if (rc == -1) {
 		ui_screen_notify(u, 1, "%s", err);
-		return;
+		return -1;
 	}
 	if (rc == -2)
 		ui_screen_notify(u, 1, "edited, but not saved: %s", err);
@@ -499,4 +521,5 @@ ui_conv_edit(struct ui *u, const char *text)
 	free(u->unsent);
 	u->unsent = strdup(text);
 	ui_conv_start(u, 0);
+	return 0;
 }

@@ -105,7 +105,11 @@ on_line(char *line)
 		} else {
 			add_history(line);
 			u->mode = UI_IM_MESSAGE;
-			ui_conv_edit(u, line);
+			if (ui_conv_edit(u, line) < 0) {
+				/* Refused: the text is not thrown away. */
+				u->mode = UI_IM_EDIT;
+				keep(u, line, "");
+			}
 		}
 		free(line);
 		return;

@@ -257,7 +257,9 @@ void ui_conv_stop(struct ui *u);
 /* Whether a reply is being generated; if so and WHAT is not NULL, tells the
  * user that WHAT has to wait. */
 int ui_conv_busy(struct ui *u, const char *what);
-/* A new, empty conversation.  Refused while a reply streams. */
+/* A new, empty conversation.  Refused while a reply streams.  An edit, a
+ * comment or the system prompt editor in progress ends; its text stays in
+ * the input line (as ui_conv_resume does). */
 void ui_conv_new(struct ui *u);
 /* Opens the list of past conversations.  Refused while a reply streams. */
 void ui_conv_history(struct ui *u);
@@ -288,8 +290,10 @@ void ui_conv_fold(struct ui *u);
 /* Starts editing the chosen user message in the input line. */
 void ui_conv_edit_begin(struct ui *u);
 /* Replaces the message being edited with TEXT: the conversation branches
- * there (both branches stay in the history) and the reply is generated. */
-void ui_conv_edit(struct ui *u, const char *text);
+ * there (both branches stay in the history) and the reply is generated.
+ * Returns 0, or -1 when the session refused the edit (told in a notice;
+ * nothing changed). */
+int ui_conv_edit(struct ui *u, const char *text);
 
 /* --- drawing (ui-draw.c) --- */
 

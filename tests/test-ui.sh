@@ -523,6 +523,17 @@ wait_sql "SELECT count(*) FROM messages m JOIN generations g ON g.message_id = m
     WHERE m.conversation_id = 1 AND m.content = 'moved on'" 1 && ok ||
     bad "the text is not a message at the end of conversation 1: $(q "SELECT id, conversation_id, parent_id, role, content FROM messages")"
 wait_sql "SELECT count(*) FROM generations" 5 20 && wait_for "state +done" 10 || bad "reply in conversation 1: $(screen)"
+
+# 26. A comment the store cannot take (its reply deleted meanwhile by
+# natter history delete) stays in the input line.
+T send-keys -t ui Tab "+"
+wait_for "rated generation 5 up" 10 && ok || bad "+ on the last reply: $(screen)"
+T send-keys -t ui c "a fine comment"
+wait_for "^comment> a fine comment" 10 || bad "comment mode: $(screen)"
+NATTER_DB="$NATTER_DB" "$NATTER_BIN" history delete 1 >/dev/null 2>&1 || bad "history delete 1"
+T send-keys -t ui Enter
+wait_for "there is no generation 5" 10 && ok || bad "no notice of the failed comment: $(screen)"
+shows "^comment> a fine comment" && ok || bad "the comment is lost: $(screen)"
 stop
 
 echo "test-ui.sh: $pass passed, $fail failed"

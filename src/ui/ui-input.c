@@ -81,8 +81,12 @@ on_line(char *line)
 		return;
 	}
 	if (u->mode == UI_IM_COMMENT) {
-		u->mode = UI_IM_MESSAGE;
-		ui_conv_comment(u, line);
+		/* A comment the store did not take stays, to be sent again or
+		 * copied (Esc leaves it). */
+		if (ui_conv_comment(u, line) < 0)
+			keep(u, line, "");
+		else
+			u->mode = UI_IM_MESSAGE;
 		free(line);
 		return;
 	}

@@ -536,5 +536,36 @@ wait_for "there is no generation 5" 10 && ok || bad "no notice of the failed com
 shows "^comment> a fine comment" && ok || bad "the comment is lost: $(screen)"
 stop
 
+# 27. A draft in the input line survives what takes the line: an edit
+# (Esc), a comment (Enter), a /set from the parameters pane (Enter) and the
+# system prompt editor (Esc) each give it back.
+NATTER_DB="$tmp/draft.db"
+start 100 30 "NATTER_DB=$NATTER_DB" "--token-delay 1 -n 10 --theme mono"
+wait_for "Type a message" || bad "start for the drafts: $(screen)"
+T send-keys -t ui "hello there" Enter
+wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "reply for the drafts: $(screen)"
+T send-keys -t ui "my draft"
+wait_for "^> my draft" 10 || bad "draft not typed: $(screen)"
+T send-keys -t ui Tab Up Enter
+wait_for "^edit> hello there" 10 && ok || bad "edit: $(screen)"
+T send-keys -t ui Escape
+wait_for "^> my draft" 10 && ok || bad "Esc after an edit lost the draft: $(screen)"
+T send-keys -t ui Tab Down "+"
+wait_for "rated generation 1 up" 10 || bad "+ for the comment: $(screen)"
+T send-keys -t ui c
+wait_for "^comment> *$" 10 && ok || bad "c: $(screen)"
+T send-keys -t ui "nice" Enter
+wait_sql "SELECT comment FROM ratings WHERE generation_id = 1" "nice" || bad "the comment was not saved"
+wait_for "^> my draft" 10 && ok || bad "a comment lost the draft: $(screen)"
+T send-keys -t ui Tab Tab Enter
+wait_for "^> /set temp *$" 10 && ok || bad "Enter on temp: $(screen)"
+T send-keys -t ui "0.5" Enter
+wait_for "temp +0\.50" 10 && wait_for "^> my draft" 10 && ok || bad "a /set lost the draft: $(screen)"
+T send-keys -t ui Tab Tab Up Up Up Up Up Up Up Up Down Down Down Down Down Down Down Enter
+wait_for "^system>" 10 && ok || bad "system prompt editor: $(screen)"
+T send-keys -t ui Escape
+wait_for "^> my draft" 10 && ok || bad "Esc after the system prompt lost the draft: $(screen)"
+stop
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -62,6 +62,18 @@ keep(struct ui *u, const char *line, const char *tail)
 	u->pending = p;
 }
 
+/* After a line the mode or command took was used: the draft it had
+ * pushed aside comes back (inserted once readline has finished the line). */
+static void
+restore_after(struct ui *u)
+{
+	if (!u->draft)
+		return;
+	keep(u, u->draft, "");
+	free(u->draft);
+	u->draft = NULL;
+}
+
 static void
 on_line(char *line)
 {
@@ -83,10 +95,12 @@ on_line(char *line)
 	if (u->mode == UI_IM_COMMENT) {
 		/* A comment the store did not take stays, to be sent again or
 		 * copied (Esc leaves it). */
-		if (ui_conv_comment(u, line) < 0)
+		if (ui_conv_comment(u, line) < 0) {
 			keep(u, line, "");
-		else
+		} else {
 			u->mode = UI_IM_MESSAGE;
+			restore_after(u);
+		}
 		free(line);
 		return;
 	}
@@ -96,6 +110,7 @@ on_line(char *line)
 		} else {
 			u->mode = UI_IM_MESSAGE;
 			ui_conv_system(u, line);
+			restore_after(u);
 		}
 		free(line);
 		return;
@@ -113,6 +128,8 @@ on_line(char *line)
 				/* Refused: the text is not thrown away. */
 				u->mode = UI_IM_EDIT;
 				keep(u, line, "");
+			} else {
+				restore_after(u);
 			}
 		}
 		free(line);
@@ -130,10 +147,12 @@ on_line(char *line)
 	if (line[0] == '/') {
 		if (ui_cmd_run(u, line) & UI_KH_QUIT)
 			u->quit = 1;
+		restore_after(u);   /* a /set the parameters pane put in the line */
 	} else if (ui_conv_busy(u, "send")) {
 		keep(u, line, "");   /* sent once the reply is over */
 	} else {
 		ui_conv_send(u, line);
+		restore_after(u);
 	}
 	free(line);
 }
@@ -203,6 +222,8 @@ ui_input_teardown(struct ui *u)
 	rl_callback_handler_remove();
 	free(u->pending);
 	u->pending = NULL;
+	free(u->draft);
+	u->draft = NULL;
 	free(paste.buf);
 	memset(&paste, 0, sizeof(paste));
 	U = NULL;
@@ -226,6 +247,26 @@ ui_input_set(struct ui *u, const char *text)
 	(void)u;
 	rl_replace_line(text, 0);
 	rl_point = rl_end;
+}
+
+void
+ui_input_stash(struct ui *u, const char *text)
+{
+	/* Kept once: a second command put in the line replaces the first,
+	 * not the user's draft. */
+	if (!u->draft && ui_input_text()[0] && !(u->draft = strdup(ui_input_text())))
+		ui_screen_notify(u, 1, "out of memory: what you typed is in the input history (Up)");
+	if (!u->draft && ui_input_text()[0])
+		add_history(ui_input_text());
+	ui_input_set(u, text);
+}
+
+void
+ui_input_restore(struct ui *u)
+{
+	ui_input_set(u, u->draft ? u->draft : "");
+	free(u->draft);
+	u->draft = NULL;
 }
 
 /* Keys that readline understands as escape sequences. */

@@ -97,17 +97,17 @@ params_key(struct ui *u, int is_key, unsigned ch)
 				return UI_KH_REDRAW;
 			u->mode = UI_IM_SYSTEM;
 			u->focus = UI_F_INPUT;
-			ui_input_set(u, chat_system(u->c));
+			ui_input_stash(u, chat_system(u->c));
 		} else if (u->param_sel >= ui_draw_n_params) {
 			char line[64];
 			snprintf(line, sizeof(line), "/lora %d ", u->param_sel - ui_draw_n_params + 1);
 			u->focus = UI_F_INPUT;
-			ui_input_set(u, line);
+			ui_input_stash(u, line);
 		} else {
 			char line[64];
 			snprintf(line, sizeof(line), "/set %s ", ui_draw_param_names[u->param_sel]);
 			u->focus = UI_F_INPUT;
-			ui_input_set(u, line);
+			ui_input_stash(u, line);
 		}
 	} else if (is_printable(is_key, ch)) {
 		return 0;   /* typed text goes to the input line */
@@ -166,7 +166,7 @@ conv_key(struct ui *u, int is_key, unsigned ch)
 			else {
 				u->mode = UI_IM_COMMENT;
 				u->focus = UI_F_INPUT;
-				ui_input_set(u, "");
+				ui_input_stash(u, "");
 			}
 		} else if (ch == 'r') {
 			ui_conv_start(u, 1);
@@ -295,7 +295,7 @@ global_key(struct ui *u, int is_key, unsigned ch)
 	case 27:                                     /* a lone Esc */
 		if (u->mode != UI_IM_MESSAGE) {
 			u->mode = UI_IM_MESSAGE;
-			ui_input_set(u, "");
+			ui_input_restore(u);   /* the draft the mode pushed aside */
 			ui_screen_notify(u, 0, "cancelled");
 		} else if (u->gen) {
 			ui_conv_stop(u);

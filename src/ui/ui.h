@@ -196,6 +196,7 @@ struct ui {
 	char last_rating_word[8];  /* what c comments on */
 	int64_t last_rating_gen;  /* the generation that rating is on */
 	char *pending;            /* text to put back into readline after a line (owned) */
+	char *draft;              /* what was typed before a mode or a command took the line (owned) */
 	char *unsent;             /* the last message sent (owned): back to the input if refused */
 	int wake[2];
 	double ctrlc_t;
@@ -351,6 +352,14 @@ void ui_input_key(struct ui *u, int key);
 void ui_input_char(struct ui *u, unsigned ch);
 /* Replaces the input line with TEXT, cursor at the end. */
 void ui_input_set(struct ui *u, const char *text);
+/* As ui_input_set, for an edit, a comment, the system prompt or a command
+ * put into the line for the user: what the user had typed is kept aside
+ * (the first time) for ui_input_restore. */
+void ui_input_stash(struct ui *u, const char *text);
+/* Puts back what ui_input_stash kept aside (else empties the line): when
+ * the mode is cancelled (Esc).  Between lines only; after a line, on_line
+ * puts the draft back itself. */
+void ui_input_restore(struct ui *u);
 /* The input line as it is now (borrowed; "" if none). */
 const char *ui_input_text(void);
 /* The cursor's byte offset in the input line. */

@@ -69,6 +69,19 @@ main(void)
 			free(b);
 		}
 	}
+	/* A tab is shown as the 4 columns it is measured as (curses would
+	 * move it to an 8-column stop, past the layout and the clipping). */
+	b = ui_text_clean("a\tb\n\tc\t", 7);
+	CHECK(b && !strcmp(b, "a    b\n    c    "), "tabs: '%s'", b ? b : "NULL");
+	CHECK(b && !strchr(b, '\t'), "a tab is left for curses");
+	free(b);
+	b = ui_text_clean("x\ty", 3);
+	n = b ? ui_text_wrap(b, 6, &l) : -1;
+	CHECK(n == 1 && l[0].width == 6 && l[0].len == 6, "a tabbed line measured as shown: %d lines, width %d", n,
+	    n > 0 ? l[0].width : -1);
+	if (n > 0)
+		free(l);
+	free(b);
 	CHECK(ui_text_blank("  \t\n ") && ui_text_blank("") && !ui_text_blank("  x "), "blank");
 	return test_done("test-ui-text");
 }

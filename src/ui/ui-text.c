@@ -13,11 +13,36 @@
 char *
 ui_text_clean(const char *text, size_t len)
 {
-	size_t cap = len * 3 + 1, used;
-	char *out = malloc(cap);
+	size_t cap = len * 3 + 1, used, n, tabs = 0;
+	char *out = malloc(cap), *p;
+
 	if (!out)
 		return NULL;
-	out[text_sanitize(text, len, out, cap - 1, &used, 1)] = 0;
+	n = text_sanitize(text, len, out, cap - 1, &used, 1);
+	out[n] = 0;
+	/* Each tab becomes the 4 spaces its width counts: curses would move
+	 * a tab to its own 8-column stops, past what the layout measured and
+	 * the clipping allowed. */
+	for (size_t i = 0; i < n; i++)
+		tabs += out[i] == '\t';
+	if (!tabs)
+		return out;
+	if (!(p = realloc(out, n + tabs * 3 + 1))) {
+		free(out);
+		return NULL;
+	}
+	out = p;
+	/* Spread from the end, in place. */
+	out[n + tabs * 3] = 0;
+	for (size_t i = n, o = n + tabs * 3; i > 0;) {
+		char ch = out[--i];
+		if (ch == '\t') {
+			o -= 4;
+			memset(out + o, ' ', 4);
+		} else {
+			out[--o] = ch;
+		}
+	}
 	return out;
 }
 

@@ -40,7 +40,8 @@ struct ui_line {
 };
 
 /* Sanitizes untrusted TEXT for display (controls made visible, invalid
- * UTF-8 replaced); returns a new string (caller frees), NULL if out of memory. */
+ * UTF-8 replaced, each tab 4 spaces); returns a new string (caller
+ * frees), NULL if out of memory. */
 char *ui_text_clean(const char *text, size_t len);
 /* Display width of S[0..N) (wide CJK and emoji count 2). */
 int ui_text_width(const char *s, size_t n);

@@ -567,5 +567,18 @@ T send-keys -t ui Escape
 wait_for "^> my draft" 10 && ok || bad "Esc after the system prompt lost the draft: $(screen)"
 stop
 
+# 28. The input history is saved where the data folder did not exist yet
+# (--no-history: no database made it), in a folder of the user's own.
+start 100 30 "XDG_DATA_HOME=$tmp/fresh" "--no-history"
+wait_for "Type a message" || bad "start without a data folder: $(screen)"
+T send-keys -t ui "/set temp 0.5" Enter
+wait_for "temp = 0.5" 10 || bad "/set: $(screen)"
+T send-keys -t ui F10
+wait_file "$tmp/stty.after" || bad "F10 did not quit"
+grep -qx "/set temp 0.5" "$tmp/fresh/natter/input_history" 2>/dev/null && ok ||
+    bad "input history not saved: $(ls -lR "$tmp/fresh" 2>&1)"
+[ "$(stat -c %a "$tmp/fresh/natter" 2>/dev/null)" = 700 ] && ok || bad "data folder mode $(stat -c %a "$tmp/fresh/natter" 2>&1)"
+stop
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -2,9 +2,11 @@
 #define _XOPEN_SOURCE_EXTENDED 1
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <curses.h>
 #include <readline/history.h>
@@ -214,11 +216,37 @@ ui_input_setup(struct ui *u)
 		read_history(u->rl_hist_path);
 }
 
+/* Creates the folders above file PATH (0700: what was typed is private).
+ * Returns 0, or an errno. */
+static int
+make_parents(const char *path)
+{
+	char dir[sizeof(((struct ui *)0)->rl_hist_path)];
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			return errno;
+		*p = '/';
+	}
+	return 0;
+}
+
 void
 ui_input_teardown(struct ui *u)
 {
-	if (u->rl_hist_path[0])
-		write_history(u->rl_hist_path);
+	/* Called after the terminal is given back: stderr is the user's.
+	 * The data folder may not exist yet (with --no-history or another
+	 * --db nothing else made it). */
+	if (u->rl_hist_path[0]) {
+		int e = make_parents(u->rl_hist_path);
+		if (e || (e = write_history(u->rl_hist_path)) != 0)
+			fprintf(stderr, "natter: the input history was not saved to %s: %s\n", u->rl_hist_path,
+			    strerror(e));
+	}
 	rl_callback_handler_remove();
 	free(u->pending);
 	u->pending = NULL;

@@ -1,6 +1,8 @@
 /* test-ui-text.c -- the screen model's text: wrapping, code blocks kept whole, counts, base64. */
 #include "config.h"
 
+#include <locale.h>
+
 #include "test.h"
 #include "ui/ui.h"
 
@@ -82,6 +84,17 @@ main(void)
 	if (n > 0)
 		free(l);
 	free(b);
+	/* Clipping at a pane's edge keeps whole characters: a wide one that
+	 * does not fit is left out, never half of its bytes. */
+	if (!setlocale(LC_CTYPE, "C.UTF-8") && !setlocale(LC_CTYPE, "en_US.UTF-8")) {
+		SKIP("no UTF-8 locale: wide characters");
+	} else {
+		const char *w = "ab\xe4\xbd\xa0\xe5\xa5\xbd";   /* ab你好: widths 1, 1, 2, 2 */
+		CHECK(ui_text_fit(w, strlen(w), 3) == 2, "fit 3: %zu bytes", ui_text_fit(w, strlen(w), 3));
+		CHECK(ui_text_fit(w, strlen(w), 4) == 5, "fit 4: %zu bytes", ui_text_fit(w, strlen(w), 4));
+		CHECK(ui_text_fit(w, strlen(w), 5) == 5, "fit 5: %zu bytes", ui_text_fit(w, strlen(w), 5));
+		CHECK(ui_text_fit(w, strlen(w), 99) == 8 && ui_text_fit(w, strlen(w), 0) == 0, "fit all, none");
+	}
 	CHECK(ui_text_blank("  \t\n ") && ui_text_blank("") && !ui_text_blank("  x "), "blank");
 	return test_done("test-ui-text");
 }

@@ -21,15 +21,15 @@ static void
 put(int y, int x, int maxw, const char *s, int attr)
 {
 	size_t n, cut;
+
 	if (y < 0 || y >= LINES || x < 0 || x >= COLS || maxw <= 0)
 		return;
 	if (x + maxw > COLS)
 		maxw = COLS - x;
 	n = strlen(s);
-	cut = ui_text_col_to_byte(s, n, maxw);
-	/* Never let a wide character straddle the edge. */
-	while (cut > 0 && ui_text_width(s, cut) > maxw)
-		cut--;
+	/* Whole characters only: a wide one that would straddle the edge is
+	 * left out, never cut into half a UTF-8 sequence. */
+	cut = ui_text_fit(s, n, maxw);
 	attron(attr);
 	mvaddnstr(y, x, s, (int)cut);
 	attroff(attr);

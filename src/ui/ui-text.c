@@ -71,6 +71,23 @@ ui_text_width(const char *s, size_t n)
 }
 
 size_t
+ui_text_fit(const char *s, size_t n, int col)
+{
+	int w = 0;
+	size_t i = 0;
+	while (i < n) {
+		uint32_t cp;
+		size_t l = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+		int cw = cp_width(cp);
+		if (w + cw > col)
+			break;
+		w += cw;
+		i += l;
+	}
+	return i;
+}
+
+size_t
 ui_text_col_to_byte(const char *s, size_t n, int col)
 {
 	int w = 0;

@@ -54,6 +54,9 @@ int ui_text_wrap(const char *s, int width, struct ui_line **lines);
  * one display line each, flagged UI_LINE_CODE (and UI_LINE_FENCE for the
  * fences): the caller clips them instead of wrapping. */
 int ui_text_layout(const char *s, int width, struct ui_line **lines);
+/* The bytes of S[0..N) that fit in COL columns, whole characters only (a
+ * wide one that would straddle the edge is left out). */
+size_t ui_text_fit(const char *s, size_t n, int col);
 /* Byte offset in S of the character that starts at or after column COL. */
 size_t ui_text_col_to_byte(const char *s, size_t n, int col);
 /* Formats N with thousands separators ("3,544") into BUF; returns BUF. */

@@ -783,28 +783,20 @@ cmd_finetune(int argc, char **argv)
 		cli_error("%s", err);
 		goto out;
 	}
-	if (lrc == 1 && !interrupted) {
-		/* The log (or a --save-every checkpoint) could not be written: the steps done are
-		 * kept as Ctrl-C keeps them. */
-		cli_error("%s", r.err);
-		if (tloop_save(loop, ckpt, err, sizeof(err)) < 0) {
-			cli_error("the checkpoint could not be written either: %s", err);
-			goto out;
-		}
-		fprintf(stderr, "%s: stopped after step %lld of %lld; checkpoint saved to %s\n"
-		    "%s: continue with the same options and --resume %s\n", cli_progname,
-		    (long long)tloop_steps_done(loop), steps, ckpt, cli_progname, ckpt);
-		goto out;
-	}
 	if (lrc == 1) {
+		/* Stopped between two steps, by Ctrl-C or because the log (or a --save-every
+		 * checkpoint) could not be written: the steps done are kept either way. */
+		const char *how = interrupted ? "interrupted" : "stopped";
+		if (!interrupted)
+			cli_error("%s", r.err);
 		if (tloop_save(loop, ckpt, err, sizeof(err)) < 0) {
-			cli_error("interrupted, and the checkpoint could not be written: %s", err);
+			cli_error("%s, and the checkpoint could not be written: %s", how, err);
 			goto out;
 		}
-		fprintf(stderr, "%s: interrupted after step %lld of %lld; checkpoint saved to %s\n"
-		    "%s: continue with the same options and --resume %s\n", cli_progname,
+		fprintf(stderr, "%s: %s after step %lld of %lld; checkpoint saved to %s\n"
+		    "%s: continue with the same options and --resume %s\n", cli_progname, how,
 		    (long long)tloop_steps_done(loop), steps, ckpt, cli_progname, ckpt);
-		rc = 130;
+		rc = interrupted ? 130 : 1;
 		goto out;
 	}
 	if (a.name) {

@@ -504,6 +504,12 @@ printf 'garbage, not a database' > "$tmp/bad.db"
 "$NATTER_BIN" history list --db "$tmp/bad.db" 2>"$tmp/err"; check "damaged database status" 1 $?
 grep -q "not a natter database" "$tmp/err" && ok || bad "damaged database message: $(cat "$tmp/err")"
 check "damaged database left alone" "garbage, not a database" "$(cat "$tmp/bad.db")"
+mkdir "$tmp/folder.db"
+for c in "history list" "export --format sft"; do
+	"$NATTER_BIN" $c --db "$tmp/folder.db" >/dev/null 2>"$tmp/err"; check "folder as database status ($c)" 1 $?
+	grep -q "folder.db: is a folder, not a database file" "$tmp/err" && ok || bad "folder as database ($c): $(cat "$tmp/err")"
+done
+check "folder as database left empty" "" "$(ls -A "$tmp/folder.db")"
 unset NATTER_DB
 
 # End to end: chat --plain sessions with a refused message, a /system

@@ -468,6 +468,12 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 		store_close(s);
 		return -1;
 	}
+	if (exists && S_ISDIR(stt.st_mode)) {
+		snprintf(err, errlen, "%s: is a folder, not a database file (give a file's name, "
+		    "e.g. %s/natter.db)", path, path);
+		store_close(s);
+		return -1;
+	}
 	if (exists && !ro && path_readonly(path)) {
 		snprintf(err, errlen, "%s: the database is read-only (natter may not write to it or its folder): "
 		    "it can be listed and exported, but nothing can be saved to it", path);

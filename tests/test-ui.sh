@@ -580,5 +580,20 @@ grep -qx "/set temp 0.5" "$tmp/fresh/natter/input_history" 2>/dev/null && ok ||
 [ "$(stat -c %a "$tmp/fresh/natter" 2>/dev/null)" = 700 ] && ok || bad "data folder mode $(stat -c %a "$tmp/fresh/natter" 2>&1)"
 stop
 
+# 29. An input history that cannot be saved (a file where its folder
+# would be) is said on the way out, after the terminal is given back.
+printf 'a file, not a folder' > "$tmp/notdir"
+start 160 30 "XDG_DATA_HOME=$tmp/notdir" "--no-history"
+wait_for "Type a message" || bad "start with a file as the data folder: $(screen)"
+T send-keys -t ui "/set temp 0.5" Enter
+wait_for "temp = 0.5" 10 || bad "/set: $(screen)"
+T send-keys -t ui F10
+wait_file "$tmp/stty.after" || bad "F10 did not quit"
+wait_for "the input history was not saved to $tmp/notdir/natter/input_history: Not a directory" 10 && ok ||
+    bad "unsaved input history not said: $(screen)"
+[ "$(cat "$tmp/status" 2>/dev/null)" = 0 ] && ok || bad "exit status with an unsaved input history: $(cat "$tmp/status" 2>&1)"
+[ "$(cat "$tmp/notdir")" = "a file, not a folder" ] && ok || bad "the file in the way was changed"
+stop
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

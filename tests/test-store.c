@@ -1308,6 +1308,145 @@ out:
 	store_close(s);
 }
 
+/* What a generation was made under, read back for an A/B comparison of a
+ * resumed reply: its settings when the record proves everything else is
+ * what a reply made now would get; else what differs, or what was not
+ * recorded, said. */
+static void
+test_gen_made(void)
+{
+	char p[512], err[512], why[384];
+	struct store *s;
+	struct store_gen rec, now;
+	struct sampler_params sp;
+	float sc[2];
+	static const char *const stops[] = { "END" };
+	const struct store_turn fed[] = { { "system", "Be kind." }, { "user", "Hi" }, { "assistant", "Hello" },
+					  { "user", "Sing" } };
+	struct store_turn other[4];
+	const struct store_adapter taught = { "aa11", "taught.gguf", 0.5 };
+	const struct store_adapter loaded[2] = { { "bb22", "other.gguf", 1.0 }, { "aa11", "taught.gguf", 2.0 } };
+	int64_t conv, u, msg = 0, m1, m2, g1;
+
+	path_of(p, sizeof(p), "made.db");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	CHECK(store_model_remote(s, "http://a", "m1", &m1) == 0 && store_model_remote(s, "http://a", "m2", &m2) == 0,
+	    "models: %s", store_errmsg(s));
+	store_conv_new(s, m1, NULL, NULL, NULL, &conv);
+	store_msg_add(s, conv, "user", "Sing", &u);
+	rec = gen("la la");
+	rec.model_id = m1;
+	rec.template_name = "chatml (built-in)";
+	rec.template_source = "{{ messages }}";
+	rec.fed = fed;
+	rec.n_fed = 4;
+	rec.stop = stops;
+	rec.n_stop = 1;
+	rec.max_tokens = 64;
+	rec.kv_type = "f16";
+	rec.adapters = &taught;
+	rec.n_adapters = 1;
+	now = rec;
+	now.adapters = loaded;
+	now.n_adapters = 2;
+
+	/* Made as now would make it: its settings, its adapter's scale on the
+	 * session's adapter of the same SHA-256 (another name would do). */
+	CHECK(store_gen_add(s, conv, 0, &rec, &g1, &msg) == 0, "add: %s", store_errmsg(s));
+	CHECK(store_gen_made(s, g1, &now, &sp, sc, why, sizeof(why)) == 0 && sp.temp == 0.7f && sp.top_k == 40 &&
+	    sp.top_p == 0.9f && sp.min_p == 0.05f && sp.repeat_penalty == 1.1f && sp.seed == 1234 &&
+	    sc[0] == 0.0f && sc[1] == 0.5f, "made as now: %s (temp %g, seed %llu, scales %g %g)", why, sp.temp,
+	    (unsigned long long)sp.seed, sc[0], sc[1]);
+	/* Each difference, named. */
+	now.model_id = m2;
+	CHECK(store_gen_made(s, g1, &now, &sp, sc, why, sizeof(why)) == 1 &&
+	    !strcmp(why, "was made with another model (m1 @ http://a)"), "another model: %s", why);
+	now.model_id = m1;
+	now.n_adapters = 1;
+	CHECK(store_gen_made(s, g1, &now, &sp, sc, why, sizeof(why)) == 1 &&
+	    !strcmp(why, "was made with adapter taught.gguf, which this session has not loaded"), "an adapter: %s", why);
+	now.n_adapters = 2;
+	now.template_source = "{{ other }}";
+	CHECK(store_gen_made(s, g1, &now, &sp, sc, why, sizeof(why)) == 1 &&
+	    !strcmp(why, "was made with another template (chatml (built-in))"), "another template: %s", why);
+	now.template_source = rec.template_source;
+	memcpy(other, fed, sizeof(other));
+	now.fed = other;
+	other[0].content = "Be brief.";
+	CHECK(store_gen_made(s, g1, &now, &sp, sc, why, sizeof(why)) == 1 &&
+	    !strcmp(why, "was made with another system prompt"), "another system prompt: %s", why);
+	other[0].content = fed[0].content;
+	other[2].content = "Hi there";
+	CHECK(store_gen_made(s, g1, &now, &sp, sc, why, sizeof(why)) == 1 && strstr(why, "another version"),
+	    "an earlier reply chosen since: %s", why);
+	now.fed = fed;
+	now.n_stop = 0;
+	CHECK(store_gen_made(s, g1, &now, &sp, sc, why, sizeof(why)) == 1 && strstr(why, "other stop strings"),
+	    "other stop strings: %s", why);
+	now.n_stop = 1;
+	now.max_tokens = 32;
+	CHECK(store_gen_made(s, g1, &now, &sp, sc, why, sizeof(why)) == 1 &&
+	    !strcmp(why, "was made with max_tokens 64 (this session: 32; /set max_tokens 64 makes them the same)"),
+	    "another max_tokens: %s", why);
+	now.max_tokens = 64;
+	now.kv_type = "q8_0";
+	CHECK(store_gen_made(s, g1, &now, &sp, sc, why, sizeof(why)) == 1 && strstr(why, "KV cache type f16"),
+	    "another cache: %s", why);
+	now.kv_type = "f16";
+	CHECK(store_gen_made(s, g1 + 100, &now, &sp, sc, why, sizeof(why)) < 0 &&
+	    strstr(store_errmsg(s), "no generation"), "a missing one: %s", store_errmsg(s));
+
+	/* The oldest turns it left out to fit are not part of the proof. */
+	rec.n_fed = 2;
+	rec.n_dropped = 2;
+	{
+		struct store_turn cut[2] = { fed[0], fed[3] };
+		int64_t g2;
+		rec.fed = cut;
+		CHECK(store_gen_add(s, conv, msg, &rec, &g2, NULL) == 0 &&
+		    store_gen_made(s, g2, &now, &sp, sc, why, sizeof(why)) == 0, "fed after dropping two: %s", why);
+	}
+	rec.fed = fed;
+	rec.n_fed = 4;
+	rec.n_dropped = 0;
+
+	/* What the record cannot prove: a setting not known (NULL), a reply
+	 * stopped or cut by an error; one cut at max_tokens is what its
+	 * settings make. */
+	{
+		int64_t g3, g4, g5, g6;
+		rec.unknown = SP_TOP_P;
+		CHECK(store_gen_add(s, conv, msg, &rec, &g3, NULL) == 0 &&
+		    store_gen_made(s, g3, &now, &sp, sc, why, sizeof(why)) == 1 && strstr(why, "has no record of its top_p"),
+		    "a setting not recorded: %s", why);
+		rec.unknown = 0;
+		rec.end = STORE_END_STOPPED;
+		CHECK(store_gen_add(s, conv, msg, &rec, &g4, NULL) == 0 &&
+		    store_gen_made(s, g4, &now, &sp, sc, why, sizeof(why)) == 1 && strstr(why, "was not finished (stopped)"),
+		    "a stopped reply: %s", why);
+		rec.end = STORE_END_ERROR;
+		CHECK(store_gen_add(s, conv, msg, &rec, &g5, NULL) == 0 &&
+		    store_gen_made(s, g5, &now, &sp, sc, why, sizeof(why)) == 1 && strstr(why, "was not finished (error)"),
+		    "a reply cut by an error: %s", why);
+		rec.end = STORE_END_MAX_TOKENS;
+		CHECK(store_gen_add(s, conv, msg, &rec, &g6, NULL) == 0 &&
+		    store_gen_made(s, g6, &now, &sp, sc, why, sizeof(why)) == 0, "a reply cut at max_tokens: %s", why);
+		rec.end = STORE_END_FINISHED;
+		rec.n_stop = -1;
+		CHECK(store_gen_add(s, conv, msg, &rec, &g6, NULL) == 0 &&
+		    store_gen_made(s, g6, &now, &sp, sc, why, sizeof(why)) == 1 &&
+		    !strcmp(why, "has no record of its stop strings"), "stop strings not recorded: %s", why);
+		rec.n_stop = 1;
+		rec.model_id = 0;
+		CHECK(store_gen_add(s, conv, msg, &rec, &g6, NULL) == 0 &&
+		    store_gen_made(s, g6, &now, &sp, sc, why, sizeof(why)) == 1 &&
+		    !strcmp(why, "has no record of its model"), "model not recorded: %s", why);
+	}
+	store_close(s);
+}
+
 /* What export leaves out and what it never says twice: stopped and cut-off
  * replies are not targets unless asked; identical replies are no DPO
  * pair; one reply text gets one KTO label (its latest rating); replies from
@@ -2048,6 +2187,7 @@ main(void)
 	test_chatlog();
 	test_chatlog_parents();
 	test_chatlog_settings();
+	test_gen_made();
 	test_export_truth();
 	test_export_damaged();
 	test_adapters_and_preferences();

@@ -148,6 +148,30 @@ struct store_gen {
 int store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct store_gen *g,
 		  int64_t *gen_id, int64_t *msg_id_out);
 
+/*
+ * Whether generation GEN_ID is recorded as made under what NOW describes
+ * (a generation of its message made now, as chatlog_gen would fill it)
+ * in all but its sampling settings and its adapters' scales, so that
+ * another reply made now under settings that differ from its in one
+ * differs from it in that one alone.  That is, it is recorded: as a
+ * reply that was not stopped nor cut by an error; made by model
+ * NOW->model_id; rendered by template NOW->template_source with system
+ * prompt and messages NOW->fed (less as many of the oldest turns as it
+ * left out); with stop strings NOW->stop, max_tokens NOW->max_tokens, KV
+ * cache type and activations NOW->kv_type and NOW->exact_act (when NOW
+ * has a cache type); with adapters each of which is one of
+ * NOW->adapters, by SHA-256 (their scales in NOW are not read); and
+ * with every sampling setting and its seed known (none NULL).  Returns
+ * 0 with *SP the sampling settings it was made with, the seed it used
+ * included, and SCALES (NOW->n_adapters of them) the scale each of
+ * NOW's adapters had (0: off); 1 with WHY saying for people what
+ * differs or was not recorded, as a phrase about the reply ("was made
+ * with another model (x.gguf)", "has no record of its temp"); -1 with
+ * store_errmsg (no generation GEN_ID, a database error).
+ */
+int store_gen_made(struct store *s, int64_t gen_id, const struct store_gen *now, struct sampler_params *sp,
+		   float *scales, char *why, size_t whylen);
+
 /* --- Alternatives: the generations (regenerations) of one assistant message. --- */
 
 /* One alternative; its strings are borrowed for the callback's duration. */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1106,18 +1107,24 @@ stop_json(const struct store_gen *g, int *oom)
 }
 
 /* The messages fed, as a JSON array of {"role","content"} (caller frees);
- * NULL when none were given. */
+ * NULL when none were given.  SKIP: as many turns after the system prompt
+ * left out (the oldest, dropped to fit a context). */
 static char *
-fed_json(const struct store_gen *g, int *oom)
+fed_json(const struct store_gen *g, int skip, int *oom)
 {
 	cJSON *a;
+	int sys;
 
 	*oom = 0;
 	if (!g->fed || g->n_fed <= 0)
 		return NULL;
+	sys = g->fed[0].role && !strcmp(g->fed[0].role, "system");
 	a = cJSON_CreateArray();
 	for (int i = 0; a && i < g->n_fed; i++) {
-		cJSON *m = cJSON_CreateObject();
+		cJSON *m;
+		if (i >= sys && i < sys + skip)
+			continue;
+		m = cJSON_CreateObject();
 		if (!m || !cJSON_AddStringToObject(m, "role", g->fed[i].role ? g->fed[i].role : "") ||
 		    !cJSON_AddStringToObject(m, "content", g->fed[i].content ? g->fed[i].content : "")) {
 			cJSON_Delete(m);
@@ -1139,6 +1146,37 @@ bind_text_or_null(sqlite3_stmt *st, int k, const char *t)
 		sqlite3_bind_null(st, k);
 }
 
+/* The settings a generation records, each in its column (NULL when it
+ * was not one known value: store_gen.unknown), in the order of
+ * GEN_SETTING_COLUMNS: one table for writing them (store_gen_add) and
+ * reading them back (store_gen_made).  The seed is apart: it is always
+ * the one used. */
+#define GEN_SETTING_COLUMNS "temp, top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, " \
+	"penalty_last_n, max_tokens"
+#define SP_NOT_SAMPLER ((size_t)-1)
+static const struct gen_setting {
+	const char *column;
+	unsigned bit;              /* SP_ (sampler.h) */
+	int integer;               /* an int in both structs; else a double in store_gen, a float in sampler_params */
+	size_t gen;                /* its field in struct store_gen */
+	size_t sp;                 /* in struct sampler_params; SP_NOT_SAMPLER: the reply's (max_tokens) */
+} gen_settings[] = {
+	{ "temp", SP_TEMP, 0, offsetof(struct store_gen, temp), offsetof(struct sampler_params, temp) },
+	{ "top_k", SP_TOP_K, 1, offsetof(struct store_gen, top_k), offsetof(struct sampler_params, top_k) },
+	{ "top_p", SP_TOP_P, 0, offsetof(struct store_gen, top_p), offsetof(struct sampler_params, top_p) },
+	{ "min_p", SP_MIN_P, 0, offsetof(struct store_gen, min_p), offsetof(struct sampler_params, min_p) },
+	{ "repeat_penalty", SP_REPEAT_PENALTY, 0, offsetof(struct store_gen, repeat_penalty),
+	  offsetof(struct sampler_params, repeat_penalty) },
+	{ "presence_penalty", SP_PRESENCE_PENALTY, 0, offsetof(struct store_gen, presence_penalty),
+	  offsetof(struct sampler_params, presence_penalty) },
+	{ "frequency_penalty", SP_FREQUENCY_PENALTY, 0, offsetof(struct store_gen, frequency_penalty),
+	  offsetof(struct sampler_params, frequency_penalty) },
+	{ "penalty_last_n", SP_PENALTY_LAST_N, 1, offsetof(struct store_gen, penalty_last_n),
+	  offsetof(struct sampler_params, penalty_last_n) },
+	{ "max_tokens", SP_MAX_TOKENS, 1, offsetof(struct store_gen, max_tokens), SP_NOT_SAMPLER },
+};
+#define N_GEN_SETTINGS (sizeof(gen_settings) / sizeof(gen_settings[0]))
+
 /* Setting V into column K: NULL when UNKNOWN, else a real, or (INTEGER)
  * an integer. */
 static void
@@ -1159,7 +1197,7 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	sqlite3_stmt *st;
 	int rc, k = 1, oom, oom2;
 	int64_t tmpl = 0;
-	char *fed = fed_json(g, &oom), *stops = stop_json(g, &oom2);
+	char *fed = fed_json(g, 0, &oom), *stops = stop_json(g, &oom2);
 	const char *system = g->n_fed > 0 && g->fed && g->fed[0].role && !strcmp(g->fed[0].role, "system") ?
 	    g->fed[0].content : NULL;
 
@@ -1208,10 +1246,10 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	/* A database kept at an older schema (store_open_version, tests) has
 	 * no columns for the session's settings (7), nor its stop strings (8). */
 	const int version = store_schema_version(s), settings = version >= 7, has_stop = version >= 8;
-#define GEN_COLUMNS "message_id, content, chosen, state, stop_reason, temp, top_k, top_p, min_p, " \
-	"repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens, n_prompt, n_reused, " \
-	"n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, template_name, template_id, " \
-	"system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, end_reason, reasoning, n_reasoning"
+#define GEN_COLUMNS "message_id, content, chosen, state, stop_reason, " GEN_SETTING_COLUMNS ", seed, " \
+	"n_prompt, n_reused, n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, template_name, " \
+	"template_id, system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, end_reason, reasoning, " \
+	"n_reasoning"
 #define GEN_VALUES "?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
 	"?, ?, ?"
 	st = store_prepare(s, has_stop ?
@@ -1228,16 +1266,13 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	sqlite3_bind_text(st, k++, store_end_name(g->end), -1, SQLITE_STATIC);
 	/* A setting that was not one known value is NULL, as for replies
 	 * recorded before it was kept. */
-	bind_setting(st, k++, g->temp, 0, g->unknown & SP_TEMP);
-	bind_setting(st, k++, g->top_k, 1, g->unknown & SP_TOP_K);
-	bind_setting(st, k++, g->top_p, 0, g->unknown & SP_TOP_P);
-	bind_setting(st, k++, g->min_p, 0, g->unknown & SP_MIN_P);
-	bind_setting(st, k++, g->repeat_penalty, 0, g->unknown & SP_REPEAT_PENALTY);
-	bind_setting(st, k++, g->presence_penalty, 0, g->unknown & SP_PRESENCE_PENALTY);
-	bind_setting(st, k++, g->frequency_penalty, 0, g->unknown & SP_FREQUENCY_PENALTY);
-	bind_setting(st, k++, g->penalty_last_n, 1, g->unknown & SP_PENALTY_LAST_N);
+	for (size_t i = 0; i < N_GEN_SETTINGS; i++) {
+		const struct gen_setting *gs = &gen_settings[i];
+		const char *f = (const char *)g + gs->gen;
+		bind_setting(st, k++, gs->integer ? *(const int *)f : *(const double *)f, gs->integer,
+		    g->unknown & gs->bit);
+	}
 	sqlite3_bind_int64(st, k++, (int64_t)g->seed);
-	bind_setting(st, k++, g->max_tokens, 1, g->unknown & SP_MAX_TOKENS);
 	sqlite3_bind_int(st, k++, g->n_prompt);
 	sqlite3_bind_int(st, k++, g->n_reused);
 	sqlite3_bind_int(st, k++, g->n_gen);
@@ -1325,6 +1360,183 @@ fail:
 	free(stops);
 	store_rollback(s);
 	return -1;
+}
+
+/* --- what a generation was made under, read back --- */
+
+static int
+made_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Says in WHY what keeps a generation from being compared; returns 1. */
+static int
+made_why(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+	return 1;
+}
+
+/* Maps the adapters generation GEN_ID was made with onto NOW's (by
+ * SHA-256), their scales into SCALES.  Returns 0, 1 with WHY (one NOW
+ * lacks, or one whose SHA-256 was not recorded), or -1. */
+static int
+made_adapters(struct store *s, int64_t gen_id, const struct store_gen *now, float *scales, char *why,
+	      size_t whylen)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT sha256, file_name, scale FROM generation_adapters "
+	    "WHERE generation_id = ? ORDER BY position");
+	int rc = 0, step = SQLITE_DONE;
+
+	if (!st)
+		return -1;
+	for (int j = 0; j < now->n_adapters; j++)
+		scales[j] = 0.0f;
+	sqlite3_bind_int64(st, 1, gen_id);
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *sha = (const char *)sqlite3_column_text(st, 0), *name = (const char *)sqlite3_column_text(st, 1);
+		int j;
+		if (!sha || !sha[0]) {
+			rc = made_why(why, whylen, "was made with adapter %s, whose SHA-256 was not recorded", name ? name : "?");
+			break;
+		}
+		/* Each of NOW's adapters stands for one of the generation's. */
+		for (j = 0; j < now->n_adapters; j++)
+			if (scales[j] == 0.0f && now->adapters[j].sha256 && !strcmp(now->adapters[j].sha256, sha))
+				break;
+		if (j == now->n_adapters)
+			rc = made_why(why, whylen, "was made with adapter %s, which this session has not loaded",
+			    name ? name : "?");
+		else
+			scales[j] = (float)sqlite3_column_double(st, 2);
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = store_sqlfail(s, "the reply's adapters");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Everything but the settings and the adapters, in the order a person
+ * would look: how it ended, the model, the template, the prompt, the
+ * stop strings, the cache.  Column numbers as in store_gen_made's query. */
+static int
+made_record(sqlite3_stmt *st, const struct store_gen *now, char *why, size_t whylen)
+{
+	const char *end = (const char *)sqlite3_column_text(st, 0), *source = (const char *)sqlite3_column_text(st, 3);
+	const char *tname = (const char *)sqlite3_column_text(st, 4), *system = (const char *)sqlite3_column_text(st, 5);
+	const char *fed = (const char *)sqlite3_column_text(st, 6), *stop = (const char *)sqlite3_column_text(st, 8);
+	const char *kv = (const char *)sqlite3_column_text(st, 9);
+	const char *now_system = now->n_fed > 0 && now->fed[0].role && !strcmp(now->fed[0].role, "system") ?
+	    now->fed[0].content : "";
+	enum store_end e = store_end_parse(end);
+	char *now_fed, *now_stop;
+	int oom, oom2, rc = 0;
+
+	/* A reply the user stopped, or an error cut, is not what those
+	 * settings make; one cut by max_tokens or the context is (B gets
+	 * the same limits). */
+	if (e == STORE_END_UNKNOWN)
+		return made_why(why, whylen, "has no record of how it ended");
+	if (strcmp(end_state(e), "complete"))
+		return made_why(why, whylen, "was not finished (%s): it is not what its settings make", end);
+	if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+		return made_why(why, whylen, "has no record of its model");
+	if (now->model_id <= 0)
+		return made_why(why, whylen, "cannot be matched to this session's model (not recorded)");
+	if (sqlite3_column_int64(st, 1) != now->model_id)
+		return made_why(why, whylen, "was made with another model (%s)",
+		    (const char *)sqlite3_column_text(st, 2));
+	if (!source)
+		return made_why(why, whylen, "has no record of the template it was rendered with");
+	if (!now->template_source)
+		return made_why(why, whylen, "cannot be matched to this session's template (the server renders it)");
+	if (strcmp(source, now->template_source))
+		return made_why(why, whylen, "was made with another template (%s)", tname ? tname : "?");
+	if (!system)
+		return made_why(why, whylen, "has no record of its system prompt");
+	if (strcmp(system, now_system))
+		return made_why(why, whylen, "was made with %s system prompt", system[0] ? (now_system[0] ? "another" : "a") :
+		    "no");
+	if (!fed)
+		return made_why(why, whylen, "has no record of the messages it was fed");
+	now_fed = fed_json(now, sqlite3_column_int(st, 7), &oom);
+	now_stop = stop_json(now, &oom2);
+	if (oom || oom2)
+		rc = made_why(why, whylen, "cannot be compared: out of memory");
+	else if (!now_fed || strcmp(fed, now_fed))
+		rc = made_why(why, whylen, "answered another version of the conversation (an earlier reply chosen since)");
+	else if (!stop)
+		rc = made_why(why, whylen, "has no record of its stop strings");
+	else if (!now_stop || strcmp(stop, now_stop))
+		rc = made_why(why, whylen, "was made with other stop strings (%s; this session: %s)", stop,
+		    now_stop ? now_stop : "not known");
+	else if (now->kv_type && !kv)
+		rc = made_why(why, whylen, "has no record of its KV cache type");
+	else if (now->kv_type && strcmp(kv, now->kv_type))
+		rc = made_why(why, whylen, "was made with KV cache type %s (this session: %s)", kv, now->kv_type);
+	else if (now->kv_type && (sqlite3_column_int(st, 10) != 0) != (now->exact_act != 0))
+		rc = made_why(why, whylen, "was made %s exact activations (--exact-act)",
+		    sqlite3_column_int(st, 10) ? "with" : "without");
+	free(now_fed);
+	free(now_stop);
+	return rc;
+}
+
+int
+store_gen_made(struct store *s, int64_t gen_id, const struct store_gen *now, struct sampler_params *sp,
+	       float *scales, char *why, size_t whylen)
+{
+	/* A database kept at an older schema has no cache type (7) nor stop
+	 * strings (8): not recorded. */
+	const int version = store_schema_version(s);
+	char sql[1024];
+	sqlite3_stmt *st;
+	int rc, step;
+
+	snprintf(sql, sizeof(sql), "SELECT g.end_reason, g.model_id, COALESCE(" STORE_MODEL_LABEL("md") ", '?'), "
+	    "tp.source, g.template_name, g.system_prompt, g.prompt_messages, COALESCE(g.n_dropped, 0), %s, %s, %s, "
+	    "g.seed, " GEN_SETTING_COLUMNS " FROM generations g LEFT JOIN models md ON md.id = g.model_id "
+	    "LEFT JOIN templates tp ON tp.id = g.template_id WHERE g.id = ?", version >= 8 ? "g.stop" : "NULL",
+	    version >= 7 ? "g.kv_type" : "NULL", version >= 7 ? "g.exact_act" : "NULL");
+	if (!(st = store_prepare(s, sql)))
+		return -1;
+	sqlite3_bind_int64(st, 1, gen_id);
+	step = sqlite3_step(st);
+	if (step != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		if (step == SQLITE_DONE)
+			return store_seterr(s, "%s: no generation %lld", s->path, (long long)gen_id);
+		return store_sqlfail(s, "the reply's record");
+	}
+	rc = made_record(st, now, why, whylen);
+	if (rc == 0 && sqlite3_column_type(st, 11) == SQLITE_NULL)
+		rc = made_why(why, whylen, "has no record of its seed");
+	for (size_t i = 0; rc == 0 && i < N_GEN_SETTINGS; i++)
+		if (sqlite3_column_type(st, 12 + (int)i) == SQLITE_NULL)
+			rc = made_why(why, whylen, "has no record of its %s (it changed while the reply was written, or "
+			    "was not sent)", gen_settings[i].column);
+	if (rc == 0) {
+		memset(sp, 0, sizeof(*sp));   /* every field is one of the table's, or the seed */
+		sp->seed = (uint64_t)sqlite3_column_int64(st, 11);
+		for (size_t i = 0; i < N_GEN_SETTINGS; i++) {
+			const struct gen_setting *gs = &gen_settings[i];
+			int col = 12 + (int)i;
+			if (gs->sp != SP_NOT_SAMPLER && gs->integer)
+				*(int *)((char *)sp + gs->sp) = sqlite3_column_int(st, col);
+			else if (gs->sp != SP_NOT_SAMPLER)
+				*(float *)((char *)sp + gs->sp) = (float)sqlite3_column_double(st, col);
+			else if (sqlite3_column_int(st, col) != now->max_tokens)
+				/* Not a setting of the sampler: a second reply gets the session's. */
+				rc = made_why(why, whylen, "was made with %s %d (this session: %d; /set %s %d makes them "
+				    "the same)", gs->column, sqlite3_column_int(st, col), now->max_tokens, gs->column,
+				    sqlite3_column_int(st, col));
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc == 0)
+		rc = made_adapters(s, gen_id, now, scales, why, whylen);
+	return rc;
 }
 
 /* --- alternatives --- */

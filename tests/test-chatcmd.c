@@ -1,10 +1,14 @@
 /* test-chatcmd.c -- the shared slash-command table: dispatch, refusals while busy, help from the table. */
 #include "config.h"
 
+#include <sqlite3.h>
+#include <unistd.h>
+
 #include "natter/chat.h"
 #include "natter/chatcmd.h"
 #include "natter/chatlog.h"
 #include "natter/llm.h"
+#include "natter/store.h"
 #include "test.h"
 
 /* A front end that records what it was asked. */
@@ -47,6 +51,140 @@ run(struct chatcmd_env *e, const char *line)
 	char buf[256];
 	snprintf(buf, sizeof(buf), "%s", line);
 	return chatcmd_run(e, buf);
+}
+
+/* A front end with /ab: B is made at once, as the full screen's
+ * generation thread makes it (chat_regenerate_with, then chatlog_reply). */
+struct abfe {
+	struct fe f;                 /* first: say and busy read it */
+	struct chat *c;
+	struct chatlog *l;
+	int made;
+};
+
+static void
+ab(void *p, const struct chatcmd_variant *v)
+{
+	struct abfe *a = p;
+	struct chat_stats st;
+	char err[256];
+	a->made = chat_regenerate_with(a->c, &v->sp, v->scales, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(a->l, a->c, &st) == 0;
+}
+
+static const struct chatcmd_ops ab_ops = { .say = say, .busy = busy, .ab = ab };
+
+/* The first column of the first row of SQL on the database at PATH as
+ * text, into BUF ("" if none). */
+static char *
+query_text(const char *path, const char *sql, char *buf, size_t n)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	buf[0] = 0;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return buf;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_text(st, 0))
+		snprintf(buf, n, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return buf;
+}
+
+/* What a generation was made under, for comparing two. */
+static char *
+gen_settings(const char *db, int64_t gen, char *buf, size_t n)
+{
+	char q[512];
+	snprintf(q, sizeof(q), "SELECT printf('%%.2f', temp) || ' ' || top_k || ' ' || printf('%%g %%g %%g %%g %%g', "
+	    "top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty) || ' ' || penalty_last_n || ' ' || "
+	    "seed || ' ' || max_tokens || ' ' || model_id || ' ' || template_id || ' ' || system_prompt || ' ' || "
+	    "prompt_messages || ' ' || stop FROM generations WHERE id = %lld", (long long)gen);
+	return query_text(db, q, buf, n);
+}
+
+/* /ab on a reply resumed from the history, in a session whose own settings
+ * are elsewhere: A is the stored generation, with the settings its record
+ * gives; B is made with those but the one changed, and the pair is
+ * stored.  A record that shows another model is refused, naming it. */
+static void
+test_ab_resumed(struct llm_model *m, const char *model_path)
+{
+	char db[256], err[512], q[256], t[1024], ta[1024], tb[1024];
+	struct store *s = NULL;
+	struct chat_opts o;
+	struct chat *c1 = NULL, *c2 = NULL;
+	struct chatlog l1, l2;
+	struct chat_stats st;
+	struct abfe a;
+	struct chatcmd_env e;
+	int64_t ga, gb, other;
+
+	memset(&l1, 0, sizeof(l1));
+	memset(&l2, 0, sizeof(l2));
+	memset(&a, 0, sizeof(a));
+	snprintf(db, sizeof(db), "/tmp/natter-test-chatcmd-%ld.db", (long)getpid());
+	if (store_open(db, 0, &s, err, sizeof(err)) < 0) {
+		CHECK(0, "store: %s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 8;
+	o.sp.temp = 0.6f;
+	o.sp.top_k = 20;
+	o.sp.seed = 5;
+	CHECK(chat_new(m, &o, &c1, err, sizeof(err)) == 0, "chat_new: %s", err);
+	l1.s = s;
+	CHECK(c1 && chatlog_model(&l1, c1, model_path) == 0 && l1.model_id > 0, "model: %s", store_errmsg(s));
+	if (c1)
+		chat_add_user(c1, "Hi", 2);
+	CHECK(c1 && chatlog_user(&l1, c1) == 0 && chat_generate(c1, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(&l1, c1, &st) == 0, "the reply: %s %s", err, store_errmsg(s));
+	ga = l1.last_gen;
+
+	o.sp.temp = 1.3f;
+	o.sp.top_k = 0;
+	o.sp.seed = SAMPLER_SEED_RANDOM;
+	CHECK(chat_new(m, &o, &c2, err, sizeof(err)) == 0, "chat_new: %s", err);
+	l2.s = s;
+	if (!c1 || !c2 || chatlog_model(&l2, c2, model_path) < 0 || chatlog_resume(&l2, c2, l1.conv, err, sizeof(err)) < 0) {
+		CHECK(0, "resume: %s", err);
+		goto out;
+	}
+	a.c = c2;
+	a.l = &l2;
+	e.c = c2;
+	e.log = &l2;
+	e.ops = &ab_ops;
+	e.fe = &a;
+	CHECK(run(&e, "/ab temp 0.9") == CHATCMD_DONE && a.made && !a.f.err, "/ab temp 0.9 on the resumed reply: %s",
+	    a.f.said);
+	CHECK(run(&e, "/pick b") == CHATCMD_DONE, "/pick b: %s", a.f.said);
+	gb = l2.last_gen;
+	snprintf(q, sizeof(q), "SELECT gen_a || ' ' || gen_b || ' ' || pick || ' ' || setting FROM preferences");
+	snprintf(ta, sizeof(ta), "%lld %lld b temp 0.9", (long long)ga, (long long)gb);
+	CHECK(gb != ga && !strcmp(query_text(db, q, t, sizeof(t)), ta), "the pair: %s (want %s)", t, ta);
+	gen_settings(db, ga, ta, sizeof(ta));
+	gen_settings(db, gb, tb, sizeof(tb));
+	CHECK(!strncmp(ta, "0.60 20 ", 8) && strstr(ta, " 5 8 ") && !strncmp(tb, "0.90 ", 5) && !strcmp(ta + 4, tb + 4),
+	    "A as recorded, B the same but temp 0.9:\nA %s\nB %s", ta, tb);
+
+	/* A under another model than the session's: refused, naming it. */
+	CHECK(store_model_remote(s, "http://127.0.0.1:1/v1", "elsewhere", &other) == 0, "%s", store_errmsg(s));
+	l2.model_id = other;
+	CHECK(chatlog_alt_select(&l2, c2, 1, 0, err, sizeof(err)) == 0, "A again: %s", err);
+	CHECK(run(&e, "/ab temp 0.9") < 0 && a.f.err && strstr(a.f.said, "the last reply was made with another model "
+	    "(aidreams260K-f32.gguf)"), "/ab on a reply of another model: %s", a.f.said);
+out:
+	chat_free(c1);
+	chat_free(c2);
+	store_close(s);
+	unlink(db);
+	snprintf(t, sizeof(t), "%s-wal", db);
+	unlink(t);
+	snprintf(t, sizeof(t), "%s-shm", db);
+	unlink(t);
 }
 
 int
@@ -149,18 +287,18 @@ main(void)
 	{
 		struct chatcmd_variant v;
 		char verr[256];
-		CHECK(chatcmd_ab_parse(c, "temp 1.5", &v, verr, sizeof(verr)) == 0 && v.sp.temp == 1.5f &&
+		CHECK(chatcmd_ab_parse(&log, c, "temp 1.5", &v, verr, sizeof(verr)) == 0 && v.sp.temp == 1.5f &&
 		    !strcmp(v.setting, "temp 1.5"), "/ab temp 1.5: %s", verr);
-		CHECK(chatcmd_ab_parse(c, "", &v, verr, sizeof(verr)) == 0 && !strcmp(v.setting, "seed + 1, temp + 0.3"),
+		CHECK(chatcmd_ab_parse(&log, c, "", &v, verr, sizeof(verr)) == 0 && !strcmp(v.setting, "seed + 1, temp + 0.3"),
 		    "/ab without adapters defaults to next: %s", v.setting);
-		CHECK(chatcmd_ab_parse(c, "adapter off", &v, verr, sizeof(verr)) < 0 && strstr(verr, "no adapter"),
+		CHECK(chatcmd_ab_parse(&log, c, "adapter off", &v, verr, sizeof(verr)) < 0 && strstr(verr, "no adapter"),
 		    "/ab adapter without one: %s", verr);
-		CHECK(chatcmd_ab_parse(c, "seed -3", &v, verr, sizeof(verr)) < 0 && strstr(verr, "usage: /ab"),
+		CHECK(chatcmd_ab_parse(&log, c, "seed -3", &v, verr, sizeof(verr)) < 0 && strstr(verr, "usage: /ab"),
 		    "/ab seed -3: %s", verr);
-		CHECK(chatcmd_ab_parse(c, "top_p 7", &v, verr, sizeof(verr)) < 0, "/ab top_p 7 is refused");
+		CHECK(chatcmd_ab_parse(&log, c, "top_p 7", &v, verr, sizeof(verr)) < 0, "/ab top_p 7 is refused");
 	}
-	/* A reply resumed from the history: its settings are not known here,
-	 * so A/B refuses to say B differs from it in one setting; a reply
+	/* A reply with no record of what made it (the history is off): A/B
+	 * refuses to say B differs from it in one setting; a reply
 	 * made here is compared against what made it (a regeneration with a
 	 * fixed seed takes the next one: 42). */
 	{
@@ -171,8 +309,9 @@ main(void)
 		char verr[256];
 		chat_add_user(c, "Hi", 2);
 		chat_add_message(c, "assistant", "Hello from before.", 18);
-		CHECK(chatcmd_ab_base(c, &now, sc) < 0 && chatcmd_ab_parse(c, "", &v, verr, sizeof(verr)) < 0 &&
-		    strstr(verr, "not known"), "/ab on a resumed reply: %s", verr);
+		CHECK(chatcmd_ab_base(&log, c, &now, sc, verr, sizeof(verr)) < 0 &&
+		    chatcmd_ab_parse(&log, c, "", &v, verr, sizeof(verr)) < 0 &&
+		    strstr(verr, "not known"), "/ab on a reply with no record: %s", verr);
 		chat_get_params(c, &now);
 		now.temp = 0.25f;
 		now.seed = 41;
@@ -180,8 +319,9 @@ main(void)
 		CHECK(chat_regenerate(c, NULL, NULL, &st, verr, sizeof(verr)) == 0, "regenerate: %s", verr);
 		now.temp = 0.9f;
 		chat_set_params(c, &now);   /* the session moves on; A stays as made */
-		CHECK(chatcmd_ab_base(c, &made, sc) == 0 && made.temp == 0.25f && made.seed == 42 &&
-		    chatcmd_ab_parse(c, "", &v, verr, sizeof(verr)) == 0 && v.sp.temp == 0.55f && v.sp.seed == 43,
+		CHECK(chatcmd_ab_base(&log, c, &made, sc, verr, sizeof(verr)) == 0 && made.temp == 0.25f &&
+		    made.seed == 42 &&
+		    chatcmd_ab_parse(&log, c, "", &v, verr, sizeof(verr)) == 0 && v.sp.temp == 0.55f && v.sp.seed == 43,
 		    "/ab on a reply made here: A at temp %.2f seed %llu, B at %.2f: %s", made.temp,
 		    (unsigned long long)made.seed, v.sp.temp, verr);
 		chat_clear(c);
@@ -231,6 +371,8 @@ main(void)
 	}
 
 	chat_free(c);
+	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", fx);
+	test_ab_resumed(m, path);
 	llm_model_free(m);
 	return test_done("test-chatcmd");
 }

@@ -97,20 +97,25 @@ int chatcmd_system(struct chatcmd_env *e, const char *text);
  * when the session has any, else "next"), "next" (seed + 1 and
  * temperature + 0.3), "temp T", "seed S", "top_p P", "adapter"
  * (toggled), "adapter on", "adapter off".  Returns 0, or -1 with ERR (the
- * usage, or chatcmd_ab_unknown when those settings are not known).
+ * usage, or why the last reply's settings are not known).
  * chatcmd_ab_start begins the comparison (chatlog_ab_begin) and asks the
  * front end to generate B (ops->ab).
  * chatcmd_pick records the user's choice: WORD a, b or tie.  Both return
  * 0 or -1, told through say.
  */
-int chatcmd_ab_parse(struct chat *c, const char *spec, struct chatcmd_variant *v, char *err, size_t errlen);
+int chatcmd_ab_parse(struct chatlog *l, struct chat *c, const char *spec, struct chatcmd_variant *v, char *err,
+		     size_t errlen);
 /* What reply A -- the last reply as chosen now -- was made under (SCALES:
  * room for chat_n_adapters); without a reply, the session's settings now.
- * Returns 0, or -1 for a reply whose settings are not known here (resumed
- * from the history, or a setting changed while it was written:
- * chatcmd_ab_unknown says so): a comparison with it could not say which
- * one setting differs.  The session's thread. */
-int chatcmd_ab_base(struct chat *c, struct sampler_params *sp, float *scales);
+ * A reply made in this session is known as made (chat_alt_settings); one
+ * recorded in L's store (resumed from the history) when its record proves
+ * a regeneration now differs from it in the settings given alone
+ * (chatlog_alt_made; L may be NULL).  Returns 0, or -1 with ERR saying
+ * why not (what differs from this session, what was not recorded, or
+ * chatcmd_ab_unknown): a comparison with it could not say which one
+ * setting differs.  The session's thread. */
+int chatcmd_ab_base(struct chatlog *l, struct chat *c, struct sampler_params *sp, float *scales, char *err,
+		    size_t errlen);
 extern const char chatcmd_ab_unknown[];
 int chatcmd_ab_start(struct chatcmd_env *e, const char *spec);
 int chatcmd_pick(struct chatcmd_env *e, const char *word);

@@ -355,19 +355,36 @@ chatcmd_describe(struct chat *c, const struct sampler_params *sp, const float *s
 }
 
 const char chatcmd_ab_unknown[] = "A/B compares the last reply with one made under one changed setting, "
-    "and the last reply's settings are not known here (it was made before this session, or a setting changed "
-    "while it was written): F5 or /regen makes one, then A/B";
+    "and what the last reply was made under is not known (it was not saved, or a setting changed while it was "
+    "written): F5 or /regen makes one, then A/B";
 
 int
-chatcmd_ab_base(struct chat *c, struct sampler_params *sp, float *scales)
+chatcmd_ab_base(struct chatlog *l, struct chat *c, struct sampler_params *sp, float *scales, char *err,
+		size_t errlen)
 {
-	int i = chat_n_messages(c) - 1;
-	if (i >= 0 && chat_alt_settings(c, i, chat_alt_index(c, i), sp, scales) == 0)
+	int i = chat_n_messages(c) - 1, k = i >= 0 ? chat_alt_index(c, i) : 0, rc;
+	char why[384];
+
+	if (i >= 0 && chat_alt_settings(c, i, k, sp, scales) == 0)
 		return 0;
-	chat_get_params(c, sp);
-	for (int k = 0; k < chat_n_adapters(c); k++)
-		scales[k] = chat_adapter_scale(c, k);
-	return i >= 0 && !strcmp(chat_message_role(c, i), "assistant") ? -1 : 0;
+	if (i < 0 || strcmp(chat_message_role(c, i), "assistant")) {
+		chat_get_params(c, sp);
+		for (int a = 0; a < chat_n_adapters(c); a++)
+			scales[a] = chat_adapter_scale(c, a);
+		return 0;
+	}
+	/* Not made in this session as it stands: its record may prove what
+	 * made it (a reply resumed from the history). */
+	if (!l || !l->s || !chat_alt_tag(c, i, k)) {
+		snprintf(err, errlen, "%s", chatcmd_ab_unknown);
+		return -1;
+	}
+	rc = chatlog_alt_made(l, c, i, k, sp, scales, why, sizeof(why));
+	if (rc > 0)
+		snprintf(err, errlen, "/ab: the last reply %s: F5 or /regen makes one here, then /ab", why);
+	else if (rc < 0)
+		snprintf(err, errlen, "/ab: %s", why);
+	return rc ? -1 : 0;
 }
 
 static int
@@ -380,17 +397,16 @@ read_float(const char *s, float *v)
 }
 
 int
-chatcmd_ab_parse(struct chat *c, const char *spec, struct chatcmd_variant *v, char *err, size_t errlen)
+chatcmd_ab_parse(struct chatlog *l, struct chat *c, const char *spec, struct chatcmd_variant *v, char *err,
+		 size_t errlen)
 {
 	static const char usage[] = "usage: /ab [next | temp T | seed S | top_p P | adapter [on|off]]";
 	char buf[128], *save = NULL, *word, *arg;
 	int n = chat_n_adapters(c), any_on = 0;
 
 	memset(v, 0, sizeof(*v));
-	if (chatcmd_ab_base(c, &v->sp, v->scales) < 0) {
-		snprintf(err, errlen, "%s", chatcmd_ab_unknown);
+	if (chatcmd_ab_base(l, c, &v->sp, v->scales, err, errlen) < 0)
 		return -1;
-	}
 	for (int i = 0; i < n; i++)
 		any_on |= v->scales[i] != 0.0f;
 	snprintf(buf, sizeof(buf), "%s", spec ? spec : "");
@@ -458,18 +474,18 @@ chatcmd_ab_start(struct chatcmd_env *e, const char *spec)
 	struct chatcmd_variant v;
 	struct sampler_params a;
 	float sa[CHAT_MAX_ADAPTERS];
-	char err[256], la[160], lb[160];
+	char err[512], la[160], lb[160];
 	int n = chat_n_adapters(e->c);
 
 	if (!e->ops->ab) {
 		say(e, 1, "/ab is not available here");
 		return -1;
 	}
-	if (chatcmd_ab_parse(e->c, spec, &v, err, sizeof(err)) < 0) {
+	if (chatcmd_ab_parse(e->log, e->c, spec, &v, err, sizeof(err)) < 0 ||
+	    chatcmd_ab_base(e->log, e->c, &a, sa, err, sizeof(err)) < 0) {
 		say(e, 1, "%s", err);
 		return -1;
 	}
-	chatcmd_ab_base(e->c, &a, sa);
 	chatcmd_describe(e->c, &a, n ? sa : NULL, la, sizeof(la));
 	chatcmd_describe(e->c, &v.sp, n ? v.scales : NULL, lb, sizeof(lb));
 	if (chatlog_ab_begin(e->log, e->c, v.setting, la, lb, err, sizeof(err)) < 0) {

@@ -444,6 +444,68 @@ chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_
 /* --- A/B preference capture --- */
 
 int
+chatlog_alt_made(struct chatlog *l, struct chat *c, int i, int k, struct sampler_params *sp, float *scales,
+		 char *err, size_t errlen)
+{
+	struct store_gen now;
+	struct store_adapter ads[CHAT_MAX_ADAPTERS];
+	struct store_turn *fed;
+	struct chat_engine_info ei;
+	int64_t gen = chat_alt_tag(c, i, k);
+	int n = 0, rc;
+
+	if (!l->s || !gen || i < 0 || i >= chat_n_messages(c)) {
+		snprintf(err, errlen, "has no record (%s)", !l->s ? "the history is off" : "it was not saved");
+		return 1;
+	}
+	/* The switch changes the prompt and is not recorded with a reply. */
+	if (chat_template_thinks(c) > 0) {
+		snprintf(err, errlen, "was rendered by a template that reads enable_thinking (/think), which the "
+		    "history does not record");
+		return 1;
+	}
+	/* What a regeneration now would be made under: the session's model,
+	 * template, system prompt and the messages before the reply. */
+	memset(&now, 0, sizeof(now));
+	if (!(fed = calloc((size_t)i + 1, sizeof(*fed)))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (chat_system(c)[0]) {
+		fed[n].role = "system";
+		fed[n++].content = chat_system(c);
+	}
+	for (int j = 0; j < i; j++) {
+		fed[n].role = chat_message_role(c, j);
+		fed[n++].content = chat_message_content(c, j);
+	}
+	now.fed = fed;
+	now.n_fed = n;
+	now.model_id = l->model_id;
+	now.template_name = chat_template_name(c);
+	now.template_source = chat_template_source(c);
+	now.stop = chat_stops(c, &now.n_stop);
+	now.max_tokens = chat_max_tokens(c);
+	chat_engine_info(c, &ei);
+	now.kv_type = ei.kv_type;
+	now.exact_act = ei.exact_act;
+	for (int a = 0; a < chat_n_adapters(c) && a < CHAT_MAX_ADAPTERS; a++) {
+		const struct lora_adapter *ad = chat_adapter(c, a);
+		const char *path = lora_path(ad), *base = strrchr(path, '/');
+		ads[a].sha256 = lora_sha256(ad);
+		ads[a].file_name = base ? base + 1 : path;
+		ads[a].scale = chat_adapter_scale(c, a);
+		now.n_adapters++;
+	}
+	now.adapters = ads;
+	rc = store_gen_made(l->s, gen, &now, sp, scales, err, errlen);
+	free(fed);
+	if (rc < 0)
+		snprintf(err, errlen, "%s", store_errmsg(l->s));
+	return rc;
+}
+
+int
 chatlog_ab_begin(struct chatlog *l, struct chat *c, const char *setting, const char *label_a, const char *label_b,
 		 char *err, size_t errlen)
 {

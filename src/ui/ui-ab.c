@@ -38,7 +38,7 @@ ui_ab_choose(struct ui *u)
 {
 	struct sampler_params p;
 	float sc[CHAT_MAX_ADAPTERS];
-	char spec[32];
+	char spec[32], err[512];
 	int n = chat_n_messages(u->c), on = 0;
 
 	if (ui_conv_busy(u, "A/B"))
@@ -47,8 +47,8 @@ ui_ab_choose(struct ui *u)
 		ui_screen_notify(u, 1, "A/B compares the last reply with a second one: send a message first");
 		return;
 	}
-	if (chatcmd_ab_base(u->c, &p, sc) < 0) {
-		ui_screen_notify(u, 1, "%s", chatcmd_ab_unknown);
+	if (chatcmd_ab_base(&u->log, u->c, &p, sc, err, sizeof(err)) < 0) {
+		ui_screen_notify(u, 1, "%s", err);
 		return;
 	}
 	for (int i = 0; i < chat_n_adapters(u->c); i++)

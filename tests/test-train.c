@@ -1811,6 +1811,106 @@ test_adapter_errors(const char *dir)
 	llm_model_free(m);
 }
 
+/* The base model an adapter records (lora_write's provenance) read back, and
+ * lora_base_notice against models that are and are not that base. */
+static void
+test_adapter_base(const char *dir)
+{
+	static float A[4 * 256], B[256 * 4];
+	const struct lora_pair p = { "blk.0.attn_q.weight", 256, 256, 4, A, B, 1 };
+	char model[4096], path[4096], err[512], note[1024];
+	struct llm_model *m = NULL;
+	struct lora_adapter *a = NULL;
+	static const struct {
+		const char *what, *base_name, *base_file;   /* recorded: NULL for none */
+		const char *model_name, *model_path;        /* the model it is applied to */
+		int notice;
+	} cases[] = {
+		{ "the same base", "Qwen2.5 0.5B Instruct", "qwen-instruct.gguf", "Qwen2.5 0.5B Instruct",
+		  "qwen-instruct.gguf", 0 },
+		{ "the same base moved to another folder", "Qwen2.5 0.5B Instruct", "qwen-instruct.gguf",
+		  "Qwen2.5 0.5B Instruct", "/elsewhere/models/qwen-instruct.gguf", 0 },
+		{ "another name", "Qwen2.5 0.5B Instruct", "qwen-instruct.gguf", "Qwen2.5 0.5B", "models/qwen-instruct.gguf", 1 },
+		{ "another file only", "Qwen2.5 0.5B Instruct", "qwen-instruct.gguf", "Qwen2.5 0.5B Instruct",
+		  "qwen-instruct-q4.gguf", 1 },
+		{ "a model without a name", "Qwen2.5 0.5B Instruct", "qwen-instruct.gguf", NULL, "qwen-instruct.gguf", 1 },
+		{ "only the name recorded, the same", "Qwen2.5 0.5B Instruct", NULL, "Qwen2.5 0.5B Instruct", "any.gguf", 0 },
+		{ "only the name recorded, another", "Qwen2.5 0.5B Instruct", NULL, "Qwen2.5 0.5B", "any.gguf", 1 },
+		{ "only the file recorded, the same", NULL, "qwen-instruct.gguf", "Any Name", "m/qwen-instruct.gguf", 0 },
+		{ "only the file recorded, another", NULL, "qwen-instruct.gguf", "Any Name", "qwen-base.gguf", 1 },
+		{ "nothing recorded", NULL, NULL, "Any Name", "any.gguf", 0 },
+	};
+
+	snprintf(model, sizeof(model), "%s/models/tiny-llama-f32.gguf", dir);
+	if (llm_model_load(model, &m, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	/* The fixtures come from llama.cpp's converter without the base's name: no notice. */
+	snprintf(path, sizeof(path), "%s/lora/lora-tiny-llama-all-r8.gguf", dir);
+	CHECK(lora_open(path, m, 1.0f, NULL, &a, err, sizeof(err)) == 0, "%s", err);
+	if (a) {
+		CHECK(!strcmp(lora_base_name(a), "") && !strcmp(lora_base_file(a), ""), "fixture base: '%s' '%s'",
+		    lora_base_name(a), lora_base_file(a));
+		strcpy(note, "x");
+		CHECK(lora_base_notice(a, "Something Else", "/m/other.gguf", note, sizeof(note)) == 0 && !note[0],
+		    "fixture adapter: notice '%s'", note);
+		lora_free(a);
+		a = NULL;
+	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct lora_file_info info = { .arch = "llama", .alpha = 8.0f, .type = GGML_TYPE_F32,
+			.base_name = cases[i].base_name, .base_file = cases[i].base_file };
+		int rc;
+
+		snprintf(path, sizeof(path), "%s/based-%zu.gguf", tmpdir, i);
+		if (lora_write(path, &info, &p, 1, err, sizeof(err)) < 0 || lora_open(path, m, 1.0f, NULL, &a, err,
+		    sizeof(err)) < 0) {
+			CHECK(0, "%s: %s", cases[i].what, err);
+			continue;
+		}
+		CHECK(!strcmp(lora_base_name(a), cases[i].base_name ? cases[i].base_name : "") &&
+		    !strcmp(lora_base_file(a), cases[i].base_file ? cases[i].base_file : ""), "%s: read back '%s' '%s'",
+		    cases[i].what, lora_base_name(a), lora_base_file(a));
+		strcpy(note, "x");
+		rc = lora_base_notice(a, cases[i].model_name, cases[i].model_path, note, sizeof(note));
+		CHECK(rc == cases[i].notice && (rc ? note[0] != 0 : note[0] == 0), "%s: %d '%s'", cases[i].what, rc, note);
+		if (rc) {
+			/* It names the adapter and both sides, on one line. */
+			const char *mfile = strrchr(cases[i].model_path, '/');
+			char adname[64];
+			snprintf(adname, sizeof(adname), "adapter based-%zu.gguf was trained on ", i);
+			mfile = mfile ? mfile + 1 : cases[i].model_path;
+			CHECK(strstr(note, adname) == note, "%s: '%s'", cases[i].what, note);
+			CHECK(!cases[i].base_name || strstr(note, cases[i].base_name), "%s: '%s'", cases[i].what, note);
+			CHECK(!cases[i].base_file || strstr(note, cases[i].base_file), "%s: '%s'", cases[i].what, note);
+			CHECK(strstr(note, "; this model is ") && strstr(note, mfile), "%s: '%s'", cases[i].what, note);
+			CHECK(!cases[i].model_name || strstr(note, cases[i].model_name), "%s: '%s'", cases[i].what, note);
+			CHECK(!strchr(note, '\n'), "%s: more than one line", cases[i].what);
+		}
+		if (i == 2)
+			CHECK(!strcmp(note, "adapter based-2.gguf was trained on \"Qwen2.5 0.5B Instruct\" (qwen-instruct.gguf); "
+			    "this model is \"Qwen2.5 0.5B\" (qwen-instruct.gguf)"), "the whole notice: '%s'", note);
+		lora_free(a);
+		a = NULL;
+	}
+	/* A name from a file is shown as text: no escape, no newline reaches the terminal. */
+	{
+		struct lora_file_info info = { .arch = "llama", .alpha = 8.0f, .type = GGML_TYPE_F32,
+			.base_name = "Evil\033[2J\nName", .base_file = "dir/evil\tfile.gguf" };
+		snprintf(path, sizeof(path), "%s/evil.gguf", tmpdir);
+		CHECK(lora_write(path, &info, &p, 1, err, sizeof(err)) == 0 && lora_open(path, m, 1.0f, NULL, &a, err,
+		    sizeof(err)) == 0, "%s", err);
+		if (a) {
+			CHECK(lora_base_notice(a, "Good", "good.gguf", note, sizeof(note)) == 1 && !strchr(note, '\033') &&
+			    !strchr(note, '\n') && !strchr(note, '\t') && strstr(note, "\"Evil\xe2\x90\x9b[2J Name\" (evil file.gguf)"),
+			    "hostile names: '%s'", note);
+			lora_free(a);
+		}
+	}
+	llm_model_free(m);
+}
+
 /* --- the training model --- */
 
 struct golden {
@@ -3754,6 +3854,7 @@ main(int argc, char **argv)
 			test_linear_quant(dir);
 			test_adapter_files(dir);
 			test_adapter_errors(dir);
+			test_adapter_base(dir);
 		}
 		if (want("model")) {
 			printf("the training model (gradient tolerance %.0e):\n", MODEL_TOL);

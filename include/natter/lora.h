@@ -38,7 +38,9 @@ typedef void (*lora_digest_fn)(const void *data, size_t len, char hex[65]);
  * user's scale (1 = as trained).  DIGEST, if not NULL, hashes the file's
  * bytes for lora_sha256().  Returns 0 with *OUT owned by the caller, or -1
  * with ERR naming the file and the tensor at fault.  BASE must outlive
- * nothing here (the adapter keeps no pointer to it).  Any thread.
+ * nothing here (the adapter keeps no pointer to it).  A base model that the
+ * adapter records and BASE is not is no error: lora_base_notice says so.
+ * Any thread.
  */
 int lora_open(const char *path, const struct llm_model *base, float scale, lora_digest_fn digest,
 	      struct lora_adapter **out, char *err, size_t errlen);
@@ -65,6 +67,29 @@ const char *lora_arch(const struct lora_adapter *a);   /* general.architecture: 
 const char *lora_sha256(const struct lora_adapter *a);
 /* Tensors ending in _norm.weight that were skipped. */
 int lora_n_ignored(const struct lora_adapter *a);
+/* The base model the adapter records it was trained on, as lora_write puts it
+ * (general.base_model.0.name when general.base_model.count is 1, and
+ * natter.base_model.file), or "" for what the file does not say: adapters
+ * from other tools may record neither. */
+const char *lora_base_name(const struct lora_adapter *a);
+const char *lora_base_file(const struct lora_adapter *a);
+
+/*
+ * Whether A was trained on another model than the one it is applied to:
+ * MODEL_NAME is that model's general.name (NULL or "" when it has none),
+ * MODEL_PATH its file (NULL for none).  The names compare exactly and the
+ * files by their names alone (a model moved to another folder is the same
+ * model); what A does not record is not compared, so an adapter that
+ * records no base gets no notice.  When they differ, writes into BUF (CAP bytes; 1024 hold any
+ * notice whole) one line naming both, safe to show on a terminal, e.g.
+ *   adapter x.gguf was trained on "Qwen2.5 0.5B Instruct" (qwen-instruct.gguf);
+ *   this model is "Qwen2.5 0.5B" (qwen-base.gguf)
+ * and returns 1; else writes "" and returns 0.  Loading goes on either way:
+ * an adapter on a sibling model is sometimes meant, but its replies are not
+ * those it was trained for, and the user must know.  Any thread.
+ */
+int lora_base_notice(const struct lora_adapter *a, const char *model_name, const char *model_path, char *buf,
+		     size_t cap);
 
 /* What lora_write puts in the metadata. */
 struct lora_file_info {

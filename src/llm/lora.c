@@ -12,12 +12,15 @@
 #include "natter/llm.h"
 #include "natter/lora.h"
 #include "natter/quant.h"
+#include "natter/text.h"
 
 struct lora_adapter {
 	char *path;
 	char name[128];
 	char arch[32];            /* general.architecture */
 	char sha256[65];
+	char *base_name;           /* owned; NULL: the file does not say (lora_base_name) */
+	char *base_file;           /* owned; NULL likewise (lora_base_file) */
 	float alpha, user_scale;
 	int n, n_ignored;
 	struct lora_pair *pairs;   /* (n) */
@@ -39,6 +42,8 @@ lora_free(struct lora_adapter *a)
 	free(a->data);
 	free(a->pairs);
 	free(a->path);
+	free(a->base_name);
+	free(a->base_file);
 	free(a);
 }
 
@@ -158,6 +163,23 @@ check_meta(const struct gguf_file *f, const char *path, const char *base_arch, s
 	s = gguf_get_str(f, "general.name");
 	snprintf(a->name, sizeof(a->name), "%s", s ? s : "");
 	free(s);
+	/* The base it was trained on.  Several bases (a merge's parents) name
+	 * none in particular: only a single one is taken.  An empty string
+	 * says nothing. */
+	{
+		int64_t nb;
+		if (gguf_get_i64(f, "general.base_model.count", &nb) == 0 && nb == 1)
+			a->base_name = gguf_get_str(f, "general.base_model.0.name");
+		a->base_file = gguf_get_str(f, "natter.base_model.file");
+		if (a->base_name && !*a->base_name) {
+			free(a->base_name);
+			a->base_name = NULL;
+		}
+		if (a->base_file && !*a->base_file) {
+			free(a->base_file);
+			a->base_file = NULL;
+		}
+	}
 
 	a->alpha = 0.0f;
 	kv = gguf_find_kv(f, "adapter.lora.alpha");
@@ -344,6 +366,61 @@ const char *lora_name(const struct lora_adapter *a) { return a->name; }
 const char *lora_arch(const struct lora_adapter *a) { return a->arch; }
 const char *lora_sha256(const struct lora_adapter *a) { return a->sha256; }
 int lora_n_ignored(const struct lora_adapter *a) { return a->n_ignored; }
+const char *lora_base_name(const struct lora_adapter *a) { return a->base_name ? a->base_name : ""; }
+const char *lora_base_file(const struct lora_adapter *a) { return a->base_file ? a->base_file : ""; }
+
+static const char *
+base_of(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	return b ? b + 1 : path;
+}
+
+/* S as one line a terminal shows as text: sanitized (text.h), newlines and
+ * tabs made spaces, cut with "..." past about 160 bytes.  BUF holds CAP >= 8. */
+static const char *
+one_line(const char *s, char *buf, size_t cap)
+{
+	size_t n = strlen(s), used, w = text_sanitize(s, n, buf, cap - 4, &used, 1);
+
+	/* Sanitized text has no byte below 0x20 but these two (UTF-8
+	 * sequences never hold one). */
+	for (size_t i = 0; i < w; i++)
+		if (buf[i] == '\n' || buf[i] == '\t')
+			buf[i] = ' ';
+	if (used < n) {
+		memcpy(buf + w, "...", 3);
+		w += 3;
+	}
+	buf[w] = 0;
+	return buf;
+}
+
+int
+lora_base_notice(const struct lora_adapter *a, const char *model_name, const char *model_path, char *buf,
+		 size_t cap)
+{
+	const char *mname = model_name ? model_name : "", *mfile = base_of(model_path ? model_path : "");
+	int name_differs = a->base_name && strcmp(a->base_name, mname) != 0;
+	int file_differs = a->base_file && strcmp(base_of(a->base_file), mfile) != 0;
+	char ad[168], bn[168], bf[168], mn[168], mf[168];
+
+	if (cap)
+		buf[0] = 0;
+	if (!name_differs && !file_differs)
+		return 0;
+	one_line(base_of(a->path), ad, sizeof(ad));
+	one_line(a->base_name ? a->base_name : "", bn, sizeof(bn));
+	one_line(a->base_file ? base_of(a->base_file) : "", bf, sizeof(bf));
+	one_line(mname, mn, sizeof(mn));
+	one_line(mfile, mf, sizeof(mf));
+	/* What the adapter records, then what the model is, each as "name" (file). */
+	snprintf(buf, cap, "adapter %s was trained on %s%s%s%s%s%s; this model is %s%s%s%s%s", ad,
+	    a->base_name ? "\"" : "", bn, a->base_name ? "\"" : "",
+	    a->base_name && a->base_file ? " (" : "", bf, a->base_name && a->base_file ? ")" : "",
+	    *mname ? "\"" : "", mn, *mname ? "\" (" : "", mf, *mname ? ")" : "");
+	return 1;
+}
 
 const struct lora_pair *
 lora_get(const struct lora_adapter *a, int i)

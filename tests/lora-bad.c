@@ -1,4 +1,4 @@
-/* lora-bad.c -- writes malformed LoRA adapters for tiny-llama into a folder, one per way an adapter can be wrong (test-lora.sh). */
+/* lora-bad.c -- writes malformed LoRA adapters for tiny-llama into a folder, one per way an adapter can be wrong, and one that loads with a warning: trained on another model (test-lora.sh). */
 #include "config.h"
 
 #include <stdio.h>
@@ -10,12 +10,14 @@
 
 static float zeros[1 << 16];
 
-/* One adapter file: metadata for ARCH, then the tensors NAMES with dims NE. */
+/* One adapter file: metadata for ARCH (and the base model it records, when
+ * BASE_NAME), then the tensors NAMES with dims NE. */
 struct bad {
 	const char *file, *arch;
 	int n;
 	const char *names[3];
 	uint64_t ne[3][2];
+	const char *base_name, *base_file;
 };
 
 int
@@ -43,22 +45,30 @@ main(int argc, char **argv)
 	o = q->ne[1];
 	{
 		const struct bad bads[] = {
-			{ "missing-half.gguf", "llama", 1, { "blk.0.attn_q.weight.lora_a" }, { { e, 4 } } },
+			{ "missing-half.gguf", "llama", 1, { "blk.0.attn_q.weight.lora_a" }, { { e, 4 } }, NULL, NULL },
 			{ "unknown-tensor.gguf", "llama", 3,
 			  { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b", "blk.0.attn_q.weight.extra" },
-			  { { e, 4 }, { 4, o }, { e, 4 } } },
+			  { { e, 4 }, { 4, o }, { e, 4 } }, NULL, NULL },
 			{ "wrong-shape.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
-			  { { e + 1, 4 }, { 4, o } } },
+			  { { e + 1, 4 }, { 4, o } }, NULL, NULL },
 			{ "no-base.gguf", "llama", 2, { "blk.99.attn_q.weight.lora_a", "blk.99.attn_q.weight.lora_b" },
-			  { { e, 4 }, { 4, o } } },
+			  { { e, 4 }, { 4, o } }, NULL, NULL },
 			{ "rank-mismatch.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
-			  { { e, 4 }, { 3, o } } },
+			  { { e, 4 }, { 3, o } }, NULL, NULL },
+			/* Sound, but made on another model, whose name holds an escape
+			 * and a newline for the terminal to be kept from. */
+			{ "other-base.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
+			  { { e, 4 }, { 4, o } }, "Another\033[31m\nModel", "models/another.gguf" },
 		};
 		for (size_t b = 0; b < sizeof(bads) / sizeof(bads[0]); b++) {
 			struct gguf_writer *w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
 			int rc = !w || gguf_w_str(w, "general.architecture", bads[b].arch) < 0 ||
 			    gguf_w_str(w, "general.type", "adapter") < 0 || gguf_w_str(w, "adapter.type", "lora") < 0 ||
 			    gguf_w_f32(w, "adapter.lora.alpha", 8.0f) < 0;
+			if (!rc && bads[b].base_name)
+				rc = gguf_w_u32(w, "general.base_model.count", 1) < 0 ||
+				    gguf_w_str(w, "general.base_model.0.name", bads[b].base_name) < 0 ||
+				    gguf_w_str(w, "natter.base_model.file", bads[b].base_file) < 0;
 			for (int t = 0; !rc && t < bads[b].n; t++) {
 				if (bads[b].ne[t][0] * bads[b].ne[t][1] > sizeof(zeros) / sizeof(zeros[0]))
 					rc = 1;

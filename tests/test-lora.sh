@@ -1,11 +1,12 @@
 #!/bin/sh
-# test-lora.sh -- LoRA adapters from the command line: --lora in every front end, bad adapters refused by name, perplexity's KL against eval's logits, adapters recorded with each generation, /lora and A/B capture in chat --plain and the full screen, export --adapter and --format dpo.
+# test-lora.sh -- LoRA adapters from the command line: --lora in every front end, bad adapters refused by name, an adapter trained on another model told in every front end, perplexity's KL against eval's logits, adapters recorded with each generation, /lora and A/B capture in chat --plain and the full screen, export --adapter and --format dpo.
 : "${NATTER_BIN:=./natter}"
 : "${NATTER_FIXTURES:=../shared/fixtures}"
 : "${NATTER_SRCDIR:=.}"
 F=$NATTER_FIXTURES
 D=$NATTER_SRCDIR/tests/data
 M=$F/models/aidreams260K-f32.gguf
+M16=$F/models/aidreams260K-f16.gguf
 LL=$F/models/tiny-llama-f32.gguf
 # lora-bad is a built program: next to natter's build.
 if [ -n "${NATTER_BIN:-}" ]; then B="$(dirname "$NATTER_BIN")/tests"; else B=$(dirname "$0"); fi
@@ -23,7 +24,7 @@ for tool in python3 sqlite3; do
 done
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-if [ ! -f "$M" ] || [ ! -f "$LL" ]; then echo "SKIP: fixtures not found"; exit 77; fi
+if [ ! -f "$M" ] || [ ! -f "$M16" ] || [ ! -f "$LL" ]; then echo "SKIP: fixtures not found"; exit 77; fi
 tmp=$(mktemp -d)
 sock="natter-lora-$$"
 T() { tmux -L "$sock" "$@"; }
@@ -168,6 +169,62 @@ printf '<|im_start|>user\nWhat is your name?<|im_end|>\n<|im_start|>assistant\n'
 "$NATTER_BIN" generate -m "$M" -f "$tmp/prompt" -n 20 --temp 0 -t 1 --lora "$A" > "$tmp/gen" 2>&1
 has "generate --lora: the taught reply" "$tmp/gen" "My name is Lily."
 
+# --- an adapter trained on another model: a warning naming both, and loading goes on ---
+trained="was trained on"
+no_notice() { # no_notice LABEL FILE: FILE says nothing of another base
+	if grep -qF -- "$trained" "$2"; then bad "$1: a notice: $(cat "$2")"; else ok; fi
+}
+"$NATTER_BIN" generate -m "$M" -f "$tmp/prompt" -n 2 --temp 0 -t 1 --lora "$A" >/dev/null 2>"$tmp/err"
+check "the adapter on its base: status" 0 $?
+no_notice "the adapter on its base" "$tmp/err"
+# The same file in another folder is the same model.
+mkdir -p "$tmp/moved"
+ln -s "$(cd "$(dirname "$M")" && pwd)/$(basename "$M")" "$tmp/moved/"
+"$NATTER_BIN" generate -m "$tmp/moved/$(basename "$M")" -f "$tmp/prompt" -n 2 --temp 0 -t 1 --lora "$A" \
+	>/dev/null 2>"$tmp/err"
+check "the adapter on its base moved: status" 0 $?
+no_notice "the adapter on its base moved" "$tmp/err"
+# The fixtures record no base (llama.cpp's converter wrote them): nothing to tell.
+"$NATTER_BIN" generate -m "$LL" -p "I dreamed" -n 2 -t 1 --lora "$F/lora/lora-tiny-llama-all-r8.gguf" >/dev/null 2>"$tmp/err"
+check "an adapter without a base: status" 0 $?
+no_notice "an adapter without a base" "$tmp/err"
+# Same shapes, another file (the f16 copy; its general.name is the same "llama").
+note='adapter taught.gguf was trained on "llama" (aidreams260K-f32.gguf); this model is "llama" (aidreams260K-f16.gguf)'
+"$NATTER_BIN" generate -m "$M16" -f "$tmp/prompt" -n 20 --temp 0 -t 1 --lora "$A" >"$tmp/gen16" 2>"$tmp/err"
+check "generate on another base: status" 0 $?
+has "generate on another base" "$tmp/err" "natter: warning: $note"
+has "generate on another base: the adapter is applied" "$tmp/gen16" "My name is Lily."
+"$NATTER_BIN" eval -m "$M16" --tokens 1,2 --logits-out "$tmp/x16.bin" -t 1 --lora "$A" >/dev/null 2>"$tmp/err"
+check "eval on another base: status" 0 $?
+has "eval on another base" "$tmp/err" "natter: warning: $note"
+"$NATTER_BIN" bench -m "$M16" -p 4 -n 2 -r 1 -t 1 --lora "$A" >/dev/null 2>"$tmp/err"
+check "bench on another base: status" 0 $?
+check "bench on another base: told once" 1 "$(grep -cF -- "$note" "$tmp/err")"
+# Another general.name, shown as text: the escape in it is not sent to the terminal.
+esc=$(printf '\033'); pic=$(printf '\342\220\233')
+"$NATTER_BIN" generate -m "$LL" -p "I dreamed" -n 2 -t 1 --lora "$tmp/other-base.gguf" >/dev/null 2>"$tmp/err"
+check "another base name: status" 0 $?
+has "another base name" "$tmp/err" "natter: warning: adapter other-base.gguf was trained on \"Another$pic[31m Model\" (another.gguf); this model is \"tiny random test model\" (tiny-llama-f32.gguf)"
+grep -qF -- "$esc" "$tmp/err" && bad "an escape from the adapter reached the terminal" || ok
+# The chat front ends and finetune --init say it too.
+printf 'hello\n' | "$NATTER_BIN" chat -m "$M16" --plain --no-history -n 2 -t 1 --lora "$A" >/dev/null 2>"$tmp/err"
+check "chat --plain on another base: status" 0 $?
+has "chat --plain on another base" "$tmp/err" "natter: warning: $note"
+"$NATTER_BIN" finetune -m "$M16" --data "$D/finetune-sft.jsonl" --chat-template chatml --init "$A" --steps 1 -t 1 \
+	-o "$tmp/init16.gguf" >/dev/null 2>"$tmp/err"
+check "finetune --init on another base: status" 0 $?
+has "finetune --init on another base" "$tmp/err" "natter: warning: $note"
+"$NATTER_BIN" finetune -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --init "$A" --steps 1 -t 1 \
+	-o "$tmp/init32.gguf" >/dev/null 2>"$tmp/err"
+check "finetune --init on its base: status" 0 $?
+no_notice "finetune --init on its base" "$tmp/err"
+"$NATTER_BIN" serve -m "$M16" --port 0 -t 1 --no-history --lora "$A" 2>"$tmp/serve16.log" &
+spid=$!
+pids="$pids $spid"
+i=0; while ! grep -q "listening on" "$tmp/serve16.log" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+has "serve on another base" "$tmp/serve16.log" "natter serve: warning: $note"
+kill $spid 2>/dev/null; wait $spid 2>/dev/null
+
 # --- chat --plain: /lora, the adapters recorded with each reply, /ab and /pick ---
 db=$tmp/plain.db
 nl='
@@ -228,6 +285,7 @@ has "finetune reads the A/B pairs" "$tmp/err" "2 pairs"
 	2>"$tmp/serve.log" &
 pids="$pids $!"
 i=0; while ! grep -q "listening on" "$tmp/serve.log" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+no_notice "serve on the adapter's base" "$tmp/serve.log"
 port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/v1 .*|\1|p' "$tmp/serve.log")
 if [ -n "$port" ] && command -v curl >/dev/null 2>&1; then
 	printf '%s' '{"model":"aidreams260K-f32","temperature":0,"max_tokens":30,"stop":["<|im_end|>"],"messages":[{"role":"user","content":"What is your name?"}]}' > "$tmp/req"
@@ -347,6 +405,20 @@ if ok:
           d["chosen"][0]["content"].rstrip("\n") == b and d["rejected"][0]["content"].rstrip("\n") == a)
 sys.exit(0 if ok else 1)
 EOF
+T send-keys -t ui F10
+DEADLINE=10 until_ok no_server
+# An adapter trained on another model: the notice line says so, and the screen is up; the
+# warning wins over the notice of weights mapped from the file.
+cat > "$tmp/run-ui16" <<EOF
+NATTER_WEIGHTS=mmap exec "$NATTER_BIN" -m "$M16" --no-history -t 1 --lora "$A" --theme mono 2> "$tmp/ui16.err"
+EOF
+T kill-server 2>/dev/null; DEADLINE=5 until_ok no_server
+for try in 1 2 3 4 5; do
+	T new-session -d -s ui -x 160 -y 30 "sh $tmp/run-ui16; sleep 60" 2>/dev/null && break
+	DEADLINE=2 until_ok no_server
+done
+wait_for 'adapter taught\.gguf was trained on "llama" \(aidreams260K-f32\.gguf\); this model is "llama" \(aidreams260K-f16\.gguf\)' &&
+	ok || bad "the full screen's notice of another base: $(screen) $(cat "$tmp/ui16.err" 2>/dev/null)"
 T send-keys -t ui F10
 DEADLINE=10 until_ok no_server
 # A bad adapter stops the full screen before it takes the terminal, by name.

@@ -112,8 +112,9 @@ const char *chat_template_source(const struct chat *c);
  * think_tags; borrowed, for the session's life). */
 void chat_think_tags(const struct chat *c, const char **open, const char **close);
 /* What chat_new found doubtful in its options without refusing them (a
- * context longer than the model was trained for), for the front end to
- * show; NULL when nothing.  Borrowed. */
+ * context longer than the model was trained for, an adapter trained on
+ * another model: lora_base_notice), for the front end to show, on one
+ * line; NULL when nothing.  Borrowed. */
 const char *chat_warning(const struct chat *c);
 /* Replaces the system prompt (NULL or "" removes it). */
 int chat_set_system(struct chat *c, const char *text);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "natter/gguf.h"
 #include "natter/llm.h"
 #include "natter/lora.h"
 #include "natter/sha256.h"
@@ -82,16 +83,30 @@ cli_lora_add(struct cli_lora *l, const char *arg)
 	return 0;
 }
 
+void
+cli_lora_notice(const struct lora_adapter *a, const struct llm_model *m)
+{
+	const struct gguf_file *f = llm_model_gguf(m);
+	char *name = gguf_get_str(f, "general.name"), note[1024];
+
+	if (lora_base_notice(a, name, f->path, note, sizeof(note)))
+		fprintf(stderr, "%s: warning: %s\n", cli_progname, note);
+	free(name);
+}
+
 int
 cli_lora_attach(struct cli_lora *l, const struct llm_model *m, struct llm_ctx *c)
 {
 	char err[512];
 
 	for (int i = 0; i < l->n; i++) {
-		if (!l->ad[i] && lora_open(l->path[i], m, l->scale[i], cli_lora_digest, &l->ad[i], err, sizeof(err)) < 0) {
+		if (l->ad[i])
+			continue;
+		if (lora_open(l->path[i], m, l->scale[i], cli_lora_digest, &l->ad[i], err, sizeof(err)) < 0) {
 			cli_error("%s", err);
 			return -1;
 		}
+		cli_lora_notice(l->ad[i], m);
 	}
 	if (l->n && llm_ctx_set_adapters(c, (const struct lora_adapter *const *)l->ad, l->scale, l->n, err,
 	    sizeof(err)) < 0) {

@@ -117,8 +117,12 @@ int cli_lora_parse(const char *arg, char **path, float *scale, char *err, size_t
 /* Adds one --lora ARG to L; -1 after printing the error (a usage error). */
 int cli_lora_add(struct cli_lora *l, const char *arg);
 /* Opens L's adapters against M (once) and puts them on session C; -1
- * after printing the error, which names the file and what is wrong. */
+ * after printing the error, which names the file and what is wrong.  An
+ * adapter trained on another model is a warning (cli_lora_notice). */
 int cli_lora_attach(struct cli_lora *l, const struct llm_model *m, struct llm_ctx *c);
+/* Prints lora_base_notice's line on stderr when adapter A was trained on
+ * another model than M; nothing when not. */
+void cli_lora_notice(const struct lora_adapter *a, const struct llm_model *m);
 void cli_lora_free(struct cli_lora *l);
 /* The SHA-256 of an adapter file, for lora_open (lora_digest_fn). */
 void cli_lora_digest(const void *data, size_t len, char hex[65]);

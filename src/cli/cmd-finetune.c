@@ -717,6 +717,8 @@ cmd_finetune(int argc, char **argv)
 		cli_error("%s", err);
 		goto out;
 	}
+	if (init)
+		cli_lora_notice(init, m);
 	{
 		struct tmodel_opts o = { .max_tokens = a.ctx, .init = init, .targets = targets, .rank = a.rank,
 			.alpha = (float)a.alpha, .dropout = (float)a.dropout, .seed = (uint64_t)a.seed,

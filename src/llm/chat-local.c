@@ -28,7 +28,7 @@ struct local {
 	struct tmpl *t;
 	char tmpl_name[256];
 	char *tmpl_source;           /* the template's text as compiled */
-	char warning[200];           /* "" when none */
+	char warning[1024];          /* "" when none; several joined by "; " (warn_add) */
 	enum llm_kv_type kv_type;    /* the session's cache type, and */
 	int exact_act;               /* its activations: for the store */
 	char *bos_text, *eos_text;
@@ -523,10 +523,24 @@ local_set_adapters(void *e, const float *s, int *held, char *err, size_t errlen)
 	return rc;
 }
 
-/* Opens the adapters of O against the model and puts their scales in force. */
+/* Adds TEXT to what chat_warning tells; one that does not fit whole is left
+ * out rather than cut inside a character. */
+static void
+warn_add(struct local *c, const char *text)
+{
+	size_t n = strlen(c->warning), t = strlen(text);
+
+	if (n + (n ? 2 : 0) + t < sizeof(c->warning))
+		snprintf(c->warning + n, sizeof(c->warning) - n, "%s%s", n ? "; " : "", text);
+}
+
+/* Opens the adapters of O against the model and puts their scales in force.
+ * One trained on another model is a warning, not an error. */
 static int
 adapters_open(struct local *c, const struct chat_opts *o, char *err, size_t errlen)
 {
+	const struct gguf_file *f = llm_model_gguf(c->m);
+	char *name, note[1024];
 	int held;
 
 	if (o->n_lora < 0 || o->n_lora > CHAT_MAX_ADAPTERS) {
@@ -538,6 +552,11 @@ adapters_open(struct local *c, const struct chat_opts *o, char *err, size_t errl
 			return -1;
 		c->n_ad = i + 1;
 	}
+	name = c->n_ad ? gguf_get_str(f, "general.name") : NULL;
+	for (int i = 0; i < c->n_ad; i++)
+		if (lora_base_notice(c->ad[i], name, f->path, note, sizeof(note)))
+			warn_add(c, note);
+	free(name);
 	return c->n_ad ? (local_set_adapters(c, o->lora_scale, &held, err, errlen) < 0 ? -1 : 0) : 0;
 }
 
@@ -594,9 +613,12 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 	llm_ctx_set_abort(c->ctx, local_abort_cb, c);
 	if (adapters_open(c, o, err, errlen) < 0)
 		goto fail;
-	if (llm_ctx_n_ctx(c->ctx) > llm_model_hparams(m)->n_ctx_train)
-		snprintf(c->warning, sizeof(c->warning), "a context of %d tokens is more than the %d this model was "
-		    "trained on; past that, replies may fall apart", llm_ctx_n_ctx(c->ctx), llm_model_hparams(m)->n_ctx_train);
+	if (llm_ctx_n_ctx(c->ctx) > llm_model_hparams(m)->n_ctx_train) {
+		char w[200];
+		snprintf(w, sizeof(w), "a context of %d tokens is more than the %d this model was trained on; past "
+		    "that, replies may fall apart", llm_ctx_n_ctx(c->ctx), llm_model_hparams(m)->n_ctx_train);
+		warn_add(c, w);
+	}
 	c->smp = sampler_new(n_vocab, o->sp.seed);
 	c->ts = tok_stream_new(c->v, 0);
 	c->logits = calloc(n_vocab, sizeof(float));

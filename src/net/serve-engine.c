@@ -766,6 +766,9 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 	/* A session now: a bad template or context size is reported at start. */
 	if (session_for(e, OAI_CHAT, err, errlen) < 0)
 		goto fail;
+	/* Told once: each later session opens the same files again. */
+	if (chat_warning(e->chat))
+		serve_log(e->log, "warning: %s", chat_warning(e->chat));
 	if (!o->no_history) {
 		char path[4096];
 		const char *db = o->db ? o->db : store_default_path(path, sizeof(path));

@@ -107,7 +107,9 @@ run_screen(struct ui *u)
 	if (ui_theme_load(u->o->theme, err, sizeof(err)) < 0)
 		ui_screen_notify(u, 1, "%s", err);
 	ui_input_setup(u);
-	if (u->notice[0] == 0 && chat_warning(u->c))
+	/* A warning (an adapter trained on another model) wins over what is
+	 * only information (the weights mapped), not over an error. */
+	if ((u->notice[0] == 0 || !u->notice_err) && chat_warning(u->c))
 		ui_screen_notify(u, 1, "%s", chat_warning(u->c));
 	if (u->notice[0] == 0)
 		ui_screen_notify(u, 0, "template: %s", chat_template_name(u->c));

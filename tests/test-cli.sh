@@ -720,6 +720,18 @@ for cmd in "history list" "history show 1" "history search x" "export --format s
 done
 XDG_DATA_HOME="$tmp/xdg" "$NATTER_BIN" history list > /dev/null 2>&1
 [ ! -e "$tmp/absent" ] && [ ! -e "$tmp/xdg" ] && ok || bad "a missing database or its folder was created"
+# The default database's folder: made 0700 with its parents (repeated and
+# trailing slashes too); a file in its place is left for the database
+# that cannot be opened under it to name.
+printf 'hi\n' | env -u NATTER_DB XDG_DATA_HOME="$tmp/dd//x/" "$NATTER_BIN" chat --plain -m "$F/models/aidreams260K-f32.gguf" \
+    -n 2 > /dev/null 2> "$tmp/err"; check "a new data folder: status" 0 $?
+[ -s "$tmp/dd/x/natter/natter.db" ] && [ "$(stat -c %a "$tmp/dd/x/natter")" = 700 ] && ok ||
+    bad "a new data folder: $(ls -ld "$tmp/dd/x/natter" 2>&1) $(cat "$tmp/err")"
+mkdir "$tmp/df" && : > "$tmp/df/natter"
+printf 'hi\n' | env -u NATTER_DB XDG_DATA_HOME="$tmp/df" "$NATTER_BIN" chat --plain -m "$F/models/aidreams260K-f32.gguf" \
+    -n 2 > /dev/null 2> "$tmp/err"
+grep -qF "$tmp/df/natter/natter.db: cannot open the database" "$tmp/err" && ok ||
+    bad "a file in the data folder's place: $(cat "$tmp/err")"
 
 # -t above the CPUs the process may run on: every command that takes -t
 # lowers it and says so once on stderr, naming both numbers; -t 1 says

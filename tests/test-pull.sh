@@ -126,6 +126,18 @@ grep -q "has no file nope.gguf" "$tmp/e4" && ok || bad "missing file message: $(
 grep -q "no single-file Q4_K_M" "$tmp/e5" && grep -q "model-Q8_0.gguf" "$tmp/e5" && ok || bad "no Q4_K_M message: $(cat "$tmp/e5")"
 "$NATTER_BIN" pull org/absent-GGUF 2>"$tmp/e6"; check "absent repo status" 1 $?
 grep -q "does not exist or needs an access token" "$tmp/e6" && ok || bad "absent repo message: $(cat "$tmp/e6")"
+# --dir: made with its parents (repeated and trailing slashes too); a file
+# in its place is refused before any byte, by name.
+"$NATTER_BIN" pull --dir "$tmp/dirs//a/b/" org/tiny-GGUF:sub/tiny-llama-Q8_0.gguf >/dev/null 2>"$tmp/e7"
+check "--dir a//b/ status" 0 $?
+cmp -s "$tmp/dirs/a/b/tiny-llama-Q8_0.gguf" "$root/org/tiny-GGUF/sub/tiny-llama-Q8_0.gguf" && ok ||
+	bad "--dir a//b/: $(cat "$tmp/e7")"
+: > "$tmp/afile"
+n=$(grep -c "cdn GET" "$tmp/hub.log")
+"$NATTER_BIN" pull --dir "$tmp/afile" org/tiny-GGUF:sub/tiny-llama-Q8_0.gguf >/dev/null 2>"$tmp/e8"
+check "--dir a file: status" 1 $?
+grep -qF "natter: pull: cannot create $tmp/afile: Not a directory" "$tmp/e8" && ok || bad "--dir a file: $(cat "$tmp/e8")"
+check "--dir a file: nothing downloaded" "$n" "$(grep -c "cdn GET" "$tmp/hub.log")"
 
 # 2. Cut at 40 %: without retries the part file keeps exactly what came, and
 # the next run resumes it with a Range request.

@@ -1,9 +1,10 @@
-/* outfile.h -- a result file written so that a failure never leaves half of one in its place. */
+/* outfile.h -- a result file written so that a failure never leaves half of one in its place, and the folders it goes in. */
 #ifndef NATTER_OUTFILE_H
 #define NATTER_OUTFILE_H
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 /*
  * A file named by the user (-o FILE): a regular file, or a name not yet
@@ -28,5 +29,12 @@ int outfile_commit(struct outfile *o, char *err, size_t errlen);
 /* Gives up: closes the file and removes the temporary (O may be zeroed,
  * or committed: then nothing is done). */
 void outfile_abort(struct outfile *o);
+
+/* Makes folder DIR and each missing folder above it (mkdir -p), with MODE
+ * less the umask; a folder already there is fine, and so are repeated and
+ * trailing slashes.  Returns 0, or -1 with errno set (ENOTDIR when a part
+ * of DIR is a file) and, when ERR is not NULL, ERR naming the first folder
+ * that could not be made.  Any thread. */
+int outfile_mkdirs(const char *dir, mode_t mode, char *err, size_t errlen);
 
 #endif

@@ -1,4 +1,4 @@
-/* outfile.c -- a result file written under a temporary name and renamed into place (outfile.h). */
+/* outfile.c -- a result file written under a temporary name and renamed into place, and the folders it goes in (outfile.h). */
 #define _GNU_SOURCE
 #include "config.h"
 
@@ -104,4 +104,63 @@ outfile_abort(struct outfile *o)
 	free(o->tmp);
 	free(o->path);
 	memset(o, 0, sizeof(*o));
+}
+
+/* One folder of outfile_mkdirs: 0, or an errno.  LAST: no folder below it
+ * is wanted. */
+static int
+mkdir_one(const char *path, mode_t mode, int last)
+{
+	struct stat st;
+	int e;
+
+	if (mkdir(path, mode) == 0)
+		return 0;
+	e = errno;
+	/* Already there: some file systems say so with EACCES or EROFS. */
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	/* A file in the way: the folder below it then fails with ENOTDIR
+	 * and is the one named, as by mkdir -p; the last has none below. */
+	if (e == EEXIST)
+		return last ? ENOTDIR : 0;
+	return e;
+}
+
+int
+outfile_mkdirs(const char *dir, mode_t mode, char *err, size_t errlen)
+{
+	char *p = strdup(dir), *s;
+	size_t n = p ? strlen(p) : 0;
+	int e = 0;
+
+	while (n > 1 && p[n - 1] == '/')
+		p[--n] = 0;   /* "a/b/" is "a/b" */
+	if (!p) {
+		e = ENOMEM;
+	} else if (!n) {
+		e = ENOENT;   /* as mkdir("") */
+	} else {
+		/* Each name that ends at a slash ("a//b": once), then the
+		 * whole; the slash that starts a full path ends no name. */
+		for (s = p + 1;; s++) {
+			if (!*s) {
+				e = mkdir_one(p, mode, 1);
+				break;
+			}
+			if (*s != '/' || s[-1] == '/')
+				continue;
+			*s = 0;
+			if ((e = mkdir_one(p, mode, 0)) != 0)
+				break;   /* P names the folder that could not be made */
+			*s = '/';
+		}
+	}
+	if (e && err)
+		snprintf(err, errlen, "cannot create %s: %s", p ? p : dir, strerror(e));
+	free(p);
+	if (!e)
+		return 0;
+	errno = e;
+	return -1;
 }

@@ -19,6 +19,7 @@
 
 #include "natter/hub.h"
 #include "natter/http.h"
+#include "natter/outfile.h"
 #include "natter/sha256.h"
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
@@ -316,28 +317,6 @@ hub_models_dir(char *buf, size_t n)
 	return buf;
 }
 
-/* mkdir -p */
-static int
-make_dirs(const char *dir, char *err, size_t errlen)
-{
-	char p[4096];
-	snprintf(p, sizeof(p), "%s", dir);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			goto fail;
-		*s = '/';
-	}
-	if (mkdir(p, 0755) < 0 && errno != EEXIST)
-		goto fail;
-	return 0;
-fail:
-	snprintf(err, errlen, "cannot create %s: %s", p, strerror(errno));
-	return -1;
-}
-
 static void
 human(int64_t b, char *out, size_t n)
 {
@@ -580,7 +559,7 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 		snprintf(err, errlen, "'%s' is not a file name natter can save", f->path);
 		return HUB_ERR;
 	}
-	if (make_dirs(dir, err, errlen) < 0)
+	if (outfile_mkdirs(dir, 0755, err, errlen) < 0)
 		return HUB_ERR;
 	snprintf(dest, destlen, "%s/%s", dir, name);
 	snprintf(part, sizeof(part), "%s.part", dest);

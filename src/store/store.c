@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include "natter/outfile.h"
 #include "natter/sha256.h"
 #include "natter/store.h"
 #include "store/store-impl.h"
@@ -600,6 +601,7 @@ store_default_path_ex(char *buf, size_t n, int create)
 {
 	const char *db = getenv("NATTER_DB"), *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
 	char dir[4096];
+	struct stat st;
 
 	if (db && *db) {
 		snprintf(buf, n, "%s", db);
@@ -613,15 +615,9 @@ store_default_path_ex(char *buf, size_t n, int create)
 		return NULL;
 	if (!create)
 		return (size_t)snprintf(buf, n, "%s/natter.db", dir) < n ? buf : NULL;
-	/* mkdir -p */
-	for (char *p = dir + 1; *p; p++) {
-		if (*p == '/') {
-			*p = 0;
-			mkdir(dir, 0700);
-			*p = '/';
-		}
-	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+	/* Something in the folder's place (a file) is left for store_open
+	 * to name: it cannot open the database under it. */
+	if (outfile_mkdirs(dir, 0700, NULL, 0) < 0 && (errno != ENOTDIR || lstat(dir, &st) < 0))
 		return NULL;
 	if ((size_t)snprintf(buf, n, "%s/natter.db", dir) >= n)
 		return NULL;

@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <curses.h>
 #include <readline/history.h>
 #include <readline/readline.h>
 
+#include "natter/outfile.h"
 #include "ui/ui.h"
 
 static struct ui *U;            /* readline's callbacks reach the UI here */
@@ -216,25 +216,6 @@ ui_input_setup(struct ui *u)
 		read_history(u->rl_hist_path);
 }
 
-/* Creates the folders above file PATH (0700: what was typed is private).
- * Returns 0, or an errno. */
-static int
-make_parents(const char *path)
-{
-	char dir[sizeof(((struct ui *)0)->rl_hist_path)];
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	for (char *p = dir + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-			return errno;
-		*p = '/';
-	}
-	return 0;
-}
-
 void
 ui_input_teardown(struct ui *u)
 {
@@ -242,7 +223,17 @@ ui_input_teardown(struct ui *u)
 	 * The data folder may not exist yet (with --no-history or another
 	 * --db nothing else made it). */
 	if (u->rl_hist_path[0]) {
-		int e = make_parents(u->rl_hist_path);
+		char dir[sizeof(u->rl_hist_path)], *slash;
+		int e = 0;
+
+		/* Its folder (the path is FOLDER/natter/input_history), made
+		 * 0700: what was typed is private. */
+		snprintf(dir, sizeof(dir), "%s", u->rl_hist_path);
+		if ((slash = strrchr(dir, '/')) != NULL) {
+			*slash = 0;
+			if (outfile_mkdirs(dir, 0700, NULL, 0) < 0)
+				e = errno;
+		}
 		if (e || (e = write_history(u->rl_hist_path)) != 0)
 			fprintf(stderr, "natter: the input history was not saved to %s: %s\n", u->rl_hist_path,
 			    strerror(e));

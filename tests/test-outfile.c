@@ -1,0 +1,142 @@
+/* test-outfile.c -- the folders a result file goes in (outfile_mkdirs): made nested with the mode asked, a folder already there, a file in the way, repeated and trailing slashes. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "natter/outfile.h"
+#include "test.h"
+
+static char dir[256];
+
+/* The permission bits of folder NAME under DIR, or -1 when it is not a folder. */
+static int
+mode_of(const char *name)
+{
+	char p[512];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	if (stat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+		return -1;
+	return (int)(st.st_mode & 0777);
+}
+
+/* outfile_mkdirs of DIR/NAME: its return, with errno in *E and the message in ERR. */
+static int
+mk(const char *name, mode_t mode, int *e, char *err, size_t errlen)
+{
+	char p[512];
+	int rc;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	err[0] = 0;
+	errno = 0;
+	rc = outfile_mkdirs(p, mode, err, errlen);
+	*e = errno;
+	return rc;
+}
+
+static void
+test_nested(void)
+{
+	char err[600] = "";
+	int e;
+
+	/* The two modes natter asks for: its private data folder, the models folder. */
+	CHECK(mk("a/b/c", 0700, &e, err, sizeof(err)) == 0, "a/b/c: %s", err);
+	CHECK(mode_of("a") == 0700 && mode_of("a/b") == 0700 && mode_of("a/b/c") == 0700,
+	    "a/b/c modes %o %o %o, not 700", mode_of("a"), mode_of("a/b"), mode_of("a/b/c"));
+	CHECK(mk("m/n", 0755, &e, err, sizeof(err)) == 0, "m/n: %s", err);
+	CHECK(mode_of("m") == 0755 && mode_of("m/n") == 0755, "m/n modes %o %o, not 755", mode_of("m"),
+	    mode_of("m/n"));
+
+	/* Already there, whole or in part: fine, and the folders keep their mode. */
+	CHECK(mk("a/b/c", 0755, &e, err, sizeof(err)) == 0, "a/b/c again: %s", err);
+	CHECK(mode_of("a/b/c") == 0700, "an existing folder's mode changed to %o", mode_of("a/b/c"));
+	CHECK(mk("a/b/d", 0755, &e, err, sizeof(err)) == 0, "a/b/d: %s", err);
+	CHECK(mode_of("a/b") == 0700 && mode_of("a/b/d") == 0755, "a/b/d modes %o %o", mode_of("a/b"),
+	    mode_of("a/b/d"));
+	CHECK(outfile_mkdirs(dir, 0700, NULL, 0) == 0, "the test folder itself, with no ERR");
+	CHECK(outfile_mkdirs("/", 0700, NULL, 0) == 0, "/");
+}
+
+static void
+test_slashes(void)
+{
+	char err[600] = "";
+	int e;
+
+	CHECK(mk("t/u/", 0700, &e, err, sizeof(err)) == 0, "t/u/: %s", err);
+	CHECK(mode_of("t/u") == 0700, "t/u/ made no folder t/u (%d)", mode_of("t/u"));
+	CHECK(mk("t/v//", 0700, &e, err, sizeof(err)) == 0, "t/v//: %s", err);
+	CHECK(mode_of("t/v") == 0700, "t/v// made no folder t/v (%d)", mode_of("t/v"));
+	CHECK(mk("r//s///w", 0700, &e, err, sizeof(err)) == 0, "r//s///w: %s", err);
+	CHECK(mode_of("r/s/w") == 0700, "r//s///w made no folder r/s/w (%d)", mode_of("r/s/w"));
+	CHECK(mk("t/u/", 0700, &e, err, sizeof(err)) == 0, "t/u/ again: %s", err);
+}
+
+static void
+test_file_in_the_way(void)
+{
+	char p[512], want[700], err[600] = "";
+	struct stat st;
+	FILE *f;
+	int e;
+
+	snprintf(p, sizeof(p), "%s/f", dir);
+	f = fopen(p, "w");
+	CHECK(f && fputs("kept\n", f) >= 0 && fclose(f) == 0, "cannot write %s", p);
+
+	/* The last name a file. */
+	CHECK(mk("f", 0700, &e, err, sizeof(err)) == -1, "a file taken for a folder");
+	CHECK(e == ENOTDIR, "a file as the folder: errno %d (%s), not ENOTDIR", e, strerror(e));
+	snprintf(want, sizeof(want), "cannot create %s/f: %s", dir, strerror(ENOTDIR));
+	CHECK(!strcmp(err, want), "a file as the folder: [%s], not [%s]", err, want);
+	CHECK(mk("f/", 0700, &e, err, sizeof(err)) == -1 && e == ENOTDIR, "f/: errno %d", e);
+
+	/* A file above: the first folder that cannot be made is named. */
+	CHECK(mk("f/x/y", 0700, &e, err, sizeof(err)) == -1, "a folder made under a file");
+	CHECK(e == ENOTDIR, "a file above: errno %d (%s), not ENOTDIR", e, strerror(e));
+	snprintf(want, sizeof(want), "cannot create %s/f/x: %s", dir, strerror(ENOTDIR));
+	CHECK(!strcmp(err, want), "a file above: [%s], not [%s]", err, want);
+	CHECK(stat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 5, "the file in the way was touched");
+
+	/* A folder natter may not write in (root may write anywhere). */
+	if (geteuid() != 0) {
+		snprintf(p, sizeof(p), "%s/ro", dir);
+		CHECK(mkdir(p, 0500) == 0, "mkdir %s", p);
+		CHECK(mk("ro/x/y", 0700, &e, err, sizeof(err)) == -1 && e == EACCES, "ro/x/y: errno %d", e);
+		snprintf(want, sizeof(want), "cannot create %s/ro/x: %s", dir, strerror(EACCES));
+		CHECK(!strcmp(err, want), "no permission: [%s], not [%s]", err, want);
+		CHECK(mk("ro", 0700, &e, err, sizeof(err)) == 0, "ro, there already: %s", err);
+	}
+}
+
+int
+main(void)
+{
+	char cmd[600];
+
+	umask(0);   /* the modes asked for are the modes made */
+	snprintf(dir, sizeof(dir), "/tmp/natter-test-outfile-XXXXXX");
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 99;
+	}
+	test_nested();
+	test_slashes();
+	test_file_in_the_way();
+	if (!t_fail) {
+		snprintf(cmd, sizeof(cmd), "chmod -R u+w '%s' && rm -rf '%s'", dir, dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "note: %s was not removed\n", dir);
+	} else {
+		fprintf(stderr, "left for a look: %s\n", dir);
+	}
+	return test_done("test-outfile");
+}

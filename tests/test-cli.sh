@@ -732,6 +732,18 @@ printf 'hi\n' | env -u NATTER_DB XDG_DATA_HOME="$tmp/df" "$NATTER_BIN" chat --pl
     -n 2 > /dev/null 2> "$tmp/err"
 grep -qF "$tmp/df/natter/natter.db: cannot open the database" "$tmp/err" && ok ||
     bad "a file in the data folder's place: $(cat "$tmp/err")"
+# A data folder that cannot be made (a file higher up) is named with the
+# reason; with neither XDG_DATA_HOME nor HOME there is no place at all.
+# The chat goes on unsaved either way.
+printf 'hi\n' | env -u NATTER_DB XDG_DATA_HOME="$tmp/df/natter/sub" "$NATTER_BIN" chat --plain \
+    -m "$F/models/aidreams260K-f32.gguf" -n 2 > "$tmp/out" 2> "$tmp/err"; check "an impossible data folder: status" 0 $?
+grep -qF "natter: no folder for the database: cannot create $tmp/df/natter/sub: Not a directory" "$tmp/err" &&
+    grep -q "this chat will not be saved" "$tmp/err" && [ -s "$tmp/out" ] && ok ||
+    bad "an impossible data folder: $(cat "$tmp/err")"
+printf 'hi\n' | env -u NATTER_DB -u XDG_DATA_HOME -u HOME "$NATTER_BIN" chat --plain \
+    -m "$F/models/aidreams260K-f32.gguf" -n 2 > /dev/null 2> "$tmp/err"; check "no HOME: status" 0 $?
+grep -qF "cannot find a place for the database: set XDG_DATA_HOME or HOME" "$tmp/err" && ok ||
+    bad "no HOME: $(cat "$tmp/err")"
 
 # -t above the CPUs the process may run on: every command that takes -t
 # lowers it and says so once on stderr, naming both numbers; -t 1 says

@@ -43,10 +43,11 @@ const char *store_errmsg(const struct store *s);
 int store_schema_version(struct store *s);
 
 /* $NATTER_DB, else $XDG_DATA_HOME/natter/natter.db (default
- * ~/.local/share/natter), creating the folder.  Returns BUF or NULL. */
-char *store_default_path(char *buf, size_t n);
+ * ~/.local/share/natter), creating the folder.  Returns BUF, or NULL with
+ * ERR saying why for people (no HOME, a folder that cannot be made). */
+char *store_default_path(char *buf, size_t n, char *err, size_t errlen);
 /* The same path; the folder is created only when CREATE is nonzero. */
-char *store_default_path_ex(char *buf, size_t n, int create);
+char *store_default_path_ex(char *buf, size_t n, int create, char *err, size_t errlen);
 
 /* Records a model file (by SHA-256, cached by path, size and mtime) and
  * returns its id in *ID. */

@@ -22,9 +22,10 @@ cli_store_open(const char *db, unsigned flags)
 	if (!db && !(getenv("NATTER_DB") && *getenv("NATTER_DB")) && cli_config_get("db", &db) < 0)
 		return NULL;
 	if (!db) {
-		db = store_default_path_ex(path, sizeof(path), !(flags & (STORE_READONLY | STORE_MUST_EXIST)));
+		db = store_default_path_ex(path, sizeof(path), !(flags & (STORE_READONLY | STORE_MUST_EXIST)), err,
+		    sizeof(err));
 		if (!db) {
-			cli_error("cannot find a place for the database: set XDG_DATA_HOME or HOME, or use --db FILE");
+			cli_error("%s", err);
 			return NULL;
 		}
 	}

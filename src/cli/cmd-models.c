@@ -104,7 +104,7 @@ last_used(const char *db, struct entry *es, int n)
 	if (!db && !(getenv("NATTER_DB") && *getenv("NATTER_DB")) && cli_config_get("db", &db) < 0)
 		return;
 	if (!db) {
-		db = store_default_path_ex(path, sizeof(path), 0);
+		db = store_default_path_ex(path, sizeof(path), 0, err, sizeof(err));
 		if (!db)
 			return;
 	}

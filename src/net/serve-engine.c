@@ -771,11 +771,11 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 		serve_log(e->log, "warning: %s", chat_warning(e->chat));
 	if (!o->no_history) {
 		char path[4096];
-		const char *db = o->db ? o->db : store_default_path(path, sizeof(path));
+		const char *db = o->db ? o->db : store_default_path(path, sizeof(path), err, errlen);
 		const struct llm_hparams *hp = llm_model_hparams(e->model);
 		if (!db) {
-			snprintf(err, errlen, "cannot find a place for the database: set XDG_DATA_HOME or HOME, or use "
-			    "--db FILE (or --no-history)");
+			size_t el = strlen(err);
+			snprintf(err + el, errlen - el, " (or --no-history)");
 			goto fail;
 		}
 		if (store_open(db, 0, &e->store, err, errlen) < 0)

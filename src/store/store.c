@@ -591,16 +591,16 @@ store_open_version(const char *path, int version, struct store **out, char *err,
 }
 
 char *
-store_default_path(char *buf, size_t n)
+store_default_path(char *buf, size_t n, char *err, size_t errlen)
 {
-	return store_default_path_ex(buf, n, 1);
+	return store_default_path_ex(buf, n, 1, err, errlen);
 }
 
 char *
-store_default_path_ex(char *buf, size_t n, int create)
+store_default_path_ex(char *buf, size_t n, int create, char *err, size_t errlen)
 {
 	const char *db = getenv("NATTER_DB"), *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
-	char dir[4096];
+	char dir[4096], why[4400];
 	struct stat st;
 
 	if (db && *db) {
@@ -611,16 +611,21 @@ store_default_path_ex(char *buf, size_t n, int create)
 		snprintf(dir, sizeof(dir), "%s/natter", xdg);
 	else if (home && *home)
 		snprintf(dir, sizeof(dir), "%s/.local/share/natter", home);
-	else
+	else {
+		snprintf(err, errlen, "cannot find a place for the database: set XDG_DATA_HOME or HOME, "
+		    "or use --db FILE");
 		return NULL;
-	if (!create)
-		return (size_t)snprintf(buf, n, "%s/natter.db", dir) < n ? buf : NULL;
+	}
 	/* Something in the folder's place (a file) is left for store_open
 	 * to name: it cannot open the database under it. */
-	if (outfile_mkdirs(dir, 0700, NULL, 0) < 0 && (errno != ENOTDIR || lstat(dir, &st) < 0))
+	if (create && outfile_mkdirs(dir, 0700, why, sizeof(why)) < 0 && (errno != ENOTDIR || lstat(dir, &st) < 0)) {
+		snprintf(err, errlen, "no folder for the database: %s (use --db FILE, or set XDG_DATA_HOME)", why);
 		return NULL;
-	if ((size_t)snprintf(buf, n, "%s/natter.db", dir) >= n)
+	}
+	if ((size_t)snprintf(buf, n, "%s/natter.db", dir) >= n) {
+		snprintf(err, errlen, "the database's path is too long: %s/natter.db", dir);
 		return NULL;
+	}
 	return buf;
 }
 

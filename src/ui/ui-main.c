@@ -24,10 +24,10 @@ static void
 open_history(struct ui *u)
 {
 	char path[4096], err[1024];
-	const char *db = u->o->db ? u->o->db : store_default_path(path, sizeof(path));
+	const char *db = u->o->db ? u->o->db : store_default_path(path, sizeof(path), err, sizeof(err));
 
 	if (!db || store_open(db, 0, &u->log.s, err, sizeof(err)) < 0) {
-		ui_screen_notify(u, 1, "history off: %.200s", db ? err : "no place for the database");
+		ui_screen_notify(u, 1, "history off: %.200s", err);
 		u->log.s = NULL;
 		return;
 	}

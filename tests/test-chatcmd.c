@@ -107,15 +107,16 @@ gen_settings(const char *db, int64_t gen, char *buf, size_t n)
 /* /ab on a reply resumed from the history, in a session whose own settings
  * are elsewhere: A is the stored generation, with the settings its record
  * gives; B is made with those but the one changed, and the pair is
- * stored.  A record that shows another model is refused, naming it. */
+ * stored.  A record that shows another model or another context size is
+ * refused, naming it. */
 static void
 test_ab_resumed(struct llm_model *m, const char *model_path)
 {
 	char db[256], err[512], q[256], t[1024], ta[1024], tb[1024];
 	struct store *s = NULL;
 	struct chat_opts o;
-	struct chat *c1 = NULL, *c2 = NULL;
-	struct chatlog l1, l2;
+	struct chat *c1 = NULL, *c2 = NULL, *c3 = NULL;
+	struct chatlog l1, l2, l3;
 	struct chat_stats st;
 	struct abfe a;
 	struct chatcmd_env e;
@@ -123,6 +124,7 @@ test_ab_resumed(struct llm_model *m, const char *model_path)
 
 	memset(&l1, 0, sizeof(l1));
 	memset(&l2, 0, sizeof(l2));
+	memset(&l3, 0, sizeof(l3));
 	memset(&a, 0, sizeof(a));
 	snprintf(db, sizeof(db), "/tmp/natter-test-chatcmd-%ld.db", (long)getpid());
 	if (store_open(db, 0, &s, err, sizeof(err)) < 0) {
@@ -176,9 +178,28 @@ test_ab_resumed(struct llm_model *m, const char *model_path)
 	CHECK(chatlog_alt_select(&l2, c2, 1, 0, err, sizeof(err)) == 0, "A again: %s", err);
 	CHECK(run(&e, "/ab temp 0.9") < 0 && a.f.err && strstr(a.f.said, "the last reply was made with another model "
 	    "(aidreams260K-f32.gguf)"), "/ab on a reply of another model: %s", a.f.said);
+
+	/* Resumed in another context size: its cut of a long conversation
+	 * may differ, so B could be fed another prompt; refused, naming both. */
+	o.n_ctx = chat_ctx_size(c1) / 2;
+	CHECK(chat_new(m, &o, &c3, err, sizeof(err)) == 0, "chat_new: %s", err);
+	l3.s = s;
+	if (!c3 || chatlog_model(&l3, c3, model_path) < 0 || chatlog_resume(&l3, c3, l1.conv, err, sizeof(err)) < 0) {
+		CHECK(0, "resume: %s", err);
+		goto out;
+	}
+	CHECK(chatlog_alt_select(&l3, c3, 1, 0, err, sizeof(err)) == 0, "A in the third session: %s", err);
+	a.c = c3;
+	a.l = &l3;
+	e.c = c3;
+	e.log = &l3;
+	snprintf(ta, sizeof(ta), "was made in a context of %d tokens (this session: %d)", chat_ctx_size(c1),
+	    chat_ctx_size(c3));
+	CHECK(run(&e, "/ab temp 0.9") < 0 && a.f.err && strstr(a.f.said, ta), "/ab in another context: %s", a.f.said);
 out:
 	chat_free(c1);
 	chat_free(c2);
+	chat_free(c3);
 	store_close(s);
 	unlink(db);
 	snprintf(t, sizeof(t), "%s-wal", db);

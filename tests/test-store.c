@@ -1443,6 +1443,54 @@ test_gen_made(void)
 		CHECK(store_gen_add(s, conv, msg, &rec, &g6, NULL) == 0 &&
 		    store_gen_made(s, g6, &now, &sp, sc, why, sizeof(why)) == 1 &&
 		    !strcmp(why, "has no record of its model"), "model not recorded: %s", why);
+		rec.model_id = m1;
+	}
+	/* The context: another size may cut a long conversation otherwise;
+	 * a session that knows its size wants it recorded. */
+	{
+		int64_t g7, g8;
+		rec.n_ctx = 512;
+		CHECK(store_gen_add(s, conv, msg, &rec, &g7, NULL) == 0, "add: %s", store_errmsg(s));
+		now.n_ctx = 512;
+		CHECK(store_gen_made(s, g7, &now, &sp, sc, why, sizeof(why)) == 0, "the same context: %s", why);
+		now.n_ctx = 1024;
+		CHECK(store_gen_made(s, g7, &now, &sp, sc, why, sizeof(why)) == 1 &&
+		    !strcmp(why, "was made in a context of 512 tokens (this session: 1024), which may cut the "
+		    "conversation otherwise"), "another context: %s", why);
+		rec.n_ctx = 0;
+		CHECK(store_gen_add(s, conv, msg, &rec, &g8, NULL) == 0 &&
+		    store_gen_made(s, g8, &now, &sp, sc, why, sizeof(why)) == 1 &&
+		    !strcmp(why, "has no record of its context size"), "context not recorded: %s", why);
+		now.n_ctx = 0;
+	}
+	/* A preference pairs two replies to one prompt: the same messages
+	 * and the same text rendered from them where both were recorded. */
+	{
+		int64_t ga, gb, gc, gd, ge;
+		const struct store_turn cut[] = { { "system", "Be kind." }, { "user", "Sing" } };
+		rec.prompt_text = "<s>Today is 5 Dec. Sing";
+		CHECK(store_gen_add(s, conv, msg, &rec, &ga, NULL) == 0 && store_gen_add(s, conv, msg, &rec, &gb, NULL) == 0,
+		    "add: %s", store_errmsg(s));
+		CHECK(store_pref_add(s, ga, gb, STORE_PICK_B, "temp 0.9", NULL) == 0, "one prompt: %s", store_errmsg(s));
+		rec.prompt_text = "<s>Today is 6 Dec. Sing";
+		CHECK(store_gen_add(s, conv, msg, &rec, &gc, NULL) == 0, "add: %s", store_errmsg(s));
+		CHECK(store_pref_add(s, ga, gc, STORE_PICK_B, "temp 0.9", NULL) < 0 &&
+		    strstr(store_errmsg(s), "fed different prompts (the text rendered differs"),
+		    "another text rendered: %s", store_errmsg(s));
+		rec.prompt_text = "<s>Today is 5 Dec. Sing";
+		rec.fed = cut;
+		rec.n_fed = 2;
+		CHECK(store_gen_add(s, conv, msg, &rec, &gd, NULL) == 0, "add: %s", store_errmsg(s));
+		CHECK(store_pref_add(s, ga, gd, STORE_PICK_A, "temp 0.9", NULL) < 0 &&
+		    strstr(store_errmsg(s), "fed different prompts (other messages"), "other messages: %s",
+		    store_errmsg(s));
+		/* Not recorded on one side: nothing to compare. */
+		rec.fed = fed;
+		rec.n_fed = 4;
+		rec.prompt_text = NULL;
+		CHECK(store_gen_add(s, conv, msg, &rec, &ge, NULL) == 0 &&
+		    store_pref_add(s, ga, ge, STORE_PICK_A, "temp 0.9", NULL) == 0, "text not recorded: %s",
+		    store_errmsg(s));
 	}
 	store_close(s);
 }

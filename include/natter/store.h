@@ -160,7 +160,8 @@ int store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct
  * prompt and messages NOW->fed (less as many of the oldest turns as it
  * left out); with stop strings NOW->stop, max_tokens NOW->max_tokens, KV
  * cache type and activations NOW->kv_type and NOW->exact_act (when NOW
- * has a cache type); with adapters each of which is one of
+ * has a cache type); in a context of NOW->n_ctx tokens (when NOW has
+ * one); with adapters each of which is one of
  * NOW->adapters, by SHA-256 (their scales in NOW are not read); and
  * with every sampling setting and its seed known (none NULL).  Returns
  * 0 with *SP the sampling settings it was made with, the seed it used
@@ -209,7 +210,9 @@ int store_pick_parse(const char *word, enum store_pick *p);
  * alternatives of one assistant message) and picked PICK; SETTING says
  * for people what B changed ("adapter off", "temp 1.1").  A preference
  * for A or B makes a DPO pair in the export; a tie makes none.  Ratings
- * are not touched.  *ID (may be NULL) gets the row's id. */
+ * are not touched.  Refused (-1) when the two were recorded as fed
+ * different messages or prompt text.  *ID (may be NULL) gets the row's
+ * id. */
 int store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pick, const char *setting,
 		   int64_t *id);
 

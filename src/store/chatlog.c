@@ -486,6 +486,7 @@ chatlog_alt_made(struct chatlog *l, struct chat *c, int i, int k, struct sampler
 	now.template_source = chat_template_source(c);
 	now.stop = chat_stops(c, &now.n_stop);
 	now.max_tokens = chat_max_tokens(c);
+	now.n_ctx = chat_ctx_size(c);
 	chat_engine_info(c, &ei);
 	now.kv_type = ei.kv_type;
 	now.exact_act = ei.exact_act;

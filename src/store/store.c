@@ -1497,7 +1497,7 @@ store_gen_made(struct store *s, int64_t gen_id, const struct store_gen *now, str
 
 	snprintf(sql, sizeof(sql), "SELECT g.end_reason, g.model_id, COALESCE(" STORE_MODEL_LABEL("md") ", '?'), "
 	    "tp.source, g.template_name, g.system_prompt, g.prompt_messages, COALESCE(g.n_dropped, 0), %s, %s, %s, "
-	    "g.seed, " GEN_SETTING_COLUMNS " FROM generations g LEFT JOIN models md ON md.id = g.model_id "
+	    "g.seed, " GEN_SETTING_COLUMNS ", g.n_ctx FROM generations g LEFT JOIN models md ON md.id = g.model_id "
 	    "LEFT JOIN templates tp ON tp.id = g.template_id WHERE g.id = ?", version >= 8 ? "g.stop" : "NULL",
 	    version >= 7 ? "g.kv_type" : "NULL", version >= 7 ? "g.exact_act" : "NULL");
 	if (!(st = store_prepare(s, sql)))
@@ -1511,6 +1511,13 @@ store_gen_made(struct store *s, int64_t gen_id, const struct store_gen *now, str
 		return store_sqlfail(s, "the reply's record");
 	}
 	rc = made_record(st, now, why, whylen);
+	/* The context decides which of a long conversation's oldest turns
+	 * are left out: another size feeds B another prompt. */
+	if (rc == 0 && now->n_ctx > 0 && sqlite3_column_type(st, 12 + (int)N_GEN_SETTINGS) == SQLITE_NULL)
+		rc = made_why(why, whylen, "has no record of its context size");
+	else if (rc == 0 && now->n_ctx > 0 && sqlite3_column_int(st, 12 + (int)N_GEN_SETTINGS) != now->n_ctx)
+		rc = made_why(why, whylen, "was made in a context of %d tokens (this session: %d), which may cut the "
+		    "conversation otherwise", sqlite3_column_int(st, 12 + (int)N_GEN_SETTINGS), now->n_ctx);
 	if (rc == 0 && sqlite3_column_type(st, 11) == SQLITE_NULL)
 		rc = made_why(why, whylen, "has no record of its seed");
 	for (size_t i = 0; rc == 0 && i < N_GEN_SETTINGS; i++)
@@ -1667,6 +1674,7 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 {
 	sqlite3_stmt *st;
 	int64_t msg[2] = { 0, 0 };
+	char *fed[2][2] = { { NULL, NULL }, { NULL, NULL } };   /* each generation's prompt_messages, prompt_text */
 	int rc;
 
 	if (!store_pick_name(pick)) {
@@ -1680,14 +1688,24 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 	if (store_begin(s) < 0)
 		return -1;
 	for (int k = 0; k < 2; k++) {
-		st = store_prepare(s, "SELECT message_id FROM generations WHERE id = ?");
+		st = store_prepare(s, "SELECT message_id, prompt_messages, prompt_text FROM generations WHERE id = ?");
 		if (!st)
 			goto fail;
 		sqlite3_bind_int64(st, 1, k ? gen_b : gen_a);
 		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
+		if (rc == SQLITE_ROW) {
 			msg[k] = sqlite3_column_int64(st, 0);
+			for (int c = 0; c < 2; c++) {
+				const char *t = (const char *)sqlite3_column_text(st, 1 + c);
+				if (!(fed[k][c] = strdup(t ? t : "")))
+					rc = SQLITE_NOMEM;
+			}
+		}
 		sqlite3_finalize(st);
+		if (rc == SQLITE_NOMEM) {
+			store_seterr(s, "out of memory");
+			goto fail;
+		}
 		if (rc != SQLITE_ROW) {
 			if (rc == SQLITE_DONE)
 				store_seterr(s, "there is no generation %lld", (long long)(k ? gen_b : gen_a));
@@ -1700,6 +1718,17 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 		store_seterr(s, "generations %lld and %lld answer different messages; a preference compares two "
 		    "replies to one", (long long)gen_a, (long long)gen_b);
 		goto fail;
+	}
+	/* The messages fed and the text rendered from them, where both
+	 * replies recorded them: a preference between replies to two prompts
+	 * would say one setting made a difference that the prompt made. */
+	for (int c = 0; c < 2; c++) {
+		if (fed[0][c][0] && fed[1][c][0] && strcmp(fed[0][c], fed[1][c])) {
+			store_seterr(s, "the two replies were fed different prompts (%s; the conversation cut to fit "
+			    "another context, or a template that writes the date), so they are no preference pair",
+			    c ? "the text rendered differs" : "other messages");
+			goto fail;
+		}
 	}
 	st = store_prepare(s, "INSERT INTO preferences(message_id, gen_a, gen_b, pick, setting, created) "
 	    "VALUES (?, ?, ?, ?, ?, ?)");
@@ -1719,8 +1748,12 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 	}
 	if (id)
 		*id = sqlite3_last_insert_rowid(s->db);
+	for (int k = 0; k < 4; k++)
+		free(fed[k / 2][k % 2]);
 	return store_commit(s, "the preference");
 fail:
+	for (int k = 0; k < 4; k++)
+		free(fed[k / 2][k % 2]);
 	store_rollback(s);
 	return -1;
 }

@@ -744,6 +744,13 @@ printf 'hi\n' | env -u NATTER_DB -u XDG_DATA_HOME -u HOME "$NATTER_BIN" chat --p
     -m "$F/models/aidreams260K-f32.gguf" -n 2 > /dev/null 2> "$tmp/err"; check "no HOME: status" 0 $?
 grep -qF "cannot find a place for the database: set XDG_DATA_HOME or HOME" "$tmp/err" && ok ||
     bad "no HOME: $(cat "$tmp/err")"
+# chat --plain's messages quote what they were given (here a setting's
+# name; elsewhere names from the history): an escape sequence in it is
+# shown (U+241B), not sent to the terminal.
+printf '/set te\033[31mmp 1\n' | "$NATTER_BIN" chat --plain --no-history -m "$F/models/aidreams260K-f32.gguf" \
+    > "$tmp/out" 2>&1
+grep -q "unknown parameter 'te␛\[31mmp'" "$tmp/out" && ! grep -q "$(printf '\033')" "$tmp/out" && ok ||
+    bad "an escape in a chat message: $(od -c "$tmp/out" | head -5)"
 
 # -t above the CPUs the process may run on: every command that takes -t
 # lowers it and says so once on stderr, naming both numbers; -t 1 says

@@ -210,6 +210,11 @@ grep -qF -- "$esc" "$tmp/err" && bad "an escape from the adapter reached the ter
 printf 'hello\n' | "$NATTER_BIN" chat -m "$M16" --plain --no-history -n 2 -t 1 --lora "$A" >/dev/null 2>"$tmp/err"
 check "chat --plain on another base: status" 0 $?
 has "chat --plain on another base" "$tmp/err" "natter: warning: $note"
+# With a context past the trained one too: that warning first (the full
+# screen's notice line shows the start), then the adapter's.
+printf 'hello\n' | "$NATTER_BIN" chat -m "$M16" --plain --no-history -n 2 -t 1 -c 256 --lora "$A" >/dev/null 2>"$tmp/err"
+check "chat --plain, two warnings: status" 0 $?
+has "chat --plain, two warnings" "$tmp/err" "natter: warning: a context of 256 tokens is more than the 128 this model was trained on; past that, replies may fall apart; $note"
 "$NATTER_BIN" finetune -m "$M16" --data "$D/finetune-sft.jsonl" --chat-template chatml --init "$A" --steps 1 -t 1 \
 	-o "$tmp/init16.gguf" >/dev/null 2>"$tmp/err"
 check "finetune --init on another base: status" 0 $?

@@ -611,14 +611,16 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 	if (!c->ctx)
 		goto fail;
 	llm_ctx_set_abort(c->ctx, local_abort_cb, c);
-	if (adapters_open(c, o, err, errlen) < 0)
-		goto fail;
+	/* First: the full screen's notice line shows the start of the
+	 * warnings, and adapters' notices are long. */
 	if (llm_ctx_n_ctx(c->ctx) > llm_model_hparams(m)->n_ctx_train) {
 		char w[200];
 		snprintf(w, sizeof(w), "a context of %d tokens is more than the %d this model was trained on; past "
 		    "that, replies may fall apart", llm_ctx_n_ctx(c->ctx), llm_model_hparams(m)->n_ctx_train);
 		warn_add(c, w);
 	}
+	if (adapters_open(c, o, err, errlen) < 0)
+		goto fail;
 	c->smp = sampler_new(n_vocab, o->sp.seed);
 	c->ts = tok_stream_new(c->v, 0);
 	c->logits = calloc(n_vocab, sizeof(float));

@@ -721,8 +721,7 @@ done
 XDG_DATA_HOME="$tmp/xdg" "$NATTER_BIN" history list > /dev/null 2>&1
 [ ! -e "$tmp/absent" ] && [ ! -e "$tmp/xdg" ] && ok || bad "a missing database or its folder was created"
 # The default database's folder: made 0700 with its parents (repeated and
-# trailing slashes too); a file in its place is left for the database
-# that cannot be opened under it to name.
+# trailing slashes too); a file in its place is named.
 printf 'hi\n' | env -u NATTER_DB XDG_DATA_HOME="$tmp/dd//x/" "$NATTER_BIN" chat --plain -m "$F/models/aidreams260K-f32.gguf" \
     -n 2 > /dev/null 2> "$tmp/err"; check "a new data folder: status" 0 $?
 [ -s "$tmp/dd/x/natter/natter.db" ] && [ "$(stat -c %a "$tmp/dd/x/natter")" = 700 ] && ok ||
@@ -730,7 +729,7 @@ printf 'hi\n' | env -u NATTER_DB XDG_DATA_HOME="$tmp/dd//x/" "$NATTER_BIN" chat 
 mkdir "$tmp/df" && : > "$tmp/df/natter"
 printf 'hi\n' | env -u NATTER_DB XDG_DATA_HOME="$tmp/df" "$NATTER_BIN" chat --plain -m "$F/models/aidreams260K-f32.gguf" \
     -n 2 > /dev/null 2> "$tmp/err"
-grep -qF "$tmp/df/natter/natter.db: cannot open the database" "$tmp/err" && ok ||
+grep -qF "natter: no folder for the database: cannot create $tmp/df/natter: Not a directory" "$tmp/err" && ok ||
     bad "a file in the data folder's place: $(cat "$tmp/err")"
 # A data folder that cannot be made (a file higher up) is named with the
 # reason; with neither XDG_DATA_HOME nor HOME there is no place at all.

@@ -601,7 +601,6 @@ store_default_path_ex(char *buf, size_t n, int create, char *err, size_t errlen)
 {
 	const char *db = getenv("NATTER_DB"), *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
 	char dir[4096], why[4400];
-	struct stat st;
 
 	if (db && *db) {
 		snprintf(buf, n, "%s", db);
@@ -616,9 +615,7 @@ store_default_path_ex(char *buf, size_t n, int create, char *err, size_t errlen)
 		    "or use --db FILE");
 		return NULL;
 	}
-	/* Something in the folder's place (a file) is left for store_open
-	 * to name: it cannot open the database under it. */
-	if (create && outfile_mkdirs(dir, 0700, why, sizeof(why)) < 0 && (errno != ENOTDIR || lstat(dir, &st) < 0)) {
+	if (create && outfile_mkdirs(dir, 0700, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "no folder for the database: %s (use --db FILE, or set XDG_DATA_HOME)", why);
 		return NULL;
 	}

@@ -1464,10 +1464,25 @@ test_gen_made(void)
 		now.n_ctx = 0;
 	}
 	/* A preference pairs two replies to one prompt: the same messages
-	 * and the same text rendered from them where both were recorded. */
+	 * and, for a model run here, the same text rendered from them where
+	 * both were recorded.  A remote reply's text is the request, its
+	 * sampling settings in it: not compared. */
 	{
-		int64_t ga, gb, gc, gd, ge;
+		int64_t ga, gb, gc, gd, ge, gr1, gr2, mf = 0;
 		const struct store_turn cut[] = { { "system", "Be kind." }, { "user", "Sing" } };
+		char mp[512];
+		FILE *f;
+		path_of(mp, sizeof(mp), "model.gguf");
+		f = fopen(mp, "w");
+		CHECK(f && fputs("a model", f) >= 0 && fclose(f) == 0, "write %s", mp);
+		CHECK(store_model(s, mp, "llama", "F32", &mf) == 0, "a model file: %s", store_errmsg(s));
+		rec.prompt_text = "{\"temperature\":0.8}";
+		CHECK(store_gen_add(s, conv, msg, &rec, &gr1, NULL) == 0, "add: %s", store_errmsg(s));
+		rec.prompt_text = "{\"temperature\":1.5}";
+		CHECK(store_gen_add(s, conv, msg, &rec, &gr2, NULL) == 0 &&
+		    store_pref_add(s, gr1, gr2, STORE_PICK_B, "temp 1.5", NULL) == 0, "two remote requests: %s",
+		    store_errmsg(s));
+		rec.model_id = mf;
 		rec.prompt_text = "<s>Today is 5 Dec. Sing";
 		CHECK(store_gen_add(s, conv, msg, &rec, &ga, NULL) == 0 && store_gen_add(s, conv, msg, &rec, &gb, NULL) == 0,
 		    "add: %s", store_errmsg(s));

@@ -211,7 +211,7 @@ int store_pick_parse(const char *word, enum store_pick *p);
  * for people what B changed ("adapter off", "temp 1.1").  A preference
  * for A or B makes a DPO pair in the export; a tie makes none.  Ratings
  * are not touched.  Refused (-1) when the two were recorded as fed
- * different messages or prompt text.  *ID (may be NULL) gets the row's
+ * different messages or (a model run here) prompt text.  *ID (may be NULL) gets the row's
  * id. */
 int store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pick, const char *setting,
 		   int64_t *id);

@@ -1685,7 +1685,10 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 	if (store_begin(s) < 0)
 		return -1;
 	for (int k = 0; k < 2; k++) {
-		st = store_prepare(s, "SELECT message_id, prompt_messages, prompt_text FROM generations WHERE id = ?");
+		/* A remote reply's prompt_text is the request sent, its sampling
+		 * settings in it: only the messages say what it was fed. */
+		st = store_prepare(s, "SELECT g.message_id, g.prompt_messages, CASE WHEN md.kind = 'remote' THEN NULL "
+		    "ELSE g.prompt_text END FROM generations g LEFT JOIN models md ON md.id = g.model_id WHERE g.id = ?");
 		if (!st)
 			goto fail;
 		sqlite3_bind_int64(st, 1, k ? gen_b : gen_a);

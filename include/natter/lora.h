@@ -90,6 +90,8 @@ const char *lora_base_file(const struct lora_adapter *a);
  */
 int lora_base_notice(const struct lora_adapter *a, const char *model_name, const char *model_path, char *buf,
 		     size_t cap);
+/* The same against model M (its general.name and file). */
+int lora_model_notice(const struct lora_adapter *a, const struct llm_model *m, char *buf, size_t cap);
 
 /* What lora_write puts in the metadata. */
 struct lora_file_info {

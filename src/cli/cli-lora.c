@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "natter/gguf.h"
 #include "natter/llm.h"
 #include "natter/lora.h"
 #include "natter/sha256.h"
@@ -86,12 +85,10 @@ cli_lora_add(struct cli_lora *l, const char *arg)
 void
 cli_lora_notice(const struct lora_adapter *a, const struct llm_model *m)
 {
-	const struct gguf_file *f = llm_model_gguf(m);
-	char *name = gguf_get_str(f, "general.name"), note[1024];
+	char note[1024];
 
-	if (lora_base_notice(a, name, f->path, note, sizeof(note)))
+	if (lora_model_notice(a, m, note, sizeof(note)))
 		fprintf(stderr, "%s: warning: %s\n", cli_progname, note);
-	free(name);
 }
 
 int

@@ -539,8 +539,7 @@ warn_add(struct local *c, const char *text)
 static int
 adapters_open(struct local *c, const struct chat_opts *o, char *err, size_t errlen)
 {
-	const struct gguf_file *f = llm_model_gguf(c->m);
-	char *name, note[1024];
+	char note[1024];
 	int held;
 
 	if (o->n_lora < 0 || o->n_lora > CHAT_MAX_ADAPTERS) {
@@ -552,11 +551,9 @@ adapters_open(struct local *c, const struct chat_opts *o, char *err, size_t errl
 			return -1;
 		c->n_ad = i + 1;
 	}
-	name = c->n_ad ? gguf_get_str(f, "general.name") : NULL;
 	for (int i = 0; i < c->n_ad; i++)
-		if (lora_base_notice(c->ad[i], name, f->path, note, sizeof(note)))
+		if (lora_model_notice(c->ad[i], c->m, note, sizeof(note)))
 			warn_add(c, note);
-	free(name);
 	return c->n_ad ? (local_set_adapters(c, o->lora_scale, &held, err, errlen) < 0 ? -1 : 0) : 0;
 }
 

@@ -422,6 +422,17 @@ lora_base_notice(const struct lora_adapter *a, const char *model_name, const cha
 	return 1;
 }
 
+int
+lora_model_notice(const struct lora_adapter *a, const struct llm_model *m, char *buf, size_t cap)
+{
+	const struct gguf_file *f = llm_model_gguf(m);
+	char *name = gguf_get_str(f, "general.name");
+	int r = lora_base_notice(a, name, f->path, buf, cap);
+
+	free(name);
+	return r;
+}
+
 const struct lora_pair *
 lora_get(const struct lora_adapter *a, int i)
 {

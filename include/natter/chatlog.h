@@ -96,6 +96,21 @@ void chatlog_new(struct chatlog *l);
  */
 int chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t len, char *err, size_t errlen);
 int chatlog_alt_select(struct chatlog *l, struct chat *c, int i, int k, char *err, size_t errlen);
+/* What alternative K of message I of C -- a reply recorded in the store,
+ * one resumed from it say -- was made under, when its record
+ * (store_gen_made) proves that a regeneration now differs from it only in
+ * the sampling settings and adapter scales it is given: the same model,
+ * template, system prompt and messages before it, stop strings,
+ * max_tokens, context size and KV cache; adapters the session has
+ * loaded; every setting recorded; a reply not stopped nor cut by an
+ * error; and a template that does not read enable_thinking (not
+ * recorded).  Returns 0 with SP (the
+ * seed it used) and SCALES (room for chat_n_adapters: the scale each of
+ * the session's adapters had, 0 for off); 1 with ERR saying what differs
+ * or is not recorded, as a phrase about the reply ("was made with another
+ * model (x.gguf)"); -1 with ERR when the store failed. */
+int chatlog_alt_made(struct chatlog *l, struct chat *c, int i, int k, struct sampler_params *sp, float *scales,
+		     char *err, size_t errlen);
 /*
  * A/B preference capture.  chatlog_ab_begin notes the last reply of C as A
  * before the front end generates B (chat_regenerate_with, then
@@ -110,20 +125,6 @@ int chatlog_alt_select(struct chatlog *l, struct chat *c, int i, int k, char *er
  * record it.  A new message, a new conversation, an edit or a resume
  * abandons a comparison.
  */
-/* What alternative K of message I of C -- a reply recorded in the store,
- * one resumed from it say -- was made under, when its record
- * (store_gen_made) proves that a regeneration now differs from it only in
- * the sampling settings and adapter scales it is given: the same model,
- * template, system prompt and messages before it, stop strings,
- * max_tokens and KV cache; adapters the session has loaded; every setting
- * recorded; a reply not stopped nor cut by an error; and a template that
- * does not read enable_thinking (not recorded).  Returns 0 with SP (the
- * seed it used) and SCALES (room for chat_n_adapters: the scale each of
- * the session's adapters had, 0 for off); 1 with ERR saying what differs
- * or is not recorded, as a phrase about the reply ("was made with another
- * model (x.gguf)"); -1 with ERR when the store failed. */
-int chatlog_alt_made(struct chatlog *l, struct chat *c, int i, int k, struct sampler_params *sp, float *scales,
-		     char *err, size_t errlen);
 int chatlog_ab_begin(struct chatlog *l, struct chat *c, const char *setting, const char *label_a,
 		     const char *label_b, char *err, size_t errlen);
 void chatlog_ab_cancel(struct chatlog *l);

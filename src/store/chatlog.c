@@ -86,20 +86,23 @@ chatlog_user(struct chatlog *l, struct chat *c)
 	return save_user(l, c, n - 1);
 }
 
-/* The adapters C's last reply was made with (those with a nonzero scale),
- * into OUT (room for CHAT_MAX_ADAPTERS).  Returns how many. */
+/* C's adapters into OUT (room for CHAT_MAX_ADAPTERS): with USED_ONLY
+ * those its last reply was made with (a nonzero scale used), at those
+ * scales; else every one, in order, at the scale set now.  Returns how
+ * many. */
 static int
-reply_adapters(struct chat *c, struct store_adapter *out)
+session_adapters(struct chat *c, int used_only, struct store_adapter *out)
 {
 	int n = 0;
 	for (int a = 0; a < chat_n_adapters(c) && n < CHAT_MAX_ADAPTERS; a++) {
 		const struct lora_adapter *ad = chat_adapter(c, a);
 		const char *path = lora_path(ad), *base = strrchr(path, '/');
-		if (chat_adapter_scale_used(c, a) == 0.0f)
+		const float scale = used_only ? chat_adapter_scale_used(c, a) : chat_adapter_scale(c, a);
+		if (used_only && scale == 0.0f)
 			continue;   /* off: the reply was not made with it */
 		out[n].sha256 = lora_sha256(ad);
 		out[n].file_name = base ? base + 1 : path;
-		out[n++].scale = chat_adapter_scale_used(c, a);
+		out[n++].scale = scale;
 	}
 	return n;
 }
@@ -137,7 +140,7 @@ chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, st
 	g->penalty_last_n = sp.penalty_last_n;
 	g->seed = st->seed;
 	g->max_tokens = max_tokens;
-	g->n_adapters = reply_adapters(c, adapters);
+	g->n_adapters = session_adapters(c, 1, adapters);
 	g->adapters = adapters;
 	chat_engine_info(c, &ei);
 	g->kv_type = ei.kv_type;
@@ -490,14 +493,7 @@ chatlog_alt_made(struct chatlog *l, struct chat *c, int i, int k, struct sampler
 	chat_engine_info(c, &ei);
 	now.kv_type = ei.kv_type;
 	now.exact_act = ei.exact_act;
-	for (int a = 0; a < chat_n_adapters(c) && a < CHAT_MAX_ADAPTERS; a++) {
-		const struct lora_adapter *ad = chat_adapter(c, a);
-		const char *path = lora_path(ad), *base = strrchr(path, '/');
-		ads[a].sha256 = lora_sha256(ad);
-		ads[a].file_name = base ? base + 1 : path;
-		ads[a].scale = chat_adapter_scale(c, a);
-		now.n_adapters++;
-	}
+	now.n_adapters = session_adapters(c, 0, ads);
 	now.adapters = ads;
 	rc = store_gen_made(l->s, gen, &now, sp, scales, err, errlen);
 	free(fed);

@@ -471,8 +471,11 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 		return -1;
 	}
 	if (exists && S_ISDIR(stt.st_mode)) {
+		size_t pl = strlen(path);
+		while (pl > 1 && path[pl - 1] == '/')
+			pl--;
 		snprintf(err, errlen, "%s: is a folder, not a database file (give a file's name, "
-		    "e.g. %s/natter.db)", path, path);
+		    "e.g. %.*s/natter.db)", path, (int)pl, path);
 		store_close(s);
 		return -1;
 	}

@@ -117,23 +117,28 @@ cli_error(const char *fmt, ...)
 }
 
 void
-cli_write_text(const char *s, size_t n, int tty)
+cli_write_shown(FILE *f, const char *s, size_t n)
 {
 	char buf[4096];
 	size_t used;
 
-	if (!tty) {
-		fwrite(s, 1, n, stdout);
-		return;
-	}
 	while (n > 0) {
 		size_t w = text_sanitize(s, n, buf, sizeof(buf), &used, 1);
-		fwrite(buf, 1, w, stdout);
+		fwrite(buf, 1, w, f);
 		if (used == 0)
 			break;
 		s += used;
 		n -= used;
 	}
+}
+
+void
+cli_write_text(const char *s, size_t n, int tty)
+{
+	if (tty)
+		cli_write_shown(stdout, s, n);
+	else
+		fwrite(s, 1, n, stdout);
 }
 
 const char *

@@ -206,6 +206,8 @@ extern const char *cli_progname;
 /* Writes model text to stdout: byte for byte into pipes and files; on a
  * terminal with control characters made visible and bad UTF-8 replaced. */
 void cli_write_text(const char *s, size_t n, int tty);
+/* Writes S[0..N) to F as cli_write_text does on a terminal. */
+void cli_write_shown(FILE *f, const char *s, size_t n);
 /* S[0..N) as cli_write_text shows it on a terminal, into BUF (CAP bytes,
  * cut before a character that does not fit); returns BUF.  For what a
  * file says of itself (a model's name, its tensors' names): printed as

@@ -221,20 +221,11 @@ static void
 plain_say(void *fe, int is_err, const char *msg)
 {
 	FILE *f = is_err ? stderr : stdout;
-	char buf[4096];
-	size_t n = strlen(msg), used;
 
 	(void)fe;
 	/* A message may quote the history (a model's or an adapter's file
 	 * name, stop strings a client sent): shown as cli_error shows one. */
-	while (n > 0) {
-		size_t w = text_sanitize(msg, n, buf, sizeof(buf), &used, 1);
-		fwrite(buf, 1, w, f);
-		if (used == 0)
-			break;
-		msg += used;
-		n -= used;
-	}
+	cli_write_shown(f, msg, strlen(msg));
 	fputc('\n', f);
 }
 

@@ -567,14 +567,20 @@ T send-keys -t ui Escape
 wait_for "^> my draft" 10 && ok || bad "Esc after the system prompt lost the draft: $(screen)"
 stop
 
+# set_and_quit COLS DATA-HOME: with no database (--no-history), one line
+# typed into the input history, then F10.
+set_and_quit() {
+	start "$1" 30 "XDG_DATA_HOME=$2" "--no-history"
+	wait_for "Type a message" || bad "start with the data folder $2: $(screen)"
+	T send-keys -t ui "/set temp 0.5" Enter
+	wait_for "temp = 0.5" 10 || bad "/set: $(screen)"
+	T send-keys -t ui F10
+	wait_file "$tmp/stty.after" || bad "F10 did not quit"
+}
+
 # 28. The input history is saved where the data folder did not exist yet
 # (--no-history: no database made it), in a folder of the user's own.
-start 100 30 "XDG_DATA_HOME=$tmp/fresh" "--no-history"
-wait_for "Type a message" || bad "start without a data folder: $(screen)"
-T send-keys -t ui "/set temp 0.5" Enter
-wait_for "temp = 0.5" 10 || bad "/set: $(screen)"
-T send-keys -t ui F10
-wait_file "$tmp/stty.after" || bad "F10 did not quit"
+set_and_quit 100 "$tmp/fresh"
 grep -qx "/set temp 0.5" "$tmp/fresh/natter/input_history" 2>/dev/null && ok ||
     bad "input history not saved: $(ls -lR "$tmp/fresh" 2>&1)"
 [ "$(stat -c %a "$tmp/fresh/natter" 2>/dev/null)" = 700 ] && ok || bad "data folder mode $(stat -c %a "$tmp/fresh/natter" 2>&1)"
@@ -583,12 +589,7 @@ stop
 # 29. An input history that cannot be saved (a file where its folder
 # would be) is said on the way out, after the terminal is given back.
 printf 'a file, not a folder' > "$tmp/notdir"
-start 160 30 "XDG_DATA_HOME=$tmp/notdir" "--no-history"
-wait_for "Type a message" || bad "start with a file as the data folder: $(screen)"
-T send-keys -t ui "/set temp 0.5" Enter
-wait_for "temp = 0.5" 10 || bad "/set: $(screen)"
-T send-keys -t ui F10
-wait_file "$tmp/stty.after" || bad "F10 did not quit"
+set_and_quit 160 "$tmp/notdir"
 wait_for "the input history was not saved to $tmp/notdir/natter/input_history: Not a directory" 10 && ok ||
     bad "unsaved input history not said: $(screen)"
 [ "$(cat "$tmp/status" 2>/dev/null)" = 0 ] && ok || bad "exit status with an unsaved input history: $(cat "$tmp/status" 2>&1)"

@@ -1009,23 +1009,18 @@ static const struct {
 	{ STORE_END_ERROR, "error", 0, "error" },
 };
 
-const char *
-store_end_name(enum store_end e)
+/* E's row of the table; an end it does not list as unknown (the first). */
+static size_t
+end_row(enum store_end e)
 {
 	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
 		if (ends[i].end == e)
-			return ends[i].name;
-	return "unknown";
-}
-
-int
-store_end_complete(enum store_end e)
-{
-	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
-		if (ends[i].end == e)
-			return ends[i].complete;
+			return i;
 	return 0;
 }
+
+const char *store_end_name(enum store_end e) { return ends[end_row(e)].name; }
+int store_end_complete(enum store_end e) { return ends[end_row(e)].complete; }
 
 enum store_end
 store_end_parse(const char *word)
@@ -1036,14 +1031,7 @@ store_end_parse(const char *word)
 	return STORE_END_UNKNOWN;
 }
 
-static const char *
-end_state(enum store_end e)
-{
-	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
-		if (ends[i].end == e)
-			return ends[i].state;
-	return "complete";
-}
+static const char *end_state(enum store_end e) { return ends[end_row(e)].state; }
 
 /* The id of template SOURCE, stored once per distinct text (in an open
  * transaction).  *ID gets 0 when there is no source. */

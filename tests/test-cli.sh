@@ -750,6 +750,23 @@ printf '/set te\033[31mmp 1\n' | "$NATTER_BIN" chat --plain --no-history -m "$F/
     > "$tmp/out" 2>&1
 grep -q "unknown parameter 'te␛\[31mmp'" "$tmp/out" && ! grep -q "$(printf '\033')" "$tmp/out" && ok ||
     bad "an escape in a chat message: $(od -c "$tmp/out" | head -5)"
+# The history quotes what was typed: on a terminal (script gives the
+# command one) list, show and search show an escape sequence (U+241B), do
+# not send it; through a pipe the text is as stored.  A title of 60
+# two-byte characters is listed whole, never cut inside one.
+printf 'evil \033]0;PWNED\007 \033[2J\n' |
+    "$NATTER_BIN" chat --plain --db "$tmp/esc.db" -m "$F/models/aidreams260K-f32.gguf" -n 2 > /dev/null 2>&1
+printf '%s\n' "$(printf 'é%.0s' $(seq 100))" |
+    "$NATTER_BIN" chat --plain --db "$tmp/utf.db" -m "$F/models/aidreams260K-f32.gguf" -c 512 -n 2 > /dev/null 2>&1
+for c in "list" "show 1" "search evil"; do
+	script -qec "\"$NATTER_BIN\" history --db \"$tmp/esc.db\" $c" /dev/null < /dev/null > "$tmp/esc.out" 2>&1
+	grep -q "␛]0;PWNED␇ ␛\[2J" "$tmp/esc.out" && ! grep -q "$(printf '\033')" "$tmp/esc.out" && ok ||
+	    bad "history $c on a terminal: $(od -c "$tmp/esc.out" | head -5)"
+done
+"$NATTER_BIN" history --db "$tmp/esc.db" show 1 | grep -q "evil $(printf '\033')]0;PWNED" && ok ||
+    bad "history show through a pipe changed the text"
+"$NATTER_BIN" history --db "$tmp/utf.db" list | grep -q " $(printf 'é%.0s' $(seq 60))\$" && ok ||
+    bad "history list: the title is not whole: $("$NATTER_BIN" history --db "$tmp/utf.db" list | od -c | tail -4)"
 
 # -t above the CPUs the process may run on: every command that takes -t
 # lowers it and says so once on stderr, naming both numbers; -t 1 says

@@ -244,7 +244,7 @@ struct store_conv_info {
 	int64_t id;
 	int64_t updated;
 	int n_msgs;                /* messages on the active branch */
-	char title[96];
+	char title[244];           /* a title is 60 characters: whole, as stored */
 	char model[64];            /* the model it was started with */
 	char models[160];          /* every model that replied in it, in order of first use, ", "-separated */
 	int n_models;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "natter/store.h"
@@ -65,6 +66,9 @@ cmd_history(int argc, char **argv)
 	struct store *s;
 	int c, rc = 0;
 	int64_t id = 0;
+	FILE *out = stdout;
+	char *shown = NULL;
+	size_t n_shown = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -94,18 +98,36 @@ cmd_history(int argc, char **argv)
 	s = cli_store_open(db, !strcmp(sub, "delete") ? STORE_MUST_EXIST : STORE_READONLY);
 	if (!s)
 		return 1;
+	/* The history quotes what was typed, generated and named (titles,
+	 * replies, model files): a terminal sees it as cli_write_text shows
+	 * text, so that no stored escape sequence reaches it.  Through a
+	 * memory stream, not line by line: a character is never split. */
+	if (strcmp(sub, "delete") && isatty(STDOUT_FILENO) && !(out = open_memstream(&shown, &n_shown))) {
+		cli_error("history: out of memory");
+		store_close(s);
+		return 1;
+	}
 	if (!strcmp(sub, "list"))
-		rc = store_history_list(s, stdout);
+		rc = store_history_list(s, out);
 	else if (!strcmp(sub, "show"))
-		rc = store_history_show(s, id, stdout);
+		rc = store_history_show(s, id, out);
 	else if (!strcmp(sub, "search"))
-		rc = store_history_search(s, argv[optind + 1], stdout);
+		rc = store_history_search(s, argv[optind + 1], out);
 	else {
 		rc = store_conv_delete(s, id);
 		if (rc == 0)
 			printf("deleted conversation %lld\n", (long long)id);
 	}
-	if (rc < 0)
+	if (out != stdout) {
+		if (fclose(out) == 0)
+			cli_write_shown(stdout, shown, n_shown);
+		else if (rc == 0)
+			rc = -2;
+		free(shown);
+	}
+	if (rc == -2)
+		cli_error("history: out of memory");
+	else if (rc < 0)
 		cli_error("%s", store_errmsg(s));
 	store_close(s);
 	return rc < 0 ? 1 : 0;

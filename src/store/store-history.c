@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "natter/store.h"
+#include "natter/text.h"
 #include "store/store-impl.h"
 
 static const char *
@@ -44,6 +45,18 @@ path_len(struct store *s, int64_t conv)
 	return n;
 }
 
+/* SRC into DST (CAP bytes, at least 1), cut where it must be at a
+ * character's end, never inside one (a title is 60 characters, a model's
+ * file name any length); bytes that are not UTF-8 become U+FFFD.
+ * Returns the bytes written before the terminating NUL. */
+static size_t
+copy_text(char *dst, size_t cap, const char *src)
+{
+	size_t w = text_repair_utf8(src, strlen(src), dst, cap - 1);
+	dst[w] = 0;
+	return w;
+}
+
 /* The file names of the models that replied in CONV, in order of first
  * use, ", "-separated into BUF; *COUNT how many.  A conversation with no
  * recorded generation model shows the model it was started with
@@ -63,20 +76,40 @@ conv_models(struct store *s, int64_t conv, const char *started, char *buf, size_
 		return -1;
 	sqlite3_bind_int64(st, 1, conv);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int w = snprintf(buf + len, n - len, "%s%s", *count ? ", " : "", col_text(st, 0));
+		/* Past a full buffer the names are counted, not cut together. */
+		if (*count == 0 || len + 2 < n) {
+			if (*count)
+				len += (size_t)snprintf(buf + len, n - len, ", ");
+			len += copy_text(buf + len, n - len, col_text(st, 0));
+		}
 		(*count)++;
-		if (w > 0 && (size_t)w < n - len)
-			len += (size_t)w;
-		else
-			len = n - 1;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return store_sqlfail(s, "the list");
 	if (*count == 0 && started && started[0]) {
-		snprintf(buf, n, "%s", started);
+		copy_text(buf, n, started);
 		*count = 1;
 	}
+	return 0;
+}
+
+/* The conversations, newest first, as conv_row reads them. */
+#define CONV_ROW_SQL "SELECT c.id, c.updated, COALESCE(" STORE_MODEL_LABEL("md") ", ''), c.title " \
+	"FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC"
+
+/* The row of CONV_ROW_SQL at ST into CI, with its length and models. */
+static int
+conv_row(struct store *s, sqlite3_stmt *st, struct store_conv_info *ci)
+{
+	memset(ci, 0, sizeof(*ci));
+	ci->id = sqlite3_column_int64(st, 0);
+	ci->updated = sqlite3_column_int64(st, 1);
+	copy_text(ci->model, sizeof(ci->model), col_text(st, 2));
+	copy_text(ci->title, sizeof(ci->title), col_text(st, 3));
+	if ((ci->n_msgs = path_len(s, ci->id)) < 0 ||
+	    conv_models(s, ci->id, ci->model, ci->models, sizeof(ci->models), &ci->n_models) < 0)
+		return -1;
 	return 0;
 }
 
@@ -85,8 +118,7 @@ store_history_list(struct store *s, FILE *out)
 {
 	struct store_conv_info *ci = NULL;
 	int n = 0, cap = 0, width = 5, rc;
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, COALESCE(" STORE_MODEL_LABEL("md") ", ''), c.title "
-	    "FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC");
+	sqlite3_stmt *st = store_prepare(s, CONV_ROW_SQL);
 
 	if (!st)
 		return -1;
@@ -104,13 +136,7 @@ store_history_list(struct store *s, FILE *out)
 			ci = x;
 		}
 		x = &ci[n];
-		memset(x, 0, sizeof(*x));
-		x->id = sqlite3_column_int64(st, 0);
-		x->updated = sqlite3_column_int64(st, 1);
-		snprintf(x->model, sizeof(x->model), "%s", col_text(st, 2));
-		snprintf(x->title, sizeof(x->title), "%s", col_text(st, 3));
-		if ((x->n_msgs = path_len(s, x->id)) < 0 ||
-		    conv_models(s, x->id, x->model, x->models, sizeof(x->models), &x->n_models) < 0) {
+		if (conv_row(s, st, x) < 0) {
 			rc = SQLITE_ERROR;
 			break;
 		}
@@ -466,22 +492,14 @@ store_history_search(struct store *s, const char *query, FILE *out)
 int
 store_conv_recent(struct store *s, struct store_conv_info *out, int max, int *n)
 {
-	sqlite3_stmt *st = store_prepare(s, "SELECT c.id, c.updated, c.title, COALESCE(" STORE_MODEL_LABEL("md") ", '') "
-	    "FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.updated DESC, c.id DESC LIMIT ?");
+	sqlite3_stmt *st = store_prepare(s, CONV_ROW_SQL " LIMIT ?");
 	int rc;
 	*n = 0;
 	if (!st)
 		return -1;
 	sqlite3_bind_int(st, 1, max);
 	while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct store_conv_info *ci = &out[*n];
-		memset(ci, 0, sizeof(*ci));
-		ci->id = sqlite3_column_int64(st, 0);
-		ci->updated = sqlite3_column_int64(st, 1);
-		snprintf(ci->title, sizeof(ci->title), "%s", col_text(st, 2));
-		snprintf(ci->model, sizeof(ci->model), "%s", col_text(st, 3));
-		ci->n_msgs = path_len(s, ci->id);
-		if (ci->n_msgs < 0 || conv_models(s, ci->id, ci->model, ci->models, sizeof(ci->models), &ci->n_models) < 0) {
+		if (conv_row(s, st, &out[*n]) < 0) {
 			sqlite3_finalize(st);
 			return -1;
 		}

@@ -425,6 +425,12 @@ printf 'just words\n' > "$tmp/config/natter/config"
 echo hi | "$NATTER_BIN" chat -m "$M" --plain --no-history > /dev/null 2> "$tmp/err"; check "a line without = status" 2 $?
 grep -qF "config:1: 'just words' is not a setting" "$tmp/err" && ok || bad "line without =: $(cat "$tmp/err")"
 rm -f "$tmp/config/natter/config"
+# A folder where the file should be is an error, not an empty config.
+mkdir "$tmp/config/natter/config"
+echo hi | "$NATTER_BIN" chat -m "$M" --plain --no-history > /dev/null 2> "$tmp/err"; check "a config folder status" 2 $?
+grep -qF "natter: $tmp/config/natter/config: cannot read the config file: Is a directory" "$tmp/err" && ok ||
+    bad "a config folder: $(cat "$tmp/err")"
+rmdir "$tmp/config/natter/config"
 
 # A blank line is not a message; a regeneration with a fixed seed moves to
 # the next seed and says so.

@@ -527,6 +527,13 @@ config_load(void)
 			cfg.e[cfg.n++].value = v;
 		}
 	}
+	/* getline's -1 is the end or a failure: a folder where the file
+	 * should be opens, then fails to read (EISDIR), and must not pass for
+	 * an empty file whose settings silently do not apply. */
+	if (!cfg.bad && ferror(f)) {
+		cli_error("%s: cannot read the config file: %s", path, strerror(errno));
+		cfg.bad = 1;
+	}
 	free(line);
 	fclose(f);
 	return cfg.bad ? -1 : 0;

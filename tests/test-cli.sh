@@ -47,6 +47,11 @@ check "tokenize --no-bos" "303 281 269 435 447 328 277 268" \
 printf 'I dreamed that' > "$tmp/p.txt"
 check "tokenize -f" "1 303 281 269 435 447 328 277 268" \
 	"$("$NATTER_BIN" tokenize -m "$F/models/aidreams260K-f32.gguf" -f "$tmp/p.txt")"
+# --pieces shows each piece as text where it is whole characters, and the
+# bytes that are not (a part of a character, an invalid byte) and
+# controls as \xNN: its output is UTF-8 whatever the input.
+"$NATTER_BIN" tokenize -m "$F/vocab/vocab-qwen2.gguf" --pieces "$(printf 'é\377\001')" > "$tmp/pieces.out"
+check "tokenize --pieces" "'é' '\\xff' '\\x01'" "$(sed "s/^ *[0-9]* //" "$tmp/pieces.out" | tr '\n' ' ' | sed 's/ $//')"
 # Special tokens are parsed only when asked.
 check "tokenize --special" "151644 872 198 9707 151645" \
 	"$("$NATTER_BIN" tokenize -m "$F/vocab/vocab-qwen2.gguf" --special "<|im_start|>user

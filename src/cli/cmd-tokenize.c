@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "cli/cli.h"
 #include "natter/gguf.h"
 #include "natter/tok.h"
+#include "llm/unicode.h"
 
 int
 cmd_tokenize(int argc, char **argv)
@@ -82,12 +84,18 @@ cmd_tokenize(int argc, char **argv)
 			char buf[256];
 			int l = tok_piece(v, ids.ids[i], 1, buf, sizeof(buf));
 			printf("%6d '", ids.ids[i]);
-			for (int k = 0; k < l; k++) {
-				unsigned char ch = (unsigned char)buf[k];
-				if (ch < 0x20 || ch == 0x7f)
-					printf("\\x%02x", ch);
+			/* A byte-level piece may be part of a character: the
+			 * bytes that are no whole character, and controls (C1
+			 * too), as \xNN; the rest as the text they are. */
+			for (int k = 0; k < l;) {
+				uint32_t cp;
+				size_t u = utf8_decode((const unsigned char *)buf + k, (size_t)(l - k), &cp);
+				if (cp >= UCP_RAW_BYTE || cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
+					for (size_t j = 0; j < u; j++)
+						printf("\\x%02x", (unsigned char)buf[k + (int)j]);
 				else
-					putchar(ch);
+					fwrite(buf + k, 1, u, stdout);
+				k += (int)u;
 			}
 			printf("'\n");
 		} else {

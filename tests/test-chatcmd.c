@@ -92,6 +92,20 @@ query_text(const char *path, const char *sql, char *buf, size_t n)
 	return buf;
 }
 
+/* Runs SQL on the database at PATH through a connection of its own, as
+ * another program would.  Returns 0, or -1 when it failed. */
+static int
+exec_sql(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	int rc = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+	    sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
+		rc = 0;
+	sqlite3_close(db);
+	return rc;
+}
+
 /* What a generation was made under, for comparing two. */
 static char *
 gen_settings(const char *db, int64_t gen, char *buf, size_t n)
@@ -200,6 +214,109 @@ out:
 	chat_free(c1);
 	chat_free(c2);
 	chat_free(c3);
+	store_close(s);
+	unlink(db);
+	snprintf(t, sizeof(t), "%s-wal", db);
+	unlink(t);
+	snprintf(t, sizeof(t), "%s-shm", db);
+	unlink(t);
+}
+
+/* A front end showing alternative SHOWN of every reply (-1: the chosen
+ * one), as the full screen shows one flipped to before Enter. */
+struct showfe {
+	struct fe f;                 /* first: say and busy read it */
+	int shown;
+};
+
+static int
+shown_alt(void *p, int i)
+{
+	struct showfe *sf = p;
+	(void)i;
+	return sf->shown;
+}
+
+static const struct chatcmd_ops show_ops = { .say = say, .busy = busy, .shown_alt = shown_alt };
+
+/* The rating of generation GEN as "kind value", into BUF ("" if none). */
+static char *
+rating_of(const char *db, int64_t gen, char *buf, size_t n)
+{
+	char q[256];
+	snprintf(q, sizeof(q), "SELECT kind || ' ' || value FROM ratings "
+	    "WHERE generation_id = %lld", (long long)gen);
+	return query_text(db, q, buf, n);
+}
+
+/* /rate rates the reply the user sees: a regeneration whose save failed
+ * is refused, not rated in the place of the alternative stored before
+ * it; an alternative shown but not chosen is rated, not the chosen one. */
+static void
+test_rate_shown(struct llm_model *m)
+{
+	char db[256], err[256], t[300];
+	struct store *s = NULL;
+	struct chat_opts o;
+	struct chat *c = NULL;
+	struct chatlog l;
+	struct chat_stats st;
+	struct showfe sf;
+	struct chatcmd_env e;
+	int64_t g0, g2;
+
+	memset(&l, 0, sizeof(l));
+	memset(&sf, 0, sizeof(sf));
+	sf.shown = -1;
+	snprintf(db, sizeof(db), "/tmp/natter-test-chatcmd-rate-%ld.db", (long)getpid());
+	if (store_open(db, 0, &s, err, sizeof(err)) < 0) {
+		CHECK(0, "store: %s", err);
+		return;
+	}
+	chat_opts_default(&o);
+	o.max_tokens = 4;
+	if (chat_new(m, &o, &c, err, sizeof(err)) < 0) {
+		CHECK(0, "chat_new: %s", err);
+		goto out;
+	}
+	l.s = s;
+	e.c = c;
+	e.log = &l;
+	e.ops = &ops;
+	e.fe = &sf.f;
+	chat_add_user(c, "Hi", 2);
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(&l, c, &st) == 0, "the reply: %s %s", err, store_errmsg(s));
+	g0 = chat_alt_tag(c, 1, 0);
+	CHECK(g0 > 0 && run(&e, "/rate up spot on") == CHATCMD_DONE && !strcmp(rating_of(db, g0, t, sizeof(t)), "thumb 1"),
+	    "/rate up on the reply: %s; stored %s", sf.f.said, t);
+
+	/* The regeneration is not saved (a fault as a full disk would make). */
+	CHECK(exec_sql(db, "CREATE TRIGGER full BEFORE INSERT ON generations BEGIN SELECT RAISE(ABORT, 'disk full'); END") == 0,
+	    "the fault is set");
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chat_alt_index(c, 1) == 1 &&
+	    chatlog_reply(&l, c, &st) < 0 && chat_alt_tag(c, 1, 1) == 0, "a regeneration the store did not take");
+	CHECK(run(&e, "/rate down") < 0 && sf.f.err && strstr(sf.f.said, "not saved, so it is not rated"),
+	    "/rate on a reply not saved: %s", sf.f.said);
+	CHECK(!strcmp(rating_of(db, g0, t, sizeof(t)), "thumb 1"), "the reply before keeps its rating: %s", t);
+	CHECK(l.last_gen == 0, "the stats name generation %lld as the reply's, which was not saved", (long long)l.last_gen);
+	CHECK(exec_sql(db, "DROP TRIGGER full") == 0, "the fault is gone");
+
+	/* A third alternative is saved; the front end shows the first. */
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0 &&
+	    chat_alt_index(c, 1) == 2, "the next regeneration: %s %s", err, store_errmsg(s));
+	g2 = chat_alt_tag(c, 1, 2);
+	CHECK(g2 > 0 && run(&e, "/rate 4") == CHATCMD_DONE && !strcmp(rating_of(db, g2, t, sizeof(t)), "stars 4"),
+	    "/rate 4 on the new alternative: %s; stored %s", sf.f.said, t);
+	e.ops = &show_ops;
+	sf.shown = 0;
+	CHECK(run(&e, "/rate down") == CHATCMD_DONE && !strcmp(rating_of(db, g0, t, sizeof(t)), "thumb 0") &&
+	    !strcmp(rating_of(db, g2, t, sizeof(t)), "stars 4"), "/rate on the alternative shown: %s", sf.f.said);
+	sf.shown = 1;
+	CHECK(run(&e, "/rate up") < 0 && strstr(sf.f.said, "not saved"), "/rate on the one not saved, shown: %s",
+	    sf.f.said);
+out:
+	chat_free(c);
 	store_close(s);
 	unlink(db);
 	snprintf(t, sizeof(t), "%s-wal", db);
@@ -394,6 +511,7 @@ main(void)
 	chat_free(c);
 	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", fx);
 	test_ab_resumed(m, path);
+	test_rate_shown(m);
 	llm_model_free(m);
 	return test_done("test-chatcmd");
 }

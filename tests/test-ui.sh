@@ -473,7 +473,8 @@ rm -f "$XDG_CONFIG_HOME/natter/config"
 
 # 24. Ratings land on the reply on screen.  While a reply streams, + is
 # refused (the last stored reply is not the one being written), and so is
-# /rate; Up chooses an older reply, and + rates that one.
+# /rate; Up chooses an older reply, and + rates that one; an alternative
+# flipped to is rated, by a key or by /rate, not the one chosen.
 NATTER_DB="$tmp/rate.db"
 start 100 30 "NATTER_DB=$NATTER_DB" "--token-delay 40 -n 60 --theme mono"
 wait_for "Type a message" || bad "start for the ratings: $(screen)"
@@ -499,6 +500,11 @@ sql_is "SELECT generation_id || ' ' || value FROM ratings" "1 1" && ok || bad "r
 T send-keys -t ui Down Down Left "4"
 wait_for "rated generation 2 4" 10 && ok || bad "4 on the alternative shown: $(screen)"
 sql_is "SELECT count(*) FROM ratings WHERE generation_id = 3" 0 && ok || bad "the chosen alternative was rated, not the one shown"
+# Typed, /rate rates the same reply as the keys: the alternative shown.
+T send-keys -t ui "/rate down" Enter
+wait_for "rated generation 2 down" 10 && ok || bad "/rate on the alternative shown: $(screen)"
+sql_is "SELECT count(*) FROM ratings WHERE generation_id = 3" 0 && ok || bad "/rate rated the chosen alternative"
+T send-keys -t ui Tab
 
 # 25. An edit begun in one conversation ends with it: after F2 the text
 # is an ordinary message of the new conversation; after F3 + Enter, one

@@ -39,6 +39,11 @@ struct chatcmd_ops {
 	 * with chat_regenerate_with under V, and record it with chatlog_reply
 	 * (or chatlog_ab_cancel when it fails). */
 	void (*ab)(void *fe, const struct chatcmd_variant *v);
+	/* Not a command: the alternative of the session's message I that the
+	 * user sees, which is what a rating of it rates (the full screen
+	 * shows one flipped to before Enter chooses it).  NULL: the chosen
+	 * one (chat_alt_index). */
+	int (*shown_alt)(void *fe, int i);
 };
 
 /* The session a command acts on, and the front end's hooks. */
@@ -82,10 +87,20 @@ char *chatcmd_usage(const struct chatcmd *cmd, char *buf, size_t n);
 void chatcmd_help(const struct chatcmd_ops *ops, void (*fn)(void *ctx, const char *usage, const char *help),
 		  void *ctx);
 
-/* Shared by keys and commands: rates the last reply (WORD up, down or
- * 1..5; COMMENT may be NULL).  Returns 0 or -1, told through say. */
+/*
+ * Ratings, shared by keys and commands.  chatcmd_rate_reply rates reply I
+ * of the session as the user sees it: the alternative shown
+ * (ops->shown_alt), by the generation it was stored as (its tag), into
+ * *GEN when GEN is not NULL.  A reply that was not stored (its save
+ * failed: the database stayed busy, the disk was full) is refused and
+ * nothing is stored, never rated in the place of another alternative.
+ * WORD is up, down or 1..5; COMMENT may be NULL.  chatcmd_rate does the
+ * same for the last reply (/rate).  chatcmd_rate_gen rates GEN, a
+ * generation chatcmd_rate_reply rated, again (with a comment, say).  All
+ * return 0 or -1, told through say.
+ */
+int chatcmd_rate_reply(struct chatcmd_env *e, int i, const char *word, const char *comment, int64_t *gen);
 int chatcmd_rate(struct chatcmd_env *e, const char *word, const char *comment);
-/* The same for stored generation GEN (0: not saved, nothing rated). */
 int chatcmd_rate_gen(struct chatcmd_env *e, int64_t gen, const char *word, const char *comment);
 /* Sets the system prompt (NULL or "" removes it) and records it.  Returns 0 or -1. */
 int chatcmd_system(struct chatcmd_env *e, const char *text);

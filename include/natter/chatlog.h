@@ -37,7 +37,7 @@ struct chatlog {
 	int64_t model_id;          /* the session's model (chatlog_model): recorded with each reply */
 	int64_t conv;              /* 0 until the first message */
 	int64_t last_msg;          /* the assistant message being answered or regenerated */
-	int64_t last_gen;          /* the generation shown last (what /rate rates) */
+	int64_t last_gen;          /* the last reply's generation (0: it was not stored) */
 	const char *template_name;
 	struct chatlog_ab ab;      /* the comparison in progress, if any */
 };

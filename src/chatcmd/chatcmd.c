@@ -266,8 +266,10 @@ chatcmd_run(struct chatcmd_env *e, char *line)
 	return cmd->fn(e, cmd, args);
 }
 
-int
-chatcmd_rate_gen(struct chatcmd_env *e, int64_t gen, const char *word, const char *comment)
+/* Rates GEN; WHY says why not when GEN is 0.  A mistyped rating is told
+ * as such first, whatever the reply. */
+static int
+rate(struct chatcmd_env *e, int64_t gen, const char *why, const char *word, const char *comment)
 {
 	const char *kind;
 	int value;
@@ -277,8 +279,7 @@ chatcmd_rate_gen(struct chatcmd_env *e, int64_t gen, const char *word, const cha
 		return -1;
 	}
 	if (!e->log->s || !gen) {
-		say(e, 1, "nothing to rate: %s", !e->log->s ? "the history is off" :
-		    e->log->last_gen ? "this reply was not saved" : "no reply yet");
+		say(e, 1, "%s", !e->log->s ? "nothing to rate: the history is off" : why);
 		return -1;
 	}
 	if (comment && !comment[0])
@@ -292,9 +293,41 @@ chatcmd_rate_gen(struct chatcmd_env *e, int64_t gen, const char *word, const cha
 }
 
 int
+chatcmd_rate_gen(struct chatcmd_env *e, int64_t gen, const char *word, const char *comment)
+{
+	return rate(e, gen, "nothing to rate", word, comment);
+}
+
+int
+chatcmd_rate_reply(struct chatcmd_env *e, int i, const char *word, const char *comment, int64_t *gen)
+{
+	const char *why = "nothing to rate: no reply yet";
+	int64_t g = 0;
+
+	/* The alternative the user sees, by the generation it was stored as:
+	 * a reply whose save failed has none, and rating the one stored
+	 * before it would put the verdict on a reply the user did not read. */
+	if (i >= 0 && i < chat_n_messages(e->c) && !strcmp(chat_message_role(e->c, i), "assistant")) {
+		g = chat_alt_tag(e->c, i, e->ops->shown_alt ? e->ops->shown_alt(e->fe, i) : chat_alt_index(e->c, i));
+		why = "this reply was not saved, so it is not rated";
+	}
+	if (rate(e, g, why, word, comment) < 0)
+		return -1;
+	if (gen)
+		*gen = g;
+	return 0;
+}
+
+int
 chatcmd_rate(struct chatcmd_env *e, const char *word, const char *comment)
 {
-	return chatcmd_rate_gen(e, e->log->last_gen, word, comment);
+	int i = chat_n_messages(e->c) - 1;
+
+	/* A message sent since (not answered: its reply failed) leaves the
+	 * reply before it the last one. */
+	while (i >= 0 && strcmp(chat_message_role(e->c, i), "assistant"))
+		i--;
+	return chatcmd_rate_reply(e, i, word, comment, NULL);
 }
 
 int

@@ -173,6 +173,7 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
 	}
 	if (!l->s || i < 0)
 		return 0;
+	l->last_gen = 0;   /* until this reply is stored: /stats must not name the one before */
 	k = chat_alt_index(c, i);
 	/* A first alternative makes the message; a later one joins it.  (A
 	 * message whose first alternative was never saved has no tag: this

@@ -73,9 +73,23 @@ ab(void *fe, const struct chatcmd_variant *v)
 	ui_ab_start(fe, v);
 }
 
+/* A reply flipped to (Left/Right) is shown before Enter chooses it: a
+ * rating, typed or keyed, rates the one shown. */
+static int
+shown_alt(void *fe, int i)
+{
+	struct ui *u = fe;
+
+	for (int j = u->nmsgs - 1; j >= 0; j--)
+		if (u->msgs[j].idx == i)
+			return u->msgs[j].alt;
+	return chat_alt_index(u->c, i);
+}
+
 static const struct chatcmd_ops ops = {
 	.say = say, .busy = busy, .regen = regen, .new_conv = new_conv, .history = history,
 	.params = params, .stats = stats, .copy = copy, .help = help, .ab = ab,
+	.shown_alt = shown_alt,
 };
 
 const struct chatcmd_ops *

@@ -382,9 +382,8 @@ ui_conv_rate(struct ui *u, const char *word)
 		ui_screen_notify(u, 1, "only replies can be rated (Up/Down choose one)");
 		return -1;
 	}
-	gen = chat_alt_tag(u->c, m->idx, m->alt);
 	ui_cmd_env(u, &e);
-	if (chatcmd_rate_gen(&e, gen, word, NULL) < 0)
+	if (chatcmd_rate_reply(&e, m->idx, word, NULL, &gen) < 0)
 		return -1;
 	snprintf(u->last_rating_word, sizeof(u->last_rating_word), "%s", word);
 	u->last_rating_gen = gen;

@@ -313,6 +313,36 @@ test_schema_and_history(void)
 	store_close(s);
 }
 
+/* A comment belongs to the verdict it was written for: another verdict
+ * without a comment drops it, the same verdict again keeps it, a new
+ * comment replaces it. */
+static void
+test_rating_comment(void)
+{
+	const char *q = "SELECT kind || ' ' || value || ' ' || COALESCE(comment, '(none)') FROM ratings";
+	char p[512], err[512], t[128];
+	struct store *s;
+	struct store_gen g = gen("A reply.");
+	int64_t conv, m, gid, msg;
+
+	path_of(p, sizeof(p), "comment.db");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &conv) == 0 && store_msg_add(s, conv, "user", "Q", &m) == 0 &&
+	    store_gen_add(s, conv, 0, &g, &gid, &msg) == 0, "a reply: %s", store_errmsg(s));
+	CHECK(store_rating_set(s, gid, "thumb", 1, "great, exactly right") == 0 &&
+	    store_rating_set(s, gid, "thumb", 0, NULL) == 0 && !strcmp(query_text(p, q, t, sizeof(t)), "thumb 0 (none)"),
+	    "down after a commented up: %s", t);
+	CHECK(store_rating_set(s, gid, "thumb", 0, "wrong year") == 0 && store_rating_set(s, gid, "thumb", 0, NULL) == 0 &&
+	    !strcmp(query_text(p, q, t, sizeof(t)), "thumb 0 wrong year"), "down again keeps its comment: %s", t);
+	CHECK(store_rating_set(s, gid, "stars", 1, NULL) == 0 && !strcmp(query_text(p, q, t, sizeof(t)), "stars 1 (none)"),
+	    "1 star after a commented down: %s", t);
+	CHECK(store_rating_set(s, gid, "stars", 4, "close") == 0 && store_rating_set(s, gid, "stars", 4, "better") == 0 &&
+	    !strcmp(query_text(p, q, t, sizeof(t)), "stars 4 better"), "a new comment replaces the old: %s", t);
+	store_close(s);
+}
+
 static void
 test_migration_and_refusals(void)
 {
@@ -2242,6 +2272,7 @@ main(void)
 	}
 	test_sha256();
 	test_schema_and_history();
+	test_rating_comment();
 	test_migration_and_refusals();
 	test_migration_from_2();
 	test_migration_from_3();

@@ -234,7 +234,9 @@ int store_msg_versions(struct store *s, int64_t msg_id, int64_t *ids, int max, i
 int store_branch_switch(struct store *s, int64_t msg_id, int64_t *leaf);
 
 /* Rates a generation: KIND "thumb" (VALUE 1 up, 0 down) or "stars" (1..5).
- * A new rating replaces the previous one.  COMMENT may be NULL. */
+ * A new rating replaces the previous one, its comment too: COMMENT (may be
+ * NULL) replaces the old one; without one, the old comment stays only when
+ * the rating is the same (rated again), never on another verdict. */
 int store_rating_set(struct store *s, int64_t gen_id, const char *kind, int value, const char *comment);
 /* Parses "up", "down" or "1".."5"; returns 0 or -1. */
 int store_rating_parse(const char *word, const char **kind, int *value);

@@ -1783,9 +1783,14 @@ store_rating_set(struct store *s, int64_t gen_id, const char *kind, int value, c
 		store_seterr(s, "a rating is up, down, or 1 to 5 stars");
 		return -1;
 	}
+	/* A comment is about the verdict it came with: another verdict
+	 * without one must not inherit it ("great, exactly right" on a
+	 * thumbs down), while the same verdict given again (+ pressed twice)
+	 * keeps it.  (SET reads the row as it was before the update.) */
 	st = store_prepare(s, "INSERT INTO ratings(generation_id, kind, value, comment, created) VALUES (?, ?, ?, ?, ?) "
 	    "ON CONFLICT(generation_id) DO UPDATE SET kind = excluded.kind, value = excluded.value, "
-	    "comment = COALESCE(excluded.comment, comment), created = excluded.created");
+	    "comment = CASE WHEN excluded.comment IS NOT NULL THEN excluded.comment "
+	    "WHEN kind = excluded.kind AND value = excluded.value THEN comment END, created = excluded.created");
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, gen_id);

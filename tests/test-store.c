@@ -765,17 +765,22 @@ test_migration_from_3(void)
 		    strstr(out, "\"content\":\"Just five.\"}]}"), "sft keeps it when asked: %s", out);
 		free(out);
 		/* The R1-style reply started inside the block: its prompt says so. */
-		o.format = STORE_DPO;
+		o.format = STORE_KTO;
 		o.keep_reasoning = 0;
 		out = export_to(s, &o, &n);
-		CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"Four.\"}]") &&
-		    strstr(out, "\"rejected\":[{\"role\":\"assistant\",\"content\":\"Four!\"}]"), "dpo, answers only: %s", out);
+		CHECK(out && count_lines(out) == 3 && strstr(out, "\"completion\":[{\"role\":\"assistant\",\"content\":\"Four.\"}]") &&
+		    strstr(out, "\"completion\":[{\"role\":\"assistant\",\"content\":\"Four!\"}]"), "kto, answers only: %s", out);
 		free(out);
 		o.keep_reasoning = 1;
 		out = export_to(s, &o, &n);
-		CHECK(out && count_lines(out) == 1 &&
-		    strstr(out, "\"rejected\":[{\"role\":\"assistant\",\"content\":\"<think>\\nI add them.\\n</think>\\n\\nFour!\"}]"),
-		    "dpo with reasoning: %s", out);
+		CHECK(out && count_lines(out) == 3 &&
+		    strstr(out, "\"completion\":[{\"role\":\"assistant\",\"content\":\"<think>\\nI add them.\\n</think>\\n\\nFour!\"}]"),
+		    "kto with reasoning: %s", out);
+		free(out);
+		/* Two templates rendered the two replies' prompts: no DPO pair. */
+		o.format = STORE_DPO;
+		out = export_to(s, &o, &n);
+		CHECK(out && count_lines(out) == 0, "dpo: no pair across templates: %s", out);
 		free(out);
 	}
 	/* A new generation keeps its reasoning apart; the message reads as the answer. */
@@ -1529,13 +1534,34 @@ test_gen_made(void)
 		CHECK(store_pref_add(s, ga, gd, STORE_PICK_A, "temp 0.9", NULL) < 0 &&
 		    strstr(store_errmsg(s), "fed different prompts (other messages"), "other messages: %s",
 		    store_errmsg(s));
-		/* Not recorded on one side: nothing to compare. */
+		/* Recorded on one side only: not shown to be the same prompt. */
 		rec.fed = fed;
 		rec.n_fed = 4;
 		rec.prompt_text = NULL;
 		CHECK(store_gen_add(s, conv, msg, &rec, &ge, NULL) == 0 &&
-		    store_pref_add(s, ga, ge, STORE_PICK_A, "temp 0.9", NULL) == 0, "text not recorded: %s",
+		    store_pref_add(s, ga, ge, STORE_PICK_A, "temp 0.9", NULL) < 0 &&
+		    strstr(store_errmsg(s), "the text rendered differs"), "text not recorded: %s", store_errmsg(s));
+		rec.fed = NULL;
+		rec.n_fed = 0;
+		rec.prompt_text = "<s>Today is 5 Dec. Sing";
+		CHECK(store_gen_add(s, conv, msg, &rec, &ge, NULL) == 0 &&
+		    store_pref_add(s, ga, ge, STORE_PICK_A, "temp 0.9", NULL) < 0 &&
+		    strstr(store_errmsg(s), "has no record of the prompt it was fed"), "messages not recorded: %s",
 		    store_errmsg(s));
+		/* The same prompt and text, another model: its own way of
+		 * writing, not a setting, would make the difference. */
+		rec.fed = fed;
+		rec.n_fed = 4;
+		rec.model_id = m1;
+		CHECK(store_gen_add(s, conv, msg, &rec, &ge, NULL) == 0 &&
+		    store_pref_add(s, ga, ge, STORE_PICK_A, "temp 0.9", NULL) < 0 &&
+		    strstr(store_errmsg(s), "made by different models"), "another model: %s", store_errmsg(s));
+		/* The same model through another template. */
+		rec.model_id = mf;
+		rec.template_name = "another";
+		CHECK(store_gen_add(s, conv, msg, &rec, &ge, NULL) == 0 &&
+		    store_pref_add(s, ga, ge, STORE_PICK_A, "temp 0.9", NULL) < 0 &&
+		    strstr(store_errmsg(s), "different chat templates"), "another template: %s", store_errmsg(s));
 	}
 	store_close(s);
 }
@@ -1610,9 +1636,11 @@ test_export_truth(void)
 
 	o.format = STORE_DPO;
 	out = export_to(s, &o, &n);
-	/* Pairs: 0 (up) over 4 (2 stars); 4 over 3 (down); not 0 over 3
-	 * (the same text); nothing with 1 or 2 (incomplete). */
-	CHECK(out && count_lines(out) == 2 && !strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"la la la\"}],"
+	/* Pairs: 4 over 3 (down), both beta's; not 0 (up, alpha's) over 4
+	 * (2 stars, beta's): two models; not 0 over 3 (the same text, and
+	 * two models); nothing with 1 or 2 (incomplete). */
+	CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"hum\"}],"
+	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"la la la\"}]") && !strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"la la la\"}],"
 	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"la la la\"}]") && !strstr(out, "\"la la\"}") &&
 	    !strstr(out, "\"la\"}"), "dpo: no identical pair, no incomplete reply (%d lines): %s", count_lines(out), out);
 	free(out);
@@ -1661,6 +1689,90 @@ test_export_truth(void)
 	out = export_to(s, &o, &n);
 	CHECK(out && !strcmp(out, "{\"messages\":[{\"role\":\"user\",\"content\":\"Sing\"},{\"role\":\"assistant\","
 	    "\"content\":\"la la la\"}]}\n"), "--include-legacy: the prompt rebuilt: %s", out ? out : "");
+	free(out);
+	store_close(s);
+}
+
+/* A DPO pair says one reply is better than another: only of two replies
+ * of one model through one template to one prompt (for a model run here,
+ * one text rendered; a remote model's text is its request, which holds
+ * the settings).  A conversation resumed with another model, or a
+ * preference an older natter recorded across models, makes no pair. */
+static void
+test_export_pairs(void)
+{
+	char p[512], err[512], ma[512], mb[512], sql[512], *out;
+	struct store *s;
+	struct store_export_opts o;
+	struct store_export_counts n;
+	int64_t conv, u, msg, mid_a, mid_b, mid_r, a1, a2, a3, b1, r1, r2;
+	struct store_gen g;
+	struct store_turn fed[1] = { { "user", "Sing" } };
+
+	path_of(p, sizeof(p), "pairs.db");
+	path_of(ma, sizeof(ma), "pair-alpha.gguf");
+	path_of(mb, sizeof(mb), "pair-beta.gguf");
+	fake_model(ma, "alpha weights");
+	fake_model(mb, "beta weights");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	CHECK(store_model(s, ma, "llama", "F32", &mid_a) == 0 && store_model(s, mb, "llama", "F32", &mid_b) == 0 &&
+	    store_model_remote(s, "http://host/v1", "m", &mid_r) == 0, "models: %s", store_errmsg(s));
+	store_conv_new(s, mid_a, NULL, NULL, NULL, &conv);
+	store_msg_add(s, conv, "user", "Sing", &u);
+	g = gen("alpha one");
+	g.fed = fed;
+	g.n_fed = 1;
+	g.model_id = mid_a;
+	g.template_name = "chatml";
+	g.prompt_text = "<|im_start|>user\nSing<|im_end|>\n";
+	CHECK(store_gen_add(s, conv, 0, &g, &a1, &msg) == 0, "add: %s", store_errmsg(s));
+	g.content = "alpha two";
+	store_gen_add(s, conv, msg, &g, &a2, NULL);
+	g.content = "alpha three";                  /* another text rendered (the date in it, say) */
+	g.prompt_text = "<|im_start|>user\nSing today<|im_end|>\n";
+	store_gen_add(s, conv, msg, &g, &a3, NULL);
+	g.content = "beta one";                     /* the session resumed with beta */
+	g.prompt_text = "<|im_start|>user\nSing<|im_end|>\n";
+	g.model_id = mid_b;
+	store_gen_add(s, conv, msg, &g, &b1, NULL);
+	g.content = "remote one";                   /* a remote model: requests at two temperatures */
+	g.model_id = mid_r;
+	g.prompt_text = "{\"temperature\":0.5}";
+	store_gen_add(s, conv, msg, &g, &r1, NULL);
+	g.content = "remote two";
+	g.prompt_text = "{\"temperature\":1.0}";
+	store_gen_add(s, conv, msg, &g, &r2, NULL);
+	store_rating_set(s, a1, "thumb", 1, NULL);
+	store_rating_set(s, a2, "thumb", 0, NULL);
+	store_rating_set(s, a3, "thumb", 0, NULL);
+	store_rating_set(s, b1, "thumb", 0, NULL);
+	store_rating_set(s, r1, "thumb", 1, NULL);
+	store_rating_set(s, r2, "thumb", 0, NULL);
+	/* A preference across models as an older natter recorded it. */
+	snprintf(sql, sizeof(sql), "INSERT INTO preferences(message_id, gen_a, gen_b, pick, created) "
+	    "VALUES (%lld, %lld, %lld, 'b', 1)", (long long)msg, (long long)b1, (long long)a1);
+	CHECK(exec_sql(p, sql) == 0, "a preference across models");
+
+	memset(&o, 0, sizeof(o));
+	o.format = STORE_DPO;
+	o.min_rating = 4;
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 2 &&
+	    strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"alpha one\"}],"
+	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"alpha two\"}]") &&
+	    strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"remote one\"}],"
+	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"remote two\"}]") &&
+	    !strstr(out, "beta one") && !strstr(out, "alpha three"),
+	    "dpo: a pair of one model and one prompt only (%d lines): %s", count_lines(out), out ? out : "");
+	free(out);
+	/* The template, too (the same model, text and messages). */
+	snprintf(sql, sizeof(sql), "UPDATE generations SET template_name = 'llama3' WHERE id = %lld", (long long)a2);
+	CHECK(exec_sql(p, sql) == 0, "another template");
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 1 && !strstr(out, "alpha"), "dpo: no pair across templates: %s",
+	    out ? out : "");
 	free(out);
 	store_close(s);
 }
@@ -2283,6 +2395,7 @@ main(void)
 	test_chatlog_settings();
 	test_gen_made();
 	test_export_truth();
+	test_export_pairs();
 	test_export_damaged();
 	test_adapters_and_preferences();
 	test_remote_models();

@@ -210,9 +210,10 @@ int store_pick_parse(const char *word, enum store_pick *p);
  * alternatives of one assistant message) and picked PICK; SETTING says
  * for people what B changed ("adapter off", "temp 1.1").  A preference
  * for A or B makes a DPO pair in the export; a tie makes none.  Ratings
- * are not touched.  Refused (-1) when the two were recorded as fed
- * different messages or (a model run here) prompt text.  *ID (may be NULL) gets the row's
- * id. */
+ * are not touched.  Refused (-1, store_errmsg says why) unless both were
+ * made by one model through one template from one recorded prompt: the
+ * same messages and (a model run here) the same text rendered, the rule
+ * the export's DPO pairs follow.  *ID (may be NULL) gets the row's id. */
 int store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pick, const char *setting,
 		   int64_t *id);
 

@@ -20,7 +20,7 @@ struct gen {
 	char *content;      /* repaired UTF-8; the answer, or with keep_reasoning the reasoning and the answer */
 	int score;          /* 0: unrated; thumbs up 5, down 1; stars 1..5 */
 	enum store_end end;
-	char *fed;          /* the messages it was fed, as stored (JSON); NULL before schema 3 */
+	struct store_origin made;   /* what it was made from; made.messages NULL before schema 3 */
 	int model_ok;       /* made by the model --model asks for */
 	int adapter_ok;     /* made with the adapter --adapter asks for (or with none, for "none") */
 	int pref;           /* one of an A/B preference for A or B */
@@ -184,11 +184,14 @@ dpo_line(FILE *f, const struct gen *ga, const struct gen *gb, int *n, int openai
 	return emit(f, line, n);
 }
 
-/* Whether GA over GB is a usable pair: same prompt, different texts. */
+/* Whether GA over GB is a usable pair: made by one model through one
+ * template from one prompt (store_origin_differs, the rule an A/B
+ * preference is held to), different texts. */
 static int
 pair_ok(const struct gen *ga, const struct gen *gb)
 {
-	return ga->usable && gb->usable && !strcmp(ga->key, gb->key) && strcmp(ga->content, gb->content) != 0;
+	return ga->usable && gb->usable && !strcmp(ga->key, gb->key) && !store_origin_differs(&ga->made, &gb->made) &&
+	    strcmp(ga->content, gb->content) != 0;
 }
 
 /* Every pair of one turn's rated replies to one prompt rated differently,
@@ -425,7 +428,7 @@ free_msgs(struct xmsg *m, int n)
 		free(m[i].content);
 		for (int k = 0; k < m[i].ngens; k++) {
 			free(m[i].gens[k].content);
-			free(m[i].gens[k].fed);
+			store_origin_clear(&m[i].gens[k].made);
 			free(m[i].gens[k].key);
 			cJSON_Delete(m[i].gens[k].prompt);
 		}
@@ -440,7 +443,7 @@ free_msgs(struct xmsg *m, int n)
 static cJSON *
 recorded_prompt(const struct gen *g)
 {
-	cJSON *rec = cJSON_Parse(g->fed), *a, *it;
+	cJSON *rec = cJSON_Parse(g->made.messages), *a, *it;
 	if (!cJSON_IsArray(rec)) {
 		cJSON_Delete(rec);
 		return NULL;
@@ -485,7 +488,7 @@ prepare(const struct store_export_opts *o, const char *system, struct xmsg *m, i
 		struct gen *g = &m[i].gens[a];
 		if ((!g->score && !g->pref) || g->created < o->since || !g->model_ok || !g->adapter_ok)
 			continue;
-		if (!g->fed && !o->include_legacy) {
+		if (!g->made.messages && !o->include_legacy) {
 			counts->skipped_legacy += g->score > 0;
 			continue;
 		}
@@ -493,7 +496,7 @@ prepare(const struct store_export_opts *o, const char *system, struct xmsg *m, i
 			counts->skipped_incomplete += g->score > 0;
 			continue;
 		}
-		g->prompt = g->fed ? recorded_prompt(g) : rebuilt_prompt(system, m, i);
+		g->prompt = g->made.messages ? recorded_prompt(g) : rebuilt_prompt(system, m, i);
 		if (!g->prompt)
 			continue;   /* a damaged record: nothing true to say */
 		g->key = cJSON_PrintUnformatted(g->prompt);
@@ -552,8 +555,9 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 	    "OR md.endpoint LIKE '%' || ?3 || '%' OR md.kind = ?3))) "
 	    "END, g.reasoning, g.prompt_text, CASE WHEN ?4 IS NULL THEN 1 WHEN ?4 = 'none' THEN NOT EXISTS (SELECT 1 "
 	    "FROM generation_adapters ga WHERE ga.generation_id = g.id) ELSE EXISTS (SELECT 1 FROM generation_adapters "
-	    "ga WHERE ga.generation_id = g.id AND ga.sha256 LIKE ?4 || '%') END "
-	    "FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id WHERE g.message_id = ?1 ORDER BY g.id");
+	    "ga WHERE ga.generation_id = g.id AND ga.sha256 LIKE ?4 || '%') END, " STORE_ORIGIN_COLUMNS " "
+	    "FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id " STORE_ORIGIN_JOIN " "
+	    "WHERE g.message_id = ?1 ORDER BY g.id");
 	/* The A/B preferences for A or B (a tie says neither is better). */
 	sqlite3_stmt *ps = store_prepare(s, "SELECT gen_a, gen_b, pick FROM preferences WHERE message_id = ? "
 	    "AND pick <> 'tie' ORDER BY id");
@@ -610,13 +614,11 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 			}
 			g->score = sqlite3_column_int(gs, 2);
 			g->created = sqlite3_column_int64(gs, 3);
-			g->fed = sqlite3_column_type(gs, 4) == SQLITE_NULL ? NULL :
-			    strdup((const char *)sqlite3_column_text(gs, 4));
 			g->end = store_end_parse((const char *)sqlite3_column_text(gs, 5));
 			g->rated_at = sqlite3_column_int64(gs, 6);
 			g->model_ok = sqlite3_column_int(gs, 7);
 			g->adapter_ok = sqlite3_column_int(gs, 10);
-			if (!g->content || (sqlite3_column_type(gs, 4) != SQLITE_NULL && !g->fed))
+			if (!g->content || store_origin_read(gs, 11, &g->made) < 0)
 				goto out;
 		}
 		int pr = step == SQLITE_DONE ? load_prefs(ps, sqlite3_column_int64(ms, 0), &m[nm - 1]) : -2;

@@ -2,6 +2,8 @@
 #ifndef NATTER_STORE_IMPL_H
 #define NATTER_STORE_IMPL_H
 
+#include <stdint.h>
+
 #include <sqlite3.h>
 
 struct store {
@@ -20,6 +22,36 @@ struct store {
  * "MODEL @ ENDPOINT" for a model on a remote server. */
 #define STORE_MODEL_LABEL(md) "(CASE " md ".kind WHEN 'remote' THEN " md ".file_name || ' @ ' || " md ".endpoint " \
 	"ELSE " md ".file_name END)"
+
+/*
+ * What a generation was made from, as far as comparing two replies goes
+ * (store-origin.c): a preference or a DPO pair says one reply is better
+ * than another, which is only true of two replies of one model, through
+ * one template, to one prompt.  Strings are owned by the struct
+ * (store_origin_clear frees them); 0 and NULL mean not recorded.
+ */
+struct store_origin {
+	int64_t model_id, template_id;
+	char *template_name;
+	char *messages;      /* the messages fed, as stored (JSON) */
+	char *text;          /* the prompt rendered; NULL for a remote model's (its request, settings and all) */
+};
+
+/* The columns store_origin_read reads, from generations AS g joined with
+ * STORE_ORIGIN_JOIN. */
+#define STORE_ORIGIN_COLUMNS "COALESCE(g.model_id, 0), COALESCE(g.template_id, 0), g.template_name, " \
+	"g.prompt_messages, CASE WHEN om.kind = 'remote' THEN NULL ELSE g.prompt_text END"
+#define STORE_ORIGIN_JOIN "LEFT JOIN models om ON om.id = g.model_id"
+
+/* Fills *O from the five STORE_ORIGIN_COLUMNS at column COL of ST's row.
+ * Returns 0, or -1 when out of memory (*O then empty). */
+int store_origin_read(sqlite3_stmt *st, int col, struct store_origin *o);
+/* Frees what *O holds; *O is then empty. */
+void store_origin_clear(struct store_origin *o);
+/* NULL when replies made from A and B may be compared, else why not (a
+ * static string, "they were made by ...").  A fact recorded for one and
+ * not the other differs. */
+const char *store_origin_differs(const struct store_origin *a, const struct store_origin *b);
 
 int store_exec(struct store *s, const char *sql, const char *what);
 sqlite3_stmt *store_prepare(struct store *s, const char *sql);

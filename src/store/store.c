@@ -1662,7 +1662,8 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 {
 	sqlite3_stmt *st;
 	int64_t msg[2] = { 0, 0 };
-	char *fed[2][2] = { { NULL, NULL }, { NULL, NULL } };   /* each generation's prompt_messages, prompt_text */
+	struct store_origin made[2] = { { 0 }, { 0 } };
+	const char *why;
 	int rc;
 
 	if (!store_pick_name(pick)) {
@@ -1676,21 +1677,16 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 	if (store_begin(s) < 0)
 		return -1;
 	for (int k = 0; k < 2; k++) {
-		/* A remote reply's prompt_text is the request sent, its sampling
-		 * settings in it: only the messages say what it was fed. */
-		st = store_prepare(s, "SELECT g.message_id, g.prompt_messages, CASE WHEN md.kind = 'remote' THEN NULL "
-		    "ELSE g.prompt_text END FROM generations g LEFT JOIN models md ON md.id = g.model_id WHERE g.id = ?");
+		st = store_prepare(s, "SELECT g.message_id, " STORE_ORIGIN_COLUMNS " FROM generations g "
+		    STORE_ORIGIN_JOIN " WHERE g.id = ?");
 		if (!st)
 			goto fail;
 		sqlite3_bind_int64(st, 1, k ? gen_b : gen_a);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			msg[k] = sqlite3_column_int64(st, 0);
-			for (int c = 0; c < 2; c++) {
-				const char *t = (const char *)sqlite3_column_text(st, 1 + c);
-				if (!(fed[k][c] = strdup(t ? t : "")))
-					rc = SQLITE_NOMEM;
-			}
+			if (store_origin_read(st, 1, &made[k]) < 0)
+				rc = SQLITE_NOMEM;
 		}
 		sqlite3_finalize(st);
 		if (rc == SQLITE_NOMEM) {
@@ -1710,16 +1706,21 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 		    "replies to one", (long long)gen_a, (long long)gen_b);
 		goto fail;
 	}
-	/* The messages fed and the text rendered from them, where both
-	 * replies recorded them: a preference between replies to two prompts
-	 * would say one setting made a difference that the prompt made. */
-	for (int c = 0; c < 2; c++) {
-		if (fed[0][c][0] && fed[1][c][0] && strcmp(fed[0][c], fed[1][c])) {
-			store_seterr(s, "the two replies were fed different prompts (%s; the conversation cut to fit "
-			    "another context, or a template that writes the date), so they are no preference pair",
-			    c ? "the text rendered differs" : "other messages");
+	/* A preference between replies to two prompts, or of two models,
+	 * would say one setting made a difference that the prompt or the
+	 * model made; a reply whose prompt was not recorded (made before
+	 * natter kept it) cannot be shown to answer the same one. */
+	for (int k = 0; k < 2; k++) {
+		if (!made[k].messages) {
+			store_seterr(s, "generation %lld has no record of the prompt it was fed, so it is no preference "
+			    "pair", (long long)(k ? gen_b : gen_a));
 			goto fail;
 		}
+	}
+	if ((why = store_origin_differs(&made[0], &made[1]))) {
+		store_seterr(s, "generations %lld and %lld are no preference pair: %s", (long long)gen_a,
+		    (long long)gen_b, why);
+		goto fail;
 	}
 	st = store_prepare(s, "INSERT INTO preferences(message_id, gen_a, gen_b, pick, setting, created) "
 	    "VALUES (?, ?, ?, ?, ?, ?)");
@@ -1739,12 +1740,12 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 	}
 	if (id)
 		*id = sqlite3_last_insert_rowid(s->db);
-	for (int k = 0; k < 4; k++)
-		free(fed[k / 2][k % 2]);
+	for (int k = 0; k < 2; k++)
+		store_origin_clear(&made[k]);
 	return store_commit(s, "the preference");
 fail:
-	for (int k = 0; k < 4; k++)
-		free(fed[k / 2][k % 2]);
+	for (int k = 0; k < 2; k++)
+		store_origin_clear(&made[k]);
 	store_rollback(s);
 	return -1;
 }

@@ -1158,6 +1158,56 @@ test_chatlog(void)
 	store_close(s);
 }
 
+/* A session whose model could not be recorded at its start (here: its
+ * file not there yet; in life, a busy database) records it with the
+ * first reply, and a reply whose model cannot be recorded is not saved:
+ * saved under no model, it would be exported as the conversation's
+ * first model's. */
+static void
+test_chatlog_model_later(void)
+{
+	char p[512], err[512], mp[512], q[256];
+	struct store *s;
+	struct llm_model *m = NULL;
+	struct chat *c = NULL;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct chatlog l;
+	int before;
+
+	if (chatlog_setup("model-later.db", "chatlog model later", p, sizeof(p), &s, &m, &o, 5) < 0)
+		return;
+	path_of(mp, sizeof(mp), "later.gguf");
+	unlink(mp);
+	o.max_tokens = 4;
+	if (chat_new(m, &o, &c, err, sizeof(err)) < 0) {
+		CHECK(0, "chat_new: %s", err);
+		goto out;
+	}
+	memset(&l, 0, sizeof(l));
+	l.s = s;
+	CHECK(chatlog_model(&l, c, mp) < 0 && l.model_id == 0, "the model cannot be recorded at the start");
+	chat_add_user(c, "Hello", 5);
+	CHECK(chatlog_user(&l, c) == 0, "the message: %s", store_errmsg(s));
+	before = query_int(p, "SELECT count(*) FROM generations");
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) < 0 &&
+	    strstr(store_errmsg(s), "its model could not be recorded") && strstr(store_errmsg(s), "later.gguf"),
+	    "a reply whose model cannot be recorded is not saved: %s", store_errmsg(s));
+	CHECK(query_int(p, "SELECT count(*) FROM generations") == before && l.last_gen == 0,
+	    "and no generation is stored (%d)", query_int(p, "SELECT count(*) FROM generations"));
+	fake_model(mp, "the later model");
+	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0 &&
+	    l.last_gen > 0 && l.model_id > 0, "once it can be, the reply records it: %s", store_errmsg(s));
+	snprintf(q, sizeof(q), "SELECT count(*) FROM generations g JOIN models md ON md.id = g.model_id "
+	    "WHERE g.id = %lld AND md.file_name = 'later.gguf'", (long long)l.last_gen);
+	CHECK(query_int(p, q) == 1, "the generation names its model");
+	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE model_id IS NULL") == 0, "none under no model");
+out:
+	chat_free(c);
+	llm_model_free(m);
+	store_close(s);
+}
+
 /* A session's messages follow its own: a user message the store did not
  * take is saved with the reply to it (never the reply under the message
  * before), and two natters on one conversation do not thread their
@@ -2392,6 +2442,7 @@ main(void)
 	test_tree();
 	test_chatlog();
 	test_chatlog_parents();
+	test_chatlog_model_later();
 	test_chatlog_settings();
 	test_gen_made();
 	test_export_truth();

@@ -40,14 +40,18 @@ struct chatlog {
 	int64_t last_gen;          /* the last reply's generation (0: it was not stored) */
 	const char *template_name;
 	struct chatlog_ab ab;      /* the comparison in progress, if any */
+	const char *model_path;    /* the model file chatlog_model was given (borrowed: it outlives L) */
+	int model_missing;         /* chatlog_model could not record the model: tried again before each reply */
 };
 
 /* Records the model session C's replies come from, for every reply
  * recorded from now on: over a remote server, its endpoint and model id
  * (store_model_remote); in this process, the model file MODEL_PATH
- * (store_model hashes it once; NULL: none recorded).  Sets
- * L->template_name too.  Returns 0, or -1 with store_errmsg(L->s)
- * explaining (L->model_id is then 0: the replies are still recorded). */
+ * (store_model hashes it once; NULL: none recorded; borrowed, it must
+ * outlive L).  Sets L->template_name too.  Returns 0, or -1 with
+ * store_errmsg(L->s) explaining: L->model_id is then 0, and the model is
+ * recorded again when a reply is saved (chatlog_reply), which is not
+ * saved if that fails too: no reply is recorded under no model. */
 int chatlog_model(struct chatlog *l, struct chat *c, const char *model_path);
 /* Records the user's message C just received (committed before returning),
  * unless the session cannot answer it (chat_check: longer than the

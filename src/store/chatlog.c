@@ -10,6 +10,7 @@
 #include "natter/chatlog.h"
 #include "natter/lora.h"
 #include "natter/store.h"
+#include "store/store-impl.h"
 
 /* How a reply ended, in the session's words and the store's. */
 static const struct {
@@ -33,24 +34,52 @@ end_of(enum chat_stop s)
 	return STORE_END_UNKNOWN;
 }
 
+/* Records the model of session C (MODEL_PATH: its file, for a model run
+ * here; NULL: none) and keeps its id in L.  Returns 0 or -1. */
+static int
+record_model(struct chatlog *l, struct chat *c, const char *model_path)
+{
+	struct chat_engine_info i;
+	int64_t id = 0;
+	int rc = 0;
+
+	chat_engine_info(c, &i);
+	if (i.endpoint && i.model)
+		rc = store_model_remote(l->s, i.endpoint, i.model, &id);
+	else if (model_path)
+		rc = store_model(l->s, model_path, i.arch ? i.arch : "", i.type_name ? i.type_name : "", &id);
+	l->model_id = rc < 0 ? 0 : id;
+	l->model_missing = rc < 0;
+	return rc;
+}
+
 int
 chatlog_model(struct chatlog *l, struct chat *c, const char *model_path)
 {
-	struct chat_engine_info i;
-	int rc = 0;
-
 	l->model_id = 0;
+	l->model_path = model_path;
+	l->model_missing = 0;
 	if (!l->s)
 		return 0;
 	l->template_name = chat_template_name(c);
-	chat_engine_info(c, &i);
-	if (i.endpoint && i.model)
-		rc = store_model_remote(l->s, i.endpoint, i.model, &l->model_id);
-	else if (model_path)
-		rc = store_model(l->s, model_path, i.arch ? i.arch : "", i.type_name ? i.type_name : "", &l->model_id);
-	if (rc < 0)
-		l->model_id = 0;
-	return rc;
+	return record_model(l, c, model_path);
+}
+
+/* Whether the session's model is recorded, recording it now if it could
+ * not be at the start (the database was busy, say): a reply saved under
+ * no model would be exported as any model's, the conversation's first
+ * one's included.  Returns 0, or -1 with store_errmsg(L->s) explaining:
+ * the reply is then not saved. */
+static int
+model_known(struct chatlog *l, struct chat *c)
+{
+	char why[sizeof(l->s->err)];
+
+	if (!l->model_missing || record_model(l, c, l->model_path) == 0)
+		return 0;
+	snprintf(why, sizeof(why), "%s", store_errmsg(l->s));
+	store_seterr(l->s, "the reply was not saved: its model could not be recorded (%s)", why);
+	return -1;
 }
 
 /* Saves user message J of C as the child of the message before it in
@@ -186,6 +215,8 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
 		return -1;
 	if (!l->conv)
 		return 0;
+	if (model_known(l, c) < 0)
+		return -1;
 	if (chatlog_gen(c, st, &g, adapters, &fed) < 0)
 		return -1;
 	g.parent = !msg && i > 0 ? chat_message_tag(c, i - 1) : 0;

@@ -1743,6 +1743,42 @@ test_export_truth(void)
 	store_close(s);
 }
 
+/* A reply recorded with its reasoning apart (since schema 4) is exported
+ * as stored: one without reasoning is its whole answer, even if it holds
+ * <think> (a session with other --think-tags, whose model wrote it as
+ * text); only a reply from before schema 4 is split again. */
+static void
+test_export_as_stored(void)
+{
+	char p[512], err[512], *out;
+	struct store *s;
+	struct store_export_opts o;
+	struct store_export_counts n;
+	int64_t conv, u, msg, gid;
+	struct store_gen g;
+	struct store_turn fed[1] = { { "user", "q" } };
+
+	path_of(p, sizeof(p), "as-stored.db");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	store_conv_new(s, 0, NULL, NULL, NULL, &conv);
+	store_msg_add(s, conv, "user", "q", &u);
+	g = gen("<think>plan</think>The answer is 0");
+	g.fed = fed;
+	g.n_fed = 1;
+	CHECK(store_gen_add(s, conv, 0, &g, &gid, &msg) == 0 && store_rating_set(s, gid, "thumb", 1, NULL) == 0,
+	    "add: %s", store_errmsg(s));
+	memset(&o, 0, sizeof(o));
+	o.format = STORE_SFT;
+	o.min_rating = 4;
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 1 && strstr(out, "\"content\":\"<think>plan</think>The answer is 0\"}]}"),
+	    "the reply as stored: %s", out ? out : "");
+	free(out);
+	store_close(s);
+}
+
 /* A DPO pair says one reply is better than another: only of two replies
  * of one model through one template to one prompt (for a model run here,
  * one text rendered; a remote model's text is its request, which holds
@@ -2447,6 +2483,7 @@ main(void)
 	test_gen_made();
 	test_export_truth();
 	test_export_pairs();
+	test_export_as_stored();
 	test_export_damaged();
 	test_adapters_and_preferences();
 	test_remote_models();

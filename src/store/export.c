@@ -367,8 +367,11 @@ part_add(void *ctx, enum think_kind k, const char *s, size_t n)
 
 /*
  * The text a reply is exported as, from its stored answer CONTENT and
- * REASONING (NULL: none recorded).  A reply recorded before schema 4 has
- * no reasoning column, and its content is what the model wrote, tags and
+ * REASONING.  HAS_REASONING: the reply was recorded with its reasoning
+ * apart, or with none (reasoning or n_reasoning not NULL), and is
+ * exported as stored, even an answer that holds <think> (a session with
+ * other --think-tags).  A reply recorded before schema 4 had no
+ * reasoning column, and its content is what the model wrote, tags and
  * all: it is split as the session splits a reply (PROMPT, the rendered
  * prompt when recorded, tells whether the reply started inside the
  * reasoning).  KEEP puts the reasoning back before the answer, between
@@ -555,7 +558,8 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 	    "OR md.endpoint LIKE '%' || ?3 || '%' OR md.kind = ?3))) "
 	    "END, g.reasoning, g.prompt_text, CASE WHEN ?4 IS NULL THEN 1 WHEN ?4 = 'none' THEN NOT EXISTS (SELECT 1 "
 	    "FROM generation_adapters ga WHERE ga.generation_id = g.id) ELSE EXISTS (SELECT 1 FROM generation_adapters "
-	    "ga WHERE ga.generation_id = g.id AND ga.sha256 LIKE ?4 || '%') END, " STORE_ORIGIN_COLUMNS " "
+	    "ga WHERE ga.generation_id = g.id AND ga.sha256 LIKE ?4 || '%') END, " STORE_ORIGIN_COLUMNS ", "
+	    "g.reasoning IS NOT NULL OR g.n_reasoning IS NOT NULL "
 	    "FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id " STORE_ORIGIN_JOIN " "
 	    "WHERE g.message_id = ?1 ORDER BY g.id");
 	/* The A/B preferences for A or B (a tie says neither is better). */
@@ -606,7 +610,7 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 				char *reasoning = dup_text(sqlite3_column_text(gs, 8));
 				char *prompt = dup_text(sqlite3_column_text(gs, 9));
 				g->content = answer && reasoning && prompt ? reply_text(answer, reasoning,
-				    sqlite3_column_type(gs, 8) != SQLITE_NULL, sqlite3_column_type(gs, 9) != SQLITE_NULL ?
+				    sqlite3_column_int(gs, 16), sqlite3_column_type(gs, 9) != SQLITE_NULL ?
 				    prompt : NULL, o->keep_reasoning) : NULL;
 				free(answer);
 				free(reasoning);

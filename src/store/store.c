@@ -1301,8 +1301,13 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	else
 		sqlite3_bind_null(st, k++);
 	bind_text_or_null(st, k++, g->reasoning);
+	/* A reply without reasoning had none: 0, not NULL, which marks a
+	 * reply recorded before schema 4 (its reasoning, if any, still in
+	 * its content, which the export splits). */
 	if (g->reasoning && g->n_reasoning > 0)
 		sqlite3_bind_int(st, k++, g->n_reasoning);
+	else if (!g->reasoning)
+		sqlite3_bind_int(st, k++, 0);
 	else
 		sqlite3_bind_null(st, k++);
 	if (settings) {

@@ -194,6 +194,37 @@ i = stops.index('["zzz","unfold"]') if '["zzz","unfold"]' in stops else 0
 print(" ".join(stops[i:i + 2]))
 EOF2
 )"
+# A /v1/completions reply was fed the bare prompt, no chat template, and so
+# was every chat reply here (the server's template passes the text through):
+# export writes none as a chat turn, leaves each out and counts it.
+n_raw=$("$PY" - "$tmp/main.db" <<'EOF2'
+import sqlite3, sys, time
+end = time.monotonic() + 30
+n = 0
+while True:   # the reply is sent before it is recorded
+    try:
+        db = sqlite3.connect(sys.argv[1], timeout=10)
+        n = db.execute("SELECT count(*) FROM generations WHERE template_name LIKE '%completions%'").fetchone()[0]
+        if n >= 2:
+            db.execute("INSERT OR REPLACE INTO ratings(generation_id, kind, value, created) "
+                       "SELECT id, 'thumb', 1, 1 FROM generations")
+            db.commit()
+            n = db.execute("SELECT count(*) FROM generations").fetchone()[0]
+            break
+    except sqlite3.Error:
+        n = 0
+    if time.monotonic() > end:
+        break
+    time.sleep(0.05)
+print(n)
+EOF2
+)
+[ "$n_raw" -ge 2 ] && ok || bad "the two completions were not recorded ($n_raw replies)"
+"$NATTER_BIN" export --db "$tmp/main.db" --format sft --include-incomplete -o "$tmp/sft.jsonl" 2>"$tmp/sft.err"
+check "export status" 0 $?
+check "export writes no reply to a bare prompt" "0" "$(wc -l < "$tmp/sft.jsonl" | tr -d ' ')"
+check "export leaves them out" "left out $n_raw rated" "$(grep -o "left out [0-9]* rated" "$tmp/sft.err" | tail -n 1)"
+grep -q "bare prompt" "$tmp/sft.err" && ok || bad "export does not say why: $(cat "$tmp/sft.err")"
 # Sampling fields are honoured: a seed repeats a sampled reply; top_k 1 is greedy.
 body c8 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 1.5, \"seed\": 42, \"max_tokens\": 24, \"top_p\": 0.9, \"min_p\": 0.01, \"repeat_penalty\": 1.1}"
 req r8a POST /v1/chat/completions "$tmp/c8" >/dev/null; req r8b POST /v1/chat/completions "$tmp/c8" >/dev/null

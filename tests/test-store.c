@@ -1779,6 +1779,59 @@ test_export_as_stored(void)
 	store_close(s);
 }
 
+/* A reply to a bare prompt (natter serve's /v1/completions: the prompt
+ * recorded as one user message, rendered through no template) is no chat
+ * turn: the export leaves it out and counts it, whatever its template is
+ * called; a chat reply to the same words, rendered through a template,
+ * is exported. */
+static void
+test_export_bare_prompt(void)
+{
+	char p[512], err[512], mp[512], *out;
+	struct store *s;
+	struct store_export_opts o;
+	struct store_export_counts n;
+	int64_t conv, u, msg, mid, graw, gchat;
+	struct store_gen g;
+	struct store_turn fed[1] = { { "user", "Once upon a time" } };
+
+	path_of(p, sizeof(p), "bare.db");
+	path_of(mp, sizeof(mp), "bare.gguf");
+	fake_model(mp, "a model for bare prompts");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	CHECK(store_model(s, mp, "llama", "F32", &mid) == 0, "model: %s", store_errmsg(s));
+	store_conv_new(s, mid, NULL, NULL, NULL, &conv);
+	store_msg_add(s, conv, "user", "Once upon a time", &u);
+	g = gen(" there was a cat.");
+	g.fed = fed;
+	g.n_fed = 1;
+	g.model_id = mid;
+	g.template_name = "pass-through";
+	g.prompt_text = "Once upon a time";
+	CHECK(store_gen_add(s, conv, 0, &g, &graw, &msg) == 0, "add: %s", store_errmsg(s));
+	g.content = "What a start!";
+	g.template_name = "chatml";
+	g.prompt_text = "<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n";
+	CHECK(store_gen_add(s, conv, msg, &g, &gchat, NULL) == 0, "add: %s", store_errmsg(s));
+	store_rating_set(s, graw, "thumb", 1, NULL);
+	store_rating_set(s, gchat, "thumb", 1, NULL);
+	memset(&o, 0, sizeof(o));
+	o.min_rating = 4;
+	for (int f = 0; f < STORE_N_FORMATS; f++) {
+		o.format = (enum store_format)f;
+		out = export_to(s, &o, &n);
+		CHECK(out && !strstr(out, "there was a cat") && n.skipped_raw == 1, "%s: the bare prompt's reply left "
+		    "out (%d counted): %s", store_format_name(o.format), n.skipped_raw, out ? out : "");
+		if (f == STORE_SFT)
+			CHECK(out && count_lines(out) == 1 && strstr(out, "What a start!"), "sft: the chat reply: %s",
+			    out ? out : "");
+		free(out);
+	}
+	store_close(s);
+}
+
 /* A DPO pair says one reply is better than another: only of two replies
  * of one model through one template to one prompt (for a model run here,
  * one text rendered; a remote model's text is its request, which holds
@@ -2484,6 +2537,7 @@ main(void)
 	test_export_truth();
 	test_export_pairs();
 	test_export_as_stored();
+	test_export_bare_prompt();
 	test_export_damaged();
 	test_adapters_and_preferences();
 	test_remote_models();

@@ -302,6 +302,10 @@ cmd_export(int argc, char **argv)
 			fprintf(stderr, "%s: left out %d rated repl%s from before schema 3, whose prompt was not recorded "
 			    "(--include-legacy rebuilds it from the conversation)\n", cli_progname, n.skipped_legacy,
 			    n.skipped_legacy == 1 ? "y" : "ies");
+		if (n.skipped_raw)
+			fprintf(stderr, "%s: left out %d rated repl%s to a bare prompt (natter serve's /v1/completions), "
+			    "which no chat template wrapped: they are no chat turns\n", cli_progname, n.skipped_raw,
+			    n.skipped_raw == 1 ? "y" : "ies");
 	}
 	store_close(s);
 	return rc < 0 ? 1 : 0;

@@ -24,6 +24,7 @@ struct gen {
 	int model_ok;       /* made by the model --model asks for */
 	int adapter_ok;     /* made with the adapter --adapter asks for (or with none, for "none") */
 	int pref;           /* one of an A/B preference for A or B */
+	int raw;            /* fed a bare prompt, no chat template (natter serve's /v1/completions) */
 	int usable;         /* may be exported as a target */
 	cJSON *prompt;      /* what it was fed (usable ones only) */
 	char *key;          /* PROMPT printed: equal keys, equal prompts */
@@ -491,6 +492,10 @@ prepare(const struct store_export_opts *o, const char *system, struct xmsg *m, i
 		struct gen *g = &m[i].gens[a];
 		if ((!g->score && !g->pref) || g->created < o->since || !g->model_ok || !g->adapter_ok)
 			continue;
+		if (g->raw) {
+			counts->skipped_raw += g->score > 0;
+			continue;
+		}
 		if (!g->made.messages && !o->include_legacy) {
 			counts->skipped_legacy += g->score > 0;
 			continue;
@@ -543,6 +548,20 @@ load_prefs(sqlite3_stmt *ps, int64_t msg_id, struct xmsg *x)
 	return rc == SQLITE_DONE ? 0 : -2;
 }
 
+/*
+ * Whether generation g was fed a bare prompt: a model run here whose
+ * rendered prompt is the text of the messages it was fed and nothing
+ * else, so no chat template wrapped them (natter serve's /v1/completions
+ * records its prompt as one user message so).  Exported as chat turns, it
+ * would teach the model a template it never saw around that prompt; the
+ * formats are all of chat turns, so it is left out and counted.  (What
+ * shows it is the text itself, not the template's name.  A remote
+ * model's prompt_text is its request, never the bare messages.)
+ */
+#define RAW_PROMPT "(g.prompt_text IS NOT NULL AND om.kind IS NOT 'remote' AND json_valid(g.prompt_messages) AND " \
+	"g.prompt_text = (SELECT COALESCE(group_concat(json_extract(j.value, '$.content'), ''), '') " \
+	"FROM json_each(g.prompt_messages) j))"
+
 /* Writes the lines of one conversation. */
 static int
 export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, const char *system,
@@ -559,7 +578,7 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 	    "END, g.reasoning, g.prompt_text, CASE WHEN ?4 IS NULL THEN 1 WHEN ?4 = 'none' THEN NOT EXISTS (SELECT 1 "
 	    "FROM generation_adapters ga WHERE ga.generation_id = g.id) ELSE EXISTS (SELECT 1 FROM generation_adapters "
 	    "ga WHERE ga.generation_id = g.id AND ga.sha256 LIKE ?4 || '%') END, " STORE_ORIGIN_COLUMNS ", "
-	    "g.reasoning IS NOT NULL OR g.n_reasoning IS NOT NULL "
+	    "g.reasoning IS NOT NULL OR g.n_reasoning IS NOT NULL, " RAW_PROMPT " "
 	    "FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id " STORE_ORIGIN_JOIN " "
 	    "WHERE g.message_id = ?1 ORDER BY g.id");
 	/* The A/B preferences for A or B (a tie says neither is better). */
@@ -622,6 +641,7 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 			g->rated_at = sqlite3_column_int64(gs, 6);
 			g->model_ok = sqlite3_column_int(gs, 7);
 			g->adapter_ok = sqlite3_column_int(gs, 10);
+			g->raw = sqlite3_column_int(gs, 17);
 			if (!g->content || store_origin_read(gs, 11, &g->made) < 0)
 				goto out;
 		}

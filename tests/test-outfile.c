@@ -1,4 +1,4 @@
-/* test-outfile.c -- the folders a result file goes in (outfile_mkdirs): made nested with the mode asked, a folder already there, a file in the way, repeated and trailing slashes. */
+/* test-outfile.c -- the folders a result file goes in (outfile_mkdirs): made nested with the mode asked, a folder already there, a file in the way, repeated and trailing slashes; and which file an output would replace (outfile_same). */
 #include "config.h"
 
 #include <errno.h>
@@ -117,6 +117,34 @@ test_file_in_the_way(void)
 	}
 }
 
+/* outfile_same: one file by any name (itself, another spelling, a hard or symbolic
+ * link, either way round); another file with the same bytes, or a name not taken, is not. */
+static void
+test_same(void)
+{
+	char a[512], a2[512], hard[512], soft[512], copy[512], none[512];
+	FILE *f;
+
+	snprintf(a, sizeof(a), "%s/same-a", dir);
+	snprintf(a2, sizeof(a2), "%s/./same-a", dir);
+	snprintf(hard, sizeof(hard), "%s/same-hard", dir);
+	snprintf(soft, sizeof(soft), "%s/same-soft", dir);
+	snprintf(copy, sizeof(copy), "%s/same-copy", dir);
+	snprintf(none, sizeof(none), "%s/same-none", dir);
+	for (int i = 0; i < 2; i++) {
+		f = fopen(i ? copy : a, "w");
+		CHECK(f && fputs("data\n", f) >= 0 && fclose(f) == 0, "cannot write %s", i ? copy : a);
+	}
+	CHECK(link(a, hard) == 0 && symlink("same-a", soft) == 0, "cannot link %s", a);
+	CHECK(outfile_same(a, a) == 1, "a file is not itself");
+	CHECK(outfile_same(a2, a) == 1, "%s is not %s", a2, a);
+	CHECK(outfile_same(hard, a) == 1 && outfile_same(a, hard) == 1, "a hard link is another file");
+	CHECK(outfile_same(soft, a) == 1 && outfile_same(a, soft) == 1, "a symbolic link is another file");
+	CHECK(outfile_same(copy, a) == 0, "a copy is the same file");
+	CHECK(outfile_same(none, a) == 0 && outfile_same(a, none) == 0, "a name not taken is a file");
+	CHECK(outfile_same(none, none) == 0, "a name not taken is itself");
+}
+
 int
 main(void)
 {
@@ -131,6 +159,7 @@ main(void)
 	test_nested();
 	test_slashes();
 	test_file_in_the_way();
+	test_same();
 	if (!t_fail) {
 		snprintf(cmd, sizeof(cmd), "chmod -R u+w '%s' && rm -rf '%s'", dir, dir);
 		if (system(cmd) != 0)

@@ -29,6 +29,12 @@ int outfile_commit(struct outfile *o, char *err, size_t errlen);
 /* Gives up: closes the file and removes the temporary (O may be zeroed,
  * or committed: then nothing is done). */
 void outfile_abort(struct outfile *o);
+/* Whether writing PATH would replace the file IN: both exist and are one
+ * file (the same device and inode; symbolic links followed, as
+ * outfile_open follows them), whatever their names.  Returns 1 or 0; a
+ * name that does not exist yet, or cannot be looked at, holds nothing to
+ * lose: 0.  Any thread. */
+int outfile_same(const char *path, const char *in);
 
 /* Makes folder DIR and each missing folder above it (mkdir -p), with MODE
  * less the umask; a folder already there is fine, and so are repeated and

@@ -106,6 +106,17 @@ outfile_abort(struct outfile *o)
 	memset(o, 0, sizeof(*o));
 }
 
+int
+outfile_same(const char *path, const char *in)
+{
+	struct stat so, si;
+
+	/* By inode, not by name: "./a", "a" and a link to it are one file. */
+	if (stat(path, &so) != 0 || stat(in, &si) != 0)
+		return 0;
+	return so.st_dev == si.st_dev && so.st_ino == si.st_ino;
+}
+
 /* One folder of outfile_mkdirs: 0, or an errno.  LAST: no folder below it
  * is wanted. */
 static int

@@ -476,6 +476,57 @@ grep -q "^natter: $tmp/nodir/x.jsonl: cannot write it: No such file or directory
 	bad "an export error names the file given: $(cat "$tmp/err")"
 "$NATTER_BIN" export --format xml 2>"$tmp/err"; check "export bad format status" 2 $?
 grep -q "openai-dpo" "$tmp/err" && ok || bad "a bad format lists the formats: $(cat "$tmp/err")"
+# No command writes its output over the history database, its journals or a file it
+# reads, however the database is named (--db, $NATTER_DB, the config file, the default
+# place) and whether or not the command reads it: refused (status 2) before anything is
+# written, every byte kept.
+sum_db=$(cksum < "$tmp/h.db")
+# clobber LABEL FILE MESSAGE COMMAND...: COMMAND refused with MESSAGE, FILE as it was.
+clobber() {
+	label=$1 file=$2 msg=$3; shift 3
+	before=$(cksum < "$file")
+	"$@" > /dev/null 2> "$tmp/err"; check "$label: status" 2 $?
+	grep -qF -- "$msg" "$tmp/err" && ok || bad "$label: $(cat "$tmp/err")"
+	check "$label: the file kept" "$before" "$(cksum < "$file")"
+}
+clobber "export -o \$NATTER_DB" "$tmp/h.db" \
+    "natter: export: -o $tmp/h.db is the history database ($tmp/h.db): it would be overwritten" \
+    "$NATTER_BIN" export --format sft --include-incomplete -o "$tmp/h.db"
+cp "$tmp/h.db" "$tmp/h2.db"
+clobber "export --db X -o X" "$tmp/h2.db" "export: -o $tmp/h2.db is the history database ($tmp/h2.db)" \
+    "$NATTER_BIN" export --format sft --include-incomplete --db "$tmp/h2.db" -o "$tmp/h2.db"
+ln -s "$tmp/h.db" "$tmp/db-link.jsonl"
+clobber "export -o a link to the database" "$tmp/h.db" "export: -o $tmp/db-link.jsonl is the history database ($tmp/h.db)" \
+    "$NATTER_BIN" export --format sft --include-incomplete -o "$tmp/db-link.jsonl"
+mkdir -p "$tmp/xdgdb/natter"; cp "$tmp/h.db" "$tmp/xdgdb/natter/natter.db"
+clobber "export -o the default database" "$tmp/xdgdb/natter/natter.db" \
+    "export: -o $tmp/xdgdb/natter/natter.db is the history database ($tmp/xdgdb/natter/natter.db)" \
+    env -u NATTER_DB XDG_DATA_HOME="$tmp/xdgdb" "$NATTER_BIN" export --format sft --include-incomplete -o "$tmp/xdgdb/natter/natter.db"
+# SQLite's write-ahead log holds changes not yet in the database: as precious.
+echo "wal" > "$tmp/w.db-wal"
+clobber "mkmodel -o the database's log" "$tmp/w.db-wal" \
+    "mkmodel: -o $tmp/w.db-wal is the history database's write-ahead log ($tmp/w.db-wal)" \
+    env NATTER_DB="$tmp/w.db" "$NATTER_BIN" mkmodel --preset tiny --type f32 -o "$tmp/w.db-wal"
+mkdir -p "$tmp/cfgdb/natter"; echo "db = $tmp/h2.db" > "$tmp/cfgdb/natter/config"
+clobber "mkmodel -o the config file's database" "$tmp/h2.db" "mkmodel: -o $tmp/h2.db is the history database ($tmp/h2.db)" \
+    env -u NATTER_DB XDG_CONFIG_HOME="$tmp/cfgdb" "$NATTER_BIN" mkmodel --preset tiny --type f32 -o "$tmp/h2.db"
+cp "$M32" "$tmp/m32.gguf"; ln -s "$tmp/m32.gguf" "$tmp/m32-link.bin"
+clobber "eval --logits-out the model" "$tmp/m32.gguf" \
+    "eval: --logits-out $tmp/m32.gguf is the same file as -m $tmp/m32.gguf: it would be overwritten" \
+    "$NATTER_BIN" eval -m "$tmp/m32.gguf" --tokens 1,2 --logits-out "$tmp/m32.gguf"
+clobber "eval --logits-out a link to the model" "$tmp/m32.gguf" \
+    "eval: --logits-out $tmp/m32-link.bin is the same file as -m $tmp/m32.gguf" \
+    "$NATTER_BIN" eval -m "$tmp/m32.gguf" --tokens 1,2 --logits-out "$tmp/m32-link.bin"
+clobber "eval --logits-out the database" "$tmp/h.db" "eval: --logits-out $tmp/h.db is the history database ($tmp/h.db)" \
+    "$NATTER_BIN" eval -m "$tmp/m32.gguf" --tokens 1,2 --logits-out "$tmp/h.db"
+check "the history after the refusals" "$sum_db" "$(cksum < "$tmp/h.db")"
+"$NATTER_BIN" history list | grep -q "Tell me a dream" && ok || bad "history list after the refusals"
+# Another file is written as before, an existing one too.
+"$NATTER_BIN" export --format sft --include-incomplete -o "$tmp/sft.jsonl" 2>/dev/null; check "export -o a new file status" 0 $?
+"$NATTER_BIN" export --format sft --include-incomplete -o "$tmp/sft.jsonl" 2>/dev/null; check "export -o again status" 0 $?
+check "export -o again: one line" 1 "$(wc -l < "$tmp/sft.jsonl" | tr -d ' ')"
+"$NATTER_BIN" eval -m "$tmp/m32.gguf" --tokens 1,2 --logits-out "$tmp/m32.bin"; check "eval --logits-out a new file status" 0 $?
+[ -s "$tmp/m32.bin" ] && ok || bad "eval --logits-out wrote nothing"
 # The formats: export --help prints the exporter's table; the man page has
 # each one with the same help line.
 MAN="${NATTER_SRCDIR:-.}/man/natter.1"

@@ -335,6 +335,37 @@ grep -q "1 pairs" "$tmp/err" && ok || bad "DPO from the database: $(cat "$tmp/er
 echo "An unrated message" | "$NATTER_BIN" chat -m "$M" --plain -n 4 --db "$tmp/empty.db" >/dev/null 2>&1
 ft -m "$M" $db --min-rating 5 --db "$tmp/empty.db" -o "$tmp/x.gguf" 2>"$tmp/err"; check "empty database status" 1 $?
 grep -q "no rated reply to train on" "$tmp/err" && ok || bad "empty database: $(cat "$tmp/err")"
+# --log, -o and the checkpoint are never the history database, however it is named
+# ($NATTER_DB, the config file, the default place) and whether or not the run reads it
+# (--data): refused before anything is loaded, the history kept byte for byte.
+mkdir -p "$tmp/xdg/natter" "$tmp/cfg/natter" "$tmp/nocfg"
+cp "$tmp/h.db" "$tmp/xdg/natter/natter.db"; cp "$tmp/h.db" "$tmp/c.db"
+echo "db = $tmp/c.db" > "$tmp/cfg/natter/config"
+ln -s "$tmp/h.db" "$tmp/hl.ckpt.gguf"
+sum_h=$(cksum < "$tmp/h.db") sum_x=$(cksum < "$tmp/xdg/natter/natter.db") sum_c=$(cksum < "$tmp/c.db")
+ft -m "$M" $db -o "$tmp/x.gguf" --log "$tmp/h.db" 2>"$tmp/err"; check "--log onto \$NATTER_DB status" 2 $?
+grep -qF -- "finetune: --log $tmp/h.db is the history database ($tmp/h.db): it would be overwritten" "$tmp/err" && ok ||
+	bad "--log onto \$NATTER_DB: $(cat "$tmp/err")"
+ft -m "$M" --data "$D/finetune-sft.jsonl" $db -o "$tmp/x.gguf" --log "$tmp/h.db" 2>"$tmp/err"
+check "--log onto \$NATTER_DB with --data status" 2 $?
+ft -m "$M" $db -o "$tmp/hl.gguf" 2>"$tmp/err"; check "the checkpoint a link to the database status" 2 $?
+grep -qF -- "the checkpoint $tmp/hl.ckpt.gguf is the history database ($tmp/h.db)" "$tmp/err" && ok ||
+	bad "the checkpoint a link to the database: $(cat "$tmp/err")"
+env -u NATTER_DB XDG_DATA_HOME="$tmp/xdg" XDG_CONFIG_HOME="$tmp/nocfg" "$NATTER_BIN" finetune -m "$M" $db \
+	-o "$tmp/x.gguf" --log "$tmp/xdg/natter/natter.db" 2>"$tmp/err"; check "--log onto the default database status" 2 $?
+grep -qF -- "--log $tmp/xdg/natter/natter.db is the history database ($tmp/xdg/natter/natter.db)" "$tmp/err" && ok ||
+	bad "--log onto the default database: $(cat "$tmp/err")"
+env -u NATTER_DB XDG_CONFIG_HOME="$tmp/cfg" "$NATTER_BIN" finetune -m "$M" $db -o "$tmp/x.gguf" \
+	--log "$tmp/c.db" 2>"$tmp/err"; check "--log onto the config file's database status" 2 $?
+grep -qF -- "--log $tmp/c.db is the history database ($tmp/c.db)" "$tmp/err" && ok ||
+	bad "--log onto the config file's database: $(cat "$tmp/err")"
+check "\$NATTER_DB kept" "$sum_h" "$(cksum < "$tmp/h.db")"
+check "the default database kept" "$sum_x" "$(cksum < "$tmp/xdg/natter/natter.db")"
+check "the config file's database kept" "$sum_c" "$(cksum < "$tmp/c.db")"
+[ ! -e "$tmp/x.gguf" ] && ok || bad "a refused run wrote an adapter"
+# A log beside the database is written as before.
+ft -m "$M" $db -o "$tmp/x.gguf" --log "$tmp/h.log" >/dev/null 2>"$tmp/err"; check "--log beside the database status" 0 $?
+[ -s "$tmp/h.log" ] && ok || bad "--log beside the database wrote nothing"
 unset NATTER_DB
 
 echo "test-finetune.sh: $pass passed, $fail failed"

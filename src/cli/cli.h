@@ -28,6 +28,29 @@ struct store;
 /* Opens the store at DB, else $NATTER_DB, else the config file's db,
  * else the default path; prints the error.  FLAGS as store_open's. */
 struct store *cli_store_open(const char *db, unsigned flags);
+/* The path cli_store_open opens for DB (--db, or NULL), in BUF (N
+ * bytes): DB, else $NATTER_DB, else the config file's db, else the
+ * default path (its folder made only when CREATE).  Returns 0; 1 when
+ * there is no place for the default one (no XDG_DATA_HOME nor HOME, or a
+ * folder that cannot be made), ERR saying why; -1 after printing the
+ * config file's error. */
+int cli_db_path(const char *db, int create, char *buf, size_t n, char *err, size_t errlen);
+
+/* A file a command reads, named by option OPT ("-m", "--data"). */
+struct cli_input {
+	const char *opt, *path;
+};
+/*
+ * Whether OUT, the file command CMD writes (named by OPT: "-o",
+ * "--logits-out"), would replace one of its N inputs IN (a NULL path is
+ * skipped) or the history database: the one cli_db_path finds for DB
+ * (--db, or NULL), with the journals SQLite keeps beside it, whether or
+ * not the command reads it.  Compared by file (cli-output.c), so links
+ * and other names for them count.  Returns 0, or -1 after printing an
+ * error naming both files (a usage error: exit 2).  The main thread.
+ */
+int cli_output_check(const char *cmd, const char *opt, const char *out, const char *db, const struct cli_input *in,
+		     int n);
 
 /* The options both chat front ends take (cli-opts.c): long options with these
  * codes, plus -c CTX, -t THREADS, -s SEED, -n MAX_TOKENS. */

@@ -109,6 +109,18 @@ cmd_eval(int argc, char **argv)
 	}
 	if (incremental)
 		split = 0;
+	{
+		/* Before the model is loaded: the logits written over it would destroy it. */
+		struct cli_input in[1 + CHAT_MAX_ADAPTERS];
+		int nin = 0;
+		in[nin].opt = "-m", in[nin++].path = path;
+		for (int i = 0; i < eng.lora.n; i++)
+			in[nin].opt = "--lora", in[nin++].path = eng.lora.path[i];
+		if (cli_output_check("eval", "--logits-out", outp, NULL, in, nin) < 0) {
+			free(ids);
+			goto usage;
+		}
+	}
 	eng.threads = cli_threads("eval", eng.threads);
 	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		cli_error("%s", err);

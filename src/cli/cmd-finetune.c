@@ -63,7 +63,7 @@ enum {
 static const struct ft_opt opts[] = {
 	FT("model", 'm', FT_STR, model, "FILE", "the base model (GGUF); its weights stay frozen in their own type", 0, 0),
 	FT("output", 'o', FT_STR, out, "FILE", "the adapter to write (GGUF, llama.cpp's LoRA format); an existing file must "
-	    "be an adapter, not an input", 0, 0),
+	    "be an adapter, not an input nor the history database", 0, 0),
 	FT("data", O_DATA, FT_LIST, data, "FILE.jsonl", "examples in natter's export format (repeatable; - for stdin)", 0, 0),
 	FT("db", O_DB, FT_STR, db, "FILE", "rated replies from this database (default without --data: natter's)", 0, 0),
 	FT("min-rating", O_MIN_RATING, FT_INT, min_rating, "N", "SFT from the database: replies rated N..5 (thumbs up 5; 4)",
@@ -99,7 +99,7 @@ static const struct ft_opt opts[] = {
 	FT("recompute", O_RECOMPUTE, FT_FLAG, recompute, NULL, "keep only each layer's input; recompute the layer in the "
 	    "backward (less memory, about a third more time)", 0, 0),
 	FT("log", O_LOG, FT_STR, log, "FILE.jsonl", "one JSON object per step: step, loss, lr, tokens, tokens_per_s "
-	    "(DPO: margin, accuracy)", 0, 0),
+	    "(DPO: margin, accuracy); not an input nor the history database", 0, 0),
 	FT("save-every", O_SAVE_EVERY, FT_INT, save_every, "N", "write a checkpoint every N steps (next to -o: "
 	    "NAME.ckpt.gguf)", 1, INT_MAX),
 	FT("resume", O_RESUME, FT_STR, resume, "CHECKPOINT", "continue a run from its checkpoint (same options; exact "
@@ -485,40 +485,25 @@ out_dir_check(const char *out, const char *ckpt)
 	return 0;
 }
 
-/* Whether OUT (a file finetune writes, named by OPT) is the same file as any input: an
- * adapter written over the model or the data would destroy them.  The checkpoint being the
- * --resume file is normal: SKIP_RESUME.  Prints the error. */
+/* Whether OUT (a file finetune writes, named by OPT) is the same file as any input, or the
+ * history database: an adapter written over the model or the data would destroy them.  The
+ * checkpoint being the --resume file is normal: SKIP_RESUME.  Prints the error. */
 static int
 same_file_check(const struct ft_args *a, const char *out, const char *opt, int skip_resume)
 {
-	struct {
-		const char *opt, *path;
-	} in[MAX_DATA + 5];
-	struct stat so, si;
+	struct cli_input in[MAX_DATA + 4];
 	int n = 0;
 
-	if (stat(out, &so) != 0)
-		return 0;   /* not there yet: nothing to lose */
 	in[n].opt = "-m", in[n++].path = a->model;
 	for (int i = 0; i < a->data.n; i++)
 		if (strcmp(a->data.v[i], "-") != 0)
 			in[n].opt = "--data", in[n++].path = a->data.v[i];
-	in[n].opt = "--db", in[n++].path = a->db;
 	in[n].opt = "--init", in[n++].path = a->init;
 	if (!skip_resume)
 		in[n].opt = "--resume", in[n++].path = a->resume;
 	if (strcmp(opt, "--log") != 0)
 		in[n].opt = "--log", in[n++].path = a->log;
-	for (int i = 0; i < n; i++) {
-		if (!in[i].path || stat(in[i].path, &si) != 0)
-			continue;
-		if (si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
-			cli_error("finetune: %s %s is the same file as %s %s: it would be overwritten", opt, out, in[i].opt,
-			    in[i].path);
-			return -1;
-		}
-	}
-	return 0;
+	return cli_output_check("finetune", opt, out, a->db, in, n);
 }
 
 /* An existing -o is written over only when it is a LoRA adapter (an earlier run's): any

@@ -12,6 +12,20 @@
 #include "cli/cli.h"
 #include "natter/store.h"
 
+int
+cli_db_path(const char *db, int create, char *buf, size_t n, char *err, size_t errlen)
+{
+	if (!db && !(getenv("NATTER_DB") && *getenv("NATTER_DB")) && cli_config_get("db", &db) < 0)
+		return -1;
+	if (db) {
+		if ((size_t)snprintf(buf, n, "%s", db) < n)
+			return 0;
+		snprintf(err, errlen, "the database's path is too long: %.200s...", db);
+		return 1;
+	}
+	return store_default_path_ex(buf, n, create, err, errlen) ? 0 : 1;
+}
+
 /* Opens the store named by --db or the default path (whose folder is
  * made only when the store may be created). */
 struct store *
@@ -19,18 +33,15 @@ cli_store_open(const char *db, unsigned flags)
 {
 	char path[4096], err[1024];
 	struct store *s;
+	int r;
 
-	if (!db && !(getenv("NATTER_DB") && *getenv("NATTER_DB")) && cli_config_get("db", &db) < 0)
-		return NULL;
-	if (!db) {
-		db = store_default_path_ex(path, sizeof(path), !(flags & (STORE_READONLY | STORE_MUST_EXIST)), err,
-		    sizeof(err));
-		if (!db) {
+	r = cli_db_path(db, !(flags & (STORE_READONLY | STORE_MUST_EXIST)), path, sizeof(path), err, sizeof(err));
+	if (r != 0) {
+		if (r > 0)
 			cli_error("%s", err);
-			return NULL;
-		}
+		return NULL;
 	}
-	if (store_open(db, flags, &s, err, sizeof(err)) < 0) {
+	if (store_open(path, flags, &s, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		return NULL;
 	}
@@ -195,7 +206,8 @@ export_usage(FILE *out)
 	    "--model SHA|NAME     replies by a model whose SHA-256 starts with, or whose file name\n"
 	    "                     (remote: model id or endpoint) contains, this; remote or file: all such\n"
 	    "--reasoning keep     a reasoning model's reasoning stays in the reply, as <think>REASONING</think>\n"
-	    "                     before the answer (default: drop, the answer alone)\n");
+	    "                     before the answer (default: drop, the answer alone)\n"
+	    "-o FILE              write there (default: standard output); never the history database\n");
 }
 
 int
@@ -285,6 +297,9 @@ cmd_export(int argc, char **argv)
 		return 2;
 	}
 	o.format = (enum store_format)f;
+	/* The export is renamed over -o: never over the history it reads. */
+	if (out && strcmp(out, "-") && cli_output_check("export", "-o", out, db, NULL, 0) < 0)
+		return 2;
 	s = cli_store_open(db, STORE_READONLY);
 	if (!s)
 		return 1;

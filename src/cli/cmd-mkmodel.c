@@ -254,6 +254,9 @@ cmd_mkmodel(int argc, char **argv)
 		cli_error("mkmodel: needs --preset NAME, --type TYPE and -o FILE");
 		return 2;
 	}
+	/* mkmodel reads no file, but the history database is never the file it writes. */
+	if (cli_output_check("mkmodel", "-o", out, NULL, NULL, 0) < 0)
+		return 2;
 	for (size_t i = 0; i < N_PRESETS; i++)
 		if (strcmp(presets[i].name, pname) == 0)
 			P = &presets[i];

@@ -325,6 +325,123 @@ out:
 	unlink(t);
 }
 
+/* The database's count of ROWS (a table) as a number. */
+static long
+count_rows(const char *db, const char *table)
+{
+	char q[128], t[32];
+	snprintf(q, sizeof(q), "SELECT count(*) FROM %s", table);
+	return strtol(query_text(db, q, t, sizeof(t)), NULL, 10);
+}
+
+/* The reply at the end of A's session, and what /ab on it made and stored. */
+struct ab_state {
+	int alts;
+	long gens, prefs;
+};
+
+static struct ab_state
+ab_state(struct chat *c, const char *db)
+{
+	struct ab_state s = { chat_alt_count(c, chat_n_messages(c) - 1), count_rows(db, "generations"),
+	    count_rows(db, "preferences") };
+	return s;
+}
+
+/* /ab on a reply made in this session, after the session changed
+ * something a second reply would get from it rather than from A: refused
+ * before B is generated, naming what changed; nothing is made or stored.
+ * Put back, /ab makes B and /pick stores the pair.  The template reads
+ * enable_thinking, so the switch matters. */
+static void
+test_ab_changed(struct llm_model *m, const char *fx)
+{
+	static const struct {
+		const char *change, *undo;   /* commands (NULL: the alternative chosen) */
+		const char *said;            /* what the refusal names */
+	} cases[] = {
+		{ "/system Be brief.", "/system", "/ab: the system prompt changed since the last reply was made" },
+		{ "/think off", "/think on", "/ab: the think switch (/think, enable_thinking) changed" },
+		{ "/set max_tokens 4", "/set max_tokens 6", "/ab: max_tokens (6 then, 4 now) changed" },
+		{ NULL, NULL, "/ab: the conversation before it (an earlier reply chosen" },
+	};
+	char db[256], err[512], tmpl[4096], t[64];
+	struct store *s = NULL;
+	struct chat_opts o;
+	struct chat *c = NULL;
+	struct chatlog l;
+	struct chat_stats st;
+	struct abfe a;
+	struct chatcmd_env e;
+	struct ab_state before, after;
+
+	memset(&l, 0, sizeof(l));
+	memset(&a, 0, sizeof(a));
+	snprintf(db, sizeof(db), "/tmp/natter-test-chatcmd-changed-%ld.db", (long)getpid());
+	snprintf(tmpl, sizeof(tmpl), "%s/templates/Qwen-Qwen3.jinja", fx);
+	chat_opts_default(&o);
+	o.template_spec = tmpl;
+	o.max_tokens = 6;
+	o.sp.seed = 5;
+	if (store_open(db, 0, &s, err, sizeof(err)) < 0 || chat_new(m, &o, &c, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	l.s = s;
+	a.c = c;
+	a.l = &l;
+	e.c = c;
+	e.log = &l;
+	e.ops = &ab_ops;
+	e.fe = &a;
+	/* Two turns, the first with a second alternative to choose. */
+	chat_set_think(c, CHAT_THINK_ON);
+	CHECK(chatlog_model(&l, c, NULL) == 0, "model: %s", store_errmsg(s));
+	for (int turn = 0; turn < 2; turn++) {
+		chat_add_user(c, turn ? "Go on" : "Hi", turn ? 5 : 2);
+		CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+		    chatlog_reply(&l, c, &st) == 0, "turn %d: %s %s", turn, err, store_errmsg(s));
+	}
+	CHECK(chat_alt_add(c, 1, "Another hello.", 14) == 1, "an alternative of the first reply");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		before = ab_state(c, db);
+		if (cases[i].change)
+			CHECK(run(&e, cases[i].change) == CHATCMD_DONE, "%s: %s", cases[i].change, a.f.said);
+		else
+			CHECK(chat_alt_select(c, 1, 1) == 0, "the first reply's alternative");
+		a.made = 0;
+		CHECK(run(&e, "/ab temp 0.9") < 0 && a.f.err && strstr(a.f.said, cases[i].said) &&
+		    strstr(a.f.said, "F5 or /regen makes one under it"), "/ab after %s: %s",
+		    cases[i].change ? cases[i].change : "choosing an earlier reply", a.f.said);
+		after = ab_state(c, db);
+		CHECK(!a.made && after.alts == before.alts && after.gens == before.gens && after.prefs == before.prefs &&
+		    l.ab.state == CHATLOG_AB_NONE, "after %s: B made %d, alternatives %d -> %d, generations %ld -> %ld",
+		    cases[i].change ? cases[i].change : "choosing", a.made, before.alts, after.alts, before.gens,
+		    after.gens);
+		if (cases[i].undo)
+			CHECK(run(&e, cases[i].undo) == CHATCMD_DONE, "%s: %s", cases[i].undo, a.f.said);
+		else
+			CHECK(chat_alt_select(c, 1, 0) == 0, "the first reply as it was");
+		}
+	/* Everything as A was made: B is made and the pair stored. */
+	before = ab_state(c, db);
+	a.f.err = 0;
+	CHECK(run(&e, "/ab temp 0.9") == CHATCMD_DONE && a.made && !a.f.err, "/ab as made: %s", a.f.said);
+	CHECK(run(&e, "/pick b") == CHATCMD_DONE, "/pick b: %s", a.f.said);
+	after = ab_state(c, db);
+	CHECK(after.alts == before.alts + 1 && after.gens == before.gens + 1 && after.prefs == before.prefs + 1,
+	    "B and the pair: alternatives %d -> %d, preferences %ld -> %ld (%s)", before.alts, after.alts, before.prefs,
+	    after.prefs, query_text(db, "SELECT count(*) FROM preferences", t, sizeof(t)));
+out:
+	chat_free(c);
+	store_close(s);
+	unlink(db);
+	snprintf(err, sizeof(err), "%s-wal", db);
+	unlink(err);
+	snprintf(err, sizeof(err), "%s-shm", db);
+	unlink(err);
+}
+
 int
 main(void)
 {
@@ -509,6 +626,7 @@ main(void)
 	}
 
 	chat_free(c);
+	test_ab_changed(m, fx);
 	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", fx);
 	test_ab_resumed(m, path);
 	test_rate_shown(m);

@@ -289,6 +289,15 @@ void chat_last_params(const struct chat *c, struct sampler_params *p);
  * message, a reply loaded from the history, or one during which a setting
  * changed).  The session's thread. */
 int chat_alt_settings(const struct chat *c, int i, int k, struct sampler_params *sp, float *scales);
+/* Whether a regeneration of message I now (chat_regenerate_with, given
+ * chat_alt_settings' parameters and scales) would be fed and limited as
+ * its alternative K was: the same system prompt, think switch (when the
+ * template reads it), max_tokens and messages before it.  Returns 0 when
+ * so; 1 with WHAT naming the first that changed since ("the system
+ * prompt", "max_tokens (512 then, 64 now)" ...); -1 when not known, as
+ * chat_alt_settings.  The model, template, stop strings, context and cache
+ * are the session's for its life.  The session's thread. */
+int chat_alt_changed(struct chat *c, int i, int k, char *what, size_t n);
 
 /*
  * Generates the last reply again as a new alternative (as chat_regenerate)

@@ -122,10 +122,11 @@ int chatcmd_ab_parse(struct chatlog *l, struct chat *c, const char *spec, struct
 		     size_t errlen);
 /* What reply A -- the last reply as chosen now -- was made under (SCALES:
  * room for chat_n_adapters); without a reply, the session's settings now.
- * A reply made in this session is known as made (chat_alt_settings); one
- * recorded in L's store (resumed from the history) when its record proves
- * a regeneration now differs from it in the settings given alone
- * (chatlog_alt_made; L may be NULL).  Returns 0, or -1 with ERR saying
+ * A reply made in this session is known as made (chat_alt_settings)
+ * while the session would feed and limit B as it (chat_alt_changed; else
+ * ERR names what changed); one recorded in L's store (resumed from the
+ * history) when its record proves a regeneration now differs from it in
+ * the settings given alone (chatlog_alt_made; L may be NULL).  Returns 0, or -1 with ERR saying
  * why not (what differs from this session, what was not recorded, or
  * chatcmd_ab_unknown): a comparison with it could not say which one
  * setting differs.  The session's thread. */

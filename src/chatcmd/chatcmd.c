@@ -398,8 +398,15 @@ chatcmd_ab_base(struct chatlog *l, struct chat *c, struct sampler_params *sp, fl
 	int i = chat_n_messages(c) - 1, k = i >= 0 ? chat_alt_index(c, i) : 0, rc;
 	char why[384];
 
-	if (i >= 0 && chat_alt_settings(c, i, k, sp, scales) == 0)
-		return 0;
+	if (i >= 0 && chat_alt_settings(c, i, k, sp, scales) == 0) {
+		/* B is given A's sampling settings and adapters; the rest it
+		 * gets from the session, which may have moved on since. */
+		if (chat_alt_changed(c, i, k, why, sizeof(why)) == 0)
+			return 0;
+		snprintf(err, errlen, "/ab: %s changed since the last reply was made: F5 or /regen makes one under it, "
+		    "then /ab", why);
+		return -1;
+	}
 	if (i < 0 || strcmp(chat_message_role(c, i), "assistant")) {
 		chat_get_params(c, sp);
 		for (int a = 0; a < chat_n_adapters(c); a++)

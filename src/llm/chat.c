@@ -15,6 +15,7 @@
 #include "natter/chat.h"
 #include "natter/text.h"
 #include "natter/think.h"
+#include "llm/fnv.h"
 #include "llm/strbuf.h"
 
 /*
@@ -32,10 +33,16 @@ struct alt {
 	char *reasoning;             /* NULL: the reply had none */
 	int n_reasoning;             /* its tokens; 0: not known */
 	int64_t tag;
-	/* What it was generated under (made set), for A/B comparisons. */
+	/* What it was generated under (made set), for A/B comparisons: the
+	 * settings a second reply is given, and what it would otherwise get
+	 * from the session as it is then (chat_alt_changed). */
 	int made;
 	struct sampler_params sp;
 	float scales[CHAT_MAX_ADAPTERS];
+	int max_tokens;
+	int think;                   /* enum chat_think, as the prompt was rendered */
+	uint64_t system_hash;        /* fed_hash of the system prompt ("" if none) */
+	uint64_t msgs_hash;          /* fed_hash of the messages fed before it */
 };
 
 struct msg {
@@ -73,6 +80,7 @@ struct chat {
 	int reply_max_tokens;
 	unsigned reply_unknown;      /* SP_ bits of those settings that were not one known value */
 	int reply_changed;           /* one of them changed while the reply was written */
+	int reply_think;             /* enum chat_think its prompt was rendered with */
 	uint64_t reply_seed;         /* the seed it actually used */
 
 	pthread_mutex_t mu;          /* guards sp, max_tokens and ad_scale */
@@ -786,7 +794,7 @@ check_stops(char *const *stops, struct reply *r, size_t *safe)
  * Returns 0, or -1 with ERR.
  */
 static int
-fit_prompt(struct chat *c, int max_tokens, int *first, char *err, size_t errlen)
+fit_prompt(struct chat *c, int max_tokens, int think, int *first, char *err, size_t errlen)
 {
 	const int half = chat_ctx_size(c) / 2;
 	int f = *first, room = max_tokens;
@@ -798,7 +806,7 @@ fit_prompt(struct chat *c, int max_tokens, int *first, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		rc = c->ops->prepare(c->e, t, n, room, atomic_load(&c->think), err, errlen);
+		rc = c->ops->prepare(c->e, t, n, room, think, err, errlen);
 		free(t);
 		if (rc < 0)
 			return -1;
@@ -838,7 +846,7 @@ int
 chat_check(struct chat *c, char *err, size_t errlen)
 {
 	int first = c->first;
-	return fit_prompt(c, chat_max_tokens(c), &first, err, errlen);
+	return fit_prompt(c, chat_max_tokens(c), atomic_load(&c->think), &first, err, errlen);
 }
 
 /* Remembers the messages this prompt feeds: the system prompt and the
@@ -1059,6 +1067,28 @@ adapters_apply(struct chat *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* What a reply to message I (messages [first, I) fed after the system
+ * prompt) is fed, hashed: the system prompt into *SYS, the messages into
+ * *MSGS, each role and text with its length (so that no two lists hash
+ * alike by where one text ends).  A hash, not a copy, is kept with every
+ * reply: a collision could only let an A/B comparison make B, and
+ * store_pref_add compares the two prompts exactly before storing a pair. */
+static void
+fed_hash(const struct chat *c, int first, int i, uint64_t *sys, uint64_t *msgs)
+{
+	uint64_t h = FNV_INIT;
+
+	*sys = fnv(FNV_INIT, c->system ? c->system : "", c->system ? strlen(c->system) : 0);
+	for (int j = first; j < i; j++) {
+		const char *t[2] = { c->msgs[j].role, msg_text(&c->msgs[j]) };
+		for (int f = 0; f < 2; f++) {
+			uint64_t len = strlen(t[f]);
+			h = fnv(fnv(h, (const char *)&len, sizeof(len)), t[f], len);
+		}
+	}
+	*msgs = h;
+}
+
 /* Notes what alternative K of message I was just generated under; not
  * when a setting changed while it was written (no one setting made it:
  * an A/B comparison against it could not say what differs). */
@@ -1070,6 +1100,9 @@ alt_made(struct chat *c, int i, int k)
 	a->sp = c->reply_sp;
 	a->sp.seed = c->reply_seed;
 	memcpy(a->scales, c->ad_used, sizeof(a->scales));
+	a->max_tokens = c->reply_max_tokens;
+	a->think = c->reply_think;
+	fed_hash(c, c->first, i, &a->system_hash, &a->msgs_hash);
 }
 
 void
@@ -1108,6 +1141,8 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 {
 	struct chat_run run;
 	int n_dropped = 0, rc = -1, first = c->first;
+	/* Read once: the switch is what the prompt was rendered with. */
+	int think = atomic_load(&c->think);
 	double t0 = chat_now_ms();
 
 	memset(st, 0, sizeof(*st));
@@ -1119,7 +1154,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	run.reasoning_tokens = -1;
 	/* A stop requested before this point is not cleared: it stops this
 	 * reply (the front end pressed it while starting us). */
-	if (fit_prompt(c, chat_max_tokens(c), &first, err, errlen) < 0) {
+	if (fit_prompt(c, chat_max_tokens(c), think, &first, err, errlen) < 0) {
 		/* A message that cannot be answered does not stay in the
 		 * conversation. */
 		if (target < 0 && c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "user"))
@@ -1169,6 +1204,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	}
 	c->reply_unknown = run.unknown;
 	c->reply_changed = !run.params_set && run.unknown;
+	c->reply_think = think;
 	c->reply_seed = st->seed;
 	if (st->stop != CHAT_STOP_STRING && run.rep.len > run.rep.emitted) {
 		/* The reply is over: what was held back for a stop string that
@@ -1462,6 +1498,32 @@ chat_adapter_find(const struct chat *c, const char *name)
 			return i;
 	}
 	return -1;
+}
+
+int
+chat_alt_changed(struct chat *c, int i, int k, char *what, size_t n)
+{
+	const struct alt *a;
+	uint64_t sys, msgs;
+	int mt = chat_max_tokens(c);
+
+	if (i < 0 || i >= c->n || k < 0 || k >= c->msgs[i].n_alts || !c->msgs[i].alts[k].made)
+		return -1;
+	a = &c->msgs[i].alts[k];
+	fed_hash(c, c->first, i, &sys, &msgs);
+	if (sys != a->system_hash)
+		snprintf(what, n, "the system prompt");
+	/* A template that does not read the switch renders the same either way. */
+	else if (a->think != atomic_load(&c->think) && chat_template_thinks(c) != 0)
+		snprintf(what, n, "the think switch (/think, enable_thinking)");
+	else if (a->max_tokens != mt)
+		snprintf(what, n, "max_tokens (%d then, %d now)", a->max_tokens, mt);
+	else if (msgs != a->msgs_hash)
+		snprintf(what, n, "the conversation before it (an earlier reply chosen, or older turns dropped to "
+		    "fit the context)");
+	else
+		return 0;
+	return 1;
 }
 
 int

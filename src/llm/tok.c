@@ -7,6 +7,7 @@
 
 #include "natter/gguf.h"
 #include "natter/tok.h"
+#include "llm/fnv.h"
 #include "llm/regex.h"
 #include "llm/strbuf.h"
 #include "llm/unicode.h"
@@ -145,15 +146,6 @@ struct tok_vocab {
 	 * [1] those and the control and unknown ones (when parsing specials). */
 	struct special_index spec[2];
 };
-
-static uint64_t
-fnv(uint64_t h, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
-	return h;
-}
-#define FNV_INIT 1469598103934665603ULL
 
 static int
 strmap_init(struct strmap *m, size_t n)

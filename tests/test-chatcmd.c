@@ -576,9 +576,10 @@ main(void)
 		chat_set_params(c, &now);   /* the session moves on; A stays as made */
 		CHECK(chatcmd_ab_base(&log, c, &made, sc, verr, sizeof(verr)) == 0 && made.temp == 0.25f &&
 		    made.seed == 42 &&
-		    chatcmd_ab_parse(&log, c, "", &v, verr, sizeof(verr)) == 0 && v.sp.temp == 0.55f && v.sp.seed == 43,
-		    "/ab on a reply made here: A at temp %.2f seed %llu, B at %.2f: %s", made.temp,
-		    (unsigned long long)made.seed, v.sp.temp, verr);
+		    chatcmd_ab_parse(&log, c, "", &v, verr, sizeof(verr)) == 0 && v.sp.temp == 0.55f && v.sp.seed == 43 &&
+		    v.a_sp.temp == 0.25f && v.a_sp.seed == 42,
+		    "/ab on a reply made here: A at temp %.2f seed %llu (parsed: %.2f, %llu), B at %.2f: %s", made.temp,
+		    (unsigned long long)made.seed, v.a_sp.temp, (unsigned long long)v.a_sp.seed, v.sp.temp, verr);
 		chat_clear(c);
 	}
 

@@ -15,6 +15,9 @@ struct chatcmd_variant {
 	struct sampler_params sp;          /* B's sampling parameters, the seed included */
 	float scales[CHAT_MAX_ADAPTERS];   /* B's adapter scales (chat_n_adapters of them) */
 	char setting[96];                  /* what B changes, for people and the store */
+	/* Reply A's settings (chatcmd_ab_base), which B's start from. */
+	struct sampler_params a_sp;
+	float a_scales[CHAT_MAX_ADAPTERS];
 };
 
 /*
@@ -108,7 +111,7 @@ int chatcmd_system(struct chatcmd_env *e, const char *text);
 /*
  * A/B comparisons, shared by /ab and the full screen's chooser.
  * chatcmd_ab_parse reads SPEC into V, starting from the settings the last
- * reply was made with (chatcmd_ab_base): "" the default (adapters toggled
+ * reply was made with (chatcmd_ab_base, kept in V's a_ fields): "" the default (adapters toggled
  * when the session has any, else "next"), "next" (seed + 1 and
  * temperature + 0.3), "temp T", "seed S", "top_p P", "adapter"
  * (toggled), "adapter on", "adapter off".  Returns 0, or -1 with ERR (the

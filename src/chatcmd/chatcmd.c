@@ -445,8 +445,10 @@ chatcmd_ab_parse(struct chatlog *l, struct chat *c, const char *spec, struct cha
 	int n = chat_n_adapters(c), any_on = 0;
 
 	memset(v, 0, sizeof(*v));
-	if (chatcmd_ab_base(l, c, &v->sp, v->scales, err, errlen) < 0)
+	if (chatcmd_ab_base(l, c, &v->a_sp, v->a_scales, err, errlen) < 0)
 		return -1;
+	v->sp = v->a_sp;
+	memcpy(v->scales, v->a_scales, sizeof(v->scales));
 	for (int i = 0; i < n; i++)
 		any_on |= v->scales[i] != 0.0f;
 	snprintf(buf, sizeof(buf), "%s", spec ? spec : "");
@@ -512,8 +514,6 @@ int
 chatcmd_ab_start(struct chatcmd_env *e, const char *spec)
 {
 	struct chatcmd_variant v;
-	struct sampler_params a;
-	float sa[CHAT_MAX_ADAPTERS];
 	char err[512], la[160], lb[160];
 	int n = chat_n_adapters(e->c);
 
@@ -521,12 +521,11 @@ chatcmd_ab_start(struct chatcmd_env *e, const char *spec)
 		say(e, 1, "/ab is not available here");
 		return -1;
 	}
-	if (chatcmd_ab_parse(e->log, e->c, spec, &v, err, sizeof(err)) < 0 ||
-	    chatcmd_ab_base(e->log, e->c, &a, sa, err, sizeof(err)) < 0) {
+	if (chatcmd_ab_parse(e->log, e->c, spec, &v, err, sizeof(err)) < 0) {
 		say(e, 1, "%s", err);
 		return -1;
 	}
-	chatcmd_describe(e->c, &a, n ? sa : NULL, la, sizeof(la));
+	chatcmd_describe(e->c, &v.a_sp, n ? v.a_scales : NULL, la, sizeof(la));
 	chatcmd_describe(e->c, &v.sp, n ? v.scales : NULL, lb, sizeof(lb));
 	if (chatlog_ab_begin(e->log, e->c, v.setting, la, lb, err, sizeof(err)) < 0) {
 		say(e, 1, "/ab: %s", err);

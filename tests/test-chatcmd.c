@@ -442,6 +442,83 @@ out:
 	unlink(err);
 }
 
+/* /ab on a reply resumed from the history whose template reads
+ * enable_thinking: the switch it was rendered with is recorded, so a
+ * session with the same one compares against it; another one is refused,
+ * named, before B is made. */
+static void
+test_ab_resumed_think(struct llm_model *m, const char *fx)
+{
+	char db[256], err[512], tmpl[4096], model[4096];
+	struct store *s = NULL;
+	struct chat_opts o;
+	struct chat *c1 = NULL, *c2 = NULL;
+	struct chatlog l1, l2;
+	struct chat_stats st;
+	struct abfe a;
+	struct chatcmd_env e;
+	struct ab_state before, after;
+
+	memset(&l1, 0, sizeof(l1));
+	memset(&l2, 0, sizeof(l2));
+	memset(&a, 0, sizeof(a));
+	snprintf(db, sizeof(db), "/tmp/natter-test-chatcmd-think-%ld.db", (long)getpid());
+	snprintf(tmpl, sizeof(tmpl), "%s/templates/Qwen-Qwen3.jinja", fx);
+	snprintf(model, sizeof(model), "%s/models/aidreams260K-f32.gguf", fx);
+	chat_opts_default(&o);
+	o.template_spec = tmpl;
+	o.max_tokens = 6;
+	o.sp.seed = 5;
+	if (store_open(db, 0, &s, err, sizeof(err)) < 0 || chat_new(m, &o, &c1, err, sizeof(err)) < 0 ||
+	    chat_new(m, &o, &c2, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		goto out;
+	}
+	l1.s = l2.s = s;
+	chat_set_think(c1, CHAT_THINK_OFF);
+	chat_add_user(c1, "Hi", 2);
+	CHECK(chatlog_model(&l1, c1, model) == 0 && chatlog_user(&l1, c1) == 0 &&
+	    chat_generate(c1, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l1, c1, &st) == 0,
+	    "the reply: %s %s", err, store_errmsg(s));
+	chat_set_think(c2, CHAT_THINK_OFF);
+	if (chatlog_model(&l2, c2, model) < 0 || chatlog_resume(&l2, c2, l1.conv, err, sizeof(err)) < 0) {
+		CHECK(0, "resume: %s", err);
+		goto out;
+	}
+	a.c = c2;
+	a.l = &l2;
+	e.c = c2;
+	e.log = &l2;
+	e.ops = &ab_ops;
+	e.fe = &a;
+	before = ab_state(c2, db);
+	CHECK(run(&e, "/ab temp 0.9") == CHATCMD_DONE && a.made && !a.f.err, "/ab with the same switch: %s", a.f.said);
+	CHECK(run(&e, "/pick b") == CHATCMD_DONE, "/pick b: %s", a.f.said);
+	after = ab_state(c2, db);
+	CHECK(after.alts == before.alts + 1 && after.prefs == before.prefs + 1, "B and the pair stored (%ld -> %ld)",
+	    before.prefs, after.prefs);
+
+	CHECK(chatlog_alt_select(&l2, c2, 1, 0, err, sizeof(err)) == 0, "A again: %s", err);
+	CHECK(run(&e, "/think on") == CHATCMD_DONE, "/think on: %s", a.f.said);
+	before = ab_state(c2, db);
+	a.made = 0;
+	CHECK(run(&e, "/ab temp 0.9") < 0 && a.f.err && strstr(a.f.said, "the last reply was made with "
+	    "enable_thinking false (this session: true; /think off makes them the same)"),
+	    "/ab with another switch: %s", a.f.said);
+	after = ab_state(c2, db);
+	CHECK(!a.made && after.alts == before.alts && after.gens == before.gens && after.prefs == before.prefs,
+	    "nothing made nor stored");
+out:
+	chat_free(c1);
+	chat_free(c2);
+	store_close(s);
+	unlink(db);
+	snprintf(err, sizeof(err), "%s-wal", db);
+	unlink(err);
+	snprintf(err, sizeof(err), "%s-shm", db);
+	unlink(err);
+}
+
 int
 main(void)
 {
@@ -628,6 +705,7 @@ main(void)
 
 	chat_free(c);
 	test_ab_changed(m, fx);
+	test_ab_resumed_think(m, fx);
 	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", fx);
 	test_ab_resumed(m, path);
 	test_rate_shown(m);

@@ -1548,6 +1548,30 @@ test_gen_made(void)
 		    !strcmp(why, "has no record of its context size"), "context not recorded: %s", why);
 		now.n_ctx = 0;
 	}
+	/* The think switch, for a template that reads it: the same one
+	 * proves it, another is named; one not recorded (NULL, as before
+	 * schema 9) proves nothing.  A template that does not read it is
+	 * not asked. */
+	{
+		int64_t g9, g10;
+		char q[128], t[32];
+		rec.think = "false";
+		CHECK(store_gen_add(s, conv, msg, &rec, &g9, NULL) == 0, "add: %s", store_errmsg(s));
+		snprintf(q, sizeof(q), "SELECT think FROM generations WHERE id = %lld", (long long)g9);
+		CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "false"), "the switch recorded: %s", t);
+		now.think = "false";
+		CHECK(store_gen_made(s, g9, &now, &sp, sc, why, sizeof(why)) == 0, "the same switch: %s", why);
+		now.think = "true";
+		CHECK(store_gen_made(s, g9, &now, &sp, sc, why, sizeof(why)) == 1 &&
+		    !strcmp(why, "was made with enable_thinking false (this session: true; /think off makes them the "
+		    "same)"), "another switch: %s", why);
+		rec.think = NULL;
+		CHECK(store_gen_add(s, conv, msg, &rec, &g10, NULL) == 0 &&
+		    store_gen_made(s, g10, &now, &sp, sc, why, sizeof(why)) == 1 &&
+		    strstr(why, "has no record of its think switch"), "the switch not recorded: %s", why);
+		now.think = NULL;
+		CHECK(store_gen_made(s, g10, &now, &sp, sc, why, sizeof(why)) == 0, "a template without it: %s", why);
+	}
 	/* A preference pairs two replies to one prompt: the same messages
 	 * and, for a model run here, the same text rendered from them where
 	 * both were recorded.  A remote reply's text is the request, its
@@ -2156,10 +2180,10 @@ test_adapters_and_preferences(void)
 	/* 7 -> 8: the stop strings, a JSON array ("[]": none); NULL for the
 	 * earlier generations and for one whose stops are not known; history
 	 * show names them. */
-	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 7 -> 8: %s", err);
+	CHECK(store_open_version(p, 8, &s, err, sizeof(err)) == 0, "migrate 7 -> 8: %s", err);
 	if (!s)
 		return;
-	CHECK(STORE_SCHEMA_VERSION == 8 && store_schema_version(s) == 8, "at schema 8");
+	CHECK(store_schema_version(s) == 8, "at schema 8");
 	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE stop IS NOT NULL") == 0,
 	    "earlier generations: no stop strings recorded");
 	{
@@ -2196,6 +2220,54 @@ test_adapters_and_preferences(void)
 		g.stop = NULL;
 		g.n_stop = 0;
 	}
+	store_close(s);
+}
+
+/* 8 -> 9: the think switch.  A generation recorded at schema 8 (which
+ * has no column for it) proves nothing about it, before the migration
+ * and after; one recorded since proves it.  Everything else in the
+ * record is what a reply made now would get. */
+static void
+test_migration_think(void)
+{
+	char p[512], err[512], why[256], q[128], t[32];
+	struct store *s = NULL;
+	struct store_gen g;
+	struct sampler_params sp;
+	const struct store_turn fed[] = { { "user", "Sing" } };
+	int64_t m, conv, u, msg = 0, old = 0, th = 0;
+
+	path_of(p, sizeof(p), "think.db");
+	CHECK(store_open_version(p, 8, &s, err, sizeof(err)) == 0, "v8: %s", err);
+	if (!s)
+		return;
+	store_model_remote(s, "http://a", "m", &m);
+	store_conv_new(s, m, NULL, NULL, NULL, &conv);
+	store_msg_add(s, conv, "user", "Sing", &u);
+	g = gen("la la");
+	g.model_id = m;
+	g.template_source = "{{ enable_thinking }}";
+	g.fed = fed;
+	g.n_fed = 1;
+	g.think = "true";   /* what the session had: schema 8 cannot keep it */
+	CHECK(store_gen_add(s, conv, 0, &g, &old, &msg) == 0, "add at schema 8: %s", store_errmsg(s));
+	CHECK(store_gen_made(s, old, &g, &sp, NULL, why, sizeof(why)) == 1 &&
+	    strstr(why, "has no record of its think switch"), "at schema 8: %s", why);
+	store_close(s);
+
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 8 -> 9: %s", err);
+	if (!s)
+		return;
+	CHECK(STORE_SCHEMA_VERSION == 9 && store_schema_version(s) == 9, "at schema 9");
+	snprintf(q, sizeof(q), "SELECT count(*) FROM generations WHERE id = %lld AND think IS NULL", (long long)old);
+	CHECK(query_int(p, q) == 1, "the earlier generation: no switch recorded");
+	CHECK(store_gen_made(s, old, &g, &sp, NULL, why, sizeof(why)) == 1 &&
+	    strstr(why, "has no record of its think switch"), "after the migration: %s", why);
+	CHECK(store_gen_add(s, conv, msg, &g, &th, NULL) == 0, "add at schema 9: %s", store_errmsg(s));
+	snprintf(q, sizeof(q), "SELECT think FROM generations WHERE id = %lld", (long long)th);
+	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "true"), "recorded: %s", t);
+	CHECK(store_gen_made(s, th, &g, &sp, NULL, why, sizeof(why)) == 0 && sp.seed == 1234, "the same switch: %s",
+	    why);
 	store_close(s);
 }
 
@@ -2534,6 +2606,7 @@ main(void)
 	test_chatlog_model_later();
 	test_chatlog_settings();
 	test_gen_made();
+	test_migration_think();
 	test_export_truth();
 	test_export_pairs();
 	test_export_as_stored();

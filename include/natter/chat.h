@@ -164,6 +164,8 @@ void chat_set_split(struct chat *c, chat_split_fn fn, void *ctx);
 enum chat_think { CHAT_THINK_DEFAULT = 0, CHAT_THINK_ON = 1, CHAT_THINK_OFF = -1 };
 void chat_set_think(struct chat *c, enum chat_think t);
 enum chat_think chat_think(struct chat *c);
+/* The switch the last reply's prompt was rendered with.  The session's thread. */
+enum chat_think chat_reply_think(const struct chat *c);
 /* Whether the template reads enable_thinking at all: 1 its text names
  * it, 0 not; -1 the engine does not know its template (a remote server
  * renders: it gets the switch as chat_template_kwargs). */

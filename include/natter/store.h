@@ -16,7 +16,7 @@ struct store;
  * 5: a model is a file (kind 'file', by SHA-256) or a model on a remote
  * server (kind 'remote', by endpoint and model id).
  * 6: the LoRA adapters of each generation; A/B preferences. */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 enum {
 	STORE_READONLY = 1,      /* never write: reading works on a read-only file or folder; an older
@@ -140,6 +140,10 @@ struct store_gen {
 	int exact_act;                 /* exact activations (--exact-act); stored only with kv_type */
 	const char *const *stop;       /* the stop strings it was made with beyond its template's end of */
 	int n_stop;                    /* turn (--stop, a request's "stop"); -1: not known (stored NULL) */
+	const char *think;             /* the think switch (enable_thinking) the prompt was rendered with:
+					* "true", "false", "default" (left undefined); NULL: the template
+					* does not read it, nor a server get it (stored NULL, as
+					* before schema 9) */
 };
 
 /* Adds a generation.  MSG_ID 0 creates the assistant message in CONV_ID
@@ -161,7 +165,7 @@ int store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct
  * left out); with stop strings NOW->stop, max_tokens NOW->max_tokens, KV
  * cache type and activations NOW->kv_type and NOW->exact_act (when NOW
  * has a cache type); in a context of NOW->n_ctx tokens (when NOW has
- * one); with adapters each of which is one of
+ * one); with think switch NOW->think (when NOW has one); with adapters each of which is one of
  * NOW->adapters, by SHA-256 (their scales in NOW are not read); and
  * with every sampling setting and its seed known (none NULL).  Returns
  * 0 with *SP the sampling settings it was made with, the seed it used

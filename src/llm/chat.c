@@ -641,6 +641,12 @@ chat_think(struct chat *c)
 	return (enum chat_think)atomic_load(&c->think);
 }
 
+enum chat_think
+chat_reply_think(const struct chat *c)
+{
+	return (enum chat_think)c->reply_think;
+}
+
 int
 chat_template_thinks(const struct chat *c)
 {

@@ -136,6 +136,17 @@ session_adapters(struct chat *c, int used_only, struct store_adapter *out)
 	return n;
 }
 
+/* The think switch T as the store records it (store_gen.think), for a
+ * session whose template reads it (or a server, which gets it); NULL
+ * otherwise: the switch changes nothing there. */
+static const char *
+think_name(struct chat *c, enum chat_think t)
+{
+	if (chat_template_thinks(c) == 0)
+		return NULL;
+	return t == CHAT_THINK_ON ? "true" : t == CHAT_THINK_OFF ? "false" : "default";
+}
+
 int
 chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, struct store_adapter *adapters,
 	    struct store_turn **fed)
@@ -175,6 +186,7 @@ chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, st
 	g->kv_type = ei.kv_type;
 	g->exact_act = ei.exact_act;
 	g->stop = chat_stops(c, &g->n_stop);
+	g->think = think_name(c, chat_reply_think(c));
 	g->n_prompt = st->n_prompt;
 	g->n_reused = st->n_reused;
 	g->n_gen = st->n_gen;
@@ -493,12 +505,6 @@ chatlog_alt_made(struct chatlog *l, struct chat *c, int i, int k, struct sampler
 		snprintf(err, errlen, "has no record (%s)", !l->s ? "the history is off" : "it was not saved");
 		return 1;
 	}
-	/* The switch changes the prompt and is not recorded with a reply. */
-	if (chat_template_thinks(c) > 0) {
-		snprintf(err, errlen, "was rendered by a template that reads enable_thinking (/think), which the "
-		    "history does not record");
-		return 1;
-	}
 	/* What a regeneration now would be made under: the session's model,
 	 * template, system prompt and the messages before the reply. */
 	memset(&now, 0, sizeof(now));
@@ -520,6 +526,7 @@ chatlog_alt_made(struct chatlog *l, struct chat *c, int i, int k, struct sampler
 	now.template_name = chat_template_name(c);
 	now.template_source = chat_template_source(c);
 	now.stop = chat_stops(c, &now.n_stop);
+	now.think = think_name(c, chat_think(c));
 	now.max_tokens = chat_max_tokens(c);
 	now.n_ctx = chat_ctx_size(c);
 	chat_engine_info(c, &ei);

@@ -171,6 +171,12 @@ static const char *const migrations[] = {
 	 * end of turn (--stop, a request's "stop"), a JSON array; NULL for
 	 * every earlier generation (not recorded). */
 	"ALTER TABLE generations ADD COLUMN stop TEXT;",
+	/* 8 -> 9: the think switch (enable_thinking) the prompt was rendered
+	 * with, when the template reads it (or a remote server was sent it):
+	 * 'true', 'false', or 'default' (left undefined: the template's own
+	 * default).  NULL for a template that does not read it, and for every
+	 * earlier generation (not recorded). */
+	"ALTER TABLE generations ADD COLUMN think TEXT;",
 };
 
 int
@@ -1233,15 +1239,19 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	if (template_id(s, g->template_source, &tmpl) < 0)
 		goto fail;
 	/* A database kept at an older schema (store_open_version, tests) has
-	 * no columns for the session's settings (7), nor its stop strings (8). */
+	 * no columns for the session's settings (7), its stop strings (8), nor
+	 * its think switch (9). */
 	const int version = store_schema_version(s), settings = version >= 7, has_stop = version >= 8;
+	const int has_think = version >= 9;
 #define GEN_COLUMNS "message_id, content, chosen, state, stop_reason, " GEN_SETTING_COLUMNS ", seed, " \
 	"n_prompt, n_reused, n_gen, n_ctx_used, n_ctx, prompt_tps, gen_tps, ttft_ms, created, model_id, template_name, " \
 	"template_id, system_prompt, prompt_messages, prompt_text, prompt_tokens, n_dropped, end_reason, reasoning, " \
 	"n_reasoning"
 #define GEN_VALUES "?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
 	"?, ?, ?"
-	st = store_prepare(s, has_stop ?
+	st = store_prepare(s, has_think ?
+	    "INSERT INTO generations(" GEN_COLUMNS ", kv_type, exact_act, stop, think) VALUES (" GEN_VALUES ", ?, ?, ?, ?)" :
+	    has_stop ?
 	    "INSERT INTO generations(" GEN_COLUMNS ", kv_type, exact_act, stop) VALUES (" GEN_VALUES ", ?, ?, ?)" :
 	    settings ? "INSERT INTO generations(" GEN_COLUMNS ", kv_type, exact_act) VALUES (" GEN_VALUES ", ?, ?)" :
 	    "INSERT INTO generations(" GEN_COLUMNS ") VALUES (" GEN_VALUES ")");
@@ -1319,6 +1329,8 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	}
 	if (has_stop)
 		bind_text_or_null(st, k++, stops);
+	if (has_think)
+		bind_text_or_null(st, k++, g->think);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -1481,8 +1493,8 @@ int
 store_gen_made(struct store *s, int64_t gen_id, const struct store_gen *now, struct sampler_params *sp,
 	       float *scales, char *why, size_t whylen)
 {
-	/* A database kept at an older schema has no cache type (7) nor stop
-	 * strings (8): not recorded. */
+	/* A database kept at an older schema has no cache type (7), stop
+	 * strings (8) nor think switch (9): not recorded. */
 	const int version = store_schema_version(s);
 	char sql[1024];
 	sqlite3_stmt *st;
@@ -1490,9 +1502,10 @@ store_gen_made(struct store *s, int64_t gen_id, const struct store_gen *now, str
 
 	snprintf(sql, sizeof(sql), "SELECT g.end_reason, g.model_id, COALESCE(" STORE_MODEL_LABEL("md") ", '?'), "
 	    "tp.source, g.template_name, g.system_prompt, g.prompt_messages, COALESCE(g.n_dropped, 0), %s, %s, %s, "
-	    "g.seed, " GEN_SETTING_COLUMNS ", g.n_ctx FROM generations g LEFT JOIN models md ON md.id = g.model_id "
+	    "g.seed, " GEN_SETTING_COLUMNS ", g.n_ctx, %s FROM generations g LEFT JOIN models md ON md.id = g.model_id "
 	    "LEFT JOIN templates tp ON tp.id = g.template_id WHERE g.id = ?", version >= 8 ? "g.stop" : "NULL",
-	    version >= 7 ? "g.kv_type" : "NULL", version >= 7 ? "g.exact_act" : "NULL");
+	    version >= 7 ? "g.kv_type" : "NULL", version >= 7 ? "g.exact_act" : "NULL",
+	    version >= 9 ? "g.think" : "NULL");
 	if (!(st = store_prepare(s, sql)))
 		return -1;
 	sqlite3_bind_int64(st, 1, gen_id);
@@ -1511,6 +1524,18 @@ store_gen_made(struct store *s, int64_t gen_id, const struct store_gen *now, str
 	else if (rc == 0 && now->n_ctx > 0 && sqlite3_column_int(st, 12 + (int)N_GEN_SETTINGS) != now->n_ctx)
 		rc = made_why(why, whylen, "was made in a context of %d tokens (this session: %d), which may cut the "
 		    "conversation otherwise", sqlite3_column_int(st, 12 + (int)N_GEN_SETTINGS), now->n_ctx);
+	/* The switch changes the rendered prompt; the same template (above)
+	 * read it then as it reads it now. */
+	if (rc == 0 && now->think) {
+		const char *think = (const char *)sqlite3_column_text(st, 13 + (int)N_GEN_SETTINGS);
+		if (!think)
+			rc = made_why(why, whylen, "has no record of its think switch (enable_thinking, /think; not "
+			    "recorded before schema 9)");
+		else if (strcmp(think, now->think))
+			rc = made_why(why, whylen, "was made with enable_thinking %s (this session: %s%s)", think,
+			    now->think, !strcmp(think, "true") ? "; /think on makes them the same" :
+			    !strcmp(think, "false") ? "; /think off makes them the same" : "");
+	}
 	if (rc == 0 && sqlite3_column_type(st, 11) == SQLITE_NULL)
 		rc = made_why(why, whylen, "has no record of its seed");
 	for (size_t i = 0; rc == 0 && i < N_GEN_SETTINGS; i++)

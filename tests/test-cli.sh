@@ -572,6 +572,13 @@ for c in "history list" "export --format sft"; do
 	grep -q "folder.db: is a folder, not a database file" "$tmp/err" && ok || bad "folder as database ($c): $(cat "$tmp/err")"
 done
 check "folder as database left empty" "" "$(ls -A "$tmp/folder.db")"
+# A database error is told as the database's, not blamed on the output.
+echo hi | "$NATTER_BIN" chat --plain --db "$tmp/noratings.db" -m "$M" -n 2 > /dev/null 2>&1
+python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute("DROP TABLE ratings"); c.commit()' \
+    "$tmp/noratings.db"
+"$NATTER_BIN" export --format sft --db "$tmp/noratings.db" > /dev/null 2> "$tmp/err"; check "no ratings table status" 1 $?
+grep -q "no such table: ratings" "$tmp/err" && ! grep -q "standard output" "$tmp/err" && ok ||
+    bad "an export's database error: $(cat "$tmp/err")"
 unset NATTER_DB
 
 # End to end: chat --plain sessions with a refused message, a /system

@@ -2364,6 +2364,9 @@ test_remote_models(void)
 		} cases[] = {
 			{ "remote", 1, "remote words" }, { "qwen2.5", 1, "remote words" }, { "127.0.0.1:8000", 1, "remote words" },
 			{ "file", 1, "local words" }, { "local.gguf", 1, "local words" }, { "other-host", 0, NULL },
+			/* Text, not a LIKE pattern (% and _ matched every name);
+			 * ASCII case ignored, as before. */
+			{ "LOCAL.GGUF", 1, "local words" }, { "%", 0, NULL }, { "_", 0, NULL }, { "local_gguf", 0, NULL },
 		};
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 			o.model = cases[i].model;

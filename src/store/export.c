@@ -562,6 +562,16 @@ load_prefs(sqlite3_stmt *ps, int64_t msg_id, struct xmsg *x)
 	"g.prompt_text = (SELECT COALESCE(group_concat(json_extract(j.value, '$.content'), ''), '') " \
 	"FROM json_each(g.prompt_messages) j))"
 
+/* Whether the hex SHA-256 in column COL starts with parameter P (any case). */
+#define SHA_PREFIX(col, p) "substr(" col ", 1, length(" p ")) = lower(" p ")"
+
+/* Whether models row md is the one --model names (parameter P): a prefix
+ * of its SHA-256, a part of its file name or endpoint (ASCII case
+ * ignored), or its kind ("remote").  Taken as text, not as a LIKE
+ * pattern: % and _ are only themselves. */
+#define MODEL_NAMED(p) "(" SHA_PREFIX("md.sha256", p) " OR instr(lower(md.file_name), lower(" p ")) > 0 OR " \
+	"instr(lower(md.endpoint), lower(" p ")) > 0 OR md.kind = " p ")"
+
 /* Writes the lines of one conversation. */
 static int
 export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, const char *system,
@@ -573,11 +583,10 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 	sqlite3_stmt *gs = store_prepare(s, "SELECT g.id, g.content, COALESCE(CASE r.kind WHEN 'thumb' THEN "
 	    "CASE r.value WHEN 1 THEN 5 ELSE 1 END ELSE r.value END, 0), g.created, g.prompt_messages, g.end_reason, "
 	    "COALESCE(r.created, 0), CASE WHEN g.model_id IS NULL THEN ?2 ELSE (?3 IS NULL OR EXISTS (SELECT 1 FROM "
-	    "models md WHERE md.id = g.model_id AND (md.sha256 LIKE ?3 || '%' OR md.file_name LIKE '%' || ?3 || '%' "
-	    "OR md.endpoint LIKE '%' || ?3 || '%' OR md.kind = ?3))) "
+	    "models md WHERE md.id = g.model_id AND " MODEL_NAMED("?3") ")) "
 	    "END, g.reasoning, g.prompt_text, CASE WHEN ?4 IS NULL THEN 1 WHEN ?4 = 'none' THEN NOT EXISTS (SELECT 1 "
 	    "FROM generation_adapters ga WHERE ga.generation_id = g.id) ELSE EXISTS (SELECT 1 FROM generation_adapters "
-	    "ga WHERE ga.generation_id = g.id AND ga.sha256 LIKE ?4 || '%') END, " STORE_ORIGIN_COLUMNS ", "
+	    "ga WHERE ga.generation_id = g.id AND " SHA_PREFIX("ga.sha256", "?4") ") END, " STORE_ORIGIN_COLUMNS ", "
 	    "g.reasoning IS NOT NULL OR g.n_reasoning IS NOT NULL, " RAW_PROMPT " "
 	    "FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id " STORE_ORIGIN_JOIN " "
 	    "WHERE g.message_id = ?1 ORDER BY g.id");
@@ -705,9 +714,8 @@ store_export(struct store *s, const struct store_export_opts *o, const char *pat
 	}
 	/* Each conversation, and whether its starting model matches --model
 	 * (for generations that did not record theirs). */
-	cs = store_prepare(s, "SELECT c.id, COALESCE(c.system_prompt, ''), (?1 IS NULL OR md.sha256 LIKE ?1 || '%' "
-	    "OR md.file_name LIKE '%' || ?1 || '%' OR md.endpoint LIKE '%' || ?1 || '%' OR md.kind = ?1) FROM conversations c LEFT JOIN models md ON md.id = c.model_id "
-	    "ORDER BY c.id");
+	cs = store_prepare(s, "SELECT c.id, COALESCE(c.system_prompt, ''), (?1 IS NULL OR " MODEL_NAMED("?1") ") "
+	    "FROM conversations c LEFT JOIN models md ON md.id = c.model_id ORDER BY c.id");
 	if (!cs) {
 		snprintf(err, errlen, "%s", store_errmsg(s));
 		goto out;
@@ -722,8 +730,11 @@ store_export(struct store *s, const struct store_export_opts *o, const char *pat
 		    sqlite3_column_int(cs, 2) ? "1" : "0", f, counts) : -1;
 		free(system);
 		if (r < 0) {
-			snprintf(err, errlen, "%s: %s", name, ferror(f) ? strerror(errno) : *store_errmsg(s) ?
-			    store_errmsg(s) : "out of memory");
+			/* The output is named only when writing it failed. */
+			if (ferror(f))
+				snprintf(err, errlen, "%s: %s", name, strerror(errno));
+			else
+				snprintf(err, errlen, "%s", *store_errmsg(s) ? store_errmsg(s) : "out of memory");
 			sqlite3_finalize(cs);
 			goto out;
 		}

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -341,6 +342,53 @@ test_rating_comment(void)
 	CHECK(store_rating_set(s, gid, "stars", 4, "close") == 0 && store_rating_set(s, gid, "stars", 4, "better") == 0 &&
 	    !strcmp(query_text(p, q, t, sizeof(t)), "stars 4 better"), "a new comment replaces the old: %s", t);
 	store_close(s);
+}
+
+/* A database file deleted, or replaced by another, while it is open:
+ * every kind of write is refused, naming the file, not "saved" into a
+ * file no one will open again; the file now at the path is untouched. */
+static void
+test_file_gone(void)
+{
+	char p[512], moved[512], err[512], t[64];
+	struct store *s;
+	struct store_gen g = gen("A reply.");
+	int64_t conv, conv2, m, gid, msg;
+
+	for (int replaced = 0; replaced < 2; replaced++) {
+		path_of(p, sizeof(p), replaced ? "gone-replaced.db" : "gone-deleted.db");
+		snprintf(moved, sizeof(moved), "%s.old", p);
+		CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+		if (!s)
+			return;
+		CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &conv) == 0 && store_msg_add(s, conv, "user", "Q", &m) == 0 &&
+		    store_gen_add(s, conv, 0, &g, &gid, &msg) == 0, "a reply: %s", store_errmsg(s));
+		if (replaced) {
+			/* Moved aside and another database put in its place. */
+			struct store *other;
+			CHECK(rename(p, moved) == 0, "rename: %s", strerror(errno));
+			CHECK(store_open(p, 0, &other, err, sizeof(err)) == 0, "the new file: %s", err);
+			store_close(other);
+		} else {
+			CHECK(unlink(p) == 0, "unlink: %s", strerror(errno));
+		}
+		CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &conv2) < 0 && strstr(store_errmsg(s), p) &&
+		    strstr(store_errmsg(s), "was deleted or replaced while natter had it open"),
+		    "%s: a new conversation: %s", replaced ? "replaced" : "deleted", store_errmsg(s));
+		CHECK(store_msg_add(s, conv, "user", "Q2", &m) < 0 && strstr(store_errmsg(s), "deleted or replaced"),
+		    "a message: %s", store_errmsg(s));
+		CHECK(store_gen_add(s, conv, msg, &g, &gid, &msg) < 0 && strstr(store_errmsg(s), "deleted or replaced"),
+		    "a reply: %s", store_errmsg(s));
+		CHECK(store_rating_set(s, gid, "thumb", 1, NULL) < 0 && strstr(store_errmsg(s), "deleted or replaced"),
+		    "a rating: %s", store_errmsg(s));
+		CHECK(store_conv_set_system(s, conv, "sys") < 0 && store_conv_delete(s, conv) < 0,
+		    "a system prompt, a deletion: %s", store_errmsg(s));
+		store_close(s);
+		if (replaced)
+			CHECK(!strcmp(query_text(p, "SELECT count(*) FROM conversations", t, sizeof(t)), "0"),
+			    "the file now there untouched: %s conversations", t);
+		unlink(moved);
+	}
 }
 
 static void
@@ -2599,6 +2647,7 @@ main(void)
 	test_sha256();
 	test_schema_and_history();
 	test_rating_comment();
+	test_file_gone();
 	test_migration_and_refusals();
 	test_migration_from_2();
 	test_migration_from_3();

@@ -238,9 +238,29 @@ store_prepare(struct store *s, const char *sql)
 	return st;
 }
 
+/*
+ * Whether the database file is still at its path.  One deleted or replaced
+ * while it is open (rm, a restore copied over it) takes every later write
+ * into a file no one will open again, each "saved" as if it were: every
+ * write asks first (a stat of the path, SQLite's own check).  0, or -1
+ * with the error set.
+ */
+static int
+store_writable(struct store *s)
+{
+	int moved = 0;
+
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || !moved)
+		return 0;
+	return store_seterr(s, "%s was deleted or replaced while natter had it open: nothing more is saved there "
+	    "(restart natter to save to the file now there)", s->path);
+}
+
 int
 store_begin(struct store *s)
 {
+	if (store_writable(s) < 0)
+		return -1;
 	/* IMMEDIATE takes the write lock now, so two writers queue on the busy
 	 * timeout instead of failing at COMMIT. */
 	return store_exec(s, "BEGIN IMMEDIATE", "a transaction");
@@ -757,9 +777,12 @@ int
 store_conv_new(struct store *s, int64_t model_id, const char *title, const char *chat_template,
 	       const char *system_prompt, int64_t *id)
 {
-	sqlite3_stmt *st = store_prepare(s, "INSERT INTO conversations(title, model_id, chat_template, system_prompt, "
-	    "created, updated) VALUES (?, ?, ?, ?, ?, ?)");
+	sqlite3_stmt *st;
 	int64_t t = now_s();
+	if (store_writable(s) < 0)
+		return -1;
+	st = store_prepare(s, "INSERT INTO conversations(title, model_id, chat_template, system_prompt, "
+	    "created, updated) VALUES (?, ?, ?, ?, ?, ?)");
 	if (!st)
 		return -1;
 	sqlite3_bind_text(st, 1, title ? title : "", -1, SQLITE_STATIC);
@@ -783,9 +806,10 @@ store_conv_new(struct store *s, int64_t model_id, const char *title, const char 
 int
 store_conv_set_system(struct store *s, int64_t conv_id, const char *system_prompt)
 {
-	sqlite3_stmt *st = store_prepare(s, "UPDATE conversations SET system_prompt = ?, updated = ? WHERE id = ?");
+	sqlite3_stmt *st;
 	int rc;
-	if (!st)
+	if (store_writable(s) < 0 ||
+	    !(st = store_prepare(s, "UPDATE conversations SET system_prompt = ?, updated = ? WHERE id = ?")))
 		return -1;
 	sqlite3_bind_text(st, 1, system_prompt, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now_s());
@@ -1814,6 +1838,8 @@ store_rating_set(struct store *s, int64_t gen_id, const char *kind, int value, c
 		store_seterr(s, "a rating is up, down, or 1 to 5 stars");
 		return -1;
 	}
+	if (store_writable(s) < 0)
+		return -1;
 	/* A comment is about the verdict it came with: another verdict
 	 * without one must not inherit it ("great, exactly right" on a
 	 * thumbs down), while the same verdict given again (+ pressed twice)
@@ -1844,9 +1870,9 @@ store_rating_set(struct store *s, int64_t gen_id, const char *kind, int value, c
 int
 store_conv_delete(struct store *s, int64_t conv_id)
 {
-	sqlite3_stmt *st = store_prepare(s, "DELETE FROM conversations WHERE id = ?");
+	sqlite3_stmt *st;
 	int rc;
-	if (!st)
+	if (store_writable(s) < 0 || !(st = store_prepare(s, "DELETE FROM conversations WHERE id = ?")))
 		return -1;
 	sqlite3_bind_int64(st, 1, conv_id);
 	rc = sqlite3_step(st);

@@ -10,6 +10,7 @@
 #include "natter/llm.h"
 #include "natter/store.h"
 #include "test.h"
+#include "test-sql.h"
 
 /* A front end that records what it was asked. */
 struct fe {
@@ -73,38 +74,6 @@ ab(void *p, const struct chatcmd_variant *v)
 }
 
 static const struct chatcmd_ops ab_ops = { .say = say, .busy = busy, .ab = ab };
-
-/* The first column of the first row of SQL on the database at PATH as
- * text, into BUF ("" if none). */
-static char *
-query_text(const char *path, const char *sql, char *buf, size_t n)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	buf[0] = 0;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-		return buf;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-	    sqlite3_column_text(st, 0))
-		snprintf(buf, n, "%s", (const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return buf;
-}
-
-/* Runs SQL on the database at PATH through a connection of its own, as
- * another program would.  Returns 0, or -1 when it failed. */
-static int
-exec_sql(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	int rc = -1;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-	    sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
-		rc = 0;
-	sqlite3_close(db);
-	return rc;
-}
 
 /* What a generation was made under, for comparing two. */
 static char *

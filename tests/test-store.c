@@ -15,6 +15,7 @@
 #include "natter/sha256.h"
 #include "natter/store.h"
 #include "test.h"
+#include "test-sql.h"
 #include "llm/unicode.h"
 
 static char dir[256];
@@ -51,55 +52,6 @@ test_sha256(void)
 	}
 	sha256_final_hex(&s, hex);
 	CHECK(!strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"), "sha256 of a million a");
-}
-
-static int
-query_int(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	int v = -1;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
-
-/* The first column of the first row of SQL as text, into BUF ("" if none). */
-static char *
-query_text(const char *path, const char *sql, char *buf, size_t n)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	buf[0] = 0;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-		return buf;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-	    sqlite3_column_text(st, 0))
-		snprintf(buf, n, "%s", (const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return buf;
-}
-
-/* Runs SQL on the database at PATH directly (as an older natter wrote it). */
-static int
-exec_sql(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	char *msg = NULL;
-	int rc;
-	if (sqlite3_open(path, &db) != SQLITE_OK)
-		return -1;
-	rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-	if (rc != SQLITE_OK)
-		fprintf(stderr, "exec_sql: %s\n", msg ? msg : "?");
-	sqlite3_free(msg);
-	sqlite3_close(db);
-	return rc == SQLITE_OK ? 0 : -1;
 }
 
 static char *

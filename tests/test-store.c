@@ -1208,6 +1208,57 @@ out:
 	store_close(s);
 }
 
+/* A reply from a server that reported no token counts (the session
+ * counted the pieces that came): its counts are stored as not known, not
+ * the pieces as tokens and the prompt as 0 tokens; history show says so. */
+static void
+test_chatlog_uncounted(void)
+{
+	char p[512], err[512], q[256], *shown = NULL;
+	struct store *s;
+	struct llm_model *m = NULL;
+	struct chat *c = NULL;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct chatlog l;
+
+	if (chatlog_setup("uncounted.db", "chatlog uncounted", p, sizeof(p), &s, &m, &o, 5) < 0)
+		return;
+	o.max_tokens = 4;
+	if (chat_new(m, &o, &c, err, sizeof(err)) < 0) {
+		CHECK(0, "chat_new: %s", err);
+		goto out;
+	}
+	memset(&l, 0, sizeof(l));
+	l.s = s;
+	CHECK(chatlog_model(&l, c, NULL) == 0, "model: %s", store_errmsg(s));
+	chat_add_user(c, "Hello", 5);
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0,
+	    "the reply: %s", err);
+	/* As a remote session's statistics are when the server sent no usage. */
+	st.gen_counted = 1;
+	st.n_gen = 3;
+	st.prompt_tokens = st.n_prompt = st.n_reused = 0;
+	CHECK(chatlog_reply(&l, c, &st) == 0 && l.last_gen > 0, "stored: %s", store_errmsg(s));
+	snprintf(q, sizeof(q), "SELECT (n_gen IS NULL) + (n_prompt IS NULL) + (n_reused IS NULL) + "
+	    "(prompt_tokens IS NULL) FROM generations WHERE id = %lld", (long long)l.last_gen);
+	CHECK(query_int(p, q) == 4, "the counts not known: %d of 4 NULL", query_int(p, q));
+	{
+		size_t len = 0;
+		FILE *f = open_memstream(&shown, &len);
+		CHECK(f && store_history_show(s, l.conv, f) == 0, "history show: %s", store_errmsg(s));
+		if (f)
+			fclose(f);
+	}
+	CHECK(shown && strstr(shown, "tokens not counted") && !strstr(shown, " 3 tokens") && !strstr(shown, "fed 0 tokens"),
+	    "history show: %s", shown ? shown : "");
+	free(shown);
+out:
+	chat_free(c);
+	llm_model_free(m);
+	store_close(s);
+}
+
 /* A session's messages follow its own: a user message the store did not
  * take is saved with the reply to it (never the reply under the message
  * before), and two natters on one conversation do not thread their
@@ -2608,6 +2659,7 @@ main(void)
 	test_chatlog();
 	test_chatlog_parents();
 	test_chatlog_model_later();
+	test_chatlog_uncounted();
 	test_chatlog_settings();
 	test_gen_made();
 	test_migration_think();

@@ -124,7 +124,7 @@ struct store_gen {
 	const struct store_turn *fed;  /* the messages fed, in order, the system prompt of the time first, */
 	int n_fed;                     /* after any oldest-turn dropping */
 	const char *prompt_text;       /* the rendered prompt exactly as fed */
-	int prompt_tokens;             /* its length in tokens */
+	int prompt_tokens;             /* its length in tokens; -1: not known (NULL) */
 	int n_dropped;                 /* earlier messages left out to fit the context */
 	double temp, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty;
 	int top_k, penalty_last_n, max_tokens;
@@ -132,7 +132,8 @@ struct store_gen {
 					* value (changed while the reply was written, not sent to a
 					* server): stored as NULL */
 	uint64_t seed;                 /* the seed actually used */
-	int n_prompt, n_reused, n_gen, n_ctx_used, n_ctx;   /* n_ctx 0: unknown (both stored as NULL) */
+	int n_prompt, n_reused, n_gen;   /* -1: not known, stored as NULL (a server that counted none) */
+	int n_ctx_used, n_ctx;         /* n_ctx 0: unknown (both stored as NULL) */
 	double prompt_tps, gen_tps, ttft_ms;
 	const struct store_adapter *adapters;   /* in the order applied; none: the base model alone */
 	int n_adapters;

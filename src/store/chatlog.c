@@ -190,6 +190,10 @@ chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, st
 	g->n_prompt = st->n_prompt;
 	g->n_reused = st->n_reused;
 	g->n_gen = st->n_gen;
+	/* A server that reported no counts: the pieces that came are not
+	 * tokens, and the prompt's length is not known (not 0). */
+	if (st->gen_counted)
+		g->prompt_tokens = g->n_prompt = g->n_reused = g->n_gen = -1;
 	g->n_ctx_used = st->n_ctx_used;
 	g->n_ctx = st->n_ctx;
 	g->prompt_tps = st->prompt_tps;

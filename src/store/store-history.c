@@ -223,9 +223,13 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 		put_setting(out, "top_k", gs, 5, 1);
 		put_setting(out, "min_p", gs, 6, 0);
 		/* The seed is stored as its 64 bits, signed. */
-		fprintf(out, " seed %llu, %d tokens, %.1f tok/s, first token %.0f ms",
-		    (unsigned long long)sqlite3_column_int64(gs, 7), sqlite3_column_int(gs, 8),
-		    sqlite3_column_double(gs, 9), sqlite3_column_double(gs, 10));
+		fprintf(out, " seed %llu, ", (unsigned long long)sqlite3_column_int64(gs, 7));
+		/* A server that counted nothing: the speed is of the pieces it sent. */
+		if (sqlite3_column_type(gs, 8) == SQLITE_NULL)
+			fprintf(out, "tokens not counted, %.1f pieces/s", sqlite3_column_double(gs, 9));
+		else
+			fprintf(out, "%d tokens, %.1f tok/s", sqlite3_column_int(gs, 8), sqlite3_column_double(gs, 9));
+		fprintf(out, ", first token %.0f ms", sqlite3_column_double(gs, 10));
 		if (*col_text(gs, 15) && strcmp(col_text(gs, 15), conv_model))
 			fprintf(out, ", model %s", col_text(gs, 15));
 		/* The stop strings as stored (a JSON array), when there were any. */

@@ -1156,6 +1156,16 @@ fed_json(const struct store_gen *g, int skip, int *oom)
 	return json_text(a, oom);
 }
 
+/* A count, or NULL when it is not known (-1). */
+static void
+bind_count(sqlite3_stmt *st, int k, int n)
+{
+	if (n >= 0)
+		sqlite3_bind_int(st, k, n);
+	else
+		sqlite3_bind_null(st, k);
+}
+
 static void
 bind_text_or_null(sqlite3_stmt *st, int k, const char *t)
 {
@@ -1296,9 +1306,9 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 		    g->unknown & gs->bit);
 	}
 	sqlite3_bind_int64(st, k++, (int64_t)g->seed);
-	sqlite3_bind_int(st, k++, g->n_prompt);
-	sqlite3_bind_int(st, k++, g->n_reused);
-	sqlite3_bind_int(st, k++, g->n_gen);
+	bind_count(st, k++, g->n_prompt);
+	bind_count(st, k++, g->n_reused);
+	bind_count(st, k++, g->n_gen);
 	/* A context of 0 is one the engine did not know (a remote server). */
 	if (g->n_ctx > 0) {
 		sqlite3_bind_int(st, k++, g->n_ctx_used);
@@ -1325,10 +1335,7 @@ store_gen_add(struct store *s, int64_t conv_id, int64_t msg_id, const struct sto
 	bind_text_or_null(st, k++, system ? system : fed ? "" : NULL);
 	bind_text_or_null(st, k++, fed);
 	bind_text_or_null(st, k++, g->prompt_text);
-	if (g->prompt_text)
-		sqlite3_bind_int(st, k++, g->prompt_tokens);
-	else
-		sqlite3_bind_null(st, k++);
+	bind_count(st, k++, g->prompt_text ? g->prompt_tokens : -1);
 	sqlite3_bind_int(st, k++, g->n_dropped);
 	if (g->end != STORE_END_UNKNOWN)
 		sqlite3_bind_text(st, k++, store_end_name(g->end), -1, SQLITE_STATIC);

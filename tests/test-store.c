@@ -302,7 +302,7 @@ test_rating_comment(void)
 static void
 test_file_gone(void)
 {
-	char p[512], moved[512], err[512], t[64];
+	char p[512], moved[520], err[512], t[64];
 	struct store *s;
 	struct store_gen g = gen("A reply.");
 	int64_t conv, conv2, m, gid, msg;

@@ -184,11 +184,7 @@ out:
 	chat_free(c2);
 	chat_free(c3);
 	store_close(s);
-	unlink(db);
-	snprintf(t, sizeof(t), "%s-wal", db);
-	unlink(t);
-	snprintf(t, sizeof(t), "%s-shm", db);
-	unlink(t);
+	remove_db(db);
 }
 
 /* A front end showing alternative SHOWN of every reply (-1: the chosen
@@ -287,11 +283,7 @@ test_rate_shown(struct llm_model *m)
 out:
 	chat_free(c);
 	store_close(s);
-	unlink(db);
-	snprintf(t, sizeof(t), "%s-wal", db);
-	unlink(t);
-	snprintf(t, sizeof(t), "%s-shm", db);
-	unlink(t);
+	remove_db(db);
 }
 
 /* The database's count of ROWS (a table) as a number. */
@@ -404,11 +396,7 @@ test_ab_changed(struct llm_model *m, const char *fx)
 out:
 	chat_free(c);
 	store_close(s);
-	unlink(db);
-	snprintf(err, sizeof(err), "%s-wal", db);
-	unlink(err);
-	snprintf(err, sizeof(err), "%s-shm", db);
-	unlink(err);
+	remove_db(db);
 }
 
 /* /ab on a reply resumed from the history whose template reads
@@ -481,11 +469,7 @@ out:
 	chat_free(c1);
 	chat_free(c2);
 	store_close(s);
-	unlink(db);
-	snprintf(err, sizeof(err), "%s-wal", db);
-	unlink(err);
-	snprintf(err, sizeof(err), "%s-shm", db);
-	unlink(err);
+	remove_db(db);
 }
 
 int

@@ -3,6 +3,7 @@
 #define NATTER_TEST_SQL_H
 
 #include <stdio.h>
+#include <unistd.h>
 #include <sqlite3.h>
 
 /* The first column of the first row of SQL on the database at PATH as a
@@ -58,6 +59,18 @@ exec_sql(const char *path, const char *sql)
 	sqlite3_free(msg);
 	sqlite3_close(db);
 	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* Removes the database at PATH and the files SQLite keeps beside it. */
+static inline void
+remove_db(const char *path)
+{
+	static const char *const side[] = { "", "-wal", "-shm", "-journal" };
+	char f[4200];
+	for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++) {
+		snprintf(f, sizeof(f), "%s%s", path, side[i]);
+		unlink(f);
+	}
 }
 
 #endif

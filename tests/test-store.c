@@ -1691,6 +1691,37 @@ test_gen_made(void)
 	store_close(s);
 }
 
+/* The database NAME.db in the test's folder, with two models (fake files
+ * NAME-alpha.gguf and NAME-beta.gguf, of other bytes), a conversation
+ * begun under the first and its first message, "Sing": the setting of the
+ * export tests.  The store, or NULL after a failed check. */
+static struct store *
+open_two_models(const char *name, char *p, size_t pn, int64_t *mid_a, int64_t *mid_b, int64_t *conv)
+{
+	char ma[512], mb[512], f[128], err[512];
+	struct store *s = NULL;
+	int64_t u;
+
+	snprintf(f, sizeof(f), "%s.db", name);
+	path_of(p, pn, f);
+	snprintf(f, sizeof(f), "%s-alpha.gguf", name);
+	path_of(ma, sizeof(ma), f);
+	fake_model(ma, "alpha weights");
+	snprintf(f, sizeof(f), "%s-beta.gguf", name);
+	path_of(mb, sizeof(mb), f);
+	fake_model(mb, "beta weights");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return NULL;
+	if (store_model(s, ma, "llama", "F32", mid_a) < 0 || store_model(s, mb, "llama", "F32", mid_b) < 0 ||
+	    store_conv_new(s, *mid_a, NULL, NULL, NULL, conv) < 0 || store_msg_add(s, *conv, "user", "Sing", &u) < 0) {
+		CHECK(0, "%s: %s", name, store_errmsg(s));
+		store_close(s);
+		return NULL;
+	}
+	return s;
+}
+
 /* What export leaves out and what it never says twice: stopped and cut-off
  * replies are not targets unless asked; identical replies are no DPO
  * pair; one reply text gets one KTO label (its latest rating); replies from
@@ -1698,26 +1729,16 @@ test_gen_made(void)
 static void
 test_export_truth(void)
 {
-	char p[512], err[512], ma[512], mb[512], *out;
+	char p[512], *out;
 	struct store *s;
 	struct store_export_opts o;
 	struct store_export_counts n;
-	int64_t conv, u, msg, gid[8], mid_a, mid_b;
+	int64_t conv, msg, gid[8], mid_a, mid_b;
 	struct store_gen g;
 	struct store_turn fed[2] = { { "user", "Sing" } };
 
-	path_of(p, sizeof(p), "truth.db");
-	path_of(ma, sizeof(ma), "alpha.gguf");
-	path_of(mb, sizeof(mb), "beta.gguf");
-	fake_model(ma, "alpha");
-	fake_model(mb, "beta");
-	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
-	if (!s)
+	if (!(s = open_two_models("truth", p, sizeof(p), &mid_a, &mid_b, &conv)))
 		return;
-	store_model(s, ma, "llama", "F32", &mid_a);
-	store_model(s, mb, "llama", "F16", &mid_b);
-	store_conv_new(s, mid_a, NULL, NULL, NULL, &conv);
-	store_msg_add(s, conv, "user", "Sing", &u);
 	g = gen("la la la");                      /* 0: complete, up */
 	g.fed = fed;
 	g.n_fed = 1;
@@ -1915,26 +1936,17 @@ test_export_bare_prompt(void)
 static void
 test_export_pairs(void)
 {
-	char p[512], err[512], ma[512], mb[512], sql[512], *out;
+	char p[512], sql[512], *out;
 	struct store *s;
 	struct store_export_opts o;
 	struct store_export_counts n;
-	int64_t conv, u, msg, mid_a, mid_b, mid_r, a1, a2, a3, b1, r1, r2;
+	int64_t conv, msg, mid_a, mid_b, mid_r, a1, a2, a3, b1, r1, r2;
 	struct store_gen g;
 	struct store_turn fed[1] = { { "user", "Sing" } };
 
-	path_of(p, sizeof(p), "pairs.db");
-	path_of(ma, sizeof(ma), "pair-alpha.gguf");
-	path_of(mb, sizeof(mb), "pair-beta.gguf");
-	fake_model(ma, "alpha weights");
-	fake_model(mb, "beta weights");
-	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
-	if (!s)
+	if (!(s = open_two_models("pairs", p, sizeof(p), &mid_a, &mid_b, &conv)))
 		return;
-	CHECK(store_model(s, ma, "llama", "F32", &mid_a) == 0 && store_model(s, mb, "llama", "F32", &mid_b) == 0 &&
-	    store_model_remote(s, "http://host/v1", "m", &mid_r) == 0, "models: %s", store_errmsg(s));
-	store_conv_new(s, mid_a, NULL, NULL, NULL, &conv);
-	store_msg_add(s, conv, "user", "Sing", &u);
+	CHECK(store_model_remote(s, "http://host/v1", "m", &mid_r) == 0, "remote model: %s", store_errmsg(s));
 	g = gen("alpha one");
 	g.fed = fed;
 	g.n_fed = 1;

@@ -519,7 +519,21 @@ clobber "eval --logits-out a link to the model" "$tmp/m32.gguf" \
     "$NATTER_BIN" eval -m "$tmp/m32.gguf" --tokens 1,2 --logits-out "$tmp/m32-link.bin"
 clobber "eval --logits-out the database" "$tmp/h.db" "eval: --logits-out $tmp/h.db is the history database ($tmp/h.db)" \
     "$NATTER_BIN" eval -m "$tmp/m32.gguf" --tokens 1,2 --logits-out "$tmp/h.db"
+# --db elsewhere: the user's own database ($NATTER_DB here) is kept all the same.
+clobber "export --db another -o \$NATTER_DB" "$tmp/h.db" "export: -o $tmp/h.db is the history database ($tmp/h.db)" \
+    "$NATTER_BIN" export --format sft --include-incomplete --db "$tmp/h2.db" -o "$tmp/h.db"
 check "the history after the refusals" "$sum_db" "$(cksum < "$tmp/h.db")"
+# A broken config file does not stop a command that does not read the
+# history (its error is said): the default place is still kept.
+mkdir -p "$tmp/badcfg/natter"; echo "bogus = 1" > "$tmp/badcfg/natter/config"
+env -u NATTER_DB XDG_CONFIG_HOME="$tmp/badcfg" "$NATTER_BIN" eval -m "$tmp/m32.gguf" --tokens 1,2 \
+    --logits-out "$tmp/badcfg.bin" > /dev/null 2> "$tmp/err"
+check "eval with a broken config: status" 0 $?
+grep -q "unknown setting 'bogus'" "$tmp/err" && [ -s "$tmp/badcfg.bin" ] && ok || bad "eval with a broken config: $(cat "$tmp/err")"
+clobber "mkmodel -o the default database, the config broken" "$tmp/xdgdb/natter/natter.db" \
+    "mkmodel: -o $tmp/xdgdb/natter/natter.db is the history database" \
+    env -u NATTER_DB XDG_CONFIG_HOME="$tmp/badcfg" XDG_DATA_HOME="$tmp/xdgdb" "$NATTER_BIN" mkmodel --preset tiny \
+    --type f32 -o "$tmp/xdgdb/natter/natter.db"
 "$NATTER_BIN" history list | grep -q "Tell me a dream" && ok || bad "history list after the refusals"
 # Another file is written as before, an existing one too.
 "$NATTER_BIN" export --format sft --include-incomplete -o "$tmp/sft.jsonl" 2>/dev/null; check "export -o a new file status" 0 $?

@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "natter/outfile.h"
+#include "natter/store.h"
 
 /* The database and the files SQLite keeps beside it: its recent changes
  * live in the write-ahead log until they are copied in, so writing over
@@ -18,12 +19,27 @@ static const struct {
 	{ "-shm", "the history database's shared-memory index" },
 };
 
+/* Whether OUT is the database at PATH or one of its side files (said). */
+static int
+db_clobbered(const char *cmd, const char *opt, const char *out, const char *path)
+{
+	char file[4200];
+
+	for (size_t i = 0; i < sizeof(db_files) / sizeof(db_files[0]); i++) {
+		snprintf(file, sizeof(file), "%s%s", path, db_files[i].suffix);
+		if (outfile_same(out, file)) {
+			cli_error("%s: %s %s is %s (%s): it would be overwritten", cmd, opt, out, db_files[i].what, file);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 int
 cli_output_check(const char *cmd, const char *opt, const char *out, const char *db, const struct cli_input *in,
 		 int n)
 {
-	char path[4096], file[4200], err[1024];
-	int r;
+	char path[4096], err[1024];
 
 	for (int i = 0; i < n; i++) {
 		if (in[i].path && outfile_same(out, in[i].path)) {
@@ -32,19 +48,20 @@ cli_output_check(const char *cmd, const char *opt, const char *out, const char *
 			return -1;
 		}
 	}
-	/* Every command, not only those that read it: the history is the
-	 * one file natter keeps that nothing else can rebuild. */
-	r = cli_db_path(db, 0, path, sizeof(path), err, sizeof(err));
-	if (r < 0)
+	/*
+	 * Every command, not only those that read it: the history is the one
+	 * file natter keeps that nothing else can rebuild.  The database the
+	 * command was given (--db), and the user's own ($NATTER_DB, the config
+	 * file's, the default place), which a --db elsewhere leaves no less
+	 * worth keeping.  A config file that cannot be read names none (its
+	 * error is said; a command that does not read the history goes on),
+	 * and the default place is checked all the same.
+	 */
+	if (db && db_clobbered(cmd, opt, out, db))
 		return -1;
-	if (r > 0)
-		return 0;   /* no place for a database: there is none to lose */
-	for (size_t i = 0; i < sizeof(db_files) / sizeof(db_files[0]); i++) {
-		snprintf(file, sizeof(file), "%s%s", path, db_files[i].suffix);
-		if (outfile_same(out, file)) {
-			cli_error("%s: %s %s is %s (%s): it would be overwritten", cmd, opt, out, db_files[i].what, file);
-			return -1;
-		}
-	}
+	if (cli_db_path(NULL, 0, path, sizeof(path), err, sizeof(err)) == 0 && db_clobbered(cmd, opt, out, path))
+		return -1;
+	if (store_default_path_ex(path, sizeof(path), 0, err, sizeof(err)) && db_clobbered(cmd, opt, out, path))
+		return -1;
 	return 0;
 }

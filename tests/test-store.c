@@ -1681,9 +1681,11 @@ test_gen_made(void)
 		CHECK(store_gen_add(s, conv, msg, &rec, &ge, NULL) == 0 &&
 		    store_pref_add(s, ga, ge, STORE_PICK_A, "temp 0.9", NULL) < 0 &&
 		    strstr(store_errmsg(s), "made by different models"), "another model: %s", store_errmsg(s));
-		/* The same model through another template. */
+		/* The same model through another template (its text: a name
+		 * alone is no other template). */
 		rec.model_id = mf;
 		rec.template_name = "another";
+		rec.template_source = "{{ another }}";
 		CHECK(store_gen_add(s, conv, msg, &rec, &ge, NULL) == 0 &&
 		    store_pref_add(s, ga, ge, STORE_PICK_A, "temp 0.9", NULL) < 0 &&
 		    strstr(store_errmsg(s), "different chat templates"), "another template: %s", store_errmsg(s));
@@ -1952,6 +1954,7 @@ test_export_pairs(void)
 	g.n_fed = 1;
 	g.model_id = mid_a;
 	g.template_name = "chatml";
+	g.template_source = "{{ chatml }}";   /* recorded: one template row */
 	g.prompt_text = "<|im_start|>user\nSing<|im_end|>\n";
 	CHECK(store_gen_add(s, conv, 0, &g, &a1, &msg) == 0, "add: %s", store_errmsg(s));
 	g.content = "alpha two";
@@ -1993,8 +1996,19 @@ test_export_pairs(void)
 	    !strstr(out, "beta one") && !strstr(out, "alpha three"),
 	    "dpo: a pair of one model and one prompt only (%d lines): %s", count_lines(out), out ? out : "");
 	free(out);
-	/* The template, too (the same model, text and messages). */
-	snprintf(sql, sizeof(sql), "UPDATE generations SET template_name = 'llama3' WHERE id = %lld", (long long)a2);
+	/* A template of the same text under another name is the same
+	 * template (chatml built in, and named for a model that has none). */
+	snprintf(sql, sizeof(sql), "UPDATE generations SET template_name = 'chatml (built-in; the model has none)' "
+	    "WHERE id = %lld", (long long)a2);
+	CHECK(exec_sql(p, sql) == 0, "another name");
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 2 && strstr(out, "alpha one"), "dpo: one template by two names pairs: %s",
+	    out ? out : "");
+	free(out);
+	/* Another template's text is not (the same model, text and messages). */
+	snprintf(sql, sizeof(sql), "INSERT INTO templates(sha256, source) VALUES ('feed', '{{ other }}'); "
+	    "UPDATE generations SET template_id = (SELECT id FROM templates WHERE sha256 = 'feed') WHERE id = %lld",
+	    (long long)a2);
 	CHECK(exec_sql(p, sql) == 0, "another template");
 	out = export_to(s, &o, &n);
 	CHECK(out && count_lines(out) == 1 && !strstr(out, "alpha"), "dpo: no pair across templates: %s",

@@ -318,8 +318,9 @@ cmd_export(int argc, char **argv)
 			    "(--include-legacy rebuilds it from the conversation)\n", cli_progname, n.skipped_legacy,
 			    n.skipped_legacy == 1 ? "y" : "ies");
 		if (n.skipped_raw)
-			fprintf(stderr, "%s: left out %d rated repl%s to a bare prompt (natter serve's /v1/completions), "
-			    "which no chat template wrapped: they are no chat turns\n", cli_progname, n.skipped_raw,
+			fprintf(stderr, "%s: left out %d rated repl%s to a bare prompt (natter serve's /v1/completions, or a "
+			    "chat template that passes the text through), which no chat template wrapped: they are no "
+			    "chat turns\n", cli_progname, n.skipped_raw,
 			    n.skipped_raw == 1 ? "y" : "ies");
 	}
 	store_close(s);

@@ -59,7 +59,12 @@ store_origin_differs(const struct store_origin *a, const struct store_origin *b)
 	 * another's way of writing, which no setting of its own can give. */
 	if (a->model_id != b->model_id)
 		return "they were made by different models";
-	if (a->template_id != b->template_id || !same_text(a->template_name, b->template_name))
+	/* The template by its text (template_id: one row per SHA-256 of the
+	 * source), not by the name it was given: "chatml (built-in)" and
+	 * "chatml (built-in; the model has none)", a file named two ways,
+	 * are one template.  The name only where no text was recorded. */
+	if (a->template_id || b->template_id ? a->template_id != b->template_id :
+	    !same_text(a->template_name, b->template_name))
 		return "they were made with different chat templates";
 	if (!same_text(a->messages, b->messages))
 		return "they were fed different prompts (other messages; the conversation cut to fit another "

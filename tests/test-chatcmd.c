@@ -528,6 +528,8 @@ main(void)
 	chat_get_params(c, &sp);
 	CHECK(sp.temp > 0.249f && sp.temp < 0.251f, "temp is %g", sp.temp);
 	CHECK(run(&e, "/set top_p 7") < 0 && f.err && strstr(f.said, "/set: top-p"), "bad /set: %s", f.said);
+	/* A name that is no setting is told as such, whatever its value. */
+	CHECK(run(&e, "/set stop x") < 0 && f.err && strstr(f.said, "unknown parameter 'stop'"), "/set stop x: %s", f.said);
 	/* Counts are whole numbers: 2.7 is refused, not applied as 2; so is a
 	 * value past int's range (converting it was undefined). */
 	CHECK(run(&e, "/set top_k 5") == CHATCMD_DONE && run(&e, "/set top_k 2.7") < 0 && f.err &&

@@ -1366,6 +1366,8 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 	struct sampler_params p;
 	char *end;
 	double v;
+	float *fp = NULL;
+	int *ip = NULL, max_tokens = 0;
 
 	if (!name || !value) {
 		snprintf(err, errlen, "usage: /set NAME VALUE (temp, top_k, top_p, min_p, repeat_penalty, "
@@ -1391,6 +1393,21 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 		chat_set_params(c, &p);
 		return 0;
 	}
+	/* Which setting, before its value is read: a name that is none is
+	 * told as such, not as "'x' is not a number". */
+	if (!strcmp(name, "temp") || !strcmp(name, "temperature")) fp = &p.temp;
+	else if (!strcmp(name, "top_k")) ip = &p.top_k;
+	else if (!strcmp(name, "top_p")) fp = &p.top_p;
+	else if (!strcmp(name, "min_p")) fp = &p.min_p;
+	else if (!strcmp(name, "repeat_penalty")) fp = &p.repeat_penalty;
+	else if (!strcmp(name, "presence_penalty")) fp = &p.presence_penalty;
+	else if (!strcmp(name, "frequency_penalty")) fp = &p.frequency_penalty;
+	else if (!strcmp(name, "penalty_last_n")) ip = &p.penalty_last_n;
+	else if (!strcmp(name, "max_tokens")) ip = &max_tokens;
+	else {
+		snprintf(err, errlen, "unknown parameter '%s'", name);
+		return -1;
+	}
 	errno = 0;
 	v = strtod(value, &end);
 	if (end == value || *end || errno || v != v) {
@@ -1399,30 +1416,22 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 	}
 	/* The counts take whole numbers (2.7 was applied as 2), in range
 	 * before they are converted. */
-	if ((!strcmp(name, "top_k") || !strcmp(name, "penalty_last_n") || !strcmp(name, "max_tokens")) &&
-	    (v != floor(v) || v < -1 || v > 1e9)) {
+	if (ip && (v != floor(v) || v < -1 || v > 1e9)) {
 		snprintf(err, errlen, "%s: '%s' is not a whole number from -1 to 1000000000", name, value);
 		return -1;
 	}
-	if (!strcmp(name, "temp") || !strcmp(name, "temperature")) p.temp = (float)v;
-	else if (!strcmp(name, "top_k")) p.top_k = (int)v;
-	else if (!strcmp(name, "top_p")) p.top_p = (float)v;
-	else if (!strcmp(name, "min_p")) p.min_p = (float)v;
-	else if (!strcmp(name, "repeat_penalty")) p.repeat_penalty = (float)v;
-	else if (!strcmp(name, "presence_penalty")) p.presence_penalty = (float)v;
-	else if (!strcmp(name, "frequency_penalty")) p.frequency_penalty = (float)v;
-	else if (!strcmp(name, "penalty_last_n")) p.penalty_last_n = (int)v;
-	else if (!strcmp(name, "max_tokens")) {
+	if (ip == &max_tokens) {
 		if (v < 0) {
 			snprintf(err, errlen, "max_tokens must be 0 (no limit) or more");
 			return -1;
 		}
 		chat_set_max_tokens(c, (int)v);
 		return 0;
-	} else {
-		snprintf(err, errlen, "unknown parameter '%s'", name);
-		return -1;
 	}
+	if (fp)
+		*fp = (float)v;
+	else
+		*ip = (int)v;
 	if (sampler_params_check(&p, err, errlen) < 0)
 		return -1;
 	chat_set_params(c, &p);

@@ -99,18 +99,12 @@ last_used(const char *db, struct entry *es, int n)
 	struct stat st;
 	char err[512];
 
-	/* The history the other commands read: --db, $NATTER_DB, the config
-	 * file's db, the default. */
-	if (!db && !(getenv("NATTER_DB") && *getenv("NATTER_DB")) && cli_config_get("db", &db) < 0)
+	/* The history the other commands read. */
+	if (cli_db_path(db, 0, path, sizeof(path), err, sizeof(err)) != 0)
 		return;
-	if (!db) {
-		db = store_default_path_ex(path, sizeof(path), 0, err, sizeof(err));
-		if (!db)
-			return;
-	}
-	if (stat(db, &st) < 0)
+	if (stat(path, &st) < 0)
 		return;   /* no history yet: do not create one just to read it */
-	if (store_open(db, STORE_READONLY, &s, err, sizeof(err)) < 0) {
+	if (store_open(path, STORE_READONLY, &s, err, sizeof(err)) < 0) {
 		fprintf(stderr, "natter models: %s (last use not shown)\n", err);
 		return;
 	}

@@ -75,6 +75,18 @@ ab(void *p, const struct chatcmd_variant *v)
 
 static const struct chatcmd_ops ab_ops = { .say = say, .busy = busy, .ab = ab };
 
+/* E runs commands on session C (logged by L) through A, which makes B. */
+static void
+ab_env(struct chatcmd_env *e, struct abfe *a, struct chat *c, struct chatlog *l)
+{
+	a->c = c;
+	a->l = l;
+	e->c = c;
+	e->log = l;
+	e->ops = &ab_ops;
+	e->fe = a;
+}
+
 /* What a generation was made under, for comparing two. */
 static char *
 gen_settings(const char *db, int64_t gen, char *buf, size_t n)
@@ -137,12 +149,7 @@ test_ab_resumed(struct llm_model *m, const char *model_path)
 		CHECK(0, "resume: %s", err);
 		goto out;
 	}
-	a.c = c2;
-	a.l = &l2;
-	e.c = c2;
-	e.log = &l2;
-	e.ops = &ab_ops;
-	e.fe = &a;
+	ab_env(&e, &a, c2, &l2);
 	CHECK(run(&e, "/ab temp 0.9") == CHATCMD_DONE && a.made && !a.f.err, "/ab temp 0.9 on the resumed reply: %s",
 	    a.f.said);
 	CHECK(run(&e, "/pick b") == CHATCMD_DONE, "/pick b: %s", a.f.said);
@@ -349,12 +356,7 @@ test_ab_changed(struct llm_model *m, const char *fx)
 		goto out;
 	}
 	l.s = s;
-	a.c = c;
-	a.l = &l;
-	e.c = c;
-	e.log = &l;
-	e.ops = &ab_ops;
-	e.fe = &a;
+	ab_env(&e, &a, c, &l);
 	/* Two turns, the first with a second alternative to choose. */
 	chat_set_think(c, CHAT_THINK_ON);
 	CHECK(chatlog_model(&l, c, NULL) == 0, "model: %s", store_errmsg(s));
@@ -442,12 +444,7 @@ test_ab_resumed_think(struct llm_model *m, const char *fx)
 		CHECK(0, "resume: %s", err);
 		goto out;
 	}
-	a.c = c2;
-	a.l = &l2;
-	e.c = c2;
-	e.log = &l2;
-	e.ops = &ab_ops;
-	e.fe = &a;
+	ab_env(&e, &a, c2, &l2);
 	before = ab_state(c2, db);
 	CHECK(run(&e, "/ab temp 0.9") == CHATCMD_DONE && a.made && !a.f.err, "/ab with the same switch: %s", a.f.said);
 	CHECK(run(&e, "/pick b") == CHATCMD_DONE, "/pick b: %s", a.f.said);

@@ -13,7 +13,12 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#endif
 
+/* The CPU's maker, as cpuid names it ("GenuineIntel"; "" if unknown). */
+static char vendor[13];
+
+#if defined(__x86_64__) || defined(__i386__)
 /* Feature bits, read once by cpu_probe. */
 static struct {
 	int avx, avx2, fma, f16c, os_avx, os_avx512;
@@ -35,6 +40,12 @@ cpu_probe(void)
 
 	memset(&feat, 0, sizeof(feat));
 	max = __get_cpuid_max(0, NULL);
+	if (max >= 1) {
+		__cpuid(0, a, b, c, d);
+		memcpy(vendor, &b, 4);
+		memcpy(vendor + 4, &d, 4);
+		memcpy(vendor + 8, &c, 4);
+	}
 	if (max < 1 || !__get_cpuid(1, &a, &b, &c, &d))
 		return;
 	feat.fma = (c >> 12) & 1;
@@ -123,6 +134,80 @@ cpu_tier_get(int t)
 	return t >= 0 && t < CPU_TIER_COUNT ? &tiers[t] : NULL;
 }
 
+/*
+ * The packed GEMVs' read-ahead (struct q_ahead, quant-impl.h) by the CPU's
+ * maker: the first row whose vendor is the CPU's (NULL: any).  AMD's rows
+ * were measured on Zen 3 (AVX2) and Zen 5 (the rest; quant-x86.h tells
+ * how).  Intel's on 2 cores of an "Intel Xeon Processor" (KVM guest,
+ * family 6 model 167; AVX-512 with VNNI, BF16 and AMX; memory read about
+ * 30 GB/s), 2026-12-05: natter bench -p 0 -n 64 -r 3, 2 threads, tg64 t/s
+ * in two rounds, Qwen2.5-0.5B shapes but where named.  There the
+ * hardware's prefetch alone left every tier well behind the memory:
+ *   avx512bf16, b32 (k 4096): Q4_0 0: 71.4 70.9, 1024: 85.2 83.7,
+ *     1536: 83.8 80.8, 2048: 87.1 84.1 84.3 84.8, 3072: 80.4 81.5,
+ *     4096: 78.6 75.9; Q8_0 0: 51.0 50.0, 1024: 59.5 56.5, 2048: 60.1
+ *     58.8 58.0 58.7, 3072: 55.2 53.5, 4096: 55.5 54.1.
+ *   avx512bf16, k (b32 2048), Qwen3-0.6B Q4_K_M (real Q4_K and Q6_K):
+ *     0: 59.8 59.1, 512: 63.5 63.2, 1024: 64.3 62.0 63.9 63.8,
+ *     2048: 61.8 61.6, 4096: 58.7 59.6; AMD's row (0, 4096): 59.1.
+ *     Qwen2.5-0.5B Q4_K_M (mostly Q5_0), AMD's row 60.0 59.5 against
+ *     73.7 73.7 with (2048, 1024).
+ *   avxvnni, AMD's row (0, 4096) against (2048, 1024): Q4_0 67.8 66.9
+ *     against 81.6 82.0; Qwen3-0.6B Q4_K_M 45.9 45.7 against 63.1 62.9.
+ *   avx2, both the same: Q4_0 0: 62.1 63.7, 1024 (AMD's row): 78.4 77.9,
+ *     2048: 83.4 83.7; Qwen2.5-0.5B Q4_K_M 55.5 55.1, 67.2 67.8, 71.1
+ *     71.2; Qwen3-0.6B Q4_K_M with b32 2048, k 1024: 63.7 62.7, k 2048:
+ *     62.6 62.2.
+ * Other makers get AMD's distances, measured on more machines.
+ */
+static const struct ahead_rule {
+	const char *vendor;
+	struct q_ahead avx2, wide;
+} ahead_rules[] = {
+	{ "GenuineIntel", { 2048, 1024 }, { 2048, 1024 } },
+	{ NULL, { 1024, 1024 }, { 0, 4096 } },
+};
+
+struct q_ahead q_ahead_avx2, q_ahead_wide;
+static const char *ahead_why;
+
+/* Sets the read-ahead from the table or NATTER_PREFETCH=B32,K (both tier
+ * families); 0, or -1 with init_err filled. */
+static int
+ahead_init(char *err, size_t errlen)
+{
+	const char *env = getenv("NATTER_PREFETCH");
+	const struct ahead_rule *r = ahead_rules;
+
+	while (r->vendor && strcmp(r->vendor, vendor) != 0)
+		r++;
+	q_ahead_avx2 = r->avx2;
+	q_ahead_wide = r->wide;
+	static char why[64];
+	snprintf(why, sizeof(why), r->vendor ? "measured on %s CPUs" : "measured on AMD CPUs: the default%s",
+	    r->vendor ? r->vendor : "");
+	ahead_why = why;
+	if (!env || !*env)
+		return 0;
+	char *end;
+	long b32 = strtol(env, &end, 10), k = -1;
+	if (end != env && *end == ',') {
+		const char *p = end + 1;
+		k = strtol(p, &end, 10);
+		if (end == p)
+			k = -1;
+	}
+	if (b32 < 0 || b32 > 65536 || k < 0 || k > 65536 || *end) {
+		snprintf(err, errlen, "NATTER_PREFETCH=%.40s is not B32,K: the bytes read ahead in 32-weight block "
+		    "groups and in K-quant ones, 0 to 65536 each (e.g. 2048,1024)", env);
+		return -1;
+	}
+	q_ahead_avx2.b32 = q_ahead_wide.b32 = (int)b32;
+	q_ahead_avx2.k = q_ahead_wide.k = (int)k;
+	ahead_why = "NATTER_PREFETCH";
+	return 0;
+}
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int avail[CPU_TIER_COUNT];
 static int best, chosen;
@@ -135,6 +220,7 @@ cpu_init_once(void)
 	const char *env = getenv("NATTER_CPU");
 
 	cpu_probe();
+	ahead_init(init_err, sizeof(init_err));
 	for (int t = 0; t < CPU_TIER_COUNT; t++) {
 		avail[t] = tiers[t].detect() && tiers[t].kernels() != NULL;
 		if (avail[t])
@@ -146,7 +232,9 @@ cpu_init_once(void)
 		for (int t = 0; t < CPU_TIER_COUNT; t++)
 			if (strcasecmp(env, tiers[t].name) == 0)
 				want = t;
-		if (want < 0) {
+		if (init_err[0]) {
+			/* NATTER_PREFETCH's message stands */
+		} else if (want < 0) {
 			char names[128] = "";
 			for (int t = 0; t < CPU_TIER_COUNT; t++) {
 				strncat(names, " ", sizeof(names) - strlen(names) - 1);
@@ -251,4 +339,14 @@ q_cpu_features(void)
 {
 	pthread_once(&once, cpu_init_once);
 	return tiers[chosen].name;
+}
+
+void
+q_cpu_prefetch(int tier, int *b32, int *k, const char **why)
+{
+	pthread_once(&once, cpu_init_once);
+	const struct q_ahead *a = tier >= CPU_AVXVNNI ? &q_ahead_wide : &q_ahead_avx2;
+	*b32 = tier > CPU_SCALAR ? a->b32 : 0;
+	*k = tier > CPU_SCALAR ? a->k : 0;
+	*why = ahead_why;
 }

@@ -182,6 +182,19 @@ const struct q_kernels *q_kern_avx512bf16(void);
 /* Fills a tier's empty entries from the scalar tier's. */
 void q_kern_complete(struct q_kernels *k);
 
+/*
+ * How far ahead (bytes) the packed GEMVs ask for the weights they will
+ * read: b32 in the 32-weight block groups (Q4_0 ... Q8_0, IQ4_NL), k in the
+ * K-quants' and IQ4_XS's; 0 leaves it to the hardware.  Set once, before
+ * any kernel runs, by cpu.c for the CPU at hand (NATTER_PREFETCH to
+ * override); q_ahead_avx2 for the AVX2 tier, q_ahead_wide for the AVX-VNNI
+ * and AVX-512 ones.
+ */
+struct q_ahead {
+	int b32, k;
+};
+extern struct q_ahead q_ahead_avx2, q_ahead_wide;
+
 /* The chosen tier's kernels (initialising on first use), and any tier's
  * (NULL if that tier is not available here): tests compare them. */
 const struct q_kernels *q_kern(void);

@@ -1939,7 +1939,9 @@ pkk_prefetch(const int TY)
 
 /*
  * How far past the column it is at the packed GEMV asks for the weights
- * (bytes): the hardware's prefetch alone left generation at 76-88% of
+ * (bytes, struct q_ahead: chosen in cpu.c by the CPU's maker; the
+ * measurements on AMD CPUs follow, Intel's are in cpu.c).  On AMD
+ * CPUs the hardware's prefetch alone left generation at 76-88% of
  * the rate the weights read at without arithmetic.  AVX2 tier, 2 cores of
  * a Zen 3 EPYC, Qwen2.5-0.5B shapes, 2 threads, tg32 as a share of the
  * bound (bench --sys), four interleaved runs: Q4_0 0.76-0.81 -> 0.87-0.96,
@@ -1956,7 +1958,7 @@ pkk_prefetch(const int TY)
  * 21-25 -> 29-35 GB/s, Q5_K 16-17 -> 26-33, IQ4_XS 18-27 -> 31-36, two
  * threads 1.03-1.8x; the 32-block groups (pk_gemv) were level (Q4_0,
  * Q8_0) or behind (Q5_0, medians 30 -> 23 GB/s on two threads), so
- * there the hardware's prefetch works alone (PK_AHEAD32).  The AVX-VNNI
+ * there the hardware's prefetch works alone (b32 0).  The AVX-VNNI
  * tier on the same machine (four rounds): its 32-block groups faster
  * without (two threads, every pair: Q4_0 31-51 -> 46-58 GB/s, Q8_0
  * 31-69 -> 32-72, Q5_0 31-54 -> 32-64), its K-quants and IQ4_XS level;
@@ -1987,11 +1989,9 @@ pkk_prefetch(const int TY)
  * no better than 1024, and only 1024 against none was measured there.
  */
 #if defined(QX_512) || defined(QX_VNNI)
-#define PK_AHEAD 4096
-#define PK_AHEAD32 0
+#define PK_AHEAD q_ahead_wide
 #else
-#define PK_AHEAD 1024
-#define PK_AHEAD32 PK_AHEAD
+#define PK_AHEAD q_ahead_avx2
 #endif
 
 /*
@@ -2194,6 +2194,7 @@ pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 	const size_t col = (size_t)VL * pk_bs(TY), xf = xs / sizeof(float);
 	const float *xd = Q8P_D(x, n), *s32 = Q8P_S32(x, n);
 	const int32_t *n32 = Q8P_N32(x, n);
+	const size_t ahead = (size_t)PK_AHEAD.b32;
 	vf acc[Q_GEMV_MAX_T];
 
 	UNROLL
@@ -2202,8 +2203,8 @@ pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 	for (int b = 0; b < nb; b++) {
 		const uint8_t *c = g + (size_t)b * col, *h = pk_head(pk_hb(TY), c, col);
 		vi s[Q_GEMV_MAX_T];
-		if (PK_AHEAD32)
-			prefetch_l1(c + PK_AHEAD32, col);
+		if (ahead)
+			prefetch_l1(c + ahead, col);
 		c = pk_ubase(pk_hb(TY), c);
 		/* The level offset enters as -off * sum(x). */
 		UNROLL
@@ -2252,6 +2253,7 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 	const size_t col = (size_t)VL * pkk_bs(TY), xf = xs / sizeof(float);
 	const float *xd = Q8P_D(x, n), *x32 = Q8P_S32(x, n), *x16 = Q8P_S16(x, n);
 	const int32_t *n32 = Q8P_N32(x, n), *n16 = Q8P_N16(x, n);
+	const size_t ahead = (size_t)PK_AHEAD.k;
 	vf acc[Q_GEMV_MAX_T];
 
 	UNROLL
@@ -2262,8 +2264,8 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 		vf ts[Q_GEMV_MAX_T], tm[Q_GEMV_MAX_T];
 		if (pkk_prefetch(TY))
 			prefetch_l1(c, col);
-		if (PK_AHEAD)
-			prefetch_l1(c + PK_AHEAD, col);
+		if (ahead)
+			prefetch_l1(c + ahead, col);
 		const uint8_t *h = pk_head(pkk_hb(TY), c, col);
 		c = pk_ubase(pkk_hb(TY), c);
 		vi sc[2], mn[2], lo4, hi;

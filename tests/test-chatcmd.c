@@ -121,8 +121,7 @@ test_ab_resumed(struct llm_model *m, const char *model_path)
 	memset(&l2, 0, sizeof(l2));
 	memset(&l3, 0, sizeof(l3));
 	memset(&a, 0, sizeof(a));
-	snprintf(db, sizeof(db), "/tmp/natter-test-chatcmd-%ld.db", (long)getpid());
-	if (store_open(db, 0, &s, err, sizeof(err)) < 0) {
+	if (open_test_db(db, sizeof(db), "chatcmd", &s, err, sizeof(err)) < 0) {
 		CHECK(0, "store: %s", err);
 		return;
 	}
@@ -240,8 +239,7 @@ test_rate_shown(struct llm_model *m)
 	memset(&l, 0, sizeof(l));
 	memset(&sf, 0, sizeof(sf));
 	sf.shown = -1;
-	snprintf(db, sizeof(db), "/tmp/natter-test-chatcmd-rate-%ld.db", (long)getpid());
-	if (store_open(db, 0, &s, err, sizeof(err)) < 0) {
+	if (open_test_db(db, sizeof(db), "chatcmd-rate", &s, err, sizeof(err)) < 0) {
 		CHECK(0, "store: %s", err);
 		return;
 	}
@@ -345,13 +343,13 @@ test_ab_changed(struct llm_model *m, const char *fx)
 
 	memset(&l, 0, sizeof(l));
 	memset(&a, 0, sizeof(a));
-	snprintf(db, sizeof(db), "/tmp/natter-test-chatcmd-changed-%ld.db", (long)getpid());
 	snprintf(tmpl, sizeof(tmpl), "%s/templates/Qwen-Qwen3.jinja", fx);
 	chat_opts_default(&o);
 	o.template_spec = tmpl;
 	o.max_tokens = 6;
 	o.sp.seed = 5;
-	if (store_open(db, 0, &s, err, sizeof(err)) < 0 || chat_new(m, &o, &c, err, sizeof(err)) < 0) {
+	if (open_test_db(db, sizeof(db), "chatcmd-changed", &s, err, sizeof(err)) < 0 ||
+	    chat_new(m, &o, &c, err, sizeof(err)) < 0) {
 		CHECK(0, "%s", err);
 		goto out;
 	}
@@ -421,15 +419,14 @@ test_ab_resumed_think(struct llm_model *m, const char *fx)
 	memset(&l1, 0, sizeof(l1));
 	memset(&l2, 0, sizeof(l2));
 	memset(&a, 0, sizeof(a));
-	snprintf(db, sizeof(db), "/tmp/natter-test-chatcmd-think-%ld.db", (long)getpid());
 	snprintf(tmpl, sizeof(tmpl), "%s/templates/Qwen-Qwen3.jinja", fx);
 	snprintf(model, sizeof(model), "%s/models/aidreams260K-f32.gguf", fx);
 	chat_opts_default(&o);
 	o.template_spec = tmpl;
 	o.max_tokens = 6;
 	o.sp.seed = 5;
-	if (store_open(db, 0, &s, err, sizeof(err)) < 0 || chat_new(m, &o, &c1, err, sizeof(err)) < 0 ||
-	    chat_new(m, &o, &c2, err, sizeof(err)) < 0) {
+	if (open_test_db(db, sizeof(db), "chatcmd-think", &s, err, sizeof(err)) < 0 ||
+	    chat_new(m, &o, &c1, err, sizeof(err)) < 0 || chat_new(m, &o, &c2, err, sizeof(err)) < 0) {
 		CHECK(0, "%s", err);
 		goto out;
 	}

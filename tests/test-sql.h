@@ -1,10 +1,12 @@
-/* test-sql.h -- the tests that read a natter database behind the store's back (test-store, test-chatcmd). */
+/* test-sql.h -- the temporary natter databases of the tests, and reads of them behind the store's back (test-store, test-chatcmd, test-net). */
 #ifndef NATTER_TEST_SQL_H
 #define NATTER_TEST_SQL_H
 
 #include <stdio.h>
 #include <unistd.h>
 #include <sqlite3.h>
+
+#include "natter/store.h"
 
 /* The first column of the first row of SQL on the database at PATH as a
  * number (-1 if none).  Read-only, through a connection of its own. */
@@ -59,6 +61,24 @@ exec_sql(const char *path, const char *sql)
 	sqlite3_free(msg);
 	sqlite3_close(db);
 	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* Names in DB (N bytes) a database under /tmp of its own to this test
+ * program and to TAG: /tmp/natter-test-TAG-PID.db. */
+static inline void
+test_db_path(char *db, size_t n, const char *tag)
+{
+	snprintf(db, n, "/tmp/natter-test-%s-%ld.db", tag, (long)getpid());
+}
+
+/* Opens through the store, in *S, the database test_db_path names for
+ * TAG, its path into DB (N bytes), creating it if there is none.  Returns
+ * what store_open returns (0, or < 0 with its message in ERR). */
+static inline int
+open_test_db(char *db, size_t n, const char *tag, struct store **s, char *err, size_t errlen)
+{
+	test_db_path(db, n, tag);
+	return store_open(db, 0, s, err, errlen);
 }
 
 /* Removes the database at PATH and the files SQLite keeps beside it. */

@@ -22,6 +22,7 @@
 #include "natter/sse.h"
 #include "net/serve-impl.h"
 #include "test.h"
+#include "test-sql.h"
 
 /* --- SSE --- */
 
@@ -754,7 +755,7 @@ test_serve_late_cancel(void)
 		return;
 	}
 	snprintf(model, sizeof(model), "%s/models/tiny-llama-q8_0.gguf", fx);
-	snprintf(db, sizeof(db), "/tmp/natter-test-net-%ld.db", (long)getpid());
+	test_db_path(db, sizeof(db), "net");
 	memset(&o, 0, sizeof(o));
 	o.model_path = model;
 	o.db = db;
@@ -795,14 +796,7 @@ test_serve_late_cancel(void)
 	}
 	engine_shutdown(e);
 	engine_free(e);
-	unlink(db);
-	{
-		char side[300];
-		snprintf(side, sizeof(side), "%s-wal", db);
-		unlink(side);
-		snprintf(side, sizeof(side), "%s-shm", db);
-		unlink(side);
-	}
+	remove_db(db);
 }
 
 int

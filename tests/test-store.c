@@ -591,6 +591,60 @@ test_migration_from_2(void)
 	store_close(s);
 }
 
+/* The start of the chatlog tests: the history NAME in the test folder
+ * (its path into P) and the f32 model, with chat options for it (512
+ * tokens of context, one thread, SEED).  Returns 0, or -1 after a SKIP
+ * (WHAT: the test's name) or a failed check. */
+static int
+chatlog_setup(const char *name, const char *what, char *p, size_t pn, struct store **s, struct llm_model **m,
+	      struct chat_opts *o, uint64_t seed)
+{
+	const char *fx = test_fixtures();
+	char path[2100], err[512];
+
+	*s = NULL;
+	*m = NULL;
+	if (!fx) {
+		SKIP("fixtures not found: %s", what);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", fx);
+	path_of(p, pn, name);
+	if (store_open(p, 0, s, err, sizeof(err)) < 0 || llm_model_load(path, m, err, sizeof(err)) < 0) {
+		CHECK(0, "setup: %s", err);
+		store_close(*s);
+		return -1;
+	}
+	chat_opts_default(o);
+	o->n_threads = 1;
+	o->n_ctx = 512;
+	o->sp.seed = seed;
+	return 0;
+}
+
+/* A session of M with options O into *C.  Returns 0, or -1 after a failed
+ * check. */
+static int
+session_new(struct llm_model *m, const struct chat_opts *o, struct chat **c)
+{
+	char err[512];
+
+	if (chat_new(m, o, c, err, sizeof(err)) < 0) {
+		CHECK(0, "chat_new: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* L, emptied, records session C in S under C's template. */
+static void
+chatlog_attach(struct chatlog *l, struct store *s, struct chat *c)
+{
+	memset(l, 0, sizeof(*l));
+	l->s = s;
+	l->template_name = chat_template_name(c);
+}
+
 /* A reasoning model's reply through chatlog: the reasoning is stored
  * apart with its token count, the message reads as the answer, and
  * resuming gives the session both back. */
@@ -598,7 +652,7 @@ static void
 test_chatlog_reasoning(void)
 {
 	const char *fx = test_fixtures();
-	char p[512], err[512], path[2100], tmpl[2100], t[4096];
+	char p[512], err[512], tmpl[2100], t[4096];
 	struct store *s;
 	struct llm_model *m = NULL;
 	struct chat *c = NULL, *c2 = NULL;
@@ -606,27 +660,14 @@ test_chatlog_reasoning(void)
 	struct chat_stats st;
 	struct chatlog l;
 
-	if (!fx) {
-		SKIP("fixtures not found: chatlog with reasoning");
+	if (chatlog_setup("chatlog-think.db", "chatlog with reasoning", p, sizeof(p), &s, &m, &o, 2) < 0)
 		return;
-	}
-	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", fx);
 	snprintf(tmpl, sizeof(tmpl), "%s/templates/llama-cpp-deepseek-r1.jinja", fx);
-	path_of(p, sizeof(p), "chatlog-think.db");
-	if (store_open(p, 0, &s, err, sizeof(err)) < 0 || llm_model_load(path, &m, err, sizeof(err)) < 0) {
-		CHECK(0, "setup: %s", err);
-		return;
-	}
-	chat_opts_default(&o);
 	o.max_tokens = 8;
 	o.n_threads = 2;
-	o.n_ctx = 512;
-	o.sp.seed = 2;
 	o.template_spec = tmpl;   /* its generation prompt opens the reasoning */
 	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0 && chat_new(m, &o, &c2, err, sizeof(err)) == 0, "chat_new: %s", err);
-	memset(&l, 0, sizeof(l));
-	l.s = s;
-	l.template_name = chat_template_name(c);
+	chatlog_attach(&l, s, c);
 	chat_add_user(c, "Why?", 4);
 	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
 	    chatlog_reply(&l, c, &st) == 0, "reply: %s %s", err, store_errmsg(s));
@@ -974,37 +1015,6 @@ test_tree(void)
 	store_close(s);
 }
 
-/* The start of the chatlog tests: the history NAME in the test folder
- * (its path into P) and the f32 model, with chat options for it (512
- * tokens of context, one thread, SEED).  Returns 0, or -1 after a SKIP
- * (WHAT: the test's name) or a failed check. */
-static int
-chatlog_setup(const char *name, const char *what, char *p, size_t pn, struct store **s, struct llm_model **m,
-	      struct chat_opts *o, uint64_t seed)
-{
-	const char *fx = test_fixtures();
-	char path[2100], err[512];
-
-	*s = NULL;
-	*m = NULL;
-	if (!fx) {
-		SKIP("fixtures not found: %s", what);
-		return -1;
-	}
-	snprintf(path, sizeof(path), "%s/models/aidreams260K-f32.gguf", fx);
-	path_of(p, pn, name);
-	if (store_open(p, 0, s, err, sizeof(err)) < 0 || llm_model_load(path, m, err, sizeof(err)) < 0) {
-		CHECK(0, "setup: %s", err);
-		store_close(*s);
-		return -1;
-	}
-	chat_opts_default(o);
-	o->n_threads = 1;
-	o->n_ctx = 512;
-	o->sp.seed = seed;
-	return 0;
-}
-
 /* A session recorded through chatlog: every generation with its model,
  * template, system prompt, prompt and end; a /system change applies only
  * to what follows; regenerations are alternatives; a choice and an edit
@@ -1031,9 +1041,7 @@ test_chatlog(void)
 	o.n_threads = 2;
 	o.system_prompt = "Be kind.";
 	CHECK(chat_new(m, &o, &c, err, sizeof(err)) == 0, "chat_new: %s", err);
-	memset(&l, 0, sizeof(l));
-	l.s = s;
-	l.template_name = chat_template_name(c);
+	chatlog_attach(&l, s, c);
 	CHECK(store_model(s, m32, "llama", "F32", &l.model_id) == 0, "store_model: %s", store_errmsg(s));
 	CHECK(sha256_file(m32, hex, err, sizeof(err)) == 0, "sha256: %s", err);
 
@@ -1110,9 +1118,7 @@ test_chatlog(void)
 
 	/* Resumed under another model. */
 	if (llm_model_load(m16, &m2, err, sizeof(err)) == 0 && chat_new(m2, &o, &c2, err, sizeof(err)) == 0) {
-		memset(&l2, 0, sizeof(l2));
-		l2.s = s;
-		l2.template_name = chat_template_name(c2);
+		chatlog_attach(&l2, s, c2);
 		CHECK(store_model(s, m16, "llama", "F16", &l2.model_id) == 0 && l2.model_id != l.model_id, "second model");
 		CHECK(chatlog_resume(&l2, c2, 1, err, sizeof(err)) == 0, "resume: %s", err);
 		CHECK(chat_n_messages(c2) == 4 && !strcmp(chat_message_content(c2, 2), "Tell me less") &&
@@ -1180,12 +1186,9 @@ test_chatlog_model_later(void)
 	path_of(mp, sizeof(mp), "later.gguf");
 	unlink(mp);
 	o.max_tokens = 4;
-	if (chat_new(m, &o, &c, err, sizeof(err)) < 0) {
-		CHECK(0, "chat_new: %s", err);
+	if (session_new(m, &o, &c) < 0)
 		goto out;
-	}
-	memset(&l, 0, sizeof(l));
-	l.s = s;
+	chatlog_attach(&l, s, c);
 	CHECK(chatlog_model(&l, c, mp) < 0 && l.model_id == 0, "the model cannot be recorded at the start");
 	chat_add_user(c, "Hello", 5);
 	CHECK(chatlog_user(&l, c) == 0, "the message: %s", store_errmsg(s));
@@ -1225,12 +1228,9 @@ test_chatlog_uncounted(void)
 	if (chatlog_setup("uncounted.db", "chatlog uncounted", p, sizeof(p), &s, &m, &o, 5) < 0)
 		return;
 	o.max_tokens = 4;
-	if (chat_new(m, &o, &c, err, sizeof(err)) < 0) {
-		CHECK(0, "chat_new: %s", err);
+	if (session_new(m, &o, &c) < 0)
 		goto out;
-	}
-	memset(&l, 0, sizeof(l));
-	l.s = s;
+	chatlog_attach(&l, s, c);
 	CHECK(chatlog_model(&l, c, NULL) == 0, "model: %s", store_errmsg(s));
 	chat_add_user(c, "Hello", 5);
 	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0,
@@ -1278,13 +1278,9 @@ test_chatlog_parents(void)
 	if (chatlog_setup("parents.db", "chatlog parents", p, sizeof(p), &s, &m, &o, 3) < 0)
 		return;
 	o.max_tokens = 4;
-	if (chat_new(m, &o, &c, err, sizeof(err)) < 0 || chat_new(m, &o, &c2, err, sizeof(err)) < 0) {
-		CHECK(0, "chat_new: %s", err);
+	if (session_new(m, &o, &c) < 0 || session_new(m, &o, &c2) < 0)
 		goto out;
-	}
-	memset(&l, 0, sizeof(l));
-	l.s = s;
-	l.template_name = chat_template_name(c);
+	chatlog_attach(&l, s, c);
 	chat_add_user(c, "Hello", 5);
 	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
 	    chatlog_reply(&l, c, &st) == 0, "the first turn: %s %s", err, store_errmsg(s));
@@ -1326,9 +1322,7 @@ test_chatlog_parents(void)
 	CHECK(query_int(p, q) == 1, "the reply before has its one generation");
 
 	/* A second session on the same conversation writes meanwhile. */
-	memset(&l2, 0, sizeof(l2));
-	l2.s = s;
-	l2.template_name = chat_template_name(c2);
+	chatlog_attach(&l2, s, c2);
 	CHECK(chatlog_resume(&l2, c2, l.conv, err, sizeof(err)) == 0, "resume: %s", err);
 	chat_add_user(c2, "From two", 8);
 	CHECK(chatlog_user(&l2, c2) == 0 && chat_generate(c2, NULL, NULL, &st, err, sizeof(err)) == 0 &&
@@ -1399,13 +1393,9 @@ test_chatlog_settings(void)
 		return;
 	o.max_tokens = 6;
 	o.sp.temp = 1.5f;
-	if (chat_new(m, &o, &c, err, sizeof(err)) < 0) {
-		CHECK(0, "chat_new: %s", err);
+	if (session_new(m, &o, &c) < 0)
 		goto out;
-	}
-	memset(&l, 0, sizeof(l));
-	l.s = s;
-	l.template_name = chat_template_name(c);
+	chatlog_attach(&l, s, c);
 	chat_add_user(c, "Hello", 5);
 	f.c = c;
 	f.n = 0;

@@ -256,6 +256,15 @@ store_writable(struct store *s)
 	    "(restart natter to save to the file now there)", s->path);
 }
 
+/* store_prepare for a statement that writes on its own, outside a
+ * transaction (store_begin asks for those): NULL, with the error set,
+ * where the database is no longer at its path or SQL does not prepare. */
+static sqlite3_stmt *
+store_prepare_write(struct store *s, const char *sql)
+{
+	return store_writable(s) < 0 ? NULL : store_prepare(s, sql);
+}
+
 int
 store_begin(struct store *s)
 {
@@ -779,9 +788,7 @@ store_conv_new(struct store *s, int64_t model_id, const char *title, const char 
 {
 	sqlite3_stmt *st;
 	int64_t t = now_s();
-	if (store_writable(s) < 0)
-		return -1;
-	st = store_prepare(s, "INSERT INTO conversations(title, model_id, chat_template, system_prompt, "
+	st = store_prepare_write(s, "INSERT INTO conversations(title, model_id, chat_template, system_prompt, "
 	    "created, updated) VALUES (?, ?, ?, ?, ?, ?)");
 	if (!st)
 		return -1;
@@ -808,8 +815,7 @@ store_conv_set_system(struct store *s, int64_t conv_id, const char *system_promp
 {
 	sqlite3_stmt *st;
 	int rc;
-	if (store_writable(s) < 0 ||
-	    !(st = store_prepare(s, "UPDATE conversations SET system_prompt = ?, updated = ? WHERE id = ?")))
+	if (!(st = store_prepare_write(s, "UPDATE conversations SET system_prompt = ?, updated = ? WHERE id = ?")))
 		return -1;
 	sqlite3_bind_text(st, 1, system_prompt, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now_s());
@@ -1845,13 +1851,12 @@ store_rating_set(struct store *s, int64_t gen_id, const char *kind, int value, c
 		store_seterr(s, "a rating is up, down, or 1 to 5 stars");
 		return -1;
 	}
-	if (store_writable(s) < 0)
-		return -1;
 	/* A comment is about the verdict it came with: another verdict
 	 * without one must not inherit it ("great, exactly right" on a
 	 * thumbs down), while the same verdict given again (+ pressed twice)
 	 * keeps it.  (SET reads the row as it was before the update.) */
-	st = store_prepare(s, "INSERT INTO ratings(generation_id, kind, value, comment, created) VALUES (?, ?, ?, ?, ?) "
+	st = store_prepare_write(s, "INSERT INTO ratings(generation_id, kind, value, comment, created) "
+	    "VALUES (?, ?, ?, ?, ?) "
 	    "ON CONFLICT(generation_id) DO UPDATE SET kind = excluded.kind, value = excluded.value, "
 	    "comment = CASE WHEN excluded.comment IS NOT NULL THEN excluded.comment "
 	    "WHEN kind = excluded.kind AND value = excluded.value THEN comment END, created = excluded.created");
@@ -1879,7 +1884,7 @@ store_conv_delete(struct store *s, int64_t conv_id)
 {
 	sqlite3_stmt *st;
 	int rc;
-	if (store_writable(s) < 0 || !(st = store_prepare(s, "DELETE FROM conversations WHERE id = ?")))
+	if (!(st = store_prepare_write(s, "DELETE FROM conversations WHERE id = ?")))
 		return -1;
 	sqlite3_bind_int64(st, 1, conv_id);
 	rc = sqlite3_step(st);

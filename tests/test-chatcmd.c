@@ -314,6 +314,19 @@ ab_state(struct chat *c, const char *db)
 	return s;
 }
 
+/* The options of the A/B tests under Qwen3's template, which reads
+ * enable_thinking (its path, from the fixtures FX, into TMPL of N bytes):
+ * six tokens a reply (test_ab_changed's cases name the six), seed 5. */
+static void
+qwen3_opts(struct chat_opts *o, char *tmpl, size_t n, const char *fx)
+{
+	snprintf(tmpl, n, "%s/templates/Qwen-Qwen3.jinja", fx);
+	chat_opts_default(o);
+	o->template_spec = tmpl;
+	o->max_tokens = 6;
+	o->sp.seed = 5;
+}
+
 /* /ab on a reply made in this session, after the session changed
  * something a second reply would get from it rather than from A: refused
  * before B is generated, naming what changed; nothing is made or stored.
@@ -343,11 +356,7 @@ test_ab_changed(struct llm_model *m, const char *fx)
 
 	memset(&l, 0, sizeof(l));
 	memset(&a, 0, sizeof(a));
-	snprintf(tmpl, sizeof(tmpl), "%s/templates/Qwen-Qwen3.jinja", fx);
-	chat_opts_default(&o);
-	o.template_spec = tmpl;
-	o.max_tokens = 6;
-	o.sp.seed = 5;
+	qwen3_opts(&o, tmpl, sizeof(tmpl), fx);
 	if (open_test_db(db, sizeof(db), "chatcmd-changed", &s, err, sizeof(err)) < 0 ||
 	    chat_new(m, &o, &c, err, sizeof(err)) < 0) {
 		CHECK(0, "%s", err);
@@ -419,12 +428,8 @@ test_ab_resumed_think(struct llm_model *m, const char *fx)
 	memset(&l1, 0, sizeof(l1));
 	memset(&l2, 0, sizeof(l2));
 	memset(&a, 0, sizeof(a));
-	snprintf(tmpl, sizeof(tmpl), "%s/templates/Qwen-Qwen3.jinja", fx);
 	snprintf(model, sizeof(model), "%s/models/aidreams260K-f32.gguf", fx);
-	chat_opts_default(&o);
-	o.template_spec = tmpl;
-	o.max_tokens = 6;
-	o.sp.seed = 5;
+	qwen3_opts(&o, tmpl, sizeof(tmpl), fx);
 	if (open_test_db(db, sizeof(db), "chatcmd-think", &s, err, sizeof(err)) < 0 ||
 	    chat_new(m, &o, &c1, err, sizeof(err)) < 0 || chat_new(m, &o, &c2, err, sizeof(err)) < 0) {
 		CHECK(0, "%s", err);

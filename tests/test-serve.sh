@@ -490,11 +490,13 @@ SHUT=$port
 shut_pid=${pids##* }
 pids=${pids% *}
 body shut "{\"model\": \"aidreams260K-f32\", \"prompt\": \"$prompt\", \"max_tokens\": 100, \"stream\": true}"
+# (the file made first: the background curl's shell may open it after the wait below starts)
+: >"$tmp/shut.out"
 curl -s -N -H 'Content-Type: application/json' --data-binary "@$tmp/shut" "http://127.0.0.1:$SHUT/v1/completions" \
-	>"$tmp/shut.out" &
+	>>"$tmp/shut.out" &
 shut_curl=$!
 i=0
-while [ "$(grep -c '^data: ' "$tmp/shut.out" 2>/dev/null)" -lt 2 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+while [ "$(grep -c '^data: ' "$tmp/shut.out")" -lt 2 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 kill -TERM "$shut_pid"
 wait "$shut_pid"; check "stopped under a stream: exit status" 0 $?
 wait "$shut_curl"

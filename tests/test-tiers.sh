@@ -61,7 +61,7 @@ vendor=$(awk -F': *' '/^vendor_id/ { print $2; exit }' /proc/cpuinfo 2>/dev/null
 if grep -qx "chosen: *scalar" "$tmp/out"; then
 	grep -qx 'read-ahead: none (the portable tier)' "$tmp/out" && ok || bad "read-ahead, scalar: $(grep read-ahead "$tmp/out")"
 elif [ "$vendor" = GenuineIntel ]; then
-	grep -qx 'read-ahead: 2048 bytes in 32-weight blocks, 1024 in K-quants (measured on GenuineIntel CPUs; .*)' "$tmp/out" &&
+	grep -qx 'read-ahead: 2048 bytes in 32-weight blocks, 1024 in K-quants (measured on Intel CPUs; .*)' "$tmp/out" &&
 		ok || bad "read-ahead on Intel: $(grep read-ahead "$tmp/out")"
 else
 	grep -q '^read-ahead: .*(measured on AMD CPUs: the default; ' "$tmp/out" && ok ||

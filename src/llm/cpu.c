@@ -161,11 +161,11 @@ cpu_tier_get(int t)
  * Other makers get AMD's distances, measured on more machines.
  */
 static const struct ahead_rule {
-	const char *vendor;
+	const char *vendor, *why;
 	struct q_ahead avx2, wide;
 } ahead_rules[] = {
-	{ "GenuineIntel", { 2048, 1024 }, { 2048, 1024 } },
-	{ NULL, { 1024, 1024 }, { 0, 4096 } },
+	{ "GenuineIntel", "measured on Intel CPUs", { 2048, 1024 }, { 2048, 1024 } },
+	{ NULL, "measured on AMD CPUs: the default", { 1024, 1024 }, { 0, 4096 } },
 };
 
 struct q_ahead q_ahead_avx2, q_ahead_wide;
@@ -183,10 +183,7 @@ ahead_init(char *err, size_t errlen)
 		r++;
 	q_ahead_avx2 = r->avx2;
 	q_ahead_wide = r->wide;
-	static char why[64];
-	snprintf(why, sizeof(why), r->vendor ? "measured on %s CPUs" : "measured on AMD CPUs: the default%s",
-	    r->vendor ? r->vendor : "");
-	ahead_why = why;
+	ahead_why = r->why;
 	if (!env || !*env)
 		return 0;
 	char *end;

@@ -46,7 +46,34 @@ struct out_ctx {
 	int tty;
 	int in_reasoning;         /* showing the reasoning */
 	int line_start;           /* at the start of one of its lines */
+	int lost;                 /* standard output failed (a closed pipe, a full disk) */
+	int lost_errno;           /* why, when known (else 0) */
 };
+
+/* Whether what was printed has reached standard output: flushed now, and
+ * no write failed before.  Once one failed (the reader of a pipe gone,
+ * SIGPIPE being ignored), nothing more can be shown: the chat stops. */
+static int
+out_ok(struct out_ctx *o)
+{
+	if (o->lost)
+		return 0;
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return 1;
+	o->lost = 1;
+	o->lost_errno = errno;
+	return 0;
+}
+
+/* Says on stderr that standard output failed, and what became of the
+ * turn (THEN: a phrase). */
+static void
+out_lost_say(const struct out_ctx *o, const char *then)
+{
+	cli_error("standard output: writing failed%s%s; %s", o->lost_errno ? ": " : "",
+	    o->lost_errno ? strerror(o->lost_errno) : "", then);
+}
 
 /* The reasoning is over: the answer follows. */
 static void
@@ -86,7 +113,10 @@ on_piece(void *arg, const struct chat_piece *p)
 		reasoning_end(o);
 		cli_write_text(p->text, p->len, o->tty);
 	}
-	fflush(stdout);
+	/* A reply no one can see any more stops as Ctrl-C stops it; the
+	 * chat then stops too (cmd_chat). */
+	if (!out_ok(o))
+		return 1;
 	return interrupted;   /* Ctrl-C stops the reply, not the program */
 }
 
@@ -153,6 +183,21 @@ static void
 persist_warn(struct chatlog *p)
 {
 	fprintf(stderr, "natter: %s\n", store_errmsg(p->s));
+}
+
+/* Standard output failed (O->lost) while the reply streamed: the reply
+ * stopped there, and is kept as a reply stopped with Ctrl-C is. */
+static void
+reply_lost_say(const struct out_ctx *o, const struct chatlog *per)
+{
+	char then[160];
+
+	if (per->last_gen)
+		snprintf(then, sizeof(then), "the reply stopped there (saved as stopped, generation %lld); the chat "
+		    "stops", (long long)per->last_gen);
+	else
+		snprintf(then, sizeof(then), "the reply stopped there; the chat stops");
+	out_lost_say(o, then);
 }
 
 /* Reads one logical line (a trailing backslash continues it); NULL at EOF. */
@@ -326,7 +371,7 @@ cmd_chat(int argc, char **argv)
 	long long resume = 0;
 	struct chatlog per = { 0 };
 	char err[512];
-	struct out_ctx out = { isatty(STDOUT_FILENO), 0, 0 };
+	struct out_ctx out = { isatty(STDOUT_FILENO), 0, 0, 0, 0 };
 	int tty_in = isatty(STDIN_FILENO);
 	struct plain pl;
 
@@ -452,12 +497,24 @@ cmd_chat(int argc, char **argv)
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = on_sigint;
 		sigaction(SIGINT, &sa, NULL);
+		/* A closed standard output (natter chat --plain | head) is a
+		 * write error to stop on (out_ok), not a signal that kills the
+		 * chat half-way through recording a turn. */
+		sa.sa_handler = SIG_IGN;
+		sigaction(SIGPIPE, &sa, NULL);
 	}
 	for (;;) {
 		char *line;
 		int gen = 0, regen = 0;
 
 		interrupted = 0;
+		/* What the last turn printed is out before the next line is read
+		 * (a program reading the chat through a pipe sees it), and a
+		 * message no one could see the reply to is not read at all. */
+		if (!out_ok(&out)) {
+			out_lost_say(&out, "the chat stops");
+			break;
+		}
 		line = read_input(tty_in);
 		if (!line)
 			break;
@@ -499,6 +556,10 @@ cmd_chat(int argc, char **argv)
 			putchar('\n');
 			if (chatlog_reply(&per, c, &last) < 0)
 				persist_warn(&per);
+			if (out.lost) {
+				reply_lost_say(&out, &per);
+				break;
+			}
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");
 			printf("Which is better? /pick a, /pick b or /pick tie\n");
@@ -531,6 +592,10 @@ cmd_chat(int argc, char **argv)
 			putchar('\n');
 			if (chatlog_reply(&per, c, &last) < 0)
 				persist_warn(&per);
+			if (out.lost) {
+				reply_lost_say(&out, &per);
+				break;
+			}
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");
 			else if (last.stop == CHAT_STOP_ERROR)
@@ -541,7 +606,7 @@ cmd_chat(int argc, char **argv)
 			fflush(stdout);
 		}
 	}
-	rc = 0;
+	rc = out.lost ? 1 : 0;   /* the chat said why already */
 out:
 	store_close(per.s);
 	chat_free(c);

@@ -1,0 +1,64 @@
+#!/bin/sh
+# test-plain.sh -- chat --plain when its surroundings fail: a closed or full standard output, a busy history, a conversation deleted by another natter.
+: "${NATTER_BIN:=./natter}"
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { # check LABEL EXPECTED ACTUAL
+	if [ "$2" = "$3" ]; then ok; else bad "$1: expected [$2] got [$3]"; fi
+}
+if ! command -v sqlite3 > /dev/null 2>&1; then echo "SKIP: sqlite3 not installed"; exit 77; fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export XDG_CONFIG_HOME="$tmp/config" XDG_DATA_HOME="$tmp/data"
+unset NATTER_DB
+q() { sqlite3 -batch -noheader "$1" "$2"; }
+
+M="$tmp/tiny.gguf"
+"$NATTER_BIN" mkmodel --preset tiny --type Q8_0 -o "$M" > /dev/null 2> "$tmp/err" ||
+	{ echo "FAIL: mkmodel: $(cat "$tmp/err")" >&2; exit 1; }
+
+# A standard output whose reader is gone before natter writes (as with
+# | head -c1, without the race): a FIFO opened for reading and writing,
+# then for writing alone, then its reading end closed.  A write to fd 5
+# then fails with EPIPE (or kills the writer with SIGPIPE).
+mkfifo "$tmp/closed"
+exec 4<> "$tmp/closed"
+exec 5> "$tmp/closed"
+exec 4<&-
+
+# The reply stops at the first piece it cannot show and is kept as a reply
+# stopped with Ctrl-C is: the message and its reply, marked stopped.  The
+# chat says why and fails; no signal kills it half-way.
+db="$tmp/pipe.db"
+echo hi | "$NATTER_BIN" chat --plain -m "$M" --db "$db" -n 40 --seed 1 >&5 2> "$tmp/err"
+check "chat --plain into a closed pipe: status" 1 $?
+grep -q "standard output: writing failed: Broken pipe; the reply stopped there (saved as stopped, generation 1); the chat stops" \
+	"$tmp/err" && ok || bad "chat --plain into a closed pipe: $(cat "$tmp/err")"
+check "the message and its reply, stopped" "user|hi|1|stopped|cancelled" \
+	"$(q "$db" "SELECT m.role, m.content, g.id, g.end_reason, g.state FROM messages m JOIN messages a
+	    ON a.parent_id = m.id JOIN generations g ON g.message_id = a.id")"
+
+# Output lost after a command (its text was flushed only when the next
+# line had been read and stored): the next message is not read at all.
+db="$tmp/cmd.db"
+printf '/params\nhi\n' | "$NATTER_BIN" chat --plain -m "$M" --db "$db" -n 4 >&5 2> "$tmp/err"
+check "a closed pipe after /params: status" 1 $?
+grep -q "standard output: writing failed: Broken pipe; the chat stops" "$tmp/err" && ok ||
+	bad "a closed pipe after /params: $(cat "$tmp/err")"
+check "a closed pipe after /params: nothing stored" 0 "$(q "$db" "SELECT count(*) FROM messages")"
+exec 5>&-
+
+# A full disk under standard output: the same, with its reason.
+if [ -w /dev/full ]; then
+	db="$tmp/full.db"
+	echo hi | "$NATTER_BIN" chat --plain -m "$M" --db "$db" -n 40 --seed 1 > /dev/full 2> "$tmp/err"
+	check "chat --plain > /dev/full: status" 1 $?
+	grep -q "standard output: writing failed: No space left on device; the reply stopped there" "$tmp/err" && ok ||
+		bad "chat --plain > /dev/full: $(cat "$tmp/err")"
+	check "chat --plain > /dev/full: the reply stored as stopped" stopped \
+		"$(q "$db" "SELECT end_reason FROM generations")"
+fi
+
+echo "test-plain.sh: $pass passed, $fail failed"
+[ $fail -eq 0 ]

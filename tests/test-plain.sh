@@ -60,5 +60,31 @@ if [ -w /dev/full ]; then
 		"$(q "$db" "SELECT end_reason FROM generations")"
 fi
 
+# A history another process holds locked (sqlite3 in a transaction it
+# has begun) for the whole turn, from the start of a session whose model
+# is not recorded yet: the model at the start, the message, and the
+# reply's second try at the message all wait out the busy timeout and
+# fail.  One line says the turn was not saved; the chat goes on.
+db="$tmp/busy.db"
+"$NATTER_BIN" mkmodel --preset tiny --type F32 -o "$tmp/other.gguf" > /dev/null 2>&1
+echo hi | "$NATTER_BIN" chat --plain -m "$tmp/other.gguf" --db "$db" -n 2 > /dev/null 2>&1
+mkfifo "$tmp/lock.in" "$tmp/lock.out"
+sqlite3 "$db" < "$tmp/lock.in" > "$tmp/lock.out" &
+locker=$!
+exec 6> "$tmp/lock.in"
+echo "BEGIN IMMEDIATE; SELECT 'locked';" >&6
+read -r locked < "$tmp/lock.out"
+check "the history locked" locked "$locked"
+printf 'hello\n/params\n' | "$NATTER_BIN" chat --plain -m "$M" --db "$db" -n 4 --seed 1 > "$tmp/out" 2> "$tmp/err"
+check "a busy history: status" 0 $?
+echo "COMMIT;" >&6
+exec 6>&-
+wait $locker
+check "a busy history: one line says so" 1 "$(grep -c "not saved" "$tmp/err")"
+grep -q "stayed busy (another natter is writing); the new conversation was not saved" "$tmp/err" && ok ||
+	bad "a busy history: $(cat "$tmp/err")"
+grep -q "^temp " "$tmp/out" && ok || bad "a busy history: the chat did not go on: $(cat "$tmp/out")"
+check "a busy history: nothing saved" 1 "$(q "$db" "SELECT count(*) FROM conversations")"
+
 echo "test-plain.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -179,9 +179,15 @@ print_params(struct chat *c)
 	    p.seed == SAMPLER_SEED_RANDOM ? "random" : "fixed");
 }
 
+/* Says why the history did not take part of a turn, once a turn (*WARNED
+ * set): one failure is enough to know the turn is not saved, and a busy
+ * database fails the message, then the reply's second try at it, alike. */
 static void
-persist_warn(struct chatlog *p)
+persist_warn(struct chatlog *p, int *warned)
 {
+	if (*warned)
+		return;
+	*warned = 1;
 	fprintf(stderr, "natter: %s\n", store_errmsg(p->s));
 }
 
@@ -468,11 +474,14 @@ cmd_chat(int argc, char **argv)
 		fprintf(stderr, "natter: warning: %s\n", chat_warning(c));
 	if (!args.no_history) {
 		per.s = cli_store_open(args.db, 0);
-		if (!per.s) {
+		/* A model that could not be recorded (a busy database) is tried
+		 * again with the first reply, which says so if it fails again:
+		 * nothing is lost before then, and saying it twice says nothing
+		 * more. */
+		if (!per.s)
 			fprintf(stderr, "natter: this chat will not be saved\n");
-		} else if (chatlog_model(&per, c, path) < 0) {
-			persist_warn(&per);
-		}
+		else
+			chatlog_model(&per, c, path);
 	}
 	if (resume) {
 		/* The conversation's active branch, every alternative; the replies
@@ -505,7 +514,7 @@ cmd_chat(int argc, char **argv)
 	}
 	for (;;) {
 		char *line;
-		int gen = 0, regen = 0;
+		int gen = 0, regen = 0, warned = 0;
 
 		interrupted = 0;
 		/* What the last turn printed is out before the next line is read
@@ -536,7 +545,7 @@ cmd_chat(int argc, char **argv)
 			}
 			/* Committed before generation starts: a crash loses no message. */
 			if (chatlog_user(&per, c) < 0)
-				persist_warn(&per);
+				persist_warn(&per, &warned);
 			gen = 1;
 		}
 		free(line);
@@ -555,7 +564,7 @@ cmd_chat(int argc, char **argv)
 			have_stats = 1;
 			putchar('\n');
 			if (chatlog_reply(&per, c, &last) < 0)
-				persist_warn(&per);
+				persist_warn(&per, &warned);
 			if (out.lost) {
 				reply_lost_say(&out, &per);
 				break;
@@ -591,7 +600,7 @@ cmd_chat(int argc, char **argv)
 			have_stats = 1;
 			putchar('\n');
 			if (chatlog_reply(&per, c, &last) < 0)
-				persist_warn(&per);
+				persist_warn(&per, &warned);
 			if (out.lost) {
 				reply_lost_say(&out, &per);
 				break;

@@ -86,5 +86,37 @@ grep -q "stayed busy (another natter is writing); the new conversation was not s
 grep -q "^temp " "$tmp/out" && ok || bad "a busy history: the chat did not go on: $(cat "$tmp/out")"
 check "a busy history: nothing saved" 1 "$(q "$db" "SELECT count(*) FROM conversations")"
 
+# The conversation being chatted in deleted by another natter between two
+# turns.  The session is driven through a FIFO, each step waiting for
+# what chat --plain printed (/stats names the conversation).  One line
+# says so; the later turns are saved in a new conversation, with no error.
+db="$tmp/deleted.db"
+echo first | "$NATTER_BIN" chat --plain -m "$M" --db "$db" -n 2 > /dev/null 2>&1
+mkfifo "$tmp/in"
+"$NATTER_BIN" chat --plain -m "$M" --db "$db" -n 4 --seed 1 < "$tmp/in" 2> "$tmp/err" | {
+	exec 6> "$tmp/in"
+	printf 'hi\n/stats\n' >&6
+	while IFS= read -r line; do
+		case $line in "stored as generation"*) echo "$line" > "$tmp/stats1"; break;; esac
+	done
+	# Another conversation after it: the new one gets a number of its own.
+	echo other | "$NATTER_BIN" chat --plain -m "$M" --db "$db" -n 2 > /dev/null 2>&1
+	"$NATTER_BIN" history delete 2 --db "$db" > /dev/null 2>&1
+	printf 'again\n/stats\nonce more\n/regen\n/stats\n' >&6
+	exec 6>&-
+	cat > "$tmp/out"
+}
+check "the session's conversation" "stored as generation 2 of conversation 2" "$(cat "$tmp/stats1")"
+check "a deleted conversation: one line" "[natter: conversation 2 was deleted from the history by another program; \
+this chat is saved from your last message on as a new conversation, 4 (the messages before it are not saved again)]" \
+	"$(grep -v "would repeat the same reply" "$tmp/err")"
+check "the turns after it, saved" "stored as generation 4 of conversation 4
+stored as generation 6 of conversation 4" "$(grep "^stored as" "$tmp/out")"
+check "the new conversation" "user again|assistant|user once more|assistant" \
+	"$(q "$db" "SELECT role || CASE role WHEN 'user' THEN ' ' || content ELSE '' END FROM messages
+	    WHERE conversation_id = 4 ORDER BY seq" | tr '\n' '|' | sed 's/|$//')"
+check "the regenerated reply's alternatives" 2 "$(q "$db" "SELECT count(*) FROM generations WHERE message_id =
+	    (SELECT MAX(id) FROM messages WHERE conversation_id = 4)")"
+
 echo "test-plain.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1211,6 +1211,91 @@ out:
 	store_close(s);
 }
 
+/* A conversation deleted by another process while a session records into
+ * it (history delete): the next turn, whether the deletion came before
+ * its message or while its reply was written, starts a new conversation
+ * rather than being lost, said once through chatlog_moved; the messages
+ * before it are not saved again. */
+static void
+test_chatlog_deleted(void)
+{
+	const char *fx = test_fixtures();
+	char p[512], err[512], q[256], msg[400] = "", mp[2100];
+	struct store *s, *other = NULL;
+	struct llm_model *m = NULL;
+	struct chat *c = NULL;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct chatlog l;
+	int64_t conv1, conv2, decoy;
+
+	if (chatlog_setup("deleted.db", "chatlog deleted", p, sizeof(p), &s, &m, &o, 5) < 0)
+		return;
+	o.max_tokens = 4;
+	if (chat_new(m, &o, &c, err, sizeof(err)) < 0 || store_open(p, 0, &other, err, sizeof(err)) < 0) {
+		CHECK(0, "setup: %s", err);
+		goto out;
+	}
+	memset(&l, 0, sizeof(l));
+	l.s = s;
+	l.template_name = chat_template_name(c);
+	snprintf(mp, sizeof(mp), "%s/models/aidreams260K-f32.gguf", fx);
+	CHECK(store_model(s, mp, "llama", "F32", &l.model_id) == 0, "store_model: %s", store_errmsg(s));
+	chat_add_user(c, "Hello", 5);
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(&l, c, &st) == 0 && l.conv > 0, "the first turn: %s %s", err, store_errmsg(s));
+	conv1 = l.conv;
+	/* Another conversation after it: the new one cannot take the deleted
+	 * one's id (SQLite gives the highest plus one). */
+	CHECK(store_conv_new(other, 0, NULL, NULL, NULL, &decoy) == 0, "a second conversation: %s",
+	    store_errmsg(other));
+	CHECK(chatlog_moved(&l, msg, sizeof(msg)) == 0, "nothing moved yet");
+
+	/* Deleted between two turns. */
+	CHECK(store_conv_delete(other, conv1) == 0, "delete: %s", store_errmsg(other));
+	chat_add_user(c, "Again", 5);
+	CHECK(chatlog_user(&l, c) == 0, "the message after the deletion: %s", store_errmsg(s));
+	conv2 = l.conv;
+	CHECK(conv2 > 0 && conv2 != conv1 && conv2 != decoy, "a new conversation (%lld)", (long long)conv2);
+	CHECK(chat_message_tag(c, 0) == 0 && chat_message_tag(c, 1) == 0 && chat_alt_tag(c, 1, 0) == 0 &&
+	    chat_message_tag(c, 2) > 0, "the deleted messages are no longer saved; the new one is");
+	snprintf(q, sizeof(q), "conversation %lld was deleted from the history by another program; this chat is "
+	    "saved from your last message on as a new conversation, %lld", (long long)conv1, (long long)conv2);
+	CHECK(chatlog_moved(&l, msg, sizeof(msg)) == 1 && strstr(msg, q), "said: %s", msg);
+	CHECK(chatlog_moved(&l, msg, sizeof(msg)) == 0, "said once");
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0 &&
+	    l.conv == conv2 && l.last_gen > 0, "its reply: %s %s", err, store_errmsg(s));
+	CHECK(chatlog_moved(&l, msg, sizeof(msg)) == 0, "nothing more to say");
+	snprintf(q, sizeof(q), "SELECT count(*) FROM messages a JOIN messages u ON a.parent_id = u.id "
+	    "WHERE u.conversation_id = %lld AND u.parent_id IS NULL AND u.content = 'Again' AND "
+	    "a.role = 'assistant'", (long long)conv2);
+	CHECK(query_int(p, q) == 1, "the new conversation: the message, then its reply");
+
+	/* Deleted while the reply was written: the reply saves the message
+	 * it answers again, in a new conversation. */
+	chat_add_user(c, "Third", 5);
+	CHECK(chatlog_user(&l, c) == 0 && l.conv == conv2, "the third message: %s", store_errmsg(s));
+	CHECK(store_conv_delete(other, conv2) == 0, "delete: %s", store_errmsg(other));
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0 &&
+	    l.conv > 0 && l.last_gen > 0, "its reply: %s %s", err, store_errmsg(s));
+	/* The highest id deleted, the new conversation takes it again. */
+	snprintf(q, sizeof(q), "conversation %lld was deleted from the history by another program; this chat is "
+	    "saved from your last message on as a new conversation, %lld, which took the same number",
+	    (long long)conv2, (long long)conv2);
+	CHECK(l.conv == conv2 && chatlog_moved(&l, msg, sizeof(msg)) == 1 && strstr(msg, q), "said: %s", msg);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM messages a JOIN messages u ON a.parent_id = u.id "
+	    "JOIN generations g ON g.message_id = a.id WHERE u.conversation_id = %lld AND u.parent_id IS NULL "
+	    "AND u.content = 'Third' AND g.id = %lld", (long long)l.conv, (long long)l.last_gen);
+	CHECK(query_int(p, q) == 1, "the new conversation: the message, then its reply");
+	snprintf(q, sizeof(q), "SELECT count(*) FROM messages WHERE conversation_id = %lld", (long long)l.conv);
+	CHECK(query_int(p, q) == 2, "and nothing before it");
+out:
+	store_close(other);
+	chat_free(c);
+	llm_model_free(m);
+	store_close(s);
+}
+
 /* A reply from a server that reported no token counts (the session
  * counted the pieces that came): its counts are stored as not known, not
  * the pieces as tokens and the prompt as 0 tokens; history show says so. */
@@ -2675,6 +2760,7 @@ main(void)
 	test_chatlog();
 	test_chatlog_parents();
 	test_chatlog_model_later();
+	test_chatlog_deleted();
 	test_chatlog_uncounted();
 	test_chatlog_settings();
 	test_gen_made();

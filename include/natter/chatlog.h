@@ -42,6 +42,7 @@ struct chatlog {
 	struct chatlog_ab ab;      /* the comparison in progress, if any */
 	const char *model_path;    /* the model file chatlog_model was given (borrowed: it outlives L) */
 	int model_missing;         /* chatlog_model could not record the model: tried again before each reply */
+	int64_t moved_from;        /* the conversation deleted elsewhere that recording left (chatlog_moved) */
 };
 
 /* Records the model session C's replies come from, for every reply
@@ -72,6 +73,17 @@ int chatlog_user(struct chatlog *l, struct chat *c);
  * message it answers, which is saved first if it was not (chatlog_user
  * failed: the database was busy, say). */
 int chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st);
+/*
+ * A conversation deleted by another process (natter history delete, a
+ * sqlite3 DELETE) while a session records into it: chatlog_user and
+ * chatlog_reply, finding it gone, record the turn as the first of a new
+ * conversation, and every later one there, rather than lose them; the
+ * session's earlier messages are not saved again (they were deleted),
+ * and lose their ids (chat_message_tag, chat_alt_tag: 0, never saved).
+ * chatlog_moved then returns 1 once with MSG (room for N) saying so for
+ * the user, naming both conversations; else 0.
+ */
+int chatlog_moved(struct chatlog *l, char *msg, size_t n);
 /* Everything C's last reply was produced under, for any front end that
  * records generations (chatlog_reply, natter serve): *G zeroed, then the
  * messages it was fed (into *FED, which the caller frees) and the rendered

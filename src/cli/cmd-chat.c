@@ -191,6 +191,17 @@ persist_warn(struct chatlog *p, int *warned)
 	fprintf(stderr, "natter: %s\n", store_errmsg(p->s));
 }
 
+/* The conversation was deleted elsewhere and recording moved to a new
+ * one (chatlog_moved): said once, when it happens. */
+static void
+moved_say(struct chatlog *per)
+{
+	char msg[400];
+
+	if (chatlog_moved(per, msg, sizeof(msg)))
+		fprintf(stderr, "[natter: %s]\n", msg);
+}
+
 /* Standard output failed (O->lost) while the reply streamed: the reply
  * stopped there, and is kept as a reply stopped with Ctrl-C is. */
 static void
@@ -546,6 +557,7 @@ cmd_chat(int argc, char **argv)
 			/* Committed before generation starts: a crash loses no message. */
 			if (chatlog_user(&per, c) < 0)
 				persist_warn(&per, &warned);
+			moved_say(&per);
 			gen = 1;
 		}
 		free(line);
@@ -565,6 +577,7 @@ cmd_chat(int argc, char **argv)
 			putchar('\n');
 			if (chatlog_reply(&per, c, &last) < 0)
 				persist_warn(&per, &warned);
+			moved_say(&per);
 			if (out.lost) {
 				reply_lost_say(&out, &per);
 				break;
@@ -601,6 +614,7 @@ cmd_chat(int argc, char **argv)
 			putchar('\n');
 			if (chatlog_reply(&per, c, &last) < 0)
 				persist_warn(&per, &warned);
+			moved_say(&per);
 			if (out.lost) {
 				reply_lost_say(&out, &per);
 				break;

@@ -101,6 +101,65 @@ save_user(struct chatlog *l, struct chat *c, int j)
 	return 0;
 }
 
+/* Whether L's conversation is known to be gone from the store, after a
+ * write into it failed (another process deleted it).  The failure's
+ * message stays the store's error when it is there, or when the store
+ * cannot tell. */
+static int
+conv_gone(struct chatlog *l)
+{
+	char why[sizeof(l->s->err)];
+	sqlite3_stmt *st;
+	int rc = SQLITE_ERROR;
+
+	if (!l->conv)
+		return 0;
+	snprintf(why, sizeof(why), "%s", store_errmsg(l->s));
+	if ((st = store_prepare(l->s, "SELECT 1 FROM conversations WHERE id = ?"))) {
+		sqlite3_bind_int64(st, 1, l->conv);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	store_seterr(l->s, "%s", why);
+	return rc == SQLITE_DONE;
+}
+
+/* L's conversation was deleted elsewhere: the session's messages and
+ * replies, whose rows are gone, are no longer saved, and the next one
+ * saved starts a new conversation. */
+static void
+conv_leave(struct chatlog *l, struct chat *c)
+{
+	for (int i = 0; i < chat_n_messages(c); i++) {
+		chat_set_message_tag(c, i, 0);
+		for (int k = 0; k < chat_alt_count(c, i); k++)
+			chat_set_alt_tag(c, i, k, 0);
+	}
+	l->moved_from = l->conv;
+	l->conv = l->last_msg = l->last_gen = 0;
+	l->ab.state = CHATLOG_AB_NONE;
+}
+
+int
+chatlog_moved(struct chatlog *l, char *msg, size_t n)
+{
+	if (!l->moved_from)
+		return 0;
+	/* SQLite may give the new conversation the deleted one's number
+	 * (the highest plus one): said, not left to look like a mistake. */
+	if (l->conv)
+		snprintf(msg, n, "conversation %lld was deleted from the history by another program; this chat is saved "
+		    "from your last message on as a new conversation, %lld%s (the messages before it are not saved "
+		    "again)", (long long)l->moved_from, (long long)l->conv,
+		    l->conv == l->moved_from ? ", which took the same number" : "");
+	else
+		snprintf(msg, n, "conversation %lld was deleted from the history by another program; this chat is saved "
+		    "from your next message on as a new conversation (the messages before it are not saved again)",
+		    (long long)l->moved_from);
+	l->moved_from = 0;
+	return 1;
+}
+
 int
 chatlog_user(struct chatlog *l, struct chat *c)
 {
@@ -112,6 +171,11 @@ chatlog_user(struct chatlog *l, struct chat *c)
 	l->ab.state = CHATLOG_AB_NONE;
 	if (!l->s || n == 0 || chat_check(c, why, sizeof(why)) < 0)
 		return 0;
+	if (save_user(l, c, n - 1) == 0)
+		return 0;
+	if (!conv_gone(l))
+		return -1;
+	conv_leave(l, c);
 	return save_user(l, c, n - 1);
 }
 
@@ -203,22 +267,16 @@ chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, st
 	return 0;
 }
 
-int
-chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
+/* Records reply I of C (chatlog_reply). */
+static int
+reply_save(struct chatlog *l, struct chat *c, int i, const struct chat_stats *st)
 {
 	struct store_gen g;
 	struct store_adapter adapters[CHAT_MAX_ADAPTERS];
 	struct store_turn *fed;
-	int i = chat_n_messages(c) - 1, k, rc;
+	int k, rc;
 	int64_t msg, gen;
 
-	if (i >= 0 && l->ab.state == CHATLOG_AB_RUNNING && i == l->ab.idx && chat_alt_index(c, i) != l->ab.alt_a) {
-		l->ab.alt_b = chat_alt_index(c, i);
-		l->ab.state = CHATLOG_AB_READY;
-	}
-	if (!l->s || i < 0)
-		return 0;
-	l->last_gen = 0;   /* until this reply is stored: /stats must not name the one before */
 	k = chat_alt_index(c, i);
 	/* A first alternative makes the message; a later one joins it.  (A
 	 * message whose first alternative was never saved has no tag: this
@@ -250,6 +308,28 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
 	l->last_msg = msg;
 	l->last_gen = gen;
 	return 0;
+}
+
+int
+chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
+{
+	int i = chat_n_messages(c) - 1;
+
+	if (i >= 0 && l->ab.state == CHATLOG_AB_RUNNING && i == l->ab.idx && chat_alt_index(c, i) != l->ab.alt_a) {
+		l->ab.alt_b = chat_alt_index(c, i);
+		l->ab.state = CHATLOG_AB_READY;
+	}
+	if (!l->s || i < 0)
+		return 0;
+	l->last_gen = 0;   /* until this reply is stored: /stats must not name the one before */
+	if (reply_save(l, c, i, st) == 0)
+		return 0;
+	/* Deleted while the reply was written: the reply and the message it
+	 * answers start a new conversation. */
+	if (!conv_gone(l))
+		return -1;
+	conv_leave(l, c);
+	return reply_save(l, c, i, st);
 }
 
 int

@@ -22,6 +22,17 @@ ui_conv_busy(struct ui *u, const char *what)
 	return 1;
 }
 
+/* The conversation was deleted elsewhere and recording moved to a new
+ * one (chatlog_moved): said once, when it happens. */
+static void
+conv_moved_say(struct ui *u)
+{
+	char msg[400];
+
+	if (chatlog_moved(&u->log, msg, sizeof(msg)))
+		ui_screen_notify(u, 0, "%s", msg);
+}
+
 /* Starts a reply; V (not NULL) makes it reply B of an A/B comparison. */
 static void
 start(struct ui *u, int regen, const struct chatcmd_variant *v)
@@ -156,6 +167,7 @@ ui_conv_finish(struct ui *u)
 	ui_conv_sync(u);
 	if (chatlog_reply(&u->log, u->c, &u->stats) < 0)
 		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
+	conv_moved_say(u);
 }
 
 void
@@ -187,6 +199,7 @@ ui_conv_send(struct ui *u, const char *text)
 	/* Committed before the model starts: a crash loses no message. */
 	if (chatlog_user(&u->log, u->c) < 0)
 		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
+	conv_moved_say(u);
 	ui_conv_start(u, 0);
 }
 

@@ -469,6 +469,40 @@ print(" ".join(out))
 EOF2
 check "enable_thinking false, absent, true: the prompt and the reply" "closed:answer:3 open:reasoning:3 open:reasoning:3" \
 	"$(cat "$tmp/switch.out")"
+# A model the history could not take at start (here a trigger refuses it) is tried again with each
+# reply, and no reply is recorded without it.
+start nm0 --db "$tmp/nm.db" --chat-template "$tmp/raw.jinja"
+kill -TERM "${pids##* }"; wait "${pids##* }"; pids=${pids% *}
+"$PY" -c 'import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); d.executescript("PRAGMA foreign_keys=ON; DELETE FROM models; CREATE TRIGGER no_models BEFORE INSERT ON models BEGIN SELECT RAISE(ABORT, \"no models today\"); END;")' "$tmp/nm.db"
+start nm --db "$tmp/nm.db" --chat-template "$tmp/raw.jinja"
+grep -q "the model could not be recorded in the history: .*no models today" "$tmp/nm.log" && ok ||
+	bad "start with the model refused: $(cat "$tmp/nm.log")"
+body nm "{\"model\": \"aidreams260K-f32\", \"prompt\": \"$prompt\", \"max_tokens\": 4}"
+nmreq() { curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$tmp/nm" \
+	"http://127.0.0.1:$port/v1/completions"; }
+check "a reply while the model is refused" 200 "$(nmreq)"
+i=0
+while ! grep -q "#1: not recorded in the history: its model could not be recorded: .*no models today" "$tmp/nm.log" &&
+	[ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+"$PY" -c 'import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); d.execute("DROP TRIGGER no_models"); d.commit()' "$tmp/nm.db"
+check "a reply once the model is taken" 200 "$(nmreq)"
+"$PY" - "$tmp/nm.db" > "$tmp/nm.out" <<'EOF2'
+import sqlite3, sys, time
+end = time.monotonic() + 30
+while True:   # the reply is sent before it is recorded
+    try:
+        rows = sqlite3.connect(sys.argv[1]).execute("SELECT g.model_id IS NOT NULL, m.file_name FROM generations g "
+                                                     "LEFT JOIN models m ON m.id = g.model_id").fetchall()
+    except sqlite3.Error:
+        rows = []
+    if rows or time.monotonic() > end:
+        break
+    time.sleep(0.05)
+print(rows)
+EOF2
+check "the history: only the reply made once the model was recorded, with it" "[(1, 'aidreams260K-f32.gguf')]" \
+	"$(cat "$tmp/nm.out")"
+
 # --no-history stores nothing.
 start nohist --no-history --chat-template "$tmp/raw.jinja"
 NH=$port

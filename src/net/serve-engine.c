@@ -437,6 +437,31 @@ split_reply(struct engine *e, const char *text, struct split_out *so)
 	return !so->oom && think_split_entered(&ts);
 }
 
+/* The model's row in the history, recorded at start; when that failed (a
+ * busy database, a full disk), tried again before each reply is recorded:
+ * a reply is never stored without the model that made it, nor with a
+ * file that replaced it on disk since (the row is the file's SHA-256).
+ * Returns 0, or -1 with the reason in WHY. */
+static int
+model_row(struct engine *e, char *why, size_t n)
+{
+	const struct llm_hparams *hp = llm_model_hparams(e->model);
+	struct stat stt;
+
+	if (e->store_model)
+		return 0;
+	if (stat(e->model_path, &stt) != 0 || (long long)stt.st_mtime != e->model_mtime) {
+		snprintf(why, n, "the model file changed on disk since it was loaded");
+		return -1;
+	}
+	if (store_model(e->store, e->model_path, hp->arch_name, llm_model_type_name(e->model), &e->store_model) < 0) {
+		e->store_model = 0;
+		snprintf(why, n, "%s", store_errmsg(e->store));
+		return -1;
+	}
+	return 0;
+}
+
 /* Records the request and its reply as one conversation, with what the
  * reply was produced under (chatlog_gen: the session's rendered prompt,
  * the messages fed, the settings).  TEXT is the whole reply as the model
@@ -455,9 +480,14 @@ record(struct engine *e, const struct job *j, const char *text, const struct spl
 	int64_t conv, id, gen, msg;
 	const char *tmpl = j->req.kind == OAI_CHAT ? chat_template_name(e->chat) : "none (/v1/completions)";
 	const char *sys = j->req.kind == OAI_CHAT ? (j->req.system ? j->req.system : e->defaults.system_prompt) : NULL;
+	char why[512];
 
 	if (!e->store)
 		return;
+	if (model_row(e, why, sizeof(why)) < 0) {
+		serve_log(e->log, "#%lld: not recorded in the history: its model could not be recorded: %s", j->num, why);
+		return;
+	}
 	if (store_conv_new(e->store, e->store_model, NULL, tmpl, sys, &conv) < 0)
 		goto fail;
 	if (j->req.kind == OAI_CHAT) {
@@ -772,7 +802,7 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 	if (!o->no_history) {
 		char path[4096];
 		const char *db = o->db ? o->db : store_default_path(path, sizeof(path), err, errlen);
-		const struct llm_hparams *hp = llm_model_hparams(e->model);
+		char why[512];
 		if (!db) {
 			size_t el = strlen(err);
 			snprintf(err + el, errlen - el, " (or --no-history)");
@@ -780,11 +810,9 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 		}
 		if (store_open(db, 0, &e->store, err, errlen) < 0)
 			goto fail;
-		if (store_model(e->store, o->model_path, hp->arch_name, llm_model_type_name(e->model),
-		    &e->store_model) < 0) {
-			serve_log(e->log, "the model could not be recorded in the history: %s", store_errmsg(e->store));
-			e->store_model = 0;
-		}
+		if (model_row(e, why, sizeof(why)) < 0)
+			serve_log(e->log, "the model could not be recorded in the history: %s (tried again with each "
+			    "reply; none is recorded without it)", why);
 	}
 	if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
 		snprintf(err, errlen, "cannot start the engine thread");

@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -433,6 +434,42 @@ fake_model(const char *path, const char *bytes)
 		fputs(bytes, f);
 		fclose(f);
 	}
+}
+
+/* A model file rewritten in place with other bytes of the same size, its
+ * modification time put back to the nanosecond (as cp -p or curl -R
+ * would leave it): the history records the new bytes' hash, not the one
+ * it kept for the path. */
+static void
+test_model_rewritten(void)
+{
+	char p[512], mp[512], err[512], hex[65], q[128], t[80];
+	struct store *s;
+	struct stat before, after;
+	int64_t id1 = 0, id1b = 0, id2 = 0;
+
+	path_of(p, sizeof(p), "rewritten.db");
+	path_of(mp, sizeof(mp), "rewritten.gguf");
+	fake_model(mp, "model one");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	CHECK(store_model(s, mp, "llama", "F32", &id1) == 0 && store_model(s, mp, "llama", "F32", &id1b) == 0 &&
+	    id1 == id1b, "the same file twice, one model: %s", store_errmsg(s));
+	CHECK(stat(mp, &before) == 0, "stat: %s", strerror(errno));
+	fake_model(mp, "model two");
+	{
+		struct timespec ts[2] = { before.st_atim, before.st_mtim };
+		CHECK(utimensat(AT_FDCWD, mp, ts, 0) == 0, "utimensat: %s", strerror(errno));
+	}
+	CHECK(stat(mp, &after) == 0 && after.st_size == before.st_size && after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+	    after.st_mtim.tv_nsec == before.st_mtim.tv_nsec, "the rewritten file keeps its size and time");
+	CHECK(store_model(s, mp, "llama", "F32", &id2) == 0 && id2 != id1, "rewritten: model %lld, before %lld: %s",
+	    (long long)id2, (long long)id1, store_errmsg(s));
+	CHECK(sha256_file(mp, hex, err, sizeof(err)) == 0, "sha256_file: %s", err);
+	store_close(s);
+	snprintf(q, sizeof(q), "SELECT sha256 FROM models WHERE id = %lld", (long long)id2);
+	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), hex), "the rewritten file's row has its bytes' hash");
 }
 
 static char *
@@ -2752,6 +2789,7 @@ main(void)
 	test_schema_and_history();
 	test_rating_comment();
 	test_file_gone();
+	test_model_rewritten();
 	test_migration_and_refusals();
 	test_migration_from_2();
 	test_migration_from_3();

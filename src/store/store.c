@@ -666,6 +666,29 @@ store_default_path_ex(char *buf, size_t n, int create, char *err, size_t errlen)
 
 /* --- writing --- */
 
+/* What model_files' mtime column keeps of a file: its modification and
+ * status-change times to the nanosecond, its inode and device, mixed into
+ * one integer.  A file rewritten in place within the same second at the
+ * same size, or replaced by one whose times were kept (cp -p, mv, curl
+ * -R), changes its status-change time or its inode: its hash is taken
+ * again, never reused for other bytes.  (Rows written before this kept
+ * the seconds alone; they no longer match, and the file is hashed once
+ * more.) */
+static int64_t
+file_stamp(const struct stat *st)
+{
+	const uint64_t part[] = { (uint64_t)st->st_mtim.tv_sec, (uint64_t)st->st_mtim.tv_nsec,
+	    (uint64_t)st->st_ctim.tv_sec, (uint64_t)st->st_ctim.tv_nsec, (uint64_t)st->st_ino, (uint64_t)st->st_dev };
+	uint64_t h = 14695981039346656037ull;   /* FNV-1a over the parts' bytes */
+
+	for (size_t i = 0; i < sizeof(part) / sizeof(part[0]); i++)
+		for (int b = 0; b < 8; b++) {
+			h ^= (part[i] >> (8 * b)) & 0xff;
+			h *= 1099511628211ull;
+		}
+	return (int64_t)(h >> 1);
+}
+
 int
 store_model(struct store *s, const char *path, const char *arch, const char *type_name, int64_t *id)
 {
@@ -680,13 +703,13 @@ store_model(struct store *s, const char *path, const char *arch, const char *typ
 		store_seterr(s, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	/* Hashing a large file takes seconds: reuse the hash while the file is unchanged. */
+	/* Hashing a large file takes seconds: reuse the hash while the file is unchanged (file_stamp). */
 	st = store_prepare(s, "SELECT model_id FROM model_files WHERE path = ? AND size = ? AND mtime = ?");
 	if (!st)
 		return -1;
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (int64_t)stt.st_size);
-	sqlite3_bind_int64(st, 3, (int64_t)stt.st_mtime);
+	sqlite3_bind_int64(st, 3, file_stamp(&stt));
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*id = sqlite3_column_int64(st, 0);
@@ -725,7 +748,7 @@ store_model(struct store *s, const char *path, const char *arch, const char *typ
 		goto fail;
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (int64_t)stt.st_size);
-	sqlite3_bind_int64(st, 3, (int64_t)stt.st_mtime);
+	sqlite3_bind_int64(st, 3, file_stamp(&stt));
 	sqlite3_bind_int64(st, 4, *id);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);

@@ -870,10 +870,15 @@ test_migration_from_3(void)
 		g.prompt_text = "p";
 		g.reasoning = "2 and 3\nmake 5";
 		g.n_reasoning = 6;
+		char q[128];
 		CHECK(store_gen_add(s, 1, 4, &g, &gen_id, &msg_id) == 0 && msg_id == 4, "a new alternative: %s",
 		    store_errmsg(s));
-		CHECK(!strcmp(query_text(p, "SELECT reasoning || '|' || n_reasoning || '|' || content FROM generations "
-		    "WHERE id = 4", t, sizeof(t)), "2 and 3\nmake 5|6|Five."), "stored apart: %s", t);
+		/* Not generation 4 again, the schema-4 one deleted above: ids
+		 * are not given twice (schema 10). */
+		CHECK(gen_id == 5, "a new id: %lld", (long long)gen_id);
+		snprintf(q, sizeof(q), "SELECT reasoning || '|' || n_reasoning || '|' || content FROM generations "
+		    "WHERE id = %lld", (long long)gen_id);
+		CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "2 and 3\nmake 5|6|Five."), "stored apart: %s", t);
 		CHECK(!strcmp(query_text(p, "SELECT content FROM messages WHERE id = 4", t, sizeof(t)), "Five."),
 		    "the message reads as the answer: %s", t);
 		memset(&a, 0, sizeof(a));
@@ -1282,8 +1287,8 @@ test_chatlog_deleted(void)
 	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
 	    chatlog_reply(&l, c, &st) == 0 && l.conv > 0, "the first turn: %s %s", err, store_errmsg(s));
 	conv1 = l.conv;
-	/* Another conversation after it: the new one cannot take the deleted
-	 * one's id (SQLite gives the highest plus one). */
+	/* Another conversation after it: the new one is not the newest
+	 * deleted (tested apart below, as the newest). */
 	CHECK(store_conv_new(other, 0, NULL, NULL, NULL, &decoy) == 0, "a second conversation: %s",
 	    store_errmsg(other));
 	CHECK(chatlog_moved(&l, msg, sizeof(msg)) == 0, "nothing moved yet");
@@ -1315,11 +1320,13 @@ test_chatlog_deleted(void)
 	CHECK(store_conv_delete(other, conv2) == 0, "delete: %s", store_errmsg(other));
 	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0 &&
 	    l.conv > 0 && l.last_gen > 0, "its reply: %s %s", err, store_errmsg(s));
-	/* The highest id deleted, the new conversation takes it again. */
+	/* The newest conversation deleted: the new one does not take its
+	 * number again (schema 10), so nothing can mistake one for the other. */
 	snprintf(q, sizeof(q), "conversation %lld was deleted from the history by another program; this chat is "
-	    "saved from your last message on as a new conversation, %lld, which took the same number",
-	    (long long)conv2, (long long)conv2);
-	CHECK(l.conv == conv2 && chatlog_moved(&l, msg, sizeof(msg)) == 1 && strstr(msg, q), "said: %s", msg);
+	    "saved from your last message on as a new conversation, %lld (the messages", (long long)conv2,
+	    (long long)l.conv);
+	CHECK(l.conv > conv2 && chatlog_moved(&l, msg, sizeof(msg)) == 1 && strstr(msg, q), "said (%lld after %lld): %s",
+	    (long long)l.conv, (long long)conv2, msg);
 	snprintf(q, sizeof(q), "SELECT count(*) FROM messages a JOIN messages u ON a.parent_id = u.id "
 	    "JOIN generations g ON g.message_id = a.id WHERE u.conversation_id = %lld AND u.parent_id IS NULL "
 	    "AND u.content = 'Third' AND g.id = %lld", (long long)l.conv, (long long)l.last_gen);
@@ -2444,10 +2451,10 @@ test_migration_think(void)
 	    strstr(why, "has no record of its think switch"), "at schema 8: %s", why);
 	store_close(s);
 
-	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 8 -> 9: %s", err);
+	CHECK(store_open_version(p, 9, &s, err, sizeof(err)) == 0, "migrate 8 -> 9: %s", err);
 	if (!s)
 		return;
-	CHECK(STORE_SCHEMA_VERSION == 9 && store_schema_version(s) == 9, "at schema 9");
+	CHECK(store_schema_version(s) == 9, "at schema 9");
 	snprintf(q, sizeof(q), "SELECT count(*) FROM generations WHERE id = %lld AND think IS NULL", (long long)old);
 	CHECK(query_int(p, q) == 1, "the earlier generation: no switch recorded");
 	CHECK(store_gen_made(s, old, &g, &sp, NULL, why, sizeof(why)) == 1 &&
@@ -2458,6 +2465,250 @@ test_migration_think(void)
 	CHECK(store_gen_made(s, th, &g, &sp, NULL, why, sizeof(why)) == 0 && sp.seed == 1234, "the same switch: %s",
 	    why);
 	store_close(s);
+}
+
+/* The tables whose ids natters hold in memory, and those that refer to
+ * them: what the 9 -> 10 rebuild must leave as it found. */
+static const char *const id_tables[] = {
+	"models", "model_files", "templates", "conversations", "messages", "generations", "ratings",
+	"generation_adapters", "preferences",
+};
+
+/* Every row of TABLE in the database at PATH, every column by name with
+ * its type and value, in rowid order: one string the caller frees (NULL
+ * if it cannot be read). */
+static char *
+table_rows(const char *path, const char *table)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st = NULL;
+	char sql[128], *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	snprintf(sql, sizeof(sql), "SELECT rowid, * FROM %s ORDER BY rowid", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && (f = open_memstream(&buf, &len))) {
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			for (int i = 0; i < sqlite3_column_count(st); i++)
+				fprintf(f, "%s:%d:%s|", sqlite3_column_name(st, i), sqlite3_column_type(st, i),
+				    sqlite3_column_type(st, i) == SQLITE_NULL ? "" : (const char *)sqlite3_column_text(st, i));
+			fputc('\n', f);
+		}
+		fclose(f);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return buf;
+}
+
+/* TABLE's shape in the database at PATH: its columns (name, type, NOT
+ * NULL, default, key), foreign keys (with their actions) and indexes
+ * (with their columns), into BUF (N bytes). */
+static char *
+table_shape(const char *path, const char *table, char *buf, size_t n)
+{
+	char sql[1400];
+	snprintf(sql, sizeof(sql), "SELECT (SELECT group_concat(x, ', ') FROM (SELECT name || ' ' || type || ' ' || "
+	    "\"notnull\" || ' ' || ifnull(dflt_value, '-') || ' ' || pk AS x FROM pragma_table_xinfo('%s') ORDER BY cid))"
+	    " || ' / ' || ifnull((SELECT group_concat(x, ', ') FROM (SELECT \"from\" || '->' || \"table\" || '(' || "
+	    "ifnull(\"to\", '') || ') ' || on_update || ' ' || on_delete AS x FROM pragma_foreign_key_list('%s') "
+	    "ORDER BY \"from\")), '') || ' / ' || ifnull((SELECT group_concat(x, ', ') FROM (SELECT il.name || '(' || "
+	    "(SELECT group_concat(name) FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno)) || ') ' || "
+	    "il.\"unique\" || il.partial AS x FROM pragma_index_list('%s') il ORDER BY il.name)), '')",
+	    table, table, table);
+	return query_text(path, sql, buf, n);
+}
+
+/* Ids are never given twice: the newest conversation deleted (its
+ * messages, generations, rating, preference with it), a new one gets
+ * ids above all of them, as do its message, generations and
+ * preference.  A natter holding an old id (a chat's conversation, the
+ * reply /rate names) can then never write into, or rate, another's. */
+static void
+test_ids_not_reused(void)
+{
+	char p[512], err[512], q[256];
+	struct store *s = NULL;
+	struct store_gen g = gen("first answer");
+	const struct store_turn fed[] = { { "user", "Ask" } };
+	int64_t old_conv, keep, u, msg, g1, g2, pref, conv, u2, msg2, h1, h2, pref2;
+
+	CHECK(open_test_db(p, sizeof(p), "ids", &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	g.fed = fed;
+	g.n_fed = 1;
+	store_conv_new(s, 0, NULL, NULL, NULL, &keep);
+	store_msg_add(s, keep, "user", "kept", &u);
+	CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &old_conv) == 0 && store_msg_add(s, old_conv, "user", "Ask", &u) == 0 &&
+	    store_gen_add(s, old_conv, 0, &g, &g1, &msg) == 0 && store_gen_add(s, old_conv, msg, &g, &g2, NULL) == 0 &&
+	    store_rating_set(s, g1, "thumb", 1, NULL) == 0 && store_pref_add(s, g1, g2, STORE_PICK_A, "", &pref) == 0,
+	    "the newest conversation: %s", store_errmsg(s));
+	CHECK(store_conv_delete(s, old_conv) == 0, "deleted: %s", store_errmsg(s));
+	snprintf(q, sizeof(q), "SELECT (SELECT count(*) FROM ratings) + (SELECT count(*) FROM preferences) + "
+	    "(SELECT count(*) FROM generations) + (SELECT count(*) FROM messages WHERE conversation_id = %lld)",
+	    (long long)old_conv);
+	CHECK(query_int(p, q) == 0, "with its messages, generations, rating and preference");
+
+	CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &conv) == 0 && store_msg_add(s, conv, "user", "Ask", &u2) == 0 &&
+	    store_gen_add(s, conv, 0, &g, &h1, &msg2) == 0 && store_gen_add(s, conv, msg2, &g, &h2, NULL) == 0 &&
+	    store_pref_add(s, h1, h2, STORE_PICK_B, "", &pref2) == 0, "a new conversation: %s", store_errmsg(s));
+	CHECK(conv > old_conv, "the new conversation %lld is not the deleted %lld again", (long long)conv,
+	    (long long)old_conv);
+	CHECK(u2 > msg && msg2 > msg, "its messages %lld, %lld are above the deleted %lld", (long long)u2,
+	    (long long)msg2, (long long)msg);
+	CHECK(h1 > g2 && h2 > g2, "its generations %lld, %lld are above the deleted %lld", (long long)h1,
+	    (long long)h2, (long long)g2);
+	CHECK(pref2 > pref, "its preference %lld is above the deleted %lld", (long long)pref2, (long long)pref);
+	/* The rating /rate would give the deleted reply finds no row. */
+	CHECK(store_rating_set(s, g1, "thumb", 0, NULL) < 0 && query_int(p, "SELECT count(*) FROM ratings") == 0,
+	    "rating the deleted reply rates nothing: %s", store_errmsg(s));
+	store_close(s);
+	remove_db(p);
+}
+
+/* 9 -> 10: conversations, messages, generations and preferences rebuilt
+ * so that their ids are never given twice.  Every row of every table
+ * (ids, contents, ratings, adapters, preferences) and every table's shape
+ * stay as they were; the keys and the file check out; search finds
+ * what it found; deleting a conversation still takes its rows with it;
+ * and the deleted ids are not given again. */
+static void
+test_migration_ids(void)
+{
+	char p[512], err[512], q[512], t[256], *rows[sizeof(id_tables) / sizeof(id_tables[0])],
+	    shape[sizeof(id_tables) / sizeof(id_tables[0])][2048], after[2048], *out;
+	char schema[2048];
+	struct store *s = NULL;
+	struct store_gen g;
+	const struct store_turn fed[] = { { "system", "Be brief." }, { "user", "Name a lighthouse" } };
+	const struct store_adapter ad = { "ab12cd", "taught.gguf", 0.5 };
+	static const char *const stops[] = { "END" };
+	const size_t nt = sizeof(id_tables) / sizeof(id_tables[0]);
+	int64_t m, m2, keep, u0, a0, k1, conv, u, msg, g1, g2, g3, pref, edited, newest, nu, nmsg, ng;
+
+	path_of(p, sizeof(p), "v9-ids.db");
+	path_of(q, sizeof(q), "v9-model.gguf");
+	fake_model(q, "weights of nine");
+	CHECK(store_open_version(p, 9, &s, err, sizeof(err)) == 0 && store_schema_version(s) == 9, "v9: %s", err);
+	if (!s)
+		return;
+	CHECK(store_model(s, q, "llama", "F32", &m) == 0 && store_model_remote(s, "http://a", "m", &m2) == 0,
+	    "models: %s", store_errmsg(s));
+	/* An older conversation, kept, and the newest, deleted later. */
+	store_conv_new(s, m, "kept", "chatml", "Be brief.", &keep);
+	store_msg_add(s, keep, "user", "Hello there", &u0);
+	g = gen("General Kenobi");
+	g.model_id = m2;
+	CHECK(store_gen_add(s, keep, 0, &g, &k1, &a0) == 0, "kept reply: %s", store_errmsg(s));
+	store_rating_set(s, k1, "stars", 4, "fine");
+	CHECK(store_conv_new(s, m, "newest", "chatml", "Be brief.", &conv) == 0 &&
+	    store_msg_add(s, conv, "user", "Name a lighthouse", &u) == 0, "newest: %s", store_errmsg(s));
+	g = gen("Pharos of Alexandria");
+	g.model_id = m;
+	g.reasoning = "thinking of old ones";
+	g.n_reasoning = 3;
+	g.template_name = "chatml";
+	g.template_source = "{{ messages }}";
+	g.fed = fed;
+	g.n_fed = 2;
+	g.prompt_text = "<|im_start|>user\nName a lighthouse";
+	g.prompt_tokens = 9;
+	g.kv_type = "q8_0";
+	g.exact_act = 1;
+	g.stop = stops;
+	g.n_stop = 1;
+	g.think = "false";
+	g.adapters = &ad;
+	g.n_adapters = 1;
+	CHECK(store_gen_add(s, conv, 0, &g, &g1, &msg) == 0, "gen 1: %s", store_errmsg(s));
+	g.content = "Eddystone";
+	g.seed = 99;
+	CHECK(store_gen_add(s, conv, msg, &g, &g2, NULL) == 0, "gen 2: %s", store_errmsg(s));
+	g.content = "Bell Rock";
+	g.end = STORE_END_STOPPED;
+	CHECK(store_gen_add(s, conv, msg, &g, &g3, NULL) == 0, "gen 3: %s", store_errmsg(s));
+	CHECK(store_rating_set(s, g1, "thumb", 1, "classic") == 0 && store_rating_set(s, g2, "thumb", 0, NULL) == 0 &&
+	    store_pref_add(s, g1, g2, STORE_PICK_A, "seed 99", &pref) == 0, "ratings, a preference: %s", store_errmsg(s));
+	CHECK(store_msg_edit(s, u, "Name a famous lighthouse", &edited) == 0, "an edit (a branch): %s", store_errmsg(s));
+	store_close(s);
+	snprintf(schema, sizeof(schema), "%s", "");
+	query_text(p, "SELECT group_concat(x, ', ') FROM (SELECT type || ' ' || name || ' on ' || tbl_name AS x "
+	    "FROM sqlite_master WHERE type IN ('index', 'trigger') ORDER BY name)", schema, sizeof(schema));
+	for (size_t i = 0; i < nt; i++) {
+		rows[i] = table_rows(p, id_tables[i]);
+		table_shape(p, id_tables[i], shape[i], sizeof(shape[i]));
+	}
+	CHECK(rows[7] && strstr(rows[7], "taught.gguf") && rows[8] && strstr(rows[8], "seed 99") && rows[6] &&
+	    strstr(rows[6], "classic"), "schema 9 holds adapters, a preference, ratings");
+
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate 9 -> 10: %s", err);
+	if (!s)
+		goto out;
+	CHECK(STORE_SCHEMA_VERSION == 10 && store_schema_version(s) == 10, "at schema 10");
+	for (size_t i = 0; i < nt; i++) {
+		char *now = table_rows(p, id_tables[i]);
+		CHECK(rows[i] && now && !strcmp(rows[i], now), "%s: every row as it was:\n%s\nnow:\n%s", id_tables[i],
+		    rows[i] ? rows[i] : "(none)", now ? now : "(none)");
+		free(now);
+		table_shape(p, id_tables[i], after, sizeof(after));
+		CHECK(shape[i][0] && !strcmp(shape[i], after), "%s: the same columns, keys and indexes:\n%s\nnow:\n%s",
+		    id_tables[i], shape[i], after);
+	}
+	query_text(p, "SELECT group_concat(x, ', ') FROM (SELECT type || ' ' || name || ' on ' || tbl_name AS x "
+	    "FROM sqlite_master WHERE type IN ('index', 'trigger') ORDER BY name)", after, sizeof(after));
+	CHECK(!strcmp(schema, after), "the same indexes and triggers:\n%s\nnow:\n%s", schema, after);
+	CHECK(query_int(p, "SELECT count(*) FROM sqlite_master WHERE instr(name, 'new_') OR instr(sql, 'new_')") == 0,
+	    "no table, index, trigger or key names the rebuilt tables' temporary names");
+	CHECK(query_int(p, "SELECT count(*) FROM pragma_foreign_key_check") == 0, "foreign_key_check: clean");
+	CHECK(!strcmp(query_text(p, "PRAGMA integrity_check", t, sizeof(t)), "ok"), "integrity_check: %s", t);
+	CHECK(exec_sql(p, "INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')") == 0,
+	    "the full-text index matches the messages");
+	/* The CHECKs are still there. */
+	snprintf(q, sizeof(q), "INSERT INTO messages(conversation_id, seq, role, content, created) VALUES (%lld, 99, "
+	    "'robot', 'x', 1)", (long long)conv);
+	CHECK(exec_sql(p, q) != 0, "a role that is none: refused");
+	snprintf(q, sizeof(q), "INSERT INTO preferences(message_id, gen_a, gen_b, pick, created) VALUES (%lld, %lld, "
+	    "%lld, 'a', 1)", (long long)msg, (long long)g1, (long long)g1);
+	CHECK(exec_sql(p, q) != 0, "a preference of a reply over itself: refused");
+	out = capture_search(s, "lighthouse");
+	CHECK(out && strstr(out, "famous [lighthouse]"), "search finds what it found: %s", out ? out : "");
+	free(out);
+	CHECK(store_msg_add(s, keep, "user", "a walrus appears", &nu) == 0, "a message after: %s", store_errmsg(s));
+	out = capture_search(s, "walrus");
+	CHECK(out && strstr(out, "[walrus]"), "and finds a new message: %s", out ? out : "");
+	free(out);
+
+	/* Deleting the newest conversation still takes its rows with it
+	 * (through the rebuilt tables' keys), and nothing of the other. */
+	CHECK(store_conv_delete(s, conv) == 0, "delete: %s", store_errmsg(s));
+	snprintf(q, sizeof(q), "SELECT (SELECT count(*) FROM messages WHERE conversation_id = %lld) + "
+	    "(SELECT count(*) FROM generations WHERE id IN (%lld, %lld, %lld)) + "
+	    "(SELECT count(*) FROM ratings WHERE generation_id IN (%lld, %lld)) + "
+	    "(SELECT count(*) FROM generation_adapters) + (SELECT count(*) FROM preferences)",
+	    (long long)conv, (long long)g1, (long long)g2, (long long)g3, (long long)g1, (long long)g2);
+	CHECK(query_int(p, q) == 0, "its messages, generations, ratings, adapters and preference are gone");
+	snprintf(q, sizeof(q), "SELECT (SELECT count(*) FROM messages WHERE conversation_id = %lld) || ' ' || "
+	    "(SELECT count(*) FROM generations) || ' ' || (SELECT group_concat(kind || value || comment) FROM ratings)",
+	    (long long)keep);
+	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "3 1 stars4fine"), "the other conversation's stay: %s", t);
+	out = capture_search(s, "lighthouse");
+	CHECK(out && !strstr(out, "[lighthouse]"), "search no longer finds its messages: %s", out ? out : "");
+	free(out);
+	/* ... and its ids are not given again. */
+	CHECK(store_conv_new(s, m, NULL, NULL, NULL, &newest) == 0 && store_msg_add(s, newest, "user", "Ask", &nu) == 0 &&
+	    store_gen_add(s, newest, 0, &g, &ng, &nmsg) == 0, "a new conversation: %s", store_errmsg(s));
+	CHECK(newest > conv && nu > edited && nmsg > edited && ng > g3, "new ids above the deleted: conversation %lld "
+	    "(deleted %lld), messages %lld, %lld (%lld), generation %lld (%lld)", (long long)newest, (long long)conv,
+	    (long long)nu, (long long)nmsg, (long long)edited, (long long)ng, (long long)g3);
+	store_close(s);
+out:
+	for (size_t i = 0; i < nt; i++)
+		free(rows[i]);
 }
 
 /* Schema 5: models on remote servers, keyed by endpoint and model id.  A
@@ -2809,6 +3060,8 @@ main(void)
 	test_export_bare_prompt();
 	test_export_damaged();
 	test_adapters_and_preferences();
+	test_ids_not_reused();
+	test_migration_ids();
 	test_remote_models();
 	test_readonly_open();
 	test_create_race();

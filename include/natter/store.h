@@ -15,8 +15,11 @@ struct store;
  * 4: a generation's reasoning (and its tokens) apart from its answer.
  * 5: a model is a file (kind 'file', by SHA-256) or a model on a remote
  * server (kind 'remote', by endpoint and model id).
- * 6: the LoRA adapters of each generation; A/B preferences. */
-#define STORE_SCHEMA_VERSION 9
+ * 6: the LoRA adapters of each generation; A/B preferences.
+ * 10: the ids of conversations, messages, generations and preferences
+ * are never given twice (AUTOINCREMENT), so an id a natter holds never
+ * comes to name another's row. */
+#define STORE_SCHEMA_VERSION 10
 
 enum {
 	STORE_READONLY = 1,      /* never write: reading works on a read-only file or folder; an older

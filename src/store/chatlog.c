@@ -145,8 +145,9 @@ chatlog_moved(struct chatlog *l, char *msg, size_t n)
 {
 	if (!l->moved_from)
 		return 0;
-	/* SQLite may give the new conversation the deleted one's number
-	 * (the highest plus one): said, not left to look like a mistake. */
+	/* Since schema 10 no number is given twice, but one deleted before
+	 * the upgrade to it may be given once more (the highest plus one;
+	 * nothing recorded it): said, not left to look like a mistake. */
 	if (l->conv)
 		snprintf(msg, n, "conversation %lld was deleted from the history by another program; this chat is saved "
 		    "from your last message on as a new conversation, %lld%s (the messages before it are not saved "

@@ -177,6 +177,106 @@ static const char *const migrations[] = {
 	 * default).  NULL for a template that does not read it, and for every
 	 * earlier generation (not recorded). */
 	"ALTER TABLE generations ADD COLUMN think TEXT;",
+	/* 9 -> 10: ids never used twice.  Without AUTOINCREMENT SQLite gives
+	 * a new row the largest id plus one, so once the newest conversation
+	 * (message, generation, preference) is deleted its id goes to the
+	 * next one made: a natter still holding the old id (a chat's
+	 * conversation and leaf, the reply /rate and /pick name) would write
+	 * into, or rate, someone else's.  SQLite cannot add AUTOINCREMENT to
+	 * a table, so each is rebuilt as its documented procedure says
+	 * (lang_altertable.html, "other kinds of table schema changes"):
+	 * new_X made with every column of X, in order, as the earlier
+	 * migrations left it; the rows copied with their ids (each copy also
+	 * fills sqlite_sequence with the largest id, so new ids go on above
+	 * it); X dropped; new_X renamed to X; X's indexes and triggers made
+	 * again.  Nothing refers to new_X, so the renames rewrite no
+	 * reference, and every REFERENCES X of the other tables (ratings,
+	 * generation_adapters, ...) names the new X.  migrate() runs it
+	 * with foreign keys off, else each DROP would delete the children's
+	 * rows (ON DELETE CASCADE fires on DROP TABLE), and checks them
+	 * before it commits.  Dropping messages
+	 * drops its full-text triggers; messages_fts reads messages by name
+	 * and the ids stay, but it is rebuilt all the same.  An id deleted
+	 * before this migration may still be given once more: nothing
+	 * recorded it. */
+	"CREATE TABLE new_conversations("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  title TEXT NOT NULL DEFAULT '',"
+	"  model_id INTEGER REFERENCES models(id),"
+	"  chat_template TEXT,"
+	"  system_prompt TEXT,"
+	"  created INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL,"
+	"  leaf_id INTEGER REFERENCES messages(id) ON DELETE SET NULL);"
+	"INSERT INTO new_conversations SELECT * FROM conversations;"
+	"DROP TABLE conversations;"
+	"ALTER TABLE new_conversations RENAME TO conversations;"
+	"CREATE TABLE new_messages("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,"
+	"  seq INTEGER NOT NULL,"
+	"  role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),"
+	"  content TEXT NOT NULL,"
+	"  created INTEGER NOT NULL,"
+	"  parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,"
+	"  UNIQUE (conversation_id, seq));"
+	"INSERT INTO new_messages SELECT * FROM messages;"
+	"DROP TABLE messages;"
+	"ALTER TABLE new_messages RENAME TO messages;"
+	"CREATE INDEX messages_parent ON messages(parent_id);"
+	"CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN"
+	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;"
+	"CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN"
+	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content); END;"
+	"CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN"
+	"  INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);"
+	"  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;"
+	"CREATE TABLE new_generations("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+	"  content TEXT NOT NULL,"
+	"  chosen INTEGER NOT NULL DEFAULT 0,"
+	"  state TEXT NOT NULL CHECK (state IN ('complete', 'cancelled', 'error')),"
+	"  stop_reason TEXT,"
+	"  temp REAL, top_k INTEGER, top_p REAL, min_p REAL, repeat_penalty REAL,"
+	"  presence_penalty REAL, frequency_penalty REAL, penalty_last_n INTEGER,"
+	"  seed INTEGER, max_tokens INTEGER,"
+	"  n_prompt INTEGER, n_reused INTEGER, n_gen INTEGER, n_ctx_used INTEGER, n_ctx INTEGER,"
+	"  prompt_tps REAL, gen_tps REAL, ttft_ms REAL,"
+	"  created INTEGER NOT NULL,"
+	"  model_id INTEGER REFERENCES models(id),"
+	"  template_name TEXT,"
+	"  template_id INTEGER REFERENCES templates(id),"
+	"  system_prompt TEXT,"
+	"  prompt_messages TEXT,"
+	"  prompt_text TEXT,"
+	"  prompt_tokens INTEGER,"
+	"  n_dropped INTEGER,"
+	"  end_reason TEXT CHECK (end_reason IN"
+	"    ('finished', 'stop-string', 'stopped', 'context', 'max-tokens', 'error')),"
+	"  reasoning TEXT, n_reasoning INTEGER,"
+	"  kv_type TEXT, exact_act INTEGER,"
+	"  stop TEXT,"
+	"  think TEXT);"
+	"INSERT INTO new_generations SELECT * FROM generations;"
+	"DROP TABLE generations;"
+	"ALTER TABLE new_generations RENAME TO generations;"
+	"CREATE INDEX generations_message ON generations(message_id);"
+	"CREATE INDEX generations_model ON generations(model_id);"
+	"CREATE TABLE new_preferences("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+	"  gen_a INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,"
+	"  gen_b INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,"
+	"  pick TEXT NOT NULL CHECK (pick IN ('a', 'b', 'tie')),"
+	"  setting TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL,"
+	"  CHECK (gen_a <> gen_b));"
+	"INSERT INTO new_preferences SELECT * FROM preferences;"
+	"DROP TABLE preferences;"
+	"ALTER TABLE new_preferences RENAME TO preferences;"
+	"CREATE INDEX preferences_message ON preferences(message_id);"
+	"INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
 };
 
 int
@@ -352,40 +452,88 @@ read_header(struct store *s, int *version, int *app, int *tables)
 	return rc == SQLITE_ROW ? 0 : store_sqlfail(s, "the database header");
 }
 
+/* How many rows break a foreign key, into *N: 0, or -1 with the error set. */
+static int
+fk_violations(struct store *s, int *n)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT count(*) FROM pragma_foreign_key_check");
+	int rc;
+	if (!st)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : store_sqlfail(s, "the check of the rows' links");
+}
+
+/* One migration, from VERSION to VERSION + 1, in a transaction of its
+ * own.  Sets *DONE when another natter had already migrated past TARGET
+ * meanwhile.  Foreign keys are off here (migrate): the migration may
+ * not leave more rows than there were with a parent gone. */
+static int
+migrate_one(struct store *s, int *version, int target, int *done)
+{
+	char sql[96];
+	int now = *version, app = 0, tables = 0, bad_before = 0, bad_after = 0;
+
+	if (store_begin(s) < 0 || read_header(s, &now, &app, &tables) < 0) {
+		store_rollback(s);
+		return -1;
+	}
+	if (now >= target) {
+		store_rollback(s);
+		*done = 1;
+		return 0;
+	}
+	*version = now;
+	if (fk_violations(s, &bad_before) < 0 || store_exec(s, migrations[now], "the schema upgrade") < 0 ||
+	    fk_violations(s, &bad_after) < 0) {
+		store_rollback(s);
+		snprintf(sql, sizeof(sql), " (upgrade to schema %d)", now + 1);
+		if (strlen(s->err) + strlen(sql) < sizeof(s->err))
+			strcat(s->err, sql);
+		return -1;
+	}
+	if (bad_after > bad_before) {
+		store_rollback(s);
+		return store_seterr(s, "%s: the upgrade to schema %d would have left %d rows pointing at rows that "
+		    "are gone; it was not made (nothing was changed)", s->path, now + 1, bad_after - bad_before);
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA user_version=%d; PRAGMA application_id=%d", now + 1, NATTER_APP_ID);
+	if (store_exec(s, sql, "the schema upgrade") < 0 || store_commit(s, "the schema upgrade") < 0) {
+		store_rollback(s);
+		return -1;
+	}
+	*version = now + 1;
+	return 0;
+}
+
 /* Brings S from schema VERSION up to TARGET, one migration per
  * transaction.  Each transaction takes the write lock first and reads the
  * version again under it: when another natter migrated meanwhile, what it
- * did is not done twice. */
+ * did is not done twice.  Foreign keys are off meanwhile, as SQLite's
+ * procedure for rebuilding a table says: with them on, DROP TABLE first
+ * deletes every row, and with them the child rows their ON DELETE
+ * CASCADE names (SQLite 3.40 rather fails the 9 -> 10 rebuild: "database
+ * table is locked").  The switch is a no-op inside a transaction, hence
+ * here, around them all; each migration checks the keys itself
+ * (migrate_one). */
 static int
 migrate(struct store *s, int version, int target)
 {
-	while (version < target) {
-		char sql[96];
-		int now = version, app = 0, tables = 0;
-		if (store_begin(s) < 0 || read_header(s, &now, &app, &tables) < 0) {
-			store_rollback(s);
-			return -1;
-		}
-		if (now >= target) {
-			store_rollback(s);
-			return 0;
-		}
-		version = now;
-		if (store_exec(s, migrations[version], "the schema upgrade") < 0) {
-			store_rollback(s);
-			snprintf(sql, sizeof(sql), " (upgrade to schema %d)", version + 1);
-			if (strlen(s->err) + strlen(sql) < sizeof(s->err))
-				strcat(s->err, sql);
-			return -1;
-		}
-		snprintf(sql, sizeof(sql), "PRAGMA user_version=%d; PRAGMA application_id=%d", version + 1, NATTER_APP_ID);
-		if (store_exec(s, sql, "the schema upgrade") < 0 || store_commit(s, "the schema upgrade") < 0) {
-			store_rollback(s);
-			return -1;
-		}
-		version++;
-	}
-	return 0;
+	int rc = 0, done = 0;
+
+	if (version >= target)
+		return 0;
+	if (store_exec(s, "PRAGMA foreign_keys=OFF", "the foreign-key setting") < 0)
+		return -1;
+	while (rc == 0 && !done && version < target)
+		rc = migrate_one(s, &version, target, &done);
+	/* A failed migration's own message is the one to keep. */
+	if (sqlite3_exec(s->db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL) != SQLITE_OK && rc == 0)
+		rc = store_sqlfail(s, "the foreign-key setting");
+	return rc;
 }
 
 /* Switches to the WAL journal.  The switch needs the database to itself

@@ -363,6 +363,8 @@ test_migration_and_refusals(void)
 	    "'remember the lighthouse', 1);") == 0, "schema-1 rows");
 	CHECK(query_int(p, "SELECT count(*) FROM sqlite_master WHERE name = 'messages_fts'") == 0, "v1 has no FTS");
 	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "migrate: %s", err);
+	if (!s)
+		return;
 	CHECK(store_schema_version(s) == STORE_SCHEMA_VERSION, "migrated to schema %d", STORE_SCHEMA_VERSION);
 	{
 		char *buf = NULL;

@@ -207,13 +207,16 @@ stored() { q "$tmp/$1.db" "SELECT end_reason || '|' || content FROM generations 
 user_kept() { check "$1: the user's message is in the history" "$2" "$(q "$tmp/$1.db" "SELECT count(*) FROM messages WHERE role = 'user'")"; }
 
 # The engines' streams: each reply whole, as the history records it, with the server's counts.
+# How it ended, a stop string sent: vLLM's stop_reason null and TGI's eos_token say the model
+# ended its turn; the others' "stop" does not tell that from a stop string, and is stored so.
 for f in openai vllm llama-server ollama tgi keepalive; do
 	run "$f" "Say something" --stop NEVER-SEEN
 	check "$f: status" 0 "$(cat "$tmp/$f.rc")"
 	want=$(expect_text "$f")
 	[ -n "$want" ] && ok || bad "$f: the fixture holds no text"
 	check "$f: printed" "$want" "$(cat "$tmp/$f.out")"
-	check "$f: stored" "finished|$want" "$(stored "$f")"
+	case $f in vllm | tgi) end=finished ;; *) end=finished-or-stop-string ;; esac
+	check "$f: stored" "$end|$want" "$(stored "$f")"
 	check "$f: recorded as a remote model" "remote|$URL/v1|$f" "$(q "$tmp/$f.db" "SELECT kind, endpoint, file_name FROM models")"
 done
 check "openai: usage tokens" "12 19" "$(q "$tmp/openai.db" "SELECT n_gen || ' ' || prompt_tokens FROM generations")"
@@ -227,6 +230,9 @@ check "ollama: usage tokens" "6 30" "$(q "$tmp/ollama.db" "SELECT n_gen || ' ' |
 check "tgi: no counts, none stored" "1 1" \
 	"$(q "$tmp/tgi.db" "SELECT (n_gen IS NULL) || ' ' || (prompt_tokens IS NULL) FROM generations")"
 check "keepalive: usage" "4" "$(q "$tmp/keepalive.db" "SELECT n_gen FROM generations")"
+# With no stop string sent, OpenAI's "stop" can only be the model's own end.
+run openai "Say something"
+check "openai, no stop string: stored" "finished|$(expect_text openai)" "$(stored openai)"
 run llama-server "Stats please
 /stats"
 has "llama-server: /stats shows its rates" "$tmp/llama-server.out" "reply: 6 tokens, 100.0 tok/s"

@@ -474,6 +474,38 @@ test_model_rewritten(void)
 	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), hex), "the rewritten file's row has its bytes' hash");
 }
 
+/* Every end's word is stored (the schema's CHECK takes it) and read back
+ * as itself; the whole ones are the model's end, a stop string, and the
+ * remote "stop" that does not say which of the two. */
+static void
+test_end_words(void)
+{
+	static const struct { enum store_end e; int whole; } ends[] = {
+		{ STORE_END_FINISHED, 1 }, { STORE_END_STOP_STRING, 1 }, { STORE_END_FINISHED_OR_STOP_STRING, 1 },
+		{ STORE_END_STOPPED, 0 }, { STORE_END_CONTEXT, 0 }, { STORE_END_MAX_TOKENS, 0 }, { STORE_END_ERROR, 0 },
+	};
+	char p[512], err[512], q[128], t[64];
+	struct store *s;
+	int64_t conv, m, gid, msg;
+
+	path_of(p, sizeof(p), "ends.db");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		struct store_gen g = gen("A reply.");
+		const char *w = store_end_name(ends[i].e);
+		g.end = ends[i].e;
+		CHECK(store_end_parse(w) == ends[i].e && store_end_complete(ends[i].e) == ends[i].whole,
+		    "%s: parsed back, whole %d", w, ends[i].whole);
+		CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &conv) == 0 && store_msg_add(s, conv, "user", "Q", &m) == 0 &&
+		    store_gen_add(s, conv, 0, &g, &gid, &msg) == 0, "%s: stored: %s", w, store_errmsg(s));
+		snprintf(q, sizeof(q), "SELECT end_reason FROM generations WHERE id = %lld", (long long)gid);
+		CHECK(!strcmp(query_text(p, q, t, sizeof(t)), w), "%s: read back as %s", w, t);
+	}
+	store_close(s);
+}
+
 static char *
 capture_search(struct store *s, const char *q)
 {
@@ -3043,6 +3075,7 @@ main(void)
 	test_rating_comment();
 	test_file_gone();
 	test_model_rewritten();
+	test_end_words();
 	test_migration_and_refusals();
 	test_migration_from_2();
 	test_migration_from_3();

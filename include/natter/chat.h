@@ -57,6 +57,8 @@ enum chat_stop {
 	CHAT_STOP_CANCEL,    /* chat_cancel */
 	CHAT_STOP_CONTEXT,   /* the context is full */
 	CHAT_STOP_ERROR,     /* an error cut the reply (chat_generate's ERR says which) */
+	CHAT_STOP_EOG_OR_STRING,   /* a remote server's "stop" with stop strings sent: EOG or
+				    * STRING, the server did not say which */
 };
 const char *chat_stop_name(enum chat_stop s);
 

@@ -141,6 +141,7 @@ struct oai_parsed {
 	int has_choice;              /* choices[0] was there (a usage-only chunk has none) */
 	char finish[32];             /* "" when null: "stop", "length", TGI's "eos_token" ... */
 	char stop_reason[64];        /* vLLM: the stop string (or token id) that ended it; "" when null */
+	int stop_reason_given;       /* the field was there, null or not (vLLM's null: no stop string) */
 	int has_usage;
 	int prompt_tokens, completion_tokens, cached_tokens;
 	int reasoning_tokens;        /* usage.completion_tokens_details.reasoning_tokens; -1 when absent */

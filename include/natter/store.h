@@ -83,8 +83,8 @@ int store_msg_add_after(struct store *s, int64_t conv_id, int64_t parent, const 
 			int64_t *id);
 
 /* How a generation ended.  store_end_name gives the word stored and
- * exported ("finished", "stop-string", "stopped", "context", "max-tokens",
- * "error"); store_end_complete tells whether the reply is whole (it ended
+ * exported ("finished", "stop-string", "finished-or-stop-string", "stopped",
+ * "context", "max-tokens", "error"); store_end_complete tells whether the reply is whole (it ended
  * by itself or at a stop string) and so may be a training target. */
 enum store_end {
 	STORE_END_UNKNOWN,       /* recorded before schema 3 without a reason */
@@ -94,6 +94,8 @@ enum store_end {
 	STORE_END_CONTEXT,       /* cut: the context was full */
 	STORE_END_MAX_TOKENS,    /* cut: the reply reached max_tokens */
 	STORE_END_ERROR,         /* cut by an error */
+	STORE_END_FINISHED_OR_STOP_STRING,   /* FINISHED or STOP_STRING: a remote server, sent stop
+					      * strings, said "stop" and not which (since schema 10) */
 };
 const char *store_end_name(enum store_end e);
 int store_end_complete(enum store_end e);

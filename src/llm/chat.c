@@ -158,6 +158,7 @@ chat_stop_name(enum chat_stop s)
 	case CHAT_STOP_CANCEL: return "cancelled";
 	case CHAT_STOP_CONTEXT: return "context full";
 	case CHAT_STOP_ERROR: return "error";
+	case CHAT_STOP_EOG_OR_STRING: return "done or stop string (the server did not say which)";
 	}
 	return "?";
 }

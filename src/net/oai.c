@@ -882,6 +882,7 @@ oai_reply_parse(const char *json, size_t len, struct oai_parsed *p)
 		if (cJSON_IsString(f))
 			snprintf(p->finish, sizeof(p->finish), "%s", f->valuestring);
 		field_text(c, "stop_reason", p->stop_reason, sizeof(p->stop_reason));
+		p->stop_reason_given = cJSON_GetObjectItemCaseSensitive(c, "stop_reason") != NULL;
 	}
 	p->text = strdup(cJSON_IsString(t) ? t->valuestring : "");
 	p->reasoning = strdup(cJSON_IsString(rs) ? rs->valuestring : "");

@@ -460,6 +460,7 @@ struct xfer {
 	struct oai_parsed last;      /* finish, usage, timings: the latest seen (text fields freed) */
 	char finish[32];
 	char stop_reason[64];
+	int stop_said;               /* the finishing chunk had a stop_reason, null or not */
 	char err[700];
 };
 
@@ -500,8 +501,10 @@ emit(struct xfer *x, const char *reasoning, const char *text)
 static void
 note(struct xfer *x, const struct oai_parsed *p)
 {
-	if (p->finish[0])
+	if (p->finish[0]) {
 		snprintf(x->finish, sizeof(x->finish), "%s", p->finish);
+		x->stop_said = p->stop_reason_given;
+	}
 	if (p->stop_reason[0])
 		snprintf(x->stop_reason, sizeof(x->stop_reason), "%s", p->stop_reason);
 	if (p->has_usage) {
@@ -671,6 +674,10 @@ stop_of(const struct remote *r, const struct xfer *x, int max_tokens)
 		for (int i = 0; i < r->n_stops; i++)
 			if (!strcmp(x->stop_reason, r->stops[i]))
 				return CHAT_STOP_STRING;
+	/* OpenAI, llama-server and Ollama say "stop" for both ends: with
+	 * stop strings sent, which one it was is not known, and not guessed. */
+	if (!strcmp(f, "stop") && r->n_stops > 0 && !x->stop_said)
+		return CHAT_STOP_EOG_OR_STRING;
 	return CHAT_STOP_EOG;   /* "stop", "eos_token", "tool_calls" ... */
 }
 

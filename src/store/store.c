@@ -198,7 +198,9 @@ static const char *const migrations[] = {
 	 * drops its full-text triggers; messages_fts reads messages by name
 	 * and the ids stay, but it is rebuilt all the same.  An id deleted
 	 * before this migration may still be given once more: nothing
-	 * recorded it. */
+	 * recorded it.  generations' end_reason also takes
+	 * 'finished-or-stop-string': a remote server that ends a reply as
+	 * "stop", stop strings sent, does not say which of the two it was. */
 	"CREATE TABLE new_conversations("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  title TEXT NOT NULL DEFAULT '',"
@@ -253,7 +255,8 @@ static const char *const migrations[] = {
 	"  prompt_tokens INTEGER,"
 	"  n_dropped INTEGER,"
 	"  end_reason TEXT CHECK (end_reason IN"
-	"    ('finished', 'stop-string', 'stopped', 'context', 'max-tokens', 'error')),"
+	"    ('finished', 'stop-string', 'stopped', 'context', 'max-tokens', 'error',"
+	"     'finished-or-stop-string')),"
 	"  reasoning TEXT, n_reasoning INTEGER,"
 	"  kv_type TEXT, exact_act INTEGER,"
 	"  stop TEXT,"
@@ -1214,6 +1217,7 @@ static const struct {
 	{ STORE_END_CONTEXT, "context", 0, "complete" },
 	{ STORE_END_MAX_TOKENS, "max-tokens", 0, "complete" },
 	{ STORE_END_ERROR, "error", 0, "error" },
+	{ STORE_END_FINISHED_OR_STOP_STRING, "finished-or-stop-string", 1, "complete" },
 };
 
 /* E's row of the table; an end it does not list as unknown (the first). */

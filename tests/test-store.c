@@ -2498,6 +2498,39 @@ test_migration_think(void)
 	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), "true"), "recorded: %s", t);
 	CHECK(store_gen_made(s, th, &g, &sp, NULL, why, sizeof(why)) == 0 && sp.seed == 1234, "the same switch: %s",
 	    why);
+	/* history show names the switch, and a KV cache type other than
+	 * f16 and exact activations, where recorded. */
+	{
+		int64_t kv = 0;
+		char *shown = NULL, *a, *b, *c;
+		size_t len;
+		FILE *f;
+		g.kv_type = "q8_0";
+		g.exact_act = 1;
+		g.think = NULL;
+		CHECK(store_gen_add(s, conv, msg, &g, &kv, NULL) == 0, "with a q8_0 cache: %s", store_errmsg(s));
+		f = open_memstream(&shown, &len);
+		CHECK(f && store_history_show(s, conv, f) == 0, "history show: %s", store_errmsg(s));
+		if (f)
+			fclose(f);
+		/* Each generation's line, in order: none, think true, the cache. */
+		snprintf(q, sizeof(q), "generation %lld", (long long)old);
+		a = shown ? strstr(shown, q) : NULL;
+		snprintf(q, sizeof(q), "generation %lld", (long long)th);
+		b = shown ? strstr(shown, q) : NULL;
+		snprintf(q, sizeof(q), "generation %lld", (long long)kv);
+		c = shown ? strstr(shown, q) : NULL;
+		CHECK(a && b && c && a < b && b < c, "three generations shown: %s", shown ? shown : "");
+		if (a && b && c) {
+			*strchr(a, '\n') = *strchr(b, '\n') = *strchr(c, '\n') = 0;
+			CHECK(!strstr(a, "think") && !strstr(a, "KV cache") && !strstr(a, "exact"), "none recorded: %s", a);
+			CHECK(strstr(b, ", think true") && !strstr(b, "KV cache") && !strstr(b, "exact"), "think: %s", b);
+			CHECK(strstr(c, ", KV cache q8_0, exact activations") && !strstr(c, "think"), "the cache: %s", c);
+		}
+		free(shown);
+		g.kv_type = NULL;
+		g.exact_act = 0;
+	}
 	store_close(s);
 }
 

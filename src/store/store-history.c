@@ -197,20 +197,34 @@ put_setting(FILE *out, const char *name, sqlite3_stmt *st, int col, int integer)
 		fprintf(out, " %s %.2f", name, sqlite3_column_double(st, col));
 }
 
-#define SHOW_GENS(STOP) "SELECT g.id, g.chosen, COALESCE(g.end_reason, g.state), g.temp, " \
+#define SHOW_GENS(STOP, NUMERIC, THINK) "SELECT g.id, g.chosen, COALESCE(g.end_reason, g.state), g.temp, " \
 	"g.top_p, g.top_k, g.min_p, g.seed, g.n_gen, g.gen_tps, g.ttft_ms, r.kind, r.value, r.comment, " \
 	"g.content, COALESCE(" STORE_MODEL_LABEL("md") ", ''), g.prompt_tokens, g.n_dropped, g.reasoning, " \
-	"COALESCE(g.n_reasoning, 0), " STOP " FROM generations g " \
+	"COALESCE(g.n_reasoning, 0), " STOP ", " NUMERIC ", " THINK " FROM generations g " \
 	"LEFT JOIN ratings r ON r.generation_id = g.id LEFT JOIN models md ON md.id = g.model_id " \
 	"WHERE g.message_id = ? ORDER BY g.id"
+
+/* The query for a database at schema V (one kept older, opened to read:
+ * the columns it has not are NULL): stop strings from 8, the KV cache
+ * type and exact activations from 7, the think switch from 9. */
+static const char *
+show_gens_sql(int v)
+{
+	static const char *const sql[] = {
+		SHOW_GENS("NULL", "NULL, NULL", "NULL"),
+		SHOW_GENS("NULL", "g.kv_type, g.exact_act", "NULL"),
+		SHOW_GENS("g.stop", "g.kv_type, g.exact_act", "NULL"),
+		SHOW_GENS("g.stop", "g.kv_type, g.exact_act", "g.think"),
+	};
+	return sql[v >= 9 ? 3 : v >= 8 ? 2 : v >= 7 ? 1 : 0];
+}
 
 /* Prints the generations (alternatives) of assistant message MSG; a model
  * other than CONV_MODEL is named.  Returns 0 or -1. */
 static int
 show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 {
-	/* The stop strings from schema 8 on (a database kept older: none). */
-	sqlite3_stmt *gs = store_prepare(s, store_schema_version(s) >= 8 ? SHOW_GENS("g.stop") : SHOW_GENS("NULL"));
+	sqlite3_stmt *gs = store_prepare(s, show_gens_sql(store_schema_version(s)));
 	int rc;
 	if (!gs)
 		return -1;
@@ -235,6 +249,14 @@ show_gens(struct store *s, int64_t msg, const char *conv_model, FILE *out)
 		/* The stop strings as stored (a JSON array), when there were any. */
 		if (sqlite3_column_type(gs, 20) != SQLITE_NULL && strcmp(col_text(gs, 20), "[]"))
 			fprintf(out, ", stop %s", col_text(gs, 20));
+		/* What changes a local model's logits beyond the defaults, and the
+		 * think switch the prompt was rendered with. */
+		if (sqlite3_column_type(gs, 21) != SQLITE_NULL && strcmp(col_text(gs, 21), "f16"))
+			fprintf(out, ", KV cache %s", col_text(gs, 21));
+		if (sqlite3_column_int(gs, 22))
+			fprintf(out, ", exact activations");
+		if (sqlite3_column_type(gs, 23) != SQLITE_NULL)
+			fprintf(out, ", think %s", col_text(gs, 23));
 		if (sqlite3_column_type(gs, 16) != SQLITE_NULL) {
 			fprintf(out, ", fed %d tokens", sqlite3_column_int(gs, 16));
 			if (sqlite3_column_int(gs, 17) > 0)

@@ -285,6 +285,25 @@ test_rate_shown(struct llm_model *m)
 	sf.shown = 1;
 	CHECK(run(&e, "/rate up") < 0 && strstr(sf.f.said, "not saved"), "/rate on the one not saved, shown: %s",
 	    sf.f.said);
+	sf.shown = 0;
+	/* The conversation deleted by another program: /rate says so, not a
+	 * store error, and the chat leaves it (its next message starts a new
+	 * one; the reply, no longer saved, is not rated again). */
+	{
+		struct store *other = NULL;
+		char q[96];
+		int64_t conv = l.conv;
+		CHECK(store_open(db, 0, &other, err, sizeof(err)) == 0 && store_conv_delete(other, conv) == 0,
+		    "deleted elsewhere: %s", other ? store_errmsg(other) : err);
+		store_close(other);
+		snprintf(q, sizeof(q), "not rated: conversation %lld was deleted from the history by another program",
+		    (long long)conv);
+		CHECK(run(&e, "/rate up") < 0 && sf.f.err && strstr(sf.f.said, q) && l.conv == 0,
+		    "/rate after the deletion: %s", sf.f.said);
+		CHECK(run(&e, "/rate up") < 0 && strstr(sf.f.said, "not saved, so it is not rated"),
+		    "/rate again: %s", sf.f.said);
+		CHECK(!strcmp(query_text(db, "SELECT count(*) FROM ratings", q, sizeof(q)), "0"), "no rating left: %s", q);
+	}
 out:
 	chat_free(c);
 	store_close(s);

@@ -84,6 +84,11 @@ int chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st
  * the user, naming both conversations; else 0.
  */
 int chatlog_moved(struct chatlog *l, char *msg, size_t n);
+/* After another write into L's conversation failed (a rating, the system
+ * prompt): whether the conversation was deleted elsewhere.  If so the
+ * session leaves it as chatlog_user would (chatlog_moved then says so)
+ * and 1 is returned; else 0, the store's error left as it was. */
+int chatlog_left(struct chatlog *l, struct chat *c);
 /* Everything C's last reply was produced under, for any front end that
  * records generations (chatlog_reply, natter serve): *G zeroed, then the
  * messages it was fed (into *FED, which the caller frees) and the rendered

@@ -266,6 +266,20 @@ chatcmd_run(struct chatcmd_env *e, char *line)
 	return cmd->fn(e, cmd, args);
 }
 
+/* A write into the history failed: WHAT did not happen, and why -- the
+ * conversation deleted by another program (the chat then leaves it,
+ * chatlog_left), or the store's error. */
+static void
+say_failed(struct chatcmd_env *e, const char *what)
+{
+	char moved[512];
+
+	if (chatlog_left(e->log, e->c) && chatlog_moved(e->log, moved, sizeof(moved)))
+		say(e, 1, "%s: %s", what, moved);
+	else
+		say(e, 1, "%s", store_errmsg(e->log->s));
+}
+
 /* Rates GEN; WHY says why not when GEN is 0.  A mistyped rating is told
  * as such first, whatever the reply. */
 static int
@@ -285,7 +299,7 @@ rate(struct chatcmd_env *e, int64_t gen, const char *why, const char *word, cons
 	if (comment && !comment[0])
 		comment = NULL;
 	if (store_rating_set(e->log->s, gen, kind, value, comment) < 0) {
-		say(e, 1, "%s", store_errmsg(e->log->s));
+		say_failed(e, "not rated");
 		return -1;
 	}
 	say(e, 0, "rated generation %lld %s%s", (long long)gen, word, comment ? " with a comment" : "");
@@ -339,7 +353,7 @@ chatcmd_system(struct chatcmd_env *e, const char *text)
 		return -1;
 	}
 	if (chatlog_system(e->log, e->c) < 0) {
-		say(e, 1, "%s", store_errmsg(e->log->s));
+		say_failed(e, "system prompt set, and saved with your next message");
 		return -1;
 	}
 	say(e, 0, removed ? "system prompt removed" : "system prompt set");

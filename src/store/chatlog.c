@@ -142,6 +142,15 @@ conv_leave(struct chatlog *l, struct chat *c)
 }
 
 int
+chatlog_left(struct chatlog *l, struct chat *c)
+{
+	if (!l->s || !conv_gone(l))
+		return 0;
+	conv_leave(l, c);
+	return 1;
+}
+
+int
 chatlog_moved(struct chatlog *l, char *msg, size_t n)
 {
 	if (!l->moved_from)

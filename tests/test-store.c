@@ -469,6 +469,24 @@ test_model_rewritten(void)
 	CHECK(store_model(s, mp, "llama", "F32", &id2) == 0 && id2 != id1, "rewritten: model %lld, before %lld: %s",
 	    (long long)id2, (long long)id1, store_errmsg(s));
 	CHECK(sha256_file(mp, hex, err, sizeof(err)) == 0, "sha256_file: %s", err);
+	/* store_model_keep: the hash computed once is kept by the caller
+	 * (filled on the first call), and a kept one is not computed again. */
+	{
+		char kept[65] = "", want[65], mp2[512], mp3[512];
+		int64_t id3 = 0, id4 = 0;
+		path_of(mp2, sizeof(mp2), "kept.gguf");
+		path_of(mp3, sizeof(mp3), "kept2.gguf");
+		fake_model(mp2, "model three");
+		fake_model(mp3, "model four");
+		CHECK(sha256_file(mp2, want, err, sizeof(err)) == 0, "sha256_file: %s", err);
+		CHECK(store_model_keep(s, mp2, "llama", "F32", kept, &id3) == 0 && id3 != id2 && !strcmp(kept, want),
+		    "kept: %s (%s)", kept, store_errmsg(s));
+		snprintf(kept, sizeof(kept), "%064d", 7);
+		CHECK(store_model_keep(s, mp3, "llama", "F32", kept, &id4) == 0 && id4 != id3, "a kept hash: %s",
+		    store_errmsg(s));
+		snprintf(q, sizeof(q), "SELECT sha256 FROM models WHERE id = %lld", (long long)id4);
+		CHECK(!strcmp(query_text(p, q, t, sizeof(t)), kept), "recorded as kept, not hashed again: %s", t);
+	}
 	store_close(s);
 	snprintf(q, sizeof(q), "SELECT sha256 FROM models WHERE id = %lld", (long long)id2);
 	CHECK(!strcmp(query_text(p, q, t, sizeof(t)), hex), "the rewritten file's row has its bytes' hash");

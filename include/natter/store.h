@@ -52,9 +52,15 @@ char *store_default_path(char *buf, size_t n, char *err, size_t errlen);
 /* The same path; the folder is created only when CREATE is nonzero. */
 char *store_default_path_ex(char *buf, size_t n, int create, char *err, size_t errlen);
 
-/* Records a model file (by SHA-256, cached by path, size and mtime) and
- * returns its id in *ID. */
+/* Records a model file (by SHA-256, cached by path, size and the file's
+ * identity and times) and returns its id in *ID. */
 int store_model(struct store *s, const char *path, const char *arch, const char *type_name, int64_t *id);
+/* The same, with the file's SHA-256 kept by the caller across calls in
+ * HEX (65 bytes): "" the first time, filled once computed, even when the
+ * write then failed, so that trying again does not hash the file again.
+ * The caller makes sure the file is still the one hashed. */
+int store_model_keep(struct store *s, const char *path, const char *arch, const char *type_name, char *hex,
+		     int64_t *id);
 /* Records a model served by a remote OpenAI-compatible server: ENDPOINT
  * (its base URL, e.g. "http://127.0.0.1:8000/v1", without credentials)
  * and MODEL (the id asked for), and returns its id in *ID; the same pair

@@ -50,6 +50,7 @@ struct engine {
 	char model_id[256];
 	char model_path[4096];
 	long long model_mtime;
+	struct stat model_st;         /* the file as loaded (model_row) */
 
 	/* The engine thread only (after start). */
 	struct llm_model *model;
@@ -57,6 +58,7 @@ struct engine {
 	enum oai_kind chat_kind;
 	struct store *store;
 	int64_t store_model;
+	char model_sha[65];           /* its SHA-256 once computed (store_model_keep) */
 	int store_warned;
 };
 
@@ -450,11 +452,16 @@ model_row(struct engine *e, char *why, size_t n)
 
 	if (e->store_model)
 		return 0;
-	if (stat(e->model_path, &stt) != 0 || (long long)stt.st_mtime != e->model_mtime) {
+	/* The same file, unchanged: its identity, size and times to the nanosecond. */
+	if (stat(e->model_path, &stt) != 0 || stt.st_dev != e->model_st.st_dev || stt.st_ino != e->model_st.st_ino ||
+	    stt.st_size != e->model_st.st_size || stt.st_mtim.tv_sec != e->model_st.st_mtim.tv_sec ||
+	    stt.st_mtim.tv_nsec != e->model_st.st_mtim.tv_nsec || stt.st_ctim.tv_sec != e->model_st.st_ctim.tv_sec ||
+	    stt.st_ctim.tv_nsec != e->model_st.st_ctim.tv_nsec) {
 		snprintf(why, n, "the model file changed on disk since it was loaded");
 		return -1;
 	}
-	if (store_model(e->store, e->model_path, hp->arch_name, llm_model_type_name(e->model), &e->store_model) < 0) {
+	if (store_model_keep(e->store, e->model_path, hp->arch_name, llm_model_type_name(e->model), e->model_sha,
+	    &e->store_model) < 0) {
 		e->store_model = 0;
 		snprintf(why, n, "%s", store_errmsg(e->store));
 		return -1;
@@ -788,8 +795,10 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 	l = strlen(e->model_id);
 	if (l > 5 && !strcmp(e->model_id + l - 5, ".gguf"))
 		e->model_id[l - 5] = 0;
-	if (stat(o->model_path, &stt) == 0)
+	if (stat(o->model_path, &stt) == 0) {
 		e->model_mtime = (long long)stt.st_mtime;
+		e->model_st = stt;
+	}
 	if (llm_model_load(o->model_path, &e->model, err, errlen) < 0)
 		goto fail;
 	llm_model_pack(e->model);

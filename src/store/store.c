@@ -843,9 +843,17 @@ file_stamp(const struct stat *st)
 int
 store_model(struct store *s, const char *path, const char *arch, const char *type_name, int64_t *id)
 {
+	char hex[65] = "";
+	return store_model_keep(s, path, arch, type_name, hex, id);
+}
+
+int
+store_model_keep(struct store *s, const char *path, const char *arch, const char *type_name, char *hex,
+		 int64_t *id)
+{
 	struct stat stt;
 	sqlite3_stmt *st;
-	char hex[65], err[256];
+	char err[256];
 	const char *base = strrchr(path, '/');
 	int rc;
 
@@ -870,7 +878,8 @@ store_model(struct store *s, const char *path, const char *arch, const char *typ
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return store_sqlfail(s, "looking up the model");
-	if (sha256_file(path, hex, err, sizeof(err)) < 0) {
+	if (!hex[0] && sha256_file(path, hex, err, sizeof(err)) < 0) {
+		hex[0] = 0;
 		store_seterr(s, "%s", err);
 		return -1;
 	}

@@ -313,6 +313,9 @@ check "the request vllm got" "ok True {'include_usage': True} ['user:Say somethi
 # A stop string the server matched (vLLM names it).
 run vllm-stop "Two words" --stop END
 check "vllm-stop: ended at the stop string" "stop-string|Two words" "$(stored vllm-stop)"
+# A stop string longer than the 63 bytes natter keeps of the field: matched by its start.
+run vllm-longstop "Two words" --stop END-OF-A-VERY-LONG-STOP-STRING-THAT-A-SERVER-NAMES-BACK-WHOLE-0123456789
+check "vllm-longstop: ended at the long stop string" "stop-string|Two words" "$(stored vllm-longstop)"
 
 # Failures in the middle of a reply: the part that came is kept, marked as cut.
 run error-midstream "Go on"

@@ -670,10 +670,14 @@ stop_of(const struct remote *r, const struct xfer *x, int max_tokens)
 	/* TGI says which; vLLM names the stop string that matched. */
 	if (!strcmp(f, "stop_sequence"))
 		return CHAT_STOP_STRING;
-	if (!strcmp(f, "stop") && x->stop_reason[0])
+	/* (A longer stop string arrives cut to the field: its start matches.) */
+	if (!strcmp(f, "stop") && x->stop_reason[0]) {
+		size_t kept = strlen(x->stop_reason), room = sizeof(x->stop_reason) - 1;
 		for (int i = 0; i < r->n_stops; i++)
-			if (!strcmp(x->stop_reason, r->stops[i]))
+			if (kept < room ? !strcmp(x->stop_reason, r->stops[i]) :
+			    !strncmp(x->stop_reason, r->stops[i], room))
 				return CHAT_STOP_STRING;
+	}
 	/* OpenAI, llama-server and Ollama say "stop" for both ends: with
 	 * stop strings sent, which one it was is not known, and not guessed. */
 	if (!strcmp(f, "stop") && r->n_stops > 0 && !x->stop_said)

@@ -49,8 +49,7 @@ struct engine {
 	FILE *log;
 	char model_id[256];
 	char model_path[4096];
-	long long model_mtime;
-	struct stat model_st;         /* the file as loaded (model_row) */
+	struct stat model_st;         /* the file as loaded (model_row; its mtime: "created") */
 
 	/* The engine thread only (after start). */
 	struct llm_model *model;
@@ -113,7 +112,7 @@ void engine_lock(struct engine *e) { pthread_mutex_lock(&e->mu); }
 void engine_unlock(struct engine *e) { pthread_mutex_unlock(&e->mu); }
 int engine_stopping(struct engine *e) { return e->stopping; }
 const char *engine_model_id(const struct engine *e) { return e->model_id; }
-long long engine_model_created(const struct engine *e) { return e->model_mtime; }
+long long engine_model_created(const struct engine *e) { return (long long)e->model_st.st_mtime; }
 
 void
 engine_wait(struct engine *e, int ms)
@@ -795,10 +794,8 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 	l = strlen(e->model_id);
 	if (l > 5 && !strcmp(e->model_id + l - 5, ".gguf"))
 		e->model_id[l - 5] = 0;
-	if (stat(o->model_path, &stt) == 0) {
-		e->model_mtime = (long long)stt.st_mtime;
+	if (stat(o->model_path, &stt) == 0)
 		e->model_st = stt;
-	}
 	if (llm_model_load(o->model_path, &e->model, err, errlen) < 0)
 		goto fail;
 	llm_model_pack(e->model);

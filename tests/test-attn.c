@@ -129,6 +129,7 @@ test_default_tier(void)
 	} map[] = {
 		{ "scalar", "scalar" }, { "avx2", "avx2" }, { "avxvnni", "avx2" },
 		{ "avx512", "avx512" }, { "avx512vnni", "avx512" }, { "avx512bf16", "avx512" },
+		{ "amx", "avx512" },
 	};
 	const char *k = q_cpu_features(), *a = attn_ops_get()->name, *want = NULL;
 

@@ -231,7 +231,7 @@ static pthread_once_t attn_once = PTHREAD_ONCE_INIT;
 
 /* The tier of the kernels' tier (cpu.c, NATTER_CPU included) or of the
  * nearest tier below it that attention has: avxvnni runs attention's
- * avx2, avx512vnni and avx512bf16 its avx512. */
+ * avx2, avx512vnni, avx512bf16 and amx its avx512. */
 static void
 attn_pick_best(void)
 {

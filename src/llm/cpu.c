@@ -14,6 +14,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 /* The CPU's maker, as cpuid names it ("GenuineIntel"; "" if unknown). */
 static char vendor[13];
@@ -23,6 +27,7 @@ static char vendor[13];
 static struct {
 	int avx, avx2, fma, f16c, os_avx, os_avx512;
 	int avx512f, avx512dq, avx512bw, avx512vl, avx512vnni, avx512bf16, avxvnni;
+	int amx_tile, amx_int8, os_amx;
 } feat;
 
 static unsigned long long
@@ -55,6 +60,7 @@ cpu_probe(void)
 		unsigned long long x = xgetbv0();
 		feat.os_avx = (x & 0x6) == 0x6;
 		feat.os_avx512 = feat.os_avx && (x & 0xE0) == 0xE0;
+		feat.os_amx = ((x >> 17) & 3) == 3;   /* XTILECFG, XTILEDATA */
 	}
 	if (max < 7)
 		return;
@@ -65,6 +71,8 @@ cpu_probe(void)
 	feat.avx512bw = (b >> 30) & 1;
 	feat.avx512vl = (b >> 31) & 1;
 	feat.avx512vnni = (c >> 11) & 1;
+	feat.amx_tile = (d >> 24) & 1;
+	feat.amx_int8 = (d >> 25) & 1;
 	if (a >= 1) {
 		__cpuid_count(7, 1, a, b, c, d);
 		feat.avxvnni = (a >> 4) & 1;
@@ -102,6 +110,22 @@ has_avx512bf16(void)
 	return has_avx512vnni() && feat.avx512bf16;
 }
 
+/* AMX's tile data is large (8 KiB a thread): Linux hands it to a process
+ * that asks (arch_prctl ARCH_REQ_XCOMP_PERM, once, for all its threads);
+ * without that a tile instruction is SIGILL.  Asked only when the CPU and
+ * OS have the rest. */
+static int
+has_amx(void)
+{
+	if (!has_avx512bf16() || !feat.amx_tile || !feat.amx_int8 || !feat.os_amx)
+		return 0;
+#if defined(__linux__) && defined(__x86_64__)
+	return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+#else
+	return 0;
+#endif
+}
+
 #else   /* not x86: only the portable tier */
 
 static void cpu_probe(void) { }
@@ -110,6 +134,7 @@ static int has_avxvnni(void) { return 0; }
 static int has_avx512(void) { return 0; }
 static int has_avx512vnni(void) { return 0; }
 static int has_avx512bf16(void) { return 0; }
+static int has_amx(void) { return 0; }
 
 #endif
 
@@ -126,6 +151,7 @@ static const struct cpu_tier_info tiers[CPU_TIER_COUNT] = {
 	[CPU_AVX512] = { "avx512", "AVX-512 F/BW/VL/DQ, FMA, F16C", has_avx512, q_kern_avx512 },
 	[CPU_AVX512VNNI] = { "avx512vnni", "AVX-512 F/BW/VL/DQ and VNNI", has_avx512vnni, q_kern_avx512vnni },
 	[CPU_AVX512BF16] = { "avx512bf16", "AVX-512 F/BW/VL/DQ, VNNI and BF16", has_avx512bf16, q_kern_avx512bf16 },
+	[CPU_AMX] = { "amx", "AVX-512 VNNI, BF16 and AMX-INT8", has_amx, q_kern_amx },
 };
 
 const struct cpu_tier_info *

@@ -12,6 +12,7 @@ enum cpu_tier {
 	CPU_AVX512,         /* AVX-512 F/BW/VL/DQ (+ AVX2, FMA, F16C) */
 	CPU_AVX512VNNI,     /* + AVX-512 VNNI */
 	CPU_AVX512BF16,     /* + AVX-512 BF16 */
+	CPU_AMX,            /* + AMX-TILE and AMX-INT8 (the int8 GEMM on tiles) */
 	CPU_TIER_COUNT
 };
 

@@ -179,6 +179,7 @@ const struct q_kernels *q_kern_avxvnni(void);
 const struct q_kernels *q_kern_avx512(void);
 const struct q_kernels *q_kern_avx512vnni(void);
 const struct q_kernels *q_kern_avx512bf16(void);
+const struct q_kernels *q_kern_amx(void);
 /* Fills a tier's empty entries from the scalar tier's. */
 void q_kern_complete(struct q_kernels *k);
 

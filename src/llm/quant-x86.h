@@ -43,6 +43,9 @@ QX_KERN(void)
 #if defined(__AVX512BF16__) && defined(QX_512)
 #define QX_BF16 1
 #endif
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(QX_512) && defined(QX_VNNI)
+#define QX_AMX 1
+#endif
 
 #define ALWAYS static inline __attribute__((always_inline))
 /* Full unrolling of the loops over a microkernel's tokens and groups, so
@@ -1344,6 +1347,7 @@ G_GEMV(q8_0, G_Q8_0) G_GEMV(iq4_nl, G_IQ4_NL)
  * computed for GT tokens at a time, the weight vector loaded once for all.
  */
 #define KC_BLOCKS 32                    /* 32-blocks per k-block (1024 inputs; a multiple of 8) */
+#define AMX_T 16                        /* tokens per AMX tile (tier amx) */
 #ifdef QX_512
 #define GT 8                            /* tokens per microkernel call */
 #else
@@ -1746,6 +1750,137 @@ MK_I8_SWITCH(mk_i8_s1m, 1, 0, 1)      /* ... with mins */
 MK_I8_SWITCH(mk_i8_s1w, 1, 1, 0)      /* 8-bit levels */
 MK_I8_SWITCH(mk_i8_s2, 2, 0, 0)       /* 16-element sub-blocks, offsets */
 MK_I8_SWITCH(mk_i8_s2m, 2, 0, 1)      /* ... with mins */
+
+#ifdef QX_AMX
+/*
+ * The int8 GEMM on AMX tiles (tier amx).  TDPBSUD multiplies A, 16
+ * tokens' signed activations of one 32-block (16 rows of 32 bytes, read
+ * straight from their q8p rows), by B, the panel's unsigned levels of that
+ * block, whose [group][row][4 levels] layout is already the B tile's (8
+ * rows of 64 bytes), into C: 16 tokens x 16 weight rows of int32 -- one
+ * token's row of C is what mk_i8 sums in a vector.  The scales are per
+ * block, so K stays 32 (a tile could take 64) and each block's C is stored
+ * and scaled with AVX-512 as mk_i8 scales its sums; two C tiles let one
+ * block's product run while the previous one is scaled.  Only 32-element
+ * sub-blocks (NS 1); the 16-element ones and token tails take mk_i8.
+ */
+struct amx_cfg {
+	uint8_t palette, start_row, reserved[14];
+	uint16_t colsb[16];
+	uint8_t rows[16];
+};
+
+/* Tiles 0, 1: C; 2, 3: A; 4, 5: B.  Per thread, before its first tile
+ * instruction; amx_end frees the thread's tile state. */
+static void
+amx_begin(void)
+{
+	struct amx_cfg c;
+	memset(&c, 0, sizeof(c));
+	c.palette = 1;
+	for (int i = 0; i < 2; i++) {
+		c.rows[i] = AMX_T;
+		c.colsb[i] = VL * 4;
+		c.rows[2 + i] = AMX_T;
+		c.colsb[2 + i] = 32;
+		c.rows[4 + i] = 8;
+		c.colsb[4 + i] = VL * 4;
+	}
+	_tile_loadconfig(&c);
+}
+
+static void
+amx_end(void)
+{
+	_tile_release();
+}
+
+/* ACC[t] += token t's row of C (block B) scaled, as in mk_i8. */
+ALWAYS void
+amx_scale(const int MINS, vf *acc, const int32_t *c, const struct panel *p, int b, const float *xd,
+	  const float *x32, size_t xf)
+{
+	vf d = vf_load(p->d + (size_t)b * VL);
+	vf m = MINS ? vf_load(p->m + (size_t)b * VL) : vf_zero();
+	UNROLL
+	for (int t = 0; t < AMX_T; t++) {
+		acc[t] = vf_fma(vi_cvt(vi_load(c + t * VL)), vf_mul(d, vf_set1(xd[t * xf + b])), acc[t]);
+		if (MINS)
+			acc[t] = vf_fma(m, vf_set1(x32[t * xf + b]), acc[t]);
+	}
+}
+
+/* The levels of a panel of a type without mins made signed (q = L -
+ * 2^OFFSH) for TDPBSSD: then no offset is left to take out of each
+ * block's sums (in mk_i8, 3 of a token's 7 operations a block).  After
+ * mk_i8 has had the panel. */
+static void
+amx_signed(struct panel *p, int nb, int offsh)
+{
+	const vi o = vi_set1_8((char)(1 << offsh));
+	for (size_t i = 0; i < (size_t)nb * 32 * VL; i += sizeof(vi))
+		vi_store(p->q + i, _mm512_sub_epi8(vi_load(p->q + i), o));
+}
+
+/* mk_i8 for AMX_T tokens on tiles (NS 1).  MINS: unsigned levels, the
+ * bias the panel's m; else signed levels (amx_signed). */
+ALWAYS void
+mk_amx(const int MINS, const struct panel *p, int nb, const uint8_t *x, size_t xs, int n, int b0, float *out,
+       size_t ldo, int nr, int first)
+{
+	vf acc[AMX_T];
+	int32_t c0[AMX_T * VL] __attribute__((aligned(64))), c1[AMX_T * VL] __attribute__((aligned(64)));
+	const uint8_t *xq = x + (size_t)b0 * 32;
+	const float *xd = Q8P_D(x, n) + b0, *x32 = Q8P_S32(x, n) + b0;
+	const size_t xf = xs / sizeof(float);
+
+	UNROLL
+	for (int t = 0; t < AMX_T; t++)
+		acc[t] = first ? vf_zero() : vf_loadn(out + t * ldo, nr);
+	/* Block b + 1's product is issued before block b's C is read. */
+#define AMX_BLOCK(C, A, B, BB) \
+	do { \
+		_tile_zero(C); \
+		_tile_loadd(A, xq + (size_t)(BB) * 32, xs); \
+		_tile_loadd(B, p->q + (size_t)(BB) * 8 * VL * 4, VL * 4); \
+		if (MINS) \
+			_tile_dpbsud(C, A, B); \
+		else \
+			_tile_dpbssd(C, A, B); \
+	} while (0)
+	AMX_BLOCK(0, 2, 4, 0);
+	for (int b = 0; b < nb; b += 2) {
+		if (b + 1 < nb)
+			AMX_BLOCK(1, 3, 5, b + 1);
+		_tile_stored(0, c0, VL * 4);
+		amx_scale(MINS, acc, c0, p, b, xd, x32, xf);
+		if (b + 1 == nb)
+			break;
+		if (b + 2 < nb)
+			AMX_BLOCK(0, 2, 4, b + 2);
+		_tile_stored(1, c1, VL * 4);
+		amx_scale(MINS, acc, c1, p, b + 1, xd, x32, xf);
+	}
+#undef AMX_BLOCK
+	UNROLL
+	for (int t = 0; t < AMX_T; t++)
+		vf_storen(out + t * ldo, acc[t], nr);
+}
+
+static void
+mk_amx_s(const struct panel *p, int nb, const uint8_t *x, size_t xs, int n, int b0, float *out, size_t ldo, int nr,
+	 int first)
+{
+	mk_amx(0, p, nb, x, xs, n, b0, out, ldo, nr, first);
+}
+
+static void
+mk_amx_m(const struct panel *p, int nb, const uint8_t *x, size_t xs, int n, int b0, float *out, size_t ldo, int nr,
+	 int first)
+{
+	mk_amx(1, p, nb, x, xs, n, b0, out, ldo, nr, first);
+}
+#endif
 
 /* ------------------------------------------------------------------ */
 /*
@@ -2609,6 +2744,11 @@ gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn d
 	const size_t bbytes = a->w_stride / nbt;   /* bytes per 32 inputs */
 
 	panel_carve(scratch, &p);
+#ifdef QX_AMX
+	const int amx = ns == 1 && a->nt >= AMX_T;
+	if (amx)
+		amx_begin();
+#endif
 	for (int r = r0; r < r1; r += VL) {
 		int nr = r1 - r < VL ? r1 - r : VL;
 		for (int b0 = 0; b0 < nbt; b0 += KC_BLOCKS) {
@@ -2629,13 +2769,32 @@ gemm_i8_run(const struct q_gemm_args *a, int r0, int r1, void *scratch, dec_fn d
 						_mm_prefetch(q + o, _MM_HINT_T1);
 				}
 			}
-			for (int t = 0; t < a->nt; t += GT) {
+			/* AMX: whole tiles of tokens after mk_i8 has had the rest. */
+			int t = 0, t_amx = 0;
+#ifdef QX_AMX
+			if (amx)
+				t = t_amx = a->nt - a->nt % AMX_T;
+#endif
+			for (; t < a->nt; t += GT) {
 				int tt = a->nt - t < GT ? a->nt - t : GT;
 				mk(tt, offsh, &p, nb, a->x + (size_t)t * a->x_stride, a->x_stride, a->n, b0,
 				    a->out + (size_t)t * a->ldo + r, a->ldo, nr, b0 == 0);
 			}
+#ifdef QX_AMX
+			if (amx && offsh)
+				amx_signed(&p, nb, offsh);
+			for (t = 0; t < t_amx; t += AMX_T)
+				(offsh ? mk_amx_s : mk_amx_m)(&p, nb, a->x + (size_t)t * a->x_stride, a->x_stride, a->n,
+				    b0, a->out + (size_t)t * a->ldo + r, a->ldo, nr, b0 == 0);
+#else
+			(void)t_amx;
+#endif
 		}
 	}
+#ifdef QX_AMX
+	if (amx)
+		amx_end();
+#endif
 }
 
 /* TYPE, sub-blocks per 32, log2 of the level offset (mins types: 0, unused), kernel, packed panels. */
@@ -3255,6 +3414,49 @@ static double peak_fma(double seconds) { return peak_float(0, seconds); }
 static double peak_bf16(double seconds) { return peak_float(1, seconds); }
 #endif
 
+#ifdef QX_AMX
+/* The tiles' int8 peak: four independent 16 x 16 sums of full 64-byte
+ * rows (the GEMM's blocks use half of each row: ChangeLog). */
+static double
+peak_i8(double seconds)
+{
+	static const int8_t src[16 * 64] __attribute__((aligned(64))) = { 1, 2, 3 };
+	struct amx_cfg c;
+	double t0 = bench_now(), t;
+	long iters = 0;
+
+	memset(&c, 0, sizeof(c));
+	c.palette = 1;
+	for (int i = 0; i < 8; i++) {
+		c.rows[i] = 16;
+		c.colsb[i] = 64;
+	}
+	_tile_loadconfig(&c);
+	_tile_loadd(4, src, 64);
+	_tile_loadd(5, src, 64);
+	_tile_loadd(6, src, 64);
+	_tile_loadd(7, src, 64);
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	do {
+		for (int r = 0; r < 1024; r++) {
+			_tile_dpbssd(0, 4, 6);
+			_tile_dpbssd(1, 4, 7);
+			_tile_dpbssd(2, 5, 6);
+			_tile_dpbssd(3, 5, 7);
+		}
+		iters += 1024;
+		t = bench_now() - t0;
+	} while (t < seconds);
+	int32_t sink[16 * 16];
+	_tile_stored(0, sink, 64);
+	__asm__ volatile("" : : "r"(sink) : "memory");
+	_tile_release();
+	return iters * 4.0 * 16 * 16 * 64 * 2 / t / 1e9;
+}
+#else
 /* Twelve independent int8 product chains, as the GEMM does them. */
 static double
 peak_i8(double seconds)
@@ -3289,6 +3491,7 @@ peak_i8(double seconds)
 	__asm__ volatile("" : : "r"(sink) : "memory");
 	return iters * 12.0 * VL * 4 * 2 / t / 1e9;
 }
+#endif
 
 static uint64_t
 read_sum(const void *buf, size_t bytes)

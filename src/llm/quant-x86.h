@@ -1753,11 +1753,12 @@ MK_I8_SWITCH(mk_i8_s2m, 2, 0, 1)      /* ... with mins */
 
 #ifdef QX_AMX
 /*
- * The int8 GEMM on AMX tiles (tier amx).  TDPBSUD multiplies A, 16
- * tokens' signed activations of one 32-block (16 rows of 32 bytes, read
- * straight from their q8p rows), by B, the panel's unsigned levels of that
- * block, whose [group][row][4 levels] layout is already the B tile's (8
- * rows of 64 bytes), into C: 16 tokens x 16 weight rows of int32 -- one
+ * The int8 GEMM on AMX tiles (tier amx).  TDPBSSD (TDPBSUD for the types
+ * with mins) multiplies A, 16 tokens' signed activations of one 32-block
+ * (16 rows of 32 bytes, read straight from their q8p rows), by B, the
+ * panel's levels of that block (made signed by amx_signed, or unsigned
+ * with mins), whose [group][row][4 levels] layout is already the B tile's
+ * (8 rows of 64 bytes), into C: 16 tokens x 16 weight rows of int32 -- one
  * token's row of C is what mk_i8 sums in a vector.  The scales are per
  * block, so K stays 32 (a tile could take 64) and each block's C is stored
  * and scaled with AVX-512 as mk_i8 scales its sums; two C tiles let one

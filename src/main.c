@@ -277,7 +277,7 @@ main(int argc, char **argv)
 	{
 		/* A kernel tier named by NATTER_CPU that is none, or one this CPU
 		 * lacks, is refused before anything runs (info --cpu lists them);
-		 * so is a NATTER_PREFETCH that is not two distances. */
+		 * so is a NATTER_PREFETCH that is not two or three distances. */
 		char err[256];
 		if ((getenv("NATTER_CPU") || getenv("NATTER_PREFETCH")) && q_cpu_init(err, sizeof(err)) < 0 &&
 		    !(argc > 2 && strcmp(argv[1], "info") == 0 && strcmp(argv[2], "--cpu") == 0)) {

@@ -256,6 +256,68 @@ test_dot_gemv(const struct q_kernels *k, const struct q_kernels *s, enum ggml_ty
 }
 
 /*
+ * The float weights' GEMV (F32, F16, BF16) on rows of odd lengths: every
+ * path of the tier's loop (four vectors a step, one, the elements past
+ * the last vector), 1 to 5 rows, 1 to 4 tokens, against the exact sums
+ * of the scalar tier's floats; relative to the sum of |w x|, 1e-5.
+ */
+static void
+test_float_gemv(const struct q_kernels *k, const struct q_kernels *s)
+{
+	static const int lens[] = { 1, 5, 8, 15, 16, 17, 31, 32, 33, 47, 64, 65, 95, 129, 200, 1003 };
+	static const enum ggml_type ft[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16 };
+	enum { NMAX = 1003, RMAX = 5, STRIDE = NMAX * 4 + 64 };
+	static uint8_t w[RMAX][STRIDE], x[4][STRIDE];
+	static float wf[RMAX][NMAX], xf[4][NMAX];
+	float out[4 * RMAX];
+
+	for (size_t ti = 0; ti < sizeof(ft) / sizeof(ft[0]); ti++) {
+		const enum ggml_type t = ft[ti];
+		int fails = 0, cases = 0;
+		for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+			const int n = lens[li], nr = 1 + (int)li % RMAX, nt = 1 + (int)li % 4;
+			for (int r = 0; r < nr; r++) {
+				float raw[NMAX];
+				for (int i = 0; i < n; i++)
+					raw[i] = rndf();
+				if (t == GGML_TYPE_F32)
+					memcpy(w[r], raw, (size_t)n * sizeof(float));
+				else if (t == GGML_TYPE_F16)
+					for (int i = 0; i < n; i++)
+						((qhalf *)w[r])[i] = q_f32_to_f16(raw[i]);
+				else
+					for (int i = 0; i < n; i++)
+						((uint16_t *)w[r])[i] = q_f32_to_bf16(raw[i]);
+				s->t[t].to_float(w[r], wf[r], n);
+			}
+			for (int tok = 0; tok < nt; tok++)
+				for (int i = 0; i < n; i++)
+					xf[tok][i] = ((float *)x[tok])[i] = rndf() * 4;
+			for (int i = 0; i < 4 * RMAX; i++)
+				out[i] = NAN;
+			k->t[t].gemv(n, out, RMAX, w[0], STRIDE, nr, x[0], STRIDE, nt);
+			for (int r = 0; r < nr; r++)
+				for (int tok = 0; tok < nt; tok++) {
+					double exact = 0, mag = 0;
+					for (int i = 0; i < n; i++) {
+						exact += (double)wf[r][i] * xf[tok][i];
+						mag += fabs((double)wf[r][i] * xf[tok][i]);
+					}
+					cases++;
+					if (!(fabs(out[tok * RMAX + r] - exact) <= 1e-5 * mag + 1e-30)) {
+						if (!fails)
+							fprintf(stderr, "  %s %s GEMV n %d row %d token %d: %.9g, exact %.9g\n", k->name,
+							    tname(t), n, r, tok, out[tok * RMAX + r], exact);
+						fails++;
+					}
+				}
+		}
+		CHECK(fails == 0, "%s %s: GEMV of odd lengths (1 to 1003) outside 1e-5 in %d of %d sums", k->name,
+		    tname(t), fails, cases);
+	}
+}
+
+/*
  * The tier's one-pass q8p rows (act_q8p_h, act_q8p_k) are byte for byte
  * what its Q8_0, Q8_1 and Q8_K quantizers then q_q8p_from_vdt make (the
  * rounding the dot products see), on X (N floats, N a multiple of 256),
@@ -1023,6 +1085,7 @@ main(void)
 		printf("== tier %s (%s)\n", k->name, q_cpu_tier_isa(tier));
 		test_vops(k);
 		test_act(k, s);
+		test_float_gemv(k, s);
 		for (int i = 0; i < N_TYPES; i++) {
 			test_dot_gemv(k, s, types[i]);
 			test_gemm(k, types[i]);

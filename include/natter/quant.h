@@ -134,7 +134,7 @@ const char *q_cpu_features(void);
  * 32-weight block groups (*B32) and in K-quant ones (*K); 0: the hardware
  * alone (the scalar tier always).  *WHY: the CPU maker whose measured
  * distances they are, or "NATTER_PREFETCH" (B32,K in bytes) when set. */
-void q_cpu_prefetch(int tier, int *b32, int *k, const char **why);
+void q_cpu_prefetch(int tier, int *b32, int *k, int *f, const char **why);
 
 /*
  * Float weights (F32, F16, and BF16 where the tier's GEMM takes float

@@ -302,9 +302,10 @@ cmd_bench(int argc, char **argv)
 			    "  --exact-act  quantized products see their activations to about 16 bits, not\n"
 			    "         rounded to 8 as llama.cpp does (natter's default)\n"
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n"
-			    "  NATTER_PREFETCH=B32,K sets how many bytes ahead the packed GEMVs ask for the weights\n"
-			    "         in 32-weight block groups and in K-quant ones (default: as measured for the CPU's\n"
-			    "         maker, natter info --cpu says; shown above the table)\n"
+			    "  NATTER_PREFETCH=B32,K[,F] sets how many bytes ahead generation's matrix products ask\n"
+			    "         for the weights: packed 32-weight block groups, packed K-quant ones, and F32,\n"
+			    "         F16 and BF16 rows (default: as measured for the CPU's maker, natter info --cpu\n"
+			    "         says; shown above the table)\n"
 			    "  NATTER_FLOAT_GEMM=tiles|openblas forces how float weights' prompt batches run\n"
 			    "         (default: whichever measured faster here, shown above the table)\n"
 			    "  NATTER_PACK=0 leaves the weights as in the file (default: Q4_0, Q4_1, Q5_0, Q5_1,\n"
@@ -504,12 +505,12 @@ cmd_bench(int argc, char **argv)
 			roof.sgemm = sysbench_sgemm_gflops(1024);
 		}
 		if (!json) {
-			int b32, k;
+			int b32, k, f;
 			const char *why;
-			q_cpu_prefetch(q_cpu_tier_chosen(), &b32, &k, &why);
-			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s (read-ahead %d/%d "
+			q_cpu_prefetch(q_cpu_tier_chosen(), &b32, &k, &f, &why);
+			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s (read-ahead %d/%d/%d "
 			    "bytes)\n", name, llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads,
-			    q_cpu_features(), b32, k);
+			    q_cpu_features(), b32, k, f);
 			int group;
 			uint64_t packed = llm_model_packed_bytes(m, &group);
 			char pk[96] = "";
@@ -576,11 +577,12 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddBoolToObject(o, "exact_act", eng.exact_act);
 				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
-				int pf32, pfk;
+				int pf32, pfk, pff;
 				const char *pfwhy;
-				q_cpu_prefetch(q_cpu_tier_chosen(), &pf32, &pfk, &pfwhy);
+				q_cpu_prefetch(q_cpu_tier_chosen(), &pf32, &pfk, &pff, &pfwhy);
 				cJSON_AddNumberToObject(o, "read_ahead_b32", pf32);
 				cJSON_AddNumberToObject(o, "read_ahead_k", pfk);
+				cJSON_AddNumberToObject(o, "read_ahead_f", pff);
 				cJSON_AddNumberToObject(o, "packed_bytes", (double)llm_model_packed_bytes(m, NULL));
 				cJSON_AddNumberToObject(o, "jobs", (double)jobs[k]);
 				cJSON_AddNumberToObject(o, "jobs_alone", (double)alone[k]);

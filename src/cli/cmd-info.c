@@ -255,16 +255,17 @@ info_cpu(void)
 		cli_error("%s", err);
 		return 2;
 	}
-	int b32, k;
+	int b32, k, f;
 	const char *why;
-	q_cpu_prefetch(q_cpu_tier_chosen(), &b32, &k, &why);
+	q_cpu_prefetch(q_cpu_tier_chosen(), &b32, &k, &f, &why);
 	if (q_cpu_tier_chosen() == 0)
 		printf("read-ahead: none (the portable tier)\n");
 	else if (strcmp(why, "NATTER_PREFETCH") == 0)
-		printf("read-ahead: %d bytes in 32-weight blocks, %d in K-quants (set by NATTER_PREFETCH)\n", b32, k);
+		printf("read-ahead: %d bytes in 32-weight blocks, %d in K-quants, %d in float rows (set by "
+		    "NATTER_PREFETCH)\n", b32, k, f);
 	else
-		printf("read-ahead: %d bytes in 32-weight blocks, %d in K-quants (%s; NATTER_PREFETCH=B32,K sets them)\n",
-		    b32, k, why);
+		printf("read-ahead: %d bytes in 32-weight blocks, %d in K-quants, %d in float rows (%s; "
+		    "NATTER_PREFETCH=B32,K,F sets them)\n", b32, k, f, why);
 	/* Float weights' batches: timed here, as on a model's first prompt. */
 	printf("float weights, batches of 32 tokens or more (NATTER_FLOAT_GEMM=tiles|openblas forces one):\n");
 	for (size_t i = 0; i < sizeof(float_types) / sizeof(float_types[0]); i++) {

@@ -184,21 +184,36 @@ cpu_tier_get(int t)
  *     2048: 83.4 83.7; Qwen2.5-0.5B Q4_K_M 55.5 55.1, 67.2 67.8, 71.1
  *     71.2; Qwen3-0.6B Q4_K_M with b32 2048, k 1024: 63.7 62.7, k 2048:
  *     62.6 62.2.
- * Other makers get AMD's distances, measured on more machines.
+ *   f (F32, F16 and BF16 rows, 2026-12-05 later, the same machine):
+ *     Qwen2.5-0.5B F16 tg64, two rounds, avx2: 0: 24.2 23.9,
+ *     1024: 27.9 28.5, 1536: 29.4 29.3, 2048: 28.6 29.3 29.1 29.0,
+ *     3072: 27.7 27.8, 4096: 24.2 24.1; avx512bf16: 0: 26.9 26.4,
+ *     1024: 28.2 28.5, 1536: 29.2 30.0, 2048: 30.0 29.9 29.9 30.7,
+ *     3072: 30.5 31.0, 4096: 27.9 27.9.  kbench 896 x 4864, one token,
+ *     2 threads, 16 copies, share of the weights' rate read alone,
+ *     0 against 2048, two rounds: avx2 F16 74% 74% against 88% 91%,
+ *     BF16 66% 68% against 86% 86%, F32 86% 87% against 103% 98%;
+ *     avx512bf16 F16 85% 86% against 102% 93%, BF16 85% 83% against
+ *     91% 93%, F32 93% 94% against 108% 105%; packed rows (as loaded
+ *     where natter's tiles run their batches) avx2 F16 95% 86% against
+ *     106% 101%, avx512bf16 91% 91% against 102% 101%.
+ * Other makers get AMD's distances, measured on more machines; the
+ * float rows' 0 there (8 KiB on Zen 5's packed rows: quant-x86.h).
  */
 static const struct ahead_rule {
 	const char *vendor, *why;
 	struct q_ahead avx2, wide;
 } ahead_rules[] = {
-	{ "GenuineIntel", "measured on Intel CPUs", { 2048, 1024 }, { 2048, 1024 } },
-	{ NULL, "measured on AMD CPUs: the default", { 1024, 1024 }, { 0, 4096 } },
+	{ "GenuineIntel", "measured on Intel CPUs", { 2048, 1024, 2048 }, { 2048, 1024, 2048 } },
+	{ NULL, "measured on AMD CPUs: the default", { 1024, 1024, 0 }, { 0, 4096, 0 } },
 };
 
 struct q_ahead q_ahead_avx2, q_ahead_wide;
 static const char *ahead_why;
 
-/* Sets the read-ahead from the table or NATTER_PREFETCH=B32,K (both tier
- * families); 0, or -1 with init_err filled. */
+/* Sets the read-ahead from the table or NATTER_PREFETCH=B32,K[,F] (both
+ * tier families; without F the table's float rows' distance stays); 0, or
+ * -1 with init_err filled. */
 static int
 ahead_init(char *err, size_t errlen)
 {
@@ -214,19 +229,28 @@ ahead_init(char *err, size_t errlen)
 		return 0;
 	char *end;
 	long b32 = strtol(env, &end, 10), k = -1;
+	long f = -2;
 	if (end != env && *end == ',') {
 		const char *p = end + 1;
 		k = strtol(p, &end, 10);
 		if (end == p)
 			k = -1;
+		if (*end == ',') {
+			p = end + 1;
+			f = strtol(p, &end, 10);
+			if (end == p)
+				f = -1;
+		}
 	}
-	if (b32 < 0 || b32 > 65536 || k < 0 || k > 65536 || *end) {
-		snprintf(err, errlen, "NATTER_PREFETCH=%.40s is not B32,K: the bytes read ahead in 32-weight block "
-		    "groups and in K-quant ones, 0 to 65536 each (e.g. 2048,1024)", env);
+	if (b32 < 0 || b32 > 65536 || k < 0 || k > 65536 || f == -1 || f < -2 || f > 65536 || *end) {
+		snprintf(err, errlen, "NATTER_PREFETCH=%.40s is not B32,K[,F]: the bytes read ahead in 32-weight block "
+		    "groups, in K-quant ones and in float rows, 0 to 65536 each (e.g. 2048,1024,2048)", env);
 		return -1;
 	}
 	q_ahead_avx2.b32 = q_ahead_wide.b32 = (int)b32;
 	q_ahead_avx2.k = q_ahead_wide.k = (int)k;
+	if (f != -2)
+		q_ahead_avx2.f = q_ahead_wide.f = (int)f;
 	ahead_why = "NATTER_PREFETCH";
 	return 0;
 }
@@ -365,11 +389,12 @@ q_cpu_features(void)
 }
 
 void
-q_cpu_prefetch(int tier, int *b32, int *k, const char **why)
+q_cpu_prefetch(int tier, int *b32, int *k, int *f, const char **why)
 {
 	pthread_once(&once, cpu_init_once);
 	const struct q_ahead *a = tier >= CPU_AVXVNNI ? &q_ahead_wide : &q_ahead_avx2;
 	*b32 = tier > CPU_SCALAR ? a->b32 : 0;
 	*k = tier > CPU_SCALAR ? a->k : 0;
+	*f = tier > CPU_SCALAR ? a->f : 0;
 	*why = ahead_why;
 }

@@ -768,7 +768,7 @@ q8_K_from_float(const float *x, void *vy, int64_t n)
 			for (int t = 0; t < nt; t++) \
 				dot_##T(n, &out[(size_t)t * ldo + r], w + (size_t)r * ws, x + (size_t)t * xs); \
 	}
-GEMV_FROM_DOT(f32) GEMV_FROM_DOT(f16) GEMV_FROM_DOT(bf16) GEMV_FROM_DOT(q4_0) GEMV_FROM_DOT(q4_1)
+GEMV_FROM_DOT(q4_0) GEMV_FROM_DOT(q4_1)
 GEMV_FROM_DOT(q5_0) GEMV_FROM_DOT(q5_1) GEMV_FROM_DOT(q8_0) GEMV_FROM_DOT(q2_K) GEMV_FROM_DOT(q3_K)
 GEMV_FROM_DOT(q4_K) GEMV_FROM_DOT(q5_K) GEMV_FROM_DOT(q6_K) GEMV_FROM_DOT(iq4_nl) GEMV_FROM_DOT(iq4_xs)
 
@@ -1225,104 +1225,6 @@ g_gemv(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws,
 		}
 	}
 }
-
-/* Float weights (F32, F16, BF16): R rows by T float activation rows, 16
- * inputs per step, each activation vector loaded once for the R rows. */
-ALWAYS __m512
-f_load(const int TY, const uint8_t *row, int i)
-{
-	if (TY == GGML_TYPE_F16)
-		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const qhalf *)row + i)));
-	if (TY == GGML_TYPE_BF16)
-		return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
-		    _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i))), 16));
-	return _mm512_loadu_ps((const float *)row + i);
-}
-
-ALWAYS float
-f_elem(const int TY, const uint8_t *row, int i)
-{
-	return TY == GGML_TYPE_F16 ? F16(((const qhalf *)row)[i]) :
-	    TY == GGML_TYPE_BF16 ? q_bf16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
-}
-
-ALWAYS void
-f_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, const uint8_t *w, size_t ws,
-       const uint8_t *x, size_t xs)
-{
-
-	__m512 acc[4][4];
-	int i = 0;
-	UNROLL
-	for (int r = 0; r < R; r++)
-		UNROLL
-		for (int t = 0; t < T; t++)
-			acc[r][t] = _mm512_setzero_ps();
-	if (R == 1 && T == 1) {
-		/* One row by one token: four chains of FMA, not one waiting on
-		 * its latency every 16 inputs. */
-		const float *x0 = (const float *)x;
-		__m512 a1 = _mm512_setzero_ps(), a2 = a1, a3 = a1;
-		for (; i + 64 <= n; i += 64) {
-			acc[0][0] = _mm512_fmadd_ps(f_load(TY, w, i), _mm512_loadu_ps(x0 + i), acc[0][0]);
-			a1 = _mm512_fmadd_ps(f_load(TY, w, i + 16), _mm512_loadu_ps(x0 + i + 16), a1);
-			a2 = _mm512_fmadd_ps(f_load(TY, w, i + 32), _mm512_loadu_ps(x0 + i + 32), a2);
-			a3 = _mm512_fmadd_ps(f_load(TY, w, i + 48), _mm512_loadu_ps(x0 + i + 48), a3);
-		}
-		acc[0][0] = _mm512_add_ps(_mm512_add_ps(acc[0][0], a1), _mm512_add_ps(a2, a3));
-	}
-	for (; i + 16 <= n; i += 16) {
-		__m512 X[4];
-		UNROLL
-		for (int t = 0; t < T; t++)
-			X[t] = _mm512_loadu_ps((const float *)(x + (size_t)t * xs) + i);
-		UNROLL
-		for (int r = 0; r < R; r++) {
-			const uint8_t *row = w + (size_t)r * ws;
-			/* The rows are contiguous: the same place in the next tile's rows
-			 * (R rows further) keeps one stream going ahead of us. */
-
-			__m512 W = f_load(TY, row, i);
-			UNROLL
-			for (int t = 0; t < T; t++)
-				acc[r][t] = _mm512_fmadd_ps(W, X[t], acc[r][t]);
-		}
-	}
-	UNROLL
-	for (int r = 0; r < R; r++) {
-		UNROLL
-		for (int t = 0; t < T; t++) {
-			float sum = _mm512_reduce_add_ps(acc[r][t]);
-			for (int j = i; j < n; j++)
-				sum += f_elem(TY, w + (size_t)r * ws, j) * ((const float *)(x + (size_t)t * xs))[j];
-			out[(size_t)t * ldo + r] = sum;
-		}
-	}
-}
-
-ALWAYS void
-f_gemv(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs,
-       int nt)
-{
-	/* One row at a time: a single sequential stream through memory.  Tiles
-	 * of 4 rows (each activation load shared), with or without software
-	 * prefetch, measured 2 to 2.5 times slower from DRAM on the development
-	 * machine, though no slower from cache. */
-	for (int r = 0; r < nr; r++) {
-		switch (nt) {
-		case 1: f_tile(TY, 1, 1, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
-		case 2: f_tile(TY, 1, 2, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
-		case 3: f_tile(TY, 1, 3, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
-		default: f_tile(TY, 1, 4, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs); break;
-		}
-	}
-}
-
-#define F_GEMV(T, TY) \
-	static void gemvf_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
-			      const uint8_t *x, size_t xs, int nt) \
-	{ f_gemv(TY, n, out, ldo, w, ws, nr, x, xs, nt); }
-F_GEMV(f32, GGML_TYPE_F32) F_GEMV(f16, GGML_TYPE_F16) F_GEMV(bf16, GGML_TYPE_BF16)
 
 #define G_GEMV(T, TY) \
 	static void gemv8_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
@@ -2612,8 +2514,9 @@ hp_sums(vf a, vf b)
 }
 
 /*
- * No software read-ahead in the packed F16 and BF16 GEMV: the hardware's
- * prefetch follows a group's one stream.  Asking for the weights 8 KiB
+ * The packed F16 and BF16 GEMV reads PK_AHEAD.f bytes ahead: 2048 on
+ * Intel (cpu.c), 0 elsewhere, where the hardware's prefetch follows a
+ * group's one stream.  Asking for the weights 8 KiB
  * ahead (HP_AHEAD, b026e6e to ad14fc1) measured both ways on Zen 5
  * (avx512bf16, 2 threads, tg with the read-ahead on and off token by
  * token in one run, both ways round), token time with it / without:
@@ -2625,6 +2528,129 @@ hp_sums(vf a, vf b)
  * loses.  The AVX2 tiers went without before (Zen 3: float rows gained
  * nothing from 1 KiB, PK_AHEAD).
  */
+
+/*
+ * Float weights (F32, F16, BF16) as in the file: R rows by T float
+ * activation rows, VL inputs per step, each activation vector loaded
+ * once for the R rows, the weights read AHEAD bytes ahead (0: left to
+ * the hardware; struct q_ahead's f).
+ */
+ALWAYS vf
+f_load(const int TY, const uint8_t *row, int i)
+{
+#ifdef QX_512
+	if (TY == GGML_TYPE_F16)
+		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const qhalf *)row + i)));
+	if (TY == GGML_TYPE_BF16)
+		return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+		    _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i))), 16));
+	return _mm512_loadu_ps((const float *)row + i);
+#else
+	if (TY == GGML_TYPE_F16)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const qhalf *)row + i)));
+	if (TY == GGML_TYPE_BF16)
+		return bf16x8((const uint16_t *)row + i);
+	return _mm256_loadu_ps((const float *)row + i);
+#endif
+}
+
+ALWAYS float
+f_elem(const int TY, const uint8_t *row, int i)
+{
+	return TY == GGML_TYPE_F16 ? F16(((const qhalf *)row)[i]) :
+	    TY == GGML_TYPE_BF16 ? q_bf16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+}
+
+ALWAYS float
+vf_hsum(vf v)
+{
+#ifdef QX_512
+	return _mm512_reduce_add_ps(v);
+#else
+	return hsum8(v);
+#endif
+}
+
+ALWAYS void
+f_tile(const int TY, const int R, const int T, int n, float *out, size_t ldo, const uint8_t *w, size_t ws,
+       const uint8_t *x, size_t xs, size_t ahead)
+{
+	const size_t esz = TY == GGML_TYPE_F32 ? 4 : 2;
+	vf acc[4][4];
+	int i = 0;
+	UNROLL
+	for (int r = 0; r < R; r++)
+		UNROLL
+		for (int t = 0; t < T; t++)
+			acc[r][t] = vf_zero();
+	if (R == 1 && T == 1) {
+		/* One row by one token: four chains of FMA, not one waiting on
+		 * its latency every VL inputs. */
+		const float *x0 = (const float *)x;
+		vf a1 = vf_zero(), a2 = a1, a3 = a1;
+		for (; i + 4 * VL <= n; i += 4 * VL) {
+			if (ahead)
+				prefetch_l1(w + (size_t)i * esz + ahead, 4 * VL * esz);
+			acc[0][0] = vf_fma(f_load(TY, w, i), vf_load(x0 + i), acc[0][0]);
+			a1 = vf_fma(f_load(TY, w, i + VL), vf_load(x0 + i + VL), a1);
+			a2 = vf_fma(f_load(TY, w, i + 2 * VL), vf_load(x0 + i + 2 * VL), a2);
+			a3 = vf_fma(f_load(TY, w, i + 3 * VL), vf_load(x0 + i + 3 * VL), a3);
+		}
+		acc[0][0] = vf_add(vf_add(acc[0][0], a1), vf_add(a2, a3));
+	}
+	for (; i + VL <= n; i += VL) {
+		vf X[4];
+		UNROLL
+		for (int t = 0; t < T; t++)
+			X[t] = vf_load((const float *)(x + (size_t)t * xs) + i);
+		UNROLL
+		for (int r = 0; r < R; r++) {
+			const uint8_t *row = w + (size_t)r * ws;
+			const vf W = f_load(TY, row, i);
+			if (ahead && (i * esz) % 64 == 0)
+				prefetch_l1(row + (size_t)i * esz + ahead, 64);
+			UNROLL
+			for (int t = 0; t < T; t++)
+				acc[r][t] = vf_fma(W, X[t], acc[r][t]);
+		}
+	}
+	UNROLL
+	for (int r = 0; r < R; r++) {
+		UNROLL
+		for (int t = 0; t < T; t++) {
+			float sum = vf_hsum(acc[r][t]);
+			for (int j = i; j < n; j++)
+				sum += f_elem(TY, w + (size_t)r * ws, j) * ((const float *)(x + (size_t)t * xs))[j];
+			out[(size_t)t * ldo + r] = sum;
+		}
+	}
+}
+
+ALWAYS void
+f_gemv(const int TY, int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, const uint8_t *x, size_t xs,
+       int nt)
+{
+	/* One row at a time: a single sequential stream through memory (the
+	 * next row's bytes follow, so the read-ahead runs on into it).  Tiles
+	 * of 4 rows (each activation load shared), with or without software
+	 * prefetch, measured 2 to 2.5 times slower from DRAM on the development
+	 * machine, though no slower from cache. */
+	const size_t ahead = (size_t)PK_AHEAD.f;
+	for (int r = 0; r < nr; r++) {
+		switch (nt) {
+		case 1: f_tile(TY, 1, 1, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs, ahead); break;
+		case 2: f_tile(TY, 1, 2, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs, ahead); break;
+		case 3: f_tile(TY, 1, 3, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs, ahead); break;
+		default: f_tile(TY, 1, 4, n, out + r, ldo, w + (size_t)r * ws, ws, x, xs, ahead); break;
+		}
+	}
+}
+
+#define F_GEMV(T, TY) \
+	static void gemvf_##T(int n, float *out, size_t ldo, const uint8_t *w, size_t ws, int nr, \
+			      const uint8_t *x, size_t xs, int nt) \
+	{ f_gemv(TY, n, out, ldo, w, ws, nr, x, xs, nt); }
+F_GEMV(f32, GGML_TYPE_F32) F_GEMV(f16, GGML_TYPE_F16) F_GEMV(bf16, GGML_TYPE_BF16)
 
 /* One packed group G of half floats TY by T float activation rows (XS
  * bytes apart): OUT[t * LDO + r] for its VL rows.  Two columns a step,
@@ -2639,6 +2665,7 @@ hp_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 	const int U = T <= 2 ? 2 : 1;
 #endif
 	const int nc = n / 2;
+	const size_t ahead = (size_t)PK_AHEAD.f;
 	vf acc[2][2][Q_GEMV_MAX_T];
 	int c = 0;
 
@@ -2648,6 +2675,8 @@ hp_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 		for (int t = 0; t < T; t++)
 			acc[u][0][t] = acc[u][1][t] = vf_zero();
 	for (; c + U <= nc; c += U) {
+		if (ahead)
+			prefetch_l1(g + (size_t)c * 4 * VL + ahead, (size_t)U * 4 * VL);
 		UNROLL
 		for (int u = 0; u < U; u++) {
 			const uint8_t *col = g + (size_t)(c + u) * 4 * VL;
@@ -3526,7 +3555,9 @@ kern_build(void)
 	for (int i = 0; i < 16; i++)
 		iq4nl_u[i] = (uint8_t)(q_iq4nl_values[i] + 128);
 #define K(TY, T) k->t[TY].vec_dot = dot_##T; k->t[TY].gemv = gemv_##T;
-	K(GGML_TYPE_F32, f32) K(GGML_TYPE_F16, f16) K(GGML_TYPE_BF16, bf16)
+	k->t[GGML_TYPE_F32].vec_dot = dot_f32;
+	k->t[GGML_TYPE_F16].vec_dot = dot_f16;
+	k->t[GGML_TYPE_BF16].vec_dot = dot_bf16;
 	K(GGML_TYPE_Q4_0, q4_0) K(GGML_TYPE_Q4_1, q4_1) K(GGML_TYPE_Q5_0, q5_0) K(GGML_TYPE_Q5_1, q5_1)
 	K(GGML_TYPE_Q8_0, q8_0) K(GGML_TYPE_Q2_K, q2_K) K(GGML_TYPE_Q3_K, q3_K) K(GGML_TYPE_Q4_K, q4_K)
 	K(GGML_TYPE_Q5_K, q5_K) K(GGML_TYPE_Q6_K, q6_K) K(GGML_TYPE_IQ4_NL, iq4_nl) K(GGML_TYPE_IQ4_XS, iq4_xs)
@@ -3550,10 +3581,10 @@ kern_build(void)
 	}
 	k->t[GGML_TYPE_Q2_K].gemm_min_nt = k->t[GGML_TYPE_Q3_K].gemm_min_nt = k->t[GGML_TYPE_Q4_K].gemm_min_nt = 2;
 	k->t[GGML_TYPE_Q5_K].gemm_min_nt = k->t[GGML_TYPE_Q6_K].gemm_min_nt = k->t[GGML_TYPE_IQ4_XS].gemm_min_nt = 2;
-#ifdef QX_512
 	k->t[GGML_TYPE_F32].gemv = gemvf_f32;
 	k->t[GGML_TYPE_F16].gemv = gemvf_f16;
 	k->t[GGML_TYPE_BF16].gemv = gemvf_bf16;
+#ifdef QX_512
 #define G8(TY, T) k->t[TY].gemv = gemv8_##T; k->t[TY].gemv_act = Q_ACT_Q8P;
 	G8(GGML_TYPE_Q4_0, q4_0) G8(GGML_TYPE_Q4_1, q4_1) G8(GGML_TYPE_Q5_0, q5_0) G8(GGML_TYPE_Q5_1, q5_1)
 #ifdef QX_VNNI

@@ -935,13 +935,16 @@ vi_dpbusd_x4(vi acc, vi w, const uint8_t *s)
  * apart) becomes column r of DST (rows DSTRIDE elements apart).
  */
 #ifdef QX_512
+/* (transpose_tile_n: of each source row its first COLS elements alone are
+ * read, the rest taken as 0.) */
 ALWAYS void
-transpose_tile(const uint32_t *src, size_t sstride, uint32_t *dst, size_t dstride)
+transpose_tile_n(const uint32_t *src, size_t sstride, uint32_t *dst, size_t dstride, int cols)
 {
+	const __mmask16 m = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
 	__m512i r[16];
 	UNROLL
 	for (int i = 0; i < 16; i++)
-		r[i] = _mm512_loadu_si512((const void *)(src + i * sstride));
+		r[i] = _mm512_maskz_loadu_epi32(m, (const void *)(src + i * sstride));
 	/* In place (16 live vectors): r[2i], r[2i+1] <- 32-bit interleaves. */
 	UNROLL
 	for (int i = 0; i < 8; i++) {
@@ -971,6 +974,12 @@ transpose_tile(const uint32_t *src, size_t sstride, uint32_t *dst, size_t dstrid
 		_mm512_storeu_si512((void *)(dst + (8 + j) * dstride), _mm512_shuffle_i32x4(e1, f1, 0x88));
 		_mm512_storeu_si512((void *)(dst + (12 + j) * dstride), _mm512_shuffle_i32x4(e1, f1, 0xDD));
 	}
+}
+
+ALWAYS void
+transpose_tile(const uint32_t *src, size_t sstride, uint32_t *dst, size_t dstride)
+{
+	transpose_tile_n(src, sstride, dst, dstride, 16);
 }
 #else
 ALWAYS void
@@ -1673,23 +1682,29 @@ struct amx_cfg {
 	uint8_t rows[16];
 };
 
+/* Configures the thread's tiles 0 .. N-1: tile i ROWS[i] rows of
+ * COLSB[i] bytes. */
+static void
+amx_config(int n, const uint8_t *rows, const uint16_t *colsb)
+{
+	struct amx_cfg c;
+	memset(&c, 0, sizeof(c));
+	c.palette = 1;
+	for (int i = 0; i < n; i++) {
+		c.rows[i] = rows[i];
+		c.colsb[i] = colsb[i];
+	}
+	_tile_loadconfig(&c);
+}
+
 /* Tiles 0, 1: C; 2, 3: A; 4, 5: B.  Per thread, before its first tile
  * instruction; amx_end frees the thread's tile state. */
 static void
 amx_begin(void)
 {
-	struct amx_cfg c;
-	memset(&c, 0, sizeof(c));
-	c.palette = 1;
-	for (int i = 0; i < 2; i++) {
-		c.rows[i] = AMX_T;
-		c.colsb[i] = VL * 4;
-		c.rows[2 + i] = AMX_T;
-		c.colsb[2 + i] = 32;
-		c.rows[4 + i] = 8;
-		c.colsb[4 + i] = VL * 4;
-	}
-	_tile_loadconfig(&c);
+	static const uint8_t rows[6] = { AMX_T, AMX_T, AMX_T, AMX_T, 8, 8 };
+	static const uint16_t colsb[6] = { VL * 4, VL * 4, 32, 32, VL * 4, VL * 4 };
+	amx_config(6, rows, colsb);
 }
 
 static void
@@ -1698,18 +1713,19 @@ amx_end(void)
 	_tile_release();
 }
 
-/* ACC[t] += token t's row of C (block B) scaled, as in mk_i8. */
+/* ACC[t] += token t's row of C (block B) scaled, as in mk_i8; XD and X32
+ * the tokens' block scales and sums, AMX_T a block. */
 ALWAYS void
 amx_scale(const int MINS, vf *acc, const int32_t *c, const struct panel *p, int b, const float *xd,
-	  const float *x32, size_t xf)
+	  const float *x32)
 {
 	vf d = vf_load(p->d + (size_t)b * VL);
 	vf m = MINS ? vf_load(p->m + (size_t)b * VL) : vf_zero();
 	UNROLL
 	for (int t = 0; t < AMX_T; t++) {
-		acc[t] = vf_fma(vi_cvt(vi_load(c + t * VL)), vf_mul(d, vf_set1(xd[t * xf + b])), acc[t]);
+		acc[t] = vf_fma(vi_cvt(vi_load(c + t * VL)), vf_mul(d, vf_set1(xd[b * AMX_T + t])), acc[t]);
 		if (MINS)
-			acc[t] = vf_fma(m, vf_set1(x32[t * xf + b]), acc[t]);
+			acc[t] = vf_fma(m, vf_set1(x32[b * AMX_T + t]), acc[t]);
 	}
 }
 
@@ -1733,9 +1749,18 @@ mk_amx(const int MINS, const struct panel *p, int nb, const uint8_t *x, size_t x
 {
 	vf acc[AMX_T];
 	int32_t c0[AMX_T * VL] __attribute__((aligned(64))), c1[AMX_T * VL] __attribute__((aligned(64)));
+	float xd[KC_BLOCKS * AMX_T] __attribute__((aligned(64))), x32[KC_BLOCKS * AMX_T] __attribute__((aligned(64)));
 	const uint8_t *xq = x + (size_t)b0 * 32;
-	const float *xd = Q8P_D(x, n) + b0, *x32 = Q8P_S32(x, n) + b0;
 	const size_t xf = xs / sizeof(float);
+
+	/* The tokens' block scales (and sums), a block's side by side: the
+	 * scaling's broadcasts then come from one base, not 16 rows. */
+	for (int c = 0; c < nb; c += AMX_T) {
+		transpose_tile_n((const uint32_t *)(Q8P_D(x, n) + b0 + c), xf, (uint32_t *)xd + c * AMX_T, AMX_T, nb - c);
+		if (MINS)
+			transpose_tile_n((const uint32_t *)(Q8P_S32(x, n) + b0 + c), xf, (uint32_t *)x32 + c * AMX_T,
+			    AMX_T, nb - c);
+	}
 
 	UNROLL
 	for (int t = 0; t < AMX_T; t++)
@@ -1756,13 +1781,13 @@ mk_amx(const int MINS, const struct panel *p, int nb, const uint8_t *x, size_t x
 		if (b + 1 < nb)
 			AMX_BLOCK(1, 3, 5, b + 1);
 		_tile_stored(0, c0, VL * 4);
-		amx_scale(MINS, acc, c0, p, b, xd, x32, xf);
+		amx_scale(MINS, acc, c0, p, b, xd, x32);
 		if (b + 1 == nb)
 			break;
 		if (b + 2 < nb)
 			AMX_BLOCK(0, 2, 4, b + 2);
 		_tile_stored(1, c1, VL * 4);
-		amx_scale(MINS, acc, c1, p, b + 1, xd, x32, xf);
+		amx_scale(MINS, acc, c1, p, b + 1, xd, x32);
 	}
 #undef AMX_BLOCK
 	UNROLL
@@ -3451,17 +3476,12 @@ static double
 peak_i8(double seconds)
 {
 	static const int8_t src[16 * 64] __attribute__((aligned(64))) = { 1, 2, 3 };
-	struct amx_cfg c;
+	static const uint8_t rows[8] = { 16, 16, 16, 16, 16, 16, 16, 16 };
+	static const uint16_t colsb[8] = { 64, 64, 64, 64, 64, 64, 64, 64 };
 	double t0 = bench_now(), t;
 	long iters = 0;
 
-	memset(&c, 0, sizeof(c));
-	c.palette = 1;
-	for (int i = 0; i < 8; i++) {
-		c.rows[i] = 16;
-		c.colsb[i] = 64;
-	}
-	_tile_loadconfig(&c);
+	amx_config(8, rows, colsb);
 	_tile_loadd(4, src, 64);
 	_tile_loadd(5, src, 64);
 	_tile_loadd(6, src, 64);

@@ -2563,20 +2563,9 @@ hp_sums(vf a, vf b)
 ALWAYS vf
 f_load(const int TY, const uint8_t *row, int i)
 {
-#ifdef QX_512
-	if (TY == GGML_TYPE_F16)
-		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const qhalf *)row + i)));
-	if (TY == GGML_TYPE_BF16)
-		return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
-		    _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i))), 16));
-	return _mm512_loadu_ps((const float *)row + i);
-#else
-	if (TY == GGML_TYPE_F16)
-		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const qhalf *)row + i)));
-	if (TY == GGML_TYPE_BF16)
-		return bf16x8((const uint16_t *)row + i);
-	return _mm256_loadu_ps((const float *)row + i);
-#endif
+	if (TY == GGML_TYPE_F32)
+		return vf_load((const float *)row + i);
+	return hp_cvt(TY, row + (size_t)i * 2);
 }
 
 ALWAYS float

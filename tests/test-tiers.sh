@@ -79,7 +79,7 @@ for t in $tiers; do
 	NATTER_CPU=$t NATTER_PREFETCH=576,4160,1088 TEST_QUANT_MATMUL_ONLY=1 "$tests_dir/test-quant" > "$tmp/quant" 2>&1 && ok ||
 		bad "test-quant under NATTER_PREFETCH=576,4160,1088 on $t: $(grep FAIL "$tmp/quant" | head -n 5)"
 done
-for v in 2048 2048,x -1,0 0,65537 ,1024 1,1, 1,1,x 1,1,-1 1,1,65537 1,1,1,1; do
+for v in 2048 2048,x -1,0 0,65537 ,1024 1,1, 1,1,x 1,1,-1 1,1,-2 1,1,65537 1,1,1,1; do
 	NATTER_PREFETCH=$v "$NATTER_BIN" info --cpu > /dev/null 2> "$tmp/err"
 	[ $? -eq 2 ] && grep -q "NATTER_PREFETCH=$v is not B32,K" "$tmp/err" && ok || bad "NATTER_PREFETCH=$v: $(cat "$tmp/err")"
 done

@@ -229,7 +229,8 @@ ahead_init(char *err, size_t errlen)
 		return 0;
 	char *end;
 	long b32 = strtol(env, &end, 10), k = -1;
-	long f = -2;
+	long f = 0;
+	int has_f = 0;
 	if (end != env && *end == ',') {
 		const char *p = end + 1;
 		k = strtol(p, &end, 10);
@@ -237,19 +238,20 @@ ahead_init(char *err, size_t errlen)
 			k = -1;
 		if (*end == ',') {
 			p = end + 1;
+			has_f = 1;
 			f = strtol(p, &end, 10);
 			if (end == p)
 				f = -1;
 		}
 	}
-	if (b32 < 0 || b32 > 65536 || k < 0 || k > 65536 || f == -1 || f < -2 || f > 65536 || *end) {
+	if (b32 < 0 || b32 > 65536 || k < 0 || k > 65536 || f < 0 || f > 65536 || *end) {
 		snprintf(err, errlen, "NATTER_PREFETCH=%.40s is not B32,K[,F]: the bytes read ahead in 32-weight block "
 		    "groups, in K-quant ones and in float rows, 0 to 65536 each (e.g. 2048,1024,2048)", env);
 		return -1;
 	}
 	q_ahead_avx2.b32 = q_ahead_wide.b32 = (int)b32;
 	q_ahead_avx2.k = q_ahead_wide.k = (int)k;
-	if (f != -2)
+	if (has_f)
 		q_ahead_avx2.f = q_ahead_wide.f = (int)f;
 	ahead_why = "NATTER_PREFETCH";
 	return 0;

@@ -130,10 +130,11 @@ int q_cpu_tier_best(void);                   /* the best available tier */
 int q_cpu_tier_chosen(void);                 /* the tier in use (after init) */
 /* The chosen tier's name: what the kernels are. */
 const char *q_cpu_features(void);
-/* How far ahead (bytes) TIER's packed GEMVs ask for the weights, in
- * 32-weight block groups (*B32) and in K-quant ones (*K); 0: the hardware
- * alone (the scalar tier always).  *WHY: the CPU maker whose measured
- * distances they are, or "NATTER_PREFETCH" (B32,K in bytes) when set. */
+/* How far ahead (bytes) TIER's GEMVs ask for the weights, in packed
+ * 32-weight block groups (*B32), in packed K-quant ones (*K) and in F32,
+ * F16 and BF16 rows (*F); 0: the hardware alone (the scalar tier always).
+ * *WHY: the CPU maker whose measured distances they are, or
+ * "NATTER_PREFETCH" (B32,K[,F] in bytes) when set. */
 void q_cpu_prefetch(int tier, int *b32, int *k, int *f, const char **why);
 
 /*

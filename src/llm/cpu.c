@@ -227,32 +227,28 @@ ahead_init(char *err, size_t errlen)
 	ahead_why = r->why;
 	if (!env || !*env)
 		return 0;
+	/* B32, K and F: comma-separated, each 0 to 65536; none empty, no
+	 * fourth. */
+	long v[3];
+	int n = 0, bad = 0;
+	const char *p = env;
 	char *end;
-	long b32 = strtol(env, &end, 10), k = -1;
-	long f = 0;
-	int has_f = 0;
-	if (end != env && *end == ',') {
-		const char *p = end + 1;
-		k = strtol(p, &end, 10);
-		if (end == p)
-			k = -1;
-		if (*end == ',') {
-			p = end + 1;
-			has_f = 1;
-			f = strtol(p, &end, 10);
-			if (end == p)
-				f = -1;
-		}
-	}
-	if (b32 < 0 || b32 > 65536 || k < 0 || k > 65536 || f < 0 || f > 65536 || *end) {
+	do {
+		long x = strtol(p, &end, 10);
+		bad |= end == p || x < 0 || x > 65536 || n == 3;
+		if (n < 3)
+			v[n++] = x;
+		p = end + 1;
+	} while (*end == ',');
+	if (bad || n < 2 || *end) {
 		snprintf(err, errlen, "NATTER_PREFETCH=%.40s is not B32,K[,F]: the bytes read ahead in 32-weight block "
 		    "groups, in K-quant ones and in float rows, 0 to 65536 each (e.g. 2048,1024,2048)", env);
 		return -1;
 	}
-	q_ahead_avx2.b32 = q_ahead_wide.b32 = (int)b32;
-	q_ahead_avx2.k = q_ahead_wide.k = (int)k;
-	if (has_f)
-		q_ahead_avx2.f = q_ahead_wide.f = (int)f;
+	q_ahead_avx2.b32 = q_ahead_wide.b32 = (int)v[0];
+	q_ahead_avx2.k = q_ahead_wide.k = (int)v[1];
+	if (n == 3)
+		q_ahead_avx2.f = q_ahead_wide.f = (int)v[2];
 	ahead_why = "NATTER_PREFETCH";
 	return 0;
 }

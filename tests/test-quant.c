@@ -690,7 +690,7 @@ test_matmul(void)
 	    { 9, 256, 800 },     /* two GEMM token chunks (matmul.c MM_GEMM_TOKENS), the second short */
 	    { 531, 256, 40 } };  /* the float GEMM's tasks of two panels, the last one and a bit (mm_gemm_f_rows) */
 	struct pool *p = pool_new(2);
-	int bad_total = 0, cases = 0, forced_blas = 0, pk_cases = 0;
+	int bad_total = 0, cases = 0, forced_blas = 0, pk_cases = 0, pk_blas = 0;
 
 	CHECK(p != NULL, "pool_new");
 	if (!p)
@@ -746,15 +746,18 @@ test_matmul(void)
 			mm_matmul(p, &s, out, d, x, n, &lt, nt);
 			if (way && strcmp(q_cpu_features(), "scalar")) {
 				/* BF16 on avx512bf16 has one way (its own GEMM):
-				 * the choice says so.  Packed rows go through the
-				 * tiles alone. */
+				 * the choice says so.  Packed half floats come out
+				 * of their groups for OpenBLAS (mm_float_rows). */
 				const int via_blas = mm_blas_products() != blas0;
-				const int want = !pk && q_float_gemm_choice(t, nt, NULL) == Q_FLOAT_GEMM_OPENBLAS;
+				const int want = (!pk || mm_float_unpacks(&lt)) &&
+				    q_float_gemm_choice(t, nt, NULL) == Q_FLOAT_GEMM_OPENBLAS;
 				CHECK(via_blas == want, "%s: mm_matmul %s nt %d forced to %s went %s",
 				    q_cpu_features(), tname(t), nt, way == 2 ? "openblas" : "tiles",
 				    via_blas ? "through OpenBLAS" : "through the tiles");
-				if (way == 2 && via_blas)
+				if (way == 2 && via_blas) {
 					forced_blas++;
+					pk_blas += pk;
+				}
 			}
 			/* Bound: the activations' int8 rounding (half a step of the largest
 			 * scale of a 256-block, the coarsest format used: Q8_K), or bf16's,
@@ -798,8 +801,10 @@ test_matmul(void)
 		}
 	}
 	printf("mm_matmul on %s, 2 threads, default and exact activations: %d/%d cases within bound (%d float "
-	    "batches forced through OpenBLAS, %d of packed rows)\n", q_cpu_features(), cases - bad_total, cases, forced_blas,
-	    pk_cases);
+	    "batches forced through OpenBLAS, %d of them packed; %d cases of packed rows)\n", q_cpu_features(),
+	    cases - bad_total, cases, forced_blas, pk_blas, pk_cases);
+	if (q_kern()->t[GGML_TYPE_F16].gemv_packed)
+		CHECK(pk_blas > 0, "%s packs F16 rows, but none went through OpenBLAS when forced", q_cpu_features());
 	if (q_kern()->pack_rows)
 		CHECK(pk_cases > 0, "%s packs rows, but no product of packed rows was tested", q_cpu_features());
 	if (strcmp(q_cpu_features(), "scalar"))

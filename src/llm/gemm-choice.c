@@ -21,9 +21,10 @@
  * tokens of the batch's class (below), the rows as many as one sgemm call
  * of blas_worker takes (its panel of MM_PANEL_BYTES), or in the tasks
  * gemm_run makes of them for the tiles (mm_gemm_f_rows); each way GC_REPS
- * times by turns, the best of each kept; the tiles on rows packed as a
- * model's are at load (q_float_gemm_packs), OpenBLAS on the rows as in the
- * file, converted as blas_worker does.  OpenBLAS must take less than
+ * times by turns, the best of each kept; both on the rows as a model
+ * has them after its load: packed where the tier packs the type
+ * (q_float_gemm_packs), for OpenBLAS converted out of their groups as
+ * blas_worker does (mm_float_rows).  OpenBLAS must take less than
  * GC_MARGIN of the tiles' time to be chosen: the tiles do not depend on
  * what OpenBLAS makes of the CPU.
  *
@@ -183,11 +184,13 @@ gc_run(void *arg)
 		for (int r = 0; r < GC_ROWS; r += step)
 			tk->gemm(&a, r, r + step < GC_ROWS ? r + step : GC_ROWS, g->scratch);
 	} else {
-		/* as matmul.c's blas_worker does it */
+		/* as matmul.c's blas_worker does it, on the rows as the model
+		 * has them (packed half floats out of their groups) */
+		const struct ltensor lt = { g->wp ? g->wp : g->w, g->t, GC_IN, GC_ROWS, 1, rb, rb * GC_ROWS,
+		    g->wp ? k->pack_rows : 0 };
 		const float *wf = (const float *)g->w;
-		if (g->t != GGML_TYPE_F32) {
-			for (int r = 0; r < GC_ROWS; r++)
-				tk->to_float(g->w + (size_t)r * rb, g->panel + (size_t)r * GC_IN, GC_IN);
+		if (g->t != GGML_TYPE_F32 || g->wp) {
+			mm_float_rows(&lt, tk->to_float, 0, GC_ROWS, g->panel);
 			wf = g->panel;
 		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->nt, GC_ROWS, GC_IN, 1.0f, g->x, GC_IN, wf,

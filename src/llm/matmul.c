@@ -466,23 +466,55 @@ struct blas_job {
 	struct mm_scratch *s;
 };
 
+/* Units (pairs of inputs) of a packed group converted at a time. */
+#define MM_UNPACK_UNITS 64
+
+void
+mm_float_rows(const struct ltensor *w, q_to_float_fn to_float, int r, int rows, float *panel)
+{
+	const int g = w->packed, n = (int)w->ne0;
+	const uint8_t *base = w->data;
+	const int64_t grouped = g > 1 ? w->ne1 / g * g : 0;
+	int k = 0;
+
+	/* A group's units as they lie (unit u of its G rows side by side),
+	 * converted a chunk at a time, each pair then moved to its row. */
+	for (; k + g <= rows && r + k < grouped; k += g) {
+		const uint8_t *grp = base + (size_t)(r + k) * w->row_bytes;
+		float tmp[MM_UNPACK_UNITS * 2 * MM_UNPACK_MAX_G];
+		for (int u0 = 0; u0 < n / 2; u0 += MM_UNPACK_UNITS) {
+			const int nu = n / 2 - u0 < MM_UNPACK_UNITS ? n / 2 - u0 : MM_UNPACK_UNITS;
+			to_float(grp + (size_t)u0 * g * 4, tmp, (int64_t)nu * g * 2);
+			for (int u = 0; u < nu; u++)
+				for (int q = 0; q < g; q++)
+					memcpy(panel + (size_t)(k + q) * n + 2 * (u0 + u), tmp + ((size_t)u * g + q) * 2,
+					    2 * sizeof(float));
+		}
+	}
+	/* Rows as in the file: unpacked, or past the last whole group. */
+	for (; k < rows; k++)
+		to_float(base + (size_t)(r + k) * w->row_bytes, panel + (size_t)k * n, n);
+}
+
 static void
 blas_worker(void *arg, int ith, int nth)
 {
 	const struct blas_job *j = arg;
-	int r0 = (int)((int64_t)j->d * ith / nth), r1 = (int)((int64_t)j->d * (ith + 1) / nth);
-	int per = (int)(j->s->panel_bytes / ((size_t)j->n * sizeof(float)));
+	/* Slices of whole packed groups (the last one's end the matrix's). */
+	const int g = j->w->packed > 1 ? j->w->packed : 1, units = (j->d + g - 1) / g;
+	int r0 = (int)((int64_t)units * ith / nth) * g, r1 = (int)((int64_t)units * (ith + 1) / nth) * g;
+	int per = (int)(j->s->panel_bytes / ((size_t)j->n * sizeof(float))) / g * g;   /* at least 16 rows: panels_alloc */
 	float *panel = j->s->panel[ith];
 	const uint8_t *wbase = j->w->data;
 
+	r1 = r1 < j->d ? r1 : j->d;
 	for (int r = r0; r < r1 && !pool_poll(j->p); r += per) {
 		int rows = r1 - r < per ? r1 - r : per;
 		const float *wf;
-		if (j->w->type == GGML_TYPE_F32) {
+		if (j->w->type == GGML_TYPE_F32 && !j->w->packed) {
 			wf = (const float *)(wbase + (size_t)r * j->w->row_bytes);
 		} else {
-			for (int k = 0; k < rows; k++)
-				j->to_float(wbase + (size_t)(r + k) * j->w->row_bytes, panel + (size_t)k * j->n, j->n);
+			mm_float_rows(j->w, j->to_float, r, rows, panel);
 			wf = panel;
 		}
 		/* out[t][r + k] = sum_i x[t][i] * wf[k][i] */
@@ -670,8 +702,9 @@ mm_path(struct pool *p, const struct mm_scratch *s, const struct ltensor *w, int
 	if (s->exact && quantized(w->type) && tk->gemm && tk->gemm_act == Q_ACT_Q8P && s->n_gemm >= pool_size(p))
 		return MM_EXACT;
 	/* Float weights: the tiles or OpenBLAS, as measured (gemm-choice.c);
-	 * packed rows the tiles alone. */
-	const int blas = !w->packed && tk->gemm && tk->gemm_act == Q_ACT_F32 && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p) &&
+	 * packed half floats come out of their groups for OpenBLAS
+	 * (mm_float_rows). */
+	const int blas = (!w->packed || mm_float_unpacks(w)) && tk->gemm && tk->gemm_act == Q_ACT_F32 && nt >= MM_BLAS_MIN_BATCH && s->n_panels >= pool_size(p) &&
 	    q_float_gemm_choice(w->type, nt, NULL) == Q_FLOAT_GEMM_OPENBLAS;
 	if (tk->gemm && !blas && nt >= (w->packed ? MM_PACKED_GEMM_MIN_NT : tk->gemm_min_nt) && s->n_gemm >= pool_size(p) &&
 	    !(tk->gemm_act == Q_ACT_BF16 && (n % 2 || s->exact)))

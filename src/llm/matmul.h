@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "natter/gguf.h"
+#include "natter/quant.h"
 
 #include "llm/tensor.h"
 
@@ -133,6 +134,20 @@ const struct mm_reads *mm_trace_step(struct mm_scratch *s, const struct mm_reads
  * (as a GEMV job splits its rows among its tasks), at most MAX bytes: its
  * extents in PTR and LEN (room for MM_MAX_PARTS); returns their number. */
 int mm_reads_share(const struct mm_reads *r, int task, int n, size_t max, const void **ptr, size_t *len);
+/* Whether W's rows, packed, come out of their groups for OpenBLAS
+ * (mm_float_rows): half floats (pack.c keeps each pair of inputs as a
+ * 4-byte unit) in groups of at most MM_UNPACK_MAX_G rows. */
+#define MM_UNPACK_MAX_G 16
+static inline int
+mm_float_unpacks(const struct ltensor *w)
+{
+	return w->packed <= MM_UNPACK_MAX_G && (w->type == GGML_TYPE_F16 || w->type == GGML_TYPE_BF16);
+}
+/* Rows [R, R + ROWS) of W (N = W->ne0 inputs each) as floats into PANEL
+ * through TO_FLOAT, as OpenBLAS takes them.  Packed rows
+ * (mm_float_unpacks) come out of their groups: R is then a group's first
+ * row, and the rows end on a group's end or at the matrix's. */
+void mm_float_rows(const struct ltensor *w, q_to_float_fn to_float, int r, int rows, float *panel);
 /* Products that went through OpenBLAS's sgemm so far, in this process
  * (tests: which way a product took).  Any thread. */
 unsigned long mm_blas_products(void);

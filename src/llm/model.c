@@ -222,18 +222,23 @@ model_tensor(struct llm_model *m, int i)
 	return i < nl * per ? &m->layers[i / per].t[i % per].w : NULL;
 }
 
-/* Whether llm_model_pack rearranges T: float weights only where their
- * batches go through the tiles (packed rows have no OpenBLAS way). */
+/*
+ * Whether llm_model_pack rearranges T: every type the tier has a packed
+ * GEMV for.  Half floats' batches may still go through OpenBLAS, which
+ * takes their rows out of the groups (mm_float_rows).  Left unpacked
+ * for it (before 2026-12-06), F16 on the avx2 tier generated from the
+ * file's rows: kbench 896 x 4864, one token, 88-91% of the rate the
+ * weights read at alone, packed 101-106%; Qwen2.5-0.5B F16, Intel Xeon
+ * (AVX-512) forced to avx2, 2 threads, three interleaved pairs, tg64
+ * 29.5 29.4 30.3 -> 31.2 31.1 31.9 t/s, pp512 (OpenBLAS) level, pp128
+ * (the tiles, slower on packed rows there: kbench 4864 x 896 x 128 5-9%)
+ * 265 264 273 -> 251 258 273.
+ */
 static int
 packable(const struct q_kernels *k, const struct ltensor *t)
 {
-	if (!t->data || t->packed || !k->t[t->type].gemv_packed || !q_pack_supported(t->type, t->row_bytes) ||
-	    t->ne1 < k->pack_rows)
-		return 0;
-	if (k->t[t->type].gemm_act == Q_ACT_F32)
-		return q_float_gemm_choice(t->type, 1, NULL) == Q_FLOAT_GEMM_TILES &&
-		    q_float_gemm_choice(t->type, Q_FLOAT_GEMM_SPLIT, NULL) == Q_FLOAT_GEMM_TILES;
-	return 1;
+	return t->data && !t->packed && k->t[t->type].gemv_packed && q_pack_supported(t->type, t->row_bytes) &&
+	    t->ne1 >= k->pack_rows;
 }
 
 /* The matrices of the packable tensors, packed by the load's threads:

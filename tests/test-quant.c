@@ -688,7 +688,8 @@ test_matmul(void)
 	static const int shapes[][3] = { { 67, 512, 1 }, { 33, 256, 3 }, { 130, 1280, 4 }, { 67, 512, 17 }, { 200, 256, 67 },
 	    { 9, 288, 1 }, { 9, 288, 2 }, { 5, 1312, 1 }, { 3, 96, 5 },
 	    { 9, 256, 800 },     /* two GEMM token chunks (matmul.c MM_GEMM_TOKENS), the second short */
-	    { 531, 256, 40 } };  /* the float GEMM's tasks of two panels, the last one and a bit (mm_gemm_f_rows) */
+	    { 531, 256, 40 },    /* the float GEMM's tasks of two panels, the last one and a bit (mm_gemm_f_rows) */
+	    { 37, 262, 35 } };   /* float types alone: pairs not a multiple of 4 (hp_unpack's tail) */
 	struct pool *p = pool_new(2);
 	int bad_total = 0, cases = 0, forced_blas = 0, pk_cases = 0, pk_blas = 0;
 

@@ -190,7 +190,7 @@ gc_run(void *arg)
 		    g->wp ? k->pack_rows : 0 };
 		const float *wf = (const float *)g->w;
 		if (g->t != GGML_TYPE_F32 || g->wp) {
-			mm_float_rows(&lt, tk->to_float, 0, GC_ROWS, g->panel);
+			mm_float_rows(&lt, 0, GC_ROWS, g->panel);
 			wf = g->panel;
 		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->nt, GC_ROWS, GC_IN, 1.0f, g->x, GC_IN, wf,

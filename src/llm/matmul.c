@@ -462,7 +462,6 @@ struct blas_job {
 	int d, n, nt;
 	const float *x;
 	const struct ltensor *w;
-	q_to_float_fn to_float;
 	struct mm_scratch *s;
 };
 
@@ -470,18 +469,27 @@ struct blas_job {
 #define MM_UNPACK_UNITS 64
 
 void
-mm_float_rows(const struct ltensor *w, q_to_float_fn to_float, int r, int rows, float *panel)
+mm_float_rows(const struct ltensor *w, int r, int rows, float *panel)
 {
+	const struct q_kernels *kk = q_kern();
+	const q_to_float_fn to_float = kk->t[w->type].to_float;
 	const int g = w->packed, n = (int)w->ne0;
+	/* the tier's own, for the groups it packs */
+	const q_unpack_fn unpack = g == kk->pack_rows ? kk->t[w->type].unpack_f : NULL;
 	const uint8_t *base = w->data;
 	const int64_t grouped = g > 1 ? w->ne1 / g * g : 0;
 	int k = 0;
 
-	/* A group's units as they lie (unit u of its G rows side by side),
-	 * converted a chunk at a time, each pair then moved to its row. */
+	/* The tier's one pass where it has one; else a group's units as they
+	 * lie (unit u of its G rows side by side) converted a chunk at a
+	 * time, each pair then moved to its row. */
 	for (; k + g <= rows && r + k < grouped; k += g) {
 		const uint8_t *grp = base + (size_t)(r + k) * w->row_bytes;
 		float tmp[MM_UNPACK_UNITS * 2 * MM_UNPACK_MAX_G];
+		if (unpack) {
+			unpack(grp, n, panel + (size_t)k * n, (size_t)n);
+			continue;
+		}
 		for (int u0 = 0; u0 < n / 2; u0 += MM_UNPACK_UNITS) {
 			const int nu = n / 2 - u0 < MM_UNPACK_UNITS ? n / 2 - u0 : MM_UNPACK_UNITS;
 			to_float(grp + (size_t)u0 * g * 4, tmp, (int64_t)nu * g * 2);
@@ -514,7 +522,7 @@ blas_worker(void *arg, int ith, int nth)
 		if (j->w->type == GGML_TYPE_F32 && !j->w->packed) {
 			wf = (const float *)(wbase + (size_t)r * j->w->row_bytes);
 		} else {
-			mm_float_rows(j->w, j->to_float, r, rows, panel);
+			mm_float_rows(j->w, r, rows, panel);
 			wf = panel;
 		}
 		/* out[t][r + k] = sum_i x[t][i] * wf[k][i] */
@@ -864,7 +872,7 @@ mm_matmul(struct pool *p, struct mm_scratch *s, float *out, int d, const float *
 	}
 	case MM_BLAS: {
 		float *xr = s->exact ? NULL : rounded_act(x, n, nt, k, qt->vec_dot_type);
-		struct blas_job bj = { p, out, d, n, nt, xr ? xr : x, w, tk->to_float, s };
+		struct blas_job bj = { p, out, d, n, nt, xr ? xr : x, w, s };
 		atomic_fetch_add_explicit(&blas_products, 1, memory_order_relaxed);
 		pool_run(p, blas_worker, &bj);
 		free(xr);

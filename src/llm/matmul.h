@@ -6,7 +6,6 @@
 #include <stdint.h>
 
 #include "natter/gguf.h"
-#include "natter/quant.h"
 
 #include "llm/tensor.h"
 
@@ -144,10 +143,10 @@ mm_float_unpacks(const struct ltensor *w)
 	return w->packed <= MM_UNPACK_MAX_G && (w->type == GGML_TYPE_F16 || w->type == GGML_TYPE_BF16);
 }
 /* Rows [R, R + ROWS) of W (N = W->ne0 inputs each) as floats into PANEL
- * through TO_FLOAT, as OpenBLAS takes them.  Packed rows
- * (mm_float_unpacks) come out of their groups: R is then a group's first
- * row, and the rows end on a group's end or at the matrix's. */
-void mm_float_rows(const struct ltensor *w, q_to_float_fn to_float, int r, int rows, float *panel);
+ * (the tier's to_float, or unpack_f), as OpenBLAS takes them.  Packed
+ * rows (mm_float_unpacks) come out of their groups: R is then a group's
+ * first row, and the rows end on a group's end or at the matrix's. */
+void mm_float_rows(const struct ltensor *w, int r, int rows, float *panel);
 /* Products that went through OpenBLAS's sgemm so far, in this process
  * (tests: which way a product took).  Any thread. */
 unsigned long mm_blas_products(void);

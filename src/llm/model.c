@@ -230,10 +230,11 @@ model_tensor(struct llm_model *m, int i)
  * file's rows: kbench 896 x 4864, one token, 88-91% of the rate the
  * weights read at alone, packed 101-106%; Qwen2.5-0.5B F16, Intel Xeon
  * (AVX-512) forced to avx2, 2 threads, three interleaved pairs, tg64
- * 29.5 29.4 30.3 -> 31.2 31.1 31.9 t/s, pp512 (OpenBLAS) level; pp128
- * 1-5% slower where OpenBLAS takes it (its panels converted out of the
- * groups in a second pass: forced, 280 272 -> 267 263), level through
- * the tiles (forced, 228 231 -> 236 227).
+ * 29.5 29.4 30.3 -> 31.2 31.1 31.9 t/s, pp512 (OpenBLAS) level, pp128
+ * level through the tiles (forced, 228 231 -> 236 227) and through
+ * OpenBLAS (forced, 262 260 268 -> 266 273 269) once its panels came
+ * out of the groups in one pass (the tier's unpack_f; in two, 254 248
+ * 260).
  */
 static int
 packable(const struct q_kernels *k, const struct ltensor *t)

@@ -84,6 +84,9 @@ struct q_gemm_args {
 /* Computes rows [R0, R1) of the product for all tokens; SCRATCH holds
  * gemm_scratch(n) bytes, 64-byte aligned, owned by the calling thread. */
 typedef void (*q_gemm_fn)(const struct q_gemm_args *a, int r0, int r1, void *scratch);
+/* A packed group of half floats (pack_rows rows of N inputs, N even;
+ * pack.c) as float rows, row q at OUT + q * LDO. */
+typedef void (*q_unpack_fn)(const uint8_t *g, int n, float *out, size_t ldo);
 /* Converts one activation row of N floats into the kernel's format. */
 typedef void (*q_act_fn)(const float *x, void *row, int n);
 
@@ -100,6 +103,7 @@ struct q_type_kern {
 	q_gemm_fn gemm;         /* NULL: this tier has none for the type */
 	enum q_act gemm_act;    /* the activations gemm wants */
 	int gemm_min_nt;        /* batches from this size use gemm (measured) */
+	q_unpack_fn unpack_f;   /* NULL: matmul.c's mm_float_rows unpacks in two passes */
 };
 
 /* Everything one tier provides.  Entries it leaves NULL fall back to the

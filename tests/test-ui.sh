@@ -603,5 +603,38 @@ wait_for "the input history was not saved to $tmp/notdir/natter/input_history: N
 [ "$(cat "$tmp/notdir")" = "a file, not a folder" ] && ok || bad "the file in the way was changed"
 stop
 
+# 30. The conversation deleted by another program (natter history
+# delete) before an edit: the edited message and its reply start a new
+# conversation, said once the reply is saved, with no "not saved" while
+# it is written (each token 200 ms: an edit's notice would still show).
+# Then, deleted again before a reply is chosen with Left + Enter: the
+# choice cannot be saved, and the notice says why.
+NATTER_DB="$tmp/gone.db"
+start 160 30 "NATTER_DB=$NATTER_DB" "--token-delay 200 -n 6 --theme mono"
+wait_for "Type a message" || bad "start for the deleted conversation: $(screen)"
+T send-keys -t ui "first question" Enter
+wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "first reply: $(screen)"
+NATTER_DB="$NATTER_DB" "$NATTER_BIN" history delete 1 >/dev/null 2>&1 || bad "history delete 1"
+T send-keys -t ui Tab Up Enter
+wait_for "^edit> first question" 10 || bad "edit after the delete: $(screen)"
+T send-keys -t ui C-e C-u "edited after the delete" Enter
+wait_for "state +generating" 10 || bad "no reply to the edit: $(screen)"
+lacks "not saved" && ok || bad "an edit saved with its reply is called not saved: $(screen)"
+wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "reply to the edit: $(screen)"
+wait_for "conversation 1 was deleted from the history by another program; this chat is saved from your last" 10 &&
+    ok || bad "the move is not said after the edit: $(screen)"
+sql_is "SELECT group_concat(role || ':' || content, '|') FROM (SELECT role, content FROM messages
+    WHERE conversation_id = 2 ORDER BY seq)" "user:edited after the delete|assistant:$(q "SELECT content FROM generations")" &&
+    ok || bad "conversation 2: $(q "SELECT id, conversation_id, parent_id, role, content FROM messages")"
+T send-keys -t ui Escape F5
+wait_sql "SELECT count(*) FROM generations" 2 20 && wait_for "state +done" 10 || bad "regenerated: $(screen)"
+NATTER_DB="$NATTER_DB" "$NATTER_BIN" history delete 2 >/dev/null 2>&1 || bad "history delete 2"
+T send-keys -t ui Tab Left
+wait_for "^Assistant \\(1/2\\), not chosen:" 10 || bad "Left after the second delete: $(screen)"
+T send-keys -t ui Enter
+wait_for "chosen, but not saved: conversation 2 was deleted from the history by another program" 10 && ok ||
+    bad "the unsaved choice is not explained: $(screen)"
+stop
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

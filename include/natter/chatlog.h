@@ -113,7 +113,11 @@ void chatlog_new(struct chatlog *l);
  * session choose alternative K (chat_alt_select) and records the choice
  * (store_alt_choose).  Both return 0; -1 with ERR when the session refused
  * (a bad index, not a user message; nothing changed); -2 with ERR when the
- * session changed but the store could not record it.
+ * session changed but the store could not record it.  When another
+ * program has deleted the conversation meanwhile, the session leaves it
+ * (as chatlog_left): the edit returns 0 (the new version is saved with
+ * its reply, in a new conversation, and chatlog_moved says so then); the
+ * choice returns -2 with ERR saying why (nothing is left to choose in).
  */
 int chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t len, char *err, size_t errlen);
 int chatlog_alt_select(struct chatlog *l, struct chat *c, int i, int k, char *err, size_t errlen);

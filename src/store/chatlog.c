@@ -375,6 +375,13 @@ chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t 
 		return -2;
 	}
 	if (store_msg_edit(l->s, old, chat_message_content(c, i), &id) < 0) {
+		/* Deleted by another program: the edited message is saved with
+		 * its reply, in a new conversation (chatlog_reply, said by
+		 * chatlog_moved then). */
+		if (conv_gone(l)) {
+			conv_leave(l, c);
+			return 0;
+		}
 		snprintf(err, errlen, "%s", store_errmsg(l->s));
 		return -2;
 	}
@@ -401,7 +408,13 @@ chatlog_alt_select(struct chatlog *l, struct chat *c, int i, int k, char *err, s
 		return -2;
 	}
 	if (store_alt_choose(l->s, gen) < 0) {
-		snprintf(err, errlen, "%s", store_errmsg(l->s));
+		/* Deleted by another program: nothing left to choose in. */
+		if (conv_gone(l)) {
+			conv_leave(l, c);
+			chatlog_moved(l, err, errlen);
+		} else {
+			snprintf(err, errlen, "%s", store_errmsg(l->s));
+		}
 		return -2;
 	}
 	if (i == chat_n_messages(c) - 1) {

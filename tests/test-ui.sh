@@ -636,5 +636,33 @@ wait_for "chosen, but not saved: conversation 2 was deleted from the history by 
     bad "the unsaved choice is not explained: $(screen)"
 stop
 
+# 31. A history another process holds locked when a message is sent:
+# its save waits out the busy timeout and says "not saved"; the lock let
+# go while the reply is written, the reply's save stores the message too,
+# and the notice says so.
+NATTER_DB="$tmp/busy.db"
+start 200 30 "NATTER_DB=$NATTER_DB" "--token-delay 200 -n 6 --theme mono"
+wait_for "Type a message" || bad "start for the busy history: $(screen)"
+T send-keys -t ui "before the lock" Enter
+wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "reply before the lock: $(screen)"
+mkfifo "$tmp/lock.in" "$tmp/lock.out"
+sqlite3 "$NATTER_DB" < "$tmp/lock.in" > "$tmp/lock.out" &
+locker=$!
+exec 6> "$tmp/lock.in"
+echo "BEGIN IMMEDIATE; SELECT 'locked';" >&6
+read -r locked < "$tmp/lock.out"
+[ "$locked" = locked ] || bad "the history was not locked"
+T send-keys -t ui "while it is locked" Enter
+wait_for "not saved: .*stayed busy" 20 && ok || bad "the busy history is not said: $(screen)"
+echo "COMMIT;" >&6
+exec 6>&-
+wait $locker
+wait_sql "SELECT count(*) FROM generations" 2 20 && wait_for "state +done" 10 || bad "reply after the lock: $(screen)"
+wait_for "saved after all: your message, with its reply" 10 && ok || bad "the late save is not said: $(screen)"
+sql_is "SELECT count(*) FROM messages m JOIN messages r ON r.parent_id = m.id
+    WHERE m.content = 'while it is locked' AND r.role = 'assistant'" 1 && ok ||
+    bad "the message and its reply: $(q "SELECT id, parent_id, role, content FROM messages")"
+stop
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -152,6 +152,7 @@ ui_conv_finish(struct ui *u)
 			if (!ui_input_text()[0])
 				ui_input_set(u, u->unsent ? u->unsent : "");
 			ui_screen_pop(u);
+			u->msg_unsaved = 0;   /* withdrawn: nothing to save */
 		}
 		if (u->regen)
 			ui_conv_sync(u);   /* the reply that was to be replaced is still there */
@@ -167,6 +168,11 @@ ui_conv_finish(struct ui *u)
 	ui_conv_sync(u);
 	if (chatlog_reply(&u->log, u->c, &u->stats) < 0)
 		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
+	else if (u->msg_unsaved && u->log.last_gen)
+		/* What was said to be lost when it was sent is not. */
+		ui_screen_notify(u, 0, "saved after all: your message, with its reply (the history was busy when you "
+		    "sent it)");
+	u->msg_unsaved = 0;
 	conv_moved_say(u);
 }
 
@@ -197,7 +203,8 @@ ui_conv_send(struct ui *u, const char *text)
 			m->idx = chat_n_messages(u->c) - 1;
 	}
 	/* Committed before the model starts: a crash loses no message. */
-	if (chatlog_user(&u->log, u->c) < 0)
+	u->msg_unsaved = chatlog_user(&u->log, u->c) < 0;
+	if (u->msg_unsaved)
 		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
 	conv_moved_say(u);
 	ui_conv_start(u, 0);

@@ -202,6 +202,7 @@ struct ui {
 	char *pending;            /* text to put back into readline after a line (owned) */
 	char *draft;              /* what was typed before a mode or a command took the line (owned) */
 	char *unsent;             /* the last message sent (owned): back to the input if refused */
+	int msg_unsaved;          /* the store refused it (busy): its reply's save tries again */
 	int wake[2];
 	double ctrlc_t;
 	int quit;

@@ -664,5 +664,21 @@ sql_is "SELECT count(*) FROM messages m JOIN messages r ON r.parent_id = m.id
     bad "the message and its reply: $(q "SELECT id, parent_id, role, content FROM messages")"
 stop
 
+# 32. A rating typed as /rate is one a comment (c) can follow, as a
+# keyed one is: the comment goes with it, on the same reply.
+NATTER_DB="$tmp/typed.db"
+start 160 30 "NATTER_DB=$NATTER_DB" "-n 6 --theme mono"
+wait_for "Type a message" || bad "start for /rate: $(screen)"
+T send-keys -t ui "rate me" Enter
+wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "reply to rate: $(screen)"
+T send-keys -t ui "/rate 4" Enter
+wait_for "rated generation 1 4" 10 || bad "/rate 4: $(screen)"
+T send-keys -t ui Tab c
+wait_for "^comment> *$" 10 && ok || bad "c after /rate: $(screen)"
+T send-keys -t ui "after a typed rating" Enter
+wait_sql "SELECT kind || ' ' || value || ' ' || comment FROM ratings WHERE generation_id = 1" "stars 4 after a typed rating" &&
+    ok || bad "the comment after /rate: $(q "SELECT * FROM ratings")"
+stop
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -47,6 +47,10 @@ struct chatcmd_ops {
 	 * shows one flipped to before Enter chooses it).  NULL: the chosen
 	 * one (chat_alt_index). */
 	int (*shown_alt)(void *fe, int i);
+	/* Not a command: a rating was saved, keyed or typed (/rate), WORD
+	 * ("up", "down", "1".."5") on generation GEN: the reply a comment
+	 * then goes with.  NULL: nothing to keep. */
+	void (*rated)(void *fe, int64_t gen, const char *word);
 };
 
 /* The session a command acts on, and the front end's hooks. */

@@ -303,6 +303,8 @@ rate(struct chatcmd_env *e, int64_t gen, const char *why, const char *word, cons
 		return -1;
 	}
 	say(e, 0, "rated generation %lld %s%s", (long long)gen, word, comment ? " with a comment" : "");
+	if (e->ops->rated)
+		e->ops->rated(e->fe, gen, word);
 	return 0;
 }
 

@@ -1,6 +1,7 @@
 /* ui-cmd.c -- the slash commands in the full screen: the shared table (chatcmd) with this front end's hooks. */
 #include "config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "natter/chatcmd.h"
@@ -86,10 +87,21 @@ shown_alt(void *fe, int i)
 	return chat_alt_index(u->c, i);
 }
 
+/* The rating a comment (c) goes with: the last one saved, by a key or
+ * by /rate. */
+static void
+rated(void *fe, int64_t gen, const char *word)
+{
+	struct ui *u = fe;
+
+	snprintf(u->last_rating_word, sizeof(u->last_rating_word), "%s", word);
+	u->last_rating_gen = gen;
+}
+
 static const struct chatcmd_ops ops = {
 	.say = say, .busy = busy, .regen = regen, .new_conv = new_conv, .history = history,
 	.params = params, .stats = stats, .copy = copy, .help = help, .ab = ab,
-	.shown_alt = shown_alt,
+	.shown_alt = shown_alt, .rated = rated,
 };
 
 const struct chatcmd_ops *

@@ -394,7 +394,6 @@ ui_conv_rate(struct ui *u, const char *word)
 	 * Up is rated as it is shown (its alternative on screen). */
 	struct ui_msg *m = chosen(u, "rate");
 	struct chatcmd_env e;
-	int64_t gen;
 
 	if (!m)
 		return -1;
@@ -403,11 +402,8 @@ ui_conv_rate(struct ui *u, const char *word)
 		return -1;
 	}
 	ui_cmd_env(u, &e);
-	if (chatcmd_rate_reply(&e, m->idx, word, NULL, &gen) < 0)
-		return -1;
-	snprintf(u->last_rating_word, sizeof(u->last_rating_word), "%s", word);
-	u->last_rating_gen = gen;
-	return 0;
+	/* The rating is kept for a comment by the ops' rated. */
+	return chatcmd_rate_reply(&e, m->idx, word, NULL, NULL) < 0 ? -1 : 0;
 }
 
 int

@@ -348,6 +348,10 @@ wait_for "A/B: which reply is better" 20 && ok || bad "no A/B view: $(screen)"
 screen | grep -q "A: temp 0.00, top_p 0.95, seed 5, taught x1.00 .*B: temp 0.00, top_p 0.95, seed 5, taught off" && ok ||
 	bad "not side by side: $(screen)"
 screen | grep -q "a A better" && ok || bad "the view's keys in the footer: $(screen)"
+# A rating key while both are shown rates neither (it would be B's alone).
+T send-keys -t ui Tab +
+wait_for "pick first \(a, b or t\)" && ok || bad "+ in the A/B view: $(screen)"
+check "+ in the A/B view rates nothing" 0 "$(q "$udb" "SELECT count(*) FROM ratings")"
 T send-keys -t ui a
 wait_for "picked A: it is the chosen reply; the preference is saved" && ok || bad "the pick: $(screen)"
 wait_sql() { DEADLINE=10 until_ok sql_is "$1" "$2" "$3"; }

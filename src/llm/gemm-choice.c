@@ -262,9 +262,7 @@ out:
 int
 q_float_gemm_packs(enum ggml_type t)
 {
-	const struct q_kernels *k = q_kern();
-	return (unsigned)t < GGML_TYPE_COUNT && k->pack_rows && k->t[t].gemv_packed &&
-	    q_pack_supported(t, q_row_size(t, GC_IN));
+	return (unsigned)t < GGML_TYPE_COUNT && q_packs(q_kern(), t, q_row_size(t, GC_IN));
 }
 
 enum q_float_gemm

@@ -239,8 +239,7 @@ model_tensor(struct llm_model *m, int i)
 static int
 packable(const struct q_kernels *k, const struct ltensor *t)
 {
-	return t->data && !t->packed && k->t[t->type].gemv_packed && q_pack_supported(t->type, t->row_bytes) &&
-	    t->ne1 >= k->pack_rows;
+	return t->data && !t->packed && q_packs(k, t->type, t->row_bytes) && t->ne1 >= k->pack_rows;
 }
 
 /* The matrices of the packable tensors, packed by the load's threads:

@@ -195,6 +195,13 @@ q_pack_supported(enum ggml_type type, size_t row_bytes)
 }
 
 int
+q_packs(const struct q_kernels *k, enum ggml_type type, size_t row_bytes)
+{
+	return (unsigned)type < GGML_TYPE_COUNT && k->pack_rows && k->t[type].gemv_packed &&
+	    q_pack_supported(type, row_bytes);
+}
+
+int
 q_pack_header_offset(enum ggml_type type)
 {
 	const struct layout *l = layout_of(type);

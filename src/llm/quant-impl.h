@@ -147,6 +147,10 @@ struct q_kernels {
  * such a matrix, as in the file, into OUT (ROW_BYTES).
  */
 int q_pack_supported(enum ggml_type type, size_t row_bytes);
+/* Whether kernel set K packs rows of TYPE, ROW_BYTES long: a packed GEMV
+ * and a layout that takes them (a model's tensors at load, gemm-choice's
+ * timing, alike). */
+int q_packs(const struct q_kernels *k, enum ggml_type type, size_t row_bytes);
 void q_pack_matrix(enum ggml_type type, void *data, int64_t rows, size_t row_bytes, int g, void *scratch);
 void q_unpack_row(enum ggml_type type, const void *data, int64_t rows, size_t row_bytes, int g, int64_t r, void *out);
 /* Where a block of TYPE has its packed header (the f16 scales), or -1 (none). */

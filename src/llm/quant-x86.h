@@ -2502,10 +2502,9 @@ hp_cvt(const int TY, const uint8_t *p)
 		return _mm512_cvtph_ps(h);
 	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 #else
-	const __m128i h = _mm_loadu_si128((const __m128i *)p);
 	if (TY == GGML_TYPE_F16)
-		return _mm256_cvtph_ps(h);
-	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+	return bf16x8((const uint16_t *)p);
 #endif
 }
 

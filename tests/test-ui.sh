@@ -637,7 +637,8 @@ wait_for "chosen, but not saved: conversation 2 was deleted from the history by 
 stop
 
 # 31. A history another process holds locked when a message is sent:
-# its save waits out the busy timeout and says "not saved"; the lock let
+# the screen says it waits; the save waits out the busy timeout and says
+# "not saved"; the lock let
 # go while the reply is written, the reply's save stores the message too,
 # and the notice says so.
 NATTER_DB="$tmp/busy.db"
@@ -653,6 +654,7 @@ echo "BEGIN IMMEDIATE; SELECT 'locked';" >&6
 read -r locked < "$tmp/lock.out"
 [ "$locked" = locked ] || bad "the history was not locked"
 T send-keys -t ui "while it is locked" Enter
+wait_for "the history is locked by another program: waiting for it" 10 && ok || bad "the wait is not said: $(screen)"
 wait_for "not saved: .*stayed busy" 20 && ok || bad "the busy history is not said: $(screen)"
 echo "COMMIT;" >&6
 exec 6>&-

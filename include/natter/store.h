@@ -43,6 +43,16 @@ int store_open_version(const char *path, int version, struct store **out, char *
 void store_close(struct store *s);
 /* The last error message (borrowed). */
 const char *store_errmsg(const struct store *s);
+/*
+ * A database another connection holds locked is waited for up to
+ * STORE_BUSY_MS before a call fails ("stayed busy").  FN (NULL: none) is
+ * called once per such wait, after STORE_WAIT_SAY_MS of it, while the
+ * store keeps waiting: a front end says why it stalls.  On the store's
+ * thread, inside the call that waits.
+ */
+#define STORE_BUSY_MS 10000
+#define STORE_WAIT_SAY_MS 250
+void store_on_wait(struct store *s, void (*fn)(void *ctx), void *ctx);
 int store_schema_version(struct store *s);
 
 /* $NATTER_DB, else $XDG_DATA_HOME/natter/natter.db (default

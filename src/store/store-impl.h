@@ -10,6 +10,9 @@ struct store {
 	sqlite3 *db;
 	char *path;
 	char err[512];
+	void (*on_wait)(void *ctx);   /* store_on_wait */
+	void *wait_ctx;
+	int wait_said;                /* on_wait called in this wait */
 };
 
 /* The active branch of conversation ?1 as a table path(id, depth): the

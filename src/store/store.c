@@ -636,6 +636,42 @@ copy_to_memory(struct store *s)
 	return 0;
 }
 
+/* SQLite's busy handler: COUNT is how many times it was called for this
+ * lock.  Sleeps as SQLite's busy timeout does (short steps first), up to
+ * STORE_BUSY_MS in all; says so through on_wait once STORE_WAIT_SAY_MS
+ * have gone.  Returns 0 to give up (the call fails with SQLITE_BUSY). */
+static int
+busy_wait(void *arg, int count)
+{
+	static const int step[] = { 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 };
+	const int nstep = (int)(sizeof(step) / sizeof(step[0]));
+	struct store *s = arg;
+	long waited = 0;
+
+	for (int i = 0; i < count && i < nstep; i++)
+		waited += step[i];
+	if (count > nstep)
+		waited += (long)(count - nstep) * step[nstep - 1];
+	if (count == 0)
+		s->wait_said = 0;
+	if (waited >= STORE_BUSY_MS)
+		return 0;
+	if (waited >= STORE_WAIT_SAY_MS && !s->wait_said && s->on_wait) {
+		s->wait_said = 1;
+		s->on_wait(s->wait_ctx);
+	}
+	const long d = count < nstep ? step[count] : step[nstep - 1];
+	sqlite3_sleep((int)(waited + d > STORE_BUSY_MS ? STORE_BUSY_MS - waited : d));
+	return 1;
+}
+
+void
+store_on_wait(struct store *s, void (*fn)(void *ctx), void *ctx)
+{
+	s->on_wait = fn;
+	s->wait_ctx = ctx;
+}
+
 static int
 open_common(const char *path, unsigned flags, int target, struct store **out, char *err, size_t errlen)
 {
@@ -704,7 +740,7 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 		return -1;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
-	sqlite3_busy_timeout(s->db, 10000);
+	sqlite3_busy_handler(s->db, busy_wait, s);
 	/* The header tells whether this is a database at all. */
 	if (read_header(s, &version, &app, &tables) < 0) {
 		int code = sqlite3_extended_errcode(s->db) & 0xFF;

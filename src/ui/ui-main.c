@@ -35,6 +35,18 @@ open_history(struct ui *u)
 		ui_screen_notify(u, 1, "the model is not recorded: %.200s", store_errmsg(u->log.s));
 }
 
+/* The history locked by another program for a while: the screen, which
+ * stalls until the store gets it or gives up, says why. */
+static void
+history_wait(void *ctx)
+{
+	struct ui *u = ctx;
+
+	ui_screen_notify(u, 1, "the history is locked by another program: waiting for it (up to %d s)",
+	    STORE_BUSY_MS / 1000);
+	ui_draw(u);
+}
+
 /* The two lines of the statistics pane that say what answers: the model
  * file and its kind, or the remote model and where it runs. */
 static void
@@ -103,6 +115,8 @@ run_screen(struct ui *u)
 		ui_signals_remove();
 		return 2;
 	}
+	if (u->log.s)
+		store_on_wait(u->log.s, history_wait, u);
 	/* The theme: --theme, else the config file's (cmd-ui.c read it). */
 	if (ui_theme_load(u->o->theme, err, sizeof(err)) < 0)
 		ui_screen_notify(u, 1, "%s", err);
@@ -126,6 +140,8 @@ run_screen(struct ui *u)
 		chat_cancel(u->c);
 		ui_conv_finish(u);   /* the cancelled reply is kept */
 	}
+	if (u->log.s)
+		store_on_wait(u->log.s, NULL, NULL);
 	ui_tty_close();
 	ui_input_teardown(u);
 	ui_signals_remove();

@@ -352,6 +352,10 @@ screen | grep -q "a A better" && ok || bad "the view's keys in the footer: $(scr
 T send-keys -t ui Tab +
 wait_for "pick first \(a, b or t\)" && ok || bad "+ in the A/B view: $(screen)"
 check "+ in the A/B view rates nothing" 0 "$(q "$udb" "SELECT count(*) FROM ratings")"
+# On the parameters pane + keeps its meaning: the adapter's row, still
+# chosen from above, steps up.
+T send-keys -t ui Tab +
+wait_for "lora taught +1\.10" && ok || bad "+ on the parameters pane in the A/B view: $(screen)"
 T send-keys -t ui a
 wait_for "picked A: it is the chosen reply; the preference is saved" && ok || bad "the pick: $(screen)"
 wait_sql() { DEADLINE=10 until_ok sql_is "$1" "$2" "$3"; }

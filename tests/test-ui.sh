@@ -664,6 +664,27 @@ wait_for "saved after all: your message, with its reply" 10 && ok || bad "the la
 sql_is "SELECT count(*) FROM messages m JOIN messages r ON r.parent_id = m.id
     WHERE m.content = 'while it is locked' AND r.role = 'assistant'" 1 && ok ||
     bad "the message and its reply: $(q "SELECT id, parent_id, role, content FROM messages")"
+sql_is "SELECT count(*) FROM messages WHERE content = 'while it is locked'" 1 && ok || bad "the message saved twice"
+# A lock let go while the save waits: the save succeeds, and the notice
+# of the wait goes (it would otherwise show for 8 s).  In a new
+# conversation: no notice of dropped turns comes after it.
+T send-keys -t ui F2
+wait_for "new conversation" 10 || bad "F2 before the short lock: $(screen)"
+mkfifo "$tmp/lock2.in" "$tmp/lock2.out"
+sqlite3 "$NATTER_DB" < "$tmp/lock2.in" > "$tmp/lock2.out" &
+locker=$!
+exec 6> "$tmp/lock2.in"
+echo "BEGIN IMMEDIATE; SELECT 'locked';" >&6
+read -r locked < "$tmp/lock2.out"
+T send-keys -t ui "a short lock" Enter
+wait_for "the history is locked by another program: waiting for it" 10 || bad "the short wait is not said: $(screen)"
+echo "COMMIT;" >&6
+exec 6>&-
+wait $locker
+wait_sql "SELECT count(*) FROM messages WHERE content = 'a short lock'" 1 10 || bad "the message after a short lock"
+DEADLINE=4 until_ok lacks "the history is locked by another program" && ok ||
+    bad "the notice of the wait stays after it: $(screen)"
+wait_sql "SELECT count(*) FROM generations" 3 20 && wait_for "state +done" 10 || bad "reply after the short lock: $(screen)"
 stop
 
 # 32. A rating typed as /rate is one a comment (c) can follow, as a
@@ -680,6 +701,42 @@ wait_for "^comment> *$" 10 && ok || bad "c after /rate: $(screen)"
 T send-keys -t ui "after a typed rating" Enter
 wait_sql "SELECT kind || ' ' || value || ' ' || comment FROM ratings WHERE generation_id = 1" "stars 4 after a typed rating" &&
     ok || bad "the comment after /rate: $(q "SELECT * FROM ratings")"
+# A rating (+), then the conversation resumed (F3, Enter): no rating of
+# it was given since, so c asks for one (the last one given was of the
+# session before).
+T send-keys -t ui Tab +
+wait_for "rated generation 1 up" 10 || bad "+ before the resume: $(screen)"
+T send-keys -t ui F3
+wait_for "Past conversations" 10 || bad "F3 for the rating: $(screen)"
+T send-keys -t ui Enter
+wait_for "resumed conversation 1" 10 || bad "resume for the rating: $(screen)"
+T send-keys -t ui Escape Tab c
+wait_for "rate the reply first" 10 && ok || bad "c after a resume: $(screen)"
+stop
+
+# 33. Two turns, the conversation deleted by another program, a third
+# turn (saved in a new conversation, 2), then the second message edited:
+# what came before it is not in conversation 2, so the edit starts a
+# branch at its root (not after the third turn's reply), and nothing
+# says it was not saved.
+NATTER_DB="$tmp/gone2.db"
+start 160 30 "NATTER_DB=$NATTER_DB" "--token-delay 200 -n 4 --theme mono"
+wait_for "Type a message" || bad "start for the second edit: $(screen)"
+for m in "question one" "question two"; do
+	T send-keys -t ui "$m" Enter
+	wait_sql "SELECT count(*) FROM messages WHERE content = '$m'" 1 20 && wait_for "state +done" 20 || bad "$m: $(screen)"
+done
+NATTER_DB="$NATTER_DB" "$NATTER_BIN" history delete 1 >/dev/null 2>&1 || bad "history delete 1 (33)"
+T send-keys -t ui "question three" Enter
+wait_sql "SELECT conversation_id FROM messages WHERE content = 'question three'" 2 20 && wait_for "state +done" 20 ||
+    bad "question three: $(q "SELECT id, conversation_id, parent_id, role, content FROM messages")"
+T send-keys -t ui Tab Up Up Up Enter
+wait_for "^edit> question two" 10 || bad "edit of question two: $(screen)"
+T send-keys -t ui C-e C-u "question two, edited" Enter
+wait_for "state +generating" 10 || bad "no reply to the second edit: $(screen)"
+lacks "not saved" && ok || bad "the second edit is called not saved: $(screen)"
+wait_sql "SELECT conversation_id || ' ' || COALESCE(parent_id, 'root') FROM messages WHERE content = 'question two, edited'" \
+    "2 root" 20 && ok || bad "the second edit: $(q "SELECT id, conversation_id, parent_id, role, content FROM messages")"
 stop
 
 echo "test-ui.sh: $pass passed, $fail failed"

@@ -43,6 +43,7 @@ struct chatlog {
 	const char *model_path;    /* the model file chatlog_model was given (borrowed: it outlives L) */
 	int model_missing;         /* chatlog_model could not record the model: tried again before each reply */
 	int64_t moved_from;        /* the conversation deleted elsewhere that recording left (chatlog_moved) */
+	int first;                 /* the session's first message in conv: none before it is (a move's) */
 };
 
 /* Records the model session C's replies come from, for every reply
@@ -113,11 +114,15 @@ void chatlog_new(struct chatlog *l);
  * session choose alternative K (chat_alt_select) and records the choice
  * (store_alt_choose).  Both return 0; -1 with ERR when the session refused
  * (a bad index, not a user message; nothing changed); -2 with ERR when the
- * session changed but the store could not record it.  When another
+ * session changed but the store could not record it (the edited message
+ * is then tried again with its reply, chatlog_reply).  When another
  * program has deleted the conversation meanwhile, the session leaves it
  * (as chatlog_left): the edit returns 0 (the new version is saved with
  * its reply, in a new conversation, and chatlog_moved says so then); the
  * choice returns -2 with ERR saying why (nothing is left to choose in).
+ * An edit of a message never saved (from before such a move, say)
+ * returns 0: it is saved with its reply, a branch at the root when the
+ * message before it is not in the conversation either.
  */
 int chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t len, char *err, size_t errlen);
 int chatlog_alt_select(struct chatlog *l, struct chat *c, int i, int k, char *err, size_t errlen);

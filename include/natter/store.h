@@ -51,7 +51,7 @@ const char *store_errmsg(const struct store *s);
  * thread, inside the call that waits.
  */
 #define STORE_BUSY_MS 10000
-#define STORE_WAIT_SAY_MS 250
+#define STORE_WAIT_SAY_MS 300
 void store_on_wait(struct store *s, void (*fn)(void *ctx), void *ctx);
 int store_schema_version(struct store *s);
 

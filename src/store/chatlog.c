@@ -92,10 +92,18 @@ save_user(struct chatlog *l, struct chat *c, int j)
 {
 	int64_t id, parent = j > 0 ? chat_message_tag(c, j - 1) : 0;
 
-	if (!l->conv && store_conv_new(l->s, l->model_id, NULL, l->template_name, chat_system(c), &l->conv) < 0)
-		return -1;
+	if (!l->conv) {
+		if (store_conv_new(l->s, l->model_id, NULL, l->template_name, chat_system(c), &l->conv) < 0)
+			return -1;
+		l->first = j;
+	}
+	/* The message before it was never saved: one of this conversation
+	 * (the database was busy) is after the conversation's last; one from
+	 * before the conversation began here (a move, chatlog_moved; an edit
+	 * of such a message) is not in it, and the message starts a branch
+	 * at its root. */
 	if (j > 0 && !parent)
-		parent = -1;   /* the message before was never saved: after the conversation's last */
+		parent = j - 1 < l->first ? 0 : -1;
 	if (store_msg_add_after(l->s, l->conv, parent, "user", chat_message_content(c, j), &id) < 0)
 		return -1;
 	chat_set_message_tag(c, j, id);
@@ -370,10 +378,11 @@ chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t 
 	l->ab.state = CHATLOG_AB_NONE;
 	if (!l->s || !l->conv)
 		return 0;
-	if (!old) {
-		snprintf(err, errlen, "the message was never saved, so its new version is not saved either");
-		return -2;
-	}
+	/* A message never saved (the database was busy, or it is from
+	 * before a move): its new version is saved with its reply, as a
+	 * message the store refused is (save_user, from reply_save). */
+	if (!old)
+		return 0;
 	if (store_msg_edit(l->s, old, chat_message_content(c, i), &id) < 0) {
 		/* Deleted by another program: the edited message is saved with
 		 * its reply, in a new conversation (chatlog_reply, said by
@@ -593,6 +602,7 @@ chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_
 	free(system);
 	resume_free(&r);
 	l->conv = conv;
+	l->first = 0;
 	return 0;
 }
 

@@ -164,9 +164,12 @@ ui_ab_key(struct ui *u, int is_key, unsigned ch)
 		pick(u, ch == 'a' ? "a" : ch == 'b' ? "b" : "tie");
 		return UI_KH_REDRAW;
 	}
-	/* A rating key here would rate B alone, the session's reply, while
-	 * both are shown: which one is said after the pick. */
-	if (!is_key && (ch == '+' || ch == '-' || (ch >= '1' && ch <= '5') || ch == 'c')) {
+	/* A rating key on the conversation would rate B alone, the
+	 * session's reply, while both are shown: which one is said after the
+	 * pick.  (Elsewhere they keep their meaning: a parameter's step, a
+	 * character typed.) */
+	if (!is_key && u->focus == UI_F_CONV && u->mode == UI_IM_MESSAGE &&
+	    (ch == '+' || ch == '-' || (ch >= '1' && ch <= '5') || ch == 'c')) {
 		ui_screen_notify(u, 1, "pick first (a, b or t); then +, - or 1..5 rate the chosen reply");
 		return UI_KH_REDRAW;
 	}

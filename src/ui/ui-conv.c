@@ -152,7 +152,6 @@ ui_conv_finish(struct ui *u)
 			if (!ui_input_text()[0])
 				ui_input_set(u, u->unsent ? u->unsent : "");
 			ui_screen_pop(u);
-			u->msg_unsaved = 0;   /* withdrawn: nothing to save */
 		}
 		if (u->regen)
 			ui_conv_sync(u);   /* the reply that was to be replaced is still there */
@@ -166,13 +165,15 @@ ui_conv_finish(struct ui *u)
 		ui_screen_notify(u, 1, "the reply broke off: %s", err);
 	/* The screen shows the session's conversation (the reply complete). */
 	ui_conv_sync(u);
+	/* The message the reply answers, refused by the store when it was
+	 * sent or edited ("not saved" then): the reply's save tries it
+	 * again, and what it stores is said. */
+	int n = chat_n_messages(u->c);
+	int unsaved = n >= 2 && !strcmp(chat_message_role(u->c, n - 2), "user") && !chat_message_tag(u->c, n - 2);
 	if (chatlog_reply(&u->log, u->c, &u->stats) < 0)
 		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
-	else if (u->msg_unsaved && u->log.last_gen)
-		/* What was said to be lost when it was sent is not. */
-		ui_screen_notify(u, 0, "saved after all: your message, with its reply (the history was busy when you "
-		    "sent it)");
-	u->msg_unsaved = 0;
+	else if (unsaved && u->log.s && chat_message_tag(u->c, n - 2) && u->log.last_gen)
+		ui_screen_notify(u, 0, "saved after all: your message, with its reply");
 	conv_moved_say(u);
 }
 
@@ -203,8 +204,7 @@ ui_conv_send(struct ui *u, const char *text)
 			m->idx = chat_n_messages(u->c) - 1;
 	}
 	/* Committed before the model starts: a crash loses no message. */
-	u->msg_unsaved = chatlog_user(&u->log, u->c) < 0;
-	if (u->msg_unsaved)
+	if (chatlog_user(&u->log, u->c) < 0)
 		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
 	conv_moved_say(u);
 	ui_conv_start(u, 0);
@@ -243,6 +243,7 @@ ui_conv_new(struct ui *u)
 	chat_clear(u->c);
 	chatlog_new(&u->log);
 	ui_screen_clear(u);
+	u->last_rating_word[0] = 0;   /* a comment goes with a rating of this conversation */
 	u->have_stats = 0;
 	u->state = "idle";
 	if (leave_mode(u))
@@ -298,6 +299,7 @@ ui_conv_resume(struct ui *u, int64_t conv)
 		return;
 	}
 	ui_conv_sync(u);
+	u->last_rating_word[0] = 0;   /* a comment goes with a rating of this conversation */
 	u->have_stats = 0;
 	u->state = "idle";
 	if (leave_mode(u))

@@ -37,14 +37,39 @@ open_history(struct ui *u)
 
 /* The history locked by another program for a while: the screen, which
  * stalls until the store gets it or gives up, says why. */
+#define WAIT_NOTICE "the history is locked by another program: waiting for it (up to %d s)"
+
 static void
 history_wait(void *ctx)
 {
 	struct ui *u = ctx;
 
-	ui_screen_notify(u, 1, "the history is locked by another program: waiting for it (up to %d s)",
-	    STORE_BUSY_MS / 1000);
+	if (!u->waiting) {
+		memcpy(u->wait_prev, u->notice, sizeof(u->wait_prev));
+		u->wait_prev_err = u->notice_err;
+		u->wait_prev_t = u->notice_t;
+		u->waiting = 1;
+	}
+	ui_screen_notify(u, 1, WAIT_NOTICE, STORE_BUSY_MS / 1000);
 	ui_draw(u);
+}
+
+/* After the event whose store calls waited: the notice the wait replaced
+ * is back, unless something was said since (that the save failed, say). */
+static void
+history_waited(struct ui *u)
+{
+	char w[sizeof(u->notice)];
+
+	if (!u->waiting)
+		return;
+	u->waiting = 0;
+	snprintf(w, sizeof(w), WAIT_NOTICE, STORE_BUSY_MS / 1000);
+	if (strcmp(u->notice, w) != 0)
+		return;
+	memcpy(u->notice, u->wait_prev, sizeof(u->notice));
+	u->notice_err = u->wait_prev_err;
+	u->notice_t = u->wait_prev_t;
 }
 
 /* The two lines of the statistics pane that say what answers: the model
@@ -132,7 +157,9 @@ run_screen(struct ui *u)
 
 	ui_draw(u);
 	while (!u->quit) {
-		if (loop_turn(u) & UI_KH_QUIT)
+		int r = loop_turn(u);
+		history_waited(u);
+		if (r & UI_KH_QUIT)
 			break;
 		ui_draw(u);
 	}

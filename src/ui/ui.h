@@ -191,6 +191,11 @@ struct ui {
 	char notice[256];
 	int notice_err;
 	double notice_t;
+	/* The notice a wait for a locked history replaced (ui-main.c),
+	 * back when the wait is over and its notice still shows. */
+	char wait_prev[256];
+	int wait_prev_err, waiting;
+	double wait_prev_t;
 	enum ui_box box;
 	int box_top;              /* first line shown of a scrolled box */
 	int box_rows, box_vis;    /* its lines, and how many show (at the last draw) */
@@ -202,7 +207,6 @@ struct ui {
 	char *pending;            /* text to put back into readline after a line (owned) */
 	char *draft;              /* what was typed before a mode or a command took the line (owned) */
 	char *unsent;             /* the last message sent (owned): back to the input if refused */
-	int msg_unsaved;          /* the store refused it (busy): its reply's save tries again */
 	int wake[2];
 	double ctrlc_t;
 	int quit;

@@ -69,6 +69,32 @@ start() { # start COLS ROWS EXTRA-ENV EXTRA-ARGS [MODEL]
 	# Pastes need natter's bracketed paste; OSC 52 fills a tmux buffer.
 	T set-option -g set-clipboard on
 }
+# fresh DB COLS ARGS FIRST: natter on a new history DB, COLS wide, with
+# ARGS; FIRST sent and its reply stored.
+fresh() {
+	NATTER_DB="$1"
+	start "$2" 30 "NATTER_DB=$NATTER_DB" "$3"
+	wait_for "Type a message" || bad "start with $1: $(screen)"
+	T send-keys -t ui "$4" Enter
+	wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "first reply in $1: $(screen)"
+}
+# lock_history / unlock_history: sqlite3 holds the history's write lock
+# (BEGIN IMMEDIATE, through a FIFO) until unlock_history commits.
+lock_history() {
+	rm -f "$tmp/lock.in" "$tmp/lock.out"
+	mkfifo "$tmp/lock.in" "$tmp/lock.out"
+	sqlite3 "$NATTER_DB" < "$tmp/lock.in" > "$tmp/lock.out" &
+	locker=$!
+	exec 6> "$tmp/lock.in"
+	echo "BEGIN IMMEDIATE; SELECT 'locked';" >&6
+	read -r locked < "$tmp/lock.out"
+	[ "$locked" = locked ] || bad "the history was not locked"
+}
+unlock_history() {
+	echo "COMMIT;" >&6
+	exec 6>&-
+	wait $locker
+}
 # in_tty NAME ENV CMD: runs CMD on a terminal (a tmux pane), stderr to
 # $tmp/NAME.err, status to $tmp/NAME.status.
 in_tty() {
@@ -546,11 +572,7 @@ stop
 # 27. A draft in the input line survives what takes the line: an edit
 # (Esc), a comment (Enter), a /set from the parameters pane (Enter) and the
 # system prompt editor (Esc) each give it back.
-NATTER_DB="$tmp/draft.db"
-start 100 30 "NATTER_DB=$NATTER_DB" "--token-delay 1 -n 10 --theme mono"
-wait_for "Type a message" || bad "start for the drafts: $(screen)"
-T send-keys -t ui "hello there" Enter
-wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "reply for the drafts: $(screen)"
+fresh "$tmp/draft.db" 100 "--token-delay 1 -n 10 --theme mono" "hello there"
 T send-keys -t ui "my draft"
 wait_for "^> my draft" 10 || bad "draft not typed: $(screen)"
 T send-keys -t ui Tab Up Enter
@@ -609,11 +631,7 @@ stop
 # it is written (each token 200 ms: an edit's notice would still show).
 # Then, deleted again before a reply is chosen with Left + Enter: the
 # choice cannot be saved, and the notice says why.
-NATTER_DB="$tmp/gone.db"
-start 160 30 "NATTER_DB=$NATTER_DB" "--token-delay 200 -n 6 --theme mono"
-wait_for "Type a message" || bad "start for the deleted conversation: $(screen)"
-T send-keys -t ui "first question" Enter
-wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "first reply: $(screen)"
+fresh "$tmp/gone.db" 160 "--token-delay 200 -n 6 --theme mono" "first question"
 NATTER_DB="$NATTER_DB" "$NATTER_BIN" history delete 1 >/dev/null 2>&1 || bad "history delete 1"
 T send-keys -t ui Tab Up Enter
 wait_for "^edit> first question" 10 || bad "edit after the delete: $(screen)"
@@ -641,24 +659,12 @@ stop
 # "not saved"; the lock let
 # go while the reply is written, the reply's save stores the message too,
 # and the notice says so.
-NATTER_DB="$tmp/busy.db"
-start 200 30 "NATTER_DB=$NATTER_DB" "--token-delay 200 -n 6 --theme mono"
-wait_for "Type a message" || bad "start for the busy history: $(screen)"
-T send-keys -t ui "before the lock" Enter
-wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "reply before the lock: $(screen)"
-mkfifo "$tmp/lock.in" "$tmp/lock.out"
-sqlite3 "$NATTER_DB" < "$tmp/lock.in" > "$tmp/lock.out" &
-locker=$!
-exec 6> "$tmp/lock.in"
-echo "BEGIN IMMEDIATE; SELECT 'locked';" >&6
-read -r locked < "$tmp/lock.out"
-[ "$locked" = locked ] || bad "the history was not locked"
+fresh "$tmp/busy.db" 200 "--token-delay 200 -n 6 --theme mono" "before the lock"
+lock_history
 T send-keys -t ui "while it is locked" Enter
 wait_for "the history is locked by another program: waiting for it" 10 && ok || bad "the wait is not said: $(screen)"
 wait_for "not saved: .*stayed busy" 20 && ok || bad "the busy history is not said: $(screen)"
-echo "COMMIT;" >&6
-exec 6>&-
-wait $locker
+unlock_history
 wait_sql "SELECT count(*) FROM generations" 2 20 && wait_for "state +done" 10 || bad "reply after the lock: $(screen)"
 wait_for "saved after all: your message, with its reply" 10 && ok || bad "the late save is not said: $(screen)"
 sql_is "SELECT count(*) FROM messages m JOIN messages r ON r.parent_id = m.id
@@ -670,17 +676,10 @@ sql_is "SELECT count(*) FROM messages WHERE content = 'while it is locked'" 1 &&
 # conversation: no notice of dropped turns comes after it.
 T send-keys -t ui F2
 wait_for "new conversation" 10 || bad "F2 before the short lock: $(screen)"
-mkfifo "$tmp/lock2.in" "$tmp/lock2.out"
-sqlite3 "$NATTER_DB" < "$tmp/lock2.in" > "$tmp/lock2.out" &
-locker=$!
-exec 6> "$tmp/lock2.in"
-echo "BEGIN IMMEDIATE; SELECT 'locked';" >&6
-read -r locked < "$tmp/lock2.out"
+lock_history
 T send-keys -t ui "a short lock" Enter
 wait_for "the history is locked by another program: waiting for it" 10 || bad "the short wait is not said: $(screen)"
-echo "COMMIT;" >&6
-exec 6>&-
-wait $locker
+unlock_history
 wait_sql "SELECT count(*) FROM messages WHERE content = 'a short lock'" 1 10 || bad "the message after a short lock"
 DEADLINE=4 until_ok lacks "the history is locked by another program" && ok ||
     bad "the notice of the wait stays after it: $(screen)"
@@ -689,11 +688,7 @@ stop
 
 # 32. A rating typed as /rate is one a comment (c) can follow, as a
 # keyed one is: the comment goes with it, on the same reply.
-NATTER_DB="$tmp/typed.db"
-start 160 30 "NATTER_DB=$NATTER_DB" "-n 6 --theme mono"
-wait_for "Type a message" || bad "start for /rate: $(screen)"
-T send-keys -t ui "rate me" Enter
-wait_sql "SELECT count(*) FROM generations" 1 20 && wait_for "state +done" 10 || bad "reply to rate: $(screen)"
+fresh "$tmp/typed.db" 160 "-n 6 --theme mono" "rate me"
 T send-keys -t ui "/rate 4" Enter
 wait_for "rated generation 1 4" 10 || bad "/rate 4: $(screen)"
 T send-keys -t ui Tab c

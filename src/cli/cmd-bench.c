@@ -302,9 +302,10 @@ cmd_bench(int argc, char **argv)
 			    "  --exact-act  quantized products see their activations to about 16 bits, not\n"
 			    "         rounded to 8 as llama.cpp does (natter's default)\n"
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n"
-			    "  NATTER_PREFETCH=B32,K[,F] sets how many bytes ahead generation's matrix products ask\n"
-			    "         for the weights: packed 32-weight block groups, packed K-quant ones, and F32,\n"
-			    "         F16 and BF16 rows (default: as measured for the CPU's maker, natter info --cpu\n"
+			    "  NATTER_PREFETCH=B32,K[,F[,L2]] sets how many bytes ahead generation's matrix products\n"
+			    "         ask for the weights: packed 32-weight block groups, packed K-quant ones, and\n"
+			    "         F32, F16 and BF16 rows; L2 1 or 0: whether K-quant groups also ask for the next\n"
+			    "         column into L2 (default: as measured for the CPU's maker, natter info --cpu\n"
 			    "         says; shown above the table)\n"
 			    "  NATTER_FLOAT_GEMM=tiles|openblas forces how float weights' prompt batches run\n"
 			    "         (default: whichever measured faster here, shown above the table)\n"
@@ -505,12 +506,12 @@ cmd_bench(int argc, char **argv)
 			roof.sgemm = sysbench_sgemm_gflops(1024);
 		}
 		if (!json) {
-			int b32, k, f;
+			int b32, k, f, l2;
 			const char *why;
-			q_cpu_prefetch(q_cpu_tier_chosen(), &b32, &k, &f, &why);
+			q_cpu_prefetch(q_cpu_tier_chosen(), &b32, &k, &f, &l2, &why);
 			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s (read-ahead %d/%d/%d "
-			    "bytes)\n", name, llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads,
-			    q_cpu_features(), b32, k, f);
+			    "bytes%s)\n", name, llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads,
+			    q_cpu_features(), b32, k, f, l2 ? ", K-quants' next column into L2" : "");
 			int group;
 			uint64_t packed = llm_model_packed_bytes(m, &group);
 			char pk[96] = "";
@@ -577,12 +578,13 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddBoolToObject(o, "exact_act", eng.exact_act);
 				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
-				int pf32, pfk, pff;
+				int pf32, pfk, pff, pfl2;
 				const char *pfwhy;
-				q_cpu_prefetch(q_cpu_tier_chosen(), &pf32, &pfk, &pff, &pfwhy);
+				q_cpu_prefetch(q_cpu_tier_chosen(), &pf32, &pfk, &pff, &pfl2, &pfwhy);
 				cJSON_AddNumberToObject(o, "read_ahead_b32", pf32);
 				cJSON_AddNumberToObject(o, "read_ahead_k", pfk);
 				cJSON_AddNumberToObject(o, "read_ahead_f", pff);
+				cJSON_AddBoolToObject(o, "read_ahead_k_l2", pfl2);
 				cJSON_AddNumberToObject(o, "packed_bytes", (double)llm_model_packed_bytes(m, NULL));
 				cJSON_AddNumberToObject(o, "jobs", (double)jobs[k]);
 				cJSON_AddNumberToObject(o, "jobs_alone", (double)alone[k]);

@@ -197,23 +197,39 @@ cpu_tier_get(int t)
  *     91% 93%, F32 93% 94% against 108% 105%; packed rows (as loaded
  *     where natter's tiles run their batches) avx2 F16 95% 86% against
  *     106% 101%, avx512bf16 91% 91% against 102% 101%.
+ *   k_l2 (the same machine, 2026-12-06; b32, k and f as Intel's row):
+ *     kbench 1048576 x 1024, one token, 2 threads, share of the weights'
+ *     rate read alone, without against with (two rounds): avx512bf16
+ *     Q6_K 82% 83% against 95% 94%, Q4_K 94% 92% against 99% 101%, Q5_K
+ *     96% against 99%, Q3_K 78% against 80%, Q2_K 80% against 77%,
+ *     IQ4_XS (131072 x 1024, 8 copies) 82% against 89%; avxvnni Q6_K
+ *     88% 86% against 91% 93%, Q4_K 85% 85% against 86% 93%; avx2 Q6_K
+ *     85% 88% against 84% 86%, Q4_K 83% 86% against 87% 93%, IQ4_XS 80%
+ *     against 76%.  Asking for the rest of the column into L1 in a
+ *     second burst half way through it instead did as well on
+ *     avx512bf16's Q6_K (91% 93%) but worse on Q3_K and IQ4_XS; the
+ *     column after into L2 alone (no L1 burst), 78% 79%.  Qwen3-0.6B
+ *     Q4_K_M tg64 (bench --sys, three rounds, share of the bound):
+ *     avx512bf16 80% 80% 79% against 87% 86% 88%, avxvnni 76% 78% 77%
+ *     against 77% 79% 77%, avx2 74% 75% 76% against 78% 76% 81%.
  * Other makers get AMD's distances, measured on more machines; the
- * float rows' 0 there (8 KiB on Zen 5's packed rows: quant-x86.h).
+ * float rows' 0 there (8 KiB on Zen 5's packed rows: quant-x86.h), and
+ * no L2 read (not measured there).
  */
 static const struct ahead_rule {
 	const char *vendor, *why;
 	struct q_ahead avx2, wide;
 } ahead_rules[] = {
-	{ "GenuineIntel", "measured on Intel CPUs", { 2048, 1024, 2048 }, { 2048, 1024, 2048 } },
-	{ NULL, "measured on AMD CPUs: the default", { 1024, 1024, 0 }, { 0, 4096, 0 } },
+	{ "GenuineIntel", "measured on Intel CPUs", { 2048, 1024, 2048, 1 }, { 2048, 1024, 2048, 1 } },
+	{ NULL, "measured on AMD CPUs: the default", { 1024, 1024, 0, 0 }, { 0, 4096, 0, 0 } },
 };
 
 struct q_ahead q_ahead_avx2, q_ahead_wide;
 static const char *ahead_why;
 
-/* Sets the read-ahead from the table or NATTER_PREFETCH=B32,K[,F] (both
- * tier families; without F the table's float rows' distance stays); 0, or
- * -1 with init_err filled. */
+/* Sets the read-ahead from the table or NATTER_PREFETCH=B32,K[,F[,L2]]
+ * (both tier families; without F or L2 the table's stay); 0, or -1 with
+ * init_err filled. */
 static int
 ahead_init(char *err, size_t errlen)
 {
@@ -227,28 +243,31 @@ ahead_init(char *err, size_t errlen)
 	ahead_why = r->why;
 	if (!env || !*env)
 		return 0;
-	/* B32, K and F: comma-separated, each 0 to 65536; none empty, no
-	 * fourth. */
-	long v[3];
+	/* B32, K, F and L2: comma-separated, the first three 0 to 65536, L2 0
+	 * or 1; none empty, no fifth. */
+	long v[4];
 	int n = 0, bad = 0;
 	const char *p = env;
 	char *end;
 	do {
 		long x = strtol(p, &end, 10);
-		bad |= end == p || x < 0 || x > 65536 || n == 3;
-		if (n < 3)
+		bad |= end == p || x < 0 || x > (n == 3 ? 1 : 65536) || n == 4;
+		if (n < 4)
 			v[n++] = x;
 		p = end + 1;
 	} while (*end == ',');
 	if (bad || n < 2 || *end) {
-		snprintf(err, errlen, "NATTER_PREFETCH=%.40s is not B32,K[,F]: the bytes read ahead in 32-weight block "
-		    "groups, in K-quant ones and in float rows, 0 to 65536 each (e.g. 2048,1024,2048)", env);
+		snprintf(err, errlen, "NATTER_PREFETCH=%.40s is not B32,K[,F[,L2]]: the bytes read ahead in 32-weight "
+		    "block groups, in K-quant ones and in float rows, 0 to 65536 each, and 1 or 0 for whether the "
+		    "K-quants also read the next column into L2 (e.g. 2048,1024,2048,1)", env);
 		return -1;
 	}
 	q_ahead_avx2.b32 = q_ahead_wide.b32 = (int)v[0];
 	q_ahead_avx2.k = q_ahead_wide.k = (int)v[1];
-	if (n == 3)
+	if (n >= 3)
 		q_ahead_avx2.f = q_ahead_wide.f = (int)v[2];
+	if (n == 4)
+		q_ahead_avx2.k_l2 = q_ahead_wide.k_l2 = (int)v[3];
 	ahead_why = "NATTER_PREFETCH";
 	return 0;
 }
@@ -257,7 +276,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int avail[CPU_TIER_COUNT];
 static int best, chosen;
 static const struct q_kernels *active;
-static char init_err[256];
+static char init_err[384];
 
 static void
 cpu_init_once(void)
@@ -387,12 +406,13 @@ q_cpu_features(void)
 }
 
 void
-q_cpu_prefetch(int tier, int *b32, int *k, int *f, const char **why)
+q_cpu_prefetch(int tier, int *b32, int *k, int *f, int *k_l2, const char **why)
 {
 	pthread_once(&once, cpu_init_once);
 	const struct q_ahead *a = tier >= CPU_AVXVNNI ? &q_ahead_wide : &q_ahead_avx2;
 	*b32 = tier > CPU_SCALAR ? a->b32 : 0;
 	*k = tier > CPU_SCALAR ? a->k : 0;
 	*f = tier > CPU_SCALAR ? a->f : 0;
+	*k_l2 = tier > CPU_SCALAR && a->k ? a->k_l2 : 0;
 	*why = ahead_why;
 }

@@ -2107,6 +2107,15 @@ prefetch_l1(const uint8_t *p, size_t len)
 		_mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
 
+/* Asks for the LEN bytes at P into L2 (not L1): the K-quants' second
+ * read-ahead (struct q_ahead's k_l2). */
+ALWAYS void
+prefetch_l2(const uint8_t *p, size_t len)
+{
+	for (size_t o = 0; o < len; o += 64)
+		_mm_prefetch((const char *)p + o, _MM_HINT_T1);
+}
+
 /* The header's bytes per row (Q3_K and Q6_K: d alone). */
 ALWAYS int pkk_hb(const int TY) { return TY == GGML_TYPE_Q3_K || TY == GGML_TYPE_Q6_K ? 2 : 4; }
 
@@ -2361,6 +2370,8 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 			prefetch_l1(c, col);
 		if (ahead)
 			prefetch_l1(c + ahead, col);
+		if (ahead && PK_AHEAD.k_l2)
+			prefetch_l2(c + ahead + col, col);
 		const uint8_t *h = pk_head(pkk_hb(TY), c, col);
 		c = pk_ubase(pkk_hb(TY), c);
 		vi sc[2], mn[2], lo4, hi;

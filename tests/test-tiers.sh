@@ -62,7 +62,7 @@ vendor=$(awk -F': *' '/^vendor_id/ { print $2; exit }' /proc/cpuinfo 2>/dev/null
 if grep -qx "chosen: *scalar" "$tmp/out"; then
 	grep -qx 'read-ahead: none (the portable tier)' "$tmp/out" && ok || bad "read-ahead, scalar: $(grep read-ahead "$tmp/out")"
 elif [ "$vendor" = GenuineIntel ]; then
-	grep -qx 'read-ahead: 2048 bytes in 32-weight blocks, 1024 in K-quants and the next column into L2, 2048 in float rows (measured on Intel CPUs; .*)' "$tmp/out" &&
+	grep -qx 'read-ahead: 2048 bytes in 32-weight blocks, 1024 in K-quants, 2048 in float rows, and past that into L2 (measured on Intel CPUs; .*)' "$tmp/out" &&
 		ok || bad "read-ahead on Intel: $(grep read-ahead "$tmp/out")"
 else
 	grep -q '^read-ahead: .*(measured on AMD CPUs: the default; ' "$tmp/out" && ok ||
@@ -72,13 +72,13 @@ for t in $tiers; do
 	[ $t = scalar ] && continue
 	# Without F and L2 the table's stay (the maker's, as info says them).
 	NATTER_CPU=$t "$NATTER_BIN" info --cpu > "$tmp/def" 2>&1
-	f=$(sed -n 's/^read-ahead: .*K-quants.*, \([0-9]*\) in float rows.*/\1/p' "$tmp/def")
-	l2=$(sed -n 's/^read-ahead: .*K-quants\( and the next column into L2\)\{0,1\}, .*/\1/p' "$tmp/def")
+	f=$(sed -n 's/^read-ahead: .*K-quants, \([0-9]*\) in float rows.*/\1/p' "$tmp/def")
+	l2=$(sed -n 's/^read-ahead: .* in float rows\(, and past that into L2\)\{0,1\} (.*/\1/p' "$tmp/def")
 	NATTER_CPU=$t NATTER_PREFETCH=576,4160 "$NATTER_BIN" info --cpu > "$tmp/out" 2>&1
-	grep -qx "read-ahead: 576 bytes in 32-weight blocks, 4160 in K-quants$l2, ${f:-?} in float rows (set by NATTER_PREFETCH)" \
+	grep -qx "read-ahead: 576 bytes in 32-weight blocks, 4160 in K-quants, ${f:-?} in float rows$l2 (set by NATTER_PREFETCH)" \
 		"$tmp/out" && ok || bad "NATTER_PREFETCH=576,4160 on $t (float rows ${f:-unknown}): $(grep read-ahead "$tmp/out")"
 	NATTER_CPU=$t NATTER_PREFETCH=576,4160,1088,1 "$NATTER_BIN" info --cpu > "$tmp/out" 2>&1
-	grep -qx 'read-ahead: 576 bytes in 32-weight blocks, 4160 in K-quants and the next column into L2, 1088 in float rows (set by NATTER_PREFETCH)' \
+	grep -qx 'read-ahead: 576 bytes in 32-weight blocks, 4160 in K-quants, 1088 in float rows, and past that into L2 (set by NATTER_PREFETCH)' \
 		"$tmp/out" && ok || bad "NATTER_PREFETCH=576,4160,1088,1 on $t: $(grep read-ahead "$tmp/out")"
 	NATTER_CPU=$t NATTER_PREFETCH=576,4160,1088,0 "$NATTER_BIN" info --cpu > "$tmp/out" 2>&1
 	grep -qx 'read-ahead: 576 bytes in 32-weight blocks, 4160 in K-quants, 1088 in float rows (set by NATTER_PREFETCH)' \
@@ -127,14 +127,14 @@ if "$NATTER_BIN" mkmodel --preset tiny --type BF16 -o "$tmp/bf16.gguf" > /dev/nu
 		fi
 		# and names the read-ahead with the tier, as info --cpu does
 		NATTER_CPU=$t "$NATTER_BIN" info --cpu > "$tmp/out" 2>&1
-		ra=$(sed -n 's/^read-ahead: \([0-9]*\) bytes in 32-weight blocks, \([0-9]*\) in K-quants.*, \([0-9]*\) in float rows.*/\1\/\2\/\3/p' \
+		ra=$(sed -n 's/^read-ahead: \([0-9]*\) bytes in 32-weight blocks, \([0-9]*\) in K-quants, \([0-9]*\) in float rows.*/\1\/\2\/\3/p' \
 		    "$tmp/out")
 		b=${ra%%/*} f=${ra##*/} k=${ra#*/} k=${k%/*}
 		l2=false l2s=
-		grep -q "in K-quants and the next column into L2," "$tmp/out" && l2=true l2s=", K-quants' next column into L2"
+		grep -q "in float rows, and past that into L2 (" "$tmp/out" && l2=true l2s=", and past that into L2"
 		grep -q "kernel tier $t (read-ahead $ra bytes$l2s)" "$tmp/b.out" && grep -q "\"read_ahead_b32\":$b," "$tmp/b.json" &&
 		    grep -q "\"read_ahead_k\":$k," "$tmp/b.json" && grep -q "\"read_ahead_f\":$f," "$tmp/b.json" &&
-		    grep -q "\"read_ahead_k_l2\":$l2," "$tmp/b.json" && ok ||
+		    grep -q "\"read_ahead_l2\":$l2," "$tmp/b.json" && ok ||
 		    bad "bench on $t does not name the read-ahead ($ra): $(grep -E '^model|read_ahead' "$tmp/b.out" "$tmp/b.json" | head -c 600)"
 		echo "$t: $(grep '^machine' "$tmp/b.out")"
 	done

@@ -133,10 +133,10 @@ const char *q_cpu_features(void);
 /* How far ahead (bytes) TIER's GEMVs ask for the weights, in packed
  * 32-weight block groups (*B32), in packed K-quant ones (*K) and in F32,
  * F16 and BF16 rows (*F); 0: the hardware alone (the scalar tier always).
- * *K_L2: 1 when the K-quant groups also ask for the column after into L2.
+ * *L2: 1 when the packed groups also ask for what follows into L2.
  * *WHY: the CPU maker whose measured distances they are, or
  * "NATTER_PREFETCH" (B32,K[,F[,L2]]) when set. */
-void q_cpu_prefetch(int tier, int *b32, int *k, int *f, int *k_l2, const char **why);
+void q_cpu_prefetch(int tier, int *b32, int *k, int *f, int *l2, const char **why);
 
 /*
  * Float weights (F32, F16, and BF16 where the tier's GEMM takes float

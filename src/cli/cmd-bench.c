@@ -304,8 +304,8 @@ cmd_bench(int argc, char **argv)
 			    "  NATTER_CPU=TIER chooses a lower kernel tier (natter info --cpu lists them)\n"
 			    "  NATTER_PREFETCH=B32,K[,F[,L2]] sets how many bytes ahead generation's matrix products\n"
 			    "         ask for the weights: packed 32-weight block groups, packed K-quant ones, and\n"
-			    "         F32, F16 and BF16 rows; L2 1 or 0: whether K-quant groups also ask for the next\n"
-			    "         column into L2 (default: as measured for the CPU's maker, natter info --cpu\n"
+			    "         F32, F16 and BF16 rows; L2 1 or 0: whether the packed groups also ask for what\n"
+			    "         follows into L2 (default: as measured for the CPU's maker, natter info --cpu\n"
 			    "         says; shown above the table)\n"
 			    "  NATTER_FLOAT_GEMM=tiles|openblas forces how float weights' prompt batches run\n"
 			    "         (default: whichever measured faster here, shown above the table)\n"
@@ -511,7 +511,7 @@ cmd_bench(int argc, char **argv)
 			q_cpu_prefetch(q_cpu_tier_chosen(), &b32, &k, &f, &l2, &why);
 			printf("model: %s (%s, %.2f GiB, %.2fB params), %d threads, kernel tier %s (read-ahead %d/%d/%d "
 			    "bytes%s)\n", name, llm_model_type_name(m), size / 1073741824.0, n_params / 1e9, threads,
-			    q_cpu_features(), b32, k, f, l2 ? ", K-quants' next column into L2" : "");
+			    q_cpu_features(), b32, k, f, l2 ? ", and past that into L2" : "");
 			int group;
 			uint64_t packed = llm_model_packed_bytes(m, &group);
 			char pk[96] = "";
@@ -584,7 +584,7 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "read_ahead_b32", pf32);
 				cJSON_AddNumberToObject(o, "read_ahead_k", pfk);
 				cJSON_AddNumberToObject(o, "read_ahead_f", pff);
-				cJSON_AddBoolToObject(o, "read_ahead_k_l2", pfl2);
+				cJSON_AddBoolToObject(o, "read_ahead_l2", pfl2);
 				cJSON_AddNumberToObject(o, "packed_bytes", (double)llm_model_packed_bytes(m, NULL));
 				cJSON_AddNumberToObject(o, "jobs", (double)jobs[k]);
 				cJSON_AddNumberToObject(o, "jobs_alone", (double)alone[k]);

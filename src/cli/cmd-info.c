@@ -258,15 +258,15 @@ info_cpu(void)
 	int b32, k, f, l2;
 	const char *why;
 	q_cpu_prefetch(q_cpu_tier_chosen(), &b32, &k, &f, &l2, &why);
-	const char *l2s = l2 ? " and the next column into L2" : "";
+	const char *l2s = l2 ? ", and past that into L2" : "";
 	if (q_cpu_tier_chosen() == 0)
 		printf("read-ahead: none (the portable tier)\n");
 	else if (strcmp(why, "NATTER_PREFETCH") == 0)
-		printf("read-ahead: %d bytes in 32-weight blocks, %d in K-quants%s, %d in float rows (set by "
-		    "NATTER_PREFETCH)\n", b32, k, l2s, f);
+		printf("read-ahead: %d bytes in 32-weight blocks, %d in K-quants, %d in float rows%s (set by "
+		    "NATTER_PREFETCH)\n", b32, k, f, l2s);
 	else
-		printf("read-ahead: %d bytes in 32-weight blocks, %d in K-quants%s, %d in float rows (%s; "
-		    "NATTER_PREFETCH=B32,K,F,L2 sets them)\n", b32, k, l2s, f, why);
+		printf("read-ahead: %d bytes in 32-weight blocks, %d in K-quants, %d in float rows%s (%s; "
+		    "NATTER_PREFETCH=B32,K,F,L2 sets them)\n", b32, k, f, l2s, why);
 	/* Float weights' batches: timed here, as on a model's first prompt. */
 	printf("float weights, batches of 32 tokens or more (NATTER_FLOAT_GEMM=tiles|openblas forces one):\n");
 	for (size_t i = 0; i < sizeof(float_types) / sizeof(float_types[0]); i++) {

@@ -197,7 +197,8 @@ cpu_tier_get(int t)
  *     91% 93%, F32 93% 94% against 108% 105%; packed rows (as loaded
  *     where natter's tiles run their batches) avx2 F16 95% 86% against
  *     106% 101%, avx512bf16 91% 91% against 102% 101%.
- *   k_l2 (the same machine, 2026-12-06; b32, k and f as Intel's row):
+ *   l2 (the same machine, 2026-12-06; b32, k and f as Intel's row), in
+ *     K-quant groups the column after the one read ahead:
  *     kbench 1048576 x 1024, one token, 2 threads, share of the weights'
  *     rate read alone, without against with (two rounds): avx512bf16
  *     Q6_K 82% 83% against 95% 94%, Q4_K 94% 92% against 99% 101%, Q5_K
@@ -212,6 +213,12 @@ cpu_tier_get(int t)
  *     Q4_K_M tg64 (bench --sys, three rounds, share of the bound):
  *     avx512bf16 80% 80% 79% against 87% 86% 88%, avxvnni 76% 78% 77%
  *     against 77% 79% 77%, avx2 74% 75% 76% against 78% 76% 81%.
+ *     In 32-weight block groups (a column there is 144-272 bytes), the
+ *     2048 bytes after the 2048 read ahead (PK_L2_B32; 4096 after, or
+ *     the next column, did no better on avx2's kbench): tg64 as a share
+ *     of the bound, pairs without / with, avx2 Qwen2.5-0.5B Q4_K_M
+ *     (mostly Q5_0) 84/86, 82/87, 85/85, 84/87, Q4_0 86/88, 90/90;
+ *     avx512bf16 Q4_0 92/94, 92/98, Q8_0 99/99, 101/99.
  * Other makers get AMD's distances, measured on more machines; the
  * float rows' 0 there (8 KiB on Zen 5's packed rows: quant-x86.h), and
  * no L2 read (not measured there).
@@ -259,7 +266,7 @@ ahead_init(char *err, size_t errlen)
 	if (bad || n < 2 || *end) {
 		snprintf(err, errlen, "NATTER_PREFETCH=%.40s is not B32,K[,F[,L2]]: the bytes read ahead in 32-weight "
 		    "block groups, in K-quant ones and in float rows, 0 to 65536 each, and 1 or 0 for whether the "
-		    "K-quants also read the next column into L2 (e.g. 2048,1024,2048,1)", env);
+		    "groups also read past that into L2 (e.g. 2048,1024,2048,1)", env);
 		return -1;
 	}
 	q_ahead_avx2.b32 = q_ahead_wide.b32 = (int)v[0];
@@ -267,7 +274,7 @@ ahead_init(char *err, size_t errlen)
 	if (n >= 3)
 		q_ahead_avx2.f = q_ahead_wide.f = (int)v[2];
 	if (n == 4)
-		q_ahead_avx2.k_l2 = q_ahead_wide.k_l2 = (int)v[3];
+		q_ahead_avx2.l2 = q_ahead_wide.l2 = (int)v[3];
 	ahead_why = "NATTER_PREFETCH";
 	return 0;
 }
@@ -406,13 +413,13 @@ q_cpu_features(void)
 }
 
 void
-q_cpu_prefetch(int tier, int *b32, int *k, int *f, int *k_l2, const char **why)
+q_cpu_prefetch(int tier, int *b32, int *k, int *f, int *l2, const char **why)
 {
 	pthread_once(&once, cpu_init_once);
 	const struct q_ahead *a = tier >= CPU_AVXVNNI ? &q_ahead_wide : &q_ahead_avx2;
 	*b32 = tier > CPU_SCALAR ? a->b32 : 0;
 	*k = tier > CPU_SCALAR ? a->k : 0;
 	*f = tier > CPU_SCALAR ? a->f : 0;
-	*k_l2 = tier > CPU_SCALAR && a->k ? a->k_l2 : 0;
+	*l2 = tier > CPU_SCALAR && (a->b32 || a->k) ? a->l2 : 0;
 	*why = ahead_why;
 }

@@ -195,14 +195,15 @@ void q_kern_complete(struct q_kernels *k);
  * How far ahead (bytes) the GEMVs ask for the weights they will read: b32
  * in the packed 32-weight block groups (Q4_0 ... Q8_0, IQ4_NL), k in the
  * packed K-quants' and IQ4_XS's, f in F32, F16 and BF16 rows (packed or
- * not); 0 leaves it to the hardware.  k_l2 (0 or 1): the K-quant groups
- * also ask for the column after the one k reads ahead, into L2 only.  Set
+ * not); 0 leaves it to the hardware.  l2 (0 or 1): the packed groups also
+ * ask for what follows the stretch they read ahead, into L2 only (a
+ * K-quant group's next column, a 32-weight block group's 2048 bytes).  Set
  * once, before any kernel runs, by cpu.c for the CPU at hand
  * (NATTER_PREFETCH to override); q_ahead_avx2 for the AVX2 tier,
  * q_ahead_wide for the AVX-VNNI and AVX-512 ones.
  */
 struct q_ahead {
-	int b32, k, f, k_l2;
+	int b32, k, f, l2;
 };
 extern struct q_ahead q_ahead_avx2, q_ahead_wide;
 

@@ -2107,8 +2107,12 @@ prefetch_l1(const uint8_t *p, size_t len)
 		_mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
 
-/* Asks for the LEN bytes at P into L2 (not L1): the K-quants' second
- * read-ahead (struct q_ahead's k_l2). */
+/* How far past its L1 read-ahead a 32-weight block group asks L2 for its
+ * weights (struct q_ahead's l2): 2048 bytes (cpu.c has the measurements). */
+#define PK_L2_B32 2048
+
+/* Asks for the LEN bytes at P into L2 (not L1): the packed groups'
+ * second read-ahead (struct q_ahead's l2). */
 ALWAYS void
 prefetch_l2(const uint8_t *p, size_t len)
 {
@@ -2309,6 +2313,8 @@ pk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t 
 		vi s[Q_GEMV_MAX_T];
 		if (ahead)
 			prefetch_l1(c + ahead, col);
+		if (ahead && PK_AHEAD.l2)
+			prefetch_l2(c + ahead + PK_L2_B32, col);
 		c = pk_ubase(pk_hb(TY), c);
 		/* The level offset enters as -off * sum(x). */
 		UNROLL
@@ -2370,7 +2376,7 @@ pkk_gemv(const int TY, const int T, int n, float *out, size_t ldo, const uint8_t
 			prefetch_l1(c, col);
 		if (ahead)
 			prefetch_l1(c + ahead, col);
-		if (ahead && PK_AHEAD.k_l2)
+		if (ahead && PK_AHEAD.l2)
 			prefetch_l2(c + ahead + col, col);
 		const uint8_t *h = pk_head(pkk_hb(TY), c, col);
 		c = pk_ubase(pkk_hb(TY), c);

@@ -221,7 +221,16 @@ cpu_tier_get(int t)
  *     avx512bf16 Q4_0 92/94, 92/98, Q8_0 99/99, 101/99.
  * Other makers get AMD's distances, measured on more machines; the
  * float rows' 0 there (8 KiB on Zen 5's packed rows: quant-x86.h), and
- * no L2 read (not measured there).
+ * no L2 read.  Both measured on 2 cores of a Zen 5 "AMD EPYC" (family
+ * 26 model 2, avx512bf16 tier), 2026-12-06, in a noisy hour (the
+ * memory read 33-58 GB/s from one run to the next), with AMD's row and
+ * the one value changed: Qwen3-0.6B Q4_K_M tg64 t/s in five
+ * interleaved rounds, l2 0 against 1: 124.0 110.7 111.4 97.9 97.9
+ * against 109.9 106.6 111.3 94.7 95.2 (behind in four); kbench 1048576
+ * x 1024, 2 threads, the products' rate in GB/s, three rounds: Q6_K 53.0
+ * 52.1 53.7 against 57.1 58.2 59.2, Q4_K 49.7 41.1 45.0 against 33.6 57.7
+ * 56.8.  Float rows, Qwen2.5-0.5B F16 tg64 t/s, three rounds, f 0,
+ * 2048 and 8192: 34.4 34.4 38.8, 36.5 28.8 33.8, 41.2 34.2 38.3.
  */
 static const struct ahead_rule {
 	const char *vendor, *why;

@@ -59,7 +59,7 @@ check_model(const char *path, int threads)
 	float *ref, *lg;
 	const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	int polls, rc, n_layer, V;
-	unsigned long tasks, t0;
+	unsigned long tasks, t0, jobs, j0;
 
 	if (llm_model_load(path, &m, err, sizeof(err)) < 0) {
 		CHECK(0, "%s", err);
@@ -81,13 +81,19 @@ check_model(const char *path, int threads)
 	CHECK(rc == 0, "%s: %s", name, err);
 	k.calls = 0;
 	t0 = pool_tasks_run(c->pool);
+	j0 = pool_jobs(c->pool);
 	rc = llm_eval(c, tok + N_FIRST, N_TOK - N_FIRST, ref, 0, err, sizeof(err));
 	tasks = pool_tasks_run(c->pool) - t0;
+	jobs = pool_jobs(c->pool) - j0;
 	polls = k.calls;
 	CHECK(rc == 0 && llm_ctx_n_past(c) == N_TOK, "%s: %s (n_past %d)", name, err, llm_ctx_n_past(c));
-	/* Between layers alone it would be n_layer + 1 calls. */
+	/* Between layers alone it would be n_layer + 1 calls.  Each job
+	 * asks at least once, however its tasks fall between the threads
+	 * (the workers may take all of a short job's). */
 	CHECK(polls > 4 * (n_layer + 1), "%s, %d threads: the callback was asked %d times for %d layers", name,
 	    pool_size(c->pool), polls, n_layer);
+	CHECK((unsigned long)polls >= jobs, "%s, %d threads: the callback was asked %d times in %lu jobs", name,
+	    pool_size(c->pool), polls, jobs);
 	if (pool_size(c->pool) == 1)
 		CHECK((unsigned long)polls > tasks, "%s: asked %d times for %lu tasks (once before each, at least)",
 		    name, polls, tasks);
@@ -151,9 +157,9 @@ check_model(const char *path, int threads)
 		llm_ctx_free(f);
 	}
 	CHECK(k.foreign == 0, "%s: the callback was called %d times on another thread", name, k.foreign);
-	printf("%s on %d thread%s: the callback asked %d times per batch of %d (%d layers), %lu tasks; "
+	printf("%s on %d thread%s: the callback asked %d times per batch of %d (%d layers), %lu jobs, %lu tasks; "
 	    "stops honoured, logits unchanged after them\n", name, pool_size(c->pool),
-	    pool_size(c->pool) > 1 ? "s" : "", polls, N_TOK - N_FIRST, n_layer, tasks);
+	    pool_size(c->pool) > 1 ? "s" : "", polls, N_TOK - N_FIRST, n_layer, jobs, tasks);
 out:
 	free(ref);
 	free(lg);

@@ -373,6 +373,12 @@ run_job(struct pool *p, int n_tasks)
 			run_task(p, i, 0);
 		return;
 	}
+	/* Asked once as the job starts, too: the workers may claim every
+	 * task of a short job, and the owner would not be asked at all (on
+	 * a model of two small layers, 7 calls a batch in some runs and
+	 * more than 12 in others). */
+	if (pool_poll(p))
+		return;
 	p->gen = (p->gen + 1) & 0xFFFFFF;
 	atomic_store(&p->done, 0);
 	w = ((uint64_t)p->gen << 40) | ((uint64_t)n_tasks << 20);

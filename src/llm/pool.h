@@ -74,8 +74,9 @@ void pool_read_ahead(struct pool *p, int worker, const void *const *ptr, const s
 unsigned long pool_ahead_bytes(const struct pool *p);
 /*
  * Stopping a job part-way (Esc while a long prompt is read).  FN(CTX) is
- * asked on the thread that runs jobs on P, before each task that thread
- * runs and whenever it calls pool_poll; once it answers nonzero the pool
+ * asked on the thread that runs jobs on P, as a job it shares with the
+ * workers starts, before each task that thread runs and whenever it
+ * calls pool_poll; once it answers nonzero the pool
  * is stopped: no task starts any more (tasks already running finish; the
  * rest of the job and every later job are skipped, their calls never
  * made) until pool_stop_clear.  A stopped job's outputs are therefore

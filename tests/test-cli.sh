@@ -224,6 +224,11 @@ if "$NATTER_BIN" mkmodel --preset qwen2.5-0.5b --type Q8_0 --layers 2 -o "$tmp/q
 	bts=$(echo "$js" | sed -n 's/.*"bound_ts":\([0-9.e+]*\).*/\1/p')
 	awk -v g="$gbps" -v b="$bts" -v s="$size" 'BEGIN { r = b * s / (g * 1e9); exit !(g > 0 && r > 0.9 && r < 1.1) }' &&
 	    ok || bad "bench --sys: bound $bts t/s is not the weights' read rate $gbps GB/s over $size bytes: $js"
+	# ... the faster of its two read loops' rates, each measured.
+	gp=$(echo "$js" | sed -n 's/.*"weights_read_plain_gbps":\([0-9.e+]*\).*/\1/p')
+	ga=$(echo "$js" | sed -n 's/.*"weights_read_ahead_gbps":\([0-9.e+]*\).*/\1/p')
+	awk -v g="$gbps" -v p="$gp" -v a="$ga" 'BEGIN { m = p > a ? p : a; exit !(p > 0 && a > 0 && g == m) }' &&
+	    ok || bad "bench --sys: weights_read_gbps $gbps is not the faster of plain $gp and ahead $ga: $js"
 	# --stop: the prompt test stopped part-way (as Esc), what it took
 	# reported; the stop flag was looked at (a gap was measured).  How
 	# many stops land before the end depends on the machine's speed: only

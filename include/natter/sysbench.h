@@ -7,8 +7,20 @@
 
 struct llm_ctx;
 
-/* Reads a 512 MiB buffer on N_THREADS threads with the chosen tier's
- * vector loads (best of 3); returns GB/s, or a negative value if the
+/*
+ * Memory is read in two loops of the chosen tier's vector loads: alone
+ * (ahead 0), and asking for the line SYSBENCH_AHEAD bytes on as each is
+ * read, as the kernels do on some CPUs (cpu.c).  Which is faster depends
+ * on the CPU, the hour and what is read, and the rate a bound takes is
+ * the faster one's: a loop that under-reads would overstate every share.
+ * Zen 5, 2 threads, one slow morning: between the tokens of Qwen2.5-0.5B
+ * shapes the read-ahead loop was ahead in 5 runs of 7 (F16, Q4_0: 3-8%
+ * in all four), behind in 2 (Q4_K_M, 3%); a 512 MiB buffer alone read
+ * faster plainly (means 48.6 and 44.3 GB/s against 41.1 and 40.2).
+ */
+#define SYSBENCH_AHEAD 4096
+/* Reads a 512 MiB buffer on N_THREADS threads, each loop three times by
+ * turns (best of the six); returns GB/s, or a negative value if the
  * memory cannot be had. */
 double sysbench_read_bandwidth(int n_threads);
 struct gguf_file;
@@ -24,12 +36,12 @@ enum sysbench_read sysbench_token_read(const struct gguf_tensor *t, const struct
 const struct gguf_tensor *sysbench_untied_embd(const struct gguf_file *f);
 /* Reads every weight matrix a generated token reads whole
  * (SYSBENCH_READ_ALL), each once, on CTX's own threads
- * with the tier's vector loads, and nothing else: the time a token would
- * take if computing cost nothing.  Returns the seconds; *BYTES (if not
+ * with the tier's vector loads (AHEAD: 0 or SYSBENCH_AHEAD, above), and
+ * nothing else: the time a token would take if computing cost nothing.  Returns the seconds; *BYTES (if not
  * NULL) the bytes read.  natter bench --sys calls it between the tokens it
  * times, so that generation's bound is measured at the same moments as
  * generation itself.  The owner of CTX, between evaluations. */
-double sysbench_read_weights(struct llm_ctx *ctx, uint64_t *bytes);
+double sysbench_read_weights(struct llm_ctx *ctx, uint64_t *bytes, size_t ahead);
 /* Fused multiply-adds on full vectors of the chosen tier, N_THREADS
  * threads at once for about 0.3 s (best of 2): GFLOP/s, or < 0. */
 double sysbench_fma_gflops(int n_threads);

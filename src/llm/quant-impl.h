@@ -127,14 +127,16 @@ struct q_kernels {
 	 * about SECONDS on the calling thread: float fused multiply-adds
 	 * (GFLOP/s, 2 per lane), int8 products as the GEMM does them (GOPS,
 	 * a multiply and an add per byte pair), and a read of BYTES (a
-	 * multiple of 256) that touches every byte; returns a checksum. */
+	 * multiple of 256) that touches every byte, asking for the line
+	 * AHEAD bytes on as it reads each (0: the hardware's prefetch
+	 * alone); returns a checksum. */
 	double (*peak_fma)(double seconds);
 	double (*peak_i8)(double seconds);
 	/* bfloat16 pair products as the BF16 GEMM does them (vdpbf16ps:
 	 * GFLOP/s, a multiply and an add per pair's element); NULL where the
 	 * tier has none (its BF16 weights go through float FMAs). */
 	double (*peak_bf16)(double seconds);
-	uint64_t (*read_sum)(const void *buf, size_t bytes);
+	uint64_t (*read_sum)(const void *buf, size_t bytes, size_t ahead);
 };
 
 /*

@@ -3590,11 +3590,13 @@ peak_i8(double seconds)
 #endif
 
 static uint64_t
-read_sum(const void *buf, size_t bytes)
+read_sum(const void *buf, size_t bytes, size_t ahead)
 {
 	const uint8_t *p = buf;
 	vi s0 = vi_zero(), s1 = s0, s2 = s0, s3 = s0;
 	for (size_t i = 0; i + 4 * sizeof(vi) <= bytes; i += 4 * sizeof(vi)) {
+		if (ahead)
+			prefetch_l1(p + i + ahead, 4 * sizeof(vi));
 		s0 = vi_add32(s0, vi_load(p + i));
 		s1 = vi_add32(s1, vi_load(p + i + sizeof(vi)));
 		s2 = vi_add32(s2, vi_load(p + i + 2 * sizeof(vi)));

@@ -1280,11 +1280,13 @@ peak_i8_ref(double seconds)
 }
 
 static uint64_t
-read_sum_ref(const void *buf, size_t bytes)
+read_sum_ref(const void *buf, size_t bytes, size_t ahead)
 {
 	const uint64_t *p = buf;
 	uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
 	for (size_t i = 0; i + 8 <= bytes / 8; i += 8) {
+		if (ahead)
+			__builtin_prefetch((const uint8_t *)(p + i) + ahead);
 		s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3];
 		s4 += p[i + 4]; s5 += p[i + 5]; s6 += p[i + 6]; s7 += p[i + 7];
 	}

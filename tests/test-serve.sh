@@ -470,11 +470,16 @@ EOF2
 check "enable_thinking false, absent, true: the prompt and the reply" "closed:answer:3 open:reasoning:3 open:reasoning:3" \
 	"$(cat "$tmp/switch.out")"
 # A model the history could not take at start (here a trigger refuses it) is tried again with each
-# reply, and no reply is recorded without it.
+# reply, and no reply is recorded without it.  (A copy of the model: its file is changed below.)
+mkdir -p "$tmp/nmm" "$tmp/nmm2" && cp "$M" "$tmp/nmm/aidreams260K-f32.gguf" && cp "$M" "$tmp/nmm2/aidreams260K-f32.gguf"
+M0=$M
+M="$tmp/nmm/aidreams260K-f32.gguf"
 start nm0 --db "$tmp/nm.db" --chat-template "$tmp/raw.jinja"
 kill -TERM "${pids##* }"; wait "${pids##* }"; pids=${pids% *}
 "$PY" -c 'import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); d.executescript("PRAGMA foreign_keys=ON; DELETE FROM models; CREATE TRIGGER no_models BEFORE INSERT ON models BEGIN SELECT RAISE(ABORT, \"no models today\"); END;")' "$tmp/nm.db"
+cp "$tmp/nm.db" "$tmp/nm2.db"
 start nm --db "$tmp/nm.db" --chat-template "$tmp/raw.jinja"
+M=$M0
 grep -q "the model could not be recorded in the history: .*no models today" "$tmp/nm.log" && ok ||
 	bad "start with the model refused: $(cat "$tmp/nm.log")"
 body nm "{\"model\": \"aidreams260K-f32\", \"prompt\": \"$prompt\", \"max_tokens\": 4}"
@@ -485,6 +490,8 @@ i=0
 while ! grep -q "#1: not recorded in the history: its model could not be recorded: .*no models today" "$tmp/nm.log" &&
 	[ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 "$PY" -c 'import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); d.execute("DROP TRIGGER no_models"); d.commit()' "$tmp/nm.db"
+# A chmod meanwhile changes the file's status time, not its bytes: still the model loaded.
+chmod 444 "$tmp/nmm/aidreams260K-f32.gguf"
 check "a reply once the model is taken" 200 "$(nmreq)"
 "$PY" - "$tmp/nm.db" > "$tmp/nm.out" <<'EOF2'
 import sqlite3, sys, time
@@ -502,6 +509,19 @@ print(rows)
 EOF2
 check "the history: only the reply made once the model was recorded, with it" "[(1, 'aidreams260K-f32.gguf')]" \
 	"$(cat "$tmp/nm.out")"
+# Other bytes put in its place before the model could be recorded: no reply is recorded with them.
+M="$tmp/nmm2/aidreams260K-f32.gguf"
+start nm2 --db "$tmp/nm2.db" --chat-template "$tmp/raw.jinja"
+M=$M0
+"$PY" -c 'import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); d.execute("DROP TRIGGER no_models"); d.commit()' "$tmp/nm2.db"
+cp "$tmp/nmm2/aidreams260K-f32.gguf" "$tmp/nmm2/new" && printf 'x' >> "$tmp/nmm2/new" && mv "$tmp/nmm2/new" "$tmp/nmm2/aidreams260K-f32.gguf"
+check "a reply after the model file was replaced" 200 "$(nmreq)"
+i=0
+while ! grep -q "#1: not recorded in the history: its model could not be recorded: the model file changed on disk" \
+	"$tmp/nm2.log" && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+grep -q "#1: not recorded in the history: its model could not be recorded: the model file changed on disk" "$tmp/nm2.log" &&
+	ok || bad "a replaced model file: $(cat "$tmp/nm2.log")"
+check "a replaced model file: nothing recorded" "0 0" "$("$PY" -c 'import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); print(d.execute("SELECT count(*) FROM generations").fetchone()[0], d.execute("SELECT count(*) FROM models").fetchone()[0])' "$tmp/nm2.db")"
 
 # --no-history stores nothing.
 start nohist --no-history --chat-template "$tmp/raw.jinja"

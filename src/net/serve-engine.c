@@ -14,6 +14,7 @@
 #include "natter/chat.h"
 #include "natter/chatlog.h"
 #include "natter/llm.h"
+#include "natter/sha256.h"
 #include "natter/sse.h"
 #include "natter/store.h"
 #include "natter/think.h"
@@ -49,7 +50,8 @@ struct engine {
 	FILE *log;
 	char model_id[256];
 	char model_path[4096];
-	struct stat model_st;         /* the file as loaded (model_row; its mtime: "created") */
+	struct stat model_st;         /* the file as loaded (its mtime: "created") */
+	struct stat model_seen;       /* the file as model_row last found it the loaded one */
 
 	/* The engine thread only (after start). */
 	struct llm_model *model;
@@ -447,17 +449,29 @@ static int
 model_row(struct engine *e, char *why, size_t n)
 {
 	const struct llm_hparams *hp = llm_model_hparams(e->model);
+	const struct stat *was = &e->model_seen;
 	struct stat stt;
 
 	if (e->store_model)
 		return 0;
-	/* The same file, unchanged: its identity, size and times to the nanosecond. */
-	if (stat(e->model_path, &stt) != 0 || stt.st_dev != e->model_st.st_dev || stt.st_ino != e->model_st.st_ino ||
-	    stt.st_size != e->model_st.st_size || stt.st_mtim.tv_sec != e->model_st.st_mtim.tv_sec ||
-	    stt.st_mtim.tv_nsec != e->model_st.st_mtim.tv_nsec || stt.st_ctim.tv_sec != e->model_st.st_ctim.tv_sec ||
-	    stt.st_ctim.tv_nsec != e->model_st.st_ctim.tv_nsec) {
-		snprintf(why, n, "the model file changed on disk since it was loaded");
+	if (stat(e->model_path, &stt) != 0) {
+		snprintf(why, n, "the model file is gone: %s", strerror(errno));
 		return -1;
+	}
+	/* The same file, unchanged: its identity, size and times to the
+	 * nanosecond.  Otherwise (a chmod changes the status time; a copy
+	 * may have been put in its place) the same bytes if its SHA-256 is
+	 * the one taken while it was unchanged (store_model_keep, at start). */
+	if (stt.st_dev != was->st_dev || stt.st_ino != was->st_ino || stt.st_size != was->st_size ||
+	    stt.st_mtim.tv_sec != was->st_mtim.tv_sec || stt.st_mtim.tv_nsec != was->st_mtim.tv_nsec ||
+	    stt.st_ctim.tv_sec != was->st_ctim.tv_sec || stt.st_ctim.tv_nsec != was->st_ctim.tv_nsec) {
+		char hex[65], err[256];
+		if (!e->model_sha[0] || sha256_file(e->model_path, hex, err, sizeof(err)) < 0 ||
+		    strcmp(hex, e->model_sha) != 0) {
+			snprintf(why, n, "the model file changed on disk since it was loaded");
+			return -1;
+		}
+		e->model_seen = stt;
 	}
 	if (store_model_keep(e->store, e->model_path, hp->arch_name, llm_model_type_name(e->model), e->model_sha,
 	    &e->store_model) < 0) {
@@ -795,7 +809,7 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 	if (l > 5 && !strcmp(e->model_id + l - 5, ".gguf"))
 		e->model_id[l - 5] = 0;
 	if (stat(o->model_path, &stt) == 0)
-		e->model_st = stt;
+		e->model_st = e->model_seen = stt;
 	if (llm_model_load(o->model_path, &e->model, err, errlen) < 0)
 		goto fail;
 	llm_model_pack(e->model);

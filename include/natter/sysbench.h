@@ -19,6 +19,10 @@ struct llm_ctx;
  * faster plainly (means 48.6 and 44.3 GB/s against 41.1 and 40.2).
  */
 #define SYSBENCH_AHEAD 4096
+/* The rates, GB/s, of reads of BYTES each, N[l] of them in SECS[l]
+ * seconds by loop l (0 plain, 1 ahead), into GBPS[l] (0 for a loop that
+ * did not run); returns the faster one's. */
+double sysbench_faster_read(const double secs[2], const unsigned long n[2], double bytes, double gbps[2]);
 /* Reads a 512 MiB buffer on N_THREADS threads, each loop three times by
  * turns (best of the six); returns GB/s, or a negative value if the
  * memory cannot be had. */
@@ -37,8 +41,8 @@ const struct gguf_tensor *sysbench_untied_embd(const struct gguf_file *f);
 /* Reads every weight matrix a generated token reads whole
  * (SYSBENCH_READ_ALL), each once, on CTX's own threads
  * with the tier's vector loads (AHEAD: 0 or SYSBENCH_AHEAD, above), and
- * nothing else: the time a token would take if computing cost nothing.  Returns the seconds; *BYTES (if not
- * NULL) the bytes read.  natter bench --sys calls it between the tokens it
+ * nothing else: the time a token would take if computing cost nothing.
+ * Returns the seconds; *BYTES (if not NULL) the bytes read.  natter bench --sys calls it between the tokens it
  * times, so that generation's bound is measured at the same moments as
  * generation itself.  The owner of CTX, between evaluations. */
 double sysbench_read_weights(struct llm_ctx *ctx, uint64_t *bytes, size_t ahead);

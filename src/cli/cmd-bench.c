@@ -551,12 +551,7 @@ cmd_bench(int argc, char **argv)
 			/* Generation's bound: the bandwidth of the weights' reads
 			 * between its tokens, rather than of the buffer read once. */
 			struct roof rk = roof;
-			double loop_bw[2], pair_bw = 0;
-			for (int l = 0; l < 2; l++) {
-				loop_bw[l] = read_s[k][l] > 0 ? (double)read_n[k][l] * w_bytes / read_s[k][l] / 1e9 : 0;
-				if (loop_bw[l] > pair_bw)   /* the faster loop's (sysbench.h) */
-					pair_bw = loop_bw[l];
-			}
+			double loop_bw[2], pair_bw = sysbench_faster_read(read_s[k], read_n[k], (double)w_bytes, loop_bw);
 			if (pair_bw > 0)
 				rk.bw = pair_bw;
 			bound = sys ? roof_bound(llm_model_gguf(m), llm_model_hparams(m), &rk, np, ng, d) : 0;

@@ -83,6 +83,19 @@ sysbench_read_bandwidth(int n_threads)
 	return job.sums[0] == 0 ? -1 : best;
 }
 
+double
+sysbench_faster_read(const double secs[2], const unsigned long n[2], double bytes, double gbps[2])
+{
+	double best = 0;
+
+	for (int l = 0; l < 2; l++) {
+		gbps[l] = secs[l] > 0 ? n[l] * bytes / secs[l] / 1e9 : 0;
+		if (gbps[l] > best)
+			best = gbps[l];
+	}
+	return best;
+}
+
 const struct gguf_tensor *
 sysbench_untied_embd(const struct gguf_file *f)
 {

@@ -318,7 +318,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	double best = 1e9, t_mm = 0, t_rd[2] = { 0, 0 }, t_all = 0;
-	int n_rd[2] = { 0, 0 };
+	unsigned long n_rd[2] = { 0, 0 };
 	const char *blas = getenv("KBENCH_BLAS"), *share = getenv("KBENCH_SHARE");
 	struct rd_job rj = { w, rb * d, 0, { 0 } };
 	int per = (int)((2u << 20) / (n * sizeof(float)));
@@ -385,13 +385,7 @@ main(int argc, char **argv)
 			    "from the caches; more copies for memory alone)\n", all / 1048576);
 	}
 	if (t_mm > 0) {
-		/* The faster loop's rate (sysbench.h). */
-		double rd[2], best_rd = 0;
-		for (int l = 0; l < 2; l++) {
-			rd[l] = t_rd[l] > 0 ? rb * d * (double)n_rd[l] / t_rd[l] / 1e9 : 0;
-			if (rd[l] > best_rd)
-				best_rd = rd[l];
-		}
+		double rd[2], best_rd = sysbench_faster_read(t_rd, n_rd, (double)rb * d, rd);
 		double mm = rb * d * (double)reps / t_mm / 1e9;
 		printf("  weights read alone at %.1f GB/s between the products (%.1f plain, %.1f read ahead); the products "
 		    "at %.1f GB/s: %.0f%% of it\n", best_rd, rd[0], rd[1], mm, 100 * mm / best_rd);

@@ -229,6 +229,17 @@ if "$NATTER_BIN" mkmodel --preset qwen2.5-0.5b --type Q8_0 --layers 2 -o "$tmp/q
 	ga=$(echo "$js" | sed -n 's/.*"weights_read_ahead_gbps":\([0-9.e+]*\).*/\1/p')
 	awk -v g="$gbps" -v p="$gp" -v a="$ga" 'BEGIN { m = p > a ? p : a; exit !(p > 0 && a > 0 && g == m) }' &&
 	    ok || bad "bench --sys: weights_read_gbps $gbps is not the faster of plain $gp and ahead $ga: $js"
+	# A one-token test takes the loops by turns over its repetitions; a
+	# single token of a single repetition ran the plain loop alone, and
+	# the other is not reported as a rate of 0.
+	js=$("$NATTER_BIN" bench -m "$tmp/q.gguf" -p 0 -n 1 -r 2 --sys --json | tail -n 1)
+	echo "$js" | grep -Eq '"weights_read_plain_gbps":[0-9.e+]*[1-9].*"weights_read_ahead_gbps":[0-9.e+]*[1-9]' &&
+	    ok || bad "bench --sys -n 1 -r 2: not both read loops: $js"
+	js=$("$NATTER_BIN" bench -m "$tmp/q.gguf" -p 0 -n 1 -r 1 --sys --json | tail -n 1)
+	echo "$js" | grep -Eq '"weights_read_plain_gbps":[0-9.e+]*[1-9]' && ! echo "$js" | grep -q weights_read_ahead &&
+	    ok || bad "bench --sys -n 1 -r 1: the plain loop alone expected: $js"
+	"$NATTER_BIN" bench -m "$tmp/q.gguf" -p 0 -n 1 -r 1 --sys | grep -q "after its one token, plain loop only" &&
+	    ok || bad "bench --sys -n 1 -r 1: text"
 	# --stop: the prompt test stopped part-way (as Esc), what it took
 	# reported; the stop flag was looked at (a gap was measured).  How
 	# many stops land before the end depends on the machine's speed: only

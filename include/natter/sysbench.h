@@ -39,12 +39,13 @@ enum sysbench_read sysbench_token_read(const struct gguf_tensor *t, const struct
 /* F's embedding table if F has an output matrix of its own, else NULL. */
 const struct gguf_tensor *sysbench_untied_embd(const struct gguf_file *f);
 /* Reads every weight matrix a generated token reads whole
- * (SYSBENCH_READ_ALL), each once, on CTX's own threads
- * with the tier's vector loads (AHEAD: 0 or SYSBENCH_AHEAD, above), and
- * nothing else: the time a token would take if computing cost nothing.
- * Returns the seconds; *BYTES (if not NULL) the bytes read.  natter bench --sys calls it between the tokens it
- * times, so that generation's bound is measured at the same moments as
- * generation itself.  The owner of CTX, between evaluations. */
+ * (SYSBENCH_READ_ALL), each once, on CTX's own threads with the tier's
+ * vector loads (AHEAD: 0 or SYSBENCH_AHEAD, above), and nothing else:
+ * the time a token would take if computing cost nothing.  Returns the
+ * seconds; *BYTES (if not NULL) the bytes read.  natter bench --sys calls
+ * it between the tokens it times, so that generation's bound is measured
+ * at the same moments as generation itself.  The owner of CTX, between
+ * evaluations. */
 double sysbench_read_weights(struct llm_ctx *ctx, uint64_t *bytes, size_t ahead);
 /* Fused multiply-adds on full vectors of the chosen tier, N_THREADS
  * threads at once for about 0.3 s (best of 2): GFLOP/s, or < 0. */

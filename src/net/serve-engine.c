@@ -466,12 +466,16 @@ model_row(struct engine *e, char *why, size_t n)
 	    stt.st_mtim.tv_sec != was->st_mtim.tv_sec || stt.st_mtim.tv_nsec != was->st_mtim.tv_nsec ||
 	    stt.st_ctim.tv_sec != was->st_ctim.tv_sec || stt.st_ctim.tv_nsec != was->st_ctim.tv_nsec) {
 		char hex[65], err[256];
-		if (e->model_sha[0] && sha256_file(e->model_path, hex, err, sizeof(err)) < 0) {
+		if (!e->model_sha[0]) {   /* no hash taken at start: nothing to compare */
+			snprintf(why, n, "the model file changed on disk since it was loaded");
+			return -1;
+		}
+		if (sha256_file(e->model_path, hex, err, sizeof(err)) < 0) {
 			snprintf(why, n, "the model file changed on disk since it was loaded, and cannot be read "
 			    "again: %s", err);
 			return -1;
 		}
-		if (!e->model_sha[0] || strcmp(hex, e->model_sha) != 0) {
+		if (strcmp(hex, e->model_sha) != 0) {
 			snprintf(why, n, "the model file changed on disk since it was loaded");
 			return -1;
 		}

@@ -663,6 +663,9 @@ fresh "$tmp/busy.db" 200 "--token-delay 200 -n 6 --theme mono" "before the lock"
 lock_history
 T send-keys -t ui "while it is locked" Enter
 wait_for "the history is locked by another program: waiting for it" 10 && ok || bad "the wait is not said: $(screen)"
+# The screen drawn while the save waits: the message sent is in the
+# conversation, no longer in the input line.
+shows "^> *$" && lacks "^> while it is locked" && ok || bad "the sent message is still in the input line: $(screen)"
 wait_for "not saved: .*stayed busy" 20 && ok || bad "the busy history is not said: $(screen)"
 unlock_history
 wait_sql "SELECT count(*) FROM generations" 2 20 && wait_for "state +done" 10 || bad "reply after the lock: $(screen)"

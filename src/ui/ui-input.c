@@ -15,6 +15,12 @@
 #include "ui/ui.h"
 
 static struct ui *U;            /* readline's callbacks reach the UI here */
+/* A line readline handed over (on_line running): its buffer still holds
+ * the line until on_line returns, but the line has been taken; what the
+ * input line will hold is what on_line keeps (pending), or nothing.  A
+ * screen drawn meanwhile (a save that waits for a locked history) shows
+ * that, not the sent message a second time. */
+static int taking;
 
 /* A bracketed paste being received (it may span several reads). */
 static struct {
@@ -76,8 +82,18 @@ restore_after(struct ui *u)
 	u->draft = NULL;
 }
 
+static void take_line(char *line);
+
 static void
 on_line(char *line)
+{
+	taking = 1;
+	take_line(line);
+	taking = 0;
+}
+
+static void
+take_line(char *line)
 {
 	struct ui *u = U;
 	size_t n;
@@ -251,12 +267,16 @@ ui_input_teardown(struct ui *u)
 const char *
 ui_input_text(void)
 {
+	if (taking)
+		return U && U->pending ? U->pending : "";
 	return rl_line_buffer ? rl_line_buffer : "";
 }
 
 int
 ui_input_point(void)
 {
+	if (taking)
+		return (int)strlen(ui_input_text());
 	return rl_line_buffer ? rl_point : 0;
 }
 

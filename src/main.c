@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "natter/quant.h"
+#include "natter/store.h"
 #include "natter/sysbench.h"
 #include "natter/text.h"
 
@@ -247,6 +248,16 @@ stdout_checked(int rc)
 	return rc;
 }
 
+/* Before a history written by an older natter is upgraded (it takes a
+ * while for a large one): every command opens its store before a screen
+ * starts, so standard error is the terminal's. */
+static void
+say_upgrade(void *ctx, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "natter: %s\n", msg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -274,6 +285,7 @@ main(int argc, char **argv)
 	};
 
 	signal(SIGBUS, on_sigbus);
+	store_on_upgrade(say_upgrade, NULL);
 	{
 		/* A kernel tier named by NATTER_CPU that is none, or one this CPU
 		 * lacks, is refused before anything runs (info --cpu lists them);

@@ -3113,6 +3113,57 @@ test_concurrency(void)
 	    query_int(p, "SELECT count(*) FROM messages"));
 }
 
+/* store_on_upgrade: what is said before an older database is upgraded. */
+static char upgrade_said[4][4600];
+static int n_upgrade_said;
+
+static void
+on_upgrade(void *ctx, const char *msg)
+{
+	(void)ctx;
+	if (n_upgrade_said < 4)
+		snprintf(upgrade_said[n_upgrade_said], sizeof(upgrade_said[0]), "%s", msg);
+	n_upgrade_said++;
+}
+
+static void
+test_upgrade_notice(void)
+{
+	char p[512], err[512], want[700];
+	struct store *s;
+
+	store_on_upgrade(on_upgrade, NULL);
+	/* A new database: made at once, nothing said. */
+	path_of(p, sizeof(p), "notice-new.db");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "new: %s", err);
+	store_close(s);
+	CHECK(n_upgrade_said == 0, "a new database is not called an upgrade: %s", upgrade_said[0]);
+	/* One at schema 9: opened for reading, a copy is upgraded (said as
+	 * such), the file stays at 9; opened for writing, it is upgraded
+	 * (said), once. */
+	path_of(p, sizeof(p), "notice-9.db");
+	CHECK(store_open_version(p, 9, &s, err, sizeof(err)) == 0, "v9: %s", err);
+	store_close(s);
+	CHECK(n_upgrade_said == 0, "creating at schema 9 is not an upgrade: %s", upgrade_said[0]);
+	CHECK(store_open(p, STORE_READONLY, &s, err, sizeof(err)) == 0, "read-only open of schema 9: %s", err);
+	store_close(s);
+	snprintf(want, sizeof(want), "reading %s was written by an older natter: upgrading a copy of it in memory "
+	    "(the file stays as it is) from schema 9 to %d", p, STORE_SCHEMA_VERSION);
+	CHECK(n_upgrade_said == 1 && strstr(upgrade_said[0], want), "read-only upgrade said: %d '%s'", n_upgrade_said,
+	    upgrade_said[0]);
+	CHECK(query_int(p, "PRAGMA user_version") == 9, "the file read stays at schema 9");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open of schema 9: %s", err);
+	store_close(s);
+	snprintf(want, sizeof(want), "opening %s was written by an older natter: upgrading it from schema 9 to %d", p,
+	    STORE_SCHEMA_VERSION);
+	CHECK(n_upgrade_said == 2 && strstr(upgrade_said[1], want), "upgrade said: %d '%s'", n_upgrade_said,
+	    upgrade_said[1]);
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "reopen: %s", err);
+	store_close(s);
+	CHECK(n_upgrade_said == 2, "an upgraded database is not upgraded again: %s", upgrade_said[2]);
+	store_on_upgrade(NULL, NULL);
+}
+
 int
 main(void)
 {
@@ -3128,6 +3179,7 @@ main(void)
 	test_model_rewritten();
 	test_end_words();
 	test_migration_and_refusals();
+	test_upgrade_notice();
 	test_migration_from_2();
 	test_migration_from_3();
 	test_chatlog_reasoning();

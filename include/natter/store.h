@@ -53,6 +53,16 @@ const char *store_errmsg(const struct store *s);
 #define STORE_BUSY_MS 10000
 #define STORE_WAIT_SAY_MS 300
 void store_on_wait(struct store *s, void (*fn)(void *ctx), void *ctx);
+/*
+ * Said before a database written by an older natter is upgraded (once,
+ * in one transaction per schema version; a large history takes a while):
+ * FN gets a sentence naming the file and the versions ("upgrading the
+ * history FILE from schema 9 to 10 ..."; for STORE_READONLY, a copy in
+ * memory).  Not for a new database.  Process-wide; set once before any
+ * store is opened (natter's main says it on standard error, before the
+ * screen starts).  NULL: nothing is said.
+ */
+void store_on_upgrade(void (*fn)(void *ctx, const char *msg), void *ctx);
 int store_schema_version(struct store *s);
 
 /* $NATTER_DB, else $XDG_DATA_HOME/natter/natter.db (default

@@ -515,7 +515,8 @@ migrate_one(struct store *s, int *version, int target, int *done)
 }
 
 /* Brings S from schema VERSION up to TARGET, one migration per
- * transaction.  Each transaction takes the write lock first and reads the
+ * transaction (RO: S is a copy in memory of a file opened for reading;
+ * store_on_upgrade's function is told first).  Each transaction takes the write lock first and reads the
  * version again under it: when another natter migrated meanwhile, what it
  * did is not done twice.  Foreign keys are off meanwhile, as SQLite's
  * procedure for rebuilding a table says: with them on, DROP TABLE first
@@ -524,13 +525,30 @@ migrate_one(struct store *s, int *version, int target, int *done)
  * table is locked").  The switch is a no-op inside a transaction, hence
  * here, around them all; each migration checks the keys itself
  * (migrate_one). */
+static void (*upgrade_fn)(void *, const char *);
+static void *upgrade_ctx;
+
+void
+store_on_upgrade(void (*fn)(void *ctx, const char *msg), void *ctx)
+{
+	upgrade_fn = fn;
+	upgrade_ctx = ctx;
+}
+
 static int
-migrate(struct store *s, int version, int target)
+migrate(struct store *s, int version, int target, int ro)
 {
 	int rc = 0, done = 0;
 
 	if (version >= target)
 		return 0;
+	if (version > 0 && upgrade_fn) {   /* schema 0: a new database, made in a moment */
+		char msg[4400];
+		snprintf(msg, sizeof(msg), "%s %s was written by an older natter: upgrading %s from schema %d to %d "
+		    "(once; a large history takes a while)", ro ? "reading" : "opening", s->path,
+		    ro ? "a copy of it in memory (the file stays as it is)" : "it", version, target);
+		upgrade_fn(upgrade_ctx, msg);
+	}
 	if (store_exec(s, "PRAGMA foreign_keys=OFF", "the foreign-key setting") < 0)
 		return -1;
 	while (rc == 0 && !done && version < target)
@@ -786,7 +804,7 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 		store_close(s);
 		return -1;
 	}
-	if (migrate(s, version, target) < 0) {
+	if (migrate(s, version, target, ro) < 0) {
 		snprintf(err, errlen, "%s", s->err);
 		store_close(s);
 		return -1;

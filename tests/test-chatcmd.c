@@ -557,6 +557,15 @@ main(void)
 	CHECK(sp.top_k == 5 && chat_max_tokens(c) != 3, "refused counts left top_k %d, max_tokens %d", sp.top_k,
 	    chat_max_tokens(c));
 	CHECK(run(&e, "/set max_tokens 64") == CHATCMD_DONE && chat_max_tokens(c) == 64, "/set max_tokens 64");
+	CHECK(run(&e, "/set temperature 0.5") == CHATCMD_DONE, "/set temperature: %s", f.said);
+	chat_get_params(c, &sp);
+	CHECK(sp.temp == 0.5f, "temperature is temp: %g", sp.temp);
+	CHECK(run(&e, "/set penalty_last_n 16") == CHATCMD_DONE, "/set penalty_last_n: %s", f.said);
+	chat_get_params(c, &sp);
+	CHECK(sp.penalty_last_n == 16, "penalty_last_n %d", sp.penalty_last_n);
+	/* /set alone names every setting. */
+	CHECK(run(&e, "/set") < 0 && f.err && strstr(f.said, "usage: /set NAME VALUE (temp, top_k, top_p, min_p, "
+	    "repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens)"), "/set: %s", f.said);
 	/* Seeds exactly (past 2^53 too), "-1" and "random" alike. */
 	CHECK(run(&e, "/set seed 12345678901234567891") == CHATCMD_DONE, "/set seed: %s", f.said);
 	chat_get_params(c, &sp);

@@ -176,10 +176,62 @@ test_seed_and_live(void)
 	sampler_free(c);
 }
 
+/* The table of settings by name: each name reaches its own field (checked
+ * field by field, not through the table), each setting changed alone
+ * differs in its own bit only, and the bits are the SP_ ones, each once. */
+static void
+test_settings_table(void)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+		unsigned bit;
+	} want[] = {
+		{ "temp", offsetof(struct sampler_params, temp), SP_TEMP },
+		{ "top_k", offsetof(struct sampler_params, top_k), SP_TOP_K },
+		{ "top_p", offsetof(struct sampler_params, top_p), SP_TOP_P },
+		{ "min_p", offsetof(struct sampler_params, min_p), SP_MIN_P },
+		{ "repeat_penalty", offsetof(struct sampler_params, repeat_penalty), SP_REPEAT_PENALTY },
+		{ "presence_penalty", offsetof(struct sampler_params, presence_penalty), SP_PRESENCE_PENALTY },
+		{ "frequency_penalty", offsetof(struct sampler_params, frequency_penalty), SP_FREQUENCY_PENALTY },
+		{ "penalty_last_n", offsetof(struct sampler_params, penalty_last_n), SP_PENALTY_LAST_N },
+	};
+	const int n = (int)(sizeof(want) / sizeof(want[0]));
+	struct sampler_params a, b;
+	unsigned seen = 0;
+
+	CHECK(sampler_n_settings == n, "%d settings in the table, %d expected", sampler_n_settings, n);
+	sampler_params_default(&a);
+	for (int i = 0; i < n; i++) {
+		const struct sampler_setting *st = sampler_setting_find(want[i].name);
+		CHECK(st && st->off == want[i].off && st->bit == want[i].bit, "%s: field %zu bit %u", want[i].name,
+		    st ? st->off : 0, st ? st->bit : 0);
+		if (!st)
+			continue;
+		b = a;
+		sampler_setting_put(&b, st, 3);
+		CHECK(sampler_params_diff(&a, &b) == want[i].bit, "%s alone changed: diff %#x", want[i].name,
+		    sampler_params_diff(&a, &b));
+		CHECK(sampler_setting_get(&b, st) == 3, "%s read back: %g", want[i].name, sampler_setting_get(&b, st));
+		seen |= st->bit;
+	}
+	b = a;
+	sampler_setting_put(&b, sampler_setting_find("top_k"), 7);
+	sampler_setting_put(&b, sampler_setting_find("min_p"), 0.5);
+	sampler_setting_put(&b, sampler_setting_find("frequency_penalty"), 0.25);
+	CHECK(b.top_k == 7 && b.min_p == 0.5f && b.frequency_penalty == 0.25f && b.temp == a.temp && b.seed == a.seed,
+	    "fields: top_k %d min_p %g frequency_penalty %g", b.top_k, b.min_p, b.frequency_penalty);
+	CHECK(seen == (SP_MAX_TOKENS - 1), "the bits of sampler_params' settings, each once: %#x", seen);
+	CHECK(sampler_setting_find("temperature") == sampler_setting_find("temp"), "temperature is temp");
+	CHECK(!sampler_setting_find("seed") && !sampler_setting_find("max_tokens") && !sampler_setting_find(""),
+	    "seed and max_tokens are apart");
+}
+
 int
 main(void)
 {
 	test_filters();
 	test_seed_and_live();
+	test_settings_table();
 	return test_done("test-sampler");
 }

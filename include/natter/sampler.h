@@ -35,6 +35,27 @@ enum {
 	SP_MAX_TOKENS = 1 << 8,
 };
 
+/*
+ * sampler_params' settings by name (the seed apart: a whole 64-bit number
+ * with a "random" of its own): the names /set takes and a generation's
+ * columns are called, each with its SP_ bit and its field.  One table for
+ * setting one by name (chat_set_param_str) and comparing two
+ * (sampler_params_diff).
+ */
+struct sampler_setting {
+	const char *name;
+	unsigned bit;       /* SP_ */
+	int integer;        /* an int field, else a float */
+	size_t off;         /* in struct sampler_params */
+};
+extern const struct sampler_setting sampler_settings[];
+extern const int sampler_n_settings;
+/* The setting called NAME ("temperature" too), or NULL. */
+const struct sampler_setting *sampler_setting_find(const char *name);
+double sampler_setting_get(const struct sampler_params *p, const struct sampler_setting *s);
+/* V into S's field (an integer setting's V is a whole number in range). */
+void sampler_setting_put(struct sampler_params *p, const struct sampler_setting *s, double v);
+
 void sampler_params_default(struct sampler_params *p);
 /* The SP_ bits of the fields where A and B differ (the seed apart). */
 unsigned sampler_params_diff(const struct sampler_params *a, const struct sampler_params *b);

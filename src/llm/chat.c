@@ -1365,14 +1365,17 @@ int
 chat_set_param_str(struct chat *c, const char *name, const char *value, char *err, size_t errlen)
 {
 	struct sampler_params p;
+	const struct sampler_setting *set = NULL;
 	char *end;
 	double v;
-	float *fp = NULL;
-	int *ip = NULL, max_tokens = 0;
+	int max_tokens = 0;
 
 	if (!name || !value) {
-		snprintf(err, errlen, "usage: /set NAME VALUE (temp, top_k, top_p, min_p, repeat_penalty, "
-		    "presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens)");
+		size_t o = (size_t)snprintf(err, errlen, "usage: /set NAME VALUE (");
+		for (int i = 0; i < sampler_n_settings && o < errlen; i++)
+			o += (size_t)snprintf(err + o, errlen - o, "%s, ", sampler_settings[i].name);
+		if (o < errlen)
+			snprintf(err + o, errlen - o, "seed, max_tokens)");
 		return -1;
 	}
 	chat_get_params(c, &p);
@@ -1396,16 +1399,8 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 	}
 	/* Which setting, before its value is read: a name that is none is
 	 * told as such, not as "'x' is not a number". */
-	if (!strcmp(name, "temp") || !strcmp(name, "temperature")) fp = &p.temp;
-	else if (!strcmp(name, "top_k")) ip = &p.top_k;
-	else if (!strcmp(name, "top_p")) fp = &p.top_p;
-	else if (!strcmp(name, "min_p")) fp = &p.min_p;
-	else if (!strcmp(name, "repeat_penalty")) fp = &p.repeat_penalty;
-	else if (!strcmp(name, "presence_penalty")) fp = &p.presence_penalty;
-	else if (!strcmp(name, "frequency_penalty")) fp = &p.frequency_penalty;
-	else if (!strcmp(name, "penalty_last_n")) ip = &p.penalty_last_n;
-	else if (!strcmp(name, "max_tokens")) ip = &max_tokens;
-	else {
+	max_tokens = !strcmp(name, "max_tokens");
+	if (!max_tokens && !(set = sampler_setting_find(name))) {
 		snprintf(err, errlen, "unknown parameter '%s'", name);
 		return -1;
 	}
@@ -1417,11 +1412,11 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 	}
 	/* The counts take whole numbers (2.7 was applied as 2), in range
 	 * before they are converted. */
-	if (ip && (v != floor(v) || v < -1 || v > 1e9)) {
+	if ((max_tokens || set->integer) && (v != floor(v) || v < -1 || v > 1e9)) {
 		snprintf(err, errlen, "%s: '%s' is not a whole number from -1 to 1000000000", name, value);
 		return -1;
 	}
-	if (ip == &max_tokens) {
+	if (max_tokens) {
 		if (v < 0) {
 			snprintf(err, errlen, "max_tokens must be 0 (no limit) or more");
 			return -1;
@@ -1429,10 +1424,7 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 		chat_set_max_tokens(c, (int)v);
 		return 0;
 	}
-	if (fp)
-		*fp = (float)v;
-	else
-		*ip = (int)v;
+	sampler_setting_put(&p, set, v);
 	if (sampler_params_check(&p, err, errlen) < 0)
 		return -1;
 	chat_set_params(c, &p);

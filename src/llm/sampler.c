@@ -40,15 +40,69 @@ sampler_params_default(struct sampler_params *p)
 	p->seed = SAMPLER_SEED_RANDOM;
 }
 
+#define SETTING(name, bit, integer, field) { name, bit, integer, offsetof(struct sampler_params, field) }
+const struct sampler_setting sampler_settings[] = {
+	SETTING("temp", SP_TEMP, 0, temp),
+	SETTING("top_k", SP_TOP_K, 1, top_k),
+	SETTING("top_p", SP_TOP_P, 0, top_p),
+	SETTING("min_p", SP_MIN_P, 0, min_p),
+	SETTING("repeat_penalty", SP_REPEAT_PENALTY, 0, repeat_penalty),
+	SETTING("presence_penalty", SP_PRESENCE_PENALTY, 0, presence_penalty),
+	SETTING("frequency_penalty", SP_FREQUENCY_PENALTY, 0, frequency_penalty),
+	SETTING("penalty_last_n", SP_PENALTY_LAST_N, 1, penalty_last_n),
+};
+#undef SETTING
+const int sampler_n_settings = sizeof(sampler_settings) / sizeof(sampler_settings[0]);
+
+const struct sampler_setting *
+sampler_setting_find(const char *name)
+{
+	if (!strcmp(name, "temperature"))
+		name = "temp";
+	for (int i = 0; i < sampler_n_settings; i++)
+		if (!strcmp(sampler_settings[i].name, name))
+			return &sampler_settings[i];
+	return NULL;
+}
+
+double
+sampler_setting_get(const struct sampler_params *p, const struct sampler_setting *s)
+{
+	const char *f = (const char *)p + s->off;
+	int i;
+	float x;
+
+	if (s->integer) {
+		memcpy(&i, f, sizeof(i));
+		return i;
+	}
+	memcpy(&x, f, sizeof(x));
+	return x;
+}
+
+void
+sampler_setting_put(struct sampler_params *p, const struct sampler_setting *s, double v)
+{
+	char *f = (char *)p + s->off;
+
+	if (s->integer) {
+		const int i = (int)v;
+		memcpy(f, &i, sizeof(i));
+	} else {
+		const float x = (float)v;
+		memcpy(f, &x, sizeof(x));
+	}
+}
+
 unsigned
 sampler_params_diff(const struct sampler_params *a, const struct sampler_params *b)
 {
-	return (a->temp != b->temp ? SP_TEMP : 0) | (a->top_k != b->top_k ? SP_TOP_K : 0) |
-	    (a->top_p != b->top_p ? SP_TOP_P : 0) | (a->min_p != b->min_p ? SP_MIN_P : 0) |
-	    (a->repeat_penalty != b->repeat_penalty ? SP_REPEAT_PENALTY : 0) |
-	    (a->presence_penalty != b->presence_penalty ? SP_PRESENCE_PENALTY : 0) |
-	    (a->frequency_penalty != b->frequency_penalty ? SP_FREQUENCY_PENALTY : 0) |
-	    (a->penalty_last_n != b->penalty_last_n ? SP_PENALTY_LAST_N : 0);
+	unsigned d = 0;
+
+	for (int i = 0; i < sampler_n_settings; i++)
+		if (sampler_setting_get(a, &sampler_settings[i]) != sampler_setting_get(b, &sampler_settings[i]))
+			d |= sampler_settings[i].bit;
+	return d;
 }
 
 int

@@ -186,14 +186,14 @@ ui_conv_stop(struct ui *u)
 	ui_screen_notify(u, 0, "stopping the reply");
 }
 
-void
+int
 ui_conv_send(struct ui *u, const char *text)
 {
 	if (ui_conv_busy(u, "send"))
-		return;
+		return -1;
 	if (chat_add_user(u->c, text, strlen(text)) < 0) {
-		ui_screen_notify(u, 1, "out of memory");
-		return;
+		ui_screen_notify(u, 1, "out of memory: the message was not sent");
+		return -1;
 	}
 	/* Kept until the reply starts: a message the session refuses comes back. */
 	free(u->unsent);
@@ -208,6 +208,7 @@ ui_conv_send(struct ui *u, const char *text)
 		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
 	conv_moved_say(u);
 	ui_conv_start(u, 0);
+	return 0;
 }
 
 void

@@ -168,8 +168,9 @@ take_line(char *line)
 		restore_after(u);   /* a /set the parameters pane put in the line */
 	} else if (ui_conv_busy(u, "send")) {
 		keep(u, line, "");   /* sent once the reply is over */
+	} else if (ui_conv_send(u, line) < 0) {
+		keep(u, line, "");   /* not sent: it stays in the line */
 	} else {
-		ui_conv_send(u, line);
 		restore_after(u);
 	}
 	free(line);

@@ -251,8 +251,9 @@ int ui_screen_conv_lines(struct ui *u, int text_w);
 
 /* --- actions (ui-conv.c) --- */
 
-/* Sends TEXT as the user's message and starts the reply. */
-void ui_conv_send(struct ui *u, const char *text);
+/* Sends TEXT as the user's message and starts the reply.  -1: not sent
+ * (a reply is running, or no memory for it): the caller keeps TEXT. */
+int ui_conv_send(struct ui *u, const char *text);
 /* Starts generating: REGEN replaces the last reply with a new alternative. */
 void ui_conv_start(struct ui *u, int regen);
 /* Starts reply B of an A/B comparison (a new alternative under V). */

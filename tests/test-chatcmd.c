@@ -565,7 +565,8 @@ main(void)
 	CHECK(sp.penalty_last_n == 16, "penalty_last_n %d", sp.penalty_last_n);
 	/* /set alone names every setting. */
 	CHECK(run(&e, "/set") < 0 && f.err && strstr(f.said, "usage: /set NAME VALUE (temp, top_k, top_p, min_p, "
-	    "repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens)"), "/set: %s", f.said);
+	    "repeat_penalty, presence_penalty, frequency_penalty, penalty_last_n, seed, max_tokens)"),
+	    "/set: %s", f.said);
 	/* Seeds exactly (past 2^53 too), "-1" and "random" alike. */
 	CHECK(run(&e, "/set seed 12345678901234567891") == CHATCMD_DONE, "/set seed: %s", f.said);
 	chat_get_params(c, &sp);

@@ -3113,6 +3113,27 @@ test_concurrency(void)
 	    query_int(p, "SELECT count(*) FROM messages"));
 }
 
+/* Every sampler setting (sampler_settings) has a column of its name in
+ * generations: a setting added to the sampler is recorded, or this
+ * fails. */
+static void
+test_settings_columns(void)
+{
+	char p[512], err[512], q[256];
+	struct store *s;
+
+	path_of(p, sizeof(p), "columns.db");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	store_close(s);
+	for (int i = 0; i < sampler_n_settings; i++) {
+		snprintf(q, sizeof(q), "SELECT count(*) FROM pragma_table_info('generations') WHERE name = '%s'",
+		    sampler_settings[i].name);
+		CHECK(query_int(p, q) == 1, "generations has no column %s", sampler_settings[i].name);
+	}
+}
+
 /* store_on_upgrade: what is said before an older database is upgraded. */
 static char upgrade_said[4][4600];
 static int n_upgrade_said;
@@ -3147,14 +3168,15 @@ test_upgrade_notice(void)
 	CHECK(n_upgrade_said == 0, "creating at schema 9 is not an upgrade: %s", upgrade_said[0]);
 	CHECK(store_open(p, STORE_READONLY, &s, err, sizeof(err)) == 0, "read-only open of schema 9: %s", err);
 	store_close(s);
-	snprintf(want, sizeof(want), "reading %s was written by an older natter: upgrading a copy of it in memory "
-	    "(the file stays as it is) from schema 9 to %d", p, STORE_SCHEMA_VERSION);
+	snprintf(want, sizeof(want), "%s: written by an older natter (schema 9); reading it through a copy upgraded "
+	    "in memory to schema %d (the file stays as it is; every read does this until natter opens it for "
+	    "writing)", p, STORE_SCHEMA_VERSION);
 	CHECK(n_upgrade_said == 1 && strstr(upgrade_said[0], want), "read-only upgrade said: %d '%s'", n_upgrade_said,
 	    upgrade_said[0]);
 	CHECK(query_int(p, "PRAGMA user_version") == 9, "the file read stays at schema 9");
 	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open of schema 9: %s", err);
 	store_close(s);
-	snprintf(want, sizeof(want), "opening %s was written by an older natter: upgrading it from schema 9 to %d", p,
+	snprintf(want, sizeof(want), "%s: written by an older natter (schema 9); upgrading it to schema %d (once;", p,
 	    STORE_SCHEMA_VERSION);
 	CHECK(n_upgrade_said == 2 && strstr(upgrade_said[1], want), "upgrade said: %d '%s'", n_upgrade_said,
 	    upgrade_said[1]);
@@ -3180,6 +3202,7 @@ main(void)
 	test_end_words();
 	test_migration_and_refusals();
 	test_upgrade_notice();
+	test_settings_columns();
 	test_migration_from_2();
 	test_migration_from_3();
 	test_chatlog_reasoning();

@@ -39,8 +39,9 @@ enum {
  * sampler_params' settings by name (the seed apart: a whole 64-bit number
  * with a "random" of its own): the names /set takes and a generation's
  * columns are called, each with its SP_ bit and its field.  One table for
- * setting one by name (chat_set_param_str) and comparing two
- * (sampler_params_diff).
+ * setting one by name (chat_set_param_str), comparing two
+ * (sampler_params_diff) and reading a generation's back (store.c, whose
+ * columns keep the same names).
  */
 struct sampler_setting {
 	const char *name;

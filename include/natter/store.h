@@ -55,10 +55,10 @@ const char *store_errmsg(const struct store *s);
 void store_on_wait(struct store *s, void (*fn)(void *ctx), void *ctx);
 /*
  * Said before a database written by an older natter is upgraded (once,
- * in one transaction per schema version; a large history takes a while):
- * FN gets a sentence naming the file and the versions ("upgrading the
- * history FILE from schema 9 to 10 ..."; for STORE_READONLY, a copy in
- * memory).  Not for a new database.  Process-wide; set once before any
+ * in one transaction per schema version; a large history takes a while;
+ * for STORE_READONLY, a copy in memory, on every such open): FN gets a
+ * sentence naming the file and the two schema versions.  Not for a new
+ * database.  Process-wide; set once before any
  * store is opened (natter's main says it on standard error, before the
  * screen starts).  NULL: nothing is said.
  */

@@ -616,8 +616,9 @@ cmd_bench(int argc, char **argv)
 					cJSON_AddNumberToObject(o, "mem_read_gbps", roof.bw);
 					if (pair_bw > 0) {
 						cJSON_AddNumberToObject(o, "weights_read_gbps", pair_bw);
-						/* A loop that never ran (a one-token test
-						 * reads the plain loop only) is left out. */
+						/* A loop that never ran (a one-token test of
+						 * one repetition reads the plain loop only)
+						 * is left out. */
 						if (loop_bw[0] > 0)
 							cJSON_AddNumberToObject(o, "weights_read_plain_gbps", loop_bw[0]);
 						if (loop_bw[1] > 0)

@@ -514,17 +514,6 @@ migrate_one(struct store *s, int *version, int target, int *done)
 	return 0;
 }
 
-/* Brings S from schema VERSION up to TARGET, one migration per
- * transaction (RO: S is a copy in memory of a file opened for reading;
- * store_on_upgrade's function is told first).  Each transaction takes the write lock first and reads the
- * version again under it: when another natter migrated meanwhile, what it
- * did is not done twice.  Foreign keys are off meanwhile, as SQLite's
- * procedure for rebuilding a table says: with them on, DROP TABLE first
- * deletes every row, and with them the child rows their ON DELETE
- * CASCADE names (SQLite 3.40 rather fails the 9 -> 10 rebuild: "database
- * table is locked").  The switch is a no-op inside a transaction, hence
- * here, around them all; each migration checks the keys itself
- * (migrate_one). */
 static void (*upgrade_fn)(void *, const char *);
 static void *upgrade_ctx;
 
@@ -535,20 +524,44 @@ store_on_upgrade(void (*fn)(void *ctx, const char *msg), void *ctx)
 	upgrade_ctx = ctx;
 }
 
+/* Tells store_on_upgrade's function that S, at schema VERSION (an older
+ * natter's: 1 or more; 0 is a new database, made in a moment), is about
+ * to be upgraded to TARGET: the file itself, or (RO) a copy in memory,
+ * made again by every read until a natter opens the file for writing. */
+static void
+say_upgrade(const struct store *s, int version, int target, int ro)
+{
+	char msg[4400];
+
+	if (!upgrade_fn || version <= 0 || version >= target)
+		return;
+	if (ro)
+		snprintf(msg, sizeof(msg), "%s: written by an older natter (schema %d); reading it through a copy "
+		    "upgraded in memory to schema %d (the file stays as it is; every read does this until natter "
+		    "opens it for writing)", s->path, version, target);
+	else
+		snprintf(msg, sizeof(msg), "%s: written by an older natter (schema %d); upgrading it to schema %d "
+		    "(once; a large history takes a while)", s->path, version, target);
+	upgrade_fn(upgrade_ctx, msg);
+}
+
+/* Brings S from schema VERSION up to TARGET, one migration per
+ * transaction.  Each transaction takes the write lock first and reads the
+ * version again under it: when another natter migrated meanwhile, what it
+ * did is not done twice.  Foreign keys are off meanwhile, as SQLite's
+ * procedure for rebuilding a table says: with them on, DROP TABLE first
+ * deletes every row, and with them the child rows their ON DELETE
+ * CASCADE names (SQLite 3.40 rather fails the 9 -> 10 rebuild: "database
+ * table is locked").  The switch is a no-op inside a transaction, hence
+ * here, around them all; each migration checks the keys itself
+ * (migrate_one). */
 static int
-migrate(struct store *s, int version, int target, int ro)
+migrate(struct store *s, int version, int target)
 {
 	int rc = 0, done = 0;
 
 	if (version >= target)
 		return 0;
-	if (version > 0 && upgrade_fn) {   /* schema 0: a new database, made in a moment */
-		char msg[4400];
-		snprintf(msg, sizeof(msg), "%s %s was written by an older natter: upgrading %s from schema %d to %d "
-		    "(once; a large history takes a while)", ro ? "reading" : "opening", s->path,
-		    ro ? "a copy of it in memory (the file stays as it is)" : "it", version, target);
-		upgrade_fn(upgrade_ctx, msg);
-	}
 	if (store_exec(s, "PRAGMA foreign_keys=OFF", "the foreign-key setting") < 0)
 		return -1;
 	while (rc == 0 && !done && version < target)
@@ -796,6 +809,9 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 		store_close(s);
 		return -1;
 	}
+	/* Said before the copy of a file read, which takes a while too. */
+	if (tables > 0)
+		say_upgrade(s, version, target, ro);
 	if (version < target && ro && (tables == 0 || copy_to_memory(s) < 0)) {
 		if (tables == 0)
 			snprintf(err, errlen, "%s: not a natter database (it is empty); it was not changed", path);
@@ -804,7 +820,7 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 		store_close(s);
 		return -1;
 	}
-	if (migrate(s, version, target, ro) < 0) {
+	if (migrate(s, version, target) < 0) {
 		snprintf(err, errlen, "%s", s->err);
 		store_close(s);
 		return -1;
@@ -1424,31 +1440,26 @@ bind_text_or_null(sqlite3_stmt *st, int k, const char *t)
 /* The settings a generation records, each in its column (NULL when it
  * was not one known value: store_gen.unknown), in the order of
  * GEN_SETTING_COLUMNS: one table for writing them (store_gen_add) and
- * reading them back (store_gen_made).  The seed is apart: it is always
- * the one used. */
+ * reading them back (store_gen_made).  A column is called as the
+ * sampler's setting it holds (sampler_settings), or it is the reply's
+ * own (max_tokens).  The seed is apart: it is always the one used. */
 #define GEN_SETTING_COLUMNS "temp, top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, " \
 	"penalty_last_n, max_tokens"
-#define SP_NOT_SAMPLER ((size_t)-1)
 static const struct gen_setting {
 	const char *column;
 	unsigned bit;              /* SP_ (sampler.h) */
-	int integer;               /* an int in both structs; else a double in store_gen, a float in sampler_params */
+	int integer;               /* an int in store_gen, else a double */
 	size_t gen;                /* its field in struct store_gen */
-	size_t sp;                 /* in struct sampler_params; SP_NOT_SAMPLER: the reply's (max_tokens) */
 } gen_settings[] = {
-	{ "temp", SP_TEMP, 0, offsetof(struct store_gen, temp), offsetof(struct sampler_params, temp) },
-	{ "top_k", SP_TOP_K, 1, offsetof(struct store_gen, top_k), offsetof(struct sampler_params, top_k) },
-	{ "top_p", SP_TOP_P, 0, offsetof(struct store_gen, top_p), offsetof(struct sampler_params, top_p) },
-	{ "min_p", SP_MIN_P, 0, offsetof(struct store_gen, min_p), offsetof(struct sampler_params, min_p) },
-	{ "repeat_penalty", SP_REPEAT_PENALTY, 0, offsetof(struct store_gen, repeat_penalty),
-	  offsetof(struct sampler_params, repeat_penalty) },
-	{ "presence_penalty", SP_PRESENCE_PENALTY, 0, offsetof(struct store_gen, presence_penalty),
-	  offsetof(struct sampler_params, presence_penalty) },
-	{ "frequency_penalty", SP_FREQUENCY_PENALTY, 0, offsetof(struct store_gen, frequency_penalty),
-	  offsetof(struct sampler_params, frequency_penalty) },
-	{ "penalty_last_n", SP_PENALTY_LAST_N, 1, offsetof(struct store_gen, penalty_last_n),
-	  offsetof(struct sampler_params, penalty_last_n) },
-	{ "max_tokens", SP_MAX_TOKENS, 1, offsetof(struct store_gen, max_tokens), SP_NOT_SAMPLER },
+	{ "temp", SP_TEMP, 0, offsetof(struct store_gen, temp) },
+	{ "top_k", SP_TOP_K, 1, offsetof(struct store_gen, top_k) },
+	{ "top_p", SP_TOP_P, 0, offsetof(struct store_gen, top_p) },
+	{ "min_p", SP_MIN_P, 0, offsetof(struct store_gen, min_p) },
+	{ "repeat_penalty", SP_REPEAT_PENALTY, 0, offsetof(struct store_gen, repeat_penalty) },
+	{ "presence_penalty", SP_PRESENCE_PENALTY, 0, offsetof(struct store_gen, presence_penalty) },
+	{ "frequency_penalty", SP_FREQUENCY_PENALTY, 0, offsetof(struct store_gen, frequency_penalty) },
+	{ "penalty_last_n", SP_PENALTY_LAST_N, 1, offsetof(struct store_gen, penalty_last_n) },
+	{ "max_tokens", SP_MAX_TOKENS, 1, offsetof(struct store_gen, max_tokens) },
 };
 #define N_GEN_SETTINGS (sizeof(gen_settings) / sizeof(gen_settings[0]))
 
@@ -1824,11 +1835,11 @@ store_gen_made(struct store *s, int64_t gen_id, const struct store_gen *now, str
 		sp->seed = (uint64_t)sqlite3_column_int64(st, 11);
 		for (size_t i = 0; i < N_GEN_SETTINGS; i++) {
 			const struct gen_setting *gs = &gen_settings[i];
+			const struct sampler_setting *set = sampler_setting_find(gs->column);
 			int col = 12 + (int)i;
-			if (gs->sp != SP_NOT_SAMPLER && gs->integer)
-				*(int *)((char *)sp + gs->sp) = sqlite3_column_int(st, col);
-			else if (gs->sp != SP_NOT_SAMPLER)
-				*(float *)((char *)sp + gs->sp) = (float)sqlite3_column_double(st, col);
+			if (set)
+				sampler_setting_put(sp, set, set->integer ? sqlite3_column_int(st, col) :
+				    sqlite3_column_double(st, col));
 			else if (sqlite3_column_int(st, col) != now->max_tokens)
 				/* Not a setting of the sampler: a second reply gets the session's. */
 				rc = made_why(why, whylen, "was made with %s %d (this session: %d; /set %s %d makes them "

@@ -58,9 +58,9 @@ void store_on_wait(struct store *s, void (*fn)(void *ctx), void *ctx);
  * in one transaction per schema version; a large history takes a while;
  * for STORE_READONLY, a copy in memory, on every such open): FN gets a
  * sentence naming the file and the two schema versions.  Not for a new
- * database.  Process-wide; set once before any
- * store is opened (natter's main says it on standard error, before the
- * screen starts).  NULL: nothing is said.
+ * database.  Process-wide; set once before any store is opened (natter's
+ * main says it on standard error, before the screen starts).  NULL:
+ * nothing is said.
  */
 void store_on_upgrade(void (*fn)(void *ctx, const char *msg), void *ctx);
 int store_schema_version(struct store *s);

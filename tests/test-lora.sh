@@ -374,7 +374,12 @@ T send-keys -t ui "/ab adapter off" Enter
 wait_for "A/B: which reply is better" 20 && ok || bad "/ab in the full screen: $(screen)"
 ya=$(screen | grep -n "^ A: temp" | cut -d: -f1); yb=$(screen | grep -n "^ B: temp" | cut -d: -f1)
 [ -n "$ya" ] && [ -n "$yb" ] && [ "$yb" -gt "$ya" ] && ok || bad "not stacked at 76 columns: $(screen)"
-T send-keys -t ui t
+# Typing a message in the A/B view: its letters are the message's, not
+# picks (a word starting with t picked a tie); with the line empty, t is.
+T send-keys -t ui "xat"
+wait_for "^> xat" && ok || bad "letters typed in the A/B view are not in the line: $(screen)"
+check "typing in the A/B view picks nothing" 0 "$(q "$tmp/ui2.db" "SELECT count(*) FROM preferences")"
+T send-keys -t ui C-u t
 wait_for "a tie: A stays the chosen reply" && ok || bad "the tie: $(screen)"
 wait_sql "$tmp/ui2.db" "SELECT pick FROM preferences" "tie" && ok || bad "the tie in the database"
 check "a tie exports no pair" 0 "$("$NATTER_BIN" export --db "$tmp/ui2.db" --format dpo | wc -l | tr -d ' ')"

@@ -603,15 +603,26 @@ set_and_quit() {
 	wait_for "Type a message" || bad "start with the data folder $2: $(screen)"
 	T send-keys -t ui "/set temp 0.5" Enter
 	wait_for "temp = 0.5" 10 || bad "/set: $(screen)"
+	if [ -n "${3:-}" ]; then
+		# A command refused stays in the line to be corrected; words
+		# typed and never sent go to the input history on the way out.
+		T send-keys -t ui "/set temp 0,7" Enter
+		wait_for "'0,7' is not a number" 10 && shows "^> /set temp 0,7" && ok ||
+		    bad "the refused command is not in the line: $(screen)"
+		T send-keys -t ui C-u "words never sent"
+		wait_for "^> words never sent" 10 || bad "typing after the refused command: $(screen)"
+	fi
 	T send-keys -t ui F10
 	wait_file "$tmp/stty.after" || bad "F10 did not quit"
 }
 
 # 28. The input history is saved where the data folder did not exist yet
 # (--no-history: no database made it), in a folder of the user's own.
-set_and_quit 100 "$tmp/fresh"
+set_and_quit 100 "$tmp/fresh" more
 grep -qx "/set temp 0.5" "$tmp/fresh/natter/input_history" 2>/dev/null && ok ||
     bad "input history not saved: $(ls -lR "$tmp/fresh" 2>&1)"
+grep -qx "words never sent" "$tmp/fresh/natter/input_history" 2>/dev/null && ok ||
+    bad "the line at F10 is not in the input history: $(cat "$tmp/fresh/natter/input_history" 2>&1)"
 [ "$(stat -c %a "$tmp/fresh/natter" 2>/dev/null)" = 700 ] && ok || bad "data folder mode $(stat -c %a "$tmp/fresh/natter" 2>&1)"
 stop
 

@@ -160,7 +160,10 @@ ui_ab_key(struct ui *u, int is_key, unsigned ch)
 		view_close(u);
 		return 0;
 	}
-	if (!is_key && (ch == 'a' || ch == 'b' || ch == 't')) {
+	/* A pick, unless a message is being typed: then the letter is
+	 * the message's (a word that starts "t" picked a tie). */
+	if (!is_key && (ch == 'a' || ch == 'b' || ch == 't') &&
+	    (u->focus != UI_F_INPUT || (u->mode == UI_IM_MESSAGE && !ui_input_text()[0]))) {
 		pick(u, ch == 'a' ? "a" : ch == 'b' ? "b" : "tie");
 		return UI_KH_REDRAW;
 	}

@@ -120,9 +120,13 @@ ui_cmd_env(struct ui *u, struct chatcmd_env *e)
 }
 
 int
-ui_cmd_run(struct ui *u, char *line)
+ui_cmd_run(struct ui *u, char *line, int *failed)
 {
 	struct chatcmd_env e;
+	int rc;
+
 	ui_cmd_env(u, &e);
-	return chatcmd_run(&e, line) == CHATCMD_QUIT ? UI_KH_QUIT : UI_KH_REDRAW;
+	rc = chatcmd_run(&e, line);
+	*failed = rc < 0;
+	return rc == CHATCMD_QUIT ? UI_KH_QUIT : UI_KH_REDRAW;
 }

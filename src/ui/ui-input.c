@@ -163,9 +163,18 @@ take_line(char *line)
 	}
 	add_history(line);
 	if (line[0] == '/') {
-		if (ui_cmd_run(u, line) & UI_KH_QUIT)
+		/* A command that failed (a typo, a value refused, a reply
+		 * running) stays in the line to be corrected, as a message not
+		 * sent does; the command modifies its line, hence the copy. */
+		char *typed = strdup(line);
+		int failed = 0;
+		if (ui_cmd_run(u, line, &failed) & UI_KH_QUIT)
 			u->quit = 1;
-		restore_after(u);   /* a /set the parameters pane put in the line */
+		if (failed && typed)
+			keep(u, typed, "");
+		else
+			restore_after(u);   /* a /set the parameters pane put in the line */
+		free(typed);
 	} else if (ui_conv_busy(u, "send")) {
 		keep(u, line, "");   /* sent once the reply is over */
 	} else if (ui_conv_send(u, line) < 0) {
@@ -239,6 +248,12 @@ ui_input_teardown(struct ui *u)
 	/* Called after the terminal is given back: stderr is the user's.
 	 * The data folder may not exist yet (with --no-history or another
 	 * --db nothing else made it). */
+	/* What was in the line when natter quit (and a draft a command had
+	 * pushed aside) is not thrown away: Up finds it next time. */
+	if (rl_line_buffer && !ui_text_blank(rl_line_buffer))
+		add_history(rl_line_buffer);
+	if (u->draft && !ui_text_blank(u->draft))
+		add_history(u->draft);
 	if (u->rl_hist_path[0]) {
 		char dir[sizeof(u->rl_hist_path)], *slash;
 		int e = 0;

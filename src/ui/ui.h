@@ -379,8 +379,9 @@ int ui_input_point(void);
 
 struct chatcmd_ops;
 struct chatcmd_env;
-/* Runs a line starting with '/' (modified).  Returns UI_KH_* bits. */
-int ui_cmd_run(struct ui *u, char *line);
+/* Runs a line starting with '/' (modified).  Returns UI_KH_* bits;
+ * *FAILED: the command was unknown, refused or failed (said). */
+int ui_cmd_run(struct ui *u, char *line, int *failed);
 /* This front end's hooks for the shared command table. */
 const struct chatcmd_ops *ui_cmd_ops(void);
 /* Fills E to act on U's session and history. */

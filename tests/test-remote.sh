@@ -328,6 +328,15 @@ run cut "Go on"
 has "cut: message" "$tmp/cut.err" "the reply broke off: the connection to 127.0.0.1:$R closed in the middle"
 check "cut: kept" "error|$(expect_text cut 520)" "$(stored cut)"
 check "cut: the fixture was cut where it says" "Rain on tin" "$(expect_text cut 520)"
+# A connection that drops after the reply is whole (after [DONE], or after the chunk with its
+# finish_reason) cut nothing: the reply is stored as finished, and no error is said.
+for f in vllm-done-cut vllm-finish-cut; do
+	run "$f" "Go on"
+	check "$f: status" 0 "$(cat "$tmp/$f.rc")"
+	check "$f: stored as finished" "finished|$(expect_text vllm)" "$(stored "$f")"
+	check "$f: no error said" "" "$(cat "$tmp/$f.err")"
+done
+check "vllm-done-cut: the usage that came" "5 24" "$(q "$tmp/vllm-done-cut.db" "SELECT n_gen || ' ' || prompt_tokens FROM generations")"
 run ended-early "Go on"
 has "ended-early: message" "$tmp/ended-early.err" "the stream ended before the reply did (no finish_reason, no [DONE])"
 check "ended-early: kept" "error|Almost there" "$(stored ended-early)"
@@ -343,6 +352,7 @@ check "stall: kept" "error|Waiting" "$(stored stall)"
 for f in error-midstream cut ended-early malformed stall; do
 	check "$f: status" 0 "$(cat "$tmp/$f.rc")"
 	has "$f: told the reply is kept" "$tmp/$f.err" "what arrived is kept, marked as cut"
+	check "$f: said once that it broke off" 1 "$(grep -o "the reply broke off" "$tmp/$f.err" | wc -l)"
 	user_kept "$f" 1
 done
 
@@ -410,10 +420,17 @@ print("|".join(str(e.get("chat_template_kwargs")) for e in sent))' "$tmp/replay.
 check "/think: the stored requests" "0|1|1" "$(q "$tmp/vllm-reasoning.db" "SELECT group_concat(instr(prompt_text, '\"chat_template_kwargs\"') > 0, '|') FROM (SELECT prompt_text FROM generations ORDER BY id)")"
 run no-kwargs "/think off
 First
-Second"
-check "no-kwargs: both answered" "No switches here.|No switches here." "$(q "$tmp/no-kwargs.db" "SELECT group_concat(content, '|') FROM (SELECT content FROM generations ORDER BY id)")"
+Second
+/think
+/think on
+Third"
+check "no-kwargs: all answered" "No switches here.|No switches here.|No switches here." "$(q "$tmp/no-kwargs.db" "SELECT group_concat(content, '|') FROM (SELECT content FROM generations ORDER BY id)")"
+# The switch reached none of them: none is recorded as made under it.
+check "no-kwargs: no switch recorded" "NULL|NULL|NULL" "$(q "$tmp/no-kwargs.db" "SELECT group_concat(coalesce(think, 'NULL'), '|') FROM (SELECT think FROM generations ORDER BY id)")"
+has "no-kwargs: /think says it is not sent" "$tmp/no-kwargs.out" "enable_thinking: false (not sent: the server refuses chat_template_kwargs)"
+has "no-kwargs: /think on refused" "$tmp/no-kwargs.err" "/think: the server refuses chat_template_kwargs, which would carry it; nothing changed"
 has "no-kwargs: told" "$tmp/no-kwargs.err" "the server refuses chat_template_kwargs: /think is not sent to it from now on"
-check "no-kwargs: the requests" "refused True|sent False|sent False" "$("$PY" -c '
+check "no-kwargs: the requests" "refused True|sent False|sent False|sent False" "$("$PY" -c '
 import json, sys
 print("|".join("%s %s" % (e["outcome"], "chat_template_kwargs" in e["fields"]) for e in map(json.loads, open(sys.argv[1])) if e.get("model") == "no-kwargs"))' "$tmp/replay.log")"
 run no-stream-options "Hello

@@ -100,9 +100,10 @@ void chat_free(struct chat *c);
  * endpoint and model id of a remote one, the architecture of a local
  * one ...): I is filled with strings borrowed from the session. */
 void chat_engine_info(const struct chat *c, struct chat_engine_info *i);
-/* Whether sampling parameter NAME (as chat_set_param_str names it)
- * reaches the model: 0 for one a remote server is not sent (it rejected
- * it, or --remote-extras off).  Any thread. */
+/* Whether sampling parameter NAME (as chat_set_param_str names it, or
+ * "think" for the /think switch) reaches the model: 0 for one a remote
+ * server is not sent (it rejected it, or --remote-extras off).  Any
+ * thread. */
 int chat_param_sent(const struct chat *c, const char *name);
 
 /* What the template is: "model" or the built-in or file name (borrowed). */
@@ -170,7 +171,8 @@ enum chat_think chat_think(struct chat *c);
 enum chat_think chat_reply_think(const struct chat *c);
 /* Whether the template reads enable_thinking at all: 1 its text names
  * it, 0 not; -1 the engine does not know its template (a remote server
- * renders: it gets the switch as chat_template_kwargs). */
+ * renders: it gets the switch as chat_template_kwargs), 0 again once that
+ * server has refused chat_template_kwargs (chat_param_sent "think"). */
 int chat_template_thinks(const struct chat *c);
 /* Told what the session did on its own: turns dropped to fit the context,
  * a regeneration moved to the next seed.  Runs on the generating thread. */

@@ -153,16 +153,23 @@ cmd_think(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
 {
 	enum chat_think t = chat_think(e->c);
 	int thinks = chat_template_thinks(e->c);
+	/* A server that refused chat_template_kwargs, which carries it. */
+	int refused = !chat_param_sent(e->c, "think");
 
 	(void)cmd;
 	if (!args[0]) {
 		say(e, 0, "enable_thinking: %s%s", t == CHAT_THINK_ON ? "true" : t == CHAT_THINK_OFF ? "false" :
 		    "the template's default", thinks > 0 ? "" : thinks < 0 ? " (the server's template decides what it does)" :
+		    refused ? " (not sent: the server refuses chat_template_kwargs)" :
 		    " (this template has no enable_thinking)");
 		return CHATCMD_DONE;
 	}
 	if (strcmp(args, "on") && strcmp(args, "off")) {
 		say(e, 1, "usage: /think on|off");
+		return -1;
+	}
+	if (!thinks && refused) {
+		say(e, 1, "/think: the server refuses chat_template_kwargs, which would carry it; nothing changed");
 		return -1;
 	}
 	if (!thinks) {

@@ -654,7 +654,7 @@ chat_template_thinks(const struct chat *c)
 	struct chat_engine_info i;
 	chat_engine_info(c, &i);
 	if (!i.template_source)
-		return i.kind && !strcmp(i.kind, "remote") ? -1 : 0;
+		return i.kind && !strcmp(i.kind, "remote") && chat_param_sent(c, "think") ? -1 : 0;
 	return strstr(i.template_source, "enable_thinking") != NULL;
 }
 

@@ -220,12 +220,16 @@ host_of(const struct remote *r, char *out, size_t n)
 }
 
 /* The message for a failure of the transport (no response, or a response
- * broken off), from http_request's result. */
+ * broken off), from http_request's result.  WHAT (NULL: none, for a reply
+ * broken off, which the front end introduces itself) starts it. */
 static void
 transport_message(const struct remote *r, const struct http_resp *resp, const char *what, const char *herr,
 		  char *err, size_t errlen)
 {
 	char host[256], ht[384];
+	const char *sep = what ? ": " : "";
+
+	what = what ? what : "";
 	host_of(r, host, sizeof(host));
 	server_text(r, herr, ht, sizeof(ht));
 	switch (resp->transport) {
@@ -256,7 +260,7 @@ transport_message(const struct remote *r, const struct http_resp *resp, const ch
 		break;
 	case HTTP_T_TIMEOUT:
 		if (resp->status)
-			snprintf(err, errlen, "%s: the server sent nothing for %ld s (--read-timeout)", what,
+			snprintf(err, errlen, "%s%sthe server sent nothing for %ld s (--read-timeout)", what, sep,
 			    r->read_timeout_s);
 		else
 			snprintf(err, errlen, "no answer from %s within %s (%s)", host,
@@ -264,10 +268,10 @@ transport_message(const struct remote *r, const struct http_resp *resp, const ch
 			    "the read timeout (--read-timeout)", ht);
 		break;
 	case HTTP_T_CUT:
-		snprintf(err, errlen, "%s: the connection to %s closed in the middle (%s)", what, host, ht);
+		snprintf(err, errlen, "%s%sthe connection to %s closed in the middle (%s)", what, sep, host, ht);
 		break;
 	default:
-		snprintf(err, errlen, "%s: %s", what, ht);
+		snprintf(err, errlen, "%s%s%s", what, sep, ht);
 	}
 }
 
@@ -784,8 +788,11 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		} else if (x.failed) {
 			st->stop = CHAT_STOP_ERROR;
 			snprintf(err, errlen, "%s", x.err);
-		} else if (hr != 0) {
-			transport_message(r, &resp, "the reply broke off", herr, err, errlen);
+		} else if (hr != 0 && !x.done && !x.finish[0]) {
+			/* (A connection that closed after the reply's
+			 * finish_reason or [DONE] cut nothing: the reply ended as
+			 * the server said, below.) */
+			transport_message(r, &resp, NULL, herr, err, errlen);
 			st->stop = CHAT_STOP_ERROR;
 		} else if (!x.done && !x.finish[0] && !x.pieces && x.ctype[0] && !strstr(x.ctype, "event-stream")) {
 			/* A proxy's page, say: nothing of an OpenAI stream at all. */
@@ -950,6 +957,8 @@ remote_param_sent(void *e, const char *name)
 	int extra;
 	if (!strcmp(name, "penalty_last_n"))
 		return 0;   /* no server reads it */
+	if (!strcmp(name, "think"))
+		return !atomic_load(&r->no_kwargs);   /* chat_template_kwargs */
 	if (!strcmp(name, "temp"))
 		name = "temperature";
 	bit = oai_param_bit(name, &extra);

@@ -501,6 +501,8 @@ test_stops(const char *path)
 	CHECK(st.stop == CHAT_STOP_CANCEL && st.n_gen == 0 && chat_n_messages(c) == 2 &&
 	    !strcmp(chat_message_content(c, 1), ""), "a stop before the start stops the reply at once (%s, %d tokens)",
 	    chat_stop_name(st.stop), st.n_gen);
+	CHECK(st.seed == 4, "the stopped reply is recorded with the session's seed, 4 (%llu)",
+	    (unsigned long long)st.seed);
 	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop != CHAT_STOP_CANCEL &&
 	    st.n_gen > 0, "the stop was used up: the next reply runs (%s)", chat_stop_name(st.stop));
 
@@ -562,8 +564,12 @@ test_stops(const char *path)
 		/* Stopped while the regeneration reads its prompt. */
 		chat_set_notice(c, notice_and_stop, c);
 		CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop == CHAT_STOP_CANCEL &&
-		    st.n_gen == 0 && st.seed == 0, "stopped while reading the prompt (%s, %d)", chat_stop_name(st.stop),
-		    st.n_gen);
+		    st.n_gen == 0, "stopped while reading the prompt (%s, %d)", chat_stop_name(st.stop), st.n_gen);
+		/* Nothing was sampled: recorded with the seed it was to be
+		 * sampled with (moved to 6 by this regeneration), not 0. */
+		chat_get_params(c, &p);
+		CHECK(st.seed == 6 && p.seed == 6, "the stopped regeneration is recorded with seed 6 (%llu, session %llu)",
+		    (unsigned long long)st.seed, (unsigned long long)p.seed);
 		CHECK(chat_alt_count(c, chat_n_messages(c) - 1) == 3, "the stopped regeneration is an (empty) alternative");
 		chat_set_notice(c, NULL, NULL);
 		chat_add_user(c, "Again", 5);

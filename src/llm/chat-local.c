@@ -328,6 +328,11 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 			st->n_reused = p;
 			st->prompt_ms = chat_now_ms() - t1;
 			st->stop = CHAT_STOP_CANCEL;
+			/* Nothing was sampled; the reply is recorded with the
+			 * seed it was to be sampled with (the session's), not 0. */
+			chat_run_params(r, &sp);
+			sampler_reset(c->smp, sp.seed);
+			st->seed = sampler_seed(c->smp);
 			return 0;
 		}
 		if (erc < 0) {

@@ -1209,6 +1209,25 @@ test_chatlog(void)
 	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0 &&
 	    query_int(p, "SELECT parent_id FROM messages WHERE id = 6") == 5, "the reply on the branch: %s", err);
 	CHECK(chatlog_edit(&l, c, 1, "x", 1, err, sizeof(err)) == -1, "an assistant message is not edited: %s", err);
+	/* An edit the session could not answer changes nothing: neither the
+	 * session (the turns after it stay) nor the history. */
+	{
+		char *big = malloc(6001);
+		int before = query_int(p, "SELECT count(*) FROM messages");
+		memset(big, 'a', 6000);
+		big[6000] = 0;
+		for (int i = 0; i < 6000; i += 5)
+			big[i] = ' ';
+		CHECK(chatlog_edit(&l, c, 2, big, 6000, err, sizeof(err)) == -1 && strstr(err, "more than the context"),
+		    "an edit longer than the context is refused: %s", err);
+		CHECK(chat_n_messages(c) == 4 && !strcmp(chat_message_content(c, 2), "Tell me less") &&
+		    chat_message_tag(c, 2) == 5, "the session is as it was (%d messages)", chat_n_messages(c));
+		CHECK(query_int(p, "SELECT count(*) FROM messages") == before &&
+		    query_int(p, "SELECT leaf_id FROM conversations WHERE id = 1") == 6,
+		    "the history is as it was (%d messages, %d before)", query_int(p, "SELECT count(*) FROM messages"),
+		    before);
+		free(big);
+	}
 
 	/* Resumed under another model. */
 	if (llm_model_load(m16, &m2, err, sizeof(err)) == 0 && chat_new(m2, &o, &c2, err, sizeof(err)) == 0) {

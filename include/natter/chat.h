@@ -212,6 +212,10 @@ int chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_sta
  * rendered and fitted into the context the same way, nothing evaluated.
  * Returns 0, or -1 with ERR saying why chat_generate would refuse. */
 int chat_check(struct chat *c, char *err, size_t errlen);
+/* The same for the conversation as chat_edit would leave it with TEXT as
+ * its last message: whether that message fits the context (older turns
+ * would be dropped).  Changes nothing in C. */
+int chat_check_edit(struct chat *c, const char *text, size_t len, char *err, size_t errlen);
 
 /* What the last reply was generated from, exactly: the rendered prompt
  * (a remote engine: the request body sent, which holds no credentials;

@@ -113,7 +113,8 @@ void chatlog_new(struct chatlog *l);
  * version and what followed stay in the history.  Makes message I of the
  * session choose alternative K (chat_alt_select) and records the choice
  * (store_alt_choose).  Both return 0; -1 with ERR when the session refused
- * (a bad index, not a user message; nothing changed); -2 with ERR when the
+ * (a bad index, not a user message, an edit longer than the context
+ * holds: chat_check_edit; nothing changed); -2 with ERR when the
  * session changed but the store could not record it (the edited message
  * is then tried again with its reply, chatlog_reply).  When another
  * program has deleted the conversation meanwhile, the session leaves it

@@ -856,6 +856,30 @@ chat_check(struct chat *c, char *err, size_t errlen)
 	return fit_prompt(c, chat_max_tokens(c), atomic_load(&c->think), &first, err, errlen);
 }
 
+int
+chat_check_edit(struct chat *c, const char *text, size_t len, char *err, size_t errlen)
+{
+	/* Older turns go to make room (fit_prompt); what can refuse is the
+	 * last message with the system prompt alone. */
+	struct chat_turn t[2];
+	int n = 0, rc;
+	char *u = dup_repaired(text, len);
+
+	if (!u) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (c->system) {
+		t[n].role = "system";
+		t[n++].content = c->system;
+	}
+	t[n].role = "user";
+	t[n++].content = u;
+	rc = c->ops->prepare(c->e, t, n, chat_max_tokens(c), atomic_load(&c->think), err, errlen);
+	free(u);
+	return rc < 0 || rc == CHAT_FIT_NO ? -1 : 0;
+}
+
 /* Remembers the messages this prompt feeds: the system prompt and the
  * messages from FIRST on, copied. */
 static int

@@ -371,6 +371,11 @@ chatlog_edit(struct chatlog *l, struct chat *c, int i, const char *text, size_t 
 {
 	int64_t old = chat_message_tag(c, i), id;
 
+	/* One the session could not answer changes nothing, as a new
+	 * message it refuses is not stored (chatlog_user). */
+	if (i >= 0 && i < chat_n_messages(c) && !strcmp(chat_message_role(c, i), "user") &&
+	    chat_check_edit(c, text, len, err, errlen) < 0)
+		return -1;
 	if (chat_edit(c, i, text, len) < 0) {
 		snprintf(err, errlen, "message %d cannot be edited (only the user's messages can)", i + 1);
 		return -1;

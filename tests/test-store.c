@@ -18,6 +18,7 @@
 #include "test.h"
 #include "test-sql.h"
 #include "llm/unicode.h"
+#include "store/store-impl.h"   /* the store's connection: its busy wait turned off */
 
 static char dir[256];
 
@@ -1318,6 +1319,58 @@ test_chatlog_model_later(void)
 	    "WHERE g.id = %lld AND md.file_name = 'later.gguf'", (long long)l.last_gen);
 	CHECK(query_int(p, q) == 1, "the generation names its model");
 	CHECK(query_int(p, "SELECT count(*) FROM generations WHERE model_id IS NULL") == 0, "none under no model");
+out:
+	chat_free(c);
+	llm_model_free(m);
+	store_close(s);
+}
+
+/* A system prompt the store refused (another process held the history
+ * locked) is written with the next reply, or the next message: a resume
+ * then loads it, not the one before. */
+static void
+test_chatlog_system_later(void)
+{
+	char p[512], err[512], t[256];
+	struct store *s;
+	struct llm_model *m = NULL;
+	struct chat *c = NULL;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct chatlog l;
+	sqlite3 *h = NULL;
+
+	if (chatlog_setup("system-later.db", "chatlog system prompt later", p, sizeof(p), &s, &m, &o, 5) < 0)
+		return;
+	o.max_tokens = 4;
+	if (session_new(m, &o, &c) < 0)
+		goto out;
+	chatlog_attach(&l, s, c);
+	chat_add_user(c, "Hello", 5);
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+	    chatlog_reply(&l, c, &st) == 0, "the first turn: %s %s", err, store_errmsg(s));
+	/* Fail at once rather than wait out STORE_BUSY_MS. */
+	sqlite3_busy_handler(s->db, NULL, NULL);
+	for (int by_reply = 1; by_reply >= 0; by_reply--) {
+		const char *sys = by_reply ? "Be terse." : "Be verbose.";
+		CHECK(sqlite3_open(p, &h) == SQLITE_OK && sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK,
+		    "another process holds the history");
+		chat_set_system(c, sys);
+		CHECK(chatlog_system(&l, c) < 0 && l.system_unsaved, "the system prompt is refused: %s", store_errmsg(s));
+		sqlite3_exec(h, "COMMIT", NULL, NULL, NULL);
+		sqlite3_close(h);
+		CHECK(strcmp(query_text(p, "SELECT system_prompt FROM conversations", t, sizeof(t)), sys) != 0,
+		    "not stored yet (%s)", t);
+		if (by_reply) {
+			CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0,
+			    "a regeneration: %s %s", err, store_errmsg(s));
+		} else {
+			chat_add_user(c, "More", 4);
+			CHECK(chatlog_user(&l, c) == 0, "the next message: %s", store_errmsg(s));
+		}
+		CHECK(!strcmp(query_text(p, "SELECT system_prompt FROM conversations", t, sizeof(t)), sys) &&
+		    !l.system_unsaved, "written with the next %s (%s)", by_reply ? "reply" : "message", t);
+	}
 out:
 	chat_free(c);
 	llm_model_free(m);
@@ -3229,6 +3282,7 @@ main(void)
 	test_chatlog();
 	test_chatlog_parents();
 	test_chatlog_model_later();
+	test_chatlog_system_later();
 	test_chatlog_deleted();
 	test_chatlog_uncounted();
 	test_chatlog_settings();

@@ -44,6 +44,7 @@ struct chatlog {
 	int model_missing;         /* chatlog_model could not record the model: tried again before each reply */
 	int64_t moved_from;        /* the conversation deleted elsewhere that recording left (chatlog_moved) */
 	int first;                 /* the session's first message in conv: none before it is (a move's) */
+	int system_unsaved;        /* chatlog_system failed: written again with the next message or reply */
 };
 
 /* Records the model session C's replies come from, for every reply
@@ -102,7 +103,9 @@ int chatlog_left(struct chatlog *l, struct chat *c);
 int chatlog_gen(struct chat *c, const struct chat_stats *st, struct store_gen *g, struct store_adapter *adapters,
 		struct store_turn **fed);
 /* The system prompt changed: the conversation's next replies get it (each
- * reply records the one it was given). */
+ * reply records the one it was given), and a resume loads it.  Returns 0,
+ * or -1 with store_errmsg(L->s): it is then written again before the
+ * next message or reply is saved. */
 int chatlog_system(struct chatlog *l, struct chat *c);
 /* The next message starts a new conversation. */
 void chatlog_new(struct chatlog *l);

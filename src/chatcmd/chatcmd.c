@@ -362,7 +362,7 @@ chatcmd_system(struct chatcmd_env *e, const char *text)
 		return -1;
 	}
 	if (chatlog_system(e->log, e->c) < 0) {
-		say_failed(e, "system prompt set, and saved with your next message");
+		say_failed(e, "system prompt set, and saved with your next message or reply");
 		return -1;
 	}
 	say(e, 0, removed ? "system prompt removed" : "system prompt set");

@@ -87,6 +87,15 @@ model_known(struct chatlog *l, struct chat *c)
  * the session (not whatever the conversation's leaf is now: another
  * natter may be writing to it), making the conversation first if there is
  * none yet. */
+/* A system prompt the store refused (chatlog_system): written again,
+ * before the next message or reply.  Failing again, it stays to do. */
+static void
+system_again(struct chatlog *l, struct chat *c)
+{
+	if (l->system_unsaved && l->conv && store_conv_set_system(l->s, l->conv, chat_system(c)) == 0)
+		l->system_unsaved = 0;
+}
+
 static int
 save_user(struct chatlog *l, struct chat *c, int j)
 {
@@ -96,7 +105,9 @@ save_user(struct chatlog *l, struct chat *c, int j)
 		if (store_conv_new(l->s, l->model_id, NULL, l->template_name, chat_system(c), &l->conv) < 0)
 			return -1;
 		l->first = j;
+		l->system_unsaved = 0;   /* the new conversation has it */
 	}
+	system_again(l, c);
 	/* The message before it was never saved: one of this conversation
 	 * (the database was busy) is after the conversation's last; one from
 	 * before the conversation began here (a move, chatlog_moved; an edit
@@ -146,6 +157,7 @@ conv_leave(struct chatlog *l, struct chat *c)
 	}
 	l->moved_from = l->conv;
 	l->conv = l->last_msg = l->last_gen = 0;
+	l->system_unsaved = 0;   /* the next conversation is made with it */
 	l->ab.state = CHATLOG_AB_NONE;
 }
 
@@ -341,6 +353,7 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
 	if (!l->s || i < 0)
 		return 0;
 	l->last_gen = 0;   /* until this reply is stored: /stats must not name the one before */
+	system_again(l, c);
 	if (reply_save(l, c, i, st) == 0)
 		return 0;
 	/* Deleted while the reply was written: the reply and the message it
@@ -354,15 +367,20 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
 int
 chatlog_system(struct chatlog *l, struct chat *c)
 {
+	l->system_unsaved = 0;
 	if (!l->s || !l->conv)
+		return 0;   /* a new conversation is made with it */
+	if (store_conv_set_system(l->s, l->conv, chat_system(c)) == 0)
 		return 0;
-	return store_conv_set_system(l->s, l->conv, chat_system(c));
+	l->system_unsaved = 1;
+	return -1;
 }
 
 void
 chatlog_new(struct chatlog *l)
 {
 	l->conv = l->last_msg = l->last_gen = 0;
+	l->system_unsaved = 0;
 	l->ab.state = CHATLOG_AB_NONE;
 }
 
@@ -608,6 +626,7 @@ chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_
 	resume_free(&r);
 	l->conv = conv;
 	l->first = 0;
+	l->system_unsaved = 0;   /* the session has the one stored */
 	return 0;
 }
 

@@ -588,8 +588,19 @@ wait_sql "SELECT comment FROM ratings WHERE generation_id = 1" "nice" || bad "th
 wait_for "^> my draft" 10 && ok || bad "a comment lost the draft: $(screen)"
 T send-keys -t ui Tab Tab Enter
 wait_for "^> /set temp *$" 10 && ok || bad "Enter on temp: $(screen)"
+# Other words typed over that line, and the pane's Enter again: the draft
+# stays the one to come back, and these go to the input history.
+T send-keys -t ui C-u "second words"
+wait_for "^> second words" 10 || bad "typing over the /set: $(screen)"
+T send-keys -t ui Tab Tab Enter
+wait_for "^> /set temp *$" 10 && wait_for "what you typed is in the input history" 10 && ok ||
+    bad "a second Enter on temp: $(screen)"
 T send-keys -t ui "0.5" Enter
 wait_for "temp +0\.50" 10 && wait_for "^> my draft" 10 && ok || bad "a /set lost the draft: $(screen)"
+T send-keys -t ui Up Up
+wait_for "^> second words" 10 && ok || bad "the words typed over the /set are not in the input history: $(screen)"
+T send-keys -t ui Down Down
+wait_for "^> my draft" 10 || bad "Down did not come back to the draft: $(screen)"
 T send-keys -t ui Tab Tab Up Up Up Up Up Up Up Up Down Down Down Down Down Down Down Enter
 wait_for "^system>" 10 && ok || bad "system prompt editor: $(screen)"
 T send-keys -t ui Escape

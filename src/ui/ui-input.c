@@ -75,6 +75,8 @@ keep(struct ui *u, const char *line, const char *tail)
 static void
 restore_after(struct ui *u)
 {
+	free(u->stashed);
+	u->stashed = NULL;
 	if (!u->draft)
 		return;
 	keep(u, u->draft, "");
@@ -245,15 +247,15 @@ ui_input_setup(struct ui *u)
 void
 ui_input_teardown(struct ui *u)
 {
-	/* Called after the terminal is given back: stderr is the user's.
-	 * The data folder may not exist yet (with --no-history or another
-	 * --db nothing else made it). */
 	/* What was in the line when natter quit (and a draft a command had
 	 * pushed aside) is not thrown away: Up finds it next time. */
 	if (rl_line_buffer && !ui_text_blank(rl_line_buffer))
 		add_history(rl_line_buffer);
 	if (u->draft && !ui_text_blank(u->draft))
 		add_history(u->draft);
+	/* Called after the terminal is given back: stderr is the user's.
+	 * The data folder may not exist yet (with --no-history or another
+	 * --db nothing else made it). */
 	if (u->rl_hist_path[0]) {
 		char dir[sizeof(u->rl_hist_path)], *slash;
 		int e = 0;
@@ -275,6 +277,8 @@ ui_input_teardown(struct ui *u)
 	u->pending = NULL;
 	free(u->draft);
 	u->draft = NULL;
+	free(u->stashed);
+	u->stashed = NULL;
 	free(paste.buf);
 	memset(&paste, 0, sizeof(paste));
 	U = NULL;
@@ -307,12 +311,33 @@ ui_input_set(struct ui *u, const char *text)
 void
 ui_input_stash(struct ui *u, const char *text)
 {
-	/* Kept once: a second command put in the line replaces the first,
-	 * not the user's draft. */
-	if (!u->draft && ui_input_text()[0] && !(u->draft = strdup(ui_input_text())))
-		ui_screen_notify(u, 1, "out of memory: what you typed is in the input history (Up)");
-	if (!u->draft && ui_input_text()[0])
-		add_history(ui_input_text());
+	const char *now = ui_input_text();
+	/* Still what the last stash put there: no words of the user's. */
+	int same = u->stashed && !strcmp(now, u->stashed);
+	int hist = 0;
+
+	if (!u->draft) {
+		/* The user's draft, given back when the line is used. */
+		if (now[0] && !same && !(u->draft = strdup(now))) {
+			ui_screen_notify(u, 1, "out of memory: what you typed is in the input history (Up)");
+			hist = 1;
+		}
+	} else if (!ui_text_blank(now) && !same) {
+		/* A draft is held already (kept once: a second command put in
+		 * the line replaces the first, not the draft), and the user
+		 * typed something else over the first: not thrown away. */
+		hist = 1;
+		ui_screen_notify(u, 0, "what you typed is in the input history (Up)");
+	}
+	if (hist) {
+		add_history(now);
+		/* In the middle of a line: readline's position goes past the
+		 * new entry, or finishing this line would write its own undone
+		 * text over the entry (as it does to a recalled line). */
+		using_history();
+	}
+	free(u->stashed);
+	u->stashed = strdup(text);   /* (out of memory: a line is kept twice, not lost) */
 	ui_input_set(u, text);
 }
 
@@ -322,6 +347,8 @@ ui_input_restore(struct ui *u)
 	ui_input_set(u, u->draft ? u->draft : "");
 	free(u->draft);
 	u->draft = NULL;
+	free(u->stashed);
+	u->stashed = NULL;
 }
 
 /* Keys that readline understands as escape sequences. */

@@ -206,6 +206,7 @@ struct ui {
 	int64_t last_rating_gen;  /* the generation that rating is on */
 	char *pending;            /* text to put back into readline after a line (owned) */
 	char *draft;              /* what was typed before a mode or a command took the line (owned) */
+	char *stashed;            /* what that mode or command put in the line (owned) */
 	char *unsent;             /* the last message sent (owned): back to the input if refused */
 	int wake[2];
 	double ctrlc_t;

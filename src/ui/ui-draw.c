@@ -214,82 +214,17 @@ draw_conv(struct ui *u, struct ui_rect r)
 
 /* --- parameters and statistics --- */
 
-const char *const ui_draw_param_names[] = {
-	"temp", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed", "system",
-};
-const int ui_draw_n_params = (int)(sizeof(ui_draw_param_names) / sizeof(ui_draw_param_names[0]));
-
-int
-ui_draw_param_rows(struct ui *u)
-{
-	return ui_draw_n_params + chat_n_adapters(u->c);
-}
-
-void
-ui_draw_param_name(struct ui *u, int i, char *buf, size_t n)
-{
-	if (i < ui_draw_n_params) {
-		snprintf(buf, n, "%s", ui_draw_param_names[i]);
-	} else {
-		const struct lora_adapter *a = chat_adapter(u->c, i - ui_draw_n_params);
-		const char *nm = a ? lora_name(a) : "", *path = a ? lora_path(a) : "", *b = strrchr(path, '/');
-		snprintf(buf, n, "lora %s", nm[0] ? nm : b ? b + 1 : path);
-	}
-}
-
-void
-ui_draw_param_text(struct ui *u, int i, char *buf, size_t n)
-{
-	struct sampler_params p;
-	size_t l;
-
-	if (i >= ui_draw_n_params) {
-		/* An adapter's scale as set (it applies from the next reply). */
-		float sc = chat_adapter_scale(u->c, i - ui_draw_n_params);
-		if (sc == 0.0f)
-			snprintf(buf, n, "off");
-		else
-			snprintf(buf, n, "%.2f", sc);
-		return;
-	}
-	chat_get_params(u->c, &p);
-	switch (i) {
-	case 0: snprintf(buf, n, "%.2f", p.temp); break;
-	case 1: snprintf(buf, n, "%.2f", p.top_p); break;
-	case 2: snprintf(buf, n, p.top_k ? "%d" : "off", p.top_k); break;
-	case 3: snprintf(buf, n, "%.2f", p.min_p); break;
-	case 4: snprintf(buf, n, "%.2f", p.repeat_penalty); break;
-	case 5: snprintf(buf, n, chat_max_tokens(u->c) ? "%d" : "no limit", chat_max_tokens(u->c)); break;
-	case 6:
-		if (p.seed == SAMPLER_SEED_RANDOM)
-			snprintf(buf, n, "random");
-		else
-			snprintf(buf, n, "%llu", (unsigned long long)p.seed);
-		break;
-	default: {
-		/* The generation thread only reads the system prompt; the UI
-		 * changes it only while no reply runs. */
-		const char *sys = chat_system(u->c);
-		snprintf(buf, n, "%s", sys[0] ? sys : "(none)");
-	}
-	}
-	/* A parameter the engine does not pass on (a remote server refused it). */
-	l = strlen(buf);
-	if (i < ui_draw_n_params && !chat_param_sent(u->c, ui_draw_param_names[i]) && l < n)
-		snprintf(buf + l, n - l, " (not sent)");
-}
-
 static void
 draw_params(struct ui *u, struct ui_rect r)
 {
 	if (r.h == 0)
 		return;
 	hline_at(r.y, r.x, r.w, "Parameters", u->focus == UI_F_PARAMS);
-	for (int i = 0; i < ui_draw_param_rows(u) && i + 1 < r.h; i++) {
+	for (int i = 0; i < ui_param_rows(u) && i + 1 < r.h; i++) {
 		char v[256], line[320], name[64];
 		int sel = u->focus == UI_F_PARAMS && i == u->param_sel;
-		ui_draw_param_text(u, i, v, sizeof(v));
-		ui_draw_param_name(u, i, name, sizeof(name));
+		ui_param_text(u, i, v, sizeof(v));
+		ui_param_name(u, i, name, sizeof(name));
 		snprintf(line, sizeof(line), " %-14.14s %s", name, v);
 		if (sel)
 			fill(r.y + 1 + i, r.x, r.w, ui_theme_attr(UE_SELECTED));
@@ -663,10 +598,10 @@ help_lines(struct box *b, int inner_w)
 static void
 params_lines(struct ui *u, struct box *b)
 {
-	for (int i = 0; i < ui_draw_param_rows(u); i++) {
+	for (int i = 0; i < ui_param_rows(u); i++) {
 		char v[256], name[64];
-		ui_draw_param_text(u, i, v, sizeof(v));
-		ui_draw_param_name(u, i, name, sizeof(name));
+		ui_param_text(u, i, v, sizeof(v));
+		ui_param_name(u, i, name, sizeof(name));
 		box_addf(b, "%-15s %s", name, v);
 	}
 	box_add(b, "");

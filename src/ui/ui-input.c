@@ -177,10 +177,8 @@ take_line(char *line)
 		else
 			restore_after(u);   /* a /set the parameters pane put in the line */
 		free(typed);
-	} else if (ui_conv_busy(u, "send")) {
-		keep(u, line, "");   /* sent once the reply is over */
 	} else if (ui_conv_send(u, line) < 0) {
-		keep(u, line, "");   /* not sent: it stays in the line */
+		keep(u, line, "");   /* not sent (a reply running, say): it stays in the line */
 	} else {
 		restore_after(u);
 	}

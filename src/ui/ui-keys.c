@@ -13,58 +13,6 @@
 
 /* --- the parameters pane --- */
 
-/* Left/Right on a parameter: DIR is -1 or +1. */
-static void
-param_adjust(struct ui *u, int i, int dir)
-{
-	struct sampler_params p;
-	char err[256], val[64];
-	if (i >= ui_draw_n_params) {
-		/* An adapter's scale, by tenths, down to 0 (off). */
-		int k = i - ui_draw_n_params;
-		float sc = (float)fmax(0, round((chat_adapter_scale(u->c, k) + 0.1 * dir) * 10) / 10);
-		char name[64];
-		ui_draw_param_name(u, i, name, sizeof(name));
-		if (sc == 0.0f)
-			snprintf(val, sizeof(val), "off");
-		else
-			snprintf(val, sizeof(val), "x%.1f", sc);
-		if (chat_set_adapter_scale(u->c, k, sc, err, sizeof(err)) < 0)
-			ui_screen_notify(u, 1, "%s", err);
-		else
-			ui_screen_notify(u, 0, "%s %s from the next reply, which reads the conversation again first", name,
-			    val);
-		return;
-	}
-	chat_get_params(u->c, &p);
-	switch (i) {
-	case 0: snprintf(val, sizeof(val), "%g", fmax(0, round((p.temp + 0.05 * dir) * 100) / 100)); break;
-	case 1: snprintf(val, sizeof(val), "%g", fmin(1, fmax(0.05, round((p.top_p + 0.05 * dir) * 100) / 100))); break;
-	case 2: snprintf(val, sizeof(val), "%d", p.top_k + dir < 0 ? 0 : p.top_k + dir * (p.top_k >= 20 ? 5 : 1)); break;
-	case 3: snprintf(val, sizeof(val), "%g", fmin(1, fmax(0, round((p.min_p + 0.01 * dir) * 100) / 100))); break;
-	case 4: snprintf(val, sizeof(val), "%g", fmax(0.5, round((p.repeat_penalty + 0.05 * dir) * 100) / 100)); break;
-	case 5: {
-		int mt = chat_max_tokens(u->c) + 64 * dir;
-		snprintf(val, sizeof(val), "%d", mt < 0 ? 0 : mt);
-		break;
-	}
-	case 6:
-		if (p.seed == SAMPLER_SEED_RANDOM)
-			snprintf(val, sizeof(val), "%d", 42);
-		else if (dir < 0 && p.seed == 0)
-			snprintf(val, sizeof(val), "random");
-		else
-			snprintf(val, sizeof(val), "%llu", (unsigned long long)(p.seed + dir));
-		break;
-	default:
-		return;
-	}
-	if (chat_set_param_str(u->c, ui_draw_param_names[i], val, err, sizeof(err)) < 0)
-		ui_screen_notify(u, 1, "%s", err);
-	else if (u->gen)
-		ui_screen_notify(u, 0, "%s = %s from the next token", ui_draw_param_names[i], val);
-}
-
 static int
 is_enter(int is_key, unsigned ch)
 {
@@ -83,35 +31,16 @@ params_key(struct ui *u, int is_key, unsigned ch)
 {
 	if (is_key && ch == KEY_UP && u->param_sel > 0)
 		u->param_sel--;
-	else if (is_key && ch == KEY_DOWN && u->param_sel + 1 < ui_draw_param_rows(u))
+	else if (is_key && ch == KEY_DOWN && u->param_sel + 1 < ui_param_rows(u))
 		u->param_sel++;
 	else if ((is_key && ch == KEY_LEFT) || (!is_key && ch == '-'))
-		param_adjust(u, u->param_sel, -1);
+		ui_param_step(u, u->param_sel, -1);
 	else if ((is_key && ch == KEY_RIGHT) || (!is_key && ch == '+'))
-		param_adjust(u, u->param_sel, +1);
-	else if (is_enter(is_key, ch)) {
-		if (u->param_sel == ui_draw_n_params - 1) {
-			/* The system prompt is the generation thread's to read while
-			 * a reply runs: it is edited between replies. */
-			if (ui_conv_busy(u, "system prompt"))
-				return UI_KH_REDRAW;
-			u->mode = UI_IM_SYSTEM;
-			u->focus = UI_F_INPUT;
-			ui_input_stash(u, chat_system(u->c));
-		} else if (u->param_sel >= ui_draw_n_params) {
-			char line[64];
-			snprintf(line, sizeof(line), "/lora %d ", u->param_sel - ui_draw_n_params + 1);
-			u->focus = UI_F_INPUT;
-			ui_input_stash(u, line);
-		} else {
-			char line[64];
-			snprintf(line, sizeof(line), "/set %s ", ui_draw_param_names[u->param_sel]);
-			u->focus = UI_F_INPUT;
-			ui_input_stash(u, line);
-		}
-	} else if (is_printable(is_key, ch)) {
+		ui_param_step(u, u->param_sel, +1);
+	else if (is_enter(is_key, ch))
+		ui_param_enter(u, u->param_sel);
+	else if (is_printable(is_key, ch))
 		return 0;   /* typed text goes to the input line */
-	}
 	return UI_KH_REDRAW;
 }
 

@@ -186,7 +186,7 @@ ui_screen_layout(struct ui *u, int rows, int cols, int input_h)
 	/* The conversation needs its title row and one of text. */
 	l->conv = rect(0, 0, body_h >= 2 ? body_h : 0, cols - side);
 	if (side && body_h >= 4) {
-		int rows_p = ui_draw_param_rows(u);
+		int rows_p = ui_param_rows(u);
 		int ph = rows_p + 1 < body_h / 2 ? rows_p + 1 : body_h / 2;
 		l->params = rect(0, cols - side + 1, ph, side - 1);
 		l->stats = rect(ph, cols - side + 1, body_h - ph, side - 1);

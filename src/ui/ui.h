@@ -317,16 +317,22 @@ void ui_draw_put(int y, int x, int maxw, const char *s, int attr);
 void ui_draw_fill(int y, int x, int w, int attr);
 /* The loading screen: NAME and a bar at FRAC (0..1). */
 void ui_draw_loading(const char *name, double frac);
-/* The parameter names, in the order the pane shows them. */
-extern const char *const ui_draw_param_names[];
-extern const int ui_draw_n_params;
-/* The pane's rows: the parameters, then one per LoRA adapter (row
- * ui_draw_n_params + i is adapter i). */
-int ui_draw_param_rows(struct ui *u);
+
+/* --- the parameters pane's rows (ui-params.c) --- */
+
+/* The pane's rows: the parameters (the system prompt last), then one per
+ * LoRA adapter. */
+int ui_param_rows(struct ui *u);
 /* The name of row I ("temp", "lora taught"), into BUF. */
-void ui_draw_param_name(struct ui *u, int i, char *buf, size_t n);
-/* The text of parameter I of the pane (its current value). */
-void ui_draw_param_text(struct ui *u, int i, char *buf, size_t n);
+void ui_param_name(struct ui *u, int i, char *buf, size_t n);
+/* The text of row I (its current value; "(not sent)" after one a remote
+ * server is not sent). */
+void ui_param_text(struct ui *u, int i, char *buf, size_t n);
+/* Left/Right on row I: DIR is -1 or +1.  Set at once, and said. */
+void ui_param_step(struct ui *u, int i, int dir);
+/* Enter on row I: "/set NAME " or "/lora N " in the input line, or the
+ * system prompt editor (between replies); what was typed is stashed. */
+void ui_param_enter(struct ui *u, int i);
 
 /* --- A/B comparisons (ui-ab.c) --- */
 

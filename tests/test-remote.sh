@@ -337,6 +337,12 @@ for f in vllm-done-cut vllm-finish-cut; do
 	check "$f: no error said" "" "$(cat "$tmp/$f.err")"
 done
 check "vllm-done-cut: the usage that came" "5 24" "$(q "$tmp/vllm-done-cut.db" "SELECT n_gen || ' ' || prompt_tokens FROM generations")"
+# A finish_reason on an early chunk, more content after it, then the drop: cut, not whole.
+run webui-early-finish "Go on"
+cut=$(sed -n 's/^cut-after: //p' "$D/webui-early-finish.sse")
+check "webui-early-finish: kept as cut" "error|$(expect_text webui-early-finish "$cut")" "$(stored webui-early-finish)"
+check "webui-early-finish: the fixture was cut where it says" "Think again" "$(expect_text webui-early-finish "$cut")"
+has "webui-early-finish: message" "$tmp/webui-early-finish.err" "the reply broke off: the connection to 127.0.0.1:$R closed in the middle"
 run ended-early "Go on"
 has "ended-early: message" "$tmp/ended-early.err" "the stream ended before the reply did (no finish_reason, no [DONE])"
 check "ended-early: kept" "error|Almost there" "$(stored ended-early)"
@@ -425,8 +431,8 @@ Second
 /think on
 Third"
 check "no-kwargs: all answered" "No switches here.|No switches here.|No switches here." "$(q "$tmp/no-kwargs.db" "SELECT group_concat(content, '|') FROM (SELECT content FROM generations ORDER BY id)")"
-# The switch reached none of them: none is recorded as made under it.
-check "no-kwargs: no switch recorded" "NULL|NULL|NULL" "$(q "$tmp/no-kwargs.db" "SELECT group_concat(coalesce(think, 'NULL'), '|') FROM (SELECT think FROM generations ORDER BY id)")"
+# The switch reached none of them: each is recorded as made under the server's default.
+check "no-kwargs: no switch recorded" "default|default|default" "$(q "$tmp/no-kwargs.db" "SELECT group_concat(coalesce(think, 'NULL'), '|') FROM (SELECT think FROM generations ORDER BY id)")"
 has "no-kwargs: /think says it is not sent" "$tmp/no-kwargs.out" "enable_thinking: false (not sent: the server refuses chat_template_kwargs)"
 has "no-kwargs: /think on refused" "$tmp/no-kwargs.err" "/think: the server refuses chat_template_kwargs, which would carry it; nothing changed"
 has "no-kwargs: told" "$tmp/no-kwargs.err" "the server refuses chat_template_kwargs: /think is not sent to it from now on"

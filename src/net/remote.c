@@ -460,6 +460,8 @@ struct xfer {
 	int failed;                  /* an error event or a malformed one: ERR is set */
 	int in_think;                /* reasoning is being passed on between the session's tags */
 	int pieces;                  /* content and reasoning pieces that arrived */
+	int finish_pieces;           /* PIECES when the latest finish_reason came: some servers
+				      * send one on early chunks too, and more after it */
 	int reasoning_pieces;        /* of them, the reasoning's */
 	struct oai_parsed last;      /* finish, usage, timings: the latest seen (text fields freed) */
 	char finish[32];
@@ -566,6 +568,8 @@ on_event(void *arg, const char *event, const char *data, size_t len)
 		x->stopped_string = 1;
 		rc = 1;
 	}
+	if (p.finish[0])
+		x->finish_pieces = x->pieces;
 	oai_parsed_free(&p);
 	return rc;
 }
@@ -707,7 +711,7 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 	for (int attempt = 0;; attempt++) {
 		struct http_req q;
 		struct http_resp resp;
-		int hr;
+		int hr, whole;
 
 		free(r->body);
 		r->body = build_body(r, run, &seed, &sent, &sent_max, &unsent);
@@ -780,18 +784,19 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 			http_resp_free(&resp);
 			goto out;
 		}
-		/* A reply, whole or not. */
+		/* A reply, whole or not.  Whole once [DONE] came, or a
+		 * finish_reason with nothing after it: a connection that
+		 * closed or a stop pressed after that cut nothing, and the
+		 * reply ended as the server said (below). */
+		whole = x.done || (x.finish[0] && x.pieces == x.finish_pieces);
 		if (x.stopped_string) {
 			st->stop = CHAT_STOP_STRING;
-		} else if (hr == HTTP_ECANCEL || (hr == HTTP_EBODY && !x.failed)) {
+		} else if (!whole && (hr == HTTP_ECANCEL || (hr == HTTP_EBODY && !x.failed))) {
 			st->stop = CHAT_STOP_CANCEL;
 		} else if (x.failed) {
 			st->stop = CHAT_STOP_ERROR;
 			snprintf(err, errlen, "%s", x.err);
-		} else if (hr != 0 && !x.done && !x.finish[0]) {
-			/* (A connection that closed after the reply's
-			 * finish_reason or [DONE] cut nothing: the reply ended as
-			 * the server said, below.) */
+		} else if (hr != 0 && !whole) {
 			transport_message(r, &resp, NULL, herr, err, errlen);
 			st->stop = CHAT_STOP_ERROR;
 		} else if (!x.done && !x.finish[0] && !x.pieces && x.ctype[0] && !strstr(x.ctype, "event-stream")) {

@@ -83,10 +83,6 @@ model_known(struct chatlog *l, struct chat *c)
 	return -1;
 }
 
-/* Saves user message J of C as the child of the message before it in
- * the session (not whatever the conversation's leaf is now: another
- * natter may be writing to it), making the conversation first if there is
- * none yet. */
 /* A system prompt the store refused (chatlog_system): written again,
  * before the next message or reply.  Failing again, it stays to do. */
 static void
@@ -96,6 +92,10 @@ system_again(struct chatlog *l, struct chat *c)
 		l->system_unsaved = 0;
 }
 
+/* Saves user message J of C as the child of the message before it in
+ * the session (not whatever the conversation's leaf is now: another
+ * natter may be writing to it), making the conversation first if there is
+ * none yet. */
 static int
 save_user(struct chatlog *l, struct chat *c, int j)
 {
@@ -233,10 +233,13 @@ session_adapters(struct chat *c, int used_only, struct store_adapter *out)
 
 /* The think switch T as the store records it (store_gen.think), for a
  * session whose template reads it (or a server, which gets it); NULL
- * otherwise: the switch changes nothing there. */
+ * otherwise: the switch changes nothing there.  A server that refused
+ * chat_template_kwargs got no switch: its template's default. */
 static const char *
 think_name(struct chat *c, enum chat_think t)
 {
+	if (!chat_param_sent(c, "think"))
+		return "default";
 	if (chat_template_thinks(c) == 0)
 		return NULL;
 	return t == CHAT_THINK_ON ? "true" : t == CHAT_THINK_OFF ? "false" : "default";

@@ -601,6 +601,15 @@ T send-keys -t ui Up Up
 wait_for "^> second words" 10 && ok || bad "the words typed over the /set are not in the input history: $(screen)"
 T send-keys -t ui Down Down
 wait_for "^> my draft" 10 || bad "Down did not come back to the draft: $(screen)"
+# The same words typed over the /set, then an edit takes the line: its
+# notice says where they went.
+T send-keys -t ui Tab Tab Enter
+wait_for "^> /set temp *$" 10 || bad "Enter on temp again: $(screen)"
+T send-keys -t ui C-u "third words" Tab Up Enter
+wait_for "^edit> hello there" 10 && wait_for "Esc cancels\); what you typed is in the input history \(Up\)" 10 && ok ||
+    bad "an edit over words typed over a /set: $(screen)"
+T send-keys -t ui Escape
+wait_for "^> my draft" 10 || bad "Esc after that edit: $(screen)"
 T send-keys -t ui Tab Tab Up Up Up Up Up Up Up Up Down Down Down Down Down Down Down Enter
 wait_for "^system>" 10 && ok || bad "system prompt editor: $(screen)"
 T send-keys -t ui Escape
@@ -635,6 +644,27 @@ grep -qx "/set temp 0.5" "$tmp/fresh/natter/input_history" 2>/dev/null && ok ||
 grep -qx "words never sent" "$tmp/fresh/natter/input_history" 2>/dev/null && ok ||
     bad "the line at F10 is not in the input history: $(cat "$tmp/fresh/natter/input_history" 2>&1)"
 [ "$(stat -c %a "$tmp/fresh/natter" 2>/dev/null)" = 700 ] && ok || bad "data folder mode $(stat -c %a "$tmp/fresh/natter" 2>&1)"
+stop
+
+# 28b. A line recalled from the input history and changed, then pushed
+# aside by the parameters pane's Enter: the entry it was recalled from
+# stays as it was (readline replayed the line's undo list over the
+# command's text and wrote the result over that entry).
+start 100 30 "XDG_DATA_HOME=$tmp/recall" "--no-history"
+wait_for "Type a message" || bad "start: $(screen)"
+T send-keys -t ui "/set top_k 7" Enter
+wait_for "top_k = 7" 10 || bad "/set top_k: $(screen)"
+T send-keys -t ui Up " 8"
+wait_for "^> /set top_k 7 8" 10 || bad "the recalled line, changed: $(screen)"
+T send-keys -t ui Tab Tab Enter
+wait_for "^> /set temp *$" 10 || bad "Enter on temp: $(screen)"
+T send-keys -t ui "0.5" Enter
+wait_for "temp = 0.5" 10 && wait_for "^> /set top_k 7 8" 10 || bad "the /set and the draft back: $(screen)"
+T send-keys -t ui F10
+wait_file "$tmp/stty.after" || bad "F10 did not quit"
+[ "$(cat "$tmp/recall/natter/input_history" 2>/dev/null)" = "/set top_k 7
+/set temp 0.5
+/set top_k 7 8" ] && ok || bad "the input history: $(cat "$tmp/recall/natter/input_history" 2>&1)"
 stop
 
 # 29. An input history that cannot be saved (a file where its folder

@@ -515,8 +515,11 @@ ui_conv_edit_begin(struct ui *u)
 	u->edit_idx = m->idx;
 	u->mode = UI_IM_EDIT;
 	u->focus = UI_F_INPUT;
-	ui_input_stash(u, chat_message_content(u->c, m->idx));
-	ui_screen_notify(u, 0, "edit the message; Enter sends it as a new branch, Esc cancels");
+	if (ui_input_stash(u, chat_message_content(u->c, m->idx)))
+		ui_screen_notify(u, 0, "edit the message (Enter sends, Esc cancels); what you typed is in the input "
+		    "history (Up)");
+	else
+		ui_screen_notify(u, 0, "edit the message; Enter sends it as a new branch, Esc cancels");
 }
 
 int

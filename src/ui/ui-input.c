@@ -302,11 +302,16 @@ void
 ui_input_set(struct ui *u, const char *text)
 {
 	(void)u;
-	rl_replace_line(text, 0);
+	/* A new line, not an edit of the one there: without its undo list
+	 * and past the input history's end.  (A recalled entry's undo list
+	 * would otherwise be replayed over this text when the line is
+	 * finished, and the result written over that entry.) */
+	rl_replace_line(text, 1);
+	using_history();
 	rl_point = rl_end;
 }
 
-void
+int
 ui_input_stash(struct ui *u, const char *text)
 {
 	const char *now = ui_input_text();
@@ -327,16 +332,12 @@ ui_input_stash(struct ui *u, const char *text)
 		hist = 1;
 		ui_screen_notify(u, 0, "what you typed is in the input history (Up)");
 	}
-	if (hist) {
-		add_history(now);
-		/* In the middle of a line: readline's position goes past the
-		 * new entry, or finishing this line would write its own undone
-		 * text over the entry (as it does to a recalled line). */
-		using_history();
-	}
+	if (hist)
+		add_history(now);   /* (ui_input_set moves past it) */
 	free(u->stashed);
 	u->stashed = strdup(text);   /* (out of memory: a line is kept twice, not lost) */
 	ui_input_set(u, text);
+	return hist && u->draft;
 }
 
 void

@@ -371,8 +371,10 @@ void ui_input_char(struct ui *u, unsigned ch);
 void ui_input_set(struct ui *u, const char *text);
 /* As ui_input_set, for an edit, a comment, the system prompt or a command
  * put into the line for the user: what the user had typed is kept aside
- * (the first time) for ui_input_restore. */
-void ui_input_stash(struct ui *u, const char *text);
+ * (the first time) for ui_input_restore; what was typed over a line a
+ * stash put there goes to the input history, and 1 is returned (a
+ * notice says so; a caller that notifies after says it too). */
+int ui_input_stash(struct ui *u, const char *text);
 /* Puts back what ui_input_stash kept aside (else empties the line): when
  * the mode is cancelled (Esc).  Between lines only; after a line, on_line
  * puts the draft back itself. */

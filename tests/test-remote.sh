@@ -343,6 +343,10 @@ cut=$(sed -n 's/^cut-after: //p' "$D/webui-early-finish.sse")
 check "webui-early-finish: kept as cut" "error|$(expect_text webui-early-finish "$cut")" "$(stored webui-early-finish)"
 check "webui-early-finish: the fixture was cut where it says" "Think again" "$(expect_text webui-early-finish "$cut")"
 has "webui-early-finish: message" "$tmp/webui-early-finish.err" "the reply broke off: the connection to 127.0.0.1:$R closed in the middle"
+# The same, its body ending cleanly (framing by the connection's close): still not whole.
+run webui-early-finish-close "Go on"
+check "webui-early-finish-close: kept as cut" "error|Think again" "$(stored webui-early-finish-close)"
+has "webui-early-finish-close: message" "$tmp/webui-early-finish-close.err" "the stream ended before the reply did"
 run ended-early "Go on"
 has "ended-early: message" "$tmp/ended-early.err" "the stream ended before the reply did (no finish_reason, no [DONE])"
 check "ended-early: kept" "error|Almost there" "$(stored ended-early)"

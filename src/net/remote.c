@@ -786,12 +786,13 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		}
 		/* A reply, whole or not.  Whole once [DONE] came, or a
 		 * finish_reason with nothing after it: a connection that
-		 * closed or a stop pressed after that cut nothing, and the
-		 * reply ended as the server said (below). */
+		 * closed after that cut nothing, and the reply ended as the
+		 * server said (below).  A stop pressed before [DONE] stopped
+		 * it (a proxy may put a finish_reason on every chunk). */
 		whole = x.done || (x.finish[0] && x.pieces == x.finish_pieces);
 		if (x.stopped_string) {
 			st->stop = CHAT_STOP_STRING;
-		} else if (!whole && (hr == HTTP_ECANCEL || (hr == HTTP_EBODY && !x.failed))) {
+		} else if (!x.done && (hr == HTTP_ECANCEL || (hr == HTTP_EBODY && !x.failed))) {
 			st->stop = CHAT_STOP_CANCEL;
 		} else if (x.failed) {
 			st->stop = CHAT_STOP_ERROR;
@@ -804,7 +805,7 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 			snprintf(err, errlen, "the server answered with %s, not an event stream: is %s an "
 			    "OpenAI-compatible API?", x.ctype, r->base);
 			st->stop = CHAT_STOP_ERROR;
-		} else if (!x.done && !x.finish[0]) {
+		} else if (!whole) {
 			snprintf(err, errlen, "the stream ended before the reply did (no finish_reason, no [DONE])");
 			st->stop = CHAT_STOP_ERROR;
 		} else if (!strcmp(x.finish, "content_filter")) {

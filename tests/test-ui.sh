@@ -649,7 +649,9 @@ stop
 # 28b. A line recalled from the input history and changed, then pushed
 # aside by the parameters pane's Enter: the entry it was recalled from
 # stays as it was (readline replayed the line's undo list over the
-# command's text and wrote the result over that entry).
+# command's text and wrote the result over that entry).  And the line
+# typed before Up goes to the input history: Down no longer brings it
+# back over the command.
 start 100 30 "XDG_DATA_HOME=$tmp/recall" "--no-history"
 wait_for "Type a message" || bad "start: $(screen)"
 T send-keys -t ui "/set top_k 7" Enter
@@ -660,11 +662,21 @@ T send-keys -t ui Tab Tab Enter
 wait_for "^> /set temp *$" 10 || bad "Enter on temp: $(screen)"
 T send-keys -t ui "0.5" Enter
 wait_for "temp = 0.5" 10 && wait_for "^> /set top_k 7 8" 10 || bad "the /set and the draft back: $(screen)"
-T send-keys -t ui F10
+T send-keys -t ui C-u "pre draft" Up
+wait_for "^> /set temp 0.5" 10 || bad "Up over a draft: $(screen)"
+T send-keys -t ui Tab Tab Enter
+wait_for "^> /set temp *$" 10 || bad "Enter on temp over a recalled line: $(screen)"
+T send-keys -t ui Down
+T send-keys -t ui "0.6"
+wait_for "^> /set temp 0.6" 10 && ok || bad "Down brought the line from before Up back over the command: $(screen)"
+T send-keys -t ui Enter
+wait_for "temp = 0.6" 10 && wait_for "^> /set temp 0.5" 10 || bad "the second /set and its draft back: $(screen)"
+T send-keys -t ui C-u F10
 wait_file "$tmp/stty.after" || bad "F10 did not quit"
 [ "$(cat "$tmp/recall/natter/input_history" 2>/dev/null)" = "/set top_k 7
 /set temp 0.5
-/set top_k 7 8" ] && ok || bad "the input history: $(cat "$tmp/recall/natter/input_history" 2>&1)"
+pre draft
+/set temp 0.6" ] && ok || bad "the input history: $(cat "$tmp/recall/natter/input_history" 2>&1)"
 stop
 
 # 29. An input history that cannot be saved (a file where its folder

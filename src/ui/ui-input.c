@@ -70,6 +70,16 @@ keep(struct ui *u, const char *line, const char *tail)
 	u->pending = p;
 }
 
+/* LINE into the input history.  readline's place in it stays past the
+ * end unless the user is going through it (Up): ui_input_set tells so by
+ * that place. */
+static void
+remember(const char *line)
+{
+	add_history(line);
+	using_history();
+}
+
 /* After a line the mode or command took was used: the draft it had
  * pushed aside comes back (inserted once readline has finished the line). */
 static void
@@ -142,7 +152,7 @@ take_line(char *line)
 		} else if (ui_conv_busy(u, "edit")) {
 			keep(u, line, "");
 		} else {
-			add_history(line);
+			remember(line);
 			u->mode = UI_IM_MESSAGE;
 			if (ui_conv_edit(u, line) < 0) {
 				/* Refused: the text is not thrown away. */
@@ -163,7 +173,7 @@ take_line(char *line)
 		free(line);
 		return;
 	}
-	add_history(line);
+	remember(line);
 	if (line[0] == '/') {
 		/* A command that failed (a typo, a value refused, a reply
 		 * running) stays in the line to be corrected, as a message not
@@ -240,6 +250,7 @@ ui_input_setup(struct ui *u)
 		snprintf(u->rl_hist_path, sizeof(u->rl_hist_path), "%s/.local/share/natter/input_history", home);
 	if (u->rl_hist_path[0])
 		read_history(u->rl_hist_path);
+	using_history();   /* past its end (remember) */
 }
 
 void
@@ -248,9 +259,9 @@ ui_input_teardown(struct ui *u)
 	/* What was in the line when natter quit (and a draft a command had
 	 * pushed aside) is not thrown away: Up finds it next time. */
 	if (rl_line_buffer && !ui_text_blank(rl_line_buffer))
-		add_history(rl_line_buffer);
+		remember(rl_line_buffer);
 	if (u->draft && !ui_text_blank(u->draft))
-		add_history(u->draft);
+		remember(u->draft);
 	/* Called after the terminal is given back: stderr is the user's.
 	 * The data folder may not exist yet (with --no-history or another
 	 * --db nothing else made it). */
@@ -302,12 +313,27 @@ void
 ui_input_set(struct ui *u, const char *text)
 {
 	(void)u;
-	/* A new line, not an edit of the one there: without its undo list
-	 * and past the input history's end.  (A recalled entry's undo list
-	 * would otherwise be replayed over this text when the line is
-	 * finished, and the result written over that entry.) */
+	if (where_history() < history_length) {
+		/* The line is an entry recalled with Up (the caller took what
+		 * it needs of its text).  As readline does when a line is
+		 * finished, the entry gets its own text back (else its edits,
+		 * or this text with them replayed, stay in it); the line from
+		 * before Up, which Down would bring back over this one, goes
+		 * to the input history. */
+		HIST_ENTRY *h = current_history();
+		if (h && rl_undo_list) {
+			rl_revert_line(1, 0);
+			if ((h = replace_history_entry(where_history(), rl_line_buffer, NULL)) != NULL)
+				free_history_entry(h);
+		}
+		using_history();
+		rl_maybe_unsave_line();
+		if (!ui_text_blank(rl_line_buffer))
+			remember(rl_line_buffer);
+	}
+	/* A new line, not an edit of the one there (its undo list would be
+	 * replayed over this text). */
 	rl_replace_line(text, 1);
-	using_history();
 	rl_point = rl_end;
 }
 
@@ -318,6 +344,7 @@ ui_input_stash(struct ui *u, const char *text)
 	/* Still what the last stash put there: no words of the user's. */
 	int same = u->stashed && !strcmp(now, u->stashed);
 	int hist = 0;
+	char *typed = NULL;
 
 	if (!u->draft) {
 		/* The user's draft, given back when the line is used. */
@@ -332,12 +359,17 @@ ui_input_stash(struct ui *u, const char *text)
 		hist = 1;
 		ui_screen_notify(u, 0, "what you typed is in the input history (Up)");
 	}
-	if (hist)
-		add_history(now);   /* (ui_input_set moves past it) */
+	/* Into the input history once the line is replaced (ui_input_set
+	 * reads readline's place in it). */
+	if (hist && !(typed = strdup(now)))
+		remember(now);
 	free(u->stashed);
 	u->stashed = strdup(text);   /* (out of memory: a line is kept twice, not lost) */
 	ui_input_set(u, text);
-	return hist && u->draft;
+	if (typed)
+		remember(typed);
+	free(typed);
+	return hist;
 }
 
 void

@@ -681,6 +681,20 @@ test_migration_from_2(void)
 	store_close(s);
 }
 
+/* A message of some 4,900 tokens ("aaaa" words): more than the 512-token
+ * context of chatlog_setup's sessions holds. */
+static const char *
+too_long(void)
+{
+	static char big[6001];
+	if (!big[0]) {
+		memset(big, 'a', 6000);
+		for (int i = 0; i < 6000; i += 5)
+			big[i] = ' ';
+	}
+	return big;
+}
+
 /* The start of the chatlog tests: the history NAME in the test folder
  * (its path into P) and the f32 model, with chat options for it (512
  * tokens of context, one thread, SEED).  Returns 0, or -1 after a SKIP
@@ -1165,19 +1179,14 @@ test_chatlog(void)
 
 	/* A message longer than the context is not a turn: not stored, not kept. */
 	{
-		char *big = malloc(6001);
+		const char *big = too_long();
 		int before = query_int(p, "SELECT count(*) FROM messages");
-		memset(big, 'a', 6000);
-		big[6000] = 0;
-		for (int i = 0; i < 6000; i += 5)
-			big[i] = ' ';
-		chat_add_user(c, big, 6000);
+		chat_add_user(c, big, strlen(big));
 		CHECK(chatlog_user(&l, c) == 0 && query_int(p, "SELECT count(*) FROM messages") == before,
 		    "a refused message is not stored (%d messages, %d before)", query_int(p, "SELECT count(*) FROM messages"),
 		    before);
 		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) < 0 && strstr(err, "more than the context") &&
 		    chat_n_messages(c) == 2, "and not kept in the session: %s", err);
-		free(big);
 	}
 
 	/* /system: what comes next only. */
@@ -1213,13 +1222,9 @@ test_chatlog(void)
 	/* An edit the session could not answer changes nothing: neither the
 	 * session (the turns after it stay) nor the history. */
 	{
-		char *big = malloc(6001);
+		const char *big = too_long();
 		int before = query_int(p, "SELECT count(*) FROM messages");
-		memset(big, 'a', 6000);
-		big[6000] = 0;
-		for (int i = 0; i < 6000; i += 5)
-			big[i] = ' ';
-		CHECK(chatlog_edit(&l, c, 2, big, 6000, err, sizeof(err)) == -1 && strstr(err, "more than the context"),
+		CHECK(chatlog_edit(&l, c, 2, big, strlen(big), err, sizeof(err)) == -1 && strstr(err, "more than the context"),
 		    "an edit longer than the context is refused: %s", err);
 		CHECK(chat_n_messages(c) == 4 && !strcmp(chat_message_content(c, 2), "Tell me less") &&
 		    chat_message_tag(c, 2) == 5, "the session is as it was (%d messages)", chat_n_messages(c));
@@ -1227,7 +1232,6 @@ test_chatlog(void)
 		    query_int(p, "SELECT leaf_id FROM conversations WHERE id = 1") == 6,
 		    "the history is as it was (%d messages, %d before)", query_int(p, "SELECT count(*) FROM messages"),
 		    before);
-		free(big);
 	}
 
 	/* Resumed under another model. */

@@ -12,7 +12,6 @@
 
 #include "natter/chat.h"
 #include "natter/chatcmd.h"
-#include "natter/lora.h"
 #include "ui/ui.h"
 
 /* --- helpers: everything clips to the screen --- */

@@ -2,7 +2,6 @@
 #define _XOPEN_SOURCE_EXTENDED 1
 #include "config.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 

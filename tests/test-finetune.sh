@@ -41,6 +41,9 @@ grep -q "sft or dpo" "$tmp/err" && ok || bad "--method message: $(cat "$tmp/err"
 ft -m x -o y --targets q,wo 2>"$tmp/err"; check "--targets q,wo status" 2 $?
 grep -q "unknown weight 'wo'" "$tmp/err" && ok || bad "--targets message: $(cat "$tmp/err")"
 ft -m x -o y --steps 3 --epochs 2 2>/dev/null; check "--steps and --epochs status" 2 $?
+# Decay of lr x wd >= 1 a step would zero the weights or flip their sign.
+ft -m x -o y --lr 0.5 --weight-decay 2 2>"$tmp/err"; check "--lr times --weight-decay 1 status" 2 $?
+grep -q -- "--lr 0.5 times --weight-decay 2 is 1; it must be under 1" "$tmp/err" && ok || bad "lr x wd: $(cat "$tmp/err")"
 ft -m x -o y --data a --db b 2>/dev/null; check "--data and --db status" 2 $?
 ft -m x -o y --batch 65536 --grad-accum 65536 2>"$tmp/err"; check "--batch times --grad-accum overflowing status" 2 $?
 grep -q -- "--batch 65536 times --grad-accum 65536 is more than 1048576 examples a step" "$tmp/err" && ok ||
@@ -250,9 +253,18 @@ check "DPO accuracy at the end" 1 "$(field "$tmp/dpo.log" 30 accuracy)"
 lt "$m1" "$m30" && lt 1 "$m30" && ok || bad "DPO margin $m1 -> $m30"
 echo "  DPO on 4 pairs: margin $m1 -> $m30, accuracy $(field "$tmp/dpo.log" 1 accuracy) -> $(field "$tmp/dpo.log" 30 accuracy)"
 grep -q "margin .* acc 100%" "$tmp/err" && ok || bad "DPO progress lines: $(tail -1 "$tmp/err")"
-# --epochs: 2 passes over 6 examples, 2 a step; a log that cannot be written stops it.
+# --epochs: 2 passes over 6 examples, 2 a step; 4 a step, 3 steps (12 examples: not a
+# step of 4 for each pass's last 2); a log that cannot be written stops it.
 ft -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --epochs 2 --batch 2 -o "$tmp/e2.gguf" 2>/dev/null |
 	grep -q "after 6 steps" && ok || bad "--epochs 2 --batch 2 on 6 examples is not 6 steps"
+ft -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --epochs 2 --batch 4 -o "$tmp/e2.gguf" 2>/dev/null |
+	grep -q "after 3 steps" && ok || bad "--epochs 2 --batch 4 on 6 examples is not 3 steps"
+# A seed past 2^53 is recorded as given (it was read as a double and rounded).
+ft -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --steps 1 --seed 999999999999999999 \
+	-o "$tmp/seed.gguf" >/dev/null 2>&1
+# (natter.training.config's lines, read in the file: info --kv shows its start.)
+grep -a -q '^seed=999999999999999999$' "$tmp/seed.gguf" && ok ||
+	bad "--seed 999999999999999999: $(grep -a -o '^seed=[0-9]*' "$tmp/seed.gguf")"
 if [ -w /dev/full ]; then
 	ft -m "$M" --data "$D/finetune-sft.jsonl" --chat-template chatml --steps 3 --log /dev/full -o "$tmp/f.gguf" 2>"$tmp/err"
 	check "log on a full disk status" 1 $?
@@ -269,6 +281,9 @@ ft -m "$M" --data "$D/finetune-dpo.jsonl" --method dpo --chat-template chatml --
 	--init "$tmp/straight.gguf" --log "$tmp/dpo2.log" -o "$tmp/dpo2.gguf" >/dev/null 2>"$tmp/err"
 check "DPO from --init status" 0 $?
 check "DPO from --init: margin 0 at step 1" 0 "$(field "$tmp/dpo2.log" 1 margin)"
+# Its record names the init's pairs and alpha (16), not rank 0 and alpha 0.
+grep -a -q "^targets=the init's$" "$tmp/dpo2.gguf" && grep -a -q "^rank=the init's$" "$tmp/dpo2.gguf" &&
+	grep -a -q "^alpha=16$" "$tmp/dpo2.gguf" && ok || bad "--init config: $(grep -a -E '^(targets|rank|alpha)=' "$tmp/dpo2.gguf")"
 
 # phi3's fused weights: q adapts attn_qkv, gate adapts the fused ffn_up; qwen2's output is
 # tied to the embeddings, which are not adapted.

@@ -1511,8 +1511,14 @@ test_adamw(void)
 	m = v = 0;
 	g = 0.5f;
 	adamw_update(&c, 1, 0.1f, 1.0f, &p, &g, &m, &v, 1);
-	adamw_update(&c, 1, 0.1f, 0.5f, &p2, &g2, &m2, &v2, 1);
+	CHECK(adamw_update(&c, 1, 0.1f, 0.5f, &p2, &g2, &m2, &v2, 1) == 0, "a finite step said it diverged");
 	CHECK(p == p2 && m == m2 && v == v2, "gscale 0.5 on g = 1 differs from g = 0.5");
+	/* A gradient that overflowed makes the parameter NaN: said, so that it is not saved. */
+	{
+		float pp[3] = { 1, 2, 3 }, gg[3] = { 0.5f, INFINITY, 0.5f }, mm[3] = { 0 }, vv[3] = { 0 };
+		CHECK(adamw_update(&c, 1, 0.1f, 1.0f, pp, gg, mm, vv, 3) == -1 && isnan(pp[1]), "an infinite gradient: %d %g",
+		    adamw_update(&c, 1, 0.1f, 1.0f, pp, gg, mm, vv, 3), pp[1]);
+	}
 
 	for (size_t i = 0; i < sizeof(sched) / sizeof(sched[0]); i++) {
 		float lr = adamw_sched_lr(&s, sched[i].step);
@@ -1806,6 +1812,25 @@ test_adapter_errors(const char *dir)
 		CHECK(access(path, F_OK) != 0, "a refused adapter left a file");
 		info.type = GGML_TYPE_Q8_0;
 		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) < 0 && strstr(err, "Q8_0"), "q8_0: %s", err);
+		/* Nor a value a chat would refuse: not finite, or past what F16 (BF16) holds. */
+		info.type = GGML_TYPE_F32;
+		B[77] = NAN;
+		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) < 0 && strstr(err, "lora_b holds a value that is not a "
+		    "finite number") && access(path, F_OK) != 0, "NaN written: %s", err);
+		B[77] = 0;
+		A[5] = 70000.0f;
+		info.type = GGML_TYPE_F16;
+		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) < 0 && strstr(err, "lora_a holds 70000, past the "
+		    "largest F16") && access(path, F_OK) != 0, "70000 in F16: %s", err);
+		A[5] = 65504.0f;
+		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) == 0, "65504 in F16: %s", err);
+		A[5] = 3.4e38f;
+		info.type = GGML_TYPE_BF16;
+		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) < 0 && strstr(err, "largest BF16"), "3.4e38 in BF16: %s",
+		    err);
+		info.type = GGML_TYPE_F32;
+		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) == 0, "3.4e38 in F32: %s", err);
+		unlink(path);
 	}
 	lora_free(NULL);
 	llm_model_free(m);
@@ -2376,6 +2401,32 @@ test_model(const char *dir, const char *model_name, const char *adapter, const s
 	}
 	tmodel_free(tm);
 	tm = NULL;
+
+	/* A tied model: an adapter to start from that adapts token_embd.weight is refused (its
+	 * pair would be trained as the output's; a chat applies it to the lookup). */
+	if (strstr(model_name, "qwen2")) {
+		const int E = llm_model_hparams(fc.m)->n_embd;
+		float *A = calloc((size_t)E * 2, sizeof(float)), *B = calloc((size_t)fc.V * 2, sizeof(float));
+		struct lora_pair p = { "token_embd.weight", E, fc.V, 2, A, B, 1 };
+		struct lora_file_info info = { .arch = llm_model_hparams(fc.m)->arch_name, .alpha = 2.0f,
+			.type = GGML_TYPE_F32 };
+		struct lora_adapter *a = NULL;
+		snprintf(path, sizeof(path), "%s/tied-init.gguf", tmpdir);
+		if (A && B && lora_write(path, &info, &p, 1, err, sizeof(err)) == 0 &&
+		    lora_open(path, fc.m, 1.0f, NULL, &a, err, sizeof(err)) == 0) {
+			struct tmodel_opts o = { .max_tokens = 40, .init = a };
+			CHECK(tmodel_new(fc.m, &o, &tm, err, sizeof(err)) < 0 && strstr(err, "ties to its output projection"),
+			    "%s: an init pair on the tied token_embd.weight: '%s'", model_name, tm ? "accepted" : err);
+			tmodel_free(tm);
+			tm = NULL;
+		} else {
+			CHECK(0, "%s: the tied adapter: %s", model_name, err);
+		}
+		lora_free(a);
+		unlink(path);
+		free(A);
+		free(B);
+	}
 
 	/* 3. With the fixture adapter: the logits against llama.cpp's with the adapter applied. */
 	if (adapter) {
@@ -3223,6 +3274,16 @@ test_tdata_jsonl(const char *dir)
 			{ TDATA_SFT, "{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\",\"weight\":2}]}", "0 or 1" },
 			{ TDATA_DPO, "{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\"}]}", "--method sft" },
 			{ TDATA_DPO, "{\"prompt\":\"a\",\"chosen\":\"b\"}", "needs \"prompt\"" },
+			/* Two examples on a line: cJSON reads the first and stops. */
+			{ TDATA_SFT, "{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\"}]} "
+			  "{\"messages\":[{\"role\":\"assistant\",\"content\":\"y\"}]}", "more after the JSON object" },
+			{ TDATA_DPO, "{\"prompt\":\"a\",\"chosen\":\"b\",\"rejected\":\"c\"}x", "more after the JSON object" },
+			/* Bytes that are not UTF-8: a lone continuation byte, an overlong "/", a surrogate,
+			 * a character cut short at the end of a string. */
+			{ TDATA_SFT, "{\"messages\":[{\"role\":\"assistant\",\"content\":\"a\x80\"}]}", "not valid UTF-8 (byte 46" },
+			{ TDATA_SFT, "{\"messages\":[{\"role\":\"assistant\",\"content\":\"\xc0\xaf\"}]}", "not valid UTF-8" },
+			{ TDATA_SFT, "{\"messages\":[{\"role\":\"assistant\",\"content\":\"\xed\xa0\x80\"}]}", "not valid UTF-8" },
+			{ TDATA_DPO, "{\"prompt\":\"a\",\"chosen\":\"\xe2\x82\",\"rejected\":\"c\"}", "not valid UTF-8" },
 		};
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 			char body[1024];
@@ -3247,6 +3308,17 @@ test_tdata_jsonl(const char *dir)
 		}
 		CHECK(tdata_read_jsonl(&s, t, "/nonexistent/x.jsonl", NULL, NULL, err, sizeof(err)) == -1 &&
 		    strstr(err, "/nonexistent/x.jsonl"), "missing file: %s", err);
+		/* UTF-8 of every length, and blanks after the object, are read. */
+		{
+			struct tdata_set b;
+			snprintf(path, sizeof(path), "%s/utf8.jsonl", tmpdir);
+			write_text(path, "{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xc3\xa9\"},{\"role\":"
+			    "\"assistant\",\"content\":\"\xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\"}]} \t\r\n");
+			tdata_set_init(&b, TDATA_SFT, 128, 0);
+			CHECK(tdata_read_jsonl(&b, t, path, NULL, NULL, err, sizeof(err)) == 0 && b.n == 1, "UTF-8: '%s' (%d)",
+			    err, b.n);
+			tdata_set_free(&b);
+		}
 	}
 	tdata_set_free(&s);
 out:
@@ -3740,6 +3812,15 @@ test_resume(const char *dir)
 		c.config = "cfg\nline";
 		if (tmodel_new(m, &o, &tm, err, sizeof(err)) == 0 && tloop_new(tm, &s, &c, NULL, &l, err, sizeof(err)) == 0)
 			CHECK(tloop_resume(l, ck, err, sizeof(err)) == -1 && strstr(err, "F32 ["), "another rank: %s", err);
+		/* Training that diverged (here a weight made NaN after 2 steps) stops with an
+		 * error at the step whose loss is not finite, not a NaN adapter. */
+		if (l) {
+			CHECK(tloop_run(l, 2, NULL, NULL, err, sizeof(err)) == 0 && tloop_steps_done(l) == 2, "2 steps: %s", err);
+			tmodel_lora(tm, 0)->a[0] = NAN;
+			CHECK(tloop_run(l, 0, NULL, NULL, err, sizeof(err)) == -1 && strstr(err, "step 3: the loss is not a "
+			    "finite number: training diverged") && tloop_steps_done(l) == 2, "NaN weight: '%s', %lld steps", err,
+			    (long long)tloop_steps_done(l));
+		}
 		tloop_free(l);
 		tmodel_free(tm);
 		tdata_set_free(&s);

@@ -210,8 +210,9 @@ struct adamw_cfg {
 /* beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0. */
 struct adamw_cfg adamw_cfg_default(void);
 /* Step T (1, 2, ...) over N parameters P with gradients G times GSCALE (e.g. 1 / the number
- * of accumulated micro-batches); M and V are the moment buffers (zero before step 1). */
-void adamw_update(const struct adamw_cfg *c, int64_t t, float lr, float gscale, float *p, const float *g,
+ * of accumulated micro-batches); M and V are the moment buffers (zero before step 1).
+ * Returns 0, or -1 when a parameter came out as no finite number (training diverged). */
+int adamw_update(const struct adamw_cfg *c, int64_t t, float lr, float gscale, float *p, const float *g,
 		  float *m, float *v, size_t n);
 
 /* Linear warm-up over WARMUP steps to LR_MAX (step s < WARMUP: LR_MAX * (s+1) / WARMUP), then a
@@ -328,8 +329,9 @@ void tmodel_zero_grad(struct tmodel *tm);
 size_t tmodel_n_params(const struct tmodel *tm);
 void tmodel_grad_get(struct tmodel *tm, float *g);
 void tmodel_grad_set(struct tmodel *tm, const float *g);
-/* One AdamW step (its counter kept here) over every pair with LR and gradients times GSCALE. */
-void tmodel_adamw_step(struct tmodel *tm, const struct adamw_cfg *c, float lr, float gscale);
+/* One AdamW step (its counter kept here) over every pair with LR and gradients times GSCALE.
+ * Returns 0, or -1 when a parameter came out as no finite number. */
+int tmodel_adamw_step(struct tmodel *tm, const struct adamw_cfg *c, float lr, float gscale);
 /* The optimizer's state, for checkpoints: the steps taken, and the moments of pair I's A
  * (M1[0], M2[0]) and B (M1[1], M2[1]), laid out like A and B.  Borrowed. */
 int64_t tmodel_adamw_t(const struct tmodel *tm);
@@ -489,7 +491,8 @@ typedef int (*tloop_step_fn)(void *ctx, const struct tloop_step *st);
  * Takes steps until CFG->steps, or until UNTIL (> 0) steps are done, or STOP is seen.  A
  * stop between two steps leaves the state of the last full step (a step cut short is
  * forgotten).  Returns 0 when it reached its end, 1 when stopped (by STOP or the
- * callback), -1 with ERR set.
+ * callback), -1 with ERR set -- also when training diverged (a step's loss, or a weight
+ * after its update, not a finite number: the weights are then not worth saving).
  */
 int tloop_run(struct tloop *l, int64_t until, tloop_step_fn cb, void *ctx, char *err, size_t errlen);
 

@@ -74,7 +74,8 @@ static const struct ft_opt opts[] = {
 	FT("all-turns", O_ALL_TURNS, FT_FLAG, all_turns, NULL, "SFT: learn every assistant message, not only the last",
 	    0, 0),
 	FT("rank", O_RANK, FT_INT, rank, "N", "LoRA rank (8)", 1, 4096),
-	FT("alpha", O_ALPHA, FT_NUM, alpha, "A", "LoRA alpha: the update is scaled by alpha / rank (16)", 0, 1e6),
+	FT("alpha", O_ALPHA, FT_NUM, alpha, "A", "LoRA alpha: the update is scaled by alpha / rank (16; 0: not scaled)",
+	    0, 1e6),
 	FT("dropout", O_DROPOUT, FT_NUM, dropout, "P", "dropout on the LoRA branch's input (0)", 0, 0.95),
 	FT("targets", O_TARGETS, FT_STR, targets, "LIST", "weights to adapt: q,k,v,o,gate,up,down,output or all "
 	    "(q,k,v,o,gate,up,down); expert stacks are not adapted: in a layer of experts gate, up and down adapt "
@@ -90,7 +91,8 @@ static const struct ft_opt opts[] = {
 	FT("grad-accum", O_ACCUM, FT_INT, grad_accum, "N", "micro-batches per optimizer step (1); times --batch at most "
 	    "1048576", 1, 65536),
 	FT("steps", O_STEPS, FT_LONG, steps, "N", "optimizer steps in all (default: from --epochs)", 1, 1e12),
-	FT("epochs", O_EPOCHS, FT_LONG, epochs, "N", "passes over the examples (1)", 1, 1e6),
+	FT("epochs", O_EPOCHS, FT_LONG, epochs, "N", "passes over the examples (1), in whole steps: the last may take some examples of one more"
+	    " pass", 1, 1e6),
 	FT("ctx", O_CTX, FT_INT, ctx, "N", "tokens per example; longer ones are cut, with a warning (512, or the "
 	    "model's training context if shorter)", 2, 1 << 20),
 	FT("beta", O_BETA, FT_NUM, beta, "B", "DPO: how far from the reference the policy may go (0.1)", 1e-6, 1e6),
@@ -164,6 +166,7 @@ parse(int argc, char **argv, struct ft_args *a)
 		void *field;
 		char *end;
 		double v;
+		long long whole;
 
 		if (c == 'h') {
 			print_help();
@@ -194,6 +197,11 @@ parse(int argc, char **argv, struct ft_args *a)
 		}
 		errno = 0;
 		v = strtod(optarg, &end);
+		/* A whole number read whole: strtod rounds one past 2^53 (a --seed). */
+		if (o->kind != FT_NUM && end != optarg && !*end && !errno && strspn(optarg, "0123456789") == strlen(optarg))
+			whole = strtoll(optarg, NULL, 10);
+		else
+			whole = (long long)v;
 		/* strtod alone takes " 5" and "0x10" */
 		if (end == optarg || *end || errno || !isfinite(v) || v < o->lo || v > o->hi ||
 		    isspace((unsigned char)optarg[0]) || strpbrk(optarg, "xX") ||
@@ -205,7 +213,7 @@ parse(int argc, char **argv, struct ft_args *a)
 		if (o->kind == FT_INT)
 			*(int *)field = (int)v;
 		else if (o->kind == FT_LONG)
-			*(long long *)field = (long long)v;
+			*(long long *)field = whole;
 		else
 			*(double *)field = v;
 	}
@@ -439,18 +447,24 @@ static char *
 config_text(const struct ft_args *a, const struct llm_model *m, const struct tdata_tmpl *t,
 	    const struct lora_adapter *init, const struct tdata_set *set, unsigned targets, long long steps)
 {
-	char *buf = malloc(4096);
+	char *buf = malloc(4096), pairs[64];
 	const char *mp = llm_model_gguf(m)->path, *base = strrchr(mp, '/');
 
 	if (!buf)
 		return NULL;
+	/* From an adapter, its pairs, ranks and alpha are the adapter's (--targets, --rank and
+	 * --alpha are not used): said so, not as the options' values. */
+	if (init)
+		snprintf(pairs, sizeof(pairs), "targets=the init's\nrank=the init's\nalpha=%.9g", (double)lora_alpha(init));
+	else
+		snprintf(pairs, sizeof(pairs), "targets=%#x\nrank=%d\nalpha=%.9g", targets, a->rank, a->alpha);
 	snprintf(buf, 4096,
 	    "model=%s %zu bytes\ntemplate=%s\nmethod=%s\ndata=%d examples, fingerprint %016llx\nctx=%d\nall_turns=%d\n"
-	    "init=%s\ntargets=%#x\nrank=%d\nalpha=%.9g\ndropout=%.9g\nlr=%.9g\nlr_min=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
+	    "init=%s\n%s\ndropout=%.9g\nlr=%.9g\nlr_min=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
 	    "weight_decay=%.9g\nwarmup=%d\nbatch=%d\ngrad_accum=%d\nsteps=%lld\nbeta=%.9g\nseed=%lld\n",
 	    base ? base + 1 : mp, llm_model_gguf(m)->size, tdata_tmpl_name(t), a->method, set->n,
 	    (unsigned long long)tdata_set_fingerprint(set), a->ctx, a->all_turns, init ? lora_sha256(init) : "none",
-	    init ? 0 : targets, init ? 0 : a->rank, init ? 0 : a->alpha, a->dropout, a->lr, a->lr_min, a->beta1, a->beta2,
+	    pairs, a->dropout, a->lr, a->lr_min, a->beta1, a->beta2,
 	    a->weight_decay, a->warmup, a->batch, a->grad_accum, steps, a->beta, a->seed);
 	return buf;
 }
@@ -626,6 +640,12 @@ cmd_finetune(int argc, char **argv)
 		cli_error("finetune: --lr-min %g is above --lr %g", a.lr_min, a.lr);
 		return 2;
 	}
+	if (a.lr * a.weight_decay >= 1) {
+		/* Each step multiplies every weight by 1 - lr wd: none or less, a sign that flips. */
+		cli_error("finetune: --lr %g times --weight-decay %g is %g; it must be under 1", a.lr, a.weight_decay,
+		    a.lr * a.weight_decay);
+		return 2;
+	}
 	method = strcmp(a.method, "dpo") == 0 ? TDATA_DPO : TDATA_SFT;
 	if (!a.threads)
 		a.threads = sysbench_physical_cores();
@@ -692,8 +712,9 @@ cmd_finetune(int argc, char **argv)
 	}
 	if (r.n_warn > 5)
 		fprintf(stderr, "%s: warning: %d warnings in all\n", cli_progname, r.n_warn);
+	/* The passes' examples in whole steps: only the last step may take some of one more pass. */
 	steps = a.steps ? a.steps :
-	    (a.epochs ? a.epochs : 1) * ((set.n + (long long)a.batch * a.grad_accum - 1) / ((long long)a.batch * a.grad_accum));
+	    ((a.epochs ? a.epochs : 1) * set.n + (long long)a.batch * a.grad_accum - 1) / ((long long)a.batch * a.grad_accum);
 	fprintf(stderr, "%s: %d %s (%ld tokens; %d cut to %d tokens, %d skipped), template %s\n", cli_progname, set.n,
 	    method == TDATA_DPO ? "pairs" : "examples", set.n_tokens, set.n_truncated, a.ctx, set.n_dropped,
 	    tdata_tmpl_name(t));
@@ -805,7 +826,13 @@ cmd_finetune(int argc, char **argv)
 		lrc = tmodel_lora_save(tm, a.out, name, otype, &prov, err, sizeof(err));
 		free(base_name);
 		if (lrc < 0) {
+			/* A full disk, say: the steps are kept for another try. */
 			cli_error("%s", err);
+			if (tloop_save(loop, ckpt, err, sizeof(err)) < 0)
+				cli_error("and the checkpoint could not be written either: %s", err);
+			else
+				fprintf(stderr, "%s: the %lld steps are saved in %s; write the adapter with the same options "
+				    "and --resume %s\n", cli_progname, (long long)tloop_steps_done(loop), ckpt, ckpt);
 			goto out;
 		}
 	}

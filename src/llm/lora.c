@@ -518,6 +518,19 @@ fill_tensor(void *ctx, void *buf, size_t nbytes)
 	return 0;
 }
 
+/* The first of V[0..N) that is not a finite number, or would not be one in TYPE (F16 from
+ * 65520 up, BF16 from 2^128 - 2^119 up round to infinity), or -1. */
+static int64_t
+value_unfit(const float *v, int64_t n, enum ggml_type type)
+{
+	const float big = type == GGML_TYPE_F16 ? 65520.0f : type == GGML_TYPE_BF16 ? 0x1.ff0p127f : INFINITY;
+
+	for (int64_t i = 0; i < n; i++)
+		if (!(fabsf(v[i]) < big))
+			return i;
+	return -1;
+}
+
 int
 lora_write(const char *path, const struct lora_file_info *info, const struct lora_pair *pairs, int n,
 	   char *err, size_t errlen)
@@ -550,6 +563,20 @@ lora_write(const char *path, const struct lora_file_info *info, const struct lor
 				snprintf(err, errlen, "%s: '%s' is adapted twice", path, p->base);
 				return -1;
 			}
+		}
+		/* A chat refuses an adapter with a value that is no finite number: none is written. */
+		for (int k = 0; k < 2; k++) {
+			const float *v = k ? p->b : p->a;
+			const int64_t at = value_unfit(v, (int64_t)p->rank * (k ? p->n_out : p->n_in), info->type);
+			if (at < 0)
+				continue;
+			if (isfinite(v[at]))
+				snprintf(err, errlen, "%s: %s.lora_%c holds %g, past the largest %s number; write F32",
+				    path, p->base, "ab"[k], (double)v[at], ggml_type_info_get(info->type)->name);
+			else
+				snprintf(err, errlen, "%s: %s.lora_%c holds a value that is not a finite number", path,
+				    p->base, "ab"[k]);
+			return -1;
 		}
 	}
 	w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);

@@ -17,12 +17,13 @@ adamw_cfg_default(void)
  *   p <- p - lr wd p;  m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
  *   p <- p - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
  */
-void
+int
 adamw_update(const struct adamw_cfg *c, int64_t t, float lr, float gscale, float *p, const float *g, float *m,
 	     float *v, size_t n)
 {
 	const double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
 	const double decay = 1.0 - (double)lr * c->weight_decay;
+	float bad = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		double gi = (double)g[i] * gscale;
@@ -31,7 +32,9 @@ adamw_update(const struct adamw_cfg *c, int64_t t, float lr, float gscale, float
 		m[i] = (float)mi;
 		v[i] = (float)vi;
 		p[i] = (float)(p[i] * decay - lr * (mi / bc1) / (sqrt(vi / bc2) + c->eps));
+		bad += p[i] - p[i];   /* stays 0 while every p is finite; NaN after one that is not */
 	}
+	return bad == 0 ? 0 : -1;
 }
 
 float

@@ -633,6 +633,40 @@ has_nul_escape(const char *line, size_t len)
 	return 0;
 }
 
+/* Where S[0..N) stops being UTF-8 (RFC 3629: no overlong forms, surrogates or code
+ * points past U+10FFFF), or N. */
+static size_t
+utf8_bad_at(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned c = u[i], lo = 0x80, hi = 0xbf;
+		int k;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			k = 1;
+		else if (c >= 0xe0 && c <= 0xef)
+			k = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+		else if (c >= 0xf0 && c <= 0xf4)
+			k = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+		else
+			return i;
+		if (n - i <= (size_t)k || u[i + 1] < lo || u[i + 1] > hi)
+			return i;
+		for (int j = 2; j <= k; j++)
+			if (u[i + j] < 0x80 || u[i + j] > 0xbf)
+				return i;
+		i += (size_t)k + 1;
+	}
+	return n;
+}
+
 int
 tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *path, tdata_warn_fn warn, void *wctx,
 		 char *err, size_t errlen)
@@ -652,6 +686,7 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 	}
 	while ((len = getline(&line, &cap, fp)) >= 0) {
 		struct tdata_example e;
+		const char *end;
 		cJSON *o;
 		int r, nseq = s->method == TDATA_DPO ? 2 : 1, cut = 0, empty = 0, none = 0, n_full = 0;
 		size_t i;
@@ -667,8 +702,21 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 			snprintf(err, errlen, "%s: a NUL byte in the line", e.where);
 			goto out;
 		}
-		if (!(o = cJSON_ParseWithLength(line, (size_t)len))) {
+		if ((i = utf8_bad_at(line, (size_t)len)) != (size_t)len) {
+			/* A chat never sends such bytes (it repairs every message). */
+			snprintf(err, errlen, "%s: not valid UTF-8 (byte %zu of the line)", e.where, i + 1);
+			goto out;
+		}
+		if (!(o = cJSON_ParseWithLengthOpts(line, (size_t)len, &end, 0))) {
 			snprintf(err, errlen, "%s: not valid JSON", e.where);
+			goto out;
+		}
+		while (end < line + len && strchr(" \t\r\n", *end))
+			end++;
+		if (end < line + len) {
+			/* cJSON stops after the first value: a second example would be lost. */
+			cJSON_Delete(o);
+			snprintf(err, errlen, "%s: more after the JSON object (one example a line)", e.where);
 			goto out;
 		}
 		if (has_nul_escape(line, (size_t)len)) {

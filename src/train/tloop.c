@@ -275,8 +275,18 @@ tloop_run(struct tloop *l, int64_t until, tloop_step_fn cb, void *ctx, char *err
 		rc = l->cfg.method == TDATA_DPO ? step_dpo(l, g0, P, &st, err, errlen) : step_sft(l, g0, P, &st, err, errlen);
 		if (rc != 0)
 			return rc;
+		/* A step that overflowed would write NaN into every weight it updates. */
+		if (!isfinite(st.loss)) {
+			snprintf(err, errlen, "step %lld: the loss is not a finite number: training diverged (a lower "
+			    "learning rate may help)", (long long)st.step);
+			return -1;
+		}
 		/* The loss is a mean over the step's tokens (SFT) or pairs (DPO): nothing more to scale. */
-		tmodel_adamw_step(l->tm, &l->cfg.adam, (float)st.lr, 1.0f);
+		if (tmodel_adamw_step(l->tm, &l->cfg.adam, (float)st.lr, 1.0f) < 0) {
+			snprintf(err, errlen, "step %lld left a LoRA weight that is not a finite number: training diverged "
+			    "(a lower learning rate or weight decay may help)", (long long)st.step);
+			return -1;
+		}
 		l->done++;
 		st.seconds = now_s() - t0;
 		if (cb && cb(ctx, &st))

@@ -895,6 +895,13 @@ tmodel_new(const struct llm_model *m, const struct tmodel_opts *o, struct tmodel
 		    "adapt it", f->path);
 		goto fail;
 	}
+	if (o->init && tied && lora_find(o->init, "token_embd.weight")) {
+		/* Its pair would be trained as the output's, but a chat applies a pair on
+		 * token_embd.weight to the lookup (llama.cpp's reading too), or refuses it. */
+		snprintf(err, errlen, "%s: adapts token_embd.weight, which %s ties to its output projection; natter "
+		    "trains no pair there", lora_path(o->init), f->path);
+		goto fail;
+	}
 	if (attach_lora(tm, &tm->output, (o->targets & TMODEL_OUTPUT) != 0, o, &rng, err, errlen) < 0)
 		goto fail;
 	if (o->init) {
@@ -1945,18 +1952,21 @@ tmodel_adamw_moments(struct tmodel *tm, int i, float *m1[2], float *m2[2])
 	m2[1] = tm->m2[2 * i + 1];
 }
 
-void
+int
 tmodel_adamw_step(struct tmodel *tm, const struct adamw_cfg *c, float lr, float gscale)
 {
+	int rc = 0;
+
 	tm->adam_t++;
 	for (int i = 0; i < tm->n_pairs; i++) {
 		const struct tlinear *l = &tm->pairs[i]->l;
 		struct tlora *lo = l->lora;
-		adamw_update(c, tm->adam_t, lr, gscale, lo->a, lo->da, tm->m1[2 * i], tm->m2[2 * i],
+		rc |= adamw_update(c, tm->adam_t, lr, gscale, lo->a, lo->da, tm->m1[2 * i], tm->m2[2 * i],
 		    (size_t)lo->rank * l->w.n_in);
-		adamw_update(c, tm->adam_t, lr, gscale, lo->b, lo->db, tm->m1[2 * i + 1], tm->m2[2 * i + 1],
+		rc |= adamw_update(c, tm->adam_t, lr, gscale, lo->b, lo->db, tm->m1[2 * i + 1], tm->m2[2 * i + 1],
 		    (size_t)l->w.n_out * lo->rank);
 	}
+	return rc;
 }
 
 int

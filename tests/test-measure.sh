@@ -109,20 +109,39 @@ sed -e 's/"answer": 0}/"answer": X}/' -e 's/"answer": 1}/"answer": 0}/' -e 's/"a
 "$NATTER_BIN" eval-choice -m "$AID" -f "$tmp/moved.jsonl" | grep -q "per token): 0/6 = 0.00%" && ok || bad "moved answers still right"
 "$NATTER_BIN" eval-choice -m "$AID" -f "$D/choice.jsonl" --limit 2 | grep -q "^questions: 2$" && ok || bad "--limit 2"
 
-# A choice's score is the sum of log p(token) over its tokens, from natter eval's logits.
-q=$("$NATTER_BIN" tokenize -m "$AID" "I dreamed that" | wc -w)
-whole=$("$NATTER_BIN" tokenize -m "$AID" "I dreamed that the stars were whispering secrets" | tr ' ' ',')
-"$NATTER_BIN" eval -m "$AID" --tokens "$whole" --logits-out "$tmp/q1"
-ref=$(od -An -v -tf4 -w2048 "$tmp/q1" | awk -v toks="$whole" -v q="$q" '
-	BEGIN { n = split(toks, t, ",") }
-	{ row = NR - 1
-	  if (row < q - 1 || row > n - 2) next
-	  mx = $1; for (j = 2; j <= NF; j++) if ($j > mx) mx = $j
-	  z = 0; for (j = 1; j <= NF; j++) z += exp($j - mx)
-	  s += $(t[row + 2] + 1) - mx - log(z) }
-	END { printf "%.6f", s }')
+# A choice's score is the sum of log p(token) over its tokens, from natter eval's logits
+# of question and choice alone (a vocabulary of 512: rows of 2048 bytes).
+choice_ref() { # choice_ref MODEL QUESTION CHOICE
+	q=$("$NATTER_BIN" tokenize -m "$1" "$2" | wc -w)
+	whole=$("$NATTER_BIN" tokenize -m "$1" "$2 $3" | tr ' ' ',')
+	"$NATTER_BIN" eval -m "$1" --tokens "$whole" --logits-out "$tmp/q1"
+	od -An -v -tf4 -w2048 "$tmp/q1" | awk -v toks="$whole" -v q="$q" '
+		BEGIN { n = split(toks, t, ",") }
+		{ row = NR - 1
+		  if (row < q - 1 || row > n - 2) next
+		  mx = $1; for (j = 2; j <= NF; j++) if ($j > mx) mx = $j
+		  z = 0; for (j = 1; j <= NF; j++) z += exp($j - mx)
+		  s += $(t[row + 2] + 1) - mx - log(z) }
+		END { printf "%.6f", s }'
+}
+ref=$(choice_ref "$AID" "I dreamed that" "the stars were whispering secrets")
 got=$(echo "$out" | sed -n 's/^line 1: .* \[0\] \([-0-9.]*\) .*/\1/p')
 close "$got" "$ref" 1e-5 && ok || bad "question 1 choice 0: $got, from natter eval $ref"
+# A hybrid model (Gated DeltaNet layers): a recurrent state cannot step back, so each
+# choice after the first starts from the state kept at the question's end (they were
+# scored as if the question were one token long).
+H=$F/models/tiny-qwen35-f32.gguf
+out=$("$NATTER_BIN" eval-choice -m "$H" -f "$D/choice.jsonl" --verbose)
+check "eval-choice on qwen35 status" 0 $?
+for c in "1 0 I dreamed that|the stars were whispering secrets" "1 1 I dreamed that|qzx vvkj wpfq zzrt" \
+    "2 2 Once upon a time|zxqv bbkr"; do
+	set -- $c
+	line=$1 k=$2
+	qc=${c#* * }
+	ref=$(choice_ref "$H" "${qc%%|*}" "${qc#*|}")
+	got=$(echo "$out" | sed -n "s/^line $line: .* \\[$k\\] \\([-0-9.]*\\) .*/\\1/p")
+	close "$got" "$ref" 1e-5 && ok || bad "qwen35 question $line choice $k: $got, from natter eval $ref"
+done
 
 # Malformed question files: the line and what is wrong, before any model is loaded.
 bad_q() { # bad_q LABEL CONTENT EXPECTED
@@ -139,6 +158,21 @@ bad_q "answer out of range" '{"question": "a", "choices": ["b", "c"], "answer": 
 bad_q "answer not integer" '{"question": "a", "choices": ["b", "c"], "answer": 0.5}' 'q.jsonl:1: "answer"'
 bad_q "empty choice" '{"question": "a", "choices": ["b", ""], "answer": 0}' 'q.jsonl:1: a choice is not a non-empty string'
 bad_q "no questions" '' 'q.jsonl: no questions'
+# Nothing of a line is lost: a second object on it, a NUL (raw or escaped), bytes
+# that are not UTF-8; and a question of too many choices is refused before loading too.
+bad_q "two objects" '{"question": "a", "choices": ["b", "c"], "answer": 0}{"question": "d", "choices": ["e", "f"], "answer": 1}' \
+	'q.jsonl:1: more after the JSON object (one question a line)'
+bad_q "escaped NUL" '{"question": "a\u0000b", "choices": ["b", "c"], "answer": 0}' 'q.jsonl:1: a NUL character (\\u0000) in a string'
+bad_q "not UTF-8" "$(printf '{"question": "a\377", "choices": ["b", "c"], "answer": 0}')" 'q.jsonl:1: not valid UTF-8 (byte 16 of the line)'
+printf '{"question": "a", "choices": ["b", "c"], "answer": 0}\n\000{"question": "a", "choices": ["b", "c"], "answer": 0}\n' > "$tmp/q.jsonl"
+"$NATTER_BIN" eval-choice -m "$tmp/never-loaded.gguf" -f "$tmp/q.jsonl" 2>"$tmp/err" >/dev/null
+check "raw NUL status" 1 $?
+grep -q 'q.jsonl:2: a NUL byte in the line' "$tmp/err" && ok || bad "raw NUL: $(cat "$tmp/err")"
+awk 'BEGIN { printf "{\"question\": \"a\", \"answer\": 0, \"choices\": [\"x\""; for (i = 0; i < 4096; i++) printf ", \"x\""; print "]}" }' \
+	> "$tmp/q.jsonl"
+"$NATTER_BIN" eval-choice -m "$tmp/never-loaded.gguf" -f "$tmp/q.jsonl" 2>"$tmp/err" >/dev/null
+check "4097 choices status" 1 $?
+grep -q 'q.jsonl:1: more than 4096 choices' "$tmp/err" && ok || bad "4097 choices: $(cat "$tmp/err")"
 
 echo "test-measure: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -18,4 +18,14 @@ size_t text_sanitize(const char *s, size_t n, char *out, size_t cap, size_t *use
 /* Same, repairing invalid UTF-8 only (controls kept): for storage and JSON. */
 size_t text_repair_utf8(const char *s, size_t n, char *out, size_t cap);
 
+/* Where S[0..N) stops being UTF-8 (no overlong forms, surrogates or code
+ * points past U+10FFFF), or N. */
+size_t text_utf8_bad_at(const char *s, size_t n);
+
+/* Whether the JSON text S[0..N) holds the escape \u0000: cJSON decodes it
+ * into a NUL byte, which ends the C string there, and the rest of the text
+ * would be lost without a word.  (cJSON also takes a raw NUL byte inside a
+ * string: callers look for that with memchr.) */
+int text_json_has_nul(const char *s, size_t n);
+
 #endif

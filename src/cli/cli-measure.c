@@ -121,7 +121,7 @@ cli_measure_load(struct cli_measure_args *a, const char *path, int ctx_cap, stru
 		*m = NULL;
 		return -1;
 	}
-	*n_ctx = n;
+	*n_ctx = llm_ctx_n_ctx(*c);   /* what the session has: a model that states no context gets a default */
 	return 0;
 }
 

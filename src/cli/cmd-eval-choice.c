@@ -10,7 +10,14 @@
 #include "cli/cli-measure.h"
 #include "cli/cli.h"
 #include "natter/llm.h"
+#include "natter/text.h"
 #include "natter/tok.h"
+
+/* The most choices a question may have (refused with the file's other errors, before
+ * the model is loaded). */
+#define MAX_CHOICES 4096
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 enum { OPT_LIMIT = 256, OPT_VERBOSE };
 
@@ -46,18 +53,40 @@ questions_free(struct question *q, int n)
 	free(q);
 }
 
-/* Parses one line {"question": S, "choices": [S, S, ...], "answer": I} into Q; prints
- * the error (file and line) and returns -1 when it is not one. */
+/* Parses one line S[0..N) {"question": S, "choices": [S, S, ...], "answer": I} into Q;
+ * prints the error (file and line) and returns -1 when it is not one. */
 static int
-parse_line(const char *path, int line, const char *s, struct question *q)
+parse_line(const char *path, int line, const char *s, size_t n, struct question *q)
 {
-	cJSON *root = cJSON_Parse(s), *qs, *cs, *an, *it;
+	const char *end = s;
+	cJSON *root = NULL, *qs, *cs, *an, *it;
 	const char *why = NULL;
+	size_t bad_at;
 
 	memset(q, 0, sizeof(*q));
 	q->line = line;
+	/* Nothing of the line may be lost: a NUL (raw, or \u0000 in a string) would end
+	 * the text there, and cJSON stops after the first value. */
+	if (memchr(s, 0, n)) {
+		why = "a NUL byte in the line";
+		goto bad;
+	}
+	if ((bad_at = text_utf8_bad_at(s, n)) < n) {
+		cli_error("%s:%d: not valid UTF-8 (byte %zu of the line)", path, line, bad_at + 1);
+		return -1;
+	}
+	root = cJSON_ParseWithOpts(s, &end, 0);
 	if (!root || !cJSON_IsObject(root)) {
 		why = "not a JSON object";
+		goto bad;
+	}
+	end += strspn(end, " \t\r");
+	if (*end) {
+		why = "more after the JSON object (one question a line)";
+		goto bad;
+	}
+	if (text_json_has_nul(s, n)) {
+		why = "a NUL character (\\u0000) in a string";
 		goto bad;
 	}
 	qs = cJSON_GetObjectItemCaseSensitive(root, "question");
@@ -69,6 +98,10 @@ parse_line(const char *path, int line, const char *s, struct question *q)
 	}
 	if (!cJSON_IsArray(cs) || cJSON_GetArraySize(cs) < 2) {
 		why = "\"choices\" is missing or not an array of at least two strings";
+		goto bad;
+	}
+	if (cJSON_GetArraySize(cs) > MAX_CHOICES) {
+		why = "more than " STR(MAX_CHOICES) " choices";
 		goto bad;
 	}
 	if (!cJSON_IsNumber(an) || an->valuedouble != floor(an->valuedouble) || an->valuedouble < 0 ||
@@ -123,7 +156,7 @@ read_questions(const char *path, struct question **out, int *n_out)
 			nl = buf + len;
 		*nl = 0;
 		line++;
-		if (strspn(p, " \t\r") == strlen(p))
+		if (strspn(p, " \t\r") == (size_t)(nl - p))
 			continue;
 		if (n == cap) {
 			cap = cap ? 2 * cap : 64;
@@ -134,7 +167,7 @@ read_questions(const char *path, struct question **out, int *n_out)
 			}
 			q = t;
 		}
-		if (parse_line(path, line, p, &q[n]) < 0)
+		if (parse_line(path, line, p, (size_t)(nl - p), &q[n]) < 0)
 			goto fail;
 		n++;
 	}
@@ -214,8 +247,8 @@ cmd_eval_choice(int argc, char **argv)
 	add_bos = tok_add_bos(llm_model_vocab(m));
 	rows = cli_measure_rows(V, n_ctx);
 	lg = malloc((size_t)rows * V * sizeof(float));
-	sum = malloc(sizeof(double) * 4096);
-	mean = malloc(sizeof(double) * 4096);
+	sum = malloc(sizeof(double) * MAX_CHOICES);
+	mean = malloc(sizeof(double) * MAX_CHOICES);
 	if (!lg || !sum || !mean) {
 		cli_error("eval-choice: out of memory");
 		goto out;
@@ -225,16 +258,13 @@ cmd_eval_choice(int argc, char **argv)
 	 * As lm-evaluation-harness: the context is the question's tokens; each choice is
 	 * scored over the tokens of "question choice" that come after as many tokens as the
 	 * question alone has.  The KV cache keeps the longest prefix shared with the last
-	 * sequence, so the question is evaluated once.
+	 * sequence, so the question is evaluated once (with recurrent layers, from a
+	 * checkpoint of their state at its end).
 	 */
 	for (int i = 0; i < n_q; i++) {
 		struct question *q = &qs[i];
 		int best_sum = 0, best_mean = 0;
 
-		if (q->n_choices > 4096) {
-			cli_error("%s:%d: more than 4096 choices", a.file, q->line);
-			goto out;
-		}
 		ctx_ids.n = 0;
 		if (tok_encode(llm_model_vocab(m), q->text, strlen(q->text), add_bos, 0, &ctx_ids) < 0)
 			goto nomem;
@@ -267,7 +297,11 @@ cmd_eval_choice(int argc, char **argv)
 			/* The row predicting the choice's first token must be computed again. */
 			keep = lcp < n_ctx_toks - 1 ? lcp : n_ctx_toks - 1;
 			end = whole.n - 1;   /* the last token predicts nothing that is scored */
-			llm_ctx_truncate(c, (int)keep);
+			/* The cache may go back less far than asked: a recurrent state only to a
+			 * checkpoint (else to 0), and the one asked for at the question's end
+			 * serves each choice after the first. */
+			keep = (size_t)llm_ctx_truncate(c, (int)keep);
+			llm_ctx_checkpoint(c, (int)(n_ctx_toks - 1));
 			if (keep < n_ctx_toks - 1 &&
 			    llm_eval(c, whole.ids + keep, (int)(n_ctx_toks - 1 - keep), NULL, 0, err, sizeof(err)) < 0)
 				goto evalfail;

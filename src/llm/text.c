@@ -66,3 +66,33 @@ text_repair_utf8(const char *s, size_t n, char *out, size_t cap)
 	}
 	return o;
 }
+
+size_t
+text_utf8_bad_at(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint32_t cp;
+		size_t l = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+		if (cp >= UCP_RAW_BYTE)
+			return i;
+		i += l;
+	}
+	return n;
+}
+
+int
+text_json_has_nul(const char *s, size_t n)
+{
+	/* Outside strings valid JSON has no backslash, so every one starts an
+	 * escape, and an escaped backslash is skipped whole. */
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (s[i] != '\\')
+			continue;
+		if (s[i + 1] == 'u' && i + 6 <= n && !memcmp(s + i + 2, "0000", 4))
+			return 1;
+		i++;
+	}
+	return 0;
+}

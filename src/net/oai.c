@@ -444,23 +444,6 @@ refuse_unsupported(const cJSON *root, enum oai_kind kind, struct oai_error *e)
 	return 0;
 }
 
-/* Does the JSON text P hold the escape \u0000?  (cJSON decodes it into
- * a NUL byte, which would end the C string there: the rest of the text
- * would be lost without a word.  cJSON also takes a raw NUL byte inside a
- * string: the caller looks for that.) */
-static int
-json_has_nul(const char *p, size_t len)
-{
-	for (size_t i = 0; i + 1 < len; i++) {
-		if (p[i] != '\\')
-			continue;
-		if (p[i + 1] == 'u' && i + 6 <= len && !memcmp(p + i + 2, "0000", 4))
-			return 1;
-		i++;   /* the escaped character: a backslash escapes only it */
-	}
-	return 0;
-}
-
 int
 oai_req_parse(enum oai_kind kind, const char *body, size_t len, struct oai_req *r, struct oai_error *e)
 {
@@ -479,7 +462,7 @@ oai_req_parse(enum oai_kind kind, const char *body, size_t len, struct oai_req *
 		bad(e, NULL, "the request body must be a JSON object");
 		goto out;
 	}
-	if (memchr(body, '\0', len) || json_has_nul(body, len)) {
+	if (memchr(body, '\0', len) || text_json_has_nul(body, len)) {
 		bad(e, NULL, "the request holds a NUL character (\\u0000), which natter's text cannot keep "
 		    "(everything after it would be lost); leave it out");
 		goto out;

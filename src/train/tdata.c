@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "natter/gguf.h"
+#include "natter/text.h"
 #include "natter/tmpl.h"
 #include "natter/tok.h"
 #include "natter/train.h"
@@ -618,55 +619,6 @@ out:
 	return rc;
 }
 
-/* Whether a valid JSON line holds the escape \u0000: outside strings valid JSON has no
- * backslash, so every one starts an escape, and an escaped backslash is skipped whole. */
-static int
-has_nul_escape(const char *line, size_t len)
-{
-	for (size_t i = 0; i + 1 < len; i++) {
-		if (line[i] != '\\')
-			continue;
-		if (line[i + 1] == 'u' && i + 5 < len && memcmp(line + i + 2, "0000", 4) == 0)
-			return 1;
-		i++;
-	}
-	return 0;
-}
-
-/* Where S[0..N) stops being UTF-8 (RFC 3629: no overlong forms, surrogates or code
- * points past U+10FFFF), or N. */
-static size_t
-utf8_bad_at(const char *s, size_t n)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned c = u[i], lo = 0x80, hi = 0xbf;
-		int k;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			k = 1;
-		else if (c >= 0xe0 && c <= 0xef)
-			k = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-		else if (c >= 0xf0 && c <= 0xf4)
-			k = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-		else
-			return i;
-		if (n - i <= (size_t)k || u[i + 1] < lo || u[i + 1] > hi)
-			return i;
-		for (int j = 2; j <= k; j++)
-			if (u[i + j] < 0x80 || u[i + j] > 0xbf)
-				return i;
-		i += (size_t)k + 1;
-	}
-	return n;
-}
-
 int
 tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *path, tdata_warn_fn warn, void *wctx,
 		 char *err, size_t errlen)
@@ -702,7 +654,7 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 			snprintf(err, errlen, "%s: a NUL byte in the line", e.where);
 			goto out;
 		}
-		if ((i = utf8_bad_at(line, (size_t)len)) != (size_t)len) {
+		if ((i = text_utf8_bad_at(line, (size_t)len)) != (size_t)len) {
 			/* A chat never sends such bytes (it repairs every message). */
 			snprintf(err, errlen, "%s: not valid UTF-8 (byte %zu of the line)", e.where, i + 1);
 			goto out;
@@ -719,7 +671,7 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 			snprintf(err, errlen, "%s: more after the JSON object (one example a line)", e.where);
 			goto out;
 		}
-		if (has_nul_escape(line, (size_t)len)) {
+		if (text_json_has_nul(line, (size_t)len)) {
 			/* cJSON would end the string there, cutting the message without a word. */
 			cJSON_Delete(o);
 			snprintf(err, errlen, "%s: a NUL character (\\u0000) in a string", e.where);

@@ -194,6 +194,14 @@ check "generate with every number given status" 0 $?
 check "generate -t 1 -c 64 --seed random status" 0 $?
 "$NATTER_BIN" generate -m "$A" -p hi -n 2 --seed -1 > /dev/null 2> "$tmp/err"
 check "generate --seed -1 (random) status" 0 $?
+# A context that fills before -n tokens: the text so far, and a word on why it stopped
+# (it stopped as if the model had ended); none when -n ends it at the same token.
+"$NATTER_BIN" generate -m "$A" -p "I dreamed that" --temp 0 --ignore-eos -c 16 -n 100 > "$tmp/out" 2> "$tmp/err"
+check "generate into a full context status" 0 $?
+grep -q "generate: stopped after 8 tokens: the context of 16 is full (-c for more)" "$tmp/err" && [ -s "$tmp/out" ] && ok ||
+	bad "a full context: $(cat "$tmp/err")"
+"$NATTER_BIN" generate -m "$A" -p "I dreamed that" --temp 0 --ignore-eos -c 16 -n 8 > /dev/null 2> "$tmp/err"
+check "generate -n to the context's end: nothing on standard error" "" "$(cat "$tmp/err")"
 "$NATTER_BIN" eval -m "$A" --tokens 1,303,281,269 --logits-out "$tmp/s.bin" --split 2 -t 1 -c 16
 check "eval --split 2 -t 1 -c 16 status" 0 $?
 check "eval --split 2 size" $((4 * 512 * 4)) "$(wc -c < "$tmp/s.bin" | tr -d ' ')"

@@ -49,7 +49,7 @@ cmd_generate(int argc, char **argv)
 	char err[512], *text = NULL;
 	size_t text_len = 0;
 	int tty = isatty(STDOUT_FILENO);
-	int n_gen = 0;
+	int n_gen = 0, full = 0;
 	double t0, t1, t2;
 
 	sampler_params_default(&sp);
@@ -181,7 +181,8 @@ cmd_generate(int argc, char **argv)
 				break;   /* the output is lost: main says so */
 			if (llm_ctx_n_past(ctx) >= llm_ctx_n_ctx(ctx)) {
 				n_gen++;
-				break;   /* the context is full */
+				full = n_gen < n_predict;   /* said below: not an end the model chose */
+				break;
 			}
 			if (llm_eval(ctx, &tok, 1, logits, 0, err, sizeof(err)) < 0) {
 				cli_error("generate: %s", err);
@@ -196,6 +197,9 @@ cmd_generate(int argc, char **argv)
 		if (tty || n_gen > 0)
 			putchar('\n');
 		fflush(stdout);
+		if (full)
+			fprintf(stderr, "%s: generate: stopped after %d tokens: the context of %d is full (-c for more)\n",
+			    cli_progname, n_gen, llm_ctx_n_ctx(ctx));
 		if (stats) {
 			double t3 = cli_now();
 			fprintf(stderr, "load %.2f s; prompt %zu tokens, %.1f tok/s; generated %d tokens, "

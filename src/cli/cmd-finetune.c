@@ -91,8 +91,8 @@ static const struct ft_opt opts[] = {
 	FT("grad-accum", O_ACCUM, FT_INT, grad_accum, "N", "micro-batches per optimizer step (1); times --batch at most "
 	    "1048576", 1, 65536),
 	FT("steps", O_STEPS, FT_LONG, steps, "N", "optimizer steps in all (default: from --epochs)", 1, 1e12),
-	FT("epochs", O_EPOCHS, FT_LONG, epochs, "N", "passes over the examples (1), in whole steps: the last may take some examples of one more"
-	    " pass", 1, 1e6),
+	FT("epochs", O_EPOCHS, FT_LONG, epochs, "N", "passes over the examples (1), in whole steps: the last may take "
+	    "some examples of one more pass", 1, 1e6),
 	FT("ctx", O_CTX, FT_INT, ctx, "N", "tokens per example; longer ones are cut, with a warning (512, or the "
 	    "model's training context if shorter)", 2, 1 << 20),
 	FT("beta", O_BETA, FT_NUM, beta, "B", "DPO: how far from the reference the policy may go (0.1)", 1e-6, 1e6),

@@ -143,6 +143,16 @@ for c in "1 0 I dreamed that|the stars were whispering secrets" "1 1 I dreamed t
 	close "$got" "$ref" 1e-5 && ok || bad "qwen35 question $line choice $k: $got, from natter eval $ref"
 done
 
+# A question too long for the context is refused before any is scored (scores printed
+# before it were thrown away with the rest).
+printf '%s\n' '{"question": "I dreamed that", "choices": ["the stars", "a cat"], "answer": 0}' \
+	'{"question": "Once upon a time", "choices": ["there was a little girl who lived in a big house by the sea", "no"], "answer": 0}' \
+	> "$tmp/long.jsonl"
+"$NATTER_BIN" eval-choice -m "$AID" -f "$tmp/long.jsonl" -c 16 --verbose > "$tmp/out" 2> "$tmp/err"
+check "a question over the context status" 1 $?
+grep -q "long.jsonl:2: question and choice 0 are [0-9]* tokens, over the context of 16 (use -c)" "$tmp/err" &&
+	[ ! -s "$tmp/out" ] && ok || bad "over the context: $(cat "$tmp/err") / $(cat "$tmp/out")"
+
 # Malformed question files: the line and what is wrong, before any model is loaded.
 bad_q() { # bad_q LABEL CONTENT EXPECTED
 	printf '%s\n' "$2" > "$tmp/q.jsonl"

@@ -208,6 +208,40 @@ joined(const char *question, const char *choice)
 	return s;
 }
 
+/* Question Q's tokens into CTX, and those of question and choice J into WHOLE; -1 (said,
+ * with the file's line) when the question has none, the choice adds none or the two are
+ * longer than N_CTX, -2 when out of memory. */
+static int
+tokens_of(const struct tok_vocab *v, int add_bos, const char *file, const struct question *q, int j, int n_ctx,
+	  struct tok_ids *ctx, struct tok_ids *whole)
+{
+	char *s;
+	int rc;
+
+	ctx->n = whole->n = 0;
+	if (tok_encode(v, q->text, strlen(q->text), add_bos, 0, ctx) < 0)
+		return -2;
+	if (ctx->n == 0) {
+		cli_error("%s:%d: the question has no tokens", file, q->line);
+		return -1;
+	}
+	s = joined(q->text, q->choices[j]);
+	rc = s ? tok_encode(v, s, strlen(s), add_bos, 0, whole) : -1;
+	free(s);
+	if (rc < 0)
+		return -2;
+	if (whole->n <= ctx->n) {
+		cli_error("%s:%d: choice %d adds no token to the question", file, q->line, j);
+		return -1;
+	}
+	if (whole->n > (size_t)n_ctx) {
+		cli_error("%s:%d: question and choice %d are %zu tokens, over the context of %d (use -c)", file, q->line,
+		    j, whole->n, n_ctx);
+		return -1;
+	}
+	return 0;
+}
+
 int
 cmd_eval_choice(int argc, char **argv)
 {
@@ -216,9 +250,10 @@ cmd_eval_choice(int argc, char **argv)
 	struct llm_model *m = NULL;
 	struct llm_ctx *c = NULL;
 	struct tok_ids ctx_ids = { 0 }, whole = { 0 }, cached = { 0 };
+	const struct tok_vocab *v = NULL;
 	double *sum = NULL, *mean = NULL;
 	float *lg = NULL;
-	int n_q = 0, n_read = 0, rc, V, n_ctx, rows, right_sum = 0, right_mean = 0, add_bos;
+	int n_q = 0, n_read = 0, rc, V, n_ctx, rows, right_sum = 0, right_mean = 0, add_bos, t;
 	char err[512];
 
 	rc = cli_measure_parse("eval-choice", "-m MODEL [--lora FILE[:SCALE]]... -f QUESTIONS.jsonl [-c N] [-t N]\n"
@@ -244,7 +279,8 @@ cmd_eval_choice(int argc, char **argv)
 	if (cli_measure_load(&a, a.model, 4096, &m, &c, &n_ctx) < 0)
 		goto out;
 	V = llm_model_hparams(m)->n_vocab;
-	add_bos = tok_add_bos(llm_model_vocab(m));
+	v = llm_model_vocab(m);
+	add_bos = tok_add_bos(v);
 	rows = cli_measure_rows(V, n_ctx);
 	lg = malloc((size_t)rows * V * sizeof(float));
 	sum = malloc(sizeof(double) * MAX_CHOICES);
@@ -253,6 +289,12 @@ cmd_eval_choice(int argc, char **argv)
 		cli_error("eval-choice: out of memory");
 		goto out;
 	}
+	/* Every question and choice checked before any is scored: an error found later
+	 * would throw away what was scored. */
+	for (int i = 0; i < n_q; i++)
+		for (int j = 0; j < qs[i].n_choices; j++)
+			if ((t = tokens_of(v, add_bos, a.file, &qs[i], j, n_ctx, &ctx_ids, &whole)) < 0)
+				goto tokfail;
 
 	/*
 	 * As lm-evaluation-harness: the context is the question's tokens; each choice is
@@ -265,33 +307,13 @@ cmd_eval_choice(int argc, char **argv)
 		struct question *q = &qs[i];
 		int best_sum = 0, best_mean = 0;
 
-		ctx_ids.n = 0;
-		if (tok_encode(llm_model_vocab(m), q->text, strlen(q->text), add_bos, 0, &ctx_ids) < 0)
-			goto nomem;
-		if (ctx_ids.n == 0) {
-			cli_error("%s:%d: the question has no tokens", a.file, q->line);
-			goto out;
-		}
 		for (int j = 0; j < q->n_choices; j++) {
-			char *s = joined(q->text, q->choices[j]);
-			size_t lcp = 0, keep, n_ctx_toks = ctx_ids.n, end;
+			size_t lcp = 0, keep, n_ctx_toks, end;
 			double lp = 0;
 
-			whole.n = 0;
-			if (!s || tok_encode(llm_model_vocab(m), s, strlen(s), add_bos, 0, &whole) < 0) {
-				free(s);
-				goto nomem;
-			}
-			free(s);
-			if (whole.n <= n_ctx_toks) {
-				cli_error("%s:%d: choice %d adds no token to the question", a.file, q->line, j);
-				goto out;
-			}
-			if (whole.n > (size_t)n_ctx) {
-				cli_error("%s:%d: question and choice %d are %zu tokens, over the context of %d (use -c)",
-				    a.file, q->line, j, whole.n, n_ctx);
-				goto out;
-			}
+			if ((t = tokens_of(v, add_bos, a.file, q, j, n_ctx, &ctx_ids, &whole)) < 0)
+				goto tokfail;
+			n_ctx_toks = ctx_ids.n;
 			while (lcp < cached.n && lcp < whole.n && cached.ids[lcp] == whole.ids[lcp])
 				lcp++;
 			/* The row predicting the choice's first token must be computed again. */
@@ -347,6 +369,9 @@ cmd_eval_choice(int argc, char **argv)
 evalfail:
 	cli_error("eval-choice: %s", err);
 	goto out;
+tokfail:
+	if (t == -1)
+		goto out;   /* said */
 nomem:
 	cli_error("eval-choice: out of memory");
 out:

@@ -140,6 +140,9 @@ for args in \
     "$GEN -c -5|generate: -c/--ctx-size wants a count, got '-5' (at least 0)" \
     "$GEN -c 99999999999999999999|generate: -c/--ctx-size wants a count, got '99999999999999999999' (at most 16777216)" \
     "$EV --split abc|eval: --split wants a count of tokens, got 'abc'" \
+    "$EV --split 1 --incremental|eval: give --incremental or --split, not both" \
+    "eval -m $A --tokens 1,2, --logits-out $tmp/n.bin|eval: --tokens wants comma-separated integers, got '1,2,'" \
+    "eval -m $A --tokens 1,,2 --logits-out $tmp/n.bin|eval: --tokens wants comma-separated integers, got '1,,2'" \
     "$EV --split -1|eval: --split wants a count of tokens, got '-1' (at least 0)" \
     "$EV -t 1x|eval: -t/--threads wants a count (0: the physical cores), got '1x'" \
     "$EV --ctx-size=|eval: -c/--ctx-size wants a count, got ''" \

@@ -1,6 +1,7 @@
 /* cmd-eval.c -- `natter eval`: logits for given token ids, written as float32 rows. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -18,6 +19,7 @@ parse_ids(const char *s, int32_t **ids, int *n)
 {
 	int cap = 16, cnt = 0;
 	int32_t *a = malloc(cap * sizeof(*a));
+	const char *all = s;
 
 	if (!a)
 		return -1;
@@ -26,8 +28,10 @@ parse_ids(const char *s, int32_t **ids, int *n)
 		long v;
 		errno = 0;
 		v = strtol(s, &end, 10);
-		if (end == s || errno || v < INT32_MIN || v > INT32_MAX || (*end && *end != ',')) {
-			cli_error("eval: --tokens wants comma-separated integers, got '%s'", s);
+		/* strtol alone skips blanks before a number; a comma must have one after it. */
+		if (end == s || errno || v < INT32_MIN || v > INT32_MAX || (*end && *end != ',') ||
+		    !(isdigit((unsigned char)*s) || *s == '-') || (*end == ',' && !end[1])) {
+			cli_error("eval: --tokens wants comma-separated integers, got '%s'", all);
 			free(a);
 			return -1;
 		}
@@ -98,6 +102,10 @@ cmd_eval(int argc, char **argv)
 	}
 	if (!path || !toks || !outp) {
 		cli_error("eval: needs -m FILE, --tokens IDS and --logits-out FILE");
+		goto usage;
+	}
+	if (incremental && split >= 0) {
+		cli_error("eval: give --incremental or --split, not both");
 		goto usage;
 	}
 	if (parse_ids(toks, &ids, &n) < 0)

@@ -74,6 +74,10 @@ grep -q "bad.jsonl:2: expected a list of messages" "$tmp/err" && ok || bad "bad 
 { head -1 "$D/finetune-sft.jsonl"; printf '%s\n' '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a\u0000b"}]}'; } > "$tmp/nul.jsonl"
 ft -m "$M" -o "$tmp/x.gguf" --data "$tmp/nul.jsonl" --chat-template chatml 2>"$tmp/err"; check "\\u0000 status" 1 $?
 grep -q 'nul.jsonl:2: a NUL character (\\u0000) in a string' "$tmp/err" && ok || bad "\\u0000: $(cat "$tmp/err")"
+# A line of NUL bytes is not a blank line.
+{ head -1 "$D/finetune-sft.jsonl"; printf '\000 \000\n'; } > "$tmp/nul2.jsonl"
+ft -m "$M" -o "$tmp/x.gguf" --data "$tmp/nul2.jsonl" --chat-template chatml 2>"$tmp/err"; check "NUL line status" 1 $?
+grep -q 'nul2.jsonl:2: a NUL byte in the line' "$tmp/err" && ok || bad "NUL line: $(cat "$tmp/err")"
 printf '%s\n' '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a\\u0000b"}]}' > "$tmp/bs.jsonl"
 ft -m "$M" -o "$tmp/bs.gguf" --data "$tmp/bs.jsonl" --chat-template chatml --steps 1 >/dev/null 2>"$tmp/err"
 check "an escaped backslash before u0000 status" 0 $?

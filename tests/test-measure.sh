@@ -161,7 +161,8 @@ bad_q() { # bad_q LABEL CONTENT EXPECTED
 	if [ $st -eq 1 ] && grep -q "$3" "$tmp/err"; then ok; else bad "$1: status $st, $(cat "$tmp/err")"; fi
 }
 bad_q "not JSON" '{"question": "a", "choices": ["b", "c"], "answer": 0}
-{oops' 'q.jsonl:2: not a JSON object'
+{oops' 'q.jsonl:2: not valid JSON'
+bad_q "not an object" '[1, 2]' 'q.jsonl:1: not a JSON object'
 bad_q "no question" '{"choices": ["b", "c"], "answer": 0}' 'q.jsonl:1: "question" is missing'
 bad_q "one choice" '{"question": "a", "choices": ["b"], "answer": 0}' 'q.jsonl:1: "choices" is missing or not an array of at least two'
 bad_q "answer out of range" '{"question": "a", "choices": ["b", "c"], "answer": 2}' 'q.jsonl:1: "answer" is missing or not the index'

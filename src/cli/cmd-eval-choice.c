@@ -9,15 +9,13 @@
 
 #include "cli/cli-measure.h"
 #include "cli/cli.h"
+#include "natter/jsonl.h"
 #include "natter/llm.h"
-#include "natter/text.h"
 #include "natter/tok.h"
 
 /* The most choices a question may have (refused with the file's other errors, before
  * the model is loaded). */
 #define MAX_CHOICES 4096
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 enum { OPT_LIMIT = 256, OPT_VERBOSE };
 
@@ -58,35 +56,18 @@ questions_free(struct question *q, int n)
 static int
 parse_line(const char *path, int line, const char *s, size_t n, struct question *q)
 {
-	const char *end = s;
 	cJSON *root = NULL, *qs, *cs, *an, *it;
 	const char *why = NULL;
-	size_t bad_at;
+	char err[128];
 
 	memset(q, 0, sizeof(*q));
 	q->line = line;
-	/* Nothing of the line may be lost: a NUL (raw, or \u0000 in a string) would end
-	 * the text there, and cJSON stops after the first value. */
-	if (memchr(s, 0, n)) {
-		why = "a NUL byte in the line";
+	if (!(root = jsonl_parse(s, n, "question", err, sizeof(err)))) {
+		why = err;
 		goto bad;
 	}
-	if ((bad_at = text_utf8_bad_at(s, n)) < n) {
-		cli_error("%s:%d: not valid UTF-8 (byte %zu of the line)", path, line, bad_at + 1);
-		return -1;
-	}
-	root = cJSON_ParseWithOpts(s, &end, 0);
-	if (!root || !cJSON_IsObject(root)) {
+	if (!cJSON_IsObject(root)) {
 		why = "not a JSON object";
-		goto bad;
-	}
-	end += strspn(end, " \t\r");
-	if (*end) {
-		why = "more after the JSON object (one question a line)";
-		goto bad;
-	}
-	if (text_json_has_nul(s, n)) {
-		why = "a NUL character (\\u0000) in a string";
 		goto bad;
 	}
 	qs = cJSON_GetObjectItemCaseSensitive(root, "question");
@@ -101,7 +82,8 @@ parse_line(const char *path, int line, const char *s, size_t n, struct question 
 		goto bad;
 	}
 	if (cJSON_GetArraySize(cs) > MAX_CHOICES) {
-		why = "more than " STR(MAX_CHOICES) " choices";
+		snprintf(err, sizeof(err), "more than %d choices", MAX_CHOICES);
+		why = err;
 		goto bad;
 	}
 	if (!cJSON_IsNumber(an) || an->valuedouble != floor(an->valuedouble) || an->valuedouble < 0 ||

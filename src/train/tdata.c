@@ -10,7 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "natter/gguf.h"
-#include "natter/text.h"
+#include "natter/jsonl.h"
 #include "natter/tmpl.h"
 #include "natter/tok.h"
 #include "natter/train.h"
@@ -638,43 +638,19 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 	}
 	while ((len = getline(&line, &cap, fp)) >= 0) {
 		struct tdata_example e;
-		const char *end;
 		cJSON *o;
 		int r, nseq = s->method == TDATA_DPO ? 2 : 1, cut = 0, empty = 0, none = 0, n_full = 0;
 		size_t i;
 
 		lineno++;
-		for (i = 0; i < (size_t)len && strchr(" \t\r\n", line[i]); i++)
+		for (i = 0; i < (size_t)len && line[i] && strchr(" \t\r\n", line[i]); i++)
 			;
 		if (i == (size_t)len)
 			continue;
 		memset(&e, 0, sizeof(e));
 		snprintf(e.where, sizeof(e.where), "%.70s:%ld", path, lineno);
-		if (memchr(line, 0, (size_t)len)) {
-			snprintf(err, errlen, "%s: a NUL byte in the line", e.where);
-			goto out;
-		}
-		if ((i = text_utf8_bad_at(line, (size_t)len)) != (size_t)len) {
-			/* A chat never sends such bytes (it repairs every message). */
-			snprintf(err, errlen, "%s: not valid UTF-8 (byte %zu of the line)", e.where, i + 1);
-			goto out;
-		}
-		if (!(o = cJSON_ParseWithLengthOpts(line, (size_t)len, &end, 0))) {
-			snprintf(err, errlen, "%s: not valid JSON", e.where);
-			goto out;
-		}
-		while (end < line + len && strchr(" \t\r\n", *end))
-			end++;
-		if (end < line + len) {
-			/* cJSON stops after the first value: a second example would be lost. */
-			cJSON_Delete(o);
-			snprintf(err, errlen, "%s: more after the JSON object (one example a line)", e.where);
-			goto out;
-		}
-		if (text_json_has_nul(line, (size_t)len)) {
-			/* cJSON would end the string there, cutting the message without a word. */
-			cJSON_Delete(o);
-			snprintf(err, errlen, "%s: a NUL character (\\u0000) in a string", e.where);
+		if (!(o = jsonl_parse(line, (size_t)len, "example", msg, sizeof(msg)))) {
+			snprintf(err, errlen, "%s: %s", e.where, msg);
 			goto out;
 		}
 		r = read_line(s, t, o, &e, err, errlen);

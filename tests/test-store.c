@@ -2341,6 +2341,127 @@ test_export_damaged(void)
 	store_close(s);
 }
 
+/* What an export says of a reply is what the user said last and what the
+ * model saw: --reasoning keep adds no reasoning a reply never had; a
+ * damaged record of the prompt leaves the reply out, counted, rather than
+ * a prompt with a turn missing; a pair of texts is held back only by a
+ * pair that was written; verdicts both ways on one pair of texts are
+ * settled by the newer; a remote server's replies to one prompt under two
+ * thinking switches are no pair. */
+static void
+test_export_verdicts(void)
+{
+	char p[512], q[256], *out;
+	struct store *s;
+	struct store_export_opts o;
+	struct store_export_counts n;
+	int64_t conv, msg, g1, g2, g3, mid_a, mid_b, rm, u;
+	struct store_gen g;
+	struct store_turn fed[1] = { { "user", "Sing" } };
+
+	if (!(s = open_two_models("verdicts", p, sizeof(p), &mid_a, &mid_b, &conv)))
+		return;
+	/* No reasoning recorded: keep gives the answer alone; an empty one is kept. */
+	g = gen("plain answer");
+	g.fed = fed;
+	g.n_fed = 1;
+	g.model_id = mid_a;
+	store_gen_add(s, conv, 0, &g, &g1, &msg);
+	g.content = "thought answer";
+	g.reasoning = "";
+	store_gen_add(s, conv, msg, &g, &g2, NULL);
+	g.reasoning = NULL;
+	store_rating_set(s, g1, "thumb", 1, NULL);
+	store_rating_set(s, g2, "thumb", 1, NULL);
+	memset(&o, 0, sizeof(o));
+	o.min_rating = 4;
+	o.format = STORE_SFT;
+	o.keep_reasoning = 1;
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 2 && strstr(out, "\"content\":\"plain answer\"}") &&
+	    strstr(out, "\"content\":\"<think>\\n\\n</think>\\n\\nthought answer\"}"),
+	    "keep: no think block for a reply without reasoning: %s", out);
+	free(out);
+	o.keep_reasoning = 0;
+	/* A record of the prompt with a turn that is no message, or no list. */
+	snprintf(q, sizeof(q), "UPDATE generations SET prompt_messages = '[{\"role\":\"system\",\"content\":5},"
+	    "{\"role\":\"user\",\"content\":\"Sing\"}]' WHERE id = %lld", (long long)g1);
+	CHECK(exec_sql(p, q) == 0, "damage a record");
+	snprintf(q, sizeof(q), "UPDATE generations SET prompt_messages = '{\"a\":1}' WHERE id = %lld", (long long)g2);
+	CHECK(exec_sql(p, q) == 0, "damage another");
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 0 && n.skipped_damaged == 2, "damaged records: left out, counted (%d): %s",
+	    n.skipped_damaged, out);
+	free(out);
+
+	/* One prompt: A by model a up, B by b down, A by b up.  (A a, B b) is no
+	 * pair (two models) and must not hold back (A b, B b). */
+	store_msg_add(s, conv, "user", "Sing", &u);
+	g = gen("A");
+	g.fed = fed;
+	g.n_fed = 1;
+	g.model_id = mid_a;
+	store_gen_add(s, conv, 0, &g, &g1, &msg);
+	g.content = "B";
+	g.model_id = mid_b;
+	store_gen_add(s, conv, msg, &g, &g2, NULL);
+	g.content = "A";
+	store_gen_add(s, conv, msg, &g, &g3, NULL);
+	store_rating_set(s, g1, "thumb", 1, NULL);
+	store_rating_set(s, g2, "thumb", 0, NULL);
+	store_rating_set(s, g3, "thumb", 1, NULL);
+	o.format = STORE_DPO;
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"A\"}],"
+	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"B\"}]"), "a pair not written holds back none (%d lines): %s",
+	    count_lines(out), out);
+	free(out);
+	/* The ratings say A over B; a pick of B over A, later, earlier, in the same second. */
+	CHECK(store_pref_add(s, g3, g2, STORE_PICK_B, "", NULL) == 0, "B over A: %s", store_errmsg(s));
+	CHECK(exec_sql(p, "UPDATE ratings SET created = 1000; UPDATE preferences SET created = 2000") == 0, "times");
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"B\"}],"
+	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"A\"}]"), "the later pick decides (%d lines): %s",
+	    count_lines(out), out);
+	free(out);
+	CHECK(exec_sql(p, "UPDATE preferences SET created = 500") == 0, "an earlier pick");
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"A\"}],"
+	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"B\"}]"), "the later ratings decide (%d lines): %s",
+	    count_lines(out), out);
+	free(out);
+	CHECK(exec_sql(p, "UPDATE preferences SET created = 1000") == 0, "a pick in the ratings' second");
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 0, "verdicts both ways at once: no pair (%d lines): %s", count_lines(out), out);
+	free(out);
+
+	/* A remote server, one prompt, two thinking switches. */
+	CHECK(store_model_remote(s, "http://127.0.0.1:8000/v1", "qwen3", &rm) == 0, "remote: %s", store_errmsg(s));
+	store_msg_add(s, conv, "user", "Sing", &u);
+	g = gen("thinking on");
+	g.fed = fed;
+	g.n_fed = 1;
+	g.model_id = rm;
+	g.think = "true";
+	store_gen_add(s, conv, 0, &g, &g1, &msg);
+	g.content = "thinking off";
+	g.think = "false";
+	store_gen_add(s, conv, msg, &g, &g2, NULL);
+	g.content = "thinking off too";
+	store_gen_add(s, conv, msg, &g, &g3, NULL);
+	store_rating_set(s, g1, "thumb", 1, NULL);
+	store_rating_set(s, g2, "thumb", 0, NULL);
+	store_rating_set(s, g3, "thumb", 1, NULL);
+	out = export_to(s, &o, &n);
+	CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"thinking off "
+	    "too\"}],\"rejected\":[{\"role\":\"assistant\",\"content\":\"thinking off\"}]"),
+	    "remote: pairs under one switch only (%d lines): %s", count_lines(out), out);
+	free(out);
+	CHECK(store_pref_add(s, g1, g2, STORE_PICK_A, "", NULL) < 0 && strstr(store_errmsg(s), "thinking switches"),
+	    "remote: no preference across switches: %s", store_errmsg(s));
+	store_close(s);
+}
+
 static void
 test_adapters_and_preferences(void)
 {
@@ -3297,6 +3418,7 @@ main(void)
 	test_export_as_stored();
 	test_export_bare_prompt();
 	test_export_damaged();
+	test_export_verdicts();
 	test_adapters_and_preferences();
 	test_ids_not_reused();
 	test_migration_ids();

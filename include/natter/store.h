@@ -337,6 +337,7 @@ struct store_export_counts {
 	int skipped_incomplete;   /* rated replies left out: stopped or cut off */
 	int skipped_legacy;       /* rated replies left out: what they were fed is unknown */
 	int skipped_raw;          /* rated replies left out: fed a bare prompt, no chat turns (/v1/completions) */
+	int skipped_damaged;      /* rated replies left out: their record of the prompt is not a list of messages */
 };
 /*
  * Writes JSON lines to PATH (through a temporary file renamed at the end;

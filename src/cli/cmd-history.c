@@ -322,6 +322,10 @@ cmd_export(int argc, char **argv)
 			    "chat template that passes the text through), which no chat template wrapped: they are no "
 			    "chat turns\n", cli_progname, n.skipped_raw,
 			    n.skipped_raw == 1 ? "y" : "ies");
+		if (n.skipped_damaged)
+			fprintf(stderr, "%s: left out %d rated repl%s whose record of the prompt is damaged (not a list of "
+			    "messages with a string role and content)\n", cli_progname, n.skipped_damaged,
+			    n.skipped_damaged == 1 ? "y" : "ies");
 	}
 	store_close(s);
 	return rc < 0 ? 1 : 0;

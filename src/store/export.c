@@ -33,6 +33,7 @@ struct gen {
 /* An A/B preference (not a tie): indices into the message's generations. */
 struct xpref {
 	int better, worse;
+	int64_t created;
 };
 
 struct xmsg {
@@ -195,10 +196,45 @@ pair_ok(const struct gen *ga, const struct gen *gb)
 	    strcmp(ga->content, gb->content) != 0;
 }
 
+/* When the newest verdict that text BETTER is a better reply than text
+ * WORSE to prompt KEY was given: a pair of ratings (the later of the two)
+ * or an A/B preference; -1 when none says so. */
+static int64_t
+newest_verdict(const struct xmsg *x, const char *key, const char *better, const char *worse)
+{
+	int64_t t = -1;
+	for (int a = 0; a < x->ngens; a++)
+		for (int b = 0; b < x->ngens; b++) {
+			const struct gen *p = &x->gens[a], *q = &x->gens[b];
+			if (p->score && q->score && q->score < p->score && pair_ok(p, q) && !strcmp(p->key, key) &&
+			    !strcmp(p->content, better) && !strcmp(q->content, worse)) {
+				int64_t w = p->rated_at > q->rated_at ? p->rated_at : q->rated_at;
+				t = w > t ? w : t;
+			}
+		}
+	for (int k = 0; k < x->nprefs; k++) {
+		const struct gen *p = &x->gens[x->prefs[k].better], *q = &x->gens[x->prefs[k].worse];
+		if (pair_ok(p, q) && !strcmp(p->key, key) && !strcmp(p->content, better) && !strcmp(q->content, worse))
+			t = x->prefs[k].created > t ? x->prefs[k].created : t;
+	}
+	return t;
+}
+
+/* Whether GA's text is the better of GA's and GB's by the user's last
+ * word: verdicts both ways (a reply rated again, an A/B pick against the
+ * ratings) are settled by the newer, and given in one second, by
+ * neither. */
+static int
+verdict_holds(const struct xmsg *x, const struct gen *ga, const struct gen *gb)
+{
+	return newest_verdict(x, ga->key, ga->content, gb->content) >
+	    newest_verdict(x, ga->key, gb->content, ga->content);
+}
+
 /* Every pair of one turn's rated replies to one prompt rated differently,
  * the better first, then every A/B preference for A or B (a tie is no
- * pair); replies with the same text are no pair, and a pair of texts is
- * written once. */
+ * pair); replies with the same text are no pair, a pair of texts is
+ * written once, and not against the newer verdict (verdict_holds). */
 static int
 dpo_lines(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n, int openai)
 {
@@ -211,14 +247,15 @@ dpo_lines(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int 
 		for (int b = 0; b < x->ngens; b++) {
 			const struct gen *gb = &x->gens[b];
 			int dup = 0;
-			if (!gb->score || gb->score >= ga->score || !pair_ok(ga, gb))
+			if (!gb->score || gb->score >= ga->score || !pair_ok(ga, gb) || !verdict_holds(x, ga, gb))
 				continue;
 			/* The same pair of texts from earlier generations. */
 			for (int a2 = 0; a2 <= a && !dup; a2++)
 				for (int b2 = 0; b2 < x->ngens && !dup; b2++) {
 					const struct gen *p = &x->gens[a2], *q = &x->gens[b2];
-					if ((a2 == a && b2 >= b) || !p->usable || !q->usable || !p->score || !q->score ||
-					    q->score >= p->score)
+					/* Only a pair that was written (pair_ok). */
+					if ((a2 == a && b2 >= b) || !p->score || !q->score || q->score >= p->score ||
+					    !pair_ok(p, q))
 						continue;
 					dup = !strcmp(p->key, ga->key) && !strcmp(q->key, ga->key) &&
 					    !strcmp(p->content, ga->content) && !strcmp(q->content, gb->content);
@@ -230,7 +267,7 @@ dpo_lines(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int 
 	for (int k = 0; k < x->nprefs; k++) {
 		const struct gen *ga = &x->gens[x->prefs[k].better], *gb = &x->gens[x->prefs[k].worse];
 		int dup = 0;
-		if (!pair_ok(ga, gb))
+		if (!pair_ok(ga, gb) || !verdict_holds(x, ga, gb))
 			continue;
 		/* Written already: by the ratings, or by an earlier preference. */
 		for (int a2 = 0; a2 < x->ngens && !dup; a2++)
@@ -443,7 +480,8 @@ free_msgs(struct xmsg *m, int n)
 }
 
 /* What G was fed, from its record (strings repaired); NULL if the record
- * is not a list of messages. */
+ * is not a list of messages each with a string role and content (a
+ * prompt with a turn left out would misstate what the model saw). */
 static cJSON *
 recorded_prompt(const struct gen *g)
 {
@@ -456,14 +494,22 @@ recorded_prompt(const struct gen *g)
 	cJSON_ArrayForEach(it, rec) {
 		cJSON *r = cJSON_GetObjectItem(it, "role"), *c = cJSON_GetObjectItem(it, "content");
 		char *role, *content;
-		if (!cJSON_IsString(r) || !cJSON_IsString(c))
-			continue;
+		if (!cJSON_IsString(r) || !cJSON_IsString(c)) {
+			cJSON_Delete(a);
+			a = NULL;
+			break;
+		}
 		role = dup_text((const unsigned char *)r->valuestring);
 		content = dup_text((const unsigned char *)c->valuestring);
 		if (role && content)
 			cJSON_AddItemToArray(a, msg_json(role, content));
 		free(role);
 		free(content);
+		if (!role || !content) {
+			cJSON_Delete(a);
+			a = NULL;
+			break;
+		}
 	}
 	cJSON_Delete(rec);
 	return a;
@@ -505,8 +551,10 @@ prepare(const struct store_export_opts *o, const char *system, struct xmsg *m, i
 			continue;
 		}
 		g->prompt = g->made.messages ? recorded_prompt(g) : rebuilt_prompt(system, m, i);
-		if (!g->prompt)
-			continue;   /* a damaged record: nothing true to say */
+		if (!g->prompt) {
+			counts->skipped_damaged += g->score > 0;   /* nothing true to say */
+			continue;
+		}
 		g->key = cJSON_PrintUnformatted(g->prompt);
 		if (!g->key)
 			return -1;
@@ -541,6 +589,7 @@ load_prefs(sqlite3_stmt *ps, int64_t msg_id, struct xmsg *x)
 		if (!np)
 			return -1;
 		x->prefs = np;
+		x->prefs[x->nprefs].created = sqlite3_column_int64(ps, 3);
 		x->prefs[x->nprefs].better = !strcmp(pick, "a") ? ia : ib;
 		x->prefs[x->nprefs++].worse = !strcmp(pick, "a") ? ib : ia;
 		x->gens[ia].pref = x->gens[ib].pref = 1;
@@ -580,7 +629,9 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 	/* The active branch, first message first. */
 	sqlite3_stmt *ms = store_prepare(s, STORE_PATH_CTE "SELECT m.id, m.role, m.content FROM path "
 	    "JOIN messages m ON m.id = path.id ORDER BY path.depth DESC");
-	sqlite3_stmt *gs = store_prepare(s, "SELECT g.id, g.content, COALESCE(CASE r.kind WHEN 'thumb' THEN "
+	char sql[4096];
+	sqlite3_stmt *gs;
+	snprintf(sql, sizeof(sql), "SELECT g.id, g.content, COALESCE(CASE r.kind WHEN 'thumb' THEN "
 	    "CASE r.value WHEN 1 THEN 5 ELSE 1 END ELSE r.value END, 0), g.created, g.prompt_messages, g.end_reason, "
 	    "COALESCE(r.created, 0), CASE WHEN g.model_id IS NULL THEN ?2 ELSE (?3 IS NULL OR EXISTS (SELECT 1 FROM "
 	    "models md WHERE md.id = g.model_id AND " MODEL_NAMED("?3") ")) "
@@ -589,9 +640,10 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 	    "ga WHERE ga.generation_id = g.id AND " SHA_PREFIX("ga.sha256", "?4") ") END, " STORE_ORIGIN_COLUMNS ", "
 	    "g.reasoning IS NOT NULL OR g.n_reasoning IS NOT NULL, " RAW_PROMPT " "
 	    "FROM generations g LEFT JOIN ratings r ON r.generation_id = g.id " STORE_ORIGIN_JOIN " "
-	    "WHERE g.message_id = ?1 ORDER BY g.id");
+	    "WHERE g.message_id = ?1 ORDER BY g.id", store_origin_think(s));
+	gs = store_prepare(s, sql);
 	/* The A/B preferences for A or B (a tie says neither is better). */
-	sqlite3_stmt *ps = store_prepare(s, "SELECT gen_a, gen_b, pick FROM preferences WHERE message_id = ? "
+	sqlite3_stmt *ps = store_prepare(s, "SELECT gen_a, gen_b, pick, created FROM preferences WHERE message_id = ? "
 	    "AND pick <> 'tie' ORDER BY id");
 	struct xmsg *m = NULL;
 	int nm = 0, cap = 0, rc = -1, step;
@@ -613,6 +665,8 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 		m[nm].role = dup_text(sqlite3_column_text(ms, 1));
 		m[nm].content = dup_text(sqlite3_column_text(ms, 2));
 		nm++;
+		if (!m[nm - 1].role || !m[nm - 1].content)
+			goto out;
 		sqlite3_reset(gs);
 		sqlite3_bind_int64(gs, 1, sqlite3_column_int64(ms, 0));
 		sqlite3_bind_int(gs, 2, conv_model_ok[0] == '1');
@@ -634,11 +688,14 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 			memset(g, 0, sizeof(*g));
 			g->id = sqlite3_column_int64(gs, 0);
 			{
+				/* No reasoning recorded (NULL) is no reasoning, not an empty one:
+				 * --reasoning keep gives it no <think></think>. */
+				const int has_r = sqlite3_column_type(gs, 8) != SQLITE_NULL;
 				char *answer = dup_text(sqlite3_column_text(gs, 1));
-				char *reasoning = dup_text(sqlite3_column_text(gs, 8));
+				char *reasoning = has_r ? dup_text(sqlite3_column_text(gs, 8)) : NULL;
 				char *prompt = dup_text(sqlite3_column_text(gs, 9));
-				g->content = answer && reasoning && prompt ? reply_text(answer, reasoning,
-				    sqlite3_column_int(gs, 16), sqlite3_column_type(gs, 9) != SQLITE_NULL ?
+				g->content = answer && (reasoning || !has_r) && prompt ? reply_text(answer, reasoning,
+				    sqlite3_column_int(gs, 17), sqlite3_column_type(gs, 9) != SQLITE_NULL ?
 				    prompt : NULL, o->keep_reasoning) : NULL;
 				free(answer);
 				free(reasoning);
@@ -650,7 +707,7 @@ export_conv(struct store *s, const struct store_export_opts *o, int64_t cid, con
 			g->rated_at = sqlite3_column_int64(gs, 6);
 			g->model_ok = sqlite3_column_int(gs, 7);
 			g->adapter_ok = sqlite3_column_int(gs, 10);
-			g->raw = sqlite3_column_int(gs, 17);
+			g->raw = sqlite3_column_int(gs, 18);
 			if (!g->content || store_origin_read(gs, 11, &g->made) < 0)
 				goto out;
 		}

@@ -38,15 +38,20 @@ struct store_origin {
 	char *template_name;
 	char *messages;      /* the messages fed, as stored (JSON) */
 	char *text;          /* the prompt rendered; NULL for a remote model's (its request, settings and all) */
+	char *think;         /* a remote model's thinking switch (the server renders the prompt with it); else NULL */
 };
 
 /* The columns store_origin_read reads, from generations AS g joined with
- * STORE_ORIGIN_JOIN. */
+ * STORE_ORIGIN_JOIN: a printf format, with one %s (store_origin_think). */
 #define STORE_ORIGIN_COLUMNS "COALESCE(g.model_id, 0), COALESCE(g.template_id, 0), g.template_name, " \
-	"g.prompt_messages, CASE WHEN om.kind = 'remote' THEN NULL ELSE g.prompt_text END"
+	"g.prompt_messages, CASE WHEN om.kind = 'remote' THEN NULL ELSE g.prompt_text END, " \
+	"CASE WHEN om.kind = 'remote' THEN %s END"
 #define STORE_ORIGIN_JOIN "LEFT JOIN models om ON om.id = g.model_id"
 
-/* Fills *O from the five STORE_ORIGIN_COLUMNS at column COL of ST's row.
+/* What the %s of STORE_ORIGIN_COLUMNS stands for: the think column, where
+ * the schema has it (9). */
+const char *store_origin_think(struct store *s);
+/* Fills *O from the six STORE_ORIGIN_COLUMNS at column COL of ST's row.
  * Returns 0, or -1 when out of memory (*O then empty). */
 int store_origin_read(sqlite3_stmt *st, int col, struct store_origin *o);
 /* Frees what *O holds; *O is then empty. */

@@ -7,6 +7,7 @@
 
 #include <sqlite3.h>
 
+#include "natter/store.h"
 #include "store/store-impl.h"
 
 static int
@@ -21,6 +22,12 @@ dup_col(sqlite3_stmt *st, int col, char **out)
 	return 0;
 }
 
+const char *
+store_origin_think(struct store *s)
+{
+	return store_schema_version(s) >= 9 ? "g.think" : "NULL";
+}
+
 int
 store_origin_read(sqlite3_stmt *st, int col, struct store_origin *o)
 {
@@ -28,7 +35,7 @@ store_origin_read(sqlite3_stmt *st, int col, struct store_origin *o)
 	o->model_id = sqlite3_column_int64(st, col);
 	o->template_id = sqlite3_column_int64(st, col + 1);
 	if (dup_col(st, col + 2, &o->template_name) < 0 || dup_col(st, col + 3, &o->messages) < 0 ||
-	    dup_col(st, col + 4, &o->text) < 0) {
+	    dup_col(st, col + 4, &o->text) < 0 || dup_col(st, col + 5, &o->think) < 0) {
 		store_origin_clear(o);
 		return -1;
 	}
@@ -41,6 +48,7 @@ store_origin_clear(struct store_origin *o)
 	free(o->template_name);
 	free(o->messages);
 	free(o->text);
+	free(o->think);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -72,5 +80,8 @@ store_origin_differs(const struct store_origin *a, const struct store_origin *b)
 	if (!same_text(a->text, b->text))
 		return "they were fed different prompts (the text rendered differs: a template that writes "
 		    "the date, say)";
+	/* A remote server renders the prompt itself, with the switch sent. */
+	if (!same_text(a->think, b->think))
+		return "they were fed different prompts (the server was sent different thinking switches)";
 	return NULL;
 }

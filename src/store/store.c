@@ -1982,6 +1982,7 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 	int64_t msg[2] = { 0, 0 };
 	struct store_origin made[2] = { { 0 }, { 0 } };
 	const char *why;
+	char sql[512];
 	int rc;
 
 	if (!store_pick_name(pick)) {
@@ -1995,8 +1996,9 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 	if (store_begin(s) < 0)
 		return -1;
 	for (int k = 0; k < 2; k++) {
-		st = store_prepare(s, "SELECT g.message_id, " STORE_ORIGIN_COLUMNS " FROM generations g "
-		    STORE_ORIGIN_JOIN " WHERE g.id = ?");
+		snprintf(sql, sizeof(sql), "SELECT g.message_id, " STORE_ORIGIN_COLUMNS " FROM generations g "
+		    STORE_ORIGIN_JOIN " WHERE g.id = ?", store_origin_think(s));
+		st = store_prepare(s, sql);
 		if (!st)
 			goto fail;
 		sqlite3_bind_int64(st, 1, k ? gen_b : gen_a);

@@ -278,6 +278,18 @@ test_hostile_vocabs(void)
 	CHECK(v != NULL, "an empty token string is allowed: %s", err);
 	tok_vocab_free(v);
 	free(buf);
+	buf = NULL;
+	/* "b" twice (ids 4 and 7): the last id is the text's, as in llama.cpp. */
+	v = hostile_vocab(1, 2, 8, "b", "llama", 0, NULL, err, sizeof(err), &buf);
+	CHECK(v != NULL, "duplicate token texts load: %s", err);
+	if (v) {
+		CHECK(tok_encode(v, "ab", 2, 0, 0, &ids) == 0 && ids.n == 2 && ids.ids[0] == 3 && ids.ids[1] == 7,
+		    "a duplicate text is the last id (%zu ids: %d %d)", ids.n, ids.n > 0 ? ids.ids[0] : -1,
+		    ids.n > 1 ? ids.ids[1] : -1);
+		tok_ids_free(&ids);
+		tok_vocab_free(v);
+	}
+	free(buf);
 }
 
 int

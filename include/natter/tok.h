@@ -60,8 +60,10 @@ int tok_ids_push(struct tok_ids *t, int32_t id);
  * Appends the tokens of TEXT[0..LEN) to OUT.  ADD_BOS prepends BOS when the
  * vocabulary has one.  PARSE_SPECIAL matches control tokens (<|im_start|> ...)
  * written in the text; user-defined tokens are always matched.  Invalid
- * UTF-8 is encoded byte by byte (byte fallback or byte-level tokens), never
- * dropped.  Returns 0, or -1 on allocation failure.
+ * UTF-8 is encoded byte by byte (byte fallback or byte-level tokens).  A
+ * byte no token spells becomes <unk>; a vocabulary with neither drops it,
+ * as llama.cpp does (Falcon's has no token for some control bytes).
+ * Returns 0, or -1 on allocation failure.
  */
 int tok_encode(const struct tok_vocab *v, const char *text, size_t len,
 	       int add_bos, int parse_special, struct tok_ids *out);
@@ -81,8 +83,10 @@ int tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsig
 int tok_piece(const struct tok_vocab *v, int32_t id, int special, char *buf, size_t cap);
 
 /* Decodes a whole sequence into a new NUL-terminated string (caller frees).
- * With SPM's space prefix, the first leading space is removed, so that
- * decode(encode(s)) == s.  *LEN gets the byte length (may contain NULs). */
+ * With SPM's space prefix, the first token's leading space is removed, so
+ * that decode(encode(s)) == s for ids encoded without BOS (after a BOS the
+ * space stays, as in llama.cpp).  *LEN gets the byte length (may contain
+ * NULs). */
 char *tok_decode(const struct tok_vocab *v, const int32_t *ids, size_t n, int special, size_t *len);
 
 /*

@@ -115,7 +115,8 @@ struct strmap {
  * longest first within a group, so that the first match is the longest and
  * a position whose byte starts no such token costs one comparison. */
 struct special_index {
-	int32_t *ids;
+	int32_t *ids;              /* by first byte, then longest first, then text, then id */
+	uint32_t *group_end;       /* (as ids) where the run of ids[k]'s first byte and length ends */
 	uint32_t start[257];       /* ids[start[b] .. start[b + 1]) begin with byte b */
 };
 
@@ -212,6 +213,8 @@ tok_vocab_free(struct tok_vocab *v)
 	free(v->eog);
 	free(v->spec[0].ids);
 	free(v->spec[1].ids);
+	free(v->spec[0].group_end);
+	free(v->spec[1].group_end);
 	free(v);
 }
 
@@ -235,6 +238,9 @@ cmp_special(const void *a, const void *b, void *ctx)
 		return bx < by ? -1 : 1;
 	if (v->tok[x].len != v->tok[y].len)
 		return v->tok[x].len > v->tok[y].len ? -1 : 1;
+	int c = memcmp(v->tok[x].text, v->tok[y].text, v->tok[x].len);
+	if (c)
+		return c;
 	return x < y ? -1 : x > y;
 }
 
@@ -341,19 +347,16 @@ tok_vocab_load(const struct gguf_file *f, struct tok_vocab **out, char *err, siz
 			int64_t t = gguf_arr_i64(&types->val, i);
 			e->type = (t >= TOK_TYPE_NORMAL && t <= TOK_TYPE_BYTE) ? (uint8_t)t : TOK_TYPE_NORMAL;
 		}
-		/* The first of duplicate texts wins, as a lookup table would keep it. */
+		/* The last of duplicate texts wins, as in llama.cpp (its
+		 * token_to_id map is written id by id). */
 		uint64_t h = fnv(FNV_INIT, e->text, e->len) & v->map.mask;
-		int dup = 0;
 		while (v->map.slot[h]) {
 			const struct tok_entry *o = &v->tok[v->map.slot[h] - 1];
-			if (o->len == e->len && memcmp(o->text, e->text, e->len) == 0) {
-				dup = 1;
+			if (o->len == e->len && memcmp(o->text, e->text, e->len) == 0)
 				break;
-			}
 			h = (h + 1) & v->map.mask;
 		}
-		if (!dup)
-			v->map.slot[h] = i + 1;
+		v->map.slot[h] = i + 1;
 	}
 	/* The arena moved nothing: text pointers were set after it was sized. */
 
@@ -373,10 +376,14 @@ tok_vocab_load(const struct gguf_file *f, struct tok_vocab **out, char *err, siz
 	for (int i = 0; i < 256; i++)
 		v->byte_tok[i] = TOK_NONE;
 	if (v->kind == TOK_SPM) {
-		for (int32_t i = 0; i < v->n; i++) {
-			int b = parse_byte_token(v->tok[i].text, v->tok[i].len);
-			if (b >= 0 && v->byte_tok[b] == TOK_NONE)
-				v->byte_tok[b] = i;
+		/* As llama.cpp looks a byte up: "<0xNN>" (upper case), else
+		 * the byte itself as a token's text. */
+		for (int b = 0; b < 256; b++) {
+			char buf[8], c = (char)b;
+			snprintf(buf, sizeof(buf), "<0x%02X>", b);
+			v->byte_tok[b] = vocab_lookup(v, buf, 6);
+			if (v->byte_tok[b] == TOK_NONE)
+				v->byte_tok[b] = vocab_lookup(v, &c, 1);
 		}
 	} else {
 		for (int b = 0; b < 256; b++) {
@@ -489,7 +496,8 @@ tok_vocab_load(const struct gguf_file *f, struct tok_vocab **out, char *err, siz
 		struct special_index *x = &v->spec[s];
 		uint32_t n = 0;
 		x->ids = malloc(v->n * sizeof(*x->ids));
-		if (!x->ids)
+		x->group_end = malloc(v->n * sizeof(*x->group_end));
+		if (!x->ids || !x->group_end)
 			goto nomem;
 		for (int32_t i = 0; i < v->n; i++) {
 			uint8_t t = v->tok[i].type;
@@ -503,6 +511,10 @@ tok_vocab_load(const struct gguf_file *f, struct tok_vocab **out, char *err, siz
 			x->start[(uint8_t)v->tok[x->ids[k]].text[0] + 1]++;
 		for (int b = 0; b < 256; b++)
 			x->start[b + 1] += x->start[b];
+		for (uint32_t k = n; k-- > 0;) {
+			const struct tok_entry *e = &v->tok[x->ids[k]], *f2 = k + 1 < n ? &v->tok[x->ids[k + 1]] : NULL;
+			x->group_end[k] = f2 && f2->len == e->len && f2->text[0] == e->text[0] ? x->group_end[k + 1] : k + 1;
+		}
 	}
 
 	free(model);
@@ -905,10 +917,23 @@ special_at(const struct tok_vocab *v, const char *text, size_t len, size_t i, in
 	const struct special_index *x = &v->spec[parse_special != 0];
 	uint8_t b = (uint8_t)text[i];
 
-	for (uint32_t k = x->start[b]; k < x->start[b + 1]; k++) {
-		const struct tok_entry *e = &v->tok[x->ids[k]];
-		if (e->len <= len - i && memcmp(e->text, text + i, e->len) == 0)
-			return x->ids[k];
+	/* A binary search per length, longest first: Gemma 3 has thousands
+	 * of tokens that start with "<", and text may hold many a "<". */
+	for (uint32_t k = x->start[b], end; k < x->start[b + 1]; k = end) {
+		const uint32_t n = v->tok[x->ids[k]].len;
+		uint32_t lo = k, hi;
+		end = hi = x->group_end[k];
+		if (n > len - i)
+			continue;
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			if (memcmp(v->tok[x->ids[mid]].text, text + i, n) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < end && memcmp(v->tok[x->ids[lo]].text, text + i, n) == 0)
+			return x->ids[lo];
 	}
 	return TOK_NONE;
 }

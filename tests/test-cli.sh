@@ -498,6 +498,10 @@ grep -q "left out 2 rated replies that were stopped or cut off" "$tmp/err" && ok
 check "export dpo lines" 1 "$(wc -l < "$tmp/dpo.jsonl" | tr -d ' ')"
 grep -q '"chosen":\[{"role":"assistant"' "$tmp/dpo.jsonl" && ok || bad "dpo line: $(cat "$tmp/dpo.jsonl")"
 check "export sft lines (4 stars and up)" 1 "$("$NATTER_BIN" export --format sft --include-incomplete | wc -l | tr -d ' ')"
+check "export --since a past day" 1 "$("$NATTER_BIN" export --format sft --include-incomplete --since 2001-01-01 | wc -l | tr -d ' ')"
+check "export --since a later day" 0 "$("$NATTER_BIN" export --format sft --include-incomplete --since 2999-01-01 | wc -l | tr -d ' ')"
+"$NATTER_BIN" export --format sft --since 2024-02-31 > /dev/null 2>"$tmp/err"; check "export --since 2024-02-31 status" 2 $?
+grep -qF "export: --since 2024-02-31: no such day" "$tmp/err" && ok || bad "--since 2024-02-31: $(cat "$tmp/err")"
 "$NATTER_BIN" export --format sft -o "$tmp/nodir/x.jsonl" 2>"$tmp/err"; check "export to a missing folder status" 1 $?
 grep -q "^natter: $tmp/nodir/x.jsonl: cannot write it: No such file or directory" "$tmp/err" && ! grep -q "\.tmp" "$tmp/err" && ok ||
 	bad "an export error names the file given: $(cat "$tmp/err")"

@@ -108,6 +108,8 @@ test_schema_and_history(void)
 		CHECK(!strcmp(query_text(p, "PRAGMA journal_mode", jm, sizeof(jm)), "wal"), "WAL journal (%s)", jm);
 	}
 	CHECK(store_conv_new(s, 0, NULL, "chatml", "Be kind.", &conv) == 0, "conv: %s", store_errmsg(s));
+	CHECK(store_msg_add(s, conv, "tool", "x", &m1) < 0 && strstr(store_errmsg(s), "role is system, user or assistant, "
+	    "not tool"), "a role the table has not: %s", store_errmsg(s));
 	CHECK(store_msg_add(s, conv, "user", "Tell me about dreams", &m1) == 0, "msg: %s", store_errmsg(s));
 	g = gen("Dreams are stories.");
 	g.fed = fed1;

@@ -277,7 +277,15 @@ cmd_export(int argc, char **argv)
 				return 2;
 			}
 			tm.tm_isdst = -1;
-			o.since = (int64_t)mktime(&tm);
+			{
+				/* mktime takes 2024-02-31 for March 2: a day the month has not is refused. */
+				const int mday = tm.tm_mday, mon = tm.tm_mon;
+				o.since = (int64_t)mktime(&tm);
+				if (tm.tm_mday != mday || tm.tm_mon != mon) {
+					cli_error("export: --since %s: no such day", optarg);
+					return 2;
+				}
+			}
 			break;
 		}
 		case 'h':

@@ -295,8 +295,12 @@ store_history_show(struct store *s, int64_t conv_id, FILE *out)
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, conv_id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		/* A busy or damaged database is not a missing conversation. */
 		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return store_seterr(s, "%s: reading conversation %lld: %s", s->path, (long long)conv_id,
+			    sqlite3_errmsg(s->db));
 		return store_seterr(s, "there is no conversation %lld", (long long)conv_id);
 	}
 	fmt_time(sqlite3_column_int64(st, 5), tb, sizeof(tb));
@@ -547,8 +551,12 @@ store_conv_load(struct store *s, int64_t conv_id, char **system, store_msg_fn fn
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, conv_id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		/* A busy or damaged database is not a missing conversation. */
 		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return store_seterr(s, "%s: reading conversation %lld: %s", s->path, (long long)conv_id,
+			    sqlite3_errmsg(s->db));
 		return store_seterr(s, "there is no conversation %lld", (long long)conv_id);
 	}
 	if (sqlite3_column_type(st, 0) != SQLITE_NULL && !(*system = strdup(col_text(st, 0)))) {

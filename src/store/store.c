@@ -1122,6 +1122,11 @@ insert_msg(struct store *s, int64_t conv_id, int64_t parent, const char *role, c
 
 	if (!content)
 		content = "";
+	/* The table's CHECK would fail as a constraint, read below as a missing conversation. */
+	if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant"))) {
+		store_seterr(s, "a message's role is system, user or assistant, not %s", role ? role : "none");
+		return -1;
+	}
 	if (parent > 0) {
 		int64_t pc;
 		if (msg_where(s, parent, &pc, NULL, NULL, 0) < 0)

@@ -298,6 +298,39 @@ test_live_and_stops(const char *path)
 			CHECK(acc2.n == strlen(cut) && !strstr(acc2.buf, stop), "no part of the stop string was shown");
 			chat_free(c2);
 		}
+		/* Two stop strings that one token completes, the one listed first
+		 * starting later: the reply is cut where the first in the text
+		 * starts, not where the first in the list does. */
+		{
+			const size_t p1 = at;
+			char late[16] = "", early[16] = "";
+			for (size_t k = 2; k <= 8 && p1 + k + 1 <= L && !late[0]; k++) {
+				memcpy(late, full + p1 + 1, k);
+				late[k] = 0;
+				memcpy(early, full + p1, k + 1);
+				early[k + 1] = 0;
+				if (strstr(full, late) != full + p1 + 1 || strstr(full, early) != full + p1)
+					late[0] = 0;
+			}
+			CHECK(late[0], "two overlapping stop strings found in the greedy reply \"%s\"", full);
+			if (late[0]) {
+				struct chat *c3;
+				struct chat_opts o3 = o;
+				struct { char buf[4096]; size_t n; } acc3 = { "", 0 };
+				o3.sp.temp = 0;
+				o3.max_tokens = 30;
+				o3.stop[0] = late;
+				o3.stop[1] = early;
+				CHECK(chat_new(m, &o3, &c3, err, sizeof(err)) == 0, "chat_new: %s", err);
+				chat_add_user(c3, "Once upon a time", 16);
+				stop_seen = full + p1;
+				CHECK(chat_generate(c3, stop_piece, &acc3, &st, err, sizeof(err)) == 0, "generate: %s", err);
+				const char *cut = chat_message_content(c3, 1);
+				CHECK(st.stop == CHAT_STOP_STRING && strlen(cut) == p1 && !memcmp(cut, full, p1),
+				    "stops \"%s\" then \"%s\": cut at %zu (got %zu: \"%s\")", late, early, p1, strlen(cut), cut);
+				chat_free(c3);
+			}
+		}
 	}
 	chat_free(c);
 	llm_model_free(m);

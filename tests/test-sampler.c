@@ -72,6 +72,36 @@ test_filters(void)
 	base(&p);
 	p.temp = 0;
 	CHECK(sampler_sample(s, &p, logits) == 0, "greedy picks the most likely");
+	/* A temperature so small that a logit over it overflows is greedy
+	 * too (inf - inf was NaN in the softmax and the draw took the last
+	 * candidate); so is a logit of +inf, at any temperature. */
+	base(&p);
+	p.temp = 1e-40f;   /* every logit (all negative) over it is -inf */
+	for (uint64_t seed = 1; seed <= 8; seed++) {
+		sampler_reset(s, seed);
+		CHECK(sampler_sample(s, &p, logits) == 0, "temp 1e-40 picks the most likely (seed %llu)",
+		    (unsigned long long)seed);
+	}
+	{
+		float up[V];
+		for (int i = 0; i < V; i++)
+			up[i] = logits[i] + 10;   /* positive: the top ones over 1e-38 are +inf */
+		p.temp = 1e-38f;
+		for (uint64_t seed = 1; seed <= 8; seed++) {
+			sampler_reset(s, seed);
+			CHECK(sampler_sample(s, &p, up) == 0, "temp 1e-38 picks the most likely (seed %llu)",
+			    (unsigned long long)seed);
+		}
+	}
+	{
+		float saved = logits[3];
+		logits[3] = INFINITY;
+		base(&p);
+		CHECK(sampler_sample(s, &p, logits) == 3, "a logit of +inf is drawn");
+		p.top_p = 0.5f;
+		CHECK(sampler_sample(s, &p, logits) == 3, "a logit of +inf is drawn, top-p on");
+		logits[3] = saved;
+	}
 
 	/* Repetition penalty: token 0 seen, its logit (negative) is multiplied. */
 	base(&p);

@@ -7,7 +7,8 @@
 
 /* Defaults are llama.cpp's, so results are comparable. */
 struct sampler_params {
-	float temp;              /* 0.8; <= 0 picks the most likely token (greedy) */
+	float temp;              /* 0.8; 0 picks the most likely token (greedy), as does one so small that
+				  * the largest logit over it overflows */
 	int top_k;               /* 40; 0 = off */
 	float top_p;             /* 0.95; 1 = off */
 	float min_p;             /* 0.05; 0 = off */

@@ -757,22 +757,29 @@ chat_render(struct chat *c, char *err, size_t errlen)
 	return out;
 }
 
-/* Returns 1 if a stop string completed (the reply is cut there). Else
- * sets *SAFE to how much of the reply may be shown now. */
+/* Returns 1 if a stop string completed (the reply is cut where the first
+ * of them in the text starts, whichever the list names first). Else sets
+ * *SAFE to how much of the reply may be shown now. */
 static int
 check_stops(char *const *stops, struct reply *r, size_t *safe)
 {
+	const char *first = NULL;
 	size_t hold = 0;
 	for (int i = 0; stops[i]; i++) {
 		size_t sl = strlen(stops[i]);
 		const char *hit = memmem(r->buf + (r->emitted > sl ? r->emitted - sl : 0),
 		    r->len - (r->emitted > sl ? r->emitted - sl : 0), stops[i], sl);
-		if (hit) {
-			r->len = (size_t)(hit - r->buf);
-			r->buf[r->len] = 0;
-			*safe = r->len;
-			return 1;
-		}
+		if (hit && (!first || hit < first))
+			first = hit;
+	}
+	if (first) {
+		r->len = (size_t)(first - r->buf);
+		r->buf[r->len] = 0;
+		*safe = r->len;
+		return 1;
+	}
+	for (int i = 0; stops[i]; i++) {
+		size_t sl = strlen(stops[i]);
 		for (size_t h = sl - 1; h > 0; h--) {
 			if (h <= r->len && memcmp(r->buf + r->len - h, stops[i], h) == 0) {
 				if (h > hold)

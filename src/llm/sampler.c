@@ -289,6 +289,15 @@ softmax(struct cand *c, int n)
 			c[i].p = 1.0f / n;
 		return;
 	}
+	if (max == INFINITY) {
+		/* Logits of +inf share it all (inf - inf would be NaN). */
+		int k = 0;
+		for (int i = 0; i < n; i++)
+			k += c[i].logit == INFINITY;
+		for (int i = 0; i < n; i++)
+			c[i].p = c[i].logit == INFINITY ? 1.0f / k : 0;
+		return;
+	}
 	for (int i = 0; i < n; i++) {
 		c[i].p = expf(c[i].logit - max);
 		sum += c[i].p;
@@ -393,6 +402,24 @@ sampler_sample(struct sampler *s, const struct sampler_params *pp, const float *
 		n = k;
 	}
 	/* 5. temperature, 6. the draw. */
+	{
+		/* A temperature so small that the largest logit over it passes
+		 * the largest float would leave inf - inf, NaN, in the softmax
+		 * and the draw on the last candidate (or, a negative logit, all
+		 * at -inf and the draw uniform); so would a logit of +inf.  It
+		 * is greedy. */
+		int top = 0;
+		for (int i = 1; i < n; i++)
+			if (s->c[i].logit > s->c[top].logit)
+				top = i;
+		const float l = n > 0 ? s->c[top].logit : 0;
+		if (isfinite(l) ? !isfinite(l / p.temp) : l == INFINITY) {
+			s->c[0] = s->c[top];
+			s->c[0].p = 1;
+			s->nc = 1;
+			return s->c[0].id;
+		}
+	}
 	for (int i = 0; i < n; i++)
 		s->c[i].logit /= p.temp;
 	softmax(s->c, n);

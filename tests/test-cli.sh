@@ -164,7 +164,21 @@ for args in \
     "serve -m $A --port 0 --token-delay 5ms|serve: --token-delay wants a number of milliseconds, got '5ms'" \
     "serve -m $A --port 99999|serve: --port wants a port number (0: any free one), got '99999' (at most 65535)" \
     "export --db $tmp/none.db -o $tmp/x.jsonl --min-rating 9|export: --min-rating wants 1 to 5 (thumbs up counts as 5, down as 1), got '9' (at most 5)" \
-    "finetune -m $A --rank 0x10|finetune: --rank wants a whole number from 1 to 4096, got '0x10'"; do
+    "finetune -m $A --rank 0x10|finetune: --rank wants a whole number from 1 to 4096, got '0x10'" \
+    "chat -m $A --plain --no-history --top-p 2|--top-p: '2' is out of range (top-p must be in (0, 1])" \
+    "chat -m $A --plain --no-history --temp -1|--temp: '-1' is out of range (temperature must be between 0 and 100)" \
+    "chat -m $A --plain --db $tmp/x.db --no-history|--db and --no-history: a history database, or none" \
+    "chat -m $A --plain --no-history extra|chat: unexpected argument 'extra' (see natter chat --help)" \
+    "generate -m $A -p hi -n 1 extra|generate: unexpected argument 'extra' (see natter generate --help)" \
+    "generate -m $A -p hi -f $tmp/none.txt|generate: -p and -f each give the prompt: one of them" \
+    "eval -m $A --tokens 1 --logits-out $tmp/n.bin extra|eval: unexpected argument 'extra'" \
+    "bench -m $A -p 0 -n 1 extra|bench: unexpected argument 'extra'" \
+    "bench -m $A -p 0 -n 0|bench: nothing to measure (-p and -n are all 0)" \
+    "bench -m $A -p 0 -n 1 --stop|bench: --stop stops the longest prompt test, and -p has none" \
+    "mkmodel --preset tiny --type Q4_0 -o $tmp/l.gguf extra|mkmodel: unexpected argument 'extra'" \
+    "template --builtin chatml --messages $tmp/none.json extra|template: unexpected argument 'extra'" \
+    "info -m $A extra|info: unexpected argument 'extra'" \
+    "info $A $A|info: unexpected argument '$A'"; do
 	cmd=${args%%|*}
 	msg=${args#*|}
 	# Were a bad value taken, serve would run until stopped and pull would go
@@ -450,6 +464,11 @@ grep -qF "config:2: exact_act: 'maybe' is neither on nor off" "$tmp/err" && ok |
 printf 'model = %s\ntemp = hot\n' "$M" > "$tmp/config/natter/config"
 echo hi | "$NATTER_BIN" chat --plain --no-history > /dev/null 2> "$tmp/err"; check "a bad config value status" 2 $?
 grep -qF "natter: $tmp/config/natter/config:2: temp: 'hot' is not a number" "$tmp/err" && ok || bad "bad config value: $(cat "$tmp/err")"
+# A sampling value out of range: the file's line, before a model is loaded.
+printf 'model = %s\ntop_p = 2\n' "$M" > "$tmp/config/natter/config"
+echo hi | "$NATTER_BIN" chat --plain --no-history > /dev/null 2> "$tmp/err"; check "top_p = 2 in the config status" 2 $?
+grep -qF "natter: $tmp/config/natter/config:2: top_p: '2' is out of range (top-p must be in (0, 1])" "$tmp/err" && ok ||
+    bad "top_p = 2 in the config: $(cat "$tmp/err")"
 printf '\n# fine\ntmep = 0.5\n' > "$tmp/config/natter/config"
 "$NATTER_BIN" history list > /dev/null 2> "$tmp/err"; check "a bad config line for history status" 1 $?
 grep -qF "natter: $tmp/config/natter/config:3: unknown setting 'tmep'" "$tmp/err" && ok || bad "bad config key: $(cat "$tmp/err")"

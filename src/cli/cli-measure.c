@@ -80,10 +80,8 @@ cli_measure_parse(const char *cmd, const char *synopsis, const struct cli_mopt *
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		cli_error("%s: unexpected argument '%s' (see natter %s --help)", cmd, argv[optind], cmd);
+	if (cli_no_more_args(cmd, argc, argv, optind) < 0)
 		return 2;
-	}
 	a->eng.threads = cli_threads(cmd, a->eng.threads);
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "natter/chat.h"
 #include "natter/llm.h"
+#include "natter/sampler.h"
 #include "natter/think.h"
 
 /* --- strict numbers --- */
@@ -150,7 +151,7 @@ cli_arg_seed(const char *arg, uint64_t *v, const char *wants, ...)
 
 enum kind {
 	K_INT,       /* a whole number in [min, max] */
-	K_FLOAT,     /* a finite number (ranges: sampler_params_check, in chat_new) */
+	K_FLOAT,     /* a finite number in the sampler's range (sampler_params_check) */
 	K_SEED,      /* a whole number, or "random" */
 	K_STR,
 	K_FLAG,
@@ -266,12 +267,29 @@ setting_apply(const struct setting *s, const char *value, struct cli_chat_args *
 		*(int *)base = (int)v;
 		return 0;
 	}
-	case K_FLOAT:
-		if (num_float(value, (float *)base) != NUM_OK) {
+	case K_FLOAT: {
+		/* Every float setting is a sampling parameter: its range is the
+		 * sampler's, checked here so that the error names the option
+		 * (or the config file's line) and comes before a model loads. */
+		const size_t sp = offsetof(struct cli_chat_args, chat.sp);
+		struct sampler_params d;
+		char why[128];
+		float f;
+		if (num_float(value, &f) != NUM_OK) {
 			snprintf(err, errlen, "'%s' is not a number", value);
 			return -1;
 		}
+		if (s->off >= sp && s->off + sizeof(float) <= sp + sizeof(d)) {
+			sampler_params_default(&d);
+			memcpy((char *)&d + (s->off - sp), &f, sizeof(f));
+			if (sampler_params_check(&d, why, sizeof(why)) < 0) {
+				snprintf(err, errlen, "'%s' is out of range (%s)", value, why);
+				return -1;
+			}
+		}
+		*(float *)base = f;
 		return 0;
+	}
 	case K_SEED:
 		if (num_seed(value, (uint64_t *)base) != NUM_OK) {
 			snprintf(err, errlen, "'%s' is not a seed (a whole number from 0 to %llu, or random or -1)", value,
@@ -356,6 +374,12 @@ cli_chat_option(int c, const char *arg, struct cli_chat_args *a)
 		}
 		if (c == CLI_OPT_REMOTE)
 			a->remote_on_cli = 1;
+		if (c == CLI_OPT_DB)
+			a->db_on_cli = 1;
+		if (a->db_on_cli && a->no_history) {
+			cli_error("--db and --no-history: a history database, or none");
+			return -1;
+		}
 		if (settings[i].local && !a->local_on_cli)
 			a->local_on_cli = settings[i].flag;
 		return 1;
@@ -572,4 +596,13 @@ cli_chat_args_init(struct cli_chat_args *a)
 		}
 	}
 	return 0;
+}
+
+int
+cli_no_more_args(const char *cmd, int argc, char **argv, int first)
+{
+	if (first >= argc)
+		return 0;
+	cli_error("%s: unexpected argument '%s' (see natter %s --help)", cmd, argv[first], cmd);
+	return -1;
 }

@@ -97,6 +97,7 @@ struct cli_chat_args {
 	/* A remote server instead of a model file (--remote URL, remote = URL). */
 	const char *remote;
 	int remote_on_cli;       /* --remote was given (the config file's model then names no remote model) */
+	int db_on_cli;           /* --db was given (it and --no-history refuse each other) */
 	const char *local_on_cli;   /* the first option given about a model run here (-c, -t, --kv-type,
 				     * --exact-act, --chat-template, --lora): refused with a server */
 	const char *api_key_env; /* the variable that holds the API key; NULL: OPENAI_API_KEY, if set */
@@ -223,6 +224,9 @@ int cli_kv_type(const char *option, const char *value, enum llm_kv_type *t);
 
 /* Shared helpers (main.c). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* -1, with the error printed, when ARGV[FIRST..ARGC) holds an argument
+ * command CMD has no use for (an operand after the options); else 0. */
+int cli_no_more_args(const char *cmd, int argc, char **argv, int first);
 /* Reads a whole file into a new buffer (caller frees); NULL and a message on failure. */
 char *cli_read_file(const char *path, size_t *len);
 extern const char *cli_progname;

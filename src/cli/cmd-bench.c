@@ -321,6 +321,8 @@ cmd_bench(int argc, char **argv)
 			goto usage;
 		}
 	}
+	if (cli_no_more_args("bench", argc, argv, optind) < 0)
+		goto usage;
 	if (!path) {
 		cli_error("bench: no model given (use -m FILE)");
 		goto usage;
@@ -353,6 +355,14 @@ cmd_bench(int argc, char **argv)
 				tests[n_tests][1] = gl[i];
 				tests[n_tests++][2] = d;
 			}
+	}
+	if (n_tests == 0) {
+		cli_error("bench: nothing to measure (-p and -n are all 0)");
+		goto usage;
+	}
+	if (stop && n_prompt == 0) {
+		cli_error("bench: --stop stops the longest prompt test, and -p has none");
+		goto usage;
 	}
 	if (q_cpu_init(err, sizeof(err)) < 0) {
 		cli_error("bench: %s", err);

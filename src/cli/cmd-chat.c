@@ -439,6 +439,8 @@ cmd_chat(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (cli_no_more_args("chat", argc, argv, optind) < 0)
+		return 2;
 	cli_remote_wanted(&args, path);
 	if (!path && !args.remote)
 		path = args.model;

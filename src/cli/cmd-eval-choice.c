@@ -22,7 +22,7 @@ enum { OPT_LIMIT = 256, OPT_VERBOSE };
 static const struct cli_mopt opts[] = {
 	CLI_MEASURE_COMMON_OPTS,
 	CLI_MOPT("file", 'f', CLI_MOPT_STR, file, "FILE", "the questions, one JSON object a line"),
-	CLI_MOPT("limit", OPT_LIMIT, CLI_MOPT_INT, limit, "N", "score the first N questions only"),
+	CLI_MOPT("limit", OPT_LIMIT, CLI_MOPT_INT, limit, "N", "score the first N questions only (0: all)"),
 	CLI_MOPT("verbose", OPT_VERBOSE, CLI_MOPT_FLAG, verbose, NULL, "print every choice's scores"),
 };
 

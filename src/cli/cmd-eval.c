@@ -100,6 +100,8 @@ cmd_eval(int argc, char **argv)
 			goto usage;
 		}
 	}
+	if (cli_no_more_args("eval", argc, argv, optind) < 0)
+		goto usage;
 	if (!path || !toks || !outp) {
 		cli_error("eval: needs -m FILE, --tokens IDS and --logits-out FILE");
 		goto usage;

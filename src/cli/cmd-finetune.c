@@ -217,10 +217,8 @@ parse(int argc, char **argv, struct ft_args *a)
 		else
 			*(double *)field = v;
 	}
-	if (optind < argc) {
-		cli_error("finetune: unexpected argument '%s' (see natter finetune --help)", argv[optind]);
+	if (cli_no_more_args("finetune", argc, argv, optind) < 0)
 		return 2;
-	}
 	return 0;
 }
 

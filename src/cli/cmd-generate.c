@@ -105,8 +105,14 @@ cmd_generate(int argc, char **argv)
 			goto usage;
 		}
 	}
+	if (cli_no_more_args("generate", argc, argv, optind) < 0)
+		goto usage;
 	if (!path || (!prompt && !pfile)) {
 		cli_error("generate: needs -m FILE and -p PROMPT (or -f FILE)");
+		goto usage;
+	}
+	if (prompt && pfile) {
+		cli_error("generate: -p and -f each give the prompt: one of them");
 		goto usage;
 	}
 	if (sampler_params_check(&sp, err, sizeof(err)) < 0) {

@@ -295,10 +295,8 @@ cmd_export(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		cli_error("export: unexpected argument '%s'", argv[optind]);
+	if (cli_no_more_args("export", argc, argv, optind) < 0)
 		return 2;
-	}
 	if (!fmt || (f = store_format_find(fmt)) < 0) {
 		cli_error("export: --format must be one of:");
 		export_usage(stderr);

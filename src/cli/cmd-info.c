@@ -330,7 +330,9 @@ cmd_info(int argc, char **argv)
 		}
 	}
 	if (!path && optind < argc)
-		path = argv[optind];
+		path = argv[optind++];
+	if (cli_no_more_args("info", argc, argv, optind) < 0)
+		return 2;
 	if (!path) {
 		cli_error("info: no model given (use -m FILE)");
 		return 2;

@@ -250,6 +250,8 @@ cmd_mkmodel(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (cli_no_more_args("mkmodel", argc, argv, optind) < 0)
+		return 2;
 	if (!pname || !tname || !out) {
 		cli_error("mkmodel: needs --preset NAME, --type TYPE and -o FILE");
 		return 2;

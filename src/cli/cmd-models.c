@@ -226,10 +226,8 @@ cmd_models(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		cli_error("models: unexpected argument '%s'", argv[optind]);
+	if (cli_no_more_args("models", argc, argv, optind) < 0)
 		return 2;
-	}
 	if (args.remote)
 		return list_remote(&args);
 	if (!dir && !(dir = hub_models_dir(dirbuf, sizeof(dirbuf)))) {

@@ -18,7 +18,7 @@ static const struct cli_mopt opts[] = {
 	CLI_MOPT("file", 'f', CLI_MOPT_STR, file, "FILE", "the text to score"),
 	CLI_MOPT("kl-base", OPT_KL_BASE, CLI_MOPT_STR, kl_base, "OTHER",
 	    "also run OTHER on the same chunks: mean KL(OTHER || MODEL), same top token"),
-	CLI_MOPT("chunks", OPT_CHUNKS, CLI_MOPT_INT, chunks, "N", "score at most N chunks"),
+	CLI_MOPT("chunks", OPT_CHUNKS, CLI_MOPT_INT, chunks, "N", "score at most N chunks (0: all)"),
 };
 
 /* Running sums over the scored tokens. */

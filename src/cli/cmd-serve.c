@@ -123,10 +123,8 @@ cmd_serve(int argc, char **argv)
 		cli_error("serve: no model given (use -m FILE)");
 		return 2;
 	}
-	if (optind < argc) {
-		cli_error("serve: unexpected argument '%s'", argv[optind]);
+	if (cli_no_more_args("serve", argc, argv, optind) < 0)
 		return 2;
-	}
 	if (key_env) {
 		const char *k = getenv(key_env);
 		if (!k || !*k) {

@@ -66,6 +66,8 @@ cmd_template(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (cli_no_more_args("template", argc, argv, optind) < 0)
+		return 2;
 	if ((!!model + !!tfile + !!builtin) != 1 || !mfile) {
 		cli_error("template: needs one of -m FILE, --template-file F or --builtin NAME, and --messages CONV.json");
 		return 2;

@@ -292,6 +292,61 @@ test_hostile_vocabs(void)
 	free(buf);
 }
 
+/* The streaming detokenizer, token by token: every piece it gives is
+ * whole UTF-8 characters, and all of them, with the flush, are the whole
+ * decode.  Texts whose characters SentencePiece spells byte by byte
+ * (<0xNN> tokens: an emoji, CJK), and a byte that never forms a character,
+ * which comes out as it is. */
+static void
+run_stream(const char *dir, const char *name)
+{
+	static const char *texts[] = {
+		"Hello \xf0\x9f\x98\x80 world", "\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c",
+		"a\xe2\x82\xac\xf0\x9f\xa6\x99\xf0\x9f\xa6\x99 z", "bad \xff byte", "cut \xe2\x82",
+	};
+	char path[4096], err[512];
+	struct gguf_file *f;
+	struct tok_vocab *v;
+
+	snprintf(path, sizeof(path), "%s/vocab/%s.gguf", dir, name);
+	if (gguf_open(path, &f, err, sizeof(err)) < 0 || tok_vocab_load(f, &v, err, sizeof(err)) < 0) {
+		CHECK(0, "%s: %s", name, err);
+		return;
+	}
+	for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++) {
+		struct tok_ids ids = { 0 };
+		struct tok_stream *st = tok_stream_new(v, 0);
+		char all[256];
+		size_t n_all = 0, len, dlen;
+		int whole = 1;
+		CHECK(st && tok_encode(v, texts[t], strlen(texts[t]), 0, 0, &ids) == 0, "%s: encode", name);
+		for (size_t i = 0; st && i <= ids.n; i++) {
+			const char *piece = i < ids.n ? tok_stream_push(st, ids.ids[i], &len) : tok_stream_flush(st, &len);
+			/* Before the flush, a piece that ends inside a character is held back. */
+			if (i < ids.n && len && text_utf8_bad_at(piece, len) != len && !strchr(texts[t], '\xff'))
+				whole = 0;
+			if (n_all + len < sizeof(all)) {
+				memcpy(all + n_all, piece, len);
+				n_all += len;
+			}
+		}
+		char *d = tok_decode(v, ids.ids, ids.n, 0, &dlen);
+		CHECK(whole, "%s: text %zu: every piece is whole characters", name, t);
+		/* The decode drops SentencePiece's leading space; a stream, which
+		 * may be in the middle of a text, keeps it. */
+		const size_t sp = n_all > 0 && all[0] == ' ' && d && dlen + 1 == n_all;
+		CHECK(d && dlen + sp == n_all && !memcmp(d, all + sp, dlen),
+		    "%s: text %zu: the pieces are the decode (%zu and %zu bytes)", name, t, n_all, d ? dlen : 0);
+		CHECK(n_all >= strlen(texts[t]) && !memcmp(all + n_all - strlen(texts[t]), texts[t], strlen(texts[t])),
+		    "%s: text %zu: the text comes back, bytes and all", name, t);
+		free(d);
+		tok_stream_free(st);
+		tok_ids_free(&ids);
+	}
+	tok_vocab_free(v);
+	gguf_close(f);
+}
+
 int
 main(void)
 {
@@ -307,5 +362,8 @@ main(void)
 		run_vocab(dir, vocabs[i]);
 	run_specials(dir, "vocab-gemma3", "<start_of_turn>", "<table>");
 	run_specials(dir, "vocab-qwen3", "<|im_start|>", "<think>");
+	run_stream(dir, "ggml-vocab-llama-spm");
+	run_stream(dir, "vocab-gemma3");
+	run_stream(dir, "vocab-qwen3");
 	return test_done("test-tok");
 }

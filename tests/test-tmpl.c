@@ -267,6 +267,123 @@ test_engine(void)
 	}
 }
 
+/* PRE, then N copies of UNIT, then N copies of CLOSE, then POST (malloc'd). */
+static char *
+nested(const char *pre, const char *unit, const char *mid, const char *close, int n, const char *post)
+{
+	size_t len = strlen(pre) + n * (strlen(unit) + strlen(close)) + strlen(mid) + strlen(post) + 1;
+	char *s = malloc(len), *p = s;
+
+	if (!s)
+		return NULL;
+	p = stpcpy(p, pre);
+	for (int i = 0; i < n; i++)
+		p = stpcpy(p, unit);
+	p = stpcpy(p, mid);
+	for (int i = 0; i < n; i++)
+		p = stpcpy(p, close);
+	stpcpy(p, post);
+	return s;
+}
+
+static void
+expect_nested(const char *pre, const char *unit, const char *mid, const char *close, int n, const char *post,
+	      const char *want)
+{
+	char *src = nested(pre, unit, mid, close, n, post);
+	if (want)
+		expect(src, want);
+	else
+		expect_err(src, "nested too deeply");
+	free(src);
+}
+
+/* A chat template is untrusted input: each of these once crashed, hung, read
+ * out of bounds or rendered other than Jinja does. */
+static void
+test_hostile(void)
+{
+	/* Integer arithmetic: no trap, no undefined conversion or overflow. */
+	expect("{{ (-9223372036854775807 - 1) is divisibleby(-1) }}|{{ 9 is divisibleby(-3) }}", "True|True");
+	expect_err("{{ 1e300 is divisibleby(3) }}", "does not fit in an integer");
+	expect_err("{{ range(1e308 * 10 - 1e308 * 10) }}", "does not fit in an integer");
+	expect_err("{{ 1e300 | int }}", "does not fit in an integer");
+	expect("{{ 3 ** 39 }}|{{ (-2) ** 63 }}|{{ 1 ** 9223372036854775807 }}", "4052555153018976267|-9223372036854775808|1");
+	expect_err("{{ 2 ** 63 }}", "integer overflow");
+	expect_err("{{ (-9223372036854775807 - 1) // -1 }}", "integer overflow");
+	expect_err("{{ -(-9223372036854775807 - 1) }}", "integer overflow");
+	expect_err("{{ (-9223372036854775807 - 1) | abs }}", "integer overflow");
+	expect_err("{{ [9223372036854775807, 1] | sum }}", "integer overflow");
+	expect("{{ range(9223372036854775800, 9223372036854775807, 5) | list }}", "[9223372036854775800, 9223372036854775805]");
+
+	/* Nesting: under the limit it renders, over it a clear error. */
+	expect_nested("{{ ", "-", "1", "", 100, " }}", "1");
+	expect_nested("{{ ", "-", "1", "", 10000, " }}", NULL);
+	expect_nested("{{ ", "(", "1", ")", 50, " }}", "1");
+	expect_nested("{{ ", "(", "1", ")", 30000, " }}", NULL);
+	expect_nested("", "{% if true %}", "x", "{% endif %}", 50, "", "x");
+	expect_nested("", "{% if true %}", "x", "{% endif %}", 30000, "", NULL);
+	expect_nested("{{ ", "not ", "1", "", 100, " }}", "True");
+	expect_nested("{{ ", "not ", "1", "", 200000, " }}", NULL);
+	expect_nested("{{ ", "1 + ", "1", "", 100, " }}", "101");
+	expect_nested("{{ ", "1 + ", "1", "", 100000, " }}", NULL);
+	{
+		char *want = nested("", "[", "1", "]", 30, "");
+		expect_nested("{{ ", "[", "1", "]", 30, " }}", want);
+		free(want);
+	}
+	expect_err("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "too deep");
+
+	/* Values that hold themselves, or nest deeper than any message. */
+	expect_err("{% set l = [] %}{% set _ = l.append(l) %}{{ l }}", "nested too deeply");
+	expect("{% set ns = namespace(a=1) %}{% set ns.me = ns %}{{ ns == ns }}", "True");
+	expect_err("{% set a = [] %}{% set _ = a.append(a) %}{% set b = [] %}{% set _ = b.append(b) %}{{ a == b }}",
+	    "nested too deeply");
+	expect_err("{% set ns = namespace(l=[]) %}{% for i in range(200000) %}{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l }}",
+	    "nested too deeply");
+	expect_err("{% set ns = namespace(l=[]) %}{% for i in range(200000) %}{% set ns.l = [ns.l] %}{% endfor %}"
+	    "{{ ns.l < ns.l }}", "nested too deeply");
+
+	/* String repetition: empty, negative, and a product that wraps. */
+	expect("[{{ '' * 100000000000 }}][{{ 'ab' * -5 }}][{{ 2 * 'ab' }}]", "[][][abab]");
+	expect_err("{{ 'ab' * 4611686018427387904 }}", "too large");
+
+	/* Quadratic built-ins pay per comparison: they hit the step limit. */
+	expect("{{ [3, 1, 2, 1] | sort(reverse=true) }}|{{ [{'a': 2, 'b': 1}, {'a': 1, 'b': 2}, {'a': 2, 'b': 3}] | "
+	    "sort(attribute='a') | map(attribute='b') | list }}", "[3, 2, 1, 1]|[2, 1, 3]");
+	expect_err("{{ range(1000000) | reverse | sort | length }}", "too long");
+	expect_err("{{ range(1000000) | unique | list | length }}", "too long");
+	expect_err("{% set l = range(100000) %}{% for i in l %}{{ 99999 in l }}{% endfor %}", "too long");
+	expect_err("{% set l = range(100000) %}{% for i in l %}{{ 99999 is in(l) }}{% endfor %}", "too long");
+	expect_err("{% set l = range(100000) %}{% for i in l %}{{ l.count(i) }}{% endfor %}", "too long");
+	expect_err("{% set d = {} %}{% for i in range(200000) %}{% set _ = d.update({i | string: i}) %}{% endfor %}"
+	    "{{ d | length }}", "too long");
+
+	/* Slices whose step would run the index past INT64_MAX. */
+	expect("{{ [1,2,3][1::9223372036854775807] }}|{{ [1,2,3][::-9223372036854775807] }}|"
+	    "{{ [1,2,3][::(-9223372036854775807 - 1)] }}|{{ 'abc'[::-9223372036854775807] }}", "[2]|[3]|[3]|c");
+	expect("{{ [1,2,3,4,5][4:0:-2] }}|{{ [1,2,3,4,5][-1:-6:-1] }}|{{ [1,2,3][5:] }}|{{ [1,2,3][:-5:-1] }}",
+	    "[5, 3]|[5, 4, 3, 2, 1]|[]|[3, 2, 1]");
+
+	/* loop.cycle whatever the template did to loop.index0. */
+	expect("{% for x in [1,2,3] %}{% set _ = loop.update(index0=-3) %}{{ loop.cycle('a', 'b') }}{% endfor %}", "bbb");
+	expect("{% for x in [1,2,3] %}{% set _ = loop.update(index0='s') %}{{ loop.cycle('a', 'b') }}{% endfor %}", "aaa");
+
+	/* Each iteration of a loop starts with a fresh scope, as in Jinja. */
+	expect("{% for i in [1,2] %}{% if i == 1 %}{% set y = 'A' %}{% endif %}{{ y | default('u') }}{% endfor %}", "Au");
+	expect("{% set y = 'G' %}{% for i in [1,2] %}{{ y }}{% set y = i %}{% endfor %}{{ y }}", "GGG");
+	expect("{% for a, b in [[1, 2], [3, 4]] %}{% set c = a + b %}{{ c }}{{ loop.index }}{% endfor %}", "3172");
+
+	/* break and continue outside a loop are a syntax error, as in Jinja. */
+	expect_err("A{% break %}B", "'break' outside loop");
+	expect_err("{% for i in [1] %}{% macro m() %}{% continue %}{% endmacro %}{% endfor %}", "'continue' outside loop");
+	expect_err("{% for i in [] %}{% else %}{% break %}{% endfor %}", "'break' outside loop");
+
+	/* Chained comparisons and the '+' whitespace markers. */
+	expect("{{ 3 > 2 > 1 }}|{{ 1 < 2 < 2 }}|{{ 1 < 2 <= 2 }}|{{ 1 == 1 in [1] }}", "True|False|True|True");
+	expect("{% if true +%}\nx{% endif %}|\n  {%+ if true %}z{% endif %}", "\nx|\n  z");
+}
+
 int
 main(void)
 {
@@ -274,6 +391,7 @@ main(void)
 	int n_ok = 0, n_all = 0;
 
 	test_engine();
+	test_hostile();
 	/* The template keeps its own copy of the source: the caller's buffer
 	 * may be freed (here: overwritten, then freed) before rendering. */
 	{

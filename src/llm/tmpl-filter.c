@@ -13,6 +13,43 @@
 
 /* --- filters --- */
 
+/* The sort filter's key and order. */
+struct sort_by {
+	struct rt *r;
+	struct val attr;     /* a string: compare items by this attribute */
+	int rev, line;
+};
+
+static int
+sort_cmp(const struct sort_by *s, struct val x, struct val y)
+{
+	tmpl_eval_charge(s->r, 1);
+	if (s->attr.k == V_STR) {
+		x = tmpl_val_getattr(s->r, x, s->attr.u.s->p, s->line);
+		y = tmpl_val_getattr(s->r, y, s->attr.u.s->p, s->line);
+	}
+	int c = tmpl_val_compare(s->r, x, y);
+	return s->rev ? -c : c;
+}
+
+/* Stable merge sort of V[0..N) using TMP[0..N), as Python's sorted(): equal
+ * items keep their order, and at most n log n comparisons are charged. */
+static void
+sort_merge(const struct sort_by *s, struct val *v, struct val *tmp, size_t n)
+{
+	size_t h = n / 2, i = 0, j = h, k = 0;
+
+	if (n < 2)
+		return;
+	sort_merge(s, v, tmp, h);
+	sort_merge(s, v + h, tmp, n - h);
+	while (i < h && j < n)
+		tmp[k++] = sort_cmp(s, v[j], v[i]) < 0 ? v[j++] : v[i++];
+	while (i < h)
+		tmp[k++] = v[i++];
+	memcpy(v, tmp, k * sizeof(*v));   /* v[j..n) is in place already */
+}
+
 /* Filters, by name.  SC is the caller's scope (unused by the filters here). */
 struct val
 tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v, const struct args *a, int line)
@@ -179,8 +216,9 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		struct jlist *l = tmpl_val_iter(r, v, line), *o = tmpl_val_list_new(r, l->n + 1);
 		for (size_t i = 0; i < l->n; i++) {
 			int seen = 0;
+			tmpl_eval_charge(r, o->n);
 			for (size_t k = 0; k < o->n && !seen; k++)
-				seen = tmpl_val_equal(o->v[k], l->v[i]);
+				seen = tmpl_val_equal(r, o->v[k], l->v[i]);
 			if (!seen)
 				tmpl_val_list_push(r, o, l->v[i]);
 		}
@@ -202,23 +240,11 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 	}
 	if (!strcmp(name, "sort")) {
 		struct jlist *l = tmpl_val_iter(r, v, line), *o = tmpl_val_list_new(r, l->n + 1);
-		int rev = tmpl_val_truthy(tmpl_val_arg(a, 0, "reverse", tmpl_val_bool(0)));
-		struct val attr = tmpl_val_arg(a, 2, "attribute", UNDEF);
+		struct sort_by by = { r, tmpl_val_arg(a, 2, "attribute", UNDEF),
+			tmpl_val_truthy(tmpl_val_arg(a, 0, "reverse", tmpl_val_bool(0))), line };
 		for (size_t i = 0; i < l->n; i++)
 			tmpl_val_list_push(r, o, l->v[i]);
-		for (size_t i = 1; i < o->n; i++) {   /* stable insertion sort */
-			for (size_t j = i; j > 0; j--) {
-				struct val x = o->v[j - 1], y = o->v[j];
-				if (attr.k == V_STR) {
-					x = tmpl_val_getattr(r, x, attr.u.s->p, line);
-					y = tmpl_val_getattr(r, y, attr.u.s->p, line);
-				}
-				int c = tmpl_val_compare(r, x, y);
-				if (rev ? c >= 0 : c <= 0)
-					break;
-				struct val t = o->v[j]; o->v[j] = o->v[j - 1]; o->v[j - 1] = t;
-			}
-		}
+		sort_merge(&by, o->v, tmpl_val_alloc(r, (o->n + 1) * sizeof(struct val)), o->n);
 		return tmpl_val_list(o);
 	}
 	if (!strcmp(name, "int")) {
@@ -228,7 +254,7 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 			return e != v.u.s->p ? tmpl_val_int(x) : tmpl_val_arg(a, 0, "default", tmpl_val_int(0));
 		}
 		if (tmpl_val_is_num(v))
-			return tmpl_val_int((int64_t)tmpl_val_num(v));
+			return tmpl_val_int(tmpl_val_want_int(r, v, "int", line));
 		return tmpl_val_arg(a, 0, "default", tmpl_val_int(0));
 	}
 	if (!strcmp(name, "float")) {
@@ -244,7 +270,10 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 	if (!strcmp(name, "abs")) {
 		if (v.k == V_FLOAT)
 			return tmpl_val_float(fabs(v.u.f));
-		return tmpl_val_int(llabs((long long)tmpl_val_want_int(r, v, "abs", line)));
+		int64_t x = tmpl_val_want_int(r, v, "abs", line);
+		if (x == INT64_MIN)
+			tmpl_fail(&r->f, "line %d: integer overflow", line);
+		return tmpl_val_int(x < 0 ? -x : x);
 	}
 	if (!strcmp(name, "round")) {
 		int64_t prec = tmpl_val_want_int(r, tmpl_val_arg(a, 0, "precision", tmpl_val_int(0)), "round", line);
@@ -254,14 +283,17 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 	if (!strcmp(name, "sum")) {
 		struct jlist *l = tmpl_val_iter(r, v, line);
 		double s = 0;
+		int64_t is = 0;
 		int flt = 0;
 		for (size_t i = 0; i < l->n; i++) {
 			if (!tmpl_val_is_num(l->v[i]))
 				tmpl_fail(&r->f, "line %d: sum of a non-number", line);
 			flt |= l->v[i].k == V_FLOAT;
 			s += tmpl_val_num(l->v[i]);
+			if (!flt && __builtin_add_overflow(is, l->v[i].u.i, &is))
+				tmpl_fail(&r->f, "line %d: integer overflow", line);
 		}
-		return flt ? tmpl_val_float(s) : tmpl_val_int((int64_t)s);
+		return flt ? tmpl_val_float(s) : tmpl_val_int(is);
 	}
 	if (!strcmp(name, "min") || !strcmp(name, "max")) {
 		struct jlist *l = tmpl_val_iter(r, v, line);
@@ -307,12 +339,14 @@ tmpl_filter_test(struct rt *r, const char *name, struct val v, const struct args
 	if (!strcmp(name, "odd")) return tmpl_val_want_int(r, v, "odd", line) % 2 != 0;
 	if (!strcmp(name, "divisibleby")) {
 		int64_t d = tmpl_val_want_int(r, tmpl_val_arg(a, 0, "num", tmpl_val_int(1)), "divisibleby", line);
-		return d != 0 && tmpl_val_want_int(r, v, "divisibleby", line) % d == 0;
+		int64_t x = tmpl_val_want_int(r, v, "divisibleby", line);
+		/* INT64_MIN % -1 traps on x86 (the quotient overflows). */
+		return d != 0 && (d == -1 || x % d == 0);
 	}
 	if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "==") || !strcmp(name, "sameas"))
-		return tmpl_val_equal(v, tmpl_val_arg(a, 0, NULL, UNDEF));
+		return tmpl_val_equal(r, v, tmpl_val_arg(a, 0, NULL, UNDEF));
 	if (!strcmp(name, "ne") || !strcmp(name, "!="))
-		return !tmpl_val_equal(v, tmpl_val_arg(a, 0, NULL, UNDEF));
+		return !tmpl_val_equal(r, v, tmpl_val_arg(a, 0, NULL, UNDEF));
 	if (!strcmp(name, "lt") || !strcmp(name, "lessthan"))
 		return tmpl_val_compare(r, v, tmpl_val_arg(a, 0, NULL, UNDEF)) < 0;
 	if (!strcmp(name, "gt") || !strcmp(name, "greaterthan"))
@@ -326,8 +360,9 @@ tmpl_filter_test(struct rt *r, const char *name, struct val v, const struct args
 		struct jlist *l = tmpl_val_iter(r, c, line);
 		if (c.k == V_STR && v.k == V_STR)
 			return memmem(c.u.s->p, c.u.s->len, v.u.s->p, v.u.s->len) != NULL;
+		tmpl_eval_charge(r, l->n);
 		for (size_t i = 0; i < l->n; i++)
-			if (tmpl_val_equal(l->v[i], v))
+			if (tmpl_val_equal(r, l->v[i], v))
 				return 1;
 		return 0;
 	}
@@ -403,10 +438,12 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 			if (st == 0)
 				tmpl_fail(&r->f, "line %d: range step cannot be zero", line);
 			struct jlist *l = tmpl_val_list_new(r, 8);
-			for (int64_t i = start; st > 0 ? i < stop : i > stop; i += st) {
+			for (int64_t i = start; st > 0 ? i < stop : i > stop;) {
 				if (l->n >= TMPL_MAX_RANGE)
 					tmpl_fail(&r->f, "line %d: range too large", line);
 				tmpl_val_list_push(r, l, tmpl_val_int(i));
+				if (__builtin_add_overflow(i, st, &i))
+					break;   /* past INT64_MAX or INT64_MIN: past STOP too */
 			}
 			return tmpl_val_list(l);
 		}
@@ -517,14 +554,17 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 	}
 	if (self.k == V_DICT) {
 		if (!strcmp(name, "cycle")) {
-			struct val *i0 = tmpl_val_dict_find(self.u.d, "index0", 6);
+			struct val *i0 = tmpl_val_dict_find(r, self.u.d, "index0", 6);
 			if (a->npos == 0)
 				tmpl_fail(&r->f, "line %d: loop.cycle needs arguments", line);
-			return a->pos[(i0 ? i0->u.i : 0) % a->npos];
+			int64_t i = i0 && i0->k == V_INT ? i0->u.i % a->npos : 0;
+			/* The template may have changed loop.index0 (loop.update):
+			 * keep the index inside the arguments whatever it holds. */
+			return a->pos[i < 0 ? i + a->npos : i];
 		}
 		if (!strcmp(name, "get")) {
 			const struct jstr *k = tmpl_val_want_str(r, tmpl_val_arg(a, 0, NULL, UNDEF), "get", line);
-			struct val *v = tmpl_val_dict_find(self.u.d, k->p, k->len);
+			struct val *v = tmpl_val_dict_find(r, self.u.d, k->p, k->len);
 			return v ? *v : tmpl_val_arg(a, 1, "default", NONE);
 		}
 		if (!strcmp(name, "items")) {
@@ -579,8 +619,9 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 		if (!strcmp(name, "index") || !strcmp(name, "count")) {
 			struct val x = tmpl_val_arg(a, 0, NULL, UNDEF);
 			int64_t c = 0;
+			tmpl_eval_charge(r, self.u.l->n);
 			for (size_t i = 0; i < self.u.l->n; i++) {
-				if (tmpl_val_equal(self.u.l->v[i], x)) {
+				if (tmpl_val_equal(r, self.u.l->v[i], x)) {
 					if (name[0] == 'i')
 						return tmpl_val_int((int64_t)i);
 					c++;

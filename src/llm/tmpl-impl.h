@@ -32,6 +32,11 @@
 #define TMPL_MAX_ARENA ((size_t)256 << 20)
 #define TMPL_MAX_DEPTH 200
 #define TMPL_MAX_RANGE 1000000
+/* How deep the parser, the evaluator and the walks over values (printing,
+ * comparing) may recurse.  Real templates nest less than 20; the bounds keep
+ * the C stack small (see the frame sizes in tmpl-eval.c), also on a thread. */
+#define TMPL_MAX_NEST 256
+#define TMPL_MAX_VAL_DEPTH 100
 
 /* --- arena and errors (tmpl.c) --- */
 
@@ -137,6 +142,7 @@ enum nk {
 	/* expressions */
 	E_LIT, E_NAME, E_ATTR, E_ITEM, E_SLICE, E_CALL, E_FILTER, E_TEST, E_BIN, E_NEG, E_NOT,
 	E_AND, E_OR, E_COND, E_LIST, E_DICT,
+	E_CMP,   /* a chain a < b < c: operands in kids, operators in names */
 };
 
 struct node {
@@ -187,7 +193,8 @@ struct rt {
 	struct outbuf *out;
 	struct scope *globals;
 	long steps;
-	int depth;
+	int depth;            /* macro calls */
+	int nest;             /* eval and exec_stmt frames on the C stack */
 	int brk, cont;        /* pending break / continue */
 	time_t now;
 };
@@ -214,7 +221,8 @@ struct jlist *tmpl_val_list_new(struct rt *r, size_t cap);
 void tmpl_val_list_push(struct rt *r, struct jlist *l, struct val v);
 struct val tmpl_val_list(struct jlist *l);
 struct jdict *tmpl_val_dict_new(struct rt *r);
-struct val *tmpl_val_dict_find(struct jdict *d, const char *k, size_t n);
+/* The value of key K in D, or NULL; charges R's step budget for the scan. */
+struct val *tmpl_val_dict_find(struct rt *r, struct jdict *d, const char *k, size_t n);
 void tmpl_val_dict_set(struct rt *r, struct jdict *d, const char *k, size_t n, struct val v);
 struct val tmpl_val_dict(struct jdict *d, enum vk k);
 struct val tmpl_val_func(struct rt *r, const char *name, struct val self);
@@ -234,7 +242,8 @@ void tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, int indent, 
 
 int tmpl_val_is_num(struct val v);
 double tmpl_val_num(struct val v);
-int tmpl_val_equal(struct val a, struct val b);
+/* Python's == and ordering; fail past TMPL_MAX_VAL_DEPTH (a list holding itself). */
+int tmpl_val_equal(struct rt *r, struct val a, struct val b);
 int tmpl_val_compare(struct rt *r, struct val a, struct val b);
 
 /* Python's string operations (code points, Unicode whitespace). */
@@ -270,6 +279,11 @@ const char *tmpl_filter_method(enum vk k, const char *name);
 const char *tmpl_filter_global(const char *name);
 
 /* --- the evaluator (tmpl-eval.c) --- */
+
+/* Counts N steps of work against TMPL_MAX_STEPS: one per node evaluated,
+ * and one per element a built-in scans or compares, so that quadratic
+ * built-ins (sort, unique, 'in', dict lookups) fail in bounded time. */
+void tmpl_eval_charge(struct rt *r, size_t n);
 
 /* Runs statements BODY[0..N) in SC, writing to R->out. */
 void tmpl_eval_body(struct rt *r, struct scope *sc, struct node **body, int n);

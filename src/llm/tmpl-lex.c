@@ -112,7 +112,9 @@ lex_string(struct lexer *L, struct token *t)
 
 static const char *ops3[] = { "**", "//", "==", "!=", "<=", ">=", NULL };
 
-/* Lexes the inside of a tag until its end; returns 1 if the end had '-'. */
+/* Lexes the inside of a tag until its end; returns 1 if the end had '-'
+ * (strip the whitespace after), 2 if it had '+' (keep even the newline that
+ * trim_blocks drops), else 0. */
 static int
 lex_tag(struct lexer *L, const char *close, enum tk end_tok)
 {
@@ -136,7 +138,7 @@ lex_tag(struct lexer *L, const char *close, enum tk end_tok)
 				L->pos += 2 + minus;
 				t.t = end_tok;
 				push_tok(L, t);
-				return c == '-';
+				return c == '-' ? 1 : c == '+' ? 2 : 0;
 			}
 		}
 		if (isalpha((unsigned char)c) || c == '_') {
@@ -280,12 +282,13 @@ lex(struct lexer *L)
 		} else if (open[1] == '{') {
 			struct token t = { T_VAR_BEGIN, L->line, NULL, 0, 0, 0 };
 			push_tok(L, t);
-			strip_next = lex_tag(L, "}}", T_VAR_END);
+			strip_next = lex_tag(L, "}}", T_VAR_END) == 1;
 		} else {
 			struct token t = { T_BLOCK_BEGIN, L->line, NULL, 0, 0, 0 };
 			push_tok(L, t);
-			strip_next = lex_tag(L, "%}", T_BLOCK_END);
-			trim_next = !strip_next;
+			int end = lex_tag(L, "%}", T_BLOCK_END);
+			strip_next = end == 1;
+			trim_next = end == 0;
 		}
 	}
 	{

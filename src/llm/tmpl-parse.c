@@ -12,7 +12,23 @@ struct parser {
 	size_t i;
 	struct arena *ar;
 	struct fail *fail;
+	int nest;      /* parse_expr, parse_not, parse_unary, parse_stmt frames */
+	int loops;     /* for bodies around the statement being parsed */
 };
+
+/* The parser recurses on nesting: (((x))), - - x, not not x, {% if %}
+ * inside {% if %}.  Each recursion passes through one of the four functions
+ * above, which count themselves here, so that a hostile template cannot
+ * overflow the C stack.  (A level of parentheses is about 12 frames, 1.3 KiB
+ * with a call's parse_args, and counts 3; a statement about 800 bytes: the
+ * limit keeps the parser under about 250 KiB of stack.) */
+static void
+nest_enter(struct parser *P)
+{
+	if (++P->nest > TMPL_MAX_NEST)
+		tmpl_fail(P->fail, "line %d: template nested too deeply (more than %d levels)", P->t[P->i].line,
+		    TMPL_MAX_NEST);
+}
 
 static struct node *
 mk(struct parser *P, enum nk k)
@@ -360,6 +376,7 @@ static struct node *
 parse_unary(struct parser *P, int with_filter)
 {
 	struct node *n;
+	nest_enter(P);
 	if (is_op(P, "-")) {
 		P->i++;
 		n = mk(P, E_NEG);
@@ -370,6 +387,7 @@ parse_unary(struct parser *P, int with_filter)
 	} else {
 		n = parse_postfix(P, parse_primary(P));
 	}
+	P->nest--;
 	return with_filter ? parse_filters(P, n) : n;
 }
 
@@ -431,10 +449,16 @@ parse_math1(struct parser *P)
 	}
 }
 
+/* A comparison; a chain of them (a < b < c) is one E_CMP node, so that
+ * each operand is evaluated once, as in Python. */
 static struct node *
 parse_compare(struct parser *P)
 {
 	struct node *n = parse_math1(P);
+	struct nvec opnds = { 0 };
+	const char *ops[64];
+	int nops = 0;
+
 	for (;;) {
 		const char *op = NULL;
 		if (is_op(P, "==")) op = "==";
@@ -450,22 +474,42 @@ parse_compare(struct parser *P)
 			op = "not in";
 		}
 		if (!op)
-			return n;
+			break;
+		if (nops == 64)
+			tmpl_fail(P->fail, "line %d: too many chained comparisons", cur(P)->line);
 		P->i++;
-		n = bin(P, op, n, parse_math1(P));
+		if (!nops)
+			nvec_push(P, &opnds, n);
+		ops[nops++] = op;
+		nvec_push(P, &opnds, parse_math1(P));
 	}
+	if (nops == 0)
+		return n;
+	if (nops == 1)
+		return bin(P, ops[0], opnds.v[0], opnds.v[1]);
+	n = mk(P, E_CMP);
+	n->kids = opnds.v;
+	n->nkids = opnds.n;
+	n->names = tmpl_alloc(P->ar, P->fail, nops * sizeof(*n->names));
+	memcpy(n->names, ops, nops * sizeof(*ops));
+	n->nnames = nops;
+	return n;
 }
 
 static struct node *
 parse_not(struct parser *P)
 {
+	struct node *n;
+	nest_enter(P);
 	if (is_name(P, "not")) {
-		struct node *n = mk(P, E_NOT);
+		n = mk(P, E_NOT);
 		P->i++;
 		n->a = parse_not(P);
-		return n;
+	} else {
+		n = parse_compare(P);
 	}
-	return parse_compare(P);
+	P->nest--;
+	return n;
 }
 
 static struct node *
@@ -499,7 +543,9 @@ parse_or(struct parser *P)
 static struct node *
 parse_expr(struct parser *P)
 {
-	struct node *n = parse_or(P);
+	struct node *n;
+	nest_enter(P);
+	n = parse_or(P);
 	while (is_name(P, "if")) {
 		struct node *c = mk(P, E_COND);
 		P->i++;
@@ -511,6 +557,7 @@ parse_expr(struct parser *P)
 		}
 		n = c;
 	}
+	P->nest--;
 	return n;
 }
 
@@ -586,7 +633,7 @@ parse_targets(struct parser *P, int *n)
 }
 
 static struct node *
-parse_stmt(struct parser *P)
+parse_stmt_at(struct parser *P)
 {
 	const struct token *t = cur(P);
 	int line = t->line;
@@ -668,9 +715,11 @@ parse_stmt(struct parser *P)
 		if (is_name(P, "recursive"))
 			tmpl_fail(P->fail, "line %d: recursive loops are not supported", line);
 		expect_block_end(P);
+		P->loops++;
 		parse_body(P, &body, ends);
+		P->loops--;
 		P->i++;
-		if (is_name(P, "else")) {
+		if (is_name(P, "else")) {   /* runs when the loop ran no iteration: outside it */
 			P->i++;
 			expect_block_end(P);
 			parse_body(P, &els, endfor);
@@ -739,7 +788,12 @@ parse_stmt(struct parser *P)
 		}
 		expect_op(P, ")");
 		expect_block_end(P);
+		/* A macro's body runs where it is called: a loop around the
+		 * definition is not around the body. */
+		int loops = P->loops;
+		P->loops = 0;
 		parse_body(P, &body, endmacro);
+		P->loops = loops;
 		P->i += 2;
 		if (cur(P)->t == T_NAME)
 			P->i++;   /* {% endmacro name %} */
@@ -755,6 +809,8 @@ parse_stmt(struct parser *P)
 	}
 	if (is_name(P, "break") || is_name(P, "continue")) {
 		struct node *n = mk(P, is_name(P, "break") ? S_BREAK : S_CONTINUE);
+		if (!P->loops)   /* at run time it would cut the output short */
+			tmpl_fail(P->fail, "line %d: '%s' outside loop", line, n->k == S_BREAK ? "break" : "continue");
 		P->i++;
 		expect_block_end(P);
 		return n;
@@ -780,6 +836,16 @@ parse_stmt(struct parser *P)
 	return NULL;
 }
 
+static struct node *
+parse_stmt(struct parser *P)
+{
+	struct node *n;
+	nest_enter(P);
+	n = parse_stmt_at(P);
+	P->nest--;
+	return n;
+}
+
 static void
 parse_body(struct parser *P, struct nvec *out, const char *const *end)
 {
@@ -799,7 +865,7 @@ parse_body(struct parser *P, struct nvec *out, const char *const *end)
 void
 tmpl_parse(const struct token *toks, struct arena *ar, struct fail *f, struct node ***body, int *nbody)
 {
-	struct parser P = { toks, 0, ar, f };
+	struct parser P = { toks, 0, ar, f, 0, 0 };
 	struct nvec v = { 0 };
 
 	parse_body(&P, &v, NULL);

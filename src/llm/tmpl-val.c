@@ -116,8 +116,11 @@ tmpl_val_dict_new(struct rt *r)
 }
 
 struct val *
-tmpl_val_dict_find(struct jdict *d, const char *k, size_t n)
+tmpl_val_dict_find(struct rt *r, struct jdict *d, const char *k, size_t n)
 {
+	/* A key is mostly told apart by its length: eight keys cost about
+	 * one evaluation step. */
+	tmpl_eval_charge(r, d->n / 8);
 	for (size_t i = 0; i < d->n; i++)
 		if (d->k[i]->len == n && memcmp(d->k[i]->p, k, n) == 0)
 			return &d->v[i];
@@ -127,7 +130,7 @@ tmpl_val_dict_find(struct jdict *d, const char *k, size_t n)
 void
 tmpl_val_dict_set(struct rt *r, struct jdict *d, const char *k, size_t n, struct val v)
 {
-	struct val *e = tmpl_val_dict_find(d, k, n);
+	struct val *e = tmpl_val_dict_find(r, d, k, n);
 	if (e) {
 		*e = v;
 		return;
@@ -289,11 +292,22 @@ repr_str(struct rt *r, struct outbuf *b, const struct jstr *s)
 	tmpl_val_put(r, b, &q, 1);
 }
 
-/* str() when TOP, repr() inside containers, as Python prints them. */
-void
-tmpl_val_repr(struct rt *r, struct outbuf *b, struct val v, int top)
+/* A value nested deeper than TMPL_MAX_VAL_DEPTH: most likely one that holds
+ * itself (l.append(l)), which Python prints as [...] and Jinja would
+ * recurse on; here it is an error, as tojson's. */
+static void
+check_depth(struct rt *r, int depth)
+{
+	if (depth > TMPL_MAX_VAL_DEPTH)
+		tmpl_fail(&r->f, "value nested too deeply (more than %d levels; does a list or dict hold itself?)",
+		    TMPL_MAX_VAL_DEPTH);
+}
+
+static void
+repr_at(struct rt *r, struct outbuf *b, struct val v, int top, int depth)
 {
 	char buf[64];
+	check_depth(r, depth);
 	switch (v.k) {
 	case V_UNDEF: break;
 	case V_NONE: tmpl_val_puts(r, b, "None"); break;
@@ -311,7 +325,7 @@ tmpl_val_repr(struct rt *r, struct outbuf *b, struct val v, int top)
 		for (size_t i = 0; i < v.u.l->n; i++) {
 			if (i)
 				tmpl_val_puts(r, b, ", ");
-			tmpl_val_repr(r, b, v.u.l->v[i], 0);
+			repr_at(r, b, v.u.l->v[i], 0, depth + 1);
 		}
 		tmpl_val_puts(r, b, "]");
 		break;
@@ -322,13 +336,20 @@ tmpl_val_repr(struct rt *r, struct outbuf *b, struct val v, int top)
 				tmpl_val_puts(r, b, ", ");
 			repr_str(r, b, v.u.d->k[i]);
 			tmpl_val_puts(r, b, ": ");
-			tmpl_val_repr(r, b, v.u.d->v[i], 0);
+			repr_at(r, b, v.u.d->v[i], 0, depth + 1);
 		}
 		tmpl_val_puts(r, b, v.k == V_NS ? "}>" : "}");
 		break;
 	case V_MACRO: tmpl_val_puts(r, b, "<macro>"); break;
 	case V_FUNC: tmpl_val_puts(r, b, "<function>"); break;
 	}
+}
+
+/* str() when TOP, repr() inside containers, as Python prints them. */
+void
+tmpl_val_repr(struct rt *r, struct outbuf *b, struct val v, int top)
+{
+	repr_at(r, b, v, top, 0);
 }
 
 struct val
@@ -461,9 +482,10 @@ tmpl_val_num(struct val v)
 	return v.k == V_FLOAT ? v.u.f : (double)v.u.i;
 }
 
-int
-tmpl_val_equal(struct val a, struct val b)
+static int
+equal_at(struct rt *r, struct val a, struct val b, int depth)
 {
+	check_depth(r, depth);
 	if (tmpl_val_is_num(a) && tmpl_val_is_num(b)) {
 		if (a.k != V_FLOAT && b.k != V_FLOAT)
 			return a.u.i == b.u.i;
@@ -475,18 +497,24 @@ tmpl_val_equal(struct val a, struct val b)
 	case V_UNDEF: case V_NONE: return 1;
 	case V_STR: return a.u.s->len == b.u.s->len && memcmp(a.u.s->p, b.u.s->p, a.u.s->len) == 0;
 	case V_LIST:
+		if (a.u.l == b.u.l)   /* the same list, as Python's identity shortcut */
+			return 1;
 		if (a.u.l->n != b.u.l->n)
 			return 0;
+		tmpl_eval_charge(r, a.u.l->n);
 		for (size_t i = 0; i < a.u.l->n; i++)
-			if (!tmpl_val_equal(a.u.l->v[i], b.u.l->v[i]))
+			if (!equal_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1))
 				return 0;
 		return 1;
 	case V_DICT: case V_NS:
+		if (a.u.d == b.u.d)
+			return 1;
 		if (a.u.d->n != b.u.d->n)
 			return 0;
+		tmpl_eval_charge(r, a.u.d->n);
 		for (size_t i = 0; i < a.u.d->n; i++) {
-			struct val *o = tmpl_val_dict_find(b.u.d, a.u.d->k[i]->p, a.u.d->k[i]->len);
-			if (!o || !tmpl_val_equal(a.u.d->v[i], *o))
+			struct val *o = tmpl_val_dict_find(r, b.u.d, a.u.d->k[i]->p, a.u.d->k[i]->len);
+			if (!o || !equal_at(r, a.u.d->v[i], *o, depth + 1))
 				return 0;
 		}
 		return 1;
@@ -496,8 +524,15 @@ tmpl_val_equal(struct val a, struct val b)
 }
 
 int
-tmpl_val_compare(struct rt *r, struct val a, struct val b)
+tmpl_val_equal(struct rt *r, struct val a, struct val b)
 {
+	return equal_at(r, a, b, 0);
+}
+
+static int
+compare_at(struct rt *r, struct val a, struct val b, int depth)
+{
+	check_depth(r, depth);
 	if (tmpl_val_is_num(a) && tmpl_val_is_num(b)) {
 		double x = tmpl_val_num(a), y = tmpl_val_num(b);
 		return x < y ? -1 : x > y;
@@ -510,8 +545,9 @@ tmpl_val_compare(struct rt *r, struct val a, struct val b)
 		return a.u.s->len < b.u.s->len ? -1 : a.u.s->len > b.u.s->len;
 	}
 	if (a.k == V_LIST && b.k == V_LIST) {
+		tmpl_eval_charge(r, a.u.l->n < b.u.l->n ? a.u.l->n : b.u.l->n);
 		for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
-			int c = tmpl_val_compare(r, a.u.l->v[i], b.u.l->v[i]);
+			int c = compare_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1);
 			if (c)
 				return c;
 		}
@@ -519,6 +555,12 @@ tmpl_val_compare(struct rt *r, struct val a, struct val b)
 	}
 	tmpl_fail(&r->f, "cannot compare %s with %s", tmpl_val_type_name(a), tmpl_val_type_name(b));
 	return 0;
+}
+
+int
+tmpl_val_compare(struct rt *r, struct val a, struct val b)
+{
+	return compare_at(r, a, b, 0);
 }
 
 /* --- strings (Python semantics: code points, Unicode whitespace) --- */
@@ -699,11 +741,11 @@ tmpl_val_getattr(struct rt *r, struct val obj, const char *name, int line)
 			return tmpl_val_func(r, m, obj);
 		/* fall through */
 	case V_NS: {
-		struct val *v = tmpl_val_dict_find(obj.u.d, name, strlen(name));
+		struct val *v = tmpl_val_dict_find(r, obj.u.d, name, strlen(name));
 		if (v)
 			return *v;
 		if (obj.k == V_DICT) {
-			v = tmpl_val_dict_find(obj.u.d, "\x01loop", 5);
+			v = tmpl_val_dict_find(r, obj.u.d, "\x01loop", 5);
 			if (v && !strcmp(name, "cycle"))
 				return tmpl_val_func(r, "cycle", obj);
 		}
@@ -747,7 +789,7 @@ tmpl_val_getitem(struct rt *r, struct val obj, struct val key, int line)
 		break;
 	case V_DICT: case V_NS:
 		if (key.k == V_STR) {
-			struct val *v = tmpl_val_dict_find(obj.u.d, key.u.s->p, key.u.s->len);
+			struct val *v = tmpl_val_dict_find(r, obj.u.d, key.u.s->p, key.u.s->len);
 			return v ? *v : UNDEF;
 		}
 		return UNDEF;
@@ -832,8 +874,12 @@ tmpl_val_want_int(struct rt *r, struct val v, const char *what, int line)
 {
 	if (v.k == V_INT || v.k == V_BOOL)
 		return v.u.i;
-	if (v.k == V_FLOAT)
+	if (v.k == V_FLOAT) {
+		/* Outside this range (or NaN) the conversion is undefined in C. */
+		if (!(v.u.f >= -0x1p63 && v.u.f < 0x1p63))
+			tmpl_fail(&r->f, "line %d: %s: %g does not fit in an integer", line, what, v.u.f);
 		return (int64_t)v.u.f;
+	}
 	tmpl_fail(&r->f, "line %d: %s expects an integer, got %s", line, what, tmpl_val_type_name(v));
 	return 0;
 }

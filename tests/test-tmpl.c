@@ -356,6 +356,10 @@ test_hostile(void)
 	expect_err("{% set l = range(100000) %}{% for i in l %}{{ 99999 in l }}{% endfor %}", "too long");
 	expect_err("{% set l = range(100000) %}{% for i in l %}{{ 99999 is in(l) }}{% endfor %}", "too long");
 	expect_err("{% set l = range(100000) %}{% for i in l %}{{ l.count(i) }}{% endfor %}", "too long");
+	expect_err("{% set s = 'x' * 30000000 %}{% for i in range(1000000) %}{{ s | length }}{% endfor %}", "too long");
+	expect_err("{% set s = 'x' * 30000000 %}{% set t = 'x' * 30000000 %}{% for i in range(1000000) %}{{ s == t }}"
+	    "{% endfor %}", "too long");
+	expect_err("{% set c = 'y' * 3000000 ~ 'x' %}{{ ('x' * 3000000).strip(c) | length }}", "too long");
 	expect_err("{% set d = {} %}{% for i in range(200000) %}{% set _ = d.update({i | string: i}) %}{% endfor %}"
 	    "{{ d | length }}", "too long");
 

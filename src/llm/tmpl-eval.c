@@ -62,6 +62,7 @@ contains(struct rt *r, struct val hay, struct val needle, int line)
 	case V_STR:
 		if (needle.k != V_STR)
 			tmpl_fail(&r->f, "line %d: 'in <string>' needs a string on the left", line);
+		tmpl_eval_charge(r, hay.u.s->len / TMPL_BYTES_PER_STEP);
 		return memmem(hay.u.s->p, hay.u.s->len, needle.u.s->p, needle.u.s->len) != NULL;
 	case V_LIST:
 		tmpl_eval_charge(r, hay.u.l->n);
@@ -198,8 +199,10 @@ slice(struct rt *r, struct val obj, struct val a, struct val b, struct val c, in
 	int64_t n, step = c.k == V_UNDEF || c.k == V_NONE ? 1 : tmpl_val_want_int(r, c, "slice", line), start, stop;
 	struct jlist *items = NULL;
 
-	if (obj.k == V_STR)
+	if (obj.k == V_STR) {
+		tmpl_eval_charge(r, obj.u.s->len / TMPL_BYTES_PER_STEP);
 		n = (int64_t)tmpl_val_cp_count(obj.u.s);
+	}
 	else if (obj.k == V_LIST)
 		n = (int64_t)obj.u.l->n;
 	else

@@ -358,8 +358,10 @@ tmpl_filter_test(struct rt *r, const char *name, struct val v, const struct args
 	if (!strcmp(name, "in")) {
 		struct val c = tmpl_val_arg(a, 0, NULL, UNDEF);
 		struct jlist *l = tmpl_val_iter(r, c, line);
-		if (c.k == V_STR && v.k == V_STR)
+		if (c.k == V_STR && v.k == V_STR) {
+			tmpl_eval_charge(r, c.u.s->len / TMPL_BYTES_PER_STEP);
 			return memmem(c.u.s->p, c.u.s->len, v.u.s->p, v.u.s->len) != NULL;
+		}
 		tmpl_eval_charge(r, l->n);
 		for (size_t i = 0; i < l->n; i++)
 			if (tmpl_val_equal(r, l->v[i], v))
@@ -367,12 +369,14 @@ tmpl_filter_test(struct rt *r, const char *name, struct val v, const struct args
 		return 0;
 	}
 	if (!strcmp(name, "lower") && v.k == V_STR) {
+		tmpl_eval_charge(r, v.u.s->len / TMPL_BYTES_PER_STEP);
 		for (size_t i = 0; i < v.u.s->len; i++)
 			if (isupper((unsigned char)v.u.s->p[i]))
 				return 0;
 		return 1;
 	}
 	if (!strcmp(name, "upper") && v.k == V_STR) {
+		tmpl_eval_charge(r, v.u.s->len / TMPL_BYTES_PER_STEP);
 		for (size_t i = 0; i < v.u.s->len; i++)
 			if (islower((unsigned char)v.u.s->p[i]))
 				return 0;
@@ -485,6 +489,7 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 			}
 			for (size_t i = 0; i < cands->n; i++) {
 				const struct jstr *x = tmpl_val_want_str(r, cands->v[i], name, line);
+				tmpl_eval_charge(r, x->len / TMPL_BYTES_PER_STEP);
 				if (x->len <= self.u.s->len &&
 				    memcmp(self.u.s->p + (name[0] == 's' ? 0 : self.u.s->len - x->len), x->p, x->len) == 0)
 					return tmpl_val_bool(1);
@@ -510,6 +515,7 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 		if (!strcmp(name, "find") || !strcmp(name, "count")) {
 			const struct jstr *x = tmpl_val_want_str(r, tmpl_val_arg(a, 0, NULL, UNDEF), name, line);
 			const char *p = self.u.s->p, *end = p + self.u.s->len;
+			tmpl_eval_charge(r, self.u.s->len / TMPL_BYTES_PER_STEP);
 			if (name[0] == 'f') {
 				const char *h = memmem(p, end - p, x->p, x->len);
 				if (!h)
@@ -543,6 +549,7 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 		if (!strcmp(name, "isdigit") || !strcmp(name, "isalpha") || !strcmp(name, "isspace")) {
 			if (self.u.s->len == 0)
 				return tmpl_val_bool(0);
+			tmpl_eval_charge(r, self.u.s->len / TMPL_BYTES_PER_STEP);
 			for (size_t i = 0; i < self.u.s->len; i++) {
 				int c = (unsigned char)self.u.s->p[i];
 				if (name[2] == 'd' ? !isdigit(c) : name[2] == 'a' ? !isalpha(c) : !isspace(c))

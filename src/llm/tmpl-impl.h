@@ -37,6 +37,9 @@
  * the C stack small (see the frame sizes in tmpl-eval.c), also on a thread. */
 #define TMPL_MAX_NEST 256
 #define TMPL_MAX_VAL_DEPTH 100
+/* A built-in that scans a string pays a step per this many bytes (an
+ * evaluation step costs about as much as scanning 64 bytes). */
+#define TMPL_BYTES_PER_STEP 64
 
 /* --- arena and errors (tmpl.c) --- */
 

@@ -121,9 +121,13 @@ tmpl_val_dict_find(struct rt *r, struct jdict *d, const char *k, size_t n)
 	/* A key is mostly told apart by its length: eight keys cost about
 	 * one evaluation step. */
 	tmpl_eval_charge(r, d->n / 8);
-	for (size_t i = 0; i < d->n; i++)
-		if (d->k[i]->len == n && memcmp(d->k[i]->p, k, n) == 0)
+	for (size_t i = 0; i < d->n; i++) {
+		if (d->k[i]->len != n)
+			continue;
+		tmpl_eval_charge(r, n / TMPL_BYTES_PER_STEP);
+		if (memcmp(d->k[i]->p, k, n) == 0)
 			return &d->v[i];
+	}
 	return NULL;
 }
 
@@ -495,7 +499,11 @@ equal_at(struct rt *r, struct val a, struct val b, int depth)
 		return 0;
 	switch (a.k) {
 	case V_UNDEF: case V_NONE: return 1;
-	case V_STR: return a.u.s->len == b.u.s->len && memcmp(a.u.s->p, b.u.s->p, a.u.s->len) == 0;
+	case V_STR:
+		if (a.u.s->len != b.u.s->len)
+			return 0;
+		tmpl_eval_charge(r, a.u.s->len / TMPL_BYTES_PER_STEP);
+		return memcmp(a.u.s->p, b.u.s->p, a.u.s->len) == 0;
 	case V_LIST:
 		if (a.u.l == b.u.l)   /* the same list, as Python's identity shortcut */
 			return 1;
@@ -539,7 +547,9 @@ compare_at(struct rt *r, struct val a, struct val b, int depth)
 	}
 	if (a.k == V_STR && b.k == V_STR) {
 		size_t n = a.u.s->len < b.u.s->len ? a.u.s->len : b.u.s->len;
-		int c = memcmp(a.u.s->p, b.u.s->p, n);
+		int c;
+		tmpl_eval_charge(r, n / TMPL_BYTES_PER_STEP);
+		c = memcmp(a.u.s->p, b.u.s->p, n);
 		if (c)
 			return c < 0 ? -1 : 1;
 		return a.u.s->len < b.u.s->len ? -1 : a.u.s->len > b.u.s->len;
@@ -587,11 +597,15 @@ tmpl_val_strip(struct rt *r, struct val s, const struct jstr *chars, int left, i
 	const char *p = s.u.s->p;
 	size_t a = 0, b = s.u.s->len;
 
+	/* A scan of S, and with CHARS a search of them per code point. */
+	tmpl_eval_charge(r, s.u.s->len / TMPL_BYTES_PER_STEP);
 	for (;;) {
 		if (!left || a >= b)
 			break;
 		uint32_t cp;
 		size_t l = utf8_decode((const unsigned char *)p + a, b - a, &cp);
+		if (chars)
+			tmpl_eval_charge(r, chars->len / TMPL_BYTES_PER_STEP);
 		int hit = chars ? memmem(chars->p, chars->len, p + a, l) != NULL : py_space(cp);
 		if (!hit)
 			break;
@@ -603,6 +617,8 @@ tmpl_val_strip(struct rt *r, struct val s, const struct jstr *chars, int left, i
 		while (st > a && ((unsigned char)p[st] & 0xC0) == 0x80)
 			st--;
 		utf8_decode((const unsigned char *)p + st, b - st, &cp);
+		if (chars)
+			tmpl_eval_charge(r, chars->len / TMPL_BYTES_PER_STEP);
 		int hit = chars ? memmem(chars->p, chars->len, p + st, b - st) != NULL : py_space(cp);
 		if (!hit)
 			break;
@@ -618,6 +634,7 @@ tmpl_val_replace(struct rt *r, struct val s, const struct jstr *old, const struc
 	const char *p = s.u.s->p, *end = p + s.u.s->len;
 	int64_t done = 0;
 
+	tmpl_eval_charge(r, s.u.s->len / TMPL_BYTES_PER_STEP);
 	if (old->len == 0) {
 		/* Python inserts NEW between every character. */
 		for (size_t i = 0; i <= s.u.s->len; i++) {
@@ -669,6 +686,7 @@ tmpl_val_split(struct rt *r, struct val s, const struct jstr *sep, int64_t maxsp
 	struct jlist *l = tmpl_val_list_new(r, 8);
 	const char *p = s.u.s->p, *end = p + s.u.s->len;
 
+	tmpl_eval_charge(r, s.u.s->len / TMPL_BYTES_PER_STEP);
 	if (!sep) {
 		/* Runs of whitespace; no empty strings. */
 		while (p < end) {
@@ -777,7 +795,9 @@ tmpl_val_getitem(struct rt *r, struct val obj, struct val key, int line)
 		break;
 	case V_STR:
 		if (key.k == V_INT) {
-			int64_t i = key.u.i, n = (int64_t)tmpl_val_cp_count(obj.u.s);
+			int64_t i = key.u.i, n;
+			tmpl_eval_charge(r, obj.u.s->len / TMPL_BYTES_PER_STEP);
+			n = (int64_t)tmpl_val_cp_count(obj.u.s);
 			if (i < 0)
 				i += n;
 			if (i < 0 || i >= n)
@@ -841,7 +861,9 @@ tmpl_val_length(struct rt *r, struct val v, int line)
 {
 	switch (v.k) {
 	case V_UNDEF: return 0;
-	case V_STR: return (int64_t)tmpl_val_cp_count(v.u.s);
+	case V_STR:
+		tmpl_eval_charge(r, v.u.s->len / TMPL_BYTES_PER_STEP);
+		return (int64_t)tmpl_val_cp_count(v.u.s);
 	case V_LIST: return (int64_t)v.u.l->n;
 	case V_DICT: case V_NS: return (int64_t)v.u.d->n;
 	default: tmpl_fail(&r->f, "line %d: a %s has no length", line, tmpl_val_type_name(v));

@@ -212,6 +212,9 @@ test_engine(void)
 	expect("{{ {'a': 1, 'b': [true, none, 'x']} }}", "{'a': 1, 'b': [True, None, 'x']}");
 	expect("{{ {'a': 1, 'b': [true, none, \"x\\n\"]} | tojson }}", "{\"a\": 1, \"b\": [true, null, \"x\\n\"]}");
 	expect("{{ {'a': [1]} | tojson(indent=2) }}", "{\n  \"a\": [\n    1\n  ]\n}");
+	/* Python's json: an indent of 0 or less puts newlines alone; a huge one is refused. */
+	expect("{{ [1] | tojson(indent=0) }}|{{ [1] | tojson(indent=-3) }}", "[\n1\n]|[\n1\n]");
+	expect_err("{{ [1] | tojson(indent=4294967298) }}", "too large");
 	expect("{{ 'héllo wörld'[1:4] }}|{{ 'abc'[::-1] }}|{{ [1,2,3,4][1:] }}|{{ [1,2,3][-1] }}", "éll|cba|[2, 3, 4]|3");
 	expect("{{ '  x y  ' | trim }}|{{ 'a,b,,c'.split(',') }}|{{ ' a  b '.split() }}", "x y|['a', 'b', '', 'c']|['a', 'b']");
 	expect("{{ 'Hello'.startswith('He') }}{{ 'Hello'.endswith(('x', 'lo')) }}{{ 'x'.upper() }}{{ 'aXb'.lower() }}", "TrueTrueXaxb");

@@ -62,7 +62,11 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		struct outbuf b = { 0 };
 		struct val ind = tmpl_val_arg(a, 0, "indent", NONE);
 		struct val sk = tmpl_val_arg(a, -1, "sort_keys", tmpl_val_bool(0));
-		int indent = ind.k == V_NONE ? -1 : (int)tmpl_val_want_int(r, ind, "tojson indent", line);
+		const int64_t want = ind.k == V_NONE ? -1 : tmpl_val_want_int(r, ind, "tojson indent", line);
+		/* As Python's json: an indent of 0 or less puts newlines alone. */
+		int indent = ind.k == V_NONE ? -1 : want < 0 ? 0 : (int)want;
+		if (want > 1000)
+			tmpl_fail(&r->f, "line %d: tojson indent %lld is too large (at most 1000)", line, (long long)want);
 		tmpl_val_to_json(r, &b, v, indent, 0, tmpl_val_truthy(sk));
 		if (!b.p)
 			tmpl_val_put(r, &b, "", 0);

@@ -398,7 +398,7 @@ static void
 json_indent(struct rt *r, struct outbuf *b, int indent, int level)
 {
 	tmpl_val_puts(r, b, "\n");
-	for (int i = 0; i < indent * level; i++)
+	for (long i = 0; i < (long)indent * level; i++)
 		tmpl_val_puts(r, b, " ");
 }
 

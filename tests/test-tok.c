@@ -164,6 +164,9 @@ run_specials(const char *dir, const char *name, const char *control, const char 
 	gguf_close(f);
 }
 
+/* The type of hostile_vocab's last token (byte, unless a test sets it). */
+static int32_t hostile_extra_type = 6;
+
 /* Builds a small SentencePiece vocabulary GGUF with the given twists. */
 static struct tok_vocab *
 hostile_vocab(int bos_id, uint32_t eos_id, int scores_len, const char *extra_token, const char *model,
@@ -180,6 +183,7 @@ hostile_vocab(int bos_id, uint32_t eos_id, int scores_len, const char *extra_tok
 
 	if (extra_token)
 		toks[7] = extra_token;
+	types[7] = hostile_extra_type;
 	gguf_w_str(w, "tokenizer.ggml.model", model);
 	if (pre)
 		gguf_w_str(w, "tokenizer.ggml.pre", pre);
@@ -286,6 +290,20 @@ test_hostile_vocabs(void)
 		CHECK(tok_encode(v, "ab", 2, 0, 0, &ids) == 0 && ids.n == 2 && ids.ids[0] == 3 && ids.ids[1] == 7,
 		    "a duplicate text is the last id (%zu ids: %d %d)", ids.n, ids.n > 0 ? ids.ids[0] : -1,
 		    ids.n > 1 ? ids.ids[1] : -1);
+		tok_ids_free(&ids);
+		tok_vocab_free(v);
+	}
+	free(buf);
+	buf = NULL;
+	/* "<s>" twice, both control (ids 1 and 7): matched as a special token
+	 * in text, it is the last id too, as a lookup gives it. */
+	hostile_extra_type = 3;
+	v = hostile_vocab(1, 2, 8, "<s>", "llama", 0, NULL, err, sizeof(err), &buf);
+	hostile_extra_type = 6;
+	CHECK(v != NULL, "duplicate control tokens load: %s", err);
+	if (v) {
+		CHECK(tok_encode(v, "<s>", 3, 0, 1, &ids) == 0 && ids.n == 1 && ids.ids[0] == 7 && tok_find(v, "<s>") == 7,
+		    "a duplicate special text is the last id (%zu ids, first %d)", ids.n, ids.n ? ids.ids[0] : -1);
 		tok_ids_free(&ids);
 		tok_vocab_free(v);
 	}

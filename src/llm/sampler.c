@@ -274,6 +274,27 @@ top_m(struct cand *c, int n, int m)
 	qsort(c, m, sizeof(*c), cand_desc);
 }
 
+/* The index of the most likely of the first N candidates (the first of equals). */
+static int
+top_of(const struct cand *c, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (c[i].logit > c[best].logit)
+			best = i;
+	return best;
+}
+
+/* Greedy: the most likely of the first N candidates, alone. */
+static int32_t
+pick_top(struct sampler *s, int n)
+{
+	s->c[0] = s->c[top_of(s->c, n)];
+	s->c[0].p = 1;
+	s->nc = 1;
+	return s->c[0].id;
+}
+
 /* Softmax of the first N candidates' logits into p. */
 static void
 softmax(struct cand *c, int n)
@@ -339,16 +360,8 @@ sampler_sample(struct sampler *s, const struct sampler_params *pp, const float *
 	}
 
 	/* Greedy: the most likely token after penalties. */
-	if (p.temp <= 0) {
-		int best = 0;
-		for (int i = 1; i < n; i++)
-			if (s->c[i].logit > s->c[best].logit)
-				best = i;
-		s->c[0] = s->c[best];
-		s->c[0].p = 1;
-		s->nc = 1;
-		return s->c[0].id;
-	}
+	if (p.temp <= 0)
+		return pick_top(s, n);
 
 	/* 2. top-k. */
 	if (p.top_k > 0 && p.top_k < n) {
@@ -408,17 +421,9 @@ sampler_sample(struct sampler *s, const struct sampler_params *pp, const float *
 		 * and the draw on the last candidate (or, a negative logit, all
 		 * at -inf and the draw uniform); so would a logit of +inf.  It
 		 * is greedy. */
-		int top = 0;
-		for (int i = 1; i < n; i++)
-			if (s->c[i].logit > s->c[top].logit)
-				top = i;
-		const float l = n > 0 ? s->c[top].logit : 0;
-		if (isfinite(l) ? !isfinite(l / p.temp) : l == INFINITY) {
-			s->c[0] = s->c[top];
-			s->c[0].p = 1;
-			s->nc = 1;
-			return s->c[0].id;
-		}
+		const float l = n > 0 ? s->c[top_of(s->c, n)].logit : 0;
+		if (isfinite(l) ? !isfinite(l / p.temp) : l == INFINITY)
+			return pick_top(s, n);
 	}
 	for (int i = 0; i < n; i++)
 		s->c[i].logit /= p.temp;

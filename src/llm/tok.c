@@ -115,7 +115,7 @@ struct strmap {
  * longest first within a group, so that the first match is the longest and
  * a position whose byte starts no such token costs one comparison. */
 struct special_index {
-	int32_t *ids;              /* by first byte, then longest first, then text, then id */
+	int32_t *ids;              /* by first byte, then longest first, then text, then id descending */
 	uint32_t *group_end;       /* (as ids) where the run of ids[k]'s first byte and length ends */
 	uint32_t start[257];       /* ids[start[b] .. start[b + 1]) begin with byte b */
 };
@@ -241,7 +241,7 @@ cmp_special(const void *a, const void *b, void *ctx)
 	int c = memcmp(v->tok[x].text, v->tok[y].text, v->tok[x].len);
 	if (c)
 		return c;
-	return x < y ? -1 : x > y;
+	return x > y ? -1 : x < y;   /* of duplicate texts the last id first, as vocab_lookup */
 }
 
 /* Parses "<0xNN>" exactly; returns the byte or -1. */

@@ -1798,7 +1798,7 @@ store_gen_made(struct store *s, int64_t gen_id, const struct store_gen *now, str
 	    "g.seed, " GEN_SETTING_COLUMNS ", g.n_ctx, %s FROM generations g LEFT JOIN models md ON md.id = g.model_id "
 	    "LEFT JOIN templates tp ON tp.id = g.template_id WHERE g.id = ?", version >= 8 ? "g.stop" : "NULL",
 	    version >= 7 ? "g.kv_type" : "NULL", version >= 7 ? "g.exact_act" : "NULL",
-	    version >= 9 ? "g.think" : "NULL");
+	    store_origin_think(s));
 	if (!(st = store_prepare(s, sql)))
 		return -1;
 	sqlite3_bind_int64(st, 1, gen_id);
@@ -1987,7 +1987,7 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 	int64_t msg[2] = { 0, 0 };
 	struct store_origin made[2] = { { 0 }, { 0 } };
 	const char *why;
-	char sql[512];
+	char sql[1024];
 	int rc;
 
 	if (!store_pick_name(pick)) {
@@ -2001,6 +2001,7 @@ store_pref_add(struct store *s, int64_t gen_a, int64_t gen_b, enum store_pick pi
 	if (store_begin(s) < 0)
 		return -1;
 	for (int k = 0; k < 2; k++) {
+		/* The text is fixed (a truncated one would fail to prepare, and the tests). */
 		snprintf(sql, sizeof(sql), "SELECT g.message_id, " STORE_ORIGIN_COLUMNS " FROM generations g "
 		    STORE_ORIGIN_JOIN " WHERE g.id = ?", store_origin_think(s));
 		st = store_prepare(s, sql);

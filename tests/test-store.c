@@ -2343,6 +2343,21 @@ test_export_damaged(void)
 	store_close(s);
 }
 
+/* Exports DPO with O and checks that the one line is CHOSEN over REJECTED. */
+static void
+expect_one_pair(struct store *s, const struct store_export_opts *o, const char *chosen, const char *rejected,
+		const char *what)
+{
+	struct store_export_counts n;
+	char want[256];
+	char *out = export_to(s, o, &n);
+	snprintf(want, sizeof(want), "\"chosen\":[{\"role\":\"assistant\",\"content\":\"%s\"}],"
+	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"%s\"}]", chosen, rejected);
+	CHECK(out && count_lines(out) == 1 && strstr(out, want), "%s (%d lines): %s", what, out ? count_lines(out) : 0,
+	    out ? out : "(null)");
+	free(out);
+}
+
 /* What an export says of a reply is what the user said last and what the
  * model saw: --reasoning keep adds no reasoning a reply never had; a
  * damaged record of the prompt leaves the reply out, counted, rather than
@@ -2413,25 +2428,13 @@ test_export_verdicts(void)
 	store_rating_set(s, g2, "thumb", 0, NULL);
 	store_rating_set(s, g3, "thumb", 1, NULL);
 	o.format = STORE_DPO;
-	out = export_to(s, &o, &n);
-	CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"A\"}],"
-	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"B\"}]"), "a pair not written holds back none (%d lines): %s",
-	    count_lines(out), out);
-	free(out);
+	expect_one_pair(s, &o, "A", "B", "a pair not written holds back none");
 	/* The ratings say A over B; a pick of B over A, later, earlier, in the same second. */
 	CHECK(store_pref_add(s, g3, g2, STORE_PICK_B, "", NULL) == 0, "B over A: %s", store_errmsg(s));
 	CHECK(exec_sql(p, "UPDATE ratings SET created = 1000; UPDATE preferences SET created = 2000") == 0, "times");
-	out = export_to(s, &o, &n);
-	CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"B\"}],"
-	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"A\"}]"), "the later pick decides (%d lines): %s",
-	    count_lines(out), out);
-	free(out);
+	expect_one_pair(s, &o, "B", "A", "the later pick decides");
 	CHECK(exec_sql(p, "UPDATE preferences SET created = 500") == 0, "an earlier pick");
-	out = export_to(s, &o, &n);
-	CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"A\"}],"
-	    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"B\"}]"), "the later ratings decide (%d lines): %s",
-	    count_lines(out), out);
-	free(out);
+	expect_one_pair(s, &o, "A", "B", "the later ratings decide");
 	CHECK(exec_sql(p, "UPDATE preferences SET created = 1000") == 0, "a pick in the ratings' second");
 	out = export_to(s, &o, &n);
 	CHECK(out && count_lines(out) == 0, "verdicts both ways at once: no pair (%d lines): %s", count_lines(out), out);
@@ -2454,11 +2457,7 @@ test_export_verdicts(void)
 	store_rating_set(s, g1, "thumb", 1, NULL);
 	store_rating_set(s, g2, "thumb", 0, NULL);
 	store_rating_set(s, g3, "thumb", 1, NULL);
-	out = export_to(s, &o, &n);
-	CHECK(out && count_lines(out) == 1 && strstr(out, "\"chosen\":[{\"role\":\"assistant\",\"content\":\"thinking off "
-	    "too\"}],\"rejected\":[{\"role\":\"assistant\",\"content\":\"thinking off\"}]"),
-	    "remote: pairs under one switch only (%d lines): %s", count_lines(out), out);
-	free(out);
+	expect_one_pair(s, &o, "thinking off too", "thinking off", "remote: pairs under one switch only");
 	CHECK(store_pref_add(s, g1, g2, STORE_PICK_A, "", NULL) < 0 && strstr(store_errmsg(s), "thinking switches"),
 	    "remote: no preference across switches: %s", store_errmsg(s));
 	store_close(s);

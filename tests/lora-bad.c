@@ -1,4 +1,4 @@
-/* lora-bad.c -- writes malformed LoRA adapters for tiny-llama into a folder, one per way an adapter can be wrong, and one that loads with a warning: trained on another model (test-lora.sh). */
+/* lora-bad.c -- writes malformed LoRA adapters for tiny-llama into a folder, one per way an adapter can be wrong, one that loads with a warning (trained on another model) and one whose product overflows float (test-lora.sh). */
 #include "config.h"
 
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include "natter/gguf-write.h"
 #include "natter/gguf.h"
 
-static float zeros[1 << 16];
+static float zeros[1 << 16], huge[1 << 16];
 
 /* One adapter file: metadata for ARCH (and the base model it records, when
  * BASE_NAME), then the tensors NAMES with dims NE. */
@@ -18,6 +18,8 @@ struct bad {
 	const char *names[3];
 	uint64_t ne[3][2];
 	const char *base_name, *base_file;
+	float alpha;         /* 0: 8 */
+	const float *data;   /* the tensors' values; NULL: zeros */
 };
 
 int
@@ -45,26 +47,33 @@ main(int argc, char **argv)
 	o = q->ne[1];
 	{
 		const struct bad bads[] = {
-			{ "missing-half.gguf", "llama", 1, { "blk.0.attn_q.weight.lora_a" }, { { e, 4 } }, NULL, NULL },
+			{ "missing-half.gguf", "llama", 1, { "blk.0.attn_q.weight.lora_a" }, { { e, 4 } }, NULL, NULL, 0, NULL },
 			{ "unknown-tensor.gguf", "llama", 3,
 			  { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b", "blk.0.attn_q.weight.extra" },
-			  { { e, 4 }, { 4, o }, { e, 4 } }, NULL, NULL },
+			  { { e, 4 }, { 4, o }, { e, 4 } }, NULL, NULL, 0, NULL },
 			{ "wrong-shape.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
-			  { { e + 1, 4 }, { 4, o } }, NULL, NULL },
+			  { { e + 1, 4 }, { 4, o } }, NULL, NULL, 0, NULL },
 			{ "no-base.gguf", "llama", 2, { "blk.99.attn_q.weight.lora_a", "blk.99.attn_q.weight.lora_b" },
-			  { { e, 4 }, { 4, o } }, NULL, NULL },
+			  { { e, 4 }, { 4, o } }, NULL, NULL, 0, NULL },
 			{ "rank-mismatch.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
-			  { { e, 4 }, { 3, o } }, NULL, NULL },
+			  { { e, 4 }, { 3, o } }, NULL, NULL, 0, NULL },
 			/* Sound, but made on another model, whose name holds an escape
 			 * and a newline for the terminal to be kept from. */
 			{ "other-base.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
-			  { { e, 4 }, { 4, o } }, "Another\033[31m\nModel", "models/another.gguf" },
+			  { { e, 4 }, { 4, o } }, "Another\033[31m\nModel", "models/another.gguf", 0, NULL },
+			{ "alpha-huge.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
+			  { { e, 4 }, { 4, o } }, NULL, NULL, 1e12f, NULL },
+			/* Sound in every field; its product overflows float. */
+			{ "huge-values.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
+			  { { e, 4 }, { 4, o } }, NULL, NULL, 0, huge },
 		};
+		for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++)
+			huge[i] = 1e30f;
 		for (size_t b = 0; b < sizeof(bads) / sizeof(bads[0]); b++) {
 			struct gguf_writer *w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
 			int rc = !w || gguf_w_str(w, "general.architecture", bads[b].arch) < 0 ||
 			    gguf_w_str(w, "general.type", "adapter") < 0 || gguf_w_str(w, "adapter.type", "lora") < 0 ||
-			    gguf_w_f32(w, "adapter.lora.alpha", 8.0f) < 0;
+			    gguf_w_f32(w, "adapter.lora.alpha", bads[b].alpha ? bads[b].alpha : 8.0f) < 0;
 			if (!rc && bads[b].base_name)
 				rc = gguf_w_u32(w, "general.base_model.count", 1) < 0 ||
 				    gguf_w_str(w, "general.base_model.0.name", bads[b].base_name) < 0 ||
@@ -73,7 +82,8 @@ main(int argc, char **argv)
 				if (bads[b].ne[t][0] * bads[b].ne[t][1] > sizeof(zeros) / sizeof(zeros[0]))
 					rc = 1;
 				else
-					rc = gguf_w_tensor(w, bads[b].names[t], GGML_TYPE_F32, 2, bads[b].ne[t], zeros, NULL,
+					rc = gguf_w_tensor(w, bads[b].names[t], GGML_TYPE_F32, 2, bads[b].ne[t],
+					    bads[b].data ? bads[b].data : zeros, NULL,
 					    NULL) < 0;
 			}
 			snprintf(path, sizeof(path), "%s/%s", argv[2], bads[b].file);

@@ -673,6 +673,82 @@ test_registry(void)
 	unlink(path);
 }
 
+/* --- hyperparameters a file may hold that no forward pass can use --- */
+
+/* Loads a file of ARCH's hyperparameters (N_LAYER layers of N_EMBD, N_HEAD
+ * heads of 32) with the keys EXTRA adds: refused, ERR holding WANT. */
+static void
+refused_hparams(const char *label, const char *arch, int n_layer, int n_embd, int n_head,
+		void (*extra)(struct gguf_writer *w, const char *arch, int n_layer), const char *want)
+{
+	char path[] = "/tmp/natter-arch-hp-XXXXXX", err[512] = "", key[128];
+	struct gguf_writer *w = gguf_writer_new(32);
+	struct llm_model *m = NULL;
+	int fd = mkstemp(path);
+
+	if (fd >= 0)
+		close(fd);
+	gguf_w_str(w, "general.architecture", arch);
+#define KEY(k) (snprintf(key, sizeof(key), "%s." k, arch), key)
+	gguf_w_u32(w, KEY("context_length"), 128);
+	gguf_w_u32(w, KEY("embedding_length"), (uint32_t)n_embd);
+	gguf_w_u32(w, KEY("block_count"), (uint32_t)n_layer);
+	gguf_w_u32(w, KEY("feed_forward_length"), 64);
+	gguf_w_u32(w, KEY("attention.head_count"), (uint32_t)n_head);
+	gguf_w_u32(w, KEY("attention.head_count_kv"), (uint32_t)n_head);
+	gguf_w_u32(w, KEY("attention.key_length"), 32);
+	gguf_w_u32(w, KEY("attention.value_length"), 32);
+#undef KEY
+	extra(w, arch, n_layer);
+	CHECK(gguf_writer_write(w, path, err, sizeof(err)) == 0, "%s: %s", label, err);
+	CHECK(llm_model_load(path, &m, err, sizeof(err)) < 0 && !m, "%s: loaded", label);
+	CHECK(strstr(err, want) != NULL, "%s: the message is '%s', not '%s'", label, err, want);
+	llm_model_free(m);
+	gguf_writer_free(w);
+	unlink(path);
+}
+
+/* Linear RoPE scaling by 1e-40 (a float's denormal): a scale of 1/1e-40, infinite. */
+static void
+tiny_rope_factor(struct gguf_writer *w, const char *arch, int n_layer)
+{
+	char key[128];
+	(void)n_layer;
+	snprintf(key, sizeof(key), "%s.rope.scaling.type", arch);
+	gguf_w_str(w, key, "linear");
+	snprintf(key, sizeof(key), "%s.rope.scaling.factor", arch);
+	gguf_w_f32(w, key, 1e-40f);
+}
+
+/* Per-layer sliding flags as floats: NaN for the first half. */
+static void
+float_window_flags(struct gguf_writer *w, const char *arch, int n_layer)
+{
+	char key[128];
+	float f[8];
+	for (int i = 0; i < n_layer && i < 8; i++)
+		f[i] = i < n_layer / 2 ? NAN : 0.5f;
+	snprintf(key, sizeof(key), "%s.attention.sliding_window", arch);
+	gguf_w_u32(w, key, 16);
+	snprintf(key, sizeof(key), "%s.attention.sliding_window_pattern", arch);
+	gguf_w_arr(w, key, GGUF_VT_FLOAT32, f, (uint64_t)n_layer);
+}
+
+static void
+nothing_more(struct gguf_writer *w, const char *arch, int n_layer)
+{
+	(void)w, (void)arch, (void)n_layer;
+}
+
+static void
+test_hostile_hparams(void)
+{
+	refused_hparams("RoPE factor 1e-40", "llama", 2, 64, 2, tiny_rope_factor, "scale inf out of range");
+	refused_hparams("float window flags", "gemma3", 8, 64, 2, float_window_flags, "must hold one flag per layer");
+	/* Gemma 3 27B's query scale, 1/sqrt(n_embd / n_head), with n_embd under n_head. */
+	refused_hparams("a query scale of 1/0", "gemma3", 62, 2, 4, nothing_more, "scales out of range");
+}
+
 /* --- how a model's file is held (NATTER_WEIGHTS) --- */
 
 static void
@@ -722,6 +798,7 @@ main(void)
 	test_routing();
 	test_recurrent_cache();
 	test_registry();
+	test_hostile_hparams();
 	test_synthetic();
 	test_longrope();
 	test_fixture_rings();

@@ -112,6 +112,14 @@ check "generate same seed, same text" "$a" "$b"
 long=$(head -c 3000 /dev/zero | tr '\0' 'a')
 "$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "$long" -n 4 2>"$tmp/err"; check "prompt longer than context status" 1 $?
 grep -q "more than the context" "$tmp/err" && ok || bad "long prompt message: $(cat "$tmp/err")"
+# A prompt of exactly the context (9 tokens: BOS and 8) fits: its logits give one token.
+check "a prompt filling the context" "ri" \
+	"$("$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "I dreamed that" -c 9 -n 5 --temp 0 2>"$tmp/err")"
+grep -q "generate: stopped after 1 token: the context of 9 is full" "$tmp/err" && ok ||
+	bad "a prompt filling the context: $(cat "$tmp/err")"
+"$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "I dreamed that" -c 8 -n 5 2>"$tmp/err"
+check "a prompt one over the context status" 1 $?
+grep -q "the prompt is 9 tokens, more than the context of 8" "$tmp/err" && ok || bad "one over: $(cat "$tmp/err")"
 # Numeric options are read strictly by every command that runs a model or
 # takes a count: a bad number ("abc", "1x", empty, out of range) is a usage
 # error (2) naming the command, the option and the value, never read as 0
@@ -410,7 +418,8 @@ grep -q "more than the context" "$tmp/chat.err" && ok || bad "too-long message e
 grep -Eq "^reply: [1-9][0-9]* tokens?," "$tmp/chat.out" && ok || bad "the chat goes on after a too-long message"
 # Numeric options are read strictly; each error names its option.
 for args in "--seed abc|--seed: 'abc' is not a seed" "-c -5|-c/--ctx-size: '-5' is out of range" \
-    "-t 0|-t/--threads: '0' is out of range" "--max-tokens abc|--max-tokens: 'abc' is not a whole number" \
+    "-t -1|-t/--threads: '-1' is out of range" "-t 1025|-t/--threads: '1025' is out of range" \
+    "-c 16777217|-c/--ctx-size: '16777217' is out of range" "--max-tokens abc|--max-tokens: 'abc' is not a whole number" \
     "--temp hot|--temp: 'hot' is not a number" "--top-k 4x|--top-k: '4x' is not a whole number" \
     "--seed -2|--seed: '-2' is not a seed"; do
 	opt=${args%%|*}
@@ -420,6 +429,10 @@ for args in "--seed abc|--seed: 'abc' is not a seed" "-c -5|-c/--ctx-size: '-5' 
 	check "chat $opt status" 2 $?
 	grep -qF "natter: $msg" "$tmp/err" && ok || bad "chat $opt: $(cat "$tmp/err")"
 done
+# -c 0 and -t 0 are the defaults, as in every command: the model's own context (128).
+printf 'hi\n/stats\n/quit\n' | "$NATTER_BIN" chat -m "$M" --plain --no-history -c 0 -t 0 -n 2 > "$tmp/out" 2> "$tmp/err"
+check "chat -c 0 -t 0 status" 0 $?
+grep -Eq "^context: [0-9]+ of 128 tokens used" "$tmp/out" && ok || bad "chat -c 0: the context is not the model's: $(cat "$tmp/out" "$tmp/err")"
 # A context longer than the model was trained on (aidreams: 128) warns.
 echo "/quit" | "$NATTER_BIN" chat -m "$M" --plain --no-history -c 256 > /dev/null 2> "$tmp/err"
 check "chat -c 256 status" 0 $?
@@ -557,6 +570,15 @@ echo "wal" > "$tmp/w.db-wal"
 clobber "mkmodel -o the database's log" "$tmp/w.db-wal" \
     "mkmodel: -o $tmp/w.db-wal is the history database's write-ahead log ($tmp/w.db-wal)" \
     env NATTER_DB="$tmp/w.db" "$NATTER_BIN" mkmodel --preset tiny --type f32 -o "$tmp/w.db-wal"
+# mkmodel writes over only a file it wrote: not a real model, not notes.
+echo "notes" > "$tmp/notes.gguf"
+clobber "mkmodel -o a text file" "$tmp/notes.gguf" \
+    "mkmodel: -o $tmp/notes.gguf exists and is not a model mkmodel wrote; remove it first" \
+    "$NATTER_BIN" mkmodel --preset tiny --type f32 -o "$tmp/notes.gguf"
+cp "$M32" "$tmp/real.gguf"
+clobber "mkmodel -o a real model" "$tmp/real.gguf" \
+    "mkmodel: -o $tmp/real.gguf exists and is not a model mkmodel wrote" \
+    "$NATTER_BIN" mkmodel --preset tiny --type f32 -o "$tmp/real.gguf"
 mkdir -p "$tmp/cfgdb/natter"; echo "db = $tmp/h2.db" > "$tmp/cfgdb/natter/config"
 clobber "mkmodel -o the config file's database" "$tmp/h2.db" "mkmodel: -o $tmp/h2.db is the history database ($tmp/h2.db)" \
     env -u NATTER_DB XDG_CONFIG_HOME="$tmp/cfgdb" "$NATTER_BIN" mkmodel --preset tiny --type f32 -o "$tmp/h2.db"
@@ -939,11 +961,14 @@ fi
 # Output files (src/llm/outfile.c).  A symbolic link's target is replaced
 # and the link stays; the file keeps its permissions.
 M="$F/models/aidreams260K-f32.gguf"
-echo precious > "$tmp/target"
+# (The target is an earlier mkmodel file: mkmodel writes over no other.)
+"$NATTER_BIN" mkmodel --preset tiny --type q8_0 -o "$tmp/target" > /dev/null 2> "$tmp/err"
 chmod 600 "$tmp/target"
+before=$(cksum < "$tmp/target")
 ln -s target "$tmp/link"
 "$NATTER_BIN" mkmodel --preset tiny --type f32 -o "$tmp/link" > /dev/null 2> "$tmp/err"; check "mkmodel -o link" 0 $?
-[ -L "$tmp/link" ] && "$NATTER_BIN" info -m "$tmp/target" > /dev/null 2>&1 && ok ||
+[ -L "$tmp/link" ] && [ "$(cksum < "$tmp/target")" != "$before" ] && "$NATTER_BIN" info -m "$tmp/target" > /dev/null 2>&1 &&
+    ok ||
     bad "mkmodel -o link: the link was replaced, or its target not written: $(ls -l "$tmp")"
 check "the target's permissions" 600 "$(stat -c %a "$tmp/target")"
 # A FIFO (as /dev/stdout may be) is written into, not renamed over.

@@ -109,6 +109,17 @@ grep -q -- "-o $tmp/mine.gguf exists and is not a LoRA adapter (general.type is 
 echo notes > "$tmp/notes.gguf"
 ft -m "$M" -o "$tmp/notes.gguf" $sft 2>"$tmp/err"; check "-o onto a text file status" 2 $?
 check "the text file kept" notes "$(cat "$tmp/notes.gguf")"
+# The checkpoint's name (NAME.ckpt.gguf) is written over only when it is one.
+echo notes > "$tmp/n2.ckpt.gguf"
+ft -m "$M" -o "$tmp/n2.gguf" $sft 2>"$tmp/err"; check "checkpoint onto a text file status" 2 $?
+grep -q -- "the checkpoint $tmp/n2.ckpt.gguf exists and is not a GGUF natter checkpoint" "$tmp/err" && ok ||
+	bad "checkpoint onto a text file: $(cat "$tmp/err")"
+check "the text file kept (checkpoint)" notes "$(cat "$tmp/n2.ckpt.gguf")"
+cp "$M" "$tmp/n3.ckpt.gguf"
+ft -m "$M" -o "$tmp/n3.gguf" $sft 2>"$tmp/err"; check "checkpoint onto a model status" 2 $?
+grep -q -- "the checkpoint $tmp/n3.ckpt.gguf exists and is not a natter checkpoint (general.type is missing)" \
+	"$tmp/err" && ok || bad "checkpoint onto a model: $(cat "$tmp/err")"
+[ -e "$tmp/n2.gguf" ] || [ -e "$tmp/n3.gguf" ] && bad "a refused run wrote -o" || ok
 ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatml --ctx 20 --steps 1 2>"$tmp/err"
 grep -q "finetune-sft.jsonl:1: skipped: no reply token is left within 20 tokens" "$tmp/err" && ok ||
 	bad "cut examples are named: $(cat "$tmp/err")"

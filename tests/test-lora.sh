@@ -49,6 +49,10 @@ done
 has "--lora :0.5" "$tmp/err" "no file before the scale"
 "$NATTER_BIN" generate -m "$LL" -p x --lora "a.gguf:inf" 2>"$tmp/err"; check "--lora a.gguf:inf status" 2 $?
 has "--lora :inf" "$tmp/err" "the scale is not a finite number"
+for s in 1e99 -2e6; do
+	"$NATTER_BIN" generate -m "$LL" -p x --lora "a.gguf:$s" 2>"$tmp/err"; check "--lora a.gguf:$s status" 2 $?
+	has "--lora :$s" "$tmp/err" "'a.gguf:$s': the scale is out of range (-1e6 to 1e6"
+done
 nine=; for i in 1 2 3 4 5 6 7 8 9; do nine="$nine --lora x$i.gguf"; done
 "$NATTER_BIN" generate -m "$LL" -p x $nine 2>"$tmp/err"; check "nine adapters status" 2 $?
 has "nine adapters" "$tmp/err" "at most 8 adapters"
@@ -69,6 +73,12 @@ refused "a wrong shape" "$tmp/wrong-shape.gguf" "tensor 'blk.0.attn_q.weight.lor
 refused "a base tensor that does not exist" "$tmp/no-base.gguf" "adapts 'blk.99.attn_q.weight', which the model does not have"
 refused "halves of different ranks" "$tmp/rank-mismatch.gguf" "rank mismatch: 'blk.0.attn_q.weight.lora_a' has rank 4"
 refused "a file that is not there" "$tmp/none.gguf" "none.gguf: cannot open"
+refused "an alpha of 1e12" "$tmp/alpha-huge.gguf" "adapter.lora.alpha is out of range (-1e6 to 1e6)"
+# Loaded, but its product overflows: the output is NaN, an error, not a reply
+# of noise (sampled, a NaN read as the least likely token).
+"$NATTER_BIN" generate -m "$LL" -p "I dreamed" -n 2 --lora "$tmp/huge-values.gguf" >/dev/null 2>"$tmp/err"
+check "an overflowing adapter: status" 1 $?
+has "an overflowing adapter" "$tmp/err" "the model's output at position"
 # The same message from every other front end.
 msg="unknown tensor 'blk.0.attn_q.weight.extra'"
 bad_a="$tmp/unknown-tensor.gguf"

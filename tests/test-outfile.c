@@ -1,4 +1,4 @@
-/* test-outfile.c -- the folders a result file goes in (outfile_mkdirs): made nested with the mode asked, a folder already there, a file in the way, repeated and trailing slashes; and which file an output would replace (outfile_same). */
+/* test-outfile.c -- the folders a result file goes in (outfile_mkdirs): made nested with the mode asked, a folder already there, a file in the way, repeated and trailing slashes; which file an output would replace (outfile_same); a temporary name already taken (outfile_open). */
 #include "config.h"
 
 #include <errno.h>
@@ -145,6 +145,33 @@ test_same(void)
 	CHECK(outfile_same(none, none) == 0, "a name not taken is itself");
 }
 
+/* outfile_open and commit: a file of the temporary name already there (another's, or
+ * one a killed run left) is neither truncated nor renamed into place; the result is. */
+static void
+test_tmp_taken(void)
+{
+	char out[512], tmp[600], err[256], buf[64] = { 0 };
+	struct outfile o;
+	FILE *f;
+
+	snprintf(out, sizeof(out), "%s/result.txt", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp%ld", out, (long)getpid());
+	f = fopen(tmp, "w");
+	CHECK(f && fputs("someone's\n", f) >= 0 && fclose(f) == 0, "cannot write %s", tmp);
+	CHECK(outfile_open(&o, out, "w", err, sizeof(err)) == 0, "outfile_open: %s", err);
+	CHECK(o.f && fputs("result\n", o.f) >= 0, "cannot write the result");
+	CHECK(outfile_commit(&o, err, sizeof(err)) == 0, "outfile_commit: %s", err);
+	f = fopen(tmp, "r");
+	CHECK(f && fgets(buf, sizeof(buf), f) && !strcmp(buf, "someone's\n"), "the file of the temporary name "
+	    "was changed: '%s'", buf);
+	if (f)
+		fclose(f);
+	f = fopen(out, "r");
+	CHECK(f && fgets(buf, sizeof(buf), f) && !strcmp(buf, "result\n"), "the result is '%s'", buf);
+	if (f)
+		fclose(f);
+}
+
 int
 main(void)
 {
@@ -160,6 +187,7 @@ main(void)
 	test_slashes();
 	test_file_in_the_way();
 	test_same();
+	test_tmp_taken();
 	if (!t_fail) {
 		snprintf(cmd, sizeof(cmd), "chmod -R u+w '%s' && rm -rf '%s'", dir, dir);
 		if (system(cmd) != 0)

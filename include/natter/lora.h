@@ -6,6 +6,11 @@
 
 #include "natter/gguf.h"
 
+/* The largest user's scale (--lora FILE:SCALE, /lora) and alpha an
+ * adapter may have: far past any use, short of overflowing float. */
+#define LORA_SCALE_MAX 1e6f
+#define LORA_ALPHA_MAX 1e6
+
 struct llm_model;
 struct lora_adapter;   /* one adapter file, converted to float32 in memory */
 

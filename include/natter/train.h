@@ -503,6 +503,7 @@ int tloop_run(struct tloop *l, int64_t until, tloop_step_fn cb, void *ctx, char 
  * (ERR names the first line that differs).  The loop then continues as if never stopped.
  * Return 0 or -1 with ERR set.
  */
+#define TLOOP_CKPT_TYPE "natter-checkpoint"
 int tloop_save(const struct tloop *l, const char *path, char *err, size_t errlen);
 int tloop_resume(struct tloop *l, const char *path, char *err, size_t errlen);
 

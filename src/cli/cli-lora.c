@@ -37,13 +37,14 @@ cli_lora_parse(const char *arg, char **path, float *scale, char *err, size_t err
 	if (colon && colon[1]) {
 		/* FILE:SCALE when what follows the last colon is a number; a path
 		 * with a colon of its own stays whole. */
-		errno = 0;
-		v = strtof(colon + 1, &end);
-		if (end != colon + 1 && !*end && !errno) {
-			if (!isfinite(v)) {
-				snprintf(err, errlen, "'%s': the scale is not a finite number", arg);
+		double d = strtod(colon + 1, &end);
+		if (end != colon + 1 && !*end) {
+			if (!isfinite(d) || fabs(d) > LORA_SCALE_MAX) {
+				snprintf(err, errlen, "'%s': the scale is %s", arg,
+				    isfinite(d) ? "out of range (-1e6 to 1e6; 0 turns the adapter off)" : "not a finite number");
 				return -1;
 			}
+			v = (float)d;
 			if (colon == arg) {
 				snprintf(err, errlen, "'%s': no file before the scale", arg);
 				return -1;

@@ -175,10 +175,11 @@ static const struct setting {
 	const char *range;     /* for messages about K_INT */
 	int local;             /* about a model run here: refused with --remote (cli_remote_session) */
 } settings[] = {
-	{ 'c', "-c/--ctx-size", "ctx_size", K_INT, 1, 1 << 24, offsetof(struct cli_chat_args, chat.n_ctx),
-	  "a number of tokens, 1 or more", 1 },
-	{ 't', "-t/--threads", "threads", K_INT, 1, 1024, offsetof(struct cli_chat_args, chat.n_threads),
-	  "a number of threads from 1 to 1024", 1 },
+	/* 0, as in every command: the model's own length (at most 4096), the physical cores. */
+	{ 'c', "-c/--ctx-size", "ctx_size", K_INT, 0, 1 << 24, offsetof(struct cli_chat_args, chat.n_ctx),
+	  "a number of tokens up to 16777216, 0 for the model's own", 1 },
+	{ 't', "-t/--threads", "threads", K_INT, 0, 1024, offsetof(struct cli_chat_args, chat.n_threads),
+	  "a number of threads up to 1024, 0 for the physical cores", 1 },
 	{ 'n', "--max-tokens", "max_tokens", K_INT, 0, 1000000000, offsetof(struct cli_chat_args, chat.max_tokens),
 	  "a number of tokens, 0 for no limit", 0 },
 	{ 's', "--seed", "seed", K_SEED, 0, 0, offsetof(struct cli_chat_args, chat.sp.seed), NULL, 0 },

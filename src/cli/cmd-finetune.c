@@ -518,28 +518,30 @@ same_file_check(const struct ft_args *a, const char *out, const char *opt, int s
 	return cli_output_check("finetune", opt, out, a->db, in, n);
 }
 
-/* An existing -o is written over only when it is a LoRA adapter (an earlier run's): any
- * other file (a model, data) the user removes first.  Prints the error. */
+/* An existing file at PATH (-o, or its checkpoint: WHAT) is written over only when it is
+ * of general.type TYPE (an earlier run's adapter or checkpoint): any other file (a model,
+ * data, notes) the user removes first.  Prints the error. */
 static int
-out_old_check(const char *out)
+out_old_check(const char *path, const char *what, const char *type_want, const char *kind)
 {
 	struct gguf_file *f = NULL;
 	struct stat st;
 	char err[512], *type = NULL;
 	int ok;
 
-	if (stat(out, &st) != 0 || !S_ISREG(st.st_mode))
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
 		return 0;   /* new, or a device or a FIFO (/dev/null) */
-	if (gguf_open(out, &f, err, sizeof(err)) < 0) {
-		cli_error("finetune: -o %s exists and is not a GGUF adapter (%s); remove it first or choose another -o",
-		    out, err);
+	if (gguf_open(path, &f, err, sizeof(err)) < 0) {
+		cli_error("finetune: %s %s exists and is not a GGUF %s (%s); remove it first or choose another -o",
+		    what, path, kind, err);
 		return -1;
 	}
 	type = gguf_get_str(f, "general.type");
-	ok = type && strcmp(type, "adapter") == 0;
+	ok = type && strcmp(type, type_want) == 0;
 	if (!ok)
-		cli_error("finetune: -o %s exists and is not a LoRA adapter (general.type is %s%.40s%s); remove it "
-		    "first or choose another -o", out, type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
+		cli_error("finetune: %s %s exists and is not a %s (general.type is %s%.40s%s); remove it "
+		    "first or choose another -o", what, path, kind, type ? "\"" : "", type ? type : "missing",
+		    type ? "\"" : "");
 	free(type);
 	gguf_close(f);
 	return ok ? 0 : -1;
@@ -658,7 +660,9 @@ cmd_finetune(int argc, char **argv)
 	r.ckpt = ckpt;
 	/* Before anything is loaded: a run that cannot end well does not begin. */
 	if (same_file_check(&a, a.out, "-o", 0) < 0 || same_file_check(&a, ckpt, "the checkpoint", 1) < 0 ||
-	    (a.log && same_file_check(&a, a.log, "--log", 0) < 0) || out_old_check(a.out) < 0) {
+	    (a.log && same_file_check(&a, a.log, "--log", 0) < 0) ||
+	    out_old_check(a.out, "-o", "adapter", "LoRA adapter") < 0 ||
+	    out_old_check(ckpt, "the checkpoint", TLOOP_CKPT_TYPE, "natter checkpoint") < 0) {
 		rc = 2;
 		goto out;
 	}

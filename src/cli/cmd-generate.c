@@ -160,7 +160,7 @@ cmd_generate(int argc, char **argv)
 			cli_error("generate: the prompt is empty and the model has no BOS token");
 			goto out;
 		}
-		if ((int)ids.n >= llm_ctx_n_ctx(ctx)) {
+		if ((int)ids.n > llm_ctx_n_ctx(ctx)) {
 			cli_error("generate: the prompt is %zu tokens, more than the context of %d "
 			    "(use a shorter prompt or a larger -c)", ids.n, llm_ctx_n_ctx(ctx));
 			goto out;
@@ -204,8 +204,8 @@ cmd_generate(int argc, char **argv)
 			putchar('\n');
 		fflush(stdout);
 		if (full)
-			fprintf(stderr, "%s: generate: stopped after %d tokens: the context of %d is full (-c for more)\n",
-			    cli_progname, n_gen, llm_ctx_n_ctx(ctx));
+			fprintf(stderr, "%s: generate: stopped after %d token%s: the context of %d is full (-c for more)\n",
+			    cli_progname, n_gen, n_gen == 1 ? "" : "s", llm_ctx_n_ctx(ctx));
 		if (stats) {
 			double t3 = cli_now();
 			fprintf(stderr, "load %.2f s; prompt %zu tokens, %.1f tok/s; generated %d tokens, "

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "natter/gguf-write.h"
+#include "natter/gguf.h"
 #include "natter/quant.h"
 
 struct preset {
@@ -51,6 +53,8 @@ static const struct preset presets[] = {
 	    1, 0, 0, 0, 0, 0 },
 };
 #define N_PRESETS (sizeof(presets) / sizeof(presets[0]))
+/* The general.name of every file mkmodel writes begins so. */
+#define MK_NAME_PREFIX "natter random "
 
 /* The Gated DeltaNet part of the hybrid presets: three DeltaNet layers to
  * one attention layer, H_k key and H_v value heads of Dk, conv kernel,
@@ -207,6 +211,29 @@ weight_type(enum mix mix, const char *role, int layer, int n_layer, int64_t ne0,
 	return GGML_TYPE_F32;
 }
 
+/* An existing -o is written over only when mkmodel wrote it (general.name "natter random
+ * ..."): a real model named like a preset, or any other file, the user removes first.
+ * Prints the error. */
+static int
+old_output_check(const char *out)
+{
+	struct gguf_file *f = NULL;
+	struct stat st;
+	char err[512], *name = NULL;
+	int ok;
+
+	if (stat(out, &st) != 0 || !S_ISREG(st.st_mode))
+		return 0;   /* new, or a device or a FIFO */
+	ok = gguf_open(out, &f, err, sizeof(err)) == 0 && (name = gguf_get_str(f, "general.name")) &&
+	    strncmp(name, MK_NAME_PREFIX, strlen(MK_NAME_PREFIX)) == 0;
+	if (!ok)
+		cli_error("mkmodel: -o %s exists and is not a model mkmodel wrote; remove it first or choose another -o",
+		    out);
+	free(name);
+	gguf_close(f);
+	return ok ? 0 : -1;
+}
+
 int
 cmd_mkmodel(int argc, char **argv)
 {
@@ -257,7 +284,7 @@ cmd_mkmodel(int argc, char **argv)
 		return 2;
 	}
 	/* mkmodel reads no file, but the history database is never the file it writes. */
-	if (cli_output_check("mkmodel", "-o", out, NULL, NULL, 0) < 0)
+	if (cli_output_check("mkmodel", "-o", out, NULL, NULL, 0) < 0 || old_output_check(out) < 0)
 		return 2;
 	for (size_t i = 0; i < N_PRESETS; i++)
 		if (strcmp(presets[i].name, pname) == 0)
@@ -298,7 +325,7 @@ cmd_mkmodel(int argc, char **argv)
 		}
 #define KEY(s) (snprintf(name, sizeof(name), "%s." s, P->arch), name)
 		gguf_w_str(w, "general.architecture", P->arch);
-		snprintf(err, sizeof(err), "natter random %s %s", P->name, mixes[mi].name);
+		snprintf(err, sizeof(err), MK_NAME_PREFIX "%s %s", P->name, mixes[mi].name);
 		gguf_w_str(w, "general.name", err);
 		gguf_w_u32(w, "general.file_type", (uint32_t)mixes[mi].file_type);
 		gguf_w_u32(w, "general.quantization_version", 2);

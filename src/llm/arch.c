@@ -195,8 +195,9 @@ arch_set_sliding(struct arch_loader *ld, struct llm_hparams *hp, struct llm_laye
 	key_of(ld, "attention.sliding_window_pattern", key, sizeof(key));
 	kv = gguf_find_kv(ld->f, key);
 	if (kv && kv->val.type == GGUF_VT_ARRAY) {
-		if (kv->val.v.arr.n != (uint64_t)hp->n_layer || kv->val.v.arr.type == GGUF_VT_STRING ||
-		    kv->val.v.arr.type == GGUF_VT_ARRAY) {
+		const uint32_t et = kv->val.v.arr.type;
+		if (kv->val.v.arr.n != (uint64_t)hp->n_layer || et == GGUF_VT_STRING || et == GGUF_VT_ARRAY ||
+		    et == GGUF_VT_FLOAT32 || et == GGUF_VT_FLOAT64) {
 			snprintf(ld->err, ld->errlen, "%s: %s must hold one flag per layer (%d)", ld->f->path, key,
 			    hp->n_layer);
 			return -1;
@@ -285,6 +286,9 @@ load_common(struct arch_loader *ld, struct llm_hparams *hp)
 	return 0;
 }
 
+/* X is a number over 0 that float holds (1 / 1e-40 is infinite). */
+static int finite_pos(float x) { return x > 0 && isfinite(x); }
+
 /* What no architecture may get wrong, checked once after its own keys. */
 static int
 check_hparams(struct arch_loader *ld, const struct llm_hparams *hp, const struct llm_layer_hparams *layer)
@@ -296,15 +300,16 @@ check_hparams(struct arch_loader *ld, const struct llm_hparams *hp, const struct
 		    ld->f->path, hp->rope_dim, hp->head_dim);
 		return -1;
 	}
-	if (!(hp->rms_eps > 0) || hp->rms_eps > 1 || !(hp->rope_attn_factor > 0) || hp->attn_softcap < 0 ||
-	    hp->final_softcap < 0 || !(hp->attn_scale > 0) || !(hp->embd_scale > 0)) {
+	if (!(hp->rms_eps > 0) || hp->rms_eps > 1 || !finite_pos(hp->rope_attn_factor) ||
+	    !(hp->attn_softcap >= 0) || !isfinite(hp->attn_softcap) || !(hp->final_softcap >= 0) ||
+	    !isfinite(hp->final_softcap) || !finite_pos(hp->attn_scale) || !finite_pos(hp->embd_scale)) {
 		snprintf(ld->err, ld->errlen, "%s: RMSNorm epsilon, RoPE attention factor, soft-caps or scales "
 		    "out of range", ld->f->path);
 		return -1;
 	}
 	for (int il = 0; il < hp->n_layer; il++) {
 		const struct llm_layer_hparams *l = &layer[il];
-		if (!(l->rope_base > 0) || !(l->rope_scale > 0) || !isfinite(l->rope_base)) {
+		if (!finite_pos(l->rope_base) || !finite_pos(l->rope_scale)) {
 			snprintf(ld->err, ld->errlen, "%s: layer %d: RoPE base %g or scale %g out of range",
 			    ld->f->path, il, l->rope_base, l->rope_scale);
 			return -1;

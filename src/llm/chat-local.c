@@ -321,10 +321,14 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 			/* Stopped while reading the prompt: keep the batches that
 			 * finished for the next turn to reuse, and reply nothing. */
 			int done = llm_ctx_n_past(c->ctx);
+			if (done < p)   /* the cache went back further (a recurrent state) */
+				c->cache.n = done;
 			for (int i = p; i < done; i++)
 				tok_ids_push(&c->cache, ids->ids[i]);
 			cache_text_set(c, NULL, 0, 0);
-			st->n_prompt = done - p;
+			if (c->prompt_end > (int)c->cache.n)
+				c->prompt_end = (int)c->cache.n;
+			st->n_prompt = done > p ? done - p : 0;
 			st->n_reused = p;
 			st->prompt_ms = chat_now_ms() - t1;
 			st->stop = CHAT_STOP_CANCEL;
@@ -337,6 +341,8 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 		}
 		if (erc < 0) {
 			c->cache.n = llm_ctx_truncate(c->ctx, p);
+			if (c->prompt_end > (int)c->cache.n)
+				c->prompt_end = (int)c->cache.n;
 			cache_text_set(c, NULL, 0, 0);
 			return -1;
 		}
@@ -615,7 +621,8 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 	llm_ctx_set_abort(c->ctx, local_abort_cb, c);
 	/* First: the full screen's notice line shows the start of the
 	 * warnings, and adapters' notices are long. */
-	if (llm_ctx_n_ctx(c->ctx) > llm_model_hparams(m)->n_ctx_train) {
+	/* A file that gives no trained length (0) gets no warning. */
+	if (llm_model_hparams(m)->n_ctx_train > 0 && llm_ctx_n_ctx(c->ctx) > llm_model_hparams(m)->n_ctx_train) {
 		char w[200];
 		snprintf(w, sizeof(w), "a context of %d tokens is more than the %d this model was trained on; past "
 		    "that, replies may fall apart", llm_ctx_n_ctx(c->ctx), llm_model_hparams(m)->n_ctx_train);

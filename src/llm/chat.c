@@ -13,6 +13,7 @@
 
 #include "natter/chat-engine.h"
 #include "natter/chat.h"
+#include "natter/lora.h"
 #include "natter/text.h"
 #include "natter/think.h"
 #include "llm/fnv.h"
@@ -1505,7 +1506,7 @@ chat_set_adapter_scale(struct chat *c, int i, float scale, char *err, size_t err
 		    "there is no adapter %d (start with --lora FILE to load one)", i + 1, c->n_ad);
 		return -1;
 	}
-	if (!isfinite(scale) || fabsf(scale) > 1e6f) {
+	if (!isfinite(scale) || fabsf(scale) > LORA_SCALE_MAX) {
 		snprintf(err, errlen, "an adapter's scale is a number (0 turns it off)");
 		return -1;
 	}

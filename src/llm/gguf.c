@@ -961,7 +961,11 @@ gguf_arr_i64(const struct gguf_value *v, uint64_t i)
 	case GGUF_VT_INT16: return (int16_t)load_le(p, 2);
 	case GGUF_VT_INT32: return (int32_t)load_le(p, 4);
 	case GGUF_VT_INT64: return (int64_t)load_le(p, 8);
-	case GGUF_VT_FLOAT32: case GGUF_VT_FLOAT64: return (int64_t)gguf_arr_f64(v, i);
+	case GGUF_VT_FLOAT32: case GGUF_VT_FLOAT64: {
+		/* Cast only what int64 holds (NaN reads 0): a file's float may be anything. */
+		double d = gguf_arr_f64(v, i);
+		return d != d ? 0 : d >= 0x1p63 ? INT64_MAX : d < -0x1p63 ? INT64_MIN : (int64_t)d;
+	}
 	default: return (int64_t)load_le(p, vtype_size[et]);
 	}
 }

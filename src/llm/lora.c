@@ -195,8 +195,9 @@ check_meta(const struct gguf_file *f, const char *path, const char *base_arch, s
 			    gguf_vtype_name(kv->val.type));
 			return -1;
 		}
-		if (!isfinite(v) || fabs(v) > 1e30) {
-			snprintf(err, errlen, "%s: adapter.lora.alpha is not a finite number", path);
+		if (!isfinite(v) || fabs(v) > LORA_ALPHA_MAX) {
+			snprintf(err, errlen, "%s: adapter.lora.alpha is %s", path,
+			    isfinite(v) ? "out of range (-1e6 to 1e6)" : "not a finite number");
 			return -1;
 		}
 		a->alpha = (float)v;

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -755,11 +756,22 @@ eval_batch(struct llm_ctx *c, const int32_t *tok, int nt, float *logits, int all
 	return 0;
 }
 
+/* The index of the first NaN of X[0..N), or -1. */
+static ptrdiff_t
+first_nan(const float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (isnan(x[i]))
+			return (ptrdiff_t)i;
+	return -1;
+}
+
 int
 llm_eval(struct llm_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits,
 	 char *err, size_t errlen)
 {
 	const struct llm_hparams *hp = &c->m->hp;
+	ptrdiff_t at;
 
 	if (n <= 0)
 		return 0;
@@ -786,6 +798,14 @@ llm_eval(struct llm_ctx *c, const int32_t *tokens, int n, float *logits, int all
 		if (eval_batch(c, tokens + i, nt, lg, all_logits) < 0) {
 			snprintf(err, errlen, "evaluation stopped");
 			return LLM_ESTOPPED;
+		}
+		if (lg && (at = first_nan(lg, (size_t)(all_logits ? nt : 1) * hp->n_vocab)) >= 0) {
+			/* Sampled, a NaN reads as the least likely token: a reply of
+			 * noise with no error.  The cache holds the batch; callers
+			 * go back as on any error. */
+			snprintf(err, errlen, "the model's output at position %d is not a number (its weights, or an "
+			    "adapter's at this scale, overflow float)", c->kv.n_past - nt + (all_logits ? (int)(at / hp->n_vocab) : nt - 1));
+			return -1;
 		}
 		if (c->ckpt_pending == c->kv.n_past) {
 			kv_snap_save(&c->kv);

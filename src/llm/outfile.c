@@ -17,7 +17,7 @@ outfile_open(struct outfile *o, const char *path, const char *mode, char *err, s
 {
 	struct stat st;
 	const int exists = stat(path, &st) == 0;
-	int fd;
+	int fd = -1;
 
 	memset(o, 0, sizeof(*o));
 	if (exists && S_ISDIR(st.st_mode)) {
@@ -45,8 +45,14 @@ outfile_open(struct outfile *o, const char *path, const char *mode, char *err, s
 		o->path = NULL;
 		return -1;
 	}
-	sprintf(o->tmp, "%s.tmp%ld", o->path, (long)getpid());
-	fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
+	/* A new file of its own: a file of that name (another's, or one a
+	 * killed run left) is neither truncated nor written through. */
+	for (int i = 0; i < 100; i++) {
+		sprintf(o->tmp, i ? "%s.tmp%ld.%d" : "%s.tmp%ld", o->path, (long)getpid(), i);
+		fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
 	/* The file replaced keeps its permissions. */
 	if (fd >= 0 && exists && fchmod(fd, st.st_mode & 07777) != 0) {
 		close(fd);
@@ -68,6 +74,22 @@ outfile_open(struct outfile *o, const char *path, const char *mode, char *err, s
 	return 0;
 }
 
+/* Makes the rename into PATH's folder last through a crash (best effort: a
+ * folder that cannot be opened or synced leaves it to the system). */
+static void
+sync_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+	int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	free(dir);
+}
+
 int
 outfile_commit(struct outfile *o, char *err, size_t errlen)
 {
@@ -85,6 +107,8 @@ outfile_commit(struct outfile *o, char *err, size_t errlen)
 	} else if (o->tmp && rename(o->tmp, o->path) != 0) {
 		e = errno;
 		snprintf(err, errlen, "%s: cannot rename into place: %s", o->path, strerror(e));
+	} else if (o->tmp) {
+		sync_dir(o->path);
 	}
 	if (e && o->tmp)
 		unlink(o->tmp);

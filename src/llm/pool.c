@@ -534,7 +534,8 @@ pool_poll(struct pool *p)
 {
 	if (atomic_load_explicit(&p->stopped, memory_order_relaxed))
 		return 1;
-	if (!p->abort_fn || tl_worker_of == p || !p->abort_fn(p->abort_ctx))
+	/* A worker never asks: abort_fn is the caller's, changed between jobs. */
+	if (tl_worker_of == p || !p->abort_fn || !p->abort_fn(p->abort_ctx))
 		return 0;
 	atomic_store(&p->stopped, 1);
 	return 1;

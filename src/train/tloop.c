@@ -297,7 +297,6 @@ tloop_run(struct tloop *l, int64_t until, tloop_step_fn cb, void *ctx, char *err
 
 /* --- checkpoints --- */
 
-#define CKPT_TYPE "natter-checkpoint"
 
 /* The tensors of pair I: A, B, and the moments of each. */
 enum { CK_A, CK_B, CK_A_M1, CK_A_M2, CK_B_M1, CK_B_M2, CK_COUNT };
@@ -339,7 +338,7 @@ tloop_save(const struct tloop *l, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	ok = gguf_w_str(w, "general.architecture", tmodel_arch(tm)) == 0 &&
-	    gguf_w_str(w, "general.type", CKPT_TYPE) == 0 &&
+	    gguf_w_str(w, "general.type", TLOOP_CKPT_TYPE) == 0 &&
 	    gguf_w_f32(w, "adapter.lora.alpha", tmodel_alpha(tm)) == 0 &&
 	    gguf_w_scalar(w, "natter.checkpoint.steps", GGUF_VT_UINT64, &steps) == 0 &&
 	    gguf_w_scalar(w, "natter.checkpoint.adamw_t", GGUF_VT_UINT64, &t) == 0 &&
@@ -394,7 +393,7 @@ tloop_resume(struct tloop *l, const char *path, char *err, size_t errlen)
 	type = gguf_get_str(f, "general.type");
 	arch = gguf_get_str(f, "general.architecture");
 	config = gguf_get_str(f, "natter.checkpoint.config");
-	if (!type || strcmp(type, CKPT_TYPE) != 0) {
+	if (!type || strcmp(type, TLOOP_CKPT_TYPE) != 0) {
 		snprintf(err, errlen, "%s is not a natter checkpoint (general.type is %s)", path, type ? type : "absent");
 		goto out;
 	}

@@ -77,6 +77,16 @@ main(void)
 	CHECK(b && !strcmp(b, "a    b\n    c    "), "tabs: '%s'", b ? b : "NULL");
 	CHECK(b && !strchr(b, '\t'), "a tab is left for curses");
 	free(b);
+	/* Joiners, zero-width spaces, direction overrides and a BOM are not
+	 * drawn (terminals disagree on them); the rest is kept. */
+	{
+		const char *in = "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9 a\xe2\x80\x8b" "b "
+		    "\xe2\x80\xae" "evil\xe2\x80\xac \xe2\x81\xa6x\xe2\x81\xa9 \xef\xbb\xbfz \xe2\x80\x94";
+		b = ui_text_clean(in, strlen(in));
+		CHECK(b && !strcmp(b, "\xf0\x9f\x91\xa8\xf0\x9f\x91\xa9 ab evil x z \xe2\x80\x94"),
+		    "invisible characters: '%s'", b ? b : "NULL");
+		free(b);
+	}
 	b = ui_text_clean("x\ty", 3);
 	n = b ? ui_text_wrap(b, 6, &l) : -1;
 	CHECK(n == 1 && l[0].width == 6 && l[0].len == 6, "a tabbed line measured as shown: %d lines, width %d", n,

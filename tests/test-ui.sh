@@ -801,5 +801,90 @@ wait_sql "SELECT conversation_id || ' ' || COALESCE(parent_id, 'root') FROM mess
     "2 root" 20 && ok || bad "the second edit: $(q "SELECT id, conversation_id, parent_id, role, content FROM messages")"
 stop
 
+# 34. Text from the history that holds controls is drawn on its own row,
+# as the conversation shows it: a title with a tab, an escape and a
+# carriage return in the F3 list, a system prompt of two lines in the
+# parameters pane.  A short parameters pane scrolls to the row being
+# changed; side panes too short to draw leave their width to the
+# conversation.
+NATTER_DB="$tmp/ctl.db"
+printf 'tab\there\033[31m red\rCR\n' | NATTER_DB="$NATTER_DB" "$NATTER_BIN" chat --plain -m "$M" -n 2 \
+    --system "$(printf 'SYS1\nSYS2-below')" > /dev/null 2>&1 || bad "chat --plain for the title (34)"
+start 100 30 "NATTER_DB=$NATTER_DB" "--theme mono"
+wait_for "Type a message" || bad "start (34): $(screen)"
+T send-keys -t ui F3
+wait_for "Past conversations" 10 || bad "F3 (34): $(screen)"
+shows "tab    here␛\[31m red␍CR" && ok || bad "a title with controls in the F3 list: $(screen)"
+lacks "^CR" && ok || bad "a title's carriage return was acted on: $(screen)"
+T send-keys -t ui Enter
+wait_for "resumed conversation 1" 10 || bad "resume (34): $(screen)"
+wait_for "system +SYS1 SYS2-below" 10 && ok || bad "a system prompt of two lines: $(screen)"
+lacks "^SYS2" && ok || bad "a system prompt's line break was acted on: $(screen)"
+T resize-window -t ui -x 100 -y 12
+wait_for "Parameters" 10 || bad "100x12 (34): $(screen)"
+# temp, top_p, top_k, min_p, repeat_penalty, max_tokens, seed: the pane shows 4.
+params_focus() { footer | grep -q "Left/Right change"; }
+for i in 1 2 3; do params_focus || T send-keys -t ui Tab; DEADLINE=3 until_ok params_focus && break; done
+params_focus && ok || bad "no focus on the parameters (34): $(screen)"
+T send-keys -t ui Down Down Down Down Down Down
+wait_for "│ seed +[0-9a-z]" 10 && ok || bad "the selected row is off a short parameters pane: $(screen)"
+lacks "│ temp " && ok || bad "a short parameters pane did not scroll: $(screen)"
+T resize-window -t ui -x 100 -y 5
+# 3 rows above the input and footer: no side panes, the conversation's title row the whole width.
+wide_conv() { [ "$(screen | sed -n 1p | grep -o "─" | wc -l)" -ge 80 ]; }
+DEADLINE=10 until_ok wide_conv && ok || bad "side panes too short to draw keep their width: $(screen)"
+stop
+
+# 34b. Esc at once followed by a resize: both count (the help box closes).
+start 100 30 "" "--theme mono"
+wait_for "Type a message" || bad "start (34b): $(screen)"
+T send-keys -t ui F1
+wait_for "Parameters: Up/Down" 10 || bad "F1 (34b): $(screen)"
+T send-keys -t ui Escape \; resize-window -t ui -x 90 -y 28
+wait_gone "Parameters: Up/Down" 10 && ok || bad "Esc before a resize was lost: $(screen)"
+stop
+
+# 34c. Scrolled back in a long conversation, a new width keeps the same
+# text at the top (the row number alone pointed elsewhere once rewrapped).
+NATTER_DB="$tmp/long.db"
+for i in $(seq 1 25); do
+	echo "Turn $i: once upon a time there was a little girl who liked to play in the park with her friends"
+done | NATTER_DB="$NATTER_DB" "$NATTER_BIN" chat --plain -m "$M" -c 4096 -n 60 --seed 5 > /dev/null 2>&1 ||
+    bad "a long conversation (34c)"
+start 100 30 "NATTER_DB=$NATTER_DB" "--theme mono"
+wait_for "Type a message" || bad "start (34c): $(screen)"
+T send-keys -t ui F3
+wait_for "Past conversations" 10 || bad "F3 (34c): $(screen)"
+T send-keys -t ui Enter
+wait_for "resumed conversation 1" 10 || bad "resume (34c): $(screen)"
+T send-keys -t ui PPage PPage PPage PPage
+wait_for "more below" 10 || bad "PgUp (34c): $(screen)"
+# The first turn in the pane, and its row.
+at=$(screen | grep -n -Eo "Turn [0-9]+:" | head -n 1)
+turn=${at#*:} row=${at%%:*}
+[ -n "$turn" ] && ok || bad "no turn in the pane after PgUp (34c): $(screen)"
+T resize-window -t ui -x 40 -y 30
+wait_gone "Parameters" 10 || bad "40x30 (34c): $(screen)"
+# Rewrapped to 38 columns from 66, what lies above that turn takes under
+# twice its rows: the turn is still on screen, that far down at most.
+within=$((2 * row + 2))
+DEADLINE=5 until_ok sh -c "tmux -L $sock capture-pane -t ui -p | sed -n 2,${within}p | grep -q '$turn'" && ok ||
+    bad "$turn (row $row) is not within $within rows after a resize: $(screen)"
+stop
+
+# 35. A theme that cannot be read as one is said, and the default used:
+# a FIFO is not waited on (the terminal is in raw mode: Ctrl-C could not
+# end the wait), a line past 255 characters is not cut short, a NUL byte
+# is not the file's end.
+mkfifo "$tmp/fifo.theme"
+printf 'normal = %300s\n' "red default" > "$tmp/long.theme"
+printf 'normal = red default\n\000garbage = purple\n' > "$tmp/nul.theme"
+for t in "fifo|not a regular file" "long|line 1 is longer than 255 characters" "nul|holds a NUL byte"; do
+	start 160 30 "" "--theme $tmp/${t%%|*}.theme"
+	wait_for "${t#*|}" 10 && ok || bad "theme ${t%%|*}: $(screen)"
+	shows "Type a message" && ok || bad "theme ${t%%|*}: no start screen: $(screen)"
+	stop
+done
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

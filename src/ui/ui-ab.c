@@ -204,11 +204,7 @@ draw_reply(struct ui_rect r, const char *which, const char *label, const char *t
 	n = ui_text_layout(clean, r.w, &lines);
 	for (int i = 0; i < r.h - 1 && top + i < n; i++) {
 		const struct ui_line *l = &lines[top + i];
-		char buf[2048];
-		size_t len = l->len < sizeof(buf) - 1 ? l->len : sizeof(buf) - 1;
-		memcpy(buf, clean + l->off, len);
-		buf[len] = 0;
-		ui_draw_put(r.y + 1 + i, r.x, r.w, buf, attr);
+		ui_draw_put_n(r.y + 1 + i, r.x, r.w, clean + l->off, l->len, attr);
 	}
 	if (n > top + r.h - 1 && r.w > 12)
 		ui_draw_put(r.y + r.h - 1, r.x + r.w - 10, 10, " more (Dn)", ui_theme_attr(UE_NOTICE));

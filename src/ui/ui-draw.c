@@ -12,26 +12,61 @@
 
 #include "natter/chat.h"
 #include "natter/chatcmd.h"
+#include "natter/text.h"
 #include "ui/ui.h"
 
 /* --- helpers: everything clips to the screen --- */
 
-static void
-put(int y, int x, int maxw, const char *s, int attr)
+/* Whether S[0..N) holds what a terminal would act on or mis-measure: C0 and
+ * C1 controls, DEL, bytes that are not UTF-8 (a title or a system prompt
+ * from the database holds whatever was typed or pasted). */
+static int
+needs_clean(const char *s, size_t n)
 {
-	size_t n, cut;
+	for (size_t i = 0; i < n; i++) {
+		const unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c == 0x7f || (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] < 0xa0))
+			return 1;
+	}
+	return text_utf8_bad_at(s, n) != n;
+}
+
+/* S[0..N) at row Y from column X, at most MAXW columns wide. */
+static void
+put_n(int y, int x, int maxw, const char *s, size_t n, int attr)
+{
+	size_t cut;
+	char *clean = NULL;
 
 	if (y < 0 || y >= LINES || x < 0 || x >= COLS || maxw <= 0)
 		return;
 	if (x + maxw > COLS)
 		maxw = COLS - x;
-	n = strlen(s);
+	/* One row: controls as the conversation shows them (control
+	 * pictures, a tab 4 spaces), a line break as a space -- curses would
+	 * go on at the next row's start, over the pane below. */
+	if (needs_clean(s, n)) {
+		if (!(clean = ui_text_clean(s, n)))
+			return;
+		for (char *p = clean; *p; p++)
+			if (*p == '\n')
+				*p = ' ';
+		s = clean;
+		n = strlen(s);
+	}
 	/* Whole characters only: a wide one that would straddle the edge is
 	 * left out, never cut into half a UTF-8 sequence. */
 	cut = ui_text_fit(s, n, maxw);
 	attron(attr);
 	mvaddnstr(y, x, s, (int)cut);
 	attroff(attr);
+	free(clean);
+}
+
+static void
+put(int y, int x, int maxw, const char *s, int attr)
+{
+	put_n(y, x, maxw, s, strlen(s), attr);
 }
 
 static void
@@ -49,6 +84,12 @@ void
 ui_draw_put(int y, int x, int maxw, const char *s, int attr)
 {
 	put(y, x, maxw, s, attr);
+}
+
+void
+ui_draw_put_n(int y, int x, int maxw, const char *s, size_t n, int attr)
+{
+	put_n(y, x, maxw, s, n, attr);
 }
 
 void
@@ -88,18 +129,15 @@ static void
 draw_line(struct ui_msg *m, int k, int y, int x, int w, int attr)
 {
 	const struct ui_line *l = &m->lines[k];
-	char buf[4096];
-	size_t n = l->len < sizeof(buf) - 1 ? l->len : sizeof(buf) - 1;
+	const char *s = m->clean + l->off;
 
-	memcpy(buf, m->clean + l->off, n);
-	buf[n] = 0;
 	if (!(l->flags & UI_LINE_CODE)) {
-		put(y, x, w, buf, attr);
+		put_n(y, x, w, s, l->len, attr);
 		return;
 	}
 	/* Code keeps its lines: clipped at the edge, marked where it goes on. */
 	fill(y, x, w, ui_theme_attr(UE_CODE));
-	put(y, x, w, buf, ui_theme_attr(UE_CODE));
+	put_n(y, x, w, s, l->len, ui_theme_attr(UE_CODE));
 	if (l->width > w && w > 1)
 		put(y, x + w - 1, 1, ">", ui_theme_attr(UE_DIM));
 }
@@ -131,6 +169,46 @@ draw_fold(struct ui *u, struct ui_msg *m, int y, int x, int w)
 	put(y, x, w, line, ui_theme_attr(UE_REASONING));
 }
 
+/* Where the conversation's top row is in the text, not in rows (which a
+ * new width changes): message *MSG, and the byte of its text that the
+ * row starts at (*OFF; -1: the message's header or reasoning).  From
+ * the wrapping the last frame drew. */
+static void
+top_anchor(const struct ui *u, int *msg, long *off)
+{
+	int row = 0;
+
+	*msg = -1;
+	*off = -1;
+	for (int i = 0; i < u->nmsgs; i++) {
+		const struct ui_msg *m = &u->msgs[i];
+		const int n = 2 + ui_screen_msg_lines(m);
+		if (u->top < row + n) {
+			const int k = u->top - row - 1 - (ui_screen_msg_lines(m) - m->nlines);
+			*msg = i;
+			*off = k >= 0 && k < m->nlines ? (long)m->lines[k].off : -1;
+			return;
+		}
+		row += n;
+	}
+}
+
+/* The row of TOP_ANCHOR's place in the wrapping now. */
+static int
+anchor_row(const struct ui *u, int msg, long off)
+{
+	const struct ui_msg *m = &u->msgs[msg];
+	int row = 0, k = 0;
+
+	for (int i = 0; i < msg; i++)
+		row += 2 + ui_screen_msg_lines(&u->msgs[i]);
+	if (off < 0)
+		return row;
+	while (k + 1 < m->nlines && (long)m->lines[k + 1].off <= off)
+		k++;
+	return row + 1 + (ui_screen_msg_lines(m) - m->nlines) + k;
+}
+
 static void
 draw_conv(struct ui *u, struct ui_rect r)
 {
@@ -142,7 +220,16 @@ draw_conv(struct ui *u, struct ui_rect r)
 	if (h <= 0)
 		return;
 	text_w = w - 2 > 1 ? w - 2 : 1;
-	total = ui_screen_conv_lines(u, text_w);
+	{
+		/* Scrolled back, a new width keeps the same text at the top. */
+		int amsg = -1;
+		long aoff = -1;
+		if (!u->follow && u->nmsgs > 0 && u->msgs[0].wrap_w && u->msgs[0].wrap_w != text_w)
+			top_anchor(u, &amsg, &aoff);
+		total = ui_screen_conv_lines(u, text_w);
+		if (amsg >= 0)
+			u->top = anchor_row(u, amsg, aoff);
+	}
 	if (u->nmsgs == 0) {
 		put(y0 + h / 2, x0 + 2, w - 4, "Type a message below and press Enter.  F1 for help.", ui_theme_attr(UE_DIM));
 		return;
@@ -191,11 +278,8 @@ draw_conv(struct ui *u, struct ui_rect r)
 			for (int k = 0; m->unfold && k < m->nrlines && row - start < h; k++, row++) {
 				if (row >= start) {
 					const struct ui_line *l = &m->rlines[k];
-					char buf[4096];
-					size_t n = l->len < sizeof(buf) - 1 ? l->len : sizeof(buf) - 1;
-					memcpy(buf, m->rclean + l->off, n);
-					buf[n] = 0;
-					put(y0 + row - start, x0 + 2, w - 2, buf, ui_theme_attr(UE_REASONING));
+					put_n(y0 + row - start, x0 + 2, w - 2, m->rclean + l->off, l->len,
+					    ui_theme_attr(UE_REASONING));
 				}
 			}
 		}
@@ -218,16 +302,20 @@ draw_params(struct ui *u, struct ui_rect r)
 {
 	if (r.h == 0)
 		return;
-	hline_at(r.y, r.x, r.w, "Parameters", u->focus == UI_F_PARAMS);
-	for (int i = 0; i < ui_param_rows(u) && i + 1 < r.h; i++) {
+	const int focused = u->focus == UI_F_PARAMS, shown = r.h - 1;
+	/* The row being changed is always on screen: a short pane scrolls. */
+	const int first = focused && u->param_sel >= shown ? u->param_sel - shown + 1 : 0;
+
+	hline_at(r.y, r.x, r.w, "Parameters", focused);
+	for (int i = first; i < ui_param_rows(u) && i - first < shown; i++) {
 		char v[256], line[320], name[64];
-		int sel = u->focus == UI_F_PARAMS && i == u->param_sel;
+		const int sel = focused && i == u->param_sel, y = r.y + 1 + i - first;
 		ui_param_text(u, i, v, sizeof(v));
 		ui_param_name(u, i, name, sizeof(name));
 		snprintf(line, sizeof(line), " %-14.14s %s", name, v);
 		if (sel)
-			fill(r.y + 1 + i, r.x, r.w, ui_theme_attr(UE_SELECTED));
-		put(r.y + 1 + i, r.x, r.w, line, ui_theme_attr(sel ? UE_SELECTED : UE_NORMAL));
+			fill(y, r.x, r.w, ui_theme_attr(UE_SELECTED));
+		put(y, r.x, r.w, line, ui_theme_attr(sel ? UE_SELECTED : UE_NORMAL));
 	}
 }
 

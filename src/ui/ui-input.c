@@ -513,10 +513,17 @@ ui_input_read(struct ui *u)
 				res |= UI_KH_REDRAW;
 				continue;
 			}
-			if (r2 == KEY_CODE_YES)
-				res |= ui_keys_handle(u, 1, next);
-			else
+			if (r2 == KEY_CODE_YES && next == KEY_RESIZE) {
+				/* A resize that came right after Esc: both (the Esc was
+				 * lost, and with it a stop or a box closed). */
 				res |= ui_keys_handle(u, 0, 27);
+				if (!(res & UI_KH_QUIT))
+					res |= ui_keys_handle(u, 1, next);
+			} else if (r2 == KEY_CODE_YES) {
+				res |= ui_keys_handle(u, 1, next);
+			} else {
+				res |= ui_keys_handle(u, 0, 27);
+			}
 			continue;
 		}
 		res |= ui_keys_handle(u, r == KEY_CODE_YES, ch);

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -62,7 +63,9 @@ next_top_k(struct ui *u, const struct row *r, const struct sampler_params *p, in
 {
 	(void)u;
 	(void)r;
-	snprintf(val, n, "%d", p->top_k + dir < 0 ? 0 : p->top_k + dir * (p->top_k >= 20 ? 5 : 1));
+	/* In long long: a step up from near INT_MAX overflowed (the /set refused it). */
+	long long k = (long long)p->top_k + dir * (p->top_k >= 20 ? 5 : 1);
+	snprintf(val, n, "%lld", k < 0 ? 0 : k > INT_MAX ? INT_MAX : k);
 	return 1;
 }
 
@@ -77,9 +80,9 @@ show_max_tokens(struct ui *u, const struct row *r, const struct sampler_params *
 static int
 next_max_tokens(struct ui *u, const struct row *r, const struct sampler_params *p, int dir, char *val, size_t n)
 {
-	int mt = chat_max_tokens(u->c) + (int)r->step * dir;
+	long long mt = (long long)chat_max_tokens(u->c) + (long long)r->step * dir;
 	(void)p;
-	snprintf(val, n, "%d", mt < 0 ? 0 : mt);
+	snprintf(val, n, "%lld", mt < 0 ? 0 : mt > INT_MAX ? INT_MAX : mt);
 	return 1;
 }
 

@@ -182,10 +182,11 @@ ui_screen_layout(struct ui *u, int rows, int cols, int input_h)
 	if (input_h < 1)
 		input_h = 1;
 	body_h = rows - input_h - 1;
-	side = cols >= SIDE_MIN_COLS ? SIDE_W : 0;
+	/* Side panes too short to draw (under 4 rows) leave their width to the conversation. */
+	side = cols >= SIDE_MIN_COLS && body_h >= 4 ? SIDE_W : 0;
 	/* The conversation needs its title row and one of text. */
 	l->conv = rect(0, 0, body_h >= 2 ? body_h : 0, cols - side);
-	if (side && body_h >= 4) {
+	if (side) {
 		int rows_p = ui_param_rows(u);
 		int ph = rows_p + 1 < body_h / 2 ? rows_p + 1 : body_h / 2;
 		l->params = rect(0, cols - side + 1, ph, side - 1);

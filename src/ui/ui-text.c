@@ -10,6 +10,44 @@
 #include "llm/unicode.h"
 #include "ui/ui.h"
 
+/* Whether the 3 bytes at P are a zero-width joiner or space, a direction
+ * mark, embedding, override or isolate, a word joiner or invisible
+ * operator, or a BOM (U+200B-200F, U+202A-202E, U+2060-2064, U+2066-2069,
+ * U+FEFF). */
+static int
+invisible_at(const unsigned char *p)
+{
+	if (p[0] == 0xe2 && p[1] == 0x80)
+		return (p[2] >= 0x8b && p[2] <= 0x8f) || (p[2] >= 0xaa && p[2] <= 0xae);
+	if (p[0] == 0xe2 && p[1] == 0x81)
+		return (p[2] >= 0xa0 && p[2] <= 0xa4) || (p[2] >= 0xa6 && p[2] <= 0xa9);
+	return p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf;
+}
+
+/*
+ * Drops from valid UTF-8 S[0..N) the characters of no width that only
+ * change how others are drawn, in place; returns the new length.
+ * Terminals disagree on them: a joined emoji (three and two joiners,
+ * measured 6 columns) is drawn in 2 by some, in 6 by others, and the
+ * screen's cells and curses' then part; direction overrides reorder text
+ * on some.  Without them every terminal draws what was measured.  No
+ * width changes: each is measured 0.
+ */
+static size_t
+drop_invisible(char *s, size_t n)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n;) {
+		if (i + 3 <= n && invisible_at((const unsigned char *)s + i)) {
+			i += 3;
+			continue;
+		}
+		s[o++] = s[i++];
+	}
+	return o;
+}
+
 char *
 ui_text_clean(const char *text, size_t len)
 {
@@ -19,6 +57,7 @@ ui_text_clean(const char *text, size_t len)
 	if (!out)
 		return NULL;
 	n = text_sanitize(text, len, out, cap - 1, &used, 1);
+	n = drop_invisible(out, n);
 	out[n] = 0;
 	/* Each tab becomes the 4 spaces its width counts: curses would move
 	 * a tab to its own 8-column stops, past what the layout measured and

@@ -2,11 +2,14 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <curses.h>
 
@@ -74,7 +77,11 @@ parse(const char *text, char *err, size_t errlen)
 		size_t n = nl ? (size_t)(nl - p) : strlen(p);
 
 		lineno++;
-		snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) ? n : sizeof(line) - 1), p);
+		if (n >= sizeof(line)) {
+			snprintf(err, errlen, "line %d is longer than %zu characters", lineno, sizeof(line) - 1);
+			return -1;
+		}
+		snprintf(line, sizeof(line), "%.*s", (int)n, p);
 		p += n + (nl != NULL);
 		if ((q = strchr(line, '#')))
 			*q = 0;
@@ -109,32 +116,50 @@ parse(const char *text, char *err, size_t errlen)
 	return 0;
 }
 
+/* The theme file at PATH, or NULL: WHY is "" when there is none, else
+ * says what is wrong with the file there.  Only a regular file under 64
+ * KiB is read (opened without blocking: a FIFO would wait for a writer
+ * that never comes, on a terminal in raw mode). */
 static char *
-slurp(const char *path)
+slurp(const char *path, char *why, size_t whylen)
 {
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-	if (!f)
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	ssize_t r = 0;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	why[0] = 0;
+	if (fd < 0) {
+		if (errno != ENOENT && errno != ENOTDIR)
+			snprintf(why, whylen, "%s: %s", path, strerror(errno));
 		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = n >= 0 && n < 65536 ? malloc(n + 1) : NULL;
-	if (buf && fread(buf, 1, n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
 	}
-	fclose(f);
-	if (buf)
-		buf[n] = 0;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		snprintf(why, whylen, "%s: not a regular file", path);
+	else if (st.st_size >= 65536)
+		snprintf(why, whylen, "%s: larger than 64 KiB", path);
+	else if (!(buf = malloc((size_t)st.st_size + 1)))
+		snprintf(why, whylen, "out of memory");
+	while (buf && got < (size_t)st.st_size && (r = read(fd, buf + got, (size_t)st.st_size - got)) > 0)
+		got += (size_t)r;
+	if (buf && r < 0)
+		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+	else if (buf && memchr(buf, 0, got))
+		snprintf(why, whylen, "%s: holds a NUL byte (not a text file)", path);
+	close(fd);
+	if (why[0]) {
+		free(buf);
+		return NULL;
+	}
+	buf[got] = 0;
 	return buf;
 }
 
 /* Finds NAME: a path, or NAME.theme in the user's, the installed and the
- * build tree's themes folders. */
+ * build tree's themes folders; the first file there is the one read. */
 static char *
-find_theme(const char *name)
+find_theme(const char *name, char *why, size_t whylen)
 {
 	char path[PATH_MAX + 64], exe[PATH_MAX];
 	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
@@ -142,15 +167,15 @@ find_theme(const char *name)
 	ssize_t n;
 
 	if (strchr(name, '/'))
-		return slurp(name);
+		return slurp(name, why, whylen);
 	if (xdg && *xdg)
 		snprintf(path, sizeof(path), "%s/natter/themes/%s.theme", xdg, name);
 	else
 		snprintf(path, sizeof(path), "%s/.config/natter/themes/%s.theme", home ? home : "", name);
-	if ((t = slurp(path)))
+	if ((t = slurp(path, why, whylen)) || why[0])
 		return t;
 	snprintf(path, sizeof(path), "%s/themes/%s.theme", NATTER_DATADIR, name);
-	if ((t = slurp(path)))
+	if ((t = slurp(path, why, whylen)) || why[0])
 		return t;
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
@@ -159,16 +184,16 @@ find_theme(const char *name)
 		if (slash) {
 			*slash = 0;
 			snprintf(path, sizeof(path), "%s/themes/%s.theme", exe, name);
-			if ((t = slurp(path)))
+			if ((t = slurp(path, why, whylen)) || why[0])
 				return t;
 			snprintf(path, sizeof(path), "%s/../themes/%s.theme", exe, name);
-			if ((t = slurp(path)))
+			if ((t = slurp(path, why, whylen)) || why[0])
 				return t;
 		}
 	}
 	if (getenv("NATTER_SRCDIR")) {
 		snprintf(path, sizeof(path), "%s/themes/%s.theme", getenv("NATTER_SRCDIR"), name);
-		if ((t = slurp(path)))
+		if ((t = slurp(path, why, whylen)) || why[0])
 			return t;
 	}
 	return NULL;
@@ -182,8 +207,12 @@ ui_theme_load(const char *name, char *err, size_t errlen)
 
 	parse(default_theme, perr, sizeof(perr));
 	if (name && strcmp(name, "default")) {
-		char *text = find_theme(name);
-		if (!text) {
+		char why[PATH_MAX + 128];
+		char *text = find_theme(name, why, sizeof(why));
+		if (!text && why[0]) {
+			snprintf(err, errlen, "theme '%s': %s; using the default", name, why);
+			rc = -1;
+		} else if (!text) {
 			snprintf(err, errlen, "theme '%s' not found (looked in ~/.config/natter/themes, %s/themes "
 			    "and next to natter); using the default", name, NATTER_DATADIR);
 			rc = -1;

@@ -40,8 +40,9 @@ struct ui_line {
 };
 
 /* Sanitizes untrusted TEXT for display (controls made visible, invalid
- * UTF-8 replaced, each tab 4 spaces); returns a new string (caller
- * frees), NULL if out of memory. */
+ * UTF-8 replaced, each tab 4 spaces, joiners, zero-width spaces and
+ * direction marks left out); returns a new string (caller frees), NULL if
+ * out of memory. */
 char *ui_text_clean(const char *text, size_t len);
 /* Display width of S[0..N) (wide CJK and emoji count 2). */
 int ui_text_width(const char *s, size_t n);
@@ -311,9 +312,10 @@ int ui_conv_edit(struct ui *u, const char *text);
 
 /* Draws the whole screen from the model and puts the cursor where it belongs. */
 void ui_draw(struct ui *u);
-/* Writes S at (Y, X), clipped to MAXW columns and the screen; fills W
+/* Writes S (put_n: S[0..N)) at (Y, X), clipped to MAXW columns and the screen; fills W
  * columns with spaces.  For the views drawn outside ui-draw.c. */
 void ui_draw_put(int y, int x, int maxw, const char *s, int attr);
+void ui_draw_put_n(int y, int x, int maxw, const char *s, size_t n, int attr);
 void ui_draw_fill(int y, int x, int w, int attr);
 /* The loading screen: NAME and a bar at FRAC (0..1). */
 void ui_draw_loading(const char *name, double frac);

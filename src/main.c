@@ -98,8 +98,8 @@ static const char usage_text[] =
 "\n"
 "--lora FILE[:SCALE] and --exact-act work with generate, eval, bench, perplexity, eval-choice,\n"
 "serve.\n"
-"Run 'natter COMMAND --help' for a command's options.  The database is\n"
-"$NATTER_DB, else $XDG_DATA_HOME/natter/natter.db; --db FILE chooses another.\n"
+"Run 'natter COMMAND --help' or 'natter help COMMAND' for a command's options.  The\n"
+"database is $NATTER_DB, else $XDG_DATA_HOME/natter/natter.db; --db FILE chooses another.\n"
 "  -h, --help                      show this help\n"
 "  -V, --version                   show the version\n"
 "";
@@ -303,6 +303,20 @@ main(int argc, char **argv)
 	}
 	if (argc < 2)
 		return cmd_ui(argc, argv);   /* the model from the models folder */
+	if (strcmp(argv[1], "help") == 0 && argc > 2) {
+		/* natter help COMMAND: that command's --help. */
+		static char help_opt[] = "--help";
+		char *hv[3] = { argv[2], help_opt, NULL };
+		if (argc > 3) {
+			cli_error("help: unexpected argument '%s' (natter help COMMAND)", argv[3]);
+			return 2;
+		}
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+			if (strcmp(argv[2], cmds[i].name) == 0)
+				return stdout_checked(cmds[i].fn(2, hv));
+		cli_error("help: unknown command '%s' (see natter --help)", argv[2]);
+		return 2;
+	}
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
 		fputs(usage_text, stdout);
 		return stdout_checked(0);

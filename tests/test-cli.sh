@@ -112,6 +112,28 @@ check "generate same seed, same text" "$a" "$b"
 long=$(head -c 3000 /dev/zero | tr '\0' 'a')
 "$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "$long" -n 4 2>"$tmp/err"; check "prompt longer than context status" 1 $?
 grep -q "more than the context" "$tmp/err" && ok || bad "long prompt message: $(cat "$tmp/err")"
+# info --cpu and --architectures stand alone: a model given with them is refused, not dropped.
+for o in --cpu --architectures; do
+	"$NATTER_BIN" info -m "$M" $o > /dev/null 2> "$tmp/err"; check "info -m M $o status" 2 $?
+	grep -q "info: $o takes nothing else (natter info $o)" "$tmp/err" && ok || bad "info -m M $o: $(cat "$tmp/err")"
+done
+# models: the options of one list are refused with the other.
+"$NATTER_BIN" models --api-key-env KEY > /dev/null 2> "$tmp/err"; check "models --api-key-env status" 2 $?
+grep -q "models: --api-key-env is for a server's models (--remote URL)" "$tmp/err" && ok ||
+	bad "models --api-key-env: $(cat "$tmp/err")"
+"$NATTER_BIN" models --remote http://127.0.0.1:9 --dir /tmp > /dev/null 2> "$tmp/err"; check "models --remote --dir status" 2 $?
+grep -q "models: --dir is for the models folder, not with --remote" "$tmp/err" && ok ||
+	bad "models --remote --dir: $(cat "$tmp/err")"
+# generate reads special tokens written in the prompt as those tokens (as
+# llama.cpp's completion does), and does not double the model's BOS.
+ntok() { "$NATTER_BIN" generate -m "$1" -p "$2" -n 0 --stats 2>&1 >/dev/null | sed -n 's/.*prompt \([0-9]*\) tokens.*/\1/p'; }
+# (The fixtures' vocabulary has <s> and </s>: "Hello" is BOS and 5 tokens.)
+check "generate: a written </s> is one token" 7 "$(ntok "$F/models/tiny-llama-q8_0.gguf" "Hello</s>")"
+check "generate: a written BOS is not doubled" 6 "$(ntok "$F/models/tiny-llama-q8_0.gguf" "<s>Hello")"
+# natter help COMMAND is that command's --help.
+check "natter help generate" "$("$NATTER_BIN" generate --help 2>&1)" "$("$NATTER_BIN" help generate 2>&1)"
+"$NATTER_BIN" help nosuch > /dev/null 2> "$tmp/err"; check "natter help nosuch status" 2 $?
+grep -q "help: unknown command 'nosuch'" "$tmp/err" && ok || bad "natter help nosuch: $(cat "$tmp/err")"
 # A prompt of exactly the context (9 tokens: BOS and 8) fits: its logits give one token.
 check "a prompt filling the context" "ri" \
 	"$("$NATTER_BIN" generate -m "$F/models/aidreams260K-f32.gguf" -p "I dreamed that" -c 9 -n 5 --temp 0 2>"$tmp/err")"

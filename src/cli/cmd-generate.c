@@ -152,9 +152,17 @@ cmd_generate(int argc, char **argv)
 		}
 		if (cli_lora_attach(&eng.lora, m, ctx) < 0)
 			goto out;
-		if (tok_encode(v, text, text_len, tok_add_bos(v), 0, &ids) < 0) {
+		/* Special tokens written in the prompt are those tokens, as
+		 * llama.cpp's completion reads them (and serve's /v1/completions):
+		 * a prompt rendered by natter template works as it reads.  Its own
+		 * BOS is not doubled. */
+		if (tok_encode(v, text, text_len, tok_add_bos(v), 1, &ids) < 0) {
 			cli_error("out of memory");
 			goto out;
+		}
+		if (tok_add_bos(v) && ids.n >= 2 && ids.ids[0] == tok_bos(v) && ids.ids[1] == tok_bos(v)) {
+			memmove(ids.ids, ids.ids + 1, (ids.n - 1) * sizeof(ids.ids[0]));
+			ids.n--;
 		}
 		if (ids.n == 0) {
 			cli_error("generate: the prompt is empty and the model has no BOS token");

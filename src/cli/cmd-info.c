@@ -302,7 +302,7 @@ cmd_info(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
-	int show_kv = 0, show_tensors = 0, c;
+	int show_kv = 0, show_tensors = 0, archs = 0, cpu = 0, c;
 	struct gguf_file *f;
 	struct tok_vocab *vocab = NULL;
 	char err[512], *arch, *name, *tmpl;
@@ -316,10 +316,8 @@ cmd_info(int argc, char **argv)
 		case 'm': path = optarg; break;
 		case 'k': show_kv = 1; break;
 		case 't': show_tensors = 1; break;
-		case 'a':
-			print_architectures();
-			return 0;
-		case 'c': return info_cpu();
+		case 'a': archs = 1; break;
+		case 'c': cpu = 1; break;
 		case 'h':
 			printf("usage: natter info -m FILE [--kv] [--tensors]\n"
 			    "       natter info --architectures\n"
@@ -328,6 +326,18 @@ cmd_info(int argc, char **argv)
 		default:
 			return 2;
 		}
+	}
+	if (archs || cpu) {
+		/* Each stands alone: a model given with it was dropped without a word. */
+		if (archs + cpu > 1 || path || optind < argc || show_kv || show_tensors) {
+			cli_error("info: %s takes nothing else (natter info %s)", cpu ? "--cpu" : "--architectures",
+			    cpu ? "--cpu" : "--architectures");
+			return 2;
+		}
+		if (cpu)
+			return info_cpu();
+		print_architectures();
+		return 0;
 	}
 	if (!path && optind < argc)
 		path = argv[optind++];

@@ -228,6 +228,16 @@ cmd_models(int argc, char **argv)
 	}
 	if (cli_no_more_args("models", argc, argv, optind) < 0)
 		return 2;
+	/* Each option is for one of the two lists: given to the other, it was dropped without a word. */
+	if (!args.remote && (args.api_key_env || args.connect_timeout_s || args.read_timeout_s)) {
+		cli_error("models: %s is for a server's models (--remote URL)", args.api_key_env ? "--api-key-env" :
+		    args.connect_timeout_s ? "--connect-timeout" : "--read-timeout");
+		return 2;
+	}
+	if (args.remote && (dir || db)) {
+		cli_error("models: %s is for the models folder, not with --remote", dir ? "--dir" : "--db");
+		return 2;
+	}
 	if (args.remote)
 		return list_remote(&args);
 	if (!dir && !(dir = hub_models_dir(dirbuf, sizeof(dirbuf)))) {

@@ -433,6 +433,38 @@ grep -q "reply: 8 tokens" "$tmp/chat.out" && ok || bad "chat /stats after /regen
 grep -q "system prompt set" "$tmp/chat.out" && ok || bad "chat /system"
 grep -q "top-p must be" "$tmp/chat.err" && ok || bad "chat /set with a bad value: $(cat "$tmp/chat.err")"
 grep -q "unknown command /nonsense" "$tmp/chat.err" && ok || bad "chat unknown command"
+# An /ab is done once: the message after it gets its own reply (every later
+# message was taken as another B, and went unanswered).
+printf 'hello\n/ab\nhow are you\n' | "$NATTER_BIN" chat -m "$M" --plain --db "$tmp/ab1.db" -n 6 --seed 1 \
+	> /dev/null 2> "$tmp/err"
+check "a message after /ab is answered" 1 "$(sqlite3 "$tmp/ab1.db" "SELECT count(*) FROM messages r JOIN messages u
+	ON r.parent_id = u.id WHERE u.content = 'how are you' AND r.role = 'assistant'")"
+grep -q "no reply to regenerate" "$tmp/err" && bad "a message after /ab: $(cat "$tmp/err")" || ok
+# While two replies wait for a pick, /rate is refused; a /regen ends the comparison.
+printf 'hello\n/ab\n/rate up\n/regen\n/pick b\n' | "$NATTER_BIN" chat -m "$M" --plain --db "$tmp/ab2.db" -n 6 \
+	--seed 1 > /dev/null 2> "$tmp/err"
+grep -q "pick first (/pick a, b or tie); then /rate rates the chosen reply" "$tmp/err" && ok ||
+	bad "/rate during an A/B: $(cat "$tmp/err")"
+grep -q "/pick: there is no A/B comparison" "$tmp/err" && ok || bad "/pick after /regen: $(cat "$tmp/err")"
+check "nothing rated or picked" "0|0" "$(sqlite3 "$tmp/ab2.db" "SELECT (SELECT count(*) FROM ratings),
+	(SELECT count(*) FROM preferences)")"
+# /stats's figures are the last reply made (B), and so is the generation it
+# names, after /pick chose A; after /new there are none.
+printf 'hello\n/ab\n/pick a\n/stats\n/new\n/stats\n' | "$NATTER_BIN" chat -m "$M" --plain --db "$tmp/ab3.db" -n 6 \
+	--seed 1 > "$tmp/out" 2> "$tmp/err"
+grep -q "^stored as generation 2 of conversation 1$" "$tmp/out" && ok || bad "/stats after /pick a: $(cat "$tmp/out")"
+check "/stats after /new" "no reply yet" "$(tail -n 1 "$tmp/out")"
+# "//" starts a message that starts with "/".
+printf '//usr/bin is what?\n' | "$NATTER_BIN" chat -m "$M" --plain --db "$tmp/slash.db" -n 2 > /dev/null 2> "$tmp/err"
+check "a message starting with /" "/usr/bin is what?" "$(sqlite3 "$tmp/slash.db" "SELECT content FROM messages WHERE role = 'user'")"
+# Windows line ends; /set with a word too many; a comment's leading blanks.
+printf 'hello\r\n/set temp 0.5 junk\r\n/set top_k 7\r\n/rate up    nice one\r\n/quit\r\n' |
+	"$NATTER_BIN" chat -m "$M" --plain --db "$tmp/crlf.db" -n 4 > "$tmp/out" 2> "$tmp/err"
+grep -q "/set: one value for temp, and then 'junk'" "$tmp/err" && ok || bad "/set with a word too many: $(cat "$tmp/err")"
+grep -q "^top_k = 7$" "$tmp/out" "$tmp/err" && ok || bad "/set after a CR LF: $(cat "$tmp/out" "$tmp/err")"
+grep -q "unknown command" "$tmp/err" && bad "CR LF: $(cat "$tmp/err")" || ok
+check "the comment without its leading blanks" "nice one" "$(sqlite3 "$tmp/crlf.db" "SELECT comment FROM ratings")"
+check "the message without its CR" "hello" "$(sqlite3 "$tmp/crlf.db" "SELECT content FROM messages WHERE role = 'user'")"
 long=$(head -c 4000 /dev/zero | tr '\0' 'x')
 printf '%s\nshort one\n/stats\n' "$long" | "$NATTER_BIN" chat -m "$M" --plain -n 4 > "$tmp/chat.out" 2> "$tmp/chat.err"
 check "chat with a too-long message status" 0 $?

@@ -123,6 +123,23 @@ grep -q -- "the checkpoint $tmp/n3.ckpt.gguf exists and is not a natter checkpoi
 ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatml --ctx 20 --steps 1 2>"$tmp/err"
 grep -q "finetune-sft.jsonl:1: skipped: no reply token is left within 20 tokens" "$tmp/err" && ok ||
 	bad "cut examples are named: $(cat "$tmp/err")"
+# A prompt that renders as nothing: one BOS, then the reply (a second BOS was
+# learned as its first token).  aidreams: "hello world" is BOS and 8 tokens.
+printf '{%% for m in messages %%}{{ m.content }}{%% endfor %%}' > "$tmp/raw.jinja"
+echo '{"messages":[{"role":"assistant","content":"hello world"}]}' > "$tmp/alone.jsonl"
+check "the tokens of 'hello world'" 9 "$("$NATTER_BIN" tokenize -m "$M" "hello world" | wc -w)"
+ft -m "$M" -o "$tmp/alone.gguf" --data "$tmp/alone.jsonl" --chat-template "$tmp/raw.jinja" --steps 1 2>"$tmp/err"
+grep -q "1 examples (9 tokens;" "$tmp/err" && ok || bad "a reply with an empty prompt: $(cat "$tmp/err")"
+rm -f "$tmp/alone.gguf"
+# A KTO label that is not true or false is refused (0 was learned as a good reply).
+echo '{"prompt":"hi","completion":"bad reply","label":0}' > "$tmp/label.jsonl"
+ft -m "$M" -o "$tmp/label.gguf" --data "$tmp/label.jsonl" --chat-template chatml --steps 1 2>"$tmp/err"
+check "label 0 status" 1 $?
+grep -q "label.jsonl:1: \"label\" is not true or false" "$tmp/err" && ok || bad "label 0: $(cat "$tmp/err")"
+# --all-turns reads --data files only: from the history, only rated replies are learned.
+ft -m "$M" -o "$tmp/allt.gguf" --db "$tmp/none.db" --all-turns --steps 1 2>"$tmp/err"
+check "--all-turns with the history status" 2 $?
+grep -q "finetune: --all-turns is for --data files" "$tmp/err" && ok || bad "--all-turns --db: $(cat "$tmp/err")"
 # A reply the template renders as nothing is skipped as such, not as too long for --ctx.
 printf '{%% for m in messages %%}{{ m.role }}: {{ m.content }}{%% endfor %%}{%% if add_generation_prompt %%}assistant: {%% endif %%}' > "$tmp/bare.jinja"
 echo '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":""}]}' > "$tmp/empty.jsonl"
@@ -228,7 +245,7 @@ grep -q 'general.type = "adapter"' "$tmp/info" && grep -q 'adapter.lora.alpha = 
 # What produced it: the base model (its general.name and file) and the training options.
 grep -q 'general.base_model.count = 1$' "$tmp/info" && grep -q 'general.base_model.0.name = "llama"$' "$tmp/info" &&
 	grep -q 'natter.base_model.file = "aidreams260K-f32.gguf"$' "$tmp/info" &&
-	grep -q 'natter.training.config = "model=aidreams260K-f32.gguf [0-9]* bytes\\ntemplate=chatml' "$tmp/info" && ok ||
+	grep -Eq 'natter.training.config = "model=aidreams260K-f32.gguf [0-9]+ bytes, sha256 [0-9a-f]{10}' "$tmp/info" && ok ||
 	bad "adapter provenance: $(cat "$tmp/info")"
 
 # Ctrl-C once step 5 is in the log: a checkpoint and a clean exit; --resume finishes the
@@ -258,6 +275,16 @@ ft $small -o "$tmp/a.gguf" --save-every 4 >/dev/null 2>&1; check "--save-every s
 ft $small -o "$tmp/a.gguf" --resume "$tmp/a.ckpt.gguf" -o "$tmp/b.gguf" 2>"$tmp/err" >/dev/null
 grep -q "at step 8 of 10" "$tmp/err" && cmp -s "$tmp/a.gguf" "$tmp/b.gguf" && ok ||
 	bad "resumed from --save-every: $(cat "$tmp/err")"
+# A checkpoint resumed on another model of the same file name and size (an F16
+# and a BF16 file of one shape) is refused: the model is known by its bytes.
+mkdir -p "$tmp/q1" "$tmp/q2"
+cp "$F/models/tiny-qwen2-f16.gguf" "$tmp/q1/m.gguf"; cp "$F/models/tiny-qwen2-bf16.gguf" "$tmp/q2/m.gguf"
+check "two models of one size" "$(wc -c < "$tmp/q1/m.gguf")" "$(wc -c < "$tmp/q2/m.gguf")"
+qs="--data $D/finetune-sft.jsonl --chat-template chatml --steps 4 -t 1"
+ft -m "$tmp/q1/m.gguf" $qs -o "$tmp/q.gguf" --save-every 2 >/dev/null 2>&1; check "--save-every on q1 status" 0 $?
+ft -m "$tmp/q2/m.gguf" $qs -o "$tmp/q2.gguf" --resume "$tmp/q.ckpt.gguf" >/dev/null 2>"$tmp/err"
+check "resume on another model of one size status" 1 $?
+grep -q "was made with 'model=m.gguf [0-9]* bytes, sha256 " "$tmp/err" && ok || bad "resume on another model: $(cat "$tmp/err")"
 ft $small -o "$tmp/c.gguf" --recompute >/dev/null 2>&1
 cmp -s "$tmp/a.gguf" "$tmp/c.gguf" && ok || bad "--recompute changes the adapter"
 ft -m "$M" --data "$D/finetune-dpo.jsonl" --method dpo --chat-template chatml --batch 4 --steps 30 --lr 5e-3 \

@@ -247,16 +247,17 @@ nl='
 printf '%s\n' "What is your name?" "/rate up" "/lora" "/lora taught 0.5" "/params" "What do you eat?" "/lora 1 0" \
 	"Where do you live?" "/rate up" "/lora 1 1" "Who is your friend?" "/ab" "/pick a" "/new" "Can you sing?" \
 	"/ab adapter off" "/pick tie" "/new" "What color is the sky?" "/ab" "/pick b" "/ab seed 7" "/pick a" "/ab temp 0.9" "/pick tie" \
-	"/ab top_p 0.5" "/pick tie" "/lora 3 1" \
+	"/ab top_p 0.5" "/pick tie" "/lora 1 0.001" "/lora 3 1" \
 	"/lora 1 x" > "$tmp/in"
 "$NATTER_BIN" chat -m "$M" --plain --chat-template chatml --temp 0 --seed 5 -n 24 --stop '<|im_end|>' --stop "$nl" \
 	-t 1 --db "$db" --lora "$A" < "$tmp/in" > "$tmp/out" 2>"$tmp/err"
 check "chat --plain status" 0 $?
-has "/lora lists" "$tmp/out" "1 taught.gguf: scale 1.00, $sha"
-has "/lora taught 0.5" "$tmp/out" "adapter 1 taught.gguf: scale 0.50 from the next reply, which reads the conversation again first"
+has "/lora lists" "$tmp/out" "1 taught.gguf: scale 1, $sha"
+has "/lora taught 0.5" "$tmp/out" "adapter 1 taught.gguf: scale 0.5 from the next reply, which reads the conversation again first"
 has "/params lists the adapter" "$tmp/out" "adapter 1 taught.gguf: scale 0.5"
 has "the cache is read again after a change" "$tmp/err" "adapters changed (1 of 1 on): reading the conversation again from the start"
-has "/lora 1 0" "$tmp/out" "scale 0.00 (off)"
+has "/lora 1 0" "$tmp/out" "scale 0 (off)"
+has "/lora 1 0.001: the scale as set, not rounded to 0.00" "$tmp/out" "adapter 1 taught.gguf: scale 0.001 from the next reply"
 has "/ab shows A" "$tmp/out" "A (temp 0.00, top_p 0.95, seed 5, taught x1.00):"
 has "/ab shows B" "$tmp/out" "B (temp 0.00, top_p 0.95, seed 5, taught off):"
 has "/ab seed 7" "$tmp/out" "B (temp 0.00, top_p 0.95, seed 7, taught off):"

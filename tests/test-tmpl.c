@@ -255,7 +255,7 @@ test_engine(void)
 	expect_err("{% set l = range(1000) %}{% for i in l %}{% for j in l %}{% for k in l %}{% endfor %}{% endfor %}{% endfor %}", "template");
 	expect_err("{% set ns = namespace(l=[]) %}{% for i in range(1000000) %}{% set ns.l = ns.l + [1] %}{% endfor %}", "too much memory");
 	expect("{{ none | selectattr('type', 'equalto', 'x') | list | length }}{{ none | map('upper') | list }}", "0[]");
-	expect_err("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "too deep");
+	expect_err("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "macros nest too deep");
 	expect_err("{{ 'x' * 100000000 }}", "too large");
 	expect_err("{% include 'x' %}", "unknown or misplaced tag");
 	expect_err("{{ 'abc }}", "unterminated string");
@@ -335,7 +335,7 @@ test_hostile(void)
 		expect_nested("{{ ", "[", "1", "]", 30, " }}", want);
 		free(want);
 	}
-	expect_err("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "too deep");
+	expect_err("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "macros nest too deep");
 
 	/* Values that hold themselves, or nest deeper than any message. */
 	expect_err("{% set l = [] %}{% set _ = l.append(l) %}{{ l }}", "nested too deeply");

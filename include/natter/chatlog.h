@@ -38,6 +38,8 @@ struct chatlog {
 	int64_t conv;              /* 0 until the first message */
 	int64_t last_msg;          /* the assistant message being answered or regenerated */
 	int64_t last_gen;          /* the last reply's generation (0: it was not stored) */
+	int64_t made_gen;          /* the generation the last reply made was stored as (0: none):
+	                            * /stats's figures are its, even after /pick chose another */
 	const char *template_name;
 	struct chatlog_ab ab;      /* the comparison in progress, if any */
 	const char *model_path;    /* the model file chatlog_model was given (borrowed: it outlives L) */

@@ -61,8 +61,13 @@ static int
 cmd_set(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
 {
 	char err[256], *save = NULL;
-	char *name = strtok_r(args, " \t", &save), *val = name ? strtok_r(NULL, " \t", &save) : NULL;
+	char *name = strtok_r(args, " \t\n", &save), *val = name ? strtok_r(NULL, " \t\n", &save) : NULL;
+	char *extra = val ? strtok_r(NULL, " \t\n", &save) : NULL;
 	(void)cmd;
+	if (extra) {
+		say(e, 1, "/set: one value for %s, and then '%s' (usage: /set NAME VALUE)", name, extra);
+		return -1;
+	}
 	if (chat_set_param_str(e->c, name, val, err, sizeof(err)) < 0) {
 		say(e, 1, "/set: %s", err);
 		return -1;
@@ -76,6 +81,11 @@ cmd_rate(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
 {
 	char *save = NULL, *word = strtok_r(args, " \t", &save), *comment = word ? strtok_r(NULL, "", &save) : NULL;
 	(void)cmd;
+	if (comment) {   /* the blanks after the rating are no part of the comment */
+		comment += strspn(comment, " \t");
+		if (!*comment)
+			comment = NULL;
+	}
 	return chatcmd_rate(e, word, comment) < 0 ? -1 : CHATCMD_DONE;
 }
 
@@ -103,7 +113,7 @@ cmd_lora(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
 		}
 		for (i = 0; i < n; i++) {
 			float sc = chat_adapter_scale(e->c, i);
-			say(e, 0, "%d %s: scale %.2f%s, %s", i + 1, chatcmd_adapter_name(e->c, i, name, sizeof(name)), sc,
+			say(e, 0, "%d %s: scale %g%s, %s", i + 1, chatcmd_adapter_name(e->c, i, name, sizeof(name)), sc,
 			    sc == 0.0f ? " (off)" : "", lora_sha256(chat_adapter(e->c, i))[0] ?
 			    lora_sha256(chat_adapter(e->c, i)) : "sha256 unknown");
 		}
@@ -128,7 +138,7 @@ cmd_lora(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
 		say(e, 1, "/lora: %s", err);
 		return -1;
 	}
-	say(e, 0, "adapter %d %s: scale %.2f%s from the next reply, which reads the conversation again first", i + 1,
+	say(e, 0, "adapter %d %s: scale %g%s from the next reply, which reads the conversation again first", i + 1,
 	    chatcmd_adapter_name(e->c, i, name, sizeof(name)), v, v == 0.0f ? " (off)" : "");
 	return CHATCMD_DONE;
 }
@@ -350,6 +360,11 @@ chatcmd_rate(struct chatcmd_env *e, const char *word, const char *comment)
 	 * reply before it the last one. */
 	while (i >= 0 && strcmp(chat_message_role(e->c, i), "assistant"))
 		i--;
+	/* Two replies wait for a pick: which one this rates is not for /rate to guess. */
+	if (e->log->ab.state == CHATLOG_AB_READY && e->log->ab.idx == i) {
+		say(e, 1, "pick first (/pick a, b or tie); then /rate rates the chosen reply");
+		return -1;
+	}
 	return chatcmd_rate_reply(e, i, word, comment, NULL);
 }
 

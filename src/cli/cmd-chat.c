@@ -242,6 +242,8 @@ read_input(int tty)
 			}
 			if (r > 0 && line[r - 1] == '\n')
 				line[--r] = 0;
+			if (r > 0 && line[r - 1] == '\r')
+				line[--r] = 0;   /* a file with Windows line ends */
 		}
 		n = strlen(line);
 		int cont = n > 0 && line[n - 1] == '\\';
@@ -273,7 +275,7 @@ struct plain {
 	struct chat *c;
 	struct chatlog *per;
 	const struct chat_stats *last;
-	const int *have_stats;
+	int *have_stats;
 	int regen;
 	int ab;                        /* /ab asked for reply B under V */
 	struct chatcmd_variant v;
@@ -303,6 +305,7 @@ plain_new(void *fe)
 	struct plain *p = fe;
 	chat_clear(p->c);
 	chatlog_new(p->per);
+	*p->have_stats = 0;   /* the last reply's figures are of the conversation before */
 	printf("new conversation\n");
 }
 
@@ -322,8 +325,8 @@ plain_stats(void *fe)
 		return;
 	}
 	print_stats(p->last);
-	if (p->per->last_gen)
-		printf("stored as generation %lld of conversation %lld\n", (long long)p->per->last_gen,
+	if (p->per->made_gen)
+		printf("stored as generation %lld of conversation %lld\n", (long long)p->per->made_gen,
 		    (long long)p->per->conv);
 }
 
@@ -530,6 +533,9 @@ cmd_chat(int argc, char **argv)
 		int gen = 0, regen = 0, warned = 0;
 
 		interrupted = 0;
+		/* What a command asked for is done once (an /ab went on taking
+		 * every message after it as its B). */
+		pl.regen = pl.ab = 0;
 		/* What the last turn printed is out before the next line is read
 		 * (a program reading the chat through a pipe sees it), and a
 		 * message no one could see the reply to is not read at all. */
@@ -542,16 +548,17 @@ cmd_chat(int argc, char **argv)
 			break;
 		if (tty_in && line[0])
 			add_history(line);
-		if (line[0] == '/') {
+		if (line[0] == '/' && line[1] != '/') {
 			struct chatcmd_env env = { c, &per, &plain_ops, &pl };
-			pl.regen = pl.ab = 0;
 			if (chatcmd_run(&env, line) == CHATCMD_QUIT) {
 				free(line);
 				break;
 			}
 			regen = pl.regen;
 		} else if (line[strspn(line, " \t\r\n\f\v")]) {   /* a blank line is not a message */
-			if (chat_add_user(c, line, strlen(line)) < 0) {
+			/* "//" starts a message that starts with "/". */
+			const char *msg = line + (line[0] == '/');
+			if (chat_add_user(c, msg, strlen(msg)) < 0) {
 				cli_error("out of memory");
 				free(line);
 				break;
@@ -565,12 +572,19 @@ cmd_chat(int argc, char **argv)
 		free(line);
 		if (pl.ab) {
 			/* A/B: A as it stands, then B streamed under its setting. */
-			int i = chat_n_messages(c) - 1;
+			int i = chat_n_messages(c) - 1, r;
 			printf("A (%s):\n", per.ab.label_a);
 			cli_write_text(chat_message_content(c, i), strlen(chat_message_content(c, i)), out.tty);
 			printf("\nB (%s):\n", per.ab.label_b);
 			fflush(stdout);
-			if (chat_regenerate_with(c, &pl.v.sp, pl.v.scales, NULL, NULL, &last, err, sizeof(err)) < 0) {
+			/* As a reply: Ctrl-C stops it, reasoning shown as such. */
+			chat_cancel_reset(c);
+			out.in_reasoning = 0;
+			generating = c;
+			r = chat_regenerate_with(c, &pl.v.sp, pl.v.scales, NULL, NULL, &last, err, sizeof(err));
+			generating = NULL;
+			reasoning_end(&out);
+			if (r < 0) {
 				fprintf(stderr, "error: %s\n", err);
 				chatlog_ab_cancel(&per);
 				continue;

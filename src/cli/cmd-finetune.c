@@ -71,7 +71,7 @@ static const struct ft_opt opts[] = {
 	FT("method", O_METHOD, FT_STR, method, "sft|dpo", "imitate good replies, or prefer better to worse (sft)", 0, 0),
 	FT("chat-template", O_TEMPLATE, FT_STR, tmpl, "NAME|FILE", "the template to render with (the model's, as chat)",
 	    0, 0),
-	FT("all-turns", O_ALL_TURNS, FT_FLAG, all_turns, NULL, "SFT: learn every assistant message, not only the last",
+	FT("all-turns", O_ALL_TURNS, FT_FLAG, all_turns, NULL, "SFT, --data files: learn every assistant message, not only the last",
 	    0, 0),
 	FT("rank", O_RANK, FT_INT, rank, "N", "LoRA rank (8)", 1, 4096),
 	FT("alpha", O_ALPHA, FT_NUM, alpha, "A", "LoRA alpha: the update is scaled by alpha / rank (16; 0: not scaled)",
@@ -442,7 +442,7 @@ out:
 
 /* The options a checkpoint must have been made with to be resumed: one per line. */
 static char *
-config_text(const struct ft_args *a, const struct llm_model *m, const struct tdata_tmpl *t,
+config_text(const struct ft_args *a, const struct llm_model *m, const char *model_sha, const struct tdata_tmpl *t,
 	    const struct lora_adapter *init, const struct tdata_set *set, unsigned targets, long long steps)
 {
 	char *buf = malloc(4096), pairs[64];
@@ -457,10 +457,10 @@ config_text(const struct ft_args *a, const struct llm_model *m, const struct tda
 	else
 		snprintf(pairs, sizeof(pairs), "targets=%#x\nrank=%d\nalpha=%.9g", targets, a->rank, a->alpha);
 	snprintf(buf, 4096,
-	    "model=%s %zu bytes\ntemplate=%s\nmethod=%s\ndata=%d examples, fingerprint %016llx\nctx=%d\nall_turns=%d\n"
+	    "model=%s %zu bytes, sha256 %s\ntemplate=%s\nmethod=%s\ndata=%d examples, fingerprint %016llx\nctx=%d\nall_turns=%d\n"
 	    "init=%s\n%s\ndropout=%.9g\nlr=%.9g\nlr_min=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
 	    "weight_decay=%.9g\nwarmup=%d\nbatch=%d\ngrad_accum=%d\nsteps=%lld\nbeta=%.9g\nseed=%lld\n",
-	    base ? base + 1 : mp, llm_model_gguf(m)->size, tdata_tmpl_name(t), a->method, set->n,
+	    base ? base + 1 : mp, llm_model_gguf(m)->size, model_sha, tdata_tmpl_name(t), a->method, set->n,
 	    (unsigned long long)tdata_set_fingerprint(set), a->ctx, a->all_turns, init ? lora_sha256(init) : "none",
 	    pairs, a->dropout, a->lr, a->lr_min, a->beta1, a->beta2,
 	    a->weight_decay, a->warmup, a->batch, a->grad_accum, steps, a->beta, a->seed);
@@ -598,7 +598,7 @@ cmd_finetune(int argc, char **argv)
 	struct tloop *loop = NULL;
 	struct run r = { 0 };
 	struct sigaction sa, old_sa;
-	char err[1024], *ckpt = NULL, *config = NULL, name[256];
+	char err[1024], *ckpt = NULL, *config = NULL, name[256], model_sha[65];
 	unsigned targets = TMODEL_ALL_LINEAR;
 	enum tdata_method method;
 	enum ggml_type otype;
@@ -625,6 +625,13 @@ cmd_finetune(int argc, char **argv)
 		return 2;
 	if (a.data.n && a.db) {
 		cli_error("finetune: --data and --db exclude each other");
+		return 2;
+	}
+	/* From the history only rated replies are learned; the turns before
+	 * one are its prompt (unrated, or rated worse). */
+	if (a.all_turns && !a.data.n) {
+		cli_error("finetune: --all-turns is for --data files: from the history only the replies rated "
+		    "--min-rating or better are learned");
 		return 2;
 	}
 	if (a.steps && a.epochs) {
@@ -736,7 +743,13 @@ cmd_finetune(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (!(config = config_text(&a, m, t, init, &set, targets, steps))) {
+	/* The model by its bytes: a name and a size are the same for an F16 and a
+	 * BF16 file of one shape, or two fine-tunes of one model. */
+	if (sha256_file(a.model, model_sha, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		goto out;
+	}
+	if (!(config = config_text(&a, m, model_sha, t, init, &set, targets, steps))) {
 		cli_error("out of memory");
 		goto out;
 	}

@@ -30,7 +30,9 @@
 #define TMPL_MAX_STEPS 5000000L
 #define TMPL_MAX_OUTPUT (32u << 20)
 #define TMPL_MAX_ARENA ((size_t)256 << 20)
-#define TMPL_MAX_DEPTH 200
+/* Macro calls in progress: each takes about 4 of the TMPL_MAX_NEST levels
+ * below, so past 64 that limit would answer first, in its own words. */
+#define TMPL_MAX_DEPTH 50
 #define TMPL_MAX_RANGE 1000000
 /* How deep the parser, the evaluator and the walks over values (printing,
  * comparing) may recurse.  Real templates nest less than 20; the bounds keep

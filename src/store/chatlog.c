@@ -156,7 +156,7 @@ conv_leave(struct chatlog *l, struct chat *c)
 			chat_set_alt_tag(c, i, k, 0);
 	}
 	l->moved_from = l->conv;
-	l->conv = l->last_msg = l->last_gen = 0;
+	l->conv = l->last_msg = l->last_gen = l->made_gen = 0;
 	l->system_unsaved = 0;   /* the next conversation is made with it */
 	l->ab.state = CHATLOG_AB_NONE;
 }
@@ -340,7 +340,7 @@ reply_save(struct chatlog *l, struct chat *c, int i, const struct chat_stats *st
 	chat_set_message_tag(c, i, msg);
 	chat_set_alt_tag(c, i, k, gen);
 	l->last_msg = msg;
-	l->last_gen = gen;
+	l->last_gen = l->made_gen = gen;
 	return 0;
 }
 
@@ -352,10 +352,14 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
 	if (i >= 0 && l->ab.state == CHATLOG_AB_RUNNING && i == l->ab.idx && chat_alt_index(c, i) != l->ab.alt_a) {
 		l->ab.alt_b = chat_alt_index(c, i);
 		l->ab.state = CHATLOG_AB_READY;
+	} else if (i >= 0 && l->ab.state == CHATLOG_AB_READY && i == l->ab.idx) {
+		/* Another reply to the message (a /regen) ends the comparison:
+		 * a pick would choose a reply no longer shown. */
+		l->ab.state = CHATLOG_AB_NONE;
 	}
 	if (!l->s || i < 0)
 		return 0;
-	l->last_gen = 0;   /* until this reply is stored: /stats must not name the one before */
+	l->last_gen = l->made_gen = 0;   /* until this reply is stored: /stats must not name the one before */
 	system_again(l, c);
 	if (reply_save(l, c, i, st) == 0)
 		return 0;
@@ -382,7 +386,7 @@ chatlog_system(struct chatlog *l, struct chat *c)
 void
 chatlog_new(struct chatlog *l)
 {
-	l->conv = l->last_msg = l->last_gen = 0;
+	l->conv = l->last_msg = l->last_gen = l->made_gen = 0;
 	l->system_unsaved = 0;
 	l->ab.state = CHATLOG_AB_NONE;
 }

@@ -195,8 +195,11 @@ encode_seg(const struct tdata_tmpl *t, const char *text, const struct seg *s, st
 	unsigned flags = TOK_ENC_SPECIAL;
 	int scoring = s->turn;
 
+	/* The text's start (BOS, and SentencePiece's leading space) once: a
+	 * prompt that renders as nothing leaves the reply at the start too,
+	 * which got a second BOS, learned as the reply's first token. */
 	if (s->start == 0)
-		flags |= wants_bos(t, text) ? TOK_ENC_BOS : 0;
+		flags |= ids->n == 0 && wants_bos(t, text) ? TOK_ENC_BOS : 0;
 	else
 		flags |= TOK_ENC_CONTINUE;
 	if (s->end > s->start || s->start == 0) {
@@ -551,7 +554,12 @@ read_line(struct tdata_set *s, const struct tdata_tmpl *t, const cJSON *o, struc
 				goto bad;
 			conv_settle(&c[0], s->all_turns);
 		} else if (pr && co) {
-			if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(o, "label"))) {
+			const cJSON *label = cJSON_GetObjectItemCaseSensitive(o, "label");
+			if (label && !cJSON_IsBool(label)) {
+				why = "\"label\" is not true or false";   /* 0 was trained as a good reply */
+				goto bad;
+			}
+			if (cJSON_IsFalse(label)) {
 				rc = 0;   /* a reply rated bad (KTO's shape): nothing to imitate */
 				goto out;
 			}

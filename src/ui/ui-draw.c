@@ -730,8 +730,8 @@ stats_lines(struct ui *u, struct box *b)
 	}
 	if (s->n_dropped)
 		box_addf(b, "dropped %d old messages to fit the context", s->n_dropped);
-	if (u->log.last_gen)
-		box_addf(b, "stored as generation %lld of conversation %lld", (long long)u->log.last_gen,
+	if (u->log.made_gen)
+		box_addf(b, "stored as generation %lld of conversation %lld", (long long)u->log.made_gen,
 		    (long long)u->log.conv);
 }
 

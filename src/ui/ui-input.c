@@ -174,7 +174,7 @@ take_line(char *line)
 		return;
 	}
 	remember(line);
-	if (line[0] == '/') {
+	if (line[0] == '/' && line[1] != '/') {
 		/* A command that failed (a typo, a value refused, a reply
 		 * running) stays in the line to be corrected, as a message not
 		 * sent does; the command modifies its line, hence the copy. */
@@ -187,7 +187,7 @@ take_line(char *line)
 		else
 			restore_after(u);   /* a /set the parameters pane put in the line */
 		free(typed);
-	} else if (ui_conv_send(u, line) < 0) {
+	} else if (ui_conv_send(u, line + (line[0] == '/')) < 0) {   /* "//": a message starting with "/" */
 		keep(u, line, "");   /* not sent (a reply running, say): it stays in the line */
 	} else {
 		restore_after(u);

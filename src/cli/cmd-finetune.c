@@ -71,7 +71,8 @@ static const struct ft_opt opts[] = {
 	FT("method", O_METHOD, FT_STR, method, "sft|dpo", "imitate good replies, or prefer better to worse (sft)", 0, 0),
 	FT("chat-template", O_TEMPLATE, FT_STR, tmpl, "NAME|FILE", "the template to render with (the model's, as chat)",
 	    0, 0),
-	FT("all-turns", O_ALL_TURNS, FT_FLAG, all_turns, NULL, "SFT, --data files: learn every assistant message, not only the last",
+	FT("all-turns", O_ALL_TURNS, FT_FLAG, all_turns, NULL,
+	    "SFT, --data files: learn every assistant message, not only the last",
 	    0, 0),
 	FT("rank", O_RANK, FT_INT, rank, "N", "LoRA rank (8)", 1, 4096),
 	FT("alpha", O_ALPHA, FT_NUM, alpha, "A", "LoRA alpha: the update is scaled by alpha / rank (16; 0: not scaled)",
@@ -457,7 +458,8 @@ config_text(const struct ft_args *a, const struct llm_model *m, const char *mode
 	else
 		snprintf(pairs, sizeof(pairs), "targets=%#x\nrank=%d\nalpha=%.9g", targets, a->rank, a->alpha);
 	snprintf(buf, 4096,
-	    "model=%s %zu bytes, sha256 %s\ntemplate=%s\nmethod=%s\ndata=%d examples, fingerprint %016llx\nctx=%d\nall_turns=%d\n"
+	    "model=%s %zu bytes, sha256 %s\ntemplate=%s\nmethod=%s\ndata=%d examples, fingerprint %016llx\nctx=%d\n"
+	    "all_turns=%d\n"
 	    "init=%s\n%s\ndropout=%.9g\nlr=%.9g\nlr_min=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
 	    "weight_decay=%.9g\nwarmup=%d\nbatch=%d\ngrad_accum=%d\nsteps=%lld\nbeta=%.9g\nseed=%lld\n",
 	    base ? base + 1 : mp, llm_model_gguf(m)->size, model_sha, tdata_tmpl_name(t), a->method, set->n,

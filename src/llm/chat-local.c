@@ -262,6 +262,16 @@ local_prompt_opens(void *e, const char *open, const char *close)
 	return c->pend_text && think_prompt_opens(c->pend_text, c->pend_len, open, close);
 }
 
+/* The token mirror keeps its first N ids, as the cache does; the last
+ * prompt's end is never past them. */
+static void
+cache_keep(struct local *c, int n)
+{
+	c->cache.n = (size_t)n;
+	if (c->prompt_end > n)
+		c->prompt_end = n;
+}
+
 static int
 local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t errlen)
 {
@@ -296,7 +306,7 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 	/* A sliding-window ring may not go back that far: then it keeps
 	 * fewer positions (down to 0) and more of the prompt is evaluated. */
 	p = llm_ctx_truncate(c->ctx, p);
-	c->cache.n = p;
+	cache_keep(c, p);
 	/*
 	 * Turn boundary 1 of 2, for hybrid models (a no-op for a KV cache,
 	 * which can go back anywhere).  A recurrent state cannot step back:
@@ -322,12 +332,10 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 			 * finished for the next turn to reuse, and reply nothing. */
 			int done = llm_ctx_n_past(c->ctx);
 			if (done < p)   /* the cache went back further (a recurrent state) */
-				c->cache.n = done;
+				cache_keep(c, done);
 			for (int i = p; i < done; i++)
 				tok_ids_push(&c->cache, ids->ids[i]);
 			cache_text_set(c, NULL, 0, 0);
-			if (c->prompt_end > (int)c->cache.n)
-				c->prompt_end = (int)c->cache.n;
 			st->n_prompt = done > p ? done - p : 0;
 			st->n_reused = p;
 			st->prompt_ms = chat_now_ms() - t1;
@@ -340,9 +348,7 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 			return 0;
 		}
 		if (erc < 0) {
-			c->cache.n = llm_ctx_truncate(c->ctx, p);
-			if (c->prompt_end > (int)c->cache.n)
-				c->prompt_end = (int)c->cache.n;
+			cache_keep(c, llm_ctx_truncate(c->ctx, p));
 			cache_text_set(c, NULL, 0, 0);
 			return -1;
 		}
@@ -528,7 +534,7 @@ local_set_adapters(void *e, const float *s, int *held, char *err, size_t errlen)
 	*held = llm_ctx_n_past(c->ctx);
 	rc = llm_ctx_set_adapters(c->ctx, (const struct lora_adapter *const *)c->ad, s, c->n_ad, err, errlen);
 	if (rc == 1) {
-		c->cache.n = 0;
+		cache_keep(c, 0);
 		cache_text_set(c, NULL, 0, 0);
 	}
 	return rc;

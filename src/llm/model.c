@@ -803,8 +803,9 @@ llm_eval(struct llm_ctx *c, const int32_t *tokens, int n, float *logits, int all
 			/* Sampled, a NaN reads as the least likely token: a reply of
 			 * noise with no error.  The cache holds the batch; callers
 			 * go back as on any error. */
+			const int row = all_logits ? (int)(at / hp->n_vocab) : nt - 1;
 			snprintf(err, errlen, "the model's output at position %d is not a number (its weights, or an "
-			    "adapter's at this scale, overflow float)", c->kv.n_past - nt + (all_logits ? (int)(at / hp->n_vocab) : nt - 1));
+			    "adapter's at this scale, overflow float)", c->kv.n_past - nt + row);
 			return -1;
 		}
 		if (c->ckpt_pending == c->kv.n_past) {

@@ -84,6 +84,12 @@ check "an escaped backslash before u0000 status" 0 $?
 ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-dpo.jsonl" --chat-template chatml 2>"$tmp/err"
 grep -q "train it with --method dpo" "$tmp/err" && ok || bad "pairs given to SFT: $(cat "$tmp/err")"
 [ ! -e "$tmp/x.gguf" ] && ok || bad "an adapter was written after an error"
+# A DPO pair whose chosen reply brings a turn of its own answers another prompt: refused.
+printf '%s\n' '{"prompt":[{"role":"user","content":"Say hello."}],"chosen":[{"role":"user","content":"Tell me about boats."},{"role":"assistant","content":"Boats float."}],"rejected":[{"role":"assistant","content":"Go away."}]}' > "$tmp/twop.jsonl"
+ft -m "$M" -o "$tmp/twop.gguf" --data "$tmp/twop.jsonl" --method dpo --chat-template chatml --steps 1 2>"$tmp/err"
+check "a pair of two prompts status" 1 $?
+grep -q "twop.jsonl:1: the chosen and the rejected reply answer different prompts" "$tmp/err" && ok ||
+	bad "a pair of two prompts: $(cat "$tmp/err")"
 # -o (or its checkpoint) onto an input is refused before anything is loaded, and the input
 # is kept: the model, a --data file, the --log, --resume, a hard link to the model; an
 # existing -o that is not an adapter must be removed first.

@@ -615,6 +615,21 @@ read_line(struct tdata_set *s, const struct tdata_tmpl *t, const cJSON *o, struc
 			goto out;
 		}
 	}
+	if (nconv == 2) {
+		/* One prompt for both: the tokens before the first learned one
+		 * agree (turns of their own in "chosen" or "rejected" made a pair
+		 * of answers to two prompts, learned as a preference). */
+		const struct tdata_seq *a = &e->seq[0], *b = &e->seq[1];
+		int fa = 0, fb = 0;
+		while (fa < a->n && !a->loss[fa])
+			fa++;
+		while (fb < b->n && !b->loss[fb])
+			fb++;
+		if (fa != fb || memcmp(a->tok, b->tok, (size_t)fa * sizeof(*a->tok)) != 0) {
+			why = "the chosen and the rejected reply answer different prompts (the turns before them differ)";
+			goto bad;
+		}
+	}
 	rc = 1;
 	goto out;
 bad:

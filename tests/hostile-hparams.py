@@ -5,6 +5,10 @@
 # boolean; every element of an array alike), then natter generate on each:
 # it must run or refuse with a message, never die by a signal or hang.
 #   usage: hostile-hparams.py NATTER FIXTURES/models TMPDIR
+# Then keys a file should not have, or one stating fewer layers than it
+# holds: expert keys in a dense family's file are ignored (the same logits
+# as without them), a MoE family's file without expert_count and a
+# block_count under the file's layers are refused.
 # Prints a FAIL line per bad run and a summary; exit 1 on any failure.
 import os
 import struct
@@ -53,6 +57,127 @@ def numbers(b):
                 off += SIZE[at] * n
         else:
             out.append((key, t, 1, off))
+            off += SIZE[t]
+    return out
+
+
+def with_keys(b, keys, drop=()):
+    """B with KEYS ((name, u32 value) pairs) added at the end of the
+    metadata and the keys named in DROP removed; the tensor data moved to
+    the next alignment boundary, its offsets being relative to it."""
+    n_t, n_kv = struct.unpack_from("<QQ", b, 8)
+    off, kept, align = 24, [], 32
+    for _ in range(n_kv):
+        start = off
+        kl = struct.unpack_from("<Q", b, off)[0]
+        key = b[off + 8:off + 8 + kl].decode()
+        off += 8 + kl
+        t = struct.unpack_from("<I", b, off)[0]
+        off += 4
+        if t == T_STRING:
+            off += 8 + struct.unpack_from("<Q", b, off)[0]
+        elif t == T_ARRAY:
+            at, n = struct.unpack_from("<IQ", b, off)
+            off += 12
+            if at == T_STRING:
+                for _ in range(n):
+                    off += 8 + struct.unpack_from("<Q", b, off)[0]
+            else:
+                off += SIZE[at] * n
+        else:
+            if key == "general.alignment":
+                align = struct.unpack_from(FORMAT[t], b, off)[0]
+            off += SIZE[t]
+        if key not in drop:
+            kept.append(bytes(b[start:off]))
+    infos = off
+    for _ in range(n_t):
+        nl = struct.unpack_from("<Q", b, off)[0]
+        off += 8 + nl
+        nd = struct.unpack_from("<I", b, off)[0]
+        off += 4 + 8 * nd + 4 + 8
+    data = (off + align - 1) // align * align
+    for k, v in keys:
+        kb = k.encode()
+        kept.append(struct.pack("<Q", len(kb)) + kb + struct.pack("<II", 4, v))
+    head = b[:8] + struct.pack("<QQ", n_t, len(kept)) + b"".join(kept) + b[infos:off]
+    return head + b"\0" * (-len(head) % align) + b[data:]
+
+
+def logits(natter, path, env):
+    """The logits of a short prompt (bytes), or None with the error."""
+    out = path + ".logits"
+    r = subprocess.run([natter, "eval", "-m", path, "--tokens", "1,2,3,4", "--logits-out", out, "-t", "1",
+                        "--kv-type", "f32"], capture_output=True, timeout=120, env=env)
+    if r.returncode != 0:
+        return None, r.stderr.decode(errors="replace").strip()
+    return open(out, "rb").read(), ""
+
+
+def keys_checks(natter, models, tmp, env):
+    """The added, dropped and understated keys; returns the failures."""
+    path = os.path.join(tmp, "keys.gguf")
+    failed = 0
+    for name in MODELS:
+        src = open(os.path.join(models, name), "rb").read()
+        arch = next(v for k, v in strings(src) if k == "general.architecture")
+        blocks = next(src_u32 for k, t, n, o in numbers(src) if k == arch + ".block_count"
+                      for src_u32 in [struct.unpack_from(FORMAT[t], src, o)[0]])
+        has_experts = any(k == arch + ".expert_count" for k, t, n, o in numbers(src))
+        base, err = logits(natter, os.path.join(models, name), env)
+        if base is None:
+            print(f"FAIL: {name}: {err[:300]}")
+            failed += 1
+            continue
+        if not has_experts:
+            # A dense model's file with expert keys (16 experts of 1 wide):
+            # a dense family ignores them; one that may have experts (llama)
+            # misses their tensors.
+            open(path, "wb").write(with_keys(src, [(arch + ".expert_count", 16), (arch + ".expert_used_count", 2),
+                                                   (arch + ".expert_feed_forward_length", 1)]))
+            got, err = logits(natter, path, env)
+            if got != base and not (got is None and "ffn_gate_inp.weight is missing" in err):
+                print(f"FAIL: {name} with expert keys: {'other logits' if got else err[:300]}")
+                failed += 1
+        elif arch == "qwen2moe":
+            # Experts in every layer: without expert_count the file is broken.
+            open(path, "wb").write(with_keys(src, [], drop=(arch + ".expert_count",)))
+            got, err = logits(natter, path, env)
+            if got is not None or "expert_count is missing" not in err:
+                print(f"FAIL: {name} without expert_count: {'ran' if got else err[:300]}")
+                failed += 1
+        # One block fewer than the file holds.
+        open(path, "wb").write(with_keys(src, [(arch + ".block_count", blocks - 1)], drop=(arch + ".block_count",)))
+        got, err = logits(natter, path, env)
+        if got is not None or f"past the {blocks - 1} blocks" not in err:
+            print(f"FAIL: {name} with block_count {blocks - 1} of {blocks}: {'ran' if got else err[:300]}")
+            failed += 1
+    return failed
+
+
+def strings(b):
+    """(key, value) of every string in the metadata."""
+    n_kv = struct.unpack_from("<Q", b, 16)[0]
+    off, out = 24, []
+    for _ in range(n_kv):
+        kl = struct.unpack_from("<Q", b, off)[0]
+        key = b[off + 8:off + 8 + kl].decode()
+        off += 8 + kl
+        t = struct.unpack_from("<I", b, off)[0]
+        off += 4
+        if t == T_STRING:
+            sl = struct.unpack_from("<Q", b, off)[0]
+            out.append((key, b[off + 8:off + 8 + sl].decode(errors="replace")))
+            off += 8 + sl
+        elif t == T_ARRAY:
+            at, n = struct.unpack_from("<IQ", b, off)
+            off += 12
+            if at == T_STRING:
+                for _ in range(n):
+                    off += 8 + struct.unpack_from("<Q", b, off)[0]
+            else:
+                off += SIZE[at] * n
+        else:
             off += SIZE[t]
     return out
 
@@ -111,8 +236,10 @@ def main():
     if ran < runs // 10 or refused < runs // 10:
         print(f"FAIL: of {runs} runs {ran} ran and {refused} were refused: the changes did not take")
         failed += 1
+    kfailed = keys_checks(natter, models, tmp, env)
+    failed += kfailed
     print(f"hostile hyperparameters: {len(MODELS)} architectures' files, {runs} runs: {ran} ran, "
-          f"{refused} refused with a message, {failed} failed")
+          f"{refused} refused with a message, {failed} failed ({kfailed} of keys added or understated)")
     return 1 if failed else 0
 
 

@@ -349,6 +349,16 @@ check_hparams(struct arch_loader *ld, const struct llm_hparams *hp, const struct
 	return 0;
 }
 
+/* Whether D's table has a tensor of flag FLAG. */
+static int
+table_has(const struct arch_desc *d, unsigned flag)
+{
+	for (int i = 0; i < d->n_tensors; i++)
+		if (d->tensors[i].flags & flag)
+			return 1;
+	return 0;
+}
+
 int
 arch_load_hparams(struct arch_loader *ld, const struct arch_desc *d, struct llm_hparams *hp,
 		  struct llm_layer_hparams **layer)
@@ -365,6 +375,17 @@ arch_load_hparams(struct arch_loader *ld, const struct arch_desc *d, struct llm_
 		return -1;
 	}
 	*layer = l;
+	/* Experts only where the architecture has them: expert keys in a
+	 * dense family's file are ignored, as llama.cpp ignores them (the
+	 * layers would otherwise run an FFN of no tensors, or one of the
+	 * wrong width).  A family of experts only needs them. */
+	if (!table_has(d, AT_MOE))
+		hp->n_expert = hp->n_expert_used = 0;
+	else if (!table_has(d, AT_DENSE) && hp->n_expert < 1) {
+		snprintf(ld->err, ld->errlen, "%s: %s.expert_count is missing or 0, and a %s model has experts in every "
+		    "layer", ld->f->path, d->name, d->name);
+		return -1;
+	}
 	for (int il = 0; il < hp->n_layer; il++) {
 		l[il].kind = LLM_LAYER_FULL;
 		l[il].rope_base = hp->rope_base;
@@ -560,6 +581,24 @@ arch_bind(struct llm_model *m, char *err, size_t errlen)
 			if (wanted(e->flags, &m->hp.layer[il]) &&
 			    bind_entry(m, e, il, &m->layers[il].t[e->role], err, errlen) < 0)
 				return -1;
+	}
+	/* A block the metadata does not count (block_count 1 of a file of
+	 * 2 layers) would be left out silently: llama.cpp refuses such a
+	 * file for its tensor count, and so does natter. */
+	for (uint64_t i = 0; i < m->f->n_tensors; i++) {
+		const struct gguf_str *nm = &m->f->tensors[i].name;
+		uint64_t k = 4;
+		long b = 0;
+		if (nm->len < 6 || memcmp(nm->ptr, "blk.", 4) != 0)
+			continue;
+		while (k < nm->len && nm->ptr[k] >= '0' && nm->ptr[k] <= '9' && b < 1L << 30)
+			b = b * 10 + (nm->ptr[k++] - '0');
+		if (k > 4 && k < nm->len && nm->ptr[k] == '.' && b >= n_block) {
+			snprintf(err, errlen, "%s: tensor %.*s is of block %ld, past the %d blocks its metadata "
+			    "states (%s.block_count)", m->f->path, (int)(nm->len > 200 ? 200 : nm->len), nm->ptr, b,
+			    n_block, d->name);
+			return -1;
+		}
 	}
 	/* Combinations a table cannot say. */
 	for (int il = 0; il < n_block; il++) {

@@ -465,6 +465,16 @@ grep -q "^top_k = 7$" "$tmp/out" "$tmp/err" && ok || bad "/set after a CR LF: $(
 grep -q "unknown command" "$tmp/err" && bad "CR LF: $(cat "$tmp/err")" || ok
 check "the comment without its leading blanks" "nice one" "$(sqlite3 "$tmp/crlf.db" "SELECT comment FROM ratings")"
 check "the message without its CR" "hello" "$(sqlite3 "$tmp/crlf.db" "SELECT content FROM messages WHERE role = 'user'")"
+# /set reports the value applied, under its own name; hex, inf and
+# negative counts are refused.
+printf '/set temperature 0.70\n/set temp 0x1p1\n/set temp inf\n/set max_tokens -1\n/set top_k 2.5\n/set seed random\n' |
+	"$NATTER_BIN" chat -m "$M" --plain --no-history > "$tmp/out" 2> "$tmp/err"
+check "/set temperature 0.70 says" "temp = 0.7" "$(head -n 1 "$tmp/out")"
+check "/set seed random says" "seed = random" "$(tail -n 1 "$tmp/out")"
+check "/set refusals" "/set: temp: '0x1p1' is not a number
+/set: temp: 'inf' is not a number
+/set: max_tokens: '-1' is not a whole number, 0 or more (0: no limit)
+/set: top_k: '2.5' is not a whole number, 0 or more" "$(cat "$tmp/err")"
 long=$(head -c 4000 /dev/zero | tr '\0' 'x')
 printf '%s\nshort one\n/stats\n' "$long" | "$NATTER_BIN" chat -m "$M" --plain -n 4 > "$tmp/chat.out" 2> "$tmp/chat.err"
 check "chat with a too-long message status" 0 $?

@@ -325,6 +325,9 @@ int chat_regenerate_with(struct chat *c, const struct sampler_params *sp, const 
  * frequency_penalty, penalty_last_n, seed (a number or "random"),
  * max_tokens.  Returns 0, or -1 with ERR explaining.  Any thread. */
 int chat_set_param_str(struct chat *c, const char *name, const char *value, char *err, size_t errlen);
+/* "NAME = VALUE" for the value parameter NAME has now, in BUF; -1 for an
+ * unknown name. */
+int chat_param_show(struct chat *c, const char *name, char *buf, size_t n);
 
 /* The conversation (system prompt excluded).  Borrowed strings; an
  * assistant message reads as its selected alternative. */

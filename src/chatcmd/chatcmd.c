@@ -72,7 +72,8 @@ cmd_set(struct chatcmd_env *e, const struct chatcmd *cmd, char *args)
 		say(e, 1, "/set: %s", err);
 		return -1;
 	}
-	say(e, 0, "%s = %s", name, val);
+	if (chat_param_show(e->c, name, err, sizeof(err)) == 0)
+		say(e, 0, "%s", err);
 	return CHATCMD_DONE;
 }
 

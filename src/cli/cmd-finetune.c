@@ -373,6 +373,32 @@ on_step(void *ctx, const struct tloop_step *st)
 	return 0;
 }
 
+/* A resumed run's log, cut after the checkpoint's step DONE: a run that
+ * died after logging steps its checkpoint lacks would log them twice.
+ * Leaves F at its end for appending; -1 with the error printed. */
+static int
+log_trim(FILE *f, int64_t done, const char *path)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	off_t keep = 0;
+
+	while ((n = getline(&line, &cap, f)) > 0) {
+		long long step;
+		/* A line cut short by the crash goes too. */
+		if (line[n - 1] != '\n' || (sscanf(line, "{\"step\":%lld,", &step) == 1 && step > done))
+			break;
+		keep += n;
+	}
+	free(line);
+	if (ferror(f) || fflush(f) != 0 || ftruncate(fileno(f), keep) < 0 || fseeko(f, keep, SEEK_SET) < 0) {
+		cli_error("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* NAME.gguf -> NAME.ckpt.gguf (a new string). */
 static char *
 ckpt_path(const char *out)
@@ -790,9 +816,18 @@ cmd_finetune(int argc, char **argv)
 		fprintf(stderr, "%s: resumed %s at step %lld of %lld\n", cli_progname, a.resume,
 		    (long long)tloop_steps_done(loop), steps);
 	}
-	if (a.log && !(r.log = fopen(a.log, a.resume ? "a" : "w"))) {
-		cli_error("%s: %s", a.log, strerror(errno));
-		goto out;
+	/* A resumed run continues its log (a new one when there is none). */
+	if (a.log) {
+		if (a.resume && (r.log = fopen(a.log, "r+"))) {
+			if (log_trim(r.log, tloop_steps_done(loop), a.log) < 0)
+				goto out;
+		} else if (!a.resume || errno == ENOENT) {
+			r.log = fopen(a.log, "w");
+		}
+		if (!r.log) {
+			cli_error("%s: %s", a.log, strerror(errno));
+			goto out;
+		}
 	}
 	r.first = tloop_steps_done(loop) + 1;
 	r.steps = steps;

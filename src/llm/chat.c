@@ -1436,23 +1436,26 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 		snprintf(err, errlen, "unknown parameter '%s'", name);
 		return -1;
 	}
+	/* Decimal only: strtod also takes "0x1p3", "inf" and "nan", which
+	 * nobody means as a temperature. */
 	errno = 0;
 	v = strtod(value, &end);
-	if (end == value || *end || errno || v != v) {
+	if (end == value || *end || errno || v != v || value[strspn(value, "0123456789+-.eE")]) {
 		snprintf(err, errlen, "%s: '%s' is not a number", name, value);
 		return -1;
 	}
 	/* The counts take whole numbers (2.7 was applied as 2), in range
 	 * before they are converted. */
-	if ((max_tokens || set->integer) && (v != floor(v) || v < -1 || v > 1e9)) {
-		snprintf(err, errlen, "%s: '%s' is not a whole number from -1 to 1000000000", name, value);
+	if ((max_tokens || set->integer) && (v != floor(v) || v < 0)) {
+		snprintf(err, errlen, "%s: '%s' is not a whole number, 0 or more%s", name, value,
+		    max_tokens ? " (0: no limit)" : "");
+		return -1;
+	}
+	if ((max_tokens || set->integer) && v > 1e9) {
+		snprintf(err, errlen, "%s: %s is too large", name, value);
 		return -1;
 	}
 	if (max_tokens) {
-		if (v < 0) {
-			snprintf(err, errlen, "max_tokens must be 0 (no limit) or more");
-			return -1;
-		}
 		chat_set_max_tokens(c, (int)v);
 		return 0;
 	}
@@ -1460,6 +1463,31 @@ chat_set_param_str(struct chat *c, const char *name, const char *value, char *er
 	if (sampler_params_check(&p, err, errlen) < 0)
 		return -1;
 	chat_set_params(c, &p);
+	return 0;
+}
+
+/* The value a setting has now, as /set reports it after a change: what
+ * was applied, not what was typed ("0.70" is 0.7, "temperature" is temp). */
+int
+chat_param_show(struct chat *c, const char *name, char *buf, size_t n)
+{
+	struct sampler_params p;
+	const struct sampler_setting *set;
+
+	chat_get_params(c, &p);
+	if (!strcmp(name, "seed")) {
+		if (p.seed == SAMPLER_SEED_RANDOM)
+			snprintf(buf, n, "seed = random");
+		else
+			snprintf(buf, n, "seed = %llu", (unsigned long long)p.seed);
+	} else if (!strcmp(name, "max_tokens")) {
+		int m = chat_max_tokens(c);
+		snprintf(buf, n, m ? "max_tokens = %d" : "max_tokens = 0 (no limit)", m);
+	} else if ((set = sampler_setting_find(name))) {
+		snprintf(buf, n, "%s = %g", set->name, sampler_setting_get(&p, set));
+	} else {
+		return -1;
+	}
 	return 0;
 }
 

@@ -161,38 +161,37 @@ slurp(const char *path, char *why, size_t whylen)
 static char *
 find_theme(const char *name, char *why, size_t whylen)
 {
-	char path[PATH_MAX + 64], exe[PATH_MAX];
+	char path[PATH_MAX + 64], exe[PATH_MAX], conf[PATH_MAX];
 	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-	char *t;
+	struct { const char *dir, *sub; } dirs[5];
+	int nd = 0;
 	ssize_t n;
 
 	if (strchr(name, '/'))
 		return slurp(name, why, whylen);
+	/* The folders looked in, first match wins: the user's, the installed
+	 * ones, next to the binary (a build tree), the source tree. */
 	if (xdg && *xdg)
-		snprintf(path, sizeof(path), "%s/natter/themes/%s.theme", xdg, name);
+		snprintf(conf, sizeof(conf), "%s/natter", xdg);
 	else
-		snprintf(path, sizeof(path), "%s/.config/natter/themes/%s.theme", home ? home : "", name);
-	if ((t = slurp(path, why, whylen)) || why[0])
-		return t;
-	snprintf(path, sizeof(path), "%s/themes/%s.theme", NATTER_DATADIR, name);
-	if ((t = slurp(path, why, whylen)) || why[0])
-		return t;
+		snprintf(conf, sizeof(conf), "%s/.config/natter", home ? home : "");
+	dirs[nd].dir = conf, dirs[nd++].sub = "themes";
+	dirs[nd].dir = NATTER_DATADIR, dirs[nd++].sub = "themes";
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
 		exe[n] = 0;
 		char *slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = 0;
-			snprintf(path, sizeof(path), "%s/themes/%s.theme", exe, name);
-			if ((t = slurp(path, why, whylen)) || why[0])
-				return t;
-			snprintf(path, sizeof(path), "%s/../themes/%s.theme", exe, name);
-			if ((t = slurp(path, why, whylen)) || why[0])
-				return t;
+			dirs[nd].dir = exe, dirs[nd++].sub = "themes";
+			dirs[nd].dir = exe, dirs[nd++].sub = "../themes";
 		}
 	}
-	if (getenv("NATTER_SRCDIR")) {
-		snprintf(path, sizeof(path), "%s/themes/%s.theme", getenv("NATTER_SRCDIR"), name);
+	if (getenv("NATTER_SRCDIR"))
+		dirs[nd].dir = getenv("NATTER_SRCDIR"), dirs[nd++].sub = "themes";
+	for (int i = 0; i < nd; i++) {
+		char *t;
+		snprintf(path, sizeof(path), "%s/%s/%s.theme", dirs[i].dir, dirs[i].sub, name);
 		if ((t = slurp(path, why, whylen)) || why[0])
 			return t;
 	}

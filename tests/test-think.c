@@ -49,6 +49,9 @@ static const struct tcase cases[] = {
 	{ "<think>\xe4\xbd\xa0\xe5\xa5\xbd</think>\xe5\x86\x8d\xe8\xa7\x81", 0, "\xe4\xbd\xa0\xe5\xa5\xbd", "\xe5\x86\x8d\xe8\xa7\x81" },
 	{ "", 0, "", "" },
 	{ "", 1, "", "" },
+	/* Blanks past the 64 bytes held: out as answer, the tag still found. */
+	{ "                                                              <think>r</think>a", 0, "r",
+	  "                                                              a" },
 };
 
 /* Feeds REPLY cut at the positions in CUTS (sorted), and checks the result. */

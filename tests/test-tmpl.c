@@ -248,6 +248,17 @@ test_engine(void)
 	expect_err("{{ raise_exception('boom') }}", "boom");
 	expect_err("{% if %}", "line 1");
 	expect_err("{% for x in y %}", "missing");
+	/* The closing tag is named, not the elif or else also awaited. */
+	expect_err("{% if true %}x", "missing {% endif %}");
+	expect_err("{% if true %}x{% elif false %}y", "missing {% endif %}");
+	expect_err("{% for x in [1] %}x", "missing {% endfor %}");
+	/* One final line break is not output (Jinja2's keep_trailing_newline off). */
+	expect("a{{ 1 }}\n", "a1");
+	expect("a\n\n", "a\n");
+	expect("a\r\n", "a");
+	/* Floats as Python's repr writes them. */
+	expect("{{ 100.0 }}|{{ 20.0 }}|{{ 1e16 }}|{{ 1.5e-5 }}|{{ 0.0001 }}|{{ -0.0 }}|{{ 1 / 3 }}|{{ [10.0, 300.0] | tojson }}",
+	    "100.0|20.0|1e+16|1.5e-05|0.0001|-0.0|0.3333333333333333|[10.0, 300.0]");
 	expect_err("{{ x.y }}", "undefined");
 	expect_err("{{ 1 / 0 }}", "division by zero");
 	expect_err("{{ 'a' + 1 }}", "unsupported operand");

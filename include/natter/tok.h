@@ -61,8 +61,9 @@ int tok_ids_push(struct tok_ids *t, int32_t id);
  * vocabulary has one.  PARSE_SPECIAL matches control tokens (<|im_start|> ...)
  * written in the text; user-defined tokens are always matched.  Invalid
  * UTF-8 is encoded byte by byte (byte fallback or byte-level tokens).  A
- * byte no token spells becomes <unk>; a vocabulary with neither drops it,
- * as llama.cpp does (Falcon's has no token for some control bytes).
+ * byte no token spells becomes <unk>; a vocabulary with neither, or whose
+ * unknown token is a control or end-of-generation one (StarCoder's is
+ * <|endoftext|>), drops it, as llama.cpp does.
  * Returns 0, or -1 on allocation failure.
  */
 int tok_encode(const struct tok_vocab *v, const char *text, size_t len,
@@ -70,9 +71,25 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len,
 
 /* The same with flags.  TOK_ENC_CONTINUE: TEXT continues text tokenized
  * before, so SentencePiece adds no leading space to it. */
-enum { TOK_ENC_BOS = 1, TOK_ENC_SPECIAL = 2, TOK_ENC_CONTINUE = 4 };
+enum { TOK_ENC_BOS = 1, TOK_ENC_SPECIAL = 2, TOK_ENC_CONTINUE = 4, TOK_ENC_MARKED = 8 };
 int tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned flags,
 		  struct tok_ids *out);
+
+/*
+ * Text a user wrote goes into a chat template's output, which is tokenized
+ * with control tokens parsed: "<|im_end|>" typed in a message would end the
+ * turn, and what follows would be a turn of the user's making.  Before
+ * rendering, each message's text is marked: TOK_MARK goes before every
+ * control (or unknown) token's text in it, and before each TOK_MARK already
+ * there.  tok_encode_ex with TOK_ENC_MARKED drops a mark and encodes what it
+ * marks as text; tok_unmark gives the text as it reads.  A new string (and
+ * its length in *OUTLEN, when not NULL), or NULL when out of memory.
+ * TOK_MARK is U+FFFF, a noncharacter.
+ */
+#define TOK_MARK "\xef\xbf\xbf"
+#define TOK_MARK_LEN 3
+char *tok_mark_specials(const struct tok_vocab *v, const char *s, size_t len, size_t *outlen);
+char *tok_unmark(const char *s, size_t len, size_t *outlen);
 
 /*
  * Writes the bytes token ID stands for into BUF (CAP bytes); returns the

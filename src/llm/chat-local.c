@@ -37,8 +37,10 @@ struct local {
 	size_t pend_len;
 	struct tok_ids pend_ids;
 	/* The last run's. */
-	char *prompt_text;           /* the last prompt as fed, rendered */
+	char *prompt_text;           /* the last prompt as fed, rendered (marked: tok.h) */
 	size_t prompt_text_len;
+	char *prompt_plain;          /* the same as it reads (unmarked) */
+	size_t prompt_plain_len;
 	struct tok_ids cache;        /* mirror of the tokens in the KV cache */
 	char *cache_text;            /* the text those tokens stand for, when known */
 	size_t cache_text_len, cache_text_cap;
@@ -159,26 +161,39 @@ cache_text_set(struct local *c, const char *s, size_t n, int append)
 }
 
 /* Renders turns T[0..N) (with the generation prompt when ADD_GEN; THINK:
- * enable_thinking, enum chat_think). */
+ * enable_thinking, enum chat_think).  MARKED: the messages' control-token
+ * texts marked (tok_mark_specials), for tokenize_prompt: what a user wrote
+ * is never a control token. */
 static char *
-render(struct local *c, const struct chat_turn *t, int n, int add_gen, int think, char *err, size_t errlen,
-       size_t *len)
+render(struct local *c, const struct chat_turn *t, int n, int add_gen, int think, int marked, char *err,
+       size_t errlen, size_t *len)
 {
-	struct tmpl_msg *m = malloc((size_t)(n + 1) * sizeof(*m));
+	struct tmpl_msg *m = calloc((size_t)n + 1, sizeof(*m));
+	char **own = marked ? calloc((size_t)n + 1, sizeof(*own)) : NULL;
 	struct tmpl_opts o = { .add_generation_prompt = add_gen, .bos_token = c->bos_text, .eos_token = c->eos_text,
 		.now = 0, .enable_thinking = think };
 	char *out = NULL;
-	int rc;
+	int rc = 0;
 
-	if (!m) {
+	if (!m || (marked && !own)) {
+		free(m);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	for (int i = 0; i < n; i++) {
 		m[i].role = t[i].role;
 		m[i].content = t[i].content;
+		if (marked && t[i].content && !(m[i].content = own[i] = tok_mark_specials(c->v, t[i].content,
+		    strlen(t[i].content), NULL)))
+			rc = -1;
 	}
-	rc = tmpl_render(c->t, m, n, &o, &out, len, err, errlen);
+	if (rc == 0)
+		rc = tmpl_render(c->t, m, n, &o, &out, len, err, errlen);
+	else
+		snprintf(err, errlen, "out of memory");
+	for (int i = 0; own && i < n; i++)
+		free(own[i]);
+	free(own);
 	free(m);
 	if (rc == TMPL_ERR_RAISED) {
 		/* The template's own words, e.g. "System role not supported". */
@@ -205,7 +220,7 @@ tokenize_prompt(struct local *c, const char *text, size_t len, struct tok_ids *i
 		for (size_t i = 0; i < c->cache.n; i++)
 			if (tok_ids_push(ids, c->cache.ids[i]) < 0)
 				return -1;
-		return tok_encode_ex(c->v, text + cl, len - cl, TOK_ENC_SPECIAL | TOK_ENC_CONTINUE, ids);
+		return tok_encode_ex(c->v, text + cl, len - cl, TOK_ENC_SPECIAL | TOK_ENC_CONTINUE | TOK_ENC_MARKED, ids);
 	}
 	/* The text extends the last prompt but not its reply (a regeneration):
 	 * that prompt's tokens as they were evaluated.  Tokenizing the whole
@@ -218,9 +233,9 @@ tokenize_prompt(struct local *c, const char *text, size_t len, struct tok_ids *i
 		for (int i = 0; i < c->prompt_end; i++)
 			if (tok_ids_push(ids, c->cache.ids[i]) < 0)
 				return -1;
-		return tok_encode_ex(c->v, text + cl, len - cl, TOK_ENC_SPECIAL | TOK_ENC_CONTINUE, ids);
+		return tok_encode_ex(c->v, text + cl, len - cl, TOK_ENC_SPECIAL | TOK_ENC_CONTINUE | TOK_ENC_MARKED, ids);
 	}
-	return tok_encode(c->v, text, len, add_bos, 1, ids);
+	return tok_encode_ex(c->v, text, len, (add_bos ? TOK_ENC_BOS : 0) | TOK_ENC_SPECIAL | TOK_ENC_MARKED, ids);
 }
 
 /* --- the engine's ops --- */
@@ -236,7 +251,7 @@ local_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int thi
 	int reserve;
 
 	free(c->pend_text);
-	c->pend_text = render(c, t, n, 1, think, err, errlen, &c->pend_len);
+	c->pend_text = render(c, t, n, 1, think, 1, err, errlen, &c->pend_len);
 	if (!c->pend_text)
 		return -1;
 	if (tokenize_prompt(c, c->pend_text, c->pend_len, &c->pend_ids) < 0) {
@@ -292,6 +307,11 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 	c->pend_len = 0;
 	if (!c->prompt_text) {
 		snprintf(err, errlen, "internal error: no prompt was prepared");
+		return -1;
+	}
+	free(c->prompt_plain);
+	if (!(c->prompt_plain = tok_unmark(c->prompt_text, c->prompt_text_len, &c->prompt_plain_len))) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	st->prompt_tokens = (int)ids->n;
@@ -456,6 +476,7 @@ local_free(void *e)
 		return;
 	free(c->tmpl_source);
 	free(c->prompt_text);
+	free(c->prompt_plain);
 	free(c->pend_text);
 	tok_ids_free(&c->pend_ids);
 	tmpl_free(c->t);
@@ -491,15 +512,15 @@ static const char *
 local_prompt_text(void *e, size_t *len)
 {
 	struct local *c = e;
-	*len = c->prompt_text ? c->prompt_text_len : 0;
-	return c->prompt_text ? c->prompt_text : "";
+	*len = c->prompt_plain ? c->prompt_plain_len : 0;
+	return c->prompt_plain ? c->prompt_plain : "";
 }
 
 static char *
 local_render(void *e, const struct chat_turn *t, int n, int think, char *err, size_t errlen)
 {
 	size_t len;
-	return render(e, t, n, 1, think, err, errlen, &len);
+	return render(e, t, n, 1, think, 0, err, errlen, &len);
 }
 
 static int local_ctx_used(void *e) { return llm_ctx_n_past(((struct local *)e)->ctx); }

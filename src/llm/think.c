@@ -75,9 +75,15 @@ think_split_push(struct think_split *t, const char *s, size_t len, think_emit_fn
 
 		switch (t->state) {
 		case S_START:
-			if (t->n_hold == sizeof(t->hold)) {   /* a long run of whitespace */
-				emit(fn, ctx, THINK_ANSWER, t->hold, t->n_hold);
-				t->n_hold = 0;
+			if (t->n_hold == sizeof(t->hold)) {
+				/* A long run of whitespace: out as answer text, the
+				 * start of the open tag after it kept. */
+				size_t w = 0;
+				while (w < t->n_hold && is_space(t->hold[w]))
+					w++;
+				emit(fn, ctx, THINK_ANSWER, t->hold, w);
+				memmove(t->hold, t->hold + w, t->n_hold - w);
+				t->n_hold -= w;
 			}
 			t->hold[t->n_hold++] = ch;
 			switch (start_match(t)) {

@@ -303,6 +303,11 @@ tmpl_lex(const char *src, size_t len, struct arena *ar, struct fail *f)
 	struct lexer L;
 
 	memset(&L, 0, sizeof(L));
+	/* One final line break is not output, as Jinja2 (keep_trailing_newline
+	 * off, as Hugging Face renders) drops it: a template saved by an
+	 * editor ends in one the template's author never meant. */
+	if (len > 0 && src[len - 1] == '\n')
+		len -= len > 1 && src[len - 2] == '\r' ? 2 : 1;
 	L.src = src;
 	L.len = len;
 	L.line = 1;

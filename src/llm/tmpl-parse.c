@@ -851,9 +851,13 @@ parse_body(struct parser *P, struct nvec *out, const char *const *end)
 {
 	for (;;) {
 		if (cur(P)->t == T_EOF) {
-			if (end)
-				tmpl_fail(P->fail, "line %d: missing {%% %s %%}", cur(P)->line, end[0][0] == 'e' &&
-				    end[1] ? end[1] : end[0]);
+			if (end) {
+				/* The closing tag: endif, not the elif or else also awaited. */
+				const char *const *e = end;
+				while (e[1] && strncmp(*e, "end", 3) != 0)
+					e++;
+				tmpl_fail(P->fail, "line %d: missing {%% %s %%}", cur(P)->line, *e);
+			}
 			return;
 		}
 		if (end && at_block_name(P, end))

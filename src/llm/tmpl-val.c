@@ -266,14 +266,49 @@ fmt_float(char *buf, size_t n, double f)
 		snprintf(buf, n, f < 0 ? "-inf" : "inf");
 		return;
 	}
-	/* Python's repr: the shortest that reads back the same. */
-	for (int p = 1; p <= 17; p++) {
-		snprintf(buf, n, "%.*g", p, f);
-		if (strtod(buf, NULL) == f)
+	/* Python's repr: the shortest digits that read back the same, in
+	 * fixed notation for exponents -4 to 15 ("100.0", "0.0001"), else
+	 * as "1e+16" (%g would write 100.0 as "1e+02"). */
+	char e[40], digits[24], *m = e;
+	int p, x, nd = 0, o = 0;
+	for (p = 0; p < 17; p++) {
+		snprintf(e, sizeof(e), "%.*e", p, f);
+		if (strtod(e, NULL) == f)
 			break;
 	}
-	if (!strpbrk(buf, ".en"))
-		strncat(buf, ".0", n - strlen(buf) - 1);
+	if (*m == '-')
+		m++;
+	for (; *m && *m != 'e'; m++)
+		if (*m != '.')
+			digits[nd++] = *m;
+	x = atoi(m + 1);
+	while (nd > 1 && digits[nd - 1] == '0')
+		nd--;
+	if (x < -4 || x >= 16) {
+		snprintf(buf, n, "%s%c%s%.*se%c%02d", f < 0 ? "-" : "", digits[0], nd > 1 ? "." : "", nd - 1,
+		    digits + 1, x < 0 ? '-' : '+', x < 0 ? -x : x);
+		return;
+	}
+	char t[64];
+	if (signbit(f))
+		t[o++] = '-';
+	if (x < 0) {
+		t[o++] = '0', t[o++] = '.';
+		for (int i = -1; i > x; i--)
+			t[o++] = '0';
+		for (int i = 0; i < nd; i++)
+			t[o++] = digits[i];
+	} else {
+		for (int i = 0; i <= x; i++)
+			t[o++] = i < nd ? digits[i] : '0';
+		t[o++] = '.';
+		if (nd <= x + 1)
+			t[o++] = '0';
+		for (int i = x + 1; i < nd; i++)
+			t[o++] = digits[i];
+	}
+	t[o] = 0;
+	snprintf(buf, n, "%s", t);
 }
 
 

@@ -892,7 +892,12 @@ bpe_encode(const struct tok_vocab *v, struct work *w, const char *text, size_t l
 				size_t l = utf8_decode((const unsigned char *)w->s + s->off + j, s->len - j, &c);
 				int byte = unicode_cp_to_byte(c);
 				int32_t t = byte >= 0 ? v->byte_tok[byte] : TOK_NONE;
-				if (t == TOK_NONE)
+				/* A vocabulary without that byte's token (StarCoder's has
+				 * none for C0, C1, F5..FF) drops it, as llama.cpp does,
+				 * when its unknown token is a control one: StarCoder's is
+				 * <|endoftext|>, which would end the text in its middle. */
+				if (t == TOK_NONE && v->unk != TOK_NONE && v->tok[v->unk].type != TOK_TYPE_CONTROL &&
+				    !tok_is_eog(v, v->unk))
 					t = v->unk;
 				if (t != TOK_NONE && tok_ids_push(out, t) < 0)
 					goto done;
@@ -938,6 +943,82 @@ special_at(const struct tok_vocab *v, const char *text, size_t len, size_t i, in
 	return TOK_NONE;
 }
 
+/* --- text that must not become control tokens --- */
+
+static int
+is_mark(const char *s, size_t len, size_t i)
+{
+	return i + TOK_MARK_LEN <= len && memcmp(s + i, TOK_MARK, TOK_MARK_LEN) == 0;
+}
+
+char *
+tok_mark_specials(const struct tok_vocab *v, const char *s, size_t len, size_t *outlen)
+{
+	size_t cap = len + 1, n = 0;
+	char *o = malloc(cap);
+
+	for (size_t i = 0; o && i < len;) {
+		size_t k = 1;
+		int mark = 0;
+		int32_t sp;
+		if (is_mark(s, len, i)) {
+			k = TOK_MARK_LEN;
+			mark = 1;
+		} else if ((sp = special_at(v, s, len, i, 1)) != TOK_NONE && v->tok[sp].type != TOK_TYPE_USER_DEFINED) {
+			k = v->tok[sp].len;
+			mark = 1;
+		}
+		if (n + k + TOK_MARK_LEN + 1 > cap) {
+			char *no;
+			cap = 2 * cap + k + TOK_MARK_LEN + 1;
+			if (!(no = realloc(o, cap))) {
+				free(o);
+				return NULL;
+			}
+			o = no;
+		}
+		if (mark) {
+			memcpy(o + n, TOK_MARK, TOK_MARK_LEN);
+			n += TOK_MARK_LEN;
+		}
+		memcpy(o + n, s + i, k);
+		n += k;
+		i += k;
+	}
+	if (o) {
+		o[n] = 0;
+		if (outlen)
+			*outlen = n;
+	}
+	return o;
+}
+
+char *
+tok_unmark(const char *s, size_t len, size_t *outlen)
+{
+	char *o = malloc(len + 1);
+	size_t n = 0;
+
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		if (is_mark(s, len, i)) {
+			i += TOK_MARK_LEN;
+			if (is_mark(s, len, i)) {
+				memcpy(o + n, TOK_MARK, TOK_MARK_LEN);
+				n += TOK_MARK_LEN;
+				i += TOK_MARK_LEN;
+			}
+			continue;
+		}
+		o[n++] = s[i++];
+	}
+	o[n] = 0;
+	if (outlen)
+		*outlen = n;
+	return o;
+}
+
 int
 tok_encode(const struct tok_vocab *v, const char *text, size_t len,
 	   int add_bos, int parse_special, struct tok_ids *out)
@@ -949,8 +1030,9 @@ int
 tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned flags, struct tok_ids *out)
 {
 	struct work w;
-	size_t i = 0, frag = 0;
+	size_t i = 0, frag = 0, literal_end = 0;
 	int add_bos = (flags & TOK_ENC_BOS) != 0, parse_special = (flags & TOK_ENC_SPECIAL) != 0;
+	int marked = (flags & TOK_ENC_MARKED) != 0;
 	int prev_special = !(flags & TOK_ENC_CONTINUE);
 	int rc = 0;
 
@@ -959,9 +1041,15 @@ tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned 
 		return -1;
 	while (i <= len && rc == 0) {
 		int32_t sp = TOK_NONE;
-		if (i < len)
-			sp = special_at(v, text, len, i, parse_special);
-		if (sp == TOK_NONE && i < len) {
+		int mark = 0;
+		/* Past a mark, the text it marks is text (tok_mark_specials). */
+		if (i < len && i >= literal_end) {
+			if (marked && is_mark(text, len, i))
+				mark = 1;
+			else
+				sp = special_at(v, text, len, i, parse_special);
+		}
+		if (sp == TOK_NONE && !mark && i < len) {
 			i++;
 			continue;
 		}
@@ -973,6 +1061,16 @@ tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned 
 			else
 				rc = bpe_encode(v, &w, text + frag, i - frag, out);
 			prev_special = 0;
+		}
+		if (rc == 0 && mark) {
+			int32_t lit;
+			i += TOK_MARK_LEN;
+			frag = i;
+			if (is_mark(text, len, i))
+				literal_end = i + TOK_MARK_LEN;
+			else if (i < len && (lit = special_at(v, text, len, i, 1)) != TOK_NONE)
+				literal_end = i + v->tok[lit].len;
+			continue;
 		}
 		if (rc == 0 && sp != TOK_NONE) {
 			rc = tok_ids_push(out, sp);

@@ -145,26 +145,40 @@ tdata_seq_free(struct tdata_seq *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Renders MSGS[0..N) as chat.c's render does; NULL with ERR set on failure. */
+/* Renders MSGS[0..N) as chat-local.c's render does, the messages' control-
+ * token texts marked (tok_mark_specials: learned as the text a chat would
+ * feed); NULL with ERR set on failure. */
 static char *
 render(const struct tdata_tmpl *t, const struct tdata_msg *msgs, int n, int add_gen, size_t *len, char *err,
        size_t errlen)
 {
-	struct tmpl_msg *m = malloc((size_t)(n > 0 ? n : 1) * sizeof(*m));
+	struct tmpl_msg *m = calloc((size_t)(n > 0 ? n : 1), sizeof(*m));
+	char **own = calloc((size_t)(n > 0 ? n : 1), sizeof(*own));
 	struct tmpl_opts o = { .add_generation_prompt = add_gen, .bos_token = t->bos_text, .eos_token = t->eos_text,
 		.now = t->now };   /* enable_thinking left undefined, as a chat starts */
 	char *out = NULL, terr[384];
-	int rc;
+	int rc = 0;
 
-	if (!m) {
+	if (!m || !own) {
+		free(m);
+		free(own);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	for (int i = 0; i < n; i++) {
 		m[i].role = msgs[i].role;
 		m[i].content = msgs[i].content;
+		if (msgs[i].content && !(m[i].content = own[i] = tok_mark_specials(t->v, msgs[i].content,
+		    strlen(msgs[i].content), NULL)))
+			rc = -1;
 	}
-	rc = tmpl_render(t->t, m, n, &o, &out, len, terr, sizeof(terr));
+	if (rc == 0)
+		rc = tmpl_render(t->t, m, n, &o, &out, len, terr, sizeof(terr));
+	else
+		snprintf(terr, sizeof(terr), "out of memory");
+	for (int i = 0; i < n; i++)
+		free(own[i]);
+	free(own);
 	free(m);
 	if (rc == TMPL_ERR_RAISED)
 		snprintf(err, errlen, "the chat template refuses this conversation: %s", terr);
@@ -192,7 +206,7 @@ encode_seg(const struct tdata_tmpl *t, const char *text, const struct seg *s, st
 	   size_t *cap)
 {
 	size_t n0 = ids->n;
-	unsigned flags = TOK_ENC_SPECIAL;
+	unsigned flags = TOK_ENC_SPECIAL | TOK_ENC_MARKED;
 	int scoring = s->turn;
 
 	/* The text's start (BOS, and SentencePiece's leading space) once: a
@@ -319,7 +333,8 @@ tdata_encode_prompt(const struct tdata_tmpl *t, const struct tdata_msg *msgs, in
 	memset(out, 0, sizeof(*out));
 	if (!(text = render(t, msgs, n, 1, &len, err, errlen)))
 		return -1;
-	if (tok_encode(t->v, text, len, wants_bos(t, text), 1, &ids) < 0 || !(out->loss = calloc(ids.n + 1, 1))) {
+	if (tok_encode_ex(t->v, text, len, (wants_bos(t, text) ? TOK_ENC_BOS : 0) | TOK_ENC_SPECIAL | TOK_ENC_MARKED,
+	    &ids) < 0 || !(out->loss = calloc(ids.n + 1, 1))) {
 		free(text);
 		tok_ids_free(&ids);
 		snprintf(err, errlen, "out of memory");

@@ -343,6 +343,26 @@ if "$NATTER_BIN" mkmodel --preset qwen3.5-0.8b --type Q8_0 --layers 4 -o "$tmp/h
 else
 	bad "mkmodel --preset qwen3.5-0.8b failed"
 fi
+# Three DeltaNet layers and no attention: no RoPE line of no layers.
+"$NATTER_BIN" mkmodel --preset qwen3.5-0.8b --type Q8_0 --layers 3 -o "$tmp/h3.gguf" >/dev/null 2>&1
+"$NATTER_BIN" info -m "$tmp/h3.gguf" > "$tmp/h3.info" 2>&1; check "info of 3 DeltaNet layers status" 0 $?
+grep -q "( layer)" "$tmp/h3.info" && bad "info of 3 DeltaNet layers: $(cat "$tmp/h3.info")" || ok
+rm -f "$tmp/h3.gguf"
+# SIGTERM (as Ctrl-C's SIGINT, which a background job of this shell
+# ignores, and so does natter) while mkmodel writes a model of gigabytes
+# removes the temporary, and ends by the signal; the file there before is
+# kept.
+"$NATTER_BIN" mkmodel --preset tiny --type F32 -o "$tmp/sig.gguf" >/dev/null 2>&1
+"$NATTER_BIN" mkmodel --preset gemma3-1b --type F32 --layers 1 -o "$tmp/sig.gguf" >/dev/null 2>&1 &
+pid=$!
+i=0; while ! ls "$tmp" | grep -q "^sig.gguf.tmp" && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+kill -TERM $pid
+wait $pid; check "mkmodel stopped by SIGTERM: status" 143 $?
+check "temporaries after SIGTERM" "" "$(ls "$tmp" | grep "^sig.gguf.tmp")"
+"$NATTER_BIN" info -m "$tmp/sig.gguf" 2>&1 | grep -q "tiny" && ok || bad "the old file after SIGTERM"
+rm -f "$tmp/sig.gguf"
+"$NATTER_BIN" mkmodel --preset tiny --type F32 -o "" 2>"$tmp/err"; check "mkmodel -o '' status" 2 $?
+check "mkmodel -o '' message" "natter: mkmodel: -o wants a file name, not an empty one" "$(cat "$tmp/err")"
 "$NATTER_BIN" bench -m "$F/models/aidreams260K-f32.gguf" -d -1 2>"$tmp/err"; check "bench negative depth status" 2 $?
 # The benchmark presets of the 2026 models (issue 11): one layer each (the
 # vocabulary matrices are most of the time), their shapes read back by

@@ -172,6 +172,48 @@ test_tmp_taken(void)
 		fclose(f);
 }
 
+/* Writes "text\n" to PATH through outfile; 0 or -1 with ERR. */
+static int
+write_text(const char *path, const char *text, char *err, size_t errlen)
+{
+	struct outfile o;
+	if (outfile_open(&o, path, "w", err, errlen) < 0)
+		return -1;
+	if (fprintf(o.f, "%s\n", text) < 0) {
+		outfile_abort(&o);
+		snprintf(err, errlen, "fprintf failed");
+		return -1;
+	}
+	return outfile_commit(&o, err, errlen);
+}
+
+/* A name of 250 bytes (its temporary's would pass the 255-byte limit); a
+ * link to a file not there yet (the file is made, the link kept); an empty
+ * name refused. */
+static void
+test_names(void)
+{
+	char name[256], path[800], target[800], link[800], err[600], buf[64] = { 0 };
+	struct stat st;
+	FILE *f;
+
+	memset(name, 'a', 245);
+	snprintf(name + 245, sizeof(name) - 245, ".gguf");
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	CHECK(write_text(path, "long", err, sizeof(err)) == 0, "a 250-byte name: %s", err);
+	CHECK(stat(path, &st) == 0 && st.st_size == 5, "the file of a 250-byte name");
+	snprintf(target, sizeof(target), "%s/target.txt", dir);
+	snprintf(link, sizeof(link), "%s/link.txt", dir);
+	CHECK(symlink("target.txt", link) == 0, "symlink: %s", strerror(errno));
+	CHECK(write_text(link, "through", err, sizeof(err)) == 0, "through a dangling link: %s", err);
+	CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode), "the link was replaced by a file");
+	f = fopen(target, "r");
+	CHECK(f && fgets(buf, sizeof(buf), f) && !strcmp(buf, "through\n"), "the link's target holds '%s'", buf);
+	if (f)
+		fclose(f);
+	CHECK(write_text("", "x", err, sizeof(err)) < 0 && strstr(err, "empty"), "an empty name: '%s'", err);
+}
+
 int
 main(void)
 {
@@ -188,6 +230,7 @@ main(void)
 	test_file_in_the_way();
 	test_same();
 	test_tmp_taken();
+	test_names();
 	if (!t_fail) {
 		snprintf(cmd, sizeof(cmd), "chmod -R u+w '%s' && rm -rf '%s'", dir, dir);
 		if (system(cmd) != 0)

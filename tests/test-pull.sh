@@ -41,13 +41,18 @@ fi
 grep -q "is not a repository name" "$tmp/err" && ok || bad "bad repo message: $(cat "$tmp/err")"
 "$NATTER_BIN" pull "org/x:notes.txt" 2>"$tmp/err"; check "pull a non-GGUF" 2 $?
 "$NATTER_BIN" pull "org/x:../../etc/passwd.gguf" 2>"$tmp/err"; check "pull with .." 2 $?
+# ".." as a part of a name is no path component; an HF_ENDPOINT that is no
+# http(s) address is refused before anything is tried.
+HF_ENDPOINT=garbage "$NATTER_BIN" pull "org/x:a..b.gguf" 2>"$tmp/err"; check "HF_ENDPOINT garbage status" 2 $?
+check "HF_ENDPOINT garbage message" "natter: pull: HF_ENDPOINT 'garbage' is not an http:// or https:// address" \
+	"$(cat "$tmp/err")"
 
 # The repositories.
 token="hf_test_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 root=$tmp/root
 mkdir -p "$root/org/tiny-GGUF/sub" "$root/org/cut-GGUF" "$root/org/cut2-GGUF" "$root/org/bad-GGUF" \
 	"$root/org/gated-GGUF" "$root/org/nosize-GGUF" "$root/org/huge-GGUF" "$root/org/none-GGUF" "$root/org/hdr-GGUF" \
-	"$root/org/slow-GGUF"
+	"$root/org/slow-GGUF" "$root/org/nocut-GGUF" "$root/org/nosha-GGUF"
 cp "$F/models/tiny-llama-q4_k_m.gguf" "$root/org/tiny-GGUF/tiny-llama-Q4_K_M.gguf"
 cp "$F/models/tiny-llama-q8_0.gguf" "$root/org/tiny-GGUF/sub/tiny-llama-Q8_0.gguf"
 echo "a model card" > "$root/org/tiny-GGUF/README.md"
@@ -60,6 +65,8 @@ head -c 3000000 /dev/urandom > "$root/org/nosize-GGUF/nosize.gguf"
 head -c 100000 /dev/urandom > "$root/org/huge-GGUF/huge.gguf"
 head -c 100000 /dev/urandom > "$root/org/none-GGUF/model-Q8_0.gguf"
 head -c 1500000 /dev/urandom > "$root/org/slow-GGUF/slow-Q4_K_M.gguf"
+cp "$F/models/tiny-llama-q8_0.gguf" "$root/org/nocut-GGUF/nocut.gguf"
+cp "$F/models/tiny-llama-q4_0.gguf" "$root/org/nosha-GGUF/nosha.gguf"
 for f in linked-ok linked-bad etag-ok etag-bad; do
 	head -c 300000 /dev/urandom > "$root/org/hdr-GGUF/$f.gguf"
 done
@@ -69,6 +76,7 @@ done
 	--corrupt bad-Q4_K_M.gguf --nosize nosize.gguf --fake-size huge.gguf:10000000000000 --page-size 2 \
 	--rate slow-Q4_K_M.gguf:500000 --no-lfs linked-ok.gguf --no-lfs linked-bad.gguf --corrupt linked-bad.gguf \
 	--no-lfs etag-ok.gguf --no-lfs etag-bad.gguf --direct etag-ok.gguf --direct etag-bad.gguf --corrupt etag-bad.gguf \
+	--nosize nocut.gguf --cut nocut.gguf:0.5 --nosize nosha.gguf \
 	2>"$tmp/hub.err" &
 hub_pid=$!
 i=0
@@ -157,6 +165,32 @@ cmp -s "$models/cut-Q4_K_M.gguf" "$root/org/cut-GGUF/cut-Q4_K_M.gguf" && ok || b
 grep -q "cdn GET /blobs/org/cut2-GGUF/cut2-Q4_K_M.gguf range=bytes=$((2000000 * 4 / 10))- " "$tmp/hub.log" && ok ||
 	bad "no automatic Range request: $(grep cut2 "$tmp/hub.log")"
 cmp -s "$models/cut2-Q4_K_M.gguf" "$root/org/cut2-GGUF/cut2-Q4_K_M.gguf" && ok || bad "auto-resumed bytes differ"
+# No size and no SHA-256 said, the body cut where the connection closes: what
+# arrived is checked as GGUF, and a cut one never gets the name.  The next run
+# (not cut) gets it whole.
+"$NATTER_BIN" pull --dir "$tmp/ns" org/nocut-GGUF:nocut.gguf >/dev/null 2>"$tmp/n1"; check "cut, no SHA: status" 1 $?
+grep -q "no SHA-256 for nocut.gguf, and what arrived is not a whole GGUF file" "$tmp/n1" && ok ||
+	bad "cut, no SHA: message: $(cat "$tmp/n1")"
+[ ! -e "$tmp/ns/nocut.gguf" ] && [ ! -e "$tmp/ns/nocut.gguf.part" ] && ok || bad "cut, no SHA: a file was kept"
+"$NATTER_BIN" pull --dir "$tmp/ns" org/nocut-GGUF:nocut.gguf >/dev/null 2>"$tmp/n2"; check "whole, no SHA: status" 0 $?
+grep -q "only its form as GGUF was checked" "$tmp/n2" && ok || bad "whole, no SHA: message: $(cat "$tmp/n2")"
+cmp -s "$tmp/ns/nocut.gguf" "$root/org/nocut-GGUF/nocut.gguf" && ok || bad "whole, no SHA: bytes differ"
+# An earlier run's part of a file the hub gives no SHA-256 for is not resumed.
+head -c 5000 /dev/urandom > "$tmp/ns/nosha.gguf.part"
+"$NATTER_BIN" pull --dir "$tmp/ns" org/nosha-GGUF:nosha.gguf >/dev/null 2>"$tmp/n3"; check "stale part, no SHA: status" 0 $?
+grep -q "from an earlier run, and the hub gives no SHA-256 .*starting again" "$tmp/n3" && ok ||
+	bad "stale part, no SHA: message: $(cat "$tmp/n3")"
+cmp -s "$tmp/ns/nosha.gguf" "$root/org/nosha-GGUF/nosha.gguf" && ok || bad "stale part, no SHA: bytes differ"
+# An earlier run's part of another file of the name (the SHA-256 known):
+# resumed, found wrong by its sum, and downloaded again whole, once.
+mkdir -p "$tmp/ns2"
+head -c 100000 /dev/urandom > "$tmp/ns2/tiny-llama-Q4_K_M.gguf.part"
+"$NATTER_BIN" pull --dir "$tmp/ns2" org/tiny-GGUF:tiny-llama-Q4_K_M.gguf >/dev/null 2>"$tmp/n4"
+check "stale part of another file: status" 0 $?
+grep -q "from an earlier run was not of this file (the SHA-256 differs): downloading it again" "$tmp/n4" && ok ||
+	bad "stale part of another file: message: $(cat "$tmp/n4")"
+cmp -s "$tmp/ns2/tiny-llama-Q4_K_M.gguf" "$root/org/tiny-GGUF/tiny-llama-Q4_K_M.gguf" && ok ||
+	bad "stale part of another file: bytes differ"
 
 # 3. A wrong SHA-256: refused, nothing kept.
 "$NATTER_BIN" pull org/bad-GGUF:bad-Q4_K_M.gguf >/dev/null 2>"$tmp/b1"; check "corrupt pull status" 1 $?

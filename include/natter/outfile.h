@@ -29,6 +29,11 @@ int outfile_commit(struct outfile *o, char *err, size_t errlen);
 /* Gives up: closes the file and removes the temporary (O may be zeroed,
  * or committed: then nothing is done). */
 void outfile_abort(struct outfile *o);
+/* For a command that writes one big file and has no Ctrl-C handling of
+ * its own (mkmodel): SIGINT, SIGTERM and SIGHUP remove the temporaries
+ * being written, then end the program as the signal would have (one
+ * ignored when the program started stays ignored). */
+void outfile_catch_signals(void);
 /* Whether writing PATH would replace the file IN: both exist and are one
  * file (the same device and inode; symbolic links followed, as
  * outfile_open follows them), whatever their names.  Returns 1 or 0; a

@@ -41,6 +41,10 @@ cli_output_check(const char *cmd, const char *opt, const char *out, const char *
 {
 	char path[4096], err[1024];
 
+	if (!*out) {
+		cli_error("%s: %s wants a file name, not an empty one", cmd, opt);
+		return -1;
+	}
 	for (int i = 0; i < n; i++) {
 		if (in[i].path && outfile_same(out, in[i].path)) {
 			cli_error("%s: %s %s is the same file as %s %s: it would be overwritten", cmd, opt, out, in[i].opt,

@@ -197,8 +197,11 @@ print_layout(const struct llm_model *m, const struct gguf_file *f)
 	for (int il = 0; il < hp->n_layer; il++) {
 		const struct llm_layer_hparams *l = &hp->layer[il];
 		int first = 1, count[3] = { 0 };
+		if (l->kind == LLM_LAYER_RECURRENT)
+			continue;   /* no RoPE: no attention */
 		for (int j = 0; j < il; j++)
-			if (hp->layer[j].rope_base == l->rope_base && hp->layer[j].rope_scale == l->rope_scale)
+			if (hp->layer[j].kind != LLM_LAYER_RECURRENT && hp->layer[j].rope_base == l->rope_base &&
+			    hp->layer[j].rope_scale == l->rope_scale)
 				first = 0;
 		if (!first)
 			continue;

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "natter/gguf-write.h"
 #include "natter/gguf.h"
+#include "natter/outfile.h"
 #include "natter/quant.h"
 
 struct preset {
@@ -509,6 +510,8 @@ cmd_mkmodel(int argc, char **argv)
 		}
 #undef TENSOR
 #undef TENSOR3
+		/* Ctrl-C while gigabytes are written removes the temporary. */
+		outfile_catch_signals();
 		if (gguf_writer_write(w, out, err, sizeof(err)) < 0) {
 			cli_error("%s", err);
 			goto out;

@@ -115,6 +115,16 @@ list_models(const struct hub_file *f, int n, const char *repo)
 		fprintf(stderr, "%s has no GGUF files.\n", repo);
 }
 
+/* Whether PATH has a ".." component (a name like "a..b.gguf" is fine). */
+static int
+has_dotdot(const char *path)
+{
+	for (const char *p = path; p; p = strchr(p, '/'), p = p ? p + 1 : NULL)
+		if (p[0] == '.' && p[1] == '.' && (p[2] == '/' || !p[2]))
+			return 1;
+	return 0;
+}
+
 int
 cmd_pull(int argc, char **argv)
 {
@@ -147,8 +157,9 @@ cmd_pull(int argc, char **argv)
 			    "(or DIR), e.g.  natter pull Qwen/Qwen3-0.6B-GGUF:Qwen3-0.6B-Q8_0.gguf\n"
 			    "Without :FILE it lists the repository's GGUF files and takes the Q4_K_M one.\n"
 			    "An interrupted download resumes where it stopped; the file gets its name only\n"
-			    "after its size and SHA-256 match what the hub says.  A broken connection is\n"
-			    "resumed up to N times (default 3).\n"
+			    "after its size and SHA-256 match what the hub says (when it gives no SHA-256:\n"
+			    "once it reads as a whole GGUF file).  A broken connection is resumed up to N\n"
+			    "times (default 3).  HF_ENDPOINT must be an http:// or https:// address.\n"
 			    "Environment: HF_TOKEN (for gated or private models; sent to the hub only, never\n"
 			    "printed), HF_ENDPOINT (default https://huggingface.co).\n");
 			return 0;
@@ -165,12 +176,19 @@ cmd_pull(int argc, char **argv)
 	if (colon) {
 		*colon = 0;
 		file = colon + 1;
-		if (!*file || strstr(file, "..") || file[0] == '/') {
+		if (!*file || file[0] == '/' || has_dotdot(file)) {
 			cli_error("pull: '%s' is not a file of the repository", file);
 			return 2;
 		}
 		if (!hub_is_model(file)) {
 			cli_error("pull: %s is not a GGUF model file (natter reads .gguf files)", file);
+			return 2;
+		}
+	}
+	{
+		char origin[1024];
+		if (http_url_origin(o.endpoint, origin, sizeof(origin)) < 0) {
+			cli_error("pull: HF_ENDPOINT '%s' is not an http:// or https:// address", o.endpoint);
 			return 2;
 		}
 	}

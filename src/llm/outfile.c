@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,14 +14,82 @@
 
 #include "natter/outfile.h"
 
+/* The temporaries being written, for outfile_catch_signals' handler
+ * (unlink(2) is async-signal-safe): a slot is set once its file exists
+ * and cleared once it is renamed or removed.  The commands that catch
+ * signals write their files from one thread. */
+enum { LIVE_MAX = 8 };
+static char *volatile live[LIVE_MAX];
+
+static void
+live_set(const char *tmp, char *to)
+{
+	for (int i = 0; i < LIVE_MAX; i++)
+		if (live[i] == tmp) {
+			live[i] = to;
+			return;
+		}
+}
+
+static void
+on_fatal_signal(int sig)
+{
+	for (int i = 0; i < LIVE_MAX; i++)
+		if (live[i])
+			unlink(live[i]);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void
+outfile_catch_signals(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_fatal_signal;
+	/* A signal ignored when natter started (nohup's SIGHUP, SIGINT in
+	 * a background job) stays ignored. */
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+			sigaction(sigs[i], &sa, NULL);
+}
+
+/* Where a link at PATH points, made a path from the current folder (a
+ * relative target is relative to the link's folder); NULL if PATH is not
+ * a link.  A new string. */
+static char *
+link_target(const char *path)
+{
+	char buf[PATH_MAX], *r;
+	const char *slash;
+	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+
+	if (n < 0)
+		return NULL;
+	buf[n] = 0;
+	slash = strrchr(path, '/');
+	if (buf[0] == '/' || !slash)
+		return strdup(buf);
+	r = malloc((size_t)(slash - path) + (size_t)n + 2);
+	if (r)
+		sprintf(r, "%.*s/%s", (int)(slash - path), path, buf);
+	return r;
+}
+
 int
 outfile_open(struct outfile *o, const char *path, const char *mode, char *err, size_t errlen)
 {
 	struct stat st;
 	const int exists = stat(path, &st) == 0;
+	const char *slash;
 	int fd = -1;
 
 	memset(o, 0, sizeof(*o));
+	if (!*path) {
+		snprintf(err, errlen, "an empty file name");
+		return -1;
+	}
 	if (exists && S_ISDIR(st.st_mode)) {
 		snprintf(err, errlen, "%s: is a folder", path);
 		return -1;
@@ -36,27 +106,39 @@ outfile_open(struct outfile *o, const char *path, const char *mode, char *err, s
 		}
 		return 0;
 	}
-	/* A symbolic link's target is replaced, and the link kept. */
-	o->path = exists ? realpath(path, NULL) : strdup(path);
-	o->tmp = o->path ? malloc(strlen(o->path) + 32) : NULL;
+	/* A symbolic link's target is replaced, and the link kept; a link to
+	 * a file not there yet makes it (as the shell's > does). */
+	o->path = exists ? realpath(path, NULL) : link_target(path);
+	if (!exists && !o->path)
+		o->path = strdup(path);
+	o->tmp = o->path ? malloc(strlen(o->path) + 48) : NULL;
 	if (!o->tmp) {
 		snprintf(err, errlen, "%s: %s", path, o->path ? "out of memory" : strerror(errno));
 		free(o->path);
 		o->path = NULL;
 		return -1;
 	}
-	/* A new file of its own: a file of that name (another's, or one a
-	 * killed run left) is neither truncated nor written through. */
+	/* A new file of its own beside it: a file of that name (another's,
+	 * or one a killed run left) is neither truncated nor written through.
+	 * Its name is the file's, cut to 200 bytes: a name near the 255-byte
+	 * limit stays writable. */
+	slash = strrchr(o->path, '/');
+	slash = slash ? slash + 1 : o->path;
 	for (int i = 0; i < 100; i++) {
-		sprintf(o->tmp, i ? "%s.tmp%ld.%d" : "%s.tmp%ld", o->path, (long)getpid(), i);
+		int n = sprintf(o->tmp, "%.*s%.200s.tmp%ld", (int)(slash - o->path), o->path, slash, (long)getpid());
+		if (i)
+			sprintf(o->tmp + n, ".%d", i);
 		fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
+	if (fd >= 0)
+		live_set(NULL, o->tmp);
 	/* The file replaced keeps its permissions. */
 	if (fd >= 0 && exists && fchmod(fd, st.st_mode & 07777) != 0) {
 		close(fd);
 		unlink(o->tmp);
+		live_set(o->tmp, NULL);
 		fd = -1;
 	}
 	o->f = fd >= 0 ? fdopen(fd, mode) : NULL;
@@ -65,6 +147,7 @@ outfile_open(struct outfile *o, const char *path, const char *mode, char *err, s
 		if (fd >= 0) {
 			close(fd);
 			unlink(o->tmp);
+			live_set(o->tmp, NULL);
 		}
 		free(o->tmp);
 		free(o->path);
@@ -112,6 +195,7 @@ outfile_commit(struct outfile *o, char *err, size_t errlen)
 	}
 	if (e && o->tmp)
 		unlink(o->tmp);
+	live_set(o->tmp, NULL);
 	free(o->tmp);
 	free(o->path);
 	memset(o, 0, sizeof(*o));
@@ -125,6 +209,7 @@ outfile_abort(struct outfile *o)
 		fclose(o->f);
 	if (o->tmp)
 		unlink(o->tmp);
+	live_set(o->tmp, NULL);
 	free(o->tmp);
 	free(o->path);
 	memset(o, 0, sizeof(*o));

@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "natter/gguf.h"
 #include "natter/hub.h"
 #include "natter/http.h"
 #include "natter/outfile.h"
@@ -529,12 +530,18 @@ hash_existing(struct dl *d)
 	return lseek(d->fd, 0, SEEK_END) < 0 ? -1 : 0;
 }
 
-static void
-sleep_s(int s)
+/* Waits S seconds (at most 10) before another try; Ctrl-C (O->cancel)
+ * ends the wait: nonzero then. */
+static int
+sleep_s(const struct hub_opts *o, int s)
 {
-	struct timespec ts = { s, 0 };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	struct timespec ts = { 0, 100000000 };
+	for (int i = 0; i < 10 * (s < 10 ? s : 10); i++) {
+		if (o->cancel && atomic_load(o->cancel))
+			return 1;
+		nanosleep(&ts, NULL);
+	}
+	return o->cancel && atomic_load(o->cancel);
 }
 
 int
@@ -609,6 +616,17 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 			goto out;
 		}
 	}
+	if (d.have > 0 && !f->sha256[0]) {
+		/* Without a SHA-256 nothing would tell an earlier run's part of
+		 * another file (or of another version of this one) from a part
+		 * of this one. */
+		notice(o, "%s is from an earlier run, and the hub gives no SHA-256 to check a resumed file against: "
+		    "starting again", part);
+		if (restart_part(&d) < 0) {
+			snprintf(err, errlen, "%s: %s", part, strerror(errno));
+			goto out;
+		}
+	}
 	if (d.have > 0) {
 		char h[32];
 		human(d.have, h, sizeof(h));
@@ -633,6 +651,7 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 		goto out;
 	}
 	sprintf(url, "%s/%s/resolve/%s/%s", base, erepo, erev, epath);
+again:
 	for (attempt = 0; attempt <= o->retries; attempt++) {
 		struct http_req q = { 0 };
 		struct http_resp r;
@@ -677,11 +696,8 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 			goto out;
 		}
 		if (hr == HTTP_ECANCEL) {
-			snprintf(err, errlen, "interrupted; %s keeps what was downloaded: run the same command to resume",
-			    part);
-			rc = HUB_ECANCEL;
 			http_resp_free(&r);
-			goto out;
+			goto cancelled;
 		}
 		if (d.bad_range) {
 			snprintf(err, errlen, d.bad_range == 1 ? "the server sent another part of %s than asked for" :
@@ -707,7 +723,8 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 			http_resp_free(&r);
 			if (rc == HUB_ENET && attempt < o->retries) {
 				notice(o, "%s; retrying", err);
-				sleep_s(attempt + 1);
+				if (sleep_s(o, attempt + 1))
+					goto cancelled;
 				continue;
 			}
 			goto out;
@@ -731,12 +748,22 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 			human(d.have, h, sizeof(h));
 			notice(o, "the connection broke at %s (%s); resuming", h, hr < 0 ? err : "ended early");
 		}
-		if (d.have == before)
-			sleep_s(attempt + 1 < 10 ? attempt + 1 : 10);   /* no progress: wait a little */
+		if (d.have == before && sleep_s(o, attempt + 1))   /* no progress: wait a little */
+			goto cancelled;
 	}
 	if (attempt > o->retries && !(d.total >= 0 && d.have == d.total)) {
 		snprintf(err, errlen, "the download of %s did not complete", name);
 		rc = HUB_ENET;
+		goto out;
+	}
+	if (0) {
+cancelled:
+		if (d.have > 0)
+			snprintf(err, errlen, "interrupted; %s keeps what was downloaded: run the same command to resume",
+			    part);
+		else
+			snprintf(err, errlen, "interrupted before anything of %s was downloaded", name);
+		rc = HUB_ECANCEL;
 		goto out;
 	}
 	/* Size and checksum, then the name. */
@@ -757,6 +784,18 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 	}
 	{
 		const char *want = f->sha256[0] ? f->sha256 : d.header_sha;
+		if (want[0] && strcmp(want, got) != 0 && d.resumed > 0) {
+			/* The part an earlier run left was of another file of
+			 * that name (or another version): once more, whole. */
+			notice(o, "%s from an earlier run was not of this file (the SHA-256 differs): downloading it again "
+			    "from the start", part);
+			d.resumed = 0;
+			if (restart_part(&d) < 0) {
+				snprintf(err, errlen, "%s: %s", part, strerror(errno));
+				goto out;
+			}
+			goto again;
+		}
 		if (want[0] && strcmp(want, got) != 0) {
 			snprintf(err, errlen, "%s is corrupt: its SHA-256 is %s, the hub says %s; the download was removed",
 			    name, got, want);
@@ -764,10 +803,24 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 			rc = HUB_EVERIFY;
 			goto out;
 		}
-		if (want[0])
+		if (want[0]) {
 			notice(o, "SHA-256 verified: %s", got);
-		else
-			notice(o, "the hub gave no SHA-256 for %s (not an LFS file): it was not verified", name);
+		} else {
+			/* Nothing to check it against but its own form: a body cut
+			 * short without a length said is caught here. */
+			struct gguf_file *g = NULL;
+			char gerr[512];
+			if (gguf_open(part, &g, gerr, sizeof(gerr)) < 0) {
+				snprintf(err, errlen, "the hub gave no SHA-256 for %s, and what arrived is not a whole GGUF "
+				    "file (%s); the download was removed", name, gerr);
+				unlink(part);
+				rc = HUB_EVERIFY;
+				goto out;
+			}
+			gguf_close(g);
+			notice(o, "the hub gave no SHA-256 for %s (not an LFS file): only its form as GGUF was checked",
+			    name);
+		}
 	}
 	if (fsync(d.fd) < 0) {
 		snprintf(err, errlen, "cannot write %s: %s", part, strerror(errno));

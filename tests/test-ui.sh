@@ -195,6 +195,13 @@ sql_is "SELECT id FROM generations WHERE message_id = $msg AND chosen" "$(q "SEL
     ok || bad "the new alternative is not the chosen one"
 T send-keys -t ui Tab Left
 wait_for "^Assistant \(1/2\), not chosen:" 10 && ok || bad "Left did not show alternative 1: $(screen)"
+# y copies the alternative shown, not the chosen one.
+a1=$(q "SELECT content FROM generations WHERE id = $first")
+a2=$(q "SELECT content FROM generations WHERE message_id = $msg AND chosen")
+[ "$a1" != "$a2" ] && ok || bad "the two alternatives are one text: the copy below cannot tell them apart"
+T send-keys -t ui y
+wait_for "copied the reply" 10 && [ "$(T show-buffer 2>/dev/null)" = "$a1" ] && ok ||
+    bad "y on alternative 1 copied '$(T show-buffer 2>/dev/null)', not '$a1'"
 T send-keys -t ui Enter
 wait_for "alternative 1 of 2 is the chosen reply" 10 && ok || bad "Enter did not pick it: $(screen)"
 wait_for "^Assistant \(1/2\):" 10 && ok || bad "header after picking: $(screen)"

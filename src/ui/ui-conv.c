@@ -333,30 +333,44 @@ enum { COPY_MAX = 64 * 1024 };
 void
 ui_conv_copy(struct ui *u)
 {
-	int n = u->gen ? -1 : chat_n_messages(u->c) - 1;
+	int n = chat_n_messages(u->c) - 1, alt = -1;
 	const char *t;
 	size_t len;
 
-	while (n >= 0 && strcmp(chat_message_role(u->c, n), "assistant"))
-		n--;
 	if (u->gen) {
 		ui_screen_notify(u, 1, "copy: the reply is still being written");
 		return;
+	}
+	/* As it is shown (an alternative flipped to with Left is what is
+	 * copied, as it is what is rated): in the conversation, the message
+	 * chosen with Up/Down; from the input line (/copy), the last reply. */
+	int i = u->focus == UI_F_CONV && u->sel >= 0 && u->sel < u->nmsgs ? u->sel : -1;
+	if (i < 0)
+		for (i = u->nmsgs - 1; i >= 0 && strcmp(u->msgs[i].role, "assistant"); i--)
+			;
+	if (i >= 0 && u->msgs[i].idx >= 0 && u->msgs[i].idx <= n) {
+		n = u->msgs[i].idx;
+		alt = strcmp(u->msgs[i].role, "assistant") ? -1 : u->msgs[i].alt;
+	} else {
+		n = -1;
 	}
 	if (n < 0) {
 		ui_screen_notify(u, 1, "no reply to copy yet");
 		return;
 	}
-	t = chat_message_content(u->c, n);
+	t = alt >= 0 ? chat_alt_content(u->c, n, alt) : chat_message_content(u->c, n);
+	if (!t)
+		t = chat_message_content(u->c, n);
 	len = strlen(t);
 	if (len > COPY_MAX) {
-		ui_screen_notify(u, 1, "the reply is too long for the terminal's clipboard (%zu bytes)", len);
+		ui_screen_notify(u, 1, "the message is too long for the terminal's clipboard (%zu bytes)", len);
 		return;
 	}
 	if (ui_tty_clipboard(t, len) < 0)
 		ui_screen_notify(u, 1, "copy: cannot write to the terminal");
 	else
-		ui_screen_notify(u, 0, "copied the reply (%zu bytes) to the clipboard", len);
+		ui_screen_notify(u, 0, "copied the %s (%zu bytes) to the clipboard",
+		    strcmp(chat_message_role(u->c, n), "assistant") ? "message" : "reply", len);
 }
 
 /* --- alternatives and edits (the chosen message of the conversation focus) --- */

@@ -501,10 +501,12 @@ check "the comment without its leading blanks" "nice one" "$(sqlite3 "$tmp/crlf.
 check "the message without its CR" "hello" "$(sqlite3 "$tmp/crlf.db" "SELECT content FROM messages WHERE role = 'user'")"
 # /set reports the value applied, under its own name; hex, inf and
 # negative counts are refused.
-printf '/set temperature 0.70\n/set temp 0x1p1\n/set temp inf\n/set max_tokens -1\n/set top_k 2.5\n/set seed random\n' |
+printf '/set temperature 0.70\n/set temp 0x1p1\n/set temp inf\n/set max_tokens -1\n/set top_k 2.5\n/set top_k 1000000\n/set temp 0.123456789\n/set seed random\n' |
 	"$NATTER_BIN" chat -m "$M" --plain --no-history > "$tmp/out" 2> "$tmp/err"
 check "/set temperature 0.70 says" "temp = 0.7" "$(head -n 1 "$tmp/out")"
 check "/set seed random says" "seed = random" "$(tail -n 1 "$tmp/out")"
+check "/set of a count and of a float of 8 digits say" "top_k = 1000000
+temp = 0.12345679" "$(sed -n 2,3p "$tmp/out")"
 check "/set refusals" "/set: temp: '0x1p1' is not a number
 /set: temp: 'inf' is not a number
 /set: max_tokens: '-1' is not a whole number, 0 or more (0: no limit)

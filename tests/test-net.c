@@ -194,6 +194,10 @@ test_oai_parse(void)
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"n\": 3}", "n", "must be 1" },
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": true}", "logprobs", "not supported" },
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": [{}]}", "tools", "not supported" },
+		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"functions\": [{}]}", "functions", "not supported" },
+		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logit_bias\": {\"5\": 100}}", "logit_bias", "not supported" },
+		{ OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": \"x\", \"logit_bias\": {\"5\": -100}}", "logit_bias", "not supported" },
+		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_logprobs\": 2}", "top_logprobs", "not supported" },
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_object\"}}", "response_format", "only" },
 		{ OAI_COMPLETION, "{\"model\": \"m\"}", "prompt", "required" },
 		{ OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": [1, 2]}", "prompt", "token arrays" },
@@ -497,12 +501,12 @@ test_hub_helpers(void)
 {
 	char err[256];
 	struct hub_file f[] = {
-		{ "README.md", 10, "" },
-		{ "mmproj-Q4_K_M.gguf", 10, "" },
-		{ "big-Q4_K_M-00001-of-00002.gguf", 10, "" },
-		{ "x-Q8_0.gguf", 10, "" },
-		{ "sub/x-q4_k_m.gguf", 10, "" },
-		{ "x-Q4_K_M.gguf", 10, "" },
+		{ "README.md", 10, "", 0 },
+		{ "mmproj-Q4_K_M.gguf", 10, "", 0 },
+		{ "big-Q4_K_M-00001-of-00002.gguf", 10, "", 0 },
+		{ "x-Q8_0.gguf", 10, "", 0 },
+		{ "sub/x-q4_k_m.gguf", 10, "", 0 },
+		{ "x-Q4_K_M.gguf", 10, "", 0 },
 	};
 	CHECK(hub_pick(f, 5) == 4, "pick the Q4_K_M (not the projector, not a split)");
 	CHECK(hub_pick(f, 4) == -1, "no Q4_K_M");

@@ -165,6 +165,13 @@ body c5 "{\"model\": \"aidreams260K-f32\", \"prompt\": $(esc "$prompt"), \"tempe
 check "completion stream" 200 "$(req r5 POST /v1/completions "$tmp/c5")"
 sse "$tmp/r5" > "$tmp/r5.json" && ok || bad "completion stream events"
 check "streamed completion equals natter generate" "$expect" "$(jget "$tmp/r5.json" 'd["text"]')"
+# A completion's prompt is the caller's text as it is: control tokens written
+# in it are read as such (as llama-server reads them), where a chat
+# message's are text.
+body c5s "{\"model\": \"aidreams260K-f32\", \"prompt\": \"a</s>b\", \"temperature\": 0, \"max_tokens\": 1}"
+check "completion with a control token" 200 "$(req r5s POST /v1/completions "$tmp/c5s")"
+check "its prompt tokens" "$("$NATTER_BIN" tokenize -m "$M" --special "a</s>b" | wc -w | tr -d ' ')" \
+	"$(jget "$tmp/r5s" 'd["usage"]["prompt_tokens"]')"
 # Stop strings, streamed and not: the text ends before the first one.
 stopped=${expect%%unfold*}
 body c6 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24, \"stop\": [\"zzz\", \"unfold\"]}"
@@ -267,6 +274,14 @@ check "10 MB body" 413 "$(req rbig POST /v1/chat/completions "$tmp/big")"
 check "10 MB body error" "request_too_large 4 MiB" "$(jget "$tmp/rbig" 'd["error"]["code"] + " " + ("4 MiB" if "4 MiB" in d["error"]["message"] else d["error"]["message"])')"
 check "prompt longer than the context" 400 "$(body long "{\"model\": \"aidreams260K-f32\", \"prompt\": \"$(head -c 3000 /dev/zero | tr '\0' 'a')\"}"; req rl POST /v1/completions "$tmp/long")"
 grep -q "context" "$tmp/rl" && ok || bad "long prompt message: $(cat "$tmp/rl")"
+# A conversation longer than the context, each message of it short enough:
+# refused as the OpenAI API refuses it, not answered with its older turns
+# dropped unsaid.
+"$PY" -c 'import json; m = [{"role": r, "content": "hello world " * 40} for i in range(8) for r in ("user", "assistant")]
+print(json.dumps({"model": "aidreams260K-f32", "messages": m + [{"role": "user", "content": "and now?"}], "max_tokens": 4}))' \
+	> "$tmp/turns"
+check "a conversation longer than the context" 400 "$(req rturns POST /v1/chat/completions "$tmp/turns")"
+check "its error code" context_length_exceeded "$(jget "$tmp/rturns" 'd["error"]["code"]')"
 check "GET on a POST route" 405 "$(req r405 GET /v1/chat/completions)"
 check "unknown path" 404 "$(req r404 GET /v2/nothing)"
 check "a path with an escape sequence" 404 "$(req resc GET "/v1/x%1b%5b2J")"
@@ -275,7 +290,7 @@ grep -qF "there is no /v1/x?[2J here" "$tmp/main.log" && ok || bad "the path is 
 # Still serving, with the same answer.
 check "after the bad requests" 200 "$(req r10 POST /v1/chat/completions "$tmp/c1")"
 check "same answer after the bad requests" "$expect" "$(jget "$tmp/r10" 'd["choices"][0]["message"]["content"]')"
-check "only the long prompt failed in the engine" 1 "$(curl -s "http://127.0.0.1:$P/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["failed"])')"
+check "only the long prompt and conversation failed in the engine" 2 "$(curl -s "http://127.0.0.1:$P/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["failed"])')"
 
 # A client that leaves mid-stream: the server cancels the generation.
 before=$(curl -s "http://127.0.0.1:$SLOW/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["cancelled"])')

@@ -27,6 +27,12 @@ struct chat_engine_info;
 
 struct chat_opts {
 	const char *template_spec;   /* NULL: the model's own; else a built-in name or a file */
+	int keep_turns;              /* never drop older turns to fit the context: a
+	                              * conversation that does not fit is refused (serve:
+	                              * an API client sent it all to be answered) */
+	int raw_text;                /* the messages are prompt text of the caller's: control
+	                              * tokens written in them are read as such (serve's
+	                              * /v1/completions); else never (tok_mark_specials) */
 	const char *system_prompt;   /* NULL: none */
 	int n_ctx;                   /* 0: the model's, capped at 4096 */
 	int n_threads;               /* 0: one per core */

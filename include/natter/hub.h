@@ -11,6 +11,7 @@ struct hub_file {
 	char *path;              /* in the repository, e.g. "Qwen3-0.6B-Q8_0.gguf" or "Q8_0/x.gguf" */
 	int64_t size;            /* bytes, -1 when unknown */
 	char sha256[65];         /* the LFS object id (the content's SHA-256); "" when not in LFS */
+	int unlisted;            /* no file list said what it is (size and SHA-256 unknown) */
 };
 
 /* Progress of a download: DONE of TOTAL bytes (-1 unknown); the run began

@@ -237,6 +237,7 @@ cmd_pull(int argc, char **argv)
 			memset(&one, 0, sizeof(one));
 			one.path = (char *)file;
 			one.size = -1;
+			one.unlisted = 1;
 			pick = &one;
 		}
 	} else {

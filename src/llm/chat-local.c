@@ -32,6 +32,7 @@ struct local {
 	enum llm_kv_type kv_type;    /* the session's cache type, and */
 	int exact_act;               /* its activations: for the store */
 	char *bos_text, *eos_text;
+	int mark;                    /* messages' control-token texts are text (render) */
 	/* The prompt prepared last (prepare), for the next run. */
 	char *pend_text;
 	size_t pend_len;
@@ -251,7 +252,7 @@ local_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int thi
 	int reserve;
 
 	free(c->pend_text);
-	c->pend_text = render(c, t, n, 1, think, 1, err, errlen, &c->pend_len);
+	c->pend_text = render(c, t, n, 1, think, c->mark, err, errlen, &c->pend_len);
 	if (!c->pend_text)
 		return -1;
 	if (tokenize_prompt(c, c->pend_text, c->pend_len, &c->pend_ids) < 0) {
@@ -630,6 +631,7 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 	}
 	c->m = m;
 	c->v = llm_model_vocab(m);
+	c->mark = !o->raw_text;
 	if (load_template(c, o->template_spec, err, errlen) < 0)
 		goto fail;
 	{

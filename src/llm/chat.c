@@ -79,6 +79,7 @@ struct chat {
 
 	struct sampler_params reply_sp;   /* what the last reply was produced under (chat_reply_params) */
 	int reply_max_tokens;
+	int keep_turns;             /* chat_opts.keep_turns */
 	unsigned reply_unknown;      /* SP_ bits of those settings that were not one known value */
 	int reply_changed;           /* one of them changed while the reply was written */
 	int reply_think;             /* enum chat_think its prompt was rendered with */
@@ -203,6 +204,7 @@ chat_new_engine(const struct chat_engine_ops *ops, void *e, const struct chat_op
 	c->sp = c->reply_sp = o->sp;
 	c->reply_seed = o->sp.seed;
 	c->max_tokens = c->reply_max_tokens = o->max_tokens;
+	c->keep_turns = o->keep_turns;
 	if (sampler_params_check(&c->sp, err, errlen) < 0)
 		goto fail;
 	/* The adapters are the engine's, opened with it; a session keeps their
@@ -832,7 +834,7 @@ fit_prompt(struct chat *c, int max_tokens, int think, int *first, char *err, siz
 				last_user = i;
 				break;
 			}
-		if (last_user > f) {
+		if (last_user > f && !c->keep_turns) {
 			int k = 1;
 			/* Keep turns paired: a user message goes with its reply. */
 			if (c->n > f + 1 && !strcmp(c->msgs[f].role, "user") && strcmp(c->msgs[f + 1].role, "user") &&
@@ -1484,7 +1486,22 @@ chat_param_show(struct chat *c, const char *name, char *buf, size_t n)
 		int m = chat_max_tokens(c);
 		snprintf(buf, n, m ? "max_tokens = %d" : "max_tokens = 0 (no limit)", m);
 	} else if ((set = sampler_setting_find(name))) {
-		snprintf(buf, n, "%s = %g", set->name, sampler_setting_get(&p, set));
+		/* Counts whole; a float by the fewest digits that read back as
+		 * the float held (0.7, not 0.699999988; 0.12345679, not %g's
+		 * 0.123457). */
+		double v = sampler_setting_get(&p, set);
+		int d = 1;
+		char t[48];
+		if (!set->integer)
+			for (; d < 9; d++) {
+				snprintf(t, sizeof(t), "%.*g", d, v);
+				if ((float)strtod(t, NULL) == (float)v)
+					break;
+			}
+		if (set->integer)
+			snprintf(buf, n, "%s = %.0f", set->name, v);
+		else
+			snprintf(buf, n, "%s = %.*g", set->name, d, v);
 	} else {
 		return -1;
 	}

@@ -1026,30 +1026,78 @@ tok_encode(const struct tok_vocab *v, const char *text, size_t len,
 	return tok_encode_ex(v, text, len, (add_bos ? TOK_ENC_BOS : 0) | (parse_special ? TOK_ENC_SPECIAL : 0), out);
 }
 
+/* TEXT[0..LEN) without its marks, into *OUT (a new string, *OUTLEN long),
+ * and the ranges [LIT[2k], LIT[2k+1]) of it that marks made text (*NLIT
+ * of them, in order; *LIT a new array).  -1 when out of memory. */
+static int
+unmark_ranges(const struct tok_vocab *v, const char *text, size_t len, char **out, size_t *outlen, size_t **lit,
+	      size_t *nlit)
+{
+	char *u = malloc(len + 1);
+	size_t *r = malloc((len / TOK_MARK_LEN + 1) * 2 * sizeof(*r)), n = 0, k = 0;
+
+	if (!u || !r) {
+		free(u);
+		free(r);
+		return -1;
+	}
+	for (size_t i = 0; i < len;) {
+		size_t l = 0;
+		int32_t sp;
+		if (!is_mark(text, len, i)) {
+			u[n++] = text[i++];
+			continue;
+		}
+		i += TOK_MARK_LEN;
+		if (is_mark(text, len, i))
+			l = TOK_MARK_LEN;
+		else if (i < len && (sp = special_at(v, text, len, i, 1)) != TOK_NONE)
+			l = v->tok[sp].len;
+		if (l) {
+			r[2 * k] = n;
+			r[2 * k + 1] = n + l;
+			k++;
+			memcpy(u + n, text + i, l);
+			n += l;
+			i += l;
+		}
+	}
+	u[n] = 0;
+	*out = u;
+	*outlen = n;
+	*lit = r;
+	*nlit = k;
+	return 0;
+}
+
 int
 tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned flags, struct tok_ids *out)
 {
 	struct work w;
-	size_t i = 0, frag = 0, literal_end = 0;
+	size_t i = 0, frag = 0, *lit = NULL, nlit = 0, li = 0;
 	int add_bos = (flags & TOK_ENC_BOS) != 0, parse_special = (flags & TOK_ENC_SPECIAL) != 0;
-	int marked = (flags & TOK_ENC_MARKED) != 0;
 	int prev_special = !(flags & TOK_ENC_CONTINUE);
 	int rc = 0;
+	char *plain = NULL;
 
+	/* Marked text: the marks go, and what they marked is text, encoded
+	 * with the text around it as one piece (as a tokenizer would encode
+	 * the whole text, control tokens unparsed). */
+	if ((flags & TOK_ENC_MARKED) && memmem(text, len, TOK_MARK, TOK_MARK_LEN)) {
+		if (unmark_ranges(v, text, len, &plain, &len, &lit, &nlit) < 0)
+			return -1;
+		text = plain;
+	}
 	memset(&w, 0, sizeof(w));
 	if (add_bos && v->bos != TOK_NONE && tok_ids_push(out, v->bos) < 0)
-		return -1;
+		rc = -1;
 	while (i <= len && rc == 0) {
 		int32_t sp = TOK_NONE;
-		int mark = 0;
-		/* Past a mark, the text it marks is text (tok_mark_specials). */
-		if (i < len && i >= literal_end) {
-			if (marked && is_mark(text, len, i))
-				mark = 1;
-			else
-				sp = special_at(v, text, len, i, parse_special);
-		}
-		if (sp == TOK_NONE && !mark && i < len) {
+		while (li < nlit && lit[2 * li + 1] <= i)
+			li++;
+		if (i < len && !(li < nlit && lit[2 * li] <= i))
+			sp = special_at(v, text, len, i, parse_special);
+		if (sp == TOK_NONE && i < len) {
 			i++;
 			continue;
 		}
@@ -1062,16 +1110,6 @@ tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned 
 				rc = bpe_encode(v, &w, text + frag, i - frag, out);
 			prev_special = 0;
 		}
-		if (rc == 0 && mark) {
-			int32_t lit;
-			i += TOK_MARK_LEN;
-			frag = i;
-			if (is_mark(text, len, i))
-				literal_end = i + TOK_MARK_LEN;
-			else if (i < len && (lit = special_at(v, text, len, i, 1)) != TOK_NONE)
-				literal_end = i + v->tok[lit].len;
-			continue;
-		}
 		if (rc == 0 && sp != TOK_NONE) {
 			rc = tok_ids_push(out, sp);
 			prev_special = 1;
@@ -1082,6 +1120,8 @@ tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned 
 		break;
 	}
 	work_free(&w);
+	free(plain);
+	free(lit);
 	return rc;
 }
 

@@ -383,6 +383,7 @@ restart_part(struct dl *d)
 	if (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0)
 		return -1;
 	d->have = 0;
+	d->resumed = 0;   /* what is kept now is this run's */
 	sha256_init(&d->sha);
 	return 0;
 }
@@ -616,10 +617,13 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 			goto out;
 		}
 	}
-	if (d.have > 0 && !f->sha256[0]) {
-		/* Without a SHA-256 nothing would tell an earlier run's part of
-		 * another file (or of another version of this one) from a part
-		 * of this one. */
+	if (d.have > 0 && !f->sha256[0] && !f->unlisted) {
+		/* Listed without a SHA-256 (not an LFS file): nothing would tell
+		 * an earlier run's part of another file (or of another version
+		 * of this one) from a part of this one.  (Unlisted, the download
+		 * may bring one, X-Linked-Etag: a part of another file is then
+		 * found, and fetched again whole; without one, the file must at
+		 * least be whole GGUF.) */
 		notice(o, "%s is from an earlier run, and the hub gives no SHA-256 to check a resumed file against: "
 		    "starting again", part);
 		if (restart_part(&d) < 0) {
@@ -665,6 +669,7 @@ again:
 		q.bearer_origin = base;
 		q.max_redirects = 5;
 		q.range_from = d.have;
+		d.bad_range = 0;   /* of this request */
 		q.on_head = on_head;
 		q.on_body = on_body;
 		q.ctx = &d;

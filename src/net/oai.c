@@ -420,10 +420,21 @@ refuse_unsupported(const cJSON *root, enum oai_kind kind, struct oai_error *e)
 	v = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
 	if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v))
 		return bad(e, "logprobs", "logprobs are not supported by natter serve");
+	/* A bias changes what the model says: ignored, the reply would not be
+	 * what was asked for (an empty object asks nothing). */
+	v = cJSON_GetObjectItemCaseSensitive(root, "logit_bias");
+	if (v && !cJSON_IsNull(v) && !(cJSON_IsObject(v) && cJSON_GetArraySize(v) == 0))
+		return bad(e, "logit_bias", "logit_bias is not supported by natter serve");
+	v = cJSON_GetObjectItemCaseSensitive(root, "top_logprobs");
+	if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 0))
+		return bad(e, "top_logprobs", "logprobs are not supported by natter serve");
 	if (kind == OAI_CHAT) {
-		v = cJSON_GetObjectItemCaseSensitive(root, "tools");
-		if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
-			return bad(e, "tools", "tools are not supported by natter serve");
+		static const char *const tool_keys[] = { "tools", "functions" };
+		for (size_t i = 0; i < sizeof(tool_keys) / sizeof(tool_keys[0]); i++) {
+			v = cJSON_GetObjectItemCaseSensitive(root, tool_keys[i]);
+			if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
+				return bad(e, tool_keys[i], "tools are not supported by natter serve");
+		}
 		v = cJSON_GetObjectItemCaseSensitive(root, "response_format");
 		if (v && !cJSON_IsNull(v)) {
 			const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "type");

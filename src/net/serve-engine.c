@@ -364,6 +364,8 @@ session_for(struct engine *e, enum oai_kind kind, char *err, size_t errlen)
 {
 	struct chat_opts o = e->defaults;
 	char path[4096] = "";
+
+	o.keep_turns = 1;   /* a request's messages are answered whole, or refused */
 	struct chat *c = NULL;
 	int rc;
 
@@ -392,6 +394,7 @@ session_for(struct engine *e, enum oai_kind kind, char *err, size_t errlen)
 		}
 		close(fd);
 		o.template_spec = path;
+		o.raw_text = 1;   /* the prompt "as it is": control tokens in it read */
 		o.system_prompt = NULL;
 	}
 	rc = chat_new(e->model, &o, &c, err, errlen);

@@ -31,42 +31,15 @@ FORMAT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<B"
 T_STRING, T_ARRAY, T_BOOL = 8, 9, 7
 
 
-def numbers(b):
-    """(key, type, count, offset) of every number or array of numbers."""
+def walk(b):
+    """Every metadata entry: (key, type, start, value, end, element type,
+    count), with START its first byte, VALUE its value's, END past it; the
+    element type and count are an array's (else the type and 1).  Then
+    the offset where the tensor infos start, as a last item."""
     if b[:4] != b"GGUF":
         raise ValueError("not a GGUF file")
     n_kv = struct.unpack_from("<Q", b, 16)[0]
     off = 24
-    out = []
-    for _ in range(n_kv):
-        kl = struct.unpack_from("<Q", b, off)[0]
-        key = b[off + 8:off + 8 + kl].decode()
-        off += 8 + kl
-        t = struct.unpack_from("<I", b, off)[0]
-        off += 4
-        if t == T_STRING:
-            off += 8 + struct.unpack_from("<Q", b, off)[0]
-        elif t == T_ARRAY:
-            at, n = struct.unpack_from("<IQ", b, off)
-            off += 12
-            if at == T_STRING:
-                for _ in range(n):
-                    off += 8 + struct.unpack_from("<Q", b, off)[0]
-            else:
-                out.append((key, at, n, off))
-                off += SIZE[at] * n
-        else:
-            out.append((key, t, 1, off))
-            off += SIZE[t]
-    return out
-
-
-def with_keys(b, keys, drop=()):
-    """B with KEYS ((name, u32 value) pairs) added at the end of the
-    metadata and the keys named in DROP removed; the tensor data moved to
-    the next alignment boundary, its offsets being relative to it."""
-    n_t, n_kv = struct.unpack_from("<QQ", b, 8)
-    off, kept, align = 24, [], 32
     for _ in range(n_kv):
         start = off
         kl = struct.unpack_from("<Q", b, off)[0]
@@ -74,23 +47,43 @@ def with_keys(b, keys, drop=()):
         off += 8 + kl
         t = struct.unpack_from("<I", b, off)[0]
         off += 4
+        at, n, val = t, 1, off
         if t == T_STRING:
             off += 8 + struct.unpack_from("<Q", b, off)[0]
         elif t == T_ARRAY:
             at, n = struct.unpack_from("<IQ", b, off)
             off += 12
+            val = off
             if at == T_STRING:
                 for _ in range(n):
                     off += 8 + struct.unpack_from("<Q", b, off)[0]
             else:
                 off += SIZE[at] * n
         else:
-            if key == "general.alignment":
-                align = struct.unpack_from(FORMAT[t], b, off)[0]
             off += SIZE[t]
+        yield key, t, start, val, off, at, n
+    yield off
+
+
+def numbers(b):
+    """(key, type, count, offset) of every number or array of numbers."""
+    return [(key, at, n, val) for key, t, start, val, end, at, n in list(walk(b))[:-1]
+            if at not in (T_STRING, T_ARRAY)]
+
+
+def with_keys(b, keys, drop=()):
+    """B with KEYS ((name, u32 value) pairs) added at the end of the
+    metadata and the keys named in DROP removed; the tensor data moved to
+    the next alignment boundary, its offsets being relative to it."""
+    n_t = struct.unpack_from("<Q", b, 8)[0]
+    entries = list(walk(b))
+    infos, kept, align = entries.pop(), [], 32
+    for key, t, start, val, end, at, n in entries:
+        if key == "general.alignment":
+            align = struct.unpack_from(FORMAT[t], b, val)[0]
         if key not in drop:
-            kept.append(bytes(b[start:off]))
-    infos = off
+            kept.append(bytes(b[start:end]))
+    off = infos
     for _ in range(n_t):
         nl = struct.unpack_from("<Q", b, off)[0]
         off += 8 + nl
@@ -157,29 +150,8 @@ def keys_checks(natter, models, tmp, env):
 
 def strings(b):
     """(key, value) of every string in the metadata."""
-    n_kv = struct.unpack_from("<Q", b, 16)[0]
-    off, out = 24, []
-    for _ in range(n_kv):
-        kl = struct.unpack_from("<Q", b, off)[0]
-        key = b[off + 8:off + 8 + kl].decode()
-        off += 8 + kl
-        t = struct.unpack_from("<I", b, off)[0]
-        off += 4
-        if t == T_STRING:
-            sl = struct.unpack_from("<Q", b, off)[0]
-            out.append((key, b[off + 8:off + 8 + sl].decode(errors="replace")))
-            off += 8 + sl
-        elif t == T_ARRAY:
-            at, n = struct.unpack_from("<IQ", b, off)
-            off += 12
-            if at == T_STRING:
-                for _ in range(n):
-                    off += 8 + struct.unpack_from("<Q", b, off)[0]
-            else:
-                off += SIZE[at] * n
-        else:
-            off += SIZE[t]
-    return out
+    return [(key, b[val + 8:end].decode(errors="replace")) for key, t, start, val, end, at, n in list(walk(b))[:-1]
+            if t == T_STRING]
 
 
 def hostile(t):

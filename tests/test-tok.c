@@ -419,7 +419,7 @@ run_marks(const char *dir)
 	for (size_t k = 0; k < sizeof(texts) / sizeof(texts[0]); k++) {
 		const char *t = texts[k];
 		size_t ml, ul, pl;
-		char *m = tok_mark_specials(v, t, strlen(t), &ml), *u = m ? tok_unmark(m, ml, &ul) : NULL, *p;
+		char *m = tok_mark_specials(v, t, strlen(t), &ml), *u = m ? tok_unmark(v, m, ml, &ul) : NULL, *p;
 		struct tok_ids ids = { 0 };
 		int n_end = 0, n_start = 0;
 		CHECK(u && ul == strlen(t) && !memcmp(u, t, ul), "text %zu: unmarked is not the text", k);

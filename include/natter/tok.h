@@ -89,7 +89,7 @@ int tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsig
 #define TOK_MARK "\xef\xbf\xbf"
 #define TOK_MARK_LEN 3
 char *tok_mark_specials(const struct tok_vocab *v, const char *s, size_t len, size_t *outlen);
-char *tok_unmark(const char *s, size_t len, size_t *outlen);
+char *tok_unmark(const struct tok_vocab *v, const char *s, size_t len, size_t *outlen);
 
 /*
  * Writes the bytes token ID stands for into BUF (CAP bytes); returns the

@@ -119,10 +119,12 @@ list_models(const struct hub_file *f, int n, const char *repo)
 static int
 has_dotdot(const char *path)
 {
-	for (const char *p = path; p; p = strchr(p, '/'), p = p ? p + 1 : NULL)
+	for (const char *p = path;; p++) {
 		if (p[0] == '.' && p[1] == '.' && (p[2] == '/' || !p[2]))
 			return 1;
-	return 0;
+		if (!(p = strchr(p, '/')))
+			return 0;
+	}
 }
 
 int

@@ -178,6 +178,7 @@ render(struct local *c, const struct chat_turn *t, int n, int add_gen, int think
 
 	if (!m || (marked && !own)) {
 		free(m);
+		free(own);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -311,7 +312,7 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 		return -1;
 	}
 	free(c->prompt_plain);
-	if (!(c->prompt_plain = tok_unmark(c->prompt_text, c->prompt_text_len, &c->prompt_plain_len))) {
+	if (!(c->prompt_plain = tok_unmark(c->v, c->prompt_text, c->prompt_text_len, &c->prompt_plain_len))) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}

@@ -1492,16 +1492,16 @@ chat_param_show(struct chat *c, const char *name, char *buf, size_t n)
 		double v = sampler_setting_get(&p, set);
 		int d = 1;
 		char t[48];
-		if (!set->integer)
+		if (set->integer) {
+			snprintf(buf, n, "%s = %.0f", set->name, v);
+		} else {
 			for (; d < 9; d++) {
 				snprintf(t, sizeof(t), "%.*g", d, v);
 				if ((float)strtod(t, NULL) == (float)v)
 					break;
 			}
-		if (set->integer)
-			snprintf(buf, n, "%s = %.0f", set->name, v);
-		else
 			snprintf(buf, n, "%s = %.*g", set->name, d, v);
+		}
 	} else {
 		return -1;
 	}

@@ -993,32 +993,6 @@ tok_mark_specials(const struct tok_vocab *v, const char *s, size_t len, size_t *
 	return o;
 }
 
-char *
-tok_unmark(const char *s, size_t len, size_t *outlen)
-{
-	char *o = malloc(len + 1);
-	size_t n = 0;
-
-	if (!o)
-		return NULL;
-	for (size_t i = 0; i < len;) {
-		if (is_mark(s, len, i)) {
-			i += TOK_MARK_LEN;
-			if (is_mark(s, len, i)) {
-				memcpy(o + n, TOK_MARK, TOK_MARK_LEN);
-				n += TOK_MARK_LEN;
-				i += TOK_MARK_LEN;
-			}
-			continue;
-		}
-		o[n++] = s[i++];
-	}
-	o[n] = 0;
-	if (outlen)
-		*outlen = n;
-	return o;
-}
-
 int
 tok_encode(const struct tok_vocab *v, const char *text, size_t len,
 	   int add_bos, int parse_special, struct tok_ids *out)
@@ -1068,6 +1042,20 @@ unmark_ranges(const struct tok_vocab *v, const char *text, size_t len, char **ou
 	*lit = r;
 	*nlit = k;
 	return 0;
+}
+
+char *
+tok_unmark(const struct tok_vocab *v, const char *s, size_t len, size_t *outlen)
+{
+	char *u;
+	size_t *lit, nlit, n;
+
+	if (unmark_ranges(v, s, len, &u, &n, &lit, &nlit) < 0)
+		return NULL;
+	free(lit);
+	if (outlen)
+		*outlen = n;
+	return u;
 }
 
 int

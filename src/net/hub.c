@@ -761,16 +761,6 @@ again:
 		rc = HUB_ENET;
 		goto out;
 	}
-	if (0) {
-cancelled:
-		if (d.have > 0)
-			snprintf(err, errlen, "interrupted; %s keeps what was downloaded: run the same command to resume",
-			    part);
-		else
-			snprintf(err, errlen, "interrupted before anything of %s was downloaded", name);
-		rc = HUB_ECANCEL;
-		goto out;
-	}
 	/* Size and checksum, then the name. */
 	if (d.total >= 0 && d.have != d.total) {
 		snprintf(err, errlen, "%s: %lld bytes received, %lld expected; the download was removed", name,
@@ -794,7 +784,6 @@ cancelled:
 			 * that name (or another version): once more, whole. */
 			notice(o, "%s from an earlier run was not of this file (the SHA-256 differs): downloading it again "
 			    "from the start", part);
-			d.resumed = 0;
 			if (restart_part(&d) < 0) {
 				snprintf(err, errlen, "%s: %s", part, strerror(errno));
 				goto out;
@@ -842,6 +831,13 @@ cancelled:
 		close(dfd);
 	}
 	rc = 0;
+	goto out;
+cancelled:
+	if (d.have > 0)
+		snprintf(err, errlen, "interrupted; %s keeps what was downloaded: run the same command to resume", part);
+	else
+		snprintf(err, errlen, "interrupted before anything of %s was downloaded", name);
+	rc = HUB_ECANCEL;
 out:
 	/* An empty part file is no use to anyone. */
 	if (rc < 0 && d.fd >= 0 && d.have == 0 && fstat(d.fd, &st) == 0 && st.st_size == 0)

@@ -8,6 +8,7 @@
 #include "natter/gguf-write.h"
 #include "natter/text.h"
 #include "natter/tok.h"
+#include "llm/regex.h"
 #include "test.h"
 
 static const char *vocabs[] = {
@@ -207,6 +208,59 @@ hostile_vocab(int bos_id, uint32_t eos_id, int scores_len, const char *extra_tok
 }
 
 /* Model output meant for a terminal: escape sequences are shown, never sent. */
+/* A long run of a class that no match can start inside ("\\s+$" before a
+ * character that is not blank: deepseek-llm's pre-split) is searched in
+ * linear steps: the search ends with "no match" well inside the engine's
+ * step budget, where trying every start in the run (quadratic) ran out of it
+ * and gave up (-1), leaving the text unsplit. */
+static void
+test_regex_runs(void)
+{
+	static const struct { const char *pat; uint32_t tail; int want; size_t ms; } cases[] = {
+		{ "\\s+$", '1', 0, 0 },        /* blanks then a digit: no match */
+		{ "\\s+$", ' ', 1, 0 },        /* all blanks: the whole run */
+		{ "[a-z ]+$", '1', 0, 0 },
+		{ "\\s*x", '1', 0, 0 },        /* min 0, no end anchor */
+		{ "\\s+1", '1', 1, 0 },        /* the run from its first blank */
+	};
+	const size_t n = 400000;          /* 400000^2 / 2 steps: far past the budget */
+	uint32_t *t = malloc((n + 1) * sizeof(*t));
+	char err[128];
+
+	CHECK(t != NULL, "out of memory");
+	if (!t)
+		return;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct re *re = re_compile(cases[i].pat, err, sizeof(err));
+		size_t ms = 0, me = 0;
+
+		CHECK(re != NULL, "%s: %s", cases[i].pat, err);
+		if (!re)
+			continue;
+		for (size_t j = 0; j < n; j++)
+			t[j] = ' ';
+		t[n] = cases[i].tail;
+		int r = re_search(re, t, n + 1, 0, &ms, &me);
+		CHECK(r == cases[i].want, "%s over %zu blanks and U+%04X: %d, want %d",
+		      cases[i].pat, n, (unsigned)cases[i].tail, r, cases[i].want);
+		if (r == 1 && cases[i].want == 1)
+			CHECK(ms == cases[i].ms && me == n + 1, "%s: match %zu..%zu, want %zu..%zu",
+			      cases[i].pat, ms, me, cases[i].ms, n + 1);
+		re_free(re);
+	}
+	/* The run skipped is the class's alone: after "ab" fails, "  x" still
+	 * matches from its first blank, not from a later one. */
+	{
+		struct re *re = re_compile("\\s+x", err, sizeof(err));
+		const uint32_t u[] = { 'a', ' ', 'b', ' ', ' ', 'x' };
+		size_t ms = 0, me = 0;
+		CHECK(re && re_search(re, u, 6, 0, &ms, &me) == 1 && ms == 3 && me == 6,
+		      "\\s+x in \"a b  x\": %zu..%zu, want 3..6", ms, me);
+		re_free(re);
+	}
+	free(t);
+}
+
 static void
 test_sanitize(void)
 {
@@ -463,6 +517,7 @@ main(void)
 
 	test_sanitize();
 	test_hostile_vocabs();
+	test_regex_runs();
 	if (!dir) {
 		SKIP("fixtures folder not found (set NATTER_FIXTURES)");
 		return test_done("test-tok");

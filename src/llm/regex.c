@@ -628,6 +628,10 @@ m(struct mctx *cx, const struct rnode *n, size_t pos, const struct kont *k)
 					r = 1;
 					goto out;
 				}
+				if (n->next && n->next->kind == R_EOL && pos + cnt != cx->n) {
+					r = 0;   /* only the whole run can reach the end */
+					goto out;
+				}
 				for (size_t c = cnt + 1; c-- > (size_t)n->min;) {
 					r = m(cx, n->next, pos + c, k);
 					if (r)
@@ -659,10 +663,24 @@ out:
 	return r;
 }
 
+/* A pattern that begins with one class repeated without bound ("\\s+$"):
+ * if no match starts at S, none starts inside the run of the class that
+ * follows S either, since from there the repeat can end only at places
+ * already tried (what follows it sees the position alone: no captures, no
+ * look-behind).  Skipping the run keeps a long run linear, not quadratic. */
+static int
+leading_run(const struct re *re)
+{
+	const struct rnode *r = re->root;
+
+	return r && r->kind == R_REPEAT && r->max < 0 && r->sub->kind == R_SET && !r->sub->next;
+}
+
 int
 re_search(const struct re *re, const uint32_t *t, size_t n, size_t from, size_t *ms, size_t *me)
 {
 	struct mctx cx = { t, n, 0, 0, 0, 0 };
+	int skip = leading_run(re);
 
 	for (size_t s = from; s <= n; s++) {
 		int r = m(&cx, re->root, s, NULL);
@@ -673,6 +691,9 @@ re_search(const struct re *re, const uint32_t *t, size_t n, size_t from, size_t 
 			*me = cx.end;
 			return 1;
 		}
+		if (skip)
+			while (s + 1 < n && set_match(&re->root->sub->set, t[s]) && set_match(&re->root->sub->set, t[s + 1]))
+				s++;
 	}
 	return 0;
 }

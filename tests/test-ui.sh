@@ -893,5 +893,40 @@ for t in "fifo|not a regular file" "long|line 1 is longer than 255 characters" "
 	stop
 done
 
+# 36. A/B: F6 and Enter write B beside A; F5 then closes the view and the
+# reply streams in the conversation (the view showed it as "B", under
+# "writing B", and stayed up after it).  Once it is written no pick
+# is left: /pick says so, and none is stored.
+fresh "$tmp/ab.db" 120 "--token-delay 20 -n 12" "hello"
+T send-keys -t ui F6
+wait_for "A/B: generate reply B with" 10 || bad "F6 (36): $(screen)"
+T send-keys -t ui Enter
+wait_for "A/B: which reply is better" 20 || bad "B not written (36): $(screen)"
+T send-keys -t ui F5
+wait_for "state +(generating|done)" 10 || bad "F5 with the A/B view (36): $(screen)"
+lacks "A/B: (which reply|writing B)" && ok || bad "the A/B view stayed up on F5 (36): $(screen)"
+wait_for "state +done" 20 || bad "the reply after F5 (36): $(screen)"
+lacks "A/B: (which reply|writing B)" && ok || bad "the A/B view came back after F5 (36): $(screen)"
+shows "^Assistant \(3/3\):" && ok || bad "the conversation does not show the third reply (36): $(screen)"
+wait_sql "SELECT count(*) FROM generations" 3 10 || bad "three replies (36): $(q "SELECT count(*) FROM generations")"
+T send-keys -t ui "/pick a" Enter
+wait_for "there is no A/B comparison to pick from" 10 && ok || bad "/pick after F5 (36): $(screen)"
+check_prefs=$(q "SELECT count(*) FROM preferences")
+[ "$check_prefs" = 0 ] && ok || bad "a preference stored after F5 (36): $check_prefs"
+# A new message with the view up closes it too, saying the comparison ends.
+T send-keys -t ui F6
+wait_for "A/B: generate reply B with" 10 || bad "F6 again (36): $(screen)"
+T send-keys -t ui Enter
+wait_for "A/B: which reply is better" 20 || bad "B not written again (36): $(screen)"
+T send-keys -t ui C-u "next one" Enter
+wait_for "A/B closed: a new reply ends the comparison, with no pick saved" 10 && ok ||
+    bad "a message with the A/B view (36): $(screen)"
+wait_for "state +done" 20 || bad "the reply to the next message (36): $(screen)"
+lacks "A/B: (which reply|writing B)" && ok || bad "the A/B view stayed up after a message (36): $(screen)"
+T send-keys -t ui "/pick b" Enter
+wait_for "/pick: there is no A/B comparison|there is no A/B comparison to pick from" 10 && ok || bad "/pick b after a message (36): $(screen)"
+[ "$(q "SELECT count(*) FROM preferences")" = 0 ] && ok || bad "a preference stored after a message (36)"
+stop
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -108,6 +108,15 @@ ui_ab_start(struct ui *u, const struct chatcmd_variant *v)
 	ui_screen_notify(u, 0, "B: %s", ab->setting);
 }
 
+void
+ui_ab_leave(struct ui *u)
+{
+	if (!u->ab_view)
+		return;
+	view_close(u);
+	ui_screen_notify(u, 0, "A/B closed: a new reply ends the comparison, with no pick saved");
+}
+
 /* The user's pick: WORD a, b or tie. */
 static void
 pick(struct ui *u, const char *word)

@@ -53,6 +53,9 @@ start(struct ui *u, int regen, const struct chatcmd_variant *v)
 		    !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
 			ui_screen_pop(u);
 	}
+	/* The A/B view would show this reply as B. */
+	if (!v)
+		ui_ab_leave(u);
 	u->answer.len = u->reasoning.len = 0;
 	if (u->answer.p)
 		u->answer.p[0] = 0;

@@ -278,6 +278,12 @@ test_rate_shown(struct llm_model *m)
 	g2 = chat_alt_tag(c, 1, 2);
 	CHECK(g2 > 0 && run(&e, "/rate 4") == CHATCMD_DONE && !strcmp(rating_of(db, g2, t, sizeof(t)), "stars 4"),
 	    "/rate 4 on the new alternative: %s; stored %s", sf.f.said, t);
+	/* A rating the store refuses: what did not happen, then why. */
+	CHECK(exec_sql(db, "CREATE TRIGGER full BEFORE INSERT ON ratings BEGIN SELECT RAISE(ABORT, 'disk full'); END") == 0,
+	    "the ratings fault is set");
+	CHECK(run(&e, "/rate 5") < 0 && sf.f.err && strstr(sf.f.said, "not rated: ") && strstr(sf.f.said, "disk full"),
+	    "/rate the store refused: %s", sf.f.said);
+	CHECK(exec_sql(db, "DROP TRIGGER full") == 0, "the ratings fault is gone");
 	e.ops = &show_ops;
 	sf.shown = 0;
 	CHECK(run(&e, "/rate down") == CHATCMD_DONE && !strcmp(rating_of(db, g0, t, sizeof(t)), "thumb 0") &&
@@ -611,6 +617,10 @@ main(void)
 		CHECK(chatcmd_ab_parse(&log, c, "seed -3", &v, verr, sizeof(verr)) < 0 && strstr(verr, "usage: /ab"),
 		    "/ab seed -3: %s", verr);
 		CHECK(chatcmd_ab_parse(&log, c, "top_p 7", &v, verr, sizeof(verr)) < 0, "/ab top_p 7 is refused");
+		CHECK(chatcmd_ab_parse(&log, c, "temp warm", &v, verr, sizeof(verr)) < 0 &&
+		    strstr(verr, "/ab temp: 'warm' is not a number (usage: /ab"), "/ab temp warm: %s", verr);
+		CHECK(chatcmd_ab_parse(&log, c, "top_p", &v, verr, sizeof(verr)) < 0 &&
+		    strstr(verr, "/ab top_p needs a value, a number"), "/ab top_p: %s", verr);
 	}
 	/* A reply with no record of what made it (the history is off): A/B
 	 * refuses to say B differs from it in one setting; a reply

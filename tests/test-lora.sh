@@ -248,7 +248,7 @@ printf '%s\n' "What is your name?" "/rate up" "/lora" "/lora taught 0.5" "/param
 	"Where do you live?" "/rate up" "/lora 1 1" "Who is your friend?" "/ab" "/pick a" "/new" "Can you sing?" \
 	"/ab adapter off" "/pick tie" "/new" "What color is the sky?" "/ab" "/pick b" "/ab seed 7" "/pick a" "/ab temp 0.9" "/pick tie" \
 	"/ab top_p 0.5" "/pick tie" "/lora 1 0.001" "/lora 3 1" \
-	"/lora 1 x" > "$tmp/in"
+	"/lora 1 x" "/lora 1 2e6" "/ab temp x" "/ab seed" > "$tmp/in"
 "$NATTER_BIN" chat -m "$M" --plain --chat-template chatml --temp 0 --seed 5 -n 24 --stop '<|im_end|>' --stop "$nl" \
 	-t 1 --db "$db" --lora "$A" < "$tmp/in" > "$tmp/out" 2>"$tmp/err"
 check "chat --plain status" 0 $?
@@ -268,6 +268,10 @@ has "/pick tie" "$tmp/out" "a tie: A stays the chosen reply; the tie is saved (n
 has "/pick b" "$tmp/out" "picked B: it is the chosen reply; the preference is saved"
 has "/lora 3 1" "$tmp/err" "/lora: no adapter '3' (1 loaded; /lora lists them)"
 has "/lora 1 x" "$tmp/err" "/lora: 'x' is not a scale"
+has "/lora 1 2e6 names the range" "$tmp/err" "/lora: an adapter's scale is a number from -1e+06 to 1e+06 (0 turns it off)"
+has "/ab temp x names the value" "$tmp/err" "/ab temp: 'x' is not a number (usage: /ab"
+has "/ab seed without one" "$tmp/err" "/ab seed needs a value, a seed (a whole number from 0 to 18446744073709551614)"
+has "/params shows the seed" "$tmp/out" "max_tokens 24, seed 5"
 # Every reply records its adapters (file SHA-256, name, scale); one made with it off, none.
 check "adapters of the replies" "1.0 0.5 none 1.0 none 1.0 none 1.0 none none none none" \
 	"$(q "$db" "SELECT group_concat(s, ' ') FROM (SELECT COALESCE((SELECT scale FROM generation_adapters a WHERE a.generation_id = g.id), 'none') AS s FROM generations g ORDER BY g.id)")"

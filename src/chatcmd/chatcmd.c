@@ -295,7 +295,7 @@ say_failed(struct chatcmd_env *e, const char *what)
 	if (chatlog_left(e->log, e->c) && chatlog_moved(e->log, moved, sizeof(moved)))
 		say(e, 1, "%s: %s", what, moved);
 	else
-		say(e, 1, "%s", store_errmsg(e->log->s));
+		say(e, 1, "%s: %s", what, store_errmsg(e->log->s));
 }
 
 /* Rates GEN; WHY says why not when GEN is 0.  A mistyped rating is told
@@ -475,6 +475,16 @@ read_float(const char *s, float *v)
 	return s && end != s && !*end && !errno && isfinite(*v) ? 0 : -1;
 }
 
+/* ERR: /ab WORD's ARG (NULL: none given) is not WANT, then USAGE. */
+static void
+bad_value(const char *word, const char *arg, const char *want, const char *usage, char *err, size_t errlen)
+{
+	if (arg)
+		snprintf(err, errlen, "/ab %s: '%s' is not %s (%s)", word, arg, want, usage);
+	else
+		snprintf(err, errlen, "/ab %s needs a value, %s (%s)", word, want, usage);
+}
+
 int
 chatcmd_ab_parse(struct chatlog *l, struct chat *c, const char *spec, struct chatcmd_variant *v, char *err,
 		 size_t errlen)
@@ -511,7 +521,7 @@ chatcmd_ab_parse(struct chatlog *l, struct chat *c, const char *spec, struct cha
 			return -1;
 		}
 		if (arg && strcmp(arg, "on") && strcmp(arg, "off")) {
-			snprintf(err, errlen, "%s", usage);
+			bad_value(word, arg, "on or off", usage, err, errlen);
 			return -1;
 		}
 		on = arg ? !strcmp(arg, "on") : !any_on;
@@ -523,7 +533,7 @@ chatcmd_ab_parse(struct chatlog *l, struct chat *c, const char *spec, struct cha
 	} else if (!strcmp(word, "temp") || !strcmp(word, "top_p")) {
 		float x;
 		if (read_float(arg, &x) < 0) {
-			snprintf(err, errlen, "%s", usage);
+			bad_value(word, arg, "a number", usage, err, errlen);
 			return -1;
 		}
 		if (word[1] == 'e')
@@ -537,7 +547,7 @@ chatcmd_ab_parse(struct chatlog *l, struct chat *c, const char *spec, struct cha
 		errno = 0;
 		x = arg ? strtoull(arg, &end, 10) : 0;
 		if (!arg || end == arg || *end || errno || arg[0] == '-' || x >= SAMPLER_SEED_RANDOM) {
-			snprintf(err, errlen, "%s", usage);
+			bad_value(word, arg, "a seed (a whole number from 0 to 18446744073709551614)", usage, err, errlen);
 			return -1;
 		}
 		v->sp.seed = x;

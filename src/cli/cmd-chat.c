@@ -170,13 +170,17 @@ static void
 print_params(struct chat *c)
 {
 	struct sampler_params p;
-	char k[48], mp[48], rp[48];
+	char k[48], mp[48], rp[48], seed[32];
 	chat_get_params(c, &p);
+	if (p.seed == SAMPLER_SEED_RANDOM)
+		snprintf(seed, sizeof(seed), "random");
+	else
+		snprintf(seed, sizeof(seed), "%llu", (unsigned long long)p.seed);
 	printf("temp %g, top_k %s, top_p %g, min_p %s, repeat_penalty %s (last %d), presence_penalty %g, "
 	    "frequency_penalty %g, max_tokens %d, seed %s\n", p.temp, pv(c, "top_k", k, sizeof(k), "%g", p.top_k),
 	    p.top_p, pv(c, "min_p", mp, sizeof(mp), "%g", p.min_p), pv(c, "repeat_penalty", rp, sizeof(rp), "%g",
 	    p.repeat_penalty), p.penalty_last_n, p.presence_penalty, p.frequency_penalty, chat_max_tokens(c),
-	    p.seed == SAMPLER_SEED_RANDOM ? "random" : "fixed");
+	    seed);
 }
 
 /* Says why the history did not take part of a turn, once a turn (*WARNED

@@ -2131,7 +2131,9 @@ store_rating_set(struct store *s, int64_t gen_id, const char *kind, int value, c
 	sqlite3_bind_int64(st, 5, now_s());
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	if (rc == SQLITE_CONSTRAINT || (sqlite3_extended_errcode(s->db) & 0xFF) == SQLITE_CONSTRAINT) {
+	/* The generation's key alone: another constraint (a trigger's
+	 * refusal) is said as the database says it. */
+	if (rc != SQLITE_DONE && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_FOREIGNKEY) {
 		store_seterr(s, "there is no generation %lld", (long long)gen_id);
 		return -1;
 	}

@@ -212,6 +212,27 @@ test_names(void)
 	if (f)
 		fclose(f);
 	CHECK(write_text("", "x", err, sizeof(err)) < 0 && strstr(err, "empty"), "an empty name: '%s'", err);
+	/* A chain: link2.txt -> link3.txt -> sub/end.txt (missing, the
+	 * relative target of a link in another folder); both links stay. */
+	{
+		char l2[800], l3[800], sub[800], end[800];
+		snprintf(l2, sizeof(l2), "%s/link2.txt", dir);
+		snprintf(l3, sizeof(l3), "%s/link3.txt", dir);
+		snprintf(sub, sizeof(sub), "%s/sub", dir);
+		snprintf(end, sizeof(end), "%s/sub/end.txt", dir);
+		CHECK(mkdir(sub, 0777) == 0 && symlink("link3.txt", l2) == 0 && symlink("sub/end.txt", l3) == 0,
+		    "the chain: %s", strerror(errno));
+		CHECK(write_text(l2, "chain", err, sizeof(err)) == 0, "through a chain of links: %s", err);
+		CHECK(lstat(l2, &st) == 0 && S_ISLNK(st.st_mode) && lstat(l3, &st) == 0 && S_ISLNK(st.st_mode),
+		    "a link of the chain was replaced by a file");
+		CHECK(stat(end, &st) == 0 && st.st_size == 6, "the chain's end was not written");
+		/* A loop is refused, the links left as they are. */
+		snprintf(l2, sizeof(l2), "%s/loop-a", dir);
+		snprintf(l3, sizeof(l3), "%s/loop-b", dir);
+		CHECK(symlink("loop-b", l2) == 0 && symlink("loop-a", l3) == 0, "the loop: %s", strerror(errno));
+		CHECK(write_text(l2, "loop", err, sizeof(err)) < 0 && strstr(err, "symbolic links"), "a loop of links: '%s'", err);
+		CHECK(lstat(l2, &st) == 0 && S_ISLNK(st.st_mode), "the loop's link was replaced");
+	}
 }
 
 int

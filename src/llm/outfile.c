@@ -55,26 +55,33 @@ outfile_catch_signals(void)
 			sigaction(sigs[i], &sa, NULL);
 }
 
-/* Where a link at PATH points, made a path from the current folder (a
- * relative target is relative to the link's folder); NULL if PATH is not
- * a link.  A new string. */
+/* Where a link at PATH points, at the end of its chain, made a path from
+ * the current folder (a relative target is relative to the link's folder);
+ * NULL if PATH is not a link, or its chain is longer than 40.  A new string. */
 static char *
 link_target(const char *path)
 {
-	char buf[PATH_MAX], *r;
-	const char *slash;
-	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+	char buf[PATH_MAX], *cur = strdup(path);
 
-	if (n < 0)
-		return NULL;
-	buf[n] = 0;
-	slash = strrchr(path, '/');
-	if (buf[0] == '/' || !slash)
-		return strdup(buf);
-	r = malloc((size_t)(slash - path) + (size_t)n + 2);
-	if (r)
-		sprintf(r, "%.*s/%s", (int)(slash - path), path, buf);
-	return r;
+	/* A chain of links (link -> link2 -> missing) is followed to its
+	 * end, as open() would: the file written is the missing one. */
+	for (int depth = 0; cur && depth < 40; depth++) {
+		const char *slash = strrchr(cur, '/');
+		ssize_t n = readlink(cur, buf, sizeof(buf) - 1);
+		char *next;
+
+		if (n < 0)
+			return depth ? cur : (free(cur), NULL);
+		buf[n] = 0;
+		if (buf[0] == '/' || !slash)
+			next = strdup(buf);
+		else if ((next = malloc((size_t)(slash - cur) + (size_t)n + 2)))
+			sprintf(next, "%.*s/%s", (int)(slash - cur), cur, buf);
+		free(cur);
+		cur = next;
+	}
+	free(cur);
+	return NULL;
 }
 
 int
@@ -82,12 +89,17 @@ outfile_open(struct outfile *o, const char *path, const char *mode, char *err, s
 {
 	struct stat st;
 	const int exists = stat(path, &st) == 0;
+	const int loops = !exists && errno == ELOOP;
 	const char *slash;
 	int fd = -1;
 
 	memset(o, 0, sizeof(*o));
 	if (!*path) {
 		snprintf(err, errlen, "an empty file name");
+		return -1;
+	}
+	if (loops) {
+		snprintf(err, errlen, "%s: %s", path, strerror(ELOOP));
 		return -1;
 	}
 	if (exists && S_ISDIR(st.st_mode)) {

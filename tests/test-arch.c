@@ -96,6 +96,7 @@ frand(void)
  * no output.weight. */
 struct phi3_rope {
 	int rope_dim, n_factors, tied;
+	int only;   /* 1: the long factors alone, 2: the short ones alone */
 };
 
 /* A phi3 file with random F32 weights; WINDOW 0 means no sliding window.
@@ -152,8 +153,10 @@ write_phi3_rope(const char *path, int window, uint64_t seed, const struct phi3_r
 		}
 		if (r->n_factors) {
 			uint64_t ne[1] = { (uint64_t)r->n_factors };
-			gguf_w_tensor(w, "rope_factors_long.weight", GGML_TYPE_F32, 1, ne, fl, NULL, NULL);
-			gguf_w_tensor(w, "rope_factors_short.weight", GGML_TYPE_F32, 1, ne, fs, NULL, NULL);
+			if (r->only != 2)
+				gguf_w_tensor(w, "rope_factors_long.weight", GGML_TYPE_F32, 1, ne, fl, NULL, NULL);
+			if (r->only != 1)
+				gguf_w_tensor(w, "rope_factors_short.weight", GGML_TYPE_F32, 1, ne, fs, NULL, NULL);
 		}
 	}
 	gguf_w_str(w, "tokenizer.ggml.model", "llama");
@@ -552,7 +555,7 @@ static void
 test_longrope(void)
 {
 	char dir[] = "/tmp/natter-lr-XXXXXX", pa[64], pb[64], pc[64], err[512];
-	const struct phi3_rope ra = { 12, 6, 1 }, rb = { 12, 8, 1 }, rc = { 12, 0, 1 };
+	const struct phi3_rope ra = { 12, 6, 1, 0 }, rb = { 12, 8, 1, 0 }, rc = { 12, 0, 1, 0 };
 	struct llm_model *a = NULL, *b = NULL, *nf = NULL;
 	const int n = 12;
 	float *la = malloc((size_t)n * SV * sizeof(float)), *lb = malloc((size_t)n * SV * sizeof(float));
@@ -587,6 +590,17 @@ test_longrope(void)
 	llm_model_free(a);
 	llm_model_free(b);
 	llm_model_free(nf);
+	/* One set alone is refused, naming the other: short factors alone
+	 * were ignored (the logits of no factors). */
+	for (int only = 1; only <= 2; only++) {
+		const struct phi3_rope r1 = { 12, 6, 1, only };
+		struct llm_model *m1 = NULL;
+		const char *missing = only == 1 ? "without rope_factors_short.weight" : "without rope_factors_long.weight";
+		err[0] = 0;
+		CHECK(write_phi3_rope(pa, 0, 9, &r1) == 0 && llm_model_load(pa, &m1, err, sizeof(err)) < 0 &&
+		    strstr(err, missing), "%s factors alone: '%s'", only == 1 ? "long" : "short", err);
+		llm_model_free(m1);
+	}
 	unlink(pa);
 	unlink(pb);
 	unlink(pc);

@@ -616,8 +616,11 @@ arch_bind(struct llm_model *m, char *err, size_t errlen)
 	}
 	m->hp.rope_factors = m->g[LLM_TENSOR_ROPE_FACTORS_LONG].w.data ? 2 :
 	    m->g[LLM_TENSOR_ROPE_FREQS].w.data ? 1 : 0;
-	if (m->g[LLM_TENSOR_ROPE_FACTORS_LONG].w.data && !m->g[LLM_TENSOR_ROPE_FACTORS_SHORT].w.data) {
-		snprintf(err, errlen, "%s: rope_factors_long.weight without rope_factors_short.weight", m->f->path);
+	if (!m->g[LLM_TENSOR_ROPE_FACTORS_LONG].w.data != !m->g[LLM_TENSOR_ROPE_FACTORS_SHORT].w.data) {
+		/* Either set alone would leave some contexts without factors. */
+		snprintf(err, errlen, "%s: %s.weight without %s.weight", m->f->path,
+		    m->g[LLM_TENSOR_ROPE_FACTORS_LONG].w.data ? "rope_factors_long" : "rope_factors_short",
+		    m->g[LLM_TENSOR_ROPE_FACTORS_LONG].w.data ? "rope_factors_short" : "rope_factors_long");
 		return -1;
 	}
 	return 0;

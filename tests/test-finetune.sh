@@ -158,6 +158,16 @@ ft -m "$M" -o "$tmp/x.gguf" --data "$D/finetune-sft.jsonl" --data "$tmp/empty.js
 	--ctx 8 --steps 1 2>"$tmp/err"
 grep -q "no example left to train on (6 too long for --ctx, 1 with a reply that has no token to learn)" "$tmp/err" && ok ||
 	bad "too long and empty: $(cat "$tmp/err")"
+# An empty reply is learned (a rated empty reply is data), with a warning; so is an empty chosen reply.
+printf '%s\n' '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":" \n\t"}]}' > "$tmp/blank.jsonl"
+ft -m "$M" -o "$tmp/blank.gguf" --data "$tmp/blank.jsonl" --chat-template chatml --steps 1 2>"$tmp/err" >/dev/null
+check "blank reply status" 0 $?
+grep -q "blank.jsonl:1: the reply learned is empty: it teaches the model to end its turn at once" "$tmp/err" && ok ||
+	bad "a blank reply: $(cat "$tmp/err")"
+echo '{"prompt":[{"role":"user","content":"hi"}],"chosen":[{"role":"assistant","content":""}],"rejected":[{"role":"assistant","content":"no"}]}' > "$tmp/blank-dpo.jsonl"
+ft -m "$M" -o "$tmp/blank-dpo.gguf" --method dpo --data "$tmp/blank-dpo.jsonl" --chat-template chatml --steps 1 2>"$tmp/err" >/dev/null
+check "blank chosen status" 0 $?
+grep -q "blank-dpo.jsonl:1: the chosen reply is empty" "$tmp/err" && ok || bad "a blank chosen reply: $(cat "$tmp/err")"
 ft -m "$M" -o "$tmp/c60.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatml --ctx 60 --steps 1 2>"$tmp/err" >/dev/null
 check "--ctx 60 status" 0 $?
 grep -q "finetune-sft.jsonl:1: cut to 60 tokens (it has 76)" "$tmp/err" && grep -q "6 examples (.* tokens; 6 cut to 60 tokens, 0 skipped)" "$tmp/err" &&

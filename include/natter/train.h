@@ -403,6 +403,7 @@ enum tdata_method { TDATA_SFT, TDATA_DPO };
 struct tdata_example {
 	struct tdata_seq seq[2];
 	char where[96];      /* "FILE:LINE", for messages */
+	int blank;           /* a reply learned (SFT) or chosen (DPO) is empty or blanks only */
 };
 
 /* Examples, the options they were read with, and what reading them found. */

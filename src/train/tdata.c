@@ -545,6 +545,15 @@ seq_cut(struct tdata_seq *q, int max)
 	return 1;
 }
 
+/* Whether S is empty or holds blanks only. */
+static int
+is_blank(const char *s)
+{
+	while (s && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
+		s++;
+	return !s || !*s;
+}
+
 /* Reads one JSON line into E.  Returns 1 for an example, 0 for a line to skip, -1 with
  * ERR set (-2: out of memory). */
 static int
@@ -592,6 +601,9 @@ read_line(struct tdata_set *s, const struct tdata_tmpl *t, const cJSON *o, struc
 			why = "no assistant message to learn";
 			goto bad;
 		}
+		for (int i = 0; i < c[0].n; i++)
+			if (c[0].m[i].train > 0 && is_blank(c[0].m[i].content))
+				e->blank = 1;
 	} else {
 		const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
 		const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "chosen");
@@ -620,6 +632,9 @@ read_line(struct tdata_set *s, const struct tdata_tmpl *t, const cJSON *o, struc
 				why = k ? "the rejected reply has no assistant message" : "the chosen reply has no assistant message";
 				goto bad;
 			}
+			for (int i = 0; k == 0 && i < c[k].n; i++)
+				if (c[k].m[i].train > 0 && is_blank(c[k].m[i].content))
+					e->blank = 1;
 		}
 	}
 	for (int k = 0; k < nconv; k++) {
@@ -721,6 +736,14 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 				warn(wctx, msg);
 			example_free(&e);
 			continue;
+		}
+		if (e.blank) {
+			/* Learned as it is (a rated empty reply is data too), but
+			 * rarely what the rating meant. */
+			snprintf(msg, sizeof(msg), "%s: the %s is empty: it teaches the model to end its turn at once",
+			    e.where, nseq == 2 ? "chosen reply" : "reply learned");
+			if (warn)
+				warn(wctx, msg);
 		}
 		if (cut) {
 			s->n_truncated++;

@@ -161,6 +161,9 @@ test_oai_parse(void)
 		const char *says;
 	} bad[] = {
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [", "", "not valid JSON" },
+		/* Anything but whitespace after the value: refused, not dropped. */
+		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]} xyz", "", "not valid JSON" },
+		{ OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": \"x\"}{}", "", "not valid JSON" },
 		{ OAI_CHAT, "", "", "not valid JSON" },
 		{ OAI_CHAT, "\"text\"", "", "JSON object" },
 		{ OAI_CHAT, "{\"messages\": []}", "model", "required" },
@@ -205,6 +208,13 @@ test_oai_parse(void)
 		{ OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": \"x\", \"echo\": true}", "echo", "not supported" },
 		{ OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": \"x\", \"suffix\": \"y\"}", "suffix", "not supported" },
 		{ OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": \"x\", \"best_of\": 2}", "best_of", "must be 1" },
+		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": [{\"type\": \"text\"}]}", "response_format", "only" },
+		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"n\": true}", "n", "must be 1" },
+		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logit_bias\": []}", "logit_bias", "not supported" },
+		{ OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": \"x\", \"suffix\": \"\"}", "suffix", "not supported" },
+		{ OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": \"x\", \"echo\": 0}", "echo", "not supported" },
+		/* The first field set, in the table's order, is the one named. */
+		{ OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": \"x\", \"best_of\": 3, \"echo\": true, \"n\": 2}", "n", "must be 1" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = oai_req_parse(bad[i].kind, bad[i].body, strlen(bad[i].body), &r, &e);
@@ -212,6 +222,28 @@ test_oai_parse(void)
 		    "case %zu (%s): rc %d, status %d, param '%s', message '%s'", i, bad[i].body, rc, e.status, e.param,
 		    e.message);
 		CHECK(r.model == NULL && r.msgs == NULL, "case %zu: nothing left allocated in the request", i);
+	}
+
+	/* Every unsupported field at its neutral value (or null) is accepted, by
+	 * the endpoint it belongs to; another endpoint's fields are not looked
+	 * at; whitespace may follow the value. */
+	{
+		static const struct {
+			enum oai_kind kind;
+			const char *body;
+		} neutral[] = {
+			{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"n\": 1, "
+			    "\"logprobs\": false, \"logit_bias\": {}, \"top_logprobs\": 0, \"tools\": [], \"functions\": null, "
+			    "\"response_format\": {\"type\": \"text\"}, \"echo\": true, \"suffix\": \"s\", \"best_of\": 5} \r\n\t " },
+			{ OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": \"x\", \"n\": null, \"logprobs\": null, \"logit_bias\": null, "
+			    "\"top_logprobs\": null, \"echo\": false, \"suffix\": null, \"best_of\": 1, \"tools\": [{}], "
+			    "\"response_format\": {\"type\": \"json_object\"}}\n" },
+		};
+		for (size_t i = 0; i < sizeof(neutral) / sizeof(neutral[0]); i++) {
+			CHECK(oai_req_parse(neutral[i].kind, neutral[i].body, strlen(neutral[i].body), &r, &e) == 0,
+			    "neutral values %zu refused: %s", i, e.message);
+			oai_req_free(&r);
+		}
 	}
 
 	/* The error's shape: null param and code when there are none. */

@@ -292,6 +292,158 @@ check "after the bad requests" 200 "$(req r10 POST /v1/chat/completions "$tmp/c1
 check "same answer after the bad requests" "$expect" "$(jget "$tmp/r10" 'd["choices"][0]["message"]["content"]')"
 check "only the long prompt and conversation failed in the engine" 2 "$(curl -s "http://127.0.0.1:$P/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["failed"])')"
 
+# HTTP details: a 405 names the methods the path has (Allow); a body with
+# anything but whitespace after its JSON value is refused, not cut short.
+# hdr METHOD PATH: the status and Allow header of a request without a body.
+hdr() { curl -s -o /dev/null -D - -X "$1" -H "Authorization: Bearer $key" "http://127.0.0.1:$P$2" |
+	tr -d '\r' | sed -n -e 's/^HTTP\/[0-9.]* \([0-9]*\).*/\1/p' -e 's/^[Aa]llow: //p' | tr '\n' ' '; }
+check "OPTIONS on a POST route: 405 with Allow" "405 POST " "$(hdr OPTIONS /v1/chat/completions)"
+check "DELETE on a model: 405 with Allow" "405 GET " "$(hdr DELETE /v1/models/aidreams260K-f32)"
+check "HEAD /health: 405 with Allow" "405 GET " "$(curl -s -I -H "Authorization: Bearer $key" "http://127.0.0.1:$P/health" |
+	tr -d '\r' | sed -n -e 's/^HTTP\/[0-9.]* \([0-9]*\).*/\1/p' -e 's/^[Aa]llow: //p' | tr '\n' ' ')"
+bad_req "trailing garbage after the JSON" 400 None "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs} xyz"
+grep -q "not valid JSON" "$tmp/rb" && ok || bad "trailing garbage message: $(cat "$tmp/rb")"
+body ctw "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"max_tokens\": 2}
+  "
+check "trailing whitespace after the JSON" 200 "$(req rtw POST /v1/chat/completions "$tmp/ctw")"
+
+# A client that shuts down its sending side once the request is out is
+# still reading: it gets the whole reply (after a "100 Continue", which
+# HTTP/1.1 clients skip), streamed or not.  The slow server: the reply
+# takes longer than one look at the socket.
+"$PY" - "$SLOW" "$key" > "$tmp/halfclose.out" <<'EOF2'
+import json, socket, sys
+port, key = int(sys.argv[1]), sys.argv[2]
+def ask(stream):
+    body = json.dumps({"model": "aidreams260K-f32", "prompt": "I dreamed that", "max_tokens": 8,
+                       "stream": stream}).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+              b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
+              b"\r\n\r\n" + body)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+    except OSError as e:
+        return "error " + str(e)
+    s.close()
+    while got.startswith(b"HTTP/1.1 1"):   # interim responses
+        got = got[got.index(b"\r\n\r\n") + 4:]
+    head, _, rest = got.partition(b"\r\n\r\n")
+    status = head.split(b" ")[1].decode() if head else "none"
+    if stream:
+        return status + (" [DONE]" if b"data: [DONE]" in rest else " cut")
+    try:
+        return status + " " + json.loads(rest)["choices"][0]["finish_reason"]
+    except ValueError:
+        return status + " no JSON"
+print(ask(False), "|", ask(True))
+EOF2
+check "a half-closed client gets its reply" "200 length | 200 [DONE]" "$(cat "$tmp/halfclose.out")"
+
+# One address cannot take every connection: past the limit per address its
+# connections are closed at once, and another address is still answered.
+# (The whole loopback is this machine: 127.0.0.2 is another address.)
+"$PY" - "$P" > "$tmp/perip.out" <<'EOF2'
+import select, socket, sys, time
+port = int(sys.argv[1])
+conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(70)]
+def closed(s):
+    if not select.select([s], [], [], 0)[0]:
+        return False
+    try:
+        return s.recv(1) == b""
+    except OSError:
+        return True
+# (A busy machine may take a while to accept them all.)
+gone, end = set(), time.monotonic() + 10
+while True:
+    gone |= {i for i, s in enumerate(conns) if i not in gone and closed(s)}
+    if len(gone) >= 54 or time.monotonic() > end:
+        break
+    time.sleep(0.2)
+time.sleep(0.3)
+gone |= {i for i, s in enumerate(conns) if i not in gone and closed(s)}
+n = len(gone)
+try:
+    s = socket.socket()
+    s.bind(("127.0.0.2", 0))
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    other = s.recv(64).split(b"\r\n")[0].decode()
+except OSError as e:
+    other = "error " + str(e)
+print("%s|%s" % ("54 closed" if n == 54 else "%d closed" % n, other or "closed"))
+EOF2
+check "70 idle connections from one address: 16 kept, /health from another" "54 closed|HTTP/1.1 200 OK" "$(cat "$tmp/perip.out")"
+
+# An idle connection is closed after --idle-timeout (here 1 s), a request
+# cut in the middle of its headers too; a reply that takes longer (three
+# 1.2 s tokens), streamed or not, is not cut; a full queue's 503 says when
+# to come back (Retry-After).
+start lock --no-history --chat-template "$tmp/raw.jinja" -c 128 --idle-timeout 1 --token-delay 1200 --max-queue 1
+"$PY" - "$port" > "$tmp/lock.out" <<'EOF2'
+import json, socket, sys, time, urllib.request
+port = int(sys.argv[1])
+out = []
+idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+idle[2].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+t0 = time.monotonic()
+for s in idle:
+    try:
+        s.recv(1)
+    except OSError:
+        pass
+dt = time.monotonic() - t0
+out.append("idle closed" if dt < 8 else "idle kept %.1f s" % dt)
+def ask(stream, tokens=3):
+    body = json.dumps({"model": "aidreams260K-f32", "prompt": "I dreamed that", "max_tokens": tokens,
+                       "stream": stream}).encode()
+    return urllib.request.Request("http://127.0.0.1:%d/v1/completions" % port, data=body,
+                                  headers={"Content-Type": "application/json"})
+t0 = time.monotonic()
+try:
+    d = json.load(urllib.request.urlopen(ask(False), timeout=60))
+    out.append("%s %.0f" % (d["choices"][0]["finish_reason"], min(time.monotonic() - t0, 3)))
+except Exception as e:
+    out.append("whole: " + str(e))
+t0 = time.monotonic()
+try:
+    raw = urllib.request.urlopen(ask(True), timeout=60).read()
+    out.append("%s %.0f" % ("[DONE]" if b"data: [DONE]" in raw else "cut", min(time.monotonic() - t0, 3)))
+except Exception as e:
+    out.append("stream: " + str(e))
+def health():
+    return json.load(urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=10))
+def until(cond):
+    end = time.monotonic() + 30
+    while time.monotonic() < end and not cond(health()):
+        time.sleep(0.05)
+busy = []
+for want in (lambda h: h["running"], lambda h: h["queued"] == 1):
+    body = json.dumps({"model": "aidreams260K-f32", "prompt": "x", "max_tokens": 20}).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    busy.append(s)
+    until(want)
+try:
+    urllib.request.urlopen(ask(False), timeout=30)
+    out.append("not refused")
+except urllib.error.HTTPError as e:
+    out.append("%d Retry-After %s" % (e.code, e.headers.get("Retry-After")))
+for s in busy:
+    s.close()
+print("|".join(out))
+EOF2
+check "--idle-timeout 1: idle closed; 3.6 s replies whole and streamed; 503 Retry-After" \
+	"idle closed|length 3|[DONE] 3|503 Retry-After 5" "$(cat "$tmp/lock.out")"
+
 # A client that leaves mid-stream: the server cancels the generation.
 before=$(curl -s "http://127.0.0.1:$SLOW/health" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["cancelled"])')
 "$PY" - "$SLOW" "$key" > "$tmp/leave.out" <<'EOF'

@@ -12,14 +12,18 @@
 #include "natter/oai.h"
 #include "natter/serve.h"
 
-enum { OPT_HOST = 2000, OPT_PORT, OPT_KEY_ENV, OPT_DELAY, OPT_QUEUE, OPT_REASONING };
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+enum { OPT_HOST = 2000, OPT_PORT, OPT_KEY_ENV, OPT_DELAY, OPT_QUEUE, OPT_REASONING, OPT_IDLE };
 
 static const char serve_usage[] =
 "usage: natter serve -m FILE [--host ADDR] [--port N] [-c N] [-t N] [--kv-type f16|q8_0|f32]\n"
 "       [--exact-act] [--api-key-env VAR]\n"
 "       [--db FILE | --no-history] [--chat-template NAME|FILE] [--system TEXT]\n"
 "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
-"       [--max-tokens N] [--stop STRING]... [--max-queue N] [--token-delay MS]\n"
+"       [--max-tokens N] [--stop STRING]... [--max-queue N] [--idle-timeout S]\n"
+"       [--token-delay MS]\n"
 "       [--lora FILE[:SCALE]]...   LoRA adapters on every reply (recorded with each)\n"
 "       [--think-tags 'OPEN CLOSE']  a reasoning model's tags (default <think> </think>)\n"
 "       [--reasoning-format deepseek|none]\n"
@@ -30,7 +34,11 @@ static const char serve_usage[] =
 "  --port N            port (default 8080; 0 picks a free one, printed at start)\n"
 "  --api-key-env VAR   require \"Authorization: Bearer KEY\", KEY being the value of\n"
 "                      the environment variable VAR (never printed or logged)\n"
-"  --max-queue N       requests that may wait (default 16); more get 503\n"
+"  --max-queue N       requests that may wait (default 16); more get 503, with\n"
+"                      Retry-After\n"
+"  --idle-timeout S    close a connection that sends nothing for S seconds while\n"
+"                      no reply is being made for it (default " STR(SERVE_IDLE_TIMEOUT_DEFAULT) "; a reply that\n"
+"                      takes longer, or a stream's slow tokens, are not cut)\n"
 "  --token-delay MS    slow each token down (demos, tests)\n"
 "  --reasoning-format  how a chat reply's reasoning reaches the client: deepseek\n"
 "                      (default) in the message's (delta's) reasoning_content, the\n"
@@ -38,9 +46,11 @@ static const char serve_usage[] =
 "                      as the model wrote it (a request's reasoning_format decides\n"
 "                      for itself)\n"
 "The sampling options are defaults that a request's own fields override.  Request\n"
-"bodies over 4 MiB are refused (413).  Each request is stored as a conversation in\n"
-"the history (--no-history: not stored), a reasoning model's reasoning apart from its\n"
-"answer.  /v1/completions replies are the text as the model wrote it.\n";
+"bodies over 4 MiB are refused (413).  At most " STR(SERVE_CONNECTION_LIMIT) " connections are served at once,\n"
+STR(SERVE_PER_IP_LIMIT) " from one address; more are closed as they come.  Each request is stored\n"
+"as a conversation in the history (--no-history: not stored), a reasoning model's\n"
+"reasoning apart from its answer.  /v1/completions replies are the text as the model\n"
+"wrote it.\n";
 
 int
 cmd_serve(int argc, char **argv)
@@ -54,6 +64,7 @@ cmd_serve(int argc, char **argv)
 		{ "api-key-env", required_argument, NULL, OPT_KEY_ENV },
 		{ "token-delay", required_argument, NULL, OPT_DELAY },
 		{ "max-queue", required_argument, NULL, OPT_QUEUE },
+		{ "idle-timeout", required_argument, NULL, OPT_IDLE },
 		{ "reasoning-format", required_argument, NULL, OPT_REASONING },
 		CLI_CHAT_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
@@ -98,6 +109,11 @@ cmd_serve(int argc, char **argv)
 			/* 0 is refused, not taken as serve_opts' "the default". */
 			if (cli_arg_int(optarg, 1, 65536, &so.max_queue,
 			    "serve: --max-queue wants a count of requests") < 0)
+				return 2;
+			break;
+		case OPT_IDLE:
+			if (cli_arg_int(optarg, 1, 86400, &so.idle_timeout,
+			    "serve: --idle-timeout wants a number of seconds (1 or more)") < 0)
 				return 2;
 			break;
 		case OPT_REASONING:

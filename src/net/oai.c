@@ -19,8 +19,12 @@
  * serialised so that two server threads never write it at once. */
 static pthread_mutex_t parse_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* The JSON value at the start of S (LEN bytes; caller frees), or NULL
+ * with *ERR_AT (when not NULL) the byte where it went wrong.  WHOLE: S
+ * must hold nothing after the value but JSON's whitespace (a request body:
+ * what follows would be silently lost); else the rest is ignored. */
 static cJSON *
-json_parse(const char *s, size_t len, size_t *err_at)
+json_parse(const char *s, size_t len, int whole, size_t *err_at)
 {
 	const char *end = NULL;
 	cJSON *j;
@@ -28,6 +32,14 @@ json_parse(const char *s, size_t len, size_t *err_at)
 	pthread_mutex_lock(&parse_mu);
 	j = cJSON_ParseWithLengthOpts(s, len, &end, 0);
 	pthread_mutex_unlock(&parse_mu);
+	if (j && whole && end && end >= s && end <= s + len) {
+		while (end < s + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+			end++;
+		if (end < s + len) {
+			cJSON_Delete(j);
+			j = NULL;
+		}
+	}
 	if (!j && err_at)
 		*err_at = end && end >= s && end <= s + len ? (size_t)(end - s) : 0;
 	return j;
@@ -408,49 +420,78 @@ parse_stop(const cJSON *s, struct oai_req *r, struct oai_error *e)
 	return 0;
 }
 
-/* Fields natter cannot honour: refused rather than silently ignored. */
+/* --- fields natter cannot honour: refused rather than silently ignored --- */
+
+/* The one value of a field that asks for nothing natter lacks (null is
+ * always neutral: the field left at its default). */
+enum neutral {
+	NEUTRAL_NULL,          /* only null */
+	NEUTRAL_FALSE,         /* false */
+	NEUTRAL_ONE,           /* the number 1 */
+	NEUTRAL_ZERO,          /* the number 0 */
+	NEUTRAL_EMPTY_ARRAY,   /* [] */
+	NEUTRAL_EMPTY_OBJECT,  /* {} */
+	NEUTRAL_TEXT_FORMAT,   /* {"type": "text"} */
+};
+
+#define FOR_CHAT (1u << OAI_CHAT)
+#define FOR_COMPLETION (1u << OAI_COMPLETION)
+
+/* In the order they are looked at: the first one set is the one named. */
+static const struct unsupported {
+	const char *name;
+	unsigned kinds;        /* the endpoints that refuse it (1 << enum oai_kind) */
+	enum neutral neutral;
+	const char *message;
+} unsupported[] = {
+	{ "n", FOR_CHAT | FOR_COMPLETION, NEUTRAL_ONE, "n must be 1: natter serve generates one choice per request" },
+	{ "logprobs", FOR_CHAT | FOR_COMPLETION, NEUTRAL_FALSE, "logprobs are not supported by natter serve" },
+	/* A bias changes what the model says: ignored, the reply would not be
+	 * what was asked for (an empty object asks nothing). */
+	{ "logit_bias", FOR_CHAT | FOR_COMPLETION, NEUTRAL_EMPTY_OBJECT, "logit_bias is not supported by natter serve" },
+	{ "top_logprobs", FOR_CHAT | FOR_COMPLETION, NEUTRAL_ZERO, "logprobs are not supported by natter serve" },
+	{ "tools", FOR_CHAT, NEUTRAL_EMPTY_ARRAY, "tools are not supported by natter serve" },
+	{ "functions", FOR_CHAT, NEUTRAL_EMPTY_ARRAY, "tools are not supported by natter serve" },
+	{ "response_format", FOR_CHAT, NEUTRAL_TEXT_FORMAT, "only response_format {\"type\": \"text\"} is supported" },
+	{ "echo", FOR_COMPLETION, NEUTRAL_FALSE, "echo is not supported by natter serve" },
+	{ "suffix", FOR_COMPLETION, NEUTRAL_NULL, "suffix is not supported by natter serve" },
+	{ "best_of", FOR_COMPLETION, NEUTRAL_ONE, "best_of must be 1" },
+};
+
+/* Is V (not NULL, not null) the neutral value KIND? */
+static int
+is_neutral(const cJSON *v, enum neutral kind)
+{
+	const cJSON *t;
+
+	switch (kind) {
+	case NEUTRAL_NULL: return 0;
+	case NEUTRAL_FALSE: return cJSON_IsFalse(v);
+	case NEUTRAL_ONE: return cJSON_IsNumber(v) && v->valuedouble == 1;
+	case NEUTRAL_ZERO: return cJSON_IsNumber(v) && v->valuedouble == 0;
+	case NEUTRAL_EMPTY_ARRAY: return cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0;
+	case NEUTRAL_EMPTY_OBJECT: return cJSON_IsObject(v) && cJSON_GetArraySize(v) == 0;
+	case NEUTRAL_TEXT_FORMAT:
+		t = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "type") : NULL;
+		return cJSON_IsString(t) && strcmp(t->valuestring, "text") == 0;
+	}
+	return 0;
+}
+
+/* Refuses (400, the field named) the first field of ROOT that KIND's
+ * endpoint cannot honour and that is set to anything but null or its
+ * neutral value.  Returns 0 or -1 with E set. */
 static int
 refuse_unsupported(const cJSON *root, enum oai_kind kind, struct oai_error *e)
 {
-	const cJSON *v;
-
-	v = cJSON_GetObjectItemCaseSensitive(root, "n");
-	if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 1))
-		return bad(e, "n", "n must be 1: natter serve generates one choice per request");
-	v = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
-	if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v))
-		return bad(e, "logprobs", "logprobs are not supported by natter serve");
-	/* A bias changes what the model says: ignored, the reply would not be
-	 * what was asked for (an empty object asks nothing). */
-	v = cJSON_GetObjectItemCaseSensitive(root, "logit_bias");
-	if (v && !cJSON_IsNull(v) && !(cJSON_IsObject(v) && cJSON_GetArraySize(v) == 0))
-		return bad(e, "logit_bias", "logit_bias is not supported by natter serve");
-	v = cJSON_GetObjectItemCaseSensitive(root, "top_logprobs");
-	if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 0))
-		return bad(e, "top_logprobs", "logprobs are not supported by natter serve");
-	if (kind == OAI_CHAT) {
-		static const char *const tool_keys[] = { "tools", "functions" };
-		for (size_t i = 0; i < sizeof(tool_keys) / sizeof(tool_keys[0]); i++) {
-			v = cJSON_GetObjectItemCaseSensitive(root, tool_keys[i]);
-			if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
-				return bad(e, tool_keys[i], "tools are not supported by natter serve");
-		}
-		v = cJSON_GetObjectItemCaseSensitive(root, "response_format");
-		if (v && !cJSON_IsNull(v)) {
-			const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "type");
-			if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
-				return bad(e, "response_format", "only response_format {\"type\": \"text\"} is supported");
-		}
-	} else {
-		v = cJSON_GetObjectItemCaseSensitive(root, "echo");
-		if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v))
-			return bad(e, "echo", "echo is not supported by natter serve");
-		v = cJSON_GetObjectItemCaseSensitive(root, "suffix");
-		if (v && !cJSON_IsNull(v))
-			return bad(e, "suffix", "suffix is not supported by natter serve");
-		v = cJSON_GetObjectItemCaseSensitive(root, "best_of");
-		if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 1))
-			return bad(e, "best_of", "best_of must be 1");
+	for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
+		const struct unsupported *u = &unsupported[i];
+		const cJSON *v;
+		if (!(u->kinds & (1u << kind)))
+			continue;
+		v = cJSON_GetObjectItemCaseSensitive(root, u->name);
+		if (v && !cJSON_IsNull(v) && !is_neutral(v, u->neutral))
+			return bad(e, u->name, "%s", u->message);
 	}
 	return 0;
 }
@@ -466,7 +507,7 @@ oai_req_parse(enum oai_kind kind, const char *body, size_t len, struct oai_req *
 	memset(r, 0, sizeof(*r));
 	r->kind = kind;
 	r->seed = SAMPLER_SEED_RANDOM;
-	root = json_parse(body, len, &at);
+	root = json_parse(body, len, 1, &at);
 	if (!root)
 		return bad(e, NULL, "the request body is not valid JSON (error near byte %zu of %zu)", at, len);
 	if (!cJSON_IsObject(root)) {
@@ -842,7 +883,7 @@ read_error(const cJSON *root, struct oai_parsed *p)
 int
 oai_reply_parse(const char *json, size_t len, struct oai_parsed *p)
 {
-	cJSON *root = json_parse(json, len, NULL);
+	cJSON *root = json_parse(json, len, 0, NULL);
 	const cJSON *v, *c, *t = NULL, *rs = NULL;
 	int rc = -1;
 
@@ -926,7 +967,7 @@ oai_parsed_free(struct oai_parsed *p)
 int
 oai_models_parse(const char *json, size_t len, struct oai_model **out, int *n)
 {
-	cJSON *root = json_parse(json, len, NULL);
+	cJSON *root = json_parse(json, len, 0, NULL);
 	const cJSON *data, *it;
 	struct oai_model *m = NULL;
 	int k = 0, rc = -1;

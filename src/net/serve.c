@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,15 +26,25 @@
  * checks the request, queues a job for the engine thread and waits for
  * it; while waiting it looks at the socket every 100 ms, so a client that
  * goes away (while its request waits in the queue, while the prompt is
- * read, or mid-stream) cancels its generation.  A closed connection is
- * recognised by recv(MSG_PEEK) returning 0: a client that half-closes its
- * side after sending the request counts as gone.
+ * read, or mid-stream) cancels its generation.  See serve_peer_gone for
+ * what "goes away" means: an end of file alone does not, since a client
+ * may shut down its sending side and still read the reply.
+ *
+ * Connection slots are few (one thread each): a connection that sends
+ * nothing for the idle timeout is closed, and one address holds at most
+ * SERVE_PER_IP_LIMIT of them, so idle or trickling clients cannot lock the
+ * others out.  While the engine works for a request (the handler waits,
+ * or a stream waits for its next piece) the connection has no timeout:
+ * the wait is ours, not the client's; it is set again before control
+ * goes back to libmicrohttpd, which restarts its clock.
  */
 
 /* Bodies up to this size are read (and thrown away) before a 413, so that
  * a client still sending gets the answer; past it the connection closes. */
 #define DRAIN_LIMIT ((uint64_t)64 << 20)
 #define POLL_MS 100
+/* Seconds before a 503's client should try again (Retry-After). */
+#define RETRY_AFTER "5"
 
 struct serve {
 	struct engine *eng;
@@ -42,6 +53,7 @@ struct serve {
 	char *api_key;               /* a private copy, wiped at the end */
 	size_t key_len;
 	FILE *log;
+	unsigned idle_timeout;       /* seconds without a byte before a connection closes */
 	atomic_llong n_requests;
 	/* Requests not yet completed (their response sent, or given up):
 	 * serve_stop lets them finish before the connections close. */
@@ -49,6 +61,11 @@ struct serve {
 	pthread_cond_t idle;
 	int active;
 };
+
+/* Whether a peer that has closed its sending side may be asked if it is
+ * still there (serve_peer_gone): only before any response, to an HTTP/1.1
+ * client, and once. */
+enum probe { PROBE_NEVER, PROBE_CAN, PROBE_SENT };
 
 struct conn;
 typedef enum MHD_Result (*route_fn)(struct serve *s, struct MHD_Connection *c, struct conn *r);
@@ -63,12 +80,15 @@ struct conn {
 	int too_big;
 	int answered;                /* a response was queued before the body was read */
 	int fd;
+	enum probe probe;            /* whether serve_peer_gone may probe the client */
+	char allow[32];              /* a 405's Allow header: the path's methods */
 	const char *rest;            /* a prefix route: the rest of the path */
 };
 
 /* A streamed response's state (libmicrohttpd's callback argument). */
 struct stream {
 	struct serve *s;
+	struct MHD_Connection *c;
 	struct job *j;               /* one reference */
 	int fd;
 };
@@ -114,18 +134,27 @@ serve_log(FILE *log, const char *fmt, ...)
 
 /* --- responses --- */
 
+/* Queues a JSON response (a copy of JSON) with the headers its status
+ * calls for: 401 WWW-Authenticate, 405 Allow (R's methods of the path),
+ * 503 Retry-After.  MHD_NO (the connection closes) when out of memory. */
 static enum MHD_Result
-send_json(struct MHD_Connection *c, int status, const char *json, size_t len)
+send_json(struct MHD_Connection *c, const struct conn *r, int status, const char *json, size_t len)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)json, MHD_RESPMEM_MUST_COPY);
-	enum MHD_Result rc;
+	enum MHD_Result rc = MHD_YES;
 
 	if (!resp)
 		return MHD_NO;
-	MHD_add_response_header(resp, "Content-Type", "application/json");
-	if (status == 401)
-		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
-	rc = MHD_queue_response(c, (unsigned)status, resp);
+	if (MHD_add_response_header(resp, "Content-Type", "application/json") != MHD_YES)
+		rc = MHD_NO;
+	if (status == 401 && MHD_add_response_header(resp, "WWW-Authenticate", "Bearer") != MHD_YES)
+		rc = MHD_NO;
+	if (status == 405 && r && r->allow[0] && MHD_add_response_header(resp, "Allow", r->allow) != MHD_YES)
+		rc = MHD_NO;
+	if (status == 503 && MHD_add_response_header(resp, "Retry-After", RETRY_AFTER) != MHD_YES)
+		rc = MHD_NO;
+	if (rc == MHD_YES)
+		rc = MHD_queue_response(c, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return rc;
 }
@@ -139,16 +168,16 @@ send_error(struct serve *s, struct MHD_Connection *c, struct conn *r, const stru
 	serve_log(s->log, "#%lld: %d %s", r->num, e->status, e->message);
 	if (!json)
 		return MHD_NO;
-	rc = send_json(c, e->status, json, strlen(json));
+	rc = send_json(c, r, e->status, json, strlen(json));
 	free(json);
 	return rc;
 }
 
 static enum MHD_Result
-send_cjson(struct MHD_Connection *c, int status, cJSON *root)
+send_cjson(struct MHD_Connection *c, const struct conn *r, int status, cJSON *root)
 {
 	char *json = root ? cJSON_PrintUnformatted(root) : NULL;
-	enum MHD_Result rc = json ? send_json(c, status, json, strlen(json)) : MHD_NO;
+	enum MHD_Result rc = json ? send_json(c, r, status, json, strlen(json)) : MHD_NO;
 	free(json);
 	cJSON_Delete(root);
 	return rc;
@@ -156,27 +185,69 @@ send_cjson(struct MHD_Connection *c, int status, cJSON *root)
 
 /* --- the client's socket --- */
 
-/* 1 when the peer has closed the connection (or it broke). */
+/* The interim response that asks a half-closed peer whether it is still
+ * there: HTTP/1.1 clients must read and skip any 1xx before the answer
+ * (RFC 9110, 15.2). */
+static const char probe_msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/*
+ * 1 when the peer of FD is gone: the connection was reset or broke
+ * (POLLHUP, POLLERR, a read's ECONNRESET), or a send to it failed.  An
+ * end of file alone is not enough: a client may shut down its sending
+ * side once its request is out and still read the reply.  A peer that has
+ * closed the socket altogether looks the same until something is sent to
+ * it, which its system answers with a reset; so when *PROBE is PROBE_CAN
+ * (no response has started, an HTTP/1.1 client) the first end of file is
+ * answered with "100 Continue" and *PROBE becomes PROBE_SENT, and the next
+ * look sees the reset.  Without a probe, a closed peer is noticed when its
+ * reply is sent.  Called by the connection's own thread only (the probe
+ * writes to its socket); never blocks.
+ */
 static int
-peer_gone(int fd)
+serve_peer_gone(int fd, enum probe *probe)
 {
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	char b;
 	ssize_t n;
 
 	if (fd < 0)
 		return 0;
+	if (poll(&pfd, 1, 0) < 0)
+		return 0;   /* EINTR, ENOMEM: look again next time */
+	if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
+		return 1;
+	if (!(pfd.revents & POLLIN))
+		return 0;
 	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n == 0)
-		return 1;
-	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-		return 1;
-	return 0;
+	if (n > 0)
+		return 0;   /* the next request, pipelined */
+	if (n < 0)
+		return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+	/* The end of its sending side: half-closed, or closed. */
+	if (!probe || *probe != PROBE_CAN)
+		return 0;
+	*probe = PROBE_SENT;
+	n = send(fd, probe_msg, sizeof(probe_msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+/*
+ * The connection C's timeout: none while BUSY (the engine works for it: the
+ * wait is the server's, and the handler watches the peer), else the idle
+ * timeout, counted from now (libmicrohttpd restarts its clock when a
+ * timeout is set where there was none).  The connection's own thread only.
+ */
+static void
+serve_conn_busy(struct serve *s, struct MHD_Connection *c, int busy)
+{
+	if (MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, busy ? 0u : s->idle_timeout) != MHD_YES)
+		serve_log(s->log, "libmicrohttpd refused a connection's timeout");
 }
 
 /* Waits until J is done, or (STREAM) has bytes to send.  Returns 0, or -1
  * when the client went away (J is then cancelled). */
 static int
-wait_job(struct serve *s, struct job *j, int fd, int stream)
+wait_job(struct serve *s, struct job *j, int fd, enum probe *probe, int stream)
 {
 	for (;;) {
 		int ready;
@@ -188,20 +259,25 @@ wait_job(struct serve *s, struct job *j, int fd, int stream)
 		engine_unlock(s->eng);
 		if (ready)
 			return 0;
-		if (peer_gone(fd)) {
+		if (serve_peer_gone(fd, probe)) {
 			engine_cancel(s->eng, j);
 			return -1;
 		}
 	}
 }
 
+/* libmicrohttpd's content reader of a stream: the next bytes of ST's job,
+ * waiting for the engine (without a timeout: the wait is the server's) as
+ * long as the client is there. */
 static ssize_t
 stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct stream *st = cls;
 	struct job *j = st->j;
+	ssize_t rc;
 
 	(void)pos;
+	serve_conn_busy(st->s, st->c, 1);
 	for (;;) {
 		engine_lock(st->s->eng);
 		if (j->out_len > j->out_sent) {
@@ -211,19 +287,26 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			memcpy(buf, j->out + j->out_sent, n);
 			j->out_sent += n;
 			engine_unlock(st->s->eng);
-			return (ssize_t)n;
+			rc = (ssize_t)n;
+			break;
 		}
 		if (j->state == JOB_DONE) {
 			engine_unlock(st->s->eng);
-			return MHD_CONTENT_READER_END_OF_STREAM;
+			rc = MHD_CONTENT_READER_END_OF_STREAM;
+			break;
 		}
 		engine_wait(st->s->eng, POLL_MS);
 		engine_unlock(st->s->eng);
-		if (peer_gone(st->fd)) {
+		/* The 200 is out: no probe (a 1xx now would be taken for the
+		 * body); a closed peer is seen when the next piece is sent. */
+		if (serve_peer_gone(st->fd, NULL)) {
 			engine_cancel(st->s->eng, j);
-			return MHD_CONTENT_READER_END_WITH_ERROR;
+			rc = MHD_CONTENT_READER_END_WITH_ERROR;
+			break;
 		}
 	}
+	serve_conn_busy(st->s, st->c, 0);
+	return rc;
 }
 
 static void
@@ -249,7 +332,6 @@ h_health(struct serve *s, struct MHD_Connection *c, struct conn *r)
 	struct engine_stats st;
 	cJSON *root = cJSON_CreateObject();
 
-	(void)r;
 	engine_stats_get(s->eng, &st);
 	cJSON_AddStringToObject(root, "status", "ok");
 	cJSON_AddStringToObject(root, "model", engine_model_id(s->eng));
@@ -258,7 +340,7 @@ h_health(struct serve *s, struct MHD_Connection *c, struct conn *r)
 	cJSON_AddNumberToObject(root, "completed", (double)st.completed);
 	cJSON_AddNumberToObject(root, "cancelled", (double)st.cancelled);
 	cJSON_AddNumberToObject(root, "failed", (double)st.failed);
-	return send_cjson(c, 200, root);
+	return send_cjson(c, r, 200, root);
 }
 
 static cJSON *
@@ -277,11 +359,10 @@ h_models(struct serve *s, struct MHD_Connection *c, struct conn *r)
 {
 	cJSON *root = cJSON_CreateObject(), *data;
 
-	(void)r;
 	cJSON_AddStringToObject(root, "object", "list");
 	data = cJSON_AddArrayToObject(root, "data");
 	cJSON_AddItemToArray(data, model_object(s));
-	return send_cjson(c, 200, root);
+	return send_cjson(c, r, 200, root);
 }
 
 static enum MHD_Result
@@ -300,7 +381,7 @@ h_model(struct serve *s, struct MHD_Connection *c, struct conn *r)
 
 	if (!engine_model_matches(s->eng, name))
 		return not_found_model(s, c, r, name);
-	return send_cjson(c, 200, model_object(s));
+	return send_cjson(c, r, 200, model_object(s));
 }
 
 static enum MHD_Result
@@ -328,7 +409,7 @@ h_generate(struct serve *s, struct MHD_Connection *c, struct conn *r, enum oai_k
 		job_unref(s->eng, j);
 		return send_error(s, c, r, &e);
 	}
-	if (wait_job(s, j, r->fd, j->req.stream) < 0) {
+	if (wait_job(s, j, r->fd, &r->probe, j->req.stream) < 0) {
 		serve_log(s->log, "#%lld: the client went away", r->num);
 		job_unref(s->eng, j);
 		return MHD_NO;   /* close the connection */
@@ -345,6 +426,7 @@ h_generate(struct serve *s, struct MHD_Connection *c, struct conn *r, enum oai_k
 			return MHD_NO;
 		}
 		st->s = s;
+		st->c = c;
 		st->j = j;
 		st->fd = r->fd;
 		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
@@ -366,7 +448,7 @@ h_generate(struct serve *s, struct MHD_Connection *c, struct conn *r, enum oai_k
 		return send_error(s, c, r, &e);
 	}
 	/* Done: the whole reply, or the error, is in OUT. */
-	rc = send_json(c, j->status, j->out, j->out_len);
+	rc = send_json(c, r, j->status, j->out, j->out_len);
 	job_unref(s->eng, j);
 	return rc;
 }
@@ -406,19 +488,22 @@ auth_ok(struct serve *s, struct MHD_Connection *c)
 	return diff == 0 && n == s->key_len;
 }
 
+/* The route of METHOD on URL, or NULL; then ALLOW (ALLOW_LEN bytes) holds
+ * the methods the path has, comma-separated (a 405's Allow header), or ""
+ * when no route has the path (404). */
 static const struct route *
-route_find(const char *method, const char *url, int *path_known)
+route_find(const char *method, const char *url, char *allow, size_t allow_len)
 {
-	*path_known = 0;
+	allow[0] = 0;
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct route *rt = &routes[i];
-		size_t pl = strlen(rt->path);
+		size_t pl = strlen(rt->path), al = strlen(allow);
 		int match = rt->prefix ? strncmp(url, rt->path, pl) == 0 && url[pl] : strcmp(url, rt->path) == 0;
 		if (!match)
 			continue;
-		*path_known = 1;
 		if (strcmp(method, rt->method) == 0)
 			return rt;
+		snprintf(allow + al, allow_len - al, "%s%s", al ? ", " : "", rt->method);
 	}
 	return NULL;
 }
@@ -430,12 +515,11 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	struct serve *s = cls;
 	struct conn *r = *con_cls;
 	struct oai_error e;
+	enum MHD_Result rc;
 
-	(void)version;
 	if (!r) {
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 		const char *cl;
-		int known;
 
 		r = calloc(1, sizeof(*r));
 		if (!r)
@@ -446,10 +530,11 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		pthread_mutex_unlock(&s->mu);
 		r->num = atomic_fetch_add(&s->n_requests, 1) + 1;
 		r->fd = ci ? ci->connect_fd : -1;
-		r->route = route_find(method, url, &known);
+		r->probe = version && !strcmp(version, MHD_HTTP_VERSION_1_1) ? PROBE_CAN : PROBE_NEVER;
+		r->route = route_find(method, url, r->allow, sizeof(r->allow));
 		if (!r->route) {
 			r->answered = 1;
-			if (known)
+			if (r->allow[0])
 				oai_error_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
 				    "%s is not allowed on %.200s", method, url);
 			else
@@ -511,7 +596,10 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	}
 	if (r->route->prefix)
 		r->rest = url + strlen(r->route->path);   /* /v1/models/ID */
-	return r->route->fn(s, c, r);
+	serve_conn_busy(s, c, 1);
+	rc = r->route->fn(s, c, r);
+	serve_conn_busy(s, c, 0);
+	return rc;
 }
 
 static void
@@ -606,6 +694,7 @@ serve_start(const struct serve_opts *o, struct serve **out, char *err, size_t er
 		return -1;
 	}
 	s->log = o->log;
+	s->idle_timeout = o->idle_timeout > 0 ? (unsigned)o->idle_timeout : SERVE_IDLE_TIMEOUT_DEFAULT;
 	atomic_init(&s->n_requests, 0);
 	{
 		pthread_condattr_t ca;
@@ -634,8 +723,9 @@ serve_start(const struct serve_opts *o, struct serve **out, char *err, size_t er
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,   /* first, or it warns */
 	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)600,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SERVE_CONNECTION_LIMIT,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)SERVE_PER_IP_LIMIT,
+	    MHD_OPTION_CONNECTION_TIMEOUT, s->idle_timeout,
 	    MHD_OPTION_END);
 	if (!s->d) {
 		snprintf(err, errlen, "cannot start the HTTP server on %s port %d", host, s->port);

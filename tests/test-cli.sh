@@ -195,9 +195,10 @@ for args in \
     "serve -m $A --port 99999|serve: --port wants a port number (0: any free one), got '99999' (at most 65535)" \
     "export --db $tmp/none.db -o $tmp/x.jsonl --min-rating 9|export: --min-rating wants 1 to 5 (thumbs up counts as 5, down as 1), got '9' (at most 5)" \
     "finetune -m $A --rank 0x10|finetune: --rank wants a whole number from 1 to 4096, got '0x10'" \
-    "chat -m $A --plain --no-history --top-p 2|--top-p: '2' is out of range (top-p must be in (0, 1])" \
-    "chat -m $A --plain --no-history --temp -1|--temp: '-1' is out of range (temperature must be between 0 and 100)" \
-    "chat -m $A --plain --db $tmp/x.db --no-history|--db and --no-history: a history database, or none" \
+    "chat -m $A --plain --no-history --top-p 2|chat: --top-p: '2' is out of range (top-p must be in (0, 1])" \
+    "chat -m $A --plain --no-history --temp -1|chat: --temp: '-1' is out of range (temperature must be between 0 and 100)" \
+    "chat -m $A --plain --db $tmp/x.db --no-history|chat: --db and --no-history: a history database, or none" \
+    "serve -m $A --port 0 --temp hot|serve: --temp: 'hot' is not a number" \
     "chat -m $A --plain --no-history extra|chat: unexpected argument 'extra' (see natter chat --help)" \
     "generate -m $A -p hi -n 1 extra|generate: unexpected argument 'extra' (see natter generate --help)" \
     "generate -m $A -p hi -f $tmp/none.txt|generate: -p and -f each give the prompt: one of them" \
@@ -527,7 +528,7 @@ for args in "--seed abc|--seed: 'abc' is not a seed" "-c -5|-c/--ctx-size: '-5' 
 	# shellcheck disable=SC2086
 	echo hi | "$NATTER_BIN" chat -m "$M" --plain --no-history $opt > /dev/null 2> "$tmp/err"
 	check "chat $opt status" 2 $?
-	grep -qF "natter: $msg" "$tmp/err" && ok || bad "chat $opt: $(cat "$tmp/err")"
+	grep -qF "natter: chat: $msg" "$tmp/err" && ok || bad "chat $opt: $(cat "$tmp/err")"
 done
 # -c 0 and -t 0 are the defaults, as in every command: the model's own context (128).
 printf 'hi\n/stats\n/quit\n' | "$NATTER_BIN" chat -m "$M" --plain --no-history -c 0 -t 0 -n 2 > "$tmp/out" 2> "$tmp/err"

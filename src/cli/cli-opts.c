@@ -363,14 +363,17 @@ setting_apply(const struct setting *s, const char *value, struct cli_chat_args *
 }
 
 int
-cli_chat_option(int c, const char *arg, struct cli_chat_args *a)
+cli_chat_option(int c, const char *arg, struct cli_chat_args *a, const char *cmd)
 {
+	const char *sep = cmd ? ": " : "";
 	char err[256];
+
+	cmd = cmd ? cmd : "";
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		if (!settings[i].code || settings[i].code != c)
 			continue;
 		if (setting_apply(&settings[i], arg, a, err, sizeof(err)) < 0) {
-			cli_error("%s: %s", settings[i].flag, err);
+			cli_error("%s%s%s: %s", cmd, sep, settings[i].flag, err);
 			return -1;
 		}
 		if (c == CLI_OPT_REMOTE)
@@ -378,7 +381,7 @@ cli_chat_option(int c, const char *arg, struct cli_chat_args *a)
 		if (c == CLI_OPT_DB)
 			a->db_on_cli = 1;
 		if (a->db_on_cli && a->no_history) {
-			cli_error("--db and --no-history: a history database, or none");
+			cli_error("%s%s--db and --no-history: a history database, or none", cmd, sep);
 			return -1;
 		}
 		if (settings[i].local && !a->local_on_cli)

@@ -116,8 +116,9 @@ int cli_chat_args_init(struct cli_chat_args *a);
 /* Applies option C (from getopt_long) to A.  Returns 1 if it was one of
  * these, 0 if not, -1 after printing an error naming the option when its
  * value is bad (numbers are read strictly: "abc", "-5" for -c, "0" for
- * -t are errors). */
-int cli_chat_option(int c, const char *arg, struct cli_chat_args *a);
+ * -t are errors).  CMD (NULL: the full screen, natter's own options) starts
+ * the message, as the other commands' options do. */
+int cli_chat_option(int c, const char *arg, struct cli_chat_args *a, const char *cmd);
 /* The config file's value for KEY in *VALUE (NULL when unset).  Returns
  * 0, or -1 after printing an error (a bad line anywhere in the file). */
 int cli_config_get(const char *key, const char **value);

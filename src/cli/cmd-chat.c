@@ -407,7 +407,7 @@ cmd_chat(int argc, char **argv)
 		return 2;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "m:h" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
-		int r = cli_chat_option(ch, optarg, &args);
+		int r = cli_chat_option(ch, optarg, &args, "chat");
 		if (r < 0)
 			return 2;
 		if (r)

@@ -206,7 +206,7 @@ cmd_models(int argc, char **argv)
 	memset(&args, 0, sizeof(args));
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		int r = cli_chat_option(ch, optarg, &args);
+		int r = cli_chat_option(ch, optarg, &args, "models");
 		if (r < 0)
 			return 2;
 		if (r)

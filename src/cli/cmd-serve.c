@@ -85,7 +85,7 @@ cmd_serve(int argc, char **argv)
 	so.log = stderr;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "m:h" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
-		int r = cli_chat_option(ch, optarg, &args);
+		int r = cli_chat_option(ch, optarg, &args, "serve");
 		if (r < 0)
 			return 2;   /* a bad value, already said */
 		if (r)

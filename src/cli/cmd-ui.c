@@ -28,7 +28,7 @@ cmd_ui(int argc, char **argv)
 		return 2;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:" CLI_CHAT_SHORTOPTS, opts, NULL)) != -1) {
-		int r = cli_chat_option(c, optarg, &args);
+		int r = cli_chat_option(c, optarg, &args, NULL);
 		if (r < 0)
 			return 2;
 		if (r)

@@ -15,7 +15,14 @@
 # --no-lfs NAME (the file list gives no lfs.oid: only the resolve reply's
 # headers carry the SHA-256), --direct NAME (the hub answers the resolve
 # itself, 200 with the SHA-256 as its ETag, no redirect), --rate NAME:BYTES
-# (the CDN sends that many bytes a second, for a progress bar to show).
+# (the CDN sends that many bytes a second, for a progress bar to show),
+# --no-length NAME (the CDN sends no Content-Length and closes; the hub still
+# announces the size), --redirect-loop NAME (the hub's resolve redirects to
+# itself, forever), --big-header NAME (the CDN's reply has a 200 000-byte
+# header line).  --fake-size takes any JSON number (1e30, 1.5) as well.
+# Faults, per repository: --loop-pages REPO (the last page of the file list
+# links back to the first), --endless-pages REPO (every page links to one
+# more, empty past the end).
 import argparse
 import hashlib
 import json
@@ -41,10 +48,24 @@ ap.add_argument("--page-size", type=int, default=0)
 ap.add_argument("--no-lfs", action="append", default=[])
 ap.add_argument("--direct", action="append", default=[])
 ap.add_argument("--rate", action="append", default=[])
+ap.add_argument("--no-length", action="append", default=[])
+ap.add_argument("--redirect-loop", action="append", default=[])
+ap.add_argument("--big-header", action="append", default=[])
+ap.add_argument("--loop-pages", action="append", default=[])
+ap.add_argument("--endless-pages", action="append", default=[])
 args = ap.parse_args()
 
+
+def number(s):
+    """An int when S is one, else a float (1e30, 1.5): what the file list says as given."""
+    try:
+        return int(s)
+    except ValueError:
+        return float(s)
+
+
 cut = {c.split(":")[0]: float(c.split(":")[1]) for c in args.cut}
-fake = {c.split(":")[0]: int(c.split(":")[1]) for c in args.fake_size}
+fake = {c.split(":")[0]: number(c.split(":")[1]) for c in args.fake_size}
 rate = {c.split(":")[0]: int(c.split(":")[1]) for c in args.rate}
 already_cut = set()
 log_lock = threading.Lock()
@@ -137,9 +158,11 @@ class Hub(Base):
             if args.page_size:
                 cur = int(parse_qs(u.query).get("cursor", ["0"])[0])
                 page = entries[cur:cur + args.page_size]
-                if cur + args.page_size < len(entries):
-                    extra["Link"] = '<http://127.0.0.1:%d/api/models/%s/tree/main?recursive=true&cursor=%d>; rel="next"' % (
-                        ports["hub"], repo, cur + args.page_size)
+                tree = "http://127.0.0.1:%d/api/models/%s/tree/main?recursive=true" % (ports["hub"], repo)
+                if cur + args.page_size < len(entries) or repo in args.endless_pages:
+                    extra["Link"] = '<%s&cursor=%d>; rel="next"' % (tree, cur + args.page_size)
+                elif repo in args.loop_pages:
+                    extra["Link"] = '<%s>; rel="next"' % tree   # the first page's own URL
                 entries = page
             return self.send_json(200, entries, extra)
         rel = "/".join(parts[4:])
@@ -147,6 +170,12 @@ class Hub(Base):
         if not os.path.isfile(full):
             return self.send_json(404, {"error": "Entry not found"})
         size, sha = announced(os.path.basename(full), full)
+        if os.path.basename(full) in args.redirect_loop:
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if os.path.basename(full) in args.direct:
             # Served by the hub itself: the checksum is the ETag, no redirect.
             with open(full, "rb") as f:
@@ -196,7 +225,9 @@ class Cdn(Base):
         else:
             self.send_response(200)
         body = data[start:]
-        if name in args.nosize:
+        if name in args.big_header:
+            self.send_header("X-Padding", "p" * 200000)
+        if name in args.nosize or name in args.no_length:
             self.send_header("Connection", "close")
             self.close_connection = True
         else:

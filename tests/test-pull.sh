@@ -41,6 +41,10 @@ fi
 grep -q "is not a repository name" "$tmp/err" && ok || bad "bad repo message: $(cat "$tmp/err")"
 "$NATTER_BIN" pull "org/x:notes.txt" 2>"$tmp/err"; check "pull a non-GGUF" 2 $?
 "$NATTER_BIN" pull "org/x:../../etc/passwd.gguf" 2>"$tmp/err"; check "pull with .." 2 $?
+# A vision projector is a GGUF file, but not a model: said so, not "not .gguf".
+"$NATTER_BIN" pull "org/x:sub/mmproj-model-f16.gguf" 2>"$tmp/err"; check "pull an mmproj: status" 2 $?
+grep -q "sub/mmproj-model-f16.gguf is a multimodal projector (mmproj)" "$tmp/err" && ok || bad "mmproj message: $(cat "$tmp/err")"
+grep -q "natter reads .gguf files" "$tmp/err" && bad "an mmproj is said not to be .gguf: $(cat "$tmp/err")" || ok
 # ".." as a part of a name is no path component; an HF_ENDPOINT that is no
 # http(s) address is refused before anything is tried.
 HF_ENDPOINT=garbage "$NATTER_BIN" pull "org/x:a..b.gguf" 2>"$tmp/err"; check "HF_ENDPOINT garbage status" 2 $?
@@ -52,7 +56,8 @@ token="hf_test_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 root=$tmp/root
 mkdir -p "$root/org/tiny-GGUF/sub" "$root/org/cut-GGUF" "$root/org/cut2-GGUF" "$root/org/bad-GGUF" \
 	"$root/org/gated-GGUF" "$root/org/nosize-GGUF" "$root/org/huge-GGUF" "$root/org/none-GGUF" "$root/org/hdr-GGUF" \
-	"$root/org/slow-GGUF" "$root/org/nocut-GGUF" "$root/org/nosha-GGUF"
+	"$root/org/slow-GGUF" "$root/org/nocut-GGUF" "$root/org/nosha-GGUF" "$root/org/size-GGUF" "$root/org/redir-GGUF" \
+	"$root/org/loop-GGUF" "$root/org/endless-GGUF" "$root/org/bigsize-GGUF" "$root/org/frac-GGUF"
 cp "$F/models/tiny-llama-q4_k_m.gguf" "$root/org/tiny-GGUF/tiny-llama-Q4_K_M.gguf"
 cp "$F/models/tiny-llama-q8_0.gguf" "$root/org/tiny-GGUF/sub/tiny-llama-Q8_0.gguf"
 echo "a model card" > "$root/org/tiny-GGUF/README.md"
@@ -70,6 +75,13 @@ cp "$F/models/tiny-llama-q4_0.gguf" "$root/org/nosha-GGUF/nosha.gguf"
 for f in linked-ok linked-bad etag-ok etag-bad; do
 	head -c 300000 /dev/urandom > "$root/org/hdr-GGUF/$f.gguf"
 done
+for f in short short2; do head -c 200000 /dev/urandom > "$root/org/size-GGUF/$f.gguf"; done
+for f in long long2 bighdr; do head -c 300000 /dev/urandom > "$root/org/size-GGUF/$f.gguf"; done
+head -c 100000 /dev/urandom > "$root/org/redir-GGUF/redir-Q4_K_M.gguf"
+for f in a-Q8_0 b-Q4_0 c-Q4_K_M; do head -c 1000 /dev/urandom > "$root/org/loop-GGUF/$f.gguf"; done
+head -c 1000 /dev/urandom > "$root/org/endless-GGUF/e-Q4_K_M.gguf"
+head -c 1000 /dev/urandom > "$root/org/bigsize-GGUF/big-Q4_K_M.gguf"
+head -c 1000 /dev/urandom > "$root/org/frac-GGUF/frac-Q4_K_M.gguf"
 
 "$PY" "$NATTER_SRCDIR/tests/hub-server.py" --root "$root" --portfile "$tmp/ports" --log "$tmp/hub.log" \
 	--token "$token" --gated org/gated-GGUF --cut cut-Q4_K_M.gguf:0.4 --cut cut2-Q4_K_M.gguf:0.4 \
@@ -77,6 +89,10 @@ done
 	--rate slow-Q4_K_M.gguf:500000 --no-lfs linked-ok.gguf --no-lfs linked-bad.gguf --corrupt linked-bad.gguf \
 	--no-lfs etag-ok.gguf --no-lfs etag-bad.gguf --direct etag-ok.gguf --direct etag-bad.gguf --corrupt etag-bad.gguf \
 	--nosize nocut.gguf --cut nocut.gguf:0.5 --nosize nosha.gguf \
+	--fake-size short.gguf:250000 --fake-size short2.gguf:250000 --no-length short2.gguf \
+	--fake-size long.gguf:1000 --fake-size long2.gguf:1000 --no-length long2.gguf --big-header bighdr.gguf \
+	--redirect-loop redir-Q4_K_M.gguf --loop-pages org/loop-GGUF --endless-pages org/endless-GGUF \
+	--fake-size big-Q4_K_M.gguf:1e30 --fake-size frac-Q4_K_M.gguf:1.5 \
 	2>"$tmp/hub.err" &
 hub_pid=$!
 i=0
@@ -234,6 +250,57 @@ if command -v tmux >/dev/null 2>&1; then
 else
 	echo "note: tmux is not installed; the progress bar on a terminal was not checked"
 fi
+
+# The hub's list and its server disagree on a file's size: a complete reply
+# shorter than listed (with a Content-Length, or without one and then a 416
+# that names the server's size), or longer (said up front, or found as the
+# bytes come), is no broken connection: refused at once, nothing kept, and
+# the progress never passes 100 %.
+for f in short short2 long long2; do
+	"$NATTER_BIN" pull --dir "$tmp/sz" "org/size-GGUF:$f.gguf" >/dev/null 2>"$tmp/sz-$f"; check "$f: status" 1 $?
+	[ ! -e "$tmp/sz/$f.gguf" ] && [ ! -e "$tmp/sz/$f.gguf.part" ] && ok || bad "$f: a file was kept: $(ls "$tmp/sz")"
+	grep -q "run the same command to resume" "$tmp/sz-$f" && bad "$f: a resume is promised: $(cat "$tmp/sz-$f")" || ok
+	pct=$(sed -n 's/^natter pull: \([0-9]*\)% .*/\1/p' "$tmp/sz-$f" | sort -n | tail -n 1)
+	[ "${pct:-0}" -le 100 ] && ok || bad "$f: progress past 100 %: $(cat "$tmp/sz-$f")"
+done
+grep -q "the server's copy of short.gguf is 200000 bytes but the hub says 250000: it is shorter" "$tmp/sz-short" && ok ||
+	bad "short reply: $(cat "$tmp/sz-short")"
+check "short reply: one request" 1 "$(grep -c "cdn GET /blobs/org/size-GGUF/short.gguf " "$tmp/hub.log")"
+grep -q "the server's copy of short2.gguf is 200000 bytes but the hub says 250000: it is shorter" "$tmp/sz-short2" && ok ||
+	bad "short reply without a length: $(cat "$tmp/sz-short2")"
+check "short reply without a length: two requests" 2 "$(grep -c "cdn GET /blobs/org/size-GGUF/short2.gguf " "$tmp/hub.log")"
+grep -q "the server's copy of long.gguf is 300000 bytes but the hub says 1000: it is longer" "$tmp/sz-long" && ok ||
+	bad "long reply: $(cat "$tmp/sz-long")"
+check "long reply: one request" 1 "$(grep -c "cdn GET /blobs/org/size-GGUF/long.gguf " "$tmp/hub.log")"
+grep -q "the server sent more of long2.gguf than the 1000 bytes the hub says" "$tmp/sz-long2" && ok ||
+	bad "long reply without a length: $(cat "$tmp/sz-long2")"
+check "long reply without a length: one request" 1 "$(grep -c "cdn GET /blobs/org/size-GGUF/long2.gguf " "$tmp/hub.log")"
+# A reply with a header too large to read is a bad reply, not "out of memory", and not tried again.
+"$NATTER_BIN" pull --dir "$tmp/sz" org/size-GGUF:bighdr.gguf >/dev/null 2>"$tmp/bh"; check "huge header: status" 1 $?
+grep -q "trying again would not help: a bad reply from http://127.0.0.1:$cdn_port/blobs/org/size-GGUF/bighdr.gguf: its headers are larger than libcurl reads" \
+	"$tmp/bh" && ok || bad "huge header: message: $(cat "$tmp/bh")"
+check "huge header: one request" 1 "$(grep -c "cdn GET /blobs/org/size-GGUF/bighdr.gguf " "$tmp/hub.log")"
+# A redirect loop is said to be one, not "HTTP 302".
+"$NATTER_BIN" pull org/redir-GGUF:redir-Q4_K_M.gguf >/dev/null 2>"$tmp/rl"; check "redirect loop: status" 1 $?
+grep -q "too many redirects (more than 5; .*): a redirect loop" "$tmp/rl" && ok || bad "redirect loop: message: $(cat "$tmp/rl")"
+grep -q "HTTP 302" "$tmp/rl" && bad "redirect loop reported as HTTP 302: $(cat "$tmp/rl")" || ok
+check "redirect loop: six hops, once" 6 "$(grep -c "hub GET /org/redir-GGUF/resolve/" "$tmp/hub.log")"
+# A file list whose Link leads back to a page already read, or on and on.
+"$NATTER_BIN" pull org/loop-GGUF >/dev/null 2>"$tmp/lp"; check "looping list: status" 1 $?
+grep -q "the hub's file list for org/loop-GGUF loops: page 2 links back to page 1" "$tmp/lp" && ok ||
+	bad "looping list: message: $(cat "$tmp/lp")"
+check "looping list: pages read" 2 "$(grep -c "hub GET /api/models/org/loop-GGUF/tree/" "$tmp/hub.log")"
+"$NATTER_BIN" pull org/endless-GGUF >/dev/null 2>"$tmp/ep"; check "endless list: status" 1 $?
+grep -q "the hub's file list for org/endless-GGUF goes on for more than 100 pages" "$tmp/ep" && ok ||
+	bad "endless list: message: $(cat "$tmp/ep")"
+# A size in the list that is no whole number of bytes (1e30 would not even
+# fit in 64 bits) is refused, naming the file.
+"$NATTER_BIN" pull org/bigsize-GGUF >/dev/null 2>"$tmp/bs"; check "size 1e30: status" 1 $?
+grep -q "the hub's file list for org/bigsize-GGUF gives big-Q4_K_M.gguf the size 1e+30, which is not a whole number of bytes" \
+	"$tmp/bs" && ok || bad "size 1e30: message: $(cat "$tmp/bs")"
+"$NATTER_BIN" pull org/frac-GGUF >/dev/null 2>"$tmp/fs"; check "size 1.5: status" 1 $?
+grep -q "gives frac-Q4_K_M.gguf the size 1.5, which is not a whole number of bytes" "$tmp/fs" && ok ||
+	bad "size 1.5: message: $(cat "$tmp/fs")"
 
 # 4. A gated model: 401 without a token, refused with a wrong one, fine with
 # the right one; the token goes to the hub and never to the CDN.

@@ -23,6 +23,8 @@ enum {
 	HTTP_ECANCEL = -2,    /* *cancel became nonzero */
 	HTTP_EBODY = -3,      /* on_body returned nonzero (its own error is the caller's to report) */
 	HTTP_EPARTIAL = -4,   /* the connection ended before the body the server announced was complete */
+	HTTP_EREDIRECT = -5,  /* still redirected after max_redirects hops (a redirect loop, usually):
+	                         ERR says where the last hop pointed; trying again will not help */
 };
 
 /* What kind of transport failure an HTTP_ERR or HTTP_EPARTIAL was
@@ -35,6 +37,8 @@ enum http_transport {
 	HTTP_T_CERT,          /* the server's certificate is not trusted, or names another host */
 	HTTP_T_TIMEOUT,       /* the connect timeout, or no byte for stall_timeout_s */
 	HTTP_T_CUT,           /* the connection closed or broke in the middle of a response */
+	HTTP_T_BADREPLY,      /* the reply is not HTTP libcurl can read: a malformed status line, or
+	                         headers larger than its limit; trying again will not help */
 };
 
 #define HTTP_MAX_HOPS 6
@@ -81,7 +85,9 @@ struct http_req {
 	const char *body;              /* request body (copied by libcurl) */
 	size_t body_len;
 	int64_t range_from;            /* > 0: ask for bytes RANGE_FROM.. (Range header) */
-	int max_redirects;             /* how many hops to follow (0: none) */
+	int max_redirects;             /* how many redirects to follow (at most HTTP_MAX_HOPS - 1); 0: none,
+	                                  a 3xx is then the final response; > 0: one redirect more
+	                                  than this is HTTP_EREDIRECT */
 	long connect_timeout_s;        /* 0: 30 */
 	long stall_timeout_s;          /* abort when no byte arrives for this long (0: 60) */
 	http_head_fn on_head;          /* may be NULL */
@@ -104,8 +110,9 @@ const char *http_ca_bundle(void);
 /*
  * Performs REQ, filling *RESP (which the caller frees with http_resp_free,
  * whatever the result).  Returns 0 when a final response arrived and its
- * body was read (any status: the caller judges it), or a negative HTTP_E*
- * value with ERR set (never naming the token).  Any thread; each call uses
+ * body was read (any status: the caller judges it, and a 3xx only when
+ * REQ->max_redirects is 0), or a negative HTTP_E* value with ERR set
+ * (never naming the token).  Any thread; each call uses
  * its own connection.
  */
 int http_request(const struct http_req *req, struct http_resp *resp, char *err, size_t errlen);

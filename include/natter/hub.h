@@ -59,6 +59,9 @@ void hub_files_free(struct hub_file *f, int n);
 
 /* A model file natter can use: *.gguf, not a vision projector (mmproj). */
 int hub_is_model(const char *path);
+/* A multimodal (vision) projector by its name ("mmproj*.gguf"): a GGUF file
+ * that goes with a model, not one natter loads.  Pure; any thread. */
+int hub_is_projector(const char *path);
 /* A part of a split GGUF ("-00001-of-00003.gguf"). */
 int hub_is_split(const char *path);
 /* The file `natter pull REPO` takes: the one model file whose name says

@@ -58,6 +58,10 @@ on_progress(void *ctx, int64_t done, int64_t total, int64_t resumed)
 		b->start = done;
 	}
 	(void)resumed;
+	/* hub_download never passes TOTAL; a bar past 100% would be a lie
+	 * should that change. */
+	if (total >= 0 && done > total)
+		done = total;
 	rate = t - b->t0 > 0.2 ? (done - b->start) / (t - b->t0) : 0;
 	human(done, d, sizeof(d));
 	human(total, tot, sizeof(tot));
@@ -112,7 +116,7 @@ list_models(const struct hub_file *f, int n, const char *repo)
 		fprintf(stderr, "  %-60s %10s%s\n", f[i].path, s, hub_is_split(f[i].path) ? "  (split: not supported)" : "");
 	}
 	if (k == 0)
-		fprintf(stderr, "%s has no GGUF files.\n", repo);
+		fprintf(stderr, "%s has no GGUF model files.\n", repo);
 }
 
 /* Whether PATH has a ".." component (a name like "a..b.gguf" is fine). */
@@ -161,7 +165,10 @@ cmd_pull(int argc, char **argv)
 			    "An interrupted download resumes where it stopped; the file gets its name only\n"
 			    "after its size and SHA-256 match what the hub says (when it gives no SHA-256:\n"
 			    "once it reads as a whole GGUF file).  A broken connection is resumed up to N\n"
-			    "times (default 3).  HF_ENDPOINT must be an http:// or https:// address.\n"
+			    "times (default 3); a size other than the hub's, a redirect loop or a reply\n"
+			    "that cannot be read fails at once, the size mismatch removing the .part.\n"
+			    "Vision projectors (mmproj*.gguf) are not models and are refused.\n"
+			    "HF_ENDPOINT must be an http:// or https:// address.\n"
 			    "Environment: HF_TOKEN (for gated or private models; sent to the hub only, never\n"
 			    "printed), HF_ENDPOINT (default https://huggingface.co).\n");
 			return 0;
@@ -183,7 +190,11 @@ cmd_pull(int argc, char **argv)
 			return 2;
 		}
 		if (!hub_is_model(file)) {
-			cli_error("pull: %s is not a GGUF model file (natter reads .gguf files)", file);
+			if (hub_is_projector(file))
+				cli_error("pull: %s is a multimodal projector (mmproj), the image part of a vision model, "
+				    "which natter does not load; name the model's own .gguf file", file);
+			else
+				cli_error("pull: %s is not a GGUF model file (natter reads .gguf files)", file);
 			return 2;
 		}
 	}

@@ -19,6 +19,7 @@ struct xfer {
 	int follow;                /* this hop is a redirect we will follow */
 	int final_started;         /* the final response's headers are complete */
 	int body_aborted;          /* on_body (or on_head) said stop */
+	int too_many;              /* a redirect after the last one allowed */
 	int hops_left;
 };
 
@@ -120,8 +121,14 @@ on_header_line(char *line, size_t size, size_t nitems, void *arg)
 		/* The end of this response's headers. */
 		if (h->status >= 100 && h->status < 200)
 			return n;
-		x->follow = is_redirect(h->status) && x->hops_left > 0 &&
+		x->follow = is_redirect(h->status) && x->req->max_redirects > 0 &&
 		    http_resp_header(x->resp, (int)(h - x->resp->hops), "Location") != NULL;
+		if (x->follow && x->hops_left <= 0) {
+			/* One more than allowed: a loop, as a rule.  Its body is
+			 * nobody's; the caller hears HTTP_EREDIRECT. */
+			x->too_many = 1;
+			return 0;
+		}
 		if (!x->follow) {
 			x->final_started = 1;
 			x->resp->status = h->status;
@@ -209,6 +216,11 @@ transport_of(CURLcode cc)
 	case CURLE_SSL_CACERT_BADFILE:
 	case CURLE_USE_SSL_FAILED:
 		return HTTP_T_TLS;
+	case CURLE_WEIRD_SERVER_REPLY:
+#if LIBCURL_VERSION_NUM >= 0x080600
+	case CURLE_TOO_LARGE:
+#endif
+		return HTTP_T_BADREPLY;
 	case CURLE_PARTIAL_FILE:
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
@@ -317,7 +329,8 @@ nomem:
 int
 http_request(const struct http_req *q, struct http_resp *r, char *err, size_t errlen)
 {
-	struct xfer x = { q, r, NULL, 0, 0, 0, q->max_redirects };
+	struct xfer x = { q, r, NULL, 0, 0, 0, 0, q->max_redirects < HTTP_MAX_HOPS ? q->max_redirects :
+	    HTTP_MAX_HOPS - 1 };
 	char token_origin[512] = "", origin[512], cerr[CURL_ERROR_SIZE];
 	char *url = strdup(q->url);
 	int as_get = 0, rc = HTTP_ERR;
@@ -365,16 +378,32 @@ http_request(const struct http_req *q, struct http_resp *r, char *err, size_t er
 			} else if (x.body_aborted) {
 				snprintf(err, errlen, "stopped by the receiver");
 				rc = HTTP_EBODY;
+			} else if (x.too_many) {
+				r->status = hop->status;
+				snprintf(err, errlen, "too many redirects (more than %d; the last from %.300s to %.300s): a "
+				    "redirect loop", q->max_redirects, hop->url,
+				    http_resp_header(r, r->n_hops - 1, "Location"));
+				rc = HTTP_EREDIRECT;
 			} else {
 				snprintf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(cc));
 				rc = x.final_started && (cc == CURLE_PARTIAL_FILE || cc == CURLE_RECV_ERROR) ?
 				    HTTP_EPARTIAL : HTTP_ERR;
 				r->transport = transport_of(cc);
 				{
-					long e = 0;
+					long e = 0, sent = 0;
 					if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &e) == CURLE_OK)
 						r->os_errno = (int)e;
+					/* libcurl before 8.6 says "out of memory" for a
+					 * header line over its limit (100 KB): after the
+					 * request went out, that is what it means. */
+					if (cc == CURLE_OUT_OF_MEMORY && curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent) ==
+					    CURLE_OK && sent > 0)
+						r->transport = HTTP_T_BADREPLY;
 				}
+				if (r->transport == HTTP_T_BADREPLY)
+					snprintf(err, errlen, "a bad reply from %.300s: %s (libcurl: %s)", hop->url,
+					    cc == CURLE_WEIRD_SERVER_REPLY ? "it is not HTTP" :
+					    "its headers are larger than libcurl reads", cerr[0] ? cerr : curl_easy_strerror(cc));
 			}
 			goto out;
 		}
@@ -388,7 +417,9 @@ http_request(const struct http_req *q, struct http_resp *r, char *err, size_t er
 			goto out;
 		}
 		if (r->n_hops == HTTP_MAX_HOPS) {
-			snprintf(err, errlen, "too many redirects");
+			/* Not reached: hops_left is at most HTTP_MAX_HOPS - 1. */
+			snprintf(err, errlen, "too many redirects (more than %d): a redirect loop", HTTP_MAX_HOPS - 1);
+			rc = HTTP_EREDIRECT;
 			goto out;
 		}
 		/* As browsers do: 301/302/303 turn a POST into a GET. */

@@ -25,6 +25,9 @@
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
 #define MAX_PAGES 100
+/* 2^53: the largest size a JSON number (a double) holds exactly; sizes
+ * beyond it are refused, as no disk holds such a file. */
+#define HUB_SIZE_MAX ((int64_t)1 << 53)
 
 void
 hub_opts_from_env(struct hub_opts *o)
@@ -143,9 +146,68 @@ is_hex64(const char *s)
 	return s[64] == 0;
 }
 
-/* Adds the files of one listing page. */
+/* A size in the file list: *OUT gets V's whole number of bytes, or -1
+ * when V is absent or null (unknown).  Returns -1 (*OUT -1) when V is
+ * anything but an integer in [0, 2^53]: a number like 1e30 does not fit an
+ * int64_t, and converting it would be undefined behaviour. */
 static int
-parse_tree(const char *body, size_t len, struct hub_file **files, int *n, int *cap)
+hub_size_json(const cJSON *v, int64_t *out)
+{
+	double d;
+
+	*out = -1;
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsNumber(v))
+		return -1;
+	d = v->valuedouble;
+	if (!(d >= 0 && d <= (double)HUB_SIZE_MAX))   /* NaN fails too */
+		return -1;
+	if ((double)(int64_t)d != d)   /* in range, so the conversion is defined */
+		return -1;
+	*out = (int64_t)d;
+	return 0;
+}
+
+/* Reads the decimal size at *P (at most 2^53), moving *P past its digits.
+ * Returns it, or -1 (*P unmoved) when there are no digits or it is larger;
+ * never overflows, whatever the server sent. */
+static int64_t
+hub_size_scan(const char **p)
+{
+	const char *s = *p;
+	int64_t v = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	for (; isdigit((unsigned char)*s); s++) {
+		v = v * 10 + (*s - '0');
+		if (v > HUB_SIZE_MAX)
+			return -1;
+	}
+	*p = s;
+	return v;
+}
+
+/* A size in a header value V (X-Linked-Size, Content-Length): its digits
+ * and nothing else, at most 2^53; -1 otherwise (V NULL included). */
+static int64_t
+hub_size_header(const char *v)
+{
+	int64_t n;
+
+	if (!v)
+		return -1;
+	n = hub_size_scan(&v);
+	return n >= 0 && *v == 0 ? n : -1;
+}
+
+/* Adds the files of one listing page of REPO.  Returns 0, -1 (not the
+ * form the hub's list has), -2 (out of memory), or -3 (a size that is not
+ * a whole number of bytes, with ERR naming the file). */
+static int
+parse_tree(const char *body, size_t len, const char *repo, struct hub_file **files, int *n, int *cap, char *err,
+	   size_t errlen)
 {
 	cJSON *root = cJSON_ParseWithLength(body, len), *it;
 
@@ -179,20 +241,41 @@ parse_tree(const char *body, size_t len, struct hub_file **files, int *n, int *c
 		}
 		f = &(*files)[*n];
 		memset(f, 0, sizeof(*f));
+		{
+			/* lfs.size, when there, wins over "size" (as before);
+			 * neither may be anything but a whole number. */
+			const cJSON *lsz = cJSON_IsObject(lfs) ? cJSON_GetObjectItemCaseSensitive(lfs, "size") : NULL;
+			const cJSON *bad = NULL;
+			int64_t s1, s2;
+			if (hub_size_json(size, &s1) < 0)
+				bad = size;
+			if (hub_size_json(lsz, &s2) < 0)
+				bad = lsz;
+			if (bad) {
+				char shown[64];
+				if (cJSON_IsNumber(bad))
+					snprintf(shown, sizeof(shown), "%.17g", bad->valuedouble);
+				else
+					snprintf(shown, sizeof(shown), "a JSON %s", cJSON_IsString(bad) ? "string" : "value "
+					    "that is no number");
+				snprintf(err, errlen, "the hub's file list for %s gives %.300s the size %s, which is not a "
+				    "whole number of bytes from 0 to 2^53: the list cannot be trusted", repo,
+				    path->valuestring, shown);
+				cJSON_Delete(root);
+				return -3;
+			}
+			f->size = s2 >= 0 ? s2 : s1;
+		}
 		f->path = strdup(path->valuestring);
 		if (!f->path)
 			goto fail;
-		f->size = cJSON_IsNumber(size) && size->valuedouble >= 0 ? (int64_t)size->valuedouble : -1;
 		if (cJSON_IsObject(lfs)) {
 			const cJSON *oid = cJSON_GetObjectItemCaseSensitive(lfs, "oid");
-			const cJSON *lsz = cJSON_GetObjectItemCaseSensitive(lfs, "size");
 			if (cJSON_IsString(oid) && strlen(oid->valuestring) == 64 && is_hex64(oid->valuestring)) {
 				for (int i = 0; i < 64; i++)
 					f->sha256[i] = (char)tolower((unsigned char)oid->valuestring[i]);
 				f->sha256[64] = 0;
 			}
-			if (cJSON_IsNumber(lsz) && lsz->valuedouble >= 0)
-				f->size = (int64_t)lsz->valuedouble;
 		}
 		(*n)++;
 	}
@@ -206,7 +289,7 @@ fail:
 int
 hub_list(const struct hub_opts *o, const char *repo, struct hub_file **files, int *n, char *err, size_t errlen)
 {
-	char base[1024], what[512], *url;
+	char base[1024], what[512], *url, *seen[MAX_PAGES];
 	int cap = 0, rc = HUB_ERR, pages = 0;
 	char *erepo = http_path_escape(repo), *erev = http_path_escape(o->revision ? o->revision : "main");
 
@@ -220,21 +303,40 @@ hub_list(const struct hub_opts *o, const char *repo, struct hub_file **files, in
 		goto out;
 	}
 	sprintf(url, "%s/api/models/%s/tree/%s?recursive=true", base, erepo, erev);
-	while (url && pages++ < MAX_PAGES) {
+	while (url) {
 		struct http_req q = { 0 };
 		struct http_resp r;
-		const char *link;
+		const char *link, *page;
 		int hr, pr;
 
-		q.url = url;
+		/* A Link that leads back to a page already read would list its
+		 * files again, forever: the pages read are kept to compare. */
+		for (int i = 0; i < pages; i++) {
+			if (strcmp(seen[i], url) == 0) {
+				snprintf(err, errlen, "the hub's file list for %s loops: page %d links back to page %d "
+				    "(%.300s) as the next one", repo, pages, i + 1, url);
+				goto out;
+			}
+		}
+		if (pages == MAX_PAGES) {
+			snprintf(err, errlen, "the hub's file list for %s goes on for more than %d pages (the next is "
+			    "%.300s): natter stops rather than use part of it", repo, MAX_PAGES, url);
+			goto out;
+		}
+		page = seen[pages++] = url;   /* SEEN owns it now */
+		url = NULL;
+		q.url = page;
 		q.bearer = o->token;
 		q.bearer_origin = base;
 		q.max_redirects = 5;
 		q.cancel = o->cancel;
 		hr = http_request(&q, &r, err, errlen);
 		if (hr < 0) {
-			rc = hr == HTTP_ECANCEL ? HUB_ECANCEL : HUB_ENET;
-			cert_message(&r, url, err, errlen);
+			/* A loop of redirects or an unreadable reply is not the
+			 * network's fault. */
+			rc = hr == HTTP_ECANCEL ? HUB_ECANCEL : hr == HTTP_EREDIRECT || r.transport == HTTP_T_BADREPLY ?
+			    HUB_ERR : HUB_ENET;
+			cert_message(&r, page, err, errlen);
 			http_resp_free(&r);
 			goto out;
 		}
@@ -243,21 +345,23 @@ hub_list(const struct hub_opts *o, const char *repo, struct hub_file **files, in
 			http_resp_free(&r);
 			goto out;
 		}
-		pr = parse_tree(r.body ? r.body : "", r.body_len, files, n, &cap);
-		if (pr < 0) {
+		pr = parse_tree(r.body ? r.body : "", r.body_len, repo, files, n, &cap, err, errlen);
+		if (pr == -1 || pr == -2)
 			snprintf(err, errlen, pr == -2 ? "out of memory" : "the hub's file list for %s is not what "
 			    "natter expects (not a JSON array)", repo);
+		if (pr < 0) {
 			http_resp_free(&r);
 			goto out;
 		}
 		link = http_resp_header(&r, -1, "Link");
-		free(url);
 		url = link ? http_link_next(link, r.hops[r.n_hops - 1].url) : NULL;
 		http_resp_free(&r);
 	}
 	rc = 0;
 out:
-	free(url);
+	free(url);   /* a next page not read */
+	for (int i = 0; i < pages; i++)
+		free(seen[i]);
 	free(erepo);
 	free(erev);
 	if (rc < 0) {
@@ -275,12 +379,25 @@ base_name(const char *path)
 	return b ? b + 1 : path;
 }
 
+/* Whether the base name B ends in ".gguf" (any case) after something. */
+static int
+hub_is_gguf(const char *b)
+{
+	size_t l = strlen(b);
+	return l > 5 && strcasecmp(b + l - 5, ".gguf") == 0;
+}
+
+int
+hub_is_projector(const char *path)
+{
+	const char *b = base_name(path);
+	return hub_is_gguf(b) && strncasecmp(b, "mmproj", 6) == 0;
+}
+
 int
 hub_is_model(const char *path)
 {
-	const char *b = base_name(path);
-	size_t l = strlen(b);
-	return l > 5 && strcasecmp(b + l - 5, ".gguf") == 0 && strncasecmp(b, "mmproj", 6) != 0;
+	return hub_is_gguf(base_name(path)) && !hub_is_projector(path);
 }
 
 int
@@ -361,6 +478,8 @@ struct dl {
 	int64_t resumed;             /* bytes there when this run began */
 	char header_sha[65];         /* from the resolve reply */
 	int enospc, werrno, bad_range;
+	int size_wrong;              /* the server's file is not TOTAL bytes: 1 shorter, 2 longer */
+	int64_t server_size;         /* its size when a reply said it, else -1 */
 	double last_progress;
 	char *err;
 	size_t errlen;
@@ -429,6 +548,19 @@ space_ok(struct dl *d)
 	return 0;
 }
 
+/* Whether SIZE, the file's size as a reply of the server says it (-1: not
+ * said), contradicts the size the hub gave (D->total): then no download
+ * of that server's file can match the hub's, and D says so. */
+static int
+hub_size_differs(struct dl *d, int64_t size)
+{
+	if (size < 0 || d->total < 0 || size == d->total)
+		return 0;
+	d->size_wrong = size < d->total ? 1 : 2;
+	d->server_size = size;
+	return 1;
+}
+
 static int
 on_head(void *ctx, const struct http_resp *r)
 {
@@ -444,18 +576,38 @@ on_head(void *ctx, const struct http_resp *r)
 	if (!d->header_sha[0])
 		etag_sha(http_resp_header(r, 0, "ETag"), d->header_sha);
 	for (int i = 0; i < r->n_hops && d->total < 0; i++)
-		if ((v = http_resp_header(r, i, "X-Linked-Size")))
-			d->total = strtoll(v, NULL, 10);
+		d->total = hub_size_header(http_resp_header(r, i, "X-Linked-Size"));
 	if (r->status == 206) {
-		long long a = -1, b = -1, t = -1;
+		/* "bytes FROM-TO/SIZE" (SIZE may be "*"); FROM must be where the
+		 * part ends. */
+		int64_t from = -1, size = -1;
 		v = http_resp_header(r, -1, "Content-Range");
-		if (!v || sscanf(v, "bytes %lld-%lld/%lld", &a, &b, &t) < 2 || a != d->have) {
+		if (v && strncmp(v, "bytes ", 6) == 0) {
+			v += 6;
+			from = hub_size_scan(&v);
+			if (from >= 0 && *v == '-') {
+				v++;
+				if (hub_size_scan(&v) < 0)
+					from = -1;
+				else if (*v == '/')
+					size = hub_size_header(v + 1);
+			} else {
+				from = -1;
+			}
+		}
+		if (from < 0 || from != d->have) {
 			d->bad_range = 1;
 			return 1;
 		}
-		if (d->total < 0 && t > 0)
-			d->total = t;
+		if (hub_size_differs(d, size))
+			return 1;
+		if (d->total < 0)
+			d->total = size;
 	} else if (r->status == 200) {
+		/* The whole file: its length is the file's size. */
+		int64_t size = hub_size_header(http_resp_header(r, -1, "Content-Length"));
+		if (hub_size_differs(d, size))
+			return 1;
 		if (d->have > 0) {
 			notice(d->o, "the server does not resume downloads: starting %s again", d->name);
 			if (restart_part(d) < 0) {
@@ -463,8 +615,8 @@ on_head(void *ctx, const struct http_resp *r)
 				return 1;
 			}
 		}
-		if (d->total < 0 && (v = http_resp_header(r, -1, "Content-Length")))
-			d->total = strtoll(v, NULL, 10);
+		if (d->total < 0)
+			d->total = size;
 	} else {
 		return 0;   /* an error status: its body is kept for the caller */
 	}
@@ -481,6 +633,12 @@ on_body(void *ctx, const char *p, size_t n)
 	struct dl *d = ctx;
 	size_t off = 0;
 
+	/* Never more than the hub's size, on disk or in the progress shown. */
+	if (d->total >= 0 && (int64_t)n > d->total - d->have) {
+		d->size_wrong = 2;
+		d->server_size = -1;
+		return 1;
+	}
 	while (off < n) {
 		ssize_t w = write(d->fd, p + off, n - off);
 		if (w < 0) {
@@ -495,12 +653,30 @@ on_body(void *ctx, const char *p, size_t n)
 		off += (size_t)w;
 		d->have += w;
 	}
-	if (d->total >= 0 && d->have > d->total) {
-		d->bad_range = 2;   /* more than announced */
-		return 1;
-	}
 	progress(d, 0);
 	return 0;
+}
+
+/* The size of the file in a 416's Content-Range value V: the digits after
+ * "bytes *" and a slash; -1 when V says none. */
+static int64_t
+hub_range_size(const char *v)
+{
+	return v && strncmp(v, "bytes */", 8) == 0 ? hub_size_header(v + 8) : -1;
+}
+
+/* The message for D->size_wrong, into ERR. */
+static void
+hub_size_message(const struct dl *d, char *err, size_t errlen)
+{
+	if (d->server_size >= 0)
+		snprintf(err, errlen, "the server's copy of %s is %lld bytes but the hub says %lld: it is %s than the "
+		    "file the hub lists, so no download of it can match; nothing of it was kept", d->name,
+		    (long long)d->server_size, (long long)d->total, d->size_wrong == 1 ? "shorter" : "longer");
+	else
+		snprintf(err, errlen, "the server sent more of %s than the %lld bytes the hub says it has, so the "
+		    "download cannot match the file the hub lists; nothing of it was kept", d->name,
+		    (long long)d->total);
 }
 
 /* Hashes the part file's existing bytes (resuming a previous run). */
@@ -683,6 +859,15 @@ again:
 			http_resp_free(&r);
 			goto out;
 		}
+		if (hr == HTTP_EREDIRECT || (hr < 0 && r.transport == HTTP_T_BADREPLY)) {
+			/* Nor a redirect loop, nor a reply that cannot be read. */
+			char e2[700];
+			snprintf(e2, sizeof(e2), "%s", err);
+			snprintf(err, errlen, "the download of %s failed, and trying again would not help: %s", name, e2);
+			rc = HUB_ERR;
+			http_resp_free(&r);
+			goto out;
+		}
 		if (d.enospc) {
 			if (d.enospc == 1) {
 				char h[32];
@@ -704,9 +889,20 @@ again:
 			http_resp_free(&r);
 			goto cancelled;
 		}
+		if (hr == 0 && r.status == 416 && d.have > 0)   /* its Content-Range may say the server's size */
+			hub_size_differs(&d, hub_range_size(http_resp_header(&r, -1, "Content-Range")));
+		if (d.size_wrong) {
+			/* The server's file is not the one the hub lists:
+			 * resuming or trying again cannot make it match, and a
+			 * part of it is of no use. */
+			hub_size_message(&d, err, errlen);
+			unlink(part);
+			rc = HUB_EVERIFY;
+			http_resp_free(&r);
+			goto out;
+		}
 		if (d.bad_range) {
-			snprintf(err, errlen, d.bad_range == 1 ? "the server sent another part of %s than asked for" :
-			    "the server sent more of %s than it announced", name);
+			snprintf(err, errlen, "the server sent another part of %s than asked for", name);
 			restart_part(&d);
 			http_resp_free(&r);
 			if (attempt < o->retries)

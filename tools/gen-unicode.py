@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """gen-unicode.py -- writes src/llm/unicode-data.h: general-category flags per
-code point range, from Python's unicodedata.  Run from the project root:
+code point range, and Python's case mappings (str.lower, upper, title of one
+code point), from Python's unicodedata.  Run from the project root:
     python3 tools/gen-unicode.py > src/llm/unicode-data.h
 """
 import sys
@@ -41,4 +42,85 @@ out.write("/* Ranges of code points sharing general-category flags (see unicode.
 out.write("static const struct { uint32_t lo, hi; uint8_t flags; } unicode_ranges[] = {\n")
 for lo, hi, f in ranges:
     out.write("\t{ 0x%05X, 0x%05X, 0x%02X },\n" % (lo, hi, f))
+out.write("};\n")
+
+# Case mappings, as Python's str methods apply them to one code point.  Runs
+# where the (lower, upper, title) deltas repeat with period 1 or 2 (Latin
+# Extended-A alternates capital, small) are one entry; the few mappings to
+# more than one code point (German sharp s upper-cased is "SS") are apart.
+def deltas(cp):
+    c = chr(cp)
+    r = []
+    for m in (c.lower(), c.upper(), c.title()):
+        r.append(ord(m) - cp if len(m) == 1 else 0)
+    return tuple(r)
+
+specials = []
+for cp in range(0x110000):
+    c = chr(cp)
+    for which, m in enumerate((c.lower(), c.upper(), c.title())):
+        if len(m) > 1:
+            specials.append((cp, which, [ord(x) for x in m]))
+
+ZERO = (0, 0, 0)
+runs = []
+cp = 0
+while cp < 0x110000:
+    d0 = deltas(cp)
+    if d0 == ZERO:
+        cp += 1
+        continue
+    d1 = deltas(cp + 1) if cp + 1 < 0x110000 else ZERO
+    end = cp + 1
+    while end < 0x110000 and deltas(end) == (d0 if (end - cp) % 2 == 0 else d1):
+        end += 1
+    while deltas(end - 1) == ZERO:
+        end -= 1
+    if end - cp == 1:
+        d1 = d0
+    runs.append((cp, end - 1, d0, d1))
+    cp = end
+
+out.write("/* Case deltas per range: code points LO, LO+2, ... use EVEN, the others ODD\n")
+out.write(" * (lower, upper, title), as Python's str methods map one code point. */\n")
+out.write("static const struct { uint32_t lo, hi; int32_t even[3], odd[3]; } unicode_case_ranges[] = {\n")
+for lo, hi, d0, d1 in runs:
+    out.write("\t{ 0x%05X, 0x%05X, { %d, %d, %d }, { %d, %d, %d } },\n" % ((lo, hi) + d0 + d1))
+out.write("};\n")
+out.write("/* Mappings to more than one code point: CP, which (0 lower, 1 upper, 2 title), the result. */\n")
+out.write("static const struct { uint32_t cp; uint8_t which; uint32_t to[3]; } unicode_case_special[] = {\n")
+for cp, which, m in specials:
+    assert len(m) <= 3
+    out.write("\t{ 0x%05X, %d, { %s } },\n" % (cp, which, ", ".join("0x%05X" % x for x in m + [0] * (3 - len(m)))))
+out.write("};\n")
+
+# Cased (for title and the final sigma) and case-ignorable code points, as
+# Python's unicodectype.c has them: cased = Lowercase, Uppercase or Lt;
+# case-ignorable = Mn, Me, Cf, Lm, Sk or Word_Break MidLetter, MidNumLet,
+# Single_Quote (those are listed by hand: unicodedata lacks Word_Break).
+MID = {0x27, 0x2E, 0x3A, 0xB7, 0x387, 0x55F, 0x5F4, 0x2018, 0x2019, 0x2024, 0x2027,
+       0xFE13, 0xFE52, 0xFE55, 0xFF07, 0xFF0E, 0xFF1A}
+def case_flags(cp):
+    c = chr(cp)
+    f = 0
+    if c.islower() or c.isupper() or c.istitle():
+        f |= 1
+    if unicodedata.category(c) in ('Mn', 'Me', 'Cf', 'Lm', 'Sk') or cp in MID:
+        f |= 2
+    return f
+
+cranges = []
+prev = 0
+for cp in range(0x110001):
+    f = case_flags(cp) if cp < 0x110000 else 0
+    if f != prev:
+        if prev:
+            cranges[-1][1] = cp - 1
+        if f:
+            cranges.append([cp, cp, f])
+        prev = f
+out.write("/* Ranges of cased (1) and case-ignorable (2) code points. */\n")
+out.write("static const struct { uint32_t lo, hi; uint8_t flags; } unicode_cased_ranges[] = {\n")
+for lo, hi, f in cranges:
+    out.write("\t{ 0x%05X, 0x%05X, %d },\n" % (lo, hi, f))
 out.write("};\n")

@@ -71,7 +71,7 @@ contains(struct rt *r, struct val hay, struct val needle, int line)
 				return 1;
 		return 0;
 	case V_DICT: case V_NS:
-		return needle.k == V_STR && tmpl_val_dict_find(r, hay.u.d, needle.u.s->p, needle.u.s->len) != NULL;
+		return tmpl_val_dict_find_key(r, hay.u.d, needle, line) != NULL;
 	case V_UNDEF:
 		return 0;
 	default:
@@ -135,6 +135,7 @@ arith(struct rt *r, const char *op, struct val a, struct val b, int line)
 				tmpl_val_list_push(r, l, a.u.l->v[i]);
 			for (size_t i = 0; i < b.u.l->n; i++)
 				tmpl_val_list_push(r, l, b.u.l->v[i]);
+			l->tuple = a.u.l->tuple && b.u.l->tuple;
 			return tmpl_val_list(l);
 		}
 	}
@@ -239,6 +240,8 @@ slice(struct rt *r, struct val obj, struct val a, struct val b, struct val c, in
 	struct jlist *o = tmpl_val_list_new(r, count + 1);
 	for (uint64_t k = 0; k < count; k++)
 		tmpl_val_list_push(r, o, items->v[step > 0 ? (uint64_t)start + k * ustep : (uint64_t)start - k * ustep]);
+	if (obj.k == V_LIST)
+		o->tuple = obj.u.l->tuple;   /* a tuple's slice is a tuple */
 	if (obj.k == V_STR) {
 		struct outbuf s = { 0 };
 		tmpl_val_put(r, &s, "", 0);
@@ -368,15 +371,14 @@ eval_node(struct rt *r, struct scope *sc, const struct node *n)
 		struct jlist *l = tmpl_val_list_new(r, n->nkids + 1);
 		for (int i = 0; i < n->nkids; i++)
 			tmpl_val_list_push(r, l, eval(r, sc, n->kids[i]));
+		l->tuple = n->tuple;
 		return tmpl_val_list(l);
 	}
 	case E_DICT: {
 		struct jdict *d = tmpl_val_dict_new(r);
 		for (int i = 0; i < n->nkids; i++) {
 			struct val k = eval(r, sc, n->kids[i]);
-			if (k.k != V_STR)
-				k = tmpl_val_to_str(r, k);
-			tmpl_val_dict_set(r, d, k.u.s->p, k.u.s->len, eval(r, sc, n->kids2[i]));
+			tmpl_val_dict_set_key(r, d, k, eval(r, sc, n->kids2[i]), n->line);
 		}
 		return tmpl_val_dict(d, V_DICT);
 	}

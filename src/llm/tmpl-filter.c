@@ -10,44 +10,293 @@
 #include <time.h>
 
 #include "llm/tmpl-impl.h"
+#include "llm/unicode.h"
 
 /* --- filters --- */
 
-/* The sort filter's key and order. */
-struct sort_by {
-	struct rt *r;
-	struct val attr;     /* a string: compare items by this attribute */
-	int rev, line;
+/* Jinja's attribute argument: "a.b.0" looks up a, then b, then item 0 (a
+ * part of digits is an index), each as Jinja's getitem: the key of a
+ * mapping, else an attribute.  Undefined when a part is missing. */
+static struct val
+attr_path(struct rt *r, struct val x, const char *path, size_t n, int line)
+{
+	size_t i = 0;
+
+	while (i <= n && x.k != V_UNDEF) {
+		size_t j = i, digits = 1;
+		char name[256];
+		while (j < n && path[j] != '.') {
+			digits &= path[j] >= '0' && path[j] <= '9';
+			j++;
+		}
+		if (j - i >= sizeof(name))
+			tmpl_fail(&r->f, "line %d: attribute name too long", line);
+		memcpy(name, path + i, j - i);
+		name[j - i] = 0;
+		if (digits && j > i && j - i < 19 && x.k == V_LIST)
+			x = tmpl_val_getitem(r, x, tmpl_val_int(strtoll(name, NULL, 10)), line);
+		else if (x.k == V_DICT || x.k == V_NS) {
+			struct val *e = tmpl_val_dict_find(r, x.u.d, name, j - i);
+			x = e ? *e : UNDEF;
+		} else if (x.k == V_NONE)
+			x = UNDEF;
+		else
+			x = tmpl_val_getattr(r, x, name, line);
+		i = j + 1;
+	}
+	return x;
+}
+
+/* The key Jinja's sort, min, max, unique and dictsort compare X by: the
+ * ATTR path (NULL: X itself; commas: a list of paths, for sort), lowered
+ * when a string unless CASE_SENSITIVE (Jinja's default ignores case). */
+static struct val
+sort_key(struct rt *r, struct val x, const struct jstr *attr, int multi, int case_sensitive, int line)
+{
+	if (attr && multi && memchr(attr->p, ',', attr->len)) {
+		struct jlist *l = tmpl_val_list_new(r, 4);
+		const char *p = attr->p, *end = p + attr->len;
+		while (p <= end) {
+			const char *c = memchr(p, ',', end - p);
+			const char *e = c ? c : end;
+			tmpl_val_list_push(r, l, sort_key(r, attr_path(r, x, p, e - p, line), NULL, 0, case_sensitive, line));
+			p = e + 1;
+		}
+		return tmpl_val_list(l);
+	}
+	if (attr)
+		x = attr_path(r, x, attr->p, attr->len, line);
+	if (x.k == V_STR && !case_sensitive)
+		x = tmpl_val_case(r, x, TMPL_LOWER);
+	return x;
+}
+
+/* An item being sorted and the key it is compared by. */
+struct sort_item {
+	struct val key, v;
 };
 
+/* X's key against Y's (negated when REV), one step charged. */
 static int
-sort_cmp(const struct sort_by *s, struct val x, struct val y)
+sort_cmp(struct rt *r, int rev, const struct sort_item *x, const struct sort_item *y)
 {
-	tmpl_eval_charge(s->r, 1);
-	if (s->attr.k == V_STR) {
-		x = tmpl_val_getattr(s->r, x, s->attr.u.s->p, s->line);
-		y = tmpl_val_getattr(s->r, y, s->attr.u.s->p, s->line);
-	}
-	int c = tmpl_val_compare(s->r, x, y);
-	return s->rev ? -c : c;
+	tmpl_eval_charge(r, 1);
+	int c = tmpl_val_compare(r, x->key, y->key);
+	return rev ? -c : c;
 }
 
 /* Stable merge sort of V[0..N) using TMP[0..N), as Python's sorted(): equal
- * items keep their order, and at most n log n comparisons are charged. */
+ * items keep their order (reversed too), and at most n log n comparisons
+ * are charged. */
 static void
-sort_merge(const struct sort_by *s, struct val *v, struct val *tmp, size_t n)
+sort_merge(struct rt *r, int rev, struct sort_item *v, struct sort_item *tmp, size_t n)
 {
 	size_t h = n / 2, i = 0, j = h, k = 0;
 
 	if (n < 2)
 		return;
-	sort_merge(s, v, tmp, h);
-	sort_merge(s, v + h, tmp, n - h);
+	sort_merge(r, rev, v, tmp, h);
+	sort_merge(r, rev, v + h, tmp, n - h);
 	while (i < h && j < n)
-		tmp[k++] = sort_cmp(s, v[j], v[i]) < 0 ? v[j++] : v[i++];
+		tmp[k++] = sort_cmp(r, rev, &v[j], &v[i]) < 0 ? v[j++] : v[i++];
 	while (i < h)
 		tmp[k++] = v[i++];
 	memcpy(v, tmp, k * sizeof(*v));   /* v[j..n) is in place already */
+}
+
+/* The items of L sorted by their keys (see sort_key), or by item[BY] of each
+ * pair when BY >= 0 (dictsort). */
+static struct val
+sort_list(struct rt *r, struct jlist *l, const struct jstr *attr, int by, int case_sensitive, int rev, int line)
+{
+	struct sort_item *it = tmpl_val_alloc(r, (l->n + 1) * sizeof(*it));
+	struct jlist *o = tmpl_val_list_new(r, l->n + 1);
+
+	for (size_t i = 0; i < l->n; i++) {
+		struct val x = by >= 0 ? l->v[i].u.l->v[by] : l->v[i];
+		it[i].key = sort_key(r, x, attr, 1, case_sensitive, line);
+		it[i].v = l->v[i];
+	}
+	sort_merge(r, rev, it, tmpl_val_alloc(r, (l->n + 1) * sizeof(*it)), l->n);
+	for (size_t i = 0; i < l->n; i++)
+		tmpl_val_list_push(r, o, it[i].v);
+	return tmpl_val_list(o);
+}
+
+/* The attribute argument of sort, min, max and unique, or NULL. */
+static const struct jstr *
+attr_arg(struct rt *r, struct val v, int line)
+{
+	if (v.k == V_UNDEF || v.k == V_NONE)
+		return NULL;
+	return tmpl_val_want_str(r, v, "attribute", line);
+}
+
+/* round(X, ND) as Python rounds an int: half to even at 10^-ND. */
+static struct val
+round_int(struct rt *r, int64_t x, int64_t nd, int line)
+{
+	__int128 p = 1, q, rem, half;
+
+	if (nd >= 0)
+		return tmpl_val_int(x);
+	if (nd < -19)   /* 10^20 / 2 is past any int64: always 0 */
+		return tmpl_val_int(0);
+	for (int64_t i = 0; i < -nd; i++)
+		p *= 10;
+	q = (__int128)x / p;
+	rem = (__int128)x % p;
+	if (rem < 0) {   /* floor division, as Python's */
+		rem += p;
+		q--;
+	}
+	half = p / 2;
+	if (rem > half || (rem == half && (q & 1)))
+		q++;
+	q *= p;
+	if (q > INT64_MAX || q < INT64_MIN)
+		tmpl_fail(&r->f, "line %d: round: integer overflow", line);
+	return tmpl_val_int((int64_t)q);
+}
+
+/* round(X, ND) as Python rounds a float: to the nearest multiple of 10^-ND,
+ * ties to even, judged on the exact binary value (0.125 -> 0.12, 2.675 ->
+ * 2.67).  glibc's printf rounds exactly that way, so "%.*f" does it for
+ * ND >= 0; for ND < 0 the integer part's digits are rounded by hand. */
+static struct val
+round_float(struct rt *r, double x, int64_t nd, int line)
+{
+	char buf[400];
+
+	if (!isfinite(x) || nd > 323)   /* Python's NDIGITS_MAX: X is exact already */
+		return tmpl_val_float(x);
+	if (nd < -308)                  /* NDIGITS_MIN */
+		return tmpl_val_float(0.0 * x);
+	if (nd >= 0) {
+		snprintf(buf, sizeof(buf), "%.*f", (int)nd, x);
+	} else {
+		double ip = trunc(fabs(x));
+		int frac = fabs(x) != ip, k = (int)-nd, n, cut, up;
+		char dig[330];
+		n = snprintf(dig, sizeof(dig), "%.0f", ip);
+		if (n < 0 || n >= (int)sizeof(dig))
+			tmpl_fail(&r->f, "line %d: round: number too large", line);
+		/* DIG = Q * 10^K + REM: compare REM with 5 * 10^(K-1). */
+		cut = n - k;
+		if (cut < 0) {
+			up = 0;   /* REM < 10^(K-1) */
+		} else {
+			int c = dig[cut] - '5';
+			for (int i = cut + 1; c == 0 && i < n; i++)
+				c = dig[i] != '0';
+			up = c > 0 || (c == 0 && cut < n && frac) ||
+			    (c == 0 && cut < n && !frac && cut > 0 && ((dig[cut - 1] - '0') & 1));
+		}
+		/* "Q[+1]eK" read back by strtod: exact, as Python's. */
+		if (cut <= 0) {
+			snprintf(buf, sizeof(buf), "%s%de%d", x < 0 ? "-" : "", up, k);
+		} else {
+			int i = cut - 1;
+			dig[cut] = 0;
+			while (up && i >= 0) {
+				if (dig[i] == '9') {
+					dig[i--] = '0';
+				} else {
+					dig[i]++;
+					up = 0;
+				}
+			}
+			snprintf(buf, sizeof(buf), "%s%s%se%d", x < 0 ? "-" : "", up ? "1" : "", dig, k);
+		}
+	}
+	double y = strtod(buf, NULL);
+	if (isinf(y))
+		tmpl_fail(&r->f, "line %d: round: rounded value too large to represent", line);
+	return tmpl_val_float(y);
+}
+
+/* Jinja's round(value, precision=0, method='common'): 'common' is Python's
+ * round() (ties to even; an int stays an int), 'ceil' and 'floor' scale by
+ * 10^precision and always give a float. */
+static struct val
+filter_round(struct rt *r, struct val v, const struct args *a, int line)
+{
+	struct val p = tmpl_val_arg(a, 0, "precision", tmpl_val_int(0));
+	struct val m = tmpl_val_arg(a, 1, "method", UNDEF);
+	const char *method = "common";
+	int64_t nd;
+
+	if (m.k != V_UNDEF)
+		method = tmpl_val_want_str(r, m, "round method", line)->p;
+	if (strcmp(method, "common") && strcmp(method, "ceil") && strcmp(method, "floor"))
+		tmpl_fail(&r->f, "line %d: round: method must be common, ceil or floor", line);
+	if (!tmpl_val_is_num(v))
+		tmpl_fail(&r->f, "line %d: round expects a number, got %s", line, tmpl_val_type_name(v));
+	if (p.k != V_INT && p.k != V_BOOL)
+		tmpl_fail(&r->f, "line %d: round precision must be an integer, got %s", line, tmpl_val_type_name(p));
+	nd = p.u.i;
+	if (method[0] == 'c' && method[1] == 'o')
+		return v.k == V_FLOAT ? round_float(r, v.u.f, nd, line) : round_int(r, v.u.i, nd, line);
+	{
+		double s = pow(10, (double)nd), x = tmpl_val_num(v) * s;
+		if (!isfinite(x) || s == 0)   /* Python: OverflowError, ValueError or ZeroDivisionError */
+			tmpl_fail(&r->f, "line %d: round: cannot %s %g at precision %lld", line, method, tmpl_val_num(v),
+			    (long long)nd);
+		return tmpl_val_float((method[0] == 'c' ? ceil(x) : floor(x)) / s);
+	}
+}
+
+/* Hugging Face's tojson(x, ensure_ascii=False, indent=None, separators=None,
+ * sort_keys=False): json.dumps with those arguments, in that order.  (Not
+ * Jinja's own tojson, which escapes <, >, & and ' for HTML and sorts keys:
+ * transformers replaces it for chat templates.) */
+static struct val
+filter_tojson(struct rt *r, struct val v, const struct args *a, int line)
+{
+	static const char *const kw[] = { "ensure_ascii", "indent", "separators", "sort_keys", NULL };
+	struct outbuf b = { 0 }, pad = { 0 };
+	struct json_opts o = { 0 };
+	struct val ind = tmpl_val_arg(a, 1, "indent", NONE);
+	struct val sep = tmpl_val_arg(a, 2, "separators", NONE);
+
+	if (a->npos > 4)
+		tmpl_fail(&r->f, "line %d: tojson takes at most 4 arguments, %d given", line, a->npos);
+	for (int i = 0; i < a->nkw; i++) {
+		int k = 0;
+		while (kw[k] && strcmp(kw[k], a->kwn[i]))
+			k++;
+		if (!kw[k])
+			tmpl_fail(&r->f, "line %d: tojson has no argument '%s'", line, a->kwn[i]);
+	}
+	o.ascii = tmpl_val_truthy(tmpl_val_arg(a, 0, "ensure_ascii", tmpl_val_bool(0)));
+	o.sort_keys = tmpl_val_truthy(tmpl_val_arg(a, 3, "sort_keys", tmpl_val_bool(0)));
+	if (ind.k == V_STR) {
+		/* A string indents by itself, as in Python. */
+		o.indent = ind.u.s->p;
+		o.indent_len = ind.u.s->len;
+	} else if (ind.k != V_NONE && ind.k != V_UNDEF) {
+		if (ind.k != V_INT && ind.k != V_BOOL)
+			tmpl_fail(&r->f, "line %d: tojson indent must be an integer or a string, got %s", line,
+			    tmpl_val_type_name(ind));
+		/* As Python's json: an indent of 0 or less puts newlines alone. */
+		if (ind.u.i > 1000)
+			tmpl_fail(&r->f, "line %d: tojson indent %lld is too large (at most 1000)", line, (long long)ind.u.i);
+		for (int64_t i = 0; i < ind.u.i; i++)
+			tmpl_val_put(r, &pad, " ", 1);
+		tmpl_val_put(r, &pad, "", 0);
+		o.indent = pad.p;
+		o.indent_len = pad.n;
+	}
+	if (sep.k != V_NONE && sep.k != V_UNDEF) {
+		if (sep.k != V_LIST || sep.u.l->n != 2)
+			tmpl_fail(&r->f, "line %d: tojson separators must be a pair of strings (item, key)", line);
+		o.item_sep = tmpl_val_want_str(r, sep.u.l->v[0], "tojson separators", line);
+		o.key_sep = tmpl_val_want_str(r, sep.u.l->v[1], "tojson separators", line);
+	}
+	tmpl_val_to_json(r, &b, v, &o, 0);
+	if (!b.p)
+		tmpl_val_put(r, &b, "", 0);
+	return tmpl_val_take(r, &b);
 }
 
 /* Filters, by name.  SC is the caller's scope (unused by the filters here). */
@@ -58,24 +307,13 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		struct val c = tmpl_val_arg(a, 0, "chars", NONE);
 		return tmpl_val_strip(r, tmpl_val_to_str(r, v), c.k == V_STR ? c.u.s : NULL, 1, 1);
 	}
-	if (!strcmp(name, "tojson")) {
-		struct outbuf b = { 0 };
-		struct val ind = tmpl_val_arg(a, 0, "indent", NONE);
-		struct val sk = tmpl_val_arg(a, -1, "sort_keys", tmpl_val_bool(0));
-		const int64_t want = ind.k == V_NONE ? -1 : tmpl_val_want_int(r, ind, "tojson indent", line);
-		/* As Python's json: an indent of 0 or less puts newlines alone. */
-		int indent = ind.k == V_NONE ? -1 : want < 0 ? 0 : (int)want;
-		if (want > 1000)
-			tmpl_fail(&r->f, "line %d: tojson indent %lld is too large (at most 1000)", line, (long long)want);
-		tmpl_val_to_json(r, &b, v, indent, 0, tmpl_val_truthy(sk));
-		if (!b.p)
-			tmpl_val_put(r, &b, "", 0);
-		return tmpl_val_take(r, &b);
-	}
+	if (!strcmp(name, "tojson"))
+		return filter_tojson(r, v, a, line);
 	if (!strcmp(name, "length") || !strcmp(name, "count"))
 		return tmpl_val_int(tmpl_val_length(r, v, line));
 	if (!strcmp(name, "upper") || !strcmp(name, "lower") || !strcmp(name, "capitalize") || !strcmp(name, "title"))
-		return tmpl_val_case(r, tmpl_val_to_str(r, v), name[0] == 'l' ? 0 : name[0] == 'u' ? 1 : name[0] == 'c' ? 2 : 3);
+		return tmpl_val_case(r, tmpl_val_to_str(r, v), name[0] == 'l' ? TMPL_LOWER : name[0] == 'u' ? TMPL_UPPER :
+		    name[0] == 'c' ? TMPL_CAPITALIZE : TMPL_JINJA_TITLE);
 	if (!strcmp(name, "default") || !strcmp(name, "d")) {
 		struct val def = tmpl_val_arg(a, 0, "default_value", tmpl_val_cstr(r, ""));
 		int boolean = tmpl_val_truthy(tmpl_val_arg(a, 1, "boolean", tmpl_val_bool(0)));
@@ -87,8 +325,15 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		return tmpl_val_to_str(r, v);
 	if (!strcmp(name, "safe") || !strcmp(name, "e") || !strcmp(name, "escape"))
 		return v;
-	if (!strcmp(name, "list"))
-		return tmpl_val_list(tmpl_val_iter(r, v, line));
+	if (!strcmp(name, "list")) {
+		struct jlist *l = tmpl_val_iter(r, v, line), *o;
+		if (!l->tuple)
+			return tmpl_val_list(l);
+		o = tmpl_val_list_new(r, l->n + 1);   /* list((1, 2)) is [1, 2] */
+		for (size_t i = 0; i < l->n; i++)
+			tmpl_val_list_push(r, o, l->v[i]);
+		return tmpl_val_list(o);
+	}
 	if (!strcmp(name, "join")) {
 		struct val sep = tmpl_val_arg(a, 0, "d", tmpl_val_cstr(r, ""));
 		struct val attr = tmpl_val_arg(a, 1, "attribute", UNDEF);
@@ -130,11 +375,9 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		l = tmpl_val_list_new(r, v.u.d->n + 1);
 		for (size_t i = 0; i < v.u.d->n; i++) {
 			struct jlist *pair = tmpl_val_list_new(r, 2);
-			struct val k;
-			k.k = V_STR;
-			k.u.s = v.u.d->k[i];
-			tmpl_val_list_push(r, pair, k);
+			tmpl_val_list_push(r, pair, v.u.d->kv[i]);
 			tmpl_val_list_push(r, pair, v.u.d->v[i]);
+			pair->tuple = 1;   /* Python's (key, value) */
 			tmpl_val_list_push(r, l, tmpl_val_list(pair));
 		}
 		return tmpl_val_list(l);
@@ -217,14 +460,21 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		return tmpl_val_list(o);
 	}
 	if (!strcmp(name, "unique")) {
+		/* unique(case_sensitive=false, attribute=none): the first of equal keys. */
 		struct jlist *l = tmpl_val_iter(r, v, line), *o = tmpl_val_list_new(r, l->n + 1);
+		struct jlist *keys = tmpl_val_list_new(r, l->n + 1);
+		int cs = tmpl_val_truthy(tmpl_val_arg(a, 0, "case_sensitive", tmpl_val_bool(0)));
+		const struct jstr *attr = attr_arg(r, tmpl_val_arg(a, 1, "attribute", UNDEF), line);
 		for (size_t i = 0; i < l->n; i++) {
+			struct val k = sort_key(r, l->v[i], attr, 0, cs, line);
 			int seen = 0;
-			tmpl_eval_charge(r, o->n);
-			for (size_t k = 0; k < o->n && !seen; k++)
-				seen = tmpl_val_equal(r, o->v[k], l->v[i]);
-			if (!seen)
+			tmpl_eval_charge(r, keys->n);
+			for (size_t j = 0; j < keys->n && !seen; j++)
+				seen = tmpl_val_equal(r, keys->v[j], k);
+			if (!seen) {
+				tmpl_val_list_push(r, keys, k);
 				tmpl_val_list_push(r, o, l->v[i]);
+			}
 		}
 		return tmpl_val_list(o);
 	}
@@ -243,13 +493,11 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		return tmpl_val_list(o);
 	}
 	if (!strcmp(name, "sort")) {
-		struct jlist *l = tmpl_val_iter(r, v, line), *o = tmpl_val_list_new(r, l->n + 1);
-		struct sort_by by = { r, tmpl_val_arg(a, 2, "attribute", UNDEF),
-			tmpl_val_truthy(tmpl_val_arg(a, 0, "reverse", tmpl_val_bool(0))), line };
-		for (size_t i = 0; i < l->n; i++)
-			tmpl_val_list_push(r, o, l->v[i]);
-		sort_merge(&by, o->v, tmpl_val_alloc(r, (o->n + 1) * sizeof(struct val)), o->n);
-		return tmpl_val_list(o);
+		/* sort(reverse=false, case_sensitive=false, attribute=none) */
+		struct jlist *l = tmpl_val_iter(r, v, line);
+		return sort_list(r, l, attr_arg(r, tmpl_val_arg(a, 2, "attribute", UNDEF), line), -1,
+		    tmpl_val_truthy(tmpl_val_arg(a, 1, "case_sensitive", tmpl_val_bool(0))),
+		    tmpl_val_truthy(tmpl_val_arg(a, 0, "reverse", tmpl_val_bool(0))), line);
 	}
 	if (!strcmp(name, "int")) {
 		if (v.k == V_STR) {
@@ -279,11 +527,8 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 			tmpl_fail(&r->f, "line %d: integer overflow", line);
 		return tmpl_val_int(x < 0 ? -x : x);
 	}
-	if (!strcmp(name, "round")) {
-		int64_t prec = tmpl_val_want_int(r, tmpl_val_arg(a, 0, "precision", tmpl_val_int(0)), "round", line);
-		double m = pow(10, (double)prec);
-		return tmpl_val_float(round(tmpl_val_num(v) * m) / m);
-	}
+	if (!strcmp(name, "round"))
+		return filter_round(r, v, a, line);
 	if (!strcmp(name, "sum")) {
 		struct jlist *l = tmpl_val_iter(r, v, line);
 		double s = 0;
@@ -300,17 +545,35 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		return flt ? tmpl_val_float(s) : tmpl_val_int(is);
 	}
 	if (!strcmp(name, "min") || !strcmp(name, "max")) {
+		/* min/max(case_sensitive=false, attribute=none): the first of the extreme keys. */
 		struct jlist *l = tmpl_val_iter(r, v, line);
-		struct val best = UNDEF;
-		for (size_t i = 0; i < l->n; i++)
-			if (best.k == V_UNDEF || tmpl_val_compare(r, l->v[i], best) == (name[1] == 'i' ? -1 : 1))
+		int cs = tmpl_val_truthy(tmpl_val_arg(a, 0, "case_sensitive", tmpl_val_bool(0)));
+		const struct jstr *attr = attr_arg(r, tmpl_val_arg(a, 1, "attribute", UNDEF), line);
+		struct val best = UNDEF, bkey = UNDEF;
+		for (size_t i = 0; i < l->n; i++) {
+			struct val k = sort_key(r, l->v[i], attr, 0, cs, line);
+			if (best.k == V_UNDEF || tmpl_val_compare(r, k, bkey) == (name[1] == 'i' ? -1 : 1)) {
 				best = l->v[i];
+				bkey = k;
+			}
+		}
 		return best;
 	}
 	if (!strcmp(name, "dictsort")) {
-		struct val items = tmpl_filter_apply(r, sc, "items", v, a, line);
+		/* dictsort(case_sensitive=false, by='key', reverse=false): the pairs, sorted. */
 		struct args none = { 0 };
-		return tmpl_filter_apply(r, sc, "sort", items, &none, line);
+		struct val items = tmpl_filter_apply(r, sc, "items", v, &none, line);
+		struct val by = tmpl_val_arg(a, 1, "by", UNDEF);
+		int pos = 0;
+		if (by.k != V_UNDEF) {
+			const struct jstr *b = tmpl_val_want_str(r, by, "dictsort", line);
+			if (!strcmp(b->p, "value"))
+				pos = 1;
+			else if (strcmp(b->p, "key"))
+				tmpl_fail(&r->f, "line %d: dictsort: you can only sort by either \"key\" or \"value\"", line);
+		}
+		return sort_list(r, items.u.l, NULL, pos, tmpl_val_truthy(tmpl_val_arg(a, 0, "case_sensitive", tmpl_val_bool(0))),
+		    tmpl_val_truthy(tmpl_val_arg(a, 2, "reverse", tmpl_val_bool(0))), line);
 	}
 	if (!strcmp(name, "wordcount")) {
 		struct val parts = tmpl_val_split(r, tmpl_val_to_str(r, v), NULL, -1);
@@ -321,6 +584,31 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 }
 
 /* --- tests (x is NAME) --- */
+
+/* Python's str.islower (LOWER) or str.isupper: a cased code point at least,
+ * and none of the other case.  For islower a cased code point that
+ * lower-casing changes is of the other case, for isupper one that
+ * upper-casing changes (a titlecase one fails both); a cased one without a
+ * mapping (U+00AA) breaks no rule, as Python's Lowercase property says of
+ * most of them. */
+static int
+test_case(struct rt *r, const struct jstr *s, int lower)
+{
+	int cased = 0;
+
+	tmpl_eval_charge(r, s->len / TMPL_BYTES_PER_STEP);
+	for (size_t i = 0; i < s->len;) {
+		uint32_t cp, m[3];
+		i += utf8_decode((const unsigned char *)s->p + i, s->len - i, &cp);
+		if (cp >= UCP_RAW_BYTE || !(unicode_case_class(cp) & UNICODE_CASED))
+			continue;
+		cased = 1;
+		int k = unicode_case_map(cp, lower ? UNICODE_LOWER : UNICODE_UPPER, m);
+		if (k != 1 || m[0] != cp)
+			return 0;   /* it would change: of the other case */
+	}
+	return cased;
+}
 
 int
 tmpl_filter_test(struct rt *r, const char *name, struct val v, const struct args *a, int line)
@@ -372,20 +660,8 @@ tmpl_filter_test(struct rt *r, const char *name, struct val v, const struct args
 				return 1;
 		return 0;
 	}
-	if (!strcmp(name, "lower") && v.k == V_STR) {
-		tmpl_eval_charge(r, v.u.s->len / TMPL_BYTES_PER_STEP);
-		for (size_t i = 0; i < v.u.s->len; i++)
-			if (isupper((unsigned char)v.u.s->p[i]))
-				return 0;
-		return 1;
-	}
-	if (!strcmp(name, "upper") && v.k == V_STR) {
-		tmpl_eval_charge(r, v.u.s->len / TMPL_BYTES_PER_STEP);
-		for (size_t i = 0; i < v.u.s->len; i++)
-			if (islower((unsigned char)v.u.s->p[i]))
-				return 0;
-		return 1;
-	}
+	if ((!strcmp(name, "lower") || !strcmp(name, "upper")) && v.k == V_STR)
+		return test_case(r, v.u.s, name[0] == 'l');
 	tmpl_fail(&r->f, "line %d: unknown test '%s'", line, name);
 	return 0;
 }
@@ -435,13 +711,24 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 
 	if (self.k == V_UNDEF) {   /* globals */
 		if (!strcmp(name, "range")) {
-			int64_t start = 0, stop, st = 1;
-			if (a->npos == 1)
-				stop = tmpl_val_want_int(r, a->pos[0], "range", line);
-			else {
-				start = tmpl_val_want_int(r, tmpl_val_arg(a, 0, NULL, tmpl_val_int(0)), "range", line);
-				stop = tmpl_val_want_int(r, tmpl_val_arg(a, 1, NULL, tmpl_val_int(0)), "range", line);
-				st = tmpl_val_want_int(r, tmpl_val_arg(a, 2, NULL, tmpl_val_int(1)), "range", line);
+			int64_t start = 0, stop, st = 1, x[3];
+			/* Python's range(stop) or range(start, stop[, step]): integers
+			 * only (a float is a TypeError there), no keywords. */
+			if (a->npos < 1 || a->npos > 3 || a->nkw)
+				tmpl_fail(&r->f, "line %d: range takes 1 to 3 integer arguments by position, %d given", line,
+				    a->npos + a->nkw);
+			for (int i = 0; i < a->npos; i++) {
+				if (a->pos[i].k != V_INT && a->pos[i].k != V_BOOL)
+					tmpl_fail(&r->f, "line %d: range expects integers, got %s", line,
+					    tmpl_val_type_name(a->pos[i]));
+				x[i] = a->pos[i].u.i;
+			}
+			if (a->npos == 1) {
+				stop = x[0];
+			} else {
+				start = x[0];
+				stop = x[1];
+				st = a->npos == 3 ? x[2] : 1;
 			}
 			if (st == 0)
 				tmpl_fail(&r->f, "line %d: range step cannot be zero", line);
@@ -467,12 +754,26 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 			tmpl_fail(&r->f, "%s", m.u.s->p);
 		}
 		if (!strcmp(name, "strftime_now")) {
-			char buf[256];
 			struct tm tm;
 			const struct jstr *f = tmpl_val_want_str(r, tmpl_val_arg(a, 0, "format", UNDEF), "strftime_now", line);
 			time_t t = r->now;
-			localtime_r(&t, &tm);
-			size_t n = strftime(buf, sizeof(buf), f->p, &tm);
+			size_t cap = 256, n = 0;
+			char *buf;
+			tmpl_eval_charge(r, f->len / TMPL_BYTES_PER_STEP);
+			if (memchr(f->p, 0, f->len))
+				tmpl_fail(&r->f, "line %d: strftime_now: the format holds a NUL byte", line);
+			if (!localtime_r(&t, &tm))
+				tmpl_fail(&r->f, "line %d: strftime_now: the time cannot be converted", line);
+			/* strftime gives 0 both when BUF is too small and when the
+			 * result is empty: grow BUF up to what the longest
+			 * conversion (a few dozen bytes each) could need. */
+			for (;;) {
+				buf = tmpl_val_alloc(r, cap);
+				n = strftime(buf, cap, f->p, &tm);
+				if (n > 0 || f->len == 0 || cap > 64 * f->len + 256)
+					break;
+				cap *= 2;
+			}
 			return tmpl_val_str(r, buf, n);
 		}
 		tmpl_fail(&r->f, "line %d: unknown function '%s'", line, name);
@@ -512,10 +813,10 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 			return tmpl_val_replace(r, self, tmpl_val_want_str(r, tmpl_val_arg(a, 0, NULL, UNDEF), "replace", line),
 			    tmpl_val_want_str(r, tmpl_val_arg(a, 1, NULL, UNDEF), "replace", line), cnt);
 		}
-		if (!strcmp(name, "upper")) return tmpl_val_case(r, self, 1);
-		if (!strcmp(name, "lower")) return tmpl_val_case(r, self, 0);
-		if (!strcmp(name, "capitalize")) return tmpl_val_case(r, self, 2);
-		if (!strcmp(name, "title")) return tmpl_val_case(r, self, 3);
+		if (!strcmp(name, "upper")) return tmpl_val_case(r, self, TMPL_UPPER);
+		if (!strcmp(name, "lower")) return tmpl_val_case(r, self, TMPL_LOWER);
+		if (!strcmp(name, "capitalize")) return tmpl_val_case(r, self, TMPL_CAPITALIZE);
+		if (!strcmp(name, "title")) return tmpl_val_case(r, self, TMPL_TITLE);
 		if (!strcmp(name, "find") || !strcmp(name, "count")) {
 			const struct jstr *x = tmpl_val_want_str(r, tmpl_val_arg(a, 0, NULL, UNDEF), name, line);
 			const char *p = self.u.s->p, *end = p + self.u.s->len;
@@ -574,8 +875,7 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 			return a->pos[i < 0 ? i + a->npos : i];
 		}
 		if (!strcmp(name, "get")) {
-			const struct jstr *k = tmpl_val_want_str(r, tmpl_val_arg(a, 0, NULL, UNDEF), "get", line);
-			struct val *v = tmpl_val_dict_find(r, self.u.d, k->p, k->len);
+			struct val *v = tmpl_val_dict_find_key(r, self.u.d, tmpl_val_arg(a, 0, NULL, UNDEF), line);
 			return v ? *v : tmpl_val_arg(a, 1, "default", NONE);
 		}
 		if (!strcmp(name, "items")) {
@@ -584,19 +884,15 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 		}
 		if (!strcmp(name, "keys") || !strcmp(name, "values")) {
 			struct jlist *l = tmpl_val_list_new(r, self.u.d->n + 1);
-			for (size_t i = 0; i < self.u.d->n; i++) {
-				struct val k;
-				k.k = V_STR;
-				k.u.s = self.u.d->k[i];
-				tmpl_val_list_push(r, l, name[0] == 'k' ? k : self.u.d->v[i]);
-			}
+			for (size_t i = 0; i < self.u.d->n; i++)
+				tmpl_val_list_push(r, l, name[0] == 'k' ? self.u.d->kv[i] : self.u.d->v[i]);
 			return tmpl_val_list(l);
 		}
 		if (!strcmp(name, "update")) {
 			struct val o = tmpl_val_arg(a, 0, NULL, UNDEF);
 			if (o.k == V_DICT)
 				for (size_t i = 0; i < o.u.d->n; i++)
-					tmpl_val_dict_set(r, self.u.d, o.u.d->k[i]->p, o.u.d->k[i]->len, o.u.d->v[i]);
+					tmpl_val_dict_set_key(r, self.u.d, o.u.d->kv[i], o.u.d->v[i], line);
 			for (int i = 0; i < a->nkw; i++)
 				tmpl_val_dict_set(r, self.u.d, a->kwn[i], strlen(a->kwn[i]), a->kw[i]);
 			return NONE;

@@ -84,12 +84,17 @@ struct val;
 struct jlist {
 	size_t n, cap;
 	struct val *v;
+	int tuple;             /* a tuple, printed (a, b) and (a,), unequal to a list */
 };
 
-/* Keys in insertion order, as Python's dict. */
+/* Keys in insertion order, as Python's dict.  KV[i] is key I as the
+ * template gave it: a string (then K[i] is that string), or a number, None
+ * or a tuple (then K[i] is a text telling it apart from the other keys that
+ * are not strings: 1, 1.0 and True are one key, as in Python). */
 struct jdict {
 	size_t n, cap;
 	struct jstr **k;
+	struct val *kv;
 	struct val *v;
 };
 
@@ -164,6 +169,7 @@ struct node {
 	const char **names;      /* for targets, macro params, kw arg names */
 	int nnames;
 	int neg;                 /* negated test */
+	int tuple;               /* E_LIST: a tuple, (a, b) or a, b */
 };
 
 /* The statements of the token list TOKS (from tmpl_lex), in AR. */
@@ -226,9 +232,12 @@ struct jlist *tmpl_val_list_new(struct rt *r, size_t cap);
 void tmpl_val_list_push(struct rt *r, struct jlist *l, struct val v);
 struct val tmpl_val_list(struct jlist *l);
 struct jdict *tmpl_val_dict_new(struct rt *r);
-/* The value of key K in D, or NULL; charges R's step budget for the scan. */
+/* The value of the string key K in D, or NULL; charges R's step budget for the scan. */
 struct val *tmpl_val_dict_find(struct rt *r, struct jdict *d, const char *k, size_t n);
 void tmpl_val_dict_set(struct rt *r, struct jdict *d, const char *k, size_t n, struct val v);
+/* The same for a key of any kind; a list or dict as a key fails (unhashable). */
+struct val *tmpl_val_dict_find_key(struct rt *r, struct jdict *d, struct val key, int line);
+void tmpl_val_dict_set_key(struct rt *r, struct jdict *d, struct val key, struct val v, int line);
 struct val tmpl_val_dict(struct jdict *d, enum vk k);
 struct val tmpl_val_func(struct rt *r, const char *name, struct val self);
 const char *tmpl_val_type_name(struct val v);
@@ -242,8 +251,16 @@ struct val tmpl_val_take(struct rt *r, struct outbuf *b);
 /* str(v) when TOP, repr(v) inside containers, as Python prints them. */
 void tmpl_val_repr(struct rt *r, struct outbuf *b, struct val v, int top);
 struct val tmpl_val_to_str(struct rt *r, struct val v);
-/* json.dumps (ensure_ascii off); INDENT < 0 for one line. */
-void tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, int indent, int level, int sort_keys);
+/* The arguments of Python's json.dumps that Hugging Face's tojson passes on. */
+struct json_opts {
+	const char *indent;     /* NULL: one line; else the text of one level */
+	size_t indent_len;
+	const struct jstr *item_sep, *key_sep;   /* NULL: json.dumps' defaults */
+	int sort_keys;
+	int ascii;              /* ensure_ascii: \uXXXX for all but printable ASCII */
+};
+/* json.dumps(V, **O) appended to B; LEVEL is the depth of V (0 at the top). */
+void tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, const struct json_opts *o, int level);
 
 int tmpl_val_is_num(struct val v);
 double tmpl_val_num(struct val v);
@@ -256,7 +273,12 @@ size_t tmpl_val_cp_count(const struct jstr *s);
 size_t tmpl_val_cp_to_byte(const struct jstr *s, size_t cp);
 struct val tmpl_val_strip(struct rt *r, struct val s, const struct jstr *chars, int left, int right);
 struct val tmpl_val_replace(struct rt *r, struct val s, const struct jstr *old, const struct jstr *new, int64_t count);
-struct val tmpl_val_case(struct rt *r, struct val s, int mode);   /* 0 lower, 1 upper, 2 capitalize, 3 title */
+/* Python's str.lower, upper, capitalize and title, and Jinja's title filter
+ * (each word split at "-", whitespace, "(", "{", "[", "<" gets its first code
+ * point upper-cased and the rest lowered), with Unicode's full case
+ * mappings and the final sigma. */
+enum tmpl_case { TMPL_LOWER, TMPL_UPPER, TMPL_CAPITALIZE, TMPL_TITLE, TMPL_JINJA_TITLE };
+struct val tmpl_val_case(struct rt *r, struct val s, enum tmpl_case mode);
 struct val tmpl_val_split(struct rt *r, struct val s, const struct jstr *sep, int64_t maxsplit);
 
 /* obj.name (a bound method, a key, or undefined), obj[key], the items of an

@@ -231,8 +231,6 @@ lex(struct lexer *L)
 		/* Whitespace control on the text [s, te). */
 		if (trim_next && s < te && L->src[s] == '\n')
 			s++;
-		else if (trim_next && s + 1 < te && L->src[s] == '\r' && L->src[s + 1] == '\n')
-			s += 2;
 		if (strip_next)
 			while (s < te && isspace((unsigned char)L->src[s]))
 				s++;
@@ -275,8 +273,10 @@ lex(struct lexer *L)
 				}
 			if (!end)
 				tmpl_fail(L->fail, "line %d: unclosed comment", L->line);
+			/* "-#}" strips the whitespace after, "+#}" keeps the newline
+			 * that trim_blocks would drop, as after a block tag. */
 			strip_next = end > L->src + L->pos && end[-1] == '-';
-			trim_next = !strip_next;
+			trim_next = !strip_next && !(end > L->src + L->pos && end[-1] == '+');
 			L->line += count_lines(L->src + L->pos, (size_t)(end - L->src) - L->pos);
 			L->pos = (size_t)(end - L->src) + 2;
 		} else if (open[1] == '{') {
@@ -305,9 +305,10 @@ tmpl_lex(const char *src, size_t len, struct arena *ar, struct fail *f)
 	memset(&L, 0, sizeof(L));
 	/* One final line break is not output, as Jinja2 (keep_trailing_newline
 	 * off, as Hugging Face renders) drops it: a template saved by an
-	 * editor ends in one the template's author never meant. */
+	 * editor ends in one the template's author never meant.  (tmpl_compile
+	 * has turned "\r\n" and "\r" into "\n" already.) */
 	if (len > 0 && src[len - 1] == '\n')
-		len -= len > 1 && src[len - 2] == '\r' ? 2 : 1;
+		len--;
 	L.src = src;
 	L.len = len;
 	L.line = 1;

@@ -197,7 +197,9 @@ parse_primary(struct parser *P)
 			P->i++;
 			if (is_op(P, ")")) {
 				P->i++;
-				return mk(P, E_LIST);
+				n = mk(P, E_LIST);
+				n->tuple = 1;
+				return n;
 			}
 			struct node *e = parse_expr(P);
 			if (is_op(P, ",")) {
@@ -212,6 +214,7 @@ parse_primary(struct parser *P)
 				e = mk(P, E_LIST);
 				e->kids = v.v;
 				e->nkids = v.n;
+				e->tuple = 1;
 			}
 			expect_op(P, ")");
 			return e;
@@ -579,6 +582,7 @@ parse_tuple(struct parser *P, int with_cond)
 	e = mk(P, E_LIST);
 	e->kids = v.v;
 	e->nkids = v.n;
+	e->tuple = 1;
 	return e;
 }
 

@@ -77,6 +77,7 @@ tmpl_val_list_new(struct rt *r, size_t cap)
 {
 	struct jlist *l = tmpl_val_alloc(r, sizeof(*l));
 	l->n = 0;
+	l->tuple = 0;
 	l->cap = cap ? cap : 4;
 	l->v = tmpl_val_alloc(r, l->cap * sizeof(*l->v));
 	return l;
@@ -111,18 +112,21 @@ tmpl_val_dict_new(struct rt *r)
 	d->n = 0;
 	d->cap = 8;
 	d->k = tmpl_val_alloc(r, d->cap * sizeof(*d->k));
+	d->kv = tmpl_val_alloc(r, d->cap * sizeof(*d->kv));
 	d->v = tmpl_val_alloc(r, d->cap * sizeof(*d->v));
 	return d;
 }
 
-struct val *
-tmpl_val_dict_find(struct rt *r, struct jdict *d, const char *k, size_t n)
+/* The value of the key of text K[0..N) in D, among the string keys when
+ * STR, else among the others. */
+static struct val *
+dict_find(struct rt *r, struct jdict *d, const char *k, size_t n, int str)
 {
 	/* A key is mostly told apart by its length: eight keys cost about
 	 * one evaluation step. */
 	tmpl_eval_charge(r, d->n / 8);
 	for (size_t i = 0; i < d->n; i++) {
-		if (d->k[i]->len != n)
+		if (d->k[i]->len != n || (d->kv[i].k == V_STR) != str)
 			continue;
 		tmpl_eval_charge(r, n / TMPL_BYTES_PER_STEP);
 		if (memcmp(d->k[i]->p, k, n) == 0)
@@ -131,10 +135,11 @@ tmpl_val_dict_find(struct rt *r, struct jdict *d, const char *k, size_t n)
 	return NULL;
 }
 
-void
-tmpl_val_dict_set(struct rt *r, struct jdict *d, const char *k, size_t n, struct val v)
+/* Adds KEY (text K, string or not as STR) with V to D, or sets its value. */
+static void
+dict_set(struct rt *r, struct jdict *d, const char *k, size_t n, int str, struct val key, struct val v)
 {
-	struct val *e = tmpl_val_dict_find(r, d, k, n);
+	struct val *e = dict_find(r, d, k, n, str);
 	if (e) {
 		*e = v;
 		return;
@@ -142,16 +147,100 @@ tmpl_val_dict_set(struct rt *r, struct jdict *d, const char *k, size_t n, struct
 	if (d->n == d->cap) {
 		size_t cap = d->cap * 2;
 		struct jstr **nk = tmpl_val_alloc(r, cap * sizeof(*nk));
+		struct val *nkv = tmpl_val_alloc(r, cap * sizeof(*nkv));
 		struct val *nv = tmpl_val_alloc(r, cap * sizeof(*nv));
 		memcpy(nk, d->k, d->n * sizeof(*nk));
+		memcpy(nkv, d->kv, d->n * sizeof(*nkv));
 		memcpy(nv, d->v, d->n * sizeof(*nv));
 		d->k = nk;
+		d->kv = nkv;
 		d->v = nv;
 		d->cap = cap;
 	}
 	d->k[d->n] = tmpl_val_str(r, k, n).u.s;
+	if (str) {
+		key.k = V_STR;
+		key.u.s = d->k[d->n];
+	}
+	d->kv[d->n] = key;
 	d->v[d->n] = v;
 	d->n++;
+}
+
+struct val *
+tmpl_val_dict_find(struct rt *r, struct jdict *d, const char *k, size_t n)
+{
+	return dict_find(r, d, k, n, 1);
+}
+
+void
+tmpl_val_dict_set(struct rt *r, struct jdict *d, const char *k, size_t n, struct val v)
+{
+	dict_set(r, d, k, n, 1, UNDEF, v);
+}
+
+static void repr_at(struct rt *r, struct outbuf *b, struct val v, int top, int depth);
+
+/* The text that tells KEY (not a string) apart from the other such keys,
+ * as Python's hash and == would: numbers of equal value are one key. */
+static struct val
+key_text(struct rt *r, struct val key, int line)
+{
+	struct outbuf b = { 0 };
+	char buf[32];
+
+	switch (key.k) {
+	case V_BOOL: case V_INT:
+		snprintf(buf, sizeof(buf), "%lld", (long long)key.u.i);
+		return tmpl_val_cstr(r, buf);
+	case V_FLOAT:
+		if (key.u.f == trunc(key.u.f) && key.u.f >= -0x1p63 && key.u.f < 0x1p63)
+			return key_text(r, tmpl_val_int((int64_t)key.u.f), line);
+		break;
+	case V_NONE:
+		break;
+	case V_LIST:
+		if (key.u.l->tuple) {
+			tmpl_val_puts(r, &b, "(");
+			for (size_t i = 0; i < key.u.l->n; i++) {
+				struct val e = key.u.l->v[i];
+				if (e.k == V_STR) {
+					repr_at(r, &b, e, 0, 1);
+				} else {
+					struct val t = key_text(r, e, line);
+					tmpl_val_put(r, &b, t.u.s->p, t.u.s->len);
+				}
+				tmpl_val_puts(r, &b, ",");
+			}
+			tmpl_val_puts(r, &b, ")");
+			return tmpl_val_take(r, &b);
+		}
+		/* fall through */
+	default:
+		tmpl_fail(&r->f, "line %d: a %s cannot be a dict key (unhashable)", line, tmpl_val_type_name(key));
+	}
+	repr_at(r, &b, key, 0, 1);
+	return tmpl_val_take(r, &b);
+}
+
+struct val *
+tmpl_val_dict_find_key(struct rt *r, struct jdict *d, struct val key, int line)
+{
+	if (key.k == V_STR)
+		return dict_find(r, d, key.u.s->p, key.u.s->len, 1);
+	struct val t = key_text(r, key, line);
+	return dict_find(r, d, t.u.s->p, t.u.s->len, 0);
+}
+
+void
+tmpl_val_dict_set_key(struct rt *r, struct jdict *d, struct val key, struct val v, int line)
+{
+	if (key.k == V_STR) {
+		dict_set(r, d, key.u.s->p, key.u.s->len, 1, key, v);
+		return;
+	}
+	struct val t = key_text(r, key, line);
+	dict_set(r, d, t.u.s->p, t.u.s->len, 0, key, v);
 }
 
 struct val
@@ -185,7 +274,7 @@ tmpl_val_type_name(struct val v)
 	case V_INT: return "int";
 	case V_FLOAT: return "float";
 	case V_STR: return "string";
-	case V_LIST: return "list";
+	case V_LIST: return v.u.l->tuple ? "tuple" : "list";
 	case V_DICT: return "dict";
 	case V_NS: return "namespace";
 	case V_MACRO: return "macro";
@@ -360,20 +449,20 @@ repr_at(struct rt *r, struct outbuf *b, struct val v, int top, int depth)
 			repr_str(r, b, v.u.s);
 		break;
 	case V_LIST:
-		tmpl_val_puts(r, b, "[");
+		tmpl_val_puts(r, b, v.u.l->tuple ? "(" : "[");
 		for (size_t i = 0; i < v.u.l->n; i++) {
 			if (i)
 				tmpl_val_puts(r, b, ", ");
 			repr_at(r, b, v.u.l->v[i], 0, depth + 1);
 		}
-		tmpl_val_puts(r, b, "]");
+		tmpl_val_puts(r, b, !v.u.l->tuple ? "]" : v.u.l->n == 1 ? ",)" : ")");
 		break;
 	case V_DICT: case V_NS:
 		tmpl_val_puts(r, b, v.k == V_NS ? "<Namespace {" : "{");
 		for (size_t i = 0; i < v.u.d->n; i++) {
 			if (i)
 				tmpl_val_puts(r, b, ", ");
-			repr_str(r, b, v.u.d->k[i]);
+			repr_at(r, b, v.u.d->kv[i], 0, depth + 1);
 			tmpl_val_puts(r, b, ": ");
 			repr_at(r, b, v.u.d->v[i], 0, depth + 1);
 		}
@@ -401,14 +490,18 @@ tmpl_val_to_str(struct rt *r, struct val v)
 	return tmpl_val_take(r, &b);
 }
 
-/* JSON as Python's json.dumps writes it (ensure_ascii off). */
+/* A JSON string as Python's json.dumps writes it: with ENSURE_ASCII every
+ * code point but printable ASCII as \uXXXX (a surrogate pair past the BMP),
+ * else only the quote, the backslash and control characters escaped. */
 static void
-json_str(struct rt *r, struct outbuf *b, const char *s, size_t n)
+json_str(struct rt *r, struct outbuf *b, const char *s, size_t n, int ascii)
 {
 	tmpl_val_puts(r, b, "\"");
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n;) {
 		unsigned char c = (unsigned char)s[i];
-		char esc[8];
+		char esc[16];
+		uint32_t cp;
+		size_t l = 1;
 		switch (c) {
 		case '"': tmpl_val_puts(r, b, "\\\""); break;
 		case '\\': tmpl_val_puts(r, b, "\\\\"); break;
@@ -418,30 +511,76 @@ json_str(struct rt *r, struct outbuf *b, const char *s, size_t n)
 		case '\b': tmpl_val_puts(r, b, "\\b"); break;
 		case '\f': tmpl_val_puts(r, b, "\\f"); break;
 		default:
-			if (c < 0x20 || c == 0x7f) {
+			if (c < 0x20 || (ascii && c == 0x7f)) {
 				snprintf(esc, sizeof(esc), "\\u%04x", c);
 				tmpl_val_puts(r, b, esc);
-			} else {
+			} else if (c < 0x80 || !ascii) {
 				tmpl_val_put(r, b, (const char *)&c, 1);
+			} else {
+				l = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+				if (cp >= UCP_RAW_BYTE)   /* not UTF-8: a byte, as Python's surrogateescape would show */
+					snprintf(esc, sizeof(esc), "\\udc%02x", cp & 0xFF);
+				else if (cp >= 0x10000)
+					snprintf(esc, sizeof(esc), "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
+					    0xDC00 + ((cp - 0x10000) & 0x3FF));
+				else
+					snprintf(esc, sizeof(esc), "\\u%04x", cp);
+				tmpl_val_puts(r, b, esc);
 			}
 		}
+		i += l;
 	}
 	tmpl_val_puts(r, b, "\"");
 }
 
+/* A key as json.dumps writes it: a string, or a number, true, false or
+ * null in quotes; a tuple fails as in Python. */
 static void
-json_indent(struct rt *r, struct outbuf *b, int indent, int level)
+json_key(struct rt *r, struct outbuf *b, struct val k, int ascii)
+{
+	char buf[64];
+	const char *s = buf;
+
+	switch (k.k) {
+	case V_STR: json_str(r, b, k.u.s->p, k.u.s->len, ascii); return;
+	case V_BOOL: s = k.u.i ? "true" : "false"; break;
+	case V_NONE: s = "null"; break;
+	case V_INT: snprintf(buf, sizeof(buf), "%lld", (long long)k.u.i); break;
+	case V_FLOAT:
+		if (isnan(k.u.f)) s = "NaN";
+		else if (isinf(k.u.f)) s = k.u.f < 0 ? "-Infinity" : "Infinity";
+		else fmt_float(buf, sizeof(buf), k.u.f);
+		break;
+	default:
+		tmpl_fail(&r->f, "tojson: keys must be str, int, float, bool or None, not %s", tmpl_val_type_name(k));
+	}
+	json_str(r, b, s, strlen(s), ascii);
+}
+
+static void
+json_indent(struct rt *r, struct outbuf *b, const struct json_opts *o, int level)
 {
 	tmpl_val_puts(r, b, "\n");
-	for (long i = 0; i < (long)indent * level; i++)
-		tmpl_val_puts(r, b, " ");
+	for (int i = 0; i < level; i++)
+		tmpl_val_put(r, b, o->indent, o->indent_len);
+}
+
+/* Appends the separator SEP given to tojson, or json.dumps' default DEF. */
+static void
+json_sep(struct rt *r, struct outbuf *b, const struct jstr *sep, const char *def)
+{
+	if (sep)
+		tmpl_val_put(r, b, sep->p, sep->len);
+	else
+		tmpl_val_puts(r, b, def);
 }
 
 void
-tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, int indent, int level, int sort_keys)
+tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, const struct json_opts *o, int level)
 {
 	char buf[64];
-	const char *item_sep = indent >= 0 ? "," : ", ";
+	/* json.dumps: ", " on one line, "," when indenting; ": " between a key and its value. */
+	const char *item_def = o->indent ? "," : ", ";
 
 	if (level > 100)
 		tmpl_fail(&r->f, "tojson: nesting too deep");
@@ -454,7 +593,7 @@ tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, int indent, int l
 		else if (isinf(v.u.f)) tmpl_val_puts(r, b, v.u.f < 0 ? "-Infinity" : "Infinity");
 		else { fmt_float(buf, sizeof(buf), v.u.f); tmpl_val_puts(r, b, buf); }
 		break;
-	case V_STR: json_str(r, b, v.u.s->p, v.u.s->len); break;
+	case V_STR: json_str(r, b, v.u.s->p, v.u.s->len, o->ascii); break;
 	case V_LIST:
 		if (v.u.l->n == 0) {
 			tmpl_val_puts(r, b, "[]");
@@ -463,13 +602,13 @@ tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, int indent, int l
 		tmpl_val_puts(r, b, "[");
 		for (size_t i = 0; i < v.u.l->n; i++) {
 			if (i)
-				tmpl_val_puts(r, b, item_sep);
-			if (indent >= 0)
-				json_indent(r, b, indent, level + 1);
-			tmpl_val_to_json(r, b, v.u.l->v[i], indent, level + 1, sort_keys);
+				json_sep(r, b, o->item_sep, item_def);
+			if (o->indent)
+				json_indent(r, b, o, level + 1);
+			tmpl_val_to_json(r, b, v.u.l->v[i], o, level + 1);
 		}
-		if (indent >= 0)
-			json_indent(r, b, indent, level);
+		if (o->indent)
+			json_indent(r, b, o, level);
 		tmpl_val_puts(r, b, "]");
 		break;
 	case V_DICT: case V_NS: {
@@ -481,24 +620,24 @@ tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, int indent, int l
 		ord = tmpl_val_alloc(r, n * sizeof(*ord));
 		for (size_t i = 0; i < n; i++)
 			ord[i] = i;
-		if (sort_keys) {
+		if (o->sort_keys) {
 			for (size_t i = 1; i < n; i++)
-				for (size_t j = i; j > 0 && strcmp(v.u.d->k[ord[j - 1]]->p, v.u.d->k[ord[j]]->p) > 0; j--) {
+				for (size_t j = i; j > 0 && tmpl_val_compare(r, v.u.d->kv[ord[j - 1]], v.u.d->kv[ord[j]]) > 0; j--) {
 					size_t t = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = t;
 				}
 		}
 		tmpl_val_puts(r, b, "{");
 		for (size_t i = 0; i < n; i++) {
 			if (i)
-				tmpl_val_puts(r, b, item_sep);
-			if (indent >= 0)
-				json_indent(r, b, indent, level + 1);
-			json_str(r, b, v.u.d->k[ord[i]]->p, v.u.d->k[ord[i]]->len);
-			tmpl_val_puts(r, b, ": ");
-			tmpl_val_to_json(r, b, v.u.d->v[ord[i]], indent, level + 1, sort_keys);
+				json_sep(r, b, o->item_sep, item_def);
+			if (o->indent)
+				json_indent(r, b, o, level + 1);
+			json_key(r, b, v.u.d->kv[ord[i]], o->ascii);
+			json_sep(r, b, o->key_sep, ": ");
+			tmpl_val_to_json(r, b, v.u.d->v[ord[i]], o, level + 1);
 		}
-		if (indent >= 0)
-			json_indent(r, b, indent, level);
+		if (o->indent)
+			json_indent(r, b, o, level);
 		tmpl_val_puts(r, b, "}");
 		break;
 	}
@@ -542,7 +681,7 @@ equal_at(struct rt *r, struct val a, struct val b, int depth)
 	case V_LIST:
 		if (a.u.l == b.u.l)   /* the same list, as Python's identity shortcut */
 			return 1;
-		if (a.u.l->n != b.u.l->n)
+		if (a.u.l->n != b.u.l->n || a.u.l->tuple != b.u.l->tuple)
 			return 0;
 		tmpl_eval_charge(r, a.u.l->n);
 		for (size_t i = 0; i < a.u.l->n; i++)
@@ -556,7 +695,7 @@ equal_at(struct rt *r, struct val a, struct val b, int depth)
 			return 0;
 		tmpl_eval_charge(r, a.u.d->n);
 		for (size_t i = 0; i < a.u.d->n; i++) {
-			struct val *o = tmpl_val_dict_find(r, b.u.d, a.u.d->k[i]->p, a.u.d->k[i]->len);
+			struct val *o = tmpl_val_dict_find_key(r, b.u.d, a.u.d->kv[i], 0);
 			if (!o || !equal_at(r, a.u.d->v[i], *o, depth + 1))
 				return 0;
 		}
@@ -698,21 +837,111 @@ tmpl_val_replace(struct rt *r, struct val s, const struct jstr *old, const struc
 	return tmpl_val_take(r, &b);
 }
 
-struct val
-tmpl_val_case(struct rt *r, struct val s, int mode)   /* 0 lower, 1 upper, 2 capitalize, 3 title */
+/* The code point of S[lo..hi) that starts before byte I, or -1 at LO. */
+static size_t
+cp_back(const char *s, size_t lo, size_t i, uint32_t *cp)
 {
-	struct val o = tmpl_val_str(r, s.u.s->p, s.u.s->len);
-	int start = 1;
-	for (size_t i = 0; i < o.u.s->len; i++) {
-		char *c = &o.u.s->p[i];
-		int alpha = isalpha((unsigned char)*c);
-		if (mode == 0 || (mode == 2 && i > 0) || (mode == 3 && !start))
-			*c = (char)tolower((unsigned char)*c);
-		else if (mode == 1 || (mode == 2 && i == 0) || (mode == 3 && start))
-			*c = (char)toupper((unsigned char)*c);
-		start = !alpha && !((unsigned char)*c & 0x80);
+	size_t st = i - 1;
+	while (st > lo && i - st < 4 && ((unsigned char)s[st] & 0xC0) == 0x80)
+		st--;
+	if (utf8_decode((const unsigned char *)s + st, i - st, cp) != i - st) {
+		st = i - 1;   /* not a whole character: the last byte alone */
+		*cp = UCP_RAW_BYTE | (unsigned char)s[st];
 	}
-	return o;
+	return st;
+}
+
+/* Python's final sigma: the capital sigma at S[i..i+n), within S[lo..hi),
+ * lowers to U+03C2 when a cased code point comes before it and none after
+ * it, case-ignorable ones skipped on both sides. */
+static int
+final_sigma(const char *s, size_t lo, size_t hi, size_t i, size_t n)
+{
+	uint32_t cp = 0;
+	size_t j = i;
+	int before = 0;
+
+	while (j > lo) {
+		j = cp_back(s, lo, j, &cp);
+		if (!(unicode_case_class(cp) & UNICODE_CASE_IGNORABLE)) {
+			before = (unicode_case_class(cp) & UNICODE_CASED) != 0;
+			break;
+		}
+	}
+	if (!before)
+		return 0;
+	for (j = i + n; j < hi;) {
+		j += utf8_decode((const unsigned char *)s + j, hi - j, &cp);
+		if (!(unicode_case_class(cp) & UNICODE_CASE_IGNORABLE))
+			return !(unicode_case_class(cp) & UNICODE_CASED);
+	}
+	return 1;
+}
+
+/* Appends mapping WHICH of the code point at S[i..i+n) (context S[lo..hi)) to B. */
+static void
+case_put(struct rt *r, struct outbuf *b, const char *s, size_t lo, size_t hi, size_t i, size_t n, uint32_t cp,
+	 int which)
+{
+	uint32_t m[3];
+	char u[4];
+	int k;
+
+	if (cp >= UCP_RAW_BYTE) {
+		tmpl_val_put(r, b, s + i, n);
+		return;
+	}
+	if (which == UNICODE_LOWER && cp == 0x3A3) {
+		m[0] = final_sigma(s, lo, hi, i, n) ? 0x3C2 : 0x3C3;
+		k = 1;
+	} else {
+		k = unicode_case_map(cp, which, m);
+	}
+	for (int j = 0; j < k; j++)
+		tmpl_val_put(r, b, u, utf8_encode(m[j], u));
+}
+
+/* Python's \s in a str pattern, for Jinja's title filter: [-\s({\[<]. */
+static int
+title_sep(uint32_t cp)
+{
+	return py_space(cp) || cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<';
+}
+
+struct val
+tmpl_val_case(struct rt *r, struct val s, enum tmpl_case mode)
+{
+	struct outbuf b = { 0 };
+	const char *p = s.u.s->p;
+	size_t n = s.u.s->len, word = 0;
+	int prev_cased = 0, prev_sep = 1;
+
+	tmpl_eval_charge(r, n / TMPL_BYTES_PER_STEP);
+	tmpl_val_put(r, &b, "", 0);
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t l = utf8_decode((const unsigned char *)p + i, n - i, &cp);
+		int which = UNICODE_LOWER, cls = cp < UCP_RAW_BYTE ? unicode_case_class(cp) : 0, sep;
+		switch (mode) {
+		case TMPL_LOWER: which = UNICODE_LOWER; break;
+		case TMPL_UPPER: which = UNICODE_UPPER; break;
+		case TMPL_CAPITALIZE: which = i == 0 ? UNICODE_TITLE : UNICODE_LOWER; break;
+		case TMPL_TITLE: which = prev_cased ? UNICODE_LOWER : UNICODE_TITLE; break;
+		case TMPL_JINJA_TITLE:
+			/* item[0].upper() + item[1:].lower() for each item of
+			 * re.split('([-\s({\[<]+)'): the lowering sees only its word. */
+			sep = title_sep(cp);
+			if (sep || prev_sep)
+				word = i + l;
+			which = sep ? UNICODE_LOWER : prev_sep ? UNICODE_UPPER : UNICODE_LOWER;
+			prev_sep = sep;
+			break;
+		}
+		case_put(r, &b, p, mode == TMPL_JINJA_TITLE ? word : 0, n, i, l, cp, which);
+		prev_cased = (cls & UNICODE_CASED) != 0;
+		i += l;
+	}
+	return tmpl_val_take(r, &b);
 }
 
 struct val
@@ -788,6 +1017,9 @@ tmpl_val_getattr(struct rt *r, struct val obj, const char *name, int line)
 		break;
 	case V_STR:
 	case V_LIST:
+		/* A tuple has no methods that change it. */
+		if (m && obj.k == V_LIST && obj.u.l->tuple && strcmp(m, "index") && strcmp(m, "count"))
+			return UNDEF;
 		return m ? tmpl_val_func(r, m, obj) : UNDEF;
 	case V_DICT:
 		if (m)
@@ -842,12 +1074,14 @@ tmpl_val_getitem(struct rt *r, struct val obj, struct val key, int line)
 		}
 		tmpl_fail(&r->f, "line %d: string index must be an integer", line);
 		break;
-	case V_DICT: case V_NS:
-		if (key.k == V_STR) {
-			struct val *v = tmpl_val_dict_find(r, obj.u.d, key.u.s->p, key.u.s->len);
-			return v ? *v : UNDEF;
-		}
-		return UNDEF;
+	case V_DICT: case V_NS: {
+		struct val *v;
+		if ((key.k == V_LIST && !key.u.l->tuple) || key.k == V_DICT || key.k == V_NS || key.k == V_UNDEF ||
+		    key.k == V_MACRO || key.k == V_FUNC)
+			return UNDEF;   /* Jinja's getitem: a key Python cannot hash finds nothing */
+		v = tmpl_val_dict_find_key(r, obj.u.d, key, line);
+		return v ? *v : UNDEF;
+	}
 	case V_NONE:
 		tmpl_fail(&r->f, "line %d: None is not subscriptable", line);
 		break;
@@ -869,12 +1103,8 @@ tmpl_val_iter(struct rt *r, struct val v, int line)
 		return v.u.l;
 	case V_DICT: case V_NS:
 		l = tmpl_val_list_new(r, v.u.d->n + 1);
-		for (size_t i = 0; i < v.u.d->n; i++) {
-			struct val k;
-			k.k = V_STR;
-			k.u.s = v.u.d->k[i];
-			tmpl_val_list_push(r, l, k);
-		}
+		for (size_t i = 0; i < v.u.d->n; i++)
+			tmpl_val_list_push(r, l, v.u.d->kv[i]);
 		return l;
 	case V_STR:
 		l = tmpl_val_list_new(r, v.u.s->len + 1);

@@ -83,11 +83,21 @@ tmpl_compile(const char *src, size_t len, struct tmpl **out, char *err, size_t e
 	{
 		/* The tree points into the text (literal output between tags):
 		 * keep a copy of it in the template's own arena, so the caller
-		 * may free SRC at once. */
+		 * may free SRC at once.  The copy has Jinja2's newlines: "\r\n"
+		 * and a lone "\r" become "\n" everywhere in the source
+		 * (newline_sequence '\n'), string literals included. */
 		char *own = tmpl_alloc(&t->ar, &f, len + 1);
-		memcpy(own, src, len);
-		own[len] = 0;
-		tmpl_parse(tmpl_lex(own, len, &t->ar, &f), &t->ar, &f, &t->body, &t->nbody);
+		size_t n = 0;
+		for (size_t i = 0; i < len; i++) {
+			if (src[i] == '\r') {
+				own[n++] = '\n';
+				i += i + 1 < len && src[i + 1] == '\n';
+			} else {
+				own[n++] = src[i];
+			}
+		}
+		own[n] = 0;
+		tmpl_parse(tmpl_lex(own, n, &t->ar, &f), &t->ar, &f, &t->body, &t->nbody);
 	}
 	*out = t;
 	return 0;

@@ -1,4 +1,4 @@
-/* unicode.c -- UTF-8 decoding, category lookup and GPT-2 byte encoding. */
+/* unicode.c -- UTF-8 decoding, category and case lookup, GPT-2 byte encoding. */
 #include "config.h"
 
 #include "llm/unicode.h"
@@ -126,6 +126,65 @@ unicode_flags(uint32_t cp)
 			lo = mid + 1;
 		else
 			return unicode_ranges[mid].flags;
+	}
+	return 0;
+}
+
+int
+unicode_case_map(uint32_t cp, int which, uint32_t out[3])
+{
+	size_t lo = 0, hi = sizeof(unicode_case_special) / sizeof(unicode_case_special[0]);
+
+	out[0] = cp;
+	if (cp >= UCP_RAW_BYTE || which < UNICODE_LOWER || which > UNICODE_TITLE)
+		return 1;
+	/* The specials are sorted by code point, then by WHICH. */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (unicode_case_special[mid].cp < cp ||
+		    (unicode_case_special[mid].cp == cp && unicode_case_special[mid].which < which))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < sizeof(unicode_case_special) / sizeof(unicode_case_special[0]) && unicode_case_special[lo].cp == cp &&
+	    unicode_case_special[lo].which == which) {
+		int n;
+		for (n = 0; n < 3 && unicode_case_special[lo].to[n]; n++)
+			out[n] = unicode_case_special[lo].to[n];
+		return n;
+	}
+	lo = 0;
+	hi = sizeof(unicode_case_ranges) / sizeof(unicode_case_ranges[0]);
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (cp < unicode_case_ranges[mid].lo)
+			hi = mid;
+		else if (cp > unicode_case_ranges[mid].hi)
+			lo = mid + 1;
+		else {
+			const int32_t *d = (cp - unicode_case_ranges[mid].lo) % 2 ? unicode_case_ranges[mid].odd :
+			    unicode_case_ranges[mid].even;
+			out[0] = (uint32_t)((int32_t)cp + d[which]);
+			return 1;
+		}
+	}
+	return 1;
+}
+
+int
+unicode_case_class(uint32_t cp)
+{
+	size_t lo = 0, hi = sizeof(unicode_cased_ranges) / sizeof(unicode_cased_ranges[0]);
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (cp < unicode_cased_ranges[mid].lo)
+			hi = mid;
+		else if (cp > unicode_cased_ranges[mid].hi)
+			lo = mid + 1;
+		else
+			return unicode_cased_ranges[mid].flags;
 	}
 	return 0;
 }

@@ -1,4 +1,4 @@
-/* unicode.h -- UTF-8 decoding and code point classes for the tokenizers. */
+/* unicode.h -- UTF-8 decoding, code point classes and case mappings (tokenizers, templates). */
 #ifndef NATTER_UNICODE_H
 #define NATTER_UNICODE_H
 
@@ -38,6 +38,17 @@ int utf8_valid(const unsigned char *s, size_t n);
 
 /* Category flags of CP (0 for unassigned and raw bytes). */
 uint8_t unicode_flags(uint32_t cp);
+
+/* Case mappings, as Python's str methods apply them to one code point. */
+enum { UNICODE_LOWER, UNICODE_UPPER, UNICODE_TITLE };
+/* Writes the WHICH mapping of CP (full: U+00DF upper-cased is "SS") to
+ * OUT as 1 to 3 code points and returns how many; a code point without one,
+ * or a raw byte, maps to itself.  (The final sigma is the caller's.) */
+int unicode_case_map(uint32_t cp, int which, uint32_t out[3]);
+/* UNICODE_CASED if CP is cased (Lowercase, Uppercase or Lt), ORed with
+ * UNICODE_CASE_IGNORABLE if it is case-ignorable, as Python's tables say. */
+enum { UNICODE_CASED = 1, UNICODE_CASE_IGNORABLE = 2 };
+int unicode_case_class(uint32_t cp);
 
 /* GPT-2 byte-level encoding: each byte maps to a printable code point. */
 uint32_t unicode_byte_to_cp(uint8_t b);

@@ -268,7 +268,7 @@ has "/pick tie" "$tmp/out" "a tie: A stays the chosen reply; the tie is saved (n
 has "/pick b" "$tmp/out" "picked B: it is the chosen reply; the preference is saved"
 has "/lora 3 1" "$tmp/err" "/lora: no adapter '3' (1 loaded; /lora lists them)"
 has "/lora 1 x" "$tmp/err" "/lora: 'x' is not a scale"
-has "/lora 1 2e6 names the range" "$tmp/err" "/lora: an adapter's scale is a number from -1e+06 to 1e+06 (0 turns it off)"
+has "/lora 1 2e6 names the range" "$tmp/err" "/lora: an adapter's scale is a number from -1000000 to 1000000 (0 turns it off)"
 has "/ab temp x names the value" "$tmp/err" "/ab temp: 'x' is not a number (usage: /ab"
 has "/ab seed without one" "$tmp/err" "/ab seed needs a value, a seed (a whole number from 0 to 18446744073709551614)"
 has "/params shows the seed" "$tmp/out" "max_tokens 24, seed 5"

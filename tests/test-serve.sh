@@ -364,7 +364,7 @@ def closed(s):
 gone, end = set(), time.monotonic() + 10
 while True:
     gone |= {i for i, s in enumerate(conns) if i not in gone and closed(s)}
-    if len(gone) >= 54 or time.monotonic() > end:
+    if len(gone) >= 49 or time.monotonic() > end:
         break
     time.sleep(0.2)
 time.sleep(0.3)
@@ -379,9 +379,10 @@ try:
     other = s.recv(64).split(b"\r\n")[0].decode()
 except OSError as e:
     other = "error " + str(e)
-print("%s|%s" % ("54 closed" if n == 54 else "%d closed" % n, other or "closed"))
+print("%s|%s" % ("49 closed" if n == 49 else "%d closed" % n, other or "closed"))
 EOF2
-check "70 idle connections from one address: 16 kept, /health from another" "54 closed|HTTP/1.1 200 OK" "$(cat "$tmp/perip.out")"
+check "70 idle connections from one address: 21 kept (--max-queue 16 + 5), /health from another" "49 closed|HTTP/1.1 200 OK" \
+	"$(cat "$tmp/perip.out")"
 
 # An idle connection is closed after --idle-timeout (here 1 s), a request
 # cut in the middle of its headers too; a reply that takes longer (three
@@ -506,16 +507,22 @@ def until(cond, what):
     sys.exit(1)
 until(lambda h: h["running"], "the first request to run")
 body = json.dumps({"model": "aidreams260K-f32", "messages": [{"role": "user", "content": "Queued"}]}).encode()
-s = socket.create_connection(("127.0.0.1", port))
-s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-          b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
-          b"\r\n\r\n" + body)
-h0 = until(lambda h: h["queued"] == 1, "the second request to wait")["cancelled"]
-s.close()
-h = until(lambda h: h["cancelled"] == h0 + 1 and h["queued"] == 0, "the waiting request to be dropped")
-print("dropped", h["running"])
+out = []
+# Over HTTP/1.1 and over HTTP/1.0 (nginx's default to a backend, which
+# cannot be sent the 100 Continue that tells a closed client from a
+# half-closed one: its end of file is taken as gone).
+for version in (b"1.1", b"1.0"):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /v1/chat/completions HTTP/" + version + b"\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
+              b"\r\n\r\n" + body)
+    h0 = until(lambda h: h["queued"] == 1, "the second request to wait")["cancelled"]
+    s.close()
+    h = until(lambda h: h["cancelled"] == h0 + 1 and h["queued"] == 0, "the waiting request to be dropped")
+    out.append("dropped %s" % h["running"])
+print(" ".join(out))
 EOF
-check "a waiting request whose client left" "dropped True" "$(cat "$tmp/queued.out")"
+check "a waiting request whose client left (HTTP/1.1, HTTP/1.0)" "dropped True dropped True" "$(cat "$tmp/queued.out")"
 grep -q "the client went away while the request waited; dropped" "$tmp/slow.log" && ok || bad "no drop in the log: $(cat "$tmp/slow.log")"
 kill "$running" 2>/dev/null; wait "$running" 2>/dev/null
 

@@ -207,7 +207,6 @@ hostile_vocab(int bos_id, uint32_t eos_id, int scores_len, const char *extra_tok
 	return v;
 }
 
-/* Model output meant for a terminal: escape sequences are shown, never sent. */
 /* A long run of a class that no match can start inside ("\\s+$" before a
  * character that is not blank: deepseek-llm's pre-split) is searched in
  * linear steps: the search ends with "no match" well inside the engine's
@@ -261,6 +260,7 @@ test_regex_runs(void)
 	free(t);
 }
 
+/* Model output meant for a terminal: escape sequences are shown, never sent. */
 static void
 test_sanitize(void)
 {

@@ -18,19 +18,24 @@ struct serve_opts {
 	int token_delay_ms;          /* slows replies down (tests, demos) */
 	int reasoning_inline;        /* chat replies: the reasoning in content between its tags, as the
 	                              * model wrote it (0: apart, in reasoning_content) */
-	int max_queue;               /* requests waiting at most (0: 16); more get 503 */
+	int max_queue;               /* requests waiting at most (0: SERVE_MAX_QUEUE_DEFAULT); more get 503 */
 	int idle_timeout;            /* seconds a connection may send nothing, when the server is not
 	                              * working for it, before it is closed (0: SERVE_IDLE_TIMEOUT_DEFAULT) */
 	FILE *log;                   /* one line per request (NULL: none) */
 };
 
-/* The idle timeout's default, in seconds; connections served at once, and
- * from one address (so that one client cannot take every slot: past either
- * limit a new connection is closed at once).  Plain numbers: serve --help
+/* The idle timeout's default, in seconds; the queue's default length;
+ * connections served at once (at least: twice the limit of one address
+ * when that is more).  One address may hold the queue's length +
+ * SERVE_PER_IP_EXTRA connections -- the queue full, the request running
+ * (so that clients behind one proxy see the 503 of a full queue) and four
+ * more for /health and the 503s -- so that one client cannot take every slot: past either
+ * limit a new connection is closed at once.  Plain numbers: serve --help
  * spells them (and man/natter.1 says them too). */
 #define SERVE_IDLE_TIMEOUT_DEFAULT 30
+#define SERVE_MAX_QUEUE_DEFAULT 16
 #define SERVE_CONNECTION_LIMIT 128
-#define SERVE_PER_IP_LIMIT 16
+#define SERVE_PER_IP_EXTRA 5
 
 struct serve;
 

@@ -46,8 +46,9 @@ static const char serve_usage[] =
 "                      as the model wrote it (a request's reasoning_format decides\n"
 "                      for itself)\n"
 "The sampling options are defaults that a request's own fields override.  Request\n"
-"bodies over 4 MiB are refused (413).  At most " STR(SERVE_CONNECTION_LIMIT) " connections are served at once,\n"
-STR(SERVE_PER_IP_LIMIT) " from one address; more are closed as they come.  Each request is stored\n"
+"bodies over 4 MiB are refused (413).  At most " STR(SERVE_CONNECTION_LIMIT) " connections are served at once\n"
+"(or twice one address's share, if more), and --max-queue + " STR(SERVE_PER_IP_EXTRA) " from one address; more\n"
+"are closed as they come.  Each request is stored\n"
 "as a conversation in the history (--no-history: not stored), a reasoning model's\n"
 "reasoning apart from its answer.  /v1/completions replies are the text as the model\n"
 "wrote it.\n";
@@ -113,7 +114,7 @@ cmd_serve(int argc, char **argv)
 			break;
 		case OPT_IDLE:
 			if (cli_arg_int(optarg, 1, 86400, &so.idle_timeout,
-			    "serve: --idle-timeout wants a number of seconds (1 or more)") < 0)
+			    "serve: --idle-timeout wants a number of seconds, 1 to 86400") < 0)
 				return 2;
 			break;
 		case OPT_REASONING:

@@ -1552,7 +1552,7 @@ chat_set_adapter_scale(struct chat *c, int i, float scale, char *err, size_t err
 		return -1;
 	}
 	if (!isfinite(scale) || fabsf(scale) > LORA_SCALE_MAX) {
-		snprintf(err, errlen, "an adapter's scale is a number from %g to %g (0 turns it off)",
+		snprintf(err, errlen, "an adapter's scale is a number from %.0f to %.0f (0 turns it off)",
 		    -(double)LORA_SCALE_MAX, (double)LORA_SCALE_MAX);
 		return -1;
 	}

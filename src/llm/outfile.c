@@ -65,7 +65,7 @@ link_target(const char *path)
 
 	/* A chain of links (link -> link2 -> missing) is followed to its
 	 * end, as open() would: the file written is the missing one. */
-	for (int depth = 0; cur && depth < 40; depth++) {
+	for (int depth = 0; cur && depth <= 40; depth++) {   /* 40 links, then their end */
 		const char *slash = strrchr(cur, '/');
 		ssize_t n = readlink(cur, buf, sizeof(buf) - 1);
 		char *next;

@@ -623,6 +623,7 @@ m(struct mctx *cx, const struct rnode *n, size_t pos, const struct kont *k)
 				size_t lim = n->max < 0 ? cx->n - pos : (size_t)n->max;
 				while (cnt < lim && pos + cnt < cx->n && set_match(&n->sub->set, cx->t[pos + cnt]))
 					cnt++;
+				cx->steps += (long)cnt;   /* the count is work too: the budget bounds it */
 				if (cnt < (size_t)n->min) { r = 0; goto out; }
 				if (n->next == NULL && k && k->kind == K_ACCEPT) {
 					r = 1;

@@ -811,7 +811,7 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 	e->defaults = o->chat;
 	e->token_delay_ms = o->token_delay_ms;
 	e->reasoning_inline = o->reasoning_inline;
-	e->max_queue = o->max_queue > 0 ? o->max_queue : 16;
+	e->max_queue = o->max_queue > 0 ? o->max_queue : SERVE_MAX_QUEUE_DEFAULT;
 	e->log = o->log;
 	snprintf(e->model_path, sizeof(e->model_path), "%s", o->model_path);
 	base = strrchr(o->model_path, '/');

@@ -32,7 +32,7 @@
  *
  * Connection slots are few (one thread each): a connection that sends
  * nothing for the idle timeout is closed, and one address holds at most
- * SERVE_PER_IP_LIMIT of them, so idle or trickling clients cannot lock the
+ * the queue's length + SERVE_PER_IP_EXTRA of them, so idle or trickling clients cannot lock the
  * others out.  While the engine works for a request (the handler waits,
  * or a stream waits for its next piece) the connection has no timeout:
  * the wait is ours, not the client's; it is set again before control
@@ -223,7 +223,11 @@ serve_peer_gone(int fd, enum probe *probe)
 		return 0;   /* the next request, pipelined */
 	if (n < 0)
 		return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
-	/* The end of its sending side: half-closed, or closed. */
+	/* The end of its sending side: half-closed, or closed.  An HTTP/1.0
+	 * client (nginx's default to a backend) cannot be asked: its end of
+	 * file is taken as gone, as a closed client's must be noticed. */
+	if (probe && *probe == PROBE_NEVER)
+		return 1;
 	if (!probe || *probe != PROBE_CAN)
 		return 0;
 	*probe = PROBE_SENT;
@@ -686,6 +690,7 @@ serve_start(const struct serve_opts *o, struct serve **out, char *err, size_t er
 {
 	struct serve *s = calloc(1, sizeof(*s));
 	const char *host = o->host ? o->host : "127.0.0.1";
+	unsigned per_ip, total;
 	int fd = -1;
 
 	*out = NULL;
@@ -718,13 +723,15 @@ serve_start(const struct serve_opts *o, struct serve **out, char *err, size_t er
 		goto fail;
 	if (engine_new(o, &s->eng, err, errlen) < 0)
 		goto fail;
+	per_ip = (unsigned)(o->max_queue > 0 ? o->max_queue : SERVE_MAX_QUEUE_DEFAULT) + SERVE_PER_IP_EXTRA;
+	total = 2 * per_ip > SERVE_CONNECTION_LIMIT ? 2 * per_ip : SERVE_CONNECTION_LIMIT;
 	s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
 	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,   /* first, or it warns */
 	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SERVE_CONNECTION_LIMIT,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)SERVE_PER_IP_LIMIT,
+	    MHD_OPTION_CONNECTION_LIMIT, total,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
 	    MHD_OPTION_CONNECTION_TIMEOUT, s->idle_timeout,
 	    MHD_OPTION_END);
 	if (!s->d) {

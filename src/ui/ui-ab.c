@@ -114,7 +114,10 @@ ui_ab_leave(struct ui *u)
 	if (!u->ab_view)
 		return;
 	view_close(u);
-	ui_screen_notify(u, 0, "A/B closed: a new reply ends the comparison, with no pick saved");
+	chatlog_ab_cancel(&u->log);
+	/* An error just said (the message not saved) is not covered up. */
+	if (!u->notice_err || !u->notice[0] || ui_screen_now() - u->notice_t >= 8)
+		ui_screen_notify(u, 0, "A/B closed: a new reply ends the comparison, with no pick saved");
 }
 
 /* The user's pick: WORD a, b or tie. */

@@ -342,9 +342,10 @@ void ui_param_enter(struct ui *u, int i);
 void ui_ab_choose(struct ui *u);
 /* Starts B under V and shows the two replies (the /ab hook). */
 void ui_ab_start(struct ui *u, const struct chatcmd_variant *v);
-/* Closes the view, saying so, before another reply starts: a reply made
- * after B (another to the same message, or one to a new message) ends the
- * comparison with no pick, as in chat --plain (chatlog). */
+/* Closes the view, saying so, before another reply starts, and ends the
+ * comparison with no pick: a reply made after B (another to the same
+ * message, or one to a new message) ends it, as in chat --plain (chatlog),
+ * and so does one that fails to start. */
 void ui_ab_leave(struct ui *u);
 /* Keys of the chooser and of the view; 0 when KEY is not theirs. */
 int ui_ab_key(struct ui *u, int is_key, unsigned ch);

@@ -545,13 +545,18 @@ seq_cut(struct tdata_seq *q, int max)
 	return 1;
 }
 
-/* Whether S is empty or holds blanks only. */
+/* Whether a message of C to learn is empty or holds blanks only. */
 static int
-is_blank(const char *s)
+conv_learns_blank(const struct conv *c)
 {
-	while (s && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
-		s++;
-	return !s || !*s;
+	for (int i = 0; i < c->n; i++) {
+		const char *s = c->m[i].content;
+		while (s && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
+			s++;
+		if (c->m[i].train > 0 && (!s || !*s))
+			return 1;
+	}
+	return 0;
 }
 
 /* Reads one JSON line into E.  Returns 1 for an example, 0 for a line to skip, -1 with
@@ -601,9 +606,7 @@ read_line(struct tdata_set *s, const struct tdata_tmpl *t, const cJSON *o, struc
 			why = "no assistant message to learn";
 			goto bad;
 		}
-		for (int i = 0; i < c[0].n; i++)
-			if (c[0].m[i].train > 0 && is_blank(c[0].m[i].content))
-				e->blank = 1;
+		e->blank = conv_learns_blank(&c[0]);
 	} else {
 		const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
 		const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "chosen");
@@ -632,9 +635,8 @@ read_line(struct tdata_set *s, const struct tdata_tmpl *t, const cJSON *o, struc
 				why = k ? "the rejected reply has no assistant message" : "the chosen reply has no assistant message";
 				goto bad;
 			}
-			for (int i = 0; k == 0 && i < c[k].n; i++)
-				if (c[k].m[i].train > 0 && is_blank(c[k].m[i].content))
-					e->blank = 1;
+			if (k == 0)
+				e->blank = conv_learns_blank(&c[0]);   /* the chosen reply */
 		}
 	}
 	for (int k = 0; k < nconv; k++) {

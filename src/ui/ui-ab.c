@@ -116,7 +116,7 @@ ui_ab_leave(struct ui *u)
 	view_close(u);
 	chatlog_ab_cancel(&u->log);
 	/* An error just said (the message not saved) is not covered up. */
-	if (!u->notice_err || !u->notice[0] || ui_screen_now() - u->notice_t >= 8)
+	if (!u->notice_err || !ui_screen_notice_live(u))
 		ui_screen_notify(u, 0, "A/B closed: a new reply ends the comparison, with no pick saved");
 }
 

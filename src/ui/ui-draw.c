@@ -886,7 +886,7 @@ ui_draw(struct ui *u)
 	draw_params(u, l->params);
 	draw_stats(u, l->stats);
 	/* Notices sit on the line above the input. */
-	if (u->notice[0] && ui_screen_now() - u->notice_t < 8 && l->notice_y >= 0)
+	if (ui_screen_notice_live(u) && l->notice_y >= 0)
 		put(l->notice_y, 1, COLS - 2, u->notice, ui_theme_attr(u->notice_err ? UE_ERROR : UE_NOTICE));
 	draw_input(u, l->input, &cy, &cx);
 	draw_footer(u, l->footer);

@@ -29,6 +29,12 @@ ui_screen_notify(struct ui *u, int is_err, const char *fmt, ...)
 	u->notice_t = ui_screen_now();
 }
 
+int
+ui_screen_notice_live(const struct ui *u)
+{
+	return u->notice[0] && ui_screen_now() - u->notice_t < 8;
+}
+
 static void
 msg_free(struct ui_msg *m)
 {

@@ -227,6 +227,8 @@ struct ui {
 double ui_screen_now(void);
 /* Shows a one-line notice (IS_ERR: as an error) above the input line. */
 void ui_screen_notify(struct ui *u, int is_err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Whether the last notice is still shown (for 8 s after it was given). */
+int ui_screen_notice_live(const struct ui *u);
 /* Appends a message as shown (TEXT copied and sanitized); NULL if out of memory. */
 struct ui_msg *ui_screen_push(struct ui *u, const char *role, const char *text);
 /* Replaces a shown message's text. */

@@ -4,6 +4,24 @@
 #include "llm/unicode.h"
 #include "llm/unicode-data.h"
 
+/* The flags of the range of T (N ranges, sorted, apart) that holds CP; 0 if none does. */
+static uint8_t
+ucp_range_find(const struct ucp_range *t, size_t n, uint32_t cp)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (cp < t[mid].lo)
+			hi = mid;
+		else if (cp > t[mid].hi)
+			lo = mid + 1;
+		else
+			return t[mid].flags;
+	}
+	return 0;
+}
+
 size_t
 utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
@@ -114,20 +132,9 @@ utf8_valid(const unsigned char *s, size_t n)
 uint8_t
 unicode_flags(uint32_t cp)
 {
-	size_t lo = 0, hi = sizeof(unicode_ranges) / sizeof(unicode_ranges[0]);
-
 	if (cp >= UCP_RAW_BYTE)
 		return 0;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (cp < unicode_ranges[mid].lo)
-			hi = mid;
-		else if (cp > unicode_ranges[mid].hi)
-			lo = mid + 1;
-		else
-			return unicode_ranges[mid].flags;
-	}
-	return 0;
+	return ucp_range_find(unicode_ranges, sizeof(unicode_ranges) / sizeof(unicode_ranges[0]), cp);
 }
 
 int
@@ -175,18 +182,7 @@ unicode_case_map(uint32_t cp, int which, uint32_t out[3])
 int
 unicode_case_class(uint32_t cp)
 {
-	size_t lo = 0, hi = sizeof(unicode_cased_ranges) / sizeof(unicode_cased_ranges[0]);
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (cp < unicode_cased_ranges[mid].lo)
-			hi = mid;
-		else if (cp > unicode_cased_ranges[mid].hi)
-			lo = mid + 1;
-		else
-			return unicode_cased_ranges[mid].flags;
-	}
-	return 0;
+	return ucp_range_find(unicode_cased_ranges, sizeof(unicode_cased_ranges) / sizeof(unicode_cased_ranges[0]), cp);
 }
 
 /* GPT-2 maps the printable bytes !..~, ¡..¬, ®..ÿ to themselves and the

@@ -928,5 +928,16 @@ wait_for "/pick: there is no A/B comparison|there is no A/B comparison to pick f
 [ "$(q "SELECT count(*) FROM preferences")" = 0 ] && ok || bad "a preference stored after a message (36)"
 stop
 
+# 37. A first word too long for the input row starts beside the prompt:
+# the prompt's blank is no place to break (the prompt stood alone on its
+# row, the word below it).
+start 40 30 "" ""
+wait_for "Type a message" 20 || bad "start (37): $(screen)"
+T send-keys -t ui "Wxyz$(printf '%056d' 0)"
+wait_for "Wxyz" 10 || bad "the typed word (37): $(screen)"
+shows "^> Wxyz0+ *$" && ok || bad "the first word is not beside the prompt (37): $(screen)"
+lacks "^> *$" && ok || bad "the prompt alone on its row (37): $(screen)"
+stop
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

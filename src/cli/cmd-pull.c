@@ -58,10 +58,6 @@ on_progress(void *ctx, int64_t done, int64_t total, int64_t resumed)
 		b->start = done;
 	}
 	(void)resumed;
-	/* hub_download never passes TOTAL; a bar past 100% would be a lie
-	 * should that change. */
-	if (total >= 0 && done > total)
-		done = total;
 	rate = t - b->t0 > 0.2 ? (done - b->start) / (t - b->t0) : 0;
 	human(done, d, sizeof(d));
 	human(total, tot, sizeof(tot));

@@ -498,27 +498,47 @@ input_prompt(struct ui *u)
 	    u->mode == UI_IM_EDIT ? "edit> " : "> ";
 }
 
-static void
-draw_input(struct ui *u, struct ui_rect r, int *cy, int *cx)
+/* The prompt and readline's buffer as one string, *ALL, wrapped at WIDTH
+ * columns into *LINES; the number of rows, or -1 (nothing to free).  The
+ * prompt's blank is no place to break: a first word too long for the row
+ * starts beside the prompt, not on the row below a prompt left alone. */
+static int
+input_wrap(struct ui *u, int width, char **all, struct ui_line **lines)
 {
 	const char *prompt = input_prompt(u), *text = ui_input_text();
 	size_t pl = strlen(prompt), bl = strlen(text);
-	char *all = malloc(pl + bl + 1);
-	struct ui_line *lines = NULL;
+	int n;
+
+	*lines = NULL;
+	if (!(*all = malloc(pl + bl + 1)))
+		return -1;
+	memset(*all, '>', pl);   /* ASCII like the prompt: the same offsets and widths */
+	memcpy(*all + pl, text, bl + 1);
+	n = ui_text_wrap(*all, width, lines);
+	memcpy(*all, prompt, pl);
+	if (n < 1) {
+		free(*all);
+		free(*lines);
+		*all = NULL;
+		*lines = NULL;
+		return -1;
+	}
+	return n;
+}
+
+static void
+draw_input(struct ui *u, struct ui_rect r, int *cy, int *cx)
+{
+	char *all;
+	struct ui_line *lines;
 	int n, cur_line = 0, first;
 	size_t cur_byte;
 
 	*cy = r.y;
 	*cx = 0;
-	if (!all || r.h == 0) {
-		free(all);
+	if (r.h == 0 || (n = input_wrap(u, r.w > 1 ? r.w - 1 : 1, &all, &lines)) < 0)
 		return;
-	}
-	memcpy(all, prompt, pl);
-	memcpy(all + pl, text, bl);
-	all[pl + bl] = 0;
-	cur_byte = pl + (size_t)ui_input_point();
-	n = ui_text_wrap(all, r.w > 1 ? r.w - 1 : 1, &lines);
+	cur_byte = strlen(input_prompt(u)) + (size_t)ui_input_point();
 	for (int i = 0; i < n; i++)
 		if (cur_byte >= lines[i].off)
 			cur_line = i;
@@ -543,21 +563,15 @@ draw_input(struct ui *u, struct ui_rect r, int *cy, int *cx)
 static int
 input_height(struct ui *u)
 {
-	const char *text = ui_input_text(), *prompt = input_prompt(u);
-	size_t bl = strlen(text), pl = strlen(prompt);
-	int h = 1;
-	if (bl) {
-		struct ui_line *lines = NULL;
-		char *all = malloc(pl + bl + 1);
-		if (all) {
-			memcpy(all, prompt, pl);
-			memcpy(all + pl, text, bl + 1);
-			h = ui_text_wrap(all, COLS > 1 ? COLS - 1 : 1, &lines);
-			free(lines);
-			free(all);
-		}
-	}
-	return h < 1 ? 1 : h;
+	char *all;
+	struct ui_line *lines;
+	int h = input_wrap(u, COLS > 1 ? COLS - 1 : 1, &all, &lines);
+
+	if (h < 0)
+		return 1;
+	free(lines);
+	free(all);
+	return h;
 }
 
 /* --- boxes over the panes: help, parameters, statistics, history --- */

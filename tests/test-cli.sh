@@ -20,6 +20,17 @@ unset NATTER_DB
 "$NATTER_BIN" frobnicate >/dev/null 2>"$tmp/err"; check "unknown command status" 2 $?
 grep -q "unknown command 'frobnicate'" "$tmp/err" && ok || bad "unknown command message"
 "$NATTER_BIN" --help | grep -q "tokenize -m FILE" && ok || bad "--help lists tokenize"
+# --help's defaults are the chat's own, as /params shows them.
+params=$(printf '/params\n' | "$NATTER_BIN" chat --plain -m "$F/models/tiny-llama-q8_0.gguf" --no-history 2>&1)
+help=$("$NATTER_BIN" --help | tr -s ' \n' '  ')
+for k in temp top_k top_p min_p repeat_penalty; do
+	v=$(echo "$params" | grep -oE "(^|, )$k [0-9.]+" | sed 's/.* //')
+	h=$(echo "$k" | tr _ -)
+	[ -n "$v" ] && echo "$help" | grep -qF "$h $v" && ok || bad "--help's default $h is not /params' $k [$v]: $params"
+done
+v=$(echo "$params" | grep -oE "max_tokens [0-9]+" | sed 's/.* //')
+echo "$help" | grep -qF -- "--max-tokens N per reply (default $v;" && ok || bad "--help's --max-tokens default is not [$v]"
+echo "$params" | grep -q "seed random" && echo "$help" | grep -qF "seed random" && ok || bad "--help's seed default"
 
 # A missing and a non-GGUF file: exit 1, message names the file.
 "$NATTER_BIN" info -m "$tmp/nope.gguf" 2>"$tmp/err"; check "missing file status" 1 $?

@@ -87,6 +87,23 @@ main(void)
 		    "invisible characters: '%s'", b ? b : "NULL");
 		free(b);
 	}
+	/* What a row is drawn from raw is what ui_text_clean would leave as it
+	 * is (a direction override in a title went to the terminal as is). */
+	{
+		static const char *const rows[] = {
+			"plain", "caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x91\xa8", "", "\xe2\x80\xae" "evil",
+			"a\xe2\x80\x8b" "b", "\xef\xbb\xbfz", "x\xe2\x81\xa6y", "tab\there", "two\nrows", "esc\x1b[2J",
+			"del\x7f", "c1 \xc2\x85", "nbsp\xc2\xa0", "bad \xff", "cut \xe2\x80",
+		};
+		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+			const size_t len = strlen(rows[i]);
+			b = ui_text_clean(rows[i], len);
+			const int changes = !b || strcmp(b, rows[i]) != 0 || strchr(rows[i], '\n');
+			CHECK(ui_text_needs_clean(rows[i], len) == changes, "row %zu: needs cleaning %d, the cleaning "
+			    "changes it %d", i, ui_text_needs_clean(rows[i], len), changes);
+			free(b);
+		}
+	}
 	b = ui_text_clean("x\ty", 3);
 	n = b ? ui_text_wrap(b, 6, &l) : -1;
 	CHECK(n == 1 && l[0].width == 6 && l[0].len == 6, "a tabbed line measured as shown: %d lines, width %d", n,

@@ -17,20 +17,6 @@
 
 /* --- helpers: everything clips to the screen --- */
 
-/* Whether S[0..N) holds what a terminal would act on or mis-measure: C0 and
- * C1 controls, DEL, bytes that are not UTF-8 (a title or a system prompt
- * from the database holds whatever was typed or pasted). */
-static int
-needs_clean(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		const unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == 0x7f || (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] < 0xa0))
-			return 1;
-	}
-	return text_utf8_bad_at(s, n) != n;
-}
-
 /* S[0..N) at row Y from column X, at most MAXW columns wide. */
 static void
 put_n(int y, int x, int maxw, const char *s, size_t n, int attr)
@@ -45,7 +31,7 @@ put_n(int y, int x, int maxw, const char *s, size_t n, int attr)
 	/* One row: controls as the conversation shows them (control
 	 * pictures, a tab 4 spaces), a line break as a space -- curses would
 	 * go on at the next row's start, over the pane below. */
-	if (needs_clean(s, n)) {
+	if (ui_text_needs_clean(s, n)) {
 		if (!(clean = ui_text_clean(s, n)))
 			return;
 		for (char *p = clean; *p; p++)

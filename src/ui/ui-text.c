@@ -48,6 +48,18 @@ drop_invisible(char *s, size_t n)
 	return o;
 }
 
+int
+ui_text_needs_clean(const char *text, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)text;
+
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < 0x20 || s[i] == 0x7f || (s[i] == 0xc2 && i + 1 < len && s[i + 1] < 0xa0) ||
+		    (i + 3 <= len && invisible_at(s + i)))
+			return 1;
+	return text_utf8_bad_at(text, len) != len;
+}
+
 char *
 ui_text_clean(const char *text, size_t len)
 {

@@ -44,6 +44,10 @@ struct ui_line {
  * direction marks left out); returns a new string (caller frees), NULL if
  * out of memory. */
 char *ui_text_clean(const char *text, size_t len);
+/* Whether ui_text_clean would change TEXT[0..LEN), or it holds a line
+ * break: what a terminal would act on or mis-measure (controls, DEL,
+ * bytes that are not UTF-8, the characters of no width it leaves out). */
+int ui_text_needs_clean(const char *text, size_t len);
 /* Display width of S[0..N) (wide CJK and emoji count 2). */
 int ui_text_width(const char *s, size_t n);
 /* Wraps S at word boundaries into lines of at most WIDTH columns (>= 1);

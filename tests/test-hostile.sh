@@ -146,6 +146,36 @@ for how in copy mmap; do
 		[ $in_maps -eq 1 ] && ok || bad "NATTER_WEIGHTS=mmap: the file is not mapped ($(head -c 300 "$tmp/$how.err"))"
 	fi
 done
+# 3c. The memory available is a cgroup's limit where it leaves less (a
+# container with a memory limit): 800 MiB set on a cgroup above natter's
+# leaves too little for a copy (a quarter of it, at least 1 GiB, is kept),
+# and the weights are mapped, saying so; without the limit, copied.  A
+# session whose full context's cache would not fit says so.  cgroup
+# v1's memory hierarchy (this machine's); elsewhere it is not run.
+cgv1=/sys/fs/cgroup/memory
+cur=$(sed -n 's/^[0-9]*:\([^:]*,\)*memory\(,[^:]*\)*://p' /proc/self/cgroup)
+cg="$cgv1$cur/natter-test-$$"
+if [ -n "$cur" ] && mkdir "$cg" 2>/dev/null; then
+	mkdir "$cg/inner" && echo $((800 << 20)) > "$cg/memory.limit_in_bytes"
+	sh -c "echo \$\$ > $cg/inner/cgroup.procs && exec \"$NATTER_BIN\" bench -m \"$F/models/tiny-llama-q8_0.gguf\" -p 8 -n 0 -r 1" \
+	    > "$tmp/cg.out" 2>&1
+	grep -q "weights mapped from the file: a copy of its 0.0 GiB would leave too little of the 0.[78] GiB available" \
+	    "$tmp/cg.out" && ok || bad "under a cgroup limit of 800 MiB: $(grep load "$tmp/cg.out")"
+	# A cache of 1 GiB at a full context (a million positions of 1 KiB)
+	# would not fit: the session says so at its start.
+	printf 'hi\n' | sh -c "echo \$\$ > $cg/inner/cgroup.procs && exec \"$NATTER_BIN\" chat --plain --no-history \
+	    -m \"$F/models/tiny-llama-q8_0.gguf\" -c 1000000 --max-tokens 1" > "$tmp/cg.out" 2>&1
+	grep -q "a full context of 1000000 tokens needs 1.0 GiB for its cache, more than the 0.[78] GiB of memory available" \
+	    "$tmp/cg.out" && ok || bad "a cache over the cgroup limit: $(head -c 600 "$tmp/cg.out")"
+	rmdir "$cg/inner" "$cg"
+	printf 'hi\n' | "$NATTER_BIN" chat --plain --no-history -m "$F/models/tiny-llama-q8_0.gguf" -c 1000000 \
+	    --max-tokens 1 > "$tmp/cg.out" 2>&1
+	! grep -q "needs 1.0 GiB for its cache" "$tmp/cg.out" && ok || bad "a cache warning with no limit: $(cat "$tmp/cg.out")"
+	"$NATTER_BIN" bench -m "$F/models/tiny-llama-q8_0.gguf" -p 8 -n 0 -r 1 > "$tmp/cg.out" 2>&1
+	grep -q "weights copied into memory" "$tmp/cg.out" && ok || bad "without the limit: $(grep load "$tmp/cg.out")"
+else
+	echo "SKIP: no cgroup v1 memory hierarchy to make a cgroup in: the cgroup limit is not checked"
+fi
 NATTER_WEIGHTS=never "$NATTER_BIN" bench -m "$F/models/aidreams260K-f32.gguf" -p 0 -n 1 -r 1 > /dev/null 2> "$tmp/err"
 [ $? -ne 0 ] && grep -q "NATTER_WEIGHTS=never is none of copy, mmap, auto" "$tmp/err" && ok ||
 	bad "NATTER_WEIGHTS=never: $(cat "$tmp/err")"

@@ -13,6 +13,7 @@
 #include "natter/think.h"
 #include "natter/tmpl.h"
 #include "natter/tok.h"
+#include "llm/hugemem.h"
 #include "llm/strbuf.h"
 
 /*
@@ -657,6 +658,20 @@ chat_new(struct llm_model *m, const struct chat_opts *o, struct chat **out, char
 		snprintf(w, sizeof(w), "a context of %d tokens is more than the %d this model was trained on; past "
 		    "that, replies may fall apart", llm_ctx_n_ctx(c->ctx), llm_model_hparams(m)->n_ctx_train);
 		warn_add(c, w);
+	}
+	{
+		/* The cache's memory is taken as positions fill; what a full
+		 * context would need beyond the memory there is now is said at
+		 * the start, not found by the kernel's OOM killer mid-reply. */
+		const uint64_t need = llm_ctx_cache_bytes(c->ctx) + llm_ctx_checkpoint_bytes(c->ctx);
+		const uint64_t avail = mem_available();
+		if (avail && need > avail) {
+			char w[240];
+			snprintf(w, sizeof(w), "a full context of %d tokens needs %.1f GiB for its cache, more than the "
+			    "%.1f GiB of memory available: a conversation that long may run out of memory (-c sets a "
+			    "smaller context)", llm_ctx_n_ctx(c->ctx), need / 1073741824.0, avail / 1073741824.0);
+			warn_add(c, w);
+		}
 	}
 	if (adapters_open(c, o, err, errlen) < 0)
 		goto fail;

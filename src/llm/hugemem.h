@@ -3,6 +3,7 @@
 #define NATTER_HUGEMEM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
@@ -27,6 +28,15 @@ void huge_free(void *p, size_t len);
  * against 376-388 GFLOP/s).
  */
 void *line_calloc(size_t n, size_t size);
+/*
+ * The memory this process may still take, in bytes: MemAvailable, or less
+ * where a cgroup's memory limit (v2's memory.max, v1's limit_in_bytes; its
+ * own and those above it) leaves less, as in a container with a limit --
+ * its use counted without the file cache it would drop first.  0 when
+ * /proc/meminfo says nothing.
+ */
+uint64_t mem_available(void);
+
 /* BYTES rounded up to whole cache lines. */
 static inline size_t
 line_bytes(size_t bytes)

@@ -62,7 +62,7 @@ weights_flags(const char *path, char *why, size_t whylen, char *err, size_t errl
 	const char *e = getenv("NATTER_WEIGHTS");
 	char line[256];
 	struct stat st;
-	unsigned long long avail_kb = 0;
+	uint64_t avail;
 	int thp = 0;
 	FILE *fp;
 
@@ -80,21 +80,16 @@ weights_flags(const char *path, char *why, size_t whylen, char *err, size_t errl
 		thp = fgets(line, sizeof(line), fp) && !strstr(line, "[never]");
 		fclose(fp);
 	}
-	if ((fp = fopen("/proc/meminfo", "r"))) {
-		while (fgets(line, sizeof(line), fp))
-			if (sscanf(line, "MemAvailable: %llu kB", &avail_kb) == 1)
-				break;
-		fclose(fp);
-	}
 	if (!thp) {
 		snprintf(why, whylen, "transparent huge pages are off");
 		return 0;
 	}
 	if (stat(path, &st) < 0)
 		return 0;   /* the open says why */
-	if (!llm_weights_copy_fits((uint64_t)st.st_size, (uint64_t)avail_kb * 1024)) {
+	avail = mem_available();
+	if (!llm_weights_copy_fits((uint64_t)st.st_size, avail)) {
 		snprintf(why, whylen, "a copy of its %.1f GiB would leave too little of the %.1f GiB available",
-		    st.st_size / 1073741824.0, avail_kb / 1048576.0);
+		    st.st_size / 1073741824.0, avail / 1073741824.0);
 		return 0;
 	}
 	return GGUF_OPEN_COPY;

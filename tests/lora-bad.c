@@ -1,4 +1,4 @@
-/* lora-bad.c -- writes malformed LoRA adapters for tiny-llama into a folder, one per way an adapter can be wrong, one that loads with a warning (trained on another model) and one whose product overflows float (test-lora.sh). */
+/* lora-bad.c -- writes malformed LoRA adapters for tiny-llama into a folder, one per way an adapter can be wrong, one that loads with a warning (trained on another model) and one whose product overflows float (test-lora.sh), and one whose lora_a F16 cannot hold (test-finetune.sh). */
 #include "config.h"
 
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include "natter/gguf-write.h"
 #include "natter/gguf.h"
 
-static float zeros[1 << 16], huge[1 << 16];
+static float zeros[1 << 16], huge[1 << 16], past_f16[1 << 16];
 
 /* One adapter file: metadata for ARCH (and the base model it records, when
  * BASE_NAME), then the tensors NAMES with dims NE. */
@@ -95,6 +95,29 @@ main(int argc, char **argv)
 			}
 			gguf_writer_free(w);
 		}
+	}
+	{
+		/* Sound, loads and trains (lora_b zero: it adds nothing), but its lora_a is
+		 * past the largest F16 (65504): finetune --init with it and --out-type f16. */
+		struct gguf_writer *w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
+		const uint64_t ne_a[2] = { e, 4 }, ne_b[2] = { 4, o };
+		int rc;
+
+		for (size_t i = 0; i < sizeof(past_f16) / sizeof(past_f16[0]); i++)
+			past_f16[i] = 70000.0f;
+		rc = !w || e * 4 > sizeof(past_f16) / sizeof(past_f16[0]) || o * 4 > sizeof(zeros) / sizeof(zeros[0]) ||
+		    gguf_w_str(w, "general.architecture", "llama") < 0 || gguf_w_str(w, "general.type", "adapter") < 0 ||
+		    gguf_w_str(w, "adapter.type", "lora") < 0 || gguf_w_f32(w, "adapter.lora.alpha", 8.0f) < 0 ||
+		    gguf_w_tensor(w, "blk.0.attn_q.weight.lora_a", GGML_TYPE_F32, 2, ne_a, past_f16, NULL, NULL) < 0 ||
+		    gguf_w_tensor(w, "blk.0.attn_q.weight.lora_b", GGML_TYPE_F32, 2, ne_b, zeros, NULL, NULL) < 0;
+		snprintf(path, sizeof(path), "%s/past-f16.gguf", argv[2]);
+		if (rc || gguf_writer_write(w, path, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s: %s\n", path, rc ? "cannot build it" : err);
+			gguf_writer_free(w);
+			gguf_close(m);
+			return 1;
+		}
+		gguf_writer_free(w);
 	}
 	gguf_close(m);
 	return 0;

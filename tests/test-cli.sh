@@ -159,21 +159,27 @@ grep -q "the prompt is 9 tokens, more than the context of 8" "$tmp/err" && ok ||
 # or as the default (--temp abc once ran greedy, -n abc generated nothing).
 # "--opt=" passes an empty value.
 A="$F/models/aidreams260K-f32.gguf"
+# generate reads its sampling options through chat's table (cli-opts.c): the
+# same messages and ranges.
 GEN="generate -m $A -p hi"
 EV="eval -m $A --tokens 1,2 --logits-out $tmp/n.bin"
 for args in \
-    "$GEN --temp abc|generate: --temp wants a number, got 'abc'" \
-    "$GEN --temp 1x|generate: --temp wants a number, got '1x'" \
-    "$GEN --temp=|generate: --temp wants a number, got ''" \
-    "$GEN --top-p nan|generate: --top-p wants a number, got 'nan'" \
-    "$GEN --min-p 1e99|generate: --min-p wants a number, got '1e99'" \
-    "$GEN --repeat-penalty inf|generate: --repeat-penalty wants a number, got 'inf'" \
+    "$GEN --temp abc|generate: --temp: 'abc' is not a number" \
+    "$GEN --temp 1x|generate: --temp: '1x' is not a number" \
+    "$GEN --temp=|generate: --temp: '' is not a number" \
+    "$GEN --top-p nan|generate: --top-p: 'nan' is not a number" \
+    "$GEN --min-p 1e99|generate: --min-p: '1e99' is not a number" \
+    "$GEN --repeat-penalty inf|generate: --repeat-penalty: 'inf' is not a number" \
+    "$GEN --top-p 2|generate: --top-p: '2' is out of range (top-p must be in (0, 1])" \
+    "$GEN --temp -1|generate: --temp: '-1' is out of range (temperature must be between 0 and 100)" \
     "$GEN -n abc|generate: -n/--n-predict wants a count, got 'abc'" \
     "$GEN -n -1|generate: -n/--n-predict wants a count, got '-1' (at least 0)" \
     "$GEN --n-predict=|generate: -n/--n-predict wants a count, got ''" \
-    "$GEN --top-k 4x|generate: --top-k wants a count (0: off), got '4x'" \
-    "$GEN --seed -2|generate: --seed wants a whole number from 0 to 18446744073709551614, or random or -1, got '-2'" \
-    "$GEN --seed 7up|generate: --seed wants a whole number" \
+    "$GEN --top-k 4x|generate: --top-k: '4x' is not a whole number (0 (off) or more)" \
+    "$GEN --top-k 2000000000|generate: --top-k: '2000000000' is out of range (0 (off) or more)" \
+    "$GEN --seed -2|generate: --seed: '-2' is not a seed (a whole number from 0 to 18446744073709551614, or random or -1)" \
+    "$GEN --seed 7up|generate: --seed: '7up' is not a seed" \
+    "$GEN -s 7up|generate: --seed: '7up' is not a seed" \
     "$GEN -t abc|generate: -t/--threads wants a count (0: the physical cores), got 'abc'" \
     "$GEN -t -1|generate: -t/--threads wants a count (0: the physical cores), got '-1' (at least 0)" \
     "$GEN -t 2000|generate: -t/--threads wants a count (0: the physical cores), got '2000' (at most 1024)" \

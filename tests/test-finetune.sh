@@ -6,6 +6,8 @@
 F=$NATTER_FIXTURES
 D=$NATTER_SRCDIR/tests/data
 M=$F/models/aidreams260K-f32.gguf
+# lora-bad is a built program: next to natter's build.
+if [ -n "${NATTER_BIN:-}" ]; then B="$(dirname "$NATTER_BIN")/tests"; else B=$(dirname "$0"); fi
 pass=0; fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
@@ -168,6 +170,30 @@ echo '{"prompt":[{"role":"user","content":"hi"}],"chosen":[{"role":"assistant","
 ft -m "$M" -o "$tmp/blank-dpo.gguf" --method dpo --data "$tmp/blank-dpo.jsonl" --chat-template chatml --steps 1 2>"$tmp/err" >/dev/null
 check "blank chosen status" 0 $?
 grep -q "blank-dpo.jsonl:1: the chosen reply is empty" "$tmp/err" && ok || bad "a blank chosen reply: $(cat "$tmp/err")"
+# A reply learned with no end-of-generation token (a template that does not close the
+# assistant's turn) teaches the model never to stop: said, naming the line; for DPO the
+# chosen reply.  A template that closes it with the model's token says nothing.
+ft -m "$M" -o "$tmp/open.gguf" --data "$D/finetune-sft.jsonl" --chat-template "$tmp/bare.jinja" --steps 1 2>"$tmp/err" >/dev/null
+check "reply without end of turn status" 0 $?
+grep -q "finetune-sft.jsonl:1: the reply learned has no end-of-generation token (the chat template ends the turn with none this model has)" \
+	"$tmp/err" && ok || bad "a reply without end of turn: $(cat "$tmp/err")"
+ft -m "$M" -o "$tmp/open.gguf" --method dpo --data "$D/finetune-dpo.jsonl" --chat-template "$tmp/bare.jinja" --steps 1 \
+	2>"$tmp/err" >/dev/null
+grep -q "finetune-dpo.jsonl:1: the chosen reply has no end-of-generation token" "$tmp/err" && ok ||
+	bad "a chosen reply without end of turn: $(cat "$tmp/err")"
+# (The fixtures' vocabulary has </s> but no <|im_end|>: their chatml, and tiny-llama's own
+# template, which closes no turn, are warned of rightly.)
+for mt in "$M|llama2" "$F/models/tiny-qwen2-f32.gguf|llama2" "$F/models/tiny-llama-f32.gguf|zephyr"; do
+	mf=${mt%%|*} tp=${mt#*|}
+	# shellcheck disable=SC2086
+	ft -m "$mf" -o "$tmp/closed.gguf" --data "$D/finetune-sft.jsonl" ${tp:+--chat-template $tp} --steps 1 \
+		2>"$tmp/err" >/dev/null
+	check "${mf##*/} ${tp:-(its template)} status" 0 $?
+	grep -q "end-of-generation" "$tmp/err" && bad "${mf##*/} ${tp:-(its template)}: a false warning: $(cat "$tmp/err")" || ok
+done
+ft -m "$M" -o "$tmp/closed.gguf" --method dpo --data "$D/finetune-dpo.jsonl" --chat-template llama2 --steps 1 2>"$tmp/err" >/dev/null
+check "DPO llama2 status" 0 $?
+grep -q "end-of-generation" "$tmp/err" && bad "DPO llama2: a false warning: $(cat "$tmp/err")" || ok
 ft -m "$M" -o "$tmp/c60.gguf" --data "$D/finetune-sft.jsonl" --chat-template chatml --ctx 60 --steps 1 2>"$tmp/err" >/dev/null
 check "--ctx 60 status" 0 $?
 grep -q "finetune-sft.jsonl:1: cut to 60 tokens (it has 76)" "$tmp/err" && grep -q "6 examples (.* tokens; 6 cut to 60 tokens, 0 skipped)" "$tmp/err" &&
@@ -214,6 +240,22 @@ db = max(abs(p - q) for p, q in zip(a, b))
 print("  --out-type: max |dlogit| against the f32 adapter: f16 %.2g, bf16 %.2g (the adapter moves them by %.2g)" % (dh, db, move))
 sys.exit(0 if move > 0 and 0 < dh < 0.01 * move and 0 < db < 0.1 * move and dh < db else 1)
 PY
+# An adapter with a value F16 cannot hold (from --init, kept by --lr 0) is refused; the
+# steps are kept, and the advice is --out-type f32, which --resume then writes.
+mkdir -p "$tmp/bad"
+if "$B/lora-bad" "$F/models/tiny-llama-f32.gguf" "$tmp/bad"; then
+	p16="-m $F/models/tiny-llama-f32.gguf --data $D/finetune-sft.jsonl --chat-template chatml --init $tmp/bad/past-f16.gguf --lr 0 --steps 1 -t 1"
+	# shellcheck disable=SC2086
+	ft $p16 --out-type f16 -o "$tmp/p16.gguf" >/dev/null 2>"$tmp/err"; check "a value past F16 status" 1 $?
+	grep -q "past the largest F16 number" "$tmp/err" &&
+		grep -qF "write the adapter with --out-type f32 (the other options the same) and --resume $tmp/p16.ckpt.gguf" "$tmp/err" &&
+		[ ! -e "$tmp/p16.gguf" ] && ok || bad "a value past F16: $(cat "$tmp/err")"
+	# shellcheck disable=SC2086
+	ft $p16 --out-type f32 -o "$tmp/p16.gguf" --resume "$tmp/p16.ckpt.gguf" >/dev/null 2>"$tmp/err"
+	check "--out-type f32 --resume status" 0 $?
+else
+	bad "lora-bad could not write its adapters"
+fi
 
 # On a terminal (tmux, 40 columns): one progress line redrawn in place, cut to the width.
 if command -v tmux >/dev/null 2>&1; then
@@ -263,6 +305,9 @@ grep -q 'general.base_model.count = 1$' "$tmp/info" && grep -q 'general.base_mod
 	grep -q 'natter.base_model.file = "aidreams260K-f32.gguf"$' "$tmp/info" &&
 	grep -Eq 'natter.training.config = "model=aidreams260K-f32.gguf [0-9]+ bytes, sha256 [0-9a-f]{10}' "$tmp/info" && ok ||
 	bad "adapter provenance: $(cat "$tmp/info")"
+# And what it was trained on: the --data file by name (no --min-rating: it selects nothing there).
+grep -a -q '^data_source=file finetune-sft.jsonl$' "$tmp/straight.gguf" && ! grep -a -q '^min_rating=' "$tmp/straight.gguf" &&
+	ok || bad "adapter data source: $(grep -a -E '^(data|min_rating)' "$tmp/straight.gguf")"
 
 # Ctrl-C once step 5 is in the log: a checkpoint and a clean exit; --resume finishes the
 # run, and the adapter is the straight run's, byte for byte.
@@ -414,9 +459,22 @@ db="--chat-template chatml --steps 3 --name d -t 1"
 ft -m "$M" --db "$tmp/h.db" $db -o "$tmp/db.gguf" >/dev/null 2>"$tmp/err"; check "SFT from --db status" 0 $?
 grep -q "1 examples" "$tmp/err" && ok || bad "SFT from --db: $(cat "$tmp/err")"
 ft -m "$M" --data "$tmp/e.jsonl" $db -o "$tmp/exp.gguf" >/dev/null 2>&1
-cmp -s "$tmp/db.gguf" "$tmp/exp.gguf" && ok || bad "--db and the exported file train differently"
+# The same weights (the files differ in their data_source line): the same logits, bit for bit.
+for x in db exp; do
+	"$NATTER_BIN" eval -m "$M" --tokens 1,429,491,433,295 --logits-out "$tmp/l-$x.bin" -t 1 --lora "$tmp/$x.gguf" 2>/dev/null
+done
+cmp -s "$tmp/l-db.bin" "$tmp/l-exp.bin" && [ -s "$tmp/l-db.bin" ] && ok || bad "--db and the exported file train differently"
+# Each adapter says what it was trained on: the database and --min-rating, or the file.
+grep -a -q '^data_source=history h.db: replies rated 4 or better$' "$tmp/db.gguf" && grep -a -q '^min_rating=4$' "$tmp/db.gguf" &&
+	grep -a -q '^data_source=file e.jsonl$' "$tmp/exp.gguf" && ok ||
+	bad "data source from --db: $(grep -a -E '^(data|min_rating)' "$tmp/db.gguf" "$tmp/exp.gguf")"
+ft -m "$M" --db "$tmp/h.db" $db --min-rating 5 -o "$tmp/db5.gguf" >/dev/null 2>&1; check "--min-rating 5 status" 0 $?
+grep -a -q '^data_source=history h.db: replies rated 5 or better$' "$tmp/db5.gguf" && grep -a -q '^min_rating=5$' "$tmp/db5.gguf" &&
+	ok || bad "--min-rating 5 recorded: $(grep -a -E '^(data|min_rating)' "$tmp/db5.gguf")"
 ft -m "$M" $db --method dpo -o "$tmp/dbd.gguf" >/dev/null 2>"$tmp/err"; check "DPO from the default database status" 0 $?
 grep -q "1 pairs" "$tmp/err" && ok || bad "DPO from the database: $(cat "$tmp/err")"
+grep -a -q '^data_source=history h.db: pairs of replies to one turn rated differently$' "$tmp/dbd.gguf" &&
+	! grep -a -q '^min_rating=' "$tmp/dbd.gguf" && ok || bad "DPO data source: $(grep -a -E '^(data|min_rating)' "$tmp/dbd.gguf")"
 # A database with a conversation but no rating.
 echo "An unrated message" | "$NATTER_BIN" chat -m "$M" --plain -n 4 --db "$tmp/empty.db" >/dev/null 2>&1
 ft -m "$M" $db --min-rating 5 --db "$tmp/empty.db" -o "$tmp/x.gguf" 2>"$tmp/err"; check "empty database status" 1 $?

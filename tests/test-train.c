@@ -1815,18 +1815,20 @@ test_adapter_errors(const char *dir)
 		/* Nor a value a chat would refuse: not finite, or past what F16 (BF16) holds. */
 		info.type = GGML_TYPE_F32;
 		B[77] = NAN;
-		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) < 0 && strstr(err, "lora_b holds a value that is not a "
+		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) == -1 && strstr(err, "lora_b holds a value that is not a "
 		    "finite number") && access(path, F_OK) != 0, "NaN written: %s", err);
 		B[77] = 0;
 		A[5] = 70000.0f;
 		info.type = GGML_TYPE_F16;
-		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) < 0 && strstr(err, "lora_a holds 70000, past the "
+		/* LORA_ERR_RANGE: finetune's advice is then --out-type f32. */
+		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) == LORA_ERR_RANGE && strstr(err, "lora_a holds 70000, past the "
 		    "largest F16") && access(path, F_OK) != 0, "70000 in F16: %s", err);
 		A[5] = 65504.0f;
 		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) == 0, "65504 in F16: %s", err);
 		A[5] = 3.4e38f;
 		info.type = GGML_TYPE_BF16;
-		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) < 0 && strstr(err, "largest BF16"), "3.4e38 in BF16: %s",
+		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) == LORA_ERR_RANGE && strstr(err, "largest BF16"),
+		    "3.4e38 in BF16: %s",
 		    err);
 		info.type = GGML_TYPE_F32;
 		CHECK(lora_write(path, &info, p, 1, err, sizeof(err)) == 0, "3.4e38 in F32: %s", err);
@@ -3205,7 +3207,9 @@ test_tdata_jsonl(const char *dir)
 	    "\"label\":false}\n");
 	tdata_set_init(&s, TDATA_SFT, 128, 0);
 	CHECK(tdata_read_jsonl(&s, t, path, count_warn, &w, err, sizeof(err)) == 0, "%s", err);
-	CHECK(s.n == 3 && w.n == 0, "SFT shapes: %d examples, %d warnings", s.n, w.n);
+	/* One warning an example: chatml's <|im_end|> is no token of this
+	 * vocabulary, so no reply learned ends with one a chat stops at. */
+	CHECK(s.n == 3 && w.n == 3, "SFT shapes: %d examples, %d warnings", s.n, w.n);
 	if (s.n == 3) {
 		seq_text(v, &s.ex[0].seq[0], 1, text, sizeof(text));
 		CHECK(strcmp(text, "two<|im_end|>\n") == 0, "SFT: the last reply only: '%s'", text);

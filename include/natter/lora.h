@@ -119,8 +119,11 @@ struct lora_file_info {
  * ordered by layer, then q, k, v, qkv, output, gate, up, down (others after
  * those of their layer, tensors outside blocks last).  Writes through a
  * temporary file renamed into place.  Returns 0, or -1 with ERR set (bad
- * pair, duplicate name, I/O error).  Any thread.
+ * pair, duplicate name, I/O error), or LORA_ERR_RANGE with ERR set when a
+ * finite value is past the largest of INFO's F16 or BF16 (F32 holds it).
+ * Any thread.
  */
+#define LORA_ERR_RANGE (-2)
 int lora_write(const char *path, const struct lora_file_info *info, const struct lora_pair *pairs, int n,
 	       char *err, size_t errlen);
 

@@ -344,7 +344,8 @@ float tmodel_alpha(const struct tmodel *tm);
 struct lora_file_info;
 /* Saves the pairs as a llama.cpp adapter file (lora_write) with the model's architecture;
  * PROV (may be NULL) gives what produced it: its base_name, base_file and config are
- * recorded, its other fields ignored. */
+ * recorded, its other fields ignored.  Returns as lora_write does (LORA_ERR_RANGE: a
+ * value TYPE cannot hold). */
 int tmodel_lora_save(const struct tmodel *tm, const char *path, const char *name, enum ggml_type type,
 		     const struct lora_file_info *prov, char *err, size_t errlen);
 
@@ -379,6 +380,7 @@ struct tdata_seq {
 	int32_t *tok;
 	uint8_t *loss;
 	int n, n_loss;
+	int n_open;    /* replies learned whose tokens hold no end-of-generation token: not taught to stop */
 };
 void tdata_seq_free(struct tdata_seq *s);
 
@@ -404,6 +406,7 @@ struct tdata_example {
 	struct tdata_seq seq[2];
 	char where[96];      /* "FILE:LINE", for messages */
 	int blank;           /* a reply learned (SFT) or chosen (DPO) is empty or blanks only */
+	/* (seq[0].n_open: a reply learned, or the chosen one, that does not end the turn) */
 };
 
 /* Examples, the options they were read with, and what reading them found. */
@@ -421,7 +424,8 @@ struct tdata_set {
 void tdata_set_init(struct tdata_set *s, enum tdata_method method, int max_tokens, int all_turns);
 void tdata_set_free(struct tdata_set *s);
 
-/* Told once per example cut or dropped; the message names the file and line. */
+/* Told once per example cut, dropped, learning a blank reply or a reply without an
+ * end-of-generation token; the message names the file and line. */
 typedef void (*tdata_warn_fn)(void *ctx, const char *msg);
 
 /*

@@ -391,6 +391,32 @@ cli_chat_option(int c, const char *arg, struct cli_chat_args *a, const char *cmd
 	return 0;
 }
 
+int
+cli_sampler_option(int c, const char *arg, struct sampler_params *sp, const char *cmd)
+{
+	const size_t lo = offsetof(struct cli_chat_args, chat.sp);
+
+	/* The chat's own entries, applied to a scratch chat's sampler: one
+	 * reader, one range check and one message for every command. */
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct setting *s = &settings[i];
+		struct cli_chat_args tmp;
+		char err[256];
+
+		if (!s->code || s->code != c || s->off < lo || s->off >= lo + sizeof(*sp))
+			continue;
+		memset(&tmp, 0, sizeof(tmp));
+		tmp.chat.sp = *sp;
+		if (setting_apply(s, arg, &tmp, err, sizeof(err)) < 0) {
+			cli_error("%s: %s: %s", cmd, s->flag, err);
+			return -1;
+		}
+		*sp = tmp.chat.sp;
+		return 1;
+	}
+	return 0;
+}
+
 /* --- the engine options of the commands without a chat session --- */
 
 int

@@ -61,17 +61,21 @@ enum {
 	CLI_OPT_EXTRAS, CLI_OPT_CONNECT_TIMEOUT, CLI_OPT_READ_TIMEOUT, CLI_OPT_THINK_TAGS, CLI_OPT_KV_TYPE,
 	CLI_OPT_EXACT_ACT,
 };
-#define CLI_CHAT_LONGOPTS \
-	{ "system", required_argument, NULL, CLI_OPT_SYSTEM }, \
-	{ "chat-template", required_argument, NULL, CLI_OPT_TEMPLATE }, \
-	{ "ctx-size", required_argument, NULL, 'c' }, \
-	{ "threads", required_argument, NULL, 't' }, \
+/* The sampling options (--temp, --top-k, --top-p, --min-p, --repeat-penalty,
+ * --seed/-s), which generate takes too: read by cli_sampler_option. */
+#define CLI_SAMPLER_LONGOPTS \
 	{ "temp", required_argument, NULL, CLI_OPT_TEMP }, \
 	{ "top-k", required_argument, NULL, CLI_OPT_TOP_K }, \
 	{ "top-p", required_argument, NULL, CLI_OPT_TOP_P }, \
 	{ "min-p", required_argument, NULL, CLI_OPT_MIN_P }, \
 	{ "repeat-penalty", required_argument, NULL, CLI_OPT_REPEAT }, \
-	{ "seed", required_argument, NULL, 's' }, \
+	{ "seed", required_argument, NULL, 's' }
+#define CLI_CHAT_LONGOPTS \
+	{ "system", required_argument, NULL, CLI_OPT_SYSTEM }, \
+	{ "chat-template", required_argument, NULL, CLI_OPT_TEMPLATE }, \
+	{ "ctx-size", required_argument, NULL, 'c' }, \
+	{ "threads", required_argument, NULL, 't' }, \
+	CLI_SAMPLER_LONGOPTS, \
 	{ "max-tokens", required_argument, NULL, 'n' }, \
 	{ "stop", required_argument, NULL, CLI_OPT_STOP }, \
 	{ "db", required_argument, NULL, CLI_OPT_DB }, \
@@ -119,6 +123,11 @@ int cli_chat_args_init(struct cli_chat_args *a);
  * -t are errors).  CMD (NULL: the full screen, natter's own options) starts
  * the message, as the other commands' options do. */
 int cli_chat_option(int c, const char *arg, struct cli_chat_args *a, const char *cmd);
+/* Applies sampling option C (CLI_SAMPLER_LONGOPTS, -s) to SP as
+ * cli_chat_option applies it to a chat: the same table, ranges and messages
+ * ("CMD: --temp: 'hot' is not a number").  Returns 1 if it was one of these,
+ * 0 if not, -1 after printing the error (a usage error). */
+int cli_sampler_option(int c, const char *arg, struct sampler_params *sp, const char *cmd);
 /* The config file's value for KEY in *VALUE (NULL when unset).  Returns
  * 0, or -1 after printing an error (a bad line anywhere in the file). */
 int cli_config_get(const char *key, const char **value);

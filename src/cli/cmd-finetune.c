@@ -495,6 +495,51 @@ config_text(const struct ft_args *a, const struct llm_model *m, const char *mode
 	return buf;
 }
 
+/* The file name of PATH, without its folders. */
+static const char *
+base_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	return b ? b + 1 : path;
+}
+
+/*
+ * The adapter's natter.training.config: CONFIG (what a checkpoint must match) and what
+ * the examples were read from, so that an adapter tells what it was trained on: one
+ * data_source line per --data file, or the history database and which of its replies
+ * (min_rating for SFT, the only export it selects).  Files by name only, as the model
+ * is: the data= line's fingerprint tells their content, and an adapter is shared
+ * without its maker's folders.  Not in the checkpoint's config: a file moved or named
+ * another way between a run and its --resume reads the same examples.  A new string
+ * (NULL: out of memory).
+ */
+static char *
+adapter_config(const struct ft_args *a, const char *config)
+{
+	char *buf = NULL, db[4096], derr[256];
+	size_t n = 0;
+	FILE *f;
+
+	if (!a->data.n && cli_db_path(a->db, 0, db, sizeof(db), derr, sizeof(derr)) != 0)
+		snprintf(db, sizeof(db), "%s", a->db ? a->db : "natter.db");   /* (it was opened: not reached) */
+	if (!(f = open_memstream(&buf, &n)))
+		return NULL;
+	fputs(config, f);
+	for (int i = 0; i < a->data.n; i++)
+		fprintf(f, "data_source=file %s\n", strcmp(a->data.v[i], "-") == 0 ? "(standard input)" :
+		    base_name(a->data.v[i]));
+	if (!a->data.n && strcmp(a->method, "dpo") == 0)
+		fprintf(f, "data_source=history %s: pairs of replies to one turn rated differently\n", base_name(db));
+	else if (!a->data.n)
+		fprintf(f, "data_source=history %s: replies rated %d or better\nmin_rating=%d\n", base_name(db),
+		    a->min_rating, a->min_rating);
+	if (ferror(f) | fclose(f)) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
 /* Whether the adapter (and its checkpoints, at CKPT) can be written where -o says: found
  * out before training, not after.  Prints the error. */
 static int
@@ -872,19 +917,30 @@ cmd_finetune(int argc, char **argv)
 	{
 		/* What produced the adapter: the base model and the options it was trained with. */
 		const char *b = strrchr(a.model, '/');
-		char *base_name = gguf_get_str(llm_model_gguf(m), "general.name");
-		struct lora_file_info prov = { .base_name = base_name && *base_name ? base_name : NULL,
-			.base_file = b ? b + 1 : a.model, .config = config };
-		lrc = tmodel_lora_save(tm, a.out, name, otype, &prov, err, sizeof(err));
-		free(base_name);
+		char *base = gguf_get_str(llm_model_gguf(m), "general.name");
+		char *aconfig = adapter_config(&a, config);
+		struct lora_file_info prov = { .base_name = base && *base ? base : NULL,
+			.base_file = b ? b + 1 : a.model, .config = aconfig };
+		if (aconfig) {
+			lrc = tmodel_lora_save(tm, a.out, name, otype, &prov, err, sizeof(err));
+		} else {
+			snprintf(err, sizeof(err), "out of memory");
+			lrc = -1;
+		}
+		free(aconfig);
+		free(base);
 		if (lrc < 0) {
-			/* A full disk, say: the steps are kept for another try. */
+			/* A full disk, say, or a value F16 or BF16 cannot hold: the steps are
+			 * kept for another try.  The type is no option a checkpoint must
+			 * match, so F32 is one --resume away. */
+			const int range = lrc == LORA_ERR_RANGE && otype != GGML_TYPE_F32;
 			cli_error("%s", err);
 			if (tloop_save(loop, ckpt, err, sizeof(err)) < 0)
 				cli_error("and the checkpoint could not be written either: %s", err);
 			else
-				fprintf(stderr, "%s: the %lld steps are saved in %s; write the adapter with the same options "
-				    "and --resume %s\n", cli_progname, (long long)tloop_steps_done(loop), ckpt, ckpt);
+				fprintf(stderr, "%s: the %lld steps are saved in %s; write the adapter with %s and "
+				    "--resume %s\n", cli_progname, (long long)tloop_steps_done(loop), ckpt,
+				    range ? "--out-type f32 (the other options the same)" : "the same options", ckpt);
 			goto out;
 		}
 	}

@@ -23,12 +23,7 @@ cmd_generate(int argc, char **argv)
 		{ "prompt", required_argument, NULL, 'p' },
 		{ "file", required_argument, NULL, 'f' },
 		{ "n-predict", required_argument, NULL, 'n' },
-		{ "temp", required_argument, NULL, 'T' },
-		{ "top-k", required_argument, NULL, 'K' },
-		{ "top-p", required_argument, NULL, 'P' },
-		{ "min-p", required_argument, NULL, 'M' },
-		{ "repeat-penalty", required_argument, NULL, 'R' },
-		{ "seed", required_argument, NULL, 'S' },
+		CLI_SAMPLER_LONGOPTS,
 		{ "ignore-eos", no_argument, NULL, 'E' },
 		{ "stats", no_argument, NULL, 'v' },
 		CLI_ENGINE_LONGOPTS,
@@ -55,7 +50,9 @@ cmd_generate(int argc, char **argv)
 	sampler_params_default(&sp);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "m:p:f:n:t:c:s:h", opts, NULL)) != -1) {
-		if ((handled = cli_engine_option(c, optarg, "generate", &eng)) < 0)
+		if ((handled = cli_engine_option(c, optarg, "generate", &eng)) == 0)
+			handled = cli_sampler_option(c, optarg, &sp, "generate");
+		if (handled < 0)
 			goto usage;
 		if (handled)
 			continue;
@@ -65,32 +62,6 @@ cmd_generate(int argc, char **argv)
 		case 'f': pfile = optarg; break;
 		case 'n':
 			if (cli_arg_int(optarg, 0, INT_MAX, &n_predict, "generate: -n/--n-predict wants a count") < 0)
-				goto usage;
-			break;
-		case 'T':
-			if (cli_arg_float(optarg, &sp.temp, "generate: --temp wants a number") < 0)
-				goto usage;
-			break;
-		case 'K':
-			if (cli_arg_int(optarg, 0, INT_MAX, &sp.top_k, "generate: --top-k wants a count (0: off)") < 0)
-				goto usage;
-			break;
-		case 'P':
-			if (cli_arg_float(optarg, &sp.top_p, "generate: --top-p wants a number") < 0)
-				goto usage;
-			break;
-		case 'M':
-			if (cli_arg_float(optarg, &sp.min_p, "generate: --min-p wants a number") < 0)
-				goto usage;
-			break;
-		case 'R':
-			if (cli_arg_float(optarg, &sp.repeat_penalty, "generate: --repeat-penalty wants a number") < 0)
-				goto usage;
-			break;
-		case 'S': case 's':
-			if (cli_arg_seed(optarg, &sp.seed,
-			    "generate: --seed wants a whole number from 0 to %llu, or random or -1",
-			    (unsigned long long)SAMPLER_SEED_RANDOM - 1) < 0)
 				goto usage;
 			break;
 		case 'E': ignore_eos = 1; break;

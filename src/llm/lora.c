@@ -571,12 +571,13 @@ lora_write(const char *path, const struct lora_file_info *info, const struct lor
 			const int64_t at = value_unfit(v, (int64_t)p->rank * (k ? p->n_out : p->n_in), info->type);
 			if (at < 0)
 				continue;
-			if (isfinite(v[at]))
+			if (isfinite(v[at])) {
 				snprintf(err, errlen, "%s: %s.lora_%c holds %g, past the largest %s number; write F32",
 				    path, p->base, "ab"[k], (double)v[at], ggml_type_info_get(info->type)->name);
-			else
-				snprintf(err, errlen, "%s: %s.lora_%c holds a value that is not a finite number", path,
-				    p->base, "ab"[k]);
+				return LORA_ERR_RANGE;
+			}
+			snprintf(err, errlen, "%s: %s.lora_%c holds a value that is not a finite number", path,
+			    p->base, "ab"[k]);
 			return -1;
 		}
 	}

@@ -200,10 +200,11 @@ struct seg {
 	int turn;   /* an assistant reply to learn: the loss runs to its end-of-turn token */
 };
 
-/* Appends the tokens of TEXT[S->start, S->end) to IDS and their loss flags to LOSS. */
+/* Appends the tokens of TEXT[S->start, S->end) to IDS and their loss flags to LOSS; a
+ * reply whose tokens hold no end-of-generation token counts in *OPEN. */
 static int
 encode_seg(const struct tdata_tmpl *t, const char *text, const struct seg *s, struct tok_ids *ids, uint8_t **loss,
-	   size_t *cap)
+	   size_t *cap, int *n_open)
 {
 	size_t n0 = ids->n;
 	unsigned flags = TOK_ENC_SPECIAL | TOK_ENC_MARKED;
@@ -233,6 +234,10 @@ encode_seg(const struct tdata_tmpl *t, const char *text, const struct seg *s, st
 		if (scoring && tok_is_eog(t->v, ids->ids[i]))
 			scoring = 0;   /* what follows the end-of-turn token is never generated */
 	}
+	/* Learned to its end with no token a chat stops at: the template closes the turn
+	 * with none (or with text this vocabulary has no token for), so the model learns
+	 * to go on. */
+	*n_open += s->turn && scoring;
 	return 0;
 }
 
@@ -251,7 +256,9 @@ encode_seg(const struct tdata_tmpl *t, const char *text, const struct seg *s, st
  * and including its first end-of-generation token (EOS, <|im_end|>, <|eot_id|>, <|end|>
  * ...): the content and the end-of-turn marker, where generation stops; a template whose
  * turns end in plain text (a vocabulary without such a token) has the whole closing text
- * learned.  Tokens after the last scored token affect no loss and are dropped.
+ * learned and is counted in OUT->n_open (as is a reply rendered with no end of turn at
+ * all): tdata_read_jsonl warns that it does not teach the model to stop.  Tokens after
+ * the last scored token affect no loss and are dropped.
  */
 int
 tdata_encode(const struct tdata_tmpl *t, const struct tdata_msg *msgs, int n, struct tdata_seq *out, char *err,
@@ -262,7 +269,7 @@ tdata_encode(const struct tdata_tmpl *t, const struct tdata_msg *msgs, int n, st
 	char *full = NULL, *p = NULL, *f = NULL;
 	uint8_t *loss = NULL;
 	size_t full_len, pl, fl, pos = 0, cap = 0;
-	int ns = 0, rc = -1, last = 0;
+	int ns = 0, rc = -1, last = 0, n_open = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (!segs) {
@@ -290,7 +297,7 @@ tdata_encode(const struct tdata_tmpl *t, const struct tdata_msg *msgs, int n, st
 	}
 	segs[ns++] = (struct seg){ pos, full_len, 0 };
 	for (int k = 0; k < ns; k++) {
-		if (encode_seg(t, full, &segs[k], &ids, &loss, &cap) < 0) {
+		if (encode_seg(t, full, &segs[k], &ids, &loss, &cap, &n_open) < 0) {
 			snprintf(err, errlen, "out of memory");
 			rc = -2;
 			goto out;
@@ -307,6 +314,7 @@ tdata_encode(const struct tdata_tmpl *t, const struct tdata_msg *msgs, int n, st
 		goto out;
 	}
 	out->n = out->n_loss ? last : (int)ids.n;
+	out->n_open = n_open;
 	out->tok = ids.ids;
 	out->loss = loss;
 	ids.ids = NULL;
@@ -744,6 +752,15 @@ tdata_read_jsonl(struct tdata_set *s, const struct tdata_tmpl *t, const char *pa
 			 * rarely what the rating meant. */
 			snprintf(msg, sizeof(msg), "%s: the %s is empty: it teaches the model to end its turn at once",
 			    e.where, nseq == 2 ? "chosen reply" : "reply learned");
+			if (warn)
+				warn(wctx, msg);
+		}
+		if (e.seq[0].n_open) {
+			/* Learned too (a reply cut short is data of a kind), but a chat
+			 * stops at such a token only: the model would run on. */
+			snprintf(msg, sizeof(msg), "%s: %s has no end-of-generation token (the chat template ends the "
+			    "turn with none this model has): it does not teach the model to stop", e.where,
+			    nseq == 2 ? "the chosen reply" : e.seq[0].n_open > 1 ? "a reply learned" : "the reply learned");
 			if (warn)
 				warn(wctx, msg);
 		}

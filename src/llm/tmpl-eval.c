@@ -22,6 +22,7 @@ lookup(struct rt *r, struct scope *sc, const char *name)
 }
 
 static struct val eval(struct rt *r, struct scope *sc, const struct node *n);
+static void nest_enter(struct rt *r, int line);
 
 void
 tmpl_eval_charge(struct rt *r, size_t n)
@@ -129,13 +130,15 @@ arith(struct rt *r, const char *op, struct val a, struct val b, int line)
 			tmpl_val_put(r, &o, b.u.s->p, b.u.s->len);
 			return tmpl_val_take(r, &o);
 		}
-		if (a.k == V_LIST && b.k == V_LIST) {
+		/* A list to a list, a tuple to a tuple: Python adds no other pair
+		 * (a range, a view, a list and a tuple are a TypeError there). */
+		if (a.k == V_LIST && b.k == V_LIST && a.u.l->kind == b.u.l->kind && a.u.l->kind <= L_TUPLE) {
 			struct jlist *l = tmpl_val_list_new(r, a.u.l->n + b.u.l->n + 1);
 			for (size_t i = 0; i < a.u.l->n; i++)
 				tmpl_val_list_push(r, l, a.u.l->v[i]);
 			for (size_t i = 0; i < b.u.l->n; i++)
 				tmpl_val_list_push(r, l, b.u.l->v[i]);
-			l->tuple = a.u.l->tuple && b.u.l->tuple;
+			l->kind = a.u.l->kind;
 			return tmpl_val_list(l);
 		}
 	}
@@ -194,6 +197,27 @@ ovf:
 	return UNDEF;
 }
 
+/* A slice bound as Python's slice.indices(N) gives it: DEF when X is
+ * None, else counted from the end when negative, then clamped to 0 .. N
+ * (-1 .. N-1 when STEP is negative). */
+static int64_t
+slice_bound(struct rt *r, struct val x, int64_t n, int64_t step, int64_t def, int line)
+{
+	int64_t i;
+
+	if (x.k == V_UNDEF || x.k == V_NONE)
+		return def;
+	i = tmpl_val_want_int(r, x, "slice", line);
+	if (i < 0) {
+		i += n;
+		if (i < 0)
+			i = step < 0 ? -1 : 0;
+	} else if (i >= n) {
+		i = step < 0 ? n - 1 : n;
+	}
+	return i;
+}
+
 static struct val
 slice(struct rt *r, struct val obj, struct val a, struct val b, struct val c, int line)
 {
@@ -204,28 +228,14 @@ slice(struct rt *r, struct val obj, struct val a, struct val b, struct val c, in
 		tmpl_eval_charge(r, obj.u.s->len / TMPL_BYTES_PER_STEP);
 		n = (int64_t)tmpl_val_cp_count(obj.u.s);
 	}
-	else if (obj.k == V_LIST)
+	else if (obj.k == V_LIST && obj.u.l->kind <= L_RANGE)
 		n = (int64_t)obj.u.l->n;
-	else
+	else   /* a dict view is not subscriptable */
 		tmpl_fail(&r->f, "line %d: cannot slice a %s", line, tmpl_val_type_name(obj));
 	if (step == 0)
 		tmpl_fail(&r->f, "line %d: slice step cannot be zero", line);
-	if (a.k == V_UNDEF || a.k == V_NONE)
-		start = step > 0 ? 0 : n - 1;
-	else {
-		start = tmpl_val_want_int(r, a, "slice", line);
-		if (start < 0) start += n;
-		if (start < 0) start = step > 0 ? 0 : -1;
-		if (start >= n) start = step > 0 ? n : n - 1;
-	}
-	if (b.k == V_UNDEF || b.k == V_NONE)
-		stop = step > 0 ? n : -1;
-	else {
-		stop = tmpl_val_want_int(r, b, "slice", line);
-		if (stop < 0) stop += n;
-		if (stop < 0) stop = step > 0 ? 0 : -1;
-		if (stop > n) stop = n;
-	}
+	start = slice_bound(r, a, n, step, step > 0 ? 0 : n - 1, line);
+	stop = slice_bound(r, b, n, step, step > 0 ? n : -1, line);
 	if (obj.k == V_STR)
 		items = tmpl_val_iter(r, obj, line);
 	else
@@ -241,7 +251,23 @@ slice(struct rt *r, struct val obj, struct val a, struct val b, struct val c, in
 	for (uint64_t k = 0; k < count; k++)
 		tmpl_val_list_push(r, o, items->v[step > 0 ? (uint64_t)start + k * ustep : (uint64_t)start - k * ustep]);
 	if (obj.k == V_LIST)
-		o->tuple = obj.u.l->tuple;   /* a tuple's slice is a tuple */
+		o->kind = obj.u.l->kind;   /* a tuple's slice is a tuple */
+	if (o->kind == L_RANGE) {
+		/* A range's slice is the range of those items, with the bounds
+		 * Python's compute_slice gives: range(3)[5:] is range(3, 3). */
+		const struct jlist *l = obj.u.l;
+		__int128 s0 = (__int128)l->start + (__int128)start * l->step;
+		__int128 s1 = (__int128)l->start + (__int128)stop * l->step;
+		__int128 st = (__int128)l->step * step;
+		if (s0 < INT64_MIN || s0 > INT64_MAX || s1 < INT64_MIN || s1 > INT64_MAX || st < INT64_MIN ||
+		    st > INT64_MAX)
+			o->kind = L_LIST;   /* bounds past 64 bits: the items, as a list */
+		else {
+			o->start = (int64_t)s0;
+			o->stop = (int64_t)s1;
+			o->step = (int64_t)st;
+		}
+	}
 	if (obj.k == V_STR) {
 		struct outbuf s = { 0 };
 		tmpl_val_put(r, &s, "", 0);
@@ -307,12 +333,30 @@ eval_node(struct rt *r, struct scope *sc, const struct node *n)
 		return slice(r, eval(r, sc, n->a), n->kids[0] ? eval(r, sc, n->kids[0]) : UNDEF,
 		    n->kids[1] ? eval(r, sc, n->kids[1]) : UNDEF, n->kids[2] ? eval(r, sc, n->kids[2]) : UNDEF, n->line);
 	case E_CALL: {
-		a = eval(r, sc, n->a);
+		if (n->a->k == E_ATTR) {
+			/* obj.name(...): OBJ is kept to say why a method that would
+			 * change it is undefined.  (The E_ATTR frame, as eval's.) */
+			nest_enter(r, n->a->line);
+			b = eval(r, sc, n->a->a);
+			a = tmpl_val_getattr(r, b, n->a->s, n->a->line);
+			r->nest--;
+		} else {
+			a = eval(r, sc, n->a);
+			b = UNDEF;
+		}
 		eval_args(r, sc, n, &args);
+		/* Python evaluates the arguments first, then the call fails. */
+		if (a.k == V_UNDEF && n->a->k == E_ATTR && tmpl_filter_unsafe(b, n->a->s))
+			tmpl_fail(&r->f, "line %d: access to attribute '%s' of '%s' object is unsafe "
+			    "(transformers renders chat templates in a sandbox that refuses methods changing a list or dict)",
+			    n->line, n->a->s, tmpl_val_type_name(b));
 		if (a.k == V_MACRO)
 			return call_macro(r, a.u.m, &args, n->line);
 		if (a.k == V_FUNC)
 			return tmpl_filter_call(r, a.u.fn, &args, n->line);
+		if (a.k == V_UNDEF && n->a->k == E_ATTR)
+			tmpl_fail(&r->f, "line %d: call of an undefined function: a %s has no method '%s'", n->line,
+			    tmpl_val_type_name(b), n->a->s);
 		if (a.k == V_UNDEF)
 			tmpl_fail(&r->f, "line %d: call of an undefined function%s%s", n->line,
 			    n->a->k == E_NAME ? " " : "", n->a->k == E_NAME ? n->a->s : "");
@@ -371,7 +415,7 @@ eval_node(struct rt *r, struct scope *sc, const struct node *n)
 		struct jlist *l = tmpl_val_list_new(r, n->nkids + 1);
 		for (int i = 0; i < n->nkids; i++)
 			tmpl_val_list_push(r, l, eval(r, sc, n->kids[i]));
-		l->tuple = n->tuple;
+		l->kind = n->tuple ? L_TUPLE : L_LIST;
 		return tmpl_val_list(l);
 	}
 	case E_DICT: {
@@ -506,8 +550,7 @@ exec_node(struct rt *r, struct scope *sc, const struct node *n)
 			break;
 		}
 		/* One loop object and one scope dict for all iterations: nothing is
-		 * allocated per iteration.  The count is fixed at the start, so a
-		 * body that appends does not extend it. */
+		 * allocated per iteration.  The count is fixed at the start. */
 		{
 			struct jdict *loop = tmpl_val_dict_new(r);
 			struct val loopv = tmpl_val_dict(loop, V_DICT);

@@ -327,9 +327,9 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		return v;
 	if (!strcmp(name, "list")) {
 		struct jlist *l = tmpl_val_iter(r, v, line), *o;
-		if (!l->tuple)
+		if (l->kind == L_LIST)
 			return tmpl_val_list(l);
-		o = tmpl_val_list_new(r, l->n + 1);   /* list((1, 2)) is [1, 2] */
+		o = tmpl_val_list_new(r, l->n + 1);   /* list((1, 2)) is [1, 2], list(range(2)) [0, 1] */
 		for (size_t i = 0; i < l->n; i++)
 			tmpl_val_list_push(r, o, l->v[i]);
 		return tmpl_val_list(o);
@@ -377,7 +377,7 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 			struct jlist *pair = tmpl_val_list_new(r, 2);
 			tmpl_val_list_push(r, pair, v.u.d->kv[i]);
 			tmpl_val_list_push(r, pair, v.u.d->v[i]);
-			pair->tuple = 1;   /* Python's (key, value) */
+			pair->kind = L_TUPLE;   /* Python's (key, value) */
 			tmpl_val_list_push(r, l, tmpl_val_list(pair));
 		}
 		return tmpl_val_list(l);
@@ -625,7 +625,8 @@ tmpl_filter_test(struct rt *r, const char *name, struct val v, const struct args
 	if (!strcmp(name, "false")) return v.k == V_BOOL && !v.u.i;
 	if (!strcmp(name, "mapping")) return v.k == V_DICT || v.k == V_NS;
 	if (!strcmp(name, "iterable")) return v.k == V_LIST || v.k == V_DICT || v.k == V_STR || v.k == V_NS;
-	if (!strcmp(name, "sequence")) return v.k == V_LIST || v.k == V_STR || v.k == V_DICT;
+	if (!strcmp(name, "sequence"))   /* a dict view is not one */
+		return (v.k == V_LIST && v.u.l->kind <= L_RANGE) || v.k == V_STR || v.k == V_DICT;
 	if (!strcmp(name, "callable")) return v.k == V_MACRO || v.k == V_FUNC;
 	if (!strcmp(name, "even")) return tmpl_val_want_int(r, v, "even", line) % 2 == 0;
 	if (!strcmp(name, "odd")) return tmpl_val_want_int(r, v, "odd", line) % 2 != 0;
@@ -672,28 +673,47 @@ tmpl_filter_test(struct rt *r, const char *name, struct val v, const struct args
 static const char *const str_methods[] = { "strip", "lstrip", "rstrip", "startswith", "endswith", "split",
 	"replace", "upper", "lower", "title", "capitalize", "find", "count", "join", "isdigit",
 	"isalpha", "isspace", "splitlines", "format", NULL };
-static const char *const dict_methods[] = { "get", "items", "keys", "values", "update", "pop", NULL };
-static const char *const list_methods[] = { "append", "index", "count", "pop", "extend", NULL };
+static const char *const dict_methods[] = { "get", "items", "keys", "values", NULL };
+static const char *const list_methods[] = { "index", "count", NULL };   /* also a tuple's and a range's */
+/* The methods that change a list or a dict, which transformers' sandbox
+ * (Jinja's ImmutableSandboxedEnvironment, its modifies_known_mutable) will
+ * not call: a template that needs one fails there, so it fails here too,
+ * rather than rendering in natter alone.  Reading one gives undefined, as
+ * there; calling it is the error (see tmpl-eval.c). */
+static const char *const list_unsafe[] = { "append", "clear", "extend", "insert", "pop", "remove", "reverse", "sort",
+	NULL };
+static const char *const dict_unsafe[] = { "clear", "pop", "popitem", "setdefault", "update", NULL };
 static const char *const globals[] = { "range", "namespace", "raise_exception", "strftime_now", "dict", NULL };
 
 static const char *
 find_name(const char *const *names, const char *name)
 {
+	/* The first byte first: this runs at every obj.attr of a render. */
 	for (int i = 0; names[i]; i++)
-		if (!strcmp(name, names[i]))
+		if (names[i][0] == name[0] && !strcmp(name, names[i]))
 			return names[i];
 	return NULL;
 }
 
 const char *
-tmpl_filter_method(enum vk k, const char *name)
+tmpl_filter_method(struct val obj, const char *name)
 {
-	switch (k) {
+	switch (obj.k) {
 	case V_STR: return find_name(str_methods, name);
 	case V_DICT: return find_name(dict_methods, name);
-	case V_LIST: return find_name(list_methods, name);
+	case V_LIST:
+		/* A dict view has none of these (its isdisjoint is not here). */
+		return obj.u.l->kind <= L_RANGE ? find_name(list_methods, name) : NULL;
 	default: return NULL;
 	}
+}
+
+int
+tmpl_filter_unsafe(struct val obj, const char *name)
+{
+	if (obj.k == V_LIST && obj.u.l->kind == L_LIST)
+		return find_name(list_unsafe, name) != NULL;
+	return obj.k == V_DICT && find_name(dict_unsafe, name) != NULL;
 }
 
 const char *
@@ -740,6 +760,10 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 				if (__builtin_add_overflow(i, st, &i))
 					break;   /* past INT64_MAX or INT64_MIN: past STOP too */
 			}
+			l->kind = L_RANGE;
+			l->start = start;
+			l->stop = stop;
+			l->step = st;
 			return tmpl_val_list(l);
 		}
 		if (!strcmp(name, "namespace") || !strcmp(name, "dict")) {
@@ -870,8 +894,9 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 			if (a->npos == 0)
 				tmpl_fail(&r->f, "line %d: loop.cycle needs arguments", line);
 			int64_t i = i0 && i0->k == V_INT ? i0->u.i % a->npos : 0;
-			/* The template may have changed loop.index0 (loop.update):
-			 * keep the index inside the arguments whatever it holds. */
+			/* A dict of the template's may pass for a loop (its key
+			 * "\x01loop" is a string a template can write): keep the
+			 * index inside the arguments whatever index0 holds. */
 			return a->pos[i < 0 ? i + a->npos : i];
 		}
 		if (!strcmp(name, "get")) {
@@ -880,49 +905,20 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 		}
 		if (!strcmp(name, "items")) {
 			struct args none = { 0 };
-			return tmpl_filter_apply(r, NULL, "items", self, &none, line);
+			struct val v = tmpl_filter_apply(r, NULL, "items", self, &none, line);
+			v.u.l->kind = L_ITEMS;
+			return v;
 		}
 		if (!strcmp(name, "keys") || !strcmp(name, "values")) {
 			struct jlist *l = tmpl_val_list_new(r, self.u.d->n + 1);
 			for (size_t i = 0; i < self.u.d->n; i++)
 				tmpl_val_list_push(r, l, name[0] == 'k' ? self.u.d->kv[i] : self.u.d->v[i]);
+			l->kind = name[0] == 'k' ? L_KEYS : L_VALUES;
 			return tmpl_val_list(l);
-		}
-		if (!strcmp(name, "update")) {
-			struct val o = tmpl_val_arg(a, 0, NULL, UNDEF);
-			if (o.k == V_DICT)
-				for (size_t i = 0; i < o.u.d->n; i++)
-					tmpl_val_dict_set_key(r, self.u.d, o.u.d->kv[i], o.u.d->v[i], line);
-			for (int i = 0; i < a->nkw; i++)
-				tmpl_val_dict_set(r, self.u.d, a->kwn[i], strlen(a->kwn[i]), a->kw[i]);
-			return NONE;
 		}
 		tmpl_fail(&r->f, "line %d: dict method '%s' is not supported", line, name);
 	}
 	if (self.k == V_LIST) {
-		if (!strcmp(name, "append")) {
-			tmpl_val_list_push(r, self.u.l, tmpl_val_arg(a, 0, NULL, NONE));
-			return NONE;
-		}
-		if (!strcmp(name, "extend")) {
-			struct jlist *l = tmpl_val_iter(r, tmpl_val_arg(a, 0, NULL, UNDEF), line);
-			for (size_t i = 0; i < l->n; i++)
-				tmpl_val_list_push(r, self.u.l, l->v[i]);
-			return NONE;
-		}
-		if (!strcmp(name, "pop")) {
-			if (self.u.l->n == 0)
-				tmpl_fail(&r->f, "line %d: pop from an empty list", line);
-			int64_t i = tmpl_val_want_int(r, tmpl_val_arg(a, 0, NULL, tmpl_val_int(-1)), "pop", line);
-			if (i < 0)
-				i += (int64_t)self.u.l->n;
-			if (i < 0 || i >= (int64_t)self.u.l->n)
-				tmpl_fail(&r->f, "line %d: pop index out of range", line);
-			struct val v = self.u.l->v[i];
-			memmove(&self.u.l->v[i], &self.u.l->v[i + 1], (self.u.l->n - i - 1) * sizeof(struct val));
-			self.u.l->n--;
-			return v;
-		}
 		if (!strcmp(name, "index") || !strcmp(name, "count")) {
 			struct val x = tmpl_val_arg(a, 0, NULL, UNDEF);
 			int64_t c = 0;

@@ -80,11 +80,23 @@ struct jstr {
 	char p[];              /* NUL-terminated, may hold NULs */
 };
 
+/* Which of Python's sequences a list of items stands for: it decides how
+ * the value prints, what it equals and which methods it has, as Jinja shows
+ * the Python object (range(3) prints "range(0, 3)", d.items() prints
+ * "dict_items([('a', 1)])"); iterating, length and 'in' are the same for all. */
+enum lk {
+	L_LIST,
+	L_TUPLE,               /* printed (a, b) and (a,), unequal to a list */
+	L_RANGE,               /* range(): START, STOP and STEP below; indexed, sliced as a range */
+	L_KEYS, L_VALUES, L_ITEMS,   /* dict.keys(), values(), items(): views, not subscriptable */
+};
+
 struct val;
 struct jlist {
 	size_t n, cap;
 	struct val *v;
-	int tuple;             /* a tuple, printed (a, b) and (a,), unequal to a list */
+	enum lk kind;
+	int64_t start, stop, step;   /* L_RANGE: the arguments, as range() prints them */
 };
 
 /* Keys in insertion order, as Python's dict.  KV[i] is key I as the
@@ -300,8 +312,11 @@ struct val tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, s
 int tmpl_filter_test(struct rt *r, const char *name, struct val v, const struct args *a, int line);
 /* Calls a global function or a bound method. */
 struct val tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line);
-/* The method NAME of a value of kind K (a static string), or NULL. */
-const char *tmpl_filter_method(enum vk k, const char *name);
+/* The method NAME of OBJ (a static string), or NULL. */
+const char *tmpl_filter_method(struct val obj, const char *name);
+/* Whether NAME is a method that would change OBJ (list.append, dict.update
+ * ...): transformers' sandbox refuses to call those, so natter does too. */
+int tmpl_filter_unsafe(struct val obj, const char *name);
 /* The global function NAME (a static string), or NULL. */
 const char *tmpl_filter_global(const char *name);
 

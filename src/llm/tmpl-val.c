@@ -77,7 +77,8 @@ tmpl_val_list_new(struct rt *r, size_t cap)
 {
 	struct jlist *l = tmpl_val_alloc(r, sizeof(*l));
 	l->n = 0;
-	l->tuple = 0;
+	l->kind = L_LIST;
+	l->start = l->stop = l->step = 0;
 	l->cap = cap ? cap : 4;
 	l->v = tmpl_val_alloc(r, l->cap * sizeof(*l->v));
 	return l;
@@ -200,7 +201,7 @@ key_text(struct rt *r, struct val key, int line)
 	case V_NONE:
 		break;
 	case V_LIST:
-		if (key.u.l->tuple) {
+		if (key.u.l->kind == L_TUPLE) {
 			tmpl_val_puts(r, &b, "(");
 			for (size_t i = 0; i < key.u.l->n; i++) {
 				struct val e = key.u.l->v[i];
@@ -264,6 +265,9 @@ tmpl_val_func(struct rt *r, const char *name, struct val self)
 	return v;
 }
 
+/* Python's names of the kinds of list, by enum lk. */
+static const char *const list_type_names[] = { "list", "tuple", "range", "dict_keys", "dict_values", "dict_items" };
+
 const char *
 tmpl_val_type_name(struct val v)
 {
@@ -274,7 +278,7 @@ tmpl_val_type_name(struct val v)
 	case V_INT: return "int";
 	case V_FLOAT: return "float";
 	case V_STR: return "string";
-	case V_LIST: return v.u.l->tuple ? "tuple" : "list";
+	case V_LIST: return list_type_names[v.u.l->kind];
 	case V_DICT: return "dict";
 	case V_NS: return "namespace";
 	case V_MACRO: return "macro";
@@ -421,8 +425,8 @@ repr_str(struct rt *r, struct outbuf *b, const struct jstr *s)
 }
 
 /* A value nested deeper than TMPL_MAX_VAL_DEPTH: most likely one that holds
- * itself (l.append(l)), which Python prints as [...] and Jinja would
- * recurse on; here it is an error, as tojson's. */
+ * itself (a namespace holding a list that holds it), which Python prints
+ * with [...]; here it is an error, as tojson's. */
 static void
 check_depth(struct rt *r, int depth)
 {
@@ -434,7 +438,7 @@ check_depth(struct rt *r, int depth)
 static void
 repr_at(struct rt *r, struct outbuf *b, struct val v, int top, int depth)
 {
-	char buf[64];
+	char buf[96];   /* a float, an int or "range(a, b, c)" */
 	check_depth(r, depth);
 	switch (v.k) {
 	case V_UNDEF: break;
@@ -448,15 +452,33 @@ repr_at(struct rt *r, struct outbuf *b, struct val v, int top, int depth)
 		else
 			repr_str(r, b, v.u.s);
 		break;
-	case V_LIST:
-		tmpl_val_puts(r, b, v.u.l->tuple ? "(" : "[");
-		for (size_t i = 0; i < v.u.l->n; i++) {
+	case V_LIST: {
+		const struct jlist *l = v.u.l;
+		if (l->kind == L_RANGE) {
+			/* As Python's repr: the step only when it is not 1. */
+			if (l->step == 1)
+				snprintf(buf, sizeof(buf), "range(%lld, %lld)", (long long)l->start, (long long)l->stop);
+			else
+				snprintf(buf, sizeof(buf), "range(%lld, %lld, %lld)", (long long)l->start, (long long)l->stop,
+				    (long long)l->step);
+			tmpl_val_puts(r, b, buf);
+			break;
+		}
+		if (l->kind >= L_KEYS) {   /* dict_keys([...]) and the like */
+			tmpl_val_puts(r, b, list_type_names[l->kind]);
+			tmpl_val_puts(r, b, "(");
+		}
+		tmpl_val_puts(r, b, l->kind == L_TUPLE ? "(" : "[");
+		for (size_t i = 0; i < l->n; i++) {
 			if (i)
 				tmpl_val_puts(r, b, ", ");
-			repr_at(r, b, v.u.l->v[i], 0, depth + 1);
+			repr_at(r, b, l->v[i], 0, depth + 1);
 		}
-		tmpl_val_puts(r, b, !v.u.l->tuple ? "]" : v.u.l->n == 1 ? ",)" : ")");
+		tmpl_val_puts(r, b, l->kind != L_TUPLE ? "]" : l->n == 1 ? ",)" : ")");
+		if (l->kind >= L_KEYS)
+			tmpl_val_puts(r, b, ")");
 		break;
+	}
 	case V_DICT: case V_NS:
 		tmpl_val_puts(r, b, v.k == V_NS ? "<Namespace {" : "{");
 		for (size_t i = 0; i < v.u.d->n; i++) {
@@ -595,6 +617,9 @@ tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, const struct json
 		break;
 	case V_STR: json_str(r, b, v.u.s->p, v.u.s->len, o->ascii); break;
 	case V_LIST:
+		/* json.dumps takes lists and tuples, not a range or a dict view. */
+		if (v.u.l->kind > L_TUPLE)
+			tmpl_fail(&r->f, "tojson: cannot serialize a %s", tmpl_val_type_name(v));
 		if (v.u.l->n == 0) {
 			tmpl_val_puts(r, b, "[]");
 			break;
@@ -681,14 +706,31 @@ equal_at(struct rt *r, struct val a, struct val b, int depth)
 	case V_LIST:
 		if (a.u.l == b.u.l)   /* the same list, as Python's identity shortcut */
 			return 1;
-		if (a.u.l->n != b.u.l->n || a.u.l->tuple != b.u.l->tuple)
+		/* A list is not equal to a tuple, a range or a view; dict_values
+		 * equal only themselves. */
+		if (a.u.l->n != b.u.l->n || a.u.l->kind != b.u.l->kind || a.u.l->kind == L_VALUES)
 			return 0;
 		tmpl_eval_charge(r, a.u.l->n);
+		if (a.u.l->kind == L_KEYS || a.u.l->kind == L_ITEMS) {
+			/* Views of keys and items compare as sets: each item of A in
+			 * B (their items are unique, so the lengths settle the rest). */
+			for (size_t i = 0; i < a.u.l->n; i++) {
+				size_t j = 0;
+				tmpl_eval_charge(r, b.u.l->n);
+				while (j < b.u.l->n && !equal_at(r, a.u.l->v[i], b.u.l->v[j], depth + 1))
+					j++;
+				if (j == b.u.l->n)
+					return 0;
+			}
+			return 1;
+		}
 		for (size_t i = 0; i < a.u.l->n; i++)
 			if (!equal_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1))
 				return 0;
 		return 1;
-	case V_DICT: case V_NS:
+	case V_NS:   /* Jinja's Namespace has no __eq__: itself only */
+		return a.u.d == b.u.d;
+	case V_DICT:
 		if (a.u.d == b.u.d)
 			return 1;
 		if (a.u.d->n != b.u.d->n)
@@ -728,7 +770,9 @@ compare_at(struct rt *r, struct val a, struct val b, int depth)
 			return c < 0 ? -1 : 1;
 		return a.u.s->len < b.u.s->len ? -1 : a.u.s->len > b.u.s->len;
 	}
-	if (a.k == V_LIST && b.k == V_LIST) {
+	/* Python orders lists and tuples, not ranges (a view's < is a subset
+	 * test, which no template needs). */
+	if (a.k == V_LIST && b.k == V_LIST && a.u.l->kind <= L_TUPLE && b.u.l->kind <= L_TUPLE) {
 		tmpl_eval_charge(r, a.u.l->n < b.u.l->n ? a.u.l->n : b.u.l->n);
 		for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
 			int c = compare_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1);
@@ -1006,7 +1050,7 @@ tmpl_val_cp_to_byte(const struct jstr *s, size_t cp)
 struct val
 tmpl_val_getattr(struct rt *r, struct val obj, const char *name, int line)
 {
-	const char *m = tmpl_filter_method(obj.k, name);
+	const char *m = tmpl_filter_method(obj, name);
 
 	switch (obj.k) {
 	case V_UNDEF:
@@ -1017,9 +1061,6 @@ tmpl_val_getattr(struct rt *r, struct val obj, const char *name, int line)
 		break;
 	case V_STR:
 	case V_LIST:
-		/* A tuple has no methods that change it. */
-		if (m && obj.k == V_LIST && obj.u.l->tuple && strcmp(m, "index") && strcmp(m, "count"))
-			return UNDEF;
 		return m ? tmpl_val_func(r, m, obj) : UNDEF;
 	case V_DICT:
 		if (m)
@@ -1027,7 +1068,9 @@ tmpl_val_getattr(struct rt *r, struct val obj, const char *name, int line)
 		/* fall through */
 	case V_NS: {
 		struct val *v = tmpl_val_dict_find(r, obj.u.d, name, strlen(name));
-		if (v)
+		/* d.update is undefined whatever the keys, as in the sandbox
+		 * (d['update'] still reads a key). */
+		if (v && !tmpl_filter_unsafe(obj, name))
 			return *v;
 		if (obj.k == V_DICT) {
 			v = tmpl_val_dict_find(r, obj.u.d, "\x01loop", 5);
@@ -1050,6 +1093,8 @@ tmpl_val_getitem(struct rt *r, struct val obj, struct val key, int line)
 		tmpl_fail(&r->f, "line %d: subscript of an undefined value", line);
 		break;
 	case V_LIST:
+		if (obj.u.l->kind >= L_KEYS)
+			return UNDEF;   /* a view is not subscriptable: Jinja's getitem gives undefined */
 		if (key.k == V_INT || key.k == V_BOOL) {
 			int64_t i = key.u.i, n = (int64_t)obj.u.l->n;
 			if (i < 0)
@@ -1076,7 +1121,7 @@ tmpl_val_getitem(struct rt *r, struct val obj, struct val key, int line)
 		break;
 	case V_DICT: case V_NS: {
 		struct val *v;
-		if ((key.k == V_LIST && !key.u.l->tuple) || key.k == V_DICT || key.k == V_NS || key.k == V_UNDEF ||
+		if ((key.k == V_LIST && key.u.l->kind != L_TUPLE) || key.k == V_DICT || key.k == V_NS || key.k == V_UNDEF ||
 		    key.k == V_MACRO || key.k == V_FUNC)
 			return UNDEF;   /* Jinja's getitem: a key Python cannot hash finds nothing */
 		v = tmpl_val_dict_find_key(r, obj.u.d, key, line);

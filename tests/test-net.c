@@ -153,6 +153,20 @@ test_oai_parse(void)
 		oai_req_free(&r);
 	}
 
+	/* As OpenAI's API takes them: a system (or developer) message amid the
+	 * conversation stays where it is, the leading ones are the system
+	 * prompt; the last message may be the assistant's. */
+	{
+		const char *mid = "{\"model\": \"m\", \"messages\": [{\"role\": \"developer\", \"content\": \"d\"}, "
+		    "{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"developer\", \"content\": \"s\"}, "
+		    "{\"role\": \"user\", \"content\": \"b\"}, {\"role\": \"assistant\", \"content\": \"c\"}]}";
+		CHECK(oai_req_parse(OAI_CHAT, mid, strlen(mid), &r, &e) == 0, "mid-conversation system refused: %s", e.message);
+		CHECK(r.system && !strcmp(r.system, "d") && r.n_msgs == 4 && !strcmp(r.msgs[1].role, "system") &&
+		    !strcmp(r.msgs[1].content, "s") && !strcmp(r.msgs[3].role, "assistant") && !strcmp(r.msgs[3].content, "c"),
+		    "messages in their places");
+		oai_req_free(&r);
+	}
+
 	/* Every refusal: 400 and the field named. */
 	static const struct {
 		enum oai_kind kind;
@@ -179,8 +193,7 @@ test_oai_parse(void)
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\"}]}", "messages[0].content", "string" },
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"input_audio\"}]}]}", "messages[0].content[0]", "text only" },
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}", "messages[0].content[0]", "text must be" },
-		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", \"content\": \"b\"}]}", "messages[1]", "only before" },
-		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}", "messages", "last message" },
+		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"system\", \"content\": \"s\"}]}", "messages", "not only system" },
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"assistant\", \"content\": \"a\", \"tool_calls\": [{}]}, {\"role\": \"user\", \"content\": \"b\"}]}", "messages[0].tool_calls", "tool calls" },
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": \"hot\"}", "temperature", "number" },
 		{ OAI_CHAT, "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": -1}", "temperature", "[0, 100]" },
@@ -733,7 +746,7 @@ serve_submit(struct engine *e, const char *body, long long num)
 
 	if (oai_req_parse(OAI_COMPLETION, body, strlen(body), &req, &oe) < 0)
 		return NULL;
-	if (!(j = job_new(&req, num)))
+	if (!(j = job_new(e, &req, num)))
 		return NULL;
 	if (engine_submit(e, j, &oe) < 0) {
 		job_unref(e, j);

@@ -140,6 +140,12 @@ check "models" 200 "$(req m2 GET /v1/models)"
 check "model id" "list aidreams260K-f32" "$(jget "$tmp/m2" 'd["object"] + " " + d["data"][0]["id"]')"
 check "model by id" 200 "$(req m3 GET /v1/models/aidreams260K-f32)"
 check "unknown model by id" 404 "$(req m4 GET /v1/models/nope)"
+# The model named by the id listed, its file name, or the path given to -m: the same model.
+check "model by file name" 200 "$(req m5 GET /v1/models/aidreams260K-f32.gguf)"
+for name in aidreams260K-f32.gguf "$M"; do
+	body cn "{\"model\": $(esc "$name"), \"prompt\": \"x\", \"max_tokens\": 1}"
+	check "a request naming the model as $name" "200 aidreams260K-f32" "$(req rn POST /v1/completions "$tmp/cn") $(jget "$tmp/rn" 'd["model"]')"
+done
 
 msgs="[{\"role\": \"user\", \"content\": $(esc "$prompt")}]"
 body c1 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\": 0, \"max_tokens\": 24}"
@@ -240,6 +246,45 @@ body c9 "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"temperature\":
 req r9 POST /v1/chat/completions "$tmp/c9" >/dev/null
 check "top_k 1 is greedy" "$expect" "$(jget "$tmp/r9" 'd["choices"][0]["message"]["content"]')"
 
+# As OpenAI's API takes them: a system message amid the conversation goes
+# to the template where it stands, and a last message from the assistant is
+# a finished turn, the reply the next message.  (The raw template joins the
+# contents: both prompts are the greedy run's.)
+body cmid "{\"model\": \"aidreams260K-f32\", \"messages\": [{\"role\": \"user\", \"content\": \"I\"}, {\"role\": \"system\", \"content\": \" dreamed\"}, {\"role\": \"user\", \"content\": \" that\"}], \"temperature\": 0, \"max_tokens\": 24}"
+check "a system message amid the conversation" 200 "$(req rmid POST /v1/chat/completions "$tmp/cmid")"
+check "its reply" "$expect" "$(jget "$tmp/rmid" 'd["choices"][0]["message"]["content"]')"
+body cpre "{\"model\": \"aidreams260K-f32\", \"messages\": [{\"role\": \"user\", \"content\": \"I dreamed\"}, {\"role\": \"assistant\", \"content\": \" that\"}], \"temperature\": 0, \"max_tokens\": 24}"
+check "the assistant's message last" 200 "$(req rpre POST /v1/chat/completions "$tmp/cpre")"
+check "its reply" "$expect" "$(jget "$tmp/rpre" 'd["choices"][0]["message"]["content"]')"
+# The history keeps both as they were sent and answered: every message in
+# its place, the prompt the reply was made from.
+check "both recorded as sent" "user,system,user,assistant|I dreamed that user,assistant,assistant|I dreamed that" \
+	"$("$PY" - "$tmp/main.db" <<'EOF2'
+import sqlite3, sys, time
+end = time.monotonic() + 30
+out = []
+while True:   # the reply is sent before it is recorded
+    out = []
+    try:
+        db = sqlite3.connect(sys.argv[1])
+        for first in ("I", "I dreamed"):
+            conv = db.execute("SELECT c.id FROM conversations c WHERE (SELECT content FROM messages m WHERE "
+                              "m.conversation_id = c.id ORDER BY seq LIMIT 1) = ? ORDER BY c.id DESC LIMIT 1",
+                              (first,)).fetchone()
+            roles = db.execute("SELECT group_concat(role, ',') FROM (SELECT role FROM messages WHERE "
+                               "conversation_id = ? ORDER BY seq)", conv).fetchone()[0]
+            prompt = db.execute("SELECT g.prompt_text FROM generations g JOIN messages m ON m.id = g.message_id "
+                                "WHERE m.conversation_id = ?", conv).fetchone()[0]
+            out.append("%s|%s" % (roles, prompt))
+    except (sqlite3.Error, TypeError):
+        out = []
+    if len(out) == 2 or time.monotonic() > end:
+        break
+    time.sleep(0.05)
+print(" ".join(out))
+EOF2
+)"
+
 # Bad requests: 4xx, OpenAI's error shape, the field named.
 # bad_req LABEL STATUS PARAM BODY
 bad_req() {
@@ -264,7 +309,7 @@ bad_req "chat_template_kwargs a list" 400 chat_template_kwargs \
 	"{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"chat_template_kwargs\": []}"
 bad_req "a tool message" 400 "messages[0].role" '{"model": "aidreams260K-f32", "messages": [{"role": "tool", "content": "x"}]}'
 bad_req "an image part" 400 "messages[0].content[0]" '{"model": "aidreams260K-f32", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}'
-bad_req "last message not the user's" 400 messages '{"model": "aidreams260K-f32", "messages": [{"role": "assistant", "content": "x"}]}'
+bad_req "only system messages" 400 messages '{"model": "aidreams260K-f32", "messages": [{"role": "system", "content": "x"}]}'
 bad_req "no model" 400 model "{\"messages\": $msgs}"
 bad_req "n 2" 400 n "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"n\": 2}"
 bad_req "unknown model" 404 model "{\"model\": \"gpt-4o\", \"messages\": $msgs}"
@@ -286,7 +331,15 @@ check "GET on a POST route" 405 "$(req r405 GET /v1/chat/completions)"
 check "unknown path" 404 "$(req r404 GET /v2/nothing)"
 check "a path with an escape sequence" 404 "$(req resc GET "/v1/x%1b%5b2J")"
 grep -q "$(printf '\033')" "$tmp/main.log" && bad "a terminal escape reached the log" || ok
-grep -qF "there is no /v1/x?[2J here" "$tmp/main.log" && ok || bad "the path is not in the log as expected"
+grep -qF 'there is no /v1/x\x1b[2J here' "$tmp/main.log" && ok || bad "the path is not in the log as expected"
+# A client's bytes that are not UTF-8 (here in a part's type, which the
+# error names) reach the log escaped, as control characters do.
+printf '{"model": "aidreams260K-f32", "messages": [{"role": "user", "content": [{"type": "\377\376img\302\233x\033[2J\303\251"}]}]}' > "$tmp/butf"
+check "a part type that is not UTF-8" 400 "$(req rbutf POST /v1/chat/completions "$tmp/butf")"
+check "the log: its bytes escaped, no raw ones" "True True" "$("$PY" -c '
+import sys
+log = open(sys.argv[1], "rb").read()
+print(b"\xff" not in log and b"\xc2\x9b" not in log, b"of type '"'"'\\xff\\xfeimg\\xc2\\x9bx\\x1b[2J\xc3\xa9'"'"' is not" in log)' "$tmp/main.log")"
 # Still serving, with the same answer.
 check "after the bad requests" 200 "$(req r10 POST /v1/chat/completions "$tmp/c1")"
 check "same answer after the bad requests" "$expect" "$(jget "$tmp/r10" 'd["choices"][0]["message"]["content"]')"
@@ -643,6 +696,50 @@ print(" ".join(out))
 EOF2
 check "enable_thinking false, absent, true: the prompt and the reply" "closed:answer:3 open:reasoning:3 open:reasoning:3" \
 	"$(cat "$tmp/switch.out")"
+# A template that refuses a system message amid the conversation: the client gets 400 with the
+# template's own words; the assistant's message last is still taken.
+printf '%s' "{% for message in messages %}{% if message['role'] == 'system' and not loop.first %}{{ raise_exception('System messages must come first') }}{% endif %}{{ message['content'] }}{% endfor %}" > "$tmp/strict.jinja"
+start strict --no-history --chat-template "$tmp/strict.jinja" -c 128
+check "a template refuses the system message amid the conversation" "400 messages True" "$(curl -s -o "$tmp/rstrict" \
+	-w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$tmp/cmid" "http://127.0.0.1:$port/v1/chat/completions"
+	) $(jget "$tmp/rstrict" 'd["error"]["param"] + " " + str("System messages must come first" in d["error"]["message"])')"
+check "that template, the assistant's message last" 200 "$(curl -s -o /dev/null -w '%{http_code}' \
+	-H 'Content-Type: application/json' --data-binary "@$tmp/cpre" "http://127.0.0.1:$port/v1/chat/completions")"
+# Completion ids do not repeat across runs: two servers (as one restarted) asked at once, in the same
+# second, their request numbers alike, give different ids; one server's ids differ from each other.
+start ida --no-history -c 128
+IDA=$port
+start idb --no-history -c 128
+check "ids of two runs" "ids differ in a run|same second, ids differ" "$("$PY" - "$IDA" "$port" <<'EOF2'
+import json, sys, threading, urllib.request
+ports = [int(p) for p in sys.argv[1:3]]
+def ask(port, out=None, k=0):
+    body = json.dumps({"model": "aidreams260K-f32", "messages": [{"role": "user", "content": "x"}],
+                       "max_tokens": 1}).encode()
+    r = urllib.request.Request("http://127.0.0.1:%d/v1/chat/completions" % port, data=body,
+                               headers={"Content-Type": "application/json"})
+    d = json.load(urllib.request.urlopen(r, timeout=60))
+    if out is not None:
+        out[k] = d
+    return d
+# Two requests to each (their numbers stay alike): one run's ids.
+a = [ask(ports[0])["id"], ask(ports[0])["id"]]
+ask(ports[1]), ask(ports[1])
+res = ["ids differ in a run" if a[0] != a[1] else "the same id twice in a run: " + a[0]]
+for _ in range(20):   # until a pair lands in the same second (the first, most likely)
+    out = [None, None]
+    ts = [threading.Thread(target=ask, args=(p, out, k)) for k, p in enumerate(ports)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    if out[0]["created"] == out[1]["created"]:
+        res.append("same second, ids differ" if out[0]["id"] != out[1]["id"] else "same second, the same id " +
+                   out[0]["id"])
+        break
+else:
+    res.append("no two requests in the same second")
+print("|".join(res))
+EOF2
+)"
 # A model the history could not take at start (here a trigger refuses it) is tried again with each
 # reply, and no reply is recorded without it.  (A copy of the model: its file is changed below.)
 mkdir -p "$tmp/nmm" "$tmp/nmm2" && cp "$M" "$tmp/nmm/aidreams260K-f32.gguf" && cp "$M" "$tmp/nmm2/aidreams260K-f32.gguf"
@@ -733,6 +830,31 @@ grep -q '"the server is shutting down: the reply was cut off after [0-9]* tokens
 	bad "the stream stopped by the shutdown did not say so: $(tail -c 600 "$tmp/shut.out")"
 grep -q "stopped after [0-9]* generated tokens: the server is shutting down" "$tmp/shut.log" && ok ||
 	bad "the log does not say the shutdown stopped it: $(cat "$tmp/shut.log")"
+
+# A client still sending its body when the server stops: the server does not wait for it (it has
+# nothing to answer yet), exits cleanly, and the client's connection is closed.
+start midbody --no-history -c 128
+mid_pid=${pids##* }
+pids=${pids% *}
+: >"$tmp/midbody.out"
+"$PY" - "$port" "$tmp/midbody.ready" > "$tmp/midbody.out" <<'EOF2' &
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
+s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+s.sendall(b"GET")   # (nothing to read yet: the request's headers are in)
+open(sys.argv[2], "w").close()
+try:
+    print("closed" if s.recv(65536) == b"" else "answered")
+except OSError as e:
+    print("closed" if "reset" in str(e) else "error " + str(e))
+EOF2
+mid_py=$!
+i=0
+while [ ! -e "$tmp/midbody.ready" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+kill -TERM "$mid_pid"
+wait "$mid_pid"; check "stopped with a request's body half sent: exit status" 0 $?
+wait "$mid_py"
+check "that client's connection closed" closed "$(cat "$tmp/midbody.out")"
 
 # SIGTERM stops the server cleanly.
 for p in $pids; do kill -TERM "$p" 2>/dev/null; done

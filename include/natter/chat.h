@@ -130,8 +130,11 @@ int chat_set_system(struct chat *c, const char *text);
 const char *chat_system(const struct chat *c);
 /* Appends a user message (copied).  Invalid UTF-8 is repaired. */
 int chat_add_user(struct chat *c, const char *text, size_t len);
-/* Appends a message of any role (resuming a stored conversation); TEXT
- * is taken as it is (an assistant message's reasoning: chat_alt_set_reasoning). */
+/* Appends a message of role user, assistant or system (resuming a stored
+ * conversation; a system message amid the conversation, as an API client
+ * may send, goes to the template where it stands); TEXT is taken as it is
+ * (an assistant message's reasoning: chat_alt_set_reasoning).  Returns 0,
+ * or -1 for another role or when out of memory. */
 int chat_add_message(struct chat *c, const char *role, const char *text, size_t len);
 
 /* Called with each printable piece of the reply as the model wrote it,

@@ -20,8 +20,9 @@ enum oai_kind { OAI_CHAT, OAI_COMPLETION };
 /* Request bodies larger than this are refused (413) by the server. */
 #define OAI_MAX_BODY ((size_t)4 << 20)
 
-/* A message after normalisation: role "user" or "assistant" (system and
- * developer messages are gathered into oai_req.system). */
+/* A message after normalisation: role "user", "assistant" or "system"
+ * (developer messages are system ones; those before the first user or
+ * assistant message are gathered into oai_req.system instead). */
 struct oai_msg {
 	char *role;
 	char *content;
@@ -57,7 +58,7 @@ struct oai_req {
 	enum oai_kind kind;
 	char *model;
 	char *system;                /* chat: the leading system/developer messages, joined; NULL if none */
-	struct oai_msg *msgs;        /* chat: (n_msgs), the last one from the user */
+	struct oai_msg *msgs;        /* chat: (n_msgs), at least one; the last may be the assistant's */
 	int n_msgs;
 	char *prompt;                /* completion: the raw prompt */
 	int stream;

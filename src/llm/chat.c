@@ -607,7 +607,7 @@ chat_add_user(struct chat *c, const char *text, size_t len)
 int
 chat_add_message(struct chat *c, const char *role, const char *text, size_t len)
 {
-	if (strcmp(role, "user") && strcmp(role, "assistant"))
+	if (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system"))
 		return -1;
 	return push_msg(c, role, text, len);
 }

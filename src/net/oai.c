@@ -352,18 +352,17 @@ parse_messages(const cJSON *arr, struct oai_req *r, struct oai_error *e)
 		text = content_text(m, i, rs, e);
 		if (!text)
 			return -1;
-		if (!strcmp(rs, "system") || !strcmp(rs, "developer")) {
-			int rc;
-			if (r->n_msgs > 0) {
-				free(text);
-				snprintf(param, sizeof(param), "messages[%d]", i);
-				return bad(e, param, "%s: system messages are accepted only before the conversation", param);
-			}
-			rc = append(&r->system, "\n\n", text);
+		if (!strcmp(rs, "developer"))
+			rs = "system";   /* OpenAI's newer name for it */
+		if (!strcmp(rs, "system") && r->n_msgs == 0) {
+			/* Before the conversation: the system prompt. */
+			int rc = append(&r->system, "\n\n", text);
 			free(text);
 			if (rc < 0)
 				return bad(e, "messages", "out of memory");
 		} else {
+			/* A later system message stays where it is: the chat
+			 * template decides what it means (or refuses it). */
 			r->msgs[r->n_msgs].content = text;
 			r->msgs[r->n_msgs].role = strdup(rs);
 			if (!r->msgs[r->n_msgs].role) {
@@ -374,8 +373,10 @@ parse_messages(const cJSON *arr, struct oai_req *r, struct oai_error *e)
 		}
 		i++;
 	}
-	if (r->n_msgs == 0 || strcmp(r->msgs[r->n_msgs - 1].role, "user") != 0)
-		return bad(e, "messages", "the last message must be from the user");
+	/* The last message may be the assistant's, as OpenAI's API allows:
+	 * the reply is the next assistant message after it. */
+	if (r->n_msgs == 0)
+		return bad(e, "messages", "messages must hold a user or assistant message, not only system ones");
 	return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +51,7 @@ struct engine {
 	FILE *log;
 	char model_id[256];
 	char model_path[4096];
+	uint64_t run_tag;             /* random, in every completion id: unique across restarts */
 	struct stat model_st;         /* the file as loaded (its mtime: "created") */
 	struct stat model_seen;       /* the file as model_row last found it to be the one loaded */
 
@@ -70,7 +72,7 @@ static const char raw_template[] = "{% for message in messages %}{{ message['con
 /* --- jobs --- */
 
 struct job *
-job_new(struct oai_req *req, long long num)
+job_new(const struct engine *e, struct oai_req *req, long long num)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	struct timespec ts;
@@ -83,8 +85,10 @@ job_new(struct oai_req *req, long long num)
 	j->refs = 1;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	j->created = (long long)ts.tv_sec;
-	snprintf(j->id, sizeof(j->id), "%s-%llx%06llx", j->req.kind == OAI_CHAT ? "chatcmpl" : "cmpl",
-	    (long long)ts.tv_sec, num & 0xffffff);
+	/* The run's random tag, then the request number (unique in the run:
+	 * never cut short). */
+	snprintf(j->id, sizeof(j->id), "%s-%016llx%06llx", j->req.kind == OAI_CHAT ? "chatcmpl" : "cmpl",
+	    (unsigned long long)e->run_tag, (unsigned long long)num);
 	atomic_init(&j->gone, 0);
 	return j;
 }
@@ -652,9 +656,10 @@ run_job(struct engine *e, struct job *j)
 		 * chat_generate may fail with "evaluation stopped": the stop reaches the
 		 * evaluation of the token after the last piece.  The reply so far stands.) */
 		int oom = strstr(err, "out of memory") != NULL;
+		/* (A template's own words may say "context": they are no length.) */
+		int ctx = strstr(err, "context") && !strstr(err, "template refuses");
 		oai_error_set(&oe, oom ? 500 : 400, oom ? "server_error" : "invalid_request_error",
-		    strstr(err, "context") ? "context_length_exceeded" : NULL, j->req.kind == OAI_CHAT ? "messages" :
-		    "prompt", "%s", err);
+		    ctx ? "context_length_exceeded" : NULL, j->req.kind == OAI_CHAT ? "messages" : "prompt", "%s", err);
 		goto failed;
 	}
 	gone = atomic_load(&j->gone);
@@ -788,6 +793,21 @@ engine_main(void *arg)
 	return NULL;
 }
 
+/* A tag for this run's completion ids: random bytes, so that ids do not
+ * repeat across restarts (two runs may start in the same second).  Should
+ * the kernel give none, the time to the nanosecond and the process id. */
+static uint64_t
+run_tag_new(void)
+{
+	uint64_t t;
+	struct timespec ts;
+
+	if (getrandom(&t, sizeof(t), GRND_NONBLOCK) == (ssize_t)sizeof(t))
+		return t;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
+}
+
 int
 engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t errlen)
 {
@@ -813,6 +833,7 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 	e->reasoning_inline = o->reasoning_inline;
 	e->max_queue = o->max_queue > 0 ? o->max_queue : SERVE_MAX_QUEUE_DEFAULT;
 	e->log = o->log;
+	e->run_tag = run_tag_new();
 	snprintf(e->model_path, sizeof(e->model_path), "%s", o->model_path);
 	base = strrchr(o->model_path, '/');
 	snprintf(e->model_id, sizeof(e->model_id), "%s", base ? base + 1 : o->model_path);

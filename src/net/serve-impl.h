@@ -43,8 +43,9 @@ struct job {
 };
 
 /* One line of the server's log on LOG (NULL: none), "natter serve: "
- * first, terminal controls (clients name paths and models) shown as '?';
- * written in one call, so that lines of several threads never mix. */
+ * first; control characters and bytes that are not UTF-8 (clients name
+ * paths and models) written as \xNN; written in one call, so that lines
+ * of several threads never mix. */
 void serve_log(FILE *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Creates the engine: loads the model, opens the history (unless
@@ -61,9 +62,11 @@ long long engine_model_created(const struct engine *e);
 /* Does NAME (a request's "model") name the loaded model? */
 int engine_model_matches(const struct engine *e, const char *name);
 
-/* A new job for REQ (whose contents it takes over; REQ is zeroed).  One
- * reference, the caller's.  NULL when out of memory. */
-struct job *job_new(struct oai_req *req, long long num);
+/* A new job for REQ (whose contents it takes over; REQ is zeroed), request
+ * number NUM of E's run (its id: E's random tag and NUM, so unique within
+ * the run and across runs).  One reference, the caller's.  NULL when out
+ * of memory. */
+struct job *job_new(const struct engine *e, struct oai_req *req, long long num);
 /* Queues J (the engine takes its own reference).  Returns 0, or -1 with
  * ERR set to 503 when the queue is full or the server is stopping. */
 int engine_submit(struct engine *e, struct job *j, struct oai_error *err);

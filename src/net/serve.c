@@ -19,6 +19,7 @@
 
 #include "natter/oai.h"
 #include "natter/serve.h"
+#include "llm/unicode.h"
 #include "net/serve-impl.h"
 
 /*
@@ -55,8 +56,10 @@ struct serve {
 	FILE *log;
 	unsigned idle_timeout;       /* seconds without a byte before a connection closes */
 	atomic_llong n_requests;
-	/* Requests not yet completed (their response sent, or given up):
-	 * serve_stop lets them finish before the connections close. */
+	/* Requests being answered (their response queued or being made) and
+	 * not yet completed: serve_stop lets them finish before the connections
+	 * close.  A request whose body is still coming in is not one: it has
+	 * nothing to be sent, and waiting for it would only delay the stop. */
 	pthread_mutex_t mu;
 	pthread_cond_t idle;
 	int active;
@@ -79,6 +82,7 @@ struct conn {
 	uint64_t received;
 	int too_big;
 	int answered;                /* a response was queued before the body was read */
+	int counted;                 /* in serve.active (conn_answering) */
 	int fd;
 	enum probe probe;            /* whether serve_peer_gone may probe the client */
 	char allow[32];              /* a 405's Allow header: the path's methods */
@@ -114,21 +118,53 @@ static const struct route {
 	{ "POST", "/v1/completions", 0, 1, 1, h_completions },
 };
 
+/* Copies S into OUT (CAP bytes, at least 5; always terminated) with
+ * what a terminal or a log reader could take for something else written
+ * as \xNN: C0 controls, DEL, C1 controls (U+0080..U+009F) and every byte
+ * that is not part of valid UTF-8.  Stops early rather than cut an escape. */
+static void
+log_escape(const char *s, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s), o = 0;
+
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		const size_t l = utf8_decode(u + i, n - i, &cp);   /* a bad byte alone: l 1 */
+		if (cp >= UCP_RAW_BYTE || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0)) {
+			if (o + 4 * l >= cap)
+				break;
+			for (size_t b = i; b < i + l; b++) {
+				out[o++] = '\\';
+				out[o++] = 'x';
+				out[o++] = hex[u[b] >> 4];
+				out[o++] = hex[u[b] & 15];
+			}
+		} else {
+			if (o + l >= cap)
+				break;
+			memcpy(out + o, u + i, l);
+			o += l;
+		}
+		i += l;
+	}
+	out[o] = 0;
+}
+
 void
 serve_log(FILE *log, const char *fmt, ...)
 {
 	va_list ap;
-	char line[1024];
+	char line[1024], shown[4 * sizeof(line)];
 
 	if (!log)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	for (char *c = line; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = '?';
-	fprintf(log, "natter serve: %s\n", line);
+	log_escape(line, shown, sizeof(shown));
+	fprintf(log, "natter serve: %s\n", shown);
 	fflush(log);
 }
 
@@ -403,7 +439,7 @@ h_generate(struct serve *s, struct MHD_Connection *c, struct conn *r, enum oai_k
 		oai_req_free(&req);
 		return rc;
 	}
-	j = job_new(&req, r->num);
+	j = job_new(s->eng, &req, r->num);
 	if (!j) {
 		oai_req_free(&req);
 		oai_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
@@ -512,6 +548,21 @@ route_find(const char *method, const char *url, char *allow, size_t allow_len)
 	return NULL;
 }
 
+/* R is answered from now on (its response is queued, or its handler
+ * runs): counted in S->active until on_completed, so that serve_stop
+ * lets it finish.  Once per request. */
+static void
+conn_answering(struct serve *s, struct conn *r)
+{
+	r->answered = 1;
+	if (r->counted)
+		return;
+	r->counted = 1;
+	pthread_mutex_lock(&s->mu);
+	s->active++;
+	pthread_mutex_unlock(&s->mu);
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
 	   const char *upload, size_t *upload_size, void **con_cls)
@@ -529,15 +580,12 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		if (!r)
 			return MHD_NO;
 		*con_cls = r;
-		pthread_mutex_lock(&s->mu);
-		s->active++;
-		pthread_mutex_unlock(&s->mu);
 		r->num = atomic_fetch_add(&s->n_requests, 1) + 1;
 		r->fd = ci ? ci->connect_fd : -1;
 		r->probe = version && !strcmp(version, MHD_HTTP_VERSION_1_1) ? PROBE_CAN : PROBE_NEVER;
 		r->route = route_find(method, url, r->allow, sizeof(r->allow));
 		if (!r->route) {
-			r->answered = 1;
+			conn_answering(s, r);
 			if (r->allow[0])
 				oai_error_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
 				    "%s is not allowed on %.200s", method, url);
@@ -548,14 +596,14 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 			return send_error(s, c, r, &e);
 		}
 		if (r->route->auth && !auth_ok(s, c)) {
-			r->answered = 1;
+			conn_answering(s, r);
 			oai_error_set(&e, 401, "invalid_request_error", "invalid_api_key", NULL,
 			    "a valid API key is required: send the header \"Authorization: Bearer KEY\"");
 			return send_error(s, c, r, &e);
 		}
 		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > DRAIN_LIMIT) {
-			r->answered = 1;
+			conn_answering(s, r);
 			oai_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
 			    "the request body is larger than the limit of %zu MiB", OAI_MAX_BODY >> 20);
 			return send_error(s, c, r, &e);
@@ -592,7 +640,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	}
 	if (r->answered)
 		return MHD_YES;
-	r->answered = 1;
+	conn_answering(s, r);
 	if (r->too_big) {
 		oai_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
 		    "the request body is larger than the limit of %zu MiB", OAI_MAX_BODY >> 20);
@@ -616,13 +664,15 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
 	(void)toe;
 	if (!r)
 		return;
+	if (r->counted) {
+		pthread_mutex_lock(&s->mu);
+		if (--s->active == 0)
+			pthread_cond_broadcast(&s->idle);
+		pthread_mutex_unlock(&s->mu);
+	}
 	free(r->body);
 	free(r);
 	*con_cls = NULL;
-	pthread_mutex_lock(&s->mu);
-	if (--s->active == 0)
-		pthread_cond_broadcast(&s->idle);
-	pthread_mutex_unlock(&s->mu);
 }
 
 static void
@@ -765,8 +815,9 @@ serve_stop(struct serve *s)
 	 * so libmicrohttpd can join its connection threads.  What the engine
 	 * wrote last (a 503 for the reply it cut off, for those that waited)
 	 * is sent before the connections are closed: up to 2 s for the
-	 * requests to complete (a client that does not read is not waited
-	 * for longer). */
+	 * requests being answered to complete (a client that does not read is
+	 * not waited for longer).  A request still sending its body is not
+	 * waited for: it is cut off with its connection. */
 	engine_shutdown(s->eng);
 	{
 		struct timespec until;

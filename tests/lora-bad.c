@@ -19,7 +19,7 @@ struct bad {
 	uint64_t ne[3][2];
 	const char *base_name, *base_file;
 	float alpha;         /* 0: 8 */
-	const float *data;   /* the tensors' values; NULL: zeros */
+	const float *data[3];   /* each tensor's values; NULL: zeros */
 };
 
 int
@@ -47,28 +47,35 @@ main(int argc, char **argv)
 	o = q->ne[1];
 	{
 		const struct bad bads[] = {
-			{ "missing-half.gguf", "llama", 1, { "blk.0.attn_q.weight.lora_a" }, { { e, 4 } }, NULL, NULL, 0, NULL },
+			{ "missing-half.gguf", "llama", 1, { "blk.0.attn_q.weight.lora_a" }, { { e, 4 } }, NULL, NULL, 0, { NULL } },
 			{ "unknown-tensor.gguf", "llama", 3,
 			  { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b", "blk.0.attn_q.weight.extra" },
-			  { { e, 4 }, { 4, o }, { e, 4 } }, NULL, NULL, 0, NULL },
+			  { { e, 4 }, { 4, o }, { e, 4 } }, NULL, NULL, 0, { NULL } },
 			{ "wrong-shape.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
-			  { { e + 1, 4 }, { 4, o } }, NULL, NULL, 0, NULL },
+			  { { e + 1, 4 }, { 4, o } }, NULL, NULL, 0, { NULL } },
 			{ "no-base.gguf", "llama", 2, { "blk.99.attn_q.weight.lora_a", "blk.99.attn_q.weight.lora_b" },
-			  { { e, 4 }, { 4, o } }, NULL, NULL, 0, NULL },
+			  { { e, 4 }, { 4, o } }, NULL, NULL, 0, { NULL } },
 			{ "rank-mismatch.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
-			  { { e, 4 }, { 3, o } }, NULL, NULL, 0, NULL },
+			  { { e, 4 }, { 3, o } }, NULL, NULL, 0, { NULL } },
 			/* Sound, but made on another model, whose name holds an escape
 			 * and a newline for the terminal to be kept from. */
 			{ "other-base.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
-			  { { e, 4 }, { 4, o } }, "Another\033[31m\nModel", "models/another.gguf", 0, NULL },
+			  { { e, 4 }, { 4, o } }, "Another\033[31m\nModel", "models/another.gguf", 0, { NULL } },
 			{ "alpha-huge.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
-			  { { e, 4 }, { 4, o } }, NULL, NULL, 1e12f, NULL },
+			  { { e, 4 }, { 4, o } }, NULL, NULL, 1e12f, { NULL } },
 			/* Sound in every field; its product overflows float. */
 			{ "huge-values.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
-			  { { e, 4 }, { 4, o } }, NULL, NULL, 0, huge },
+			  { { e, 4 }, { 4, o } }, NULL, NULL, 0, { huge, huge } },
+			/* Sound, loads and trains (lora_b zero: it adds nothing), but its
+			 * lora_a is past the largest F16 (65504): finetune --init with it
+			 * and --out-type f16. */
+			{ "past-f16.gguf", "llama", 2, { "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b" },
+			  { { e, 4 }, { 4, o } }, NULL, NULL, 0, { past_f16, NULL } },
 		};
-		for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++)
+		for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
 			huge[i] = 1e30f;
+			past_f16[i] = 70000.0f;
+		}
 		for (size_t b = 0; b < sizeof(bads) / sizeof(bads[0]); b++) {
 			struct gguf_writer *w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
 			int rc = !w || gguf_w_str(w, "general.architecture", bads[b].arch) < 0 ||
@@ -83,8 +90,7 @@ main(int argc, char **argv)
 					rc = 1;
 				else
 					rc = gguf_w_tensor(w, bads[b].names[t], GGML_TYPE_F32, 2, bads[b].ne[t],
-					    bads[b].data ? bads[b].data : zeros, NULL,
-					    NULL) < 0;
+					    bads[b].data[t] ? bads[b].data[t] : zeros, NULL, NULL) < 0;
 			}
 			snprintf(path, sizeof(path), "%s/%s", argv[2], bads[b].file);
 			if (rc || gguf_writer_write(w, path, err, sizeof(err)) < 0) {
@@ -95,29 +101,6 @@ main(int argc, char **argv)
 			}
 			gguf_writer_free(w);
 		}
-	}
-	{
-		/* Sound, loads and trains (lora_b zero: it adds nothing), but its lora_a is
-		 * past the largest F16 (65504): finetune --init with it and --out-type f16. */
-		struct gguf_writer *w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
-		const uint64_t ne_a[2] = { e, 4 }, ne_b[2] = { 4, o };
-		int rc;
-
-		for (size_t i = 0; i < sizeof(past_f16) / sizeof(past_f16[0]); i++)
-			past_f16[i] = 70000.0f;
-		rc = !w || e * 4 > sizeof(past_f16) / sizeof(past_f16[0]) || o * 4 > sizeof(zeros) / sizeof(zeros[0]) ||
-		    gguf_w_str(w, "general.architecture", "llama") < 0 || gguf_w_str(w, "general.type", "adapter") < 0 ||
-		    gguf_w_str(w, "adapter.type", "lora") < 0 || gguf_w_f32(w, "adapter.lora.alpha", 8.0f) < 0 ||
-		    gguf_w_tensor(w, "blk.0.attn_q.weight.lora_a", GGML_TYPE_F32, 2, ne_a, past_f16, NULL, NULL) < 0 ||
-		    gguf_w_tensor(w, "blk.0.attn_q.weight.lora_b", GGML_TYPE_F32, 2, ne_b, zeros, NULL, NULL) < 0;
-		snprintf(path, sizeof(path), "%s/past-f16.gguf", argv[2]);
-		if (rc || gguf_writer_write(w, path, err, sizeof(err)) < 0) {
-			fprintf(stderr, "%s: %s\n", path, rc ? "cannot build it" : err);
-			gguf_writer_free(w);
-			gguf_close(m);
-			return 1;
-		}
-		gguf_writer_free(w);
 	}
 	gguf_close(m);
 	return 0;

@@ -253,6 +253,9 @@ if "$B/lora-bad" "$F/models/tiny-llama-f32.gguf" "$tmp/bad"; then
 	# shellcheck disable=SC2086
 	ft $p16 --out-type f32 -o "$tmp/p16.gguf" --resume "$tmp/p16.ckpt.gguf" >/dev/null 2>"$tmp/err"
 	check "--out-type f32 --resume status" 0 $?
+	# The adapter written, every LoRA tensor F32.
+	check "--out-type f32 --resume tensors" "0 F32" "$("$NATTER_BIN" info -m "$tmp/p16.gguf" --tensors 2>&1 |
+	    awk '/lora_/ { n++; if ($2 != "F32") bad++ } END { print (n > 0 ? bad + 0 : -1), "F32" }')"
 else
 	bad "lora-bad could not write its adapters"
 fi

@@ -1602,6 +1602,29 @@ test_chatlog_parents(void)
 		    store_msg_add_after(s, other, u4, "user", "stray", &id) < 0 && strstr(store_errmsg(s), "is not in"),
 		    "a parent from another conversation: %s", store_errmsg(s));
 	}
+	{
+		/* A conversation as natter serve records an OpenAI client's: a
+		 * system message amid it, and a reply the client wrote (no
+		 * generation).  Resumed whole, in order: the system message is
+		 * part of what the next reply is made from. */
+		static const char *const role[] = { "user", "system", "assistant", "user" };
+		static const char *const text[] = { "I", "Answer in French.", "Oui.", "dreamed" };
+		int64_t conv, id;
+		int ok = store_conv_new(s, 0, NULL, NULL, "Be brief.", &conv) == 0, same = 1;
+		for (int i = 0; ok && i < 4; i++)
+			ok = store_msg_add(s, conv, role[i], text[i], &id) == 0;
+		CHECK(ok && chatlog_resume(&l2, c2, conv, err, sizeof(err)) == 0, "resume: %s %s", err, store_errmsg(s));
+		for (int i = 0; i < 4 && i < chat_n_messages(c2); i++)
+			same &= !strcmp(chat_message_role(c2, i), role[i]) && !strcmp(chat_message_content(c2, i), text[i]);
+		CHECK(chat_n_messages(c2) == 4 && same && !strcmp(chat_system(c2), "Be brief."),
+		    "the system message amid the conversation resumed in its place (%d messages; second: %s)",
+		    chat_n_messages(c2), chat_n_messages(c2) > 1 ? chat_message_role(c2, 1) : "none");
+		CHECK(chat_generate(c2, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l2, c2, &st) == 0,
+		    "answered: %s", err);
+		snprintf(q, sizeof(q), "SELECT count(*) FROM generations g, json_each(g.prompt_messages) e WHERE g.id = %lld "
+		    "AND json_extract(e.value, '$.role') = 'system' AND json_extract(e.value, '$.content') = 'Answer in French.'", (long long)l2.last_gen);
+		CHECK(query_int(p, q) == 1, "the reply's record has the system message among what it was fed");
+	}
 out:
 	chat_free(c2);
 	chat_free(c);

@@ -476,7 +476,8 @@ struct resume_alt {
 };
 struct resume_msg {
 	int64_t id, chosen_gen;
-	int assistant;
+	const char *role;          /* "user", "assistant" or "system" (one amid the conversation, as natter serve
+				    * records an OpenAI client's) */
 	char *content;             /* the message's text (a reply without generations) */
 	struct resume_alt *alts;
 	int nalt, capalt, chosen;
@@ -536,12 +537,16 @@ resume_alt(void *arg, const struct store_alt *a)
 static int
 resume_msg(void *arg, int64_t id, const char *role, const char *content, int64_t chosen_gen)
 {
+	static const char *const roles[] = { "user", "assistant", "system" };
 	struct resume_ctx *r = arg;
 	struct resume_msg *m;
-	int assistant = !strcmp(role, "assistant");
+	const char *known = NULL;
 
-	if (!assistant && strcmp(role, "user"))
-		return 0;
+	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+		if (!strcmp(role, roles[i]))
+			known = roles[i];
+	if (!known)
+		return 0;   /* (no other role is ever stored) */
 	if (r->n == r->cap) {
 		int cap = r->cap ? r->cap * 2 : 16;
 		struct resume_msg *p = realloc(r->msgs, cap * sizeof(*p));
@@ -556,9 +561,9 @@ resume_msg(void *arg, int64_t id, const char *role, const char *content, int64_t
 		return r->failed = 1;
 	m->id = id;
 	m->chosen_gen = chosen_gen;
-	m->assistant = assistant;
+	m->role = known;
 	r->n++;
-	if (assistant) {
+	if (!strcmp(known, "assistant")) {
 		if (store_alt_list(r->l->s, id, resume_alt, r) < 0)
 			return r->failed = 2;
 		if (r->failed)
@@ -576,10 +581,11 @@ resume_fill(struct resume_ctx *r, struct chat *c)
 	for (int i = 0; i < r->n; i++) {
 		struct resume_msg *m = &r->msgs[i];
 		int n = chat_n_messages(c);
-		if (!m->assistant || m->nalt == 0) {
-			/* A user's message, or a reply with no generation recorded
-			 * (an old database): the message's text. */
-			if (chat_add_message(c, m->assistant ? "assistant" : "user", m->content, strlen(m->content)) < 0)
+		if (m->nalt == 0) {
+			/* A user's or a system message, or a reply with no generation
+			 * recorded (an old database, or one an OpenAI client sent
+			 * natter serve): the message's text. */
+			if (chat_add_message(c, m->role, m->content, strlen(m->content)) < 0)
 				return -1;
 		} else {
 			for (int k = 0; k < m->nalt; k++) {
@@ -625,7 +631,7 @@ chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_
 		return -1;
 	}
 	for (int i = 0; i < r.n; i++)
-		if (r.msgs[i].assistant) {
+		if (!strcmp(r.msgs[i].role, "assistant")) {
 			l->last_msg = r.msgs[i].id;
 			l->last_gen = r.msgs[i].chosen_gen;
 		}

@@ -190,6 +190,8 @@ test_overflow(const char *path)
 		chat_add_user(c, big, 8000);
 		int rc = chat_generate(c, NULL, NULL, &st, err, sizeof(err));
 		CHECK(rc < 0 && strstr(err, "more than the context"), "too-long message refused: %s", err);
+		/* By its code, for a front end that answers it otherwise (serve's context_length_exceeded). */
+		CHECK(rc == CHAT_ERR_CONTEXT, "the refusal's code: %d, not CHAT_ERR_CONTEXT", rc);
 		CHECK(chat_n_messages(c) == n && !strcmp(chat_message_role(c, n - 1), "assistant"),
 		    "the refused message is not left in the session (%d messages, %d before)", chat_n_messages(c), n);
 		chat_add_user(c, "short", 5);

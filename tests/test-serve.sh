@@ -312,6 +312,14 @@ bad_req "an image part" 400 "messages[0].content[0]" '{"model": "aidreams260K-f3
 bad_req "only system messages" 400 messages '{"model": "aidreams260K-f32", "messages": [{"role": "system", "content": "x"}]}'
 bad_req "no model" 400 model "{\"messages\": $msgs}"
 bad_req "n 2" 400 n "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"n\": 2}"
+# A seed a double cannot hold exactly (2^53 + 1 reads as 2^53) is refused, not rounded to another.
+bad_req "seed 2^53 + 1" 400 seed "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"seed\": 9007199254740993}"
+bad_req "seed 2^53" 400 seed "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"seed\": 9007199254740992}"
+bad_req "seed 1e300" 400 seed "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"seed\": 1e300}"
+bad_req "seed -2" 400 seed "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"seed\": -2}"
+bad_req "seed 1.5" 400 seed "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"seed\": 1.5}"
+body cseedmax "{\"model\": \"aidreams260K-f32\", \"messages\": $msgs, \"seed\": 9007199254740991, \"max_tokens\": 1}"
+check "seed 2^53 - 1 is taken" 200 "$(req rseedmax POST /v1/chat/completions "$tmp/cseedmax")"
 bad_req "unknown model" 404 model "{\"model\": \"gpt-4o\", \"messages\": $msgs}"
 check "unknown model code" model_not_found "$(jget "$tmp/rb" 'd["error"]["code"]')"
 "$PY" -c 'import json; print(json.dumps({"model": "aidreams260K-f32", "messages": [{"role": "user", "content": "a" * (10 << 20)}]}))' > "$tmp/big"
@@ -436,6 +444,37 @@ print("%s|%s" % ("49 closed" if n == 49 else "%d closed" % n, other or "closed")
 EOF2
 check "70 idle connections from one address: 21 kept (--max-queue 16 + 5), /health from another" "49 closed|HTTP/1.1 200 OK" \
 	"$(cat "$tmp/perip.out")"
+# A request on a connection past the address's share is answered, as an OpenAI client can read it:
+# 429 with the error object and Retry-After, then the connection is closed.
+"$PY" - "$P" "$key" > "$tmp/perip429.out" <<'EOF2'
+import json, socket, sys
+port, key = int(sys.argv[1]), sys.argv[2]
+# From an address of its own (127.0.0.3: the last test's connections from 127.0.0.1 may not
+# all be closed yet).  Accepted in the order they connect: the 22nd comes past the 21 of the share.
+def conn():
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.3", 0))
+conns = [conn() for _ in range(21)]
+s = conn()
+got = b""
+try:
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key.encode() + b"\r\n\r\n")
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+except OSError:
+    pass
+head, _, body = got.partition(b"\r\n\r\n")
+status = head.split(b" ")[1].decode() if head else "none"
+try:
+    err = json.loads(body)["error"]
+    print(status, err["code"], err["type"], b"retry-after: 5" in head.lower())
+except (ValueError, KeyError, TypeError):
+    print(status, "no error object:", body[:80])
+EOF2
+check "a connection past the share: 429, the error object, Retry-After" "429 rate_limit_exceeded requests True" \
+	"$(cat "$tmp/perip429.out")"
 
 # An idle connection is closed after --idle-timeout (here 1 s), a request
 # cut in the middle of its headers too; a reply that takes longer (three
@@ -697,14 +736,19 @@ EOF2
 check "enable_thinking false, absent, true: the prompt and the reply" "closed:answer:3 open:reasoning:3 open:reasoning:3" \
 	"$(cat "$tmp/switch.out")"
 # A template that refuses a system message amid the conversation: the client gets 400 with the
-# template's own words; the assistant's message last is still taken.
-printf '%s' "{% for message in messages %}{% if message['role'] == 'system' and not loop.first %}{{ raise_exception('System messages must come first') }}{% endif %}{{ message['content'] }}{% endfor %}" > "$tmp/strict.jinja"
+# template's own words; the assistant's message last is still taken.  (And one that fails on the
+# message "undefined context", its error naming 'context': that is no context length.)
+printf '%s' "{% for message in messages %}{% if message['role'] == 'system' and not loop.first %}{{ raise_exception('System messages must come first') }}{% endif %}{% if message['content'] == 'undefined context' %}{{ message.nothing.context }}{% endif %}{{ message['content'] }}{% endfor %}" > "$tmp/strict.jinja"
 start strict --no-history --chat-template "$tmp/strict.jinja" -c 128
 check "a template refuses the system message amid the conversation" "400 messages True" "$(curl -s -o "$tmp/rstrict" \
 	-w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$tmp/cmid" "http://127.0.0.1:$port/v1/chat/completions"
 	) $(jget "$tmp/rstrict" 'd["error"]["param"] + " " + str("System messages must come first" in d["error"]["message"])')"
 check "that template, the assistant's message last" 200 "$(curl -s -o /dev/null -w '%{http_code}' \
 	-H 'Content-Type: application/json' --data-binary "@$tmp/cpre" "http://127.0.0.1:$port/v1/chat/completions")"
+body cundef '{"model": "aidreams260K-f32", "messages": [{"role": "user", "content": "undefined context"}], "max_tokens": 2}'
+check "a template error that says 'context': 400, no context_length_exceeded" "400 None True" "$(curl -s -o "$tmp/rundef" \
+	-w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$tmp/cundef" "http://127.0.0.1:$port/v1/chat/completions"
+	) $(jget "$tmp/rundef" 'str(d["error"]["code"]) + " " + str("context" in d["error"]["message"])')"
 # Completion ids do not repeat across runs: two servers (as one restarted) asked at once, in the same
 # second, their request numbers alike, give different ids; one server's ids differ from each other.
 start ida --no-history -c 128

@@ -70,9 +70,9 @@ struct chat_engine_ops {
 	 * (0: no limit), and keeps it for the next run.  THINK is the
 	 * template's enable_thinking (enum chat_think; 0 leaves it undefined),
 	 * for an engine that renders the template.  Changes nothing the last
-	 * reply was produced from.  Returns a chat_fit, or -1 with ERR when
-	 * the engine refuses the conversation (a template that raises, out of
-	 * memory).
+	 * reply was produced from.  Returns a chat_fit, or a negative enum
+	 * chat_err with ERR when the engine refuses the conversation (CHAT_ERR:
+	 * a template that raises; CHAT_ERR_NOMEM).
 	 */
 	int (*prepare)(void *e, const struct chat_turn *t, int n, int max_tokens, int think, char *err,
 		       size_t errlen);

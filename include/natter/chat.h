@@ -68,6 +68,18 @@ enum chat_stop {
 };
 const char *chat_stop_name(enum chat_stop s);
 
+/* Why a reply could not be started: the negative return of chat_generate,
+ * chat_regenerate, chat_regenerate_with and chat_check, for a front end
+ * that answers each kind otherwise (natter serve: a 400
+ * context_length_exceeded, a 500).  ERR words it for the user.  Each is
+ * below 0, so "< 0" tests for any. */
+enum chat_err {
+	CHAT_ERR = -1,           /* anything else: a template that refuses, an engine that failed, ... */
+	CHAT_ERR_NOMEM = -2,     /* out of memory */
+	CHAT_ERR_CONTEXT = -3,   /* the prompt, with room for the reply, does not fit the context even
+				  * with every turn that may go left out */
+};
+
 struct chat_stats {
 	int n_prompt;          /* tokens evaluated for this turn (the new ones only) */
 	int n_reused;          /* tokens of the prompt found in the KV cache */
@@ -202,9 +214,9 @@ void chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx);
  * CHAT_STOP_ERROR ERR says what broke).  When the conversation outgrows
  * the context, the oldest messages after the system prompt stop being fed
  * (chat_window_start) and the notice callback is told.  Returns 0 with ST
- * filled, or -1 with ERR set when no reply could be started (a message
- * longer than the whole context, a template that refuses the
- * conversation, ...): when the conversation itself is at fault (it does
+ * filled, or a negative enum chat_err with ERR set when no reply could be
+ * started (CHAT_ERR_CONTEXT: a message longer than the whole context;
+ * CHAT_ERR: a template that refuses the conversation, ...): when the conversation itself is at fault (it does
  * not fit, the template refuses it) the unanswered user message at the
  * end is removed from the conversation; when the engine failed (an
  * evaluation error, a server that could not be reached or refused the
@@ -219,7 +231,8 @@ int chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats
 int chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
 /* Whether chat_generate could answer the conversation as it stands: it is
  * rendered and fitted into the context the same way, nothing evaluated.
- * Returns 0, or -1 with ERR saying why chat_generate would refuse. */
+ * Returns 0, or a negative enum chat_err with ERR saying why chat_generate
+ * would refuse. */
 int chat_check(struct chat *c, char *err, size_t errlen);
 /* The same for the conversation as chat_edit would leave it with TEXT as
  * its last message: whether that message fits the context (older turns

@@ -259,7 +259,7 @@ local_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int thi
 		return -1;
 	if (tokenize_prompt(c, c->pend_text, c->pend_len, &c->pend_ids) < 0) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		return CHAT_ERR_NOMEM;
 	}
 	reserve = max_tokens > 0 && max_tokens <= n_ctx / 2 ? max_tokens : n_ctx / 4;
 	if ((int)c->pend_ids.n + reserve <= n_ctx)

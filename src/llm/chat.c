@@ -808,7 +808,8 @@ check_stops(char *const *stops, struct reply *r, size_t *safe)
  * evaluated whole; with half the context free the next turns extend the
  * cache until it fills again.  *FIRST gets the first message kept; the
  * engine keeps the prompt for its next run.  Changes nothing in C.
- * Returns 0, or -1 with ERR.
+ * Returns 0, or a negative enum chat_err with ERR (CHAT_ERR_CONTEXT: what
+ * is left does not fit).
  */
 static int
 fit_prompt(struct chat *c, int max_tokens, int think, int *first, char *err, size_t errlen)
@@ -821,12 +822,12 @@ fit_prompt(struct chat *c, int max_tokens, int think, int *first, char *err, siz
 		struct chat_turn *t = turns_from(c, f, &n);
 		if (!t) {
 			snprintf(err, errlen, "out of memory");
-			return -1;
+			return CHAT_ERR_NOMEM;
 		}
 		rc = c->ops->prepare(c->e, t, n, room, think, err, errlen);
 		free(t);
 		if (rc < 0)
-			return -1;
+			return rc == CHAT_ERR_NOMEM ? CHAT_ERR_NOMEM : CHAT_ERR;
 		if (rc == CHAT_FIT_OK)
 			break;
 		for (int i = c->n - 1; i >= f; i--)
@@ -853,7 +854,7 @@ fit_prompt(struct chat *c, int max_tokens, int think, int *first, char *err, siz
 		}
 		if (rc == CHAT_FIT_TIGHT)
 			break;   /* only the last message is left: generate what fits */
-		return -1;       /* CHAT_FIT_NO: the engine said why in ERR */
+		return CHAT_ERR_CONTEXT;   /* CHAT_FIT_NO: the engine said why in ERR */
 	}
 	*first = f;
 	return 0;
@@ -1181,7 +1182,7 @@ static int
 generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_stats *st, char *err, size_t errlen)
 {
 	struct chat_run run;
-	int n_dropped = 0, rc = -1, first = c->first;
+	int n_dropped = 0, rc = CHAT_ERR, fit, first = c->first;
 	/* Read once: the switch is what the prompt was rendered with. */
 	int think = atomic_load(&c->think);
 	double t0 = chat_now_ms();
@@ -1195,9 +1196,10 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	run.reasoning_tokens = -1;
 	/* A stop requested before this point is not cleared: it stops this
 	 * reply (the front end pressed it while starting us). */
-	if (fit_prompt(c, chat_max_tokens(c), think, &first, err, errlen) < 0) {
+	if ((fit = fit_prompt(c, chat_max_tokens(c), think, &first, err, errlen)) < 0) {
 		/* A message that cannot be answered does not stay in the
 		 * conversation. */
+		rc = fit;
 		if (target < 0 && c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "user"))
 			drop_msgs(c, c->n - 1, 1);
 		goto out;
@@ -1211,6 +1213,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	 * while the prompt is read was given this prompt too. */
 	if (record_prompt(c, first) < 0) {
 		snprintf(err, errlen, "out of memory");
+		rc = CHAT_ERR_NOMEM;
 		goto out;
 	}
 	if (n_dropped && c->notice) {
@@ -1257,6 +1260,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	think_count_flush(&run.so.tc);
 	if (run.oom || run.so.oom) {
 		snprintf(err, errlen, "out of memory");
+		rc = CHAT_ERR_NOMEM;
 		goto out;
 	}
 	/* Counted here, a piece at a time, unless the engine knows better. */
@@ -1283,6 +1287,7 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 			k = -1;
 		if (k < 0) {
 			snprintf(err, errlen, "out of memory");
+			rc = CHAT_ERR_NOMEM;
 			goto out;
 		}
 		alt_made(c, i, k);

@@ -210,8 +210,12 @@ parse_params(const cJSON *root, struct oai_req *r, struct oai_error *e)
 	if (v && !cJSON_IsNull(v)) {
 		if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
 			return bad(e, "seed", "seed must be an integer");
-		if (v->valuedouble < -1 || v->valuedouble > 9007199254740992.0)
-			return bad(e, "seed", "seed must be between 0 and 2^53 (or -1 for a random one)");
+		/* A number arrives as a double: past 2^53 - 1 it may be another
+		 * integer rounded (9007199254740993 reads as 2^53), and a seed
+		 * taken as another would not repeat its reply. */
+		if (v->valuedouble < -1 || v->valuedouble >= 9007199254740992.0)
+			return bad(e, "seed", "seed must be an integer between 0 and 2^53 - 1 = 9007199254740991 "
+			    "(or -1 for a random one): larger ones are not read exactly");
 		r->seed = v->valuedouble < 0 ? SAMPLER_SEED_RANDOM : (uint64_t)v->valuedouble;
 		r->set |= OAI_SET_SEED;
 	}

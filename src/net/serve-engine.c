@@ -134,11 +134,18 @@ engine_wait(struct engine *e, int ms)
 	pthread_cond_timedwait(&e->progress, &e->mu, &ts);
 }
 
+/* PATH's last component (PATH itself when it has no '/'); borrowed. */
+static const char *
+base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
 int
 engine_model_matches(const struct engine *e, const char *name)
 {
-	const char *base = strrchr(e->model_path, '/');
-	base = base ? base + 1 : e->model_path;
+	const char *base = base_name(e->model_path);
 	return !strcmp(name, e->model_id) || !strcmp(name, base) || !strcmp(name, e->model_path);
 }
 
@@ -650,16 +657,17 @@ run_job(struct engine *e, struct job *j)
 			serve_log(e->log, "#%lld: the client went away before the generation started", j->num);
 		goto cancelled;
 	}
-	if (chat_generate(e->chat, on_piece, &pc, &st, err, sizeof(err)) < 0 && !j->stop.hit && !atomic_load(&j->gone)) {
-		/* chat.h gives a message, not a code: all but memory are the request's fault.
+	rc = chat_generate(e->chat, on_piece, &pc, &st, err, sizeof(err));
+	if (rc < 0 && !j->stop.hit && !atomic_load(&j->gone)) {
+		/* All but memory are the request's fault; the code, not ERR's
+		 * words, says which (a template's own words may say "context").
 		 * (When we stopped the reply ourselves -- a stop string, a client gone --
 		 * chat_generate may fail with "evaluation stopped": the stop reaches the
 		 * evaluation of the token after the last piece.  The reply so far stands.) */
-		int oom = strstr(err, "out of memory") != NULL;
-		/* (A template's own words may say "context": they are no length.) */
-		int ctx = strstr(err, "context") && !strstr(err, "template refuses");
+		int oom = rc == CHAT_ERR_NOMEM;
 		oai_error_set(&oe, oom ? 500 : 400, oom ? "server_error" : "invalid_request_error",
-		    ctx ? "context_length_exceeded" : NULL, j->req.kind == OAI_CHAT ? "messages" : "prompt", "%s", err);
+		    rc == CHAT_ERR_CONTEXT ? "context_length_exceeded" : NULL,
+		    oom ? NULL : j->req.kind == OAI_CHAT ? "messages" : "prompt", "%s", err);
 		goto failed;
 	}
 	gone = atomic_load(&j->gone);
@@ -813,7 +821,6 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 {
 	struct engine *e = calloc(1, sizeof(*e));
 	pthread_condattr_t ca;
-	const char *base;
 	struct stat stt;
 	size_t l;
 
@@ -835,8 +842,7 @@ engine_new(const struct serve_opts *o, struct engine **out, char *err, size_t er
 	e->log = o->log;
 	e->run_tag = run_tag_new();
 	snprintf(e->model_path, sizeof(e->model_path), "%s", o->model_path);
-	base = strrchr(o->model_path, '/');
-	snprintf(e->model_id, sizeof(e->model_id), "%s", base ? base + 1 : o->model_path);
+	snprintf(e->model_id, sizeof(e->model_id), "%s", base_name(o->model_path));
 	l = strlen(e->model_id);
 	if (l > 5 && !strcmp(e->model_id + l - 5, ".gguf"))
 		e->model_id[l - 5] = 0;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,8 +35,13 @@
  * Connection slots are few (one thread each): a connection that sends
  * nothing for the idle timeout is closed, and one address holds at most
  * the queue's length + SERVE_PER_IP_EXTRA of them, so idle or trickling clients cannot lock the
- * others out.  While the engine works for a request (the handler waits,
- * or a stream waits for its next piece) the connection has no timeout:
+ * others out.  The next PER_IP_REFUSED connections of an address past its
+ * share are let in to be told so (429, the OpenAI error object), if they
+ * ask within REFUSED_TIMEOUT seconds; libmicrohttpd closes any more at
+ * once, unanswered (a thread each is what the limit saves).
+ *
+ * While the engine works for a request (the handler waits, or a stream
+ * waits for its next piece) the connection has no timeout:
  * the wait is ours, not the client's; it is set again before control
  * goes back to libmicrohttpd, which restarts its clock.
  */
@@ -46,6 +52,25 @@
 #define POLL_MS 100
 /* Seconds before a 503's client should try again (Retry-After). */
 #define RETRY_AFTER "5"
+/* Connections of an address past its share that are answered 429, and
+ * the seconds they have to send their request. */
+#define PER_IP_REFUSED 4u
+#define REFUSED_TIMEOUT 2u
+
+/* One address's connections (serve.mu).  LEN 0: a free slot. */
+struct peer {
+	unsigned char addr[16];
+	unsigned char len;
+	unsigned n;
+};
+
+/* A connection's address, and whether it came past its address's share
+ * (libmicrohttpd's socket context: on_connection). */
+struct sock {
+	unsigned char addr[16];
+	unsigned char len;           /* 0: an address of no known family, not counted */
+	int over;
+};
 
 struct serve {
 	struct engine *eng;
@@ -63,6 +88,10 @@ struct serve {
 	pthread_mutex_t mu;
 	pthread_cond_t idle;
 	int active;
+	/* Connections per address (mu): at most one slot per connection. */
+	struct peer *peers;
+	unsigned n_peers;            /* slots */
+	unsigned per_ip;             /* an address's share */
 };
 
 /* Whether a peer that has closed its sending side may be asked if it is
@@ -172,7 +201,8 @@ serve_log(FILE *log, const char *fmt, ...)
 
 /* Queues a JSON response (a copy of JSON) with the headers its status
  * calls for: 401 WWW-Authenticate, 405 Allow (R's methods of the path),
- * 503 Retry-After.  MHD_NO (the connection closes) when out of memory. */
+ * 503 and 429 Retry-After, 429 Connection: close.  MHD_NO (the
+ * connection closes) when out of memory. */
 static enum MHD_Result
 send_json(struct MHD_Connection *c, const struct conn *r, int status, const char *json, size_t len)
 {
@@ -187,7 +217,10 @@ send_json(struct MHD_Connection *c, const struct conn *r, int status, const char
 		rc = MHD_NO;
 	if (status == 405 && r && r->allow[0] && MHD_add_response_header(resp, "Allow", r->allow) != MHD_YES)
 		rc = MHD_NO;
-	if (status == 503 && MHD_add_response_header(resp, "Retry-After", RETRY_AFTER) != MHD_YES)
+	if ((status == 503 || status == 429) && MHD_add_response_header(resp, "Retry-After", RETRY_AFTER) != MHD_YES)
+		rc = MHD_NO;
+	/* A connection past its address's share is not kept. */
+	if (status == 429 && MHD_add_response_header(resp, "Connection", "close") != MHD_YES)
 		rc = MHD_NO;
 	if (rc == MHD_YES)
 		rc = MHD_queue_response(c, (unsigned)status, resp);
@@ -563,6 +596,15 @@ conn_answering(struct serve *s, struct conn *r)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* Whether C came past its address's share (on_connection). */
+static int
+conn_over(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	const struct sock *k = ci ? ci->socket_context : NULL;
+	return k && k->over;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
 	   const char *upload, size_t *upload_size, void **con_cls)
@@ -584,6 +626,12 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		r->fd = ci ? ci->connect_fd : -1;
 		r->probe = version && !strcmp(version, MHD_HTTP_VERSION_1_1) ? PROBE_CAN : PROBE_NEVER;
 		r->route = route_find(method, url, r->allow, sizeof(r->allow));
+		if (conn_over(c)) {
+			conn_answering(s, r);
+			oai_error_set(&e, 429, "requests", "rate_limit_exceeded", NULL, "too many connections from "
+			    "this address: at most %u at once; close one, or try again later", s->per_ip);
+			return send_error(s, c, r, &e);
+		}
 		if (!r->route) {
 			conn_answering(s, r);
 			if (r->allow[0])
@@ -673,6 +721,87 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_Reque
 	free(r->body);
 	free(r);
 	*con_cls = NULL;
+}
+
+/* Fills K with the address SA (when IPv4 or IPv6). */
+static void
+sock_addr(struct sock *k, const struct sockaddr *sa)
+{
+	if (sa && sa->sa_family == AF_INET) {
+		memcpy(k->addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		k->len = 4;
+	} else if (sa && sa->sa_family == AF_INET6) {
+		memcpy(k->addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+		k->len = 16;
+	}
+}
+
+/* K's address's slot in S->peers, taking a free one when ADD; NULL when
+ * none.  S->mu held. */
+static struct peer *
+peer_find(struct serve *s, const struct sock *k, int add)
+{
+	struct peer *free_slot = NULL;
+
+	for (unsigned i = 0; i < s->n_peers; i++) {
+		struct peer *p = &s->peers[i];
+		if (p->len == k->len && !memcmp(p->addr, k->addr, k->len))
+			return p;
+		if (!p->len && !free_slot)
+			free_slot = p;
+	}
+	if (add && free_slot) {
+		memcpy(free_slot->addr, k->addr, k->len);
+		free_slot->len = k->len;
+		free_slot->n = 0;
+	}
+	return add ? free_slot : NULL;
+}
+
+/*
+ * libmicrohttpd's connection callback: counts each address's connections.
+ * One past its share (S->per_ip; libmicrohttpd closes those past
+ * PER_IP_REFUSED more) is marked, for on_request to answer 429, and gets
+ * REFUSED_TIMEOUT seconds to send its request.  Called by libmicrohttpd's
+ * listening thread (started) and the connection's (closed).
+ */
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code)
+{
+	struct serve *s = cls;
+	struct sock *k = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		struct peer *p;
+		k = calloc(1, sizeof(*k));
+		if (!k)
+			return;   /* not counted: served as within its share */
+		sock_addr(k, ci ? ci->client_addr : NULL);
+		pthread_mutex_lock(&s->mu);
+		p = k->len ? peer_find(s, k, 1) : NULL;
+		if (p)
+			k->over = ++p->n > s->per_ip;
+		else
+			k->len = 0;
+		pthread_mutex_unlock(&s->mu);
+		if (k->over && MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, REFUSED_TIMEOUT) != MHD_YES)
+			serve_log(s->log, "libmicrohttpd refused a connection's timeout");
+		*socket_context = k;
+		return;
+	}
+	if (!k)
+		return;
+	if (k->len) {
+		struct peer *p;
+		pthread_mutex_lock(&s->mu);
+		p = peer_find(s, k, 0);
+		if (p && --p->n == 0)
+			p->len = 0;
+		pthread_mutex_unlock(&s->mu);
+	}
+	free(k);
+	*socket_context = NULL;
 }
 
 static void
@@ -775,13 +904,21 @@ serve_start(const struct serve_opts *o, struct serve **out, char *err, size_t er
 		goto fail;
 	per_ip = (unsigned)(o->max_queue > 0 ? o->max_queue : SERVE_MAX_QUEUE_DEFAULT) + SERVE_PER_IP_EXTRA;
 	total = 2 * per_ip > SERVE_CONNECTION_LIMIT ? 2 * per_ip : SERVE_CONNECTION_LIMIT;
+	s->per_ip = per_ip;
+	s->n_peers = total;
+	s->peers = calloc(total, sizeof(*s->peers));
+	if (!s->peers) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
 	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,   /* first, or it warns */
 	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 	    MHD_OPTION_CONNECTION_LIMIT, total,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip + PER_IP_REFUSED,
 	    MHD_OPTION_CONNECTION_TIMEOUT, s->idle_timeout,
 	    MHD_OPTION_END);
 	if (!s->d) {
@@ -799,6 +936,7 @@ fail:
 	free(s->api_key);
 	pthread_cond_destroy(&s->idle);
 	pthread_mutex_destroy(&s->mu);
+	free(s->peers);
 	free(s);
 	return -1;
 }
@@ -835,5 +973,6 @@ serve_stop(struct serve *s)
 	free(s->api_key);
 	pthread_cond_destroy(&s->idle);
 	pthread_mutex_destroy(&s->mu);
+	free(s->peers);
 	free(s);
 }

@@ -445,6 +445,12 @@ cmp -s "$tmp/want.txt" "$tmp/got.txt" && ok || bad "template rendering: $(cat "$
 "$NATTER_BIN" template --template-file "$F/templates/google-gemma-2-2b-it.jinja" --messages "$tmp/conv.json" 2>"$tmp/err"
 check "template refusal status" 1 $?
 grep -q "System role not supported" "$tmp/err" && ok || bad "template refusal message: $(cat "$tmp/err")"
+# A NUL in a message (\u0000) would end the C string that carries it: the
+# file is refused, not rendered with the rest of the message dropped.
+printf '[{"role": "user", "content": "a\\u0000b"}]\n' > "$tmp/nul.json"
+"$NATTER_BIN" template --builtin chatml --messages "$tmp/nul.json" > "$tmp/got.txt" 2> "$tmp/err"
+check "template NUL in a message status" 1 $?
+grep -q 'NUL character' "$tmp/err" && ! [ -s "$tmp/got.txt" ] && ok || bad "template NUL in a message: $(cat "$tmp/err" "$tmp/got.txt")"
 "$NATTER_BIN" template -m "$F/vocab/vocab-qwen2.gguf" --messages "$tmp/conv.json" --add-generation-prompt | tail -n 1 | grep -q "<|im_start|>assistant" && ok || bad "template from a model"
 # enable_thinking reaches the template: with true, Qwen3's renderings are
 # the fixture's (which leave it undefined, i.e. on); with false, the

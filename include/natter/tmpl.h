@@ -7,7 +7,9 @@
 
 struct tmpl;
 
-/* One chat message.  Strings are borrowed for the duration of a render. */
+/* One chat message.  Strings are borrowed for the duration of a render.
+ * They are C strings, so a NUL cannot be passed: callers reading JSON
+ * refuse "\u0000" (text_json_has_nul) rather than lose what follows it. */
 struct tmpl_msg {
 	const char *role;
 	const char *content;

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "natter/gguf.h"
 #include "natter/llm.h"
+#include "natter/text.h"
 #include "natter/tmpl.h"
 #include "natter/tok.h"
 
@@ -108,6 +109,15 @@ cmd_template(int argc, char **argv)
 	root = cJSON_ParseWithLength(js, len);
 	if (!root) {
 		cli_error("%s: not valid JSON", mfile);
+		goto out;
+	}
+	/* cJSON decodes \u0000 into a C string, which ends there: the rest of
+	 * the message would be dropped without a word.  Messages are C strings
+	 * all the way (struct tmpl_msg, the chat layer, the history), so the
+	 * file is refused, as natter serve and finetune refuse such JSON. */
+	if (memchr(js, '\0', len) || text_json_has_nul(js, len)) {
+		cli_error("%s: holds a NUL character (\\u0000), which natter's text cannot keep "
+		    "(everything after it would be lost); leave it out", mfile);
 		goto out;
 	}
 	arr = cJSON_IsArray(root) ? root : cJSON_GetObjectItem(root, "messages");

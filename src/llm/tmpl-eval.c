@@ -556,14 +556,15 @@ exec_node(struct rt *r, struct scope *sc, const struct node *n)
 			struct val loopv = tmpl_val_dict(loop, V_DICT);
 			size_t count = items->n, base;
 			int64_t len = (int64_t)count;
+			loop->loop = 1;   /* what gives it cycle: a flag, not a key a template could write */
 			inner.vars->n = 0;   /* drop what the loop filter assigned */
 			tmpl_val_dict_set(r, inner.vars, "loop", 4, loopv);
 			for (int k = 0; k < n->nnames; k++)
 				tmpl_val_dict_set(r, inner.vars, n->names[k], strlen(n->names[k]), UNDEF);
 			base = inner.vars->n;
 			static const char *const keys[] = { "index", "index0", "revindex", "revindex0", "first",
-				"last", "length", "depth", "depth0", "previtem", "nextitem", "\x01loop" };
-			for (int k = 0; k < 12; k++)
+				"last", "length", "depth", "depth0", "previtem", "nextitem" };
+			for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
 				tmpl_val_dict_set(r, loop, keys[k], strlen(keys[k]), NONE);
 			for (size_t i = 0; i < count; i++) {
 				/* Jinja gives each iteration a fresh scope: what the last

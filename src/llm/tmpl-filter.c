@@ -14,9 +14,12 @@
 
 /* --- filters --- */
 
-/* Jinja's attribute argument: "a.b.0" looks up a, then b, then item 0 (a
- * part of digits is an index), each as Jinja's getitem: the key of a
- * mapping, else an attribute.  Undefined when a part is missing. */
+/* Jinja's attribute argument (make_attrgetter): "a.b.0" looks up a, then
+ * b, then item 0 (a part of digits is the integer), each as Jinja's
+ * getitem: obj[part] first, then the attribute, so a dict's key "items"
+ * wins over its method items (x.items in a template is the other way
+ * round).  Undefined when a part is missing.  Every filter taking an
+ * attribute= argument goes through here. */
 static struct val
 attr_path(struct rt *r, struct val x, const char *path, size_t n, int line)
 {
@@ -33,11 +36,15 @@ attr_path(struct rt *r, struct val x, const char *path, size_t n, int line)
 			tmpl_fail(&r->f, "line %d: attribute name too long", line);
 		memcpy(name, path + i, j - i);
 		name[j - i] = 0;
-		if (digits && j > i && j - i < 19 && x.k == V_LIST)
+		int idx = digits && j > i && j - i < 19;
+		if (idx && (x.k == V_LIST || x.k == V_STR))
 			x = tmpl_val_getitem(r, x, tmpl_val_int(strtoll(name, NULL, 10)), line);
-		else if (x.k == V_DICT || x.k == V_NS) {
-			struct val *e = tmpl_val_dict_find(r, x.u.d, name, j - i);
+		else if (idx && x.k == V_DICT) {   /* d[0]; an int is no attribute name */
+			struct val *e = tmpl_val_dict_find_key(r, x.u.d, tmpl_val_int(strtoll(name, NULL, 10)), line);
 			x = e ? *e : UNDEF;
+		} else if (x.k == V_DICT || x.k == V_NS) {
+			struct val *e = tmpl_val_dict_find(r, x.u.d, name, j - i);
+			x = e ? *e : tmpl_val_getattr(r, x, name, line);   /* a method, or undefined */
 		} else if (x.k == V_NONE)
 			x = UNDEF;
 		else
@@ -345,7 +352,7 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 			if (i)
 				tmpl_val_put(r, &b, tmpl_val_want_str(r, sep, "join", line)->p, sep.u.s->len);
 			if (attr.k == V_STR)
-				it = tmpl_val_getattr(r, it, attr.u.s->p, line);
+				it = attr_path(r, it, attr.u.s->p, attr.u.s->len, line);
 			struct val s = tmpl_val_to_str(r, it);
 			tmpl_val_put(r, &b, s.u.s->p, s.u.s->len);
 		}
@@ -430,7 +437,7 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 			struct val it = l->v[i], x = it;
 			int t;
 			if (attr)
-				x = (it.k == V_DICT || it.k == V_NS) ? tmpl_val_getattr(r, it, aname.u.s->p, line) : UNDEF;
+				x = attr_path(r, it, aname.u.s->p, aname.u.s->len, line);
 			t = test.k == V_STR ? tmpl_filter_test(r, test.u.s->p, x, &targs, line) : tmpl_val_truthy(x);
 			if (t == want)
 				tmpl_val_list_push(r, o, it);
@@ -445,7 +452,7 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		for (size_t i = 0; i < l->n; i++) {
 			struct val x;
 			if (attr.k == V_STR) {
-				x = (l->v[i].k == V_DICT || l->v[i].k == V_NS) ? tmpl_val_getattr(r, l->v[i], attr.u.s->p, line) : UNDEF;
+				x = attr_path(r, l->v[i], attr.u.s->p, attr.u.s->len, line);
 				if (x.k == V_UNDEF && def.k != V_UNDEF)
 					x = def;
 			} else {
@@ -530,16 +537,25 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 	if (!strcmp(name, "round"))
 		return filter_round(r, v, a, line);
 	if (!strcmp(name, "sum")) {
+		/* sum(attribute=none, start=0) */
 		struct jlist *l = tmpl_val_iter(r, v, line);
-		double s = 0;
+		const struct jstr *attr = attr_arg(r, tmpl_val_arg(a, 0, "attribute", UNDEF), line);
+		struct val st = tmpl_val_arg(a, 1, "start", tmpl_val_int(0));
+		double s;
 		int64_t is = 0;
-		int flt = 0;
+		int flt = st.k == V_FLOAT;
+		if (!tmpl_val_is_num(st))
+			tmpl_fail(&r->f, "line %d: sum's start must be a number, not %s", line, tmpl_val_type_name(st));
+		s = tmpl_val_num(st);
+		if (!flt)
+			is = st.u.i;
 		for (size_t i = 0; i < l->n; i++) {
-			if (!tmpl_val_is_num(l->v[i]))
-				tmpl_fail(&r->f, "line %d: sum of a non-number", line);
-			flt |= l->v[i].k == V_FLOAT;
-			s += tmpl_val_num(l->v[i]);
-			if (!flt && __builtin_add_overflow(is, l->v[i].u.i, &is))
+			struct val x = attr ? attr_path(r, l->v[i], attr->p, attr->len, line) : l->v[i];
+			if (!tmpl_val_is_num(x))
+				tmpl_fail(&r->f, "line %d: sum of a non-number (%s)", line, tmpl_val_type_name(x));
+			flt |= x.k == V_FLOAT;
+			s += tmpl_val_num(x);
+			if (!flt && __builtin_add_overflow(is, x.u.i, &is))
 				tmpl_fail(&r->f, "line %d: integer overflow", line);
 		}
 		return flt ? tmpl_val_float(s) : tmpl_val_int(is);
@@ -894,9 +910,9 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 			if (a->npos == 0)
 				tmpl_fail(&r->f, "line %d: loop.cycle needs arguments", line);
 			int64_t i = i0 && i0->k == V_INT ? i0->u.i % a->npos : 0;
-			/* A dict of the template's may pass for a loop (its key
-			 * "\x01loop" is a string a template can write): keep the
-			 * index inside the arguments whatever index0 holds. */
+			/* Only a loop object gets here (see tmpl_val_getattr) and
+			 * no template can change its index0; the index stays
+			 * inside the arguments anyway. */
 			return a->pos[i < 0 ? i + a->npos : i];
 		}
 		if (!strcmp(name, "get")) {

@@ -108,6 +108,7 @@ struct jdict {
 	struct jstr **k;
 	struct val *kv;
 	struct val *v;
+	int loop;              /* a for loop's loop object (has cycle); no template can set it */
 };
 
 struct node;

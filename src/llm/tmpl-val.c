@@ -111,6 +111,7 @@ tmpl_val_dict_new(struct rt *r)
 {
 	struct jdict *d = tmpl_val_alloc(r, sizeof(*d));
 	d->n = 0;
+	d->loop = 0;
 	d->cap = 8;
 	d->k = tmpl_val_alloc(r, d->cap * sizeof(*d->k));
 	d->kv = tmpl_val_alloc(r, d->cap * sizeof(*d->kv));
@@ -215,6 +216,22 @@ key_text(struct rt *r, struct val key, int line)
 			}
 			tmpl_val_puts(r, &b, ")");
 			return tmpl_val_take(r, &b);
+		}
+		if (key.u.l->kind == L_RANGE) {
+			/* Python hashes a range by the numbers it holds, as its ==
+			 * compares: range(0) and range(5, 5) are one key, so are
+			 * range(0, 3, 2) and range(0, 4, 2).  A text no other key
+			 * has (those start with a digit, '-', '(' or 'N'). */
+			const struct jlist *l = key.u.l;
+			char rb[80];
+			if (l->n == 0)
+				snprintf(rb, sizeof(rb), "range");
+			else if (l->n == 1)
+				snprintf(rb, sizeof(rb), "range %lld", (long long)l->v[0].u.i);
+			else
+				snprintf(rb, sizeof(rb), "range %lld %lld %zu", (long long)l->v[0].u.i,
+				    (long long)l->step, l->n);
+			return tmpl_val_cstr(r, rb);
 		}
 		/* fall through */
 	default:
@@ -770,14 +787,16 @@ compare_at(struct rt *r, struct val a, struct val b, int depth)
 			return c < 0 ? -1 : 1;
 		return a.u.s->len < b.u.s->len ? -1 : a.u.s->len > b.u.s->len;
 	}
-	/* Python orders lists and tuples, not ranges (a view's < is a subset
-	 * test, which no template needs). */
-	if (a.k == V_LIST && b.k == V_LIST && a.u.l->kind <= L_TUPLE && b.u.l->kind <= L_TUPLE) {
+	/* Python orders a list with a list and a tuple with a tuple, never one
+	 * with the other (a TypeError there, as in Jinja), nor ranges (a view's
+	 * < is a subset test, which no template needs).  As Python's, the
+	 * first items that are not == decide, so [{}, 1] < [{}, 2] holds. */
+	if (a.k == V_LIST && b.k == V_LIST && a.u.l->kind <= L_TUPLE && a.u.l->kind == b.u.l->kind) {
 		tmpl_eval_charge(r, a.u.l->n < b.u.l->n ? a.u.l->n : b.u.l->n);
 		for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
-			int c = compare_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1);
-			if (c)
-				return c;
+			if (equal_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1))
+				continue;
+			return compare_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1);
 		}
 		return a.u.l->n < b.u.l->n ? -1 : a.u.l->n > b.u.l->n;
 	}
@@ -1072,11 +1091,8 @@ tmpl_val_getattr(struct rt *r, struct val obj, const char *name, int line)
 		 * (d['update'] still reads a key). */
 		if (v && !tmpl_filter_unsafe(obj, name))
 			return *v;
-		if (obj.k == V_DICT) {
-			v = tmpl_val_dict_find(r, obj.u.d, "\x01loop", 5);
-			if (v && !strcmp(name, "cycle"))
-				return tmpl_val_func(r, "cycle", obj);
-		}
+		if (obj.k == V_DICT && obj.u.d->loop && !strcmp(name, "cycle"))
+			return tmpl_val_func(r, "cycle", obj);
 		return UNDEF;
 	}
 	default:
@@ -1121,8 +1137,8 @@ tmpl_val_getitem(struct rt *r, struct val obj, struct val key, int line)
 		break;
 	case V_DICT: case V_NS: {
 		struct val *v;
-		if ((key.k == V_LIST && key.u.l->kind != L_TUPLE) || key.k == V_DICT || key.k == V_NS || key.k == V_UNDEF ||
-		    key.k == V_MACRO || key.k == V_FUNC)
+		if ((key.k == V_LIST && key.u.l->kind != L_TUPLE && key.u.l->kind != L_RANGE) || key.k == V_DICT ||
+		    key.k == V_NS || key.k == V_UNDEF || key.k == V_MACRO || key.k == V_FUNC)
 			return UNDEF;   /* Jinja's getitem: a key Python cannot hash finds nothing */
 		v = tmpl_val_dict_find_key(r, obj.u.d, key, line);
 		return v ? *v : UNDEF;

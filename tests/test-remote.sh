@@ -95,6 +95,28 @@ check "the request is the prompt recorded" "1" \
 check "an unknown context is NULL" "1" "$(q "$tmp/c.db" "SELECT n_ctx IS NULL AND n_ctx_used IS NULL FROM generations WHERE id = 2")"
 "$NATTER_BIN" history show 1 --db "$tmp/c.db" >"$tmp/hs.out" 2>&1
 has "history names the endpoint" "$tmp/hs.out" "with aidreams260K-f32 @ $EP (remote)"
+# A conversation natter serve recorded with a system message amid it, resumed over --remote
+# (against that server): the system prompt first and the other system message in its place, as
+# the server records what it was sent.
+curl -s -o "$tmp/mid.json" -H 'Content-Type: application/json' --data-binary '{"model": "aidreams260K-f32",
+  "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "I"},
+  {"role": "system", "content": " dreamed"}, {"role": "user", "content": " that"}], "max_tokens": 2}' "$EP/chat/completions"
+# (A copy by SQLite's backup: the server's last writes may be in its write-ahead log.)
+midconv=$("$PY" -c 'import sqlite3, sys
+src = sqlite3.connect(sys.argv[1])
+src.backup(sqlite3.connect(sys.argv[2]))
+print(src.execute("SELECT max(id) FROM conversations").fetchone()[0])' "$tmp/serve.db" "$tmp/mid.db")
+printf 'Then\n' | "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$S" -m aidreams260K-f32 --db "$tmp/mid.db" \
+	--resume "$midconv" -n 2 >"$tmp/mid.out" 2>"$tmp/mid.err"
+check "resumed with a system message amid it, sent in its place" "Be brief.|user,system,user,assistant,user,assistant" \
+	"$("$PY" - "$tmp/serve.db" "$midconv" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+c, sysp = db.execute("SELECT id, system_prompt FROM conversations WHERE id > ? ORDER BY id DESC", (int(sys.argv[2]),)).fetchone() or (0, None)
+roles = [r[0] for r in db.execute("SELECT role FROM messages WHERE conversation_id = ? ORDER BY id", (c,))]
+print("%s|%s" % (sysp, ",".join(roles)))
+EOF
+)"
 # Export: the pair, and --model finds the remote model by kind, endpoint or id.
 for sel in remote "127.0.0.1:$S" aidreams; do
 	"$NATTER_BIN" export --db "$tmp/c.db" --format dpo --min-rating 1 --include-incomplete --model "$sel" -o "$tmp/dpo.jsonl" 2>"$tmp/x.err"

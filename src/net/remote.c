@@ -879,7 +879,10 @@ remote_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int th
 	if (n > 0 && !r->pend)
 		goto oom;
 	for (int i = 0; i < n; i++) {
-		if (!strcmp(t[i].role, "system")) {
+		/* The system prompt; a system message later in the
+		 * conversation (natter serve records a client's) is sent in its
+		 * place. */
+		if (i == 0 && !strcmp(t[i].role, "system")) {
 			free(r->pend_system);
 			if (!(r->pend_system = strdup(t[i].content)))
 				goto oom;
@@ -935,7 +938,10 @@ remote_render(void *e, const struct chat_turn *t, int n, int think, char *err, s
 	q.kind = OAI_CHAT;
 	q.model = r->model;
 	for (int i = 0; i < n; i++) {
-		if (!strcmp(t[i].role, "system")) {
+		/* The system prompt; a system message later in the
+		 * conversation (natter serve records a client's) is sent in its
+		 * place. */
+		if (i == 0 && !strcmp(t[i].role, "system")) {
 			q.system = (char *)t[i].content;
 			continue;
 		}

@@ -311,6 +311,18 @@ grep -q 'general.base_model.count = 1$' "$tmp/info" && grep -q 'general.base_mod
 # And what it was trained on: the --data file by name (no --min-rating: it selects nothing there).
 grep -a -q '^data_source=file finetune-sft.jsonl$' "$tmp/straight.gguf" && ! grep -a -q '^min_rating=' "$tmp/straight.gguf" &&
 	ok || bad "adapter data source: $(grep -a -E '^(data|min_rating)' "$tmp/straight.gguf")"
+# A file name holding a newline, an escape and a backslash stays on its data_source line, in C
+# escapes: the newline starts no line of its own (here one that would read as a min_rating).
+# The model's name too, on its model= line: no line of the config begins seed=1.gguf (the
+# name is in natter.base_model.file as it is, a string of its own).
+nl=$(printf 'nl\nmin_rating=1\033\\.jsonl'); nlm=$(printf 'm\nseed=1.gguf')
+cp "$D/finetune-sft.jsonl" "$tmp/$nl"; cp "$M" "$tmp/$nlm"
+ft -m "$tmp/$nlm" --data "$tmp/$nl" --chat-template chatml --steps 1 -t 1 -o "$tmp/nl.gguf" >/dev/null 2>"$tmp/err"
+check "--data named with a newline status" 0 $?
+grep -a -q -F -x 'data_source=file nl\nmin_rating=1\x1b\\.jsonl' "$tmp/nl.gguf" && ! grep -a -q '^min_rating=' "$tmp/nl.gguf" &&
+	ok || bad "--data named with a newline: $(grep -a -E '^(data|min_rating)' "$tmp/nl.gguf" | od -c | head -5)"
+grep -a -q -F 'model=m\nseed=1.gguf ' "$tmp/nl.gguf" && ! grep -a -q -E '^seed=1\.gguf [0-9]+ bytes' "$tmp/nl.gguf" && ok ||
+	bad "-m named with a newline: $(grep -a -E '^(model|seed)' "$tmp/nl.gguf" | od -c | head -5)"
 
 # Ctrl-C once step 5 is in the log: a checkpoint and a clean exit; --resume finishes the
 # run, and the adapter is the straight run's, byte for byte.
@@ -467,10 +479,28 @@ for x in db exp; do
 	"$NATTER_BIN" eval -m "$M" --tokens 1,429,491,433,295 --logits-out "$tmp/l-$x.bin" -t 1 --lora "$tmp/$x.gguf" 2>/dev/null
 done
 cmp -s "$tmp/l-db.bin" "$tmp/l-exp.bin" && [ -s "$tmp/l-db.bin" ] && ok || bad "--db and the exported file train differently"
+# And the same tensors, byte for byte: the same list (names, types, shapes), and the same data.
+# The data are each file's tail, at an offset that differs with the metadata: its last
+# "total" bytes (the tensors' sizes without the padding between them) lie in it in both.
+for x in db exp; do
+	"$NATTER_BIN" info -m "$tmp/$x.gguf" --tensors > "$tmp/t-$x" 2>&1
+done
+tot=$(sed -n 's/^  total *[0-9][0-9]* *\([0-9][0-9]*\) .*/\1/p' "$tmp/t-db")
+sed -n '/^tensor list:$/,$p' "$tmp/t-db" > "$tmp/tl-db"; sed -n '/^tensor list:$/,$p' "$tmp/t-exp" > "$tmp/tl-exp"
+[ -n "$tot" ] && [ "$tot" -gt 0 ] && [ "$(wc -l < "$tmp/tl-db")" -gt 1 ] && cmp -s "$tmp/tl-db" "$tmp/tl-exp" &&
+	tail -c "$tot" "$tmp/db.gguf" > "$tmp/d-db" && tail -c "$tot" "$tmp/exp.gguf" > "$tmp/d-exp" &&
+	cmp -s "$tmp/d-db" "$tmp/d-exp" && ok || bad "--db and the exported file train other tensors (total [$tot])"
 # Each adapter says what it was trained on: the database and --min-rating, or the file.
 grep -a -q '^data_source=history h.db: replies rated 4 or better$' "$tmp/db.gguf" && grep -a -q '^min_rating=4$' "$tmp/db.gguf" &&
 	grep -a -q '^data_source=file e.jsonl$' "$tmp/exp.gguf" && ok ||
 	bad "data source from --db: $(grep -a -E '^(data|min_rating)' "$tmp/db.gguf" "$tmp/exp.gguf")"
+# The database's name too: a newline in it starts no line (no second min_rating).
+nl=$(printf 'h\nmin_rating=1.db')
+cp "$tmp/h.db" "$tmp/$nl"
+ft -m "$M" --db "$tmp/$nl" $db -o "$tmp/dbnl.gguf" >/dev/null 2>&1; check "--db named with a newline status" 0 $?
+grep -a -q -F -x 'data_source=history h\nmin_rating=1.db: replies rated 4 or better' "$tmp/dbnl.gguf" &&
+	check "min_rating lines, --db named with a newline" 1 "$(grep -a -c '^min_rating=' "$tmp/dbnl.gguf")" ||
+	bad "--db named with a newline: $(grep -a -E '^(data|min_rating)' "$tmp/dbnl.gguf" | od -c | head -5)"
 ft -m "$M" --db "$tmp/h.db" $db --min-rating 5 -o "$tmp/db5.gguf" >/dev/null 2>&1; check "--min-rating 5 status" 0 $?
 grep -a -q '^data_source=history h.db: replies rated 5 or better$' "$tmp/db5.gguf" && grep -a -q '^min_rating=5$' "$tmp/db5.gguf" &&
 	ok || bad "--min-rating 5 recorded: $(grep -a -E '^(data|min_rating)' "$tmp/db5.gguf")"

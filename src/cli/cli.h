@@ -28,6 +28,10 @@ struct store;
 /* Opens the store at DB, else $NATTER_DB, else the config file's db,
  * else the default path; prints the error.  FLAGS as store_open's. */
 struct store *cli_store_open(const char *db, unsigned flags);
+/* cli_store_open, which also puts the path it opened in PATH (N bytes;
+ * what a command records of the database it read).  PATH is untouched
+ * when it returns NULL. */
+struct store *cli_store_open_path(const char *db, unsigned flags, char *path, size_t n);
 /* The path cli_store_open opens for DB (--db, or NULL), in BUF (N
  * bytes): DB, else $NATTER_DB, else the config file's db, else the
  * default path (its folder made only when CREATE).  Returns 0; 1 when

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,9 +424,11 @@ digest(const void *data, size_t len, char hex[65])
 }
 
 /* Rated replies from the database, through natter's own export (its lines are the
- * contract with the store), read back as any JSONL file. */
+ * contract with the store), read back as any JSONL file.  DB (N bytes) gets the path of
+ * the database opened, for the adapter to record. */
 static int
-read_db(const struct ft_args *a, struct tdata_set *set, const struct tdata_tmpl *t, struct run *r)
+read_db(const struct ft_args *a, struct tdata_set *set, const struct tdata_tmpl *t, struct run *r, char *db,
+	size_t dbn)
 {
 	struct store_export_opts eo = { .format = strcmp(a->method, "dpo") == 0 ? STORE_DPO : STORE_SFT,
 		.min_rating = a->min_rating };
@@ -441,7 +444,7 @@ read_db(const struct ft_args *a, struct tdata_set *set, const struct tdata_tmpl 
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/export.jsonl", dir);
-	if (!(s = cli_store_open(a->db, STORE_READONLY)))
+	if (!(s = cli_store_open_path(a->db, STORE_READONLY, db, dbn)))
 		goto out;
 	if (store_export(s, &eo, path, &cnt, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
@@ -467,16 +470,56 @@ out:
 	return rc;
 }
 
+/* The file name of PATH, without its folders. */
+static const char *
+base_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	return b ? b + 1 : path;
+}
+
+/*
+ * S (a file's name) as a value of a config line, a new string (NULL: out of memory).  A
+ * name may hold any byte but '/' and NUL: a newline in it would end the line, and what
+ * follows would read as a line of its own (a data_source=, a min_rating=).  A backslash
+ * and each control character are written as C escapes (\\, \n, \t, \x1b), so one value
+ * stays one line and reads back as the one name it was.
+ */
+static char *
+config_escape(const char *s)
+{
+	size_t n = strlen(s);
+	char *out, *p;
+
+	if (n > (SIZE_MAX - 1) / 4 || !(out = p = malloc(4 * n + 1)))
+		return NULL;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '\\' || c == '\n' || c == '\t') {
+			*p++ = '\\';
+			*p++ = c == '\n' ? 'n' : c == '\t' ? 't' : '\\';
+		} else if (c < 0x20 || c == 0x7f) {
+			p += sprintf(p, "\\x%02x", c);
+		} else {
+			*p++ = (char)c;
+		}
+	}
+	*p = 0;
+	return out;
+}
+
 /* The options a checkpoint must have been made with to be resumed: one per line. */
 static char *
 config_text(const struct ft_args *a, const struct llm_model *m, const char *model_sha, const struct tdata_tmpl *t,
 	    const struct lora_adapter *init, const struct tdata_set *set, unsigned targets, long long steps)
 {
-	char *buf = malloc(4096), pairs[64];
-	const char *mp = llm_model_gguf(m)->path, *base = strrchr(mp, '/');
+	char *buf = malloc(4096), pairs[64], *model = config_escape(base_name(llm_model_gguf(m)->path));
 
-	if (!buf)
+	if (!buf || !model) {
+		free(buf);
+		free(model);
 		return NULL;
+	}
 	/* From an adapter, its pairs, ranks and alpha are the adapter's (--targets, --rank and
 	 * --alpha are not used): said so, not as the options' values. */
 	if (init)
@@ -488,19 +531,12 @@ config_text(const struct ft_args *a, const struct llm_model *m, const char *mode
 	    "all_turns=%d\n"
 	    "init=%s\n%s\ndropout=%.9g\nlr=%.9g\nlr_min=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
 	    "weight_decay=%.9g\nwarmup=%d\nbatch=%d\ngrad_accum=%d\nsteps=%lld\nbeta=%.9g\nseed=%lld\n",
-	    base ? base + 1 : mp, llm_model_gguf(m)->size, model_sha, tdata_tmpl_name(t), a->method, set->n,
+	    model, llm_model_gguf(m)->size, model_sha, tdata_tmpl_name(t), a->method, set->n,
 	    (unsigned long long)tdata_set_fingerprint(set), a->ctx, a->all_turns, init ? lora_sha256(init) : "none",
 	    pairs, a->dropout, a->lr, a->lr_min, a->beta1, a->beta2,
 	    a->weight_decay, a->warmup, a->batch, a->grad_accum, steps, a->beta, a->seed);
+	free(model);
 	return buf;
-}
-
-/* The file name of PATH, without its folders. */
-static const char *
-base_name(const char *path)
-{
-	const char *b = strrchr(path, '/');
-	return b ? b + 1 : path;
 }
 
 /*
@@ -510,30 +546,40 @@ base_name(const char *path)
  * (min_rating for SFT, the only export it selects).  Files by name only, as the model
  * is: the data= line's fingerprint tells their content, and an adapter is shared
  * without its maker's folders.  Not in the checkpoint's config: a file moved or named
- * another way between a run and its --resume reads the same examples.  A new string
- * (NULL: out of memory).
+ * another way between a run and its --resume reads the same examples.  Names as
+ * config_escape writes them.  DB: the path of the database read_db opened (NULL with
+ * --data).  A new string (NULL: out of memory).
  */
 static char *
-adapter_config(const struct ft_args *a, const char *config)
+adapter_config(const struct ft_args *a, const char *config, const char *db)
 {
-	char *buf = NULL, db[4096], derr[256];
+	char *buf = NULL, *name = NULL;
 	size_t n = 0;
+	int oom = 0;
 	FILE *f;
 
-	if (!a->data.n && cli_db_path(a->db, 0, db, sizeof(db), derr, sizeof(derr)) != 0)
-		snprintf(db, sizeof(db), "%s", a->db ? a->db : "natter.db");   /* (it was opened: not reached) */
 	if (!(f = open_memstream(&buf, &n)))
 		return NULL;
 	fputs(config, f);
-	for (int i = 0; i < a->data.n; i++)
-		fprintf(f, "data_source=file %s\n", strcmp(a->data.v[i], "-") == 0 ? "(standard input)" :
-		    base_name(a->data.v[i]));
-	if (!a->data.n && strcmp(a->method, "dpo") == 0)
-		fprintf(f, "data_source=history %s: pairs of replies to one turn rated differently\n", base_name(db));
+	for (int i = 0; i < a->data.n; i++) {
+		const int in = strcmp(a->data.v[i], "-") == 0;
+		if (!in && !(name = config_escape(base_name(a->data.v[i])))) {
+			oom = 1;
+			break;
+		}
+		fprintf(f, "data_source=file %s\n", in ? "(standard input)" : name);
+		free(name);
+		name = NULL;
+	}
+	if (!a->data.n && !(name = config_escape(base_name(db))))
+		oom = 1;
+	else if (!a->data.n && strcmp(a->method, "dpo") == 0)
+		fprintf(f, "data_source=history %s: pairs of replies to one turn rated differently\n", name);
 	else if (!a->data.n)
-		fprintf(f, "data_source=history %s: replies rated %d or better\nmin_rating=%d\n", base_name(db),
+		fprintf(f, "data_source=history %s: replies rated %d or better\nmin_rating=%d\n", name,
 		    a->min_rating, a->min_rating);
-	if (ferror(f) | fclose(f)) {
+	free(name);
+	if (ferror(f) | fclose(f) | oom) {
 		free(buf);
 		return NULL;
 	}
@@ -671,7 +717,7 @@ cmd_finetune(int argc, char **argv)
 	struct tloop *loop = NULL;
 	struct run r = { 0 };
 	struct sigaction sa, old_sa;
-	char err[1024], *ckpt = NULL, *config = NULL, name[256], model_sha[65];
+	char err[1024], *ckpt = NULL, *config = NULL, name[256], model_sha[65], db[4096];
 	unsigned targets = TMODEL_ALL_LINEAR;
 	enum tdata_method method;
 	enum ggml_type otype;
@@ -777,7 +823,7 @@ cmd_finetune(int argc, char **argv)
 				goto out;
 			}
 		}
-	} else if (read_db(&a, &set, t, &r) < 0) {
+	} else if (read_db(&a, &set, t, &r, db, sizeof(db)) < 0) {
 		goto out;
 	}
 	if (set.n == 0) {
@@ -907,20 +953,18 @@ cmd_finetune(int argc, char **argv)
 	if (a.name) {
 		snprintf(name, sizeof(name), "%s", a.name);
 	} else {
-		const char *b = strrchr(a.out, '/');
 		size_t n;
-		snprintf(name, sizeof(name), "%s", b ? b + 1 : a.out);
+		snprintf(name, sizeof(name), "%s", base_name(a.out));
 		n = strlen(name);
 		if (n > 5 && strcmp(name + n - 5, ".gguf") == 0)
 			name[n - 5] = 0;
 	}
 	{
 		/* What produced the adapter: the base model and the options it was trained with. */
-		const char *b = strrchr(a.model, '/');
 		char *base = gguf_get_str(llm_model_gguf(m), "general.name");
-		char *aconfig = adapter_config(&a, config);
+		char *aconfig = adapter_config(&a, config, a.data.n ? NULL : db);
 		struct lora_file_info prov = { .base_name = base && *base ? base : NULL,
-			.base_file = b ? b + 1 : a.model, .config = aconfig };
+			.base_file = base_name(a.model), .config = aconfig };
 		if (aconfig) {
 			lrc = tmodel_lora_save(tm, a.out, name, otype, &prov, err, sizeof(err));
 		} else {

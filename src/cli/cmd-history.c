@@ -29,7 +29,7 @@ cli_db_path(const char *db, int create, char *buf, size_t n, char *err, size_t e
 /* Opens the store named by --db or the default path (whose folder is
  * made only when the store may be created). */
 struct store *
-cli_store_open(const char *db, unsigned flags)
+cli_store_open_path(const char *db, unsigned flags, char *out, size_t n)
 {
 	char path[4096], err[1024];
 	struct store *s;
@@ -45,7 +45,15 @@ cli_store_open(const char *db, unsigned flags)
 		cli_error("%s", err);
 		return NULL;
 	}
+	if (out && n)
+		snprintf(out, n, "%s", path);
 	return s;
+}
+
+struct store *
+cli_store_open(const char *db, unsigned flags)
+{
+	return cli_store_open_path(db, flags, NULL, 0);
 }
 
 static int

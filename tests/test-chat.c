@@ -640,6 +640,7 @@ struct fake {
 	int sent_top_k;
 	int runs, freed;
 	int cancel_after;          /* stops itself after this many pieces when the session is cancelled */
+	int nomem;                 /* 1: prepare, 2: run fails, out of memory */
 };
 
 static int
@@ -651,6 +652,10 @@ fake_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int thin
 	(void)think;
 	f->n_prepared = n;
 	f->pend[0] = 0;
+	if (f->nomem == 1) {
+		snprintf(err, errlen, "out of memory");
+		return CHAT_ERR_NOMEM;
+	}
 	for (int i = 0; i < n; i++)
 		k += (size_t)snprintf(f->pend + k, k < sizeof(f->pend) ? sizeof(f->pend) - k : 0, "%s:%s|", t[i].role,
 		    t[i].content);
@@ -664,8 +669,10 @@ static int
 fake_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t errlen)
 {
 	struct fake *f = e;
-	(void)err;
-	(void)errlen;
+	if (f->nomem == 2) {
+		snprintf(err, errlen, "out of memory");
+		return CHAT_ERR_NOMEM;
+	}
 	snprintf(f->prompt, sizeof(f->prompt), "%s", f->pend);
 	f->runs++;
 	st->stop = CHAT_STOP_EOG;
@@ -723,7 +730,7 @@ test_engine_interface(void)
 {
 	static const char *const script[] = { "Hel", "lo S", "TO", "P never shown", NULL };
 	static const char *const plain[] = { "a", "b", NULL };
-	struct fake f = { 3, 0, "", "", script, 0, 0, 0, 0 };
+	struct fake f = { 3, 0, "", "", script, 0, 0, 0, 0, 0 };
 	struct chat_opts o;
 	struct chat_engine_info info;
 	struct chat_stats st;
@@ -763,9 +770,28 @@ test_engine_interface(void)
 	/* A conversation the engine cannot take at all: refused, message withdrawn. */
 	f.capacity = 1;
 	chat_add_user(c, "too much", 8);
-	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) < 0 && strstr(err, "do not fit") &&
-	    chat_n_messages(c) == 4, "refused and withdrawn: %s (%d)", err, chat_n_messages(c));
+	{
+		int rc = chat_generate(c, NULL, NULL, &st, err, sizeof(err));
+		CHECK(rc < 0 && strstr(err, "do not fit") && chat_n_messages(c) == 4, "refused and withdrawn: %s (%d)",
+		    err, chat_n_messages(c));
+		CHECK(rc == CHAT_ERR_CONTEXT, "the refusal's code: %d, not CHAT_ERR_CONTEXT", rc);
+	}
 	f.capacity = 3;
+	/* The engine out of memory, preparing or running: told by its code
+	 * (natter serve answers it 500, not 400), whichever step failed. */
+	for (f.nomem = 1; f.nomem <= 2; f.nomem++) {
+		int rc;
+		chat_add_user(c, "no room", 7);
+		rc = chat_generate(c, NULL, NULL, &st, err, sizeof(err));
+		CHECK(rc == CHAT_ERR_NOMEM && strstr(err, "out of memory"), "out of memory in step %d: %d %s", f.nomem, rc,
+		    err);
+		/* (Out of memory preparing withdraws the message, as any refusal
+		 * of the conversation; running, the engine failed: it stays.) */
+		CHECK(chat_n_messages(c) == (f.nomem == 1 ? 4 : 5), "step %d: %d messages", f.nomem, chat_n_messages(c));
+		if (chat_n_messages(c) == 5)
+			chat_pop(c);
+	}
+	f.nomem = 0;
 	/* A stop pressed before the reply starts stops it; the reply is kept. */
 	chat_add_user(c, "stop me", 7);
 	chat_cancel(c);

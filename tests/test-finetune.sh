@@ -314,11 +314,14 @@ grep -a -q '^data_source=file finetune-sft.jsonl$' "$tmp/straight.gguf" && ! gre
 # A file name holding a newline, an escape and a backslash stays on its data_source line, in C
 # escapes: the newline starts no line of its own (here one that would read as a min_rating).
 # The model's name too, on its model= line: no line of the config begins seed=1.gguf (the
-# name is in natter.base_model.file as it is, a string of its own).
-nl=$(printf 'nl\nmin_rating=1\033\\.jsonl'); nlm=$(printf 'm\nseed=1.gguf')
-cp "$D/finetune-sft.jsonl" "$tmp/$nl"; cp "$M" "$tmp/$nlm"
-ft -m "$tmp/$nlm" --data "$tmp/$nl" --chat-template chatml --steps 1 -t 1 -o "$tmp/nl.gguf" >/dev/null 2>"$tmp/err"
+# name is in natter.base_model.file as it is, a string of its own); and the chat template's
+# file, on its template= line (no line begins lr=9).
+nl=$(printf 'nl\nmin_rating=1\033\\.jsonl'); nlm=$(printf 'm\nseed=1.gguf'); nlt=$(printf 't\nlr=9.jinja')
+cp "$D/finetune-sft.jsonl" "$tmp/$nl"; cp "$M" "$tmp/$nlm"; cp "$NATTER_FIXTURES/templates/Qwen-Qwen2.5-7B-Instruct.jinja" "$tmp/$nlt"
+ft -m "$tmp/$nlm" --data "$tmp/$nl" --chat-template "$tmp/$nlt" --steps 1 -t 1 -o "$tmp/nl.gguf" >/dev/null 2>"$tmp/err"
 check "--data named with a newline status" 0 $?
+grep -a -q -F -x "template=$tmp/t\nlr=9.jinja" "$tmp/nl.gguf" && ! grep -a -q '^lr=9\.jinja' "$tmp/nl.gguf" && ok ||
+	bad "--chat-template named with a newline: $(grep -a -E '^(template|lr)' "$tmp/nl.gguf" | od -c | head -5)"
 grep -a -q -F -x 'data_source=file nl\nmin_rating=1\x1b\\.jsonl' "$tmp/nl.gguf" && ! grep -a -q '^min_rating=' "$tmp/nl.gguf" &&
 	ok || bad "--data named with a newline: $(grep -a -E '^(data|min_rating)' "$tmp/nl.gguf" | od -c | head -5)"
 grep -a -q -F 'model=m\nseed=1.gguf ' "$tmp/nl.gguf" && ! grep -a -q -E '^seed=1\.gguf [0-9]+ bytes' "$tmp/nl.gguf" && ok ||
@@ -498,9 +501,11 @@ grep -a -q '^data_source=history h.db: replies rated 4 or better$' "$tmp/db.gguf
 nl=$(printf 'h\nmin_rating=1.db')
 cp "$tmp/h.db" "$tmp/$nl"
 ft -m "$M" --db "$tmp/$nl" $db -o "$tmp/dbnl.gguf" >/dev/null 2>&1; check "--db named with a newline status" 0 $?
-grep -a -q -F -x 'data_source=history h\nmin_rating=1.db: replies rated 4 or better' "$tmp/dbnl.gguf" &&
-	check "min_rating lines, --db named with a newline" 1 "$(grep -a -c '^min_rating=' "$tmp/dbnl.gguf")" ||
+if grep -a -q -F -x 'data_source=history h\nmin_rating=1.db: replies rated 4 or better' "$tmp/dbnl.gguf"; then
+	check "min_rating lines, --db named with a newline" 1 "$(grep -a -c '^min_rating=' "$tmp/dbnl.gguf")"
+else
 	bad "--db named with a newline: $(grep -a -E '^(data|min_rating)' "$tmp/dbnl.gguf" | od -c | head -5)"
+fi
 ft -m "$M" --db "$tmp/h.db" $db --min-rating 5 -o "$tmp/db5.gguf" >/dev/null 2>&1; check "--min-rating 5 status" 0 $?
 grep -a -q '^data_source=history h.db: replies rated 5 or better$' "$tmp/db5.gguf" && grep -a -q '^min_rating=5$' "$tmp/db5.gguf" &&
 	ok || bad "--min-rating 5 recorded: $(grep -a -E '^(data|min_rating)' "$tmp/db5.gguf")"

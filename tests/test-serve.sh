@@ -408,7 +408,8 @@ EOF2
 check "a half-closed client gets its reply" "200 length | 200 [DONE]" "$(cat "$tmp/halfclose.out")"
 
 # One address cannot take every connection: past the limit per address its
-# connections are closed at once, and another address is still answered.
+# connections are closed (the first four past it once their 2 s to ask for a
+# 429 are over, the rest at once), and another address is still answered.
 # (The whole loopback is this machine: 127.0.0.2 is another address.)
 "$PY" - "$P" > "$tmp/perip.out" <<'EOF2'
 import select, socket, sys, time

@@ -92,7 +92,8 @@ struct chat_engine_ops {
 	 * reasoning_counted when its pieces are not tokens) and ST->stop; the
 	 * session measures the times and counts the reasoning (n_reasoning).  Returns 0 when a reply was produced, even an
 	 * empty or cut one (CHAT_STOP_ERROR with ERR saying what broke), or -1
-	 * with ERR when none could be started (nothing is kept).
+	 * (CHAT_ERR_NOMEM: out of memory) with ERR when none could be started
+	 * (nothing is kept).
 	 */
 	int (*run)(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t errlen);
 	void (*free)(void *e);

@@ -69,7 +69,7 @@ enum chat_stop {
 const char *chat_stop_name(enum chat_stop s);
 
 /* Why a reply could not be started: the negative return of chat_generate,
- * chat_regenerate, chat_regenerate_with and chat_check, for a front end
+ * chat_regenerate, chat_regenerate_with, chat_check and chat_check_edit, for a front end
  * that answers each kind otherwise (natter serve: a 400
  * context_length_exceeded, a 500).  ERR words it for the user.  Each is
  * below 0, so "< 0" tests for any. */
@@ -236,7 +236,8 @@ int chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_sta
 int chat_check(struct chat *c, char *err, size_t errlen);
 /* The same for the conversation as chat_edit would leave it with TEXT as
  * its last message: whether that message fits the context (older turns
- * would be dropped).  Changes nothing in C. */
+ * would be dropped).  Changes nothing in C.  Returns 0, or a negative enum
+ * chat_err (CHAT_ERR_CONTEXT: the message does not fit). */
 int chat_check_edit(struct chat *c, const char *text, size_t len, char *err, size_t errlen);
 
 /* What the last reply was generated from, exactly: the rendered prompt

@@ -26,7 +26,7 @@ struct serve_opts {
 
 /* The idle timeout's default, in seconds; the queue's default length;
  * connections served at once (at least: twice the limit of one address
- * when that is more).  One address may hold the queue's length +
+ * with the connections past it that get a 429, when that is more).  One address may hold the queue's length +
  * SERVE_PER_IP_EXTRA connections -- the queue full, the request running
  * (so that clients behind one proxy see the 503 of a full queue) and four
  * more for /health and the 503s -- so that one client cannot take every slot: past the

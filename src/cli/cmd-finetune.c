@@ -513,11 +513,12 @@ static char *
 config_text(const struct ft_args *a, const struct llm_model *m, const char *model_sha, const struct tdata_tmpl *t,
 	    const struct lora_adapter *init, const struct tdata_set *set, unsigned targets, long long steps)
 {
-	char *buf = malloc(4096), pairs[64], *model = config_escape(base_name(llm_model_gguf(m)->path));
+	char *buf = NULL, pairs[64], *model = config_escape(base_name(llm_model_gguf(m)->path)),
+	     *tmpl = config_escape(tdata_tmpl_name(t));
 
-	if (!buf || !model) {
-		free(buf);
+	if (!model || !tmpl) {
 		free(model);
+		free(tmpl);
 		return NULL;
 	}
 	/* From an adapter, its pairs, ranks and alpha are the adapter's (--targets, --rank and
@@ -526,16 +527,20 @@ config_text(const struct ft_args *a, const struct llm_model *m, const char *mode
 		snprintf(pairs, sizeof(pairs), "targets=the init's\nrank=the init's\nalpha=%.9g", (double)lora_alpha(init));
 	else
 		snprintf(pairs, sizeof(pairs), "targets=%#x\nrank=%d\nalpha=%.9g", targets, a->rank, a->alpha);
-	snprintf(buf, 4096,
+	/* (Sized to fit: names escaped may be long, and a line cut short would
+	 * lose the lines after it.) */
+	if (asprintf(&buf,
 	    "model=%s %zu bytes, sha256 %s\ntemplate=%s\nmethod=%s\ndata=%d examples, fingerprint %016llx\nctx=%d\n"
 	    "all_turns=%d\n"
 	    "init=%s\n%s\ndropout=%.9g\nlr=%.9g\nlr_min=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
 	    "weight_decay=%.9g\nwarmup=%d\nbatch=%d\ngrad_accum=%d\nsteps=%lld\nbeta=%.9g\nseed=%lld\n",
-	    model, llm_model_gguf(m)->size, model_sha, tdata_tmpl_name(t), a->method, set->n,
+	    model, llm_model_gguf(m)->size, model_sha, tmpl, a->method, set->n,
 	    (unsigned long long)tdata_set_fingerprint(set), a->ctx, a->all_turns, init ? lora_sha256(init) : "none",
 	    pairs, a->dropout, a->lr, a->lr_min, a->beta1, a->beta2,
-	    a->weight_decay, a->warmup, a->batch, a->grad_accum, steps, a->beta, a->seed);
+	    a->weight_decay, a->warmup, a->batch, a->grad_accum, steps, a->beta, a->seed) < 0)
+		buf = NULL;
 	free(model);
+	free(tmpl);
 	return buf;
 }
 

@@ -47,8 +47,9 @@ static const char serve_usage[] =
 "                      for itself)\n"
 "The sampling options are defaults that a request's own fields override.  Request\n"
 "bodies over 4 MiB are refused (413).  At most " STR(SERVE_CONNECTION_LIMIT) " connections are served at once\n"
-"(or twice one address's share, if more), and --max-queue + " STR(SERVE_PER_IP_EXTRA) " from one address; more\n"
-"are closed as they come.  Each request is stored\n"
+"(or twice one address's share and four, if more), and --max-queue + " STR(SERVE_PER_IP_EXTRA) " from one\n"
+"address; the next four from it get 429 if they ask within 2 s, more are closed as\n"
+"they come.  Each request is stored\n"
 "as a conversation in the history (--no-history: not stored), a reasoning model's\n"
 "reasoning apart from its answer.  /v1/completions replies are the text as the model\n"
 "wrote it.\n";

@@ -165,10 +165,11 @@ cache_text_set(struct local *c, const char *s, size_t n, int append)
 /* Renders turns T[0..N) (with the generation prompt when ADD_GEN; THINK:
  * enable_thinking, enum chat_think).  MARKED: the messages' control-token
  * texts marked (tok_mark_specials), for tokenize_prompt: what a user wrote
- * is never a control token. */
+ * is never a control token.  NULL with ERR on failure, *NOMEM set when
+ * out of memory was the cause. */
 static char *
 render(struct local *c, const struct chat_turn *t, int n, int add_gen, int think, int marked, char *err,
-       size_t errlen, size_t *len)
+       size_t errlen, size_t *len, int *nomem)
 {
 	struct tmpl_msg *m = calloc((size_t)n + 1, sizeof(*m));
 	char **own = marked ? calloc((size_t)n + 1, sizeof(*own)) : NULL;
@@ -177,10 +178,12 @@ render(struct local *c, const struct chat_turn *t, int n, int add_gen, int think
 	char *out = NULL;
 	int rc = 0;
 
+	*nomem = 0;
 	if (!m || (marked && !own)) {
 		free(m);
 		free(own);
 		snprintf(err, errlen, "out of memory");
+		*nomem = 1;
 		return NULL;
 	}
 	for (int i = 0; i < n; i++) {
@@ -190,10 +193,14 @@ render(struct local *c, const struct chat_turn *t, int n, int add_gen, int think
 		    strlen(t[i].content), NULL)))
 			rc = -1;
 	}
-	if (rc == 0)
+	/* (The template engine's own running out of memory is one of its
+	 * errors: not told apart.) */
+	if (rc == 0) {
 		rc = tmpl_render(c->t, m, n, &o, &out, len, err, errlen);
-	else
+	} else {
 		snprintf(err, errlen, "out of memory");
+		*nomem = 1;
+	}
 	for (int i = 0; own && i < n; i++)
 		free(own[i]);
 	free(own);
@@ -251,12 +258,12 @@ local_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int thi
 {
 	struct local *c = e;
 	const int n_ctx = llm_ctx_n_ctx(c->ctx);
-	int reserve;
+	int reserve, nomem;
 
 	free(c->pend_text);
-	c->pend_text = render(c, t, n, 1, think, c->mark, err, errlen, &c->pend_len);
+	c->pend_text = render(c, t, n, 1, think, c->mark, err, errlen, &c->pend_len, &nomem);
 	if (!c->pend_text)
-		return -1;
+		return nomem ? CHAT_ERR_NOMEM : CHAT_ERR;
 	if (tokenize_prompt(c, c->pend_text, c->pend_len, &c->pend_ids) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return CHAT_ERR_NOMEM;
@@ -315,7 +322,7 @@ local_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t 
 	free(c->prompt_plain);
 	if (!(c->prompt_plain = tok_unmark(c->v, c->prompt_text, c->prompt_text_len, &c->prompt_plain_len))) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		return CHAT_ERR_NOMEM;
 	}
 	st->prompt_tokens = (int)ids->n;
 
@@ -523,7 +530,8 @@ static char *
 local_render(void *e, const struct chat_turn *t, int n, int think, char *err, size_t errlen)
 {
 	size_t len;
-	return render(e, t, n, 1, think, 0, err, errlen, &len);
+	int nomem;
+	return render(e, t, n, 1, think, 0, err, errlen, &len, &nomem);
 }
 
 static int local_ctx_used(void *e) { return llm_ctx_n_past(((struct local *)e)->ctx); }

@@ -878,7 +878,7 @@ chat_check_edit(struct chat *c, const char *text, size_t len, char *err, size_t 
 
 	if (!u) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		return CHAT_ERR_NOMEM;
 	}
 	if (c->system) {
 		t[n].role = "system";
@@ -888,7 +888,7 @@ chat_check_edit(struct chat *c, const char *text, size_t len, char *err, size_t 
 	t[n++].content = u;
 	rc = c->ops->prepare(c->e, t, n, chat_max_tokens(c), atomic_load(&c->think), err, errlen);
 	free(u);
-	return rc < 0 || rc == CHAT_FIT_NO ? -1 : 0;
+	return rc < 0 ? (rc == CHAT_ERR_NOMEM ? CHAT_ERR_NOMEM : CHAT_ERR) : rc == CHAT_FIT_NO ? CHAT_ERR_CONTEXT : 0;
 }
 
 /* Remembers the messages this prompt feeds: the system prompt and the
@@ -1228,8 +1228,10 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		think_split_init(&run.so.ts, c->think_open, c->think_close, inside);
 		think_count_init(&run.so.tc, c->think_open, c->think_close, inside);
 	}
-	if (c->ops->run(c->e, &run, st, err, errlen) < 0)
+	if ((fit = c->ops->run(c->e, &run, st, err, errlen)) < 0) {
+		rc = fit == CHAT_ERR_NOMEM ? CHAT_ERR_NOMEM : CHAT_ERR;
 		goto out;
+	}
 	st->n_dropped = n_dropped;
 	if (run.params_set) {
 		c->reply_sp = run.sp;

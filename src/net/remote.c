@@ -717,7 +717,7 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		r->body = build_body(r, run, &seed, &sent, &sent_max, &unsent);
 		if (!r->body) {
 			snprintf(err, errlen, "out of memory");
-			return -1;
+			return CHAT_ERR_NOMEM;
 		}
 		r->body_len = strlen(r->body);
 		st->seed = seed;
@@ -731,7 +731,7 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		x.sse = sse_reader_new(0, on_event, &x);
 		if (!x.sse) {
 			snprintf(err, errlen, "out of memory");
-			return -1;
+			return CHAT_ERR_NOMEM;
 		}
 		memset(&q, 0, sizeof(q));
 		q.method = "POST";
@@ -899,7 +899,7 @@ remote_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int th
 	return CHAT_FIT_OK;
 oom:
 	snprintf(err, errlen, "out of memory");
-	return -1;
+	return CHAT_ERR_NOMEM;
 }
 
 static void

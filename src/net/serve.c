@@ -763,7 +763,7 @@ peer_find(struct serve *s, const struct sock *k, int add)
  * One past its share (S->per_ip; libmicrohttpd closes those past
  * PER_IP_REFUSED more) is marked, for on_request to answer 429, and gets
  * REFUSED_TIMEOUT seconds to send its request.  Called by libmicrohttpd's
- * listening thread (started) and the connection's (closed).
+ * listening thread (started) and by any of its threads (closed).
  */
 static void
 on_connection(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code)
@@ -903,7 +903,10 @@ serve_start(const struct serve_opts *o, struct serve **out, char *err, size_t er
 	if (engine_new(o, &s->eng, err, errlen) < 0)
 		goto fail;
 	per_ip = (unsigned)(o->max_queue > 0 ? o->max_queue : SERVE_MAX_QUEUE_DEFAULT) + SERVE_PER_IP_EXTRA;
-	total = 2 * per_ip > SERVE_CONNECTION_LIMIT ? 2 * per_ip : SERVE_CONNECTION_LIMIT;
+	/* Room for two addresses' shares with the connections answered 429:
+	 * one address past its share does not take another's. */
+	total = 2 * (per_ip + PER_IP_REFUSED) > SERVE_CONNECTION_LIMIT ? 2 * (per_ip + PER_IP_REFUSED) :
+	    SERVE_CONNECTION_LIMIT;
 	s->per_ip = per_ip;
 	s->n_peers = total;
 	s->peers = calloc(total, sizeof(*s->peers));

@@ -1624,6 +1624,16 @@ test_chatlog_parents(void)
 		snprintf(q, sizeof(q), "SELECT count(*) FROM generations g, json_each(g.prompt_messages) e WHERE g.id = %lld "
 		    "AND json_extract(e.value, '$.role') = 'system' AND json_extract(e.value, '$.content') = 'Answer in French.'", (long long)l2.last_gen);
 		CHECK(query_int(p, q) == 1, "the reply's record has the system message among what it was fed");
+		/* A reply with a system message between it and the user's: made
+		 * again, as any reply (the system message is its prompt's). */
+		ok = store_conv_new(s, 0, NULL, NULL, NULL, &conv) == 0;
+		for (int i = 0; ok && i < 3; i++)
+			ok = store_msg_add(s, conv, role[i], text[i], &id) == 0;
+		CHECK(ok && chatlog_resume(&l2, c2, conv, err, sizeof(err)) == 0 && chat_reply_last(c2),
+		    "resumed, a reply at the end: %s", err);
+		CHECK(chat_regenerate(c2, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l2, c2, &st) == 0 &&
+		    chat_n_messages(c2) == 3 && chat_alt_count(c2, 2) == 2, "regenerated: %s (%d messages, %d alternatives)",
+		    err, chat_n_messages(c2), chat_alt_count(c2, 2));
 	}
 out:
 	chat_free(c2);

@@ -223,6 +223,10 @@ void chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx);
  * request) it stays, and chat_regenerate answers it again.
  */
 int chat_generate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen);
+/* Whether the conversation ends with a reply to a user's message (system
+ * messages may come between): one chat_regenerate and
+ * chat_regenerate_with make again. */
+int chat_reply_last(const struct chat *c);
 /* Generates the last reply again as a new alternative of that message (the
  * old ones stay: chat_alt_*); on failure the message is left as it was.
  * With a fixed seed the regeneration moves to the next seed (and keeps

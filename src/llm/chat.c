@@ -1348,11 +1348,25 @@ next_seed(struct chat *c)
 }
 
 int
+chat_reply_last(const struct chat *c)
+{
+	int i = c->n - 1;
+
+	if (i < 1 || strcmp(c->msgs[i].role, "assistant"))
+		return 0;
+	/* System messages between are part of the reply's prompt (a
+	 * conversation natter serve recorded, resumed). */
+	while (--i >= 0 && !strcmp(c->msgs[i].role, "system"))
+		;
+	return i >= 0 && !strcmp(c->msgs[i].role, "user");
+}
+
+int
 chat_regenerate(struct chat *c, chat_piece_fn cb, void *ctx, struct chat_stats *st, char *err, size_t errlen)
 {
 	int i = c->n - 1, rc;
 
-	if (i >= 1 && !strcmp(c->msgs[i].role, "assistant") && !strcmp(c->msgs[i - 1].role, "user")) {
+	if (chat_reply_last(c)) {
 		next_seed(c);
 		/* The reply is hidden while its prompt is rendered, and gets the
 		 * new one as another alternative. */
@@ -1377,7 +1391,7 @@ chat_regenerate_with(struct chat *c, const struct sampler_params *sp, const floa
 	float sc[CHAT_MAX_ADAPTERS];
 	int i = c->n - 1, rc;
 
-	if (i < 1 || strcmp(c->msgs[i].role, "assistant") || strcmp(c->msgs[i - 1].role, "user")) {
+	if (!chat_reply_last(c)) {
 		memset(st, 0, sizeof(*st));
 		snprintf(err, errlen, "there is no reply to regenerate");
 		return -1;

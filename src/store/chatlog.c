@@ -702,7 +702,7 @@ chatlog_ab_begin(struct chatlog *l, struct chat *c, const char *setting, const c
 {
 	int i = chat_n_messages(c) - 1;
 
-	if (i < 1 || strcmp(chat_message_role(c, i), "assistant") || strcmp(chat_message_role(c, i - 1), "user")) {
+	if (!chat_reply_last(c)) {
 		snprintf(err, errlen, "there is no reply to compare yet");
 		return -1;
 	}

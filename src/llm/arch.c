@@ -184,6 +184,20 @@ arch_get_str(struct arch_loader *ld, const char *suffix)
 	return gguf_get_str(ld->f, key_of(ld, suffix, key, sizeof(key)));
 }
 
+int64_t
+arch_int_array(const struct gguf_kv *kv)
+{
+	if (kv->val.type != GGUF_VT_ARRAY)
+		return -1;
+	switch (kv->val.v.arr.type) {
+	case GGUF_VT_UINT8: case GGUF_VT_INT8: case GGUF_VT_UINT16: case GGUF_VT_INT16: case GGUF_VT_UINT32:
+	case GGUF_VT_INT32: case GGUF_VT_UINT64: case GGUF_VT_INT64: case GGUF_VT_BOOL:
+		return kv->val.v.arr.n > INT64_MAX ? -1 : (int64_t)kv->val.v.arr.n;
+	default:
+		return -1;
+	}
+}
+
 int
 arch_set_sliding(struct arch_loader *ld, struct llm_hparams *hp, struct llm_layer_hparams *layer,
 		 int def_period, float base_swa, float scale_swa)
@@ -195,9 +209,7 @@ arch_set_sliding(struct arch_loader *ld, struct llm_hparams *hp, struct llm_laye
 	key_of(ld, "attention.sliding_window_pattern", key, sizeof(key));
 	kv = gguf_find_kv(ld->f, key);
 	if (kv && kv->val.type == GGUF_VT_ARRAY) {
-		const uint32_t et = kv->val.v.arr.type;
-		if (kv->val.v.arr.n != (uint64_t)hp->n_layer || et == GGUF_VT_STRING || et == GGUF_VT_ARRAY ||
-		    et == GGUF_VT_FLOAT32 || et == GGUF_VT_FLOAT64) {
+		if (arch_int_array(kv) != hp->n_layer) {
 			snprintf(ld->err, ld->errlen, "%s: %s must hold one flag per layer (%d)", ld->f->path, key,
 			    hp->n_layer);
 			return -1;

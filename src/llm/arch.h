@@ -74,6 +74,10 @@ int arch_get_int(struct arch_loader *ld, const char *key, int req, int def, int 
 int arch_get_float(struct arch_loader *ld, const char *key, float def, float *out);
 int arch_get_bool(struct arch_loader *ld, const char *key, int def, int *out);
 char *arch_get_str(struct arch_loader *ld, const char *key);
+/* KV (not NULL) as an array of integers or booleans (gguf_arr_i64 reads
+ * them): its length, or -1 when it is none (another type, or an array of
+ * floats, strings or arrays).  The caller says what it must hold. */
+int64_t arch_int_array(const struct gguf_kv *kv);
 /*
  * Which layers slide: attention.sliding_window_pattern if the file has it
  * (a period n: layer il slides unless il % n == n - 1; or one bool per

@@ -54,9 +54,8 @@ qwen35_kinds(struct arch_loader *ld, struct llm_layer_hparams *layer, int n_run,
 	snprintf(key, sizeof(key), "%s.attention.recurrent_layers", ld->arch);
 	kv = gguf_find_kv(ld->f, key);
 	if (kv) {
-		const enum gguf_vtype t = kv->val.v.arr.type;
-		if (kv->val.type != GGUF_VT_ARRAY || t == GGUF_VT_STRING || t == GGUF_VT_FLOAT32 ||
-		    t == GGUF_VT_FLOAT64 || (kv->val.v.arr.n != (uint64_t)n_block && kv->val.v.arr.n != (uint64_t)n_run)) {
+		const int64_t n = arch_int_array(kv);
+		if (n != n_block && n != n_run) {
 			return refuse(ld, "%s must hold one flag per layer (%d, or %d with the MTP blocks)",
 			    key, n_run, n_block);
 		}
@@ -94,9 +93,7 @@ qwen35_sections(struct arch_loader *ld, const struct llm_hparams *hp)
 	kv = gguf_find_kv(ld->f, key);
 	if (!kv)
 		return 0;   /* llama.cpp requires it; without it the RoPE is plain NeoX */
-	if (kv->val.type != GGUF_VT_ARRAY || kv->val.v.arr.n < 1 || kv->val.v.arr.n > 4 ||
-	    kv->val.v.arr.type == GGUF_VT_STRING || kv->val.v.arr.type == GGUF_VT_FLOAT32 ||
-	    kv->val.v.arr.type == GGUF_VT_FLOAT64) {
+	if (arch_int_array(kv) < 1 || kv->val.v.arr.n > 4) {
 		return refuse(ld, "%s must be an array of at most 4 integers", key);
 	}
 	for (uint64_t i = 0; i < kv->val.v.arr.n; i++) {

@@ -26,13 +26,15 @@ struct serve_opts {
 
 /* The idle timeout's default, in seconds; the queue's default length;
  * connections served at once (at least: twice the limit of one address
- * with the connections past it that get a 429, when that is more).  One address may hold the queue's length +
- * SERVE_PER_IP_EXTRA connections -- the queue full, the request running
- * (so that clients behind one proxy see the 503 of a full queue) and four
- * more for /health and the 503s -- so that one client cannot take every slot: past the
- * total a new connection is closed at once; past an address's share a few more get a 429 (the
- * OpenAI error object) if they send a request at once, any beyond are closed.  Plain numbers: serve --help
- * spells them (and man/natter.1 says them too). */
+ * with the connections past it that get a 429, when that is more).  One
+ * address may hold the queue's length + SERVE_PER_IP_EXTRA connections --
+ * the queue full, the request running (so that clients behind one proxy
+ * see the 503 of a full queue) and four more for /health and the 503s --
+ * so that one client cannot take every slot: past the total a new
+ * connection is closed at once; past an address's share a few more get a
+ * 429 (the OpenAI error object) if they send a request at once, any beyond
+ * are closed.  Plain numbers: serve --help spells them (and man/natter.1
+ * says them too). */
 #define SERVE_IDLE_TIMEOUT_DEFAULT 30
 #define SERVE_MAX_QUEUE_DEFAULT 16
 #define SERVE_CONNECTION_LIMIT 128

@@ -20,6 +20,7 @@
 #   cut-after: N                 send N bytes of the body, then drop the connection
 #   stall-after: N               send N bytes, then send nothing until the client leaves
 #   refuse-fields: a,b           if the request has any of these fields, answer
+#   refuse-over: N               (or if it has more than N messages) answer
 #   refuse-status: 400           with this status
 #   refuse-body: {...}           and this body instead
 #   require-key: yes             unless the bearer token is $REMOTE_TEST_KEY, answer 401
@@ -68,7 +69,7 @@ def load(name):
         v = v.strip()
         if k == "header":
             d["headers"].append(tuple(x.strip() for x in v.split(":", 1)))
-        elif k in ("status", "delay-ms", "cut-after", "stall-after", "refuse-status"):
+        elif k in ("status", "delay-ms", "cut-after", "stall-after", "refuse-status", "refuse-over"):
             d[k] = int(v)
         else:
             d[k] = v
@@ -134,7 +135,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": {"message": "no fixture for this request", "type": "not_found"}})
             return
         refuse = [f for f in fx.get("refuse-fields", "").split(",") if f]
-        if any(f in req for f in refuse):
+        over = fx.get("refuse-over")
+        if any(f in req for f in refuse) or (over is not None and len(req.get("messages", [])) > over):
             entry["outcome"] = "refused"
             log(entry)
             b = fx.get("refuse-body", "{}").encode()

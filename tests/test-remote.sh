@@ -434,6 +434,51 @@ EOF
 check "strict: the requests" "refused True user:First
 sent False user:First
 sent False user:Second" "$(cat "$tmp/strict.sent")"
+# A conversation longer than the server's context, refused each server's way (OpenAI's code,
+# llama-server's type, vLLM's words; the fixtures refuse a request of more than 3 messages): the
+# oldest turn is dropped and the request sent again, said once as with a local model; the reply
+# arrives, and what is stored as its prompt is the request that made it.
+for f in overflow-openai overflow-llama-server overflow-vllm; do
+	run "$f" "First
+Second
+Third"
+	check "$f: status" 0 "$(cat "$tmp/$f.rc")"
+	check "$f: every reply" "It fits.|It fits.|It fits." \
+		"$(q "$tmp/$f.db" "SELECT group_concat(content, '|') FROM (SELECT content FROM generations ORDER BY id)")"
+	check "$f: told once" "[natter: dropped the 2 oldest messages to fit the context]" "$(grep 'dropped the' "$tmp/$f.err")"
+	check "$f: the requests" "sent user:First
+sent user:First,assistant:It fits.,user:Second
+refused user:First,assistant:It fits.,user:Second,assistant:It fits.,user:Third
+sent user:Second,assistant:It fits.,user:Third" "$("$PY" - "$tmp/replay.log" "$f" <<'EOF2'
+import json, sys
+for e in map(json.loads, open(sys.argv[1])):
+    if e.get("model") == sys.argv[2]:
+        print(e["outcome"], ",".join(e["messages"]))
+EOF2
+)"
+	check "$f: the prompt recorded is the one sent" "2|user:Second|assistant:It fits.|user:Third|True" \
+		"$("$PY" - "$tmp/$f.db" <<'EOF2'
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+nd, pm, pt = db.execute("SELECT n_dropped, prompt_messages, prompt_text FROM generations ORDER BY id DESC LIMIT 1").fetchone()
+msgs = [m["role"] + ":" + m["content"] for m in json.loads(pm)]
+sent = [m["content"] for m in json.loads(pt)["messages"]]
+print("|".join([str(nd)] + msgs + [str(sent == ["Second", "It fits.", "Third"])]))
+EOF2
+)"
+done
+# Even the last message alone refused: an error that says so, the message withdrawn from the
+# conversation (not said to stay), no reply.
+run overflow-alone "Hello"
+check "overflow-alone: status" 0 "$(cat "$tmp/overflow-alone.rc")"
+has "overflow-alone: message" "$tmp/overflow-alone.err" "error: the message alone is too long: the request is longer than the server's context (400 Bad Request: This model's maximum context length is 128000 tokens"
+check "overflow-alone: not said to stay" "0" "$(grep -c 'stays in the conversation' "$tmp/overflow-alone.err")"
+# (The history keeps the message, saved before the server could refuse it: the store cannot yet
+# take a message back.)
+check "overflow-alone: no reply stored" "0" "$(q "$tmp/overflow-alone.db" "SELECT count(*) FROM generations")"
+check "overflow-alone: asked once" "refused" "$("$PY" -c '
+import json, sys
+print(" ".join(e["outcome"] for e in map(json.loads, open(sys.argv[1])) if e.get("model") == "overflow-alone"))' "$tmp/replay.log")"
 # /think over a remote server: sent as chat_template_kwargs from the next request (and recorded in
 # the stored request); a server that refuses it is asked again without it, and not sent it again.
 rm -f "$tmp/vllm-reasoning.db"

@@ -93,7 +93,10 @@ struct chat_engine_ops {
 	 * session measures the times and counts the reasoning (n_reasoning).  Returns 0 when a reply was produced, even an
 	 * empty or cut one (CHAT_STOP_ERROR with ERR saying what broke), or -1
 	 * (CHAT_ERR_NOMEM: out of memory) with ERR when none could be started
-	 * (nothing is kept).
+	 * (nothing is kept).  CHAT_ERR_CONTEXT, with nothing of a reply handed
+	 * on, says the prompt was refused as longer than the context (an
+	 * engine whose prepare cannot tell, a server): the session drops the
+	 * oldest turn, prepares again and runs again.
 	 */
 	int (*run)(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t errlen);
 	void (*free)(void *e);

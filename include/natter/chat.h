@@ -213,7 +213,9 @@ void chat_set_progress(struct chat *c, chat_progress_fn fn, void *ctx);
  * produced even when stopped or cut; ST->stop says how it ended, and on
  * CHAT_STOP_ERROR ERR says what broke).  When the conversation outgrows
  * the context, the oldest messages after the system prompt stop being fed
- * (chat_window_start) and the notice callback is told.  Returns 0 with ST
+ * (chat_window_start) and the notice callback is told (once; over a
+ * server, which says so only by refusing the request, a turn at a time
+ * until it takes the request, the notice with the reply's first piece).  Returns 0 with ST
  * filled, or a negative enum chat_err with ERR set when no reply could be
  * started (CHAT_ERR_CONTEXT: a message longer than the whole context;
  * CHAT_ERR: a template that refuses the conversation, ...): when the conversation itself is at fault (it does

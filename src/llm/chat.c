@@ -140,6 +140,7 @@ struct chat_run {
 	struct sampler_params sp0;
 	int max0;
 	unsigned unknown;
+	int dropped_untold;          /* messages dropped on a retry (generate), told with the first piece */
 };
 
 void
@@ -795,6 +796,50 @@ check_stops(char *const *stops, struct reply *r, size_t *safe)
 	return 0;
 }
 
+/* How many messages from F on go when the window moves past the oldest
+ * turn: a user message with its reply (turns stay paired), else the one
+ * message; 0 when none may go (the last user message is the oldest left,
+ * or chat_opts.keep_turns).  fit_prompt drops by it, and so does generate
+ * when an engine that cannot measure the prompt beforehand (a server)
+ * finds it too long. */
+static int
+turn_drop(const struct chat *c, int f)
+{
+	int last_user = -1;
+
+	for (int i = c->n - 1; i >= f; i--)
+		if (!strcmp(c->msgs[i].role, "user")) {
+			last_user = i;
+			break;
+		}
+	if (last_user <= f || c->keep_turns)
+		return 0;
+	if (c->n > f + 1 && !strcmp(c->msgs[f].role, "user") && strcmp(c->msgs[f + 1].role, "user") &&
+	    f + 1 < last_user)
+		return 2;
+	return 1;
+}
+
+/* Has the engine prepare the system prompt and messages [F, n) with ROOM
+ * for the reply.  Returns a chat_fit, or a negative enum chat_err with
+ * ERR. */
+static int
+prepare_from(struct chat *c, int f, int room, int think, char *err, size_t errlen)
+{
+	int n, rc;
+	struct chat_turn *t = turns_from(c, f, &n);
+
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return CHAT_ERR_NOMEM;
+	}
+	rc = c->ops->prepare(c->e, t, n, room, think, err, errlen);
+	free(t);
+	if (rc < 0)
+		return rc == CHAT_ERR_NOMEM ? CHAT_ERR_NOMEM : CHAT_ERR;
+	return rc;
+}
+
 /*
  * Has the engine prepare the conversation from message *FIRST on, leaving
  * out the oldest turns (never the system prompt nor the last user message)
@@ -818,29 +863,12 @@ fit_prompt(struct chat *c, int max_tokens, int think, int *first, char *err, siz
 	int f = *first, room = max_tokens;
 
 	for (;;) {
-		int n, rc, last_user = -1;
-		struct chat_turn *t = turns_from(c, f, &n);
-		if (!t) {
-			snprintf(err, errlen, "out of memory");
-			return CHAT_ERR_NOMEM;
-		}
-		rc = c->ops->prepare(c->e, t, n, room, think, err, errlen);
-		free(t);
+		int k, rc = prepare_from(c, f, room, think, err, errlen);
 		if (rc < 0)
-			return rc == CHAT_ERR_NOMEM ? CHAT_ERR_NOMEM : CHAT_ERR;
+			return rc;
 		if (rc == CHAT_FIT_OK)
 			break;
-		for (int i = c->n - 1; i >= f; i--)
-			if (!strcmp(c->msgs[i].role, "user")) {
-				last_user = i;
-				break;
-			}
-		if (last_user > f && !c->keep_turns) {
-			int k = 1;
-			/* Keep turns paired: a user message goes with its reply. */
-			if (c->n > f + 1 && !strcmp(c->msgs[f].role, "user") && strcmp(c->msgs[f + 1].role, "user") &&
-			    f + 1 < last_user)
-				k = 2;
+		if ((k = turn_drop(c, f)) > 0) {
 			f += k;
 			if (half > 0)
 				room = half;   /* the window moves: room for the next turns too */
@@ -919,6 +947,24 @@ record_prompt(struct chat *c, int first)
 	return 0;
 }
 
+/* Tells the notice callback that N messages (0: none, nothing said) were
+ * dropped to fit the context. */
+static void
+dropped_say(struct chat *c, int n)
+{
+	char msg[160];
+	int ctx = chat_ctx_size(c);
+
+	if (n <= 0 || !c->notice)
+		return;
+	if (ctx > 0)
+		snprintf(msg, sizeof(msg), "dropped the %d oldest message%s to fit the context of %d tokens", n,
+		    n > 1 ? "s" : "", ctx);
+	else
+		snprintf(msg, sizeof(msg), "dropped the %d oldest message%s to fit the context", n, n > 1 ? "s" : "");
+	c->notice(c->notice_ctx, msg);
+}
+
 /* --- the reply split into reasoning and answer --- */
 
 static void
@@ -961,8 +1007,11 @@ run_bytes(struct chat_run *r, const char *p, size_t n, int counted)
 	size_t safe;
 	int stopped;
 
-	if (r->t_first == 0)
+	if (r->t_first == 0) {
 		r->t_first = chat_now_ms();
+		dropped_say(c, r->dropped_untold);
+		r->dropped_untold = 0;
+	}
 	/* The count sees the reply as the model wrote it (before any stop
 	 * string cuts it), a unit at a time; the tags an engine adds are
 	 * text that moves it from one kind to the other. */
@@ -1182,7 +1231,7 @@ static int
 generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_stats *st, char *err, size_t errlen)
 {
 	struct chat_run run;
-	int n_dropped = 0, rc = CHAT_ERR, fit, first = c->first;
+	int n_dropped = 0, rc = CHAT_ERR, fit, first = c->first, first0 = c->first;
 	/* Read once: the switch is what the prompt was rendered with. */
 	int think = atomic_load(&c->think);
 	double t0 = chat_now_ms();
@@ -1216,22 +1265,56 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 		rc = CHAT_ERR_NOMEM;
 		goto out;
 	}
-	if (n_dropped && c->notice) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "dropped the %d oldest message%s to fit the context of %d tokens",
-		    n_dropped, n_dropped > 1 ? "s" : "", chat_ctx_size(c));
-		c->notice(c->notice_ctx, msg);
-	}
+	dropped_say(c, n_dropped);
 	{
 		/* A prompt that opens the reasoning starts the reply inside it. */
 		int inside = c->ops->prompt_opens && c->ops->prompt_opens(c->e, c->think_open, c->think_close);
 		think_split_init(&run.so.ts, c->think_open, c->think_close, inside);
 		think_count_init(&run.so.tc, c->think_open, c->think_close, inside);
 	}
-	if ((fit = c->ops->run(c->e, &run, st, err, errlen)) < 0) {
+	while ((fit = c->ops->run(c->e, &run, st, err, errlen)) == CHAT_ERR_CONTEXT) {
+		/* An engine that cannot measure the prompt beforehand (a server,
+		 * whose context is its own) refused it as too long, nothing
+		 * produced: the oldest turn goes, as fit_prompt drops it, and the
+		 * prompt goes again, until only the last message is left.  What
+		 * is recorded as fed is what the last attempt was given. */
+		int k = turn_drop(c, first);
+		if (k == 0) {
+			if (!c->keep_turns) {
+				char said[400];
+				snprintf(said, sizeof(said), "%s", err);
+				snprintf(err, errlen, "the message alone is too long: %s", said);
+			}
+			c->first = first0;
+			rc = CHAT_ERR_CONTEXT;
+			/* As with a message fit_prompt refuses: it does not stay. */
+			if (target < 0 && c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "user"))
+				drop_msgs(c, c->n - 1, 1);
+			goto out;
+		}
+		first += k;
+		if ((fit = prepare_from(c, first, chat_max_tokens(c), think, err, errlen)) < 0) {
+			c->first = first0;
+			rc = fit;
+			goto out;
+		}
+		c->first = first;
+		n_dropped += k;
+		run.dropped_untold += k;
+		if (record_prompt(c, first) < 0) {
+			snprintf(err, errlen, "out of memory");
+			rc = CHAT_ERR_NOMEM;
+			goto out;
+		}
+		memset(st, 0, sizeof(*st));
+	}
+	if (fit < 0) {
 		rc = fit == CHAT_ERR_NOMEM ? CHAT_ERR_NOMEM : CHAT_ERR;
 		goto out;
 	}
+	/* A reply with no piece at all: the retry's notice is still due. */
+	dropped_say(c, run.dropped_untold);
+	run.dropped_untold = 0;
 	st->n_dropped = n_dropped;
 	if (run.params_set) {
 		c->reply_sp = run.sp;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,41 @@ transport_message(const struct remote *r, const struct http_resp *resp, const ch
 	}
 }
 
+/* How each server says the conversation is longer than its context (a
+ * 400): a field of its error object (oai_parsed's) that is TEXT, or
+ * (WITHIN) that holds it.  The session then drops the oldest turn and asks
+ * again, as it does for a local model (chat_engine_ops.run). */
+static const struct {
+	size_t field;          /* offsetof(struct oai_parsed, ...): a char array */
+	int within;
+	const char *text;
+} context_refusals[] = {
+	/* OpenAI, natter serve */
+	{ offsetof(struct oai_parsed, error_code), 0, "context_length_exceeded" },
+	/* llama-server: "request (N tokens) exceeds the available context size (M tokens)" */
+	{ offsetof(struct oai_parsed, error_type), 0, "exceed_context_size_error" },
+	/* vLLM: "This model's maximum context length is N tokens. However, ..." */
+	{ offsetof(struct oai_parsed, error), 1, "maximum context length" },
+};
+
+/* Whether RESP is a refusal of a prompt longer than the server's context. */
+static int
+context_refused(const struct http_resp *resp)
+{
+	struct oai_parsed p;
+	int hit = 0;
+
+	if (resp->status != 400 || !resp->body || oai_reply_parse(resp->body, resp->body_len, &p) < 0)
+		return 0;
+	for (size_t i = 0; i < sizeof(context_refusals) / sizeof(context_refusals[0]) && !hit; i++) {
+		const char *v = (const char *)&p + context_refusals[i].field;
+		hit = context_refusals[i].within ? strstr(v, context_refusals[i].text) != NULL :
+		    !strcmp(v, context_refusals[i].text);
+	}
+	oai_parsed_free(&p);
+	return hit;
+}
+
 /* The message for a response with an error status.  BODY is the server's
  * (an error object, usually). */
 static void
@@ -330,6 +366,9 @@ status_message(const struct remote *r, const struct http_resp *resp, char *err, 
 		snprintf(err, errlen, "the server is limiting requests (429 Too Many Requests%s)%s", said, wait);
 	} else if (st >= 500) {
 		snprintf(err, errlen, "the server failed (%ld %s%s)", st, reason_of(st), said);
+	} else if (context_refused(resp)) {
+		snprintf(err, errlen, "the request is longer than the server's context (%ld %s%s)", st, reason_of(st),
+		    said);
 	} else {
 		snprintf(err, errlen, "the server refused the request (%ld %s%s)", st, reason_of(st), said);
 	}
@@ -750,13 +789,18 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		sse_reader_free(x.sse);
 		x.sse = NULL;
 		if (hr == 0 && resp.status >= 300) {
-			/* Nothing of a reply came: maybe a field to leave out. */
-			if (attempt < 3 && drop_refused(r, run, &resp)) {
+			/* Nothing of a reply came: a conversation too long for the
+			 * server (the session drops a turn and asks again), or maybe
+			 * a field to leave out. */
+			int ctx = context_refused(&resp);
+			if (!ctx && attempt < 3 && drop_refused(r, run, &resp)) {
 				http_resp_free(&resp);
 				continue;
 			}
 			status_message(r, &resp, err, errlen);
 			http_resp_free(&resp);
+			if (ctx)
+				rc = CHAT_ERR_CONTEXT;
 			goto out;
 		}
 		if (hr == 0 && x.json_body && !x.failed) {

@@ -640,7 +640,9 @@ struct fake {
 	int sent_top_k;
 	int runs, freed;
 	int cancel_after;          /* stops itself after this many pieces when the session is cancelled */
-	int nomem;                 /* 1: prepare, 2: run fails, out of memory */
+	int nomem;                 /* 1: prepare, 2: run, 3: prepare after a run's refusal fails, out of memory */
+	int refused;               /* a run refused the prompt as too long */
+	int run_fits;              /* 0, or the turns a run takes: more are refused as too long, as a server does */
 };
 
 static int
@@ -652,7 +654,7 @@ fake_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int thin
 	(void)think;
 	f->n_prepared = n;
 	f->pend[0] = 0;
-	if (f->nomem == 1) {
+	if (f->nomem == 1 || (f->nomem == 3 && f->refused)) {
 		snprintf(err, errlen, "out of memory");
 		return CHAT_ERR_NOMEM;
 	}
@@ -672,6 +674,11 @@ fake_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t e
 	if (f->nomem == 2) {
 		snprintf(err, errlen, "out of memory");
 		return CHAT_ERR_NOMEM;
+	}
+	if (f->run_fits && f->n_prepared > f->run_fits) {
+		f->refused = 1;
+		snprintf(err, errlen, "fake: %d turns exceed the context", f->n_prepared);
+		return CHAT_ERR_CONTEXT;
 	}
 	snprintf(f->prompt, sizeof(f->prompt), "%s", f->pend);
 	f->runs++;
@@ -730,7 +737,7 @@ test_engine_interface(void)
 {
 	static const char *const script[] = { "Hel", "lo S", "TO", "P never shown", NULL };
 	static const char *const plain[] = { "a", "b", NULL };
-	struct fake f = { 3, 0, "", "", script, 0, 0, 0, 0, 0 };
+	struct fake f = { 3, 0, "", "", script, 0, 0, 0, 0, 0, 0, 0 };
 	struct chat_opts o;
 	struct chat_engine_info info;
 	struct chat_stats st;
@@ -805,6 +812,49 @@ test_engine_interface(void)
 	f.freed = 0;
 	o.sp.temp = -1;
 	CHECK(chat_new_engine(&fake_ops, &f, &o, &c, err, sizeof(err)) < 0 && f.freed == 1 && !c, "bad options: %s", err);
+	/* An engine that finds the prompt too long only when it runs it (a
+	 * server): the oldest turns go until it takes it, and the window and
+	 * the recorded prompt are the attempt that ran. */
+	o.sp.temp = 0.7f;
+	f.capacity = 100;
+	f.pieces = plain;
+	CHECK(chat_new_engine(&fake_ops, &f, &o, &c, err, sizeof(err)) == 0, "chat_new_engine: %s", err);
+	chat_set_notice(c, count_notice, NULL);
+	for (int i = 0; i < 3; i++) {
+		char u[16];
+		snprintf(u, sizeof(u), "u%d", i);
+		chat_add_user(c, u, strlen(u));
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "turn %d: %s", i, err);
+	}
+	f.run_fits = 4;   /* the system prompt and three messages */
+	n_notices = 0;
+	chat_add_user(c, "u3", 2);
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "refused, then taken: %s", err);
+	CHECK(!strcmp(f.prompt, "system:Be brief.|user:u2|assistant:ab|user:u3|") && chat_window_start(c) == 4 &&
+	    chat_prompt_dropped(c) == 4 && chat_prompt_n_messages(c) == 4 && st.n_dropped == 4 && n_notices == 1,
+	    "two turns dropped at the run's refusal: %s, window %d, fed %d, dropped %d, %d notices", f.prompt,
+	    chat_window_start(c), chat_prompt_n_messages(c), st.n_dropped, n_notices);
+	/* Even alone too long: refused by its code, withdrawn, the window
+	 * where it was. */
+	f.run_fits = 1;
+	chat_add_user(c, "u4", 2);
+	{
+		int rc = chat_generate(c, NULL, NULL, &st, err, sizeof(err));
+		CHECK(rc == CHAT_ERR_CONTEXT && strstr(err, "alone is too long") && chat_n_messages(c) == 8 &&
+		    chat_window_start(c) == 4, "refused alone: %d %s, %d messages, window %d", rc, err, chat_n_messages(c),
+		    chat_window_start(c));
+	}
+	/* Out of memory preparing the retry: told by its code, the window
+	 * where it was too. */
+	f.run_fits = 2;
+	f.nomem = 3;
+	chat_add_user(c, "u5", 2);
+	{
+		int rc = chat_generate(c, NULL, NULL, &st, err, sizeof(err));
+		CHECK(rc == CHAT_ERR_NOMEM && chat_window_start(c) == 4, "out of memory on the retry: %d %s, window %d", rc,
+		    err, chat_window_start(c));
+	}
+	chat_free(c);
 }
 
 /* What a reply streamed: raw through the piece callback, labelled through

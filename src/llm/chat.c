@@ -920,9 +920,9 @@ chat_check_edit(struct chat *c, const char *text, size_t len, char *err, size_t 
 }
 
 /* Remembers the messages this prompt feeds: the system prompt and the
- * messages from FIRST on, copied. */
+ * messages from FIRST on, copied.  Returns 0, or CHAT_ERR_NOMEM with ERR. */
 static int
-record_prompt(struct chat *c, int first)
+record_prompt(struct chat *c, int first, char *err, size_t errlen)
 {
 	int n = c->n - first + (c->system ? 1 : 0), k = 0;
 	struct fed *f = n > 0 ? calloc(n, sizeof(*f)) : NULL;
@@ -930,7 +930,7 @@ record_prompt(struct chat *c, int first)
 	fed_clear(c);
 	c->prompt_dropped = first;
 	if (n > 0 && !f)
-		return -1;
+		goto nomem;
 	if (c->system) {
 		f[k].role = strdup("system");
 		f[k++].content = strdup(c->system);
@@ -943,8 +943,20 @@ record_prompt(struct chat *c, int first)
 	c->n_fed = k;
 	for (int i = 0; i < k; i++)
 		if (!f[i].role || !f[i].content)
-			return -1;
+			goto nomem;
 	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return CHAT_ERR_NOMEM;
+}
+
+/* A new message that cannot be answered (TARGET < 0: not a regeneration)
+ * does not stay in the conversation. */
+static void
+withdraw_unanswered(struct chat *c, int target)
+{
+	if (target < 0 && c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "user"))
+		drop_msgs(c, c->n - 1, 1);
 }
 
 /* Tells the notice callback that N messages (0: none, nothing said) were
@@ -1246,11 +1258,8 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	/* A stop requested before this point is not cleared: it stops this
 	 * reply (the front end pressed it while starting us). */
 	if ((fit = fit_prompt(c, chat_max_tokens(c), think, &first, err, errlen)) < 0) {
-		/* A message that cannot be answered does not stay in the
-		 * conversation. */
 		rc = fit;
-		if (target < 0 && c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "user"))
-			drop_msgs(c, c->n - 1, 1);
+		withdraw_unanswered(c, target);
 		goto out;
 	}
 	/* Adapters changed since the last reply: the engine reads it all again. */
@@ -1260,11 +1269,9 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	c->first = first;
 	/* What is fed is recorded before the engine starts: a reply stopped
 	 * while the prompt is read was given this prompt too. */
-	if (record_prompt(c, first) < 0) {
-		snprintf(err, errlen, "out of memory");
-		rc = CHAT_ERR_NOMEM;
+	if ((rc = record_prompt(c, first, err, errlen)) < 0)
 		goto out;
-	}
+	rc = CHAT_ERR;
 	dropped_say(c, n_dropped);
 	{
 		/* A prompt that opens the reasoning starts the reply inside it. */
@@ -1285,27 +1292,18 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 				snprintf(said, sizeof(said), "%s", err);
 				snprintf(err, errlen, "the message alone is too long: %s", said);
 			}
-			c->first = first0;
 			rc = CHAT_ERR_CONTEXT;
-			/* As with a message fit_prompt refuses: it does not stay. */
-			if (target < 0 && c->n > 0 && !strcmp(c->msgs[c->n - 1].role, "user"))
-				drop_msgs(c, c->n - 1, 1);
+			withdraw_unanswered(c, target);   /* as when fit_prompt refuses it */
 			goto out;
 		}
 		first += k;
-		if ((fit = prepare_from(c, first, chat_max_tokens(c), think, err, errlen)) < 0) {
-			c->first = first0;
-			rc = fit;
+		if ((rc = prepare_from(c, first, chat_max_tokens(c), think, err, errlen)) < 0 ||
+		    (rc = record_prompt(c, first, err, errlen)) < 0)
 			goto out;
-		}
+		rc = CHAT_ERR;
 		c->first = first;
 		n_dropped += k;
 		run.dropped_untold += k;
-		if (record_prompt(c, first) < 0) {
-			snprintf(err, errlen, "out of memory");
-			rc = CHAT_ERR_NOMEM;
-			goto out;
-		}
 		memset(st, 0, sizeof(*st));
 	}
 	if (fit < 0) {
@@ -1393,6 +1391,10 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	}
 	rc = 0;
 out:
+	/* A reply that failed moves no window: the next prompt is fitted
+	 * from where this one started. */
+	if (rc < 0)
+		c->first = first0;
 	atomic_store(&c->cancel, 0);   /* a stop ends with the reply it stopped */
 	free(run.rep.buf);
 	free(run.so.answer);

@@ -86,6 +86,12 @@ cmp -s "$tmp/f16.bin" "$tmp/q8_0.bin" && bad "q8_0 and f16 caches gave the same 
 	bad "bench -b 5 does not report batches of 5"
 "$NATTER_BIN" bench -m "$M" -p 4 -n 0 -r 1 --json | grep -q '"n_ubatch":4' && ok ||
 	bad "bench -p 4: batches of 4 (the prompt) expected"
+# Each prompt test is run once untimed first, as llama-bench does, unless
+# --no-warmup; the JSON says which.
+"$NATTER_BIN" bench -m "$M" -p 4 -n 1 -r 1 --json | grep -q '"warmup":true' && ok ||
+	bad "bench --json does not say it warmed up"
+"$NATTER_BIN" bench -m "$M" -p 4 -n 1 -r 1 --no-warmup --json | grep -q '"warmup":false' && ok ||
+	bad "bench --no-warmup --json does not say it did not warm up"
 "$NATTER_BIN" bench -m "$M" -b 0 > /dev/null 2> "$tmp/err"; st=$?
 [ $st -eq 2 ] && grep -q "bench: -b takes 1..65536" "$tmp/err" && ok || bad "bench -b 0: status $st, $(cat "$tmp/err")"
 

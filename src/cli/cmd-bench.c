@@ -191,6 +191,15 @@ float_gemm_line(const char *type)
 	}
 }
 
+/* Takes CX back to the first DEPTH tokens of TOKS: a ring that cannot go
+ * back that far evaluates them again.  Returns 0, or -1 with ERR. */
+static int
+rewind_to(struct llm_ctx *cx, const int32_t *toks, int depth, char *err, size_t errlen)
+{
+	int kept = llm_ctx_truncate(cx, depth);
+	return kept < depth && llm_eval(cx, toks + kept, depth - kept, NULL, 0, err, errlen) < 0 ? -1 : 0;
+}
+
 int
 cmd_bench(int argc, char **argv)
 {
@@ -202,6 +211,7 @@ cmd_bench(int argc, char **argv)
 		{ "depth", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "sys", no_argument, NULL, 's' },
+		{ "no-warmup", no_argument, NULL, 'W' },
 		{ "stop", no_argument, NULL, 'S' },
 		{ "batch-size", required_argument, NULL, 'b' },
 		CLI_ENGINE_LONGOPTS,
@@ -212,6 +222,7 @@ cmd_bench(int argc, char **argv)
 	const char *path = NULL;
 	int pl[MAX_LIST] = { 128 }, gl[MAX_LIST] = { 32 }, npl = 1, ngl = 1;
 	int n_prompt = 0, n_gen = 0, threads, reps = 3, json = 0, sys = 0, stop = 0, c, handled, rc = 1, n_toks;
+	int warmup = 1;
 	/* -t, --kv-type, --exact-act, --lora (bench has no -c: each depth's
 	 * context is sized to its tests). */
 	struct cli_engine_args eng = { 0 };
@@ -284,9 +295,10 @@ cmd_bench(int argc, char **argv)
 		case 'j': json = 1; break;
 		case 's': sys = 1; break;
 		case 'S': stop = 1; break;
+		case 'W': warmup = 0; break;
 		case 'h':
 			printf("usage: natter bench -m FILE [-p 128[,512...]] [-n 32[,...]] [-d 0[,4000...]] [-t N] [-r 3] [--json] [--sys]\n"
-			    "       [-b 512] [--kv-type f16|q8_0|f32] [--exact-act] [--stop] [--lora FILE[:SCALE]]...\n"
+			    "       [-b 512] [--kv-type f16|q8_0|f32] [--exact-act] [--stop] [--no-warmup] [--lora FILE[:SCALE]]...\n"
 			    "  -b N   tokens per batch (default 512, as llama-bench's n_ubatch): longer prompts\n"
 			    "         are evaluated N tokens at a time\n"
 			    "  -d N   measure every test after N tokens of context (evaluated once, untimed;\n"
@@ -297,6 +309,9 @@ cmd_bench(int argc, char **argv)
 			    "         as a share of the bound they set;\n"
 			    "         generation's bound is the rate at which the weights were read alone\n"
 			    "         between its tokens (the faster of two read loops, plain and reading ahead)\n"
+			    "  --no-warmup  time the first repetition cold (by default each prompt test is run\n"
+			    "         once untimed first, as llama-bench does: its buffers and the KV cache's\n"
+			    "         pages are touched before the clock starts)\n"
 			    "  --lora measure with LoRA adapters on (repeatable)\n"
 			    "  --stop also stop the longest prompt test at -r points spread over it, as Esc does,\n"
 			    "         and report how long each stop took, and the longest time between two looks\n"
@@ -436,16 +451,20 @@ cmd_bench(int argc, char **argv)
 			llm_ctx_truncate(ctxs[d], dl[d]);
 			llm_ctx_checkpoint(ctxs[d], dl[d]);
 		}
-		for (int r = 0; r < reps; r++) {
+		/* Round -1, untimed: every prompt test once (as llama-bench
+		 * warms up), so that the first repetition does not pay for
+		 * touching the batch's buffers and the cache's pages. */
+		for (int r = warmup ? -1 : 0; r < reps; r++) {
 			for (int k = 0; k < n_tests; k++) {
 				int np = tests[k][0], ng = tests[k][1], dp = dl[tests[k][2]];
 				struct llm_ctx *cx = ctxs[tests[k][2]];
-				int kept = llm_ctx_truncate(cx, dp);
-				/* A ring that cannot go back that far: evaluate again. */
-				if (kept < dp && llm_eval(cx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
+				if (rewind_to(cx, toks, dp, err, sizeof(err)) < 0 ||
+				    (r < 0 && np > 0 && llm_eval(cx, toks + dp, np, logits, 0, err, sizeof(err)) < 0)) {
 					cli_error("bench: %s", err);
 					goto out;
 				}
+				if (r < 0)
+					continue;
 				unsigned long a0, j0 = llm_ctx_jobs(cx, &a0), a1;
 				double t0 = cli_now(), t_read = 0;
 				if (np > 0 && llm_eval(cx, toks + dp, np, logits, 0, err, sizeof(err)) < 0) {
@@ -484,8 +503,7 @@ cmd_bench(int argc, char **argv)
 				mean_sd(samples[k], reps, &mean, &sd);
 				llm_ctx_set_abort(ctx, stopper_fn, &st);
 				for (int r = 0; r < reps; r++) {
-					int kept = llm_ctx_truncate(ctx, dp);
-					if (kept < dp && llm_eval(ctx, toks + kept, dp - kept, NULL, 0, err, sizeof(err)) < 0) {
+					if (rewind_to(ctx, toks, dp, err, sizeof(err)) < 0) {
 						cli_error("bench: %s", err);
 						goto out;
 					}
@@ -594,6 +612,7 @@ cmd_bench(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "peak_rss_bytes", peak_rss);
 				cJSON_AddStringToObject(o, "kv_type", llm_kv_type_name(eng.kv_type));
 				cJSON_AddBoolToObject(o, "exact_act", eng.exact_act);
+				cJSON_AddBoolToObject(o, "warmup", warmup);
 				cJSON_AddNumberToObject(o, "kv_bytes", (double)llm_ctx_cache_bytes(ctx));
 				cJSON_AddStringToObject(o, "tier", q_cpu_features());
 				int pf32, pfk, pff, pfl2;

@@ -20,7 +20,8 @@
 #   cut-after: N                 send N bytes of the body, then drop the connection
 #   stall-after: N               send N bytes, then send nothing until the client leaves
 #   refuse-fields: a,b           if the request has any of these fields, answer
-#   refuse-over: N               (or if it has more than N messages) answer
+#   refuse-over: N               (or if it has more than N messages,
+#   refuse-longer: N             or a message longer than N characters) answer
 #   refuse-status: 400           with this status
 #   refuse-body: {...}           and this body instead
 #   require-key: yes             unless the bearer token is $REMOTE_TEST_KEY, answer 401
@@ -69,7 +70,8 @@ def load(name):
         v = v.strip()
         if k == "header":
             d["headers"].append(tuple(x.strip() for x in v.split(":", 1)))
-        elif k in ("status", "delay-ms", "cut-after", "stall-after", "refuse-status", "refuse-over"):
+        elif k in ("status", "delay-ms", "cut-after", "stall-after", "refuse-status", "refuse-over",
+                   "refuse-longer"):
             d[k] = int(v)
         else:
             d[k] = v
@@ -136,7 +138,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         refuse = [f for f in fx.get("refuse-fields", "").split(",") if f]
         over = fx.get("refuse-over")
-        if any(f in req for f in refuse) or (over is not None and len(req.get("messages", [])) > over):
+        longer = fx.get("refuse-longer")
+        if any(f in req for f in refuse) or (over is not None and len(req.get("messages", [])) > over) or \
+                (longer is not None and any(len(str(m.get("content"))) > longer for m in req.get("messages", []))):
             entry["outcome"] = "refused"
             log(entry)
             b = fx.get("refuse-body", "{}").encode()

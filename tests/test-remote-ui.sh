@@ -137,6 +137,21 @@ sent_again() { [ "$(grep -c '"model": "ratelimit"' "$tmp/replay.log")" -gt "$n1"
 DEADLINE=10 until_ok sent_again && ok || bad "F5 did not send the message again"
 [ "$(q "SELECT count(*) FROM messages WHERE content = 'Please'")" = 1 ] && ok || bad "the message was stored twice or not at all"
 
+# 6. A message the server refuses even alone: withdrawn from the conversation and the history
+# (saved before it was sent), back in the input line.
+start overflow-long
+wait_for "Type a message" || bad "fifth start: $(screen)"
+T send-keys -t ui "Hi" Enter
+wait_for "state +done" 10 && ok || bad "overflow-long first reply: $(screen)"
+T send-keys -t ui "This message is far too long for the server" Enter
+wait_for "the message alone is too long" 10 && ok || bad "the refusal not shown: $(screen)"
+shows "> This message is far too long" && ok || bad "the message is not back in the input line: $(screen)"
+[ "$(q "SELECT count(*) FROM messages WHERE content LIKE 'This message%'")" = 0 ] && ok ||
+	bad "the refused message stays in the history"
+leaf_of_hi="SELECT m.role FROM conversations c JOIN messages m ON m.id = c.leaf_id WHERE c.id =
+	(SELECT conversation_id FROM messages WHERE content = 'Hi' ORDER BY id DESC LIMIT 1)"
+[ "$(q "$leaf_of_hi")" = assistant ] && ok || bad "the conversation's leaf is not its reply: $(q "$leaf_of_hi")"
+
 stop
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

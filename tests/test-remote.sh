@@ -473,9 +473,22 @@ run overflow-alone "Hello"
 check "overflow-alone: status" 0 "$(cat "$tmp/overflow-alone.rc")"
 has "overflow-alone: message" "$tmp/overflow-alone.err" "error: the message alone is too long: the request is longer than the server's context (400 Bad Request: This model's maximum context length is 128000 tokens"
 check "overflow-alone: not said to stay" "0" "$(grep -c 'stays in the conversation' "$tmp/overflow-alone.err")"
-# (The history keeps the message, saved before the server could refuse it: the store cannot yet
-# take a message back.)
+# Saved before the server could refuse it, the message is taken back from the history too, and
+# the conversation it began with it: a resume does not find it.
 check "overflow-alone: no reply stored" "0" "$(q "$tmp/overflow-alone.db" "SELECT count(*) FROM generations")"
+check "overflow-alone: the message taken back" "0 0" \
+	"$(q "$tmp/overflow-alone.db" "SELECT (SELECT count(*) FROM messages) || ' ' || (SELECT count(*) FROM conversations)")"
+# Amid a conversation: the turns before it stay, the leaf goes back to the last reply, and the
+# next message follows that reply.
+run overflow-long "Hi
+This message is far too long for the server
+Again"
+check "overflow-long: status" 0 "$(cat "$tmp/overflow-long.rc")"
+has "overflow-long: message" "$tmp/overflow-long.err" "error: the message alone is too long"
+check "overflow-long: the conversation kept" "user:Hi:-|assistant:It fits.:Hi|user:Again:It fits.|assistant:It fits.:Again" \
+	"$(q "$tmp/overflow-long.db" "SELECT group_concat(m.role || ':' || m.content || ':' || COALESCE(p.content, '-'), '|') FROM (SELECT * FROM messages ORDER BY id) m LEFT JOIN messages p ON p.id = m.parent_id")"
+check "overflow-long: the leaf" "Again It fits." \
+	"$(q "$tmp/overflow-long.db" "SELECT p.content || ' ' || m.content FROM conversations c JOIN messages m ON m.id = c.leaf_id JOIN messages p ON p.id = m.parent_id")"
 check "overflow-alone: asked once" "refused" "$("$PY" -c '
 import json, sys
 print(" ".join(e["outcome"] for e in map(json.loads, open(sys.argv[1])) if e.get("model") == "overflow-alone"))' "$tmp/replay.log")"

@@ -1121,6 +1121,26 @@ test_tree(void)
 		free(sys);
 	}
 	CHECK(store_msg_edit(s, 9999, "x", &leaf) < 0 && strstr(store_errmsg(s), "no message"), "editing a missing message");
+	/* A message taken back (a server refused it): only one nothing
+	 * answers; the leaf goes back to its parent; a conversation left
+	 * empty goes with it. */
+	{
+		int64_t w, w2, conv2;
+		int gone = -1, before = query_int(p, "SELECT count(*) FROM messages");
+		CHECK(store_msg_withdraw(s, u2, &gone) < 0 && strstr(store_errmsg(s), "has been answered") && gone == 0 &&
+		    query_int(p, "SELECT count(*) FROM messages") == before, "an answered message stays: %s",
+		    store_errmsg(s));
+		CHECK(store_msg_add(s, conv, "user", "too long", &w) == 0, "msg: %s", store_errmsg(s));
+		CHECK(store_msg_withdraw(s, w, &gone) == 0 && gone == 0, "withdraw: %s", store_errmsg(s));
+		snprintf(t, sizeof(t), "SELECT leaf_id FROM conversations WHERE id = %lld", (long long)conv);
+		CHECK(query_int(p, t) == B && query_int(p, "SELECT count(*) FROM messages") == before,
+		    "the leaf back on its parent (%d), the message gone", query_int(p, t));
+		CHECK(store_msg_withdraw(s, w, NULL) < 0 && strstr(store_errmsg(s), "no message"), "withdrawn twice");
+		CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &conv2) == 0 && store_msg_add(s, conv2, "user", "alone", &w2) == 0,
+		    "conv 2: %s", store_errmsg(s));
+		CHECK(store_msg_withdraw(s, w2, &gone) == 0 && gone == 1 &&
+		    query_int(p, "SELECT count(*) FROM conversations") == 1, "an empty conversation goes too");
+	}
 	CHECK(store_conv_delete(s, conv) == 0 && query_int(p, "SELECT count(*) FROM messages") == 0,
 	    "deleting removes both branches");
 	store_close(s);

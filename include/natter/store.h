@@ -265,6 +265,12 @@ int store_msg_edit(struct store *s, int64_t msg_id, const char *content, int64_t
  * of the same role, oldest first.  IDS gets up to MAX of them, *N how many
  * there are, *CUR the index of the one on the active branch (-1: none). */
 int store_msg_versions(struct store *s, int64_t msg_id, int64_t *ids, int max, int *n, int *cur);
+/* Takes back message MSG_ID, which nothing answers: a session withdrew it
+ * (a server refused it as too long even alone).  The conversation's leaf
+ * goes back to its parent; a conversation left with no message goes too
+ * (*CONV_GONE, which may be NULL, says so).  A message with a child (a
+ * reply) is refused.  Returns 0, or -1 with the error. */
+int store_msg_withdraw(struct store *s, int64_t msg_id, int *conv_gone);
 /* Makes the branch through MSG_ID the active one: the conversation's leaf
  * becomes the newest message below MSG_ID (MSG_ID itself when it has
  * none).  *LEAF (may be NULL) gets it. */

@@ -628,6 +628,9 @@ cmd_chat(int argc, char **argv)
 				if (n > 0 && !strcmp(chat_message_role(c, n - 1), "user"))
 					fprintf(stderr, "[natter: your message stays in the conversation; /regen sends it "
 					    "again]\n");
+				else if (chatlog_withdrawn(&per, c) < 0)
+					/* (recorded before a server refused it) */
+					fprintf(stderr, "[natter: the history keeps the message: %s]\n", store_errmsg(per.s));
 				continue;
 			}
 			have_stats = 1;

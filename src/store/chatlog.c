@@ -156,7 +156,7 @@ conv_leave(struct chatlog *l, struct chat *c)
 			chat_set_alt_tag(c, i, k, 0);
 	}
 	l->moved_from = l->conv;
-	l->conv = l->last_msg = l->last_gen = l->made_gen = 0;
+	l->conv = l->last_msg = l->last_gen = l->made_gen = l->user_msg = 0;
 	l->system_unsaved = 0;   /* the next conversation is made with it */
 	l->ab.state = CHATLOG_AB_NONE;
 }
@@ -200,14 +200,37 @@ chatlog_user(struct chatlog *l, struct chat *c)
 
 	l->last_msg = 0;   /* the reply will be a new assistant message */
 	l->ab.state = CHATLOG_AB_NONE;
+	l->user_msg = 0;
 	if (!l->s || n == 0 || chat_check(c, why, sizeof(why)) < 0)
 		return 0;
-	if (save_user(l, c, n - 1) == 0)
+	if (save_user(l, c, n - 1) < 0) {
+		if (!conv_gone(l))
+			return -1;
+		conv_leave(l, c);
+		if (save_user(l, c, n - 1) < 0)
+			return -1;
+	}
+	l->user_msg = chat_message_tag(c, n - 1);
+	return 0;
+}
+
+int
+chatlog_withdrawn(struct chatlog *l, struct chat *c)
+{
+	const int64_t id = l->user_msg;
+	int gone;
+
+	if (!l->s || !id)
 		return 0;
-	if (!conv_gone(l))
+	for (int i = 0; i < chat_n_messages(c); i++)
+		if (chat_message_tag(c, i) == id)
+			return 0;   /* still in the session: the engine failed, not the message */
+	l->user_msg = 0;
+	if (store_msg_withdraw(l->s, id, &gone) < 0)
 		return -1;
-	conv_leave(l, c);
-	return save_user(l, c, n - 1);
+	if (gone)
+		l->conv = 0;   /* the next message begins a conversation again */
+	return 0;
 }
 
 /* C's adapters into OUT (room for CHAT_MAX_ADAPTERS): with USED_ONLY
@@ -386,7 +409,7 @@ chatlog_system(struct chatlog *l, struct chat *c)
 void
 chatlog_new(struct chatlog *l)
 {
-	l->conv = l->last_msg = l->last_gen = l->made_gen = 0;
+	l->conv = l->last_msg = l->last_gen = l->made_gen = l->user_msg = 0;
 	l->system_unsaved = 0;
 	l->ab.state = CHATLOG_AB_NONE;
 }
@@ -638,6 +661,7 @@ chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_
 	free(system);
 	resume_free(&r);
 	l->conv = conv;
+	l->user_msg = 0;
 	l->first = 0;
 	l->system_unsaved = 0;   /* the session has the one stored */
 	return 0;

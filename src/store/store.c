@@ -1241,6 +1241,77 @@ store_msg_versions(struct store *s, int64_t msg_id, int64_t *ids, int max, int *
 }
 
 int
+store_msg_withdraw(struct store *s, int64_t msg_id, int *conv_gone)
+{
+	int64_t conv, parent, n = -1;
+	sqlite3_stmt *st;
+	int rc;
+
+	if (conv_gone)
+		*conv_gone = 0;
+	if (store_begin(s) < 0)
+		return -1;
+	if (msg_where(s, msg_id, &conv, &parent, NULL, 0) < 0)
+		goto fail;
+	/* Nothing may hang from it: a reply, or another natter's message. */
+	if (!(st = store_prepare(s, "SELECT count(*) FROM messages WHERE parent_id = ?")))
+		goto fail;
+	sqlite3_bind_int64(st, 1, msg_id);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		store_sqlfail(s, "the message");
+		goto fail;
+	}
+	if (n > 0) {
+		store_seterr(s, "message %lld has been answered: it is not taken back", (long long)msg_id);
+		goto fail;
+	}
+	/* The leaf goes back to its parent (before the deletion, whose
+	 * foreign key would leave the conversation without one). */
+	if (!(st = store_prepare(s, "UPDATE conversations SET leaf_id = NULLIF(?2, 0), updated = ?3 "
+	    "WHERE id = ?1 AND leaf_id = ?4")))
+		goto fail;
+	sqlite3_bind_int64(st, 1, conv);
+	sqlite3_bind_int64(st, 2, parent);
+	sqlite3_bind_int64(st, 3, now_s());
+	sqlite3_bind_int64(st, 4, msg_id);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		store_sqlfail(s, "the conversation's leaf");
+		goto fail;
+	}
+	if (!(st = store_prepare(s, "DELETE FROM messages WHERE id = ?")))
+		goto fail;
+	sqlite3_bind_int64(st, 1, msg_id);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		store_sqlfail(s, "the message");
+		goto fail;
+	}
+	/* A conversation that held nothing else goes with it. */
+	if (!(st = store_prepare(s, "DELETE FROM conversations WHERE id = ?1 AND NOT EXISTS "
+	    "(SELECT 1 FROM messages WHERE conversation_id = ?1)")))
+		goto fail;
+	sqlite3_bind_int64(st, 1, conv);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		store_sqlfail(s, "the conversation");
+		goto fail;
+	}
+	if (conv_gone)
+		*conv_gone = sqlite3_changes(s->db) > 0;
+	return store_commit(s, "the withdrawal");
+fail:
+	store_rollback(s);
+	return -1;
+}
+
+int
 store_branch_switch(struct store *s, int64_t msg_id, int64_t *leaf)
 {
 	int64_t conv, parent, newest = 0;

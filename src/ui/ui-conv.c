@@ -133,8 +133,8 @@ ui_conv_finish(struct ui *u)
 	chat_cancel_reset(u->c);
 	if (rc < 0) {
 		/* No reply could be started.  A message the conversation could
-		 * not take was withdrawn by the session (nothing of it was
-		 * stored): it goes back into the input line to be shortened or
+		 * not take was withdrawn by the session (and from the history,
+		 * chatlog_withdrawn): it goes back into the input line to be shortened or
 		 * changed.  One the engine failed on (a server that refused or
 		 * could not be reached) stays, for F5 to send again. */
 		int n = chat_n_messages(u->c);
@@ -152,6 +152,9 @@ ui_conv_finish(struct ui *u)
 			ui_screen_pop(u);
 		if (!u->regen && u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "user") &&
 		    chat_n_messages(u->c) < u->nmsgs) {
+			/* Recorded before a server refused it: its record goes too. */
+			if (chatlog_withdrawn(&u->log, u->c) < 0)
+				ui_screen_notify(u, 1, "%s; the history keeps your message: %s", err, store_errmsg(u->log.s));
 			if (!ui_input_text()[0])
 				ui_input_set(u, u->unsent ? u->unsent : "");
 			ui_screen_pop(u);

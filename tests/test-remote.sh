@@ -489,6 +489,18 @@ check "overflow-long: the conversation kept" "user:Hi:-|assistant:It fits.:Hi|us
 	"$(q "$tmp/overflow-long.db" "SELECT group_concat(m.role || ':' || m.content || ':' || COALESCE(p.content, '-'), '|') FROM (SELECT * FROM messages ORDER BY id) m LEFT JOIN messages p ON p.id = m.parent_id")"
 check "overflow-long: the leaf" "Again It fits." \
 	"$(q "$tmp/overflow-long.db" "SELECT p.content || ' ' || m.content FROM conversations c JOIN messages m ON m.id = c.leaf_id JOIN messages p ON p.id = m.parent_id")"
+# Sent again (/regen) after --resume: a message the first server could not answer (429) stays;
+# resumed, the second refuses it even alone, and it leaves the history then.
+printf 'This message is far too long for the server\n' | "$NATTER_BIN" chat --plain --remote "$URL" -m ratelimit \
+	--db "$tmp/regen-long.db" --connect-timeout 5 >/dev/null 2>&1
+check "regen-long: kept after the 429" "1" \
+	"$(q "$tmp/regen-long.db" "SELECT count(*) FROM messages WHERE content LIKE 'This message%'")"
+printf '/regen\n' | "$NATTER_BIN" chat --plain --remote "$URL" -m overflow-long --db "$tmp/regen-long.db" \
+	--resume "$(q "$tmp/regen-long.db" "SELECT max(id) FROM conversations")" --connect-timeout 5 \
+	>"$tmp/regen-long.out" 2>"$tmp/regen-long.err"
+has "regen-long: refused alone" "$tmp/regen-long.err" "error: the message alone is too long"
+check "regen-long: taken back on /regen" "0" \
+	"$(q "$tmp/regen-long.db" "SELECT count(*) FROM messages WHERE content LIKE 'This message%'")"
 check "overflow-alone: asked once" "refused" "$("$PY" -c '
 import json, sys
 print(" ".join(e["outcome"] for e in map(json.loads, open(sys.argv[1])) if e.get("model") == "overflow-alone"))' "$tmp/replay.log")"

@@ -1140,6 +1140,18 @@ test_tree(void)
 		    "conv 2: %s", store_errmsg(s));
 		CHECK(store_msg_withdraw(s, w2, &gone) == 0 && gone == 1 &&
 		    query_int(p, "SELECT count(*) FROM conversations") == 1, "an empty conversation goes too");
+		/* A first message's other version withdrawn: the leaf is the
+		 * branch left's newest message. */
+		{
+			int64_t v1, r1, v2;
+			CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &conv2) == 0 &&
+			    store_msg_add(s, conv2, "user", "v1", &v1) == 0 && store_msg_add(s, conv2, "assistant", "r1", &r1) == 0 &&
+			    store_msg_edit(s, v1, "v2", &v2) == 0, "conv 3: %s", store_errmsg(s));
+			CHECK(store_msg_withdraw(s, v2, &gone) == 0 && gone == 0, "withdraw v2: %s", store_errmsg(s));
+			snprintf(t, sizeof(t), "SELECT leaf_id FROM conversations WHERE id = %lld", (long long)conv2);
+			CHECK(query_int(p, t) == r1, "the leaf on the other version's branch: %d", query_int(p, t));
+			CHECK(store_conv_delete(s, conv2) == 0, "delete conv 3");
+		}
 	}
 	CHECK(store_conv_delete(s, conv) == 0 && query_int(p, "SELECT count(*) FROM messages") == 0,
 	    "deleting removes both branches");

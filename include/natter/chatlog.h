@@ -47,7 +47,7 @@ struct chatlog {
 	int64_t moved_from;        /* the conversation deleted elsewhere that recording left (chatlog_moved) */
 	int first;                 /* the session's first message in conv: none before it is (a move's) */
 	int system_unsaved;        /* chatlog_system failed: written again with the next message or reply */
-	int64_t user_msg;          /* the user message chatlog_user recorded last (0: none) */
+	int64_t user_msg;          /* the stored user message the reply asked for answers (chatlog_sending; 0: none) */
 };
 
 /* Records the model session C's replies come from, for every reply
@@ -65,12 +65,18 @@ int chatlog_model(struct chatlog *l, struct chat *c, const char *model_path);
  * conversation, nothing is recorded, and chat_generate will refuse it and
  * say why.  Returns 0, or -1 with store_errmsg(L->s) explaining. */
 int chatlog_user(struct chatlog *l, struct chat *c);
-/* After chat_generate failed: when the session withdrew the message
- * chatlog_user recorded (an engine that measures the prompt only as it
- * runs it -- a server -- refused it as too long even alone), its record
- * is taken back too (store_msg_withdraw), so that the conversation
- * resumed is the one the session holds; a conversation it began goes
- * with it.  Nothing is done when the message is still in the session.
+/* Called before each reply is asked for (chat_generate, chat_regenerate):
+ * remembers the stored user message it answers, if the conversation
+ * ends with one (sent, edited, resumed or sent again), for
+ * chatlog_withdrawn. */
+void chatlog_sending(struct chatlog *l, struct chat *c);
+/* After the reply failed: when the session withdrew that message (an
+ * engine that measures the prompt only as it runs it -- a server --
+ * refused it as too long even alone), its record is taken back too
+ * (store_msg_withdraw), so that the conversation resumed is the one the
+ * session holds; a conversation it began goes with it.  Nothing is done
+ * when the message is still in the session; one whose conversation
+ * another program deleted is gone already (chatlog_moved says so).
  * Returns 0, or -1 with store_errmsg(L->s) explaining. */
 int chatlog_withdrawn(struct chatlog *l, struct chat *c);
 /* Records the reply C just produced with everything it was produced

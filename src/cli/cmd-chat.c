@@ -612,6 +612,7 @@ cmd_chat(int argc, char **argv)
 			chat_cancel_reset(c);   /* a Ctrl-C between two replies stops neither */
 			out.in_reasoning = 0;
 			generating = c;
+			chatlog_sending(&per, c);
 			r = regen ? chat_regenerate(c, NULL, NULL, &last, err, sizeof(err)) :
 			    chat_generate(c, NULL, NULL, &last, err, sizeof(err));
 			generating = NULL;

@@ -1392,7 +1392,8 @@ generate(struct chat *c, int target, chat_piece_fn cb, void *cbctx, struct chat_
 	rc = 0;
 out:
 	/* A reply that failed moves no window: the next prompt is fitted
-	 * from where this one started. */
+	 * from where this one started.  (The prompt recorded, chat_prompt_*,
+	 * stays the last attempt's; nothing reads it after a failure.) */
 	if (rc < 0)
 		c->first = first0;
 	atomic_store(&c->cancel, 0);   /* a stop ends with the reply it stopped */

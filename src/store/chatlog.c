@@ -200,18 +200,21 @@ chatlog_user(struct chatlog *l, struct chat *c)
 
 	l->last_msg = 0;   /* the reply will be a new assistant message */
 	l->ab.state = CHATLOG_AB_NONE;
-	l->user_msg = 0;
 	if (!l->s || n == 0 || chat_check(c, why, sizeof(why)) < 0)
 		return 0;
-	if (save_user(l, c, n - 1) < 0) {
-		if (!conv_gone(l))
-			return -1;
-		conv_leave(l, c);
-		if (save_user(l, c, n - 1) < 0)
-			return -1;
-	}
-	l->user_msg = chat_message_tag(c, n - 1);
-	return 0;
+	if (save_user(l, c, n - 1) == 0)
+		return 0;
+	if (!conv_gone(l))
+		return -1;
+	conv_leave(l, c);
+	return save_user(l, c, n - 1);
+}
+
+void
+chatlog_sending(struct chatlog *l, struct chat *c)
+{
+	int n = chat_n_messages(c);
+	l->user_msg = n > 0 && !strcmp(chat_message_role(c, n - 1), "user") ? chat_message_tag(c, n - 1) : 0;
 }
 
 int
@@ -220,14 +223,22 @@ chatlog_withdrawn(struct chatlog *l, struct chat *c)
 	const int64_t id = l->user_msg;
 	int gone;
 
+	l->user_msg = 0;
 	if (!l->s || !id)
 		return 0;
 	for (int i = 0; i < chat_n_messages(c); i++)
-		if (chat_message_tag(c, i) == id)
+		if (chat_message_tag(c, i) == id) {
+			l->user_msg = id;
 			return 0;   /* still in the session: the engine failed, not the message */
-	l->user_msg = 0;
-	if (store_msg_withdraw(l->s, id, &gone) < 0)
-		return -1;
+		}
+	if (store_msg_withdraw(l->s, id, &gone) < 0) {
+		/* Deleted elsewhere with its conversation: nothing to take
+		 * back, and the next message starts a new one (said). */
+		if (!conv_gone(l))
+			return -1;
+		conv_leave(l, c);
+		return 0;
+	}
 	if (gone)
 		l->conv = 0;   /* the next message begins a conversation again */
 	return 0;

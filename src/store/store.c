@@ -1269,8 +1269,12 @@ store_msg_withdraw(struct store *s, int64_t msg_id, int *conv_gone)
 		goto fail;
 	}
 	/* The leaf goes back to its parent (before the deletion, whose
-	 * foreign key would leave the conversation without one). */
-	if (!(st = store_prepare(s, "UPDATE conversations SET leaf_id = NULLIF(?2, 0), updated = ?3 "
+	 * foreign key would leave the conversation without one); a first
+	 * message's, to the newest message left, which nothing follows
+	 * (messages are only appended), the leaf of the branch last
+	 * continued (another version of the first message). */
+	if (!(st = store_prepare(s, "UPDATE conversations SET leaf_id = CASE WHEN ?2 > 0 THEN ?2 ELSE "
+	    "(SELECT max(id) FROM messages WHERE conversation_id = ?1 AND id <> ?4) END, updated = ?3 "
 	    "WHERE id = ?1 AND leaf_id = ?4")))
 		goto fail;
 	sqlite3_bind_int64(st, 1, conv);

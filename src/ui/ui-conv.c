@@ -69,6 +69,7 @@ start(struct ui *u, int regen, const struct chatcmd_variant *v)
 		ui_screen_notify(u, 1, "out of memory");
 		return;
 	}
+	chatlog_sending(&u->log, u->c);
 	u->gen = v ? ui_gen_start_with(u->c, v, u->wake[1]) : ui_gen_start(u->c, regen, u->wake[1]);
 	if (!u->gen) {
 		ui_screen_notify(u, 1, "cannot start the generation thread");
@@ -133,11 +134,17 @@ ui_conv_finish(struct ui *u)
 	chat_cancel_reset(u->c);
 	if (rc < 0) {
 		/* No reply could be started.  A message the conversation could
-		 * not take was withdrawn by the session (and from the history,
-		 * chatlog_withdrawn): it goes back into the input line to be shortened or
-		 * changed.  One the engine failed on (a server that refused or
-		 * could not be reached) stays, for F5 to send again. */
+		 * not take was withdrawn by the session: it goes back into the
+		 * input line to be shortened or changed.  One the engine failed
+		 * on (a server that refused or could not be reached) stays, for
+		 * F5 to send again. */
 		int n = chat_n_messages(u->c);
+		/* Recorded before a server refused it even alone (sent, or sent
+		 * again with F5): its record goes too. */
+		if (chatlog_withdrawn(&u->log, u->c) < 0) {
+			size_t l = strlen(err);
+			snprintf(err + l, sizeof(err) - l, "; the history keeps the message: %s", store_errmsg(u->log.s));
+		}
 		if (u->log.ab.state == CHATLOG_AB_RUNNING) {
 			chatlog_ab_cancel(&u->log);   /* no B: nothing to compare */
 			u->ab_view = 0;
@@ -152,9 +159,6 @@ ui_conv_finish(struct ui *u)
 			ui_screen_pop(u);
 		if (!u->regen && u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "user") &&
 		    chat_n_messages(u->c) < u->nmsgs) {
-			/* Recorded before a server refused it: its record goes too. */
-			if (chatlog_withdrawn(&u->log, u->c) < 0)
-				ui_screen_notify(u, 1, "%s; the history keeps your message: %s", err, store_errmsg(u->log.s));
 			if (!ui_input_text()[0])
 				ui_input_set(u, u->unsent ? u->unsent : "");
 			ui_screen_pop(u);

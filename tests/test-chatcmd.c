@@ -528,7 +528,7 @@ main(void)
 	CHECK(strstr(f.help_text, "/new, /clear|") != NULL, "help lists aliases: %s", f.help_text);
 	CHECK(strstr(f.help_text, "/history") == NULL && strstr(f.help_text, "/copy") == NULL,
 	    "help lists commands the front end lacks: %s", f.help_text);
-	CHECK(f.n_help == n - 4, "help has %d lines for %d commands less 4 (history, stats, copy, ab)", f.n_help, n);
+	CHECK(f.n_help == n - 5, "help has %d lines for %d commands less 5 (history, stats, copy, notices, ab)", f.n_help, n);
 	CHECK(strstr(f.help_text, "/lora [N|NAME SCALE]|") && strstr(f.help_text, "/pick a|b|tie|") &&
 	    !strstr(f.help_text, "/ab "), "help: /lora and /pick, no /ab without its hook: %s", f.help_text);
 

@@ -939,5 +939,25 @@ shows "^> Wxyz0+ *$" && ok || bad "the first word is not beside the prompt (37):
 lacks "^> *$" && ok || bad "the prompt alone on its row (37): $(screen)"
 stop
 
+# 38. The notice line shows one notice at a time: /notices lists every
+# recent one, oldest first, errors said to be.
+start 100 30 "" ""
+wait_for "Type a message" 20 || bad "start (38): $(screen)"
+# (A /set refused stays in the input line to be mended: C-u clears it.)
+T send-keys -t ui "/set temp abc" Enter
+wait_for "^ /set: temp: " 10 || bad "the first notice (38): $(screen)"
+T send-keys -t ui C-u "/set top_k zz" Enter
+wait_for "^ /set: top_k: " 10 || bad "the second notice (38): $(screen)"
+lacks "^ /set: temp: " && ok || bad "the notice line shows more than the newest (38): $(screen)"
+T send-keys -t ui C-u "/notices" Enter
+wait_for "Notices, the newest last" 10 && ok || bad "/notices (38): $(screen)"
+shows "[0-9]{2}:[0-9]{2}:[0-9]{2} template: " && shows "[0-9]{2}:[0-9]{2}:[0-9]{2} error: .*temp.*abc" &&
+    shows "[0-9]{2}:[0-9]{2}:[0-9]{2} error: .*top_k.*zz" && ok || bad "the notices listed (38): $(screen)"
+[ "$(screen | grep -nE "error: .*temp.*abc" | cut -d: -f1)" -lt "$(screen | grep -nE "error: .*top_k.*zz" | cut -d: -f1)" ] &&
+    ok || bad "the notices out of order (38): $(screen)"
+T send-keys -t ui Escape
+wait_gone "Notices, the newest last" 10 && ok || bad "the notices box did not close (38)"
+stop
+
 echo "test-ui.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

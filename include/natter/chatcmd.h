@@ -38,6 +38,7 @@ struct chatcmd_ops {
 	void (*stats)(void *fe);       /* /stats */
 	void (*copy)(void *fe);        /* /copy */
 	void (*help)(void *fe);        /* /help */
+	void (*notices)(void *fe);     /* /notices */
 	/* /ab: generate reply B of the comparison chatcmd_ab_start has begun,
 	 * with chat_regenerate_with under V, and record it with chatlog_reply
 	 * (or chatlog_ab_cancel when it fails). */

@@ -209,6 +209,7 @@ static const struct chatcmd table[] = {
 	{ "pick", NULL, "a|b|tie", "pick the better of /ab", CHATCMD_IDLE, cmd_pick, 0 },
 	{ "think", NULL, "on|off", "reasoning on or off (enable_thinking)", 0, cmd_think, 0 },
 	{ "stats", NULL, "", "statistics of the last reply", 0, cmd_hook, HOOK(stats) },
+	{ "notices", NULL, "", "the recent notices", 0, cmd_hook, HOOK(notices) },
 	{ "copy", NULL, "", "copy the last reply to the clipboard", 0, cmd_hook, HOOK(copy) },
 	{ "new", "clear", "", "start a new conversation", CHATCMD_IDLE, cmd_hook, HOOK(new_conv) },
 	{ "history", NULL, "", "past conversations (Enter resumes one)", CHATCMD_IDLE, cmd_hook, HOOK(history) },

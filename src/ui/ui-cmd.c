@@ -69,6 +69,12 @@ help(void *fe)
 }
 
 static void
+notices(void *fe)
+{
+	open_box(fe, UI_BOX_NOTICES);
+}
+
+static void
 ab(void *fe, const struct chatcmd_variant *v)
 {
 	ui_ab_start(fe, v);
@@ -100,7 +106,7 @@ rated(void *fe, int64_t gen, const char *word)
 
 static const struct chatcmd_ops ops = {
 	.say = say, .busy = busy, .regen = regen, .new_conv = new_conv, .history = history,
-	.params = params, .stats = stats, .copy = copy, .help = help, .ab = ab,
+	.params = params, .stats = stats, .copy = copy, .help = help, .notices = notices, .ab = ab,
 	.shown_alt = shown_alt, .rated = rated,
 };
 

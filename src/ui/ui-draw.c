@@ -735,6 +735,26 @@ stats_lines(struct ui *u, struct box *b)
 		    (long long)u->log.conv);
 }
 
+/* The notices kept, oldest first, each with its time. */
+static void
+notices_lines(const struct ui *u, struct box *b)
+{
+	const int n = u->n_notes < UI_NOTES ? u->n_notes : UI_NOTES;
+
+	if (u->n_notes > UI_NOTES)
+		box_addf(b, "(%d earlier notices are not kept)", u->n_notes - UI_NOTES);
+	for (int i = u->n_notes - n; i < u->n_notes; i++) {
+		const struct ui_note *t = &u->notes[i % UI_NOTES];
+		struct tm tm;
+		char hms[16] = "";
+		if (localtime_r(&t->at, &tm))
+			strftime(hms, sizeof(hms), "%H:%M:%S", &tm);
+		box_addf(b, "%s %s%s", hms, t->err ? "error: " : "", t->text);
+	}
+	if (n == 0)
+		box_add(b, "No notices yet.");
+}
+
 /* Draws a box of LINES (wrapped to its width), scrolled to u->box_top. */
 static void
 draw_box(struct ui *u, const char *title)
@@ -749,6 +769,8 @@ draw_box(struct ui *u, const char *title)
 		help_lines(&b, inner);
 	else if (u->box == UI_BOX_PARAMS)
 		params_lines(u, &b);
+	else if (u->box == UI_BOX_NOTICES)
+		notices_lines(u, &b);
 	else
 		stats_lines(u, &b);
 	/* Wrap every line to the box. */
@@ -898,6 +920,8 @@ ui_draw(struct ui *u)
 		draw_box(u, "Parameters");
 	else if (u->box == UI_BOX_STATS)
 		draw_box(u, "Statistics of the last reply");
+	else if (u->box == UI_BOX_NOTICES)
+		draw_box(u, "Notices, the newest last (Up/Down scroll; any other key closes)");
 	else if (u->box == UI_BOX_HISTORY)
 		draw_history(u);
 	else if (u->box == UI_BOX_AB)

@@ -27,6 +27,11 @@ ui_screen_notify(struct ui *u, int is_err, const char *fmt, ...)
 	va_end(ap);
 	u->notice_err = is_err;
 	u->notice_t = ui_screen_now();
+	/* Kept, for /notices: the line shows one at a time. */
+	struct ui_note *n = &u->notes[u->n_notes++ % UI_NOTES];
+	memcpy(n->text, u->notice, sizeof(n->text));
+	n->err = is_err;
+	n->at = time(NULL);
 }
 
 int

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "natter/chat.h"
 #include "natter/chatlog.h"
@@ -130,7 +131,10 @@ int ui_gen_finish(struct ui_gen *g, struct chat_stats *st, char *err, size_t err
 
 enum ui_focus { UI_F_INPUT, UI_F_CONV, UI_F_PARAMS, UI_F_COUNT };
 enum ui_mode { UI_IM_MESSAGE, UI_IM_COMMENT, UI_IM_SYSTEM, UI_IM_EDIT };
-enum ui_box { UI_BOX_NONE, UI_BOX_HELP, UI_BOX_HISTORY, UI_BOX_PARAMS, UI_BOX_STATS, UI_BOX_AB };
+/* Notices kept for /notices. */
+#define UI_NOTES 32
+
+enum ui_box { UI_BOX_NONE, UI_BOX_HELP, UI_BOX_HISTORY, UI_BOX_PARAMS, UI_BOX_STATS, UI_BOX_AB, UI_BOX_NOTICES };
 
 /* Key handlers return these bits (as htop's panes do). */
 enum { UI_KH_HANDLED = 1, UI_KH_REDRAW = 2, UI_KH_QUIT = 4 };
@@ -196,6 +200,14 @@ struct ui {
 	char notice[256];
 	int notice_err;
 	double notice_t;
+	/* The last UI_NOTES notices, a ring (n_notes of them given in all):
+	 * the line shows only the newest, /notices every one kept. */
+	struct ui_note {
+		char text[256];
+		int err;
+		time_t at;
+	} notes[UI_NOTES];
+	int n_notes;
 	/* The notice a wait for a locked history replaced (ui-main.c),
 	 * back when the wait is over and its notice still shows. */
 	char wait_prev[256];

@@ -1082,6 +1082,27 @@ store_conv_set_system(struct store *s, int64_t conv_id, const char *system_promp
 
 /* --- the message tree --- */
 
+/* Runs SQL, a statement that returns no rows, with the N int64_t values
+ * that follow bound to ?1..?N.  Returns 0, or -1 with the error about
+ * WHAT. */
+static int
+run_ids(struct store *s, const char *what, const char *sql, int n, ...)
+{
+	sqlite3_stmt *st = store_prepare(s, sql);
+	va_list ap;
+	int rc;
+
+	if (!st)
+		return -1;
+	va_start(ap, n);
+	for (int i = 1; i <= n; i++)
+		sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+	va_end(ap);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : store_sqlfail(s, what);
+}
+
 /* Inserts a message into CONV_ID inside an open transaction, as a child of
  * PARENT (0: a first message; -1: the conversation's current leaf), and
  * makes it the leaf. */
@@ -1272,41 +1293,15 @@ store_msg_withdraw(struct store *s, int64_t msg_id, int *conv_gone)
 	 * foreign key would leave the conversation without one); a first
 	 * message's, to the newest message left, which nothing follows
 	 * (messages are only appended), the leaf of the branch last
-	 * continued (another version of the first message). */
-	if (!(st = store_prepare(s, "UPDATE conversations SET leaf_id = CASE WHEN ?2 > 0 THEN ?2 ELSE "
+	 * continued (another version of the first message).  A conversation
+	 * that held nothing else goes with it. */
+	if (run_ids(s, "the conversation's leaf", "UPDATE conversations SET leaf_id = CASE WHEN ?2 > 0 THEN ?2 ELSE "
 	    "(SELECT max(id) FROM messages WHERE conversation_id = ?1 AND id <> ?4) END, updated = ?3 "
-	    "WHERE id = ?1 AND leaf_id = ?4")))
+	    "WHERE id = ?1 AND leaf_id = ?4", 4, conv, parent, (int64_t)now_s(), msg_id) < 0 ||
+	    run_ids(s, "the message", "DELETE FROM messages WHERE id = ?1", 1, msg_id) < 0 ||
+	    run_ids(s, "the conversation", "DELETE FROM conversations WHERE id = ?1 AND NOT EXISTS "
+	    "(SELECT 1 FROM messages WHERE conversation_id = ?1)", 1, conv) < 0)
 		goto fail;
-	sqlite3_bind_int64(st, 1, conv);
-	sqlite3_bind_int64(st, 2, parent);
-	sqlite3_bind_int64(st, 3, now_s());
-	sqlite3_bind_int64(st, 4, msg_id);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		store_sqlfail(s, "the conversation's leaf");
-		goto fail;
-	}
-	if (!(st = store_prepare(s, "DELETE FROM messages WHERE id = ?")))
-		goto fail;
-	sqlite3_bind_int64(st, 1, msg_id);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		store_sqlfail(s, "the message");
-		goto fail;
-	}
-	/* A conversation that held nothing else goes with it. */
-	if (!(st = store_prepare(s, "DELETE FROM conversations WHERE id = ?1 AND NOT EXISTS "
-	    "(SELECT 1 FROM messages WHERE conversation_id = ?1)")))
-		goto fail;
-	sqlite3_bind_int64(st, 1, conv);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		store_sqlfail(s, "the conversation");
-		goto fail;
-	}
 	if (conv_gone)
 		*conv_gone = sqlite3_changes(s->db) > 0;
 	return store_commit(s, "the withdrawal");
@@ -1341,18 +1336,9 @@ store_branch_switch(struct store *s, int64_t msg_id, int64_t *leaf)
 		store_sqlfail(s, "the branch");
 		goto fail;
 	}
-	st = store_prepare(s, "UPDATE conversations SET leaf_id = ?, updated = ? WHERE id = ?");
-	if (!st)
+	if (run_ids(s, "the branch", "UPDATE conversations SET leaf_id = ?1, updated = ?2 WHERE id = ?3", 3, newest,
+	    (int64_t)now_s(), conv) < 0)
 		goto fail;
-	sqlite3_bind_int64(st, 1, newest);
-	sqlite3_bind_int64(st, 2, now_s());
-	sqlite3_bind_int64(st, 3, conv);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		store_sqlfail(s, "the branch");
-		goto fail;
-	}
 	if (leaf)
 		*leaf = newest;
 	return store_commit(s, "the branch");

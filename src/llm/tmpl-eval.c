@@ -284,10 +284,10 @@ compare_op(struct rt *r, const char *op, struct val a, struct val b, int line)
 {
 	if (!strcmp(op, "==")) return tmpl_val_equal(r, a, b);
 	if (!strcmp(op, "!=")) return !tmpl_val_equal(r, a, b);
-	if (!strcmp(op, "<")) return tmpl_val_compare(r, a, b) < 0;
-	if (!strcmp(op, "<=")) return tmpl_val_compare(r, a, b) <= 0;
-	if (!strcmp(op, ">")) return tmpl_val_compare(r, a, b) > 0;
-	if (!strcmp(op, ">=")) return tmpl_val_compare(r, a, b) >= 0;
+	if (!strcmp(op, "<")) return tmpl_val_compare_at(r, a, b, line) < 0;
+	if (!strcmp(op, "<=")) return tmpl_val_compare_at(r, a, b, line) <= 0;
+	if (!strcmp(op, ">")) return tmpl_val_compare_at(r, a, b, line) > 0;
+	if (!strcmp(op, ">=")) return tmpl_val_compare_at(r, a, b, line) >= 0;
 	if (!strcmp(op, "in")) return contains(r, b, a, line);
 	return !contains(r, b, a, line);   /* "not in" */
 }

@@ -280,6 +280,8 @@ double tmpl_val_num(struct val v);
 /* Python's == and ordering; fail past TMPL_MAX_VAL_DEPTH (a list holding itself). */
 int tmpl_val_equal(struct rt *r, struct val a, struct val b);
 int tmpl_val_compare(struct rt *r, struct val a, struct val b);
+/* The same, a failure naming template line LINE (the operator's). */
+int tmpl_val_compare_at(struct rt *r, struct val a, struct val b, int line);
 
 /* Python's string operations (code points, Unicode whitespace). */
 size_t tmpl_val_cp_count(const struct jstr *s);

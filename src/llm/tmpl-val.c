@@ -771,7 +771,7 @@ tmpl_val_equal(struct rt *r, struct val a, struct val b)
 }
 
 static int
-compare_at(struct rt *r, struct val a, struct val b, int depth)
+compare_at(struct rt *r, struct val a, struct val b, int depth, int line)
 {
 	check_depth(r, depth);
 	if (tmpl_val_is_num(a) && tmpl_val_is_num(b)) {
@@ -796,18 +796,25 @@ compare_at(struct rt *r, struct val a, struct val b, int depth)
 		for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
 			if (equal_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1))
 				continue;
-			return compare_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1);
+			return compare_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1, line);
 		}
 		return a.u.l->n < b.u.l->n ? -1 : a.u.l->n > b.u.l->n;
 	}
+	if (line > 0)
+		tmpl_fail(&r->f, "line %d: cannot compare %s with %s", line, tmpl_val_type_name(a), tmpl_val_type_name(b));
 	tmpl_fail(&r->f, "cannot compare %s with %s", tmpl_val_type_name(a), tmpl_val_type_name(b));
-	return 0;
 }
 
 int
 tmpl_val_compare(struct rt *r, struct val a, struct val b)
 {
-	return compare_at(r, a, b, 0);
+	return compare_at(r, a, b, 0, 0);
+}
+
+int
+tmpl_val_compare_at(struct rt *r, struct val a, struct val b, int line)
+{
+	return compare_at(r, a, b, 0, line);
 }
 
 /* --- strings (Python semantics: code points, Unicode whitespace) --- */

@@ -618,6 +618,9 @@ test_jinja2_divergences(void)
 	expect_err("{{ (1, 2) > [1, 3] }}", "cannot compare tuple with list");
 	expect_err("{{ [(1,), [1]] | sort }}", "cannot compare");
 	expect_err("{{ [[1, (2,)]] < [[1, [2]]] }}", "cannot compare tuple with list");
+	/* The loop object has no length, as in Jinja; loop.length has. */
+	expect_err("{% for x in [1, 2] %}{{ loop|length }}{% endfor %}", "line 1: the loop object has no length");
+	expect("{% for x in [1, 2] %}{{ loop.length }}{% endfor %}", "22");
 	/* An operator's failure names its line, as the others do. */
 	expect_err("{{ 1 }}\n{% if [1] < (1,) %}{% endif %}", "line 2: cannot compare list with tuple");
 	expect_err("{{ 1 }}\n\n{{ 'a' >= 2 }}", "line 3: cannot compare string with int");

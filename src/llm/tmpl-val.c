@@ -1198,7 +1198,11 @@ tmpl_val_length(struct rt *r, struct val v, int line)
 		tmpl_eval_charge(r, v.u.s->len / TMPL_BYTES_PER_STEP);
 		return (int64_t)tmpl_val_cp_count(v.u.s);
 	case V_LIST: return (int64_t)v.u.l->n;
-	case V_DICT: case V_NS: return (int64_t)v.u.d->n;
+	case V_DICT:
+		/* Jinja's LoopContext has no len(): loop.length is the items'. */
+		if (v.u.d->loop)
+			tmpl_fail(&r->f, "line %d: the loop object has no length (loop.length counts the items)", line);
+		return (int64_t)v.u.d->n;
 	default: tmpl_fail(&r->f, "line %d: a %s has no length", line, tmpl_val_type_name(v));
 	}
 	return 0;

@@ -2528,6 +2528,61 @@ test_export_verdicts(void)
 	store_close(s);
 }
 
+/* A turn regenerated many times: 4 texts, each 40 times, rated 1 to 4
+ * stars by text, and 30 A/B picks that agree with the stars (T3 over T0),
+ * one that disagrees (T0 over T1, later than every rating).  DPO gives
+ * each pair of texts once, better first, the later pick deciding T0 and
+ * T1: 6 lines. */
+static void
+test_export_many(void)
+{
+	char p[512], t[64], *out;
+	struct store *s;
+	struct store_export_opts o;
+	struct store_export_counts n;
+	struct store_gen g;
+	struct store_turn fed[1] = { { "user", "Sing" } };
+	int64_t mid_a, mid_b, conv, msg = 0, ids[160];
+
+	if (!(s = open_two_models("many", p, sizeof(p), &mid_a, &mid_b, &conv)))
+		return;
+	for (int k = 0; k < 160; k++) {
+		snprintf(t, sizeof(t), "T%d", k % 4);
+		g = gen(t);
+		g.fed = fed;
+		g.n_fed = 1;
+		g.model_id = mid_a;
+		CHECK(store_gen_add(s, conv, msg, &g, &ids[k], k ? NULL : &msg) == 0 &&
+		    store_rating_set(s, ids[k], "stars", k % 4 + 1, NULL) == 0, "reply %d: %s", k, store_errmsg(s));
+	}
+	for (int k = 0; k < 30; k++)
+		CHECK(store_pref_add(s, ids[4 * k], ids[4 * k + 3], STORE_PICK_B, "", NULL) == 0, "pick %d: %s", k,
+		    store_errmsg(s));
+	CHECK(store_pref_add(s, ids[0], ids[1], STORE_PICK_A, "", NULL) == 0, "T0 over T1: %s", store_errmsg(s));
+	CHECK(exec_sql(p, "UPDATE ratings SET created = 1000; UPDATE preferences SET created = 1500; "
+	    "UPDATE preferences SET created = 2000 WHERE id = (SELECT max(id) FROM preferences)") == 0, "times");
+	memset(&o, 0, sizeof(o));
+	o.min_rating = 4;
+	o.format = STORE_DPO;
+	out = export_to(s, &o, &n);
+	{
+		static const char *const want[6][2] = { { "T0", "T1" }, { "T2", "T0" }, { "T3", "T0" }, { "T2", "T1" },
+		    { "T3", "T1" }, { "T3", "T2" } };
+		int found = 0;
+		for (int k = 0; k < 6 && out; k++) {
+			char line[256];
+			snprintf(line, sizeof(line), "\"chosen\":[{\"role\":\"assistant\",\"content\":\"%s\"}],"
+			    "\"rejected\":[{\"role\":\"assistant\",\"content\":\"%s\"}]", want[k][0], want[k][1]);
+			found += strstr(out, line) != NULL;
+		}
+		CHECK(out && count_lines(out) == 6 && found == 6,
+		    "160 replies, 4 texts: each pair of texts once, the later pick deciding T0 and T1 (%d lines, %d "
+		    "as expected): %s", out ? count_lines(out) : 0, found, out ? out : "(null)");
+	}
+	free(out);
+	store_close(s);
+}
+
 static void
 test_adapters_and_preferences(void)
 {
@@ -3485,6 +3540,7 @@ main(void)
 	test_export_bare_prompt();
 	test_export_damaged();
 	test_export_verdicts();
+	test_export_many();
 	test_adapters_and_preferences();
 	test_ids_not_reused();
 	test_migration_ids();

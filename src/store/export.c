@@ -196,96 +196,117 @@ pair_ok(const struct gen *ga, const struct gen *gb)
 	    strcmp(ga->content, gb->content) != 0;
 }
 
-/* When the newest verdict that text BETTER is a better reply than text
- * WORSE to prompt KEY was given: a pair of ratings (the later of the two)
- * or an A/B preference; -1 when none says so. */
-static int64_t
-newest_verdict(const struct xmsg *x, const char *key, const char *better, const char *worse)
+/*
+ * One turn's DPO pairs.  Replies with one text to one prompt are one
+ * class (CLS: a generation's class, -1 if it is not usable); a verdict
+ * is about classes: the newest that class C is better than class D
+ * (V[C * NC + D], -1 for none) is a pair of ratings that says so (the
+ * later of the two) or an A/B preference.  Verdicts both ways (a reply
+ * rated again, an A/B pick against the ratings) are settled by the
+ * newer, and given in one second, by neither.  A pair of classes is
+ * written once (DONE).
+ */
+struct dpo_verdicts {
+	int nc;
+	int *cls;
+	int64_t *v;
+	unsigned char *done;
+};
+
+/* Whether rated replies P over Q make a pair of ratings: both rated,
+ * Q lower, and a usable pair (pair_ok). */
+static int
+rated_pair(const struct gen *p, const struct gen *q)
 {
-	int64_t t = -1;
-	for (int a = 0; a < x->ngens; a++)
-		for (int b = 0; b < x->ngens; b++) {
-			const struct gen *p = &x->gens[a], *q = &x->gens[b];
-			if (p->score && q->score && q->score < p->score && pair_ok(p, q) && !strcmp(p->key, key) &&
-			    !strcmp(p->content, better) && !strcmp(q->content, worse)) {
-				int64_t w = p->rated_at > q->rated_at ? p->rated_at : q->rated_at;
-				t = w > t ? w : t;
-			}
-		}
-	for (int k = 0; k < x->nprefs; k++) {
-		const struct gen *p = &x->gens[x->prefs[k].better], *q = &x->gens[x->prefs[k].worse];
-		if (pair_ok(p, q) && !strcmp(p->key, key) && !strcmp(p->content, better) && !strcmp(q->content, worse))
-			t = x->prefs[k].created > t ? x->prefs[k].created : t;
-	}
-	return t;
+	return p->score && q->score && q->score < p->score && pair_ok(p, q);
 }
 
-/* Whether GA's text is the better of GA's and GB's by the user's last
- * word: verdicts both ways (a reply rated again, an A/B pick against the
- * ratings) are settled by the newer, and given in one second, by
- * neither. */
-static int
-verdict_holds(const struct xmsg *x, const struct gen *ga, const struct gen *gb)
+static void
+verdict_note(struct dpo_verdicts *d, int a, int b, int64_t when)
 {
-	return newest_verdict(x, ga->key, ga->content, gb->content) >
-	    newest_verdict(x, ga->key, gb->content, ga->content);
+	int64_t *t = &d->v[(size_t)d->cls[a] * d->nc + d->cls[b]];
+	*t = when > *t ? when : *t;
+}
+
+/* Fills D for turn X.  Returns 0 or -1 (out of memory). */
+static int
+verdicts_init(struct dpo_verdicts *d, const struct xmsg *x)
+{
+	const int ng = x->ngens;
+	memset(d, 0, sizeof(*d));
+	d->cls = malloc((ng ? ng : 1) * sizeof(*d->cls));
+	if (!d->cls)
+		return -1;
+	for (int a = 0; a < ng; a++) {
+		const struct gen *ga = &x->gens[a];
+		d->cls[a] = -1;
+		if (!ga->usable)
+			continue;
+		for (int b = 0; b < a && d->cls[a] < 0; b++)
+			if (d->cls[b] >= 0 && !strcmp(x->gens[b].key, ga->key) && !strcmp(x->gens[b].content, ga->content))
+				d->cls[a] = d->cls[b];
+		if (d->cls[a] < 0)
+			d->cls[a] = d->nc++;
+	}
+	const size_t nn = (size_t)d->nc * d->nc;
+	d->v = malloc((nn ? nn : 1) * sizeof(*d->v));
+	d->done = calloc(nn ? nn : 1, 1);
+	if (!d->v || !d->done)
+		return -1;
+	for (size_t k = 0; k < nn; k++)
+		d->v[k] = -1;
+	for (int a = 0; a < ng; a++)
+		for (int b = 0; b < ng; b++) {
+			const struct gen *p = &x->gens[a], *q = &x->gens[b];
+			if (rated_pair(p, q))
+				verdict_note(d, a, b, p->rated_at > q->rated_at ? p->rated_at : q->rated_at);
+		}
+	for (int k = 0; k < x->nprefs; k++)
+		if (pair_ok(&x->gens[x->prefs[k].better], &x->gens[x->prefs[k].worse]))
+			verdict_note(d, x->prefs[k].better, x->prefs[k].worse, x->prefs[k].created);
+	return 0;
+}
+
+static void
+verdicts_free(struct dpo_verdicts *d)
+{
+	free(d->cls);
+	free(d->v);
+	free(d->done);
+}
+
+/* Writes generation A over B (a usable pair) unless the user's last word
+ * says otherwise or the pair of texts was written. */
+static int
+dpo_pair(FILE *f, const struct xmsg *x, struct dpo_verdicts *d, int a, int b, int *n, int openai)
+{
+	const size_t ab = (size_t)d->cls[a] * d->nc + d->cls[b], ba = (size_t)d->cls[b] * d->nc + d->cls[a];
+	if (d->v[ab] <= d->v[ba] || d->done[ab])
+		return 0;
+	d->done[ab] = 1;
+	return dpo_line(f, &x->gens[a], &x->gens[b], n, openai);
 }
 
 /* Every pair of one turn's rated replies to one prompt rated differently,
  * the better first, then every A/B preference for A or B (a tie is no
  * pair); replies with the same text are no pair, a pair of texts is
- * written once, and not against the newer verdict (verdict_holds). */
+ * written once, and not against the newer verdict. */
 static int
 dpo_lines(FILE *f, const struct store_export_opts *o, const struct xmsg *m, int i, int *n, int openai)
 {
 	const struct xmsg *x = &m[i];
+	struct dpo_verdicts d;
+	int rc = verdicts_init(&d, x);
 	(void)o;
-	for (int a = 0; a < x->ngens; a++) {
-		const struct gen *ga = &x->gens[a];
-		if (!ga->usable || !ga->score)
-			continue;
-		for (int b = 0; b < x->ngens; b++) {
-			const struct gen *gb = &x->gens[b];
-			int dup = 0;
-			if (!gb->score || gb->score >= ga->score || !pair_ok(ga, gb) || !verdict_holds(x, ga, gb))
-				continue;
-			/* The same pair of texts from earlier generations. */
-			for (int a2 = 0; a2 <= a && !dup; a2++)
-				for (int b2 = 0; b2 < x->ngens && !dup; b2++) {
-					const struct gen *p = &x->gens[a2], *q = &x->gens[b2];
-					/* Only a pair that was written (pair_ok). */
-					if ((a2 == a && b2 >= b) || !p->score || !q->score || q->score >= p->score ||
-					    !pair_ok(p, q))
-						continue;
-					dup = !strcmp(p->key, ga->key) && !strcmp(q->key, ga->key) &&
-					    !strcmp(p->content, ga->content) && !strcmp(q->content, gb->content);
-				}
-			if (!dup && dpo_line(f, ga, gb, n, openai) < 0)
-				return -1;
-		}
-	}
-	for (int k = 0; k < x->nprefs; k++) {
-		const struct gen *ga = &x->gens[x->prefs[k].better], *gb = &x->gens[x->prefs[k].worse];
-		int dup = 0;
-		if (!pair_ok(ga, gb) || !verdict_holds(x, ga, gb))
-			continue;
-		/* Written already: by the ratings, or by an earlier preference. */
-		for (int a2 = 0; a2 < x->ngens && !dup; a2++)
-			for (int b2 = 0; b2 < x->ngens && !dup; b2++) {
-				const struct gen *p = &x->gens[a2], *q = &x->gens[b2];
-				if (p->score && q->score && q->score < p->score && pair_ok(p, q))
-					dup = !strcmp(p->key, ga->key) && !strcmp(p->content, ga->content) &&
-					    !strcmp(q->content, gb->content);
-			}
-		for (int k2 = 0; k2 < k && !dup; k2++) {
-			const struct gen *p = &x->gens[x->prefs[k2].better], *q = &x->gens[x->prefs[k2].worse];
-			dup = pair_ok(p, q) && !strcmp(p->key, ga->key) && !strcmp(p->content, ga->content) &&
-			    !strcmp(q->content, gb->content);
-		}
-		if (!dup && dpo_line(f, ga, gb, n, openai) < 0)
-			return -1;
-	}
-	return 0;
+	for (int a = 0; a < x->ngens && rc == 0; a++)
+		for (int b = 0; b < x->ngens && rc == 0; b++)
+			if (rated_pair(&x->gens[a], &x->gens[b]))
+				rc = dpo_pair(f, x, &d, a, b, n, openai);
+	for (int k = 0; k < x->nprefs && rc == 0; k++)
+		if (pair_ok(&x->gens[x->prefs[k].better], &x->gens[x->prefs[k].worse]))
+			rc = dpo_pair(f, x, &d, x->prefs[k].better, x->prefs[k].worse, n, openai);
+	verdicts_free(&d);
+	return rc;
 }
 
 static int

@@ -122,6 +122,36 @@ test_oai_parse(void)
 		free(json);
 	}
 	oai_req_free(&r);
+	/* Many parts and many leading system messages: each joined once, in
+	 * order (the join keeps its length; it used to measure the whole
+	 * text again for every part). */
+	{
+		enum { NP = 20000 };
+		size_t cap = (size_t)NP * 80 + 256, len = 0;
+		char *body = malloc(cap);
+		CHECK(body != NULL, "out of memory");
+		if (body) {
+			len += (size_t)snprintf(body + len, cap - len, "{\"model\": \"m\", \"messages\": [");
+			for (int k = 0; k < NP; k++)
+				len += (size_t)snprintf(body + len, cap - len, "{\"role\": \"system\", \"content\": \"s%d\"}, ", k % 10);
+			len += (size_t)snprintf(body + len, cap - len, "{\"role\": \"user\", \"content\": [");
+			for (int k = 0; k < NP; k++)
+				len += (size_t)snprintf(body + len, cap - len, "%s{\"type\": \"text\", \"text\": \"%d\"}",
+				    k ? ", " : "", k % 10);
+			len += (size_t)snprintf(body + len, cap - len, "]}]}");
+			int rc = oai_req_parse(OAI_CHAT, body, len, &r, &e), good = rc == 0 && r.system && r.n_msgs == 1 &&
+			    strlen(r.system) == (size_t)NP * 4 - 2 && strlen(r.msgs[0].content) == (size_t)NP * 2 - 1;
+			for (int k = 0; good && k < NP; k++)
+				good = r.system[4 * k] == 's' && r.system[4 * k + 1] == '0' + k % 10 &&
+				    (k == NP - 1 || !memcmp(r.system + 4 * k + 2, "\n\n", 2)) &&
+				    r.msgs[0].content[2 * k] == '0' + k % 10 && (k == NP - 1 || r.msgs[0].content[2 * k + 1] == '\n');
+			CHECK(good, "%d system messages and %d parts joined in order (rc %d: %s)", NP, NP, rc,
+			    rc ? e.message : "");
+			if (rc == 0)
+				oai_req_free(&r);
+			free(body);
+		}
+	}
 
 	/* An escaped NUL is refused (it would end the text there); an escaped
 	 * backslash before "u0000" is just text. */

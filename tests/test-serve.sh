@@ -327,6 +327,38 @@ check "10 MB body" 413 "$(req rbig POST /v1/chat/completions "$tmp/big")"
 check "10 MB body error" "request_too_large 4 MiB" "$(jget "$tmp/rbig" 'd["error"]["code"] + " " + ("4 MiB" if "4 MiB" in d["error"]["message"] else d["error"]["message"])')"
 check "prompt longer than the context" 400 "$(body long "{\"model\": \"aidreams260K-f32\", \"prompt\": \"$(head -c 3000 /dev/zero | tr '\0' 'a')\"}"; req rl POST /v1/completions "$tmp/long")"
 grep -q "context" "$tmp/rl" && ok || bad "long prompt message: $(cat "$tmp/rl")"
+# An empty prompt: a model that starts with BOS continues from it; one
+# with no BOS token has nothing to continue (Qwen's GGUFs add none), and
+# its reply's first token must not be sampled from the logits the last
+# request left.  The fixture with add_bos_token turned off, in $tmp.
+check "empty prompt, a model with BOS" 200 "$(body ce0 "{\"model\": \"aidreams260K-f32\", \"prompt\": \"\", \"max_tokens\": 4}"; req re0 POST /v1/completions "$tmp/ce0")"
+"$PY" - "$M" "$tmp/nobos.gguf" <<'PYEOF'
+import struct, sys
+# Its two adjacent u32 KVs seperator_token_id and padding_token_id become
+# add_bos_token (a bool) and an unknown u32 key of the same total size:
+# nothing after them moves.
+b = bytearray(open(sys.argv[1], "rb").read())
+def kv(key, t, val):
+    k = key.encode()
+    return struct.pack("<Q", len(k)) + k + struct.pack("<I", t) + val
+sep, pad = kv("tokenizer.ggml.seperator_token_id", 4, b""), kv("tokenizer.ggml.padding_token_id", 4, b"")
+i = b.find(sep)
+j = i + len(sep) + 4
+assert i > 0 and b[j:j + len(pad)] == pad, "the two KVs, adjacent"
+new = kv("tokenizer.ggml.add_bos_token", 7, b"\0") + kv("natter.test.filler." + "x" * 20, 4, b"\0" * 4)
+assert len(new) == j + len(pad) + 4 - i
+b[i:j + len(pad) + 4] = new
+open(sys.argv[2], "wb").write(b)
+PYEOF
+"$NATTER_BIN" info -m "$tmp/nobos.gguf" 2>&1 | grep -q "adds BOS: no" && ok || bad "the fixture without BOS: $("$NATTER_BIN" info -m "$tmp/nobos.gguf" 2>&1)"
+M0=$M; M=$tmp/nobos.gguf; P0=$P
+start nobos --api-key-env NATTER_TEST_KEY --no-history -c 128
+M=$M0; P=$port
+check "a prompt, a model without BOS" 200 "$(body cnb1 "{\"model\": \"nobos\", \"prompt\": \"$prompt\", \"max_tokens\": 4}"; req rnb1 POST /v1/completions "$tmp/cnb1")"
+check "empty prompt, a model without BOS" 400 "$(body cnb0 "{\"model\": \"nobos\", \"prompt\": \"\", \"max_tokens\": 4}"; req rnb0 POST /v1/completions "$tmp/cnb0")"
+check "empty prompt, without BOS: why" "invalid_request_error prompt empty" \
+	"$(jget "$tmp/rnb0" 'd["error"]["type"] + " " + d["error"]["param"] + (" empty" if "empty" in d["error"]["message"] else " " + d["error"]["message"])')"
+P=$P0
 # A conversation longer than the context, each message of it short enough:
 # refused as the OpenAI API refuses it, not answered with its older turns
 # dropped unsaid.

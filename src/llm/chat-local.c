@@ -268,6 +268,14 @@ local_prepare(void *e, const struct chat_turn *t, int n, int max_tokens, int thi
 		snprintf(err, errlen, "out of memory");
 		return CHAT_ERR_NOMEM;
 	}
+	/* Nothing to evaluate (an empty prompt through a template that adds
+	 * nothing, a model with no beginning-of-text token): no logits to
+	 * sample the reply's first token from. */
+	if (c->pend_ids.n == 0) {
+		snprintf(err, errlen, "the prompt is empty: the template added nothing and this model starts "
+		    "with no beginning-of-text token, so there is nothing to continue");
+		return CHAT_ERR;
+	}
 	reserve = max_tokens > 0 && max_tokens <= n_ctx / 2 ? max_tokens : n_ctx / 4;
 	if ((int)c->pend_ids.n + reserve <= n_ctx)
 		return CHAT_FIT_OK;

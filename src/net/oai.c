@@ -254,20 +254,14 @@ oai_req_apply(const struct oai_req *r, struct sampler_params *sp, int *max_token
 
 /* --- messages and prompts --- */
 
+/* Appends T to *S (*LEN bytes of *CAP), after SEP when *S holds text:
+ * the running length, not strlen, so many parts cost their bytes once. */
 static int
-append(char **s, const char *sep, const char *t)
+append(char **s, size_t *len, size_t *cap, const char *sep, const char *t)
 {
-	size_t a = *s ? strlen(*s) : 0, b = strlen(sep), c = strlen(t);
-	char *n = realloc(*s, a + (a ? b : 0) + c + 1);
-	if (!n)
+	if (*len && strbuf_append(s, len, cap, sep, strlen(sep)) < 0)
 		return -1;
-	if (a) {
-		memcpy(n + a, sep, b);
-		a += b;
-	}
-	memcpy(n + a, t, c + 1);
-	*s = n;
-	return 0;
+	return strbuf_append(s, len, cap, t, strlen(t));
 }
 
 /* The text of message I's content: a string, null (assistant only), or
@@ -277,6 +271,7 @@ content_text(const cJSON *m, int i, const char *role, struct oai_error *e)
 {
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content"), *part;
 	char param[64], *out = NULL;
+	size_t len = 0, cap = 0;
 	int j = 0;
 
 	snprintf(param, sizeof(param), "messages[%d].content", i);
@@ -305,7 +300,7 @@ content_text(const cJSON *m, int i, const char *role, struct oai_error *e)
 			bad(e, param, "%s.text must be a string", param);
 			goto fail;
 		}
-		if (append(&out, "\n", text->valuestring) < 0) {
+		if (append(&out, &len, &cap, "\n", text->valuestring) < 0) {
 			bad(e, param, "out of memory");
 			goto fail;
 		}
@@ -320,6 +315,7 @@ static int
 parse_messages(const cJSON *arr, struct oai_req *r, struct oai_error *e)
 {
 	const cJSON *m;
+	size_t sys_len = 0, sys_cap = 0;
 	int i = 0, n;
 
 	if (!arr)
@@ -360,7 +356,7 @@ parse_messages(const cJSON *arr, struct oai_req *r, struct oai_error *e)
 			rs = "system";   /* OpenAI's newer name for it */
 		if (!strcmp(rs, "system") && r->n_msgs == 0) {
 			/* Before the conversation: the system prompt. */
-			int rc = append(&r->system, "\n\n", text);
+			int rc = append(&r->system, &sys_len, &sys_cap, "\n\n", text);
 			free(text);
 			if (rc < 0)
 				return bad(e, "messages", "out of memory");

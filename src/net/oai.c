@@ -987,7 +987,11 @@ oai_models_parse(const char *json, size_t len, struct oai_model **out, int *n)
 			continue;   /* not a model card */
 		snprintf(m[k].id, sizeof(m[k].id), "%s", id->valuestring);
 		field_text(it, "owned_by", m[k].owned_by, sizeof(m[k].owned_by));
-		m[k].created = (long long)field_num(it, "created");
+		{
+			/* A unix time, or 0: a server's 1e300 is no time (nor a long long). */
+			const double c = field_num(it, "created");
+			m[k].created = c >= 0 && c < 9e15 ? (long long)c : 0;
+		}
 		m[k].max_model_len = field_int(it, "max_model_len");
 		k++;
 	}

@@ -335,6 +335,23 @@ else
 	echo "note: cannot mount a small tmpfs here (not root?); the write-time ENOSPC case was not run"
 fi
 
+# A .part that is not natter's own file: a symbolic link (in a folder
+# others may write, it would empty and overwrite what it points to), a
+# pipe.  Refused, the link's target and the pipe untouched.
+mkdir -p "$tmp/odd"
+echo "precious" > "$tmp/victim"
+ln -s "$tmp/victim" "$tmp/odd/model-Q8_0.gguf.part"
+"$NATTER_BIN" pull org/none-GGUF:model-Q8_0.gguf --dir "$tmp/odd" >/dev/null 2>"$tmp/sy1"; check "a linked part: status" 1 $?
+grep -q "model-Q8_0.gguf.part is a symbolic link, not a download of natter's: remove it" "$tmp/sy1" && ok ||
+	bad "a linked part: message: $(cat "$tmp/sy1")"
+check "a linked part: its target untouched" "precious" "$(cat "$tmp/victim")"
+rm "$tmp/odd/model-Q8_0.gguf.part" && mkfifo "$tmp/odd/model-Q8_0.gguf.part"
+"$NATTER_BIN" pull org/none-GGUF:model-Q8_0.gguf --dir "$tmp/odd" >/dev/null 2>"$tmp/sy2"; check "a pipe for a part: status" 1 $?
+grep -q "model-Q8_0.gguf.part is not a file, not a download of natter's" "$tmp/sy2" && ok ||
+	bad "a pipe for a part: message: $(cat "$tmp/sy2")"
+[ -p "$tmp/odd/model-Q8_0.gguf.part" ] && ok || bad "the pipe was removed"
+[ ! -e "$tmp/odd/model-Q8_0.gguf" ] && ok || bad "a file was made beside a linked part"
+
 # 6. natter models: name, size, architecture, quantization, last use from the history.
 db=$tmp/hist.db
 printf 'hello\n' | "$NATTER_BIN" chat --plain -m "$models/tiny-llama-Q4_K_M.gguf" --db "$db" -n 2 >/dev/null 2>&1

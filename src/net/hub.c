@@ -770,9 +770,16 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 		    "away to download it again", dest, (long long)st.st_size);
 		return HUB_EEXIST;
 	}
-	d.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	/* The part is natter's own file: not a link to another (in a folder
+	 * others may write, it would be emptied and written over), nor a
+	 * device or pipe. */
+	d.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (d.fd < 0) {
-		snprintf(err, errlen, "cannot write %s: %s", part, strerror(errno));
+		if (errno == ELOOP)
+			snprintf(err, errlen, "%s is a symbolic link, not a download of natter's: remove it to download %s",
+			    part, name);
+		else
+			snprintf(err, errlen, "cannot write %s: %s", part, strerror(errno));
 		return HUB_ERR;
 	}
 	if (flock(d.fd, LOCK_EX | LOCK_NB) < 0) {
@@ -783,6 +790,11 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 	sha256_init(&d.sha);
 	if (fstat(d.fd, &st) < 0) {
 		snprintf(err, errlen, "%s: %s", part, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a file, not a download of natter's: remove it to download %s", part,
+		    name);
 		goto out;
 	}
 	d.have = st.st_size;
@@ -1036,7 +1048,7 @@ cancelled:
 	rc = HUB_ECANCEL;
 out:
 	/* An empty part file is no use to anyone. */
-	if (rc < 0 && d.fd >= 0 && d.have == 0 && fstat(d.fd, &st) == 0 && st.st_size == 0)
+	if (rc < 0 && d.fd >= 0 && d.have == 0 && fstat(d.fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
 		unlink(part);
 	if (d.fd >= 0)
 		close(d.fd);

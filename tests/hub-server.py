@@ -20,6 +20,9 @@
 # announces the size), --redirect-loop NAME (the hub's resolve redirects to
 # itself, forever), --big-header NAME (the CDN's reply has a 200 000-byte
 # header line).  --fake-size takes any JSON number (1e30, 1.5) as well.
+# --tls CERT:KEY serves both over HTTPS (PEM files);
+# --proxy adds an HTTP proxy that tunnels CONNECT (as a company's does for
+# HTTPS), its port written third to PORTFILE, each tunnel logged.
 # Faults, per repository: --loop-pages REPO (the last page of the file list
 # links back to the first), --endless-pages REPO (every page links to one
 # more, empty past the end).
@@ -53,7 +56,12 @@ ap.add_argument("--redirect-loop", action="append", default=[])
 ap.add_argument("--big-header", action="append", default=[])
 ap.add_argument("--loop-pages", action="append", default=[])
 ap.add_argument("--endless-pages", action="append", default=[])
+ap.add_argument("--tls", default=None)
+ap.add_argument("--proxy", action="store_true")
 args = ap.parse_args()
+
+
+SCHEME = "https" if args.tls else "http"
 
 
 def number(s):
@@ -158,7 +166,7 @@ class Hub(Base):
             if args.page_size:
                 cur = int(parse_qs(u.query).get("cursor", ["0"])[0])
                 page = entries[cur:cur + args.page_size]
-                tree = "http://127.0.0.1:%d/api/models/%s/tree/main?recursive=true" % (ports["hub"], repo)
+                tree = SCHEME + "://127.0.0.1:%d/api/models/%s/tree/main?recursive=true" % (ports["hub"], repo)
                 if cur + args.page_size < len(entries) or repo in args.endless_pages:
                     extra["Link"] = '<%s&cursor=%d>; rel="next"' % (tree, cur + args.page_size)
                 elif repo in args.loop_pages:
@@ -188,7 +196,7 @@ class Hub(Base):
             self.wfile.write(data)
             return
         self.send_response(302)
-        self.send_header("Location", "http://127.0.0.1:%d/blobs/%s/%s" % (ports["cdn"], repo, rel))
+        self.send_header("Location", SCHEME + "://127.0.0.1:%d/blobs/%s/%s" % (ports["cdn"], repo, rel))
         if sha is not None:
             self.send_header("X-Linked-Etag", '"%s"' % sha)
             self.send_header("ETag", '"%s"' % sha)
@@ -252,15 +260,70 @@ class Cdn(Base):
         self.wfile.write(body)
 
 
+class Proxy(BaseHTTPRequestHandler):
+    """CONNECT host:port: a tunnel to 127.0.0.1 only, bytes both ways."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *a):
+        pass
+
+    def do_CONNECT(self):
+        host, _, port = self.path.rpartition(":")
+        log("proxy CONNECT %s" % self.path)
+        if host != "127.0.0.1":
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        up = socket.create_connection((host, int(port)))
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+
+        def pump(a, b):
+            try:
+                while True:
+                    d = a.recv(65536)
+                    if not d:
+                        break
+                    b.sendall(d)
+            except OSError:
+                pass
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=pump, args=(up, self.connection), daemon=True)
+        t.start()
+        pump(self.connection, up)
+        t.join()
+        up.close()
+        self.close_connection = True
+
+
 hub = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
 cdn = ThreadingHTTPServer(("127.0.0.1", 0), Cdn)
 hub.daemon_threads = cdn.daemon_threads = True
+if args.tls:
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*args.tls.split(":"))
+    hub.socket = ctx.wrap_socket(hub.socket, server_side=True)
+    cdn.socket = ctx.wrap_socket(cdn.socket, server_side=True)
 ports["hub"] = hub.server_address[1]
 ports["cdn"] = cdn.server_address[1]
 threading.Thread(target=cdn.serve_forever, daemon=True).start()
+extra = ""
+if args.proxy:
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    extra = " %d" % proxy.server_address[1]
 tmp = args.portfile + ".tmp"
 with open(tmp, "w") as f:
-    f.write("%d %d\n" % (ports["hub"], ports["cdn"]))
+    f.write("%d %d%s\n" % (ports["hub"], ports["cdn"], extra))
 os.rename(tmp, args.portfile)
 try:
     hub.serve_forever()

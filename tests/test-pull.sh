@@ -352,6 +352,36 @@ grep -q "model-Q8_0.gguf.part is not a file, not a download of natter's" "$tmp/s
 [ -p "$tmp/odd/model-Q8_0.gguf.part" ] && ok || bad "the pipe was removed"
 [ ! -e "$tmp/odd/model-Q8_0.gguf" ] && ok || bad "a file was made beside a linked part"
 
+# Over HTTPS through a proxy that tunnels (CONNECT), as behind a company's
+# proxy: the proxy's "200 Connection established" is not the server's
+# answer.  A download cut at 40% resumes from where it stopped (it was
+# taken for a server that ignores Range, and each resume began at 0).
+mkdir -p "$tmp/troot/org/tls-GGUF"
+head -c 2000000 /dev/urandom > "$tmp/troot/org/tls-GGUF/tls-Q4_K_M.gguf"
+tls=$NATTER_SRCDIR/tests/data/tls
+"$PY" "$NATTER_SRCDIR/tests/hub-server.py" --root "$tmp/troot" --portfile "$tmp/tports" --log "$tmp/thub.log" \
+	--tls "$tls/localhost.crt:$tls/localhost.key" --proxy --cut tls-Q4_K_M.gguf:0.4 2>"$tmp/thub.err" &
+thub_pid=$!
+i=0
+while [ ! -s "$tmp/tports" ] && [ $i -lt 100 ]; do
+	kill -0 "$thub_pid" 2>/dev/null || break
+	sleep 0.1; i=$((i + 1))
+done
+read -r thub_port tcdn_port tproxy_port < "$tmp/tports"
+if [ -n "$tproxy_port" ]; then
+	HF_ENDPOINT="https://127.0.0.1:$thub_port" CURL_CA_BUNDLE="$tls/localhost.crt" https_proxy="http://127.0.0.1:$tproxy_port" \
+		no_proxy= NO_PROXY= "$NATTER_BIN" pull org/tls-GGUF:tls-Q4_K_M.gguf --dir "$tmp/tls" >/dev/null 2>"$tmp/tl1"
+	check "HTTPS through a tunnelling proxy: status" 0 $?
+	cmp -s "$tmp/tls/tls-Q4_K_M.gguf" "$tmp/troot/org/tls-GGUF/tls-Q4_K_M.gguf" && ok || bad "HTTPS through a proxy: bytes differ"
+	grep -q "proxy CONNECT 127.0.0.1:$tcdn_port" "$tmp/thub.log" && ok || bad "the proxy was not used: $(cat "$tmp/thub.log")"
+	check "the resume asked for the rest" "range=- range=bytes=800000-" \
+		"$(sed -n 's|^cdn GET /blobs/org/tls-GGUF/tls-Q4_K_M.gguf \(range=[^ ]*\).*|\1|p' "$tmp/thub.log" | tr '\n' ' ' | sed 's/ $//')"
+	grep -q "does not resume" "$tmp/tl1" && bad "the proxy's answer taken for the server's: $(cat "$tmp/tl1")" || ok
+else
+	bad "the HTTPS hub did not start: $(cat "$tmp/thub.err")"
+fi
+kill "$thub_pid" 2>/dev/null
+
 # 6. natter models: name, size, architecture, quantization, last use from the history.
 db=$tmp/hist.db
 printf 'hello\n' | "$NATTER_BIN" chat --plain -m "$models/tiny-llama-Q4_K_M.gguf" --db "$db" -n 2 >/dev/null 2>&1

@@ -274,6 +274,10 @@ do_hop(CURL *h, struct xfer *x, const char *url, int send_token, int as_get, cha
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, q->connect_timeout_s > 0 ? q->connect_timeout_s : 30L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, q->stall_timeout_s > 0 ? q->stall_timeout_s : 60L);
+	/* Behind a proxy that tunnels HTTPS, its "200 Connection
+	 * established" and headers are not the server's answer (a resume
+	 * taken for a server ignoring Range would start again from 0). */
+	curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header_line);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body_data);

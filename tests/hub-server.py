@@ -19,7 +19,9 @@
 # --no-length NAME (the CDN sends no Content-Length and closes; the hub still
 # announces the size), --redirect-loop NAME (the hub's resolve redirects to
 # itself, forever), --big-header NAME (the CDN's reply has a 200 000-byte
-# header line).  --fake-size takes any JSON number (1e30, 1.5) as well.
+# header line), --status-203 NAME (the CDN ignores Range and answers 203, a
+# transforming proxy's "Non-Authoritative Information", with the whole
+# file).  --fake-size takes any JSON number (1e30, 1.5) as well.
 # --tls CERT:KEY serves both over HTTPS (PEM files);
 # --proxy adds an HTTP proxy that tunnels CONNECT (as a company's does for
 # HTTPS), its port written third to PORTFILE, each tunnel logged.
@@ -56,6 +58,7 @@ ap.add_argument("--redirect-loop", action="append", default=[])
 ap.add_argument("--big-header", action="append", default=[])
 ap.add_argument("--loop-pages", action="append", default=[])
 ap.add_argument("--endless-pages", action="append", default=[])
+ap.add_argument("--status-203", action="append", default=[])
 ap.add_argument("--tls", default=None)
 ap.add_argument("--proxy", action="store_true")
 args = ap.parse_args()
@@ -220,7 +223,9 @@ class Cdn(Base):
         with open(full, "rb") as f:
             data = f.read()
         start = 0
-        if rng and rng.startswith("bytes=") and rng.endswith("-"):
+        if name in args.status_203:
+            self.send_response(203)
+        elif rng and rng.startswith("bytes=") and rng.endswith("-"):
             start = int(rng[6:-1])
             if start >= len(data):
                 self.send_response(416)

@@ -57,7 +57,7 @@ root=$tmp/root
 mkdir -p "$root/org/tiny-GGUF/sub" "$root/org/cut-GGUF" "$root/org/cut2-GGUF" "$root/org/bad-GGUF" \
 	"$root/org/gated-GGUF" "$root/org/nosize-GGUF" "$root/org/huge-GGUF" "$root/org/none-GGUF" "$root/org/hdr-GGUF" \
 	"$root/org/slow-GGUF" "$root/org/nocut-GGUF" "$root/org/nosha-GGUF" "$root/org/size-GGUF" "$root/org/redir-GGUF" \
-	"$root/org/loop-GGUF" "$root/org/endless-GGUF" "$root/org/bigsize-GGUF" "$root/org/frac-GGUF"
+	"$root/org/loop-GGUF" "$root/org/endless-GGUF" "$root/org/bigsize-GGUF" "$root/org/frac-GGUF" "$root/org/n203-GGUF"
 cp "$F/models/tiny-llama-q4_k_m.gguf" "$root/org/tiny-GGUF/tiny-llama-Q4_K_M.gguf"
 cp "$F/models/tiny-llama-q8_0.gguf" "$root/org/tiny-GGUF/sub/tiny-llama-Q8_0.gguf"
 echo "a model card" > "$root/org/tiny-GGUF/README.md"
@@ -82,6 +82,7 @@ for f in a-Q8_0 b-Q4_0 c-Q4_K_M; do head -c 1000 /dev/urandom > "$root/org/loop-
 head -c 1000 /dev/urandom > "$root/org/endless-GGUF/e-Q4_K_M.gguf"
 head -c 1000 /dev/urandom > "$root/org/bigsize-GGUF/big-Q4_K_M.gguf"
 head -c 1000 /dev/urandom > "$root/org/frac-GGUF/frac-Q4_K_M.gguf"
+head -c 1000000 /dev/urandom > "$root/org/n203-GGUF/n203-Q4_K_M.gguf"
 
 "$PY" "$NATTER_SRCDIR/tests/hub-server.py" --root "$root" --portfile "$tmp/ports" --log "$tmp/hub.log" \
 	--token "$token" --gated org/gated-GGUF --cut cut-Q4_K_M.gguf:0.4 --cut cut2-Q4_K_M.gguf:0.4 \
@@ -92,7 +93,8 @@ head -c 1000 /dev/urandom > "$root/org/frac-GGUF/frac-Q4_K_M.gguf"
 	--fake-size short.gguf:250000 --fake-size short2.gguf:250000 --no-length short2.gguf \
 	--fake-size long.gguf:1000 --fake-size long2.gguf:1000 --no-length long2.gguf --big-header bighdr.gguf \
 	--redirect-loop redir-Q4_K_M.gguf --loop-pages org/loop-GGUF --endless-pages org/endless-GGUF \
-	--fake-size big-Q4_K_M.gguf:1e30 --fake-size frac-Q4_K_M.gguf:1.5 \
+	--fake-size big-Q4_K_M.gguf:1e30 --fake-size frac-Q4_K_M.gguf:1.5 --cut n203-Q4_K_M.gguf:0.4 \
+	--status-203 n203-Q4_K_M.gguf \
 	2>"$tmp/hub.err" &
 hub_pid=$!
 i=0
@@ -351,6 +353,15 @@ grep -q "model-Q8_0.gguf.part is not a file, not a download of natter's" "$tmp/s
 	bad "a pipe for a part: message: $(cat "$tmp/sy2")"
 [ -p "$tmp/odd/model-Q8_0.gguf.part" ] && ok || bad "the pipe was removed"
 [ ! -e "$tmp/odd/model-Q8_0.gguf" ] && ok || bad "a file was made beside a linked part"
+
+# A resume answered 203 with the whole file (a transforming proxy's "Non-
+# Authoritative Information"): taken as a server that does not resume, the
+# part started again, not the whole file appended to it (which went past
+# the file's size, was thrown away and fetched a third time).
+"$NATTER_BIN" pull org/n203-GGUF:n203-Q4_K_M.gguf --dir "$tmp/n203" >/dev/null 2>"$tmp/n1"; check "203: status" 0 $?
+cmp -s "$tmp/n203/n203-Q4_K_M.gguf" "$root/org/n203-GGUF/n203-Q4_K_M.gguf" && ok || bad "203: bytes differ"
+grep -q "the server does not resume downloads: starting n203-Q4_K_M.gguf again" "$tmp/n1" && ok || bad "203: $(cat "$tmp/n1")"
+check "203: the file fetched twice (cut, then whole)" 2 "$(grep -c "cdn GET /blobs/org/n203-GGUF/" "$tmp/hub.log")"
 
 # Over HTTPS through a proxy that tunnels (CONNECT), as behind a company's
 # proxy: the proxy's "200 Connection established" is not the server's

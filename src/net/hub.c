@@ -603,8 +603,9 @@ on_head(void *ctx, const struct http_resp *r)
 			return 1;
 		if (d->total < 0)
 			d->total = size;
-	} else if (r->status == 200) {
-		/* The whole file: its length is the file's size. */
+	} else if (r->status >= 200 && r->status < 300) {
+		/* The whole file (200, or a proxy's 203): its length is the
+		 * file's size. */
 		int64_t size = hub_size_header(http_resp_header(r, -1, "Content-Length"));
 		if (hub_size_differs(d, size))
 			return 1;

@@ -292,6 +292,13 @@ check "redirect loop: six hops, once" 6 "$(grep -c "hub GET /org/redir-GGUF/reso
 grep -q "the hub's file list for org/loop-GGUF loops: page 2 links back to page 1" "$tmp/lp" && ok ||
 	bad "looping list: message: $(cat "$tmp/lp")"
 check "looping list: pages read" 2 "$(grep -c "hub GET /api/models/org/loop-GGUF/tree/" "$tmp/hub.log")"
+# A file named, its list unavailable: downloaded without it; pulled again,
+# it is there, unchecked and said so (not called a different file).
+"$NATTER_BIN" pull org/loop-GGUF:a-Q8_0.gguf --dir "$tmp/unl" >/dev/null 2>"$tmp/ul1"; check "no list, a file named: status" 0 $?
+cmp -s "$tmp/unl/a-Q8_0.gguf" "$root/org/loop-GGUF/a-Q8_0.gguf" && ok || bad "no list: bytes differ: $(cat "$tmp/ul1")"
+"$NATTER_BIN" pull org/loop-GGUF:a-Q8_0.gguf --dir "$tmp/unl" >/dev/null 2>"$tmp/ul2"; check "no list, pulled again: status" 0 $?
+grep -q "a-Q8_0.gguf is already there (without the hub's file list there is nothing to check it against" "$tmp/ul2" && ok ||
+	bad "no list, pulled again: $(cat "$tmp/ul2")"
 "$NATTER_BIN" pull org/endless-GGUF >/dev/null 2>"$tmp/ep"; check "endless list: status" 1 $?
 grep -q "the hub's file list for org/endless-GGUF goes on for more than 100 pages" "$tmp/ep" && ok ||
 	bad "endless list: message: $(cat "$tmp/ep")"

@@ -749,6 +749,12 @@ hub_download(const struct hub_opts *o, const char *repo, const struct hub_file *
 	snprintf(dest, destlen, "%s/%s", dir, name);
 	snprintf(part, sizeof(part), "%s.part", dest);
 	if (stat(dest, &st) == 0) {
+		if (f->unlisted) {
+			/* No file list: no size or SHA-256 to tell it by. */
+			notice(o, "%s is already there (without the hub's file list there is nothing to check it against; "
+			    "move it away to download it again)", dest);
+			return 0;
+		}
 		if (f->size >= 0 && st.st_size == f->size && !f->sha256[0]) {
 			notice(o, "%s is already there (the same size; the hub gives no SHA-256 to check it against)",
 			    dest);

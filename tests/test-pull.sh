@@ -51,6 +51,16 @@ HF_ENDPOINT=garbage "$NATTER_BIN" pull "org/x:a..b.gguf" 2>"$tmp/err"; check "HF
 check "HF_ENDPOINT garbage message" "natter: pull: HF_ENDPOINT 'garbage' is not an http:// or https:// address" \
 	"$(cat "$tmp/err")"
 
+# wait_hub PID PORTFILE: until the test hub PID has written its ports (at
+# most 10 s), or has died.
+wait_hub() {
+	i=0
+	while [ ! -s "$2" ] && [ $i -lt 100 ]; do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1; i=$((i + 1))
+	done
+}
+
 # The repositories.
 token="hf_test_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 root=$tmp/root
@@ -97,11 +107,7 @@ head -c 1000000 /dev/urandom > "$root/org/n203-GGUF/n203-Q4_K_M.gguf"
 	--status-203 n203-Q4_K_M.gguf \
 	2>"$tmp/hub.err" &
 hub_pid=$!
-i=0
-while [ ! -s "$tmp/ports" ] && [ $i -lt 100 ]; do
-	kill -0 "$hub_pid" 2>/dev/null || break
-	sleep 0.1; i=$((i + 1))
-done
+wait_hub "$hub_pid" "$tmp/ports"
 if [ ! -s "$tmp/ports" ]; then
 	bad "the test hub did not start: $(cat "$tmp/hub.err")"
 	exit 1
@@ -380,11 +386,7 @@ tls=$NATTER_SRCDIR/tests/data/tls
 "$PY" "$NATTER_SRCDIR/tests/hub-server.py" --root "$tmp/troot" --portfile "$tmp/tports" --log "$tmp/thub.log" \
 	--tls "$tls/localhost.crt:$tls/localhost.key" --proxy --cut tls-Q4_K_M.gguf:0.4 2>"$tmp/thub.err" &
 thub_pid=$!
-i=0
-while [ ! -s "$tmp/tports" ] && [ $i -lt 100 ]; do
-	kill -0 "$thub_pid" 2>/dev/null || break
-	sleep 0.1; i=$((i + 1))
-done
+wait_hub "$thub_pid" "$tmp/tports"
 read -r thub_port tcdn_port tproxy_port < "$tmp/tports"
 if [ -n "$tproxy_port" ]; then
 	HF_ENDPOINT="https://127.0.0.1:$thub_port" CURL_CA_BUNDLE="$tls/localhost.crt" https_proxy="http://127.0.0.1:$tproxy_port" \

@@ -367,6 +367,33 @@ ft $small -o "$tmp/a.gguf" --save-every 4 >/dev/null 2>&1; check "--save-every s
 ft $small -o "$tmp/a.gguf" --resume "$tmp/a.ckpt.gguf" -o "$tmp/b.gguf" 2>"$tmp/err" >/dev/null
 grep -q "at step 8 of 10" "$tmp/err" && cmp -s "$tmp/a.gguf" "$tmp/b.gguf" && ok ||
 	bad "resumed from --save-every: $(cat "$tmp/err")"
+# A chat template that prints the date (as Llama 3's does, strftime_now): its checkpoint
+# resumes on another day (refused before: the examples rendered with the new date had
+# another fingerprint), its examples rendered with the checkpoint's date; the config
+# says when.  faketime (libfaketime) sets the day.
+printf '%s' "{{ 'Today ' + strftime_now('%d %b %Y') + '\n' }}{% for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}" > "$tmp/dated.jinja"
+# (faketime preloads its library: an ASan build is told that is fine.)
+fake() { ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" faketime "$@"; }
+dq="-m $M --data $D/finetune-sft.jsonl --chat-template $tmp/dated.jinja --steps 5 --name dated -t 1"
+if fake '2026-03-01 12:00:00' true 2>/dev/null; then
+	fake '2026-03-01 12:00:00' "$NATTER_BIN" finetune $dq -o "$tmp/day1.gguf" --save-every 2 >/dev/null 2>"$tmp/err"
+	check "a dated template: status" 0 $?
+	t1=$(date -u -d '2026-03-01 12:00:00' +%s 2>/dev/null)
+	grep -a -q -x "render_time=$t1" "$tmp/day1.gguf" && ok || bad "the render time: $(grep -a '^render_time' "$tmp/day1.gguf")"
+	fake '2026-03-02 12:00:00' "$NATTER_BIN" finetune $dq -o "$tmp/day2.gguf" --resume "$tmp/day1.ckpt.gguf" \
+		>/dev/null 2>"$tmp/err"
+	check "a dated template, resumed the next day: status" 0 $?
+	grep -q "resumed .*day1.ckpt.gguf at step 4 of 5" "$tmp/err" && cmp -s "$tmp/day1.gguf" "$tmp/day2.gguf" && ok ||
+		bad "a dated template, resumed the next day: $(cat "$tmp/err")"
+else
+	bad "faketime is needed (tools/install-deps.sh installs it)"
+fi
+# A template without the date: no such line (runs at any time give the same adapter).
+grep -a -q '^render_time=' "$tmp/a.gguf" && bad "render_time with chatml" || ok
+
 # A checkpoint resumed on another model of the same file name and size (an F16
 # and a BF16 file of one shape) is refused: the model is known by its bytes.
 mkdir -p "$tmp/q1" "$tmp/q2"

@@ -3,7 +3,7 @@
 set -e
 pkgs="build-essential autoconf automake pkg-config libncurses-dev libreadline-dev
 libcjson-dev libopenblas-dev libsqlite3-dev sqlite3 tmux valgrind
-libcurl4-openssl-dev libmicrohttpd-dev python3 curl jq openssl clang"
+libcurl4-openssl-dev libmicrohttpd-dev python3 curl jq openssl clang faketime"
 if [ "$(id -u)" -eq 0 ]; then
 	SUDO=
 else

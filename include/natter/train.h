@@ -366,6 +366,13 @@ int tdata_tmpl_new(const struct gguf_file *f, const char *arch, const struct tok
 void tdata_tmpl_free(struct tdata_tmpl *t);
 /* "model", the built-in's or the file's name, with a note when it fell back. */
 const char *tdata_tmpl_name(const struct tdata_tmpl *t);
+/* The time the template's strftime_now tells (a template such as Llama 3's prints the
+ * date): the template's creation, or what tdata_tmpl_set_now sets, before any render (a
+ * checkpoint resumed on another day renders its examples as they were rendered). */
+int64_t tdata_tmpl_now(const struct tdata_tmpl *t);
+void tdata_tmpl_set_now(struct tdata_tmpl *t, int64_t now);
+/* Whether the template asks for the time at all (its text calls strftime_now). */
+int tdata_tmpl_dated(const struct tdata_tmpl *t);
 
 /* A message of a training conversation; TRAIN marks an assistant message to learn. */
 struct tdata_msg {

@@ -508,12 +508,46 @@ config_escape(const char *s)
 	return out;
 }
 
+/* The config's line of the time the examples were rendered at (the chat template's
+ * strftime_now): a resumed run renders them at its checkpoint's. */
+#define RENDER_TIME "render_time="
+
+/* The render time in checkpoint PATH's config into *NOW; 0 when it has none (made before
+ * natter recorded it) or cannot be read (tloop_resume says why, later). */
+static int
+checkpoint_render_time(const char *path, int64_t *now)
+{
+	struct gguf_file *f = NULL;
+	char err[512], *config, *line;
+	int found = 0;
+
+	if (gguf_open(path, &f, err, sizeof(err)) < 0)
+		return 0;
+	config = gguf_get_str(f, "natter.checkpoint.config");
+	for (line = config; line && *line && !found; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		char *end;
+		long long v;
+		if (strncmp(line, RENDER_TIME, strlen(RENDER_TIME)) != 0)
+			continue;
+		errno = 0;
+		v = strtoll(line + strlen(RENDER_TIME), &end, 10);
+		if (errno == 0 && end != line + strlen(RENDER_TIME) && (*end == '\n' || !*end)) {
+			*now = v;
+			found = 1;
+		}
+	}
+	free(config);
+	gguf_close(f);
+	return found;
+}
+
 /* The options a checkpoint must have been made with to be resumed: one per line. */
 static char *
 config_text(const struct ft_args *a, const struct llm_model *m, const char *model_sha, const struct tdata_tmpl *t,
-	    const struct lora_adapter *init, const struct tdata_set *set, unsigned targets, long long steps)
+	    const struct lora_adapter *init, const struct tdata_set *set, unsigned targets, long long steps,
+	    int with_time)
 {
-	char *buf = NULL, pairs[64], *model = config_escape(base_name(llm_model_gguf(m)->path)),
+	char *buf = NULL, pairs[64], when[64] = "", *model = config_escape(base_name(llm_model_gguf(m)->path)),
 	     *tmpl = config_escape(tdata_tmpl_name(t));
 
 	if (!model || !tmpl) {
@@ -527,17 +561,20 @@ config_text(const struct ft_args *a, const struct llm_model *m, const char *mode
 		snprintf(pairs, sizeof(pairs), "targets=the init's\nrank=the init's\nalpha=%.9g", (double)lora_alpha(init));
 	else
 		snprintf(pairs, sizeof(pairs), "targets=%#x\nrank=%d\nalpha=%.9g", targets, a->rank, a->alpha);
+	if (with_time)
+		snprintf(when, sizeof(when), RENDER_TIME "%lld\n", (long long)tdata_tmpl_now(t));
 	/* (Sized to fit: names escaped may be long, and a line cut short would
 	 * lose the lines after it.) */
 	if (asprintf(&buf,
 	    "model=%s %zu bytes, sha256 %s\ntemplate=%s\nmethod=%s\ndata=%d examples, fingerprint %016llx\nctx=%d\n"
 	    "all_turns=%d\n"
 	    "init=%s\n%s\ndropout=%.9g\nlr=%.9g\nlr_min=%.9g\nbeta1=%.9g\nbeta2=%.9g\n"
-	    "weight_decay=%.9g\nwarmup=%d\nbatch=%d\ngrad_accum=%d\nsteps=%lld\nbeta=%.9g\nseed=%lld\n",
+	    "weight_decay=%.9g\nwarmup=%d\nbatch=%d\ngrad_accum=%d\nsteps=%lld\nbeta=%.9g\nseed=%lld\n%s",
 	    model, llm_model_gguf(m)->size, model_sha, tmpl, a->method, set->n,
 	    (unsigned long long)tdata_set_fingerprint(set), a->ctx, a->all_turns, init ? lora_sha256(init) : "none",
 	    pairs, a->dropout, a->lr, a->lr_min, a->beta1, a->beta2,
-	    a->weight_decay, a->warmup, a->batch, a->grad_accum, steps, a->beta, a->seed) < 0)
+	    a->weight_decay, a->warmup, a->batch, a->grad_accum, steps, a->beta, a->seed,
+	    when) < 0)
 		buf = NULL;
 	free(model);
 	free(tmpl);
@@ -718,6 +755,7 @@ cmd_finetune(int argc, char **argv)
 	struct tdata_tmpl *t = NULL;
 	struct tdata_set set;
 	struct lora_adapter *init = NULL;
+	int with_time = 0;   /* the config says when the examples were rendered */
 	struct tmodel *tm = NULL;
 	struct tloop *loop = NULL;
 	struct run r = { 0 };
@@ -820,6 +858,17 @@ cmd_finetune(int argc, char **argv)
 		cli_error("%s", err);
 		goto out;
 	}
+	/* A template that prints the date (as Llama 3's does): the config says when the
+	 * examples were rendered, and a resumed run renders them at its checkpoint's time,
+	 * as they were (a checkpoint from before natter recorded it has no such line, nor
+	 * then has this run's config).  Other templates' runs are the same at any time. */
+	with_time = tdata_tmpl_dated(t);
+	if (with_time && a.resume) {
+		int64_t then;
+		with_time = checkpoint_render_time(a.resume, &then);
+		if (with_time)
+			tdata_tmpl_set_now(t, then);
+	}
 	tdata_set_init(&set, method, a.ctx, a.all_turns);
 	if (a.data.n) {
 		for (int i = 0; i < a.data.n; i++) {
@@ -873,7 +922,7 @@ cmd_finetune(int argc, char **argv)
 		cli_error("%s", err);
 		goto out;
 	}
-	if (!(config = config_text(&a, m, model_sha, t, init, &set, targets, steps))) {
+	if (!(config = config_text(&a, m, model_sha, t, init, &set, targets, steps, with_time))) {
 		cli_error("out of memory");
 		goto out;
 	}

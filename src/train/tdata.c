@@ -22,6 +22,7 @@ struct tdata_tmpl {
 	char *bos_text, *eos_text;
 	const struct tok_vocab *v;
 	time_t now;          /* one date for every render: prefixes of one conversation agree */
+	int dated;           /* the template asks for the time (strftime_now) */
 };
 
 static char *
@@ -97,6 +98,7 @@ tdata_tmpl_new(const struct gguf_file *f, const char *arch, const struct tok_voc
 	}
 	if (!(src = template_source(t, f, arch, spec, err, errlen)))
 		goto fail;
+	t->dated = strstr(src, "strftime_now") != NULL;
 	if (tmpl_compile(src, strlen(src), &t->t, terr, sizeof(terr)) < 0) {
 		const char *g;
 		if (spec) {
@@ -111,6 +113,7 @@ tdata_tmpl_new(const struct gguf_file *f, const char *arch, const struct tok_voc
 			snprintf(err, errlen, "internal error: %s", terr);
 			goto fail;
 		}
+		t->dated = strstr(tmpl_builtin(g), "strftime_now") != NULL;
 	}
 	t->src = src;
 	*out = t;
@@ -134,6 +137,9 @@ tdata_tmpl_free(struct tdata_tmpl *t)
 }
 
 const char *tdata_tmpl_name(const struct tdata_tmpl *t) { return t->name; }
+int64_t tdata_tmpl_now(const struct tdata_tmpl *t) { return (int64_t)t->now; }
+int tdata_tmpl_dated(const struct tdata_tmpl *t) { return t->dated; }
+void tdata_tmpl_set_now(struct tdata_tmpl *t, int64_t now) { t->now = (time_t)now; }
 
 void
 tdata_seq_free(struct tdata_seq *s)

@@ -105,6 +105,12 @@ ft -m "$tmp/mine.gguf" -o "$tmp/d.jsonl" $sft 2>"$tmp/err"; check "-o onto --dat
 grep -q -- "-o $tmp/d.jsonl is the same file as --data $tmp/d.jsonl" "$tmp/err" && ok || bad "-o onto --data: $(cat "$tmp/err")"
 ft -m "$tmp/mine.gguf" -o "$tmp/l.jsonl" --log "$tmp/l.jsonl" $sft 2>"$tmp/err"; check "-o onto --log status" 2 $?
 ft -m "$tmp/mine.gguf" -o "$tmp/x.gguf" --log "$tmp/d.jsonl" $sft 2>"$tmp/err"; check "--log onto --data status" 2 $?
+printf '%s' "{% for m in messages %}{{ m.content }}{% endfor %}" > "$tmp/t.jinja"
+ft -m "$tmp/mine.gguf" -o "$tmp/x.gguf" --log "$tmp/t.jinja" --data "$tmp/d.jsonl" --chat-template "$tmp/t.jinja" --steps 1 \
+	2>"$tmp/err"; check "--log onto --chat-template status" 2 $?
+grep -q -- "--log $tmp/t.jinja is the same file as --chat-template $tmp/t.jinja" "$tmp/err" && ok ||
+	bad "--log onto --chat-template: $(cat "$tmp/err")"
+check "the template kept" "{% for m in messages %}{{ m.content }}{% endfor %}" "$(cat "$tmp/t.jinja")"
 cp "$M" "$tmp/m2.ckpt.gguf"
 ft -m "$tmp/m2.ckpt.gguf" -o "$tmp/m2.gguf" $sft 2>"$tmp/err"; check "checkpoint onto -m status" 2 $?
 grep -q "the checkpoint $tmp/m2.ckpt.gguf is the same file as -m" "$tmp/err" && ok || bad "checkpoint onto -m: $(cat "$tmp/err")"

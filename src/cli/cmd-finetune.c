@@ -664,10 +664,12 @@ out_dir_check(const char *out, const char *ckpt)
 static int
 same_file_check(const struct ft_args *a, const char *out, const char *opt, int skip_resume)
 {
-	struct cli_input in[MAX_DATA + 4];
+	struct cli_input in[MAX_DATA + 5];
 	int n = 0;
 
 	in[n].opt = "-m", in[n++].path = a->model;
+	/* (A built-in template's name is no file here: nothing matches it.) */
+	in[n].opt = "--chat-template", in[n++].path = a->tmpl;
 	for (int i = 0; i < a->data.n; i++)
 		if (strcmp(a->data.v[i], "-") != 0)
 			in[n].opt = "--data", in[n++].path = a->data.v[i];

@@ -149,19 +149,33 @@ ui_conv_finish(struct ui *u)
 			chatlog_ab_cancel(&u->log);   /* no B: nothing to compare */
 			u->ab_view = 0;
 		}
+		/* The engine failed, not the message: it stays. */
+		const int kept = n > 0 && !strcmp(chat_message_role(u->c, n - 1), "user") && n >= u->nmsgs - 1;
 		u->state = "error";
-		if (n > 0 && !strcmp(chat_message_role(u->c, n - 1), "user") && n >= u->nmsgs - 1)
-			/* The engine failed, not the message: it stays. */
-			ui_screen_notify(u, 1, "no reply (F5 sends your message again): %s", err);
-		else
-			ui_screen_notify(u, 1, "%s", err);
 		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
 			ui_screen_pop(u);
 		if (!u->regen && u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "user") &&
 		    chat_n_messages(u->c) < u->nmsgs) {
-			if (!ui_input_text()[0])
-				ui_input_set(u, u->unsent ? u->unsent : "");
+			/* Withdrawn: back in the input line as typed (a message
+			 * starting with "/" was typed "//"), or, when the user has
+			 * typed on meanwhile, in the input history, as every line
+			 * sent is, and said so. */
+			const char *m = u->unsent ? u->unsent : "";
+			if (!ui_input_text()[0]) {
+				char *typed = malloc(strlen(m) + 2);
+				if (typed)
+					snprintf(typed, strlen(m) + 2, "%s%s", m[0] == '/' ? "/" : "", m);
+				ui_input_set(u, typed ? typed : m);
+				free(typed);
+				ui_screen_notify(u, 1, "%s", err);
+			} else {
+				ui_screen_notify(u, 1, "%s (your message is in the input history: Up)", err);
+			}
 			ui_screen_pop(u);
+		} else if (kept) {
+			ui_screen_notify(u, 1, "no reply (F5 sends your message again): %s", err);
+		} else {
+			ui_screen_notify(u, 1, "%s", err);
 		}
 		if (u->regen)
 			ui_conv_sync(u);   /* the reply that was to be replaced is still there */

@@ -99,9 +99,26 @@ static void take_line(char *line);
 static void
 on_line(char *line)
 {
+	char *draft = NULL;
+
+	/* An entry recalled with Up (or Ctrl-R) was sent: the line being
+	 * typed before, which readline keeps aside until the next line and
+	 * then drops, comes back once the entry is used. */
+	if (line && where_history() < history_length) {
+		rl_maybe_unsave_line();
+		if (rl_line_buffer && !ui_text_blank(rl_line_buffer) && strcmp(rl_line_buffer, line) != 0)
+			draft = strdup(rl_line_buffer);
+	}
 	taking = 1;
 	take_line(line);
 	taking = 0;
+	if (draft) {
+		if (!U->pending && !U->quit)
+			keep(U, draft, "");
+		else
+			remember(draft);   /* the line holds another text: Up finds it */
+		free(draft);
+	}
 }
 
 static void
@@ -244,6 +261,12 @@ ui_input_setup(struct ui *u)
 	rl_bind_keyseq("\\e\\n", rl_newline_cmd);
 	using_history();
 	stifle_history(1000);
+	/* A message of several lines is one entry in the file too: each
+	 * entry after a "#TIME" line, read back whole (a file from before,
+	 * without them, reads as it did). */
+	history_comment_char = '#';
+	history_write_timestamps = 1;
+	history_multiline_entries = 1;
 	if (xdg && *xdg)
 		snprintf(u->rl_hist_path, sizeof(u->rl_hist_path), "%s/natter/input_history", xdg);
 	else if (home)

@@ -327,6 +327,19 @@ T send-keys -t ui Enter
 wait_for "the message is [0-9]+ tokens long" 10 && ok || bad "no refusal: $(screen)"
 wait_for "^y{39}$" 10 && ok || bad "the refused message did not come back: $(screen)"
 sql_is "SELECT count(*) FROM messages WHERE content LIKE 'yyyy%'" 0 && ok || bad "the refused message was stored"
+# One starting with "/" (typed "//") comes back as typed, not as the command
+# "/yyy...".  Its refusal names another length: once that shows, the line
+# was put back in the same step.
+n1=$(screen | sed -n 's/.*the message is \([0-9]*\) tokens long.*/\1/p' | head -n 1)
+other_length() { n2=$(screen | sed -n 's/.*the message is \([0-9]*\) tokens long.*/\1/p' | head -n 1); [ -n "$n2" ] && [ "$n2" != "$n1" ]; }
+T send-keys -t ui C-u
+T set-buffer -b l "//$(printf 'z%.0s' $(seq 1 400))"
+T paste-buffer -p -b l -t ui
+T send-keys -t ui Enter
+DEADLINE=10 until_ok other_length || bad "no refusal of the //message: $(screen)"
+T send-keys -t ui C-a   # its start in view
+wait_for "^> //z" 10 && ok || bad "the refused //message did not come back as typed: $(screen)"
+T send-keys -t ui C-u
 stop
 
 # 15. Esc during a long prompt: progress is shown, and it stops mid-prompt.

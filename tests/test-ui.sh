@@ -702,7 +702,10 @@ stop
 # 28c. A line recalled with Up and sent: the draft typed before Up comes
 # back into the input line (readline kept it aside and dropped it at the
 # next line).  A message of several lines is one entry of the input
-# history across a restart (it came back a line at a time).
+# history across a restart (it came back a line at a time); a file from
+# before, without "#TIME" lines, still reads a line an entry.
+mkdir -p "$tmp/draft/natter"
+printf 'old one\nold two\n' > "$tmp/draft/natter/input_history"
 start 100 30 "XDG_DATA_HOME=$tmp/draft" "--no-history -n 4"
 wait_for "Type a message" || bad "start: $(screen)"
 T send-keys -t ui "first words" Enter
@@ -721,6 +724,8 @@ T send-keys -t ui Up
 wait_for "^> line one" 10 && shows "^line two" && ok || bad "the two-line entry after a restart: $(screen)"
 T send-keys -t ui Up
 wait_for "^> first words" 10 && ok || bad "the entry before it: $(screen)"
+T send-keys -t ui Up Up
+wait_for "^> old two" 10 && ok || bad "an entry of the file from before: $(screen)"
 T send-keys -t ui C-u F10
 wait_file "$tmp/stty.after" || bad "F10 did not quit"
 stop

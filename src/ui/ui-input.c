@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curses.h>
 #include <readline/history.h>
@@ -262,11 +263,12 @@ ui_input_setup(struct ui *u)
 	using_history();
 	stifle_history(1000);
 	/* A message of several lines is one entry in the file too: each
-	 * entry after a "#TIME" line, read back whole (a file from before,
-	 * without them, reads as it did). */
+	 * entry is written after a "#TIME" line, and readline reads a file
+	 * that starts with one an entry at a time, its lines together (a
+	 * file from before, without them, a line at a time, as it did:
+	 * ui_input_teardown stamps its entries). */
 	history_comment_char = '#';
 	history_write_timestamps = 1;
-	history_multiline_entries = 1;
 	if (xdg && *xdg)
 		snprintf(u->rl_hist_path, sizeof(u->rl_hist_path), "%s/natter/input_history", xdg);
 	else if (home)
@@ -300,6 +302,19 @@ ui_input_teardown(struct ui *u)
 			if (outfile_mkdirs(dir, 0700, NULL, 0) < 0)
 				e = errno;
 		}
+		/* Entries read from a file without times get one: else
+		 * the file would not start with one, and its entries of
+		 * several lines would come back a line at a time. */
+		HIST_ENTRY **all = history_list();
+		for (int i = 0; all && all[i]; i++)
+			if (!all[i]->timestamp || !all[i]->timestamp[0]) {
+				char ts[32], *p;
+				snprintf(ts, sizeof(ts), "#%lld", (long long)time(NULL));
+				if ((p = strdup(ts)) != NULL) {
+					free(all[i]->timestamp);
+					all[i]->timestamp = p;
+				}
+			}
 		if (e || (e = write_history(u->rl_hist_path)) != 0)
 			fprintf(stderr, "natter: the input history was not saved to %s: %s\n", u->rl_hist_path,
 			    strerror(e));

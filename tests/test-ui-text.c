@@ -1,7 +1,11 @@
 /* test-ui-text.c -- the screen model's text: wrapping, code blocks kept whole, counts, base64. */
 #include "config.h"
 
+#include <errno.h>
 #include <locale.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "ui/ui.h"
@@ -10,6 +14,73 @@ static int
 line_is(const char *s, const struct ui_line *l, const char *want)
 {
 	return l->len == strlen(want) && !memcmp(s + l->off, want, l->len);
+}
+
+/* The input history's file, read back. */
+struct got {
+	char *e[16];
+	int n;
+};
+
+static void
+got_add(const char *entry, void *arg)
+{
+	struct got *g = arg;
+	if (g->n < 16)
+		g->e[g->n] = strdup(entry);
+	g->n++;
+}
+
+static void
+history_file(void)
+{
+	char dir[] = "/tmp/test-ui-hist-XXXXXX", path[64], err[256], big[70000];
+	/* What readline's format lost or misread: an empty line inside a
+	 * message, a line that looks like a time, backslashes, a carriage
+	 * return, bytes that are not UTF-8, a line longer than any buffer. */
+	const char *in[] = { "plain", "para one\n\npara two\n", "#1700000000\nnot a time", "a\\nb \\ c\\",
+		"cr\r\nlf", "bad \xff\xfe utf-8", big };
+	int n = (int)(sizeof(in) / sizeof(in[0]));
+	struct got g = { { 0 }, 0 };
+	FILE *f;
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	big[100] = '\n';
+	if (!mkdtemp(dir)) {
+		CHECK(0, "mkdtemp: %s", strerror(errno));
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/h", dir);
+	CHECK(ui_history_load(path, got_add, &g, err, sizeof(err)) == 0 && g.n == 0, "no file: nothing, %d", g.n);
+	CHECK(ui_history_save(path, in, n, err, sizeof(err)) == 0, "save: %s", err);
+	CHECK(ui_history_load(path, got_add, &g, err, sizeof(err)) == 1, "load: %s", err);
+	CHECK(g.n == n, "%d entries back of %d", g.n, n);
+	for (int i = 0; i < n && i < g.n; i++)
+		CHECK(g.e[i] && !strcmp(g.e[i], in[i]), "entry %d back as it was: '%.40s'", i, g.e[i] ? g.e[i] : "");
+	for (int i = 0; i < g.n && i < 16; i++)
+		free(g.e[i]);
+	/* A file of readline's (from before) is left to readline: 0. */
+	if ((f = fopen(path, "w")) != NULL) {
+		fputs("#1700000000\nold entry\n", f);
+		fclose(f);
+	}
+	g.n = 0;
+	CHECK(ui_history_load(path, got_add, &g, err, sizeof(err)) == 0 && g.n == 0, "readline's format: %d", g.n);
+	/* A save that cannot be made leaves the file as it was. */
+	{
+		char sub[96], hold[96];
+		snprintf(sub, sizeof(sub), "%s/d", dir);
+		snprintf(hold, sizeof(hold), "%s/d/h", dir);
+		CHECK(mkdir(sub, 0700) == 0 && mkdir(hold, 0700) == 0, "mkdir");
+		CHECK(ui_history_save(hold, in, n, err, sizeof(err)) != 0 && strstr(err, hold), "a folder in the way: %s",
+		    err);
+		CHECK(ui_history_load(hold, got_add, &g, err, sizeof(err)) == -1, "a folder read");
+		rmdir(hold);
+		rmdir(sub);
+	}
+	unlink(path);
+	rmdir(dir);
 }
 
 int
@@ -123,5 +194,6 @@ main(void)
 		CHECK(ui_text_fit(w, strlen(w), 99) == 8 && ui_text_fit(w, strlen(w), 0) == 0, "fit all, none");
 	}
 	CHECK(ui_text_blank("  \t\n ") && ui_text_blank("") && !ui_text_blank("  x "), "blank");
+	history_file();
 	return test_done("test-ui-text");
 }

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <curses.h>
 #include <readline/history.h>
@@ -69,6 +68,37 @@ keep(struct ui *u, const char *line, const char *tail)
 	memcpy(p + a, tail, b + 1);
 	free(u->pending);
 	u->pending = p;
+}
+
+/* An entry of the input history's file. */
+static void
+add_entry(const char *entry, void *arg)
+{
+	(void)arg;
+	add_history(entry);
+}
+
+/* readline's input history into PATH, in natter's format; a failure is
+ * said on stderr (the terminal is the user's again). */
+static void
+save_history(const char *path)
+{
+	HIST_ENTRY **all = history_list();
+	const char **lines;
+	char err[4200];
+	int n = 0;
+
+	while (all && all[n])
+		n++;
+	if ((lines = malloc((size_t)(n ? n : 1) * sizeof(*lines))) == NULL) {
+		fprintf(stderr, "natter: the input history was not saved to %s: out of memory\n", path);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		lines[i] = all[i]->line;
+	if (ui_history_save(path, lines, n, err, sizeof(err)) != 0)
+		fprintf(stderr, "natter: the input history was not saved: %s\n", err);
+	free(lines);
 }
 
 /* LINE into the input history.  readline's place in it stays past the
@@ -262,19 +292,22 @@ ui_input_setup(struct ui *u)
 	rl_bind_keyseq("\\e\\n", rl_newline_cmd);
 	using_history();
 	stifle_history(1000);
-	/* A message of several lines is one entry in the file too: each
-	 * entry is written after a "#TIME" line, and readline reads a file
-	 * that starts with one an entry at a time, its lines together (a
-	 * file from before, without them, a line at a time, as it did:
-	 * ui_input_teardown stamps its entries). */
+	/* An input history from before natter wrote its own format is
+	 * readline's: a line an entry, or entries after "#TIME" lines
+	 * (history_comment_char), their lines together. */
 	history_comment_char = '#';
-	history_write_timestamps = 1;
 	if (xdg && *xdg)
 		snprintf(u->rl_hist_path, sizeof(u->rl_hist_path), "%s/natter/input_history", xdg);
 	else if (home)
 		snprintf(u->rl_hist_path, sizeof(u->rl_hist_path), "%s/.local/share/natter/input_history", home);
-	if (u->rl_hist_path[0])
-		read_history(u->rl_hist_path);
+	if (u->rl_hist_path[0]) {
+		char err[4200];
+		int r = ui_history_load(u->rl_hist_path, add_entry, NULL, err, sizeof(err));
+		if (r == 0)
+			read_history(u->rl_hist_path);
+		else if (r < 0)
+			u->rl_hist_err = strdup(err);
+	}
 	using_history();   /* past its end (remember) */
 }
 
@@ -302,23 +335,17 @@ ui_input_teardown(struct ui *u)
 			if (outfile_mkdirs(dir, 0700, NULL, 0) < 0)
 				e = errno;
 		}
-		/* Entries read from a file without times get one: else
-		 * the file would not start with one, and its entries of
-		 * several lines would come back a line at a time. */
-		HIST_ENTRY **all = history_list();
-		for (int i = 0; all && all[i]; i++)
-			if (!all[i]->timestamp || !all[i]->timestamp[0]) {
-				char ts[32], *p;
-				snprintf(ts, sizeof(ts), "#%lld", (long long)time(NULL));
-				if ((p = strdup(ts)) != NULL) {
-					free(all[i]->timestamp);
-					all[i]->timestamp = p;
-				}
-			}
-		if (e || (e = write_history(u->rl_hist_path)) != 0)
+		if (e)
 			fprintf(stderr, "natter: the input history was not saved to %s: %s\n", u->rl_hist_path,
 			    strerror(e));
+		else if (u->rl_hist_err)
+			fprintf(stderr, "natter: the input history was not saved: it could not be read (%s), "
+			    "and is left as it was\n", u->rl_hist_err);
+		else
+			save_history(u->rl_hist_path);
 	}
+	free(u->rl_hist_err);
+	u->rl_hist_err = NULL;
 	rl_callback_handler_remove();
 	free(u->pending);
 	u->pending = NULL;

@@ -72,6 +72,18 @@ char *ui_text_base64(const char *s, size_t n);
 /* Whether S holds nothing but spaces, tabs and newlines. */
 int ui_text_blank(const char *s);
 
+/* --- the input history's file (ui-history.c) --- */
+
+/* Writes the N ENTRIES to PATH in natter's format (an entry a line, line
+ * breaks escaped), under a temporary name renamed over the old file.
+ * Returns 0, or -1 with ERR (the old file left as it was). */
+int ui_history_save(const char *path, const char *const *entries, int n, char *err, size_t errlen);
+/* Reads PATH, calling ADD for each entry in order.  Returns 1 when PATH
+ * is in natter's format, 0 when it is not (readline's format, or empty)
+ * or does not exist, and -1 with ERR when it cannot be read. */
+int ui_history_load(const char *path, void (*add)(const char *entry, void *arg), void *arg, char *err,
+    size_t errlen);
+
 /* --- theme (ui-theme.c) --- */
 
 enum ui_elem {
@@ -230,6 +242,7 @@ struct ui {
 	int quit;
 	int exit_status;
 	char rl_hist_path[4096];
+	char *rl_hist_err;        /* why the input history could not be read: it is not written over (owned) */
 	/* A/B comparisons (ui-ab.c); u->log.ab says which replies. */
 	int ab_view;              /* the two replies are shown over the conversation */
 	int ab_top;               /* the view's first line */

@@ -660,6 +660,10 @@ test_hostile(void)
 		{ { 1, 1 << 16, 32, 32, 4 }, "65536 value heads" },
 		{ { 2, 4, 32, 32, 1 << 30 }, "conv kernel 2^30" },
 		{ { 4096, 4096, 1024, 1024, 4 }, "a 16 GiB state" },
+		/* 1 GiB a layer from a file of a few MB a layer: each layer's
+		 * state was taken and written at once. */
+		{ { 16, 256, 1024, 1024, 1 }, "a 1 GiB state" },
+		{ { 16, 64, 256, 257, 4 }, "a state of 2^22 + 2^14 floats" },
 	};
 	char err[256];
 
@@ -671,6 +675,13 @@ test_hostile(void)
 	}
 	CHECK(dn_state_new(NULL, err, sizeof(err)) == NULL, "no shape accepted");
 	dn_state_free(NULL);
+	/* The largest state taken: 2^22 floats (Qwen3.5's is 2^19). */
+	{
+		struct dn_shape big = { 16, 64, 256, 256, 4 };
+		struct dn_state *st = dn_state_new(&big, err, sizeof(err));
+		CHECK(st != NULL, "a state of %d floats: %s", big.n_v_heads * big.d_k * big.d_v, err);
+		dn_state_free(st);
+	}
 	/* the smallest legal shape works: conv kernel 1 (no conv state), 1x1 heads */
 	struct dn_shape one = { 1, 1, 1, 1, 1 };
 	struct dn_state *st = dn_state_new(&one, err, sizeof(err));

@@ -173,7 +173,12 @@ test_attacks(void)
 
 	rb_header(&b, 3, 0, 1);
 	rb_str(&b, "general.alignment"); rb_u32(&b, GGUF_VT_UINT32); rb_u32(&b, 24);
-	expect_fail("alignment 24", &b, "general.alignment is 24 (must be a non-zero power of two)");
+	expect_fail("alignment 24", &b, "general.alignment is 24 (must be a power of two, 8 or more)");
+
+	/* Less than the specification's 8: floats at odd addresses. */
+	rb_header(&b, 3, 0, 1);
+	rb_str(&b, "general.alignment"); rb_u32(&b, GGUF_VT_UINT32); rb_u32(&b, 2);
+	expect_fail("alignment 2", &b, "general.alignment is 2 (must be a power of two, 8 or more)");
 
 	rb_header(&b, 3, 0, 1);
 	rb_str(&b, "general.alignment"); rb_str(&b, "32");
@@ -231,6 +236,17 @@ test_attacks(void)
 	rb_tensor(&b, "b", 2, ne2, GGML_TYPE_F32, 128);
 	rb_pad(&b, 32, 512);
 	expect_fail("overlap", &b, "overlap");
+
+	/* An empty tensor between two that overlap does not hide them. */
+	{
+		uint64_t ne0[1] = { 0 };
+		rb_header(&b, 3, 3, 0);
+		rb_tensor(&b, "a", 2, ne2, GGML_TYPE_F32, 0);
+		rb_tensor(&b, "e", 1, ne0, GGML_TYPE_F32, 64);
+		rb_tensor(&b, "b", 2, ne2, GGML_TYPE_F32, 128);
+		rb_pad(&b, 32, 512);
+		expect_fail("overlap around an empty tensor", &b, "tensors 'a' and 'b' overlap");
+	}
 
 	rb_header(&b, 3, 2, 0);
 	rb_tensor(&b, "a", 2, ne2, GGML_TYPE_F32, 0);

@@ -39,11 +39,12 @@
 #define DN_CHUNK 64
 
 /* Limits of dn_shape_check: generous beside real models (Qwen3.5: 16/32
- * heads of 128, kernel 4), small enough that no size overflows. */
+ * heads of 128, kernel 4), small enough that no size overflows and that
+ * a small file cannot ask for gigabytes of state a layer. */
 #define DN_MAX_HEADS 4096
 #define DN_MAX_HEAD_DIM 1024
 #define DN_MAX_CONV 64
-#define DN_MAX_STATE_FLOATS ((size_t)1 << 28)
+#define DN_MAX_STATE_FLOATS ((size_t)1 << 22)   /* 16 MiB a layer; Qwen3.5's is 2^19 floats */
 
 /* Shapes of one layer, all from the GGUF metadata. */
 struct dn_shape {

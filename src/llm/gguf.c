@@ -453,8 +453,10 @@ parse(struct gguf_file_priv *pf, char *err, size_t errlen)
 				    gguf_vtype_name(a->val.type));
 				return -GGUF_ERR_FORMAT;
 			}
-			if (a->val.v.u64 == 0 || (a->val.v.u64 & (a->val.v.u64 - 1)) != 0) {
-				cur_fail(&c, "general.alignment is %" PRIu64 " (must be a non-zero power of two)",
+			/* The GGUF specification: a multiple of 8.  Less would put
+			 * weights at addresses no float may be read from. */
+			if (a->val.v.u64 < 8 || (a->val.v.u64 & (a->val.v.u64 - 1)) != 0) {
+				cur_fail(&c, "general.alignment is %" PRIu64 " (must be a power of two, 8 or more)",
 				    a->val.v.u64);
 				return -GGUF_ERR_FORMAT;
 			}
@@ -559,9 +561,15 @@ parse(struct gguf_file_priv *pf, char *err, size_t errlen)
 		for (uint64_t i = 0; i < f->n_tensors; i++)
 			order[i] = &f->tensors[i];
 		qsort(order, f->n_tensors, sizeof(*order), cmp_by_offset);
-		for (uint64_t i = 1; i < f->n_tensors; i++) {
-			const struct gguf_tensor *a = order[i - 1], *b = order[i];
-			if (a->offset + a->nbytes > b->offset && a->nbytes > 0 && b->nbytes > 0) {
+		/* Each tensor against the one before it that reaches furthest (an
+		 * empty tensor between two that overlap hid them from each other). */
+		for (uint64_t i = 0, far = UINT64_MAX; i < f->n_tensors; i++) {
+			const struct gguf_tensor *b = order[i], *a = far == UINT64_MAX ? NULL : order[far];
+			if (!b->nbytes)
+				continue;
+			if (!a || b->offset + b->nbytes > a->offset + a->nbytes)
+				far = i;
+			if (a && a->offset + a->nbytes > b->offset) {
 				char nb2[80];
 				cur_fail(&c, "tensors '%s' and '%s' overlap in the data section",
 				    printable(a->name, nb, sizeof(nb)), printable(b->name, nb2, sizeof(nb2)));

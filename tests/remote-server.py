@@ -3,7 +3,7 @@
 #
 # POST /v1/chat/completions answers with the fixture named by the request's
 # "model" (tests/data/remote/MODEL.sse); GET /v1/models lists the fixtures
-# (or only --only NAME).  With --tls-cert FILE --tls-key FILE it speaks
+# (or only --only NAME; and --pad-models N more).  With --tls-cert FILE --tls-key FILE it speaks
 # HTTPS with that certificate.  Listens on 127.0.0.1, a port the kernel chooses,
 # written to PORTFILE.  Each request is logged to LOG as one JSON line: the
 # path, the model, the request's field names and sampling values, whether an
@@ -24,6 +24,7 @@
 #   refuse-longer: N             or a message longer than N characters) answer
 #   refuse-status: 400           with this status
 #   refuse-body: {...}           and this body instead
+#   refuse-as: stream            or: status 200, an event stream whose body is refuse-body
 #   require-key: yes             unless the bearer token is $REMOTE_TEST_KEY, answer 401
 #   key-body: {...}              with this body
 #   echo-key: yes                {KEY} in the body becomes the bearer token received
@@ -44,6 +45,7 @@ ap.add_argument("--log", required=True)
 ap.add_argument("--only", default=None)
 ap.add_argument("--tls-cert", default=None)
 ap.add_argument("--tls-key", default=None)
+ap.add_argument("--pad-models", type=int, default=0)   # this many more models listed, "pad-N"
 args = ap.parse_args()
 
 log_lock = threading.Lock()
@@ -112,6 +114,7 @@ class Handler(BaseHTTPRequestHandler):
         if args.only:
             names = [args.only]
         log({"path": self.path, "auth": self.auth()})
+        names += ["pad-%06d" % i for i in range(args.pad_models)]
         self.send_json(200, {"object": "list", "data": [
             {"id": n, "object": "model", "created": 1732000000, "owned_by": "replay"} for n in names]})
 
@@ -143,6 +146,10 @@ class Handler(BaseHTTPRequestHandler):
                 (longer is not None and any(len(str(m.get("content"))) > longer for m in req.get("messages", []))):
             entry["outcome"] = "refused"
             log(entry)
+            if fx.get("refuse-as") == "stream":
+                self.reply(200, dict(fx, headers=[("Content-Type", "text/event-stream")]),
+                           fx.get("refuse-body", "").encode() + b"\n\n")
+                return
             b = fx.get("refuse-body", "{}").encode()
             self.send_response(fx.get("refuse-status", 400))
             self.send_header("Content-Type", "application/json")

@@ -643,6 +643,7 @@ struct fake {
 	int nomem;                 /* 1: prepare, 2: run, 3: prepare after a run's refusal fails, out of memory */
 	int refused;               /* a run refused the prompt as too long */
 	int run_fits;              /* 0, or the turns a run takes: more are refused as too long, as a server does */
+	const size_t *lens;        /* each piece's length (NUL bytes in it), or NULL: strlen */
 };
 
 static int
@@ -689,7 +690,7 @@ fake_run(void *e, struct chat_run *r, struct chat_stats *st, char *err, size_t e
 			break;
 		}
 		st->n_gen++;
-		if (chat_run_piece(r, f->pieces[i], strlen(f->pieces[i])) == CHAT_RUN_STOP) {
+		if (chat_run_piece(r, f->pieces[i], f->lens ? f->lens[i] : strlen(f->pieces[i])) == CHAT_RUN_STOP) {
 			st->stop = CHAT_STOP_STRING;
 			break;
 		}
@@ -737,7 +738,7 @@ test_engine_interface(void)
 {
 	static const char *const script[] = { "Hel", "lo S", "TO", "P never shown", NULL };
 	static const char *const plain[] = { "a", "b", NULL };
-	struct fake f = { 3, 0, "", "", script, 0, 0, 0, 0, 0, 0, 0 };
+	struct fake f = { 3, 0, "", "", script, 0, 0, 0, 0, 0, 0, 0, NULL };
 	struct chat_opts o;
 	struct chat_engine_info info;
 	struct chat_stats st;
@@ -806,8 +807,23 @@ test_engine_interface(void)
 	    !strcmp(chat_message_content(c, 5), ""), "cancelled: %s", chat_stop_name(st.stop));
 	CHECK(chat_regenerate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && st.stop == CHAT_STOP_EOG &&
 	    chat_alt_count(c, 5) == 2 && !strcmp(chat_message_content(c, 5), "ab"), "the cancel ended with its reply");
+	/* A reply with a NUL byte in it (a model's <0x00> token): the
+	 * message holds all of it, the NUL as U+FFFD (it ended the message,
+	 * the history's row and the next prompt there). */
+	{
+		static const char *const nul[] = { "be\0fore", " after", NULL };
+		static const size_t nul_len[] = { 7, 6 };
+		f.pieces = nul;
+		f.lens = nul_len;
+		chat_add_user(c, "nul", 3);
+		CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 &&
+		    !strcmp(chat_message_content(c, chat_n_messages(c) - 1), "be\xef\xbf\xbd" "fore after"),
+		    "a NUL in a reply: [%s]", chat_message_content(c, chat_n_messages(c) - 1));
+		f.lens = NULL;
+		f.pieces = plain;
+	}
 	chat_free(c);
-	CHECK(f.freed == 1 && f.runs == 4, "the engine is freed with the session (%d runs)", f.runs);
+	CHECK(f.freed == 1 && f.runs == 5, "the engine is freed with the session (%d runs)", f.runs);
 	/* A session that cannot be made frees the engine it was given. */
 	f.freed = 0;
 	o.sp.temp = -1;

@@ -239,7 +239,13 @@ for f in openai vllm llama-server ollama tgi keepalive; do
 	check "$f: printed" "$want" "$(cat "$tmp/$f.out")"
 	case $f in vllm | tgi) end=finished ;; *) end=finished-or-stop-string ;; esac
 	check "$f: stored" "$end|$want" "$(stored "$f")"
-	check "$f: recorded as a remote model" "remote|$URL/v1|$f" "$(q "$tmp/$f.db" "SELECT kind, endpoint, file_name FROM models")"
+	# The reply is the model's the server named in it (OpenAI: the dated snapshot of an alias);
+	# the conversation was begun with the one asked for.
+	named=$(grep -o '"model":"[^"]*"' "$D/$f.sse" | head -1 | cut -d'"' -f4)
+	check "$f: recorded as the model the server named" "remote|$URL/v1|$named" "$(q "$tmp/$f.db" "SELECT kind, endpoint,
+		file_name FROM models WHERE id = (SELECT model_id FROM generations ORDER BY id DESC LIMIT 1)")"
+	check "$f: the conversation's model, as asked" "$f" "$(q "$tmp/$f.db" "SELECT file_name FROM models WHERE id =
+		(SELECT model_id FROM conversations ORDER BY id DESC LIMIT 1)")"
 done
 check "openai: usage tokens" "12 19" "$(q "$tmp/openai.db" "SELECT n_gen || ' ' || prompt_tokens FROM generations")"
 check "vllm: usage tokens" "5 24" "$(q "$tmp/vllm.db" "SELECT n_gen || ' ' || prompt_tokens FROM generations")"
@@ -247,6 +253,24 @@ check "llama-server: usage and cache" "6 20 12 8" "$(q "$tmp/llama-server.db" "S
 check "llama-server: its own timings" "100.0 197.5" \
 	"$(q "$tmp/llama-server.db" "SELECT printf('%.1f %.1f', gen_tps, prompt_tps) FROM generations")"
 check "ollama: usage tokens" "6 30" "$(q "$tmp/ollama.db" "SELECT n_gen || ' ' || prompt_tokens FROM generations")"
+# Ollama's OpenAI API drops top_k, min_p, repeat_penalty and chat_template_kwargs without a word:
+# known by its fingerprint, the reply is stored without them (they were stored as used), they
+# are not sent again, and /think is said not to reach it.
+rm -f "$tmp/ollama.db"
+run ollama "/think on
+First
+Second"
+check "ollama: the extras and think stored as not used" "0.8||||default" "$(q "$tmp/ollama.db" "SELECT
+	group_concat(printf('%.1f', temp) || '|' || COALESCE(top_k, '') || '|' || COALESCE(min_p, '') || '|' ||
+	COALESCE(repeat_penalty, '') || '|' || COALESCE(think, ''), ' ') FROM (SELECT * FROM generations ORDER BY id
+	LIMIT 1)")"
+check "ollama: every reply so" "2" "$(q "$tmp/ollama.db" "SELECT count(*) FROM generations WHERE top_k IS NULL AND
+	min_p IS NULL AND repeat_penalty IS NULL AND think = 'default'")"
+check "ollama: sent once, then not" "True True|False False" "$("$PY" -c 'import json, sys
+e = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l).get("model") == "ollama"][-2:]
+print("|".join("%s %s" % ("top_k" in x["fields"], "chat_template_kwargs" in x["fields"]) for x in e))' "$tmp/replay.log")"
+has "ollama: said" "$tmp/ollama.err" "the server is Ollama, which ignores top_k, min_p and repeat_penalty here"
+has "ollama: /think said" "$tmp/ollama.err" "the server is Ollama, which ignores chat_template_kwargs"
 # TGI's stream here reports no counts: the pieces are not tokens, the
 # prompt's length is not known, and both are stored as such (NULL).
 check "tgi: no counts, none stored" "1 1" \
@@ -343,6 +367,10 @@ check "vllm-longstop: ended at the long stop string" "stop-string|Two words" "$(
 run error-midstream "Go on"
 has "error-midstream: message" "$tmp/error-midstream.err" "the server reported an error in the middle of the reply: the KV cache ran out of slots"
 check "error-midstream: kept" "error|Half a thought" "$(stored error-midstream)"
+# llama-server's own form: an "error: {...}" line, the bare error object.
+run error-line "Go on"
+has "error-line: message" "$tmp/error-line.err" "the server reported an error in the middle of the reply: the slot's KV cache ran out"
+check "error-line: kept" "error|Half a" "$(stored error-line)"
 run vllm-error-flat "Go on"
 has "vllm-error-flat: message" "$tmp/vllm-error-flat.err" "the server reported an error in the middle of the reply: Internal server error: CUDA out of memory"
 check "vllm-error-flat: kept" "error|Once" "$(stored vllm-error-flat)"
@@ -358,6 +386,17 @@ for f in vllm-done-cut vllm-finish-cut; do
 	check "$f: stored as finished" "finished|$(expect_text vllm)" "$(stored "$f")"
 	check "$f: no error said" "" "$(cat "$tmp/$f.err")"
 done
+# [DONE] with the stream left open: the reply is whole there.  (Before, it waited for the read
+# timeout; 60 s here is only how long a hang may take to fail the test.)
+printf 'Go on\n' | timeout 60 "$NATTER_BIN" chat --plain --remote "$URL" -m open-after-done --db "$tmp/open-after-done.db" \
+	--read-timeout 600 >"$tmp/open-after-done.out" 2>"$tmp/open-after-done.err"
+check "open-after-done: status" 0 $?
+check "open-after-done: stored as finished" "finished|Done here." "$(stored open-after-done)"
+check "open-after-done: no error said" "" "$(cat "$tmp/open-after-done.err")"
+# A \u0000 in a reply's text: the rest of the chunk kept, the NUL as U+FFFD; a typed "\u0000"
+# (an escaped backslash) stays as typed.
+run nul "Go on"
+check "nul: stored whole" "$(printf 'finished|before\357\277\275after and \\u0000 typed')" "$(stored nul)"
 check "vllm-done-cut: the usage that came" "5 24" "$(q "$tmp/vllm-done-cut.db" "SELECT n_gen || ' ' || prompt_tokens FROM generations")"
 # A finish_reason on an early chunk, more content after it, then the drop: cut, not whole.
 run webui-early-finish "Go on"
@@ -381,7 +420,7 @@ check "html: no reply, the message kept" "0|1" "$(q "$tmp/html.db" "SELECT (SELE
 run stall "Go on" --read-timeout 1
 has "stall: message" "$tmp/stall.err" "the reply broke off: the server sent nothing for 1 s (--read-timeout)"
 check "stall: kept" "error|Waiting" "$(stored stall)"
-for f in error-midstream cut ended-early malformed stall; do
+for f in error-midstream error-line cut ended-early malformed stall; do
 	check "$f: status" 0 "$(cat "$tmp/$f.rc")"
 	has "$f: told the reply is kept" "$tmp/$f.err" "what arrived is kept, marked as cut"
 	check "$f: said once that it broke off" 1 "$(grep -o "the reply broke off" "$tmp/$f.err" | wc -l)"
@@ -411,10 +450,33 @@ printf 'Hello\n' | env -u OPENAI_API_KEY "$NATTER_BIN" chat --plain --remote "$U
 has "401 without a key" "$tmp/nokey.err" "the server wants an API key (401 Unauthorized: Incorrect API key provided: . You can find your API key at https://platform.openai.com/account/api-keys); none was sent: set it in \$OPENAI_API_KEY"
 run keyed "Hello"
 check "keyed: the right key" "finished|Key accepted." "$(stored keyed)"
+# A key longer than any fixed buffer (a JWT runs to kilobytes) is sent whole (it was cut at
+# 496 bytes and refused); a model list over 1 MiB (a hosted catalogue) is read whole.
+long="sk-$(od -An -N1000 -tx1 /dev/urandom | tr -d ' \n')"
+REMOTE_TEST_KEY=$long "$PY" "$NATTER_SRCDIR/tests/remote-server.py" --dir "$D" --portfile "$tmp/lport" \
+	--log "$tmp/long.log" --pad-models 20000 &
+pids="$pids $!"
+have_lport() { [ -s "$tmp/lport" ]; }
+until_ok have_lport || bad "the second replay server did not start"
+printf 'Hello\n' | OPENAI_API_KEY=$long "$NATTER_BIN" chat --plain --remote "http://127.0.0.1:$(cat "$tmp/lport")" -m keyed \
+	--db "$tmp/longkey.db" >"$tmp/longkey.out" 2>"$tmp/longkey.err"
+check "a key of ${#long} characters: accepted" "finished|Key accepted." "$(q "$tmp/longkey.db" "SELECT end_reason || '|' ||
+	content FROM generations")"
+OPENAI_API_KEY=$long "$NATTER_BIN" models --remote "http://127.0.0.1:$(cat "$tmp/lport")" >"$tmp/bigmodels.out" 2>&1
+check "a model list of 1.6 MB: status" 0 $?
+check "a model list of 1.6 MB: every model" 20000 "$(grep -c '^pad-' "$tmp/bigmodels.out")"
+grep -q "$long" "$tmp/longkey.out" "$tmp/longkey.err" "$tmp/bigmodels.out" && bad "the long key was printed" || ok
 # A retry after a failure: /regen answers the message that stayed.
 printf 'Hello\n/regen\n' | "$NATTER_BIN" chat --plain --remote "$URL" -m ratelimit --db "$tmp/rl2.db" >/dev/null 2>"$tmp/rl2.err"
 check "a failed /regen keeps one user message" "1|0" "$(q "$tmp/rl2.db" "SELECT (SELECT count(*) FROM messages WHERE role = 'user'), (SELECT count(*) FROM generations)")"
 check "and says why twice" 2 "$(grep -c "429 Too Many Requests" "$tmp/rl2.err")"
+
+# A seed past 2^53 is sent as its digits (a double's 15 were sent: 9.00719925474099e+15), and
+# the seed recorded is the seed sent.
+run openai "Hello" --seed 9007199254740993
+check "a large seed: sent exactly" "9007199254740993" "$("$PY" -c 'import json, sys
+print([json.loads(l) for l in open(sys.argv[1]) if json.loads(l).get("model") == "openai"][-1]["seed"])' "$tmp/replay.log")"
+check "a large seed: recorded" "9007199254740993" "$(q "$tmp/openai.db" "SELECT seed FROM generations ORDER BY id DESC LIMIT 1")"
 
 # A server that refuses the extra fields: asked again without them, and not sent them again.
 run strict "First
@@ -438,7 +500,7 @@ sent False user:Second" "$(cat "$tmp/strict.sent")"
 # llama-server's type, vLLM's words; the fixtures refuse a request of more than 3 messages): the
 # oldest turn is dropped and the request sent again, said once as with a local model; the reply
 # arrives, and what is stored as its prompt is the request that made it.
-for f in overflow-openai overflow-llama-server overflow-vllm; do
+for f in overflow-openai overflow-llama-server overflow-llama-stream overflow-vllm; do
 	run "$f" "First
 Second
 Third"
@@ -573,6 +635,29 @@ for f in slow stall; do
 done
 left() { grep -q '"model": "slow".*"outcome": "client left after' "$tmp/replay.log"; }
 until_ok left && ok || bad "the server did not see the client leave: $(grep '"slow"' "$tmp/replay.log")"
+# Ctrl-C while natter waits for the next line stops nothing: the read goes on (it was taken for
+# the end of input, and the chat ended), and the next reply is whole (it stopped at its first piece).
+if [ -r /proc/self/syscall ]; then
+	mkfifo "$tmp/idle.fifo"
+	"$NATTER_BIN" chat --plain --remote "$URL" -m openai --db "$tmp/idle.db" <"$tmp/idle.fifo" >"$tmp/idle.out" \
+		2>"$tmp/idle.err" &
+	np=$!
+	exec 7>"$tmp/idle.fifo"
+	printf 'First\n' >&7
+	one() { [ "$(q "$tmp/idle.db" "SELECT count(*) FROM generations" 2>/dev/null)" = 1 ]; }
+	# read(2) on standard input (syscall 0, fd 0): waiting for the next line.
+	reading() { case $(cat /proc/$np/syscall 2>/dev/null) in "0 0x0 "*) return 0 ;; esac; return 1; }
+	until_ok one && until_ok reading && ok || bad "idle: the first reply, then the wait for a line: $(cat "$tmp/idle.err")"
+	kill -INT $np
+	printf 'Second\n' >&7
+	exec 7>&-
+	wait $np
+	check "idle Ctrl-C: status" 0 $?
+	check "idle Ctrl-C: both replies whole" "finished|$(expect_text openai) finished|$(expect_text openai)" \
+		"$(q "$tmp/idle.db" "SELECT group_concat(end_reason || '|' || content, ' ') FROM (SELECT * FROM generations ORDER BY id)")"
+else
+	echo "note: no /proc/PID/syscall here: Ctrl-C at the prompt was not tried"
+fi
 
 # No server there; a name that does not resolve; a TLS handshake that fails; URLs refused before
 # anything is sent.
@@ -649,7 +734,7 @@ if command -v openssl >/dev/null 2>&1 &&
 		--db "$tmp/trusted.db" >"$tmp/trusted.out" 2>"$tmp/trusted.err"
 	check "trusted with \$CURL_CA_BUNDLE: status" 0 $?
 	check "trusted with \$CURL_CA_BUNDLE: the reply over TLS" "finished|$(expect_text openai)" "$(stored trusted)"
-	check "trusted with \$CURL_CA_BUNDLE: the endpoint recorded" "https://127.0.0.1:$T/v1" "$(q "$tmp/trusted.db" "SELECT endpoint FROM models")"
+	check "trusted with \$CURL_CA_BUNDLE: the endpoint recorded" "https://127.0.0.1:$T/v1" "$(q "$tmp/trusted.db" "SELECT DISTINCT endpoint FROM models")"
 	printf 'Hello\n' | CURL_CA_BUNDLE="$tmp/tls.crt" "$NATTER_BIN" chat --plain --remote "https://localhost:$T" -m openai \
 		--no-history >/dev/null 2>"$tmp/wrongname.err"
 	has "a certificate for another host name" "$tmp/wrongname.err" "error: the server localhost:$T is not trusted: its certificate is not signed by an authority in \$CURL_CA_BUNDLE ($tmp/tls.crt), or does not name that host (SSL: no alternative certificate subject name matches target host name 'localhost')"

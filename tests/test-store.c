@@ -396,6 +396,45 @@ test_migration_and_refusals(void)
 		free(before);
 		free(after);
 	}
+	/* A negative schema version (a damaged header): refused, the file
+	 * untouched (its upgrade read migrations[-N] and crashed). */
+	for (int v = -1; v >= -20; v *= 2) {
+		sqlite3 *db;
+		size_t l1 = 0, l2 = 1;
+		char *before, *after, sql[96];
+		sqlite3_open(p, &db);
+		snprintf(sql, sizeof(sql), "PRAGMA wal_checkpoint(TRUNCATE); PRAGMA user_version = %d;", v);
+		sqlite3_exec(db, sql, NULL, NULL, NULL);
+		sqlite3_close(db);
+		before = test_read_file(p, &l1);
+		CHECK(store_open(p, 0, &s, err, sizeof(err)) < 0 && strstr(err, "damaged, or not natter's") &&
+		    strstr(err, "not changed"), "schema version %d refused: %s", v, err);
+		after = test_read_file(p, &l2);
+		CHECK(before && after && l1 == l2 && !memcmp(before, after, l1), "schema version %d: untouched", v);
+		free(before);
+		free(after);
+	}
+	/* A database not in WAL mode (switched back by hand) that another
+	 * program is reading: the switch to WAL waits the busy timeout in
+	 * all, and says so (each of 1000 tries waited it: hours). */
+	{
+		char q[512];
+		sqlite3 *db, *reader;
+		path_of(q, sizeof(q), "rollback.db");
+		CHECK(store_open(q, 0, &s, err, sizeof(err)) == 0, "create: %s", err);
+		store_close(s);
+		sqlite3_open(q, &db);
+		CHECK(sqlite3_exec(db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) == SQLITE_OK, "back to DELETE");
+		sqlite3_close(db);
+		sqlite3_open(q, &reader);
+		CHECK(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM messages;", NULL, NULL, NULL) == SQLITE_OK,
+		    "a reader holds it");
+		CHECK(store_open(q, 0, &s, err, sizeof(err)) < 0 && strstr(err, "stayed busy"), "busy: %s", err);
+		sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+		sqlite3_close(reader);
+		CHECK(store_open(q, 0, &s, err, sizeof(err)) == 0, "once it is free: %s", err);
+		store_close(s);
+	}
 	/* Garbage, and another program's database. */
 	{
 		char q[512];
@@ -749,6 +788,91 @@ chatlog_attach(struct chatlog *l, struct store *s, struct chat *c)
 	memset(l, 0, sizeof(*l));
 	l->s = s;
 	l->template_name = chat_template_name(c);
+}
+
+/* A reply the store could not take when it was made (a failure for the
+ * time of it: here a trigger) is saved before the next message, which
+ * hangs from it: the stored branch is the conversation the session had,
+ * and the reply keeps what made it. */
+static void
+test_chatlog_unsaved_reply(void)
+{
+	char p[512], err[512], t[4096];
+	struct store *s;
+	struct llm_model *m = NULL;
+	struct chat *c = NULL;
+	struct chat_opts o;
+	struct chat_stats st;
+	struct chatlog l;
+	char *fed1 = NULL;
+	size_t plen;
+
+	if (chatlog_setup("chatlog-unsaved.db", "a reply saved late", p, sizeof(p), &s, &m, &o, 5) < 0)
+		return;
+	o.max_tokens = 5;
+	if (session_new(m, &o, &c) < 0)
+		goto out;
+	chatlog_attach(&l, s, c);
+	chat_add_user(c, "First", 5);
+	CHECK(chatlog_user(&l, c) == 0 && chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0, "reply 1: %s", err);
+	fed1 = strdup(chat_prompt_text(c, &plen));
+	CHECK(sqlite3_exec(s->db, "CREATE TEMP TRIGGER no_gens BEFORE INSERT ON generations BEGIN "
+	    "SELECT RAISE(ABORT, 'not now'); END", NULL, NULL, NULL) == SQLITE_OK, "the trigger");
+	CHECK(chatlog_reply(&l, c, &st) < 0 && strstr(store_errmsg(s), "not now"), "reply 1 refused: %s",
+	    store_errmsg(s));
+	CHECK(sqlite3_exec(s->db, "DROP TRIGGER no_gens", NULL, NULL, NULL) == SQLITE_OK, "the trigger dropped");
+	chat_add_user(c, "Second", 6);
+	CHECK(chatlog_user(&l, c) == 0, "message 2: %s", store_errmsg(s));
+	CHECK(query_int(p, "SELECT count(*) FROM generations") == 1 && chat_message_tag(c, 1) > 0 &&
+	    chat_alt_tag(c, 1, 0) > 0, "reply 1 saved with message 2");
+	CHECK(query_int(p, "SELECT parent_id FROM messages WHERE id = 3") == chat_message_tag(c, 1) &&
+	    query_int(p, "SELECT parent_id FROM messages WHERE id = 2") == chat_message_tag(c, 0),
+	    "message 2 answers reply 1, which answers message 1");
+	CHECK(!strcmp(query_text(p, "SELECT content FROM generations WHERE id = 1", t, sizeof(t)),
+	    chat_message_content(c, 1)), "reply 1's text");
+	CHECK(fed1 && !strcmp(query_text(p, "SELECT prompt_text FROM generations WHERE id = 1", t, sizeof(t)), fed1) &&
+	    query_int(p, "SELECT seed FROM generations WHERE id = 1") == 5, "reply 1's prompt and seed, as made");
+	CHECK(chat_generate(c, NULL, NULL, &st, err, sizeof(err)) == 0 && chatlog_reply(&l, c, &st) == 0 &&
+	    query_int(p, "SELECT count(*) FROM generations") == 2, "reply 2: %s", store_errmsg(s));
+out:
+	free(fed1);
+	chat_free(c);
+	llm_model_free(m);
+	store_close(s);
+}
+
+static char *export_to(struct store *s, const struct store_export_opts *o, struct store_export_counts *n);
+
+/* Parents that make a loop (a damaged database): showing and exporting
+ * end (the branch's query never did). */
+static void
+test_parent_loop(void)
+{
+	char p[512], err[512];
+	struct store *s;
+	int64_t conv, a, b;
+	struct store_export_opts eo;
+	struct store_export_counts n;
+	char *out;
+
+	path_of(p, sizeof(p), "loop.db");
+	CHECK(store_open(p, 0, &s, err, sizeof(err)) == 0, "open: %s", err);
+	if (!s)
+		return;
+	CHECK(store_conv_new(s, 0, NULL, NULL, NULL, &conv) == 0 && store_msg_add(s, conv, "user", "one", &a) == 0 &&
+	    store_msg_add(s, conv, "user", "two", &b) == 0, "two messages: %s", store_errmsg(s));
+	CHECK(sqlite3_exec(s->db, "PRAGMA foreign_keys=OFF; UPDATE messages SET parent_id = 2 WHERE id = 1; "
+	    "PRAGMA foreign_keys=ON", NULL, NULL, NULL) == SQLITE_OK, "the loop made");
+	out = capture_show(s, conv);
+	CHECK(out && strstr(out, "one") && strstr(out, "two"), "shown: %s", out ? out : "(nothing)");
+	free(out);
+	memset(&eo, 0, sizeof(eo));
+	eo.format = STORE_OPENAI_SFT;
+	eo.min_rating = 1;
+	out = export_to(s, &eo, &n);
+	CHECK(out != NULL, "exported");
+	free(out);
+	store_close(s);
 }
 
 /* A reasoning model's reply through chatlog: the reasoning is stored
@@ -3524,6 +3648,8 @@ main(void)
 	test_migration_from_2();
 	test_migration_from_3();
 	test_chatlog_reasoning();
+	test_chatlog_unsaved_reply();
+	test_parent_loop();
 	test_tree();
 	test_chatlog();
 	test_chatlog_parents();

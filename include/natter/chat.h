@@ -102,6 +102,8 @@ struct chat_stats {
 	int reasoning_counted; /* n_reasoning counts the pieces of the reasoning that arrived,
 				* not tokens: a remote server gave no count of its reasoning
 				* tokens (0 with an in-process model) */
+	char served_model[128]; /* the model a remote server said answered ("model" of its
+				* reply: OpenAI's dated snapshot of an alias); "" when none said */
 };
 
 /*

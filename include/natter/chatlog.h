@@ -5,11 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "natter/chat.h"
 #include "natter/sampler.h"
 #include "natter/store.h"
 
-struct chat;
-struct chat_stats;
 struct store;
 
 /* An A/B comparison of the last reply (chatlog_ab_*). */
@@ -48,6 +47,10 @@ struct chatlog {
 	int first;                 /* the session's first message in conv: none before it is (a move's) */
 	int system_unsaved;        /* chatlog_system failed: written again with the next message or reply */
 	int64_t user_msg;          /* the stored user message the reply asked for answers (chatlog_sending; 0: none) */
+	int unsaved_reply;         /* 1 + the index of the session's last reply when it could not be saved
+	                            * (the database was busy, say), 0: none.  It is saved before the
+	                            * next message, which answers it */
+	struct chat_stats unsaved_st;   /* that reply's figures */
 };
 
 /* Records the model session C's replies come from, for every reply

@@ -151,6 +151,8 @@ struct oai_parsed {
 	double t_prompt_ms, t_predicted_ms, t_prompt_per_second, t_predicted_per_second;
 	char error[512];             /* the error's message when the JSON is an error ("" otherwise) */
 	char error_type[64], error_param[64], error_code[64];   /* "" when absent */
+	char model[128];             /* the model the server says answered ("" when absent) */
+	char fingerprint[64];        /* its system_fingerprint ("" when absent) */
 };
 /* Reads a chat.completion, chat.completion.chunk, text_completion or an
  * error object (OpenAI's shape, vLLM's older flat one, TGI's string).
@@ -158,6 +160,11 @@ struct oai_parsed {
  * JSON is not one of these (P is then empty). */
 int oai_reply_parse(const char *json, size_t len, struct oai_parsed *p);
 void oai_parsed_free(struct oai_parsed *p);
+/* Reads an error sent in the middle of a stream: an error object as
+ * oai_reply_parse reads one, or llama-server's bare {"code", "message",
+ * "type"}.  Returns 0 with *P.error set, or -1 when JSON holds no error
+ * message.  (P holds no text to free.) */
+int oai_error_parse(const char *json, size_t len, struct oai_parsed *p);
 
 /* One entry of GET /v1/models. */
 struct oai_model {

@@ -10,8 +10,9 @@
  * once per complete event.  The reader follows the WHATWG rules: lines end
  * in LF, CRLF or CR; "data:" lines of one event are joined with LF; an
  * empty line dispatches; comments (":...") and unknown fields are ignored;
- * an event without data is not dispatched.
- */
+ * an event without data is not dispatched.  One field beyond them:
+ * llama-server writes an error in the middle of a stream as "error: {...}",
+ * which is read as "event: error" with that line as its data. */
 
 /* Appends "data: TEXT\n\n" (one data line per line of TEXT) to *BUF (*LEN
  * used of *CAP, grown as needed, NUL-terminated).  Returns 0 or -1 (out of

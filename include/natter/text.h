@@ -27,5 +27,8 @@ size_t text_utf8_bad_at(const char *s, size_t n);
  * would be lost without a word.  (cJSON also takes a raw NUL byte inside a
  * string: callers look for that with memchr.) */
 int text_json_has_nul(const char *s, size_t n);
+/* Rewrites each \u0000 escape of the JSON text S[0..N) into \ufffd, in
+ * place (the same length).  Returns how many. */
+int text_json_nul_to_fffd(char *s, size_t n);
 
 #endif

@@ -525,7 +525,11 @@ cmd_chat(int argc, char **argv)
 		struct sigaction sa;
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = on_sigint;
+		/* Ctrl-C while a line is awaited stops nothing: the read goes on
+		 * (a read from a pipe cut by it was taken for the end of input). */
+		sa.sa_flags = SA_RESTART;
 		sigaction(SIGINT, &sa, NULL);
+		sa.sa_flags = 0;
 		/* A closed standard output (natter chat --plain | head) is a
 		 * write error to stop on (out_ok), not a signal that kills the
 		 * chat half-way through recording a turn. */
@@ -583,6 +587,7 @@ cmd_chat(int argc, char **argv)
 			fflush(stdout);
 			/* As a reply: Ctrl-C stops it, reasoning shown as such. */
 			chat_cancel_reset(c);
+			interrupted = 0;
 			out.in_reasoning = 0;
 			generating = c;
 			r = chat_regenerate_with(c, &pl.v.sp, pl.v.scales, NULL, NULL, &last, err, sizeof(err));
@@ -609,7 +614,9 @@ cmd_chat(int argc, char **argv)
 		}
 		if (gen || regen) {
 			int r;
-			chat_cancel_reset(c);   /* a Ctrl-C between two replies stops neither */
+			/* A Ctrl-C between two replies (at the prompt) stops neither. */
+			chat_cancel_reset(c);
+			interrupted = 0;
 			out.in_reasoning = 0;
 			generating = c;
 			chatlog_sending(&per, c);

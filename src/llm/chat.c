@@ -174,15 +174,28 @@ chat_now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
-/* A copy of S[0..N) with invalid UTF-8 repaired. */
+/* A copy of S[0..N) with invalid UTF-8 repaired, and each NUL byte (a
+ * model's byte token <0x00>) made U+FFFD: the text is a C string from
+ * here on (the message, the history, the next prompt), and a NUL would
+ * end it there. */
 static char *
 dup_repaired(const char *s, size_t n)
 {
-	size_t cap = n * 3 + 1, len;
+	size_t cap = n * 3 + 1, len = 0;
 	char *out = malloc(cap);
 	if (!out)
 		return NULL;
-	len = text_repair_utf8(s, n, out, cap);
+	for (;;) {
+		const char *z = memchr(s, 0, n);
+		size_t k = z ? (size_t)(z - s) : n;
+		len += text_repair_utf8(s, k, out + len, cap - len);
+		if (!z)
+			break;
+		memcpy(out + len, "\xef\xbf\xbd", 3);
+		len += 3;
+		s += k + 1;
+		n -= k + 1;
+	}
 	out[len] = 0;
 	return out;
 }

@@ -96,3 +96,21 @@ text_json_has_nul(const char *s, size_t n)
 	}
 	return 0;
 }
+
+int
+text_json_nul_to_fffd(char *s, size_t n)
+{
+	int k = 0;
+
+	/* As text_json_has_nul reads escapes; "\ufffd" is as long as "\u0000". */
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (s[i] != '\\')
+			continue;
+		if (s[i + 1] == 'u' && i + 6 <= n && !memcmp(s + i + 2, "0000", 4)) {
+			memcpy(s + i + 2, "fffd", 4);
+			k++;
+		}
+		i++;
+	}
+	return k;
+}

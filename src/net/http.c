@@ -295,9 +295,16 @@ do_hop(CURL *h, struct xfer *x, const char *url, int send_token, int as_get, cha
 		hdrs = t;
 	}
 	if (send_token) {
-		snprintf(line, sizeof(line), "Authorization: Bearer %s", q->bearer);
-		t = curl_slist_append(hdrs, line);
-		memset(line, 0, sizeof(line));
+		/* Whatever its length (a JWT may be kilobytes): a key cut
+		 * short would be refused as a wrong one. */
+		size_t kn = strlen(q->bearer) + sizeof("Authorization: Bearer ");
+		char *kl = malloc(kn);
+		if (!kl)
+			goto nomem;
+		snprintf(kl, kn, "Authorization: Bearer %s", q->bearer);
+		t = curl_slist_append(hdrs, kl);
+		explicit_bzero(kl, kn);
+		free(kl);
 		if (!t)
 			goto nomem;
 		hdrs = t;

@@ -1,6 +1,7 @@
 /* oai.c -- OpenAI-compatible requests and replies: parsing, checking, building, reading back. */
 #include "config.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -641,8 +642,14 @@ oai_req_to_json(const struct oai_req *r)
 			cJSON_AddNumberToObject(root, p->bit == OAI_SET_MAX_TOKENS && r->max_completion_tokens ?
 			    "max_completion_tokens" : p->name, *(const int *)((const char *)r + p->off));
 	}
-	if (r->set & OAI_SET_SEED)
-		cJSON_AddNumberToObject(root, "seed", r->seed == SAMPLER_SEED_RANDOM ? -1.0 : (double)r->seed);
+	if (r->set & OAI_SET_SEED) {
+		/* Its digits, not a double's 15 of them: the seed sent is the
+		 * seed recorded, whatever its size. */
+		char d[24];
+		snprintf(d, sizeof(d), "%" PRIu64, r->seed);
+		cJSON_AddItemToObject(root, "seed", r->seed == SAMPLER_SEED_RANDOM ? cJSON_CreateNumber(-1) :
+		    cJSON_CreateRaw(d));
+	}
 	if (r->n_stop > 0) {
 		a = cJSON_AddArrayToObject(root, "stop");
 		for (int i = 0; i < r->n_stop; i++)
@@ -881,10 +888,31 @@ read_error(const cJSON *root, struct oai_parsed *p)
 	return 0;
 }
 
+/* JSON[0..LEN) parsed, each \u0000 escape read as U+FFFD: cJSON would end
+ * the string at the NUL, and the rest of a reply's text would be lost
+ * without a word. */
+static cJSON *
+parse_no_nul(const char *json, size_t len)
+{
+	char *copy;
+	cJSON *root;
+
+	if (!text_json_has_nul(json, len))
+		return json_parse(json, len, 0, NULL);
+	if (!(copy = malloc(len + 1)))
+		return NULL;
+	memcpy(copy, json, len);
+	copy[len] = 0;
+	text_json_nul_to_fffd(copy, len);
+	root = json_parse(copy, len, 0, NULL);
+	free(copy);
+	return root;
+}
+
 int
 oai_reply_parse(const char *json, size_t len, struct oai_parsed *p)
 {
-	cJSON *root = json_parse(json, len, 0, NULL);
+	cJSON *root = parse_no_nul(json, len);
 	const cJSON *v, *c, *t = NULL, *rs = NULL;
 	int rc = -1;
 
@@ -895,6 +923,10 @@ oai_reply_parse(const char *json, size_t len, struct oai_parsed *p)
 		rc = 0;
 		goto out;
 	}
+	/* Which model answered, as the server names it (OpenAI: the dated
+	 * snapshot an alias stands for), and its build. */
+	field_text(root, "model", p->model, sizeof(p->model));
+	field_text(root, "system_fingerprint", p->fingerprint, sizeof(p->fingerprint));
 	v = cJSON_GetObjectItemCaseSensitive(root, "choices");
 	if (!cJSON_IsArray(v))
 		goto out;
@@ -951,6 +983,25 @@ oai_reply_parse(const char *json, size_t len, struct oai_parsed *p)
 	}
 	rc = 0;
 out:
+	cJSON_Delete(root);
+	return rc;
+}
+
+int
+oai_error_parse(const char *json, size_t len, struct oai_parsed *p)
+{
+	cJSON *root = parse_no_nul(json, len);
+	int rc = -1;
+
+	memset(p, 0, sizeof(*p));
+	if (cJSON_IsObject(root) && !read_error(root, p)) {
+		/* llama-server's "error:" line holds the error object itself. */
+		field_text(root, "message", p->error, sizeof(p->error));
+		field_text(root, "type", p->error_type, sizeof(p->error_type));
+		field_text(root, "code", p->error_code, sizeof(p->error_code));
+	}
+	if (p->error[0])
+		rc = 0;
 	cJSON_Delete(root);
 	return rc;
 }

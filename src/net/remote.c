@@ -293,20 +293,30 @@ static const struct {
 	{ offsetof(struct oai_parsed, error), 1, "maximum context length" },
 };
 
+/* Whether the error P is a refusal of a prompt longer than the server's
+ * context. */
+static int
+context_error(const struct oai_parsed *p)
+{
+	for (size_t i = 0; i < sizeof(context_refusals) / sizeof(context_refusals[0]); i++) {
+		const char *v = (const char *)p + context_refusals[i].field;
+		if (context_refusals[i].within ? strstr(v, context_refusals[i].text) != NULL :
+		    !strcmp(v, context_refusals[i].text))
+			return 1;
+	}
+	return 0;
+}
+
 /* Whether RESP is a refusal of a prompt longer than the server's context. */
 static int
 context_refused(const struct http_resp *resp)
 {
 	struct oai_parsed p;
-	int hit = 0;
+	int hit;
 
 	if (resp->status != 400 || !resp->body || oai_reply_parse(resp->body, resp->body_len, &p) < 0)
 		return 0;
-	for (size_t i = 0; i < sizeof(context_refusals) / sizeof(context_refusals[0]) && !hit; i++) {
-		const char *v = (const char *)&p + context_refusals[i].field;
-		hit = context_refusals[i].within ? strstr(v, context_refusals[i].text) != NULL :
-		    !strcmp(v, context_refusals[i].text);
-	}
+	hit = context_error(&p);
 	oai_parsed_free(&p);
 	return hit;
 }
@@ -506,6 +516,9 @@ struct xfer {
 	char finish[32];
 	char stop_reason[64];
 	int stop_said;               /* the finishing chunk had a stop_reason, null or not */
+	int context_err;             /* the error, before any of the reply, was a prompt too long */
+	char model[128];             /* the model the server said answered, first named */
+	char fingerprint[64];        /* its system_fingerprint, first given */
 	char err[700];
 };
 
@@ -552,6 +565,10 @@ note(struct xfer *x, const struct oai_parsed *p)
 	}
 	if (p->stop_reason[0])
 		snprintf(x->stop_reason, sizeof(x->stop_reason), "%s", p->stop_reason);
+	if (p->model[0] && !x->model[0])
+		server_text(x->r, p->model, x->model, sizeof(x->model));
+	if (p->fingerprint[0] && !x->fingerprint[0])
+		snprintf(x->fingerprint, sizeof(x->fingerprint), "%s", p->fingerprint);
 	if (p->has_usage) {
 		x->last.has_usage = 1;
 		x->last.prompt_tokens = p->prompt_tokens;
@@ -579,12 +596,27 @@ on_event(void *arg, const char *event, const char *data, size_t len)
 	struct oai_parsed p;
 	int rc = 0;
 
-	(void)event;
 	if (x->done)
 		return 0;   /* nothing counts after [DONE] */
 	if (len == 6 && !memcmp(data, "[DONE]", 6)) {
+		/* The end, whether or not the server closes the stream (one
+		 * that keeps it open would hold the reply until the read
+		 * timeout). */
 		x->done = 1;
-		return 0;
+		return 1;
+	}
+	if (!strcmp(event, "error")) {
+		/* llama-server's "error: {...}" line. */
+		char t[520];
+		if (oai_error_parse(data, len, &p) == 0) {
+			server_text(x->r, p.error, t, sizeof(t));
+			x->context_err = !x->pieces && context_error(&p);
+		} else {
+			server_text(x->r, data, t, sizeof(t));
+		}
+		snprintf(x->err, sizeof(x->err), "the server reported an error in the middle of the reply: %s", t);
+		x->failed = 1;
+		return 1;
 	}
 	if (oai_reply_parse(data, len, &p) < 0) {
 		char t[80];
@@ -599,6 +631,7 @@ on_event(void *arg, const char *event, const char *data, size_t len)
 		server_text(x->r, p.error, t, sizeof(t));
 		snprintf(x->err, sizeof(x->err), "the server reported an error in the middle of the reply: %s", t);
 		x->failed = 1;
+		x->context_err = !x->pieces && context_error(&p);
 		oai_parsed_free(&p);
 		return 1;
 	}
@@ -730,6 +763,28 @@ stop_of(const struct remote *r, const struct xfer *x, int max_tokens)
 	if (!strcmp(f, "stop") && r->n_stops > 0 && !x->stop_said)
 		return CHAT_STOP_EOG_OR_STRING;
 	return CHAT_STOP_EOG;   /* "stop", "eos_token", "tool_calls" ... */
+}
+
+/*
+ * Ollama (its replies' system_fingerprint is "fp_ollama") reads neither
+ * top_k, min_p and repeat_penalty nor chat_template_kwargs on its OpenAI
+ * API: its JSON decoder drops fields it does not know, without a word.
+ * The reply is recorded as made without them (SENT, SENT_MAX and UNSENT
+ * as the request went), and they are not sent again.
+ */
+static void
+ollama_ignored(struct remote *r, struct chat_run *run, const struct sampler_params *sent, int sent_max,
+	       unsigned unsent)
+{
+	const unsigned extras = SP_TOP_K | SP_MIN_P | SP_REPEAT_PENALTY;
+
+	chat_run_set_params(run, sent, sent_max, unsent | extras);
+	if (!r->no_extras && !(atomic_fetch_or(&r->refused, OAI_SET_EXTRAS) & OAI_SET_EXTRAS))
+		chat_run_notice(run, "the server is Ollama, which ignores top_k, min_p and repeat_penalty here: they "
+		    "are not sent to it from now on, and the reply is stored without them");
+	if (r->pend_think && !atomic_exchange(&r->no_kwargs, 1))
+		chat_run_notice(run, "the server is Ollama, which ignores chat_template_kwargs: /think does not reach "
+		    "it, and the reply is stored with the template's default");
 }
 
 static int
@@ -866,8 +921,14 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		http_resp_free(&resp);
 		break;
 	}
+	if (!strcmp(x.fingerprint, "fp_ollama"))
+		ollama_ignored(r, run, &sent, sent_max, unsent);
 	if (st->stop == CHAT_STOP_ERROR && x.pieces == 0 && !x.last.has_usage) {
-		/* Cut before a word of it arrived: no reply to keep. */
+		/* Cut before a word of it arrived: no reply to keep.  A
+		 * conversation too long for the server, said in the stream
+		 * and not by a 400: the session drops a turn and asks again. */
+		if (x.context_err)
+			rc = CHAT_ERR_CONTEXT;
 		goto out;
 	}
 	/* The server's counts where it gave them, else the pieces counted.
@@ -894,6 +955,7 @@ remote_run(void *e, struct chat_run *run, struct chat_stats *st, char *err, size
 		st->gen_counted = 1;
 	}
 	st->n_prompt = st->prompt_tokens > st->n_reused ? st->prompt_tokens - st->n_reused : 0;
+	snprintf(st->served_model, sizeof(st->served_model), "%s", x.model);
 	if (x.last.has_timings) {
 		st->prompt_ms = x.last.t_prompt_ms;
 		chat_run_set_rates(run, x.last.t_prompt_per_second, x.last.t_predicted_per_second);
@@ -1098,6 +1160,27 @@ remote_chat_new(const struct remote_opts *ro, const struct chat_opts *o, struct 
 
 /* --- the model list --- */
 
+/* A hosted catalogue's list runs past what http keeps of a body (1 MiB). */
+#define MODELS_MAX_BODY ((size_t)32 << 20)
+
+struct models_body {
+	char *buf;
+	size_t len, cap;
+	const char *failed;          /* why it was not read whole */
+};
+
+static int
+models_on_body(void *arg, const char *p, size_t n)
+{
+	struct models_body *b = arg;
+
+	if (b->len + n > MODELS_MAX_BODY)
+		b->failed = "is larger than 32 MiB";
+	else if (strbuf_append(&b->buf, &b->len, &b->cap, p, n) < 0)
+		b->failed = "does not fit in memory";
+	return b->failed != NULL;
+}
+
 int
 remote_models_list(const struct remote_opts *ro, struct oai_model **out, int *n, char *err, size_t errlen)
 {
@@ -1106,7 +1189,8 @@ remote_models_list(const struct remote_opts *ro, struct oai_model **out, int *n,
 	struct http_req q;
 	struct http_resp resp;
 	char url[1100], herr[512];
-	int rc = -1;
+	struct models_body b = { NULL, 0, 0, NULL };
+	int rc = -1, hr;
 
 	*out = NULL;
 	*n = 0;
@@ -1119,18 +1203,24 @@ remote_models_list(const struct remote_opts *ro, struct oai_model **out, int *n,
 	q.bearer = r->key;
 	q.connect_timeout_s = r->connect_timeout_s;
 	q.stall_timeout_s = r->read_timeout_s < 60 ? r->read_timeout_s : 60;
-	if (http_request(&q, &resp, herr, sizeof(herr)) < 0) {
+	q.on_body = models_on_body;
+	q.ctx = &b;
+	hr = http_request(&q, &resp, herr, sizeof(herr));
+	if (b.failed) {
+		snprintf(err, errlen, "the model list at %s %s", url, b.failed);
+	} else if (hr < 0) {
 		transport_message(r, &resp, "GET /models failed", herr, err, errlen);
 	} else if (resp.status == 404) {
 		snprintf(err, errlen, "nothing answers at %s (404): is %s the server's OpenAI-compatible base URL "
 		    "(usually ending in /v1)?", url, r->base);
 	} else if (resp.status >= 300) {
 		status_message(r, &resp, err, errlen);
-	} else if (!resp.body || oai_models_parse(resp.body, resp.body_len, out, n) < 0) {
+	} else if (!b.buf || oai_models_parse(b.buf, b.len, out, n) < 0) {
 		snprintf(err, errlen, "%s did not answer with a model list", url);
 	} else {
 		rc = 0;
 	}
+	free(b.buf);
 	http_resp_free(&resp);
 	remote_free(r);
 	return rc;

@@ -74,6 +74,7 @@ take_line(struct sse_reader *r, const char *s, size_t n)
 {
 	const char *colon;
 	size_t fl, vs;
+	int is_error;
 
 	if (n == 0) {
 		int rc = 0;
@@ -93,7 +94,12 @@ take_line(struct sse_reader *r, const char *s, size_t n)
 	vs = colon ? fl + 1 : n;
 	if (vs < n && s[vs] == ' ')
 		vs++;
-	if (fl == 4 && memcmp(s, "data", 4) == 0) {
+	is_error = fl == 5 && memcmp(s, "error", 5) == 0;
+	if (is_error)
+		/* llama-server's error in the middle of a stream is a field of
+		 * its own, "error: {...}": an event "error" with that data. */
+		memcpy(r->event, "error", 6);
+	if ((fl == 4 && memcmp(s, "data", 4) == 0) || is_error) {
 		if (r->has_data && strbuf_append(&r->data, &r->data_len, &r->data_cap, "\n", 1) < 0)
 			return -1;
 		if (r->data_len + (n - vs) > r->max)

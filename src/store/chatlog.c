@@ -83,6 +83,31 @@ model_known(struct chatlog *l, struct chat *c)
 	return -1;
 }
 
+/* A remote server that says another model answered than the one asked
+ * for (OpenAI: the dated snapshot an alias stands for): the reply ST
+ * describes is recorded as that model's, and so are the session's next
+ * ones, until a reply names another.  Returns 0, or -1 with
+ * store_errmsg(L->s) explaining: the reply is then not saved. */
+static int
+served_model(struct chatlog *l, struct chat *c, const struct chat_stats *st)
+{
+	struct chat_engine_info i;
+	char why[sizeof(l->s->err)];
+	int64_t id;
+
+	chat_engine_info(c, &i);
+	if (!i.endpoint || !i.model || !st->served_model[0])
+		return 0;
+	if (store_model_remote(l->s, i.endpoint, st->served_model, &id) == 0) {
+		l->model_id = id;
+		return 0;
+	}
+	snprintf(why, sizeof(why), "%s", store_errmsg(l->s));
+	store_seterr(l->s, "the reply was not saved: the model the server named (%s) could not be recorded (%s)",
+	    st->served_model, why);
+	return -1;
+}
+
 /* A system prompt the store refused (chatlog_system): written again,
  * before the next message or reply.  Failing again, it stays to do. */
 static void
@@ -91,6 +116,8 @@ system_again(struct chatlog *l, struct chat *c)
 	if (l->system_unsaved && l->conv && store_conv_set_system(l->s, l->conv, chat_system(c)) == 0)
 		l->system_unsaved = 0;
 }
+
+static int reply_save(struct chatlog *l, struct chat *c, int i, const struct chat_stats *st);
 
 /* Saves user message J of C as the child of the message before it in
  * the session (not whatever the conversation's leaf is now: another
@@ -108,6 +135,16 @@ save_user(struct chatlog *l, struct chat *c, int j)
 		l->system_unsaved = 0;   /* the new conversation has it */
 	}
 	system_again(l, c);
+	/* The reply it answers could not be saved when it was made: saved
+	 * now, before it (the session's figures of the last reply are still
+	 * that reply's), or the message would hang from the one before the
+	 * reply, and the reply be lost from the history. */
+	if (j > 0 && !parent && l->unsaved_reply == j && !strcmp(chat_message_role(c, j - 1), "assistant")) {
+		if (reply_save(l, c, j - 1, &l->unsaved_st) < 0)
+			return -1;
+		parent = chat_message_tag(c, j - 1);
+	}
+	l->unsaved_reply = 0;
 	/* The message before it was never saved: one of this conversation
 	 * (the database was busy) is after the conversation's last; one from
 	 * before the conversation began here (a move, chatlog_moved; an edit
@@ -357,7 +394,7 @@ reply_save(struct chatlog *l, struct chat *c, int i, const struct chat_stats *st
 		return -1;
 	if (!l->conv)
 		return 0;
-	if (model_known(l, c) < 0)
+	if (model_known(l, c) < 0 || served_model(l, c, st) < 0)
 		return -1;
 	if (chatlog_gen(c, st, &g, adapters, &fed) < 0)
 		return -1;
@@ -394,15 +431,21 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
 	if (!l->s || i < 0)
 		return 0;
 	l->last_gen = l->made_gen = 0;   /* until this reply is stored: /stats must not name the one before */
+	l->unsaved_reply = 0;
 	system_again(l, c);
 	if (reply_save(l, c, i, st) == 0)
 		return 0;
 	/* Deleted while the reply was written: the reply and the message it
 	 * answers start a new conversation. */
-	if (!conv_gone(l))
-		return -1;
-	conv_leave(l, c);
-	return reply_save(l, c, i, st);
+	if (conv_gone(l)) {
+		conv_leave(l, c);
+		if (reply_save(l, c, i, st) == 0)
+			return 0;
+	}
+	/* Tried again before the next message (save_user). */
+	l->unsaved_reply = i + 1;
+	l->unsaved_st = *st;
+	return -1;
 }
 
 int
@@ -421,7 +464,7 @@ void
 chatlog_new(struct chatlog *l)
 {
 	l->conv = l->last_msg = l->last_gen = l->made_gen = l->user_msg = 0;
-	l->system_unsaved = 0;
+	l->system_unsaved = l->unsaved_reply = 0;
 	l->ab.state = CHATLOG_AB_NONE;
 }
 
@@ -649,6 +692,7 @@ chatlog_resume(struct chatlog *l, struct chat *c, int64_t conv, char *err, size_
 		snprintf(err, errlen, "the history is off");
 		return -1;
 	}
+	l->unsaved_reply = 0;   /* the session's messages are replaced */
 	if (store_conv_load(l->s, conv, &system, resume_msg, &r) < 0 || r.failed) {
 		snprintf(err, errlen, "%s", r.failed == 1 ? "out of memory" : store_errmsg(l->s));
 		free(system);

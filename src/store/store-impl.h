@@ -16,10 +16,14 @@ struct store {
 };
 
 /* The active branch of conversation ?1 as a table path(id, depth): the
- * leaf at depth 0, then each parent up to the first message. */
+ * leaf at depth 0, then each parent up to the first message.  No deeper
+ * than the conversation has messages: a damaged database whose parents
+ * make a loop gives a branch that repeats, and not a query that never
+ * ends. */
 #define STORE_PATH_CTE "WITH RECURSIVE path(id, depth) AS (SELECT leaf_id, 0 FROM conversations " \
 	"WHERE id = ?1 AND leaf_id IS NOT NULL UNION ALL SELECT m.parent_id, p.depth + 1 FROM path p " \
-	"JOIN messages m ON m.id = p.id WHERE m.parent_id IS NOT NULL) "
+	"JOIN messages m ON m.id = p.id WHERE m.parent_id IS NOT NULL " \
+	"AND p.depth < (SELECT count(*) FROM messages WHERE conversation_id = ?1)) "
 
 /* How a model row (aliased AS) is named to people: a file's name, or
  * "MODEL @ ENDPOINT" for a model on a remote server. */

@@ -492,6 +492,10 @@ migrate_one(struct store *s, int *version, int target, int *done)
 		return 0;
 	}
 	*version = now;
+	if (now < 0 || now >= (int)(sizeof(migrations) / sizeof(migrations[0]))) {
+		store_rollback(s);
+		return store_seterr(s, "%s: schema version %d has no upgrade; it was not changed", s->path, now);
+	}
 	if (fk_violations(s, &bad_before) < 0 || store_exec(s, migrations[now], "the schema upgrade") < 0 ||
 	    fk_violations(s, &bad_after) < 0) {
 		store_rollback(s);
@@ -579,7 +583,10 @@ migrate(struct store *s, int version, int target)
 static int
 set_wal(struct store *s)
 {
-	for (int tries = 0; tries < 1000; tries++) {
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
 		sqlite3_stmt *st = store_prepare(s, "PRAGMA journal_mode=WAL");
 		int rc, code, wal = 0;
 		if (!st)
@@ -593,6 +600,11 @@ set_wal(struct store *s)
 		code = sqlite3_extended_errcode(s->db) & 0xFF;
 		if (rc != SQLITE_ROW && code != SQLITE_BUSY && code != SQLITE_LOCKED)
 			return store_sqlfail(s, "the journal mode");
+		/* The busy timeout in all, not a try's: each try may itself wait
+		 * that long (a reader holding a database not in WAL mode). */
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= STORE_BUSY_MS)
+			break;
 		sqlite3_sleep(10);
 	}
 	return store_seterr(s, "%s: the database stayed busy (another natter is using it); it could not be "
@@ -788,6 +800,13 @@ open_common(const char *path, unsigned flags, int target, struct store **out, ch
 	}
 	if (tables > 0 && app != NATTER_APP_ID) {
 		snprintf(err, errlen, "%s: this SQLite database is not natter's; it was not changed", path);
+		store_close(s);
+		return -1;
+	}
+	if (version < 0) {
+		/* (An upgrade from it would run migrations[-N].) */
+		snprintf(err, errlen, "%s: the database's schema version is %d, which no natter writes: it is "
+		    "damaged, or not natter's; it was not changed", path, version);
 		store_close(s);
 		return -1;
 	}

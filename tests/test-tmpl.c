@@ -541,6 +541,14 @@ test_hostile(void)
 	expect("{% set ns = namespace(l=[]) %}{% for i in range(200000) %}{% set ns.l = [ns.l] %}{% endfor %}"
 	    "{{ ns.l < ns.l }}", "False");
 
+	/* A tuple nested 100000 deep as a dict key: refused (its key text
+	 * recursed without a limit and overflowed the stack). */
+	expect_err("{% set ns = namespace(t=1) %}{% for i in range(100000) %}{% set ns.t = (ns.t,) %}{% endfor %}"
+	    "{{ ns.t in {} }}", "nested too deeply");
+	expect_err("{% set ns = namespace(t=1) %}{% for i in range(100000) %}{% set ns.t = (ns.t,) %}{% endfor %}"
+	    "{% set d = {ns.t: 1} %}x", "nested too deeply");
+	expect("{% set d = {(1, (2, 'a')): 'yes'} %}{{ d[(1, (2, 'a'))] }}|{{ d.get((1, (2, 'b')), 'no') }}", "yes|no");
+
 	/* String repetition: empty, negative, and a product that wraps. */
 	expect("[{{ '' * 100000000000 }}][{{ 'ab' * -5 }}][{{ 2 * 'ab' }}]", "[][][abab]");
 	expect_err("{{ 'ab' * 4611686018427387904 }}", "too large");
@@ -557,6 +565,26 @@ test_hostile(void)
 	expect_err("{% set s = 'x' * 30000000 %}{% set t = 'x' * 30000000 %}{% for i in range(1000000) %}{{ s == t }}"
 	    "{% endfor %}", "too long");
 	expect_err("{% set c = 'y' * 3000000 ~ 'x' %}{{ ('x' * 3000000).strip(c) | length }}", "too long");
+	/* Built-ins that walk a list pay a step an element (each of these ran
+	 * for hours within the budget). */
+	expect("{{ [3, 9, 4] | max }} {{ [3, 9, 4] | min }} {{ [3, 9, 4] | sum }} {{ ['a', 'b'] | join('-') }} "
+	    "{{ '-'.join(['a', 'b']) }} {{ 'abc'.startswith(('x', 'a')) }}", "9 3 16 a-b a-b True");
+	expect_err("{% set R = range(1000000) %}{% for i in R %}{% set s = R | max %}{% endfor %}x", "too long");
+	expect_err("{% set R = range(1000000) %}{% for i in R %}{% set s = R | min %}{% endfor %}x", "too long");
+	expect_err("{% set R = range(1000000) %}{% for i in R %}{% set s = R | sum %}{% endfor %}x", "too long");
+	expect_err("{% set E = (',' * 999999).split(',') %}{% for i in E %}{% set s = E | join %}{% endfor %}x", "too long");
+	expect_err("{% set E = (',' * 999999).split(',') %}{% for i in E %}{% set s = ''.join(E) %}{% endfor %}x", "too long");
+	expect_err("{% set E = (',' * 999999).split(',') %}{% for i in E %}{% set s = 'a'.startswith(E) %}{% endfor %}x", "too long");
+	{
+		/* tojson's sorted keys pay a step a comparison. */
+		char *src = malloc(200000), *p;
+		p = src + sprintf(src, "{%% set d = {");
+		for (int i = 6000; i > 0; i--)
+			p += sprintf(p, "%d: 0,", i);
+		sprintf(p - 1, "} %%}{%% for i in range(1000) %%}{{ d | tojson(sort_keys=true) | length }}{%% endfor %%}");
+		expect_err(src, "too long");
+		free(src);
+	}
 
 	/* Slices whose step would run the index past INT64_MAX. */
 	expect("{{ [1,2,3][1::9223372036854775807] }}|{{ [1,2,3][::-9223372036854775807] }}|"

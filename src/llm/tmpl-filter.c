@@ -27,6 +27,7 @@ attr_path(struct rt *r, struct val x, const char *path, size_t n, int line)
 
 	while (i <= n && x.k != V_UNDEF) {
 		size_t j = i, digits = 1;
+		tmpl_eval_charge(r, 1);   /* a step a part ('s.s.s...' on a namespace holding itself) */
 		char name[256];
 		while (j < n && path[j] != '.') {
 			digits &= path[j] >= '0' && path[j] <= '9';
@@ -346,6 +347,7 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		struct val attr = tmpl_val_arg(a, 1, "attribute", UNDEF);
 		struct jlist *l = tmpl_val_iter(r, v, line);
 		struct outbuf b = { 0 };
+		tmpl_eval_charge(r, l->n);   /* a step an element scanned (empty ones cost no bytes) */
 		tmpl_val_put(r, &b, "", 0);
 		for (size_t i = 0; i < l->n; i++) {
 			struct val it = l->v[i];
@@ -541,6 +543,7 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		struct jlist *l = tmpl_val_iter(r, v, line);
 		const struct jstr *attr = attr_arg(r, tmpl_val_arg(a, 0, "attribute", UNDEF), line);
 		struct val st = tmpl_val_arg(a, 1, "start", tmpl_val_int(0));
+		tmpl_eval_charge(r, l->n);
 		double s;
 		int64_t is = 0;
 		int flt = st.k == V_FLOAT;
@@ -564,6 +567,7 @@ tmpl_filter_apply(struct rt *r, struct scope *sc, const char *name, struct val v
 		/* min/max(case_sensitive=false, attribute=none): the first of the extreme keys. */
 		struct jlist *l = tmpl_val_iter(r, v, line);
 		int cs = tmpl_val_truthy(tmpl_val_arg(a, 0, "case_sensitive", tmpl_val_bool(0)));
+		tmpl_eval_charge(r, l->n);
 		const struct jstr *attr = attr_arg(r, tmpl_val_arg(a, 1, "attribute", UNDEF), line);
 		struct val best = UNDEF, bkey = UNDEF;
 		for (size_t i = 0; i < l->n; i++) {
@@ -834,7 +838,7 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 			}
 			for (size_t i = 0; i < cands->n; i++) {
 				const struct jstr *x = tmpl_val_want_str(r, cands->v[i], name, line);
-				tmpl_eval_charge(r, x->len / TMPL_BYTES_PER_STEP);
+				tmpl_eval_charge(r, 1 + x->len / TMPL_BYTES_PER_STEP);
 				if (x->len <= self.u.s->len &&
 				    memcmp(self.u.s->p + (name[0] == 's' ? 0 : self.u.s->len - x->len), x->p, x->len) == 0)
 					return tmpl_val_bool(1);
@@ -882,6 +886,7 @@ tmpl_filter_call(struct rt *r, struct func *fn, const struct args *a, int line)
 		if (!strcmp(name, "join")) {
 			struct jlist *l = tmpl_val_iter(r, tmpl_val_arg(a, 0, NULL, UNDEF), line);
 			struct outbuf b = { 0 };
+			tmpl_eval_charge(r, l->n);
 			tmpl_val_put(r, &b, "", 0);
 			for (size_t i = 0; i < l->n; i++) {
 				if (i)

@@ -182,22 +182,26 @@ tmpl_val_dict_set(struct rt *r, struct jdict *d, const char *k, size_t n, struct
 }
 
 static void repr_at(struct rt *r, struct outbuf *b, struct val v, int top, int depth);
+static void check_depth(struct rt *r, int depth);
 
 /* The text that tells KEY (not a string) apart from the other such keys,
- * as Python's hash and == would: numbers of equal value are one key. */
+ * as Python's hash and == would: numbers of equal value are one key.
+ * DEPTH: how deep in a tuple (a tuple nested 100000 deep overflowed the
+ * stack). */
 static struct val
-key_text(struct rt *r, struct val key, int line)
+key_text_at(struct rt *r, struct val key, int line, int depth)
 {
 	struct outbuf b = { 0 };
 	char buf[32];
 
+	check_depth(r, depth);
 	switch (key.k) {
 	case V_BOOL: case V_INT:
 		snprintf(buf, sizeof(buf), "%lld", (long long)key.u.i);
 		return tmpl_val_cstr(r, buf);
 	case V_FLOAT:
 		if (key.u.f == trunc(key.u.f) && key.u.f >= -0x1p63 && key.u.f < 0x1p63)
-			return key_text(r, tmpl_val_int((int64_t)key.u.f), line);
+			return key_text_at(r, tmpl_val_int((int64_t)key.u.f), line, depth);
 		break;
 	case V_NONE:
 		break;
@@ -209,7 +213,7 @@ key_text(struct rt *r, struct val key, int line)
 				if (e.k == V_STR) {
 					repr_at(r, &b, e, 0, 1);
 				} else {
-					struct val t = key_text(r, e, line);
+					struct val t = key_text_at(r, e, line, depth + 1);
 					tmpl_val_put(r, &b, t.u.s->p, t.u.s->len);
 				}
 				tmpl_val_puts(r, &b, ",");
@@ -239,6 +243,12 @@ key_text(struct rt *r, struct val key, int line)
 	}
 	repr_at(r, &b, key, 0, 1);
 	return tmpl_val_take(r, &b);
+}
+
+static struct val
+key_text(struct rt *r, struct val key, int line)
+{
+	return key_text_at(r, key, line, 0);
 }
 
 struct val *
@@ -663,8 +673,10 @@ tmpl_val_to_json(struct rt *r, struct outbuf *b, struct val v, const struct json
 		for (size_t i = 0; i < n; i++)
 			ord[i] = i;
 		if (o->sort_keys) {
+			/* A step a comparison: the steps bound the sort, as sort's. */
 			for (size_t i = 1; i < n; i++)
-				for (size_t j = i; j > 0 && tmpl_val_compare(r, v.u.d->kv[ord[j - 1]], v.u.d->kv[ord[j]]) > 0; j--) {
+				for (size_t j = i; j > 0 && (tmpl_eval_charge(r, 1),
+				    tmpl_val_compare(r, v.u.d->kv[ord[j - 1]], v.u.d->kv[ord[j]]) > 0); j--) {
 					size_t t = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = t;
 				}
 		}

@@ -390,11 +390,13 @@ wait_for "A/B: which reply is better" 20 && ok || bad "/ab in the full screen: $
 ya=$(screen | grep -n "^ A: temp" | cut -d: -f1); yb=$(screen | grep -n "^ B: temp" | cut -d: -f1)
 [ -n "$ya" ] && [ -n "$yb" ] && [ "$yb" -gt "$ya" ] && ok || bad "not stacked at 76 columns: $(screen)"
 # Typing a message in the A/B view: its letters are the message's, not
-# picks (a word starting with t picked a tie); with the line empty, t is.
-T send-keys -t ui "xat"
-wait_for "^> xat" && ok || bad "letters typed in the A/B view are not in the line: $(screen)"
+# picks, the first one into the empty line too (a message starting with t
+# recorded a tie); the view says to Tab away first, and there t is a tie.
+shows "A/B: which reply is better\? Tab: a/b/t" && ok || bad "the view's title in the input line: $(screen)"
+T send-keys -t ui "tell more"
+wait_for "^> tell more" && ok || bad "letters typed in the A/B view are not in the line: $(screen)"
 check "typing in the A/B view picks nothing" 0 "$(q "$tmp/ui2.db" "SELECT count(*) FROM preferences")"
-T send-keys -t ui C-u t
+T send-keys -t ui C-u Tab t
 wait_for "a tie: A stays the chosen reply" && ok || bad "the tie: $(screen)"
 wait_sql "$tmp/ui2.db" "SELECT pick FROM preferences" "tie" && ok || bad "the tie in the database"
 check "a tie exports no pair" 0 "$("$NATTER_BIN" export --db "$tmp/ui2.db" --format dpo | wc -l | tr -d ' ')"
@@ -418,7 +420,7 @@ a_text=$(gen 0 | first20); b_text=$(gen 1 | first20)
 	bad "replies A and B are not two texts: $(q "$tmp/ui3.db" "SELECT id, quote(content) FROM generations")"
 screen | grep -qF -- "$a_text" && ok || bad "reply A [$a_text] is not on the screen: $(screen)"
 screen | grep -qF -- "$b_text" && ok || bad "reply B [$b_text] is not on the screen: $(screen)"
-T send-keys -t ui b
+T send-keys -t ui Tab b
 wait_for "picked B: it is the chosen reply; the preference is saved" && ok || bad "the pick of B: $(screen)"
 wait_sql "$tmp/ui3.db" "SELECT pick || '|' || setting FROM preferences" "b|seed + 1, temp + 0.3" && ok ||
 	bad "B's preference in the database: $(q "$tmp/ui3.db" "SELECT * FROM preferences")"

@@ -328,6 +328,13 @@ test_hostile_vocabs(void)
 	CHECK(!v && strstr(err, "unknown pre-tokenizer 'nonesuch'"), "unknown pre-tokenizer: %s", err);
 	free(buf);
 	buf = NULL;
+	/* Qwen3.5's own (real Qwen3.5 and 3.6 files carry it; they were
+	 * refused as unknown). */
+	v = hostile_vocab(1, 2, 8, NULL, "gpt2", 1, "qwen35", err, sizeof(err), &buf);
+	CHECK(v && !strcmp(tok_vocab_pre(v), "qwen35"), "the qwen35 pre-tokenizer: %s", v ? tok_vocab_pre(v) : err);
+	tok_vocab_free(v);
+	free(buf);
+	buf = NULL;
 	v = hostile_vocab(1, 2, 8, NULL, "bert", 0, NULL, err, sizeof(err), &buf);
 	CHECK(!v && strstr(err, "'bert' is not supported"), "unknown tokenizer model: %s", err);
 	free(buf);
@@ -447,6 +454,39 @@ run_missing_byte(const char *dir)
 	gguf_close(f);
 }
 
+/* Phi-3's special tokens swallow the whitespace after them, as llama.cpp
+ * tokenizes a chat turn (the ids below are its): each tag was followed by
+ * a "\n" token the model never saw in training. */
+static void
+run_phi3_rstrip(const char *dir)
+{
+	static const int32_t want[] = { 1, 32010, 1724, 338, 29871, 29906, 29974, 29906, 29973, 32007, 32001 };
+	const char *text = "<|user|>\nWhat is 2+2?<|end|>\n<|assistant|>\n";
+	char path[4096], err[512];
+	struct gguf_file *f;
+	struct tok_vocab *v;
+	struct tok_ids a = { 0 };
+	int same;
+
+	snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-phi-3.gguf", dir);
+	if (gguf_open(path, &f, err, sizeof(err)) < 0 || tok_vocab_load(f, &v, err, sizeof(err)) < 0) {
+		CHECK(0, "%s", err);
+		return;
+	}
+	CHECK(tok_encode(v, text, strlen(text), 1, 1, &a) == 0, "encode");
+	same = a.n == sizeof(want) / sizeof(want[0]);
+	for (size_t i = 0; same && i < a.n; i++)
+		same = a.ids[i] == want[i];
+	CHECK(same, "phi-3 chat turn: %zu ids (%d %d %d %d ...), want 11 as llama.cpp's", a.n, a.n > 0 ? a.ids[0] : -1,
+	    a.n > 1 ? a.ids[1] : -1, a.n > 2 ? a.ids[2] : -1, a.n > 3 ? a.ids[3] : -1);
+	tok_ids_free(&a);
+	/* Text without specials is as before: the whitespace is its own. */
+	CHECK(tok_encode(v, "\nWhat", 5, 0, 1, &a) == 0 && a.n >= 2, "plain text keeps its newline: %zu ids", a.n);
+	tok_ids_free(&a);
+	tok_vocab_free(v);
+	gguf_close(f);
+}
+
 /* Marked text (tok_mark_specials): a message's control-token texts are
  * encoded as text, the template's own as control tokens; a user-defined
  * token (<think>) is left alone; unmarking gives the text back, marks the
@@ -530,6 +570,7 @@ main(void)
 	run_stream(dir, "vocab-gemma3");
 	run_stream(dir, "vocab-qwen3");
 	run_missing_byte(dir);
+	run_phi3_rstrip(dir);
 	run_marks(dir);
 	return test_done("test-tok");
 }

@@ -977,6 +977,69 @@ wait_for "/pick: there is no A/B comparison|there is no A/B comparison to pick f
 [ "$(q "SELECT count(*) FROM preferences")" = 0 ] && ok || bad "a preference stored after a message (36)"
 stop
 
+# 36b. B stopped with Esc while it is written: no pick is offered (a
+# preference over a reply never finished was stored); B stays as another
+# version of the reply.
+fresh "$tmp/abstop.db" 120 "--token-delay 300 -n 12" "hello"
+T send-keys -t ui F6
+wait_for "A/B: generate reply B with" 10 || bad "F6 (36b): $(screen)"
+T send-keys -t ui Enter
+wait_for "A/B: writing B" 10 || bad "B not started (36b): $(screen)"
+T send-keys -t ui Escape
+wait_for "A/B ended: reply B was not finished" 20 && ok || bad "a stopped B was offered for a pick (36b): $(screen)"
+lacks "A/B: which reply" && ok || bad "the A/B view stayed up (36b): $(screen)"
+T send-keys -t ui "/pick b" Enter
+wait_for "there is no A/B comparison to pick from" 10 && ok || bad "/pick after a stopped B (36b): $(screen)"
+[ "$(q "SELECT count(*) || '|' || (SELECT end_reason FROM generations ORDER BY id DESC LIMIT 1) FROM preferences")" = "0|stopped" ] &&
+    ok || bad "a preference, or B not kept as stopped (36b): $(q "SELECT count(*) FROM preferences")"
+stop
+
+# 36c. A message typed in the A/B view: its first letter is the message's,
+# not a pick (a message starting "t" recorded a tie).
+fresh "$tmp/abtype.db" 120 "--token-delay 20 -n 6" "hello"
+T send-keys -t ui F6
+wait_for "A/B: generate reply B with" 10 || bad "F6 (36c): $(screen)"
+T send-keys -t ui Enter
+wait_for "A/B: which reply is better\? Tab: a/b/t" 20 || bad "B not written (36c): $(screen)"
+T send-keys -t ui "tell me more"
+wait_for "^> tell me more" 10 && ok || bad "the first letter was taken (36c): $(screen)"
+[ "$(q "SELECT count(*) FROM preferences")" = 0 ] && ok || bad "typing picked (36c): $(q "SELECT pick FROM preferences")"
+T send-keys -t ui C-u Tab a
+wait_for "picked A" 10 && ok || bad "a away from the input line (36c): $(screen)"
+wait_sql "SELECT pick FROM preferences" a 10 && ok || bad "the pick of A (36c): $(q "SELECT pick FROM preferences")"
+stop
+
+# 36d. Esc in edit mode: the rewrite typed is not thrown away; it is in the
+# input history (Up), and the notice says so.
+fresh "$tmp/esc.db" 100 "--token-delay 20 -n 4" "first question"
+T send-keys -t ui Tab Up Enter
+wait_for "^edit> first question" 10 || bad "edit (36d): $(screen)"
+T send-keys -t ui C-e C-u "my careful rewrite"
+wait_for "^edit> my careful rewrite" 10 || bad "the rewrite (36d): $(screen)"
+T send-keys -t ui Escape
+wait_for "cancelled \(what you typed is in the input history: Up\)" 10 && ok || bad "Esc in edit mode (36d): $(screen)"
+T send-keys -t ui Up
+wait_for "^> my careful rewrite" 10 && ok || bad "the rewrite is not in the input history (36d): $(screen)"
+stop
+
+# 36e. F5 on an unanswered message of a resumed conversation that no
+# longer fits (a smaller -c): refused and withdrawn, it comes back into
+# the input line (it was gone from the screen, the session and the history).
+long=$(for i in $(seq 1 10); do printf "remember the lighthouse keeper "; done)
+printf '%s\n' "$long" | NATTER_DB="$tmp/refit.db" "$NATTER_BIN" chat --plain -m "$M" -c 1024 -n 1 >/dev/null 2>&1
+# Its reply lost (natter stopped before saving it): the conversation ends with the message.
+sqlite3 "$tmp/refit.db" "UPDATE conversations SET leaf_id = (SELECT id FROM messages WHERE role = 'user');
+    DELETE FROM messages WHERE role = 'assistant';" || bad "the reply not removed (36e)"
+start 100 30 "NATTER_DB=$tmp/refit.db" "-c 40"
+wait_for "Type a message" || bad "start (36e): $(screen)"
+T send-keys -t ui F3
+wait_for "Past conversations" 10 || bad "F3 (36e): $(screen)"
+T send-keys -t ui Enter
+wait_for "remember the lighthouse keeper" 10 || bad "the conversation resumed (36e): $(screen)"
+T send-keys -t ui F5
+wait_for "^> remember the lighthouse keeper" 20 && ok || bad "the refused message is not back in the line (36e): $(screen)"
+stop
+
 # 37. A first word too long for the input row starts beside the prompt:
 # the prompt's blank is no place to break (the prompt stood alone on its
 # row, the word below it).

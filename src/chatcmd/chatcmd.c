@@ -293,7 +293,11 @@ say_failed(struct chatcmd_env *e, const char *what)
 {
 	char moved[512];
 
-	if (chatlog_left(e->log, e->c) && chatlog_moved(e->log, moved, sizeof(moved)))
+	/* While a reply is written the session is the generation's: leaving
+	 * the conversation (it clears every message's ids) waits for the
+	 * reply's own save, which finds the deletion itself. */
+	if (!(e->ops->busy && e->ops->busy(e->fe)) && chatlog_left(e->log, e->c) &&
+	    chatlog_moved(e->log, moved, sizeof(moved)))
 		say(e, 1, "%s: %s", what, moved);
 	else
 		say(e, 1, "%s: %s", what, store_errmsg(e->log->s));

@@ -609,7 +609,10 @@ cmd_chat(int argc, char **argv)
 			}
 			if (last.stop == CHAT_STOP_CANCEL)
 				fprintf(stderr, "[natter: reply stopped]\n");
-			printf("Which is better? /pick a, /pick b or /pick tie\n");
+			if (per.ab.state != CHATLOG_AB_READY)
+				fprintf(stderr, "[natter: reply B was not finished: no comparison to pick from]\n");
+			else
+				printf("Which is better? /pick a, /pick b or /pick tie\n");
 			fflush(stdout);
 		}
 		if (gen || regen) {

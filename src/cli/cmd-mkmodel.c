@@ -399,8 +399,8 @@ cmd_mkmodel(int argc, char **argv)
 			}
 		}
 		gguf_w_str(w, "tokenizer.ggml.model", P->spm ? "llama" : "gpt2");
-		if (!P->spm)
-			gguf_w_str(w, "tokenizer.ggml.pre", "qwen2");
+		if (!P->spm)   /* as the real files have it */
+			gguf_w_str(w, "tokenizer.ggml.pre", !strcmp(P->arch, "qwen35") ? "qwen35" : "qwen2");
 		gguf_w_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tokstr, P->n_vocab);
 		gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_VT_INT32, toktype, P->n_vocab);
 		if (P->spm) {

@@ -17,6 +17,9 @@
 #define PAT_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
 #define PAT_LLAMA3 "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define PAT_QWEN2 "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+/* Qwen3.5's (tokenizer.json): Qwen2's, with combining marks (\p{M}) part
+ * of a word, not split off as punctuation (Devanagari, decomposed accents). */
+#define PAT_QWEN35 "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define PAT_CJK "[\xe4\xb8\x80-\xe9\xbe\xa5\xe0\xa0\x80-\xe4\xb8\x80\xea\xb0\x80-\xed\x9f\xbf]+"
 
 struct pretok {
@@ -28,6 +31,7 @@ struct pretok {
 static const struct pretok pretoks[] = {
 	{ "llama-bpe\0llama3\0llama-v3\0falcon3\0dbrx\0smaug-bpe\0chatglm-bpe\0", 1, { PAT_LLAMA3 } },
 	{ "qwen2\0stablelm2\0deepseek-r1-qwen\0megrez\0", 0, { PAT_QWEN2 } },
+	{ "qwen35\0", 0, { PAT_QWEN35 } },
 	{ "gpt-2\0gpt2\0phi-2\0mpt\0olmo\0jais\0jina-es\0jina-de\0roberta-bpe\0", 0, { PAT_GPT2 } },
 	{ "deepseek-llm\0", 0, {
 		"[\r\n]",
@@ -104,6 +108,7 @@ struct tok_entry {
 	uint32_t len;
 	float score;
 	uint8_t type;
+	uint8_t rstrip;       /* as a special token, swallows the whitespace after it (Phi-3's) */
 };
 
 struct strmap {
@@ -372,6 +377,26 @@ tok_vocab_load(const struct gguf_file *f, struct tok_vocab **out, char *err, siz
 	(void)gguf_get_bool(f, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix);
 	if (v->kind == TOK_SPM && v->unk == TOK_NONE)
 		v->unk = tok_find(v, "<unk>");
+	{
+		/* Phi-3's special tokens swallow the whitespace after them
+		 * (rstrip in its tokenizer_config.json), all but <unk>, <s> and
+		 * <|endoftext|>: "<|user|>\nHi" is <|user|> Hi.  Known by the
+		 * model's name, as llama.cpp knows it. */
+		char *name = gguf_get_str(f, "general.name");
+		if (name && (strcasestr(name, "phi3") || strcasestr(name, "phi-3"))) {
+			static const char *const keep[] = { "<unk>", "<s>", "<|endoftext|>" };
+			int32_t id;
+			for (int32_t i = 0; i < v->n; i++)
+				v->tok[i].rstrip = v->tok[i].type == TOK_TYPE_CONTROL ||
+				    v->tok[i].type == TOK_TYPE_USER_DEFINED;
+			if ((id = tok_find(v, "</s>")) != TOK_NONE)
+				v->tok[id].rstrip = 1;
+			for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
+				if ((id = tok_find(v, keep[k])) != TOK_NONE)
+					v->tok[id].rstrip = 0;
+		}
+		free(name);
+	}
 
 	for (int i = 0; i < 256; i++)
 		v->byte_tok[i] = TOK_NONE;
@@ -1102,6 +1127,9 @@ tok_encode_ex(const struct tok_vocab *v, const char *text, size_t len, unsigned 
 			rc = tok_ids_push(out, sp);
 			prev_special = 1;
 			i += v->tok[sp].len;
+			if (v->tok[sp].rstrip)
+				while (i < len && (text[i] == ' ' || (text[i] >= '\t' && text[i] <= '\r')))
+					i++;
 			frag = i;
 			continue;
 		}

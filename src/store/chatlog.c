@@ -422,7 +422,11 @@ chatlog_reply(struct chatlog *l, struct chat *c, const struct chat_stats *st)
 
 	if (i >= 0 && l->ab.state == CHATLOG_AB_RUNNING && i == l->ab.idx && chat_alt_index(c, i) != l->ab.alt_a) {
 		l->ab.alt_b = chat_alt_index(c, i);
-		l->ab.state = CHATLOG_AB_READY;
+		/* A B stopped or broken off is no reply to rank: a pick would
+		 * store a preference over a reply never finished (one cut by
+		 * its length is ranked, and exported as incomplete). */
+		l->ab.state = st->stop == CHAT_STOP_CANCEL || st->stop == CHAT_STOP_ERROR ? CHATLOG_AB_NONE :
+		    CHATLOG_AB_READY;
 	} else if (i >= 0 && l->ab.state == CHATLOG_AB_READY && i == l->ab.idx) {
 		/* Another reply to the message (a /regen) ends the comparison:
 		 * a pick would choose a reply no longer shown. */

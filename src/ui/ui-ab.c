@@ -172,10 +172,10 @@ ui_ab_key(struct ui *u, int is_key, unsigned ch)
 		view_close(u);
 		return 0;
 	}
-	/* A pick, unless a message is being typed: then the letter is
-	 * the message's (a word that starts "t" picked a tie). */
-	if (!is_key && (ch == 'a' || ch == 'b' || ch == 't') &&
-	    (u->focus != UI_F_INPUT || (u->mode == UI_IM_MESSAGE && !ui_input_text()[0]))) {
+	/* A pick, away from the input line: there a letter is a message's
+	 * (the first letter of one, typed into the empty line, picked: a
+	 * message starting "t" recorded a tie the user never chose). */
+	if (!is_key && (ch == 'a' || ch == 'b' || ch == 't') && u->focus != UI_F_INPUT) {
 		pick(u, ch == 'a' ? "a" : ch == 'b' ? "b" : "tie");
 		return UI_KH_REDRAW;
 	}
@@ -256,7 +256,8 @@ ui_ab_draw(struct ui *u)
 		return;
 	for (int i = 0; i < r.h; i++)
 		ui_draw_fill(r.y + i, r.x, r.w, ui_theme_attr(UE_NORMAL));
-	ui_draw_put(r.y, r.x + 1, r.w - 2, u->gen ? "A/B: writing B (Esc stops it)" :
+	ui_draw_put(r.y, r.x + 1, r.w - 2, u->gen ? "A/B: writing B (Esc stops it)" : u->focus == UI_F_INPUT ?
+	    "A/B: which reply is better? Tab: a/b/t" :
 	    "A/B: which reply is better?  a: A   b: B   t: tie", ui_theme_attr(UE_TITLE) | A_BOLD);
 	/* B streams from the queue while it is written; then it is the
 	 * session's alternative. */

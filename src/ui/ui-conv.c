@@ -52,6 +52,13 @@ start(struct ui *u, int regen, const struct chatcmd_variant *v)
 		if (!strcmp(chat_message_role(u->c, n - 1), "assistant") && u->nmsgs > 0 &&
 		    !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
 			ui_screen_pop(u);
+		/* A user's message answered again may be refused and withdrawn
+		 * (a resumed conversation under a smaller context): it goes
+		 * back into the input line as a message sent does. */
+		if (!strcmp(chat_message_role(u->c, n - 1), "user")) {
+			free(u->unsent);
+			u->unsent = strdup(chat_message_content(u->c, n - 1));
+		}
 	}
 	/* The A/B view would show this reply as B. */
 	if (!v)
@@ -154,8 +161,7 @@ ui_conv_finish(struct ui *u)
 		u->state = "error";
 		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "assistant"))
 			ui_screen_pop(u);
-		if (!u->regen && u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "user") &&
-		    chat_n_messages(u->c) < u->nmsgs) {
+		if (u->nmsgs > 0 && !strcmp(u->msgs[u->nmsgs - 1].role, "user") && chat_n_messages(u->c) < u->nmsgs) {
 			/* Withdrawn: back in the input line as typed (a message
 			 * starting with "/" was typed "//"), or, when the user has
 			 * typed on meanwhile, in the input history, as every line
@@ -194,10 +200,19 @@ ui_conv_finish(struct ui *u)
 	 * again, and what it stores is said. */
 	int n = chat_n_messages(u->c);
 	int unsaved = n >= 2 && !strcmp(chat_message_role(u->c, n - 2), "user") && !chat_message_tag(u->c, n - 2);
-	if (chatlog_reply(&u->log, u->c, &u->stats) < 0)
-		ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
-	else if (unsaved && u->log.s && chat_message_tag(u->c, n - 2) && u->log.last_gen)
-		ui_screen_notify(u, 0, "saved after all: your message, with its reply");
+	{
+		const int ab_b = u->log.ab.state == CHATLOG_AB_RUNNING;
+		if (chatlog_reply(&u->log, u->c, &u->stats) < 0)
+			ui_screen_notify(u, 1, "not saved: %s", store_errmsg(u->log.s));
+		else if (unsaved && u->log.s && chat_message_tag(u->c, n - 2) && u->log.last_gen)
+			ui_screen_notify(u, 0, "saved after all: your message, with its reply");
+		if (ab_b && u->log.ab.state == CHATLOG_AB_NONE && u->ab_view) {
+			/* B was stopped or broke off: nothing to pick. */
+			u->ab_view = 0;
+			ui_screen_notify(u, 1, "A/B ended: reply B was not finished, so there is no pick to make (it "
+			    "stays as another version of the reply)");
+		}
+	}
 	conv_moved_say(u);
 }
 

@@ -447,6 +447,26 @@ ui_input_restore(struct ui *u)
 	u->stashed = NULL;
 }
 
+int
+ui_input_cancel(struct ui *u)
+{
+	const char *now = ui_input_text();
+	char *typed = NULL;
+	int kept = !ui_text_blank(now) && !(u->stashed && !strcmp(now, u->stashed));
+
+	/* Words the user typed over what the mode put in the line (an
+	 * edit's rewrite, a comment): not thrown away by Esc.  (Into the
+	 * input history once the line is replaced: ui_input_set reads
+	 * readline's place in it.) */
+	if (kept && !(typed = strdup(now)))
+		remember(now);
+	ui_input_restore(u);
+	if (typed)
+		remember(typed);
+	free(typed);
+	return kept;
+}
+
 /* Keys that readline understands as escape sequences. */
 void
 ui_input_key(struct ui *u, int key)

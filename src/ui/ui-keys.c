@@ -223,8 +223,12 @@ global_key(struct ui *u, int is_key, unsigned ch)
 	case 27:                                     /* a lone Esc */
 		if (u->mode != UI_IM_MESSAGE) {
 			u->mode = UI_IM_MESSAGE;
-			ui_input_restore(u);   /* the draft the mode pushed aside */
-			ui_screen_notify(u, 0, "cancelled");
+			/* The draft the mode pushed aside back; what was typed
+			 * over the mode's line to the input history. */
+			if (ui_input_cancel(u))
+				ui_screen_notify(u, 0, "cancelled (what you typed is in the input history: Up)");
+			else
+				ui_screen_notify(u, 0, "cancelled");
 		} else if (u->gen) {
 			ui_conv_stop(u);
 		} else if (u->focus != UI_F_INPUT) {

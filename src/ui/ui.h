@@ -417,6 +417,9 @@ int ui_input_stash(struct ui *u, const char *text);
  * the mode is cancelled (Esc).  Between lines only; after a line, on_line
  * puts the draft back itself. */
 void ui_input_restore(struct ui *u);
+/* The same for Esc: what the user typed over the mode's line goes to the
+ * input history first.  Returns 1 when it did. */
+int ui_input_cancel(struct ui *u);
 /* The input line as it is now (borrowed; "" if none). */
 const char *ui_input_text(void);
 /* The cursor's byte offset in the input line. */
